@@ -1,0 +1,22 @@
+"""Routes of the customer API, mounted at /api/v1/."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from api import views, webhooks
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("products", views.ProductListView.as_view(), name="products"),
+    path("accounts", views.AccountCreateView.as_view(), name="accounts"),
+    path("auth/token", views.TokenCreateView.as_view(), name="auth-token"),
+    path("me", views.MeView.as_view(), name="me"),
+    path("assets", views.AssetCreateView.as_view(), name="assets"),
+    path("assets/<str:asset_id>", views.AssetDetailView.as_view(), name="asset-detail"),
+    path("quotes", views.QuoteView.as_view(), name="quotes"),
+    path("orders", views.OrderListCreateView.as_view(), name="orders"),
+    path("orders/<str:ref>", views.OrderDetailView.as_view(), name="order-detail"),
+    path("orders/<str:ref>/cancel", views.OrderCancelView.as_view(), name="order-cancel"),
+    path("webhooks/stripe", webhooks.StripeWebhookView.as_view(), name="stripe-webhook"),
+]

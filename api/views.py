@@ -1,0 +1,282 @@
+"""Customer API views: one view per operation, each a thin call into lab services/selectors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.authtoken.models import Token
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.throttles import AnonThrottle, RegistrationThrottle
+from lab.accounts import services as accounts
+from lab.accounts.models import User
+from lab.catalog.models import Product
+from lab.lib.errors import DomainError
+from lab.orders import services as orders
+from lab.orders.models import Order
+
+
+def _customer(request: Request) -> User | None:
+    user = request.user
+    return cast(User, user) if user and user.is_authenticated else None
+
+
+class ProductFilter(filters.FilterSet):
+    class Meta:
+        model = Product
+        fields = ("paper",)
+
+
+class ProductListView(generics.ListAPIView):
+    """The catalog: every print size and paper with its price and minimum DPI."""
+
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+    serializer_class = s.ProductOutput
+    filterset_class = ProductFilter
+    queryset = Product.objects.filter(is_active=True)
+
+
+class AccountCreateView(APIView):
+    permission_classes = (AllowAny,)
+    authentication_classes = ()
+    throttle_classes = (RegistrationThrottle,)
+
+    @extend_schema(request=s.RegistrationInput, responses={201: s.RegistrationOutput})
+    def post(self, request: Request) -> Response:
+        data = s.RegistrationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user = accounts.customer_register(
+            email=values["email"],
+            password=values["password"],
+            full_name=values["full_name"],
+            address=values["address"],
+            birth_date=values["birth_date"],
+            policy_version=values["privacy_policy_version"],
+            marketing_opt_in=values["marketing_opt_in"],
+        )
+        token = Token.objects.create(user=user)
+        output = s.RegistrationOutput(user, context={"token": token.key}).data
+        return Response(output, status=status.HTTP_201_CREATED)
+
+
+class TokenCreateView(APIView):
+    """Exchange e-mail and password for an API token."""
+
+    permission_classes = (AllowAny,)
+    authentication_classes = ()
+    throttle_classes = (RegistrationThrottle,)
+
+    @extend_schema(request=s.TokenInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = s.TokenInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(
+            request._request,
+            email=data.validated_data["email"].lower(),
+            password=data.validated_data["password"],
+        )
+        if user is None:
+            raise DomainError("invalid_credentials", "E-mail or password is not correct.", status=401)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class MeView(APIView):
+    """My Account: read and change name, e-mail, address, marketing opt-in and password."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(responses=s.AccountOutput)
+    def get(self, request: Request) -> Response:
+        return Response(s.AccountOutput(request.user).data)
+
+    @extend_schema(request=s.MeUpdateInput, responses=s.AccountOutput)
+    def patch(self, request: Request) -> Response:
+        data = s.MeUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = accounts.customer_update(user=cast(User, request.user), **data.validated_data)
+        return Response(s.AccountOutput(user).data)
+
+
+class AssetCreateView(APIView):
+    """Upload a photo (multipart `file`) or give an https `url` that a worker fetches."""
+
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+    parser_classes = (MultiPartParser, FormParser, JSONParser)
+
+    @extend_schema(request=s.AssetUploadInput, responses={201: s.AssetOutput, 202: s.AssetOutput})
+    def post(self, request: Request) -> Response:
+        data = s.AssetUploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        owner = _customer(request)
+        if values.get("url"):
+            asset = orders.asset_create_from_url(owner=owner, url=values["url"])
+            return Response(s.AssetOutput(asset).data, status=status.HTTP_202_ACCEPTED)
+        upload = values["file"]
+        if upload.size is not None and upload.size > settings.ASSET_MAX_BYTES:
+            raise DomainError("file_too_large", "The file is too large.", status=413)
+        asset = orders.asset_create_from_upload(
+            owner=owner, data=upload.read(), md5=values.get("md5"), sha256=values.get("sha256")
+        )
+        return Response(s.AssetOutput(asset).data, status=status.HTTP_201_CREATED)
+
+
+class AssetDetailView(APIView):
+    """A photo's metadata and processing state (never its bytes)."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(responses=s.AssetOutput)
+    def get(self, request: Request, asset_id: str) -> Response:
+        asset = orders.asset_for_owner(asset_id=asset_id, user=_customer(request))
+        return Response(s.AssetOutput(asset).data)
+
+
+def _items(values: dict[str, Any]) -> list[orders.ItemRequest]:
+    return [
+        orders.ItemRequest(sku=i["sku"], asset_id=i["asset"], copies=i["copies"], sizing=i["sizing"])
+        for i in values["items"]
+    ]
+
+
+class QuoteView(APIView):
+    """Prices and preflight for a basket, computed by the server; nothing is stored."""
+
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+
+    @extend_schema(request=s.QuoteInput, responses=s.QuoteOutput)
+    def post(self, request: Request) -> Response:
+        data = s.QuoteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        quote = orders.quote_compute(
+            customer=_customer(request),
+            items=_items(data.validated_data),
+            shipping_method=data.validated_data["shipping_method"],
+        )
+        return Response(s.QuoteOutput(quote).data)
+
+
+class OrderFilter(filters.FilterSet):
+    class Meta:
+        model = Order
+        fields = ("status",)
+
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="A unique key per order attempt; a retry with the same key and body returns the same order.",
+)
+ORDER_TOKEN_HEADER = OpenApiParameter(
+    "X-Order-Token",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Guests: the token returned when the order was created.",
+)
+
+
+class OrderListCreateView(generics.ListAPIView):
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+    serializer_class = s.OrderSummaryOutput
+    filterset_class = OrderFilter
+
+    def get_queryset(self) -> QuerySet[Order]:
+        customer = _customer(self.request)
+        if customer is None:
+            return Order.objects.none()
+        return Order.objects.filter(customer=customer)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if _customer(request) is None:
+            raise DomainError("not_authenticated", "Log in to list your orders.", status=401)
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=s.OrderInput,
+        responses={201: s.OrderCreatedOutput, 200: s.OrderCreatedOutput},
+        parameters=[IDEMPOTENCY_HEADER],
+    )
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key or len(key) > 200:
+            raise DomainError(
+                "idempotency_key_required", "Send an Idempotency-Key header (1-200 characters)."
+            )
+        data = s.OrderInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        customer = _customer(request)
+        guest_values = values.get("guest")
+        guest = (
+            orders.GuestDetails(
+                email=guest_values["email"],
+                birth_date=guest_values["birth_date"],
+                policy_version=guest_values["privacy_policy_version"],
+            )
+            if guest_values
+            else None
+        )
+        fingerprint = hashlib.sha256(
+            json.dumps(request.data, sort_keys=True, default=str, separators=(",", ":")).encode()
+        ).hexdigest()
+        result = orders.order_create(
+            customer=customer,
+            guest=guest if customer is None else None,
+            items=_items(values),
+            shipping_address=values["shipping_address"],
+            shipping_method=values["shipping_method"],
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
+        body = s.OrderCreatedOutput(result.order).data | {"guest_token": result.guest_token}
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class OrderDetailView(APIView):
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+
+    @extend_schema(responses=s.OrderOutput, parameters=[ORDER_TOKEN_HEADER])
+    def get(self, request: Request, ref: str) -> Response:
+        order = orders.order_for_reader(
+            ref=ref, user=_customer(request), guest_token=request.headers.get("X-Order-Token")
+        )
+        order = Order.objects.prefetch_related("items__product", "events").get(pk=order.pk)
+        return Response(s.OrderOutput(order).data)
+
+
+class OrderCancelView(APIView):
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+
+    @extend_schema(request=None, responses=s.OrderOutput, parameters=[ORDER_TOKEN_HEADER])
+    def post(self, request: Request, ref: str) -> Response:
+        customer = _customer(request)
+        order = orders.order_for_reader(
+            ref=ref, user=customer, guest_token=request.headers.get("X-Order-Token")
+        )
+        order = orders.order_cancel(
+            order=order, actor=customer, actor_kind="customer" if customer else "guest"
+        )
+        order = Order.objects.prefetch_related("items__product", "events").get(pk=order.pk)
+        return Response(s.OrderOutput(order).data)

@@ -1,0 +1,28 @@
+"""Stripe webhooks in: verify the signature over the raw body, then hand the event to the service."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from lab.orders import payments
+
+
+class StripeWebhookView(APIView):
+    """Stripe events: payment succeeded/failed, charge refunded. Forged or stale payloads get 400."""
+
+    permission_classes = (AllowAny,)
+    authentication_classes = ()
+    parser_classes = ()  # the signature covers the raw body: it is read as bytes, never parsed first
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        payload = request.body
+        event = payments.webhook_event_verify(
+            payload=payload, signature_header=request.headers.get("Stripe-Signature", "")
+        )
+        outcome = payments.webhook_event_handle(event=event)
+        return Response({"received": True, "outcome": outcome})

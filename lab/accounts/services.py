@@ -1,0 +1,151 @@
+"""Writes for people: registration with the age gate and consent, My Account updates, staff seeding."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from lab.accounts.models import Consent, PolicyVersion, User
+from lab.accounts.roles import Role
+from lab.lib.errors import Conflict, DomainError
+
+MINIMUM_AGE = 13
+
+
+class UnderAge(DomainError):
+    """COPPA: raised before anything about the person is stored or logged."""
+
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("under_minimum_age", "We cannot take an account or order from anyone under 13.")
+
+
+def age_on(*, birth_date: date, today: date) -> int:
+    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+
+
+def age_gate_check(*, birth_date: date) -> None:
+    if age_on(birth_date=birth_date, today=timezone.now().date()) < MINIMUM_AGE:
+        raise UnderAge()
+
+
+def policy_publish(*, version: str, text: str) -> PolicyVersion:
+    policy, _ = PolicyVersion.objects.get_or_create(
+        version=version, defaults={"text": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    )
+    return policy
+
+
+def policy_current() -> PolicyVersion:
+    # Migrations publish the shipped version, so there is always one.
+    return PolicyVersion.objects.order_by("-published_at", "-pk")[0]
+
+
+def policy_agreement_check(*, version: str) -> PolicyVersion:
+    current = policy_current()
+    if version != current.version:
+        raise DomainError(
+            "policy_version_mismatch",
+            f"Please read and agree to the current privacy policy (version {current.version}).",
+            current_version=current.version,
+        )
+    return current
+
+
+def customer_register(
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    address: dict[str, Any],
+    birth_date: date,
+    policy_version: str,
+    marketing_opt_in: bool = False,
+) -> User:
+    age_gate_check(birth_date=birth_date)  # first: an under-13 refusal must leave nothing behind
+    policy = policy_agreement_check(version=policy_version)
+    try:
+        validate_password(password, user=User(email=email, full_name=full_name))
+    except ValidationError as error:
+        raise DomainError("weak_password", " ".join(error.messages)) from error
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                email, password, full_name=full_name, address=address, marketing_opt_in=marketing_opt_in
+            )
+            user.groups.add(Group.objects.get_or_create(name=Role.CUSTOMER)[0])
+            Consent.objects.create(user=user, kind=Consent.Kind.PRIVACY_POLICY, policy_version=policy)
+            if marketing_opt_in:
+                Consent.objects.create(user=user, kind=Consent.Kind.MARKETING, policy_version=policy)
+    except IntegrityError as error:
+        raise Conflict("email_taken", "An account with this e-mail address already exists.") from error
+    return user
+
+
+def customer_update(
+    *,
+    user: User,
+    full_name: str | None = None,
+    email: str | None = None,
+    address: dict[str, Any] | None = None,
+    marketing_opt_in: bool | None = None,
+    current_password: str | None = None,
+    new_password: str | None = None,
+) -> User:
+    fields: list[str] = []
+    if new_password is not None:
+        if not current_password or not user.check_password(current_password):
+            raise DomainError("wrong_password", "The current password is not correct.", status=403)
+        try:
+            validate_password(new_password, user=user)
+        except ValidationError as error:
+            raise DomainError("weak_password", " ".join(error.messages)) from error
+        user.set_password(new_password)
+        fields.append("password")
+    if full_name is not None:
+        user.full_name = full_name
+        fields.append("full_name")
+    if email is not None and email.lower() != user.email:
+        if User.objects.filter(email=email.lower()).exclude(pk=user.pk).exists():
+            raise Conflict("email_taken", "An account with this e-mail address already exists.")
+        user.email = email.lower()
+        fields.append("email")
+    if address is not None:
+        user.address = address
+        fields.append("address")
+    with transaction.atomic():
+        if marketing_opt_in is not None and marketing_opt_in != user.marketing_opt_in:
+            user.marketing_opt_in = marketing_opt_in
+            fields.append("marketing_opt_in")
+            Consent.objects.create(
+                user=user,
+                kind=Consent.Kind.MARKETING,
+                granted=marketing_opt_in,
+                policy_version=policy_current(),
+            )
+        if fields:
+            user.save(update_fields=fields)
+    return user
+
+
+def staff_user_create(*, email: str, password: str, full_name: str, roles: list[str]) -> User:
+    user, created = User.objects.get_or_create(email=email.lower(), defaults={"full_name": full_name})
+    if created:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    for role in roles:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+def roles_ensure() -> None:
+    for role in Role:
+        Group.objects.get_or_create(name=role)

@@ -1,0 +1,125 @@
+"""Outbound HTTP to addresses customers give us (photo URLs, webhook endpoints), with an SSRF guard.
+
+The host is resolved once, every address must be public (unless settings allow private ones), and the
+connection goes to the address that was checked, so a DNS answer cannot change between check and use.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from lab.lib.errors import DomainError
+
+
+class UnsafeUrl(DomainError):
+    status = 422
+
+
+class FetchFailed(DomainError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not allow_http):
+        raise UnsafeUrl("url_scheme_not_allowed", "Only https:// URLs are accepted.")
+    if not parts.hostname or parts.username or parts.password:
+        raise UnsafeUrl("url_invalid", "The URL needs a host and no credentials.")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise UnsafeUrl("url_host_unresolvable", "The URL's host does not resolve.") from error
+    addresses = [str(info[4][0]) for info in infos]
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not allow_private and not ip.is_global:
+            raise UnsafeUrl(
+                "url_target_not_allowed", "The URL points to a private, loopback or link-local address."
+            )
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(scheme=parts.scheme, host=parts.hostname, port=port, path=path, address=addresses[0])
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=ssl.create_default_context())
+        self._address = target.address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _connection(target: Target, timeout: float) -> http.client.HTTPConnection:
+    if target.scheme == "https":
+        return _PinnedHTTPSConnection(target, timeout)
+    return _PinnedHTTPConnection(target, timeout)
+
+
+def fetch(url: str, *, max_bytes: int, timeout: float, allow_private: bool, allow_http: bool) -> bytes:
+    """GET a URL, refusing redirects, non-200 answers and bodies over `max_bytes`."""
+    target = check_url(url, allow_private=allow_private, allow_http=allow_http)
+    connection = _connection(target, timeout)
+    try:
+        connection.request(
+            "GET", target.path, headers={"User-Agent": "printlab-fetch/1", "Accept": "image/*"}
+        )
+        response = connection.getresponse()
+        if response.status != 200:
+            raise FetchFailed(
+                "url_fetch_status", f"The URL answered HTTP {response.status}.", status_code=response.status
+            )
+        declared = response.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise FetchFailed("file_too_large", f"The file is larger than {max_bytes} bytes.")
+        body = response.read(max_bytes + 1)
+        if len(body) > max_bytes:
+            raise FetchFailed("file_too_large", f"The file is larger than {max_bytes} bytes.")
+        return body
+    except (OSError, http.client.HTTPException) as error:
+        raise FetchFailed("url_fetch_failed", "The URL could not be fetched in time.") from error
+    finally:
+        connection.close()
+
+
+def post(
+    url: str, *, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool, allow_http: bool
+) -> int:
+    """POST a body and return the status code; used for customer webhooks."""
+    target = check_url(url, allow_private=allow_private, allow_http=allow_http)
+    connection = _connection(target, timeout)
+    try:
+        connection.request("POST", target.path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(65536)
+        return response.status
+    except (OSError, http.client.HTTPException) as error:
+        raise FetchFailed("delivery_failed", "The endpoint could not be reached.") from error
+    finally:
+        connection.close()

@@ -1,0 +1,201 @@
+"""Orders, their items, the customer photos (assets) they print, and the records around payment.
+
+Statuses are written only by lab.orders.services; every change leaves an OrderEvent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from lab.orders.states import OrderStatus
+
+# Crockford-style alphabet: no I, L, O, U; 12 symbols = 60 bits, unguessable and readable on a slip.
+_REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_order_ref() -> str:
+    return "PL-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(12))
+
+
+class Asset(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        READY = "ready"
+        FAILED = "failed"
+        PURGED = "purged"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assets"
+    )
+    # A guest's photo is bound to the first order that uses it; nobody else may use it afterwards.
+    guest_order = models.ForeignKey(
+        "Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    source_url = models.URLField(max_length=2000, blank=True)
+    data_key = models.ForeignKey("privacy.DataKey", null=True, on_delete=models.PROTECT, related_name="+")
+    blob_name = models.CharField(max_length=64, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    width_px = models.PositiveIntegerField(default=0)
+    height_px = models.PositiveIntegerField(default=0)
+    image_format = models.CharField(max_length=16, blank=True)
+    color_mode = models.CharField(max_length=16, blank=True)
+    has_icc_profile = models.BooleanField(default=False)
+    icc_description = models.CharField(max_length=200, blank=True)
+    exif_orientation = models.PositiveSmallIntegerField(default=1)
+    gps_stripped = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"asset:{self.pk}"
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """Pixel size after EXIF orientation (5-8 swap the axes)."""
+        if self.exif_orientation in (5, 6, 7, 8):
+            return self.height_px, self.width_px
+        return self.width_px, self.height_px
+
+
+class Order(models.Model):
+    class ShippingMethod(models.TextChoices):
+        STANDARD = "standard"
+        EXPRESS = "express"
+        PICKUP = "pickup"
+
+    class PaymentStatus(models.TextChoices):
+        NONE = "none"
+        REQUIRES_PAYMENT = "requires_payment"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REFUNDED = "refunded"
+
+    ref = models.CharField(max_length=20, unique=True, default=new_order_ref, editable=False)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+    )
+    guest_email = models.EmailField(blank=True)
+    guest_token_hash = models.CharField(max_length=64, blank=True)
+    status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.AWAITING_PAYMENT
+    )
+    shipping_address = models.JSONField(default=dict)
+    shipping_method = models.CharField(max_length=16, choices=ShippingMethod.choices)
+    subtotal_minor = models.PositiveIntegerField()
+    shipping_minor = models.PositiveIntegerField()
+    total_minor = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    payment_intent_id = models.CharField(max_length=64, blank=True, db_index=True)
+    payment_client_secret = models.CharField(max_length=200, blank=True)
+    payment_status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.NONE
+    )
+    promised_by = models.DateTimeField(null=True, blank=True)
+    hold_message = models.CharField(max_length=1000, blank=True)
+    carrier = models.CharField(max_length=40, blank=True)
+    tracking_number = models.CharField(max_length=64, blank=True)
+    is_anonymized = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["customer", "status", "created_at"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(
+                condition=models.Q(total_minor=models.F("subtotal_minor") + models.F("shipping_minor")),
+                name="order_total_adds_up",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    @property
+    def is_guest(self) -> bool:
+        return self.customer_id is None
+
+
+class OrderItem(models.Model):
+    class Sizing(models.TextChoices):
+        FILL = "fill"
+        FIT = "fit"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveSmallIntegerField()
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="items")
+    copies = models.PositiveSmallIntegerField()
+    sizing = models.CharField(max_length=8, choices=Sizing.choices)
+    unit_price_minor = models.PositiveIntegerField()
+    line_total_minor = models.PositiveIntegerField()
+    preflight = models.JSONField(default=dict)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["position"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["order", "position"], name="order_item_position_unique"),
+            models.CheckConstraint(condition=models.Q(copies__gte=1), name="order_item_copies_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}:{self.position}"
+
+
+class OrderEvent(models.Model):
+    """The order's timeline: every status transition and notable fact, with who caused it."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=40)  # "status_changed", "payment_failed", "refunded", ...
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_kind = models.CharField(max_length=16, default="system")  # customer, staff, system, stripe
+    note = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["created_at", "pk"]
+
+
+class IdempotencyKey(models.Model):
+    """Remembers an order-creation request so a retried or doubled submit returns the same order."""
+
+    scope = models.CharField(max_length=80)  # "user:<public id>" or "guest"
+    key = models.CharField(max_length=200)
+    request_sha256 = models.CharField(max_length=64)
+    order = models.ForeignKey(Order, null=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_unique")
+        ]
+
+
+class StripeEvent(models.Model):
+    """Every Stripe webhook event id we accepted, so a replay is recognised and ignored."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    event_type = models.CharField(max_length=100)
+    payment_intent_id = models.CharField(max_length=64, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=40, blank=True)

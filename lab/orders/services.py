@@ -1,0 +1,453 @@
+"""Writes for intake: photos in, quotes, orders (idempotent), status transitions, cancellation.
+
+Every status change goes through `order_transition`, which checks the state machine and records an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from lab.accounts.models import Consent, User
+from lab.accounts.services import age_gate_check, policy_agreement_check
+from lab.catalog.models import Product
+from lab.lib.errors import Conflict, DomainError, NotFound
+from lab.orders import imaging, payments
+from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem
+from lab.orders.pricing import SHIPPING_PRICE_MINOR, line_price, preflight
+from lab.orders.states import CUSTOMER_CANCELLABLE, ORDER_MACHINE, SUPERVISOR_CANCELLABLE, OrderStatus
+from lab.privacy.vault import data_key_create, vault_write
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION_DAYS = {
+    Order.ShippingMethod.STANDARD: 3,
+    Order.ShippingMethod.EXPRESS: 1,
+    Order.ShippingMethod.PICKUP: 2,
+}
+
+
+# --- Photos ------------------------------------------------------------------------------------
+
+
+def asset_store(*, asset: Asset, facts: imaging.ImageFacts) -> None:
+    key = data_key_create()
+    asset.blob_name = vault_write(data_key=key, plaintext=facts.data, purpose="original")
+    asset.data_key = key
+    asset.sha256 = facts.sha256
+    asset.size_bytes = facts.size_bytes
+    asset.width_px = facts.width_px
+    asset.height_px = facts.height_px
+    asset.image_format = facts.image_format
+    asset.color_mode = facts.color_mode
+    asset.has_icc_profile = facts.has_icc_profile
+    asset.icc_description = facts.icc_description
+    asset.exif_orientation = facts.exif_orientation
+    asset.gps_stripped = facts.gps_stripped
+    asset.status = Asset.Status.READY
+
+
+def asset_create_from_upload(
+    *, owner: User | None, data: bytes, md5: str | None = None, sha256: str | None = None
+) -> Asset:
+    """Validate by decoding, then encrypt and store; a refused photo leaves nothing behind."""
+    imaging.check_client_checksums(data=data, md5=md5, sha256=sha256)
+    facts = imaging.inspect_image(
+        data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
+    )
+    asset = Asset(owner=owner)
+    asset_store(asset=asset, facts=facts)
+    asset.save()
+    logger.info("asset stored asset=%s format=%s bytes=%d", asset.pk, asset.image_format, asset.size_bytes)
+    return asset
+
+
+def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
+    from lab.lib import safe_http
+
+    safe_http.check_url(
+        url, allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE, allow_http=settings.ASSET_FETCH_ALLOW_HTTP
+    )
+    with transaction.atomic():
+        asset = Asset.objects.create(owner=owner, source_url=url, status=Asset.Status.PENDING)
+        transaction.on_commit(lambda: _enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
+    return asset
+
+
+def asset_fetch(*, asset_id: str) -> None:
+    """Worker side of a URL upload: fetch with size/time limits and the SSRF guard, then validate."""
+    from lab.lib import safe_http
+
+    asset = Asset.objects.get(pk=asset_id)
+    if asset.status != Asset.Status.PENDING:
+        return  # a redelivered task finds the work done
+    try:
+        data = safe_http.fetch(
+            asset.source_url,
+            max_bytes=settings.ASSET_MAX_BYTES,
+            timeout=settings.ASSET_FETCH_TIMEOUT_SECONDS,
+            allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE,
+            allow_http=settings.ASSET_FETCH_ALLOW_HTTP,
+        )
+        facts = imaging.inspect_image(
+            data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
+        )
+    except DomainError as error:
+        Asset.objects.filter(pk=asset.pk, status=Asset.Status.PENDING).update(
+            status=Asset.Status.FAILED, failure_code=error.code, failure_message=error.message[:300]
+        )
+        logger.info("asset fetch failed asset=%s code=%s", asset.pk, error.code)
+        return
+    with transaction.atomic():
+        locked = Asset.objects.select_for_update().get(pk=asset.pk)
+        if locked.status != Asset.Status.PENDING:
+            return
+        asset_store(asset=locked, facts=facts)
+        locked.save()
+    logger.info("asset fetched asset=%s bytes=%d", asset.pk, facts.size_bytes)
+
+
+def _enqueue(task_name: str, **kwargs: Any) -> None:
+    from workers.app import app
+
+    app.send_task(task_name, kwargs=kwargs)
+
+
+# --- Quotes and orders --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    sku: str
+    asset_id: str
+    copies: int
+    sizing: str
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    position: int
+    product: Product
+    asset: Asset
+    copies: int
+    sizing: str
+    unit_price_minor: int
+    line_total_minor: int
+    preflight: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Quote:
+    lines: list[QuoteLine]
+    shipping_method: str
+    subtotal_minor: int
+    shipping_minor: int
+    total_minor: int
+    currency: str
+
+
+def _usable_asset(*, asset_id: str, customer: User | None) -> Asset:
+    """The access rule for photos in an order: yours, or an unused guest photo when you are a guest."""
+    try:
+        asset = Asset.objects.get(pk=asset_id)
+    except (Asset.DoesNotExist, ValidationError, ValueError) as error:
+        raise NotFound("asset_not_found", "No such photo.", asset=asset_id) from error
+    if customer is not None and asset.owner_id != customer.pk:
+        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+    if customer is None and (asset.owner_id is not None or asset.guest_order_id is not None):
+        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+    if asset.status != Asset.Status.READY:
+        raise DomainError("asset_not_ready", "This photo is not ready to print.", asset=asset_id, status=409)
+    return asset
+
+
+def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_method: str) -> Quote:
+    if not items:
+        raise DomainError("empty_order", "An order needs at least one item.")
+    products = {p.sku: p for p in Product.objects.filter(sku__in={i.sku for i in items}, is_active=True)}
+    lines: list[QuoteLine] = []
+    for position, item in enumerate(items, start=1):
+        product = products.get(item.sku)
+        if product is None:
+            raise DomainError("unknown_sku", f"There is no product {item.sku}.", sku=item.sku)
+        asset = _usable_asset(asset_id=item.asset_id, customer=customer)
+        price = line_price(product=product, copies=item.copies)
+        lines.append(
+            QuoteLine(
+                position=position,
+                product=product,
+                asset=asset,
+                copies=item.copies,
+                sizing=item.sizing,
+                unit_price_minor=price.unit_price_minor,
+                line_total_minor=price.line_total_minor,
+                preflight=preflight(product=product, asset=asset, sizing=item.sizing),
+            )
+        )
+    currencies = {line.product.currency for line in lines}
+    if len(currencies) != 1:
+        raise DomainError("mixed_currency", "All products in one order must share a currency.")
+    subtotal = sum(line.line_total_minor for line in lines)
+    shipping = SHIPPING_PRICE_MINOR[Order.ShippingMethod(shipping_method)]
+    return Quote(
+        lines=lines,
+        shipping_method=shipping_method,
+        subtotal_minor=subtotal,
+        shipping_minor=shipping,
+        total_minor=subtotal + shipping,
+        currency=currencies.pop(),
+    )
+
+
+@dataclass(frozen=True)
+class GuestDetails:
+    email: str
+    birth_date: date
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class OrderCreated:
+    order: Order
+    created: bool
+    guest_token: str | None  # shown once, to the guest who created the order
+
+
+def guest_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def order_create(
+    *,
+    customer: User | None,
+    guest: GuestDetails | None,
+    items: list[ItemRequest],
+    shipping_address: dict[str, Any],
+    shipping_method: str,
+    idempotency_key: str,
+    request_fingerprint: str,
+) -> OrderCreated:
+    """Create the order once per Idempotency-Key, then make sure it has a PaymentIntent.
+
+    The key row is inserted first in the same transaction as the order: a concurrent request with the same
+    key blocks on the unique index and, once the first commits, finds and returns the same order.
+    """
+    if customer is None:
+        if guest is None:
+            raise DomainError(
+                "guest_details_required", "Guests give an e-mail, birth date and policy version."
+            )
+        age_gate_check(birth_date=guest.birth_date)
+    scope = f"user:{customer.public_id}" if customer else "guest"
+    existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
+    if existing is not None:
+        return OrderCreated(
+            order=payments.payment_intent_ensure(order=existing), created=False, guest_token=None
+        )
+    policy = policy_agreement_check(version=guest.policy_version) if guest and not customer else None
+    quote = quote_compute(customer=customer, items=items, shipping_method=shipping_method)
+    guest_token = secrets.token_urlsafe(24) if customer is None else None
+    try:
+        with transaction.atomic():
+            record = IdempotencyKey.objects.create(
+                scope=scope, key=idempotency_key, request_sha256=request_fingerprint
+            )
+            order = _order_insert(
+                customer=customer,
+                guest=guest,
+                guest_token=guest_token,
+                quote=quote,
+                shipping_address=shipping_address,
+            )
+            if policy is not None:
+                Consent.objects.create(order=order, kind=Consent.Kind.PRIVACY_POLICY, policy_version=policy)
+            record.order = order
+            record.save(update_fields=["order"])
+    except IntegrityError:
+        existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
+        if existing is None:
+            raise
+        return OrderCreated(
+            order=payments.payment_intent_ensure(order=existing), created=False, guest_token=None
+        )
+    logger.info("order created order=%s items=%d total=%d", order.ref, len(quote.lines), quote.total_minor)
+    return OrderCreated(
+        order=payments.payment_intent_ensure(order=order), created=True, guest_token=guest_token
+    )
+
+
+def _idempotent_replay(*, scope: str, key: str, fingerprint: str) -> Order | None:
+    record = IdempotencyKey.objects.select_related("order").filter(scope=scope, key=key).first()
+    if record is None:
+        return None
+    if record.request_sha256 != fingerprint:
+        raise Conflict(
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used with a different request body.",
+        )
+    assert record.order is not None  # set in the transaction that created the key
+    return record.order
+
+
+def _order_insert(
+    *,
+    customer: User | None,
+    guest: GuestDetails | None,
+    guest_token: str | None,
+    quote: Quote,
+    shipping_address: dict[str, Any],
+) -> Order:
+    now = timezone.now()
+    order = Order.objects.create(
+        customer=customer,
+        guest_email=guest.email.lower() if guest and not customer else "",
+        guest_token_hash=guest_token_hash(guest_token) if guest_token else "",
+        shipping_address=shipping_address,
+        shipping_method=quote.shipping_method,
+        subtotal_minor=quote.subtotal_minor,
+        shipping_minor=quote.shipping_minor,
+        total_minor=quote.total_minor,
+        currency=quote.currency,
+        promised_by=now + timedelta(days=PRODUCTION_DAYS[Order.ShippingMethod(quote.shipping_method)]),
+    )
+    OrderItem.objects.bulk_create(
+        OrderItem(
+            order=order,
+            position=line.position,
+            product=line.product,
+            asset=line.asset,
+            copies=line.copies,
+            sizing=line.sizing,
+            unit_price_minor=line.unit_price_minor,
+            line_total_minor=line.line_total_minor,
+            preflight=line.preflight,
+        )
+        for line in quote.lines
+    )
+    if customer is None:
+        Asset.objects.filter(pk__in=[line.asset.pk for line in quote.lines], guest_order__isnull=True).update(
+            guest_order=order
+        )
+    OrderEvent.objects.create(
+        order=order,
+        kind="created",
+        to_status=order.status,
+        actor=customer,
+        actor_kind="customer" if customer else "guest",
+    )
+    return order
+
+
+# --- Transitions --------------------------------------------------------------------------------
+
+
+def order_transition(
+    *,
+    order: Order,
+    to_status: str,
+    actor: User | None = None,
+    actor_kind: str = "system",
+    note: str = "",
+    extra_fields: tuple[str, ...] = (),
+) -> Order:
+    """The one place an order's status is written. The caller holds the row lock (select_for_update)."""
+    ORDER_MACHINE.check(order.status, to_status)
+    from_status = order.status
+    order.status = to_status
+    order.save(update_fields=["status", "updated_at", *extra_fields])
+    OrderEvent.objects.create(
+        order=order,
+        kind="status_changed",
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_kind=actor_kind,
+        note=note[:1000],
+    )
+    logger.info("order status order=%s from=%s to=%s", order.ref, from_status, to_status)
+    transaction.on_commit(lambda: _status_changed_hooks(order_id=order.pk, to_status=to_status))
+    return order
+
+
+def _status_changed_hooks(*, order_id: int, to_status: str) -> None:
+    if to_status == OrderStatus.PAID:
+        _enqueue("production.order_release", order_id=order_id)
+
+
+def order_locked(*, order_id: int) -> Order:
+    return Order.objects.select_for_update().get(pk=order_id)
+
+
+def order_cancel(*, order: Order, actor: User | None, actor_kind: str, is_supervisor: bool = False) -> Order:
+    """Cancel before production (a supervisor also during it); a paid order is refunded first.
+
+    The refund is requested from Stripe outside any transaction, with an idempotency key, so a retry of a
+    cancel whose refund succeeded but whose save failed refunds once.
+    """
+    allowed = SUPERVISOR_CANCELLABLE if is_supervisor else CUSTOMER_CANCELLABLE
+    if order.status not in allowed:
+        raise DomainError(
+            "order_not_cancellable", f"An order that is {order.status} cannot be cancelled.", status=409
+        )
+    if order.payment_status == Order.PaymentStatus.SUCCEEDED:
+        payments.refund_create(order=order)
+    with transaction.atomic():
+        locked = order_locked(order_id=order.pk)
+        if locked.status not in allowed:
+            raise DomainError(
+                "order_not_cancellable", f"An order that is {locked.status} cannot be cancelled.", status=409
+            )
+        fields: tuple[str, ...] = ()
+        if locked.payment_status == Order.PaymentStatus.SUCCEEDED:
+            locked.payment_status = Order.PaymentStatus.REFUNDED
+            fields = ("payment_status",)
+        elif locked.payment_intent_id and locked.payment_status != Order.PaymentStatus.REFUNDED:
+            transaction.on_commit(lambda: _enqueue("payments.payment_intent_cancel", order_id=locked.pk))
+        return order_transition(
+            order=locked,
+            to_status=OrderStatus.CANCELLED,
+            actor=actor,
+            actor_kind=actor_kind,
+            note="cancelled",
+            extra_fields=fields,
+        )
+
+
+def order_access_check(*, order: Order, user: User | None, guest_token: str | None) -> None:
+    """Owner or guest-token holder only; anyone else is told the order does not exist."""
+    if user is not None and user.is_authenticated and order.customer_id == user.pk:
+        return
+    if (
+        order.is_guest
+        and guest_token
+        and secrets.compare_digest(order.guest_token_hash, guest_token_hash(guest_token))
+    ):
+        return
+    raise NotFound("order_not_found", "No such order.")
+
+
+def order_for_reader(*, ref: str, user: User | None, guest_token: str | None) -> Order:
+    order = Order.objects.filter(ref=ref).first()
+    if order is None:
+        raise NotFound("order_not_found", "No such order.")
+    order_access_check(order=order, user=user, guest_token=guest_token)
+    return order
+
+
+def asset_for_owner(*, asset_id: str, user: User | None) -> Asset:
+    try:
+        asset = Asset.objects.get(pk=asset_id)
+    except (Asset.DoesNotExist, ValidationError, ValueError) as error:
+        raise NotFound("asset_not_found", "No such photo.") from error
+    if user is None or asset.owner_id != user.pk:
+        raise NotFound("asset_not_found", "No such photo.")
+    return asset

@@ -1,0 +1,101 @@
+"""The encrypted blob store: every photo and raster byte on disk passes through here.
+
+`vault_read` is called only by the production pipeline (system access) and by lab.audit's access gate
+(people); a test walks the code base to keep it that way.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from lab.privacy import crypto
+from lab.privacy.models import DataKey
+
+
+def _binding(data_key_id: int) -> bytes:
+    return f"datakey:{data_key_id}".encode()
+
+
+def data_key_create() -> DataKey:
+    master = crypto.current_master_key()
+    with transaction.atomic():
+        row = DataKey.objects.create(wrapped_key=b"", master_key_id=master.key_id)
+        row.wrapped_key = crypto.wrap_data_key(
+            data_key=crypto.new_data_key(), master=master, binding=_binding(row.pk)
+        )
+        row.save(update_fields=["wrapped_key"])
+    return row
+
+
+def _plain_key(data_key: DataKey) -> bytes:
+    if data_key.is_destroyed or not data_key.wrapped_key:
+        raise crypto.KeyDestroyed(f"data key {data_key.pk} was destroyed")
+    return crypto.unwrap_data_key(
+        wrapped=bytes(data_key.wrapped_key),
+        master=crypto.master_key_by_id(data_key.master_key_id),
+        binding=_binding(data_key.pk),
+    )
+
+
+def _blob_path(name: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / "blobs" / name[:2] / name
+
+
+def vault_write(*, data_key: DataKey, plaintext: bytes, purpose: str) -> str:
+    """Encrypt and store; returns the blob name. `purpose` ("original", "raster") is bound as AAD."""
+    name = uuid.uuid4().hex
+    path = _blob_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = crypto.encrypt_blob(
+        data_key=_plain_key(data_key), plaintext=plaintext, aad=f"{name}:{purpose}".encode()
+    )
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(blob)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return name
+
+
+def vault_read(*, data_key: DataKey, name: str, purpose: str) -> bytes:
+    blob = _blob_path(name).read_bytes()
+    return crypto.decrypt_blob(data_key=_plain_key(data_key), blob=blob, aad=f"{name}:{purpose}".encode())
+
+
+def vault_delete(*, name: str) -> None:
+    _blob_path(name).unlink(missing_ok=True)
+
+
+def data_key_destroy(*, data_key: DataKey) -> None:
+    """Crypto-shred: once the wrapped key is gone, no copy of the blobs (backups included) is readable."""
+    DataKey.objects.filter(pk=data_key.pk).update(wrapped_key=None, destroyed_at=timezone.now())
+    data_key.wrapped_key = None
+    data_key.destroyed_at = timezone.now()
+
+
+def master_key_rotate() -> int:
+    """Re-wrap every live data key under the current master key; photos are not touched."""
+    master = crypto.current_master_key()
+    rewrapped = 0
+    for row in (
+        DataKey.objects.filter(destroyed_at__isnull=True).exclude(master_key_id=master.key_id).iterator()
+    ):
+        with transaction.atomic():
+            locked = DataKey.objects.select_for_update().get(pk=row.pk)
+            if locked.is_destroyed or locked.master_key_id == master.key_id:
+                continue
+            plain = _plain_key(locked)
+            locked.wrapped_key = crypto.wrap_data_key(
+                data_key=plain, master=master, binding=_binding(locked.pk)
+            )
+            locked.master_key_id = master.key_id
+            locked.save(update_fields=["wrapped_key", "master_key_id"])
+            rewrapped += 1
+    return rewrapped

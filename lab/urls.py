@@ -1,0 +1,16 @@
+"""Top-level routes: the customer API under /api/v1/, staff pages under /lab/."""
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("api/v1/", include(("api.urls", "api"), namespace="api")),
+    path("healthz", health, name="health"),
+]
+
+handler404 = "api.errors.not_found_view"

@@ -1,0 +1,137 @@
+"""Registration, the COPPA age gate, consent records and My Account."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from django.db import connection
+
+from lab.accounts.models import Consent, PolicyVersion, User
+from lab.accounts.services import policy_current
+
+pytestmark = pytest.mark.django_db
+
+ADDRESS = {
+    "name": "Ada Quill",
+    "line1": "1 Lens Lane",
+    "city": "Exposure",
+    "postal_code": "12345",
+    "country": "US",
+}
+
+
+def registration(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "email": "ada.quill@example.org",
+        "password": "a long enough secret 42",
+        "full_name": "Ada Quill",
+        "address": ADDRESS,
+        "birth_date": "1990-04-01",
+        "privacy_policy_version": policy_current().version,
+    }
+    body.update(overrides)
+    return body
+
+
+def test_register_records_consent_to_current_policy_and_returns_token(api):
+    response = api.post("/api/v1/accounts", registration(), format="json")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["email"] == "ada.quill@example.org"
+    assert body["marketing_opt_in"] is False
+    assert len(body["token"]) == 40
+    user = User.objects.get(email="ada.quill@example.org")
+    assert list(user.groups.values_list("name", flat=True)) == ["customer"]
+    consent = Consent.objects.get(user=user)
+    assert (consent.kind, consent.policy_version.version) == ("privacy_policy", "1.0")
+
+
+def test_under_13_is_refused_and_leaves_no_personal_data_anywhere(api, caplog):
+    twelve = date.today().replace(year=date.today().year - 12).isoformat()
+
+    response = api.post("/api/v1/accounts", registration(birth_date=twelve), format="json")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "under_minimum_age"
+    assert User.objects.count() == 0
+    assert "ada.quill" not in caplog.text and "Ada Quill" not in caplog.text
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f'SELECT * FROM "{table}"')
+            dump = repr(cursor.fetchall())
+            assert "ada.quill" not in dump and "Lens Lane" not in dump, table
+
+
+def test_old_policy_version_is_refused(api):
+    PolicyVersion.objects.create(
+        version="0.9", text="old", sha256="0" * 64, published_at=datetime(2020, 1, 1, tzinfo=UTC)
+    )
+
+    response = api.post("/api/v1/accounts", registration(privacy_policy_version="0.9"), format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "policy_version_mismatch"
+    assert User.objects.count() == 0
+
+
+def test_duplicate_email_conflicts(api):
+    assert api.post("/api/v1/accounts", registration(), format="json").status_code == 201
+
+    response = api.post("/api/v1/accounts", registration(), format="json")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "email_taken"
+
+
+def test_weak_password_and_bad_payload_have_codes(api):
+    weak = api.post("/api/v1/accounts", registration(password="123"), format="json")
+    bad = api.post("/api/v1/accounts", {"email": "nope"}, format="json")
+
+    assert (weak.status_code, weak.json()["code"]) == (400, "weak_password")
+    assert bad.status_code == 400
+    assert bad.headers["Content-Type"] == "application/problem+json"
+    assert bad.json()["code"] == "invalid_request"
+    assert set(bad.json()["errors"]) >= {"email", "password", "birth_date"}
+    assert User.objects.count() == 0
+
+
+def test_me_read_and_update_with_password_change(api):
+    token = api.post("/api/v1/accounts", registration(), format="json").json()["token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+
+    assert api.get("/api/v1/me").json()["full_name"] == "Ada Quill"
+    wrong = api.patch("/api/v1/me", {"current_password": "nope", "new_password": "another long secret 77"})
+    changed = api.patch(
+        "/api/v1/me",
+        {
+            "full_name": "Ada Q.",
+            "marketing_opt_in": True,
+            "current_password": "a long enough secret 42",
+            "new_password": "another long secret 77",
+        },
+        format="json",
+    )
+
+    assert (wrong.status_code, wrong.json()["code"]) == (403, "wrong_password")
+    assert changed.status_code == 200
+    assert changed.json()["full_name"] == "Ada Q."
+    assert changed.json()["marketing_opt_in"] is True
+    user = User.objects.get()
+    assert user.check_password("another long secret 77")
+    assert list(Consent.objects.filter(user=user).values_list("kind", "granted")) == [
+        ("privacy_policy", True),
+        ("marketing", True),
+    ]
+    login = api.post(
+        "/api/v1/auth/token", {"email": "ada.quill@example.org", "password": "another long secret 77"}
+    )
+    assert login.status_code == 200
+
+
+def test_me_requires_authentication(api):
+    response = api.get("/api/v1/me")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"

@@ -1,0 +1,335 @@
+"""Quotes, idempotent order creation with a Stripe PaymentIntent, reading, cancelling, access rules."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from datetime import date
+
+import pytest
+
+from lab.catalog.demo import catalog_seed_demo
+from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
+from tests.factories import UserFactory, asset_for
+from tests.support.images import jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+ADDRESS = {
+    "name": "Ada Quill",
+    "line1": "1 Lens Lane",
+    "city": "Exposure",
+    "postal_code": "12345",
+    "country": "US",
+}
+
+
+@pytest.fixture(autouse=True)
+def catalog() -> None:
+    catalog_seed_demo()
+
+
+def order_body(asset: Asset, **overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "items": [{"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": 3, "sizing": "fill"}],
+        "shipping_method": "standard",
+        "shipping_address": ADDRESS,
+    }
+    body.update(overrides)
+    return body
+
+
+def test_quote_prices_come_from_the_server_with_preflight(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    small = asset_for(user, width=600, height=400)  # 100 DPI at 4x6: a warning, not a refusal
+
+    response = api.post(
+        "/api/v1/quotes",
+        {
+            "items": [
+                {
+                    "sku": "PRINT-4X6-LUSTRE",
+                    "asset": str(small.pk),
+                    "copies": 2,
+                    "sizing": "fill",
+                    "unit_price_minor": 1,
+                }
+            ],
+            "shipping_method": "express",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["subtotal_minor"], body["shipping_minor"], body["total_minor"]) == (70, 1499, 1569)
+    preflight = body["items"][0]["preflight"]
+    assert preflight["effective_dpi"] == 100
+    assert preflight["warnings"] == ["low_resolution"]
+    assert preflight["cropped_percent"] == 0.0
+
+
+def test_preflight_reports_crop_for_fill_and_border_for_fit(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    square = asset_for(user, width=3000, height=3000)
+
+    body = api.post(
+        "/api/v1/quotes",
+        {
+            "items": [
+                {"sku": "PRINT-4X6-GLOSSY", "asset": str(square.pk), "copies": 1, "sizing": "fill"},
+                {"sku": "PRINT-4X6-GLOSSY", "asset": str(square.pk), "copies": 1, "sizing": "fit"},
+            ],
+            "shipping_method": "pickup",
+        },
+        format="json",
+    ).json()
+
+    fill, fit = (item["preflight"] for item in body["items"])
+    assert (fill["effective_dpi"], fill["cropped_percent"], fill["warnings"]) == (500, 33.3, ["large_crop"])
+    assert (fit["effective_dpi"], fit["border_percent"], fit["cropped_percent"]) == (750, 33.3, 0.0)
+
+
+def test_order_creates_payment_intent_and_replays_by_idempotency_key(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    body = order_body(asset_for(user))
+
+    first = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    other_body = api.post(
+        "/api/v1/orders", {**body, "shipping_method": "express"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+
+    assert first.status_code == 201, first.json()
+    created = first.json()
+    assert created["status"] == "awaiting_payment"
+    assert created["total_minor"] == 3 * 35 + 499
+    assert created["payment"]["payment_intent"].startswith("pi_")
+    assert created["payment"]["client_secret"]
+    assert created["ref"].startswith("PL-") and len(created["ref"]) == 15
+    assert [e["kind"] for e in created["timeline"]] == ["created"]
+    assert again.status_code == 200
+    assert again.json()["ref"] == created["ref"]
+    assert again.json()["payment"]["payment_intent"] == created["payment"]["payment_intent"]
+    assert (other_body.status_code, other_body.json()["code"]) == (409, "idempotency_key_reused")
+    assert Order.objects.count() == 1
+
+
+def test_order_requires_idempotency_key(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+
+    response = api.post("/api/v1/orders", order_body(asset_for(user)), format="json")
+
+    assert (response.status_code, response.json()["code"]) == (400, "idempotency_key_required")
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_key_create_one_order(live_server):
+    user = UserFactory()
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=user).key
+    payload = json.dumps(order_body(asset_for(user))).encode()
+    statuses: list[int] = []
+    refs: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def submit() -> None:
+        request = urllib.request.Request(
+            f"{live_server.url}/api/v1/orders",
+            data=payload,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Token {token}",
+                "Idempotency-Key": "same-key",
+            },
+        )
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                statuses.append(response.status)
+                refs.append(json.load(response)["ref"])
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [200, 200, 200, 200, 200, 201]
+    assert len(set(refs)) == 1
+    assert Order.objects.count() == 1
+    assert IdempotencyKey.objects.count() == 1
+
+
+def test_guest_orders_with_age_check_and_reads_with_its_token(api):
+    asset_id = api.post("/api/v1/assets", {"file": _upload()}, format="multipart").json()["id"]
+    guest = {"email": "guest@example.org", "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
+
+    created = api.post(
+        "/api/v1/orders",
+        order_body(Asset.objects.get(pk=asset_id), guest=guest),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="g-1",
+    ).json()
+    anonymous = api.get(f"/api/v1/orders/{created['ref']}")
+    wrong = api.get(f"/api/v1/orders/{created['ref']}", HTTP_X_ORDER_TOKEN="not-it")
+    right = api.get(f"/api/v1/orders/{created['ref']}", HTTP_X_ORDER_TOKEN=created["guest_token"])
+
+    assert (anonymous.status_code, wrong.status_code, right.status_code) == (404, 404, 200)
+    assert right.json()["items"][0]["asset"] == asset_id
+    order = Order.objects.get()
+    assert order.guest_email == "guest@example.org"
+    assert order.consents.get().policy_version.version == "1.0"
+    reuse = api.post(
+        "/api/v1/orders",
+        order_body(Asset.objects.get(pk=asset_id), guest=guest),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="g-2",
+    )
+    assert (reuse.status_code, reuse.json()["code"]) == (404, "asset_not_found")
+
+
+def test_guest_under_13_is_refused_without_a_trace(api):
+    asset_id = api.post("/api/v1/assets", {"file": _upload()}, format="multipart").json()["id"]
+    young = date.today().replace(year=date.today().year - 10).isoformat()
+    guest = {"email": "kid@example.org", "birth_date": young, "privacy_policy_version": "1.0"}
+
+    response = api.post(
+        "/api/v1/orders",
+        order_body(Asset.objects.get(pk=asset_id), guest=guest),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="g-1",
+    )
+
+    assert (response.status_code, response.json()["code"]) == (403, "under_minimum_age")
+    assert Order.objects.count() == 0
+    assert IdempotencyKey.objects.count() == 0
+
+
+def _upload():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("p.jpg", jpeg_bytes())
+
+
+def test_customer_cannot_see_or_cancel_or_use_anything_of_another(api):
+    owner, intruder = UserFactory(), UserFactory()
+    api.force_authenticate(owner)
+    asset = asset_for(owner)
+    ref = api.post("/api/v1/orders", order_body(asset), format="json", HTTP_IDEMPOTENCY_KEY="o-1").json()[
+        "ref"
+    ]
+    api.force_authenticate(intruder)
+
+    read = api.get(f"/api/v1/orders/{ref}")
+    cancel = api.post(f"/api/v1/orders/{ref}/cancel")
+    listing = api.get("/api/v1/orders")
+    quote = api.post(
+        "/api/v1/quotes", {"items": order_body(asset)["items"], "shipping_method": "standard"}, format="json"
+    )
+    steal = api.post("/api/v1/orders", order_body(asset), format="json", HTTP_IDEMPOTENCY_KEY="o-2")
+
+    assert (read.status_code, read.json()["code"]) == (404, "order_not_found")
+    assert (cancel.status_code, cancel.json()["code"]) == (404, "order_not_found")
+    assert listing.json()["count"] == 0
+    assert (quote.status_code, quote.json()["code"]) == (404, "asset_not_found")
+    assert (steal.status_code, steal.json()["code"]) == (404, "asset_not_found")
+    assert Order.objects.get().status == "awaiting_payment"
+    assert Order.objects.count() == 1
+
+
+def test_list_is_paginated_and_filtered_by_status(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    asset = asset_for(user)
+    refs = [
+        api.post("/api/v1/orders", order_body(asset), format="json", HTTP_IDEMPOTENCY_KEY=f"k{i}").json()[
+            "ref"
+        ]
+        for i in range(3)
+    ]
+    api.post(f"/api/v1/orders/{refs[0]}/cancel")
+
+    page = api.get("/api/v1/orders?page_size=2").json()
+    cancelled = api.get("/api/v1/orders?status=cancelled").json()
+
+    assert (page["count"], len(page["results"])) == (3, 2)
+    assert [o["ref"] for o in cancelled["results"]] == [refs[0]]
+
+
+def test_cancel_before_payment_records_the_transition(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    ref = api.post(
+        "/api/v1/orders", order_body(asset_for(user)), format="json", HTTP_IDEMPOTENCY_KEY="c-1"
+    ).json()["ref"]
+
+    response = api.post(f"/api/v1/orders/{ref}/cancel")
+    again = api.post(f"/api/v1/orders/{ref}/cancel")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert [(e["kind"], e["to_status"]) for e in response.json()["timeline"]] == [
+        ("created", "awaiting_payment"),
+        ("status_changed", "cancelled"),
+    ]
+    assert (again.status_code, again.json()["code"]) == (409, "order_not_cancellable")
+    assert OrderEvent.objects.count() == 2
+
+
+def test_unknown_sku_and_bad_items_are_clear_errors(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    asset = asset_for(user)
+
+    unknown = api.post(
+        "/api/v1/quotes",
+        {"items": [{"sku": "NOPE", "asset": str(asset.pk), "copies": 1}], "shipping_method": "standard"},
+        format="json",
+    )
+    zero = api.post(
+        "/api/v1/quotes",
+        {
+            "items": [{"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": 0}],
+            "shipping_method": "standard",
+        },
+        format="json",
+    )
+    junk = api.post("/api/v1/quotes", "{not json", content_type="application/json")
+
+    assert (unknown.status_code, unknown.json()["code"]) == (400, "unknown_sku")
+    assert (zero.status_code, zero.json()["code"]) == (400, "invalid_request")
+    assert (junk.status_code, junk.json()["code"]) == (400, "malformed_request")
+
+
+def test_products_are_listed_and_filterable(api):
+    response = api.get("/api/v1/products?paper=metallic")
+
+    assert response.status_code == 200
+    assert [p["sku"] for p in response.json()["results"]] == [
+        "PRINT-4X6-METALLIC",
+        "PRINT-5X7-METALLIC",
+        "PRINT-8X10-METALLIC",
+        "PRINT-11X14-METALLIC",
+    ]
+    assert api.get("/api/v1/products").json()["count"] == 16
+
+
+def test_schema_and_docs_are_served(api):
+    schema = api.get("/api/v1/schema/")
+    docs = api.get("/api/v1/docs/")
+
+    assert schema.status_code == 200
+    assert b"/api/v1/orders" in schema.content
+    assert docs.status_code == 200

@@ -1,0 +1,187 @@
+"""Stripe webhooks: real signatures, replays, forgeries, stale and out-of-order events; refunds on cancel."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import stripe
+from django.conf import settings
+
+from lab.catalog.demo import catalog_seed_demo
+from lab.orders.models import Order, OrderEvent, StripeEvent
+from tests.api.test_orders import order_body
+from tests.factories import UserFactory, asset_for
+from tests.support.stripe_server import signed_event
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def order(api) -> Order:
+    catalog_seed_demo()
+    user = UserFactory()
+    api.force_authenticate(user)
+    ref = api.post(
+        "/api/v1/orders", order_body(asset_for(user)), format="json", HTTP_IDEMPOTENCY_KEY="w-1"
+    ).json()["ref"]
+    api.force_authenticate(None)
+    return Order.objects.get(ref=ref)
+
+
+def deliver(
+    api,
+    event_type: str,
+    data: dict[str, object],
+    *,
+    event_id: str = "evt_1",
+    secret: str | None = None,
+    timestamp: int | None = None,
+):
+    payload, header = signed_event(
+        event_type=event_type,
+        data_object=data,
+        secret=secret or settings.STRIPE_WEBHOOK_SECRET,
+        event_id=event_id,
+        timestamp=timestamp,
+    )
+    return api.post(
+        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+
+def succeeded(order: Order, amount: int | None = None) -> dict[str, object]:
+    return {
+        "id": order.payment_intent_id,
+        "object": "payment_intent",
+        "amount": amount or order.total_minor,
+        "amount_received": amount or order.total_minor,
+        "metadata": {"order_ref": order.ref},
+    }
+
+
+def test_signed_success_marks_paid_once_and_replay_is_harmless(api, order):
+    first = deliver(api, "payment_intent.succeeded", succeeded(order))
+    replay = deliver(api, "payment_intent.succeeded", succeeded(order))
+    second_id = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_2")
+
+    assert (first.status_code, first.json()["outcome"]) == (200, "paid")
+    assert (replay.status_code, replay.json()["outcome"]) == (200, "duplicate")
+    assert second_id.json()["outcome"] == "already_applied"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("paid", "succeeded")
+    assert OrderEvent.objects.filter(order=order, to_status="paid").count() == 1
+
+
+@pytest.mark.parametrize("tamper", ["wrong_secret", "stale", "no_header", "body_changed"])
+def test_forged_or_stale_payloads_are_refused_and_change_nothing(api, order, tamper):
+    if tamper == "wrong_secret":
+        response = deliver(api, "payment_intent.succeeded", succeeded(order), secret="whsec_attacker")
+    elif tamper == "stale":
+        response = deliver(
+            api, "payment_intent.succeeded", succeeded(order), timestamp=int(time.time()) - 3600
+        )
+    else:
+        payload, header = signed_event(
+            event_type="payment_intent.succeeded",
+            data_object=succeeded(order),
+            secret=settings.STRIPE_WEBHOOK_SECRET,
+            event_id="evt_x",
+        )
+        if tamper == "body_changed":
+            payload = payload.replace(b'"amount": ', b'"amount": 1')
+        extra = {} if tamper == "no_header" else {"HTTP_STRIPE_SIGNATURE": header}
+        response = api.post("/api/v1/webhooks/stripe", payload, content_type="application/json", **extra)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_signature")
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")
+    assert StripeEvent.objects.count() == 0
+
+
+def test_wrong_amount_does_not_mark_paid(api, order):
+    response = deliver(api, "payment_intent.succeeded", succeeded(order, amount=1))
+
+    assert response.json()["outcome"] == "amount_mismatch"
+    order.refresh_from_db()
+    assert order.status == "awaiting_payment"
+
+
+def test_failure_then_success_and_out_of_order_failure_is_stale(api, order):
+    failed = {
+        "id": order.payment_intent_id,
+        "object": "payment_intent",
+        "last_payment_error": {"code": "card_declined"},
+    }
+
+    assert (
+        deliver(api, "payment_intent.payment_failed", failed, event_id="e1").json()["outcome"]
+        == "payment_failed"
+    )
+    assert (
+        deliver(api, "payment_intent.succeeded", succeeded(order), event_id="e2").json()["outcome"] == "paid"
+    )
+    late = deliver(api, "payment_intent.payment_failed", failed, event_id="e0")
+
+    assert late.json()["outcome"] == "stale"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("paid", "succeeded")
+    assert OrderEvent.objects.get(order=order, kind="payment_failed").note == "card_declined"
+
+
+def test_unknown_event_types_and_orders_are_acknowledged_without_change(api, order):
+    other = deliver(api, "customer.created", {"id": "cus_1"}, event_id="e1")
+    stranger = deliver(api, "payment_intent.succeeded", {"id": "pi_unknown", "amount": 5}, event_id="e2")
+
+    assert other.json()["outcome"] == "ignored"
+    assert stranger.json()["outcome"] == "unknown_order"
+    order.refresh_from_db()
+    assert order.status == "awaiting_payment"
+
+
+def test_malformed_body_with_valid_signature_is_a_clear_400(api):
+    payload = b"not json"
+    stamp = int(time.time())
+    signature = stripe.WebhookSignature._compute_signature(
+        f"{stamp}.not json", settings.STRIPE_WEBHOOK_SECRET
+    )
+
+    response = api.post(
+        "/api/v1/webhooks/stripe",
+        payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=f"t={stamp},v1={signature}",
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_payload")
+
+
+def test_cancel_of_a_paid_order_refunds_through_stripe(api, order):
+    client = stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE})
+    method = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    client.v1.payment_intents.update(order.payment_intent_id, params={"payment_method": method.id})
+    assert client.v1.payment_intents.confirm(order.payment_intent_id).status == "succeeded"
+    deliver(api, "payment_intent.succeeded", succeeded(order))
+    api.force_authenticate(order.customer)
+
+    response = api.post(f"/api/v1/orders/{order.ref}/cancel")
+
+    assert response.status_code == 200, response.json()
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    intent = client.v1.payment_intents.retrieve(order.payment_intent_id, params={"expand": ["charges"]})
+    refunds = client.v1.refunds.list(params={"payment_intent": order.payment_intent_id})
+    assert intent.status == "succeeded"
+    assert len(refunds.data) == 1
+    replayed = deliver(
+        api,
+        "charge.refunded",
+        {"id": "ch_1", "payment_intent": order.payment_intent_id},
+        event_id="evt_refund",
+    )
+    assert replayed.json()["outcome"] == "already_applied"

@@ -1,0 +1,260 @@
+"""Tests for the packing-slip PDF renderer: pages, text, and barcodes decoded from rendered pixels.
+Pages are rasterised with pypdfium2 and the Code128 and QR codes read back with zxing-cpp."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+from typing import Any
+
+import pypdfium2
+import pytest
+import zxingcpp
+from pypdf import PdfReader
+from pypdf.generic import Destination
+
+from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip, render_slips
+
+STATUS_URL = "https://northlight.example/orders/PL-2025-000123/status?token=9f2c"
+SHIP_TO = ["Zoë Müller", "Ulica Piotrkowska 104/5", "90-006 Łódź", "Poland"]
+SCAN_DPI = 200
+
+
+def make_item(*, number: int) -> SlipItem:
+    return SlipItem(
+        product=f"Lustre print {number}",
+        size="4x6 in",
+        paper="Lustre 260 g",
+        copies=1 + number % 3,
+        sizing="fill (crop)",
+    )
+
+
+def make_slip(*, order_ref: str = "PL-2025-000123", item_count: int = 3, notes: str = "") -> SlipData:
+    return SlipData(
+        lab_name="Northlight Photo Lab",
+        lab_contact="12 Harbour Street, Gdańsk\nsupport@northlight.example",
+        order_ref=order_ref,
+        status_url=STATUS_URL.replace("PL-2025-000123", order_ref),
+        ship_to=SHIP_TO,
+        shipping_method="Courier (DPD Classic)",
+        items=[make_item(number=number) for number in range(1, item_count + 1)],
+        printed_on=datetime.date(2025, 3, 14),
+        notes=notes,
+    )
+
+
+def page_texts(pdf: bytes) -> list[str]:
+    return [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
+
+
+def decoded_barcodes(pdf: bytes, *, page_index: int) -> dict[str, str]:
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        image = document[page_index].render(scale=SCAN_DPI / 72).to_pil()
+    finally:
+        document.close()
+    return {result.format.name: result.text for result in zxingcpp.read_barcodes(image)}
+
+
+def test_short_order_is_one_page_with_ref_address_products_and_date() -> None:
+    # Given an order with three item lines
+    slip = make_slip(item_count=3)
+
+    # When its slip is rendered
+    pdf = render_slip(slip=slip)
+
+    # Then it is one page holding the order ref, each address line, each product and the date
+    texts = page_texts(pdf)
+    assert len(texts) == 1
+    text = texts[0]
+    assert "Order PL-2025-000123" in text
+    for line in SHIP_TO:
+        assert line in text
+    for item in slip.items:
+        assert item.product in text
+    assert "Printed on 2025-03-14" in text
+    assert "Page 1 of 1" in text
+    assert "Courier (DPD Classic)" in text
+
+
+def test_short_order_barcode_and_qr_decode_to_order_ref_and_status_url() -> None:
+    # Given a rendered one-page slip
+    pdf = render_slip(slip=make_slip())
+
+    # When the page is rasterised at 200 dpi and scanned
+    barcodes = decoded_barcodes(pdf, page_index=0)
+
+    # Then the Code128 reads as the order ref and the QR as the status URL, and nothing else is found
+    assert barcodes == {"Code128": "PL-2025-000123", "QRCode": STATUS_URL}
+
+
+def test_qr_is_embedded_as_one_bit_image_with_one_pixel_per_module() -> None:
+    # Given a rendered slip
+    pdf = render_slip(slip=make_slip())
+
+    # When the page's images are listed
+    images = list(PdfReader(io.BytesIO(pdf)).pages[0].images)
+
+    # Then the only image is the QR as a 1-bit bitmap, one pixel per module:
+    # version 5 for this URL at level M is 37 modules, plus a 4-module quiet border on each side
+    assert [(image.image.mode, image.image.size) for image in images if image.image is not None] == [
+        ("1", (45, 45))
+    ]
+
+
+def test_sixty_line_order_spans_pages_with_page_numbers_and_barcode_on_each() -> None:
+    # Given an order with sixty item lines
+    slip = make_slip(item_count=60)
+
+    # When its slip is rendered
+    pdf = render_slip(slip=slip)
+
+    # Then it spans two numbered pages, every product appears once, and the totals close the last page
+    texts = page_texts(pdf)
+    assert len(texts) == 2
+    assert "Page 1 of 2" in texts[0]
+    assert "Page 2 of 2" in texts[1]
+    everything = "\n".join(texts)
+    for item in slip.items:
+        assert everything.count(f"{item.product}\n") == 1
+    assert "Total copies" not in texts[0]
+    assert "Total copies\n120\n" in texts[1]
+    assert "All 60 item lines checked, 120 copies packed" in texts[1]
+    # And the barcode and QR are repeated and scannable on every page
+    for page_index in range(2):
+        assert decoded_barcodes(pdf, page_index=page_index) == {
+            "Code128": "PL-2025-000123",
+            "QRCode": STATUS_URL,
+        }
+
+
+def test_page_plan_covers_every_line_once_and_never_leaves_the_totals_alone() -> None:
+    # Given orders of every length from 1 to 120 lines
+    for item_count in range(1, 121):
+        slip = make_slip(item_count=item_count)
+
+        # When their pages are planned
+        pages = plan_pages(slip=slip)
+
+        # Then the pages list each line once, in order, and no page (the last included) is empty
+        assert [index for page in pages for index in page] == list(range(item_count))
+        assert all(len(page) > 0 for page in pages)
+
+
+def test_page_plan_breaks_where_the_totals_no_longer_fit() -> None:
+    # Given / when orders around the first page's capacity are planned
+    page_sizes = {
+        count: [len(page) for page in plan_pages(slip=make_slip(item_count=count))] for count in (29, 30, 31)
+    }
+
+    # Then 29 lines fit with the totals, 30 and 31 lines carry their last line over to the totals page
+    assert page_sizes == {29: [29], 30: [29, 1], 31: [30, 1]}
+
+
+def test_totals_count_item_lines_and_copies() -> None:
+    # Given three lines with 2, 3 and 1 copies
+    slip = make_slip(item_count=3)
+
+    # When the slip is rendered
+    text = page_texts(render_slip(slip=slip))[0]
+
+    # Then the checklist states the line count and the copy total
+    assert "Total copies\n6\n" in text
+    assert "All 3 item lines checked, 6 copies packed" in text
+
+
+def test_batch_has_the_sum_of_pages_and_one_outline_entry_per_order() -> None:
+    # Given a day's slips: short, sixty lines, short
+    slips = [
+        make_slip(order_ref="PL-A-1", item_count=2),
+        make_slip(order_ref="PL-B-2", item_count=60),
+        make_slip(order_ref="PL-C-3", item_count=5),
+    ]
+
+    # When they are rendered as one batch
+    pdf = render_slips(slips=slips)
+
+    # Then the batch holds 1 + 2 + 1 pages, each slip numbered on its own, in order
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == sum(len(page_texts(render_slip(slip=slip))) for slip in slips) == 4
+    texts = [page.extract_text() for page in reader.pages]
+    expected = [("PL-A-1", 1, 1), ("PL-B-2", 1, 2), ("PL-B-2", 2, 2), ("PL-C-3", 1, 1)]
+    for text, (order_ref, page_number, pages) in zip(texts, expected, strict=True):
+        assert f"Order {order_ref}\n" in text
+        assert f"Page {page_number} of {pages}" in text
+    outline = reader.outline
+    assert [entry.title for entry in outline if isinstance(entry, Destination)] == [
+        "PL-A-1",
+        "PL-B-2",
+        "PL-C-3",
+    ]
+    assert len(outline) == 3
+    # And the third page's barcode belongs to the second order
+    assert decoded_barcodes(pdf, page_index=2)["Code128"] == "PL-B-2"
+
+
+def test_rendering_is_deterministic() -> None:
+    # Given one slip
+    slip = make_slip(notes="Gift: no prices. Pack flat with a card stiffener.")
+
+    # When it is rendered twice
+    first = render_slip(slip=slip)
+    second = render_slip(slip=slip)
+
+    # Then the bytes are identical
+    assert first == second
+
+
+def test_notes_are_printed_and_long_product_names_are_cut_with_an_ellipsis() -> None:
+    # Given notes and a product name far wider than its column
+    long_name = "Fine-art giclée on cotton rag with hand-torn deckle edges and archival sleeve " * 3
+    item = SlipItem(
+        product=long_name, size="8x10 in", paper="Cotton rag 310 g", copies=1, sizing="fit (border)"
+    )
+    slip = dataclasses.replace(make_slip(notes="Gift: no prices on the slip."), items=[item])
+
+    # When the slip is rendered
+    text = page_texts(render_slip(slip=slip))[0]
+
+    # Then the notes appear whole and the product name starts as given and ends in an ellipsis
+    assert "Gift: no prices on the slip." in text
+    assert "Fine-art giclée on cotton rag" in text
+    assert long_name not in text
+    assert "…\n" in text
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"items": []}, "a packing slip needs at least one item"),
+        ({"order_ref": "PL-Ł-1"}, "order_ref must be non-empty printable ASCII to fit in a Code128 barcode"),
+        ({"order_ref": ""}, "order_ref must be non-empty printable ASCII to fit in a Code128 barcode"),
+        ({"ship_to": []}, "ship_to needs 1 to 8 address lines, got 0"),
+        ({"ship_to": ["line"] * 9}, "ship_to needs 1 to 8 address lines, got 9"),
+        ({"status_url": ""}, "status_url must not be empty"),
+    ],
+)
+def test_slip_data_rejects_what_cannot_be_printed(changes: dict[str, Any], message: str) -> None:
+    # Given valid slip data
+    slip = make_slip()
+
+    # When one field is replaced by something a slip cannot carry, then construction fails with a reason
+    with pytest.raises(ValueError) as error:
+        dataclasses.replace(slip, **changes)
+    assert str(error.value) == message
+
+
+def test_item_needs_at_least_one_copy() -> None:
+    # Given / when an item line with zero copies is built, then it is refused
+    with pytest.raises(ValueError) as error:
+        SlipItem(product="Print", size="4x6 in", paper="Gloss", copies=0, sizing="fill")
+    assert str(error.value) == "an item line needs at least one copy, got 0"
+
+
+def test_batch_needs_at_least_one_slip() -> None:
+    # Given / when an empty batch is rendered, then it is refused rather than producing a blank page
+    with pytest.raises(ValueError) as error:
+        render_slips(slips=[])
+    assert str(error.value) == "render_slips needs at least one slip"

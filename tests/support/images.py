@@ -1,0 +1,32 @@
+"""Real image bytes for tests: generated with Pillow, never fixtures checked into the repository."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+
+def jpeg_bytes(width: int = 1800, height: int = 1200, *, orientation: int = 1, gps: bool = False) -> bytes:
+    image = Image.new("RGB", (width, height), (200, 120, 40))
+    image.paste((20, 40, 220), (0, 0, width // 4, height // 4))
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    if gps:
+        exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def png_bytes(width: int = 1200, height: int = 1800, mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, (width, height), 128 if mode in ("L", "I;16") else (10, 200, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def tiff_bytes(width: int = 1200, height: int = 1800) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 90, 90)).save(out, "TIFF")
+    return out.getvalue()

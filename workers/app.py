@@ -1,0 +1,35 @@
+"""The Celery app: JSON only, no results, explicit queues, late acks only where a task claims its row.
+
+Broker: Redis/RabbitMQ from CELERY_BROKER_URL, else kombu's filesystem transport under var/broker.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lab.settings")
+
+app = Celery("printlab")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,
+    task_default_queue="default",
+    task_queues=[Queue("default"), Queue("raster"), Queue("print")],
+    task_routes={
+        "production.print_job_rasterize": {"queue": "raster"},
+        "production.print_job_submit": {"queue": "print"},
+    },
+    worker_prefetch_multiplier=1,
+    task_acks_late=False,
+    task_reject_on_worker_lost=False,
+    broker_connection_retry_on_startup=True,
+    timezone="UTC",
+    worker_hijack_root_logger=False,
+)
+app.autodiscover_tasks(["workers"], related_name="tasks")
