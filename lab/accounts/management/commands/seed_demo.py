@@ -17,7 +17,7 @@ DEMO_STAFF = [
     ("auditor@lab.example", "Demo Auditor", [Role.AUDITOR]),
     ("admin@lab.example", "Demo Admin", [Role.ADMIN]),
 ]
-DEMO_PASSWORD = "demo-lab-password"  # noqa: S105 - demo data for the embedded run only; documented in README
+DEMO_PASSWORD = "demo-lab-password"
 
 
 class Command(BaseCommand):
@@ -27,7 +27,9 @@ class Command(BaseCommand):
         roles_ensure()
         created = catalog_seed_demo()
         for email, name, roles in DEMO_STAFF:
-            staff_user_create(email=email, password=DEMO_PASSWORD, full_name=name, roles=[str(r) for r in roles])
+            staff_user_create(
+                email=email, password=DEMO_PASSWORD, full_name=name, roles=[str(r) for r in roles]
+            )
         printers = self._seed_printers()
         self.stdout.write(
             f"demo: {created} new products, {len(DEMO_STAFF)} staff users (password {DEMO_PASSWORD!r}), "
