@@ -14,7 +14,7 @@ from lab.orders.models import Asset
 from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_read
 from tests.factories import UserFactory
-from tests.support.images import jpeg_bytes, png_bytes, tiff_bytes
+from tests.support.images import heic_bytes, jpeg_bytes, png_bytes, tiff_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,13 @@ def stored_files(settings) -> list[Path]:
 
 @pytest.mark.parametrize(
     ("data", "expected_format"),
-    [(jpeg_bytes(), "JPEG"), (png_bytes(), "PNG"), (tiff_bytes(), "TIFF")],
+    [
+        (jpeg_bytes(), "JPEG"),
+        (png_bytes(), "PNG"),
+        (tiff_bytes(), "TIFF"),
+        (heic_bytes(), "HEIF"),
+        (png_bytes(mode="I;16"), "PNG"),
+    ],
 )
 def test_accepted_formats_are_measured_and_stored_encrypted(api, settings, data, expected_format):
     api.force_authenticate(UserFactory())

@@ -30,3 +30,12 @@ def tiff_bytes(width: int = 1200, height: int = 1800) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (90, 90, 90)).save(out, "TIFF")
     return out.getvalue()
+
+
+def heic_bytes(width: int = 1200, height: int = 900) -> bytes:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (60, 160, 60)).save(out, "HEIF")
+    return out.getvalue()
