@@ -236,7 +236,12 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 CELERY_TASK_ALWAYS_EAGER = False
 PRINT_HOST = os.environ.get("PRINT_HOST", "")
 
-# --- Printers ----------------------------------------------------------------------------------
+# --- Printers and production --------------------------------------------------------------------
+PRODUCTION_POLL_SECONDS = float(os.environ.get("PRODUCTION_POLL_SECONDS", "10"))
+PRODUCTION_CLAIM_LEASE_SECONDS = envint("PRODUCTION_CLAIM_LEASE_SECONDS", 600)
+PRODUCTION_RETRY_BASE_SECONDS = float(os.environ.get("PRODUCTION_RETRY_BASE_SECONDS", "5"))
+PRODUCTION_RETRY_CAP_SECONDS = float(os.environ.get("PRODUCTION_RETRY_CAP_SECONDS", "600"))
+PRODUCTION_MAX_SUBMIT_ATTEMPTS = envint("PRODUCTION_MAX_SUBMIT_ATTEMPTS", 10)
 CUPS_SERVER = os.environ.get("CUPS_SERVER", "")  # host:port; empty = the system default
 HOTFOLDER_ROOT = Path(os.environ.get("HOTFOLDER_ROOT", VAR_DIR / "spool"))
 

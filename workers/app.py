@@ -12,6 +12,8 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lab.settings")
 
+from django.conf import settings
+
 app = Celery("printlab")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -20,7 +22,8 @@ app.conf.update(
     result_serializer="json",
     task_ignore_result=True,
     task_default_queue="default",
-    task_queues=[Queue("default"), Queue("raster"), Queue("print")],
+    task_queues=[Queue("default"), Queue("raster"), Queue("print")]
+    + ([Queue(f"print.{settings.PRINT_HOST}")] if settings.PRINT_HOST else []),
     task_routes={
         "production.print_job_rasterize": {"queue": "raster"},
         "production.print_job_submit": {"queue": "print"},
@@ -32,4 +35,11 @@ app.conf.update(
     timezone="UTC",
     worker_hijack_root_logger=False,
 )
+app.conf.beat_schedule = {
+    "printer-poll": {"task": "production.printer_poll", "schedule": settings.PRODUCTION_POLL_SECONDS},
+    "production-reconcile": {
+        "task": "production.reconcile",
+        "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
+    },
+}
 app.autodiscover_tasks(["workers"], related_name="tasks")

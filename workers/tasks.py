@@ -17,3 +17,70 @@ def payment_intent_cancel(*, order_id: int) -> None:
     from lab.orders.payments import payment_intent_cancel as cancel
 
     cancel(order_id=order_id)
+
+
+# --- Production -----------------------------------------------------------------------------------
+
+
+@app.task(name="production.order_release", time_limit=120, max_retries=0)
+def order_release(*, order_id: int) -> None:
+    from lab.production.services import order_release as release
+
+    release(order_id=order_id)
+
+
+# acks_late: these two claim their row first, so a redelivery after a worker died is safe and needed.
+@app.task(
+    name="production.print_job_rasterize",
+    time_limit=300,
+    soft_time_limit=280,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=0,
+)
+def print_job_rasterize(*, job_id: int) -> None:
+    from lab.production.services import print_job_rasterize as rasterize
+    from lab.production.services import worker_name
+
+    rasterize(job_id=job_id, worker=worker_name())
+
+
+@app.task(
+    name="production.print_job_submit",
+    time_limit=120,
+    soft_time_limit=100,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=0,
+)
+def print_job_submit(*, job_id: int) -> None:
+    from lab.production.services import print_job_submit as submit
+    from lab.production.services import worker_name
+
+    # Transient printer errors are retried by the service itself (job back to ready, re-enqueued with
+    # backoff), so the schedule survives worker restarts and shows on the board.
+    submit(job_id=job_id, worker=worker_name())
+
+
+@app.task(name="production.printer_poll", time_limit=60, max_retries=0)
+def printer_poll() -> None:
+    from lab.production.services import printer_poll as poll
+
+    poll()
+
+
+@app.task(name="production.reconcile", time_limit=120, max_retries=0)
+def production_reconcile() -> None:
+    from lab.production.services import production_reconcile as reconcile
+
+    reconcile()
+
+
+# --- Packing ---------------------------------------------------------------------------------------
+
+
+@app.task(name="packing.slip_render", time_limit=60, max_retries=3, default_retry_delay=10)
+def slip_render(*, order_id: int) -> None:
+    from lab.packing.services import packing_slip_render
+
+    packing_slip_render(order_id=order_id)

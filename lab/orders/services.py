@@ -21,6 +21,7 @@ from lab.accounts.models import Consent, User
 from lab.accounts.services import age_gate_check, policy_agreement_check
 from lab.catalog.models import Product
 from lab.lib.errors import Conflict, DomainError, NotFound
+from lab.lib.tasks import enqueue
 from lab.orders import imaging, payments
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem
 from lab.orders.pricing import SHIPPING_PRICE_MINOR, line_price, preflight
@@ -79,7 +80,7 @@ def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
     )
     with transaction.atomic():
         asset = Asset.objects.create(owner=owner, source_url=url, status=Asset.Status.PENDING)
-        transaction.on_commit(lambda: _enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
+        transaction.on_commit(lambda: enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
     return asset
 
 
@@ -114,12 +115,6 @@ def asset_fetch(*, asset_id: str) -> None:
         asset_store(asset=locked, facts=facts)
         locked.save()
     logger.info("asset fetched asset=%s bytes=%d", asset.pk, facts.size_bytes)
-
-
-def _enqueue(task_name: str, **kwargs: Any) -> None:
-    from workers.app import app
-
-    app.send_task(task_name, kwargs=kwargs)
 
 
 # --- Quotes and orders --------------------------------------------------------------------------
@@ -380,7 +375,7 @@ def order_transition(
 
 def _status_changed_hooks(*, order_id: int, to_status: str) -> None:
     if to_status == OrderStatus.PAID:
-        _enqueue("production.order_release", order_id=order_id)
+        enqueue("production.order_release", order_id=order_id)
 
 
 def order_locked(*, order_id: int) -> Order:
@@ -411,7 +406,7 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str, is_superv
             locked.payment_status = Order.PaymentStatus.REFUNDED
             fields = ("payment_status",)
         elif locked.payment_intent_id and locked.payment_status != Order.PaymentStatus.REFUNDED:
-            transaction.on_commit(lambda: _enqueue("payments.payment_intent_cancel", order_id=locked.pk))
+            transaction.on_commit(lambda: enqueue("payments.payment_intent_cancel", order_id=locked.pk))
         return order_transition(
             order=locked,
             to_status=OrderStatus.CANCELLED,

@@ -33,9 +33,9 @@ def data_key_create() -> DataKey:
     return row
 
 
-def _plain_key(data_key: DataKey) -> bytes:
-    if data_key.is_destroyed or not data_key.wrapped_key:
-        raise crypto.KeyDestroyed(f"data key {data_key.pk} was destroyed")
+def _plain_key(data_key: DataKey | None) -> bytes:
+    if data_key is None or data_key.is_destroyed or not data_key.wrapped_key:
+        raise crypto.KeyDestroyed("the data key was destroyed")
     return crypto.unwrap_data_key(
         wrapped=bytes(data_key.wrapped_key),
         master=crypto.master_key_by_id(data_key.master_key_id),
@@ -47,7 +47,7 @@ def _blob_path(name: str) -> Path:
     return Path(settings.MEDIA_ROOT) / "blobs" / name[:2] / name
 
 
-def vault_write(*, data_key: DataKey, plaintext: bytes, purpose: str) -> str:
+def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str) -> str:
     """Encrypt and store; returns the blob name. `purpose` ("original", "raster") is bound as AAD."""
     name = uuid.uuid4().hex
     path = _blob_path(name)
@@ -64,7 +64,7 @@ def vault_write(*, data_key: DataKey, plaintext: bytes, purpose: str) -> str:
     return name
 
 
-def vault_read(*, data_key: DataKey, name: str, purpose: str) -> bytes:
+def vault_read(*, data_key: DataKey | None, name: str, purpose: str) -> bytes:
     blob = _blob_path(name).read_bytes()
     return crypto.decrypt_blob(data_key=_plain_key(data_key), blob=blob, aad=f"{name}:{purpose}".encode())
 

@@ -24,7 +24,7 @@ class LocalStripe:
 
     def start(self) -> LocalStripe:
         self.service.start()
-        wait_for(lambda: port_open(self.port), timeout=30, what="localstripe")
+        wait_for(lambda: port_open(self.port), timeout=90, what="localstripe")
         return self
 
     def stop(self) -> None:

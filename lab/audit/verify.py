@@ -1,0 +1,296 @@
+"""The audit export format and its offline verifier: `python -m lab.audit.verify EXPORT --public-key KEY`.
+Needs only the export files and the auditor's pinned public key: no Django, no database.
+
+Export format
+-------------
+An export is two UTF-8 files side by side:
+
+``EXPORT`` (e.g. ``audit-2026-05-09.jsonl``)
+    The records, one per line, each line the canonical JSON object (see lab/audit/chain.py: keys sorted,
+    no whitespace, non-ASCII as UTF-8, ``null`` kept) of exactly the fields RECORD_FIELDS plus ``hash``,
+    ending in ``\\n``. Lines are in seq order, starting at seq 1 (whose prev_hash is 64 zeros) with no gap:
+    an export always holds the whole chain. Anything else on a line (extra or missing keys, other
+    whitespace, ``\\r``, other escapes, wrong value types) is reported as malformed.
+
+``EXPORT`` with its last suffix replaced by ``.checkpoints.jsonl`` (``audit-2026-05-09.checkpoints.jsonl``)
+    The checkpoints, one canonical JSON object per line with keys head_hash, key_id, seq, signature,
+    signed_at, in the order they were signed (seq never decreases). The exporter signs a checkpoint of the
+    head at export time as the last line, so every record is covered by a signature.
+
+What is checked, and what cannot be
+-----------------------------------
+Every record's hash is recomputed and its prev_hash must be the previous record's hash; seqs run 1, 2, 3...
+Every checkpoint must carry a valid Ed25519 signature by the PINNED key (from the command line, never from
+the export), the record with its seq must have its head_hash, and the export must reach every checkpoint's
+seq. Records after the last checkpoint are refused ("unsigned_tail"). Because the chain links backwards,
+rewriting records *and* recomputing every later hash is caught only by a checkpoint at or after the first
+rewritten seq; and cutting the tail back to an earlier checkpoint *together with* the later checkpoints is
+only detectable against a later checkpoint the auditor already holds (``--checkpoints`` points at it) or
+by noticing that the last checkpoint's signed_at, printed in the summary, is older than the export.
+
+Exit status: 0 intact (one summary line), 1 a problem (the first one: kind, seq, file and line), 2 the
+export or key could not be read or the key does not have the --fingerprint given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from lab.audit.chain import (
+    EXPORT_FIELDS,
+    GENESIS_HASH,
+    NULLABLE_FIELDS,
+    ChainEntry,
+    ChainProblem,
+    Checkpoint,
+    Malformed,
+    VerifyResult,
+    export_line,
+    load_public_key,
+    public_key_fingerprint,
+    record_type_error,
+    verify_checkpoints,
+    walk_chain,
+)
+
+_READ_BUFFER_BYTES = 1 << 20
+_HASH_MEMBER = b'"hash":"'
+# '"hash":"' + 64 hex digits + '",': the bytes cut out of a canonical export line to get the hashed bytes.
+_HASH_MEMBER_LENGTH = len(_HASH_MEMBER) + 64 + 2
+
+
+def checkpoints_path(export_path: Path) -> Path:
+    """Where the checkpoints of a records file live: its last suffix replaced by .checkpoints.jsonl."""
+    return export_path.with_suffix(".checkpoints.jsonl")
+
+
+def write_export(
+    *, path: Path, records: Iterable[Mapping[str, object]], checkpoints: Iterable[Checkpoint]
+) -> Path:
+    """Write records (in seq order) and checkpoints in the export format; returns the checkpoints path."""
+    target = checkpoints_path(path)
+    with path.open("w", encoding="utf-8", newline="\n") as records_file:
+        records_file.writelines(export_line(record) + "\n" for record in records)
+    with target.open("w", encoding="utf-8", newline="\n") as checkpoints_file:
+        checkpoints_file.writelines(checkpoint.to_line() + "\n" for checkpoint in checkpoints)
+    return target
+
+
+def read_checkpoints(path: Path) -> tuple[list[Checkpoint], ChainProblem | None]:
+    """All checkpoints of a checkpoints file, or those before the first malformed line and its problem."""
+    checkpoints: list[Checkpoint] = []
+    with path.open("rb") as checkpoints_file:
+        for line_number, raw in enumerate(checkpoints_file, start=1):
+            try:
+                text = raw.decode("utf-8").removesuffix("\n")
+                checkpoint = Checkpoint.from_line(text)
+                if checkpoint.to_line() != text:
+                    raise ValueError("not in canonical form")
+            except ValueError as error:
+                return checkpoints, ChainProblem(None, line_number, "malformed", f"bad checkpoint: {error}")
+            checkpoints.append(checkpoint)
+    return checkpoints, None
+
+
+def _allowed_export_shapes() -> frozenset[tuple[type, ...]]:
+    """Value types of an export line's fields in sorted-key order, for every legal null/str mix."""
+    options = [
+        (int,) if name == "seq" else (str, type(None)) if name in NULLABLE_FIELDS else (str,)
+        for name in sorted(EXPORT_FIELDS)
+    ]
+    return frozenset(itertools.product(*options))
+
+
+def export_entries(lines: Iterable[bytes]) -> Iterator[ChainEntry | Malformed]:
+    """Parse export lines into chain entries. This is the hot loop of a million-record verification: one
+    json parse, one canonical re-encode (which also proves the line canonical) and one sha256 per line."""
+    loads = json.loads
+    encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+    sha256 = hashlib.sha256
+    export_keys = frozenset(EXPORT_FIELDS)
+    shapes = _allowed_export_shapes()
+    for line_number, line in enumerate(lines, start=1):
+        raw = line[:-1] if line[-1:] == b"\n" else line
+        try:
+            text = raw.decode("utf-8")
+            record = loads(text)
+            is_canonical = type(record) is dict and encode(record) == text
+        except ValueError as error:
+            yield Malformed(line_number, f"not a JSON line: {error}")
+            continue
+        if not (
+            is_canonical and record.keys() == export_keys and tuple(map(type, record.values())) in shapes
+        ):
+            yield Malformed(line_number, _describe_bad_line(record))
+            continue
+        # The line is canonical, so the hashed bytes are the line without its hash member. A hash value
+        # that is not 64 plain characters makes this cut wrong, but then it cannot equal the computed
+        # digest either, so it is still reported as a mismatch.
+        cut = raw.find(_HASH_MEMBER)
+        computed = sha256(raw[:cut] + raw[cut + _HASH_MEMBER_LENGTH :]).hexdigest()
+        yield (line_number, record["seq"], record["prev_hash"], record["hash"], computed)
+
+
+def _describe_bad_line(record: object) -> str:
+    if type(record) is not dict:
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = sorted(set(EXPORT_FIELDS) - set(record))
+    unexpected = sorted(set(record) - set(EXPORT_FIELDS))
+    if missing or unexpected:
+        return f"fields differ from the record fields: missing {missing}, unexpected {unexpected}"
+    error = record_type_error(record)
+    if error is None and type(record["hash"]) is not str:
+        error = "hash must be a string"
+    return error if error is not None else "not in canonical form (key order, whitespace or escapes)"
+
+
+@dataclass(frozen=True)
+class ExportVerification:
+    """The outcome for one export: the record walk, the checkpoints read, and the first problem with the
+    file its line number refers to."""
+
+    records: VerifyResult
+    checkpoints: tuple[Checkpoint, ...]
+    problem: ChainProblem | None
+    problem_path: Path | None
+
+    @property
+    def is_intact(self) -> bool:
+        return self.problem is None
+
+
+def verify_export(
+    *, export_path: Path, public_key: Ed25519PublicKey, checkpoints_file: Path | None = None
+) -> ExportVerification:
+    """Verify an export against the pinned public key; raises OSError when a file cannot be read."""
+    checkpoint_path = checkpoints_file if checkpoints_file is not None else checkpoints_path(export_path)
+    checkpoints, checkpoint_problem = read_checkpoints(checkpoint_path)
+    if checkpoint_problem is not None:
+        empty = VerifyResult(count=0, head_seq=0, head_hash=GENESIS_HASH, problem=None)
+        return ExportVerification(empty, tuple(checkpoints), checkpoint_problem, checkpoint_path)
+    heads: dict[int, str] = {}
+    with export_path.open("rb", buffering=_READ_BUFFER_BYTES) as records_file:
+        result = walk_chain(
+            export_entries(records_file),
+            heads_wanted=frozenset(checkpoint.seq for checkpoint in checkpoints),
+            heads=heads,
+        )
+    problem, is_in_checkpoints = _first_problem(result, checkpoints, heads, public_key)
+    if problem is None:
+        problem, is_in_checkpoints = _unsigned_problem(result, checkpoints), False
+    problem_path = None if problem is None else checkpoint_path if is_in_checkpoints else export_path
+    return ExportVerification(result, tuple(checkpoints), problem, problem_path)
+
+
+def _first_problem(
+    result: VerifyResult,
+    checkpoints: Sequence[Checkpoint],
+    heads: dict[int, str],
+    public_key: Ed25519PublicKey,
+) -> tuple[ChainProblem | None, bool]:
+    """The earlier (by seq) of the record problem and a checkpoint problem, and whether it is the latter."""
+    records_problem = result.problem
+    if records_problem is None:
+        found = verify_checkpoints(checkpoints, public_key=public_key, heads=heads, head_seq=result.head_seq)
+        return found, found is not None
+    # Past a broken record nothing is known, so only the checkpoints up to the last good seq are checked.
+    covered = itertools.takewhile(lambda checkpoint: checkpoint.seq <= result.head_seq, checkpoints)
+    found = verify_checkpoints(covered, public_key=public_key, heads=heads)
+    if found is None or found.seq is None or records_problem.seq is None or found.seq >= records_problem.seq:
+        return records_problem, False
+    return found, True
+
+
+def _unsigned_problem(result: VerifyResult, checkpoints: Sequence[Checkpoint]) -> ChainProblem | None:
+    if not checkpoints:
+        return ChainProblem(
+            1 if result.count else None,
+            1 if result.count else None,
+            "unsigned_tail",
+            "the checkpoints file holds no checkpoint: nothing in this export is signed",
+        )
+    last_signed = max(checkpoint.seq for checkpoint in checkpoints)
+    if result.head_seq > last_signed:
+        return ChainProblem(
+            last_signed + 1,
+            last_signed + 1,
+            "unsigned_tail",
+            f"seqs {last_signed + 1}..{result.head_seq} come after the last checkpoint (seq {last_signed})"
+            " and are not covered by any signature: appended or the export's own checkpoint is missing",
+        )
+    return None
+
+
+def _read_public_key(value: str) -> Ed25519PublicKey:
+    candidate = Path(value)
+    # A base64 key may contain "/" but is never an existing file, so a path that exists wins.
+    text = candidate.read_text(encoding="utf-8") if candidate.is_file() else value
+    return load_public_key(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.audit.verify",
+        description="Verify an audit export (records + signed checkpoints) offline against a pinned key.",
+    )
+    parser.add_argument("export", type=Path, help="the records file, e.g. audit.jsonl")
+    parser.add_argument(
+        "--public-key",
+        required=True,
+        help="the signing public key: a PEM/base64 key file, or base64 of 32 raw bytes",
+    )
+    parser.add_argument(
+        "--fingerprint", help="sha256 hex of the raw public key, to confirm the key is the pinned one"
+    )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="checkpoints file (default: EXPORT with its last suffix replaced by .checkpoints.jsonl)",
+    )
+    arguments = parser.parse_args(argv)
+    try:
+        public_key = _read_public_key(arguments.public_key)
+    except (OSError, ValueError) as error:
+        parser.error(f"cannot read the public key: {error}")
+    fingerprint = public_key_fingerprint(public_key)
+    if arguments.fingerprint is not None and arguments.fingerprint.strip().lower() != fingerprint:
+        parser.error(f"the public key's fingerprint is {fingerprint}, not the pinned {arguments.fingerprint}")
+    checkpoint_path = arguments.checkpoints or checkpoints_path(arguments.export)
+    if checkpoint_path.resolve() == arguments.export.resolve():
+        parser.error("the records file and the checkpoints file must differ")
+    try:
+        outcome = verify_export(
+            export_path=arguments.export, public_key=public_key, checkpoints_file=checkpoint_path
+        )
+    except OSError as error:
+        parser.error(f"cannot read the export: {error}")
+    print(_summary(outcome, fingerprint=fingerprint))
+    return 0 if outcome.is_intact else 1
+
+
+def _summary(outcome: ExportVerification, *, fingerprint: str) -> str:
+    problem = outcome.problem
+    if problem is None:
+        records = outcome.records
+        last = outcome.checkpoints[-1]
+        return (
+            f"OK: {records.count} records (seq 1..{records.head_seq}), head {records.head_hash};"
+            f" {len(outcome.checkpoints)} checkpoints signed by key {fingerprint};"
+            f" last checkpoint seq {last.seq} signed at {last.signed_at}"
+        )
+    where = "" if problem.line is None else f" line {problem.line} of"
+    seq = "" if problem.seq is None else f" seq {problem.seq},"
+    return f"TAMPERED: {problem.kind} at{seq}{where} {outcome.problem_path}: {problem.message}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PackingConfig(AppConfig):
+    name = "lab.packing"
+    label = "packing"

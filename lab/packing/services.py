@@ -1,0 +1,55 @@
+"""Packing: render and store the slip when an order is ready to pack."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from lab.orders.models import Order
+from lab.packing.models import PackingSlip
+from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip
+
+logger = logging.getLogger(__name__)
+
+
+def slip_data_for(order: Order) -> SlipData:
+    address = order.shipping_address or {}
+    lines = [address.get(k, "") for k in ("name", "line1", "line2")]
+    lines.append(" ".join(p for p in (address.get("postal_code", ""), address.get("city", "")) if p))
+    lines.append(" ".join(p for p in (address.get("region", ""), address.get("country", "")) if p))
+    items = [
+        SlipItem(
+            product=item.product.name,
+            size=f"{item.product.size_label} in",
+            paper=item.product.paper,
+            copies=item.copies,
+            sizing=item.sizing,
+        )
+        for item in order.items.select_related("product")
+    ]
+    return SlipData(
+        lab_name=settings.LAB_NAME,
+        lab_contact=settings.LAB_CONTACT,
+        order_ref=order.ref,
+        status_url=f"{settings.SITE_URL}/api/v1/orders/{order.ref}",
+        ship_to=[line for line in lines if line] or ["-"],
+        shipping_method=order.shipping_method,
+        items=items,
+        printed_on=timezone.now().date(),
+    )
+
+
+def packing_slip_render(*, order_id: int) -> PackingSlip:
+    order = Order.objects.get(pk=order_id)
+    data = slip_data_for(order)
+    pdf = render_slip(slip=data)  # outside the transaction: rendering is slow-ish
+    pages = len(plan_pages(slip=data))
+    with transaction.atomic():
+        slip, _ = PackingSlip.objects.update_or_create(
+            order=order, defaults={"pdf": pdf, "pages": pages, "rendered_at": timezone.now()}
+        )
+    logger.info("packing slip rendered order=%s bytes=%d", order.ref, len(pdf))
+    return slip

@@ -1,0 +1,26 @@
+"""Glue between Printer rows and the `printers` package: which backend object serves a printer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from lab.production.models import Printer
+from printers.base import PrinterBackend
+from printers.media import pwg_media_for_size
+from printers.registry import get_backend
+
+
+def backend_for(printer: Printer) -> PrinterBackend:
+    target = printer.target
+    if printer.backend == Printer.Backend.HOTFOLDER and not Path(target).is_absolute():
+        target = str(Path(settings.HOTFOLDER_ROOT) / target)
+    return get_backend(
+        kind=printer.backend, target=target, cups_server=printer.cups_server or settings.CUPS_SERVER
+    )
+
+
+def media_for(size_label: str) -> str:
+    short, _, long = size_label.partition("x")
+    return pwg_media_for_size(width_inches=short, height_inches=long)

@@ -1,0 +1,126 @@
+"""Colour management: from the photo's embedded ICC profile (sRGB when absent) to the printer's profile.
+Transforms are built once per (source, output) profile pair per process and reused for every print."""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms
+
+from lab.production.imaging.errors import INVALID_OUTPUT_PROFILE, RasterError
+
+logger = logging.getLogger(__name__)
+
+SRGB_PROFILE: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+# Photographic prints: perceptual keeps gradations of out-of-gamut colours instead of clipping them.
+RENDERING_INTENT = ImageCms.Intent.PERCEPTUAL
+_MODE_FOR_COLOUR_SPACE = {"RGB": "RGB", "CMYK": "CMYK", "GRAY": "L"}
+# A transform that moves no 8-bit value by more than this is skipped (e.g. a camera's sRGB profile to ours).
+_IDENTITY_TOLERANCE = 1
+
+
+@dataclass(frozen=True)
+class OutputProfile:
+    icc: bytes
+    mode: str
+
+
+def _colour_space(icc: bytes) -> str | None:
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+    return str(profile.profile.xcolor_space).strip()
+
+
+@functools.lru_cache(maxsize=16)
+def output_profile(icc: bytes | None) -> OutputProfile:
+    """The printer profile decides the output pixel mode (RGB for photo printers, CMYK for presses)."""
+    if icc is None:
+        return OutputProfile(icc=SRGB_PROFILE, mode="RGB")
+    mode = _MODE_FOR_COLOUR_SPACE.get(_colour_space(icc) or "")
+    if mode not in ("RGB", "CMYK"):
+        raise RasterError(
+            code=INVALID_OUTPUT_PROFILE, message="output ICC profile is not a valid RGB or CMYK profile"
+        )
+    return OutputProfile(icc=icc, mode=mode)
+
+
+@functools.lru_cache(maxsize=1)
+def default_cmyk_profile() -> bytes:
+    """Untagged CMYK photos are interpreted with libvips' built-in CMYK profile (a coated-press profile)."""
+    import pyvips
+
+    probe = pyvips.Image.black(1, 1, bands=3).copy(interpretation="srgb").icc_export(output_profile="cmyk")
+    return bytes(probe.get("icc-profile-data"))
+
+
+def _identity_probe(mode: str) -> Image.Image:
+    levels = range(0, 256, 15)
+    if mode == "L":
+        return Image.frombytes("L", (len(levels), 1), bytes(levels))
+    samples = bytes(level for r in levels for g in levels for b in levels for level in (r, g, b))
+    return Image.frombytes("RGB", (len(samples) // 3, 1), samples)
+
+
+def _is_near_identity(transform: ImageCms.ImageCmsTransform, *, mode: str) -> bool:
+    probe = _identity_probe(mode)
+    converted = ImageCms.applyTransform(probe, transform)
+    assert converted is not None
+    return all(
+        abs(a - b) <= _IDENTITY_TOLERANCE for a, b in zip(probe.tobytes(), converted.tobytes(), strict=True)
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def cached_transform(
+    source_icc: bytes, output_icc: bytes, source_mode: str, output_mode: str
+) -> ImageCms.ImageCmsTransform | None:
+    """None means 'leave the pixels alone': the two profiles agree to within one 8-bit step."""
+    transform = ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(source_icc)),
+        ImageCms.ImageCmsProfile(io.BytesIO(output_icc)),
+        source_mode,
+        output_mode,
+        renderingIntent=RENDERING_INTENT,
+    )
+    if (
+        source_mode == output_mode
+        and source_mode in ("RGB", "L")
+        and _is_near_identity(transform, mode=source_mode)
+    ):
+        return None
+    return transform
+
+
+def _source_profile(image: Image.Image, embedded: bytes | None) -> tuple[Image.Image, bytes]:
+    """The embedded profile when it is readable and matches the pixels; otherwise the default for the mode."""
+    expected_space = {"RGB": "RGB", "CMYK": "CMYK", "L": "GRAY"}[image.mode]
+    if embedded is not None:
+        if _colour_space(embedded) == expected_space:
+            return image, embedded
+        logger.warning("embedded ICC profile unreadable or for another colour space; using the default")
+    if image.mode == "CMYK":
+        return image, default_cmyk_profile()
+    # Untagged grey is grey in sRGB: R = G = B.
+    return (image.convert("RGB") if image.mode == "L" else image), SRGB_PROFILE
+
+
+def to_output_profile(
+    image: Image.Image, *, embedded_icc: bytes | None, output: OutputProfile
+) -> Image.Image:
+    image, source_icc = _source_profile(image, embedded_icc)
+    if source_icc == output.icc and image.mode == output.mode:
+        return image
+    transform = cached_transform(source_icc, output.icc, image.mode, output.mode)
+    if transform is None:
+        return image
+    if image.mode == output.mode:
+        ImageCms.applyTransform(image, transform, inPlace=True)
+        return image
+    converted = ImageCms.applyTransform(image, transform)
+    assert converted is not None
+    return converted

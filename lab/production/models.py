@@ -1,0 +1,141 @@
+"""Printers, batches and print jobs: the production floor's state, written only by production services."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+from django.utils import timezone
+
+from lab.production.states import JobStatus, PrinterState, ReprintReason
+
+
+class Printer(models.Model):
+    class Backend(models.TextChoices):
+        CUPS = "cups"
+        HOTFOLDER = "hotfolder"
+
+    class OutputFormat(models.TextChoices):
+        JPEG = "jpeg"
+        TIFF = "tiff"
+
+    name = models.SlugField(max_length=64, unique=True)
+    backend = models.CharField(max_length=16, choices=Backend.choices)
+    target = models.CharField(max_length=500)  # CUPS queue name, or hot folder path
+    cups_server = models.CharField(max_length=200, blank=True)  # host:port; empty = settings.CUPS_SERVER
+    host = models.CharField(max_length=100, blank=True)  # print host: its worker consumes queue print.<host>
+    location = models.CharField(max_length=200, blank=True)
+    media_sizes = models.JSONField(default=list)  # ["4x6", "5x7"] (short x long, inches)
+    papers = models.JSONField(default=list)  # papers loaded: ["lustre", "glossy"]
+    dpi = models.PositiveIntegerField(default=300)
+    icc_profile = models.BinaryField(null=True, blank=True)
+    output_format = models.CharField(max_length=8, choices=OutputFormat.choices, default=OutputFormat.JPEG)
+    state = models.CharField(max_length=16, choices=PrinterState.choices, default=PrinterState.ONLINE)
+    state_reasons = models.JSONField(default=list)
+    state_message = models.CharField(max_length=300, blank=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    is_paused_by_lab = models.BooleanField(default=False)  # a technician paused it on the board
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_available(self) -> bool:
+        return self.state == PrinterState.ONLINE and not self.is_paused_by_lab
+
+    def holds(self, *, size: str, paper: str) -> bool:
+        return size in self.media_sizes and paper in self.papers
+
+
+class Batch(models.Model):
+    """Jobs for one printer and one media, so paper is loaded once; a held batch is not submitted."""
+
+    printer = models.ForeignKey(Printer, on_delete=models.PROTECT, related_name="batches")
+    size = models.CharField(max_length=16)
+    paper = models.CharField(max_length=16)
+    is_held = models.BooleanField(default=False)
+    is_open = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["printer", "size", "paper"],
+                condition=models.Q(is_open=True),
+                name="one_open_batch_per_media",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"batch:{self.pk}"
+
+
+class PrintJob(models.Model):
+    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="print_jobs")
+    item = models.ForeignKey("orders.OrderItem", on_delete=models.CASCADE, related_name="print_jobs")
+    printer = models.ForeignKey(Printer, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    copies = models.PositiveSmallIntegerField()
+    copies_verified = models.PositiveSmallIntegerField(default=0)
+    raster_blob = models.CharField(max_length=64, blank=True)
+    raster_sha256 = models.CharField(max_length=64, blank=True)
+    raster_width_px = models.PositiveIntegerField(default=0)
+    raster_height_px = models.PositiveIntegerField(default=0)
+    raster_printer = models.ForeignKey(
+        Printer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    raster_engine = models.CharField(max_length=16, blank=True)
+    backend_job_id = models.CharField(max_length=100, blank=True)
+    backend_state = models.CharField(max_length=16, blank=True)
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    failure_is_permanent = models.BooleanField(default=False)
+    reprint_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reprints"
+    )
+    reprint_reason = models.CharField(max_length=16, choices=ReprintReason.choices, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    printed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["pk"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["status", "printer"]),
+            models.Index(fields=["order", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"job:{self.pk}"
+
+    @property
+    def title(self) -> str:
+        """The backend job title carries our id, so a reconciler can find a job we lost track of."""
+        return f"lab-job-{self.pk}"
+
+
+class JobEvent(models.Model):
+    """Every job status change and floor action, with who did it (the floor's audit trail)."""
+
+    job = models.ForeignKey(PrintJob, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    printer = models.ForeignKey(
+        Printer, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    kind = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    actor = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["created_at", "pk"]

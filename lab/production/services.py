@@ -1,0 +1,568 @@
+"""Production: release paid orders into print jobs, route them, rasterize, submit, track, reconcile.
+
+Work is claimed with a conditional UPDATE on the job's status before any slow step (healthchecks' pattern),
+so a task delivered twice, or two workers, never rasterize or submit one job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from lab.lib.tasks import enqueue
+from lab.orders.models import Order
+from lab.orders.services import order_locked, order_transition
+from lab.orders.states import OrderStatus
+from lab.privacy.crypto import KeyDestroyed
+from lab.privacy.vault import vault_delete, vault_read, vault_write
+from lab.production import raster
+from lab.production.backends import backend_for, media_for
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.states import ACTIVE_JOB_STATUSES, JOB_MACHINE, JobStatus, PrinterState
+from printers.base import JobState
+from printers.errors import PrinterError
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def print_queue(printer: Printer) -> str:
+    """Print tasks go to the worker on the host attached to the printer (queue per print host)."""
+    return f"print.{printer.host}" if printer.host else "print"
+
+
+def _enqueue_rasterize(job_id: int) -> None:
+    enqueue("production.print_job_rasterize", job_id=job_id, queue="raster")
+
+
+def _enqueue_submit(job: PrintJob, countdown: float | None = None) -> None:
+    assert job.printer is not None
+    enqueue("production.print_job_submit", job_id=job.pk, queue=print_queue(job.printer), countdown=countdown)
+
+
+def job_move(
+    *,
+    job_id: int,
+    from_statuses: frozenset[str] | set[str],
+    to_status: str,
+    kind: str = "status_changed",
+    note: str = "",
+    actor_id: int | None = None,
+    **fields: object,
+) -> bool:
+    """The one place a job's status is written: a conditional UPDATE, checked against the state machine.
+
+    Returns False (and changes nothing) when the job is no longer in one of `from_statuses`.
+    """
+    for from_status in from_statuses:
+        JOB_MACHINE.check(from_status, to_status)
+    with transaction.atomic():
+        current = PrintJob.objects.select_for_update().filter(pk=job_id, status__in=from_statuses).first()
+        if current is None:
+            return False
+        PrintJob.objects.filter(pk=job_id).update(status=to_status, updated_at=timezone.now(), **fields)
+        JobEvent.objects.create(
+            job_id=job_id,
+            kind=kind,
+            from_status=current.status,
+            to_status=to_status,
+            note=note[:500],
+            actor_id=actor_id,
+        )
+    logger.info("job status job=%s from=%s to=%s", job_id, current.status, to_status)
+    return True
+
+
+# --- Release and routing ------------------------------------------------------------------------
+
+
+def _capable_printers(*, size: str, paper: str) -> list[Printer]:
+    return [
+        p
+        for p in Printer.objects.filter(state=PrinterState.ONLINE, is_paused_by_lab=False)
+        if p.holds(size=size, paper=paper)
+    ]
+
+
+def _least_loaded(printers: list[Printer], *, exclude: int | None = None) -> Printer | None:
+    candidates = [p for p in printers if p.pk != exclude]
+    if not candidates:
+        return None
+    load = Counter(
+        PrintJob.objects.filter(printer__in=candidates, status__in=ACTIVE_JOB_STATUSES).values_list(
+            "printer_id", flat=True
+        )
+    )
+    return min(candidates, key=lambda p: (load[p.pk], p.name))
+
+
+def _batch_for(*, printer: Printer, size: str, paper: str) -> Batch:
+    batch, _ = Batch.objects.get_or_create(printer=printer, size=size, paper=paper, is_open=True)
+    return batch
+
+
+def _job_media(job: PrintJob) -> tuple[str, str]:
+    product = job.item.product
+    return product.size_label, product.paper
+
+
+def order_release(*, order_id: int) -> int:
+    """A paid order becomes one print job per item (copies as a count), each routed to a printer."""
+    with transaction.atomic():
+        order = order_locked(order_id=order_id)
+        if order.status != OrderStatus.PAID or PrintJob.objects.filter(order=order).exists():
+            return 0  # released already, cancelled, or on hold: a redelivered task does nothing
+        jobs = [
+            PrintJob.objects.create(order=order, item=item, copies=item.copies, status=J.NO_PRINTER)
+            for item in order.items.select_related("product")
+        ]
+        for job in jobs:
+            JobEvent.objects.create(job=job, kind="created", to_status=J.NO_PRINTER)
+            _route(job)
+        order_transition(order=order, to_status=OrderStatus.IN_PRODUCTION, note="released to production")
+    return len(jobs)
+
+
+def _route(job: PrintJob, *, exclude_printer: int | None = None) -> bool:
+    size, paper = _job_media(job)
+    printer = _least_loaded(_capable_printers(size=size, paper=paper), exclude=exclude_printer)
+    if printer is None:
+        return False
+    batch = _batch_for(printer=printer, size=size, paper=paper)
+    moved = job_move(
+        job_id=job.pk,
+        from_statuses={J.NO_PRINTER},
+        to_status=J.QUEUED,
+        kind="routed",
+        note=f"printer={printer.name}",
+        printer=printer,
+        batch=batch,
+    )
+    if moved:
+        transaction.on_commit(lambda: _enqueue_rasterize(job.pk))
+    return moved
+
+
+def jobs_route_waiting() -> int:
+    """Route jobs that were waiting for a capable printer (called when printers change)."""
+    routed = 0
+    for job in PrintJob.objects.filter(status=J.NO_PRINTER).select_related("item__product"):
+        with transaction.atomic():
+            routed += int(_route(job))
+    return routed
+
+
+def job_reroute(
+    *, job_id: int, printer_id: int | None = None, actor_id: int | None = None, note: str = ""
+) -> bool:
+    """Move a job that has not been sent yet to another capable printer (least loaded when not named)."""
+    job = PrintJob.objects.select_related("item__product").get(pk=job_id)
+    size, paper = _job_media(job)
+    capable = _capable_printers(size=size, paper=paper)
+    if printer_id is not None:
+        capable = [p for p in capable if p.pk == printer_id]
+    target = _least_loaded(capable, exclude=job.printer_id)
+    if target is None:
+        return False
+    batch = _batch_for(printer=target, size=size, paper=paper)
+    # A raster made for another printer (resolution, profile) is made again for the new one.
+    moved = job_move(
+        job_id=job.pk,
+        from_statuses={J.QUEUED, J.READY, J.FAILED},
+        to_status=J.QUEUED,
+        kind="rerouted",
+        note=note or f"printer={target.name}",
+        actor_id=actor_id,
+        printer=target,
+        batch=batch,
+        failure_code="",
+        failure_message="",
+        failure_is_permanent=False,
+    )
+    if moved:
+        transaction.on_commit(lambda: _enqueue_rasterize(job.pk))
+    return moved
+
+
+# --- Rasterize ----------------------------------------------------------------------------------
+
+
+def print_job_rasterize(*, job_id: int, worker: str) -> str:
+    lease_expired = timezone.now() - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
+    claimed = PrintJob.objects.filter(pk=job_id, status=J.QUEUED).update(
+        status=J.RASTERIZING, claimed_at=timezone.now(), claimed_by=worker, updated_at=timezone.now()
+    ) or PrintJob.objects.filter(pk=job_id, status=J.RASTERIZING, claimed_at__lt=lease_expired).update(
+        claimed_at=timezone.now(), claimed_by=worker, updated_at=timezone.now()
+    )
+    if not claimed:
+        return "not_claimed"
+    job = PrintJob.objects.select_related("printer", "item__product", "item__asset__data_key").get(pk=job_id)
+    printer, item = job.printer, job.item
+    assert printer is not None
+    asset = item.asset
+    try:
+        original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
+        result = raster.rasterize(
+            data=original,
+            spec=raster.RasterSpec(
+                width_in=float(item.product.width_in),
+                height_in=float(item.product.height_in),
+                dpi=printer.dpi,
+                sizing=item.sizing,
+                output_format=printer.output_format,  # type: ignore[arg-type]
+                output_icc=bytes(printer.icc_profile) if printer.icc_profile else None,
+            ),
+        )
+    except (raster.RasterError, KeyDestroyed, FileNotFoundError) as error:
+        code = getattr(error, "code", "asset_unreadable")
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.RASTERIZING},
+            to_status=J.FAILED,
+            kind="raster_failed",
+            note=code,
+            failure_code=code,
+            failure_message=str(error)[:300],
+            failure_is_permanent=True,
+        )
+        return "failed"
+    blob = vault_write(data_key=asset.data_key, plaintext=result.data, purpose="raster")
+    old_blob = job.raster_blob
+    moved = job_move(
+        job_id=job.pk,
+        from_statuses={J.RASTERIZING},
+        to_status=J.READY,
+        kind="rasterized",
+        note=f"{result.width_px}x{result.height_px} {result.engine}",
+        raster_blob=blob,
+        raster_sha256=_sha256(result.data),
+        raster_width_px=result.width_px,
+        raster_height_px=result.height_px,
+        raster_printer=printer,
+        raster_engine=result.engine,
+        claimed_at=None,
+        claimed_by="",
+    )
+    if not moved:
+        vault_delete(name=blob)  # someone else finished (or cancelled) it meanwhile
+        return "superseded"
+    if old_blob:
+        vault_delete(name=old_blob)
+    _enqueue_submit(job)
+    return "ready"
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- Submit -------------------------------------------------------------------------------------
+
+
+def _retry_delay(attempt: int) -> float:
+    base = settings.PRODUCTION_RETRY_BASE_SECONDS
+    return float(min(base * 2 ** max(attempt - 1, 0), settings.PRODUCTION_RETRY_CAP_SECONDS))
+
+
+def print_job_submit(*, job_id: int, worker: str) -> str:
+    """Claim the job, send the raster, save the backend's handle. Never sends one job twice."""
+    job = PrintJob.objects.select_related("printer", "batch", "item__asset__data_key", "item__product").get(
+        pk=job_id
+    )
+    printer = job.printer
+    if job.status != J.READY or printer is None:
+        return "not_ready"
+    if job.raster_printer_id != printer.pk:
+        job_move(job_id=job.pk, from_statuses={J.READY}, to_status=J.QUEUED, kind="re_raster")
+        transaction.on_commit(lambda: _enqueue_rasterize(job.pk))
+        return "re_raster"
+    if not printer.is_available or (job.batch is not None and job.batch.is_held):
+        return "waiting"  # printer_poll enqueues it again when the printer is back or the batch released
+    claimed = PrintJob.objects.filter(pk=job_id, status=J.READY).update(
+        status=J.SUBMITTING,
+        claimed_at=timezone.now(),
+        claimed_by=worker,
+        submit_attempts=F("submit_attempts") + 1,
+        updated_at=timezone.now(),
+    )
+    if not claimed:
+        return "not_claimed"
+    JobEvent.objects.create(job=job, kind="claimed", from_status=J.READY, to_status=J.SUBMITTING, note=worker)
+    job.refresh_from_db()
+    asset = job.item.asset
+    size, _ = _job_media(job)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lab-print-") as folder:
+            path = Path(folder) / f"{job.title}.{'tif' if printer.output_format == 'tiff' else 'jpg'}"
+            path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
+            path.chmod(0o644)  # CUPS filters run as `lp` and must read it
+            Path(folder).chmod(0o755)
+            handle = backend_for(printer).submit(
+                path=path,
+                title=job.title,
+                media=media_for(size),
+                copies=job.copies,
+                attributes={"lab-job-id": str(job.pk)},
+            )
+    except PrinterError as error:
+        return _submit_failed(job=job, error=error)
+    except (KeyDestroyed, FileNotFoundError) as error:
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            to_status=J.FAILED,
+            kind="submit_failed",
+            failure_code="raster_unreadable",
+            failure_message=str(error)[:300],
+            failure_is_permanent=True,
+        )
+        return "failed"
+    job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.SUBMITTED,
+        kind="submitted",
+        note=f"backend job {handle}",
+        backend_job_id=handle,
+        claimed_at=None,
+        claimed_by="",
+        failure_code="",
+        failure_message="",
+    )
+    return "submitted"
+
+
+def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
+    if error.is_permanent:
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            to_status=J.FAILED,
+            kind="submit_failed",
+            note=error.code,
+            failure_code=error.code,
+            failure_message=error.message[:300],
+            failure_is_permanent=True,
+        )
+        logger.warning("job submit failed permanently job=%s code=%s", job.pk, error.code)
+        return "failed"
+    if job.submit_attempts >= settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS:
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            to_status=J.FAILED,
+            kind="submit_failed",
+            note=f"{error.code} after {job.submit_attempts} attempts",
+            failure_code=error.code,
+            failure_message=error.message[:300],
+            failure_is_permanent=False,
+        )
+        return "failed"
+    delay = _retry_delay(job.submit_attempts)
+    job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.READY,
+        kind="submit_retry",
+        note=f"{error.code}; retry in {delay:.0f}s",
+        failure_code=error.code,
+        failure_message=error.message[:300],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        claimed_at=None,
+        claimed_by="",
+    )
+    logger.info("job submit transient failure job=%s code=%s retry_in=%s", job.pk, error.code, delay)
+    _enqueue_submit(job, countdown=delay)
+    return "retry"
+
+
+# --- Tracking -----------------------------------------------------------------------------------
+
+
+def printer_poll() -> dict[str, int]:
+    """Refresh printer states and the state of every submitted job; move orders on when all printed."""
+    counts: Counter[str] = Counter()
+    for printer in Printer.objects.all():
+        counts[_printer_refresh(printer)] += 1
+    touched_orders: set[int] = set()
+    for job in PrintJob.objects.filter(status=J.SUBMITTED).select_related("printer"):
+        outcome = _job_refresh(job)
+        counts[outcome] += 1
+        if outcome == "printed":
+            touched_orders.add(job.order_id)
+    for order_id in touched_orders:
+        order_check_printed(order_id=order_id)
+    return dict(counts)
+
+
+def _printer_refresh(printer: Printer) -> str:
+    try:
+        status = backend_for(printer).printer_status()
+        state, reasons, message = str(status.state), list(status.reasons), status.message
+    except PrinterError as error:
+        state, reasons, message = PrinterState.OFFLINE, [error.code], error.message
+    changed = state != printer.state or reasons != printer.state_reasons
+    if changed:
+        was_available = printer.is_available
+        Printer.objects.filter(pk=printer.pk).update(
+            state=state, state_reasons=reasons, state_message=message[:300], state_changed_at=timezone.now()
+        )
+        JobEvent.objects.create(
+            printer=printer, kind="printer_state", to_status=state, note=",".join(reasons)[:500]
+        )
+        logger.info("printer state printer=%s state=%s reasons=%s", printer.name, state, ",".join(reasons))
+        printer.refresh_from_db()
+        if printer.is_available and not was_available:
+            jobs_route_waiting()
+    if printer.is_available:
+        _kick_ready_jobs(printer)
+    elif printer.state in (PrinterState.OFFLINE, PrinterState.ERROR):
+        _reroute_waiting_jobs(printer)
+    return "printer_changed" if changed else "printer_same"
+
+
+def _kick_ready_jobs(printer: Printer) -> None:
+    now = timezone.now()
+    for job in PrintJob.objects.filter(printer=printer, status=J.READY, batch__is_held=False).exclude(
+        next_attempt_at__gt=now
+    ):
+        _enqueue_submit(job)
+
+
+def _reroute_waiting_jobs(printer: Printer) -> None:
+    for job in PrintJob.objects.filter(printer=printer, status__in=[J.QUEUED, J.READY]):
+        job_reroute(job_id=job.pk, note=f"printer {printer.name} is {printer.state}")
+
+
+def _job_refresh(job: PrintJob) -> str:
+    assert job.printer is not None
+    try:
+        info = backend_for(job.printer).job_info(job.backend_job_id)
+    except PrinterError as error:
+        if error.is_permanent:
+            job_move(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTED},
+                to_status=J.FAILED,
+                kind="job_lost",
+                note=error.code,
+                failure_code=error.code,
+                failure_message=error.message[:300],
+            )
+            return "failed"
+        return "unreachable"
+    if info.state != job.backend_state:
+        PrintJob.objects.filter(pk=job.pk).update(backend_state=str(info.state))
+    if info.state is JobState.COMPLETED:
+        # CUPS "completed" means sent to the device, not a good print: a person verifies the copies later.
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            to_status=J.PRINTED,
+            kind="printed",
+            printed_at=timezone.now(),
+            backend_state=str(info.state),
+        )
+        return "printed"
+    if info.state in (JobState.ABORTED, JobState.CANCELED):
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            to_status=J.FAILED,
+            kind="backend_failed",
+            note=f"{info.state}: {info.message}",
+            failure_code=f"printer_{info.state}",
+            failure_message=(info.message or ",".join(info.reasons))[:300],
+            backend_state=str(info.state),
+        )
+        return "failed"
+    return "waiting"
+
+
+def order_check_printed(*, order_id: int) -> bool:
+    """When every job of an order that still counts is printed, the order is ready to pack."""
+    with transaction.atomic():
+        order = order_locked(order_id=order_id)
+        if order.status != OrderStatus.IN_PRODUCTION:
+            return False
+        statuses = set(
+            PrintJob.objects.filter(order=order).exclude(status=J.CANCELLED).values_list("status", flat=True)
+        )
+        if statuses != {J.PRINTED}:
+            return False
+        order_transition(order=order, to_status=OrderStatus.READY_TO_PACK, note="all jobs printed")
+        transaction.on_commit(lambda: enqueue("packing.slip_render", order_id=order_id))
+    return True
+
+
+def production_reconcile() -> dict[str, int]:
+    """Recover from lost messages and dead workers; the database, not the broker, is the truth."""
+    now = timezone.now()
+    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
+    counts: Counter[str] = Counter()
+    for job in PrintJob.objects.filter(status=J.QUEUED, updated_at__lt=now - lease):
+        _enqueue_rasterize(job.pk)
+        counts["rasterize_requeued"] += 1
+    for job in PrintJob.objects.filter(status=J.RASTERIZING, claimed_at__lt=now - lease):
+        _enqueue_rasterize(job.pk)  # the claim takes over an expired lease
+        counts["rasterize_taken_over"] += 1
+    for job in PrintJob.objects.filter(status=J.SUBMITTING, claimed_at__lt=now - lease).select_related(
+        "printer"
+    ):
+        counts[_reconcile_submitting(job)] += 1
+    jobs_route_waiting()
+    return dict(counts)
+
+
+def _reconcile_submitting(job: PrintJob) -> str:
+    """A worker died between claiming and saving: find our job at the printer by title, or ask a person."""
+    assert job.printer is not None
+    try:
+        found = [
+            j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title
+        ]
+    except PrinterError:
+        return "reconcile_unreachable"
+    if found:
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            to_status=J.SUBMITTED,
+            kind="reconciled",
+            note=f"found backend job {found[0].handle}",
+            backend_job_id=found[0].handle,
+            claimed_at=None,
+            claimed_by="",
+        )
+        return "reconciled"
+    job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.UNKNOWN,
+        kind="fate_unknown",
+        note="worker lost during submit and the printer has no job with our title",
+        claimed_at=None,
+        claimed_by="",
+    )
+    return "unknown"
+
+
+def job_cancel_all_for_order(*, order: Order) -> None:
+    for job in PrintJob.objects.filter(order=order).exclude(status__in=[J.PRINTED, J.CANCELLED]):
+        job_move(job_id=job.pk, from_statuses={job.status}, to_status=J.CANCELLED, kind="order_cancelled")

@@ -1,0 +1,57 @@
+"""The print-job and printer state machines: the one table each status change is checked against."""
+
+from __future__ import annotations
+
+from django.db.models import TextChoices
+
+from lab.lib.states import StateMachine
+
+
+class JobStatus(TextChoices):
+    NO_PRINTER = "no_printer"  # no online printer holds this media: waits, routed when one appears
+    QUEUED = "queued"
+    RASTERIZING = "rasterizing"
+    READY = "ready"
+    SUBMITTING = "submitting"  # claimed by a worker that is talking to the printer right now
+    SUBMITTED = "submitted"
+    PRINTED = "printed"  # the device accepted all of it (CUPS "completed"), not yet checked by a person
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # a submit whose outcome nobody knows: a technician decides, never a retry
+    CANCELLED = "cancelled"
+
+
+J = JobStatus
+ACTIVE_JOB_STATUSES = frozenset({J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTING, J.SUBMITTED})
+FINAL_JOB_STATUSES = frozenset({J.PRINTED, J.CANCELLED})
+JOB_MACHINE = StateMachine(
+    "print_job",
+    {
+        J.NO_PRINTER: frozenset({J.QUEUED, J.CANCELLED}),
+        J.QUEUED: frozenset(
+            {J.QUEUED, J.RASTERIZING, J.NO_PRINTER, J.CANCELLED, J.FAILED}
+        ),  # queued->queued: reroute
+        J.RASTERIZING: frozenset({J.READY, J.QUEUED, J.FAILED, J.CANCELLED}),
+        J.READY: frozenset({J.SUBMITTING, J.QUEUED, J.NO_PRINTER, J.CANCELLED, J.FAILED}),
+        J.SUBMITTING: frozenset({J.SUBMITTED, J.READY, J.FAILED, J.UNKNOWN}),
+        J.SUBMITTED: frozenset({J.PRINTED, J.FAILED, J.CANCELLED}),
+        J.FAILED: frozenset({J.QUEUED, J.READY, J.CANCELLED}),
+        J.UNKNOWN: frozenset({J.PRINTED, J.READY, J.CANCELLED}),
+        J.PRINTED: frozenset(),
+        J.CANCELLED: frozenset(),
+    },
+)
+
+
+class PrinterState(TextChoices):
+    ONLINE = "online"
+    PAUSED = "paused"
+    OFFLINE = "offline"
+    ERROR = "error"
+
+
+class ReprintReason(TextChoices):
+    DAMAGED = "damaged"
+    COLOUR = "colour"
+    CROP = "crop"
+    PAPER_JAM = "paper_jam"
+    OTHER = "other"

@@ -1,0 +1,405 @@
+"""CUPS printer backend (pycups) and queue discovery for `printers_sync`.
+Talks IPP to one CUPS server "host:port"; turns pycups exceptions into transient/permanent PrinterErrors.
+
+Facts observed on CUPS 2.4.2 with ippeveprinter IPP Everywhere queues (see tests/printers/):
+- `completed` means the printer accepted the whole document, not that paper came out.
+- A document the printer rejects after CUPS queued it (e.g. unknown bytes sent as octet-stream) ends
+  `canceled` with job-printer-state-message "Printer cannot print with supplied options." - not an
+  exception at submit time.
+- A failed submit (document-format not supported) still leaves a `canceled` job with our title in CUPS.
+- CUPS hides job-name from non-owners unless the policy says `JobPrivateValues none`; find_jobs() then
+  raises job_names_hidden rather than answering "no jobs" (which would make the reconciler reprint).
+- Print-Job to a queue that does not exist answers server-error-internal-error ("No such file or
+  directory"), so submit checks the queue before calling that permanent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cups
+
+from printers import errors
+from printers.base import JobInfo, JobState, PrinterBackend, PrinterState, PrinterStatus
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 631
+
+# find_jobs() cannot see titles: cupsd's policy keeps job-name private (JobPrivateValues).
+JOB_NAMES_HIDDEN = "job_names_hidden"
+
+# cups.setServer/setPort are process-global; the lock keeps two threads from mixing servers up while a
+# connection is made. The host and port are also passed to Connection() so the connection keeps them.
+_connection_lock = threading.Lock()
+
+_JOB_ATTRIBUTES = [
+    "job-id",
+    "job-name",
+    "job-state",
+    "job-state-reasons",
+    "job-printer-state-message",
+    "job-printer-uri",
+]
+_PRINTER_ATTRIBUTES = [
+    "printer-state",
+    "printer-state-reasons",
+    "printer-state-message",
+    "printer-is-accepting-jobs",
+    "media-supported",
+    "media-ready",
+    "device-uri",
+]
+
+# IPP printer-state-reasons (suffix stripped) that mean CUPS cannot reach the device.
+_OFFLINE_REASONS = frozenset(
+    {"offline", "connecting-to-device", "shutdown", "timed-out", "device-unreachable"}
+)
+
+# CUPS 2.4.2's ipp backend reports an unreachable device only as printer-state-message (no reason), so
+# these English messages (we ask for "en") become the derived reason DEVICE_UNREACHABLE_REASON.
+DEVICE_UNREACHABLE_REASON = "device-unreachable"
+_UNREACHABLE_MESSAGES = (
+    "The printer may not exist or is unavailable at this time.",
+    "The printer is unreachable at this time.",
+    "The printer is not responding.",
+    "Unable to locate printer",
+    "Unable to connect to printer",
+)
+
+_TRANSIENT_STATUSES: dict[int, str] = {
+    cups.IPP_STATUS_ERROR_SERVICE_UNAVAILABLE: errors.SERVER_BUSY,
+    cups.IPP_STATUS_ERROR_BUSY: errors.SERVER_BUSY,
+    cups.IPP_STATUS_ERROR_TEMPORARY: errors.SERVER_BUSY,
+    cups.IPP_STATUS_ERROR_DEVICE: errors.PRINTER_UNREACHABLE,
+    cups.IPP_STATUS_ERROR_NOT_ACCEPTING_JOBS: errors.PRINTER_NOT_ACCEPTING_JOBS,
+    cups.IPP_STATUS_ERROR_TIMEOUT: errors.SERVER_BUSY,
+    cups.IPP_STATUS_ERROR_INTERNAL: errors.IPP_ERROR,
+}
+_PERMANENT_STATUSES: dict[int, str] = {
+    cups.IPP_STATUS_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED: errors.DOCUMENT_FORMAT_NOT_SUPPORTED,
+    cups.IPP_STATUS_ERROR_DOCUMENT_FORMAT_ERROR: errors.DOCUMENT_FORMAT_NOT_SUPPORTED,
+    cups.IPP_STATUS_ERROR_ATTRIBUTES_OR_VALUES: errors.ATTRIBUTES_NOT_SUPPORTED,
+    cups.IPP_STATUS_ERROR_CONFLICTING: errors.ATTRIBUTES_NOT_SUPPORTED,
+    cups.IPP_STATUS_ERROR_FORBIDDEN: errors.NOT_AUTHORIZED,
+    cups.IPP_STATUS_ERROR_NOT_AUTHENTICATED: errors.NOT_AUTHORIZED,
+    cups.IPP_STATUS_ERROR_NOT_AUTHORIZED: errors.NOT_AUTHORIZED,
+    cups.IPP_STATUS_ERROR_CUPS_AUTHENTICATION_CANCELED: errors.NOT_AUTHORIZED,
+    cups.IPP_STATUS_ERROR_PRINTER_IS_DEACTIVATED: errors.QUEUE_NOT_FOUND,
+    cups.IPP_STATUS_ERROR_OPERATION_NOT_SUPPORTED: errors.IPP_ERROR,
+    cups.IPP_STATUS_ERROR_VERSION_NOT_SUPPORTED: errors.IPP_ERROR,
+    cups.IPP_STATUS_ERROR_MULTIPLE_JOBS_NOT_SUPPORTED: errors.IPP_ERROR,
+    cups.IPP_STATUS_ERROR_JOB_CANCELED: errors.IPP_ERROR,
+}
+
+_Result = TypeVar("_Result")
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """One CUPS queue as `printers_sync` needs it."""
+
+    name: str
+    device_uri: str
+    status: PrinterStatus
+    is_accepting_jobs: bool
+
+    @property
+    def media_supported(self) -> tuple[str, ...]:
+        return self.status.media_supported
+
+
+def parse_server(server: str) -> tuple[str, int]:
+    """'host:port', 'host', '[::1]:631' -> (host, port); '' means libcups' default (CUPS_SERVER or local)."""
+    server = server.strip()
+    if not server:
+        return cups.getServer(), cups.getPort()
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        return host, int(rest.lstrip(":") or DEFAULT_PORT)
+    if server.count(":") == 1:
+        host, _, port = server.partition(":")
+        return host, int(port)
+    return server, DEFAULT_PORT
+
+
+def connect(*, server: str) -> cups.Connection:
+    """A new pycups connection to `server`; raises TransientPrinterError when nothing answers."""
+    host, port = parse_server(server)
+    with _connection_lock:
+        cups.setServer(host)
+        cups.setPort(port)
+        try:
+            return cups.Connection(host=host, port=port)
+        except RuntimeError as exc:
+            raise errors.TransientPrinterError(
+                code=errors.PRINTER_UNREACHABLE, message=f"CUPS server {host}:{port} unreachable: {exc}"
+            ) from exc
+
+
+class CupsBackend(PrinterBackend):
+    def __init__(self, *, queue: str, server: str = "") -> None:
+        if not queue:
+            raise ValueError("CUPS backend needs a queue name")
+        self.queue = queue
+        self.server = server
+
+    def __repr__(self) -> str:
+        return f"CupsBackend(queue={self.queue!r}, server={self.server!r})"
+
+    def submit(
+        self,
+        *,
+        path: Path,
+        title: str,
+        media: str = "",
+        copies: int = 1,
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        source = Path(path)
+        if copies < 1:
+            raise errors.PermanentPrinterError(
+                code=errors.INVALID_REQUEST, message=f"copies must be >= 1: {copies}"
+            )
+        if not source.is_file():
+            raise errors.PermanentPrinterError(code=errors.FILE_NOT_FOUND, message=f"no such file: {source}")
+        options = {name: str(value) for name, value in (attributes or {}).items()}
+        if media:
+            options["media"] = media
+        options["copies"] = str(copies)
+        with self._connection() as connection:
+            try:
+                job_id = connection.printFile(self.queue, str(source), title, options)
+            except cups.IPPError as exc:
+                status, message = _ipp_error_parts(exc)
+                if status == cups.IPP_STATUS_ERROR_INTERNAL and not self._queue_exists(connection):
+                    raise self._queue_not_found() from exc
+                raise _translate_ipp_error(status, message, operation="submit") from exc
+        logger.info("CUPS queue %s accepted job %s", self.queue, job_id)
+        return str(job_id)
+
+    def job_info(self, handle: str) -> JobInfo:
+        job_id = _job_id(handle)
+        with self._connection() as connection:
+            attributes = self._call(
+                lambda: connection.getJobAttributes(job_id, requested_attributes=_JOB_ATTRIBUTES),
+                not_found=lambda: _job_not_found(handle),
+            )
+        return _job_info(handle=handle, attributes=attributes)
+
+    def cancel(self, handle: str) -> None:
+        job_id = _job_id(handle)
+        with self._connection() as connection:
+            if (
+                self._call(
+                    lambda: connection.getJobAttributes(job_id, requested_attributes=["job-state"]),
+                    not_found=lambda: _job_not_found(handle),
+                ).get("job-state")
+                == 7
+            ):
+                return
+            try:
+                connection.cancelJob(job_id)
+            except cups.IPPError as exc:
+                status, message = _ipp_error_parts(exc)
+                if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
+                    raise _job_not_found(handle) from exc
+                if status == cups.IPP_STATUS_ERROR_NOT_POSSIBLE:
+                    raise errors.PermanentPrinterError(
+                        code=errors.JOB_NOT_CANCELABLE, message=message
+                    ) from exc
+                raise _translate_ipp_error(status, message, operation="cancel") from exc
+
+    def printer_status(self) -> PrinterStatus:
+        with self._connection() as connection:
+            attributes = self._call(
+                lambda: connection.getPrinterAttributes(self.queue, requested_attributes=_PRINTER_ATTRIBUTES),
+                not_found=self._queue_not_found,
+            )
+        return printer_status_from_attributes(attributes)
+
+    def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
+        with self._connection() as connection:
+            jobs = self._call(
+                lambda: connection.getJobs(which_jobs="all", requested_attributes=_JOB_ATTRIBUTES),
+                not_found=dict,
+            )
+        suffix = f"/printers/{self.queue}"
+        ours = [
+            (job_id, attributes)
+            for job_id, attributes in sorted(jobs.items())
+            if str(attributes.get("job-printer-uri", "")).endswith(suffix)
+        ]
+        if any("job-name" not in attributes for _, attributes in ours):
+            # An empty answer here would make the reconciler print the job a second time.
+            raise errors.PermanentPrinterError(
+                code=JOB_NAMES_HIDDEN,
+                message=f"CUPS hides job names on {self.queue!r}: set 'JobPrivateValues none' in its policy",
+            )
+        return [
+            _job_info(handle=str(job_id), attributes=attributes)
+            for job_id, attributes in ours
+            if str(attributes["job-name"]).startswith(title_prefix)
+        ]
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[cups.Connection]:
+        connection = connect(server=self.server)
+        try:
+            yield connection
+        except RuntimeError as exc:
+            # pycups raises RuntimeError when the server drops the connection mid-request.
+            raise errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
+        except cups.HTTPError as exc:
+            raise errors.TransientPrinterError(
+                code=errors.PRINTER_UNREACHABLE,
+                message=f"CUPS answered HTTP {exc.args[0] if exc.args else '?'}",
+            ) from exc
+
+    def _call(self, request: Callable[[], _Result], *, not_found: Callable[[], Any]) -> _Result:
+        try:
+            return request()
+        except cups.IPPError as exc:
+            status, message = _ipp_error_parts(exc)
+            if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
+                result = not_found()
+                if isinstance(result, Exception):
+                    raise result from exc
+                return result
+            raise _translate_ipp_error(status, message, operation="query") from exc
+
+    def _queue_exists(self, connection: cups.Connection) -> bool:
+        try:
+            connection.getPrinterAttributes(self.queue, requested_attributes=["printer-name"])
+        except cups.IPPError as exc:
+            if _ipp_error_parts(exc)[0] == cups.IPP_STATUS_ERROR_NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def _queue_not_found(self) -> errors.PermanentPrinterError:
+        return errors.PermanentPrinterError(
+            code=errors.QUEUE_NOT_FOUND, message=f"no CUPS queue {self.queue!r}"
+        )
+
+
+def list_queues(*, server: str) -> list[QueueInfo]:
+    """Every queue on the server with device URI, status and media-supported, sorted by name."""
+    connection = connect(server=server)
+    try:
+        printers = connection.getPrinters()
+        queues = []
+        for name in sorted(printers):
+            attributes = dict(printers[name])
+            with contextlib.suppress(cups.IPPError):
+                attributes.update(
+                    connection.getPrinterAttributes(name, requested_attributes=_PRINTER_ATTRIBUTES)
+                )
+            queues.append(
+                QueueInfo(
+                    name=name,
+                    device_uri=str(attributes.get("device-uri", "")),
+                    status=printer_status_from_attributes(attributes),
+                    is_accepting_jobs=bool(attributes.get("printer-is-accepting-jobs", True)),
+                )
+            )
+        return queues
+    except cups.IPPError as exc:
+        status, message = _ipp_error_parts(exc)
+        raise _translate_ipp_error(status, message, operation="list queues") from exc
+    except RuntimeError as exc:
+        raise errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
+
+
+def printer_status_from_attributes(attributes: Mapping[str, Any]) -> PrinterStatus:
+    """Map IPP printer-state / printer-state-reasons / printer-is-accepting-jobs to our four states."""
+    reasons = tuple(
+        reason for reason in _as_strings(attributes.get("printer-state-reasons")) if reason != "none"
+    )
+    message = str(attributes.get("printer-state-message", ""))
+    if message.startswith(_UNREACHABLE_MESSAGES):
+        reasons = (*reasons, DEVICE_UNREACHABLE_REASON)
+    bare_reasons = {_strip_severity(reason) for reason in reasons}
+    printer_state = int(attributes.get("printer-state", 3))
+    is_accepting_jobs = bool(attributes.get("printer-is-accepting-jobs", True))
+    if bare_reasons & _OFFLINE_REASONS:
+        state = PrinterState.OFFLINE
+    elif printer_state == 5:
+        state = PrinterState.PAUSED if "paused" in bare_reasons else PrinterState.ERROR
+    elif not is_accepting_jobs:
+        state = PrinterState.PAUSED
+    elif any(reason.endswith("-error") for reason in reasons):
+        state = PrinterState.ERROR
+    else:
+        state = PrinterState.ONLINE
+    return PrinterStatus(
+        state=state,
+        reasons=reasons,
+        message=message,
+        media_supported=_as_strings(attributes.get("media-supported")),
+        media_ready=_as_strings(attributes.get("media-ready")),
+    )
+
+
+def _job_info(*, handle: str, attributes: Mapping[str, Any]) -> JobInfo:
+    return JobInfo(
+        handle=handle,
+        title=str(attributes.get("job-name", "")),
+        state=JobState.from_ipp(int(attributes["job-state"])),
+        reasons=_as_strings(attributes.get("job-state-reasons")),
+        message=str(attributes.get("job-printer-state-message", "")),
+    )
+
+
+def _as_strings(value: Any) -> tuple[str, ...]:
+    # pycups returns a bare string for a one-value attribute and a list for several.
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(item) for item in value)
+
+
+def _strip_severity(reason: str) -> str:
+    for suffix in ("-error", "-warning", "-report"):
+        if reason.endswith(suffix):
+            return reason[: -len(suffix)]
+    return reason
+
+
+def _job_id(handle: str) -> int:
+    try:
+        job_id = int(handle)
+    except ValueError:
+        raise _job_not_found(handle) from None
+    if job_id < 1:
+        raise _job_not_found(handle)
+    return job_id
+
+
+def _job_not_found(handle: str) -> errors.PermanentPrinterError:
+    return errors.PermanentPrinterError(code=errors.JOB_NOT_FOUND, message=f"no CUPS job {handle!r}")
+
+
+def _ipp_error_parts(exc: cups.IPPError) -> tuple[int, str]:
+    status = int(exc.args[0]) if exc.args else cups.IPP_STATUS_ERROR_INTERNAL
+    message = str(exc.args[1]) if len(exc.args) > 1 else cups.ippErrorString(status)
+    return status, message
+
+
+def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors.PrinterError:
+    text = f"CUPS {operation} failed: {message} (IPP status 0x{status:04x})"
+    if status in _TRANSIENT_STATUSES:
+        return errors.TransientPrinterError(code=_TRANSIENT_STATUSES[status], message=text)
+    if status in _PERMANENT_STATUSES:
+        return errors.PermanentPrinterError(code=_PERMANENT_STATUSES[status], message=text)
+    if 0x0500 <= status <= 0x05FF:
+        # Other server errors describe the server's condition, not our request.
+        return errors.TransientPrinterError(code=errors.IPP_ERROR, message=text)
+    return errors.PermanentPrinterError(code=errors.IPP_ERROR, message=text)

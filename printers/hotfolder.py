@@ -1,0 +1,319 @@
+"""Hot-folder printer backend: the embedded default, the way minilabs take work.
+Writes each job as a file plus a JSON ticket into a folder and reads job states back from sub-folders.
+
+Folder convention (shared with the device or operator that empties the folder):
+
+    FOLDER/<job_id>.<ext>       the print file (written before its ticket)
+    FOLDER/<job_id>.json        the ticket: job_id, title, media, copies, attributes, file_name,
+                                sha256 (of the print file), submitted_at (UTC ISO 8601)
+    FOLDER/processing/          the device MAY move a ticket here while it prints  -> processing
+    FOLDER/done/                the device moves a finished ticket here           -> completed
+    FOLDER/error/               the device moves a failed ticket here, optionally
+                                adding a "reason" key to it                        -> aborted
+    FOLDER/canceled/            we move a ticket here when cancel() runs           -> canceled
+    FOLDER/PAUSED               if this file exists the printer is paused (the device should not
+                                take new tickets); printer_status() says paused
+    FOLDER/capabilities.json    optional: {"media_supported": [...], "media_ready": [...]}
+
+A ticket still in FOLDER is `pending`. Files and tickets appear atomically: each is written to a
+hidden temporary name in the same folder, fsynced and renamed with os.replace, the ticket last, so a
+device that only reads `*.json` never sees a partial job. Job ids are uuid4 hex strings.
+The device moves the print file along with its ticket or deletes it; we never rely on either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from printers import errors
+from printers.base import JobInfo, JobState, PrinterBackend, PrinterState, PrinterStatus
+
+logger = logging.getLogger(__name__)
+
+TICKET_SUFFIX = ".json"
+PAUSED_MARKER = "PAUSED"
+CAPABILITIES_FILE = "capabilities.json"
+PROCESSING_DIR = "processing"
+DONE_DIR = "done"
+ERROR_DIR = "error"
+CANCELED_DIR = "canceled"
+
+# Where a ticket lies says the job's state; the inbox itself is the folder root.
+STATE_BY_DIRECTORY: dict[str, JobState] = {
+    "": JobState.PENDING,
+    PROCESSING_DIR: JobState.PROCESSING,
+    DONE_DIR: JobState.COMPLETED,
+    ERROR_DIR: JobState.ABORTED,
+    CANCELED_DIR: JobState.CANCELED,
+}
+
+_COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class HotFolderBackend(PrinterBackend):
+    def __init__(self, *, folder: Path | str) -> None:
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"HotFolderBackend(folder={str(self.folder)!r})"
+
+    def submit(
+        self,
+        *,
+        path: Path,
+        title: str,
+        media: str = "",
+        copies: int = 1,
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        source = Path(path)
+        if copies < 1:
+            raise errors.PermanentPrinterError(
+                code=errors.INVALID_REQUEST, message=f"copies must be >= 1: {copies}"
+            )
+        if not source.is_file():
+            raise errors.PermanentPrinterError(code=errors.FILE_NOT_FOUND, message=f"no such file: {source}")
+        self._require_writable_folder()
+        job_id = uuid.uuid4().hex
+        file_name = f"{job_id}{source.suffix.lower()}"
+        try:
+            sha256 = _atomic_copy(source=source, target=self.folder / file_name)
+            ticket = {
+                "job_id": job_id,
+                "title": title,
+                "media": media,
+                "copies": copies,
+                "attributes": dict(attributes or {}),
+                "file_name": file_name,
+                "sha256": sha256,
+                "submitted_at": datetime.now(UTC).isoformat(),
+            }
+            _atomic_write(
+                target=self.folder / f"{job_id}{TICKET_SUFFIX}",
+                data=json.dumps(ticket, indent=2, sort_keys=True).encode(),
+            )
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                (self.folder / file_name).unlink()
+            raise errors.TransientPrinterError(
+                code=errors.PRINTER_UNREACHABLE, message=f"cannot write to hot folder: {exc.strerror}"
+            ) from exc
+        logger.info("hot folder job %s submitted", job_id)
+        return job_id
+
+    def job_info(self, handle: str) -> JobInfo:
+        located = self._locate(handle)
+        if located is None:
+            raise errors.PermanentPrinterError(
+                code=errors.JOB_NOT_FOUND, message=f"no hot folder job {handle!r}"
+            )
+        ticket_path, state = located
+        return _job_info_from_ticket(ticket_path=ticket_path, state=state, handle=handle)
+
+    def cancel(self, handle: str) -> None:
+        located = self._locate(handle)
+        if located is None:
+            raise errors.PermanentPrinterError(
+                code=errors.JOB_NOT_FOUND, message=f"no hot folder job {handle!r}"
+            )
+        ticket_path, state = located
+        if state is JobState.CANCELED:
+            return
+        if state is not JobState.PENDING:
+            raise errors.PermanentPrinterError(
+                code=errors.JOB_NOT_CANCELABLE, message=f"hot folder job {handle!r} is already {state.value}"
+            )
+        canceled_dir = self.folder / CANCELED_DIR
+        canceled_dir.mkdir(exist_ok=True)
+        try:
+            # The rename is the commit point: it fails if the device took the ticket first.
+            os.replace(ticket_path, canceled_dir / ticket_path.name)
+        except FileNotFoundError:
+            raise errors.PermanentPrinterError(
+                code=errors.JOB_NOT_CANCELABLE, message=f"hot folder job {handle!r} was taken by the device"
+            ) from None
+        _fsync_directory(self.folder)
+        file_name = _read_ticket(canceled_dir / ticket_path.name).get("file_name", "")
+        if file_name:
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / Path(str(file_name)).name).unlink()
+        logger.info("hot folder job %s canceled", handle)
+
+    def printer_status(self) -> PrinterStatus:
+        if not self.folder.exists():
+            return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", "folder-missing"))
+        if not self.folder.is_dir() or not os.access(self.folder, os.W_OK | os.X_OK):
+            return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", "folder-not-writable"))
+        media_supported, media_ready = self._capabilities()
+        if (self.folder / PAUSED_MARKER).exists():
+            return PrinterStatus(
+                state=PrinterState.PAUSED,
+                reasons=("paused",),
+                message=_read_text(self.folder / PAUSED_MARKER),
+                media_supported=media_supported,
+                media_ready=media_ready,
+            )
+        return PrinterStatus(
+            state=PrinterState.ONLINE, media_supported=media_supported, media_ready=media_ready
+        )
+
+    def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
+        found: list[tuple[str, JobInfo]] = []
+        for ticket_path, state in self._all_tickets():
+            ticket = _read_ticket(ticket_path)
+            title = str(ticket.get("title", ""))
+            if title.startswith(title_prefix):
+                info = _job_info_from_ticket(ticket_path=ticket_path, state=state, handle=ticket_path.stem)
+                found.append((str(ticket.get("submitted_at", "")), info))
+        found.sort(key=lambda item: item[0])
+        return [info for _, info in found]
+
+    def _require_writable_folder(self) -> None:
+        status = self.printer_status()
+        if status.state is PrinterState.OFFLINE:
+            raise errors.TransientPrinterError(
+                code=errors.PRINTER_UNREACHABLE,
+                message=f"hot folder unavailable ({', '.join(status.reasons)})",
+            )
+        if status.state is PrinterState.PAUSED:
+            # A paused minilab still takes files into its inbox; the job simply waits, as in a CUPS queue.
+            logger.info("hot folder %s is paused; job will wait", self.folder.name)
+
+    def _locate(self, handle: str) -> tuple[Path, JobState] | None:
+        if not _is_job_id(handle):
+            return None
+        for directory, state in STATE_BY_DIRECTORY.items():
+            ticket_path = self.folder / directory / f"{handle}{TICKET_SUFFIX}"
+            if ticket_path.is_file():
+                return ticket_path, state
+        return None
+
+    def _all_tickets(self) -> Iterator[tuple[Path, JobState]]:
+        for directory, state in STATE_BY_DIRECTORY.items():
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                for ticket_path in (self.folder / directory).iterdir():
+                    if ticket_path.suffix == TICKET_SUFFIX and _is_job_id(ticket_path.stem):
+                        yield ticket_path, state
+
+    def _capabilities(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        path = self.folder / CAPABILITIES_FILE
+        if not path.is_file():
+            return (), ()
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            logger.warning("hot folder %s has an unreadable %s", self.folder.name, CAPABILITIES_FILE)
+            return (), ()
+        return tuple(map(str, data.get("media_supported", []))), tuple(map(str, data.get("media_ready", [])))
+
+
+def _job_info_from_ticket(*, ticket_path: Path, state: JobState, handle: str) -> JobInfo:
+    ticket = _read_ticket(ticket_path)
+    reason = str(ticket.get("reason", "")) if state is JobState.ABORTED else ""
+    return JobInfo(
+        handle=handle,
+        title=str(ticket.get("title", "")),
+        state=state,
+        reasons=(f"job-{state.value}",),
+        message=reason,
+    )
+
+
+def _read_ticket(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        # A device that rewrote a ticket badly must not hide the job; its location still says the state.
+        logger.warning("unreadable hot folder ticket %s", path.name)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _is_job_id(value: str) -> bool:
+    return len(value) == 32 and all(character in "0123456789abcdef" for character in value)
+
+
+def _temporary_name(target: Path) -> Path:
+    # Hidden and without the .json suffix, so a device polling for tickets never picks it up.
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+
+
+def _atomic_copy(*, source: Path, target: Path) -> str:
+    temporary = _temporary_name(target)
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as reader, temporary.open("xb") as writer:
+            while chunk := reader.read(_COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                writer.write(chunk)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    _fsync_directory(target.parent)
+    return digest.hexdigest()
+
+
+def _atomic_write(*, target: Path, data: bytes) -> None:
+    temporary = _temporary_name(target)
+    try:
+        with temporary.open("xb") as writer:
+            writer.write(data)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; without it a crash can lose a job we already reported submitted.
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def move_ticket(
+    *, folder: Path, ticket_path: Path, directory: str, extra: Mapping[str, str] | None = None
+) -> Path:
+    """Move a ticket (and its print file) into a state sub-folder; used by devices and tests."""
+    target_dir = folder / directory
+    target_dir.mkdir(exist_ok=True)
+    ticket = _read_ticket(ticket_path)
+    if extra:
+        ticket.update(extra)
+        _atomic_write(target=ticket_path, data=json.dumps(ticket, indent=2, sort_keys=True).encode())
+    file_name = Path(str(ticket.get("file_name", ""))).name
+    if file_name and (folder / file_name).is_file():
+        shutil.move(folder / file_name, target_dir / file_name)
+    target = target_dir / ticket_path.name
+    os.replace(ticket_path, target)
+    _fsync_directory(folder)
+    return target

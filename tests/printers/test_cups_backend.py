@@ -1,0 +1,288 @@
+"""CUPS backend against a private cupsd with ippeveprinter printers (tests/support/cups.py).
+The fault tests pin down what CUPS 2.4.2 actually reports; production polling is designed on them."""
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from printers import errors
+from printers.base import JobInfo, JobState, PrinterState, PrinterStatus
+from printers.cups_backend import CupsBackend, list_queues
+from printers.media import media_matches_size
+from tests.printers.conftest import PHOTO_MEDIA
+from tests.support.cups import PrivateCups
+
+UNREACHABLE_MESSAGE = "The printer may not exist or is unavailable at this time."
+
+
+def _wait_for_job(
+    backend: CupsBackend, handle: str, until: Callable[[JobInfo], bool], *, timeout: float
+) -> JobInfo:
+    deadline = time.monotonic() + timeout
+    info = backend.job_info(handle)
+    while not until(info) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        info = backend.job_info(handle)
+    return info
+
+
+def _wait_for_status(
+    backend: CupsBackend, until: Callable[[PrinterStatus], bool], *, timeout: float
+) -> PrinterStatus:
+    deadline = time.monotonic() + timeout
+    status = backend.printer_status()
+    while not until(status) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = backend.printer_status()
+    return status
+
+
+def _final(info: JobInfo) -> bool:
+    return info.state.is_final
+
+
+def test_submitted_jpeg_completes_and_the_printer_receives_exactly_one_file(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    # given a photo printer queue
+    private_cups.add_printer("submit_ok", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="submit_ok", server=private_cups.server)
+
+    # when a small JPEG is submitted with media and copies
+    handle = backend.submit(path=small_jpeg, title="lab-job-1", media="na_index-4x6_4x6in", copies=2)
+
+    # then CUPS completes it and the device kept exactly that file, byte for byte
+    info = _wait_for_job(backend, handle, _final, timeout=15)
+    assert (info.handle, info.title, info.state) == (handle, "lab-job-1", JobState.COMPLETED)
+    received = private_cups.received_files("submit_ok")
+    assert [path.name for path in received] == ["1-lab-job-1.jpg"]
+    assert received[0].read_bytes() == small_jpeg.read_bytes()
+
+
+def test_status_is_online_then_paused_after_cupsdisable_then_online_again(private_cups: PrivateCups) -> None:
+    private_cups.add_printer("pausable", media=PHOTO_MEDIA, media_ready=["na_5x7_5x7in"])
+    backend = CupsBackend(queue="pausable", server=private_cups.server)
+
+    online = backend.printer_status()
+    assert (online.state, online.reasons, online.media_supported) == (
+        PrinterState.ONLINE,
+        (),
+        tuple(PHOTO_MEDIA),
+    )
+    # CUPS 2.4.2 does not pass the device's media-ready through to the queue.
+    assert online.media_ready == ()
+
+    private_cups.disable("pausable", reason="ribbon change")
+    paused = backend.printer_status()
+    assert (paused.state, paused.reasons, paused.message) == (
+        PrinterState.PAUSED,
+        ("paused",),
+        "ribbon change",
+    )
+
+    private_cups.enable("pausable")
+    assert backend.printer_status().state is PrinterState.ONLINE
+
+
+def test_job_on_a_paused_queue_stays_pending_and_can_be_canceled(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    # given a disabled queue
+    private_cups.add_printer("cancelable", media=PHOTO_MEDIA)
+    private_cups.disable("cancelable")
+    backend = CupsBackend(queue="cancelable", server=private_cups.server)
+
+    # when a job is submitted, then canceled twice
+    handle = backend.submit(path=small_jpeg, title="lab-job-5")
+    assert backend.job_state(handle) is JobState.PENDING
+    backend.cancel(handle)
+    backend.cancel(handle)
+
+    # then it is canceled and nothing reached the device, even after the queue is enabled again
+    assert backend.job_info(handle).state is JobState.CANCELED
+    private_cups.enable("cancelable")
+    time.sleep(1)
+    assert private_cups.received_files("cancelable") == []
+
+
+def test_rejecting_queue_is_paused_and_submit_is_transient(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    private_cups.add_printer("rejecting", media=PHOTO_MEDIA)
+    private_cups.reject("rejecting")
+    backend = CupsBackend(queue="rejecting", server=private_cups.server)
+
+    assert backend.printer_status().state is PrinterState.PAUSED
+    with pytest.raises(errors.TransientPrinterError) as raised:
+        backend.submit(path=small_jpeg, title="lab-job-6")
+    assert raised.value.code == "printer_not_accepting_jobs"
+    private_cups.accept("rejecting")
+
+
+def test_unsupported_document_format_is_permanent(private_cups: PrivateCups, small_jpeg: Path) -> None:
+    private_cups.add_printer("formats", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="formats", server=private_cups.server)
+
+    with pytest.raises(errors.PermanentPrinterError) as raised:
+        backend.submit(path=small_jpeg, title="lab-job-7", attributes={"document-format": "text/x-foo"})
+
+    assert (raised.value.code, raised.value.is_permanent) == ("document_format_not_supported", True)
+    # CUPS keeps the half-created job as canceled; the reconciler sees it and must not count it as printed.
+    assert [(job.title, job.state) for job in backend.find_jobs(title_prefix="lab-job-7")] == [
+        ("lab-job-7", JobState.CANCELED)
+    ]
+    assert private_cups.received_files("formats") == []
+
+
+def test_unknown_queue_and_unknown_job_are_permanent(private_cups: PrivateCups, small_jpeg: Path) -> None:
+    missing_queue = CupsBackend(queue="no_such_queue", server=private_cups.server)
+    for call in (
+        lambda: missing_queue.submit(path=small_jpeg, title="lab-job-8"),
+        missing_queue.printer_status,
+    ):
+        with pytest.raises(errors.PermanentPrinterError) as raised:
+            call()
+        assert raised.value.code == "queue_not_found"
+
+    with pytest.raises(errors.PermanentPrinterError) as raised:
+        missing_queue.job_state("987654")
+    assert raised.value.code == "job_not_found"
+
+
+def test_cancel_of_a_completed_job_is_permanent_job_not_cancelable(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    private_cups.add_printer("done_cancel", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="done_cancel", server=private_cups.server)
+    handle = backend.submit(path=small_jpeg, title="lab-job-9")
+    assert _wait_for_job(backend, handle, _final, timeout=15).state is JobState.COMPLETED
+
+    with pytest.raises(errors.PermanentPrinterError) as raised:
+        backend.cancel(handle)
+
+    assert raised.value.code == "job_not_cancelable"
+    assert backend.job_state(handle) is JobState.COMPLETED
+
+
+def test_dead_device_keeps_job_processing_and_status_says_unreachable_until_it_returns(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    # given a queue whose device has been SIGKILLed
+    private_cups.add_printer("dead_device", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="dead_device", server=private_cups.server)
+    private_cups.kill_printer("dead_device")
+
+    # when a job is submitted
+    handle = backend.submit(path=small_jpeg, title="lab-job-10")
+
+    # then CUPS accepts it, keeps it processing and retries; only the printer-state-message tells why
+    status = _wait_for_status(backend, lambda status: status.state is PrinterState.OFFLINE, timeout=10)
+    assert (status.state, status.reasons, status.message) == (
+        PrinterState.OFFLINE,
+        ("device-unreachable",),
+        UNREACHABLE_MESSAGE,
+    )
+    info = backend.job_info(handle)
+    assert (info.state, info.reasons, info.message) == (
+        JobState.PROCESSING,
+        ("job-printing",),
+        UNREACHABLE_MESSAGE,
+    )
+
+    # when the device comes back, then the held job is delivered once and completes by itself
+    private_cups.restart_printer("dead_device")
+    assert _wait_for_job(backend, handle, _final, timeout=20).state is JobState.COMPLETED
+    assert [path.name for path in private_cups.received_files("dead_device")] == ["1-lab-job-10.jpg"]
+    assert backend.printer_status().state is PrinterState.ONLINE
+
+
+def test_device_killed_mid_job_looks_like_printing_and_then_completed(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    # given a device that takes 3 s per print and has just received our document
+    private_cups.add_printer("mid_job_kill", media=PHOTO_MEDIA, print_seconds=3)
+    backend = CupsBackend(queue="mid_job_kill", server=private_cups.server)
+    handle = backend.submit(path=small_jpeg, title="lab-job-11")
+    _wait_for_job(backend, handle, lambda _: bool(private_cups.received_files("mid_job_kill")), timeout=10)
+
+    # when the device is SIGKILLed mid-print
+    private_cups.kill_printer("mid_job_kill")
+    time.sleep(4)
+
+    # then CUPS still says processing, with no sign of trouble on the job or the printer
+    info = backend.job_info(handle)
+    assert (info.state, info.reasons, info.message) == (JobState.PROCESSING, ("job-printing",), "Printing.")
+    status = backend.printer_status()
+    assert (status.state, status.reasons) == (PrinterState.ONLINE, ("cups-waiting-for-job-completed",))
+
+    # when the device restarts without any memory of the job, then CUPS calls the job completed
+    private_cups.restart_printer("mid_job_kill")
+    assert _wait_for_job(backend, handle, _final, timeout=20).state is JobState.COMPLETED
+    status = backend.printer_status()
+    assert (status.state, status.reasons) == (
+        PrinterState.ONLINE,
+        ("cups-ipp-conformance-failure-report", "cups-ipp-missing-job-history"),
+    )
+
+
+def test_cups_server_down_is_transient(small_jpeg: Path) -> None:
+    # given a CUPS server that was running and has stopped
+    with PrivateCups() as short_lived:
+        short_lived.add_printer("gone", media=PHOTO_MEDIA)
+        backend = CupsBackend(queue="gone", server=short_lived.server)
+        assert backend.printer_status().state is PrinterState.ONLINE
+    calls: list[Callable[[], object]] = [
+        lambda: backend.submit(path=small_jpeg, title="lab-job-12"),
+        lambda: backend.job_state("1"),
+        backend.printer_status,
+        lambda: backend.find_jobs(title_prefix="lab-job-"),
+        lambda: list_queues(server=backend.server),
+    ]
+
+    # when anything is asked, then the error is transient printer_unreachable
+    for call in calls:
+        with pytest.raises(errors.TransientPrinterError) as raised:
+            call()
+        assert (raised.value.code, raised.value.is_permanent) == ("printer_unreachable", False)
+
+
+def test_find_jobs_by_title_prefix_on_this_queue_only(private_cups: PrivateCups, small_jpeg: Path) -> None:
+    # given jobs with our ids in their titles on two queues
+    private_cups.add_printer("reconcile_a", media=PHOTO_MEDIA)
+    private_cups.add_printer("reconcile_b", media=PHOTO_MEDIA)
+    private_cups.disable("reconcile_a")
+    backend = CupsBackend(queue="reconcile_a", server=private_cups.server)
+    other = CupsBackend(queue="reconcile_b", server=private_cups.server)
+    first = backend.submit(path=small_jpeg, title="lab-job-123")
+    second = backend.submit(path=small_jpeg, title="lab-job-123-r1")
+    backend.submit(path=small_jpeg, title="lab-job-456")
+    other.submit(path=small_jpeg, title="lab-job-123")
+
+    # when the reconciler looks for job 123 on queue a
+    found = backend.find_jobs(title_prefix="lab-job-123")
+
+    # then it sees exactly the two jobs there, oldest first, with state
+    assert [(job.handle, job.title, job.state) for job in found] == [
+        (first, "lab-job-123", JobState.PENDING),
+        (second, "lab-job-123-r1", JobState.PENDING),
+    ]
+    for job in backend.find_jobs(title_prefix="lab-job-"):
+        backend.cancel(job.handle)
+
+
+def test_list_queues_returns_device_uri_state_and_media(private_cups: PrivateCups) -> None:
+    private_cups.add_printer("sync_me", media=["na_index-4x6_4x6in", "na_11x14_11x14in"])
+
+    queues = {queue.name: queue for queue in list_queues(server=private_cups.server)}
+
+    queue = queues["sync_me"]
+    assert (queue.device_uri, queue.status.state, queue.is_accepting_jobs) == (
+        private_cups.device_uri("sync_me"),
+        PrinterState.ONLINE,
+        True,
+    )
+    # CUPS renames 11x14 to the registered PWG name na_edp_11x14in (and accepts either name in a job).
+    assert set(queue.media_supported) == {"na_index-4x6_4x6in", "na_edp_11x14in"}
+    assert media_matches_size("na_edp_11x14in", width_inches=14, height_inches=11) is True

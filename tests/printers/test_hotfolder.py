@@ -1,0 +1,219 @@
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from printers import errors
+from printers.base import JobState, PrinterState
+from printers.hotfolder import HotFolderBackend, move_ticket
+
+
+def _submit(backend: HotFolderBackend, source: Path, *, title: str = "lab-job-1") -> str:
+    return backend.submit(
+        path=source, title=title, media="na_index-4x6_4x6in", copies=2, attributes={"finish": "glossy"}
+    )
+
+
+def test_submit_writes_file_and_ticket_atomically(tmp_path: Path, small_jpeg: Path) -> None:
+    # given an empty hot folder
+    folder = tmp_path / "minilab"
+    folder.mkdir()
+    backend = HotFolderBackend(folder=folder)
+
+    # when a job is submitted
+    job_id = _submit(backend, small_jpeg)
+
+    # then exactly the print file and its ticket are in the inbox, with no temporary files left over
+    assert sorted(path.name for path in folder.iterdir()) == [f"{job_id}.jpg", f"{job_id}.json"]
+    assert (folder / f"{job_id}.jpg").read_bytes() == small_jpeg.read_bytes()
+    ticket = json.loads((folder / f"{job_id}.json").read_text())
+    submitted_at = ticket.pop("submitted_at")
+    assert submitted_at.endswith("+00:00")
+    assert ticket == {
+        "job_id": job_id,
+        "title": "lab-job-1",
+        "media": "na_index-4x6_4x6in",
+        "copies": 2,
+        "attributes": {"finish": "glossy"},
+        "file_name": f"{job_id}.jpg",
+        "sha256": hashlib.sha256(small_jpeg.read_bytes()).hexdigest(),
+    }
+
+
+def test_job_ids_are_unique_uuid4_hex(tmp_path: Path, small_jpeg: Path) -> None:
+    backend = HotFolderBackend(folder=tmp_path)
+    job_ids = {_submit(backend, small_jpeg) for _ in range(20)}
+    assert len(job_ids) == 20
+    assert all(len(job_id) == 32 and int(job_id, 16) >= 0 for job_id in job_ids)
+
+
+def test_job_state_follows_the_ticket_through_the_folders(tmp_path: Path, small_jpeg: Path) -> None:
+    # given three submitted jobs
+    backend = HotFolderBackend(folder=tmp_path)
+    printed, failed, waiting = (_submit(backend, small_jpeg, title=f"lab-job-{n}") for n in (1, 2, 3))
+
+    # when the device finishes one and fails one with a reason
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{printed}.json", directory="done")
+    move_ticket(
+        folder=tmp_path,
+        ticket_path=tmp_path / f"{failed}.json",
+        directory="error",
+        extra={"reason": "paper jam"},
+    )
+
+    # then each state is read back from where the ticket lies
+    assert backend.job_state(printed) is JobState.COMPLETED
+    assert backend.job_state(failed) is JobState.ABORTED
+    assert backend.job_info(failed).message == "paper jam"
+    assert backend.job_state(waiting) is JobState.PENDING
+    assert (tmp_path / "done" / f"{printed}.jpg").is_file()
+
+
+def test_processing_folder_means_processing(tmp_path: Path, small_jpeg: Path) -> None:
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{job_id}.json", directory="processing")
+    assert backend.job_state(job_id) is JobState.PROCESSING
+
+
+def test_cancel_removes_pending_ticket_and_file_and_records_it(tmp_path: Path, small_jpeg: Path) -> None:
+    # given a pending job
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+
+    # when it is canceled (twice: the second call is a no-op)
+    backend.cancel(job_id)
+    backend.cancel(job_id)
+
+    # then the inbox is empty, the ticket is in canceled/ and the state is canceled
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["canceled"]
+    assert [path.name for path in (tmp_path / "canceled").iterdir()] == [f"{job_id}.json"]
+    assert backend.job_state(job_id) is JobState.CANCELED
+
+
+def test_cancel_of_a_finished_job_is_permanent_error_and_changes_nothing(
+    tmp_path: Path, small_jpeg: Path
+) -> None:
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{job_id}.json", directory="done")
+
+    with pytest.raises(errors.PermanentPrinterError) as raised:
+        backend.cancel(job_id)
+
+    assert raised.value.code == "job_not_cancelable"
+    assert backend.job_state(job_id) is JobState.COMPLETED
+
+
+def test_unknown_job_is_permanent_job_not_found(tmp_path: Path) -> None:
+    backend = HotFolderBackend(folder=tmp_path)
+    for handle in ("0" * 32, "../../etc/passwd", ""):
+        with pytest.raises(errors.PermanentPrinterError) as raised:
+            backend.job_state(handle)
+        assert (raised.value.code, raised.value.is_permanent) == ("job_not_found", True)
+
+
+def test_find_jobs_by_title_prefix_in_every_state(tmp_path: Path, small_jpeg: Path) -> None:
+    # given jobs in several states, one of another order
+    backend = HotFolderBackend(folder=tmp_path)
+    first = _submit(backend, small_jpeg, title="lab-job-123")
+    second = _submit(backend, small_jpeg, title="lab-job-123-reprint")
+    _submit(backend, small_jpeg, title="lab-job-999")
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{first}.json", directory="done")
+
+    # when the reconciler looks for order 123's jobs
+    found = backend.find_jobs(title_prefix="lab-job-123")
+
+    # then it gets both, oldest first, with their states
+    assert [(job.handle, job.title, job.state) for job in found] == [
+        (first, "lab-job-123", JobState.COMPLETED),
+        (second, "lab-job-123-reprint", JobState.PENDING),
+    ]
+
+
+def test_status_online_paused_offline(tmp_path: Path) -> None:
+    folder = tmp_path / "minilab"
+    backend = HotFolderBackend(folder=folder)
+
+    assert (backend.printer_status().state, backend.printer_status().reasons) == (
+        PrinterState.OFFLINE,
+        ("offline", "folder-missing"),
+    )
+
+    folder.mkdir()
+    (folder / "capabilities.json").write_text(
+        json.dumps({"media_supported": ["na_5x7_5x7in"], "media_ready": []})
+    )
+    status = backend.printer_status()
+    assert (status.state, status.reasons, status.media_supported) == (
+        PrinterState.ONLINE,
+        (),
+        ("na_5x7_5x7in",),
+    )
+
+    (folder / "PAUSED").write_text("ribbon change\n")
+    status = backend.printer_status()
+    assert (status.state, status.reasons, status.message) == (
+        PrinterState.PAUSED,
+        ("paused",),
+        "ribbon change",
+    )
+
+
+def test_folder_that_is_a_file_is_offline_and_submit_is_transient(tmp_path: Path, small_jpeg: Path) -> None:
+    # given a "folder" path that is a regular file (unmounted share leaving a stub behind)
+    not_a_folder = tmp_path / "minilab"
+    not_a_folder.write_text("")
+    backend = HotFolderBackend(folder=not_a_folder)
+
+    assert backend.printer_status().reasons == ("offline", "folder-not-writable")
+    with pytest.raises(errors.TransientPrinterError) as raised:
+        _submit(backend, small_jpeg)
+    assert (raised.value.code, raised.value.is_permanent) == ("printer_unreachable", False)
+
+
+def test_missing_folder_submit_is_transient_and_writes_nothing(tmp_path: Path, small_jpeg: Path) -> None:
+    backend = HotFolderBackend(folder=tmp_path / "gone")
+    with pytest.raises(errors.TransientPrinterError):
+        _submit(backend, small_jpeg)
+    assert not (tmp_path / "gone").exists()
+
+
+def test_missing_source_file_is_permanent(tmp_path: Path) -> None:
+    backend = HotFolderBackend(folder=tmp_path)
+    with pytest.raises(errors.PermanentPrinterError) as raised:
+        backend.submit(path=tmp_path / "nope.jpg", title="lab-job-1")
+    assert raised.value.code == "file_not_found"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_paused_folder_still_accepts_jobs(tmp_path: Path, small_jpeg: Path) -> None:
+    (tmp_path / "PAUSED").touch()
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    assert backend.job_state(job_id) is JobState.PENDING
+
+
+def test_ticket_is_written_last_so_a_device_never_sees_a_partial_job(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a device that records what *.json tickets exist at every rename into the folder
+    seen: list[tuple[str, bool]] = []
+    real_replace = os.replace
+
+    def observing_replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        real_replace(source, target)
+        for ticket in Path(tmp_path).glob("*.json"):
+            seen.append(
+                (Path(target).name, (tmp_path / json.loads(ticket.read_text())["file_name"]).is_file())
+            )
+
+    monkeypatch.setattr(os, "replace", observing_replace)
+
+    # when a job is submitted
+    job_id = HotFolderBackend(folder=tmp_path).submit(path=small_jpeg, title="lab-job-1")
+
+    # then the only time a ticket was visible its print file was already complete
+    assert seen == [(f"{job_id}.json", True)]

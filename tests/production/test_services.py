@@ -1,0 +1,311 @@
+"""Production services with real hot-folder printers: release, routing, raster, submit, poll, reconcile."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from PIL import Image
+
+from lab.catalog.demo import catalog_seed_demo
+from lab.catalog.models import Product
+from lab.orders.models import Order, OrderItem
+from lab.orders.services import order_transition
+from lab.packing.models import PackingSlip
+from lab.packing.services import packing_slip_render
+from lab.production import services
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.states import JobStatus
+from printers.hotfolder import HotFolderBackend
+from printers.hotfolder_device import process_pending
+from tests.factories import UserFactory, asset_for
+
+pytestmark = pytest.mark.django_db
+WORKER = "test-worker:1"
+
+
+def hotfolder_printer(
+    name: str, *, sizes: list[str], papers: list[str] | None = None, **extra: object
+) -> Printer:
+    from django.conf import settings
+
+    (Path(settings.HOTFOLDER_ROOT) / name).mkdir(parents=True, exist_ok=True)
+    return Printer.objects.create(
+        name=name,
+        backend="hotfolder",
+        target=name,
+        media_sizes=sizes,
+        papers=papers or ["lustre", "glossy"],
+        **extra,
+    )
+
+
+def paid_order(*, lines: list[tuple[str, int]], photo: tuple[int, int] = (1800, 1200)) -> Order:
+    catalog_seed_demo()
+    customer = UserFactory()
+    asset = asset_for(customer, width=photo[0], height=photo[1])
+    order = Order.objects.create(
+        customer=customer,
+        shipping_address={"name": "X"},
+        shipping_method="standard",
+        subtotal_minor=0,
+        shipping_minor=0,
+        total_minor=0,
+        currency="usd",
+    )
+    for position, (sku, copies) in enumerate(lines, start=1):
+        OrderItem.objects.create(
+            order=order,
+            position=position,
+            product=Product.objects.get(sku=sku),
+            asset=asset,
+            copies=copies,
+            sizing="fill",
+            unit_price_minor=0,
+            line_total_minor=0,
+        )
+    order_transition(order=order, to_status="paid")
+    return order
+
+
+def folder(settings, printer: Printer) -> Path:
+    return Path(settings.HOTFOLDER_ROOT) / printer.target
+
+
+def run_job(job: PrintJob) -> None:
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+
+
+def test_release_creates_one_job_per_item_routed_least_loaded_and_batched(settings):
+    small_a = hotfolder_printer("small-a", sizes=["4x6", "5x7"])
+    small_b = hotfolder_printer("small-b", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-4X6-LUSTRE", 1), ("PRINT-5X7-GLOSSY", 1)])
+
+    assert services.order_release(order_id=order.pk) == 3
+    assert services.order_release(order_id=order.pk) == 0  # a redelivered task does nothing
+
+    order.refresh_from_db()
+    assert order.status == "in_production"
+    jobs = list(PrintJob.objects.order_by("pk"))
+    assert [(j.status, j.copies) for j in jobs] == [("queued", 2), ("queued", 1), ("queued", 1)]
+    assert [j.printer.name for j in jobs] == ["small-a", "small-b", "small-a"]
+    assert jobs[0].batch != jobs[2].batch  # different media, different batch
+    assert Batch.objects.filter(printer=small_a).count() == 2
+    assert Batch.objects.filter(printer=small_b).count() == 1
+
+
+def test_no_capable_printer_waits_then_routes_when_one_appears(settings):
+    hotfolder_printer("small", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-11X14-MATTE", 1)])
+
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    assert (job.status, job.printer) == ("no_printer", None)
+
+    hotfolder_printer("wide", sizes=["11x14"], papers=["matte"])
+    assert services.jobs_route_waiting() == 1
+
+    job.refresh_from_db()
+    assert (job.status, job.printer.name) == ("queued", "wide")
+
+
+def test_full_path_raster_submit_poll_printed_ready_to_pack_and_slip(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6", "8x10"], dpi=300)
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-8X10-GLOSSY", 1)], photo=(3000, 2000))
+    services.order_release(order_id=order.pk)
+    jobs = list(PrintJob.objects.order_by("pk"))
+
+    for job in jobs:
+        run_job(job)
+    tickets = sorted(folder(settings, printer).glob("*.json"))
+    assert len(tickets) == 2
+    assert services.printer_poll()["waiting"] == 2  # the device has not taken them yet
+    process_pending(folder=folder(settings, printer), delay_seconds=0)
+    services.printer_poll()
+
+    sizes = []
+    for ticket_path in sorted((folder(settings, printer) / "done").glob("*.json")):
+        ticket = json.loads(ticket_path.read_text())
+        data = (
+            (folder(settings, printer) / "done" / ticket["file_name"]).read_bytes()
+            if (folder(settings, printer) / "done" / ticket["file_name"]).exists()
+            else None
+        )
+        sizes.append((ticket["media"], ticket["copies"], ticket["title"], data is not None))
+    assert sorted(s[:3] for s in sizes) == sorted(
+        [
+            ("na_index-4x6_4x6in", 2, f"lab-job-{jobs[0].pk}"),
+            ("na_govt-letter_8x10in", 1, f"lab-job-{jobs[1].pk}"),
+        ]
+    )
+    order.refresh_from_db()
+    assert order.status == "ready_to_pack"
+    assert set(PrintJob.objects.values_list("status", flat=True)) == {"printed"}
+    slip = packing_slip_render(order_id=order.pk)
+    assert slip.pdf.startswith(b"%PDF") and PackingSlip.objects.count() == 1
+
+
+def test_raster_has_the_product_size_at_printer_resolution(settings):
+    hotfolder_printer("minilab", sizes=["5x7"], dpi=300)
+    order = paid_order(lines=[("PRINT-5X7-LUSTRE", 1)], photo=(1200, 1800))
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+
+    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+
+    job.refresh_from_db()
+    assert (job.status, job.raster_width_px, job.raster_height_px) == ("ready", 1500, 2100)
+    from lab.privacy.vault import vault_read
+
+    data = vault_read(data_key=job.item.asset.data_key, name=job.raster_blob, purpose="raster")
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (1500, 2100)
+        assert not image.getexif()
+
+
+def test_same_task_delivered_twice_submits_once(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert services.print_job_submit(job_id=job.pk, worker="other:2") == "not_ready"
+
+    assert len(list(folder(settings, printer).glob("*.json"))) == 1
+
+
+def test_corrupt_original_fails_permanently_without_retry(settings):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    from lab.privacy.vault import vault_write
+
+    asset = job.item.asset
+    asset.blob_name = vault_write(
+        data_key=asset.data_key, plaintext=b"\xff\xd8\xff garbage", purpose="original"
+    )
+    asset.save(update_fields=["blob_name"])
+
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "failed"
+
+    job.refresh_from_db()
+    assert (job.status, job.failure_is_permanent) == ("failed", True)
+    assert job.failure_code != ""
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
+
+
+def test_transient_printer_failure_goes_back_to_ready_with_backoff(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    folder(settings, printer).rmdir()  # the minilab's share is gone for a moment
+
+    outcome = services.print_job_submit(job_id=job.pk, worker=WORKER)
+
+    job.refresh_from_db()
+    assert outcome == "retry"
+    assert (job.status, job.submit_attempts, job.failure_code) == ("ready", 1, "printer_unreachable")
+    assert job.next_attempt_at > timezone.now()
+    folder(settings, printer).mkdir()
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(list(folder(settings, printer).glob("*.json"))) == 1
+
+
+def test_transient_failures_stop_after_the_attempt_cap(settings):
+    settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS = 2
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    folder(settings, printer).rmdir()
+
+    outcomes = [services.print_job_submit(job_id=job.pk, worker=WORKER) for _ in range(3)]
+
+    job.refresh_from_db()
+    assert outcomes == ["retry", "failed", "not_ready"]
+    assert (job.status, job.failure_is_permanent) == ("failed", False)
+
+
+def test_paused_printer_holds_jobs_and_offline_printer_reroutes(settings):
+    first = hotfolder_printer("first", sizes=["4x6"])
+    hotfolder_printer("second", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    assert job.printer == first
+    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    (folder(settings, first) / "PAUSED").touch()
+
+    services.printer_poll()
+    first.refresh_from_db()
+    assert first.state == "paused"
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"
+
+    (folder(settings, first) / "PAUSED").unlink()
+    folder(settings, first).rmdir()  # the share disappears: offline
+    services.printer_poll()
+
+    job.refresh_from_db()
+    first.refresh_from_db()
+    assert first.state == "offline"
+    assert (job.status, job.printer.name) == ("queued", "second")
+    assert JobEvent.objects.filter(job=job, kind="rerouted").count() == 1
+
+
+def test_reconciler_finds_a_job_submitted_before_a_crash_and_flags_unknown_ones(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    sent, lost = PrintJob.objects.order_by("pk")
+    for job in (sent, lost):
+        services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    # A worker claimed both, sent the first to the printer, and died before saving either.
+    HotFolderBackend(folder=folder(settings, printer)).submit(
+        path=_raster_file(settings, sent), title=sent.title, media="na_index-4x6_4x6in", copies=1
+    )
+    stale = timezone.now() - timedelta(hours=1)
+    PrintJob.objects.filter(pk__in=[sent.pk, lost.pk]).update(status="submitting", claimed_at=stale)
+
+    result = services.production_reconcile()
+
+    sent.refresh_from_db()
+    lost.refresh_from_db()
+    assert result == {"reconciled": 1, "unknown": 1}
+    assert (sent.status, sent.backend_job_id != "") == ("submitted", True)
+    assert lost.status == "unknown"  # never resubmitted automatically
+    assert len(list(folder(settings, printer).glob("*.json"))) == 1
+
+
+def _raster_file(settings, job: PrintJob) -> Path:
+    from lab.privacy.vault import vault_read
+
+    job.refresh_from_db()
+    path = Path(settings.MEDIA_ROOT) / f"{job.pk}.jpg"
+    path.write_bytes(vault_read(data_key=job.item.asset.data_key, name=job.raster_blob, purpose="raster"))
+    return path
+
+
+def test_expired_raster_lease_is_taken_over(settings):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    PrintJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RASTERIZING, claimed_at=timezone.now(), claimed_by="dead:1"
+    )
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
+    PrintJob.objects.filter(pk=job.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
