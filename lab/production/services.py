@@ -222,8 +222,8 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
                 width_in=float(item.product.width_in),
                 height_in=float(item.product.height_in),
                 dpi=printer.dpi,
-                sizing=item.sizing,
-                output_format=printer.output_format,  # type: ignore[arg-type]
+                sizing="fit" if item.sizing == "fit" else "fill",
+                output_format="tiff" if printer.output_format == "tiff" else "jpeg",
                 output_icc=bytes(printer.icc_profile) if printer.icc_profile else None,
             ),
         )
