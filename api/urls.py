@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from api import views, webhooks
+from api import notify_views, views, webhooks
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -19,4 +19,20 @@ urlpatterns = [
     path("orders/<str:ref>", views.OrderDetailView.as_view(), name="order-detail"),
     path("orders/<str:ref>/cancel", views.OrderCancelView.as_view(), name="order-cancel"),
     path("webhooks/stripe", webhooks.StripeWebhookView.as_view(), name="stripe-webhook"),
+    path("webhook-endpoints", notify_views.WebhookEndpointListCreateView.as_view(), name="webhook-endpoints"),
+    path(
+        "webhook-endpoints/<uuid:endpoint_id>",
+        notify_views.WebhookEndpointDetailView.as_view(),
+        name="webhook-endpoint-detail",
+    ),
+    path(
+        "webhook-endpoints/<uuid:endpoint_id>/deliveries",
+        notify_views.WebhookDeliveryListView.as_view(),
+        name="webhook-endpoint-deliveries",
+    ),
+    path(
+        "webhook-deliveries/<uuid:delivery_id>/redeliver",
+        notify_views.WebhookRedeliverView.as_view(),
+        name="webhook-delivery-redeliver",
+    ),
 ]

@@ -41,5 +41,6 @@ app.conf.beat_schedule = {
         "task": "production.reconcile",
         "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
     },
+    "webhook-deliveries-sweep": {"task": "notify.webhook_deliveries_sweep", "schedule": 60.0},
 }
 app.autodiscover_tasks(["workers"], related_name="tasks")

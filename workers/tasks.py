@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import workers.notify_tasks  # noqa: F401 - registers the notify.* tasks
 from workers.app import app
 
 

@@ -267,6 +267,7 @@ def order_create(
                 Consent.objects.create(order=order, kind=Consent.Kind.PRIVACY_POLICY, policy_version=policy)
             record.order = order
             record.save(update_fields=["order"])
+            transaction.on_commit(lambda: enqueue("notify.order_created", order_id=order.pk))
     except IntegrityError:
         existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
         if existing is None:
@@ -376,6 +377,7 @@ def order_transition(
 def _status_changed_hooks(*, order_id: int, to_status: str) -> None:
     if to_status == OrderStatus.PAID:
         enqueue("production.order_release", order_id=order_id)
+    enqueue("notify.order_status_changed", order_id=order_id, status=to_status)
 
 
 def order_locked(*, order_id: int) -> Order:

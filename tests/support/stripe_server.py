@@ -16,7 +16,9 @@ class LocalStripe:
     def __init__(self, *, log_dir: Path) -> None:
         self.port = free_port()
         binary = Path(sys.executable).parent / "localstripe"
-        self.service = Service([str(binary), "--port", str(self.port)], log=log_dir / "localstripe.log")
+        self.service = Service(
+            [str(binary), "--port", str(self.port), "--from-scratch"], log=log_dir / "localstripe.log"
+        )
 
     @property
     def url(self) -> str:

@@ -1,0 +1,185 @@
+"""Sending one customer-webhook delivery: claim, sign, POST through the SSRF guard, log, reschedule.
+
+Retries back off exponentially (30 s doubling, capped at 1 h) until 24 h after the event, then give up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from lab.lib import safe_http
+from lab.lib.errors import DomainError
+from lab.notify.models import WebhookAttempt, WebhookDelivery
+from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
+
+logger = logging.getLogger(__name__)
+
+RETRY_WINDOW = timedelta(hours=24)
+FIRST_RETRY_DELAY = timedelta(seconds=30)
+LONGEST_RETRY_DELAY = timedelta(hours=1)
+DELIVERY_TIMEOUT_SECONDS = 10
+# Longer than one POST can take (connect + send + read, each bounded by the timeout), shorter than any retry.
+CLAIM_DURATION = timedelta(seconds=4 * DELIVERY_TIMEOUT_SECONDS)
+USER_AGENT = "printlab-webhooks/1"
+
+
+def retry_delay(*, attempt_number: int) -> timedelta:
+    """Wait after failed attempt `attempt_number` (1-based): 30 s, 1 min, 2 min, 4 min, … at most 1 h."""
+    exponent = min(attempt_number - 1, 16)  # 2**16 * 30 s is far past the cap; keeps the number small
+    return min(FIRST_RETRY_DELAY * 2**exponent, LONGEST_RETRY_DELAY)
+
+
+def signature_header(*, secret: str, timestamp: int, body: str) -> str:
+    """`t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: receivers recompute it and reject old timestamps."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def delivery_enqueue(*, delivery_id: str, countdown: float = 0) -> None:
+    from workers.app import app
+
+    app.send_task("notify.webhook_deliver", kwargs={"delivery_id": delivery_id}, countdown=countdown)
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    attempted_at: datetime
+    status_code: int | None
+    error_code: str
+    duration_ms: int
+
+    @property
+    def is_success(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _claim(*, delivery_id: str, now: datetime) -> bool:
+    """Take the delivery if it is due and nobody holds it; a duplicate or early task finds 0 rows."""
+    claimed = (
+        WebhookDelivery.objects.filter(
+            pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+        .update(claimed_until=now + CLAIM_DURATION)
+    )
+    return claimed == 1
+
+
+def _post(*, delivery: WebhookDelivery) -> AttemptOutcome:
+    event = delivery.event
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Lab-Event-Id": str(event.pk),
+        "X-Lab-Event-Type": event.event_type,
+        "X-Lab-Delivery-Id": str(delivery.pk),
+        "X-Lab-Signature": signature_header(
+            secret=delivery.endpoint.secret, timestamp=timestamp, body=event.body
+        ),
+    }
+    attempted_at = timezone.now()
+    started = time.monotonic()
+    status_code: int | None = None
+    error_code = ""
+    try:
+        status_code = safe_http.post(
+            delivery.endpoint.url,
+            body=event.body.encode(),
+            headers=headers,
+            timeout=DELIVERY_TIMEOUT_SECONDS,
+            allow_private=getattr(settings, "WEBHOOK_ALLOW_PRIVATE", False),
+            allow_http=getattr(settings, "WEBHOOK_ALLOW_HTTP", False),
+        )
+        if not 200 <= status_code < 300:
+            error_code = "endpoint_status"
+    except DomainError as error:  # unsafe URL (DNS now points inside) or unreachable endpoint
+        error_code = error.code
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return AttemptOutcome(
+        attempted_at=attempted_at, status_code=status_code, error_code=error_code, duration_ms=duration_ms
+    )
+
+
+def webhook_deliver(*, delivery_id: str) -> None:
+    """Make one attempt at a due delivery and record it; schedule the next one or finish the delivery."""
+    if not _claim(delivery_id=delivery_id, now=timezone.now()):
+        logger.info("webhook delivery not due or taken delivery=%s", delivery_id)
+        return
+    delivery = WebhookDelivery.objects.select_related("event", "endpoint").filter(pk=delivery_id).first()
+    if delivery is None:
+        return  # the endpoint (and its deliveries) was deleted after the claim
+    if not delivery.endpoint.is_active:
+        outcome = AttemptOutcome(
+            attempted_at=timezone.now(), status_code=None, error_code="endpoint_disabled", duration_ms=0
+        )
+    else:
+        outcome = _post(delivery=delivery)
+    _record(delivery_id=delivery_id, outcome=outcome, is_final=not delivery.endpoint.is_active)
+
+
+def _record(*, delivery_id: str, outcome: AttemptOutcome, is_final: bool) -> None:
+    finished = timezone.now()
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None:
+            return  # the endpoint was deleted while we were sending
+        number = delivery.attempt_count + 1
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=number,
+            attempted_at=outcome.attempted_at,
+            status_code=outcome.status_code,
+            error_code=outcome.error_code,
+            duration_ms=outcome.duration_ms,
+            is_success=outcome.is_success,
+        )
+        delivery.attempt_count = number
+        delivery.last_status_code = outcome.status_code
+        delivery.last_error_code = outcome.error_code
+        delivery.claimed_until = None
+        # Measured from the start of the attempt, so the schedule does not drift by the receiver's latency.
+        next_attempt_at = outcome.attempted_at + retry_delay(attempt_number=number)
+        if outcome.is_success:
+            DELIVERY_MACHINE.check(delivery.status, DeliveryStatus.SUCCEEDED)
+            delivery.status = DeliveryStatus.SUCCEEDED
+            delivery.delivered_at = finished
+            delivery.next_attempt_at = None
+        elif is_final or next_attempt_at > delivery.give_up_at:
+            DELIVERY_MACHINE.check(delivery.status, DeliveryStatus.FAILED)
+            delivery.status = DeliveryStatus.FAILED
+            delivery.next_attempt_at = None
+        else:
+            delivery.next_attempt_at = next_attempt_at
+            countdown = max((next_attempt_at - finished).total_seconds(), 0.0)
+            transaction.on_commit(partial(delivery_enqueue, delivery_id=delivery_id, countdown=countdown))
+        delivery.save(
+            update_fields=[
+                "attempt_count",
+                "last_status_code",
+                "last_error_code",
+                "claimed_until",
+                "status",
+                "delivered_at",
+                "next_attempt_at",
+            ]
+        )
+    logger.info(
+        "webhook attempt delivery=%s attempt=%d status_code=%s error=%s outcome=%s",
+        delivery_id,
+        number,
+        outcome.status_code,
+        outcome.error_code or "-",
+        delivery.status,
+    )

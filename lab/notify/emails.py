@@ -1,0 +1,88 @@
+"""Transactional e-mail for orders: which events mail the customer, the message, carrier tracking links.
+
+Messages are rendered from templates under notify/email/; sending and bookkeeping live in lab.notify.services.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.template.loader import render_to_string
+
+from lab.orders.models import Order
+from lab.orders.states import OrderStatus
+
+RECEIVED = "received"
+
+# Public tracking pages; the tracking number is the only thing we put in the URL.
+TRACKING_URLS = {
+    "ups": "https://www.ups.com/track?tracknum={number}",
+    "usps": "https://tools.usps.com/go/TrackConfirmAction?tLabels={number}",
+    "fedex": "https://www.fedex.com/fedextrack/?trknbr={number}",
+    "dhl": "https://www.dhl.com/global-en/home/tracking/tracking-express.html?submit=1&tracking-id={number}",
+}
+
+# E-mail kind → (template name, subject). Statuses missing here (in production, packed, ...) send no e-mail:
+# the customer hears about them by webhook or by looking at the order.
+EMAILS: dict[str, tuple[str, str]] = {
+    RECEIVED: ("order_received", "We received your order {ref}"),
+    OrderStatus.PAID: ("order_paid", "Payment confirmed for order {ref}"),
+    OrderStatus.ON_HOLD: ("order_on_hold", "Order {ref} is on hold: we need something from you"),
+    OrderStatus.SHIPPED: ("order_shipped", "Order {ref} has shipped"),
+    OrderStatus.CANCELLED: ("order_cancelled", "Order {ref} is cancelled"),
+}
+
+# ISO 4217 currencies without minor units, among those card processors commonly settle.
+_ZERO_DECIMAL_CURRENCIES = frozenset({"jpy", "krw", "vnd", "clp", "isk", "ugx", "xaf", "xof"})
+
+
+def tracking_url(*, carrier: str, tracking_number: str) -> str:
+    """The carrier's public tracking page for a parcel, or "" for a carrier we do not know."""
+    template = TRACKING_URLS.get(carrier.strip().lower())
+    number = tracking_number.strip()
+    if template is None or not number:
+        return ""
+    return template.format(number=quote(number, safe=""))
+
+
+def money_format(*, amount_minor: int, currency: str) -> str:
+    if currency.lower() in _ZERO_DECIMAL_CURRENCIES:
+        return f"{amount_minor} {currency.upper()}"
+    return f"{amount_minor // 100}.{amount_minor % 100:02d} {currency.upper()}"
+
+
+def order_recipient(*, order: Order) -> str:
+    """The registered customer's address, else the guest's; "" once the person or the order was erased."""
+    if order.is_anonymized:
+        return ""
+    if order.customer is not None:
+        customer = order.customer
+        return customer.email if customer.erased_at is None and customer.is_active else ""
+    return order.guest_email
+
+
+def has_email(*, kind: str) -> bool:
+    return kind in EMAILS
+
+
+def order_email(*, order: Order, kind: str) -> EmailMessage:
+    """Render the message for `kind` ("received" or an order status listed in EMAILS)."""
+    template, subject = EMAILS[kind]
+    context = {
+        "order": order,
+        "lab_name": settings.LAB_NAME,
+        "lab_contact": settings.LAB_CONTACT,
+        "total": money_format(amount_minor=order.total_minor, currency=order.currency),
+        "items": list(order.items.select_related("product")),
+        "tracking_url": tracking_url(carrier=order.carrier, tracking_number=order.tracking_number),
+        "is_refunded": order.payment_status == Order.PaymentStatus.REFUNDED,
+    }
+    return EmailMessage(
+        subject=subject.format(ref=order.ref),
+        body=render_to_string(f"notify/email/{template}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[order_recipient(order=order)],
+        headers={"Auto-Submitted": "auto-generated"},
+    )

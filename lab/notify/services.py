@@ -1,0 +1,127 @@
+"""Customer notifications for order events: claim once per order event, e-mail, and emit webhooks.
+
+The entry points run in Celery tasks ("notify.order_created", "notify.order_status_changed") after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from lab.lib.errors import DomainError, NotFound
+from lab.notify import emails
+from lab.notify.models import EventType, Notification
+from lab.notify.webhooks import webhook_event_emit
+from lab.orders.models import Order, OrderEvent
+from lab.orders.states import OrderStatus
+
+logger = logging.getLogger(__name__)
+
+# A worker that claimed a notification and died is replaced after this long; sending takes seconds.
+CLAIM_LEASE = timedelta(minutes=10)
+
+
+def notify_order_created(*, order_id: int) -> None:
+    """E-mail "order received"; a redelivered task finds the notification already claimed."""
+    event = OrderEvent.objects.filter(order_id=order_id, kind="created").order_by("pk").first()
+    if event is None:
+        raise NotFound("order_event_not_found", "The order has no creation event.", order_id=order_id)
+    _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
+
+
+def notify_order_status_changed(*, order_id: int, status: str) -> None:
+    """E-mail the customer (for the statuses that mail) and emit webhooks, once per transition."""
+    if status not in OrderStatus.values:
+        raise DomainError("unknown_order_status", "Unknown order status.", order_status=status)
+    # The latest transition into `status`: a task for an older one that is redelivered after a newer one was
+    # notified finds that notification claimed, so one e-mail goes out per distinct visit to the status.
+    event = (
+        OrderEvent.objects.filter(order_id=order_id, kind="status_changed", to_status=status)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if event is None:
+        raise NotFound("order_event_not_found", "The order never entered this status.", order_status=status)
+    _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=status)
+
+
+def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
+    notification = _claim(order_event=order_event, kind=kind)
+    if notification is None:
+        logger.info("notification already handled order_event=%s", order_event.pk)
+        return
+    order = Order.objects.select_related("customer").get(pk=order_event.order_id)
+    if not emails.has_email(kind=email_kind):
+        _finish_skipped(notification=notification, reason="no_email_for_status")
+        return
+    if not emails.order_recipient(order=order):
+        _finish_skipped(notification=notification, reason="no_recipient")
+        return
+    message = emails.order_email(order=order, kind=email_kind)
+    try:
+        message.send()
+    except OSError:  # smtplib errors are OSErrors; the task retries and reclaims the failed row
+        Notification.objects.filter(pk=notification.pk).update(
+            status=Notification.Status.FAILED, send_attempts=F("send_attempts") + 1
+        )
+        logger.warning("notification send failed notification=%s order=%s", notification.pk, order.ref)
+        raise
+    Notification.objects.filter(pk=notification.pk).update(
+        status=Notification.Status.SENT, sent_at=timezone.now(), send_attempts=F("send_attempts") + 1
+    )
+    logger.info("notification sent notification=%s order=%s email=%s", notification.pk, order.ref, email_kind)
+
+
+def _claim(*, order_event: OrderEvent, kind: str) -> Notification | None:
+    """Insert the notification (first run) or take over a failed/abandoned one; None when it is done.
+
+    Webhooks are emitted in the transaction that inserts the row, so they, too, go out once per event.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        notification, created = Notification.objects.get_or_create(
+            order_event=order_event,
+            defaults={
+                "order_id": order_event.order_id,
+                "kind": kind,
+                "order_status": order_event.to_status,
+                "claimed_at": now,
+            },
+        )
+        if created:
+            if kind == Notification.Kind.STATUS_CHANGED:
+                _emit_status_webhooks(order_id=order_event.order_id, status=order_event.to_status)
+            return notification
+    retakable = Q(status=Notification.Status.FAILED) | Q(
+        status=Notification.Status.PENDING, claimed_at__lt=now - CLAIM_LEASE
+    )
+    taken = Notification.objects.filter(retakable, pk=notification.pk).update(
+        status=Notification.Status.PENDING, claimed_at=now
+    )
+    return notification if taken == 1 else None
+
+
+def _emit_status_webhooks(*, order_id: int, status: str) -> None:
+    order = Order.objects.only("hold_message", "carrier", "tracking_number").get(pk=order_id)
+    # What the customer must answer is theirs to see; the shipping address never goes into a payload.
+    changed: dict[str, Any] = {"hold_message": order.hold_message} if status == OrderStatus.ON_HOLD else {}
+    webhook_event_emit(order_id=order_id, event_type=EventType.ORDER_STATUS_CHANGED, data=changed)
+    if status == OrderStatus.SHIPPED:
+        shipped: dict[str, Any] = {
+            "carrier": order.carrier,
+            "tracking_number": order.tracking_number,
+            "tracking_url": emails.tracking_url(carrier=order.carrier, tracking_number=order.tracking_number),
+        }
+        webhook_event_emit(order_id=order_id, event_type=EventType.ORDER_SHIPPED, data=shipped)
+
+
+def _finish_skipped(*, notification: Notification, reason: str) -> None:
+    Notification.objects.filter(pk=notification.pk).update(
+        status=Notification.Status.SKIPPED, skip_reason=reason
+    )
+    logger.info("notification skipped notification=%s reason=%s", notification.pk, reason)

@@ -1,0 +1,185 @@
+"""Customer webhooks: endpoint registration, event emission with per-order sequence numbers, redelivery.
+
+Sending, signing and the retry schedule live in lab.notify.delivery; this module only writes rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.lib import safe_http
+from lab.lib.errors import Conflict, DomainError
+from lab.notify.delivery import RETRY_WINDOW, delivery_enqueue
+from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
+from lab.orders.models import Order
+
+logger = logging.getLogger(__name__)
+
+MAX_ENDPOINTS_PER_CUSTOMER = 10
+
+
+def webhook_url_check(*, url: str) -> None:
+    """The SSRF guard, at registration and again before every POST (DNS may change in between)."""
+    safe_http.check_url(
+        url,
+        allow_private=getattr(settings, "WEBHOOK_ALLOW_PRIVATE", False),
+        allow_http=getattr(settings, "WEBHOOK_ALLOW_HTTP", False),
+    )
+
+
+def _event_types_clean(event_types: list[str]) -> list[str]:
+    unknown = sorted(set(event_types) - set(EventType.values))
+    if unknown:
+        raise DomainError(
+            "unknown_event_type", "Unknown event type.", unknown=unknown, allowed=list(EventType.values)
+        )
+    if not event_types:
+        raise DomainError("event_types_required", "Subscribe to at least one event type.")
+    return [value for value in EventType.values if value in event_types]
+
+
+def webhook_endpoint_create(
+    *, owner: User, url: str, event_types: list[str], description: str = ""
+) -> WebhookEndpoint:
+    """Register a callback URL; the returned endpoint's secret is shown to the customer this once."""
+    types = _event_types_clean(event_types)
+    webhook_url_check(url=url)
+    with transaction.atomic():
+        # Lock the owner so two concurrent registrations cannot both pass the limit.
+        User.objects.select_for_update().filter(pk=owner.pk).first()
+        if WebhookEndpoint.objects.filter(owner=owner).count() >= MAX_ENDPOINTS_PER_CUSTOMER:
+            raise Conflict(
+                "too_many_webhook_endpoints",
+                f"A customer may register at most {MAX_ENDPOINTS_PER_CUSTOMER} webhook endpoints.",
+            )
+        endpoint = WebhookEndpoint.objects.create(
+            owner=owner,
+            url=url,
+            secret="whsec_" + secrets.token_urlsafe(32),
+            event_types=types,
+            description=description,
+        )
+    logger.info("webhook endpoint created endpoint=%s owner=%s", endpoint.pk, owner.public_id)
+    return endpoint
+
+
+def webhook_endpoint_update(
+    *,
+    endpoint: WebhookEndpoint,
+    url: str | None = None,
+    event_types: list[str] | None = None,
+    description: str | None = None,
+    is_active: bool | None = None,
+) -> WebhookEndpoint:
+    fields: list[str] = []
+    if url is not None:
+        webhook_url_check(url=url)
+        endpoint.url = url
+        fields.append("url")
+    if event_types is not None:
+        endpoint.event_types = _event_types_clean(event_types)
+        fields.append("event_types")
+    if description is not None:
+        endpoint.description = description
+        fields.append("description")
+    if is_active is not None:
+        endpoint.is_active = is_active
+        fields.append("is_active")
+    if fields:
+        endpoint.save(update_fields=[*fields, "updated_at"])
+        logger.info("webhook endpoint updated endpoint=%s fields=%s", endpoint.pk, ",".join(fields))
+    return endpoint
+
+
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Delete the endpoint with its delivery log; deliveries still pending die with it."""
+    endpoint_id = endpoint.pk
+    endpoint.delete()
+    logger.info("webhook endpoint deleted endpoint=%s", endpoint_id)
+
+
+def webhook_event_emit(*, order_id: int, event_type: str, data: dict[str, Any]) -> int:
+    """Record one event for the order and one delivery per subscribed endpoint of its customer.
+
+    The order row is locked while the sequence number is taken and the status read, so a higher sequence
+    always carries a status at least as recent: receivers keep the highest sequence and drop the rest.
+    Returns the number of deliveries; each is enqueued when the surrounding transaction commits.
+    """
+    if event_type not in EventType.values:
+        raise DomainError("unknown_event_type", "Unknown event type.", event_type=event_type)
+    with transaction.atomic():
+        order = Order.objects.select_for_update().only("id", "ref", "status", "customer_id").get(pk=order_id)
+        if order.customer_id is None:
+            return 0
+        endpoints = [
+            endpoint
+            for endpoint in WebhookEndpoint.objects.filter(owner_id=order.customer_id, is_active=True)
+            if event_type in endpoint.event_types
+        ]
+        if not endpoints:
+            return 0
+        last = WebhookEvent.objects.filter(order=order).aggregate(last=Max("sequence"))["last"] or 0
+        now = timezone.now()
+        event = WebhookEvent(order=order, event_type=event_type, sequence=last + 1, created_at=now)
+        event.body = json.dumps(
+            {
+                "id": str(event.pk),
+                "type": event_type,
+                "created": now.isoformat().replace("+00:00", "Z"),
+                "sequence": event.sequence,
+                "data": {**data, "order": order.ref, "status": order.status},
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+        event.save(force_insert=True)
+        deliveries = WebhookDelivery.objects.bulk_create(
+            WebhookDelivery(
+                event=event,
+                endpoint=endpoint,
+                next_attempt_at=now,
+                give_up_at=now + RETRY_WINDOW,
+                created_at=now,
+            )
+            for endpoint in endpoints
+        )
+        for delivery in deliveries:
+            transaction.on_commit(partial(delivery_enqueue, delivery_id=str(delivery.pk)))
+    logger.info(
+        "webhook event emitted event=%s order=%s type=%s sequence=%d deliveries=%d",
+        event.pk,
+        order.ref,
+        event_type,
+        event.sequence,
+        len(deliveries),
+    )
+    return len(deliveries)
+
+
+def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send the same event (same id and sequence) again now, with a fresh 24-hour retry window."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+        if locked.claimed_until is not None and locked.claimed_until > now:
+            raise Conflict("delivery_in_progress", "This delivery is being attempted right now.")
+        if locked.status != DeliveryStatus.PENDING:
+            DELIVERY_MACHINE.check(locked.status, DeliveryStatus.PENDING)
+            locked.status = DeliveryStatus.PENDING
+        locked.next_attempt_at = now
+        locked.give_up_at = now + RETRY_WINDOW
+        locked.save(update_fields=["status", "next_attempt_at", "give_up_at"])
+        transaction.on_commit(partial(delivery_enqueue, delivery_id=str(locked.pk)))
+    logger.info("webhook redelivery requested delivery=%s", locked.pk)
+    return locked

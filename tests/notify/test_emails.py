@@ -1,0 +1,260 @@
+"""Order e-mails: one per transition, to the right person, with what they need; marketing needs an opt-in."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from lab.lib.errors import DomainError, NotFound
+from lab.notify.emails import tracking_url
+from lab.notify.models import Notification
+from lab.notify.selectors import marketing_recipients
+from lab.notify.services import notify_order_created, notify_order_status_changed
+from tests.notify.conftest import TO_PACKED, move, new_customer, order_for
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def test_order_received_mail_goes_to_the_customer_with_items_and_total():
+    customer = new_customer(email="ada@example.net")
+    order = order_for(customer, copies=3)
+
+    notify_order_created(order_id=order.pk)
+
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["ada@example.net"]
+    assert message.from_email == "orders@printlab.example"
+    assert message.subject == f"We received your order {order.ref}"
+    assert '  3 x 4x6" Lustre print\n' in message.body
+    assert "Total: 6.04 USD\n" in message.body
+    assert "help@harbour.example" in message.body
+    notification = Notification.objects.get(order=order)
+    assert (notification.kind, notification.status, notification.send_attempts) == (
+        "order_received",
+        "sent",
+        1,
+    )
+
+
+def test_guest_order_mail_goes_to_the_guest_address():
+    order = order_for(None, guest_email="guest@example.org")
+
+    notify_order_created(order_id=order.pk)
+
+    assert [message.to for message in mail.outbox] == [["guest@example.org"]]
+
+
+def test_paid_mail_confirms_the_amount_and_the_promised_day():
+    order = order_for(new_customer(email="ada@example.net"), copies=2)
+    move(order, "paid")
+
+    notify_order_status_changed(order_id=order.pk, status="paid")
+
+    message = mail.outbox[0]
+    assert (message.to, message.subject) == (["ada@example.net"], f"Payment confirmed for order {order.ref}")
+    assert f"your payment of 5.69 USD for order {order.ref} is confirmed" in message.body
+    assert order.promised_by is not None
+    assert f"by {order.promised_by:%A}, {order.promised_by.day} {order.promised_by:%B %Y}." in message.body
+
+
+def test_on_hold_mail_says_what_is_needed():
+    order = order_for(new_customer(email="ada@example.net"))
+    move(order, "paid")
+    move(order, "on_hold", hold_message="Photo 1 is 240x160 px; please upload a larger original.")
+
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+
+    message = mail.outbox[0]
+    assert message.subject == f"Order {order.ref} is on hold: we need something from you"
+    assert "\n\nPhoto 1 is 240x160 px; please upload a larger original.\n\n" in message.body
+
+
+@pytest.mark.parametrize(
+    ("carrier", "number", "link"),
+    [
+        ("ups", "1Z999AA10123456784", "https://www.ups.com/track?tracknum=1Z999AA10123456784"),
+        (
+            "usps",
+            "9400100000000000000000",
+            "https://tools.usps.com/go/TrackConfirmAction?tLabels=9400100000000000000000",
+        ),
+        ("fedex", "123456789012", "https://www.fedex.com/fedextrack/?trknbr=123456789012"),
+        (
+            "dhl",
+            "1234567890",
+            "https://www.dhl.com/global-en/home/tracking/tracking-express.html?submit=1&tracking-id=1234567890",
+        ),
+    ],
+)
+def test_shipped_mail_links_to_the_carriers_tracking_page(carrier, number, link):
+    order = order_for(new_customer(email="ada@example.net"))
+    move(order, *TO_PACKED)
+    move(order, "shipped", carrier=carrier, tracking_number=number, shipped_at=timezone.now())
+
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+
+    message = mail.outbox[0]
+    assert message.subject == f"Order {order.ref} has shipped"
+    assert f"Carrier: {carrier.upper()}\nTracking number: {number}\n" in message.body
+    assert f"Track your parcel: {link}\n" in message.body
+
+
+def test_tracking_links_escape_the_number_and_skip_unknown_carriers():
+    assert (
+        tracking_url(carrier=" UPS ", tracking_number="1Z 99&x")
+        == "https://www.ups.com/track?tracknum=1Z%2099%26x"
+    )
+    assert tracking_url(carrier="pigeon", tracking_number="42") == ""
+    assert tracking_url(carrier="ups", tracking_number=" ") == ""
+
+
+def test_shipped_mail_with_an_unknown_carrier_has_no_link():
+    order = order_for(new_customer())
+    move(order, *TO_PACKED)
+    move(order, "shipped", carrier="Local courier", tracking_number="LC-77")
+
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+
+    assert "Tracking number: LC-77\n" in mail.outbox[0].body
+    assert "Track your parcel" not in mail.outbox[0].body
+
+
+def test_cancelled_mail_of_a_refunded_order_mentions_the_refund():
+    order = order_for(new_customer(email="ada@example.net"), copies=1)
+    move(order, "paid")
+    move(order, "cancelled", payment_status="refunded")
+
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+
+    message = mail.outbox[0]
+    assert message.subject == f"Order {order.ref} is cancelled"
+    assert "We refunded 5.34 USD to your card." in message.body
+    assert "No payment was taken" not in message.body
+
+
+def test_cancelled_mail_of_an_unpaid_order_says_nothing_was_charged():
+    order = order_for(new_customer())
+    move(order, "cancelled")
+
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+
+    assert "No payment was taken for this order." in mail.outbox[0].body
+    assert "refunded" not in mail.outbox[0].body
+
+
+def test_statuses_without_mail_send_nothing_but_are_recorded():
+    order = order_for(new_customer())
+    move(order, "paid", "in_production")
+
+    notify_order_status_changed(order_id=order.pk, status="in_production")
+
+    assert mail.outbox == []
+    notification = Notification.objects.get(order=order)
+    assert (notification.status, notification.skip_reason) == ("skipped", "no_email_for_status")
+
+
+def test_a_redelivered_task_sends_once():
+    order = order_for(new_customer())
+    move(order, "paid")
+
+    notify_order_status_changed(order_id=order.pk, status="paid")
+    notify_order_status_changed(order_id=order.pk, status="paid")
+    notify_order_created(order_id=order.pk)
+    notify_order_created(order_id=order.pk)
+
+    assert [message.subject for message in mail.outbox] == [
+        f"Payment confirmed for order {order.ref}",
+        f"We received your order {order.ref}",
+    ]
+    assert Notification.objects.filter(order=order).count() == 2
+
+
+def test_a_second_hold_with_a_new_question_sends_a_second_mail():
+    order = order_for(new_customer())
+    move(order, "paid")
+    move(order, "on_hold", hold_message="Which photo goes first?")
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+    move(order, "in_production")
+    move(order, "on_hold", hold_message="Photo 2 is blurred; keep it?")
+
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+
+    assert len(mail.outbox) == 2
+    assert "Which photo goes first?" in mail.outbox[0].body
+    assert "Photo 2 is blurred; keep it?" in mail.outbox[1].body
+
+
+def test_an_erased_customer_gets_no_mail():
+    customer = new_customer()
+    order = order_for(customer)
+    customer.erased_at = timezone.now()
+    customer.save(update_fields=["erased_at"])
+
+    notify_order_created(order_id=order.pk)
+
+    assert mail.outbox == []
+    notification = Notification.objects.get(order=order)
+    assert (notification.status, notification.skip_reason) == ("skipped", "no_recipient")
+
+
+def test_an_unreachable_mail_server_fails_the_task_and_its_retry_sends_once(settings):
+    order = order_for(new_customer(email="ada@example.net"))
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = free_port()  # nothing listens there: connection refused
+
+    with pytest.raises(OSError):
+        notify_order_created(order_id=order.pk)
+    failed = Notification.objects.get(order=order)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    notify_order_created(order_id=order.pk)
+    notify_order_created(order_id=order.pk)
+
+    assert (failed.status, failed.send_attempts) == ("failed", 1)
+    assert [message.to for message in mail.outbox] == [["ada@example.net"]]
+    failed.refresh_from_db()
+    assert (failed.status, failed.send_attempts) == ("sent", 2)
+
+
+def test_log_lines_name_ids_never_personal_data(caplog):
+    order = order_for(new_customer(email="ada.quill@example.net", full_name="Ada Quill"))
+    move(order, "paid")
+    move(order, "on_hold", hold_message="Call Ada at 555-0100 about photo 3")
+    caplog.set_level(logging.INFO, logger="lab.notify")
+
+    notify_order_created(order_id=order.pk)
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"order={order.ref}" in text
+    for personal in ("ada.quill@example.net", "Ada Quill", "555-0100", "Lens Lane"):
+        assert personal not in text
+
+
+def test_unknown_status_or_missing_transition_is_refused():
+    order = order_for(new_customer())
+
+    with pytest.raises(DomainError) as unknown:
+        notify_order_status_changed(order_id=order.pk, status="teleported")
+    with pytest.raises(NotFound) as missing:
+        notify_order_status_changed(order_id=order.pk, status="shipped")
+
+    assert (unknown.value.code, missing.value.code) == ("unknown_order_status", "order_event_not_found")
+    assert mail.outbox == []
+    assert Notification.objects.count() == 0
+
+
+def test_marketing_recipients_are_only_opted_in_people_not_erased():
+    opted_in = new_customer(marketing_opt_in=True)
+    new_customer(marketing_opt_in=False)
+    new_customer(marketing_opt_in=True, erased_at=timezone.now())
+    new_customer(marketing_opt_in=True, is_active=False)
+    order_for(new_customer(marketing_opt_in=False))  # a customer with orders is still not a news subscriber
+
+    assert list(marketing_recipients()) == [opted_in]

@@ -1,0 +1,187 @@
+"""Webhook endpoint API: registration with the SSRF guard, the secret shown once, own endpoints only."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint
+from lab.notify.webhooks import MAX_ENDPOINTS_PER_CUSTOMER, webhook_endpoint_create, webhook_event_emit
+from tests.notify.conftest import new_customer, order_for
+
+pytestmark = pytest.mark.django_db
+
+
+ALL_EVENTS = ["order.status_changed", "order.shipped", "item.reprinted"]
+
+
+def test_registration_returns_the_secret_once(api, local_webhooks, receiver):
+    customer = new_customer()
+    api.force_authenticate(customer)
+
+    created = api.post(
+        "/api/v1/webhook-endpoints",
+        {"url": receiver.url, "event_types": ["order.shipped", "order.status_changed"], "description": "ERP"},
+        format="json",
+    )
+    listed = api.get("/api/v1/webhook-endpoints")
+    detail = api.get(f"/api/v1/webhook-endpoints/{created.json()['id']}")
+
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    endpoint = WebhookEndpoint.objects.get()
+    assert body["secret"] == endpoint.secret
+    assert body["secret"].startswith("whsec_") and len(body["secret"]) == 6 + 43
+    assert (body["url"], body["event_types"], body["is_active"]) == (
+        receiver.url,
+        ["order.status_changed", "order.shipped"],
+        True,
+    )
+    assert endpoint.owner == customer
+    assert listed.json()["count"] == 1
+    assert "secret" not in listed.json()["results"][0]
+    assert detail.status_code == 200
+    assert "secret" not in detail.json()
+
+
+def test_two_endpoints_get_different_secrets(local_webhooks, receiver):
+    customer = new_customer()
+
+    first = webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    second = webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+
+    assert first.secret != second.secret
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("https://127.0.0.1/hooks", "url_target_not_allowed"),
+        ("https://localhost:8443/hooks", "url_target_not_allowed"),
+        ("https://[::1]/hooks", "url_target_not_allowed"),
+        ("https://10.0.0.8/hooks", "url_target_not_allowed"),
+        ("https://169.254.169.254/latest/meta-data", "url_target_not_allowed"),
+        ("http://hooks.example.com/lab", "url_scheme_not_allowed"),
+        ("https://user:pw@hooks.example.com/lab", "url_invalid"),
+    ],
+)
+def test_registration_refuses_private_and_plain_http_urls_with_the_allow_flags_off(api, url, code):
+    api.force_authenticate(new_customer())
+
+    response = api.post("/api/v1/webhook-endpoints", {"url": url, "event_types": ALL_EVENTS}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (422, code)
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_registration_refuses_unknown_or_missing_event_types(api, local_webhooks, receiver):
+    api.force_authenticate(new_customer())
+
+    unknown = api.post(
+        "/api/v1/webhook-endpoints", {"url": receiver.url, "event_types": ["order.eaten"]}, format="json"
+    )
+    empty = api.post("/api/v1/webhook-endpoints", {"url": receiver.url, "event_types": []}, format="json")
+
+    assert (unknown.status_code, unknown.json()["code"]) == (400, "invalid_request")
+    assert list(unknown.json()["errors"]) == ["event_types"]
+    assert (empty.status_code, empty.json()["code"]) == (400, "invalid_request")
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_a_customer_may_register_a_bounded_number_of_endpoints(api, local_webhooks, receiver):
+    customer = new_customer()
+    for _ in range(MAX_ENDPOINTS_PER_CUSTOMER):
+        webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    api.force_authenticate(customer)
+
+    response = api.post(
+        "/api/v1/webhook-endpoints", {"url": receiver.url, "event_types": ALL_EVENTS}, format="json"
+    )
+
+    assert (response.status_code, response.json()["code"]) == (409, "too_many_webhook_endpoints")
+    assert WebhookEndpoint.objects.count() == MAX_ENDPOINTS_PER_CUSTOMER
+
+
+def test_anonymous_callers_are_refused(api):
+    response = api.get("/api/v1/webhook-endpoints")
+
+    assert (response.status_code, response.json()["code"]) == (401, "not_authenticated")
+
+
+def test_the_list_shows_only_the_callers_endpoints(api, local_webhooks, receiver):
+    mine = webhook_endpoint_create(owner=new_customer(), url=receiver.url, event_types=ALL_EVENTS)
+    webhook_endpoint_create(owner=new_customer(), url=receiver.url, event_types=ALL_EVENTS)
+    api.force_authenticate(mine.owner)
+
+    body = api.get("/api/v1/webhook-endpoints").json()
+
+    assert body["count"] == 1
+    assert [endpoint["id"] for endpoint in body["results"]] == [str(mine.pk)]
+
+
+def test_another_customers_endpoint_is_not_found_and_stays_unchanged(api, local_webhooks, receiver):
+    theirs = webhook_endpoint_create(owner=new_customer(), url=receiver.url, event_types=ALL_EVENTS)
+    api.force_authenticate(new_customer())
+    path = f"/api/v1/webhook-endpoints/{theirs.pk}"
+
+    read = api.get(path)
+    update = api.patch(path, {"url": "https://attacker.example/steal", "is_active": False}, format="json")
+    delete = api.delete(path)
+    deliveries = api.get(f"{path}/deliveries")
+
+    for response in (read, update, delete, deliveries):
+        assert (response.status_code, response.json()["code"]) == (404, "webhook_endpoint_not_found")
+    theirs.refresh_from_db()
+    assert (theirs.url, theirs.is_active) == (receiver.url, True)
+
+
+def test_patch_changes_the_endpoint_and_rechecks_the_url(api, local_webhooks, receiver, settings):
+    endpoint = webhook_endpoint_create(owner=new_customer(), url=receiver.url, event_types=ALL_EVENTS)
+    api.force_authenticate(endpoint.owner)
+    path = f"/api/v1/webhook-endpoints/{endpoint.pk}"
+
+    changed = api.patch(path, {"event_types": ["item.reprinted"], "is_active": False}, format="json")
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    refused = api.patch(path, {"url": "http://127.0.0.1:9/other"}, format="json")
+
+    assert changed.status_code == 200
+    assert (changed.json()["event_types"], changed.json()["is_active"]) == (["item.reprinted"], False)
+    assert (refused.status_code, refused.json()["code"]) == (422, "url_target_not_allowed")
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.event_types, endpoint.is_active) == (
+        receiver.url,
+        ["item.reprinted"],
+        False,
+    )
+
+
+def test_delete_removes_the_endpoint_and_its_delivery_log(api, local_webhooks, receiver):
+    customer = new_customer()
+    endpoint = webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    webhook_event_emit(order_id=order_for(customer).pk, event_type=EventType.ITEM_REPRINTED, data={})
+    api.force_authenticate(customer)
+
+    response = api.delete(f"/api/v1/webhook-endpoints/{endpoint.pk}")
+
+    assert response.status_code == 204
+    assert WebhookEndpoint.objects.count() == 0
+    assert WebhookDelivery.objects.count() == 0
+
+
+def test_the_delivery_log_is_paginated_newest_first(api, local_webhooks, receiver):
+    customer = new_customer()
+    endpoint = webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    order = order_for(customer)
+    for _ in range(3):
+        webhook_event_emit(order_id=order.pk, event_type=EventType.ITEM_REPRINTED, data={"item": 1})
+    api.force_authenticate(customer)
+
+    first = api.get(f"/api/v1/webhook-endpoints/{endpoint.pk}/deliveries", {"page_size": 2}).json()
+    second = api.get(
+        f"/api/v1/webhook-endpoints/{endpoint.pk}/deliveries", {"page_size": 2, "page": 2}
+    ).json()
+
+    assert first["count"] == 3
+    assert [d["sequence"] for d in first["results"]] == [3, 2]
+    assert [d["sequence"] for d in second["results"]] == [1]
+    assert first["results"][0]["event_type"] == "item.reprinted"
+    assert (first["results"][0]["status"], first["results"][0]["attempts"]) == ("pending", [])

@@ -1,0 +1,74 @@
+"""Thin tasks for customer notifications: order e-mails and webhooks, webhook delivery and its sweeper.
+
+Each task takes ids and calls one lab.notify service; the services claim their rows, so redelivery is safe.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from workers.app import app
+
+# A lost countdown message is noticed by the sweeper once a delivery is this late.
+SWEEP_GRACE = timedelta(minutes=2)
+
+
+@app.task(
+    name="notify.order_created",
+    queue="default",
+    time_limit=60,
+    soft_time_limit=50,
+    acks_late=True,  # idempotent: the notification row is claimed before anything is sent
+    autoretry_for=(OSError,),  # the mail server was unreachable; the claim row lets the retry resend
+    retry_backoff=30,
+    retry_backoff_max=900,
+    max_retries=6,
+)
+def order_created(*, order_id: int) -> None:
+    from lab.notify.services import notify_order_created
+
+    notify_order_created(order_id=order_id)
+
+
+@app.task(
+    name="notify.order_status_changed",
+    queue="default",
+    time_limit=60,
+    soft_time_limit=50,
+    acks_late=True,  # idempotent: the notification row is claimed before anything is sent
+    autoretry_for=(OSError,),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    max_retries=6,
+)
+def order_status_changed(*, order_id: int, status: str) -> None:
+    from lab.notify.services import notify_order_status_changed
+
+    notify_order_status_changed(order_id=order_id, status=status)
+
+
+# The service schedules its own retries (30 s doubling to 1 h, for 24 h), so Celery never retries this task.
+@app.task(
+    name="notify.webhook_deliver",
+    queue="default",
+    time_limit=60,
+    soft_time_limit=50,
+    acks_late=True,  # idempotent: an attempt claims its delivery row; a lost worker's claim runs out
+    max_retries=0,
+)
+def webhook_deliver(*, delivery_id: str) -> None:
+    from lab.notify.delivery import webhook_deliver as deliver
+
+    deliver(delivery_id=delivery_id)
+
+
+@app.task(name="notify.webhook_deliveries_sweep", queue="default", time_limit=60, max_retries=0)
+def webhook_deliveries_sweep() -> int:
+    from django.utils import timezone
+
+    from lab.notify.selectors import webhook_deliveries_due
+
+    due = webhook_deliveries_due(due_before=timezone.now() - SWEEP_GRACE)
+    for delivery_id in due:
+        webhook_deliver.apply_async(kwargs={"delivery_id": delivery_id})
+    return len(due)
