@@ -146,14 +146,14 @@ class OrderInput(QuoteInput):
 
 
 class PreflightOutput(serializers.Serializer):
-    state = serializers.CharField()
+    state = serializers.CharField(required=False)
     effective_dpi = serializers.IntegerField(required=False)
     min_dpi = serializers.IntegerField(required=False)
     aspect_ratio_mismatch_percent = serializers.FloatField(required=False)
     cropped_percent = serializers.FloatField(required=False)
     border_percent = serializers.FloatField(required=False)
     color_note = serializers.CharField(required=False)
-    warnings = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class QuoteLineOutput(serializers.Serializer):

@@ -14,6 +14,7 @@ urlpatterns = [
     path("me", views.MeView.as_view(), name="me"),
     path("assets", views.AssetCreateView.as_view(), name="assets"),
     path("assets/<str:asset_id>", views.AssetDetailView.as_view(), name="asset-detail"),
+    path("assets/<str:asset_id>/content", views.AssetContentView.as_view(), name="asset-content"),
     path("quotes", views.QuoteView.as_view(), name="quotes"),
     path("orders", views.OrderListCreateView.as_view(), name="orders"),
     path("orders/<str:ref>", views.OrderDetailView.as_view(), name="order-detail"),

@@ -9,6 +9,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -136,6 +137,23 @@ class AssetCreateView(APIView):
             owner=owner, data=upload.read(), md5=values.get("md5"), sha256=values.get("sha256")
         )
         return Response(s.AssetOutput(asset).data, status=status.HTTP_201_CREATED)
+
+
+class AssetContentView(APIView):
+    """The owner's own photo bytes, recorded in the audit log as owner access."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request: Request, asset_id: str) -> HttpResponse:
+        from lab.audit.gate import owner_image_access
+        from lab.audit.views import request_meta
+
+        asset = orders.asset_for_owner(asset_id=asset_id, user=_customer(request))
+        delivery = owner_image_access(user=cast(User, request.user), asset=asset, meta=request_meta(request))
+        response = HttpResponse(delivery.data, content_type=delivery.content_type)
+        response["Cache-Control"] = "no-store, private"
+        return response
 
 
 class AssetDetailView(APIView):

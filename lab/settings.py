@@ -247,6 +247,14 @@ PRODUCTION_MAX_SUBMIT_ATTEMPTS = envint("PRODUCTION_MAX_SUBMIT_ATTEMPTS", 10)
 CUPS_SERVER = os.environ.get("CUPS_SERVER", "")  # host:port; empty = the system default
 HOTFOLDER_ROOT = Path(os.environ.get("HOTFOLDER_ROOT", VAR_DIR / "spool"))
 
+# --- Audit ---------------------------------------------------------------------------------------
+AUDIT_GRANT_SECONDS = envint("AUDIT_GRANT_SECONDS", 600)
+AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 3600)
+# Ed25519 private key (PEM or base64 raw) that signs checkpoints; kept outside the database.
+AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY") or _persistent_secret(
+    "AUDIT_SIGNING_KEY_DEV", "audit_signing_key", base64.b64encode(secrets.token_bytes(32)).decode()
+)
+
 # --- Customer webhooks -------------------------------------------------------------------------
 WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", "false")
 WEBHOOK_ALLOW_HTTP = envbool("WEBHOOK_ALLOW_HTTP", "false")

@@ -10,6 +10,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("api/v1/", include(("api.urls", "api"), namespace="api")),
+    path("lab/photos/", include("lab.audit.urls")),
     path("healthz", health, name="health"),
 ]
 

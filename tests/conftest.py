@@ -22,6 +22,22 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    """Let Django's between-test flush truncate the append-only audit tables of the throw-away test database.
+
+    UPDATE and DELETE stay refused; production databases never carry this setting.
+    """
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                name = connection.settings_dict["NAME"]
+                cursor.execute(f"ALTER DATABASE \"{name}\" SET lab.allow_audit_truncate = 'on'")
+                cursor.execute("SET lab.allow_audit_truncate = 'on'")
+
+
+@pytest.fixture(scope="session")
 def localstripe(artifacts_dir: Path) -> Iterator[LocalStripe]:
     server = LocalStripe(log_dir=artifacts_dir).start()
     yield server

@@ -42,5 +42,7 @@ app.conf.beat_schedule = {
         "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
     },
     "webhook-deliveries-sweep": {"task": "notify.webhook_deliveries_sweep", "schedule": 60.0},
+    # Also when nothing happened: a signed head every interval makes a silent gap visible.
+    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": float(settings.AUDIT_CHECKPOINT_SECONDS)},
 }
 app.autodiscover_tasks(["workers"], related_name="tasks")

@@ -85,3 +85,13 @@ def slip_render(*, order_id: int) -> None:
     from lab.packing.services import packing_slip_render
 
     packing_slip_render(order_id=order_id)
+
+
+# --- Audit -----------------------------------------------------------------------------------------
+
+
+@app.task(name="audit.checkpoint", time_limit=60, max_retries=0)
+def audit_checkpoint() -> None:
+    from lab.audit.services import checkpoint_write
+
+    checkpoint_write(reason="schedule")

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from lab.audit.gate import system_image_access
 from lab.lib.tasks import enqueue
 from lab.orders.models import Order
 from lab.orders.services import order_locked, order_transition
@@ -210,11 +211,14 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
     )
     if not claimed:
         return "not_claimed"
-    job = PrintJob.objects.select_related("printer", "item__product", "item__asset__data_key").get(pk=job_id)
+    job = PrintJob.objects.select_related("printer", "order", "item__product", "item__asset__data_key").get(
+        pk=job_id
+    )
     printer, item = job.printer, job.item
     assert printer is not None
     asset = item.asset
     try:
+        system_image_access(asset=asset, job_id=job.pk, order_ref=job.order.ref)
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
         result = raster.rasterize(
             data=original,

@@ -1,0 +1,18 @@
+"""`manage.py audit_public_key`: print the public key auditors pin, and its fingerprint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from lab.audit import chain
+from lab.audit.services import public_key
+
+
+class Command(BaseCommand):
+    help = "Print the audit checkpoint public key (base64) and its SHA-256 fingerprint."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        key = public_key()
+        self.stdout.write(f"{chain.public_key_b64(key)}\nfingerprint {chain.public_key_fingerprint(key)}")

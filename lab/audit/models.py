@@ -1,0 +1,147 @@
+"""The append-only, hash-chained audit log and the objects access decisions rest on.
+
+AuditRecord mirrors lab.audit.chain.RECORD_FIELDS; rows are only ever inserted by lab.audit.records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Purpose(models.TextChoices):
+    PRINTING = "printing"
+    HANDLING = "handling"
+    PACKAGING = "packaging"
+    MAINTENANCE = "maintenance"
+    ORDER_CLARIFICATION = "order_clarification"
+    PRODUCTION = "production"  # workers' machine access
+    OWNER = "owner"  # a customer looking at their own photo
+    AUDIT = "audit"  # auditors reading the log
+
+
+class Outcome(models.TextChoices):
+    GRANTED = "granted"
+    DENIED = "denied"
+    DONE = "done"
+
+
+class AuditRecord(models.Model):
+    seq = models.BigIntegerField(primary_key=True)
+    occurred_at = models.DateTimeField()
+    actor_id = models.CharField(max_length=64, null=True)  # noqa: DJ001 - the chain distinguishes null
+    actor_role = models.CharField(max_length=32)
+    action = models.CharField(max_length=64)
+    asset_id = models.CharField(max_length=64, null=True)  # noqa: DJ001 - the chain distinguishes null
+    order_ref = models.CharField(max_length=32, null=True)  # noqa: DJ001 - the chain distinguishes null
+    purpose = models.CharField(max_length=32)
+    justification = models.CharField(max_length=500)
+    context_type = models.CharField(max_length=32)
+    context_id = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    rule = models.CharField(max_length=64)
+    client_ip = models.CharField(max_length=64, null=True)  # noqa: DJ001 - the chain distinguishes null
+    user_agent = models.CharField(max_length=300)
+    request_id = models.CharField(max_length=64)
+    content_sha256 = models.CharField(max_length=64)
+    policy_version = models.CharField(max_length=32)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["seq"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["occurred_at"]),
+            models.Index(fields=["actor_id", "occurred_at"]),
+            models.Index(fields=["asset_id", "occurred_at"]),
+            models.Index(fields=["order_ref", "occurred_at"]),
+            models.Index(fields=["action", "occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"audit:{self.seq}"
+
+
+class AuditHead(models.Model):
+    """One row: the chain's head. Writers lock it, so the chain stays linear under concurrency."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+
+class AuditCheckpoint(models.Model):
+    seq = models.BigIntegerField()
+    head_hash = models.CharField(max_length=64)
+    signed_at = models.CharField(max_length=32)
+    key_id = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)
+    reason = models.CharField(max_length=16, default="schedule")  # schedule | export
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["pk"]
+
+
+class AccessGrant(models.Model):
+    """Permission for one person to see one photo for one purpose in one context, for a short time."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey("orders.Asset", on_delete=models.CASCADE, related_name="+")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    context_type = models.CharField(max_length=32)
+    context_id = models.CharField(max_length=64)
+    justification = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["actor", "asset", "expires_at"])]
+
+
+class MaintenanceTicket(models.Model):
+    printer = models.ForeignKey("production.Printer", on_delete=models.CASCADE, related_name="tickets")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    description = models.CharField(max_length=500)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+class ClarificationCase(models.Model):
+    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="clarifications")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    question = models.CharField(max_length=1000)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+class ReviewItem(models.Model):
+    """The auditors' review queue: a daily sample of views plus every flagged one, each signed off."""
+
+    record = models.ForeignKey(AuditRecord, on_delete=models.PROTECT, related_name="reviews")
+    reason = models.CharField(max_length=64)  # "sample" or an anomaly flag
+    created_at = models.DateTimeField(default=timezone.now)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["record", "reason"], name="one_review_per_reason")
+        ]

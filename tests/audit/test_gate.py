@@ -1,0 +1,232 @@
+"""The access gate: purpose fits state, roles, grants revoked when the task closes, fail closed, records."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.db import DatabaseError
+from PIL import Image
+
+from lab.audit import gate
+from lab.audit.models import AccessGrant, AuditRecord, ClarificationCase, MaintenanceTicket
+from lab.audit.records import RequestMeta
+from lab.audit.services import audit_verify_database
+from lab.production import services as production
+from lab.production.models import PrintJob
+from tests.factories import UserFactory
+from tests.production.test_services import WORKER, hotfolder_printer, paid_order
+
+pytestmark = pytest.mark.django_db
+META = RequestMeta(client_ip="10.1.2.3", user_agent="pytest", request_id="req-1")
+
+
+@pytest.fixture
+def job(settings) -> PrintJob:
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    production.order_release(order_id=order.pk)
+    return PrintJob.objects.select_related("order", "item__asset").get()
+
+
+def ask(
+    user,
+    job: PrintJob,
+    *,
+    purpose="printing",
+    context_type="print_job",
+    context_id=None,
+    variant="preview",
+    justification="check the crop on the print",
+):
+    return gate.image_access(
+        user=user,
+        request=gate.AccessRequest(
+            asset_id=str(job.item.asset_id),
+            purpose=purpose,
+            justification=justification,
+            context_type=context_type,
+            context_id=str(context_id if context_id is not None else job.pk),
+            variant=variant,
+        ),
+        meta=META,
+    )
+
+
+def test_technician_gets_a_watermarked_preview_for_an_active_job_and_it_is_recorded(job):
+    technician = UserFactory(roles=["technician"])
+
+    delivery = ask(technician, job)
+
+    with Image.open(io.BytesIO(delivery.data)) as image:
+        assert max(image.size) == 512
+        assert image.format == "JPEG"
+    record = AuditRecord.objects.get(seq=delivery.audit_seq)
+    assert (record.action, record.outcome, record.rule, record.purpose) == (
+        "image.view.preview",
+        "granted",
+        "active_print_job",
+        "printing",
+    )
+    assert (record.actor_id, record.actor_role, record.order_ref) == (
+        str(technician.public_id),
+        "technician",
+        job.order.ref,
+    )
+    assert (record.client_ip, record.user_agent, record.request_id) == ("10.1.2.3", "pytest", "req-1")
+    assert record.content_sha256 == delivery.sha256
+    assert AccessGrant.objects.filter(actor=technician, asset=job.item.asset).count() == 1
+    assert audit_verify_database().problem is None
+
+
+@pytest.mark.parametrize("role", ["auditor", "admin"])
+def test_auditors_and_admins_never_see_photos(job, role):
+    person = UserFactory(roles=[role])
+
+    with pytest.raises(gate.AccessDenied):
+        ask(person, job)
+
+    record = AuditRecord.objects.get()
+    assert (record.action, record.outcome, record.rule) == (
+        "image.access.denied",
+        "denied",
+        "role_never_views_photos",
+    )
+
+
+def test_packer_cannot_ask_for_printing_and_packaging_needs_an_order_being_packed(job):
+    packer = UserFactory(roles=["packer"])
+
+    with pytest.raises(gate.AccessDenied):
+        ask(packer, job)
+    with pytest.raises(gate.AccessDenied):
+        ask(packer, job, purpose="packaging", context_type="order", context_id=job.order.ref)
+
+    assert list(AuditRecord.objects.values_list("rule", flat=True)) == [
+        "purpose_not_allowed_for_role",
+        "order_not_being_packed",
+    ]
+
+
+def test_grant_ends_when_the_job_is_printed(job, settings):
+    technician = UserFactory(roles=["technician"])
+    ask(technician, job)
+    production.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    production.job_move(job_id=job.pk, from_statuses={"ready"}, to_status="cancelled")
+
+    with pytest.raises(gate.AccessDenied) as denied:
+        ask(technician, job)
+
+    assert denied.value.details["rule"] == "print_job_not_active"
+    grant = AccessGrant.objects.get()
+    assert (grant.revoked_at is not None, grant.revoked_reason) == (True, "print_job_not_active")
+
+
+def test_full_resolution_needs_a_fitting_purpose_and_a_justification(job):
+    technician = UserFactory(roles=["technician"])
+
+    with pytest.raises(gate.AccessDenied) as short:
+        ask(technician, job, variant="full", justification="hm")
+    full = ask(technician, job, variant="full", justification="colour cast on test print")
+
+    assert short.value.details["rule"] == "justification_required_for_full_resolution"
+    assert full.data.startswith(b"\xff\xd8")
+    assert AuditRecord.objects.last().action == "image.view.full"
+
+
+def test_maintenance_needs_an_open_ticket_on_the_printer_involved(job):
+    technician = UserFactory(roles=["technician"])
+    ticket = MaintenanceTicket.objects.create(
+        printer=job.printer, opened_by=technician, description="banding"
+    )
+
+    ask(technician, job, purpose="maintenance", context_type="maintenance_ticket", context_id=ticket.pk)
+    ticket.closed_at = ticket.opened_at
+    ticket.save()
+    with pytest.raises(gate.AccessDenied) as closed:
+        ask(technician, job, purpose="maintenance", context_type="maintenance_ticket", context_id=ticket.pk)
+
+    assert closed.value.details["rule"] == "maintenance_ticket_closed"
+
+
+def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
+    supervisor = UserFactory(roles=["supervisor"])
+    case = ClarificationCase.objects.create(order=job.order, opened_by=supervisor, question="which crop?")
+
+    with pytest.raises(gate.AccessDenied) as not_on_hold:
+        ask(
+            supervisor,
+            job,
+            purpose="order_clarification",
+            context_type="clarification_case",
+            context_id=case.pk,
+        )
+    from lab.orders.services import order_transition
+
+    order = job.order
+    order_transition(order=order, to_status="on_hold")
+    delivered = ask(
+        supervisor, job, purpose="order_clarification", context_type="clarification_case", context_id=case.pk
+    )
+
+    assert not_on_hold.value.details["rule"] == "clarification_not_open"
+    assert delivered.audit_seq == AuditRecord.objects.last().seq
+
+
+def test_fail_closed_when_the_audit_record_cannot_be_written(job, monkeypatch):
+    technician = UserFactory(roles=["technician"])
+
+    def broken(entry):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(gate, "audit_append", broken)
+
+    with pytest.raises(gate.AuditUnavailable):
+        ask(technician, job)
+
+    assert AuditRecord.objects.count() == 0
+    assert AccessGrant.objects.count() == 0
+
+
+def test_staff_photo_view_is_no_store_and_denials_are_403(client, job):
+    technician = UserFactory(roles=["technician"])
+    client.force_login(technician)
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+
+    ok = client.get(url, {"purpose": "printing", "context_type": "print_job", "context_id": job.pk})
+    denied = client.get(url, {"purpose": "packaging", "context_type": "order", "context_id": job.order.ref})
+
+    assert ok.status_code == 200
+    assert ok["Content-Type"] == "image/jpeg"
+    assert ok["Cache-Control"] == "no-store, private"
+    assert denied.status_code == 403
+    assert denied["Cache-Control"] == "no-store, private"
+    assert not denied.content.startswith(b"\xff\xd8")
+
+
+def test_owner_reads_own_photo_through_the_api_recorded_as_owner_access(api, job):
+    owner = job.order.customer
+    api.force_authenticate(owner)
+
+    response = api.get(f"/api/v1/assets/{job.item.asset_id}/content")
+    api.force_authenticate(UserFactory())
+    stranger = api.get(f"/api/v1/assets/{job.item.asset_id}/content")
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"\xff\xd8")
+    assert stranger.status_code == 404
+    record = AuditRecord.objects.get()
+    assert (record.action, record.actor_role, record.purpose) == ("image.download", "customer", "owner")
+
+
+def test_worker_reads_are_recorded_as_system_production_access(job):
+    production.print_job_rasterize(job_id=job.pk, worker=WORKER)
+
+    record = AuditRecord.objects.get()
+    assert (record.action, record.actor_id, record.actor_role, record.purpose, record.context_id) == (
+        "image.read.system",
+        None,
+        "system",
+        "production",
+        str(job.pk),
+    )

@@ -1,0 +1,169 @@
+"""The audit log in the database: append-only on PostgreSQL, linear under concurrent writers, verified,
+checkpointed, exported and verified offline with only the pinned public key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+
+from lab.audit import chain
+from lab.audit.models import AuditCheckpoint, AuditRecord
+from lab.audit.records import Entry, audit_append
+from lab.audit.services import audit_export, audit_verify_database, checkpoint_write, public_key
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(n: int) -> None:
+    for i in range(n):
+        audit_append(
+            Entry(
+                action="image.view.preview",
+                actor_id=f"actor-{i % 3}",
+                actor_role="technician",
+                outcome="granted",
+                rule="active_print_job",
+                purpose="printing",
+                asset_id=f"asset-{i}",
+                order_ref="PL-TEST",
+                context_type="print_job",
+                context_id=str(i),
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_auditrecord SET rule = 'x' WHERE seq = 1",
+        "DELETE FROM audit_auditrecord WHERE seq = 1",
+        "UPDATE audit_auditcheckpoint SET seq = 99",
+    ],
+)
+def test_postgresql_refuses_changes_to_the_log(statement):
+    write(2)
+    checkpoint_write()
+
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
+
+    assert AuditRecord.objects.count() == 2
+
+
+def test_postgresql_refuses_truncate_without_the_test_only_setting():
+    write(1)
+
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL lab.allow_audit_truncate = 'off'")
+        cursor.execute("TRUNCATE audit_auditrecord CASCADE")
+
+
+def tamper(sql: str) -> None:
+    """An attacker with database-owner rights: switch the triggers off, edit, switch them on."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE audit_auditrecord DISABLE TRIGGER USER")
+        cursor.execute(sql)
+        cursor.execute("ALTER TABLE audit_auditrecord ENABLE TRIGGER USER")
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "seq"),
+    [
+        ("UPDATE audit_auditrecord SET justification = 'nothing to see' WHERE seq = 4", "hash_mismatch", 4),
+        ("UPDATE audit_auditrecord SET actor_id = NULL WHERE seq = 7", "hash_mismatch", 7),
+        ("DELETE FROM audit_auditrecord WHERE seq = 5", "seq_gap", 5),
+        ("DELETE FROM audit_auditrecord WHERE seq >= 9", "truncated_after_checkpoint", 9),
+    ],
+    ids=["field-changed", "field-nulled", "record-deleted", "tail-truncated"],
+)
+def test_audit_verify_names_the_first_broken_record(sql, kind, seq):
+    write(10)
+    checkpoint_write()
+    assert audit_verify_database().problem is None
+
+    tamper(sql)
+
+    problem = audit_verify_database().problem
+    assert problem is not None
+    assert (problem.kind, problem.seq) == (kind, seq)
+    with pytest.raises(CommandError, match=f"TAMPERED: {kind} at seq {seq}"):
+        call_command("audit_verify")
+
+
+def test_checkpoint_is_written_even_when_nothing_happened():
+    checkpoint_write()
+    checkpoint_write()
+
+    assert list(AuditCheckpoint.objects.values_list("seq", "head_hash")) == [
+        (0, chain.GENESIS_HASH),
+        (0, chain.GENESIS_HASH),
+    ]
+    assert audit_verify_database().problem is None
+
+
+def test_export_verifies_offline_with_only_the_public_key(tmp_path):
+    write(5)
+    path = tmp_path / "audit.jsonl"
+
+    audit_export(path=path, actor_id="auditor-1", actor_role="auditor")
+    key = tmp_path / "public.key"
+    key.write_text(chain.public_key_b64(public_key()))
+    good = subprocess.run(
+        [sys.executable, "-m", "lab.audit.verify", str(path), "--public-key", str(key)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("asset-2", "asset-X")
+    path.write_text("\n".join(lines) + "\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "lab.audit.verify", str(path), "--public-key", str(key)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.startswith("OK: 6 records (seq 1..6)")
+    assert AuditRecord.objects.last().action == "audit.export"
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("TAMPERED: hash_mismatch at seq 3, line 3")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_writers_in_separate_processes_keep_the_chain_linear():
+    env = {**os.environ, "DATABASE_URL": _database_url()}
+    script = (
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'lab.settings'); django.setup()\n"
+        "from tests.audit.test_log import write\nwrite(25)\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0, 0, 0]
+
+    assert list(AuditRecord.objects.values_list("seq", flat=True)) == list(range(1, 101))
+    assert audit_verify_database().problem is None
+
+
+def _database_url() -> str:
+    settings = connection.settings_dict
+    return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
