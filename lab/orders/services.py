@@ -409,6 +409,11 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str, is_superv
             fields = ("payment_status",)
         elif locked.payment_intent_id and locked.payment_status != Order.PaymentStatus.REFUNDED:
             transaction.on_commit(lambda: enqueue("payments.payment_intent_cancel", order_id=locked.pk))
+        if locked.status in (OrderStatus.IN_PRODUCTION, OrderStatus.ON_HOLD):
+            # Imported here: production builds on orders, not the other way round.
+            from lab.production.services import job_cancel_all_for_order
+
+            job_cancel_all_for_order(order=locked)
         return order_transition(
             order=locked,
             to_status=OrderStatus.CANCELLED,

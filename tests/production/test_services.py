@@ -309,3 +309,22 @@ def test_expired_raster_lease_is_taken_over(settings):
     PrintJob.objects.filter(pk=job.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
 
     assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+
+
+def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelled(settings):
+    from lab.orders.services import order_cancel
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    printed, _waiting = PrintJob.objects.order_by("pk")
+    PrintJob.objects.filter(pk=printed.pk).update(status="printed")
+    order.refresh_from_db()
+
+    with pytest.raises(Exception, match="cannot be cancelled"):
+        order_cancel(order=order, actor=None, actor_kind="customer")
+    order_cancel(order=order, actor=None, actor_kind="staff", is_supervisor=True)
+
+    order.refresh_from_db()
+    assert order.status == "cancelled"
+    assert list(PrintJob.objects.order_by("pk").values_list("status", flat=True)) == ["printed", "cancelled"]
