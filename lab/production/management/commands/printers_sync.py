@@ -1,0 +1,27 @@
+"""`manage.py printers_sync`: import the CUPS server's queues and the media they hold as printers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from lab.production.services import jobs_route_waiting
+from lab.production.sync import printers_sync
+
+
+class Command(BaseCommand):
+    help = "Create/update a printer per CUPS queue with its media sizes and state."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--server", default=settings.CUPS_SERVER, help="CUPS host:port")
+        parser.add_argument("--papers", default="lustre,glossy", help="papers assumed loaded in new printers")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        result = printers_sync(server=options["server"], default_papers=options["papers"].split(","))
+        routed = jobs_route_waiting()
+        self.stdout.write(
+            f"created: {', '.join(result.created) or '-'}; updated: {', '.join(result.updated) or '-'}; "
+            f"{routed} waiting jobs routed"
+        )

@@ -1,0 +1,54 @@
+"""Import CUPS queues as printers: their media (sizes) and state; papers and resolution stay lab-managed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from lab.production.models import JobEvent, Printer
+from printers.cups_backend import list_queues
+from printers.media import UnknownMediaError, size_for_pwg_media
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    created: list[str]
+    updated: list[str]
+
+
+def printers_sync(*, server: str, default_papers: list[str]) -> SyncResult:
+    created: list[str] = []
+    updated: list[str] = []
+    for queue in list_queues(server=server):
+        sizes = sorted({_size(media) for media in queue.media_supported} - {""})
+        with transaction.atomic():
+            printer, was_created = Printer.objects.get_or_create(
+                name=queue.name.lower().replace("_", "-")[:64],
+                defaults={
+                    "backend": Printer.Backend.CUPS,
+                    "target": queue.name,
+                    "cups_server": server,
+                    "media_sizes": sizes,
+                    "papers": default_papers,
+                    "location": queue.device_uri[:200],
+                },
+            )
+            if not was_created:
+                printer.media_sizes = sizes
+                printer.target = queue.name
+                printer.cups_server = server
+                printer.save(update_fields=["media_sizes", "target", "cups_server"])
+            printer.state = str(queue.status.state)
+            printer.state_reasons = list(queue.status.reasons)
+            printer.save(update_fields=["state", "state_reasons"])
+            JobEvent.objects.create(printer=printer, kind="printer_synced", note=",".join(sizes)[:500])
+        (created if was_created else updated).append(printer.name)
+    return SyncResult(created=created, updated=updated)
+
+
+def _size(media: str) -> str:
+    try:
+        return size_for_pwg_media(media).label
+    except UnknownMediaError:
+        return ""
