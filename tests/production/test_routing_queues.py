@@ -1,0 +1,49 @@
+"""Print tasks go to the queue of the host attached to the printer; raster tasks to the shared raster queue.
+
+Checked on the real broker: the messages land in Redis lists named after the queues.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import redis
+from django.conf import settings
+
+from lab.production import services
+from lab.production.models import PrintJob
+from tests.production.test_services import hotfolder_printer, paid_order
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def broker() -> redis.Redis:
+    assert settings.CELERY_BROKER_URL.startswith("redis://"), "the suite runs with Redis as the broker"
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete("print.hosta", "print", "raster")
+    yield client
+    client.delete("print.hosta", "print", "raster")
+
+
+def queued_tasks(broker: redis.Redis, queue: str) -> list[tuple[str, dict]]:
+    messages = [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
+    return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[1]) for m in messages]
+
+
+def test_submit_goes_to_the_print_host_queue_and_raster_to_the_raster_queue(
+    settings, broker, django_capture_on_commit_callbacks
+):
+    hotfolder_printer("attached", sizes=["4x6"], host="hosta")
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    with django_capture_on_commit_callbacks(execute=True):
+        services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+
+    assert queued_tasks(broker, "raster") == [("production.print_job_rasterize", {"job_id": job.pk})]
+    services.print_job_rasterize(job_id=job.pk, worker="w:1")
+
+    assert queued_tasks(broker, "print.hosta") == [("production.print_job_submit", {"job_id": job.pk})]
+    assert broker.llen("print") == 0
