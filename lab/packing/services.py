@@ -53,3 +53,23 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
         )
     logger.info("packing slip rendered order=%s bytes=%d", order.ref, len(pdf))
     return slip
+
+
+def packing_slip_print(*, order_id: int, printer_name: str) -> str:
+    """Send the order's slip to a (CUPS or hot-folder) slip printer; returns the backend job id."""
+    import tempfile
+    from pathlib import Path
+
+    from lab.production.backends import backend_for
+    from lab.production.models import Printer
+
+    slip = PackingSlip.objects.filter(order_id=order_id).first() or packing_slip_render(order_id=order_id)
+    printer = Printer.objects.get(name=printer_name)
+    with tempfile.TemporaryDirectory(prefix="lab-slip-") as folder:
+        path = Path(folder) / f"slip-{slip.order_id}.pdf"
+        path.write_bytes(bytes(slip.pdf))
+        path.chmod(0o644)
+        Path(folder).chmod(0o755)
+        handle = backend_for(printer).submit(path=path, title=f"lab-slip-{slip.order_id}", copies=1)
+    logger.info("packing slip printed order=%s printer=%s job=%s", slip.order_id, printer.name, handle)
+    return handle
