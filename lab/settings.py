@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "lab.audit",
     "lab.privacy",
     "lab.notify",
+    "lab.staff",
 ]
 
 MIDDLEWARE = [
@@ -85,6 +86,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "lab.staff.middleware.StaffPagesMiddleware",
 ]
 
 ROOT_URLCONF = "lab.urls"

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include(("api.urls", "api"), namespace="api")),
     path("lab/photos/", include("lab.audit.urls")),
     path("healthz", health, name="health"),
+    path("lab/", include("lab.staff.urls")),
 ]
 
 handler404 = "api.errors.not_found_view"

@@ -24,7 +24,7 @@ from lab.lib.tasks import enqueue
 from lab.orders.models import Order
 from lab.orders.services import order_locked, order_transition
 from lab.orders.states import OrderStatus
-from lab.privacy.crypto import KeyDestroyed
+from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_delete, vault_read, vault_write
 from lab.production import raster
 from lab.production.backends import backend_for, media_for
@@ -133,12 +133,13 @@ def order_release(*, order_id: int) -> int:
         ]
         for job in jobs:
             JobEvent.objects.create(job=job, kind="created", to_status=J.NO_PRINTER)
-            _route(job)
+            job_route(job)
         order_transition(order=order, to_status=OrderStatus.IN_PRODUCTION, note="released to production")
     return len(jobs)
 
 
-def _route(job: PrintJob, *, exclude_printer: int | None = None) -> bool:
+def job_route(job: PrintJob, *, exclude_printer: int | None = None) -> bool:
+    """Route a job waiting for a printer to the least loaded capable one; False when none can take it."""
     size, paper = _job_media(job)
     printer = _least_loaded(_capable_printers(size=size, paper=paper), exclude=exclude_printer)
     if printer is None:
@@ -163,7 +164,7 @@ def jobs_route_waiting() -> int:
     routed = 0
     for job in PrintJob.objects.filter(status=J.NO_PRINTER).select_related("item__product"):
         with transaction.atomic():
-            routed += int(_route(job))
+            routed += int(job_route(job))
     return routed
 
 
@@ -231,7 +232,7 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
                 output_icc=bytes(printer.icc_profile) if printer.icc_profile else None,
             ),
         )
-    except (raster.RasterError, KeyDestroyed, FileNotFoundError) as error:
+    except (raster.RasterError, KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
         code = getattr(error, "code", "asset_unreadable")
         job_move(
             job_id=job.pk,
@@ -298,6 +299,8 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         return "re_raster"
     if not printer.is_available or (job.batch is not None and job.batch.is_held):
         return "waiting"  # printer_poll enqueues it again when the printer is back or the batch released
+    if Order.objects.filter(pk=job.order_id, status=OrderStatus.ON_HOLD).exists():
+        return "waiting"  # the customer is asked first; the poll sends it once the hold is released
     claimed = PrintJob.objects.filter(pk=job_id, status=J.READY).update(
         status=J.SUBMITTING,
         claimed_at=timezone.now(),
@@ -326,7 +329,8 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             )
     except PrinterError as error:
         return _submit_failed(job=job, error=error)
-    except (KeyDestroyed, FileNotFoundError) as error:
+    except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
+        # Nothing was sent: a raster that is gone or does not authenticate fails here, not as `unknown`.
         job_move(
             job_id=job.pk,
             from_statuses={J.SUBMITTING},

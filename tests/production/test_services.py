@@ -328,3 +328,18 @@ def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelle
     order.refresh_from_db()
     assert order.status == "cancelled"
     assert list(PrintJob.objects.order_by("pk").values_list("status", flat=True)) == ["printed", "cancelled"]
+
+
+def test_jobs_of_an_order_on_hold_are_not_sent_until_the_hold_is_released(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    order.refresh_from_db()
+    order_transition(order=order, to_status="on_hold", note="which crop?")
+
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"
+    order_transition(order=order, to_status="in_production", note="customer answered")
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(list(folder(settings, printer).glob("*.json"))) == 1

@@ -1,0 +1,95 @@
+"""Holding an order for customer clarification, and releasing the hold, as staff actions.
+
+The hold message is what the customer is asked; both moves go through order_transition and leave an event.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from lab.accounts.models import User
+from lab.accounts.roles import Role, has_role
+from lab.lib.errors import DomainError, NotFound, PermissionDenied
+from lab.orders.models import Order
+from lab.orders.services import order_transition
+from lab.orders.states import OrderStatus
+
+HOLD_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
+HOLDABLE = frozenset({OrderStatus.PAID, OrderStatus.IN_PRODUCTION})
+HOLD_MESSAGE_MAX = 1000
+
+
+def _hold_access_check(actor: User) -> None:
+    if not has_role(actor, *HOLD_ROLES):
+        raise PermissionDenied("not_allowed", "Only technicians and supervisors put orders on hold.")
+
+
+def _order_by_ref_locked(order_ref: str) -> Order:
+    order = Order.objects.select_for_update().filter(ref=order_ref).first()
+    if order is None:
+        raise NotFound("order_not_found", f"No order {order_ref}.")
+    return order
+
+
+def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
+    """Stop an order (paid or in production) until the customer answers `message`."""
+    _hold_access_check(actor)
+    message = message.strip()
+    if not message:
+        raise DomainError("hold_message_required", "Say what the customer needs to clarify.")
+    if len(message) > HOLD_MESSAGE_MAX:
+        raise DomainError(
+            "hold_message_too_long", f"The message is longer than {HOLD_MESSAGE_MAX} characters."
+        )
+    with transaction.atomic():
+        order = _order_by_ref_locked(order_ref)
+        if order.status not in HOLDABLE:
+            raise DomainError(
+                "order_not_holdable",
+                f"Order {order.ref} is {order.get_status_display().lower()}; "
+                "only paid or in-production orders can be held.",
+                status=409,
+            )
+        order.hold_message = message
+        return order_transition(
+            order=order,
+            to_status=OrderStatus.ON_HOLD,
+            actor=actor,
+            actor_kind="staff",
+            note=message,
+            extra_fields=("hold_message",),
+        )
+
+
+def order_release_hold(*, order_ref: str, actor: User) -> Order:
+    """Send a held order back where it was held from: in production, or paid (not yet released)."""
+    # Imported here: production imports orders, and a hold release only needs it at call time.
+    from lab.production.models import PrintJob
+    from lab.production.services import order_check_printed
+
+    _hold_access_check(actor)
+    with transaction.atomic():
+        order = _order_by_ref_locked(order_ref)
+        if order.status != OrderStatus.ON_HOLD:
+            raise DomainError(
+                "order_not_on_hold",
+                f"Order {order.ref} is {order.get_status_display().lower()}, not on hold.",
+                status=409,
+            )
+        # A paid order held before its release has no jobs: back to paid, which releases it to production.
+        has_jobs = PrintJob.objects.filter(order=order).exists()
+        to_status = OrderStatus.IN_PRODUCTION if has_jobs else OrderStatus.PAID
+        order.hold_message = ""
+        order_transition(
+            order=order,
+            to_status=to_status,
+            actor=actor,
+            actor_kind="staff",
+            note="hold released",
+            extra_fields=("hold_message",),
+        )
+        if to_status == OrderStatus.IN_PRODUCTION:
+            # Jobs may all have printed while the order was held; then it is ready to pack now.
+            order_check_printed(order_id=order.pk)
+    order.refresh_from_db()
+    return order

@@ -1,0 +1,233 @@
+"""The packing station: find an order by its scanned code, confirm its copies, pack it, ship it; slip PDFs.
+
+A confirmed item is stored as copies_verified on its printed jobs, so the count survives page reloads and
+is shared with the floor's QC check; every refusal is a DomainError raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.accounts.roles import Role, has_role
+from lab.lib.errors import DomainError, NotFound, PermissionDenied
+from lab.orders.models import Order, OrderItem
+from lab.orders.services import order_transition
+from lab.orders.states import OrderStatus
+from lab.packing.models import PackingSlip
+from lab.packing.services import packing_slip_render, slip_data_for
+from lab.packing.slip import render_slips
+from lab.production.models import JobEvent, PrintJob
+from lab.production.states import JobStatus
+
+logger = logging.getLogger(__name__)
+
+PACKING_ROLES = (Role.PACKER, Role.SUPERVISOR, Role.ADMIN)
+STATION_STATUSES = frozenset({OrderStatus.READY_TO_PACK, OrderStatus.PACKED})
+SLIP_STATUSES = frozenset({OrderStatus.READY_TO_PACK, OrderStatus.PACKED, OrderStatus.SHIPPED})
+_ORDER_CODE = re.compile(r"^PL-[0-9A-HJKMNP-TV-Z]{12}$")
+_TRACKING = re.compile(r"^[A-Z0-9][A-Z0-9 -]{3,62}[A-Z0-9]$")
+
+
+class Carrier(models.TextChoices):
+    UPS = "ups", "UPS"
+    USPS = "usps", "USPS"
+    FEDEX = "fedex", "FedEx"
+    DHL = "dhl", "DHL"
+    OTHER = "other", "Other"
+
+
+@dataclass(frozen=True)
+class ChecklistLine:
+    position: int
+    product: str
+    size: str
+    paper: str
+    copies: int
+    copies_confirmed: int
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.copies_confirmed >= self.copies
+
+
+def packing_access_check(actor: User) -> None:
+    if not has_role(actor, *PACKING_ROLES):
+        raise PermissionDenied("not_allowed", "Only packers and supervisors use the packing station.")
+
+
+def order_code_normalize(code: str) -> str:
+    """What a keyboard-wedge scanner or a person typed, as an order ref; refuses anything else."""
+    ref = code.strip().upper()
+    if not _ORDER_CODE.match(ref):
+        raise DomainError("not_an_order_code", f"“{code.strip()[:40]}” is not an order code (PL-…).")
+    return ref
+
+
+def station_order(*, code: str, actor: User) -> Order:
+    """The order a scanned code names, if it is at the packing station (ready to pack, or packed)."""
+    packing_access_check(actor)
+    ref = order_code_normalize(code)
+    order = Order.objects.filter(ref=ref).first()
+    if order is None:
+        raise NotFound("order_not_found", f"No order {ref}.")
+    if order.status not in STATION_STATUSES:
+        raise DomainError(
+            "order_not_ready_to_pack",
+            f"Order {ref} is {order.get_status_display().lower()}, not ready to pack.",
+            status=409,
+        )
+    return order
+
+
+def _printed_jobs(item: OrderItem) -> list[PrintJob]:
+    # Newest first: a reprint replaces the copies its original lost, so it is counted before them.
+    return list(PrintJob.objects.filter(item=item, status=JobStatus.PRINTED).order_by("-pk"))
+
+
+def order_checklist(*, order: Order) -> list[ChecklistLine]:
+    lines = []
+    for item in order.items.select_related("product"):
+        confirmed = sum(job.copies_verified for job in _printed_jobs(item))
+        lines.append(
+            ChecklistLine(
+                position=item.position,
+                product=item.product.name,
+                size=item.product.size_label,
+                paper=item.product.paper,
+                copies=item.copies,
+                copies_confirmed=min(confirmed, item.copies),
+            )
+        )
+    return lines
+
+
+def _order_locked_by_ref(ref: str) -> Order:
+    order = Order.objects.select_for_update().filter(ref=ref).first()
+    if order is None:
+        raise NotFound("order_not_found", f"No order {ref}.")
+    return order
+
+
+def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) -> ChecklistLine:
+    """The packer counted the prints of one item: the count must be the item's copies exactly."""
+    packing_access_check(actor)
+    ref = order_code_normalize(code)
+    with transaction.atomic():
+        order = _order_locked_by_ref(ref)
+        if order.status != OrderStatus.READY_TO_PACK:
+            raise DomainError(
+                "order_not_ready_to_pack",
+                f"Order {ref} is {order.get_status_display().lower()}, not ready to pack.",
+                status=409,
+            )
+        item = order.items.select_related("product").filter(position=position).first()
+        if item is None:
+            raise NotFound("item_not_found", f"Order {ref} has no item {position}.")
+        if copies_counted != item.copies:
+            raise DomainError(
+                "count_mismatch",
+                f"Item {position} needs {item.copies} copies; you counted {copies_counted}. "
+                "Nothing was confirmed.",
+            )
+        jobs = _printed_jobs(item)
+        if sum(job.copies for job in jobs) < item.copies:
+            raise DomainError(
+                "copies_not_printed", f"Item {position} has fewer than {item.copies} printed copies."
+            )
+        remaining = item.copies
+        for job in jobs:
+            verified = min(job.copies, remaining)
+            remaining -= verified
+            PrintJob.objects.filter(pk=job.pk).update(copies_verified=verified, updated_at=timezone.now())
+            JobEvent.objects.create(
+                job=job, kind="copies_verified", actor=actor, note=f"packing: {verified} of {job.copies}"
+            )
+    return next(line for line in order_checklist(order=order) if line.position == position)
+
+
+def order_pack(*, code: str, actor: User) -> Order:
+    """ready_to_pack → packed, once every item's copies are confirmed."""
+    packing_access_check(actor)
+    ref = order_code_normalize(code)
+    with transaction.atomic():
+        order = _order_locked_by_ref(ref)
+        if order.status != OrderStatus.READY_TO_PACK:
+            raise DomainError(
+                "order_not_ready_to_pack",
+                f"Order {ref} is {order.get_status_display().lower()}, not ready to pack.",
+                status=409,
+            )
+        missing = [line for line in order_checklist(order=order) if not line.is_confirmed]
+        if missing:
+            listed = ", ".join(
+                f"item {line.position} ({line.copies_confirmed} of {line.copies})" for line in missing
+            )
+            raise DomainError("items_not_confirmed", f"Confirm every item before packing: {listed}.")
+        order_transition(order=order, to_status=OrderStatus.PACKED, actor=actor, actor_kind="staff")
+    logger.info("order packed order=%s actor=%s", order.ref, actor.pk)
+    return order
+
+
+def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) -> Order:
+    """packed → shipped with the carrier and its tracking number."""
+    packing_access_check(actor)
+    ref = order_code_normalize(code)
+    if carrier not in Carrier.values:
+        raise DomainError("invalid_carrier", f"Choose a carrier: {', '.join(Carrier.labels)}.")
+    tracking = tracking_number.strip().upper()
+    if not _TRACKING.match(tracking):
+        raise DomainError(
+            "invalid_tracking_number", "A tracking number is 5 to 64 letters, digits, spaces or dashes."
+        )
+    with transaction.atomic():
+        order = _order_locked_by_ref(ref)
+        if order.status != OrderStatus.PACKED:
+            raise DomainError(
+                "order_not_packed",
+                f"Order {ref} is {order.get_status_display().lower()}; pack it before shipping.",
+                status=409,
+            )
+        order.carrier = carrier
+        order.tracking_number = tracking
+        order.shipped_at = timezone.now()
+        order_transition(
+            order=order,
+            to_status=OrderStatus.SHIPPED,
+            actor=actor,
+            actor_kind="staff",
+            note=f"{carrier} {tracking}",
+            extra_fields=("carrier", "tracking_number", "shipped_at"),
+        )
+    logger.info("order shipped order=%s carrier=%s actor=%s", order.ref, carrier, actor.pk)
+    return order
+
+
+def slip_pdf(*, code: str, actor: User) -> bytes:
+    """The stored packing slip of an order, rendered now when the worker has not made it yet."""
+    packing_access_check(actor)
+    ref = order_code_normalize(code)
+    order = Order.objects.filter(ref=ref).first()
+    if order is None:
+        raise NotFound("order_not_found", f"No order {ref}.")
+    if order.status not in SLIP_STATUSES:
+        raise DomainError(
+            "order_not_ready_to_pack",
+            f"Order {ref} is {order.get_status_display().lower()}; it has no slip yet.",
+        )
+    slip = PackingSlip.objects.filter(order=order).first() or packing_slip_render(order_id=order.pk)
+    return bytes(slip.pdf)
+
+
+def day_slips_pdf(*, actor: User) -> tuple[bytes, int]:
+    """One PDF with the slip of every order ready to pack (oldest first), and how many orders it holds."""
+    packing_access_check(actor)
+    orders = list(Order.objects.filter(status=OrderStatus.READY_TO_PACK).order_by("created_at", "pk"))
+    if not orders:
+        raise DomainError("no_orders_to_pack", "No order is ready to pack.")
+    return render_slips(slips=[slip_data_for(order) for order in orders]), len(orders)

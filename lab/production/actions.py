@@ -1,0 +1,299 @@
+"""Technician actions on the production floor: printers, batches, reroutes, cancels, reprints, QC.
+
+Each action checks the actor's role, refuses an illegal move with a DomainError before changing anything,
+and leaves a JobEvent naming the actor; job statuses are written only through services.job_move.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.accounts.roles import Role, has_role
+from lab.lib.errors import DomainError, NotFound, PermissionDenied, UpstreamError
+from lab.lib.tasks import enqueue
+from lab.orders.services import order_locked, order_transition
+from lab.orders.states import OrderStatus
+from lab.production import services
+from lab.production.backends import backend_for
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.states import JobStatus, ReprintReason
+from printers.errors import PrinterError
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+FLOOR_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
+QC_ROLES = (Role.TECHNICIAN, Role.PACKER, Role.SUPERVISOR, Role.ADMIN)
+REROUTABLE = frozenset({J.QUEUED, J.READY, J.FAILED})
+CANCELLABLE = frozenset({J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTED, J.FAILED, J.UNKNOWN})
+# A reprint goes back into production, so the order must still be on the floor.
+REPRINTABLE_ORDER_STATUSES = frozenset({OrderStatus.IN_PRODUCTION, OrderStatus.READY_TO_PACK})
+
+
+def floor_access_check(actor: User, roles: tuple[str, ...] = FLOOR_ROLES) -> None:
+    if not has_role(actor, *roles):
+        raise PermissionDenied("not_allowed", "Your role may not do this on the production floor.")
+
+
+def _printer(printer_id: int, *, lock: bool = False) -> Printer:
+    query = Printer.objects.select_for_update() if lock else Printer.objects.all()
+    printer = query.filter(pk=printer_id).first()
+    if printer is None:
+        raise NotFound("printer_not_found", "No such printer.")
+    return printer
+
+
+def _job(job_id: int) -> PrintJob:
+    job = PrintJob.objects.select_related("printer", "order", "item__product").filter(pk=job_id).first()
+    if job is None:
+        raise NotFound("job_not_found", "No such print job.")
+    return job
+
+
+def _poll_after_commit() -> None:
+    # The poll task kicks ready jobs of available printers and unheld batches, outside this request.
+    transaction.on_commit(lambda: enqueue("production.printer_poll"))
+
+
+# --- Printers -----------------------------------------------------------------------------------
+
+
+def printer_pause(*, printer_id: int, actor: User) -> Printer:
+    """Stop sending jobs to a printer; its queued and ready jobs stay with it."""
+    floor_access_check(actor)
+    with transaction.atomic():
+        printer = _printer(printer_id, lock=True)
+        if printer.is_paused_by_lab:
+            raise DomainError("printer_already_paused", f"Printer {printer.name} is already paused.")
+        Printer.objects.filter(pk=printer.pk).update(is_paused_by_lab=True)
+        JobEvent.objects.create(printer=printer, kind="printer_paused", actor=actor)
+    logger.info("printer paused printer=%s actor=%s", printer.name, actor.pk)
+    printer.refresh_from_db()
+    return printer
+
+
+def printer_resume(*, printer_id: int, actor: User) -> Printer:
+    """Send jobs to a paused printer again: route waiting jobs, then let the poll kick its ready jobs."""
+    floor_access_check(actor)
+    with transaction.atomic():
+        printer = _printer(printer_id, lock=True)
+        if not printer.is_paused_by_lab:
+            raise DomainError("printer_not_paused", f"Printer {printer.name} is not paused.")
+        Printer.objects.filter(pk=printer.pk).update(is_paused_by_lab=False)
+        JobEvent.objects.create(printer=printer, kind="printer_resumed", actor=actor)
+        _poll_after_commit()
+    services.jobs_route_waiting()
+    logger.info("printer resumed printer=%s actor=%s", printer.name, actor.pk)
+    printer.refresh_from_db()
+    return printer
+
+
+# --- Batches ------------------------------------------------------------------------------------
+
+
+def _batch_set_held(*, batch_id: int, actor: User, is_held: bool) -> Batch:
+    floor_access_check(actor)
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().select_related("printer").filter(pk=batch_id).first()
+        if batch is None:
+            raise NotFound("batch_not_found", "No such batch.")
+        if batch.is_held == is_held:
+            state = "held" if is_held else "not held"
+            raise DomainError(f"batch_already_{'held' if is_held else 'released'}", f"The batch is {state}.")
+        Batch.objects.filter(pk=batch.pk).update(is_held=is_held)
+        JobEvent.objects.create(
+            printer=batch.printer,
+            kind="batch_held" if is_held else "batch_released",
+            actor=actor,
+            note=f"batch={batch.pk} {batch.size} {batch.paper}",
+        )
+        if not is_held:
+            _poll_after_commit()
+    batch.refresh_from_db()
+    return batch
+
+
+def batch_hold(*, batch_id: int, actor: User) -> Batch:
+    """Keep a batch's ready jobs from being sent (e.g. while paper is changed)."""
+    return _batch_set_held(batch_id=batch_id, actor=actor, is_held=True)
+
+
+def batch_release(*, batch_id: int, actor: User) -> Batch:
+    return _batch_set_held(batch_id=batch_id, actor=actor, is_held=False)
+
+
+# --- Jobs ---------------------------------------------------------------------------------------
+
+
+def job_route(*, job_id: int) -> bool:
+    """Route a job waiting for a printer (status no_printer) to the least loaded capable printer.
+
+    False when no online, unpaused printer holds its media; the job then waits and is routed later.
+    """
+    job = PrintJob.objects.select_related("item__product").get(pk=job_id)
+    with transaction.atomic():
+        return services.job_route(job)
+
+
+def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = None) -> PrintJob:
+    """Send a job that has not been submitted to another capable printer (least loaded when not named)."""
+    floor_access_check(actor)
+    job = _job(job_id)
+    if job.status not in REROUTABLE:
+        raise DomainError(
+            "job_not_reroutable", f"Job {job.pk} is {job.status}; only queued, ready or failed jobs move."
+        )
+    if printer_id is not None and printer_id == job.printer_id:
+        raise DomainError("same_printer", f"Job {job.pk} is already on that printer.")
+    moved = services.job_reroute(job_id=job.pk, printer_id=printer_id, actor_id=actor.pk)
+    if not moved:
+        raise DomainError(
+            "no_capable_printer", f"No other online printer holds {job.item.product.size_label} media."
+        )
+    job.refresh_from_db()
+    return job
+
+
+def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
+    """Cancel a job; one already at the printer is cancelled there first, so the database never lies."""
+    floor_access_check(actor)
+    job = _job(job_id)
+    if job.status not in CANCELLABLE:
+        raise DomainError("job_not_cancellable", f"Job {job.pk} is {job.status} and cannot be cancelled.")
+    if job.status == J.SUBMITTED:
+        assert job.printer is not None
+        try:
+            backend_for(job.printer).cancel(job.backend_job_id)  # slow I/O, outside any transaction
+        except PrinterError as error:
+            raise UpstreamError(
+                "printer_cancel_failed", f"The printer did not cancel job {job.pk}: {error.message}"
+            ) from error
+    moved = services.job_move(
+        job_id=job.pk,
+        from_statuses={job.status},
+        to_status=J.CANCELLED,
+        kind="cancelled",
+        note=note or "cancelled by staff",
+        actor_id=actor.pk,
+    )
+    if not moved:
+        raise DomainError("job_changed", f"Job {job.pk} changed meanwhile; look again and retry.", status=409)
+    # The order may now be complete: everything else of it printed.
+    services.order_check_printed(order_id=job.order_id)
+    job.refresh_from_db()
+    return job
+
+
+def job_reprint(*, job_id: int, actor: User, reason: str, copies: int, note: str = "") -> PrintJob:
+    """A new job for `copies` more prints of a printed job, routed like a released one."""
+    floor_access_check(actor)
+    if reason not in ReprintReason.values:
+        raise DomainError("invalid_reprint_reason", f"Choose a reprint reason: {', '.join(ReprintReason)}.")
+    original = _job(job_id)
+    if original.status != J.PRINTED:
+        raise DomainError(
+            "job_not_printed", f"Job {original.pk} is {original.status}; only printed jobs are reprinted."
+        )
+    if not 1 <= copies <= original.copies:
+        raise DomainError(
+            "invalid_copies", f"Reprint between 1 and {original.copies} copies of job {original.pk}."
+        )
+    with transaction.atomic():
+        order = order_locked(order_id=original.order_id)
+        if order.status not in REPRINTABLE_ORDER_STATUSES:
+            raise DomainError(
+                "order_not_in_production",
+                f"Order {order.ref} is {order.get_status_display().lower()}; "
+                "reprints are for orders still on the floor.",
+                status=409,
+            )
+        reprint = PrintJob.objects.create(
+            order=order,
+            item=original.item,
+            copies=copies,
+            status=J.NO_PRINTER,
+            reprint_of=original,
+            reprint_reason=reason,
+        )
+        JobEvent.objects.create(
+            job=reprint,
+            kind="reprint_requested",
+            to_status=J.NO_PRINTER,
+            actor=actor,
+            note=f"reprint of job {original.pk}: {reason} {note}".strip()[:500],
+        )
+        if order.status == OrderStatus.READY_TO_PACK:
+            order_transition(
+                order=order,
+                to_status=OrderStatus.IN_PRODUCTION,
+                actor=actor,
+                actor_kind="staff",
+                note=f"reprint of job {original.pk}: {reason}",
+            )
+        job_route(job_id=reprint.pk)
+    logger.info("reprint requested job=%s reprint=%s reason=%s", original.pk, reprint.pk, reason)
+    reprint.refresh_from_db()
+    return reprint
+
+
+def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> PrintJob:
+    """A person decides what happened to a job whose submit outcome nobody knows."""
+    floor_access_check(actor)
+    job = _job(job_id)
+    if job.status != J.UNKNOWN:
+        raise DomainError("job_not_unknown", f"Job {job.pk} is {job.status}; only unknown jobs are resolved.")
+    if was_printed:
+        moved = services.job_move(
+            job_id=job.pk,
+            from_statuses={J.UNKNOWN},
+            to_status=J.PRINTED,
+            kind="resolved_printed",
+            actor_id=actor.pk,
+            printed_at=timezone.now(),
+        )
+        if moved:
+            services.order_check_printed(order_id=job.order_id)
+    else:
+        with transaction.atomic():
+            moved = services.job_move(
+                job_id=job.pk,
+                from_statuses={J.UNKNOWN},
+                to_status=J.READY,
+                kind="resolved_not_printed",
+                actor_id=actor.pk,
+                next_attempt_at=None,
+            )
+            if moved and job.printer is not None:
+                queue = services.print_queue(job.printer)
+                transaction.on_commit(
+                    lambda: enqueue("production.print_job_submit", job_id=job.pk, queue=queue)
+                )
+    if not moved:
+        raise DomainError("job_changed", f"Job {job.pk} changed meanwhile; look again and retry.", status=409)
+    job.refresh_from_db()
+    return job
+
+
+def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
+    """Quality check: a person counted `copies` good prints of a printed job."""
+    floor_access_check(actor, QC_ROLES)
+    job = _job(job_id)
+    if job.status != J.PRINTED:
+        raise DomainError("job_not_printed", f"Job {job.pk} is {job.status}; only printed jobs are checked.")
+    if not 0 <= copies <= job.copies:
+        raise DomainError("invalid_copies", f"Job {job.pk} has {job.copies} copies; you entered {copies}.")
+    with transaction.atomic():
+        updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
+            copies_verified=copies, updated_at=timezone.now()
+        )
+        if not updated:
+            raise DomainError("job_changed", f"Job {job.pk} changed meanwhile.", status=409)
+        JobEvent.objects.create(
+            job=job, kind="copies_verified", actor=actor, note=f"{copies} of {job.copies} copies good"
+        )
+    job.refresh_from_db()
+    return job

@@ -1,0 +1,158 @@
+"""Reads for the production board: printers with their counts, batches by media, exceptions, late orders.
+
+Only order refs, products and counts leave here: the board never needs a customer's photo or address.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from lab.orders.models import Order
+from lab.orders.states import OrderStatus
+from lab.production.models import Batch, Printer, PrintJob
+from lab.production.states import JobStatus
+
+J = JobStatus
+COUNTED_STATUSES = (J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTED, J.PRINTED)
+# Orders still on the floor: their jobs are shown in their batches, printed ones included.
+FLOOR_ORDER_STATUSES = (OrderStatus.IN_PRODUCTION, OrderStatus.ON_HOLD, OrderStatus.READY_TO_PACK)
+OPEN_ORDER_STATUSES = (
+    OrderStatus.PAID,
+    OrderStatus.IN_PRODUCTION,
+    OrderStatus.ON_HOLD,
+    OrderStatus.READY_TO_PACK,
+    OrderStatus.PACKED,
+)
+
+
+@dataclass
+class PrinterRow:
+    printer: Printer
+    reasons: list[str]
+    media: list[str]
+    counts: dict[str, int]
+
+
+@dataclass
+class BatchRow:
+    batch: Batch
+    jobs: list[PrintJob]
+
+
+@dataclass
+class MediaGroup:
+    size: str
+    paper: str
+    batches: list[BatchRow] = field(default_factory=list)
+
+
+@dataclass
+class Board:
+    printers: list[PrinterRow]
+    media_groups: list[MediaGroup]
+    waiting: list[PrintJob]
+    failed: list[PrintJob]
+    unknown: list[PrintJob]
+    late_orders: list[Order]
+    held_orders: list[Order]
+    generated_at: datetime.datetime
+
+
+# IPP printer-state-reasons (and our backends' own) in the words a technician uses.
+_REASON_WORDS = {
+    "media-empty": "out of media",
+    "media-needed": "out of media",
+    "media-low": "media low",
+    "media-jam": "paper jam",
+    "marker-supply-empty": "out of ink",
+    "marker-supply-low": "ink low",
+    "toner-empty": "out of toner",
+    "door-open": "door open",
+    "cover-open": "cover open",
+    "offline": "offline",
+    "paused": "paused",
+    "shutdown": "shut down",
+    "connecting-to-device": "connecting",
+}
+
+
+def printer_reasons(printer: Printer) -> list[str]:
+    """Why a printer does not take work (paused, out of media, offline), most specific words first."""
+    reasons = []
+    if printer.is_paused_by_lab:
+        reasons.append("paused by lab")
+    for reason in printer.state_reasons:
+        code = str(reason).removesuffix("-error").removesuffix("-warning").removesuffix("-report")
+        if code not in ("none", ""):
+            reasons.append(_REASON_WORDS.get(code, code.replace("-", " ").replace("_", " ")))
+    if printer.state != "online" and printer.state not in reasons:
+        reasons.append(printer.state)
+    return list(dict.fromkeys(reasons))
+
+
+def _jobs(query: Q) -> list[PrintJob]:
+    return list(
+        PrintJob.objects.filter(query)
+        .select_related("order", "item__product", "printer")
+        .order_by("order__promised_by", "pk")
+    )
+
+
+def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
+    now = now or timezone.now()
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTED_STATUSES, 0))
+    active = (
+        PrintJob.objects.filter(printer__isnull=False)
+        .filter(
+            Q(status__in=[J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTING, J.SUBMITTED])
+            | Q(status=J.PRINTED, printed_at__gte=start_of_day)
+        )
+        .values("printer_id", "status")
+        .annotate(total=Count("pk"))
+    )
+    for row in active:
+        # A job being handed to the printer right now counts as submitted.
+        status = J.SUBMITTED if row["status"] == J.SUBMITTING else row["status"]
+        counts[row["printer_id"]][status] += row["total"]
+    printers = [
+        PrinterRow(
+            printer=printer,
+            reasons=printer_reasons(printer),
+            media=[f"{size} {paper}" for size in printer.media_sizes for paper in printer.papers],
+            counts=counts[printer.pk],
+        )
+        for printer in Printer.objects.order_by("name")
+    ]
+    return Board(
+        printers=printers,
+        media_groups=_media_groups(),
+        waiting=_jobs(Q(status=J.NO_PRINTER)),
+        failed=_jobs(Q(status=J.FAILED)),
+        unknown=_jobs(Q(status=J.UNKNOWN)),
+        late_orders=list(
+            Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now).order_by("promised_by")
+        ),
+        held_orders=list(Order.objects.filter(status=OrderStatus.ON_HOLD).order_by("updated_at")),
+        generated_at=now,
+    )
+
+
+def _media_groups() -> list[MediaGroup]:
+    jobs_by_batch: dict[int, list[PrintJob]] = defaultdict(list)
+    for job in _jobs(Q(batch__isnull=False, order__status__in=FLOOR_ORDER_STATUSES) & ~Q(status=J.CANCELLED)):
+        assert job.batch_id is not None
+        jobs_by_batch[job.batch_id].append(job)
+    groups: dict[tuple[str, str], MediaGroup] = {}
+    batches = (
+        Batch.objects.filter(pk__in=jobs_by_batch).select_related("printer").order_by("size", "paper", "pk")
+    )
+    for batch in batches:
+        group = groups.setdefault((batch.size, batch.paper), MediaGroup(size=batch.size, paper=batch.paper))
+        group.batches.append(BatchRow(batch=batch, jobs=jobs_by_batch[batch.pk]))
+    return list(groups.values())

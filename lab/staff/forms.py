@@ -1,0 +1,61 @@
+"""Input forms of the staff pages: they check shapes only; the services decide what is allowed."""
+
+from __future__ import annotations
+
+from django import forms
+
+from lab.orders.holds import HOLD_MESSAGE_MAX
+from lab.packing.station import Carrier
+from lab.production.states import ReprintReason
+
+
+class LoginForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    password = forms.CharField(max_length=200, strip=False, widget=forms.PasswordInput)
+
+
+class RerouteForm(forms.Form):
+    printer = forms.IntegerField(required=False, min_value=1)
+
+
+class ReprintForm(forms.Form):
+    reason = forms.ChoiceField(choices=ReprintReason.choices)
+    copies = forms.IntegerField(min_value=1, max_value=1000)
+    note = forms.CharField(max_length=200, required=False)
+
+
+class ResolveForm(forms.Form):
+    outcome = forms.ChoiceField(choices=[("printed", "Printed"), ("not_printed", "Not printed")])
+
+
+class CopiesForm(forms.Form):
+    copies = forms.IntegerField(min_value=0, max_value=1000)
+
+
+class HoldForm(forms.Form):
+    message = forms.CharField(max_length=HOLD_MESSAGE_MAX, widget=forms.Textarea)
+
+
+class ScanForm(forms.Form):
+    code = forms.CharField(max_length=60)
+
+
+class ConfirmItemForm(forms.Form):
+    position = forms.IntegerField(min_value=1, max_value=10000)
+    copies = forms.IntegerField(min_value=0, max_value=10000)
+
+
+class ShipForm(forms.Form):
+    carrier = forms.ChoiceField(choices=Carrier.choices)
+    tracking_number = forms.CharField(max_length=64)
+
+
+def form_problem(form: forms.Form) -> str:
+    """One line naming what is wrong with the input, for a flash message."""
+    parts = [
+        f"{field}: {' '.join(str(error) for error in errors)}"
+        if field != "__all__"
+        else " ".join(str(error) for error in errors)
+        for field, errors in form.errors.items()
+    ]
+    return "Please check the form. " + "; ".join(parts)

@@ -1,0 +1,74 @@
+"""Policy for every response under /lab/: idle sessions end, nothing is cached, only our own scripts run.
+
+The idle clock counts what a person does, not the board's polling, so a board left open still logs out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse
+
+from lab.staff.access import login_redirect
+
+STAFF_PREFIX = "/lab/"
+LAST_ACTIVITY_KEY = "staff_last_activity"
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def idle_seconds_allowed() -> int:
+    return int(settings.SESSION_COOKIE_AGE)
+
+
+class StaffPagesMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.path.startswith(STAFF_PREFIX):
+            # Shared terminals: the next person must not find order details in the back/forward cache.
+            # A view that already said no-store (the audit gate: "no-store, private") keeps its words.
+            if "no-store" not in response.get("Cache-Control", ""):
+                response["Cache-Control"] = "no-store"
+            response["Pragma"] = "no-cache"
+            if "Content-Security-Policy" not in response:
+                response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        return response
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponse],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        if not request.path.startswith(STAFF_PREFIX) or not request.user.is_authenticated:
+            return None
+        now = time.time()
+        last_activity = request.session.get(LAST_ACTIVITY_KEY)
+        if isinstance(last_activity, int | float) and now - last_activity > idle_seconds_allowed():
+            logout(request)  # flushes the session and rotates its key
+            messages.info(request, "Your session ended after a period of inactivity. Please sign in again.")
+            return login_redirect(request)
+        if last_activity is None or not getattr(view_func, "staff_is_passive", False):
+            request.session[LAST_ACTIVITY_KEY] = now
+        return None

@@ -1,0 +1,39 @@
+"""Routes of the staff pages, mounted at /lab/ by lab/urls.py."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from lab.staff.views import auth, floor, packing
+
+app_name = "staff"
+
+urlpatterns = [
+    path("", auth.home_view, name="home"),
+    path("login/", auth.login_view, name="login"),
+    path("logout/", auth.logout_view, name="logout"),
+    path("assets/<str:name>", auth.asset_view, name="asset"),
+    path("board/", floor.board_view, name="board"),
+    path("board/live/", floor.board_live_view, name="board_live"),
+    path("printers/<int:printer_id>/pause/", floor.printer_pause_view, name="printer_pause"),
+    path("printers/<int:printer_id>/resume/", floor.printer_resume_view, name="printer_resume"),
+    path("batches/<int:batch_id>/hold/", floor.batch_hold_view, name="batch_hold"),
+    path("batches/<int:batch_id>/release/", floor.batch_release_view, name="batch_release"),
+    path("jobs/<int:job_id>/", floor.job_view, name="job"),
+    path("jobs/<int:job_id>/reroute/", floor.job_reroute_view, name="job_reroute"),
+    path("jobs/<int:job_id>/cancel/", floor.job_cancel_view, name="job_cancel"),
+    path("jobs/<int:job_id>/reprint/", floor.job_reprint_view, name="job_reprint"),
+    path("jobs/<int:job_id>/resolve/", floor.job_resolve_view, name="job_resolve"),
+    path("jobs/<int:job_id>/verify/", floor.job_verify_view, name="job_verify"),
+    path("orders/<str:ref>/", floor.order_view, name="order"),
+    path("orders/<str:ref>/hold/", floor.order_hold_view, name="order_hold"),
+    path("orders/<str:ref>/release-hold/", floor.order_release_hold_view, name="order_release_hold"),
+    path("packing/", packing.packing_view, name="packing"),
+    path("packing/scan/", packing.packing_scan_view, name="packing_scan"),
+    path("packing/slips.pdf", packing.day_slips_view, name="day_slips"),
+    path("packing/<str:ref>/", packing.packing_order_view, name="packing_order"),
+    path("packing/<str:ref>/confirm/", packing.packing_confirm_view, name="packing_confirm"),
+    path("packing/<str:ref>/pack/", packing.packing_pack_view, name="packing_pack"),
+    path("packing/<str:ref>/ship/", packing.packing_ship_view, name="packing_ship"),
+    path("packing/<str:ref>/slip.pdf", packing.slip_view, name="slip"),
+]

@@ -1,0 +1,93 @@
+"""Sign-in, sign-out, the staff home page and the pages' own static files (scripts and styles)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth import authenticate, login, logout
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from lab.accounts.roles import is_staff_member
+from lab.staff.access import (
+    ALL_STAFF,
+    BOARD_READER_ROLES,
+    PACKING_ROLES,
+    QC_ROLES,
+    can,
+    forbidden,
+    staff_page,
+)
+from lab.staff.forms import LoginForm
+from lab.staff.middleware import LAST_ACTIVITY_KEY
+from lab.staff.views.common import next_url
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "staff"
+# The only files served from STATIC_DIR, with their types: no directory listing, no path tricks.
+ASSETS = {
+    "htmx.min.js": "text/javascript; charset=utf-8",
+    "staff.js": "text/javascript; charset=utf-8",
+    "staff.css": "text/css; charset=utf-8",
+}
+
+
+@sensitive_post_parameters("password")
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    home = reverse("staff:home")
+    if request.user.is_authenticated:
+        if is_staff_member(request.user):
+            return HttpResponseRedirect(next_url(request, home))
+        return forbidden(request, "You are signed in with an account that cannot use the lab pages.")
+    form = LoginForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        user = authenticate(
+            request, username=form.cleaned_data["email"].lower(), password=form.cleaned_data["password"]
+        )
+        if user is None:
+            form.add_error(None, "The e-mail address or the password is not correct.")
+            status = 401
+        elif not is_staff_member(user):
+            form.add_error(None, "This account cannot use the lab pages.")
+            status = 403
+        else:
+            login(request, user)  # rotates the session key: no session fixation
+            request.session[LAST_ACTIVITY_KEY] = time.time()
+            return HttpResponseRedirect(next_url(request, home))
+    return render(request, "staff/login.html", {"form": form, "next": next_url(request, "")}, status=status)
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)  # flushes the whole session, also for a customer who reached the 403 page
+    messages.info(request, "You are signed out.")
+    return HttpResponseRedirect(reverse("staff:login"))
+
+
+@staff_page(*ALL_STAFF)
+@require_GET
+def home_view(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "staff/home.html",
+        {
+            "can_read_board": can(request, BOARD_READER_ROLES),
+            "can_pack": can(request, PACKING_ROLES),
+            "can_qc": can(request, QC_ROLES),
+        },
+    )
+
+
+@require_GET
+def asset_view(request: HttpRequest, name: str) -> HttpResponse:
+    content_type = ASSETS.get(name)
+    if content_type is None:
+        raise Http404("no such asset")
+    response = HttpResponse((STATIC_DIR / name).read_bytes(), content_type=content_type)
+    return response

@@ -1,0 +1,275 @@
+"""The production floor: the live board, a job's page, an order's floor page, and technician actions."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from lab.accounts.models import User
+from lab.lib.errors import DomainError
+from lab.orders.holds import HOLDABLE, order_hold, order_release_hold
+from lab.orders.models import Order
+from lab.orders.states import OrderStatus
+from lab.production import actions
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.states import JobStatus, ReprintReason
+from lab.staff.access import BOARD_READER_ROLES, FLOOR_ROLES, QC_ROLES, can, staff_page
+from lab.staff.board import board_snapshot
+from lab.staff.forms import CopiesForm, HoldForm, ReprintForm, RerouteForm, ResolveForm, form_problem
+from lab.staff.views.common import run_action
+
+BOARD_POLL_SECONDS = 3
+J = JobStatus
+
+
+def _actor(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _board_context(request: HttpRequest) -> dict[str, object]:
+    return {
+        "board": board_snapshot(),
+        "can_act": can(request, FLOOR_ROLES),
+        "poll_seconds": BOARD_POLL_SECONDS,
+    }
+
+
+@staff_page(*BOARD_READER_ROLES)
+@require_GET
+def board_view(request: HttpRequest) -> HttpResponse:
+    return render(request, "staff/board.html", _board_context(request))
+
+
+@staff_page(*BOARD_READER_ROLES, is_passive=True)
+@require_GET
+def board_live_view(request: HttpRequest) -> HttpResponse:
+    """The board's body alone, polled by htmx; polling is not activity, so idle sessions still end."""
+    return render(request, "staff/_board.html", _board_context(request))
+
+
+# --- Printers and batches -----------------------------------------------------------------------
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def printer_pause_view(request: HttpRequest, printer_id: int) -> HttpResponse:
+    def act() -> str:
+        printer = actions.printer_pause(printer_id=printer_id, actor=_actor(request))
+        return f"Printer {printer.name} paused."
+
+    return run_action(request, act, default_next=reverse("staff:board"))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def printer_resume_view(request: HttpRequest, printer_id: int) -> HttpResponse:
+    def act() -> str:
+        printer = actions.printer_resume(printer_id=printer_id, actor=_actor(request))
+        return f"Printer {printer.name} resumed."
+
+    return run_action(request, act, default_next=reverse("staff:board"))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def batch_hold_view(request: HttpRequest, batch_id: int) -> HttpResponse:
+    def act() -> str:
+        batch = actions.batch_hold(batch_id=batch_id, actor=_actor(request))
+        return f"Batch {batch.pk} ({batch.size} {batch.paper}) held."
+
+    return run_action(request, act, default_next=reverse("staff:board"))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def batch_release_view(request: HttpRequest, batch_id: int) -> HttpResponse:
+    def act() -> str:
+        batch = actions.batch_release(batch_id=batch_id, actor=_actor(request))
+        return f"Batch {batch.pk} ({batch.size} {batch.paper}) released."
+
+    return run_action(request, act, default_next=reverse("staff:board"))
+
+
+# --- Jobs ---------------------------------------------------------------------------------------
+
+
+def _job_or_404(job_id: int) -> PrintJob:
+    job = (
+        PrintJob.objects.select_related("order", "item__product", "printer", "batch", "reprint_of")
+        .filter(pk=job_id)
+        .first()
+    )
+    if job is None:
+        raise Http404("no such job")
+    return job
+
+
+@staff_page(*BOARD_READER_ROLES, *QC_ROLES)
+@require_GET
+def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _job_or_404(job_id)
+    product = job.item.product
+    reroute_targets = [
+        printer
+        for printer in Printer.objects.order_by("name")
+        if printer.pk != job.printer_id
+        and printer.is_available
+        and printer.holds(size=product.size_label, paper=product.paper)
+    ]
+    return render(
+        request,
+        "staff/job.html",
+        {
+            "job": job,
+            "product": product,
+            "events": JobEvent.objects.filter(job=job).select_related("actor").order_by("created_at", "pk"),
+            "reprints": job.reprints.order_by("pk"),
+            "reroute_targets": reroute_targets,
+            "reasons": ReprintReason.choices,
+            "can_act": can(request, FLOOR_ROLES),
+            "can_qc": can(request, QC_ROLES),
+            "is_reroutable": job.status in actions.REROUTABLE,
+            "is_cancellable": job.status in actions.CANCELLABLE,
+            "is_printed": job.status == J.PRINTED,
+            "is_unknown": job.status == J.UNKNOWN,
+        },
+    )
+
+
+def _job_url(job_id: int) -> str:
+    return reverse("staff:job", args=[job_id])
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def job_reroute_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    form = RerouteForm(request.POST)
+
+    def act() -> str:
+        if not form.is_valid():
+            raise DomainError("invalid_input", form_problem(form))
+        job = actions.job_reroute_by_staff(
+            job_id=job_id, actor=_actor(request), printer_id=form.cleaned_data["printer"]
+        )
+        return f"Job {job.pk} rerouted to {job.printer}."
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    def act() -> str:
+        job = actions.job_cancel(job_id=job_id, actor=_actor(request))
+        return f"Job {job.pk} cancelled."
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def job_reprint_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    form = ReprintForm(request.POST)
+
+    def act() -> str:
+        if not form.is_valid():
+            raise DomainError("invalid_input", form_problem(form))
+        reprint = actions.job_reprint(
+            job_id=job_id,
+            actor=_actor(request),
+            reason=form.cleaned_data["reason"],
+            copies=form.cleaned_data["copies"],
+            note=form.cleaned_data["note"],
+        )
+        where = f"sent to {reprint.printer}" if reprint.printer else "waiting for a printer"
+        return f"Reprint requested: job {reprint.pk}, {reprint.copies} copies, {where}."
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def job_resolve_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    form = ResolveForm(request.POST)
+
+    def act() -> str:
+        if not form.is_valid():
+            raise DomainError("invalid_input", form_problem(form))
+        was_printed = form.cleaned_data["outcome"] == "printed"
+        job = actions.job_resolve_unknown(job_id=job_id, actor=_actor(request), was_printed=was_printed)
+        return f"Job {job.pk} marked {'printed' if was_printed else 'not printed; it will be sent again'}."
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+@staff_page(*QC_ROLES)
+@require_POST
+def job_verify_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    form = CopiesForm(request.POST)
+
+    def act() -> str:
+        if not form.is_valid():
+            raise DomainError("invalid_input", form_problem(form))
+        job = actions.job_verify_copies(
+            job_id=job_id, actor=_actor(request), copies=form.cleaned_data["copies"]
+        )
+        return f"Job {job.pk}: {job.copies_verified} of {job.copies} copies checked."
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+# --- Orders on the floor ------------------------------------------------------------------------
+
+
+@staff_page(*BOARD_READER_ROLES, *QC_ROLES)
+@require_GET
+def order_view(request: HttpRequest, ref: str) -> HttpResponse:
+    order = Order.objects.filter(ref=ref).first()
+    if order is None:
+        raise Http404("no such order")
+    return render(
+        request,
+        "staff/order.html",
+        {
+            "order": order,
+            "items": order.items.select_related("product"),
+            "jobs": PrintJob.objects.filter(order=order)
+            .select_related("item__product", "printer")
+            .order_by("pk"),
+            "events": order.events.order_by("created_at", "pk"),
+            "can_act": can(request, FLOOR_ROLES),
+            "is_holdable": order.status in HOLDABLE,
+            "is_on_hold": order.status == OrderStatus.ON_HOLD,
+        },
+    )
+
+
+def _order_url(ref: str) -> str:
+    return reverse("staff:order", args=[ref])
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def order_hold_view(request: HttpRequest, ref: str) -> HttpResponse:
+    form = HoldForm(request.POST)
+
+    def act() -> str:
+        if not form.is_valid():
+            raise DomainError("invalid_input", form_problem(form))
+        order = order_hold(order_ref=ref, actor=_actor(request), message=form.cleaned_data["message"])
+        return f"Order {order.ref} is on hold until the customer answers."
+
+    return run_action(request, act, default_next=_order_url(ref))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def order_release_hold_view(request: HttpRequest, ref: str) -> HttpResponse:
+    def act() -> str:
+        order = order_release_hold(order_ref=ref, actor=_actor(request))
+        return f"Order {order.ref} released from hold ({order.get_status_display().lower()})."
+
+    return run_action(request, act, default_next=_order_url(ref))

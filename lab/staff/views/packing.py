@@ -1,0 +1,174 @@
+"""The packing station: scan an order, confirm its items, pack, ship; the slip PDFs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from lab.accounts.models import User
+from lab.lib.errors import DomainError
+from lab.orders.models import Order
+from lab.orders.states import OrderStatus
+from lab.packing import station
+from lab.staff.access import PACKING_ROLES, staff_page
+from lab.staff.forms import ConfirmItemForm, ScanForm, ShipForm, form_problem
+
+# Refusals that mean "this order is not at the station": go back to the scan box, not to the order.
+_LEAVE_ORDER_CODES = frozenset({"order_not_found", "not_an_order_code", "order_not_ready_to_pack"})
+
+
+def _actor(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _station_url() -> str:
+    return reverse("staff:packing")
+
+
+def _order_url(ref: str) -> str:
+    return reverse("staff:packing_order", args=[ref])
+
+
+@staff_page(*PACKING_ROLES)
+@require_GET
+def packing_view(request: HttpRequest) -> HttpResponse:
+    waiting = Order.objects.filter(status=OrderStatus.READY_TO_PACK).order_by("created_at", "pk")
+    return render(request, "staff/packing.html", {"waiting": waiting, "form": ScanForm()})
+
+
+@staff_page(*PACKING_ROLES)
+@require_POST
+def packing_scan_view(request: HttpRequest) -> HttpResponse:
+    form = ScanForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise DomainError("invalid_input", "Scan or type an order code.")
+        order = station.station_order(code=form.cleaned_data["code"], actor=_actor(request))
+    except DomainError as error:
+        messages.error(request, error.message)
+        return HttpResponseRedirect(_station_url())
+    return HttpResponseRedirect(_order_url(order.ref))
+
+
+@staff_page(*PACKING_ROLES)
+@require_GET
+def packing_order_view(request: HttpRequest, ref: str) -> HttpResponse:
+    try:
+        order = station.station_order(code=ref, actor=_actor(request))
+    except DomainError as error:
+        messages.error(request, error.message)
+        return HttpResponseRedirect(_station_url())
+    checklist = station.order_checklist(order=order)
+    return render(
+        request,
+        "staff/packing_order.html",
+        {
+            "order": order,
+            "checklist": checklist,
+            "is_all_confirmed": all(line.is_confirmed for line in checklist),
+            "is_ready_to_pack": order.status == OrderStatus.READY_TO_PACK,
+            "is_packed": order.status == OrderStatus.PACKED,
+            "carriers": station.Carrier.choices,
+            "scan_form": ScanForm(),
+        },
+    )
+
+
+@staff_page(*PACKING_ROLES)
+@require_POST
+def packing_confirm_view(request: HttpRequest, ref: str) -> HttpResponse:
+    form = ConfirmItemForm(request.POST)
+
+    def act() -> str:
+        if not form.is_valid():
+            raise DomainError("invalid_input", form_problem(form))
+        line = station.item_confirm(
+            code=ref,
+            position=form.cleaned_data["position"],
+            copies_counted=form.cleaned_data["copies"],
+            actor=_actor(request),
+        )
+        return f"Item {line.position} confirmed: {line.copies} copies."
+
+    return _station_action(request, ref, act)
+
+
+@staff_page(*PACKING_ROLES)
+@require_POST
+def packing_pack_view(request: HttpRequest, ref: str) -> HttpResponse:
+    def act() -> str:
+        order = station.order_pack(code=ref, actor=_actor(request))
+        return f"Order {order.ref} packed. Enter the carrier and tracking number to ship it."
+
+    return _station_action(request, ref, act)
+
+
+@staff_page(*PACKING_ROLES)
+@require_POST
+def packing_ship_view(request: HttpRequest, ref: str) -> HttpResponse:
+    form = ShipForm(request.POST)
+
+    def act() -> str:
+        if not form.is_valid():
+            raise DomainError("invalid_input", form_problem(form))
+        order = station.order_ship(
+            code=ref,
+            actor=_actor(request),
+            carrier=form.cleaned_data["carrier"],
+            tracking_number=form.cleaned_data["tracking_number"],
+        )
+        return (
+            f"Order {order.ref} shipped with {station.Carrier(order.carrier).label} {order.tracking_number}."
+        )
+
+    return _station_action(request, ref, act, success_url=_station_url())
+
+
+def _station_action(
+    request: HttpRequest, ref: str, action: Callable[[], str], *, success_url: str | None = None
+) -> HttpResponse:
+    try:
+        success = action()
+    except DomainError as error:
+        messages.error(request, error.message)
+        if error.code in _LEAVE_ORDER_CODES:
+            return HttpResponseRedirect(_station_url())
+        return HttpResponseRedirect(_order_url(ref))
+    messages.success(request, success)
+    return HttpResponseRedirect(success_url or _order_url(ref))
+
+
+def _pdf(data: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@staff_page(*PACKING_ROLES)
+@require_GET
+def slip_view(request: HttpRequest, ref: str) -> HttpResponse:
+    try:
+        data = station.slip_pdf(code=ref, actor=_actor(request))
+    except DomainError as error:
+        messages.error(request, error.message)
+        return HttpResponseRedirect(_station_url())
+    return _pdf(data, f"packing-slip-{ref}.pdf")
+
+
+@staff_page(*PACKING_ROLES)
+@require_GET
+def day_slips_view(request: HttpRequest) -> HttpResponse:
+    try:
+        data, count = station.day_slips_pdf(actor=_actor(request))
+    except DomainError as error:
+        messages.error(request, error.message)
+        return HttpResponseRedirect(_station_url())
+    response = _pdf(data, "packing-slips.pdf")
+    response["X-Slip-Count"] = str(count)
+    return response

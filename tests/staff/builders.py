@@ -1,0 +1,136 @@
+"""Builders for the staff tests: staff people per role, hot-folder printers, orders at a chosen stage.
+
+Jobs are moved only through the production services (job_move and friends), never by writing statuses.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.catalog.demo import catalog_seed_demo
+from lab.catalog.models import Product
+from lab.orders.models import Order, OrderItem
+from lab.orders.services import order_transition
+from lab.production import services
+from lab.production.models import Printer, PrintJob
+from lab.production.states import JobStatus
+from tests.factories import UserFactory, asset_for
+
+PASSWORD = "correct horse battery"
+J = JobStatus
+# The path a job takes through the machine; `job_walk` follows it with job_move.
+_FORWARD: list[str] = [J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTING, J.SUBMITTED, J.PRINTED]
+
+
+def person(*roles: str, email: str | None = None) -> User:
+    user = UserFactory(roles=list(roles), **({"email": email} if email else {}))
+    assert isinstance(user, User)
+    return user
+
+
+def client_as(*roles: str) -> tuple[Client, User]:
+    user = person(*roles)
+    client = Client()
+    client.force_login(user)
+    return client, user
+
+
+def hotfolder_printer(name: str, *, sizes: list[str], papers: list[str] | None = None) -> Printer:
+    (Path(settings.HOTFOLDER_ROOT) / name).mkdir(parents=True, exist_ok=True)
+    return Printer.objects.create(
+        name=name, backend="hotfolder", target=name, media_sizes=sizes, papers=papers or ["lustre", "glossy"]
+    )
+
+
+def printer_folder(printer: Printer) -> Path:
+    return Path(settings.HOTFOLDER_ROOT) / printer.target
+
+
+def paid_order(*, lines: list[tuple[str, int]], promised_by: datetime | None = None) -> Order:
+    catalog_seed_demo()
+    customer = person("customer")
+    asset = asset_for(customer)
+    order = Order.objects.create(
+        customer=customer,
+        shipping_address={"name": "Ada Example", "line1": "1 Road", "city": "Town", "country": "US"},
+        shipping_method="standard",
+        subtotal_minor=0,
+        shipping_minor=0,
+        total_minor=0,
+        currency="usd",
+        promised_by=promised_by,
+    )
+    for position, (sku, copies) in enumerate(lines, start=1):
+        OrderItem.objects.create(
+            order=order,
+            position=position,
+            product=Product.objects.get(sku=sku),
+            asset=asset,
+            copies=copies,
+            sizing="fill",
+            unit_price_minor=0,
+            line_total_minor=0,
+        )
+    order_transition(order=order, to_status="paid")
+    return order
+
+
+def released_order(*, lines: list[tuple[str, int]], promised_by: datetime | None = None) -> Order:
+    order = paid_order(lines=lines, promised_by=promised_by)
+    services.order_release(order_id=order.pk)
+    order.refresh_from_db()
+    return order
+
+
+def job_walk(job: PrintJob, to_status: str) -> PrintJob:
+    """Move a routed job forward through the state machine with job_move, one legal step at a time."""
+    job.refresh_from_db()
+    start = _FORWARD.index(job.status)
+    for from_status, next_status in zip(_FORWARD[start:], _FORWARD[start + 1 :], strict=False):
+        extra: dict[str, Any] = {"printed_at": timezone.now()} if next_status == J.PRINTED else {}
+        if next_status == J.READY:
+            extra["raster_printer_id"] = job.printer_id
+        if next_status == J.SUBMITTED:
+            extra["backend_job_id"] = f"walk-{job.pk}"
+        assert services.job_move(job_id=job.pk, from_statuses={from_status}, to_status=next_status, **extra)
+        if next_status == to_status:
+            break
+    job.refresh_from_db()
+    assert job.status == to_status
+    return job
+
+
+def ready_to_pack_order(*, lines: list[tuple[str, int]]) -> Order:
+    order = released_order(lines=lines)
+    for job in PrintJob.objects.filter(order=order):
+        job_walk(job, J.PRINTED)
+    assert services.order_check_printed(order_id=order.pk)
+    order.refresh_from_db()
+    return order
+
+
+def messages_of(response: object) -> list[str]:
+    return [str(message) for message in response.context["messages"]]  # type: ignore[attr-defined]
+
+
+def broker_tasks(queue: str) -> list[tuple[str, dict[str, object]]]:
+    """Task names and kwargs waiting in a Redis broker queue (kombu keeps each queue as a Redis list)."""
+    import base64
+    import json
+
+    import redis
+
+    connection = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    tasks = []
+    for raw in reversed(connection.lrange(queue, 0, -1)):
+        message = json.loads(raw)
+        _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        tasks.append((message["headers"]["task"], kwargs))
+    return tasks

@@ -1,0 +1,358 @@
+"""Who may open the staff pages: sign-in, roles, 403 for customers, idle expiry, logout, headers."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from lab.orders.models import Order, OrderEvent
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.staff.middleware import LAST_ACTIVITY_KEY
+from tests.staff.builders import (
+    PASSWORD,
+    client_as,
+    hotfolder_printer,
+    job_walk,
+    person,
+    ready_to_pack_order,
+    released_order,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass(frozen=True)
+class Floor:
+    printer: Printer
+    order: Order
+    job: PrintJob
+    batch: Batch
+    packable: Order
+
+
+@pytest.fixture
+def floor() -> Floor:
+    """One printer, a released order whose job is printed, and a ready-to-pack order."""
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    job = job_walk(PrintJob.objects.get(order=order), "printed")
+    packable = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    assert job.batch is not None
+    return Floor(printer=printer, order=order, job=job, batch=job.batch, packable=packable)
+
+
+def get_urls(floor: Floor) -> list[str]:
+    job, order, packable = floor.job, floor.order, floor.packable
+    return [
+        reverse("staff:home"),
+        reverse("staff:board"),
+        reverse("staff:board_live"),
+        reverse("staff:job", args=[job.pk]),
+        reverse("staff:order", args=[order.ref]),
+        reverse("staff:packing"),
+        reverse("staff:packing_order", args=[packable.ref]),
+        reverse("staff:slip", args=[packable.ref]),
+        reverse("staff:day_slips"),
+    ]
+
+
+def post_urls(floor: Floor) -> list[tuple[str, dict[str, str]]]:
+    printer, job, batch, order, packable = floor.printer, floor.job, floor.batch, floor.order, floor.packable
+    return [
+        (reverse("staff:printer_pause", args=[printer.pk]), {}),
+        (reverse("staff:printer_resume", args=[printer.pk]), {}),
+        (reverse("staff:batch_hold", args=[batch.pk]), {}),
+        (reverse("staff:batch_release", args=[batch.pk]), {}),
+        (reverse("staff:job_reroute", args=[job.pk]), {}),
+        (reverse("staff:job_cancel", args=[job.pk]), {}),
+        (reverse("staff:job_reprint", args=[job.pk]), {"reason": "damaged", "copies": "1"}),
+        (reverse("staff:job_resolve", args=[job.pk]), {"outcome": "printed"}),
+        (reverse("staff:job_verify", args=[job.pk]), {"copies": "2"}),
+        (reverse("staff:order_hold", args=[order.ref]), {"message": "Which crop?"}),
+        (reverse("staff:order_release_hold", args=[order.ref]), {}),
+        (reverse("staff:packing_scan"), {"code": packable.ref}),
+        (reverse("staff:packing_confirm", args=[packable.ref]), {"position": "1", "copies": "1"}),
+        (reverse("staff:packing_pack", args=[packable.ref]), {}),
+        (reverse("staff:packing_ship", args=[packable.ref]), {"carrier": "ups", "tracking_number": "1Z999"}),
+    ]
+
+
+def floor_state() -> tuple[object, ...]:
+    """Everything a staff action could change, to assert that a refused one changed nothing."""
+    return (
+        list(Printer.objects.order_by("pk").values_list("pk", "is_paused_by_lab")),
+        list(Batch.objects.order_by("pk").values_list("pk", "is_held")),
+        list(PrintJob.objects.order_by("pk").values_list("pk", "status", "printer_id", "copies_verified")),
+        list(Order.objects.order_by("pk").values_list("pk", "status", "hold_message", "carrier")),
+        JobEvent.objects.count(),
+        OrderEvent.objects.count(),
+    )
+
+
+def test_anonymous_visitor_is_sent_to_the_login_page(client, floor):
+    for url in get_urls(floor):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"] == f"/lab/login/?next={url.replace('/', '%2F')}", url
+
+
+def test_anonymous_htmx_poll_is_told_to_navigate_to_login(client):
+    response = client.get(reverse("staff:board_live"), headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == "/lab/login/?next=%2Flab%2Fboard%2Flive%2F"
+
+
+def test_customer_gets_403_on_every_staff_url_and_nothing_changes(floor):
+    client, _ = client_as("customer")
+    before = floor_state()
+
+    for url in [*get_urls(floor), reverse("staff:login")]:
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert b"Not allowed" in response.content, url
+    for url, data in post_urls(floor):
+        response = client.post(url, data)
+        assert response.status_code == 403, url
+
+    assert floor_state() == before
+
+
+def test_customer_cannot_sign_in_on_the_staff_login_page(client):
+    customer = person("customer")
+
+    response = client.post(reverse("staff:login"), {"email": customer.email, "password": PASSWORD})
+
+    assert response.status_code == 403
+    assert "This account cannot use the lab pages." in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_staff_member_signs_in_with_email_and_password(client):
+    technician = person("technician", email="tech@lab.example")
+
+    response = client.post(
+        reverse("staff:login"), {"email": "TECH@lab.example", "password": PASSWORD, "next": "/lab/board/"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/lab/board/"
+    assert client.session["_auth_user_id"] == str(technician.pk)
+    assert abs(client.session[LAST_ACTIVITY_KEY] - time.time()) < 5
+
+
+def test_wrong_password_is_refused_without_a_session(client):
+    technician = person("technician")
+
+    response = client.post(reverse("staff:login"), {"email": technician.email, "password": "wrong password"})
+
+    assert response.status_code == 401
+    assert "The e-mail address or the password is not correct." in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_login_ignores_a_next_url_off_the_staff_pages(client):
+    technician = person("technician")
+
+    response = client.post(
+        reverse("staff:login"),
+        {"email": technician.email, "password": PASSWORD, "next": "https://evil.example/lab/"},
+    )
+
+    assert response["Location"] == "/lab/"
+
+
+def test_roles_decide_which_pages_open(floor):
+    expected = {
+        "technician": {"/lab/board/": 200, "/lab/packing/": 403},
+        "packer": {"/lab/board/": 403, "/lab/packing/": 200},
+        "supervisor": {"/lab/board/": 200, "/lab/packing/": 200},
+        "auditor": {"/lab/board/": 200, "/lab/packing/": 403},
+        "admin": {"/lab/board/": 200, "/lab/packing/": 200},
+    }
+    for role, pages in expected.items():
+        client, _ = client_as(role)
+        assert client.get("/lab/").status_code == 200
+        for url, status in pages.items():
+            assert client.get(url).status_code == status, (role, url)
+
+
+def test_auditor_sees_the_board_without_actions_and_cannot_act(floor):
+    client, _ = client_as("auditor")
+    before = floor_state()
+
+    page = client.get(reverse("staff:board")).content.decode()
+    response = client.post(reverse("staff:printer_pause", args=[floor.printer.pk]))
+
+    assert "minilab" in page
+    assert "<form" not in page.split("<main>")[1]
+    assert response.status_code == 403
+    assert floor_state() == before
+
+
+def test_packer_cannot_do_technician_actions(floor):
+    client, _ = client_as("packer")
+    before = floor_state()
+
+    for url, data in post_urls(floor):
+        if "/packing/" in url or url.endswith("/verify/"):
+            continue  # the packer's own work
+        assert client.post(url, data).status_code == 403, url
+
+    assert floor_state() == before
+
+
+def test_every_staff_page_is_no_store_with_a_strict_content_security_policy(floor):
+    client, _ = client_as("admin")
+    anonymous = Client()
+
+    responses = [client.get(url) for url in get_urls(floor)]
+    responses += [anonymous.get(reverse("staff:login")), anonymous.get(reverse("staff:board"))]
+    responses.append(client_as("customer")[0].get(reverse("staff:board")))
+
+    for response in responses:
+        assert response["Cache-Control"] == "no-store", response.request["PATH_INFO"]
+        policy = response["Content-Security-Policy"]
+        assert "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert "frame-ancestors 'none'" in policy
+
+
+def test_pages_have_no_inline_script_no_inline_style_and_no_images(floor):
+    client, _ = client_as("admin")
+
+    for url in get_urls(floor)[:7]:
+        html = client.get(url).content.decode()
+        scripts = re.findall(r"<script\b[^>]*>", html)
+        assert scripts == [
+            '<script src="/lab/assets/htmx.min.js" defer>',
+            '<script src="/lab/assets/staff.js" defer>',
+        ] or url.endswith("/live/"), url
+        assert re.search(r"<script\b[^>]*>(?!</script>)", html) is None, url  # no script body
+        assert " style=" not in html and "<style" not in html, url
+        assert "<img" not in html, url  # the floor shows placeholders, never photos
+
+
+def test_every_form_carries_a_csrf_token(floor):
+    client, _ = client_as("admin")
+
+    for url in get_urls(floor)[:7]:
+        html = client.get(url).content.decode()
+        forms = re.findall(r"<form\b.*?</form>", html, flags=re.S)
+        assert forms, url
+        for form in forms:
+            assert 'name="csrfmiddlewaretoken"' in form, (url, form[:80])
+
+
+def test_post_without_csrf_token_is_refused_and_changes_nothing(floor):
+    technician = person("technician")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(technician)
+    before = floor_state()
+
+    response = client.post(reverse("staff:printer_pause", args=[floor.printer.pk]))
+
+    assert response.status_code == 403
+    assert floor_state() == before
+
+
+def test_idle_session_is_refused_and_ended(floor):
+    client, _ = client_as("technician")
+    assert client.get(reverse("staff:board")).status_code == 200
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - 15 * 60 - 1
+    session.save()
+
+    response = client.get(reverse("staff:board"))
+
+    assert response.status_code == 302
+    assert response["Location"] == "/lab/login/?next=%2Flab%2Fboard%2F"
+    assert "_auth_user_id" not in client.session
+    assert client.get(reverse("staff:board")).status_code == 302  # still signed out
+
+
+def test_session_past_its_expiry_date_is_refused(floor):
+    client, _ = client_as("technician")
+    assert client.get(reverse("staff:board")).status_code == 200
+    Session.objects.filter(session_key=client.session.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+
+    response = client.get(reverse("staff:board"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/lab/login/")
+
+
+def test_idle_age_follows_the_setting(settings, floor):
+    settings.SESSION_COOKIE_AGE = 60
+    client, _ = client_as("technician")
+    client.get(reverse("staff:board"))
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - 61
+    session.save()
+
+    assert client.get(reverse("staff:board")).status_code == 302
+
+
+def test_board_polling_is_not_activity_and_an_idle_poll_goes_to_login(floor):
+    client, _ = client_as("technician")
+    client.get(reverse("staff:board"))
+    session = client.session
+    started = time.time() - 600
+    session[LAST_ACTIVITY_KEY] = started
+    session.save()
+
+    poll = client.get(reverse("staff:board_live"), headers={"HX-Request": "true"})
+    assert poll.status_code == 200
+    assert client.session[LAST_ACTIVITY_KEY] == started  # the poll did not extend the idle clock
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - 901
+    session.save()
+    expired = client.get(reverse("staff:board_live"), headers={"HX-Request": "true"})
+
+    assert expired["HX-Redirect"] == "/lab/login/?next=%2Flab%2Fboard%2Flive%2F"
+    assert "_auth_user_id" not in client.session
+
+
+def test_logout_is_post_only_and_clears_the_session(floor):
+    client, _ = client_as("technician")
+    client.get(reverse("staff:board"))
+
+    assert client.get(reverse("staff:logout")).status_code == 405
+    response = client.post(reverse("staff:logout"))
+
+    assert response.status_code == 302
+    assert response["Location"] == "/lab/login/"
+    assert "_auth_user_id" not in client.session
+    assert LAST_ACTIVITY_KEY not in client.session
+    assert client.get(reverse("staff:board")).status_code == 302
+
+
+def test_customer_on_the_403_page_can_sign_out():
+    client, _ = client_as("customer")
+
+    page = client.get(reverse("staff:board")).content.decode()
+    client.post(reverse("staff:logout"))
+
+    assert 'action="/lab/logout/"' in page
+    assert client.get(reverse("staff:login")).status_code == 200
+
+
+def test_vendored_scripts_are_served_and_nothing_else(client):
+    htmx = client.get("/lab/assets/htmx.min.js")
+
+    assert htmx.status_code == 200
+    assert htmx["Content-Type"] == "text/javascript; charset=utf-8"
+    assert htmx.content.startswith(b"var htmx=function()")
+    assert client.get("/lab/assets/staff.css")["Content-Type"] == "text/css; charset=utf-8"
+    assert client.get("/lab/assets/..%2Fapps.py").status_code == 404
+    assert client.get("/lab/assets/missing.js").status_code == 404

@@ -1,0 +1,198 @@
+"""The staff pages in real headless Chromium (Playwright) against the live test server.
+
+A technician watches a job turn printed without reloading and asks for a reprint; a packer scans, counts
+and ships; a customer is refused. Screenshots of each page go to var/test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from lab.orders.models import Order
+from lab.production import services
+from lab.production.models import PrintJob
+from tests.staff.builders import (
+    PASSWORD,
+    hotfolder_printer,
+    job_walk,
+    person,
+    ready_to_pack_order,
+    released_order,
+)
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test are still sync.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 10_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def screenshots(artifacts_dir: Path) -> Path:
+    folder = artifacts_dir / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # A blocked inline script or style, or a failed htmx request, shows up as a console error.
+        if message.type == "error":
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    yield page
+    context.close()
+    assert [p for p in problems if "403" not in p and "401" not in p] == []
+
+
+def sign_in(page: Page, *, email: str, next_url: str) -> None:
+    page.goto(f"/lab/login/?next={next_url}")
+    page.fill("#id_email", email)
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(f"**{next_url}")
+
+
+def test_technician_sees_a_job_print_live_and_requests_a_reprint(page: Page, screenshots: Path) -> None:
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    job = job_walk(PrintJob.objects.get(order=order), "submitted")
+    technician = person("technician")
+
+    sign_in(page, email=technician.email, next_url="/lab/board/")
+    status = page.locator(f"#job-{job.pk} .status")
+    expect(status).to_have_text("submitted")
+    page.evaluate("window.labMarker = 'same page'")
+    page.screenshot(path=screenshots / "board-submitted.png", full_page=True)
+
+    # The printer reports completion: the poll's own services move the job and the order.
+    assert services.job_move(
+        job_id=job.pk, from_statuses={"submitted"}, to_status="printed", printed_at=timezone.now()
+    )
+    assert services.order_check_printed(order_id=order.pk)
+
+    expect(status).to_have_text("printed")
+    expect(page.locator(f"#printer-{job.printer_id} [data-count='printed']")).to_have_text("1")
+    assert page.evaluate("window.labMarker") == "same page"  # updated in place, no reload
+    page.screenshot(path=screenshots / "board-printed.png", full_page=True)
+
+    page.click(f"#job-{job.pk} a.ref")
+    page.wait_for_url(f"**/lab/jobs/{job.pk}/")
+    expect(page.locator("#job-status")).to_have_text("printed")
+    page.select_option("#reprint-reason", "colour")
+    page.fill("#reprint-copies", "1")
+    page.fill("#reprint-note", "magenta cast")
+    page.click("button:has-text('Request reprint')")
+
+    expect(page.locator(".message.success")).to_contain_text("Reprint requested: job")
+    page.screenshot(path=screenshots / "job-reprint-requested.png", full_page=True)
+    reprint = PrintJob.objects.get(reprint_of=job)
+    order.refresh_from_db()
+    assert (reprint.reprint_reason, reprint.copies, reprint.status) == ("colour", 1, "queued")
+    assert order.status == "in_production"
+
+
+def test_packer_scans_checks_items_and_ships(page: Page, screenshots: Path) -> None:
+    hotfolder_printer("minilab", sizes=["4x6", "5x7"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-5X7-GLOSSY", 1)])
+    packer = person("packer")
+
+    sign_in(page, email=packer.email, next_url="/lab/packing/")
+    page.screenshot(path=screenshots / "packing-station.png", full_page=True)
+    # A keyboard-wedge scanner types into whatever has focus, then presses Enter.
+    expect(page.locator("#scan-code")).to_be_focused()
+    page.keyboard.type(order.ref)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/lab/packing/{order.ref}/")
+
+    expect(page.locator("#count-1")).to_be_focused()
+    page.keyboard.type("1")  # one copy short
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.error")).to_have_text(
+        "Item 1 needs 2 copies; you counted 1. Nothing was confirmed."
+    )
+    assert set(PrintJob.objects.filter(order=order).values_list("copies_verified", flat=True)) == {0}
+    page.screenshot(path=screenshots / "packing-count-mismatch.png", full_page=True)
+
+    expect(page.locator("#count-1")).to_be_focused()
+    page.keyboard.type("2")
+    page.keyboard.press("Enter")
+    expect(page.locator("#item-1")).to_have_class("confirmed")
+    expect(page.locator("#count-2")).to_be_focused()
+    page.keyboard.type("1")
+    page.keyboard.press("Enter")
+    expect(page.locator("#item-2")).to_have_class("confirmed")
+    page.screenshot(path=screenshots / "packing-checklist-confirmed.png", full_page=True)
+    page.click("#pack")
+    expect(page.locator("#order-status")).to_have_text("packed")
+
+    page.select_option("#carrier", "fedex")
+    page.fill("#tracking", "7946 1234 5678")
+    page.click("#ship")
+
+    expect(page.locator(".message.success")).to_have_text(
+        f"Order {order.ref} shipped with FedEx 7946 1234 5678."
+    )
+    page.screenshot(path=screenshots / "packing-shipped.png", full_page=True)
+    order.refresh_from_db()
+    assert (order.status, order.carrier, order.tracking_number) == ("shipped", "fedex", "7946 1234 5678")
+
+
+def test_customer_is_refused_the_staff_pages(page: Page, screenshots: Path, live_server) -> None:
+    customer = person("customer")
+
+    page.goto("/lab/login/")
+    page.fill("#id_email", customer.email)
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    expect(page.locator("p.error")).to_have_text("This account cannot use the lab pages.")
+    page.screenshot(path=screenshots / "login-customer-refused.png", full_page=True)
+
+    # A customer who holds a session anyway (e.g. from the API's session login) gets 403, not a loop.
+    client = Client()
+    client.force_login(customer)
+    session_key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    page.context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session_key, "url": live_server.url}]
+    )
+    response = page.goto("/lab/board/")
+
+    assert response is not None and response.status == 403
+    assert page.url.endswith("/lab/board/")
+    expect(page.locator("h1")).to_have_text("Not allowed")
+    page.screenshot(path=screenshots / "customer-403.png", full_page=True)
+    assert Order.objects.count() == 0

@@ -1,0 +1,421 @@
+"""Technician actions through the staff pages: each works, names its actor; a refusal changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from lab.orders.models import OrderEvent
+from lab.production import actions, services
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from printers.hotfolder_device import pending_tickets
+from tests.staff.builders import (
+    broker_tasks,
+    client_as,
+    hotfolder_printer,
+    job_walk,
+    messages_of,
+    person,
+    printer_folder,
+    ready_to_pack_order,
+    released_order,
+)
+from tests.staff.test_access import floor_state
+
+pytestmark = pytest.mark.django_db
+WORKER = "staff-test:1"
+
+
+def post(client, url: str, data: dict[str, str] | None = None):
+    """POST and follow the redirect, so the flash message can be read."""
+    return client.post(url, data or {}, follow=True)
+
+
+# --- Printers -----------------------------------------------------------------------------------
+
+
+def test_pause_then_resume_a_printer_records_the_actor(django_capture_on_commit_callbacks):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    client, technician = client_as("technician")
+
+    paused = post(client, reverse("staff:printer_pause", args=[printer.pk]))
+    printer.refresh_from_db()
+    assert printer.is_paused_by_lab is True
+    assert messages_of(paused) == ["Printer minilab paused."]
+    polls_before = broker_tasks("default").count(("production.printer_poll", {}))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = post(client, reverse("staff:printer_resume", args=[printer.pk]))
+
+    printer.refresh_from_db()
+    assert printer.is_paused_by_lab is False
+    assert messages_of(resumed) == ["Printer minilab resumed."]
+    assert list(JobEvent.objects.filter(printer=printer).values_list("kind", "actor")) == [
+        ("printer_paused", technician.pk),
+        ("printer_resumed", technician.pk),
+    ]
+    # The poll that kicks the printer's ready jobs is on the broker.
+    assert broker_tasks("default").count(("production.printer_poll", {})) == polls_before + 1
+
+
+def test_resume_routes_jobs_that_waited_for_the_paused_printer():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    technician = person("technician")
+    actions.printer_pause(printer_id=printer.pk, actor=technician)
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    assert PrintJob.objects.get(order=order).status == "no_printer"
+
+    actions.printer_resume(printer_id=printer.pk, actor=technician)
+
+    job = PrintJob.objects.get(order=order)
+    assert (job.status, job.printer_id) == ("queued", printer.pk)
+
+
+def test_pausing_a_paused_printer_is_refused_and_changes_nothing():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    client, technician = client_as("technician")
+    actions.printer_pause(printer_id=printer.pk, actor=technician)
+    before = floor_state()
+
+    response = post(client, reverse("staff:printer_pause", args=[printer.pk]))
+
+    assert messages_of(response) == ["Printer minilab is already paused."]
+    assert floor_state() == before
+
+
+def test_resuming_a_printer_that_is_not_paused_is_refused_and_changes_nothing():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:printer_resume", args=[Printer.objects.get().pk]))
+
+    assert messages_of(response) == ["Printer minilab is not paused."]
+    assert floor_state() == before
+
+
+# --- Batches ------------------------------------------------------------------------------------
+
+
+def test_hold_and_release_a_batch(django_capture_on_commit_callbacks):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    batch = Batch.objects.get()
+    client, technician = client_as("technician")
+
+    held = post(client, reverse("staff:batch_hold", args=[batch.pk]))
+    batch.refresh_from_db()
+    assert batch.is_held is True
+    assert messages_of(held) == [f"Batch {batch.pk} (4x6 lustre) held."]
+    job = job_walk(PrintJob.objects.get(order=order), "ready")
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"  # held: not sent
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, reverse("staff:batch_release", args=[batch.pk]))
+
+    batch.refresh_from_db()
+    assert batch.is_held is False
+    assert list(JobEvent.objects.filter(kind__startswith="batch_").values_list("kind", "actor")) == [
+        ("batch_held", technician.pk),
+        ("batch_released", technician.pk),
+    ]
+
+
+def test_releasing_a_batch_that_is_not_held_is_refused():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    batch = Batch.objects.get()
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:batch_release", args=[batch.pk]))
+
+    assert messages_of(response) == ["The batch is not held."]
+    assert floor_state() == before
+
+
+# --- Reroute and cancel -------------------------------------------------------------------------
+
+
+def test_reroute_a_queued_job_to_a_named_printer():
+    first = hotfolder_printer("first", sizes=["4x6"])
+    second = hotfolder_printer("second", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.get(order=order)
+    assert job.printer_id == first.pk
+    client, technician = client_as("technician")
+
+    response = post(client, reverse("staff:job_reroute", args=[job.pk]), {"printer": str(second.pk)})
+
+    job.refresh_from_db()
+    assert (job.status, job.printer_id) == ("queued", second.pk)
+    assert messages_of(response) == [f"Job {job.pk} rerouted to second."]
+    assert JobEvent.objects.get(job=job, kind="rerouted").actor_id == technician.pk
+
+
+def test_reroute_without_another_capable_printer_is_refused_and_changes_nothing():
+    hotfolder_printer("only", sizes=["4x6"])
+    hotfolder_printer("large", sizes=["8x10"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.get(order=order)
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:job_reroute", args=[job.pk]))
+
+    assert messages_of(response) == ["No other online printer holds 4x6 media."]
+    assert floor_state() == before
+
+
+def test_reroute_of_a_printed_job_is_refused_and_changes_nothing():
+    hotfolder_printer("first", sizes=["4x6"])
+    hotfolder_printer("second", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = job_walk(PrintJob.objects.get(order=order), "printed")
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:job_reroute", args=[job.pk]))
+
+    assert messages_of(response) == [f"Job {job.pk} is printed; only queued, ready or failed jobs move."]
+    assert floor_state() == before
+
+
+def test_cancel_a_queued_job():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.filter(order=order).first()
+    assert job is not None
+    client, technician = client_as("technician")
+
+    response = post(client, reverse("staff:job_cancel", args=[job.pk]))
+
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert messages_of(response) == [f"Job {job.pk} cancelled."]
+    event = JobEvent.objects.get(job=job, kind="cancelled")
+    assert (event.from_status, event.actor_id) == ("queued", technician.pk)
+
+
+def test_cancel_a_submitted_job_cancels_it_at_the_printer_first():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.get(order=order)
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(pending_tickets(folder=printer_folder(printer))) == 1
+    client, _ = client_as("technician")
+
+    post(client, reverse("staff:job_cancel", args=[job.pk]))
+
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert pending_tickets(folder=printer_folder(printer)) == []  # the device will not print it
+
+
+def test_cancel_of_a_printed_job_is_refused_and_changes_nothing():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = job_walk(PrintJob.objects.get(order=order), "printed")
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:job_cancel", args=[job.pk]))
+
+    assert messages_of(response) == [f"Job {job.pk} is printed and cannot be cancelled."]
+    assert floor_state() == before
+
+
+# --- Reprint ------------------------------------------------------------------------------------
+
+
+def test_reprint_creates_a_routed_job_and_sends_the_order_back_to_production():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    client, technician = client_as("technician")
+
+    response = post(
+        client,
+        reverse("staff:job_reprint", args=[original.pk]),
+        {"reason": "damaged", "copies": "1", "note": "corner bent"},
+    )
+
+    reprint = PrintJob.objects.get(reprint_of=original)
+    order.refresh_from_db()
+    assert messages_of(response) == [f"Reprint requested: job {reprint.pk}, 1 copies, sent to minilab."]
+    assert (reprint.status, reprint.copies, reprint.reprint_reason, reprint.printer_id, reprint.item_id) == (
+        "queued",
+        1,
+        "damaged",
+        printer.pk,
+        original.item_id,
+    )
+    assert order.status == "in_production"
+    event = OrderEvent.objects.filter(order=order).last()
+    assert event is not None
+    assert (event.from_status, event.to_status, event.actor_id) == (
+        "ready_to_pack",
+        "in_production",
+        technician.pk,
+    )
+    requested = JobEvent.objects.get(job=reprint, kind="reprint_requested")
+    assert (requested.actor_id, requested.note) == (
+        technician.pk,
+        f"reprint of job {original.pk}: damaged corner bent",
+    )
+
+
+def test_reprint_waits_for_a_printer_when_none_holds_the_media():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+    first = job_walk(PrintJob.objects.filter(order=order).order_by("pk")[0], "printed")
+    technician = person("technician")
+    actions.printer_pause(printer_id=printer.pk, actor=technician)
+
+    reprint = actions.job_reprint(job_id=first.pk, actor=technician, reason="colour", copies=1)
+
+    assert (reprint.status, reprint.printer_id) == ("no_printer", None)
+    order.refresh_from_db()
+    assert order.status == "in_production"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"reason": "bored", "copies": "1"}, "Please check the form. reason: Select a valid choice."),
+        ({"reason": "damaged", "copies": "4"}, "Reprint between 1 and 3 copies of job {job}."),
+        ({"reason": "damaged", "copies": "0"}, "Please check the form. copies: Ensure this value"),
+    ],
+)
+def test_reprint_with_bad_input_is_refused_and_changes_nothing(data, message):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    job = PrintJob.objects.get(order=order)
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:job_reprint", args=[job.pk]), data)
+
+    assert messages_of(response)[0].startswith(message.format(job=job.pk))
+    assert floor_state() == before
+
+
+def test_reprint_of_an_unprinted_job_or_a_packed_order_is_refused():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    queued_order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    queued = PrintJob.objects.get(order=queued_order)
+    packed_order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    printed = PrintJob.objects.get(order=packed_order)
+    from lab.orders.services import order_transition
+
+    order_transition(order=packed_order, to_status="packed")
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    first = post(client, reverse("staff:job_reprint", args=[queued.pk]), {"reason": "crop", "copies": "1"})
+    second = post(client, reverse("staff:job_reprint", args=[printed.pk]), {"reason": "crop", "copies": "1"})
+
+    assert messages_of(first) == [f"Job {queued.pk} is queued; only printed jobs are reprinted."]
+    assert messages_of(second) == [
+        f"Order {packed_order.ref} is packed; reprints are for orders still on the floor."
+    ]
+    assert floor_state() == before
+
+
+# --- Unknown jobs and QC ------------------------------------------------------------------------
+
+
+def unknown_job() -> PrintJob:
+    """A job with a real raster whose submit outcome was lost (the reconciler's verdict)."""
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    job = PrintJob.objects.get(order=order)
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    job_walk(job, "submitting")
+    assert services.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
+    job.refresh_from_db()
+    return job
+
+
+def test_resolve_unknown_as_printed_makes_the_order_ready_to_pack():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = unknown_job()
+    client, technician = client_as("technician")
+
+    response = post(client, reverse("staff:job_resolve", args=[job.pk]), {"outcome": "printed"})
+
+    job.refresh_from_db()
+    job.order.refresh_from_db()
+    assert messages_of(response) == [f"Job {job.pk} marked printed."]
+    assert (job.status, job.printed_at is not None, job.order.status) == ("printed", True, "ready_to_pack")
+    assert JobEvent.objects.get(job=job, kind="resolved_printed").actor_id == technician.pk
+
+
+def test_resolve_unknown_as_not_printed_sends_it_again(django_capture_on_commit_callbacks):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = unknown_job()
+    client, _ = client_as("technician")
+    submits_before = broker_tasks("print").count(("production.print_job_submit", {"job_id": job.pk}))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, reverse("staff:job_resolve", args=[job.pk]), {"outcome": "not_printed"})
+
+    job.refresh_from_db()
+    assert job.status == "ready"
+    assert (
+        broker_tasks("print").count(("production.print_job_submit", {"job_id": job.pk})) == submits_before + 1
+    )
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+
+
+def test_resolving_a_job_that_is_not_unknown_is_refused():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.get(order=order)
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:job_resolve", args=[job.pk]), {"outcome": "printed"})
+
+    assert messages_of(response) == [f"Job {job.pk} is queued; only unknown jobs are resolved."]
+    assert floor_state() == before
+
+
+def test_packer_and_technician_verify_copies_of_a_printed_job():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    job = job_walk(PrintJob.objects.get(order=order), "printed")
+    packer_client, packer = client_as("packer")
+
+    response = post(packer_client, reverse("staff:job_verify", args=[job.pk]), {"copies": "2"})
+
+    job.refresh_from_db()
+    assert job.copies_verified == 2
+    assert messages_of(response) == [f"Job {job.pk}: 2 of 3 copies checked."]
+    event = JobEvent.objects.get(job=job, kind="copies_verified")
+    assert (event.actor_id, event.note) == (packer.pk, "2 of 3 copies good")
+
+
+def test_verifying_more_copies_than_printed_is_refused():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    job = job_walk(PrintJob.objects.get(order=order), "printed")
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:job_verify", args=[job.pk]), {"copies": "4"})
+
+    assert messages_of(response) == [f"Job {job.pk} has 3 copies; you entered 4."]
+    assert floor_state() == before
+
+
+def test_services_refuse_a_packer_even_without_the_pages():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    packer = person("packer")
+    before = floor_state()
+
+    with pytest.raises(actions.PermissionDenied):
+        actions.printer_pause(printer_id=printer.pk, actor=packer)
+
+    assert floor_state() == before
+    assert Printer.objects.get().is_paused_by_lab is False

@@ -1,0 +1,121 @@
+"""Orders on hold for customer clarification: order_hold / order_release_hold and their page."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from lab.lib.errors import PermissionDenied
+from lab.orders.holds import order_hold, order_release_hold
+from lab.orders.models import OrderEvent
+from lab.production.models import PrintJob
+from tests.staff.builders import (
+    client_as,
+    hotfolder_printer,
+    job_walk,
+    messages_of,
+    paid_order,
+    person,
+    ready_to_pack_order,
+    released_order,
+)
+from tests.staff.test_access import floor_state
+
+pytestmark = pytest.mark.django_db
+
+
+def test_hold_an_order_in_production_and_release_it():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    client, technician = client_as("technician")
+
+    held = client.post(
+        reverse("staff:order_hold", args=[order.ref]),
+        {"message": "Your photo is 300 px wide; is a 4x6 print what you want?"},
+        follow=True,
+    )
+    order.refresh_from_db()
+    assert (order.status, order.hold_message) == (
+        "on_hold",
+        "Your photo is 300 px wide; is a 4x6 print what you want?",
+    )
+    assert messages_of(held) == [f"Order {order.ref} is on hold until the customer answers."]
+    assert "Your photo is 300 px wide" in held.content.decode()
+
+    released = client.post(reverse("staff:order_release_hold", args=[order.ref]), follow=True)
+
+    order.refresh_from_db()
+    assert (order.status, order.hold_message) == ("in_production", "")
+    assert messages_of(released) == [f"Order {order.ref} released from hold (in production)."]
+    events = list(
+        OrderEvent.objects.filter(order=order, actor=technician).values_list("from_status", "to_status")
+    )
+    assert events == [("in_production", "on_hold"), ("on_hold", "in_production")]
+
+
+def test_a_paid_order_held_before_release_goes_back_to_paid():
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    supervisor = person("supervisor")
+
+    order_hold(order_ref=order.ref, actor=supervisor, message="Which address?")
+    released = order_release_hold(order_ref=order.ref, actor=supervisor)
+
+    assert released.status == "paid"
+
+
+def test_release_of_an_order_whose_jobs_all_printed_makes_it_ready_to_pack():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    technician = person("technician")
+    order_hold(order_ref=order.ref, actor=technician, message="Crop ok?")
+    job_walk(PrintJob.objects.get(order=order), "printed")
+
+    released = order_release_hold(order_ref=order.ref, actor=technician)
+
+    assert released.status == "ready_to_pack"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("   ", "Please check the form. message: This field is required."),
+        ("x" * 1001, "Please check the form. message: Ensure this value has at most 1000 characters"),
+    ],
+)
+def test_hold_without_a_usable_message_is_refused(message, expected):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = client.post(reverse("staff:order_hold", args=[order.ref]), {"message": message}, follow=True)
+
+    assert messages_of(response)[0].startswith(expected)
+    assert floor_state() == before
+
+
+def test_hold_of_an_order_past_production_is_refused():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = client.post(reverse("staff:order_hold", args=[order.ref]), {"message": "?"}, follow=True)
+    release = client.post(reverse("staff:order_release_hold", args=[order.ref]), follow=True)
+
+    assert messages_of(response) == [
+        f"Order {order.ref} is ready to pack; only paid or in-production orders can be held."
+    ]
+    assert messages_of(release) == [f"Order {order.ref} is ready to pack, not on hold."]
+    assert floor_state() == before
+
+
+def test_a_packer_may_not_hold_orders():
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    packer = person("packer")
+    before = floor_state()
+
+    with pytest.raises(PermissionDenied):
+        order_hold(order_ref=order.ref, actor=packer, message="?")
+
+    assert floor_state() == before

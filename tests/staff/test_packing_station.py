@@ -1,0 +1,238 @@
+"""The packing station: scan, confirm counts, pack, ship, and the slip PDFs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from lab.orders.models import Order
+from lab.packing.models import PackingSlip
+from lab.packing.services import packing_slip_render
+from lab.production import actions
+from lab.production.models import PrintJob
+from tests.staff.builders import (
+    client_as,
+    hotfolder_printer,
+    job_walk,
+    messages_of,
+    person,
+    ready_to_pack_order,
+    released_order,
+)
+from tests.staff.test_access import floor_state
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def order() -> Order:
+    hotfolder_printer("minilab", sizes=["4x6", "5x7"])
+    return ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-5X7-GLOSSY", 1)])
+
+
+def confirm(client, order: Order, position: int, copies: int):
+    return client.post(
+        reverse("staff:packing_confirm", args=[order.ref]),
+        {"position": str(position), "copies": str(copies)},
+        follow=True,
+    )
+
+
+def test_scanning_an_order_code_opens_its_checklist(order):
+    client, _ = client_as("packer")
+
+    response = client.post(reverse("staff:packing_scan"), {"code": f"  {order.ref.lower()}\n"}, follow=True)
+
+    assert response.redirect_chain == [(f"/lab/packing/{order.ref}/", 302)]
+    html = response.content.decode()
+    assert [line.copies for line in response.context["checklist"]] == [2, 1]
+    assert "4x6&quot; Lustre print" in html and "5x7&quot; Glossy print" in html
+    assert "<img" not in html
+    assert html.count('class="photo-placeholder"') == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("PL-0000000000ZZ", "No order PL-0000000000ZZ."),
+        ("9780201633610", "“9780201633610” is not an order code (PL-…)."),
+        ("", "Scan or type an order code."),
+    ],
+)
+def test_a_wrong_or_unknown_code_is_refused(order, code, message):
+    client, _ = client_as("packer")
+
+    response = client.post(reverse("staff:packing_scan"), {"code": code}, follow=True)
+
+    assert response.redirect_chain == [("/lab/packing/", 302)]
+    assert messages_of(response) == [message]
+
+
+def test_an_order_not_ready_to_pack_is_refused_at_the_station():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    in_production = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    client, _ = client_as("packer")
+    before = floor_state()
+
+    response = client.post(reverse("staff:packing_scan"), {"code": in_production.ref}, follow=True)
+    confirmed = confirm(client, in_production, 1, 1)
+    packed = client.post(reverse("staff:packing_pack", args=[in_production.ref]), follow=True)
+
+    assert messages_of(response) == [f"Order {in_production.ref} is in production, not ready to pack."]
+    assert messages_of(confirmed) == [f"Order {in_production.ref} is in production, not ready to pack."]
+    assert messages_of(packed) == [f"Order {in_production.ref} is in production, not ready to pack."]
+    assert floor_state() == before
+
+
+def test_a_count_mismatch_confirms_nothing(order):
+    client, _ = client_as("packer")
+    before = floor_state()
+
+    response = confirm(client, order, 1, 1)
+
+    assert messages_of(response) == ["Item 1 needs 2 copies; you counted 1. Nothing was confirmed."]
+    assert floor_state() == before
+
+
+def test_packing_needs_every_item_confirmed(order):
+    client, _ = client_as("packer")
+    confirm(client, order, 1, 2)
+    before = floor_state()
+
+    response = client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+
+    assert messages_of(response) == ["Confirm every item before packing: item 2 (0 of 1)."]
+    assert floor_state() == before
+
+
+def test_confirm_pack_and_ship(order):
+    client, packer = client_as("packer")
+
+    first = confirm(client, order, 1, 2)
+    confirm(client, order, 2, 1)
+    packed = client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    shipped = client.post(
+        reverse("staff:packing_ship", args=[order.ref]),
+        {"carrier": "ups", "tracking_number": " 1z999aa10123456784 "},
+        follow=True,
+    )
+
+    order.refresh_from_db()
+    assert messages_of(first) == ["Item 1 confirmed: 2 copies."]
+    assert messages_of(packed) == [
+        f"Order {order.ref} packed. Enter the carrier and tracking number to ship it."
+    ]
+    assert messages_of(shipped) == [f"Order {order.ref} shipped with UPS 1Z999AA10123456784."]
+    assert (order.status, order.carrier, order.tracking_number) == ("shipped", "ups", "1Z999AA10123456784")
+    assert order.shipped_at is not None
+    assert list(order.events.filter(actor=packer).values_list("to_status", flat=True)) == [
+        "packed",
+        "shipped",
+    ]
+    assert sorted(PrintJob.objects.filter(order=order).values_list("copies_verified", flat=True)) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"carrier": "pigeon", "tracking_number": "1Z999"}, "Please check the form. carrier: Select a valid"),
+        ({"carrier": "dhl", "tracking_number": "  "}, "Please check the form. tracking_number: This field"),
+        ({"carrier": "dhl", "tracking_number": "<script>"}, "A tracking number is 5 to 64 letters"),
+    ],
+)
+def test_shipping_with_a_bad_carrier_or_tracking_number_is_refused(order, data, message):
+    client, _ = client_as("packer")
+    confirm(client, order, 1, 2)
+    confirm(client, order, 2, 1)
+    client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    before = floor_state()
+
+    response = client.post(reverse("staff:packing_ship", args=[order.ref]), data, follow=True)
+
+    assert messages_of(response)[0].startswith(message)
+    assert floor_state() == before
+
+
+def test_shipping_an_order_that_is_not_packed_is_refused(order):
+    client, _ = client_as("packer")
+    before = floor_state()
+
+    response = client.post(
+        reverse("staff:packing_ship", args=[order.ref]),
+        {"carrier": "usps", "tracking_number": "9400111"},
+        follow=True,
+    )
+
+    assert messages_of(response) == [f"Order {order.ref} is ready to pack; pack it before shipping."]
+    assert floor_state() == before
+
+
+def test_a_reprint_counts_for_the_copies_its_original_lost():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+    job_walk(reprint, "printed")
+    from lab.production.services import order_check_printed
+
+    assert order_check_printed(order_id=order.pk)
+    client, _ = client_as("packer")
+
+    confirm(client, order, 1, 3)
+
+    original.refresh_from_db()
+    reprint.refresh_from_db()
+    assert (reprint.copies_verified, original.copies_verified) == (1, 2)
+    assert client.post(reverse("staff:packing_pack", args=[order.ref])).status_code == 302
+    order.refresh_from_db()
+    assert order.status == "packed"
+
+
+def test_slip_pdf_is_rendered_on_demand_then_served_from_storage(order):
+    client, _ = client_as("packer")
+    assert PackingSlip.objects.count() == 0
+
+    first = client.get(reverse("staff:slip", args=[order.ref]))
+    second = client.get(reverse("staff:slip", args=[order.ref]))
+
+    assert first.status_code == 200
+    assert first["Content-Type"] == "application/pdf"
+    assert first["Content-Disposition"] == f'attachment; filename="packing-slip-{order.ref}.pdf"'
+    assert first["Cache-Control"] == "no-store"
+    assert first.content.startswith(b"%PDF")
+    assert second.content == bytes(PackingSlip.objects.get(order=order).pdf) == first.content
+
+
+def test_day_slips_hold_every_order_ready_to_pack(order):
+    other = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    packing_slip_render(order_id=other.pk)
+    client, _ = client_as("supervisor")
+
+    response = client.get(reverse("staff:day_slips"))
+
+    assert response.status_code == 200
+    assert response["X-Slip-Count"] == "2"
+    assert response.content.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type /Page\b", response.content)) == 2
+    for ref in (order.ref, other.ref):
+        assert ref.encode() in response.content  # the outline names each order
+
+
+def test_day_slips_without_orders_say_so():
+    client, _ = client_as("packer")
+
+    response = client.get(reverse("staff:day_slips"), follow=True)
+
+    assert messages_of(response) == ["No order is ready to pack."]
+
+
+def test_a_technician_cannot_use_the_packing_station(order):
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    assert client.get(reverse("staff:packing")).status_code == 403
+    assert confirm(client, order, 1, 2).status_code == 403
+    assert client.get(reverse("staff:slip", args=[order.ref])).status_code == 403
+    assert floor_state() == before
