@@ -1,0 +1,417 @@
+"""End to end through the production queue with real components: a Celery worker subprocess (embedded beat)
+on Redis, a private cupsd and two ippeveprinter devices that keep what they receive; faults on top."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import cast
+
+import pytest
+from django.conf import settings
+from PIL import Image
+
+from lab.accounts.models import User
+from lab.orders.models import Order
+from lab.packing.models import PackingSlip
+from lab.privacy.vault import vault_write
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from tests.e2e.conftest import (
+    LARGE_QUEUE,
+    PHOTO_QUEUE,
+    GateMode,
+    IppGate,
+    LabPrinters,
+    order_pay,
+    paid_order,
+    png_bytes,
+    unpaid_order,
+)
+from tests.factories import UserFactory
+from tests.support.celery_worker import CeleryWorker, wait_until
+from workers.app import app
+
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.e2e]
+
+ORDER_DONE_SECONDS = 60.0
+
+
+def order_status(order: Order) -> str:
+    order.refresh_from_db()
+    return order.status
+
+
+def job_statuses(order: Order) -> list[tuple[int, str]]:
+    return list(PrintJob.objects.filter(order=order).order_by("pk").values_list("pk", "status"))
+
+
+def wait_for_order(
+    order: Order, status: str, worker: CeleryWorker, *, timeout: float = ORDER_DONE_SECONDS
+) -> None:
+    wait_until(
+        lambda: order_status(order) == status,
+        timeout=timeout,
+        interval=0.2,
+        what=lambda: f"order {status}; jobs {job_statuses(order)}; worker log:\n{worker.log_tail()}",
+    )
+
+
+def titles(jobs: Iterable[PrintJob]) -> list[str]:
+    return sorted(f"{job.title}.jpg" for job in jobs)
+
+
+def event_count(job: PrintJob, kind: str) -> int:
+    return JobEvent.objects.filter(job=job, kind=kind).count()
+
+
+def test_paid_order_is_rasterized_printed_by_both_devices_at_product_size_and_ready_to_pack(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    # given two CUPS printers (4x6/5x7 and 8x10 at 300 dpi) and a paid order for a landscape photo
+    order = paid_order(
+        lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-5X7-GLOSSY", 1), ("PRINT-8X10-MATTE", 1)],
+    )
+
+    # when the worker runs release, raster, submit and polling on its own
+    wait_for_order(order, "ready_to_pack", worker)
+
+    # then every job printed once on the printer holding its media, at the product's pixel size
+    jobs = list(PrintJob.objects.filter(order=order).order_by("pk").select_related("printer"))
+    four_by_six, five_by_seven, eight_by_ten = jobs
+    assert [
+        (job.status, job.printer and job.printer.name, job.copies, job.backend_state) for job in jobs
+    ] == [
+        ("printed", PHOTO_QUEUE, 2, "completed"),
+        ("printed", PHOTO_QUEUE, 1, "completed"),
+        ("printed", LARGE_QUEUE, 1, "completed"),
+    ]
+    assert lab_printers.received_titles(PHOTO_QUEUE) == titles([four_by_six, five_by_seven])
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles([eight_by_ten])
+    sizes = {}
+    for queue in (PHOTO_QUEUE, LARGE_QUEUE):
+        for path in lab_printers.received(queue):
+            with Image.open(io.BytesIO(path.read_bytes())) as image:
+                sizes[path.name.partition("-")[2]] = (image.format, image.size)
+    # The long side follows the landscape photo's long side.
+    assert sizes == {
+        f"{four_by_six.title}.jpg": ("JPEG", (1800, 1200)),
+        f"{five_by_seven.title}.jpg": ("JPEG", (2100, 1500)),
+        f"{eight_by_ten.title}.jpg": ("JPEG", (3000, 2400)),
+    }
+    assert [
+        (job.raster_width_px, job.raster_height_px) for job in (four_by_six, five_by_seven, eight_by_ten)
+    ] == [
+        (1800, 1200),
+        (2100, 1500),
+        (3000, 2400),
+    ]
+    # and the packing slip is rendered by the worker too
+    wait_until(lambda: PackingSlip.objects.filter(order=order).exists(), timeout=30, what="packing slip")
+
+
+# A 54-megapixel PNG takes the rasterizer over a second here (PNG has no shrink-on-load, unlike JPEG, which
+# pyvips turns into a 4x6 in under 0.1 s): wide enough a window to see `rasterizing` and kill the worker.
+SLOW_PHOTO_PIXELS = (9000, 6000)
+
+
+def job_status(job: PrintJob) -> str:
+    job.refresh_from_db()
+    return job.status
+
+
+def wait_for_job(job: PrintJob, status: str, worker: CeleryWorker, *, timeout: float = 40.0) -> None:
+    wait_until(
+        lambda: job_status(job) == status,
+        timeout=timeout,
+        interval=0.05,
+        what=lambda: f"job {job.pk} {status} (is {job.status}); worker log:\n{worker.log_tail()}",
+    )
+
+
+def released_jobs(order: Order, count: int, worker: CeleryWorker) -> list[PrintJob]:
+    """The order's jobs, once the worker's order_release created them."""
+    return list(
+        wait_until(
+            lambda: (
+                (jobs := list(PrintJob.objects.filter(order=order).order_by("pk")))
+                and len(jobs) == count
+                and jobs
+            ),
+            timeout=30,
+            what=lambda: f"{count} jobs for the order; log:\n{worker.log_tail()}",
+        )
+    )
+
+
+def first_job_in(order: Order, status: str) -> PrintJob | None:
+    return PrintJob.objects.filter(order=order, status=status).order_by("pk").first()
+
+
+def technician() -> User:
+    return cast(User, UserFactory(roles=["technician"]))
+
+
+def test_worker_killed_mid_rasterize_restarts_and_every_job_prints_exactly_once(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    # given a paid order for a big photo, one job per printer, and the first job being rasterized
+    order = paid_order(
+        lines=[("PRINT-5X7-LUSTRE", 1), ("PRINT-8X10-LUSTRE", 1)], photo=png_bytes(*SLOW_PHOTO_PIXELS)
+    )
+    victim = wait_until(
+        lambda: first_job_in(order, "rasterizing"), timeout=30, interval=0.01, what="a job rasterizing"
+    )
+
+    # when the worker is SIGKILLed in the middle of it, and started again
+    worker.kill()
+    assert job_status(victim) == "rasterizing"  # it died holding the claim, with no raster saved
+    assert victim.raster_blob == ""
+    worker.start()
+
+    # then the reconciler takes the expired claim over, and each job is printed exactly once
+    wait_for_order(order, "ready_to_pack", worker)
+    five_by_seven, eight_by_ten = PrintJob.objects.filter(order=order).order_by("pk")
+    assert lab_printers.received_titles(PHOTO_QUEUE) == titles([five_by_seven])
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles([eight_by_ten])
+    for job in (five_by_seven, eight_by_ten):
+        assert (job.status, job.submit_attempts) == ("printed", 1)
+        assert (event_count(job, "rasterized"), event_count(job, "submitted")) == (1, 1)
+    victim.refresh_from_db()
+    assert (victim.pk, victim.raster_width_px, victim.raster_height_px) in {
+        (five_by_seven.pk, 2100, 1500),
+        (eight_by_ten.pk, 3000, 2400),
+    }
+
+
+def test_worker_killed_mid_submit_before_cups_heard_of_it_is_unknown_until_a_technician_resends_it(
+    lab_printers: LabPrinters, worker: CeleryWorker, ipp_gate: IppGate
+) -> None:
+    from lab.production.actions import job_resolve_unknown
+
+    # given the 8x10 printer reached through a relay that will hold the next Create-Job request
+    Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
+    ipp_gate.arm(GateMode.HOLD_CREATE_JOB)
+    order = paid_order(lines=[("PRINT-4X6-GLOSSY", 1), ("PRINT-8X10-GLOSSY", 1)])
+    four_by_six, eight_by_ten = released_jobs(order, 2, worker)
+
+    # when the worker is SIGKILLed while it waits for CUPS to answer the submit, and the request is lost
+    assert ipp_gate.tripped.wait(timeout=30), worker.log_tail()
+    wait_for_job(eight_by_ten, "submitting", worker)
+    worker.kill()
+    ipp_gate.release()
+    worker.start()
+
+    # then the reconciler finds no job with our title at the printer and never resubmits by itself
+    wait_for_job(eight_by_ten, "unknown", worker)
+    time.sleep(3)  # a few more poll and reconcile rounds
+    assert job_status(eight_by_ten) == "unknown"
+    assert lab_printers.received_titles(LARGE_QUEUE) == []
+
+    # when a technician checks the printer's received files, does not find it, and sends it again
+    assert f"{eight_by_ten.title}.jpg" not in lab_printers.received_titles(LARGE_QUEUE)
+    job_resolve_unknown(job_id=eight_by_ten.pk, actor=technician(), was_printed=False)
+
+    # then it is printed exactly once, and so is the other job
+    wait_for_order(order, "ready_to_pack", worker)
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles([eight_by_ten])
+    assert lab_printers.received_titles(PHOTO_QUEUE) == titles([four_by_six])
+    eight_by_ten.refresh_from_db()
+    assert (eight_by_ten.status, eight_by_ten.submit_attempts) == ("printed", 2)
+    assert [
+        e.kind
+        for e in JobEvent.objects.filter(job=eight_by_ten, kind__in=["fate_unknown", "resolved_not_printed"])
+    ] == ["fate_unknown", "resolved_not_printed"]
+
+
+def test_worker_killed_mid_submit_after_cups_took_the_job_is_reconciled_by_title_and_prints_once(
+    lab_printers: LabPrinters, worker: CeleryWorker, ipp_gate: IppGate
+) -> None:
+    # given the 8x10 printer behind a relay that will swallow CUPS' answer to the next Send-Document
+    Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
+    ipp_gate.arm(GateMode.SWALLOW_SEND_DOCUMENT_REPLY)
+    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)])
+    (job,) = released_jobs(order, 1, worker)
+
+    # when the document reached the device but the worker is SIGKILLed before it heard back from CUPS
+    assert ipp_gate.tripped.wait(timeout=30), worker.log_tail()
+    wait_until(lambda: lab_printers.received(LARGE_QUEUE), timeout=20, what="the device to receive the job")
+    assert job_status(job) == "submitting"
+    worker.kill()
+    ipp_gate.release()
+    worker.start()
+
+    # then the reconciler finds the job at CUPS by its title, and it is printed once, never resent
+    wait_for_order(order, "ready_to_pack", worker)
+    job.refresh_from_db()
+    assert (job.status, job.submit_attempts) == ("printed", 1)
+    assert event_count(job, "reconciled") == 1
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles([job])
+
+
+def test_the_same_tasks_delivered_twice_print_the_job_once(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    from lab.production.actions import batch_release
+
+    # given a job rasterized and waiting in a held batch
+    held = Batch.objects.create(printer=lab_printers.photo, size="4x6", paper="lustre", is_held=True)
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    (job,) = released_jobs(order, 1, worker)
+    wait_for_job(job, "ready", worker)
+
+    # when every production task for it is delivered twice, and the batch is released
+    sent = [
+        app.send_task(name, kwargs=kwargs, queue=queue)
+        for _ in range(2)
+        for name, kwargs, queue in (
+            ("production.order_release", {"order_id": order.pk}, "default"),
+            ("production.print_job_rasterize", {"job_id": job.pk}, "raster"),
+        )
+    ]
+    batch_release(batch_id=held.pk, actor=technician())
+    sent += [
+        app.send_task("production.print_job_submit", kwargs={"job_id": job.pk}, queue="print")
+        for _ in range(2)
+    ]
+
+    # then each duplicate ran and did nothing: one job, rasterized once, submitted once, printed once
+    wait_until(
+        lambda: all(f"[{result.id}] succeeded" in worker.log_text() for result in sent),
+        timeout=30,
+        interval=0.2,
+        what=lambda: f"the duplicate tasks to run; log:\n{worker.log_tail()}",
+    )
+    wait_for_order(order, "ready_to_pack", worker)
+    job.refresh_from_db()
+    assert PrintJob.objects.filter(order=order).count() == 1
+    assert (job.status, job.copies, job.submit_attempts) == ("printed", 3, 1)
+    assert [event_count(job, kind) for kind in ("rasterized", "claimed", "submitted", "printed")] == [
+        1,
+        1,
+        1,
+        1,
+    ]
+    assert lab_printers.received_titles(PHOTO_QUEUE) == titles([job])
+
+
+def test_printer_disabled_in_cups_keeps_its_jobs_waiting_and_prints_them_once_when_enabled(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    # given an order with a 4x6 for the photo printer and an 8x10 for the other, the 4x6 being rasterized
+    order = paid_order(
+        lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-8X10-LUSTRE", 1)], photo=png_bytes(*SLOW_PHOTO_PIXELS)
+    )
+    four_by_six, eight_by_ten = released_jobs(order, 2, worker)
+    wait_for_job(four_by_six, "rasterizing", worker)
+
+    # when the photo queue is disabled in CUPS (cupsdisable) meanwhile
+    lab_printers.cups.disable(PHOTO_QUEUE, reason="paper change")
+
+    # then the other printer's job prints, the photo printer shows paused and its job waits, nothing is lost
+    wait_for_job(eight_by_ten, "printed", worker)
+    wait_until(
+        lambda: Printer.objects.get(pk=lab_printers.photo.pk).state == "paused", timeout=20, what="paused"
+    )
+    time.sleep(3)  # a few poll rounds
+    # Ready (the worker saw the pause first) or submitted (CUPS took it and holds it): both wait.
+    assert job_status(four_by_six) in {"ready", "submitted"}
+    assert order_status(order) == "in_production"
+    assert lab_printers.received(PHOTO_QUEUE) == []
+
+    # when the queue is enabled again, then the job prints exactly once and the order is complete
+    lab_printers.cups.enable(PHOTO_QUEUE)
+    wait_for_order(order, "ready_to_pack", worker)
+    assert lab_printers.received_titles(PHOTO_QUEUE) == titles([four_by_six])
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles([eight_by_ten])
+    four_by_six.refresh_from_db()
+    assert (four_by_six.status, four_by_six.submit_attempts) == ("printed", 1)
+
+
+def test_printer_device_killed_keeps_jobs_in_cups_and_they_print_once_when_it_is_back(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    # given the 8x10 printer's device (ippeveprinter) SIGKILLed
+    lab_printers.kill_device(LARGE_QUEUE)
+
+    # when an order with two 8x10 jobs is paid
+    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1), ("PRINT-8X10-GLOSSY", 2)])
+    jobs = released_jobs(order, 2, worker)
+
+    # then the printer shows offline, and the jobs wait: nothing failed, nothing received
+    wait_until(
+        lambda: Printer.objects.get(pk=lab_printers.large.pk).state == "offline",
+        timeout=30,
+        what=lambda: f"large offline; jobs {job_statuses(order)}; log:\n{worker.log_tail()}",
+    )
+    time.sleep(2)
+    assert {status for _, status in job_statuses(order)} <= {"ready", "submitted"}
+    assert lab_printers.received(LARGE_QUEUE) == []
+
+    # when the device is back, then both print exactly once
+    lab_printers.restart_device(LARGE_QUEUE)
+    wait_for_order(order, "ready_to_pack", worker)
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles(jobs)
+    assert [job_status(job) for job in jobs] == ["printed", "printed"]
+    assert (
+        JobEvent.objects.filter(job__order=order, kind__in=["submit_failed", "backend_failed"]).count() == 0
+    )
+    wait_until(
+        lambda: Printer.objects.get(pk=lab_printers.large.pk).state == "online", timeout=20, what="online"
+    )
+
+
+def test_corrupt_photo_fails_rasterizing_permanently_with_a_reason_and_is_not_retried(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    # given an order whose stored photo is corrupt (bytes that start like a JPEG and are not one)
+    order = unpaid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    asset = order.items.get().asset
+    asset.blob_name = vault_write(
+        data_key=asset.data_key, plaintext=b"\xff\xd8\xff broken", purpose="original"
+    )
+    asset.save(update_fields=["blob_name"])
+
+    # when it is paid
+    order_pay(order)
+    job = wait_until(lambda: first_job_in(order, "failed"), timeout=30, what="a failed job")
+
+    # then the job failed permanently with a reason, once, and stays failed through poll/reconcile rounds
+    time.sleep(4)
+    job.refresh_from_db()
+    assert (job.status, job.failure_is_permanent) == ("failed", True)
+    assert job.failure_code != "" and job.failure_message != ""
+    assert event_count(job, "raster_failed") == 1
+    assert JobEvent.objects.filter(job=job, to_status="rasterizing").count() == 0
+    assert order_status(order) == "in_production"
+    assert lab_printers.received(PHOTO_QUEUE) == []
+
+
+def test_corrupt_raster_fails_submit_permanently_with_a_reason_and_is_not_retried(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    from lab.production.actions import batch_release
+
+    # given a job rasterized into a held batch, whose stored raster is then damaged on disk
+    held = Batch.objects.create(printer=lab_printers.large, size="8x10", paper="matte", is_held=True)
+    order = paid_order(lines=[("PRINT-8X10-MATTE", 1)])
+    (job,) = released_jobs(order, 1, worker)
+    wait_for_job(job, "ready", worker)
+    blob = Path(settings.MEDIA_ROOT) / "blobs" / job.raster_blob[:2] / job.raster_blob
+    damaged = bytearray(blob.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+
+    # when the batch is released
+    batch_release(batch_id=held.pk, actor=technician())
+
+    # then the submit fails permanently with a reason, nothing reaches the printer, and it is not retried
+    wait_for_job(job, "failed", worker)
+    time.sleep(4)
+    job.refresh_from_db()
+    assert (job.status, job.failure_is_permanent, job.failure_code) == ("failed", True, "raster_unreadable")
+    assert job.failure_message != ""
+    assert job.submit_attempts == 1
+    assert event_count(job, "submit_failed") == 1
+    assert lab_printers.received(LARGE_QUEUE) == []

@@ -1,0 +1,166 @@
+"""Test harness: a real `celery worker` subprocess (with embedded beat) against the test database and Redis.
+Purges the queues before a fresh start; kills (SIGKILL), restarts and stops it by PID; `wait_until` polls."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.support.processes import Service
+
+QUEUES = ("default", "raster", "print")
+READY_LINE = b" ready."
+STARTUP_TIMEOUT_SECONDS = 60.0
+
+# Fast clocks for tests: beat polls printers every second, a dead worker's claim runs out after 5 s.
+FAST_PRODUCTION_ENV = {
+    "PRODUCTION_POLL_SECONDS": "1",
+    "PRODUCTION_CLAIM_LEASE_SECONDS": "5",
+    "PRODUCTION_RETRY_BASE_SECONDS": "1",
+    "PRODUCTION_RETRY_CAP_SECONDS": "4",
+}
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "condition",
+) -> Any:
+    """Poll `predicate` until it returns something truthy and return that; fail the test at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            description = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {description}")
+        time.sleep(interval)
+
+
+def database_url(settings_dict: Mapping[str, Any]) -> str:
+    """A dj-database-url URL for the database Django is connected to (the pytest-django test database)."""
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or "5432"
+    return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
+
+
+def queues_purge(*, broker_url: str) -> int:
+    """Empty our queues and the transport's unacknowledged set: other tests' leftovers must not run here."""
+    from workers.app import app
+
+    removed = 0
+    with app.connection_for_write(broker_url) as connection:
+        channel: Any = connection.default_channel  # the transport's Channel; StdChannel types too little
+        for queue in QUEUES:
+            removed += int(channel.queue_purge(queue) or 0)
+        client = getattr(channel, "client", None)  # Redis: messages a killed worker held stay "unacked"
+        if client is not None:
+            client.delete(channel.unacked_key, channel.unacked_index_key, channel.unacked_mutex_key)
+    return removed
+
+
+class CeleryWorker:
+    """`.venv/bin/celery -A workers worker -B` in its own process group, logging into `log`."""
+
+    def __init__(self, *, work_dir: Path, env: Mapping[str, str], project_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.log = work_dir / "celery-worker.log"
+        self.project_dir = project_dir
+        self.env = {**os.environ, **FAST_PRODUCTION_ENV, **env}
+        self.starts = 0
+        self._service: Service | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._service is not None
+        return self._service.pid
+
+    @property
+    def is_running(self) -> bool:
+        return (
+            self._service is not None
+            and self._service.process is not None
+            and self._service.process.poll() is None
+        )
+
+    def command(self) -> list[str]:
+        celery = Path(sys.executable).parent / "celery"
+        return [
+            str(celery),
+            "-A",
+            "workers",
+            "worker",
+            "-Q",
+            ",".join(QUEUES),
+            "-c",
+            "1",
+            "--without-mingle",
+            "--without-gossip",
+            "-B",
+            "--schedule",
+            str(self.work_dir / "celerybeat-schedule"),
+            "-n",
+            f"e2e-{os.getpid()}-{self.starts}@%h",
+            "--loglevel",
+            "INFO",
+        ]
+
+    def start(self, *, purge: bool = False) -> CeleryWorker:
+        """Start and wait for "ready"; `purge` empties the queues first (fresh test); a restart keeps them."""
+        assert not self.is_running, "worker already running"
+        if purge:
+            queues_purge(broker_url=self.env["CELERY_BROKER_URL"])
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        self.starts += 1
+        self._service = Service(self.command(), log=self.log, env=self.env, cwd=self.project_dir).start()
+        service = self._service
+        wait_until(
+            lambda: self._logged_since(offset, READY_LINE) or not self.is_running,
+            timeout=STARTUP_TIMEOUT_SECONDS,
+            interval=0.1,
+            what=lambda: f"celery worker to be ready; log tail:\n{self.log_tail()}",
+        )
+        if not self.is_running:
+            raise RuntimeError(
+                f"celery worker exited with {service.process and service.process.returncode}:\n"
+                f"{self.log_tail()}"
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (main process, pool child, embedded beat): no cleanup at all."""
+        if self._service is not None:
+            self._service.kill(signal.SIGKILL)
+
+    def restart(self) -> CeleryWorker:
+        self.kill()
+        return self.start(purge=False)
+
+    def stop(self) -> None:
+        if self._service is not None:
+            self._service.stop()
+
+    def log_tail(self, characters: int = 4000) -> str:
+        return self.log.read_bytes()[-characters:].decode(errors="replace") if self.log.exists() else ""
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def _logged_since(self, offset: int, marker: bytes) -> bool:
+        if not self.log.exists():
+            return False
+        with self.log.open("rb") as handle:
+            handle.seek(offset)
+            return marker in handle.read()
