@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from api import notify_views, views, webhooks
+from api import notify_views, privacy_views, views, webhooks
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -11,7 +11,8 @@ urlpatterns = [
     path("products", views.ProductListView.as_view(), name="products"),
     path("accounts", views.AccountCreateView.as_view(), name="accounts"),
     path("auth/token", views.TokenCreateView.as_view(), name="auth-token"),
-    path("me", views.MeView.as_view(), name="me"),
+    path("me", privacy_views.AccountView.as_view(), name="me"),
+    path("me/export", privacy_views.AccountExportView.as_view(), name="me-export"),
     path("assets", views.AssetCreateView.as_view(), name="assets"),
     path("assets/<str:asset_id>", views.AssetDetailView.as_view(), name="asset-detail"),
     path("assets/<str:asset_id>/content", views.AssetContentView.as_view(), name="asset-content"),

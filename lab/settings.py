@@ -249,6 +249,14 @@ PRODUCTION_MAX_SUBMIT_ATTEMPTS = envint("PRODUCTION_MAX_SUBMIT_ATTEMPTS", 10)
 CUPS_SERVER = os.environ.get("CUPS_SERVER", "")  # host:port; empty = the system default
 HOTFOLDER_ROOT = Path(os.environ.get("HOTFOLDER_ROOT", VAR_DIR / "spool"))
 
+# --- Retention (privacy policy: photos kept only as long as strictly necessary) --------------------
+RETENTION_SHIPPED_DAYS = envint("RETENTION_SHIPPED_DAYS", 30)
+RETENTION_RASTER_DAYS = envint("RETENTION_RASTER_DAYS", 7)
+RETENTION_UNPAID_DAYS = envint("RETENTION_UNPAID_DAYS", 7)
+RETENTION_UNUSED_DAYS = envint("RETENTION_UNUSED_DAYS", 7)
+RETENTION_BATCH = envint("RETENTION_BATCH", 500)
+RETENTION_SWEEP_SECONDS = envint("RETENTION_SWEEP_SECONDS", 3600)
+
 # --- Audit ---------------------------------------------------------------------------------------
 AUDIT_GRANT_SECONDS = envint("AUDIT_GRANT_SECONDS", 600)
 AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 3600)

@@ -42,6 +42,10 @@ app.conf.beat_schedule = {
         "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
     },
     "webhook-deliveries-sweep": {"task": "notify.webhook_deliveries_sweep", "schedule": 60.0},
+    "privacy-retention-purge": {
+        "task": "privacy.retention_purge",
+        "schedule": float(settings.RETENTION_SWEEP_SECONDS),
+    },
     # Also when nothing happened: a signed head every interval makes a silent gap visible.
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": float(settings.AUDIT_CHECKPOINT_SECONDS)},
 }

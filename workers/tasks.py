@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import workers.notify_tasks  # noqa: F401 - registers the notify.* tasks
+# Imported for their side effect: they register the notify.* and privacy.* tasks.
+import workers.notify_tasks
+import workers.privacy_tasks  # noqa: F401
 from workers.app import app
 
 

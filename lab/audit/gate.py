@@ -287,6 +287,8 @@ def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delive
     """A customer fetching their own photo: recorded as owner access, not as an employee view."""
     if asset.owner_id != user.pk:
         raise AccessDenied("asset_not_found", "No such photo.", status=404)
+    if asset.status != Asset.Status.READY:
+        raise AccessDenied("image_unavailable", "This photo no longer exists.", status=410)
     original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
     digest = hashlib.sha256(original).hexdigest()
     try:

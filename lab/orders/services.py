@@ -302,6 +302,12 @@ def _order_insert(
     quote: Quote,
     shipping_address: dict[str, Any],
 ) -> Order:
+    asset_ids = {line.asset.pk for line in quote.lines}
+    # Lock the photos: the retention sweep must not purge one between the quote and this insert.
+    if Asset.objects.select_for_update().filter(pk__in=asset_ids, status=Asset.Status.READY).count() != len(
+        asset_ids
+    ):
+        raise DomainError("asset_not_ready", "A photo of this order is no longer available.", status=409)
     now = timezone.now()
     order = Order.objects.create(
         customer=customer,

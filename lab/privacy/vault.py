@@ -65,6 +65,8 @@ def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str) -> 
 
 
 def vault_read(*, data_key: DataKey | None, name: str, purpose: str) -> bytes:
+    if not name:
+        raise FileNotFoundError("no blob: the photo was purged or never stored")
     blob = _blob_path(name).read_bytes()
     return crypto.decrypt_blob(data_key=_plain_key(data_key), blob=blob, aad=f"{name}:{purpose}".encode())
 

@@ -488,7 +488,15 @@ def _job_refresh(job: PrintJob) -> str:
             backend_state=str(info.state),
         )
         return "printed"
-    if info.state in (JobState.ABORTED, JobState.CANCELED):
+    if info.state is JobState.STOPPED:
+        # CUPS stopped the job (e.g. a filter could not read the file): it will not finish by itself.
+        # Cancel it at the printer so it cannot print later behind a technician's back; show it as failed.
+        try:
+            backend_for(job.printer).cancel(job.backend_job_id)
+        except PrinterError as error:
+            logger.warning("stopped job not cancelled job=%s code=%s", job.pk, error.code)
+            return "unreachable"
+    if info.state in (JobState.ABORTED, JobState.CANCELED, JobState.STOPPED):
         job_move(
             job_id=job.pk,
             from_statuses={J.SUBMITTED},

@@ -343,3 +343,22 @@ def test_jobs_of_an_order_on_hold_are_not_sent_until_the_hold_is_released(settin
     order_transition(order=order, to_status="in_production", note="customer answered")
     assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert len(list(folder(settings, printer).glob("*.json"))) == 1
+
+
+def test_a_job_stopped_at_the_printer_is_cancelled_there_and_failed_here(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    services.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    run_job(job)
+    job.refresh_from_db()
+    # The hot folder's device moves a ticket it cannot take to error/ (CUPS "aborted"); a CUPS-stopped job is
+    # the same situation for us: fail it where a technician sees it.
+    ticket = folder(settings, printer) / f"{job.backend_job_id}.json"
+    (folder(settings, printer) / "error").mkdir()
+    ticket.rename(folder(settings, printer) / "error" / ticket.name)
+
+    services.printer_poll()
+
+    job.refresh_from_db()
+    assert (job.status, job.failure_code, job.failure_is_permanent) == ("failed", "printer_aborted", False)

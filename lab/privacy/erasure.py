@@ -1,0 +1,182 @@
+"""Erasure of a customer's personal data on request (DELETE /api/v1/me): photos crypto-shredded, personal
+fields cleared, orders kept anonymised for accounting, consents kept (they hold no personal data).
+
+Refused while an order still has to be printed or shipped (paid, in production, on hold, ready to pack,
+packed); unpaid orders are cancelled as part of the erasure.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from lab.accounts.models import Consent, User
+from lab.accounts.roles import is_staff_member
+from lab.accounts.services import policy_current
+from lab.audit.models import AccessGrant, ClarificationCase
+from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.lib.errors import Conflict, DomainError, PermissionDenied
+from lab.notify.models import WebhookEndpoint, WebhookEvent
+from lab.orders.models import Asset, Order, OrderEvent
+from lab.orders.states import OrderStatus
+from lab.packing.models import PackingSlip
+from lab.privacy.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    erased_at: datetime
+    photos_purged: int
+    orders_anonymized: int
+    orders_cancelled: int
+
+
+def erased_email(user: User) -> str:
+    """A unique, non-personal login name: the e-mail column stays unique and non-empty."""
+    return f"erased-{user.public_id}@invalid"
+
+
+def _refuse_open_orders(user: User) -> None:
+    """Lock every order of the customer, so none moves on while it is anonymised, and refuse open ones."""
+    orders = list(Order.objects.select_for_update().filter(customer=user).order_by("pk"))
+    open_refs = [
+        order.ref
+        for order in orders
+        # An unpaid order whose money has arrived is about to be paid: it counts as open.
+        if order.status in PHOTO_NEEDED_STATUSES
+        or (
+            order.status == OrderStatus.AWAITING_PAYMENT
+            and order.payment_status == Order.PaymentStatus.SUCCEEDED
+        )
+    ]
+    if open_refs:
+        raise Conflict(
+            "erasure_blocked_by_open_orders",
+            "Your data can be erased once these orders have shipped or been cancelled.",
+            orders=sorted(open_refs),
+        )
+
+
+def _cancel_unpaid(user: User) -> int:
+    from lab.orders.services import order_cancel
+
+    unpaid = list(Order.objects.filter(customer=user, status=OrderStatus.AWAITING_PAYMENT))
+    for order in unpaid:
+        # No money has moved (checked above), so this cancels the PaymentIntent after commit; no Stripe call.
+        order_cancel(order=order, actor=user, actor_kind="customer")
+    return len(unpaid)
+
+
+def _purge_photos(user: User) -> int:
+    asset_ids = set(
+        Asset.objects.filter(owner=user).exclude(status=Asset.Status.PURGED).values_list("pk", flat=True)
+    ) | set(
+        Asset.objects.filter(items__order__customer=user)
+        .exclude(status=Asset.Status.PURGED)
+        .values_list("pk", flat=True)
+    )
+    return sum(
+        asset_purge(asset_id=asset_id, rule=RULE_ERASURE, cutoffs=None, purpose="erasure")
+        for asset_id in sorted(asset_ids, key=str)
+    )
+
+
+def _anonymize_orders(user: User) -> int:
+    orders = Order.objects.filter(customer=user)
+    order_ids = list(orders.values_list("pk", flat=True))
+    # The slip PDF prints the address; webhook bodies may quote hold questions and tracking numbers.
+    PackingSlip.objects.filter(order_id__in=order_ids).delete()
+    WebhookEvent.objects.filter(order_id__in=order_ids).delete()
+    # Free text written to or about the customer: a hold question, a staff note on the timeline.
+    OrderEvent.objects.filter(order_id__in=order_ids).exclude(note="").update(note="")
+    ClarificationCase.objects.filter(order_id__in=order_ids).exclude(question="").update(question="")
+    return orders.update(
+        shipping_address={},
+        guest_email="",
+        hold_message="",
+        payment_client_secret="",
+        is_anonymized=True,
+        updated_at=timezone.now(),
+    )
+
+
+def _clear_person(user: User, *, now: datetime) -> None:
+    if user.marketing_opt_in:
+        # The withdrawal is recorded like any other: consents are kept as proof of what was agreed.
+        Consent.objects.create(
+            user=user, kind=Consent.Kind.MARKETING, granted=False, policy_version=policy_current()
+        )
+    user.email = erased_email(user)
+    user.full_name = ""
+    user.address = {}
+    user.marketing_opt_in = False
+    user.is_active = False
+    user.last_login = None
+    user.erased_at = now
+    user.set_unusable_password()
+    user.save(
+        update_fields=[
+            "email",
+            "full_name",
+            "address",
+            "marketing_opt_in",
+            "is_active",
+            "last_login",
+            "erased_at",
+            "password",
+        ]
+    )
+    Token.objects.filter(user=user).delete()
+    # Endpoint URLs and descriptions are the customer's own text; deliveries and attempts go with them.
+    WebhookEndpoint.objects.filter(owner=user).delete()
+    AccessGrant.objects.filter(asset__owner=user).exclude(justification="").update(justification="")
+
+
+def account_erase(*, user: User, password: str, request_id: str = "") -> ErasureResult:
+    """Erase the customer's personal data; the password confirms it is really them (a token alone is not
+    enough for something that cannot be undone)."""
+    if is_staff_member(user):
+        raise PermissionDenied(
+            "staff_account_not_erasable", "Staff accounts are closed by an administrator, not erased here."
+        )
+    if not password or not user.check_password(password):
+        raise DomainError("wrong_password", "The password is not correct.", status=403)
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.erased_at is not None:
+            raise Conflict("already_erased", "This account was erased already.")
+        _refuse_open_orders(locked)
+        cancelled = _cancel_unpaid(locked)
+        purged = _purge_photos(locked)
+        anonymized = _anonymize_orders(locked)
+        now = timezone.now()
+        _clear_person(locked, now=now)
+        audit_append(
+            Entry(
+                action="account.erase",
+                actor_id=str(locked.public_id),
+                actor_role="customer",
+                outcome="done",
+                rule=RULE_ERASURE,
+                purpose="erasure",
+                # Only the request id: an IP address in the append-only log would outlive the erasure.
+                meta=RequestMeta(request_id=request_id),
+            )
+        )
+    logger.info(
+        "account erased user=%s photos=%d orders=%d cancelled=%d",
+        locked.public_id,
+        purged,
+        anonymized,
+        cancelled,
+    )
+    return ErasureResult(
+        erased_at=now, photos_purged=purged, orders_anonymized=anonymized, orders_cancelled=cancelled
+    )

@@ -1,0 +1,220 @@
+"""The customer's copy of everything we hold about them (GET /api/v1/me/export), including every time an
+employee looked at one of their photos — by role, date and purpose, never by the employee's id or name.
+
+Format "printlab.export.v1": profile, consents, orders (items, timeline), photos (metadata only),
+webhook endpoints (without secrets), photo_views. Each export is itself recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from lab.accounts.models import Consent, User
+from lab.audit.models import AuditRecord, Outcome
+from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.notify.models import WebhookEndpoint
+from lab.orders.models import Asset, Order
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "printlab.export.v1"
+# Roles that are not "an employee looking": the customer themself, and the production pipeline.
+NOT_EMPLOYEE_ROLES = ("customer", "system")
+
+
+def _time(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _profile(user: User) -> dict[str, Any]:
+    return {
+        "id": str(user.public_id),
+        "email": user.email,
+        "full_name": user.full_name,
+        "address": user.address,
+        "marketing_opt_in": user.marketing_opt_in,
+        "date_joined": _time(user.date_joined),
+        "last_login": _time(user.last_login),
+    }
+
+
+def _consents(user: User) -> list[dict[str, Any]]:
+    consents = (
+        Consent.objects.filter(Q(user=user) | Q(order__customer=user))
+        .select_related("policy_version", "order")
+        .order_by("recorded_at", "pk")
+    )
+    return [
+        {
+            "kind": consent.kind,
+            "granted": consent.granted,
+            "recorded_at": _time(consent.recorded_at),
+            "order": consent.order.ref if consent.order else None,
+            "policy_version": (
+                {
+                    "version": consent.policy_version.version,
+                    "sha256": consent.policy_version.sha256,
+                    "published_at": _time(consent.policy_version.published_at),
+                }
+                if consent.policy_version
+                else None
+            ),
+        }
+        for consent in consents
+    ]
+
+
+def _orders(user: User) -> list[dict[str, Any]]:
+    orders = (
+        Order.objects.filter(customer=user)
+        .prefetch_related("items__product", "events")
+        .order_by("created_at", "pk")
+    )
+    return [
+        {
+            "ref": order.ref,
+            "status": order.status,
+            "created_at": _time(order.created_at),
+            "shipping_method": order.shipping_method,
+            "shipping_address": order.shipping_address,
+            "subtotal_minor": order.subtotal_minor,
+            "shipping_minor": order.shipping_minor,
+            "total_minor": order.total_minor,
+            "currency": order.currency,
+            "payment_status": order.payment_status,
+            "payment_intent": order.payment_intent_id,
+            "promised_by": _time(order.promised_by),
+            "hold_message": order.hold_message,
+            "carrier": order.carrier,
+            "tracking_number": order.tracking_number,
+            "shipped_at": _time(order.shipped_at),
+            "items": [
+                {
+                    "position": item.position,
+                    "sku": item.product.sku,
+                    "product": item.product.name,
+                    "photo": str(item.asset_id),
+                    "copies": item.copies,
+                    "sizing": item.sizing,
+                    "unit_price_minor": item.unit_price_minor,
+                    "line_total_minor": item.line_total_minor,
+                    "preflight": item.preflight,
+                }
+                for item in order.items.all()
+            ],
+            # Who on the staff moved the order is not theirs to know; that it moved, when and how is.
+            "timeline": [
+                {
+                    "kind": event.kind,
+                    "from_status": event.from_status,
+                    "to_status": event.to_status,
+                    "actor_kind": event.actor_kind,
+                    "note": event.note,
+                    "at": _time(event.created_at),
+                }
+                for event in order.events.all()
+            ],
+        }
+        for order in orders
+    ]
+
+
+def _assets(user: User) -> list[Asset]:
+    return list(
+        Asset.objects.filter(Q(owner=user) | Q(items__order__customer=user)).distinct().order_by("created_at")
+    )
+
+
+def _photos(assets: list[Asset]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": str(asset.pk),
+            "status": asset.status,
+            "uploaded_at": _time(asset.created_at),
+            "purged_at": _time(asset.purged_at),
+            "source_url": asset.source_url,
+            "sha256": asset.sha256,
+            "size_bytes": asset.size_bytes,
+            "width_px": asset.width_px,
+            "height_px": asset.height_px,
+            "image_format": asset.image_format,
+            "color_mode": asset.color_mode,
+            "exif_orientation": asset.exif_orientation,
+            "gps_stripped": asset.gps_stripped,
+        }
+        for asset in assets
+    ]
+
+
+def _webhook_endpoints(user: User) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": str(endpoint.pk),
+            "url": endpoint.url,
+            "event_types": endpoint.event_types,
+            "description": endpoint.description,
+            "is_active": endpoint.is_active,
+            "created_at": _time(endpoint.created_at),
+        }
+        for endpoint in WebhookEndpoint.objects.filter(owner=user).order_by("created_at", "pk")
+    ]
+
+
+def photo_views(*, asset_ids: list[str]) -> list[dict[str, Any]]:
+    """Every time an employee was shown one of these photos: preview, full view or download."""
+    records = (
+        AuditRecord.objects.filter(asset_id__in=asset_ids, outcome=Outcome.GRANTED)
+        .filter(Q(action__startswith="image.view.") | Q(action="image.download"))
+        .exclude(actor_role__in=NOT_EMPLOYEE_ROLES)
+        .order_by("seq")
+        # Only what the customer may see: the employee's id, name, IP and words stay in the audit log.
+        .values("occurred_at", "action", "purpose", "actor_role", "asset_id", "order_ref")
+    )
+    return [
+        {
+            "at": _time(record["occurred_at"]),
+            "action": record["action"],
+            "purpose": record["purpose"],
+            "viewer_role": record["actor_role"],
+            "photo": record["asset_id"],
+            "order": record["order_ref"],
+        }
+        for record in records
+    ]
+
+
+def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
+    """Everything held about the customer, as one JSON-ready document; the export is audited."""
+    assets = _assets(user)
+    orders = _orders(user)
+    document: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "generated_at": _time(timezone.now()),
+        "profile": _profile(user),
+        "consents": _consents(user),
+        "orders": orders,
+        "photos": _photos(assets),
+        "webhook_endpoints": _webhook_endpoints(user),
+        "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
+    }
+    with transaction.atomic():
+        audit_append(
+            Entry(
+                action="account.export",
+                actor_id=str(user.public_id),
+                actor_role="customer",
+                outcome="done",
+                rule="data_subject_access",
+                purpose="owner",
+                # Only the request id: the customer's IP address would outlive a later erasure.
+                meta=RequestMeta(request_id=request_id),
+            )
+        )
+    logger.info("account exported user=%s orders=%d photos=%d", user.public_id, len(orders), len(assets))
+    return document

@@ -1,0 +1,315 @@
+"""Retention: how long photos and rasters are kept, the purge that crypto-shreds a photo, and the sweep.
+
+A purge destroys the data key and records `image.purge` in one transaction; the files go after commit, and a
+copy of them (a backup) stays unreadable because the only key that opened it is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from lab.audit.records import Entry, audit_append
+from lab.lib.errors import Conflict, DomainError
+from lab.orders.models import Asset, Order, OrderItem
+from lab.orders.states import OrderStatus
+from lab.privacy.vault import data_key_destroy, vault_delete
+from lab.production.models import JobEvent, PrintJob
+from lab.production.states import JobStatus
+
+logger = logging.getLogger(__name__)
+
+RULE_SHIPPED = "shipped_order"
+RULE_UNPAID = "unpaid_order"
+RULE_CANCELLED = "cancelled_order"
+RULE_NEVER_ORDERED = "never_ordered"
+RULE_ERASURE = "erasure"
+RULE_PRINTED_RASTER = "printed_raster"
+
+S = OrderStatus
+# An order in one of these still needs its photos; neither retention nor erasure touches them.
+PHOTO_NEEDED_STATUSES = frozenset({S.PAID, S.IN_PRODUCTION, S.ON_HOLD, S.READY_TO_PACK, S.PACKED})
+# An unpaid order may still be paid (and then printed): retention first cancels it when it is stale.
+HOLDING_STATUSES = PHOTO_NEEDED_STATUSES | {S.AWAITING_PAYMENT}
+SHIPPED_STATUSES = frozenset({S.SHIPPED, S.DELIVERED})
+UNPAID_PAYMENT_STATUSES = frozenset(
+    {Order.PaymentStatus.NONE, Order.PaymentStatus.REQUIRES_PAYMENT, Order.PaymentStatus.FAILED}
+)
+
+# Defaults of the RETENTION_* settings (lab/settings.py); read with getattr so a partial settings
+# module (a management shell, an older deployment) still applies the documented schedule.
+DEFAULT_DAYS = {
+    "RETENTION_SHIPPED_DAYS": 30,
+    "RETENTION_RASTER_DAYS": 7,
+    "RETENTION_UNPAID_DAYS": 7,
+    "RETENTION_UNUSED_DAYS": 7,
+}
+DEFAULT_BATCH = 500
+# What a sweep reports, always in this order (zeros included), so an operator can compare runs.
+SWEEP_COUNTS = (
+    "orders_expired",
+    RULE_SHIPPED,
+    RULE_UNPAID,
+    RULE_CANCELLED,
+    RULE_NEVER_ORDERED,
+    RULE_PRINTED_RASTER,
+    "still_needed",
+)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    shipped_days: int
+    raster_days: int
+    unpaid_days: int
+    unused_days: int
+    batch: int
+
+    @classmethod
+    def from_settings(cls) -> RetentionPolicy:
+        def days(name: str) -> int:
+            return int(getattr(settings, name, DEFAULT_DAYS[name]))
+
+        return cls(
+            shipped_days=days("RETENTION_SHIPPED_DAYS"),
+            raster_days=days("RETENTION_RASTER_DAYS"),
+            unpaid_days=days("RETENTION_UNPAID_DAYS"),
+            unused_days=days("RETENTION_UNUSED_DAYS"),
+            batch=int(getattr(settings, "RETENTION_BATCH", DEFAULT_BATCH)),
+        )
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """An order releases its photos once shipped before `shipped_before`, or cancelled and created before
+    `unpaid_before`."""
+
+    shipped_before: datetime
+    unpaid_before: datetime
+
+    @classmethod
+    def at(cls, *, policy: RetentionPolicy, now: datetime) -> Cutoffs:
+        return cls(
+            shipped_before=now - timedelta(days=policy.shipped_days),
+            unpaid_before=now - timedelta(days=policy.unpaid_days),
+        )
+
+
+class AssetStillNeeded(Conflict):
+    """The photo belongs to an order that may still be printed; nothing was changed."""
+
+
+def _still_needs(order: Order, cutoffs: Cutoffs | None) -> bool:
+    """Whether this order keeps the photo. Without cutoffs (erasure) only open orders keep it."""
+    if order.status in HOLDING_STATUSES:
+        return True
+    if cutoffs is None:
+        return False
+    if order.status in SHIPPED_STATUSES:
+        shipped_at = order.shipped_at or order.updated_at
+        return shipped_at > cutoffs.shipped_before
+    if order.status == S.CANCELLED:
+        return order.created_at > cutoffs.unpaid_before
+    return True
+
+
+def _orders_using_locked(asset: Asset) -> list[Order]:
+    """Lock the orders that print this photo: a status change (paid, released) waits for the purge."""
+    order_ids = OrderItem.objects.filter(asset=asset).values("order_id")
+    return list(Order.objects.select_for_update().filter(pk__in=order_ids).order_by("-created_at", "-pk"))
+
+
+def _delete_after_commit(names: Iterable[str]) -> None:
+    for name in names:
+        if name:
+            # After commit: a rolled-back purge must leave the files (and the key) as they were.
+            transaction.on_commit(partial(vault_delete, name=name), robust=True)
+
+
+def asset_purge(
+    *, asset_id: uuid.UUID | str, rule: str, cutoffs: Cutoffs | None, purpose: str = "retention"
+) -> bool:
+    """Destroy a photo for good: its data key, its original and every raster made from it.
+
+    Returns False when it was purged already. Raises AssetStillNeeded (and changes nothing) when an order
+    using it still needs it under `cutoffs` (None: only open orders count, as for an erasure).
+    """
+    with transaction.atomic():
+        # Only the asset row: data_key is nullable, and PostgreSQL cannot lock the null side of an outer join.
+        asset = Asset.objects.select_for_update(of=("self",)).select_related("data_key").get(pk=asset_id)
+        if asset.status == Asset.Status.PURGED:
+            return False
+        orders = _orders_using_locked(asset)
+        blocking = [order for order in orders if _still_needs(order, cutoffs)]
+        if blocking:
+            raise AssetStillNeeded(
+                "asset_still_needed",
+                "An order still needs this photo.",
+                asset=str(asset.pk),
+                orders=[order.ref for order in blocking],
+            )
+        jobs = PrintJob.objects.filter(item__asset=asset).exclude(raster_blob="")
+        names = [asset.blob_name, *jobs.values_list("raster_blob", flat=True)]
+        if asset.data_key is not None:
+            data_key_destroy(data_key=asset.data_key)
+        now = timezone.now()
+        Asset.objects.filter(pk=asset.pk).update(
+            status=Asset.Status.PURGED, purged_at=now, blob_name="", source_url="", failure_message=""
+        )
+        jobs.update(raster_blob="", updated_at=now)
+        audit_append(
+            Entry(
+                action="image.purge",
+                actor_id=None,
+                actor_role="system",
+                outcome="done",
+                rule=rule,
+                purpose=purpose,
+                asset_id=str(asset.pk),
+                order_ref=orders[0].ref if orders else None,
+            )
+        )
+        _delete_after_commit(names)
+    logger.info("asset purged asset=%s rule=%s", asset.pk, rule)
+    return True
+
+
+def raster_purge(*, job_id: int, cutoff: datetime) -> bool:
+    """Delete the raster of a job printed (or cancelled) before `cutoff`; the original is untouched."""
+    with transaction.atomic():
+        job = (
+            PrintJob.objects.select_for_update(of=("self",))
+            .filter(pk=job_id, status__in=[JobStatus.PRINTED, JobStatus.CANCELLED])
+            .exclude(raster_blob="")
+            .select_related("order")
+            .first()
+        )
+        if job is None or (job.printed_at or job.updated_at) > cutoff:
+            return False
+        name = job.raster_blob
+        PrintJob.objects.filter(pk=job.pk).update(raster_blob="", updated_at=timezone.now())
+        JobEvent.objects.create(job=job, kind="raster_purged", note=RULE_PRINTED_RASTER)
+        audit_append(
+            Entry(
+                action="raster.purge",
+                actor_id=None,
+                actor_role="system",
+                outcome="done",
+                rule=RULE_PRINTED_RASTER,
+                purpose="retention",
+                asset_id=str(job.item.asset_id),
+                order_ref=job.order.ref,
+                context_type="print_job",
+                context_id=str(job.pk),
+            )
+        )
+        _delete_after_commit([name])
+    logger.info("raster purged job=%s", job_id)
+    return True
+
+
+# --- The sweep (beat task "privacy.retention_purge", `manage.py retention_purge`) -----------------
+
+
+def orders_expire_unpaid(*, before: datetime, limit: int) -> int:
+    """Cancel orders left unpaid since before `before`: their photos are about to go, and a cancelled
+    PaymentIntent cannot be paid later for prints we could no longer make."""
+    from lab.orders.services import order_cancel
+
+    expired = 0
+    stale = Order.objects.filter(status=S.AWAITING_PAYMENT, created_at__lte=before).exclude(
+        payment_status=Order.PaymentStatus.SUCCEEDED  # money arrived: the webhook will move it on
+    )
+    for order in stale.order_by("created_at")[:limit]:
+        try:
+            order_cancel(order=order, actor=None, actor_kind="system")
+        except DomainError as error:  # paid or cancelled meanwhile
+            logger.info("unpaid order not expired order=%s code=%s", order.ref, error.code)
+            continue
+        expired += 1
+    return expired
+
+
+def _purge_each(assets: QuerySet[Asset], *, rule: str, cutoffs: Cutoffs, limit: int) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    ids = (
+        assets.exclude(status=Asset.Status.PURGED)
+        .distinct()
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for asset_id in list(ids):
+        try:
+            counts[
+                rule if asset_purge(asset_id=asset_id, rule=rule, cutoffs=cutoffs) else "already_purged"
+            ] += 1
+        except AssetStillNeeded:
+            counts["still_needed"] += 1
+    return counts
+
+
+def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | None = None) -> dict[str, int]:
+    """Apply every retention rule once; returns how many photos/rasters each rule purged."""
+    policy = policy or RetentionPolicy.from_settings()
+    now = now or timezone.now()
+    cutoffs = Cutoffs.at(policy=policy, now=now)
+    unused_before = now - timedelta(days=policy.unused_days)
+    counts: Counter[str] = Counter(dict.fromkeys(SWEEP_COUNTS, 0))
+    counts["orders_expired"] = orders_expire_unpaid(before=cutoffs.unpaid_before, limit=policy.batch)
+    # Candidates skip photos an open order still holds; asset_purge decides again under lock.
+    candidates = Asset.objects.exclude(items__order__status__in=HOLDING_STATUSES)
+    rules: list[tuple[str, Q]] = [
+        (
+            RULE_SHIPPED,
+            Q(items__order__status__in=SHIPPED_STATUSES)
+            & (
+                Q(items__order__shipped_at__lte=cutoffs.shipped_before)
+                # Shipped before shipped_at was recorded: the last change of the order stands in for it.
+                | Q(
+                    items__order__shipped_at__isnull=True,
+                    items__order__updated_at__lte=cutoffs.shipped_before,
+                )
+            ),
+        ),
+        (
+            RULE_UNPAID,
+            Q(
+                items__order__status=S.CANCELLED,
+                items__order__payment_status__in=UNPAID_PAYMENT_STATUSES,
+                items__order__created_at__lte=cutoffs.unpaid_before,
+            ),
+        ),
+        (
+            RULE_CANCELLED,
+            Q(items__order__status=S.CANCELLED, items__order__created_at__lte=cutoffs.unpaid_before),
+        ),
+        (RULE_NEVER_ORDERED, Q(items__isnull=True, created_at__lte=unused_before)),
+    ]
+    for rule, condition in rules:
+        counts.update(
+            _purge_each(candidates.filter(condition), rule=rule, cutoffs=cutoffs, limit=policy.batch)
+        )
+    raster_cutoff = now - timedelta(days=policy.raster_days)
+    jobs = (
+        PrintJob.objects.exclude(raster_blob="")
+        .filter(
+            Q(status=JobStatus.PRINTED, printed_at__lte=raster_cutoff)
+            | Q(status=JobStatus.CANCELLED, updated_at__lte=raster_cutoff)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[: policy.batch]
+    )
+    counts[RULE_PRINTED_RASTER] = sum(raster_purge(job_id=job_id, cutoff=raster_cutoff) for job_id in jobs)
+    result = {key: counts[key] for key in (*SWEEP_COUNTS, *sorted(set(counts) - set(SWEEP_COUNTS)))}
+    logger.info("retention sweep %s", " ".join(f"{key}={value}" for key, value in result.items()))
+    return result

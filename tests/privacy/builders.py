@@ -1,0 +1,206 @@
+"""Builders for the privacy tests: a customer who registers, uploads, orders and pays through the API, and
+orders taken through real production on a hot-folder printer, packed and shipped at the packing station."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from lab.catalog.demo import catalog_seed_demo
+from lab.orders.models import Order
+from lab.orders.services import order_locked, order_transition
+from lab.packing import station
+from lab.packing.services import packing_slip_render
+from lab.production import services as production
+from lab.production.models import Printer, PrintJob
+from printers.hotfolder_device import process_pending
+from tests.factories import UserFactory
+from tests.production.test_services import WORKER, hotfolder_printer
+from tests.support.images import jpeg_bytes
+from tests.support.stripe_server import signed_event
+
+PASSWORD = "a long privacy secret 42"
+SKU = "PRINT-4X6-GLOSSY"
+
+
+@dataclass(frozen=True)
+class Person:
+    full_name: str
+    email: str
+    line1: str
+    line2: str
+    city: str
+    postal_code: str
+
+    @property
+    def address(self) -> dict[str, str]:
+        return {
+            "name": self.full_name,
+            "line1": self.line1,
+            "line2": self.line2,
+            "city": self.city,
+            "region": "OR",
+            "postal_code": self.postal_code,
+            "country": "US",
+        }
+
+    @property
+    def photo_name(self) -> str:
+        return f"{self.full_name} at Lake Obscura.jpg"
+
+    @property
+    def needles(self) -> list[str]:
+        """What must never be found after erasure (or in a log line), lower-cased."""
+        return [
+            value.lower()
+            for value in (self.full_name, self.email, self.line1, self.line2, self.city, self.photo_name)
+        ]
+
+
+PERSON = Person(
+    full_name="Wilhelmina Quarrington",
+    email="wilhelmina.quarrington@example.org",
+    line1="4417 Cyanotype Crescent",
+    line2="Darkroom Flat 9B",
+    city="Silverhalideton",
+    postal_code="97999",
+)
+
+
+def register(api: APIClient, person: Person = PERSON) -> str:
+    response = api.post(
+        "/api/v1/accounts",
+        {
+            "email": person.email,
+            "password": PASSWORD,
+            "full_name": person.full_name,
+            "address": person.address,
+            "birth_date": "1984-02-29",
+            "privacy_policy_version": "1.0",
+            "marketing_opt_in": True,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    token = str(response.json()["token"])
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return token
+
+
+def upload(api: APIClient, person: Person = PERSON) -> str:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    photo = SimpleUploadedFile(person.photo_name, jpeg_bytes(1800, 1200), content_type="image/jpeg")
+    response = api.post("/api/v1/assets", {"file": photo}, format="multipart")
+    assert (response.status_code, response.json()["status"]) == (201, "ready")
+    return str(response.json()["id"])
+
+
+def place_order(api: APIClient, *, asset_id: str, key: str, person: Person = PERSON) -> Order:
+    catalog_seed_demo()
+    response = api.post(
+        "/api/v1/orders",
+        {
+            "items": [{"sku": SKU, "asset": asset_id, "copies": 2, "sizing": "fill"}],
+            "shipping_method": "standard",
+            "shipping_address": person.address,
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert response.status_code == 201, response.json()
+    return Order.objects.get(ref=response.json()["ref"])
+
+
+def pay(order: Order, *, event_id: str) -> None:
+    """Stripe's signed payment_intent.succeeded, delivered to the webhook endpoint by an anonymous client."""
+    payload, header = signed_event(
+        event_type="payment_intent.succeeded",
+        data_object={
+            "id": order.payment_intent_id,
+            "object": "payment_intent",
+            "amount": order.total_minor,
+            "amount_received": order.total_minor,
+            "metadata": {"order_ref": order.ref},
+        },
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        event_id=event_id,
+    )
+    response = APIClient().post(
+        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+    assert (response.status_code, response.json()["outcome"]) == (200, "paid")
+
+
+def minilab() -> Printer:
+    return Printer.objects.filter(name="minilab").first() or hotfolder_printer(
+        "minilab", sizes=["4x6", "8x10"]
+    )
+
+
+def print_order(order: Order) -> Order:
+    """Release, rasterize, submit to the hot folder, let the device print, poll: ready to pack."""
+    printer = minilab()
+    production.order_release(order_id=order.pk)
+    for job in PrintJob.objects.filter(order=order):
+        assert production.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+        assert production.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    process_pending(folder=Path(settings.HOTFOLDER_ROOT) / printer.target, delay_seconds=0)
+    production.printer_poll()
+    order.refresh_from_db()
+    assert order.status == "ready_to_pack"
+    packing_slip_render(order_id=order.pk)
+    return order
+
+
+def pack_and_ship(order: Order) -> Order:
+    packer = UserFactory(roles=["packer"])
+    for item in order.items.all():
+        station.item_confirm(code=order.ref, position=item.position, copies_counted=item.copies, actor=packer)
+    station.order_pack(code=order.ref, actor=packer)
+    station.order_ship(code=order.ref, actor=packer, carrier="ups", tracking_number="1Z999AA10123456784")
+    order.refresh_from_db()
+    return order
+
+
+def move_order(order: Order, *statuses: str) -> Order:
+    """Walk an order through the state machine (for states the test does not need to produce for real)."""
+    for status in statuses:
+        with transaction.atomic():
+            locked = order_locked(order_id=order.pk)
+            if status == "shipped":
+                locked.shipped_at = timezone.now()
+            order_transition(
+                order=locked,
+                to_status=status,
+                extra_fields=("shipped_at",) if status == "shipped" else (),
+            )
+    order.refresh_from_db()
+    return order
+
+
+def blob_path(name: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / "blobs" / name[:2] / name
+
+
+def database_text() -> str:
+    """Every value of every row of every table, as one lower-cased text (bytes decoded as Latin-1)."""
+    chunks: list[str] = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            for row in cursor.fetchall():
+                for value in row:
+                    if isinstance(value, memoryview | bytes):
+                        chunks.append(bytes(value).decode("latin-1"))
+                    elif isinstance(value, dict | list):
+                        chunks.append(json.dumps(value, ensure_ascii=False))
+                    else:
+                        chunks.append(str(value))
+    return "\n".join(chunks).lower()

@@ -1,0 +1,233 @@
+"""DELETE /api/v1/me: photos crypto-shredded, personal data gone from every table and column, orders kept
+anonymised for accounting, consents kept, the audit chain intact; refused while an order is still open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from lab.accounts.models import Consent, User
+from lab.audit import gate
+from lab.audit.models import AuditRecord, ClarificationCase
+from lab.audit.records import RequestMeta
+from lab.audit.services import audit_verify_database
+from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
+from lab.notify.services import notify_order_created, notify_order_status_changed
+from lab.orders.models import Asset, Order
+from lab.packing.models import PackingSlip
+from lab.production import services as production
+from lab.production.models import PrintJob
+from tests.factories import UserFactory
+from tests.privacy.builders import (
+    PASSWORD,
+    PERSON,
+    blob_path,
+    database_text,
+    minilab,
+    move_order,
+    pack_and_ship,
+    pay,
+    place_order,
+    print_order,
+    register,
+    upload,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass(frozen=True)
+class History:
+    customer: User
+    shipped: Order
+    cancelled: Order
+    unpaid: Order
+    blobs: list[str]
+
+
+def customer_with_history(api) -> History:
+    """A shipped order (printed for real, slip, e-mails, webhooks), a cancelled one, an unpaid one, a photo
+    never ordered, a webhook endpoint in the customer's words, an employee view and an open question."""
+    register(api)
+    customer = User.objects.get(email=PERSON.email)
+    WebhookEndpoint.objects.create(
+        owner=customer,
+        url="https://hooks.example.net/wilhelmina-quarrington",
+        secret="whsec_" + "s" * 32,
+        event_types=["order.status_changed", "order.shipped"],
+        description=f"{PERSON.full_name}'s studio",
+    )
+    shipped_asset = upload(api)
+    shipped = place_order(api, asset_id=shipped_asset, key="erase-1")
+    notify_order_created(order_id=shipped.pk)
+    pay(shipped, event_id="evt_erase_1")
+    minilab()
+    production.order_release(order_id=shipped.pk)
+    job = PrintJob.objects.select_related("item").get(order=shipped)
+    technician = UserFactory(roles=["technician"])
+    gate.image_access(
+        user=technician,
+        request=gate.AccessRequest(
+            asset_id=str(job.item.asset_id),
+            purpose="printing",
+            justification="checking the colour of the print",
+            context_type="print_job",
+            context_id=str(job.pk),
+        ),
+        meta=RequestMeta(client_ip="10.0.0.5", user_agent="FloorTablet/3"),
+    )
+    ClarificationCase.objects.create(
+        order=shipped, opened_by=technician, question=f"Is {PERSON.full_name} happy with a crop?"
+    )
+    print_order(shipped)
+    pack_and_ship(shipped)
+    for status in ("paid", "in_production", "ready_to_pack", "packed", "shipped"):
+        notify_order_status_changed(order_id=shipped.pk, status=status)
+    cancelled = place_order(api, asset_id=upload(api), key="erase-2")
+    assert api.post(f"/api/v1/orders/{cancelled.ref}/cancel").status_code == 200
+    unpaid = place_order(api, asset_id=upload(api), key="erase-3")
+    upload(api)  # never ordered
+    return History(
+        customer=customer,
+        shipped=shipped,
+        cancelled=cancelled,
+        unpaid=unpaid,
+        blobs=list(Asset.objects.filter(owner=customer).values_list("blob_name", flat=True))
+        + list(PrintJob.objects.exclude(raster_blob="").values_list("raster_blob", flat=True)),
+    )
+
+
+def test_erasure_removes_personal_data_from_every_table_and_keeps_orders_anonymised(
+    api, django_capture_on_commit_callbacks
+):
+    history = customer_with_history(api)
+    customer = history.customer
+    before = database_text()
+    assert [needle for needle in PERSON.needles if needle in before] == PERSON.needles[
+        :-1
+    ]  # not the file name
+    assert WebhookEvent.objects.exists() and PackingSlip.objects.exists() and Notification.objects.exists()
+    consents = list(Consent.objects.filter(user=customer).values_list("pk", "kind", "granted"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert {key: value for key, value in response.json().items() if key != "erased_at"} == {
+        "photos_purged": 4,
+        "orders_anonymized": 3,
+        "orders_cancelled": 1,
+    }
+    after = database_text()
+    assert [needle for needle in PERSON.needles if needle in after] == []
+    customer.refresh_from_db()
+    assert (customer.email, customer.full_name, customer.address) == (
+        f"erased-{customer.public_id}@invalid",
+        "",
+        {},
+    )
+    assert (customer.is_active, customer.has_usable_password(), customer.erased_at is not None) == (
+        False,
+        False,
+        True,
+    )
+    assert Token.objects.filter(user=customer).count() == 0
+    assert api.get("/api/v1/me").status_code == 401
+    assert sorted(
+        Order.objects.filter(customer=customer).values_list("ref", "status", "is_anonymized", "total_minor")
+    ) == sorted(
+        [
+            (history.shipped.ref, "shipped", True, history.shipped.total_minor),
+            (history.cancelled.ref, "cancelled", True, history.cancelled.total_minor),
+            (history.unpaid.ref, "cancelled", True, history.unpaid.total_minor),
+        ]
+    )
+    assert [(o.shipping_address, o.guest_email, o.hold_message) for o in Order.objects.all()] == [
+        ({}, "", "")
+    ] * 3
+    assert set(Asset.objects.filter(owner=customer).values_list("status", flat=True)) == {"purged"}
+    assert [blob_path(name).exists() for name in history.blobs] == [False] * len(history.blobs)
+    assert (WebhookEndpoint.objects.count(), WebhookEvent.objects.count(), PackingSlip.objects.count()) == (
+        0,
+        0,
+        0,
+    )
+    assert list(Consent.objects.filter(user=customer).values_list("pk", "kind", "granted"))[
+        : len(consents)
+    ] == (consents)
+    assert list(Consent.objects.filter(user=customer).values_list("kind", "granted"))[len(consents) :] == [
+        ("marketing", False)  # the opt-in is withdrawn, and that is recorded like any consent
+    ]
+    purges = AuditRecord.objects.filter(action="image.purge").order_by("seq")
+    assert [(r.rule, r.purpose, r.actor_role) for r in purges] == [("erasure", "erasure", "system")] * 4
+    erase = AuditRecord.objects.get(action="account.erase")
+    assert (erase.actor_id, erase.actor_role, erase.client_ip) == (str(customer.public_id), "customer", None)
+    assert audit_verify_database().problem is None
+    keys = [asset.data_key for asset in Asset.objects.select_related("data_key").filter(owner=customer)]
+    assert [(key.is_destroyed, key.wrapped_key) for key in keys] == [(True, None)] * 4
+
+
+def test_wrong_or_missing_password_erases_nothing(api):
+    register(api)
+    upload(api)
+    customer = User.objects.get(email=PERSON.email)
+    records = AuditRecord.objects.count()
+
+    wrong = api.delete("/api/v1/me", {"password": "not my password"}, format="json")
+    missing = api.delete("/api/v1/me", {}, format="json")
+
+    assert (wrong.status_code, wrong.json()["code"]) == (403, "wrong_password")
+    assert (missing.status_code, missing.json()["code"]) == (400, "invalid_request")
+    customer.refresh_from_db()
+    assert (customer.email, customer.full_name, customer.is_active, customer.erased_at) == (
+        PERSON.email,
+        PERSON.full_name,
+        True,
+        None,
+    )
+    assert set(Asset.objects.values_list("status", flat=True)) == {"ready"}
+    assert AuditRecord.objects.count() == records
+    assert api.get("/api/v1/me").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("paid",),
+        ("paid", "in_production"),
+        ("paid", "on_hold"),
+        ("paid", "in_production", "ready_to_pack"),
+        ("paid", "in_production", "ready_to_pack", "packed"),
+    ],
+)
+def test_erasure_is_refused_while_an_order_is_still_to_be_made_or_shipped(api, path):
+    register(api)
+    order = place_order(api, asset_id=upload(api), key="erase-open")
+    Order.objects.filter(pk=order.pk).update(payment_status="succeeded")
+    move_order(order, *path)
+    records = AuditRecord.objects.count()
+
+    response = api.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    assert response.status_code == 409
+    assert (response.json()["code"], response.json()["orders"]) == (
+        "erasure_blocked_by_open_orders",
+        [order.ref],
+    )
+    order.refresh_from_db()
+    assert (order.status, order.is_anonymized, order.shipping_address) == (path[-1], False, PERSON.address)
+    assert Asset.objects.get().status == "ready"
+    assert User.objects.get(pk=order.customer_id).email == PERSON.email
+    assert AuditRecord.objects.count() == records
+
+
+def test_staff_accounts_are_not_erased_through_the_customer_api(api):
+    technician = UserFactory(roles=["technician"])
+    api.force_authenticate(technician)
+
+    response = api.delete("/api/v1/me", {"password": "correct horse battery"}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (403, "staff_account_not_erasable")
+    technician.refresh_from_db()
+    assert (technician.is_active, technician.erased_at) == (True, None)

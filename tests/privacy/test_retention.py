@@ -1,0 +1,317 @@
+"""Retention: shipped orders' photos after N days, printed rasters after M days, unpaid/cancelled orders and
+never-ordered photos after 7 days; purge = files deleted + data key destroyed + `image.purge`, atomically."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+from lab.audit import gate
+from lab.audit.models import AuditRecord
+from lab.audit.records import RequestMeta
+from lab.audit.services import audit_verify_database
+from lab.orders.models import Asset, Order, OrderEvent
+from lab.privacy import retention
+from lab.privacy.crypto import KeyDestroyed
+from lab.privacy.models import DataKey
+from lab.privacy.vault import vault_read
+from lab.production.models import PrintJob
+from tests.factories import UserFactory, asset_for
+from tests.privacy.builders import blob_path, minilab, move_order, print_order
+from tests.production.test_services import paid_order
+
+pytestmark = pytest.mark.django_db
+DAY = timedelta(days=1)
+COUNTS_ZERO = dict.fromkeys(retention.SWEEP_COUNTS, 0)
+
+
+@pytest.fixture(autouse=True)
+def _schedule(settings) -> None:
+    settings.RETENTION_SHIPPED_DAYS = 30
+    settings.RETENTION_RASTER_DAYS = 7
+    settings.RETENTION_UNPAID_DAYS = 7
+    settings.RETENTION_UNUSED_DAYS = 7
+
+
+def shipped_order() -> Order:
+    minilab()
+    order = print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    return move_order(order, "packed", "shipped")
+
+
+def files_of(order: Order) -> list[str]:
+    asset = order.items.get().asset
+    return [asset.blob_name, *PrintJob.objects.filter(order=order).values_list("raster_blob", flat=True)]
+
+
+def sweep(when, django_capture_on_commit_callbacks) -> dict[str, int]:
+    with django_capture_on_commit_callbacks(execute=True):
+        return retention.retention_sweep(now=when)
+
+
+def test_shipped_order_photo_and_raster_purged_after_30_days_not_before(django_capture_on_commit_callbacks):
+    order = shipped_order()
+    asset = order.items.get().asset
+    names = files_of(order)
+    assert len(names) == 2 and all(blob_path(name).exists() for name in names)
+
+    early = sweep(order.shipped_at + 30 * DAY - timedelta(seconds=1), django_capture_on_commit_callbacks)
+    asset.refresh_from_db()
+    assert early == {**COUNTS_ZERO, retention.RULE_PRINTED_RASTER: 1}  # the raster went after 7 days
+    assert asset.status == "ready"
+
+    result = sweep(order.shipped_at + 30 * DAY, django_capture_on_commit_callbacks)
+
+    assert result == {**COUNTS_ZERO, retention.RULE_SHIPPED: 1}
+    asset.refresh_from_db()
+    assert (asset.status, asset.blob_name) == ("purged", "")
+    assert asset.purged_at is not None
+    key = DataKey.objects.get(pk=asset.data_key_id)
+    assert (key.wrapped_key, key.is_destroyed) == (None, True)
+    assert [blob_path(name).exists() for name in names] == [False, False]
+    assert list(PrintJob.objects.filter(order=order).values_list("raster_blob", flat=True)) == [""]
+    record = AuditRecord.objects.get(action="image.purge")
+    assert (record.actor_id, record.actor_role, record.outcome, record.rule, record.purpose) == (
+        None,
+        "system",
+        "done",
+        "shipped_order",
+        "retention",
+    )
+    assert (record.asset_id, record.order_ref) == (str(asset.pk), order.ref)
+    assert audit_verify_database().problem is None
+
+
+def test_a_restored_backup_of_a_purged_photo_never_shows_again(django_capture_on_commit_callbacks, tmp_path):
+    order = shipped_order()
+    asset = order.items.get().asset
+    name, raster_name = files_of(order)
+    backup = tmp_path / "backup.blob"
+    shutil.copy2(blob_path(name), backup)
+
+    result = sweep(order.shipped_at + 31 * DAY, django_capture_on_commit_callbacks)
+    # One sweep: the photo's purge takes the raster with it, so the raster rule finds nothing left.
+    assert result == {**COUNTS_ZERO, retention.RULE_SHIPPED: 1}
+    assert (blob_path(name).exists(), blob_path(raster_name).exists()) == (False, False)
+    assert PrintJob.objects.get(order=order).raster_blob == ""
+    shutil.copy2(backup, blob_path(name))  # the files come back from a backup
+
+    asset.refresh_from_db()
+    with pytest.raises(KeyDestroyed):
+        vault_read(data_key=asset.data_key, name=name, purpose="original")
+    supervisor = UserFactory(roles=["supervisor"])
+    job = PrintJob.objects.get(order=order)
+    with pytest.raises(gate.AccessDenied) as denied:
+        gate.image_access(
+            user=supervisor,
+            request=gate.AccessRequest(
+                asset_id=str(asset.pk),
+                purpose="printing",
+                justification="restored from the nightly backup",
+                context_type="print_job",
+                context_id=str(job.pk),
+                variant="full",
+            ),
+            meta=RequestMeta(),
+        )
+    assert denied.value.details["rule"] == "asset_unavailable"
+    assert list(AuditRecord.objects.values_list("action", "outcome")) == [
+        ("image.read.system", "done"),
+        ("image.purge", "done"),
+        ("image.access.denied", "denied"),
+    ]
+
+
+def test_rasters_of_printed_jobs_go_after_7_days_and_the_original_stays(django_capture_on_commit_callbacks):
+    minilab()
+    order = print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    job = PrintJob.objects.get(order=order)
+    raster_name, asset = job.raster_blob, job.item.asset
+
+    assert sweep(job.printed_at + 7 * DAY - timedelta(seconds=1), django_capture_on_commit_callbacks) == (
+        COUNTS_ZERO
+    )
+    result = sweep(job.printed_at + 7 * DAY, django_capture_on_commit_callbacks)
+
+    assert result == {**COUNTS_ZERO, retention.RULE_PRINTED_RASTER: 1}
+    job.refresh_from_db()
+    assert (job.raster_blob, blob_path(raster_name).exists()) == ("", False)
+    assert job.events.filter(kind="raster_purged").count() == 1
+    asset.refresh_from_db()
+    assert asset.status == "ready"
+    assert vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original").startswith(
+        b"\xff\xd8"
+    )
+    record = AuditRecord.objects.get(action="raster.purge")
+    assert (record.rule, record.asset_id, record.order_ref, record.context_type, record.context_id) == (
+        "printed_raster",
+        str(asset.pk),
+        order.ref,
+        "print_job",
+        str(job.pk),
+    )
+
+
+def unpaid_order(customer, asset) -> Order:
+    from lab.catalog.demo import catalog_seed_demo
+    from lab.catalog.models import Product
+    from lab.orders.models import OrderItem
+    from tests.privacy.builders import SKU
+
+    catalog_seed_demo()
+    order = Order.objects.create(
+        customer=customer,
+        shipping_address={"name": "X"},
+        shipping_method="standard",
+        subtotal_minor=35,
+        shipping_minor=0,
+        total_minor=35,
+        currency="usd",
+        payment_status="requires_payment",
+    )
+    OrderItem.objects.create(
+        order=order,
+        position=1,
+        product=Product.objects.get(sku=SKU),
+        asset=asset,
+        copies=1,
+        sizing="fill",
+        unit_price_minor=35,
+        line_total_minor=35,
+    )
+    return order
+
+
+def test_an_unpaid_order_is_cancelled_after_7_days_and_its_photo_purged(django_capture_on_commit_callbacks):
+    customer = UserFactory()
+    stale = unpaid_order(customer, asset_for(customer))
+    fresh_asset = asset_for(customer)
+    fresh = unpaid_order(customer, fresh_asset)
+    Order.objects.filter(pk=fresh.pk).update(created_at=stale.created_at + 2 * DAY)
+
+    result = sweep(stale.created_at + 7 * DAY, django_capture_on_commit_callbacks)
+
+    assert result == {**COUNTS_ZERO, "orders_expired": 1, retention.RULE_UNPAID: 1}
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (stale.status, fresh.status) == ("cancelled", "awaiting_payment")
+    assert OrderEvent.objects.get(order=stale, to_status="cancelled").actor_kind == "system"
+    assert stale.items.get().asset.status == "purged"
+    fresh_asset.refresh_from_db()
+    assert fresh_asset.status == "ready"
+    assert AuditRecord.objects.get(action="image.purge").rule == "unpaid_order"
+
+
+def test_a_cancelled_paid_order_releases_its_photo_7_days_after_it_was_placed(
+    django_capture_on_commit_callbacks,
+):
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    Order.objects.filter(pk=order.pk).update(payment_status="refunded")
+    move_order(order, "cancelled")
+
+    result = sweep(order.created_at + 7 * DAY, django_capture_on_commit_callbacks)
+
+    assert result == {**COUNTS_ZERO, retention.RULE_CANCELLED: 1}
+    assert AuditRecord.objects.get(action="image.purge").rule == "cancelled_order"
+
+
+def test_a_photo_never_ordered_goes_after_7_days(django_capture_on_commit_callbacks):
+    customer = UserFactory()
+    old = asset_for(customer)
+    young = asset_for(customer)
+    Asset.objects.filter(pk=young.pk).update(created_at=old.created_at + DAY)
+    name = old.blob_name
+
+    result = sweep(old.created_at + 7 * DAY, django_capture_on_commit_callbacks)
+
+    assert result == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 1}
+    old.refresh_from_db()
+    young.refresh_from_db()
+    assert (old.status, young.status, blob_path(name).exists()) == ("purged", "ready", False)
+    record = AuditRecord.objects.get(action="image.purge")
+    assert (record.rule, record.asset_id, record.order_ref) == ("never_ordered", str(old.pk), None)
+
+
+@pytest.mark.parametrize(
+    "status_path", [(), ("in_production",), ("on_hold",), ("in_production", "ready_to_pack")]
+)
+def test_a_photo_still_needed_by_an_open_order_is_never_purged(
+    status_path, django_capture_on_commit_callbacks
+):
+    shipped = shipped_order()
+    asset = shipped.items.get().asset
+    again = unpaid_order(shipped.customer, asset)
+    # Placed again a day before the shipped order's photo would go: not a stale unpaid order.
+    Order.objects.filter(pk=again.pk).update(created_at=shipped.shipped_at + 29 * DAY)
+    if status_path:
+        Order.objects.filter(pk=again.pk).update(payment_status="succeeded")
+        move_order(again, "paid", *status_path)
+    names = files_of(shipped)
+
+    result = sweep(shipped.shipped_at + 30 * DAY, django_capture_on_commit_callbacks)
+    with pytest.raises(retention.AssetStillNeeded) as refused:
+        retention.asset_purge(asset_id=asset.pk, rule=retention.RULE_ERASURE, cutoffs=None)
+
+    assert refused.value.details["orders"] == [again.ref]
+    asset.refresh_from_db()
+    assert asset.status == "ready"
+    assert DataKey.objects.get(pk=asset.data_key_id).wrapped_key is not None
+    assert blob_path(names[0]).exists()
+    assert not AuditRecord.objects.filter(action="image.purge").exists()
+    assert result == {**COUNTS_ZERO, retention.RULE_PRINTED_RASTER: 1}
+
+
+def test_a_rolled_back_purge_leaves_the_key_the_files_and_the_log_as_they_were(
+    django_capture_on_commit_callbacks,
+):
+    customer = UserFactory()
+    asset = asset_for(customer)
+    seq_before = AuditRecord.objects.count()
+
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        retention.asset_purge(asset_id=asset.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+        raise RuntimeError("the caller failed after the purge")
+
+    asset.refresh_from_db()
+    assert asset.status == "ready"
+    assert vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original").startswith(
+        b"\xff\xd8"
+    )
+    assert AuditRecord.objects.count() == seq_before
+
+
+def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_callbacks, settings):
+    from workers.app import app
+    from workers.privacy_tasks import retention_purge
+
+    settings.RETENTION_UNUSED_DAYS = 0
+    customer = UserFactory()
+    asset_for(customer)
+    asset_for(customer)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retention_purge() == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 2}
+    out = io.StringIO()
+    call_command("retention_purge", stdout=out)
+
+    assert app.tasks["privacy.retention_purge"].name == retention_purge.name == "privacy.retention_purge"
+    assert out.getvalue().splitlines() == [
+        "retention: shipped orders 30 d, rasters 7 d after printing, unpaid/cancelled orders 7 d,"
+        " photos never ordered 0 d",
+        "orders_expired: 0",
+        "shipped_order: 0",
+        "unpaid_order: 0",
+        "cancelled_order: 0",
+        "never_ordered: 0",
+        "printed_raster: 0",
+        "still_needed: 0",
+    ]

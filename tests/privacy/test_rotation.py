@@ -1,0 +1,92 @@
+"""Master key rotation: `manage.py rotate_master_key` re-wraps data keys only; photos and rasters keep their
+bytes and files, and decrypt afterwards with nothing but the new master key configured."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import secrets
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from lab.orders.models import Asset
+from lab.privacy.crypto import DecryptionFailed
+from lab.privacy.models import DataKey
+from lab.privacy.retention import RULE_NEVER_ORDERED, asset_purge
+from lab.privacy.vault import vault_read, vault_write
+from tests.factories import UserFactory, asset_for
+from tests.privacy.builders import blob_path
+
+pytestmark = pytest.mark.django_db
+
+
+def master(key_id: str) -> str:
+    return f"{key_id}:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def snapshot(names: list[str]) -> list[tuple[bytes, int, int]]:
+    return [
+        (blob_path(name).read_bytes(), blob_path(name).stat().st_mtime_ns, blob_path(name).stat().st_ino)
+        for name in names
+    ]
+
+
+def test_rotation_rewraps_keys_and_photos_decrypt_with_only_the_new_key(settings):
+    old, new = master("old"), master("new")
+    settings.LAB_MASTER_KEYS = [old]
+    customer = UserFactory()
+    photos = [asset_for(customer, width=1200, height=800), asset_for(customer, width=900, height=1200)]
+    raster = vault_write(data_key=photos[0].data_key, plaintext=b"raster bytes", purpose="raster")
+    purged = asset_for(customer)
+    asset_purge(asset_id=purged.pk, rule=RULE_NEVER_ORDERED, cutoffs=None)
+    names = [photo.blob_name for photo in photos] + [raster]
+    before = snapshot(names)
+
+    settings.LAB_MASTER_KEYS = [new, old]
+    out = io.StringIO()
+    call_command("rotate_master_key", stdout=out)
+
+    assert out.getvalue() == (
+        "re-wrapped 2 data keys under master key 'new'; no live data key uses another master key,"
+        " so the old ones can be removed from LAB_MASTER_KEY\n"
+    )
+    assert sorted((key.master_key_id, key.is_destroyed) for key in DataKey.objects.all()) == [
+        ("new", False),
+        ("new", False),
+        ("old", True),  # the purged photo's key stays destroyed: there is nothing to re-wrap
+    ]
+    settings.LAB_MASTER_KEYS = [new]
+    rotated = [Asset.objects.select_related("data_key").get(pk=photo.pk) for photo in photos]
+    for photo in rotated:
+        data = vault_read(data_key=photo.data_key, name=photo.blob_name, purpose="original")
+        assert hashlib.sha256(data).hexdigest() == photo.sha256
+    assert vault_read(data_key=rotated[0].data_key, name=raster, purpose="raster") == b"raster bytes"
+    assert snapshot(names) == before  # same bytes, same mtime, same inode: the files were not touched
+
+
+def test_rotation_again_has_nothing_to_do(settings):
+    settings.LAB_MASTER_KEYS = [master("k1")]
+    asset_for(UserFactory())
+    settings.LAB_MASTER_KEYS = [master("k2"), *settings.LAB_MASTER_KEYS]
+    call_command("rotate_master_key", stdout=io.StringIO())
+
+    out = io.StringIO()
+    call_command("rotate_master_key", stdout=out)
+
+    assert out.getvalue().startswith("re-wrapped 0 data keys under master key 'k2';")
+
+
+def test_without_the_old_key_the_photos_cannot_be_read_and_rotation_stops(settings):
+    old, new = master("old"), master("new")
+    settings.LAB_MASTER_KEYS = [old]
+    photo = asset_for(UserFactory())
+    settings.LAB_MASTER_KEYS = [new]  # the operator dropped the old key before rotating
+
+    with pytest.raises(DecryptionFailed):
+        vault_read(data_key=photo.data_key, name=photo.blob_name, purpose="original")
+    with pytest.raises(CommandError, match="Keep every old master key in LAB_MASTER_KEY"):
+        call_command("rotate_master_key", stdout=io.StringIO())
+
+    assert DataKey.objects.get(pk=photo.data_key_id).master_key_id == "old"
