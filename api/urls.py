@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from api import notify_views, privacy_views, views, webhooks
+from api import audit_views, notify_views, privacy_views, views, webhooks
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -21,6 +21,9 @@ urlpatterns = [
     path("orders/<str:ref>", views.OrderDetailView.as_view(), name="order-detail"),
     path("orders/<str:ref>/cancel", views.OrderCancelView.as_view(), name="order-cancel"),
     path("webhooks/stripe", webhooks.StripeWebhookView.as_view(), name="stripe-webhook"),
+    path("audit/records", audit_views.AuditRecordListView.as_view(), name="audit-records"),
+    path("audit/summary", audit_views.AuditSummaryView.as_view(), name="audit-summary"),
+    path("audit/anomalies", audit_views.AuditAnomalyListView.as_view(), name="audit-anomalies"),
     path("webhook-endpoints", notify_views.WebhookEndpointListCreateView.as_view(), name="webhook-endpoints"),
     path(
         "webhook-endpoints/<uuid:endpoint_id>",

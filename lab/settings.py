@@ -259,6 +259,11 @@ RETENTION_SWEEP_SECONDS = envint("RETENTION_SWEEP_SECONDS", 3600)
 
 # --- Audit ---------------------------------------------------------------------------------------
 AUDIT_GRANT_SECONDS = envint("AUDIT_GRANT_SECONDS", 600)
+AUDIT_BURST_ORDERS = envint("AUDIT_BURST_ORDERS", 10)  # one person viewing this many orders ...
+AUDIT_BURST_MINUTES = envint("AUDIT_BURST_MINUTES", 15)  # ... within this window is flagged
+AUDIT_REPEAT_VIEWS = envint("AUDIT_REPEAT_VIEWS", 5)  # repeated views of one order ...
+AUDIT_REPEAT_HOURS = envint("AUDIT_REPEAT_HOURS", 24)  # ... within this window are flagged
+AUDIT_REVIEW_SAMPLE_SIZE = envint("AUDIT_REVIEW_SAMPLE_SIZE", 20)  # daily random sample of views to review
 AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 3600)
 # Ed25519 private key (PEM or base64 raw) that signs checkpoints; kept outside the database.
 AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY") or _persistent_secret(

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include(("api.urls", "api"), namespace="api")),
     path("lab/photos/", include("lab.audit.urls")),
     path("healthz", health, name="health"),
+    path("lab/audit/", include("lab.audit.console_urls")),
     path("lab/", include("lab.staff.urls")),
 ]
 

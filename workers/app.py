@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lab.settings")
@@ -45,6 +46,10 @@ app.conf.beat_schedule = {
     "privacy-retention-purge": {
         "task": "privacy.retention_purge",
         "schedule": float(settings.RETENTION_SWEEP_SECONDS),
+    },
+    "audit-review-sample-daily": {
+        "task": "audit.review_sample_daily",
+        "schedule": crontab(hour=0, minute=30),
     },
     # Also when nothing happened: a signed head every interval makes a silent gap visible.
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": float(settings.AUDIT_CHECKPOINT_SECONDS)},

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# Imported for their side effect: they register the notify.* and privacy.* tasks.
+# Imported for their side effect: they register the audit.*, notify.* and privacy.* tasks.
+import workers.audit_tasks
 import workers.notify_tasks
 import workers.privacy_tasks  # noqa: F401
 from workers.app import app

@@ -145,3 +145,37 @@ class ReviewItem(models.Model):
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(fields=["record", "reason"], name="one_review_per_reason")
         ]
+
+
+class StaffShift(models.Model):
+    """One weekly working window of a person, in the lab's time zone (settings.TIME_ZONE).
+
+    A window whose end is not after its start runs past midnight into the next weekday. The auditors'
+    anomaly rules flag a person's views that fall outside every one of their shifts.
+    """
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0
+        TUESDAY = 1
+        WEDNESDAY = 2
+        THURSDAY = 3
+        FRIDAY = 4
+        SATURDAY = 5
+        SUNDAY = 6
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shifts")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    start_time = models.TimeField()
+    end_time = models.TimeField()
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["user", "weekday", "start_time"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(condition=models.Q(weekday__lte=6), name="shift_weekday_valid"),
+            models.CheckConstraint(
+                condition=~models.Q(start_time=models.F("end_time")), name="shift_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"shift:{self.user_id}:{self.weekday}:{self.start_time}-{self.end_time}"

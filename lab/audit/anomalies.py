@@ -1,0 +1,264 @@
+"""Anomaly rules over employees' photo views: which audit records an auditor should look at, and why.
+Read-only; the review queue (lab.audit.review) stores what these rules find.
+
+An *attempt* is an employee's record of a photo request: a view (``image.view.preview``, ``image.view.full``,
+``image.download``) or a refusal (``image.access.denied``); customers' own downloads and the workers' system
+reads are not employee attempts. The rules, each a flag name:
+
+- ``outside_production_step``: a refused attempt whose gate rule says the purpose was allowed for the role
+  but the named context was not at a step where it fits (``STEP_RULES``: the print job was no longer active,
+  the order was not being packed, the ticket or clarification case was closed, the context did not exist),
+  and any *granted* view whose rule is not one of the gate's fitting-step rules (``FITTING_RULES``) — a
+  cross-check on the gate itself.
+- ``denied_attempt``: every other refused attempt (wrong role or purpose, missing justification, ...).
+  So every refusal carries exactly one of these two flags.
+- ``burst_of_orders``: a granted view at which the same person has viewed at least ``AUDIT_BURST_ORDERS``
+  different orders within the last ``AUDIT_BURST_MINUTES`` (the window ends at, and includes, this view);
+  the view that reaches the threshold and every later one while the window still holds that many are flagged.
+- ``repeated_views``: a granted view at which the same person has viewed the same order at least
+  ``AUDIT_REPEAT_VIEWS`` times within the last ``AUDIT_REPEAT_HOURS``.
+- ``outside_shift``: an attempt outside every StaffShift of that person, in the lab's time zone. People with
+  no shift on record are not judged by this rule (a lab that does not keep shifts gets no such flags).
+- ``after_shipment``: an attempt naming an order whose ``shipped_at`` is at or before the attempt.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+
+from django.conf import settings
+from django.utils import timezone
+
+from lab.audit.models import AuditRecord, StaffShift
+
+VIEW_ACTIONS = ("image.view.preview", "image.view.full", "image.download")
+DENIED_ACTION = "image.access.denied"
+ATTEMPT_ACTIONS = (*VIEW_ACTIONS, DENIED_ACTION)
+NON_EMPLOYEE_ROLES = ("customer", "system")
+STEP_RULES = frozenset(
+    {
+        "context_not_found",
+        "print_job_not_active",
+        "order_not_being_packed",
+        "photo_not_on_ticket_printer",
+        "maintenance_ticket_closed",
+        "clarification_not_open",
+    }
+)
+FITTING_RULES = frozenset(
+    {"active_print_job", "order_being_packed", "open_maintenance_ticket", "open_clarification_case"}
+)
+_LOOKUP_CHUNK = 1000
+
+
+class Flag(StrEnum):
+    DENIED_ATTEMPT = "denied_attempt"
+    OUTSIDE_PRODUCTION_STEP = "outside_production_step"
+    BURST_OF_ORDERS = "burst_of_orders"
+    REPEATED_VIEWS = "repeated_views"
+    OUTSIDE_SHIFT = "outside_shift"
+    AFTER_SHIPMENT = "after_shipment"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    burst_orders: int
+    burst_window: timedelta
+    repeat_views: int
+    repeat_window: timedelta
+
+
+def thresholds() -> Thresholds:
+    return Thresholds(
+        burst_orders=int(getattr(settings, "AUDIT_BURST_ORDERS", 10)),
+        burst_window=timedelta(minutes=int(getattr(settings, "AUDIT_BURST_MINUTES", 15))),
+        repeat_views=int(getattr(settings, "AUDIT_REPEAT_VIEWS", 5)),
+        repeat_window=timedelta(hours=int(getattr(settings, "AUDIT_REPEAT_HOURS", 24))),
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    seq: int
+    occurred_at: datetime
+    actor_id: str
+    action: str
+    outcome: str
+    rule: str
+    order_ref: str | None
+
+    @property
+    def is_granted_view(self) -> bool:
+        return self.action in VIEW_ACTIONS and self.outcome == "granted"
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    seq: int
+    flag: Flag
+    actor_id: str
+    occurred_at: datetime
+    order_ref: str | None
+    detail: str
+
+
+def attempts_between(*, since: datetime, until: datetime, actor_id: str | None = None) -> list[Attempt]:
+    """Employee attempts in [since, until) in time order; served by the (action, occurred_at) index."""
+    rows = AuditRecord.objects.filter(
+        action__in=ATTEMPT_ACTIONS, occurred_at__gte=since, occurred_at__lt=until, actor_id__isnull=False
+    ).exclude(actor_role__in=NON_EMPLOYEE_ROLES)
+    if actor_id is not None:
+        rows = rows.filter(actor_id=actor_id)
+    fields = ("seq", "occurred_at", "actor_id", "action", "outcome", "rule", "order_ref")
+    ordered = rows.order_by("occurred_at", "seq").values_list(*fields)
+    return [Attempt(*row) for row in ordered.iterator(chunk_size=5000)]
+
+
+def anomalies_find(*, since: datetime, until: datetime, actor_id: str | None = None) -> list[Anomaly]:
+    """Every flag on attempts in [since, until), ordered by seq then flag name."""
+    limits = thresholds()
+    # Window rules look back from each attempt, so attempts just before `since` count towards them.
+    lookback = max(limits.burst_window, limits.repeat_window)
+    attempts = attempts_between(since=since - lookback, until=until, actor_id=actor_id)
+    in_range = [attempt for attempt in attempts if attempt.occurred_at >= since]
+    found = [
+        *refusal_flags(in_range),
+        *burst_flags(attempts, since=since, limits=limits),
+        *repeat_flags(attempts, since=since, limits=limits),
+        *shift_flags(in_range, shifts=_shifts_by_actor({a.actor_id for a in in_range})),
+        *shipment_flags(in_range, shipped=_shipped_at({a.order_ref for a in in_range if a.order_ref})),
+    ]
+    return sorted(found, key=lambda anomaly: (anomaly.seq, anomaly.flag.value))
+
+
+def _anomaly(attempt: Attempt, flag: Flag, detail: str) -> Anomaly:
+    return Anomaly(attempt.seq, flag, attempt.actor_id, attempt.occurred_at, attempt.order_ref, detail)
+
+
+def refusal_flags(attempts: Iterable[Attempt]) -> Iterator[Anomaly]:
+    for attempt in attempts:
+        if attempt.outcome == "denied":
+            flag = Flag.OUTSIDE_PRODUCTION_STEP if attempt.rule in STEP_RULES else Flag.DENIED_ATTEMPT
+            yield _anomaly(attempt, flag, f"refused by the gate: {attempt.rule}")
+        elif attempt.is_granted_view and attempt.rule not in FITTING_RULES:
+            yield _anomaly(
+                attempt, Flag.OUTSIDE_PRODUCTION_STEP, f"granted without a fitting step: {attempt.rule}"
+            )
+
+
+def burst_flags(attempts: Iterable[Attempt], *, since: datetime, limits: Thresholds) -> Iterator[Anomaly]:
+    """Sliding window per person over granted views: distinct orders within (t - window, t]."""
+    windows: dict[str, deque[tuple[datetime, str]]] = defaultdict(deque)
+    orders: dict[str, Counter[str]] = defaultdict(Counter)
+    minutes = int(limits.burst_window.total_seconds() // 60)
+    for attempt in attempts:
+        if not attempt.is_granted_view or attempt.order_ref is None:
+            continue
+        window, counts = windows[attempt.actor_id], orders[attempt.actor_id]
+        window.append((attempt.occurred_at, attempt.order_ref))
+        counts[attempt.order_ref] += 1
+        while window[0][0] <= attempt.occurred_at - limits.burst_window:
+            _, order_ref = window.popleft()
+            counts[order_ref] -= 1
+            if counts[order_ref] == 0:
+                del counts[order_ref]
+        if len(counts) >= limits.burst_orders and attempt.occurred_at >= since:
+            yield _anomaly(
+                attempt, Flag.BURST_OF_ORDERS, f"{len(counts)} different orders within {minutes} minutes"
+            )
+
+
+def repeat_flags(attempts: Iterable[Attempt], *, since: datetime, limits: Thresholds) -> Iterator[Anomaly]:
+    """Sliding window per (person, order) over granted views: views within (t - window, t]."""
+    windows: dict[tuple[str, str], deque[datetime]] = defaultdict(deque)
+    hours = int(limits.repeat_window.total_seconds() // 3600)
+    for attempt in attempts:
+        if not attempt.is_granted_view or attempt.order_ref is None:
+            continue
+        window = windows[(attempt.actor_id, attempt.order_ref)]
+        window.append(attempt.occurred_at)
+        while window[0] <= attempt.occurred_at - limits.repeat_window:
+            window.popleft()
+        if len(window) >= limits.repeat_views and attempt.occurred_at >= since:
+            yield _anomaly(
+                attempt, Flag.REPEATED_VIEWS, f"view {len(window)} of this order within {hours} hours"
+            )
+
+
+@dataclass(frozen=True)
+class ShiftWindow:
+    weekday: int
+    start: time
+    end: time
+
+    def covers(self, moment: datetime) -> bool:
+        """Whether a local (lab time zone) moment falls in this weekly window; end is exclusive."""
+        day, clock = moment.weekday(), moment.time()
+        if self.start < self.end:
+            return day == self.weekday and self.start <= clock < self.end
+        # Past midnight: the evening of its weekday and the early hours of the next day.
+        return (day == self.weekday and clock >= self.start) or (
+            day == (self.weekday + 1) % 7 and clock < self.end
+        )
+
+
+def shift_flags(attempts: Iterable[Attempt], *, shifts: dict[str, list[ShiftWindow]]) -> Iterator[Anomaly]:
+    for attempt in attempts:
+        windows = shifts.get(attempt.actor_id)
+        if not windows:
+            continue
+        local = timezone.localtime(attempt.occurred_at)
+        if not any(window.covers(local) for window in windows):
+            yield _anomaly(
+                attempt, Flag.OUTSIDE_SHIFT, f"at {local:%a %H:%M} {local.tzname()}, outside every shift"
+            )
+
+
+def shipment_flags(attempts: Iterable[Attempt], *, shipped: dict[str, datetime]) -> Iterator[Anomaly]:
+    for attempt in attempts:
+        shipped_at = shipped.get(attempt.order_ref or "")
+        if shipped_at is not None and attempt.occurred_at >= shipped_at:
+            yield _anomaly(attempt, Flag.AFTER_SHIPMENT, f"order shipped at {shipped_at:%Y-%m-%d %H:%M:%S}Z")
+
+
+def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), _LOOKUP_CHUNK):
+        yield ordered[start : start + _LOOKUP_CHUNK]
+
+
+def _shifts_by_actor(actor_ids: set[str]) -> dict[str, list[ShiftWindow]]:
+    """Shifts keyed by the public id that audit records name people by."""
+    found: dict[str, list[ShiftWindow]] = defaultdict(list)
+    for chunk in _chunks(actor_ids):
+        valid = [value for value in chunk if _is_uuid(value)]
+        rows = StaffShift.objects.filter(user__public_id__in=valid).values_list(
+            "user__public_id", "weekday", "start_time", "end_time"
+        )
+        for public_id, weekday, start, end in rows:
+            found[str(public_id)].append(ShiftWindow(weekday, start, end))
+    return dict(found)
+
+
+def _shipped_at(order_refs: set[str]) -> dict[str, datetime]:
+    from lab.orders.models import Order
+
+    found: dict[str, datetime] = {}
+    for chunk in _chunks(order_refs):
+        rows = Order.objects.filter(ref__in=chunk, shipped_at__isnull=False).values_list("ref", "shipped_at")
+        found.update({ref: shipped_at for ref, shipped_at in rows if shipped_at is not None})
+    return found
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,158 @@
+"""Auditors' work on the log: the review queue (a daily sample of views plus every flagged attempt, each
+signed off with a note) and the chain records of auditors' own reads, exports and sign-offs.
+
+The sample is drawn with the operating system's random source, so nobody can predict which of their views
+will be reviewed. Running the daily job twice for one day adds nothing twice: the sample tops up to its size
+and flagged items are unique per (record, flag).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.accounts.roles import Role, has_role, primary_role
+from lab.audit.anomalies import NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
+from lab.audit.gate import AuditUnavailable
+from lab.audit.models import AuditRecord, Purpose, ReviewItem
+from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_REASON = "sample"
+AUDITOR_ROLES = (Role.AUDITOR, Role.ADMIN)
+MIN_NOTE = 3
+
+
+@dataclass(frozen=True)
+class QueueRun:
+    day: date
+    sampled: int
+    flagged: int
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """Midnight to midnight of a day in the lab's time zone, as aware datetimes."""
+    zone = timezone.get_default_timezone()
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    return start, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+
+
+def review_sample_daily(*, day: date | None = None, sample_size: int | None = None) -> QueueRun:
+    """Queue a random sample of the day's granted employee views and every flagged attempt of the day.
+
+    Without `day`, yesterday in the lab's time zone: the job runs after midnight on a finished day.
+    """
+    day = day if day is not None else timezone.localdate() - timedelta(days=1)
+    size = sample_size if sample_size is not None else int(getattr(settings, "AUDIT_REVIEW_SAMPLE_SIZE", 20))
+    since, until = day_bounds(day)
+    views = list(
+        AuditRecord.objects.filter(
+            action__in=VIEW_ACTIONS,
+            outcome="granted",
+            occurred_at__gte=since,
+            occurred_at__lt=until,
+            actor_id__isnull=False,
+        )
+        .exclude(actor_role__in=NON_EMPLOYEE_ROLES)
+        .values_list("seq", flat=True)
+    )
+    already = set(
+        ReviewItem.objects.filter(
+            reason=SAMPLE_REASON, record__occurred_at__gte=since, record__occurred_at__lt=until
+        ).values_list("record_id", flat=True)
+    )
+    candidates = [seq for seq in views if seq not in already]
+    wanted = min(max(0, size - len(already)), len(candidates))
+    chosen = secrets.SystemRandom().sample(candidates, wanted)
+    flagged = {(anomaly.seq, anomaly.flag.value) for anomaly in anomalies_find(since=since, until=until)}
+    existing = set(
+        ReviewItem.objects.filter(record_id__in={seq for seq, _ in flagged}).values_list(
+            "record_id", "reason"
+        )
+    )
+    new_flags = sorted(flagged - existing)
+    with transaction.atomic():
+        ReviewItem.objects.bulk_create(
+            [ReviewItem(record_id=seq, reason=SAMPLE_REASON) for seq in sorted(chosen)]
+            + [ReviewItem(record_id=seq, reason=reason) for seq, reason in new_flags],
+            ignore_conflicts=True,  # a concurrent run for the same day
+        )
+    logger.info("review queue day=%s sampled=%s flagged=%s", day, len(chosen), len(new_flags))
+    return QueueRun(day=day, sampled=len(chosen), flagged=len(new_flags))
+
+
+def review_sign_off(*, item_id: int, auditor: User, note: str, meta: RequestMeta) -> ReviewItem:
+    """Sign one review item off, once, with a note; the sign-off is recorded in the chain too."""
+    if not has_role(auditor, *AUDITOR_ROLES):
+        raise PermissionDenied("not_an_auditor", "Only auditors sign review items off.")
+    text = note.strip()
+    if len(text) < MIN_NOTE:
+        raise DomainError("note_required", "Write a note saying what you checked.")
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().select_related("record").filter(pk=item_id).first()
+        if item is None:
+            raise NotFound("review_item_not_found", "No such review item.")
+        if item.reviewed_at is not None:
+            raise Conflict("already_signed_off", "This item has already been signed off.")
+        if item.record.actor_id == str(auditor.public_id):
+            raise PermissionDenied("own_record", "Nobody signs off a review of their own access.")
+        item.reviewed_by = auditor
+        item.reviewed_at = timezone.now()
+        item.note = text[:1000]
+        item.save(update_fields=["reviewed_by", "reviewed_at", "note"])
+        audit_append(
+            Entry(
+                action="audit.review.sign_off",
+                actor_id=str(auditor.public_id),
+                actor_role=primary_role(auditor),
+                outcome="done",
+                rule="auditor_sign_off",
+                purpose=Purpose.AUDIT,
+                justification=text,
+                context_type="review_item",
+                context_id=str(item.pk),
+                meta=meta,
+            )
+        )
+    return item
+
+
+def auditor_read_record(
+    *,
+    user: User,
+    meta: RequestMeta,
+    context_type: str,
+    context_id: str,
+    query: str,
+    action: str = "audit.read",
+) -> AuditRecord:
+    """Record an auditor's read (or export) of the log before anything is shown: no record, no read."""
+    try:
+        return audit_append(
+            Entry(
+                action=action,
+                actor_id=str(user.public_id),
+                actor_role=primary_role(user),
+                outcome="done",
+                rule="auditor_export" if action == "audit.export" else "auditor_read",
+                purpose=Purpose.AUDIT,
+                justification=query,
+                context_type=context_type,
+                context_id=context_id,
+                meta=meta,
+            )
+        )
+    except DatabaseError as error:
+        logger.error("audit write failed; log read refused actor=%s", user.public_id)
+        raise AuditUnavailable(
+            "audit_unavailable", "The read could not be recorded, so it is refused."
+        ) from error
