@@ -22,6 +22,7 @@ from lab.accounts.models import User
 from lab.accounts.roles import has_role
 from lab.audit import selectors
 from lab.audit.anomalies import anomalies_find
+from lab.audit.chain import RECORD_FIELDS
 from lab.audit.models import AuditRecord, Outcome, Purpose
 from lab.audit.records import RequestMeta
 from lab.audit.review import AUDITOR_ROLES, auditor_read_record
@@ -125,29 +126,8 @@ class AuditRecordOutput(serializers.ModelSerializer):
 
     class Meta:
         model = AuditRecord
-        fields = (
-            "seq",
-            "occurred_at",
-            "actor_id",
-            "employee_email",
-            "actor_role",
-            "action",
-            "asset_id",
-            "order_ref",
-            "purpose",
-            "justification",
-            "context_type",
-            "context_id",
-            "outcome",
-            "rule",
-            "client_ip",
-            "user_agent",
-            "request_id",
-            "content_sha256",
-            "policy_version",
-            "prev_hash",
-            "hash",
-        )
+        # The chain's own field list, with the employee's e-mail (staff only) after the actor id.
+        fields = (*RECORD_FIELDS[:3], "employee_email", *RECORD_FIELDS[3:], "hash")
 
     def get_employee_email(self, record: AuditRecord) -> str | None:
         return cast(dict[str, str], self.context.get("emails", {})).get(record.actor_id or "")

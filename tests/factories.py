@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +11,7 @@ from django.contrib.auth.models import Group
 
 from lab.accounts.models import User
 from lab.catalog.models import Paper, Product
-from lab.orders.models import Asset
+from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.services import asset_create_from_upload
 from tests.support.images import jpeg_bytes
 
@@ -59,3 +60,42 @@ class ProductFactory(factory.django.DjangoModelFactory):
 
 def asset_for(owner: User | None, **image: Any) -> Asset:
     return asset_create_from_upload(owner=owner, data=jpeg_bytes(**image))
+
+
+def order_with_items(
+    *,
+    lines: list[tuple[str, int]],
+    photo: bytes | None = None,
+    customer: User | None = None,
+    shipping_address: dict[str, str] | None = None,
+    promised_by: datetime | None = None,
+) -> Order:
+    """An unpaid order of the demo catalog: one item per (sku, copies), all of one photo (prices are not
+    under test here, so they are zero)."""
+    from lab.catalog.demo import catalog_seed_demo
+
+    catalog_seed_demo()
+    owner = customer or UserFactory()
+    asset = asset_create_from_upload(owner=owner, data=photo or jpeg_bytes())
+    order = Order.objects.create(
+        customer=owner,
+        shipping_address=shipping_address or {"name": "X"},
+        shipping_method="standard",
+        subtotal_minor=0,
+        shipping_minor=0,
+        total_minor=0,
+        currency="usd",
+        promised_by=promised_by,
+    )
+    for position, (sku, copies) in enumerate(lines, start=1):
+        OrderItem.objects.create(
+            order=order,
+            position=position,
+            product=Product.objects.get(sku=sku),
+            asset=asset,
+            copies=copies,
+            sizing="fill",
+            unit_price_minor=0,
+            line_total_minor=0,
+        )
+    return order

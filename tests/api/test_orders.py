@@ -130,7 +130,7 @@ def test_order_requires_idempotency_key(api):
     assert Order.objects.count() == 0
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_create_one_order(live_server):
     user = UserFactory()
     from rest_framework.authtoken.models import Token

@@ -150,7 +150,7 @@ def test_export_verifies_offline_with_only_the_public_key(tmp_path):
     assert bad.stdout.startswith("TAMPERED: hash_mismatch at seq 3, line 3")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_in_separate_processes_keep_the_chain_linear():
     env = {**os.environ, "DATABASE_URL": _database_url()}
     script = (

@@ -15,20 +15,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import pytest
 from django.conf import settings
 from django.db import connection
 from PIL import Image
 
-from lab.accounts.models import User
-from lab.catalog.demo import catalog_seed_demo
-from lab.catalog.models import Product
-from lab.orders.models import Order, OrderItem
-from lab.orders.services import asset_create_from_upload, order_transition
+from lab.orders.models import Order
+from lab.orders.services import order_transition
 from lab.production.models import Printer, PrintJob
-from tests.factories import UserFactory
+from tests.factories import order_with_items
 from tests.support.celery_worker import CeleryWorker, database_url
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes
@@ -172,30 +168,7 @@ def order_pay(order: Order) -> Order:
 
 
 def unpaid_order(*, lines: list[tuple[str, int]], photo: bytes | None = None) -> Order:
-    catalog_seed_demo()
-    customer = cast(User, UserFactory())
-    asset = asset_create_from_upload(owner=customer, data=photo or jpeg_bytes(3000, 2000))
-    order = Order.objects.create(
-        customer=customer,
-        shipping_address={"name": "X"},
-        shipping_method="standard",
-        subtotal_minor=0,
-        shipping_minor=0,
-        total_minor=0,
-        currency="usd",
-    )
-    for position, (sku, copies) in enumerate(lines, start=1):
-        OrderItem.objects.create(
-            order=order,
-            position=position,
-            product=Product.objects.get(sku=sku),
-            asset=asset,
-            copies=copies,
-            sizing="fill",
-            unit_price_minor=0,
-            line_total_minor=0,
-        )
-    return order
+    return order_with_items(lines=lines, photo=photo or jpeg_bytes(3000, 2000))
 
 
 # --- A relay in front of cupsd that stops one job submission at a chosen step --------------------

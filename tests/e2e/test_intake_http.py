@@ -20,7 +20,7 @@ from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order, StripeEvent
 from tests.support.images import jpeg_bytes
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.e2e]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 CARD = "4242424242424242"
 BROWSER = f"""

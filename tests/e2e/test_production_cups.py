@@ -33,7 +33,7 @@ from tests.factories import UserFactory
 from tests.support.celery_worker import CeleryWorker, wait_until
 from workers.app import app
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.e2e]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 ORDER_DONE_SECONDS = 60.0
 

@@ -11,9 +11,7 @@ import pytest
 from django.utils import timezone
 from PIL import Image
 
-from lab.catalog.demo import catalog_seed_demo
-from lab.catalog.models import Product
-from lab.orders.models import Order, OrderItem
+from lab.orders.models import Order
 from lab.orders.services import order_transition
 from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render
@@ -22,7 +20,8 @@ from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import process_pending
-from tests.factories import UserFactory, asset_for
+from tests.factories import order_with_items
+from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 WORKER = "test-worker:1"
@@ -45,29 +44,7 @@ def hotfolder_printer(
 
 
 def paid_order(*, lines: list[tuple[str, int]], photo: tuple[int, int] = (1800, 1200)) -> Order:
-    catalog_seed_demo()
-    customer = UserFactory()
-    asset = asset_for(customer, width=photo[0], height=photo[1])
-    order = Order.objects.create(
-        customer=customer,
-        shipping_address={"name": "X"},
-        shipping_method="standard",
-        subtotal_minor=0,
-        shipping_minor=0,
-        total_minor=0,
-        currency="usd",
-    )
-    for position, (sku, copies) in enumerate(lines, start=1):
-        OrderItem.objects.create(
-            order=order,
-            position=position,
-            product=Product.objects.get(sku=sku),
-            asset=asset,
-            copies=copies,
-            sizing="fill",
-            unit_price_minor=0,
-            line_total_minor=0,
-        )
+    order = order_with_items(lines=lines, photo=jpeg_bytes(*photo))
     order_transition(order=order, to_status="paid")
     return order
 

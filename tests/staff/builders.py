@@ -14,14 +14,12 @@ from django.test import Client
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.catalog.demo import catalog_seed_demo
-from lab.catalog.models import Product
-from lab.orders.models import Order, OrderItem
+from lab.orders.models import Order
 from lab.orders.services import order_transition
 from lab.production import services
 from lab.production.models import Printer, PrintJob
 from lab.production.states import JobStatus
-from tests.factories import UserFactory, asset_for
+from tests.factories import UserFactory, order_with_items
 
 PASSWORD = "correct horse battery"
 J = JobStatus
@@ -54,30 +52,12 @@ def printer_folder(printer: Printer) -> Path:
 
 
 def paid_order(*, lines: list[tuple[str, int]], promised_by: datetime | None = None) -> Order:
-    catalog_seed_demo()
-    customer = person("customer")
-    asset = asset_for(customer)
-    order = Order.objects.create(
-        customer=customer,
-        shipping_address={"name": "Ada Example", "line1": "1 Road", "city": "Town", "country": "US"},
-        shipping_method="standard",
-        subtotal_minor=0,
-        shipping_minor=0,
-        total_minor=0,
-        currency="usd",
+    order = order_with_items(
+        lines=lines,
+        customer=person("customer"),
         promised_by=promised_by,
+        shipping_address={"name": "Ada Example", "line1": "1 Road", "city": "Town", "country": "US"},
     )
-    for position, (sku, copies) in enumerate(lines, start=1):
-        OrderItem.objects.create(
-            order=order,
-            position=position,
-            product=Product.objects.get(sku=sku),
-            asset=asset,
-            copies=copies,
-            sizing="fill",
-            unit_price_minor=0,
-            line_total_minor=0,
-        )
     order_transition(order=order, to_status="paid")
     return order
 
