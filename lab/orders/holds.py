@@ -6,9 +6,11 @@ The hold message is what the customer is asked; both moves go through order_tran
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role, has_role
+from lab.audit.models import ClarificationCase
 from lab.lib.errors import DomainError, NotFound, PermissionDenied
 from lab.orders.models import Order
 from lab.orders.services import order_transition
@@ -51,6 +53,8 @@ def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
                 status=409,
             )
         order.hold_message = message
+        # The case is the context an `order_clarification` photo view rests on; releasing the hold closes it.
+        ClarificationCase.objects.create(order=order, opened_by=actor, question=message)
         return order_transition(
             order=order,
             to_status=OrderStatus.ON_HOLD,
@@ -80,6 +84,7 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
         has_jobs = PrintJob.objects.filter(order=order).exists()
         to_status = OrderStatus.IN_PRODUCTION if has_jobs else OrderStatus.PAID
         order.hold_message = ""
+        ClarificationCase.objects.filter(order=order, closed_at__isnull=True).update(closed_at=timezone.now())
         order_transition(
             order=order,
             to_status=to_status,

@@ -8,6 +8,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from lab.accounts.models import User
+from lab.accounts.roles import user_roles
+from lab.audit.gate import PURPOSES_BY_ROLE
+from lab.audit.models import ClarificationCase, MaintenanceTicket
 from lab.lib.errors import DomainError
 from lab.orders.holds import HOLDABLE, order_hold, order_release_hold
 from lab.orders.models import Order
@@ -135,6 +138,12 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
             "is_cancellable": job.status in actions.CANCELLABLE,
             "is_printed": job.status == J.PRINTED,
             "is_unknown": job.status == J.UNKNOWN,
+            "photo_requests": _photo_requests(request, job),
+            "open_tickets": (
+                MaintenanceTicket.objects.filter(printer=job.printer, closed_at__isnull=True).order_by("pk")
+                if job.printer_id
+                else []
+            ),
         },
     )
 
@@ -201,6 +210,57 @@ def job_resolve_view(request: HttpRequest, job_id: int) -> HttpResponse:
         was_printed = form.cleaned_data["outcome"] == "printed"
         job = actions.job_resolve_unknown(job_id=job_id, actor=_actor(request), was_printed=was_printed)
         return f"Job {job.pk} marked {'printed' if was_printed else 'not printed; it will be sent again'}."
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, str]]:
+    """The purposes this person could name to see the job's photo; the audit gate decides and records."""
+    roles = user_roles(request.user)
+    allowed = set().union(*(PURPOSES_BY_ROLE.get(role, frozenset()) for role in roles))
+    offers = [
+        ("printing", "print_job", str(job.pk), "printing this job"),
+        ("handling", "print_job", str(job.pk), "handling this job"),
+        ("packaging", "order", job.order.ref, "packing this order"),
+    ]
+    if job.printer_id:
+        for ticket in MaintenanceTicket.objects.filter(printer=job.printer, closed_at__isnull=True):
+            offers.append(
+                ("maintenance", "maintenance_ticket", str(ticket.pk), f"maintenance ticket {ticket.pk}")
+            )
+    for case in ClarificationCase.objects.filter(order=job.order, closed_at__isnull=True):
+        offers.append(
+            ("order_clarification", "clarification_case", str(case.pk), f"clarification case {case.pk}")
+        )
+    return [
+        {"purpose": purpose, "context_type": kind, "context_id": ident, "label": label}
+        for purpose, kind, ident, label in offers
+        if purpose in allowed
+    ]
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def ticket_open_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _job_or_404(job_id)
+
+    def act() -> str:
+        if job.printer_id is None:
+            raise DomainError("no_printer", "This job has no printer yet.")
+        ticket = actions.maintenance_ticket_open(
+            printer_id=job.printer_id, actor=_actor(request), description=request.POST.get("description", "")
+        )
+        return f"Maintenance ticket {ticket.pk} opened on {job.printer.name if job.printer else ''}."
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+@staff_page(*FLOOR_ROLES)
+@require_POST
+def ticket_close_view(request: HttpRequest, job_id: int, ticket_id: int) -> HttpResponse:
+    def act() -> str:
+        ticket = actions.maintenance_ticket_close(ticket_id=ticket_id, actor=_actor(request))
+        return f"Maintenance ticket {ticket.pk} closed."
 
     return run_action(request, act, default_next=_job_url(job_id))
 

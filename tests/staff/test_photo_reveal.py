@@ -1,0 +1,96 @@
+"""Showing a photo from the floor goes through the audit gate: the job page offers the purposes the person
+may name (with their context), maintenance tickets and clarification cases open and close the contexts."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.audit.models import AuditRecord, ClarificationCase, MaintenanceTicket
+from lab.orders.holds import order_hold, order_release_hold
+from lab.production.models import PrintJob
+from tests.staff.builders import client_as, hotfolder_printer, person, released_order
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job(settings) -> PrintJob:
+    hotfolder_printer("minilab", sizes=["4x6"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    return PrintJob.objects.select_related("order", "item").get()
+
+
+def test_technician_is_offered_printing_and_handling_and_the_form_goes_through_the_gate(job):
+    client, technician = client_as("technician")
+
+    page = client.get(f"/lab/jobs/{job.pk}/").content.decode()
+    photo = client.get(
+        f"/lab/photos/{job.item.asset_id}/preview",
+        {"purpose": "printing", "context_type": "print_job", "context_id": job.pk, "justification": "crop"},
+    )
+
+    assert 'name="purpose" value="printing"' in page and 'name="purpose" value="handling"' in page
+    assert 'value="packaging"' not in page
+    assert "<img" not in page  # nothing is shown until asked
+    assert photo.status_code == 200 and photo["Content-Type"] == "image/jpeg"
+    record = AuditRecord.objects.get()
+    assert (record.actor_id, record.purpose, record.action) == (
+        str(technician.public_id),
+        "printing",
+        "image.view.preview",
+    )
+
+
+def test_auditor_is_offered_nothing(job):
+    client, _ = client_as("auditor")
+
+    page = client.get(f"/lab/jobs/{job.pk}/").content.decode()
+
+    assert 'id="photo-requests"' not in page
+
+
+def test_maintenance_ticket_opens_the_context_and_closing_it_ends_the_access(job):
+    client, _ = client_as("technician")
+
+    client.post(f"/lab/jobs/{job.pk}/tickets/", {"description": "banding on the left"})
+    ticket = MaintenanceTicket.objects.get()
+    params = {
+        "purpose": "maintenance",
+        "context_type": "maintenance_ticket",
+        "context_id": ticket.pk,
+        "justification": "compare the banding",
+    }
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    page = client.get(f"/lab/jobs/{job.pk}/").content.decode()
+    during = client.get(url, params)
+    client.post(f"/lab/jobs/{job.pk}/tickets/{ticket.pk}/close/")
+    after = client.get(url, params)
+
+    assert f'value="{ticket.pk}"' in page
+    assert (during.status_code, after.status_code) == (200, 403)
+    assert after.json()["rule"] == "maintenance_ticket_closed"
+    ticket.refresh_from_db()
+    assert ticket.closed_at is not None
+
+
+def test_hold_opens_a_clarification_case_and_release_closes_it(job):
+    supervisor = person("supervisor")
+
+    order_hold(order_ref=job.order.ref, actor=supervisor, message="Which way should we crop?")
+    case = ClarificationCase.objects.get()
+    client, _ = client_as("supervisor")
+    params = {
+        "purpose": "order_clarification",
+        "context_type": "clarification_case",
+        "context_id": case.pk,
+        "justification": "see the crop question",
+    }
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    during = client.get(url, params)
+    order_release_hold(order_ref=job.order.ref, actor=supervisor)
+    after = client.get(url, params)
+
+    assert case.question == "Which way should we crop?"
+    assert (during.status_code, after.status_code) == (200, 403)
+    case.refresh_from_db()
+    assert case.closed_at is not None
