@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role, has_role
+from lab.audit.grants import grants_revoke
 from lab.audit.models import ClarificationCase
 from lab.lib.errors import DomainError, NotFound, PermissionDenied
 from lab.orders.models import Order
@@ -84,7 +85,10 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
         has_jobs = PrintJob.objects.filter(order=order).exists()
         to_status = OrderStatus.IN_PRODUCTION if has_jobs else OrderStatus.PAID
         order.hold_message = ""
-        ClarificationCase.objects.filter(order=order, closed_at__isnull=True).update(closed_at=timezone.now())
+        for case in ClarificationCase.objects.filter(order=order, closed_at__isnull=True):
+            case.closed_at = timezone.now()
+            case.save(update_fields=["closed_at"])
+            grants_revoke(context_type="clarification_case", context_id=case.pk, reason="case_closed")
         order_transition(
             order=order,
             to_status=to_status,

@@ -375,6 +375,12 @@ def order_transition(
         actor_kind=actor_kind,
         note=note[:1000],
     )
+    packing = (OrderStatus.READY_TO_PACK, OrderStatus.PACKED)
+    if from_status in packing and to_status not in packing:
+        # Packaging views end when the order leaves the station (imported here: audit builds on orders).
+        from lab.audit.grants import grants_revoke
+
+        grants_revoke(context_type="order", context_id=order.ref, reason=f"order_{to_status}")
     logger.info("order status order=%s from=%s to=%s", order.ref, from_status, to_status)
     transaction.on_commit(lambda: _status_changed_hooks(order_id=order.pk, to_status=to_status))
     return order

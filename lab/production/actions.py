@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role, has_role
+from lab.audit.grants import grants_revoke
 from lab.audit.models import MaintenanceTicket
 from lab.lib.errors import DomainError, NotFound, PermissionDenied, UpstreamError
 from lab.lib.tasks import enqueue
@@ -330,6 +331,7 @@ def maintenance_ticket_close(*, ticket_id: int, actor: User) -> MaintenanceTicke
             raise DomainError("ticket_closed", f"Ticket {ticket.pk} is already closed.", status=409)
         ticket.closed_at = timezone.now()
         ticket.save(update_fields=["closed_at"])
+        grants_revoke(context_type="maintenance_ticket", context_id=ticket.pk, reason="ticket_closed")
         JobEvent.objects.create(
             printer=ticket.printer, kind="maintenance_closed", actor=actor, note=f"ticket {ticket.pk}"
         )

@@ -20,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from lab.audit.gate import system_image_access
+from lab.audit.grants import grants_revoke
 from lab.lib.tasks import enqueue
 from lab.orders.models import Order
 from lab.orders.services import order_locked, order_transition
@@ -84,6 +85,8 @@ def job_move(
             note=note[:500],
             actor_id=actor_id,
         )
+        if to_status in (J.PRINTED, J.CANCELLED):
+            grants_revoke(context_type="print_job", context_id=job_id, reason=f"job_{to_status}")
     logger.info("job status job=%s from=%s to=%s", job_id, current.status, to_status)
     return True
 

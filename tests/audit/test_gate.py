@@ -108,18 +108,18 @@ def test_packer_cannot_ask_for_printing_and_packaging_needs_an_order_being_packe
     ]
 
 
-def test_grant_ends_when_the_job_is_printed(job, settings):
+def test_grant_ends_as_soon_as_the_job_is_closed(job, settings):
     technician = UserFactory(roles=["technician"])
     ask(technician, job)
     production.print_job_rasterize(job_id=job.pk, worker=WORKER)
+
     production.job_move(job_id=job.pk, from_statuses={"ready"}, to_status="cancelled")
 
+    grant = AccessGrant.objects.get()
+    assert (grant.revoked_at is not None, grant.revoked_reason) == (True, "job_cancelled")
     with pytest.raises(gate.AccessDenied) as denied:
         ask(technician, job)
-
     assert denied.value.details["rule"] == "print_job_not_active"
-    grant = AccessGrant.objects.get()
-    assert (grant.revoked_at is not None, grant.revoked_reason) == (True, "print_job_not_active")
 
 
 def test_full_resolution_needs_a_fitting_purpose_and_a_justification(job):
