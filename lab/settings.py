@@ -209,7 +209,6 @@ ASSET_FETCH_ALLOW_PRIVATE = envbool("ASSET_FETCH_ALLOW_PRIVATE", "false")
 ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-FILE_UPLOAD_TEMP_DIR = None
 
 # --- Payments ----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")

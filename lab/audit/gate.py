@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -274,8 +275,6 @@ def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> De
 
 
 def _uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(value)
     except ValueError:

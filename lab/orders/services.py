@@ -20,6 +20,7 @@ from django.utils import timezone
 from lab.accounts.models import Consent, User
 from lab.accounts.services import age_gate_check, policy_agreement_check
 from lab.catalog.models import Product
+from lab.lib import safe_http
 from lab.lib.errors import Conflict, DomainError, NotFound
 from lab.lib.tasks import enqueue
 from lab.orders import imaging, payments
@@ -73,8 +74,6 @@ def asset_create_from_upload(
 
 
 def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
-    from lab.lib import safe_http
-
     safe_http.check_url(
         url, allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE, allow_http=settings.ASSET_FETCH_ALLOW_HTTP
     )
@@ -86,8 +85,6 @@ def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
 
 def asset_fetch(*, asset_id: str) -> None:
     """Worker side of a URL upload: fetch with size/time limits and the SSRF guard, then validate."""
-    from lab.lib import safe_http
-
     asset = Asset.objects.get(pk=asset_id)
     if asset.status != Asset.Status.PENDING:
         return  # a redelivered task finds the work done

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -11,6 +13,8 @@ from django.utils import timezone
 from lab.orders.models import Order
 from lab.packing.models import PackingSlip
 from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip
+from lab.production.backends import backend_for
+from lab.production.models import Printer
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +61,6 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
 
 def packing_slip_print(*, order_id: int, printer_name: str) -> str:
     """Send the order's slip to a (CUPS or hot-folder) slip printer; returns the backend job id."""
-    import tempfile
-    from pathlib import Path
-
-    from lab.production.backends import backend_for
-    from lab.production.models import Printer
-
     slip = PackingSlip.objects.filter(order_id=order_id).first() or packing_slip_render(order_id=order_id)
     printer = Printer.objects.get(name=printer_name)
     with tempfile.TemporaryDirectory(prefix="lab-slip-") as folder:

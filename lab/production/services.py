@@ -6,6 +6,7 @@ so a task delivered twice, or two workers, never rasterize or submit one job twi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -257,7 +258,7 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         kind="rasterized",
         note=f"{result.width_px}x{result.height_px} {result.engine}",
         raster_blob=blob,
-        raster_sha256=_sha256(result.data),
+        raster_sha256=hashlib.sha256(result.data).hexdigest(),
         raster_width_px=result.width_px,
         raster_height_px=result.height_px,
         raster_printer=printer,
@@ -272,12 +273,6 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         vault_delete(name=old_blob)
     _enqueue_submit(job)
     return "ready"
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- Submit -------------------------------------------------------------------------------------
