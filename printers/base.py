@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from printers import errors
+
 
 class JobState(StrEnum):
     """Mirrors IPP job-state 3..9 (RFC 8011 section 5.3.7)."""
@@ -80,6 +82,18 @@ class JobInfo:
     state: JobState
     reasons: tuple[str, ...] = ()
     message: str = ""
+
+
+def check_submit_arguments(*, path: Path, copies: int) -> Path:
+    """What every backend refuses before talking to a printer: no copies, or no file to print."""
+    source = Path(path)
+    if copies < 1:
+        raise errors.PermanentPrinterError(
+            code=errors.INVALID_REQUEST, message=f"copies must be >= 1: {copies}"
+        )
+    if not source.is_file():
+        raise errors.PermanentPrinterError(code=errors.FILE_NOT_FOUND, message=f"no such file: {source}")
+    return source
 
 
 class PrinterBackend(abc.ABC):

@@ -26,7 +26,14 @@ from typing import Any, TypeVar
 import cups
 
 from printers import errors
-from printers.base import JobInfo, JobState, PrinterBackend, PrinterState, PrinterStatus
+from printers.base import (
+    JobInfo,
+    JobState,
+    PrinterBackend,
+    PrinterState,
+    PrinterStatus,
+    check_submit_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,13 +169,7 @@ class CupsBackend(PrinterBackend):
         copies: int = 1,
         attributes: Mapping[str, str] | None = None,
     ) -> str:
-        source = Path(path)
-        if copies < 1:
-            raise errors.PermanentPrinterError(
-                code=errors.INVALID_REQUEST, message=f"copies must be >= 1: {copies}"
-            )
-        if not source.is_file():
-            raise errors.PermanentPrinterError(code=errors.FILE_NOT_FOUND, message=f"no such file: {source}")
+        source = check_submit_arguments(path=path, copies=copies)
         options = {name: str(value) for name, value in (attributes or {}).items()}
         if media:
             options["media"] = media

@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from printers import errors
-from printers.base import JobInfo, JobState, PrinterBackend, PrinterState, PrinterStatus
+from printers.base import (
+    JobInfo,
+    JobState,
+    PrinterBackend,
+    PrinterState,
+    PrinterStatus,
+    check_submit_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +83,7 @@ class HotFolderBackend(PrinterBackend):
         copies: int = 1,
         attributes: Mapping[str, str] | None = None,
     ) -> str:
-        source = Path(path)
-        if copies < 1:
-            raise errors.PermanentPrinterError(
-                code=errors.INVALID_REQUEST, message=f"copies must be >= 1: {copies}"
-            )
-        if not source.is_file():
-            raise errors.PermanentPrinterError(code=errors.FILE_NOT_FOUND, message=f"no such file: {source}")
+        source = check_submit_arguments(path=path, copies=copies)
         self._require_writable_folder()
         job_id = uuid.uuid4().hex
         file_name = f"{job_id}{source.suffix.lower()}"

@@ -59,9 +59,14 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
     return slip
 
 
+def packing_slip_get_or_render(*, order_id: int) -> PackingSlip:
+    """The stored slip, rendered now when the worker has not made it yet."""
+    return PackingSlip.objects.filter(order_id=order_id).first() or packing_slip_render(order_id=order_id)
+
+
 def packing_slip_print(*, order_id: int, printer_name: str) -> str:
     """Send the order's slip to a (CUPS or hot-folder) slip printer; returns the backend job id."""
-    slip = PackingSlip.objects.filter(order_id=order_id).first() or packing_slip_render(order_id=order_id)
+    slip = packing_slip_get_or_render(order_id=order_id)
     printer = Printer.objects.get(name=printer_name)
     with tempfile.TemporaryDirectory(prefix="lab-slip-") as folder:
         path = Path(folder) / f"slip-{slip.order_id}.pdf"

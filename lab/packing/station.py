@@ -19,8 +19,7 @@ from lab.lib.errors import DomainError, NotFound, PermissionDenied
 from lab.orders.models import Order, OrderItem
 from lab.orders.services import order_transition
 from lab.orders.states import OrderStatus
-from lab.packing.models import PackingSlip
-from lab.packing.services import packing_slip_render, slip_data_for
+from lab.packing.services import packing_slip_get_or_render, slip_data_for
 from lab.packing.slip import render_slips
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
@@ -69,20 +68,25 @@ def order_code_normalize(code: str) -> str:
     return ref
 
 
-def station_order(*, code: str, actor: User) -> Order:
-    """The order a scanned code names, if it is at the packing station (ready to pack, or packed)."""
-    packing_access_check(actor)
+def _order_in(*, code: str, statuses: frozenset[str], why: str, status: int) -> Order:
+    """The order a scanned code names, refused when it is not in one of `statuses`."""
     ref = order_code_normalize(code)
     order = Order.objects.filter(ref=ref).first()
     if order is None:
         raise NotFound("order_not_found", f"No order {ref}.")
-    if order.status not in STATION_STATUSES:
+    if order.status not in statuses:
         raise DomainError(
             "order_not_ready_to_pack",
-            f"Order {ref} is {order.get_status_display().lower()}, not ready to pack.",
-            status=409,
+            f"Order {ref} is {order.get_status_display().lower()}{why}.",
+            status=status,
         )
     return order
+
+
+def station_order(*, code: str, actor: User) -> Order:
+    """The order a scanned code names, if it is at the packing station (ready to pack, or packed)."""
+    packing_access_check(actor)
+    return _order_in(code=code, statuses=STATION_STATUSES, why=", not ready to pack", status=409)
 
 
 def _printed_jobs(item: OrderItem) -> list[PrintJob]:
@@ -211,17 +215,8 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
 def slip_pdf(*, code: str, actor: User) -> bytes:
     """The stored packing slip of an order, rendered now when the worker has not made it yet."""
     packing_access_check(actor)
-    ref = order_code_normalize(code)
-    order = Order.objects.filter(ref=ref).first()
-    if order is None:
-        raise NotFound("order_not_found", f"No order {ref}.")
-    if order.status not in SLIP_STATUSES:
-        raise DomainError(
-            "order_not_ready_to_pack",
-            f"Order {ref} is {order.get_status_display().lower()}; it has no slip yet.",
-        )
-    slip = PackingSlip.objects.filter(order=order).first() or packing_slip_render(order_id=order.pk)
-    return bytes(slip.pdf)
+    order = _order_in(code=code, statuses=SLIP_STATUSES, why="; it has no slip yet", status=400)
+    return bytes(packing_slip_get_or_render(order_id=order.pk).pdf)
 
 
 def day_slips_pdf(*, actor: User) -> tuple[bytes, int]:
