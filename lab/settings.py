@@ -245,6 +245,10 @@ PRODUCTION_CLAIM_LEASE_SECONDS = envint("PRODUCTION_CLAIM_LEASE_SECONDS", 600)
 PRODUCTION_RETRY_BASE_SECONDS = float(os.environ.get("PRODUCTION_RETRY_BASE_SECONDS", "5"))
 PRODUCTION_RETRY_CAP_SECONDS = float(os.environ.get("PRODUCTION_RETRY_CAP_SECONDS", "600"))
 PRODUCTION_MAX_SUBMIT_ATTEMPTS = envint("PRODUCTION_MAX_SUBMIT_ATTEMPTS", 10)
+# How long a hand-off (paid -> released, queued -> raster message) may take before the reconciler redoes it.
+PRODUCTION_HANDOFF_GRACE_SECONDS = float(
+    os.environ.get("PRODUCTION_HANDOFF_GRACE_SECONDS", str(PRODUCTION_POLL_SECONDS * 2))
+)
 CUPS_SERVER = os.environ.get("CUPS_SERVER", "")  # host:port; empty = the system default
 HOTFOLDER_ROOT = Path(os.environ.get("HOTFOLDER_ROOT", VAR_DIR / "spool"))
 

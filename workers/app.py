@@ -33,6 +33,15 @@ app.conf.update(
     task_acks_late=False,
     task_reject_on_worker_lost=False,
     broker_connection_retry_on_startup=True,
+    # A web request that commits and then nudges a worker must not hang on a broker that is down: a few
+    # quick tries, then `enqueue` logs and leaves the work to the reconcile sweeps.
+    task_publish_retry_policy={
+        "max_retries": 2,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 1,
+    },
+    broker_connection_timeout=3,
     timezone="UTC",
     worker_hijack_root_logger=False,
 )
@@ -42,6 +51,8 @@ app.conf.beat_schedule = {
         "task": "production.reconcile",
         "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
     },
+    "refunds-reconcile": {"task": "payments.refunds_reconcile", "schedule": 60.0},
+    "notifications-sweep": {"task": "notify.notifications_sweep", "schedule": 60.0},
     "webhook-deliveries-sweep": {"task": "notify.webhook_deliveries_sweep", "schedule": 60.0},
     "privacy-retention-purge": {
         "task": "privacy.retention_purge",

@@ -47,6 +47,13 @@ def order_status_changed(*, order_id: int, status: str) -> None:
     notify_order_status_changed(order_id=order_id, status=status)
 
 
+@app.task(name="notify.notifications_sweep", queue="default", time_limit=300, max_retries=0)
+def notifications_sweep() -> int:
+    from lab.notify.services import notifications_sweep as sweep
+
+    return sweep()
+
+
 # The service schedules its own retries (30 s doubling to 1 h, for 24 h), so Celery never retries this task.
 @app.task(
     name="notify.webhook_deliver",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import workers.audit_tasks
 import workers.notify_tasks
 import workers.privacy_tasks  # noqa: F401
+from lab.lib.errors import UpstreamError
 from workers.app import app
 
 
@@ -14,6 +15,28 @@ def asset_fetch(*, asset_id: str) -> None:
     from lab.orders.services import asset_fetch as fetch
 
     fetch(asset_id=asset_id)
+
+
+@app.task(
+    name="payments.refund_issue",
+    time_limit=60,
+    acks_late=True,  # idempotent: one Stripe idempotency key per order refund, status moves once
+    autoretry_for=(UpstreamError,),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    max_retries=8,
+)
+def refund_issue(*, order_id: int) -> None:
+    from lab.orders.payments import refund_issue as issue
+
+    issue(order_id=order_id)
+
+
+@app.task(name="payments.refunds_reconcile", time_limit=120, max_retries=0)
+def refunds_reconcile() -> None:
+    from lab.orders.payments import refunds_reconcile as reconcile
+
+    reconcile()
 
 
 @app.task(name="payments.payment_intent_cancel", time_limit=60, max_retries=3)
@@ -26,7 +49,15 @@ def payment_intent_cancel(*, order_id: int) -> None:
 # --- Production -----------------------------------------------------------------------------------
 
 
-@app.task(name="production.order_release", time_limit=120, max_retries=0)
+# acks_late: the release locks the order and does nothing when it was released already, so a redelivery
+# after a worker died mid-release is safe; the reconciler releases any paid order whose message was lost.
+@app.task(
+    name="production.order_release",
+    time_limit=120,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=0,
+)
 def order_release(*, order_id: int) -> None:
     from lab.production.services import order_release as release
 
@@ -68,9 +99,11 @@ def print_job_submit(*, job_id: int) -> None:
 
 @app.task(name="production.printer_poll", time_limit=60, max_retries=0)
 def printer_poll() -> None:
+    from lab.production.cancellation import printer_cancels_settle
     from lab.production.services import printer_poll as poll
 
     poll()
+    printer_cancels_settle()
 
 
 @app.task(name="production.reconcile", time_limit=120, max_retries=0)

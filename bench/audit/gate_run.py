@@ -166,7 +166,8 @@ def _released_order(*, customer: User, photo: bytes) -> Order:
 
     from lab.catalog.models import Product
     from lab.orders.models import Order, OrderItem
-    from lab.orders.services import asset_create_from_upload, order_locked, order_transition
+    from lab.orders.services import asset_create_from_upload
+    from lab.orders.transitions import order_locked, order_transition
     from lab.production.services import order_release
 
     asset = asset_create_from_upload(owner=customer, data=photo)

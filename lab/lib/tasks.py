@@ -1,16 +1,28 @@
 """Enqueue Celery tasks by name from services without importing `workers` (layers point one way).
 
 Call it inside `transaction.on_commit` so a task never runs against a row that was rolled back.
+
+A message is a nudge, never the only record of work to do: every hand-off is also visible in the database
+(an order `paid` without jobs, a job `queued`, a refund `refund_pending`, an order event without its
+notification), and the reconcile sweeps on beat find it again. So a broker that is down, restarting or lost
+its queue costs latency, not work — and `enqueue` must not turn a committed change into an error for the
+caller (a 500 to Stripe after the order was already paid would make Stripe's retry change nothing).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from kombu.exceptions import OperationalError
+
+logger = logging.getLogger(__name__)
 
 
 def enqueue(
     task_name: str, *, queue: str | None = None, countdown: float | None = None, **kwargs: Any
-) -> None:
+) -> bool:
+    """Send the task; False (logged) when the broker cannot take it — the reconcile sweeps will."""
     from workers.app import app
 
     options: dict[str, Any] = {}
@@ -18,4 +30,30 @@ def enqueue(
         options["queue"] = queue
     if countdown:
         options["countdown"] = countdown
-    app.send_task(task_name, kwargs=kwargs, **options)
+    try:
+        app.send_task(task_name, kwargs=kwargs, **options)
+    except (OperationalError, OSError) as error:
+        logger.warning(
+            "broker unavailable, task left to the reconciler task=%s error=%s",
+            task_name,
+            type(error).__name__,
+        )
+        return False
+    return True
+
+
+def queue_depth(queue: str) -> int | None:
+    """Messages waiting in `queue` on the broker, or None when the broker cannot say (down, restarting).
+
+    The reconciler compares it with the work the database says is waiting: fewer messages than waiting
+    jobs means some were lost (a broker restart without persistence), so it sends them again.
+    """
+    from workers.app import app
+
+    try:
+        with app.connection_for_write() as connection:
+            channel: Any = connection.default_channel
+            return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except Exception as error:
+        logger.info("queue depth unknown queue=%s error=%s", queue, type(error).__name__)
+        return None

@@ -77,7 +77,8 @@ def order_email(*, order: Order, kind: str) -> EmailMessage:
         "total": money_format(amount_minor=order.total_minor, currency=order.currency),
         "items": list(order.items.select_related("product")),
         "tracking_url": tracking_url(carrier=order.carrier, tracking_number=order.tracking_number),
-        "is_refunded": order.payment_status == Order.PaymentStatus.REFUNDED,
+        "is_refunded": order.payment_status
+        in (Order.PaymentStatus.REFUNDED, Order.PaymentStatus.REFUND_PENDING),
     }
     return EmailMessage(
         subject=subject.format(ref=order.ref),

@@ -50,6 +50,37 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
     _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=status)
 
 
+# Order events older than this are not notified late by the sweep: a days-old "in production" mail misleads.
+SWEEP_WINDOW = timedelta(hours=24)
+SWEEP_GRACE = timedelta(minutes=1)
+
+
+def notifications_sweep() -> int:
+    """Notify the order events whose task message was lost (broker restart, worker killed before it acked).
+
+    The order event, written in the transaction of the status change, is the durable record that the customer
+    is owed a message; the claim row makes a late or doubled run send it once.
+    """
+    now = timezone.now()
+    events = (
+        OrderEvent.objects.filter(
+            Q(kind="created") | Q(kind="status_changed"),
+            created_at__gte=now - SWEEP_WINDOW,
+            created_at__lt=now - SWEEP_GRACE,
+        )
+        .exclude(pk__in=Notification.objects.values("order_event_id"))
+        .order_by("pk")
+    )
+    sent = 0
+    for event in events[:500]:
+        if event.kind == "created":
+            _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
+        else:
+            _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=event.to_status)
+        sent += 1
+    return sent
+
+
 def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
     notification = _claim(order_event=order_event, kind=kind)
     if notification is None:

@@ -14,8 +14,8 @@ from lab.audit.grants import grants_revoke
 from lab.audit.models import ClarificationCase
 from lab.lib.errors import DomainError, NotFound, PermissionDenied
 from lab.orders.models import Order
-from lab.orders.services import order_transition
 from lab.orders.states import OrderStatus
+from lab.orders.transitions import order_transition
 
 HOLD_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
 HOLDABLE = frozenset({OrderStatus.PAID, OrderStatus.IN_PRODUCTION})

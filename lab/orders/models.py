@@ -5,6 +5,7 @@ Statuses are written only by lab.orders.services; every change leaves an OrderEv
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from typing import ClassVar
@@ -21,6 +22,14 @@ _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def new_order_ref() -> str:
     return "PL-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(12))
+
+
+_REF_PATTERN = re.compile(rf"PL-[{_REF_ALPHABET}]{{12}}")
+
+
+def is_order_ref(value: str) -> bool:
+    """True for a well-formed reference; anything else (NUL bytes included) is looked up nowhere."""
+    return _REF_PATTERN.fullmatch(value) is not None
 
 
 class Asset(models.Model):
@@ -82,7 +91,10 @@ class Order(models.Model):
         REQUIRES_PAYMENT = "requires_payment"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # Decided under the order's lock and committed; the refund task or the reconciler asks Stripe.
+        REFUND_PENDING = "refund_pending"
         REFUNDED = "refunded"
+        DISPUTED = "disputed"  # the customer's bank opened a dispute: the order waits for a person
 
     ref = models.CharField(max_length=20, unique=True, default=new_order_ref, editable=False)
     customer = models.ForeignKey(
@@ -179,7 +191,7 @@ class OrderEvent(models.Model):
 class IdempotencyKey(models.Model):
     """Remembers an order-creation request so a retried or doubled submit returns the same order."""
 
-    scope = models.CharField(max_length=80)  # "user:<public id>" or "guest"
+    scope = models.CharField(max_length=80)  # "user:<public id>" or "guest:<sha256 of the e-mail>"
     key = models.CharField(max_length=200)
     request_sha256 = models.CharField(max_length=64)
     order = models.ForeignKey(Order, null=True, on_delete=models.CASCADE, related_name="+")

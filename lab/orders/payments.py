@@ -11,10 +11,13 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from lab.lib.errors import DomainError, UpstreamError
+from lab.lib.tasks import enqueue
 from lab.orders.models import Order, OrderEvent, StripeEvent
-from lab.orders.states import OrderStatus
+from lab.orders.states import PAYMENT_HOLDABLE, OrderStatus
+from lab.orders.transitions import order_transition
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +59,65 @@ def payment_intent_ensure(*, order: Order) -> Order:
     return order
 
 
-def refund_create(*, order: Order) -> None:
+def refund_decide(*, order: Order) -> bool:
+    """Under the order's lock: a captured payment becomes `refund_pending`; True when a refund is due.
+
+    The decision commits with the state change that caused it (a cancel); the money moves afterwards in
+    `refund_issue`, from the request, a retried task or the reconciler, so a failed call to Stripe never
+    leaves a cancelled order with the money kept, nor a refund for an order that went on printing.
+    """
+    if order.payment_status not in (Order.PaymentStatus.SUCCEEDED, Order.PaymentStatus.REFUND_PENDING):
+        return False
+    order.payment_status = Order.PaymentStatus.REFUND_PENDING
+    order.save(update_fields=["payment_status", "updated_at"])
+    OrderEvent.objects.create(order=order, kind="refund_decided", actor_kind="system")
+    return True
+
+
+def refund_issue(*, order_id: int) -> bool:
+    """Ask Stripe for the decided refund; True once the order is refunded. Safe to call any number of times:
+    one Stripe idempotency key per order refund, and the status moves only from `refund_pending`."""
+    order = Order.objects.get(pk=order_id)
+    if order.payment_status != Order.PaymentStatus.REFUND_PENDING:
+        return order.payment_status == Order.PaymentStatus.REFUNDED
     try:
         stripe_client().v1.refunds.create(
             params={"payment_intent": order.payment_intent_id},
             options={"idempotency_key": f"order-{order.ref}-refund"},
         )
     except stripe.StripeError as error:
-        logger.warning("refund failed order=%s error=%s", order.ref, type(error).__name__)
-        raise UpstreamError("refund_failed", "The refund could not be made; nothing was changed.") from error
+        logger.warning("refund failed, left pending order=%s error=%s", order.ref, type(error).__name__)
+        raise UpstreamError("refund_failed", "The refund is decided and will be retried.") from error
+    with transaction.atomic():
+        updated = Order.objects.filter(pk=order_id, payment_status=Order.PaymentStatus.REFUND_PENDING).update(
+            payment_status=Order.PaymentStatus.REFUNDED, updated_at=timezone.now()
+        )
+        if updated:
+            OrderEvent.objects.create(order=order, kind="refunded", actor_kind="system")
+    logger.info("refund issued order=%s", order.ref)
+    return True
+
+
+def refund_issue_soon(*, order_id: int) -> None:
+    """After the commit that decided it: try the refund now; when Stripe is not answering, a task retries
+    it, and `refunds_reconcile` on beat finds any decided refund that is still pending."""
+    try:
+        refund_issue(order_id=order_id)
+    except UpstreamError:
+        enqueue("payments.refund_issue", order_id=order_id, countdown=30)
+
+
+def refunds_reconcile() -> int:
+    """Every refund decided but not yet confirmed by Stripe is asked for again (idempotently)."""
+    done = 0
+    for order_id in Order.objects.filter(payment_status=Order.PaymentStatus.REFUND_PENDING).values_list(
+        "pk", flat=True
+    ):
+        try:
+            done += int(refund_issue(order_id=order_id))
+        except UpstreamError:
+            continue
+    return done
 
 
 def payment_intent_cancel(*, order_id: int) -> None:
@@ -97,13 +150,18 @@ def webhook_event_verify(*, payload: bytes, signature_header: str) -> stripe.Eve
         raise DomainError("invalid_payload", "The webhook body is not a Stripe event.") from error
 
 
-HANDLED_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded"}
+HANDLED_EVENTS = {
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "charge.refunded",
+    "charge.dispute.created",
+}
 
 
 def webhook_event_handle(*, event: stripe.Event) -> str:
     """Apply one verified event exactly once; replays and out-of-order events change nothing."""
     data: dict[str, Any] = event["data"]["object"].to_dict()
-    intent_id = data.get("payment_intent") if event["type"] == "charge.refunded" else data.get("id")
+    intent_id = data.get("payment_intent") if str(event["type"]).startswith("charge.") else data.get("id")
     try:
         with transaction.atomic():
             StripeEvent.objects.create(
@@ -118,8 +176,6 @@ def webhook_event_handle(*, event: stripe.Event) -> str:
 
 
 def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
-    from lab.orders.services import order_transition
-
     if event_type not in HANDLED_EVENTS:
         return "ignored"
     order = Order.objects.select_for_update().filter(payment_intent_id=intent_id).first()
@@ -132,10 +188,16 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
         if int(data.get("amount_received") or data.get("amount") or 0) != order.total_minor:
             OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe")
             return "amount_mismatch"
-        if order.payment_status in (Order.PaymentStatus.SUCCEEDED, Order.PaymentStatus.REFUNDED):
+        if order.payment_status not in (
+            Order.PaymentStatus.NONE,
+            Order.PaymentStatus.REQUIRES_PAYMENT,
+            Order.PaymentStatus.FAILED,
+        ):
             return "already_applied"
         order.payment_status = Order.PaymentStatus.SUCCEEDED
         if order.status == OrderStatus.AWAITING_PAYMENT:
+            # `paid` is the durable record that the order must be released: the release message sent after
+            # this commit is a nudge, and the reconciler releases any paid order whose message was lost.
             order_transition(
                 order=order,
                 to_status=OrderStatus.PAID,
@@ -146,8 +208,10 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
             return "paid"
         order.save(update_fields=["payment_status", "updated_at"])
         if order.status == OrderStatus.CANCELLED:
-            # Paid after the customer cancelled: give the money back.
-            transaction.on_commit(lambda: refund_create(order=order))
+            # Paid after the customer cancelled: decide the refund now, ask Stripe after the commit.
+            refund_decide(order=order)
+            order_id = order.pk
+            transaction.on_commit(lambda: refund_issue_soon(order_id=order_id))
             return "refund_after_cancel"
         return "recorded"
     if event_type == "payment_intent.payment_failed":
@@ -160,10 +224,37 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
             order=order, kind="payment_failed", actor_kind="stripe", note=str(error.get("code", ""))[:100]
         )
         return "payment_failed"
-    # charge.refunded
+    if event_type == "charge.dispute.created":
+        if order.payment_status == Order.PaymentStatus.DISPUTED:
+            return "already_applied"
+        order.payment_status = Order.PaymentStatus.DISPUTED
+        order.save(update_fields=["payment_status", "updated_at"])
+        OrderEvent.objects.create(order=order, kind="disputed", actor_kind="stripe")
+        return _hold_for_payment(order=order, why="The payment is disputed") or "disputed"
+    # charge.refunded: ours (a cancel's decided refund) or one made in Stripe's dashboard.
     if order.payment_status == Order.PaymentStatus.REFUNDED:
         return "already_applied"
+    ours = order.payment_status == Order.PaymentStatus.REFUND_PENDING
     order.payment_status = Order.PaymentStatus.REFUNDED
     order.save(update_fields=["payment_status", "updated_at"])
     OrderEvent.objects.create(order=order, kind="refunded", actor_kind="stripe")
-    return "refunded"
+    if ours:
+        return "refunded"
+    return _hold_for_payment(order=order, why="The payment was refunded at Stripe") or "refunded"
+
+
+def _hold_for_payment(*, order: Order, why: str) -> str | None:
+    """Money taken back while the order is being made: stop it for a person, never print on silently nor
+    throw printed copies away. Jobs already at a printer finish; the unsent ones wait (a held order's jobs
+    are not submitted) until a supervisor cancels the order or releases the hold."""
+    if order.status not in PAYMENT_HOLDABLE:
+        return None
+    order.hold_message = f"{why}: a supervisor decides whether to cancel the order or go on."[:1000]
+    order_transition(
+        order=order,
+        to_status=OrderStatus.ON_HOLD,
+        actor_kind="stripe",
+        note=why,
+        extra_fields=("hold_message",),
+    )
+    return "held_for_payment"

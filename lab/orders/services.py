@@ -5,7 +5,9 @@ Every status change goes through `order_transition`, which checks the state mach
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from lab.accounts.models import Consent, User
 from lab.accounts.services import age_gate_check, policy_agreement_check
@@ -24,9 +27,10 @@ from lab.lib import safe_http
 from lab.lib.errors import Conflict, DomainError, NotFound
 from lab.lib.tasks import enqueue
 from lab.orders import imaging, payments
-from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem
-from lab.orders.pricing import SHIPPING_PRICE_MINOR, line_price, preflight
-from lab.orders.states import CUSTOMER_CANCELLABLE, ORDER_MACHINE, SUPERVISOR_CANCELLABLE, OrderStatus
+from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, is_order_ref, new_order_ref
+from lab.orders.pricing import MAX_ORDER_TOTAL_MINOR, SHIPPING_PRICE_MINOR, line_price, preflight
+from lab.orders.states import CUSTOMER_CANCELLABLE, OrderStatus
+from lab.orders.transitions import order_locked, order_transition
 from lab.privacy.vault import data_key_create, vault_write
 
 logger = logging.getLogger(__name__)
@@ -190,6 +194,14 @@ def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_m
         raise DomainError("mixed_currency", "All products in one order must share a currency.")
     subtotal = sum(line.line_total_minor for line in lines)
     shipping = SHIPPING_PRICE_MINOR[Order.ShippingMethod(shipping_method)]
+    if subtotal + shipping > MAX_ORDER_TOTAL_MINOR:
+        raise DomainError(
+            "order_total_too_large",
+            f"The order total is larger than the {MAX_ORDER_TOTAL_MINOR} minor units a card payment can take; "
+            "split it into several orders.",
+            total_minor=subtotal + shipping,
+            max_total_minor=MAX_ORDER_TOTAL_MINOR,
+        )
     return Quote(
         lines=lines,
         shipping_method=shipping_method,
@@ -218,6 +230,28 @@ def guest_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def guest_token_derive(*, scope: str, idempotency_key: str, ref: str) -> str:
+    """A guest's order token: HMAC-SHA256 under settings.SECRET_KEY of (key scope, Idempotency-Key, order ref).
+
+    Deterministic, so a retry whose first answer was lost gets the same working token back; only its SHA-256
+    is stored, as for any token. A replay already requires the same scope (the guest's e-mail), key and
+    byte-identical body (photo UUIDs, birth date, address), and already answers with the order itself, so
+    handing back the token gives away nothing new. Rotating SECRET_KEY leaves issued tokens valid (the hash
+    is stored) but replays of older orders then answer `guest_token: null`.
+    """
+    message = json.dumps([scope, idempotency_key, ref], separators=(",", ":"))
+    digest = salted_hmac("lab.orders.guest_token", message, algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def idempotency_scope(*, customer: User | None, guest: GuestDetails | None) -> str:
+    """Keys are scoped per customer, and per guest by a hash of the normalised e-mail (never the address)."""
+    if customer is not None:
+        return f"user:{customer.public_id}"
+    assert guest is not None
+    return "guest:" + hashlib.sha256(guest.email.strip().lower().encode()).hexdigest()
+
+
 def order_create(
     *,
     customer: User | None,
@@ -230,8 +264,10 @@ def order_create(
 ) -> OrderCreated:
     """Create the order once per Idempotency-Key, then make sure it has a PaymentIntent.
 
-    The key row is inserted first in the same transaction as the order: a concurrent request with the same
-    key blocks on the unique index and, once the first commits, finds and returns the same order.
+    The key row is inserted first, and the quote computed after it, in the transaction that inserts the
+    order: a concurrent request with the same key blocks on the unique index and, once the first commits,
+    finds and returns the same order. (Quoting before the key would let a retry see the guest photos that
+    the first request's commit just bound to its order, and answer `asset_not_found`.)
     """
     if customer is None:
         if guest is None:
@@ -239,21 +275,23 @@ def order_create(
                 "guest_details_required", "Guests give an e-mail, birth date and policy version."
             )
         age_gate_check(birth_date=guest.birth_date)
-    scope = f"user:{customer.public_id}" if customer else "guest"
+    scope = idempotency_scope(customer=customer, guest=guest)
     existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
     if existing is not None:
-        return OrderCreated(
-            order=payments.payment_intent_ensure(order=existing), created=False, guest_token=None
-        )
+        return _replayed(order=existing, scope=scope, idempotency_key=idempotency_key)
     policy = policy_agreement_check(version=guest.policy_version) if guest and not customer else None
-    quote = quote_compute(customer=customer, items=items, shipping_method=shipping_method)
-    guest_token = secrets.token_urlsafe(24) if customer is None else None
+    ref = new_order_ref()
+    guest_token = (
+        guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=ref) if customer is None else None
+    )
     try:
         with transaction.atomic():
             record = IdempotencyKey.objects.create(
                 scope=scope, key=idempotency_key, request_sha256=request_fingerprint
             )
+            quote = quote_compute(customer=customer, items=items, shipping_method=shipping_method)
             order = _order_insert(
+                ref=ref,
                 customer=customer,
                 guest=guest,
                 guest_token=guest_token,
@@ -269,12 +307,22 @@ def order_create(
         existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
         if existing is None:
             raise
-        return OrderCreated(
-            order=payments.payment_intent_ensure(order=existing), created=False, guest_token=None
-        )
+        return _replayed(order=existing, scope=scope, idempotency_key=idempotency_key)
     logger.info("order created order=%s items=%d total=%d", order.ref, len(quote.lines), quote.total_minor)
     return OrderCreated(
         order=payments.payment_intent_ensure(order=order), created=True, guest_token=guest_token
+    )
+
+
+def _replayed(*, order: Order, scope: str, idempotency_key: str) -> OrderCreated:
+    """The first answer again; a guest gets the same token (see guest_token_derive) when it still matches."""
+    guest_token = None
+    if order.is_guest:
+        candidate = guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=order.ref)
+        if secrets.compare_digest(order.guest_token_hash, guest_token_hash(candidate)):
+            guest_token = candidate
+    return OrderCreated(
+        order=payments.payment_intent_ensure(order=order), created=False, guest_token=guest_token
     )
 
 
@@ -293,6 +341,7 @@ def _idempotent_replay(*, scope: str, key: str, fingerprint: str) -> Order | Non
 
 def _order_insert(
     *,
+    ref: str,
     customer: User | None,
     guest: GuestDetails | None,
     guest_token: str | None,
@@ -307,6 +356,7 @@ def _order_insert(
         raise DomainError("asset_not_ready", "A photo of this order is no longer available.", status=409)
     now = timezone.now()
     order = Order.objects.create(
+        ref=ref,
         customer=customer,
         guest_email=guest.email.lower() if guest and not customer else "",
         guest_token_hash=guest_token_hash(guest_token) if guest_token else "",
@@ -333,9 +383,12 @@ def _order_insert(
         for line in quote.lines
     )
     if customer is None:
-        Asset.objects.filter(pk__in=[line.asset.pk for line in quote.lines], guest_order__isnull=True).update(
+        bound = Asset.objects.filter(pk__in=asset_ids, owner__isnull=True, guest_order__isnull=True).update(
             guest_order=order
         )
+        if bound != len(asset_ids):
+            # Another guest order (another key) took one of these photos between our quote and our lock.
+            raise NotFound("asset_not_found", "No such photo.")
     OrderEvent.objects.create(
         order=order,
         kind="created",
@@ -346,91 +399,38 @@ def _order_insert(
     return order
 
 
-# --- Transitions --------------------------------------------------------------------------------
+def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
+    """A customer's cancel, before production starts; a captured payment is refunded after the commit.
 
-
-def order_transition(
-    *,
-    order: Order,
-    to_status: str,
-    actor: User | None = None,
-    actor_kind: str = "system",
-    note: str = "",
-    extra_fields: tuple[str, ...] = (),
-) -> Order:
-    """The one place an order's status is written. The caller holds the row lock (select_for_update)."""
-    ORDER_MACHINE.check(order.status, to_status)
-    from_status = order.status
-    order.status = to_status
-    order.save(update_fields=["status", "updated_at", *extra_fields])
-    OrderEvent.objects.create(
-        order=order,
-        kind="status_changed",
-        from_status=from_status,
-        to_status=to_status,
-        actor=actor,
-        actor_kind=actor_kind,
-        note=note[:1000],
-    )
-    packing = (OrderStatus.READY_TO_PACK, OrderStatus.PACKED)
-    if from_status in packing and to_status not in packing:
-        # Packaging views end when the order leaves the station (imported here: audit builds on orders).
-        from lab.audit.grants import grants_revoke
-
-        grants_revoke(context_type="order", context_id=order.ref, reason=f"order_{to_status}")
-    logger.info("order status order=%s from=%s to=%s", order.ref, from_status, to_status)
-    transaction.on_commit(lambda: _status_changed_hooks(order_id=order.pk, to_status=to_status))
-    return order
-
-
-def _status_changed_hooks(*, order_id: int, to_status: str) -> None:
-    if to_status == OrderStatus.PAID:
-        enqueue("production.order_release", order_id=order_id)
-    enqueue("notify.order_status_changed", order_id=order_id, status=to_status)
-
-
-def order_locked(*, order_id: int) -> Order:
-    return Order.objects.select_for_update().get(pk=order_id)
-
-
-def order_cancel(*, order: Order, actor: User | None, actor_kind: str, is_supervisor: bool = False) -> Order:
-    """Cancel before production (a supervisor also during it); a paid order is refunded first.
-
-    The refund is requested from Stripe outside any transaction, with an idempotency key, so a retry of a
-    cancel whose refund succeeded but whose save failed refunds once.
+    Decided under the order's lock: a cancel that loses the race with the release to production answers
+    409 and refunds nothing. The refund itself is asked for after the commit (`refund_issue_soon`), so the
+    money moves only for an order that is cancelled for good. Supervisors cancel orders in production with
+    lab.production.cancellation.order_cancel_in_production, which also stops the jobs.
     """
-    allowed = SUPERVISOR_CANCELLABLE if is_supervisor else CUSTOMER_CANCELLABLE
-    if order.status not in allowed:
-        raise DomainError(
-            "order_not_cancellable", f"An order that is {order.status} cannot be cancelled.", status=409
-        )
-    if order.payment_status == Order.PaymentStatus.SUCCEEDED:
-        payments.refund_create(order=order)
     with transaction.atomic():
         locked = order_locked(order_id=order.pk)
-        if locked.status not in allowed:
+        if locked.status not in CUSTOMER_CANCELLABLE:
             raise DomainError(
                 "order_not_cancellable", f"An order that is {locked.status} cannot be cancelled.", status=409
             )
-        fields: tuple[str, ...] = ()
-        if locked.payment_status == Order.PaymentStatus.SUCCEEDED:
-            locked.payment_status = Order.PaymentStatus.REFUNDED
-            fields = ("payment_status",)
-        elif locked.payment_intent_id and locked.payment_status != Order.PaymentStatus.REFUNDED:
+        refund_due = payments.refund_decide(order=locked)
+        if (
+            not refund_due
+            and locked.payment_intent_id
+            and locked.payment_status != Order.PaymentStatus.REFUNDED
+        ):
             transaction.on_commit(lambda: enqueue("payments.payment_intent_cancel", order_id=locked.pk))
-        if locked.status in (OrderStatus.IN_PRODUCTION, OrderStatus.ON_HOLD):
-            # Imported here: production builds on orders, not the other way round.
-            from lab.production.services import job_cancel_all_for_order
-
-            job_cancel_all_for_order(order=locked)
-        return order_transition(
+        order_transition(
             order=locked,
             to_status=OrderStatus.CANCELLED,
             actor=actor,
             actor_kind=actor_kind,
             note="cancelled",
-            extra_fields=fields,
         )
+    if refund_due:
+        payments.refund_issue_soon(order_id=locked.pk)
+        locked.refresh_from_db()
+    return locked
 
 
 def order_access_check(*, order: Order, user: User | None, guest_token: str | None) -> None:
@@ -447,6 +447,8 @@ def order_access_check(*, order: Order, user: User | None, guest_token: str | No
 
 
 def order_for_reader(*, ref: str, user: User | None, guest_token: str | None) -> Order:
+    if not is_order_ref(ref):  # checked before any query: a NUL byte or junk must not reach the database
+        raise NotFound("order_not_found", "No such order.")
     order = Order.objects.filter(ref=ref).first()
     if order is None:
         raise NotFound("order_not_found", "No such order.")

@@ -27,13 +27,16 @@ ORDER_MACHINE = StateMachine(
         S.PAID: frozenset({S.IN_PRODUCTION, S.ON_HOLD, S.CANCELLED}),
         S.IN_PRODUCTION: frozenset({S.READY_TO_PACK, S.ON_HOLD, S.CANCELLED}),
         S.ON_HOLD: frozenset({S.PAID, S.IN_PRODUCTION, S.CANCELLED}),
-        S.READY_TO_PACK: frozenset({S.PACKED, S.IN_PRODUCTION}),
+        S.READY_TO_PACK: frozenset({S.PACKED, S.IN_PRODUCTION, S.ON_HOLD}),
         S.PACKED: frozenset({S.SHIPPED}),
         S.SHIPPED: frozenset({S.DELIVERED}),
         S.DELIVERED: frozenset(),
         S.CANCELLED: frozenset(),
     },
 )
-# Customers may cancel before production starts; a supervisor may also cancel an order in production.
+# Customers may cancel before production starts; a supervisor may also cancel an order in production
+# (lab.production.cancellation: every job is stopped, at the printer too).
 CUSTOMER_CANCELLABLE = frozenset({S.AWAITING_PAYMENT, S.PAID})
 SUPERVISOR_CANCELLABLE = frozenset({S.AWAITING_PAYMENT, S.PAID, S.IN_PRODUCTION, S.ON_HOLD})
+# A refund or dispute that arrives from Stripe while the order is being made stops it for a person.
+PAYMENT_HOLDABLE = frozenset({S.PAID, S.IN_PRODUCTION, S.READY_TO_PACK})

@@ -17,8 +17,8 @@ from lab.accounts.models import User
 from lab.accounts.roles import Role, has_role
 from lab.lib.errors import DomainError, NotFound, PermissionDenied
 from lab.orders.models import Order, OrderItem
-from lab.orders.services import order_transition
 from lab.orders.states import OrderStatus
+from lab.orders.transitions import order_transition
 from lab.packing.services import packing_slip_get_or_render, slip_data_for
 from lab.packing.slip import render_slips
 from lab.production.models import JobEvent, PrintJob

@@ -17,8 +17,8 @@ from lab.audit.grants import grants_revoke
 from lab.audit.models import MaintenanceTicket
 from lab.lib.errors import DomainError, NotFound, PermissionDenied, UpstreamError
 from lab.lib.tasks import enqueue
-from lab.orders.services import order_locked, order_transition
 from lab.orders.states import OrderStatus
+from lab.orders.transitions import order_locked, order_transition
 from lab.production import services
 from lab.production.backends import backend_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob

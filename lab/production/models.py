@@ -92,6 +92,9 @@ class PrintJob(models.Model):
     raster_engine = models.CharField(max_length=16, blank=True)
     backend_job_id = models.CharField(max_length=100, blank=True)
     backend_state = models.CharField(max_length=16, blank=True)
+    # Cancelled here while the printer may still hold it (submitting or submitted): the poll cancels it there
+    # (by handle, or by title when the submitting worker died) and clears the flag.
+    cancel_at_printer = models.BooleanField(default=False)
     submit_attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)

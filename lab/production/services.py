@@ -22,17 +22,17 @@ from django.utils import timezone
 
 from lab.audit.gate import system_image_access
 from lab.audit.grants import grants_revoke
-from lab.lib.tasks import enqueue
+from lab.lib.tasks import enqueue, queue_depth
 from lab.orders.models import Order
-from lab.orders.services import order_locked, order_transition
 from lab.orders.states import OrderStatus
+from lab.orders.transitions import order_locked, order_transition
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_delete, vault_read, vault_write
 from lab.production import raster
 from lab.production.backends import backend_for, media_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import ACTIVE_JOB_STATUSES, JOB_MACHINE, JobStatus, PrinterState
-from printers.base import JobState
+from printers.base import JobInfo, JobState, PrinterBackend
 from printers.errors import PrinterError
 
 logger = logging.getLogger(__name__)
@@ -209,11 +209,27 @@ def job_reroute(
 
 def print_job_rasterize(*, job_id: int, worker: str) -> str:
     lease_expired = timezone.now() - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
-    claimed = PrintJob.objects.filter(pk=job_id, status=J.QUEUED).update(
-        status=J.RASTERIZING, claimed_at=timezone.now(), claimed_by=worker, updated_at=timezone.now()
-    ) or PrintJob.objects.filter(pk=job_id, status=J.RASTERIZING, claimed_at__lt=lease_expired).update(
-        claimed_at=timezone.now(), claimed_by=worker, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        # The claim and its event commit together: every job transition leaves its event.
+        claimed = PrintJob.objects.filter(pk=job_id, status=J.QUEUED).update(
+            status=J.RASTERIZING, claimed_at=timezone.now(), claimed_by=worker, updated_at=timezone.now()
+        )
+        if claimed:
+            JobEvent.objects.create(
+                job_id=job_id, kind="claimed", from_status=J.QUEUED, to_status=J.RASTERIZING, note=worker
+            )
+        else:
+            claimed = PrintJob.objects.filter(
+                pk=job_id, status=J.RASTERIZING, claimed_at__lt=lease_expired
+            ).update(claimed_at=timezone.now(), claimed_by=worker, updated_at=timezone.now())
+            if claimed:
+                JobEvent.objects.create(
+                    job_id=job_id,
+                    kind="lease_taken_over",
+                    from_status=J.RASTERIZING,
+                    to_status=J.RASTERIZING,
+                    note=worker,
+                )
     if not claimed:
         return "not_claimed"
     job = PrintJob.objects.select_related("printer", "order", "item__product", "item__asset__data_key").get(
@@ -299,29 +315,61 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         return "waiting"  # printer_poll enqueues it again when the printer is back or the batch released
     if Order.objects.filter(pk=job.order_id, status=OrderStatus.ON_HOLD).exists():
         return "waiting"  # the customer is asked first; the poll sends it once the hold is released
-    claimed = PrintJob.objects.filter(pk=job_id, status=J.READY).update(
-        status=J.SUBMITTING,
-        claimed_at=timezone.now(),
-        claimed_by=worker,
-        submit_attempts=F("submit_attempts") + 1,
-        updated_at=timezone.now(),
-    )
-    if not claimed:
-        return "not_claimed"
-    JobEvent.objects.create(job=job, kind="claimed", from_status=J.READY, to_status=J.SUBMITTING, note=worker)
-    job.refresh_from_db()
-    asset = job.item.asset
     size, _ = _job_media(job)
     try:
+        media = media_for(size)
+    except ValueError as error:
+        # Nothing was sent: a size with no printer media fails here with its reason, never as `unknown`.
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.READY},
+            to_status=J.FAILED,
+            kind="submit_failed",
+            note="media_unknown",
+            failure_code="media_unknown",
+            failure_message=str(error)[:300],
+            failure_is_permanent=True,
+        )
+        return "failed"
+    with transaction.atomic():
+        # Not for an order put on hold (or cancelled) since the check above: the claim itself re-checks.
+        claimed = (
+            PrintJob.objects.filter(pk=job_id, status=J.READY)
+            .exclude(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED])
+            .update(
+                status=J.SUBMITTING,
+                claimed_at=timezone.now(),
+                claimed_by=worker,
+                submit_attempts=F("submit_attempts") + 1,
+                updated_at=timezone.now(),
+            )
+        )
+        if claimed:
+            # The claim and its event commit together: every job transition leaves its event.
+            JobEvent.objects.create(
+                job=job, kind="claimed", from_status=J.READY, to_status=J.SUBMITTING, note=worker
+            )
+    if not claimed:
+        return "not_claimed"
+    job.refresh_from_db()
+    asset = job.item.asset
+    backend = backend_for(printer)
+    try:
+        if job.submit_attempts > 1:
+            # An earlier attempt failed on the way (connection dropped, cupsd restarting): it may still have
+            # reached the printer. Look before sending again, so a retry never makes a second copy.
+            adopted = _earlier_attempt_at_printer(job=job)
+            if adopted is not None:
+                return _submitted(job=job, handle=adopted.handle, kind="adopted", backend=backend)
         with tempfile.TemporaryDirectory(prefix="lab-print-") as folder:
             path = Path(folder) / f"{job.title}.{'tif' if printer.output_format == 'tiff' else 'jpg'}"
             path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
             path.chmod(0o644)  # CUPS filters run as `lp` and must read it
             Path(folder).chmod(0o755)
-            handle = backend_for(printer).submit(
+            handle = backend.submit(
                 path=path,
                 title=job.title,
-                media=media_for(size),
+                media=media,
                 copies=job.copies,
                 attributes={"lab-job-id": str(job.pk)},
             )
@@ -339,11 +387,23 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             failure_is_permanent=True,
         )
         return "failed"
-    job_move(
+    return _submitted(job=job, handle=handle, kind="submitted", backend=backend)
+
+
+def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
+    """The printer's job with our title from an earlier attempt that it still may print (or printed)."""
+    assert job.printer is not None
+    found = [j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title]
+    alive = [j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED)]
+    return alive[-1] if alive else None
+
+
+def _submitted(*, job: PrintJob, handle: str, kind: str, backend: PrinterBackend) -> str:
+    moved = job_move(
         job_id=job.pk,
         from_statuses={J.SUBMITTING},
         to_status=J.SUBMITTED,
-        kind="submitted",
+        kind=kind,
         note=f"backend job {handle}",
         backend_job_id=handle,
         claimed_at=None,
@@ -351,7 +411,25 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         failure_code="",
         failure_message="",
     )
-    return "submitted"
+    if moved:
+        return kind
+    # Cancelled (a supervisor's cancel) while we were sending: take back what we sent, now.
+    PrintJob.objects.filter(pk=job.pk, status=J.CANCELLED).update(backend_job_id=handle)
+    try:
+        backend.cancel(handle)
+    except PrinterError as error:
+        logger.warning(
+            "job cancelled during submit, printer cancel pending job=%s code=%s", job.pk, error.code
+        )
+        return "cancel_pending"  # cancel_at_printer stays set: the poll cancels it
+    with transaction.atomic():
+        if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
+            cancel_at_printer=False, claimed_at=None, claimed_by=""
+        ):
+            JobEvent.objects.create(
+                job_id=job.pk, kind="printer_cancelled", note=f"{handle}: sent, then cancelled"
+            )
+    return "cancelled"
 
 
 def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
@@ -526,13 +604,33 @@ def order_check_printed(*, order_id: int) -> bool:
 
 
 def production_reconcile() -> dict[str, int]:
-    """Recover from lost messages and dead workers; the database, not the broker, is the truth."""
+    """Recover from lost messages and dead workers; the database, not the broker, is the truth.
+
+    Every hand-off of the flow is a state in the database, and each one is swept here, so work whose message
+    was lost (broker restarted, worker killed before it acknowledged) moves on within one interval:
+    - an order `paid` with no jobs is released (directly, no broker needed);
+    - `queued` jobs are sent to the raster queue again when the queue holds fewer messages than them;
+    - a `rasterizing` or `submitting` claim whose worker died is taken over or settled once its lease ends;
+    - `ready` jobs are kicked by every printer poll; an order whose jobs all printed moves to packing, and a
+      `ready_to_pack` order without its slip gets one.
+    """
     now = timezone.now()
     lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
+    grace = timedelta(seconds=settings.PRODUCTION_HANDOFF_GRACE_SECONDS)
     counts: Counter[str] = Counter()
-    for job in PrintJob.objects.filter(status=J.QUEUED, updated_at__lt=now - lease):
-        _enqueue_rasterize(job.pk)
-        counts["rasterize_requeued"] += 1
+    for order_id in Order.objects.filter(
+        status=OrderStatus.PAID, updated_at__lt=now - grace, print_jobs__isnull=True
+    ).values_list("pk", flat=True):
+        counts["orders_released"] += int(order_release(order_id=order_id) > 0)
+    queued = list(
+        PrintJob.objects.filter(status=J.QUEUED, updated_at__lt=now - grace).values_list("pk", flat=True)
+    )
+    if queued:
+        depth = queue_depth("raster")
+        if depth is None or depth < len(queued):
+            for job_id in queued:
+                _enqueue_rasterize(job_id)
+            counts["rasterize_requeued"] += len(queued)
     for job in PrintJob.objects.filter(status=J.RASTERIZING, claimed_at__lt=now - lease):
         _enqueue_rasterize(job.pk)  # the claim takes over an expired lease
         counts["rasterize_taken_over"] += 1
@@ -541,6 +639,17 @@ def production_reconcile() -> dict[str, int]:
     ):
         counts[_reconcile_submitting(job)] += 1
     jobs_route_waiting()
+    for order_id in (
+        Order.objects.filter(status=OrderStatus.IN_PRODUCTION, updated_at__lt=now - grace)
+        .exclude(print_jobs__status__in=[s for s in J.values if s not in (J.PRINTED, J.CANCELLED)])
+        .values_list("pk", flat=True)
+    ):
+        counts["orders_ready_to_pack"] += int(order_check_printed(order_id=order_id))
+    for order_id in Order.objects.filter(
+        status=OrderStatus.READY_TO_PACK, updated_at__lt=now - grace, packing_slip__isnull=True
+    ).values_list("pk", flat=True):
+        enqueue("packing.slip_render", order_id=order_id)
+        counts["slips_requested"] += 1
     return dict(counts)
 
 
@@ -575,8 +684,3 @@ def _reconcile_submitting(job: PrintJob) -> str:
         claimed_by="",
     )
     return "unknown"
-
-
-def job_cancel_all_for_order(*, order: Order) -> None:
-    for job in PrintJob.objects.filter(order=order).exclude(status__in=[J.PRINTED, J.CANCELLED]):
-        job_move(job_id=job.pk, from_statuses={job.status}, to_status=J.CANCELLED, kind="order_cancelled")

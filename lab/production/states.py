@@ -17,12 +17,17 @@ class JobStatus(TextChoices):
     PRINTED = "printed"  # the device accepted all of it (CUPS "completed"), not yet checked by a person
     FAILED = "failed"
     UNKNOWN = "unknown"  # a submit whose outcome nobody knows: a technician decides, never a retry
+    # CUPS restarted while the job was at the printer and sent it again from the start: it may have printed
+    # twice. A technician counts the prints and confirms (printed) or asks for a reprint.
+    SUSPECT = "suspect"
     CANCELLED = "cancelled"
 
 
 J = JobStatus
 ACTIVE_JOB_STATUSES = frozenset({J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTING, J.SUBMITTED})
 FINAL_JOB_STATUSES = frozenset({J.PRINTED, J.CANCELLED})
+# Jobs a person must decide about before the order can move on.
+NEEDS_PERSON_JOB_STATUSES = frozenset({J.UNKNOWN, J.SUSPECT})
 JOB_MACHINE = StateMachine(
     "print_job",
     {
@@ -32,10 +37,13 @@ JOB_MACHINE = StateMachine(
         ),  # queued->queued: reroute
         J.RASTERIZING: frozenset({J.READY, J.QUEUED, J.FAILED, J.CANCELLED}),
         J.READY: frozenset({J.SUBMITTING, J.QUEUED, J.NO_PRINTER, J.CANCELLED, J.FAILED}),
-        J.SUBMITTING: frozenset({J.SUBMITTED, J.READY, J.FAILED, J.UNKNOWN}),
-        J.SUBMITTED: frozenset({J.PRINTED, J.FAILED, J.CANCELLED}),
+        # submitting -> cancelled: a supervisor's cancel; the printer side is settled by the worker or poll.
+        J.SUBMITTING: frozenset({J.SUBMITTED, J.READY, J.FAILED, J.UNKNOWN, J.CANCELLED}),
+        # submitted -> ready: CUPS holds the job without its document (nothing printed), resent safely.
+        J.SUBMITTED: frozenset({J.PRINTED, J.FAILED, J.CANCELLED, J.SUSPECT, J.READY}),
         J.FAILED: frozenset({J.QUEUED, J.READY, J.CANCELLED}),
         J.UNKNOWN: frozenset({J.PRINTED, J.READY, J.CANCELLED}),
+        J.SUSPECT: frozenset({J.PRINTED, J.READY, J.CANCELLED}),
         J.PRINTED: frozenset(),
         J.CANCELLED: frozenset(),
     },

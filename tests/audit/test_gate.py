@@ -161,7 +161,7 @@ def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
             context_type="clarification_case",
             context_id=case.pk,
         )
-    from lab.orders.services import order_transition
+    from lab.orders.transitions import order_transition
 
     order = job.order
     order_transition(order=order, to_status="on_hold")

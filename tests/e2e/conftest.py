@@ -22,7 +22,7 @@ from django.db import connection
 from PIL import Image
 
 from lab.orders.models import Order
-from lab.orders.services import order_transition
+from lab.orders.transitions import order_transition
 from lab.production.models import Printer, PrintJob
 from tests.factories import order_with_items
 from tests.support.celery_worker import CeleryWorker, database_url

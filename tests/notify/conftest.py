@@ -16,7 +16,7 @@ from django.utils import timezone
 from lab.accounts.models import User
 from lab.catalog.models import Product
 from lab.orders.models import Order, OrderEvent, OrderItem
-from lab.orders.services import order_locked, order_transition
+from lab.orders.transitions import order_locked, order_transition
 from tests.factories import ProductFactory, UserFactory, asset_for
 
 ADDRESS = {

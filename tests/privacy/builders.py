@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order
-from lab.orders.services import order_locked, order_transition
+from lab.orders.transitions import order_locked, order_transition
 from lab.packing import station
 from lab.packing.services import packing_slip_render
 from lab.production import services as production

@@ -12,7 +12,7 @@ from django.utils import timezone
 from PIL import Image
 
 from lab.orders.models import Order
-from lab.orders.services import order_transition
+from lab.orders.transitions import order_transition
 from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render
 from lab.production import services
@@ -290,6 +290,8 @@ def test_expired_raster_lease_is_taken_over(settings):
 
 def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelled(settings):
     from lab.orders.services import order_cancel
+    from lab.production.cancellation import order_cancel_in_production
+    from tests.staff.builders import person
 
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
@@ -300,7 +302,9 @@ def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelle
 
     with pytest.raises(Exception, match="cannot be cancelled"):
         order_cancel(order=order, actor=None, actor_kind="customer")
-    order_cancel(order=order, actor=None, actor_kind="staff", is_supervisor=True)
+    with pytest.raises(Exception, match="Only supervisors"):
+        order_cancel_in_production(order_ref=order.ref, actor=person("technician"))
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
 
     order.refresh_from_db()
     assert order.status == "cancelled"

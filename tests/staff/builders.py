@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.orders.models import Order
-from lab.orders.services import order_transition
+from lab.orders.transitions import order_transition
 from lab.production import services
 from lab.production.models import Printer, PrintJob
 from lab.production.states import JobStatus

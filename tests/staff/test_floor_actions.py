@@ -307,7 +307,7 @@ def test_reprint_of_an_unprinted_job_or_a_packed_order_is_refused():
     queued = PrintJob.objects.get(order=queued_order)
     packed_order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     printed = PrintJob.objects.get(order=packed_order)
-    from lab.orders.services import order_transition
+    from lab.orders.transitions import order_transition
 
     order_transition(order=packed_order, to_status="packed")
     client, _ = client_as("technician")

@@ -1,0 +1,151 @@
+"""Cancelling an order that is in production, and making the printers agree with the database afterwards.
+
+A supervisor's cancel is one decision under the order's lock: the refund is decided, every job that still
+counts is cancelled in the database, the order is cancelled — one commit. The outside world follows:
+the refund is asked for after the commit (retried until Stripe confirms), and every job that may already be
+at a printer (submitted, or being submitted by a worker right now) is flagged `cancel_at_printer`; the
+printer poll cancels it there and clears the flag, so a cancelled order never prints behind the lab's back.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.accounts.roles import Role, has_role
+from lab.lib.errors import DomainError, NotFound, PermissionDenied
+from lab.orders import payments
+from lab.orders.models import Order
+from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
+from lab.orders.transitions import order_transition
+from lab.production.backends import backend_for
+from lab.production.models import JobEvent, PrintJob
+from lab.production.services import job_move
+from lab.production.states import JobStatus
+from printers.base import FINAL_JOB_STATES, JobState
+from printers.errors import JOB_NOT_FOUND, PrinterError
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+SUPERVISOR_ROLES = (Role.SUPERVISOR, Role.ADMIN)
+# Jobs the printer may already hold: cancelling them in the database alone would let them print.
+AT_PRINTER = frozenset({J.SUBMITTING, J.SUBMITTED, J.UNKNOWN, J.SUSPECT})
+
+
+def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -> Order:
+    """A supervisor cancels an order at any stage before packing; its jobs stop, at the printer too."""
+    if not has_role(actor, *SUPERVISOR_ROLES):
+        raise PermissionDenied("not_allowed", "Only supervisors cancel orders that are in production.")
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(ref=order_ref).first()
+        if order is None:
+            raise NotFound("order_not_found", f"No order {order_ref}.")
+        if order.status not in SUPERVISOR_CANCELLABLE:
+            raise DomainError(
+                "order_not_cancellable", f"An order that is {order.status} cannot be cancelled.", status=409
+            )
+        refund_due = payments.refund_decide(order=order)
+        jobs_cancel_for_order(order_id=order.pk, actor_id=actor.pk)
+        order_transition(
+            order=order,
+            to_status=OrderStatus.CANCELLED,
+            actor=actor,
+            actor_kind="staff",
+            note=note or "cancelled by a supervisor",
+        )
+    if refund_due:
+        payments.refund_issue_soon(order_id=order.pk)
+    printer_cancels_settle(order_id=order.pk)
+    order.refresh_from_db()
+    return order
+
+
+def jobs_cancel_for_order(*, order_id: int, actor_id: int | None = None) -> int:
+    """Inside the caller's transaction (the order is locked): every job that still counts is cancelled."""
+    cancelled = 0
+    for job in (
+        PrintJob.objects.select_for_update()
+        .filter(order_id=order_id)
+        .exclude(status__in=[J.PRINTED, J.CANCELLED])
+    ):
+        cancelled += int(
+            job_move(
+                job_id=job.pk,
+                from_statuses={job.status},
+                to_status=J.CANCELLED,
+                kind="order_cancelled",
+                actor_id=actor_id,
+                cancel_at_printer=job.status in AT_PRINTER,
+            )
+        )
+    return cancelled
+
+
+def printer_cancels_settle(*, order_id: int | None = None) -> dict[str, int]:
+    """Cancel at the printer every job we cancelled that the printer may hold; called by the poll too.
+
+    A job cancelled while a worker was submitting it is left to that worker until its claim runs out (the
+    worker cancels what it sent when it finds the job cancelled); after that it is found by its title.
+    """
+    lease_expired = timezone.now() - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
+    jobs = PrintJob.objects.filter(status=J.CANCELLED, cancel_at_printer=True).select_related("printer")
+    if order_id is not None:
+        jobs = jobs.filter(order_id=order_id)
+    counts = {"cancelled_at_printer": 0, "unreachable": 0, "waiting_for_worker": 0}
+    for job in jobs:
+        if not job.backend_job_id and job.claimed_at is not None and job.claimed_at > lease_expired:
+            counts["waiting_for_worker"] += 1
+            continue
+        outcome = printer_cancel(job=job)
+        counts["cancelled_at_printer" if outcome else "unreachable"] += 1
+    return counts
+
+
+def printer_cancel(*, job: PrintJob) -> bool:
+    """Cancel one cancelled job at its printer (by handle, else by title); True once the printer agrees."""
+    if job.printer is None:
+        return _printer_cancel_done(job=job, note="no printer")
+    backend = backend_for(job.printer)
+    try:
+        if job.backend_job_id:
+            handles = [job.backend_job_id]
+        else:
+            handles = [j.handle for j in backend.find_jobs(title_prefix=job.title) if j.title == job.title]
+        outcomes = []
+        for handle in handles:
+            try:
+                state = backend.job_state(handle)
+                if state in FINAL_JOB_STATES:
+                    outcomes.append(f"{handle}:{state}")
+                    continue
+                backend.cancel(handle)
+                outcomes.append(f"{handle}:cancelled")
+            except PrinterError as error:
+                if error.code != JOB_NOT_FOUND:
+                    raise
+                outcomes.append(f"{handle}:gone")
+    except PrinterError as error:
+        logger.warning("printer cancel pending job=%s code=%s", job.pk, error.code)
+        return False
+    printed = [o for o in outcomes if o.endswith(f":{JobState.COMPLETED}")]
+    note = ", ".join(outcomes) or "the printer had no job with our title"
+    if printed:
+        note = f"already printed before the cancel reached the printer: {note}"
+    return _printer_cancel_done(job=job, note=note)
+
+
+def _printer_cancel_done(*, job: PrintJob, note: str) -> bool:
+    with transaction.atomic():
+        updated = PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
+            cancel_at_printer=False, claimed_at=None, claimed_by=""
+        )
+        if updated:
+            JobEvent.objects.create(job_id=job.pk, kind="printer_cancelled", note=note[:500])
+    logger.info("job cancelled at printer job=%s", job.pk)
+    return True
