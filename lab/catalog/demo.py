@@ -6,7 +6,8 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from lab.catalog.models import Paper, Product
+from lab.catalog.models import Paper
+from lab.catalog.services import product_save
 
 # (short side, long side, base price in cents, minimum DPI)
 DEMO_SIZES = [(4, 6, 35, 150), (5, 7, 149, 150), (8, 10, 499, 125), (11, 14, 1299, 100)]
@@ -17,17 +18,15 @@ def catalog_seed_demo() -> int:
     created = 0
     for short, long, price, min_dpi in DEMO_SIZES:
         for paper in Paper:
-            _, was_created = Product.objects.update_or_create(
+            _, was_created = product_save(
                 sku=f"PRINT-{short}X{long}-{paper.value.upper()}",
-                defaults={
-                    "name": f'{short}x{long}" {paper.label} print',
-                    "width_in": Decimal(short),
-                    "height_in": Decimal(long),
-                    "paper": paper,
-                    "price_minor": price * (100 + PAPER_SURCHARGE_PERCENT[paper]) // 100,
-                    "currency": settings.LAB_CURRENCY,
-                    "min_dpi": min_dpi,
-                },
+                width_in=Decimal(short),
+                height_in=Decimal(long),
+                name=f'{short}x{long}" {paper.label} print',
+                paper=paper,
+                price_minor=price * (100 + PAPER_SURCHARGE_PERCENT[paper]) // 100,
+                currency=settings.LAB_CURRENCY,
+                min_dpi=min_dpi,
             )
             created += int(was_created)
     return created

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from lab.catalog.services import products_unprintable
 from lab.production.models import JobEvent, Printer
 from printers.cups_backend import list_queues
 from printers.media import UnknownMediaError, size_for_pwg_media
@@ -15,6 +16,8 @@ from printers.media import UnknownMediaError, size_for_pwg_media
 class SyncResult:
     created: list[str]
     updated: list[str]
+    # Active products that no printer holds in size and paper after this sync: orders for them would wait.
+    unprintable_products: list[str]
 
 
 def printers_sync(*, server: str, default_papers: list[str]) -> SyncResult:
@@ -44,7 +47,8 @@ def printers_sync(*, server: str, default_papers: list[str]) -> SyncResult:
             printer.save(update_fields=["state", "state_reasons"])
             JobEvent.objects.create(printer=printer, kind="printer_synced", note=",".join(sizes)[:500])
         (created if was_created else updated).append(printer.name)
-    return SyncResult(created=created, updated=updated)
+    unprintable = products_unprintable(printers=list(Printer.objects.all()))
+    return SyncResult(created=created, updated=updated, unprintable_products=unprintable)
 
 
 def _size(media: str) -> str:

@@ -25,3 +25,7 @@ class Command(BaseCommand):
             f"created: {', '.join(result.created) or '-'}; updated: {', '.join(result.updated) or '-'}; "
             f"{routed} waiting jobs routed"
         )
+        if result.unprintable_products:
+            self.stderr.write(
+                "no printer holds the size and paper of: " + ", ".join(result.unprintable_products)
+            )

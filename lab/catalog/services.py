@@ -1,0 +1,45 @@
+"""Writes for the catalog: a product is accepted only when a printer could ever print it.
+
+A size with no entry in the PWG media table (printers.media) cannot be sent to any printer with the right
+media, so it is refused here, when it is created, instead of being quoted, paid, rasterized and failing at
+the printer. Whether a printer of this lab holds the size and paper today is reported by `printers_sync`
+(`products_unprintable`): a product may be created before its printer is installed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from lab.catalog.models import Product
+from lab.lib.errors import DomainError
+from printers.media import UnknownMediaError, pwg_media_for_size
+
+
+def product_media_check(*, width_in: Decimal, height_in: Decimal) -> str:
+    """The PWG media name the size prints on; DomainError `product_size_unprintable` when there is none."""
+    try:
+        return pwg_media_for_size(width_inches=width_in, height_inches=height_in)
+    except UnknownMediaError as error:
+        raise DomainError(
+            "product_size_unprintable",
+            f"No printer media is known for {width_in.normalize():f}x{height_in.normalize():f} in; "
+            "add the size to printers.media first.",
+        ) from error
+
+
+def product_save(*, sku: str, width_in: Decimal, height_in: Decimal, **fields: Any) -> tuple[Product, bool]:
+    """Create or update a product by SKU after checking that its size is printable."""
+    product_media_check(width_in=width_in, height_in=height_in)
+    return Product.objects.update_or_create(
+        sku=sku, defaults={"width_in": width_in, "height_in": height_in, **fields}
+    )
+
+
+def products_unprintable(*, printers: list[Any]) -> list[str]:
+    """SKUs of active products that none of `printers` (Printer rows) holds in size and paper."""
+    return [
+        product.sku
+        for product in Product.objects.filter(is_active=True)
+        if not any(p.holds(size=product.size_label, paper=product.paper) for p in printers)
+    ]

@@ -1,0 +1,378 @@
+"""Exactly once, at the service level on real hot-folder printers: lost hand-offs are redone by the reconciler,
+cancels and refunds are one decision, money taken back during production holds the order, a retry never
+sends a second copy. (The same guarantees under real faults — Redis, PostgreSQL, cupsd restarts, killed
+workers — are in tests/e2e/test_faults.py.)
+
+Inside these tests `transaction.on_commit` hooks never run (each test is one transaction), so every task
+message that a commit would send is "lost": exactly the situation the reconcile sweeps exist for.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.core import mail
+from django.utils import timezone
+
+from lab.catalog.models import Product
+from lab.catalog.services import product_save
+from lab.lib.errors import DomainError
+from lab.notify.models import Notification
+from lab.notify.services import notifications_sweep
+from lab.orders import payments
+from lab.orders.models import Order, OrderEvent
+from lab.orders.services import order_cancel
+from lab.production import services
+from lab.production.backends import backend_for
+from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle
+from lab.production.models import JobEvent, PrintJob
+from lab.production.states import JobStatus
+from printers.base import JobState
+from printers.hotfolder import HotFolderBackend
+from printers.hotfolder_device import process_pending
+from tests.staff.builders import (
+    broker_tasks,
+    hotfolder_printer,
+    job_walk,
+    paid_order,
+    person,
+    printer_folder,
+    released_order,
+)
+from tests.support.stripe_server import signed_event
+
+pytestmark = pytest.mark.django_db
+J = JobStatus
+WORKER = "test-worker:1"
+
+
+@pytest.fixture(autouse=True)
+def _immediate_handoffs(settings):
+    settings.PRODUCTION_HANDOFF_GRACE_SECONDS = 0
+    connection = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    connection.delete("raster", "default", "print")
+
+
+def _ready(job: PrintJob) -> PrintJob:
+    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    job.refresh_from_db()
+    return job
+
+
+def _device_files(printer_name: str) -> list[Path]:
+    folder = Path(settings.HOTFOLDER_ROOT) / printer_name
+    return sorted(p for p in folder.rglob("*.jpg"))
+
+
+# --- Lost hand-offs ------------------------------------------------------------------------------------
+
+
+def test_reconcile_releases_a_paid_order_whose_release_message_was_lost():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    assert not PrintJob.objects.filter(order=order).exists()
+
+    first = services.production_reconcile()
+    second = services.production_reconcile()
+
+    order.refresh_from_db()
+    assert order.status == "in_production"
+    assert first["orders_released"] == 1
+    assert "orders_released" not in second
+    assert list(PrintJob.objects.filter(order=order).values_list("copies", "status")) == [(2, "queued")]
+
+
+def test_reconcile_leaves_a_fresh_paid_order_to_its_message(settings):
+    settings.PRODUCTION_HANDOFF_GRACE_SECONDS = 3600
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+
+    assert "orders_released" not in services.production_reconcile()
+    order.refresh_from_db()
+    assert order.status == "paid"
+
+
+def test_reconcile_resends_raster_messages_only_when_the_broker_lost_them():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1)])
+    job_ids = sorted(PrintJob.objects.filter(order=order).values_list("pk", flat=True))
+    assert broker_tasks("raster") == []  # the commit's messages never went out
+
+    assert services.production_reconcile()["rasterize_requeued"] == 2
+    assert sorted(kwargs["job_id"] for _, kwargs in broker_tasks("raster")) == job_ids
+    # The broker now holds a message per waiting job: nothing is sent twice.
+    assert "rasterize_requeued" not in services.production_reconcile()
+    assert len(broker_tasks("raster")) == 2
+
+
+def test_reconcile_moves_a_printed_order_to_packing_and_asks_for_its_slip():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    for job in PrintJob.objects.filter(order=order):
+        job_walk(job, J.PRINTED)
+
+    assert services.production_reconcile()["orders_ready_to_pack"] == 1
+    order.refresh_from_db()
+    assert order.status == "ready_to_pack"
+    assert services.production_reconcile()["slips_requested"] == 1
+    assert ("packing.slip_render", {"order_id": order.pk}) in broker_tasks("default")
+
+
+def test_notifications_sweep_sends_the_mail_whose_message_was_lost():
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    OrderEvent.objects.filter(order=order).update(created_at=timezone.now() - timedelta(minutes=5))
+    mail.outbox.clear()
+
+    sent = notifications_sweep()
+
+    assert sent == OrderEvent.objects.filter(order=order).count() == 1  # paid
+    assert Notification.objects.filter(order=order).count() == 1
+    assert notifications_sweep() == 0
+    assert len(mail.outbox) == len({m.subject for m in mail.outbox})  # no mail twice
+
+
+# --- Cancels and refunds -------------------------------------------------------------------------------
+
+
+def _mark_captured(order: Order, intent: str = "pi_test_captured") -> Order:
+    Order.objects.filter(pk=order.pk).update(payment_intent_id=intent, payment_status="succeeded")
+    order.refresh_from_db()
+    return order
+
+
+def test_a_customer_cancel_that_loses_the_race_with_the_release_refunds_nothing():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = _mark_captured(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    services.order_release(order_id=order.pk)
+
+    with pytest.raises(DomainError) as refused:
+        order_cancel(order=order, actor=order.customer, actor_kind="customer")
+
+    assert (refused.value.code, refused.value.status) == ("order_not_cancellable", 409)
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("in_production", "succeeded")
+    assert not OrderEvent.objects.filter(order=order, kind__startswith="refund").exists()
+
+
+def test_a_release_that_loses_the_race_with_a_cancel_makes_no_job(settings):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable: the refund stays decided
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = _mark_captured(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+
+    cancelled = order_cancel(order=order, actor=order.customer, actor_kind="customer")
+
+    assert (cancelled.status, cancelled.payment_status) == ("cancelled", "refund_pending")
+    assert services.order_release(order_id=order.pk) == 0
+    assert not PrintJob.objects.filter(order=order).exists()
+    assert ("payments.refund_issue", {"order_id": order.pk}) in broker_tasks("default")
+
+
+def test_a_decided_refund_is_issued_once_stripe_answers_again(settings, localstripe):
+    import stripe
+
+    client = stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": localstripe.url})
+    method = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    intent = client.v1.payment_intents.create(
+        params={"amount": 1234, "currency": "usd", "payment_method": method.id, "confirm": True}
+    )
+    order = _mark_captured(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]), intent=intent.id)
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    order_cancel(order=order, actor=order.customer, actor_kind="customer")
+    assert payments.refunds_reconcile() == 0
+
+    settings.STRIPE_API_BASE = localstripe.url
+    assert payments.refunds_reconcile() == 1
+    assert payments.refunds_reconcile() == 0
+
+    order.refresh_from_db()
+    assert order.payment_status == "refunded"
+    assert len(client.v1.refunds.list(params={"payment_intent": intent.id}).data) == 1
+
+
+def test_a_supervisor_cancel_stops_a_submitted_job_at_the_printer():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1)])
+    sent, waiting = PrintJob.objects.filter(order=order).order_by("pk")
+    _ready(sent)
+    assert services.print_job_submit(job_id=sent.pk, worker=WORKER) == "submitted"
+    sent.refresh_from_db()
+
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+
+    sent.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (sent.status, sent.cancel_at_printer, waiting.status) == ("cancelled", False, "cancelled")
+    assert backend_for(printer).job_state(sent.backend_job_id) is JobState.CANCELED
+    assert process_pending(folder=printer_folder(printer), delay_seconds=0) == []
+    assert JobEvent.objects.filter(job=sent, kind="printer_cancelled").count() == 1
+
+
+def test_a_cancel_that_lands_while_the_worker_sends_takes_the_copy_back(monkeypatch):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    real_submit = HotFolderBackend.submit
+
+    def submit_then_supervisor_cancels(self, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_submit(self, **kwargs)
+        order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+        return handle
+
+    monkeypatch.setattr(HotFolderBackend, "submit", submit_then_supervisor_cancels)
+
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "cancelled"
+
+    job.refresh_from_db()
+    assert (job.status, job.cancel_at_printer) == ("cancelled", False)
+    assert backend_for(printer).job_state(job.backend_job_id) is JobState.CANCELED
+    assert process_pending(folder=printer_folder(printer), delay_seconds=0) == []
+
+
+def test_a_cancel_while_a_dead_worker_was_sending_is_settled_by_title():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = job_walk(PrintJob.objects.get(order=order), J.SUBMITTING)
+    # The worker reached the printer, then died before it saved the handle.
+    raster = Path(settings.MEDIA_ROOT) / "raster.jpg"
+    raster.parent.mkdir(parents=True, exist_ok=True)
+    raster.write_bytes(b"\xff\xd8\xff\xd9")
+    handle = backend_for(printer).submit(path=raster, title=job.title, media="na_index-4x6_4x6in", copies=1)
+
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+
+    job.refresh_from_db()
+    assert (job.status, job.cancel_at_printer, job.backend_job_id) == ("cancelled", False, "")
+    assert backend_for(printer).job_state(handle) is JobState.CANCELED
+    assert printer_cancels_settle() == {"cancelled_at_printer": 0, "unreachable": 0, "waiting_for_worker": 0}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payment_status"),
+    [("charge.refunded", "refunded"), ("charge.dispute.created", "disputed")],
+)
+def test_money_taken_back_during_production_holds_the_order_and_its_unsent_jobs(
+    client, event_type, payment_status
+):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = _mark_captured(released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1)]))
+    printed, unsent = PrintJob.objects.filter(order=order).order_by("pk")
+    _ready(printed)
+    assert services.print_job_submit(job_id=printed.pk, worker=WORKER) == "submitted"
+    process_pending(folder=printer_folder(printer), delay_seconds=0)
+    services.printer_poll()
+    _ready(unsent)
+    payload, header = signed_event(
+        event_type=event_type,
+        data_object={"id": "ch_or_dp_1", "payment_intent": order.payment_intent_id},
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        event_id=f"evt_{payment_status}",
+    )
+
+    response = client.post(
+        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+    assert (response.status_code, response.json()["outcome"]) == (200, "held_for_payment")
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", payment_status)
+    assert "supervisor decides" in order.hold_message
+    assert services.print_job_submit(job_id=unsent.pk, worker=WORKER) == "waiting"
+    printed.refresh_from_db()
+    unsent.refresh_from_db()
+    assert (printed.status, unsent.status) == ("printed", "ready")  # nothing thrown away, nothing sent
+
+
+def test_an_unknown_payment_intent_never_finds_an_order_by_its_metadata(client):
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    Order.objects.filter(pk=order.pk).update(status="awaiting_payment", payment_intent_id="pi_real")
+    payload, header = signed_event(
+        event_type="payment_intent.succeeded",
+        data_object={"id": "pi_someone_elses", "amount": 0, "metadata": {"order_ref": order.ref}},
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        event_id="evt_foreign",
+    )
+
+    response = client.post(
+        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert order.status == "awaiting_payment"
+
+
+# --- Submits -------------------------------------------------------------------------------------------
+
+
+def test_a_size_with_no_printer_media_is_refused_when_the_product_is_created():
+    with pytest.raises(DomainError) as refused:
+        product_save(
+            sku="PRINT-6X8-LUSTRE",
+            width_in=Decimal(6),
+            height_in=Decimal(8),
+            name="6x8",
+            paper="lustre",
+            price_minor=100,
+        )
+    assert refused.value.code == "product_size_unprintable"
+    assert not Product.objects.filter(sku="PRINT-6X8-LUSTRE").exists()
+
+
+def test_a_job_of_a_size_without_media_fails_with_its_reason_before_anything_is_sent():
+    printer = hotfolder_printer("minilab", sizes=["4x6", "6x8"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    # A product saved before the check existed.
+    Product.objects.filter(sku="PRINT-4X6-LUSTRE").update(width_in=6, height_in=8)
+    services.order_release(order_id=order.pk)
+    job = _ready(PrintJob.objects.get(order=order))
+
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "failed"
+
+    job.refresh_from_db()
+    assert (job.status, job.failure_code, job.failure_is_permanent) == ("failed", "media_unknown", True)
+    assert backend_for(printer).find_jobs(title_prefix=job.title) == []
+
+
+def test_a_retry_adopts_the_copy_an_earlier_attempt_left_at_the_printer():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    # The first attempt reached the printer, then its connection broke: the lab saw a transient error.
+    PrintJob.objects.filter(pk=job.pk).update(submit_attempts=1)
+    raster = Path(settings.MEDIA_ROOT) / "raster.jpg"
+    raster.write_bytes(b"\xff\xd8\xff\xd9")
+    earlier = backend_for(printer).submit(path=raster, title=job.title, media="na_index-4x6_4x6in", copies=1)
+
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "adopted"
+
+    job.refresh_from_db()
+    assert (job.status, job.backend_job_id) == ("submitted", earlier)
+    assert [j.handle for j in backend_for(printer).find_jobs(title_prefix=job.title)] == [earlier]
+
+
+def test_the_raster_and_submit_claims_write_their_events_with_them():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    services.print_job_submit(job_id=job.pk, worker=WORKER)
+
+    moves = list(
+        JobEvent.objects.filter(job=job).exclude(from_status="").values_list("from_status", "to_status")
+    )
+    assert moves == [
+        ("no_printer", "queued"),
+        ("queued", "rasterizing"),
+        ("rasterizing", "ready"),
+        ("ready", "submitting"),
+        ("submitting", "submitted"),
+    ]
