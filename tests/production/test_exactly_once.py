@@ -1,5 +1,5 @@
-"""Exactly once, at the service level on real hot-folder printers: lost hand-offs are redone by the reconciler,
-cancels and refunds are one decision, money taken back during production holds the order, a retry never
+"""Exactly once, at the service level on real hot-folder printers: lost hand-offs are redone by the
+reconciler, cancels and refunds are one decision, money taken back during production holds the order, a retry never
 sends a second copy. (The same guarantees under real faults — Redis, PostgreSQL, cupsd restarts, killed
 workers — are in tests/e2e/test_faults.py.)
 
