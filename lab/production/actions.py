@@ -22,7 +22,7 @@ from lab.orders.transitions import order_locked, order_transition
 from lab.production import services
 from lab.production.backends import backend_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
-from lab.production.states import JobStatus, ReprintReason
+from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
 from printers.errors import PrinterError
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,9 @@ J = JobStatus
 FLOOR_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
 QC_ROLES = (Role.TECHNICIAN, Role.PACKER, Role.SUPERVISOR, Role.ADMIN)
 REROUTABLE = frozenset({J.QUEUED, J.READY, J.FAILED})
-CANCELLABLE = frozenset({J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTED, J.FAILED, J.UNKNOWN})
+CANCELLABLE = frozenset(
+    {J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTED, J.FAILED, J.UNKNOWN, J.SUSPECT}
+)
 # A reprint goes back into production, so the order must still be on the floor.
 REPRINTABLE_ORDER_STATUSES = frozenset({OrderStatus.IN_PRODUCTION, OrderStatus.READY_TO_PACK})
 
@@ -243,15 +245,18 @@ def job_reprint(*, job_id: int, actor: User, reason: str, copies: int, note: str
 
 
 def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> PrintJob:
-    """A person decides what happened to a job whose submit outcome nobody knows."""
+    """A person decides what happened to a job whose outcome nobody knows (unknown), or that CUPS may have
+    printed twice (suspect): printed (extra copies discarded), or not printed and sent again."""
     floor_access_check(actor)
     job = _job(job_id)
-    if job.status != J.UNKNOWN:
-        raise DomainError("job_not_unknown", f"Job {job.pk} is {job.status}; only unknown jobs are resolved.")
+    if job.status not in NEEDS_PERSON_JOB_STATUSES:
+        raise DomainError(
+            "job_not_unknown", f"Job {job.pk} is {job.status}; only unknown or suspect jobs are resolved."
+        )
     if was_printed:
         moved = services.job_move(
             job_id=job.pk,
-            from_statuses={J.UNKNOWN},
+            from_statuses={job.status},
             to_status=J.PRINTED,
             kind="resolved_printed",
             actor_id=actor.pk,
@@ -263,7 +268,7 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
         with transaction.atomic():
             moved = services.job_move(
                 job_id=job.pk,
-                from_statuses={J.UNKNOWN},
+                from_statuses={job.status},
                 to_status=J.READY,
                 kind="resolved_not_printed",
                 actor_id=actor.pk,

@@ -58,6 +58,7 @@ class Board:
     waiting: list[PrintJob]
     failed: list[PrintJob]
     unknown: list[PrintJob]
+    suspect: list[PrintJob]  # CUPS restarted mid-job and sent it again: a person counts the prints
     late_orders: list[Order]
     held_orders: list[Order]
     generated_at: datetime.datetime
@@ -129,12 +130,14 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         )
         for printer in Printer.objects.order_by("name")
     ]
+    needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]))  # one query for both lists
     return Board(
         printers=printers,
         media_groups=_media_groups(),
         waiting=_jobs(Q(status=J.NO_PRINTER)),
         failed=_jobs(Q(status=J.FAILED)),
-        unknown=_jobs(Q(status=J.UNKNOWN)),
+        unknown=[job for job in needs_person if job.status == J.UNKNOWN],
+        suspect=[job for job in needs_person if job.status == J.SUSPECT],
         late_orders=list(
             Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now).order_by("promised_by")
         ),

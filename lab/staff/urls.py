@@ -30,6 +30,7 @@ urlpatterns = [
     path("orders/<str:ref>/", floor.order_view, name="order"),
     path("orders/<str:ref>/hold/", floor.order_hold_view, name="order_hold"),
     path("orders/<str:ref>/release-hold/", floor.order_release_hold_view, name="order_release_hold"),
+    path("orders/<str:ref>/cancel/", floor.order_cancel_view, name="order_cancel"),
     path("packing/", packing.packing_view, name="packing"),
     path("packing/scan/", packing.packing_scan_view, name="packing_scan"),
     path("packing/slips.pdf", packing.day_slips_view, name="day_slips"),

@@ -376,3 +376,43 @@ def test_the_raster_and_submit_claims_write_their_events_with_them():
         ("ready", "submitting"),
         ("submitting", "submitted"),
     ]
+
+
+def test_a_supervisor_cancels_from_the_order_page_and_a_technician_cannot():
+    from tests.staff.builders import client_as
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    technician, _ = client_as("technician")
+    supervisor, _ = client_as("supervisor")
+
+    assert technician.post(f"/lab/orders/{order.ref}/cancel/").status_code == 403
+    assert "Cancel order and refund" not in technician.get(f"/lab/orders/{order.ref}/").content.decode()
+    assert "Cancel order and refund" in supervisor.get(f"/lab/orders/{order.ref}/").content.decode()
+    response = supervisor.post(f"/lab/orders/{order.ref}/cancel/")
+
+    assert response.status_code == 302
+    order.refresh_from_db()
+    assert order.status == "cancelled"
+    assert set(PrintJob.objects.filter(order=order).values_list("status", flat=True)) == {"cancelled"}
+
+
+def test_a_suspect_job_is_on_the_board_and_a_technician_confirms_it():
+    from lab.production.actions import job_resolve_unknown
+    from tests.staff.builders import client_as
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = job_walk(PrintJob.objects.get(order=order), J.SUBMITTED)
+    assert services.job_move(
+        job_id=job.pk, from_statuses={J.SUBMITTED}, to_status=J.SUSPECT, kind="restarted"
+    )
+    technician, user = client_as("technician")
+
+    board = technician.get("/lab/board/").content.decode()
+    assert "May have printed twice" in board and f"/lab/jobs/{job.pk}/" in board
+    job_resolve_unknown(job_id=job.pk, actor=user, was_printed=True)
+
+    job.refresh_from_db()
+    order.refresh_from_db()
+    assert (job.status, order.status) == ("printed", "ready_to_pack")

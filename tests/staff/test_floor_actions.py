@@ -377,7 +377,7 @@ def test_resolving_a_job_that_is_not_unknown_is_refused():
 
     response = post(client, reverse("staff:job_resolve", args=[job.pk]), {"outcome": "printed"})
 
-    assert messages_of(response) == [f"Job {job.pk} is queued; only unknown jobs are resolved."]
+    assert messages_of(response) == [f"Job {job.pk} is queued; only unknown or suspect jobs are resolved."]
     assert floor_state() == before
 
 

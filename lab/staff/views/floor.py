@@ -14,8 +14,9 @@ from lab.audit.models import ClarificationCase, MaintenanceTicket
 from lab.lib.errors import DomainError
 from lab.orders.holds import HOLDABLE, order_hold, order_release_hold
 from lab.orders.models import Order
-from lab.orders.states import OrderStatus
+from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.production import actions
+from lab.production.cancellation import SUPERVISOR_ROLES, order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus, ReprintReason
 from lab.staff.access import BOARD_READER_ROLES, FLOOR_ROLES, QC_ROLES, can, staff_page
@@ -138,6 +139,7 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
             "is_cancellable": job.status in actions.CANCELLABLE,
             "is_printed": job.status == J.PRINTED,
             "is_unknown": job.status == J.UNKNOWN,
+            "is_suspect": job.status == J.SUSPECT,
             "photo_requests": _photo_requests(request, job),
             "open_tickets": (
                 MaintenanceTicket.objects.filter(printer=job.printer, closed_at__isnull=True).order_by("pk")
@@ -303,6 +305,7 @@ def order_view(request: HttpRequest, ref: str) -> HttpResponse:
             "can_act": can(request, FLOOR_ROLES),
             "is_holdable": order.status in HOLDABLE,
             "is_on_hold": order.status == OrderStatus.ON_HOLD,
+            "can_cancel": can(request, SUPERVISOR_ROLES) and order.status in SUPERVISOR_CANCELLABLE,
         },
     )
 
@@ -321,6 +324,18 @@ def order_hold_view(request: HttpRequest, ref: str) -> HttpResponse:
             raise DomainError("invalid_input", form_problem(form))
         order = order_hold(order_ref=ref, actor=_actor(request), message=form.cleaned_data["message"])
         return f"Order {order.ref} is on hold until the customer answers."
+
+    return run_action(request, act, default_next=_order_url(ref))
+
+
+@staff_page(*SUPERVISOR_ROLES)
+@require_POST
+def order_cancel_view(request: HttpRequest, ref: str) -> HttpResponse:
+    def act() -> str:
+        order = order_cancel_in_production(order_ref=ref, actor=_actor(request))
+        return (
+            f"Order {order.ref} is cancelled; its jobs are stopped and the payment is {order.payment_status}."
+        )
 
     return run_action(request, act, default_next=_order_url(ref))
 
