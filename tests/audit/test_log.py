@@ -165,5 +165,6 @@ def test_concurrent_writers_in_separate_processes_keep_the_chain_linear():
 
 
 def _database_url() -> str:
-    settings = connection.settings_dict
-    return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    from tests.support.celery_worker import database_url
+
+    return database_url(connection.settings_dict)

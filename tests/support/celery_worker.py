@@ -73,11 +73,28 @@ def queues_purge(*, broker_url: str) -> int:
 class CeleryWorker:
     """`.venv/bin/celery -A workers worker -B` in its own process group, logging into `log`."""
 
-    def __init__(self, *, work_dir: Path, env: Mapping[str, str], project_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        env: Mapping[str, str],
+        project_dir: Path,
+        broker_url: str | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        """`broker_url` / `database_url`, when given, win over `env` and the inherited environment: a test
+        points the worker at a private Redis or PostgreSQL (tests/support/redis_server.py, postgres_server.py)
+        without the test command's CELERY_BROKER_URL / DATABASE_URL leaking in."""
         self.work_dir = work_dir
         self.log = work_dir / "celery-worker.log"
         self.project_dir = project_dir
-        self.env = {**os.environ, **FAST_PRODUCTION_ENV, **env}
+        explicit = {"CELERY_BROKER_URL": broker_url, "DATABASE_URL": database_url}
+        self.env = {
+            **os.environ,
+            **FAST_PRODUCTION_ENV,
+            **env,
+            **{name: url for name, url in explicit.items() if url is not None},
+        }
         self.starts = 0
         self._service: Service | None = None
 

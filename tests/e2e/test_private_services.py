@@ -1,0 +1,131 @@
+"""The private Redis and PostgreSQL harnesses: they start, keep or lose data across a restart as configured,
+stop only their own process, and run the app's worker and web server against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from tests.support.celery_worker import CeleryWorker, wait_until
+from tests.support.postgres_server import PostgresHarnessError, PrivatePostgres
+from tests.support.processes import port_open
+from tests.support.redis_server import PrivateRedis, RedisHarnessError
+from tests.support.web_server import PROJECT_DIR, LabWebServer, app_environment, django_manage
+
+pytestmark = pytest.mark.e2e
+POLL_SUCCEEDED = re.compile(r"Task production\.printer_poll\[[0-9a-f-]+\] succeeded")
+
+
+def test_redis_without_persistence_loses_keys_on_restart_and_keeps_its_port():
+    with PrivateRedis() as server:
+        client = redis.Redis.from_url(server.url(db=2))
+        client.set("queued-message", "1")
+        first_pid, port = server.pid, server.port
+
+        server.restart()
+
+        assert (server.port, server.url(db=2)) == (port, f"redis://127.0.0.1:{port}/2")
+        assert server.pid != first_pid
+        assert redis.Redis.from_url(server.url(db=2)).get("queued-message") is None
+        directory = server.directory
+    assert directory is not None and not directory.exists()
+    assert not port_open(port)
+
+
+def test_redis_with_appendonly_keeps_keys_through_sigkill():
+    with PrivateRedis(appendonly=True) as server:
+        redis.Redis.from_url(server.url()).set("queued-message", "1")
+
+        server.restart(kill=True)
+
+        assert redis.Redis.from_url(server.url()).get("queued-message") == b"1"
+
+
+def test_redis_missing_program_is_a_clear_error():
+    with pytest.raises(RedisHarnessError, match="apt-get install redis-server"):
+        PrivateRedis(executable="redis-server-that-is-not-installed").start()
+
+
+def test_postgres_table_survives_restart_and_an_old_connection_fails():
+    with PrivatePostgres() as server:
+        assert server.create_database("lab") == f"postgres://postgres@127.0.0.1:{server.port}/lab"
+        old = psycopg.connect(server.url("lab"), autocommit=True)
+        old.execute("CREATE TABLE print_order (id integer PRIMARY KEY)")
+        old.execute("INSERT INTO print_order VALUES (7)")
+        first_pid, port = server.pid, server.port
+
+        server.restart()
+
+        assert (server.port, server.pid != first_pid) == (port, True)
+        with pytest.raises(psycopg.OperationalError):
+            old.execute("SELECT 1")
+        old.close()
+        with psycopg.connect(server.url("lab")) as new:
+            assert new.execute("SELECT id FROM print_order").fetchall() == [(7,)]
+        directory = server.directory
+    assert directory is not None and not directory.exists()
+    assert not port_open(port)
+
+
+def test_postgres_immediate_stop_keeps_committed_rows_by_crash_recovery():
+    with PrivatePostgres() as server:
+        with psycopg.connect(server.url(), autocommit=True) as connection:
+            connection.execute("CREATE TABLE claim (id integer)")
+            connection.execute("INSERT INTO claim VALUES (1)")
+
+        server.stop(mode="immediate")
+        assert not server.is_running
+        server.start()
+
+        with psycopg.connect(server.url()) as connection:
+            assert connection.execute("SELECT id FROM claim").fetchall() == [(1,)]
+        assert "database system was interrupted" in server.log_tail(20000)
+
+
+def test_postgres_missing_program_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(PostgresHarnessError, match="apt-get install postgresql"):
+        PrivatePostgres(bin_dir=tmp_path).start()
+
+
+def test_worker_and_web_server_run_against_private_redis_and_postgres(tmp_path: Path):
+    """The explicit URLs win over the test command's DATABASE_URL / CELERY_BROKER_URL in the environment."""
+    with PrivateRedis() as broker, PrivatePostgres() as database:
+        database_url = database.create_database("lab")
+        env = app_environment(
+            database_url=database_url, broker_url=broker.url(db=1), var_dir=tmp_path / "var"
+        )
+        django_manage("migrate", "--no-input", "-v", "0", env=env)
+        web = LabWebServer(work_dir=tmp_path / "web", env=env).start()
+        worker = CeleryWorker(
+            work_dir=tmp_path / "worker",
+            project_dir=PROJECT_DIR,
+            env={"LAB_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"},
+            broker_url=broker.url(db=1),
+            database_url=database_url,
+        )
+        try:
+            with urllib.request.urlopen(f"{web.url}/api/v1/products", timeout=10) as response:
+                page = (response.status, json.load(response))
+            assert page == (200, {"count": 0, "next": None, "previous": None, "results": []})
+            worker.start(purge=True)
+            # Embedded beat sends printer_poll every second through the private Redis; the worker runs it
+            # against the private PostgreSQL.
+            wait_until(
+                lambda: POLL_SUCCEEDED.search(worker.log_text()),
+                timeout=30,
+                what=lambda: f"a printer poll on the private services; log:\n{worker.log_tail()}",
+            )
+            assert worker.env["DATABASE_URL"] == database_url != os.environ.get("DATABASE_URL")
+            with psycopg.connect(database_url) as connection:
+                applied = connection.execute("SELECT count(*) FROM django_migrations").fetchone()
+            assert applied is not None and applied[0] > 0
+        finally:
+            worker.stop()
+            web.stop()

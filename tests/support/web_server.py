@@ -1,0 +1,105 @@
+"""Test harness: the app's web server (`gunicorn lab.wsgi`) as a subprocess on a free loopback port, and
+`manage.py` commands, against an explicit database and broker (e.g. a private PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.support.processes import Service, free_port, wait_for
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def app_environment(
+    *, database_url: str, broker_url: str, var_dir: Path, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The inherited environment with the app pointed at exactly this database, broker and var dir."""
+    return {
+        **os.environ,
+        **(extra or {}),
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "LAB_VAR_DIR": str(var_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def django_manage(*arguments: str, env: Mapping[str, str], timeout: float = 300) -> str:
+    """Run `manage.py <arguments>` with the test venv's Python; raise with its output when it fails."""
+    completed = subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=PROJECT_DIR,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"manage.py {' '.join(arguments)} exited with {completed.returncode}:\n"
+            f"{(completed.stdout + completed.stderr)[-4000:]}"
+        )
+    return completed.stdout
+
+
+class LabWebServer:
+    """`gunicorn lab.wsgi` with one worker in its own process group, stopped by PID; `url` once started."""
+
+    def __init__(self, *, work_dir: Path, env: Mapping[str, str]) -> None:
+        self.work_dir = work_dir
+        self.log = work_dir / "gunicorn.log"
+        self.port = free_port()
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        self._service = Service(
+            [
+                str(gunicorn),
+                "lab.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--no-control-socket",
+                "--access-logfile",
+                "-",
+            ],
+            log=self.log,
+            env=dict(env),
+            cwd=PROJECT_DIR,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self._service.pid
+
+    def start(self) -> LabWebServer:
+        self._service.start()
+        process = self._service.process
+        assert process is not None
+        wait_for(lambda: self._answers() or process.poll() is not None, timeout=60, what="gunicorn")
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{self.log_tail()}")
+        return self
+
+    def stop(self) -> None:
+        self._service.stop()
+
+    def log_tail(self, characters: int = 4000) -> str:
+        return self.log.read_bytes()[-characters:].decode(errors="replace") if self.log.exists() else ""
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
