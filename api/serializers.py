@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pycountry
 from rest_framework import serializers
 
 from lab.accounts.models import User
 from lab.catalog.models import Paper, Product
 from lab.orders.models import Asset, Order, OrderEvent, OrderItem
+from lab.orders.pricing import MAX_COPIES_PER_ITEM, MAX_ITEMS_PER_ORDER
 
 
 class AddressSerializer(serializers.Serializer):
@@ -18,7 +20,15 @@ class AddressSerializer(serializers.Serializer):
     city = serializers.CharField(max_length=100)
     region = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     postal_code = serializers.CharField(max_length=20)
-    country = serializers.CharField(min_length=2, max_length=2)
+    country = serializers.CharField(
+        min_length=2, max_length=2, help_text="ISO 3166-1 alpha-2 code, e.g. US, DE (case-insensitive)."
+    )
+
+    def validate_country(self, value: str) -> str:
+        code = value.upper()
+        if not code.isascii() or pycountry.countries.get(alpha_2=code) is None:
+            raise serializers.ValidationError("Not an ISO 3166-1 alpha-2 country code.")
+        return code
 
 
 class ProductOutput(serializers.ModelSerializer):
@@ -125,12 +135,12 @@ class AssetOutput(serializers.ModelSerializer):
 class ItemInput(serializers.Serializer):
     sku = serializers.CharField(max_length=40)
     asset = serializers.CharField(max_length=64)
-    copies = serializers.IntegerField(min_value=1, max_value=500)
+    copies = serializers.IntegerField(min_value=1, max_value=MAX_COPIES_PER_ITEM)
     sizing = serializers.ChoiceField(choices=OrderItem.Sizing.choices, default=OrderItem.Sizing.FILL)
 
 
 class QuoteInput(serializers.Serializer):
-    items = ItemInput(many=True, allow_empty=False, max_length=500)  # type: ignore[call-arg]
+    items = ItemInput(many=True, allow_empty=False, max_length=MAX_ITEMS_PER_ORDER)  # type: ignore[call-arg]
     shipping_method = serializers.ChoiceField(choices=Order.ShippingMethod.choices)
 
 

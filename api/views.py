@@ -236,9 +236,9 @@ class OrderListCreateView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         key = request.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 200:
+        if not key or len(key) > 200 or not key.isprintable():  # a NUL byte must not reach the database
             raise DomainError(
-                "idempotency_key_required", "Send an Idempotency-Key header (1-200 characters)."
+                "idempotency_key_required", "Send an Idempotency-Key header (1-200 printable characters)."
             )
         data = s.OrderInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from lab.lib import safe_http
 from lab.lib.errors import DomainError
-from lab.notify.models import WebhookAttempt, WebhookDelivery
+from lab.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
 
 logger = logging.getLogger(__name__)
@@ -132,9 +132,19 @@ def webhook_deliver(*, delivery_id: str) -> None:
 def _record(*, delivery_id: str, outcome: AttemptOutcome, is_final: bool) -> None:
     finished = timezone.now()
     with transaction.atomic():
+        # The endpoint is locked before the delivery, as webhook_endpoint_delete locks it: a delete waits for
+        # this attempt and then removes its row too, instead of failing at commit on an attempt that points
+        # at a delivery it had already deleted.
+        endpoint_id = (
+            WebhookDelivery.objects.filter(pk=delivery_id).values_list("endpoint_id", flat=True).first()
+        )
+        if endpoint_id is None or not list(
+            WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).values_list("pk", flat=True)
+        ):
+            return  # the endpoint was deleted while we were sending
         delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
         if delivery is None:
-            return  # the endpoint was deleted while we were sending
+            return
         number = delivery.attempt_count + 1
         WebhookAttempt.objects.create(
             delivery=delivery,

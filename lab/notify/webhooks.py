@@ -103,9 +103,17 @@ def webhook_endpoint_update(
 
 
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
-    """Delete the endpoint with its delivery log; deliveries still pending die with it."""
+    """Delete the endpoint with its delivery log; deliveries still pending die with it.
+
+    Decision: delete under the endpoint's row lock, not deactivate. An attempt being recorded and an event
+    being emitted lock the endpoint first too, so the delete waits for them and then also removes the rows
+    they wrote; without the lock those rows were invisible to the delete and failed it at commit.
+    """
     endpoint_id = endpoint.pk
-    endpoint.delete()
+    with transaction.atomic():
+        locked = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+        if locked is not None:
+            locked.delete()
     logger.info("webhook endpoint deleted endpoint=%s", endpoint_id)
 
 
@@ -124,7 +132,10 @@ def webhook_event_emit(*, order_id: int, event_type: str, data: dict[str, Any]) 
             return 0
         endpoints = [
             endpoint
-            for endpoint in WebhookEndpoint.objects.filter(owner_id=order.customer_id, is_active=True)
+            # Locked so a concurrent delete waits and removes the deliveries made here (see the delete).
+            for endpoint in WebhookEndpoint.objects.select_for_update().filter(
+                owner_id=order.customer_id, is_active=True
+            )
             if event_type in endpoint.event_types
         ]
         if not endpoints:

@@ -34,8 +34,11 @@ class ImageTooLarge(DomainError):
 
 @dataclass(frozen=True)
 class ImageFacts:
-    data: bytes  # what is stored: the upload, with GPS removed from JPEG EXIF
-    sha256: str  # of the bytes the customer sent, so a client checksum matches
+    # What is stored and served back: the image alone (bytes after a JPEG's EOI or a PNG's IEND dropped),
+    # with GPS removed from JPEG EXIF. `sha256` and `size_bytes` describe exactly these bytes; the client's
+    # own checksums are checked against the upload as sent, before intake (check_client_checksums).
+    data: bytes
+    sha256: str
     size_bytes: int
     width_px: int
     height_px: int
@@ -62,6 +65,8 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         )
     if not data:
         raise InvalidImage("empty_file", "The file is empty.")
+    # Only the image is kept: a polyglot's tail (a ZIP after the JPEG) must not be stored and served back.
+    data = data[: image_end(data)]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -106,8 +111,8 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         gps_stripped = stored != data
     return ImageFacts(
         data=stored,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
+        sha256=hashlib.sha256(stored).hexdigest(),
+        size_bytes=len(stored),
         width_px=width,
         height_px=height,
         image_format=image_format,
@@ -151,3 +156,94 @@ def strip_jpeg_gps(data: bytes) -> bytes:
             break
         position = segment_end
     return data
+
+
+# --- Trailers: only the image is kept -----------------------------------------------------------------
+
+JPEG_SOI = b"\xff\xd8"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI_CODE = 0xD8
+_JPEG_EOI_CODE = 0xD9
+_JPEG_SOS_CODE = 0xDA
+_JPEG_RST_CODES = range(0xD0, 0xD8)
+_JPEG_TEM_CODE = 0x01
+
+
+def image_end(data: bytes) -> int:
+    """Offset just past the first image: after a JPEG's EOI or a PNG's IEND chunk; other formats whole.
+
+    Decision: a tail is cut off, not refused. Phones append legitimate trailers (an MPF second image, a motion
+    photo's video) and polyglots append archives; either way the lab keeps and serves back the image only.
+    """
+    if data.startswith(JPEG_SOI):
+        return jpeg_end(data)
+    if data.startswith(PNG_SIGNATURE):
+        return png_end(data)
+    return len(data)
+
+
+def jpeg_end(data: bytes) -> int:
+    """Walk the marker segments as a decoder does and return the offset just past the first EOI.
+
+    Segment payloads (EXIF with an embedded thumbnail that has its own EOI, comments) are skipped by their
+    length, never searched; after each SOS the entropy-coded data runs to the first marker that is neither a
+    stuffed 0xFF00 nor an RST, and a progressive file simply has several scans. Bytes where a marker should
+    be are skipped up to the next marker, as libjpeg does. Without an EOI the image ends with the data.
+    """
+    size = len(data)
+    position = len(JPEG_SOI)
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0:
+            return size
+        while position < size and data[position] == 0xFF:  # a marker may be preceded by fill bytes
+            position += 1
+        if position >= size:
+            return size
+        code = data[position]
+        position += 1
+        if code == _JPEG_EOI_CODE:
+            return position
+        if code == 0x00 or code == _JPEG_TEM_CODE or code in _JPEG_RST_CODES:
+            continue  # no length follows these
+        if code == _JPEG_SOI_CODE:
+            raise InvalidImage("corrupt_image", "The JPEG starts a second image inside the first.")
+        if position + 2 > size:
+            return size
+        length = int.from_bytes(data[position : position + 2], "big")
+        if length < 2:
+            raise InvalidImage("corrupt_image", "The JPEG has a segment with an impossible length.")
+        position += length
+        if position >= size:
+            return size
+        if code == _JPEG_SOS_CODE:
+            position = _jpeg_entropy_coded_end(data, position)
+
+
+def _jpeg_entropy_coded_end(data: bytes, position: int) -> int:
+    """Offset of the marker ending a scan's entropy-coded data (0xFF00 is a stuffed byte, RSTn a restart)."""
+    size = len(data)
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= size:
+            return size
+        code = data[position + 1]
+        if code == 0x00 or code in _JPEG_RST_CODES:
+            position += 2
+        elif code == 0xFF:
+            position += 1  # fill byte: the marker code comes later
+        else:
+            return position
+
+
+def png_end(data: bytes) -> int:
+    """Offset just past the IEND chunk (length, type, data, CRC); a PNG without one ends with the data."""
+    size = len(data)
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= size:
+        length = int.from_bytes(data[position : position + 4], "big")
+        chunk_type = data[position + 4 : position + 8]
+        position += 12 + length
+        if chunk_type == b"IEND":
+            return min(position, size)
+    return size

@@ -5,6 +5,7 @@ We store Stripe ids and statuses only; card data goes from the customer's browse
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -134,18 +135,27 @@ def payment_intent_cancel(*, order_id: int) -> None:
 # --- Webhooks ------------------------------------------------------------------------------------
 
 
-def webhook_event_verify(*, payload: bytes, signature_header: str) -> stripe.Event:
+def webhook_event_verify(*, payload: bytes, signature_header: str) -> object:
+    """Check the signature over the raw body, then parse the JSON; its shape is checked by the handler.
+
+    Parsed with `json`, not the SDK's event constructor, which fails with AttributeError on a signed body of
+    the wrong shape (`[]`, no `data`) and so answered 500.
+    """
     if not settings.STRIPE_WEBHOOK_SECRET:
         raise UpstreamError("payments_not_configured", "Webhooks are not configured.", status=503)
+    # Stripe signs UTF-8; other bytes become U+FFFD, so such a body cannot match the signature sent with it.
+    text = payload.decode("utf-8", errors="replace")
     try:
-        return stripe.Webhook.construct_event(
-            payload,
+        stripe.WebhookSignature.verify_header(
+            text,
             signature_header,
             settings.STRIPE_WEBHOOK_SECRET,
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
         )
     except stripe.SignatureVerificationError as error:
         raise DomainError("invalid_signature", "The webhook signature is missing, stale or wrong.") from error
+    try:
+        return json.loads(text)
     except ValueError as error:
         raise DomainError("invalid_payload", "The webhook body is not a Stripe event.") from error
 
@@ -158,9 +168,13 @@ HANDLED_EVENTS = {
 }
 
 
-def webhook_event_handle(*, event: stripe.Event) -> str:
-    """Apply one verified event exactly once; replays and out-of-order events change nothing."""
-    data: dict[str, Any] = event["data"]["object"].to_dict()
+def webhook_event_handle(*, event: Any) -> str:
+    """Apply one verified event exactly once; replays and out-of-order events change nothing.
+
+    A signed event whose fields are not what the handlers read is refused (400 `malformed_event`) and kept
+    as a StripeEvent with outcome `malformed` (or, without a usable id, as a log line).
+    """
+    data = _event_object(event)
     intent_id = data.get("payment_intent") if str(event["type"]).startswith("charge.") else data.get("id")
     try:
         with transaction.atomic():
@@ -175,15 +189,74 @@ def webhook_event_handle(*, event: stripe.Event) -> str:
     return outcome
 
 
+def _is_text(value: object, max_length: int) -> bool:
+    """A string the database takes as it is: 1..max_length printable characters (no NUL)."""
+    return isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable()
+
+
+def _event_problem(event: Any) -> str | None:
+    """What makes a signed event unusable, in words without personal data; None when it is usable."""
+    if not isinstance(event, dict):
+        return "the event is not a JSON object"
+    if not _is_text(event.get("id"), 100):
+        return "id is missing or not a short string"
+    event_type = event.get("type")
+    if not _is_text(event_type, 100):
+        return "type is missing or not a short string"
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return "data.object is missing or not an object"
+    if event_type not in HANDLED_EVENTS:
+        return None
+    payload = data["object"]
+    intent_field = "payment_intent" if event_type.startswith("charge.") else "id"
+    intent_id = payload.get(intent_field)
+    if not (_is_text(intent_id, 64) or (intent_id is None and intent_field == "payment_intent")):
+        return f"data.object.{intent_field} is not a PaymentIntent id"
+    for field in ("amount", "amount_received"):
+        amount = payload.get(field)
+        if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 0):
+            return f"data.object.{field} is not a whole number"
+    if payload.get("last_payment_error") is not None and not isinstance(payload["last_payment_error"], dict):
+        return "data.object.last_payment_error is not an object"
+    return None
+
+
+def _event_object(event: Any) -> dict[str, Any]:
+    """The event's `data.object`, or a recorded 400 when the signed event cannot be applied."""
+    problem = _event_problem(event)
+    if problem is None:
+        return dict(event["data"]["object"])
+    event_id = event.get("id") if isinstance(event, dict) else None
+    if isinstance(event_id, str) and _is_text(event_id, 100):
+        event_type = event.get("type")
+        try:
+            with transaction.atomic():
+                StripeEvent.objects.create(
+                    event_id=event_id,
+                    event_type=event_type if _is_text(event_type, 100) else "",
+                    outcome="malformed",
+                )
+        except IntegrityError:
+            pass  # a retry of the same event, or an id already seen: the first record stands
+        logger.warning("stripe event malformed id=%s problem=%s", event_id, problem)
+    else:
+        logger.warning("stripe event malformed without a usable id problem=%s", problem)
+    raise DomainError(
+        "malformed_event", "The webhook event is signed but not a usable Stripe event.", problem=problem
+    )
+
+
 def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
     if event_type not in HANDLED_EVENTS:
         return "ignored"
-    order = Order.objects.select_for_update().filter(payment_intent_id=intent_id).first()
+    # Matched by our own PaymentIntent id only, never by `metadata.order_ref`: whoever creates a PaymentIntent
+    # on the account writes its metadata, and a PaymentIntent we did not create must never pay our order.
+    order = (
+        Order.objects.select_for_update().filter(payment_intent_id=intent_id).first() if intent_id else None
+    )
     if order is None:
-        ref = (data.get("metadata") or {}).get("order_ref")
-        order = Order.objects.select_for_update().filter(ref=ref).first() if ref else None
-    if order is None:
-        return "unknown_order"
+        return "unknown_payment_intent"
     if event_type == "payment_intent.succeeded":
         if int(data.get("amount_received") or data.get("amount") or 0) != order.total_minor:
             OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe")

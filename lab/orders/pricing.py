@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from lab.catalog.models import Product
 from lab.orders.models import Asset, Order
 
+# Stripe takes an amount of at most eight digits (99999999 minor units: USD 999,999.99); a larger order could
+# never be paid, so it is refused before anything is stored.
+MAX_ORDER_TOTAL_MINOR = 99_999_999
+# Input limits of one order, checked by the API's serializers: a large event or wedding order fits.
+MAX_COPIES_PER_ITEM = 500
+MAX_ITEMS_PER_ORDER = 500
+
 SHIPPING_PRICE_MINOR = {
     Order.ShippingMethod.STANDARD: 499,
     Order.ShippingMethod.EXPRESS: 1499,

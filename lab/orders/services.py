@@ -197,7 +197,7 @@ def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_m
     if subtotal + shipping > MAX_ORDER_TOTAL_MINOR:
         raise DomainError(
             "order_total_too_large",
-            f"The order total is larger than the {MAX_ORDER_TOTAL_MINOR} minor units a card payment can take; "
+            f"The order total is over the {MAX_ORDER_TOTAL_MINOR} minor units a card payment can take; "
             "split it into several orders.",
             total_minor=subtotal + shipping,
             max_total_minor=MAX_ORDER_TOTAL_MINOR,
@@ -231,7 +231,7 @@ def guest_token_hash(token: str) -> str:
 
 
 def guest_token_derive(*, scope: str, idempotency_key: str, ref: str) -> str:
-    """A guest's order token: HMAC-SHA256 under settings.SECRET_KEY of (key scope, Idempotency-Key, order ref).
+    """A guest's order token: HMAC-SHA256 under settings.SECRET_KEY of (scope, Idempotency-Key, order ref).
 
     Deterministic, so a retry whose first answer was lost gets the same working token back; only its SHA-256
     is stored, as for any token. A replay already requires the same scope (the guest's e-mail), key and
@@ -282,7 +282,9 @@ def order_create(
     policy = policy_agreement_check(version=guest.policy_version) if guest and not customer else None
     ref = new_order_ref()
     guest_token = (
-        guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=ref) if customer is None else None
+        guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=ref)
+        if customer is None
+        else None
     )
     try:
         with transaction.atomic():

@@ -175,3 +175,85 @@ def test_url_to_loopback_is_refused_by_the_ssrf_guard(api):
     plain = api.post("/api/v1/assets", {"url": "http://example.com/x.jpg"}, format="json")
     assert (plain.status_code, plain.json()["code"]) == (422, "url_scheme_not_allowed")
     assert Asset.objects.count() == 0
+
+
+def zip_archive() -> bytes:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("payload.html", "<script>alert(1)</script>")
+    return out.getvalue()
+
+
+def noisy_jpeg(**options: object) -> bytes:
+    """A photo-like JPEG: noise makes 0xFF bytes (stuffed as 0xFF00) common in the entropy-coded data."""
+    out = io.BytesIO()
+    Image.effect_noise((640, 480), 90).convert("RGB").save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def stored_original(asset_id: str) -> bytes:
+    asset = Asset.objects.get(pk=asset_id)
+    return vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
+
+
+def pixels(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("image", "tail"),
+    [
+        (jpeg_bytes(), zip_archive()),  # a JPEG/ZIP polyglot
+        (
+            # progressive (several scans), restart markers, and an 0xFFD9 inside a comment segment
+            noisy_jpeg(progressive=True, restart_marker_rows=1, comment=b"not the end \xff\xd9 of it"),
+            jpeg_bytes(width=64, height=48) + b"ftypmp42 motion photo video",
+        ),
+        (noisy_jpeg(restart_marker_blocks=3), b"\xff\xd9" + zip_archive()),
+        (png_bytes(), zip_archive()),
+        (png_bytes(), b"IEND trailing bytes"),
+    ],
+    ids=["jpeg+zip", "progressive+trailer", "restarts+eoi+zip", "png+zip", "png+tail"],
+)
+def test_bytes_after_the_image_are_not_kept(api, image, tail):
+    api.force_authenticate(UserFactory())
+
+    response = upload(api, image + tail)
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    stored = stored_original(body["id"])
+    assert stored == image
+    assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(image).hexdigest(), len(image))
+    assert pixels(stored) == pixels(image)
+
+
+def test_a_trailer_is_cut_and_gps_removed_and_the_checksum_describes_the_stored_bytes(api):
+    api.force_authenticate(UserFactory())
+    image = jpeg_bytes(gps=True)
+
+    body = upload(api, image + zip_archive()).json()
+
+    stored = stored_original(body["id"])
+    assert body["gps_stripped"] is True
+    assert stored.endswith(b"\xff\xd9") and b"PK\x03\x04" not in stored
+    assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(stored).hexdigest(), len(stored))
+    assert pixels(stored) == pixels(image)
+
+
+def test_a_multi_picture_jpeg_keeps_its_first_image(api):
+    api.force_authenticate(UserFactory())
+    first = Image.new("RGB", (300, 200), (200, 10, 10))
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[Image.new("RGB", (300, 200), (10, 10, 200))])
+    data = out.getvalue()
+
+    body = upload(api, data).json()
+
+    stored = stored_original(body["id"])
+    assert (body["status"], body["image_format"]) == ("ready", "JPEG")
+    assert len(stored) < len(data) and data.startswith(stored)
+    assert pixels(stored) == pixels(data)  # Pillow decodes the first frame of the original

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import urllib.error
@@ -12,7 +13,7 @@ import pytest
 
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
-from tests.factories import UserFactory, asset_for
+from tests.factories import ProductFactory, UserFactory, asset_for
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -333,3 +334,165 @@ def test_schema_and_docs_are_served(api):
     assert schema.status_code == 200
     assert b"/api/v1/orders" in schema.content
     assert docs.status_code == 200
+
+
+GUEST = {"email": "Guest@Example.org", "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_guest_retries_with_one_key_all_get_the_order_and_a_working_token(live_server):
+    payload = json.dumps(order_body(asset_for(None), guest=GUEST)).encode()
+    answers: list[tuple[int, dict[str, object]]] = []
+    barrier = threading.Barrier(20)
+
+    def submit() -> None:
+        request = urllib.request.Request(
+            f"{live_server.url}/api/v1/orders",
+            data=payload,
+            method="POST",
+            headers={"Content-Type": "application/json", "Idempotency-Key": "guest-retry"},
+        )
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers.append((response.status, json.load(response)))
+        except urllib.error.HTTPError as error:
+            answers.append((error.code, json.load(error)))
+
+    threads = [threading.Thread(target=submit) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(status for status, _ in answers) == [200] * 19 + [201], answers
+    assert len({body["ref"] for _, body in answers}) == 1
+    assert len({body["guest_token"] for _, body in answers}) == 1
+    ref, token = answers[0][1]["ref"], answers[0][1]["guest_token"]
+    assert isinstance(token, str) and token
+    read = urllib.request.Request(f"{live_server.url}/api/v1/orders/{ref}", headers={"X-Order-Token": token})
+    with urllib.request.urlopen(read, timeout=60) as response:
+        assert (response.status, json.load(response)["ref"]) == (200, ref)
+    assert Order.objects.count() == 1
+    assert IdempotencyKey.objects.count() == 1
+
+
+def test_a_guest_replay_returns_the_token_that_reads_and_cancels_the_order(api):
+    body = order_body(asset_for(None), guest=GUEST)
+
+    first = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="lost-answer")
+    replay = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="lost-answer")
+
+    assert (first.status_code, replay.status_code) == (201, 200)
+    token = replay.json()["guest_token"]
+    assert token == first.json()["guest_token"]
+    ref = replay.json()["ref"]
+    assert api.get(f"/api/v1/orders/{ref}", HTTP_X_ORDER_TOKEN=token).status_code == 200
+    cancel = api.post(f"/api/v1/orders/{ref}/cancel", HTTP_X_ORDER_TOKEN=token)
+    assert (cancel.status_code, cancel.json()["status"]) == (200, "cancelled")
+
+
+def test_guest_idempotency_keys_are_scoped_per_guest(api):
+    first_guest = order_body(asset_for(None), guest=GUEST)
+    other_guest = order_body(asset_for(None), guest={**GUEST, "email": "someone.else@example.org"})
+    same_guest_other_case = {**first_guest, "guest": {**GUEST, "email": "guest@example.org"}}
+
+    first = api.post("/api/v1/orders", first_guest, format="json", HTTP_IDEMPOTENCY_KEY="checkout-1")
+    other = api.post("/api/v1/orders", other_guest, format="json", HTTP_IDEMPOTENCY_KEY="checkout-1")
+    reused = api.post(
+        "/api/v1/orders", same_guest_other_case, format="json", HTTP_IDEMPOTENCY_KEY="checkout-1"
+    )
+
+    assert (first.status_code, other.status_code) == (201, 201)
+    assert first.json()["ref"] != other.json()["ref"]
+    assert first.json()["guest_token"] != other.json()["guest_token"]
+    assert (reused.status_code, reused.json()["code"]) == (409, "idempotency_key_reused")
+    assert Order.objects.count() == 2
+    assert sorted(IdempotencyKey.objects.values_list("scope", flat=True)) == sorted(
+        "guest:" + hashlib.sha256(email.encode()).hexdigest()
+        for email in ("guest@example.org", "someone.else@example.org")
+    )
+
+
+def test_an_order_over_the_payment_providers_maximum_is_refused_before_anything_is_stored(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    ProductFactory(sku="PRINT-MURAL", price_minor=1_000_000)
+    asset = asset_for(user)
+    too_much = order_body(asset, items=[{"sku": "PRINT-MURAL", "asset": str(asset.pk), "copies": 100}])
+
+    quote = api.post("/api/v1/quotes", {**too_much, "shipping_method": "pickup"}, format="json")
+    order = api.post("/api/v1/orders", too_much, format="json", HTTP_IDEMPOTENCY_KEY="big")
+
+    assert (quote.status_code, quote["Content-Type"]) == (400, "application/problem+json")
+    assert (quote.json()["code"], quote.json()["max_total_minor"]) == ("order_total_too_large", 99_999_999)
+    assert quote.json()["total_minor"] == 100_000_000
+    assert (order.status_code, order.json()["code"]) == (400, "order_total_too_large")
+    assert order.json()["total_minor"] == 100_000_000 + 499
+    assert Order.objects.count() == 0
+    assert IdempotencyKey.objects.count() == 0
+
+
+def test_an_order_of_exactly_the_maximum_is_accepted(api):
+    user = UserFactory()
+    api.force_authenticate(user)
+    ProductFactory(sku="PRINT-MURAL", price_minor=99_999_999)
+    asset = asset_for(user)
+    body = order_body(
+        asset,
+        items=[{"sku": "PRINT-MURAL", "asset": str(asset.pk), "copies": 1}],
+        shipping_method="pickup",
+    )
+
+    response = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="max")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["total_minor"] == 99_999_999
+
+
+@pytest.mark.parametrize(("copies", "items"), [(501, 1), (1, 501)])
+def test_copies_and_items_per_order_are_capped(api, copies, items):
+    user = UserFactory()
+    api.force_authenticate(user)
+    asset = asset_for(user)
+    line = {"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": copies}
+
+    response = api.post(
+        "/api/v1/quotes", {"items": [line] * items, "shipping_method": "pickup"}, format="json"
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert "items" in response.json()["errors"]
+
+
+@pytest.mark.parametrize(("country", "stored"), [("US", "US"), ("DE", "DE"), ("de", "DE")])
+def test_iso_country_codes_are_accepted(api, country, stored):
+    user = UserFactory()
+    api.force_authenticate(user)
+
+    response = api.post(
+        "/api/v1/orders",
+        order_body(asset_for(user), shipping_address={**ADDRESS, "country": country}),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="c",
+    )
+
+    assert response.status_code == 201, response.json()
+    assert Order.objects.get().shipping_address["country"] == stored
+
+
+@pytest.mark.parametrize("country", ["XX", "ZZ", "UK", "1A", "ÄÖ"])
+def test_country_codes_outside_iso_3166_are_refused(api, country):
+    user = UserFactory()
+    api.force_authenticate(user)
+
+    response = api.post(
+        "/api/v1/orders",
+        order_body(asset_for(user), shipping_address={**ADDRESS, "country": country}),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="c",
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert list(response.json()["errors"]["shipping_address"]) == ["country"]
+    assert Order.objects.count() == 0

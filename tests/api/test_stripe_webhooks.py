@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -134,7 +135,7 @@ def test_unknown_event_types_and_orders_are_acknowledged_without_change(api, ord
     stranger = deliver(api, "payment_intent.succeeded", {"id": "pi_unknown", "amount": 5}, event_id="e2")
 
     assert other.json()["outcome"] == "ignored"
-    assert stranger.json()["outcome"] == "unknown_order"
+    assert stranger.json()["outcome"] == "unknown_payment_intent"
     order.refresh_from_db()
     assert order.status == "awaiting_payment"
 
@@ -185,3 +186,128 @@ def test_cancel_of_a_paid_order_refunds_through_stripe(api, order):
         event_id="evt_refund",
     )
     assert replayed.json()["outcome"] == "already_applied"
+
+
+def deliver_raw(api, body: bytes):
+    """A body of any shape, correctly signed: Stripe's signature says who sent it, not that it is usable."""
+    stamp = int(time.time())
+    signature = stripe.WebhookSignature._compute_signature(
+        f"{stamp}.{body.decode()}", settings.STRIPE_WEBHOOK_SECRET
+    )
+    return api.post(
+        "/api/v1/webhooks/stripe",
+        body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=f"t={stamp},v1={signature}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"[]", "the event is not a JSON object"),
+        (b"null", "the event is not a JSON object"),
+        (b'{"type": "payment_intent.succeeded", "data": {"object": {"id": "pi_1"}}}', "id is missing"),
+        (
+            b'{"id": "evt_\\u0000", "type": "payment_intent.succeeded", "data": {"object": {}}}',
+            "id is missing",
+        ),
+    ],
+)
+def test_signed_events_without_a_usable_id_are_400_and_logged(api, order, caplog, body, problem):
+    response = deliver_raw(api, body)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "malformed_event"
+    assert response.json()["problem"].startswith(problem)
+    assert StripeEvent.objects.count() == 0
+    assert [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()] == [
+        f"stripe event malformed without a usable id problem={response.json()['problem']}"
+    ]
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")
+
+
+@pytest.mark.parametrize(
+    ("event", "problem"),
+    [
+        ({"type": "payment_intent.succeeded"}, "data.object is missing or not an object"),
+        ({"type": "payment_intent.succeeded", "data": None}, "data.object is missing or not an object"),
+        (
+            {"type": "payment_intent.succeeded", "data": {"object": None}},
+            "data.object is missing or not an object",
+        ),
+        ({"type": "charge.refunded", "data": {"object": "ch_1"}}, "data.object is missing or not an object"),
+        ({"data": {"object": {"id": "pi_1"}}}, "type is missing or not a short string"),
+        (
+            {"type": "payment_intent.succeeded", "data": {"object": {}}},
+            "data.object.id is not a PaymentIntent id",
+        ),
+        (
+            {"type": "charge.refunded", "data": {"object": {"payment_intent": 7}}},
+            "data.object.payment_intent is",
+        ),
+        (
+            {
+                "type": "payment_intent.payment_failed",
+                "data": {"object": {"id": "pi_1", "last_payment_error": "x"}},
+            },
+            "data.object.last_payment_error is not an object",
+        ),
+    ],
+)
+def test_signed_malformed_events_are_400_and_recorded(api, order, event, problem):
+    body = json.dumps({"id": "evt_bad", "object": "event", **event}).encode()
+
+    response = deliver_raw(api, body)
+    retried = deliver_raw(api, body)
+
+    assert (response.status_code, response["Content-Type"]) == (400, "application/problem+json")
+    assert (response.json()["code"], retried.status_code) == ("malformed_event", 400)
+    assert response.json()["problem"].startswith(problem)
+    record = StripeEvent.objects.get()
+    assert (record.event_id, record.event_type, record.outcome) == (
+        "evt_bad",
+        event.get("type", ""),
+        "malformed",
+    )
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")
+
+
+@pytest.mark.parametrize("amount", ["12.50", "lots", 1.5, True, -5, [1]])
+def test_a_success_with_a_non_numeric_amount_is_400_and_changes_nothing(api, order, amount):
+    response = deliver(api, "payment_intent.succeeded", {**succeeded(order), "amount_received": amount})
+
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_event")
+    assert StripeEvent.objects.get().outcome == "malformed"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")
+
+
+def test_a_success_for_an_unknown_payment_intent_is_not_matched_by_metadata(api, order):
+    foreign = {**succeeded(order), "id": "pi_someone_elses"}  # metadata.order_ref still names our order
+
+    response = deliver(api, "payment_intent.succeeded", foreign, event_id="evt_foreign")
+
+    assert (response.status_code, response.json()["outcome"]) == (200, "unknown_payment_intent")
+    record = StripeEvent.objects.get()
+    assert (record.event_id, record.payment_intent_id, record.outcome) == (
+        "evt_foreign",
+        "pi_someone_elses",
+        "unknown_payment_intent",
+    )
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")
+    assert OrderEvent.objects.filter(order=order).count() == 1
+
+
+def test_a_refund_without_a_payment_intent_does_not_touch_an_order_without_one(api, order):
+    Order.objects.filter(pk=order.pk).update(payment_intent_id="")  # e.g. created while Stripe was down
+
+    response = deliver(api, "charge.refunded", {"id": "ch_1", "payment_intent": None}, event_id="evt_r")
+
+    assert (response.status_code, response.json()["outcome"]) == (200, "unknown_payment_intent")
+    order.refresh_from_db()
+    assert order.payment_status == "requires_payment"

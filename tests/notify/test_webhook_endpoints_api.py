@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import threading
+import time
 
-from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from lab.notify.delivery import RETRY_WINDOW, AttemptOutcome, _record
+from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.webhooks import MAX_ENDPOINTS_PER_CUSTOMER, webhook_endpoint_create, webhook_event_emit
 from tests.notify.conftest import new_customer, order_for
 
@@ -185,3 +191,50 @@ def test_the_delivery_log_is_paginated_newest_first(api, local_webhooks, receive
     assert [d["sequence"] for d in second["results"]] == [1]
     assert first["results"][0]["event_type"] == "item.reprinted"
     assert (first["results"][0]["status"], first["results"][0]["attempts"]) == ("pending", [])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_while_an_attempt_is_being_recorded_waits_and_removes_it_too(api, local_webhooks, receiver):
+    customer = new_customer()
+    endpoint = webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    now = timezone.now()
+    event = WebhookEvent.objects.create(
+        order=order_for(customer), event_type=EventType.ITEM_REPRINTED, sequence=1, body="{}"
+    )
+    delivery = WebhookDelivery.objects.create(
+        event=event, endpoint=endpoint, next_attempt_at=now, give_up_at=now + RETRY_WINDOW
+    )
+    recorded = threading.Event()
+
+    def attempt_in_flight() -> None:
+        # A worker that has written its attempt and not yet committed when the customer deletes the endpoint.
+        try:
+            with transaction.atomic():
+                _record(
+                    delivery_id=str(delivery.pk),
+                    outcome=AttemptOutcome(attempted_at=now, status_code=200, error_code="", duration_ms=3),
+                    is_final=False,
+                )
+                recorded.set()
+                time.sleep(1)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=attempt_in_flight)
+    worker.start()
+    assert recorded.wait(timeout=10)
+    api.force_authenticate(customer)
+
+    response = api.delete(f"/api/v1/webhook-endpoints/{endpoint.pk}")
+    worker.join()
+
+    assert response.status_code == 204
+    assert (
+        WebhookEndpoint.objects.count(),
+        WebhookDelivery.objects.count(),
+        WebhookAttempt.objects.count(),
+    ) == (
+        0,
+        0,
+        0,
+    )
