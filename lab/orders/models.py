@@ -24,7 +24,8 @@ def new_order_ref() -> str:
     return "PL-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(12))
 
 
-_REF_PATTERN = re.compile(rf"PL-[{_REF_ALPHABET}]{{12}}")
+REF_REGEX = rf"PL-[{_REF_ALPHABET}]{{12}}"
+_REF_PATTERN = re.compile(REF_REGEX)
 
 
 def is_order_ref(value: str) -> bool:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from lab.accounts.models import User
 from lab.accounts.roles import Role, has_role
 from lab.lib.errors import DomainError, NotFound, PermissionDenied
-from lab.orders.models import Order, OrderItem
+from lab.orders.models import Order, OrderItem, is_order_ref
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_transition
 from lab.packing.services import packing_slip_get_or_render, slip_data_for
@@ -71,7 +71,7 @@ def order_code_normalize(code: str) -> str:
 def _order_in(*, code: str, statuses: frozenset[str], why: str, status: int) -> Order:
     """The order a scanned code names, refused when it is not in one of `statuses`."""
     ref = order_code_normalize(code)
-    order = Order.objects.filter(ref=ref).first()
+    order = Order.objects.filter(ref=ref).first() if is_order_ref(ref) else None
     if order is None:
         raise NotFound("order_not_found", f"No order {ref}.")
     if order.status not in statuses:

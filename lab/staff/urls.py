@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, register_converter
 
+from lab.orders.models import REF_REGEX
 from lab.staff.views import auth, floor, packing
+
+
+class OrderRefConverter:
+    """Only a well-formed order reference reaches a view: anything else (NUL bytes included) is a 404."""
+
+    regex = REF_REGEX
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(OrderRefConverter, "ref")
 
 app_name = "staff"
 
@@ -27,16 +43,16 @@ urlpatterns = [
     path("jobs/<int:job_id>/verify/", floor.job_verify_view, name="job_verify"),
     path("jobs/<int:job_id>/tickets/", floor.ticket_open_view, name="ticket_open"),
     path("jobs/<int:job_id>/tickets/<int:ticket_id>/close/", floor.ticket_close_view, name="ticket_close"),
-    path("orders/<str:ref>/", floor.order_view, name="order"),
-    path("orders/<str:ref>/hold/", floor.order_hold_view, name="order_hold"),
-    path("orders/<str:ref>/release-hold/", floor.order_release_hold_view, name="order_release_hold"),
-    path("orders/<str:ref>/cancel/", floor.order_cancel_view, name="order_cancel"),
+    path("orders/<ref:ref>/", floor.order_view, name="order"),
+    path("orders/<ref:ref>/hold/", floor.order_hold_view, name="order_hold"),
+    path("orders/<ref:ref>/release-hold/", floor.order_release_hold_view, name="order_release_hold"),
+    path("orders/<ref:ref>/cancel/", floor.order_cancel_view, name="order_cancel"),
     path("packing/", packing.packing_view, name="packing"),
     path("packing/scan/", packing.packing_scan_view, name="packing_scan"),
     path("packing/slips.pdf", packing.day_slips_view, name="day_slips"),
-    path("packing/<str:ref>/", packing.packing_order_view, name="packing_order"),
-    path("packing/<str:ref>/confirm/", packing.packing_confirm_view, name="packing_confirm"),
-    path("packing/<str:ref>/pack/", packing.packing_pack_view, name="packing_pack"),
-    path("packing/<str:ref>/ship/", packing.packing_ship_view, name="packing_ship"),
-    path("packing/<str:ref>/slip.pdf", packing.slip_view, name="slip"),
+    path("packing/<ref:ref>/", packing.packing_order_view, name="packing_order"),
+    path("packing/<ref:ref>/confirm/", packing.packing_confirm_view, name="packing_confirm"),
+    path("packing/<ref:ref>/pack/", packing.packing_pack_view, name="packing_pack"),
+    path("packing/<ref:ref>/ship/", packing.packing_ship_view, name="packing_ship"),
+    path("packing/<ref:ref>/slip.pdf", packing.slip_view, name="slip"),
 ]

@@ -92,3 +92,19 @@ def test_an_idempotency_key_with_a_nul_byte_is_refused_and_nothing_is_stored(api
 
     assert (response.status_code, response.json()["code"]) == (400, "idempotency_key_required")
     assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize("path", ["/lab/orders/PL-%00/", "/lab/orders/PL-%00/hold/", "/lab/packing/PL-%00/"])
+def test_staff_pages_answer_404_for_a_malformed_order_ref(path):
+    from tests.staff.builders import client_as
+
+    supervisor, _ = client_as("supervisor", "packer")
+    assert supervisor.get(path).status_code == 404
+
+
+def test_a_scanned_code_with_a_nul_byte_is_refused_not_a_server_error():
+    from tests.staff.builders import client_as
+
+    packer, _ = client_as("packer")
+    response = packer.post("/lab/packing/scan/", {"code": "PL-\x00ABC"})
+    assert response.status_code < 500
