@@ -75,13 +75,73 @@ class PrinterStatus:
 
 @dataclass(frozen=True)
 class JobInfo:
-    """One backend job as the backend sees it; `message` explains a failure when the backend gives one."""
+    """One backend job as the backend sees it; `message` explains a failure when the backend gives one.
+
+    The optional fields are None when the backend cannot tell (the hot folder knows no processing time).
+    Times are Unix seconds as the backend's clock reports them; CUPS keeps whole seconds only.
+
+    - `created_at`: when the backend created the job (CUPS time-at-creation).
+    - `processing_started_at`: when the job LAST entered processing (CUPS time-at-processing). CUPS
+      overwrites it each time it starts the job again, so a value that changes between two observations
+      means the job was sent to the device again.
+    - `completed_at`: when the job reached a final state (CUPS time-at-completed).
+    - `document_count`: documents the backend holds for the job (CUPS number-of-documents).
+    - `completed_impressions`: CUPS job-impressions-completed; cumulative over every attempt to send
+      the job, never reset when CUPS restarts a job (see printers/cups_backend.py).
+    """
 
     handle: str
     title: str
     state: JobState
     reasons: tuple[str, ...] = ()
     message: str = ""
+    created_at: int | None = None
+    processing_started_at: int | None = None
+    completed_at: int | None = None
+    document_count: int | None = None
+    completed_impressions: int | None = None
+
+    @property
+    def was_requeued(self) -> bool:
+        """The job is waiting (pending or held) although it had already started processing.
+
+        CUPS puts a processing job back in the queue at a cupsd restart (and when its printer is
+        disabled mid-job) and will send the whole document again when it restarts the job: the device
+        may already have printed it. Cancel such a job unless a second print is acceptable.
+        """
+        return self.state in (JobState.PENDING, JobState.HELD) and self.processing_started_at is not None
+
+    @property
+    def is_missing_document(self) -> bool:
+        """The job is not final, has no document, and the backend no longer expects one.
+
+        A CUPS job whose submitter died between Create-Job and Send-Document (e.g. cupsd restarted) sits
+        held with number-of-documents 0 until MultipleOperationTimeout aborts it. While a submit is still
+        in flight the same job carries job-state-reason job-incoming, which this excludes.
+        """
+        return not self.state.is_final and self.document_count == 0 and "job-incoming" not in self.reasons
+
+    def restarted_since(self, processing_started_at: int | None) -> bool:
+        """True when the job entered processing again after a previously recorded `processing_started_at`.
+
+        Record `processing_started_at` the first time it is not None; a different later value means the
+        backend started the job again and re-sent its document. Undetectable if both starts fall in the
+        same second (CUPS keeps whole seconds).
+        """
+        return (
+            processing_started_at is not None
+            and self.processing_started_at is not None
+            and self.processing_started_at != processing_started_at
+        )
+
+    def has_more_impressions_than(self, expected: int) -> bool:
+        """True when the backend reported more impressions than one delivery of the job can produce.
+
+        For a one-page document sent unfiltered to an IPP printer (our JPEG photos on an IPP Everywhere
+        queue) CUPS' ipp backend reports `copies` impressions per completed send, so more than `copies`
+        means the document reached the device more than once. False when the backend gives no count.
+        """
+        return self.completed_impressions is not None and self.completed_impressions > expected
 
 
 def check_submit_arguments(*, path: Path, copies: int) -> Path:

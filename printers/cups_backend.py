@@ -11,6 +11,43 @@ Facts observed on CUPS 2.4.2 with ippeveprinter IPP Everywhere queues (see tests
   raises job_names_hidden rather than answering "no jobs" (which would make the reconciler reprint).
 - Print-Job to a queue that does not exist answers server-error-internal-error ("No such file or
   directory"), so submit checks the queue before calling that permanent.
+- A connection cupsd dropped (stopped or restarting) answers every later request with an IPPError
+  0x0500 ("No such file or directory", or "Success") or 0x0502, or pycups raises RuntimeError/HTTPError;
+  every method turns all of these into TransientPrinterError. pycups' printFile is Create-Job followed by
+  Send-Document, so a transient submit failure may still have left a job: reconcile with find_jobs().
+
+cupsd restart (SIGTERM, then start on the same spool), from scheduler/*.c in 2.4.2 and tests/printers/
+test_cups_restart.py:
+- main(): SIGTERM -> cupsdStopServer(), whose cupsdCleanDirty() writes the job control files (c#####),
+  THEN cupsdFreeAllJobs() -> cupsdStopAllJobs(CUPSD_JOB_FORCE): filters and backend are SIGKILLed at once
+  (JobKillDelay does not apply to FORCE). A processing job whose ipp backend had already reported
+  `cups-waiting-for-job-completed` (document fully sent; job->completed) is set `completed`, any other
+  processing job `pending` (cupsdSetJobState resets job-hold-until to no-hold). Only job.cache
+  (cupsdSaveAllJobs) records that new state; the control file still says `processing`.
+- At start, load_job_cache() / cupsdLoadJob() re-read the control file and turn `processing` into
+  `pending` (cupsdLoadJob keeps job-state-reasons job-printing). So (a) a job CUPS had completed at
+  shutdown comes back `pending` but not scheduled; the NEXT restart saves it as pending and CUPS then sends
+  it again. (b) A job that was pending at shutdown is started again at once. Either way the device gets the
+  whole document a second time; the printer-state-reason cups-waiting-for-job-completed is also saved stale
+  in printers.conf, and cupsdSetPrinterReasons() only sets job->completed when that reason is newly
+  added, so after one restart every interrupted job takes path (b).
+- start_job() sets job-state-reasons job-printing and set_time() overwrites time-at-processing (whole
+  seconds) each time a job (re)enters processing; time-at-creation never changes. job-impressions-
+  completed is never reset: update_job() adds the ipp backend's "PAGE: 1 <copies>" (backend/ipp.c, after
+  each completed send), so a re-sent one-image job ends with 2 x copies.
+- Nothing in cupsd.conf or the job prevents the re-send: ErrorPolicy/JobRetryLimit act only on a
+  backend's exit status (finalize_job), PreserveJobFiles/PreserveJobHistory only after a job is final, a
+  job-hold-until is reset to no-hold when the job first goes pending. What helps: (1) cancel a job seen
+  `pending`/`held` with a time-at-processing (JobInfo.was_requeued) before CUPS restarts it - path (a)
+  leaves it unscheduled until the next restart; (2) the ipp backend's device-URI option `?waitjob=false`
+  makes the backend exit (job completed) as soon as the device has the document instead of while it
+  prints, shrinking the window to the transfer itself. Detect the rest with JobInfo.restarted_since()
+  (time-at-processing changed) and JobInfo.has_more_impressions_than(copies).
+- Create-Job without Send-Document (submitter or cupsd gone in between): the job is `held` with
+  number-of-documents 0 and reason job-incoming; after a restart the reason is `none`
+  (cupsdSetJobHoldUntil "no-hold"). cupsdCheckJobs() (every 10 s) releases it once its hold time
+  (creation + MultipleOperationTimeout, default 900 s) passes and start_job() aborts it ("no files").
+  JobInfo.is_missing_document detects it; production should set a short MultipleOperationTimeout.
 """
 
 from __future__ import annotations
@@ -53,6 +90,11 @@ _JOB_ATTRIBUTES = [
     "job-state-reasons",
     "job-printer-state-message",
     "job-printer-uri",
+    "time-at-creation",
+    "time-at-processing",
+    "time-at-completed",
+    "number-of-documents",
+    "job-impressions-completed",
 ]
 _PRINTER_ATTRIBUTES = [
     "printer-state",
@@ -179,6 +221,8 @@ class CupsBackend(PrinterBackend):
                 job_id = connection.printFile(self.queue, str(source), title, options)
             except cups.IPPError as exc:
                 status, message = _ipp_error_parts(exc)
+                # 0x0500 is also how libcups reports a connection cupsd dropped; the queue check on the
+                # same connection then fails too and says transient.
                 if status == cups.IPP_STATUS_ERROR_INTERNAL and not self._queue_exists(connection):
                     raise self._queue_not_found() from exc
                 raise _translate_ipp_error(status, message, operation="submit") from exc
@@ -254,6 +298,10 @@ class CupsBackend(PrinterBackend):
         connection = connect(server=self.server)
         try:
             yield connection
+        except cups.IPPError as exc:
+            # Callers translate the statuses they expect; nothing raw may reach the production layer.
+            status, message = _ipp_error_parts(exc)
+            raise _translate_ipp_error(status, message, operation="request") from exc
         except RuntimeError as exc:
             # pycups raises RuntimeError when the server drops the connection mid-request.
             raise errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
@@ -279,9 +327,10 @@ class CupsBackend(PrinterBackend):
         try:
             connection.getPrinterAttributes(self.queue, requested_attributes=["printer-name"])
         except cups.IPPError as exc:
-            if _ipp_error_parts(exc)[0] == cups.IPP_STATUS_ERROR_NOT_FOUND:
+            status, message = _ipp_error_parts(exc)
+            if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
                 return False
-            raise
+            raise _translate_ipp_error(status, message, operation="queue check") from exc
         return True
 
     def _queue_not_found(self) -> errors.PermanentPrinterError:
@@ -314,7 +363,7 @@ def list_queues(*, server: str) -> list[QueueInfo]:
     except cups.IPPError as exc:
         status, message = _ipp_error_parts(exc)
         raise _translate_ipp_error(status, message, operation="list queues") from exc
-    except RuntimeError as exc:
+    except (RuntimeError, cups.HTTPError) as exc:
         raise errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
 
 
@@ -354,8 +403,21 @@ def _job_info(*, handle: str, attributes: Mapping[str, Any]) -> JobInfo:
         title=str(attributes.get("job-name", "")),
         state=JobState.from_ipp(int(attributes["job-state"])),
         reasons=_as_strings(attributes.get("job-state-reasons")),
-        message=str(attributes.get("job-printer-state-message", "")),
+        message=str(attributes.get("job-printer-state-message") or ""),
+        created_at=_optional_int(attributes.get("time-at-creation")),
+        processing_started_at=_optional_int(attributes.get("time-at-processing")),
+        completed_at=_optional_int(attributes.get("time-at-completed")),
+        document_count=_optional_int(attributes.get("number-of-documents")),
+        completed_impressions=_optional_int(attributes.get("job-impressions-completed")),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    # CUPS sends time-at-processing as the out-of-band value no-value until the job first processes;
+    # pycups then gives None.
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
 
 
 def _as_strings(value: Any) -> tuple[str, ...]:

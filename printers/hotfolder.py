@@ -227,7 +227,23 @@ def _job_info_from_ticket(*, ticket_path: Path, state: JobState, handle: str) ->
         state=state,
         reasons=(f"job-{state.value}",),
         message=reason,
+        created_at=_unix_seconds(ticket.get("submitted_at")),
+        # Every ticket names exactly one print file, written before the ticket; a device that prints a
+        # ticket twice is invisible from here, so processing and impression fields stay unknown.
+        document_count=1 if ticket else None,
     )
+
+
+def _unix_seconds(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
 
 
 def _read_ticket(path: Path) -> dict[str, Any]:

@@ -25,3 +25,11 @@ def small_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("source") / "photo.jpg"
     path.write_bytes(jpeg_bytes(60, 40))
     return path
+
+
+@pytest.fixture
+def restartable_cups() -> Iterator[PrivateCups]:
+    # Restart tests get their own cupsd: a restart leaves state (stale printer reasons, requeued jobs)
+    # that would leak into the session server's other tests.
+    with PrivateCups() as cups_server:
+        yield cups_server

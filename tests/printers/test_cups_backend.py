@@ -56,6 +56,16 @@ def test_submitted_jpeg_completes_and_the_printer_receives_exactly_one_file(
     # then CUPS completes it and the device kept exactly that file, byte for byte
     info = _wait_for_job(backend, handle, _final, timeout=15)
     assert (info.handle, info.title, info.state) == (handle, "lab-job-1", JobState.COMPLETED)
+    # one delivery of a one-image job: the ipp backend reports `copies` impressions, one document
+    assert (info.document_count, info.completed_impressions) == (1, 2)
+    assert info.created_at is not None and info.processing_started_at is not None
+    assert info.completed_at is not None
+    assert info.created_at <= info.processing_started_at <= info.completed_at
+    assert (info.has_more_impressions_than(2), info.was_requeued, info.is_missing_document) == (
+        False,
+        False,
+        False,
+    )
     received = private_cups.received_files("submit_ok")
     assert [path.name for path in received] == ["1-lab-job-1.jpg"]
     assert received[0].read_bytes() == small_jpeg.read_bytes()
@@ -96,7 +106,13 @@ def test_job_on_a_paused_queue_stays_pending_and_can_be_canceled(
 
     # when a job is submitted, then canceled twice
     handle = backend.submit(path=small_jpeg, title="lab-job-5")
-    assert backend.job_state(handle) is JobState.PENDING
+    pending = backend.job_info(handle)
+    assert (pending.state, pending.processing_started_at, pending.document_count) == (
+        JobState.PENDING,
+        None,
+        1,
+    )
+    assert pending.was_requeued is False
     backend.cancel(handle)
     backend.cancel(handle)
 

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,26 @@ def test_processing_folder_means_processing(tmp_path: Path, small_jpeg: Path) ->
     job_id = _submit(backend, small_jpeg)
     move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{job_id}.json", directory="processing")
     assert backend.job_state(job_id) is JobState.PROCESSING
+
+
+def test_job_info_carries_the_ticket_time_and_one_document_and_nothing_it_cannot_know(
+    tmp_path: Path, small_jpeg: Path
+) -> None:
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    submitted_at = json.loads((tmp_path / f"{job_id}.json").read_text())["submitted_at"]
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{job_id}.json", directory="processing")
+
+    info = backend.job_info(job_id)
+
+    assert (
+        info.created_at,
+        info.document_count,
+        info.processing_started_at,
+        info.completed_at,
+        info.completed_impressions,
+    ) == (int(datetime.fromisoformat(submitted_at).timestamp()), 1, None, None, None)
+    assert (info.was_requeued, info.is_missing_document, info.restarted_since(123)) == (False, False, False)
 
 
 def test_cancel_removes_pending_ticket_and_file_and_records_it(tmp_path: Path, small_jpeg: Path) -> None:

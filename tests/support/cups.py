@@ -11,6 +11,8 @@ Facts this harness is built on (Debian 12, CUPS 2.4.2):
 - `lpadmin -m everywhere` returns before the PPD exists; the queue is usable once DIR/ppd/NAME.ppd appears.
   If PPD creation fails CUPS still keeps a queue that "completes" jobs without sending them, so
   add_printer() raises instead.
+- restart_cupsd() SIGTERMs cupsd and starts it on the same directory and port: queues, job history and
+  spooled documents survive, the ippeveprinters keep running (what `systemctl restart cups` does).
 - Without `-c`, ippeveprinter pretends to print for 5-15 s per job; the harness passes a tiny command
   that sleeps `print_seconds` (default 0) so jobs complete in about a second.
 """
@@ -119,8 +121,10 @@ class PrivateCups:
         media: Sequence[str],
         media_ready: Sequence[str] | None = None,
         print_seconds: float = 0.0,
+        device_uri_options: str = "",
     ) -> None:
-        """Start an ippeveprinter advertising `media` and add a CUPS queue `name` for it (-m everywhere)."""
+        """Start an ippeveprinter advertising `media` and add a CUPS queue `name` for it (-m everywhere).
+        `device_uri_options` ("waitjob=false") are ipp backend options appended to the device URI."""
         if name in self._processes.printers:
             raise CupsHarnessError(f"printer {name!r} already added")
         printer_dir = self.directory / "printers" / name
@@ -144,10 +148,13 @@ class PrivateCups:
         printer.command_file.chmod(0o755)
         self._processes.printers[name] = printer
         self._start_printer(printer)
-        self._run(
-            "lpadmin", "-p", name, "-E", "-v", f"ipp://localhost:{printer.port}/ipp/print", "-m", "everywhere"
-        )
+        device_uri = f"ipp://localhost:{printer.port}/ipp/print"
+        self._run("lpadmin", "-p", name, "-E", "-v", device_uri, "-m", "everywhere")
         self._wait_for_ppd(name)
+        if device_uri_options:
+            # `-m everywhere` cannot query a URI with options ("does not support required IPP
+            # attributes"), so the options are set once the PPD exists.
+            self._run("lpadmin", "-p", name, "-v", f"{device_uri}?{device_uri_options}")
 
     def device_uri(self, name: str) -> str:
         return f"ipp://localhost:{self._printer(name).port}/ipp/print"
@@ -185,6 +192,38 @@ class PrivateCups:
 
     def accept(self, name: str) -> None:
         self._run("cupsaccept", name)
+
+    def stop_cupsd(self) -> None:
+        """SIGTERM cupsd and wait for it to exit, as `systemctl stop cups` does; printers keep running.
+        Its spool, job history and configuration stay in the directory for start_cupsd()."""
+        process = self._processes.cupsd
+        if process is None:
+            return
+        self._processes.cupsd = None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self.startup_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+                raise CupsHarnessError("cupsd ignored SIGTERM and was killed") from None
+        _wait_until(lambda: not _is_listening(self.port), timeout=self.startup_timeout, what="cupsd exit")
+
+    def start_cupsd(self) -> None:
+        """Start cupsd again on the same directory, port and configuration (after stop_cupsd())."""
+        if self._processes.cupsd is not None:
+            raise CupsHarnessError("cupsd is already running")
+        self._launch_cupsd()
+
+    def restart_cupsd(self) -> None:
+        """SIGTERM cupsd and start it on the same state: queued jobs survive, printers keep running."""
+        self.stop_cupsd()
+        self.start_cupsd()
+
+    def is_cupsd_running(self) -> bool:
+        process = self._processes.cupsd
+        return process is not None and process.poll() is None
 
     def error_log(self) -> str:
         path = self.directory / "log" / "error_log"
@@ -228,20 +267,24 @@ class PrivateCups:
         self.port = _free_port()
         (self.directory / "cups-files.conf").write_text(_cups_files_conf(self.directory))
         (self.directory / "cupsd.conf").write_text(_cupsd_conf(self.port))
-        self._processes.cupsd = subprocess.Popen(
-            [
-                "cupsd",
-                "-f",
-                "-c",
-                str(self.directory / "cupsd.conf"),
-                "-s",
-                str(self.directory / "cups-files.conf"),
-            ],
-            env=self._environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.directory / "log" / "cupsd.stderr").open("wb"),
-        )
+        self._launch_cupsd()
+
+    def _launch_cupsd(self) -> None:
+        with (self.directory / "log" / "cupsd.stderr").open("ab") as stderr:
+            self._processes.cupsd = subprocess.Popen(
+                [
+                    "cupsd",
+                    "-f",
+                    "-c",
+                    str(self.directory / "cupsd.conf"),
+                    "-s",
+                    str(self.directory / "cups-files.conf"),
+                ],
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         process = self._processes.cupsd
         _wait_until(
             lambda: _is_listening(self.port) or process.poll() is not None,
