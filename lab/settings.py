@@ -245,6 +245,8 @@ PRODUCTION_CLAIM_LEASE_SECONDS = envint("PRODUCTION_CLAIM_LEASE_SECONDS", 600)
 PRODUCTION_RETRY_BASE_SECONDS = float(os.environ.get("PRODUCTION_RETRY_BASE_SECONDS", "5"))
 PRODUCTION_RETRY_CAP_SECONDS = float(os.environ.get("PRODUCTION_RETRY_CAP_SECONDS", "600"))
 PRODUCTION_MAX_SUBMIT_ATTEMPTS = envint("PRODUCTION_MAX_SUBMIT_ATTEMPTS", 10)
+# A job held at the printer (never started) longer than this is cancelled there and failed for a technician.
+PRODUCTION_STUCK_JOB_SECONDS = envint("PRODUCTION_STUCK_JOB_SECONDS", 1800)
 # How long a hand-off (paid -> released, queued -> raster message) may take before the reconciler redoes it.
 PRODUCTION_HANDOFF_GRACE_SECONDS = float(
     os.environ.get("PRODUCTION_HANDOFF_GRACE_SECONDS", str(PRODUCTION_POLL_SECONDS * 2))
@@ -259,6 +261,8 @@ RETENTION_UNPAID_DAYS = envint("RETENTION_UNPAID_DAYS", 7)
 RETENTION_UNUSED_DAYS = envint("RETENTION_UNUSED_DAYS", 7)
 RETENTION_BATCH = envint("RETENTION_BATCH", 500)
 RETENTION_SWEEP_SECONDS = envint("RETENTION_SWEEP_SECONDS", 3600)
+# How often beat looks for order events whose e-mail/webhook message was lost (and how old they must be).
+NOTIFY_SWEEP_SECONDS = envint("NOTIFY_SWEEP_SECONDS", 60)
 
 # --- Audit ---------------------------------------------------------------------------------------
 AUDIT_GRANT_SECONDS = envint("AUDIT_GRANT_SECONDS", 600)

@@ -52,7 +52,10 @@ app.conf.beat_schedule = {
         "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
     },
     "refunds-reconcile": {"task": "payments.refunds_reconcile", "schedule": 60.0},
-    "notifications-sweep": {"task": "notify.notifications_sweep", "schedule": 60.0},
+    "notifications-sweep": {
+        "task": "notify.notifications_sweep",
+        "schedule": float(settings.NOTIFY_SWEEP_SECONDS),
+    },
     "webhook-deliveries-sweep": {"task": "notify.webhook_deliveries_sweep", "schedule": 60.0},
     "privacy-retention-purge": {
         "task": "privacy.retention_purge",

@@ -9,6 +9,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -52,7 +53,6 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
 
 # Order events older than this are not notified late by the sweep: a days-old "in production" mail misleads.
 SWEEP_WINDOW = timedelta(hours=24)
-SWEEP_GRACE = timedelta(minutes=1)
 
 
 def notifications_sweep() -> int:
@@ -66,7 +66,7 @@ def notifications_sweep() -> int:
         OrderEvent.objects.filter(
             Q(kind="created") | Q(kind="status_changed"),
             created_at__gte=now - SWEEP_WINDOW,
-            created_at__lt=now - SWEEP_GRACE,
+            created_at__lt=now - timedelta(seconds=settings.NOTIFY_SWEEP_SECONDS),
         )
         .exclude(pk__in=Notification.objects.values("order_event_id"))
         .order_by("pk")

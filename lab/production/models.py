@@ -95,6 +95,10 @@ class PrintJob(models.Model):
     # Cancelled here while the printer may still hold it (submitting or submitted): the poll cancels it there
     # (by handle, or by title when the submitting worker died) and clears the flag.
     cancel_at_printer = models.BooleanField(default=False)
+    # CUPS time-at-processing as first seen, and whether the printer started the job again since (cupsd
+    # restarted mid-job and re-sent the document): such a job ends `suspect`, never silently `printed`.
+    backend_started_at = models.BigIntegerField(null=True, blank=True)
+    backend_restarted = models.BooleanField(default=False)
     submit_attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)

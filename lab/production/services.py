@@ -33,7 +33,7 @@ from lab.production.backends import backend_for, media_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import ACTIVE_JOB_STATUSES, JOB_MACHINE, JobStatus, PrinterState
 from printers.base import JobInfo, JobState, PrinterBackend
-from printers.errors import PrinterError
+from printers.errors import JOB_NOT_FOUND, PrinterError
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -551,9 +551,69 @@ def _job_refresh(job: PrintJob) -> str:
             )
             return "failed"
         return "unreachable"
-    if info.state != job.backend_state:
-        PrintJob.objects.filter(pk=job.pk).update(backend_state=str(info.state))
+    restarted = _record_backend_progress(job=job, info=info)
+    if info.was_requeued:
+        # cupsd restarted (or the queue was disabled) while the job was processing: CUPS put it back and will
+        # send the whole document again. Take it back before it does; the device may have printed it once.
+        if not _backend_cancel(job):
+            return "unreachable"
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            to_status=J.SUSPECT,
+            kind="requeued_by_printer",
+            note="CUPS put the job back mid-print; its re-send was cancelled: check whether it printed",
+            backend_state=str(JobState.CANCELED),
+        )
+        return "suspect"
+    if info.is_missing_document:
+        # Created at CUPS but its document never arrived (the submit was cut off): nothing can have printed.
+        if not _backend_cancel(job):
+            return "unreachable"
+        moved = job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            to_status=J.READY,
+            kind="no_document",
+            note=f"backend job {job.backend_job_id} has no document: cancelled, sent again",
+            backend_job_id="",
+            backend_state="",
+            backend_started_at=None,
+            next_attempt_at=None,
+        )
+        if moved:
+            _enqueue_submit(job)
+        return "resubmitted"
+    stuck_since = timezone.now() - timedelta(seconds=settings.PRODUCTION_STUCK_JOB_SECONDS)
+    if info.state is JobState.HELD and info.processing_started_at is None and job.updated_at < stuck_since:
+        # Held at the printer and never started: nothing printed; a technician reroutes or reprints it.
+        if not _backend_cancel(job):
+            return "unreachable"
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            to_status=J.FAILED,
+            kind="backend_failed",
+            note="held at the printer past the limit; cancelled there",
+            failure_code="printer_held_job",
+            failure_message=(info.message or ",".join(info.reasons))[:300],
+        )
+        return "failed"
     if info.state is JobState.COMPLETED:
+        if restarted or info.has_more_impressions_than(job.copies):
+            # The document reached the device more than once: a person counts the prints.
+            job_move(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTED},
+                to_status=J.SUSPECT,
+                kind="printed_more_than_once",
+                note=(
+                    f"CUPS sent the job again after a restart (impressions {info.completed_impressions} "
+                    f"for {job.copies} copies): count the prints"
+                ),
+                backend_state=str(info.state),
+            )
+            return "suspect"
         # CUPS "completed" means sent to the device, not a good print: a person verifies the copies later.
         job_move(
             job_id=job.pk,
@@ -585,6 +645,40 @@ def _job_refresh(job: PrintJob) -> str:
         )
         return "failed"
     return "waiting"
+
+
+def _record_backend_progress(*, job: PrintJob, info: JobInfo) -> bool:
+    """Save what the printer says of the job; True when it has started the job again since first seen."""
+    restarted = job.backend_restarted or info.restarted_since(job.backend_started_at)
+    fields: dict[str, object] = {}
+    if str(info.state) != job.backend_state:
+        fields["backend_state"] = str(info.state)
+    if job.backend_started_at is None and info.processing_started_at is not None:
+        fields["backend_started_at"] = info.processing_started_at
+    if restarted and not job.backend_restarted:
+        fields["backend_restarted"] = True
+    if fields:
+        with transaction.atomic():
+            PrintJob.objects.filter(pk=job.pk).update(**fields)
+            if "backend_restarted" in fields:
+                JobEvent.objects.create(
+                    job_id=job.pk,
+                    kind="printer_restarted_job",
+                    note=f"processing started again at {info.processing_started_at}",
+                )
+    return restarted
+
+
+def _backend_cancel(job: PrintJob) -> bool:
+    assert job.printer is not None
+    try:
+        backend_for(job.printer).cancel(job.backend_job_id)
+    except PrinterError as error:
+        if error.code == JOB_NOT_FOUND:
+            return True
+        logger.warning("printer cancel failed job=%s code=%s", job.pk, error.code)
+        return False
+    return True
 
 
 def order_check_printed(*, order_id: int) -> bool:

@@ -1,0 +1,403 @@
+"""The exactly-once promise under real faults, on a stack this module starts for itself so it may break
+it: a private PostgreSQL, a private Redis (no persistence, like a cache-configured one), a private `cupsd`
+with ippeveprinter printers, the app's gunicorn and a real `celery worker -B`. Orders are placed over HTTP
+and paid with really signed Stripe webhooks; every file each printer received is counted.
+
+Each scenario ends with, per job: exactly one file at the printer and the job `printed` — or the job in a state
+a person sees on the board (`suspect`: may have printed twice, `unknown`). Never a silent loss or duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.celery_worker import CeleryWorker, wait_until
+from tests.support.cups import PrivateCups
+from tests.support.images import jpeg_bytes
+from tests.support.postgres_server import PrivatePostgres
+from tests.support.redis_server import PrivateRedis
+from tests.support.stripe_server import LocalStripe, signed_event
+from tests.support.web_server import PROJECT_DIR, LabWebServer, app_environment, django_manage
+
+pytestmark = pytest.mark.e2e
+
+WEBHOOK_SECRET = "whsec_faults"
+PHOTO_MEDIA = ["na_index-4x6_4x6in"]
+LARGE_MEDIA = ["na_govt-letter_8x10in"]
+# Fast clocks: beat polls every second, reconciles every 3 s, a hand-off may take 1 s before it is redone.
+FAULT_ENV = {
+    "PRODUCTION_POLL_SECONDS": "1",
+    "PRODUCTION_CLAIM_LEASE_SECONDS": "8",
+    "PRODUCTION_HANDOFF_GRACE_SECONDS": "1",
+    "PRODUCTION_RETRY_BASE_SECONDS": "1",
+    "PRODUCTION_RETRY_CAP_SECONDS": "3",
+    "NOTIFY_SWEEP_SECONDS": "2",
+    "STRIPE_SECRET_KEY": "sk_test_faults",
+    "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
+}
+SETTLE_TIMEOUT = 120.0
+ADDRESS = {
+    "name": "Fault Tester",
+    "line1": "1 Restart Road",
+    "city": "Crashville",
+    "postal_code": "10001",
+    "country": "US",
+}
+
+
+def call(
+    base: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw)
+        except ValueError:
+            return error.code, raw.decode(errors="replace")
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+        return 0, str(error)
+
+
+@dataclass
+class Stack:
+    postgres: PrivatePostgres
+    redis: PrivateRedis
+    cups: PrivateCups
+    web: LabWebServer
+    worker: CeleryWorker
+    database_url: str
+    token: str = ""
+    asset_id: str = ""
+    orders: list[str] = field(default_factory=list)
+
+    def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
+        for attempt in range(40):  # the database may be restarting under the test
+            try:
+                with psycopg.connect(self.database_url, connect_timeout=3) as connection:
+                    return connection.execute(query, params).fetchall()  # type: ignore[arg-type]
+            except psycopg.OperationalError:
+                if attempt == 39:
+                    raise
+                time.sleep(0.25)
+        raise AssertionError("unreachable")
+
+    # --- Customer side, over HTTP -------------------------------------------------------------------
+
+    def place_order(self, lines: list[tuple[str, int]]) -> dict[str, Any]:
+        body = {
+            "items": [
+                {"sku": sku, "asset": self.asset_id, "copies": copies, "sizing": "fill"}
+                for sku, copies in lines
+            ],
+            "shipping_method": "standard",
+            "shipping_address": ADDRESS,
+        }
+        status, order = call(
+            self.web.url,
+            "POST",
+            "/api/v1/orders",
+            json.dumps(body).encode(),
+            {
+                "Authorization": f"Token {self.token}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": uuid.uuid4().hex,
+            },
+        )
+        assert status == 201, order
+        self.orders.append(order["ref"])
+        return dict(order)
+
+    def pay(self, order: dict[str, Any], *, deadline_seconds: float = 60.0) -> list[int]:
+        """Deliver a signed payment_intent.succeeded like Stripe does: retried until it is answered 2xx."""
+        payload, header = signed_event(
+            event_type="payment_intent.succeeded",
+            data_object={
+                "id": order["payment"]["payment_intent"],
+                "object": "payment_intent",
+                "amount": order["total_minor"],
+                "amount_received": order["total_minor"],
+            },
+            secret=WEBHOOK_SECRET,
+            event_id=f"evt_{uuid.uuid4().hex}",
+        )
+        answers = []
+        deadline = time.monotonic() + deadline_seconds
+        while time.monotonic() < deadline:
+            status, _ = call(
+                self.web.url,
+                "POST",
+                "/api/v1/webhooks/stripe",
+                payload,
+                {"Content-Type": "application/json", "Stripe-Signature": header},
+            )
+            answers.append(status)
+            if 200 <= status < 300:
+                return answers
+            time.sleep(0.5)
+        raise AssertionError(f"Stripe's retries never got a 2xx: {answers}")
+
+    # --- What happened ------------------------------------------------------------------------------
+
+    def order_statuses(self) -> dict[str, str]:
+        rows = self.sql("SELECT ref, status FROM orders_order WHERE ref = ANY(%s)", self.orders)
+        return dict(rows)
+
+    def jobs(self) -> list[tuple[int, str, str, int]]:
+        """(job id, status, printer name, copies) of this test's orders."""
+        return [
+            (int(pk), str(status), str(printer or ""), int(copies))
+            for pk, status, printer, copies in self.sql(
+                "SELECT j.id, j.status, p.name, j.copies FROM production_printjob j "
+                "JOIN orders_order o ON o.id = j.order_id "
+                "LEFT JOIN production_printer p ON p.id = j.printer_id "
+                "WHERE o.ref = ANY(%s) ORDER BY j.id",
+                self.orders,
+            )
+        ]
+
+    def received(self) -> Counter[int]:
+        """Files received per job, over every printer (ippeveprinter keeps each document it is sent)."""
+        counts: Counter[int] = Counter()
+        for queue in ("photo", "large"):
+            for path in self.cups.received_files(queue):
+                title = path.stem.partition("-")[2]  # "<its job number>-lab-job-<pk>"
+                if title.startswith("lab-job-"):
+                    counts[int(title.removeprefix("lab-job-"))] += 1
+        return counts
+
+    def wait_settled(self, *, timeout: float = SETTLE_TIMEOUT) -> dict[str, str]:
+        """Until every order of the test is past production (or held for a person)."""
+        done = {"ready_to_pack", "packed", "shipped", "on_hold", "cancelled"}
+
+        def settled() -> bool:
+            statuses = self.order_statuses()
+            person_jobs = any(status in ("suspect", "unknown") for _, status, _, _ in self.jobs())
+            return len(statuses) == len(self.orders) and (
+                all(s in done for s in statuses.values()) or (person_jobs and not self._moving())
+            )
+
+        wait_until(
+            settled,
+            timeout=timeout,
+            interval=0.5,
+            what=lambda: (
+                f"orders settled: {self.order_statuses()} jobs {self.jobs()}\n{self.worker.log_tail()}"
+            ),
+        )
+        return self.order_statuses()
+
+    def _moving(self) -> bool:
+        moving = {"no_printer", "queued", "rasterizing", "ready", "submitting", "submitted"}
+        return any(status in moving for _, status, _, _ in self.jobs())
+
+    def assert_each_copy_once_or_shown(self) -> None:
+        received = self.received()
+        for job_id, status, printer, _copies in self.jobs():
+            if status in ("suspect", "unknown"):
+                continue  # on the board for a person: "may have printed twice" / "fate unknown"
+            assert (status, received[job_id]) == ("printed", 1), (job_id, printer, dict(received))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("faults")
+    with contextlib.ExitStack() as cleanup:
+        postgres = cleanup.enter_context(PrivatePostgres())
+        redis_server = cleanup.enter_context(PrivateRedis())
+        cups = cleanup.enter_context(PrivateCups())
+        cups.add_printer("photo", media=PHOTO_MEDIA, media_ready=PHOTO_MEDIA)
+        cups.add_printer("large", media=LARGE_MEDIA, media_ready=LARGE_MEDIA)
+        database_url = postgres.create_database("lab")
+        env = app_environment(
+            database_url=database_url,
+            broker_url=redis_server.url(db=0),
+            var_dir=root / "var",
+            extra={**FAULT_ENV, "STRIPE_API_BASE": localstripe.url, "CUPS_SERVER": cups.server},
+        )
+        django_manage("migrate", "--no-input", "-v", "0", env=env)
+        django_manage("seed_demo", env=env)
+        django_manage("printers_sync", "--server", cups.server, "--papers", "lustre,glossy", env=env)
+        web = LabWebServer(work_dir=root / "web", env=env).start()
+        cleanup.callback(web.stop)
+        worker = CeleryWorker(
+            work_dir=root / "worker",
+            project_dir=PROJECT_DIR,
+            env=env,
+            broker_url=redis_server.url(db=0),
+            database_url=database_url,
+        )
+        cleanup.callback(worker.stop)
+        stack = Stack(
+            postgres=postgres,
+            redis=redis_server,
+            cups=cups,
+            web=web,
+            worker=worker,
+            database_url=database_url,
+        )
+        # Only the two CUPS printers print here: the demo hot folder is taken out of service.
+        stack.sql(
+            "UPDATE production_printer SET is_paused_by_lab = true WHERE backend = 'hotfolder' RETURNING id"
+        )
+        status, account = call(
+            web.url,
+            "POST",
+            "/api/v1/accounts",
+            json.dumps(
+                {
+                    "email": "faults@example.org",
+                    "password": "a long fault secret 77",
+                    "full_name": "Fault Tester",
+                    "address": ADDRESS,
+                    "birth_date": "1980-01-01",
+                    "privacy_policy_version": "1.0",
+                }
+            ).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 201, json.dumps(account)
+        stack.token = account["token"]
+        boundary = uuid.uuid4().hex
+        upload = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+                "Content-Type: image/jpeg\r\n\r\n"
+            ).encode()
+            + jpeg_bytes(1800, 1200)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        status, asset = call(
+            web.url,
+            "POST",
+            "/api/v1/assets",
+            upload,
+            {
+                "Authorization": f"Token {stack.token}",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+        )
+        assert status == 201, asset
+        stack.asset_id = asset["id"]
+        worker.start(purge=True)
+        yield stack
+
+
+@pytest.fixture
+def lab(stack: Stack) -> Iterator[Stack]:
+    """The module's stack with a fresh list of this test's orders; every service running again afterwards."""
+    stack.orders = []
+    yield stack
+    if not stack.redis.is_running:
+        stack.redis.start()
+    if not stack.postgres.is_running:
+        stack.postgres.start()
+    if not stack.worker.is_running:
+        stack.worker.start()
+
+
+LINES = [("PRINT-4X6-GLOSSY", 2), ("PRINT-8X10-LUSTRE", 1)]
+
+
+def test_redis_restarted_twice_mid_run_loses_no_paid_order_and_prints_each_copy_once(lab: Stack):
+    orders = [lab.place_order(LINES) for _ in range(6)]
+    lab.worker.stop()
+    for order in orders[:3]:
+        lab.pay(order)
+    # No persistence: the three release messages (and their e-mails) waiting in Redis are gone for sure.
+    lab.redis.restart()
+    lab.worker.start()
+    for order in orders[3:]:
+        lab.pay(order)
+    time.sleep(0.5)
+    lab.redis.restart()  # and again while the worker is rasterizing and submitting
+
+    lab.wait_settled()
+
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    lab.assert_each_copy_once_or_shown()
+    sent = lab.sql(
+        "SELECT count(*) FROM notify_notification n JOIN orders_order o ON o.id = n.order_id "
+        "WHERE o.ref = ANY(%s) AND n.order_status = 'paid'",
+        lab.orders,
+    )
+    assert sent == [(len(orders),)], "every customer still gets the 'paid' e-mail exactly once"
+
+
+def test_the_stripe_webhook_is_answered_2xx_while_the_broker_is_down_and_the_order_still_prints(lab: Stack):
+    order = lab.place_order(LINES)
+    lab.redis.stop()
+
+    started = time.monotonic()
+    answers = lab.pay(order, deadline_seconds=20)
+    answered_in = time.monotonic() - started
+    assert lab.order_statuses()[order["ref"]] == "paid"
+    lab.redis.start()
+
+    assert answers == [200]
+    assert answered_in < 10
+    lab.wait_settled()
+    assert lab.order_statuses()[order["ref"]] == "ready_to_pack"
+    lab.assert_each_copy_once_or_shown()
+
+
+def test_a_worker_killed_inside_the_release_loses_no_order(lab: Stack):
+    order = lab.place_order(LINES)
+    lab.worker.stop()
+    lab.pay(order)  # the release message waits in the broker
+    with psycopg.connect(lab.database_url) as blocker:
+        # Hold the order's row: the release task blocks on its lock, inside order_release.
+        blocker.execute("SELECT id FROM orders_order WHERE ref = %s FOR UPDATE", (order["ref"],))
+        lab.worker.start()
+        wait_until(
+            lambda: lab.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                "%orders_order%FOR UPDATE%",
+            )[0][0],
+            timeout=30,
+            what="the release task to wait for the order's lock",
+        )
+        lab.worker.kill()
+    lab.worker.start()
+
+    lab.wait_settled()
+
+    assert lab.order_statuses()[order["ref"]] == "ready_to_pack"
+    lab.assert_each_copy_once_or_shown()
+
+
+def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_each_copy_once(lab: Stack):
+    orders = [lab.place_order(LINES) for _ in range(4)]
+    restarter = threading.Thread(target=lambda: (time.sleep(0.3), lab.postgres.restart(mode="immediate")))
+
+    restarter.start()
+    retried = [lab.pay(order) for order in orders]
+    restarter.join()
+
+    lab.wait_settled()
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    lab.assert_each_copy_once_or_shown()
+    assert all(answers[-1] == 200 for answers in retried)
+    paid_events = lab.sql(
+        "SELECT count(*) FROM orders_orderevent e JOIN orders_order o ON o.id = e.order_id "
+        "WHERE o.ref = ANY(%s) AND e.to_status = 'paid'",
+        lab.orders,
+    )
+    assert paid_events == [(len(orders),)]  # a retried webhook applied once
