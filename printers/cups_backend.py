@@ -465,4 +465,8 @@ def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors
     if 0x0500 <= status <= 0x05FF:
         # Other server errors describe the server's condition, not our request.
         return errors.TransientPrinterError(code=errors.IPP_ERROR, message=text)
+    if status < 0x0400:
+        # A failed call with a "successful" status: no IPP answer arrived at all (libcups kept the last
+        # good status), e.g. cupsd stopped between Create-Job and Send-Document. Seen with pycups 2.0.4.
+        return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=text)
     return errors.PermanentPrinterError(code=errors.IPP_ERROR, message=text)

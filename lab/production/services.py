@@ -391,10 +391,22 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
 
 
 def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
-    """The printer's job with our title from an earlier attempt that it still may print (or printed)."""
+    """The printer's job with our title from an earlier attempt that it still may print (or printed).
+
+    An earlier attempt that created the job but never delivered its document (the connection or cupsd went
+    away between Create-Job and Send-Document) cannot print: it is cancelled here and the raster sent anew.
+    """
     assert job.printer is not None
-    found = [j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title]
-    alive = [j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED)]
+    backend = backend_for(job.printer)
+    found = [j for j in backend.find_jobs(title_prefix=job.title) if j.title == job.title]
+    for empty in [j for j in found if j.is_missing_document]:
+        backend.cancel(empty.handle)
+        JobEvent.objects.create(
+            job_id=job.pk, kind="empty_attempt_cancelled", note=f"backend job {empty.handle} had no document"
+        )
+    alive = [
+        j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED) and not j.is_missing_document
+    ]
     return alive[-1] if alive else None
 
 

@@ -183,6 +183,7 @@ SEND_DOCUMENT = re.compile(rb"[\x01\x02]\x00\x00\x06.{4}\x01\x47\x00\x12attribut
 class GateMode(enum.Enum):
     HOLD_CREATE_JOB = "hold_create_job"  # CUPS never hears of the job; the client waits for an answer
     SWALLOW_SEND_DOCUMENT_REPLY = "swallow_send_document_reply"  # CUPS gets the job; the client no answer
+    HOLD_SEND_DOCUMENT = "hold_send_document"  # CUPS has the job (Create-Job) but never gets its document
 
 
 class _Relay:
@@ -247,7 +248,11 @@ class IppGate:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                client.close()  # cupsd is down: the client sees its connection refused, as without the relay
+                continue
             relay = _Relay(client, upstream)
             with self._lock:
                 self._relays.append(relay)
@@ -277,6 +282,8 @@ class IppGate:
             window = tail + data
             if self._trip(relay, CREATE_JOB, window, GateMode.HOLD_CREATE_JOB):
                 return  # nothing more reaches cupsd; release() closes both ends
+            if self._trip(relay, SEND_DOCUMENT, window, GateMode.HOLD_SEND_DOCUMENT):
+                return
             if self._trip(relay, SEND_DOCUMENT, window, GateMode.SWALLOW_SEND_DOCUMENT_REPLY):
                 relay.is_swallowing = True
             try:

@@ -225,6 +225,33 @@ def test_worker_killed_mid_submit_before_cups_heard_of_it_is_unknown_until_a_tec
     ] == ["fate_unknown", "resolved_not_printed"]
 
 
+def test_cupsd_stopped_between_create_job_and_its_document_sends_the_job_again_once(
+    lab_printers: LabPrinters, worker: CeleryWorker, ipp_gate: IppGate
+) -> None:
+    # given the 8x10 printer behind a relay that holds the next Send-Document: CUPS has created the job
+    Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
+    ipp_gate.arm(GateMode.HOLD_SEND_DOCUMENT)
+    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)])
+    (job,) = released_jobs(order, 1, worker)
+    assert ipp_gate.tripped.wait(timeout=30), worker.log_tail()
+
+    # when cupsd stops before the document arrives, the submit's connection breaks, and cupsd comes back
+    lab_printers.cups.stop_cupsd()
+    ipp_gate.release()
+    wait_until(lambda: job_status(job) != "submitting", timeout=40, what="the broken submit to end")
+    job.refresh_from_db()
+    assert job.status == "ready", (job.failure_code, job.failure_message)  # transient: retried, never unknown
+    lab_printers.cups.start_cupsd()
+
+    # then the retry finds the empty job, cancels it, sends the raster again, and the device prints it once
+    wait_for_order(order, "ready_to_pack", worker)
+    job.refresh_from_db()
+    assert (job.status, job.submit_attempts) == ("printed", 2)
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles([job])
+    assert event_count(job, "empty_attempt_cancelled") == 1
+    assert event_count(job, "fate_unknown") == 0
+
+
 def test_worker_killed_mid_submit_after_cups_took_the_job_is_reconciled_by_title_and_prints_once(
     lab_printers: LabPrinters, worker: CeleryWorker, ipp_gate: IppGate
 ) -> None:

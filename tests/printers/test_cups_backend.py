@@ -303,3 +303,20 @@ def test_list_queues_returns_device_uri_state_and_media(private_cups: PrivateCup
     # CUPS renames 11x14 to the registered PWG name na_edp_11x14in (and accepts either name in a job).
     assert set(queue.media_supported) == {"na_index-4x6_4x6in", "na_edp_11x14in"}
     assert media_matches_size("na_edp_11x14in", width_inches=14, height_inches=11) is True
+
+
+@pytest.mark.parametrize(
+    ("status", "transient", "code"),
+    [
+        (0x0000, True, "printer_unreachable"),  # the call failed with no IPP answer at all
+        (0x0500, True, "ipp_error"),
+        (0x0502, True, "server_busy"),
+        (0x040A, False, "document_format_not_supported"),
+        (0x0400, False, "ipp_error"),
+    ],
+)
+def test_ipp_statuses_are_transient_only_when_retrying_can_help(status, transient, code):
+    from printers.cups_backend import _translate_ipp_error
+
+    error = _translate_ipp_error(status, "x", operation="submit")
+    assert (not error.is_permanent, error.code) == (transient, code)
