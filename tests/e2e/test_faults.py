@@ -3,8 +3,9 @@ it: a private PostgreSQL, a private Redis (no persistence, like a cache-configur
 with ippeveprinter printers, the app's gunicorn and a real `celery worker -B`. Orders are placed over HTTP
 and paid with really signed Stripe webhooks; every file each printer received is counted.
 
-Each scenario ends with, per job: exactly one file at the printer and the job `printed` — or the job in a state
-a person sees on the board (`suspect`: may have printed twice, `unknown`). Never a silent loss or duplicate.
+Each scenario ends with, per job: exactly one file at the printer and the job `printed` — or the job in a
+state a person sees on the board (`suspect`: may have printed twice, `unknown`). Never a silent loss or
+duplicate.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import cups
 import psycopg
 import pytest
 
+from printers.cups_backend import connect
+from printers.errors import PrinterError
 from tests.support.celery_worker import CeleryWorker, wait_until
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes
@@ -50,6 +54,7 @@ FAULT_ENV = {
     "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
 }
 SETTLE_TIMEOUT = 120.0
+PRINT_SECONDS = 2.0
 ADDRESS = {
     "name": "Fault Tester",
     "line1": "1 Restart Road",
@@ -204,6 +209,21 @@ class Stack:
         )
         return self.order_statuses()
 
+    def processing_at_cups(self) -> list[int]:
+        """CUPS job ids of ours that CUPS is sending to a device right now."""
+        try:
+            connection = connect(server=self.cups.server)
+            jobs = connection.getJobs(
+                which_jobs="not-completed", requested_attributes=["job-state", "job-name"]
+            )
+        except (PrinterError, RuntimeError, cups.IPPError):
+            return []
+        return [
+            job_id
+            for job_id, attributes in jobs.items()
+            if attributes.get("job-state") == 5 and str(attributes.get("job-name", "")).startswith("lab-job-")
+        ]
+
     def _moving(self) -> bool:
         moving = {"no_printer", "queued", "rasterizing", "ready", "submitting", "submitted"}
         return any(status in moving for _, status, _, _ in self.jobs())
@@ -223,8 +243,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe) ->
         postgres = cleanup.enter_context(PrivatePostgres())
         redis_server = cleanup.enter_context(PrivateRedis())
         cups = cleanup.enter_context(PrivateCups())
-        cups.add_printer("photo", media=PHOTO_MEDIA, media_ready=PHOTO_MEDIA)
-        cups.add_printer("large", media=LARGE_MEDIA, media_ready=LARGE_MEDIA)
+        # Each print takes the device 2 s, so a job stays `processing` at CUPS long enough to restart cupsd.
+        cups.add_printer("photo", media=PHOTO_MEDIA, media_ready=PHOTO_MEDIA, print_seconds=PRINT_SECONDS)
+        cups.add_printer("large", media=LARGE_MEDIA, media_ready=LARGE_MEDIA, print_seconds=PRINT_SECONDS)
         database_url = postgres.create_database("lab")
         env = app_environment(
             database_url=database_url,
@@ -401,3 +422,22 @@ def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_ea
         lab.orders,
     )
     assert paid_events == [(len(orders),)]  # a retried webhook applied once
+
+
+def test_cupsd_restarted_while_jobs_print_never_prints_a_copy_twice_unseen(lab: Stack):
+    orders = [lab.place_order(LINES) for _ in range(3)]
+    for order in orders:
+        lab.pay(order)
+
+    for _ in range(3):  # again and again: each restart hits a job that CUPS is sending to a device
+        wait_until(lab.processing_at_cups, timeout=60, interval=0.1, what="a job of ours processing at CUPS")
+        lab.cups.restart_cupsd()
+        time.sleep(PRINT_SECONDS)
+
+    lab.wait_settled()
+
+    lab.assert_each_copy_once_or_shown()
+    suspect = [job_id for job_id, status, _, _ in lab.jobs() if status == "suspect"]
+    assert suspect, "the restarted jobs are shown to a person as 'may have printed twice'"
+    events = lab.sql("SELECT DISTINCT kind FROM production_jobevent WHERE job_id = ANY(%s)", suspect)
+    assert {kind for (kind,) in events} & {"requeued_by_printer", "printed_more_than_once"}

@@ -1,7 +1,7 @@
 """Exactly once, at the service level on real hot-folder printers: lost hand-offs are redone by the
-reconciler, cancels and refunds are one decision, money taken back during production holds the order, a retry never
-sends a second copy. (The same guarantees under real faults — Redis, PostgreSQL, cupsd restarts, killed
-workers — are in tests/e2e/test_faults.py.)
+reconciler, cancels and refunds are one decision, money taken back during production holds the order, a
+retry never sends a second copy. (The same guarantees under real faults — Redis, PostgreSQL and cupsd
+restarts, killed workers — are in tests/e2e/test_faults.py.)
 
 Inside these tests `transaction.on_commit` hooks never run (each test is one transaction), so every task
 message that a commit would send is "lost": exactly the situation the reconcile sweeps exist for.
