@@ -9,7 +9,7 @@ import pytest
 
 from printers import errors
 from printers.base import JobInfo, JobState, PrinterState, PrinterStatus
-from printers.cups_backend import CupsBackend, list_queues
+from printers.cups_backend import CupsBackend, list_queues, parse_server
 from printers.media import media_matches_size
 from tests.printers.conftest import PHOTO_MEDIA
 from tests.support.cups import PrivateCups
@@ -320,3 +320,30 @@ def test_ipp_statuses_are_transient_only_when_retrying_can_help(status, transien
 
     error = _translate_ipp_error(status, "x", operation="submit")
     assert (not error.is_permanent, error.code) == (transient, code)
+
+
+def test_find_jobs_sees_a_finished_job_after_cupsd_unloaded_its_attributes(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    import cups
+
+    # given a job that printed, and a moment later cupsd keeps only its cached state in memory
+    private_cups.add_printer("unloaded", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="unloaded", server=private_cups.server)
+    handle = backend.submit(path=small_jpeg, title="lab-job-777")
+    connection = cups.Connection(*parse_server(private_cups.server))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cached = connection.getJobs(
+            which_jobs="all", requested_attributes=["job-id", "job-state", "job-name"]
+        )
+        if cached.get(int(handle), {}).get("job-state") == 9 and "job-name" not in cached[int(handle)]:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("cupsd never unloaded the finished job's attributes")
+
+    # then the reconciler still finds it by its title: a retry must not send it a second time
+    assert [(j.handle, j.state) for j in backend.find_jobs(title_prefix="lab-job-777")] == [
+        (handle, JobState.COMPLETED)
+    ]
