@@ -28,7 +28,7 @@ ORDER_MACHINE = StateMachine(
         S.IN_PRODUCTION: frozenset({S.READY_TO_PACK, S.ON_HOLD, S.CANCELLED}),
         S.ON_HOLD: frozenset({S.PAID, S.IN_PRODUCTION, S.CANCELLED}),
         S.READY_TO_PACK: frozenset({S.PACKED, S.IN_PRODUCTION, S.ON_HOLD}),
-        S.PACKED: frozenset({S.SHIPPED}),
+        S.PACKED: frozenset({S.SHIPPED, S.ON_HOLD}),
         S.SHIPPED: frozenset({S.DELIVERED}),
         S.DELIVERED: frozenset(),
         S.CANCELLED: frozenset(),
@@ -38,5 +38,5 @@ ORDER_MACHINE = StateMachine(
 # (lab.production.cancellation: every job is stopped, at the printer too).
 CUSTOMER_CANCELLABLE = frozenset({S.AWAITING_PAYMENT, S.PAID})
 SUPERVISOR_CANCELLABLE = frozenset({S.AWAITING_PAYMENT, S.PAID, S.IN_PRODUCTION, S.ON_HOLD})
-# A refund or dispute that arrives from Stripe while the order is being made stops it for a person.
-PAYMENT_HOLDABLE = frozenset({S.PAID, S.IN_PRODUCTION, S.READY_TO_PACK})
+# A refund or dispute that arrives from Stripe before the box leaves stops the order for a person.
+PAYMENT_HOLDABLE = frozenset({S.PAID, S.IN_PRODUCTION, S.READY_TO_PACK, S.PACKED})

@@ -416,3 +416,81 @@ def test_a_suspect_job_is_on_the_board_and_a_technician_confirms_it():
     job.refresh_from_db()
     order.refresh_from_db()
     assert (job.status, order.status) == ("printed", "ready_to_pack")
+
+
+# --- Races, for real: concurrent transactions on PostgreSQL ---------------------------------------------
+
+
+def _race(*calls):  # type: ignore[no-untyped-def]
+    """Run the calls at the same moment in threads (each its own DB connection); return results/exceptions."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def run(index, call):  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            results[index] = call()
+        except Exception as error:
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("round_", range(6))
+def test_a_customer_cancel_racing_the_release_is_one_decision(settings, round_):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the refund stays decided, so the decision is visible
+    hotfolder_printer(f"minilab-{round_}", sizes=["4x6"])
+    order = _mark_captured(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+
+    cancel, release = _race(
+        lambda: order_cancel(order=order, actor=order.customer, actor_kind="customer"),
+        lambda: services.order_release(order_id=order.pk),
+    )
+
+    order.refresh_from_db()
+    jobs = PrintJob.objects.filter(order=order).count()
+    if order.status == "cancelled":
+        assert (order.payment_status, jobs, release) == ("refund_pending", 0, 0)
+    else:
+        assert isinstance(cancel, DomainError) and cancel.code == "order_not_cancellable"
+        assert (order.status, order.payment_status, jobs, release) == ("in_production", "succeeded", 1, 1)
+        assert not OrderEvent.objects.filter(order=order, kind="refund_decided").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refund_racing_the_packer_leaves_the_box_on_hold_never_shipped_unseen(client):
+    from lab.packing.station import item_confirm, order_pack
+    from tests.staff.builders import ready_to_pack_order
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = _mark_captured(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    packer = person("packer")
+    item_confirm(code=order.ref, position=1, copies_counted=1, actor=packer)
+    payload, header = signed_event(
+        event_type="charge.refunded",
+        data_object={"id": "ch_race", "payment_intent": order.payment_intent_id},
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        event_id="evt_race_refund",
+    )
+
+    _race(
+        lambda: order_pack(code=order.ref, actor=packer),
+        lambda: client.post(
+            "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+        ),
+    )
+
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "refunded")
