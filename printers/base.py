@@ -156,6 +156,20 @@ def check_submit_arguments(*, path: Path, copies: int) -> Path:
     return source
 
 
+@dataclass(frozen=True)
+class ServerEvents:
+    """What happened to the print server since a cursor: when it (re)started, and the new cursor.
+
+    `watch` identifies the backend's standing watch (a CUPS pull subscription); a restarted server that lost
+    the watch makes `watch_lost` true: restarted at an unknown time, so the caller assumes "just now".
+    """
+
+    watch: int
+    last_sequence: int
+    started_at: tuple[int, ...] = ()
+    watch_lost: bool = False
+
+
 class PrinterBackend(abc.ABC):
     """One printer (a CUPS queue or a hot folder). Every method may raise a PrinterError."""
 
@@ -185,6 +199,13 @@ class PrinterBackend(abc.ABC):
     @abc.abstractmethod
     def printer_status(self) -> PrinterStatus:
         """State, reasons and media of the printer."""
+
+    def server_events(self, *, watch: int | None, after: int) -> ServerEvents:
+        """Restarts of the server behind this printer since event `after` of `watch` (None: start a watch).
+
+        A backend without a server of its own (a hot folder) has nothing to report.
+        """
+        return ServerEvents(watch=watch or 0, last_sequence=after)
 
     @abc.abstractmethod
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:

@@ -69,6 +69,7 @@ from printers.base import (
     PrinterBackend,
     PrinterState,
     PrinterStatus,
+    ServerEvents,
     check_submit_arguments,
 )
 
@@ -292,6 +293,49 @@ class CupsBackend(PrinterBackend):
             for job_id, attributes in ours
             if str(attributes["job-name"]).startswith(title_prefix)
         ]
+
+    def server_events(self, *, watch: int | None, after: int) -> ServerEvents:
+        """cupsd restarts since `after`, from a pull subscription (ippget) to `server-started` events.
+
+        A subscription is kept in cupsd's subscriptions.conf across restarts, and cupsd adds a
+        `server-started` event to it each time it starts (also after a crash: no `server-stopped` needed).
+        The event's `printer-up-time` is the start time. A subscription that is gone (cupsd's state was
+        reset, or the lease ran out) is replaced and reported as `watch_lost`.
+        """
+        with self._connection() as connection:
+            lost = False
+            events: list[dict[str, Any]] = []
+            if watch:
+                try:
+                    events = list(connection.getNotifications([watch]).get("events", []))
+                except cups.IPPError as exc:
+                    status, message = _ipp_error_parts(exc)
+                    if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
+                        raise _translate_ipp_error(status, message, operation="get notifications") from exc
+                    lost, watch = True, None
+            if not watch:
+                try:
+                    watch = int(
+                        connection.createSubscription(
+                            f"ipp://localhost/printers/{self.queue}",
+                            events=["server-started", "server-restarted"],
+                            lease_duration=0,  # no expiry: it must outlive any gap between polls
+                        )
+                    )
+                except cups.IPPError as exc:
+                    status, message = _ipp_error_parts(exc)
+                    raise _translate_ipp_error(status, message, operation="create subscription") from exc
+                return ServerEvents(watch=watch, last_sequence=0, watch_lost=lost)
+        fresh = [e for e in events if int(e.get("notify-sequence-number", 0)) > after]
+        return ServerEvents(
+            watch=watch,
+            last_sequence=max([after, *(int(e["notify-sequence-number"]) for e in fresh)]),
+            started_at=tuple(
+                int(e.get("printer-up-time") or 0)
+                for e in fresh
+                if e.get("notify-subscribed-event") in ("server-started", "server-restarted")
+            ),
+        )
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[cups.Connection]:

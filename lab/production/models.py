@@ -35,6 +35,10 @@ class Printer(models.Model):
     state_message = models.CharField(max_length=300, blank=True)
     state_changed_at = models.DateTimeField(default=timezone.now)
     is_paused_by_lab = models.BooleanField(default=False)  # a technician paused it on the board
+    # The standing watch on the printer's server (a CUPS subscription) and the last event read from it: how
+    # the poll hears that cupsd restarted (and so may send a job again).
+    server_watch_id = models.PositiveIntegerField(null=True, blank=True)
+    server_event_sequence = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -248,3 +248,38 @@ def test_a_connection_cupsd_dropped_gives_transient_errors_never_raw_cups_errors
             call()
         assert raised.value.is_permanent is False
         assert isinstance(raised.value.__cause__, cups.IPPError)
+
+
+def test_server_events_report_each_cupsd_start_once_and_survive_the_restart(
+    restartable_cups: PrivateCups,
+) -> None:
+    # given a queue and a standing watch on its cupsd
+    restartable_cups.add_printer("watched", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="watched", server=restartable_cups.server)
+    first = backend.server_events(watch=None, after=0)
+    assert (first.started_at, first.watch_lost) == ((), False)
+    assert backend.server_events(watch=first.watch, after=first.last_sequence).started_at == ()
+
+    # when cupsd restarts, then restarts again
+    before = int(time.time())
+    restartable_cups.restart_cupsd()
+    seen = backend.server_events(watch=first.watch, after=first.last_sequence)
+    restartable_cups.restart_cupsd()
+    again = backend.server_events(watch=seen.watch, after=seen.last_sequence)
+
+    # then the watch survived, and each look names the start since the one before, with its time, once
+    assert (seen.watch, seen.watch_lost, len(seen.started_at)) == (first.watch, False, 1)
+    assert (again.watch, again.watch_lost, len(again.started_at)) == (first.watch, False, 1)
+    assert before <= seen.started_at[0] <= again.started_at[0] <= int(time.time())
+    assert backend.server_events(watch=again.watch, after=again.last_sequence).started_at == ()
+
+
+def test_a_lost_watch_is_replaced_and_reported(restartable_cups: PrivateCups) -> None:
+    restartable_cups.add_printer("watched", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="watched", server=restartable_cups.server)
+    first = backend.server_events(watch=None, after=0)
+    connect(server=restartable_cups.server).cancelSubscription(first.watch)
+
+    replaced = backend.server_events(watch=first.watch, after=first.last_sequence)
+
+    assert replaced.watch_lost and replaced.watch != first.watch
