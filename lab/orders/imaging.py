@@ -93,6 +93,10 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
             icc = image.info.get("icc_profile") or b""
             exif = image.getexif()
             orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
+            if image.format == "TIFF":
+                # Pillow's TIFF decoder applies the Orientation tag itself (size at open, pixels at load)
+                # while getexif() still reports it: the decoded photo is upright already.
+                orientation = 1
             has_gps = EXIF_GPS_IFD in exif
             mode = image.mode
     except InvalidImage:

@@ -453,3 +453,76 @@ def test_pyvips_and_pillow_engines_agree() -> None:
     # then they agree to a PSNR well above visible differences
     assert vips_print.size == pillow_print.size == (600, 400)
     assert _psnr(vips_print, pillow_print) >= 40.0
+
+
+# Stored pixels for each EXIF orientation: the inverse of what a reader must apply to see `upright`.
+_STORED_FOR = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+_CORNERS = {"top_left": (220, 20, 20), "top_right": (20, 200, 20), "bottom_left": (20, 20, 220)}
+
+
+def _upright_landscape() -> Image.Image:
+    """A 600x400 photo as the customer sees it: grey, with a coloured square in three corners."""
+    image = Image.new("RGB", (600, 400), (128, 128, 128))
+    image.paste(_CORNERS["top_left"], (0, 0, 120, 120))
+    image.paste(_CORNERS["top_right"], (480, 0, 600, 120))
+    image.paste(_CORNERS["bottom_left"], (0, 280, 120, 400))
+    return image
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "TIFF", "HEIF"])
+def test_every_format_prints_upright_in_every_exif_orientation(image_format: str, orientation: int) -> None:
+    upright = _upright_landscape()
+    transpose = _STORED_FOR[orientation]
+    stored = upright if transpose is None else upright.transpose(transpose)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.save(
+        buffer, image_format, exif=exif.tobytes(), **({"quality": 95} if image_format != "PNG" else {})
+    )
+
+    result = rasterize(
+        data=buffer.getvalue(), spec=RasterSpec(width_in=4, height_in=6, dpi=100, sizing="fit")
+    )
+
+    printed = Image.open(io.BytesIO(result.data)).convert("RGB")
+    assert printed.size == (600, 400)  # landscape, like the photo the customer sees
+    probes = {"top_left": (30, 30), "top_right": (570, 30), "bottom_left": (30, 370)}
+    for corner, point in probes.items():
+        assert max(abs(a - b) for a, b in zip(printed.getpixel(point), _CORNERS[corner], strict=True)) < 40, (
+            image_format,
+            orientation,
+            corner,
+        )
+
+
+def test_the_same_photo_gives_the_same_raster_bytes_in_any_worker_process() -> None:
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import hashlib, io, sys\n"
+        "from PIL import Image\n"
+        "from lab.production.raster import RasterSpec, rasterize\n"
+        "buffer = io.BytesIO(); Image.new('RGB', (600, 400), (90, 120, 200)).save(buffer, 'JPEG')\n"
+        "spec = RasterSpec(width_in=4, height_in=6, dpi=100)\n"
+        "print(hashlib.sha256(rasterize(data=buffer.getvalue(), spec=spec).data).hexdigest())\n"
+    )
+    digests = []
+    for _ in range(2):  # two worker processes, started more than a second apart
+        digests.append(
+            subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+        )
+        time.sleep(1.1)
+    assert digests[0] == digests[1] and len(digests[0].strip()) == 64

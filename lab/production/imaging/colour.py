@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import struct
 from dataclasses import dataclass
 
 from PIL import Image, ImageCms
@@ -14,7 +15,15 @@ from lab.production.imaging.errors import INVALID_OUTPUT_PROFILE, RasterError
 
 logger = logging.getLogger(__name__)
 
-SRGB_PROFILE: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+def _fixed_creation_date(icc: bytes) -> bytes:
+    """LittleCMS stamps a built profile with the time it was built (ICC header bytes 24-35), so each worker
+    process embedded a different sRGB profile and the same raster had different bytes (and checksums) on
+    each worker. A fixed date makes the raster a function of the photo and the spec alone."""
+    return icc[:24] + struct.pack(">6H", 2020, 1, 1, 0, 0, 0) + icc[36:]
+
+
+SRGB_PROFILE: bytes = _fixed_creation_date(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
 # Photographic prints: perceptual keeps gradations of out-of-gamut colours instead of clipping them.
 RENDERING_INTENT = ImageCms.Intent.PERCEPTUAL
 _MODE_FOR_COLOUR_SPACE = {"RGB": "RGB", "CMYK": "CMYK", "GRAY": "L"}

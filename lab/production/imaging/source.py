@@ -85,7 +85,11 @@ def open_source(data: bytes) -> Source:
     source_format = sniff_format(data)
     with decoding():
         image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS[source_format])
-        orientation = normalised_orientation(image.getexif().get(0x0112))
+        # Pillow's TIFF decoder applies the Orientation tag itself (the size it reports at open is already
+        # upright, and load() turns the pixels) while getexif() still reports the tag: applying it again
+        # printed TIFFs sideways (6, 8) or upside down (3). pillow-heif moves it into the HEIF transforms and
+        # reports 1. JPEG and PNG keep the tag for us to apply.
+        orientation = 1 if source_format == "tiff" else normalised_orientation(image.getexif().get(0x0112))
     width, height = image.size
     if width * height > MAX_SOURCE_PIXELS:
         raise RasterError(code=TOO_LARGE, message=f"photo has {width * height} pixels")
