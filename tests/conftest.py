@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,19 +23,33 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
-    """Let Django's between-test flush truncate the append-only audit tables of the throw-away test database.
+def django_db_setup(django_db_setup):  # type: ignore[no-untyped-def]
+    """Django's flush between transactional tests truncates every table, and the audit tables refuse TRUNCATE
+    for everyone. The test database's owner is a superuser, so the flush runs with triggers off
+    (session_replication_role = replica, a superuser-only setting), scoped to the flush's own transaction.
 
-    UPDATE and DELETE stay refused; production databases never carry this setting.
+    This is the power the audit design assumes a database superuser has (see the README's threat model):
+    the app's own role cannot set it, and what a superuser does with it is caught by record macs and the
+    witness log, not by the database.
     """
     from django.db import connection
 
-    with django_db_blocker.unblock():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                name = connection.settings_dict["NAME"]
-                cursor.execute(f"ALTER DATABASE \"{name}\" SET lab.allow_audit_truncate = 'on'")
-                cursor.execute("SET lab.allow_audit_truncate = 'on'")
+    if connection.vendor == "postgresql":
+        from django.db.backends.postgresql.operations import DatabaseOperations
+
+        original = DatabaseOperations.sql_flush
+
+        def sql_flush_with_triggers_off(self, style, tables, **options):  # type: ignore[no-untyped-def]
+            statements = original(self, style, tables, **options)
+            if not statements:
+                return statements
+            return [
+                "SET LOCAL session_replication_role = replica",
+                *statements,
+                "SET LOCAL session_replication_role = DEFAULT",
+            ]
+
+        DatabaseOperations.sql_flush = sql_flush_with_triggers_off  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +64,24 @@ def _isolated_settings(settings, tmp_path: Path, localstripe: LocalStripe) -> No
     """Every test gets its own blob store and the session's localstripe as its Stripe API."""
     settings.MEDIA_ROOT = tmp_path / "storage"
     settings.HOTFOLDER_ROOT = tmp_path / "spool"
+    # Each test's audit checkpoints go to its own witness log, as each test has its own chain.
+    settings.AUDIT_WITNESS = (tmp_path / "audit-witness" / "checkpoints.jsonl").as_uri()
     settings.STRIPE_API_BASE = localstripe.url
     settings.STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "sk_test_printlab")
     settings.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_printlab_test")
     settings.REST_FRAMEWORK = {
         **django_settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "registration": "10000/min"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache_namespace(settings) -> None:  # type: ignore[no-untyped-def]
+    """Throttle and sign-in counts live in the shared cache (Redis when the broker is Redis): each test counts
+    under its own key prefix, so earlier tests, earlier runs and parallel workers never meet (and no test
+    flushes a database another one is using)."""
+    settings.CACHES = {
+        "default": {**django_settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
     }
 
 

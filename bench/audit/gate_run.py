@@ -38,7 +38,15 @@ PERCENTILES = (50, 95, 99)
 JUSTIFICATION = "check the crop on the print"
 # Environment variables left out of the run: a shared Redis cache, keys other than the fresh ones the settings
 # create under the temporary LAB_VAR_DIR, and DEBUG (which would keep every query in memory).
-SHARED_SETTINGS = ("CACHE_URL", "LAB_MASTER_KEY", "AUDIT_SIGNING_KEY", "DEBUG")
+SHARED_SETTINGS = (
+    "CACHE_URL",
+    "LAB_MASTER_KEY",
+    "AUDIT_SIGNING_KEY",
+    "AUDIT_RECORD_KEY",
+    "AUDIT_RECORD_KEY_FILE",
+    "AUDIT_WITNESS",
+    "DEBUG",
+)
 
 
 # --- The database and Django ------------------------------------------------------------------------

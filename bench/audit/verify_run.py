@@ -4,7 +4,9 @@ Run from the checkout: `.venv/bin/python -m bench.audit.verify_run [--records 10
 from __future__ import annotations
 
 import argparse
+import base64
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -30,6 +32,7 @@ CHECKPOINT_EVERY = 10_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
 ACTIONS = ("image.view.preview", "image.view.full", "image.access.denied", "image.purge", "audit.export")
 ROLES = ("technician", "packer", "supervisor", "auditor")
+RECORD_KEY = secrets.token_bytes(32)
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 )
@@ -59,7 +62,7 @@ def _records(count: int, heads: dict[int, str]) -> Iterator[dict[str, object]]:
             "content_sha256": f"{seq * 2654435761:064x}"[-64:],
             "policy_version": "2026-01",
         }
-        record = seal_record(fields, seq=seq, prev_hash=head_hash)
+        record = seal_record(fields, seq=seq, prev_hash=head_hash, record_key=RECORD_KEY)
         head_hash = str(record["hash"])
         if seq % CHECKPOINT_EVERY == 0 or seq == count:
             heads[seq] = head_hash
@@ -88,6 +91,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--directory", type=Path, help="where to write the export (default: a temporary dir)")
+    parser.add_argument(
+        "--record-key", action="store_true", help="verify every record's mac too (the auditor holds the key)"
+    )
     arguments = parser.parse_args()
     directory = arguments.directory or Path(tempfile.mkdtemp(prefix="audit-bench-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -108,6 +114,7 @@ def main() -> int:
                 str(export),
                 "--public-key",
                 public_key_b64(private_key.public_key()),
+                *(["--record-key", base64.b64encode(RECORD_KEY).decode()] if arguments.record_key else []),
             ],
             capture_output=True,
             text=True,

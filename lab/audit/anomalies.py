@@ -20,6 +20,11 @@ reads are not employee attempts. The rules, each a flag name:
 - ``outside_shift``: an attempt outside every StaffShift of that person, in the lab's time zone. People with
   no shift on record are not judged by this rule (a lab that does not keep shifts gets no such flags).
 - ``after_shipment``: an attempt naming an order whose ``shipped_at`` is at or before the attempt.
+- ``maintenance_view``: every granted view under the ``maintenance`` purpose (the gate also queues each one
+  for review as it happens): a printer problem is a reason people could stretch, so each is looked at.
+- ``grant_renewal``: the first view under a grant that the same person opened for the same photo, purpose
+  and context within ``AUDIT_GRANT_RENEWAL_SECONDS`` after their previous grant for it expired — keeping a
+  photo open past the grant's lifetime by asking again.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from enum import StrEnum
 from django.conf import settings
 from django.utils import timezone
 
-from lab.audit.models import AuditRecord, StaffShift
+from lab.audit.models import AccessGrant, AuditRecord, StaffShift
 
 VIEW_ACTIONS = ("image.view.preview", "image.view.full", "image.download")
 DENIED_ACTION = "image.access.denied"
@@ -44,8 +49,11 @@ STEP_RULES = frozenset(
         "context_not_found",
         "print_job_not_active",
         "order_not_being_packed",
-        "photo_not_on_ticket_printer",
+        "photo_not_on_ticket",
+        "photo_not_on_ticket_printer",  # the rule's name before tickets named their jobs
         "maintenance_ticket_closed",
+        "order_packed_or_shipped",
+        "order_not_in_production",
         "clarification_not_open",
     }
 )
@@ -62,6 +70,8 @@ class Flag(StrEnum):
     REPEATED_VIEWS = "repeated_views"
     OUTSIDE_SHIFT = "outside_shift"
     AFTER_SHIPMENT = "after_shipment"
+    MAINTENANCE_VIEW = "maintenance_view"
+    GRANT_RENEWAL = "grant_renewal"
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ class Attempt:
     outcome: str
     rule: str
     order_ref: str | None
+    purpose: str = ""
 
     @property
     def is_granted_view(self) -> bool:
@@ -113,7 +124,7 @@ def attempts_between(*, since: datetime, until: datetime, actor_id: str | None =
     ).exclude(actor_role__in=NON_EMPLOYEE_ROLES)
     if actor_id is not None:
         rows = rows.filter(actor_id=actor_id)
-    fields = ("seq", "occurred_at", "actor_id", "action", "outcome", "rule", "order_ref")
+    fields = ("seq", "occurred_at", "actor_id", "action", "outcome", "rule", "order_ref", "purpose")
     ordered = rows.order_by("occurred_at", "seq").values_list(*fields)
     return [Attempt(*row) for row in ordered.iterator(chunk_size=5000)]
 
@@ -131,6 +142,8 @@ def anomalies_find(*, since: datetime, until: datetime, actor_id: str | None = N
         *repeat_flags(attempts, since=since, limits=limits),
         *shift_flags(in_range, shifts=_shifts_by_actor({a.actor_id for a in in_range})),
         *shipment_flags(in_range, shipped=_shipped_at({a.order_ref for a in in_range if a.order_ref})),
+        *maintenance_flags(in_range),
+        *renewal_flags(in_range, renewals=_renewal_gaps({a.seq for a in in_range if a.is_granted_view})),
     ]
     return sorted(found, key=lambda anomaly: (anomaly.seq, anomaly.flag.value))
 
@@ -223,6 +236,35 @@ def shipment_flags(attempts: Iterable[Attempt], *, shipped: dict[str, datetime])
         shipped_at = shipped.get(attempt.order_ref or "")
         if shipped_at is not None and attempt.occurred_at >= shipped_at:
             yield _anomaly(attempt, Flag.AFTER_SHIPMENT, f"order shipped at {shipped_at:%Y-%m-%d %H:%M:%S}Z")
+
+
+def maintenance_flags(attempts: Iterable[Attempt]) -> Iterator[Anomaly]:
+    for attempt in attempts:
+        if attempt.is_granted_view and attempt.purpose == "maintenance":
+            yield _anomaly(attempt, Flag.MAINTENANCE_VIEW, f"maintenance view: {attempt.rule}")
+
+
+def renewal_flags(attempts: Iterable[Attempt], *, renewals: dict[int, timedelta]) -> Iterator[Anomaly]:
+    for attempt in attempts:
+        gap = renewals.get(attempt.seq)
+        if gap is not None:
+            yield _anomaly(
+                attempt,
+                Flag.GRANT_RENEWAL,
+                f"asked again {int(gap.total_seconds())} s after the last grant for this photo expired",
+            )
+
+
+def _renewal_gaps(seqs: set[int]) -> dict[int, timedelta]:
+    """For views that were the first under a renewing grant: how long after the previous grant expired."""
+    found: dict[int, timedelta] = {}
+    ordered = sorted(seqs)
+    for start in range(0, len(ordered), _LOOKUP_CHUNK):
+        rows = AccessGrant.objects.filter(
+            first_seq__in=ordered[start : start + _LOOKUP_CHUNK], renews__isnull=False
+        ).values_list("first_seq", "created_at", "renews__expires_at")
+        found.update({seq: created - expired for seq, created, expired in rows if seq is not None})
+    return found
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:

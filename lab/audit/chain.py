@@ -6,6 +6,9 @@ fields of RECORD_FIELDS, keys sorted, no whitespace, UTF-8, non-ASCII characters
 ``null`` kept, seq as an integer, every other value a string. For these value types it is byte-identical to
 RFC 8785 (JSON Canonicalization Scheme). ``hash = sha256(canonical bytes).hexdigest()``; every record's
 prev_hash is the previous record's hash, and the first record's prev_hash is GENESIS_HASH.
+``mac = HMAC-SHA256(record key, canonical bytes).hexdigest()``: the record key lives with the application,
+never in the database, so someone who can only write the database cannot make a record (or rewrite one, or
+recompute a chain) that carries a valid mac.
 
 A checkpoint signs (seq, head_hash): "the record with this seq has this hash", which pins every record up to
 seq through the chain. Checkpoints are written on a schedule even when nothing happened (so a quiet period
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -55,8 +59,8 @@ RECORD_FIELDS: tuple[str, ...] = (
     "prev_hash",
 )
 NULLABLE_FIELDS: frozenset[str] = frozenset({"actor_id", "asset_id", "order_ref", "client_ip"})
-# One exported record: the hashed fields plus the stored hash.
-EXPORT_FIELDS: tuple[str, ...] = (*RECORD_FIELDS, "hash")
+# One exported record: the hashed fields plus the stored hash and the record's mac.
+EXPORT_FIELDS: tuple[str, ...] = (*RECORD_FIELDS, "mac", "hash")
 
 CHECKPOINT_FORMAT = "printlab.audit.checkpoint.v1"
 CHECKPOINT_FIELDS: tuple[str, ...] = ("seq", "head_hash", "signed_at", "key_id", "signature")
@@ -67,10 +71,15 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "seq_gap",
     "seq_out_of_order",
     "duplicate_seq",
+    "bad_mac",
+    "head_mismatch",
     "bad_checkpoint_signature",
     "checkpoint_mismatch",
     "truncated_after_checkpoint",
     "unsigned_tail",
+    "witness_incomplete",
+    "coverage_gap",
+    "stale_witness",
     "malformed",
 )
 
@@ -119,24 +128,48 @@ def compute_hash(record: Mapping[str, object]) -> str:
     return hashlib.sha256(canonical_bytes(record)).hexdigest()
 
 
+def compute_mac(record: Mapping[str, object], *, record_key: bytes) -> str:
+    """The record's authenticator: HMAC-SHA256 hex over the same canonical bytes the hash covers."""
+    return mac_of_bytes(canonical_bytes(record), record_key=record_key)
+
+
+def mac_of_bytes(canonical: bytes, *, record_key: bytes) -> str:
+    return hmac.digest(record_key, canonical, "sha256").hex()
+
+
+def load_record_key(text: str) -> bytes:
+    """The record (HMAC) key from its base64 text; at least 32 bytes."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except binascii.Error as error:
+        raise ValueError("the record key is not base64") from error
+    if len(raw) < 32:
+        raise ValueError(f"the record key must be at least 32 bytes, this one is {len(raw)}")
+    return raw
+
+
 def export_line(record: Mapping[str, object]) -> str:
-    """One record as an export line (no newline): canonical JSON of RECORD_FIELDS plus the stored hash."""
+    """One record as an export line (no newline): canonical JSON of RECORD_FIELDS plus hash and mac."""
     error = record_type_error(record)
     if error is not None:
         raise ValueError(error)
-    stored_hash = record.get("hash")
-    if type(stored_hash) is not str:
-        raise ValueError("hash must be a string")
+    for name in ("hash", "mac"):
+        if type(record.get(name)) is not str:
+            raise ValueError(f"{name} must be a string")
     return _encode_canonical({name: record[name] for name in EXPORT_FIELDS})
 
 
-def seal_record(fields: Mapping[str, object], *, seq: int, prev_hash: str) -> dict[str, object]:
-    """The next record of the chain: the given fields (seq/prev_hash/hash there are replaced) with seq,
-    prev_hash (the current head's hash, GENESIS_HASH for seq 1) and the resulting hash."""
+def seal_record(
+    fields: Mapping[str, object], *, seq: int, prev_hash: str, record_key: bytes
+) -> dict[str, object]:
+    """The next record of the chain: the given fields (seq/prev_hash/hash/mac there are replaced) with seq,
+    prev_hash (the current head's hash, GENESIS_HASH for seq 1), the resulting hash and its mac."""
     record: dict[str, object] = {name: fields[name] for name in RECORD_FIELDS if name in fields}
     record["seq"] = seq
     record["prev_hash"] = prev_hash
-    record["hash"] = compute_hash(record)
+    canonical = canonical_bytes(record)
+    record["hash"] = hashlib.sha256(canonical).hexdigest()
+    record["mac"] = mac_of_bytes(canonical, record_key=record_key)
     return record
 
 
@@ -305,8 +338,9 @@ class VerifyResult:
         return self.problem is None
 
 
-# One record reduced to what the chain walk needs: (line, seq, prev_hash, stored hash, computed hash).
-ChainEntry = tuple[int, int, str, str, str]
+# One record reduced to what the chain walk needs: (line, seq, prev_hash, stored hash, computed hash, whether
+# its mac is valid: always True when no record key was given).
+ChainEntry = tuple[int, int, str, str, str, bool]
 
 
 @dataclass(frozen=True)
@@ -318,31 +352,55 @@ class Malformed:
 
 
 def verify_records(
-    records: Iterable[Mapping[str, object]], *, start_prev_hash: str = GENESIS_HASH, start_seq: int = 1
+    records: Iterable[Mapping[str, object]],
+    *,
+    start_prev_hash: str = GENESIS_HASH,
+    start_seq: int = 1,
+    record_key: bytes | None = None,
 ) -> VerifyResult:
     """Walk records (each exactly EXPORT_FIELDS) in order, in O(1) memory, and stop at the first problem.
-    start_prev_hash/start_seq resume from a record already verified (e.g. one pinned by a checkpoint)."""
-    return walk_chain(_mapping_entries(records), start_prev_hash=start_prev_hash, start_seq=start_seq)
+    start_prev_hash/start_seq resume from a record already verified (e.g. one pinned by a checkpoint);
+    with record_key every record's mac is checked too."""
+    return walk_chain(
+        _mapping_entries(records, record_key), start_prev_hash=start_prev_hash, start_seq=start_seq
+    )
 
 
-def _mapping_entries(records: Iterable[Mapping[str, object]]) -> Iterator[ChainEntry | Malformed]:
+def _mapping_entries(
+    records: Iterable[Mapping[str, object]], record_key: bytes | None
+) -> Iterator[ChainEntry | Malformed]:
     export_keys = frozenset(EXPORT_FIELDS)
     for line, record in enumerate(records, start=1):
         if record.keys() != export_keys:
             yield Malformed(line, _key_error(record.keys()))
             continue
         error = record_type_error(record)
-        stored_hash = record["hash"]
-        if error is not None or not isinstance(stored_hash, str):
-            yield Malformed(line, error or "hash must be a string")
+        stored_hash, stored_mac = record["hash"], record["mac"]
+        if error is None and not isinstance(stored_hash, str):
+            error = "hash must be a string"
+        if error is None and not isinstance(stored_mac, str):
+            error = "mac must be a string"
+        if error is not None:
+            yield Malformed(line, error)
             continue
         try:
-            computed = compute_hash(record)
+            canonical = canonical_bytes(record)
         except ValueError as encode_error:
             yield Malformed(line, f"cannot be encoded: {encode_error}")
             continue
+        computed = hashlib.sha256(canonical).hexdigest()
+        is_authentic = record_key is None or hmac.compare_digest(
+            mac_of_bytes(canonical, record_key=record_key), cast(str, stored_mac)
+        )
         # record_type_error has established these types.
-        yield (line, cast(int, record["seq"]), cast(str, record["prev_hash"]), stored_hash, computed)
+        yield (
+            line,
+            cast(int, record["seq"]),
+            cast(str, record["prev_hash"]),
+            cast(str, stored_hash),
+            computed,
+            is_authentic,
+        )
 
 
 def _key_error(keys: Iterable[str]) -> str:
@@ -376,7 +434,7 @@ def walk_chain(
         if isinstance(entry, Malformed):
             problem = ChainProblem(expected, entry.line, "malformed", entry.reason)
             break
-        line, seq, prev_hash, stored_hash, computed_hash = entry
+        line, seq, prev_hash, stored_hash, computed_hash, is_authentic = entry
         # The record's own hash first: an altered seq or prev_hash is then reported as what it is.
         if computed_hash != stored_hash:
             claim = "" if seq == expected else f" (it claims seq {seq})"
@@ -385,6 +443,17 @@ def walk_chain(
                 line,
                 "hash_mismatch",
                 f"the record{claim} does not match its stored hash: a field was altered",
+            )
+            break
+        # Then its mac: a record made or rewritten without the record key, however well chained.
+        if not is_authentic:
+            claim = "" if seq == expected else f" (it claims seq {seq})"
+            problem = ChainProblem(
+                expected,
+                line,
+                "bad_mac",
+                f"the record{claim} is not authenticated by the record key: forged or rewritten"
+                " by someone without the key",
             )
             break
         if seq != expected:
@@ -416,7 +485,7 @@ def _seq_problem(
     last_two_hashes: tuple[str, str],
     entries: Iterator[ChainEntry | Malformed],
 ) -> ChainProblem:
-    line, seq, prev_hash, stored_hash, _ = entry
+    line, seq, prev_hash, stored_hash, _, _ = entry
     before_head_hash, head_hash = last_two_hashes
     # One record of look-ahead (only on this failure path) tells a deletion from a move, and which of two
     # records with the same seq the chain actually continues from.

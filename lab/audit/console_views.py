@@ -45,6 +45,7 @@ from lab.audit.records import RequestMeta
 from lab.audit.review import AUDITOR_ROLES, auditor_read_record, review_sample_daily, review_sign_off
 from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
+from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
@@ -61,7 +62,7 @@ def _moment_field() -> forms.DateTimeField:
 
 def request_meta(request: HttpRequest) -> RequestMeta:
     return RequestMeta(
-        client_ip=request.META.get("REMOTE_ADDR"),
+        client_ip=client_ip(request),
         user_agent=request.headers.get("User-Agent", "")[:300],
         request_id=getattr(request, "request_id", ""),
     )

@@ -11,23 +11,33 @@ import hashlib
 import io
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import NoReturn
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role, primary_role, user_roles
-from lab.audit.models import AccessGrant, ClarificationCase, MaintenanceTicket, Purpose
+from lab.audit.models import (
+    AccessGrant,
+    AuditRecord,
+    ClarificationCase,
+    MaintenanceTicket,
+    Purpose,
+    ReviewItem,
+)
 from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.audit.watermark import preview_render
 from lab.lib.errors import DomainError
 from lab.orders.models import Asset, Order
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
+from lab.production.maintenance import MAINTENANCE_ORDER_STATUSES
 from lab.production.models import PrintJob
 from lab.production.states import ACTIVE_JOB_STATUSES, JobStatus
 
@@ -51,8 +61,11 @@ PURPOSES_BY_ROLE: dict[str, frozenset[str]] = {
 }
 FULL_RESOLUTION_PURPOSES = frozenset({Purpose.PRINTING, Purpose.MAINTENANCE, Purpose.ORDER_CLARIFICATION})
 MIN_JUSTIFICATION = 10
-PREVIEW_PIXELS = 512
 VARIANT_ACTIONS = {"preview": "image.view.preview", "full": "image.view.full", "download": "image.download"}
+DENIED_ACTION = "image.access.denied"
+# The review-queue reason of a maintenance view: every one is flagged for the auditors, none is sampled.
+MAINTENANCE_REVIEW_REASON = "maintenance_view"
+SHIPPED_STATUSES = frozenset({OrderStatus.PACKED, OrderStatus.SHIPPED, OrderStatus.DELIVERED})
 
 
 class AccessDenied(DomainError):
@@ -72,6 +85,10 @@ class AccessRequest:
     context_id: str
     variant: str = "preview"  # preview | full | download
 
+    @property
+    def is_full_resolution(self) -> bool:
+        return self.variant != "preview"
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -86,10 +103,13 @@ class Decision:
     granted: bool
     rule: str
     order_ref: str | None = None
+    status: int = 403
 
 
 def _decide(*, user: User, role: str, request: AccessRequest, asset: Asset | None) -> Decision:
-    """Role first, then whether the purpose fits the current state of the named context."""
+    """Variant, role, then whether the purpose fits the current state of the named context."""
+    if request.variant not in VARIANT_ACTIONS:
+        return Decision(False, "unknown_variant", status=404)
     allowed = set().union(*(PURPOSES_BY_ROLE.get(r, frozenset()) for r in user_roles(user)))
     if role in (Role.AUDITOR, Role.ADMIN) and not (user_roles(user) & set(PURPOSES_BY_ROLE)):
         return Decision(False, "role_never_views_photos")
@@ -97,9 +117,9 @@ def _decide(*, user: User, role: str, request: AccessRequest, asset: Asset | Non
         return Decision(False, "purpose_not_allowed_for_role")
     if asset is None or asset.status != Asset.Status.READY:
         return Decision(False, "asset_unavailable")
-    if request.variant != "preview" and request.purpose not in FULL_RESOLUTION_PURPOSES:
+    if request.is_full_resolution and request.purpose not in FULL_RESOLUTION_PURPOSES:
         return Decision(False, "full_resolution_not_needed_for_purpose")
-    if request.variant != "preview" and len(request.justification.strip()) < MIN_JUSTIFICATION:
+    if request.is_full_resolution and len(request.justification.strip()) < MIN_JUSTIFICATION:
         return Decision(False, "justification_required_for_full_resolution")
     return _context_fits(request=request, asset=asset)
 
@@ -121,17 +141,7 @@ def _context_fits(*, request: AccessRequest, asset: Asset) -> Decision:
             return Decision(False, "order_not_being_packed", order.ref)
         return Decision(True, "order_being_packed", order.ref)
     if purpose == Purpose.MAINTENANCE:
-        ticket = MaintenanceTicket.objects.filter(pk=_int(ident)).first()
-        if kind != "maintenance_ticket" or ticket is None:
-            return Decision(False, "context_not_found")
-        job = (
-            PrintJob.objects.filter(printer=ticket.printer, item__asset=asset).select_related("order").first()
-        )
-        if job is None:
-            return Decision(False, "photo_not_on_ticket_printer")
-        if not ticket.is_open:
-            return Decision(False, "maintenance_ticket_closed", job.order.ref)
-        return Decision(True, "open_maintenance_ticket", job.order.ref)
+        return _maintenance_fits(request=request, asset=asset)
     if purpose == Purpose.ORDER_CLARIFICATION:
         case = (
             ClarificationCase.objects.filter(pk=_int(ident), order__items__asset=asset)
@@ -146,112 +156,185 @@ def _context_fits(*, request: AccessRequest, asset: Asset) -> Decision:
     return Decision(False, "unknown_purpose")
 
 
+def _maintenance_fits(*, request: AccessRequest, asset: Asset) -> Decision:
+    """Only the jobs the ticket names, only while their order is still in production, full resolution only
+    on a ticket a second person (a supervisor) approved."""
+    ticket = MaintenanceTicket.objects.filter(pk=_int(request.context_id)).first()
+    if request.context_type != "maintenance_ticket" or ticket is None:
+        return Decision(False, "context_not_found")
+    job = ticket.jobs.filter(item__asset=asset).select_related("order").order_by("-pk").first()
+    if job is None:
+        # Name the order the photo belongs to, so auditors see which one was probed (and whether it shipped).
+        return Decision(False, "photo_not_on_ticket", _latest_order_ref(asset))
+    order = job.order
+    if not ticket.is_open:
+        return Decision(False, "maintenance_ticket_closed", order.ref)
+    if order.status in SHIPPED_STATUSES:
+        return Decision(False, "order_packed_or_shipped", order.ref)
+    if order.status not in MAINTENANCE_ORDER_STATUSES:
+        return Decision(False, "order_not_in_production", order.ref)
+    if request.is_full_resolution and not ticket.is_approved:
+        return Decision(False, "maintenance_full_resolution_needs_approval", order.ref)
+    return Decision(True, "open_maintenance_ticket", order.ref)
+
+
+def _latest_order_ref(asset: Asset) -> str | None:
+    order = Order.objects.filter(items__asset=asset).order_by("-pk").only("ref").first()
+    return order.ref if order else None
+
+
 def _int(value: str) -> int:
-    return int(value) if value.isdigit() else -1
+    return int(value) if value.isdigit() and len(value) < 18 else -1
+
+
+def _uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --- Grants ---------------------------------------------------------------------------------------
+# A grant lets one person see one photo for one purpose in one context until it expires or the context
+# closes. A live grant is reused; an expired one is never extended: the next view needs a new request,
+# which opens a new grant — a renewal when it comes soon after the last one expired, flagged for auditors.
+
+
+def _scope(*, user: User, request: AccessRequest) -> dict[str, object]:
+    return {
+        "actor": user,
+        "asset_id": request.asset_id,
+        "purpose": request.purpose,
+        "context_type": request.context_type,
+        "context_id": request.context_id,
+    }
 
 
 def _grant_for(*, user: User, asset: Asset, request: AccessRequest) -> AccessGrant:
-    """Reuse the person's live grant for this exact scope, or open a new short-lived one."""
+    """Reuse the person's live grant for this exact scope (and resolution), or open a new short-lived one."""
     now = timezone.now()
-    grant = (
+    scope = _scope(user=user, request=request)
+    live = AccessGrant.objects.filter(**scope, revoked_at__isnull=True, expires_at__gt=now)
+    if request.is_full_resolution:
+        live = live.filter(is_full_resolution=True)
+    grant = live.order_by("-created_at").first()
+    if grant is not None:
+        return grant
+    renewal_window = timedelta(seconds=settings.AUDIT_GRANT_RENEWAL_SECONDS)
+    previous = (
         AccessGrant.objects.filter(
-            actor=user,
-            asset=asset,
-            purpose=request.purpose,
-            context_type=request.context_type,
-            context_id=request.context_id,
-            revoked_at__isnull=True,
-            expires_at__gt=now,
+            **scope, revoked_at__isnull=True, expires_at__lte=now, expires_at__gte=now - renewal_window
         )
-        .order_by("-created_at")
+        .order_by("-expires_at")
         .first()
     )
-    if grant is None:
-        grant = AccessGrant.objects.create(
-            actor=user,
-            asset=asset,
-            purpose=request.purpose,
-            context_type=request.context_type,
-            context_id=request.context_id,
-            justification=request.justification[:500],
-            expires_at=now + timedelta(seconds=settings.AUDIT_GRANT_SECONDS),
-        )
-    return grant
-
-
-def _revoke_closed_grants(*, user: User, asset_id: str, request: AccessRequest, rule: str) -> None:
-    """The task a grant rests on has closed: its grants end now, not when they expire."""
-    AccessGrant.objects.filter(
+    return AccessGrant.objects.create(
         actor=user,
-        asset_id=asset_id,
+        asset=asset,
         purpose=request.purpose,
         context_type=request.context_type,
         context_id=request.context_id,
-        revoked_at__isnull=True,
-    ).update(revoked_at=timezone.now(), revoked_reason=rule)
-
-
-def _render(*, original: bytes, variant: str, viewer: str) -> tuple[bytes, str]:
-    if variant != "preview":
-        with Image.open(io.BytesIO(original)) as probe:
-            media_type = Image.MIME.get(probe.format or "", "application/octet-stream")
-        return original, media_type
-    with Image.open(io.BytesIO(original)) as image:
-        image.draft("RGB", (PREVIEW_PIXELS, PREVIEW_PIXELS))
-        preview = ImageOps.exif_transpose(image).convert("RGB")
-    preview.thumbnail((PREVIEW_PIXELS, PREVIEW_PIXELS))
-    draw = ImageDraw.Draw(preview)
-    stamp = f"{viewer} {timezone.now():%Y-%m-%d %H:%M}Z"
-    for y in range(10, preview.height, 80):
-        draw.text((10, y), stamp, fill=(255, 255, 255))
-        draw.text((11, y + 1), stamp, fill=(0, 0, 0))
-    out = io.BytesIO()
-    preview.save(out, "JPEG", quality=80)
-    return out.getvalue(), "image/jpeg"
-
-
-def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> Delivery:
-    """Decide, render, record, deliver — or record the refusal and raise AccessDenied."""
-    role = primary_role(user)
-    actor_id = str(user.public_id)
-    asset = (
-        Asset.objects.select_related("data_key").filter(pk=request.asset_id).first()
-        if _uuid(request.asset_id)
-        else None
+        justification=request.justification[:500],
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.AUDIT_GRANT_SECONDS),
+        is_full_resolution=request.is_full_resolution,
+        renews=previous,
     )
-    decision = _decide(user=user, role=role, request=request, asset=asset)
 
-    def entry(action: str, outcome: str, content_sha256: str = "") -> Entry:
-        return Entry(
-            action=action,
-            actor_id=actor_id,
-            actor_role=role,
-            outcome=outcome,
-            rule=decision.rule,
-            purpose=request.purpose,
-            justification=request.justification,
-            asset_id=request.asset_id if asset else None,
-            order_ref=decision.order_ref,
-            context_type=request.context_type,
-            context_id=request.context_id,
-            content_sha256=content_sha256,
-            meta=meta,
-        )
 
-    if not decision.granted:
+def _grant_refusal(*, grant: AccessGrant | None, request: AccessRequest) -> Decision | None:
+    """Why a grant named by a view does not cover it (None: it does); the context is decided separately."""
+    if grant is None:
+        return Decision(False, "grant_not_found")
+    if str(grant.asset_id) != request.asset_id:
+        return Decision(False, "grant_not_for_this_photo")
+    if grant.revoked_at is not None:
+        return Decision(False, "grant_revoked")
+    if grant.expires_at <= timezone.now():
+        return Decision(False, "grant_expired")
+    if request.is_full_resolution and not grant.is_full_resolution:
+        return Decision(False, "grant_is_preview_only")
+    return None
+
+
+def _revoke_closed_grants(*, user: User, request: AccessRequest, rule: str) -> None:
+    """The task a grant rests on has closed: its grants end now, not when they expire."""
+    AccessGrant.objects.filter(**_scope(user=user, request=request), revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_reason=rule
+    )
+
+
+# --- Deciding, refusing, delivering ---------------------------------------------------------------
+
+
+def _asset(asset_id: str) -> Asset | None:
+    if not _uuid(asset_id):
+        return None
+    return Asset.objects.select_related("data_key").filter(pk=asset_id).first()
+
+
+def _entry(
+    *,
+    user: User,
+    request: AccessRequest,
+    asset: Asset | None,
+    decision: Decision,
+    meta: RequestMeta,
+    action: str = DENIED_ACTION,
+    content_sha256: str = "",
+) -> Entry:
+    return Entry(
+        action=action,
+        actor_id=str(user.public_id),
+        actor_role=primary_role(user),
+        outcome="granted" if decision.granted else "denied",
+        rule=decision.rule,
+        purpose=request.purpose[:32],
+        justification=request.justification,
+        asset_id=request.asset_id if asset else None,
+        order_ref=decision.order_ref,
+        context_type=request.context_type[:32],
+        context_id=request.context_id[:64],
+        content_sha256=content_sha256,
+        meta=meta,
+    )
+
+
+def _refuse(
+    *, user: User, request: AccessRequest, asset: Asset | None, decision: Decision, meta: RequestMeta
+) -> NoReturn:
+    """Record the refusal (ending the person's grants on a context that closed) and raise AccessDenied."""
+    try:
         with transaction.atomic():
             if asset is not None:
-                _revoke_closed_grants(
-                    user=user, asset_id=request.asset_id, request=request, rule=decision.rule
-                )
-            audit_append(entry("image.access.denied", "denied"))
-        logger.info(
-            "image access denied actor=%s asset=%s rule=%s", actor_id, request.asset_id, decision.rule
-        )
-        raise AccessDenied(
-            "image_access_denied", "This photo cannot be shown for that purpose now.", rule=decision.rule
-        )
-    assert asset is not None
+                _revoke_closed_grants(user=user, request=request, rule=decision.rule)
+            audit_append(_entry(user=user, request=request, asset=asset, decision=decision, meta=meta))
+    except DatabaseError as error:
+        logger.error("audit write failed on a refusal actor=%s", user.public_id)
+        raise AuditUnavailable(
+            "audit_unavailable", "The request could not be recorded, so it is refused."
+        ) from error
+    logger.info("image access denied actor=%s rule=%s", user.public_id, decision.rule)
+    raise AccessDenied(
+        "image_access_denied",
+        "This photo cannot be shown for that purpose now.",
+        status=decision.status,
+        rule=decision.rule,
+    )
+
+
+def _deliver(
+    *,
+    user: User,
+    request: AccessRequest,
+    asset: Asset,
+    decision: Decision,
+    meta: RequestMeta,
+    grant: AccessGrant | None = None,
+) -> Delivery:
+    """Render outside any transaction, then record the delivery (and open or reuse the grant) in one."""
+    role, actor_id = primary_role(user), str(user.public_id)
     try:
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
         data, media_type = _render(
@@ -262,8 +345,20 @@ def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> De
     digest = hashlib.sha256(data).hexdigest()
     try:
         with transaction.atomic():
-            grant = _grant_for(user=user, asset=asset, request=request)
-            record = audit_append(entry(VARIANT_ACTIONS[request.variant], "granted", digest))
+            if grant is None:
+                grant = _grant_for(user=user, asset=asset, request=request)
+            record = audit_append(
+                _entry(
+                    user=user,
+                    request=request,
+                    asset=asset,
+                    decision=decision,
+                    meta=meta,
+                    action=VARIANT_ACTIONS[request.variant],
+                    content_sha256=digest,
+                )
+            )
+            _after_delivery(grant=grant, record=record)
     except DatabaseError as error:
         # Fail closed: no record, no bytes.
         logger.error("audit write failed; image withheld actor=%s asset=%s", actor_id, request.asset_id)
@@ -274,12 +369,85 @@ def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> De
     return Delivery(data=data, content_type=media_type, sha256=digest, audit_seq=record.seq)
 
 
-def _uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+def _after_delivery(*, grant: AccessGrant, record: AuditRecord) -> None:
+    if grant.first_seq is None:
+        AccessGrant.objects.filter(pk=grant.pk, first_seq__isnull=True).update(first_seq=record.seq)
+        grant.first_seq = record.seq
+    if record.purpose == Purpose.MAINTENANCE:
+        # In the auditors' queue at once, in the same transaction: a maintenance view is never left to chance.
+        ReviewItem.objects.bulk_create(
+            [ReviewItem(record_id=record.seq, reason=MAINTENANCE_REVIEW_REASON)], ignore_conflicts=True
+        )
+
+
+def _render(*, original: bytes, variant: str, viewer: str) -> tuple[bytes, str]:
+    if variant != "preview":
+        with Image.open(io.BytesIO(original)) as probe:
+            media_type = Image.MIME.get(probe.format or "", "application/octet-stream")
+        return original, media_type
+    return preview_render(original, stamp=f"{viewer} {timezone.now():%Y-%m-%d %H:%M}Z"), "image/jpeg"
+
+
+def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> Delivery:
+    """One request, one view: decide, open (or reuse) a grant, render, record, deliver — or record the
+    refusal and raise AccessDenied."""
+    asset = _asset(request.asset_id)
+    decision = _decide(user=user, role=primary_role(user), request=request, asset=asset)
+    if not decision.granted:
+        _refuse(user=user, request=request, asset=asset, decision=decision, meta=meta)
+    assert asset is not None
+    return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta)
+
+
+def image_grant_open(*, user: User, request: AccessRequest, meta: RequestMeta) -> AccessGrant:
+    """A request with purpose and context: decide and open (or reuse) a grant; the view follows with its id.
+
+    Refusals are recorded here; a grant that is opened is recorded with its first view.
+    """
+    asset = _asset(request.asset_id)
+    decision = _decide(user=user, role=primary_role(user), request=request, asset=asset)
+    if not decision.granted:
+        _refuse(user=user, request=request, asset=asset, decision=decision, meta=meta)
+    assert asset is not None
+    with transaction.atomic():
+        return _grant_for(user=user, asset=asset, request=request)
+
+
+def image_grant_view(
+    *, user: User, asset_id: str, grant_id: str, variant: str, meta: RequestMeta
+) -> Delivery:
+    """A view under a grant: only while it lives, only for its photo and resolution, only while its context
+    still fits. An expired grant is refused and recorded; nothing renews it."""
+    grant = AccessGrant.objects.filter(pk=grant_id, actor=user).first() if _uuid(grant_id) else None
+    request = AccessRequest(
+        asset_id=asset_id,
+        purpose=grant.purpose if grant else "",
+        justification=grant.justification if grant else "",
+        context_type=grant.context_type if grant else "grant",
+        context_id=grant.context_id if grant else grant_id[:64],
+        variant=variant,
+    )
+    asset = _asset(asset_id)
+    decision = _decide(user=user, role=primary_role(user), request=request, asset=asset)
+    # The grant's own limits come first (an unknown variant aside); the context is still decided, so an
+    # expired grant's refusal names the order it was for.
+    refusal = _grant_refusal(grant=grant, request=request) if decision.rule != "unknown_variant" else None
+    if refusal is not None:
+        decision = replace(refusal, order_ref=decision.order_ref)
+    if not decision.granted:
+        _refuse(user=user, request=request, asset=asset, decision=decision, meta=meta)
+    assert asset is not None and grant is not None
+    return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta, grant=grant)
+
+
+def image_request_refuse(
+    *, user: User, path: str, rule: str, meta: RequestMeta, status: int = 404
+) -> NoReturn:
+    """A request under /lab/photos/ that names no photo and variant the gate knows: recorded, then refused."""
+    request = AccessRequest(
+        asset_id="", purpose="", justification="", context_type="path", context_id=path[:64]
+    )
+    _refuse(user=user, request=request, asset=None, decision=Decision(False, rule, status=status), meta=meta)
 
 
 def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delivery:

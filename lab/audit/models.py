@@ -51,6 +51,8 @@ class AuditRecord(models.Model):
     policy_version = models.CharField(max_length=32)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # HMAC-SHA256 of the hashed fields with AUDIT_RECORD_KEY, which the database never holds.
+    mac = models.CharField(max_length=64)
 
     class Meta:
         ordering: ClassVar[list[str]] = ["seq"]
@@ -67,11 +69,17 @@ class AuditRecord(models.Model):
 
 
 class AuditHead(models.Model):
-    """One row: the chain's head. Writers lock it, so the chain stays linear under concurrency."""
+    """One row: the chain's head. Writers lock it, so the chain stays linear under concurrency. On PostgreSQL
+    a trigger lets it only move forward one seq at a time and never be deleted or truncated."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(condition=models.Q(id=1), name="audit_head_single_row")
+        ]
 
 
 class AuditCheckpoint(models.Model):
@@ -100,21 +108,54 @@ class AccessGrant(models.Model):
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=64, blank=True)
+    # A preview grant never covers the original; full resolution is asked for (and justified) explicitly.
+    is_full_resolution = models.BooleanField(default=False)
+    # The same person's grant for the same photo and context that expired shortly before this one was
+    # opened: a renewal, which the auditors' anomaly rules flag.
+    renews = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The audit record of the first delivery under this grant (the record a renewal flag points at).
+    first_seq = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["actor", "asset", "expires_at"])]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["actor", "asset", "expires_at"]),
+            models.Index(fields=["first_seq"]),
+        ]
 
 
 class MaintenanceTicket(models.Model):
+    """A printer problem and the specific jobs it concerns: the only photos a `maintenance` view may show.
+
+    The jobs are chosen when the ticket is opened (lab.production.maintenance.maintenance_ticket_open); full
+    resolution under the ticket needs a supervisor other than the opener to approve it.
+    """
+
     printer = models.ForeignKey("production.Printer", on_delete=models.CASCADE, related_name="tickets")
     opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     description = models.CharField(max_length=500)
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
+    jobs = models.ManyToManyField("production.PrintJob", blank=True, related_name="+")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(
+                condition=models.Q(approved_by__isnull=True) | ~models.Q(approved_by=models.F("opened_by")),
+                name="ticket_approver_is_not_opener",
+            )
+        ]
 
     @property
     def is_open(self) -> bool:
         return self.closed_at is None
+
+    @property
+    def is_approved(self) -> bool:
+        return self.approved_at is not None
 
 
 class ClarificationCase(models.Model):

@@ -1,5 +1,6 @@
-"""Auditors' work on the log: the review queue (a daily sample of views plus every flagged attempt, each
-signed off with a note) and the chain records of auditors' own reads, exports and sign-offs.
+"""Auditors' work on the log: the review queue (a daily sample of views plus every flagged attempt, every
+maintenance view among them, each signed off with a note) and the chain records of auditors' own reads,
+exports and sign-offs.
 
 The sample is drawn with the operating system's random source, so nobody can predict which of their views
 will be reviewed. Running the daily job twice for one day adds nothing twice: the sample tops up to its size
@@ -63,6 +64,9 @@ def review_sample_daily(*, day: date | None = None, sample_size: int | None = No
             actor_id__isnull=False,
         )
         .exclude(actor_role__in=NON_EMPLOYEE_ROLES)
+        # Maintenance views are all queued as flagged (by the gate, and by the maintenance_view rule here),
+        # so the random sample is drawn from the others.
+        .exclude(purpose=Purpose.MAINTENANCE)
         .values_list("seq", flat=True)
     )
     already = set(

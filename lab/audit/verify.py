@@ -1,5 +1,7 @@
-"""The audit export format and its offline verifier: `python -m lab.audit.verify EXPORT --public-key KEY`.
-Needs only the export files and the auditor's pinned public key: no Django, no database.
+"""The audit export format and its offline verifier:
+`python -m lab.audit.verify EXPORT --public-key KEY [--witness CHECKPOINTS.jsonl] [--record-key KEY]`.
+Needs only the export files, the auditor's pinned public key and (strongly advised) the auditor's copy of the
+witness log: no Django, no database.
 
 Export format
 -------------
@@ -7,15 +9,20 @@ An export is two UTF-8 files side by side:
 
 ``EXPORT`` (e.g. ``audit-2026-05-09.jsonl``)
     The records, one per line, each line the canonical JSON object (see lab/audit/chain.py: keys sorted,
-    no whitespace, non-ASCII as UTF-8, ``null`` kept) of exactly the fields RECORD_FIELDS plus ``hash``,
-    ending in ``\\n``. Lines are in seq order, starting at seq 1 (whose prev_hash is 64 zeros) with no gap:
-    an export always holds the whole chain. Anything else on a line (extra or missing keys, other
-    whitespace, ``\\r``, other escapes, wrong value types) is reported as malformed.
+    no whitespace, non-ASCII as UTF-8, ``null`` kept) of exactly the fields RECORD_FIELDS plus ``hash`` and
+    ``mac`` (64 hex digits each), ending in ``\\n``. Lines are in seq order, starting at seq 1 (whose
+    prev_hash is 64 zeros) with no gap: an export always holds the whole chain. Anything else on a line
+    (extra or missing keys, other whitespace, ``\\r``, other escapes, wrong value types) is
+    reported as malformed.
 
 ``EXPORT`` with its last suffix replaced by ``.checkpoints.jsonl`` (``audit-2026-05-09.checkpoints.jsonl``)
     The checkpoints, one canonical JSON object per line with keys head_hash, key_id, seq, signature,
     signed_at, in the order they were signed (seq never decreases). The exporter signs a checkpoint of the
-    head at export time as the last line, so every record is covered by a signature.
+    head at export time as the last line, so every record is covered by a signature; it holds every
+    checkpoint the database has, also those past a head the exporter refused to sign.
+
+The witness log (``--witness``) has the same format: the lab's signer appends every checkpoint to it outside
+the database (lab/audit/witness.py) and may mail each line to the auditors, who keep their own copy.
 
 What is checked, and what cannot be
 -----------------------------------
@@ -25,8 +32,16 @@ the export), the record with its seq must have its head_hash, and the export mus
 seq. Records after the last checkpoint are refused ("unsigned_tail"). Because the chain links backwards,
 rewriting records *and* recomputing every later hash is caught only by a checkpoint at or after the first
 rewritten seq; and cutting the tail back to an earlier checkpoint *together with* the later checkpoints is
-only detectable against a later checkpoint the auditor already holds (``--checkpoints`` points at it) or
-by noticing that the last checkpoint's signed_at, printed in the summary, is older than the export.
+only detectable against a later checkpoint the auditor already holds. That is what the witness log is for:
+with ``--witness`` every witnessed checkpoint must be signed by the pinned key and name a seq and hash still
+in the export (a seq beyond its end is a truncation), every checkpoint of the export must be in the witness
+(else the witness lost lines), consecutive witnessed checkpoints may be at most two ``--interval`` apart
+(coverage) and the last one at most two intervals before ``--as-of`` (default: now; give the time the export
+was made to verify an old export against a newer witness).
+
+With ``--record-key`` (the lab's HMAC record key, when the auditor has been given it) every record's mac is
+checked as well, so a record rewritten or inserted by someone without the key is named exactly; without it,
+a rewrite is located between the last witnessed checkpoint that still matches and the first that does not.
 
 Exit status: 0 intact (one summary line), 1 a problem (the first one: kind, seq, file and line), 2 the
 export or key could not be read or the key does not have the --fingerprint given.
@@ -36,11 +51,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -54,18 +71,25 @@ from lab.audit.chain import (
     Checkpoint,
     Malformed,
     VerifyResult,
+    checkpoint_signature_is_valid,
     export_line,
     load_public_key,
+    load_record_key,
     public_key_fingerprint,
     record_type_error,
     verify_checkpoints,
     walk_chain,
 )
+from lab.audit.witness import check_witness, parse_timestamp, read_checkpoint_file
 
 _READ_BUFFER_BYTES = 1 << 20
 _HASH_MEMBER = b'"hash":"'
-# '"hash":"' + 64 hex digits + '",': the bytes cut out of a canonical export line to get the hashed bytes.
+_MAC_MEMBER = b'"mac":"'
+# '"hash":"' + 64 hex digits + '",' and '"mac":"' + 64 hex digits + '",': the bytes cut out of a canonical
+# export line to get the hashed bytes (mac sorts after hash and before occurred_at, so both end in a comma).
 _HASH_MEMBER_LENGTH = len(_HASH_MEMBER) + 64 + 2
+_MAC_MEMBER_LENGTH = len(_MAC_MEMBER) + 64 + 2
+DEFAULT_INTERVAL_SECONDS = 3600
 
 
 def checkpoints_path(export_path: Path) -> Path:
@@ -87,18 +111,7 @@ def write_export(
 
 def read_checkpoints(path: Path) -> tuple[list[Checkpoint], ChainProblem | None]:
     """All checkpoints of a checkpoints file, or those before the first malformed line and its problem."""
-    checkpoints: list[Checkpoint] = []
-    with path.open("rb") as checkpoints_file:
-        for line_number, raw in enumerate(checkpoints_file, start=1):
-            try:
-                text = raw.decode("utf-8").removesuffix("\n")
-                checkpoint = Checkpoint.from_line(text)
-                if checkpoint.to_line() != text:
-                    raise ValueError("not in canonical form")
-            except ValueError as error:
-                return checkpoints, ChainProblem(None, line_number, "malformed", f"bad checkpoint: {error}")
-            checkpoints.append(checkpoint)
-    return checkpoints, None
+    return read_checkpoint_file(path)
 
 
 def _allowed_export_shapes() -> frozenset[tuple[type, ...]]:
@@ -110,12 +123,17 @@ def _allowed_export_shapes() -> frozenset[tuple[type, ...]]:
     return frozenset(itertools.product(*options))
 
 
-def export_entries(lines: Iterable[bytes]) -> Iterator[ChainEntry | Malformed]:
+def export_entries(
+    lines: Iterable[bytes], *, record_key: bytes | None = None
+) -> Iterator[ChainEntry | Malformed]:
     """Parse export lines into chain entries. This is the hot loop of a million-record verification: one
-    json parse, one canonical re-encode (which also proves the line canonical) and one sha256 per line."""
+    json parse, one canonical re-encode (which also proves the line canonical), one sha256 per line and,
+    with record_key, one HMAC."""
     loads = json.loads
     encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
     sha256 = hashlib.sha256
+    digest = hmac.digest
+    compare = hmac.compare_digest
     export_keys = frozenset(EXPORT_FIELDS)
     shapes = _allowed_export_shapes()
     for line_number, line in enumerate(lines, start=1):
@@ -128,16 +146,30 @@ def export_entries(lines: Iterable[bytes]) -> Iterator[ChainEntry | Malformed]:
             yield Malformed(line_number, f"not a JSON line: {error}")
             continue
         if not (
-            is_canonical and record.keys() == export_keys and tuple(map(type, record.values())) in shapes
+            is_canonical
+            and record.keys() == export_keys
+            and tuple(map(type, record.values())) in shapes
+            and len(record["mac"]) == 64
         ):
             yield Malformed(line_number, _describe_bad_line(record))
             continue
-        # The line is canonical, so the hashed bytes are the line without its hash member. A hash value
-        # that is not 64 plain characters makes this cut wrong, but then it cannot equal the computed
+        # The line is canonical, so the hashed bytes are the line without its hash and mac members. A hash
+        # value that is not 64 plain characters makes this cut wrong, but then it cannot equal the computed
         # digest either, so it is still reported as a mismatch.
         cut = raw.find(_HASH_MEMBER)
-        computed = sha256(raw[:cut] + raw[cut + _HASH_MEMBER_LENGTH :]).hexdigest()
-        yield (line_number, record["seq"], record["prev_hash"], record["hash"], computed)
+        mac_at = raw.find(_MAC_MEMBER, cut)
+        hashed = raw[:cut] + raw[cut + _HASH_MEMBER_LENGTH : mac_at] + raw[mac_at + _MAC_MEMBER_LENGTH :]
+        is_authentic = record_key is None or compare(
+            digest(record_key, hashed, "sha256").hex(), record["mac"]
+        )
+        yield (
+            line_number,
+            record["seq"],
+            record["prev_hash"],
+            record["hash"],
+            sha256(hashed).hexdigest(),
+            is_authentic,
+        )
 
 
 def _describe_bad_line(record: object) -> str:
@@ -148,9 +180,21 @@ def _describe_bad_line(record: object) -> str:
     if missing or unexpected:
         return f"fields differ from the record fields: missing {missing}, unexpected {unexpected}"
     error = record_type_error(record)
-    if error is None and type(record["hash"]) is not str:
-        error = "hash must be a string"
+    for name in ("hash", "mac"):
+        if error is None and type(record[name]) is not str:
+            error = f"{name} must be a string"
+    if error is None and len(record["mac"]) != 64:
+        error = "mac must be 64 hex digits"
     return error if error is not None else "not in canonical form (key order, whitespace or escapes)"
+
+
+@dataclass(frozen=True)
+class WitnessOptions:
+    """The witness log to check an export against, and the schedule it must keep."""
+
+    path: Path
+    as_of: datetime
+    interval_seconds: int = DEFAULT_INTERVAL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -162,6 +206,7 @@ class ExportVerification:
     checkpoints: tuple[Checkpoint, ...]
     problem: ChainProblem | None
     problem_path: Path | None
+    witnessed: tuple[Checkpoint, ...] = ()
 
     @property
     def is_intact(self) -> bool:
@@ -169,26 +214,93 @@ class ExportVerification:
 
 
 def verify_export(
-    *, export_path: Path, public_key: Ed25519PublicKey, checkpoints_file: Path | None = None
+    *,
+    export_path: Path,
+    public_key: Ed25519PublicKey,
+    checkpoints_file: Path | None = None,
+    witness: WitnessOptions | None = None,
+    record_key: bytes | None = None,
 ) -> ExportVerification:
-    """Verify an export against the pinned public key; raises OSError when a file cannot be read."""
+    """Verify an export against the pinned public key (and the witness log, and the record key, when given);
+    raises OSError when a file cannot be read."""
     checkpoint_path = checkpoints_file if checkpoints_file is not None else checkpoints_path(export_path)
+    empty = VerifyResult(count=0, head_seq=0, head_hash=GENESIS_HASH, problem=None)
     checkpoints, checkpoint_problem = read_checkpoints(checkpoint_path)
     if checkpoint_problem is not None:
-        empty = VerifyResult(count=0, head_seq=0, head_hash=GENESIS_HASH, problem=None)
         return ExportVerification(empty, tuple(checkpoints), checkpoint_problem, checkpoint_path)
+    witnessed: list[Checkpoint] = []
+    if witness is not None:
+        witnessed, witness_problem = read_checkpoints(witness.path)
+        if witness_problem is not None:
+            return ExportVerification(empty, tuple(checkpoints), witness_problem, witness.path)
     heads: dict[int, str] = {}
     with export_path.open("rb", buffering=_READ_BUFFER_BYTES) as records_file:
         result = walk_chain(
-            export_entries(records_file),
-            heads_wanted=frozenset(checkpoint.seq for checkpoint in checkpoints),
+            export_entries(records_file, record_key=record_key),
+            heads_wanted=frozenset(checkpoint.seq for checkpoint in [*checkpoints, *witnessed]),
             heads=heads,
         )
     problem, is_in_checkpoints = _first_problem(result, checkpoints, heads, public_key)
-    if problem is None:
-        problem, is_in_checkpoints = _unsigned_problem(result, checkpoints), False
     problem_path = None if problem is None else checkpoint_path if is_in_checkpoints else export_path
-    return ExportVerification(result, tuple(checkpoints), problem, problem_path)
+    if witness is not None:
+        witness_problem = _witness_problem(
+            export_path, result, witnessed, checkpoints, heads, public_key, witness
+        )
+        if witness_problem is not None and _comes_first(witness_problem, problem):
+            problem, problem_path = witness_problem, witness.path
+    if problem is None:
+        problem = _unsigned_problem(result, [*checkpoints, *witnessed])
+        problem_path = None if problem is None else export_path
+    return ExportVerification(result, tuple(checkpoints), problem, problem_path, tuple(witnessed))
+
+
+def _comes_first(candidate: ChainProblem, current: ChainProblem | None) -> bool:
+    if current is None:
+        return True
+    if candidate.seq is None or current.seq is None:
+        return False
+    return candidate.seq < current.seq
+
+
+def _witness_problem(
+    export_path: Path,
+    result: VerifyResult,
+    witnessed: Sequence[Checkpoint],
+    checkpoints: Sequence[Checkpoint],
+    heads: Mapping[int, str],
+    public_key: Ed25519PublicKey,
+    witness: WitnessOptions,
+) -> ChainProblem | None:
+    # A checkpoint signed after as_of is of no concern to an export made before it.
+    as_of = witness.as_of
+    in_scope = [c for c in witnessed if parse_timestamp(c.signed_at) <= as_of]
+    return check_witness(
+        in_scope,
+        public_key=public_key,
+        heads=heads,
+        head_seq=result.head_seq,
+        first_record_at=_first_record_at(export_path) if result.count else None,
+        now=as_of,
+        interval_seconds=witness.interval_seconds,
+        known=[
+            c
+            for c in checkpoints
+            if parse_timestamp(c.signed_at) <= as_of
+            and checkpoint_signature_is_valid(checkpoint=c, public_key=public_key)
+        ],
+        # Past a broken record nothing is known: only what the walk verified can be compared.
+        is_chain_whole=result.problem is None,
+    )
+
+
+def _first_record_at(export_path: Path) -> str | None:
+    with export_path.open("rb") as records_file:
+        first = records_file.readline()
+    try:
+        value = json.loads(first).get("occurred_at")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _first_problem(
@@ -225,22 +337,31 @@ def _unsigned_problem(result: VerifyResult, checkpoints: Sequence[Checkpoint]) -
             last_signed + 1,
             "unsigned_tail",
             f"seqs {last_signed + 1}..{result.head_seq} come after the last checkpoint (seq {last_signed})"
-            " and are not covered by any signature: appended or the export's own checkpoint is missing",
+            " and are not covered by any signature: appended, or the signer refused to sign them",
         )
     return None
 
 
-def _read_public_key(value: str) -> Ed25519PublicKey:
+def _read_key_text(value: str) -> str:
     candidate = Path(value)
     # A base64 key may contain "/" but is never an existing file, so a path that exists wins.
-    text = candidate.read_text(encoding="utf-8") if candidate.is_file() else value
-    return load_public_key(text)
+    return candidate.read_text(encoding="utf-8") if candidate.is_file() else value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _read_public_key(value: str) -> Ed25519PublicKey:
+    return load_public_key(_read_key_text(value))
+
+
+def _parse_as_of(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lab.audit.verify",
-        description="Verify an audit export (records + signed checkpoints) offline against a pinned key.",
+        description="Verify an audit export (records + signed checkpoints) offline against a pinned key"
+        " and the witness log.",
     )
     parser.add_argument("export", type=Path, help="the records file, e.g. audit.jsonl")
     parser.add_argument(
@@ -256,36 +377,75 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="checkpoints file (default: EXPORT with its last suffix replaced by .checkpoints.jsonl)",
     )
+    parser.add_argument(
+        "--witness", type=Path, help="the witness log (the auditors' copy of every signed checkpoint)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=int,
+        default=DEFAULT_INTERVAL_SECONDS,
+        help="the lab's AUDIT_CHECKPOINT_SECONDS; witnessed checkpoints may be two intervals apart",
+    )
+    parser.add_argument(
+        "--as-of",
+        type=_parse_as_of,
+        help="ISO time the witness is checked at (default: now); the time an older export was made",
+    )
+    parser.add_argument("--record-key", help="the record HMAC key (file or base64), if the auditor holds it")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     arguments = parser.parse_args(argv)
     try:
         public_key = _read_public_key(arguments.public_key)
     except (OSError, ValueError) as error:
         parser.error(f"cannot read the public key: {error}")
+    try:
+        record_key = (
+            None if arguments.record_key is None else load_record_key(_read_key_text(arguments.record_key))
+        )
+    except (OSError, ValueError) as error:
+        parser.error(f"cannot read the record key: {error}")
     fingerprint = public_key_fingerprint(public_key)
     if arguments.fingerprint is not None and arguments.fingerprint.strip().lower() != fingerprint:
         parser.error(f"the public key's fingerprint is {fingerprint}, not the pinned {arguments.fingerprint}")
     checkpoint_path = arguments.checkpoints or checkpoints_path(arguments.export)
     if checkpoint_path.resolve() == arguments.export.resolve():
         parser.error("the records file and the checkpoints file must differ")
+    witness = None
+    if arguments.witness is not None:
+        witness = WitnessOptions(
+            path=arguments.witness,
+            as_of=arguments.as_of or datetime.now(UTC),
+            interval_seconds=arguments.interval,
+        )
     try:
         outcome = verify_export(
-            export_path=arguments.export, public_key=public_key, checkpoints_file=checkpoint_path
+            export_path=arguments.export,
+            public_key=public_key,
+            checkpoints_file=checkpoint_path,
+            witness=witness,
+            record_key=record_key,
         )
     except OSError as error:
         parser.error(f"cannot read the export: {error}")
-    print(_summary(outcome, fingerprint=fingerprint))
+    print(_summary(outcome, fingerprint=fingerprint, checked_macs=record_key is not None))
     return 0 if outcome.is_intact else 1
 
 
-def _summary(outcome: ExportVerification, *, fingerprint: str) -> str:
+def _summary(outcome: ExportVerification, *, fingerprint: str, checked_macs: bool = False) -> str:
     problem = outcome.problem
     if problem is None:
         records = outcome.records
-        last = outcome.checkpoints[-1]
+        last = max([*outcome.checkpoints, *outcome.witnessed], key=lambda checkpoint: checkpoint.signed_at)
+        witnessed = f"; {len(outcome.witnessed)} witnessed" if outcome.witnessed else ""
+        macs = "; every record's mac valid" if checked_macs else ""
         return (
             f"OK: {records.count} records (seq 1..{records.head_seq}), head {records.head_hash};"
-            f" {len(outcome.checkpoints)} checkpoints signed by key {fingerprint};"
-            f" last checkpoint seq {last.seq} signed at {last.signed_at}"
+            f" {len(outcome.checkpoints)} checkpoints signed by key {fingerprint}{witnessed};"
+            f" last checkpoint seq {last.seq} signed at {last.signed_at}{macs}"
         )
     where = "" if problem.line is None else f" line {problem.line} of"
     seq = "" if problem.seq is None else f" seq {problem.seq},"

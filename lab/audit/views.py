@@ -1,53 +1,91 @@
 """Staff image view: the only HTTP endpoint that returns customer photo bytes to an employee.
 
-Every response is `Cache-Control: no-store`; the audit gate decides and records each delivery.
+A request names purpose, context and justification; the gate decides and opens a short-lived grant, and the
+answer is a redirect to the same photo under that grant (`?grant=<id>`), which serves the bytes only while
+the grant lives — reloading the page after it expired is refused, a new view needs a new request. Anything
+else under /lab/photos/ (unknown variant or path, another method) is refused and recorded. Every response
+is `Cache-Control: no-store`.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.utils.http import urlencode
+from django.views.decorators.csrf import csrf_exempt
 
 from lab.accounts.models import User
-from lab.audit.gate import AccessRequest, image_access
+from lab.audit.gate import AccessRequest, image_grant_open, image_grant_view, image_request_refuse
 from lab.audit.records import RequestMeta
+from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
 
 
 def request_meta(request: HttpRequest) -> RequestMeta:
     return RequestMeta(
-        client_ip=request.META.get("REMOTE_ADDR"),
+        client_ip=client_ip(request),
         user_agent=request.headers.get("User-Agent", "")[:300],
         request_id=getattr(request, "request_id", ""),
     )
 
 
-@login_required
-@require_GET
-def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpResponse:
-    assert isinstance(request.user, User)
-    access = AccessRequest(
-        asset_id=str(asset_id),
-        purpose=request.GET.get("purpose", ""),
-        justification=request.GET.get("justification", ""),
-        context_type=request.GET.get("context_type", ""),
-        context_id=request.GET.get("context_id", ""),
-        variant=variant,
-    )
-    if variant not in ("preview", "full", "download"):
-        return JsonResponse({"code": "not_found", "detail": "No such variant."}, status=404)
-    response: HttpResponse
-    try:
-        delivery = image_access(user=request.user, request=access, meta=request_meta(request))
-    except DomainError as error:
-        response = JsonResponse(
-            {"code": error.code, "detail": error.message, **error.details}, status=error.status
-        )
-    else:
-        response = HttpResponse(delivery.data, content_type=delivery.content_type)
-        response["X-Audit-Seq"] = str(delivery.audit_seq)
-        if variant == "download":
-            response["Content-Disposition"] = f'attachment; filename="{asset_id}"'
+def _problem(error: DomainError) -> HttpResponse:
+    return JsonResponse({"code": error.code, "detail": error.message, **error.details}, status=error.status)
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "no-store, private"
     return response
+
+
+# CSRF-exempt so that a POST (or any other method) reaches the gate and is recorded as refused, instead of
+# being turned away unrecorded by the CSRF check; no method but GET ever gets further.
+@csrf_exempt
+@login_required
+def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpResponse:
+    assert isinstance(request.user, User)
+    meta = request_meta(request)
+    try:
+        if request.method != "GET":
+            image_request_refuse(
+                user=request.user, path=request.path, rule="method_not_allowed", meta=meta, status=405
+            )
+        grant_id = request.GET.get("grant")
+        if grant_id is None:
+            access = AccessRequest(
+                asset_id=asset_id,
+                purpose=request.GET.get("purpose", ""),
+                justification=request.GET.get("justification", ""),
+                context_type=request.GET.get("context_type", ""),
+                context_id=request.GET.get("context_id", ""),
+                variant=variant,
+            )
+            grant = image_grant_open(user=request.user, request=access, meta=meta)
+            response: HttpResponse = HttpResponseRedirect(
+                f"{request.path}?{urlencode({'grant': str(grant.pk)})}"
+            )
+            response.status_code = 303  # See Other: the browser fetches the grant's URL with GET
+            return _no_store(response)
+        delivery = image_grant_view(
+            user=request.user, asset_id=asset_id, grant_id=grant_id, variant=variant, meta=meta
+        )
+    except DomainError as error:
+        return _no_store(_problem(error))
+    response = HttpResponse(delivery.data, content_type=delivery.content_type)
+    response["X-Audit-Seq"] = str(delivery.audit_seq)
+    if variant == "download":
+        response["Content-Disposition"] = f'attachment; filename="{asset_id}"'
+    return _no_store(response)
+
+
+@csrf_exempt
+@login_required
+def staff_photo_unknown(request: HttpRequest, rest: str) -> HttpResponse:
+    """Every other path under /lab/photos/: no photo, but the attempt is on the record."""
+    assert isinstance(request.user, User)
+    try:
+        image_request_refuse(
+            user=request.user, path=request.path, rule="unknown_path", meta=request_meta(request)
+        )
+    except DomainError as error:
+        return _no_store(_problem(error))

@@ -13,8 +13,6 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role, has_role
-from lab.audit.grants import grants_revoke
-from lab.audit.models import MaintenanceTicket
 from lab.lib.errors import DomainError, NotFound, PermissionDenied, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
@@ -304,40 +302,3 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
         )
     job.refresh_from_db()
     return job
-
-
-# --- Maintenance tickets (the context a `maintenance` photo view rests on) -------------------------
-
-
-def maintenance_ticket_open(*, printer_id: int, actor: User, description: str) -> MaintenanceTicket:
-    floor_access_check(actor)
-    description = description.strip()
-    if not description:
-        raise DomainError("description_required", "Say what is wrong with the printer.")
-    printer = _printer(printer_id)
-    with transaction.atomic():
-        ticket = MaintenanceTicket.objects.create(
-            printer=printer, opened_by=actor, description=description[:500]
-        )
-        JobEvent.objects.create(
-            printer=printer, kind="maintenance_opened", actor=actor, note=f"ticket {ticket.pk}"
-        )
-    return ticket
-
-
-def maintenance_ticket_close(*, ticket_id: int, actor: User) -> MaintenanceTicket:
-    """Closing the ticket ends every photo grant that rested on it (the gate re-checks on each view)."""
-    floor_access_check(actor)
-    with transaction.atomic():
-        ticket = MaintenanceTicket.objects.select_for_update().filter(pk=ticket_id).first()
-        if ticket is None:
-            raise NotFound("ticket_not_found", "No such maintenance ticket.")
-        if not ticket.is_open:
-            raise DomainError("ticket_closed", f"Ticket {ticket.pk} is already closed.", status=409)
-        ticket.closed_at = timezone.now()
-        ticket.save(update_fields=["closed_at"])
-        grants_revoke(context_type="maintenance_ticket", context_id=ticket.pk, reason="ticket_closed")
-        JobEvent.objects.create(
-            printer=ticket.printer, kind="maintenance_closed", actor=actor, note=f"ticket {ticket.pk}"
-        )
-    return ticket

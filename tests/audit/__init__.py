@@ -14,6 +14,8 @@ from lab.audit.verify import write_export
 
 CHAIN_START = datetime(2026, 5, 9, 8, 0, 0, tzinfo=UTC)
 KEY_ID = "audit-2026"
+# The record (HMAC) key the sample chains are authenticated with.
+RECORD_KEY = bytes(range(100, 132))
 # The schedule signs every 10 records; seq 20 twice (a quiet hour), seq 0 before anything happened, and the
 # export's own checkpoint of the head last.
 CHECKPOINT_SEQS = (0, 10, 20, 20, 30, 40, 50, 50)
@@ -48,7 +50,7 @@ def build_chain(count: int) -> list[dict[str, object]]:
     records: list[dict[str, object]] = []
     head_hash = GENESIS_HASH
     for seq in range(1, count + 1):
-        record = seal_record(record_fields(seq), seq=seq, prev_hash=head_hash)
+        record = seal_record(record_fields(seq), seq=seq, prev_hash=head_hash, record_key=RECORD_KEY)
         head_hash = str(record["hash"])
         records.append(record)
     return records

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import hmac
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -27,6 +28,7 @@ from lab.audit.chain import (
     compute_hash,
     load_private_key,
     load_public_key,
+    load_record_key,
     public_key_b64,
     public_key_fingerprint,
     seal_record,
@@ -35,7 +37,7 @@ from lab.audit.chain import (
     verify_checkpoints,
     verify_records,
 )
-from tests.audit import build_chain, record_fields
+from tests.audit import RECORD_KEY, build_chain, record_fields
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUBLIC_KEY = SIGNING_KEY.public_key()
@@ -80,7 +82,7 @@ def test_record_fields_are_every_stored_field_but_the_hash() -> None:
     assert len(set(RECORD_FIELDS)) == 19
     assert {"seq", "prev_hash"} <= set(RECORD_FIELDS)
     assert "hash" not in RECORD_FIELDS
-    assert (*RECORD_FIELDS, "hash") == EXPORT_FIELDS
+    assert (*RECORD_FIELDS, "mac", "hash") == EXPORT_FIELDS
 
 
 def test_canonical_bytes_are_sorted_compact_utf8_with_nulls_kept() -> None:
@@ -146,9 +148,12 @@ def test_seal_record_links_to_the_given_head() -> None:
     # given the fields of a record, without seq and prev_hash
     fields = {name: value for name, value in VECTOR_RECORD.items() if name not in ("seq", "prev_hash")}
     # when sealed as seq 1 after the genesis hash
-    record = seal_record(fields, seq=1, prev_hash=GENESIS_HASH)
-    # then it is the vector record with its hash
-    assert record == VECTOR_RECORD | {"hash": hashlib.sha256(VECTOR_BYTES).hexdigest()}
+    record = seal_record(fields, seq=1, prev_hash=GENESIS_HASH, record_key=RECORD_KEY)
+    # then it is the vector record with its hash and the HMAC-SHA256 of the same bytes
+    assert record == VECTOR_RECORD | {
+        "hash": hashlib.sha256(VECTOR_BYTES).hexdigest(),
+        "mac": hmac.new(RECORD_KEY, VECTOR_BYTES, hashlib.sha256).hexdigest(),
+    }
 
 
 def test_utc_timestamp_has_microseconds_and_z() -> None:
@@ -456,3 +461,32 @@ def test_a_checkpoint_of_the_empty_log_must_sign_the_genesis_hash() -> None:
 def test_record_fields_builder_covers_every_hashed_field_but_seq_and_prev_hash() -> None:
     # given / when / then: the shared test records exercise the whole field list
     assert set(record_fields(1)) == set(RECORD_FIELDS) - {"seq", "prev_hash"}
+
+
+def test_verify_records_with_the_record_key_names_a_record_made_without_it() -> None:
+    # given a chain whose record 4 was re-made, hash and links intact, with another key's mac
+    records = build_chain(6)
+    records[3] = seal_record(
+        records[3], seq=4, prev_hash=str(records[2]["hash"]), record_key=bytes(range(200, 232))
+    )
+    # when verified without and with the record key
+    without_key = verify_records(records)
+    with_key = verify_records(records, record_key=RECORD_KEY)
+    # then only the key tells, naming record 4
+    assert without_key.problem is None
+    assert with_key.problem == ChainProblem(
+        4,
+        4,
+        "bad_mac",
+        "the record is not authenticated by the record key: forged or rewritten by someone without the key",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("not base64!", "the record key is not base64"), ("c2hvcnQ=", "at least 32 bytes, this one is 5")],
+)
+def test_a_bad_record_key_is_refused(text: str, message: str) -> None:
+    # given / when / then
+    with pytest.raises(ValueError, match=message):
+        load_record_key(text)

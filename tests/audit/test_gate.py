@@ -9,10 +9,11 @@ from django.db import DatabaseError
 from PIL import Image
 
 from lab.audit import gate
-from lab.audit.models import AccessGrant, AuditRecord, ClarificationCase, MaintenanceTicket
+from lab.audit.models import AccessGrant, AuditRecord, ClarificationCase
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.production import services as production
+from lab.production.maintenance import maintenance_ticket_open
 from lab.production.models import PrintJob
 from tests.factories import UserFactory
 from tests.production.test_services import WORKER, hotfolder_printer, paid_order
@@ -134,10 +135,10 @@ def test_full_resolution_needs_a_fitting_purpose_and_a_justification(job):
     assert AuditRecord.objects.last().action == "image.view.full"
 
 
-def test_maintenance_needs_an_open_ticket_on_the_printer_involved(job):
+def test_maintenance_needs_an_open_ticket_naming_the_job(job):
     technician = UserFactory(roles=["technician"])
-    ticket = MaintenanceTicket.objects.create(
-        printer=job.printer, opened_by=technician, description="banding"
+    ticket = maintenance_ticket_open(
+        printer_id=job.printer_id, actor=technician, description="banding", job_ids=[job.pk]
     )
 
     ask(technician, job, purpose="maintenance", context_type="maintenance_ticket", context_id=ticket.pk)
@@ -188,20 +189,28 @@ def test_fail_closed_when_the_audit_record_cannot_be_written(job, monkeypatch):
     assert AccessGrant.objects.count() == 0
 
 
-def test_staff_photo_view_is_no_store_and_denials_are_403(client, job):
+def test_staff_photo_request_redirects_to_its_grant_no_store_and_denials_are_403(client, job):
     technician = UserFactory(roles=["technician"])
     client.force_login(technician)
     url = f"/lab/photos/{job.item.asset_id}/preview"
 
-    ok = client.get(url, {"purpose": "printing", "context_type": "print_job", "context_id": job.pk})
+    asked = client.get(url, {"purpose": "printing", "context_type": "print_job", "context_id": job.pk})
+    ok = client.get(asked["Location"])
     denied = client.get(url, {"purpose": "packaging", "context_type": "order", "context_id": job.order.ref})
 
+    grant = AccessGrant.objects.get()
+    assert (asked.status_code, asked["Location"]) == (303, f"{url}?grant={grant.pk}")
+    assert asked["Cache-Control"] == "no-store, private"
     assert ok.status_code == 200
     assert ok["Content-Type"] == "image/jpeg"
     assert ok["Cache-Control"] == "no-store, private"
     assert denied.status_code == 403
     assert denied["Cache-Control"] == "no-store, private"
     assert not denied.content.startswith(b"\xff\xd8")
+    assert list(AuditRecord.objects.values_list("action", "rule")) == [
+        ("image.view.preview", "active_print_job"),
+        ("image.access.denied", "purpose_not_allowed_for_role"),
+    ]
 
 
 def test_owner_reads_own_photo_through_the_api_recorded_as_owner_access(api, job):

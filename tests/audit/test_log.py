@@ -62,7 +62,8 @@ def test_postgresql_refuses_changes_to_the_log(statement):
     assert AuditRecord.objects.count() == 2
 
 
-def test_postgresql_refuses_truncate_without_the_test_only_setting():
+@pytest.mark.parametrize("table", ["audit_auditrecord", "audit_auditcheckpoint", "audit_audithead"])
+def test_postgresql_refuses_truncate_whatever_is_set(table):
     write(1)
 
     with (
@@ -70,8 +71,11 @@ def test_postgresql_refuses_truncate_without_the_test_only_setting():
         transaction.atomic(),
         connection.cursor() as cursor,
     ):
-        cursor.execute("SET LOCAL lab.allow_audit_truncate = 'off'")
-        cursor.execute("TRUNCATE audit_auditrecord CASCADE")
+        # The setting that once let the test suite truncate opens nothing any more.
+        cursor.execute("SET LOCAL lab.allow_audit_truncate = 'on'")
+        cursor.execute(f"TRUNCATE {table} CASCADE")
+
+    assert AuditRecord.objects.count() == 1
 
 
 def tamper(sql: str) -> None:

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,10 @@ from lab.audit.chain import (
     public_key_fingerprint,
     seal_record,
 )
-from lab.audit.verify import checkpoints_path, export_entries, verify_export, write_export
+from lab.audit.verify import WitnessOptions, checkpoints_path, export_entries, verify_export, write_export
 from tests.audit import (
     CHECKPOINT_SEQS,
+    RECORD_KEY,
     build_chain,
     export_lines,
     record_fields,
@@ -38,6 +40,8 @@ from tests.audit import (
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
 PUBLIC_KEY = SIGNING_KEY.public_key()
+# Whoever edits an export has no record key: their records carry macs made with another.
+ATTACKER_RECORD_KEY = bytes(range(200, 232))
 MAIN_DIRECTORY = Path(__file__).resolve().parents[2]
 
 
@@ -121,7 +125,9 @@ def test_an_altered_record_with_a_recomputed_hash_breaks_the_link_from_the_next(
     lines = export_lines(export)
     record = json.loads(lines[16])
     record["purpose"] = "curiosity"
-    lines[16] = export_line(seal_record(record, seq=17, prev_hash=record["prev_hash"]))
+    lines[16] = export_line(
+        seal_record(record, seq=17, prev_hash=record["prev_hash"], record_key=ATTACKER_RECORD_KEY)
+    )
     rewrite_lines(export, lines)
     # when verified
     problem = _problem(export)
@@ -139,7 +145,9 @@ def test_a_rewritten_chain_tail_is_caught_by_the_next_checkpoint(export: Path) -
     records = build_chain(16)
     for seq in range(17, 51):
         fields = record_fields(seq) | ({"purpose": "curiosity"} if seq == 17 else {})
-        records.append(seal_record(fields, seq=seq, prev_hash=str(records[-1]["hash"])))
+        records.append(
+            seal_record(fields, seq=seq, prev_hash=str(records[-1]["hash"]), record_key=ATTACKER_RECORD_KEY)
+        )
     rewrite_lines(export, [export_line(record) for record in records])
     # when verified
     outcome = verify_export(export_path=export, public_key=PUBLIC_KEY)
@@ -178,7 +186,12 @@ def test_inserting_a_well_formed_record_is_located(export: Path) -> None:
     # given a forged record 17, correctly hashed and linked to 16, placed before the real record 17
     lines = export_lines(export)
     previous_hash = json.loads(lines[15])["hash"]
-    forged = seal_record(record_fields(17) | {"purpose": "maintenance"}, seq=17, prev_hash=previous_hash)
+    forged = seal_record(
+        record_fields(17) | {"purpose": "maintenance"},
+        seq=17,
+        prev_hash=previous_hash,
+        record_key=ATTACKER_RECORD_KEY,
+    )
     lines.insert(16, export_line(forged))
     rewrite_lines(export, lines)
     # when verified
@@ -261,7 +274,11 @@ def test_records_appended_after_the_last_checkpoint_are_refused(export: Path) ->
     # given a well-chained record 51 appended after the export's final checkpoint of seq 50
     lines = export_lines(export)
     head_hash = json.loads(lines[-1])["hash"]
-    lines.append(export_line(seal_record(record_fields(51), seq=51, prev_hash=head_hash)))
+    lines.append(
+        export_line(
+            seal_record(record_fields(51), seq=51, prev_hash=head_hash, record_key=ATTACKER_RECORD_KEY)
+        )
+    )
     rewrite_lines(export, lines)
     # when verified
     problem = _problem(export)
@@ -306,10 +323,18 @@ def test_checkpoints_signed_by_another_key_are_refused(export: Path) -> None:
     # given the whole chain rewritten and every checkpoint re-signed with the attacker's own key
     records = build_chain(50)
     records[16] = seal_record(
-        records[16] | {"purpose": "curiosity"}, seq=17, prev_hash=str(records[15]["hash"])
+        records[16] | {"purpose": "curiosity"},
+        seq=17,
+        prev_hash=str(records[15]["hash"]),
+        record_key=ATTACKER_RECORD_KEY,
     )
     for index in range(17, 50):
-        records[index] = seal_record(records[index], seq=index + 1, prev_hash=str(records[index - 1]["hash"]))
+        records[index] = seal_record(
+            records[index],
+            seq=index + 1,
+            prev_hash=str(records[index - 1]["hash"]),
+            record_key=ATTACKER_RECORD_KEY,
+        )
     write_export(
         path=export,
         records=records,
@@ -399,7 +424,7 @@ def test_a_line_without_final_newline_is_read() -> None:
     # when parsed
     entries = list(export_entries([export_line(record).encode("utf-8")]))
     # then it parses to the record's chain entry
-    assert entries == [(1, 1, record["prev_hash"], record["hash"], record["hash"])]
+    assert entries == [(1, 1, record["prev_hash"], record["hash"], record["hash"], True)]
 
 
 # --- the command line, run as an auditor would, where Django cannot be imported -----------------------
@@ -508,3 +533,82 @@ def test_cli_refuses_an_unreadable_key(export: Path, tmp_path: Path) -> None:
     assert completed.stderr.endswith(
         "error: cannot read the public key: a raw Ed25519 key is 32 bytes, this one is 5\n"
     )
+
+
+# --- the witness log and the record key ------------------------------------------------------------------
+
+
+def _witness(export: Path, tmp_path: Path) -> tuple[Path, str]:
+    """The auditors' copy of the checkpoints (here: the export's own), and half an hour after the last."""
+    witness = tmp_path / "witness.jsonl"
+    witness.write_bytes(checkpoints_path(export).read_bytes())
+    return witness, "2026-05-09T15:30:00Z"
+
+
+def test_cli_accepts_an_intact_export_against_the_witness_with_the_record_key(
+    export: Path, tmp_path: Path
+) -> None:
+    # given an intact export, the witness log and the record key
+    witness, as_of = _witness(export, tmp_path)
+    # when the verifier runs with all three
+    completed = _run_verifier(
+        [
+            str(export),
+            "--public-key",
+            public_key_b64(PUBLIC_KEY),
+            "--witness",
+            str(witness),
+            "--as-of",
+            as_of,
+            "--record-key",
+            base64.b64encode(RECORD_KEY).decode(),
+        ],
+        tmp_path,
+    )
+    # then it exits 0, saying the macs were checked
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.stdout.endswith(
+        "; 8 witnessed; last checkpoint seq 50 signed at 2026-05-09T15:00:00.000000Z;"
+        " every record's mac valid\n"
+    )
+
+
+def test_cli_names_a_tail_cut_together_with_its_checkpoints_from_the_witness(
+    export: Path, tmp_path: Path
+) -> None:
+    # given the tail cut back to seq 40 together with the export's checkpoints after it, the witness intact
+    witness, as_of = _witness(export, tmp_path)
+    rewrite_lines(export, export_lines(export)[:40])
+    rewrite_lines(checkpoints_path(export), export_lines(checkpoints_path(export))[:6])
+    # when the verifier runs with the witness
+    completed = _run_verifier(
+        [
+            str(export),
+            "--public-key",
+            public_key_b64(PUBLIC_KEY),
+            "--witness",
+            str(witness),
+            "--as-of",
+            as_of,
+        ],
+        tmp_path,
+    )
+    # then the removed range is named from the witness's line 7
+    assert completed.returncode == 1
+    assert completed.stdout.startswith(
+        f"TAMPERED: truncated_after_checkpoint at seq 41, line 7 of {witness}:"
+    )
+    assert "seqs 41..50 were removed" in completed.stdout
+
+
+def test_a_stale_witness_is_named_offline(export: Path, tmp_path: Path) -> None:
+    # given the witness checked three hours after its last checkpoint, with hourly checkpoints
+    witness, _ = _witness(export, tmp_path)
+    options = WitnessOptions(
+        path=witness, as_of=datetime(2026, 5, 9, 18, 0, 1, tzinfo=UTC), interval_seconds=3600
+    )
+    # when verified
+    outcome = verify_export(export_path=export, public_key=PUBLIC_KEY, witness=options)
+    # then the unwitnessed seqs after the last checkpoint are named
+    assert _located(outcome.problem) == ("stale_witness", 51, 8)
+    assert outcome.problem_path == witness

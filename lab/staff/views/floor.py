@@ -9,13 +9,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from lab.accounts.models import User
 from lab.accounts.roles import user_roles
-from lab.audit.gate import PURPOSES_BY_ROLE
+from lab.audit.gate import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE
 from lab.audit.models import ClarificationCase, MaintenanceTicket
 from lab.lib.errors import DomainError
 from lab.orders.holds import HOLDABLE, order_hold, order_release_hold
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
-from lab.production import actions
+from lab.production import actions, maintenance
 from lab.production.cancellation import SUPERVISOR_ROLES, order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus, ReprintReason
@@ -141,11 +141,7 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
             "is_unknown": job.status == J.UNKNOWN,
             "is_suspect": job.status == J.SUSPECT,
             "photo_requests": _photo_requests(request, job),
-            "open_tickets": (
-                MaintenanceTicket.objects.filter(printer=job.printer, closed_at__isnull=True).order_by("pk")
-                if job.printer_id
-                else []
-            ),
+            **_maintenance_context(request, job),
         },
     )
 
@@ -216,29 +212,70 @@ def job_resolve_view(request: HttpRequest, job_id: int) -> HttpResponse:
     return run_action(request, act, default_next=_job_url(job_id))
 
 
-def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, str]]:
-    """The purposes this person could name to see the job's photo; the audit gate decides and records."""
+def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, object]]:
+    """The purposes this person could name to see the job's photo; the audit gate decides and records.
+
+    A maintenance ticket is offered only on the pages of the jobs it names, and full resolution under it
+    only once a supervisor approved it (the gate refuses otherwise anyway).
+    """
     roles = user_roles(request.user)
     allowed = set().union(*(PURPOSES_BY_ROLE.get(role, frozenset()) for role in roles))
-    offers = [
-        ("printing", "print_job", str(job.pk), "printing this job"),
-        ("handling", "print_job", str(job.pk), "handling this job"),
-        ("packaging", "order", job.order.ref, "packing this order"),
+    offers: list[tuple[str, str, str, str, bool]] = [
+        ("printing", "print_job", str(job.pk), "printing this job", True),
+        ("handling", "print_job", str(job.pk), "handling this job", True),
+        ("packaging", "order", job.order.ref, "packing this order", True),
     ]
-    if job.printer_id:
-        for ticket in MaintenanceTicket.objects.filter(printer=job.printer, closed_at__isnull=True):
-            offers.append(
-                ("maintenance", "maintenance_ticket", str(ticket.pk), f"maintenance ticket {ticket.pk}")
+    for ticket in MaintenanceTicket.objects.filter(jobs=job, closed_at__isnull=True).order_by("pk"):
+        offers.append(
+            (
+                "maintenance",
+                "maintenance_ticket",
+                str(ticket.pk),
+                f"maintenance ticket {ticket.pk}",
+                ticket.is_approved,
             )
+        )
     for case in ClarificationCase.objects.filter(order=job.order, closed_at__isnull=True):
         offers.append(
-            ("order_clarification", "clarification_case", str(case.pk), f"clarification case {case.pk}")
+            ("order_clarification", "clarification_case", str(case.pk), f"clarification case {case.pk}", True)
         )
     return [
-        {"purpose": purpose, "context_type": kind, "context_id": ident, "label": label}
-        for purpose, kind, ident, label in offers
+        {
+            "purpose": purpose,
+            "context_type": kind,
+            "context_id": ident,
+            "label": label,
+            "offers_full": is_full_ok and purpose in FULL_RESOLUTION_PURPOSES,
+        }
+        for purpose, kind, ident, label, is_full_ok in offers
         if purpose in allowed
     ]
+
+
+def _maintenance_context(request: HttpRequest, job: PrintJob) -> dict[str, object]:
+    """Open tickets on the job's printer (with the jobs each names) and the jobs a new ticket may name."""
+    if not job.printer_id:
+        return {"open_tickets": [], "ticket_candidates": []}
+    tickets = (
+        MaintenanceTicket.objects.filter(printer_id=job.printer_id, closed_at__isnull=True)
+        .select_related("opened_by", "approved_by")
+        .prefetch_related("jobs")
+        .order_by("pk")
+    )
+    user = request.user
+    return {
+        "open_tickets": [
+            {
+                "ticket": ticket,
+                "job_ids": sorted(ticket_job.pk for ticket_job in ticket.jobs.all()),
+                "can_approve": can(request, maintenance.TICKET_APPROVER_ROLES)
+                and not ticket.is_approved
+                and ticket.opened_by_id != user.pk,
+            }
+            for ticket in tickets
+        ],
+        "ticket_candidates": maintenance.maintenance_ticket_candidate_jobs(printer_id=job.printer_id),
+    }
 
 
 @staff_page(*FLOOR_ROLES)
@@ -249,10 +286,30 @@ def ticket_open_view(request: HttpRequest, job_id: int) -> HttpResponse:
     def act() -> str:
         if job.printer_id is None:
             raise DomainError("no_printer", "This job has no printer yet.")
-        ticket = actions.maintenance_ticket_open(
-            printer_id=job.printer_id, actor=_actor(request), description=request.POST.get("description", "")
+        job_ids = request.POST.getlist("job_ids")
+        if not all(value.isdigit() for value in job_ids):
+            raise DomainError("invalid_input", "Choose jobs from the list.")
+        ticket = maintenance.maintenance_ticket_open(
+            printer_id=job.printer_id,
+            actor=_actor(request),
+            description=request.POST.get("description", ""),
+            job_ids=[int(value) for value in job_ids],
         )
-        return f"Maintenance ticket {ticket.pk} opened on {job.printer.name if job.printer else ''}."
+        count = ticket.jobs.count()
+        return (
+            f"Maintenance ticket {ticket.pk} opened on {job.printer.name if job.printer else ''} "
+            f"for {count} job{'s' if count != 1 else ''}."
+        )
+
+    return run_action(request, act, default_next=_job_url(job_id))
+
+
+@staff_page(*maintenance.TICKET_APPROVER_ROLES)
+@require_POST
+def ticket_approve_view(request: HttpRequest, job_id: int, ticket_id: int) -> HttpResponse:
+    def act() -> str:
+        ticket = maintenance.maintenance_ticket_approve(ticket_id=ticket_id, actor=_actor(request))
+        return f"Maintenance ticket {ticket.pk} approved: its jobs may be seen at full resolution."
 
     return run_action(request, act, default_next=_job_url(job_id))
 
@@ -261,7 +318,7 @@ def ticket_open_view(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def ticket_close_view(request: HttpRequest, job_id: int, ticket_id: int) -> HttpResponse:
     def act() -> str:
-        ticket = actions.maintenance_ticket_close(ticket_id=ticket_id, actor=_actor(request))
+        ticket = maintenance.maintenance_ticket_close(ticket_id=ticket_id, actor=_actor(request))
         return f"Maintenance ticket {ticket.pk} closed."
 
     return run_action(request, act, default_next=_job_url(job_id))

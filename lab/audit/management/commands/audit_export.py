@@ -1,11 +1,12 @@
-"""`manage.py audit_export PATH`: write the chain as JSONL plus its signed checkpoints."""
+"""`manage.py audit_export PATH`: write the chain as JSONL plus every signed checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lab.audit import chain
 from lab.audit.services import audit_export, public_key
@@ -20,8 +21,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"])
-        audit_export(path=path, actor_id=None, actor_role="operator")
+        outcome = audit_export(path=path, actor_id=None, actor_role="operator")
         fingerprint = chain.public_key_fingerprint(public_key())
+        written = (
+            f"wrote {outcome.records} records to {path} and {outcome.checkpoints} checkpoints to"
+            f" {checkpoints_path(path)}"
+        )
+        if outcome.problem is not None:
+            raise CommandError(
+                f"{written}, but did NOT sign it: TAMPERED: {outcome.problem.kind} at seq"
+                f" {outcome.problem.seq}: {outcome.problem.message}"
+            )
         self.stdout.write(
-            f"wrote {path} and {checkpoints_path(path)}; verify with the public key {fingerprint}"
+            f"{written}; verify with the public key {fingerprint}"
+            f" and the witness log {settings.AUDIT_WITNESS}"
         )

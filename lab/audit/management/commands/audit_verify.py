@@ -1,7 +1,9 @@
-"""`manage.py audit_verify`: recompute the chain and checkpoints; exit 1 naming the first broken record."""
+"""`manage.py audit_verify`: recompute the chain, every record's mac and the checkpoints, and check the chain
+against the witness log; exit 1 naming the first broken seq or the missing range."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -11,20 +13,26 @@ from lab.audit.services import audit_verify_database
 
 
 class Command(BaseCommand):
-    help = "Verify the audit log's hash chain and signed checkpoints."
+    help = "Verify the audit log's hash chain, record macs, signed checkpoints and the witness log."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--public-key", help="pinned public key (PEM or base64); default: the configured key"
         )
+        parser.add_argument(
+            "--witness",
+            type=Path,
+            help="a witness log to check against (e.g. the auditors' copy); default: AUDIT_WITNESS",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         pinned = chain.load_public_key(options["public_key"]) if options.get("public_key") else None
-        result = audit_verify_database(pinned_public_key=pinned)
+        result = audit_verify_database(pinned_public_key=pinned, witness_path=options.get("witness"))
         if result.problem is not None:
             raise CommandError(
                 f"TAMPERED: {result.problem.kind} at seq {result.problem.seq}: {result.problem.message}"
             )
         self.stdout.write(
-            f"OK: {result.count} records, head seq {result.head_seq}, {result.checkpoints} checkpoints"
+            f"OK: {result.count} records, head seq {result.head_seq}, {result.checkpoints} checkpoints,"
+            f" {result.witnessed} witnessed"
         )

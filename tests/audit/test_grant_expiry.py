@@ -1,0 +1,142 @@
+"""Grants end when they end: a view under an expired grant is refused and recorded, nothing renews it; a new
+request opens a new grant, and one soon after the last expired is a renewal the auditors' rules flag.
+
+Time moves by a settable clock in the gate (as the console tests move the chain's clock), never by sleeping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.utils import timezone
+
+from lab.audit import gate
+from lab.audit.anomalies import Flag, anomalies_find
+from lab.audit.models import AccessGrant, AuditRecord
+from lab.production.models import PrintJob
+from tests.staff.builders import client_as, hotfolder_printer, released_order
+
+pytestmark = pytest.mark.django_db
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.current = timezone.now()
+
+    def now(self) -> datetime:
+        return self.current
+
+    def forward(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    gate_clock = Clock()
+    monkeypatch.setattr(gate, "timezone", SimpleNamespace(now=gate_clock.now))
+    return gate_clock
+
+
+@pytest.fixture
+def job(settings) -> PrintJob:
+    settings.AUDIT_GRANT_SECONDS = 600
+    settings.AUDIT_GRANT_RENEWAL_SECONDS = 600
+    hotfolder_printer("minilab", sizes=["4x6"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    return PrintJob.objects.select_related("order", "item").get()
+
+
+def params(job: PrintJob) -> dict[str, object]:
+    return {"purpose": "printing", "context_type": "print_job", "context_id": job.pk, "justification": "crop"}
+
+
+def test_an_expired_grant_is_refused_and_recorded_not_renewed(job, clock):
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    grant_url = client.get(url, params(job))["Location"]
+
+    clock.forward(599)
+    within = client.get(grant_url)
+    clock.forward(2)
+    after = client.get(grant_url)
+
+    assert within.status_code == 200
+    assert (after.status_code, after.json()["rule"]) == (403, "grant_expired")
+    assert AccessGrant.objects.count() == 1  # nothing opened a new one behind the person's back
+    last = AuditRecord.objects.order_by("seq").last()
+    assert (last.action, last.outcome, last.rule, last.purpose, last.context_id) == (
+        "image.access.denied",
+        "denied",
+        "grant_expired",
+        "printing",
+        str(job.pk),
+    )
+
+
+def test_a_new_request_soon_after_expiry_opens_a_renewal_that_is_flagged(job, clock):
+    client, technician = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    first_grant_url = client.get(url, params(job))["Location"]
+    client.get(first_grant_url)
+
+    clock.forward(601 + 120)  # expired two minutes ago: inside the renewal window
+    renewed = client.get(client.get(url, params(job))["Location"])
+    clock.forward(600 + 601)  # this one expired, and the next request is long after: not a renewal
+    fresh = client.get(client.get(url, params(job))["Location"])
+
+    first, second, third = AccessGrant.objects.order_by("created_at")
+    assert (renewed.status_code, fresh.status_code) == (200, 200)
+    assert (second.renews_id, third.renews_id) == (first.pk, None)
+    since = timezone.now() - timedelta(hours=1)
+    renewals = [
+        a
+        for a in anomalies_find(since=since, until=since + timedelta(hours=2))
+        if a.flag == Flag.GRANT_RENEWAL
+    ]
+    assert [(a.seq, a.actor_id) for a in renewals] == [(second.first_seq, str(technician.public_id))]
+    assert renewals[0].detail == "asked again 121 s after the last grant for this photo expired"
+
+
+def test_a_live_grant_is_reused_and_a_preview_grant_does_not_cover_full_resolution(job, clock):
+    client, _ = client_as("technician")
+    preview_url = f"/lab/photos/{job.item.asset_id}/preview"
+    grant_url = client.get(preview_url, params(job))["Location"]
+    clock.forward(60)
+    again = client.get(preview_url, params(job))["Location"]
+
+    full = client.get(grant_url.replace("/preview?", "/full?"))
+
+    assert again == grant_url
+    assert (full.status_code, full.json()["rule"]) == (403, "grant_is_preview_only")
+    assert AccessGrant.objects.count() == 1
+
+
+def test_someone_elses_grant_or_a_made_up_one_is_refused_and_recorded(job, clock):
+    owner_client, _ = client_as("technician")
+    other_client, other = client_as("technician")
+    grant_url = owner_client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))["Location"]
+
+    borrowed = other_client.get(grant_url)
+    made_up = other_client.get(f"/lab/photos/{job.item.asset_id}/preview", {"grant": "not-a-grant"})
+
+    assert [borrowed.status_code, made_up.status_code] == [403, 403]
+    assert list(AuditRecord.objects.filter(actor_id=str(other.public_id)).values_list("rule", flat=True)) == [
+        "grant_not_found",
+        "grant_not_found",
+    ]
+
+
+def test_a_closed_context_ends_the_grant_before_it_expires(job, clock):
+    from lab.production import services
+
+    client, _ = client_as("technician")
+    grant_url = client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))["Location"]
+
+    services.job_move(job_id=job.pk, from_statuses={"queued"}, to_status="cancelled")
+    refused = client.get(grant_url)
+
+    assert (refused.status_code, refused.json()["rule"]) == (403, "grant_revoked")
+    assert AccessGrant.objects.get().revoked_reason == "job_cancelled"
+    assert AuditRecord.objects.order_by("seq").last().order_ref == job.order.ref

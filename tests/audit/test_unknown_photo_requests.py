@@ -1,0 +1,110 @@
+"""Every refused or unknown request under /lab/photos/ is a recorded denial: an unknown variant, a bad id,
+a path the gate does not serve, another method, a wrong purpose. None returns image bytes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lab.audit.models import AuditRecord
+from lab.production.models import PrintJob
+from tests.staff.builders import client_as, hotfolder_printer, released_order
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job(settings) -> PrintJob:
+    hotfolder_printer("minilab", sizes=["4x6"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    return PrintJob.objects.select_related("order", "item").get()
+
+
+def printing(job: PrintJob) -> dict[str, object]:
+    return {"purpose": "printing", "context_type": "print_job", "context_id": job.pk, "justification": "crop"}
+
+
+def test_an_unknown_variant_is_a_recorded_404(job):
+    client, technician = client_as("technician")
+
+    response = client.get(f"/lab/photos/{job.item.asset_id}/thumbnail", printing(job))
+
+    assert (response.status_code, response.json()["rule"]) == (404, "unknown_variant")
+    record = AuditRecord.objects.get()
+    assert (record.action, record.outcome, record.rule, record.actor_id, record.asset_id) == (
+        "image.access.denied",
+        "denied",
+        "unknown_variant",
+        str(technician.public_id),
+        str(job.item.asset_id),
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "status", "rule"),
+    [
+        ("/lab/photos/not-a-uuid/preview", True, 403, "asset_unavailable"),
+        (f"/lab/photos/{uuid.uuid4()}/preview", True, 403, "asset_unavailable"),
+        ("/lab/photos/{asset}/preview/", True, 404, "unknown_path"),
+        ("/lab/photos/{asset}/../../etc/passwd", False, 404, "unknown_path"),
+        ("/lab/photos/{asset}", False, 404, "unknown_path"),
+        ("/lab/photos/", False, 404, "unknown_path"),
+    ],
+)
+def test_bad_ids_and_unknown_paths_are_recorded_denials(job, path, query, status, rule):
+    client, technician = client_as("technician")
+
+    response = client.get(path.format(asset=job.item.asset_id), printing(job) if query else {})
+
+    assert (response.status_code, response.json()["rule"]) == (status, rule)
+    assert not response.content.startswith(b"\xff\xd8")
+    record = AuditRecord.objects.get()
+    assert (record.action, record.rule, record.actor_id) == (
+        "image.access.denied",
+        rule,
+        str(technician.public_id),
+    )
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "head"])
+def test_other_methods_are_recorded_denials(job, method):
+    client, _ = client_as("technician")
+
+    response = getattr(client, method)(f"/lab/photos/{job.item.asset_id}/preview?purpose=printing")
+
+    assert response.status_code == 405
+    record = AuditRecord.objects.get()
+    assert (record.action, record.rule, record.context_type) == (
+        "image.access.denied",
+        "method_not_allowed",
+        "path",
+    )
+
+
+@pytest.mark.parametrize(
+    ("purpose", "context_type", "rule"),
+    [
+        ("packaging", "order", "purpose_not_allowed_for_role"),
+        ("marketing", "print_job", "purpose_not_allowed_for_role"),
+        ("printing", "order", "context_not_found"),
+    ],
+)
+def test_a_wrong_purpose_or_context_is_a_recorded_denial(job, purpose, context_type, rule):
+    client, _ = client_as("technician")
+
+    response = client.get(
+        f"/lab/photos/{job.item.asset_id}/preview",
+        {"purpose": purpose, "context_type": context_type, "context_id": job.pk},
+    )
+
+    assert (response.status_code, response.json()["rule"]) == (403, rule)
+    assert AuditRecord.objects.get().rule == rule
+
+
+def test_anonymous_requests_go_to_the_login_page_and_write_nothing(job, client):
+    """Nobody to name: recording them would let anyone on the network write to the chain."""
+    response = client.get(f"/lab/photos/{job.item.asset_id}/thumbnail")
+
+    assert response.status_code == 302 and response["Location"].startswith("/lab/login/")
+    assert AuditRecord.objects.count() == 0
