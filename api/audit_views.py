@@ -26,6 +26,7 @@ from lab.audit.chain import RECORD_FIELDS
 from lab.audit.models import AuditRecord, Outcome, Purpose
 from lab.audit.records import RequestMeta
 from lab.audit.review import AUDITOR_ROLES, auditor_read_record
+from lab.lib.client_ip import client_ip
 
 API_CONTEXT = "audit_api"
 
@@ -50,7 +51,7 @@ class AuditorAPIView(APIView):
         auditor_read_record(
             user=cast(User, request.user),
             meta=RequestMeta(
-                client_ip=request.META.get("REMOTE_ADDR"),
+                client_ip=client_ip(request._request),
                 user_agent=request.headers.get("User-Agent", "")[:300],
                 request_id=getattr(request._request, "request_id", ""),
             ),

@@ -1,20 +1,21 @@
-"""API token authentication: DRF's, with the key's shape checked before it is looked up.
+"""API token authentication: `Authorization: Token <key>`, looked up by the SHA-256 of the key.
 
-A key that cannot be a token (NUL bytes, junk) is refused as a failed login instead of reaching PostgreSQL.
+Keys of the wrong shape are refused before the database; staff accounts never authenticate with a token
+(they use the lab pages, or the auditors' console session).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rest_framework import authentication, exceptions
 
-_TOKEN_KEY = re.compile(r"[0-9a-f]{40}")  # rest_framework.authtoken keys: 20 random bytes in hex
+from lab.accounts.tokens import api_token_authenticate
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
-        if _TOKEN_KEY.fullmatch(key) is None:
+        found = api_token_authenticate(key=key)
+        if found is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        return super().authenticate_credentials(key)
+        return found

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404
-from rest_framework import exceptions, status
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -49,7 +50,10 @@ def problem_response(*, status_code: int, code: str, detail: str, **extra: Any) 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        return problem_response(status_code=exc.status, code=exc.code, detail=exc.message, **exc.details)
+        problem = problem_response(status_code=exc.status, code=exc.code, detail=exc.message, **exc.details)
+        if "retry_after_seconds" in exc.details:
+            problem["Retry-After"] = str(exc.details["retry_after_seconds"])
+        return problem
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = exception_handler(exc, context)
@@ -72,17 +76,55 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     return problem
 
 
-def not_found_view(request: Any, exception: Exception | None = None) -> Any:
-    from django.http import JsonResponse
+# --- handler400/403/404/500 under /api/ (lab/urls.py): errors raised before a view, or outside DRF ---------
 
-    return JsonResponse(
-        {
-            "type": "https://printlab.example/problems/not_found",
-            "title": "Not found",
-            "status": 404,
-            "code": "not_found",
-            "detail": "No such resource.",
-        },
-        status=status.HTTP_404_NOT_FOUND,
-        content_type=PROBLEM_CONTENT_TYPE,
+
+def _problem_page(*, status_code: int, code: str, detail: str) -> JsonResponse:
+    # A plain JsonResponse: these run where DRF never negotiated content (middleware, URL routing).
+    body = {
+        "type": f"https://printlab.example/problems/{code}",
+        "title": code.replace("_", " ").capitalize(),
+        "status": status_code,
+        "code": code,
+        "detail": detail,
+    }
+    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Django's SuspiciousOperation family: a foreign Host header, a body or a form too big to parse."""
+    if isinstance(exception, RequestDataTooBig):
+        return _problem_page(
+            status_code=413,
+            code="request_too_large",
+            detail="The request body is larger than this API accepts.",
+        )
+    if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+        return _problem_page(
+            status_code=400,
+            code="too_many_fields",
+            detail="The request has more form fields or files than allowed.",
+        )
+    if isinstance(exception, DisallowedHost):
+        return _problem_page(
+            status_code=400,
+            code="disallowed_host",
+            detail="The Host header names a host this server does not serve.",
+        )
+    return _problem_page(status_code=400, code="bad_request", detail="The request is malformed.")
+
+
+def permission_denied_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _problem_page(status_code=403, code="permission_denied", detail="You may not do this.")
+
+
+def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _problem_page(status_code=404, code="not_found", detail="No such resource.")
+
+
+def server_error_view(request: HttpRequest) -> JsonResponse:
+    return _problem_page(
+        status_code=500,
+        code="server_error",
+        detail="The server failed to answer; the response's X-Request-ID names it in the lab's logs.",
     )

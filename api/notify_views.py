@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import notify_serializers as s
+from api.schema import problems
 from lab.accounts.models import User
 from lab.notify import selectors, webhooks
 from lab.notify.models import WebhookDelivery, WebhookEndpoint
@@ -37,7 +38,9 @@ class WebhookEndpointListCreateView(generics.ListAPIView):
             return WebhookEndpoint.objects.none()
         return selectors.webhook_endpoints_for_owner(owner=_owner(self.request))
 
-    @extend_schema(request=s.WebhookEndpointInput, responses={201: s.WebhookEndpointCreatedOutput})
+    @extend_schema(
+        request=s.WebhookEndpointInput, responses={201: s.WebhookEndpointCreatedOutput, **problems(422)}
+    )
     def post(self, request: Request) -> Response:
         data = s.WebhookEndpointInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -53,7 +56,9 @@ class WebhookEndpointDetailView(APIView):
         endpoint = selectors.webhook_endpoint_for_owner(endpoint_id=endpoint_id, owner=_owner(request))
         return Response(s.WebhookEndpointOutput(endpoint).data)
 
-    @extend_schema(request=s.WebhookEndpointUpdateInput, responses=s.WebhookEndpointOutput)
+    @extend_schema(
+        request=s.WebhookEndpointUpdateInput, responses={200: s.WebhookEndpointOutput, **problems(422)}
+    )
     def patch(self, request: Request, endpoint_id: uuid.UUID) -> Response:
         endpoint = selectors.webhook_endpoint_for_owner(endpoint_id=endpoint_id, owner=_owner(request))
         data = s.WebhookEndpointUpdateInput(data=request.data)

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.schema import problems
 from api.views import MeView
 from lab.accounts.models import User
 from lab.privacy.erasure import account_erase
@@ -44,7 +45,7 @@ class AccountView(MeView):
 
     @extend_schema(
         request=ErasureInput,
-        responses={200: ErasureOutput},
+        responses={200: ErasureOutput, **problems(403, 409)},
         description=(
             'Erase your personal data. Send your current password as a JSON body: `{"password": "..."}`. '
             "Photos are destroyed, name, e-mail and addresses removed, orders kept anonymised for "

@@ -82,6 +82,26 @@ class RegistrationOutput(AccountOutput):
 class TokenInput(serializers.Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(max_length=200)
+    name = serializers.CharField(
+        max_length=100, required=False, default="api", help_text="A label to tell your tokens apart."
+    )
+
+
+class TokenOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    name = serializers.CharField()
+    key_prefix = serializers.CharField(help_text="The first 8 characters of the key.")
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True, help_text="To the minute.")
+
+
+class TokenCreatedOutput(TokenOutput):
+    token = serializers.SerializerMethodField(
+        help_text="Shown once: send it as `Authorization: Token <token>`. Only its hash is stored."
+    )
+
+    def get_token(self, token: object) -> str:
+        return str(self.context["key"])
 
 
 class MeUpdateInput(serializers.Serializer):

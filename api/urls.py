@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from api import audit_views, notify_views, privacy_views, views, webhooks
+from api import audit_views, notify_views, privacy_views, token_views, views, webhooks
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -13,6 +13,8 @@ urlpatterns = [
     path("auth/token", views.TokenCreateView.as_view(), name="auth-token"),
     path("me", privacy_views.AccountView.as_view(), name="me"),
     path("me/export", privacy_views.AccountExportView.as_view(), name="me-export"),
+    path("me/tokens", token_views.MeTokenListView.as_view(), name="me-tokens"),
+    path("me/tokens/<uuid:token_id>", token_views.MeTokenDetailView.as_view(), name="me-token-detail"),
     path("assets", views.AssetCreateView.as_view(), name="assets"),
     path("assets/<str:asset_id>", views.AssetDetailView.as_view(), name="asset-detail"),
     path("assets/<str:asset_id>/content", views.AssetContentView.as_view(), name="asset-content"),

@@ -7,13 +7,11 @@ import json
 from typing import Any, cast
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.authtoken.models import Token
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -21,13 +19,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
+from api.schema import problems
 from api.throttles import AnonThrottle, RegistrationThrottle
 from lab.accounts import services as accounts
-from lab.accounts.models import User
+from lab.accounts import signin, tokens
+from lab.accounts.models import SecurityEvent, User
 from lab.catalog.models import Product
+from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
 from lab.orders import services as orders
 from lab.orders.models import Order
+
+
+def client_address(request: Request) -> str | None:
+    return client_ip(request._request) or None  # behind TRUSTED_PROXIES, the client's, not the proxy's
 
 
 def _customer(request: Request) -> User | None:
@@ -56,7 +61,7 @@ class AccountCreateView(APIView):
     authentication_classes = ()
     throttle_classes = (RegistrationThrottle,)
 
-    @extend_schema(request=s.RegistrationInput, responses={201: s.RegistrationOutput})
+    @extend_schema(request=s.RegistrationInput, responses={201: s.RegistrationOutput, **problems(403, 409)})
     def post(self, request: Request) -> Response:
         data = s.RegistrationInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -70,31 +75,34 @@ class AccountCreateView(APIView):
             policy_version=values["privacy_policy_version"],
             marketing_opt_in=values["marketing_opt_in"],
         )
-        token = Token.objects.create(user=user)
-        output = s.RegistrationOutput(user, context={"token": token.key}).data
+        issued = tokens.api_token_issue(user=user, name="registration", client_ip=client_address(request))
+        output = s.RegistrationOutput(user, context={"token": issued.key}).data
         return Response(output, status=status.HTTP_201_CREATED)
 
 
 class TokenCreateView(APIView):
-    """Exchange e-mail and password for an API token."""
+    """Exchange e-mail and password for a new named API token (customers only; the key is shown once).
+
+    Failed attempts are limited per account and per address (429 `sign_in_locked`, with Retry-After).
+    """
 
     permission_classes = (AllowAny,)
     authentication_classes = ()
     throttle_classes = (RegistrationThrottle,)
 
-    @extend_schema(request=s.TokenInput, responses={200: dict})
+    @extend_schema(request=s.TokenInput, responses={200: s.TokenCreatedOutput, **problems(401, 403)})
     def post(self, request: Request) -> Response:
         data = s.TokenInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(
-            request._request,
-            email=data.validated_data["email"].lower(),
-            password=data.validated_data["password"],
+        values = data.validated_data
+        attempt = signin.SignInAttempt(
+            email=values["email"], client_ip=client_address(request), channel=SecurityEvent.Channel.API
         )
+        user = signin.sign_in(request=request._request, attempt=attempt, password=values["password"])
         if user is None:
             raise DomainError("invalid_credentials", "E-mail or password is not correct.", status=401)
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        issued = tokens.api_token_issue(user=user, name=values["name"], client_ip=attempt.client_ip)
+        return Response(s.TokenCreatedOutput(issued.token, context={"key": issued.key}).data)
 
 
 class MeView(APIView):
@@ -106,7 +114,7 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         return Response(s.AccountOutput(request.user).data)
 
-    @extend_schema(request=s.MeUpdateInput, responses=s.AccountOutput)
+    @extend_schema(request=s.MeUpdateInput, responses={200: s.AccountOutput, **problems(403, 409)})
     def patch(self, request: Request) -> Response:
         data = s.MeUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -121,7 +129,10 @@ class AssetCreateView(APIView):
     throttle_classes = (AnonThrottle,)
     parser_classes = (MultiPartParser, FormParser, JSONParser)
 
-    @extend_schema(request=s.AssetUploadInput, responses={201: s.AssetOutput, 202: s.AssetOutput})
+    @extend_schema(
+        request=s.AssetUploadInput,
+        responses={201: s.AssetOutput, 202: s.AssetOutput, **problems(413, 422)},
+    )
     def post(self, request: Request) -> Response:
         data = s.AssetUploadInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -144,7 +155,7 @@ class AssetContentView(APIView):
 
     permission_classes = (IsAuthenticated,)
 
-    @extend_schema(responses={(200, "image/*"): bytes})
+    @extend_schema(responses={(200, "image/*"): bytes, **problems(403, 410, 503)})
     def get(self, request: Request, asset_id: str) -> HttpResponse:
         from lab.audit.gate import owner_image_access
         from lab.audit.views import request_meta
@@ -180,7 +191,7 @@ class QuoteView(APIView):
     permission_classes = (AllowAny,)
     throttle_classes = (AnonThrottle,)
 
-    @extend_schema(request=s.QuoteInput, responses=s.QuoteOutput)
+    @extend_schema(request=s.QuoteInput, responses={200: s.QuoteOutput, **problems(404, 409)})
     def post(self, request: Request) -> Response:
         data = s.QuoteInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -231,7 +242,7 @@ class OrderListCreateView(generics.ListAPIView):
 
     @extend_schema(
         request=s.OrderInput,
-        responses={201: s.OrderCreatedOutput, 200: s.OrderCreatedOutput},
+        responses={201: s.OrderCreatedOutput, 200: s.OrderCreatedOutput, **problems(404, 409, 502, 503)},
         parameters=[IDEMPOTENCY_HEADER],
     )
     def post(self, request: Request) -> Response:
@@ -287,7 +298,11 @@ class OrderCancelView(APIView):
     permission_classes = (AllowAny,)
     throttle_classes = (AnonThrottle,)
 
-    @extend_schema(request=None, responses=s.OrderOutput, parameters=[ORDER_TOKEN_HEADER])
+    @extend_schema(
+        request=None,
+        responses={200: s.OrderOutput, **problems(409, 502, 503)},
+        parameters=[ORDER_TOKEN_HEADER],
+    )
     def post(self, request: Request, ref: str) -> Response:
         customer = _customer(request)
         order = orders.order_for_reader(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.schema import problems
 from lab.orders import payments
 
 
@@ -18,7 +20,7 @@ class StripeWebhookView(APIView):
     authentication_classes = ()
     parser_classes = ()  # the signature covers the raw body: it is read as bytes, never parsed first
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **problems(400, 503)})
     def post(self, request: Request) -> Response:
         payload = request.body
         event = payments.webhook_event_verify(

@@ -7,19 +7,31 @@ Every value comes from the environment with an embedded default that runs on one
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import secrets
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LAB_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 def envbool(name: str, default: str) -> bool:
-    return os.environ.get(name, default).lower() in ("1", "true", "yes", "on")
+    # A typo must not read as "false": SECURE_COOKIES=ture silently meant insecure cookies.
+    value = os.environ.get(name, default).strip().lower()
+    if value in _TRUE_WORDS:
+        return True
+    if value in _FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use true/false, 1/0, yes/no or on/off.")
 
 
 def envint(name: str, default: int) -> int:
@@ -30,24 +42,60 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
-def _persistent_secret(name: str, filename: str, make: str) -> str:
-    """Use the environment value; on a dev machine, generate one once and keep it under var/.
+def env_secret(name: str, default: str = "") -> str:
+    """NAME, or the content of the file named by NAME_FILE (a mounted secret), else `default`."""
+    value, path = os.environ.get(name, ""), os.environ.get(f"{name}_FILE", "")
+    if value and path:
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    if path:
+        try:
+            content = Path(path).read_text()
+        except OSError as error:
+            raise ImproperlyConfigured(f"{name}_FILE={path}: cannot read it ({error.strerror}).") from error
+        value = content.removesuffix("\n").removesuffix("\r")
+        if not value:
+            raise ImproperlyConfigured(f"{name}_FILE={path} is empty.")
+    return value or default
 
-    Production sets these variables; a generated key on disk keeps the embedded setup working
-    across restarts without ever shipping a key in the repository.
-    """
-    value = os.environ.get(name)
+
+# The embedded demo (scripts/run) and the test command generate their secrets once under var/; nothing else
+# may: a worker host missing the master key would encrypt with a key of its own.
+DEMO_SECRETS = envbool("LAB_DEMO_SECRETS", "false")
+# django-stubs imports settings to read names while type checking; it serves nothing and keeps no secret.
+_TYPE_CHECKING_ONLY = "mypy" in sys.modules
+
+
+def required_secret(name: str, *, demo_file: str, make: Callable[[], str], how: str) -> str:
+    """The secret from NAME / NAME_FILE; in demo mode generated once into var/<demo_file>; else a stop."""
+    value = env_secret(name)
     if value:
         return value
-    path = VAR_DIR / filename
-    if not path.exists():
-        path.write_text(make)
-        path.chmod(0o600)
-    return path.read_text().strip()
+    if DEMO_SECRETS:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path = VAR_DIR / demo_file
+        if not path.exists():
+            path.write_text(make())
+            path.chmod(0o600)
+        return path.read_text().strip()
+    if _TYPE_CHECKING_ONLY:
+        return f"type-checking-only-{name}"
+    raise ImproperlyConfigured(
+        f"{name} is not set. Set {name} (or {name}_FILE, a file holding it) from your secret store; "
+        f"generate one with: {how}. On a development machine, LAB_DEMO_SECRETS=true generates "
+        f"throw-away keys under {VAR_DIR}."
+    )
 
+
+_PYTHON = "python3 -c"
+_RANDOM_32_BYTES = "base64.b64encode(secrets.token_bytes(32)).decode()"
 
 DEBUG = envbool("DEBUG", "false")
-SECRET_KEY = _persistent_secret("SECRET_KEY", "secret_key", secrets.token_urlsafe(50))
+SECRET_KEY = required_secret(
+    "SECRET_KEY",
+    demo_file="secret_key",
+    make=lambda: secrets.token_urlsafe(50),
+    how=f"{_PYTHON} 'import secrets; print(secrets.token_urlsafe(50))'",
+)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
@@ -55,6 +103,8 @@ LAB_NAME = os.environ.get("LAB_NAME", "Print Lab")
 LAB_CONTACT = os.environ.get("LAB_CONTACT", "lab@example.com")
 
 INSTALLED_APPS = [
+    # The lab admin's site (lab/staff/admin) only: no autodiscover, so Django's default site stays empty.
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -77,8 +127,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    # First: forwarded headers from anyone but TRUSTED_PROXIES are dropped before the SSL redirect reads them.
     "lab.lib.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "api.middleware.ApiRequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -111,11 +163,13 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'lab.sqlite3'}"),
+        env_secret("DATABASE_URL", f"sqlite:///{VAR_DIR / 'lab.sqlite3'}"),
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if DEMO_SECRETS:
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # WAL + a busy timeout let the web process, the worker and beat share one SQLite file.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
@@ -157,6 +211,30 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- Proxies and HTTPS (README: Running in production) ------------------------------------------
+# The reverse proxies in front of the web processes (IPs or CIDRs). Only they may say who the client is
+# (X-Forwarded-For), that the request came over HTTPS (X-Forwarded-Proto) and what its X-Request-ID is;
+# lab/lib/client_ip.py gives throttles, audit records and logs the address. Empty: clients connect directly.
+TRUSTED_PROXIES = envlist("TRUSTED_PROXIES")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network.") from None
+if TRUSTED_PROXIES:
+    # Safe because lab.lib.middleware drops X-Forwarded-Proto from every peer that is not a trusted proxy.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "false")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "false")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
+SILENCED_SYSTEM_CHECKS = [
+    # "HSTS preload is off": joining browsers' preload list binds the whole domain and every subdomain for
+    # months, a decision for the domain's owner, not a default; SECURE_HSTS_PRELOAD=true opts in.
+    "security.W021",
+]
+
 # --- REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -167,8 +245,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ProblemAutoSchema",
     "EXCEPTION_HANDLER": "api.errors.problem_exception_handler",
+    # Our throttles key on lab.lib.client_ip (api/throttles.py); 0 keeps any stock DRF throttle on the peer
+    # address instead of the client-written X-Forwarded-For it would otherwise use.
+    "NUM_PROXIES": 0,
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_ANON_THROTTLE", "120/min"),
         "registration": os.environ.get("API_REGISTRATION_THROTTLE", "20/hour"),
@@ -184,24 +265,56 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"WebhookDeliveryStatusEnum": "lab.notify.states.DeliveryStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookDeliveryStatusEnum": "lab.notify.states.DeliveryStatus",
+        "OrderStatusEnum": "lab.orders.states.OrderStatus",  # "status" is also an asset's and a payment's
+    },
 }
 
+
+def _cache_url() -> str:
+    """CACHE_URL, else the broker's Redis with the next database number (a cache flush never empties the
+    broker's queues), else nothing: local memory, for the embedded single-process setup only."""
+    explicit = env_secret("CACHE_URL")
+    broker = env_secret("CELERY_BROKER_URL")
+    if explicit or not broker.startswith(("redis://", "rediss://")):
+        return explicit
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(broker)
+    broker_db = int(parts.path.strip("/") or "0")
+    return parts._replace(path=f"/{broker_db + 1 if broker_db < 15 else broker_db - 1}").geturl()
+
+
+# Throttles and the sign-in limits count here: with Redis every web process shares the counts.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}
-        if os.environ.get("CACHE_URL")
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url()}
+        if _cache_url()
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+# Failed sign-ins (API token exchange, staff login) per account and per address within the window; past
+# either limit, sign-ins are refused (429) for one window. See lab/accounts/signin.py.
+SIGNIN_ACCOUNT_FAILURES = envint("SIGNIN_ACCOUNT_FAILURES", 5)
+SIGNIN_ADDRESS_FAILURES = envint("SIGNIN_ADDRESS_FAILURES", 20)
+SIGNIN_WINDOW_SECONDS = envint("SIGNIN_WINDOW_SECONDS", 900)
+API_TOKENS_PER_USER = envint("API_TOKENS_PER_USER", 20)  # issuing one more revokes the least recently used
 
 # --- Photos ------------------------------------------------------------------------------------
-_default_master = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 # Master keys: "id:base64key" entries, comma separated; the first one wraps new data keys, the
-# others still unwrap old ones until `manage.py rotate_master_key` re-wraps them.
-LAB_MASTER_KEYS = envlist("LAB_MASTER_KEY") or [
-    "k1:" + _persistent_secret("LAB_MASTER_KEY_DEV", "master_key", _default_master)
-]
+# others still unwrap old ones until `manage.py rotate_master_key` re-wraps them. The demo file holds one
+# bare key, named k1.
+_master_keys = env_secret("LAB_MASTER_KEY") or (
+    "k1:"
+    + required_secret(
+        "LAB_MASTER_KEY",
+        demo_file="master_key",
+        make=lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        how=f"{_PYTHON} 'import base64, secrets; print(\"k1:\" + {_RANDOM_32_BYTES})'",
+    )
+)
+LAB_MASTER_KEYS = [part.strip() for part in _master_keys.split(",") if part.strip()]
 ASSET_MAX_BYTES = envint("ASSET_MAX_BYTES", 100 * 1024 * 1024)
 ASSET_MAX_PIXELS = envint("ASSET_MAX_PIXELS", 200_000_000)
 ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 30)
@@ -211,16 +324,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Payments ----------------------------------------------------------------------------------
-STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
-STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # e.g. http://127.0.0.1:8420 for localstripe
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = envint("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 LAB_CURRENCY = os.environ.get("LAB_CURRENCY", "usd")
 
 # --- Celery ------------------------------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_secret("CELERY_BROKER_URL", "filesystem://")
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {
@@ -233,7 +346,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     # Above the longest time limit, so that an acks_late task still running is not redelivered.
     else {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 4}
 )
-if CELERY_BROKER_URL.startswith("filesystem"):
+if CELERY_BROKER_URL.startswith("filesystem") and DEMO_SECRETS:
+    # The embedded broker's folders; a production host uses Redis and gets nothing written at import.
     for _sub in ("queue", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ALWAYS_EAGER = False
@@ -266,6 +380,11 @@ NOTIFY_SWEEP_SECONDS = envint("NOTIFY_SWEEP_SECONDS", 60)
 
 # --- Audit ---------------------------------------------------------------------------------------
 AUDIT_GRANT_SECONDS = envint("AUDIT_GRANT_SECONDS", 600)
+# A new grant by the same person for the same photo and context this soon after the last one expired is a
+# renewal, flagged for the auditors.
+AUDIT_GRANT_RENEWAL_SECONDS = envint("AUDIT_GRANT_RENEWAL_SECONDS", 600)
+# A maintenance ticket may name jobs active on its printer or printed on it within this many hours.
+AUDIT_MAINTENANCE_WINDOW_HOURS = envint("AUDIT_MAINTENANCE_WINDOW_HOURS", 4)
 AUDIT_BURST_ORDERS = envint("AUDIT_BURST_ORDERS", 10)  # one person viewing this many orders ...
 AUDIT_BURST_MINUTES = envint("AUDIT_BURST_MINUTES", 15)  # ... within this window is flagged
 AUDIT_REPEAT_VIEWS = envint("AUDIT_REPEAT_VIEWS", 5)  # repeated views of one order ...
@@ -273,9 +392,26 @@ AUDIT_REPEAT_HOURS = envint("AUDIT_REPEAT_HOURS", 24)  # ... within this window 
 AUDIT_REVIEW_SAMPLE_SIZE = envint("AUDIT_REVIEW_SAMPLE_SIZE", 20)  # daily random sample of views to review
 AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 3600)
 # Ed25519 private key (PEM or base64 raw) that signs checkpoints; kept outside the database.
-AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY") or _persistent_secret(
-    "AUDIT_SIGNING_KEY_DEV", "audit_signing_key", base64.b64encode(secrets.token_bytes(32)).decode()
+AUDIT_SIGNING_KEY = required_secret(
+    "AUDIT_SIGNING_KEY",
+    demo_file="audit_signing_key",
+    make=lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+    how=f"{_PYTHON} 'import base64, secrets; print({_RANDOM_32_BYTES})'",
 )
+# HMAC-SHA256 key (base64, >= 32 bytes) that authenticates every audit record; never in the database.
+# AUDIT_RECORD_KEY, or a file named by AUDIT_RECORD_KEY_FILE (a mounted secret); generated only in demo mode.
+AUDIT_RECORD_KEY = required_secret(
+    "AUDIT_RECORD_KEY",
+    demo_file="audit_record_key",
+    make=lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+    how=f"{_PYTHON} 'import base64, secrets; print({_RANDOM_32_BYTES})'",
+)
+# Where every signed checkpoint is also appended, outside the database (append-only JSONL, fsync'd). Point
+# it at another disk or host; the default under var/ is for the embedded setup only.
+AUDIT_WITNESS = os.environ.get("AUDIT_WITNESS", (VAR_DIR / "audit-witness" / "checkpoints.jsonl").as_uri())
+AUDIT_WITNESS_EMAILS = envlist("AUDIT_WITNESS_EMAILS")  # each checkpoint is mailed to these auditors
+# Who is told when the signer refuses to sign (the chain failed its check); default: the witness addresses.
+AUDIT_ALERT_EMAILS = envlist("AUDIT_ALERT_EMAILS") or AUDIT_WITNESS_EMAILS
 
 # --- Customer webhooks -------------------------------------------------------------------------
 WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", "false")
@@ -293,8 +429,11 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(client_ip)s] %(message)s"}
+    },
+    "filters": {"request": {"()": "lab.lib.middleware.RequestContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Third-party clients log request/response bodies at DEBUG/INFO; keep them out of the lab's logs.
     "loggers": {

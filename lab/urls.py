@@ -1,7 +1,17 @@
-"""Top-level routes: the customer API under /api/v1/, staff pages under /lab/."""
+"""Top-level routes: the customer API under /api/v1/, staff pages under /lab/, the landing page at /.
 
-from django.http import HttpRequest, JsonResponse
+Errors Django raises outside a view answer problem+json under /api/ and an HTML page everywhere else.
+"""
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views import defaults
+
+from api import errors as api_errors
+from lab.staff.admin.site import admin_static_view
+from lab.staff.admin.site import register_all as lab_admin_site
+from lab.staff.middleware import CONTENT_SECURITY_POLICY
+from lab.staff.views.public import landing_view
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -13,7 +23,48 @@ urlpatterns = [
     path("lab/photos/", include("lab.audit.urls")),
     path("healthz", health, name="health"),
     path("lab/audit/", include("lab.audit.console_urls")),
+    path("lab/admin/", lab_admin_site().urls),
+    path("static/admin/<path:path>", admin_static_view, name="admin-static"),
     path("lab/", include("lab.staff.urls")),
+    path("", landing_view, name="landing"),
 ]
 
-handler404 = "api.errors.not_found_view"
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _page(response: HttpResponse) -> HttpResponse:
+    # The staff pages' look and scripts; under /lab/ StaffPagesMiddleware sets this already.
+    response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_errors.bad_request_view(request, exception)
+    return _page(defaults.bad_request(request, exception))
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_errors.permission_denied_view(request, exception)
+    return _page(defaults.permission_denied(request, exception))
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return api_errors.not_found_view(request, exception)
+    return _page(defaults.page_not_found(request, exception))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return api_errors.server_error_view(request)
+    return _page(defaults.server_error(request))
+
+
+handler400 = bad_request
+handler403 = permission_denied
+handler404 = page_not_found
+handler500 = server_error

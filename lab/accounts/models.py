@@ -86,3 +86,57 @@ class Consent(models.Model):
                 name="consent_has_subject",
             )
         ]
+
+
+class ApiToken(models.Model):
+    """A customer's named API token. Only the SHA-256 of its key is stored; the key is shown once."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    # The first characters of the key, so a person can tell their tokens apart; too short to guess from.
+    key_prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"token:{self.public_id}"
+
+
+class SecurityEvent(models.Model):
+    """An account's security log: failed and refused sign-ins, tokens issued and revoked, password changes.
+
+    Never a password or an e-mail address: an unknown account is named by the SHA-256 of its e-mail.
+    """
+
+    class Kind(models.TextChoices):
+        SIGN_IN_FAILED = "sign_in_failed"
+        SIGN_IN_LOCKED = "sign_in_locked"
+        TOKEN_ISSUED = "token_issued"
+        TOKEN_REVOKED = "token_revoked"
+        PASSWORD_CHANGED = "password_changed"
+
+    class Channel(models.TextChoices):
+        API = "api"
+        STAFF_LOGIN = "staff_login"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="security_events"
+    )
+    email_sha256 = models.CharField(max_length=64, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # What was limited for a lock (account/address), or how many tokens a revocation ended.
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["user", "created_at"]),
+            models.Index(fields=["kind", "created_at"]),
+        ]

@@ -13,8 +13,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from lab.accounts.models import Consent, PolicyVersion, User
+from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role
+from lab.accounts.tokens import api_tokens_revoke_all
 from lab.lib.errors import Conflict, DomainError
 
 MINIMUM_AGE = 13
@@ -140,6 +141,15 @@ def customer_update(
             )
         if fields:
             user.save(update_fields=fields)
+        if "password" in fields:
+            # Whoever held a token may be the reason for the change: every token ends with the old password.
+            revoked = api_tokens_revoke_all(user=user)
+            SecurityEvent.objects.create(
+                kind=SecurityEvent.Kind.PASSWORD_CHANGED,
+                channel=SecurityEvent.Channel.API,
+                user=user,
+                detail={"tokens_revoked": revoked},
+            )
     return user
 
 

@@ -1,17 +1,34 @@
-"""Request-scoped plumbing: a request id for logs and audit records.
+"""Request-scoped plumbing: forwarded headers, the client's address and a request id for logs and audits.
 
-The id comes from a trusted proxy's X-Request-ID when it is well-formed, otherwise it is generated.
+Forwarded headers and X-Request-ID are believed only from settings.TRUSTED_PROXIES; from anyone else they are
+dropped before any other code reads them, and the request id is generated.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import re
 import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from lab.lib.client_ip import client_ip, is_from_trusted_proxy
+
 _VALID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# What a client could say about where it came from, or how: only our proxies may say it.
+FORWARDED_META_KEYS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_FORWARDED",
+    "HTTP_X_REAL_IP",
+    "HTTP_X_REQUEST_ID",
+)
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_client_ip: contextvars.ContextVar[str] = contextvars.ContextVar("client_ip", default="-")
 
 
 class RequestIdMiddleware:
@@ -19,9 +36,33 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
+        if not is_from_trusted_proxy(request):
+            for key in FORWARDED_META_KEYS:
+                request.META.pop(key, None)
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
-        response = self.get_response(request)
+        request_token = _request_id.set(request_id)
+        address_token = _client_ip.set(client_ip(request) or "-")
+        try:
+            response = self.get_response(request)
+        finally:
+            _request_id.reset(request_token)
+            _client_ip.reset(address_token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class RequestContextFilter(logging.Filter):
+    """Gives every log record the request id and client address of its request ("-" outside one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # django.request logs a 4xx/5xx after the middleware returned, but hands over the request itself.
+        request = getattr(record, "request", None)
+        if isinstance(request, HttpRequest):
+            record.request_id = getattr(request, "request_id", "-")
+            record.client_ip = client_ip(request) or "-"
+        else:
+            record.request_id = _request_id.get()
+            record.client_ip = _client_ip.get()
+        return True

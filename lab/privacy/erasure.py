@@ -13,11 +13,11 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
-from lab.accounts.models import Consent, User
+from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.accounts.services import policy_current
+from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant, ClarificationCase
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
@@ -133,7 +133,8 @@ def _clear_person(user: User, *, now: datetime) -> None:
             "password",
         ]
     )
-    Token.objects.filter(user=user).delete()
+    api_tokens_revoke_all(user=user)
+    SecurityEvent.objects.filter(user=user).delete()  # addresses of their sign-ins go too
     # Endpoint URLs and descriptions are the customer's own text; deliveries and attempts go with them.
     WebhookEndpoint.objects.filter(owner=user).delete()
     AccessGrant.objects.filter(asset__owner=user).exclude(justification="").update(justification="")

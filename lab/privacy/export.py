@@ -189,6 +189,32 @@ def photo_views(*, asset_ids: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _api_tokens(user: User) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": str(token.public_id),
+            "name": token.name,
+            "key_prefix": token.key_prefix,
+            "created_at": _time(token.created_at),
+            "last_used_at": _time(token.last_used_at),
+        }
+        for token in user.api_tokens.order_by("created_at", "pk")
+    ]
+
+
+def _security_events(user: User) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": event.kind,
+            "channel": event.channel,
+            "client_ip": event.client_ip,
+            "detail": event.detail,
+            "created_at": _time(event.created_at),
+        }
+        for event in user.security_events.order_by("created_at", "pk")
+    ]
+
+
 def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
     """Everything held about the customer, as one JSON-ready document; the export is audited."""
     assets = _assets(user)
@@ -201,6 +227,8 @@ def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
         "orders": orders,
         "photos": _photos(assets),
         "webhook_endpoints": _webhook_endpoints(user),
+        "api_tokens": _api_tokens(user),
+        "security_events": _security_events(user),
         "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
     }
     with transaction.atomic():

@@ -43,6 +43,9 @@ urlpatterns = [
     path("jobs/<int:job_id>/verify/", floor.job_verify_view, name="job_verify"),
     path("jobs/<int:job_id>/tickets/", floor.ticket_open_view, name="ticket_open"),
     path("jobs/<int:job_id>/tickets/<int:ticket_id>/close/", floor.ticket_close_view, name="ticket_close"),
+    path(
+        "jobs/<int:job_id>/tickets/<int:ticket_id>/approve/", floor.ticket_approve_view, name="ticket_approve"
+    ),
     path("orders/<ref:ref>/", floor.order_view, name="order"),
     path("orders/<ref:ref>/hold/", floor.order_hold_view, name="order_hold"),
     path("orders/<ref:ref>/release-hold/", floor.order_release_hold_view, name="order_release_hold"),

@@ -134,9 +134,9 @@ def test_order_requires_idempotency_key(api):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_create_one_order(live_server):
     user = UserFactory()
-    from rest_framework.authtoken.models import Token
+    from lab.accounts.tokens import api_token_issue
 
-    token = Token.objects.create(user=user).key
+    token = api_token_issue(user=user, name="test").key
     payload = json.dumps(order_body(asset_for(user))).encode()
     statuses: list[int] = []
     refs: list[str] = []

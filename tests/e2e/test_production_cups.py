@@ -237,19 +237,22 @@ def test_cupsd_stopped_between_create_job_and_its_document_sends_the_job_again_o
 
     # when cupsd stops before the document arrives, the submit's connection breaks, and cupsd comes back
     lab_printers.cups.stop_cupsd()
-    ipp_gate.release()
-    wait_until(lambda: job_status(job) != "submitting", timeout=40, what="the broken submit to end")
-    job.refresh_from_db()
-    assert job.status == "ready", (job.failure_code, job.failure_message)  # transient: retried, never unknown
-    lab_printers.cups.start_cupsd()
+    try:
+        ipp_gate.release()
+        # a transient error: retried with backoff (as often as cupsd stays away), never `unknown`
+        wait_until(
+            lambda: event_count(job, "submit_retry"), timeout=40, what="the broken submit to be retried"
+        )
+    finally:
+        lab_printers.cups.start_cupsd()  # the session's cupsd serves the tests after this one
 
     # then the retry finds the empty job, cancels it, sends the raster again, and the device prints it once
     wait_for_order(order, "ready_to_pack", worker)
     job.refresh_from_db()
-    assert (job.status, job.submit_attempts) == ("printed", 2)
+    assert job.status == "printed" and job.submit_attempts >= 2
     assert lab_printers.received_titles(LARGE_QUEUE) == titles([job])
     assert event_count(job, "empty_attempt_cancelled") == 1
-    assert event_count(job, "fate_unknown") == 0
+    assert event_count(job, "fate_unknown") == event_count(job, "submit_failed") == 0
 
 
 def test_worker_killed_mid_submit_after_cups_took_the_job_is_reconciled_by_title_and_prints_once(

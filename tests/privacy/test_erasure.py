@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from rest_framework.authtoken.models import Token
 
-from lab.accounts.models import Consent, User
+from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
 from lab.audit import gate
 from lab.audit.models import AuditRecord, ClarificationCase
 from lab.audit.records import RequestMeta
@@ -132,7 +131,8 @@ def test_erasure_removes_personal_data_from_every_table_and_keeps_orders_anonymi
         False,
         True,
     )
-    assert Token.objects.filter(user=customer).count() == 0
+    assert ApiToken.objects.filter(user=customer).count() == 0
+    assert SecurityEvent.objects.filter(user=customer).count() == 0
     assert api.get("/api/v1/me").status_code == 401
     assert sorted(
         Order.objects.filter(customer=customer).values_list("ref", "status", "is_anonymized", "total_minor")

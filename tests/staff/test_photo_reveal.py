@@ -27,6 +27,7 @@ def test_technician_is_offered_printing_and_handling_and_the_form_goes_through_t
     photo = client.get(
         f"/lab/photos/{job.item.asset_id}/preview",
         {"purpose": "printing", "context_type": "print_job", "context_id": job.pk, "justification": "crop"},
+        follow=True,
     )
 
     assert 'name="purpose" value="printing"' in page and 'name="purpose" value="handling"' in page
@@ -52,7 +53,7 @@ def test_auditor_is_offered_nothing(job):
 def test_maintenance_ticket_opens_the_context_and_closing_it_ends_the_access(job):
     client, _ = client_as("technician")
 
-    client.post(f"/lab/jobs/{job.pk}/tickets/", {"description": "banding on the left"})
+    client.post(f"/lab/jobs/{job.pk}/tickets/", {"description": "banding on the left", "job_ids": [job.pk]})
     ticket = MaintenanceTicket.objects.get()
     params = {
         "purpose": "maintenance",
@@ -62,10 +63,11 @@ def test_maintenance_ticket_opens_the_context_and_closing_it_ends_the_access(job
     }
     url = f"/lab/photos/{job.item.asset_id}/preview"
     page = client.get(f"/lab/jobs/{job.pk}/").content.decode()
-    during = client.get(url, params)
+    during = client.get(url, params, follow=True)
     client.post(f"/lab/jobs/{job.pk}/tickets/{ticket.pk}/close/")
     after = client.get(url, params)
 
+    assert list(ticket.jobs.values_list("pk", flat=True)) == [job.pk]
     assert f'value="{ticket.pk}"' in page
     assert (during.status_code, after.status_code) == (200, 403)
     assert after.json()["rule"] == "maintenance_ticket_closed"
@@ -86,7 +88,7 @@ def test_hold_opens_a_clarification_case_and_release_closes_it(job):
         "justification": "see the crop question",
     }
     url = f"/lab/photos/{job.item.asset_id}/preview"
-    during = client.get(url, params)
+    during = client.get(url, params, follow=True)
     order_release_hold(order_ref=job.order.ref, actor=supervisor)
     after = client.get(url, params)
 

@@ -1,5 +1,6 @@
 """Test harness: a real `celery worker` subprocess (with embedded beat) against the test database and Redis.
-Purges the queues before a fresh start; kills (SIGKILL), restarts and stops it by PID; `wait_until` polls."""
+Purges the queues before a fresh start; kills (SIGKILL), restarts and stops it by PID; `wait_until` polls.
+`queues=` and `beat=` make a print-host worker (`-Q print.<host>`, no beat) beside a main one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,14 @@ def database_url(settings_dict: Mapping[str, Any]) -> str:
     return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
 
 
-def queues_purge(*, broker_url: str) -> int:
+def queues_purge(*, broker_url: str, queues: Sequence[str] = QUEUES) -> int:
     """Empty our queues and the transport's unacknowledged set: other tests' leftovers must not run here."""
     from workers.app import app
 
     removed = 0
     with app.connection_for_write(broker_url) as connection:
         channel: Any = connection.default_channel  # the transport's Channel; StdChannel types too little
-        for queue in QUEUES:
+        for queue in queues:
             removed += int(channel.queue_purge(queue) or 0)
         client = getattr(channel, "client", None)  # Redis: messages a killed worker held stay "unacked"
         if client is not None:
@@ -81,11 +82,16 @@ class CeleryWorker:
         project_dir: Path,
         broker_url: str | None = None,
         database_url: str | None = None,
+        queues: Sequence[str] = QUEUES,
+        beat: bool = True,
     ) -> None:
         """`broker_url` / `database_url`, when given, win over `env` and the inherited environment: a test
         points the worker at a private Redis or PostgreSQL (tests/support/redis_server.py, postgres_server.py)
-        without the test command's CELERY_BROKER_URL / DATABASE_URL leaking in."""
+        without the test command's CELERY_BROKER_URL / DATABASE_URL leaking in. `queues` are the worker's
+        `-Q`; `beat=False` leaves out the embedded beat (a deployment runs exactly one)."""
         self.work_dir = work_dir
+        self.queues = tuple(queues)
+        self.beat = beat
         self.log = work_dir / "celery-worker.log"
         self.project_dir = project_dir
         explicit = {"CELERY_BROKER_URL": broker_url, "DATABASE_URL": database_url}
@@ -119,16 +125,14 @@ class CeleryWorker:
             "workers",
             "worker",
             "-Q",
-            ",".join(QUEUES),
+            ",".join(self.queues),
             "-c",
             "1",
             "--without-mingle",
             "--without-gossip",
-            "-B",
-            "--schedule",
-            str(self.work_dir / "celerybeat-schedule"),
+            *(("-B", "--schedule", str(self.work_dir / "celerybeat-schedule")) if self.beat else ()),
             "-n",
-            f"e2e-{os.getpid()}-{self.starts}@%h",
+            f"e2e-{os.getpid()}-{self.work_dir.name}-{self.starts}@%h",  # unique per worker of a test
             "--loglevel",
             "INFO",
         ]
@@ -137,7 +141,7 @@ class CeleryWorker:
         """Start and wait for "ready"; `purge` empties the queues first (fresh test); a restart keeps them."""
         assert not self.is_running, "worker already running"
         if purge:
-            queues_purge(broker_url=self.env["CELERY_BROKER_URL"])
+            queues_purge(broker_url=self.env["CELERY_BROKER_URL"], queues=self.queues)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.starts += 1

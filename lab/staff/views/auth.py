@@ -6,14 +6,18 @@ import time
 from pathlib import Path
 
 from django.contrib import messages
-from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import login, logout
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from lab.accounts.models import SecurityEvent
 from lab.accounts.roles import is_staff_member
+from lab.accounts.signin import SignInAttempt, SignInLocked, sign_in
+from lab.lib.client_ip import client_ip
+from lab.lib.errors import UpstreamError
 from lab.staff.access import (
     ALL_STAFF,
     BOARD_READER_ROLES,
@@ -47,9 +51,31 @@ def login_view(request: HttpRequest) -> HttpResponse:
     form = LoginForm(request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
-        user = authenticate(
-            request, username=form.cleaned_data["email"].lower(), password=form.cleaned_data["password"]
+        attempt = SignInAttempt(
+            email=form.cleaned_data["email"],
+            client_ip=client_ip(request) or None,
+            channel=SecurityEvent.Channel.STAFF_LOGIN,
         )
+        try:
+            user = sign_in(request=request, attempt=attempt, password=form.cleaned_data["password"])
+        except SignInLocked as locked:
+            minutes = max(1, round(locked.retry_after_seconds / 60))
+            form.add_error(
+                None,
+                "Too many failed sign-ins for this account or from this computer. "
+                f"Please wait about {minutes} minute{'s' if minutes != 1 else ''} and try again, "
+                "or ask a supervisor.",
+            )
+            response = render(
+                request, "staff/login.html", {"form": form, "next": next_url(request, "")}, status=429
+            )
+            response["Retry-After"] = str(locked.retry_after_seconds)
+            return response
+        except UpstreamError as unavailable:
+            form.add_error(None, unavailable.message)
+            return render(
+                request, "staff/login.html", {"form": form, "next": next_url(request, "")}, status=503
+            )
         if user is None:
             form.add_error(None, "The e-mail address or the password is not correct.")
             status = 401

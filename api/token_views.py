@@ -1,0 +1,40 @@
+"""My tokens: a customer lists their API tokens (never the keys) and revokes one (`me/tokens`)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.views import client_address
+from lab.accounts import tokens
+from lab.accounts.models import User
+
+
+class MeTokenListView(APIView):
+    """Your API tokens, newest first: name, key prefix, when created and last used (to the minute)."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(responses=s.TokenOutput(many=True))
+    def get(self, request: Request) -> Response:
+        found = tokens.api_tokens_of(user=cast(User, request.user))
+        return Response(s.TokenOutput(found, many=True).data)
+
+
+class MeTokenDetailView(APIView):
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, token_id: str) -> Response:
+        """Revoke one of your tokens (also the one this request uses); it stops working at once."""
+        tokens.api_token_revoke(
+            user=cast(User, request.user), token_id=str(token_id), client_ip=client_address(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

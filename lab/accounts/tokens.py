@@ -1,0 +1,120 @@
+"""Customers' API tokens: issue (the key is shown once), authenticate by the key's hash, list, revoke.
+
+Staff never hold API tokens: their work is on the /lab/ pages, under the staff pages' idle rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from lab.accounts.models import ApiToken, SecurityEvent, User
+from lab.accounts.roles import is_staff_member
+from lab.lib.errors import NotFound, PermissionDenied
+
+TOKEN_KEY = re.compile(r"[0-9a-f]{40}")  # 20 random bytes in hex, the shape DRF's tokens had
+# last_used_at is a hint for the owner, not an audit trail: one write a minute per token is enough.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    key: str  # never stored; the caller shows it once
+
+
+def token_key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_token_issue(*, user: User, name: str, client_ip: str | None = None) -> IssuedToken:
+    if is_staff_member(user):
+        raise PermissionDenied(
+            "staff_tokens_not_issued",
+            "Staff accounts do not get API tokens: staff work on the lab pages (/lab/).",
+        )
+    key = secrets.token_hex(20)
+    with transaction.atomic():
+        User.objects.select_for_update().only("pk").get(pk=user.pk)  # one issuer at a time counts the cap
+        token = ApiToken.objects.create(
+            user=user, name=name, key_sha256=token_key_digest(key), key_prefix=key[:8]
+        )
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.TOKEN_ISSUED,
+            channel=SecurityEvent.Channel.API,
+            user=user,
+            client_ip=client_ip,
+            detail={"token": str(token.public_id)},
+        )
+        _tokens_over_cap_revoke(user=user, client_ip=client_ip)
+    return IssuedToken(token=token, key=key)
+
+
+def _tokens_over_cap_revoke(*, user: User, client_ip: str | None) -> None:
+    # A script that signs in on every run must not grow the table without end: the least recently used
+    # tokens beyond the cap are revoked, and each revocation is on the account's security log.
+    surplus = list(
+        ApiToken.objects.filter(user=user)
+        .order_by(Coalesce("last_used_at", "created_at").desc(), "-pk")
+        .values_list("pk", "public_id")[settings.API_TOKENS_PER_USER :]
+    )
+    if not surplus:
+        return
+    ApiToken.objects.filter(pk__in=[pk for pk, _ in surplus]).delete()
+    SecurityEvent.objects.bulk_create(
+        SecurityEvent(
+            kind=SecurityEvent.Kind.TOKEN_REVOKED,
+            channel=SecurityEvent.Channel.API,
+            user=user,
+            client_ip=client_ip,
+            detail={"token": str(public_id), "reason": "token_limit"},
+        )
+        for _, public_id in surplus
+    )
+
+
+def api_token_authenticate(*, key: str) -> tuple[User, ApiToken] | None:
+    """The token's active customer, or None: unknown keys, inactive users and staff are all refused."""
+    if TOKEN_KEY.fullmatch(key) is None:
+        return None
+    token = ApiToken.objects.select_related("user").filter(key_sha256=token_key_digest(key)).first()
+    if token is None or not token.user.is_active or is_staff_member(token.user):
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token.user, token
+
+
+def api_tokens_of(*, user: User) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user).order_by(F("created_at").desc(), "-pk")
+
+
+def api_token_revoke(*, user: User, token_id: str, client_ip: str | None = None) -> None:
+    with transaction.atomic():
+        deleted, _ = ApiToken.objects.filter(user=user, public_id=token_id).delete()
+        if not deleted:
+            raise NotFound("token_not_found", "No such token.")
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.TOKEN_REVOKED,
+            channel=SecurityEvent.Channel.API,
+            user=user,
+            client_ip=client_ip,
+            detail={"token": token_id, "reason": "owner"},
+        )
+
+
+def api_tokens_revoke_all(*, user: User) -> int:
+    """Every token of the user ends (password change, erasure); the caller records why, in its transaction."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return deleted

@@ -1,0 +1,71 @@
+"""The client's address: one answer for throttles, audit records and logs.
+
+Forwarded headers count only when the TCP peer is one of settings.TRUSTED_PROXIES; from anyone else they are
+the client's own words and are ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from django.conf import settings
+from django.http import HttpRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=4)
+def _trusted(entries: tuple[str, ...]) -> tuple[Network, ...]:
+    # settings validated every entry at startup
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """An address as proxies write it: bare, `[v6]:port`, `v4:port`; IPv4-mapped IPv6 as IPv4."""
+    candidate = text.strip()
+    if candidate.startswith("["):
+        candidate = candidate[1:].partition("]")[0]
+    elif candidate.count(":") == 1:
+        candidate = candidate.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(candidate.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_trusted_proxy(text: str) -> bool:
+    address = parse_address(text)
+    networks = _trusted(tuple(settings.TRUSTED_PROXIES))
+    return address is not None and any(address in network for network in networks)
+
+
+def is_from_trusted_proxy(request: HttpRequest) -> bool:
+    """The TCP peer is one of our proxies, so its forwarded headers may be believed."""
+    return is_trusted_proxy(request.META.get("REMOTE_ADDR", ""))
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The peer's address; behind trusted proxies, the rightmost X-Forwarded-For hop that is not one of them.
+
+    Walking from the right matters: each proxy appends the address it saw, so everything left of the first
+    untrusted hop was written by the client and may be anything.
+    """
+    peer = request.META.get("REMOTE_ADDR", "")
+    if not is_trusted_proxy(peer):
+        return peer
+    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    nearest = str(parse_address(peer))
+    for hop in reversed(hops):
+        address = parse_address(hop)
+        if address is None:
+            # One of our own proxies passed on garbage: the last address we can vouch for is that proxy.
+            return nearest
+        nearest = str(address)
+        if not is_trusted_proxy(nearest):
+            return nearest
+    return nearest  # every hop is one of ours: the request started at the leftmost

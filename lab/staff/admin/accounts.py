@@ -1,0 +1,109 @@
+"""Staff accounts and their roles in the lab admin. Customers are not listed: their data is not staff work.
+
+Roles are groups (lab.accounts.roles); only staff roles can be given here, and Django's is_staff /
+is_superuser / per-user permissions are not offered: the lab's pages and this admin go by role alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import ReadOnlyPasswordHashField
+from django.contrib.auth.password_validation import validate_password
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from lab.accounts.models import User
+from lab.accounts.roles import STAFF_ROLES, Role
+from lab.staff.admin.base import LabModelAdmin
+from lab.staff.admin.services import staff_account_save, staff_roles_of
+
+STAFF_ROLE_CHOICES = [(role.value, role.label) for role in Role if role in STAFF_ROLES]
+
+
+class StaffAccountChangeForm(forms.ModelForm):
+    password = ReadOnlyPasswordHashField(
+        label="Password",
+        help_text='Passwords are not stored in clear. Set a new one <a href="../password/">here</a>.',
+    )
+    roles = forms.MultipleChoiceField(choices=STAFF_ROLE_CHOICES, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = User
+        fields = ("email", "full_name", "is_active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["roles"].initial = staff_roles_of(self.instance)
+
+
+class StaffAccountCreationForm(forms.ModelForm):
+    password1 = forms.CharField(label="Password", strip=False, widget=forms.PasswordInput)
+    password2 = forms.CharField(label="Password again", strip=False, widget=forms.PasswordInput)
+    roles = forms.MultipleChoiceField(choices=STAFF_ROLE_CHOICES, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = User
+        fields = ("email", "full_name")
+
+    def clean_email(self) -> str:
+        return str(self.cleaned_data["email"]).lower()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        first, second = cleaned.get("password1"), cleaned.get("password2")
+        if first and second and first != second:
+            self.add_error("password2", "The two passwords differ.")
+        elif first:
+            user = User(email=cleaned.get("email", ""), full_name=cleaned.get("full_name", ""))
+            try:
+                validate_password(first, user=user)
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        return cleaned
+
+    def save(self, commit: bool = True) -> User:
+        user: User = super().save(commit=False)
+        user.set_password(self.cleaned_data["password1"])
+        if commit:
+            user.save()
+        return user
+
+
+class StaffAccountAdmin(LabModelAdmin, UserAdmin):
+    form = StaffAccountChangeForm
+    add_form = StaffAccountCreationForm
+    fieldsets = ((None, {"fields": ("email", "full_name", "password", "is_active", "roles")}),)
+    add_fieldsets = ((None, {"fields": ("email", "full_name", "password1", "password2", "roles")}),)
+    list_display = ("email", "full_name", "staff_roles", "is_active", "date_joined")
+    list_filter = ("is_active", "groups")
+    search_fields = ("email", "full_name")
+    ordering = ("email",)
+    filter_horizontal = ()
+    readonly_fields = ()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).filter(groups__name__in=STAFF_ROLES).distinct()
+
+    @admin.display(description="roles")
+    def staff_roles(self, user: User) -> str:
+        return ", ".join(staff_roles_of(user))
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+        staff_account_save(
+            actor=request.user,  # type: ignore[arg-type]
+            user=obj,
+            roles=form.cleaned_data["roles"],
+            is_new=not change,
+        )
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        """Roles were saved with the account (staff_account_save); the form has no other relations."""
+
+
+def register(site: admin.AdminSite) -> None:
+    site.register(User, StaffAccountAdmin)

@@ -1,0 +1,34 @@
+"""What every model page of the lab admin shares: the `admin` role decides, and nothing is deleted here.
+
+Deleting a product, printer or person would orphan orders, jobs and audit records that name them; the
+admin deactivates instead (`is_active`), and Django's LogEntry records each change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
+
+from lab.staff.admin.site import is_lab_admin
+
+
+class LabModelAdmin(admin.ModelAdmin):
+    actions = None  # the bulk "delete selected" action included
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_lab_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return is_lab_admin(request.user)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return is_lab_admin(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return is_lab_admin(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

@@ -1,0 +1,73 @@
+"""Printers in the lab admin: where a printer is and what it holds; its live state stays production's.
+
+State, reasons and the server watch are written only by the production services (the state machine), so
+they are read-only here; so is the board's pause, which a technician sets through its own service.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+
+from lab.catalog.models import Paper
+from lab.production.models import Printer
+from lab.staff.admin.base import LabModelAdmin
+from printers.media import UnknownMediaError, pwg_media_for_size
+
+
+def media_size_check(label: str) -> str:
+    """`4x6` (short x long, inches) when a PWG media of that size exists, else a ValidationError."""
+    width, _, height = label.lower().partition("x")
+    try:
+        pwg_media_for_size(width_inches=Decimal(width), height_inches=Decimal(height))
+    except (InvalidOperation, UnknownMediaError) as error:
+        raise forms.ValidationError(
+            f"{label!r} is not a known print size (short x long in inches, e.g. 4x6).", code="media_unknown"
+        ) from error
+    return label.lower()
+
+
+class MediaSizesField(forms.CharField):
+    """The JSON list `["4x6", "5x7"]` as the text `4x6, 5x7`."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value)
+        return [media_size_check(part.strip()) for part in str(text).split(",") if part.strip()]
+
+
+class PrinterForm(forms.ModelForm):
+    media_sizes = MediaSizesField(help_text="Sizes loaded, short x long in inches: 4x6, 5x7")
+    papers = forms.MultipleChoiceField(choices=Paper.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = Printer
+        fields = (
+            "name",
+            "backend",
+            "target",
+            "cups_server",
+            "host",
+            "location",
+            "media_sizes",
+            "papers",
+            "dpi",
+            "output_format",
+        )
+
+
+class PrinterAdmin(LabModelAdmin):
+    form = PrinterForm
+    list_display = ("name", "backend", "host", "cups_server", "target", "state", "is_paused_by_lab")
+    list_filter = ("backend", "host", "state")
+    search_fields = ("name", "target", "host", "location")
+    readonly_fields = ("state", "state_reasons", "state_message", "state_changed_at", "is_paused_by_lab")
+
+
+def register(site: admin.AdminSite) -> None:
+    site.register(Printer, PrinterAdmin)

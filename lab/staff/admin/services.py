@@ -1,0 +1,54 @@
+"""Writes of the lab admin on staff accounts: roles decide who may see photos, so each change is audited.
+
+The admin's ModelAdmin calls these inside its own transaction, so the account, Django's LogEntry and the
+audit record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from lab.accounts.models import User
+from lab.accounts.roles import STAFF_ROLES, primary_role
+from lab.audit.records import Entry, audit_append
+
+
+def staff_roles_of(user: User) -> list[str]:
+    return sorted(set(user.groups.values_list("name", flat=True)) & set(STAFF_ROLES))
+
+
+def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new: bool) -> None:
+    """Save `user` (fields already set by the form) with exactly these staff roles; record what changed."""
+    wanted = sorted(set(roles) & set(STAFF_ROLES))
+    with transaction.atomic():
+        before = [] if is_new else staff_roles_of(User.objects.get(pk=user.pk))
+        was_active = True if is_new else User.objects.filter(pk=user.pk, is_active=True).exists()
+        user.save()
+        for role in set(before) - set(wanted):
+            user.groups.remove(Group.objects.get_or_create(name=role)[0])
+        for role in set(wanted) - set(before):
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
+        user._lab_roles = None  # type: ignore[attr-defined]  # roles cached for this request are stale
+        changes = []
+        if is_new:
+            changes.append("created")
+        if before != wanted:
+            changes.append(f"roles {','.join(before) or '-'} -> {','.join(wanted) or '-'}")
+        if was_active != user.is_active:
+            changes.append("activated" if user.is_active else "deactivated")
+        if changes:
+            audit_append(
+                Entry(
+                    action="staff.account_created" if is_new else "staff.account_changed",
+                    actor_id=str(actor.public_id),
+                    actor_role=primary_role(actor),
+                    outcome="done",
+                    rule="lab_admin",
+                    justification="; ".join(changes),
+                    context_type="user",
+                    context_id=str(user.public_id),
+                )
+            )

@@ -1,0 +1,79 @@
+"""The lab's AdminSite: open to the `admin` role only (not Django's is_staff), signed in through /lab/login/.
+
+Django's default site is never used (SimpleAdminConfig, no autodiscover): only what `register_all` lists
+is reachable, and a test checks that none of it can return image bytes.
+"""
+
+from __future__ import annotations
+
+from functools import update_wrapper
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import django.contrib.admin
+from django.contrib import admin
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.static import serve
+
+from lab.accounts.roles import Role, has_role
+from lab.staff.access import forbidden
+
+# Django's own admin styles and scripts, the same for every install; served by the app so the reference
+# deployment needs no separate static file server (a proxy may still serve them from STATIC_ROOT).
+ADMIN_STATIC_DIR = Path(django.contrib.admin.__file__).resolve().parent / "static" / "admin"
+
+
+def is_lab_admin(user: Any) -> bool:
+    return bool(getattr(user, "is_active", False) and has_role(user, Role.ADMIN))
+
+
+class LabAdminSite(admin.AdminSite):
+    site_header = "Print Lab administration"
+    site_title = "Print Lab admin"
+    index_title = "Catalog, printers and staff accounts"
+    site_url = "/lab/"
+    enable_nav_sidebar = False
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        return is_lab_admin(request.user)
+
+    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
+        inner = super().admin_view(view, cacheable)
+
+        def gate(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            # Signed in without the role: the staff pages' 403, not Django's login page and its loop.
+            if request.user.is_authenticated and not self.has_permission(request):
+                return forbidden(request, "Only lab admins can open the admin.")
+            response: HttpResponse = inner(request, *args, **kwargs)
+            return response
+
+        return update_wrapper(gate, view)
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """One sign-in page for all staff: the lab's (rate rules, idle clock), never the admin's own."""
+        if request.user.is_authenticated and not self.has_permission(request):
+            return forbidden(request, "Only lab admins can open the admin.")
+        target = request.GET.get("next") or reverse("lab_admin:index")
+        return HttpResponseRedirect(f"{reverse('staff:login')}?{urlencode({'next': target})}")
+
+
+site = LabAdminSite(name="lab_admin")
+
+
+def admin_static_view(request: HttpRequest, path: str) -> HttpResponseBase:
+    if ".." in PurePosixPath(path).parts:
+        raise Http404("no such file")
+    return serve(request, path, document_root=str(ADMIN_STATIC_DIR))
+
+
+def register_all() -> LabAdminSite:
+    """The site with its model pages; called once by lab/urls.py (a second call changes nothing)."""
+    from lab.staff.admin import accounts, catalog, production
+
+    if not site._registry:
+        for module in (accounts, catalog, production):
+            module.register(site)
+    return site

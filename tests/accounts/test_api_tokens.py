@@ -1,0 +1,148 @@
+"""Customers' named API tokens: shown once, stored as a hash, listed, revoked; a password change ends them;
+staff get none."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from rest_framework.test import APIClient
+
+from lab.accounts.models import ApiToken, SecurityEvent
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery"
+
+
+def sign_in(email: str, name: str = "api") -> str:
+    response = APIClient().post(
+        "/api/v1/auth/token", {"email": email, "password": PASSWORD, "name": name}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    return str(response.json()["token"])
+
+
+def client_with(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def test_tokens_are_listed_without_their_keys_and_only_a_hash_is_stored():
+    UserFactory(email="ada@example.org")
+    laptop = sign_in("ada@example.org", name="laptop")
+    phone = sign_in("ada@example.org", name="phone")
+
+    listed = client_with(laptop).get("/api/v1/me/tokens")
+
+    assert listed.status_code == 200
+    assert [(t["name"], t["key_prefix"]) for t in listed.json()] == [
+        ("phone", phone[:8]),
+        ("laptop", laptop[:8]),
+    ]
+    assert all(set(t) == {"id", "name", "key_prefix", "created_at", "last_used_at"} for t in listed.json())
+    stored = set(ApiToken.objects.values_list("key_sha256", flat=True))
+    assert stored == {hashlib.sha256(laptop.encode()).hexdigest(), hashlib.sha256(phone.encode()).hexdigest()}
+    assert listed.json()[1]["last_used_at"] is not None  # the laptop token was just used
+
+
+def test_a_revoked_token_stops_working_at_once_and_the_others_keep_working():
+    customer = UserFactory(email="ada@example.org")
+    laptop, phone = sign_in("ada@example.org", "laptop"), sign_in("ada@example.org", "phone")
+    phone_id = ApiToken.objects.get(name="phone").public_id
+
+    revoked = client_with(laptop).delete(f"/api/v1/me/tokens/{phone_id}")
+
+    assert revoked.status_code == 204
+    assert client_with(phone).get("/api/v1/me").status_code == 401
+    assert client_with(laptop).get("/api/v1/me").status_code == 200
+    event = SecurityEvent.objects.get(kind="token_revoked")
+    assert (event.user, event.detail) == (customer, {"token": str(phone_id), "reason": "owner"})
+
+
+def test_nobody_revokes_another_customers_token_and_nothing_changes():
+    UserFactory(email="ada@example.org")
+    UserFactory(email="bo@example.org")
+    ada, bo = sign_in("ada@example.org"), sign_in("bo@example.org")
+    bos_token = ApiToken.objects.get(user__email="bo@example.org").public_id
+
+    response = client_with(ada).delete(f"/api/v1/me/tokens/{bos_token}")
+
+    assert (response.status_code, response.json()["code"]) == (404, "token_not_found")
+    assert client_with(bo).get("/api/v1/me").status_code == 200
+    assert ApiToken.objects.count() == 2
+    assert not SecurityEvent.objects.filter(kind="token_revoked").exists()
+
+
+def test_a_password_change_revokes_every_token_and_a_new_sign_in_works():
+    customer = UserFactory(email="ada@example.org")
+    laptop, phone = sign_in("ada@example.org", "laptop"), sign_in("ada@example.org", "phone")
+
+    changed = client_with(laptop).patch(
+        "/api/v1/me",
+        {"current_password": PASSWORD, "new_password": "a brand new passphrase 9"},
+        format="json",
+    )
+
+    assert changed.status_code == 200
+    assert [client_with(t).get("/api/v1/me").status_code for t in (laptop, phone)] == [401, 401]
+    assert ApiToken.objects.count() == 0
+    event = SecurityEvent.objects.get(kind="password_changed")
+    assert (event.user, event.detail) == (customer, {"tokens_revoked": 2})
+    fresh = APIClient().post(
+        "/api/v1/auth/token",
+        {"email": "ada@example.org", "password": "a brand new passphrase 9"},
+        format="json",
+    )
+    assert fresh.status_code == 200
+
+
+def test_a_refused_password_change_keeps_every_token():
+    UserFactory(email="ada@example.org")
+    laptop = sign_in("ada@example.org", "laptop")
+
+    refused = client_with(laptop).patch(
+        "/api/v1/me", {"current_password": "wrong", "new_password": "a brand new passphrase 9"}, format="json"
+    )
+
+    assert (refused.status_code, refused.json()["code"]) == (403, "wrong_password")
+    assert client_with(laptop).get("/api/v1/me").status_code == 200
+    assert not SecurityEvent.objects.filter(kind="password_changed").exists()
+
+
+def test_staff_get_no_api_token_and_a_token_left_from_before_is_refused():
+    auditor = UserFactory(email="audrey@lab.example", roles=["auditor"])
+    old_key = "0123456789abcdef0123456789abcdef01234567"  # e.g. a token from before staff had none
+    ApiToken.objects.create(
+        user=auditor,
+        name="old",
+        key_sha256=hashlib.sha256(old_key.encode()).hexdigest(),
+        key_prefix="01234567",
+    )
+
+    refused = APIClient().post(
+        "/api/v1/auth/token", {"email": "audrey@lab.example", "password": PASSWORD}, format="json"
+    )
+    with_old_token = client_with(old_key).get("/api/v1/audit/records")
+    in_session = APIClient()
+    in_session.force_login(auditor)
+
+    assert (refused.status_code, refused.json()["code"]) == (403, "staff_tokens_not_issued")
+    assert ApiToken.objects.count() == 1
+    assert (with_old_token.status_code, with_old_token.json()["code"]) == (401, "authentication_failed")
+    assert in_session.get("/api/v1/audit/records").status_code == 200
+
+
+def test_issuing_beyond_the_cap_revokes_the_least_recently_used_token(settings):
+    settings.API_TOKENS_PER_USER = 2
+    UserFactory(email="ada@example.org")
+    first, second = sign_in("ada@example.org", "first"), sign_in("ada@example.org", "second")
+    assert client_with(first).get("/api/v1/me").status_code == 200  # first is now the most recently used
+
+    third = sign_in("ada@example.org", "third")
+
+    assert sorted(ApiToken.objects.values_list("name", flat=True)) == ["first", "third"]
+    assert [client_with(t).get("/api/v1/me").status_code for t in (first, second, third)] == [200, 401, 200]
+    assert SecurityEvent.objects.get(kind="token_revoked").detail["reason"] == "token_limit"

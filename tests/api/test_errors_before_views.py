@@ -1,0 +1,62 @@
+"""Errors Django raises before (or outside) an API view answer problem+json under /api/, like every other
+API error: a foreign Host, too many fields, a body too large, an unknown URL, a crash."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+PROBLEM = "application/problem+json"
+
+
+def problem(response) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    return response.status_code, response["Content-Type"], response.json()["code"]
+
+
+def test_a_foreign_host_is_a_400_problem(api):
+    response = api.get("/api/v1/products", HTTP_HOST="attacker.example")
+
+    assert problem(response) == (400, PROBLEM, "disallowed_host")
+    assert response.json()["status"] == 400
+
+
+def test_too_many_form_fields_is_a_400_problem(api, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"field{n}=x" for n in range(11))
+
+    response = api.post("/api/v1/accounts", body, content_type="application/x-www-form-urlencoded")
+
+    assert problem(response) == (400, PROBLEM, "too_many_fields")
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded"])
+def test_a_body_above_the_limit_is_a_413_problem_before_it_is_read(api, settings, content_type):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"email": "' + "x" * 1000 + '"}'
+
+    response = api.post("/api/v1/accounts", body, content_type=content_type)
+
+    assert problem(response) == (413, PROBLEM, "request_too_large")
+
+
+def test_a_body_within_the_limit_reaches_the_view(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = api.post("/api/v1/accounts", '{"email": "x"}', content_type="application/json")
+
+    assert problem(response) == (400, PROBLEM, "invalid_request")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/no-such-thing", "/api/v2/orders", "/api/"])
+def test_unknown_api_urls_are_404_problems(api, path):
+    assert problem(api.get(path)) == (404, PROBLEM, "not_found")
+
+
+@pytest.mark.urls("tests.api.crash_urls")
+def test_a_crash_under_the_api_is_a_500_problem_without_details():
+    response = Client(raise_request_exception=False).get("/api/v1/crash")
+
+    assert problem(response) == (500, PROBLEM, "server_error")
+    assert b"a bug" not in response.content
+    assert len(response["X-Request-ID"]) == 32

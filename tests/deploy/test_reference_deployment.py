@@ -1,0 +1,159 @@
+"""The reference deployment under deploy/: its systemd units parse and say what deploy/README.md promises
+(one beat, a print worker per host on its own queue beside CUPS, every required secret as a credential), and
+systemd itself accepts them (`systemd-analyze verify`, part of Debian's systemd package)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "deploy" / "systemd"
+ENV_EXAMPLE = ROOT / "deploy" / "printlab.env.example"
+SERVICES = sorted(UNITS.glob("*.service"))
+
+
+def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
+    """Sections -> key -> values (systemd allows repeated keys); continuation lines are not used here."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        header = re.fullmatch(r"\[(\w+)\]", line)
+        if header:
+            current = sections.setdefault(header.group(1), {})
+            continue
+        key, separator, value = line.partition("=")
+        assert current is not None and separator and re.fullmatch(r"[A-Za-z]+", key), f"{path.name}:{number}"
+        current.setdefault(key, []).append(value)
+    return sections
+
+
+def required_secrets() -> set[str]:
+    return set(re.findall(r'required_secret\(\s*"(\w+)"', (ROOT / "lab" / "settings.py").read_text()))
+
+
+def exec_start(path: Path) -> str:
+    (command,) = parse_unit(path)["Service"]["ExecStart"]
+    return command
+
+
+def test_every_unit_parses_with_unit_service_and_install_sections():
+    assert [path.name for path in SERVICES] == [
+        "printlab-beat.service",
+        "printlab-migrate.service",
+        "printlab-print@.service",
+        "printlab-raster.service",
+        "printlab-web.service",
+    ]
+    for path in SERVICES:
+        unit = parse_unit(path)
+        assert set(unit) == {"Unit", "Service", "Install"}, path.name
+        assert unit["Install"]["WantedBy"] == ["printlab.target"], path.name
+        assert unit["Service"]["User"] == ["printlab"], path.name
+        after = " ".join(unit["Unit"]["After"]).split()
+        assert {"postgresql.service", "network-online.target"} <= set(after), path.name
+        if path.name != "printlab-migrate.service":
+            assert "redis-server.service" in after and "printlab-migrate.service" in after, path.name
+
+
+def test_exactly_one_beat_and_no_worker_embeds_one():
+    beats = [path.name for path in SERVICES if " -A workers beat" in exec_start(path)]
+    embedded = [path.name for path in SERVICES if re.search(r" worker .*(-B\b|--beat)", exec_start(path))]
+
+    assert beats == ["printlab-beat.service"]
+    assert embedded == []
+
+
+def test_print_host_worker_consumes_only_its_own_queue_beside_its_cups():
+    unit = parse_unit(UNITS / "printlab-print@.service")
+    command = exec_start(UNITS / "printlab-print@.service")
+
+    assert " worker -Q print.%i -c 1 " in command
+    assert "PRINT_HOST=%i" in unit["Service"]["Environment"]
+    assert "cups.service" in " ".join(unit["Unit"]["After"]).split()
+    assert "cups.service" in " ".join(unit["Unit"]["Wants"]).split()
+
+
+def test_web_runs_gunicorn_and_raster_workers_take_default_and_raster():
+    assert " lab.wsgi --bind 127.0.0.1:8000 " in exec_start(UNITS / "printlab-web.service")
+    assert exec_start(UNITS / "printlab-web.service").startswith("/opt/printlab/.venv/bin/gunicorn ")
+    assert " worker -Q default,raster -c ${RASTER_CONCURRENCY} " in exec_start(
+        UNITS / "printlab-raster.service"
+    )
+
+
+def test_every_required_secret_is_a_systemd_credential_of_every_service():
+    secrets = required_secrets()
+    assert {"SECRET_KEY", "LAB_MASTER_KEY", "AUDIT_SIGNING_KEY", "AUDIT_RECORD_KEY"} <= secrets
+    for path in SERVICES:
+        service = parse_unit(path)["Service"]
+        credentials = {entry.split(":", 1)[0] for entry in service["LoadCredential"]}
+        files = dict(entry.split("=", 1) for entry in service["Environment"] if "_FILE=" in entry)
+        for secret in secrets | {"DATABASE_URL"}:
+            assert f"{secret}_FILE" in files, (path.name, secret)
+        for name, value in files.items():
+            assert value.startswith("%d/") and value.removeprefix("%d/") in credentials, (path.name, name)
+
+
+def test_env_example_sets_no_secret_and_defines_what_the_units_use():
+    assignments = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    settings_text = (ROOT / "lab" / "settings.py").read_text()
+    secret_names = required_secrets() | {
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "CACHE_URL",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+    }
+
+    assert not set(assignments) & {name for secret in secret_names for name in (secret, f"{secret}_FILE")}
+    assert "LAB_DEMO_SECRETS" not in assignments
+    used_by_units = {name for path in SERVICES for name in re.findall(r"\$\{(\w+)\}", exec_start(path))}
+    assert used_by_units == {"GUNICORN_WORKERS", "RASTER_CONCURRENCY"}
+    assert used_by_units <= set(assignments)
+    for name in set(assignments) - used_by_units:
+        assert f'"{name}"' in settings_text, f"{name} is not a setting"
+    for name in ("ALLOWED_HOSTS", "TRUSTED_PROXIES", "SECURE_COOKIES", "LAB_STORAGE_DIR", "AUDIT_WITNESS"):
+        assert name in assignments
+
+
+def test_the_readme_links_the_reference_deployment():
+    assert "(deploy/README.md)" in (ROOT / "README.md").read_text()
+
+
+def test_systemd_accepts_the_units(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI") == "true":  # the test command installs it; in CI nothing is skipped
+            pytest.fail("systemd-analyze is not installed (Debian package systemd)")
+        pytest.skip("systemd-analyze is not installed (Debian package systemd); the parse tests above ran")
+    # verify checks that ExecStart's program exists: point the units at this checkout's venv.
+    venv_bin = str(Path(sys.executable).parent) + "/"
+    for path in [*SERVICES, UNITS / "printlab.target"]:
+        (tmp_path / path.name).write_text(path.read_text().replace("/opt/printlab/.venv/bin/", venv_bin))
+    units = [str(tmp_path / p.name) for p in SERVICES if "@" not in p.name]
+    instance = tmp_path / "printlab-print@alpha.service"
+    completed = subprocess.run(
+        [analyze, "verify", "--man=no", *units, str(tmp_path / "printlab.target"), str(instance)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+
+    # Warnings (an unknown key is only "ignoring") count as failures too.
+    assert (completed.returncode, completed.stdout + completed.stderr) == (0, "")

@@ -1,0 +1,295 @@
+"""The lab admin at /lab/admin/: lab admins edit the catalog, printers and staff accounts; every change is
+recorded; nobody else gets in; the staff pages' session, cache and CSP rules hold there too."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.test import Client
+
+from lab.accounts.models import User
+from lab.audit.models import AuditRecord
+from lab.catalog.demo import catalog_seed_demo
+from lab.catalog.models import Product
+from lab.production.models import Printer
+from lab.staff.admin.site import site
+from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
+from tests.staff.builders import client_as, hotfolder_printer, person
+
+pytestmark = pytest.mark.django_db
+ADMIN = "/lab/admin/"
+
+
+def product_form(product: Product, **changes: Any) -> dict[str, Any]:
+    fields = {
+        "sku": product.sku,
+        "name": product.name,
+        "width_in": str(product.width_in),
+        "height_in": str(product.height_in),
+        "paper": product.paper,
+        "price_minor": str(product.price_minor),
+        "currency": product.currency,
+        "min_dpi": str(product.min_dpi),
+        "is_active": "on" if product.is_active else "",
+    }
+    return {**fields, **changes}
+
+
+def printer_form(printer: Printer, **changes: Any) -> dict[str, Any]:
+    fields = {
+        "name": printer.name,
+        "backend": printer.backend,
+        "target": printer.target,
+        "cups_server": printer.cups_server,
+        "host": printer.host,
+        "location": printer.location,
+        "media_sizes": ", ".join(printer.media_sizes),
+        "papers": printer.papers,
+        "dpi": str(printer.dpi),
+        "output_format": printer.output_format,
+    }
+    return {**fields, **changes}
+
+
+def log_entries(model: type, obj_pk: int) -> list[tuple[int, str]]:
+    content_type = ContentType.objects.get_for_model(model)
+    return list(
+        LogEntry.objects.filter(content_type=content_type, object_id=str(obj_pk))
+        .order_by("pk")
+        .values_list("action_flag", "user__email")
+    )
+
+
+@pytest.fixture
+def product() -> Product:
+    catalog_seed_demo()
+    return Product.objects.get(sku="PRINT-4X6-LUSTRE")
+
+
+def test_admin_edits_a_product_and_the_change_is_logged(product):
+    client, admin = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}catalog/product/{product.pk}/change/",
+        product_form(product, name="4x6 lustre, new name", price_minor="129"),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    product.refresh_from_db()
+    assert (product.name, product.price_minor) == ("4x6 lustre, new name", 129)
+    assert log_entries(Product, product.pk) == [(CHANGE, admin.email)]
+    entry = LogEntry.objects.get(object_id=str(product.pk))
+    assert entry.get_change_message() == "Changed Name and Price minor."
+
+
+def test_admin_edits_a_printer_host_and_media_and_the_change_is_logged():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    client, admin = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/",
+        printer_form(printer, host="hosta", media_sizes="4x6, 5x7", papers=["lustre", "matte"]),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    printer.refresh_from_db()
+    assert (printer.host, printer.media_sizes, printer.papers) == (
+        "hosta",
+        ["4x6", "5x7"],
+        ["lustre", "matte"],
+    )
+    assert log_entries(Printer, printer.pk) == [(CHANGE, admin.email)]
+
+
+def test_printer_media_size_without_printer_media_is_refused():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    client, _ = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/", printer_form(printer, media_sizes="4x6, 3x9")
+    )
+
+    assert response.status_code == 200
+    assert "&#x27;3x9&#x27; is not a known print size" in response.content.decode()
+    printer.refresh_from_db()
+    assert printer.media_sizes == ["4x6"]
+    assert log_entries(Printer, printer.pk) == []
+
+
+def test_unprintable_product_size_is_refused_in_the_admin_form(product):
+    client, _ = client_as("admin")
+    before = Product.objects.count()
+
+    response = client.post(
+        f"{ADMIN}catalog/product/add/",
+        product_form(product, sku="PRINT-3X9-LUSTRE", name="odd", width_in="3.3", height_in="9.1"),
+    )
+
+    assert response.status_code == 200
+    assert "No printer media is known for 3.3x9.1 in" in response.content.decode()
+    assert Product.objects.count() == before
+    assert not Product.objects.filter(sku="PRINT-3X9-LUSTRE").exists()
+    assert LogEntry.objects.count() == 0
+
+
+def test_printable_product_is_created_and_logged(product):
+    client, admin = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}catalog/product/add/",
+        product_form(product, sku="PRINT-5X7-NEW", name="5x7 new", width_in="5", height_in="7"),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    created = Product.objects.get(sku="PRINT-5X7-NEW")
+    assert (created.width_in, created.height_in) == (Decimal("5.00"), Decimal("7.00"))
+    assert log_entries(Product, created.pk) == [(ADDITION, admin.email)]
+
+
+@pytest.mark.parametrize("roles", [("technician",), ("customer",), ("supervisor", "auditor", "packer")])
+def test_everyone_but_a_lab_admin_gets_403_and_changes_nothing(product, roles):
+    client, _ = client_as(*roles)
+    before = product_form(product)
+
+    pages = [ADMIN, f"{ADMIN}catalog/product/", f"{ADMIN}catalog/product/{product.pk}/change/"]
+    statuses = [client.get(url).status_code for url in pages]
+    response = client.post(f"{ADMIN}catalog/product/{product.pk}/change/", product_form(product, name="X"))
+
+    assert statuses == [403, 403, 403]
+    assert response.status_code == 403
+    product.refresh_from_db()
+    assert product_form(product) == before
+    assert LogEntry.objects.count() == 0
+
+
+def test_django_is_staff_alone_does_not_open_the_admin(product):
+    user = person("technician")
+    User.objects.filter(pk=user.pk).update(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(User.objects.get(pk=user.pk))
+
+    assert client.get(ADMIN).status_code == 403
+    assert client.get(f"{ADMIN}catalog/product/{product.pk}/change/").status_code == 403
+
+
+def test_anonymous_visitor_is_sent_to_the_staff_sign_in():
+    client = Client()
+
+    index = client.get(ADMIN)
+    login = client.get(f"{ADMIN}login/?next=/lab/admin/catalog/")
+
+    assert index.status_code == 302
+    assert index["Location"] == "/lab/admin/login/?next=/lab/admin/"
+    assert login.status_code == 302
+    assert login["Location"] == "/lab/login/?next=%2Flab%2Fadmin%2Fcatalog%2F"
+
+
+def test_admin_pages_carry_the_staff_csp_and_no_store(product):
+    client, _ = client_as("admin")
+
+    response = client.get(f"{ADMIN}catalog/product/{product.pk}/change/")
+
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    # Django's never_cache says more, and includes no-store: the middleware keeps a view's no-store.
+    assert response["Cache-Control"] == "max-age=0, no-cache, no-store, must-revalidate, private"
+
+
+def test_idle_admin_session_is_ended(product):
+    client, _ = client_as("admin")
+    assert client.get(ADMIN).status_code == 200
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - 15 * 60 - 1
+    session.save()
+
+    response = client.get(f"{ADMIN}catalog/product/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/lab/login/?next=%2Flab%2Fadmin%2Fcatalog%2Fproduct%2F"
+    assert "_auth_user_id" not in client.session
+
+
+def test_admin_creates_a_staff_account_with_roles_recorded_in_log_entry_and_audit_log():
+    client, admin = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}accounts/user/add/",
+        {
+            "email": "New.Tech@lab.example",
+            "full_name": "New Tech",
+            "password1": "a long enough secret 42",
+            "password2": "a long enough secret 42",
+            "roles": ["technician"],
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    created = User.objects.get(email="new.tech@lab.example")
+    assert sorted(created.groups.values_list("name", flat=True)) == ["technician"]
+    assert created.check_password("a long enough secret 42")
+    assert (created.is_staff, created.is_superuser) == (False, False)
+    assert log_entries(User, created.pk) == [(ADDITION, admin.email)]
+    record = AuditRecord.objects.get(action="staff.account_created")
+    assert (record.actor_id, record.context_id, record.justification) == (
+        str(admin.public_id),
+        str(created.public_id),
+        "created; roles - -> technician",
+    )
+
+
+def test_admin_changes_roles_and_deactivates_an_account_recorded_in_both_logs():
+    client, admin = client_as("admin")
+    technician = person("technician")
+
+    response = client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/change/",
+        {"email": technician.email, "full_name": technician.full_name, "roles": ["supervisor", "packer"]},
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    technician.refresh_from_db()
+    assert sorted(technician.groups.values_list("name", flat=True)) == ["packer", "supervisor"]
+    assert technician.is_active is False  # the checkbox was not sent
+    assert log_entries(User, technician.pk) == [(CHANGE, admin.email)]
+    record = AuditRecord.objects.get(action="staff.account_changed")
+    assert record.justification == "roles technician -> packer,supervisor; deactivated"
+    assert record.context_id == str(technician.public_id)
+
+
+def test_customers_are_not_listed_or_opened_in_the_admin():
+    client, _ = client_as("admin")
+    customer = person("customer")
+
+    listing = client.get(f"{ADMIN}accounts/user/")
+    opened = client.get(f"{ADMIN}accounts/user/{customer.pk}/change/")
+
+    assert listing.status_code == 200
+    assert customer.email not in listing.content.decode()
+    assert opened.status_code == 302  # Django's "does not exist" answer: back to the admin index
+
+
+def test_only_catalog_printers_and_staff_accounts_are_registered_and_none_can_be_deleted(product):
+    client, _ = client_as("admin")
+
+    registered = sorted(model._meta.label for model in site._registry)
+    refused = client.post(f"{ADMIN}catalog/product/{product.pk}/delete/", {"post": "yes"})
+
+    assert registered == ["accounts.User", "catalog.Product", "production.Printer"]
+    assert refused.status_code == 403
+    assert Product.objects.filter(pk=product.pk).exists()
+
+
+def test_the_admins_own_styles_are_served_by_the_app_and_nothing_outside_them():
+    client = Client()
+
+    stylesheet = client.get("/static/admin/css/base.css")
+    escape = client.get("/static/admin/../../../../settings.py")
+
+    assert stylesheet.status_code == 200
+    assert stylesheet["Content-Type"] == "text/css"
+    assert escape.status_code == 404
