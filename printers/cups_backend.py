@@ -149,6 +149,8 @@ _PERMANENT_STATUSES: dict[int, str] = {
 }
 
 _Result = TypeVar("_Result")
+_SERVER_URI = "ipp://localhost/"
+_RESTART_EVENTS = ("server-started", "server-restarted")
 
 
 @dataclass(frozen=True)
@@ -299,12 +301,13 @@ class CupsBackend(PrinterBackend):
 
         A subscription is kept in cupsd's subscriptions.conf across restarts, and cupsd adds a
         `server-started` event to it each time it starts (also after a crash: no `server-stopped` needed).
-        The event's `printer-up-time` is the start time. A subscription that is gone (cupsd's state was
-        reset, or the lease ran out) is replaced and reported as `watch_lost`.
+        The event's `printer-up-time` is the start time. One server-level subscription serves every queue of
+        a cupsd (its MaxSubscriptions, 100 by default, must not run out with many printers): it is found
+        again by its events, or created. A watch that is gone (cupsd's state was reset) is replaced and
+        reported as `watch_lost`.
         """
         with self._connection() as connection:
             lost = False
-            events: list[dict[str, Any]] = []
             if watch:
                 try:
                     events = list(connection.getNotifications([watch]).get("events", []))
@@ -314,18 +317,11 @@ class CupsBackend(PrinterBackend):
                         raise _translate_ipp_error(status, message, operation="get notifications") from exc
                     lost, watch = True, None
             if not watch:
-                try:
-                    watch = int(
-                        connection.createSubscription(
-                            f"ipp://localhost/printers/{self.queue}",
-                            events=["server-started", "server-restarted"],
-                            lease_duration=0,  # no expiry: it must outlive any gap between polls
-                        )
-                    )
-                except cups.IPPError as exc:
-                    status, message = _ipp_error_parts(exc)
-                    raise _translate_ipp_error(status, message, operation="create subscription") from exc
-                return ServerEvents(watch=watch, last_sequence=0, watch_lost=lost)
+                watch = self._restart_watch(connection)
+                events = list(connection.getNotifications([watch]).get("events", []))
+                # Events from before this printer began to watch are history, not news.
+                current = max([0, *(int(e.get("notify-sequence-number", 0)) for e in events)])
+                return ServerEvents(watch=watch, last_sequence=current, watch_lost=lost)
         fresh = [e for e in events if int(e.get("notify-sequence-number", 0)) > after]
         return ServerEvents(
             watch=watch,
@@ -336,6 +332,31 @@ class CupsBackend(PrinterBackend):
                 if e.get("notify-subscribed-event") in ("server-started", "server-restarted")
             ),
         )
+
+    def _restart_watch(self, connection: cups.Connection) -> int:
+        """The server's restart subscription: an existing one with exactly our events, else a new one."""
+        try:
+            existing = connection.getSubscriptions(_SERVER_URI)
+        except cups.IPPError as exc:
+            status, message = _ipp_error_parts(exc)
+            if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
+                raise _translate_ipp_error(status, message, operation="get subscriptions") from exc
+            existing = []
+        for subscription in existing:
+            if (
+                sorted(_as_strings(subscription.get("notify-events"))) == sorted(_RESTART_EVENTS)
+                and subscription.get("notify-pull-method") == "ippget"
+                and int(subscription.get("notify-lease-duration", -1)) == 0
+            ):
+                return int(subscription["notify-subscription-id"])
+        try:
+            # No expiry: it must outlive any gap between polls. (pycups 2.0.4 crashes on user_data.)
+            return int(
+                connection.createSubscription(_SERVER_URI, events=list(_RESTART_EVENTS), lease_duration=0)
+            )
+        except cups.IPPError as exc:
+            status, message = _ipp_error_parts(exc)
+            raise _translate_ipp_error(status, message, operation="create subscription") from exc
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[cups.Connection]:

@@ -283,3 +283,14 @@ def test_a_lost_watch_is_replaced_and_reported(restartable_cups: PrivateCups) ->
     replaced = backend.server_events(watch=first.watch, after=first.last_sequence)
 
     assert replaced.watch_lost and replaced.watch != first.watch
+
+
+def test_every_queue_of_a_cupsd_shares_one_restart_watch(restartable_cups: PrivateCups) -> None:
+    # cupsd allows 100 subscriptions by default: a lab with many queues must not use one per queue
+    restartable_cups.add_printer("first", media=PHOTO_MEDIA)
+    restartable_cups.add_printer("second", media=PHOTO_MEDIA)
+    first = CupsBackend(queue="first", server=restartable_cups.server).server_events(watch=None, after=0)
+    second = CupsBackend(queue="second", server=restartable_cups.server).server_events(watch=None, after=0)
+
+    assert first.watch == second.watch
+    assert len(connect(server=restartable_cups.server).getSubscriptions("ipp://localhost/")) == 1
