@@ -129,6 +129,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: forwarded headers from anyone but TRUSTED_PROXIES are dropped before the SSL redirect reads them.
     "lab.lib.middleware.RequestIdMiddleware",
+    "lab.observability.middleware.RequestMetricsMiddleware",  # latency of everything below, redirects too
     "django.middleware.security.SecurityMiddleware",
     "api.middleware.ApiRequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -225,7 +226,7 @@ if TRUSTED_PROXIES:
     # Safe because lab.lib.middleware drops X-Forwarded-Proto from every peer that is not a trusted proxy.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "false")
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "false")
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
@@ -375,6 +376,12 @@ RETENTION_UNPAID_DAYS = envint("RETENTION_UNPAID_DAYS", 7)
 RETENTION_UNUSED_DAYS = envint("RETENTION_UNUSED_DAYS", 7)
 RETENTION_BATCH = envint("RETENTION_BATCH", 500)
 RETENTION_SWEEP_SECONDS = envint("RETENTION_SWEEP_SECONDS", 3600)
+# Supervisor alerts (lab.production.alerts): each e-mailed once to supervisors, shown on /lab/supervisor/.
+ALERT_CHECK_SECONDS = envint("ALERT_CHECK_SECONDS", 300)
+ALERT_ORDER_AT_RISK_HOURS = envint("ALERT_ORDER_AT_RISK_HOURS", 6)  # open order promised within this or past
+ALERT_PRINTER_ERROR_MINUTES = envint("ALERT_PRINTER_ERROR_MINUTES", 15)  # printer in error/offline this long
+ALERT_QUEUE_DEPTH = envint("ALERT_QUEUE_DEPTH", 200)  # jobs waiting to print, at least this many...
+ALERT_QUEUE_WINDOW_MINUTES = envint("ALERT_QUEUE_WINDOW_MINUTES", 60)  # ...and more came in than printed here
 # How often beat looks for order events whose e-mail/webhook message was lost (and how old they must be).
 NOTIFY_SWEEP_SECONDS = envint("NOTIFY_SWEEP_SECONDS", 60)
 
@@ -424,16 +431,30 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "orders@printlab.examp
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
 
+# --- Health and metrics (README: Monitoring) -----------------------------------------------------
+# /metrics answers only a request bearing this token (404 while it is unset).
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+READYZ_CHECK_TIMEOUT_SECONDS = float(os.environ.get("READYZ_CHECK_TIMEOUT_SECONDS", "1"))
+# A worker serves its task metrics here (prometheus_client's server); 0: no metrics port.
+WORKER_METRICS_PORT = envint("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDRESS = os.environ.get("WORKER_METRICS_ADDRESS", "127.0.0.1")
+
 # --- Logging: ids only, never personal data (STYLE rule 14) -------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(client_ip)s] %(message)s"}
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(client_ip)s] %(message)s"},
+        "json": {"()": "lab.lib.log_format.JsonFormatter"},
     },
     "filters": {"request": {"()": "lab.lib.middleware.RequestContextFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Third-party clients log request/response bodies at DEBUG/INFO; keep them out of the lab's logs.
     "loggers": {

@@ -3,25 +3,23 @@
 Errors Django raises outside a view answer problem+json under /api/ and an HTML page everywhere else.
 """
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views import defaults
 
 from api import errors as api_errors
+from lab.observability.views import healthz_view, metrics_view, readyz_view
 from lab.staff.admin.site import admin_static_view
 from lab.staff.admin.site import register_all as lab_admin_site
 from lab.staff.middleware import CONTENT_SECURITY_POLICY
 from lab.staff.views.public import landing_view
 
-
-def health(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
-
-
 urlpatterns = [
     path("api/v1/", include(("api.urls", "api"), namespace="api")),
     path("lab/photos/", include("lab.audit.urls")),
-    path("healthz", health, name="health"),
+    path("healthz", healthz_view, name="health"),
+    path("readyz", readyz_view, name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("lab/audit/", include("lab.audit.console_urls")),
     path("lab/admin/", lab_admin_site().urls),
     path("static/admin/<path:path>", admin_static_view, name="admin-static"),

@@ -51,6 +51,10 @@ app.conf.beat_schedule = {
         "task": "production.reconcile",
         "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
     },
+    "production-alerts-check": {
+        "task": "production.alerts_check",
+        "schedule": float(settings.ALERT_CHECK_SECONDS),
+    },
     "refunds-reconcile": {"task": "payments.refunds_reconcile", "schedule": 60.0},
     "notifications-sweep": {
         "task": "notify.notifications_sweep",
@@ -69,3 +73,6 @@ app.conf.beat_schedule = {
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": float(settings.AUDIT_CHECKPOINT_SECONDS)},
 }
 app.autodiscover_tasks(["workers"], related_name="tasks")
+
+# Task durations, the task/job ids in log lines and the worker's metrics port (WORKER_METRICS_PORT).
+import workers.observability  # noqa: E402, F401

@@ -73,11 +73,12 @@ def order_release(*, order_id: int) -> None:
     reject_on_worker_lost=True,
     max_retries=0,
 )
-def print_job_rasterize(*, job_id: int) -> None:
+def print_job_rasterize(*, job_id: int) -> str:
     from lab.production.services import print_job_rasterize as rasterize
     from lab.production.services import worker_name
 
-    rasterize(job_id=job_id, worker=worker_name())
+    # The outcome is not stored (no results); workers/observability.py counts it for raster throughput.
+    return rasterize(job_id=job_id, worker=worker_name())
 
 
 @app.task(
@@ -111,6 +112,13 @@ def production_reconcile() -> None:
     from lab.production.services import production_reconcile as reconcile
 
     reconcile()
+
+
+@app.task(name="production.alerts_check", time_limit=120, max_retries=0)
+def alerts_check() -> None:
+    from lab.production.alerts import alerts_check as check
+
+    check()
 
 
 # --- Packing ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from lab.audit import chain
 from lab.audit.models import AuditHead, AuditRecord
+from lab.lib.metrics import AUDIT_APPEND_SECONDS
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def audit_append(entry: Entry) -> AuditRecord:
     # Choices enums are str subclasses; the chain hashes plain strings only.
     fields = {name: str(value) if isinstance(value, str) else value for name, value in fields.items()}
     # No savepoint: the caller's transaction is the unit, and a savepoint would cost two more round trips.
-    with transaction.atomic(savepoint=False):
+    with AUDIT_APPEND_SECONDS.time(), transaction.atomic(savepoint=False):
         connection = transaction.get_connection()
         if connection.vendor == "postgresql":
             sealed = _append_postgresql(connection, fields)

@@ -150,3 +150,28 @@ class JobEvent(models.Model):
 
     class Meta:
         ordering: ClassVar[list[str]] = ["created_at", "pk"]
+
+
+class Alert(models.Model):
+    """A condition a supervisor must hear about, once: the key names one instance of the condition."""
+
+    class Kind(models.TextChoices):
+        ORDER_AT_RISK = "order_at_risk"
+        PRINTER_ERROR = "printer_error"
+        JOB_NEEDS_PERSON = "job_needs_person"  # fate unknown, or may have printed twice
+        QUEUE_GROWING = "queue_growing"
+
+    key = models.CharField(max_length=200, unique=True)  # e.g. "printer_error:3:2026-12-01T10:00:00+00:00"
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    link = models.CharField(max_length=200, blank=True)  # the staff page behind the alert
+    created_at = models.DateTimeField(default=timezone.now)
+    # Claimed (set) before the e-mail goes out, so two checks running at once send it once.
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-created_at", "-pk"]
+        indexes: ClassVar[list[models.Index]] = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"alert:{self.key}"

@@ -42,6 +42,17 @@ class PrinterRow:
 class BatchRow:
     batch: Batch
     jobs: list[PrintJob]
+    # Every job printed, the last over FINISHED_VISIBLE_MINUTES ago: collapsed so a busy day's list stays
+    # short, while a batch that just finished stays in view for its reprints and checks.
+    is_finished: bool = False
+
+
+@dataclass
+class LoadNext:
+    """The media a printer needs next: its batches with work still to send, soonest promise first."""
+
+    printer: Printer
+    media: list[tuple[str, str, int]]  # (size, paper, jobs still to send)
 
 
 @dataclass
@@ -50,10 +61,19 @@ class MediaGroup:
     paper: str
     batches: list[BatchRow] = field(default_factory=list)
 
+    @property
+    def open_batches(self) -> list[BatchRow]:
+        return [row for row in self.batches if not row.is_finished]
+
+    @property
+    def finished_batches(self) -> list[BatchRow]:
+        return [row for row in self.batches if row.is_finished]
+
 
 @dataclass
 class Board:
     printers: list[PrinterRow]
+    load_next: list[LoadNext]
     media_groups: list[MediaGroup]
     waiting: list[PrintJob]
     failed: list[PrintJob]
@@ -130,10 +150,12 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         )
         for printer in Printer.objects.order_by("name")
     ]
+    groups = _media_groups(now=now)
     needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]))  # one query for both lists
     return Board(
         printers=printers,
-        media_groups=_media_groups(),
+        load_next=_load_next(groups=groups, printers=[row.printer for row in printers]),
+        media_groups=groups,
         waiting=_jobs(Q(status=J.NO_PRINTER)),
         failed=_jobs(Q(status=J.FAILED)),
         unknown=[job for job in needs_person if job.status == J.UNKNOWN],
@@ -146,7 +168,15 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
     )
 
 
-def _media_groups() -> list[MediaGroup]:
+FINISHED_VISIBLE_MINUTES = 10
+
+
+def _is_finished(jobs: list[PrintJob], *, cutoff: datetime.datetime) -> bool:
+    return all(job.status == J.PRINTED and job.printed_at and job.printed_at < cutoff for job in jobs)
+
+
+def _media_groups(*, now: datetime.datetime) -> list[MediaGroup]:
+    cutoff = now - datetime.timedelta(minutes=FINISHED_VISIBLE_MINUTES)
     jobs_by_batch: dict[int, list[PrintJob]] = defaultdict(list)
     for job in _jobs(Q(batch__isnull=False, order__status__in=FLOOR_ORDER_STATUSES) & ~Q(status=J.CANCELLED)):
         assert job.batch_id is not None
@@ -157,5 +187,36 @@ def _media_groups() -> list[MediaGroup]:
     )
     for batch in batches:
         group = groups.setdefault((batch.size, batch.paper), MediaGroup(size=batch.size, paper=batch.paper))
-        group.batches.append(BatchRow(batch=batch, jobs=jobs_by_batch[batch.pk]))
+        jobs = jobs_by_batch[batch.pk]
+        group.batches.append(BatchRow(batch=batch, jobs=jobs, is_finished=_is_finished(jobs, cutoff=cutoff)))
     return list(groups.values())
+
+
+LOAD_NEXT_BATCHES = 3
+
+
+def _load_next(*, groups: list[MediaGroup], printers: list[Printer]) -> list[LoadNext]:
+    """Per printer, the size and paper of its next batches (jobs not yet sent), by the earliest promise.
+
+    Read from the batches' jobs already loaded for the board: no query of its own.
+    """
+    far = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+    waiting: dict[int, list[tuple[datetime.datetime, int, str, str, int]]] = defaultdict(list)
+    for group in groups:
+        for row in group.batches:
+            jobs = [job for job in row.jobs if job.status in (J.QUEUED, J.RASTERIZING, J.READY)]
+            if jobs:
+                first_promise = min(job.order.promised_by or far for job in jobs)
+                waiting[row.batch.printer_id].append(
+                    (first_promise, row.batch.pk, row.batch.size, row.batch.paper, len(jobs))
+                )
+    return [
+        LoadNext(
+            printer=printer,
+            media=[(size, paper, count) for _, _, size, paper, count in sorted(waiting[printer.pk])][
+                :LOAD_NEXT_BATCHES
+            ],
+        )
+        for printer in printers
+        if waiting[printer.pk]
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, register_converter
 
 from lab.orders.models import REF_REGEX
-from lab.staff.views import auth, floor, packing
+from lab.staff.views import auth, floor, packing, supervisor
 
 
 class OrderRefConverter:
@@ -50,6 +50,8 @@ urlpatterns = [
     path("orders/<ref:ref>/hold/", floor.order_hold_view, name="order_hold"),
     path("orders/<ref:ref>/release-hold/", floor.order_release_hold_view, name="order_release_hold"),
     path("orders/<ref:ref>/cancel/", floor.order_cancel_view, name="order_cancel"),
+    path("supervisor/", supervisor.supervisor_view, name="supervisor"),
+    path("supervisor/behind/", supervisor.supervisor_behind_view, name="supervisor_behind"),
     path("packing/", packing.packing_view, name="packing"),
     path("packing/scan/", packing.packing_scan_view, name="packing_scan"),
     path("packing/slips.pdf", packing.day_slips_view, name="day_slips"),

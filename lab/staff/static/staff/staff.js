@@ -16,4 +16,20 @@
   }
 
   document.addEventListener("DOMContentLoaded", focusNextInput);
+
+  // The board is re-rendered every few seconds: a finished-batches list a person opened stays open.
+  var openDetails = [];
+  document.addEventListener("htmx:beforeSwap", function () {
+    openDetails = Array.prototype.map.call(document.querySelectorAll("details[open][id]"), function (element) {
+      return element.id;
+    });
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    openDetails.forEach(function (id) {
+      var element = document.getElementById(id);
+      if (element) {
+        element.open = true;
+      }
+    });
+  });
 })();

@@ -1,0 +1,157 @@
+"""Supervisor alerts: find the conditions worth a supervisor's attention, record each once, e-mail it once.
+
+Thresholds come from settings (ALERT_*); the beat task `production.alerts_check` runs `alerts_check`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.accounts.roles import Role
+from lab.orders.models import Order
+from lab.orders.states import OrderStatus
+from lab.production.models import Alert, JobEvent, Printer, PrintJob
+from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, PrinterState
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+OPEN_ORDER_STATUSES = (
+    OrderStatus.PAID,
+    OrderStatus.IN_PRODUCTION,
+    OrderStatus.ON_HOLD,
+    OrderStatus.READY_TO_PACK,
+    OrderStatus.PACKED,
+)
+# Jobs that wait for the lab's machines (not for a person): the queue whose growth is alerted.
+WAITING_JOB_STATUSES = (J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY)
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    kind: str
+    message: str
+    link: str
+
+
+def orders_at_risk(*, now: datetime.datetime) -> list[Order]:
+    """Open orders promised within ALERT_ORDER_AT_RISK_HOURS from now, or already past their promise."""
+    horizon = now + timedelta(hours=settings.ALERT_ORDER_AT_RISK_HOURS)
+    return list(
+        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lte=horizon).order_by("promised_by")
+    )
+
+
+def alert_conditions(*, now: datetime.datetime) -> list[Condition]:
+    conditions = [
+        Condition(
+            key=f"order_at_risk:{order.ref}:{order.promised_by.isoformat() if order.promised_by else ''}",
+            kind=Alert.Kind.ORDER_AT_RISK,
+            message=f"Order {order.ref} ({order.status}) is promised by "
+            f"{order.promised_by:%Y-%m-%d %H:%M} UTC",
+            link=reverse("staff:order", args=[order.ref]),
+        )
+        for order in orders_at_risk(now=now)
+    ]
+    error_since = now - timedelta(minutes=settings.ALERT_PRINTER_ERROR_MINUTES)
+    for printer in Printer.objects.filter(
+        state__in=[PrinterState.ERROR, PrinterState.OFFLINE], state_changed_at__lte=error_since
+    ):
+        # One alert per stretch in error: the key carries when the stretch began.
+        conditions.append(
+            Condition(
+                key=f"printer_error:{printer.pk}:{printer.state_changed_at.isoformat()}",
+                kind=Alert.Kind.PRINTER_ERROR,
+                message=f"Printer {printer.name} is {printer.state} since "
+                f"{printer.state_changed_at:%Y-%m-%d %H:%M} UTC",
+                link=reverse("staff:board"),
+            )
+        )
+    for job in PrintJob.objects.filter(status__in=NEEDS_PERSON_JOB_STATUSES).select_related("order"):
+        wording = "has an unknown fate" if job.status == J.UNKNOWN else "may have printed twice"
+        conditions.append(
+            Condition(
+                key=f"job_needs_person:{job.pk}:{job.status}",
+                kind=Alert.Kind.JOB_NEEDS_PERSON,
+                message=f"Job {job.pk} of order {job.order.ref} {wording}",
+                link=reverse("staff:job", args=[job.pk]),
+            )
+        )
+    conditions.extend(_queue_growing(now=now))
+    return conditions
+
+
+def _queue_growing(*, now: datetime.datetime) -> list[Condition]:
+    """The waiting queue is deep and more jobs came in than were printed in the last window."""
+    depth = PrintJob.objects.filter(status__in=WAITING_JOB_STATUSES).count()
+    if depth < settings.ALERT_QUEUE_DEPTH:
+        return []
+    window = timedelta(minutes=settings.ALERT_QUEUE_WINDOW_MINUTES)
+    recent = JobEvent.objects.filter(created_at__gt=now - window, created_at__lte=now)
+    arrived = recent.filter(Q(kind="created") | Q(kind="reprint_requested")).count()
+    printed = recent.filter(to_status=J.PRINTED).count()
+    if arrived <= printed:
+        return []
+    # One alert per window: a queue that keeps growing is reported again an hour later, not every check.
+    bucket = int(now.timestamp()) // int(window.total_seconds())
+    return [
+        Condition(
+            key=f"queue_growing:{bucket}",
+            kind=Alert.Kind.QUEUE_GROWING,
+            message=f"{depth} jobs wait to print; {arrived} arrived and {printed} printed "
+            f"in the last {settings.ALERT_QUEUE_WINDOW_MINUTES} minutes",
+            link=reverse("staff:supervisor"),
+        )
+    ]
+
+
+def supervisor_emails() -> list[str]:
+    return sorted(
+        User.objects.filter(groups__name=Role.SUPERVISOR, is_active=True).values_list("email", flat=True)
+    )
+
+
+def alerts_check(*, now: datetime.datetime | None = None) -> int:
+    """Record every current condition once (unique key) and e-mail each unsent alert once; returns sent."""
+    now = now or timezone.now()
+    Alert.objects.bulk_create(
+        [
+            Alert(key=c.key[:200], kind=c.kind, message=c.message[:500], link=c.link, created_at=now)
+            for c in alert_conditions(now=now)
+        ],
+        ignore_conflicts=True,
+    )
+    recipients = supervisor_emails()
+    sent = 0
+    for alert in Alert.objects.filter(emailed_at__isnull=True).order_by("pk"):
+        # Claim before sending (a conditional UPDATE): a concurrent check that lost the claim skips it.
+        if not Alert.objects.filter(pk=alert.pk, emailed_at__isnull=True).update(emailed_at=timezone.now()):
+            continue
+        if not recipients:
+            continue
+        try:
+            EmailMessage(
+                subject=f"[{settings.LAB_NAME}] {alert.message}"[:200],
+                body=f"{alert.message}\n\n{settings.SITE_URL}{alert.link}\n",
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                to=recipients,
+                headers={"Auto-Submitted": "auto-generated"},
+            ).send()
+        except OSError:
+            # Release the claim: the next check sends it again.
+            Alert.objects.filter(pk=alert.pk).update(emailed_at=None)
+            logger.warning("alert e-mail failed alert=%s kind=%s", alert.pk, alert.kind)
+            continue
+        sent += 1
+        logger.info("alert e-mailed alert=%s kind=%s", alert.pk, alert.kind)
+    return sent

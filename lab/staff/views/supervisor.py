@@ -1,0 +1,257 @@
+"""The supervisor's view: charts and tables of turnaround, throughput, waste and queues, their CSV, alerts."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+from collections import defaultdict
+from datetime import timedelta
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET
+
+from lab.accounts.roles import Role
+from lab.production.alerts import orders_at_risk
+from lab.production.models import Alert, Printer
+from lab.staff import supervisor
+from lab.staff.access import staff_page
+from lab.staff.charts import Bar, bar_chart
+
+# Technicians read it too; nothing on the page changes anything.
+SUPERVISOR_VIEW_ROLES = (Role.SUPERVISOR, Role.ADMIN, Role.TECHNICIAN)
+DEFAULT_DAYS = 7
+MAX_DAYS = 92
+TABLES = ("turnaround", "throughput", "failures", "reprints", "queue", "at_risk")
+
+
+def _date(value: str | None) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def filters_from(request: HttpRequest) -> supervisor.Filters:
+    """`from`/`to` (inclusive days, UTC) and `printer`; anything malformed falls back to the default."""
+    today = timezone.now().date()
+    last = _date(request.GET.get("to")) or today
+    first = _date(request.GET.get("from")) or last - timedelta(days=DEFAULT_DAYS - 1)
+    if first > last or (last - first).days >= MAX_DAYS:
+        first = last - timedelta(days=DEFAULT_DAYS - 1)
+    printer = request.GET.get("printer", "")
+    return supervisor.Filters(
+        start=datetime.datetime.combine(first, datetime.time.min, tzinfo=datetime.UTC),
+        end=datetime.datetime.combine(last + timedelta(days=1), datetime.time.min, tzinfo=datetime.UTC),
+        printer_id=int(printer) if printer.isdigit() else None,
+    )
+
+
+def _query(filters: supervisor.Filters, **extra: str | int) -> str:
+    params: dict[str, str | int] = {
+        "from": filters.start.date().isoformat(),
+        "to": (filters.end - timedelta(days=1)).date().isoformat(),
+    }
+    if filters.printer_id is not None:
+        params["printer"] = filters.printer_id
+    params.update(extra)
+    return urlencode(params)
+
+
+def _behind(filters: supervisor.Filters, **key: str | int) -> str:
+    return f"{reverse('staff:supervisor_behind')}?{_query(filters, **key)}"
+
+
+def _figures(filters: supervisor.Filters) -> dict[str, list[dict[str, object]]]:
+    """Each table as rows of plain values (what the page and the CSV both show), plus each row's link."""
+    now = timezone.now()
+    return {
+        "turnaround": [
+            {
+                "day": row.day.isoformat(),
+                "shipping_method": row.shipping_method,
+                "orders": row.orders,
+                "on_time": row.on_time,
+                "mean_hours": row.mean_hours,
+                "max_hours": row.max_hours,
+                "promised_hours": row.promised_hours,
+                "link": _behind(
+                    filters, table="turnaround", day=row.day.isoformat(), method=row.shipping_method
+                ),
+            }
+            for row in supervisor.turnaround(filters=filters)
+        ],
+        "throughput": [
+            {
+                "printer": row.printer,
+                "hour": row.hour.strftime("%Y-%m-%d %H:00"),
+                "jobs": row.jobs,
+                "copies": row.copies,
+                "link": _behind(
+                    filters, table="throughput", printer=row.printer_id, hour=row.hour.isoformat()
+                ),
+            }
+            for row in supervisor.throughput(filters=filters)
+        ],
+        "failures": [
+            {
+                "reason": row.reason,
+                "printer": row.printer,
+                "jobs": row.jobs,
+                "copies": row.copies,
+                "link": _behind(filters, table="failures", reason=row.reason, printer=row.printer_id or ""),
+            }
+            for row in supervisor.failures(filters=filters)
+        ],
+        "reprints": [
+            {
+                "reason": row.reason,
+                "printer": row.printer,
+                "jobs": row.jobs,
+                "copies": row.copies,
+                "link": _behind(filters, table="reprints", reason=row.reason, printer=row.printer_id or ""),
+            }
+            for row in supervisor.reprints(filters=filters)
+        ],
+        "queue": [
+            {
+                "stage": row.stage,
+                "jobs": row.jobs,
+                "oldest_minutes": int((now - row.oldest).total_seconds() // 60) if row.oldest else "",
+                "link": _behind(filters, table="queue", stage=row.stage),
+            }
+            for row in supervisor.queue_depth(printer_id=filters.printer_id)
+        ],
+        "at_risk": [
+            {
+                "order": order.ref,
+                "status": order.status,
+                "shipping_method": order.shipping_method,
+                "promised_by": order.promised_by.strftime("%Y-%m-%d %H:%M") if order.promised_by else "",
+                "is_late": bool(order.promised_by and order.promised_by < now),
+                "link": reverse("staff:order", args=[order.ref]),
+            }
+            for order in orders_at_risk(now=now)
+        ],
+    }
+
+
+def _charts(figures: dict[str, list[dict[str, object]]]) -> list[object]:
+    charts: list[object] = []
+    by_method: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for row in figures["turnaround"]:
+        by_method[str(row["shipping_method"])].append(row)
+    for method, rows in sorted(by_method.items()):
+        promised = float(str(rows[0]["promised_hours"]))
+        bars = [
+            Bar(
+                label=str(row["day"])[5:],
+                value=float(str(row["mean_hours"])),
+                href=str(row["link"]),
+                is_warning=float(str(row["mean_hours"])) > promised,
+            )
+            for row in rows
+        ]
+        charts.append(
+            bar_chart(
+                title=f"Mean hours paid to shipped per day, {method}",
+                bars=bars,
+                unit=" h",
+                reference=promised,
+                reference_label=f"promised {promised:g} h",
+            )
+        )
+    hourly: dict[str, float] = defaultdict(float)
+    for row in figures["throughput"]:
+        hourly[str(row["hour"])[5:]] += float(str(row["jobs"]))
+    charts.append(
+        bar_chart(
+            title="Jobs printed per hour, all printers shown",
+            bars=[Bar(label=hour, value=value) for hour, value in hourly.items()],
+        )
+    )
+    charts.append(
+        bar_chart(
+            title="Jobs per queue stage now",
+            bars=[
+                Bar(label=str(row["stage"]), value=float(str(row["jobs"])), href=str(row["link"]))
+                for row in figures["queue"]
+            ],
+        )
+    )
+    return charts
+
+
+def _csv(table: str, rows: list[dict[str, object]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{table}.csv"'
+    writer = csv.writer(response)
+    columns = [column for column in (rows[0] if rows else {}) if column != "link"]
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([row[column] for column in columns])
+    return response
+
+
+@staff_page(*SUPERVISOR_VIEW_ROLES)
+@require_GET
+def supervisor_view(request: HttpRequest) -> HttpResponse:
+    filters = filters_from(request)
+    figures = _figures(filters)
+    if request.GET.get("format") == "csv":
+        table = request.GET.get("table", "")
+        if table not in TABLES:
+            raise Http404("no such table")
+        return _csv(table, figures[table])
+    return render(
+        request,
+        "staff/supervisor.html",
+        {
+            "filters": filters,
+            "first_day": filters.start.date(),
+            "last_day": (filters.end - timedelta(days=1)).date(),
+            "printers": Printer.objects.order_by("name"),
+            "figures": figures,
+            "charts": _charts(figures),
+            "csv_links": {table: f"?{_query(filters, format='csv', table=table)}" for table in TABLES},
+            "alerts": Alert.objects.order_by("-created_at", "-pk")[:20],
+        },
+    )
+
+
+@staff_page(*SUPERVISOR_VIEW_ROLES)
+@require_GET
+def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
+    """The jobs (or orders) behind one row of a table."""
+    filters = filters_from(request)
+    table = request.GET.get("table", "")
+    key = {name: request.GET.get(name, "") for name in ("printer", "hour", "reason", "stage")}
+    orders: list[object] = []
+    jobs: list[object] = []
+    try:
+        if table == "turnaround":
+            day = datetime.date.fromisoformat(request.GET.get("day", ""))
+            orders = list(
+                supervisor.orders_behind_turnaround(
+                    filters=filters, day=day, method=request.GET.get("method", "")
+                )
+            )
+        elif table in ("throughput", "failures", "reprints", "queue"):
+            jobs = list(supervisor.jobs_behind(table=table, filters=filters, key=key))
+        else:
+            raise Http404("no such table")
+    except ValueError as error:
+        raise Http404("malformed row") from error
+    return render(
+        request,
+        "staff/supervisor_behind.html",
+        {
+            "table": table,
+            "jobs": jobs,
+            "orders": orders,
+            "back": f"{reverse('staff:supervisor')}?{_query(filters)}",
+        },
+    )

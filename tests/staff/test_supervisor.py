@@ -1,0 +1,284 @@
+"""The supervisor's view: seeded event histories, row links, CSV, role access, alerts sent once."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from lab.orders.models import Order, OrderEvent
+from lab.production import services
+from lab.production.alerts import alerts_check
+from lab.production.models import Alert, JobEvent, Printer, PrintJob
+from lab.staff import supervisor
+from tests.factories import order_with_items
+from tests.staff.builders import client_as, hotfolder_printer, job_walk, person, released_order
+
+pytestmark = pytest.mark.django_db
+DAY = datetime(2026, 11, 20, tzinfo=UTC)
+URL = "/lab/supervisor/"
+RANGE = {"from": "2026-11-20", "to": "2026-11-21"}
+
+
+@dataclass(frozen=True)
+class History:
+    alpha: Printer
+    beta: Printer
+    alpha_jobs: list[PrintJob]
+    beta_jobs: list[PrintJob]
+    express: Order
+
+
+def _shipped(*, method: str, paid_at: datetime, shipped_at: datetime, promised_by: datetime) -> Order:
+    order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=promised_by)
+    Order.objects.filter(pk=order.pk).update(shipping_method=method)
+    for to_status, at in (("paid", paid_at), ("shipped", shipped_at)):
+        OrderEvent.objects.create(order=order, kind="status_changed", to_status=to_status, created_at=at)
+    return order
+
+
+@pytest.fixture
+def history() -> History:
+    alpha = hotfolder_printer("alpha", sizes=["4x6"])
+    beta = hotfolder_printer("beta", sizes=["5x7"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 2)] * 3 + [("PRINT-5X7-GLOSSY", 3)] * 2)
+    alpha_jobs = list(PrintJob.objects.filter(order=order, printer=alpha).order_by("pk"))
+    beta_jobs = list(PrintJob.objects.filter(order=order, printer=beta).order_by("pk"))
+    # Printed: alpha 2 jobs in 10:00-11:00 and 1 at 11:xx; beta 2 jobs at 10:xx.
+    for job, minute_of_day in zip(alpha_jobs + beta_jobs, [600, 659, 700, 610, 620], strict=True):
+        JobEvent.objects.create(
+            job=job,
+            kind="printed",
+            from_status="submitted",
+            to_status="printed",
+            created_at=DAY + timedelta(minutes=minute_of_day),
+        )
+    # Failures and a reprint on the same day (moved to failed through the state machine, then dated).
+    for job, code in ((alpha_jobs[0], "printer_aborted"), (beta_jobs[0], "printer_aborted")):
+        JobEvent.objects.create(
+            job=job,
+            kind="backend_failed",
+            from_status="submitted",
+            to_status="failed",
+            created_at=DAY + timedelta(hours=12),
+        )
+        PrintJob.objects.filter(pk=job.pk).update(failure_code=code)
+    # Turnaround: two standard orders (26 h on time, 80 h late) and one express (20 h, on time).
+    paid = DAY - timedelta(days=4)
+    _shipped(method="standard", paid_at=DAY - timedelta(hours=26), shipped_at=DAY, promised_by=DAY)
+    _shipped(
+        method="standard",
+        paid_at=paid,
+        shipped_at=paid + timedelta(hours=80),
+        promised_by=paid + timedelta(days=3),
+    )
+    express = _shipped(
+        method="express",
+        paid_at=DAY + timedelta(hours=1),
+        shipped_at=DAY + timedelta(hours=21),
+        promised_by=DAY + timedelta(days=1),
+    )
+    return History(alpha=alpha, beta=beta, alpha_jobs=alpha_jobs, beta_jobs=beta_jobs, express=express)
+
+
+def _filters(printer_id: int | None = None) -> supervisor.Filters:
+    return supervisor.Filters(start=DAY, end=DAY + timedelta(days=2), printer_id=printer_id)
+
+
+def test_throughput_is_recomputed_from_the_raw_printed_events(history: History) -> None:
+    rows = supervisor.throughput(filters=_filters())
+
+    expected: Counter[tuple[str, datetime]] = Counter()
+    for event in JobEvent.objects.filter(to_status="printed", created_at__gte=DAY).select_related(
+        "job__printer"
+    ):
+        assert event.job is not None and event.job.printer is not None
+        expected[(event.job.printer.name, event.created_at.replace(minute=0, second=0, microsecond=0))] += 1
+    assert {(row.printer, row.hour): row.jobs for row in rows} == dict(expected)
+    assert [(row.printer, row.hour.hour, row.jobs, row.copies) for row in rows] == [
+        ("alpha", 10, 2, 4),
+        ("beta", 10, 2, 6),
+        ("alpha", 11, 1, 2),
+    ]
+
+
+def test_turnaround_per_day_and_method_against_the_promise(history: History) -> None:
+    rows = supervisor.turnaround(
+        filters=supervisor.Filters(
+            start=DAY - timedelta(days=1), end=DAY + timedelta(days=1), printer_id=None
+        )
+    )
+
+    assert [
+        (
+            row.day.isoformat(),
+            row.shipping_method,
+            row.orders,
+            row.on_time,
+            row.mean_hours,
+            row.max_hours,
+            row.promised_hours,
+        )
+        for row in rows
+    ] == [
+        ("2026-11-19", "standard", 1, 0, 80.0, 80.0, 72),
+        ("2026-11-20", "express", 1, 1, 20.0, 20.0, 24),
+        ("2026-11-20", "standard", 1, 1, 26.0, 26.0, 72),
+    ]
+
+
+def test_failures_by_reason_and_printer_and_the_printer_filter(history: History) -> None:
+    rows = supervisor.failures(filters=_filters())
+    only_beta = supervisor.failures(filters=_filters(printer_id=history.beta.pk))
+
+    assert [(row.reason, row.printer, row.jobs, row.copies) for row in rows] == [
+        ("printer_aborted", "alpha", 1, 2),
+        ("printer_aborted", "beta", 1, 3),
+    ]
+    assert [(row.printer, row.jobs) for row in only_beta] == [("beta", 1)]
+
+
+def test_queue_depth_counts_jobs_per_stage_now(history: History) -> None:
+    job_walk(history.alpha_jobs[1], "ready")
+    job_walk(history.beta_jobs[1], "submitting")
+
+    depth = {row.stage: row.jobs for row in supervisor.queue_depth(printer_id=None)}
+
+    assert depth == {
+        "no_printer": 0,
+        "queued": 3,
+        "rasterizing": 0,
+        "ready": 1,
+        "submitted": 1,
+        "unknown": 0,
+        "suspect": 0,
+    }
+
+
+def test_the_page_links_each_row_to_the_jobs_behind_it(history: History) -> None:
+    client, _ = client_as("supervisor")
+
+    page = client.get(URL, RANGE)
+    behind = client.get(
+        reverse("staff:supervisor_behind"),
+        {
+            **RANGE,
+            "table": "throughput",
+            "printer": history.alpha.pk,
+            "hour": (DAY + timedelta(hours=10)).isoformat(),
+        },
+    )
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("<svg") == 4  # express and standard turnaround, throughput, queue
+    assert "/lab/supervisor/behind/?" in html
+    assert behind.status_code == 200
+    assert [job.pk for job in behind.context["jobs"]] == [job.pk for job in history.alpha_jobs[:2]]
+
+
+def test_csv_of_a_table_has_exactly_its_rows(history: History) -> None:
+    client, _ = client_as("admin")
+
+    response = client.get(URL, {**RANGE, "format": "csv", "table": "failures"})
+    unknown = client.get(URL, {**RANGE, "format": "csv", "table": "nope"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert list(csv.reader(io.StringIO(response.content.decode()))) == [
+        ["reason", "printer", "jobs", "copies"],
+        ["printer_aborted", "alpha", "1", "2"],
+        ["printer_aborted", "beta", "1", "3"],
+    ]
+    assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [
+        ("supervisor", 200),
+        ("admin", 200),
+        ("technician", 200),
+        ("auditor", 403),
+        ("packer", 403),
+        ("customer", 403),
+    ],
+)
+def test_who_may_open_the_view(role: str, status: int) -> None:
+    client, _ = client_as(role)
+
+    assert client.get(URL).status_code == status
+
+
+def test_anonymous_visitors_are_sent_to_sign_in() -> None:
+    response = Client().get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/lab/login/")
+
+
+def test_each_alert_is_emailed_once_to_the_supervisors(settings) -> None:
+    settings.ALERT_PRINTER_ERROR_MINUTES = 15
+    settings.ALERT_ORDER_AT_RISK_HOURS = 6
+    settings.ALERT_QUEUE_DEPTH = 1000
+    person("supervisor", email="sup1@lab.example")
+    person("supervisor", email="sup2@lab.example")
+    person("technician", email="tech@lab.example")
+    alpha = hotfolder_printer("alpha", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=timezone.now() + timedelta(hours=2))
+    released_order(
+        lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=timezone.now() + timedelta(days=3)
+    )  # not at risk
+    job = job_walk(PrintJob.objects.get(order=order), "submitting")
+    assert services.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
+    Printer.objects.filter(pk=alpha.pk).update(
+        state="error", state_changed_at=timezone.now() - timedelta(minutes=20)
+    )
+
+    first = alerts_check()
+    second = alerts_check()
+
+    assert (first, second) == (3, 0)
+    assert sorted(Alert.objects.values_list("kind", flat=True)) == [
+        "job_needs_person",
+        "order_at_risk",
+        "printer_error",
+    ]
+    assert len(mail.outbox) == 3
+    assert {tuple(message.to) for message in mail.outbox} == {("sup1@lab.example", "sup2@lab.example")}
+    assert f"Order {order.ref}" in " ".join(message.subject for message in mail.outbox)
+
+
+def test_a_printer_in_error_for_less_than_the_threshold_is_not_alerted(settings) -> None:
+    settings.ALERT_PRINTER_ERROR_MINUTES = 15
+    person("supervisor")
+    alpha = hotfolder_printer("alpha", sizes=["4x6"])
+    Printer.objects.filter(pk=alpha.pk).update(
+        state="error", state_changed_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    assert alerts_check() == 0
+    assert Alert.objects.count() == 0
+    assert mail.outbox == []
+
+
+def test_a_growing_queue_is_alerted_and_shown_on_the_view(settings) -> None:
+    settings.ALERT_QUEUE_DEPTH = 3
+    person("supervisor")
+    hotfolder_printer("alpha", sizes=["4x6"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)] * 3, promised_by=timezone.now() + timedelta(days=3))
+    client, _ = client_as("supervisor")
+
+    assert alerts_check() == 1
+    page = client.get(URL).content.decode()
+
+    assert list(Alert.objects.values_list("kind", flat=True)) == ["queue_growing"]
+    assert "3 jobs wait to print; 3 arrived and 0 printed" in page
