@@ -320,6 +320,14 @@ def _hold_for_payment(*, order: Order, why: str) -> str | None:
     """Money taken back while the order is being made: stop it for a person, never print on silently nor
     throw printed copies away. Jobs already at a printer finish; the unsent ones wait (a held order's jobs
     are not submitted) until a supervisor cancels the order or releases the hold."""
+    if order.status == OrderStatus.ON_HOLD:
+        # Already held (a clarification): whoever releases the hold must see that the money went back.
+        order.hold_message = f"{why}: a supervisor decides. {order.hold_message}"[:1000]
+        order.save(update_fields=["hold_message", "updated_at"])
+        OrderEvent.objects.create(
+            order=order, kind="payment_taken_back_while_held", actor_kind="stripe", note=why
+        )
+        return "held_for_payment"
     if order.status not in PAYMENT_HOLDABLE:
         return None
     order.hold_message = f"{why}: a supervisor decides whether to cancel the order or go on."[:1000]

@@ -494,3 +494,27 @@ def test_a_refund_racing_the_packer_leaves_the_box_on_hold_never_shipped_unseen(
 
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("on_hold", "refunded")
+
+
+def test_a_refund_while_the_order_is_held_for_a_question_is_written_on_the_hold(client):
+    from lab.orders.holds import order_hold
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = _mark_captured(released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which crop do you want?")
+    payload, header = signed_event(
+        event_type="charge.refunded",
+        data_object={"id": "ch_held", "payment_intent": order.payment_intent_id},
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        event_id="evt_refund_while_held",
+    )
+
+    response = client.post(
+        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+    assert response.json()["outcome"] == "held_for_payment"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "refunded")
+    assert order.hold_message.startswith("The payment was refunded at Stripe: a supervisor decides.")
+    assert "Which crop do you want?" in order.hold_message
