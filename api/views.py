@@ -27,6 +27,7 @@ from lab.accounts.models import SecurityEvent, User
 from lab.catalog.models import Product
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
+from lab.orders import selectors as order_selectors
 from lab.orders import services as orders
 from lab.orders.models import Order
 
@@ -277,7 +278,8 @@ class OrderListCreateView(generics.ListAPIView):
             idempotency_key=key,
             request_fingerprint=fingerprint,
         )
-        body = s.OrderCreatedOutput(result.order).data | {"guest_token": result.guest_token}
+        order = order_selectors.order_with_lines(order=result.order)
+        body = s.OrderCreatedOutput(order).data | {"guest_token": result.guest_token}
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -290,8 +292,7 @@ class OrderDetailView(APIView):
         order = orders.order_for_reader(
             ref=ref, user=_customer(request), guest_token=request.headers.get("X-Order-Token")
         )
-        order = Order.objects.prefetch_related("items__product", "events").get(pk=order.pk)
-        return Response(s.OrderOutput(order).data)
+        return Response(s.OrderOutput(order_selectors.order_with_lines(order=order)).data)
 
 
 class OrderCancelView(APIView):

@@ -642,6 +642,32 @@ def report_phase_two(results: list[WriterResult], *, wall: float, appends: int, 
     return linear
 
 
+def figures_json(lines: list[Line], results: list[WriterResult], *, linear: bool) -> dict[str, object]:
+    """The figures for `python -m bench`: p50/p95 and statements per phase-1 line (keyed "a", "b1", ...),
+    and phase 2's records/s over first start to last finish, its p95 and whether the chain stayed linear."""
+    total = sum(len(result.latencies_ms) for result in results)
+    span = max(r.finished for r in results) - min(r.started for r in results)
+    latencies = [value for r in results for value in r.latencies_ms]
+    return {
+        "benchmark": "audit-gate",
+        "lines": {
+            line.label[1 : line.label.index(")")]: {
+                "p50_ms": line.percentile(50),
+                "p95_ms": line.percentile(95),
+                "statements": line.queries,
+            }
+            for line in lines
+        },
+        "writers": {
+            "processes": len(results),
+            "records": total,
+            "records_per_s": total / span,
+            "p95_ms": statistics.quantiles(latencies, n=100, method="inclusive")[94],
+            "chain_linear": linear,
+        },
+    }
+
+
 # --- The run ----------------------------------------------------------------------------------------
 
 
@@ -667,6 +693,7 @@ def main() -> int:
     parser.add_argument(
         "--database", default="printlab_bench_audit", help="database to create; dropped before and after"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--writer", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--writer-index", type=int, default=0, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -701,6 +728,8 @@ def main() -> int:
             lines, calls=arguments.calls, rounds=arguments.rounds, photo=photo, size=arguments.photo
         )
         linear = report_phase_two(results, wall=wall, appends=arguments.appends, head_before=head_before)
+        if arguments.json:
+            arguments.json.write_text(json.dumps(figures_json(lines, results, linear=linear)))
     load_after = os.getloadavg()
     print(
         f"total {time.perf_counter() - started:.0f} s; load average (1/5/15 min) before "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import resource
 import secrets
 import shutil
@@ -94,6 +95,7 @@ def main() -> int:
     parser.add_argument(
         "--record-key", action="store_true", help="verify every record's mac too (the auditor holds the key)"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     arguments = parser.parse_args()
     directory = arguments.directory or Path(tempfile.mkdtemp(prefix="audit-bench-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -127,6 +129,15 @@ def main() -> int:
             f"verify: exit {completed.returncode}, {verified:.1f} s wall"
             f" ({verified / arguments.records * 1e6:.1f} us/record), peak RSS {peak_mb:.0f} MB"
         )
+        if arguments.json:
+            figures = {
+                "records": arguments.records,
+                "verify_s": verified,
+                "us_per_record": verified / arguments.records * 1e6,
+                "peak_rss_mb": peak_mb,
+                "exit_code": completed.returncode,
+            }
+            arguments.json.write_text(json.dumps({"benchmark": "audit-verify", "figures": figures}))
         return completed.returncode
     finally:
         if arguments.directory is None:

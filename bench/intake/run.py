@@ -540,6 +540,31 @@ def report(phases: list[Phase], *, photo: bytes, arguments: argparse.Namespace) 
         )
 
 
+JSON_NAMES = {
+    "GET /healthz": "healthz",
+    "POST /api/v1/quotes": "quote",
+    "POST /api/v1/orders": "order",
+    "localstripe PaymentIntent": "stripe",
+    "Pillow decode in-process": "decode",
+    "POST /api/v1/assets": "upload",
+}
+
+
+def figures_json(phases: list[Phase]) -> dict[str, object]:
+    """The table's figures for `python -m bench`: requests/s, p50 and p95 per line, by short name."""
+    return {
+        "benchmark": "intake",
+        "lines": {
+            JSON_NAMES[phase.label]: {
+                "requests_per_s": phase.requests_per_second,
+                "p50_ms": phase.p50,
+                "p95_ms": phase.p95,
+            }
+            for phase in phases
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300, help="measured requests per line (default 300)")
@@ -556,6 +581,7 @@ def main() -> None:
     parser.add_argument(
         "--conn-max-age", type=int, default=0, help="DATABASE_CONN_MAX_AGE for gunicorn (default 0)"
     )
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     arguments = parser.parse_args()
     if arguments.concurrency < 1 or arguments.rounds < 1 or arguments.requests < 2 * arguments.rounds:
         parser.error("need --concurrency >= 1, --rounds >= 1 and --requests >= 2 x --rounds")
@@ -574,6 +600,8 @@ def main() -> None:
             lab, count=arguments.requests, concurrency=arguments.concurrency, rounds=arguments.rounds
         )
     report(phases, photo=photo, arguments=arguments)
+    if arguments.json:
+        arguments.json.write_text(json.dumps(figures_json(phases)))
     print(
         f"total {time.perf_counter() - started:.0f} s; 1-minute load average before the run "
         f"{load_before:.2f}, at the end {os.getloadavg()[0]:.2f} (this run included)"

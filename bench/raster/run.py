@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import multiprocessing
 import multiprocessing.forkserver
@@ -219,6 +220,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2: one per core)")
     parser.add_argument("--psnr-photos", type=int, default=3, help="photos checked against the reference")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     arguments = parser.parse_args()
     # Workers fork from a server started while this process is still small: ru_maxrss survives fork and
     # exec, so workers forked (or spawned) later would report the parent's generated photos as their peak.
@@ -239,11 +241,22 @@ def main() -> None:
         )
         print(header)
         print("-" * len(header))
+        figures: dict[str, dict[str, float]] = {}
         sample = distinct[: arguments.psnr_photos] if arguments.psnr_photos < 3 else distinct[0:6:2]
         for name, size in SIZES.items():
             naive = run_workers(path_name="naive", files=files, size=size, workers=arguments.workers)
             ours = run_workers(path_name="ours", files=files, size=size, workers=arguments.workers)
             raster_psnr, jpeg_psnr, engines = fidelity(files=sample, size=size)
+            figures[name] = {
+                "ours_per_s": ours.prints_per_second,
+                "naive_per_s": naive.prints_per_second,
+                "ours_ms": ours.mean_latency_ms,
+                "naive_ms": naive.mean_latency_ms,
+                "ours_rss_mib": ours.peak_rss_mib,
+                "naive_rss_mib": naive.peak_rss_mib,
+                "psnr_raster_db": raster_psnr,
+                "psnr_jpeg_db": jpeg_psnr,
+            }
             print(
                 f"{name:5} {naive.prints_per_second:8.2f} {ours.prints_per_second:7.2f} "
                 f"{ours.prints_per_second / naive.prints_per_second:5.2f}x "
@@ -252,6 +265,8 @@ def main() -> None:
                 f"{raster_psnr:9.2f} dB {jpeg_psnr:7.2f} dB {engines}"
             )
         print(f"total {time.perf_counter() - started:.0f} s, load average after {os.getloadavg()[0]:.2f}")
+    if arguments.json:
+        arguments.json.write_text(json.dumps({"benchmark": "raster", "photos": len(files), "sizes": figures}))
 
 
 if __name__ == "__main__":

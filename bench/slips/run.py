@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from pypdf import PdfReader
 from reportlab.graphics import renderPDF
@@ -87,6 +89,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="renders per single-slip measurement")
     parser.add_argument("--batch", type=int, default=100, help="orders in the batch PDF")
     parser.add_argument("--batch-runs", type=int, default=5, help="renders of the batch PDF")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     arguments = parser.parse_args()
 
     slip = make_slip(number=123, item_count=5)
@@ -121,6 +124,16 @@ def main() -> None:
         f"(min {min(batch):.0f}, max {max(batch):.0f}) = {pages / median_s:.1f} pages/s, "
         f"{median_s * 1000 / arguments.batch:.2f} ms per order"
     )
+    if arguments.json:
+        figures = {
+            "slip_median_ms": statistics.median(bitmap),
+            "slip_p95_ms": p95(bitmap),
+            "vector_median_ms": statistics.median(vector),
+            "vector_p95_ms": p95(vector),
+            "batch_pages": pages,
+            "batch_pages_per_s": pages / median_s,
+        }
+        arguments.json.write_text(json.dumps({"benchmark": "slips", "figures": figures}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,168 @@
+"""The number of database queries of the main API requests, pinned: the same for 1 and for 5 items.
+
+Counts are as the test client sees them inside the test's transaction, so an `atomic()` block shows up as a
+SAVEPOINT and a RELEASE where production sends BEGIN and COMMIT. Requests authenticate with an API token,
+as a phone app does (token lookup, role lookup, and the token's last-used stamp once per minute).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from lab.accounts.models import User
+from lab.accounts.tokens import api_token_issue
+from lab.catalog.demo import catalog_seed_demo
+from lab.orders.models import Order
+from tests.factories import UserFactory, asset_for
+from tests.support.images import jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+ADDRESS = {
+    "name": "Ada Quill",
+    "line1": "1 Lens Lane",
+    "city": "Exposure",
+    "postal_code": "12345",
+    "country": "US",
+}
+SKUS = (
+    "PRINT-4X6-LUSTRE",
+    "PRINT-8X10-MATTE",
+    "PRINT-11X14-METALLIC",
+    "PRINT-4X6-GLOSSY",
+    "PRINT-5X7-LUSTRE",
+)
+GUEST = {"email": "guest@example.org", "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
+
+
+@pytest.fixture(autouse=True)
+def catalog() -> None:
+    catalog_seed_demo()
+
+
+def token_client(api: APIClient, user: User) -> APIClient:
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user, name='phone').key}")
+    return api
+
+
+def basket(asset_ids: list[str]) -> list[dict[str, object]]:
+    """One line per photo, each a different product, so neither products nor photos repeat."""
+    return [
+        {"sku": sku, "asset": asset_id, "copies": 1, "sizing": "fill"}
+        for sku, asset_id in zip(SKUS, asset_ids, strict=False)
+    ]
+
+
+def customer_with_photos(api: APIClient, count: int) -> tuple[APIClient, list[str]]:
+    user = UserFactory()
+    client = token_client(api, user)
+    # The token's last-used stamp is written at most once a minute: take that write out of the counts.
+    client.get("/api/v1/orders")
+    return client, [str(asset_for(user).pk) for _ in range(count)]
+
+
+def order_post(client: APIClient, items: list[dict[str, object]], key: str, **extra: object):  # type: ignore[no-untyped-def]
+    body = {"items": items, "shipping_method": "standard", "shipping_address": ADDRESS, **extra}
+    return client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+@pytest.mark.parametrize("items", [1, 5])
+def test_quote_takes_four_queries_for_any_basket(api, django_assert_num_queries, items):
+    # given a customer with photos; when they ask for a quote
+    client, asset_ids = customer_with_photos(api, items)
+
+    # then: token, roles, products, photos (one query for all of them)
+    with django_assert_num_queries(4):
+        response = client.post(
+            "/api/v1/quotes", {"items": basket(asset_ids), "shipping_method": "standard"}, format="json"
+        )
+
+    assert response.status_code == 200, response.json()
+    assert len(response.json()["items"]) == items
+
+
+@pytest.mark.parametrize("items", [1, 5])
+def test_order_create_takes_eighteen_queries_for_any_basket(api, django_assert_num_queries, items):
+    client, asset_ids = customer_with_photos(api, items)
+
+    # token, roles, idempotency lookup; savepoint, key insert, products, photos, photo lock, order, items
+    # (one insert), event, key update, release; PaymentIntent stored and read back; items, products, events
+    with django_assert_num_queries(18):
+        response = order_post(client, basket(asset_ids), "k-1")
+
+    assert response.status_code == 201, response.json()
+    assert len(response.json()["items"]) == items
+    assert Order.objects.get().items.count() == items
+
+
+@pytest.mark.parametrize("items", [1, 5])
+def test_guest_order_create_takes_nineteen_queries_for_any_basket(api, django_assert_num_queries, items):
+    asset_ids = [
+        api.post(
+            "/api/v1/assets", {"file": SimpleUploadedFile("p.jpg", jpeg_bytes())}, format="multipart"
+        ).json()["id"]
+        for _ in range(items)
+    ]
+
+    # idempotency lookup, policy version; savepoint, key insert, products, photos, photo lock, order,
+    # items, photos bound to the order, event, consent, key update, release; PaymentIntent stored and read
+    # back; items, products, events
+    with django_assert_num_queries(19):
+        response = order_post(api, basket(asset_ids), "g-1", guest=GUEST)
+
+    assert response.status_code == 201, response.json()
+    assert len(response.json()["items"]) == items
+
+
+@pytest.mark.parametrize("items", [1, 5])
+def test_order_detail_takes_six_queries_for_any_basket(api, django_assert_num_queries, items):
+    client, asset_ids = customer_with_photos(api, items)
+    ref = order_post(client, basket(asset_ids), "k-1").json()["ref"]
+
+    # token, roles, order; items, products, events
+    with django_assert_num_queries(6):
+        response = client.get(f"/api/v1/orders/{ref}")
+
+    assert response.status_code == 200, response.json()
+    assert len(response.json()["items"]) == items
+
+
+@pytest.mark.parametrize("items", [1, 5])
+def test_guest_order_detail_takes_four_queries_for_any_basket(api, django_assert_num_queries, items):
+    asset_ids = [str(asset_for(None).pk) for _ in range(items)]
+    created = order_post(api, basket(asset_ids), "g-1", guest=GUEST).json()
+
+    # order; items, products, events
+    with django_assert_num_queries(4):
+        response = api.get(f"/api/v1/orders/{created['ref']}", HTTP_X_ORDER_TOKEN=created["guest_token"])
+
+    assert response.status_code == 200, response.json()
+    assert len(response.json()["items"]) == items
+
+
+@pytest.mark.parametrize("orders", [1, 5])
+def test_order_list_takes_four_queries_for_any_number_of_orders(api, django_assert_num_queries, orders):
+    client, asset_ids = customer_with_photos(api, 2)
+    for number in range(orders):
+        order_post(client, basket(asset_ids), f"k-{number}")
+
+    # token, roles, count, page
+    with django_assert_num_queries(4):
+        response = client.get("/api/v1/orders")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["count"] == orders
+
+
+def test_asset_upload_takes_seven_queries(api, django_assert_num_queries):
+    client, _ = customer_with_photos(api, 0)
+
+    # token, roles; savepoint, data key insert, wrapped key stored, release; asset insert
+    with django_assert_num_queries(7):
+        response = client.post(
+            "/api/v1/assets", {"file": SimpleUploadedFile("p.jpg", jpeg_bytes())}, format="multipart"
+        )
+
+    assert response.status_code == 201, response.json()

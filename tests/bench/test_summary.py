@@ -1,0 +1,84 @@
+"""The table of `python -m bench` from canned benchmark JSON: values, ratios and met / not met per target."""
+
+from __future__ import annotations
+
+from bench.summary import FIGURES, table_build, table_text
+
+RASTER_SIZE = {
+    "ours_per_s": 12.0,
+    "naive_per_s": 3.0,
+    "decode_bound_per_s": 16.0,
+    "ours_rss_mib": 150.0,
+    "psnr_raster_db": 44.97,
+}
+CANNED = {
+    "raster": {"benchmark": "raster", "sizes": {"4x6": RASTER_SIZE}},  # 8x10 and pyvips missing
+    "slips": {"figures": {"slip_median_ms": 12.0, "vector_median_ms": 48.0, "batch_pages_per_s": 120.0}},
+    "intake": {
+        "lines": {
+            "healthz": {"p95_ms": 5.0},
+            "quote": {"p95_ms": 20.0},
+            "order": {"p95_ms": 51.0},
+            "upload": {"p95_ms": 300.0},
+            "decode": {"p95_ms": 150.0},
+        }
+    },
+    "audit-gate": None,  # the run failed
+    "audit-verify": {"figures": {"us_per_record": 13.4, "exit_code": 1}},
+}
+
+
+def test_table_judges_each_target_from_canned_figures():
+    # given canned figures of every benchmark; when the table is built
+    rows = {row.label: row for row in table_build(CANNED)}
+
+    # then each figure is judged against its own target, the ratio being ours / baseline
+    def cells(label: str) -> tuple[str, str, str, str, str]:
+        row = rows[label]
+        return (row.value, row.baseline, row.ratio, row.target, row.status)
+
+    assert cells("raster 4x6 prints/s vs decode-bound") == (
+        "12",
+        "decode-bound 16",
+        "0.75x",
+        ">= 0.8x baseline",
+        "NOT met",
+    )
+    assert cells("raster 4x6 prints/s vs plain pyvips") == (
+        "12",
+        "",
+        "",
+        ">= 1.1x baseline",
+        "no baseline",
+    )
+    assert cells("raster 4x6 prints/s vs naive") == ("12", "naive Pillow 3", "4.00x", "-", "-")
+    assert cells("raster 4x6 peak RSS per worker, MiB") == ("150", "", "", "<= 200 MiB", "met")
+    assert cells("raster 4x6 PSNR (worst sample), dB") == ("44.97", "", "", ">= 45 dB", "NOT met")
+    assert cells("raster 8x10 peak RSS per worker, MiB")[4] == "not measured"
+    assert cells("packing slip, one page, median ms") == (
+        "12",
+        "vector QR 48",
+        "0.25x",
+        "<= 20 ms",
+        "met",
+    )
+    assert cells("quote p95 ms (4 clients)")[2:] == ("4.00x", "<= 20 ms", "met")  # the limit itself is met
+    assert cells("order create p95 ms (4 clients)")[4] == "NOT met"
+    assert cells("audit decision + write p95 ms")[4] == "run failed"
+    assert cells("audit offline verify, s per 1M records")[3:] == ("<= 30 s", "met")
+    assert cells("audit offline verify passes")[0::4] == ("no", "NOT met")
+    assert len(rows) == len(FIGURES)
+    assert table_text(list(rows.values())).splitlines()[0].split() == [
+        "figure",
+        "ours",
+        "baseline",
+        "ratio",
+        "target",
+        "met",
+    ]
+
+
+def test_a_benchmark_left_out_has_no_rows():
+    rows = table_build({"slips": CANNED["slips"]})
+
+    assert [row.label for row in rows] == ["packing slip, one page, median ms", "slips batch, pages/s"]
