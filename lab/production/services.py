@@ -425,8 +425,11 @@ def _submitted(*, job: PrintJob, handle: str, kind: str, backend: PrinterBackend
     )
     if moved:
         return kind
-    # Cancelled (a supervisor's cancel) while we were sending: take back what we sent, now.
-    PrintJob.objects.filter(pk=job.pk, status=J.CANCELLED).update(backend_job_id=handle)
+    # Cancelled (a supervisor's cancel) while we were sending: take back what we sent, now. Any other move
+    # meanwhile (the reconciler found this very job by its title after our lease ran out) is left alone.
+    if not PrintJob.objects.filter(pk=job.pk, status=J.CANCELLED).update(backend_job_id=handle):
+        logger.warning("job moved on during a slow submit, left to the reconciler job=%s", job.pk)
+        return "superseded"
     try:
         backend.cancel(handle)
     except PrinterError as error:

@@ -518,3 +518,26 @@ def test_a_refund_while_the_order_is_held_for_a_question_is_written_on_the_hold(
     assert (order.status, order.payment_status) == ("on_hold", "refunded")
     assert order.hold_message.startswith("The payment was refunded at Stripe: a supervisor decides.")
     assert "Which crop do you want?" in order.hold_message
+
+
+def test_a_slow_submit_overtaken_by_the_reconciler_keeps_the_job_it_sent(monkeypatch):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    real_submit = HotFolderBackend.submit
+
+    def submit_then_reconciler_adopts(self, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_submit(self, **kwargs)
+        # The worker's lease ran out mid-send; the reconciler found the job at the printer by its title.
+        assert services.job_move(
+            job_id=job.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=handle
+        )
+        return handle
+
+    monkeypatch.setattr(HotFolderBackend, "submit", submit_then_reconciler_adopts)
+
+    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "superseded"
+
+    job.refresh_from_db()
+    assert job.status == "submitted"
+    assert backend_for(printer).job_state(job.backend_job_id) is not JobState.CANCELED
