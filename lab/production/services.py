@@ -14,6 +14,7 @@ import tempfile
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -641,24 +642,22 @@ def _job_refresh(job: PrintJob) -> str:
     if info.was_requeued:
         # cupsd restarted (or the queue was disabled) while the job was processing: CUPS put it back and will
         # send the whole document again. Take it back before it does; the device may have printed it once.
-        if not _backend_cancel(job):
+        if (
+            _cancel_then_move(
+                job,
+                to_status=J.SUSPECT,
+                kind="requeued_by_printer",
+                note="CUPS put the job back mid-print; its re-send was cancelled: check whether it printed",
+                backend_state=str(JobState.CANCELED),
+            )
+            is None
+        ):
             return "unreachable"
-        job_move(
-            job_id=job.pk,
-            from_statuses={J.SUBMITTED},
-            to_status=J.SUSPECT,
-            kind="requeued_by_printer",
-            note="CUPS put the job back mid-print; its re-send was cancelled: check whether it printed",
-            backend_state=str(JobState.CANCELED),
-        )
         return "suspect"
     if info.is_missing_document:
         # Created at CUPS but its document never arrived (the submit was cut off): nothing can have printed.
-        if not _backend_cancel(job):
-            return "unreachable"
-        moved = job_move(
-            job_id=job.pk,
-            from_statuses={J.SUBMITTED},
+        moved = _cancel_then_move(
+            job,
             to_status=J.READY,
             kind="no_document",
             note=f"backend job {job.backend_job_id} has no document: cancelled, sent again",
@@ -667,23 +666,26 @@ def _job_refresh(job: PrintJob) -> str:
             backend_started_at=None,
             next_attempt_at=None,
         )
+        if moved is None:
+            return "unreachable"
         if moved:
             _enqueue_submit(job)
         return "resubmitted"
     stuck_since = timezone.now() - timedelta(seconds=settings.PRODUCTION_STUCK_JOB_SECONDS)
     if info.state is JobState.HELD and info.processing_started_at is None and job.updated_at < stuck_since:
         # Held at the printer and never started: nothing printed; a technician reroutes or reprints it.
-        if not _backend_cancel(job):
+        if (
+            _cancel_then_move(
+                job,
+                to_status=J.FAILED,
+                kind="backend_failed",
+                note="held at the printer past the limit; cancelled there",
+                failure_code="printer_held_job",
+                failure_message=(info.message or ",".join(info.reasons))[:300],
+            )
+            is None
+        ):
             return "unreachable"
-        job_move(
-            job_id=job.pk,
-            from_statuses={J.SUBMITTED},
-            to_status=J.FAILED,
-            kind="backend_failed",
-            note="held at the printer past the limit; cancelled there",
-            failure_code="printer_held_job",
-            failure_message=(info.message or ",".join(info.reasons))[:300],
-        )
         return "failed"
     if info.state is JobState.COMPLETED:
         if restarted or info.has_more_impressions_than(job.copies):
@@ -710,14 +712,10 @@ def _job_refresh(job: PrintJob) -> str:
             backend_state=str(info.state),
         )
         return "printed"
-    if info.state is JobState.STOPPED:
-        # CUPS stopped the job (e.g. a filter could not read the file): it will not finish by itself.
-        # Cancel it at the printer so it cannot print later behind a technician's back; show it as failed.
-        try:
-            backend_for(job.printer).cancel(job.backend_job_id)
-        except PrinterError as error:
-            logger.warning("stopped job not cancelled job=%s code=%s", job.pk, error.code)
-            return "unreachable"
+    # CUPS stopped the job (e.g. a filter could not read the file): it will not finish by itself. Cancel it
+    # at the printer so it cannot print later behind a technician's back; show it as failed.
+    if info.state is JobState.STOPPED and not _backend_cancel(job):
+        return "unreachable"
     if info.state in (JobState.ABORTED, JobState.CANCELED, JobState.STOPPED):
         job_move(
             job_id=job.pk,
@@ -753,6 +751,13 @@ def _record_backend_progress(*, job: PrintJob, info: JobInfo) -> bool:
                     note=f"processing started again at {info.processing_started_at}",
                 )
     return restarted
+
+
+def _cancel_then_move(job: PrintJob, *, to_status: str, kind: str, **fields: Any) -> bool | None:
+    """Take a submitted job back at the printer, then move it; None while the printer cannot be reached."""
+    if not _backend_cancel(job):
+        return None
+    return job_move(job_id=job.pk, from_statuses={J.SUBMITTED}, to_status=to_status, kind=kind, **fields)
 
 
 def _backend_cancel(job: PrintJob) -> bool:
