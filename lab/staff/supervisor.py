@@ -126,41 +126,42 @@ def throughput(*, filters: Filters) -> list[ThroughputRow]:
 
 def failures(*, filters: Filters) -> list[ReasonRow]:
     """Transitions to failed by the job's failure code and printer."""
-    events = _job_events(filters=filters).filter(to_status=J.FAILED)
-    if filters.printer_id is not None:
-        events = events.filter(job__printer_id=filters.printer_id)
-    rows = (
-        events.values("job__failure_code", "job__printer_id", "job__printer__name")
-        .annotate(jobs=Count("pk"), copies=Sum("job__copies"))
-        .order_by("-jobs", "job__failure_code", "job__printer__name")
+    return _reason_rows(
+        _job_events(filters=filters).filter(to_status=J.FAILED),
+        filters=filters,
+        reason="job__failure_code",
+        printer="job__printer",
+        default_reason="unknown_reason",
     )
-    return [
-        ReasonRow(
-            reason=row["job__failure_code"] or "unknown_reason",
-            printer_id=row["job__printer_id"],
-            printer=row["job__printer__name"] or "no printer",
-            jobs=row["jobs"],
-            copies=row["copies"] or 0,
-        )
-        for row in rows
-    ]
 
 
 def reprints(*, filters: Filters) -> list[ReasonRow]:
     """Reprints requested by reason and by the printer of the print they replace (the paper wasted there)."""
-    events = _job_events(filters=filters).filter(kind="reprint_requested")
+    return _reason_rows(
+        _job_events(filters=filters).filter(kind="reprint_requested"),
+        filters=filters,
+        reason="job__reprint_reason",
+        printer="job__reprint_of__printer",
+        default_reason="other",
+    )
+
+
+def _reason_rows(
+    events: QuerySet[JobEvent], *, filters: Filters, reason: str, printer: str, default_reason: str
+) -> list[ReasonRow]:
+    """Jobs and copies of `events` per reason and printer (`printer` is the lookup path to the Printer)."""
     if filters.printer_id is not None:
-        events = events.filter(job__reprint_of__printer_id=filters.printer_id)
+        events = events.filter(**{f"{printer}_id": filters.printer_id})
     rows = (
-        events.values("job__reprint_reason", "job__reprint_of__printer_id", "job__reprint_of__printer__name")
+        events.values(reason, f"{printer}_id", f"{printer}__name")
         .annotate(jobs=Count("pk"), copies=Sum("job__copies"))
-        .order_by("-jobs", "job__reprint_reason", "job__reprint_of__printer__name")
+        .order_by("-jobs", reason, f"{printer}__name")
     )
     return [
         ReasonRow(
-            reason=row["job__reprint_reason"] or "other",
-            printer_id=row["job__reprint_of__printer_id"],
-            printer=row["job__reprint_of__printer__name"] or "no printer",
+            reason=row[reason] or default_reason,
+            printer_id=row[f"{printer}_id"],
+            printer=row[f"{printer}__name"] or "no printer",
             jobs=row["jobs"],
             copies=row["copies"] or 0,
         )
