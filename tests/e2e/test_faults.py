@@ -14,8 +14,6 @@ import contextlib
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from printers.cups_backend import connect
 from printers.errors import PrinterError
 from tests.support.celery_worker import CeleryWorker, wait_until
 from tests.support.cups import PrivateCups
+from tests.support.http import call, multipart
 from tests.support.images import jpeg_bytes
 from tests.support.postgres_server import PrivatePostgres
 from tests.support.redis_server import PrivateRedis
@@ -62,23 +61,6 @@ ADDRESS = {
     "postal_code": "10001",
     "country": "US",
 }
-
-
-def call(
-    base: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    request = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        try:
-            return error.code, json.loads(raw)
-        except ValueError:
-            return error.code, raw.decode(errors="replace")
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        return 0, str(error)
 
 
 @dataclass
@@ -312,15 +294,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe) ->
         )
         assert status == 201, json.dumps(account)
         stack.token = account["token"]
-        boundary = uuid.uuid4().hex
-        upload = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
-                "Content-Type: image/jpeg\r\n\r\n"
-            ).encode()
-            + jpeg_bytes(1800, 1200)
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
+        upload, content_type = multipart("file", "p.jpg", jpeg_bytes(1800, 1200))
         status, asset = call(
             web.url,
             "POST",
@@ -328,7 +302,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe) ->
             upload,
             {
                 "Authorization": f"Token {stack.token}",
-                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Type": content_type,
             },
         )
         assert status == 201, asset

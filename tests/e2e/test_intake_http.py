@@ -18,6 +18,7 @@ from django.db import connection
 
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order, StripeEvent
+from tests.support.http import call, multipart
 from tests.support.images import jpeg_bytes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -33,28 +34,6 @@ client.v1.payment_intents.update(sys.argv[3], params={{"payment_method": method.
 print(client.v1.payment_intents.confirm(sys.argv[3]).status)
 """
 NAME, EMAIL, STREET = "Marguerite Exposure", "marguerite.e2e@example.org", "77 Darkroom Street"
-
-
-def call(base: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None):
-    request = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
-def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def test_register_upload_quote_order_pay_webhook_paid(live_server, localstripe, caplog):
