@@ -59,7 +59,7 @@ def payment_intent_cancel(*, order_id: int) -> None:
     max_retries=0,
 )
 def order_release(*, order_id: int) -> None:
-    from lab.production.services import order_release as release
+    from lab.production.routing import order_release as release
 
     release(order_id=order_id)
 
@@ -74,8 +74,8 @@ def order_release(*, order_id: int) -> None:
     max_retries=0,
 )
 def print_job_rasterize(*, job_id: int) -> str:
-    from lab.production.services import print_job_rasterize as rasterize
-    from lab.production.services import worker_name
+    from lab.production.jobs import worker_name
+    from lab.production.rasterizing import print_job_rasterize as rasterize
 
     # The outcome is not stored (no results); workers/observability.py counts it for raster throughput.
     return rasterize(job_id=job_id, worker=worker_name())
@@ -90,8 +90,8 @@ def print_job_rasterize(*, job_id: int) -> str:
     max_retries=0,
 )
 def print_job_submit(*, job_id: int) -> None:
-    from lab.production.services import print_job_submit as submit
-    from lab.production.services import worker_name
+    from lab.production.jobs import worker_name
+    from lab.production.submission import print_job_submit as submit
 
     # Transient printer errors are retried by the service itself (job back to ready, re-enqueued with
     # backoff), so the schedule survives worker restarts and shows on the board.
@@ -101,7 +101,7 @@ def print_job_submit(*, job_id: int) -> None:
 @app.task(name="production.printer_poll", time_limit=60, max_retries=0)
 def printer_poll() -> None:
     from lab.production.cancellation import printer_cancels_settle
-    from lab.production.services import printer_poll as poll
+    from lab.production.tracking import printer_poll as poll
 
     poll()
     printer_cancels_settle()
@@ -109,7 +109,7 @@ def printer_poll() -> None:
 
 @app.task(name="production.reconcile", time_limit=120, max_retries=0)
 def production_reconcile() -> None:
-    from lab.production.services import production_reconcile as reconcile
+    from lab.production.reconcile import production_reconcile as reconcile
 
     reconcile()
 

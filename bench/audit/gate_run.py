@@ -176,7 +176,7 @@ def _released_order(*, customer: User, photo: bytes) -> Order:
     from lab.orders.models import Order, OrderItem
     from lab.orders.services import asset_create_from_upload
     from lab.orders.transitions import order_locked, order_transition
-    from lab.production.services import order_release
+    from lab.production.routing import order_release
 
     asset = asset_create_from_upload(owner=customer, data=photo)
     order = Order.objects.create(
@@ -212,8 +212,8 @@ def lab_build(*, photo: bytes) -> Lab:
     from lab.audit.gate import AccessRequest
     from lab.audit.records import RequestMeta
     from lab.catalog.demo import catalog_seed_demo
+    from lab.production.jobs import job_move
     from lab.production.models import Printer, PrintJob
-    from lab.production.services import job_move
     from lab.production.states import JobStatus
 
     catalog_seed_demo()

@@ -16,6 +16,8 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from lab.celery import app
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,8 +25,6 @@ def enqueue(
     task_name: str, *, queue: str | None = None, countdown: float | None = None, **kwargs: Any
 ) -> bool:
     """Send the task; False (logged) when the broker cannot take it — the reconcile sweeps will."""
-    from workers.app import app
-
     options: dict[str, Any] = {}
     if queue:
         options["queue"] = queue
@@ -48,8 +48,6 @@ def queue_depth(queue: str) -> int | None:
     The reconciler compares it with the work the database says is waiting: fewer messages than waiting
     jobs means some were lost (a broker restart without persistence), so it sends them again.
     """
-    from workers.app import app
-
     try:
         with app.connection_for_write() as connection:
             channel: Any = connection.default_channel

@@ -19,7 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from lab.lib import safe_http
+from lab.lib.backoff import backoff_delay
 from lab.lib.errors import DomainError
+from lab.lib.tasks import enqueue
 from lab.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
 
@@ -36,8 +38,7 @@ USER_AGENT = "printlab-webhooks/1"
 
 def retry_delay(*, attempt_number: int) -> timedelta:
     """Wait after failed attempt `attempt_number` (1-based): 30 s, 1 min, 2 min, 4 min, … at most 1 h."""
-    exponent = min(attempt_number - 1, 16)  # 2**16 * 30 s is far past the cap; keeps the number small
-    return min(FIRST_RETRY_DELAY * 2**exponent, LONGEST_RETRY_DELAY)
+    return backoff_delay(attempt=attempt_number, first=FIRST_RETRY_DELAY, cap=LONGEST_RETRY_DELAY)
 
 
 def signature_header(*, secret: str, timestamp: int, body: str) -> str:
@@ -47,9 +48,8 @@ def signature_header(*, secret: str, timestamp: int, body: str) -> str:
 
 
 def delivery_enqueue(*, delivery_id: str, countdown: float = 0) -> None:
-    from workers.app import app
-
-    app.send_task("notify.webhook_deliver", kwargs={"delivery_id": delivery_id}, countdown=countdown)
+    # A broker that cannot take it leaves the delivery to webhook_deliveries_sweep.
+    enqueue("notify.webhook_deliver", countdown=countdown, delivery_id=delivery_id)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def broker_queue_depths(queues: Iterable[str]) -> dict[str, int] | None:
     One connection for all queues and a single quick try (lab.lib.tasks.queue_depth retries for seconds,
     right for the reconciler, too slow for a scrape every 15 s).
     """
-    from workers.app import app
+    from lab.celery import app
 
     depths: dict[str, int] = {}
     try:

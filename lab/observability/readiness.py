@@ -55,7 +55,7 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    from workers.app import app  # the layers' one way down: lab reaches the broker only through the app
+    from lab.celery import app
 
     with app.connection_for_read() as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=1)

@@ -1,7 +1,7 @@
 """Technician actions on the production floor: printers, batches, reroutes, cancels, reprints, QC.
 
 Each action checks the actor's role, refuses an illegal move with a DomainError before changing anything,
-and leaves a JobEvent naming the actor; job statuses are written only through services.job_move.
+and leaves a JobEvent naming the actor; job statuses are written only through jobs.job_move.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lab.lib.errors import DomainError, NotFound, PermissionDenied, UpstreamErro
 from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
-from lab.production import services
+from lab.production import jobs, routing, tracking
 from lab.production.backends import backend_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
@@ -88,7 +88,7 @@ def printer_resume(*, printer_id: int, actor: User) -> Printer:
         Printer.objects.filter(pk=printer.pk).update(is_paused_by_lab=False)
         JobEvent.objects.create(printer=printer, kind="printer_resumed", actor=actor)
         _poll_after_commit()
-    services.jobs_route_waiting()
+    routing.jobs_route_waiting()
     logger.info("printer resumed printer=%s actor=%s", printer.name, actor.pk)
     printer.refresh_from_db()
     return printer
@@ -138,7 +138,7 @@ def job_route(*, job_id: int) -> bool:
     """
     job = PrintJob.objects.select_related("item__product").get(pk=job_id)
     with transaction.atomic():
-        return services.job_route(job)
+        return routing.job_route(job)
 
 
 def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = None) -> PrintJob:
@@ -151,7 +151,7 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
         )
     if printer_id is not None and printer_id == job.printer_id:
         raise DomainError("same_printer", f"Job {job.pk} is already on that printer.")
-    moved = services.job_reroute(job_id=job.pk, printer_id=printer_id, actor_id=actor.pk)
+    moved = routing.job_reroute(job_id=job.pk, printer_id=printer_id, actor_id=actor.pk)
     if not moved:
         raise DomainError(
             "no_capable_printer", f"No other online printer holds {job.item.product.size_label} media."
@@ -174,7 +174,7 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
             raise UpstreamError(
                 "printer_cancel_failed", f"The printer did not cancel job {job.pk}: {error.message}"
             ) from error
-    moved = services.job_move(
+    moved = jobs.job_move(
         job_id=job.pk,
         from_statuses={job.status},
         to_status=J.CANCELLED,
@@ -185,7 +185,7 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     if not moved:
         raise DomainError("job_changed", f"Job {job.pk} changed meanwhile; look again and retry.", status=409)
     # The order may now be complete: everything else of it printed.
-    services.order_check_printed(order_id=job.order_id)
+    tracking.order_check_printed(order_id=job.order_id)
     job.refresh_from_db()
     return job
 
@@ -252,7 +252,7 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
             "job_not_unknown", f"Job {job.pk} is {job.status}; only unknown or suspect jobs are resolved."
         )
     if was_printed:
-        moved = services.job_move(
+        moved = jobs.job_move(
             job_id=job.pk,
             from_statuses={job.status},
             to_status=J.PRINTED,
@@ -261,10 +261,10 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
             printed_at=timezone.now(),
         )
         if moved:
-            services.order_check_printed(order_id=job.order_id)
+            tracking.order_check_printed(order_id=job.order_id)
     else:
         with transaction.atomic():
-            moved = services.job_move(
+            moved = jobs.job_move(
                 job_id=job.pk,
                 from_statuses={job.status},
                 to_status=J.READY,
@@ -273,7 +273,7 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
                 next_attempt_at=None,
             )
             if moved and job.printer is not None:
-                queue = services.print_queue(job.printer)
+                queue = jobs.print_queue(job.printer)
                 transaction.on_commit(
                     lambda: enqueue("production.print_job_submit", job_id=job.pk, queue=queue)
                 )

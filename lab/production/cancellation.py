@@ -24,8 +24,8 @@ from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.orders.transitions import order_transition
 from lab.production.backends import backend_for
+from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
-from lab.production.services import job_move
 from lab.production.states import JobStatus
 from printers.base import FINAL_JOB_STATES, JobState
 from printers.errors import JOB_NOT_FOUND, PrinterError

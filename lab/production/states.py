@@ -35,7 +35,8 @@ JOB_MACHINE = StateMachine(
         J.QUEUED: frozenset(
             {J.QUEUED, J.RASTERIZING, J.NO_PRINTER, J.CANCELLED, J.FAILED}
         ),  # queued->queued: reroute
-        J.RASTERIZING: frozenset({J.READY, J.QUEUED, J.FAILED, J.CANCELLED}),
+        # rasterizing -> rasterizing: another worker takes over the claim of a dead one after its lease.
+        J.RASTERIZING: frozenset({J.RASTERIZING, J.READY, J.QUEUED, J.FAILED, J.CANCELLED}),
         J.READY: frozenset({J.SUBMITTING, J.QUEUED, J.NO_PRINTER, J.CANCELLED, J.FAILED}),
         # submitting -> cancelled: a supervisor's cancel; the printer side is settled by the worker or poll.
         J.SUBMITTING: frozenset({J.SUBMITTED, J.READY, J.FAILED, J.UNKNOWN, J.CANCELLED}),

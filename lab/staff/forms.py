@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from lab.orders.holds import HOLD_MESSAGE_MAX
 from lab.packing.station import Carrier
+from lab.production.holds import HOLD_MESSAGE_MAX
 from lab.production.states import ReprintReason
 
 

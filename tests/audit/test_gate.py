@@ -12,7 +12,7 @@ from lab.audit import gate
 from lab.audit.models import AccessGrant, AuditRecord, ClarificationCase
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
-from lab.production import services as production
+from lab.production import jobs, rasterizing, routing
 from lab.production.maintenance import maintenance_ticket_open
 from lab.production.models import PrintJob
 from tests.factories import UserFactory
@@ -26,7 +26,7 @@ META = RequestMeta(client_ip="10.1.2.3", user_agent="pytest", request_id="req-1"
 def job(settings) -> PrintJob:
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    production.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     return PrintJob.objects.select_related("order", "item__asset").get()
 
 
@@ -112,9 +112,9 @@ def test_packer_cannot_ask_for_printing_and_packaging_needs_an_order_being_packe
 def test_grant_ends_as_soon_as_the_job_is_closed(job, settings):
     technician = UserFactory(roles=["technician"])
     ask(technician, job)
-    production.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
 
-    production.job_move(job_id=job.pk, from_statuses={"ready"}, to_status="cancelled")
+    jobs.job_move(job_id=job.pk, from_statuses={"ready"}, to_status="cancelled")
 
     grant = AccessGrant.objects.get()
     assert (grant.revoked_at is not None, grant.revoked_reason) == (True, "job_cancelled")
@@ -229,7 +229,7 @@ def test_owner_reads_own_photo_through_the_api_recorded_as_owner_access(api, job
 
 
 def test_worker_reads_are_recorded_as_system_production_access(job):
-    production.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
 
     record = AuditRecord.objects.get()
     assert (record.action, record.actor_id, record.actor_role, record.purpose, record.context_id) == (

@@ -129,12 +129,12 @@ def test_someone_elses_grant_or_a_made_up_one_is_refused_and_recorded(job, clock
 
 
 def test_a_closed_context_ends_the_grant_before_it_expires(job, clock):
-    from lab.production import services
+    from lab.production import jobs
 
     client, _ = client_as("technician")
     grant_url = client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))["Location"]
 
-    services.job_move(job_id=job.pk, from_statuses={"queued"}, to_status="cancelled")
+    jobs.job_move(job_id=job.pk, from_statuses={"queued"}, to_status="cancelled")
     refused = client.get(grant_url)
 
     assert (refused.status_code, refused.json()["rule"]) == (403, "grant_revoked")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from lab.production import services as production
+from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
 from tests.factories import UserFactory
 from tests.production.test_services import WORKER, hotfolder_printer, paid_order
@@ -42,9 +42,9 @@ def concrete(route: str, values: dict[str, str]) -> str:
 def test_only_gate_views_return_image_bytes(client, settings):
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    production.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
-    production.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     values = {
         "asset_id": str(job.item.asset_id),
         "ref": order.ref,
@@ -82,7 +82,7 @@ def test_only_the_gate_and_the_production_pipeline_decrypt_photos():
         if "vault_read(" in path.read_text() and path.name != "vault.py"
     )
 
-    assert callers == ["lab/audit/gate.py", "lab/production/services.py"]
+    assert callers == ["lab/audit/gate.py", "lab/production/rasterizing.py", "lab/production/submission.py"]
 
 
 def admin_urls(route_values: dict[str, dict[str, str]]) -> list[str]:
@@ -110,9 +110,9 @@ def test_the_lab_admin_returns_no_image_bytes_and_registers_nothing_that_holds_t
     # given a printed-ready job (raster and photo in the vault) and a lab admin
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    production.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
-    production.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     job.refresh_from_db()
     assert job.raster_blob
     admin = UserFactory(roles=["admin"])

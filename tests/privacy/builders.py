@@ -17,7 +17,7 @@ from lab.orders.models import Order
 from lab.orders.transitions import order_locked, order_transition
 from lab.packing import station
 from lab.packing.services import packing_slip_render
-from lab.production import services as production
+from lab.production import rasterizing, routing, submission, tracking
 from lab.production.models import Printer, PrintJob
 from printers.hotfolder_device import process_pending
 from tests.factories import UserFactory
@@ -147,12 +147,12 @@ def minilab() -> Printer:
 def print_order(order: Order) -> Order:
     """Release, rasterize, submit to the hot folder, let the device print, poll: ready to pack."""
     printer = minilab()
-    production.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     for job in PrintJob.objects.filter(order=order):
-        assert production.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
-        assert production.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     process_pending(folder=Path(settings.HOTFOLDER_ROOT) / printer.target, delay_seconds=0)
-    production.printer_poll()
+    tracking.printer_poll()
     order.refresh_from_db()
     assert order.status == "ready_to_pack"
     packing_slip_render(order_id=order.pk)

@@ -16,7 +16,7 @@ from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Asset, Order
 from lab.packing.models import PackingSlip
-from lab.production import services as production
+from lab.production import routing
 from lab.production.models import PrintJob
 from tests.factories import UserFactory
 from tests.privacy.builders import (
@@ -63,7 +63,7 @@ def customer_with_history(api) -> History:
     notify_order_created(order_id=shipped.pk)
     pay(shipped, event_id="evt_erase_1")
     minilab()
-    production.order_release(order_id=shipped.pk)
+    routing.order_release(order_id=shipped.pk)
     job = PrintJob.objects.select_related("item").get(order=shipped)
     technician = UserFactory(roles=["technician"])
     gate.image_access(

@@ -12,7 +12,7 @@ from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.notify.models import WebhookEndpoint
 from lab.orders.models import Order
-from lab.production import services as production
+from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
 from tests.factories import UserFactory
 from tests.privacy.builders import PERSON, Person, minilab, pay, place_order, register, upload
@@ -43,9 +43,9 @@ def test_export_holds_profile_consents_orders_photos_endpoints_and_employee_view
     order = place_order(api, asset_id=asset_id, key="export-1")
     pay(order, event_id="evt_export_1")
     minilab()
-    production.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.select_related("item").get(order=order)
-    production.print_job_rasterize(job_id=job.pk, worker=WORKER)  # a system read: not an employee view
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)  # a system read: not an employee view
     technician = UserFactory(roles=["technician"], full_name="Tobias Fixerbath", email="tobias.f@lab.example")
     view(technician, job)
     packer = UserFactory(roles=["packer"])

@@ -27,7 +27,7 @@ from lab.notify.services import notifications_sweep
 from lab.orders import payments
 from lab.orders.models import Order, OrderEvent
 from lab.orders.services import order_cancel
-from lab.production import services
+from lab.production import jobs, rasterizing, reconcile, routing, submission, tracking
 from lab.production.backends import backend_for
 from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle
 from lab.production.models import JobEvent, PrintJob
@@ -59,7 +59,7 @@ def _immediate_handoffs(settings):
 
 
 def _ready(job: PrintJob) -> PrintJob:
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     job.refresh_from_db()
     return job
 
@@ -77,8 +77,8 @@ def test_reconcile_releases_a_paid_order_whose_release_message_was_lost():
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 2)])
     assert not PrintJob.objects.filter(order=order).exists()
 
-    first = services.production_reconcile()
-    second = services.production_reconcile()
+    first = reconcile.production_reconcile()
+    second = reconcile.production_reconcile()
 
     order.refresh_from_db()
     assert order.status == "in_production"
@@ -92,7 +92,7 @@ def test_reconcile_leaves_a_fresh_paid_order_to_its_message(settings):
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
 
-    assert "orders_released" not in services.production_reconcile()
+    assert "orders_released" not in reconcile.production_reconcile()
     order.refresh_from_db()
     assert order.status == "paid"
 
@@ -103,10 +103,10 @@ def test_reconcile_resends_raster_messages_only_when_the_broker_lost_them():
     job_ids = sorted(PrintJob.objects.filter(order=order).values_list("pk", flat=True))
     assert broker_tasks("raster") == []  # the commit's messages never went out
 
-    assert services.production_reconcile()["rasterize_requeued"] == 2
+    assert reconcile.production_reconcile()["rasterize_requeued"] == 2
     assert sorted(kwargs["job_id"] for _, kwargs in broker_tasks("raster")) == job_ids
     # The broker now holds a message per waiting job: nothing is sent twice.
-    assert "rasterize_requeued" not in services.production_reconcile()
+    assert "rasterize_requeued" not in reconcile.production_reconcile()
     assert len(broker_tasks("raster")) == 2
 
 
@@ -116,10 +116,10 @@ def test_reconcile_moves_a_printed_order_to_packing_and_asks_for_its_slip():
     for job in PrintJob.objects.filter(order=order):
         job_walk(job, J.PRINTED)
 
-    assert services.production_reconcile()["orders_ready_to_pack"] == 1
+    assert reconcile.production_reconcile()["orders_ready_to_pack"] == 1
     order.refresh_from_db()
     assert order.status == "ready_to_pack"
-    assert services.production_reconcile()["slips_requested"] == 1
+    assert reconcile.production_reconcile()["slips_requested"] == 1
     assert ("packing.slip_render", {"order_id": order.pk}) in broker_tasks("default")
 
 
@@ -148,7 +148,7 @@ def _mark_captured(order: Order, intent: str = "pi_test_captured") -> Order:
 def test_a_customer_cancel_that_loses_the_race_with_the_release_refunds_nothing():
     hotfolder_printer("minilab", sizes=["4x6"])
     order = _mark_captured(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
 
     with pytest.raises(DomainError) as refused:
         order_cancel(order=order, actor=order.customer, actor_kind="customer")
@@ -167,7 +167,7 @@ def test_a_release_that_loses_the_race_with_a_cancel_makes_no_job(settings):
     cancelled = order_cancel(order=order, actor=order.customer, actor_kind="customer")
 
     assert (cancelled.status, cancelled.payment_status) == ("cancelled", "refund_pending")
-    assert services.order_release(order_id=order.pk) == 0
+    assert routing.order_release(order_id=order.pk) == 0
     assert not PrintJob.objects.filter(order=order).exists()
     assert ("payments.refund_issue", {"order_id": order.pk}) in broker_tasks("default")
 
@@ -204,7 +204,7 @@ def test_a_supervisor_cancel_stops_a_submitted_job_at_the_printer():
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1)])
     sent, waiting = PrintJob.objects.filter(order=order).order_by("pk")
     _ready(sent)
-    assert services.print_job_submit(job_id=sent.pk, worker=WORKER) == "submitted"
+    assert submission.print_job_submit(job_id=sent.pk, worker=WORKER) == "submitted"
     sent.refresh_from_db()
 
     order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
@@ -230,7 +230,7 @@ def test_a_cancel_that_lands_while_the_worker_sends_takes_the_copy_back(monkeypa
 
     monkeypatch.setattr(HotFolderBackend, "submit", submit_then_supervisor_cancels)
 
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "cancelled"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "cancelled"
 
     job.refresh_from_db()
     assert (job.status, job.cancel_at_printer) == ("cancelled", False)
@@ -267,9 +267,9 @@ def test_money_taken_back_during_production_holds_the_order_and_its_unsent_jobs(
     order = _mark_captured(released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1)]))
     printed, unsent = PrintJob.objects.filter(order=order).order_by("pk")
     _ready(printed)
-    assert services.print_job_submit(job_id=printed.pk, worker=WORKER) == "submitted"
+    assert submission.print_job_submit(job_id=printed.pk, worker=WORKER) == "submitted"
     process_pending(folder=printer_folder(printer), delay_seconds=0)
-    services.printer_poll()
+    tracking.printer_poll()
     _ready(unsent)
     payload, header = signed_event(
         event_type=event_type,
@@ -286,7 +286,7 @@ def test_money_taken_back_during_production_holds_the_order_and_its_unsent_jobs(
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("on_hold", payment_status)
     assert "supervisor decides" in order.hold_message
-    assert services.print_job_submit(job_id=unsent.pk, worker=WORKER) == "waiting"
+    assert submission.print_job_submit(job_id=unsent.pk, worker=WORKER) == "waiting"
     printed.refresh_from_db()
     unsent.refresh_from_db()
     assert (printed.status, unsent.status) == ("printed", "ready")  # nothing thrown away, nothing sent
@@ -333,10 +333,10 @@ def test_a_job_of_a_size_without_media_fails_with_its_reason_before_anything_is_
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     # A product saved before the check existed.
     Product.objects.filter(sku="PRINT-4X6-LUSTRE").update(width_in=6, height_in=8)
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = _ready(PrintJob.objects.get(order=order))
 
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "failed"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "failed"
 
     job.refresh_from_db()
     assert (job.status, job.failure_code, job.failure_is_permanent) == ("failed", "media_unknown", True)
@@ -353,7 +353,7 @@ def test_a_retry_adopts_the_copy_an_earlier_attempt_left_at_the_printer():
     raster.write_bytes(b"\xff\xd8\xff\xd9")
     earlier = backend_for(printer).submit(path=raster, title=job.title, media="na_index-4x6_4x6in", copies=1)
 
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "adopted"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "adopted"
 
     job.refresh_from_db()
     assert (job.status, job.backend_job_id) == ("submitted", earlier)
@@ -364,7 +364,7 @@ def test_the_raster_and_submit_claims_write_their_events_with_them():
     hotfolder_printer("minilab", sizes=["4x6"])
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     job = _ready(PrintJob.objects.get(order=order))
-    services.print_job_submit(job_id=job.pk, worker=WORKER)
+    submission.print_job_submit(job_id=job.pk, worker=WORKER)
 
     moves = list(
         JobEvent.objects.filter(job=job).exclude(from_status="").values_list("from_status", "to_status")
@@ -404,9 +404,7 @@ def test_a_suspect_job_is_on_the_board_and_a_technician_confirms_it():
     hotfolder_printer("minilab", sizes=["4x6"])
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     job = job_walk(PrintJob.objects.get(order=order), J.SUBMITTED)
-    assert services.job_move(
-        job_id=job.pk, from_statuses={J.SUBMITTED}, to_status=J.SUSPECT, kind="restarted"
-    )
+    assert jobs.job_move(job_id=job.pk, from_statuses={J.SUBMITTED}, to_status=J.SUSPECT, kind="restarted")
     technician, user = client_as("technician")
 
     board = technician.get("/lab/board/").content.decode()
@@ -456,7 +454,7 @@ def test_a_customer_cancel_racing_the_release_is_one_decision(settings, round_):
 
     cancel, release = _race(
         lambda: order_cancel(order=order, actor=order.customer, actor_kind="customer"),
-        lambda: services.order_release(order_id=order.pk),
+        lambda: routing.order_release(order_id=order.pk),
     )
 
     order.refresh_from_db()
@@ -497,7 +495,7 @@ def test_a_refund_racing_the_packer_leaves_the_box_on_hold_never_shipped_unseen(
 
 
 def test_a_refund_while_the_order_is_held_for_a_question_is_written_on_the_hold(client):
-    from lab.orders.holds import order_hold
+    from lab.production.holds import order_hold
 
     hotfolder_printer("minilab", sizes=["4x6"])
     order = _mark_captured(released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
@@ -529,14 +527,14 @@ def test_a_slow_submit_overtaken_by_the_reconciler_keeps_the_job_it_sent(monkeyp
     def submit_then_reconciler_adopts(self, **kwargs):  # type: ignore[no-untyped-def]
         handle = real_submit(self, **kwargs)
         # The worker's lease ran out mid-send; the reconciler found the job at the printer by its title.
-        assert services.job_move(
+        assert jobs.job_move(
             job_id=job.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=handle
         )
         return handle
 
     monkeypatch.setattr(HotFolderBackend, "submit", submit_then_reconciler_adopts)
 
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "superseded"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "superseded"
 
     job.refresh_from_db()
     assert job.status == "submitted"

@@ -12,7 +12,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from lab.production import services
+from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
 from tests.production.test_services import hotfolder_printer, paid_order
 
@@ -39,11 +39,11 @@ def test_submit_goes_to_the_print_host_queue_and_raster_to_the_raster_queue(
     hotfolder_printer("attached", sizes=["4x6"], host="hosta")
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     with django_capture_on_commit_callbacks(execute=True):
-        services.order_release(order_id=order.pk)
+        routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
 
     assert queued_tasks(broker, "raster") == [("production.print_job_rasterize", {"job_id": job.pk})]
-    services.print_job_rasterize(job_id=job.pk, worker="w:1")
+    rasterizing.print_job_rasterize(job_id=job.pk, worker="w:1")
 
     assert queued_tasks(broker, "print.hosta") == [("production.print_job_submit", {"job_id": job.pk})]
     assert broker.llen("print") == 0

@@ -15,7 +15,7 @@ from lab.orders.models import Order
 from lab.orders.transitions import order_transition
 from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render
-from lab.production import services
+from lab.production import rasterizing, reconcile, routing, submission, tracking
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers.hotfolder import HotFolderBackend
@@ -54,8 +54,8 @@ def folder(settings, printer: Printer) -> Path:
 
 
 def run_job(job: PrintJob) -> None:
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
 
 
 def test_release_creates_one_job_per_item_routed_least_loaded_and_batched(settings):
@@ -63,8 +63,8 @@ def test_release_creates_one_job_per_item_routed_least_loaded_and_batched(settin
     small_b = hotfolder_printer("small-b", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-4X6-LUSTRE", 1), ("PRINT-5X7-GLOSSY", 1)])
 
-    assert services.order_release(order_id=order.pk) == 3
-    assert services.order_release(order_id=order.pk) == 0  # a redelivered task does nothing
+    assert routing.order_release(order_id=order.pk) == 3
+    assert routing.order_release(order_id=order.pk) == 0  # a redelivered task does nothing
 
     order.refresh_from_db()
     assert order.status == "in_production"
@@ -80,12 +80,12 @@ def test_no_capable_printer_waits_then_routes_when_one_appears(settings):
     hotfolder_printer("small", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-11X14-MATTE", 1)])
 
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
     assert (job.status, job.printer) == ("no_printer", None)
 
     hotfolder_printer("wide", sizes=["11x14"], papers=["matte"])
-    assert services.jobs_route_waiting() == 1
+    assert routing.jobs_route_waiting() == 1
 
     job.refresh_from_db()
     assert (job.status, job.printer.name) == ("queued", "wide")
@@ -94,16 +94,16 @@ def test_no_capable_printer_waits_then_routes_when_one_appears(settings):
 def test_full_path_raster_submit_poll_printed_ready_to_pack_and_slip(settings):
     printer = hotfolder_printer("minilab", sizes=["4x6", "8x10"], dpi=300)
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-8X10-GLOSSY", 1)], photo=(3000, 2000))
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     jobs = list(PrintJob.objects.order_by("pk"))
 
     for job in jobs:
         run_job(job)
     tickets = sorted(folder(settings, printer).glob("*.json"))
     assert len(tickets) == 2
-    assert services.printer_poll()["waiting"] == 2  # the device has not taken them yet
+    assert tracking.printer_poll()["waiting"] == 2  # the device has not taken them yet
     process_pending(folder=folder(settings, printer), delay_seconds=0)
-    services.printer_poll()
+    tracking.printer_poll()
 
     sizes = []
     for ticket_path in sorted((folder(settings, printer) / "done").glob("*.json")):
@@ -130,10 +130,10 @@ def test_full_path_raster_submit_poll_printed_ready_to_pack_and_slip(settings):
 def test_raster_has_the_product_size_at_printer_resolution(settings):
     hotfolder_printer("minilab", sizes=["5x7"], dpi=300)
     order = paid_order(lines=[("PRINT-5X7-LUSTRE", 1)], photo=(1200, 1800))
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
 
-    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
 
     job.refresh_from_db()
     assert (job.status, job.raster_width_px, job.raster_height_px) == ("ready", 1500, 2100)
@@ -148,13 +148,13 @@ def test_raster_has_the_product_size_at_printer_resolution(settings):
 def test_same_task_delivered_twice_submits_once(settings):
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
 
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
-    assert services.print_job_submit(job_id=job.pk, worker="other:2") == "not_ready"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert submission.print_job_submit(job_id=job.pk, worker="other:2") == "not_ready"
 
     assert len(list(folder(settings, printer).glob("*.json"))) == 1
 
@@ -162,7 +162,7 @@ def test_same_task_delivered_twice_submits_once(settings):
 def test_corrupt_original_fails_permanently_without_retry(settings):
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
     from lab.privacy.vault import vault_write
 
@@ -172,30 +172,30 @@ def test_corrupt_original_fails_permanently_without_retry(settings):
     )
     asset.save(update_fields=["blob_name"])
 
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "failed"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "failed"
 
     job.refresh_from_db()
     assert (job.status, job.failure_is_permanent) == ("failed", True)
     assert job.failure_code != ""
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
 
 
 def test_transient_printer_failure_goes_back_to_ready_with_backoff(settings):
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
-    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     folder(settings, printer).rmdir()  # the minilab's share is gone for a moment
 
-    outcome = services.print_job_submit(job_id=job.pk, worker=WORKER)
+    outcome = submission.print_job_submit(job_id=job.pk, worker=WORKER)
 
     job.refresh_from_db()
     assert outcome == "retry"
     assert (job.status, job.submit_attempts, job.failure_code) == ("ready", 1, "printer_unreachable")
     assert job.next_attempt_at > timezone.now()
     folder(settings, printer).mkdir()
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert len(list(folder(settings, printer).glob("*.json"))) == 1
 
 
@@ -203,12 +203,12 @@ def test_transient_failures_stop_after_the_attempt_cap(settings):
     settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS = 2
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
-    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     folder(settings, printer).rmdir()
 
-    outcomes = [services.print_job_submit(job_id=job.pk, worker=WORKER) for _ in range(3)]
+    outcomes = [submission.print_job_submit(job_id=job.pk, worker=WORKER) for _ in range(3)]
 
     job.refresh_from_db()
     assert outcomes == ["retry", "failed", "not_ready"]
@@ -219,20 +219,20 @@ def test_paused_printer_holds_jobs_and_offline_printer_reroutes(settings):
     first = hotfolder_printer("first", sizes=["4x6"])
     hotfolder_printer("second", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
     assert job.printer == first
-    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     (folder(settings, first) / "PAUSED").touch()
 
-    services.printer_poll()
+    tracking.printer_poll()
     first.refresh_from_db()
     assert first.state == "paused"
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"
 
     (folder(settings, first) / "PAUSED").unlink()
     folder(settings, first).rmdir()  # the share disappears: offline
-    services.printer_poll()
+    tracking.printer_poll()
 
     job.refresh_from_db()
     first.refresh_from_db()
@@ -244,10 +244,10 @@ def test_paused_printer_holds_jobs_and_offline_printer_reroutes(settings):
 def test_reconciler_finds_a_job_submitted_before_a_crash_and_flags_unknown_ones(settings):
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     sent, lost = PrintJob.objects.order_by("pk")
     for job in (sent, lost):
-        services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+        rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     # A worker claimed both, sent the first to the printer, and died before saving either.
     HotFolderBackend(folder=folder(settings, printer)).submit(
         path=_raster_file(settings, sent), title=sent.title, media="na_index-4x6_4x6in", copies=1
@@ -255,7 +255,7 @@ def test_reconciler_finds_a_job_submitted_before_a_crash_and_flags_unknown_ones(
     stale = timezone.now() - timedelta(hours=1)
     PrintJob.objects.filter(pk__in=[sent.pk, lost.pk]).update(status="submitting", claimed_at=stale)
 
-    result = services.production_reconcile()
+    result = reconcile.production_reconcile()
 
     sent.refresh_from_db()
     lost.refresh_from_db()
@@ -277,15 +277,15 @@ def _raster_file(settings, job: PrintJob) -> Path:
 def test_expired_raster_lease_is_taken_over(settings):
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
     PrintJob.objects.filter(pk=job.pk).update(
         status=JobStatus.RASTERIZING, claimed_at=timezone.now(), claimed_by="dead:1"
     )
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
     PrintJob.objects.filter(pk=job.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
 
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
 
 
 def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelled(settings):
@@ -295,7 +295,7 @@ def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelle
 
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     printed, _waiting = PrintJob.objects.order_by("pk")
     PrintJob.objects.filter(pk=printed.pk).update(status="printed")
     order.refresh_from_db()
@@ -314,22 +314,22 @@ def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelle
 def test_jobs_of_an_order_on_hold_are_not_sent_until_the_hold_is_released(settings):
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
-    services.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     order.refresh_from_db()
     order_transition(order=order, to_status="on_hold", note="which crop?")
 
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"
     order_transition(order=order, to_status="in_production", note="customer answered")
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert len(list(folder(settings, printer).glob("*.json"))) == 1
 
 
 def test_a_job_stopped_at_the_printer_is_cancelled_there_and_failed_here(settings):
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
     run_job(job)
     job.refresh_from_db()
@@ -339,7 +339,7 @@ def test_a_job_stopped_at_the_printer_is_cancelled_there_and_failed_here(setting
     (folder(settings, printer) / "error").mkdir()
     ticket.rename(folder(settings, printer) / "error" / ticket.name)
 
-    services.printer_poll()
+    tracking.printer_poll()
 
     job.refresh_from_db()
     assert (job.status, job.failure_code, job.failure_is_permanent) == ("failed", "printer_aborted", False)

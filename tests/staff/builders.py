@@ -16,7 +16,7 @@ from django.utils import timezone
 from lab.accounts.models import User
 from lab.orders.models import Order
 from lab.orders.transitions import order_transition
-from lab.production import services
+from lab.production import jobs, routing, tracking
 from lab.production.models import Printer, PrintJob
 from lab.production.states import JobStatus
 from tests.factories import UserFactory, order_with_items
@@ -64,7 +64,7 @@ def paid_order(*, lines: list[tuple[str, int]], promised_by: datetime | None = N
 
 def released_order(*, lines: list[tuple[str, int]], promised_by: datetime | None = None) -> Order:
     order = paid_order(lines=lines, promised_by=promised_by)
-    services.order_release(order_id=order.pk)
+    routing.order_release(order_id=order.pk)
     order.refresh_from_db()
     return order
 
@@ -79,7 +79,7 @@ def job_walk(job: PrintJob, to_status: str) -> PrintJob:
             extra["raster_printer_id"] = job.printer_id
         if next_status == J.SUBMITTED:
             extra["backend_job_id"] = f"walk-{job.pk}"
-        assert services.job_move(job_id=job.pk, from_statuses={from_status}, to_status=next_status, **extra)
+        assert jobs.job_move(job_id=job.pk, from_statuses={from_status}, to_status=next_status, **extra)
         if next_status == to_status:
             break
     job.refresh_from_db()
@@ -91,7 +91,7 @@ def ready_to_pack_order(*, lines: list[tuple[str, int]]) -> Order:
     order = released_order(lines=lines)
     for job in PrintJob.objects.filter(order=order):
         job_walk(job, J.PRINTED)
-    assert services.order_check_printed(order_id=order.pk)
+    assert tracking.order_check_printed(order_id=order.pk)
     order.refresh_from_db()
     return order
 

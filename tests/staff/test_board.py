@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lab.orders.models import Order
-from lab.production import actions, services
+from lab.production import actions, jobs
 from lab.production.models import Printer, PrintJob
 from lab.staff.board import board_snapshot
 from tests.staff.builders import client_as, hotfolder_printer, job_walk, person, released_order
@@ -40,8 +40,8 @@ def busy_floor() -> BusyFloor:
     job_walk(submitted, "submitted")
     job_walk(printed, "printed")
     job_walk(unknown, "submitting")
-    assert services.job_move(job_id=unknown.pk, from_statuses={"submitting"}, to_status="unknown")
-    assert services.job_move(
+    assert jobs.job_move(job_id=unknown.pk, from_statuses={"submitting"}, to_status="unknown")
+    assert jobs.job_move(
         job_id=failed.pk,
         from_statuses={"queued"},
         to_status="failed",

@@ -17,7 +17,7 @@ from django.utils import timezone
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from lab.orders.models import Order
-from lab.production import services
+from lab.production import jobs, tracking
 from lab.production.models import PrintJob
 from tests.staff.builders import (
     PASSWORD,
@@ -100,10 +100,10 @@ def test_technician_sees_a_job_print_live_and_requests_a_reprint(page: Page, scr
     page.screenshot(path=screenshots / "board-submitted.png", full_page=True)
 
     # The printer reports completion: the poll's own services move the job and the order.
-    assert services.job_move(
+    assert jobs.job_move(
         job_id=job.pk, from_statuses={"submitted"}, to_status="printed", printed_at=timezone.now()
     )
-    assert services.order_check_printed(order_id=order.pk)
+    assert tracking.order_check_printed(order_id=order.pk)
 
     expect(status).to_have_text("printed")
     expect(page.locator(f"#printer-{job.printer_id} [data-count='printed']")).to_have_text("1")

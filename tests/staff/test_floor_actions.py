@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from lab.orders.models import OrderEvent
-from lab.production import actions, services
+from lab.production import actions, jobs, rasterizing, submission
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from printers.hotfolder_device import pending_tickets
 from tests.staff.builders import (
@@ -108,7 +108,7 @@ def test_hold_and_release_a_batch(django_capture_on_commit_callbacks):
     assert batch.is_held is True
     assert messages_of(held) == [f"Batch {batch.pk} (4x6 lustre) held."]
     job = job_walk(PrintJob.objects.get(order=order), "ready")
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"  # held: not sent
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "waiting"  # held: not sent
 
     with django_capture_on_commit_callbacks(execute=True):
         post(client, reverse("staff:batch_release", args=[batch.pk]))
@@ -201,8 +201,8 @@ def test_cancel_a_submitted_job_cancels_it_at_the_printer_first():
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     job = PrintJob.objects.get(order=order)
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert len(pending_tickets(folder=printer_folder(printer))) == 1
     client, _ = client_as("technician")
 
@@ -330,9 +330,9 @@ def unknown_job() -> PrintJob:
     """A job with a real raster whose submit outcome was lost (the reconciler's verdict)."""
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 2)])
     job = PrintJob.objects.get(order=order)
-    assert services.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     job_walk(job, "submitting")
-    assert services.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
+    assert jobs.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
     job.refresh_from_db()
     return job
 
@@ -365,7 +365,7 @@ def test_resolve_unknown_as_not_printed_sends_it_again(django_capture_on_commit_
     assert (
         broker_tasks("print").count(("production.print_job_submit", {"job_id": job.pk})) == submits_before + 1
     )
-    assert services.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
 
 
 def test_resolving_a_job_that_is_not_unknown_is_refused():

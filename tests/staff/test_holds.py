@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 
 from lab.lib.errors import PermissionDenied
-from lab.orders.holds import order_hold, order_release_hold
 from lab.orders.models import OrderEvent
+from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import PrintJob
 from tests.staff.builders import (
     client_as,

@@ -175,7 +175,7 @@ def test_a_reprint_counts_for_the_copies_its_original_lost():
     original = PrintJob.objects.get(order=order)
     reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
     job_walk(reprint, "printed")
-    from lab.production.services import order_check_printed
+    from lab.production.tracking import order_check_printed
 
     assert order_check_printed(order_id=order.pk)
     client, _ = client_as("packer")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lab.audit.models import AuditRecord, ClarificationCase, MaintenanceTicket
-from lab.orders.holds import order_hold, order_release_hold
+from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import PrintJob
 from tests.staff.builders import client_as, hotfolder_printer, person, released_order
 

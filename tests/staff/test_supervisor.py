@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
-from lab.production import services
+from lab.production import jobs
 from lab.production.alerts import alerts_check
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.staff import supervisor
@@ -238,7 +238,7 @@ def test_each_alert_is_emailed_once_to_the_supervisors(settings) -> None:
         lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=timezone.now() + timedelta(days=3)
     )  # not at risk
     job = job_walk(PrintJob.objects.get(order=order), "submitting")
-    assert services.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
+    assert jobs.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
     Printer.objects.filter(pk=alpha.pk).update(
         state="error", state_changed_at=timezone.now() - timedelta(minutes=20)
     )

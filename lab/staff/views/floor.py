@@ -12,11 +12,11 @@ from lab.accounts.roles import user_roles
 from lab.audit.gate import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE
 from lab.audit.models import ClarificationCase, MaintenanceTicket
 from lab.lib.errors import DomainError
-from lab.orders.holds import HOLDABLE, order_hold, order_release_hold
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.production import actions, maintenance
 from lab.production.cancellation import SUPERVISOR_ROLES, order_cancel_in_production
+from lab.production.holds import HOLDABLE, order_hold, order_release_hold
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus, ReprintReason
 from lab.staff.access import BOARD_READER_ROLES, FLOOR_ROLES, QC_ROLES, can, staff_page

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from lab.production.services import jobs_route_waiting
+from lab.production.routing import jobs_route_waiting
 from lab.production.sync import printers_sync
 
 

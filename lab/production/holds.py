@@ -1,4 +1,4 @@
-"""Holding an order for customer clarification, and releasing the hold, as staff actions.
+"""Holding an order in production for customer clarification, and releasing the hold, as staff actions.
 
 The hold message is what the customer is asked; both moves go through order_transition and leave an event.
 """
@@ -16,6 +16,8 @@ from lab.lib.errors import DomainError, NotFound, PermissionDenied
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_transition
+from lab.production.models import PrintJob
+from lab.production.tracking import order_check_printed
 
 HOLD_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
 HOLDABLE = frozenset({OrderStatus.PAID, OrderStatus.IN_PRODUCTION})
@@ -68,10 +70,6 @@ def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
 
 def order_release_hold(*, order_ref: str, actor: User) -> Order:
     """Send a held order back where it was held from: in production, or paid (not yet released)."""
-    # Imported here: production imports orders, and a hold release only needs it at call time.
-    from lab.production.models import PrintJob
-    from lab.production.services import order_check_printed
-
     _hold_access_check(actor)
     with transaction.atomic():
         order = _order_by_ref_locked(order_ref)

@@ -1,0 +1,110 @@
+"""Print jobs' one write path and hand-offs: every status change goes through `job_move` (checked against
+the state machine, its JobEvent in the same transaction), failures through `job_fail`, and the next step is
+sent by name after the commit (`rasterize_enqueue`, `submit_enqueue`).
+
+Work is claimed with a conditional move on the job's status before any slow step (healthchecks' pattern),
+so a task delivered twice, or two workers, never rasterize or submit one job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from lab.audit.grants import grants_revoke
+from lab.lib.tasks import enqueue
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.states import JOB_MACHINE, JobStatus
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def print_queue(printer: Printer) -> str:
+    """Print tasks go to the worker on the host attached to the printer (queue per print host)."""
+    return f"print.{printer.host}" if printer.host else "print"
+
+
+def rasterize_enqueue(job_id: int) -> None:
+    enqueue("production.print_job_rasterize", job_id=job_id, queue="raster")
+
+
+def submit_enqueue(job: PrintJob, countdown: float | None = None) -> None:
+    assert job.printer is not None
+    enqueue("production.print_job_submit", job_id=job.pk, queue=print_queue(job.printer), countdown=countdown)
+
+
+def job_move(
+    *,
+    job_id: int,
+    from_statuses: frozenset[str] | set[str],
+    to_status: str,
+    kind: str = "status_changed",
+    note: str = "",
+    actor_id: int | None = None,
+    where: Q | None = None,
+    **fields: object,
+) -> bool:
+    """The one place a job's status is written, claims included: checked against the state machine, the row
+    locked, the UPDATE and its JobEvent in one transaction.
+
+    Returns False (and changes nothing) when the job is no longer in one of `from_statuses` or does not
+    match `where` (a claim's extra condition, e.g. an expired lease or an order that is not on hold).
+    """
+    for from_status in from_statuses:
+        JOB_MACHINE.check(from_status, to_status)
+    with transaction.atomic():
+        current = (
+            PrintJob.objects.select_for_update(of=("self",))
+            .filter(where or Q(), pk=job_id, status__in=from_statuses)
+            .first()
+        )
+        if current is None:
+            return False
+        PrintJob.objects.filter(pk=job_id).update(status=to_status, updated_at=timezone.now(), **fields)
+        JobEvent.objects.create(
+            job_id=job_id,
+            kind=kind,
+            from_status=current.status,
+            to_status=to_status,
+            note=note[:500],
+            actor_id=actor_id,
+        )
+        if to_status in (J.PRINTED, J.CANCELLED):
+            grants_revoke(context_type="print_job", context_id=job_id, reason=f"job_{to_status}")
+    logger.info("job status job=%s from=%s to=%s", job_id, current.status, to_status)
+    return True
+
+
+def job_fail(
+    *,
+    job_id: int,
+    from_statuses: frozenset[str] | set[str],
+    kind: str,
+    code: str,
+    message: str,
+    is_permanent: bool = True,
+    note: str | None = None,
+    **fields: object,
+) -> bool:
+    """Move a job to `failed` with its reason: a stable code for the board and a short message."""
+    return job_move(
+        job_id=job_id,
+        from_statuses=from_statuses,
+        to_status=J.FAILED,
+        kind=kind,
+        note=code if note is None else note,
+        failure_code=code,
+        failure_message=message[:300],
+        failure_is_permanent=is_permanent,
+        **fields,
+    )

@@ -1,0 +1,73 @@
+"""The reconciler: the database, not the broker, is the truth; every hand-off is a state swept here."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from lab.lib.tasks import enqueue, queue_depth
+from lab.orders.models import Order
+from lab.orders.states import OrderStatus
+from lab.production.jobs import rasterize_enqueue
+from lab.production.models import PrintJob
+from lab.production.routing import jobs_route_waiting, order_release
+from lab.production.states import JobStatus
+from lab.production.submission import reconcile_submitting
+from lab.production.tracking import order_check_printed
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+
+def production_reconcile() -> dict[str, int]:
+    """Recover from lost messages and dead workers; the database, not the broker, is the truth.
+
+    Every hand-off of the flow is a state in the database, and each one is swept here, so work whose message
+    was lost (broker restarted, worker killed before it acknowledged) moves on within one interval:
+    - an order `paid` with no jobs is released (directly, no broker needed);
+    - `queued` jobs are sent to the raster queue again when the queue holds fewer messages than them;
+    - a `rasterizing` or `submitting` claim whose worker died is taken over or settled once its lease ends;
+    - `ready` jobs are kicked by every printer poll; an order whose jobs all printed moves to packing, and a
+      `ready_to_pack` order without its slip gets one.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
+    grace = timedelta(seconds=settings.PRODUCTION_HANDOFF_GRACE_SECONDS)
+    counts: Counter[str] = Counter()
+    for order_id in Order.objects.filter(
+        status=OrderStatus.PAID, updated_at__lt=now - grace, print_jobs__isnull=True
+    ).values_list("pk", flat=True):
+        counts["orders_released"] += int(order_release(order_id=order_id) > 0)
+    queued = list(
+        PrintJob.objects.filter(status=J.QUEUED, updated_at__lt=now - grace).values_list("pk", flat=True)
+    )
+    if queued:
+        depth = queue_depth("raster")
+        if depth is None or depth < len(queued):
+            for job_id in queued:
+                rasterize_enqueue(job_id)
+            counts["rasterize_requeued"] += len(queued)
+    for job in PrintJob.objects.filter(status=J.RASTERIZING, claimed_at__lt=now - lease):
+        rasterize_enqueue(job.pk)  # the claim takes over an expired lease
+        counts["rasterize_taken_over"] += 1
+    for job in PrintJob.objects.filter(status=J.SUBMITTING, claimed_at__lt=now - lease).select_related(
+        "printer"
+    ):
+        counts[reconcile_submitting(job)] += 1
+    jobs_route_waiting()
+    for order_id in (
+        Order.objects.filter(status=OrderStatus.IN_PRODUCTION, updated_at__lt=now - grace)
+        .exclude(print_jobs__status__in=[s for s in J.values if s not in (J.PRINTED, J.CANCELLED)])
+        .values_list("pk", flat=True)
+    ):
+        counts["orders_ready_to_pack"] += int(order_check_printed(order_id=order_id))
+    for order_id in Order.objects.filter(
+        status=OrderStatus.READY_TO_PACK, updated_at__lt=now - grace, packing_slip__isnull=True
+    ).values_list("pk", flat=True):
+        enqueue("packing.slip_render", order_id=order_id)
+        counts["slips_requested"] += 1
+    return dict(counts)

@@ -1,0 +1,247 @@
+"""Submitting: a claimed raster goes to its printer once; a retry first looks for an earlier attempt."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from lab.lib.backoff import backoff_delay
+from lab.orders.models import Order
+from lab.orders.states import OrderStatus
+from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
+from lab.privacy.vault import vault_read
+from lab.production.backends import backend_for, media_for
+from lab.production.jobs import job_fail, job_move, rasterize_enqueue, submit_enqueue
+from lab.production.models import JobEvent, PrintJob
+from lab.production.routing import job_media
+from lab.production.states import JobStatus
+from printers.base import JobInfo, JobState, PrinterBackend
+from printers.errors import PrinterError
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+
+def _retry_delay(attempt: int) -> float:
+    return backoff_delay(
+        attempt=attempt,
+        first=timedelta(seconds=settings.PRODUCTION_RETRY_BASE_SECONDS),
+        cap=timedelta(seconds=settings.PRODUCTION_RETRY_CAP_SECONDS),
+    ).total_seconds()
+
+
+def print_job_submit(*, job_id: int, worker: str) -> str:
+    """Claim the job, send the raster, save the backend's handle. Never sends one job twice."""
+    job = PrintJob.objects.select_related("printer", "batch", "item__asset__data_key", "item__product").get(
+        pk=job_id
+    )
+    printer = job.printer
+    if job.status != J.READY or printer is None:
+        return "not_ready"
+    if job.raster_printer_id != printer.pk:
+        job_move(job_id=job.pk, from_statuses={J.READY}, to_status=J.QUEUED, kind="re_raster")
+        transaction.on_commit(lambda: rasterize_enqueue(job.pk))
+        return "re_raster"
+    if not printer.is_available or (job.batch is not None and job.batch.is_held):
+        return "waiting"  # printer_poll enqueues it again when the printer is back or the batch released
+    if Order.objects.filter(pk=job.order_id, status=OrderStatus.ON_HOLD).exists():
+        return "waiting"  # the customer is asked first; the poll sends it once the hold is released
+    size, _ = job_media(job)
+    try:
+        media = media_for(size)
+    except ValueError as error:
+        # Nothing was sent: a size with no printer media fails here with its reason, never as `unknown`.
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.READY},
+            kind="submit_failed",
+            code="media_unknown",
+            message=str(error),
+        )
+        return "failed"
+    claimed = job_move(
+        job_id=job_id,
+        from_statuses={J.READY},
+        to_status=J.SUBMITTING,
+        kind="claimed",
+        note=worker,
+        # Not for an order put on hold (or cancelled) since the check above: the claim itself re-checks.
+        where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
+        claimed_at=timezone.now(),
+        claimed_by=worker,
+        submit_attempts=F("submit_attempts") + 1,
+    )
+    if not claimed:
+        return "not_claimed"
+    job.refresh_from_db()
+    asset = job.item.asset
+    backend = backend_for(printer)
+    try:
+        if job.submit_attempts > 1:
+            # An earlier attempt failed on the way (connection dropped, cupsd restarting): it may still have
+            # reached the printer. Look before sending again, so a retry never makes a second copy.
+            adopted = _earlier_attempt_at_printer(job=job)
+            if adopted is not None:
+                return _submitted(job=job, handle=adopted.handle, kind="adopted", backend=backend)
+        with tempfile.TemporaryDirectory(prefix="lab-print-") as folder:
+            path = Path(folder) / f"{job.title}.{'tif' if printer.output_format == 'tiff' else 'jpg'}"
+            path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
+            path.chmod(0o644)  # CUPS filters run as `lp` and must read it
+            Path(folder).chmod(0o755)
+            handle = backend.submit(
+                path=path,
+                title=job.title,
+                media=media,
+                copies=job.copies,
+                attributes={"lab-job-id": str(job.pk)},
+            )
+    except PrinterError as error:
+        return _submit_failed(job=job, error=error)
+    except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
+        # Nothing was sent: a raster that is gone or does not authenticate fails here, not as `unknown`.
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            kind="submit_failed",
+            code="raster_unreadable",
+            message=str(error),
+        )
+        return "failed"
+    return _submitted(job=job, handle=handle, kind="submitted", backend=backend)
+
+
+def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
+    """The printer's job with our title from an earlier attempt that it still may print (or printed).
+
+    An earlier attempt that created the job but never delivered its document (the connection or cupsd went
+    away between Create-Job and Send-Document) cannot print: it is cancelled here and the raster sent anew.
+    """
+    assert job.printer is not None
+    backend = backend_for(job.printer)
+    found = [j for j in backend.find_jobs(title_prefix=job.title) if j.title == job.title]
+    for empty in [j for j in found if j.is_missing_document]:
+        backend.cancel(empty.handle)
+        JobEvent.objects.create(
+            job_id=job.pk, kind="empty_attempt_cancelled", note=f"backend job {empty.handle} had no document"
+        )
+    alive = [
+        j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED) and not j.is_missing_document
+    ]
+    return alive[-1] if alive else None
+
+
+def _submitted(*, job: PrintJob, handle: str, kind: str, backend: PrinterBackend) -> str:
+    moved = job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.SUBMITTED,
+        kind=kind,
+        note=f"backend job {handle}",
+        backend_job_id=handle,
+        claimed_at=None,
+        claimed_by="",
+        failure_code="",
+        failure_message="",
+    )
+    if moved:
+        return kind
+    # Cancelled (a supervisor's cancel) while we were sending: take back what we sent, now. Any other move
+    # meanwhile (the reconciler found this very job by its title after our lease ran out) is left alone.
+    if not PrintJob.objects.filter(pk=job.pk, status=J.CANCELLED).update(backend_job_id=handle):
+        logger.warning("job moved on during a slow submit, left to the reconciler job=%s", job.pk)
+        return "superseded"
+    try:
+        backend.cancel(handle)
+    except PrinterError as error:
+        logger.warning(
+            "job cancelled during submit, printer cancel pending job=%s code=%s", job.pk, error.code
+        )
+        return "cancel_pending"  # cancel_at_printer stays set: the poll cancels it
+    with transaction.atomic():
+        if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
+            cancel_at_printer=False, claimed_at=None, claimed_by=""
+        ):
+            JobEvent.objects.create(
+                job_id=job.pk, kind="printer_cancelled", note=f"{handle}: sent, then cancelled"
+            )
+    return "cancelled"
+
+
+def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
+    if error.is_permanent:
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            kind="submit_failed",
+            code=error.code,
+            message=error.message,
+        )
+        logger.warning("job submit failed permanently job=%s code=%s", job.pk, error.code)
+        return "failed"
+    if job.submit_attempts >= settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS:
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            kind="submit_failed",
+            code=error.code,
+            message=error.message,
+            is_permanent=False,
+            note=f"{error.code} after {job.submit_attempts} attempts",
+        )
+        return "failed"
+    delay = _retry_delay(job.submit_attempts)
+    job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.READY,
+        kind="submit_retry",
+        note=f"{error.code}; retry in {delay:.0f}s",
+        failure_code=error.code,
+        failure_message=error.message[:300],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        claimed_at=None,
+        claimed_by="",
+    )
+    logger.info("job submit transient failure job=%s code=%s retry_in=%s", job.pk, error.code, delay)
+    submit_enqueue(job, countdown=delay)
+    return "retry"
+
+
+def reconcile_submitting(job: PrintJob) -> str:
+    """A worker died between claiming and saving: find our job at the printer by title, or ask a person."""
+    assert job.printer is not None
+    try:
+        found = [
+            j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title
+        ]
+    except PrinterError:
+        return "reconcile_unreachable"
+    if found:
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            to_status=J.SUBMITTED,
+            kind="reconciled",
+            note=f"found backend job {found[0].handle}",
+            backend_job_id=found[0].handle,
+            claimed_at=None,
+            claimed_by="",
+        )
+        return "reconciled"
+    job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.UNKNOWN,
+        kind="fate_unknown",
+        note="worker lost during submit and the printer has no job with our title",
+        claimed_at=None,
+        claimed_by="",
+    )
+    return "unknown"

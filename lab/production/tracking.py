@@ -1,0 +1,318 @@
+"""Tracking: poll printers and submitted jobs, hear of print-server restarts, move printed orders on."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from lab.lib.tasks import enqueue
+from lab.orders.states import OrderStatus
+from lab.orders.transitions import order_locked, order_transition
+from lab.production.backends import backend_for
+from lab.production.jobs import job_fail, job_move, submit_enqueue
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.routing import job_reroute, jobs_route_waiting
+from lab.production.states import JobStatus, PrinterState
+from printers.base import JobInfo, JobState
+from printers.errors import JOB_NOT_FOUND, PrinterError
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+
+def printer_poll() -> dict[str, int]:
+    """Refresh printer states and the state of every submitted job; move orders on when all printed."""
+    counts: Counter[str] = Counter()
+    watched: set[int] = set()
+    for printer in Printer.objects.all():
+        counts[_printer_refresh(printer)] += 1
+        if _server_restarts_check(printer):
+            watched.add(printer.pk)
+    touched_orders: set[int] = set()
+    for job in PrintJob.objects.filter(status=J.SUBMITTED).select_related("printer"):
+        if job.printer_id not in watched:
+            # A job is read only after its server's restarts are: else a job CUPS re-sent after a restart
+            # that we have not heard of yet could complete here as a plain `printed`.
+            counts["server_unchecked"] += 1
+            continue
+        outcome = _job_refresh(job)
+        counts[outcome] += 1
+        if outcome == "printed":
+            touched_orders.add(job.order_id)
+    for order_id in touched_orders:
+        order_check_printed(order_id=order_id)
+    return dict(counts)
+
+
+def _server_restarts_check(printer: Printer) -> bool:
+    """Hear of restarts of the printer's server since the last look; False when it cannot be asked now.
+
+    At a cupsd restart the job it was sending to this printer is sent again from the start (see
+    printers/cups_backend.py). CUPS prints one job at a time per queue, oldest first, so that job is our
+    oldest one that was unfinished when cupsd started again: it is marked, and ends `suspect`, not `printed`.
+    """
+    try:
+        events = backend_for(printer).server_events(
+            watch=printer.server_watch_id, after=printer.server_event_sequence
+        )
+    except PrinterError:
+        return False
+    starts = list(events.started_at)
+    if events.watch_lost:
+        starts.append(int(timezone.now().timestamp()))  # restarted at an unknown time: assume just now
+    for started_at in starts:
+        _job_interrupted_by_restart(printer=printer, started_at=started_at)
+    if (events.watch, events.last_sequence) != (printer.server_watch_id, printer.server_event_sequence):
+        Printer.objects.filter(pk=printer.pk).update(
+            server_watch_id=events.watch, server_event_sequence=events.last_sequence
+        )
+    return True
+
+
+def _job_interrupted_by_restart(*, printer: Printer, started_at: int) -> None:
+    backend = backend_for(printer)
+    # A job cupsd had finished just before it stopped can come back `pending` (its control file still said
+    # processing) and be sent again at a later restart: take such a printed job back at the printer.
+    for job in PrintJob.objects.filter(
+        printer=printer, status=J.PRINTED, printed_at__gte=timezone.now() - timedelta(hours=1)
+    ).exclude(backend_job_id=""):
+        try:
+            if backend.job_info(job.backend_job_id).was_requeued:
+                backend.cancel(job.backend_job_id)
+                JobEvent.objects.create(
+                    job_id=job.pk, kind="printer_requeued_printed_job", note="cancelled before a second print"
+                )
+        except PrinterError:
+            continue
+    unfinished: list[tuple[int, PrintJob]] = []
+    for job in PrintJob.objects.filter(printer=printer, status=J.SUBMITTED, backend_restarted=False):
+        try:
+            info = backend.job_info(job.backend_job_id)
+        except PrinterError:
+            continue
+        created_before = info.created_at is None or info.created_at <= started_at
+        finished_before = info.completed_at is not None and info.completed_at < started_at
+        if created_before and not finished_before and job.backend_job_id.isdigit():
+            unfinished.append((int(job.backend_job_id), job))
+    if not unfinished:
+        return
+    _, job = min(unfinished, key=lambda pair: pair[0])
+    with transaction.atomic():
+        PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
+        JobEvent.objects.create(
+            job_id=job.pk,
+            kind="printer_restarted_job",
+            note=f"the print server restarted at {started_at} while this job was its oldest unfinished one",
+        )
+    logger.warning("print server restart may re-send job=%s printer=%s", job.pk, printer.name)
+
+
+def _printer_refresh(printer: Printer) -> str:
+    try:
+        status = backend_for(printer).printer_status()
+        state, reasons, message = str(status.state), list(status.reasons), status.message
+    except PrinterError as error:
+        state, reasons, message = PrinterState.OFFLINE, [error.code], error.message
+    changed = state != printer.state or reasons != printer.state_reasons
+    if changed:
+        was_available = printer.is_available
+        Printer.objects.filter(pk=printer.pk).update(
+            state=state, state_reasons=reasons, state_message=message[:300], state_changed_at=timezone.now()
+        )
+        JobEvent.objects.create(
+            printer=printer, kind="printer_state", to_status=state, note=",".join(reasons)[:500]
+        )
+        logger.info("printer state printer=%s state=%s reasons=%s", printer.name, state, ",".join(reasons))
+        printer.refresh_from_db()
+        if printer.is_available and not was_available:
+            jobs_route_waiting()
+    if printer.is_available:
+        _kick_ready_jobs(printer)
+    elif printer.state in (PrinterState.OFFLINE, PrinterState.ERROR):
+        _reroute_waiting_jobs(printer)
+    return "printer_changed" if changed else "printer_same"
+
+
+def _kick_ready_jobs(printer: Printer) -> None:
+    now = timezone.now()
+    for job in PrintJob.objects.filter(printer=printer, status=J.READY, batch__is_held=False).exclude(
+        next_attempt_at__gt=now
+    ):
+        submit_enqueue(job)
+
+
+def _reroute_waiting_jobs(printer: Printer) -> None:
+    for job in PrintJob.objects.filter(printer=printer, status__in=[J.QUEUED, J.READY]):
+        job_reroute(job_id=job.pk, note=f"printer {printer.name} is {printer.state}")
+
+
+def _job_refresh(job: PrintJob) -> str:
+    assert job.printer is not None
+    try:
+        info = backend_for(job.printer).job_info(job.backend_job_id)
+    except PrinterError as error:
+        if error.is_permanent:
+            job_fail(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTED},
+                kind="job_lost",
+                code=error.code,
+                message=error.message,
+                is_permanent=False,  # the print is lost, not the job: a reprint can work
+            )
+            return "failed"
+        return "unreachable"
+    restarted = _record_backend_progress(job=job, info=info)
+    if info.was_requeued:
+        # cupsd restarted (or the queue was disabled) while the job was processing: CUPS put it back and will
+        # send the whole document again. Take it back before it does; the device may have printed it once.
+        if (
+            _cancel_then_move(
+                job,
+                to_status=J.SUSPECT,
+                kind="requeued_by_printer",
+                note="CUPS put the job back mid-print; its re-send was cancelled: check whether it printed",
+                backend_state=str(JobState.CANCELED),
+            )
+            is None
+        ):
+            return "unreachable"
+        return "suspect"
+    if info.is_missing_document:
+        # Created at CUPS but its document never arrived (the submit was cut off): nothing can have printed.
+        moved = _cancel_then_move(
+            job,
+            to_status=J.READY,
+            kind="no_document",
+            note=f"backend job {job.backend_job_id} has no document: cancelled, sent again",
+            backend_job_id="",
+            backend_state="",
+            backend_started_at=None,
+            next_attempt_at=None,
+        )
+        if moved is None:
+            return "unreachable"
+        if moved:
+            submit_enqueue(job)
+        return "resubmitted"
+    stuck_since = timezone.now() - timedelta(seconds=settings.PRODUCTION_STUCK_JOB_SECONDS)
+    if info.state is JobState.HELD and info.processing_started_at is None and job.updated_at < stuck_since:
+        # Held at the printer and never started: nothing printed; a technician reroutes or reprints it.
+        if (
+            _cancel_then_move(
+                job,
+                to_status=J.FAILED,
+                kind="backend_failed",
+                note="held at the printer past the limit; cancelled there",
+                failure_code="printer_held_job",
+                failure_message=(info.message or ",".join(info.reasons))[:300],
+            )
+            is None
+        ):
+            return "unreachable"
+        return "failed"
+    if info.state is JobState.COMPLETED:
+        if restarted or info.has_more_impressions_than(job.copies):
+            # The document reached the device more than once: a person counts the prints.
+            job_move(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTED},
+                to_status=J.SUSPECT,
+                kind="printed_more_than_once",
+                note=(
+                    f"CUPS sent the job again after a restart (impressions {info.completed_impressions} "
+                    f"for {job.copies} copies): count the prints"
+                ),
+                backend_state=str(info.state),
+            )
+            return "suspect"
+        # CUPS "completed" means sent to the device, not a good print: a person verifies the copies later.
+        job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            to_status=J.PRINTED,
+            kind="printed",
+            printed_at=timezone.now(),
+            backend_state=str(info.state),
+        )
+        return "printed"
+    # CUPS stopped the job (e.g. a filter could not read the file): it will not finish by itself. Cancel it
+    # at the printer so it cannot print later behind a technician's back; show it as failed.
+    if info.state is JobState.STOPPED and not _backend_cancel(job):
+        return "unreachable"
+    if info.state in (JobState.ABORTED, JobState.CANCELED, JobState.STOPPED):
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            kind="backend_failed",
+            code=f"printer_{info.state}",
+            message=info.message or ",".join(info.reasons),
+            is_permanent=False,
+            note=f"{info.state}: {info.message}",
+            backend_state=str(info.state),
+        )
+        return "failed"
+    return "waiting"
+
+
+def _record_backend_progress(*, job: PrintJob, info: JobInfo) -> bool:
+    """Save what the printer says of the job; True when it has started the job again since first seen."""
+    restarted = job.backend_restarted or info.restarted_since(job.backend_started_at)
+    fields: dict[str, object] = {}
+    if str(info.state) != job.backend_state:
+        fields["backend_state"] = str(info.state)
+    if job.backend_started_at is None and info.processing_started_at is not None:
+        fields["backend_started_at"] = info.processing_started_at
+    if restarted and not job.backend_restarted:
+        fields["backend_restarted"] = True
+    if fields:
+        with transaction.atomic():
+            PrintJob.objects.filter(pk=job.pk).update(**fields)
+            if "backend_restarted" in fields:
+                JobEvent.objects.create(
+                    job_id=job.pk,
+                    kind="printer_restarted_job",
+                    note=f"processing started again at {info.processing_started_at}",
+                )
+    return restarted
+
+
+def _cancel_then_move(job: PrintJob, *, to_status: str, kind: str, **fields: Any) -> bool | None:
+    """Take a submitted job back at the printer, then move it; None while the printer cannot be reached."""
+    if not _backend_cancel(job):
+        return None
+    return job_move(job_id=job.pk, from_statuses={J.SUBMITTED}, to_status=to_status, kind=kind, **fields)
+
+
+def _backend_cancel(job: PrintJob) -> bool:
+    assert job.printer is not None
+    try:
+        backend_for(job.printer).cancel(job.backend_job_id)
+    except PrinterError as error:
+        if error.code == JOB_NOT_FOUND:
+            return True
+        logger.warning("printer cancel failed job=%s code=%s", job.pk, error.code)
+        return False
+    return True
+
+
+def order_check_printed(*, order_id: int) -> bool:
+    """When every job of an order that still counts is printed, the order is ready to pack."""
+    with transaction.atomic():
+        order = order_locked(order_id=order_id)
+        if order.status != OrderStatus.IN_PRODUCTION:
+            return False
+        statuses = set(
+            PrintJob.objects.filter(order=order).exclude(status=J.CANCELLED).values_list("status", flat=True)
+        )
+        if statuses != {J.PRINTED}:
+            return False
+        order_transition(order=order, to_status=OrderStatus.READY_TO_PACK, note="all jobs printed")
+        transaction.on_commit(lambda: enqueue("packing.slip_render", order_id=order_id))
+    return True
