@@ -27,8 +27,8 @@ from lab.accounts.models import SecurityEvent, User
 from lab.catalog.models import Product
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
+from lab.orders import cancellation, intake, photos, quotes, selectors
 from lab.orders import selectors as order_selectors
-from lab.orders import services as orders
 from lab.orders.models import Order
 
 
@@ -140,12 +140,12 @@ class AssetCreateView(APIView):
         values = data.validated_data
         owner = _customer(request)
         if values.get("url"):
-            asset = orders.asset_create_from_url(owner=owner, url=values["url"])
+            asset = photos.asset_create_from_url(owner=owner, url=values["url"])
             return Response(s.AssetOutput(asset).data, status=status.HTTP_202_ACCEPTED)
         upload = values["file"]
         if upload.size is not None and upload.size > settings.ASSET_MAX_BYTES:
             raise DomainError("file_too_large", "The file is too large.", status=413)
-        asset = orders.asset_create_from_upload(
+        asset = photos.asset_create_from_upload(
             owner=owner, data=upload.read(), md5=values.get("md5"), sha256=values.get("sha256")
         )
         return Response(s.AssetOutput(asset).data, status=status.HTTP_201_CREATED)
@@ -161,7 +161,7 @@ class AssetContentView(APIView):
         from lab.audit.gate import owner_image_access
         from lab.audit.views import request_meta
 
-        asset = orders.asset_for_owner(asset_id=asset_id, user=_customer(request))
+        asset = selectors.asset_for_owner(asset_id=asset_id, user=_customer(request))
         delivery = owner_image_access(user=cast(User, request.user), asset=asset, meta=request_meta(request))
         response = HttpResponse(delivery.data, content_type=delivery.content_type)
         response["Cache-Control"] = "no-store, private"
@@ -175,13 +175,13 @@ class AssetDetailView(APIView):
 
     @extend_schema(responses=s.AssetOutput)
     def get(self, request: Request, asset_id: str) -> Response:
-        asset = orders.asset_for_owner(asset_id=asset_id, user=_customer(request))
+        asset = selectors.asset_for_owner(asset_id=asset_id, user=_customer(request))
         return Response(s.AssetOutput(asset).data)
 
 
-def _items(values: dict[str, Any]) -> list[orders.ItemRequest]:
+def _items(values: dict[str, Any]) -> list[quotes.ItemRequest]:
     return [
-        orders.ItemRequest(sku=i["sku"], asset_id=i["asset"], copies=i["copies"], sizing=i["sizing"])
+        quotes.ItemRequest(sku=i["sku"], asset_id=i["asset"], copies=i["copies"], sizing=i["sizing"])
         for i in values["items"]
     ]
 
@@ -196,7 +196,7 @@ class QuoteView(APIView):
     def post(self, request: Request) -> Response:
         data = s.QuoteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        quote = orders.quote_compute(
+        quote = quotes.quote_compute(
             customer=_customer(request),
             items=_items(data.validated_data),
             shipping_method=data.validated_data["shipping_method"],
@@ -258,7 +258,7 @@ class OrderListCreateView(generics.ListAPIView):
         customer = _customer(request)
         guest_values = values.get("guest")
         guest = (
-            orders.GuestDetails(
+            intake.GuestDetails(
                 email=guest_values["email"],
                 birth_date=guest_values["birth_date"],
                 policy_version=guest_values["privacy_policy_version"],
@@ -269,7 +269,7 @@ class OrderListCreateView(generics.ListAPIView):
         fingerprint = hashlib.sha256(
             json.dumps(request.data, sort_keys=True, default=str, separators=(",", ":")).encode()
         ).hexdigest()
-        result = orders.order_create(
+        result = intake.order_create(
             customer=customer,
             guest=guest if customer is None else None,
             items=_items(values),
@@ -289,7 +289,7 @@ class OrderDetailView(APIView):
 
     @extend_schema(responses=s.OrderOutput, parameters=[ORDER_TOKEN_HEADER])
     def get(self, request: Request, ref: str) -> Response:
-        order = orders.order_for_reader(
+        order = selectors.order_for_reader(
             ref=ref, user=_customer(request), guest_token=request.headers.get("X-Order-Token")
         )
         return Response(s.OrderOutput(order_selectors.order_with_lines(order=order)).data)
@@ -306,10 +306,10 @@ class OrderCancelView(APIView):
     )
     def post(self, request: Request, ref: str) -> Response:
         customer = _customer(request)
-        order = orders.order_for_reader(
+        order = selectors.order_for_reader(
             ref=ref, user=customer, guest_token=request.headers.get("X-Order-Token")
         )
-        order = orders.order_cancel(
+        order = cancellation.order_cancel(
             order=order, actor=customer, actor_kind="customer" if customer else "guest"
         )
         order = Order.objects.prefetch_related("items__product", "events").get(pk=order.pk)

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from lab.accounts.models import User
 from lab.catalog.models import Paper, Product
 from lab.orders.models import Asset, Order, OrderItem
-from lab.orders.services import asset_create_from_upload
+from lab.orders.photos import asset_create_from_upload
 from tests.support.images import jpeg_bytes
 
 

@@ -12,7 +12,7 @@ from workers.app import app
 
 @app.task(name="intake.asset_fetch", time_limit=120, soft_time_limit=100, max_retries=0)
 def asset_fetch(*, asset_id: str) -> None:
-    from lab.orders.services import asset_fetch as fetch
+    from lab.orders.photos import asset_fetch as fetch
 
     fetch(asset_id=asset_id)
 

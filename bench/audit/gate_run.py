@@ -174,7 +174,7 @@ def _released_order(*, customer: User, photo: bytes) -> Order:
 
     from lab.catalog.models import Product
     from lab.orders.models import Order, OrderItem
-    from lab.orders.services import asset_create_from_upload
+    from lab.orders.photos import asset_create_from_upload
     from lab.orders.transitions import order_locked, order_transition
     from lab.production.routing import order_release
 

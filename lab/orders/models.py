@@ -1,6 +1,6 @@
 """Orders, their items, the customer photos (assets) they print, and the records around payment.
 
-Statuses are written only by lab.orders.services; every change leaves an OrderEvent.
+Statuses are written only by lab.orders.transitions.order_transition; every change leaves an OrderEvent.
 """
 
 from __future__ import annotations

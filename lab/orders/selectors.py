@@ -1,11 +1,17 @@
 """Reads of orders for display: an order with everything its API answer shows, in a fixed number of queries.
-Writes live in services.py."""
+Also the access checks of a reader: the owner, or the holder of a guest order's token."""
 
 from __future__ import annotations
 
+import secrets
+
+from django.core.exceptions import ValidationError
 from django.db.models import prefetch_related_objects
 
-from lab.orders.models import Order
+from lab.accounts.models import User
+from lab.lib.errors import NotFound
+from lab.orders.guest_tokens import guest_token_hash
+from lab.orders.models import Asset, Order, is_order_ref
 
 
 def order_with_lines(*, order: Order) -> Order:
@@ -13,3 +19,36 @@ def order_with_lines(*, order: Order) -> Order:
     items), so the API's answer does not fetch a product per item."""
     prefetch_related_objects([order], "items__product", "events")
     return order
+
+
+def order_access_check(*, order: Order, user: User | None, guest_token: str | None) -> None:
+    """Owner or guest-token holder only; anyone else is told the order does not exist."""
+    if user is not None and user.is_authenticated and order.customer_id == user.pk:
+        return
+    if (
+        order.is_guest
+        and guest_token
+        and secrets.compare_digest(order.guest_token_hash, guest_token_hash(guest_token))
+    ):
+        return
+    raise NotFound("order_not_found", "No such order.")
+
+
+def order_for_reader(*, ref: str, user: User | None, guest_token: str | None) -> Order:
+    if not is_order_ref(ref):  # checked before any query: a NUL byte or junk must not reach the database
+        raise NotFound("order_not_found", "No such order.")
+    order = Order.objects.filter(ref=ref).first()
+    if order is None:
+        raise NotFound("order_not_found", "No such order.")
+    order_access_check(order=order, user=user, guest_token=guest_token)
+    return order
+
+
+def asset_for_owner(*, asset_id: str, user: User | None) -> Asset:
+    try:
+        asset = Asset.objects.get(pk=asset_id)
+    except (Asset.DoesNotExist, ValidationError, ValueError) as error:
+        raise NotFound("asset_not_found", "No such photo.") from error
+    if user is None or asset.owner_id != user.pk:
+        raise NotFound("asset_not_found", "No such photo.")
+    return asset

@@ -22,6 +22,7 @@ from lab.audit.models import AccessGrant, ClarificationCase
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
 from lab.notify.models import WebhookEndpoint, WebhookEvent
+from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, Order, OrderEvent
 from lab.orders.states import OrderStatus
 from lab.packing.models import PackingSlip
@@ -65,7 +66,6 @@ def _refuse_open_orders(user: User) -> None:
 
 
 def _cancel_unpaid(user: User) -> int:
-    from lab.orders.services import order_cancel
 
     unpaid = list(Order.objects.filter(customer=user, status=OrderStatus.AWAITING_PAYMENT))
     for order in unpaid:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from lab.audit.records import Entry, audit_append
 from lab.lib.errors import Conflict, DomainError
+from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.states import OrderStatus
 from lab.privacy.vault import data_key_destroy, vault_delete
@@ -224,7 +225,6 @@ def raster_purge(*, job_id: int, cutoff: datetime) -> bool:
 def orders_expire_unpaid(*, before: datetime, limit: int) -> int:
     """Cancel orders left unpaid since before `before`: their photos are about to go, and a cancelled
     PaymentIntent cannot be paid later for prints we could no longer make."""
-    from lab.orders.services import order_cancel
 
     expired = 0
     stale = Order.objects.filter(status=S.AWAITING_PAYMENT, created_at__lte=before).exclude(

@@ -14,8 +14,8 @@ from typing import Any
 from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
+from lab.orders.intake import PRODUCTION_DAYS
 from lab.orders.models import Order, OrderEvent
-from lab.orders.services import PRODUCTION_DAYS
 from lab.orders.states import OrderStatus
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus

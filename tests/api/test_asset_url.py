@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from lab.orders.models import Asset
-from lab.orders.services import asset_create_from_url, asset_fetch
+from lab.orders.photos import asset_create_from_url, asset_fetch
 from tests.factories import UserFactory
 from tests.support.images import jpeg_bytes
 

@@ -25,8 +25,8 @@ from lab.lib.errors import DomainError
 from lab.notify.models import Notification
 from lab.notify.services import notifications_sweep
 from lab.orders import payments
+from lab.orders.cancellation import order_cancel
 from lab.orders.models import Order, OrderEvent
-from lab.orders.services import order_cancel
 from lab.production import jobs, rasterizing, reconcile, routing, submission, tracking
 from lab.production.backends import backend_for
 from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle

@@ -289,7 +289,7 @@ def test_expired_raster_lease_is_taken_over(settings):
 
 
 def test_only_a_supervisor_cancels_in_production_and_unprinted_jobs_are_cancelled(settings):
-    from lab.orders.services import order_cancel
+    from lab.orders.cancellation import order_cancel
     from lab.production.cancellation import order_cancel_in_production
     from tests.staff.builders import person
 

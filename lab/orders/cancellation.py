@@ -1,0 +1,51 @@
+"""A customer's cancel before production, and its refund, decided under the order's lock."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from lab.accounts.models import User
+from lab.lib.errors import DomainError
+from lab.lib.tasks import enqueue
+from lab.orders import payments
+from lab.orders.models import Order
+from lab.orders.states import CUSTOMER_CANCELLABLE, OrderStatus
+from lab.orders.transitions import order_locked, order_transition
+
+logger = logging.getLogger(__name__)
+
+
+def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
+    """A customer's cancel, before production starts; a captured payment is refunded after the commit.
+
+    Decided under the order's lock: a cancel that loses the race with the release to production answers
+    409 and refunds nothing. The refund itself is asked for after the commit (`refund_issue_soon`), so the
+    money moves only for an order that is cancelled for good. Supervisors cancel orders in production with
+    lab.production.cancellation.order_cancel_in_production, which also stops the jobs.
+    """
+    with transaction.atomic():
+        locked = order_locked(order_id=order.pk)
+        if locked.status not in CUSTOMER_CANCELLABLE:
+            raise DomainError(
+                "order_not_cancellable", f"An order that is {locked.status} cannot be cancelled.", status=409
+            )
+        refund_due = payments.refund_decide(order=locked)
+        if (
+            not refund_due
+            and locked.payment_intent_id
+            and locked.payment_status != Order.PaymentStatus.REFUNDED
+        ):
+            transaction.on_commit(lambda: enqueue("payments.payment_intent_cancel", order_id=locked.pk))
+        order_transition(
+            order=locked,
+            to_status=OrderStatus.CANCELLED,
+            actor=actor,
+            actor_kind=actor_kind,
+            note="cancelled",
+        )
+    if refund_due:
+        payments.refund_issue_soon(order_id=locked.pk)
+        locked.refresh_from_db()
+    return locked

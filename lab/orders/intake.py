@@ -1,0 +1,203 @@
+"""Order intake: a quote becomes an order once per Idempotency-Key, with its PaymentIntent and promised
+date."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from lab.accounts.models import Consent, User
+from lab.accounts.services import age_gate_check, policy_agreement_check
+from lab.lib.errors import Conflict, DomainError, NotFound
+from lab.lib.tasks import enqueue
+from lab.orders import payments
+from lab.orders.guest_tokens import guest_token_derive, guest_token_hash
+from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, new_order_ref
+from lab.orders.quotes import ItemRequest, Quote, quote_compute
+
+logger = logging.getLogger(__name__)
+
+
+PRODUCTION_DAYS = {
+    Order.ShippingMethod.STANDARD: 3,
+    Order.ShippingMethod.EXPRESS: 1,
+    Order.ShippingMethod.PICKUP: 2,
+}
+
+
+@dataclass(frozen=True)
+class GuestDetails:
+    email: str
+    birth_date: date
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class OrderCreated:
+    order: Order
+    created: bool
+    guest_token: str | None  # shown once, to the guest who created the order
+
+
+def idempotency_scope(*, customer: User | None, guest: GuestDetails | None) -> str:
+    """Keys are scoped per customer, and per guest by a hash of the normalised e-mail (never the address)."""
+    if customer is not None:
+        return f"user:{customer.public_id}"
+    assert guest is not None
+    return "guest:" + hashlib.sha256(guest.email.strip().lower().encode()).hexdigest()
+
+
+def order_create(
+    *,
+    customer: User | None,
+    guest: GuestDetails | None,
+    items: list[ItemRequest],
+    shipping_address: dict[str, Any],
+    shipping_method: str,
+    idempotency_key: str,
+    request_fingerprint: str,
+) -> OrderCreated:
+    """Create the order once per Idempotency-Key, then make sure it has a PaymentIntent.
+
+    The key row is inserted first, and the quote computed after it, in the transaction that inserts the
+    order: a concurrent request with the same key blocks on the unique index and, once the first commits,
+    finds and returns the same order. (Quoting before the key would let a retry see the guest photos that
+    the first request's commit just bound to its order, and answer `asset_not_found`.)
+    """
+    if customer is None:
+        if guest is None:
+            raise DomainError(
+                "guest_details_required", "Guests give an e-mail, birth date and policy version."
+            )
+        age_gate_check(birth_date=guest.birth_date)
+    scope = idempotency_scope(customer=customer, guest=guest)
+    existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
+    if existing is not None:
+        return _replayed(order=existing, scope=scope, idempotency_key=idempotency_key)
+    policy = policy_agreement_check(version=guest.policy_version) if guest and not customer else None
+    ref = new_order_ref()
+    guest_token = (
+        guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=ref)
+        if customer is None
+        else None
+    )
+    try:
+        with transaction.atomic():
+            record = IdempotencyKey.objects.create(
+                scope=scope, key=idempotency_key, request_sha256=request_fingerprint
+            )
+            quote = quote_compute(customer=customer, items=items, shipping_method=shipping_method)
+            order = _order_insert(
+                ref=ref,
+                customer=customer,
+                guest=guest,
+                guest_token=guest_token,
+                quote=quote,
+                shipping_address=shipping_address,
+            )
+            if policy is not None:
+                Consent.objects.create(order=order, kind=Consent.Kind.PRIVACY_POLICY, policy_version=policy)
+            record.order = order
+            record.save(update_fields=["order"])
+            transaction.on_commit(lambda: enqueue("notify.order_created", order_id=order.pk))
+    except IntegrityError:
+        existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
+        if existing is None:
+            raise
+        return _replayed(order=existing, scope=scope, idempotency_key=idempotency_key)
+    logger.info("order created order=%s items=%d total=%d", order.ref, len(quote.lines), quote.total_minor)
+    return OrderCreated(
+        order=payments.payment_intent_ensure(order=order), created=True, guest_token=guest_token
+    )
+
+
+def _replayed(*, order: Order, scope: str, idempotency_key: str) -> OrderCreated:
+    """The first answer again; a guest gets the same token (see guest_token_derive) when it still matches."""
+    guest_token = None
+    if order.is_guest:
+        candidate = guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=order.ref)
+        if secrets.compare_digest(order.guest_token_hash, guest_token_hash(candidate)):
+            guest_token = candidate
+    return OrderCreated(
+        order=payments.payment_intent_ensure(order=order), created=False, guest_token=guest_token
+    )
+
+
+def _idempotent_replay(*, scope: str, key: str, fingerprint: str) -> Order | None:
+    record = IdempotencyKey.objects.select_related("order").filter(scope=scope, key=key).first()
+    if record is None:
+        return None
+    if record.request_sha256 != fingerprint:
+        raise Conflict(
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used with a different request body.",
+        )
+    assert record.order is not None  # set in the transaction that created the key
+    return record.order
+
+
+def _order_insert(
+    *,
+    ref: str,
+    customer: User | None,
+    guest: GuestDetails | None,
+    guest_token: str | None,
+    quote: Quote,
+    shipping_address: dict[str, Any],
+) -> Order:
+    asset_ids = {line.asset.pk for line in quote.lines}
+    # Lock the photos: the retention sweep must not purge one between the quote and this insert.
+    if Asset.objects.select_for_update().filter(pk__in=asset_ids, status=Asset.Status.READY).count() != len(
+        asset_ids
+    ):
+        raise DomainError("asset_not_ready", "A photo of this order is no longer available.", status=409)
+    now = timezone.now()
+    order = Order.objects.create(
+        ref=ref,
+        customer=customer,
+        guest_email=guest.email.lower() if guest and not customer else "",
+        guest_token_hash=guest_token_hash(guest_token) if guest_token else "",
+        shipping_address=shipping_address,
+        shipping_method=quote.shipping_method,
+        subtotal_minor=quote.subtotal_minor,
+        shipping_minor=quote.shipping_minor,
+        total_minor=quote.total_minor,
+        currency=quote.currency,
+        promised_by=now + timedelta(days=PRODUCTION_DAYS[Order.ShippingMethod(quote.shipping_method)]),
+    )
+    OrderItem.objects.bulk_create(
+        OrderItem(
+            order=order,
+            position=line.position,
+            product=line.product,
+            asset=line.asset,
+            copies=line.copies,
+            sizing=line.sizing,
+            unit_price_minor=line.unit_price_minor,
+            line_total_minor=line.line_total_minor,
+            preflight=line.preflight,
+        )
+        for line in quote.lines
+    )
+    if customer is None:
+        bound = Asset.objects.filter(pk__in=asset_ids, owner__isnull=True, guest_order__isnull=True).update(
+            guest_order=order
+        )
+        if bound != len(asset_ids):
+            # Another guest order (another key) took one of these photos between our quote and our lock.
+            raise NotFound("asset_not_found", "No such photo.")
+    OrderEvent.objects.create(
+        order=order,
+        kind="created",
+        to_status=order.status,
+        actor=customer,
+        actor_kind="customer" if customer else "guest",
+    )
+    return order

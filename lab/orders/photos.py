@@ -1,0 +1,92 @@
+"""Photo intake: an upload or a URL becomes an Asset, validated by decoding and encrypted before it is stored;
+a refused photo leaves nothing behind."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
+from lab.accounts.models import User
+from lab.lib import safe_http
+from lab.lib.errors import DomainError
+from lab.lib.tasks import enqueue
+from lab.orders import imaging
+from lab.orders.models import Asset
+from lab.privacy.vault import data_key_create, vault_write
+
+logger = logging.getLogger(__name__)
+
+
+def asset_store(*, asset: Asset, facts: imaging.ImageFacts) -> None:
+    key = data_key_create()
+    asset.blob_name = vault_write(data_key=key, plaintext=facts.data, purpose="original")
+    asset.data_key = key
+    asset.sha256 = facts.sha256
+    asset.size_bytes = facts.size_bytes
+    asset.width_px = facts.width_px
+    asset.height_px = facts.height_px
+    asset.image_format = facts.image_format
+    asset.color_mode = facts.color_mode
+    asset.has_icc_profile = facts.has_icc_profile
+    asset.icc_description = facts.icc_description
+    asset.exif_orientation = facts.exif_orientation
+    asset.gps_stripped = facts.gps_stripped
+    asset.status = Asset.Status.READY
+
+
+def asset_create_from_upload(
+    *, owner: User | None, data: bytes, md5: str | None = None, sha256: str | None = None
+) -> Asset:
+    """Validate by decoding, then encrypt and store; a refused photo leaves nothing behind."""
+    imaging.check_client_checksums(data=data, md5=md5, sha256=sha256)
+    facts = imaging.inspect_image(
+        data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
+    )
+    asset = Asset(owner=owner)
+    asset_store(asset=asset, facts=facts)
+    asset.save()
+    logger.info("asset stored asset=%s format=%s bytes=%d", asset.pk, asset.image_format, asset.size_bytes)
+    return asset
+
+
+def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
+    safe_http.check_url(
+        url, allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE, allow_http=settings.ASSET_FETCH_ALLOW_HTTP
+    )
+    with transaction.atomic():
+        asset = Asset.objects.create(owner=owner, source_url=url, status=Asset.Status.PENDING)
+        transaction.on_commit(lambda: enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
+    return asset
+
+
+def asset_fetch(*, asset_id: str) -> None:
+    """Worker side of a URL upload: fetch with size/time limits and the SSRF guard, then validate."""
+    asset = Asset.objects.get(pk=asset_id)
+    if asset.status != Asset.Status.PENDING:
+        return  # a redelivered task finds the work done
+    try:
+        data = safe_http.fetch(
+            asset.source_url,
+            max_bytes=settings.ASSET_MAX_BYTES,
+            timeout=settings.ASSET_FETCH_TIMEOUT_SECONDS,
+            allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE,
+            allow_http=settings.ASSET_FETCH_ALLOW_HTTP,
+        )
+        facts = imaging.inspect_image(
+            data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
+        )
+    except DomainError as error:
+        Asset.objects.filter(pk=asset.pk, status=Asset.Status.PENDING).update(
+            status=Asset.Status.FAILED, failure_code=error.code, failure_message=error.message[:300]
+        )
+        logger.info("asset fetch failed asset=%s code=%s", asset.pk, error.code)
+        return
+    with transaction.atomic():
+        locked = Asset.objects.select_for_update().get(pk=asset.pk)
+        if locked.status != Asset.Status.PENDING:
+            return
+        asset_store(asset=locked, facts=facts)
+        locked.save()
+    logger.info("asset fetched asset=%s bytes=%d", asset.pk, facts.size_bytes)

@@ -1,0 +1,122 @@
+"""Quotes: the price and preflight of items before an order exists (no writes)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from lab.accounts.models import User
+from lab.catalog.models import Product
+from lab.lib.errors import DomainError, NotFound
+from lab.orders.models import Asset, Order
+from lab.orders.pricing import MAX_ORDER_TOTAL_MINOR, SHIPPING_PRICE_MINOR, line_price, preflight
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    sku: str
+    asset_id: str
+    copies: int
+    sizing: str
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    position: int
+    product: Product
+    asset: Asset
+    copies: int
+    sizing: str
+    unit_price_minor: int
+    line_total_minor: int
+    preflight: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Quote:
+    lines: list[QuoteLine]
+    shipping_method: str
+    subtotal_minor: int
+    shipping_minor: int
+    total_minor: int
+    currency: str
+
+
+def _assets_by_id(asset_ids: list[str]) -> dict[str, Asset]:
+    """The basket's photos in one query, keyed by the id as sent; ids that are not UUIDs are left out (and
+    answer asset_not_found where the item is checked), so junk never reaches the database."""
+    parsed: dict[str, Any] = {}
+    for asset_id in asset_ids:
+        try:
+            parsed[asset_id] = Asset._meta.pk.to_python(asset_id)
+        except (ValidationError, ValueError):
+            continue
+    found = {asset.pk: asset for asset in Asset.objects.filter(pk__in=set(parsed.values()))}
+    return {asset_id: found[pk] for asset_id, pk in parsed.items() if pk in found}
+
+
+def _usable_asset(*, asset_id: str, customer: User | None, assets: dict[str, Asset]) -> Asset:
+    """The access rule for photos in an order: yours, or an unused guest photo when you are a guest."""
+    asset = assets.get(asset_id)
+    if asset is None:
+        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+    if customer is not None and asset.owner_id != customer.pk:
+        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+    if customer is None and (asset.owner_id is not None or asset.guest_order_id is not None):
+        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+    if asset.status != Asset.Status.READY:
+        raise DomainError("asset_not_ready", "This photo is not ready to print.", asset=asset_id, status=409)
+    return asset
+
+
+def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_method: str) -> Quote:
+    if not items:
+        raise DomainError("empty_order", "An order needs at least one item.")
+    products = {p.sku: p for p in Product.objects.filter(sku__in={i.sku for i in items}, is_active=True)}
+    # One query for every photo of the basket, then the same checks item by item, in the basket's order.
+    assets = _assets_by_id([item.asset_id for item in items])
+    lines: list[QuoteLine] = []
+    for position, item in enumerate(items, start=1):
+        product = products.get(item.sku)
+        if product is None:
+            raise DomainError("unknown_sku", f"There is no product {item.sku}.", sku=item.sku)
+        asset = _usable_asset(asset_id=item.asset_id, customer=customer, assets=assets)
+        price = line_price(product=product, copies=item.copies)
+        lines.append(
+            QuoteLine(
+                position=position,
+                product=product,
+                asset=asset,
+                copies=item.copies,
+                sizing=item.sizing,
+                unit_price_minor=price.unit_price_minor,
+                line_total_minor=price.line_total_minor,
+                preflight=preflight(product=product, asset=asset, sizing=item.sizing),
+            )
+        )
+    currencies = {line.product.currency for line in lines}
+    if len(currencies) != 1:
+        raise DomainError("mixed_currency", "All products in one order must share a currency.")
+    subtotal = sum(line.line_total_minor for line in lines)
+    shipping = SHIPPING_PRICE_MINOR[Order.ShippingMethod(shipping_method)]
+    if subtotal + shipping > MAX_ORDER_TOTAL_MINOR:
+        raise DomainError(
+            "order_total_too_large",
+            f"The order total is over the {MAX_ORDER_TOTAL_MINOR} minor units a card payment can take; "
+            "split it into several orders.",
+            total_minor=subtotal + shipping,
+            max_total_minor=MAX_ORDER_TOTAL_MINOR,
+        )
+    return Quote(
+        lines=lines,
+        shipping_method=shipping_method,
+        subtotal_minor=subtotal,
+        shipping_minor=shipping,
+        total_minor=subtotal + shipping,
+        currency=currencies.pop(),
+    )
