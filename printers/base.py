@@ -25,6 +25,7 @@ class JobState(StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """A final job never changes state again: stop polling it."""
         return self in FINAL_JOB_STATES
 
     @classmethod
@@ -46,11 +47,6 @@ _IPP_JOB_STATES = {
     8: JobState.ABORTED,
     9: JobState.COMPLETED,
 }
-
-
-def is_final_job_state(state: JobState) -> bool:
-    """A final job never changes state again: stop polling it."""
-    return state in FINAL_JOB_STATES
 
 
 class PrinterState(StrEnum):

@@ -38,12 +38,14 @@ from enum import StrEnum
 from django.conf import settings
 from django.utils import timezone
 
+from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
 from lab.audit.models import AccessGrant, AuditRecord, StaffShift
+from lab.lib.ids import is_uuid
 
 VIEW_ACTIONS = ("image.view.preview", "image.view.full", "image.download")
 DENIED_ACTION = "image.access.denied"
 ATTEMPT_ACTIONS = (*VIEW_ACTIONS, DENIED_ACTION)
-NON_EMPLOYEE_ROLES = ("customer", "system")
+NON_EMPLOYEE_ROLES = NON_EMPLOYEE_ACTOR_ROLES
 STEP_RULES = frozenset(
     {
         "context_not_found",
@@ -277,7 +279,7 @@ def _shifts_by_actor(actor_ids: set[str]) -> dict[str, list[ShiftWindow]]:
     """Shifts keyed by the public id that audit records name people by."""
     found: dict[str, list[ShiftWindow]] = defaultdict(list)
     for chunk in _chunks(actor_ids):
-        valid = [value for value in chunk if _is_uuid(value)]
+        valid = [value for value in chunk if is_uuid(value)]
         rows = StaffShift.objects.filter(user__public_id__in=valid).values_list(
             "user__public_id", "weekday", "start_time", "end_time"
         )
@@ -294,13 +296,3 @@ def _shipped_at(order_refs: set[str]) -> dict[str, datetime]:
         rows = Order.objects.filter(ref__in=chunk, shipped_at__isnull=False).values_list("ref", "shipped_at")
         found.update({ref: shipped_at for ref, shipped_at in rows if shipped_at is not None})
     return found
-
-
-def _is_uuid(value: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

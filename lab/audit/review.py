@@ -19,7 +19,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.roles import Role, has_role, primary_role
+from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
 from lab.audit.anomalies import NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.audit.gate import AuditUnavailable
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
@@ -29,7 +29,6 @@ from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
 logger = logging.getLogger(__name__)
 
 SAMPLE_REASON = "sample"
-AUDITOR_ROLES = (Role.AUDITOR, Role.ADMIN)
 MIN_NOTE = 3
 
 

@@ -7,7 +7,6 @@ cursors of the neighbouring pages (None at either end), found by fetching one re
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from lab.accounts.roles import STAFF_ROLES
 from lab.audit import chain
 from lab.audit.anomalies import ATTEMPT_ACTIONS, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.audit.models import AuditRecord, ReviewItem
+from lab.lib.ids import is_uuid
 
 MAX_PAGE = 200
 # Pages follow time, then seq: the order the (actor_id | asset_id | order_ref | action, occurred_at) indexes
@@ -135,7 +135,7 @@ def actor_id_for(*, employee: str) -> str:
 def employee_emails(*, actor_ids: Iterable[str | None]) -> dict[str, str]:
     """Work e-mail addresses for the public ids on a page. Staff only: a customer's address is personal
     data, and auditors see metadata only, so owner records keep showing just the public id."""
-    wanted = sorted({value for value in actor_ids if value and _is_uuid(value)})
+    wanted = sorted({value for value in actor_ids if value and is_uuid(value)})
     rows = _staff().filter(public_id__in=wanted).values_list("public_id", "email").distinct()
     return {str(public_id): email for public_id, email in rows}
 
@@ -237,14 +237,6 @@ def review_item_get(*, item_id: int) -> ReviewItem | None:
 
 def _staff() -> QuerySet[User]:
     return User.objects.filter(groups__name__in=[str(role) for role in STAFF_ROLES])
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 CSV_COLUMNS = chain.EXPORT_FIELDS

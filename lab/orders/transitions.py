@@ -12,6 +12,7 @@ import logging
 from django.db import transaction
 
 from lab.accounts.models import User
+from lab.lib.errors import NotFound
 from lab.lib.tasks import enqueue
 from lab.orders.models import Order, OrderEvent
 from lab.orders.states import ORDER_MACHINE, OrderStatus
@@ -59,5 +60,13 @@ def _status_changed_hooks(*, order_id: int, to_status: str) -> None:
     enqueue("notify.order_status_changed", order_id=order_id, status=to_status)
 
 
-def order_locked(*, order_id: int) -> Order:
-    return Order.objects.select_for_update().get(pk=order_id)
+def order_locked(*, order_id: int | None = None, ref: str | None = None) -> Order:
+    """The one order lock: the order's row (by id or by ref), locked until the caller's transaction ends.
+
+    Every status change reads the status under this lock, so two writers (a webhook and a cancel, a release
+    and a hold) decide one after the other. An order that does not exist is NotFound."""
+    rows = Order.objects.select_for_update()
+    order = rows.filter(pk=order_id).first() if ref is None else rows.filter(ref=ref).first()
+    if order is None:
+        raise NotFound("order_not_found", f"No order {ref}." if ref else "No such order.")
+    return order

@@ -14,11 +14,11 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.roles import Role, has_role
+from lab.accounts.roles import PACKING_ROLES, has_role
 from lab.lib.errors import DomainError, NotFound, PermissionDenied
 from lab.orders.models import Order, OrderItem, is_order_ref
 from lab.orders.states import OrderStatus
-from lab.orders.transitions import order_transition
+from lab.orders.transitions import order_locked, order_transition
 from lab.packing.services import packing_slip_get_or_render, slip_data_for
 from lab.packing.slip import render_slips
 from lab.production.models import JobEvent, PrintJob
@@ -26,7 +26,6 @@ from lab.production.states import JobStatus
 
 logger = logging.getLogger(__name__)
 
-PACKING_ROLES = (Role.PACKER, Role.SUPERVISOR, Role.ADMIN)
 STATION_STATUSES = frozenset({OrderStatus.READY_TO_PACK, OrderStatus.PACKED})
 SLIP_STATUSES = frozenset({OrderStatus.READY_TO_PACK, OrderStatus.PACKED, OrderStatus.SHIPPED})
 _ORDER_CODE = re.compile(r"^PL-[0-9A-HJKMNP-TV-Z]{12}$")
@@ -111,19 +110,12 @@ def order_checklist(*, order: Order) -> list[ChecklistLine]:
     return lines
 
 
-def _order_locked_by_ref(ref: str) -> Order:
-    order = Order.objects.select_for_update().filter(ref=ref).first()
-    if order is None:
-        raise NotFound("order_not_found", f"No order {ref}.")
-    return order
-
-
 def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) -> ChecklistLine:
     """The packer counted the prints of one item: the count must be the item's copies exactly."""
     packing_access_check(actor)
     ref = order_code_normalize(code)
     with transaction.atomic():
-        order = _order_locked_by_ref(ref)
+        order = order_locked(ref=ref)
         if order.status != OrderStatus.READY_TO_PACK:
             raise DomainError(
                 "order_not_ready_to_pack",
@@ -160,7 +152,7 @@ def order_pack(*, code: str, actor: User) -> Order:
     packing_access_check(actor)
     ref = order_code_normalize(code)
     with transaction.atomic():
-        order = _order_locked_by_ref(ref)
+        order = order_locked(ref=ref)
         if order.status != OrderStatus.READY_TO_PACK:
             raise DomainError(
                 "order_not_ready_to_pack",
@@ -190,7 +182,7 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
             "invalid_tracking_number", "A tracking number is 5 to 64 letters, digits, spaces or dashes."
         )
     with transaction.atomic():
-        order = _order_locked_by_ref(ref)
+        order = order_locked(ref=ref)
         if order.status != OrderStatus.PACKED:
             raise DomainError(
                 "order_not_packed",

@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from lab.accounts.models import Consent, User
+from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
 from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.notify.models import WebhookEndpoint
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "printlab.export.v1"
 # Roles that are not "an employee looking": the customer themself, and the production pipeline.
-NOT_EMPLOYEE_ROLES = ("customer", "system")
+NOT_EMPLOYEE_ROLES = NON_EMPLOYEE_ACTOR_ROLES
 
 
 def _time(moment: datetime | None) -> str | None:

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.roles import Role, has_role
+from lab.accounts.roles import FLOOR_ROLES, QC_ROLES, has_role
 from lab.lib.errors import DomainError, NotFound, PermissionDenied, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
@@ -26,8 +26,6 @@ from printers.errors import PrinterError
 logger = logging.getLogger(__name__)
 J = JobStatus
 
-FLOOR_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
-QC_ROLES = (Role.TECHNICIAN, Role.PACKER, Role.SUPERVISOR, Role.ADMIN)
 REROUTABLE = frozenset({J.QUEUED, J.READY, J.FAILED})
 CANCELLABLE = frozenset(
     {J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTED, J.FAILED, J.UNKNOWN, J.SUSPECT}
@@ -131,16 +129,6 @@ def batch_release(*, batch_id: int, actor: User) -> Batch:
 # --- Jobs ---------------------------------------------------------------------------------------
 
 
-def job_route(*, job_id: int) -> bool:
-    """Route a job waiting for a printer (status no_printer) to the least loaded capable printer.
-
-    False when no online, unpaused printer holds its media; the job then waits and is routed later.
-    """
-    job = PrintJob.objects.select_related("item__product").get(pk=job_id)
-    with transaction.atomic():
-        return routing.job_route(job)
-
-
 def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = None) -> PrintJob:
     """Send a job that has not been submitted to another capable printer (least loaded when not named)."""
     floor_access_check(actor)
@@ -236,7 +224,8 @@ def job_reprint(*, job_id: int, actor: User, reason: str, copies: int, note: str
                 actor_kind="staff",
                 note=f"reprint of job {original.pk}: {reason}",
             )
-        job_route(job_id=reprint.pk)
+        # No capable printer online: the reprint waits as no_printer and is routed when one appears.
+        routing.job_route(PrintJob.objects.select_related("item__product").get(pk=reprint.pk))
     logger.info("reprint requested job=%s reprint=%s reason=%s", original.pk, reprint.pk, reason)
     reprint.refresh_from_db()
     return reprint

@@ -17,12 +17,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.roles import Role, has_role
-from lab.lib.errors import DomainError, NotFound, PermissionDenied
+from lab.accounts.roles import SUPERVISOR_ROLES, has_role
+from lab.lib.errors import DomainError, PermissionDenied
 from lab.orders import payments
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
-from lab.orders.transitions import order_transition
+from lab.orders.transitions import order_locked, order_transition
 from lab.production.backends import backend_for
 from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
@@ -33,7 +33,6 @@ from printers.errors import JOB_NOT_FOUND, PrinterError
 logger = logging.getLogger(__name__)
 J = JobStatus
 
-SUPERVISOR_ROLES = (Role.SUPERVISOR, Role.ADMIN)
 # Jobs the printer may already hold: cancelling them in the database alone would let them print.
 AT_PRINTER = frozenset({J.SUBMITTING, J.SUBMITTED, J.UNKNOWN, J.SUSPECT})
 
@@ -43,9 +42,7 @@ def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -
     if not has_role(actor, *SUPERVISOR_ROLES):
         raise PermissionDenied("not_allowed", "Only supervisors cancel orders that are in production.")
     with transaction.atomic():
-        order = Order.objects.select_for_update().filter(ref=order_ref).first()
-        if order is None:
-            raise NotFound("order_not_found", f"No order {order_ref}.")
+        order = order_locked(ref=order_ref)
         if order.status not in SUPERVISOR_CANCELLABLE:
             raise DomainError(
                 "order_not_cancellable", f"An order that is {order.status} cannot be cancelled.", status=409

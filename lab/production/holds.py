@@ -9,17 +9,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.roles import Role, has_role
+from lab.accounts.roles import FLOOR_ROLES, has_role
 from lab.audit.grants import grants_revoke
 from lab.audit.models import ClarificationCase
-from lab.lib.errors import DomainError, NotFound, PermissionDenied
+from lab.lib.errors import DomainError, PermissionDenied
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
-from lab.orders.transitions import order_transition
+from lab.orders.transitions import order_locked, order_transition
 from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
 
-HOLD_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
+HOLD_ROLES = FLOOR_ROLES
 HOLDABLE = frozenset({OrderStatus.PAID, OrderStatus.IN_PRODUCTION})
 HOLD_MESSAGE_MAX = 1000
 
@@ -27,13 +27,6 @@ HOLD_MESSAGE_MAX = 1000
 def _hold_access_check(actor: User) -> None:
     if not has_role(actor, *HOLD_ROLES):
         raise PermissionDenied("not_allowed", "Only technicians and supervisors put orders on hold.")
-
-
-def _order_by_ref_locked(order_ref: str) -> Order:
-    order = Order.objects.select_for_update().filter(ref=order_ref).first()
-    if order is None:
-        raise NotFound("order_not_found", f"No order {order_ref}.")
-    return order
 
 
 def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
@@ -47,7 +40,7 @@ def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
             "hold_message_too_long", f"The message is longer than {HOLD_MESSAGE_MAX} characters."
         )
     with transaction.atomic():
-        order = _order_by_ref_locked(order_ref)
+        order = order_locked(ref=order_ref)
         if order.status not in HOLDABLE:
             raise DomainError(
                 "order_not_holdable",
@@ -72,7 +65,7 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
     """Send a held order back where it was held from: in production, or paid (not yet released)."""
     _hold_access_check(actor)
     with transaction.atomic():
-        order = _order_by_ref_locked(order_ref)
+        order = order_locked(ref=order_ref)
         if order.status != OrderStatus.ON_HOLD:
             raise DomainError(
                 "order_not_on_hold",

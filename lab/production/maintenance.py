@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.roles import Role, has_role, primary_role
+from lab.accounts.roles import FLOOR_ROLES, TICKET_APPROVER_ROLES, has_role, primary_role
 from lab.audit.grants import grants_revoke
 from lab.audit.models import MaintenanceTicket, Purpose
 from lab.audit.records import Entry, audit_append
@@ -34,10 +34,9 @@ MAINTENANCE_ORDER_STATUSES = frozenset(
 MAINTENANCE_OPEN_JOB_STATUSES = frozenset(
     {J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTING, J.SUBMITTED, J.FAILED, J.UNKNOWN, J.SUSPECT}
 )
-TICKET_APPROVER_ROLES = (Role.SUPERVISOR,)
 # The floor roles of lab.production.actions, not imported from there: the photo gate reads this module and
 # the production services import the gate.
-TICKET_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
+TICKET_ROLES = FLOOR_ROLES
 
 
 def _ticket_access_check(actor: User) -> None:

@@ -7,7 +7,7 @@ from typing import ClassVar
 from django.db import models
 from django.utils import timezone
 
-from lab.production.states import JobStatus, PrinterState, ReprintReason
+from lab.production.states import PRINTER_STATE_CHOICES, JobStatus, PrinterState, ReprintReason
 
 
 class Printer(models.Model):
@@ -30,7 +30,7 @@ class Printer(models.Model):
     dpi = models.PositiveIntegerField(default=300)
     icc_profile = models.BinaryField(null=True, blank=True)
     output_format = models.CharField(max_length=8, choices=OutputFormat.choices, default=OutputFormat.JPEG)
-    state = models.CharField(max_length=16, choices=PrinterState.choices, default=PrinterState.ONLINE)
+    state = models.CharField(max_length=16, choices=PRINTER_STATE_CHOICES, default=PrinterState.ONLINE)
     state_reasons = models.JSONField(default=list)
     state_message = models.CharField(max_length=300, blank=True)
     state_changed_at = models.DateTimeField(default=timezone.now)

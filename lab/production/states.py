@@ -1,10 +1,11 @@
-"""The print-job and printer state machines: the one table each status change is checked against."""
+"""The print-job state machine and the printer states: the one table each status change is checked against."""
 
 from __future__ import annotations
 
 from django.db.models import TextChoices
 
 from lab.lib.states import StateMachine
+from printers.base import PrinterState
 
 
 class JobStatus(TextChoices):
@@ -51,11 +52,8 @@ JOB_MACHINE = StateMachine(
 )
 
 
-class PrinterState(TextChoices):
-    ONLINE = "online"
-    PAUSED = "paused"
-    OFFLINE = "offline"
-    ERROR = "error"
+# One printer-state enum: the backends' (printers.base), stored as is.
+PRINTER_STATE_CHOICES = [(state.value, state.name.capitalize()) for state in PrinterState]
 
 
 class ReprintReason(TextChoices):

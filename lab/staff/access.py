@@ -16,13 +16,9 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
-from lab.accounts.roles import Role, has_role, is_staff_member
+from lab.accounts.roles import STAFF_ROLES, has_role, is_staff_member
 
-FLOOR_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN)
-BOARD_READER_ROLES = (*FLOOR_ROLES, Role.AUDITOR)
-QC_ROLES = (*FLOOR_ROLES, Role.PACKER)
-PACKING_ROLES = (Role.PACKER, Role.SUPERVISOR, Role.ADMIN)
-ALL_STAFF = (Role.TECHNICIAN, Role.PACKER, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN)
+ALL_STAFF = tuple(sorted(STAFF_ROLES))
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 

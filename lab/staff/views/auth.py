@@ -14,19 +14,11 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from lab.accounts.models import SecurityEvent
-from lab.accounts.roles import is_staff_member
+from lab.accounts.roles import BOARD_READER_ROLES, PACKING_ROLES, QC_ROLES, is_staff_member
 from lab.accounts.signin import SignInAttempt, SignInLocked, sign_in
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import UpstreamError
-from lab.staff.access import (
-    ALL_STAFF,
-    BOARD_READER_ROLES,
-    PACKING_ROLES,
-    QC_ROLES,
-    can,
-    forbidden,
-    staff_page,
-)
+from lab.staff.access import ALL_STAFF, can, forbidden, staff_page
 from lab.staff.forms import LoginForm
 from lab.staff.middleware import LAST_ACTIVITY_KEY
 from lab.staff.views.common import next_url

@@ -8,18 +8,25 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from lab.accounts.models import User
-from lab.accounts.roles import user_roles
+from lab.accounts.roles import (
+    BOARD_READER_ROLES,
+    FLOOR_ROLES,
+    QC_ROLES,
+    SUPERVISOR_ROLES,
+    TICKET_APPROVER_ROLES,
+    user_roles,
+)
 from lab.audit.gate import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE
 from lab.audit.models import ClarificationCase, MaintenanceTicket
 from lab.lib.errors import DomainError
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.production import actions, maintenance
-from lab.production.cancellation import SUPERVISOR_ROLES, order_cancel_in_production
+from lab.production.cancellation import order_cancel_in_production
 from lab.production.holds import HOLDABLE, order_hold, order_release_hold
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus, ReprintReason
-from lab.staff.access import BOARD_READER_ROLES, FLOOR_ROLES, QC_ROLES, can, staff_page
+from lab.staff.access import can, staff_page
 from lab.staff.board import board_snapshot
 from lab.staff.forms import CopiesForm, HoldForm, ReprintForm, RerouteForm, ResolveForm, form_problem
 from lab.staff.views.common import run_action
@@ -268,7 +275,7 @@ def _maintenance_context(request: HttpRequest, job: PrintJob) -> dict[str, objec
             {
                 "ticket": ticket,
                 "job_ids": sorted(ticket_job.pk for ticket_job in ticket.jobs.all()),
-                "can_approve": can(request, maintenance.TICKET_APPROVER_ROLES)
+                "can_approve": can(request, TICKET_APPROVER_ROLES)
                 and not ticket.is_approved
                 and ticket.opened_by_id != user.pk,
             }
@@ -304,7 +311,7 @@ def ticket_open_view(request: HttpRequest, job_id: int) -> HttpResponse:
     return run_action(request, act, default_next=_job_url(job_id))
 
 
-@staff_page(*maintenance.TICKET_APPROVER_ROLES)
+@staff_page(*TICKET_APPROVER_ROLES)
 @require_POST
 def ticket_approve_view(request: HttpRequest, job_id: int, ticket_id: int) -> HttpResponse:
     def act() -> str:

@@ -11,11 +11,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from lab.accounts.models import User
+from lab.accounts.roles import PACKING_ROLES
 from lab.lib.errors import DomainError
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.packing import station
-from lab.staff.access import PACKING_ROLES, staff_page
+from lab.staff.access import staff_page
 from lab.staff.forms import ConfirmItemForm, ScanForm, ShipForm, form_problem
 
 # Refusals that mean "this order is not at the station": go back to the scan box, not to the order.

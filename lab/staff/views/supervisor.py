@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from lab.accounts.roles import Role
+from lab.accounts.roles import SUPERVISOR_VIEW_ROLES
 from lab.production.alerts import orders_at_risk
 from lab.production.models import Alert, Printer
 from lab.staff import supervisor
@@ -22,7 +22,6 @@ from lab.staff.access import staff_page
 from lab.staff.charts import Bar, bar_chart
 
 # Technicians read it too; nothing on the page changes anything.
-SUPERVISOR_VIEW_ROLES = (Role.SUPERVISOR, Role.ADMIN, Role.TECHNICIAN)
 DEFAULT_DAYS = 7
 MAX_DAYS = 92
 TABLES = ("turnaround", "throughput", "failures", "reprints", "queue", "at_risk")
