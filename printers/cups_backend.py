@@ -196,6 +196,11 @@ def connect(*, server: str) -> cups.Connection:
 
 
 class CupsBackend(PrinterBackend):
+    @classmethod
+    def for_target(cls, *, target: str, server: str = "") -> CupsBackend:
+        """The registry's constructor (printers.registry): the target is the CUPS queue name."""
+        return cls(queue=target, server=server)
+
     def __init__(self, *, queue: str, server: str = "") -> None:
         if not queue:
             raise ValueError("CUPS backend needs a queue name")

@@ -68,6 +68,11 @@ _COPY_CHUNK_BYTES = 1024 * 1024
 
 
 class HotFolderBackend(PrinterBackend):
+    @classmethod
+    def for_target(cls, *, target: str, server: str = "") -> HotFolderBackend:
+        """The registry's constructor (printers.registry): the target is the folder; no server."""
+        return cls(folder=target)
+
     def __init__(self, *, folder: Path | str) -> None:
         self.folder = Path(folder)
 

@@ -9,12 +9,12 @@ from django.conf import settings
 from lab.production.models import Printer
 from printers.base import PrinterBackend
 from printers.media import pwg_media_for_size
-from printers.registry import get_backend
+from printers.registry import backend_kind, get_backend
 
 
 def backend_for(printer: Printer) -> PrinterBackend:
     target = printer.target
-    if printer.backend == Printer.Backend.HOTFOLDER and not Path(target).is_absolute():
+    if backend_kind(printer.backend).target_is_folder and not Path(target).is_absolute():
         target = str(Path(settings.HOTFOLDER_ROOT) / target)
     return get_backend(
         kind=printer.backend, target=target, cups_server=printer.cups_server or settings.CUPS_SERVER

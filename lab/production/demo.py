@@ -9,6 +9,7 @@ from django.conf import settings
 from lab.catalog.demo import DEMO_SIZES
 from lab.catalog.models import Paper
 from lab.production.models import Printer
+from printers.registry import KIND_HOTFOLDER
 
 
 def printer_seed_demo() -> list[str]:
@@ -16,7 +17,7 @@ def printer_seed_demo() -> list[str]:
     Printer.objects.get_or_create(
         name="demo-minilab",
         defaults={
-            "backend": Printer.Backend.HOTFOLDER,
+            "backend": KIND_HOTFOLDER,
             "target": "demo-minilab",  # under HOTFOLDER_ROOT
             "location": "demo floor",
             "media_sizes": [f"{short}x{long}" for short, long, _, _ in DEMO_SIZES],

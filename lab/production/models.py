@@ -8,19 +8,16 @@ from django.db import models
 from django.utils import timezone
 
 from lab.production.states import PRINTER_STATE_CHOICES, JobStatus, PrinterState, ReprintReason
+from printers.registry import backend_choices
 
 
 class Printer(models.Model):
-    class Backend(models.TextChoices):
-        CUPS = "cups"
-        HOTFOLDER = "hotfolder"
-
     class OutputFormat(models.TextChoices):
         JPEG = "jpeg"
         TIFF = "tiff"
 
     name = models.SlugField(max_length=64, unique=True)
-    backend = models.CharField(max_length=16, choices=Backend.choices)
+    backend = models.CharField(max_length=16, choices=backend_choices)  # printers.registry
     target = models.CharField(max_length=500)  # CUPS queue name, or hot folder path
     cups_server = models.CharField(max_length=200, blank=True)  # host:port; empty = settings.CUPS_SERVER
     host = models.CharField(max_length=100, blank=True)  # print host: its worker consumes queue print.<host>

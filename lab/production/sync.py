@@ -10,6 +10,7 @@ from lab.catalog.services import products_unprintable
 from lab.production.models import JobEvent, Printer
 from printers.cups_backend import list_queues
 from printers.media import UnknownMediaError, size_for_pwg_media
+from printers.registry import KIND_CUPS
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def printers_sync(*, server: str, default_papers: list[str]) -> SyncResult:
             printer, was_created = Printer.objects.get_or_create(
                 name=queue.name.lower().replace("_", "-")[:64],
                 defaults={
-                    "backend": Printer.Backend.CUPS,
+                    "backend": KIND_CUPS,
                     "target": queue.name,
                     "cups_server": server,
                     "media_sizes": sizes,

@@ -24,6 +24,7 @@ from PIL import Image
 from lab.orders.models import Order
 from lab.orders.transitions import order_transition
 from lab.production.models import Printer, PrintJob
+from printers.registry import KIND_CUPS
 from tests.factories import order_with_items
 from tests.support.celery_worker import CeleryWorker, database_url
 from tests.support.cups import PrivateCups
@@ -85,7 +86,7 @@ def lab_printers(private_cups: PrivateCups, transactional_db: None) -> Iterator[
     rows = {
         queue: Printer.objects.create(
             name=queue,
-            backend=Printer.Backend.CUPS,
+            backend=KIND_CUPS,
             target=queue,
             cups_server=private_cups.server,
             media_sizes=sizes,

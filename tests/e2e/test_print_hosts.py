@@ -18,6 +18,7 @@ from django.db import connection
 
 from lab.orders.models import Order
 from lab.production.models import Printer, PrintJob
+from printers.registry import KIND_CUPS
 from tests.e2e.conftest import PAPERS, PROJECT_DIR, paid_order
 from tests.support.celery_worker import CeleryWorker, database_url, wait_until
 from tests.support.cups import PrivateCups
@@ -73,7 +74,7 @@ def print_hosts(
         cups = host_cups[name]
         printer = Printer.objects.create(
             name=f"{name}-{QUEUE}",
-            backend=Printer.Backend.CUPS,
+            backend=KIND_CUPS,
             target=QUEUE,
             cups_server=cups.server,
             host=name,

@@ -1,4 +1,6 @@
-"""`manage.py seed_demo`: roles, the demo catalog, demo staff users and the demo hot-folder printer."""
+"""`manage.py seed_demo`: roles, the demo catalog, demo staff users and the demo hot-folder printer.
+
+It lives in staff, the top layer, because it seeds accounts, catalog and production together."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from django.core.management.base import BaseCommand
 from lab.accounts.roles import Role
 from lab.accounts.services import roles_ensure, staff_user_create
 from lab.catalog.demo import catalog_seed_demo
+from lab.production.demo import printer_seed_demo
 
 DEMO_STAFF = [
     ("technician@lab.example", "Demo Technician", [Role.TECHNICIAN]),
@@ -37,8 +40,4 @@ class Command(BaseCommand):
         )
 
     def _seed_printers(self) -> list[str]:
-        try:
-            from lab.production.demo import printer_seed_demo
-        except ImportError:
-            return []
         return printer_seed_demo()
