@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 from api.schema import problems
 from api.views import MeView
 from lab.accounts.models import User
-from lab.privacy.erasure import account_erase
-from lab.privacy.export import account_export
+from lab.customer_data.erasure import account_erase
+from lab.customer_data.export import account_export
 
 
 def _request_id(request: Request) -> str:

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "lab.packing",
     "lab.audit",
     "lab.privacy",
+    "lab.customer_data",
     "lab.notify",
     "lab.staff",
 ]

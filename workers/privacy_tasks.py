@@ -11,6 +11,6 @@ from workers.app import app
 # The default queue (task_default_queue): a task-level `queue=` attribute is deprecated in Celery 5.
 @app.task(name="privacy.retention_purge", time_limit=900, soft_time_limit=840, max_retries=0)
 def retention_purge() -> dict[str, int]:
-    from lab.privacy.retention import retention_sweep
+    from lab.customer_data.retention import retention_sweep
 
     return retention_sweep()

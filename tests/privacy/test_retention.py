@@ -15,8 +15,8 @@ from lab.audit import gate
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
+from lab.customer_data import retention
 from lab.orders.models import Asset, Order, OrderEvent
-from lab.privacy import retention
 from lab.privacy.crypto import KeyDestroyed
 from lab.privacy.models import DataKey
 from lab.privacy.vault import vault_read

@@ -11,10 +11,10 @@ import secrets
 import pytest
 from django.core.management import CommandError, call_command
 
+from lab.customer_data.retention import RULE_NEVER_ORDERED, asset_purge
 from lab.orders.models import Asset
 from lab.privacy.crypto import DecryptionFailed
 from lab.privacy.models import DataKey
-from lab.privacy.retention import RULE_NEVER_ORDERED, asset_purge
 from lab.privacy.vault import vault_read, vault_write
 from tests.factories import UserFactory, asset_for
 from tests.privacy.builders import blob_path

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from lab.privacy.retention import RetentionPolicy, retention_sweep
+from lab.customer_data.retention import RetentionPolicy, retention_sweep
 
 
 class Command(BaseCommand):
