@@ -19,13 +19,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lab.accounts.models import User
-from lab.accounts.roles import has_role
+from lab.accounts.roles import AUDITOR_ROLES, has_role
 from lab.audit import selectors
 from lab.audit.anomalies import anomalies_find
 from lab.audit.chain import RECORD_FIELDS
 from lab.audit.models import AuditRecord, Outcome, Purpose
 from lab.audit.records import RequestMeta
-from lab.audit.review import AUDITOR_ROLES, auditor_read_record
+from lab.audit.review import auditor_read_record
 from lab.lib.client_ip import client_ip
 
 API_CONTEXT = "audit_api"
@@ -61,7 +61,7 @@ class AuditorAPIView(APIView):
         )
 
 
-class RangeQuery(serializers.Serializer):
+class RangeQuery(serializers.Serializer[None]):
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     employee = serializers.CharField(required=False, max_length=254, help_text="work e-mail or public id")
@@ -89,7 +89,7 @@ class SummaryQuery(RangeQuery):
     max_range = selectors.MAX_SUMMARY_RANGE
 
 
-class RecordQuery(serializers.Serializer):
+class RecordQuery(serializers.Serializer[None]):
     employee = serializers.CharField(required=False, max_length=254, help_text="work e-mail or public id")
     order_ref = serializers.CharField(required=False, max_length=32)
     asset_id = serializers.CharField(required=False, max_length=64)
@@ -122,7 +122,7 @@ class RecordQuery(serializers.Serializer):
         )
 
 
-class AuditRecordOutput(serializers.ModelSerializer):
+class AuditRecordOutput(serializers.ModelSerializer[AuditRecord]):
     employee_email = serializers.SerializerMethodField()
 
     class Meta:
@@ -134,7 +134,7 @@ class AuditRecordOutput(serializers.ModelSerializer):
         return cast(dict[str, str], self.context.get("emails", {})).get(record.actor_id or "")
 
 
-class AnomalyOutput(serializers.Serializer):
+class AnomalyOutput(serializers.Serializer[dict[str, object]]):
     seq = serializers.IntegerField()
     flag = serializers.CharField()
     actor_id = serializers.CharField()
@@ -253,7 +253,8 @@ class AuditAnomalyListView(AuditorAPIView):
             {
                 "since": since.isoformat(),
                 "until": until.isoformat(),
-                "results": AnomalyOutput(rows, many=True).data,
+                # The stubs type the instance of one serializer only; many=True takes many of them.
+                "results": AnomalyOutput(rows, many=True).data,  # type: ignore[arg-type]
             }
         )
 

@@ -1,10 +1,12 @@
-"""One error shape for the whole API: RFC 9457 problem+json with a stable `code`.
+"""One error shape for the whole API: RFC 9457 problem+json with a stable `code`, and each code's status.
 
-Domain errors, DRF's own errors (validation, auth, throttling) and 404s all come out the same way.
+Domain errors, DRF's own errors (validation, auth, throttling) and 404s all come out the same way. Codes are
+enums in each app's errors.py (and ApiError below); STATUS_BY_CODE is the one place mapping them to HTTP.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -14,21 +16,232 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from lab.lib.errors import DomainError
+from lab.accounts.errors import AccountError
+from lab.audit.errors import AuditError
+from lab.catalog.errors import CatalogError
+from lab.customer_data.errors import CustomerDataError
+from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied, UpstreamError
+from lab.notify.errors import NotifyError
+from lab.orders.errors import OrderError
+from lab.packing.errors import PackingError
+from lab.production.errors import ProductionError
+from lab.staff.errors import StaffError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-_DRF_CODES = {
-    exceptions.NotAuthenticated: "not_authenticated",
-    exceptions.AuthenticationFailed: "authentication_failed",
-    exceptions.PermissionDenied: "permission_denied",
-    exceptions.NotFound: "not_found",
-    exceptions.MethodNotAllowed: "method_not_allowed",
-    exceptions.NotAcceptable: "not_acceptable",
-    exceptions.UnsupportedMediaType: "unsupported_media_type",
-    exceptions.Throttled: "throttled",
-    exceptions.ParseError: "malformed_request",
-    exceptions.ValidationError: "invalid_request",
+
+
+class ApiError(StrEnum):
+    """Codes the API layer answers with itself, before or around the services."""
+
+    # DRF's own refusals (_DRF_CODES): their status is the DRF exception's.
+    NOT_AUTHENTICATED = "not_authenticated"  # also raised by views that need a signed-in customer
+    AUTHENTICATION_FAILED = "authentication_failed"  # a token that is unknown, revoked or a staff member's
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    THROTTLED = "throttled"
+    MALFORMED_REQUEST = "malformed_request"  # the body does not parse
+    INVALID_REQUEST = "invalid_request"  # fields fail validation; `errors` lists them per field
+    ERROR = "error"  # an APIException of a class _DRF_CODES does not list
+    # Django's errors under /api/ that happen before or outside DRF (handler400/403/404/500 in lab/urls.py).
+    BAD_REQUEST = "bad_request"
+    REQUEST_TOO_LARGE = "request_too_large"  # over DATA_UPLOAD_MAX_MEMORY_SIZE
+    TOO_MANY_FIELDS = "too_many_fields"
+    DISALLOWED_HOST = "disallowed_host"  # a Host header not in ALLOWED_HOSTS
+    SERVER_ERROR = "server_error"
+    # The views' own checks.
+    INVALID_CREDENTIALS = "invalid_credentials"  # POST auth/token with a wrong e-mail or password
+    IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required"
+
+
+_DRF_CODES: dict[type[exceptions.APIException], ApiError] = {
+    exceptions.NotAuthenticated: ApiError.NOT_AUTHENTICATED,
+    exceptions.AuthenticationFailed: ApiError.AUTHENTICATION_FAILED,
+    exceptions.PermissionDenied: ApiError.PERMISSION_DENIED,
+    exceptions.NotFound: ApiError.NOT_FOUND,
+    exceptions.MethodNotAllowed: ApiError.METHOD_NOT_ALLOWED,
+    exceptions.NotAcceptable: ApiError.NOT_ACCEPTABLE,
+    exceptions.UnsupportedMediaType: ApiError.UNSUPPORTED_MEDIA_TYPE,
+    exceptions.Throttled: ApiError.THROTTLED,
+    exceptions.ParseError: ApiError.MALFORMED_REQUEST,
+    exceptions.ValidationError: ApiError.INVALID_REQUEST,
 }
+
+# The HTTP status of every code a DomainError (or a page below) can carry, grouped by status: the public
+# contract in one place. tests/api/test_error_codes.py checks that every code of every enum is here (DRF's
+# own refusals above excepted). Codes raised only to workers or staff pages never reach the API; they are
+# listed anyway, with the status their kind implies, so no code is left to a default.
+STATUS_BY_CODE: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            AccountError.POLICY_VERSION_MISMATCH,
+            AccountError.WEAK_PASSWORD,
+            ApiError.BAD_REQUEST,
+            ApiError.DISALLOWED_HOST,
+            ApiError.IDEMPOTENCY_KEY_REQUIRED,
+            ApiError.TOO_MANY_FIELDS,
+            AuditError.NOTE_REQUIRED,
+            CatalogError.BORDER_OUT_OF_RANGE,
+            CatalogError.CROP_AND_FOCAL_POINT,
+            CatalogError.CROP_ASPECT_MISMATCH,
+            CatalogError.CROP_OUT_OF_BOUNDS,
+            CatalogError.CROP_REQUIRES_FILL,
+            CatalogError.FOCAL_POINT_OUT_OF_BOUNDS,
+            CatalogError.PRODUCT_SIZE_UNPRINTABLE,
+            NotifyError.EVENT_TYPES_REQUIRED,
+            NotifyError.UNKNOWN_EVENT_TYPE,
+            NotifyError.UNKNOWN_ORDER_STATUS,
+            OrderError.EMPTY_ORDER,
+            OrderError.GUEST_DETAILS_REQUIRED,
+            OrderError.INVALID_PAYLOAD,
+            OrderError.INVALID_SIGNATURE,
+            OrderError.MALFORMED_EVENT,
+            OrderError.MIXED_CURRENCY,
+            OrderError.ORDER_TOTAL_TOO_LARGE,
+            OrderError.UNKNOWN_SKU,
+            PackingError.COPIES_NOT_PRINTED,
+            PackingError.COUNT_MISMATCH,
+            PackingError.INVALID_CARRIER,
+            PackingError.INVALID_TRACKING_NUMBER,
+            PackingError.ITEMS_NOT_CONFIRMED,
+            PackingError.NO_ORDERS_TO_PACK,
+            PackingError.NOT_AN_ORDER_CODE,
+            ProductionError.BATCH_HOLD_UNCHANGED,
+            ProductionError.DESCRIPTION_REQUIRED,
+            ProductionError.HOLD_MESSAGE_REQUIRED,
+            ProductionError.HOLD_MESSAGE_TOO_LONG,
+            ProductionError.INVALID_COPIES,
+            ProductionError.INVALID_REPRINT_REASON,
+            ProductionError.JOB_NOT_CANCELLABLE,
+            ProductionError.JOB_NOT_ELIGIBLE,
+            ProductionError.JOB_NOT_PRINTED,
+            ProductionError.JOB_NOT_REROUTABLE,
+            ProductionError.JOB_NOT_UNKNOWN,
+            ProductionError.NO_CAPABLE_PRINTER,
+            ProductionError.PRINTER_ALREADY_PAUSED,
+            ProductionError.PRINTER_NOT_PAUSED,
+            ProductionError.SAME_PRINTER,
+            StaffError.INVALID_INPUT,
+            StaffError.NO_PRINTER,
+        ),
+        400,
+    ),
+    **dict.fromkeys((ApiError.INVALID_CREDENTIALS, ApiError.NOT_AUTHENTICATED), 401),
+    **dict.fromkeys(
+        (
+            AccountError.STAFF_TOKENS_NOT_ISSUED,
+            AccountError.UNDER_MINIMUM_AGE,
+            AccountError.WRONG_PASSWORD,
+            ApiError.PERMISSION_DENIED,
+            AuditError.IMAGE_ACCESS_DENIED,
+            AuditError.NOT_AN_AUDITOR,
+            AuditError.OWN_RECORD,
+            CommonError.NOT_ALLOWED,
+            CustomerDataError.STAFF_ACCOUNT_NOT_ERASABLE,
+            ProductionError.APPROVER_IS_OPENER,
+            ProductionError.NOT_A_SUPERVISOR,
+        ),
+        403,
+    ),
+    **dict.fromkeys(
+        (
+            AccountError.TOKEN_NOT_FOUND,
+            ApiError.NOT_FOUND,
+            AuditError.REVIEW_ITEM_NOT_FOUND,
+            NotifyError.ORDER_EVENT_NOT_FOUND,
+            NotifyError.WEBHOOK_DELIVERY_NOT_FOUND,
+            NotifyError.WEBHOOK_ENDPOINT_NOT_FOUND,
+            OrderError.ASSET_NOT_FOUND,
+            OrderError.ORDER_NOT_FOUND,
+            PackingError.ITEM_NOT_FOUND,
+            ProductionError.BATCH_NOT_FOUND,
+            ProductionError.JOB_NOT_FOUND,
+            ProductionError.PRINTER_NOT_FOUND,
+            ProductionError.TICKET_NOT_FOUND,
+        ),
+        404,
+    ),
+    **dict.fromkeys(
+        (
+            AccountError.EMAIL_TAKEN,
+            AuditError.ALREADY_SIGNED_OFF,
+            CommonError.INVALID_TRANSITION,
+            CustomerDataError.ALREADY_ERASED,
+            CustomerDataError.ASSET_STILL_NEEDED,
+            CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
+            NotifyError.DELIVERY_IN_PROGRESS,
+            NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
+            OrderError.ASSET_NOT_READY,
+            OrderError.IDEMPOTENCY_KEY_REUSED,
+            OrderError.ORDER_NOT_CANCELLABLE,
+            PackingError.ORDER_NOT_PACKED,
+            PackingError.ORDER_NOT_READY_TO_PACK,
+            ProductionError.JOB_CHANGED,
+            ProductionError.ORDER_NOT_HOLDABLE,
+            ProductionError.ORDER_NOT_IN_PRODUCTION,
+            ProductionError.ORDER_NOT_ON_HOLD,
+            ProductionError.TICKET_APPROVED,
+            ProductionError.TICKET_CLOSED,
+        ),
+        409,
+    ),
+    AuditError.IMAGE_UNAVAILABLE: 410,
+    **dict.fromkeys((ApiError.REQUEST_TOO_LARGE, CommonError.FILE_TOO_LARGE), 413),
+    # The bytes or the URL are understood but refused. The fetch and delivery codes are met by workers only
+    # (an asset's or a webhook attempt's failure code).
+    **dict.fromkeys(
+        (
+            CommonError.DELIVERY_FAILED,
+            CommonError.URL_FETCH_FAILED,
+            CommonError.URL_FETCH_STATUS,
+            CommonError.URL_HOST_UNRESOLVABLE,
+            CommonError.URL_INVALID,
+            CommonError.URL_SCHEME_NOT_ALLOWED,
+            CommonError.URL_TARGET_NOT_ALLOWED,
+            OrderError.CHECKSUM_MISMATCH,
+            OrderError.CORRUPT_IMAGE,
+            OrderError.DECOMPRESSION_BOMB,
+            OrderError.EMPTY_FILE,
+            OrderError.NOT_AN_IMAGE,
+            OrderError.UNSUPPORTED_COLOR_MODE,
+            OrderError.UNSUPPORTED_FORMAT,
+        ),
+        422,
+    ),
+    AccountError.SIGN_IN_LOCKED: 429,
+    ApiError.SERVER_ERROR: 500,
+    **dict.fromkeys(
+        (
+            OrderError.PAYMENT_PROVIDER_UNAVAILABLE,
+            OrderError.REFUND_FAILED,
+            ProductionError.PRINTER_CANCEL_FAILED,
+        ),
+        502,
+    ),
+    **dict.fromkeys(
+        (AccountError.SIGN_IN_UNAVAILABLE, AuditError.AUDIT_UNAVAILABLE, OrderError.PAYMENTS_NOT_CONFIGURED),
+        503,
+    ),
+}
+# A code in no enum (none today) falls back on its kind; the first kind it is an instance of wins.
+STATUS_BY_KIND: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (PermissionDenied, 403),
+    (Conflict, 409),
+    (UpstreamError, 502),
+    (DomainError, 400),
+)
+
+
+def http_status(error: DomainError) -> int:
+    """The HTTP status the API answers `error` with: its code's in STATUS_BY_CODE, else its kind's."""
+    if error.status is not None:  # transitional: lab/audit/gate.py still names its statuses (see DomainError)
+        return error.status
+    if error.code in STATUS_BY_CODE:
+        return STATUS_BY_CODE[error.code]
+    return next(status for kind, status in STATUS_BY_KIND if isinstance(error, kind))
 
 
 class ProblemJSONRenderer(JSONRenderer):
@@ -50,7 +263,9 @@ def problem_response(*, status_code: int, code: str, detail: str, **extra: Any) 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        problem = problem_response(status_code=exc.status, code=exc.code, detail=exc.message, **exc.details)
+        problem = problem_response(
+            status_code=http_status(exc), code=exc.code, detail=exc.message, **exc.details
+        )
         if "retry_after_seconds" in exc.details:
             problem["Retry-After"] = str(exc.details["retry_after_seconds"])
         return problem
@@ -59,7 +274,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
-    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), ApiError.ERROR)
     extra: dict[str, Any] = {}
     if isinstance(exc, exceptions.ValidationError):
         extra["errors"] = response.data
@@ -79,8 +294,9 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 # --- handler400/403/404/500 under /api/ (lab/urls.py): errors raised before a view, or outside DRF ---------
 
 
-def _problem_page(*, status_code: int, code: str, detail: str) -> JsonResponse:
+def _problem_page(*, code: ApiError, detail: str) -> JsonResponse:
     # A plain JsonResponse: these run where DRF never negotiated content (middleware, URL routing).
+    status_code = STATUS_BY_CODE[code]
     body = {
         "type": f"https://printlab.example/problems/{code}",
         "title": code.replace("_", " ").capitalize(),
@@ -95,36 +311,29 @@ def bad_request_view(request: HttpRequest, exception: Exception | None = None) -
     """Django's SuspiciousOperation family: a foreign Host header, a body or a form too big to parse."""
     if isinstance(exception, RequestDataTooBig):
         return _problem_page(
-            status_code=413,
-            code="request_too_large",
-            detail="The request body is larger than this API accepts.",
+            code=ApiError.REQUEST_TOO_LARGE, detail="The request body is larger than this API accepts."
         )
     if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
         return _problem_page(
-            status_code=400,
-            code="too_many_fields",
-            detail="The request has more form fields or files than allowed.",
+            code=ApiError.TOO_MANY_FIELDS, detail="The request has more form fields or files than allowed."
         )
     if isinstance(exception, DisallowedHost):
         return _problem_page(
-            status_code=400,
-            code="disallowed_host",
-            detail="The Host header names a host this server does not serve.",
+            code=ApiError.DISALLOWED_HOST, detail="The Host header names a host this server does not serve."
         )
-    return _problem_page(status_code=400, code="bad_request", detail="The request is malformed.")
+    return _problem_page(code=ApiError.BAD_REQUEST, detail="The request is malformed.")
 
 
 def permission_denied_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _problem_page(status_code=403, code="permission_denied", detail="You may not do this.")
+    return _problem_page(code=ApiError.PERMISSION_DENIED, detail="You may not do this.")
 
 
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _problem_page(status_code=404, code="not_found", detail="No such resource.")
+    return _problem_page(code=ApiError.NOT_FOUND, detail="No such resource.")
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
     return _problem_page(
-        status_code=500,
-        code="server_error",
+        code=ApiError.SERVER_ERROR,
         detail="The server failed to answer; the response's X-Request-ID names it in the lab's logs.",
     )

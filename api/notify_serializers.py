@@ -7,7 +7,7 @@ from rest_framework import serializers
 from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
-class WebhookEndpointInput(serializers.Serializer):
+class WebhookEndpointInput(serializers.Serializer[None]):
     url = serializers.URLField(max_length=2000, help_text="https:// URL that receives signed POSTs.")
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=EventType.choices), allow_empty=False, max_length=10
@@ -15,7 +15,7 @@ class WebhookEndpointInput(serializers.Serializer):
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
-class WebhookEndpointUpdateInput(serializers.Serializer):
+class WebhookEndpointUpdateInput(serializers.Serializer[None]):
     url = serializers.URLField(max_length=2000, required=False)
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=EventType.choices),
@@ -27,7 +27,7 @@ class WebhookEndpointUpdateInput(serializers.Serializer):
     is_active = serializers.BooleanField(required=False)
 
 
-class WebhookEndpointOutput(serializers.ModelSerializer):
+class WebhookEndpointOutput(serializers.ModelSerializer[WebhookEndpoint]):
     class Meta:
         model = WebhookEndpoint
         fields: tuple[str, ...] = (
@@ -48,13 +48,13 @@ class WebhookEndpointCreatedOutput(WebhookEndpointOutput):
         fields = (*WebhookEndpointOutput.Meta.fields, "secret")
 
 
-class WebhookAttemptOutput(serializers.ModelSerializer):
+class WebhookAttemptOutput(serializers.ModelSerializer[WebhookAttempt]):
     class Meta:
         model = WebhookAttempt
         fields = ("number", "attempted_at", "status_code", "error_code", "duration_ms", "is_success")
 
 
-class WebhookDeliveryOutput(serializers.ModelSerializer):
+class WebhookDeliveryOutput(serializers.ModelSerializer[WebhookDelivery]):
     event_id = serializers.UUIDField(source="event.pk")
     event_type = serializers.CharField(source="event.event_type")
     sequence = serializers.IntegerField(source="event.sequence")

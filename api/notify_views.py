@@ -27,7 +27,7 @@ def _owner(request: Request) -> User:
     return cast(User, request.user)
 
 
-class WebhookEndpointListCreateView(generics.ListAPIView):
+class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
     """Your webhook endpoints; POST registers one and returns its signing secret, once."""
 
     permission_classes = (IsAuthenticated,)
@@ -73,7 +73,7 @@ class WebhookEndpointDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WebhookDeliveryListView(generics.ListAPIView):
+class WebhookDeliveryListView(generics.ListAPIView[WebhookDelivery]):
     """The delivery log of one of your endpoints, newest first, each delivery with all its attempts."""
 
     permission_classes = (IsAuthenticated,)

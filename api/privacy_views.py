@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from api.schema import problems
 from api.views import MeView
 from lab.accounts.models import User
-from lab.customer_data.erasure import account_erase
+from lab.customer_data.erasure import ErasureResult, account_erase
 from lab.customer_data.export import account_export
 
 
@@ -26,14 +26,14 @@ def _request_id(request: Request) -> str:
     return str(getattr(request._request, "request_id", ""))
 
 
-class ErasureInput(serializers.Serializer):
+class ErasureInput(serializers.Serializer[None]):
     password = serializers.CharField(
         max_length=200,
         help_text="Your current password: erasure cannot be undone, a token alone is not enough.",
     )
 
 
-class ErasureOutput(serializers.Serializer):
+class ErasureOutput(serializers.Serializer[ErasureResult]):
     erased_at = serializers.DateTimeField()
     photos_purged = serializers.IntegerField()
     orders_anonymized = serializers.IntegerField()

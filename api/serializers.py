@@ -7,13 +7,17 @@ from typing import Any
 import pycountry
 from rest_framework import serializers
 
-from lab.accounts.models import User
+from lab.accounts.models import ApiToken, User
 from lab.catalog.models import Paper, Product
+from lab.catalog.placement import CropRect, FocalPoint, PixelBox
 from lab.orders.models import Asset, Order, OrderEvent, OrderItem
 from lab.orders.pricing import MAX_COPIES_PER_ITEM, MAX_ITEMS_PER_ORDER
+from lab.orders.quotes import Quote, QuoteLine
+
+# An input serializer is a Serializer[None]: it validates request data and is never given an instance.
 
 
-class AddressSerializer(serializers.Serializer):
+class AddressSerializer(serializers.Serializer[None]):
     name = serializers.CharField(max_length=200)
     line1 = serializers.CharField(max_length=200)
     line2 = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -31,7 +35,7 @@ class AddressSerializer(serializers.Serializer):
         return code
 
 
-class ProductOutput(serializers.ModelSerializer):
+class ProductOutput(serializers.ModelSerializer[Product]):
     size = serializers.CharField(source="size_label")
 
     class Meta:
@@ -49,7 +53,7 @@ class ProductOutput(serializers.ModelSerializer):
         )
 
 
-class RegistrationInput(serializers.Serializer):
+class RegistrationInput(serializers.Serializer[None]):
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, min_length=1, max_length=200)
     full_name = serializers.CharField(max_length=200)
@@ -59,7 +63,7 @@ class RegistrationInput(serializers.Serializer):
     marketing_opt_in = serializers.BooleanField(default=False)
 
 
-class AccountOutput(serializers.ModelSerializer):
+class AccountOutput(serializers.ModelSerializer[User]):
     id = serializers.UUIDField(source="public_id")
 
     class Meta:
@@ -79,7 +83,7 @@ class RegistrationOutput(AccountOutput):
         return str(self.context["token"])
 
 
-class TokenInput(serializers.Serializer):
+class TokenInput(serializers.Serializer[None]):
     email = serializers.EmailField()
     password = serializers.CharField(max_length=200)
     name = serializers.CharField(
@@ -87,7 +91,7 @@ class TokenInput(serializers.Serializer):
     )
 
 
-class TokenOutput(serializers.Serializer):
+class TokenOutput(serializers.Serializer[ApiToken]):
     id = serializers.UUIDField(source="public_id")
     name = serializers.CharField()
     key_prefix = serializers.CharField(help_text="The first 8 characters of the key.")
@@ -100,11 +104,11 @@ class TokenCreatedOutput(TokenOutput):
         help_text="Shown once: send it as `Authorization: Token <token>`. Only its hash is stored."
     )
 
-    def get_token(self, token: object) -> str:
+    def get_token(self, token: ApiToken) -> str:
         return str(self.context["key"])
 
 
-class MeUpdateInput(serializers.Serializer):
+class MeUpdateInput(serializers.Serializer[None]):
     full_name = serializers.CharField(max_length=200, required=False)
     email = serializers.EmailField(required=False)
     address = AddressSerializer(required=False)
@@ -113,7 +117,7 @@ class MeUpdateInput(serializers.Serializer):
     new_password = serializers.CharField(max_length=200, required=False)
 
 
-class AssetUploadInput(serializers.Serializer):
+class AssetUploadInput(serializers.Serializer[None]):
     file = serializers.FileField(required=False, allow_empty_file=True)
     url = serializers.URLField(required=False, max_length=2000)
     md5 = serializers.RegexField(r"^[0-9a-fA-F]{32}$", required=False)
@@ -125,7 +129,7 @@ class AssetUploadInput(serializers.Serializer):
         return attrs
 
 
-class AssetOutput(serializers.ModelSerializer):
+class AssetOutput(serializers.ModelSerializer[Asset]):
     failure = serializers.SerializerMethodField()
 
     class Meta:
@@ -152,19 +156,83 @@ class AssetOutput(serializers.ModelSerializer):
         return {"code": asset.failure_code, "message": asset.failure_message}
 
 
-class ItemInput(serializers.Serializer):
+class CropRectSerializer(serializers.Serializer[CropRect]):
+    """A rectangle of the upright photo (after its EXIF orientation), each value a share 0..1 of its side."""
+
+    x = serializers.FloatField(help_text="Left edge: 0..1 of the upright photo's width.")
+    y = serializers.FloatField(help_text="Top edge: 0..1 of the upright photo's height.")
+    width = serializers.FloatField(help_text="More than 0; x + width is at most 1.")
+    height = serializers.FloatField(help_text="More than 0; y + height is at most 1.")
+
+
+class FocalPointSerializer(serializers.Serializer[FocalPoint]):
+    """A point of the upright photo that the automatic crop keeps at its centre where it can."""
+
+    x = serializers.FloatField(help_text="0..1 of the upright photo's width (0 = left edge).")
+    y = serializers.FloatField(help_text="0..1 of the upright photo's height (0 = top edge).")
+
+
+class PixelBoxOutput(serializers.Serializer[PixelBox]):
+    """A box of the upright photo in whole pixels; its aspect is the print image area's to within a pixel."""
+
+    x = serializers.IntegerField(help_text="Left edge, in pixels from the upright photo's left.")
+    y = serializers.IntegerField(help_text="Top edge, in pixels from the upright photo's top.")
+    width = serializers.IntegerField(help_text="In pixels.")
+    height = serializers.IntegerField(help_text="In pixels.")
+
+
+class PrintOrientationField(serializers.ChoiceField):
+    """`portrait` or `landscape`; null for an item ordered before placement options existed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=OrderItem.PrintOrientation.choices, allow_null=True, **kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        return super().to_representation(value) if value else None
+
+
+CROP_HELP = (
+    "Optional crop of the upright photo (0..1 per axis). Its aspect in the photo's pixels must be the print "
+    "image area's (paper minus border, in the print orientation) within 1 % (`crop_aspect_mismatch`); the "
+    "crop box is trimmed to the exact aspect inside it. `fill` only (`crop_requires_fill`); not with "
+    "`focal_point` (`crop_and_focal_point`); outside 0..1: `crop_out_of_bounds`."
+)
+FOCAL_POINT_HELP = (
+    "Optional point (0..1 per axis) the automatic fill crop centres on, moved only as far as needed to stay "
+    "inside the photo. `fill` only; outside 0..1: `focal_point_out_of_bounds`."
+)
+ORIENTATION_HELP = (
+    "`auto` (default): the print's long side follows the long side of what is printed (the crop if given, "
+    "else the photo; a square prints portrait). `portrait`/`landscape` force it."
+)
+BORDER_HELP = (
+    "White border inside the paper, the same on all four sides, in millimetres: 0 (default) to a quarter of "
+    "the paper's short side (25.4 mm on 4x6); otherwise `border_out_of_range`."
+)
+CROP_BOX_HELP = "The exact region of the upright photo that is printed, in its pixels."
+PRINT_ORIENTATION_HELP = "The paper's orientation the print comes out in (what `orientation` resolved to)."
+EFFECTIVE_DPI_HELP = "Photo pixels per printed inch: of the crop box (fill) or of the whole photo (fit)."
+
+
+class ItemInput(serializers.Serializer[None]):
     sku = serializers.CharField(max_length=40)
     asset = serializers.CharField(max_length=64)
     copies = serializers.IntegerField(min_value=1, max_value=MAX_COPIES_PER_ITEM)
     sizing = serializers.ChoiceField(choices=OrderItem.Sizing.choices, default=OrderItem.Sizing.FILL)
+    crop = CropRectSerializer(required=False, allow_null=True, help_text=CROP_HELP)
+    focal_point = FocalPointSerializer(required=False, allow_null=True, help_text=FOCAL_POINT_HELP)
+    orientation = serializers.ChoiceField(
+        choices=OrderItem.Orientation.choices, default=OrderItem.Orientation.AUTO, help_text=ORIENTATION_HELP
+    )
+    border_mm = serializers.FloatField(default=0.0, help_text=BORDER_HELP)
 
 
-class QuoteInput(serializers.Serializer):
+class QuoteInput(serializers.Serializer[None]):
     items = ItemInput(many=True, allow_empty=False, max_length=MAX_ITEMS_PER_ORDER)  # type: ignore[call-arg]
     shipping_method = serializers.ChoiceField(choices=Order.ShippingMethod.choices)
 
 
-class GuestInput(serializers.Serializer):
+class GuestInput(serializers.Serializer[None]):
     email = serializers.EmailField()
     birth_date = serializers.DateField()
     privacy_policy_version = serializers.CharField(max_length=32)
@@ -175,7 +243,7 @@ class OrderInput(QuoteInput):
     guest = GuestInput(required=False, help_text="Required when ordering without an account.")
 
 
-class PreflightOutput(serializers.Serializer):
+class PreflightOutput(serializers.Serializer[dict[str, object]]):
     state = serializers.CharField(required=False)
     effective_dpi = serializers.IntegerField(required=False)
     min_dpi = serializers.IntegerField(required=False)
@@ -186,7 +254,7 @@ class PreflightOutput(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.CharField(), required=False)
 
 
-class QuoteLineOutput(serializers.Serializer):
+class QuoteLineOutput(serializers.Serializer[QuoteLine]):
     position = serializers.IntegerField()
     sku = serializers.CharField(source="product.sku")
     asset = serializers.UUIDField(source="asset.pk")
@@ -195,9 +263,24 @@ class QuoteLineOutput(serializers.Serializer):
     unit_price_minor = serializers.IntegerField()
     line_total_minor = serializers.IntegerField()
     preflight = PreflightOutput()
+    crop = CropRectSerializer(source="options.crop", allow_null=True, help_text="The crop as sent, or null.")
+    focal_point = FocalPointSerializer(
+        source="options.focal_point", allow_null=True, help_text="The focal point as sent, or null."
+    )
+    orientation = serializers.ChoiceField(
+        choices=OrderItem.Orientation.choices, source="options.orientation", help_text="As sent (or `auto`)."
+    )
+    border_mm = serializers.FloatField(source="options.border_mm", help_text="As sent (or 0).")
+    print_orientation = serializers.ChoiceField(
+        choices=OrderItem.PrintOrientation.choices,
+        source="placement.print_orientation",
+        help_text=PRINT_ORIENTATION_HELP,
+    )
+    crop_box_px = PixelBoxOutput(source="placement.crop_box", help_text=CROP_BOX_HELP)
+    effective_dpi = serializers.IntegerField(source="placement.effective_dpi", help_text=EFFECTIVE_DPI_HELP)
 
 
-class QuoteOutput(serializers.Serializer):
+class QuoteOutput(serializers.Serializer[Quote]):
     items = QuoteLineOutput(many=True, source="lines")
     shipping_method = serializers.CharField()
     subtotal_minor = serializers.IntegerField()
@@ -206,10 +289,24 @@ class QuoteOutput(serializers.Serializer):
     currency = serializers.CharField()
 
 
-class OrderItemOutput(serializers.ModelSerializer):
+class OrderItemOutput(serializers.ModelSerializer[OrderItem]):
     sku = serializers.CharField(source="product.sku")
     asset = serializers.UUIDField(source="asset_id")
     preflight = PreflightOutput()
+    crop = CropRectSerializer(
+        source="placement_options.crop", allow_null=True, help_text="The crop as sent, or null."
+    )
+    focal_point = FocalPointSerializer(
+        source="placement_options.focal_point", allow_null=True, help_text="The focal point as sent, or null."
+    )
+    print_orientation = PrintOrientationField(
+        help_text=PRINT_ORIENTATION_HELP + " Null for an item ordered before placement options existed."
+    )
+    crop_box_px = PixelBoxOutput(
+        allow_null=True,
+        help_text=CROP_BOX_HELP + " Null for an item ordered before placement options existed.",
+    )
+    effective_dpi = serializers.IntegerField(allow_null=True, help_text=EFFECTIVE_DPI_HELP)
 
     class Meta:
         model = OrderItem
@@ -222,22 +319,33 @@ class OrderItemOutput(serializers.ModelSerializer):
             "unit_price_minor",
             "line_total_minor",
             "preflight",
+            "crop",
+            "focal_point",
+            "orientation",
+            "border_mm",
+            "print_orientation",
+            "crop_box_px",
+            "effective_dpi",
         )
+        extra_kwargs = {
+            "orientation": {"help_text": "As sent (or `auto`)."},
+            "border_mm": {"help_text": "As sent (or 0)."},
+        }
 
 
-class OrderEventOutput(serializers.ModelSerializer):
+class OrderEventOutput(serializers.ModelSerializer[OrderEvent]):
     class Meta:
         model = OrderEvent
         fields = ("kind", "from_status", "to_status", "actor_kind", "created_at")
 
 
-class OrderSummaryOutput(serializers.ModelSerializer):
+class OrderSummaryOutput(serializers.ModelSerializer[Order]):
     class Meta:
         model = Order
         fields = ("ref", "status", "payment_status", "total_minor", "currency", "created_at", "promised_by")
 
 
-class OrderOutput(serializers.ModelSerializer):
+class OrderOutput(serializers.ModelSerializer[Order]):
     items = OrderItemOutput(many=True)
     timeline = OrderEventOutput(many=True, source="events")
     payment = serializers.SerializerMethodField()

@@ -19,14 +19,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
+from api.errors import ApiError
 from api.schema import problems
 from api.throttles import AnonThrottle, RegistrationThrottle
 from lab.accounts import services as accounts
 from lab.accounts import signin, tokens
 from lab.accounts.models import SecurityEvent, User
 from lab.catalog.models import Product
+from lab.catalog.placement import CropRect, FocalPoint, PlacementOptions
 from lab.lib.client_ip import client_ip
-from lab.lib.errors import DomainError
+from lab.lib.errors import CommonError, DomainError
 from lab.orders import cancellation, intake, photos, quotes, selectors
 from lab.orders import selectors as order_selectors
 from lab.orders.models import Order
@@ -38,16 +40,17 @@ def client_address(request: Request) -> str | None:
 
 def _customer(request: Request) -> User | None:
     user = request.user
-    return cast(User, user) if user and user.is_authenticated else None
+    return user if user and user.is_authenticated else None
 
 
-class ProductFilter(filters.FilterSet):
+# django-filter has no types (its stub package stops in 2023), so FilterSet is Any to mypy.
+class ProductFilter(filters.FilterSet):  # type: ignore[misc]
     class Meta:
         model = Product
         fields = ("paper",)
 
 
-class ProductListView(generics.ListAPIView):
+class ProductListView(generics.ListAPIView[Product]):
     """The catalog: every print size and paper with its price and minimum DPI."""
 
     permission_classes = (AllowAny,)
@@ -101,7 +104,7 @@ class TokenCreateView(APIView):
         )
         user = signin.sign_in(request=request._request, attempt=attempt, password=values["password"])
         if user is None:
-            raise DomainError("invalid_credentials", "E-mail or password is not correct.", status=401)
+            raise DomainError(ApiError.INVALID_CREDENTIALS, "E-mail or password is not correct.")
         issued = tokens.api_token_issue(user=user, name=values["name"], client_ip=attempt.client_ip)
         return Response(s.TokenCreatedOutput(issued.token, context={"key": issued.key}).data)
 
@@ -113,7 +116,7 @@ class MeView(APIView):
 
     @extend_schema(responses=s.AccountOutput)
     def get(self, request: Request) -> Response:
-        return Response(s.AccountOutput(request.user).data)
+        return Response(s.AccountOutput(cast(User, request.user)).data)
 
     @extend_schema(request=s.MeUpdateInput, responses={200: s.AccountOutput, **problems(403, 409)})
     def patch(self, request: Request) -> Response:
@@ -144,7 +147,7 @@ class AssetCreateView(APIView):
             return Response(s.AssetOutput(asset).data, status=status.HTTP_202_ACCEPTED)
         upload = values["file"]
         if upload.size is not None and upload.size > settings.ASSET_MAX_BYTES:
-            raise DomainError("file_too_large", "The file is too large.", status=413)
+            raise DomainError(CommonError.FILE_TOO_LARGE, "The file is too large.")
         asset = photos.asset_create_from_upload(
             owner=owner, data=upload.read(), md5=values.get("md5"), sha256=values.get("sha256")
         )
@@ -179,9 +182,21 @@ class AssetDetailView(APIView):
         return Response(s.AssetOutput(asset).data)
 
 
+def _placement(item: dict[str, Any]) -> PlacementOptions:
+    crop, focal_point = item.get("crop"), item.get("focal_point")
+    return PlacementOptions(
+        crop=CropRect(**crop) if crop else None,
+        focal_point=FocalPoint(**focal_point) if focal_point else None,
+        orientation=item["orientation"],
+        border_mm=item["border_mm"],
+    )
+
+
 def _items(values: dict[str, Any]) -> list[quotes.ItemRequest]:
     return [
-        quotes.ItemRequest(sku=i["sku"], asset_id=i["asset"], copies=i["copies"], sizing=i["sizing"])
+        quotes.ItemRequest(
+            sku=i["sku"], asset_id=i["asset"], copies=i["copies"], sizing=i["sizing"], placement=_placement(i)
+        )
         for i in values["items"]
     ]
 
@@ -204,7 +219,7 @@ class QuoteView(APIView):
         return Response(s.QuoteOutput(quote).data)
 
 
-class OrderFilter(filters.FilterSet):
+class OrderFilter(filters.FilterSet):  # type: ignore[misc]  # untyped django-filter, as ProductFilter
     class Meta:
         model = Order
         fields = ("status",)
@@ -224,7 +239,7 @@ ORDER_TOKEN_HEADER = OpenApiParameter(
 )
 
 
-class OrderListCreateView(generics.ListAPIView):
+class OrderListCreateView(generics.ListAPIView[Order]):
     permission_classes = (AllowAny,)
     throttle_classes = (AnonThrottle,)
     serializer_class = s.OrderSummaryOutput
@@ -238,7 +253,7 @@ class OrderListCreateView(generics.ListAPIView):
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if _customer(request) is None:
-            raise DomainError("not_authenticated", "Log in to list your orders.", status=401)
+            raise DomainError(ApiError.NOT_AUTHENTICATED, "Log in to list your orders.")
         return super().list(request, *args, **kwargs)
 
     @extend_schema(
@@ -250,7 +265,8 @@ class OrderListCreateView(generics.ListAPIView):
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key or len(key) > 200 or not key.isprintable():  # a NUL byte must not reach the database
             raise DomainError(
-                "idempotency_key_required", "Send an Idempotency-Key header (1-200 printable characters)."
+                ApiError.IDEMPOTENCY_KEY_REQUIRED,
+                "Send an Idempotency-Key header (1-200 printable characters).",
             )
         data = s.OrderInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -15,7 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+
+# Django's admin and form classes accept their model as a type argument (ModelAdmin[Printer]) at run time too,
+# as mypy reads them: this only adds __class_getitem__ to them.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LAB_VAR_DIR", BASE_DIR / "var"))

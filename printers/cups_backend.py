@@ -279,7 +279,7 @@ class CupsBackend(PrinterBackend):
 
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
         with self._connection() as connection:
-            jobs = self._call(
+            jobs: Mapping[int, Mapping[str, Any]] = self._call(
                 lambda: connection.getJobs(which_jobs="all", requested_attributes=_JOB_ATTRIBUTES),
                 not_found=dict,
             )
@@ -381,7 +381,9 @@ class CupsBackend(PrinterBackend):
                 message=f"CUPS answered HTTP {exc.args[0] if exc.args else '?'}",
             ) from exc
 
-    def _call(self, request: Callable[[], _Result], *, not_found: Callable[[], Any]) -> _Result:
+    def _call(
+        self, request: Callable[[], _Result], *, not_found: Callable[[], _Result | Exception]
+    ) -> _Result:
         try:
             return request()
         except cups.IPPError as exc:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real services for the session (localstripe), API clients, factories' helpers."""
+"""Shared fixtures: per-test settings, API clients, and localstripe, started on first use by the tests that
+ask for it (`stripe_api`) and kept for the rest of the session."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from rest_framework.test import APIClient
 
 from tests.support.stripe_server import LocalStripe
 
+# pytest-playwright's fixtures with the Debian Chromium, one Playwright per browser module.
+pytest_plugins = ["tests.support.browser"]
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
 
 
@@ -23,7 +27,7 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup):  # type: ignore[no-untyped-def]
+def django_db_setup(django_db_setup):
     """Django's flush between transactional tests truncates every table, and the audit tables refuse TRUNCATE
     for everyone. The test database's owner is a superuser, so the flush runs with triggers off
     (session_replication_role = replica, a superuser-only setting), scoped to the flush's own transaction.
@@ -39,7 +43,7 @@ def django_db_setup(django_db_setup):  # type: ignore[no-untyped-def]
 
         original = DatabaseOperations.sql_flush
 
-        def sql_flush_with_triggers_off(self, style, tables, **options):  # type: ignore[no-untyped-def]
+        def sql_flush_with_triggers_off(self, style, tables, **options):
             statements = original(self, style, tables, **options)
             if not statements:
                 return statements
@@ -52,21 +56,34 @@ def django_db_setup(django_db_setup):  # type: ignore[no-untyped-def]
         DatabaseOperations.sql_flush = sql_flush_with_triggers_off  # type: ignore[method-assign]
 
 
+# The Stripe API of a test that did not ask for localstripe: nothing listens on port 9 here, so such a test
+# fails at once with a connection error instead of reaching Stripe's real API.
+STRIPE_UNREACHABLE = "http://127.0.0.1:9"
+
+
 @pytest.fixture(scope="session")
 def localstripe(artifacts_dir: Path) -> Iterator[LocalStripe]:
+    """The Stripe API on loopback, started by the first test that needs it (a few seconds), then shared."""
     server = LocalStripe(log_dir=artifacts_dir).start()
     yield server
     server.stop()
 
 
+@pytest.fixture
+def stripe_api(settings, localstripe: LocalStripe) -> LocalStripe:
+    """This test's app talks to the session's localstripe (payment intents, refunds, cancels)."""
+    settings.STRIPE_API_BASE = localstripe.url
+    return localstripe
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(settings, tmp_path: Path, localstripe: LocalStripe) -> None:  # type: ignore[no-untyped-def]
-    """Every test gets its own blob store and the session's localstripe as its Stripe API."""
+def _isolated_settings(settings, tmp_path: Path) -> None:
+    """Every test gets its own blob store; Stripe answers only in tests that ask for `stripe_api`."""
     settings.MEDIA_ROOT = tmp_path / "storage"
     settings.HOTFOLDER_ROOT = tmp_path / "spool"
     # Each test's audit checkpoints go to its own witness log, as each test has its own chain.
     settings.AUDIT_WITNESS = (tmp_path / "audit-witness" / "checkpoints.jsonl").as_uri()
-    settings.STRIPE_API_BASE = localstripe.url
+    settings.STRIPE_API_BASE = STRIPE_UNREACHABLE
     settings.STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "sk_test_printlab")
     settings.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_printlab_test")
     settings.REST_FRAMEWORK = {
@@ -76,7 +93,7 @@ def _isolated_settings(settings, tmp_path: Path, localstripe: LocalStripe) -> No
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache_namespace(settings) -> None:  # type: ignore[no-untyped-def]
+def _fresh_cache_namespace(settings) -> None:
     """Throttle and sign-in counts live in the shared cache (Redis when the broker is Redis): each test counts
     under its own key prefix, so earlier tests, earlier runs and parallel workers never meet (and no test
     flushes a database another one is using)."""

@@ -301,7 +301,6 @@ def phase_one_lines(lab: Lab) -> list[Line]:
     from lab.accounts.roles import primary_role
     from lab.audit import gate
     from lab.audit.records import audit_append
-    from lab.orders.models import Asset
 
     technician = User.objects.get(pk=lab.technician_id)
     digest = gate.image_access(user=technician, request=lab.active, meta=lab.meta).sha256
@@ -311,9 +310,9 @@ def phase_one_lines(lab: Lab) -> list[Line]:
 
     def decision_and_write(user: User) -> None:
         # image_access step by step, minus vault_read, _render and the sha256 of the rendered bytes.
-        role = primary_role(user)
-        asset = Asset.objects.select_related("data_key").filter(pk=lab.active.asset_id).first()
-        decision = gate._decide(user=user, role=role, request=lab.active, asset=asset)
+        facts = gate._facts(user=user, request=lab.active)
+        asset = facts.asset
+        decision = gate._decide(user=user, role=primary_role(user), request=lab.active, facts=facts)
         if not decision.granted or asset is None:
             raise RuntimeError(f"the active job's preview was refused: {decision.rule}")
         entry = gate_entry(
@@ -325,7 +324,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
             meta=lab.meta,
         )
         with transaction.atomic():
-            gate._grant_for(user=user, asset=asset, request=lab.active)
+            gate._grant_for(user=user, asset=asset, request=lab.active, live=facts.grant)
             audit_append(entry)
 
     def denied_call(user: User) -> None:
@@ -356,7 +355,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
         Line("(a) image_access, granted preview", whole_call, "decision + decrypt + render + write"),
         Line("(b1) decision + audit write", decision_and_write, "(a) without decrypt/render/sha256"),
         Line("(b2) image_access, denied", denied_call, "decision + revoke + write, no image"),
-        Line("(b3) audit_append alone", append_alone, "head lock + hash + insert + commit", False),
+        Line("(b3) audit_append alone", append_alone, "lane lock + hash + insert + commit", False),
         Line("(c1) INSERT, plain table", lambda user: plain_insert(), "same row, primary key only", False),
         Line(
             "(c2) INSERT, audit's indexes", lambda user: indexed_insert(), "same row, PK + 6 indexes", False
@@ -375,9 +374,9 @@ def baseline_tables_create() -> None:
         cursor.execute("CREATE TABLE bench_indexed_record (LIKE audit_auditrecord INCLUDING ALL)")
 
 
-def raw_insert(*, table: str) -> Callable[[], None]:
+def raw_insert(*, table: str, first: int = 1) -> Callable[[], None]:
     """One autocommit INSERT (its own transaction and commit, like audit_append's) of the latest audit row's
-    values, with a fresh seq and hash so the unique indexes see new keys."""
+    values, with a fresh seq, lane position and hash so the unique indexes see new keys."""
     from django.db import connection
 
     from lab.audit.models import AuditRecord
@@ -387,11 +386,11 @@ def raw_insert(*, table: str) -> Callable[[], None]:
         raise RuntimeError("no audit record to copy the row from")
     columns = list(template)
     statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-    counter = iter(range(1, 10**9))
+    counter = iter(range(first, first + 10**9))
 
     def insert() -> None:
         seq = next(counter)
-        row: dict[str, Any] = {**template, "seq": seq, "hash": f"{seq:064x}"}
+        row: dict[str, Any] = {**template, "seq": seq, "lane_seq": seq, "hash": f"{seq:064x}"}
         with connection.cursor() as cursor:
             cursor.execute(statement, [row[name] for name in columns])
 
@@ -493,8 +492,10 @@ class WriterResult:
     latencies_ms: list[float]
 
 
-def writer_main(*, appends: int, index: int) -> None:
-    """One writer process: set up, say ready, wait for "go" on stdin, append, report as one JSON line."""
+def writer_main(*, appends: int, index: int, baseline: bool = False) -> None:
+    """One writer process: set up, say ready, wait for "go" on stdin, append, report as one JSON line.
+    baseline: instead of audit_append, the autocommit INSERT of line (c2) into the table with the audit's
+    indexes (no chain, no lane, no trigger), each writer with its own seqs."""
     import django
 
     django.setup()
@@ -505,6 +506,20 @@ def writer_main(*, appends: int, index: int) -> None:
 
     connection.ensure_connection()
     policy_current()
+    if baseline:
+        insert = raw_insert(table="bench_indexed_record", first=(index + 1) * 10**8)
+        print("ready", flush=True)
+        if sys.stdin.readline().strip() != "go":
+            raise SystemExit("writer: no go signal")
+        latencies: list[float] = []
+        started = time.time()
+        for _ in range(appends):
+            begun = time.perf_counter()
+            insert()
+            latencies.append((time.perf_counter() - begun) * 1000)
+        finished = time.time()
+        print(json.dumps({"started": started, "finished": finished, "latencies_ms": latencies}), flush=True)
+        return
     entries = [
         Entry(
             action="image.view.preview",
@@ -526,7 +541,7 @@ def writer_main(*, appends: int, index: int) -> None:
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("writer: no go signal")
-    latencies: list[float] = []
+    latencies = []
     started = time.time()
     for entry in entries:
         begun = time.perf_counter()
@@ -537,7 +552,9 @@ def writer_main(*, appends: int, index: int) -> None:
     print(json.dumps({"started": started, "finished": finished, "latencies_ms": latencies}), flush=True)
 
 
-def run_writers(*, env: dict[str, str], writers: int, appends: int) -> tuple[list[WriterResult], float]:
+def run_writers(
+    *, env: dict[str, str], writers: int, appends: int, baseline: bool = False
+) -> tuple[list[WriterResult], float]:
     """Start the writers, wait until every one is connected and ready, release them together."""
     processes = [
         subprocess.Popen(
@@ -549,6 +566,7 @@ def run_writers(*, env: dict[str, str], writers: int, appends: int) -> tuple[lis
                 str(appends),
                 "--writer-index",
                 str(i),
+                *(["--writer-baseline"] if baseline else []),
             ],
             cwd=ROOT,
             env=env,
@@ -588,8 +606,22 @@ def run_writers(*, env: dict[str, str], writers: int, appends: int) -> tuple[lis
                 process.wait(timeout=30)
 
 
-def report_phase_two(results: list[WriterResult], *, wall: float, appends: int, head_before: int) -> bool:
-    """Throughput, latency under contention, and the chain checks; True when the chain is linear."""
+def _rate(results: list[WriterResult]) -> float:
+    """Records (rows) per second from the first writer's start to the last one's finish."""
+    total = sum(len(result.latencies_ms) for result in results)
+    return total / (max(r.finished for r in results) - min(r.started for r in results))
+
+
+def report_phase_two(
+    results: list[WriterResult],
+    *,
+    wall: float,
+    appends: int,
+    head_before: int,
+    baseline: list[WriterResult],
+) -> bool:
+    """Throughput, latency under contention, the same writers' bare INSERTs, and the chain checks; True
+    when every lane is linear."""
     from django.db.models import Count, Max, Min
 
     from lab.audit.models import AuditHead, AuditRecord
@@ -608,10 +640,33 @@ def report_phase_two(results: list[WriterResult], *, wall: float, appends: int, 
         f"from the go signal to the last report {wall:.3f} s: {total / wall:.0f} records/s"
     )
     print(f"  audit_append latency under contention: p50 {p50:.3f} ms, p95 {p95:.3f} ms, p99 {p99:.3f} ms")
+    base_p50, base_p95 = (
+        statistics.quantiles([v for r in baseline for v in r.latencies_ms], n=100, method="inclusive")[c - 1]
+        for c in (50, 95)
+    )
+    print(
+        f"  baseline, right after: the same {len(baseline)} processes x {appends} autocommit INSERTs of line"
+        f" (c2) (no chain, lane or trigger): {_rate(baseline):.0f} rows/s, p50 {base_p50:.3f} ms, p95"
+        f" {base_p95:.3f} ms; audit_append reaches {_rate(results) / _rate(baseline):.2f}x of it"
+    )
 
     numbers = AuditRecord.objects.aggregate(count=Count("seq"), low=Min("seq"), high=Max("seq"))
     seqs = list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True))
-    gap_free = seqs == list(range(1, len(seqs) + 1))
+    seq_gap_free = seqs == list(range(1, len(seqs) + 1))
+    # Every lane: positions 1..n with no gap, in seq order, and its head row at n with the last one's hash.
+    lanes: dict[int, list[tuple[int | None, str]]] = {}
+    for lane, position, digest in AuditRecord.objects.order_by("seq").values_list("lane", "lane_seq", "hash"):
+        lanes.setdefault(lane, []).append((position, digest))
+    heads = dict(
+        (lane, (position, digest))
+        for lane, position, digest in AuditHead.objects.values_list("id", "seq", "hash")
+    )
+    lanes_linear = all(
+        [position for position, _ in chain] == list(range(1, len(chain) + 1))
+        and heads.get(lane) == (len(chain), chain[-1][1])
+        for lane, chain in lanes.items()
+    )
+    per_lane = ", ".join(f"{lane}: {len(chain)}" for lane, chain in sorted(lanes.items()))
     per_writer = dict(
         AuditRecord.objects.filter(actor_id__startswith="bench-writer-")
         .values_list("actor_id")
@@ -619,30 +674,32 @@ def report_phase_two(results: list[WriterResult], *, wall: float, appends: int, 
         .values_list("actor_id", "n")
     )
     every_writer_complete = sorted(per_writer.values()) == [appends] * len(results)
-    head = AuditHead.objects.get(pk=1)
     checkpoint_write(reason="schedule")
     verification = audit_verify_database()
     linear = (
-        gap_free
+        lanes_linear
         and every_writer_complete
-        and head.seq == numbers["high"] == head_before + total
+        and numbers["count"] == head_before + total
         and verification.problem is None
     )
     print(
-        f"  chain: {numbers['count']} records, seq {numbers['low']}..{numbers['high']}, "
-        f"gap-free: {'yes' if gap_free else 'NO'}; head seq {head.seq} (was {head_before}, +{total} "
-        "expected); "
-        f"each writer's {appends} records present: {'yes' if every_writer_complete else 'NO'}"
+        f"  chain: {numbers['count']} records (was {head_before}, +{total} expected), seq"
+        f" {numbers['low']}..{numbers['high']} (gap-free: {'yes' if seq_gap_free else 'no'}), in"
+        f" {len(lanes)} lanes (records per lane {per_lane}); every lane gap-free, linked in seq order and"
+        f" its head row on its last record: {'yes' if lanes_linear else 'NO'}; each writer's {appends}"
+        f" records present: {'yes' if every_writer_complete else 'NO'}"
     )
     print(
         f"  audit_verify_database(): {verification.count} records, head {verification.head_seq}, "
         f"{verification.checkpoints} signed checkpoint(s), problem: {verification.problem}"
     )
-    print(f"  no forks in the chain: {'yes' if linear else 'NO'}")
+    print(f"  no forks in any lane: {'yes' if linear else 'NO'}")
     return linear
 
 
-def figures_json(lines: list[Line], results: list[WriterResult], *, linear: bool) -> dict[str, object]:
+def figures_json(
+    lines: list[Line], results: list[WriterResult], baseline: list[WriterResult], *, linear: bool
+) -> dict[str, object]:
     """The figures for `python -m bench`: p50/p95 and statements per phase-1 line (keyed "a", "b1", ...),
     and phase 2's records/s over first start to last finish, its p95 and whether the chain stayed linear."""
     total = sum(len(result.latencies_ms) for result in results)
@@ -664,6 +721,7 @@ def figures_json(lines: list[Line], results: list[WriterResult], *, linear: bool
             "records_per_s": total / span,
             "p95_ms": statistics.quantiles(latencies, n=100, method="inclusive")[94],
             "chain_linear": linear,
+            "baseline_rows_per_s": _rate(baseline),
         },
     }
 
@@ -696,9 +754,12 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--writer", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--writer-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--writer-baseline", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.writer is not None:
-        writer_main(appends=arguments.writer, index=arguments.writer_index)
+        writer_main(
+            appends=arguments.writer, index=arguments.writer_index, baseline=arguments.writer_baseline
+        )
         return 0
     if arguments.calls < 2 * arguments.rounds or arguments.writers < 1 or arguments.appends < 2:
         parser.error("need --calls >= 2 x --rounds, --writers >= 1, --appends >= 2")
@@ -716,10 +777,13 @@ def main() -> int:
         lines = phase_one_lines(lab)
         run_phase_one(lines, technician_id=lab.technician_id, calls=arguments.calls, rounds=arguments.rounds)
 
-        from lab.audit.models import AuditHead
+        from lab.audit.models import AuditRecord
 
-        head_before = AuditHead.objects.get(pk=1).seq
+        head_before = AuditRecord.objects.count()
         results, wall = run_writers(env=env, writers=arguments.writers, appends=arguments.appends)
+        baseline, _ = run_writers(
+            env=env, writers=arguments.writers, appends=arguments.appends, baseline=True
+        )
         print(
             f"PostgreSQL gate/audit benchmark, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
             f"database {arguments.database}"
@@ -727,9 +791,11 @@ def main() -> int:
         report_phase_one(
             lines, calls=arguments.calls, rounds=arguments.rounds, photo=photo, size=arguments.photo
         )
-        linear = report_phase_two(results, wall=wall, appends=arguments.appends, head_before=head_before)
+        linear = report_phase_two(
+            results, wall=wall, appends=arguments.appends, head_before=head_before, baseline=baseline
+        )
         if arguments.json:
-            arguments.json.write_text(json.dumps(figures_json(lines, results, linear=linear)))
+            arguments.json.write_text(json.dumps(figures_json(lines, results, baseline, linear=linear)))
     load_after = os.getloadavg()
     print(
         f"total {time.perf_counter() - started:.0f} s; load average (1/5/15 min) before "

@@ -1,5 +1,7 @@
 """Benchmark of the offline audit verifier: builds a chained export and times `python -m lab.audit.verify`.
-Run from the checkout: `.venv/bin/python -m bench.audit.verify_run [--records 1000000] [--directory DIR]`."""
+Run from the checkout: `.venv/bin/python -m bench.audit.verify_run [--records 1000000] [--directory DIR]
+[--lanes N]` (--lanes: records spread over N lanes, as the lab writes them now; default 0, the format from
+before lanes)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lab.audit.chain import (
     GENESIS_HASH,
     Checkpoint,
+    LaneHead,
+    lanes_checkpoint_head,
     public_key_b64,
     seal_record,
     sign_checkpoint,
@@ -39,9 +43,12 @@ USER_AGENT = (
 )
 
 
-def _records(count: int, heads: dict[int, str]) -> Iterator[dict[str, object]]:
-    """count realistic chained records; stores the hash of every CHECKPOINT_EVERY-th record into heads."""
-    head_hash = GENESIS_HASH
+def _records(
+    count: int, heads: dict[int, tuple[LaneHead, ...]], lanes: int = 0
+) -> Iterator[dict[str, object]]:
+    """count realistic chained records (round robin over `lanes` lanes; 0: one chain from before lanes);
+    stores the lane heads at every CHECKPOINT_EVERY-th record into heads."""
+    lane_heads: dict[int, LaneHead] = {}
     for seq in range(1, count + 1):
         action = ACTIONS[seq % len(ACTIONS)]
         fields: dict[str, object] = {
@@ -63,28 +70,48 @@ def _records(count: int, heads: dict[int, str]) -> Iterator[dict[str, object]]:
             "content_sha256": f"{seq * 2654435761:064x}"[-64:],
             "policy_version": "2026-01",
         }
-        record = seal_record(fields, seq=seq, prev_hash=head_hash, record_key=RECORD_KEY)
-        head_hash = str(record["hash"])
+        lane = (seq - 1) % lanes + 1 if lanes else 1
+        _, position, _, head_hash = lane_heads.get(lane, (lane, 0, 0, GENESIS_HASH))
+        if lanes:
+            record = seal_record(
+                fields, seq=seq, prev_hash=head_hash, record_key=RECORD_KEY, lane=lane, lane_seq=position + 1
+            )
+        else:
+            record = seal_record(fields, seq=seq, prev_hash=head_hash, record_key=RECORD_KEY)
+        lane_heads[lane] = (lane, position + 1, seq, str(record["hash"]))
         if seq % CHECKPOINT_EVERY == 0 or seq == count:
-            heads[seq] = head_hash
+            heads[seq] = tuple(lane_heads[key] for key in sorted(lane_heads))
         yield record
 
 
-def _checkpoints(heads: dict[int, str], private_key: Ed25519PrivateKey) -> Iterator[Checkpoint]:
-    for index, (seq, head_hash) in enumerate(sorted(heads.items())):
+def _checkpoints(
+    heads: dict[int, tuple[LaneHead, ...]], private_key: Ed25519PrivateKey, *, laned: bool
+) -> Iterator[Checkpoint]:
+    for index, (seq, lane_heads) in enumerate(sorted(heads.items())):
         signed_at = utc_timestamp(START + timedelta(hours=index))
+        head_seq, head_hash = lanes_checkpoint_head(lane_heads)
+        assert head_seq == seq
         yield sign_checkpoint(
-            private_key=private_key, key_id="bench", seq=seq, head_hash=head_hash, signed_at=signed_at
+            private_key=private_key,
+            key_id="bench",
+            seq=seq,
+            head_hash=head_hash,
+            signed_at=signed_at,
+            lanes=lane_heads if laned else (),
         )
 
 
-def build_export(*, directory: Path, count: int, private_key: Ed25519PrivateKey) -> Path:
+def build_export(*, directory: Path, count: int, private_key: Ed25519PrivateKey, lanes: int = 0) -> Path:
     """Write count records and a checkpoint every CHECKPOINT_EVERY seqs plus one of the final head."""
-    heads: dict[int, str] = {}
+    heads: dict[int, tuple[LaneHead, ...]] = {}
     path = directory / "audit-bench.jsonl"
     # write_export writes all records before it reads the checkpoints, so the lazily signed checkpoints
     # see every head the record pass collected.
-    write_export(path=path, records=_records(count, heads), checkpoints=_checkpoints(heads, private_key))
+    write_export(
+        path=path,
+        records=_records(count, heads, lanes),
+        checkpoints=_checkpoints(heads, private_key, laned=lanes > 0),
+    )
     return path
 
 
@@ -95,6 +122,7 @@ def main() -> int:
     parser.add_argument(
         "--record-key", action="store_true", help="verify every record's mac too (the auditor holds the key)"
     )
+    parser.add_argument("--lanes", type=int, default=0, help="spread the records over this many lanes (0)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     arguments = parser.parse_args()
     directory = arguments.directory or Path(tempfile.mkdtemp(prefix="audit-bench-"))
@@ -102,7 +130,9 @@ def main() -> int:
     private_key = Ed25519PrivateKey.generate()
     try:
         started = time.perf_counter()
-        export = build_export(directory=directory, count=arguments.records, private_key=private_key)
+        export = build_export(
+            directory=directory, count=arguments.records, private_key=private_key, lanes=arguments.lanes
+        )
         built = time.perf_counter() - started
         size_mb = export.stat().st_size / 1e6
         print(f"built {arguments.records} records ({size_mb:.0f} MB) in {built:.1f} s", flush=True)

@@ -167,19 +167,18 @@ def reference_print(data: bytes, width_in: float, height_in: float) -> Image.Ima
     from lab.production.imaging.geometry import orient, plan_resample
     from lab.production.imaging.pillow_engine import SHARPEN
     from lab.production.imaging.source import open_source, to_working_mode
-    from lab.production.raster import RasterSpec, target_size
+    from lab.production.raster import RasterSpec, raster_placement
 
     spec = RasterSpec(width_in=width_in, height_in=height_in)
     source = open_source(data)
-    canvas = target_size(
+    placement = raster_placement(
         spec=spec, photo_width=source.width, photo_height=source.height, orientation=source.orientation
     )
     plan = plan_resample(
         stored_width=source.width,
         stored_height=source.height,
         orientation=source.orientation,
-        canvas=canvas,
-        sizing="fill",
+        placement=placement,
     )
     decoded = to_working_mode(source.image.convert(source.image.mode))
     bands = [

@@ -13,10 +13,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role
 from lab.accounts.tokens import api_tokens_revoke_all
-from lab.lib.errors import Conflict, DomainError
+from lab.lib.errors import Conflict, DomainError, PermissionDenied
 
 MINIMUM_AGE = 13
 SHIPPED_POLICY_VERSION = "1.0"
@@ -26,10 +27,10 @@ SHIPPED_POLICY = Path(__file__).resolve().parent / "policy" / "privacy-policy-1.
 class UnderAge(DomainError):
     """COPPA: raised before anything about the person is stored or logged."""
 
-    status = 403
-
     def __init__(self) -> None:
-        super().__init__("under_minimum_age", "We cannot take an account or order from anyone under 13.")
+        super().__init__(
+            AccountError.UNDER_MINIMUM_AGE, "We cannot take an account or order from anyone under 13."
+        )
 
 
 def age_on(*, birth_date: date, today: date) -> int:
@@ -61,7 +62,7 @@ def policy_agreement_check(*, version: str) -> PolicyVersion:
     current = policy_current()
     if version != current.version:
         raise DomainError(
-            "policy_version_mismatch",
+            AccountError.POLICY_VERSION_MISMATCH,
             f"Please read and agree to the current privacy policy (version {current.version}).",
             current_version=current.version,
         )
@@ -83,7 +84,7 @@ def customer_register(
     try:
         validate_password(password, user=User(email=email, full_name=full_name))
     except ValidationError as error:
-        raise DomainError("weak_password", " ".join(error.messages)) from error
+        raise DomainError(AccountError.WEAK_PASSWORD, " ".join(error.messages)) from error
     try:
         with transaction.atomic():
             user = User.objects.create_user(
@@ -94,7 +95,9 @@ def customer_register(
             if marketing_opt_in:
                 Consent.objects.create(user=user, kind=Consent.Kind.MARKETING, policy_version=policy)
     except IntegrityError as error:
-        raise Conflict("email_taken", "An account with this e-mail address already exists.") from error
+        raise Conflict(
+            AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists."
+        ) from error
     return user
 
 
@@ -111,11 +114,11 @@ def customer_update(
     fields: list[str] = []
     if new_password is not None:
         if not current_password or not user.check_password(current_password):
-            raise DomainError("wrong_password", "The current password is not correct.", status=403)
+            raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
         try:
             validate_password(new_password, user=user)
         except ValidationError as error:
-            raise DomainError("weak_password", " ".join(error.messages)) from error
+            raise DomainError(AccountError.WEAK_PASSWORD, " ".join(error.messages)) from error
         user.set_password(new_password)
         fields.append("password")
     if full_name is not None:
@@ -123,7 +126,7 @@ def customer_update(
         fields.append("full_name")
     if email is not None and email.lower() != user.email:
         if User.objects.filter(email=email.lower()).exclude(pk=user.pk).exists():
-            raise Conflict("email_taken", "An account with this e-mail address already exists.")
+            raise Conflict(AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists.")
         user.email = email.lower()
         fields.append("email")
     if address is not None:

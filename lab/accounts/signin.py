@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import cast
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -22,6 +21,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
+from lab.accounts.errors import AccountError
 from lab.accounts.models import SecurityEvent, User
 from lab.lib.errors import DomainError, UpstreamError
 
@@ -30,11 +30,11 @@ _PREFIX = "signin"
 
 
 class SignInLocked(DomainError):
-    status = 429
+    """Too many failed sign-ins for the account or the client address; `retry_after_seconds` says when."""
 
     def __init__(self, *, retry_after_seconds: int) -> None:
         super().__init__(
-            "sign_in_locked",
+            AccountError.SIGN_IN_LOCKED,
             "Too many failed sign-ins for this account or from this address. Try again later.",
             retry_after_seconds=retry_after_seconds,
         )
@@ -133,6 +133,6 @@ def sign_in(*, request: HttpRequest, attempt: SignInAttempt, password: str) -> U
     except RedisError as error:
         logger.error("sign-in refused: the shared cache is unreachable error=%s", type(error).__name__)
         raise UpstreamError(
-            "sign_in_unavailable", "Signing in is unavailable for a moment; try again shortly.", status=503
+            AccountError.SIGN_IN_UNAVAILABLE, "Signing in is unavailable for a moment; try again shortly."
         ) from error
-    return cast(User, user)
+    return user

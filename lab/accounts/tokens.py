@@ -17,6 +17,7 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.lib.errors import NotFound, PermissionDenied
@@ -39,7 +40,7 @@ def token_key_digest(key: str) -> str:
 def api_token_issue(*, user: User, name: str, client_ip: str | None = None) -> IssuedToken:
     if is_staff_member(user):
         raise PermissionDenied(
-            "staff_tokens_not_issued",
+            AccountError.STAFF_TOKENS_NOT_ISSUED,
             "Staff accounts do not get API tokens: staff work on the lab pages (/lab/).",
         )
     key = secrets.token_hex(20)
@@ -104,7 +105,7 @@ def api_token_revoke(*, user: User, token_id: str, client_ip: str | None = None)
     with transaction.atomic():
         deleted, _ = ApiToken.objects.filter(user=user, public_id=token_id).delete()
         if not deleted:
-            raise NotFound("token_not_found", "No such token.")
+            raise NotFound(AccountError.TOKEN_NOT_FOUND, "No such token.")
         SecurityEvent.objects.create(
             kind=SecurityEvent.Kind.TOKEN_REVOKED,
             channel=SecurityEvent.Channel.API,

@@ -45,6 +45,7 @@ from lab.audit.records import RequestMeta
 from lab.audit.review import auditor_read_record, review_sample_daily, review_sign_off
 from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
+from lab.audit.views import error_status
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
 
@@ -87,7 +88,7 @@ def auditor_page(view: View) -> View:
             try:
                 response = view(request, *args, **kwargs)
             except DomainError as error:
-                response = render(request, "audit/error.html", {"error": error}, status=error.status)
+                response = render(request, "audit/error.html", {"error": error}, status=error_status(error))
         response["Cache-Control"] = "no-store"
         return response
 

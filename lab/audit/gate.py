@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import NoReturn
@@ -22,23 +21,16 @@ from PIL import Image
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role, primary_role, user_roles
-from lab.audit.models import (
-    AccessGrant,
-    AuditRecord,
-    ClarificationCase,
-    MaintenanceTicket,
-    Purpose,
-    ReviewItem,
-)
+from lab.audit.facts import Context, Facts, facts_gather, grant_of
+from lab.audit.models import AccessGrant, AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.audit.watermark import preview_render
 from lab.lib.errors import DomainError
-from lab.orders.models import Asset, Order
+from lab.orders.models import Asset
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
 from lab.production.maintenance import MAINTENANCE_ORDER_STATUSES
-from lab.production.models import PrintJob
 from lab.production.states import ACTIVE_JOB_STATUSES, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -106,93 +98,68 @@ class Decision:
     status: int = 403
 
 
-def _decide(*, user: User, role: str, request: AccessRequest, asset: Asset | None) -> Decision:
+def _decide(*, user: User, role: str, request: AccessRequest, facts: Facts) -> Decision:
     """Variant, role, then whether the purpose fits the current state of the named context."""
     if request.variant not in VARIANT_ACTIONS:
         return Decision(False, "unknown_variant", status=404)
-    allowed = set().union(*(PURPOSES_BY_ROLE.get(r, frozenset()) for r in user_roles(user)))
-    if role in (Role.AUDITOR, Role.ADMIN) and not (user_roles(user) & set(PURPOSES_BY_ROLE)):
+    roles = user_roles(user)
+    allowed = set().union(*(PURPOSES_BY_ROLE.get(r, frozenset()) for r in roles))
+    if role in (Role.AUDITOR, Role.ADMIN) and not (roles & set(PURPOSES_BY_ROLE)):
         return Decision(False, "role_never_views_photos")
     if request.purpose not in allowed:
         return Decision(False, "purpose_not_allowed_for_role")
+    asset = facts.asset
     if asset is None or asset.status != Asset.Status.READY:
         return Decision(False, "asset_unavailable")
     if request.is_full_resolution and request.purpose not in FULL_RESOLUTION_PURPOSES:
         return Decision(False, "full_resolution_not_needed_for_purpose")
     if request.is_full_resolution and len(request.justification.strip()) < MIN_JUSTIFICATION:
         return Decision(False, "justification_required_for_full_resolution")
-    return _context_fits(request=request, asset=asset)
+    return _context_fits(request=request, context=facts.context)
 
 
-def _context_fits(*, request: AccessRequest, asset: Asset) -> Decision:
-    purpose, kind, ident = request.purpose, request.context_type, request.context_id
+def _context_fits(*, request: AccessRequest, context: Context) -> Decision:
+    purpose, kind = request.purpose, request.context_type
     if purpose in (Purpose.PRINTING, Purpose.HANDLING):
-        job = PrintJob.objects.filter(pk=_int(ident), item__asset=asset).select_related("order").first()
-        if kind != "print_job" or job is None:
+        if kind != "print_job" or not context.found:
             return Decision(False, "context_not_found")
-        if job.status not in ACTIVE_JOB_STATUSES | {JobStatus.FAILED, JobStatus.UNKNOWN}:
-            return Decision(False, "print_job_not_active", job.order.ref)
-        return Decision(True, "active_print_job", job.order.ref)
+        if context.status not in ACTIVE_JOB_STATUSES | {JobStatus.FAILED, JobStatus.UNKNOWN}:
+            return Decision(False, "print_job_not_active", context.order_ref)
+        return Decision(True, "active_print_job", context.order_ref)
     if purpose == Purpose.PACKAGING:
-        order = Order.objects.filter(ref=ident, items__asset=asset).first()
-        if kind != "order" or order is None:
+        if kind != "order" or not context.found:
             return Decision(False, "context_not_found")
-        if order.status not in (OrderStatus.READY_TO_PACK, OrderStatus.PACKED):
-            return Decision(False, "order_not_being_packed", order.ref)
-        return Decision(True, "order_being_packed", order.ref)
+        if context.order_status not in (OrderStatus.READY_TO_PACK, OrderStatus.PACKED):
+            return Decision(False, "order_not_being_packed", context.order_ref)
+        return Decision(True, "order_being_packed", context.order_ref)
     if purpose == Purpose.MAINTENANCE:
-        return _maintenance_fits(request=request, asset=asset)
+        return _maintenance_fits(request=request, context=context)
     if purpose == Purpose.ORDER_CLARIFICATION:
-        case = (
-            ClarificationCase.objects.filter(pk=_int(ident), order__items__asset=asset)
-            .select_related("order")
-            .first()
-        )
-        if kind != "clarification_case" or case is None:
+        if kind != "clarification_case" or not context.found:
             return Decision(False, "context_not_found")
-        if not case.is_open or case.order.status != OrderStatus.ON_HOLD:
-            return Decision(False, "clarification_not_open", case.order.ref)
-        return Decision(True, "open_clarification_case", case.order.ref)
+        if not context.is_open or context.order_status != OrderStatus.ON_HOLD:
+            return Decision(False, "clarification_not_open", context.order_ref)
+        return Decision(True, "open_clarification_case", context.order_ref)
     return Decision(False, "unknown_purpose")
 
 
-def _maintenance_fits(*, request: AccessRequest, asset: Asset) -> Decision:
+def _maintenance_fits(*, request: AccessRequest, context: Context) -> Decision:
     """Only the jobs the ticket names, only while their order is still in production, full resolution only
     on a ticket a second person (a supervisor) approved."""
-    ticket = MaintenanceTicket.objects.filter(pk=_int(request.context_id)).first()
-    if request.context_type != "maintenance_ticket" or ticket is None:
+    if request.context_type != "maintenance_ticket" or not context.found:
         return Decision(False, "context_not_found")
-    job = ticket.jobs.filter(item__asset=asset).select_related("order").order_by("-pk").first()
-    if job is None:
+    if not context.on_ticket:
         # Name the order the photo belongs to, so auditors see which one was probed (and whether it shipped).
-        return Decision(False, "photo_not_on_ticket", _latest_order_ref(asset))
-    order = job.order
-    if not ticket.is_open:
-        return Decision(False, "maintenance_ticket_closed", order.ref)
-    if order.status in SHIPPED_STATUSES:
-        return Decision(False, "order_packed_or_shipped", order.ref)
-    if order.status not in MAINTENANCE_ORDER_STATUSES:
-        return Decision(False, "order_not_in_production", order.ref)
-    if request.is_full_resolution and not ticket.is_approved:
-        return Decision(False, "maintenance_full_resolution_needs_approval", order.ref)
-    return Decision(True, "open_maintenance_ticket", order.ref)
-
-
-def _latest_order_ref(asset: Asset) -> str | None:
-    order = Order.objects.filter(items__asset=asset).order_by("-pk").only("ref").first()
-    return order.ref if order else None
-
-
-def _int(value: str) -> int:
-    return int(value) if value.isdigit() and len(value) < 18 else -1
-
-
-def _uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+        return Decision(False, "photo_not_on_ticket", context.probed_ref)
+    if not context.is_open:
+        return Decision(False, "maintenance_ticket_closed", context.order_ref)
+    if context.order_status in SHIPPED_STATUSES:
+        return Decision(False, "order_packed_or_shipped", context.order_ref)
+    if context.order_status not in MAINTENANCE_ORDER_STATUSES:
+        return Decision(False, "order_not_in_production", context.order_ref)
+    if request.is_full_resolution and not context.is_approved:
+        return Decision(False, "maintenance_full_resolution_needs_approval", context.order_ref)
+    return Decision(True, "open_maintenance_ticket", context.order_ref)
 
 
 # --- Grants ---------------------------------------------------------------------------------------
@@ -211,16 +178,22 @@ def _scope(*, user: User, request: AccessRequest) -> dict[str, object]:
     }
 
 
-def _grant_for(*, user: User, asset: Asset, request: AccessRequest) -> AccessGrant:
-    """Reuse the person's live grant for this exact scope (and resolution), or open a new short-lived one."""
+def _grant_for(
+    *, user: User, asset: Asset, request: AccessRequest, live: AccessGrant | None = None
+) -> AccessGrant:
+    """Reuse the person's live grant for this exact scope (and resolution), or open a new short-lived one.
+    live: that grant as the decision's facts found it (still live now: reused without another query)."""
     now = timezone.now()
+    if live is not None and live.revoked_at is None and live.expires_at > now:
+        return live
     scope = _scope(user=user, request=request)
-    live = AccessGrant.objects.filter(**scope, revoked_at__isnull=True, expires_at__gt=now)
-    if request.is_full_resolution:
-        live = live.filter(is_full_resolution=True)
-    grant = live.order_by("-created_at").first()
-    if grant is not None:
-        return grant
+    if live is None:
+        found = AccessGrant.objects.filter(**scope, revoked_at__isnull=True, expires_at__gt=now)
+        if request.is_full_resolution:
+            found = found.filter(is_full_resolution=True)
+        grant = found.order_by("-created_at").first()
+        if grant is not None:
+            return grant
     renewal_window = timedelta(seconds=settings.AUDIT_GRANT_RENEWAL_SECONDS)
     previous = (
         AccessGrant.objects.filter(
@@ -268,10 +241,8 @@ def _revoke_closed_grants(*, user: User, request: AccessRequest, rule: str) -> N
 # --- Deciding, refusing, delivering ---------------------------------------------------------------
 
 
-def _asset(asset_id: str) -> Asset | None:
-    if not _uuid(asset_id):
-        return None
-    return Asset.objects.select_related("data_key").filter(pk=asset_id).first()
+def _facts(*, user: User, request: AccessRequest) -> Facts:
+    return facts_gather(user=user, request=request, now=timezone.now())
 
 
 def _entry(
@@ -302,12 +273,19 @@ def _entry(
 
 
 def _refuse(
-    *, user: User, request: AccessRequest, asset: Asset | None, decision: Decision, meta: RequestMeta
+    *,
+    user: User,
+    request: AccessRequest,
+    asset: Asset | None,
+    decision: Decision,
+    meta: RequestMeta,
+    has_open_grants: bool = True,
 ) -> NoReturn:
-    """Record the refusal (ending the person's grants on a context that closed) and raise AccessDenied."""
+    """Record the refusal (ending the person's grants on a context that closed) and raise AccessDenied.
+    has_open_grants False: the decision's facts found no unrevoked grant of this scope to end."""
     try:
         with transaction.atomic():
-            if asset is not None:
+            if asset is not None and has_open_grants:
                 _revoke_closed_grants(user=user, request=request, rule=decision.rule)
             audit_append(_entry(user=user, request=request, asset=asset, decision=decision, meta=meta))
     except DatabaseError as error:
@@ -332,8 +310,10 @@ def _deliver(
     decision: Decision,
     meta: RequestMeta,
     grant: AccessGrant | None = None,
+    live: AccessGrant | None = None,
 ) -> Delivery:
-    """Render outside any transaction, then record the delivery (and open or reuse the grant) in one."""
+    """Render outside any transaction, then record the delivery (and open or reuse the grant) in one.
+    grant: the grant the view came with; live: the person's live grant for this scope the facts found."""
     role, actor_id = primary_role(user), str(user.public_id)
     try:
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
@@ -346,7 +326,7 @@ def _deliver(
     try:
         with transaction.atomic():
             if grant is None:
-                grant = _grant_for(user=user, asset=asset, request=request)
+                grant = _grant_for(user=user, asset=asset, request=request, live=live)
             record = audit_append(
                 _entry(
                     user=user,
@@ -391,12 +371,20 @@ def _render(*, original: bytes, variant: str, viewer: str) -> tuple[bytes, str]:
 def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> Delivery:
     """One request, one view: decide, open (or reuse) a grant, render, record, deliver — or record the
     refusal and raise AccessDenied."""
-    asset = _asset(request.asset_id)
-    decision = _decide(user=user, role=primary_role(user), request=request, asset=asset)
+    facts = _facts(user=user, request=request)
+    asset = facts.asset
+    decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
     if not decision.granted:
-        _refuse(user=user, request=request, asset=asset, decision=decision, meta=meta)
+        _refuse(
+            user=user,
+            request=request,
+            asset=asset,
+            decision=decision,
+            meta=meta,
+            has_open_grants=facts.has_open_grants,
+        )
     assert asset is not None
-    return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta)
+    return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta, live=facts.grant)
 
 
 def image_grant_open(*, user: User, request: AccessRequest, meta: RequestMeta) -> AccessGrant:
@@ -404,13 +392,21 @@ def image_grant_open(*, user: User, request: AccessRequest, meta: RequestMeta) -
 
     Refusals are recorded here; a grant that is opened is recorded with its first view.
     """
-    asset = _asset(request.asset_id)
-    decision = _decide(user=user, role=primary_role(user), request=request, asset=asset)
+    facts = _facts(user=user, request=request)
+    asset = facts.asset
+    decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
     if not decision.granted:
-        _refuse(user=user, request=request, asset=asset, decision=decision, meta=meta)
+        _refuse(
+            user=user,
+            request=request,
+            asset=asset,
+            decision=decision,
+            meta=meta,
+            has_open_grants=facts.has_open_grants,
+        )
     assert asset is not None
     with transaction.atomic():
-        return _grant_for(user=user, asset=asset, request=request)
+        return _grant_for(user=user, asset=asset, request=request, live=facts.grant)
 
 
 def image_grant_view(
@@ -418,7 +414,7 @@ def image_grant_view(
 ) -> Delivery:
     """A view under a grant: only while it lives, only for its photo and resolution, only while its context
     still fits. An expired grant is refused and recorded; nothing renews it."""
-    grant = AccessGrant.objects.filter(pk=grant_id, actor=user).first() if _uuid(grant_id) else None
+    grant = grant_of(user=user, grant_id=grant_id)
     request = AccessRequest(
         asset_id=asset_id,
         purpose=grant.purpose if grant else "",
@@ -427,15 +423,23 @@ def image_grant_view(
         context_id=grant.context_id if grant else grant_id[:64],
         variant=variant,
     )
-    asset = _asset(asset_id)
-    decision = _decide(user=user, role=primary_role(user), request=request, asset=asset)
+    facts = _facts(user=user, request=request)
+    asset = facts.asset
+    decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
     # The grant's own limits come first (an unknown variant aside); the context is still decided, so an
     # expired grant's refusal names the order it was for.
     refusal = _grant_refusal(grant=grant, request=request) if decision.rule != "unknown_variant" else None
     if refusal is not None:
         decision = replace(refusal, order_ref=decision.order_ref)
     if not decision.granted:
-        _refuse(user=user, request=request, asset=asset, decision=decision, meta=meta)
+        _refuse(
+            user=user,
+            request=request,
+            asset=asset,
+            decision=decision,
+            meta=meta,
+            has_open_grants=facts.has_open_grants,
+        )
     assert asset is not None and grant is not None
     return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta, grant=grant)
 
@@ -447,7 +451,14 @@ def image_request_refuse(
     request = AccessRequest(
         asset_id="", purpose="", justification="", context_type="path", context_id=path[:64]
     )
-    _refuse(user=user, request=request, asset=None, decision=Decision(False, rule, status=status), meta=meta)
+    _refuse(
+        user=user,
+        request=request,
+        asset=None,
+        decision=Decision(False, rule, status=status),
+        meta=meta,
+        has_open_grants=False,
+    )
 
 
 def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delivery:

@@ -1,6 +1,6 @@
 """The append-only, hash-chained audit log and the objects access decisions rest on.
 
-AuditRecord mirrors lab.audit.chain.RECORD_FIELDS; rows are only ever inserted by lab.audit.records.
+AuditRecord mirrors lab.audit.chain.RECORD_FIELDS_LANED; rows are only ever inserted by lab.audit.records.
 """
 
 from __future__ import annotations
@@ -53,9 +53,19 @@ class AuditRecord(models.Model):
     hash = models.CharField(max_length=64, unique=True)
     # HMAC-SHA256 of the hashed fields with AUDIT_RECORD_KEY, which the database never holds.
     mac = models.CharField(max_length=64)
+    # The chain ("lane") the record is in and its position there (lane_seq 1, 2, 3...): both hashed. A record
+    # from before lanes has no lane_seq (NULL); it is in lane 1 at position seq and is hashed without them.
+    lane = models.PositiveSmallIntegerField(default=1)
+    lane_seq = models.BigIntegerField(null=True)
 
     class Meta:
         ordering: ClassVar[list[str]] = ["seq"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["lane", "lane_seq"], name="audit_record_one_per_lane_position"),
+            models.CheckConstraint(
+                condition=models.Q(lane__gte=1, lane__lte=16), name="audit_record_lane_1_to_16"
+            ),
+        ]
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["occurred_at"]),
             models.Index(fields=["actor_id", "occurred_at"]),
@@ -69,8 +79,10 @@ class AuditRecord(models.Model):
 
 
 class AuditHead(models.Model):
-    """One row: the chain's head. Writers lock it, so the chain stays linear under concurrency. On PostgreSQL
-    a trigger lets it only move forward one seq at a time and never be deleted or truncated."""
+    """The head of one lane (id 1..LANES): the number of records in it (seq, i.e. its last lane_seq) and the
+    last one's hash. A writer locks a free lane's row, so every lane stays linear under concurrency while
+    writers in different lanes do not wait for each other. On PostgreSQL a trigger lets a row only move
+    forward one position at a time and never be deleted or truncated."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
@@ -78,7 +90,7 @@ class AuditHead(models.Model):
 
     class Meta:
         constraints: ClassVar[list[models.BaseConstraint]] = [
-            models.CheckConstraint(condition=models.Q(id=1), name="audit_head_single_row")
+            models.CheckConstraint(condition=models.Q(id__gte=1, id__lte=16), name="audit_head_lane_1_to_16")
         ]
 
 
@@ -89,6 +101,8 @@ class AuditCheckpoint(models.Model):
     key_id = models.CharField(max_length=64)
     signature = models.CharField(max_length=128)
     reason = models.CharField(max_length=16, default="schedule")  # schedule | export
+    # The lane heads signed, canonical JSON [[lane, lane_seq, seq, hash], ...] ("" before lanes).
+    lanes = models.TextField(blank=True, default="")
 
     class Meta:
         ordering: ClassVar[list[str]] = ["pk"]

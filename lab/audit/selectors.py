@@ -195,11 +195,26 @@ def employee_summaries(
         first_at=Min("occurred_at"),
         last_at=Max("occurred_at"),
     )
-    summaries = {row["actor_id"]: EmployeeSummary(**row) for row in totals.order_by()}
-    for row in attempts.values("actor_id", "actor_role").annotate(n=Count("seq")).order_by():
-        summaries[row["actor_id"]].roles.append(row["actor_role"])
-    for row in attempts.values("actor_id", "purpose").annotate(n=Count("seq")).order_by():
-        summaries[row["actor_id"]].purposes[row["purpose"]] = row["n"]
+    # The rows' actor_id is typed nullable, but `attempts` excludes null actors: the assert and str() below
+    # only say so to mypy.
+    summaries: dict[str, EmployeeSummary] = {}
+    for row in totals.order_by():
+        person = row["actor_id"]
+        assert person is not None
+        summaries[person] = EmployeeSummary(
+            actor_id=person,
+            views=row["views"],
+            full_resolution_views=row["full_resolution_views"],
+            denied=row["denied"],
+            distinct_orders=row["distinct_orders"],
+            distinct_assets=row["distinct_assets"],
+            first_at=row["first_at"],
+            last_at=row["last_at"],
+        )
+    for role_row in attempts.values("actor_id", "actor_role").annotate(n=Count("seq")).order_by():
+        summaries[str(role_row["actor_id"])].roles.append(role_row["actor_role"])
+    for purpose_row in attempts.values("actor_id", "purpose").annotate(n=Count("seq")).order_by():
+        summaries[str(purpose_row["actor_id"])].purposes[purpose_row["purpose"]] = purpose_row["n"]
     if with_flags and until - since <= MAX_ANOMALY_RANGE:
         flags: dict[str, Counter[str]] = defaultdict(Counter)
         for anomaly in anomalies_find(since=since, until=until, actor_id=actor_id):

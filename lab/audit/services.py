@@ -5,8 +5,9 @@ published public key and keep their own copy of the witness log.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from lab.audit import chain
@@ -69,9 +71,10 @@ def witness_sink() -> WitnessSink:
 
 
 def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
-    """Verify the chain from the last witnessed checkpoint to the head, then sign it, append the checkpoint
-    to the witness and store it. Also when nothing happened since the last one (a silent gap shows). Never
-    signs what it did not verify: on a problem nothing is signed, an alert goes out, AuditChainBroken."""
+    """Verify every lane from the last witnessed checkpoint to its head, then sign all the lane heads in one
+    checkpoint, append it to the witness and store it. Also when nothing happened since the last one (a
+    silent gap shows). Never signs what it did not verify: on a problem nothing is signed, an alert goes out,
+    AuditChainBroken."""
     sink = witness_sink()
     with sink.lock():
         last = sink.last()
@@ -79,12 +82,18 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
         if verified.problem is not None:
             _alert(verified.problem)
             raise AuditChainBroken(verified.problem)
+        # Every lane's head: those the walk reached, and those of lanes nothing was written to since.
+        lanes = {head[0]: head for head in (chain.checkpoint_lanes(last) if last is not None else ())}
+        lanes.update(verified.lanes)
+        heads = tuple(lanes[lane] for lane in sorted(lanes))
+        seq, head_hash = chain.lanes_checkpoint_head(heads)
         signed = chain.sign_checkpoint(
             private_key=signing_key(),
             key_id=key_id(),
-            seq=verified.head_seq,
-            head_hash=verified.head_hash,
+            seq=seq,
+            head_hash=head_hash,
             signed_at=chain.utc_timestamp(timezone.now()),
+            lanes=heads,
         )
         sink.append(signed)
     row = AuditCheckpoint.objects.create(
@@ -94,6 +103,7 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
         key_id=signed.key_id,
         signature=signed.signature,
         reason=reason,
+        lanes=chain.lanes_to_json(signed.lanes),
     )
     logger.info("audit checkpoint signed seq=%s witness=%s", signed.seq, sink.location)
     _mail_checkpoint(signed)
@@ -108,49 +118,63 @@ def audit_chain_check() -> chain.ChainProblem | None:
 
 
 def _verify_since(last: chain.Checkpoint | None) -> chain.VerifyResult:
-    """Walk the records after the last witnessed checkpoint (all of them when there is none): hashes, links
-    and macs; then check the head row against the last of them."""
-    start_seq, start_hash = 0, chain.GENESIS_HASH
+    """Walk the records after the last witnessed checkpoint, lane by lane from the heads it signs (all of
+    them when there is none): hashes, links and macs; then check every lane's head row against the walk."""
+    starts: dict[int, chain.LaneHead] = {}
     if last is not None:
         problem = _witnessed_start_problem(last)
         if problem is not None:
             return chain.VerifyResult(0, last.seq, last.head_hash, problem)
-        start_seq, start_hash = last.seq, last.head_hash
-    result = chain.verify_records(
-        _records(after=start_seq),
-        start_prev_hash=start_hash,
-        start_seq=start_seq + 1,
-        record_key=record_key(),
-    )
+        starts = {head[0]: head for head in chain.checkpoint_lanes(last)}
+    result = chain.verify_records(_records(after=starts), record_key=record_key(), lane_starts=starts)
     if result.problem is not None:
         return result
-    # The head is read after the walk: a record and its head move commit together, so the head is at or past
-    # every genuine record the walk saw; past it only by records committed since, which must now be there.
-    head_seq, head_hash = AuditHead.objects.filter(id=1).values_list("seq", "hash").first() or (
-        0,
-        chain.GENESIS_HASH,
-    )
-    problem = None
-    if head_seq == result.head_seq and head_hash != result.head_hash:
-        problem = chain.ChainProblem(
-            head_seq,
-            None,
-            "head_mismatch",
-            f"the head row's hash is not that of record seq {head_seq}: the head row was changed",
-        )
-    elif head_seq < result.head_seq or (
-        head_seq > result.head_seq and not AuditRecord.objects.filter(seq=result.head_seq + 1).exists()
-    ):
-        problem = chain.ChainProblem(
-            min(head_seq, result.head_seq) + 1,
-            None,
-            "head_mismatch",
-            f"the head row says seq {head_seq} but the records end at seq {result.head_seq}:"
-            f" the head row was reset or the records after seq {result.head_seq} were removed",
-        )
-    if problem is not None:
-        return chain.VerifyResult(result.count, result.head_seq, result.head_hash, problem)
+    # The heads are read after the walk: a record and its lane's head move commit together, so a head is at
+    # or past every genuine record the walk saw in its lane; past it only by records committed since, which
+    # must now be there.
+    walked = {**starts, **result.lanes}
+    for lane, position, head_hash in AuditHead.objects.order_by("id").values_list("id", "seq", "hash"):
+        problem = _head_problem(lane, position, head_hash, walked.get(lane))
+        if problem is not None:
+            return chain.VerifyResult(result.count, result.head_seq, result.head_hash, problem, result.lanes)
     return result
+
+
+def _head_problem(
+    lane: int, position: int, head_hash: str, walked: chain.LaneHead | None
+) -> chain.ChainProblem | None:
+    """The head row of a lane against the last record the walk verified in it."""
+    walked_position, walked_seq, walked_hash = (
+        (walked[1], walked[2], walked[3]) if walked else (0, 0, chain.GENESIS_HASH)
+    )
+    if position == walked_position and head_hash != walked_hash:
+        return chain.ChainProblem(
+            walked_seq or None,
+            None,
+            "head_mismatch",
+            f"lane {lane}'s head row does not hold the hash of its record #{position} (seq {walked_seq}):"
+            " the head row was changed",
+            lane,
+        )
+    if position < walked_position or (
+        position > walked_position and not _lane_records(lane).filter(lane_seq=walked_position + 1).exists()
+    ):
+        return chain.ChainProblem(
+            walked_seq + 1,
+            None,
+            "head_mismatch",
+            f"lane {lane}'s head row says #{position} but its records end at #{walked_position}"
+            f" (seq {walked_seq}): the head row was reset or the records after seq {walked_seq} were removed",
+            lane,
+        )
+    return None
+
+
+def _lane_records(lane: int) -> QuerySet[AuditRecord]:
+    """The records of a lane; lane 1 includes the records from before lanes."""
+    if lane == 1:
+        return AuditRecord.objects.filter(Q(lane=1) | Q(lane_seq__isnull=True))
+    return AuditRecord.objects.filter(lane=lane, lane_seq__isnull=False)
 
 
 def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | None:
@@ -162,27 +186,34 @@ def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | Non
             f"the witness's last checkpoint (seq {last.seq}) is not signed by this signer's key:"
             " the signing key was replaced, or the witness line forged",
         )
-    stored = (
-        chain.GENESIS_HASH
-        if last.seq == 0
-        else AuditRecord.objects.filter(seq=last.seq).values_list("hash", flat=True).first()
-    )
-    if stored is None:
-        first_missing = (AuditRecord.objects.order_by("-seq").values_list("seq", flat=True).first() or 0) + 1
+    for lane, position, seq, head_hash in chain.checkpoint_lanes(last):
+        stored = AuditRecord.objects.filter(seq=seq).values_list("hash", flat=True).first()
+        if stored is None:
+            present = _lane_records(lane).order_by("-seq").values_list("seq", flat=True).first() or 0
+            return chain.ChainProblem(
+                present + 1,
+                None,
+                "truncated_after_checkpoint",
+                f"the witness signed lane {lane} up to #{position} (seq {seq}) at {last.signed_at} but the"
+                f" lane's records end before it: seq {present + 1} onwards removed",
+                lane if last.lanes else None,
+            )
+        if stored != head_hash:
+            return chain.ChainProblem(
+                seq,
+                None,
+                "checkpoint_mismatch",
+                f"record seq {seq} (lane {lane} #{position}) does not have the hash the witness signed at"
+                f" {last.signed_at}: the chain up to seq {seq} was rewritten",
+                lane if last.lanes else None,
+            )
+    if last.seq == 0 and last.head_hash != chain.GENESIS_HASH:
         return chain.ChainProblem(
-            first_missing,
-            None,
-            "truncated_after_checkpoint",
-            f"the witness signed seq {last.seq} at {last.signed_at} but the records end before it:"
-            f" seq {first_missing} onwards removed",
-        )
-    if stored != last.head_hash:
-        return chain.ChainProblem(
-            last.seq,
+            0,
             None,
             "checkpoint_mismatch",
-            f"record seq {last.seq} does not have the hash the witness signed at {last.signed_at}:"
-            f" the chain up to seq {last.seq} was rewritten",
+            f"the witness's checkpoint of the empty log (signed at {last.signed_at}) does not sign the"
+            " genesis hash",
         )
     return None
 
@@ -228,11 +259,25 @@ def _as_checkpoint(row: AuditCheckpoint) -> chain.Checkpoint:
         signed_at=row.signed_at,
         key_id=row.key_id,
         signature=row.signature,
+        lanes=chain.lanes_from_json(json.loads(row.lanes)) if row.lanes else (),
     )
 
 
-def _records(*, after: int = 0) -> Iterator[dict[str, object]]:
-    for record in AuditRecord.objects.filter(seq__gt=after).order_by("seq").iterator(chunk_size=5000):
+def _records(*, after: Mapping[int, chain.LaneHead] | None = None) -> Iterator[dict[str, object]]:
+    """Every record in seq order, or those after the given head of each lane (records of lanes not given:
+    all of them)."""
+    records = AuditRecord.objects.order_by("seq")
+    if after:
+        wanted = Q(lane_seq__isnull=False) & ~Q(lane__in=list(after))
+        if 1 not in after:
+            wanted |= Q(lane_seq__isnull=True)
+        for lane, (_, position, seq, _) in after.items():
+            # The lane's (lane, lane_seq) index finds them; lane 1 also holds the records from before lanes.
+            wanted |= Q(lane=lane, lane_seq__gt=position)
+            if lane == 1:
+                wanted |= Q(lane_seq__isnull=True, seq__gt=seq)
+        records = records.filter(wanted)
+    for record in records.iterator(chunk_size=5000):
         yield record_as_chain_dict(record)
 
 
@@ -243,6 +288,7 @@ class DatabaseVerification:
     checkpoints: int
     problem: chain.ChainProblem | None
     witnessed: int = 0
+    lanes: int = 0  # lanes holding records
 
 
 def audit_verify_database(
@@ -259,14 +305,20 @@ def audit_verify_database(
     witness = FileWitness(witness_path) if witness_path is not None else witness_sink()
     witnessed, witness_read_problem = witness.read_all()
     wanted = {checkpoint.seq for checkpoint in [*rows, *witnessed]}
+    wanted.update(
+        head[2] for checkpoint in [*rows, *witnessed] for head in chain.checkpoint_lanes(checkpoint)
+    )
     heads = dict(AuditRecord.objects.filter(seq__in=wanted).values_list("seq", "hash"))
     heads[0] = chain.GENESIS_HASH
     last_good = result.head_seq
+    is_whole = result.problem is None
     checkpoint_problem = chain.verify_checkpoints(
-        [c for c in rows if result.problem is None or c.seq <= last_good],
+        [c for c in rows if is_whole or c.seq <= last_good],
         public_key=key,
         heads=heads,
-        head_seq=None if result.problem is not None else last_good,
+        head_seq=None if not is_whole else last_good,
+        lane_heads=result.lanes if is_whole else None,
+        absent=result.absent,
     )
     problems = [result.problem, checkpoint_problem, witness_read_problem]
     if witness_read_problem is None:
@@ -280,14 +332,18 @@ def audit_verify_database(
                 now=now or timezone.now(),
                 interval_seconds=settings.AUDIT_CHECKPOINT_SECONDS,
                 known=[c for c in rows if chain.checkpoint_signature_is_valid(checkpoint=c, public_key=key)],
-                is_chain_whole=result.problem is None,
+                is_chain_whole=is_whole,
+                lane_heads=result.lanes,
+                absent=result.absent,
             )
         )
-    return DatabaseVerification(result.count, result.head_seq, len(rows), _first(problems), len(witnessed))
+    return DatabaseVerification(
+        result.count, result.head_seq, len(rows), _first(problems), len(witnessed), len(result.lanes)
+    )
 
 
 def _first_record_at() -> str | None:
-    first = AuditRecord.objects.filter(seq=1).values_list("occurred_at", flat=True).first()
+    first = AuditRecord.objects.order_by("seq").values_list("occurred_at", flat=True).first()
     return None if first is None else chain.utc_timestamp(first)
 
 

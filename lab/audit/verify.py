@@ -9,30 +9,37 @@ An export is two UTF-8 files side by side:
 
 ``EXPORT`` (e.g. ``audit-2026-05-09.jsonl``)
     The records, one per line, each line the canonical JSON object (see lab/audit/chain.py: keys sorted,
-    no whitespace, non-ASCII as UTF-8, ``null`` kept) of exactly the fields RECORD_FIELDS plus ``hash`` and
-    ``mac`` (64 hex digits each), ending in ``\\n``. Lines are in seq order, starting at seq 1 (whose
-    prev_hash is 64 zeros) with no gap: an export always holds the whole chain. Anything else on a line
-    (extra or missing keys, other whitespace, ``\\r``, other escapes, wrong value types) is
-    reported as malformed.
+    no whitespace, non-ASCII as UTF-8, ``null`` kept) of exactly the fields RECORD_FIELDS_LANED (every record
+    written since lanes: with ``lane`` and ``lane_seq``) or RECORD_FIELDS (a record from before lanes) plus
+    ``hash`` and ``mac`` (64 hex digits each), ending in ``\\n``. Lines are in increasing seq order; an
+    export always holds the whole log: every lane from its first record (lane_seq 1, prev_hash 64 zeros) with
+    no gap in lane_seq, and the records from before lanes as seqs 1, 2, 3... of lane 1. seq itself may skip
+    numbers (a writer that rolled back). Anything else on a line (extra or missing keys, other whitespace,
+    ``\\r``, other escapes, wrong value types) is reported as malformed.
 
 ``EXPORT`` with its last suffix replaced by ``.checkpoints.jsonl`` (``audit-2026-05-09.checkpoints.jsonl``)
-    The checkpoints, one canonical JSON object per line with keys head_hash, key_id, seq, signature,
-    signed_at, in the order they were signed (seq never decreases). The exporter signs a checkpoint of the
-    head at export time as the last line, so every record is covered by a signature; it holds every
-    checkpoint the database has, also those past a head the exporter refused to sign.
+    The checkpoints, one canonical JSON object per line with keys head_hash, key_id, lanes, seq, signature,
+    signed_at (lanes: [lane, lane_seq, seq, hash] of every lane's head; a checkpoint from before lanes has no
+    lanes and signs seq/head_hash of lane 1), in the order they were signed (seq never decreases, nor does
+    any lane's lane_seq). The exporter signs a checkpoint of the heads at export time as the last line, so
+    every record is covered by a signature; it holds every checkpoint the database has, also those past a
+    head the exporter refused to sign.
 
 The witness log (``--witness``) has the same format: the lab's signer appends every checkpoint to it outside
 the database (lab/audit/witness.py) and may mail each line to the auditors, who keep their own copy.
 
 What is checked, and what cannot be
 -----------------------------------
-Every record's hash is recomputed and its prev_hash must be the previous record's hash; seqs run 1, 2, 3...
-Every checkpoint must carry a valid Ed25519 signature by the PINNED key (from the command line, never from
-the export), the record with its seq must have its head_hash, and the export must reach every checkpoint's
-seq. Records after the last checkpoint are refused ("unsigned_tail"). Because the chain links backwards,
-rewriting records *and* recomputing every later hash is caught only by a checkpoint at or after the first
-rewritten seq; and cutting the tail back to an earlier checkpoint *together with* the later checkpoints is
-only detectable against a later checkpoint the auditor already holds. That is what the witness log is for:
+Every record's hash is recomputed; in its lane its lane_seq must be the next one and its prev_hash the hash
+of the lane's previous record; seqs increase from line to line. A problem is named by seq (for a missing
+record: the first seq after its lane's previous record that holds no record) and, for laned records, by
+lane and lane_seq in the message. Every checkpoint must carry a valid Ed25519 signature by the PINNED key
+(from the command line, never from the export), the record of every lane head it signs must have the signed
+hash, and the export must reach every lane head. Records after their lane's last checkpoint are refused
+("unsigned_tail"). Because each lane links backwards, rewriting records *and* recomputing every later hash
+of their lane is caught only by a checkpoint at or after the first rewritten record; and cutting a lane's
+tail back to an earlier checkpoint *together with* the later checkpoints is only detectable against a later
+checkpoint the auditor already holds. That is what the witness log is for:
 with ``--witness`` every witnessed checkpoint must be signed by the pinned key and name a seq and hash still
 in the export (a seq beyond its end is a truncation), every checkpoint of the export must be in the witness
 (else the witness lost lines), consecutive witnessed checkpoints may be at most two ``--interval`` apart
@@ -64,6 +71,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from lab.audit.chain import (
     EXPORT_FIELDS,
+    EXPORT_FIELDS_LANED,
     GENESIS_HASH,
     NULLABLE_FIELDS,
     ChainEntry,
@@ -71,8 +79,10 @@ from lab.audit.chain import (
     Checkpoint,
     Malformed,
     VerifyResult,
+    checkpoint_lanes,
     checkpoint_signature_is_valid,
     export_line,
+    is_laned,
     load_public_key,
     load_record_key,
     public_key_fingerprint,
@@ -115,12 +125,20 @@ def read_checkpoints(path: Path) -> tuple[list[Checkpoint], ChainProblem | None]
 
 
 def _allowed_export_shapes() -> frozenset[tuple[type, ...]]:
-    """Value types of an export line's fields in sorted-key order, for every legal null/str mix."""
-    options = [
-        (int,) if name == "seq" else (str, type(None)) if name in NULLABLE_FIELDS else (str,)
-        for name in sorted(EXPORT_FIELDS)
-    ]
-    return frozenset(itertools.product(*options))
+    """Value types of an export line's fields in sorted-key order, for every legal null/str mix, in both
+    formats (records from before lanes, and laned records)."""
+    shapes: set[tuple[type, ...]] = set()
+    for fields in (EXPORT_FIELDS, EXPORT_FIELDS_LANED):
+        options = [
+            (int,)
+            if name in ("seq", "lane", "lane_seq")
+            else (str, type(None))
+            if name in NULLABLE_FIELDS
+            else (str,)
+            for name in sorted(fields)
+        ]
+        shapes.update(itertools.product(*options))
+    return frozenset(shapes)
 
 
 def export_entries(
@@ -135,6 +153,7 @@ def export_entries(
     digest = hmac.digest
     compare = hmac.compare_digest
     export_keys = frozenset(EXPORT_FIELDS)
+    laned_keys = frozenset(EXPORT_FIELDS_LANED)
     shapes = _allowed_export_shapes()
     for line_number, line in enumerate(lines, start=1):
         raw = line[:-1] if line[-1:] == b"\n" else line
@@ -145,11 +164,13 @@ def export_entries(
         except ValueError as error:
             yield Malformed(line_number, f"not a JSON line: {error}")
             continue
+        keys = record.keys() if is_canonical else None
+        laned = keys == laned_keys
         if not (
-            is_canonical
-            and record.keys() == export_keys
+            (laned or keys == export_keys)
             and tuple(map(type, record.values())) in shapes
             and len(record["mac"]) == 64
+            and (not laned or (record["lane"] >= 1 and record["lane_seq"] >= 1))
         ):
             yield Malformed(line_number, _describe_bad_line(record))
             continue
@@ -162,21 +183,34 @@ def export_entries(
         is_authentic = record_key is None or compare(
             digest(record_key, hashed, "sha256").hex(), record["mac"]
         )
-        yield (
-            line_number,
-            record["seq"],
-            record["prev_hash"],
-            record["hash"],
-            sha256(hashed).hexdigest(),
-            is_authentic,
-        )
+        if laned:
+            yield (
+                line_number,
+                record["seq"],
+                record["prev_hash"],
+                record["hash"],
+                sha256(hashed).hexdigest(),
+                is_authentic,
+                record["lane"],
+                record["lane_seq"],
+            )
+        else:
+            yield (
+                line_number,
+                record["seq"],
+                record["prev_hash"],
+                record["hash"],
+                sha256(hashed).hexdigest(),
+                is_authentic,
+            )
 
 
 def _describe_bad_line(record: object) -> str:
     if type(record) is not dict:
         return f"a JSON {type(record).__name__}, not an object"
-    missing = sorted(set(EXPORT_FIELDS) - set(record))
-    unexpected = sorted(set(record) - set(EXPORT_FIELDS))
+    fields = EXPORT_FIELDS_LANED if "lane" in record or "lane_seq" in record else EXPORT_FIELDS
+    missing = sorted(set(fields) - set(record))
+    unexpected = sorted(set(record) - set(fields))
     if missing or unexpected:
         return f"fields differ from the record fields: missing {missing}, unexpected {unexpected}"
     error = record_type_error(record)
@@ -185,6 +219,8 @@ def _describe_bad_line(record: object) -> str:
             error = f"{name} must be a string"
     if error is None and len(record["mac"]) != 64:
         error = "mac must be 64 hex digits"
+    if error is None and fields is EXPORT_FIELDS_LANED and not is_laned(record):
+        error = "lane_seq must be an integer, not NoneType"
     return error if error is not None else "not in canonical form (key order, whitespace or escapes)"
 
 
@@ -234,11 +270,19 @@ def verify_export(
         if witness_problem is not None:
             return ExportVerification(empty, tuple(checkpoints), witness_problem, witness.path)
     heads: dict[int, str] = {}
+    every_checkpoint = [*checkpoints, *witnessed]
+    signed_positions: dict[int, int] = {}
+    wanted = {checkpoint.seq for checkpoint in every_checkpoint}
+    for checkpoint in every_checkpoint:
+        for lane, lane_seq, seq, _ in checkpoint_lanes(checkpoint):
+            signed_positions[lane] = max(signed_positions.get(lane, 0), lane_seq)
+            wanted.add(seq)
     with export_path.open("rb", buffering=_READ_BUFFER_BYTES) as records_file:
         result = walk_chain(
             export_entries(records_file, record_key=record_key),
-            heads_wanted=frozenset(checkpoint.seq for checkpoint in [*checkpoints, *witnessed]),
+            heads_wanted=frozenset(wanted),
             heads=heads,
+            signed_positions=signed_positions,
         )
     problem, is_in_checkpoints = _first_problem(result, checkpoints, heads, public_key)
     problem_path = None if problem is None else checkpoint_path if is_in_checkpoints else export_path
@@ -290,6 +334,8 @@ def _witness_problem(
         ],
         # Past a broken record nothing is known: only what the walk verified can be compared.
         is_chain_whole=result.problem is None,
+        lane_heads=result.lanes,
+        absent=result.absent,
     )
 
 
@@ -312,7 +358,14 @@ def _first_problem(
     """The earlier (by seq) of the record problem and a checkpoint problem, and whether it is the latter."""
     records_problem = result.problem
     if records_problem is None:
-        found = verify_checkpoints(checkpoints, public_key=public_key, heads=heads, head_seq=result.head_seq)
+        found = verify_checkpoints(
+            checkpoints,
+            public_key=public_key,
+            heads=heads,
+            head_seq=result.head_seq,
+            lane_heads=result.lanes,
+            absent=result.absent,
+        )
         return found, found is not None
     # Past a broken record nothing is known, so only the checkpoints up to the last good seq are checked.
     covered = itertools.takewhile(lambda checkpoint: checkpoint.seq <= result.head_seq, checkpoints)
@@ -325,21 +378,31 @@ def _first_problem(
 def _unsigned_problem(result: VerifyResult, checkpoints: Sequence[Checkpoint]) -> ChainProblem | None:
     if not checkpoints:
         return ChainProblem(
-            1 if result.count else None,
+            result.first_seq,
             1 if result.count else None,
             "unsigned_tail",
             "the checkpoints file holds no checkpoint: nothing in this export is signed",
         )
-    last_signed = max(checkpoint.seq for checkpoint in checkpoints)
-    if result.head_seq > last_signed:
+    if result.first_unsigned is None:
+        return None
+    seq, line, lane, lane_seq = result.first_unsigned
+    if not result.laned:
+        last_signed = max(checkpoint.seq for checkpoint in checkpoints)
         return ChainProblem(
-            last_signed + 1,
-            last_signed + 1,
+            seq,
+            line,
             "unsigned_tail",
             f"seqs {last_signed + 1}..{result.head_seq} come after the last checkpoint (seq {last_signed})"
             " and are not covered by any signature: appended, or the signer refused to sign them",
         )
-    return None
+    return ChainProblem(
+        seq,
+        line,
+        "unsigned_tail",
+        f"seq {seq} (lane {lane} #{lane_seq}) comes after the last checkpoint of lane {lane}: neither it nor"
+        " any later record of that lane is covered by a signature: appended, or the signer refused to sign",
+        lane,
+    )
 
 
 def _read_key_text(value: str) -> str:
@@ -442,8 +505,12 @@ def _summary(outcome: ExportVerification, *, fingerprint: str, checked_macs: boo
         last = max([*outcome.checkpoints, *outcome.witnessed], key=lambda checkpoint: checkpoint.signed_at)
         witnessed = f"; {len(outcome.witnessed)} witnessed" if outcome.witnessed else ""
         macs = "; every record's mac valid" if checked_macs else ""
+        lanes = (
+            f" in {len(records.lanes)} lane{'s' if len(records.lanes) != 1 else ''}" if records.laned else ""
+        )
         return (
-            f"OK: {records.count} records (seq 1..{records.head_seq}), head {records.head_hash};"
+            f"OK: {records.count} records (seq {records.first_seq or 1}..{records.head_seq}){lanes},"
+            f" head {records.head_hash};"
             f" {len(outcome.checkpoints)} checkpoints signed by key {fingerprint}{witnessed};"
             f" last checkpoint seq {last.seq} signed at {last.signed_at}{macs}"
         )

@@ -18,7 +18,7 @@ from lab.accounts.models import User
 from lab.audit.gate import AccessRequest, image_grant_open, image_grant_view, image_request_refuse
 from lab.audit.records import RequestMeta
 from lab.lib.client_ip import client_ip
-from lab.lib.errors import DomainError
+from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied, UpstreamError
 
 
 def request_meta(request: HttpRequest) -> RequestMeta:
@@ -29,8 +29,19 @@ def request_meta(request: HttpRequest) -> RequestMeta:
     )
 
 
+def error_status(error: DomainError) -> int:
+    """The status of a refusal on the lab's own pages (this one and the auditor console), mapped by kind here
+    because lab never imports api/ (whose table maps every code): the status the gate names (see
+    DomainError.status), else the kind's."""
+    if error.status is not None:
+        return error.status
+    kinds = ((NotFound, 404), (PermissionDenied, 403), (Conflict, 409), (UpstreamError, 502))
+    return next((status for kind, status in kinds if isinstance(error, kind)), 400)
+
+
 def _problem(error: DomainError) -> HttpResponse:
-    return JsonResponse({"code": error.code, "detail": error.message, **error.details}, status=error.status)
+    body = {"code": error.code, "detail": error.message, **error.details}
+    return JsonResponse(body, status=error_status(error))
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:

@@ -26,7 +26,11 @@ from lab.audit.chain import (
     GENESIS_HASH,
     ChainProblem,
     Checkpoint,
+    LaneHead,
+    checkpoint_lanes,
     checkpoint_signature_is_valid,
+    lanes_rolled_back,
+    truncated_lane_problem,
 )
 
 
@@ -144,6 +148,8 @@ def check_witness(
     interval_seconds: int,
     known: Sequence[Checkpoint] = (),
     is_chain_whole: bool = True,
+    lane_heads: Mapping[int, LaneHead] | None = None,
+    absent: Sequence[tuple[int, int]] = (),
 ) -> ChainProblem | None:
     """The first problem of the chain against the witness log, or None.
 
@@ -151,11 +157,20 @@ def check_witness(
     checkpoints found elsewhere (the database, the export) that the witness must also hold; first_record_at
     is record 1's occurred_at (None: no records), so a young log may not have been witnessed yet. Coverage and
     freshness allow two checkpoint intervals. Line numbers refer to the witness log. is_chain_whole False:
-    the chain walk stopped at a problem after head_seq, so checkpoints beyond it cannot be compared."""
+    the chain walk stopped at a problem after head_seq, so checkpoints beyond it cannot be compared.
+    lane_heads: the last record present of every lane (for a laned log) and absent the seqs with no record,
+    so a truncated lane is named with the first seq removed."""
     lookup = heads.get if isinstance(heads, Mapping) else heads
     comparable = witnessed if is_chain_whole else [c for c in witnessed if c.seq <= head_seq]
     return (
-        _consistency_problem(comparable, public_key=public_key, lookup=lookup, head_seq=head_seq)
+        _consistency_problem(
+            comparable,
+            public_key=public_key,
+            lookup=lookup,
+            head_seq=head_seq,
+            lane_heads=lane_heads,
+            absent=absent,
+        )
         or _incomplete_problem(witnessed, known)
         or _coverage_problem(witnessed, interval_seconds=interval_seconds)
         or _freshness_problem(
@@ -174,8 +189,12 @@ def _consistency_problem(
     public_key: Ed25519PublicKey,
     lookup: Callable[[int], str | None],
     head_seq: int,
+    lane_heads: Mapping[int, LaneHead] | None = None,
+    absent: Sequence[tuple[int, int]] = (),
 ) -> ChainProblem | None:
     previous: Checkpoint | None = None
+    positions: dict[int, int] = {}
+    matched: dict[int, int] = {}  # lane -> seq of its head in the last witnessed checkpoint that matched
     last_matching_seq = 0
     for line, checkpoint in enumerate(witnessed, start=1):
         seq = checkpoint.seq
@@ -195,7 +214,25 @@ def _consistency_problem(
                 f"witnessed checkpoint for seq {seq} comes after one for seq {previous.seq}"
                 f" signed at {previous.signed_at}: the witness log was reordered",
             )
+        rolled_back = lanes_rolled_back(checkpoint, positions)
+        if rolled_back is not None:
+            return ChainProblem(
+                seq,
+                line,
+                "checkpoint_mismatch",
+                f"witnessed checkpoint for seq {seq} signs lane {rolled_back[0]} at #{rolled_back[1]}, behind"
+                f" an earlier one (#{positions[rolled_back[0]]}): the witness log was reordered",
+                rolled_back[0],
+            )
         previous = checkpoint
+        positions.update((lane, lane_seq) for lane, lane_seq, _, _ in checkpoint_lanes(checkpoint))
+        if checkpoint.lanes:
+            problem = _lanes_problem(checkpoint, line, lookup, head_seq, lane_heads, matched, absent)
+            if problem is not None:
+                return problem
+            matched.update((lane, lane_head_seq) for lane, _, lane_head_seq, _ in checkpoint.lanes)
+            last_matching_seq = seq
+            continue
         if seq > head_seq:
             highest = max(c.seq for c in witnessed)
             return ChainProblem(
@@ -215,7 +252,54 @@ def _consistency_problem(
                 f" the chain was rewritten within seqs {last_matching_seq + 1}..{seq}",
             )
         last_matching_seq = seq
+        if seq > 0:
+            matched[1] = seq
     return None
+
+
+def _lanes_problem(
+    checkpoint: Checkpoint,
+    line: int,
+    lookup: Callable[[int], str | None],
+    head_seq: int,
+    lane_heads: Mapping[int, LaneHead] | None,
+    matched: Mapping[int, int],
+    absent: Sequence[tuple[int, int]] = (),
+) -> ChainProblem | None:
+    """The lane heads of a witnessed checkpoint against the records: the problem at the lowest seq. matched:
+    the seq each lane's head had in the last witnessed checkpoint that still matched."""
+    found: list[ChainProblem] = []
+    for lane, lane_seq, seq, lane_hash in checkpoint.lanes:
+        actual = lookup(seq)
+        present = (lane_heads or {}).get(lane)
+        reaches = present is not None and present[1] >= lane_seq
+        if seq > head_seq or (actual is None and not reaches):
+            found.append(
+                truncated_lane_problem(
+                    lane=lane,
+                    lane_seq=lane_seq,
+                    seq=seq,
+                    line=line,
+                    present=present,
+                    known=True,
+                    by=f" witnessed at {checkpoint.signed_at}",
+                    absent=absent,
+                    end=head_seq,
+                )
+            )
+        elif actual != lane_hash:
+            found.append(
+                ChainProblem(
+                    seq,
+                    line,
+                    "checkpoint_mismatch",
+                    f"record seq {seq} (lane {lane} #{lane_seq}) does not have the hash the witness signed at"
+                    f" {checkpoint.signed_at}: the chain was rewritten within seqs"
+                    f" {matched.get(lane, 0) + 1}..{seq}",
+                    lane,
+                )
+            )
+    return min(found, key=lambda problem: problem.seq or 0) if found else None
 
 
 def _incomplete_problem(witnessed: Sequence[Checkpoint], known: Sequence[Checkpoint]) -> ChainProblem | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from lab.catalog.errors import CatalogError
 from lab.catalog.models import Product
 from lab.lib.errors import DomainError
 from printers.media import UnknownMediaError, pwg_media_for_size
@@ -22,7 +23,7 @@ def product_media_check(*, width_in: Decimal, height_in: Decimal) -> str:
         return pwg_media_for_size(width_inches=width_in, height_inches=height_in)
     except UnknownMediaError as error:
         raise DomainError(
-            "product_size_unprintable",
+            CatalogError.PRODUCT_SIZE_UNPRINTABLE,
             f"No printer media is known for {width_in.normalize():f}x{height_in.normalize():f} in; "
             "add the size to printers.media first.",
         ) from error

@@ -14,14 +14,16 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.accounts.services import policy_current
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant, ClarificationCase
 from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.customer_data.errors import CustomerDataError
 from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge
-from lab.lib.errors import Conflict, DomainError, PermissionDenied
+from lab.lib.errors import Conflict, PermissionDenied
 from lab.notify.models import WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, Order, OrderEvent
@@ -59,7 +61,7 @@ def _refuse_open_orders(user: User) -> None:
     ]
     if open_refs:
         raise Conflict(
-            "erasure_blocked_by_open_orders",
+            CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
             "Your data can be erased once these orders have shipped or been cancelled.",
             orders=sorted(open_refs),
         )
@@ -145,14 +147,15 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
     enough for something that cannot be undone)."""
     if is_staff_member(user):
         raise PermissionDenied(
-            "staff_account_not_erasable", "Staff accounts are closed by an administrator, not erased here."
+            CustomerDataError.STAFF_ACCOUNT_NOT_ERASABLE,
+            "Staff accounts are closed by an administrator, not erased here.",
         )
     if not password or not user.check_password(password):
-        raise DomainError("wrong_password", "The password is not correct.", status=403)
+        raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.erased_at is not None:
-            raise Conflict("already_erased", "This account was erased already.")
+            raise Conflict(CustomerDataError.ALREADY_ERASED, "This account was erased already.")
         _refuse_open_orders(locked)
         cancelled = _cancel_unpaid(locked)
         purged = _purge_photos(locked)

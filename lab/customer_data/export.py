@@ -8,6 +8,7 @@ webhook endpoints (without secrets), photo_views. Each export is itself recorded
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
 from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.notify.models import WebhookEndpoint
-from lab.orders.models import Asset, Order
+from lab.orders.models import Asset, Order, OrderItem
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def _orders(user: User) -> list[dict[str, Any]]:
                     "unit_price_minor": item.unit_price_minor,
                     "line_total_minor": item.line_total_minor,
                     "preflight": item.preflight,
+                    "placement": _placement(item),
                 }
                 for item in order.items.all()
             ],
@@ -124,6 +126,20 @@ def _orders(user: User) -> list[dict[str, Any]]:
         }
         for order in orders
     ]
+
+
+def _placement(item: OrderItem) -> dict[str, Any]:
+    """The item's placement options as given, and what they gave (null before placement options existed)."""
+    options = item.placement_options
+    return {
+        "crop": asdict(options.crop) if options.crop else None,
+        "focal_point": asdict(options.focal_point) if options.focal_point else None,
+        "orientation": options.orientation,
+        "border_mm": options.border_mm,
+        "print_orientation": item.print_orientation or None,
+        "crop_box_px": item.crop_box_px,
+        "effective_dpi": item.effective_dpi,
+    }
 
 
 def _assets(user: User) -> list[Asset]:

@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from lab.audit.records import Entry, audit_append
+from lab.customer_data.errors import CustomerDataError
 from lab.lib.errors import Conflict, DomainError
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, Order, OrderItem
@@ -154,7 +155,7 @@ def asset_purge(
         blocking = [order for order in orders if _still_needs(order, cutoffs)]
         if blocking:
             raise AssetStillNeeded(
-                "asset_still_needed",
+                CustomerDataError.ASSET_STILL_NEEDED,
                 "An order still needs this photo.",
                 asset=str(asset.pk),
                 orders=[order.ref for order in blocking],

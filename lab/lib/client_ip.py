@@ -55,7 +55,7 @@ def client_ip(request: HttpRequest) -> str:
     Walking from the right matters: each proxy appends the address it saw, so everything left of the first
     untrusted hop was written by the client and may be anything.
     """
-    peer = request.META.get("REMOTE_ADDR", "")
+    peer: str = request.META.get("REMOTE_ADDR", "")
     if not is_trusted_proxy(peer):
         return peer
     hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]

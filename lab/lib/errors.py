@@ -1,17 +1,55 @@
-"""Domain errors with stable machine-readable codes.
+"""Domain errors: a stable machine-readable code (a member of its app's code enum) and a semantic kind.
 
-Services raise these; the API turns them into RFC 9457 problem+json and the staff pages into messages.
+Services raise these; which HTTP status a code answers with is decided in one table in api/errors.py, and
+the staff pages turn them into messages. Codes used by several apps, or raised by lab.lib, are here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import deprecated
+else:  # typing_extensions is only needed by the type checker; at run time the marker does nothing
+
+    def deprecated(message: str) -> Any:
+        return lambda function: function
+
+
+class CommonError(StrEnum):
+    INVALID_TRANSITION = "invalid_transition"  # a state machine refused a move (details: from/to state)
+    NOT_ALLOWED = "not_allowed"  # the person's role does not allow this action
+    FILE_TOO_LARGE = "file_too_large"  # an upload or a fetched photo is over ASSET_MAX_BYTES
+    # Outbound HTTP to a customer's URL (lab.lib.safe_http): the SSRF guard, then the fetch or the POST.
+    URL_SCHEME_NOT_ALLOWED = "url_scheme_not_allowed"
+    URL_INVALID = "url_invalid"
+    URL_HOST_UNRESOLVABLE = "url_host_unresolvable"
+    URL_TARGET_NOT_ALLOWED = "url_target_not_allowed"  # resolves to a private, loopback or link-local address
+    URL_FETCH_STATUS = "url_fetch_status"  # the photo URL answered something other than 200
+    URL_FETCH_FAILED = "url_fetch_failed"
+    DELIVERY_FAILED = "delivery_failed"  # a customer's webhook endpoint could not be reached
 
 
 class DomainError(Exception):
-    """A refusal with a stable `code`; `status` is the HTTP status the API maps it to."""
+    """A refusal with a stable `code`; `details` go out with it (problem+json members, template context).
 
-    status = 400
+    The class is the kind of refusal (not found, not allowed, conflict, upstream failure, or plainly an
+    invalid request); the HTTP status is not the service's business (api/errors.py maps the code).
+    """
+
+    # Transitional, for lab/audit/gate.py only: its owner is reworking it, and until it raises its enum
+    # codes it passes a str code and an HTTP `status` (AccessDenied/AuditUnavailable also set one on the
+    # class), which api/errors.py and lab/audit/views.py still honour. Nothing else sets it (a test in
+    # tests/api/test_error_codes.py checks); drop it and the second overload once the gate is converted.
+    status: int | None = None
+
+    @overload
+    def __init__(self, code: StrEnum, message: str, **details: Any) -> None: ...
+
+    @overload
+    @deprecated("Raise with a code enum member and no HTTP status (api/errors.py maps codes to statuses).")
+    def __init__(self, code: str, message: str, *, status: int | None = None, **details: Any) -> None: ...
 
     def __init__(self, code: str, message: str, *, status: int | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -23,15 +61,15 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    status = 404
+    """The thing named does not exist, or is not the asker's (someone else's answers the same)."""
 
 
 class PermissionDenied(DomainError):
-    status = 403
+    """The person may not do this."""
 
 
 class Conflict(DomainError):
-    status = 409
+    """The request is valid but conflicts with the current state of what it names."""
 
 
 class InvalidTransition(Conflict):
@@ -39,7 +77,7 @@ class InvalidTransition(Conflict):
 
     def __init__(self, *, machine: str, from_state: str, to_state: str) -> None:
         super().__init__(
-            "invalid_transition",
+            CommonError.INVALID_TRANSITION,
             f"{machine} cannot move from {from_state} to {to_state}.",
             from_state=from_state,
             to_state=to_state,
@@ -47,6 +85,4 @@ class InvalidTransition(Conflict):
 
 
 class UpstreamError(DomainError):
-    """A service we depend on (Stripe, CUPS) failed; the request may be retried."""
-
-    status = 502
+    """A service we depend on (Stripe, CUPS, the cache) failed or is not set up; a retry may succeed."""

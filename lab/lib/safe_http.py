@@ -13,15 +13,15 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from lab.lib.errors import DomainError
+from lab.lib.errors import CommonError, DomainError
 
 
 class UnsafeUrl(DomainError):
-    status = 422
+    """The SSRF guard refused the URL before any connection was made."""
 
 
 class FetchFailed(DomainError):
-    status = 422
+    """The URL was allowed but the fetch or the POST failed."""
 
 
 @dataclass(frozen=True)
@@ -36,20 +36,21 @@ class Target:
 def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not allow_http):
-        raise UnsafeUrl("url_scheme_not_allowed", "Only https:// URLs are accepted.")
+        raise UnsafeUrl(CommonError.URL_SCHEME_NOT_ALLOWED, "Only https:// URLs are accepted.")
     if not parts.hostname or parts.username or parts.password:
-        raise UnsafeUrl("url_invalid", "The URL needs a host and no credentials.")
+        raise UnsafeUrl(CommonError.URL_INVALID, "The URL needs a host and no credentials.")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise UnsafeUrl("url_host_unresolvable", "The URL's host does not resolve.") from error
+        raise UnsafeUrl(CommonError.URL_HOST_UNRESOLVABLE, "The URL's host does not resolve.") from error
     addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
         if not allow_private and not ip.is_global:
             raise UnsafeUrl(
-                "url_target_not_allowed", "The URL points to a private, loopback or link-local address."
+                CommonError.URL_TARGET_NOT_ALLOWED,
+                "The URL points to a private, loopback or link-local address.",
             )
     path = parts.path or "/"
     if parts.query:
@@ -93,17 +94,19 @@ def fetch(url: str, *, max_bytes: int, timeout: float, allow_private: bool, allo
         response = connection.getresponse()
         if response.status != 200:
             raise FetchFailed(
-                "url_fetch_status", f"The URL answered HTTP {response.status}.", status_code=response.status
+                CommonError.URL_FETCH_STATUS,
+                f"The URL answered HTTP {response.status}.",
+                status_code=response.status,
             )
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
-            raise FetchFailed("file_too_large", f"The file is larger than {max_bytes} bytes.")
+            raise FetchFailed(CommonError.FILE_TOO_LARGE, f"The file is larger than {max_bytes} bytes.")
         body = response.read(max_bytes + 1)
         if len(body) > max_bytes:
-            raise FetchFailed("file_too_large", f"The file is larger than {max_bytes} bytes.")
+            raise FetchFailed(CommonError.FILE_TOO_LARGE, f"The file is larger than {max_bytes} bytes.")
         return body
     except (OSError, http.client.HTTPException) as error:
-        raise FetchFailed("url_fetch_failed", "The URL could not be fetched in time.") from error
+        raise FetchFailed(CommonError.URL_FETCH_FAILED, "The URL could not be fetched in time.") from error
     finally:
         connection.close()
 
@@ -120,6 +123,6 @@ def post(
         response.read(65536)
         return response.status
     except (OSError, http.client.HTTPException) as error:
-        raise FetchFailed("delivery_failed", "The endpoint could not be reached.") from error
+        raise FetchFailed(CommonError.DELIVERY_FAILED, "The endpoint could not be reached.") from error
     finally:
         connection.close()

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 
 from lab.accounts.models import User
 from lab.lib.errors import NotFound
+from lab.notify.errors import NotifyError
 from lab.notify.models import WebhookDelivery, WebhookEndpoint
 from lab.notify.states import DeliveryStatus
 
@@ -28,7 +29,7 @@ def webhook_endpoints_for_owner(*, owner: User) -> QuerySet[WebhookEndpoint]:
 def webhook_endpoint_for_owner(*, endpoint_id: uuid.UUID, owner: User) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id, owner=owner).first()
     if endpoint is None:
-        raise NotFound("webhook_endpoint_not_found", "No such webhook endpoint.")
+        raise NotFound(NotifyError.WEBHOOK_ENDPOINT_NOT_FOUND, "No such webhook endpoint.")
     return endpoint
 
 
@@ -48,7 +49,7 @@ def webhook_delivery_for_owner(*, delivery_id: uuid.UUID, owner: User) -> Webhoo
         .first()
     )
     if delivery is None:
-        raise NotFound("webhook_delivery_not_found", "No such webhook delivery.")
+        raise NotFound(NotifyError.WEBHOOK_DELIVERY_NOT_FOUND, "No such webhook delivery.")
     return delivery
 
 

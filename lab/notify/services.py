@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from lab.lib.errors import DomainError, NotFound
 from lab.notify import emails
+from lab.notify.errors import NotifyError
 from lab.notify.models import EventType, Notification
 from lab.notify.webhooks import webhook_event_emit
 from lab.orders.models import Order, OrderEvent
@@ -31,14 +32,16 @@ def notify_order_created(*, order_id: int) -> None:
     """E-mail "order received"; a redelivered task finds the notification already claimed."""
     event = OrderEvent.objects.filter(order_id=order_id, kind="created").order_by("pk").first()
     if event is None:
-        raise NotFound("order_event_not_found", "The order has no creation event.", order_id=order_id)
+        raise NotFound(
+            NotifyError.ORDER_EVENT_NOT_FOUND, "The order has no creation event.", order_id=order_id
+        )
     _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
 
 
 def notify_order_status_changed(*, order_id: int, status: str) -> None:
     """E-mail the customer (for the statuses that mail) and emit webhooks, once per transition."""
     if status not in OrderStatus.values:
-        raise DomainError("unknown_order_status", "Unknown order status.", order_status=status)
+        raise DomainError(NotifyError.UNKNOWN_ORDER_STATUS, "Unknown order status.", order_status=status)
     # The latest transition into `status`: a task for an older one that is redelivered after a newer one was
     # notified finds that notification claimed, so one e-mail goes out per distinct visit to the status.
     event = (
@@ -47,7 +50,9 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
         .first()
     )
     if event is None:
-        raise NotFound("order_event_not_found", "The order never entered this status.", order_status=status)
+        raise NotFound(
+            NotifyError.ORDER_EVENT_NOT_FOUND, "The order never entered this status.", order_status=status
+        )
     _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=status)
 
 

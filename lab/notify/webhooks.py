@@ -20,6 +20,7 @@ from lab.accounts.models import User
 from lab.lib import safe_http
 from lab.lib.errors import Conflict, DomainError
 from lab.notify.delivery import RETRY_WINDOW, delivery_enqueue
+from lab.notify.errors import NotifyError
 from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
 from lab.orders.models import Order
@@ -42,10 +43,13 @@ def _event_types_clean(event_types: list[str]) -> list[str]:
     unknown = sorted(set(event_types) - set(EventType.values))
     if unknown:
         raise DomainError(
-            "unknown_event_type", "Unknown event type.", unknown=unknown, allowed=list(EventType.values)
+            NotifyError.UNKNOWN_EVENT_TYPE,
+            "Unknown event type.",
+            unknown=unknown,
+            allowed=list(EventType.values),
         )
     if not event_types:
-        raise DomainError("event_types_required", "Subscribe to at least one event type.")
+        raise DomainError(NotifyError.EVENT_TYPES_REQUIRED, "Subscribe to at least one event type.")
     return [value for value in EventType.values if value in event_types]
 
 
@@ -60,7 +64,7 @@ def webhook_endpoint_create(
         User.objects.select_for_update().filter(pk=owner.pk).first()
         if WebhookEndpoint.objects.filter(owner=owner).count() >= MAX_ENDPOINTS_PER_CUSTOMER:
             raise Conflict(
-                "too_many_webhook_endpoints",
+                NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
                 f"A customer may register at most {MAX_ENDPOINTS_PER_CUSTOMER} webhook endpoints.",
             )
         endpoint = WebhookEndpoint.objects.create(
@@ -125,7 +129,7 @@ def webhook_event_emit(*, order_id: int, event_type: str, data: dict[str, Any]) 
     Returns the number of deliveries; each is enqueued when the surrounding transaction commits.
     """
     if event_type not in EventType.values:
-        raise DomainError("unknown_event_type", "Unknown event type.", event_type=event_type)
+        raise DomainError(NotifyError.UNKNOWN_EVENT_TYPE, "Unknown event type.", event_type=event_type)
     with transaction.atomic():
         order = Order.objects.select_for_update().only("id", "ref", "status", "customer_id").get(pk=order_id)
         if order.customer_id is None:
@@ -184,7 +188,7 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     with transaction.atomic():
         locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
         if locked.claimed_until is not None and locked.claimed_until > now:
-            raise Conflict("delivery_in_progress", "This delivery is being attempted right now.")
+            raise Conflict(NotifyError.DELIVERY_IN_PROGRESS, "This delivery is being attempted right now.")
         if locked.status != DeliveryStatus.PENDING:
             DELIVERY_MACHINE.check(locked.status, DeliveryStatus.PENDING)
             locked.status = DeliveryStatus.PENDING

@@ -7,9 +7,10 @@ import logging
 from django.db import transaction
 
 from lab.accounts.models import User
-from lab.lib.errors import DomainError
+from lab.lib.errors import Conflict
 from lab.lib.tasks import enqueue
 from lab.orders import payments
+from lab.orders.errors import OrderError
 from lab.orders.models import Order
 from lab.orders.states import CUSTOMER_CANCELLABLE, OrderStatus
 from lab.orders.transitions import order_locked, order_transition
@@ -28,8 +29,8 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
     with transaction.atomic():
         locked = order_locked(order_id=order.pk)
         if locked.status not in CUSTOMER_CANCELLABLE:
-            raise DomainError(
-                "order_not_cancellable", f"An order that is {locked.status} cannot be cancelled.", status=409
+            raise Conflict(
+                OrderError.ORDER_NOT_CANCELLABLE, f"An order that is {locked.status} cannot be cancelled."
             )
         refund_due = payments.refund_decide(order=locked)
         if (

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from lab.lib.errors import DomainError
+from lab.lib.errors import CommonError, DomainError
+from lab.orders.errors import OrderError
 
 pillow_heif.register_heif_opener()
 
@@ -25,11 +26,11 @@ EXIF_GPS_IFD = 0x8825
 
 
 class InvalidImage(DomainError):
-    status = 422
+    """The bytes are not a photo we accept (format, colour mode, pixels, integrity)."""
 
 
 class ImageTooLarge(DomainError):
-    status = 413
+    """The file is over the size limit."""
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,21 @@ class ImageFacts:
 
 def check_client_checksums(*, data: bytes, md5: str | None, sha256: str | None) -> None:
     if md5 and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5.lower():
-        raise InvalidImage("checksum_mismatch", "The uploaded bytes do not match the md5 you sent.")
+        raise InvalidImage(OrderError.CHECKSUM_MISMATCH, "The uploaded bytes do not match the md5 you sent.")
     if sha256 and hashlib.sha256(data).hexdigest() != sha256.lower():
-        raise InvalidImage("checksum_mismatch", "The uploaded bytes do not match the sha256 you sent.")
+        raise InvalidImage(
+            OrderError.CHECKSUM_MISMATCH, "The uploaded bytes do not match the sha256 you sent."
+        )
 
 
 def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts:
     """Decode the whole image or refuse it with a specific code; never trusts names or Content-Type."""
     if len(data) > max_bytes:
         raise ImageTooLarge(
-            "file_too_large", f"The file is larger than {max_bytes} bytes.", max_bytes=max_bytes
+            CommonError.FILE_TOO_LARGE, f"The file is larger than {max_bytes} bytes.", max_bytes=max_bytes
         )
     if not data:
-        raise InvalidImage("empty_file", "The file is empty.")
+        raise InvalidImage(OrderError.EMPTY_FILE, "The file is empty.")
     # Only the image is kept: a polyglot's tail (a ZIP after the JPEG) must not be stored and served back.
     data = data[: image_end(data)]
     try:
@@ -76,19 +79,21 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                 image_format = "JPEG"
             if image_format not in ACCEPTED_FORMATS:
                 raise InvalidImage(
-                    "unsupported_format",
+                    OrderError.UNSUPPORTED_FORMAT,
                     f"{image_format or 'This'} format is not accepted; send JPEG, PNG, TIFF or HEIC.",
                     format=image_format,
                 )
             width, height = image.size
             if width * height > max_pixels:
                 raise InvalidImage(
-                    "decompression_bomb",
+                    OrderError.DECOMPRESSION_BOMB,
                     f"The image has {width * height} pixels; the limit is {max_pixels}.",
                     max_pixels=max_pixels,
                 )
             if image.mode not in ACCEPTED_MODES:
-                raise InvalidImage("unsupported_color_mode", f"Colour mode {image.mode} is not accepted.")
+                raise InvalidImage(
+                    OrderError.UNSUPPORTED_COLOR_MODE, f"Colour mode {image.mode} is not accepted."
+                )
             image.load()  # a truncated file fails here, not later on a printer
             icc = image.info.get("icc_profile") or b""
             exif = image.getexif()
@@ -102,11 +107,11 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InvalidImage("decompression_bomb", "The image declares too many pixels.") from error
+        raise InvalidImage(OrderError.DECOMPRESSION_BOMB, "The image declares too many pixels.") from error
     except UnidentifiedImageError as error:
-        raise InvalidImage("not_an_image", "The file is not an image we can read.") from error
+        raise InvalidImage(OrderError.NOT_AN_IMAGE, "The file is not an image we can read.") from error
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
-        raise InvalidImage("corrupt_image", "The image is truncated or corrupt.") from error
+        raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
 
     stored = data
     gps_stripped = False
@@ -211,12 +216,12 @@ def jpeg_end(data: bytes) -> int:
         if code == 0x00 or code == _JPEG_TEM_CODE or code in _JPEG_RST_CODES:
             continue  # no length follows these
         if code == _JPEG_SOI_CODE:
-            raise InvalidImage("corrupt_image", "The JPEG starts a second image inside the first.")
+            raise InvalidImage(OrderError.CORRUPT_IMAGE, "The JPEG starts a second image inside the first.")
         if position + 2 > size:
             return size
         length = int.from_bytes(data[position : position + 2], "big")
         if length < 2:
-            raise InvalidImage("corrupt_image", "The JPEG has a segment with an impossible length.")
+            raise InvalidImage(OrderError.CORRUPT_IMAGE, "The JPEG has a segment with an impossible length.")
         position += length
         if position >= size:
             return size

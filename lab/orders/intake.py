@@ -18,9 +18,10 @@ from lab.accounts.services import age_gate_check, policy_agreement_check
 from lab.lib.errors import Conflict, DomainError, NotFound
 from lab.lib.tasks import enqueue
 from lab.orders import payments
+from lab.orders.errors import OrderError
 from lab.orders.guest_tokens import guest_token_derive, guest_token_hash
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, new_order_ref
-from lab.orders.quotes import ItemRequest, Quote, quote_compute
+from lab.orders.quotes import ItemRequest, Quote, QuoteLine, quote_compute
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def order_create(
     if customer is None:
         if guest is None:
             raise DomainError(
-                "guest_details_required", "Guests give an e-mail, birth date and policy version."
+                OrderError.GUEST_DETAILS_REQUIRED, "Guests give an e-mail, birth date and policy version."
             )
         age_gate_check(birth_date=guest.birth_date)
     scope = idempotency_scope(customer=customer, guest=guest)
@@ -136,11 +137,29 @@ def _idempotent_replay(*, scope: str, key: str, fingerprint: str) -> Order | Non
         return None
     if record.request_sha256 != fingerprint:
         raise Conflict(
-            "idempotency_key_reused",
+            OrderError.IDEMPOTENCY_KEY_REUSED,
             "This Idempotency-Key was already used with a different request body.",
         )
     assert record.order is not None  # set in the transaction that created the key
     return record.order
+
+
+def _placement_fields(line: QuoteLine) -> dict[str, Any]:
+    """The item's placement options as the customer gave them, and what they gave on this photo."""
+    crop, focal_point = line.options.crop, line.options.focal_point
+    return {
+        "crop_x": crop.x if crop else None,
+        "crop_y": crop.y if crop else None,
+        "crop_width": crop.width if crop else None,
+        "crop_height": crop.height if crop else None,
+        "focal_x": focal_point.x if focal_point else None,
+        "focal_y": focal_point.y if focal_point else None,
+        "orientation": line.options.orientation,
+        "border_mm": line.options.border_mm,
+        "print_orientation": line.placement.print_orientation,
+        "crop_box_px": line.placement.crop_box.as_dict(),
+        "effective_dpi": line.placement.effective_dpi,
+    }
 
 
 def _order_insert(
@@ -157,7 +176,7 @@ def _order_insert(
     if Asset.objects.select_for_update().filter(pk__in=asset_ids, status=Asset.Status.READY).count() != len(
         asset_ids
     ):
-        raise DomainError("asset_not_ready", "A photo of this order is no longer available.", status=409)
+        raise Conflict(OrderError.ASSET_NOT_READY, "A photo of this order is no longer available.")
     now = timezone.now()
     order = Order.objects.create(
         ref=ref,
@@ -183,6 +202,7 @@ def _order_insert(
             unit_price_minor=line.unit_price_minor,
             line_total_minor=line.line_total_minor,
             preflight=line.preflight,
+            **_placement_fields(line),
         )
         for line in quote.lines
     )
@@ -192,7 +212,7 @@ def _order_insert(
         )
         if bound != len(asset_ids):
             # Another guest order (another key) took one of these photos between our quote and our lock.
-            raise NotFound("asset_not_found", "No such photo.")
+            raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.")
     OrderEvent.objects.create(
         order=order,
         kind="created",

@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from lab.catalog.placement import CropRect, FocalPoint, Orientation, PlacementOptions
 from lab.orders.states import OrderStatus
 
 # Crockford-style alphabet: no I, L, O, U; 12 symbols = 60 bits, unguessable and readable on a slip.
@@ -152,6 +153,15 @@ class OrderItem(models.Model):
         FILL = "fill"
         FIT = "fit"
 
+    class Orientation(models.TextChoices):
+        AUTO = "auto"  # the print's long side follows the photo's (or the crop's) long side
+        PORTRAIT = "portrait"
+        LANDSCAPE = "landscape"
+
+    class PrintOrientation(models.TextChoices):
+        PORTRAIT = "portrait"
+        LANDSCAPE = "landscape"
+
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
     position = models.PositiveSmallIntegerField()
     product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="+")
@@ -161,16 +171,80 @@ class OrderItem(models.Model):
     unit_price_minor = models.PositiveIntegerField()
     line_total_minor = models.PositiveIntegerField()
     preflight = models.JSONField(default=dict)
+    # The customer's placement options (lab.catalog.placement): a crop rectangle or a focal point, each a
+    # share 0..1 of the upright photo, or neither (centre crop); print orientation; a white border.
+    crop_x = models.FloatField(null=True, blank=True)
+    crop_y = models.FloatField(null=True, blank=True)
+    crop_width = models.FloatField(null=True, blank=True)
+    crop_height = models.FloatField(null=True, blank=True)
+    focal_x = models.FloatField(null=True, blank=True)
+    focal_y = models.FloatField(null=True, blank=True)
+    orientation = models.CharField(max_length=10, choices=Orientation.choices, default=Orientation.AUTO)
+    border_mm = models.FloatField(default=0.0)
+    # What the placement gave when the order was taken (the rasterizer computes it again from the options
+    # and the photo, with the same function). Blank/null for items taken before placement options existed.
+    print_orientation = models.CharField(max_length=10, choices=PrintOrientation.choices, blank=True)
+    crop_box_px = models.JSONField(null=True, blank=True)  # {x, y, width, height} in upright photo pixels
+    effective_dpi = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering: ClassVar[list[str]] = ["position"]
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(fields=["order", "position"], name="order_item_position_unique"),
             models.CheckConstraint(condition=models.Q(copies__gte=1), name="order_item_copies_positive"),
+            models.CheckConstraint(
+                condition=models.Q(
+                    crop_x__isnull=True,
+                    crop_y__isnull=True,
+                    crop_width__isnull=True,
+                    crop_height__isnull=True,
+                )
+                | models.Q(
+                    crop_x__isnull=False,
+                    crop_y__isnull=False,
+                    crop_width__isnull=False,
+                    crop_height__isnull=False,
+                ),
+                name="order_item_crop_complete",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(focal_x__isnull=True, focal_y__isnull=True)
+                | models.Q(focal_x__isnull=False, focal_y__isnull=False),
+                name="order_item_focal_point_complete",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(crop_x__isnull=True) | models.Q(focal_x__isnull=True),
+                name="order_item_crop_or_focal_point",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(border_mm__gte=0), name="order_item_border_not_negative"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.order_id}:{self.position}"
+
+    @property
+    def placement_options(self) -> PlacementOptions:
+        crop = (
+            CropRect(x=self.crop_x, y=self.crop_y, width=self.crop_width, height=self.crop_height)
+            if self.crop_x is not None
+            and self.crop_y is not None
+            and self.crop_width is not None
+            and self.crop_height is not None
+            else None
+        )
+        focal_point = (
+            FocalPoint(x=self.focal_x, y=self.focal_y)
+            if self.focal_x is not None and self.focal_y is not None
+            else None
+        )
+        return PlacementOptions(
+            crop=crop,
+            focal_point=focal_point,
+            orientation=cast(Orientation, OrderItem.Orientation(self.orientation).value),
+            border_mm=self.border_mm,
+        )
 
 
 class OrderEvent(models.Model):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from lab.lib.errors import DomainError, UpstreamError
 from lab.lib.tasks import enqueue
+from lab.orders.errors import OrderError
 from lab.orders.models import Order, OrderEvent, StripeEvent
 from lab.orders.states import PAYMENT_HOLDABLE, OrderStatus
 from lab.orders.transitions import order_transition
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def stripe_client() -> stripe.StripeClient:
     if not settings.STRIPE_SECRET_KEY:
-        raise UpstreamError("payments_not_configured", "Payments are not configured on this lab.", status=503)
+        raise UpstreamError(OrderError.PAYMENTS_NOT_CONFIGURED, "Payments are not configured on this lab.")
     base = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses=base, max_network_retries=2)  # type: ignore[arg-type]
 
@@ -47,7 +48,7 @@ def payment_intent_ensure(*, order: Order) -> Order:
     except stripe.StripeError as error:
         logger.warning("payment intent create failed order=%s error=%s", order.ref, type(error).__name__)
         raise UpstreamError(
-            "payment_provider_unavailable",
+            OrderError.PAYMENT_PROVIDER_UNAVAILABLE,
             "The order is saved but payment could not be prepared; retry with the same Idempotency-Key.",
             order=order.ref,
         ) from error
@@ -88,7 +89,7 @@ def refund_issue(*, order_id: int) -> bool:
         )
     except stripe.StripeError as error:
         logger.warning("refund failed, left pending order=%s error=%s", order.ref, type(error).__name__)
-        raise UpstreamError("refund_failed", "The refund is decided and will be retried.") from error
+        raise UpstreamError(OrderError.REFUND_FAILED, "The refund is decided and will be retried.") from error
     with transaction.atomic():
         updated = Order.objects.filter(pk=order_id, payment_status=Order.PaymentStatus.REFUND_PENDING).update(
             payment_status=Order.PaymentStatus.REFUNDED, updated_at=timezone.now()
@@ -142,7 +143,7 @@ def webhook_event_verify(*, payload: bytes, signature_header: str) -> object:
     the wrong shape (`[]`, no `data`) and so answered 500.
     """
     if not settings.STRIPE_WEBHOOK_SECRET:
-        raise UpstreamError("payments_not_configured", "Webhooks are not configured.", status=503)
+        raise UpstreamError(OrderError.PAYMENTS_NOT_CONFIGURED, "Webhooks are not configured.")
     # Stripe signs UTF-8; other bytes become U+FFFD, so such a body cannot match the signature sent with it.
     text = payload.decode("utf-8", errors="replace")
     try:
@@ -153,11 +154,13 @@ def webhook_event_verify(*, payload: bytes, signature_header: str) -> object:
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
         )
     except stripe.SignatureVerificationError as error:
-        raise DomainError("invalid_signature", "The webhook signature is missing, stale or wrong.") from error
+        raise DomainError(
+            OrderError.INVALID_SIGNATURE, "The webhook signature is missing, stale or wrong."
+        ) from error
     try:
         return json.loads(text)
     except ValueError as error:
-        raise DomainError("invalid_payload", "The webhook body is not a Stripe event.") from error
+        raise DomainError(OrderError.INVALID_PAYLOAD, "The webhook body is not a Stripe event.") from error
 
 
 HANDLED_EVENTS = {
@@ -243,7 +246,9 @@ def _event_object(event: Any) -> dict[str, Any]:
     else:
         logger.warning("stripe event malformed without a usable id problem=%s", problem)
     raise DomainError(
-        "malformed_event", "The webhook event is signed but not a usable Stripe event.", problem=problem
+        OrderError.MALFORMED_EVENT,
+        "The webhook event is signed but not a usable Stripe event.",
+        problem=problem,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.catalog.models import Product
+from lab.catalog.placement import NOMINAL_DPI, Placement, PlacementOptions, Sizing, placement_compute
 from lab.orders.models import Asset, Order
 
 # Stripe takes an amount of at most eight digits (99999999 minor units: USD 999,999.99); a larger order could
@@ -31,33 +32,38 @@ def line_price(*, product: Product, copies: int) -> LinePrice:
     return LinePrice(unit_price_minor=product.price_minor, line_total_minor=product.price_minor * copies)
 
 
-def preflight(*, product: Product, asset: Asset, sizing: str) -> dict[str, object]:
-    """What the print will look like: effective DPI after crop, how much `fill` crops, colour notes.
-
-    The print's long side follows the photo's long side, the same rule the rasterizer applies.
-    """
-    warnings: list[str] = []
-    if asset.status != Asset.Status.READY:
-        return {"state": "pending", "warnings": ["asset_not_ready"]}
+def line_placement(*, product: Product, asset: Asset, sizing: Sizing, options: PlacementOptions) -> Placement:
+    """Where a ready photo lands on the product: the same function the rasterizer calls with the printer's
+    DPI (the crop box and effective DPI do not depend on the DPI). Raises PlacementError for options that
+    do not fit this photo and product."""
     width, height = asset.oriented_size
-    long_px, short_px = max(width, height), min(width, height)
-    long_in, short_in = float(product.height_in), float(product.width_in)
-    photo_ratio = long_px / short_px
-    print_ratio = long_in / short_in
-    if sizing == "fill":
-        # The photo is scaled to cover the paper; the tighter axis sets the resolution.
-        effective_dpi = min(long_px / long_in, short_px / short_in)
-        kept = min(photo_ratio, print_ratio) / max(photo_ratio, print_ratio)
-        cropped_percent = round((1 - kept) * 100, 1)
-        border_percent = 0.0
-    else:
-        # The whole photo fits inside the paper; the looser axis sets the resolution.
-        effective_dpi = max(long_px / long_in, short_px / short_in)
-        kept = min(photo_ratio, print_ratio) / max(photo_ratio, print_ratio)
-        cropped_percent = 0.0
-        border_percent = round((1 - kept) * 100, 1)
-    effective_dpi = int(effective_dpi)
-    if effective_dpi < product.min_dpi:
+    return placement_compute(
+        photo_width=width,
+        photo_height=height,
+        print_width_in=float(product.width_in),
+        print_height_in=float(product.height_in),
+        dpi=NOMINAL_DPI,
+        sizing=sizing,
+        options=options,
+    )
+
+
+def preflight(*, product: Product, asset: Asset, sizing: Sizing, placement: Placement) -> dict[str, object]:
+    """What the print will look like: effective DPI of the crop box, how much is cropped or left white,
+    colour notes."""
+    warnings: list[str] = []
+    width, height = asset.oriented_size
+    area = placement.image_area
+    photo_ratio, area_ratio = width / height, area.width / area.height
+    mismatch = 1 - min(photo_ratio, area_ratio) / max(photo_ratio, area_ratio)
+    box, photo_area = placement.crop_box, placement.photo_area
+    cropped_percent = (
+        round((1 - (box.width * box.height) / (width * height)) * 100, 1) if sizing == "fill" else 0.0
+    )
+    # White paper: the border, and in fit mode what the photo leaves of the image area.
+    paper = placement.output_width * placement.output_height
+    border_percent = round((1 - (photo_area.width * photo_area.height) / paper) * 100, 1)
+    if placement.effective_dpi < product.min_dpi:
         warnings.append("low_resolution")
     if cropped_percent > 10:
         warnings.append("large_crop")
@@ -70,9 +76,9 @@ def preflight(*, product: Product, asset: Asset, sizing: str) -> dict[str, objec
         warnings.append("cmyk_source")
     return {
         "state": "ok" if not warnings else "warning",
-        "effective_dpi": effective_dpi,
+        "effective_dpi": placement.effective_dpi,
         "min_dpi": product.min_dpi,
-        "aspect_ratio_mismatch_percent": round((1 - kept) * 100, 1),
+        "aspect_ratio_mismatch_percent": round(mismatch * 100, 1),
         "cropped_percent": cropped_percent,
         "border_percent": border_percent,
         "color_note": color_note,

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
 
 from lab.accounts.models import User
 from lab.catalog.models import Product
-from lab.lib.errors import DomainError, NotFound
+from lab.catalog.placement import Placement, PlacementError, PlacementOptions, Sizing
+from lab.lib.errors import Conflict, DomainError, NotFound
+from lab.orders.errors import OrderError
 from lab.orders.models import Asset, Order
-from lab.orders.pricing import MAX_ORDER_TOTAL_MINOR, SHIPPING_PRICE_MINOR, line_price, preflight
+from lab.orders.pricing import (
+    MAX_ORDER_TOTAL_MINOR,
+    SHIPPING_PRICE_MINOR,
+    line_placement,
+    line_price,
+    preflight,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +30,8 @@ class ItemRequest:
     sku: str
     asset_id: str
     copies: int
-    sizing: str
+    sizing: Sizing
+    placement: PlacementOptions = field(default_factory=PlacementOptions)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class QuoteLine:
     unit_price_minor: int
     line_total_minor: int
     preflight: dict[str, object]
+    options: PlacementOptions
+    placement: Placement
 
 
 @dataclass(frozen=True)
@@ -64,19 +75,19 @@ def _usable_asset(*, asset_id: str, customer: User | None, assets: dict[str, Ass
     """The access rule for photos in an order: yours, or an unused guest photo when you are a guest."""
     asset = assets.get(asset_id)
     if asset is None:
-        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+        raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.", asset=asset_id)
     if customer is not None and asset.owner_id != customer.pk:
-        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+        raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.", asset=asset_id)
     if customer is None and (asset.owner_id is not None or asset.guest_order_id is not None):
-        raise NotFound("asset_not_found", "No such photo.", asset=asset_id)
+        raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.", asset=asset_id)
     if asset.status != Asset.Status.READY:
-        raise DomainError("asset_not_ready", "This photo is not ready to print.", asset=asset_id, status=409)
+        raise Conflict(OrderError.ASSET_NOT_READY, "This photo is not ready to print.", asset=asset_id)
     return asset
 
 
 def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_method: str) -> Quote:
     if not items:
-        raise DomainError("empty_order", "An order needs at least one item.")
+        raise DomainError(OrderError.EMPTY_ORDER, "An order needs at least one item.")
     products = {p.sku: p for p in Product.objects.filter(sku__in={i.sku for i in items}, is_active=True)}
     # One query for every photo of the basket, then the same checks item by item, in the basket's order.
     assets = _assets_by_id([item.asset_id for item in items])
@@ -84,8 +95,15 @@ def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_m
     for position, item in enumerate(items, start=1):
         product = products.get(item.sku)
         if product is None:
-            raise DomainError("unknown_sku", f"There is no product {item.sku}.", sku=item.sku)
+            raise DomainError(OrderError.UNKNOWN_SKU, f"There is no product {item.sku}.", sku=item.sku)
         asset = _usable_asset(asset_id=item.asset_id, customer=customer, assets=assets)
+        try:
+            placement = line_placement(
+                product=product, asset=asset, sizing=item.sizing, options=item.placement
+            )
+        except PlacementError as error:
+            error.details["position"] = position  # which item of the basket
+            raise
         price = line_price(product=product, copies=item.copies)
         lines.append(
             QuoteLine(
@@ -96,17 +114,19 @@ def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_m
                 sizing=item.sizing,
                 unit_price_minor=price.unit_price_minor,
                 line_total_minor=price.line_total_minor,
-                preflight=preflight(product=product, asset=asset, sizing=item.sizing),
+                preflight=preflight(product=product, asset=asset, sizing=item.sizing, placement=placement),
+                options=item.placement,
+                placement=placement,
             )
         )
     currencies = {line.product.currency for line in lines}
     if len(currencies) != 1:
-        raise DomainError("mixed_currency", "All products in one order must share a currency.")
+        raise DomainError(OrderError.MIXED_CURRENCY, "All products in one order must share a currency.")
     subtotal = sum(line.line_total_minor for line in lines)
     shipping = SHIPPING_PRICE_MINOR[Order.ShippingMethod(shipping_method)]
     if subtotal + shipping > MAX_ORDER_TOTAL_MINOR:
         raise DomainError(
-            "order_total_too_large",
+            OrderError.ORDER_TOTAL_TOO_LARGE,
             f"The order total is over the {MAX_ORDER_TOTAL_MINOR} minor units a card payment can take; "
             "split it into several orders.",
             total_minor=subtotal + shipping,

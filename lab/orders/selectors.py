@@ -10,6 +10,7 @@ from django.db.models import prefetch_related_objects
 
 from lab.accounts.models import User
 from lab.lib.errors import NotFound
+from lab.orders.errors import OrderError
 from lab.orders.guest_tokens import guest_token_hash
 from lab.orders.models import Asset, Order, is_order_ref
 
@@ -31,15 +32,15 @@ def order_access_check(*, order: Order, user: User | None, guest_token: str | No
         and secrets.compare_digest(order.guest_token_hash, guest_token_hash(guest_token))
     ):
         return
-    raise NotFound("order_not_found", "No such order.")
+    raise NotFound(OrderError.ORDER_NOT_FOUND, "No such order.")
 
 
 def order_for_reader(*, ref: str, user: User | None, guest_token: str | None) -> Order:
     if not is_order_ref(ref):  # checked before any query: a NUL byte or junk must not reach the database
-        raise NotFound("order_not_found", "No such order.")
+        raise NotFound(OrderError.ORDER_NOT_FOUND, "No such order.")
     order = Order.objects.filter(ref=ref).first()
     if order is None:
-        raise NotFound("order_not_found", "No such order.")
+        raise NotFound(OrderError.ORDER_NOT_FOUND, "No such order.")
     order_access_check(order=order, user=user, guest_token=guest_token)
     return order
 
@@ -48,7 +49,14 @@ def asset_for_owner(*, asset_id: str, user: User | None) -> Asset:
     try:
         asset = Asset.objects.get(pk=asset_id)
     except (Asset.DoesNotExist, ValidationError, ValueError) as error:
-        raise NotFound("asset_not_found", "No such photo.") from error
+        raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.") from error
     if user is None or asset.owner_id != user.pk:
-        raise NotFound("asset_not_found", "No such photo.")
+        raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.")
     return asset
+
+
+def order_by_ref(*, ref: str) -> Order | None:
+    """An order for a staff page (no owner check: staff access is checked by the page)."""
+    if not is_order_ref(ref):
+        return None
+    return Order.objects.filter(ref=ref).first()

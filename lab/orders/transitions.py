@@ -14,6 +14,7 @@ from django.db import transaction
 from lab.accounts.models import User
 from lab.lib.errors import NotFound
 from lab.lib.tasks import enqueue
+from lab.orders.errors import OrderError
 from lab.orders.models import Order, OrderEvent
 from lab.orders.states import ORDER_MACHINE, OrderStatus
 
@@ -66,7 +67,10 @@ def order_locked(*, order_id: int | None = None, ref: str | None = None) -> Orde
     Every status change reads the status under this lock, so two writers (a webhook and a cancel, a release
     and a hold) decide one after the other. An order that does not exist is NotFound."""
     rows = Order.objects.select_for_update()
-    order = rows.filter(pk=order_id).first() if ref is None else rows.filter(ref=ref).first()
+    if ref is not None:
+        order = rows.filter(ref=ref).first()
+    else:
+        order = rows.filter(pk=order_id).first() if order_id is not None else None
     if order is None:
-        raise NotFound("order_not_found", f"No order {ref}." if ref else "No such order.")
+        raise NotFound(OrderError.ORDER_NOT_FOUND, f"No order {ref}." if ref else "No such order.")
     return order

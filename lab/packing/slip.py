@@ -109,7 +109,8 @@ def render_slips_with_qr_painter(*, slips: Sequence[SlipData], paint_qr: QrPaint
         raise ValueError("render_slips needs at least one slip")
     _register_fonts()
     buffer = io.BytesIO()
-    canvas = Canvas(buffer, pagesize=A4, invariant=True, initialFontName=FONT_REGULAR)
+    # types-reportlab types initialFontName as a float; reportlab takes a font name.
+    canvas = Canvas(buffer, pagesize=A4, invariant=True, initialFontName=FONT_REGULAR)  # type: ignore[arg-type]
     canvas.setTitle("Packing slips" if len(slips) > 1 else f"Packing slip {slips[0].order_ref}")
     canvas.setAuthor(slips[0].lab_name)
     canvas.setCreator(slips[0].lab_name)

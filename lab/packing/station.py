@@ -15,10 +15,12 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import PACKING_ROLES, has_role
-from lab.lib.errors import DomainError, NotFound, PermissionDenied
+from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
+from lab.orders.errors import OrderError
 from lab.orders.models import Order, OrderItem, is_order_ref
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
+from lab.packing.errors import PackingError
 from lab.packing.services import packing_slip_get_or_render, slip_data_for
 from lab.packing.slip import render_slips
 from lab.production.models import JobEvent, PrintJob
@@ -56,28 +58,31 @@ class ChecklistLine:
 
 def packing_access_check(actor: User) -> None:
     if not has_role(actor, *PACKING_ROLES):
-        raise PermissionDenied("not_allowed", "Only packers and supervisors use the packing station.")
+        raise PermissionDenied(
+            CommonError.NOT_ALLOWED, "Only packers and supervisors use the packing station."
+        )
 
 
 def order_code_normalize(code: str) -> str:
     """What a keyboard-wedge scanner or a person typed, as an order ref; refuses anything else."""
     ref = code.strip().upper()
     if not _ORDER_CODE.match(ref):
-        raise DomainError("not_an_order_code", f"“{code.strip()[:40]}” is not an order code (PL-…).")
+        raise DomainError(
+            PackingError.NOT_AN_ORDER_CODE, f"“{code.strip()[:40]}” is not an order code (PL-…)."
+        )
     return ref
 
 
-def _order_in(*, code: str, statuses: frozenset[str], why: str, status: int) -> Order:
+def _order_in(*, code: str, statuses: frozenset[str], why: str) -> Order:
     """The order a scanned code names, refused when it is not in one of `statuses`."""
     ref = order_code_normalize(code)
     order = Order.objects.filter(ref=ref).first() if is_order_ref(ref) else None
     if order is None:
-        raise NotFound("order_not_found", f"No order {ref}.")
+        raise NotFound(OrderError.ORDER_NOT_FOUND, f"No order {ref}.")
     if order.status not in statuses:
-        raise DomainError(
-            "order_not_ready_to_pack",
+        raise Conflict(
+            PackingError.ORDER_NOT_READY_TO_PACK,
             f"Order {ref} is {order.get_status_display().lower()}{why}.",
-            status=status,
         )
     return order
 
@@ -85,7 +90,7 @@ def _order_in(*, code: str, statuses: frozenset[str], why: str, status: int) -> 
 def station_order(*, code: str, actor: User) -> Order:
     """The order a scanned code names, if it is at the packing station (ready to pack, or packed)."""
     packing_access_check(actor)
-    return _order_in(code=code, statuses=STATION_STATUSES, why=", not ready to pack", status=409)
+    return _order_in(code=code, statuses=STATION_STATUSES, why=", not ready to pack")
 
 
 def _printed_jobs(item: OrderItem) -> list[PrintJob]:
@@ -117,24 +122,24 @@ def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) 
     with transaction.atomic():
         order = order_locked(ref=ref)
         if order.status != OrderStatus.READY_TO_PACK:
-            raise DomainError(
-                "order_not_ready_to_pack",
+            raise Conflict(
+                PackingError.ORDER_NOT_READY_TO_PACK,
                 f"Order {ref} is {order.get_status_display().lower()}, not ready to pack.",
-                status=409,
             )
         item = order.items.select_related("product").filter(position=position).first()
         if item is None:
-            raise NotFound("item_not_found", f"Order {ref} has no item {position}.")
+            raise NotFound(PackingError.ITEM_NOT_FOUND, f"Order {ref} has no item {position}.")
         if copies_counted != item.copies:
             raise DomainError(
-                "count_mismatch",
+                PackingError.COUNT_MISMATCH,
                 f"Item {position} needs {item.copies} copies; you counted {copies_counted}. "
                 "Nothing was confirmed.",
             )
         jobs = _printed_jobs(item)
         if sum(job.copies for job in jobs) < item.copies:
             raise DomainError(
-                "copies_not_printed", f"Item {position} has fewer than {item.copies} printed copies."
+                PackingError.COPIES_NOT_PRINTED,
+                f"Item {position} has fewer than {item.copies} printed copies.",
             )
         remaining = item.copies
         for job in jobs:
@@ -154,17 +159,18 @@ def order_pack(*, code: str, actor: User) -> Order:
     with transaction.atomic():
         order = order_locked(ref=ref)
         if order.status != OrderStatus.READY_TO_PACK:
-            raise DomainError(
-                "order_not_ready_to_pack",
+            raise Conflict(
+                PackingError.ORDER_NOT_READY_TO_PACK,
                 f"Order {ref} is {order.get_status_display().lower()}, not ready to pack.",
-                status=409,
             )
         missing = [line for line in order_checklist(order=order) if not line.is_confirmed]
         if missing:
             listed = ", ".join(
                 f"item {line.position} ({line.copies_confirmed} of {line.copies})" for line in missing
             )
-            raise DomainError("items_not_confirmed", f"Confirm every item before packing: {listed}.")
+            raise DomainError(
+                PackingError.ITEMS_NOT_CONFIRMED, f"Confirm every item before packing: {listed}."
+            )
         order_transition(order=order, to_status=OrderStatus.PACKED, actor=actor, actor_kind="staff")
     logger.info("order packed order=%s actor=%s", order.ref, actor.pk)
     return order
@@ -175,19 +181,19 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
     packing_access_check(actor)
     ref = order_code_normalize(code)
     if carrier not in Carrier.values:
-        raise DomainError("invalid_carrier", f"Choose a carrier: {', '.join(Carrier.labels)}.")
+        raise DomainError(PackingError.INVALID_CARRIER, f"Choose a carrier: {', '.join(Carrier.labels)}.")
     tracking = tracking_number.strip().upper()
     if not _TRACKING.match(tracking):
         raise DomainError(
-            "invalid_tracking_number", "A tracking number is 5 to 64 letters, digits, spaces or dashes."
+            PackingError.INVALID_TRACKING_NUMBER,
+            "A tracking number is 5 to 64 letters, digits, spaces or dashes.",
         )
     with transaction.atomic():
         order = order_locked(ref=ref)
         if order.status != OrderStatus.PACKED:
-            raise DomainError(
-                "order_not_packed",
+            raise Conflict(
+                PackingError.ORDER_NOT_PACKED,
                 f"Order {ref} is {order.get_status_display().lower()}; pack it before shipping.",
-                status=409,
             )
         order.carrier = carrier
         order.tracking_number = tracking
@@ -207,7 +213,7 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
 def slip_pdf(*, code: str, actor: User) -> bytes:
     """The stored packing slip of an order, rendered now when the worker has not made it yet."""
     packing_access_check(actor)
-    order = _order_in(code=code, statuses=SLIP_STATUSES, why="; it has no slip yet", status=400)
+    order = _order_in(code=code, statuses=SLIP_STATUSES, why="; it has no slip yet")
     return bytes(packing_slip_get_or_render(order_id=order.pk).pdf)
 
 
@@ -216,5 +222,5 @@ def day_slips_pdf(*, actor: User) -> tuple[bytes, int]:
     packing_access_check(actor)
     orders = list(Order.objects.filter(status=OrderStatus.READY_TO_PACK).order_by("created_at", "pk"))
     if not orders:
-        raise DomainError("no_orders_to_pack", "No order is ready to pack.")
+        raise DomainError(PackingError.NO_ORDERS_TO_PACK, "No order is ready to pack.")
     return render_slips(slips=[slip_data_for(order) for order in orders]), len(orders)

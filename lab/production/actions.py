@@ -7,18 +7,20 @@ and leaves a JobEvent naming the actor; job statuses are written only through jo
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from django.db import transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import FLOOR_ROLES, QC_ROLES, has_role
-from lab.lib.errors import DomainError, NotFound, PermissionDenied, UpstreamError
+from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, tracking
 from lab.production.backends import backend_for
+from lab.production.errors import ProductionError
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
 from printers.errors import PrinterError
@@ -34,23 +36,23 @@ CANCELLABLE = frozenset(
 REPRINTABLE_ORDER_STATUSES = frozenset({OrderStatus.IN_PRODUCTION, OrderStatus.READY_TO_PACK})
 
 
-def floor_access_check(actor: User, roles: tuple[str, ...] = FLOOR_ROLES) -> None:
+def floor_access_check(actor: User, roles: Collection[str] = FLOOR_ROLES) -> None:
     if not has_role(actor, *roles):
-        raise PermissionDenied("not_allowed", "Your role may not do this on the production floor.")
+        raise PermissionDenied(CommonError.NOT_ALLOWED, "Your role may not do this on the production floor.")
 
 
 def _printer(printer_id: int, *, lock: bool = False) -> Printer:
     query = Printer.objects.select_for_update() if lock else Printer.objects.all()
     printer = query.filter(pk=printer_id).first()
     if printer is None:
-        raise NotFound("printer_not_found", "No such printer.")
+        raise NotFound(ProductionError.PRINTER_NOT_FOUND, "No such printer.")
     return printer
 
 
 def _job(job_id: int) -> PrintJob:
     job = PrintJob.objects.select_related("printer", "order", "item__product").filter(pk=job_id).first()
     if job is None:
-        raise NotFound("job_not_found", "No such print job.")
+        raise NotFound(ProductionError.JOB_NOT_FOUND, "No such print job.")
     return job
 
 
@@ -68,7 +70,9 @@ def printer_pause(*, printer_id: int, actor: User) -> Printer:
     with transaction.atomic():
         printer = _printer(printer_id, lock=True)
         if printer.is_paused_by_lab:
-            raise DomainError("printer_already_paused", f"Printer {printer.name} is already paused.")
+            raise DomainError(
+                ProductionError.PRINTER_ALREADY_PAUSED, f"Printer {printer.name} is already paused."
+            )
         Printer.objects.filter(pk=printer.pk).update(is_paused_by_lab=True)
         JobEvent.objects.create(printer=printer, kind="printer_paused", actor=actor)
     logger.info("printer paused printer=%s actor=%s", printer.name, actor.pk)
@@ -82,7 +86,7 @@ def printer_resume(*, printer_id: int, actor: User) -> Printer:
     with transaction.atomic():
         printer = _printer(printer_id, lock=True)
         if not printer.is_paused_by_lab:
-            raise DomainError("printer_not_paused", f"Printer {printer.name} is not paused.")
+            raise DomainError(ProductionError.PRINTER_NOT_PAUSED, f"Printer {printer.name} is not paused.")
         Printer.objects.filter(pk=printer.pk).update(is_paused_by_lab=False)
         JobEvent.objects.create(printer=printer, kind="printer_resumed", actor=actor)
         _poll_after_commit()
@@ -100,10 +104,10 @@ def _batch_set_held(*, batch_id: int, actor: User, is_held: bool) -> Batch:
     with transaction.atomic():
         batch = Batch.objects.select_for_update().select_related("printer").filter(pk=batch_id).first()
         if batch is None:
-            raise NotFound("batch_not_found", "No such batch.")
+            raise NotFound(ProductionError.BATCH_NOT_FOUND, "No such batch.")
         if batch.is_held == is_held:
             state = "held" if is_held else "not held"
-            raise DomainError(f"batch_already_{'held' if is_held else 'released'}", f"The batch is {state}.")
+            raise DomainError(ProductionError.BATCH_HOLD_UNCHANGED, f"The batch is {state}.", is_held=is_held)
         Batch.objects.filter(pk=batch.pk).update(is_held=is_held)
         JobEvent.objects.create(
             printer=batch.printer,
@@ -135,14 +139,16 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
     job = _job(job_id)
     if job.status not in REROUTABLE:
         raise DomainError(
-            "job_not_reroutable", f"Job {job.pk} is {job.status}; only queued, ready or failed jobs move."
+            ProductionError.JOB_NOT_REROUTABLE,
+            f"Job {job.pk} is {job.status}; only queued, ready or failed jobs move.",
         )
     if printer_id is not None and printer_id == job.printer_id:
-        raise DomainError("same_printer", f"Job {job.pk} is already on that printer.")
+        raise DomainError(ProductionError.SAME_PRINTER, f"Job {job.pk} is already on that printer.")
     moved = routing.job_reroute(job_id=job.pk, printer_id=printer_id, actor_id=actor.pk)
     if not moved:
         raise DomainError(
-            "no_capable_printer", f"No other online printer holds {job.item.product.size_label} media."
+            ProductionError.NO_CAPABLE_PRINTER,
+            f"No other online printer holds {job.item.product.size_label} media.",
         )
     job.refresh_from_db()
     return job
@@ -153,14 +159,17 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     floor_access_check(actor)
     job = _job(job_id)
     if job.status not in CANCELLABLE:
-        raise DomainError("job_not_cancellable", f"Job {job.pk} is {job.status} and cannot be cancelled.")
+        raise DomainError(
+            ProductionError.JOB_NOT_CANCELLABLE, f"Job {job.pk} is {job.status} and cannot be cancelled."
+        )
     if job.status == J.SUBMITTED:
         assert job.printer is not None
         try:
             backend_for(job.printer).cancel(job.backend_job_id)  # slow I/O, outside any transaction
         except PrinterError as error:
             raise UpstreamError(
-                "printer_cancel_failed", f"The printer did not cancel job {job.pk}: {error.message}"
+                ProductionError.PRINTER_CANCEL_FAILED,
+                f"The printer did not cancel job {job.pk}: {error.message}",
             ) from error
     moved = jobs.job_move(
         job_id=job.pk,
@@ -171,7 +180,7 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
         actor_id=actor.pk,
     )
     if not moved:
-        raise DomainError("job_changed", f"Job {job.pk} changed meanwhile; look again and retry.", status=409)
+        raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile; look again and retry.")
     # The order may now be complete: everything else of it printed.
     tracking.order_check_printed(order_id=job.order_id)
     job.refresh_from_db()
@@ -182,24 +191,27 @@ def job_reprint(*, job_id: int, actor: User, reason: str, copies: int, note: str
     """A new job for `copies` more prints of a printed job, routed like a released one."""
     floor_access_check(actor)
     if reason not in ReprintReason.values:
-        raise DomainError("invalid_reprint_reason", f"Choose a reprint reason: {', '.join(ReprintReason)}.")
+        raise DomainError(
+            ProductionError.INVALID_REPRINT_REASON, f"Choose a reprint reason: {', '.join(ReprintReason)}."
+        )
     original = _job(job_id)
     if original.status != J.PRINTED:
         raise DomainError(
-            "job_not_printed", f"Job {original.pk} is {original.status}; only printed jobs are reprinted."
+            ProductionError.JOB_NOT_PRINTED,
+            f"Job {original.pk} is {original.status}; only printed jobs are reprinted.",
         )
     if not 1 <= copies <= original.copies:
         raise DomainError(
-            "invalid_copies", f"Reprint between 1 and {original.copies} copies of job {original.pk}."
+            ProductionError.INVALID_COPIES,
+            f"Reprint between 1 and {original.copies} copies of job {original.pk}.",
         )
     with transaction.atomic():
         order = order_locked(order_id=original.order_id)
         if order.status not in REPRINTABLE_ORDER_STATUSES:
-            raise DomainError(
-                "order_not_in_production",
+            raise Conflict(
+                ProductionError.ORDER_NOT_IN_PRODUCTION,
                 f"Order {order.ref} is {order.get_status_display().lower()}; "
                 "reprints are for orders still on the floor.",
-                status=409,
             )
         reprint = PrintJob.objects.create(
             order=order,
@@ -238,7 +250,8 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
     job = _job(job_id)
     if job.status not in NEEDS_PERSON_JOB_STATUSES:
         raise DomainError(
-            "job_not_unknown", f"Job {job.pk} is {job.status}; only unknown or suspect jobs are resolved."
+            ProductionError.JOB_NOT_UNKNOWN,
+            f"Job {job.pk} is {job.status}; only unknown or suspect jobs are resolved.",
         )
     if was_printed:
         moved = jobs.job_move(
@@ -267,7 +280,7 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
                     lambda: enqueue("production.print_job_submit", job_id=job.pk, queue=queue)
                 )
     if not moved:
-        raise DomainError("job_changed", f"Job {job.pk} changed meanwhile; look again and retry.", status=409)
+        raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile; look again and retry.")
     job.refresh_from_db()
     return job
 
@@ -277,15 +290,19 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
     floor_access_check(actor, QC_ROLES)
     job = _job(job_id)
     if job.status != J.PRINTED:
-        raise DomainError("job_not_printed", f"Job {job.pk} is {job.status}; only printed jobs are checked.")
+        raise DomainError(
+            ProductionError.JOB_NOT_PRINTED, f"Job {job.pk} is {job.status}; only printed jobs are checked."
+        )
     if not 0 <= copies <= job.copies:
-        raise DomainError("invalid_copies", f"Job {job.pk} has {job.copies} copies; you entered {copies}.")
+        raise DomainError(
+            ProductionError.INVALID_COPIES, f"Job {job.pk} has {job.copies} copies; you entered {copies}."
+        )
     with transaction.atomic():
         updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
             copies_verified=copies, updated_at=timezone.now()
         )
         if not updated:
-            raise DomainError("job_changed", f"Job {job.pk} changed meanwhile.", status=409)
+            raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile.")
         JobEvent.objects.create(
             job=job, kind="copies_verified", actor=actor, note=f"{copies} of {job.copies} copies good"
         )

@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import SUPERVISOR_ROLES, has_role
-from lab.lib.errors import DomainError, PermissionDenied
+from lab.lib.errors import CommonError, Conflict, PermissionDenied
 from lab.orders import payments
+from lab.orders.errors import OrderError
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.orders.transitions import order_locked, order_transition
@@ -40,12 +41,14 @@ AT_PRINTER = frozenset({J.SUBMITTING, J.SUBMITTED, J.UNKNOWN, J.SUSPECT})
 def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -> Order:
     """A supervisor cancels an order at any stage before packing; its jobs stop, at the printer too."""
     if not has_role(actor, *SUPERVISOR_ROLES):
-        raise PermissionDenied("not_allowed", "Only supervisors cancel orders that are in production.")
+        raise PermissionDenied(
+            CommonError.NOT_ALLOWED, "Only supervisors cancel orders that are in production."
+        )
     with transaction.atomic():
         order = order_locked(ref=order_ref)
         if order.status not in SUPERVISOR_CANCELLABLE:
-            raise DomainError(
-                "order_not_cancellable", f"An order that is {order.status} cannot be cancelled.", status=409
+            raise Conflict(
+                OrderError.ORDER_NOT_CANCELLABLE, f"An order that is {order.status} cannot be cancelled."
             )
         refund_due = payments.refund_decide(order=order)
         jobs_cancel_for_order(order_id=order.pk, actor_id=actor.pk)

@@ -12,10 +12,11 @@ from lab.accounts.models import User
 from lab.accounts.roles import FLOOR_ROLES, has_role
 from lab.audit.grants import grants_revoke
 from lab.audit.models import ClarificationCase
-from lab.lib.errors import DomainError, PermissionDenied
+from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
+from lab.production.errors import ProductionError
 from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
 
@@ -26,7 +27,9 @@ HOLD_MESSAGE_MAX = 1000
 
 def _hold_access_check(actor: User) -> None:
     if not has_role(actor, *HOLD_ROLES):
-        raise PermissionDenied("not_allowed", "Only technicians and supervisors put orders on hold.")
+        raise PermissionDenied(
+            CommonError.NOT_ALLOWED, "Only technicians and supervisors put orders on hold."
+        )
 
 
 def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
@@ -34,19 +37,19 @@ def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
     _hold_access_check(actor)
     message = message.strip()
     if not message:
-        raise DomainError("hold_message_required", "Say what the customer needs to clarify.")
+        raise DomainError(ProductionError.HOLD_MESSAGE_REQUIRED, "Say what the customer needs to clarify.")
     if len(message) > HOLD_MESSAGE_MAX:
         raise DomainError(
-            "hold_message_too_long", f"The message is longer than {HOLD_MESSAGE_MAX} characters."
+            ProductionError.HOLD_MESSAGE_TOO_LONG,
+            f"The message is longer than {HOLD_MESSAGE_MAX} characters.",
         )
     with transaction.atomic():
         order = order_locked(ref=order_ref)
         if order.status not in HOLDABLE:
-            raise DomainError(
-                "order_not_holdable",
+            raise Conflict(
+                ProductionError.ORDER_NOT_HOLDABLE,
                 f"Order {order.ref} is {order.get_status_display().lower()}; "
                 "only paid or in-production orders can be held.",
-                status=409,
             )
         order.hold_message = message
         # The case is the context an `order_clarification` photo view rests on; releasing the hold closes it.
@@ -67,10 +70,9 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
     with transaction.atomic():
         order = order_locked(ref=order_ref)
         if order.status != OrderStatus.ON_HOLD:
-            raise DomainError(
-                "order_not_on_hold",
+            raise Conflict(
+                ProductionError.ORDER_NOT_ON_HOLD,
                 f"Order {order.ref} is {order.get_status_display().lower()}, not on hold.",
-                status=409,
             )
         # A paid order held before its release has no jobs: back to paid, which releases it to production.
         has_jobs = PrintJob.objects.filter(order=order).exists()

@@ -106,5 +106,8 @@ def job_fail(
         failure_code=code,
         failure_message=message[:300],
         failure_is_permanent=is_permanent,
+        # Given explicitly, so that `**fields` can only be columns, never the actor or the claim condition.
+        actor_id=None,
+        where=None,
         **fields,
     )

@@ -20,8 +20,9 @@ from lab.accounts.roles import FLOOR_ROLES, TICKET_APPROVER_ROLES, has_role, pri
 from lab.audit.grants import grants_revoke
 from lab.audit.models import MaintenanceTicket, Purpose
 from lab.audit.records import Entry, audit_append
-from lab.lib.errors import DomainError, NotFound, PermissionDenied
+from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
 from lab.orders.states import OrderStatus
+from lab.production.errors import ProductionError
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 
@@ -41,7 +42,7 @@ TICKET_ROLES = FLOOR_ROLES
 
 def _ticket_access_check(actor: User) -> None:
     if not has_role(actor, *TICKET_ROLES):
-        raise PermissionDenied("not_allowed", "Your role may not do this on the production floor.")
+        raise PermissionDenied(CommonError.NOT_ALLOWED, "Your role may not do this on the production floor.")
 
 
 def maintenance_ticket_candidate_jobs(*, printer_id: int) -> list[PrintJob]:
@@ -82,16 +83,16 @@ def maintenance_ticket_open(
     _ticket_access_check(actor)
     description = description.strip()
     if not description:
-        raise DomainError("description_required", "Say what is wrong with the printer.")
+        raise DomainError(ProductionError.DESCRIPTION_REQUIRED, "Say what is wrong with the printer.")
     printer = Printer.objects.filter(pk=printer_id).first()
     if printer is None:
-        raise NotFound("printer_not_found", "No such printer.")
+        raise NotFound(ProductionError.PRINTER_NOT_FOUND, "No such printer.")
     wanted = sorted(set(job_ids or []))
     candidates = {job.pk for job in maintenance_ticket_candidate_jobs(printer_id=printer.pk)}
     refused = [job_id for job_id in wanted if job_id not in candidates]
     if refused:
         raise DomainError(
-            "job_not_eligible",
+            ProductionError.JOB_NOT_ELIGIBLE,
             f"Job {', '.join(map(str, refused))} is not active on {printer.name} or printed on it in the "
             f"last {settings.AUDIT_MAINTENANCE_WINDOW_HOURS} hours with its order still in production.",
             job_ids=refused,
@@ -117,19 +118,21 @@ def maintenance_ticket_open(
 def maintenance_ticket_approve(*, ticket_id: int, actor: User) -> MaintenanceTicket:
     """Four eyes: a supervisor other than the opener lets the ticket's jobs be seen at full resolution."""
     if not has_role(actor, *TICKET_APPROVER_ROLES):
-        raise PermissionDenied("not_a_supervisor", "Only a supervisor approves a maintenance ticket.")
+        raise PermissionDenied(
+            ProductionError.NOT_A_SUPERVISOR, "Only a supervisor approves a maintenance ticket."
+        )
     with transaction.atomic():
         ticket = MaintenanceTicket.objects.select_for_update().filter(pk=ticket_id).first()
         if ticket is None:
-            raise NotFound("ticket_not_found", "No such maintenance ticket.")
+            raise NotFound(ProductionError.TICKET_NOT_FOUND, "No such maintenance ticket.")
         if not ticket.is_open:
-            raise DomainError("ticket_closed", f"Ticket {ticket.pk} is closed.", status=409)
+            raise Conflict(ProductionError.TICKET_CLOSED, f"Ticket {ticket.pk} is closed.")
         if ticket.opened_by_id == actor.pk:
             raise PermissionDenied(
-                "approver_is_opener", "A second person must approve: you opened this ticket."
+                ProductionError.APPROVER_IS_OPENER, "A second person must approve: you opened this ticket."
             )
         if ticket.is_approved:
-            raise DomainError("ticket_approved", f"Ticket {ticket.pk} is already approved.", status=409)
+            raise Conflict(ProductionError.TICKET_APPROVED, f"Ticket {ticket.pk} is already approved.")
         ticket.approved_by, ticket.approved_at = actor, timezone.now()
         ticket.save(update_fields=["approved_by", "approved_at"])
         JobEvent.objects.create(
@@ -150,9 +153,9 @@ def maintenance_ticket_close(*, ticket_id: int, actor: User) -> MaintenanceTicke
     with transaction.atomic():
         ticket = MaintenanceTicket.objects.select_for_update().filter(pk=ticket_id).first()
         if ticket is None:
-            raise NotFound("ticket_not_found", "No such maintenance ticket.")
+            raise NotFound(ProductionError.TICKET_NOT_FOUND, "No such maintenance ticket.")
         if not ticket.is_open:
-            raise DomainError("ticket_closed", f"Ticket {ticket.pk} is already closed.", status=409)
+            raise Conflict(ProductionError.TICKET_CLOSED, f"Ticket {ticket.pk} is already closed.")
         ticket.closed_at = timezone.now()
         ticket.save(update_fields=["closed_at"])
         grants_revoke(context_type="maintenance_ticket", context_id=ticket.pk, reason="ticket_closed")

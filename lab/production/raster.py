@@ -1,14 +1,15 @@
 """The rasterizer: one call that turns a customer photo into a print-ready raster for a product size.
-Decode, EXIF-orient, fill or fit at the printer's DPI, convert to the printer's ICC profile, encode."""
+Decode, EXIF-orient, place (crop, orientation, border) at the printer's DPI, convert to its ICC, encode."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from PIL import Image
 
+from lab.catalog.placement import Placement, PlacementError, PlacementOptions, placement_compute
 from lab.production.imaging import pillow_engine, vips_engine
 from lab.production.imaging.colour import OutputProfile, output_profile, to_output_profile
 from lab.production.imaging.errors import INVALID_SPEC, TOO_LARGE, RasterError
@@ -17,12 +18,19 @@ from lab.production.imaging.geometry import (
     jpeg_shrink_factor,
     orient,
     plan_resample,
-    print_size_px,
     swaps_axes,
 )
 from lab.production.imaging.source import Source, open_source
 
-__all__ = ["Engine", "RasterError", "RasterResult", "RasterSpec", "rasterize", "target_size"]
+__all__ = [
+    "Engine",
+    "RasterError",
+    "RasterResult",
+    "RasterSpec",
+    "raster_placement",
+    "rasterize",
+    "target_size",
+]
 
 Engine = Literal["pyvips", "pillow"]
 JPEG_QUALITY: Final = 95
@@ -36,14 +44,16 @@ _PAPER_WHITE: Final[dict[str, int | tuple[int, ...]]] = {"RGB": (255, 255, 255),
 
 @dataclass(frozen=True)
 class RasterSpec:
-    """What the printer needs: size in inches (orientation-free: 4 x 6 = 6 x 4), DPI, sizing, format, ICC."""
+    """What the printer needs: size in inches (orientation-free: 4 x 6 = 6 x 4), DPI, sizing, format, ICC,
+    and the item's placement options (crop or focal point, orientation, border)."""
 
     width_in: float
     height_in: float
     dpi: int = 300
-    sizing: Literal["fill", "fit"] = "fill"  # fill = centre crop; fit = whole photo inside a white border
+    sizing: Literal["fill", "fit"] = "fill"  # fill = crop to the paper; fit = the whole photo, white margins
     output_format: Literal["jpeg", "tiff"] = "jpeg"
     output_icc: bytes | None = None  # printer ICC profile; None = sRGB
+    placement: PlacementOptions = field(default_factory=PlacementOptions)
 
 
 @dataclass(frozen=True)
@@ -64,22 +74,37 @@ def _validate(spec: RasterSpec) -> None:
         raise RasterError(code=TOO_LARGE, message="print would exceed the output pixel limit")
 
 
+def raster_placement(*, spec: RasterSpec, photo_width: int, photo_height: int, orientation: int) -> Placement:
+    """The print's geometry for a photo stored as photo_width x photo_height with this EXIF orientation: the
+    function quotes and order items use (lab.catalog.placement), on the upright photo, at the printer's DPI.
+    Options it refuses (an order's items were checked with them already) are a permanent `invalid_spec`."""
+    swapped = swaps_axes(orientation)
+    try:
+        return placement_compute(
+            photo_width=photo_height if swapped else photo_width,
+            photo_height=photo_width if swapped else photo_height,
+            print_width_in=spec.width_in,
+            print_height_in=spec.height_in,
+            dpi=spec.dpi,
+            sizing=spec.sizing,
+            options=spec.placement,
+        )
+    except PlacementError as error:
+        raise RasterError(code=INVALID_SPEC, message=f"{error.code}: {error.message}") from error
+
+
 def target_size(
     *, spec: RasterSpec, photo_width: int, photo_height: int, orientation: int
 ) -> tuple[int, int]:
     """Output (width, height) in pixels for a photo stored as photo_width x photo_height.
 
-    The print's long side follows the photo's long side after EXIF orientation, so a landscape photo prints
-    landscape on the same 4x6 paper; a square photo prints portrait.
+    With orientation `auto` the print's long side follows the photo's long side after EXIF orientation, so a
+    landscape photo prints landscape on the same 4x6 paper; a square photo prints portrait.
     """
-    swapped = swaps_axes(orientation)
-    return print_size_px(
-        width_in=spec.width_in,
-        height_in=spec.height_in,
-        dpi=spec.dpi,
-        display_width=photo_height if swapped else photo_width,
-        display_height=photo_width if swapped else photo_height,
+    placement = raster_placement(
+        spec=spec, photo_width=photo_width, photo_height=photo_height, orientation=orientation
     )
+    return placement.output_width, placement.output_height
 
 
 def choose_engine(*, source: Source, plan: ResamplePlan) -> Engine:
@@ -100,13 +125,14 @@ def _resample(*, data: bytes, source: Source, plan: ResamplePlan, engine: Engine
     return pillow_engine.resample(source=source, plan=plan, shrink_factor=shrink_factor)
 
 
-def _on_canvas(photo: Image.Image, *, canvas: tuple[int, int]) -> Image.Image:
-    """Fit mode: centre the photo on paper white of the output colour space (after colour conversion, so
-    the border is the printer's white whatever the source profile)."""
+def _on_canvas(photo: Image.Image, *, placement: Placement) -> Image.Image:
+    """Border and fit margins: the photo on paper white of the output colour space at its photo area (after
+    colour conversion, so the border is the printer's white whatever the source profile)."""
+    canvas = (placement.output_width, placement.output_height)
     if photo.size == canvas:
         return photo
     paper = Image.new(photo.mode, canvas, _PAPER_WHITE[photo.mode])
-    paper.paste(photo, ((canvas[0] - photo.width) // 2, (canvas[1] - photo.height) // 2))
+    paper.paste(photo, (placement.photo_area.x, placement.photo_area.y))
     return paper
 
 
@@ -138,15 +164,14 @@ def rasterize(*, data: bytes, spec: RasterSpec, engine: Engine | None = None) ->
     _validate(spec)
     profile = output_profile(spec.output_icc)
     source = open_source(data)
-    canvas = target_size(
+    placement = raster_placement(
         spec=spec, photo_width=source.width, photo_height=source.height, orientation=source.orientation
     )
     plan = plan_resample(
         stored_width=source.width,
         stored_height=source.height,
         orientation=source.orientation,
-        canvas=canvas,
-        sizing=spec.sizing,
+        placement=placement,
     )
     chosen = engine or choose_engine(source=source, plan=plan)
     # One name for every stage so each print-sized intermediate is freed as soon as the next one exists:
@@ -154,7 +179,7 @@ def rasterize(*, data: bytes, spec: RasterSpec, engine: Engine | None = None) ->
     printed = _resample(data=data, source=source, plan=plan, engine=chosen)
     printed = orient(printed, orientation=source.orientation)
     printed = to_output_profile(printed, embedded_icc=source.icc_profile, output=profile)
-    printed = _on_canvas(printed, canvas=canvas)
+    printed = _on_canvas(printed, placement=placement)
     return RasterResult(
         data=_encode(printed, spec=spec, profile=profile),
         width_px=printed.width,

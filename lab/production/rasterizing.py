@@ -25,9 +25,14 @@ J = JobStatus
 def print_job_rasterize(*, job_id: int, worker: str) -> str:
     now = timezone.now()
     lease_expired = now - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
-    claim = {"claimed_at": now, "claimed_by": worker}
     claimed = job_move(
-        job_id=job_id, from_statuses={J.QUEUED}, to_status=J.RASTERIZING, kind="claimed", note=worker, **claim
+        job_id=job_id,
+        from_statuses={J.QUEUED},
+        to_status=J.RASTERIZING,
+        kind="claimed",
+        note=worker,
+        claimed_at=now,
+        claimed_by=worker,
     ) or job_move(
         # A worker that died mid-raster: its claim is taken over once the lease has run out.
         job_id=job_id,
@@ -36,7 +41,8 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         kind="lease_taken_over",
         note=worker,
         where=Q(claimed_at__lt=lease_expired),
-        **claim,
+        claimed_at=now,
+        claimed_by=worker,
     )
     if not claimed:
         return "not_claimed"
@@ -58,6 +64,7 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
                 sizing="fit" if item.sizing == "fit" else "fill",
                 output_format="tiff" if printer.output_format == "tiff" else "jpeg",
                 output_icc=bytes(printer.icc_profile) if printer.icc_profile else None,
+                placement=item.placement_options,
             ),
         )
     except (raster.RasterError, KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import TextChoices
 
 from lab.lib.states import StateMachine
-from printers.base import PrinterState
+from printers.base import PrinterState as PrinterState  # re-exported for production code
 
 
 class JobStatus(TextChoices):

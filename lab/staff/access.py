@@ -6,7 +6,7 @@ or staff in another role) gets the 403 page, never a redirect, so there is no lo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -58,5 +58,5 @@ def staff_page(*roles: str, is_passive: bool = False) -> Callable[[View], View]:
     return decorate
 
 
-def can(request: HttpRequest, roles: tuple[str, ...]) -> bool:
+def can(request: HttpRequest, roles: Collection[str]) -> bool:
     return has_role(request.user, *roles)

@@ -9,7 +9,7 @@ import datetime
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TypedDict
 
 from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
@@ -225,7 +225,15 @@ def orders_behind_turnaround(*, filters: Filters, day: datetime.date, method: st
     return list(Order.objects.filter(pk__in=order_ids).order_by("promised_by"))
 
 
-def _shipped_orders(*, filters: Filters) -> QuerySet[OrderEvent, dict[str, Any]]:
+class ShippedOrderRow(TypedDict):
+    order_id: int
+    order__shipping_method: str
+    order__promised_by: datetime.datetime | None
+    paid_at: datetime.datetime  # never null: the query keeps only orders with a paid event
+    shipped_at: datetime.datetime
+
+
+def _shipped_orders(*, filters: Filters) -> QuerySet[OrderEvent, ShippedOrderRow]:
     """Per order shipped in the range: its first paid and first shipped time (one aggregate query)."""
     rows = (
         OrderEvent.objects.filter(

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, SecurityEvent
-from tests.factories import UserFactory
+from tests.builders import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ def client_with(token: str) -> APIClient:
 
 
 def test_tokens_are_listed_without_their_keys_and_only_a_hash_is_stored():
-    UserFactory(email="ada@example.org")
+    UserFactory.create(email="ada@example.org")
     laptop = sign_in("ada@example.org", name="laptop")
     phone = sign_in("ada@example.org", name="phone")
 
@@ -49,7 +49,7 @@ def test_tokens_are_listed_without_their_keys_and_only_a_hash_is_stored():
 
 
 def test_a_revoked_token_stops_working_at_once_and_the_others_keep_working():
-    customer = UserFactory(email="ada@example.org")
+    customer = UserFactory.create(email="ada@example.org")
     laptop, phone = sign_in("ada@example.org", "laptop"), sign_in("ada@example.org", "phone")
     phone_id = ApiToken.objects.get(name="phone").public_id
 
@@ -63,8 +63,8 @@ def test_a_revoked_token_stops_working_at_once_and_the_others_keep_working():
 
 
 def test_nobody_revokes_another_customers_token_and_nothing_changes():
-    UserFactory(email="ada@example.org")
-    UserFactory(email="bo@example.org")
+    UserFactory.create(email="ada@example.org")
+    UserFactory.create(email="bo@example.org")
     ada, bo = sign_in("ada@example.org"), sign_in("bo@example.org")
     bos_token = ApiToken.objects.get(user__email="bo@example.org").public_id
 
@@ -77,7 +77,7 @@ def test_nobody_revokes_another_customers_token_and_nothing_changes():
 
 
 def test_a_password_change_revokes_every_token_and_a_new_sign_in_works():
-    customer = UserFactory(email="ada@example.org")
+    customer = UserFactory.create(email="ada@example.org")
     laptop, phone = sign_in("ada@example.org", "laptop"), sign_in("ada@example.org", "phone")
 
     changed = client_with(laptop).patch(
@@ -100,7 +100,7 @@ def test_a_password_change_revokes_every_token_and_a_new_sign_in_works():
 
 
 def test_a_refused_password_change_keeps_every_token():
-    UserFactory(email="ada@example.org")
+    UserFactory.create(email="ada@example.org")
     laptop = sign_in("ada@example.org", "laptop")
 
     refused = client_with(laptop).patch(
@@ -113,7 +113,7 @@ def test_a_refused_password_change_keeps_every_token():
 
 
 def test_staff_get_no_api_token_and_a_token_left_from_before_is_refused():
-    auditor = UserFactory(email="audrey@lab.example", roles=["auditor"])
+    auditor = UserFactory.create(email="audrey@lab.example", roles=["auditor"])
     old_key = "0123456789abcdef0123456789abcdef01234567"  # e.g. a token from before staff had none
     ApiToken.objects.create(
         user=auditor,
@@ -137,7 +137,7 @@ def test_staff_get_no_api_token_and_a_token_left_from_before_is_refused():
 
 def test_issuing_beyond_the_cap_revokes_the_least_recently_used_token(settings):
     settings.API_TOKENS_PER_USER = 2
-    UserFactory(email="ada@example.org")
+    UserFactory.create(email="ada@example.org")
     first, second = sign_in("ada@example.org", "first"), sign_in("ada@example.org", "second")
     assert client_with(first).get("/api/v1/me").status_code == 200  # first is now the most recently used
 

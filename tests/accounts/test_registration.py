@@ -45,6 +45,7 @@ def test_register_records_consent_to_current_policy_and_returns_token(api):
     user = User.objects.get(email="ada.quill@example.org")
     assert list(user.groups.values_list("name", flat=True)) == ["customer"]
     consent = Consent.objects.get(user=user)
+    assert consent.policy_version is not None
     assert (consent.kind, consent.policy_version.version) == ("privacy_policy", "1.0")
 
 

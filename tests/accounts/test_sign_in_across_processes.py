@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 
 from lab.accounts.models import SecurityEvent
-from tests.factories import UserFactory
+from tests.builders import UserFactory
 from tests.support.redis_server import PrivateRedis
 from tests.support.web_server import LabWebServer, app_environment
 
@@ -77,7 +77,7 @@ def get_status(url: str) -> int:
 def test_failed_sign_ins_and_throttles_are_counted_once_across_two_web_processes(two_web_servers):
     first, second = two_web_servers
     assert first.pid != second.pid
-    UserFactory(email="ada@example.org")
+    UserFactory.create(email="ada@example.org")
     guess = {"email": "ada@example.org", "password": "a guess"}
 
     failures = [post_json(f"{server.url}/api/v1/auth/token", guess)[0] for server in (first, second) * 2]

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from lab.accounts.models import ApiToken, SecurityEvent
-from tests.factories import UserFactory
+from tests.builders import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -15,20 +15,20 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(autouse=True)
-def _limits(settings) -> None:  # type: ignore[no-untyped-def]
+def _limits(settings) -> None:
     settings.SIGNIN_ACCOUNT_FAILURES = 3
     settings.SIGNIN_ADDRESS_FAILURES = 5
     settings.SIGNIN_WINDOW_SECONDS = 900
 
 
-def token_request(api, email: str, password: str, address: str = "198.51.100.7"):  # type: ignore[no-untyped-def]
+def token_request(api, email: str, password: str, address: str = "198.51.100.7"):
     return api.post(
         "/api/v1/auth/token", {"email": email, "password": password}, format="json", REMOTE_ADDR=address
     )
 
 
 def test_an_account_is_locked_after_its_failures_even_for_the_right_password(api, caplog):
-    customer = UserFactory(email="ada@example.org")
+    customer = UserFactory.create(email="ada@example.org")
 
     failures = [token_request(api, "Ada@Example.org", f"guess {n}").status_code for n in range(3)]
     locked = token_request(api, "ada@example.org", PASSWORD)
@@ -58,7 +58,7 @@ def test_an_account_is_locked_after_its_failures_even_for_the_right_password(api
 
 
 def test_an_address_is_locked_after_failures_on_many_accounts_and_other_addresses_are_not(api):
-    UserFactory(email="ada@example.org")
+    UserFactory.create(email="ada@example.org")
 
     failures = [token_request(api, f"nobody{n}@example.org", "guess").status_code for n in range(5)]
     from_that_address = token_request(api, "ada@example.org", PASSWORD)
@@ -74,7 +74,7 @@ def test_an_address_is_locked_after_failures_on_many_accounts_and_other_addresse
 
 
 def test_a_successful_sign_in_resets_the_account_count_but_not_the_address_count(api):
-    UserFactory(email="ada@example.org")
+    UserFactory.create(email="ada@example.org")
 
     early = [token_request(api, "ada@example.org", "guess").status_code for _ in range(2)]
     success = token_request(api, "ada@example.org", PASSWORD)
@@ -92,7 +92,7 @@ def test_a_successful_sign_in_resets_the_account_count_but_not_the_address_count
 
 
 def test_the_staff_login_is_locked_with_an_html_message_and_shares_the_account_count(api):
-    supervisor = UserFactory(email="sam@lab.example", roles=["supervisor"])
+    supervisor = UserFactory.create(email="sam@lab.example", roles=["supervisor"])
     browser = Client(REMOTE_ADDR="198.51.100.7")
 
     api_failure = token_request(api, "sam@lab.example", "guess")
@@ -119,7 +119,7 @@ def test_the_staff_login_is_locked_with_an_html_message_and_shares_the_account_c
 
 
 def test_without_the_shared_cache_nobody_signs_in_and_the_answer_says_so(api, settings):
-    user = UserFactory(email="cacheless@example.org", password="a long right password")
+    user = UserFactory.create(email="cacheless@example.org", password="a long right password")
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -10,7 +10,7 @@ import pytest
 
 from lab.orders.models import Asset
 from lab.orders.photos import asset_create_from_url, asset_fetch
-from tests.factories import UserFactory
+from tests.builders import UserFactory
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def server(settings) -> Iterator[str]:
 
 
 def test_url_asset_goes_pending_then_ready(server):
-    asset = asset_create_from_url(owner=UserFactory(), url=f"{server}/photo.jpg")
+    asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}/photo.jpg")
     assert asset.status == "pending"
 
     asset_fetch(asset_id=str(asset.pk))
@@ -71,7 +71,7 @@ def test_url_asset_goes_pending_then_ready(server):
     [("/text", "not_an_image"), ("/missing", "url_fetch_status"), ("/redirect", "url_fetch_status")],
 )
 def test_url_asset_failures_are_recorded_with_a_reason(server, path, code):
-    asset = asset_create_from_url(owner=UserFactory(), url=f"{server}{path}")
+    asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}{path}")
 
     asset_fetch(asset_id=str(asset.pk))
 
@@ -82,7 +82,7 @@ def test_url_asset_failures_are_recorded_with_a_reason(server, path, code):
 
 def test_url_asset_over_the_size_limit_fails(server, settings):
     settings.ASSET_MAX_BYTES = 1000
-    asset = asset_create_from_url(owner=UserFactory(), url=f"{server}/photo.jpg")
+    asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}/photo.jpg")
 
     asset_fetch(asset_id=str(asset.pk))
 
@@ -91,7 +91,7 @@ def test_url_asset_over_the_size_limit_fails(server, settings):
 
 
 def test_url_asset_read_over_api_shows_failure_reason(api, server):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     created = api.post("/api/v1/assets", {"url": f"{server}/text"}, format="json")
     asset_fetch(asset_id=created.json()["id"])

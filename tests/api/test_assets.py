@@ -13,7 +13,7 @@ from PIL import Image
 from lab.orders.models import Asset
 from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_read
-from tests.factories import UserFactory
+from tests.builders import UserFactory
 from tests.support.images import heic_bytes, jpeg_bytes, png_bytes, tiff_bytes
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def stored_files(settings) -> list[Path]:
     ],
 )
 def test_accepted_formats_are_measured_and_stored_encrypted(api, settings, data, expected_format):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
 
     response = upload(api, data)
 
@@ -55,7 +55,7 @@ def test_accepted_formats_are_measured_and_stored_encrypted(api, settings, data,
 
 
 def test_orientation_icc_and_gps_are_recorded_and_gps_is_stripped(api, settings):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
     data = jpeg_bytes(orientation=6, gps=True)
 
     body = upload(api, data).json()
@@ -105,7 +105,7 @@ def hsv_tiff() -> bytes:
     ids=["not-image", "empty", "truncated", "bomb", "gif", "float-mode"],
 )
 def test_bad_uploads_get_a_specific_code_and_store_nothing(api, settings, data, status, code):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
 
     response = upload(api, data, name="photo.jpg")
 
@@ -118,7 +118,7 @@ def test_bad_uploads_get_a_specific_code_and_store_nothing(api, settings, data, 
 
 def test_oversize_upload_is_refused(api, settings):
     settings.ASSET_MAX_BYTES = 10_000
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
 
     response = upload(api, jpeg_bytes())
 
@@ -127,7 +127,7 @@ def test_oversize_upload_is_refused(api, settings):
 
 
 def test_client_checksum_mismatch_is_refused_and_match_accepted(api):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
     data = jpeg_bytes()
 
     wrong = upload(api, data, sha256="0" * 64)
@@ -138,7 +138,7 @@ def test_client_checksum_mismatch_is_refused_and_match_accepted(api):
 
 
 def test_customer_cannot_read_another_customers_asset(api):
-    owner, other = UserFactory(), UserFactory()
+    owner, other = UserFactory.create(), UserFactory.create()
     api.force_authenticate(owner)
     asset_id = upload(api, jpeg_bytes()).json()["id"]
     api.force_authenticate(other)
@@ -149,8 +149,9 @@ def test_customer_cannot_read_another_customers_asset(api):
 
 
 def test_destroyed_data_key_makes_the_photo_unreadable(api):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
     asset = Asset.objects.get(pk=upload(api, jpeg_bytes()).json()["id"])
+    assert asset.data_key is not None
 
     data_key_destroy(data_key=asset.data_key)
 
@@ -162,7 +163,7 @@ def test_destroyed_data_key_makes_the_photo_unreadable(api):
 
 
 def test_url_to_loopback_is_refused_by_the_ssrf_guard(api):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
 
     for url in (
         "https://127.0.0.1/photo.jpg",
@@ -219,7 +220,7 @@ def pixels(data: bytes) -> bytes:
     ids=["jpeg+zip", "progressive+trailer", "restarts+eoi+zip", "png+zip", "png+tail"],
 )
 def test_bytes_after_the_image_are_not_kept(api, image, tail):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
 
     response = upload(api, image + tail)
 
@@ -232,7 +233,7 @@ def test_bytes_after_the_image_are_not_kept(api, image, tail):
 
 
 def test_a_trailer_is_cut_and_gps_removed_and_the_checksum_describes_the_stored_bytes(api):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
     image = jpeg_bytes(gps=True)
 
     body = upload(api, image + zip_archive()).json()
@@ -245,7 +246,7 @@ def test_a_trailer_is_cut_and_gps_removed_and_the_checksum_describes_the_stored_
 
 
 def test_a_multi_picture_jpeg_keeps_its_first_image(api):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
     first = Image.new("RGB", (300, 200), (200, 10, 10))
     out = io.BytesIO()
     first.save(out, "MPO", save_all=True, append_images=[Image.new("RGB", (300, 200), (10, 10, 200))])

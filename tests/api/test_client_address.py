@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from lab.audit.models import AuditRecord
 from lab.lib.client_ip import client_ip
 from lab.lib.middleware import RequestContextFilter
-from tests.staff.builders import client_as
+from tests.builders import client_as
 
 pytestmark = pytest.mark.django_db
 
@@ -103,7 +103,7 @@ def test_audit_records_and_log_lines_carry_the_client_behind_the_proxy(settings,
     assert response.status_code == 404
     assert AuditRecord.objects.get().client_ip == "203.0.113.40"
     watched = {"lab.audit.gate", "django.request"}
-    logged = [(r.name, r.client_ip, r.request_id) for r in caplog.records if r.name in watched]  # type: ignore[attr-defined]
+    logged = [(r.name, r.client_ip, r.request_id) for r in caplog.records if r.name in watched]
     assert logged == [
         ("lab.audit.gate", "203.0.113.40", "req-12345678"),
         ("django.request", "203.0.113.40", "req-12345678"),

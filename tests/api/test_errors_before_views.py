@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 PROBLEM = "application/problem+json"
 
 
-def problem(response) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+def problem(response) -> tuple[int, str, str]:
     return response.status_code, response["Content-Type"], response.json()["code"]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from lab.accounts.tokens import api_token_issue
 from lab.orders.models import Order
-from tests.factories import UserFactory
+from tests.builders import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,7 @@ def test_anonymous_order_paths_with_malformed_refs_are_404(api, method, path, st
     ],
 )
 def test_customer_paths_and_filters_with_nul_bytes_are_4xx(api, method, path, status, code):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
 
     response = getattr(api, method)(path)
 
@@ -66,7 +66,7 @@ def test_customer_paths_and_filters_with_nul_bytes_are_4xx(api, method, path, st
 
 @pytest.mark.parametrize("name", ["order_ref", "asset_id", "employee", "action"])
 def test_audit_filters_with_nul_bytes_are_400(api, name):
-    api.force_authenticate(UserFactory(roles=["auditor"]))
+    api.force_authenticate(UserFactory.create(roles=["auditor"]))
 
     response = api.get(f"/api/v1/audit/records?{name}=a%00b")
 
@@ -74,7 +74,7 @@ def test_audit_filters_with_nul_bytes_are_400(api, name):
 
 
 def test_a_token_with_a_nul_byte_is_refused_as_unauthenticated(api):
-    api_token_issue(user=UserFactory(), name="test")
+    api_token_issue(user=UserFactory.create(), name="test")
 
     response = api.get("/api/v1/me", HTTP_AUTHORIZATION="Token abc\x00def")
 
@@ -86,7 +86,7 @@ def test_a_token_with_a_nul_byte_is_refused_as_unauthenticated(api):
 
 
 def test_an_idempotency_key_with_a_nul_byte_is_refused_and_nothing_is_stored(api):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
 
     response = api.post("/api/v1/orders", {}, format="json", HTTP_IDEMPOTENCY_KEY="k\x00")
 
@@ -96,14 +96,14 @@ def test_an_idempotency_key_with_a_nul_byte_is_refused_and_nothing_is_stored(api
 
 @pytest.mark.parametrize("path", ["/lab/orders/PL-%00/", "/lab/orders/PL-%00/hold/", "/lab/packing/PL-%00/"])
 def test_staff_pages_answer_404_for_a_malformed_order_ref(path):
-    from tests.staff.builders import client_as
+    from tests.builders import client_as
 
     supervisor, _ = client_as("supervisor", "packer")
     assert supervisor.get(path).status_code == 404
 
 
 def test_a_scanned_code_with_a_nul_byte_is_refused_not_a_server_error():
-    from tests.staff.builders import client_as
+    from tests.builders import client_as
 
     packer, _ = client_as("packer")
     response = packer.post("/lab/packing/scan/", {"code": "PL-\x00ABC"})

@@ -10,21 +10,15 @@ import urllib.request
 from datetime import date
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
-from tests.factories import ProductFactory, UserFactory, asset_for
+from tests.builders import ADDRESS, ProductFactory, UserFactory, asset_for, order_body
 from tests.support.images import jpeg_bytes
 
-pytestmark = pytest.mark.django_db
-
-ADDRESS = {
-    "name": "Ada Quill",
-    "line1": "1 Lens Lane",
-    "city": "Exposure",
-    "postal_code": "12345",
-    "country": "US",
-}
+# Orders ask Stripe (localstripe) for their PaymentIntent.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_api")]
 
 
 @pytest.fixture(autouse=True)
@@ -32,18 +26,8 @@ def catalog() -> None:
     catalog_seed_demo()
 
 
-def order_body(asset: Asset, **overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "items": [{"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": 3, "sizing": "fill"}],
-        "shipping_method": "standard",
-        "shipping_address": ADDRESS,
-    }
-    body.update(overrides)
-    return body
-
-
 def test_quote_prices_come_from_the_server_with_preflight(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     small = asset_for(user, width=600, height=400)  # 100 DPI at 4x6: a warning, not a refusal
 
@@ -74,7 +58,7 @@ def test_quote_prices_come_from_the_server_with_preflight(api):
 
 
 def test_preflight_reports_crop_for_fill_and_border_for_fit(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     square = asset_for(user, width=3000, height=3000)
 
@@ -96,7 +80,7 @@ def test_preflight_reports_crop_for_fill_and_border_for_fit(api):
 
 
 def test_order_creates_payment_intent_and_replays_by_idempotency_key(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     body = order_body(asset_for(user))
 
@@ -122,7 +106,7 @@ def test_order_creates_payment_intent_and_replays_by_idempotency_key(api):
 
 
 def test_order_requires_idempotency_key(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
 
     response = api.post("/api/v1/orders", order_body(asset_for(user)), format="json")
@@ -133,7 +117,7 @@ def test_order_requires_idempotency_key(api):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_create_one_order(live_server):
-    user = UserFactory()
+    user = UserFactory.create()
     from lab.accounts.tokens import api_token_issue
 
     token = api_token_issue(user=user, name="test").key
@@ -191,7 +175,9 @@ def test_guest_orders_with_age_check_and_reads_with_its_token(api):
     assert right.json()["items"][0]["asset"] == asset_id
     order = Order.objects.get()
     assert order.guest_email == "guest@example.org"
-    assert order.consents.get().policy_version.version == "1.0"
+    consent = order.consents.get()
+    assert consent.policy_version is not None
+    assert consent.policy_version.version == "1.0"
     reuse = api.post(
         "/api/v1/orders",
         order_body(Asset.objects.get(pk=asset_id), guest=guest),
@@ -218,14 +204,12 @@ def test_guest_under_13_is_refused_without_a_trace(api):
     assert IdempotencyKey.objects.count() == 0
 
 
-def _upload():
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
+def _upload() -> SimpleUploadedFile:
     return SimpleUploadedFile("p.jpg", jpeg_bytes())
 
 
 def test_customer_cannot_see_or_cancel_or_use_anything_of_another(api):
-    owner, intruder = UserFactory(), UserFactory()
+    owner, intruder = UserFactory.create(), UserFactory.create()
     api.force_authenticate(owner)
     asset = asset_for(owner)
     ref = api.post("/api/v1/orders", order_body(asset), format="json", HTTP_IDEMPOTENCY_KEY="o-1").json()[
@@ -251,7 +235,7 @@ def test_customer_cannot_see_or_cancel_or_use_anything_of_another(api):
 
 
 def test_list_is_paginated_and_filtered_by_status(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     asset = asset_for(user)
     refs = [
@@ -270,7 +254,7 @@ def test_list_is_paginated_and_filtered_by_status(api):
 
 
 def test_cancel_before_payment_records_the_transition(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     ref = api.post(
         "/api/v1/orders", order_body(asset_for(user)), format="json", HTTP_IDEMPOTENCY_KEY="c-1"
@@ -290,7 +274,7 @@ def test_cancel_before_payment_records_the_transition(api):
 
 
 def test_unknown_sku_and_bad_items_are_clear_errors(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     asset = asset_for(user)
 
@@ -415,9 +399,9 @@ def test_guest_idempotency_keys_are_scoped_per_guest(api):
 
 
 def test_an_order_over_the_payment_providers_maximum_is_refused_before_anything_is_stored(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
-    ProductFactory(sku="PRINT-MURAL", price_minor=1_000_000)
+    ProductFactory.create(sku="PRINT-MURAL", price_minor=1_000_000)
     asset = asset_for(user)
     too_much = order_body(asset, items=[{"sku": "PRINT-MURAL", "asset": str(asset.pk), "copies": 100}])
 
@@ -434,9 +418,9 @@ def test_an_order_over_the_payment_providers_maximum_is_refused_before_anything_
 
 
 def test_an_order_of_exactly_the_maximum_is_accepted(api):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
-    ProductFactory(sku="PRINT-MURAL", price_minor=99_999_999)
+    ProductFactory.create(sku="PRINT-MURAL", price_minor=99_999_999)
     asset = asset_for(user)
     body = order_body(
         asset,
@@ -452,7 +436,7 @@ def test_an_order_of_exactly_the_maximum_is_accepted(api):
 
 @pytest.mark.parametrize(("copies", "items"), [(501, 1), (1, 501)])
 def test_copies_and_items_per_order_are_capped(api, copies, items):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     asset = asset_for(user)
     line = {"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": copies}
@@ -467,7 +451,7 @@ def test_copies_and_items_per_order_are_capped(api, copies, items):
 
 @pytest.mark.parametrize(("country", "stored"), [("US", "US"), ("DE", "DE"), ("de", "DE")])
 def test_iso_country_codes_are_accepted(api, country, stored):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
 
     response = api.post(
@@ -483,7 +467,7 @@ def test_iso_country_codes_are_accepted(api, country, stored):
 
 @pytest.mark.parametrize("country", ["XX", "ZZ", "UK", "1A", "ÄÖ"])
 def test_country_codes_outside_iso_3166_are_refused(api, country):
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
 
     response = api.post(

@@ -15,7 +15,7 @@ from lab.accounts.models import User
 from lab.accounts.tokens import api_token_issue
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order
-from tests.factories import UserFactory, asset_for
+from tests.builders import UserFactory, asset_for
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -56,14 +56,14 @@ def basket(asset_ids: list[str]) -> list[dict[str, object]]:
 
 
 def customer_with_photos(api: APIClient, count: int) -> tuple[APIClient, list[str]]:
-    user = UserFactory()
+    user = UserFactory.create()
     client = token_client(api, user)
     # The token's last-used stamp is written at most once a minute: take that write out of the counts.
     client.get("/api/v1/orders")
     return client, [str(asset_for(user).pk) for _ in range(count)]
 
 
-def order_post(client: APIClient, items: list[dict[str, object]], key: str, **extra: object):  # type: ignore[no-untyped-def]
+def order_post(client: APIClient, items: list[dict[str, object]], key: str, **extra: object):
     body = {"items": items, "shipping_method": "standard", "shipping_address": ADDRESS, **extra}
     return client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
@@ -84,7 +84,9 @@ def test_quote_takes_four_queries_for_any_basket(api, django_assert_num_queries,
 
 
 @pytest.mark.parametrize("items", [1, 5])
-def test_order_create_takes_eighteen_queries_for_any_basket(api, django_assert_num_queries, items):
+def test_order_create_takes_eighteen_queries_for_any_basket(
+    api, django_assert_num_queries, items, stripe_api
+):
     client, asset_ids = customer_with_photos(api, items)
 
     # token, roles, idempotency lookup; savepoint, key insert, products, photos, photo lock, order, items
@@ -98,7 +100,9 @@ def test_order_create_takes_eighteen_queries_for_any_basket(api, django_assert_n
 
 
 @pytest.mark.parametrize("items", [1, 5])
-def test_guest_order_create_takes_nineteen_queries_for_any_basket(api, django_assert_num_queries, items):
+def test_guest_order_create_takes_nineteen_queries_for_any_basket(
+    api, django_assert_num_queries, items, stripe_api
+):
     asset_ids = [
         api.post(
             "/api/v1/assets", {"file": SimpleUploadedFile("p.jpg", jpeg_bytes())}, format="multipart"
@@ -117,7 +121,7 @@ def test_guest_order_create_takes_nineteen_queries_for_any_basket(api, django_as
 
 
 @pytest.mark.parametrize("items", [1, 5])
-def test_order_detail_takes_six_queries_for_any_basket(api, django_assert_num_queries, items):
+def test_order_detail_takes_six_queries_for_any_basket(api, django_assert_num_queries, items, stripe_api):
     client, asset_ids = customer_with_photos(api, items)
     ref = order_post(client, basket(asset_ids), "k-1").json()["ref"]
 
@@ -130,7 +134,9 @@ def test_order_detail_takes_six_queries_for_any_basket(api, django_assert_num_qu
 
 
 @pytest.mark.parametrize("items", [1, 5])
-def test_guest_order_detail_takes_four_queries_for_any_basket(api, django_assert_num_queries, items):
+def test_guest_order_detail_takes_four_queries_for_any_basket(
+    api, django_assert_num_queries, items, stripe_api
+):
     asset_ids = [str(asset_for(None).pk) for _ in range(items)]
     created = order_post(api, basket(asset_ids), "g-1", guest=GUEST).json()
 

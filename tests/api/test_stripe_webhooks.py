@@ -11,17 +11,16 @@ from django.conf import settings
 
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order, OrderEvent, StripeEvent
-from tests.api.test_orders import order_body
-from tests.factories import UserFactory, asset_for
+from tests.builders import UserFactory, asset_for, order_body
 from tests.support.stripe_server import signed_event
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def order(api) -> Order:
+def order(api, stripe_api) -> Order:
     catalog_seed_demo()
-    user = UserFactory()
+    user = UserFactory.create()
     api.force_authenticate(user)
     ref = api.post(
         "/api/v1/orders", order_body(asset_for(user)), format="json", HTTP_IDEMPOTENCY_KEY="w-1"

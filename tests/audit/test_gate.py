@@ -15,8 +15,7 @@ from lab.audit.services import audit_verify_database
 from lab.production import jobs, rasterizing, routing
 from lab.production.maintenance import maintenance_ticket_open
 from lab.production.models import PrintJob
-from tests.factories import UserFactory
-from tests.production.test_services import WORKER, hotfolder_printer, paid_order
+from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
 
 pytestmark = pytest.mark.django_db
 META = RequestMeta(client_ip="10.1.2.3", user_agent="pytest", request_id="req-1")

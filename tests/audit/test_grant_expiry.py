@@ -16,7 +16,7 @@ from lab.audit import gate
 from lab.audit.anomalies import Flag, anomalies_find
 from lab.audit.models import AccessGrant, AuditRecord
 from lab.production.models import PrintJob
-from tests.staff.builders import client_as, hotfolder_printer, released_order
+from tests.builders import client_as, hotfolder_printer, released_order
 
 pytestmark = pytest.mark.django_db
 

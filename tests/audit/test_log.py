@@ -15,29 +15,11 @@ from django.db import DatabaseError, connection, transaction
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditRecord
-from lab.audit.records import Entry, audit_append
 from lab.audit.services import audit_export, audit_verify_database, checkpoint_write, public_key
+from tests.builders import audit_write
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def write(n: int) -> None:
-    for i in range(n):
-        audit_append(
-            Entry(
-                action="image.view.preview",
-                actor_id=f"actor-{i % 3}",
-                actor_role="technician",
-                outcome="granted",
-                rule="active_print_job",
-                purpose="printing",
-                asset_id=f"asset-{i}",
-                order_ref="PL-TEST",
-                context_type="print_job",
-                context_id=str(i),
-            )
-        )
 
 
 @pytest.mark.parametrize(
@@ -49,7 +31,7 @@ def write(n: int) -> None:
     ],
 )
 def test_postgresql_refuses_changes_to_the_log(statement):
-    write(2)
+    audit_write(2)
     checkpoint_write()
 
     with (
@@ -64,7 +46,7 @@ def test_postgresql_refuses_changes_to_the_log(statement):
 
 @pytest.mark.parametrize("table", ["audit_auditrecord", "audit_auditcheckpoint", "audit_audithead"])
 def test_postgresql_refuses_truncate_whatever_is_set(table):
-    write(1)
+    audit_write(1)
 
     with (
         pytest.raises(DatabaseError, match="append-only"),
@@ -98,7 +80,7 @@ def tamper(sql: str) -> None:
     ids=["field-changed", "field-nulled", "record-deleted", "tail-truncated"],
 )
 def test_audit_verify_names_the_first_broken_record(sql, kind, seq):
-    write(10)
+    audit_write(10)
     checkpoint_write()
     assert audit_verify_database().problem is None
 
@@ -123,7 +105,7 @@ def test_checkpoint_is_written_even_when_nothing_happened():
 
 
 def test_export_verifies_offline_with_only_the_public_key(tmp_path):
-    write(5)
+    audit_write(5)
     path = tmp_path / "audit.jsonl"
 
     audit_export(path=path, actor_id="auditor-1", actor_role="auditor")
@@ -159,7 +141,7 @@ def test_concurrent_writers_in_separate_processes_keep_the_chain_linear():
     env = {**os.environ, "DATABASE_URL": _database_url()}
     script = (
         "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'lab.settings'); django.setup()\n"
-        "from tests.audit.test_log import write\nwrite(25)\n"
+        "from tests.builders import audit_write\naudit_write(25)\n"
     )
     processes = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env) for _ in range(4)]
     assert [p.wait(timeout=120) for p in processes] == [0, 0, 0, 0]

@@ -24,13 +24,7 @@ from lab.production.maintenance import (
     maintenance_ticket_open,
 )
 from lab.production.models import JobEvent, PrintJob
-from tests.staff.builders import (
-    client_as,
-    hotfolder_printer,
-    person,
-    ready_to_pack_order,
-    released_order,
-)
+from tests.builders import client_as, hotfolder_printer, person, ready_to_pack_order, released_order
 
 pytestmark = pytest.mark.django_db
 META = RequestMeta(client_ip="10.1.2.3", user_agent="pytest", request_id="req-m")

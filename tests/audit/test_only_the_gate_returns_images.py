@@ -12,8 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
-from tests.factories import UserFactory
-from tests.production.test_services import WORKER, hotfolder_printer, paid_order
+from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

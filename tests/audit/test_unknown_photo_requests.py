@@ -9,7 +9,7 @@ import pytest
 
 from lab.audit.models import AuditRecord
 from lab.production.models import PrintJob
-from tests.staff.builders import client_as, hotfolder_printer, released_order
+from tests.builders import client_as, hotfolder_printer, released_order
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from lab.audit import gate
 from lab.audit.records import RequestMeta
 from lab.audit.watermark import preview_image, watermark_apply
 from lab.production.models import PrintJob
-from tests.staff.builders import hotfolder_printer, person, released_order
+from tests.builders import hotfolder_printer, person, released_order
 from tests.support.images import jpeg_bytes
 
 STAMP = "technician:0f3a9c12 2026-03-02 09:00Z"

@@ -1,21 +1,12 @@
-"""Auditor-console tests: a settable clock for the audit chain and people in each role."""
+"""Auditor-console tests: people in each role. Records are stamped at chosen times by `attempt` and `denied`
+(tests/builders/audit.py, with time-machine)."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import pytest
 
 from lab.accounts.models import User
-from lab.audit import records
-from tests.audit_console.builders import Clock, person
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    chain_clock = Clock()
-    monkeypatch.setattr(records, "timezone", SimpleNamespace(now=chain_clock.now))
-    return chain_clock
+from tests.builders import person
 
 
 @pytest.fixture

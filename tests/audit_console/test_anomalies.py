@@ -8,7 +8,7 @@ import pytest
 
 from lab.audit.anomalies import anomalies_find
 from lab.audit.models import StaffShift
-from tests.audit_console.builders import T0, attempt, denied, minutes, shipped_order
+from tests.builders import T0, attempt, denied, minutes, shipped_order
 
 pytestmark = pytest.mark.django_db
 DAY_END = minutes(24 * 60)
@@ -18,12 +18,12 @@ def flags(since: datetime = T0, until: datetime = DAY_END) -> list[tuple[int, st
     return [(anomaly.seq, anomaly.flag.value) for anomaly in anomalies_find(since=since, until=until)]
 
 
-def test_every_refusal_is_flagged_once_as_off_step_or_denied(clock, technician):
-    role = denied(clock, technician, at=minutes(1), rule="purpose_not_allowed_for_role")
-    step = denied(clock, technician, at=minutes(2), rule="order_not_being_packed", order_ref="PL-A")
-    closed = denied(clock, technician, at=minutes(3), rule="maintenance_ticket_closed")
-    attempt(clock, technician, at=minutes(4), rule="active_print_job")
-    unfitting = attempt(clock, technician, at=minutes(5), rule="granted_by_hand")
+def test_every_refusal_is_flagged_once_as_off_step_or_denied(technician):
+    role = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+    step = denied(technician, at=minutes(2), rule="order_not_being_packed", order_ref="PL-A")
+    closed = denied(technician, at=minutes(3), rule="maintenance_ticket_closed")
+    attempt(technician, at=minutes(4), rule="active_print_job")
+    unfitting = attempt(technician, at=minutes(5), rule="granted_by_hand")
 
     assert flags() == [
         (role.seq, "denied_attempt"),
@@ -33,20 +33,18 @@ def test_every_refusal_is_flagged_once_as_off_step_or_denied(clock, technician):
     ]
 
 
-def test_burst_flags_the_view_that_reaches_the_threshold_within_the_window(
-    clock, technician, packer, settings
-):
+def test_burst_flags_the_view_that_reaches_the_threshold_within_the_window(technician, packer, settings):
     settings.AUDIT_BURST_ORDERS = 3
     settings.AUDIT_BURST_MINUTES = 15
-    attempt(clock, technician, at=minutes(0), order_ref="PL-A")
-    attempt(clock, technician, at=minutes(5), order_ref="PL-A")
-    attempt(clock, packer, at=minutes(6), order_ref="PL-X")  # someone else's views do not count
-    attempt(clock, technician, at=minutes(9), order_ref="PL-B")
-    third = attempt(clock, technician, at=minutes(14), order_ref="PL-C")
-    fourth = attempt(clock, technician, at=minutes(16), order_ref="PL-D")  # A at 0 and 5 left the window
-    attempt(clock, technician, at=minutes(40), order_ref="PL-E")
-    denied(clock, technician, at=minutes(41), rule="context_not_found", order_ref="PL-F")
-    attempt(clock, technician, at=minutes(42), order_ref="PL-G")  # E, G: a denial is not a view
+    attempt(technician, at=minutes(0), order_ref="PL-A")
+    attempt(technician, at=minutes(5), order_ref="PL-A")
+    attempt(packer, at=minutes(6), order_ref="PL-X")  # someone else's views do not count
+    attempt(technician, at=minutes(9), order_ref="PL-B")
+    third = attempt(technician, at=minutes(14), order_ref="PL-C")
+    fourth = attempt(technician, at=minutes(16), order_ref="PL-D")  # A at 0 and 5 left the window
+    attempt(technician, at=minutes(40), order_ref="PL-E")
+    denied(technician, at=minutes(41), rule="context_not_found", order_ref="PL-F")
+    attempt(technician, at=minutes(42), order_ref="PL-G")  # E, G: a denial is not a view
 
     assert [(seq, flag) for seq, flag in flags() if flag == "burst_of_orders"] == [
         (third.seq, "burst_of_orders"),
@@ -54,37 +52,37 @@ def test_burst_flags_the_view_that_reaches_the_threshold_within_the_window(
     ]
 
 
-def test_burst_counts_views_just_before_the_range(clock, technician, settings):
+def test_burst_counts_views_just_before_the_range(technician, settings):
     settings.AUDIT_BURST_ORDERS = 2
-    attempt(clock, technician, at=minutes(-5), order_ref="PL-A")
-    second = attempt(clock, technician, at=minutes(1), order_ref="PL-B")
+    attempt(technician, at=minutes(-5), order_ref="PL-A")
+    second = attempt(technician, at=minutes(1), order_ref="PL-B")
 
     assert flags(since=T0) == [(second.seq, "burst_of_orders")]
 
 
-def test_repeated_views_of_one_order_within_the_window(clock, technician, settings):
+def test_repeated_views_of_one_order_within_the_window(technician, settings):
     settings.AUDIT_REPEAT_VIEWS = 3
     settings.AUDIT_REPEAT_HOURS = 1
-    attempt(clock, technician, at=minutes(0), order_ref="PL-A")
-    attempt(clock, technician, at=minutes(10), order_ref="PL-A")
-    attempt(clock, technician, at=minutes(15), order_ref="PL-B")
-    third = attempt(clock, technician, at=minutes(20), order_ref="PL-A")
-    attempt(clock, technician, at=minutes(180), order_ref="PL-A")  # the earlier ones are over an hour old
+    attempt(technician, at=minutes(0), order_ref="PL-A")
+    attempt(technician, at=minutes(10), order_ref="PL-A")
+    attempt(technician, at=minutes(15), order_ref="PL-B")
+    third = attempt(technician, at=minutes(20), order_ref="PL-A")
+    attempt(technician, at=minutes(180), order_ref="PL-A")  # the earlier ones are over an hour old
 
     assert flags() == [(third.seq, "repeated_views")]
 
 
-def test_views_outside_every_shift_of_the_person(clock, technician, packer):
+def test_views_outside_every_shift_of_the_person(technician, packer):
     StaffShift.objects.create(user=technician, weekday=0, start_time=time(8), end_time=time(16))
     StaffShift.objects.create(user=technician, weekday=4, start_time=time(22), end_time=time(6))
-    monday_morning = attempt(clock, technician, at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC), order_ref="PL-1")
-    monday_evening = attempt(clock, technician, at=datetime(2026, 3, 2, 17, 0, tzinfo=UTC), order_ref="PL-2")
+    monday_morning = attempt(technician, at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC), order_ref="PL-1")
+    monday_evening = attempt(technician, at=datetime(2026, 3, 2, 17, 0, tzinfo=UTC), order_ref="PL-2")
     denied_at_night = denied(
-        clock, technician, at=datetime(2026, 3, 3, 2, 0, tzinfo=UTC), rule="purpose_not_allowed_for_role"
+        technician, at=datetime(2026, 3, 3, 2, 0, tzinfo=UTC), rule="purpose_not_allowed_for_role"
     )
-    saturday_early = attempt(clock, technician, at=datetime(2026, 3, 7, 5, 59, tzinfo=UTC), order_ref="PL-3")
-    saturday_later = attempt(clock, technician, at=datetime(2026, 3, 7, 6, 0, tzinfo=UTC), order_ref="PL-4")
-    attempt(clock, packer, at=datetime(2026, 3, 7, 3, 0, tzinfo=UTC), order_ref="PL-5")  # no shifts on record
+    saturday_early = attempt(technician, at=datetime(2026, 3, 7, 5, 59, tzinfo=UTC), order_ref="PL-3")
+    saturday_later = attempt(technician, at=datetime(2026, 3, 7, 6, 0, tzinfo=UTC), order_ref="PL-4")
+    attempt(packer, at=datetime(2026, 3, 7, 3, 0, tzinfo=UTC), order_ref="PL-5")  # no shifts on record
 
     found = flags(since=T0, until=datetime(2026, 3, 8, tzinfo=UTC))
 
@@ -97,14 +95,12 @@ def test_views_outside_every_shift_of_the_person(clock, technician, packer):
     assert saturday_early.seq not in {seq for seq, _ in found}
 
 
-def test_attempts_at_or_after_the_order_shipped(clock, technician):
+def test_attempts_at_or_after_the_order_shipped(technician):
     order = shipped_order(shipped_at=minutes(30))
-    before = attempt(clock, technician, at=minutes(29), order_ref=order.ref)
-    at_shipping = attempt(clock, technician, at=minutes(30), order_ref=order.ref)
-    refused_after = denied(
-        clock, technician, at=minutes(31), rule="order_not_being_packed", order_ref=order.ref
-    )
-    attempt(clock, technician, at=minutes(32), order_ref="PL-NOT-SHIPPED")
+    before = attempt(technician, at=minutes(29), order_ref=order.ref)
+    at_shipping = attempt(technician, at=minutes(30), order_ref=order.ref)
+    refused_after = denied(technician, at=minutes(31), rule="order_not_being_packed", order_ref=order.ref)
+    attempt(technician, at=minutes(32), order_ref="PL-NOT-SHIPPED")
 
     assert flags() == [
         (at_shipping.seq, "after_shipment"),
@@ -114,10 +110,8 @@ def test_attempts_at_or_after_the_order_shipped(clock, technician):
     assert before.seq < at_shipping.seq
 
 
-def test_customers_and_the_system_are_not_employees(clock, technician):
-    attempt(clock, technician, at=minutes(1), role="customer", rule="owner", action="image.download")
-    attempt(
-        clock, technician, at=minutes(2), role="system", rule="production_pipeline", action="image.view.full"
-    )
+def test_customers_and_the_system_are_not_employees(technician):
+    attempt(technician, at=minutes(1), role="customer", rule="owner", action="image.download")
+    attempt(technician, at=minutes(2), role="system", rule="production_pipeline", action="image.view.full")
 
     assert flags() == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lab.audit.models import AuditRecord
-from tests.audit_console.builders import attempt, denied, minutes, person
+from tests.builders import attempt, denied, minutes, person
 
 pytestmark = pytest.mark.django_db
 ENDPOINTS = ["/api/v1/audit/records", "/api/v1/audit/summary", "/api/v1/audit/anomalies"]
@@ -37,10 +37,10 @@ def test_other_roles_get_403_and_nothing_is_recorded(api, role):
     assert AuditRecord.objects.count() == 0
 
 
-def test_records_are_filtered_and_paged_by_seq_in_a_staff_session(api, clock, technician, packer):
+def test_records_are_filtered_and_paged_by_seq_in_a_staff_session(api, technician, packer):
     auditor = person("auditor")
-    written = [attempt(clock, technician, at=minutes(i), order_ref="PL-AAA").seq for i in range(5)]
-    attempt(clock, packer, at=minutes(6), order_ref="PL-BBB", role="packer")
+    written = [attempt(technician, at=minutes(i), order_ref="PL-AAA").seq for i in range(5)]
+    attempt(packer, at=minutes(6), order_ref="PL-BBB", role="packer")
     api.force_login(auditor)  # staff use the API only in their expiring /lab/ session, never with a token
 
     first = api.get("/api/v1/audit/records", {"order_ref": "PL-AAA", "limit": 2})
@@ -70,12 +70,10 @@ def test_records_are_filtered_and_paged_by_seq_in_a_staff_session(api, clock, te
     assert reads()[1].justification == f"order_ref=PL-AAA&before={written[3]}"
 
 
-def test_records_filter_by_employee_outcome_purpose_and_time(api, clock, technician, packer, auditor):
-    attempt(clock, technician, at=minutes(1))
-    refused = denied(clock, technician, at=minutes(2), rule="purpose_not_allowed_for_role")
-    packing = attempt(
-        clock, packer, at=minutes(3), purpose="packaging", rule="order_being_packed", role="packer"
-    )
+def test_records_filter_by_employee_outcome_purpose_and_time(api, technician, packer, auditor):
+    attempt(technician, at=minutes(1))
+    refused = denied(technician, at=minutes(2), rule="purpose_not_allowed_for_role")
+    packing = attempt(packer, at=minutes(3), purpose="packaging", rule="order_being_packed", role="packer")
     api.force_authenticate(auditor)
 
     def seqs(**query: str) -> list[int]:
@@ -87,11 +85,11 @@ def test_records_filter_by_employee_outcome_purpose_and_time(api, clock, technic
     assert api.get("/api/v1/audit/records", {"outcome": "maybe"}).json()["code"] == "invalid_request"
 
 
-def test_summary_and_anomalies_answer_per_employee_and_per_flag(api, clock, technician, settings):
+def test_summary_and_anomalies_answer_per_employee_and_per_flag(api, technician, settings):
     settings.AUDIT_REPEAT_VIEWS = 2
     admin = person("admin")
-    first = attempt(clock, technician, at=minutes(1), order_ref="PL-AAA")
-    second = attempt(clock, technician, at=minutes(2), order_ref="PL-AAA")
+    first = attempt(technician, at=minutes(1), order_ref="PL-AAA")
+    second = attempt(technician, at=minutes(2), order_ref="PL-AAA")
     api.force_authenticate(admin)
 
     summary = api.get("/api/v1/audit/summary", DAY)

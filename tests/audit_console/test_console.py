@@ -14,7 +14,7 @@ import pytest
 from lab.audit import chain
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.services import public_key
-from tests.audit_console.builders import attempt, denied, minutes, person
+from tests.builders import attempt, denied, minutes, person
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +49,8 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, url):
 
 
 @pytest.mark.parametrize("role", ["technician", "packer", "supervisor", "customer"])
-def test_other_roles_get_403_on_every_page_and_action_and_nothing_changes(client, clock, technician, role):
-    denied(clock, technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+def test_other_roles_get_403_on_every_page_and_action_and_nothing_changes(client, technician, role):
+    denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
     ReviewItem.objects.create(record_id=1, reason="denied_attempt")
     client.force_login(person(role))
 
@@ -65,9 +65,9 @@ def test_other_roles_get_403_on_every_page_and_action_and_nothing_changes(client
 
 @pytest.mark.parametrize("role", ["auditor", "admin"])
 def test_auditors_and_admins_open_every_page_which_is_html_without_scripts_or_images(
-    client, clock, technician, role
+    client, technician, role
 ):
-    attempt(clock, technician, at=minutes(1))
+    attempt(technician, at=minutes(1))
     client.force_login(person(role))
 
     responses = [client.get(url) for url in PAGES]
@@ -83,9 +83,9 @@ def test_auditors_and_admins_open_every_page_which_is_html_without_scripts_or_im
         assert "http://" not in body and "https://" not in body
 
 
-def test_records_page_filters_and_the_read_itself_is_recorded(client, clock, technician, packer, auditor):
-    mine = attempt(clock, technician, at=minutes(1), order_ref="PL-AAA")
-    attempt(clock, packer, at=minutes(2), order_ref="PL-BBB", role="packer")
+def test_records_page_filters_and_the_read_itself_is_recorded(client, technician, packer, auditor):
+    mine = attempt(technician, at=minutes(1), order_ref="PL-AAA")
+    attempt(packer, at=minutes(2), order_ref="PL-BBB", role="packer")
     client.force_login(auditor)
 
     response = client.get("/lab/audit/", {"employee": "tech@lab.example", "since": "2026-03-02T08:00"})
@@ -108,11 +108,9 @@ def test_records_page_filters_and_the_read_itself_is_recorded(client, clock, tec
     assert read.justification == f"actor_id={technician.public_id}&since=2026-03-02T08%3A00%3A00%2B00%3A00"
 
 
-def test_record_summary_anomaly_and_review_pages_are_each_recorded_as_reads(
-    client, clock, technician, auditor
-):
-    view = attempt(clock, technician, at=minutes(1))
-    denied(clock, technician, at=minutes(2), rule="print_job_not_active")
+def test_record_summary_anomaly_and_review_pages_are_each_recorded_as_reads(client, technician, auditor):
+    view = attempt(technician, at=minutes(1))
+    denied(technician, at=minutes(2), rule="print_job_not_active")
     client.force_login(auditor)
 
     record_page = client.get(f"/lab/audit/records/{view.seq}/")
@@ -135,8 +133,8 @@ def test_record_summary_anomaly_and_review_pages_are_each_recorded_as_reads(
     assert reads()[1].justification == "since=2026-03-02T00:00:00+00:00&until=2026-03-03T00:00:00+00:00"
 
 
-def test_review_queue_is_built_and_signed_off_through_the_console(client, clock, technician, auditor):
-    refused = denied(clock, technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+def test_review_queue_is_built_and_signed_off_through_the_console(client, technician, auditor):
+    refused = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
     client.force_login(auditor)
 
     built = client.post("/lab/audit/review/build/", {"day": "2026-03-02"})
@@ -154,9 +152,9 @@ def test_review_queue_is_built_and_signed_off_through_the_console(client, clock,
     assert "training account, confirmed" in done.content.decode()
 
 
-def test_csv_export_streams_the_filtered_metadata_and_is_recorded(client, clock, technician, packer, auditor):
-    mine = attempt(clock, technician, at=minutes(1), order_ref="PL-AAA")
-    attempt(clock, packer, at=minutes(2), order_ref="PL-BBB", role="packer")
+def test_csv_export_streams_the_filtered_metadata_and_is_recorded(client, technician, packer, auditor):
+    mine = attempt(technician, at=minutes(1), order_ref="PL-AAA")
+    attempt(packer, at=minutes(2), order_ref="PL-BBB", role="packer")
     client.force_login(auditor)
 
     response = client.post("/lab/audit/export/records.csv", {"order_ref": "PL-AAA"})
@@ -179,10 +177,10 @@ def test_csv_export_streams_the_filtered_metadata_and_is_recorded(client, clock,
 
 
 def test_jsonl_export_is_a_zip_that_verifies_offline_with_the_pinned_key(
-    client, clock, technician, auditor, tmp_path
+    client, technician, auditor, tmp_path
 ):
     for i in range(3):
-        attempt(clock, technician, at=minutes(i))
+        attempt(technician, at=minutes(i))
     client.force_login(auditor)
 
     response = client.post("/lab/audit/export/chain.zip")

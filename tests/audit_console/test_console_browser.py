@@ -4,24 +4,24 @@ Screenshots go to var/test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
+from pytest_playwright.pytest_playwright import CreateContextCallback
 
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
-from tests.staff.builders import PASSWORD, person
+from tests.builders import PASSWORD, person
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
-
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 WIDTH, HEIGHT = 1440, 900
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.browser_context_args(viewport={"width": WIDTH, "height": HEIGHT}),
+]
 PAGES = {
     "records": "/lab/audit/",
     "review": "/lab/audit/review/",
@@ -31,17 +31,9 @@ PAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def page(browser: Browser, live_server) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": WIDTH, "height": HEIGHT})
+def page(new_context: CreateContextCallback) -> Iterator[Page]:
+    context = new_context()
     page = context.new_page()
     page.set_default_timeout(10_000)
     problems: list[str] = []
@@ -146,9 +138,10 @@ def test_flagged_and_sampled_review_items_look_different(page: Page) -> None:
     page.goto("/lab/audit/review/")
 
     def look(selector: str) -> list[str]:
-        return page.locator(selector).first.evaluate(
+        colours: list[str] = page.locator(selector).first.evaluate(
             "element => { const s = getComputedStyle(element); return [s.backgroundColor, s.color]; }"
         )
+        return colours
 
     flagged, sampled = look("tbody .reason-flagged"), look("tbody .reason-sampled")
 

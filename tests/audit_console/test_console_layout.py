@@ -8,16 +8,14 @@ import re
 import pytest
 
 from lab.audit.models import ReviewItem
-from tests.audit_console.builders import attempt, minutes
+from tests.builders import attempt, minutes
 
 pytestmark = pytest.mark.django_db
 ASSET = "00000000-0000-4000-8000-000000000001"
 
 
-def test_long_ids_carry_their_whole_value_in_a_title_and_a_selectable_element(
-    client, clock, auditor, technician
-):
-    attempt(clock, technician, at=minutes(1), asset_id=ASSET)
+def test_long_ids_carry_their_whole_value_in_a_title_and_a_selectable_element(client, auditor, technician):
+    attempt(technician, at=minutes(1), asset_id=ASSET)
     client.force_login(auditor)
 
     page = client.get("/lab/audit/").content.decode()
@@ -26,12 +24,12 @@ def test_long_ids_carry_their_whole_value_in_a_title_and_a_selectable_element(
     assert "<script" not in page  # CSP: script-src 'self', and no script is needed for this
 
 
-def test_employees_without_an_account_email_are_shown_by_a_shortened_public_id(client, clock, auditor):
-    from tests.audit_console.builders import person
+def test_employees_without_an_account_email_are_shown_by_a_shortened_public_id(client, auditor):
+    from tests.builders import person
 
     ghost = person("technician")
     ghost_id = str(ghost.public_id)
-    attempt(clock, ghost, at=minutes(1))
+    attempt(ghost, at=minutes(1))
     ghost.delete()
     client.force_login(auditor)
 
@@ -40,9 +38,9 @@ def test_employees_without_an_account_email_are_shown_by_a_shortened_public_id(c
     assert f'<code class="id" title="{ghost_id}">{ghost_id}</code>' in page
 
 
-def test_the_review_queue_marks_flagged_and_sampled_items_differently(client, clock, auditor, technician):
-    flagged = attempt(clock, technician, at=minutes(1), purpose="maintenance", rule="open_maintenance_ticket")
-    sampled = attempt(clock, technician, at=minutes(2))
+def test_the_review_queue_marks_flagged_and_sampled_items_differently(client, auditor, technician):
+    flagged = attempt(technician, at=minutes(1), purpose="maintenance", rule="open_maintenance_ticket")
+    sampled = attempt(technician, at=minutes(2))
     ReviewItem.objects.create(record=flagged, reason="maintenance_view")
     ReviewItem.objects.create(record=sampled, reason="sample")
     client.force_login(auditor)

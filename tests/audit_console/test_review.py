@@ -11,7 +11,7 @@ from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import RequestMeta
 from lab.audit.review import review_sample_daily, review_sign_off
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
-from tests.audit_console.builders import T0, attempt, denied, minutes, person
+from tests.builders import T0, attempt, denied, minutes, person
 
 pytestmark = pytest.mark.django_db
 META = RequestMeta(client_ip="10.9.9.9", user_agent="pytest", request_id="req-review")
@@ -21,12 +21,12 @@ def queued() -> list[tuple[int, str]]:
     return list(ReviewItem.objects.order_by("record_id", "reason").values_list("record_id", "reason"))
 
 
-def test_daily_queue_samples_the_days_views_and_adds_every_flagged_attempt(clock, technician):
-    views = [attempt(clock, technician, at=minutes(10 * i), order_ref=f"PL-{i}").seq for i in range(5)]
-    refused = denied(clock, technician, at=minutes(60), rule="purpose_not_allowed_for_role")
-    attempt(clock, technician, at=minutes(61), role="customer", rule="owner", action="image.download")
-    attempt(clock, technician, at=minutes(62), role="system", rule="production_pipeline")
-    attempt(clock, technician, at=minutes(24 * 60 + 1), order_ref="PL-NEXT-DAY")
+def test_daily_queue_samples_the_days_views_and_adds_every_flagged_attempt(technician):
+    views = [attempt(technician, at=minutes(10 * i), order_ref=f"PL-{i}").seq for i in range(5)]
+    refused = denied(technician, at=minutes(60), rule="purpose_not_allowed_for_role")
+    attempt(technician, at=minutes(61), role="customer", rule="owner", action="image.download")
+    attempt(technician, at=minutes(62), role="system", rule="production_pipeline")
+    attempt(technician, at=minutes(24 * 60 + 1), order_ref="PL-NEXT-DAY")
 
     run = review_sample_daily(day=date(2026, 3, 2), sample_size=3)
 
@@ -39,9 +39,9 @@ def test_daily_queue_samples_the_days_views_and_adds_every_flagged_attempt(clock
     ]
 
 
-def test_running_the_day_again_only_tops_the_sample_up(clock, technician):
-    views = [attempt(clock, technician, at=minutes(10 * i), order_ref=f"PL-{i}").seq for i in range(4)]
-    denied(clock, technician, at=minutes(60), rule="order_not_being_packed")
+def test_running_the_day_again_only_tops_the_sample_up(technician):
+    views = [attempt(technician, at=minutes(10 * i), order_ref=f"PL-{i}").seq for i in range(4)]
+    denied(technician, at=minutes(60), rule="order_not_being_packed")
     review_sample_daily(day=date(2026, 3, 2), sample_size=2)
     before = queued()
 
@@ -54,10 +54,10 @@ def test_running_the_day_again_only_tops_the_sample_up(clock, technician):
     assert sorted(seq for seq, reason in queued() if reason == "sample") == views
 
 
-def test_without_a_day_the_job_queues_yesterday_in_the_lab_time_zone(clock, technician):
+def test_without_a_day_the_job_queues_yesterday_in_the_lab_time_zone(technician):
     yesterday = timezone.localdate() - timedelta(days=1)
     noon = datetime.combine(yesterday, time(12), tzinfo=timezone.get_default_timezone())
-    view = attempt(clock, technician, at=noon)
+    view = attempt(technician, at=noon)
 
     run = review_sample_daily(sample_size=5)
 
@@ -65,8 +65,8 @@ def test_without_a_day_the_job_queues_yesterday_in_the_lab_time_zone(clock, tech
     assert queued() == [(view.seq, "sample")]
 
 
-def test_auditor_signs_an_item_off_once_with_a_note_and_the_sign_off_is_chained(clock, technician, auditor):
-    refused = denied(clock, technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+def test_auditor_signs_an_item_off_once_with_a_note_and_the_sign_off_is_chained(technician, auditor):
+    refused = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
     review_sample_daily(day=T0.date(), sample_size=0)
     item = ReviewItem.objects.get()
 
@@ -102,8 +102,8 @@ def test_auditor_signs_an_item_off_once_with_a_note_and_the_sign_off_is_chained(
 
 
 @pytest.mark.parametrize("role", ["technician", "packer", "supervisor", "customer"])
-def test_only_auditors_and_admins_sign_off_and_a_refusal_changes_nothing(clock, technician, role):
-    denied(clock, technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+def test_only_auditors_and_admins_sign_off_and_a_refusal_changes_nothing(technician, role):
+    denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
     review_sample_daily(day=T0.date(), sample_size=0)
     item = ReviewItem.objects.get()
     records_before = AuditRecord.objects.count()
@@ -116,9 +116,9 @@ def test_only_auditors_and_admins_sign_off_and_a_refusal_changes_nothing(clock, 
     assert AuditRecord.objects.count() == records_before
 
 
-def test_a_note_is_required_and_nobody_reviews_their_own_access(clock, auditor):
+def test_a_note_is_required_and_nobody_reviews_their_own_access(auditor):
     admin_technician = person("admin", "technician")
-    denied(clock, admin_technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+    denied(admin_technician, at=minutes(1), rule="purpose_not_allowed_for_role")
     review_sample_daily(day=T0.date(), sample_size=0)
     item = ReviewItem.objects.get()
 

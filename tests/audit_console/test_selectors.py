@@ -14,7 +14,7 @@ from lab.audit.selectors import (
     records_csv_rows,
     records_page,
 )
-from tests.audit_console.builders import T0, attempt, denied, minutes, person
+from tests.builders import T0, attempt, denied, minutes, person
 
 pytestmark = pytest.mark.django_db
 
@@ -23,15 +23,11 @@ def seqs(filters: RecordFilter) -> list[int]:
     return [record.seq for record in records_page(filters=filters, limit=200).records]
 
 
-def test_each_filter_narrows_to_exact_matches(clock, technician, packer):
-    a = attempt(clock, technician, at=minutes(1), order_ref="PL-A", asset_id="asset-1")
-    b = attempt(
-        clock, packer, at=minutes(2), order_ref="PL-B", purpose="packaging", rule="order_being_packed"
-    )
-    c = denied(clock, technician, at=minutes(3), rule="purpose_not_allowed_for_role", order_ref="PL-B")
-    d = attempt(
-        clock, technician, at=minutes(4), order_ref="PL-A", asset_id="asset-2", action="image.view.full"
-    )
+def test_each_filter_narrows_to_exact_matches(technician, packer):
+    a = attempt(technician, at=minutes(1), order_ref="PL-A", asset_id="asset-1")
+    b = attempt(packer, at=minutes(2), order_ref="PL-B", purpose="packaging", rule="order_being_packed")
+    c = denied(technician, at=minutes(3), rule="purpose_not_allowed_for_role", order_ref="PL-B")
+    d = attempt(technician, at=minutes(4), order_ref="PL-A", asset_id="asset-2", action="image.view.full")
 
     assert seqs(RecordFilter()) == [d.seq, c.seq, b.seq, a.seq]
     assert seqs(RecordFilter(actor_id=str(technician.public_id))) == [d.seq, c.seq, a.seq]
@@ -46,8 +42,8 @@ def test_each_filter_narrows_to_exact_matches(clock, technician, packer):
     ]
 
 
-def test_keyset_pages_walk_older_and_back_newer_without_gaps(clock, technician):
-    written = [attempt(clock, technician, at=minutes(i)).seq for i in range(7)]
+def test_keyset_pages_walk_older_and_back_newer_without_gaps(technician):
+    written = [attempt(technician, at=minutes(i)).seq for i in range(7)]
     newest_first = list(reversed(written))
 
     first = records_page(filters=RecordFilter(), limit=3)
@@ -76,13 +72,12 @@ def test_employee_is_found_by_work_email_but_never_by_a_customer_email(technicia
     }
 
 
-def test_per_employee_summaries_count_views_refusals_orders_and_flags(clock, technician, packer):
-    attempt(clock, technician, at=minutes(1), order_ref="PL-A", asset_id="asset-1")
-    attempt(clock, technician, at=minutes(2), order_ref="PL-A", asset_id="asset-1", action="image.view.full")
-    attempt(clock, technician, at=minutes(3), order_ref="PL-B", asset_id="asset-2")
-    denied(clock, technician, at=minutes(4), rule="purpose_not_allowed_for_role")
+def test_per_employee_summaries_count_views_refusals_orders_and_flags(technician, packer):
+    attempt(technician, at=minutes(1), order_ref="PL-A", asset_id="asset-1")
+    attempt(technician, at=minutes(2), order_ref="PL-A", asset_id="asset-1", action="image.view.full")
+    attempt(technician, at=minutes(3), order_ref="PL-B", asset_id="asset-2")
+    denied(technician, at=minutes(4), rule="purpose_not_allowed_for_role")
     attempt(
-        clock,
         packer,
         at=minutes(5),
         order_ref="PL-C",
@@ -91,8 +86,8 @@ def test_per_employee_summaries_count_views_refusals_orders_and_flags(clock, tec
         role="packer",
     )
     # A customer's own download is not an employee view.
-    attempt(clock, technician, at=minutes(6), role="customer", rule="owner", purpose="owner")
-    attempt(clock, technician, at=minutes(90), order_ref="PL-Z")  # outside the range
+    attempt(technician, at=minutes(6), role="customer", rule="owner", purpose="owner")
+    attempt(technician, at=minutes(90), order_ref="PL-Z")  # outside the range
 
     summaries = employee_summaries(since=T0, until=minutes(60))
 
@@ -128,8 +123,8 @@ def test_per_employee_summaries_count_views_refusals_orders_and_flags(clock, tec
     ]
 
 
-def test_csv_rows_are_metadata_with_formula_cells_defused(clock, technician):
-    record = attempt(clock, technician, at=minutes(1), order_ref="=HYPERLINK(1)")
+def test_csv_rows_are_metadata_with_formula_cells_defused(technician):
+    record = attempt(technician, at=minutes(1), order_ref="=HYPERLINK(1)")
 
     header, row = list(records_csv_rows(filters=RecordFilter()))
 
@@ -141,8 +136,8 @@ def test_csv_rows_are_metadata_with_formula_cells_defused(clock, technician):
     assert row[header.index("hash")] == record.hash
 
 
-def test_summaries_over_long_ranges_leave_flags_uncounted(clock, technician):
-    denied(clock, technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+def test_summaries_over_long_ranges_leave_flags_uncounted(technician):
+    denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
 
     [short] = employee_summaries(since=T0, until=T0 + timedelta(days=31))
     [long] = employee_summaries(since=T0, until=T0 + timedelta(days=32))
@@ -151,8 +146,8 @@ def test_summaries_over_long_ranges_leave_flags_uncounted(clock, technician):
     assert (short.denied, long.denied) == (1, 1)
 
 
-def test_keyset_pages_split_records_of_the_same_instant_by_seq(clock, technician):
-    written = [attempt(clock, technician, at=minutes(1)).seq for _ in range(5)]
+def test_keyset_pages_split_records_of_the_same_instant_by_seq(technician):
+    written = [attempt(technician, at=minutes(1)).seq for _ in range(5)]
 
     first = records_page(filters=RecordFilter(), limit=2)
     second = records_page(filters=RecordFilter(), before=first.older, limit=2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.summary import FIGURES, table_build, table_text
+from bench.summary import FIGURES, Results, table_build, table_text
 
 RASTER_SIZE = {
     "ours_per_s": 12.0,
@@ -11,7 +11,7 @@ RASTER_SIZE = {
     "ours_rss_mib": 150.0,
     "psnr_raster_db": 44.97,
 }
-CANNED = {
+CANNED: Results = {
     "raster": {"benchmark": "raster", "sizes": {"4x6": RASTER_SIZE}},  # 8x10 and pyvips missing
     "slips": {"figures": {"slip_median_ms": 12.0, "vector_median_ms": 48.0, "batch_pages_per_s": 120.0}},
     "intake": {

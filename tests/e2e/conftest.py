@@ -1,5 +1,6 @@
 """Fixtures for end-to-end production tests: one private CUPS with two IPP printers per session, a real
-Celery worker per test against the test database and Redis, Printer rows for the two queues, paid orders."""
+Celery worker per test against the test database and Redis, Printer rows for the two queues; an IPP relay
+that stops a job submission at a chosen step."""
 
 from __future__ import annotations
 
@@ -21,14 +22,10 @@ from django.conf import settings
 from django.db import connection
 from PIL import Image
 
-from lab.orders.models import Order
-from lab.orders.transitions import order_transition
 from lab.production.models import Printer, PrintJob
 from printers.registry import KIND_CUPS
-from tests.factories import order_with_items
 from tests.support.celery_worker import CeleryWorker, database_url
 from tests.support.cups import PrivateCups
-from tests.support.images import jpeg_bytes
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Queue name -> PWG media the ippeveprinter advertises, and the lab's size labels for the Printer row.
@@ -156,20 +153,6 @@ def png_bytes(width: int, height: int) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (180, 90, 60)).save(out, "PNG")
     return out.getvalue()
-
-
-def paid_order(*, lines: list[tuple[str, int]], photo: bytes | None = None) -> Order:
-    """An order with one item per (sku, copies) of one photo, moved to paid: that enqueues its release."""
-    return order_pay(unpaid_order(lines=lines, photo=photo))
-
-
-def order_pay(order: Order) -> Order:
-    order_transition(order=order, to_status="paid")  # autocommit: the release task is sent right away
-    return order
-
-
-def unpaid_order(*, lines: list[tuple[str, int]], photo: bytes | None = None) -> Order:
-    return order_with_items(lines=lines, photo=photo or jpeg_bytes(3000, 2000))
 
 
 # --- A relay in front of cupsd that stops one job submission at a chosen step --------------------

@@ -79,7 +79,7 @@ class Stack:
         for attempt in range(40):  # the database may be restarting under the test
             try:
                 with psycopg.connect(self.database_url, connect_timeout=3) as connection:
-                    return connection.execute(query, params).fetchall()  # type: ignore[arg-type]
+                    return connection.execute(query, params).fetchall()
             except psycopg.OperationalError:
                 if attempt == 39:
                     raise
@@ -396,7 +396,12 @@ def test_a_worker_killed_inside_the_release_loses_no_order(lab: Stack):
 
 def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_each_copy_once(lab: Stack):
     orders = [lab.place_order(LINES) for _ in range(4)]
-    restarter = threading.Thread(target=lambda: (time.sleep(0.3), lab.postgres.restart(mode="immediate")))
+
+    def restart_soon() -> None:
+        time.sleep(0.3)
+        lab.postgres.restart(mode="immediate")
+
+    restarter = threading.Thread(target=restart_soon)
 
     restarter.start()
     retried = [lab.pay(order) for order in orders]

@@ -36,6 +36,7 @@ print(client.v1.payment_intents.confirm(sys.argv[3]).status)
 NAME, EMAIL, STREET = "Marguerite Exposure", "marguerite.e2e@example.org", "77 Darkroom Street"
 
 
+@pytest.mark.usefixtures("stripe_api")  # the live server asks localstripe for the PaymentIntent
 def test_register_upload_quote_order_pay_webhook_paid(live_server, localstripe, caplog):
     caplog.set_level(logging.DEBUG)
     catalog_seed_demo()

@@ -19,7 +19,8 @@ from django.db import connection
 from lab.orders.models import Order
 from lab.production.models import Printer, PrintJob
 from printers.registry import KIND_CUPS
-from tests.e2e.conftest import PAPERS, PROJECT_DIR, paid_order
+from tests.builders import PHOTO_300_DPI, paid_order
+from tests.e2e.conftest import PAPERS, PROJECT_DIR
 from tests.support.celery_worker import CeleryWorker, database_url, wait_until
 from tests.support.cups import PrivateCups
 
@@ -119,8 +120,8 @@ def test_each_print_hosts_jobs_reach_only_its_own_printer_sent_by_its_own_worker
     alpha, beta = print_hosts["alpha"], print_hosts["beta"]
     # given orders whose prints need both hosts' printers
     orders = [
-        paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-8X10-MATTE", 1)]),
-        paid_order(lines=[("PRINT-5X7-GLOSSY", 2), ("PRINT-8X10-LUSTRE", 1)]),
+        paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-8X10-MATTE", 1)], photo=PHOTO_300_DPI),
+        paid_order(lines=[("PRINT-5X7-GLOSSY", 2), ("PRINT-8X10-LUSTRE", 1)], photo=PHOTO_300_DPI),
     ]
 
     # when the two hosts' workers run production on their own

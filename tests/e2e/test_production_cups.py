@@ -4,10 +4,8 @@ on Redis, a private cupsd and two ippeveprinter devices that keep what they rece
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import cast
 
 import pytest
 from django.conf import settings
@@ -18,18 +16,15 @@ from lab.orders.models import Order
 from lab.packing.models import PackingSlip
 from lab.privacy.vault import vault_write
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from tests.builders import PHOTO_300_DPI, UserFactory, order_pay, order_with_items, paid_order
 from tests.e2e.conftest import (
     LARGE_QUEUE,
     PHOTO_QUEUE,
     GateMode,
     IppGate,
     LabPrinters,
-    order_pay,
-    paid_order,
     png_bytes,
-    unpaid_order,
 )
-from tests.factories import UserFactory
 from tests.support.celery_worker import CeleryWorker, wait_until
 from workers.app import app
 
@@ -71,7 +66,7 @@ def test_paid_order_is_rasterized_printed_by_both_devices_at_product_size_and_re
 ) -> None:
     # given two CUPS printers (4x6/5x7 and 8x10 at 300 dpi) and a paid order for a landscape photo
     order = paid_order(
-        lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-5X7-GLOSSY", 1), ("PRINT-8X10-MATTE", 1)],
+        lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-5X7-GLOSSY", 1), ("PRINT-8X10-MATTE", 1)], photo=PHOTO_300_DPI
     )
 
     # when the worker runs release, raster, submit and polling on its own
@@ -150,7 +145,7 @@ def first_job_in(order: Order, status: str) -> PrintJob | None:
 
 
 def technician() -> User:
-    return cast(User, UserFactory(roles=["technician"]))
+    return UserFactory.create(roles=["technician"])
 
 
 def test_worker_killed_mid_rasterize_restarts_and_every_job_prints_exactly_once(
@@ -193,7 +188,7 @@ def test_worker_killed_mid_submit_before_cups_heard_of_it_is_unknown_until_a_tec
     # given the 8x10 printer reached through a relay that will hold the next Create-Job request
     Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
     ipp_gate.arm(GateMode.HOLD_CREATE_JOB)
-    order = paid_order(lines=[("PRINT-4X6-GLOSSY", 1), ("PRINT-8X10-GLOSSY", 1)])
+    order = paid_order(lines=[("PRINT-4X6-GLOSSY", 1), ("PRINT-8X10-GLOSSY", 1)], photo=PHOTO_300_DPI)
     four_by_six, eight_by_ten = released_jobs(order, 2, worker)
 
     # when the worker is SIGKILLed while it waits for CUPS to answer the submit, and the request is lost
@@ -205,7 +200,7 @@ def test_worker_killed_mid_submit_before_cups_heard_of_it_is_unknown_until_a_tec
 
     # then the reconciler finds no job with our title at the printer and never resubmits by itself
     wait_for_job(eight_by_ten, "unknown", worker)
-    time.sleep(3)  # a few more poll and reconcile rounds
+    worker.wait_rounds(poll=3, reconcile=1)
     assert job_status(eight_by_ten) == "unknown"
     assert lab_printers.received_titles(LARGE_QUEUE) == []
 
@@ -231,7 +226,7 @@ def test_cupsd_stopped_between_create_job_and_its_document_sends_the_job_again_o
     # given the 8x10 printer behind a relay that holds the next Send-Document: CUPS has created the job
     Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
     ipp_gate.arm(GateMode.HOLD_SEND_DOCUMENT)
-    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)])
+    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)], photo=PHOTO_300_DPI)
     (job,) = released_jobs(order, 1, worker)
     assert ipp_gate.tripped.wait(timeout=30), worker.log_tail()
 
@@ -261,7 +256,7 @@ def test_worker_killed_mid_submit_after_cups_took_the_job_is_reconciled_by_title
     # given the 8x10 printer behind a relay that will swallow CUPS' answer to the next Send-Document
     Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
     ipp_gate.arm(GateMode.SWALLOW_SEND_DOCUMENT_REPLY)
-    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)])
+    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)], photo=PHOTO_300_DPI)
     (job,) = released_jobs(order, 1, worker)
 
     # when the document reached the device but the worker is SIGKILLed before it heard back from CUPS
@@ -287,7 +282,7 @@ def test_the_same_tasks_delivered_twice_print_the_job_once(
 
     # given a job rasterized and waiting in a held batch
     held = Batch.objects.create(printer=lab_printers.photo, size="4x6", paper="lustre", is_held=True)
-    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 3)], photo=PHOTO_300_DPI)
     (job,) = released_jobs(order, 1, worker)
     wait_for_job(job, "ready", worker)
 
@@ -341,7 +336,7 @@ def test_printer_disabled_in_cups_keeps_its_jobs_waiting_and_prints_them_once_wh
     wait_until(
         lambda: Printer.objects.get(pk=lab_printers.photo.pk).state == "paused", timeout=20, what="paused"
     )
-    time.sleep(3)  # a few poll rounds
+    worker.wait_rounds(poll=3, reconcile=1)
     # Ready (the worker saw the pause first) or submitted (CUPS took it and holds it): both wait.
     assert job_status(four_by_six) in {"ready", "submitted"}
     assert order_status(order) == "in_production"
@@ -363,7 +358,7 @@ def test_printer_device_killed_keeps_jobs_in_cups_and_they_print_once_when_it_is
     lab_printers.kill_device(LARGE_QUEUE)
 
     # when an order with two 8x10 jobs is paid
-    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1), ("PRINT-8X10-GLOSSY", 2)])
+    order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1), ("PRINT-8X10-GLOSSY", 2)], photo=PHOTO_300_DPI)
     jobs = released_jobs(order, 2, worker)
 
     # then the printer shows offline, and the jobs wait: nothing failed, nothing received
@@ -372,7 +367,7 @@ def test_printer_device_killed_keeps_jobs_in_cups_and_they_print_once_when_it_is
         timeout=30,
         what=lambda: f"large offline; jobs {job_statuses(order)}; log:\n{worker.log_tail()}",
     )
-    time.sleep(2)
+    worker.wait_rounds(poll=2, reconcile=1)
     assert {status for _, status in job_statuses(order)} <= {"ready", "submitted"}
     assert lab_printers.received(LARGE_QUEUE) == []
 
@@ -393,7 +388,7 @@ def test_corrupt_photo_fails_rasterizing_permanently_with_a_reason_and_is_not_re
     lab_printers: LabPrinters, worker: CeleryWorker
 ) -> None:
     # given an order whose stored photo is corrupt (bytes that start like a JPEG and are not one)
-    order = unpaid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], photo=PHOTO_300_DPI)
     asset = order.items.get().asset
     asset.blob_name = vault_write(
         data_key=asset.data_key, plaintext=b"\xff\xd8\xff broken", purpose="original"
@@ -405,7 +400,7 @@ def test_corrupt_photo_fails_rasterizing_permanently_with_a_reason_and_is_not_re
     job = wait_until(lambda: first_job_in(order, "failed"), timeout=30, what="a failed job")
 
     # then the job failed permanently with a reason, once, and stays failed through poll/reconcile rounds
-    time.sleep(4)
+    worker.wait_rounds(poll=3, reconcile=1)
     job.refresh_from_db()
     assert (job.status, job.failure_is_permanent) == ("failed", True)
     assert job.failure_code != "" and job.failure_message != ""
@@ -424,7 +419,7 @@ def test_corrupt_raster_fails_submit_permanently_with_a_reason_and_is_not_retrie
 
     # given a job rasterized into a held batch, whose stored raster is then damaged on disk
     held = Batch.objects.create(printer=lab_printers.large, size="8x10", paper="matte", is_held=True)
-    order = paid_order(lines=[("PRINT-8X10-MATTE", 1)])
+    order = paid_order(lines=[("PRINT-8X10-MATTE", 1)], photo=PHOTO_300_DPI)
     (job,) = released_jobs(order, 1, worker)
     wait_for_job(job, "ready", worker)
     blob = Path(settings.MEDIA_ROOT) / "blobs" / job.raster_blob[:2] / job.raster_blob
@@ -437,7 +432,7 @@ def test_corrupt_raster_fails_submit_permanently_with_a_reason_and_is_not_retrie
 
     # then the submit fails permanently with a reason, nothing reaches the printer, and it is not retried
     wait_for_job(job, "failed", worker)
-    time.sleep(4)
+    worker.wait_rounds(poll=3, reconcile=1)
     job.refresh_from_db()
     assert (job.status, job.failure_is_permanent, job.failure_code) == ("failed", True, "raster_unreadable")
     assert job.failure_message != ""

@@ -14,9 +14,10 @@ import pytest
 from tests.support.celery_worker import wait_until
 from tests.support.processes import Service
 from tests.support.redis_server import PrivateRedis
-from tests.support.runtime_venv import PROJECT_DIR, runtime_venv
+from tests.support.runtime_venv import INSTALL_TIMEOUT_SECONDS, PROJECT_DIR, runtime_venv
 
-pytestmark = pytest.mark.e2e
+# The first test builds the venv (pip's own time limit) when requirements.txt changed or on a fresh checkout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(INSTALL_TIMEOUT_SECONDS + 120)]
 
 TASK = "production.printer_poll"  # harmless: polls the printers of an empty database
 # Variables of the test command that must not reach the production-like processes.

@@ -1,79 +1,14 @@
-"""Notification test helpers: orders moved through the real state machine, and a real webhook receiver."""
+"""Notification test fixtures: a real webhook receiver on loopback, mail kept in memory."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from django.db import transaction
-from django.utils import timezone
-
-from lab.accounts.models import User
-from lab.catalog.models import Product
-from lab.orders.models import Order, OrderEvent, OrderItem
-from lab.orders.transitions import order_locked, order_transition
-from tests.factories import ProductFactory, UserFactory, asset_for
-
-ADDRESS = {
-    "name": "Ada Quill",
-    "line1": "1 Lens Lane",
-    "city": "Exposure",
-    "postal_code": "12345",
-    "country": "US",
-}
-
-
-def new_customer(**fields: Any) -> User:
-    return cast(User, UserFactory(**fields))
-
-
-def order_for(customer: User | None, *, guest_email: str = "", copies: int = 3) -> Order:
-    """An order awaiting payment with one item of `copies` 4x6 prints and its "created" timeline entry."""
-    product = cast(Product, ProductFactory())
-    subtotal = product.price_minor * copies
-    order = Order.objects.create(
-        customer=customer,
-        guest_email=guest_email,
-        shipping_address=ADDRESS,
-        shipping_method=Order.ShippingMethod.STANDARD,
-        subtotal_minor=subtotal,
-        shipping_minor=499,
-        total_minor=subtotal + 499,
-        currency="usd",
-        promised_by=timezone.now() + timedelta(days=3),
-    )
-    OrderItem.objects.create(
-        order=order,
-        position=1,
-        product=product,
-        asset=asset_for(customer, width=600, height=400),
-        copies=copies,
-        sizing=OrderItem.Sizing.FILL,
-        unit_price_minor=product.price_minor,
-        line_total_minor=subtotal,
-    )
-    OrderEvent.objects.create(order=order, kind="created", to_status=order.status, actor=customer)
-    return order
-
-
-def move(order: Order, *statuses: str, **fields: Any) -> Order:
-    """Walk the order through `statuses` with the real transition service, setting `fields` on the way."""
-    for status in statuses:
-        with transaction.atomic():
-            locked = order_locked(order_id=order.pk)
-            for name, value in fields.items():
-                setattr(locked, name, value)
-            order_transition(order=locked, to_status=status, extra_fields=tuple(fields))
-    order.refresh_from_db()
-    return order
-
-
-TO_PACKED = ("paid", "in_production", "ready_to_pack", "packed")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from lab.notify.emails import tracking_url
 from lab.notify.models import Notification
 from lab.notify.selectors import marketing_recipients
 from lab.notify.services import notify_order_created, notify_order_status_changed
-from tests.notify.conftest import TO_PACKED, move, new_customer, order_for
+from tests.builders import TO_PACKED, new_customer, order_for, order_move
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +51,7 @@ def test_guest_order_mail_goes_to_the_guest_address():
 
 def test_paid_mail_confirms_the_amount_and_the_promised_day():
     order = order_for(new_customer(email="ada@example.net"), copies=2)
-    move(order, "paid")
+    order_move(order, "paid")
 
     notify_order_status_changed(order_id=order.pk, status="paid")
 
@@ -64,8 +64,8 @@ def test_paid_mail_confirms_the_amount_and_the_promised_day():
 
 def test_on_hold_mail_says_what_is_needed():
     order = order_for(new_customer(email="ada@example.net"))
-    move(order, "paid")
-    move(order, "on_hold", hold_message="Photo 1 is 240x160 px; please upload a larger original.")
+    order_move(order, "paid")
+    order_move(order, "on_hold", hold_message="Photo 1 is 240x160 px; please upload a larger original.")
 
     notify_order_status_changed(order_id=order.pk, status="on_hold")
 
@@ -93,8 +93,8 @@ def test_on_hold_mail_says_what_is_needed():
 )
 def test_shipped_mail_links_to_the_carriers_tracking_page(carrier, number, link):
     order = order_for(new_customer(email="ada@example.net"))
-    move(order, *TO_PACKED)
-    move(order, "shipped", carrier=carrier, tracking_number=number, shipped_at=timezone.now())
+    order_move(order, *TO_PACKED)
+    order_move(order, "shipped", carrier=carrier, tracking_number=number, shipped_at=timezone.now())
 
     notify_order_status_changed(order_id=order.pk, status="shipped")
 
@@ -115,8 +115,8 @@ def test_tracking_links_escape_the_number_and_skip_unknown_carriers():
 
 def test_shipped_mail_with_an_unknown_carrier_has_no_link():
     order = order_for(new_customer())
-    move(order, *TO_PACKED)
-    move(order, "shipped", carrier="Local courier", tracking_number="LC-77")
+    order_move(order, *TO_PACKED)
+    order_move(order, "shipped", carrier="Local courier", tracking_number="LC-77")
 
     notify_order_status_changed(order_id=order.pk, status="shipped")
 
@@ -126,8 +126,8 @@ def test_shipped_mail_with_an_unknown_carrier_has_no_link():
 
 def test_cancelled_mail_of_a_refunded_order_mentions_the_refund():
     order = order_for(new_customer(email="ada@example.net"), copies=1)
-    move(order, "paid")
-    move(order, "cancelled", payment_status="refunded")
+    order_move(order, "paid")
+    order_move(order, "cancelled", payment_status="refunded")
 
     notify_order_status_changed(order_id=order.pk, status="cancelled")
 
@@ -139,7 +139,7 @@ def test_cancelled_mail_of_a_refunded_order_mentions_the_refund():
 
 def test_cancelled_mail_of_an_unpaid_order_says_nothing_was_charged():
     order = order_for(new_customer())
-    move(order, "cancelled")
+    order_move(order, "cancelled")
 
     notify_order_status_changed(order_id=order.pk, status="cancelled")
 
@@ -149,7 +149,7 @@ def test_cancelled_mail_of_an_unpaid_order_says_nothing_was_charged():
 
 def test_statuses_without_mail_send_nothing_but_are_recorded():
     order = order_for(new_customer())
-    move(order, "paid", "in_production")
+    order_move(order, "paid", "in_production")
 
     notify_order_status_changed(order_id=order.pk, status="in_production")
 
@@ -160,7 +160,7 @@ def test_statuses_without_mail_send_nothing_but_are_recorded():
 
 def test_a_redelivered_task_sends_once():
     order = order_for(new_customer())
-    move(order, "paid")
+    order_move(order, "paid")
 
     notify_order_status_changed(order_id=order.pk, status="paid")
     notify_order_status_changed(order_id=order.pk, status="paid")
@@ -176,11 +176,11 @@ def test_a_redelivered_task_sends_once():
 
 def test_a_second_hold_with_a_new_question_sends_a_second_mail():
     order = order_for(new_customer())
-    move(order, "paid")
-    move(order, "on_hold", hold_message="Which photo goes first?")
+    order_move(order, "paid")
+    order_move(order, "on_hold", hold_message="Which photo goes first?")
     notify_order_status_changed(order_id=order.pk, status="on_hold")
-    move(order, "in_production")
-    move(order, "on_hold", hold_message="Photo 2 is blurred; keep it?")
+    order_move(order, "in_production")
+    order_move(order, "on_hold", hold_message="Photo 2 is blurred; keep it?")
 
     notify_order_status_changed(order_id=order.pk, status="on_hold")
     notify_order_status_changed(order_id=order.pk, status="on_hold")
@@ -224,8 +224,8 @@ def test_an_unreachable_mail_server_fails_the_task_and_its_retry_sends_once(sett
 
 def test_log_lines_name_ids_never_personal_data(caplog):
     order = order_for(new_customer(email="ada.quill@example.net", full_name="Ada Quill"))
-    move(order, "paid")
-    move(order, "on_hold", hold_message="Call Ada at 555-0100 about photo 3")
+    order_move(order, "paid")
+    order_move(order, "on_hold", hold_message="Call Ada at 555-0100 about photo 3")
     caplog.set_level(logging.INFO, logger="lab.notify")
 
     notify_order_created(order_id=order.pk)

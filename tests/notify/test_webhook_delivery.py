@@ -17,7 +17,7 @@ from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, Webhoo
 from lab.notify.selectors import webhook_deliveries_due
 from lab.notify.services import notify_order_status_changed
 from lab.notify.webhooks import webhook_endpoint_create, webhook_event_emit
-from tests.notify.conftest import TO_PACKED, move, new_customer, order_for
+from tests.builders import TO_PACKED, new_customer, order_for, order_move
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def test_a_status_change_reaches_the_receiver_signed(api, local_webhooks, receiv
         "/api/v1/webhook-endpoints", {"url": receiver.url, "event_types": ALL_EVENTS}, format="json"
     ).json()["secret"]
     order = order_for(customer)
-    move(order, "paid")
+    order_move(order, "paid")
 
     notify_order_status_changed(order_id=order.pk, status="paid")
     deliver_all()
@@ -101,8 +101,10 @@ def test_a_shipment_sends_status_and_shipped_events_to_subscribed_endpoints_only
     WebhookEndpoint.objects.filter(pk=paused.pk).update(is_active=False)
     webhook_endpoint_create(owner=new_customer(), url=receiver.url, event_types=ALL_EVENTS)
     order = order_for(customer)
-    move(order, *TO_PACKED)
-    move(order, "shipped", carrier="ups", tracking_number="1Z999AA10123456784", shipped_at=timezone.now())
+    order_move(order, *TO_PACKED)
+    order_move(
+        order, "shipped", carrier="ups", tracking_number="1Z999AA10123456784", shipped_at=timezone.now()
+    )
 
     notify_order_status_changed(order_id=order.pk, status="shipped")
     notify_order_status_changed(order_id=order.pk, status="shipped")  # a redelivered task emits nothing new
@@ -138,11 +140,11 @@ def test_sequence_numbers_increase_per_order(local_webhooks, receiver):
     customer = new_customer()
     webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
     first, second = order_for(customer), order_for(customer)
-    move(first, "paid")
+    order_move(first, "paid")
     notify_order_status_changed(order_id=first.pk, status="paid")
-    move(second, "paid")
+    order_move(second, "paid")
     notify_order_status_changed(order_id=second.pk, status="paid")
-    move(first, "in_production")
+    order_move(first, "in_production")
     notify_order_status_changed(order_id=first.pk, status="in_production")
     webhook_event_emit(order_id=first.pk, event_type=EventType.ITEM_REPRINTED, data={"item": 1})
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from lab.notify.delivery import RETRY_WINDOW, AttemptOutcome, _record
 from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.webhooks import MAX_ENDPOINTS_PER_CUSTOMER, webhook_endpoint_create, webhook_event_emit
-from tests.notify.conftest import new_customer, order_for
+from tests.builders import new_customer, order_for
 
 pytestmark = pytest.mark.django_db
 
@@ -205,9 +205,11 @@ def test_delete_while_an_attempt_is_being_recorded_waits_and_removes_it_too(api,
         event=event, endpoint=endpoint, next_attempt_at=now, give_up_at=now + RETRY_WINDOW
     )
     recorded = threading.Event()
+    delete_waited: list[bool] = []
 
     def attempt_in_flight() -> None:
-        # A worker that has written its attempt and not yet committed when the customer deletes the endpoint.
+        # A worker that has written its attempt and not yet committed when the customer deletes the endpoint;
+        # it commits once the delete is seen waiting for its locks.
         try:
             with transaction.atomic():
                 _record(
@@ -216,7 +218,10 @@ def test_delete_while_an_attempt_is_being_recorded_waits_and_removes_it_too(api,
                     is_final=False,
                 )
                 recorded.set()
-                time.sleep(1)
+                deadline = time.monotonic() + 10
+                while not _holds_up_another_session() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                delete_waited.append(_holds_up_another_session())
         finally:
             connection.close()
 
@@ -228,6 +233,7 @@ def test_delete_while_an_attempt_is_being_recorded_waits_and_removes_it_too(api,
     response = api.delete(f"/api/v1/webhook-endpoints/{endpoint.pk}")
     worker.join()
 
+    assert delete_waited == [True]
     assert response.status_code == 204
     assert (
         WebhookEndpoint.objects.count(),
@@ -238,3 +244,14 @@ def test_delete_while_an_attempt_is_being_recorded_waits_and_removes_it_too(api,
         0,
         0,
     )
+
+
+def _holds_up_another_session() -> bool:
+    """True while another database session waits for a lock that this session holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks"
+            " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        )
+        (waiting,) = cursor.fetchone()
+    return bool(waiting)

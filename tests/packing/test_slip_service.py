@@ -10,7 +10,7 @@ from pypdf import PdfReader
 
 from lab.packing.services import packing_slip_print, packing_slip_render
 from lab.production.models import Printer
-from tests.production.test_services import paid_order
+from tests.builders import paid_order
 from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db

@@ -45,7 +45,9 @@ def test_a_registered_backend_is_a_valid_printer_choice_and_is_built_for_the_pri
     printer.full_clean(exclude=["media_sizes", "papers", "state_reasons", "icc_profile"])
     backend = backend_for(printer)
 
-    assert ("spool", "Spool folder") in Printer._meta.get_field("backend").choices
+    choices = Printer._meta.get_field("backend").choices
+    assert choices is not None
+    assert ("spool", "Spool folder") in choices
     assert isinstance(backend, SpoolBackend)
     assert backend.folder == tmp_path / "spool-1"  # a relative folder target resolves under HOTFOLDER_ROOT
 

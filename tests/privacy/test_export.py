@@ -14,9 +14,7 @@ from lab.notify.models import WebhookEndpoint
 from lab.orders.models import Order
 from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
-from tests.factories import UserFactory
-from tests.privacy.builders import PERSON, Person, minilab, pay, place_order, register, upload
-from tests.production.test_services import WORKER
+from tests.builders import PERSON, WORKER, Person, UserFactory, minilab, pay, place_order, register, upload
 
 pytestmark = pytest.mark.django_db
 STAFF_META = RequestMeta(client_ip="10.9.8.7", user_agent="FloorTablet/3", request_id="req-staff")
@@ -37,6 +35,7 @@ def view(user, job: PrintJob, *, purpose: str = "printing"):
     )
 
 
+@pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
 def test_export_holds_profile_consents_orders_photos_endpoints_and_employee_views_by_role(api):
     register(api)
     asset_id = upload(api)
@@ -46,17 +45,20 @@ def test_export_holds_profile_consents_orders_photos_endpoints_and_employee_view
     routing.order_release(order_id=order.pk)
     job = PrintJob.objects.select_related("item").get(order=order)
     rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)  # a system read: not an employee view
-    technician = UserFactory(roles=["technician"], full_name="Tobias Fixerbath", email="tobias.f@lab.example")
+    technician = UserFactory.create(
+        roles=["technician"], full_name="Tobias Fixerbath", email="tobias.f@lab.example"
+    )
     view(technician, job)
-    packer = UserFactory(roles=["packer"])
+    packer = UserFactory.create(roles=["packer"])
     with pytest.raises(gate.AccessDenied):  # refused: nothing was shown, so it is not a view
         view(packer, job)
     assert api.get(f"/api/v1/assets/{asset_id}/content").status_code == 200  # the owner's own download
     customer = order.customer
+    assert customer is not None
     WebhookEndpoint.objects.create(
         owner=customer, url="https://hooks.example.net/lab", secret=SECRET, event_types=["order.shipped"]
     )
-    other = UserFactory()
+    other = UserFactory.create()
     other_order = Order.objects.create(
         customer=other,
         shipping_address={"name": other.full_name},

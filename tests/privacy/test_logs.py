@@ -9,9 +9,9 @@ import pytest
 
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order
-from tests.privacy.builders import (
-    PASSWORD,
+from tests.builders import (
     PERSON,
+    PERSON_PASSWORD,
     minilab,
     pack_and_ship,
     pay,
@@ -24,6 +24,7 @@ from tests.privacy.builders import (
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
 def test_a_full_order_run_logs_no_personal_data(api, caplog, django_capture_on_commit_callbacks, mailoutbox):
     caplog.set_level(logging.DEBUG)
     # Also the third-party loggers settings keep at WARNING: what they would say at DEBUG must be clean too.
@@ -42,7 +43,7 @@ def test_a_full_order_run_logs_no_personal_data(api, caplog, django_capture_on_c
         notify_order_status_changed(order_id=order.pk, status=status)
     assert api.get("/api/v1/me/export").status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
-        assert api.delete("/api/v1/me", {"password": PASSWORD}, format="json").status_code == 200
+        assert api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json").status_code == 200
 
     assert Order.objects.get(pk=order.pk).status == "shipped"
     assert [message.to for message in mailoutbox] == [[PERSON.email]] * 3  # received, paid, shipped

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.db import transaction
+from django.utils import timezone
 
 from lab.audit import gate
 from lab.audit.models import AuditRecord
@@ -21,9 +22,7 @@ from lab.privacy.crypto import KeyDestroyed
 from lab.privacy.models import DataKey
 from lab.privacy.vault import vault_read
 from lab.production.models import PrintJob
-from tests.factories import UserFactory, asset_for
-from tests.privacy.builders import blob_path, minilab, move_order, print_order
-from tests.production.test_services import paid_order
+from tests.builders import UserFactory, asset_for, blob_path, minilab, order_move, paid_order, print_order
 
 pytestmark = pytest.mark.django_db
 DAY = timedelta(days=1)
@@ -41,7 +40,8 @@ def _schedule(settings) -> None:
 def shipped_order() -> Order:
     minilab()
     order = print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
-    return move_order(order, "packed", "shipped")
+    order_move(order, "packed")
+    return order_move(order, "shipped", shipped_at=timezone.now())
 
 
 def files_of(order: Order) -> list[str]:
@@ -56,6 +56,7 @@ def sweep(when, django_capture_on_commit_callbacks) -> dict[str, int]:
 
 def test_shipped_order_photo_and_raster_purged_after_30_days_not_before(django_capture_on_commit_callbacks):
     order = shipped_order()
+    assert order.shipped_at is not None
     asset = order.items.get().asset
     names = files_of(order)
     assert len(names) == 2 and all(blob_path(name).exists() for name in names)
@@ -71,6 +72,7 @@ def test_shipped_order_photo_and_raster_purged_after_30_days_not_before(django_c
     asset.refresh_from_db()
     assert (asset.status, asset.blob_name) == ("purged", "")
     assert asset.purged_at is not None
+    assert asset.data_key_id is not None
     key = DataKey.objects.get(pk=asset.data_key_id)
     assert (key.wrapped_key, key.is_destroyed) == (None, True)
     assert [blob_path(name).exists() for name in names] == [False, False]
@@ -89,6 +91,7 @@ def test_shipped_order_photo_and_raster_purged_after_30_days_not_before(django_c
 
 def test_a_restored_backup_of_a_purged_photo_never_shows_again(django_capture_on_commit_callbacks, tmp_path):
     order = shipped_order()
+    assert order.shipped_at is not None
     asset = order.items.get().asset
     name, raster_name = files_of(order)
     backup = tmp_path / "backup.blob"
@@ -104,7 +107,7 @@ def test_a_restored_backup_of_a_purged_photo_never_shows_again(django_capture_on
     asset.refresh_from_db()
     with pytest.raises(KeyDestroyed):
         vault_read(data_key=asset.data_key, name=name, purpose="original")
-    supervisor = UserFactory(roles=["supervisor"])
+    supervisor = UserFactory.create(roles=["supervisor"])
     job = PrintJob.objects.get(order=order)
     with pytest.raises(gate.AccessDenied) as denied:
         gate.image_access(
@@ -131,6 +134,7 @@ def test_rasters_of_printed_jobs_go_after_7_days_and_the_original_stays(django_c
     minilab()
     order = print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
     job = PrintJob.objects.get(order=order)
+    assert job.printed_at is not None
     raster_name, asset = job.raster_blob, job.item.asset
 
     assert sweep(job.printed_at + 7 * DAY - timedelta(seconds=1), django_capture_on_commit_callbacks) == (
@@ -161,7 +165,7 @@ def unpaid_order(customer, asset) -> Order:
     from lab.catalog.demo import catalog_seed_demo
     from lab.catalog.models import Product
     from lab.orders.models import OrderItem
-    from tests.privacy.builders import SKU
+    from tests.builders import SKU
 
     catalog_seed_demo()
     order = Order.objects.create(
@@ -188,7 +192,7 @@ def unpaid_order(customer, asset) -> Order:
 
 
 def test_an_unpaid_order_is_cancelled_after_7_days_and_its_photo_purged(django_capture_on_commit_callbacks):
-    customer = UserFactory()
+    customer = UserFactory.create()
     stale = unpaid_order(customer, asset_for(customer))
     fresh_asset = asset_for(customer)
     fresh = unpaid_order(customer, fresh_asset)
@@ -212,7 +216,7 @@ def test_a_cancelled_paid_order_releases_its_photo_7_days_after_it_was_placed(
 ):
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     Order.objects.filter(pk=order.pk).update(payment_status="refunded")
-    move_order(order, "cancelled")
+    order_move(order, "cancelled")
 
     result = sweep(order.created_at + 7 * DAY, django_capture_on_commit_callbacks)
 
@@ -221,7 +225,7 @@ def test_a_cancelled_paid_order_releases_its_photo_7_days_after_it_was_placed(
 
 
 def test_a_photo_never_ordered_goes_after_7_days(django_capture_on_commit_callbacks):
-    customer = UserFactory()
+    customer = UserFactory.create()
     old = asset_for(customer)
     young = asset_for(customer)
     Asset.objects.filter(pk=young.pk).update(created_at=old.created_at + DAY)
@@ -244,13 +248,14 @@ def test_a_photo_still_needed_by_an_open_order_is_never_purged(
     status_path, django_capture_on_commit_callbacks
 ):
     shipped = shipped_order()
+    assert shipped.shipped_at is not None
     asset = shipped.items.get().asset
     again = unpaid_order(shipped.customer, asset)
     # Placed again a day before the shipped order's photo would go: not a stale unpaid order.
     Order.objects.filter(pk=again.pk).update(created_at=shipped.shipped_at + 29 * DAY)
     if status_path:
         Order.objects.filter(pk=again.pk).update(payment_status="succeeded")
-        move_order(again, "paid", *status_path)
+        order_move(again, "paid", *status_path)
     names = files_of(shipped)
 
     result = sweep(shipped.shipped_at + 30 * DAY, django_capture_on_commit_callbacks)
@@ -260,6 +265,7 @@ def test_a_photo_still_needed_by_an_open_order_is_never_purged(
     assert refused.value.details["orders"] == [again.ref]
     asset.refresh_from_db()
     assert asset.status == "ready"
+    assert asset.data_key_id is not None
     assert DataKey.objects.get(pk=asset.data_key_id).wrapped_key is not None
     assert blob_path(names[0]).exists()
     assert not AuditRecord.objects.filter(action="image.purge").exists()
@@ -269,7 +275,7 @@ def test_a_photo_still_needed_by_an_open_order_is_never_purged(
 def test_a_rolled_back_purge_leaves_the_key_the_files_and_the_log_as_they_were(
     django_capture_on_commit_callbacks,
 ):
-    customer = UserFactory()
+    customer = UserFactory.create()
     asset = asset_for(customer)
     seq_before = AuditRecord.objects.count()
 
@@ -294,7 +300,7 @@ def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_ca
     from workers.privacy_tasks import retention_purge
 
     settings.RETENTION_UNUSED_DAYS = 0
-    customer = UserFactory()
+    customer = UserFactory.create()
     asset_for(customer)
     asset_for(customer)
 

@@ -16,8 +16,7 @@ from lab.orders.models import Asset
 from lab.privacy.crypto import DecryptionFailed
 from lab.privacy.models import DataKey
 from lab.privacy.vault import vault_read, vault_write
-from tests.factories import UserFactory, asset_for
-from tests.privacy.builders import blob_path
+from tests.builders import UserFactory, asset_for, blob_path
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +35,7 @@ def snapshot(names: list[str]) -> list[tuple[bytes, int, int]]:
 def test_rotation_rewraps_keys_and_photos_decrypt_with_only_the_new_key(settings):
     old, new = master("old"), master("new")
     settings.LAB_MASTER_KEYS = [old]
-    customer = UserFactory()
+    customer = UserFactory.create()
     photos = [asset_for(customer, width=1200, height=800), asset_for(customer, width=900, height=1200)]
     raster = vault_write(data_key=photos[0].data_key, plaintext=b"raster bytes", purpose="raster")
     purged = asset_for(customer)
@@ -68,7 +67,7 @@ def test_rotation_rewraps_keys_and_photos_decrypt_with_only_the_new_key(settings
 
 def test_rotation_again_has_nothing_to_do(settings):
     settings.LAB_MASTER_KEYS = [master("k1")]
-    asset_for(UserFactory())
+    asset_for(UserFactory.create())
     settings.LAB_MASTER_KEYS = [master("k2"), *settings.LAB_MASTER_KEYS]
     call_command("rotate_master_key", stdout=io.StringIO())
 
@@ -81,7 +80,7 @@ def test_rotation_again_has_nothing_to_do(settings):
 def test_without_the_old_key_the_photos_cannot_be_read_and_rotation_stops(settings):
     old, new = master("old"), master("new")
     settings.LAB_MASTER_KEYS = [old]
-    photo = asset_for(UserFactory())
+    photo = asset_for(UserFactory.create())
     settings.LAB_MASTER_KEYS = [new]  # the operator dropped the old key before rotating
 
     with pytest.raises(DecryptionFailed):
@@ -89,4 +88,5 @@ def test_without_the_old_key_the_photos_cannot_be_read_and_rotation_stops(settin
     with pytest.raises(CommandError, match="Keep every old master key in LAB_MASTER_KEY"):
         call_command("rotate_master_key", stdout=io.StringIO())
 
+    assert photo.data_key_id is not None
     assert DataKey.objects.get(pk=photo.data_key_id).master_key_id == "old"

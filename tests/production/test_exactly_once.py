@@ -9,6 +9,7 @@ message that a commit would send is "lost": exactly the situation the reconcile 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
+from api.errors import http_status
 from lab.catalog.models import Product
 from lab.catalog.services import product_save
 from lab.lib.errors import DomainError
@@ -35,7 +37,7 @@ from lab.production.states import JobStatus
 from printers.base import JobState
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import process_pending
-from tests.staff.builders import (
+from tests.builders import (
     broker_tasks,
     hotfolder_printer,
     job_walk,
@@ -153,7 +155,7 @@ def test_a_customer_cancel_that_loses_the_race_with_the_release_refunds_nothing(
     with pytest.raises(DomainError) as refused:
         order_cancel(order=order, actor=order.customer, actor_kind="customer")
 
-    assert (refused.value.code, refused.value.status) == ("order_not_cancellable", 409)
+    assert (refused.value.code, http_status(refused.value)) == ("order_not_cancellable", 409)
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("in_production", "succeeded")
     assert not OrderEvent.objects.filter(order=order, kind__startswith="refund").exists()
@@ -223,7 +225,7 @@ def test_a_cancel_that_lands_while_the_worker_sends_takes_the_copy_back(monkeypa
     job = _ready(PrintJob.objects.get(order=order))
     real_submit = HotFolderBackend.submit
 
-    def submit_then_supervisor_cancels(self, **kwargs):  # type: ignore[no-untyped-def]
+    def submit_then_supervisor_cancels(self, **kwargs):
         handle = real_submit(self, **kwargs)
         order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
         return handle
@@ -379,7 +381,7 @@ def test_the_raster_and_submit_claims_write_their_events_with_them():
 
 
 def test_a_supervisor_cancels_from_the_order_page_and_a_technician_cannot():
-    from tests.staff.builders import client_as
+    from tests.builders import client_as
 
     hotfolder_printer("minilab", sizes=["4x6"])
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
@@ -399,7 +401,7 @@ def test_a_supervisor_cancels_from_the_order_page_and_a_technician_cannot():
 
 def test_a_suspect_job_is_on_the_board_and_a_technician_confirms_it():
     from lab.production.actions import job_resolve_unknown
-    from tests.staff.builders import client_as
+    from tests.builders import client_as
 
     hotfolder_printer("minilab", sizes=["4x6"])
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
@@ -419,7 +421,7 @@ def test_a_suspect_job_is_on_the_board_and_a_technician_confirms_it():
 # --- Races, for real: concurrent transactions on PostgreSQL ---------------------------------------------
 
 
-def _race(*calls):  # type: ignore[no-untyped-def]
+def _race(*calls: Callable[[], object]) -> list[object]:
     """Run the calls at the same moment in threads (each its own DB connection); return results/exceptions."""
     import threading
 
@@ -428,7 +430,7 @@ def _race(*calls):  # type: ignore[no-untyped-def]
     barrier = threading.Barrier(len(calls))
     results: list[object] = [None] * len(calls)
 
-    def run(index, call):  # type: ignore[no-untyped-def]
+    def run(index: int, call: Callable[[], object]) -> None:
         try:
             barrier.wait()
             results[index] = call()
@@ -470,7 +472,7 @@ def test_a_customer_cancel_racing_the_release_is_one_decision(settings, round_):
 @pytest.mark.django_db(transaction=True)
 def test_a_refund_racing_the_packer_leaves_the_box_on_hold_never_shipped_unseen(client):
     from lab.packing.station import item_confirm, order_pack
-    from tests.staff.builders import ready_to_pack_order
+    from tests.builders import ready_to_pack_order
 
     hotfolder_printer("minilab", sizes=["4x6"])
     order = _mark_captured(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
@@ -524,7 +526,7 @@ def test_a_slow_submit_overtaken_by_the_reconciler_keeps_the_job_it_sent(monkeyp
     job = _ready(PrintJob.objects.get(order=order))
     real_submit = HotFolderBackend.submit
 
-    def submit_then_reconciler_adopts(self, **kwargs):  # type: ignore[no-untyped-def]
+    def submit_then_reconciler_adopts(self, **kwargs):
         handle = real_submit(self, **kwargs)
         # The worker's lease ran out mid-send; the reconciler found the job at the printer by its title.
         assert jobs.job_move(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -14,13 +16,13 @@ from django.conf import settings
 
 from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
-from tests.production.test_services import hotfolder_printer, paid_order
+from tests.builders import hotfolder_printer, paid_order
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def broker() -> redis.Redis:
+def broker() -> Iterator[redis.Redis]:
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "the suite runs with Redis as the broker"
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     client.delete("print.hosta", "print", "raster")
@@ -28,7 +30,7 @@ def broker() -> redis.Redis:
     client.delete("print.hosta", "print", "raster")
 
 
-def queued_tasks(broker: redis.Redis, queue: str) -> list[tuple[str, dict]]:
+def queued_tasks(broker: redis.Redis, queue: str) -> list[tuple[str, dict[str, Any]]]:
     messages = [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
     return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[1]) for m in messages]
 

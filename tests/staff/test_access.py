@@ -13,12 +13,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from lab.orders.models import Order, OrderEvent
-from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.orders.models import Order
+from lab.production.models import Batch, Printer, PrintJob
 from lab.staff.middleware import LAST_ACTIVITY_KEY
-from tests.staff.builders import (
+from tests.builders import (
     PASSWORD,
     client_as,
+    floor_state,
     hotfolder_printer,
     job_walk,
     person,
@@ -83,18 +84,6 @@ def post_urls(floor: Floor) -> list[tuple[str, dict[str, str]]]:
         (reverse("staff:packing_pack", args=[packable.ref]), {}),
         (reverse("staff:packing_ship", args=[packable.ref]), {"carrier": "ups", "tracking_number": "1Z999"}),
     ]
-
-
-def floor_state() -> tuple[object, ...]:
-    """Everything a staff action could change, to assert that a refused one changed nothing."""
-    return (
-        list(Printer.objects.order_by("pk").values_list("pk", "is_paused_by_lab")),
-        list(Batch.objects.order_by("pk").values_list("pk", "is_held")),
-        list(PrintJob.objects.order_by("pk").values_list("pk", "status", "printer_id", "copies_verified")),
-        list(Order.objects.order_by("pk").values_list("pk", "status", "hold_message", "carrier")),
-        JobEvent.objects.count(),
-        OrderEvent.objects.count(),
-    )
 
 
 def test_anonymous_visitor_is_sent_to_the_login_page(client, floor):

@@ -14,7 +14,7 @@ from lab.orders.models import Order
 from lab.production import actions, jobs
 from lab.production.models import Printer, PrintJob
 from lab.staff.board import board_snapshot
-from tests.staff.builders import client_as, hotfolder_printer, job_walk, person, released_order
+from tests.builders import client_as, hotfolder_printer, job_walk, person, released_order
 
 pytestmark = pytest.mark.django_db
 

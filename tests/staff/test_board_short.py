@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from lab.production.models import PrintJob
 from lab.staff.board import FINISHED_VISIBLE_MINUTES, Board, board_snapshot
-from tests.staff.builders import client_as, hotfolder_printer, job_walk, released_order
+from tests.builders import client_as, hotfolder_printer, job_walk, released_order
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,6 @@ and ships; a customer is refused. Screenshots of each page go to var/test-artifa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,55 +13,21 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, expect
+from pytest_playwright.pytest_playwright import CreateContextCallback
 
 from lab.orders.models import Order
 from lab.production import jobs, tracking
 from lab.production.models import PrintJob
-from tests.staff.builders import (
-    PASSWORD,
-    hotfolder_printer,
-    job_walk,
-    person,
-    ready_to_pack_order,
-    released_order,
-)
-
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test are still sync.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+from tests.builders import PASSWORD, hotfolder_printer, job_walk, person, ready_to_pack_order, released_order
+from tests.support.browser import WAIT_MS, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
-def screenshots(artifacts_dir: Path) -> Path:
-    folder = artifacts_dir / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def page(browser: Browser, live_server) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+def page(new_context: CreateContextCallback) -> Iterator[Page]:
+    context = new_context()  # the live server, 1280x900 (tests/support/browser.py)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     problems: list[str] = []
@@ -77,14 +42,6 @@ def page(browser: Browser, live_server) -> Iterator[Page]:
     yield page
     context.close()
     assert [p for p in problems if "403" not in p and "401" not in p] == []
-
-
-def sign_in(page: Page, *, email: str, next_url: str) -> None:
-    page.goto(f"/lab/login/?next={next_url}")
-    page.fill("#id_email", email)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"**{next_url}")
 
 
 def test_technician_sees_a_job_print_live_and_requests_a_reprint(page: Page, screenshots: Path) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from lab.lib.errors import PermissionDenied
 from lab.orders.models import OrderEvent
 from lab.production import actions, jobs, rasterizing, submission
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from printers.hotfolder_device import pending_tickets
-from tests.staff.builders import (
+from tests.builders import (
     broker_tasks,
     client_as,
+    floor_state,
     hotfolder_printer,
     job_walk,
     messages_of,
@@ -20,7 +22,6 @@ from tests.staff.builders import (
     ready_to_pack_order,
     released_order,
 )
-from tests.staff.test_access import floor_state
 
 pytestmark = pytest.mark.django_db
 WORKER = "staff-test:1"
@@ -414,7 +415,7 @@ def test_services_refuse_a_packer_even_without_the_pages():
     packer = person("packer")
     before = floor_state()
 
-    with pytest.raises(actions.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         actions.printer_pause(printer_id=printer.pk, actor=packer)
 
     assert floor_state() == before

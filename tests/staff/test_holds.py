@@ -9,8 +9,9 @@ from lab.lib.errors import PermissionDenied
 from lab.orders.models import OrderEvent
 from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import PrintJob
-from tests.staff.builders import (
+from tests.builders import (
     client_as,
+    floor_state,
     hotfolder_printer,
     job_walk,
     messages_of,
@@ -19,7 +20,6 @@ from tests.staff.builders import (
     ready_to_pack_order,
     released_order,
 )
-from tests.staff.test_access import floor_state
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from lab.catalog.models import Product
 from lab.production.models import Printer
 from lab.staff.admin.site import site
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
-from tests.staff.builders import client_as, hotfolder_printer, person
+from tests.builders import client_as, hotfolder_printer, person
 
 pytestmark = pytest.mark.django_db
 ADMIN = "/lab/admin/"

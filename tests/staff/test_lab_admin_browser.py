@@ -3,18 +3,16 @@ scripts with no CSP violation, and a lab admin edits a product through the brows
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
+from pytest_playwright.pytest_playwright import CreateContextCallback
 
 from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.models import Product
-from tests.staff.builders import PASSWORD, hotfolder_printer, person
-from tests.staff.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+from tests.builders import PASSWORD, hotfolder_printer, person
+from tests.support.browser import WAIT_MS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 # Every CSP refusal the page sees, reported by the browser itself.
@@ -26,17 +24,9 @@ document.addEventListener('securitypolicyviolation', (event) => {
 """
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def admin_page(browser: Browser, live_server) -> Iterator[tuple[Page, list[str]]]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+def admin_page(new_context: CreateContextCallback) -> Iterator[tuple[Page, list[str]]]:
+    context = new_context()  # the live server, 1280x900 (tests/support/browser.py)
     context.add_init_script(RECORD_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)

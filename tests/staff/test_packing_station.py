@@ -12,8 +12,9 @@ from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render
 from lab.production import actions
 from lab.production.models import PrintJob
-from tests.staff.builders import (
+from tests.builders import (
     client_as,
+    floor_state,
     hotfolder_printer,
     job_walk,
     messages_of,
@@ -21,7 +22,6 @@ from tests.staff.builders import (
     ready_to_pack_order,
     released_order,
 )
-from tests.staff.test_access import floor_state
 
 pytestmark = pytest.mark.django_db
 

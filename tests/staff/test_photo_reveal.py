@@ -8,7 +8,7 @@ import pytest
 from lab.audit.models import AuditRecord, ClarificationCase, MaintenanceTicket
 from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import PrintJob
-from tests.staff.builders import client_as, hotfolder_printer, person, released_order
+from tests.builders import client_as, hotfolder_printer, person, released_order
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_maintenance_ticket_opens_the_context_and_closing_it_ends_the_access(job
 
     client.post(f"/lab/jobs/{job.pk}/tickets/", {"description": "banding on the left", "job_ids": [job.pk]})
     ticket = MaintenanceTicket.objects.get()
-    params = {
+    params: dict[str, str | int] = {
         "purpose": "maintenance",
         "context_type": "maintenance_ticket",
         "context_id": ticket.pk,
@@ -81,7 +81,7 @@ def test_hold_opens_a_clarification_case_and_release_closes_it(job):
     order_hold(order_ref=job.order.ref, actor=supervisor, message="Which way should we crop?")
     case = ClarificationCase.objects.get()
     client, _ = client_as("supervisor")
-    params = {
+    params: dict[str, str | int] = {
         "purpose": "order_clarification",
         "context_type": "clarification_case",
         "context_id": case.pk,

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from lab.staff.middleware import CONTENT_SECURITY_POLICY
-from tests.staff.builders import client_as
+from tests.builders import client_as
 
 pytestmark = pytest.mark.django_db
 

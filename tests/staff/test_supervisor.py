@@ -19,8 +19,7 @@ from lab.production import jobs
 from lab.production.alerts import alerts_check
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.staff import supervisor
-from tests.factories import order_with_items
-from tests.staff.builders import client_as, hotfolder_printer, job_walk, person, released_order
+from tests.builders import client_as, hotfolder_printer, job_walk, order_with_items, person, released_order
 
 pytestmark = pytest.mark.django_db
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
@@ -167,15 +166,13 @@ def test_the_page_links_each_row_to_the_jobs_behind_it(history: History) -> None
     client, _ = client_as("supervisor")
 
     page = client.get(URL, RANGE)
-    behind = client.get(
-        reverse("staff:supervisor_behind"),
-        {
-            **RANGE,
-            "table": "throughput",
-            "printer": history.alpha.pk,
-            "hour": (DAY + timedelta(hours=10)).isoformat(),
-        },
-    )
+    throughput_hour: dict[str, str | int] = {
+        **RANGE,
+        "table": "throughput",
+        "printer": history.alpha.pk,
+        "hour": (DAY + timedelta(hours=10)).isoformat(),
+    }
+    behind = client.get(reverse("staff:supervisor_behind"), throughput_hour)
 
     assert page.status_code == 200
     html = page.content.decode()
@@ -254,7 +251,7 @@ def test_each_alert_is_emailed_once_to_the_supervisors(settings) -> None:
     ]
     assert len(mail.outbox) == 3
     assert {tuple(message.to) for message in mail.outbox} == {("sup1@lab.example", "sup2@lab.example")}
-    assert f"Order {order.ref}" in " ".join(message.subject for message in mail.outbox)
+    assert f"Order {order.ref}" in " ".join(str(message.subject) for message in mail.outbox)
 
 
 def test_a_printer_in_error_for_less_than_the_threshold_is_not_alerted(settings) -> None:

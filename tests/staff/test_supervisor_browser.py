@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
+from pytest_playwright.pytest_playwright import CreateContextCallback
 
 from lab.production.models import JobEvent, PrintJob
-from tests.staff.builders import hotfolder_printer, person, released_order
-from tests.staff.test_browser import browser, screenshots, sign_in  # noqa: F401 - fixtures
+from tests.builders import hotfolder_printer, person, released_order
+from tests.support.browser import sign_in
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.browser_context_args(viewport={"width": 1440, "height": 900}),
+]
 
 
 @pytest.fixture
-def wide_page(browser: Browser, live_server) -> Iterator[Page]:  # noqa: F811
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1440, "height": 900})
+def wide_page(new_context: CreateContextCallback) -> Iterator[Page]:
+    context = new_context()
     page = context.new_page()
     page.set_default_timeout(10_000)
     problems: list[str] = []
@@ -37,7 +40,7 @@ def wide_page(browser: Browser, live_server) -> Iterator[Page]:  # noqa: F811
     assert problems == []
 
 
-def test_supervisor_sees_charts_and_figures_at_1440(wide_page: Page, screenshots: Path) -> None:  # noqa: F811
+def test_supervisor_sees_charts_and_figures_at_1440(wide_page: Page, screenshots: Path) -> None:
     hotfolder_printer("alpha", sizes=["4x6"])
     order = released_order(
         lines=[("PRINT-4X6-LUSTRE", 2)] * 3, promised_by=timezone.now() + timedelta(hours=2)

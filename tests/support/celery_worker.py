@@ -1,10 +1,12 @@
 """Test harness: a real `celery worker` subprocess (with embedded beat) against the test database and Redis.
-Purges the queues before a fresh start; kills (SIGKILL), restarts and stops it by PID; `wait_until` polls.
-`queues=` and `beat=` make a print-host worker (`-Q print.<host>`, no beat) beside a main one."""
+Purges the queues before a fresh start; kills (SIGKILL), restarts and stops it by PID; `wait_until` polls;
+`wait_rounds` waits for whole printer-poll and reconcile rounds seen in its log (negative checks wait on
+those, never on seconds). `queues=` and `beat=` make a print-host worker (`-Q print.<host>`, no beat)."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -17,6 +19,8 @@ from tests.support.processes import Service
 QUEUES = ("default", "raster", "print")
 READY_LINE = b" ready."
 STARTUP_TIMEOUT_SECONDS = 60.0
+# The beat tasks whose rounds `wait_rounds` counts.
+ROUND_TASKS = {"poll": "production.printer_poll", "reconcile": "production.reconcile"}
 
 # Fast clocks for tests: beat polls printers every second, a dead worker's claim runs out after 5 s.
 FAST_PRODUCTION_ENV = {
@@ -175,6 +179,30 @@ class CeleryWorker:
 
     def log_tail(self, characters: int = 4000) -> str:
         return self.log.read_bytes()[-characters:].decode(errors="replace") if self.log.exists() else ""
+
+    def rounds_since(self, offset: int, task: str) -> int:
+        """Whole runs of `task` since log byte `offset`: received after it, and then succeeded."""
+        with self.log.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
+        received = re.findall(rf"Task {re.escape(task)}\[([0-9a-f-]+)\] received", text)
+        return sum(f"[{task_id}] succeeded" in text for task_id in received)
+
+    def wait_rounds(self, *, poll: int = 0, reconcile: int = 0, timeout: float = 30.0) -> None:
+        """Wait until the embedded beat's printer poll and reconciler have each run this many whole rounds
+        that began after this call. A round that fails does not count, so it ends in a timeout."""
+        assert self.beat, "only a worker with the embedded beat runs the poll and reconcile rounds"
+        offset = self.log.stat().st_size
+        wanted = {ROUND_TASKS["poll"]: poll, ROUND_TASKS["reconcile"]: reconcile}
+        wait_until(
+            lambda: all(self.rounds_since(offset, task) >= count for task, count in wanted.items()),
+            timeout=timeout,
+            interval=0.1,
+            what=lambda: (
+                f"{poll} poll and {reconcile} reconcile rounds; seen "
+                f"{[self.rounds_since(offset, task) for task in wanted]}; log tail:\n{self.log_tail()}"
+            ),
+        )
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TypedDict
 
 import psycopg
 from psycopg import sql
@@ -34,6 +34,16 @@ STOP_SIGNALS: dict[str, signal.Signals] = {
     "fast": signal.SIGINT,
     "immediate": signal.SIGQUIT,
 }
+
+
+class RunAs(TypedDict, total=False):
+    """The Popen/run arguments that start a program as the server's OS user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+    env: dict[str, str]
+    cwd: str
 
 
 class PostgresHarnessError(RuntimeError):
@@ -230,7 +240,7 @@ class PrivatePostgres:
         (self.data_dir / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
         self.port = free_port()
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self) -> RunAs:
         """Popen arguments that drop root to the postgres user; nothing when we are not root."""
         if os.geteuid() != 0:
             return {}

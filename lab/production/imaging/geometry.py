@@ -1,15 +1,14 @@
-"""Pure geometry of a print: output pixel size, the photo region that fills it, JPEG shrink-on-load factor.
-No pixels are touched here, so both engines (and the benchmark's reference) share one exact plan."""
+"""Pure geometry of a print in the stored photo's terms: the placement's crop box turned to the stored pixels,
+the JPEG shrink-on-load factor. No pixels are touched, so both engines (and the benchmark) share one plan."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from PIL import Image
 
-Sizing = Literal["fill", "fit"]
+from lab.catalog.placement import PixelBox, Placement
 
 # EXIF orientations 5-8 store the picture rotated by 90 degrees: width and height swap on display.
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -40,24 +39,13 @@ def orient(image: Image.Image, *, orientation: int) -> Image.Image:
     return image if transpose is None else image.transpose(transpose)
 
 
-def print_size_px(
-    *, width_in: float, height_in: float, dpi: int, display_width: int, display_height: int
-) -> tuple[int, int]:
-    """The print's long side follows the photo's long side as displayed; a square photo prints portrait."""
-    long_px = round(max(width_in, height_in) * dpi)
-    short_px = round(min(width_in, height_in) * dpi)
-    if display_width > display_height:
-        return long_px, short_px
-    return short_px, long_px
-
-
 @dataclass(frozen=True)
 class ResamplePlan:
     """What an engine must produce, in the photo's stored (un-rotated) orientation.
 
-    `box` is the region of the full-resolution stored photo, in pixels (floats: sub-pixel exact), that is
-    resampled to exactly `photo_size`. In fill mode photo_size is the whole canvas; in fit mode it is the
-    photo's share of it and the rest becomes white border after orientation.
+    `box` is the region of the full-resolution stored photo, in pixels, that is resampled to exactly
+    `photo_size`: the placement's crop box and photo area, turned to the stored orientation. Whatever of the
+    output the photo area leaves (border, fit margins) becomes white after orientation.
     """
 
     box: tuple[float, float, float, float]
@@ -76,23 +64,54 @@ class ResamplePlan:
         return self.scale_x <= 1.0 and self.scale_y <= 1.0
 
 
+def stored_box(
+    *, box: PixelBox, orientation: int, stored_width: int, stored_height: int
+) -> tuple[float, float, float, float]:
+    """The region (left, top, right, bottom) of the stored photo that shows as `box` of the upright photo.
+
+    Each EXIF orientation maps an upright point back to the stored pixels it came from (the inverse of
+    `orient`); a rectangle maps to the rectangle between its two mapped corners.
+    """
+    corners = [
+        _stored_point(x, y, orientation=orientation, stored_width=stored_width, stored_height=stored_height)
+        for x, y in ((box.x, box.y), (box.x + box.width, box.y + box.height))
+    ]
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    return float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys))
+
+
+def _stored_point(
+    x: int, y: int, *, orientation: int, stored_width: int, stored_height: int
+) -> tuple[int, int]:
+    width, height = stored_width, stored_height
+    return {
+        1: (x, y),
+        2: (width - x, y),
+        3: (width - x, height - y),
+        4: (x, height - y),
+        5: (y, x),
+        6: (y, height - x),
+        7: (width - y, height - x),
+        8: (width - y, x),
+    }.get(orientation, (x, y))
+
+
 def plan_resample(
-    *, stored_width: int, stored_height: int, orientation: int, canvas: tuple[int, int], sizing: Sizing
+    *, stored_width: int, stored_height: int, orientation: int, placement: Placement
 ) -> ResamplePlan:
-    canvas_width, canvas_height = (canvas[1], canvas[0]) if swaps_axes(orientation) else canvas
-    if sizing == "fill":
-        scale = max(canvas_width / stored_width, canvas_height / stored_height)
-        box_width, box_height = canvas_width / scale, canvas_height / scale
-        left, top = (stored_width - box_width) / 2, (stored_height - box_height) / 2
-        return ResamplePlan(
-            box=(left, top, left + box_width, top + box_height), photo_size=(canvas_width, canvas_height)
-        )
-    scale = min(canvas_width / stored_width, canvas_height / stored_height)
-    photo_size = (
-        min(canvas_width, max(1, round(stored_width * scale))),
-        min(canvas_height, max(1, round(stored_height * scale))),
+    """The stored-photo region and the size to resample it to, for a placement computed on the upright
+    photo (lab.catalog.placement): its crop box becomes exactly its photo area on the print."""
+    photo = placement.photo_area
+    photo_size = (photo.height, photo.width) if swaps_axes(orientation) else (photo.width, photo.height)
+    return ResamplePlan(
+        box=stored_box(
+            box=placement.crop_box,
+            orientation=orientation,
+            stored_width=stored_width,
+            stored_height=stored_height,
+        ),
+        photo_size=photo_size,
     )
-    return ResamplePlan(box=(0.0, 0.0, float(stored_width), float(stored_height)), photo_size=photo_size)
 
 
 def jpeg_shrink_factor(*, plan: ResamplePlan, headroom: float) -> int:

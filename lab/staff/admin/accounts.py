@@ -24,7 +24,7 @@ from lab.staff.admin.services import staff_account_save, staff_roles_of
 STAFF_ROLE_CHOICES = [(role.value, role.label) for role in Role if role in STAFF_ROLES]
 
 
-class StaffAccountChangeForm(forms.ModelForm):
+class StaffAccountChangeForm(forms.ModelForm[User]):
     password = ReadOnlyPasswordHashField(
         label="Password",
         help_text='Passwords are not stored in clear. Set a new one <a href="../password/">here</a>.',
@@ -41,7 +41,7 @@ class StaffAccountChangeForm(forms.ModelForm):
             self.fields["roles"].initial = staff_roles_of(self.instance)
 
 
-class StaffAccountCreationForm(forms.ModelForm):
+class StaffAccountCreationForm(forms.ModelForm[User]):
     password1 = forms.CharField(label="Password", strip=False, widget=forms.PasswordInput)
     password2 = forms.CharField(label="Password again", strip=False, widget=forms.PasswordInput)
     roles = forms.MultipleChoiceField(choices=STAFF_ROLE_CHOICES, widget=forms.CheckboxSelectMultiple)
@@ -74,7 +74,7 @@ class StaffAccountCreationForm(forms.ModelForm):
         return user
 
 
-class StaffAccountAdmin(LabModelAdmin, UserAdmin):
+class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
     form = StaffAccountChangeForm
     add_form = StaffAccountCreationForm
     fieldsets = ((None, {"fields": ("email", "full_name", "password", "is_active", "roles")}),)
@@ -93,7 +93,7 @@ class StaffAccountAdmin(LabModelAdmin, UserAdmin):
     def staff_roles(self, user: User) -> str:
         return ", ".join(staff_roles_of(user))
 
-    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm[User], change: bool) -> None:
         staff_account_save(
             actor=request.user,  # type: ignore[arg-type]
             user=obj,
@@ -101,7 +101,9 @@ class StaffAccountAdmin(LabModelAdmin, UserAdmin):
             is_new=not change,
         )
 
-    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+    def save_related(
+        self, request: HttpRequest, form: forms.ModelForm[User], formsets: Any, change: bool
+    ) -> None:
         """Roles were saved with the account (staff_account_save); the form has no other relations."""
 
 

@@ -6,7 +6,7 @@ admin deactivates instead (`is_active`), and Django's LogEntry records each chan
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import admin
 from django.db.models import Model
@@ -14,8 +14,10 @@ from django.http import HttpRequest
 
 from lab.staff.admin.site import is_lab_admin
 
+ModelT = TypeVar("ModelT", bound=Model)
 
-class LabModelAdmin(admin.ModelAdmin):
+
+class LabModelAdmin(admin.ModelAdmin[ModelT]):
     actions = None  # the bulk "delete selected" action included
 
     def has_module_permission(self, request: HttpRequest) -> bool:

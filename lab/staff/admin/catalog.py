@@ -13,7 +13,7 @@ from lab.lib.errors import DomainError
 from lab.staff.admin.base import LabModelAdmin
 
 
-class ProductForm(forms.ModelForm):
+class ProductForm(forms.ModelForm[Product]):
     class Meta:
         model = Product
         fields = (
@@ -39,7 +39,7 @@ class ProductForm(forms.ModelForm):
         return cleaned
 
 
-class ProductAdmin(LabModelAdmin):
+class ProductAdmin(LabModelAdmin[Product]):
     form = ProductForm
     list_display = ("sku", "name", "size_label", "paper", "price_minor", "currency", "min_dpi", "is_active")
     list_filter = ("paper", "is_active")

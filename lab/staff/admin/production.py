@@ -41,7 +41,7 @@ class MediaSizesField(forms.CharField):
         return [media_size_check(part.strip()) for part in str(text).split(",") if part.strip()]
 
 
-class PrinterForm(forms.ModelForm):
+class PrinterForm(forms.ModelForm[Printer]):
     media_sizes = MediaSizesField(help_text="Sizes loaded, short x long in inches: 4x6, 5x7")
     papers = forms.MultipleChoiceField(choices=Paper.choices, widget=forms.CheckboxSelectMultiple)
 
@@ -61,7 +61,7 @@ class PrinterForm(forms.ModelForm):
         )
 
 
-class PrinterAdmin(LabModelAdmin):
+class PrinterAdmin(LabModelAdmin[Printer]):
     form = PrinterForm
     list_display = ("name", "backend", "host", "cups_server", "target", "state", "is_paused_by_lab")
     list_filter = ("backend", "host", "state")

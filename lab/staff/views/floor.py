@@ -17,17 +17,17 @@ from lab.accounts.roles import (
     user_roles,
 )
 from lab.audit.gate import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE
-from lab.audit.models import ClarificationCase, MaintenanceTicket
 from lab.lib.errors import DomainError
-from lab.orders.models import Order
+from lab.orders.selectors import order_by_ref
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
-from lab.production import actions, maintenance
+from lab.production import actions, maintenance, selectors
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.holds import HOLDABLE, order_hold, order_release_hold
-from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.models import PrintJob
 from lab.production.states import JobStatus, ReprintReason
 from lab.staff.access import can, staff_page
 from lab.staff.board import board_snapshot
+from lab.staff.errors import StaffError
 from lab.staff.forms import CopiesForm, HoldForm, ReprintForm, RerouteForm, ResolveForm, form_problem
 from lab.staff.views.common import run_action
 
@@ -108,11 +108,7 @@ def batch_release_view(request: HttpRequest, batch_id: int) -> HttpResponse:
 
 
 def _job_or_404(job_id: int) -> PrintJob:
-    job = (
-        PrintJob.objects.select_related("order", "item__product", "printer", "batch", "reprint_of")
-        .filter(pk=job_id)
-        .first()
-    )
+    job = selectors.job_for_page(job_id=job_id)
     if job is None:
         raise Http404("no such job")
     return job
@@ -123,22 +119,15 @@ def _job_or_404(job_id: int) -> PrintJob:
 def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_or_404(job_id)
     product = job.item.product
-    reroute_targets = [
-        printer
-        for printer in Printer.objects.order_by("name")
-        if printer.pk != job.printer_id
-        and printer.is_available
-        and printer.holds(size=product.size_label, paper=product.paper)
-    ]
     return render(
         request,
         "staff/job.html",
         {
             "job": job,
             "product": product,
-            "events": JobEvent.objects.filter(job=job).select_related("actor").order_by("created_at", "pk"),
+            "events": selectors.job_events(job=job),
             "reprints": job.reprints.order_by("pk"),
-            "reroute_targets": reroute_targets,
+            "reroute_targets": selectors.reroute_targets(job=job),
             "reasons": ReprintReason.choices,
             "can_act": can(request, FLOOR_ROLES),
             "can_qc": can(request, QC_ROLES),
@@ -164,7 +153,7 @@ def job_reroute_view(request: HttpRequest, job_id: int) -> HttpResponse:
 
     def act() -> str:
         if not form.is_valid():
-            raise DomainError("invalid_input", form_problem(form))
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         job = actions.job_reroute_by_staff(
             job_id=job_id, actor=_actor(request), printer_id=form.cleaned_data["printer"]
         )
@@ -190,7 +179,7 @@ def job_reprint_view(request: HttpRequest, job_id: int) -> HttpResponse:
 
     def act() -> str:
         if not form.is_valid():
-            raise DomainError("invalid_input", form_problem(form))
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         reprint = actions.job_reprint(
             job_id=job_id,
             actor=_actor(request),
@@ -211,7 +200,7 @@ def job_resolve_view(request: HttpRequest, job_id: int) -> HttpResponse:
 
     def act() -> str:
         if not form.is_valid():
-            raise DomainError("invalid_input", form_problem(form))
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         was_printed = form.cleaned_data["outcome"] == "printed"
         job = actions.job_resolve_unknown(job_id=job_id, actor=_actor(request), was_printed=was_printed)
         return f"Job {job.pk} marked {'printed' if was_printed else 'not printed; it will be sent again'}."
@@ -232,7 +221,7 @@ def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, objec
         ("handling", "print_job", str(job.pk), "handling this job", True),
         ("packaging", "order", job.order.ref, "packing this order", True),
     ]
-    for ticket in MaintenanceTicket.objects.filter(jobs=job, closed_at__isnull=True).order_by("pk"):
+    for ticket in selectors.open_tickets_naming(job=job):
         offers.append(
             (
                 "maintenance",
@@ -242,7 +231,7 @@ def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, objec
                 ticket.is_approved,
             )
         )
-    for case in ClarificationCase.objects.filter(order=job.order, closed_at__isnull=True):
+    for case in selectors.open_clarifications(order=job.order):
         offers.append(
             ("order_clarification", "clarification_case", str(case.pk), f"clarification case {case.pk}", True)
         )
@@ -263,12 +252,7 @@ def _maintenance_context(request: HttpRequest, job: PrintJob) -> dict[str, objec
     """Open tickets on the job's printer (with the jobs each names) and the jobs a new ticket may name."""
     if not job.printer_id:
         return {"open_tickets": [], "ticket_candidates": []}
-    tickets = (
-        MaintenanceTicket.objects.filter(printer_id=job.printer_id, closed_at__isnull=True)
-        .select_related("opened_by", "approved_by")
-        .prefetch_related("jobs")
-        .order_by("pk")
-    )
+    tickets = selectors.open_tickets_on_printer(printer_id=job.printer_id)
     user = request.user
     return {
         "open_tickets": [
@@ -292,10 +276,10 @@ def ticket_open_view(request: HttpRequest, job_id: int) -> HttpResponse:
 
     def act() -> str:
         if job.printer_id is None:
-            raise DomainError("no_printer", "This job has no printer yet.")
+            raise DomainError(StaffError.NO_PRINTER, "This job has no printer yet.")
         job_ids = request.POST.getlist("job_ids")
         if not all(value.isdigit() for value in job_ids):
-            raise DomainError("invalid_input", "Choose jobs from the list.")
+            raise DomainError(StaffError.INVALID_INPUT, "Choose jobs from the list.")
         ticket = maintenance.maintenance_ticket_open(
             printer_id=job.printer_id,
             actor=_actor(request),
@@ -338,7 +322,7 @@ def job_verify_view(request: HttpRequest, job_id: int) -> HttpResponse:
 
     def act() -> str:
         if not form.is_valid():
-            raise DomainError("invalid_input", form_problem(form))
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         job = actions.job_verify_copies(
             job_id=job_id, actor=_actor(request), copies=form.cleaned_data["copies"]
         )
@@ -353,7 +337,7 @@ def job_verify_view(request: HttpRequest, job_id: int) -> HttpResponse:
 @staff_page(*BOARD_READER_ROLES, *QC_ROLES)
 @require_GET
 def order_view(request: HttpRequest, ref: str) -> HttpResponse:
-    order = Order.objects.filter(ref=ref).first()
+    order = order_by_ref(ref=ref)
     if order is None:
         raise Http404("no such order")
     return render(
@@ -362,9 +346,7 @@ def order_view(request: HttpRequest, ref: str) -> HttpResponse:
         {
             "order": order,
             "items": order.items.select_related("product"),
-            "jobs": PrintJob.objects.filter(order=order)
-            .select_related("item__product", "printer")
-            .order_by("pk"),
+            "jobs": selectors.order_jobs(order=order),
             "events": order.events.order_by("created_at", "pk"),
             "can_act": can(request, FLOOR_ROLES),
             "is_holdable": order.status in HOLDABLE,
@@ -385,7 +367,7 @@ def order_hold_view(request: HttpRequest, ref: str) -> HttpResponse:
 
     def act() -> str:
         if not form.is_valid():
-            raise DomainError("invalid_input", form_problem(form))
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         order = order_hold(order_ref=ref, actor=_actor(request), message=form.cleaned_data["message"])
         return f"Order {order.ref} is on hold until the customer answers."
 

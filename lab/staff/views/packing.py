@@ -13,14 +13,19 @@ from django.views.decorators.http import require_GET, require_POST
 from lab.accounts.models import User
 from lab.accounts.roles import PACKING_ROLES
 from lab.lib.errors import DomainError
-from lab.orders.models import Order
+from lab.orders.errors import OrderError
 from lab.orders.states import OrderStatus
 from lab.packing import station
+from lab.packing.errors import PackingError
+from lab.packing.selectors import orders_waiting_to_pack
 from lab.staff.access import staff_page
+from lab.staff.errors import StaffError
 from lab.staff.forms import ConfirmItemForm, ScanForm, ShipForm, form_problem
 
 # Refusals that mean "this order is not at the station": go back to the scan box, not to the order.
-_LEAVE_ORDER_CODES = frozenset({"order_not_found", "not_an_order_code", "order_not_ready_to_pack"})
+_LEAVE_ORDER_CODES = frozenset(
+    {OrderError.ORDER_NOT_FOUND, PackingError.NOT_AN_ORDER_CODE, PackingError.ORDER_NOT_READY_TO_PACK}
+)
 
 
 def _actor(request: HttpRequest) -> User:
@@ -39,7 +44,7 @@ def _order_url(ref: str) -> str:
 @staff_page(*PACKING_ROLES)
 @require_GET
 def packing_view(request: HttpRequest) -> HttpResponse:
-    waiting = Order.objects.filter(status=OrderStatus.READY_TO_PACK).order_by("created_at", "pk")
+    waiting = orders_waiting_to_pack()
     return render(request, "staff/packing.html", {"waiting": waiting, "form": ScanForm()})
 
 
@@ -49,7 +54,7 @@ def packing_scan_view(request: HttpRequest) -> HttpResponse:
     form = ScanForm(request.POST)
     try:
         if not form.is_valid():
-            raise DomainError("invalid_input", "Scan or type an order code.")
+            raise DomainError(StaffError.INVALID_INPUT, "Scan or type an order code.")
         order = station.station_order(code=form.cleaned_data["code"], actor=_actor(request))
     except DomainError as error:
         messages.error(request, error.message)
@@ -88,7 +93,7 @@ def packing_confirm_view(request: HttpRequest, ref: str) -> HttpResponse:
 
     def act() -> str:
         if not form.is_valid():
-            raise DomainError("invalid_input", form_problem(form))
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         line = station.item_confirm(
             code=ref,
             position=form.cleaned_data["position"],
@@ -117,7 +122,7 @@ def packing_ship_view(request: HttpRequest, ref: str) -> HttpResponse:
 
     def act() -> str:
         if not form.is_valid():
-            raise DomainError("invalid_input", form_problem(form))
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         order = station.order_ship(
             code=ref,
             actor=_actor(request),

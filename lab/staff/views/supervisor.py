@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 
 from lab.accounts.roles import SUPERVISOR_VIEW_ROLES
 from lab.production.alerts import orders_at_risk
-from lab.production.models import Alert, Printer
+from lab.production.selectors import alerts_recent, printers_by_name
 from lab.staff import supervisor
 from lab.staff.access import staff_page
 from lab.staff.charts import Bar, bar_chart
@@ -212,11 +212,11 @@ def supervisor_view(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "first_day": filters.start.date(),
             "last_day": (filters.end - timedelta(days=1)).date(),
-            "printers": Printer.objects.order_by("name"),
+            "printers": printers_by_name(),
             "figures": figures,
             "charts": _charts(figures),
             "csv_links": {table: f"?{_query(filters, format='csv', table=table)}" for table in TABLES},
-            "alerts": Alert.objects.order_by("-created_at", "-pk")[:20],
+            "alerts": alerts_recent(limit=20),
         },
     )
 

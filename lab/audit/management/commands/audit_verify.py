@@ -1,5 +1,5 @@
-"""`manage.py audit_verify`: recompute the chain, every record's mac and the checkpoints, and check the chain
-against the witness log; exit 1 naming the first broken seq or the missing range."""
+"""`manage.py audit_verify`: recompute every lane's chain, every record's mac and the checkpoints, and check
+the chains against the witness log; exit 1 naming the first broken seq (and its lane) or the missing range."""
 
 from __future__ import annotations
 
@@ -33,6 +33,6 @@ class Command(BaseCommand):
                 f"TAMPERED: {result.problem.kind} at seq {result.problem.seq}: {result.problem.message}"
             )
         self.stdout.write(
-            f"OK: {result.count} records, head seq {result.head_seq}, {result.checkpoints} checkpoints,"
-            f" {result.witnessed} witnessed"
+            f"OK: {result.count} records in {result.lanes} lane(s), head seq {result.head_seq},"
+            f" {result.checkpoints} checkpoints, {result.witnessed} witnessed"
         )

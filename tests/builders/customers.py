@@ -1,5 +1,6 @@
-"""Builders for the privacy tests: a customer who registers, uploads, orders and pays through the API, and
-orders taken through real production on a hot-folder printer, packed and shipped at the packing station."""
+"""A customer's journey for the privacy tests: one who registers, uploads, orders and pays through the API,
+orders taken through real production on a hot-folder printer, packed and shipped at the packing station; and
+where personal data could linger (blobs, every table)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import connection
 from rest_framework.test import APIClient
 
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order
-from lab.orders.transitions import order_locked, order_transition
 from lab.packing import station
 from lab.packing.services import packing_slip_render
 from lab.production import rasterizing, routing, submission, tracking
 from lab.production.models import Printer, PrintJob
 from printers.hotfolder_device import process_pending
-from tests.factories import UserFactory
-from tests.production.test_services import WORKER, hotfolder_printer
+from tests.builders.people import person
+from tests.builders.production import WORKER, hotfolder_printer
 from tests.support.images import jpeg_bytes
 from tests.support.stripe_server import signed_event
 
-PASSWORD = "a long privacy secret 42"
+PERSON_PASSWORD = "a long privacy secret 42"
 SKU = "PRINT-4X6-GLOSSY"
 
 
@@ -78,7 +77,7 @@ def register(api: APIClient, person: Person = PERSON) -> str:
         "/api/v1/accounts",
         {
             "email": person.email,
-            "password": PASSWORD,
+            "password": PERSON_PASSWORD,
             "full_name": person.full_name,
             "address": person.address,
             "birth_date": "1984-02-29",
@@ -160,27 +159,11 @@ def print_order(order: Order) -> Order:
 
 
 def pack_and_ship(order: Order) -> Order:
-    packer = UserFactory(roles=["packer"])
+    packer = person("packer")
     for item in order.items.all():
         station.item_confirm(code=order.ref, position=item.position, copies_counted=item.copies, actor=packer)
     station.order_pack(code=order.ref, actor=packer)
     station.order_ship(code=order.ref, actor=packer, carrier="ups", tracking_number="1Z999AA10123456784")
-    order.refresh_from_db()
-    return order
-
-
-def move_order(order: Order, *statuses: str) -> Order:
-    """Walk an order through the state machine (for states the test does not need to produce for real)."""
-    for status in statuses:
-        with transaction.atomic():
-            locked = order_locked(order_id=order.pk)
-            if status == "shipped":
-                locked.shipped_at = timezone.now()
-            order_transition(
-                order=locked,
-                to_status=status,
-                extra_fields=("shipped_at",) if status == "shipped" else (),
-            )
     order.refresh_from_db()
     return order
 

@@ -1,4 +1,5 @@
-"""Builders for the staff tests: staff people per role, hot-folder printers, orders at a chosen stage.
+"""Hot-folder printers, orders released into production or printed, jobs walked forward; and the state a
+refused staff action must leave unchanged, and the tasks waiting in the broker.
 
 Jobs are moved only through the production services (job_move and friends), never by writing statuses.
 """
@@ -10,56 +11,36 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 
-from lab.accounts.models import User
-from lab.orders.models import Order
-from lab.orders.transitions import order_transition
+from lab.orders.models import Order, OrderEvent
 from lab.production import jobs, routing, tracking
-from lab.production.models import Printer, PrintJob
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
-from tests.factories import UserFactory, order_with_items
+from tests.builders.orders import paid_order
 
-PASSWORD = "correct horse battery"
+WORKER = "test-worker:1"  # the worker name a test's service calls claim jobs under
 J = JobStatus
 # The path a job takes through the machine; `job_walk` follows it with job_move.
 _FORWARD: list[str] = [J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTING, J.SUBMITTED, J.PRINTED]
 
 
-def person(*roles: str, email: str | None = None) -> User:
-    user = UserFactory(roles=list(roles), **({"email": email} if email else {}))
-    assert isinstance(user, User)
-    return user
-
-
-def client_as(*roles: str) -> tuple[Client, User]:
-    user = person(*roles)
-    client = Client()
-    client.force_login(user)
-    return client, user
-
-
-def hotfolder_printer(name: str, *, sizes: list[str], papers: list[str] | None = None) -> Printer:
+def hotfolder_printer(
+    name: str, *, sizes: list[str], papers: list[str] | None = None, **extra: object
+) -> Printer:
     (Path(settings.HOTFOLDER_ROOT) / name).mkdir(parents=True, exist_ok=True)
     return Printer.objects.create(
-        name=name, backend="hotfolder", target=name, media_sizes=sizes, papers=papers or ["lustre", "glossy"]
+        name=name,
+        backend="hotfolder",
+        target=name,
+        media_sizes=sizes,
+        papers=papers or ["lustre", "glossy"],
+        **extra,
     )
 
 
 def printer_folder(printer: Printer) -> Path:
     return Path(settings.HOTFOLDER_ROOT) / printer.target
-
-
-def paid_order(*, lines: list[tuple[str, int]], promised_by: datetime | None = None) -> Order:
-    order = order_with_items(
-        lines=lines,
-        customer=person("customer"),
-        promised_by=promised_by,
-        shipping_address={"name": "Ada Example", "line1": "1 Road", "city": "Town", "country": "US"},
-    )
-    order_transition(order=order, to_status="paid")
-    return order
 
 
 def released_order(*, lines: list[tuple[str, int]], promised_by: datetime | None = None) -> Order:
@@ -96,12 +77,21 @@ def ready_to_pack_order(*, lines: list[tuple[str, int]]) -> Order:
     return order
 
 
-def messages_of(response: object) -> list[str]:
-    return [str(message) for message in response.context["messages"]]  # type: ignore[attr-defined]
+def floor_state() -> tuple[object, ...]:
+    """Everything a staff action could change, to assert that a refused one changed nothing."""
+    return (
+        list(Printer.objects.order_by("pk").values_list("pk", "is_paused_by_lab")),
+        list(Batch.objects.order_by("pk").values_list("pk", "is_held")),
+        list(PrintJob.objects.order_by("pk").values_list("pk", "status", "printer_id", "copies_verified")),
+        list(Order.objects.order_by("pk").values_list("pk", "status", "hold_message", "carrier")),
+        JobEvent.objects.count(),
+        OrderEvent.objects.count(),
+    )
 
 
-def broker_tasks(queue: str) -> list[tuple[str, dict[str, object]]]:
-    """Task names and kwargs waiting in a Redis broker queue (kombu keeps each queue as a Redis list)."""
+def broker_tasks(queue: str) -> list[tuple[str, dict[str, Any]]]:
+    """Task names and kwargs waiting in a Redis broker queue (kombu keeps each queue as a Redis list); the
+    kwargs are as JSON decodes them."""
     import base64
     import json
 

@@ -1,0 +1,24 @@
+"""Error codes of accounts: registration, sign-in, API tokens and My Account changes.
+
+Their HTTP statuses are mapped in api/errors.py; the values are the API's public `code` strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AccountError(StrEnum):
+    UNDER_MINIMUM_AGE = "under_minimum_age"  # COPPA: refused before anything about the person is stored
+    POLICY_VERSION_MISMATCH = (
+        "policy_version_mismatch"  # accepted a privacy policy that is not the current one
+    )
+    WEAK_PASSWORD = "weak_password"
+    EMAIL_TAKEN = "email_taken"
+    WRONG_PASSWORD = "wrong_password"  # the current password, re-asked for a change or an erasure, is wrong
+    SIGN_IN_LOCKED = "sign_in_locked"  # too many failures for the account or the address (details: retry)
+    SIGN_IN_UNAVAILABLE = (
+        "sign_in_unavailable"  # the failure counters' cache is down, so sign-ins fail closed
+    )
+    STAFF_TOKENS_NOT_ISSUED = "staff_tokens_not_issued"  # staff work on /lab/ with a session, never a token
+    TOKEN_NOT_FOUND = "token_not_found"

@@ -1,0 +1,21 @@
+"""Error codes of the packing station: scanning, counting, packing, shipping and packing slips.
+
+Their HTTP statuses are mapped in api/errors.py; the staff pages show these refusals as messages.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PackingError(StrEnum):
+    NOT_AN_ORDER_CODE = "not_an_order_code"  # what was scanned or typed is not an order ref (PL-…)
+    ORDER_NOT_READY_TO_PACK = "order_not_ready_to_pack"  # not ready to pack (or, for a slip, has none yet)
+    ITEM_NOT_FOUND = "item_not_found"
+    COUNT_MISMATCH = "count_mismatch"  # the packer's count is not the item's copies; nothing confirmed
+    COPIES_NOT_PRINTED = "copies_not_printed"  # fewer printed copies than the item needs
+    ITEMS_NOT_CONFIRMED = "items_not_confirmed"  # every item's count is confirmed before packing
+    ORDER_NOT_PACKED = "order_not_packed"  # only a packed order is shipped
+    INVALID_CARRIER = "invalid_carrier"
+    INVALID_TRACKING_NUMBER = "invalid_tracking_number"
+    NO_ORDERS_TO_PACK = "no_orders_to_pack"  # the day's slips were asked for with no order ready
