@@ -20,12 +20,12 @@ from rest_framework.views import APIView
 
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role
-from lab.audit import selectors
-from lab.audit.anomalies import anomalies_find
 from lab.audit.chain import RECORD_FIELDS
 from lab.audit.models import AuditRecord, Outcome, Purpose
 from lab.audit.records import RequestMeta
-from lab.audit.review import auditor_read_record
+from lab.gate import selectors
+from lab.gate.anomalies import anomalies_find
+from lab.gate.review import auditor_read_record
 from lab.lib.client_ip import client_ip
 
 API_CONTEXT = "audit_api"

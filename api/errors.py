@@ -237,7 +237,9 @@ STATUS_BY_KIND: tuple[tuple[type[DomainError], int], ...] = (
 
 def http_status(error: DomainError) -> int:
     """The HTTP status the API answers `error` with: its code's in STATUS_BY_CODE, else its kind's."""
-    if error.status is not None:  # transitional: lab/audit/gate.py still names its statuses (see DomainError)
+    if (
+        error.status is not None
+    ):  # transitional: lab/gate/access.py still names its statuses (see DomainError)
         return error.status
     if error.code in STATUS_BY_CODE:
         return STATUS_BY_CODE[error.code]

@@ -126,6 +126,7 @@ INSTALLED_APPS = [
     "lab.production",
     "lab.packing",
     "lab.audit",
+    "lab.gate",
     "lab.privacy",
     "lab.customer_data",
     "lab.notify",

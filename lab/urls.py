@@ -16,11 +16,11 @@ from lab.staff.views.public import landing_view
 
 urlpatterns = [
     path("api/v1/", include(("api.urls", "api"), namespace="api")),
-    path("lab/photos/", include("lab.audit.urls")),
+    path("lab/photos/", include("lab.gate.urls")),
     path("healthz", healthz_view, name="health"),
     path("readyz", readyz_view, name="ready"),
     path("metrics", metrics_view, name="metrics"),
-    path("lab/audit/", include("lab.audit.console_urls")),
+    path("lab/audit/", include("lab.gate.console_urls")),
     path("lab/admin/", lab_admin_site().urls),
     path("static/admin/<path:path>", admin_static_view, name="admin-static"),
     path("lab/", include("lab.staff.urls")),

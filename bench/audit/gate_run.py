@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 if TYPE_CHECKING:
     from lab.accounts.models import User
-    from lab.audit.gate import AccessRequest
     from lab.audit.records import Entry, RequestMeta
+    from lab.gate.access import AccessRequest
     from lab.orders.models import Order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,9 +209,9 @@ def lab_build(*, photo: bytes) -> Lab:
     from django.contrib.auth.models import Group
 
     from lab.accounts.models import User
-    from lab.audit.gate import AccessRequest
     from lab.audit.records import RequestMeta
     from lab.catalog.demo import catalog_seed_demo
+    from lab.gate.access import AccessRequest
     from lab.production.jobs import job_move
     from lab.production.models import Printer, PrintJob
     from lab.production.states import JobStatus
@@ -272,10 +272,10 @@ class Line:
 def gate_entry(
     *, user: User, request: AccessRequest, rule: str, order_ref: str | None, digest: str, meta: RequestMeta
 ) -> Entry:
-    """The Entry lab.audit.gate.image_access writes for a granted preview (same fields, same values)."""
+    """The Entry lab.gate.access.image_access writes for a granted preview (same fields, same values)."""
     from lab.accounts.roles import primary_role
-    from lab.audit.gate import VARIANT_ACTIONS
     from lab.audit.records import Entry
+    from lab.gate.access import VARIANT_ACTIONS
 
     return Entry(
         action=VARIANT_ACTIONS[request.variant],
@@ -299,8 +299,8 @@ def phase_one_lines(lab: Lab) -> list[Line]:
 
     from lab.accounts.models import User
     from lab.accounts.roles import primary_role
-    from lab.audit import gate
     from lab.audit.records import audit_append
+    from lab.gate import access as gate
 
     technician = User.objects.get(pk=lab.technician_id)
     digest = gate.image_access(user=technician, request=lab.active, meta=lab.meta).sha256

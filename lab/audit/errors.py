@@ -9,7 +9,7 @@ from enum import StrEnum
 
 
 class AuditError(StrEnum):
-    # Raised by the gate (lab/audit/gate.py, which still spells them as strings until its rework lands).
+    # Raised by the gate (lab/gate/access.py, which still spells them as strings until its rework lands).
     IMAGE_ACCESS_DENIED = "image_access_denied"  # the gate refused this purpose and context (details: rule)
     IMAGE_UNAVAILABLE = "image_unavailable"  # the photo was purged (its data key destroyed)
     AUDIT_UNAVAILABLE = (

@@ -137,53 +137,6 @@ class AccessGrant(models.Model):
         ]
 
 
-class MaintenanceTicket(models.Model):
-    """A printer problem and the specific jobs it concerns: the only photos a `maintenance` view may show.
-
-    The jobs are chosen when the ticket is opened (lab.production.maintenance.maintenance_ticket_open); full
-    resolution under the ticket needs a supervisor other than the opener to approve it.
-    """
-
-    printer = models.ForeignKey("production.Printer", on_delete=models.CASCADE, related_name="tickets")
-    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    description = models.CharField(max_length=500)
-    opened_at = models.DateTimeField(default=timezone.now)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    jobs = models.ManyToManyField("production.PrintJob", blank=True, related_name="+")
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    approved_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        constraints: ClassVar[list[models.BaseConstraint]] = [
-            models.CheckConstraint(
-                condition=models.Q(approved_by__isnull=True) | ~models.Q(approved_by=models.F("opened_by")),
-                name="ticket_approver_is_not_opener",
-            )
-        ]
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
-
-    @property
-    def is_approved(self) -> bool:
-        return self.approved_at is not None
-
-
-class ClarificationCase(models.Model):
-    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="clarifications")
-    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    question = models.CharField(max_length=1000)
-    opened_at = models.DateTimeField(default=timezone.now)
-    closed_at = models.DateTimeField(null=True, blank=True)
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
-
-
 class ReviewItem(models.Model):
     """The auditors' review queue: a daily sample of views plus every flagged one, each signed off."""
 

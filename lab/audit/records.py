@@ -29,7 +29,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from lab.audit import chain
-from lab.audit.models import AuditHead, AuditRecord
+from lab.audit.models import AuditHead, AuditRecord, Purpose
 from lab.lib.metrics import AUDIT_APPEND_SECONDS
 
 
@@ -247,3 +247,24 @@ def record_as_chain_dict(record: AuditRecord) -> dict[str, object]:
     values: dict[str, object] = {name: getattr(record, name) for name in names}
     values["occurred_at"] = chain.utc_timestamp(record.occurred_at)
     return values
+
+
+def system_image_access(*, asset_id: str, job_id: int, order_ref: str) -> None:
+    """A worker reads a photo for production: recorded as system access with purpose `production`.
+
+    Here, with the log, not in the gate: no person sees the bytes, so there is nothing to decide, only to
+    record (and the production pipeline sits below the gate)."""
+    audit_append(
+        Entry(
+            action="image.read.system",
+            actor_id=None,
+            actor_role="system",
+            outcome="done",
+            rule="production_pipeline",
+            purpose=Purpose.PRODUCTION,
+            asset_id=asset_id,
+            order_ref=order_ref,
+            context_type="print_job",
+            context_id=str(job_id),
+        )
+    )

@@ -19,14 +19,14 @@ from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.accounts.services import policy_current
 from lab.accounts.tokens import api_tokens_revoke_all
-from lab.audit.models import AccessGrant, ClarificationCase
+from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.errors import CustomerDataError
 from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge
 from lab.lib.errors import Conflict, PermissionDenied
 from lab.notify.models import WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
-from lab.orders.models import Asset, Order, OrderEvent
+from lab.orders.models import Asset, ClarificationCase, Order, OrderEvent
 from lab.orders.states import OrderStatus
 from lab.packing.models import PackingSlip
 

@@ -38,9 +38,9 @@ class DomainError(Exception):
     invalid request); the HTTP status is not the service's business (api/errors.py maps the code).
     """
 
-    # Transitional, for lab/audit/gate.py only: its owner is reworking it, and until it raises its enum
+    # Transitional, for lab/gate/access.py only: its owner is reworking it, and until it raises its enum
     # codes it passes a str code and an HTTP `status` (AccessDenied/AuditUnavailable also set one on the
-    # class), which api/errors.py and lab/audit/views.py still honour. Nothing else sets it (a test in
+    # class), which api/errors.py and lab/gate/views.py still honour. Nothing else sets it (a test in
     # tests/api/test_error_codes.py checks); drop it and the second overload once the gate is converted.
     status: int | None = None
 

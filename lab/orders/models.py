@@ -286,3 +286,21 @@ class StripeEvent(models.Model):
     payment_intent_id = models.CharField(max_length=64, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     outcome = models.CharField(max_length=40, blank=True)
+
+
+class ClarificationCase(models.Model):
+    """A held order's question to its customer: the context an `order_clarification` photo view rests on,
+    open until the hold is released (lab.production.holds)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="clarifications")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    question = models.CharField(max_length=1000)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "audit_clarificationcase"  # created by the audit app, moved here without a table rename
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None

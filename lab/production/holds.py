@@ -11,9 +11,8 @@ from django.utils import timezone
 from lab.accounts.models import User
 from lab.accounts.roles import FLOOR_ROLES, has_role
 from lab.audit.grants import grants_revoke
-from lab.audit.models import ClarificationCase
 from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
-from lab.orders.models import Order
+from lab.orders.models import ClarificationCase, Order
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.errors import ProductionError

@@ -1,5 +1,5 @@
 """Maintenance tickets: a printer problem and the specific jobs it concerns — the only context under which a
-`maintenance` photo view is possible (lab.audit.gate decides each view against the ticket as it is then).
+`maintenance` photo view is possible (lab.gate.access decides each view against the ticket as it is then).
 
 The gate shows only the ticket's jobs' photos, never once their order is packed or shipped, and full
 resolution only after a supervisor other than the opener approved the ticket. Each step is also an audit
@@ -18,12 +18,12 @@ from django.utils import timezone
 from lab.accounts.models import User
 from lab.accounts.roles import FLOOR_ROLES, TICKET_APPROVER_ROLES, has_role, primary_role
 from lab.audit.grants import grants_revoke
-from lab.audit.models import MaintenanceTicket, Purpose
+from lab.audit.models import Purpose
 from lab.audit.records import Entry, audit_append
 from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
 from lab.orders.states import OrderStatus
 from lab.production.errors import ProductionError
-from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.models import JobEvent, MaintenanceTicket, Printer, PrintJob
 from lab.production.states import JobStatus
 
 J = JobStatus

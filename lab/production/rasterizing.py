@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from lab.audit.gate import system_image_access
+from lab.audit.records import system_image_access
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_delete, vault_read, vault_write
 from lab.production import raster
@@ -53,7 +53,7 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
     assert printer is not None
     asset = item.asset
     try:
-        system_image_access(asset=asset, job_id=job.pk, order_ref=job.order.ref)
+        system_image_access(asset_id=str(asset.pk), job_id=job.pk, order_ref=job.order.ref)
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
         result = raster.rasterize(
             data=original,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from lab.audit.models import ClarificationCase, MaintenanceTicket
-from lab.orders.models import Order
-from lab.production.models import Alert, JobEvent, Printer, PrintJob
+from lab.orders.models import ClarificationCase, Order
+from lab.production.models import Alert, JobEvent, MaintenanceTicket, Printer, PrintJob
 
 
 def printers_by_name() -> QuerySet[Printer]:

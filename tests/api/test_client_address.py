@@ -102,9 +102,9 @@ def test_audit_records_and_log_lines_carry_the_client_behind_the_proxy(settings,
     # then the record and the log line name the terminal, not the proxy nor the spoofed part
     assert response.status_code == 404
     assert AuditRecord.objects.get().client_ip == "203.0.113.40"
-    watched = {"lab.audit.gate", "django.request"}
+    watched = {"lab.gate.access", "django.request"}
     logged = [(r.name, r.client_ip, r.request_id) for r in caplog.records if r.name in watched]
     assert logged == [
-        ("lab.audit.gate", "203.0.113.40", "req-12345678"),
+        ("lab.gate.access", "203.0.113.40", "req-12345678"),
         ("django.request", "203.0.113.40", "req-12345678"),
     ]

@@ -8,10 +8,11 @@ import pytest
 from django.db import DatabaseError
 from PIL import Image
 
-from lab.audit import gate
-from lab.audit.models import AccessGrant, AuditRecord, ClarificationCase
+from lab.audit.models import AccessGrant, AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
+from lab.gate import access as gate
+from lab.orders.models import ClarificationCase
 from lab.production import jobs, rasterizing, routing
 from lab.production.maintenance import maintenance_ticket_open
 from lab.production.models import PrintJob

@@ -1,6 +1,6 @@
 """The gate's facts in one PostgreSQL statement are the facts the ORM reads one query at a time: for every
 purpose, context state, photo, resolution and grant, both give the same photo, context, live grant and
-decision (lab/audit/facts.py keeps the ORM path for other databases)."""
+decision (lab/gate/facts.py keeps the ORM path for other databases)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from lab.audit import gate
-from lab.audit.facts import Facts, _facts_postgresql, _uuid, facts_portable
-from lab.audit.models import AccessGrant, ClarificationCase
+from lab.audit.models import AccessGrant
 from lab.audit.records import RequestMeta
-from lab.orders.models import Order
+from lab.gate import access as gate
+from lab.gate.facts import Facts, _facts_postgresql, _uuid, facts_portable
+from lab.orders.models import ClarificationCase, Order
 from lab.orders.transitions import order_transition
 from lab.production.maintenance import maintenance_ticket_approve, maintenance_ticket_open
 from lab.production.models import PrintJob

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
-from lab.audit import gate
-from lab.audit.anomalies import Flag, anomalies_find
 from lab.audit.models import AccessGrant, AuditRecord
+from lab.gate import access as gate
+from lab.gate.anomalies import Flag, anomalies_find
 from lab.production.models import PrintJob
 from tests.builders import client_as, hotfolder_printer, released_order
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from lab.audit import gate
-from lab.audit.anomalies import Flag, anomalies_find
-from lab.audit.models import AccessGrant, AuditRecord, MaintenanceTicket, ReviewItem
+from lab.audit.models import AccessGrant, AuditRecord, ReviewItem
 from lab.audit.records import RequestMeta
-from lab.audit.review import review_sample_daily
+from lab.gate import access as gate
+from lab.gate.anomalies import Flag, anomalies_find
+from lab.gate.review import review_sample_daily
 from lab.lib.errors import DomainError, PermissionDenied
 from lab.orders.models import Order
 from lab.orders.transitions import order_transition
@@ -23,7 +23,7 @@ from lab.production.maintenance import (
     maintenance_ticket_candidate_jobs,
     maintenance_ticket_open,
 )
-from lab.production.models import JobEvent, PrintJob
+from lab.production.models import JobEvent, MaintenanceTicket, PrintJob
 from tests.builders import client_as, hotfolder_printer, person, ready_to_pack_order, released_order
 
 pytestmark = pytest.mark.django_db

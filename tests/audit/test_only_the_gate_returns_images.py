@@ -81,7 +81,7 @@ def test_only_the_gate_and_the_production_pipeline_decrypt_photos():
         if "vault_read(" in path.read_text() and path.name != "vault.py"
     )
 
-    assert callers == ["lab/audit/gate.py", "lab/production/rasterizing.py", "lab/production/submission.py"]
+    assert callers == ["lab/gate/access.py", "lab/production/rasterizing.py", "lab/production/submission.py"]
 
 
 def admin_urls(route_values: dict[str, dict[str, str]]) -> list[str]:

@@ -8,9 +8,9 @@ import io
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from lab.audit import gate
 from lab.audit.records import RequestMeta
-from lab.audit.watermark import preview_image, watermark_apply
+from lab.gate import access as gate
+from lab.gate.watermark import preview_image, watermark_apply
 from lab.production.models import PrintJob
 from tests.builders import hotfolder_printer, person, released_order
 from tests.support.images import jpeg_bytes

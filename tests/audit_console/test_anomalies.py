@@ -6,8 +6,8 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from lab.audit.anomalies import anomalies_find
 from lab.audit.models import StaffShift
+from lab.gate.anomalies import anomalies_find
 from tests.builders import T0, attempt, denied, minutes, shipped_order
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import RequestMeta
-from lab.audit.review import review_sample_daily, review_sign_off
+from lab.gate.review import review_sample_daily, review_sign_off
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
 from tests.builders import T0, attempt, denied, minutes, person
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from lab.audit.selectors import (
+from lab.gate.selectors import (
     RecordFilter,
     actor_id_for,
     employee_emails,

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import pytest
 
 from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
-from lab.audit import gate
-from lab.audit.models import AuditRecord, ClarificationCase
+from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
+from lab.gate import access as gate
 from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_created, notify_order_status_changed
-from lab.orders.models import Asset, Order
+from lab.orders.models import Asset, ClarificationCase, Order
 from lab.packing.models import PackingSlip
 from lab.production import routing
 from lab.production.models import PrintJob

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from lab.audit import gate
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
+from lab.gate import access as gate
 from lab.notify.models import WebhookEndpoint
 from lab.orders.models import Order
 from lab.production import rasterizing, routing

@@ -12,11 +12,11 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
-from lab.audit import gate
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.customer_data import retention
+from lab.gate import access as gate
 from lab.orders.models import Asset, Order, OrderEvent
 from lab.privacy.crypto import KeyDestroyed
 from lab.privacy.models import DataKey

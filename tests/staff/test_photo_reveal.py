@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from lab.audit.models import AuditRecord, ClarificationCase, MaintenanceTicket
+from lab.audit.models import AuditRecord
+from lab.orders.models import ClarificationCase
 from lab.production.holds import order_hold, order_release_hold
-from lab.production.models import PrintJob
+from lab.production.models import MaintenanceTicket, PrintJob
 from tests.builders import client_as, hotfolder_printer, person, released_order
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from lab.accounts.roles import (
     TICKET_APPROVER_ROLES,
     user_roles,
 )
-from lab.audit.gate import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE
+from lab.gate.access import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE
 from lab.lib.errors import DomainError
 from lab.orders.selectors import order_by_ref
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus

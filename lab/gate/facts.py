@@ -1,7 +1,7 @@
 """What the access gate decides on, read in one statement: the person's roles, the photo (with its data key),
 the state of the context a request names and the person's live grant for that scope.
 
-The gate's rules (lab/audit/gate.py) run on these facts in Python, in their fixed order. On PostgreSQL the
+The gate's rules (lab/gate/access.py) run on these facts in Python, in their fixed order. On PostgreSQL the
 facts are one query (lateral joins); elsewhere (the embedded SQLite default) the same facts come from the ORM
 queries the gate used before, one per fact. Both read the same rows: tests/audit/test_gate_facts.py compares
 them for every purpose and outcome.
@@ -23,14 +23,14 @@ from django.db.models import Field, Model
 
 from lab.accounts.models import User
 from lab.accounts.roles import user_roles
-from lab.audit.models import AccessGrant, ClarificationCase, MaintenanceTicket, Purpose
+from lab.audit.models import AccessGrant, Purpose
 from lab.audit.records import prepared_cursor
-from lab.orders.models import Asset, Order, OrderItem
+from lab.orders.models import Asset, ClarificationCase, Order, OrderItem
 from lab.privacy.models import DataKey
-from lab.production.models import PrintJob
+from lab.production.models import MaintenanceTicket, PrintJob
 
 if TYPE_CHECKING:
-    from lab.audit.gate import AccessRequest
+    from lab.gate.access import AccessRequest
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Anomaly rules over employees' photo views: which audit records an auditor should look at, and why.
-Read-only; the review queue (lab.audit.review) stores what these rules find.
+Read-only; the review queue (lab.gate.review) stores what these rules find.
 
 An *attempt* is an employee's record of a photo request: a view (``image.view.preview``, ``image.view.full``,
 ``image.download``) or a refusal (``image.access.denied``); customers' own downloads and the workers' system

@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
-from lab.audit.anomalies import NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.audit.errors import AuditError
-from lab.audit.gate import AuditUnavailable
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.gate.access import AuditUnavailable
+from lab.gate.anomalies import NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
 
 logger = logging.getLogger(__name__)

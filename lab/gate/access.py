@@ -21,10 +21,10 @@ from PIL import Image
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role, primary_role, user_roles
-from lab.audit.facts import Context, Facts, facts_gather, grant_of
 from lab.audit.models import AccessGrant, AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
-from lab.audit.watermark import preview_render
+from lab.gate.facts import Context, Facts, facts_gather, grant_of
+from lab.gate.watermark import preview_render
 from lab.lib.errors import DomainError
 from lab.orders.models import Asset
 from lab.orders.states import OrderStatus
@@ -491,21 +491,3 @@ def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delive
     with Image.open(io.BytesIO(original)) as probe:
         media_type = Image.MIME.get(probe.format or "", "application/octet-stream")
     return Delivery(data=original, content_type=media_type, sha256=digest, audit_seq=record.seq)
-
-
-def system_image_access(*, asset: Asset, job_id: int, order_ref: str) -> None:
-    """A worker reads a photo for production: recorded as system access with purpose `production`."""
-    audit_append(
-        Entry(
-            action="image.read.system",
-            actor_id=None,
-            actor_role="system",
-            outcome="done",
-            rule="production_pipeline",
-            purpose=Purpose.PRODUCTION,
-            asset_id=str(asset.pk),
-            order_ref=order_ref,
-            context_type="print_job",
-            context_id=str(job_id),
-        )
-    )

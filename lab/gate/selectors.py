@@ -18,8 +18,8 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES
 from lab.audit import chain
-from lab.audit.anomalies import ATTEMPT_ACTIONS, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.audit.models import AuditRecord, ReviewItem
+from lab.gate.anomalies import ATTEMPT_ACTIONS, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.lib.ids import is_uuid
 
 MAX_PAGE = 200

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from lab.audit import console_views as views
+from lab.gate import console_views as views
 
 app_name = "audit_console"
 

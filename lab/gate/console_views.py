@@ -38,14 +38,14 @@ from django.views.decorators.http import require_GET, require_POST
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
 from lab.audit import chain
-from lab.audit import selectors as audit_selectors
-from lab.audit.anomalies import anomalies_find, thresholds
 from lab.audit.models import Outcome, Purpose
 from lab.audit.records import RequestMeta
-from lab.audit.review import auditor_read_record, review_sample_daily, review_sign_off
 from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
-from lab.audit.views import error_status
+from lab.gate import selectors as audit_selectors
+from lab.gate.anomalies import anomalies_find, thresholds
+from lab.gate.review import auditor_read_record, review_sample_daily, review_sign_off
+from lab.gate.views import error_status
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
 

@@ -15,8 +15,8 @@ from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 
 from lab.accounts.models import User
-from lab.audit.gate import AccessRequest, image_grant_open, image_grant_view, image_request_refuse
 from lab.audit.records import RequestMeta
+from lab.gate.access import AccessRequest, image_grant_open, image_grant_view, image_request_refuse
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied, UpstreamError
 

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from lab.audit import views
+from lab.gate import views
 
 urlpatterns = [
     path("<str:asset_id>/<str:variant>", views.staff_photo, name="staff-photo"),
