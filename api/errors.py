@@ -17,10 +17,20 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from lab.accounts.errors import AccountError
-from lab.audit.errors import AuditError
 from lab.catalog.errors import CatalogError
 from lab.customer_data.errors import CustomerDataError
-from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied, UpstreamError
+from lab.gate.errors import GateError
+from lab.lib.errors import (
+    CommonError,
+    Conflict,
+    DomainError,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    UpstreamError,
+)
 from lab.notify.errors import NotifyError
 from lab.orders.errors import OrderError
 from lab.packing.errors import PackingError
@@ -82,7 +92,6 @@ STATUS_BY_CODE: dict[str, int] = {
             ApiError.DISALLOWED_HOST,
             ApiError.IDEMPOTENCY_KEY_REQUIRED,
             ApiError.TOO_MANY_FIELDS,
-            AuditError.NOTE_REQUIRED,
             CatalogError.BORDER_OUT_OF_RANGE,
             CatalogError.CROP_AND_FOCAL_POINT,
             CatalogError.CROP_ASPECT_MISMATCH,
@@ -90,6 +99,7 @@ STATUS_BY_CODE: dict[str, int] = {
             CatalogError.CROP_REQUIRES_FILL,
             CatalogError.FOCAL_POINT_OUT_OF_BOUNDS,
             CatalogError.PRODUCT_SIZE_UNPRINTABLE,
+            GateError.NOTE_REQUIRED,
             NotifyError.EVENT_TYPES_REQUIRED,
             NotifyError.UNKNOWN_EVENT_TYPE,
             NotifyError.UNKNOWN_ORDER_STATUS,
@@ -135,11 +145,11 @@ STATUS_BY_CODE: dict[str, int] = {
             AccountError.UNDER_MINIMUM_AGE,
             AccountError.WRONG_PASSWORD,
             ApiError.PERMISSION_DENIED,
-            AuditError.IMAGE_ACCESS_DENIED,
-            AuditError.NOT_AN_AUDITOR,
-            AuditError.OWN_RECORD,
             CommonError.NOT_ALLOWED,
             CustomerDataError.STAFF_ACCOUNT_NOT_ERASABLE,
+            GateError.IMAGE_ACCESS_DENIED,
+            GateError.NOT_AN_AUDITOR,
+            GateError.OWN_RECORD,
             ProductionError.APPROVER_IS_OPENER,
             ProductionError.NOT_A_SUPERVISOR,
         ),
@@ -149,7 +159,10 @@ STATUS_BY_CODE: dict[str, int] = {
         (
             AccountError.TOKEN_NOT_FOUND,
             ApiError.NOT_FOUND,
-            AuditError.REVIEW_ITEM_NOT_FOUND,
+            CustomerDataError.RECEIPT_NOT_FOUND,
+            GateError.IMAGE_NOT_FOUND,
+            GateError.ORDER_ITEM_NOT_FOUND,
+            GateError.REVIEW_ITEM_NOT_FOUND,
             NotifyError.ORDER_EVENT_NOT_FOUND,
             NotifyError.WEBHOOK_DELIVERY_NOT_FOUND,
             NotifyError.WEBHOOK_ENDPOINT_NOT_FOUND,
@@ -163,14 +176,15 @@ STATUS_BY_CODE: dict[str, int] = {
         ),
         404,
     ),
+    GateError.IMAGE_METHOD_NOT_ALLOWED: 405,  # only the staff photo URLs meet it (DRF answers its own 405s)
     **dict.fromkeys(
         (
             AccountError.EMAIL_TAKEN,
-            AuditError.ALREADY_SIGNED_OFF,
             CommonError.INVALID_TRANSITION,
             CustomerDataError.ALREADY_ERASED,
             CustomerDataError.ASSET_STILL_NEEDED,
             CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
+            GateError.ALREADY_SIGNED_OFF,
             NotifyError.DELIVERY_IN_PROGRESS,
             NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
             OrderError.ASSET_NOT_READY,
@@ -187,7 +201,7 @@ STATUS_BY_CODE: dict[str, int] = {
         ),
         409,
     ),
-    AuditError.IMAGE_UNAVAILABLE: 410,
+    GateError.IMAGE_UNAVAILABLE: 410,
     **dict.fromkeys((ApiError.REQUEST_TOO_LARGE, CommonError.FILE_TOO_LARGE), 413),
     # The bytes or the URL are understood but refused. The fetch and delivery codes are met by workers only
     # (an asset's or a webhook attempt's failure code).
@@ -221,15 +235,18 @@ STATUS_BY_CODE: dict[str, int] = {
         502,
     ),
     **dict.fromkeys(
-        (AccountError.SIGN_IN_UNAVAILABLE, AuditError.AUDIT_UNAVAILABLE, OrderError.PAYMENTS_NOT_CONFIGURED),
+        (AccountError.SIGN_IN_UNAVAILABLE, GateError.AUDIT_UNAVAILABLE, OrderError.PAYMENTS_NOT_CONFIGURED),
         503,
     ),
 }
 # A code in no enum (none today) falls back on its kind; the first kind it is an instance of wins.
 STATUS_BY_KIND: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, 404),
+    (Gone, 410),
+    (MethodNotAllowed, 405),
     (PermissionDenied, 403),
     (Conflict, 409),
+    (Unavailable, 503),
     (UpstreamError, 502),
     (DomainError, 400),
 )
@@ -237,10 +254,6 @@ STATUS_BY_KIND: tuple[tuple[type[DomainError], int], ...] = (
 
 def http_status(error: DomainError) -> int:
     """The HTTP status the API answers `error` with: its code's in STATUS_BY_CODE, else its kind's."""
-    if (
-        error.status is not None
-    ):  # transitional: lab/gate/access.py still names its statuses (see DomainError)
-        return error.status
     if error.code in STATUS_BY_CODE:
         return STATUS_BY_CODE[error.code]
     return next(status for kind, status in STATUS_BY_KIND if isinstance(error, kind))

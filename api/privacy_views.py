@@ -1,25 +1,37 @@
-"""Customer privacy API: export everything held about me (GET me/export) and erase me (DELETE me).
+"""Customer privacy API: export everything held about me (GET me/export), erase me (DELETE me), and the signed
+privacy receipts (GET receipts/{id} with the link's token or as their owner; GET me/receipts).
 
 `AccountView` is My Account (GET/PATCH from api.views.MeView) plus DELETE, so `me` stays one route.
 """
 
 from __future__ import annotations
 
-from typing import cast
+import uuid
+from typing import Any, cast
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
-from rest_framework.permissions import IsAuthenticated
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.schema import problems
+from api.throttles import AnonThrottle
 from api.views import MeView
 from lab.accounts.models import User
 from lab.customer_data.erasure import ErasureResult, account_erase
 from lab.customer_data.export import account_export
+from lab.customer_data.models import PrivacyReceipt
+from lab.customer_data.receipts import (
+    ReceiptLink,
+    receipt_body,
+    receipt_for_reader,
+    receipt_url,
+    receipts_of,
+)
 
 
 def _request_id(request: Request) -> str:
@@ -33,11 +45,23 @@ class ErasureInput(serializers.Serializer[None]):
     )
 
 
+class ReceiptLinkOutput(serializers.Serializer[ReceiptLink]):
+    id = serializers.UUIDField()
+    order_ref = serializers.CharField(help_text="Empty for the receipt of photos that were in no order.")
+    reason = serializers.ChoiceField(choices=PrivacyReceipt.Reason.choices)
+    url = serializers.CharField(help_text="The receipt's link, with its token: whoever holds it can read it.")
+
+
 class ErasureOutput(serializers.Serializer[ErasureResult]):
     erased_at = serializers.DateTimeField()
     photos_purged = serializers.IntegerField()
     orders_anonymized = serializers.IntegerField()
     orders_cancelled = serializers.IntegerField(help_text="Unpaid orders cancelled by the erasure.")
+    receipts = ReceiptLinkOutput(
+        many=True,
+        help_text="A signed privacy receipt per order (and one for photos in no order); also e-mailed."
+        " The links keep working after the account is gone.",
+    )
 
 
 class AccountView(MeView):
@@ -61,7 +85,9 @@ class AccountView(MeView):
             password=data.validated_data["password"],
             request_id=_request_id(request),
         )
-        return Response(ErasureOutput(result).data)
+        response = Response(ErasureOutput(result).data)
+        response["Cache-Control"] = "private, no-store"  # the receipts' links carry their tokens
+        return response
 
 
 class AccountExportView(APIView):
@@ -75,4 +101,80 @@ class AccountExportView(APIView):
         response = Response(document)
         response["Cache-Control"] = "no-store, private"
         response["Content-Disposition"] = 'attachment; filename="printlab-export.json"'
+        return response
+
+
+RECEIPT_TOKEN_QUERY = OpenApiParameter(
+    "token",
+    location=OpenApiParameter.QUERY,
+    required=False,
+    description="The token of the receipt's link (in the e-mail and in the erasure's answer).",
+)
+RECEIPT_TOKEN_HEADER = OpenApiParameter(
+    "X-Receipt-Token",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="The same token as a header, for clients that keep it out of URLs.",
+)
+
+
+class ReceiptOutput(serializers.Serializer[dict[str, Any]]):
+    document = serializers.JSONField(
+        help_text="The signed document (format `printlab.receipt.v1`): photos with their SHA-256 and when"
+        " each data key was destroyed, every employee view (date, purpose, role), and its audit anchor."
+    )
+    signature = serializers.CharField(
+        help_text="base64 Ed25519 signature over the document's canonical JSON."
+    )
+    key_id = serializers.CharField(
+        help_text="The first 16 hex digits of the signing key's SHA-256 fingerprint."
+    )
+
+
+class ReceiptSummaryOutput(serializers.Serializer[PrivacyReceipt]):
+    id = serializers.UUIDField()
+    order_ref = serializers.CharField(help_text="Empty for the receipt of photos that were in no order.")
+    reason = serializers.ChoiceField(choices=PrivacyReceipt.Reason.choices)
+    created_at = serializers.DateTimeField()
+    url = serializers.SerializerMethodField(help_text="The receipt's link, with its token.")
+
+    def get_url(self, receipt: PrivacyReceipt) -> str:
+        return receipt_url(receipt)
+
+
+class ReceiptView(APIView):
+    """A signed privacy receipt: to the holder of its link's token (also after the account was erased), or
+    to the signed-in customer it was issued to. Verify it offline: `python -m lab.audit.verify --receipt`."""
+
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+
+    @extend_schema(responses=ReceiptOutput, parameters=[RECEIPT_TOKEN_QUERY, RECEIPT_TOKEN_HEADER])
+    def get(self, request: Request, receipt_id: uuid.UUID) -> Response:
+        user = request.user if request.user and request.user.is_authenticated else None
+        receipt = receipt_for_reader(
+            receipt_id=receipt_id,
+            user=user,
+            token=request.query_params.get("token") or request.headers.get("X-Receipt-Token"),
+        )
+        response = Response(ReceiptOutput(receipt_body(receipt)).data)
+        response["Cache-Control"] = "private, no-store"
+        response["Content-Disposition"] = f'inline; filename="receipt-{receipt.pk}.json"'
+        return response
+
+
+class MeReceiptListView(generics.ListAPIView[PrivacyReceipt]):
+    """Your signed privacy receipts, newest first, each with its link."""
+
+    permission_classes = (IsAuthenticated,)
+    serializer_class = ReceiptSummaryOutput
+
+    def get_queryset(self) -> QuerySet[PrivacyReceipt]:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no signed-in customer
+            return PrivacyReceipt.objects.none()
+        return receipts_of(user=cast(User, self.request.user))
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().list(request, *args, **kwargs)
+        response["Cache-Control"] = "private, no-store"
         return response

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from api import audit_views, notify_views, privacy_views, token_views, views, webhooks
+from api import audit_views, notify_views, privacy_views, proof_views, token_views, views, webhooks
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -15,13 +15,21 @@ urlpatterns = [
     path("me/export", privacy_views.AccountExportView.as_view(), name="me-export"),
     path("me/tokens", token_views.MeTokenListView.as_view(), name="me-tokens"),
     path("me/tokens/<uuid:token_id>", token_views.MeTokenDetailView.as_view(), name="me-token-detail"),
+    path("me/receipts", privacy_views.MeReceiptListView.as_view(), name="me-receipts"),
+    path("receipts/<uuid:receipt_id>", privacy_views.ReceiptView.as_view(), name="receipt-detail"),
     path("assets", views.AssetCreateView.as_view(), name="assets"),
     path("assets/<str:asset_id>", views.AssetDetailView.as_view(), name="asset-detail"),
     path("assets/<str:asset_id>/content", views.AssetContentView.as_view(), name="asset-content"),
     path("quotes", views.QuoteView.as_view(), name="quotes"),
+    path("proofs", proof_views.ProofCreateView.as_view(), name="proofs"),
     path("orders", views.OrderListCreateView.as_view(), name="orders"),
     path("orders/<str:ref>", views.OrderDetailView.as_view(), name="order-detail"),
     path("orders/<str:ref>/cancel", views.OrderCancelView.as_view(), name="order-cancel"),
+    path(
+        "orders/<str:ref>/items/<int:position>/proof",
+        proof_views.OrderItemProofView.as_view(),
+        name="order-item-proof",
+    ),
     path("webhooks/stripe", webhooks.StripeWebhookView.as_view(), name="stripe-webhook"),
     path("audit/records", audit_views.AuditRecordListView.as_view(), name="audit-records"),
     path("audit/summary", audit_views.AuditSummaryView.as_view(), name="audit-summary"),

@@ -145,6 +145,32 @@ def _gate(line: str, label: str, target: Target | None) -> Figure:
     )
 
 
+# The supervisor's view at 1M jobs: each figure function's p50 over a 30-day range (the heavier of the two
+# timed), and the slowest figure over 7 days; baseline a plain count(*) of the jobs table.
+SUPERVISOR_FIGURES = (
+    "turnaround",
+    "throughput",
+    "failures",
+    "reprints",
+    "queue_depth",
+    "orders_at_risk",
+    "printer_time",
+    "queue_history",
+    "reprint_rate",
+)
+
+
+def _supervisor(name: str) -> Figure:
+    return Figure(
+        "supervisor",
+        f"supervisor {name}, 30 days, p50 ms",
+        reader("ranges", "30d", name),
+        "count(*) p50",
+        reader("baseline_count_ms"),
+        Target("at_most", 1000, " ms"),
+    )
+
+
 FIGURES: list[Figure] = [
     *_raster("4x6"),
     *_raster("8x10"),
@@ -211,6 +237,16 @@ FIGURES: list[Figure] = [
         ),
         target=Target("is_true"),
     ),
+    *(_supervisor(name) for name in SUPERVISOR_FIGURES),
+    Figure(
+        "supervisor",
+        "supervisor slowest figure, 7 days, p50 ms",
+        reader("slowest_ms", "7d"),
+        "count(*) p50",
+        reader("baseline_count_ms"),
+        Target("at_most", 1000, " ms"),
+    ),
+    Figure("supervisor", "supervisor whole view, 30 days, p50 ms", reader("ranges", "30d", "whole_view")),
 ]
 
 

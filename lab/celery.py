@@ -70,6 +70,10 @@ app.conf.beat_schedule = {
         "task": "privacy.retention_purge",
         "schedule": float(settings.RETENTION_SWEEP_SECONDS),
     },
+    "privacy-receipts-sweep": {
+        "task": "privacy.receipts_sweep",
+        "schedule": float(settings.NOTIFY_SWEEP_SECONDS),
+    },
     "audit-review-sample-daily": {
         "task": "audit.review_sample_daily",
         "schedule": crontab(hour=0, minute=30),

@@ -1,7 +1,9 @@
 """The audit export format and its offline verifier:
 `python -m lab.audit.verify EXPORT --public-key KEY [--witness CHECKPOINTS.jsonl] [--record-key KEY]`.
 Needs only the export files, the auditor's pinned public key and (strongly advised) the auditor's copy of the
-witness log: no Django, no database.
+witness log: no Django, no database. The same command verifies a customer's signed privacy receipt:
+`python -m lab.audit.verify --receipt RECEIPT.json --public-key KEY [--witness CHECKPOINTS.jsonl]`
+(format and checks in lab/audit/receipt.py).
 
 Export format
 -------------
@@ -90,6 +92,7 @@ from lab.audit.chain import (
     verify_checkpoints,
     walk_chain,
 )
+from lab.audit.receipt import receipt_parse, receipt_summary, verify_receipt
 from lab.audit.witness import check_witness, parse_timestamp, read_checkpoint_file
 
 _READ_BUFFER_BYTES = 1 << 20
@@ -423,10 +426,15 @@ def _parse_as_of(value: str) -> datetime:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lab.audit.verify",
-        description="Verify an audit export (records + signed checkpoints) offline against a pinned key"
-        " and the witness log.",
+        description="Verify an audit export (records + signed checkpoints), or a signed privacy receipt,"
+        " offline against a pinned key and the witness log.",
     )
-    parser.add_argument("export", type=Path, help="the records file, e.g. audit.jsonl")
+    parser.add_argument("export", type=Path, nargs="?", help="the records file, e.g. audit.jsonl")
+    parser.add_argument(
+        "--receipt",
+        type=Path,
+        help="verify a customer's signed privacy receipt (the JSON the lab serves) instead of an export",
+    )
     parser.add_argument(
         "--public-key",
         required=True,
@@ -474,6 +482,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fingerprint = public_key_fingerprint(public_key)
     if arguments.fingerprint is not None and arguments.fingerprint.strip().lower() != fingerprint:
         parser.error(f"the public key's fingerprint is {fingerprint}, not the pinned {arguments.fingerprint}")
+    if arguments.receipt is not None:
+        if arguments.export is not None or arguments.checkpoints is not None or record_key is not None:
+            parser.error("--receipt takes only --public-key, --fingerprint and --witness")
+        return _receipt_main(parser, arguments.receipt, arguments.witness, public_key, fingerprint)
+    if arguments.export is None:
+        parser.error("name the export to verify (or a receipt with --receipt FILE)")
     checkpoint_path = arguments.checkpoints or checkpoints_path(arguments.export)
     if checkpoint_path.resolve() == arguments.export.resolve():
         parser.error("the records file and the checkpoints file must differ")
@@ -495,6 +509,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         parser.error(f"cannot read the export: {error}")
     print(_summary(outcome, fingerprint=fingerprint, checked_macs=record_key is not None))
+    return 0 if outcome.is_intact else 1
+
+
+def _receipt_main(
+    parser: argparse.ArgumentParser,
+    receipt_path: Path,
+    witness_path: Path | None,
+    public_key: Ed25519PublicKey,
+    fingerprint: str,
+) -> int:
+    """Verify one receipt file (and its anchoring checkpoint against the witness log, when given)."""
+    try:
+        text = receipt_path.read_bytes()
+    except OSError as error:
+        parser.error(f"cannot read the receipt: {error}")
+    witnessed = None
+    if witness_path is not None:
+        try:
+            witnessed, witness_problem = read_checkpoints(witness_path)
+        except OSError as error:
+            parser.error(f"cannot read the witness log: {error}")
+        if witness_problem is not None:
+            line, message = witness_problem.line, witness_problem.message
+            parser.error(f"cannot read the witness log: line {line}: {message}")
+    try:
+        receipt = receipt_parse(text)
+    except ValueError as error:  # UnicodeDecodeError too
+        print(f"TAMPERED: malformed in {receipt_path}: not a JSON receipt: {error}")
+        return 1
+    outcome = verify_receipt(receipt=receipt, public_key=public_key, witnessed=witnessed)
+    print(receipt_summary(outcome, fingerprint=fingerprint, path=str(receipt_path)))
     return 0 if outcome.is_intact else 1
 
 

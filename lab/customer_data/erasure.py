@@ -1,5 +1,7 @@
 """Erasure of a customer's personal data on request (DELETE /api/v1/me): photos crypto-shredded, personal
-fields cleared, orders kept anonymised for accounting, consents kept (they hold no personal data).
+fields cleared, orders kept anonymised for accounting, consents kept (they hold no personal data). The
+customer gets a signed privacy receipt per order (and one for photos in no order): in the answer, and by
+e-mail to the address read before it was wiped.
 
 Refused while an order still has to be printed or shipped (paid, in production, on hold, ready to pack,
 packed); unpaid orders are cancelled as part of the erasure.
@@ -8,8 +10,9 @@ packed); unpaid orders are cancelled as part of the erasure.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -22,6 +25,12 @@ from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.errors import CustomerDataError
+from lab.customer_data.receipts import (
+    ReceiptLink,
+    receipt_link,
+    receipts_email_after_erasure,
+    receipts_issue_for_erasure,
+)
 from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge
 from lab.lib.errors import Conflict, PermissionDenied
 from lab.notify.models import WebhookEndpoint, WebhookEvent
@@ -39,6 +48,7 @@ class ErasureResult:
     photos_purged: int
     orders_anonymized: int
     orders_cancelled: int
+    receipts: tuple[ReceiptLink, ...] = field(default=())
 
 
 def erased_email(user: User) -> str:
@@ -161,6 +171,8 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
         purged = _purge_photos(locked)
         anonymized = _anonymize_orders(locked)
         now = timezone.now()
+        # Read before it is wiped: the receipts' e-mail goes there once the erasure is committed.
+        recipient = locked.email
         _clear_person(locked, now=now)
         audit_append(
             Entry(
@@ -174,6 +186,14 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
                 meta=RequestMeta(request_id=request_id),
             )
         )
+        receipts = receipts_issue_for_erasure(user=locked)
+        transaction.on_commit(
+            partial(
+                receipts_email_after_erasure,
+                receipt_ids=[receipt.pk for receipt in receipts],
+                recipient=recipient,
+            )
+        )
     logger.info(
         "account erased user=%s photos=%d orders=%d cancelled=%d",
         locked.public_id,
@@ -182,5 +202,9 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
         cancelled,
     )
     return ErasureResult(
-        erased_at=now, photos_purged=purged, orders_anonymized=anonymized, orders_cancelled=cancelled
+        erased_at=now,
+        photos_purged=purged,
+        orders_anonymized=anonymized,
+        orders_cancelled=cancelled,
+        receipts=tuple(receipt_link(receipt) for receipt in receipts),
     )

@@ -1,4 +1,4 @@
-"""Error codes of a customer's data over its life: erasure and the retention purge of photos.
+"""Error codes of a customer's data over its life: erasure, the retention purge of photos, privacy receipts.
 
 Their HTTP statuses are mapped in api/errors.py; the values are the API's public `code` strings.
 """
@@ -13,3 +13,4 @@ class CustomerDataError(StrEnum):
     STAFF_ACCOUNT_NOT_ERASABLE = "staff_account_not_erasable"  # an administrator closes staff accounts
     ALREADY_ERASED = "already_erased"
     ASSET_STILL_NEEDED = "asset_still_needed"  # a purge refused: an order may still print the photo
+    RECEIPT_NOT_FOUND = "receipt_not_found"  # not there, or neither the owner nor the link's token asks

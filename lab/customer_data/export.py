@@ -183,16 +183,23 @@ def _webhook_endpoints(user: User) -> list[dict[str, Any]]:
     ]
 
 
-def photo_views(*, asset_ids: list[str]) -> list[dict[str, Any]]:
-    """Every time an employee was shown one of these photos: preview, full view or download."""
+def employee_view_records(*, asset_ids: list[str]) -> list[dict[str, Any]]:
+    """Every time an employee was shown one of these photos (preview, full view or download), in seq order:
+    the one definition the export and the privacy receipts share."""
     records = (
         AuditRecord.objects.filter(asset_id__in=asset_ids, outcome=Outcome.GRANTED)
         .filter(Q(action__startswith="image.view.") | Q(action="image.download"))
         .exclude(actor_role__in=NOT_EMPLOYEE_ROLES)
         .order_by("seq")
         # Only what the customer may see: the employee's id, name, IP and words stay in the audit log.
-        .values("occurred_at", "action", "purpose", "actor_role", "asset_id", "order_ref")
+        .values("seq", "occurred_at", "action", "purpose", "actor_role", "asset_id", "order_ref")
     )
+    return [dict(record) for record in records]
+
+
+def photo_views(*, asset_ids: list[str]) -> list[dict[str, Any]]:
+    """Every time an employee was shown one of these photos: preview, full view or download."""
+    records = employee_view_records(asset_ids=asset_ids)
     return [
         {
             "at": _time(record["occurred_at"]),

@@ -1,7 +1,8 @@
 """Retention: how long photos and rasters are kept, the purge that crypto-shreds a photo, and the sweep.
 
 A purge destroys the data key and records `image.purge` in one transaction; the files go after commit, and a
-copy of them (a backup) stays unreadable because the only key that opened it is gone.
+copy of them (a backup) stays unreadable because the only key that opened it is gone. Once an order's photos
+are all purged, its customer is sent a signed privacy receipt (lab/customer_data/receipts.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.utils import timezone
 from lab.audit.records import Entry, audit_append
 from lab.customer_data.errors import CustomerDataError
 from lab.lib.errors import Conflict, DomainError
+from lab.lib.tasks import enqueue
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.states import OrderStatus
@@ -182,6 +184,14 @@ def asset_purge(
             )
         )
         _delete_after_commit(names)
+        if rule != RULE_ERASURE:
+            # Each order whose photos are now all gone owes its customer a privacy receipt (an erasure issues
+            # its own); by name, as the receipts build on this module, and redone by the receipts sweep.
+            for order in orders:
+                if not order.is_anonymized:
+                    transaction.on_commit(
+                        partial(enqueue, "privacy.receipt_issue", order_id=order.pk, reason="purged")
+                    )
     logger.info("asset purged asset=%s rule=%s", asset.pk, rule)
     return True
 

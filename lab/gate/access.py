@@ -23,9 +23,11 @@ from lab.accounts.models import User
 from lab.accounts.roles import Role, primary_role, user_roles
 from lab.audit.models import AccessGrant, AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.gate.errors import GateError
 from lab.gate.facts import Context, Facts, facts_gather, grant_of
 from lab.gate.watermark import preview_render
-from lab.lib.errors import DomainError
+from lab.lib.errors import DomainError, Gone, MethodNotAllowed, NotFound, PermissionDenied, Unavailable
+from lab.orders.errors import OrderError
 from lab.orders.models import Asset
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
@@ -61,11 +63,36 @@ SHIPPED_STATUSES = frozenset({OrderStatus.PACKED, OrderStatus.SHIPPED, OrderStat
 
 
 class AccessDenied(DomainError):
-    status = 403
+    """The gate did not show a photo; raised as one of the kinds below, each with its own code."""
 
 
-class AuditUnavailable(DomainError):
-    status = 503
+class ImageRefused(AccessDenied, PermissionDenied):
+    """Refused for this person, purpose and context (details: the rule)."""
+
+
+class ImageNotFound(AccessDenied, NotFound):
+    """No such photo (the owner's), or no photo view at that path or variant (details: the rule)."""
+
+
+class ImageMethodNotAllowed(AccessDenied, MethodNotAllowed):
+    """A photo URL asked with another method than GET (details: the rule)."""
+
+
+class ImageGone(AccessDenied, Gone):
+    """The photo was purged: its data key is destroyed, its bytes are unreadable."""
+
+
+class AuditUnavailable(Unavailable):
+    """The access (or an auditor's read) could not be recorded, so it is refused: no record, no photo."""
+
+
+# How a recorded refusal is raised, by its code: the kind (whose status api/errors.py and the lab's own pages
+# decide) and what the person is told. The rule names the reason in the details and in the record.
+REFUSALS: dict[GateError, tuple[type[AccessDenied], str]] = {
+    GateError.IMAGE_ACCESS_DENIED: (ImageRefused, "This photo cannot be shown for that purpose now."),
+    GateError.IMAGE_NOT_FOUND: (ImageNotFound, "No photo is served at this address."),
+    GateError.IMAGE_METHOD_NOT_ALLOWED: (ImageMethodNotAllowed, "Photos are only read here, with GET."),
+}
 
 
 @dataclass(frozen=True)
@@ -95,13 +122,13 @@ class Decision:
     granted: bool
     rule: str
     order_ref: str | None = None
-    status: int = 403
+    refusal: GateError = GateError.IMAGE_ACCESS_DENIED  # the code a refusal is raised with (see REFUSALS)
 
 
 def _decide(*, user: User, role: str, request: AccessRequest, facts: Facts) -> Decision:
     """Variant, role, then whether the purpose fits the current state of the named context."""
     if request.variant not in VARIANT_ACTIONS:
-        return Decision(False, "unknown_variant", status=404)
+        return Decision(False, "unknown_variant", refusal=GateError.IMAGE_NOT_FOUND)
     roles = user_roles(user)
     allowed = set().union(*(PURPOSES_BY_ROLE.get(r, frozenset()) for r in roles))
     if role in (Role.AUDITOR, Role.ADMIN) and not (roles & set(PURPOSES_BY_ROLE)):
@@ -281,8 +308,8 @@ def _refuse(
     meta: RequestMeta,
     has_open_grants: bool = True,
 ) -> NoReturn:
-    """Record the refusal (ending the person's grants on a context that closed) and raise AccessDenied.
-    has_open_grants False: the decision's facts found no unrevoked grant of this scope to end."""
+    """Record the refusal (ending the person's grants on a context that closed) and raise its AccessDenied
+    kind. has_open_grants False: the decision's facts found no unrevoked grant of this scope to end."""
     try:
         with transaction.atomic():
             if asset is not None and has_open_grants:
@@ -291,15 +318,11 @@ def _refuse(
     except DatabaseError as error:
         logger.error("audit write failed on a refusal actor=%s", user.public_id)
         raise AuditUnavailable(
-            "audit_unavailable", "The request could not be recorded, so it is refused."
+            GateError.AUDIT_UNAVAILABLE, "The request could not be recorded, so it is refused."
         ) from error
     logger.info("image access denied actor=%s rule=%s", user.public_id, decision.rule)
-    raise AccessDenied(
-        "image_access_denied",
-        "This photo cannot be shown for that purpose now.",
-        status=decision.status,
-        rule=decision.rule,
-    )
+    kind, message = REFUSALS[decision.refusal]
+    raise kind(decision.refusal, message, rule=decision.rule)
 
 
 def _deliver(
@@ -321,7 +344,7 @@ def _deliver(
             original=original, variant=request.variant, viewer=f"{role}:{actor_id[:8]}"
         )
     except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
-        raise AccessDenied("image_unavailable", "This photo no longer exists.", rule="purged") from error
+        raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.", rule="purged") from error
     digest = hashlib.sha256(data).hexdigest()
     try:
         with transaction.atomic():
@@ -343,7 +366,7 @@ def _deliver(
         # Fail closed: no record, no bytes.
         logger.error("audit write failed; image withheld actor=%s asset=%s", actor_id, request.asset_id)
         raise AuditUnavailable(
-            "audit_unavailable", "The access could not be recorded, so it is refused."
+            GateError.AUDIT_UNAVAILABLE, "The access could not be recorded, so it is refused."
         ) from error
     logger.info("image delivered actor=%s asset=%s grant=%s seq=%s", actor_id, asset.pk, grant.pk, record.seq)
     return Delivery(data=data, content_type=media_type, sha256=digest, audit_seq=record.seq)
@@ -370,7 +393,7 @@ def _render(*, original: bytes, variant: str, viewer: str) -> tuple[bytes, str]:
 
 def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> Delivery:
     """One request, one view: decide, open (or reuse) a grant, render, record, deliver — or record the
-    refusal and raise AccessDenied."""
+    refusal and raise its AccessDenied kind."""
     facts = _facts(user=user, request=request)
     asset = facts.asset
     decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
@@ -445,9 +468,10 @@ def image_grant_view(
 
 
 def image_request_refuse(
-    *, user: User, path: str, rule: str, meta: RequestMeta, status: int = 404
+    *, user: User, path: str, rule: str, meta: RequestMeta, refusal: GateError = GateError.IMAGE_NOT_FOUND
 ) -> NoReturn:
-    """A request under /lab/photos/ that names no photo and variant the gate knows: recorded, then refused."""
+    """A request under /lab/photos/ that names no photo and variant the gate knows, or asks with another
+    method than GET (refusal: IMAGE_METHOD_NOT_ALLOWED): recorded, then refused."""
     request = AccessRequest(
         asset_id="", purpose="", justification="", context_type="path", context_id=path[:64]
     )
@@ -455,7 +479,7 @@ def image_request_refuse(
         user=user,
         request=request,
         asset=None,
-        decision=Decision(False, rule, status=status),
+        decision=Decision(False, rule, refusal=refusal),
         meta=meta,
         has_open_grants=False,
     )
@@ -464,9 +488,9 @@ def image_request_refuse(
 def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delivery:
     """A customer fetching their own photo: recorded as owner access, not as an employee view."""
     if asset.owner_id != user.pk:
-        raise AccessDenied("asset_not_found", "No such photo.", status=404)
+        raise ImageNotFound(OrderError.ASSET_NOT_FOUND, "No such photo.")
     if asset.status != Asset.Status.READY:
-        raise AccessDenied("image_unavailable", "This photo no longer exists.", status=410)
+        raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.")
     original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
     digest = hashlib.sha256(original).hexdigest()
     try:
@@ -486,7 +510,7 @@ def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delive
             )
     except DatabaseError as error:
         raise AuditUnavailable(
-            "audit_unavailable", "The access could not be recorded, so it is refused."
+            GateError.AUDIT_UNAVAILABLE, "The access could not be recorded, so it is refused."
         ) from error
     with Image.open(io.BytesIO(original)) as probe:
         media_type = Image.MIME.get(probe.format or "", "application/octet-stream")

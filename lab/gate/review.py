@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
-from lab.audit.errors import AuditError
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.gate.access import AuditUnavailable
 from lab.gate.anomalies import NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
+from lab.gate.errors import GateError
 from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
 
 logger = logging.getLogger(__name__)
@@ -97,18 +97,18 @@ def review_sample_daily(*, day: date | None = None, sample_size: int | None = No
 def review_sign_off(*, item_id: int, auditor: User, note: str, meta: RequestMeta) -> ReviewItem:
     """Sign one review item off, once, with a note; the sign-off is recorded in the chain too."""
     if not has_role(auditor, *AUDITOR_ROLES):
-        raise PermissionDenied(AuditError.NOT_AN_AUDITOR, "Only auditors sign review items off.")
+        raise PermissionDenied(GateError.NOT_AN_AUDITOR, "Only auditors sign review items off.")
     text = note.strip()
     if len(text) < MIN_NOTE:
-        raise DomainError(AuditError.NOTE_REQUIRED, "Write a note saying what you checked.")
+        raise DomainError(GateError.NOTE_REQUIRED, "Write a note saying what you checked.")
     with transaction.atomic():
         item = ReviewItem.objects.select_for_update().select_related("record").filter(pk=item_id).first()
         if item is None:
-            raise NotFound(AuditError.REVIEW_ITEM_NOT_FOUND, "No such review item.")
+            raise NotFound(GateError.REVIEW_ITEM_NOT_FOUND, "No such review item.")
         if item.reviewed_at is not None:
-            raise Conflict(AuditError.ALREADY_SIGNED_OFF, "This item has already been signed off.")
+            raise Conflict(GateError.ALREADY_SIGNED_OFF, "This item has already been signed off.")
         if item.record.actor_id == str(auditor.public_id):
-            raise PermissionDenied(AuditError.OWN_RECORD, "Nobody signs off a review of their own access.")
+            raise PermissionDenied(GateError.OWN_RECORD, "Nobody signs off a review of their own access.")
         item.reviewed_by = auditor
         item.reviewed_at = timezone.now()
         item.note = text[:1000]
@@ -158,5 +158,5 @@ def auditor_read_record(
     except DatabaseError as error:
         logger.error("audit write failed; log read refused actor=%s", user.public_id)
         raise AuditUnavailable(
-            AuditError.AUDIT_UNAVAILABLE, "The read could not be recorded, so it is refused."
+            GateError.AUDIT_UNAVAILABLE, "The read could not be recorded, so it is refused."
         ) from error

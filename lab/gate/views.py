@@ -17,8 +17,18 @@ from django.views.decorators.csrf import csrf_exempt
 from lab.accounts.models import User
 from lab.audit.records import RequestMeta
 from lab.gate.access import AccessRequest, image_grant_open, image_grant_view, image_request_refuse
+from lab.gate.errors import GateError
 from lab.lib.client_ip import client_ip
-from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied, UpstreamError
+from lab.lib.errors import (
+    Conflict,
+    DomainError,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    UpstreamError,
+)
 
 
 def request_meta(request: HttpRequest) -> RequestMeta:
@@ -29,19 +39,31 @@ def request_meta(request: HttpRequest) -> RequestMeta:
     )
 
 
+# The status of each kind of refusal on the lab's own pages; the first kind an error is an instance of wins.
+# Mapped by kind here because lab never imports api/ (whose table maps every code, and agrees on the gate's:
+# tests/api/test_error_codes.py).
+STATUS_BY_KIND: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (Gone, 410),
+    (MethodNotAllowed, 405),
+    (PermissionDenied, 403),
+    (Conflict, 409),
+    (Unavailable, 503),
+    (UpstreamError, 502),
+)
+
+
 def error_status(error: DomainError) -> int:
-    """The status of a refusal on the lab's own pages (this one and the auditor console), mapped by kind here
-    because lab never imports api/ (whose table maps every code): the status the gate names (see
-    DomainError.status), else the kind's."""
-    if error.status is not None:
-        return error.status
-    kinds = ((NotFound, 404), (PermissionDenied, 403), (Conflict, 409), (UpstreamError, 502))
-    return next((status for kind, status in kinds if isinstance(error, kind)), 400)
+    """The status of a refusal on the lab's own pages (this one and the auditor console): its kind's."""
+    return next((status for kind, status in STATUS_BY_KIND if isinstance(error, kind)), 400)
 
 
 def _problem(error: DomainError) -> HttpResponse:
     body = {"code": error.code, "detail": error.message, **error.details}
-    return JsonResponse(body, status=error_status(error))
+    response = JsonResponse(body, status=error_status(error))
+    if isinstance(error, MethodNotAllowed):
+        response["Allow"] = "GET"  # a 405 names the methods that are served (RFC 9110)
+    return response
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
@@ -59,7 +81,11 @@ def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpRespon
     try:
         if request.method != "GET":
             image_request_refuse(
-                user=request.user, path=request.path, rule="method_not_allowed", meta=meta, status=405
+                user=request.user,
+                path=request.path,
+                rule="method_not_allowed",
+                meta=meta,
+                refusal=GateError.IMAGE_METHOD_NOT_ALLOWED,
             )
         grant_id = request.GET.get("grant")
         if grant_id is None:

@@ -7,14 +7,7 @@ the staff pages turn them into messages. Codes used by several apps, or raised b
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, overload
-
-if TYPE_CHECKING:
-    from typing_extensions import deprecated
-else:  # typing_extensions is only needed by the type checker; at run time the marker does nothing
-
-    def deprecated(message: str) -> Any:
-        return lambda function: function
+from typing import Any
 
 
 class CommonError(StrEnum):
@@ -34,34 +27,28 @@ class CommonError(StrEnum):
 class DomainError(Exception):
     """A refusal with a stable `code`; `details` go out with it (problem+json members, template context).
 
-    The class is the kind of refusal (not found, not allowed, conflict, upstream failure, or plainly an
-    invalid request); the HTTP status is not the service's business (api/errors.py maps the code).
+    The class is the kind of refusal (not found, gone, not allowed, conflict, upstream failure, or plainly
+    an invalid request); the HTTP status is not the service's business (api/errors.py maps the code, the
+    lab's own pages the kind: lab.gate.views.error_status).
     """
 
-    # Transitional, for lab/gate/access.py only: its owner is reworking it, and until it raises its enum
-    # codes it passes a str code and an HTTP `status` (AccessDenied/AuditUnavailable also set one on the
-    # class), which api/errors.py and lab/gate/views.py still honour. Nothing else sets it (a test in
-    # tests/api/test_error_codes.py checks); drop it and the second overload once the gate is converted.
-    status: int | None = None
-
-    @overload
-    def __init__(self, code: StrEnum, message: str, **details: Any) -> None: ...
-
-    @overload
-    @deprecated("Raise with a code enum member and no HTTP status (api/errors.py maps codes to statuses).")
-    def __init__(self, code: str, message: str, *, status: int | None = None, **details: Any) -> None: ...
-
-    def __init__(self, code: str, message: str, *, status: int | None = None, **details: Any) -> None:
+    def __init__(self, code: StrEnum, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        if status is not None:
-            self.status = status
         self.details = details
 
 
 class NotFound(DomainError):
     """The thing named does not exist, or is not the asker's (someone else's answers the same)."""
+
+
+class Gone(DomainError):
+    """The thing named existed and is gone for good (a purged photo: its data key is destroyed)."""
+
+
+class MethodNotAllowed(DomainError):
+    """The thing named is there, but is not served to this kind of request (another HTTP method)."""
 
 
 class PermissionDenied(DomainError):
@@ -86,3 +73,8 @@ class InvalidTransition(Conflict):
 
 class UpstreamError(DomainError):
     """A service we depend on (Stripe, CUPS, the cache) failed or is not set up; a retry may succeed."""
+
+
+class Unavailable(UpstreamError):
+    """Something the request cannot go without is down for now (the audit log cannot be written), so it is
+    refused rather than done halfway; a retry may succeed."""

@@ -1,4 +1,5 @@
-"""Transactional e-mail for orders: which events mail the customer, the message, carrier tracking links.
+"""Transactional e-mail for orders: which events mail the customer, the message, carrier tracking links; and
+the message carrying a signed privacy receipt's link (the receipts themselves are lab.customer_data's).
 
 Messages are rendered from templates under notify/email/; sending and bookkeeping live in lab.notify.services.
 """
@@ -85,5 +86,33 @@ def order_email(*, order: Order, kind: str) -> EmailMessage:
         body=render_to_string(f"notify/email/{template}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[order_recipient(order=order)],
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+
+
+# Receipt reason → subject; the body (notify/email/privacy_receipt.txt) says what happened for each.
+RECEIPT_SUBJECTS = {
+    "shipped": "Your privacy receipt for order {ref}",
+    "purged": "Your photos of order {ref} are deleted: your privacy receipt",
+    "erased": "Your data is erased: your privacy receipt for {ref}",
+}
+
+
+def receipt_email(*, recipient: str, order_ref: str, reason: str, url: str, key_id: str) -> EmailMessage:
+    """The message with the link to a signed privacy receipt (order_ref "": photos that were in no order)."""
+    reference = order_ref or "your photos"
+    context = {
+        "order_ref": order_ref,
+        "reason": reason,
+        "url": url,
+        "key_id": key_id,
+        "lab_name": settings.LAB_NAME,
+        "lab_contact": settings.LAB_CONTACT,
+    }
+    return EmailMessage(
+        subject=RECEIPT_SUBJECTS[reason].format(ref=reference),
+        body=render_to_string("notify/email/privacy_receipt.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[recipient],
         headers={"Auto-Submitted": "auto-generated"},
     )

@@ -58,6 +58,9 @@ def order_transition(
 def _status_changed_hooks(*, order_id: int, to_status: str) -> None:
     if to_status == OrderStatus.PAID:
         enqueue("production.order_release", order_id=order_id)
+    if to_status == OrderStatus.SHIPPED:
+        # The signed privacy receipt (lab.customer_data, far above orders); its sweep redoes a lost message.
+        enqueue("privacy.receipt_issue", order_id=order_id, reason="shipped")
     enqueue("notify.order_status_changed", order_id=order_id, status=to_status)
 
 

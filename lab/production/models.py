@@ -148,6 +148,14 @@ class JobEvent(models.Model):
 
     class Meta:
         ordering: ClassVar[list[str]] = ["created_at", "pk"]
+        # The supervisor's view reads events by time range: by status reached (printed, failed), by kind
+        # (reprints), a printer's state changes, and every job event of a window (bench/supervisor).
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["created_at"]),
+            models.Index(fields=["to_status", "created_at"]),
+            models.Index(fields=["kind", "created_at"]),
+            models.Index(fields=["printer", "kind", "created_at"]),
+        ]
 
 
 class Alert(models.Model):

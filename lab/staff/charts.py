@@ -76,3 +76,128 @@ def bar_chart(
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped above
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    values: list[float | None]  # one per label; None leaves a gap
+
+
+def _frame(title: str, summary: str) -> list[str]:
+    return [
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+        f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title><desc>{escape(summary or 'no data')}</desc>",
+    ]
+
+
+def _legend(names: list[str], *, y: float) -> list[str]:
+    parts = []
+    step = (WIDTH - MARGIN_LEFT) / max(len(names), 1)
+    for index, name in enumerate(names):
+        x = MARGIN_LEFT + index * step
+        parts.append(
+            f'<rect class="series-{index}" x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10"/>'
+            f'<text class="legend" x="{x + 14:.1f}" y="{y:.1f}">{escape(name)}</text>'
+        )
+    return parts
+
+
+def line_chart(*, title: str, labels: list[str], series: list[Series], unit: str = "") -> SafeString:
+    """One line per series over shared x labels (hours, days), scaled to the largest value; a legend below."""
+    plot_width = WIDTH - MARGIN_LEFT - 24  # room for the last label, centred on the last point
+    plot_height = HEIGHT - MARGIN_BOTTOM - MARGIN_TOP - 14  # room for the legend
+    values = [value for line in series for value in line.values if value is not None]
+    top = max([*values, 1e-9]) if values and max(values) > 0 else 1.0
+    step = plot_width / max(len(labels) - 1, 1)
+    summary = "; ".join(
+        f"{line.name}: "
+        + ", ".join(
+            f"{label} {_number(round(value, 3))}{unit}"
+            for label, value in zip(labels, line.values, strict=True)
+            if value is not None
+        )
+        for line in series
+    )
+    bottom = MARGIN_TOP + plot_height
+    parts = [
+        *_frame(title, summary),
+        f'<line class="axis" x1="{MARGIN_LEFT}" y1="{bottom}" x2="{WIDTH - 8}" y2="{bottom}"/>',
+        f'<text class="chart-tick" x="{MARGIN_LEFT - 4}" y="{MARGIN_TOP + 4}" text-anchor="end">'
+        f"{_number(round(top, 3))}{escape(unit)}</text>",
+        f'<text class="chart-tick" x="{MARGIN_LEFT - 4}" y="{bottom}" text-anchor="end">0</text>',
+    ]
+    label_every = max(1, len(labels) // 12)
+    for index, label in enumerate(labels):
+        if index % label_every == 0:
+            parts.append(
+                f'<text class="label" x="{MARGIN_LEFT + index * step:.1f}" y="{bottom + 14}" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
+    for number, line in enumerate(series):
+        points = [
+            (MARGIN_LEFT + index * step, bottom - plot_height * value / top, label, value)
+            for index, (label, value) in enumerate(zip(labels, line.values, strict=True))
+            if value is not None
+        ]
+        if len(points) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
+            parts.append(f'<polyline class="line series-{number}" points="{path}"/>')
+        parts.extend(
+            f'<circle class="point series-{number}" cx="{x:.1f}" cy="{y:.1f}" r="2.5">'
+            f"<title>{escape(line.name)} {escape(label)}: {_number(round(value, 3))}{escape(unit)}</title>"
+            "</circle>"
+            for x, y, label, value in points
+        )
+    parts.extend(_legend([line.name for line in series], y=HEIGHT - 6))
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped above
+
+
+@dataclass(frozen=True)
+class StackedBar:
+    label: str
+    parts: list[float]  # one per segment name
+    href: str = ""
+
+
+def stacked_bar_chart(
+    *, title: str, segments: list[str], bars: list[StackedBar], unit: str = ""
+) -> SafeString:
+    """One horizontal bar per row, split into segments (each a share of the row's total); a legend below."""
+    label_width = 110
+    row_height = 22
+    plot_width = WIDTH - label_width - 8
+    height = MARGIN_TOP + row_height * max(len(bars), 1) + 30
+    summary = "; ".join(
+        f"{bar.label}: "
+        + ", ".join(f"{name} {_number(value)}{unit}" for name, value in zip(segments, bar.parts, strict=True))
+        for bar in bars
+    )
+    parts = [
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title><desc>{escape(summary or 'no data')}</desc>",
+    ]
+    for row, bar in enumerate(bars):
+        y = MARGIN_TOP + row * row_height
+        total = sum(bar.parts) or 1.0
+        label = (
+            f'<text class="label" x="{label_width - 6}" y="{y + 13}" text-anchor="end">'
+            f"{escape(bar.label)}</text>"
+        )
+        parts.append(f'<a href="{escape(bar.href)}">{label}</a>' if bar.href else label)
+        x = float(label_width)
+        for index, (name, value) in enumerate(zip(segments, bar.parts, strict=True)):
+            width = plot_width * value / total
+            if width > 0:
+                parts.append(
+                    f'<rect class="series-{index}" x="{x:.1f}" y="{y}" width="{width:.1f}" '
+                    f'height="{row_height - 6}"><title>{escape(bar.label)} {escape(name)}: '
+                    f"{_number(value)}{escape(unit)}</title></rect>"
+                )
+            x += width
+    parts.extend(_legend(segments, y=height - 6))
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - every interpolated text is escaped above

@@ -1,4 +1,4 @@
-"""Reads for the supervisor's view: turnaround, throughput, failures and reprints, queue depth.
+"""Reads for the supervisor's view: turnaround, throughput, failures and reprints, queue depth now.
 
 Every figure aggregates recorded events (OrderEvent, JobEvent) or current job rows; no personal data.
 """
@@ -185,7 +185,7 @@ def queue_depth(*, printer_id: int | None) -> list[QueueRow]:
 
 
 def jobs_behind(*, table: str, filters: Filters, key: dict[str, str]) -> QuerySet[PrintJob]:
-    """The jobs behind one row of a table (throughput, failures, reprints, queue)."""
+    """The jobs behind one row of a table (throughput, failures, reprints, queue, printer_time)."""
     events = _job_events(filters=filters)
     printer = int(key["printer"]) if key.get("printer", "").isdigit() else None
     if table == "throughput":
@@ -204,6 +204,8 @@ def jobs_behind(*, table: str, filters: Filters, key: dict[str, str]) -> QuerySe
         if printer:
             events = events.filter(job__reprint_of__printer_id=printer)
         job_ids = events.values("job_id")
+    elif table == "printer_time":
+        job_ids = (events.filter(job__printer_id=printer) if printer else events.none()).values("job_id")
     elif table == "queue":
         stage = key.get("stage", "")
         statuses = [J.SUBMITTED, J.SUBMITTING] if stage == J.SUBMITTED else [stage]
@@ -234,10 +236,22 @@ class ShippedOrderRow(TypedDict):
 
 
 def _shipped_orders(*, filters: Filters) -> QuerySet[OrderEvent, ShippedOrderRow]:
-    """Per order shipped in the range: its first paid and first shipped time (one aggregate query)."""
+    """Per order shipped in the range: its first paid and first shipped time (one aggregate query).
+
+    Only orders with a shipped event in the range are grouped (an order's first shipment cannot be in the
+    range unless one of its shipped events is), so the query reads the range, not every order ever paid.
+    """
+    shipped_in_range = OrderEvent.objects.filter(
+        kind="status_changed",
+        to_status=OrderStatus.SHIPPED,
+        created_at__gte=filters.start,
+        created_at__lt=filters.end,
+    ).values("order_id")
     rows = (
         OrderEvent.objects.filter(
-            kind="status_changed", to_status__in=[OrderStatus.PAID, OrderStatus.SHIPPED]
+            kind="status_changed",
+            to_status__in=[OrderStatus.PAID, OrderStatus.SHIPPED],
+            order_id__in=shipped_in_range,
         )
         .values("order_id", "order__shipping_method", "order__promised_by")
         .annotate(

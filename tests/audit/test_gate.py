@@ -55,7 +55,7 @@ def ask(
 
 
 def test_technician_gets_a_watermarked_preview_for_an_active_job_and_it_is_recorded(job):
-    technician = UserFactory(roles=["technician"])
+    technician = UserFactory.create(roles=["technician"])
 
     delivery = ask(technician, job)
 
@@ -82,7 +82,7 @@ def test_technician_gets_a_watermarked_preview_for_an_active_job_and_it_is_recor
 
 @pytest.mark.parametrize("role", ["auditor", "admin"])
 def test_auditors_and_admins_never_see_photos(job, role):
-    person = UserFactory(roles=[role])
+    person = UserFactory.create(roles=[role])
 
     with pytest.raises(gate.AccessDenied):
         ask(person, job)
@@ -96,7 +96,7 @@ def test_auditors_and_admins_never_see_photos(job, role):
 
 
 def test_packer_cannot_ask_for_printing_and_packaging_needs_an_order_being_packed(job):
-    packer = UserFactory(roles=["packer"])
+    packer = UserFactory.create(roles=["packer"])
 
     with pytest.raises(gate.AccessDenied):
         ask(packer, job)
@@ -110,7 +110,7 @@ def test_packer_cannot_ask_for_printing_and_packaging_needs_an_order_being_packe
 
 
 def test_grant_ends_as_soon_as_the_job_is_closed(job, settings):
-    technician = UserFactory(roles=["technician"])
+    technician = UserFactory.create(roles=["technician"])
     ask(technician, job)
     rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
 
@@ -124,7 +124,7 @@ def test_grant_ends_as_soon_as_the_job_is_closed(job, settings):
 
 
 def test_full_resolution_needs_a_fitting_purpose_and_a_justification(job):
-    technician = UserFactory(roles=["technician"])
+    technician = UserFactory.create(roles=["technician"])
 
     with pytest.raises(gate.AccessDenied) as short:
         ask(technician, job, variant="full", justification="hm")
@@ -132,11 +132,11 @@ def test_full_resolution_needs_a_fitting_purpose_and_a_justification(job):
 
     assert short.value.details["rule"] == "justification_required_for_full_resolution"
     assert full.data.startswith(b"\xff\xd8")
-    assert AuditRecord.objects.last().action == "image.view.full"
+    assert AuditRecord.objects.latest("seq").action == "image.view.full"
 
 
 def test_maintenance_needs_an_open_ticket_naming_the_job(job):
-    technician = UserFactory(roles=["technician"])
+    technician = UserFactory.create(roles=["technician"])
     ticket = maintenance_ticket_open(
         printer_id=job.printer_id, actor=technician, description="banding", job_ids=[job.pk]
     )
@@ -151,7 +151,7 @@ def test_maintenance_needs_an_open_ticket_naming_the_job(job):
 
 
 def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
-    supervisor = UserFactory(roles=["supervisor"])
+    supervisor = UserFactory.create(roles=["supervisor"])
     case = ClarificationCase.objects.create(order=job.order, opened_by=supervisor, question="which crop?")
 
     with pytest.raises(gate.AccessDenied) as not_on_hold:
@@ -171,11 +171,11 @@ def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
     )
 
     assert not_on_hold.value.details["rule"] == "clarification_not_open"
-    assert delivered.audit_seq == AuditRecord.objects.last().seq
+    assert delivered.audit_seq == AuditRecord.objects.latest("seq").seq
 
 
 def test_fail_closed_when_the_audit_record_cannot_be_written(job, monkeypatch):
-    technician = UserFactory(roles=["technician"])
+    technician = UserFactory.create(roles=["technician"])
 
     def broken(entry):
         raise DatabaseError("disk full")
@@ -190,7 +190,7 @@ def test_fail_closed_when_the_audit_record_cannot_be_written(job, monkeypatch):
 
 
 def test_staff_photo_request_redirects_to_its_grant_no_store_and_denials_are_403(client, job):
-    technician = UserFactory(roles=["technician"])
+    technician = UserFactory.create(roles=["technician"])
     client.force_login(technician)
     url = f"/lab/photos/{job.item.asset_id}/preview"
 
@@ -218,7 +218,7 @@ def test_owner_reads_own_photo_through_the_api_recorded_as_owner_access(api, job
     api.force_authenticate(owner)
 
     response = api.get(f"/api/v1/assets/{job.item.asset_id}/content")
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(UserFactory.create())
     stranger = api.get(f"/api/v1/assets/{job.item.asset_id}/content")
 
     assert response.status_code == 200

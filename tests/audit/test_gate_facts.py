@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from lab.accounts.roles import primary_role
 from lab.audit.models import AccessGrant
 from lab.audit.records import RequestMeta
 from lab.gate import access as gate
@@ -39,7 +40,7 @@ def _snapshot(facts: Facts) -> tuple[object, ...]:
 
 def test_one_statement_and_the_orm_read_the_same_facts_and_decide_alike(settings) -> None:
     assert connection.vendor == "postgresql"
-    hotfolder_printer("minilab", sizes=["4x6"])
+    minilab = hotfolder_printer("minilab", sizes=["4x6"])
     active = PrintJob.objects.select_related("order", "item").get(
         order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     )
@@ -52,10 +53,10 @@ def test_one_statement_and_the_orm_read_the_same_facts_and_decide_alike(settings
     technician, supervisor, packer = person("technician"), person("supervisor"), person("packer")
     second_supervisor = person("supervisor")
     ticket = maintenance_ticket_open(
-        printer_id=active.printer_id, actor=technician, description="banding", job_ids=[active.pk]
+        printer_id=minilab.pk, actor=technician, description="banding", job_ids=[active.pk]
     )
     approved = maintenance_ticket_open(
-        printer_id=active.printer_id, actor=supervisor, description="jam", job_ids=[waiting.pk]
+        printer_id=minilab.pk, actor=supervisor, description="jam", job_ids=[waiting.pk]
     )
     maintenance_ticket_approve(ticket_id=approved.pk, actor=second_supervisor)
     order_transition(order=Order.objects.get(pk=held.order_id), to_status="on_hold")
@@ -117,7 +118,7 @@ def test_one_statement_and_the_orm_read_the_same_facts_and_decide_alike(settings
                 one = _facts_postgresql(user=user, request=request, asset_id=_uuid(photo), now=at)
                 orm = facts_portable(user=user, request=request, asset_id=_uuid(photo), now=at)
                 assert _snapshot(one) == _snapshot(orm), (purpose, context_type, context_id, photo, variant)
-                role = gate.primary_role(user)
+                role = primary_role(user)
                 decision = gate._decide(user=user, role=role, request=request, facts=one)
                 assert decision == gate._decide(user=user, role=role, request=request, facts=orm)
                 rules.add(decision.rule)

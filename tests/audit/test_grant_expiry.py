@@ -48,7 +48,7 @@ def job(settings) -> PrintJob:
     return PrintJob.objects.select_related("order", "item").get()
 
 
-def params(job: PrintJob) -> dict[str, object]:
+def params(job: PrintJob) -> dict[str, str | int]:
     return {"purpose": "printing", "context_type": "print_job", "context_id": job.pk, "justification": "crop"}
 
 
@@ -65,7 +65,7 @@ def test_an_expired_grant_is_refused_and_recorded_not_renewed(job, clock):
     assert within.status_code == 200
     assert (after.status_code, after.json()["rule"]) == (403, "grant_expired")
     assert AccessGrant.objects.count() == 1  # nothing opened a new one behind the person's back
-    last = AuditRecord.objects.order_by("seq").last()
+    last = AuditRecord.objects.latest("seq")
     assert (last.action, last.outcome, last.rule, last.purpose, last.context_id) == (
         "image.access.denied",
         "denied",
@@ -139,4 +139,4 @@ def test_a_closed_context_ends_the_grant_before_it_expires(job, clock):
 
     assert (refused.status_code, refused.json()["rule"]) == (403, "grant_revoked")
     assert AccessGrant.objects.get().revoked_reason == "job_cancelled"
-    assert AuditRecord.objects.order_by("seq").last().order_ref == job.order.ref
+    assert AuditRecord.objects.latest("seq").order_ref == job.order.ref

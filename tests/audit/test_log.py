@@ -131,7 +131,7 @@ def test_export_verifies_offline_with_only_the_public_key(tmp_path):
 
     assert good.returncode == 0, good.stdout + good.stderr
     assert good.stdout.startswith("OK: 6 records (seq 1..6)")
-    assert AuditRecord.objects.last().action == "audit.export"
+    assert AuditRecord.objects.latest("seq").action == "audit.export"
     assert bad.returncode == 1
     assert bad.stdout.startswith("TAMPERED: hash_mismatch at seq 3, line 3")
 

@@ -143,7 +143,7 @@ def test_a_named_job_is_refused_once_its_order_is_packed(floor):
     order_transition(order=waiting.order, to_status="packed")
 
     assert refused_rule(technician, waiting, ticket) == "order_packed_or_shipped"
-    last = AuditRecord.objects.order_by("seq").last()
+    last = AuditRecord.objects.latest("seq")
     assert (last.action, last.outcome, last.order_ref) == ("image.access.denied", "denied", waiting.order.ref)
     assert AccessGrant.objects.get().revoked_reason == "order_packed_or_shipped"
 
@@ -221,7 +221,7 @@ def test_the_job_page_and_the_http_side_door(floor):
 
     client.post(f"/lab/jobs/{active.pk}/tickets/", {"description": "banding", "job_ids": [active.pk]})
     ticket = MaintenanceTicket.objects.get()
-    params = {
+    params: dict[str, str | int] = {
         "purpose": "maintenance",
         "context_type": "maintenance_ticket",
         "context_id": ticket.pk,

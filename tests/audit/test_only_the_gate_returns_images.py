@@ -16,7 +16,8 @@ from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
-GATE_VIEWS = {"staff-photo", "asset-content"}  # staff via the gate; owners via the gate as owner access
+# Staff via the gate; owners via the gate as owner access (their photo, and the proof of an ordered item).
+GATE_VIEWS = {"staff-photo", "asset-content", "order-item-proof"}
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"II*\x00", b"MM\x00*", b"RIFF")
 
 
@@ -56,7 +57,10 @@ def test_only_gate_views_return_image_bytes(client, settings):
         "delivery_id": str(uuid.uuid4()),
         "default": str(job.pk),
     }
-    people = [UserFactory(roles=["technician", "packer", "supervisor", "auditor", "admin"]), order.customer]
+    people = [
+        UserFactory.create(roles=["technician", "packer", "supervisor", "auditor", "admin"]),
+        order.customer,
+    ]
     checked = []
     for route, pattern in all_patterns():
         if pattern.name in GATE_VIEWS:
@@ -114,7 +118,7 @@ def test_the_lab_admin_returns_no_image_bytes_and_registers_nothing_that_holds_t
     rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
     job.refresh_from_db()
     assert job.raster_blob
-    admin = UserFactory(roles=["admin"])
+    admin = UserFactory.create(roles=["admin"])
     client.force_login(admin)
     client.post(  # a change, so the history pages have a LogEntry to show
         f"/lab/admin/production/printer/{job.printer_id}/change/",
@@ -164,9 +168,9 @@ def test_the_lab_admin_returns_no_image_bytes_and_registers_nothing_that_holds_t
         "catalog.Product",
         "production.Printer",
     ]
-    for model, model_admin in site._registry.items():
+    for registered, model_admin in site._registry.items():
         request = client.get("/lab/admin/").wsgi_request
         form = model_admin.get_form(request)
         kinds = {type(field).__name__ for field in form.base_fields.values()}
-        assert not kinds & {"FileField", "ImageField"}, (model, kinds)
+        assert not kinds & {"FileField", "ImageField"}, (registered, kinds)
     assert Group.objects.filter(name="admin").exists()

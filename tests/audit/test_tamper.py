@@ -10,12 +10,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeAlias
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
+from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
@@ -41,6 +43,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ATTACKER_RECORD_KEY = bytes(range(200, 232))
 ATTACKER_SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
 COLUMNS = chain.EXPORT_FIELDS
+# A statement the superuser runs: SQL and its parameters (a record's fields are str, int or None; its time is
+# stored as a timestamp).
+SqlValue: TypeAlias = str | int | datetime | None
+Statement: TypeAlias = tuple[str, list[SqlValue]]
 
 
 def columns(record: dict[str, object]) -> tuple[str, ...]:
@@ -79,7 +85,7 @@ def lab_log() -> FileWitness:
     return sink
 
 
-def as_superuser(*statements: tuple[str, list[object]]) -> None:
+def as_superuser(*statements: Statement) -> None:
     """The superuser's way around every trigger: replication mode, for this transaction only."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")
@@ -92,33 +98,38 @@ def record_dicts() -> list[dict[str, object]]:
     return [record_as_chain_dict(record) for record in AuditRecord.objects.order_by("seq")]
 
 
-def update_row(record: dict[str, object], *, where_seq: int) -> tuple[str, list[object]]:
+def update_row(record: dict[str, object], *, where_seq: int) -> Statement:
     names = [name for name in columns(record) if name != "seq"]
     assignments = ", ".join(f"{name} = %s" for name in names)
-    values: list[object] = [record[name] for name in names]
+    values = [sql_value(record[name]) for name in names]
     values[names.index("occurred_at")] = _timestamp(str(record["occurred_at"]))
     return f"UPDATE audit_auditrecord SET seq = %s, {assignments} WHERE seq = %s", [
-        record["seq"],
+        sql_value(record["seq"]),
         *values,
         where_seq,
     ]
 
 
-def insert_row(record: dict[str, object]) -> tuple[str, list[object]]:
+def insert_row(record: dict[str, object]) -> Statement:
     names = columns(record)
-    values: list[object] = [record[name] for name in names]
+    values = [sql_value(record[name]) for name in names]
     values[names.index("occurred_at")] = _timestamp(str(record["occurred_at"]))
     placeholders = ", ".join(["%s"] * len(names))
     return f"INSERT INTO audit_auditrecord ({', '.join(names)}) VALUES ({placeholders})", values
 
 
-def _timestamp(text: str) -> object:
+def sql_value(value: object) -> SqlValue:
+    assert value is None or isinstance(value, str | int), f"not a record field's value: {value!r}"
+    return value
+
+
+def _timestamp(text: str) -> datetime:
     from lab.audit.witness import parse_timestamp
 
     return parse_timestamp(text)
 
 
-def set_head(seq: int, head_hash: str) -> tuple[str, list[object]]:
+def set_head(seq: int, head_hash: str) -> Statement:
     return "UPDATE audit_audithead SET seq = %s, hash = %s WHERE id = 1", [seq, head_hash]
 
 
@@ -361,7 +372,7 @@ def test_without_the_record_key_a_rewrite_is_located_between_two_witnessed_check
 
 
 def test_the_signer_refuses_a_forged_append_and_the_export_does_not_crash(
-    lab_log: FileWitness, tmp_path: Path, mailoutbox: list[object], settings_override: None
+    lab_log: FileWitness, tmp_path: Path, mailoutbox: list[EmailMessage], settings_override: None
 ) -> None:
     # given a forged record 31 holding the seq the next real record needs
     append_forged()
@@ -380,13 +391,13 @@ def test_the_signer_refuses_a_forged_append_and_the_export_does_not_crash(
         31,
         3,
     )
-    assert [message.subject for message in mailoutbox] == [  # type: ignore[attr-defined]
+    assert [message.subject for message in mailoutbox] == [
         "[Print Lab] audit checkpoint refused: bad_mac at seq 31"
     ] * 2
 
 
 @pytest.fixture
-def settings_override(settings) -> None:  # type: ignore[no-untyped-def]
+def settings_override(settings) -> None:
     settings.AUDIT_ALERT_EMAILS = ["auditors@printlab.example"]
     settings.LAB_NAME = "Print Lab"
 
@@ -419,14 +430,14 @@ def test_deleting_the_witness_s_last_lines_is_named(lab_log: FileWitness, tmp_pa
     assert offline.startswith("TAMPERED: witness_incomplete at seq 30,"), offline
 
 
-def test_replacing_the_signing_key_is_named(lab_log: FileWitness, tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_replacing_the_signing_key_is_named(lab_log: FileWitness, tmp_path: Path, settings) -> None:
     # given the pinned public key, then history rewritten from seq 14, the database's checkpoints re-signed
     # and the lab's signing key replaced by the attacker's
     pinned = chain.public_key_b64(public_key())
     rewrite_from_14()
     rows = list(AuditCheckpoint.objects.order_by("pk"))
     heads = dict(AuditRecord.objects.values_list("seq", "hash"))
-    statements = []
+    statements: list[Statement] = []
     for row in rows:
         forged = chain.sign_checkpoint(
             private_key=ATTACKER_SIGNING_KEY,
@@ -498,7 +509,7 @@ def _witness_at(path: Path, entries: list[tuple[int, str, timedelta]]) -> None:
 
 def test_a_gap_of_more_than_two_intervals_between_witnessed_checkpoints_is_named(
     tmp_path: Path, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # given 20 records and a witness whose checkpoints of seq 10 and 20 are three intervals apart
     settings.AUDIT_CHECKPOINT_SECONDS = 3600
     write(20)
@@ -514,7 +525,7 @@ def test_a_gap_of_more_than_two_intervals_between_witnessed_checkpoints_is_named
     assert "seqs 11..20 were written in an unwitnessed window" in said
 
 
-def test_a_stale_witness_is_named(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_stale_witness_is_named(tmp_path: Path, settings) -> None:
     # given 20 records whose last witnessed checkpoint (seq 10) is three intervals old
     settings.AUDIT_CHECKPOINT_SECONDS = 3600
     write(20)
@@ -528,7 +539,7 @@ def test_a_stale_witness_is_named(tmp_path: Path, settings) -> None:  # type: ig
     assert "seqs 11..20 are not witnessed" in said
 
 
-def test_a_fresh_witness_two_intervals_apart_is_accepted(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_fresh_witness_two_intervals_apart_is_accepted(tmp_path: Path, settings) -> None:
     # given checkpoints exactly one and a half intervals apart, the last one recent
     settings.AUDIT_CHECKPOINT_SECONDS = 3600
     write(20)

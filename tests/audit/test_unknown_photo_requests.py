@@ -21,7 +21,7 @@ def job(settings) -> PrintJob:
     return PrintJob.objects.select_related("order", "item").get()
 
 
-def printing(job: PrintJob) -> dict[str, object]:
+def printing(job: PrintJob) -> dict[str, str | int]:
     return {"purpose": "printing", "context_type": "print_job", "context_id": job.pk, "justification": "crop"}
 
 
@@ -30,7 +30,11 @@ def test_an_unknown_variant_is_a_recorded_404(job):
 
     response = client.get(f"/lab/photos/{job.item.asset_id}/thumbnail", printing(job))
 
-    assert (response.status_code, response.json()["rule"]) == (404, "unknown_variant")
+    assert (response.status_code, response.json()["code"], response.json()["rule"]) == (
+        404,
+        "image_not_found",
+        "unknown_variant",
+    )
     record = AuditRecord.objects.get()
     assert (record.action, record.outcome, record.rule, record.actor_id, record.asset_id) == (
         "image.access.denied",
@@ -42,22 +46,22 @@ def test_an_unknown_variant_is_a_recorded_404(job):
 
 
 @pytest.mark.parametrize(
-    ("path", "query", "status", "rule"),
+    ("path", "query", "status", "code", "rule"),
     [
-        ("/lab/photos/not-a-uuid/preview", True, 403, "asset_unavailable"),
-        (f"/lab/photos/{uuid.uuid4()}/preview", True, 403, "asset_unavailable"),
-        ("/lab/photos/{asset}/preview/", True, 404, "unknown_path"),
-        ("/lab/photos/{asset}/../../etc/passwd", False, 404, "unknown_path"),
-        ("/lab/photos/{asset}", False, 404, "unknown_path"),
-        ("/lab/photos/", False, 404, "unknown_path"),
+        ("/lab/photos/not-a-uuid/preview", True, 403, "image_access_denied", "asset_unavailable"),
+        (f"/lab/photos/{uuid.uuid4()}/preview", True, 403, "image_access_denied", "asset_unavailable"),
+        ("/lab/photos/{asset}/preview/", True, 404, "image_not_found", "unknown_path"),
+        ("/lab/photos/{asset}/../../etc/passwd", False, 404, "image_not_found", "unknown_path"),
+        ("/lab/photos/{asset}", False, 404, "image_not_found", "unknown_path"),
+        ("/lab/photos/", False, 404, "image_not_found", "unknown_path"),
     ],
 )
-def test_bad_ids_and_unknown_paths_are_recorded_denials(job, path, query, status, rule):
+def test_bad_ids_and_unknown_paths_are_recorded_denials(job, path, query, status, code, rule):
     client, technician = client_as("technician")
 
     response = client.get(path.format(asset=job.item.asset_id), printing(job) if query else {})
 
-    assert (response.status_code, response.json()["rule"]) == (status, rule)
+    assert (response.status_code, response.json()["code"], response.json()["rule"]) == (status, code, rule)
     assert not response.content.startswith(b"\xff\xd8")
     record = AuditRecord.objects.get()
     assert (record.action, record.rule, record.actor_id) == (
@@ -73,7 +77,12 @@ def test_other_methods_are_recorded_denials(job, method):
 
     response = getattr(client, method)(f"/lab/photos/{job.item.asset_id}/preview?purpose=printing")
 
-    assert response.status_code == 405
+    assert (response.status_code, response["Allow"]) == (405, "GET")
+    if method != "head":  # a HEAD answer has no body
+        assert (response.json()["code"], response.json()["rule"]) == (
+            "image_method_not_allowed",
+            "method_not_allowed",
+        )
     record = AuditRecord.objects.get()
     assert (record.action, record.rule, record.context_type) == (
         "image.access.denied",

@@ -25,6 +25,11 @@ CANNED: Results = {
     },
     "audit-gate": None,  # the run failed
     "audit-verify": {"figures": {"us_per_record": 13.4, "exit_code": 1}},
+    "supervisor": {
+        "baseline_count_ms": 40.0,
+        "ranges": {"30d": {"turnaround": 120.0, "printer_time": 1200.0, "whole_view": 2500.0}},
+        "slowest_ms": {"7d": 400.0},
+    },
 }
 
 
@@ -67,6 +72,17 @@ def test_table_judges_each_target_from_canned_figures():
     assert cells("audit decision + write p95 ms")[4] == "run failed"
     assert cells("audit offline verify, s per 1M records")[3:] == ("<= 30 s", "met")
     assert cells("audit offline verify passes")[0::4] == ("no", "NOT met")
+    assert cells("supervisor turnaround, 30 days, p50 ms") == (
+        "120",
+        "count(*) p50 40",
+        "3.00x",
+        "<= 1,000 ms",
+        "met",
+    )
+    assert cells("supervisor printer_time, 30 days, p50 ms")[4] == "NOT met"
+    assert cells("supervisor throughput, 30 days, p50 ms")[4] == "not measured"
+    assert cells("supervisor slowest figure, 7 days, p50 ms")[0::4] == ("400", "met")
+    assert cells("supervisor whole view, 30 days, p50 ms")[0::4] == ("2,500", "-")
     assert len(rows) == len(FIGURES)
     assert table_text(list(rows.values())).splitlines()[0].split() == [
         "figure",

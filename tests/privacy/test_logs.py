@@ -46,7 +46,8 @@ def test_a_full_order_run_logs_no_personal_data(api, caplog, django_capture_on_c
         assert api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json").status_code == 200
 
     assert Order.objects.get(pk=order.pk).status == "shipped"
-    assert [message.to for message in mailoutbox] == [[PERSON.email]] * 3  # received, paid, shipped
+    # received, paid, shipped, and the erasure's privacy receipt (sent to the address read before the wipe)
+    assert [message.to for message in mailoutbox] == [[PERSON.email]] * 4
     logged = "\n".join(
         [caplog.text]
         + [f"{record.getMessage()} {record.args!r} {record.exc_text or ''}" for record in caplog.records]

@@ -176,7 +176,8 @@ def test_the_page_links_each_row_to_the_jobs_behind_it(history: History) -> None
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert html.count("<svg") == 4  # express and standard turnaround, throughput, queue
+    # turnaround express and standard, throughput, queue now; printer states, queue depth/age, reprint rate
+    assert html.count("<svg") == 8
     assert "/lab/supervisor/behind/?" in html
     assert behind.status_code == 200
     assert [job.pk for job in behind.context["jobs"]] == [job.pk for job in history.alpha_jobs[:2]]

@@ -1,4 +1,5 @@
-"""The supervisor's view: charts and tables of turnaround, throughput, waste and queues, their CSV, alerts."""
+"""The supervisor's view: charts and tables of turnaround, throughput, waste, queues, printer states and
+utilisation, their CSV, alerts."""
 
 from __future__ import annotations
 
@@ -17,14 +18,24 @@ from django.views.decorators.http import require_GET
 from lab.accounts.roles import SUPERVISOR_VIEW_ROLES
 from lab.production.alerts import orders_at_risk
 from lab.production.selectors import alerts_recent, printers_by_name
-from lab.staff import supervisor
+from lab.staff import supervisor, supervisor_timelines
 from lab.staff.access import staff_page
-from lab.staff.charts import Bar, bar_chart
+from lab.staff.charts import Bar, Series, StackedBar, bar_chart, line_chart, stacked_bar_chart
 
 # Technicians read it too; nothing on the page changes anything.
 DEFAULT_DAYS = 7
 MAX_DAYS = 92
-TABLES = ("turnaround", "throughput", "failures", "reprints", "queue", "at_risk")
+TABLES = (
+    "turnaround",
+    "throughput",
+    "failures",
+    "reprints",
+    "queue",
+    "at_risk",
+    "printer_time",
+    "queue_history",
+    "reprint_rate",
+)
 
 
 def _date(value: str | None) -> datetime.date | None:
@@ -135,6 +146,60 @@ def _figures(filters: supervisor.Filters) -> dict[str, list[dict[str, object]]]:
             }
             for order in orders_at_risk(now=now)
         ],
+        **_timeline_figures(filters, now=now),
+    }
+
+
+def _hours(seconds: float) -> float:
+    return round(seconds / 3600, 2)
+
+
+def _minutes(seconds: float | None) -> int | str:
+    return "" if seconds is None else int(seconds // 60)
+
+
+def _timeline_figures(
+    filters: supervisor.Filters, *, now: datetime.datetime
+) -> dict[str, list[dict[str, object]]]:
+    """Printer states and utilisation, the queue's last 24 hours, the reprint rate per day."""
+    stages = list(supervisor_timelines.QUEUE_HISTORY_STAGES)
+    return {
+        "printer_time": [
+            {
+                "printer": row.printer,
+                **{
+                    f"{state}_hours": _hours(row.seconds[state])
+                    for state in supervisor_timelines.PRINTER_STATES
+                },
+                "printing_hours": _hours(row.printing_seconds),
+                "utilisation_percent": "" if row.utilisation is None else round(row.utilisation * 100, 1),
+                "link": _behind(filters, table="printer_time", printer=row.printer_id),
+            }
+            for row in supervisor_timelines.printer_time(filters=filters, now=now)
+        ],
+        "queue_history": [
+            {
+                "hour": sample.hour.strftime("%Y-%m-%d %H:00"),
+                **{
+                    column: value
+                    for stage in stages
+                    for column, value in (
+                        (f"{stage}_jobs", sample.jobs[stage]),
+                        (f"{stage}_oldest_minutes", _minutes(sample.oldest_seconds[stage])),
+                    )
+                },
+            }
+            for sample in supervisor_timelines.queue_history(now=now, printer_id=filters.printer_id)
+        ],
+        "reprint_rate": [
+            {
+                "day": row.day.isoformat(),
+                "printed": row.printed,
+                "reprints": row.reprints,
+                "rate_percent": "" if row.rate is None else round(row.rate * 100, 1),
+            }
+            for row in supervisor_timelines.reprint_rate(filters=filters)
+        ],
     }
 
 
@@ -181,7 +246,51 @@ def _charts(figures: dict[str, list[dict[str, object]]]) -> list[object]:
             ],
         )
     )
-    return charts
+    return charts + _timeline_charts(figures)
+
+
+def _timeline_charts(figures: dict[str, list[dict[str, object]]]) -> list[object]:
+    states = supervisor_timelines.PRINTER_STATES
+    stages = list(supervisor_timelines.QUEUE_HISTORY_STAGES)
+    hours = [str(row["hour"])[11:] for row in figures["queue_history"]]
+
+    def values(rows: list[dict[str, object]], column: str) -> list[float | None]:
+        return [None if row[column] == "" else float(str(row[column])) for row in rows]
+
+    return [
+        stacked_bar_chart(
+            title="Hours in each printer state",
+            segments=list(states),
+            bars=[
+                StackedBar(
+                    label=str(row["printer"]),
+                    parts=[float(str(row[f"{state}_hours"])) for state in states],
+                    href=str(row["link"]),
+                )
+                for row in figures["printer_time"]
+            ],
+            unit=" h",
+        ),
+        line_chart(
+            title="Queue depth per stage, last 24 hours (jobs)",
+            labels=hours,
+            series=[Series(stage, values(figures["queue_history"], f"{stage}_jobs")) for stage in stages],
+        ),
+        line_chart(
+            title="Oldest job's minutes in its stage, last 24 hours",
+            labels=hours,
+            series=[
+                Series(stage, values(figures["queue_history"], f"{stage}_oldest_minutes")) for stage in stages
+            ],
+            unit=" min",
+        ),
+        line_chart(
+            title="Reprint rate per day (reprints per printed job)",
+            labels=[str(row["day"])[5:] for row in figures["reprint_rate"]],
+            series=[Series("reprint rate", values(figures["reprint_rate"], "rate_percent"))],
+            unit=" %",
+        ),
+    ]
 
 
 def _csv(table: str, rows: list[dict[str, object]]) -> HttpResponse:
@@ -238,7 +347,7 @@ def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
                     filters=filters, day=day, method=request.GET.get("method", "")
                 )
             )
-        elif table in ("throughput", "failures", "reprints", "queue"):
+        elif table in ("throughput", "failures", "reprints", "queue", "printer_time"):
             jobs = list(supervisor.jobs_behind(table=table, filters=filters, key=key))
         else:
             raise Http404("no such table")

@@ -1,4 +1,4 @@
-"""Error codes of the audit module: the photo access gate and the auditors' review queue.
+"""Error codes of the gate app: the photo access gate (lab/gate/access.py) and the auditors' review queue.
 
 Their HTTP statuses are mapped in api/errors.py; the values are the API's public `code` strings.
 """
@@ -8,10 +8,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class AuditError(StrEnum):
-    # Raised by the gate (lab/gate/access.py, which still spells them as strings until its rework lands).
-    IMAGE_ACCESS_DENIED = "image_access_denied"  # the gate refused this purpose and context (details: rule)
+class GateError(StrEnum):
+    # The photo gate: each refusal is recorded, with its rule in the details.
+    IMAGE_ACCESS_DENIED = "image_access_denied"  # refused for this person, purpose and context (the rule)
+    IMAGE_NOT_FOUND = "image_not_found"  # no photo view at this path or variant (unknown_variant/_path)
+    IMAGE_METHOD_NOT_ALLOWED = "image_method_not_allowed"  # a photo URL asked with another method than GET
     IMAGE_UNAVAILABLE = "image_unavailable"  # the photo was purged (its data key destroyed)
+    ORDER_ITEM_NOT_FOUND = "order_item_not_found"  # a proof of an item position the order does not have
     AUDIT_UNAVAILABLE = (
         "audit_unavailable"  # the access could not be recorded, so it is refused (fail closed)
     )
