@@ -25,6 +25,7 @@ from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.receipt import RECEIPT_FORMAT
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database, checkpoint_write, key_id, public_key, witness_sink
+from lab.audit.witness import FileWitness
 from lab.catalog.models import Product
 from lab.customer_data import receipts, retention
 from lab.customer_data.models import PrivacyReceipt
@@ -141,6 +142,7 @@ def employee_views(order: Order) -> list[dict[str, Any]]:
 
 
 def destroyed_at(asset: Asset) -> str | None:
+    assert asset.data_key_id is not None
     key = DataKey.objects.get(pk=asset.data_key_id)
     return chain.utc_timestamp(key.destroyed_at) if key.destroyed_at is not None else None
 
@@ -239,6 +241,7 @@ def test_shipping_issues_a_signed_receipt_of_the_photos_and_every_employee_view_
     print_order(order)
     look(packer, asset=first, purpose="packaging", context_type="order", context_id=order.ref)
     before = AuditCheckpoint.objects.order_by("-pk").first()
+    assert before is not None
 
     # when it ships: the status change sends the task that issues the receipt, which sends the e-mail
     with django_capture_on_commit_callbacks(execute=True):
@@ -293,6 +296,7 @@ def test_shipping_issues_a_signed_receipt_of_the_photos_and_every_employee_view_
     # and the customer was mailed the link, which answers the signed receipt to anyone holding it
     url = receipts.receipt_url(receipt)
     [message] = [message for message in mailoutbox if "privacy receipt" in message.subject]
+    assert order.customer is not None
     assert (message.to, message.subject) == (
         [order.customer.email],
         f"Your privacy receipt for order {order.ref}",
@@ -305,7 +309,9 @@ def test_shipping_issues_a_signed_receipt_of_the_photos_and_every_employee_view_
 
     # when the next scheduled checkpoint has run and the customer verifies offline, against the witness log
     covering = checkpoint_write()
-    completed = verify_file(response.json(), tmp_path, "--witness", str(witness_sink().path))
+    sink = witness_sink()
+    assert isinstance(sink, FileWitness)
+    completed = verify_file(response.json(), tmp_path, "--witness", str(sink.path))
 
     # then it is intact, anchored after the earlier checkpoint and covered by the later one
     lane = document["anchor"]["record"]
@@ -414,6 +420,7 @@ def test_the_retention_purge_issues_a_receipt_with_when_each_photo_key_was_destr
 
     # when the retention sweep purges its photos 30 days after shipping
     with django_capture_on_commit_callbacks(execute=True):
+        assert order.shipped_at is not None
         swept = retention.retention_sweep(now=order.shipped_at + timedelta(days=30))
     assert swept[retention.RULE_SHIPPED] == 2
     messages = broker_tasks("default")
@@ -579,4 +586,5 @@ def test_the_sweep_issues_and_mails_what_a_lost_message_left_undone(mailoutbox, 
     )
     receipt = PrivacyReceipt.objects.get(order_ref=order.ref)
     assert (receipt.reason, receipt.email_status, receipt.email_attempts) == ("shipped", "sent", 1)
+    assert order.customer is not None
     assert [message.to for message in mailoutbox] == [[order.customer.email]]
