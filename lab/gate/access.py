@@ -391,9 +391,10 @@ def _render(*, original: bytes, variant: str, viewer: str) -> tuple[bytes, str]:
     return preview_render(original, stamp=f"{viewer} {timezone.now():%Y-%m-%d %H:%M}Z"), "image/jpeg"
 
 
-def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> Delivery:
-    """One request, one view: decide, open (or reuse) a grant, render, record, deliver — or record the
-    refusal and raise its AccessDenied kind."""
+def _granted_or_refused(
+    *, user: User, request: AccessRequest, meta: RequestMeta
+) -> tuple[Facts, Asset, Decision]:
+    """Read the facts and decide; a refusal is recorded and raised here: callers go on only when granted."""
     facts = _facts(user=user, request=request)
     asset = facts.asset
     decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
@@ -407,6 +408,13 @@ def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> De
             has_open_grants=facts.has_open_grants,
         )
     assert asset is not None
+    return facts, asset, decision
+
+
+def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> Delivery:
+    """One request, one view: decide, open (or reuse) a grant, render, record, deliver — or record the
+    refusal and raise its AccessDenied kind."""
+    facts, asset, decision = _granted_or_refused(user=user, request=request, meta=meta)
     return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta, live=facts.grant)
 
 
@@ -415,19 +423,7 @@ def image_grant_open(*, user: User, request: AccessRequest, meta: RequestMeta) -
 
     Refusals are recorded here; a grant that is opened is recorded with its first view.
     """
-    facts = _facts(user=user, request=request)
-    asset = facts.asset
-    decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
-    if not decision.granted:
-        _refuse(
-            user=user,
-            request=request,
-            asset=asset,
-            decision=decision,
-            meta=meta,
-            has_open_grants=facts.has_open_grants,
-        )
-    assert asset is not None
+    facts, asset, _ = _granted_or_refused(user=user, request=request, meta=meta)
     with transaction.atomic():
         return _grant_for(user=user, asset=asset, request=request, live=facts.grant)
 
