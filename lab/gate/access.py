@@ -481,8 +481,13 @@ def image_request_refuse(
     )
 
 
-def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delivery:
-    """A customer fetching their own photo: recorded as owner access, not as an employee view."""
+def owner_image_access(
+    *, user: User, asset: Asset, meta: RequestMeta, action: str = "image.download"
+) -> Delivery:
+    """A customer fetching their own photo: recorded as owner access, not as an employee view.
+
+    `action` names what the customer is shown: the photo itself (`image.download`) or a proof rendered from
+    it (`image.view.proof`, lab.gate.proofs); the record's content hash is always the original's."""
     if asset.owner_id != user.pk:
         raise ImageNotFound(OrderError.ASSET_NOT_FOUND, "No such photo.")
     if asset.status != Asset.Status.READY:
@@ -493,7 +498,7 @@ def owner_image_access(*, user: User, asset: Asset, meta: RequestMeta) -> Delive
         with transaction.atomic():
             record = audit_append(
                 Entry(
-                    action="image.download",
+                    action=action,
                     actor_id=str(user.public_id),
                     actor_role="customer",
                     outcome="granted",

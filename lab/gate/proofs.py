@@ -134,7 +134,7 @@ def _proof(
 ) -> Proof:
     # The gate records the owner's access before handing over the original; rendering runs after its
     # transaction, so no slow work holds a lock.
-    delivery = owner_image_access(user=user, asset=asset, meta=meta)
+    delivery = owner_image_access(user=user, asset=asset, meta=meta, action="image.view.proof")
     width_in, height_in = float(product.width_in), float(product.height_in)
     dpi = proof_dpi(width_in=width_in, height_in=height_in)
     # The rasterizer itself, with the item's geometry, at the proof's DPI: lossless out, encoded once below.

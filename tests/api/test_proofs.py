@@ -311,7 +311,7 @@ def test_the_proof_is_recorded_as_the_owners_access_and_no_employee_view(api, cu
         record.rule,
         record.outcome,
         record.asset_id,
-    ) == ("image.download", str(customer.public_id), "customer", "owner", "owner", "granted", str(photo.pk))
+    ) == ("image.view.proof", str(customer.public_id), "customer", "owner", "owner", "granted", str(photo.pk))
     assert AccessGrant.objects.count() == 0
 
 
