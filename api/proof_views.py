@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from api import serializers as s
 from api.schema import problems
-from api.throttles import AnonThrottle
+from api.throttles import AnonThrottle, ProofThrottle
 from api.views import _customer, _placement
 from lab.gate.proofs import PROOF_LONG_SIDE_PX, Proof, proof_for_order_item, proof_for_quote_item
 from lab.gate.views import request_meta
@@ -64,7 +64,7 @@ class ProofCreateView(APIView):
     """The proof of one item before ordering: what `POST quotes` would print for it."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (AnonThrottle, ProofThrottle)
     parser_classes = (JSONParser,)  # crop and focal point are objects: JSON only
 
     @extend_schema(
@@ -94,7 +94,7 @@ class OrderItemProofView(APIView):
     """The proof of an ordered item, with the options it was ordered with (signed-in owner only)."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (AnonThrottle, ProofThrottle)
 
     @extend_schema(
         responses={

@@ -261,6 +261,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_ANON_THROTTLE", "120/min"),
         "registration": os.environ.get("API_REGISTRATION_THROTTLE", "20/hour"),
+        "proofs": os.environ.get("API_PROOF_THROTTLE", "30/min"),
     },
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),

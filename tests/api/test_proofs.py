@@ -459,3 +459,17 @@ def test_the_schema_documents_both_proof_endpoints(api):
     for name in ("sku", "asset", "copies", "crop", "focal_point", "orientation", "border_mm"):
         assert proof_input[name].get("description"), name
     assert list(schema["paths"]["/api/v1/proofs"]["post"]["requestBody"]["content"]) == ["application/json"]
+
+
+def test_proofs_are_throttled_per_customer(api, customer, photo, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "proofs": "2/min"},
+    }
+
+    statuses = [_proof(api, photo, SKUS[0]).status_code for _ in range(3)]
+    throttled = _proof(api, photo, SKUS[0])
+
+    assert statuses == [200, 200, 429]
+    assert throttled.json()["code"] == "throttled"
+    assert int(throttled.headers["Retry-After"]) > 0
