@@ -45,8 +45,9 @@ class RegistrationThrottle(_RateFromSettings):
 
 
 class ProofThrottle(_RateFromSettings):
-    """Proofs are rendered per request (a raster at proof resolution, about 0.1 to 0.5 s of CPU): counted per customer
-    when signed in, per client address otherwise, so one account cannot keep the web workers busy."""
+    """Proofs are rendered per request (a raster at proof resolution, about 0.1 to 0.5 s of CPU): counted
+    per customer when signed in, per client address otherwise, so one account cannot keep the web workers
+    busy."""
 
     scope = "proofs"
 
