@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
-from lab.audit.records import Entry, audit_append, record_as_chain_dict
+from lab.audit.records import record_as_chain_dict
 from lab.audit.services import (
     AuditChainBroken,
     audit_export,
@@ -36,6 +36,7 @@ from lab.audit.services import (
     witness_sink,
 )
 from lab.audit.witness import FileWitness
+from tests.builders import audit_write
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,29 +55,11 @@ def columns(record: dict[str, object]) -> tuple[str, ...]:
     return chain.EXPORT_FIELDS_LANED if chain.is_laned(record) else COLUMNS
 
 
-def write(count: int) -> None:
-    for index in range(count):
-        audit_append(
-            Entry(
-                action="image.view.preview",
-                actor_id=f"actor-{index % 3}",
-                actor_role="technician",
-                outcome="granted",
-                rule="active_print_job",
-                purpose="printing",
-                asset_id=f"asset-{index}",
-                order_ref="PL-TEST",
-                context_type="print_job",
-                context_id=str(index),
-            )
-        )
-
-
 @pytest.fixture
 def lab_log() -> FileWitness:
     """30 records, a checkpoint signed and witnessed after every 10 (seqs 10, 20, 30)."""
     for _ in range(3):
-        write(10)
+        audit_write(10)
         checkpoint_write()
     assert audit_verify_database().problem is None
     sink = witness_sink()
@@ -512,7 +495,7 @@ def test_a_gap_of_more_than_two_intervals_between_witnessed_checkpoints_is_named
 ) -> None:
     # given 20 records and a witness whose checkpoints of seq 10 and 20 are three intervals apart
     settings.AUDIT_CHECKPOINT_SECONDS = 3600
-    write(20)
+    audit_write(20)
     hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
     witness = tmp_path / "witness.jsonl"
     _witness_at(
@@ -528,7 +511,7 @@ def test_a_gap_of_more_than_two_intervals_between_witnessed_checkpoints_is_named
 def test_a_stale_witness_is_named(tmp_path: Path, settings) -> None:
     # given 20 records whose last witnessed checkpoint (seq 10) is three intervals old
     settings.AUDIT_CHECKPOINT_SECONDS = 3600
-    write(20)
+    audit_write(20)
     hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
     witness = tmp_path / "witness.jsonl"
     _witness_at(witness, [(10, hashes[10], timedelta(hours=3))])
@@ -542,7 +525,7 @@ def test_a_stale_witness_is_named(tmp_path: Path, settings) -> None:
 def test_a_fresh_witness_two_intervals_apart_is_accepted(tmp_path: Path, settings) -> None:
     # given checkpoints exactly one and a half intervals apart, the last one recent
     settings.AUDIT_CHECKPOINT_SECONDS = 3600
-    write(20)
+    audit_write(20)
     hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
     witness = tmp_path / "witness.jsonl"
     _witness_at(witness, [(10, hashes[10], timedelta(hours=2)), (20, hashes[20], timedelta(minutes=30))])
@@ -596,7 +579,7 @@ SETTINGS = [
 @pytest.mark.parametrize("statement", ATTEMPTS)
 def test_the_app_s_role_cannot_change_any_audit_table_whatever_it_sets(app_role: str, statement: str) -> None:
     # given a log with a checkpoint, and the app's role
-    write(5)
+    audit_write(5)
     checkpoint_write()
     before = (
         record_dicts(),
@@ -629,12 +612,12 @@ def test_the_app_s_role_cannot_change_any_audit_table_whatever_it_sets(app_role:
 
 def test_the_app_s_role_can_still_append(app_role: str) -> None:
     # given the app's role
-    write(2)
+    audit_write(2)
     # when it appends a record the way the app does
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL ROLE {app_role}")
-        write(1)
+        audit_write(1)
         with connection.cursor() as cursor:
             cursor.execute("RESET ROLE")
     # then the chain (lane 1, the only one a single writer uses) moved on by one and verifies
