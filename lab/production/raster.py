@@ -11,7 +11,12 @@ from PIL import Image
 
 from lab.catalog.placement import Placement, PlacementError, PlacementOptions, placement_compute
 from lab.production.imaging import pillow_engine, vips_engine
-from lab.production.imaging.colour import OutputProfile, output_profile, to_output_profile
+from lab.production.imaging.colour import (
+    OutputProfile,
+    converts_in_libvips,
+    output_profile,
+    to_output_profile,
+)
 from lab.production.imaging.errors import INVALID_SPEC, TOO_LARGE, RasterError
 from lab.production.imaging.geometry import (
     ResamplePlan,
@@ -20,7 +25,7 @@ from lab.production.imaging.geometry import (
     plan_resample,
     swaps_axes,
 )
-from lab.production.imaging.source import Source, open_source
+from lab.production.imaging.source import Source, decode, decoding, open_source
 
 __all__ = [
     "Engine",
@@ -34,9 +39,9 @@ __all__ = [
 
 Engine = Literal["pyvips", "pillow"]
 JPEG_QUALITY: Final = 95
-# Shrink-on-load only while the decoded photo is at least this many times the print size: see
-# bench/raster/README.md for the PSNR cost of each setting.
-SHRINK_HEADROOM: Final = 1.0
+# Shrink-on-load only while the decoded photo is still at least this many times the print size (libvips'
+# own thumbnail rule): libjpeg's DCT scaling cost 16-20 dB on thin lines at 1.0 (bench/raster/README.md).
+SHRINK_HEADROOM: Final = 2.0
 MAX_OUTPUT_PIXELS: Final = 200_000_000
 _MEDIA_TYPES: Final = {"jpeg": "image/jpeg", "tiff": "image/tiff"}
 _PAPER_WHITE: Final[dict[str, int | tuple[int, ...]]] = {"RGB": (255, 255, 255), "CMYK": (0, 0, 0, 0)}
@@ -107,22 +112,29 @@ def target_size(
     return placement.output_width, placement.output_height
 
 
-def choose_engine(*, source: Source, plan: ResamplePlan) -> Engine:
-    """pyvips for downscaling 8-bit RGB/grey JPEGs (measured ~2.5x faster per print); Pillow for the rest.
-
-    Pillow's LANCZOS with a sub-pixel box is the sharper choice for enlarging small photos, and it decodes
-    every format and pixel mode we accept.
-    """
-    if source.format == "jpeg" and source.image.mode in ("RGB", "L") and plan.is_downscale:
-        return "pyvips"
-    return "pillow"
+def choose_engine(*, plan: ResamplePlan) -> Engine:
+    """pyvips for every photo larger than its print (streaming: memory follows the print, not the photo);
+    Pillow's LANCZOS with a sub-pixel box for enlarging, the sharper choice there (bench/raster/README.md)."""
+    return "pyvips" if plan.is_downscale else "pillow"
 
 
-def _resample(*, data: bytes, source: Source, plan: ResamplePlan, engine: Engine) -> Image.Image:
+def _resample(
+    *, data: bytes, source: Source, plan: ResamplePlan, engine: Engine, to_srgb: bool
+) -> Image.Image:
     shrink_factor = jpeg_shrink_factor(plan=plan, headroom=SHRINK_HEADROOM) if source.format == "jpeg" else 1
-    if engine == "pyvips":
-        return vips_engine.resample(data=data, source=source, plan=plan, shrink_factor=shrink_factor)
-    return pillow_engine.resample(source=source, plan=plan, shrink_factor=shrink_factor)
+    with decoding():
+        image = decode(data, source, shrink_factor=shrink_factor)
+        if engine == "pillow":
+            return pillow_engine.resample(
+                image=image, mode=source.mode, plan=plan, shrink_factor=shrink_factor
+            )
+        return vips_engine.resample(
+            image=image,
+            mode=source.mode,
+            plan=plan,
+            shrink_factor=shrink_factor,
+            to_srgb_from=source.icc_profile if to_srgb else None,
+        )
 
 
 def _on_canvas(photo: Image.Image, *, placement: Placement) -> Image.Image:
@@ -173,12 +185,16 @@ def rasterize(*, data: bytes, spec: RasterSpec, engine: Engine | None = None) ->
         orientation=source.orientation,
         placement=placement,
     )
-    chosen = engine or choose_engine(source=source, plan=plan)
+    chosen = engine or choose_engine(plan=plan)
     # One name for every stage so each print-sized intermediate is freed as soon as the next one exists:
     # an 8x10 at 300 DPI is 29 MB per copy and workers have a 200 MB budget.
-    printed = _resample(data=data, source=source, plan=plan, engine=chosen)
+    to_srgb = chosen == "pyvips" and converts_in_libvips(
+        embedded_icc=source.icc_profile, mode=source.mode, output=profile
+    )
+    printed = _resample(data=data, source=source, plan=plan, engine=chosen, to_srgb=to_srgb)
     printed = orient(printed, orientation=source.orientation)
-    printed = to_output_profile(printed, embedded_icc=source.icc_profile, output=profile)
+    if not to_srgb:
+        printed = to_output_profile(printed, embedded_icc=source.icc_profile, output=profile)
     printed = _on_canvas(printed, placement=placement)
     return RasterResult(
         data=_encode(printed, spec=spec, profile=profile),

@@ -3,7 +3,6 @@ the JPEG shrink-on-load factor. No pixels are touched, so both engines (and the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from PIL import Image
@@ -128,8 +127,3 @@ def jpeg_shrink_factor(*, plan: ResamplePlan, headroom: float) -> int:
         ):
             return factor
     return 1
-
-
-def shrunk_length(length: int, factor: int) -> int:
-    """libjpeg's scaled dimension: ceil(length / factor)."""
-    return math.ceil(length / factor)
