@@ -35,6 +35,9 @@ BENCHMARKS = (
     Benchmark("audit-gate", "bench.audit.gate_run", ("--calls", "200", "--rounds", "2", "--appends", "100")),
     Benchmark("audit-verify", "bench.audit.verify_run", ("--records", "100000")),
     Benchmark("supervisor", "bench.supervisor.run", ("--runs", "3")),  # 1M jobs even in the quick run
+    # 400 prints through 20 minilabs (1.7 prints/s, 4 minutes of orders); --full: 10,000 through 100.
+    Benchmark("scale", "bench.scale.run", ("--prints", "400", "--printers", "20")),
+    Benchmark("latency", "bench.latency.run", ("--orders", "15", "--warmup", "2")),
 )
 
 

@@ -171,9 +171,50 @@ def _supervisor(name: str) -> Figure:
     )
 
 
+def _scale() -> list[Figure]:
+    """The sustained run through N minilabs: it keeps up when paid prints are printed as fast as they arrive,
+    the lab's own backlog and its processes' memory do not grow, and every print is printed once."""
+    return [
+        Figure(
+            "scale",
+            "scale prints/s sustained vs arrival",
+            reader("figures", "sustained_per_s"),
+            "arrival",
+            reader("figures", "arrival_per_s"),
+            Target("ratio_at_least", 0.98),
+        ),
+        Figure(
+            "scale",
+            "scale lab backlog growth, % of arrival",
+            reader("figures", "lab_backlog_growth_pct"),
+            target=Target("at_most", 1, " %"),
+        ),
+        Figure(
+            "scale",
+            "scale largest RSS growth, MiB/min",
+            reader("figures", "rss_growth_mib_per_min_max"),
+            target=Target("at_most", 1, " MiB/min"),
+        ),
+        Figure("scale", "scale paid to printed p50 s (polled)", reader("figures", "latency_p50_s")),
+        Figure("scale", "scale paid to printed p95 s (polled)", reader("figures", "latency_p95_s")),
+        Figure(
+            "scale",
+            "scale every print printed once",
+            reader("figures", "all_printed_once"),
+            target=Target("is_true"),
+        ),
+    ]
+
+
 FIGURES: list[Figure] = [
     *_raster("4x6"),
     *_raster("8x10"),
+    Figure(
+        "raster",
+        "raster very large photos (to 178 MP, all formats), worst peak RSS per worker, MiB",
+        reader("big_worst_rss_mib"),
+        target=Target("at_most", 200, " MiB"),
+    ),
     Figure(
         "slips",
         "packing slip, one page, median ms",
@@ -247,6 +288,40 @@ FIGURES: list[Figure] = [
         Target("at_most", 1000, " ms"),
     ),
     Figure("supervisor", "supervisor whole view, 30 days, p50 ms", reader("ranges", "30d", "whole_view")),
+    *_scale(),
+    Figure(
+        "latency",
+        "paid to printed p50 s, listener (default settings)",
+        reader("phases", "events", "p50_s"),
+        "poll only",
+        reader("phases", "poll_only", "p50_s"),
+        Target("at_most", 2, " s"),
+    ),
+    Figure(
+        "latency",
+        "paid to printed p95 s, listener (default settings)",
+        reader("phases", "events", "p95_s"),
+        "poll only",
+        reader("phases", "poll_only", "p95_s"),
+        Target("at_most", 4, " s"),
+    ),
+    Figure(
+        "latency",
+        "paid to printed p50 s, listener, CUPS' default URI",
+        reader("phases", "events_default_uri", "p50_s"),
+        "poll only",
+        reader("phases", "poll_only", "p50_s"),
+    ),
+    Figure(
+        "latency",
+        "paid to printed: every order printed",
+        lambda data: (
+            None
+            if not isinstance(dig(data, "phases"), Mapping)
+            else all(phase.get("not_printed") == 0 for phase in data["phases"].values())
+        ),
+        target=Target("is_true"),
+    ),
 ]
 
 

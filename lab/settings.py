@@ -172,7 +172,12 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env_secret("DATABASE_URL", f"sqlite:///{VAR_DIR / 'lab.sqlite3'}"),
-        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
+        # A connection per request cost more than the whole quote it served (PostgreSQL starts a backend
+        # process for each; bench/intake/README.md): each process keeps its connection, and checks it with
+        # one `SELECT 1` before its first use in a request or task, so one the server dropped (a restart,
+        # an idle timeout) is replaced instead of failing that request.
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -375,6 +380,9 @@ PRODUCTION_HANDOFF_GRACE_SECONDS = float(
     os.environ.get("PRODUCTION_HANDOFF_GRACE_SECONDS", str(PRODUCTION_POLL_SECONDS * 2))
 )
 CUPS_SERVER = os.environ.get("CUPS_SERVER", "")  # host:port; empty = the system default
+# The printer-events listener (`manage.py printer_events`) asks each cupsd for job events this often: cupsd
+# answers Get-Notifications at once (no long poll), so this is the most an event waits before it is read.
+PRINTER_EVENTS_PULL_SECONDS = float(os.environ.get("PRINTER_EVENTS_PULL_SECONDS", "0.25"))
 HOTFOLDER_ROOT = Path(os.environ.get("HOTFOLDER_ROOT", VAR_DIR / "spool"))
 
 # --- Retention (privacy policy: photos kept only as long as strictly necessary) --------------------
@@ -469,5 +477,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "stripe": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # libvips logs every operation's cache and thread set-up at INFO: most of a worker's log otherwise.
+        "pyvips": {"level": "WARNING"},
     },
 }

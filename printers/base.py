@@ -4,7 +4,7 @@ Backends (CUPS, hot folder) implement it; nothing here knows about Django or our
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -164,6 +164,58 @@ class ServerEvents:
     last_sequence: int
     started_at: tuple[int, ...] = ()
     watch_lost: bool = False
+
+
+@dataclass(frozen=True)
+class JobNotice:
+    """A print server's word that one of its jobs changed (a CUPS job event): read the job again.
+
+    `state` is the job's state when the event was made (None when the server did not say); `title` is the
+    job's name, which carries our job id, for a job whose handle we have not saved yet.
+    """
+
+    handle: str
+    title: str = ""
+    state: JobState | None = None
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """What one pull of a print server's event feed brought.
+
+    `jobs`: one notice per job that changed since the last pull (the latest), oldest first.
+    `server_started`: the server (re)started since the last pull; jobs it was sending may be sent again, and
+    events from before the start are gone: look at every job, after hearing of the restart.
+    `is_complete`: False when events may have been missed (the first pull, a watch that had to be replaced,
+    a gap in the sequence because the server dropped events): look at every job.
+    """
+
+    jobs: tuple[JobNotice, ...] = ()
+    server_started: bool = False
+    is_complete: bool = True
+
+    @property
+    def needs_sweep(self) -> bool:
+        return self.server_started or not self.is_complete
+
+
+class EventFeed(abc.ABC):
+    """The job events of one print server (every queue on it), or of a set of hot folders, for one listener.
+
+    A pull costs the same whatever the number of jobs (one request per CUPS server). A feed may keep a
+    connection open; `close()` drops it (the next pull opens a new one). Every method may raise a
+    PrinterError.
+    """
+
+    @abc.abstractmethod
+    def pull(self) -> EventBatch:
+        """The events since the last pull; the first pull of a feed is never complete."""
+
+    def watch(self, targets: Iterable[str]) -> None:  # noqa: B027 - optional: a server feed sees every queue
+        """The printers' targets to hear of (hot folders); a CUPS feed hears every queue of its server."""
+
+    def close(self) -> None:  # noqa: B027 - optional: a feed without a connection has nothing to drop
+        """Drop any connection the feed holds."""
 
 
 class PrinterBackend(abc.ABC):

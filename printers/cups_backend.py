@@ -1,5 +1,6 @@
 """CUPS printer backend (pycups) and queue discovery for `printers_sync`.
 Talks IPP to one CUPS server "host:port"; turns pycups exceptions into transient/permanent PrinterErrors.
+(Job events of a whole cupsd, for the printer-events listener, are in printers/cups_events.py.)
 
 Facts observed on CUPS 2.4.2 with ippeveprinter IPP Everywhere queues (see tests/printers/):
 - `completed` means the printer accepted the whole document, not that paper came out.
@@ -150,7 +151,7 @@ _PERMANENT_STATUSES: dict[int, str] = {
 
 _Result = TypeVar("_Result")
 _SERVER_URI = "ipp://localhost/"
-_RESTART_EVENTS = ("server-started", "server-restarted")
+RESTART_EVENTS = ("server-started", "server-restarted")
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ class CupsBackend(PrinterBackend):
                         raise _translate_ipp_error(status, message, operation="get notifications") from exc
                     lost, watch = True, None
             if not watch:
-                watch = self._restart_watch(connection)
+                watch = standing_watch(connection, events=RESTART_EVENTS)
                 events = list(connection.getNotifications([watch]).get("events", []))
                 # Events from before this printer began to watch are history, not news.
                 current = max([0, *(int(e.get("notify-sequence-number", 0)) for e in events)])
@@ -334,34 +335,9 @@ class CupsBackend(PrinterBackend):
             started_at=tuple(
                 int(e.get("printer-up-time") or 0)
                 for e in fresh
-                if e.get("notify-subscribed-event") in ("server-started", "server-restarted")
+                if e.get("notify-subscribed-event") in RESTART_EVENTS
             ),
         )
-
-    def _restart_watch(self, connection: cups.Connection) -> int:
-        """The server's restart subscription: an existing one with exactly our events, else a new one."""
-        try:
-            existing = connection.getSubscriptions(_SERVER_URI)
-        except cups.IPPError as exc:
-            status, message = _ipp_error_parts(exc)
-            if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
-                raise _translate_ipp_error(status, message, operation="get subscriptions") from exc
-            existing = []
-        for subscription in existing:
-            if (
-                sorted(_as_strings(subscription.get("notify-events"))) == sorted(_RESTART_EVENTS)
-                and subscription.get("notify-pull-method") == "ippget"
-                and int(subscription.get("notify-lease-duration", -1)) == 0
-            ):
-                return int(subscription["notify-subscription-id"])
-        try:
-            # No expiry: it must outlive any gap between polls. (pycups 2.0.4 crashes on user_data.)
-            return int(
-                connection.createSubscription(_SERVER_URI, events=list(_RESTART_EVENTS), lease_duration=0)
-            )
-        except cups.IPPError as exc:
-            status, message = _ipp_error_parts(exc)
-            raise _translate_ipp_error(status, message, operation="create subscription") from exc
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[cups.Connection]:
@@ -409,6 +385,53 @@ class CupsBackend(PrinterBackend):
         return errors.PermanentPrinterError(
             code=errors.QUEUE_NOT_FOUND, message=f"no CUPS queue {self.queue!r}"
         )
+
+
+def standing_watch(connection: cups.Connection, *, events: tuple[str, ...]) -> int:
+    """The server-level pull subscription to exactly `events`: an existing one, else a new one.
+
+    One per cupsd and set of events, shared by every queue and process (cupsd's MaxSubscriptions, 100 by
+    default, must not run out), found again by its events. `events` must be spelled as cupsd answers them
+    (it names a subscription's event mask, e.g. `job-state-changed` for job-created/-completed/-stopped too).
+    """
+    try:
+        existing = connection.getSubscriptions(_SERVER_URI)
+    except cups.IPPError as exc:
+        status, message = _ipp_error_parts(exc)
+        if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
+            raise _translate_ipp_error(status, message, operation="get subscriptions") from exc
+        existing = []
+    for subscription in existing:
+        if (
+            sorted(_as_strings(subscription.get("notify-events"))) == sorted(events)
+            and subscription.get("notify-pull-method") == "ippget"
+            and int(subscription.get("notify-lease-duration", -1)) == 0
+        ):
+            return int(subscription["notify-subscription-id"])
+    try:
+        # No expiry: it must outlive any gap between pulls. (pycups 2.0.4 crashes on user_data.)
+        return int(connection.createSubscription(_SERVER_URI, events=list(events), lease_duration=0))
+    except cups.IPPError as exc:
+        status, message = _ipp_error_parts(exc)
+        raise _translate_ipp_error(status, message, operation="create subscription") from exc
+
+
+def is_not_found(exc: cups.IPPError) -> bool:
+    """The IPP answer says the object (job, queue, subscription) does not exist."""
+    return _ipp_error_parts(exc)[0] == cups.IPP_STATUS_ERROR_NOT_FOUND
+
+
+def printer_error(exc: Exception, *, operation: str) -> errors.PrinterError:
+    """A pycups failure as a PrinterError: IPP statuses by their meaning, a dropped connection transient."""
+    if isinstance(exc, cups.IPPError):
+        status, message = _ipp_error_parts(exc)
+        return _translate_ipp_error(status, message, operation=operation)
+    if isinstance(exc, cups.HTTPError):
+        return errors.TransientPrinterError(
+            code=errors.PRINTER_UNREACHABLE,
+            message=f"CUPS answered HTTP {exc.args[0] if exc.args else '?'}",
+        )
+    return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=f"CUPS {operation}: {exc}")
 
 
 def list_queues(*, server: str) -> list[QueueInfo]:

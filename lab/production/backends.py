@@ -13,12 +13,22 @@ from printers.registry import backend_kind, get_backend
 
 
 def backend_for(printer: Printer) -> PrinterBackend:
+    return get_backend(
+        kind=printer.backend, target=printer_target(printer), cups_server=printer_server(printer)
+    )
+
+
+def printer_target(printer: Printer) -> str:
+    """The printer's target as its backend takes it: a relative hot folder lies under HOTFOLDER_ROOT."""
     target = printer.target
     if backend_kind(printer.backend).target_is_folder and not Path(target).is_absolute():
         target = str(Path(settings.HOTFOLDER_ROOT) / target)
-    return get_backend(
-        kind=printer.backend, target=target, cups_server=printer.cups_server or settings.CUPS_SERVER
-    )
+    return target
+
+
+def printer_server(printer: Printer) -> str:
+    """The CUPS server of the printer's queue ("host:port"; empty: libcups' default)."""
+    return printer.cups_server or settings.CUPS_SERVER
 
 
 def media_for(size_label: str) -> str:

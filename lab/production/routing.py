@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 
 from django.db import transaction
+from django.db.models import Count
 
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
@@ -18,23 +18,25 @@ J = JobStatus
 
 
 def _capable_printers(*, size: str, paper: str) -> list[Printer]:
-    return [
-        p
-        for p in Printer.objects.filter(state=PrinterState.ONLINE, is_paused_by_lab=False)
-        if p.holds(size=size, paper=paper)
-    ]
+    # Only what routing reads: a lab's printers carry ICC profiles (hundreds of KB each), read per job here.
+    online = Printer.objects.filter(state=PrinterState.ONLINE, is_paused_by_lab=False).only(
+        "id", "name", "media_sizes", "papers"
+    )
+    return [p for p in online if p.holds(size=size, paper=paper)]
 
 
 def _least_loaded(printers: list[Printer], *, exclude: int | None = None) -> Printer | None:
     candidates = [p for p in printers if p.pk != exclude]
     if not candidates:
         return None
-    load = Counter(
-        PrintJob.objects.filter(printer__in=candidates, status__in=ACTIVE_JOB_STATUSES).values_list(
-            "printer_id", flat=True
-        )
+    # Counted in the database: one row per printer, not one per active job (a backlog is thousands).
+    load = dict(
+        PrintJob.objects.filter(printer__in=candidates, status__in=ACTIVE_JOB_STATUSES)
+        .values("printer_id")
+        .annotate(active=Count("id"))
+        .values_list("printer_id", "active")
     )
-    return min(candidates, key=lambda p: (load[p.pk], p.name))
+    return min(candidates, key=lambda p: (load.get(p.pk, 0), p.name))
 
 
 def _batch_for(*, printer: Printer, size: str, paper: str) -> Batch:

@@ -1,9 +1,11 @@
-"""Tracking: poll printers and submitted jobs, hear of print-server restarts, move printed orders on."""
+"""Tracking: read submitted jobs at their printers and move them on (printed, failed, suspect), and move
+printed orders to packing; for the poll (every printer, each interval) and the printer-events listener."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ from lab.orders.transitions import order_locked, order_transition
 from lab.production.backends import backend_for
 from lab.production.jobs import job_fail, job_move, submit_enqueue
 from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_reroute, jobs_route_waiting
 from lab.production.states import JobStatus, PrinterState
 from printers.base import JobInfo, JobState
@@ -27,90 +30,46 @@ J = JobStatus
 
 
 def printer_poll() -> dict[str, int]:
-    """Refresh printer states and the state of every submitted job; move orders on when all printed."""
+    """Refresh printer states and the state of every submitted job; move orders on when all printed.
+
+    The safety net under the printer-events listener (lab/production/listener.py), which reads a job as soon
+    as its server says it changed: a lost event, a listener that is down, or a backend without events (hot
+    folders) costs at most one poll interval.
+    """
     counts: Counter[str] = Counter()
     watched: set[int] = set()
     for printer in Printer.objects.all():
         counts[_printer_refresh(printer)] += 1
-        if _server_restarts_check(printer):
+        if server_restarts_check(printer):
             watched.add(printer.pk)
-    touched_orders: set[int] = set()
+    checked: list[PrintJob] = []
     for job in PrintJob.objects.filter(status=J.SUBMITTED).select_related("printer"):
         if job.printer_id not in watched:
             # A job is read only after its server's restarts are: else a job CUPS re-sent after a restart
             # that we have not heard of yet could complete here as a plain `printed`.
             counts["server_unchecked"] += 1
             continue
+        checked.append(job)
+    counts.update(jobs_track(checked))
+    return dict(counts)
+
+
+def jobs_track(jobs: Iterable[PrintJob]) -> Counter[str]:
+    """Read each submitted job at its printer and move it on; an order whose jobs all printed goes to packing.
+
+    The caller has heard of each job's server restarts first (`server_restarts_check` of its printer).
+    Safe to run for the same job in two processes at once: every move is conditional (`job_move`).
+    """
+    counts: Counter[str] = Counter()
+    touched_orders: set[int] = set()
+    for job in jobs:
         outcome = _job_refresh(job)
         counts[outcome] += 1
         if outcome == "printed":
             touched_orders.add(job.order_id)
-    for order_id in touched_orders:
+    for order_id in sorted(touched_orders):
         order_check_printed(order_id=order_id)
-    return dict(counts)
-
-
-def _server_restarts_check(printer: Printer) -> bool:
-    """Hear of restarts of the printer's server since the last look; False when it cannot be asked now.
-
-    At a cupsd restart the job it was sending to this printer is sent again from the start (see
-    printers/cups_backend.py). CUPS prints one job at a time per queue, oldest first, so that job is our
-    oldest one that was unfinished when cupsd started again: it is marked, and ends `suspect`, not `printed`.
-    """
-    try:
-        events = backend_for(printer).server_events(
-            watch=printer.server_watch_id, after=printer.server_event_sequence
-        )
-    except PrinterError:
-        return False
-    starts = list(events.started_at)
-    if events.watch_lost:
-        starts.append(int(timezone.now().timestamp()))  # restarted at an unknown time: assume just now
-    for started_at in starts:
-        _job_interrupted_by_restart(printer=printer, started_at=started_at)
-    if (events.watch, events.last_sequence) != (printer.server_watch_id, printer.server_event_sequence):
-        Printer.objects.filter(pk=printer.pk).update(
-            server_watch_id=events.watch, server_event_sequence=events.last_sequence
-        )
-    return True
-
-
-def _job_interrupted_by_restart(*, printer: Printer, started_at: int) -> None:
-    backend = backend_for(printer)
-    # A job cupsd had finished just before it stopped can come back `pending` (its control file still said
-    # processing) and be sent again at a later restart: take such a printed job back at the printer.
-    for job in PrintJob.objects.filter(
-        printer=printer, status=J.PRINTED, printed_at__gte=timezone.now() - timedelta(hours=1)
-    ).exclude(backend_job_id=""):
-        try:
-            if backend.job_info(job.backend_job_id).was_requeued:
-                backend.cancel(job.backend_job_id)
-                JobEvent.objects.create(
-                    job_id=job.pk, kind="printer_requeued_printed_job", note="cancelled before a second print"
-                )
-        except PrinterError:
-            continue
-    unfinished: list[tuple[int, PrintJob]] = []
-    for job in PrintJob.objects.filter(printer=printer, status=J.SUBMITTED, backend_restarted=False):
-        try:
-            info = backend.job_info(job.backend_job_id)
-        except PrinterError:
-            continue
-        created_before = info.created_at is None or info.created_at <= started_at
-        finished_before = info.completed_at is not None and info.completed_at < started_at
-        if created_before and not finished_before and job.backend_job_id.isdigit():
-            unfinished.append((int(job.backend_job_id), job))
-    if not unfinished:
-        return
-    _, job = min(unfinished, key=lambda pair: pair[0])
-    with transaction.atomic():
-        PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
-        JobEvent.objects.create(
-            job_id=job.pk,
-            kind="printer_restarted_job",
-            note=f"the print server restarted at {started_at} while this job was its oldest unfinished one",
-        )
-    logger.warning("print server restart may re-send job=%s printer=%s", job.pk, printer.name)
+    return counts
 
 
 def _printer_refresh(printer: Printer) -> str:

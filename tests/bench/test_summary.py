@@ -12,7 +12,8 @@ RASTER_SIZE = {
     "psnr_raster_db": 44.97,
 }
 CANNED: Results = {
-    "raster": {"benchmark": "raster", "sizes": {"4x6": RASTER_SIZE}},  # 8x10 and pyvips missing
+    # 8x10 and pyvips missing
+    "raster": {"benchmark": "raster", "sizes": {"4x6": RASTER_SIZE}, "big_worst_rss_mib": 211.0},
     "slips": {"figures": {"slip_median_ms": 12.0, "vector_median_ms": 48.0, "batch_pages_per_s": 120.0}},
     "intake": {
         "lines": {
@@ -29,6 +30,22 @@ CANNED: Results = {
         "baseline_count_ms": 40.0,
         "ranges": {"30d": {"turnaround": 120.0, "printer_time": 1200.0, "whole_view": 2500.0}},
         "slowest_ms": {"7d": 400.0},
+    },
+    "scale": {
+        "figures": {
+            "sustained_per_s": 8.1,
+            "arrival_per_s": 8.33,
+            "lab_backlog_growth_pct": 0.4,
+            "rss_growth_mib_per_min_max": 1.5,
+            "latency_p50_s": 21.0,
+            "all_printed_once": True,
+        }
+    },
+    "latency": {
+        "phases": {
+            "events": {"p50_s": 0.9, "p95_s": 4.2, "not_printed": 0},
+            "poll_only": {"p50_s": 6.0, "p95_s": 10.5, "not_printed": 1},
+        }
     },
 }
 
@@ -60,6 +77,13 @@ def test_table_judges_each_target_from_canned_figures():
     assert cells("raster 4x6 peak RSS per worker, MiB") == ("150", "", "", "<= 200 MiB", "met")
     assert cells("raster 4x6 PSNR (worst sample), dB") == ("44.97", "", "", ">= 45 dB", "NOT met")
     assert cells("raster 8x10 peak RSS per worker, MiB")[4] == "not measured"
+    assert cells("raster very large photos (to 178 MP, all formats), worst peak RSS per worker, MiB") == (
+        "211",
+        "",
+        "",
+        "<= 200 MiB",
+        "NOT met",
+    )
     assert cells("packing slip, one page, median ms") == (
         "12",
         "vector QR 48",
@@ -83,6 +107,28 @@ def test_table_judges_each_target_from_canned_figures():
     assert cells("supervisor throughput, 30 days, p50 ms")[4] == "not measured"
     assert cells("supervisor slowest figure, 7 days, p50 ms")[0::4] == ("400", "met")
     assert cells("supervisor whole view, 30 days, p50 ms")[0::4] == ("2,500", "-")
+    assert cells("scale prints/s sustained vs arrival") == (
+        "8.1",
+        "arrival 8.33",
+        "0.97x",
+        ">= 0.98x baseline",
+        "NOT met",
+    )
+    assert cells("scale lab backlog growth, % of arrival")[3:] == ("<= 1 %", "met")
+    assert cells("scale largest RSS growth, MiB/min")[0::4] == ("1.5", "NOT met")
+    assert cells("scale paid to printed p50 s (polled)")[0::4] == ("21", "-")
+    assert cells("scale paid to printed p95 s (polled)")[4] == "not measured"
+    assert cells("scale every print printed once")[0::4] == ("yes", "met")
+    assert cells("paid to printed p50 s, listener (default settings)") == (
+        "0.9",
+        "poll only 6",
+        "0.15x",
+        "<= 2 s",
+        "met",
+    )
+    assert cells("paid to printed p95 s, listener (default settings)")[2:] == ("0.40x", "<= 4 s", "NOT met")
+    assert cells("paid to printed p50 s, listener, CUPS' default URI")[4] == "not measured"
+    assert cells("paid to printed: every order printed")[0::4] == ("no", "NOT met")
     assert len(rows) == len(FIGURES)
     assert table_text(list(rows.values())).splitlines()[0].split() == [
         "figure",

@@ -1,6 +1,7 @@
 """The reference deployment under deploy/: its systemd units parse and say what deploy/README.md promises
-(one beat, a print worker per host on its own queue beside CUPS, every required secret as a credential), and
-systemd itself accepts them (`systemd-analyze verify`, part of Debian's systemd package)."""
+(one beat, one printer-events listener, a print worker per host on its own queue beside CUPS, every required
+secret as a credential), and systemd itself accepts them (`systemd-analyze verify`, part of Debian's systemd
+package)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def test_every_unit_parses_with_unit_service_and_install_sections():
         "printlab-beat.service",
         "printlab-migrate.service",
         "printlab-print@.service",
+        "printlab-printer-events.service",
         "printlab-raster.service",
         "printlab-web.service",
     ]
@@ -68,6 +70,17 @@ def test_exactly_one_beat_and_no_worker_embeds_one():
 
     assert beats == ["printlab-beat.service"]
     assert embedded == []
+
+
+def test_exactly_one_printer_events_listener_runs_the_management_command():
+    listeners = [path.name for path in SERVICES if "manage.py printer_events" in exec_start(path)]
+
+    assert listeners == ["printlab-printer-events.service"]
+    unit = UNITS / "printlab-printer-events.service"
+    assert exec_start(unit) == "/opt/printlab/.venv/bin/python manage.py printer_events"
+    # It reaches every printer's cupsd over the network, as the poll does: no local CUPS needed.
+    assert "cups.service" not in " ".join(parse_unit(unit)["Unit"]["After"])
+    assert "printlab-printer-events" in (ROOT / "deploy" / "README.md").read_text()
 
 
 def test_print_host_worker_consumes_only_its_own_queue_beside_its_cups():

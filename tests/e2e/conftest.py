@@ -1,6 +1,6 @@
 """Fixtures for end-to-end production tests: one private CUPS with two IPP printers per session, a real
-Celery worker per test against the test database and Redis, Printer rows for the two queues; an IPP relay
-that stops a job submission at a chosen step."""
+Celery worker per test against the test database and Redis (and the printer-events listener for the tests
+that ask for it), Printer rows for the two queues; an IPP relay that stops a submission at a chosen step."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from lab.production.models import Printer, PrintJob
 from printers.registry import KIND_CUPS
 from tests.support.celery_worker import CeleryWorker, database_url
 from tests.support.cups import PrivateCups
+from tests.support.printer_events import PrinterEventsListener
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Queue name -> PWG media the ippeveprinter advertises, and the lab's size labels for the Printer row.
@@ -118,29 +119,42 @@ def cups_cancel_all(private_cups: PrivateCups) -> None:
     )
 
 
+def app_env(private_cups: PrivateCups) -> dict[str, str]:
+    """What a lab process of this test needs: the test database, Redis, blob store and the private CUPS."""
+    broker_url = str(settings.CELERY_BROKER_URL)
+    assert broker_url.startswith("redis://"), f"the e2e tests need Redis as the broker, not {broker_url}"
+    return {
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "CELERY_BROKER_URL": broker_url,
+        "LAB_VAR_DIR": str(settings.VAR_DIR),
+        "LAB_STORAGE_DIR": str(settings.MEDIA_ROOT),
+        "HOTFOLDER_ROOT": str(settings.HOTFOLDER_ROOT),
+        "CUPS_SERVER": private_cups.server,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 @pytest.fixture
 def worker_unstarted(
     tmp_path: Path, private_cups: PrivateCups, transactional_db: None
 ) -> Iterator[CeleryWorker]:
     """A worker configured for this test's database, blob store and CUPS; the test starts it."""
-    broker_url = str(settings.CELERY_BROKER_URL)
-    assert broker_url.startswith("redis://"), f"the e2e tests need Redis as the broker, not {broker_url}"
-    worker = CeleryWorker(
-        work_dir=tmp_path / "worker",
-        project_dir=PROJECT_DIR,
-        env={
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "CELERY_BROKER_URL": broker_url,
-            "LAB_VAR_DIR": str(settings.VAR_DIR),
-            "LAB_STORAGE_DIR": str(settings.MEDIA_ROOT),
-            "HOTFOLDER_ROOT": str(settings.HOTFOLDER_ROOT),
-            "CUPS_SERVER": private_cups.server,
-            "PYTHONUNBUFFERED": "1",
-        },
-    )
+    worker = CeleryWorker(work_dir=tmp_path / "worker", project_dir=PROJECT_DIR, env=app_env(private_cups))
     yield worker
     # Stopped before pytest-django truncates the tables the worker is using.
     worker.stop()
+
+
+@pytest.fixture
+def printer_events(
+    tmp_path: Path, private_cups: PrivateCups, transactional_db: None
+) -> Iterator[PrinterEventsListener]:
+    """The printer-events listener for this test's database and CUPS; the test starts it."""
+    listener = PrinterEventsListener(
+        work_dir=tmp_path / "printer-events", env=app_env(private_cups), project_dir=PROJECT_DIR
+    )
+    yield listener
+    listener.stop()
 
 
 @pytest.fixture

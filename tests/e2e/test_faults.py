@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cups
@@ -31,6 +33,7 @@ from tests.support.cups import PrivateCups
 from tests.support.http import call, multipart
 from tests.support.images import jpeg_bytes
 from tests.support.postgres_server import PrivatePostgres
+from tests.support.printer_events import PrinterEventsListener
 from tests.support.redis_server import PrivateRedis
 from tests.support.stripe_server import LocalStripe, signed_event
 from tests.support.web_server import PROJECT_DIR, LabWebServer, app_environment, django_manage
@@ -441,3 +444,51 @@ def test_cupsd_restarted_while_jobs_print_never_prints_a_copy_twice_unseen(lab: 
     assert suspect, "the restarted jobs are shown to a person as 'may have printed twice'"
     events = lab.sql("SELECT DISTINCT kind FROM production_jobevent WHERE job_id = ANY(%s)", suspect)
     assert {kind for (kind,) in events} & {"requeued_by_printer", "printed_more_than_once"}
+
+
+def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_suspect_not_printed(
+    lab: Stack, tmp_path: Path
+) -> None:
+    # given the printer-events listener, and a worker whose beat never polls printers in this test: every
+    # restart and completion is heard from the listener alone
+    lab.worker.stop()
+    worker = CeleryWorker(
+        work_dir=tmp_path / "worker",
+        project_dir=PROJECT_DIR,
+        env={**lab.worker.env, "PRODUCTION_POLL_SECONDS": "3600"},
+    )
+    listener = PrinterEventsListener(
+        work_dir=tmp_path / "listener", env=lab.worker.env, project_dir=PROJECT_DIR
+    )
+    try:
+        worker.start(purge=True)  # not the poll rounds the module's beat left queued
+        listener.start().wait_watching(lab.cups.server)
+        orders = [lab.place_order(LINES) for _ in range(2)]
+        for order in orders:
+            lab.pay(order)
+
+        # when cupsd restarts while it sends one of our jobs to a device
+        (interrupted,) = wait_until(
+            lambda: lab.processing_at_cups()[:1],
+            timeout=60,
+            interval=0.05,
+            what=lambda: f"a job processing at CUPS; jobs {lab.jobs()}\n{listener.log_tail()}",
+        )
+        lab.cups.restart_cupsd()
+        lab.wait_settled()
+    finally:
+        listener.stop()
+        worker.stop()
+
+    # then that job is shown to a person as "may have printed twice", never silently printed; every other
+    # copy was printed once; and no poll or reconcile round ran
+    ((job_id, status),) = lab.sql(
+        "SELECT j.id, j.status FROM production_printjob j JOIN orders_order o ON o.id = j.order_id "
+        "WHERE o.ref = ANY(%s) AND j.backend_job_id = %s",
+        lab.orders,
+        str(interrupted),
+    )
+    events = lab.sql("SELECT kind, note FROM production_jobevent WHERE job_id = %s ORDER BY id", job_id)
+    assert status == "suspect", events
+    lab.assert_each_copy_once_or_shown()
+    assert re.findall(r"Task production\.(printer_poll|reconcile)\[", worker.log_text()) == []

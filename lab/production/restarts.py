@@ -1,0 +1,127 @@
+"""Hearing of print-server restarts: a cupsd that restarts sends the job it was sending again from the start,
+so that job is marked before anyone reads it, and ends `suspect`, never silently `printed`.
+
+The poll (beat) and the printer-events listener both check a printer's restarts before reading its jobs, at
+any moment, in any number of processes. The printer row's cursor (`server_watch_id`,
+`server_event_sequence`) is the record of which restarts were heard: the restarts since it are handled and
+the cursor moved in one transaction under the printer's row lock, only by the process that still sees the
+cursor it started from. So each restart marks one job once, and whoever reads a job after the cursor moved
+sees that mark. The printer's server is asked (slow I/O) before the transaction, never inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from lab.production.backends import backend_for
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.states import JobStatus
+from printers.base import JobInfo, PrinterBackend
+from printers.errors import PrinterError
+
+logger = logging.getLogger(__name__)
+J = JobStatus
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """The printer's jobs as its server showed them just after the restarts were read."""
+
+    unfinished: dict[int, JobInfo]  # submitted job pk -> its backend job, not yet marked restarted
+    printed: list[PrintJob]  # printed within the hour: CUPS may have put one back in its queue
+
+
+def server_restarts_check(printer: Printer) -> bool:
+    """Hear of restarts of the printer's server since the printer's cursor; False when that cannot be done now
+    (the server does not answer, or another process is handling the same restarts: ask again).
+
+    At a cupsd restart the job it was sending to this printer is sent again from the start (see
+    printers/cups_backend.py). CUPS prints one job at a time per queue, oldest first, so that job is our
+    oldest one that was unfinished when cupsd started again: it is marked, and ends `suspect`, not `printed`.
+    """
+    current = Printer.objects.filter(pk=printer.pk).values_list("server_watch_id", "server_event_sequence")
+    watch, after = current.get()
+    backend = backend_for(printer)
+    try:
+        events = backend.server_events(watch=watch, after=after)
+    except PrinterError:
+        return False
+    starts = list(events.started_at)
+    if events.watch_lost:
+        starts.append(int(timezone.now().timestamp()))  # restarted at an unknown time: assume just now
+    moved = (events.watch, events.last_sequence) != (watch, after)
+    if not starts:
+        if moved:  # a new watch, or events that are not restarts: move the cursor unless someone else did
+            Printer.objects.filter(pk=printer.pk, server_watch_id=watch, server_event_sequence=after).update(
+                server_watch_id=events.watch, server_event_sequence=events.last_sequence
+            )
+        return True
+    seen = _jobs_seen(printer=printer, backend=backend)
+    with transaction.atomic():
+        # FOR NO KEY UPDATE: rows that only reference the printer (jobs, events) are not held up by it.
+        locked = Printer.objects.select_for_update(no_key=True).filter(pk=printer.pk)
+        if locked.values_list("server_watch_id", "server_event_sequence").get() != (watch, after):
+            return False  # another process heard these restarts first; its marks are committed now
+        for started_at in starts:
+            _job_interrupted_by_restart(printer=printer, started_at=started_at, seen=seen)
+        if moved:
+            locked.update(server_watch_id=events.watch, server_event_sequence=events.last_sequence)
+    _printed_jobs_taken_back(backend=backend, printed=seen.printed)
+    return True
+
+
+def _jobs_seen(*, printer: Printer, backend: PrinterBackend) -> _Seen:
+    unfinished: dict[int, JobInfo] = {}
+    for job in PrintJob.objects.filter(printer=printer, status=J.SUBMITTED, backend_restarted=False):
+        try:
+            unfinished[job.pk] = backend.job_info(job.backend_job_id)
+        except PrinterError:
+            continue
+    printed = list(
+        PrintJob.objects.filter(
+            printer=printer, status=J.PRINTED, printed_at__gte=timezone.now() - timedelta(hours=1)
+        ).exclude(backend_job_id="")
+    )
+    return _Seen(unfinished=unfinished, printed=printed)
+
+
+def _job_interrupted_by_restart(*, printer: Printer, started_at: int, seen: _Seen) -> None:
+    """Mark the printer's oldest job that was unfinished when its server started at `started_at`."""
+    unfinished: list[tuple[int, PrintJob]] = []
+    for job in PrintJob.objects.filter(
+        printer=printer, status=J.SUBMITTED, backend_restarted=False, pk__in=list(seen.unfinished)
+    ):
+        info = seen.unfinished[job.pk]
+        created_before = info.created_at is None or info.created_at <= started_at
+        finished_before = info.completed_at is not None and info.completed_at < started_at
+        if created_before and not finished_before and job.backend_job_id.isdigit():
+            unfinished.append((int(job.backend_job_id), job))
+    if not unfinished:
+        return
+    _, job = min(unfinished, key=lambda pair: pair[0])
+    PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
+    JobEvent.objects.create(
+        job_id=job.pk,
+        kind="printer_restarted_job",
+        note=f"the print server restarted at {started_at} while this job was its oldest unfinished one",
+    )
+    logger.warning("print server restart may re-send job=%s printer=%s", job.pk, printer.name)
+
+
+def _printed_jobs_taken_back(*, backend: PrinterBackend, printed: list[PrintJob]) -> None:
+    """A job cupsd had finished just before it stopped can come back `pending` (its control file still said
+    processing) and be sent again at a later restart: take such a printed job back at the printer."""
+    for job in printed:
+        try:
+            if backend.job_info(job.backend_job_id).was_requeued:
+                backend.cancel(job.backend_job_id)
+                JobEvent.objects.create(
+                    job_id=job.pk, kind="printer_requeued_printed_job", note="cancelled before a second print"
+                )
+        except PrinterError:
+            continue

@@ -1,0 +1,106 @@
+"""CUPS job completion as an event: the printer-events listener (`manage.py printer_events`) against the
+session's private cupsd, with a worker whose beat polls printers only once an hour, so a job that reaches
+`printed` was read because cupsd said it changed, not by a poll round."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab.orders.models import Order
+from lab.production.models import JobEvent, PrintJob
+from printers.cups_backend import connect
+from printers.cups_events import JOB_EVENTS
+from tests.builders import PHOTO_300_DPI, paid_order
+from tests.e2e.conftest import LARGE_QUEUE, PHOTO_QUEUE, LabPrinters
+from tests.support.celery_worker import CeleryWorker, wait_until
+from tests.support.printer_events import PrinterEventsListener
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+ORDER_DONE_SECONDS = 60.0
+# Longer than any test: beat's first printer poll (and reconcile) would come after an hour.
+POLL_NEVER_SECONDS = "3600"
+POLL_ROUND = re.compile(r"Task production\.(printer_poll|reconcile)\[")
+
+
+def start_without_poll(worker: CeleryWorker) -> CeleryWorker:
+    worker.env["PRODUCTION_POLL_SECONDS"] = POLL_NEVER_SECONDS
+    return worker.start(purge=True)
+
+
+def wait_ready_to_pack(order: Order, worker: CeleryWorker, listener: PrinterEventsListener) -> None:
+    def status() -> str:
+        order.refresh_from_db()
+        return order.status
+
+    wait_until(
+        lambda: status() == "ready_to_pack",
+        timeout=ORDER_DONE_SECONDS,
+        interval=0.1,
+        what=lambda: (
+            f"order ready_to_pack; jobs {list(PrintJob.objects.filter(order=order).values_list('status'))};"
+            f"\nlistener log:\n{listener.log_tail()}\nworker log:\n{worker.log_tail()}"
+        ),
+    )
+
+
+def test_a_job_cups_completed_is_printed_by_the_listener_with_no_poll_round(
+    lab_printers: LabPrinters, worker_unstarted: CeleryWorker, printer_events: PrinterEventsListener
+) -> None:
+    # given the listener on the private cupsd and a worker whose beat never polls printers in this test
+    worker = start_without_poll(worker_unstarted)
+    printer_events.start().wait_watching(lab_printers.cups.server)
+
+    # when an order for both printers is paid
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-8X10-MATTE", 1)], photo=PHOTO_300_DPI)
+
+    # then each job is printed once and the order is ready to pack
+    wait_ready_to_pack(order, worker, printer_events)
+    jobs = list(PrintJob.objects.filter(order=order).order_by("pk").select_related("printer"))
+    assert [(job.status, job.printer and job.printer.name, job.backend_state) for job in jobs] == [
+        ("printed", PHOTO_QUEUE, "completed"),
+        ("printed", LARGE_QUEUE, "completed"),
+    ]
+    assert [JobEvent.objects.filter(job=job, kind="printed").count() for job in jobs] == [1, 1]
+    assert lab_printers.received_titles(PHOTO_QUEUE) == [f"{jobs[0].title}.jpg"]
+    assert lab_printers.received_titles(LARGE_QUEUE) == [f"{jobs[1].title}.jpg"]
+    # and no poll or reconcile round ran: the listener read the jobs when cupsd said they completed
+    assert POLL_ROUND.findall(worker.log_text()) == []
+
+
+def test_the_listener_subscribes_again_when_its_subscription_is_lost(
+    lab_printers: LabPrinters, worker_unstarted: CeleryWorker, printer_events: PrinterEventsListener
+) -> None:
+    # given the listener watching, with no poll, and one order printed through it
+    worker = start_without_poll(worker_unstarted)
+    printer_events.start().wait_watching(lab_printers.cups.server)
+    first = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)], photo=PHOTO_300_DPI)
+    wait_ready_to_pack(first, worker, printer_events)
+
+    # when its job-event subscription disappears from cupsd (cancelled, or cupsd's state was reset)
+    connection = connect(server=lab_printers.cups.server)
+    (lost,) = [
+        int(subscription["notify-subscription-id"])
+        for subscription in connection.getSubscriptions("ipp://localhost/")
+        if subscription.get("notify-events") == list(JOB_EVENTS)
+    ]
+    connection.cancelSubscription(lost)
+    wait_until(
+        lambda: "watch lost" in printer_events.log_text(),
+        timeout=30,
+        what=lambda: f"the listener to notice; log:\n{printer_events.log_tail()}",
+    )
+
+    # then it subscribes again and the next order is printed through its events too
+    second = paid_order(lines=[("PRINT-5X7-GLOSSY", 1)], photo=PHOTO_300_DPI)
+    wait_ready_to_pack(second, worker, printer_events)
+    renewed = [
+        int(subscription["notify-subscription-id"])
+        for subscription in connection.getSubscriptions("ipp://localhost/")
+        if subscription.get("notify-events") == list(JOB_EVENTS)
+    ]
+    assert len(renewed) == 1 and renewed != [lost]
+    assert list(PrintJob.objects.filter(order=second).values_list("status", flat=True)) == ["printed"]
+    assert POLL_ROUND.findall(worker.log_text()) == []

@@ -1,0 +1,115 @@
+"""The printer-events listener's steps in-process, on real hot-folder printers: a job the minilab finished is
+printed at the next pull without a poll, only the jobs an event names are read, and a job finished before its
+submit saved the handle is read once it has (the CUPS side runs end to end in tests/e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.orders.models import Order
+from lab.production import jobs, rasterizing, routing, submission
+from lab.production.listener import EventSource, SourceListener, event_sources
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.states import JobStatus
+from printers.hotfolder import DONE_DIR, HotFolderBackend, move_ticket
+from printers.hotfolder_device import process_pending
+from printers.registry import KIND_CUPS, KIND_HOTFOLDER
+from tests.builders import WORKER, hotfolder_printer, job_walk, paid_order, printer_folder
+from tests.support.images import jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+J = JobStatus
+
+
+def submitted_order(sku: str = "PRINT-4X6-LUSTRE") -> Order:
+    order = paid_order(lines=[(sku, 1)])
+    routing.order_release(order_id=order.pk)
+    for job in PrintJob.objects.filter(order=order):
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    return order
+
+
+def hot_folder_listener() -> SourceListener:
+    return SourceListener(source=EventSource(kind=KIND_HOTFOLDER))
+
+
+def test_a_job_the_minilab_finished_is_printed_at_the_next_pull_and_its_order_moves_to_packing():
+    # given a submitted job on a hot-folder minilab and a listener that has swept once
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = submitted_order()
+    listener = hot_folder_listener()
+    assert listener.step() == {"sweep": 1, "waiting": 1}
+
+    # when the minilab prints it
+    process_pending(folder=printer_folder(printer), delay_seconds=0)
+
+    # then the next pull reads that job and moves it and its order on; nothing is read again after
+    assert listener.step() == {"printed": 1}
+    job = PrintJob.objects.get(order=order)
+    order.refresh_from_db()
+    assert (job.status, order.status) == (J.PRINTED, "ready_to_pack")
+    assert JobEvent.objects.filter(job=job, kind="printed").count() == 1
+    assert listener.step() == {}
+
+
+def test_only_the_jobs_an_event_names_are_read():
+    # given two minilabs with a submitted job each, heard once
+    four_by_six = hotfolder_printer("four", sizes=["4x6"])
+    hotfolder_printer("eight", sizes=["8x10"])
+    first, second = submitted_order("PRINT-4X6-LUSTRE"), submitted_order("PRINT-8X10-LUSTRE")
+    listener = hot_folder_listener()
+    listener.step()
+
+    # when only one minilab prints its job
+    process_pending(folder=printer_folder(four_by_six), delay_seconds=0)
+
+    # then only that job was read (the other is not even asked for: no "waiting")
+    assert listener.step() == {"printed": 1}
+    statuses = dict(PrintJob.objects.values_list("order_id", "status"))
+    assert statuses == {first.pk: J.PRINTED, second.pk: J.SUBMITTED}
+
+
+def test_a_job_finished_before_its_submit_saved_the_handle_is_read_once_it_has(tmp_path: Path):
+    # given a job still `submitting` whose ticket the minilab already printed (the handle is not saved yet)
+    printer = hotfolder_printer("quick", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = job_walk(PrintJob.objects.get(order=order), J.SUBMITTING)
+    listener = hot_folder_listener()
+    listener.step()
+    source = tmp_path / "raster.jpg"
+    source.write_bytes(jpeg_bytes(60, 40))
+    folder = printer_folder(printer)
+    handle = HotFolderBackend(folder=folder).submit(path=source, title=job.title)
+    move_ticket(folder=folder, ticket_path=folder / f"{handle}.json", directory=DONE_DIR)
+
+    # when the listener hears the ticket before the submit saved the handle, and again after
+    before = listener.step()
+    assert jobs.job_move(
+        job_id=job.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=handle
+    )
+    after = listener.step()
+
+    # then the job waited for its handle, and was read (printed) at the pull after it was saved
+    assert (before, after) == ({}, {"printed": 1})
+    job.refresh_from_db()
+    assert job.status == J.PRINTED
+
+
+def test_every_cups_server_and_the_hot_folders_are_one_source_each(settings):
+    # given printers on two CUPS servers (one of them the default server), and two hot folders
+    settings.CUPS_SERVER = "cups-a:631"
+    hotfolder_printer("left", sizes=["4x6"])
+    hotfolder_printer("right", sizes=["4x6"])
+    for name, server in (("a1", ""), ("a2", "cups-a:631"), ("b1", "cups-b:631")):
+        Printer.objects.create(name=name, backend=KIND_CUPS, target=name, cups_server=server)
+
+    # then the listener runs one thread per cupsd (as the printers reach it) and one for all hot folders
+    assert event_sources() == {
+        EventSource(kind=KIND_CUPS, server="cups-a:631"),
+        EventSource(kind=KIND_CUPS, server="cups-b:631"),
+        EventSource(kind=KIND_HOTFOLDER),
+    }
