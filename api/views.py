@@ -328,5 +328,5 @@ class OrderCancelView(APIView):
         order = cancellation.order_cancel(
             order=order, actor=customer, actor_kind="customer" if customer else "guest"
         )
-        order = Order.objects.prefetch_related("items__product", "events").get(pk=order.pk)
+        order = order_selectors.order_with_lines(order=Order.objects.get(pk=order.pk))
         return Response(s.OrderOutput(order).data)

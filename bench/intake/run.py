@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PHOTO_SIZE = (4000, 3000)  # 12 MP, a phone camera's 4:3 frame
 JPEG_QUALITY = 90
+# scripts/run's default (WEB_WORKERS); on 2 cores, 3 or 5 workers served quotes and orders no faster
+# (they are CPU-bound here) and cost each /healthz more CPU (bench/intake/README.md). --workers to compare.
 WEB_WORKERS = 2
 STRIPE_KEY = "sk_test_bench"
 PASSWORD = "bench-intake-Passw0rd-2025"
@@ -184,6 +186,13 @@ class Phase:
     concurrency: int
     latencies_ms: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0  # gunicorn's and localstripe's processes, while this line ran
+
+    @property
+    def server_cpu_ms(self) -> float:
+        """CPU per request in the servers we started (not PostgreSQL, shared with the machine): unlike
+        latency, it barely moves when other work on the machine makes requests wait for a core."""
+        return self.server_cpu_seconds * 1000 / self.count
 
     @property
     def requests_per_second(self) -> float:
@@ -283,6 +292,25 @@ def pillow_decode(data: bytes) -> None:
 # --- The run -------------------------------------------------------------------------------------
 
 
+def process_tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their live children (gunicorn's workers), read from
+    /proc (Linux; 0 elsewhere). A worker that exits takes its seconds with it; ours live for the whole run."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    pending = list(pids)
+    while pending:
+        pid = pending.pop()
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        pending.extend(int(child) for child in children)
+    return total / ticks
+
+
 @dataclass
 class Lab:
     web_port: int
@@ -290,6 +318,7 @@ class Lab:
     token: str
     photo: bytes
     asset_ids: list[str]
+    server_pids: list[int]
 
 
 @contextmanager
@@ -338,7 +367,7 @@ def lab_running(arguments: argparse.Namespace, *, photo: bytes) -> Iterator[Lab]
                         str(VENV_BIN / "gunicorn"),
                         "lab.wsgi",
                         "--workers",
-                        str(WEB_WORKERS),
+                        str(arguments.workers),
                         "--bind",
                         f"127.0.0.1:{web_port}",
                         # The default control socket is one fixed path under $HOME, shared with any other
@@ -354,7 +383,12 @@ def lab_running(arguments: argparse.Namespace, *, photo: bytes) -> Iterator[Lab]
             token = _register(port=web_port)
             asset_ids = [_upload(port=web_port, token=token, photo=photo) for _ in range(3)]
             yield Lab(
-                web_port=web_port, stripe_port=stripe_port, token=token, photo=photo, asset_ids=asset_ids
+                web_port=web_port,
+                stripe_port=stripe_port,
+                token=token,
+                photo=photo,
+                asset_ids=asset_ids,
+                server_pids=[child.process.pid for child in children],
             )
         except Exception:
             for child in children:
@@ -498,8 +532,11 @@ def run_phases(lab: Lab, *, count: int, concurrency: int, rounds: int) -> list[P
     for round_number in range(rounds):
         share = count // rounds + (1 if round_number < count % rounds else 0)
         for label, call in plan:
-            warmup = concurrency if round_number == 0 else 0
-            measured = drive(label=label, count=share, concurrency=concurrency, warmup=warmup, call=call)
+            for _ in range(concurrency if round_number == 0 else 0):
+                call()  # warm-up, outside the clocks
+            cpu_before = process_tree_cpu_seconds(lab.server_pids)
+            measured = drive(label=label, count=share, concurrency=concurrency, warmup=0, call=call)
+            phases[label].server_cpu_seconds += process_tree_cpu_seconds(lab.server_pids) - cpu_before
             phases[label].count += measured.count
             phases[label].wall_seconds += measured.wall_seconds
             phases[label].latencies_ms.extend(measured.latencies_ms)
@@ -510,23 +547,28 @@ def run_phases(lab: Lab, *, count: int, concurrency: int, rounds: int) -> list[P
 def report(phases: list[Phase], *, photo: bytes, arguments: argparse.Namespace) -> None:
     by_label = {phase.label: phase for phase in phases}
     print(
-        f"intake API on gunicorn ({WEB_WORKERS} sync workers) + PostgreSQL + localstripe, loopback, "
+        f"intake API on gunicorn ({arguments.workers} sync workers) + PostgreSQL + localstripe, loopback, "
         f"{os.cpu_count()} cores; {arguments.requests} requests per line in {arguments.rounds} interleaved "
         f"rounds after {arguments.concurrency} warm-up, concurrency {arguments.concurrency}, "
         f"DATABASE_CONN_MAX_AGE={arguments.conn_max_age}"
     )
     print(f"photo: {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG q{JPEG_QUALITY}, {len(photo) / 1e6:.2f} MB")
-    print(f"{'':34s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s}")
+    print(f"{'':34s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'CPU ms':>8s}")
     notes = {
         "GET /healthz": "(baseline for quotes, orders)",
         "localstripe PaymentIntent": "(reference: Stripe call alone)",
         "Pillow decode in-process": "(baseline for assets)",
     }
     for phase in phases:
+        cpu = "-" if phase.label in IN_PROCESS_LINES else f"{phase.server_cpu_ms:.1f}"
         print(
-            f"{phase.label:34s} {phase.requests_per_second:8.1f} {phase.p50:8.1f} {phase.p95:8.1f}  "
-            f"{notes.get(phase.label, '')}".rstrip()
+            f"{phase.label:34s} {phase.requests_per_second:8.1f} {phase.p50:8.1f} {phase.p95:8.1f} "
+            f"{cpu:>8s}  {notes.get(phase.label, '')}".rstrip()
         )
+    print(
+        "CPU ms: per request, in gunicorn's and localstripe's processes while the line ran (PostgreSQL's "
+        "share not included)"
+    )
     print("ratios (ours / baseline; req/s below 1 = slower, latency above 1 = slower):")
     for ours, baseline in (
         ("POST /api/v1/quotes", "GET /healthz"),
@@ -534,12 +576,16 @@ def report(phases: list[Phase], *, photo: bytes, arguments: argparse.Namespace) 
         ("POST /api/v1/assets", "Pillow decode in-process"),
     ):
         mine, base = by_label[ours], by_label[baseline]
+        cpu = ""
+        if baseline not in IN_PROCESS_LINES and base.server_cpu_seconds > 0:
+            cpu = f"   CPU {mine.server_cpu_ms / base.server_cpu_ms:6.2f}x"
         print(
             f"  {ours:20s} / {baseline:25s} req/s {mine.requests_per_second / base.requests_per_second:6.3f}"
-            f"   p50 {mine.p50 / base.p50:6.2f}x   p95 {mine.p95 / base.p95:6.2f}x"
+            f"   p50 {mine.p50 / base.p50:6.2f}x   p95 {mine.p95 / base.p95:6.2f}x{cpu}"
         )
 
 
+IN_PROCESS_LINES = {"Pillow decode in-process"}  # run in this process: no server CPU to show
 JSON_NAMES = {
     "GET /healthz": "healthz",
     "POST /api/v1/quotes": "quote",
@@ -559,6 +605,7 @@ def figures_json(phases: list[Phase]) -> dict[str, object]:
                 "requests_per_s": phase.requests_per_second,
                 "p50_ms": phase.p50,
                 "p95_ms": phase.p95,
+                "server_cpu_ms": phase.server_cpu_ms,
             }
             for phase in phases
         },
@@ -579,7 +626,13 @@ def main() -> None:
         "--database", default="printlab_bench", help="database to create; dropped before and after"
     )
     parser.add_argument(
-        "--conn-max-age", type=int, default=0, help="DATABASE_CONN_MAX_AGE for gunicorn (default 0)"
+        "--conn-max-age",
+        type=int,
+        default=60,
+        help="DATABASE_CONN_MAX_AGE for gunicorn (default 60, as shipped; 0 = a connection per request)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=WEB_WORKERS, help=f"gunicorn sync workers (default {WEB_WORKERS})"
     )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     arguments = parser.parse_args()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import TextChoices
 
 
@@ -40,6 +42,11 @@ def user_roles(user: object) -> set[str]:
         cached = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
         user._lab_roles = cached  # type: ignore[attr-defined]
     return cached
+
+
+def roles_known(user: object, roles: Iterable[str]) -> None:
+    """Remember roles read with the user (one query for both), so `user_roles` does not ask again."""
+    user._lab_roles = set(roles)  # type: ignore[attr-defined]
 
 
 def has_role(user: object, *roles: str) -> bool:

@@ -200,8 +200,10 @@ def _is_inside_unit_square(crop: CropRect) -> bool:
     values = (crop.x, crop.y, crop.width, crop.height)
     return (
         all(math.isfinite(value) for value in values)
-        and crop.x >= 0
-        and crop.y >= 0
+        # Within float rounding of the edges on both sides (a client's `1 - height` can be -1e-16): the pixel
+        # box is clamped inside the photo in _crop_box.
+        and crop.x >= -_EPSILON
+        and crop.y >= -_EPSILON
         and crop.width > 0
         and crop.height > 0
         and crop.x + crop.width <= 1 + _EPSILON

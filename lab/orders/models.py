@@ -127,6 +127,11 @@ class Order(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
 
+    # Not columns: the items (each with its product) and events an answer shows, set by
+    # lab.orders.selectors.order_with_lines, or by the intake from the rows it has just written.
+    loaded_items: list[OrderItem]
+    loaded_events: list[OrderEvent]
+
     class Meta:
         ordering: ClassVar[list[str]] = ["-created_at"]
         indexes: ClassVar[list[models.Index]] = [

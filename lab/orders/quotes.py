@@ -58,16 +58,20 @@ class Quote:
     currency: str
 
 
-def _assets_by_id(asset_ids: list[str]) -> dict[str, Asset]:
+def _assets_by_id(asset_ids: list[str], *, lock: bool) -> dict[str, Asset]:
     """The basket's photos in one query, keyed by the id as sent; ids that are not UUIDs are left out (and
-    answer asset_not_found where the item is checked), so junk never reaches the database."""
+    answer asset_not_found where the item is checked), so junk never reaches the database. With `lock`,
+    the rows are locked (in primary-key order, so two orders of the same photos cannot deadlock)."""
     parsed: dict[str, Any] = {}
     for asset_id in asset_ids:
         try:
             parsed[asset_id] = Asset._meta.pk.to_python(asset_id)
         except (ValidationError, ValueError):
             continue
-    found = {asset.pk: asset for asset in Asset.objects.filter(pk__in=set(parsed.values()))}
+    rows = Asset.objects.filter(pk__in=set(parsed.values()))
+    if lock:
+        rows = rows.select_for_update().order_by("pk")
+    found = {asset.pk: asset for asset in rows}
     return {asset_id: found[pk] for asset_id, pk in parsed.items() if pk in found}
 
 
@@ -85,12 +89,21 @@ def _usable_asset(*, asset_id: str, customer: User | None, assets: dict[str, Ass
     return asset
 
 
-def quote_compute(*, customer: User | None, items: list[ItemRequest], shipping_method: str) -> Quote:
+def quote_compute(
+    *, customer: User | None, items: list[ItemRequest], shipping_method: str, lock_photos: bool = False
+) -> Quote:
+    """Price and preflight the basket. An order quotes with `lock_photos` in its transaction: the photos
+    are read locked, so the retention sweep (which locks a photo before purging it) cannot purge one between
+    this check that it is ready and the order's commit; it waits, then finds the order that holds it."""
     if not items:
         raise DomainError(OrderError.EMPTY_ORDER, "An order needs at least one item.")
-    products = {p.sku: p for p in Product.objects.filter(sku__in={i.sku for i in items}, is_active=True)}
+    # Keyed by SKU: the catalog's default ordering would only add an ORDER BY to build and run.
+    products = {
+        product.sku: product
+        for product in Product.objects.filter(sku__in={i.sku for i in items}, is_active=True).order_by()
+    }
     # One query for every photo of the basket, then the same checks item by item, in the basket's order.
-    assets = _assets_by_id([item.asset_id for item in items])
+    assets = _assets_by_id([item.asset_id for item in items], lock=lock_photos)
     lines: list[QuoteLine] = []
     for position, item in enumerate(items, start=1):
         product = products.get(item.sku)

@@ -9,6 +9,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, SecurityEvent
+from lab.accounts.roles import user_roles
+from lab.accounts.tokens import api_token_authenticate, api_token_issue
 from tests.builders import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -146,3 +148,37 @@ def test_issuing_beyond_the_cap_revokes_the_least_recently_used_token(settings):
     assert sorted(ApiToken.objects.values_list("name", flat=True)) == ["first", "third"]
     assert [client_with(t).get("/api/v1/me").status_code for t in (first, second, third)] == [200, 401, 200]
     assert SecurityEvent.objects.get(kind="token_revoked").detail["reason"] == "token_limit"
+
+
+def test_a_token_brings_its_owners_roles_in_the_same_query(django_assert_num_queries):
+    # given a customer in two roles, with a token just used (so its last-used stamp is not written again)
+    customer = UserFactory.create(roles=["customer", "beta-tester"])
+    key = api_token_issue(user=customer, name="phone").key
+    api_token_authenticate(key=key)
+
+    # when the token is checked and the roles of its owner are asked for
+    with django_assert_num_queries(1):
+        found = api_token_authenticate(key=key)
+        assert found is not None
+        roles = user_roles(found[0])
+
+    # then one query answered both
+    assert (found[0].pk, roles) == (customer.pk, {"customer", "beta-tester"})
+
+
+def test_a_token_of_a_customer_who_also_holds_a_staff_role_is_refused():
+    # given a token made before its owner also became a packer (staff are issued none)
+    packer = UserFactory.create(roles=["customer", "packer"])
+    old_key = "89abcdef0123456789abcdef0123456789abcdef"
+    ApiToken.objects.create(
+        user=packer,
+        name="old",
+        key_sha256=hashlib.sha256(old_key.encode()).hexdigest(),
+        key_prefix="89abcdef",
+    )
+
+    refused = client_with(old_key).get("/api/v1/me")
+
+    assert api_token_authenticate(key=old_key) is None
+    assert (refused.status_code, refused.json()["code"]) == (401, "authentication_failed")
+    assert ApiToken.objects.get().last_used_at is None

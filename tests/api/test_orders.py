@@ -105,6 +105,42 @@ def test_order_creates_payment_intent_and_replays_by_idempotency_key(api):
     assert Order.objects.count() == 1
 
 
+def test_the_answer_to_an_order_is_the_order_as_read_back(api):
+    # given a customer and a basket that uses every placement option
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    photo = asset_for(user)  # 1800 x 1200
+    items = [
+        {
+            "sku": "PRINT-4X6-LUSTRE",
+            "asset": str(photo.pk),
+            "copies": 2,
+            "crop": {"x": 0.1, "y": 0.2, "width": 0.5, "height": 0.5},
+        },
+        {
+            "sku": "PRINT-8X10-MATTE",
+            "asset": str(photo.pk),
+            "copies": 1,
+            "sizing": "fit",
+            "border_mm": 5,
+            "orientation": "portrait",
+        },
+        {"sku": "PRINT-5X7-LUSTRE", "asset": str(photo.pk), "copies": 3, "focal_point": {"x": 0.2, "y": 0.7}},
+    ]
+
+    # when they order it, then read the order
+    created = api.post(
+        "/api/v1/orders", order_body(photo, items=items), format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    read = api.get(f"/api/v1/orders/{created.json()['ref']}")
+
+    # then the answer to the order (built from the rows as written) is what reading it back shows
+    assert created.status_code == 201, created.json()
+    assert read.status_code == 200
+    assert {name: value for name, value in created.json().items() if name != "guest_token"} == read.json()
+    assert [item["position"] for item in read.json()["items"]] == [1, 2, 3]
+
+
 def test_order_requires_idempotency_key(api):
     user = UserFactory.create()
     api.force_authenticate(user)
