@@ -264,6 +264,7 @@ class Line:
     latencies_ms: list[float] = field(default_factory=list)
     queries: float = 0.0  # statements per call
     sql_ms: float = 0.0  # time per call inside cursor.execute: driver + round trip + server
+    round_trips: float = 0.0  # messages per call that wait for the server's answer, COMMIT included
 
     def percentile(self, cut: int) -> float:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[cut - 1]
@@ -397,6 +398,29 @@ def raw_insert(*, table: str, first: int = 1) -> Callable[[], None]:
     return insert
 
 
+@contextmanager
+def round_trips_counted() -> Iterator[Callable[[], int]]:
+    """Round trips on Django's connection meanwhile, from libpq's own trace of the messages it sends: each
+    simple-protocol Query, and each Sync that ends an extended-protocol statement, waits for the server's
+    answer (BEGIN and COMMIT are Queries). The count is there once the block has ended."""
+    from django.db import connection
+    from psycopg import pq
+
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    count = 0
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield lambda: count
+        finally:
+            pgconn.untrace()
+            trace.seek(0)
+            sent = [line.split("\t") for line in trace.read().decode(errors="replace").splitlines()]
+            count = sum(1 for parts in sent if parts[0] == "F" and parts[2:3] in (["Query"], ["Sync"]))
+
+
 def run_phase_one(lines: list[Line], *, technician_id: int, calls: int, rounds: int) -> None:
     """Every line calls/rounds times per round, rounds interleaved, so a drift in background load hits all
     lines alike. The gate's caller is fetched fresh (outside the timing) before each call, like a request."""
@@ -422,11 +446,14 @@ def run_phase_one(lines: list[Line], *, technician_id: int, calls: int, rounds: 
         for _ in range(WARMUP_CALLS):
             line.call(caller(line))
         statements.clear()
+        trips = 0
         for _ in range(PROBE_CALLS):
             user = caller(line)
-            with connection.execute_wrapper(timed):
+            with connection.execute_wrapper(timed), round_trips_counted() as counted:
                 line.call(user)
+            trips += counted()
         line.queries, line.sql_ms = len(statements) / PROBE_CALLS, sum(statements) / PROBE_CALLS
+        line.round_trips = trips / PROBE_CALLS
     for round_number in range(rounds):
         share = calls // rounds + (1 if round_number < calls % rounds else 0)
         for line in lines:
@@ -448,16 +475,18 @@ def report_phase_one(
     )
     print(
         f"{'':38s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s} {'stmts':>6s} {'in SQL':>7s}"
+        f" {'trips':>6s}"
     )
     for line in lines:
         p50, p95, p99 = (line.percentile(cut) for cut in PERCENTILES)
         print(
             f"{line.label:38s} {p50:8.3f} {p95:8.3f} {p99:8.3f} {statistics.fmean(line.latencies_ms):8.3f} "
-            f"{line.queries:6.1f} {line.sql_ms:7.3f}  {line.note}"
+            f"{line.queries:6.1f} {line.sql_ms:7.3f} {line.round_trips:6.1f}  {line.note}"
         )
     print(
         f"  stmts / in SQL: statements per call and ms per call inside cursor.execute ({PROBE_CALLS} untimed "
-        "calls); COMMIT is not a statement there, except in (c), whose autocommit INSERT commits inside it"
+        "calls); COMMIT is not a statement there, except in (c), whose autocommit INSERT commits inside it."
+        " trips: round trips per call (libpq's trace), BEGIN and COMMIT included"
     )
     print("ratios (p50 / p50, p95 / p95):")
     for ours, base in (
@@ -712,6 +741,7 @@ def figures_json(
                 "p50_ms": line.percentile(50),
                 "p95_ms": line.percentile(95),
                 "statements": line.queries,
+                "round_trips": line.round_trips,
             }
             for line in lines
         },

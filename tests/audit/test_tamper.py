@@ -623,3 +623,56 @@ def test_the_app_s_role_can_still_append(app_role: str) -> None:
     # then the chain (lane 1, the only one a single writer uses) moved on by one and verifies
     assert AuditHead.objects.get(pk=1).seq == 3
     assert audit_verify_database().problem is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_app_s_role_can_open_a_transaction_with_an_append(app_role: str) -> None:
+    # given the app's role for the whole session, so that an append opens its own transaction (BEGIN goes in
+    # one message with the lane lock, an SQL-level prepared statement the role prepares itself)
+    audit_write(2)
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {app_role}")
+    try:
+        # when it appends the way the app does, in a transaction of its own
+        with transaction.atomic():
+            audit_write(1)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_user, count(*) FROM pg_prepared_statements WHERE name = 'audit_lane_lock'"
+            )
+            as_whom = cursor.fetchone()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+    # then it did so as that role, and the chain moved on by one and verifies
+    assert as_whom == (app_role, 1)
+    assert AuditHead.objects.get(pk=1).seq == 3
+    assert audit_verify_database().problem is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_app_s_role_writes_the_first_record_of_an_empty_log_without_rewinding_the_sequence(
+    app_role: str,
+) -> None:
+    # given an empty log whose sequence has moved on (seqs taken by transactions that rolled back), and the
+    # app's role as the deployment has it: USAGE on the sequence (nextval) but not UPDATE (setval)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_write(3)
+        raise RuntimeError("rolled back")
+    with connection.cursor() as cursor:
+        cursor.execute(f"REVOKE UPDATE ON SEQUENCE audit_auditrecord_seq FROM {app_role}")
+        cursor.execute(f"SET ROLE {app_role}")
+    try:
+        # when it writes the lab's first record
+        with transaction.atomic():
+            audit_write(1)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+    # then the record takes the next seq instead of rewinding the sequence to 1 (which the role may not),
+    # and the log verifies; a role that may rewind it starts again at seq 1 (tests/audit/test_lanes.py)
+    (record,) = AuditRecord.objects.all()
+    assert record.seq > 3
+    assert (record.lane, record.lane_seq) == (1, 1)
+    assert audit_verify_database().problem is None
