@@ -1,5 +1,13 @@
 """Shared fixtures: per-test settings, API clients, and localstripe, started on first use by the tests that
-ask for it (`stripe_api`) and kept for the rest of the session."""
+ask for it (`stripe_api`) and kept for the rest of the session.
+
+The test command runs the suite in two pytest-xdist workers (`-n 2 --dist loadgroup`). Every test that
+starts lab processes (Celery workers, web servers, cupsd, Chromium: the `e2e` marker) is in one group,
+`services`, which one worker runs, first and in order; the other tests go to whichever worker is free, a
+module at a time. Each worker has its own test database (pytest-django), its own Redis database as the
+broker (a task one worker's tests publish is never consumed by the other's Celery worker) and its own
+localstripe.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
@@ -18,6 +27,39 @@ from tests.support.stripe_server import LocalStripe
 pytest_plugins = ["tests.support.browser"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
+SERVICES = "services"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        _broker_of_worker(int(worker.removeprefix("gw")))
+
+
+def _broker_of_worker(index: int) -> None:
+    """xdist worker N publishes to the test command's Redis database minus 2N (the database after each is
+    the broker's cache: lab.settings), and tells the processes its tests start (they read the setting)."""
+    from lab.celery import app
+
+    parts = urlsplit(str(django_settings.CELERY_BROKER_URL))
+    if parts.scheme not in ("redis", "rediss") or index == 0:
+        return
+    database = int(parts.path.strip("/") or "0") - 2 * index
+    if database < 0:
+        raise pytest.UsageError(f"no Redis database left for xdist worker {index}: use fewer workers")
+    url = parts._replace(path=f"/{database}").geturl()
+    django_settings.CELERY_BROKER_URL = url
+    os.environ["CELERY_BROKER_URL"] = url  # Celery's broker_url prefers the environment's
+    app.conf.update(broker_url=url)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The groups the test command's xdist workers run (see the module's docstring); without xdist the
+    markers do nothing, and the order only puts the service tests first."""
+    for item in items:
+        group = SERVICES if item.get_closest_marker("e2e") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not item.get_closest_marker("e2e"))
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +106,7 @@ STRIPE_UNREACHABLE = "http://127.0.0.1:9"
 @pytest.fixture(scope="session")
 def localstripe(artifacts_dir: Path) -> Iterator[LocalStripe]:
     """The Stripe API on loopback, started by the first test that needs it (a few seconds), then shared."""
-    server = LocalStripe(log_dir=artifacts_dir).start()
+    server = LocalStripe(log_dir=artifacts_dir / os.environ.get("PYTEST_XDIST_WORKER", "")).start()
     yield server
     server.stop()
 

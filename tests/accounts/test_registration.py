@@ -66,6 +66,9 @@ def test_under_13_is_refused_and_leaves_no_personal_data_anywhere(api, caplog):
 
 
 def test_old_policy_version_is_refused(api):
+    # given the current policy (as migrations publish it: an earlier transactional test may have flushed it)
+    # and an older version
+    policy_current()
     PolicyVersion.objects.create(
         version="0.9", text="old", sha256="0" * 64, published_at=datetime(2020, 1, 1, tzinfo=UTC)
     )

@@ -11,6 +11,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -20,6 +22,7 @@ from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order, StripeEvent
 from tests.support.http import call, multipart
 from tests.support.images import jpeg_bytes
+from tests.support.stripe_server import LocalStripe
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -36,7 +39,16 @@ print(client.v1.payment_intents.confirm(sys.argv[3]).status)
 NAME, EMAIL, STREET = "Marguerite Exposure", "marguerite.e2e@example.org", "77 Darkroom Street"
 
 
-@pytest.mark.usefixtures("stripe_api")  # the live server asks localstripe for the PaymentIntent
+@pytest.fixture
+def localstripe(settings, artifacts_dir: Path) -> Iterator[LocalStripe]:
+    """A localstripe of this test's own: the webhook it registers (localstripe cannot remove one) must not
+    outlive the test and post the session's later PaymentIntents to the live server's database."""
+    server = LocalStripe(log_dir=artifacts_dir / "localstripe-webhooks").start()
+    settings.STRIPE_API_BASE = server.url  # the live server asks it for the PaymentIntent
+    yield server
+    server.stop()
+
+
 def test_register_upload_quote_order_pay_webhook_paid(live_server, localstripe, caplog):
     caplog.set_level(logging.DEBUG)
     catalog_seed_demo()
