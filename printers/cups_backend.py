@@ -551,6 +551,11 @@ def _ipp_error_parts(exc: cups.IPPError) -> tuple[int, str]:
     return status, message
 
 
+# libcups' httpStatus() text of HTTP 400, which it reports as the IPP error's message when the HTTP answer
+# itself was 400 (cupsLastErrorString); an IPP response's message is its status-message or ippErrorString().
+_HTTP_BAD_REQUEST = "Bad Request"
+
+
 def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors.PrinterError:
     text = f"CUPS {operation} failed: {message} (IPP status 0x{status:04x})"
     if status in _TRANSIENT_STATUSES:
@@ -560,6 +565,11 @@ def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors
     if 0x0500 <= status <= 0x05FF:
         # Other server errors describe the server's condition, not our request.
         return errors.TransientPrinterError(code=errors.IPP_ERROR, message=text)
+    if status == cups.IPP_STATUS_ERROR_BAD_REQUEST and message == _HTTP_BAD_REQUEST:
+        # An HTTP-level 400, not an IPP answer (which says client-error-bad-request or cupsd's own reason):
+        # cupsd answers it to a request it was still reading when it shut down (a restart mid-submit).
+        # libcups wrote the request, so it is well-formed; the same request on a running cupsd goes through.
+        return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=text)
     if status < 0x0400:
         # A failed call with a "successful" status: no IPP answer arrived at all (libcups kept the last
         # good status), e.g. cupsd stopped between Create-Job and Send-Document. Seen with pycups 2.0.4.

@@ -312,19 +312,22 @@ def test_list_queues_returns_device_uri_state_and_media(private_cups: PrivateCup
 
 
 @pytest.mark.parametrize(
-    ("status", "transient", "code"),
+    ("status", "message", "transient", "code"),
     [
-        (0x0000, True, "printer_unreachable"),  # the call failed with no IPP answer at all
-        (0x0500, True, "ipp_error"),
-        (0x0502, True, "server_busy"),
-        (0x040A, False, "document_format_not_supported"),
-        (0x0400, False, "ipp_error"),
+        (0x0000, "successful-ok", True, "printer_unreachable"),  # the call failed with no IPP answer at all
+        (0x0500, "x", True, "ipp_error"),
+        (0x0502, "x", True, "server_busy"),
+        (0x040A, "x", False, "document_format_not_supported"),
+        (0x0400, "client-error-bad-request", False, "ipp_error"),
+        (0x0400, "Missing required attributes.", False, "ipp_error"),  # cupsd's own reason
+        # HTTP 400 (libcups' text for it): cupsd shut down while reading the request
+        (0x0400, "Bad Request", True, "printer_unreachable"),
     ],
 )
-def test_ipp_statuses_are_transient_only_when_retrying_can_help(status, transient, code):
+def test_ipp_statuses_are_transient_only_when_retrying_can_help(status, message, transient, code):
     from printers.cups_backend import _translate_ipp_error
 
-    error = _translate_ipp_error(status, "x", operation="submit")
+    error = _translate_ipp_error(status, message, operation="submit")
     assert (not error.is_permanent, error.code) == (transient, code)
 
 

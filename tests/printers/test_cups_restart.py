@@ -1,6 +1,7 @@
 """What CUPS 2.4.2 does with jobs across a cupsd restart (SIGTERM, start on the same spool), pinned down
 against a private cupsd; the facts and their CUPS source functions are in printers/cups_backend.py."""
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ from printers.base import JobInfo, JobState
 from printers.cups_backend import CupsBackend, connect, list_queues
 from tests.printers.conftest import PHOTO_MEDIA
 from tests.support.cups import PrivateCups
+from tests.support.images import jpeg_bytes
+from tests.support.ipp_gate import GateMode, IppGate
 
 WAITING_FOR_DEVICE = "cups-waiting-for-job-completed"
 
@@ -219,6 +222,47 @@ def test_every_call_while_cupsd_is_stopped_is_transient_and_works_again_after_st
     restartable_cups.start_cupsd()
     assert backend.job_info(handle).title == "lab-job-s1"
     assert [job.title for job in backend.find_jobs(title_prefix="lab-job-")] == ["lab-job-s1"]
+
+
+def test_cupsd_stopped_while_a_document_is_on_its_way_is_a_transient_submit_error(
+    restartable_cups: PrivateCups, tmp_path: Path
+) -> None:
+    # given a submit held by a relay at its Send-Document: CUPS has created the job, not yet its document
+    # (a photo big enough that the document is still being written when cupsd goes)
+    restartable_cups.add_printer("midway", media=PHOTO_MEDIA)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(1800, 1200))
+    outcomes: list[BaseException | str] = []
+    for attempt in range(3):
+        gate = IppGate(upstream_port=restartable_cups.port).start()
+        try:
+            gate.arm(GateMode.HOLD_SEND_DOCUMENT)
+            backend = CupsBackend(queue="midway", server=gate.server)
+
+            def submit(title: str = f"lab-job-m{attempt}", backend: CupsBackend = backend) -> None:
+                try:
+                    outcomes.append(backend.submit(path=photo, title=title))
+                except BaseException as error:  # the test looks at whatever came out
+                    outcomes.append(error)
+
+            sender = threading.Thread(target=submit)
+            sender.start()
+            assert gate.tripped.wait(timeout=30)
+
+            # when cupsd stops (what `systemctl restart cups` does first) and the connection is dropped
+            restartable_cups.stop_cupsd()
+            gate.release()
+            sender.join(timeout=60)
+            assert not sender.is_alive()
+        finally:
+            gate.stop()
+            restartable_cups.start_cupsd()
+
+    # then every attempt failed with a transient error the service retries, never a permanent one (cupsd
+    # answers HTTP 400 to the request it was reading as it shuts down; libcups reports it as IPP 0x0400)
+    assert [
+        (type(outcome).__name__, getattr(outcome, "code", None)) for outcome in outcomes
+    ] == [("TransientPrinterError", "printer_unreachable")] * 3, outcomes
 
 
 def test_a_connection_cupsd_dropped_gives_transient_errors_never_raw_cups_errors(
