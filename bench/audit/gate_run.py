@@ -77,6 +77,8 @@ def bench_environment(*, database_url: str, var_dir: Path) -> dict[str, str]:
         # shared broker whose workers would look for these rows in another database.
         "CELERY_BROKER_URL": "filesystem://",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        # Throw-away keys generated in the temporary LAB_VAR_DIR, never the environment's real ones.
+        "LAB_DEMO_SECRETS": "true",
     }
 
 

@@ -344,6 +344,9 @@ def lab_running(arguments: argparse.Namespace, *, photo: bytes) -> Iterator[Lab]
                 # nothing consumes it, and it never reaches a broker (or a worker) the environment names.
                 "CELERY_BROKER_URL": "filesystem://",
                 "DJANGO_SETTINGS_MODULE": "lab.settings",
+                # Throw-away keys generated in the run's temporary LAB_VAR_DIR (with DEBUG off, settings
+                # refuse to start without real ones otherwise).
+                "LAB_DEMO_SECRETS": "true",
             }
             for folder in ("queue", "control"):
                 (Path(var_dir) / "broker" / folder).mkdir(parents=True)
