@@ -260,9 +260,8 @@ def test_cupsd_stopped_while_a_document_is_on_its_way_is_a_transient_submit_erro
 
     # then every attempt failed with a transient error the service retries, never a permanent one (cupsd
     # answers HTTP 400 to the request it was reading as it shuts down; libcups reports it as IPP 0x0400)
-    assert [
-        (type(outcome).__name__, getattr(outcome, "code", None)) for outcome in outcomes
-    ] == [("TransientPrinterError", "printer_unreachable")] * 3, outcomes
+    seen = [(type(outcome).__name__, getattr(outcome, "code", None)) for outcome in outcomes]
+    assert seen == [("TransientPrinterError", "printer_unreachable")] * 3, outcomes
 
 
 def test_a_connection_cupsd_dropped_gives_transient_errors_never_raw_cups_errors(
