@@ -46,6 +46,10 @@ SOURCE_REFRESH_SECONDS = 5.0
 # A job named by an event that cannot be read yet (its submit has not saved the handle, or its server's
 # restarts cannot be checked right now) is looked at again on each pull for this long, then left to the poll.
 RETRY_SECONDS = 30.0
+# After a server (re)start, its jobs are looked at again (a sweep) every AFTER_RESTART_SWEEP_EVERY seconds for
+# AFTER_RESTART_SWEEP_SECONDS: right after a start cupsd puts back, re-sends and finishes the jobs it was
+# sending while the new subscription is being made, and a change made in between is in no event.
+AFTER_RESTART_SWEEP_SECONDS, AFTER_RESTART_SWEEP_EVERY = 20.0, 1.0
 # Backoff while a server does not answer: doubling from the first to the cap.
 BACKOFF_FIRST_SECONDS, BACKOFF_CAP_SECONDS = 0.5, 5.0
 _OUR_TITLE = re.compile(r"lab-job-(\d+)")
@@ -90,6 +94,8 @@ class SourceListener:
         # Printers whose server restarts were heard since the last restart (or sweep) this listener saw.
         self._heard: set[int] = set()
         self._retry: dict[int, float] = {}  # job pk -> monotonic deadline
+        self._sweeps_until = 0.0  # monotonic: sweep again until then (after a restart)
+        self._next_sweep = 0.0
 
     def step(self) -> Counter[str]:
         # Each pull: never the printers' ICC profiles (hundreds of KB each), which nothing here reads.
@@ -104,7 +110,12 @@ class SourceListener:
             self.is_watching = True
             logger.info("printer events: watching %s", self.source)
         counts: Counter[str] = Counter()
-        if batch.needs_sweep:
+        now = time.monotonic()
+        if batch.server_started:
+            self._sweeps_until = now + AFTER_RESTART_SWEEP_SECONDS
+        is_sweep = batch.needs_sweep or (now < self._sweeps_until and now >= self._next_sweep)
+        if is_sweep:
+            self._next_sweep = now + AFTER_RESTART_SWEEP_EVERY
             # Events were lost (a restart, a new subscription, a gap): every job of the source, every printer.
             self._heard.clear()
             self._hear_restarts(printers.values())
@@ -132,7 +143,7 @@ class SourceListener:
         counts.update(jobs_track(jobs))
         if counts:
             logger.log(
-                logging.INFO if batch.needs_sweep else logging.DEBUG,
+                logging.INFO if is_sweep else logging.DEBUG,
                 "printer events %s %s",
                 self.source,
                 " ".join(f"{name}={count}" for name, count in sorted(counts.items())),

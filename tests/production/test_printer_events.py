@@ -5,14 +5,23 @@ submit saved the handle is read once it has (the CUPS side runs end to end in te
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from lab.orders.models import Order
 from lab.production import jobs, rasterizing, routing, submission
-from lab.production.listener import EventSource, SourceListener, event_sources
+from lab.production import listener as listener_module
+from lab.production.listener import (
+    AFTER_RESTART_SWEEP_EVERY,
+    AFTER_RESTART_SWEEP_SECONDS,
+    EventSource,
+    SourceListener,
+    event_sources,
+)
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
+from printers.base import EventBatch, EventFeed
 from printers.hotfolder import DONE_DIR, HotFolderBackend, move_ticket
 from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS, KIND_HOTFOLDER
@@ -113,3 +122,39 @@ def test_every_cups_server_and_the_hot_folders_are_one_source_each(settings):
         EventSource(kind=KIND_CUPS, server="cups-b:631"),
         EventSource(kind=KIND_HOTFOLDER),
     }
+
+
+class _StartedOnce(EventFeed):
+    """A feed that reports its server (re)started at the first pull, then nothing: what the listener sees
+    when cupsd restarts and the changes that follow come before its new subscription."""
+
+    def __init__(self) -> None:
+        self.pulls = 0
+
+    def pull(self) -> EventBatch:
+        self.pulls += 1
+        return EventBatch(server_started=self.pulls == 1)
+
+
+def test_after_a_server_start_its_jobs_are_swept_again_for_a_while_without_events(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # given a submitted job, and a listener whose feed says its server just started, then stays silent
+    hotfolder_printer("minilab", sizes=["4x6"])
+    submitted_order()
+    clock = [1000.0]
+    # the listener's clock only (its module's `time`), not the process's
+    monkeypatch.setattr(listener_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    listener = SourceListener(source=EventSource(kind=KIND_HOTFOLDER), feed=_StartedOnce())
+
+    # when it pulls at once, then every second, then after the follow-up period
+    first, at_once = listener.step(), listener.step()
+    clock[0] += AFTER_RESTART_SWEEP_EVERY
+    a_second_later = listener.step()
+    clock[0] += AFTER_RESTART_SWEEP_SECONDS
+    after = listener.step()
+
+    # then the job is looked at at the start and again a second later, with no event naming it, until the
+    # follow-up period ends (the poll remains the net after that)
+    assert first == a_second_later == {"sweep": 1, "waiting": 1}
+    assert at_once == after == {}
