@@ -22,6 +22,7 @@ from lab.audit import chain
 from lab.audit.models import AuditHead, AuditRecord
 from lab.audit.records import Entry, audit_append
 from lab.audit.services import audit_verify_database
+from tests.builders import preview_entry
 from tests.support.celery_worker import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,18 +31,7 @@ LOCK = "EXECUTE audit_lane_lock"
 
 
 def _entry(name: str) -> Entry:
-    return Entry(
-        action="image.view.preview",
-        actor_id=name,
-        actor_role="technician",
-        outcome="granted",
-        rule="active_print_job",
-        purpose="printing",
-        asset_id=f"asset-{name}",
-        order_ref="PL-TRIPS",
-        context_type="print_job",
-        context_id="1",
-    )
+    return preview_entry(name, asset_id=f"asset-{name}", order_ref="PL-TRIPS")
 
 
 def _append(name: str) -> AuditRecord:

@@ -38,6 +38,7 @@ from lab.audit.records import Entry, audit_append
 from lab.audit.services import audit_export, audit_verify_database, checkpoint_write, public_key
 from lab.audit.verify import WitnessOptions, checkpoints_path, verify_export, write_export
 from tests.audit import CHAIN_START, RECORD_KEY, build_chain, export_lines, record_fields, rewrite_lines
+from tests.builders import preview_entry
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUBLIC_KEY = SIGNING_KEY.public_key()
@@ -446,18 +447,7 @@ def test_a_witnessed_laned_checkpoint_catches_a_lane_cut_with_its_checkpoints(
 
 
 def _entry(name: str) -> Entry:
-    return Entry(
-        action="image.view.preview",
-        actor_id=name,
-        actor_role="technician",
-        outcome="granted",
-        rule="active_print_job",
-        purpose="printing",
-        asset_id=f"asset-{name}",
-        order_ref="PL-LANES",
-        context_type="print_job",
-        context_id="1",
-    )
+    return preview_entry(name, asset_id=f"asset-{name}", order_ref="PL-LANES")
 
 
 def _append_elsewhere(names: list[str], done: list[AuditRecord]) -> None:

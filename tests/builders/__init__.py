@@ -7,7 +7,7 @@ jobs, what a refused action must leave unchanged), customers (a customer's journ
 privacy tests), audit (records at chosen times).
 """
 
-from tests.builders.audit import T0, attempt, audit_write, denied, minutes, shipped_order
+from tests.builders.audit import T0, attempt, audit_write, denied, minutes, preview_entry, shipped_order
 from tests.builders.customers import (
     PERSON,
     PERSON_PASSWORD,
@@ -88,6 +88,7 @@ __all__ = [
     "pay",
     "person",
     "place_order",
+    "preview_entry",
     "print_order",
     "printer_folder",
     "ready_to_pack_order",

@@ -69,20 +69,25 @@ def shipped_order(*, shipped_at: datetime) -> Order:
     )
 
 
+def preview_entry(
+    actor_id: str, *, asset_id: str, order_ref: str = "PL-TEST", context_id: str = "1"
+) -> Entry:
+    """What the gate records for a technician's granted preview of a photo for an active print job."""
+    return Entry(
+        action="image.view.preview",
+        actor_id=actor_id,
+        actor_role="technician",
+        outcome="granted",
+        rule="active_print_job",
+        purpose="printing",
+        asset_id=asset_id,
+        order_ref=order_ref,
+        context_type="print_job",
+        context_id=context_id,
+    )
+
+
 def audit_write(count: int) -> None:
     """`count` granted preview records by three technicians, now (also run in other processes)."""
     for i in range(count):
-        audit_append(
-            Entry(
-                action="image.view.preview",
-                actor_id=f"actor-{i % 3}",
-                actor_role="technician",
-                outcome="granted",
-                rule="active_print_job",
-                purpose="printing",
-                asset_id=f"asset-{i}",
-                order_ref="PL-TEST",
-                context_type="print_job",
-                context_id=str(i),
-            )
-        )
+        audit_append(preview_entry(f"actor-{i % 3}", asset_id=f"asset-{i}", context_id=str(i)))
