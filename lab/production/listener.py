@@ -117,7 +117,9 @@ class SourceListener:
         if is_sweep:
             self._next_sweep = now + AFTER_RESTART_SWEEP_EVERY
             # Events were lost (a restart, a new subscription, a gap): every job of the source, every printer.
-            self._heard.clear()
+            # A follow-up sweep keeps what it heard: only a new start (another batch) can change it.
+            if batch.needs_sweep:
+                self._heard.clear()
             self._hear_restarts(printers.values())
             submitted = PrintJob.objects.filter(status=J.SUBMITTED, printer_id__in=printers)
             wanted = set(submitted.values_list("pk", flat=True))
