@@ -89,10 +89,11 @@ def roles_for(arguments: argparse.Namespace, *, web_port: int, var_dir: Path) ->
             "INFO",
         ],
     )
-    if arguments.layout == "deploy":
-        # deploy/systemd: printlab-raster (-Q default,raster -c cores) and a print worker (-c 1).
+    if arguments.layout == "shared":
+        # The reference layout until 2026-12-02: one worker for both queues, where the default queue starved.
         workers = [worker("worker-app", "default,raster", arguments.raster_concurrency)]
     else:
+        # deploy/systemd: printlab-default (-Q default), printlab-raster (-Q raster -c cores), a print worker.
         workers = [
             worker("worker-default", "default", arguments.default_concurrency),
             worker("worker-raster", "raster", arguments.raster_concurrency),

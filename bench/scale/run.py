@@ -219,12 +219,12 @@ def main() -> None:
     add("--fresh-uploads", action="store_true", help="every order uploads its photos first (CPU and disk!)")
     add(
         "--layout",
-        choices=("deploy", "split"),
+        choices=("deploy", "shared"),
         default="deploy",
-        help="workers as deploy/ (default) or split",
+        help="workers as deploy/ (default: a default and a raster worker) or shared (-Q default,raster)",
     )
     add("--raster-concurrency", type=int, default=2, help="raster worker processes (default 2: the cores)")
-    add("--default-concurrency", type=int, default=1, help="default-queue processes in the split layout")
+    add("--default-concurrency", type=int, default=1, help="default-queue processes (default 1)")
     add("--web-workers", type=int, default=2, help="gunicorn workers (default 2)")
     add("--clients", type=int, default=4, help="client threads placing orders (default 4)")
     add("--poll-seconds", type=float, default=10.0, help="PRODUCTION_POLL_SECONDS (default 10, the lab's)")

@@ -47,6 +47,7 @@ def exec_start(path: Path) -> str:
 def test_every_unit_parses_with_unit_service_and_install_sections():
     assert [path.name for path in SERVICES] == [
         "printlab-beat.service",
+        "printlab-default.service",
         "printlab-migrate.service",
         "printlab-print@.service",
         "printlab-printer-events.service",
@@ -93,12 +94,32 @@ def test_print_host_worker_consumes_only_its_own_queue_beside_its_cups():
     assert "cups.service" in " ".join(unit["Unit"]["Wants"]).split()
 
 
-def test_web_runs_gunicorn_and_raster_workers_take_default_and_raster():
+def test_web_runs_gunicorn_and_the_default_queue_has_a_worker_apart_from_the_rasters():
     assert " lab.wsgi --bind 127.0.0.1:8000 " in exec_start(UNITS / "printlab-web.service")
     assert exec_start(UNITS / "printlab-web.service").startswith("/opt/printlab/.venv/bin/gunicorn ")
-    assert " worker -Q default,raster -c ${RASTER_CONCURRENCY} " in exec_start(
-        UNITS / "printlab-raster.service"
-    )
+    # A long raster queue must not hold up releases, polls and e-mail (bench/scale): no worker takes both.
+    assert " worker -Q raster -c ${RASTER_CONCURRENCY} " in exec_start(UNITS / "printlab-raster.service")
+    assert " worker -Q default -c ${DEFAULT_CONCURRENCY} " in exec_start(UNITS / "printlab-default.service")
+    queues_by_unit = {
+        path.name: set(match.group(1).split(","))
+        for path in SERVICES
+        if (match := re.search(r" worker -Q (\S+) ", exec_start(path)))
+    }
+    assert queues_by_unit == {
+        "printlab-default.service": {"default"},
+        "printlab-print@.service": {"print.%i"},
+        "printlab-raster.service": {"raster"},
+    }
+
+
+def test_the_raster_worker_holds_no_payment_key():
+    # Rasters never call Stripe; the default worker does (refunds), and the web (payments, webhooks).
+    credentials = {
+        path.name: {entry.split(":", 1)[0] for entry in parse_unit(path)["Service"]["LoadCredential"]}
+        for path in SERVICES
+    }
+    assert "stripe_secret_key" not in credentials["printlab-raster.service"]
+    assert "stripe_secret_key" in credentials["printlab-default.service"]
 
 
 def test_every_required_secret_is_a_systemd_credential_of_every_service():
@@ -132,7 +153,7 @@ def test_env_example_sets_no_secret_and_defines_what_the_units_use():
     assert not set(assignments) & {name for secret in secret_names for name in (secret, f"{secret}_FILE")}
     assert "LAB_DEMO_SECRETS" not in assignments
     used_by_units = {name for path in SERVICES for name in re.findall(r"\$\{(\w+)\}", exec_start(path))}
-    assert used_by_units == {"GUNICORN_WORKERS", "RASTER_CONCURRENCY"}
+    assert used_by_units == {"GUNICORN_WORKERS", "RASTER_CONCURRENCY", "DEFAULT_CONCURRENCY"}
     assert used_by_units <= set(assignments)
     for name in set(assignments) - used_by_units:
         assert f'"{name}"' in settings_text, f"{name} is not a setting"
