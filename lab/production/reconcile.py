@@ -29,7 +29,8 @@ def production_reconcile() -> dict[str, int]:
     Every hand-off of the flow is a state in the database, and each one is swept here, so work whose message
     was lost (broker restarted, worker killed before it acknowledged) moves on within one interval:
     - an order `paid` with no jobs is released (directly, no broker needed);
-    - `queued` jobs are sent to the raster queue again when the queue holds fewer messages than them;
+    - `queued` jobs are sent to the raster queue again when the queue holds fewer messages than them (as
+      many as it lacks, newest first);
     - a `rasterizing` or `submitting` claim whose worker died is taken over or settled once its lease ends;
     - `ready` jobs are kicked by every printer poll; an order whose jobs all printed moves to packing, and a
       `ready_to_pack` order without its slip gets one.
@@ -42,15 +43,23 @@ def production_reconcile() -> dict[str, int]:
         status=OrderStatus.PAID, updated_at__lt=now - grace, print_jobs__isnull=True
     ).values_list("pk", flat=True):
         counts["orders_released"] += int(order_release(order_id=order_id) > 0)
+    # Newest first: after a partial loss (a broker restarted with its last writes lost) the lost messages are
+    # the newest; the oldest waiting jobs are the ones whose messages a raster worker has already taken off
+    # the queue and not started yet. So only as many as the broker lacks are sent again, and a backlog with
+    # messages in workers' hands costs a few duplicates (the claim makes them harmless), not the whole
+    # backlog again at every sweep.
     queued = list(
-        PrintJob.objects.filter(status=J.QUEUED, updated_at__lt=now - grace).values_list("pk", flat=True)
+        PrintJob.objects.filter(status=J.QUEUED, updated_at__lt=now - grace)
+        .order_by("-updated_at", "-pk")
+        .values_list("pk", flat=True)
     )
     if queued:
         depth = queue_depth("raster")
-        if depth is None or depth < len(queued):
-            for job_id in queued:
-                rasterize_enqueue(job_id)
-            counts["rasterize_requeued"] += len(queued)
+        missing = len(queued) if depth is None else len(queued) - depth
+        for job_id in queued[: max(missing, 0)]:
+            rasterize_enqueue(job_id)
+        if missing > 0:
+            counts["rasterize_requeued"] += min(missing, len(queued))
     for job in PrintJob.objects.filter(status=J.RASTERIZING, claimed_at__lt=now - lease):
         rasterize_enqueue(job.pk)  # the claim takes over an expired lease
         counts["rasterize_taken_over"] += 1

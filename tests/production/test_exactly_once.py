@@ -112,6 +112,22 @@ def test_reconcile_resends_raster_messages_only_when_the_broker_lost_them():
     assert len(broker_tasks("raster")) == 2
 
 
+def test_reconcile_resends_only_as_many_raster_messages_as_the_broker_lacks_newest_first():
+    # A backlog of five waiting jobs. The broker holds messages for the three oldest: the two newest were
+    # lost (a broker restart lost its last writes). Sending all five again would double three rasters'
+    # messages; at a backlog of thousands, with a worker holding a message or two at any time, every sweep
+    # used to send the whole backlog again.
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)] * 5)
+    job_ids = sorted(PrintJob.objects.filter(order=order).values_list("pk", flat=True))
+    for job_id in job_ids[:3]:
+        jobs.rasterize_enqueue(job_id)
+
+    assert reconcile.production_reconcile()["rasterize_requeued"] == 2
+    assert sorted(kwargs["job_id"] for _, kwargs in broker_tasks("raster")) == job_ids
+    assert "rasterize_requeued" not in reconcile.production_reconcile()
+
+
 def test_reconcile_moves_a_printed_order_to_packing_and_asks_for_its_slip():
     hotfolder_printer("minilab", sizes=["4x6"])
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
