@@ -70,30 +70,25 @@ def _db_connections_tidy(*, task: Task[Any, Any], **_: object) -> None:
         close_old_connections()
 
 
+def _sweep(task: str, seconds: float) -> dict[str, Any]:
+    """A periodic sweep whose message expires after one interval: a sweep is only worth running until the next
+    one is due. Without it, a `default` queue that fell behind (a long backlog, a worker down) piled up
+    sweeps, and a worker then ran them back to back: in bench/scale the reconciler took 34 s a run every 30 s
+    and held the default worker's only process, so the releases it was meant to back up waited behind it."""
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+
+
 app.conf.beat_schedule = {
-    "printer-poll": {"task": "production.printer_poll", "schedule": settings.PRODUCTION_POLL_SECONDS},
-    "production-reconcile": {
-        "task": "production.reconcile",
-        "schedule": settings.PRODUCTION_POLL_SECONDS * 3,
-    },
-    "production-alerts-check": {
-        "task": "production.alerts_check",
-        "schedule": float(settings.ALERT_CHECK_SECONDS),
-    },
-    "refunds-reconcile": {"task": "payments.refunds_reconcile", "schedule": 60.0},
-    "notifications-sweep": {
-        "task": "notify.notifications_sweep",
-        "schedule": float(settings.NOTIFY_SWEEP_SECONDS),
-    },
-    "webhook-deliveries-sweep": {"task": "notify.webhook_deliveries_sweep", "schedule": 60.0},
-    "privacy-retention-purge": {
-        "task": "privacy.retention_purge",
-        "schedule": float(settings.RETENTION_SWEEP_SECONDS),
-    },
-    "privacy-receipts-sweep": {
-        "task": "privacy.receipts_sweep",
-        "schedule": float(settings.NOTIFY_SWEEP_SECONDS),
-    },
+    "printer-poll": _sweep("production.printer_poll", settings.PRODUCTION_POLL_SECONDS),
+    "production-reconcile": _sweep("production.reconcile", settings.PRODUCTION_POLL_SECONDS * 3),
+    "production-alerts-check": _sweep("production.alerts_check", float(settings.ALERT_CHECK_SECONDS)),
+    "refunds-reconcile": _sweep("payments.refunds_reconcile", 60.0),
+    "notifications-sweep": _sweep("notify.notifications_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
+    "webhook-deliveries-sweep": _sweep("notify.webhook_deliveries_sweep", 60.0),
+    "privacy-retention-purge": _sweep("privacy.retention_purge", float(settings.RETENTION_SWEEP_SECONDS)),
+    "privacy-receipts-sweep": _sweep("privacy.receipts_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
+    # Never expired: the daily review sample, and the signed checkpoints (a dropped one is a gap the
+    # verifiers report).
     "audit-review-sample-daily": {
         "task": "audit.review_sample_daily",
         "schedule": crontab(hour=0, minute=30),

@@ -21,6 +21,8 @@ from lab.production.tracking import order_check_printed
 
 logger = logging.getLogger(__name__)
 J = JobStatus
+# Orders one sweep releases itself: a bound on a sweep's length, not on what gets released.
+RELEASES_PER_SWEEP = 50
 
 
 def production_reconcile() -> dict[str, int]:
@@ -28,7 +30,7 @@ def production_reconcile() -> dict[str, int]:
 
     Every hand-off of the flow is a state in the database, and each one is swept here, so work whose message
     was lost (broker restarted, worker killed before it acknowledged) moves on within one interval:
-    - an order `paid` with no jobs is released (directly, no broker needed);
+    - an order `paid` with no jobs is released (directly, no broker needed; RELEASES_PER_SWEEP at most);
     - `queued` jobs are sent to the raster queue again when the queue holds fewer messages than them (as
       many as it lacks, newest first);
     - a `rasterizing` or `submitting` claim whose worker died is taken over or settled once its lease ends;
@@ -39,9 +41,13 @@ def production_reconcile() -> dict[str, int]:
     lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
     grace = timedelta(seconds=settings.PRODUCTION_HANDOFF_GRACE_SECONDS)
     counts: Counter[str] = Counter()
-    for order_id in Order.objects.filter(
-        status=OrderStatus.PAID, updated_at__lt=now - grace, print_jobs__isnull=True
-    ).values_list("pk", flat=True):
+    # At most RELEASES_PER_SWEEP, oldest first: a sweep stays short when the `default` queue has fallen
+    # behind (its release messages are still coming), and the next sweep takes the next ones.
+    for order_id in (
+        Order.objects.filter(status=OrderStatus.PAID, updated_at__lt=now - grace, print_jobs__isnull=True)
+        .order_by("updated_at", "pk")
+        .values_list("pk", flat=True)[:RELEASES_PER_SWEEP]
+    ):
         counts["orders_released"] += int(order_release(order_id=order_id) > 0)
     # Newest first: after a partial loss (a broker restarted with its last writes lost) the lost messages are
     # the newest; the oldest waiting jobs are the ones whose messages a raster worker has already taken off

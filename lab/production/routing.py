@@ -11,7 +11,7 @@ from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.jobs import job_move, rasterize_enqueue
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
-from lab.production.states import ACTIVE_JOB_STATUSES, JobStatus, PrinterState
+from lab.production.states import ACTIVE_JOB_STATUSES, JOB_MACHINE, JobStatus, PrinterState
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -25,23 +25,48 @@ def _capable_printers(*, size: str, paper: str) -> list[Printer]:
     return [p for p in online if p.holds(size=size, paper=paper)]
 
 
-def _least_loaded(printers: list[Printer], *, exclude: int | None = None) -> Printer | None:
-    candidates = [p for p in printers if p.pk != exclude]
-    if not candidates:
-        return None
-    # Counted in the database: one row per printer, not one per active job (a backlog is thousands).
-    load = dict(
-        PrintJob.objects.filter(printer__in=candidates, status__in=ACTIVE_JOB_STATUSES)
-        .values("printer_id")
-        .annotate(active=Count("id"))
-        .values_list("printer_id", "active")
-    )
-    return min(candidates, key=lambda p: (load.get(p.pk, 0), p.name))
+class _Router:
+    """Least-loaded routing for several jobs at once (an order's release): the capable printers of each media
+    and their loads are read once, and each job routed here counts on its printer for the next one. One job
+    or many, the choice is the same as routing them one by one."""
 
+    def __init__(self) -> None:
+        self._capable: dict[tuple[str, str], list[Printer]] = {}
+        self._load: dict[int, int] = {}
+        self._batches: dict[tuple[int, str, str], Batch] = {}
 
-def _batch_for(*, printer: Printer, size: str, paper: str) -> Batch:
-    batch, _ = Batch.objects.get_or_create(printer=printer, size=size, paper=paper, is_open=True)
-    return batch
+    def least_loaded(
+        self, *, size: str, paper: str, exclude: int | None = None, only: int | None = None
+    ) -> Printer | None:
+        """The capable printer with the fewest active jobs (by name on a tie), but `exclude`; of `only`
+        when given (None when that one cannot take the media)."""
+        capable = self._capable.get((size, paper))
+        if capable is None:
+            capable = self._capable[(size, paper)] = _capable_printers(size=size, paper=paper)
+        candidates = [p for p in capable if p.pk != exclude and only in (None, p.pk)]
+        if not candidates:
+            return None
+        unknown = [p.pk for p in candidates if p.pk not in self._load]
+        if unknown:
+            # Counted in the database: one row per printer, not one per active job (a backlog is thousands).
+            self._load |= dict.fromkeys(unknown, 0) | dict(
+                PrintJob.objects.filter(printer__in=unknown, status__in=ACTIVE_JOB_STATUSES)
+                .values("printer_id")
+                .annotate(active=Count("id"))
+                .values_list("printer_id", "active")
+            )
+        return min(candidates, key=lambda p: (self._load[p.pk], p.name))
+
+    def batch_for(self, *, printer: Printer, size: str, paper: str) -> Batch:
+        key = (printer.pk, size, paper)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch, _ = Batch.objects.get_or_create(printer=printer, size=size, paper=paper, is_open=True)
+            self._batches[key] = batch
+        return batch
+
+    def routed(self, printer: Printer) -> None:
+        self._load[printer.pk] += 1
 
 
 def job_media(job: PrintJob) -> tuple[str, str]:
@@ -50,29 +75,64 @@ def job_media(job: PrintJob) -> tuple[str, str]:
 
 
 def order_release(*, order_id: int) -> int:
-    """A paid order becomes one print job per item (copies as a count), each routed to a printer."""
+    """A paid order becomes one print job per item (copies as a count), each routed to a printer.
+
+    The jobs are new rows of this transaction, under the order's lock: nobody else can see them until it
+    commits, so each is written once, routed (`queued` on its printer, or `no_printer`), with the same two
+    events a job routed afterwards gets (`created`, then `routed`), in a handful of statements for any
+    number of items rather than a dozen per job."""
     with transaction.atomic():
         order = order_locked(order_id=order_id)
         if order.status != OrderStatus.PAID or PrintJob.objects.filter(order=order).exists():
             return 0  # released already, cancelled, or on hold: a redelivered task does nothing
-        jobs = [
-            PrintJob.objects.create(order=order, item=item, copies=item.copies, status=J.NO_PRINTER)
-            for item in order.items.select_related("product")
-        ]
+        JOB_MACHINE.check(J.NO_PRINTER, J.QUEUED)
+        router = _Router()
+        jobs: list[PrintJob] = []
+        for item in order.items.select_related("product"):
+            job = PrintJob(order=order, item=item, copies=item.copies, status=J.NO_PRINTER)
+            size, paper = item.product.size_label, item.product.paper
+            printer = router.least_loaded(size=size, paper=paper)
+            if printer is not None:
+                job.status, job.printer = J.QUEUED, printer
+                job.batch = router.batch_for(printer=printer, size=size, paper=paper)
+                router.routed(printer)
+            jobs.append(job)
+        PrintJob.objects.bulk_create(jobs)
+        events: list[JobEvent] = []
         for job in jobs:
-            JobEvent.objects.create(job=job, kind="created", to_status=J.NO_PRINTER)
-            job_route(job)
+            events.append(JobEvent(job=job, kind="created", to_status=J.NO_PRINTER))
+            if job.printer is not None:
+                events.append(
+                    JobEvent(
+                        job=job,
+                        kind="routed",
+                        from_status=J.NO_PRINTER,
+                        to_status=J.QUEUED,
+                        note=f"printer={job.printer.name}",
+                    )
+                )
+        JobEvent.objects.bulk_create(events)
         order_transition(order=order, to_status=OrderStatus.IN_PRODUCTION, note="released to production")
+        queued = [job.pk for job in jobs if job.status == J.QUEUED]
+
+        def rasterize_all() -> None:
+            for job_id in queued:
+                rasterize_enqueue(job_id)
+
+        transaction.on_commit(rasterize_all)
+    for job_id in queued:
+        logger.info("job status job=%s from=%s to=%s", job_id, J.NO_PRINTER, J.QUEUED)
     return len(jobs)
 
 
 def job_route(job: PrintJob, *, exclude_printer: int | None = None) -> bool:
     """Route a job waiting for a printer to the least loaded capable one; False when none can take it."""
     size, paper = job_media(job)
-    printer = _least_loaded(_capable_printers(size=size, paper=paper), exclude=exclude_printer)
+    router = _Router()
+    printer = router.least_loaded(size=size, paper=paper, exclude=exclude_printer)
     if printer is None:
         return False
-    batch = _batch_for(printer=printer, size=size, paper=paper)
+    batch = router.batch_for(printer=printer, size=size, paper=paper)
     moved = job_move(
         job_id=job.pk,
         from_statuses={J.NO_PRINTER},
@@ -102,13 +162,11 @@ def job_reroute(
     """Move a job that has not been sent yet to another capable printer (least loaded when not named)."""
     job = PrintJob.objects.select_related("item__product").get(pk=job_id)
     size, paper = job_media(job)
-    capable = _capable_printers(size=size, paper=paper)
-    if printer_id is not None:
-        capable = [p for p in capable if p.pk == printer_id]
-    target = _least_loaded(capable, exclude=job.printer_id)
+    router = _Router()
+    target = router.least_loaded(size=size, paper=paper, exclude=job.printer_id, only=printer_id)
     if target is None:
         return False
-    batch = _batch_for(printer=target, size=size, paper=paper)
+    batch = router.batch_for(printer=target, size=size, paper=paper)
     # A raster made for another printer (resolution, profile) is made again for the new one.
     moved = job_move(
         job_id=job.pk,

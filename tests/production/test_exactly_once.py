@@ -89,6 +89,32 @@ def test_reconcile_releases_a_paid_order_whose_release_message_was_lost():
     assert list(PrintJob.objects.filter(order=order).values_list("copies", "status")) == [(2, "queued")]
 
 
+def test_a_reconcile_sweep_releases_a_bounded_number_of_orders_oldest_first(monkeypatch):
+    monkeypatch.setattr(reconcile, "RELEASES_PER_SWEEP", 2)
+    hotfolder_printer("minilab", sizes=["4x6"])
+    orders = [paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]) for _ in range(3)]
+
+    first = reconcile.production_reconcile()
+    released_first = set(Order.objects.filter(status="in_production").values_list("pk", flat=True))
+    second = reconcile.production_reconcile()
+
+    assert first["orders_released"] == 2 and released_first == {orders[0].pk, orders[1].pk}
+    assert second["orders_released"] == 1
+    assert set(Order.objects.values_list("status", flat=True)) == {"in_production"}
+
+
+def test_beat_sweeps_expire_after_one_interval_and_checkpoints_never():
+    from lab.celery import app
+
+    schedule = app.conf.beat_schedule
+    sweeps = {name: entry for name, entry in schedule.items() if "expires" in entry.get("options", {})}
+
+    assert {"printer-poll", "production-reconcile", "notifications-sweep"} <= set(sweeps)
+    for entry in sweeps.values():
+        assert entry["options"]["expires"] == entry["schedule"]
+    assert "options" not in schedule["audit-checkpoint"]
+
+
 def test_reconcile_leaves_a_fresh_paid_order_to_its_message(settings):
     settings.PRODUCTION_HANDOFF_GRACE_SECONDS = 3600
     hotfolder_printer("minilab", sizes=["4x6"])

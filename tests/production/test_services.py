@@ -51,6 +51,26 @@ def test_release_creates_one_job_per_item_routed_least_loaded_and_batched(settin
     assert Batch.objects.filter(printer=small_b).count() == 1
 
 
+@pytest.mark.parametrize("items", [1, 6])
+def test_release_routes_any_number_of_items_in_the_same_statements(django_assert_num_queries, items):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)] * items)
+
+    # savepoint, order locked, no jobs yet, items, capable printers, their loads, batch (get, then savepoint,
+    # insert and release), jobs (one insert), events (one insert), order transition (status and event),
+    # savepoint released
+    with django_assert_num_queries(15):
+        assert routing.order_release(order_id=order.pk) == items
+
+    jobs = list(PrintJob.objects.order_by("pk"))
+    assert [job.status for job in jobs] == ["queued"] * items
+    assert len({job.batch_id for job in jobs}) == 1
+    assert list(JobEvent.objects.filter(job=jobs[-1]).values_list("kind", "from_status", "to_status")) == [
+        ("created", "", "no_printer"),
+        ("routed", "no_printer", "queued"),
+    ]
+
+
 def test_no_capable_printer_waits_then_routes_when_one_appears(settings):
     hotfolder_printer("small", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-11X14-MATTE", 1)])
