@@ -224,7 +224,7 @@ def main() -> None:
         help="workers as deploy/ (default: a default and a raster worker) or shared (-Q default,raster)",
     )
     add("--raster-concurrency", type=int, default=2, help="raster worker processes (default 2: the cores)")
-    add("--default-concurrency", type=int, default=1, help="default-queue processes (default 1)")
+    add("--default-concurrency", type=int, default=2, help="default-queue processes (default 2, as deploy/)")
     add("--web-workers", type=int, default=2, help="gunicorn workers (default 2)")
     add("--clients", type=int, default=4, help="client threads placing orders (default 4)")
     add("--poll-seconds", type=float, default=10.0, help="PRODUCTION_POLL_SECONDS (default 10, the lab's)")
