@@ -10,17 +10,20 @@ from django.core.exceptions import ImproperlyConfigured
 from rest_framework import serializers
 
 from api import serializers as s
+from lab.accounts.services import policy_current
+from lab.catalog.demo import catalog_seed_demo
 from lab.orders import quotes
 from lab.orders.models import Order
 from lab.orders.selectors import order_with_lines
-from tests.api.test_query_counts import (
-    basket,
-    customer_with_photos,
-    lab_data,  # noqa: F401  # autouse: the catalog and the policy
-    order_post,
-)
+from tests.builders import basket_of, customer_with_photos, order_post
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def lab_data() -> None:
+    catalog_seed_demo()
+    policy_current()  # a transactional test before this one may have flushed the published policy
 
 
 def drf_rendering(serializer_class: type[serializers.Serializer[Any]], instance: Any) -> dict[str, Any]:
@@ -31,7 +34,7 @@ def drf_rendering(serializer_class: type[serializers.Serializer[Any]], instance:
 
 def test_a_quote_and_an_order_answer_exactly_what_drf_renders(api, monkeypatch, stripe_api):
     client, asset_ids = customer_with_photos(api, 5)
-    items = basket(asset_ids)
+    items = basket_of(asset_ids)
     items[0] |= {"crop": {"x": 0.1, "y": 0.1, "width": 0.5, "height": 0.5}}
     items[1] |= {"sizing": "fit", "border_mm": 3.5, "orientation": "landscape"}
     items[2] |= {"focal_point": {"x": 0.2, "y": 0.8}}
@@ -60,7 +63,7 @@ def test_a_quote_and_an_order_answer_exactly_what_drf_renders(api, monkeypatch, 
 
 def test_answers_after_the_first_build_no_fields(api, monkeypatch):
     client, asset_ids = customer_with_photos(api, 3)
-    body = {"items": basket(asset_ids), "shipping_method": "standard"}
+    body = {"items": basket_of(asset_ids), "shipping_method": "standard"}
     assert client.post("/api/v1/quotes", body, format="json").status_code == 200  # templates built
     built: list[str] = []
     real_get_fields = serializers.Serializer.get_fields

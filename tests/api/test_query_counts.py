@@ -10,32 +10,15 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 
-from lab.accounts.models import User
 from lab.accounts.services import policy_current
-from lab.accounts.tokens import api_token_issue
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order
-from tests.builders import UserFactory, asset_for
+from tests.builders import asset_for, basket_of, customer_with_photos, order_post
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 
-ADDRESS = {
-    "name": "Ada Quill",
-    "line1": "1 Lens Lane",
-    "city": "Exposure",
-    "postal_code": "12345",
-    "country": "US",
-}
-SKUS = (
-    "PRINT-4X6-LUSTRE",
-    "PRINT-8X10-MATTE",
-    "PRINT-11X14-METALLIC",
-    "PRINT-4X6-GLOSSY",
-    "PRINT-5X7-LUSTRE",
-)
 GUEST = {"email": "guest@example.org", "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
 
 
@@ -47,32 +30,6 @@ def lab_data() -> None:
     policy_current()
 
 
-def token_client(api: APIClient, user: User) -> APIClient:
-    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user, name='phone').key}")
-    return api
-
-
-def basket(asset_ids: list[str]) -> list[dict[str, object]]:
-    """One line per photo, each a different product, so neither products nor photos repeat."""
-    return [
-        {"sku": sku, "asset": asset_id, "copies": 1, "sizing": "fill"}
-        for sku, asset_id in zip(SKUS, asset_ids, strict=False)
-    ]
-
-
-def customer_with_photos(api: APIClient, count: int) -> tuple[APIClient, list[str]]:
-    user = UserFactory.create()
-    client = token_client(api, user)
-    # The token's last-used stamp is written at most once a minute: take that write out of the counts.
-    client.get("/api/v1/orders")
-    return client, [str(asset_for(user).pk) for _ in range(count)]
-
-
-def order_post(client: APIClient, items: list[dict[str, object]], key: str, **extra: object):
-    body = {"items": items, "shipping_method": "standard", "shipping_address": ADDRESS, **extra}
-    return client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
-
-
 @pytest.mark.parametrize("items", [1, 5])
 def test_quote_takes_three_queries_for_any_basket(api, django_assert_num_queries, items):
     # given a customer with photos; when they ask for a quote
@@ -81,7 +38,7 @@ def test_quote_takes_three_queries_for_any_basket(api, django_assert_num_queries
     # then: token (with user and roles), products, photos (one query for all of them)
     with django_assert_num_queries(3):
         response = client.post(
-            "/api/v1/quotes", {"items": basket(asset_ids), "shipping_method": "standard"}, format="json"
+            "/api/v1/quotes", {"items": basket_of(asset_ids), "shipping_method": "standard"}, format="json"
         )
 
     assert response.status_code == 200, response.json()
@@ -96,7 +53,7 @@ def test_order_create_takes_twelve_queries_for_any_basket(api, django_assert_num
     # locked), order, items (one insert), event, key update, release; PaymentIntent stored (the answer
     # shows the rows as written: nothing read back)
     with django_assert_num_queries(12):
-        response = order_post(client, basket(asset_ids), "k-1")
+        response = order_post(client, basket_of(asset_ids), "k-1")
 
     assert response.status_code == 201, response.json()
     assert len(response.json()["items"]) == items
@@ -117,7 +74,7 @@ def test_guest_order_create_takes_fourteen_queries_for_any_basket(
     # idempotency lookup, policy version; savepoint, key insert, products, photos (read locked), order,
     # items, photos bound to the order, event, consent, key update, release; PaymentIntent stored
     with django_assert_num_queries(14):
-        response = order_post(api, basket(asset_ids), "g-1", guest=GUEST)
+        response = order_post(api, basket_of(asset_ids), "g-1", guest=GUEST)
 
     assert response.status_code == 201, response.json()
     assert len(response.json()["items"]) == items
@@ -126,7 +83,7 @@ def test_guest_order_create_takes_fourteen_queries_for_any_basket(
 @pytest.mark.parametrize("items", [1, 5])
 def test_order_detail_takes_four_queries_for_any_basket(api, django_assert_num_queries, items, stripe_api):
     client, asset_ids = customer_with_photos(api, items)
-    ref = order_post(client, basket(asset_ids), "k-1").json()["ref"]
+    ref = order_post(client, basket_of(asset_ids), "k-1").json()["ref"]
 
     # token (with user and roles), order; items with their products, events
     with django_assert_num_queries(4):
@@ -141,7 +98,7 @@ def test_guest_order_detail_takes_three_queries_for_any_basket(
     api, django_assert_num_queries, items, stripe_api
 ):
     asset_ids = [str(asset_for(None).pk) for _ in range(items)]
-    created = order_post(api, basket(asset_ids), "g-1", guest=GUEST).json()
+    created = order_post(api, basket_of(asset_ids), "g-1", guest=GUEST).json()
 
     # order; items with their products, events
     with django_assert_num_queries(3):
@@ -155,7 +112,7 @@ def test_guest_order_detail_takes_three_queries_for_any_basket(
 def test_order_list_takes_three_queries_for_any_number_of_orders(api, django_assert_num_queries, orders):
     client, asset_ids = customer_with_photos(api, 2)
     for number in range(orders):
-        order_post(client, basket(asset_ids), f"k-{number}")
+        order_post(client, basket_of(asset_ids), f"k-{number}")
 
     # token (with user and roles), count, page
     with django_assert_num_queries(3):
@@ -181,11 +138,11 @@ def test_an_order_replayed_by_its_key_reads_its_items_and_events_back(
     api, django_assert_num_queries, stripe_api
 ):
     client, asset_ids = customer_with_photos(api, 5)
-    order_post(client, basket(asset_ids), "k-1")
+    order_post(client, basket_of(asset_ids), "k-1")
 
     # token (with user and roles), idempotency lookup, its order; items with their products, events
     with django_assert_num_queries(5):
-        response = order_post(client, basket(asset_ids), "k-1")
+        response = order_post(client, basket_of(asset_ids), "k-1")
 
     assert response.status_code == 200, response.json()
     assert [item["position"] for item in response.json()["items"]] == [1, 2, 3, 4, 5]

@@ -25,17 +25,22 @@ from tests.builders.customers import (
 )
 from tests.builders.orders import (
     ADDRESS,
+    BASKET_SKUS,
     PHOTO_300_DPI,
     SHIPPING_ADDRESS,
     TO_PACKED,
     ProductFactory,
     asset_for,
+    basket_of,
+    customer_with_photos,
     order_body,
     order_for,
     order_move,
     order_pay,
+    order_post,
     order_with_items,
     paid_order,
+    token_client,
 )
 from tests.builders.people import PASSWORD, UserFactory, client_as, messages_of, new_customer, person
 from tests.builders.production import (
@@ -51,6 +56,7 @@ from tests.builders.production import (
 
 __all__ = [
     "ADDRESS",
+    "BASKET_SKUS",
     "PASSWORD",
     "PERSON",
     "PERSON_PASSWORD",
@@ -66,9 +72,11 @@ __all__ = [
     "asset_for",
     "attempt",
     "audit_write",
+    "basket_of",
     "blob_path",
     "broker_tasks",
     "client_as",
+    "customer_with_photos",
     "database_text",
     "denied",
     "floor_state",
@@ -82,6 +90,7 @@ __all__ = [
     "order_for",
     "order_move",
     "order_pay",
+    "order_post",
     "order_with_items",
     "pack_and_ship",
     "paid_order",
@@ -95,5 +104,6 @@ __all__ = [
     "register",
     "released_order",
     "shipped_order",
+    "token_client",
     "upload",
 ]

@@ -10,13 +10,15 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from factory.django import DjangoModelFactory
+from rest_framework.test import APIClient
 
 from lab.accounts.models import User
+from lab.accounts.tokens import api_token_issue
 from lab.catalog.models import Paper, Product
 from lab.orders.models import Asset, Order, OrderEvent, OrderItem
 from lab.orders.photos import asset_create_from_upload
 from lab.orders.transitions import order_locked, order_transition
-from tests.builders.people import new_customer
+from tests.builders.people import UserFactory, new_customer
 from tests.support.images import jpeg_bytes
 
 # A customer's address as the API and the notification tests send it.
@@ -164,3 +166,42 @@ def order_body(asset: Asset, **overrides: object) -> dict[str, object]:
     }
     body.update(overrides)
     return body
+
+
+# Five products of the demo catalog: an API basket where neither products nor photos repeat.
+BASKET_SKUS = (
+    "PRINT-4X6-LUSTRE",
+    "PRINT-8X10-MATTE",
+    "PRINT-11X14-METALLIC",
+    "PRINT-4X6-GLOSSY",
+    "PRINT-5X7-LUSTRE",
+)
+
+
+def basket_of(asset_ids: list[str]) -> list[dict[str, object]]:
+    """API items: one line per photo (up to five), each a different product of BASKET_SKUS, fill."""
+    return [
+        {"sku": sku, "asset": asset_id, "copies": 1, "sizing": "fill"}
+        for sku, asset_id in zip(BASKET_SKUS, asset_ids, strict=False)
+    ]
+
+
+def token_client(api: APIClient, user: User) -> APIClient:
+    """The client authenticating as `user` with an API token, as a phone app does."""
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user, name='phone').key}")
+    return api
+
+
+def customer_with_photos(api: APIClient, count: int) -> tuple[APIClient, list[str]]:
+    """A new customer's token client and `count` of their photos, ready to print."""
+    user = UserFactory.create()
+    client = token_client(api, user)
+    # The token's last-used stamp is written at most once a minute: take that write out of what follows.
+    client.get("/api/v1/orders")
+    return client, [str(asset_for(user).pk) for _ in range(count)]
+
+
+def order_post(client: APIClient, items: list[dict[str, object]], key: str, **extra: object) -> Any:
+    """`POST /api/v1/orders` of `items`, standard shipping to ADDRESS, with `key` as its Idempotency-Key."""
+    body = {"items": items, "shipping_method": "standard", "shipping_address": ADDRESS, **extra}
+    return client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
