@@ -1,6 +1,7 @@
-"""Print jobs' one write path and hand-offs: every status change goes through `job_move` (checked against
-the state machine, its JobEvent in the same transaction), failures through `job_fail`, and the next step is
-sent by name after the commit (`rasterize_enqueue`, `submit_enqueue`).
+"""Print jobs' one write path and hand-offs: new jobs are written by `jobs_create`, every status change goes
+through `job_move` (checked against the state machine, its JobEvent in the same transaction), failures
+through `job_fail`, and the next step is sent by name after the commit (`rasterize_enqueue`,
+`submit_enqueue`).
 
 Work is claimed with a conditional move on the job's status before any slow step (healthchecks' pattern),
 so a task delivered twice, or two workers, never rasterize or submit one job twice.
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from lab.audit.grants import grants_revoke
 from lab.lib.tasks import enqueue
-from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import JOB_MACHINE, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,44 @@ def rasterize_enqueue(job_id: int) -> None:
 def submit_enqueue(job: PrintJob, countdown: float | None = None) -> None:
     assert job.printer is not None
     enqueue("production.print_job_submit", job_id=job.pk, queue=print_queue(job.printer), countdown=countdown)
+
+
+def jobs_create(placements: list[tuple[PrintJob, Printer | None, Batch | None]]) -> list[PrintJob]:
+    """Write new jobs (unsaved, `no_printer`), each placed on its printer and batch when it has one: such a
+    job is written `queued`, with the events a job routed afterwards gets (`created`, then `routed`), and its
+    raster is asked for after the commit. The rows are new in the caller's transaction, so nobody else can
+    hold them: no lock and no conditional move are needed, and any number of jobs costs two inserts."""
+    JOB_MACHINE.check(J.NO_PRINTER, J.QUEUED)
+    jobs: list[PrintJob] = []
+    for job, printer, batch in placements:
+        if printer is not None:
+            job.status, job.printer, job.batch = J.QUEUED, printer, batch
+        jobs.append(job)
+    PrintJob.objects.bulk_create(jobs)
+    events: list[JobEvent] = []
+    for job in jobs:
+        events.append(JobEvent(job=job, kind="created", to_status=J.NO_PRINTER))
+        if job.printer is not None:
+            events.append(
+                JobEvent(
+                    job=job,
+                    kind="routed",
+                    from_status=J.NO_PRINTER,
+                    to_status=J.QUEUED,
+                    note=f"printer={job.printer.name}",
+                )
+            )
+    JobEvent.objects.bulk_create(events)
+    queued = [job.pk for job in jobs if job.status == J.QUEUED]
+
+    def rasterize_all() -> None:
+        for job_id in queued:
+            rasterize_enqueue(job_id)
+
+    transaction.on_commit(rasterize_all)
+    for job_id in queued:
+        logger.info("job status job=%s from=%s to=%s", job_id, J.NO_PRINTER, J.QUEUED)
+    return jobs
 
 
 def job_move(

@@ -61,11 +61,11 @@ def production_reconcile() -> dict[str, int]:
     )
     if queued:
         depth = queue_depth("raster")
-        missing = len(queued) if depth is None else len(queued) - depth
-        for job_id in queued[: max(missing, 0)]:
+        resend = queued if depth is None else queued[: max(len(queued) - depth, 0)]
+        for job_id in resend:
             rasterize_enqueue(job_id)
-        if missing > 0:
-            counts["rasterize_requeued"] += min(missing, len(queued))
+        if resend:
+            counts["rasterize_requeued"] += len(resend)
     for job in PrintJob.objects.filter(status=J.RASTERIZING, claimed_at__lt=now - lease):
         rasterize_enqueue(job.pk)  # the claim takes over an expired lease
         counts["rasterize_taken_over"] += 1

@@ -9,9 +9,9 @@ from django.db.models import Count
 
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
-from lab.production.jobs import job_move, rasterize_enqueue
-from lab.production.models import Batch, JobEvent, Printer, PrintJob
-from lab.production.states import ACTIVE_JOB_STATUSES, JOB_MACHINE, JobStatus, PrinterState
+from lab.production.jobs import job_move, jobs_create, rasterize_enqueue
+from lab.production.models import Batch, Printer, PrintJob
+from lab.production.states import ACTIVE_JOB_STATUSES, JobStatus, PrinterState
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -75,53 +75,26 @@ def job_media(job: PrintJob) -> tuple[str, str]:
 
 
 def order_release(*, order_id: int) -> int:
-    """A paid order becomes one print job per item (copies as a count), each routed to a printer.
-
-    The jobs are new rows of this transaction, under the order's lock: nobody else can see them until it
-    commits, so each is written once, routed (`queued` on its printer, or `no_printer`), with the same two
-    events a job routed afterwards gets (`created`, then `routed`), in a handful of statements for any
-    number of items rather than a dozen per job."""
+    """A paid order becomes one print job per item (copies as a count), each routed to a printer: the
+    printers and their loads are read once for the whole order, and the jobs written in one go
+    (`jobs_create`), in a handful of statements for any number of items."""
     with transaction.atomic():
         order = order_locked(order_id=order_id)
         if order.status != OrderStatus.PAID or PrintJob.objects.filter(order=order).exists():
             return 0  # released already, cancelled, or on hold: a redelivered task does nothing
-        JOB_MACHINE.check(J.NO_PRINTER, J.QUEUED)
         router = _Router()
-        jobs: list[PrintJob] = []
+        placements: list[tuple[PrintJob, Printer | None, Batch | None]] = []
         for item in order.items.select_related("product"):
-            job = PrintJob(order=order, item=item, copies=item.copies, status=J.NO_PRINTER)
             size, paper = item.product.size_label, item.product.paper
             printer = router.least_loaded(size=size, paper=paper)
+            batch = None
             if printer is not None:
-                job.status, job.printer = J.QUEUED, printer
-                job.batch = router.batch_for(printer=printer, size=size, paper=paper)
+                batch = router.batch_for(printer=printer, size=size, paper=paper)
                 router.routed(printer)
-            jobs.append(job)
-        PrintJob.objects.bulk_create(jobs)
-        events: list[JobEvent] = []
-        for job in jobs:
-            events.append(JobEvent(job=job, kind="created", to_status=J.NO_PRINTER))
-            if job.printer is not None:
-                events.append(
-                    JobEvent(
-                        job=job,
-                        kind="routed",
-                        from_status=J.NO_PRINTER,
-                        to_status=J.QUEUED,
-                        note=f"printer={job.printer.name}",
-                    )
-                )
-        JobEvent.objects.bulk_create(events)
+            job = PrintJob(order=order, item=item, copies=item.copies, status=J.NO_PRINTER)
+            placements.append((job, printer, batch))
+        jobs = jobs_create(placements)
         order_transition(order=order, to_status=OrderStatus.IN_PRODUCTION, note="released to production")
-        queued = [job.pk for job in jobs if job.status == J.QUEUED]
-
-        def rasterize_all() -> None:
-            for job_id in queued:
-                rasterize_enqueue(job_id)
-
-        transaction.on_commit(rasterize_all)
-    for job_id in queued:
-        logger.info("job status job=%s from=%s to=%s", job_id, J.NO_PRINTER, J.QUEUED)
     return len(jobs)
 
 
