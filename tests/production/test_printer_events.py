@@ -14,7 +14,9 @@ from lab.production import jobs, rasterizing, routing, submission
 from lab.production import listener as listener_module
 from lab.production.listener import (
     AFTER_RESTART_SWEEP_EVERY,
+    AFTER_RESTART_SWEEP_LIMIT,
     AFTER_RESTART_SWEEP_SECONDS,
+    AFTER_RESTART_SWEEP_SLOW_EVERY,
     EventSource,
     SourceListener,
     event_sources,
@@ -136,25 +138,63 @@ class _StartedOnce(EventFeed):
         return EventBatch(server_started=self.pulls == 1)
 
 
-def test_after_a_server_start_its_jobs_are_swept_again_for_a_while_without_events(
+def _silent_after_start(monkeypatch: pytest.MonkeyPatch) -> tuple[SourceListener, list[float]]:
+    """A listener on the hot folders whose feed says its server just started, then stays silent; its clock
+    (its module's `time`, not the process's) is the list's one value."""
+    clock = [1000.0]
+    monkeypatch.setattr(listener_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    return SourceListener(source=EventSource(kind=KIND_HOTFOLDER), feed=_StartedOnce()), clock
+
+
+def test_after_a_server_start_the_jobs_it_held_are_swept_again_while_they_are_submitted(
     monkeypatch: pytest.MonkeyPatch,
 ):
     # given a submitted job, and a listener whose feed says its server just started, then stays silent
     hotfolder_printer("minilab", sizes=["4x6"])
     submitted_order()
-    clock = [1000.0]
-    # the listener's clock only (its module's `time`), not the process's
-    monkeypatch.setattr(listener_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    listener = SourceListener(source=EventSource(kind=KIND_HOTFOLDER), feed=_StartedOnce())
+    listener, clock = _silent_after_start(monkeypatch)
 
-    # when it pulls at once, then every second, then after the follow-up period
+    # when it pulls at once, then every second for the fast period, then past it
     first, at_once = listener.step(), listener.step()
-    clock[0] += AFTER_RESTART_SWEEP_EVERY
-    a_second_later = listener.step()
-    clock[0] += AFTER_RESTART_SWEEP_SECONDS
-    after = listener.step()
+    fast = []
+    for _ in range(int(AFTER_RESTART_SWEEP_SECONDS / AFTER_RESTART_SWEEP_EVERY) - 1):
+        clock[0] += AFTER_RESTART_SWEEP_EVERY
+        fast.append(listener.step())
+    clock[0] += AFTER_RESTART_SWEEP_EVERY  # past the fast period: slower sweeps
+    too_soon = listener.step()
+    clock[0] += AFTER_RESTART_SWEEP_SLOW_EVERY
+    slow = listener.step()
+    clock[0] += AFTER_RESTART_SWEEP_LIMIT  # the job is still submitted, but the poll has it now
+    after_the_limit = listener.step()
 
-    # then the job is looked at at the start and again a second later, with no event naming it, until the
-    # follow-up period ends (the poll remains the net after that)
-    assert first == a_second_later == {"sweep": 1, "waiting": 1}
-    assert at_once == after == {}
+    # then the job is looked at with no event naming it: every second, then every few seconds, as long as
+    # it is submitted, up to the limit
+    assert first == slow == {"sweep": 1, "waiting": 1}
+    assert fast == [{"sweep": 1, "waiting": 1}] * len(fast)
+    assert at_once == too_soon == after_the_limit == {}
+
+
+def test_the_sweeps_after_a_server_start_end_once_the_jobs_it_held_moved_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    # given a submitted job, a listener that heard its server start and swept, and a second job submitted
+    # after that start (its events are heard as usual)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = submitted_order()
+    listener, clock = _silent_after_start(monkeypatch)
+    assert listener.step() == {"sweep": 1, "waiting": 1}
+
+    # when the minilab prints the first job with no event saying so, and a second job is submitted
+    process_pending(folder=printer_folder(printer), delay_seconds=0)
+    later = submitted_order()
+    clock[0] += AFTER_RESTART_SWEEP_EVERY
+    swept = listener.step()
+    clock[0] += AFTER_RESTART_SWEEP_EVERY
+    next_pull = listener.step()
+
+    # then the follow-up sweep prints it, and none follows: the jobs submitted after the start are the
+    # events' to tell
+    assert swept == {"sweep": 1, "printed": 1, "waiting": 1}
+    assert PrintJob.objects.get(order=order).status == J.PRINTED
+    assert PrintJob.objects.get(order=later).status == J.SUBMITTED
+    assert next_pull == {}
