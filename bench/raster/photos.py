@@ -148,6 +148,22 @@ def _heic(width: int, height: int) -> Callable[[Path], None]:
     return write
 
 
+# Intake's pixel limit (Pillow's MAX_IMAGE_PIXELS, 89.5 MP) at 3:2.
+INTAKE_LIMIT_SIZE = (11580, 7720)
+
+
+def _as_intake_stores(write: Callable[[Path], None], *, layout: str) -> Callable[[Path], None]:
+    """A progressive JPEG or an interlaced PNG reaches a raster worker in the sequential form intake stores
+    (lab/orders/imaging.py), never as sent."""
+    from lab.orders.imaging import sequential_bytes
+
+    def write_stored(path: Path) -> None:
+        write(path)
+        path.write_bytes(sequential_bytes(path.read_bytes(), layout=layout))
+
+    return write_stored
+
+
 BIG_CASES = [
     BigCase(
         "PNG 8-bit RGB 100 MP", "png", lambda path: _blocks(12250, 8164).pngsave(str(path), compression=1)
@@ -161,9 +177,12 @@ BIG_CASES = [
         lambda path: _blocks(12250, 8164, sixteen_bits=True, alpha=True).pngsave(str(path), compression=1),
     ),
     BigCase(
-        "PNG interlaced 8-bit RGB 100 MP",
+        "PNG interlaced 8-bit RGB 89 MP, as stored",
         "png",
-        lambda path: _blocks(12250, 8164).pngsave(str(path), compression=1, interlace=True),
+        _as_intake_stores(
+            lambda path: _blocks(*INTAKE_LIMIT_SIZE).pngsave(str(path), compression=1, interlace=True),
+            layout="interlaced",
+        ),
     ),
     BigCase(
         "TIFF 16-bit RGB 178 MP",
@@ -180,9 +199,14 @@ BIG_CASES = [
     BigCase("JPEG RGB 178 MP", "jpg", lambda path: _blocks(16000, 11125).jpegsave(str(path), Q=90)),
     BigCase("JPEG CMYK 100 MP", "jpg", lambda path: _blocks(12250, 8164, bands=4).jpegsave(str(path), Q=90)),
     BigCase(
-        "JPEG progressive RGB 100 MP",
+        "JPEG progressive 4:4:4 89 MP, as stored",
         "jpg",
-        lambda path: _blocks(12250, 8164).jpegsave(str(path), Q=90, interlace=True),
+        _as_intake_stores(
+            lambda path: _blocks(*INTAKE_LIMIT_SIZE).jpegsave(
+                str(path), Q=90, interlace=True, subsample_mode="off"
+            ),
+            layout="progressive",
+        ),
     ),
     BigCase("HEIC 8-bit RGB 24 MP", "heic", _heic(6000, 4000)),
     BigCase("HEIC 8-bit RGB 48 MP", "heic", _heic(8064, 6048)),

@@ -7,9 +7,11 @@ import io
 from pathlib import Path
 
 import pytest
+import pyvips
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+from PIL import Image, ImageCms
 
+from lab.orders import checks, imaging
 from lab.orders.models import Asset
 from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_read
@@ -227,8 +229,12 @@ def test_bytes_after_the_image_are_not_kept(api, image, tail):
     assert response.status_code == 201, response.json()
     body = response.json()
     stored = stored_original(body["id"])
-    assert stored == image
-    assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(image).hexdigest(), len(image))
+    with Image.open(io.BytesIO(image)) as opened:
+        is_progressive = bool(opened.info.get("progressive"))
+    # A progressive photo is kept in its sequential form (tested below); any other one byte for byte.
+    kept = imaging.sequential_bytes(image, layout="progressive") if is_progressive else image
+    assert stored == kept
+    assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(kept).hexdigest(), len(kept))
     assert pixels(stored) == pixels(image)
 
 
@@ -258,3 +264,97 @@ def test_a_multi_picture_jpeg_keeps_its_first_image(api):
     assert (body["status"], body["image_format"]) == ("ready", "JPEG")
     assert len(stored) < len(data) and data.startswith(stored)
     assert pixels(stored) == pixels(data)  # Pillow decodes the first frame of the original
+
+
+# Once: lcms stamps a profile with the time it was made.
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def sof_markers(data: bytes) -> set[int]:
+    """The JPEG's start-of-frame markers: 0xC0/0xC1 sequential, 0xC2 progressive."""
+    found, position = set(), 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker, length = data[position + 1], int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:  # start of scan: the frame header came before it
+            break
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            found.add(marker)
+        position += 2 + length
+    return found
+
+
+def test_a_progressive_jpeg_is_stored_sequential_with_the_same_pixels_and_metadata(api, caplog):
+    # given a progressive 4:4:4 JPEG with an EXIF orientation and an ICC profile (a web export)
+    api.force_authenticate(UserFactory.create())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    Image.effect_noise((900, 600), 60).convert("RGB").save(
+        out, "JPEG", quality=95, subsampling=0, progressive=True, exif=exif.tobytes(), icc_profile=SRGB_ICC
+    )
+    upload_bytes = out.getvalue()
+    assert sof_markers(upload_bytes) == {0xC2}
+
+    # when it is uploaded
+    body = upload(api, upload_bytes).json()
+
+    # then what is stored decodes row by row (a raster worker streams it), to exactly the same pixels, with
+    # its orientation and profile; the checksum describes the stored bytes
+    stored = stored_original(body["id"])
+    assert sof_markers(stored) <= {0xC0, 0xC1} and sof_markers(stored)
+    assert pixels(stored) == pixels(upload_bytes)
+    with Image.open(io.BytesIO(stored)) as image:
+        assert image.info.get("icc_profile") == SRGB_ICC
+        assert image.getexif()[0x0112] == 6
+    assert (body["status"], body["exif_orientation"], body["has_icc_profile"]) == ("ready", 6, True)
+    assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(stored).hexdigest(), len(stored))
+
+
+@pytest.mark.parametrize("sixteen_bits", [False, True], ids=["8-bit", "16-bit"])
+def test_an_interlaced_png_is_stored_non_interlaced_with_the_same_pixels_and_profile(api, sixteen_bits):
+    # given an Adam7-interlaced PNG with an ICC profile, 8 or 16 bits per sample
+    api.force_authenticate(UserFactory.create())
+    image = pyvips.Image.gaussnoise(700, 500, mean=128, sigma=50).cast("uchar").bandjoin([128, 64])
+    if sixteen_bits:
+        image = (image.cast("ushort") * 257).cast("ushort").copy(interpretation="rgb16")
+    image = image.copy()
+    image.set_type(pyvips.GValue.blob_type, "icc-profile-data", SRGB_ICC)
+    upload_bytes = image.pngsave_buffer(interlace=True)
+    with Image.open(io.BytesIO(upload_bytes)) as opened:
+        assert opened.info.get("interlace") == 1
+
+    # when it is uploaded
+    body = upload(api, upload_bytes).json()
+
+    # then it is stored non-interlaced, sample for sample the same at its bit depth, with its profile
+    stored = stored_original(body["id"])
+    with Image.open(io.BytesIO(stored)) as opened:
+        assert not opened.info.get("interlace")
+        assert opened.info.get("icc_profile") == SRGB_ICC
+    before, after = pyvips.Image.new_from_buffer(upload_bytes, ""), pyvips.Image.new_from_buffer(stored, "")
+    assert (
+        (after.format, after.bands)
+        == (before.format, before.bands)
+        == ("ushort" if sixteen_bits else "uchar", 3)
+    )
+    assert after.write_to_memory() == before.write_to_memory()
+    assert (body["status"], body["image_format"]) == ("ready", "PNG")
+
+
+def test_without_jpegtran_the_system_check_fails_and_a_progressive_jpeg_is_kept_as_sent(
+    api, monkeypatch, caplog
+):
+    # given a machine without jpegtran
+    monkeypatch.setenv("PATH", "/nonexistent")
+    api.force_authenticate(UserFactory.create())
+    progressive = noisy_jpeg(progressive=True)
+
+    # when the system checks run, and a progressive JPEG is uploaded
+    problems = checks.jpegtran_installed()
+    body = upload(api, progressive).json()
+
+    # then the deployment is told at start, and the customer's photo is not refused for it
+    assert [problem.id for problem in problems] == ["orders.E001"]
+    assert body["status"] == "ready"
+    assert stored_original(body["id"]) == progressive
+    assert "jpegtran is not installed" in caplog.text
