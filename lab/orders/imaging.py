@@ -159,7 +159,7 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
 
 
 def _non_sequential_layout(image: Image.Image, image_format: str) -> str:
-    """ "progressive" (a progressive JPEG), "interlaced" (an Adam7 PNG) or "" (decodes row by row)."""
+    """What keeps a photo from decoding row by row: "progressive" (JPEG), "interlaced" (Adam7 PNG), or ""."""
     if image_format == "JPEG" and image.info.get("progressive"):
         return "progressive"
     if image_format == "PNG" and image.info.get("interlace"):
@@ -168,34 +168,49 @@ def _non_sequential_layout(image: Image.Image, image_format: str) -> str:
 
 
 def sequential_bytes(data: bytes, *, layout: str) -> bytes:
-    """The sequential form of a progressive JPEG or an interlaced PNG (`layout`), with the same pixels."""
+    """The sequential form of a progressive JPEG or an interlaced PNG (`layout`), with the same pixels.
+
+    Pillow has decoded the photo already: a converter that fails on it (a warning jpegtran will not pass, a
+    libvips error) or takes too long leaves the photo as sent, logged, never refused for it.
+    """
     if layout == "progressive":
         return _jpeg_sequential(data)
     if layout == "interlaced":
         try:
             image = pyvips.Image.new_from_buffer(data, "")
             return bytes(image.pngsave_buffer(interlace=False, compression=1))
-        except pyvips.Error as error:
-            raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
+        except pyvips.Error:
+            logger.warning("intake: libvips could not rewrite an interlaced PNG; stored as sent")
+            return data
     raise ValueError(f"unknown layout {layout!r}")
 
 
 def _jpeg_sequential(data: bytes) -> bytes:
     program = shutil.which(JPEGTRAN)
     if program is None:
-        # A deployment error, which lab.orders' system check reports at start: the photo is kept as sent
-        # (it prints, with a worker's peak memory above its budget), never refused for it.
+        # A deployment error, which lab.orders' system check reports at start.
         logger.error("intake: %s is not installed; a progressive JPEG is stored as sent", JPEGTRAN)
         return data
-    result = subprocess.run(
-        [program, "-copy", "all"],
-        input=data,
-        capture_output=True,
-        timeout=JPEGTRAN_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if result.returncode != 0 or not result.stdout:
-        raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.")
+    try:
+        result = subprocess.run(
+            [program, "-copy", "all"],
+            input=data,
+            capture_output=True,
+            timeout=JPEGTRAN_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        logger.warning(
+            "intake: %s took over %d s; a progressive JPEG is stored as sent",
+            JPEGTRAN,
+            JPEGTRAN_TIMEOUT_SECONDS,
+        )
+        return data
+    if result.returncode != 0 or not result.stdout:  # 1 error, 2 warning (its output is not trusted then)
+        logger.warning(
+            "intake: %s exited %d; a progressive JPEG is stored as sent", JPEGTRAN, result.returncode
+        )
+        return data
     return result.stdout
 
 

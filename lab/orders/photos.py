@@ -47,7 +47,13 @@ def asset_create_from_upload(
     asset = Asset(owner=owner)
     asset_store(asset=asset, facts=facts)
     asset.save()
-    logger.info("asset stored asset=%s format=%s bytes=%d", asset.pk, asset.image_format, asset.size_bytes)
+    logger.info(
+        "asset stored asset=%s format=%s bytes=%d sequential_from=%s",
+        asset.pk,
+        asset.image_format,
+        asset.size_bytes,
+        facts.made_sequential_from or "-",
+    )
     return asset
 
 

@@ -308,6 +308,7 @@ def test_a_progressive_jpeg_is_stored_sequential_with_the_same_pixels_and_metada
         assert image.getexif()[0x0112] == 6
     assert (body["status"], body["exif_orientation"], body["has_icc_profile"]) == ("ready", 6, True)
     assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(stored).hexdigest(), len(stored))
+    assert "sequential_from=progressive" in caplog.text
 
 
 @pytest.mark.parametrize("sixteen_bits", [False, True], ids=["8-bit", "16-bit"])
@@ -358,3 +359,18 @@ def test_without_jpegtran_the_system_check_fails_and_a_progressive_jpeg_is_kept_
     assert body["status"] == "ready"
     assert stored_original(body["id"]) == progressive
     assert "jpegtran is not installed" in caplog.text
+
+
+def test_a_progressive_jpeg_jpegtran_fails_on_is_kept_as_sent_not_refused(api, monkeypatch, caplog):
+    # given a converter that fails (as jpegtran does on a file it only warns about: exit status 2)
+    monkeypatch.setattr(imaging, "JPEGTRAN", "false")
+    api.force_authenticate(UserFactory.create())
+    progressive = noisy_jpeg(progressive=True)
+
+    # when a progressive JPEG Pillow decodes is uploaded
+    body = upload(api, progressive).json()
+
+    # then the customer's photo is accepted as sent, and the failure is logged
+    assert body["status"] == "ready"
+    assert stored_original(body["id"]) == progressive
+    assert "false exited 1; a progressive JPEG is stored as sent" in caplog.text
