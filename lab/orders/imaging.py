@@ -26,7 +26,6 @@ import warnings
 from dataclasses import dataclass
 
 import pillow_heif
-import pyvips
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from lab.lib.errors import CommonError, DomainError
@@ -176,6 +175,10 @@ def sequential_bytes(data: bytes, *, layout: str) -> bytes:
     if layout == "progressive":
         return _jpeg_sequential(data)
     if layout == "interlaced":
+        # Imported here: only a process that converts an interlaced PNG loads libvips (the web's and the
+        # workers' main processes import this module through the intake tasks).
+        import pyvips
+
         try:
             image = pyvips.Image.new_from_buffer(data, "")
             return bytes(image.pngsave_buffer(interlace=False, compression=1))

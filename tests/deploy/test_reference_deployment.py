@@ -112,6 +112,16 @@ def test_web_runs_gunicorn_and_the_default_queue_has_a_worker_apart_from_the_ras
     }
 
 
+def test_every_celery_worker_is_stopped_through_its_main_process():
+    # KillMode=control-group (systemd's default) sends SIGTERM to the pool's children too, and the main
+    # process then sometimes hung in its pool teardown until the SIGKILL (tests/e2e/test_embedded_worker.py).
+    workers = [path for path in SERVICES if " worker -Q " in exec_start(path)]
+    assert len(workers) == 3
+    for path in workers:
+        service = parse_unit(path)["Service"]
+        assert (service["KillMode"], service["KillSignal"]) == (["mixed"], ["SIGTERM"]), path.name
+
+
 def test_the_raster_worker_holds_no_payment_key():
     # Rasters never call Stripe; the default worker does (refunds), and the web (payments, webhooks).
     credentials = {
