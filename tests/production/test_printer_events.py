@@ -174,9 +174,7 @@ def test_after_a_server_start_the_jobs_it_held_are_swept_again_while_they_are_su
     assert at_once == too_soon == after_the_limit == {}
 
 
-def test_the_sweeps_after_a_server_start_end_once_the_jobs_it_held_moved_on(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-):
+def test_the_sweeps_after_a_server_start_end_once_the_jobs_it_held_moved_on(monkeypatch: pytest.MonkeyPatch):
     # given a submitted job, a listener that heard its server start and swept, and a second job submitted
     # after that start (its events are heard as usual)
     printer = hotfolder_printer("minilab", sizes=["4x6"])
