@@ -374,3 +374,27 @@ def test_a_progressive_jpeg_jpegtran_fails_on_is_kept_as_sent_not_refused(api, m
     assert body["status"] == "ready"
     assert stored_original(body["id"]) == progressive
     assert "false exited 1; a progressive JPEG is stored as sent" in caplog.text
+
+
+def test_a_progressive_jpeg_with_a_location_is_stored_sequential_and_without_it(api):
+    # given a progressive JPEG whose EXIF carries a GPS position (jpegtran -copy all keeps every marker)
+    api.force_authenticate(UserFactory.create())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
+    out = io.BytesIO()
+    Image.effect_noise((600, 400), 60).convert("RGB").save(out, "JPEG", progressive=True, exif=exif.tobytes())
+    upload_bytes = out.getvalue()
+
+    # when it is uploaded
+    body = upload(api, upload_bytes).json()
+
+    # then the location is gone from what is stored, which is sequential, the same pixels, still oriented
+    stored = stored_original(body["id"])
+    assert body["gps_stripped"] is True
+    assert sof_markers(stored) <= {0xC0, 0xC1} and sof_markers(stored)
+    assert pixels(stored) == pixels(upload_bytes)
+    with Image.open(io.BytesIO(stored)) as image:
+        assert 0x8825 not in image.getexif()
+        assert image.getexif()[0x0112] == 6
+    assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(stored).hexdigest(), len(stored))
