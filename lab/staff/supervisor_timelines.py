@@ -36,7 +36,6 @@ QUEUE_HISTORY_STAGES: dict[str, tuple[str, ...]] = {
 STAGE_OF = {status: stage for stage, statuses in QUEUE_HISTORY_STAGES.items() for status in statuses}
 QUEUE_HISTORY_HOURS = 24
 
-Interval = tuple[datetime.datetime, datetime.datetime]
 # An interval in seconds since the epoch: the printing intervals are tens of thousands over a month, and
 # psycopg parses each timestamp from text (~5 µs each, most of the figure's time at 1 M jobs); PostgreSQL
 # sends them as numbers instead.
@@ -122,8 +121,7 @@ def printer_time(*, filters: Filters, now: datetime.datetime) -> list[PrinterTim
             start=filters.start,
             end=end,
         )
-        online_spans = [(since.timestamp(), until.timestamp()) for since, until in online]
-        printing_seconds = _overlap_seconds(_union(printing[printer["pk"]]), online_spans)
+        printing_seconds = _overlap_seconds(_union(printing[printer["pk"]]), online)
         rows.append(
             PrinterTimeRow(
                 printer_id=printer["pk"],
@@ -142,16 +140,16 @@ def _state_seconds(
     changes: list[tuple[datetime.datetime, str]],
     start: datetime.datetime,
     end: datetime.datetime,
-) -> tuple[dict[str, float], list[Interval]]:
-    """Seconds per state between start and end, and the online intervals."""
+) -> tuple[dict[str, float], list[Span]]:
+    """Seconds per state between start and end, and the online intervals (epoch seconds)."""
     seconds = dict.fromkeys(PRINTER_STATES, 0.0)
-    online: list[Interval] = []
+    online: list[Span] = []
     state, since = first_state, start
     for at, to_state in [*changes, (end, "")]:
         if at > since:
             seconds[state] = seconds.get(state, 0.0) + (at - since).total_seconds()
             if state == PrinterState.ONLINE:
-                online.append((since, at))
+                online.append((since.timestamp(), at.timestamp()))
         state, since = to_state, at
     return seconds, online
 
