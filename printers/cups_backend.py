@@ -16,6 +16,9 @@ Facts observed on CUPS 2.4.2 with ippeveprinter IPP Everywhere queues (see tests
   0x0500 ("No such file or directory", or "Success") or 0x0502, or pycups raises RuntimeError/HTTPError;
   every method turns all of these into TransientPrinterError. pycups' printFile is Create-Job followed by
   Send-Document, so a transient submit failure may still have left a job: reconcile with find_jobs().
+- printFile may also return a job id when cupsd stopped while it was still reading the document: libcups
+  got no answer to Send-Document and kept Create-Job's successful-ok. submit() reads the job back (state,
+  number-of-documents) and raises a transient error for a job without its document.
 
 cupsd restart (SIGTERM, then start on the same spool), from scheduler/*.c in 2.4.2 and tests/printers/
 test_cups_restart.py:
@@ -85,6 +88,7 @@ JOB_NAMES_HIDDEN = "job_names_hidden"
 # connection is made. The host and port are also passed to Connection() so the connection keeps them.
 _connection_lock = threading.Lock()
 
+_DOCUMENT_CHECK_ATTRIBUTES = ["job-state", "number-of-documents"]
 _JOB_ATTRIBUTES = [
     "job-id",
     "job-name",
@@ -235,8 +239,40 @@ class CupsBackend(PrinterBackend):
                 if status == cups.IPP_STATUS_ERROR_INTERNAL and not self._queue_exists(connection):
                     raise self._queue_not_found() from exc
                 raise _translate_ipp_error(status, message, operation="submit") from exc
+            self._confirm_document_arrived(connection, job_id)
         logger.info("CUPS queue %s accepted job %s", self.queue, job_id)
         return str(job_id)
+
+    def _confirm_document_arrived(self, connection: cups.Connection, job_id: int) -> None:
+        """Raise a transient error unless the job printFile reported really holds its document.
+
+        libcups may report a Send-Document cut off by cupsd's shutdown as a success: no answer arrived, and
+        it keeps Create-Job's successful-ok as the last status. The job is then held with no document. Our
+        own failed submit's empty job is cancelled here when cupsd still answers; otherwise the retry's
+        look at the printer (or the tracker's is_missing_document) cancels it. A job gone already (purged
+        from the history after it completed) had its document. Whatever else the check meets is transient:
+        the job may exist, and the retry looks for it at the printer before it sends anything again.
+        """
+        try:
+            attributes = connection.getJobAttributes(job_id, requested_attributes=_DOCUMENT_CHECK_ATTRIBUTES)
+        except cups.IPPError as exc:
+            status, message = _ipp_error_parts(exc)
+            if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
+                return
+            raise errors.TransientPrinterError(
+                code=errors.PRINTER_UNREACHABLE,
+                message=f"CUPS job {job_id} created, its document unconfirmed: {message} (0x{status:04x})",
+            ) from exc
+        state = JobState.from_ipp(int(attributes["job-state"]))
+        if state is JobState.COMPLETED or (_optional_int(attributes.get("number-of-documents")) or 0) > 0:
+            return
+        if not state.is_final:
+            with contextlib.suppress(cups.IPPError, cups.HTTPError, RuntimeError):
+                connection.cancelJob(job_id)
+        raise errors.TransientPrinterError(
+            code=errors.PRINTER_UNREACHABLE,
+            message=f"CUPS job {job_id} was created but its document did not arrive (job {state})",
+        )
 
     def job_info(self, handle: str) -> JobInfo:
         job_id = _job_id(handle)

@@ -4,10 +4,12 @@ The fault tests pin down what CUPS 2.4.2 actually reports; production polling is
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import cups
 import pytest
 
-from printers import errors
+from printers import cups_backend, errors
 from printers.base import JobInfo, JobState, PrinterState, PrinterStatus
 from printers.cups_backend import CupsBackend, list_queues, parse_server
 from printers.media import media_matches_size
@@ -269,6 +271,48 @@ def test_cups_server_down_is_transient(small_jpeg: Path) -> None:
         with pytest.raises(errors.TransientPrinterError) as raised:
             call()
         assert (raised.value.code, raised.value.is_permanent) == ("printer_unreachable", False)
+
+
+class _LibcupsReportingCreateJobOnly:
+    """A pycups connection whose printFile does what libcups reports when cupsd stops while it reads the
+    document: the job is created (Create-Job), its document never arrives, and the call says success."""
+
+    def __init__(self, connection: cups.Connection) -> None:
+        self._connection = connection
+
+    def printFile(self, queue: str, path: str, title: str, options: dict[str, str]) -> int:
+        return int(self._connection.createJob(queue, title, options))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def test_a_submit_reported_successful_without_its_document_is_transient_and_its_empty_job_cancelled(
+    private_cups: PrivateCups, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given libcups calling a submit successful although cupsd never got the document
+    private_cups.add_printer("half_sent", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="half_sent", server=private_cups.server)
+    real_connect = cups_backend.connect
+    monkeypatch.setattr(
+        cups_backend, "connect", lambda *, server: _LibcupsReportingCreateJobOnly(real_connect(server=server))
+    )
+
+    # when the backend submits, then it reads the job back and says transient, never a handle
+    with pytest.raises(errors.TransientPrinterError) as raised:
+        backend.submit(path=small_jpeg, title="lab-job-h1")
+    assert raised.value.code == "printer_unreachable"
+    assert "document did not arrive" in raised.value.message
+    monkeypatch.undo()
+
+    # and the empty job it left is cancelled: the retry's look at the printer does not adopt it
+    assert [(job.title, job.state) for job in backend.find_jobs(title_prefix="lab-job-h1")] == [
+        ("lab-job-h1", JobState.CANCELED)
+    ]
+    # while a submit that delivers its document still returns the job
+    handle = backend.submit(path=small_jpeg, title="lab-job-h2")
+    assert _wait_for_job(backend, handle, _final, timeout=15).state is JobState.COMPLETED
+    assert [path.name for path in private_cups.received_files("half_sent")] == ["1-lab-job-h2.jpg"]
 
 
 def test_find_jobs_by_title_prefix_on_this_queue_only(private_cups: PrivateCups, small_jpeg: Path) -> None:
