@@ -25,6 +25,7 @@ from typing import Any
 import cups
 import psycopg
 import pytest
+import stripe
 
 from printers.cups_backend import connect
 from printers.errors import PrinterError
@@ -91,7 +92,7 @@ class Stack:
 
     # --- Customer side, over HTTP -------------------------------------------------------------------
 
-    def place_order(self, lines: list[tuple[str, int]]) -> dict[str, Any]:
+    def order_body(self, lines: list[tuple[str, int]]) -> bytes:
         body = {
             "items": [
                 {"sku": sku, "asset": self.asset_id, "copies": copies, "sizing": "fill"}
@@ -100,11 +101,14 @@ class Stack:
             "shipping_method": "standard",
             "shipping_address": ADDRESS,
         }
+        return json.dumps(body).encode()
+
+    def place_order(self, lines: list[tuple[str, int]]) -> dict[str, Any]:
         status, order = call(
             self.web.url,
             "POST",
             "/api/v1/orders",
-            json.dumps(body).encode(),
+            self.order_body(lines),
             {
                 "Authorization": f"Token {self.token}",
                 "Content-Type": "application/json",
@@ -145,6 +149,9 @@ class Stack:
         raise AssertionError(f"Stripe's retries never got a 2xx: {answers}")
 
     # --- What happened ------------------------------------------------------------------------------
+
+    def payment_status(self, ref: str) -> str:
+        return str(self.sql("SELECT payment_status FROM orders_order WHERE ref = %s", ref)[0][0])
 
     def order_statuses(self) -> dict[str, str]:
         rows = self.sql("SELECT ref, status FROM orders_order WHERE ref = ANY(%s)", self.orders)
@@ -492,3 +499,177 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
     assert status == "suspect", events
     lab.assert_each_copy_once_or_shown()
     assert re.findall(r"Task production\.(printer_poll|reconcile)\[", worker.log_text()) == []
+
+
+# --- The same requests raced across several web processes ------------------------------------------------
+
+Request = tuple[LabWebServer, str, str, bytes, dict[str, str]]
+
+
+def race(requests: list[Request], *, delays: list[float] | None = None) -> list[tuple[int, Any]]:
+    """Send every request at the same moment (or that many seconds after it), each from its own thread; the
+    answers in request order."""
+    answers: list[tuple[int, Any]] = [(0, None)] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def send(index: int, request: Request) -> None:
+        web, method, path, body, headers = request
+        barrier.wait()
+        time.sleep(delays[index] if delays else 0)
+        answers[index] = call(web.url, method, path, body, headers)
+
+    threads = [threading.Thread(target=send, args=pair) for pair in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    return answers
+
+
+def charge_at_stripe(lab: Stack, order: dict[str, Any]) -> stripe.StripeClient:
+    """What the customer's browser does: a test card on the order's PaymentIntent, confirmed at Stripe."""
+    client = stripe.StripeClient(
+        FAULT_ENV["STRIPE_SECRET_KEY"], base_addresses={"api": lab.worker.env["STRIPE_API_BASE"]}
+    )
+    method = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "314"},
+        }
+    )
+    intent = order["payment"]["payment_intent"]
+    client.v1.payment_intents.update(intent, params={"payment_method": method.id})
+    assert client.v1.payment_intents.confirm(intent).status == "succeeded"
+    return client
+
+
+def succeeded_event(order: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    payload, header = signed_event(
+        event_type="payment_intent.succeeded",
+        data_object={
+            "id": order["payment"]["payment_intent"],
+            "object": "payment_intent",
+            "amount": order["total_minor"],
+            "amount_received": order["total_minor"],
+        },
+        secret=WEBHOOK_SECRET,
+        event_id=f"evt_{uuid.uuid4().hex}",
+    )
+    return payload, {"Content-Type": "application/json", "Stripe-Signature": header}
+
+
+@pytest.fixture
+def three_web_processes(lab: Stack, tmp_path: Path) -> Iterator[list[LabWebServer]]:
+    """The stack's gunicorn and two more, each its own process on the same database and broker."""
+    others: list[LabWebServer] = []
+    try:
+        for n in (2, 3):
+            others.append(LabWebServer(work_dir=tmp_path / f"web{n}", env=lab.worker.env).start())
+        yield [lab.web, *others]
+    finally:
+        for web in others:
+            web.stop()
+
+
+def test_the_same_requests_raced_across_three_web_processes_take_effect_once(
+    lab: Stack, three_web_processes: list[LabWebServer]
+) -> None:
+    webs = three_web_processes
+    assert len({web.pid for web in webs}) == 3
+    customer = {"Authorization": f"Token {lab.token}", "Content-Type": "application/json"}
+
+    # given one order sent with one Idempotency-Key to each process three times, all at once
+    body = lab.order_body(LINES)
+    key = {**customer, "Idempotency-Key": uuid.uuid4().hex}
+    created = race([(web, "POST", "/api/v1/orders", body, key) for web in webs for _ in range(3)])
+
+    # then one order exists, with one PaymentIntent, and every caller got it: once 201, then 200 replays
+    assert sorted(status for status, _ in created) == [200] * 8 + [201], created
+    assert len({(order["ref"], order["payment"]["payment_intent"]) for _, order in created}) == 1
+    order = created[0][1]
+    lab.orders.append(order["ref"])
+    assert lab.sql("SELECT count(*) FROM orders_order WHERE ref = %s", order["ref"]) == [(1,)]
+
+    # when it is paid and Stripe's one event arrives at every process twice, at once
+    charge_at_stripe(lab, order)
+    payload, headers = succeeded_event(order)
+    delivered = race([(web, "POST", "/api/v1/webhooks/stripe", payload, headers) for web in webs * 2])
+
+    # then every delivery is answered 2xx, the payment is applied once, and each copy prints once
+    assert [status for status, _ in delivered] == [200] * 6, delivered
+    lab.wait_settled()
+    assert lab.order_statuses() == {order["ref"]: "ready_to_pack"}
+    lab.assert_each_copy_once_or_shown()
+    assert lab.sql(
+        "SELECT count(*) FROM orders_orderevent e JOIN orders_order o ON o.id = e.order_id "
+        "WHERE o.ref = %s AND e.to_status = 'paid'",
+        order["ref"],
+    ) == [(1,)]
+    assert lab.sql(
+        "SELECT count(*) FROM notify_notification n JOIN orders_order o ON o.id = n.order_id "
+        "WHERE o.ref = %s AND n.order_status = 'paid'",
+        order["ref"],
+    ) == [(1,)]
+
+
+def test_a_cancel_raced_against_the_payment_across_web_processes_either_refunds_once_or_prints_once(
+    lab: Stack, three_web_processes: list[LabWebServer]
+) -> None:
+    webs = three_web_processes
+    # given orders their customer has paid at Stripe
+    orders = [lab.place_order(LINES) for _ in range(6)]
+    clients = [charge_at_stripe(lab, order) for order in orders]
+
+    # when, for each, the customer's cancel reaches one process while Stripe's event reaches the other two;
+    # the cancel comes a little later for some, so that it meets every step: before the payment, after it,
+    # and after the release (which one it meets is up to the race, and each outcome is checked below)
+    cancels = []
+    for order, late in zip(orders, (0, 0, 0.05, 0.1, 0.3, 1.0), strict=True):
+        payload, headers = succeeded_event(order)
+        cancel: Request = (
+            webs[1],
+            "POST",
+            f"/api/v1/orders/{order['ref']}/cancel",
+            b"",
+            {"Authorization": f"Token {lab.token}"},
+        )
+        answers = race(
+            [
+                (webs[0], "POST", "/api/v1/webhooks/stripe", payload, headers),
+                cancel,
+                (webs[2], "POST", "/api/v1/webhooks/stripe", payload, headers),
+            ],
+            delays=[0, late, 0],
+        )
+        assert (answers[0][0], answers[2][0]) == (200, 200), answers
+        assert answers[1][0] in (200, 409), answers
+        cancels.append(answers[1][0])
+
+    # then each order either was cancelled and refunded once, printing nothing, or printed each copy once
+    # and refunded nothing; never both, never neither
+    lab.wait_settled()
+    cancelled = [order["ref"] for order, status in zip(orders, cancels, strict=True) if status == 200]
+    wait_until(
+        lambda: all(lab.payment_status(ref) == "refunded" for ref in cancelled),
+        timeout=SETTLE_TIMEOUT,
+        what=lambda: f"orders {cancelled} refunded\n{lab.worker.log_tail()}",
+    )
+    statuses = lab.order_statuses()
+    received = lab.received()
+    for order, cancel_status, client in zip(orders, cancels, clients, strict=True):
+        ref, intent = order["ref"], order["payment"]["payment_intent"]
+        refunds = client.v1.refunds.list(params={"payment_intent": intent}).data
+        if cancel_status == 200:
+            printed = lab.sql(
+                "SELECT j.id FROM production_printjob j JOIN orders_order o ON o.id = j.order_id "
+                "WHERE o.ref = %s",
+                ref,
+            )
+            assert statuses[ref] == "cancelled"
+            assert [received[job_id] for (job_id,) in printed if received[job_id]] == []
+            assert [refund.amount for refund in refunds] == [order["total_minor"]]
+        else:
+            assert statuses[ref] == "ready_to_pack"
+            assert lab.payment_status(ref) == "succeeded"
+            assert refunds == []
+    lab.assert_each_copy_once_or_shown()
