@@ -80,6 +80,10 @@ def payment_intent_ensure(*, order: Order) -> Order:
     return order
 
 
+# The metadata key that marks a refund at Stripe as the one this lab decided for an order.
+REFUND_TAG = "lab_refund"
+
+
 def refund_decide(*, order: Order) -> bool:
     """Under the order's lock: a captured payment becomes `refund_pending`; True when a refund is due.
 
@@ -97,15 +101,21 @@ def refund_decide(*, order: Order) -> bool:
 
 def refund_issue(*, order_id: int) -> bool:
     """Ask Stripe for the decided refund; True once the order is refunded. Safe to call any number of times:
-    one Stripe idempotency key per order refund, and the status moves only from `refund_pending`."""
+    the status moves only from `refund_pending`, and a refund of ours that Stripe already made (the process
+    died before it committed the answer) is found at Stripe, tagged with the order, and not made again. The
+    idempotency key alone would not do: Stripe forgets it after 24 hours."""
     order = Order.objects.get(pk=order_id)
     if order.payment_status != Order.PaymentStatus.REFUND_PENDING:
         return order.payment_status == Order.PaymentStatus.REFUNDED
+    tag = f"order-{order.ref}-refund"
     try:
-        stripe_client().v1.refunds.create(
-            params={"payment_intent": order.payment_intent_id},
-            options={"idempotency_key": f"order-{order.ref}-refund"},
-        )
+        client = stripe_client()
+        made = client.v1.refunds.list(params={"payment_intent": order.payment_intent_id, "limit": 100}).data
+        if not any(_is_our_refund(refund, tag=tag) for refund in made):
+            client.v1.refunds.create(
+                params={"payment_intent": order.payment_intent_id, "metadata": {REFUND_TAG: tag}},
+                options={"idempotency_key": tag},
+            )
     except stripe.StripeError as error:
         logger.warning("refund failed, left pending order=%s error=%s", order.ref, type(error).__name__)
         raise UpstreamError(OrderError.REFUND_FAILED, "The refund is decided and will be retried.") from error
@@ -117,6 +127,11 @@ def refund_issue(*, order_id: int) -> bool:
             OrderEvent.objects.create(order=order, kind="refunded", actor_kind="system")
     logger.info("refund issued order=%s", order.ref)
     return True
+
+
+def _is_our_refund(refund: stripe.Refund, *, tag: str) -> bool:
+    metadata = refund.metadata.to_dict() if refund.metadata is not None else {}
+    return metadata.get(REFUND_TAG) == tag and refund.status not in ("failed", "canceled")
 
 
 def refund_issue_soon(*, order_id: int) -> None:

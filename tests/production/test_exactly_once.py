@@ -13,11 +13,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from django.conf import settings
 from django.core import mail
+from django.db import transaction
 from django.utils import timezone
 
 from api.errors import http_status
@@ -241,6 +243,51 @@ def test_a_decided_refund_is_issued_once_stripe_answers_again(settings, localstr
     order.refresh_from_db()
     assert order.payment_status == "refunded"
     assert len(client.v1.refunds.list(params={"payment_intent": intent.id}).data) == 1
+
+
+def _captured_at_stripe(localstripe_url: str, amount: int = 1234) -> tuple[Any, str]:
+    import stripe
+
+    client = stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": localstripe_url})
+    method = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    intent = client.v1.payment_intents.create(
+        params={"amount": amount, "currency": "usd", "payment_method": method.id, "confirm": True}
+    )
+    return client, intent.id
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+def test_a_refund_stripe_made_before_the_worker_died_uncommitted_is_not_made_again(settings, localstripe):
+    # given a cancelled order whose refund Stripe made, while the worker that asked died before its commit
+    settings.STRIPE_API_BASE = localstripe.url
+    client, intent = _captured_at_stripe(localstripe.url)
+    order = _mark_captured(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]), intent=intent)
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the cancel's own attempt fails: left to the reconciler
+    order_cancel(order=order, actor=order.customer, actor_kind="customer")
+    settings.STRIPE_API_BASE = localstripe.url
+    with pytest.raises(_WorkerDied), transaction.atomic():
+        assert payments.refund_issue(order_id=order.pk) is True
+        raise _WorkerDied  # everything it wrote is rolled back; Stripe's refund is not
+    order.refresh_from_db()
+    assert order.payment_status == "refund_pending"
+
+    # when the reconciler asks again (later than Stripe keeps an idempotency key, or on a Stripe that ignores
+    # it, as localstripe does), then it finds that refund and makes no second one
+    assert payments.refunds_reconcile() == 1
+    order.refresh_from_db()
+    assert order.payment_status == "refunded"
+    refunds = client.v1.refunds.list(params={"payment_intent": intent}).data
+    assert [(refund.amount, refund.metadata.to_dict()) for refund in refunds] == [
+        (1234, {"lab_refund": f"order-{order.ref}-refund"})
+    ]
 
 
 def test_a_supervisor_cancel_stops_a_submitted_job_at_the_printer():
