@@ -11,13 +11,14 @@ duplicate.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,6 +333,8 @@ def lab(stack: Stack) -> Iterator[Stack]:
         stack.postgres.start()
     if not stack.worker.is_running:
         stack.worker.start()
+    if not stack.web.is_running:
+        stack.web.start()
 
 
 LINES = [("PRINT-4X6-GLOSSY", 2), ("PRINT-8X10-LUSTRE", 1)]
@@ -427,6 +430,32 @@ def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_ea
         lab.orders,
     )
     assert paid_events == [(len(orders),)]  # a retried webhook applied once
+
+
+def test_postgresql_crashed_twice_while_jobs_rasterize_and_print_needs_no_person_and_prints_each_copy_once(
+    lab: Stack,
+) -> None:
+    orders = [lab.place_order(LINES) for _ in range(3)]
+    for order in orders:
+        lab.pay(order)
+
+    # when PostgreSQL crashes (immediate stop, crash recovery at start) while jobs are being made, and again
+    # while CUPS sends one to a device
+    wait_until(
+        lambda: any(status in ("rasterizing", "ready", "submitting") for _, status, _, _ in lab.jobs()),
+        timeout=60,
+        interval=0.05,
+        what=lambda: f"a job being made; jobs {lab.jobs()}",
+    )
+    lab.postgres.restart(mode="immediate")
+    wait_until(lab.processing_at_cups, timeout=60, interval=0.1, what=lambda: f"a job at CUPS; {lab.jobs()}")
+    lab.postgres.restart(mode="immediate")
+
+    # then every order is made, each copy printed once, and nothing waits for a person
+    lab.wait_settled()
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    lab.assert_each_copy_once_or_shown()
+    assert {status for _, status, _, _ in lab.jobs()} == {"printed"}
 
 
 def test_cupsd_restarted_while_jobs_print_never_prints_a_copy_twice_unseen(lab: Stack):
@@ -673,3 +702,77 @@ def test_a_cancel_raced_against_the_payment_across_web_processes_either_refunds_
             assert lab.payment_status(ref) == "succeeded"
             assert refunds == []
     lab.assert_each_copy_once_or_shown()
+
+
+def _in_flight(send: Callable[[], tuple[int, Any]]) -> tuple[threading.Thread, list[tuple[int, Any]]]:
+    answers: list[tuple[int, Any]] = []
+    thread = threading.Thread(target=lambda: answers.append(send()))
+    thread.start()
+    return thread, answers
+
+
+def _wait_for_a_lock_wait(lab: Stack, table: str) -> None:
+    wait_until(
+        lambda: lab.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            f"%{table}%",
+        )[0][0],
+        timeout=30,
+        what=f"a request waiting for a lock on {table}",
+    )
+
+
+def test_a_web_process_killed_mid_request_loses_nothing_and_the_retry_applies_once(lab: Stack) -> None:
+    body = lab.order_body(LINES)
+    headers = {
+        "Authorization": f"Token {lab.token}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": uuid.uuid4().hex,
+    }
+    send_order = functools.partial(call, lab.web.url, "POST", "/api/v1/orders", body, headers)
+
+    # given an order request inside its transaction (its key row written, waiting for the photo's lock)
+    with psycopg.connect(lab.database_url) as blocker:
+        blocker.execute("SELECT id FROM orders_asset WHERE id = %s FOR UPDATE", (lab.asset_id,))
+        thread, answers = _in_flight(send_order)
+        _wait_for_a_lock_wait(lab, "orders_asset")
+        # when the web process is SIGKILLed there
+        lab.web.kill()
+    thread.join(timeout=30)
+    assert answers[0][0] == 0, answers  # the client got no answer
+    lab.web.start()
+
+    # then nothing of it was kept, and the client's retry with the same key creates the order, once
+    assert lab.sql(
+        "SELECT count(*) FROM orders_idempotencykey WHERE key = %s", headers["Idempotency-Key"]
+    ) == [(0,)]
+    status, order = send_order()
+    assert status == 201, order
+    lab.orders.append(order["ref"])
+    assert send_order()[1]["ref"] == order["ref"]
+
+    # given Stripe's event for it inside its transaction (waiting for the order's lock)
+    charge_at_stripe(lab, order)
+    payload, event_headers = succeeded_event(order)
+    deliver = functools.partial(call, lab.web.url, "POST", "/api/v1/webhooks/stripe", payload, event_headers)
+    with psycopg.connect(lab.database_url) as blocker:
+        blocker.execute("SELECT id FROM orders_order WHERE ref = %s FOR UPDATE", (order["ref"],))
+        thread, answers = _in_flight(deliver)
+        _wait_for_a_lock_wait(lab, "orders_order")
+        # when the web process is SIGKILLed there
+        lab.web.kill()
+    thread.join(timeout=30)
+    assert answers[0][0] == 0, answers
+    lab.web.start()
+
+    # then the order is still unpaid; Stripe's retry (it got no 2xx) pays it once, and each copy prints once
+    assert lab.payment_status(order["ref"]) == "requires_payment"
+    assert deliver()[0] == 200
+    lab.wait_settled()
+    assert lab.order_statuses() == {order["ref"]: "ready_to_pack"}
+    lab.assert_each_copy_once_or_shown()
+    assert lab.sql(
+        "SELECT count(*) FROM orders_orderevent e JOIN orders_order o ON o.id = e.order_id "
+        "WHERE o.ref = %s AND e.to_status = 'paid'",
+        order["ref"],
+    ) == [(1,)]

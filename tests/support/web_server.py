@@ -94,6 +94,15 @@ class LabWebServer:
     def stop(self) -> None:
         self._service.stop()
 
+    @property
+    def is_running(self) -> bool:
+        process = self._service.process
+        return process is not None and process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL gunicorn, its worker and all: requests in flight get no answer."""
+        self._service.kill()
+
     def log_tail(self, characters: int = 4000) -> str:
         return self.log.read_bytes()[-characters:].decode(errors="replace") if self.log.exists() else ""
 
