@@ -82,6 +82,9 @@ app.conf.beat_schedule = {
     "printer-poll": _sweep("production.printer_poll", settings.PRODUCTION_POLL_SECONDS),
     "production-reconcile": _sweep("production.reconcile", settings.PRODUCTION_POLL_SECONDS * 3),
     "production-alerts-check": _sweep("production.alerts_check", float(settings.ALERT_CHECK_SECONDS)),
+    "printer-documents-discard": _sweep(
+        "production.printer_documents_discard", float(settings.PRINTER_DOCUMENTS_DISCARD_SECONDS)
+    ),
     "refunds-reconcile": _sweep("payments.refunds_reconcile", 60.0),
     "notifications-sweep": _sweep("notify.notifications_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
     "webhook-deliveries-sweep": _sweep("notify.webhook_deliveries_sweep", 60.0),

@@ -384,6 +384,8 @@ CUPS_SERVER = os.environ.get("CUPS_SERVER", "")  # host:port; empty = the system
 # answers Get-Notifications at once (no long poll), so this is the most an event waits before it is read.
 PRINTER_EVENTS_PULL_SECONDS = float(os.environ.get("PRINTER_EVENTS_PULL_SECONDS", "0.25"))
 HOTFOLDER_ROOT = Path(os.environ.get("HOTFOLDER_ROOT", VAR_DIR / "spool"))
+# How often the documents printers keep of finished jobs (CUPS' spool, a hot folder's done/) are erased.
+PRINTER_DOCUMENTS_DISCARD_SECONDS = envint("PRINTER_DOCUMENTS_DISCARD_SECONDS", 300)
 
 # --- Retention (privacy policy: photos kept only as long as strictly necessary) --------------------
 RETENTION_SHIPPED_DAYS = envint("RETENTION_SHIPPED_DAYS", 30)

@@ -258,3 +258,10 @@ class PrinterBackend(abc.ABC):
     @abc.abstractmethod
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
         """Jobs on this printer whose title starts with the prefix, oldest first (for the reconciler)."""
+
+    @abc.abstractmethod
+    def discard_document(self, handle: str) -> bool:
+        """Erase the document the printer keeps of a job that is over; True when something was erased.
+
+        For a job in a final state only: the caller decides that nothing will look at the job again.
+        """

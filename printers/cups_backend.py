@@ -306,6 +306,32 @@ class CupsBackend(PrinterBackend):
                     ) from exc
                 raise _translate_ipp_error(status, message, operation="cancel") from exc
 
+    def discard_document(self, handle: str) -> bool:
+        """Purge the job: CUPS deletes its document from the spool (kept a day by default, PreserveJobFiles)
+        and its entry from the job history."""
+        job_id = _job_id(handle)
+        with self._connection() as connection:
+            attributes: Mapping[str, Any] = self._call(
+                lambda: connection.getJobAttributes(job_id, requested_attributes=["job-state"]),
+                not_found=dict,
+            )
+            state = attributes.get("job-state")
+            if state is None:
+                return False
+            if not JobState.from_ipp(int(state)).is_final:
+                raise errors.PermanentPrinterError(
+                    code=errors.JOB_NOT_OVER, message=f"CUPS job {handle} is not over"
+                )
+            try:
+                connection.cancelJob(job_id, purge_job=True)
+            except cups.IPPError as exc:
+                status, message = _ipp_error_parts(exc)
+                if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
+                    return False
+                raise _translate_ipp_error(status, message, operation="purge") from exc
+        logger.info("CUPS queue %s purged job %s", self.queue, job_id)
+        return True
+
     def printer_status(self) -> PrinterStatus:
         with self._connection() as connection:
             attributes = self._call(

@@ -37,6 +37,7 @@ PRINTER_NOT_ACCEPTING_JOBS = "printer_not_accepting_jobs"
 QUEUE_NOT_FOUND = "queue_not_found"
 JOB_NOT_FOUND = "job_not_found"
 JOB_NOT_CANCELABLE = "job_not_cancelable"
+JOB_NOT_OVER = "job_not_over"  # its document cannot be discarded yet
 DOCUMENT_FORMAT_NOT_SUPPORTED = "document_format_not_supported"
 ATTRIBUTES_NOT_SUPPORTED = "attributes_not_supported"
 NOT_AUTHORIZED = "not_authorized"

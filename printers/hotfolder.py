@@ -184,6 +184,25 @@ class HotFolderBackend(PrinterBackend):
         found.sort(key=lambda item: item[0])
         return [info for _, info in found]
 
+    def discard_document(self, handle: str) -> bool:
+        located = self._locate(handle)
+        if located is None:
+            return False
+        ticket_path, state = located
+        if not state.is_final:
+            raise errors.PermanentPrinterError(
+                code=errors.JOB_NOT_OVER, message=f"hot folder job {handle!r} is still {state.value}"
+            )
+        file_name = Path(str(_read_ticket(ticket_path).get("file_name", ""))).name
+        if not file_name:
+            return False
+        try:
+            (ticket_path.parent / file_name).unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_directory(ticket_path.parent)
+        return True
+
     def _require_writable_folder(self) -> None:
         status = self.printer_status()
         if status.state is PrinterState.OFFLINE:

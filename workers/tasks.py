@@ -114,6 +114,13 @@ def production_reconcile() -> None:
     reconcile()
 
 
+@app.task(name="production.printer_documents_discard", time_limit=300, max_retries=0)
+def printer_documents_discard() -> None:
+    from lab.production.spool import printer_documents_discard as discard
+
+    discard()
+
+
 @app.task(name="production.alerts_check", time_limit=120, max_retries=0)
 def alerts_check() -> None:
     from lab.production.alerts import alerts_check as check

@@ -99,6 +99,16 @@ def test_paid_order_is_rasterized_printed_by_both_devices_at_product_size_and_re
     # and the packing slip is rendered by the worker too
     wait_until(lambda: PackingSlip.objects.filter(order=order).exists(), timeout=30, what="packing slip")
 
+    # and the copies of the photos cupsd kept in its spool are erased by the worker's sweep
+    documents = {f"d{int(job.backend_job_id):05d}-001" for job in jobs}
+    assert documents <= set(lab_printers.cups.spooled_documents())
+    app.send_task("production.printer_documents_discard")
+    wait_until(
+        lambda: not documents & set(lab_printers.cups.spooled_documents()),
+        timeout=30,
+        what=lambda: f"cupsd's spool without {documents}; worker log:\n{worker.log_tail()}",
+    )
+
 
 # A 54-megapixel PNG takes the rasterizer over a second here (PNG has no shrink-on-load, unlike JPEG, which
 # pyvips turns into a 4x6 in under 0.1 s): wide enough a window to see `rasterizing` and kill the worker.

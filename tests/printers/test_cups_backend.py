@@ -261,6 +261,7 @@ def test_cups_server_down_is_transient(small_jpeg: Path) -> None:
     calls: list[Callable[[], object]] = [
         lambda: backend.submit(path=small_jpeg, title="lab-job-12"),
         lambda: backend.job_state("1"),
+        lambda: backend.discard_document("1"),
         backend.printer_status,
         lambda: backend.find_jobs(title_prefix="lab-job-"),
         lambda: list_queues(server=backend.server),
@@ -313,6 +314,34 @@ def test_a_submit_reported_successful_without_its_document_is_transient_and_its_
     handle = backend.submit(path=small_jpeg, title="lab-job-h2")
     assert _wait_for_job(backend, handle, _final, timeout=15).state is JobState.COMPLETED
     assert [path.name for path in private_cups.received_files("half_sent")] == ["1-lab-job-h2.jpg"]
+
+
+def test_the_document_of_a_job_that_is_over_is_purged_from_cupsd_spool(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    # given a completed job, whose document cupsd keeps in its spool (PreserveJobFiles: a day by default),
+    # and a job still waiting on a paused queue
+    private_cups.add_printer("purged", media=PHOTO_MEDIA)
+    backend = CupsBackend(queue="purged", server=private_cups.server)
+    handle = backend.submit(path=small_jpeg, title="lab-job-p1")
+    assert _wait_for_job(backend, handle, _final, timeout=15).state is JobState.COMPLETED
+    document = f"d{int(handle):05d}-001"
+    assert document in private_cups.spooled_documents()
+    private_cups.disable("purged")
+    waiting = backend.submit(path=small_jpeg, title="lab-job-p2")
+
+    # when its document is discarded, then cupsd's copy and the job are gone; a second discard finds nothing
+    assert backend.discard_document(handle) is True
+    assert document not in private_cups.spooled_documents()
+    assert backend.find_jobs(title_prefix="lab-job-p1") == []
+    assert backend.discard_document(handle) is False
+
+    # and a job that is not over is refused, untouched
+    with pytest.raises(errors.PermanentPrinterError) as refused:
+        backend.discard_document(waiting)
+    assert refused.value.code == "job_not_over"
+    assert backend.job_state(waiting) is JobState.PENDING
+    backend.cancel(waiting)
 
 
 def test_find_jobs_by_title_prefix_on_this_queue_only(private_cups: PrivateCups, small_jpeg: Path) -> None:

@@ -159,6 +159,10 @@ class PrivateCups:
     def device_uri(self, name: str) -> str:
         return f"ipp://localhost:{self._printer(name).port}/ipp/print"
 
+    def spooled_documents(self) -> list[str]:
+        """Documents cupsd keeps in its own spool (d<job>-<n>), by name."""
+        return sorted(path.name for path in (self.directory / "spool").glob("d*") if path.is_file())
+
     def received_files(self, name: str) -> list[Path]:
         """Documents the ippeveprinter received and kept (-k), oldest job first."""
         spool_dir = self._printer(name).spool_dir

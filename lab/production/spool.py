@@ -1,0 +1,86 @@
+"""Print documents left at printers after their jobs are over are erased, so that no customer image outlives
+its job outside the encrypted vault.
+
+A printer keeps what it was sent: CUPS keeps each job's document in its spool for a day after the job ends
+(PreserveJobFiles, 86400 s by default), in the clear; a hot folder's device moves the print file into
+`done/` with its ticket and keeps it there. The sweep asks each printer for our jobs that are over at the
+printer and erases their documents (CUPS: the job is purged, document and all; hot folder: the print file,
+the ticket stays), but only when nothing here will look at that job again:
+- its print job is `printed` or `cancelled` (and no cancel at the printer is pending);
+- or the printer's job was cancelled or aborted and is not the one its print job is tracking (an earlier,
+  superseded attempt).
+A job the printer completed while its print job still waits (`submitted` not yet read, `ready` for a retry
+that looks for an earlier attempt, `suspect` or `unknown` for a person) is kept: the retry must find it so
+that it is not printed twice, and the technician may need it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from lab.production.backends import backend_for
+from lab.production.models import Printer, PrintJob
+from lab.production.states import FINAL_JOB_STATUSES
+from printers.base import JobInfo, JobState
+from printers.errors import PrinterError
+
+logger = logging.getLogger(__name__)
+
+JOB_TITLE_PREFIX = "lab-job-"
+_ENDED_WITHOUT_PRINTING = frozenset({JobState.CANCELED, JobState.ABORTED})
+
+
+def printer_documents_discard() -> dict[str, int]:
+    """Erase the documents of our jobs that are over at every printer; counts of what happened."""
+    counts: Counter[str] = Counter()
+    for printer in Printer.objects.order_by("pk"):
+        backend = backend_for(printer)
+        try:
+            over = [job for job in backend.find_jobs(title_prefix=JOB_TITLE_PREFIX) if job.state.is_final]
+        except PrinterError as error:
+            logger.info("printer documents not checked printer=%s code=%s", printer.pk, error.code)
+            counts["printers_unreachable"] += 1
+            continue
+        tracked = _print_jobs(over)
+        for job in over:
+            job_id = _job_id(job)
+            if job_id is None or not _may_discard(job, tracked.get(job_id)):
+                counts["kept"] += 1
+                continue
+            try:
+                discarded = backend.discard_document(job.handle)
+            except PrinterError as error:
+                logger.info("printer document not discarded printer=%s code=%s", printer.pk, error.code)
+                counts["failed"] += 1
+                continue
+            counts["discarded" if discarded else "already_gone"] += 1
+    if counts["discarded"]:
+        logger.info("printer documents discarded count=%d", counts["discarded"])
+    return dict(counts)
+
+
+def _job_id(job: JobInfo) -> int | None:
+    suffix = job.title.removeprefix(JOB_TITLE_PREFIX)
+    return int(suffix) if suffix.isdigit() else None
+
+
+def _print_jobs(jobs: list[JobInfo]) -> dict[int, tuple[str, str, bool]]:
+    ids = {job_id for job_id in map(_job_id, jobs) if job_id is not None}
+    return {
+        pk: (status, backend_job_id, cancel_pending)
+        for pk, status, backend_job_id, cancel_pending in PrintJob.objects.filter(pk__in=ids).values_list(
+            "pk", "status", "backend_job_id", "cancel_at_printer"
+        )
+    }
+
+
+def _may_discard(job: JobInfo, tracked: tuple[str, str, bool] | None) -> bool:
+    if tracked is None:
+        # Not a print job of this database (a title that only starts like ours, another installation on the
+        # same print host, a job erased with its order): not ours to judge; CUPS drops its files in a day.
+        return False
+    status, backend_job_id, cancel_pending = tracked
+    if status in FINAL_JOB_STATUSES and not cancel_pending:
+        return True
+    return job.state in _ENDED_WITHOUT_PRINTING and job.handle != backend_job_id

@@ -1,0 +1,100 @@
+"""Print documents left at printers are erased once nothing here will look at their jobs again (hot folders
+here; the CUPS purge against a private cupsd in tests/printers/test_cups_backend.py and end to end in
+tests/e2e/test_production_cups.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.production import rasterizing, routing, spool, submission, tracking
+from lab.production.jobs import job_move
+from lab.production.models import PrintJob
+from lab.production.states import JobStatus
+from printers.hotfolder_device import process_pending
+from tests.builders import WORKER, hotfolder_printer, paid_order, printer_folder
+
+pytestmark = pytest.mark.django_db
+
+
+def _sent(job: PrintJob) -> PrintJob:
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    job.refresh_from_db()
+    return job
+
+
+def _print_files(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*.jpg"))
+
+
+def test_the_print_files_of_printed_jobs_are_erased_and_their_tickets_kept():
+    # given two jobs the device printed, the poll has read
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1)])
+    routing.order_release(order_id=order.pk)
+    jobs = [_sent(job) for job in PrintJob.objects.order_by("pk")]
+    folder = printer_folder(printer)
+    process_pending(folder=folder, delay_seconds=0)
+    tracking.printer_poll()
+    assert {job.status for job in PrintJob.objects.all()} == {JobStatus.PRINTED}
+    assert _print_files(folder) == sorted(f"done/{job.backend_job_id}.jpg" for job in jobs)
+
+    # when the sweep runs, then the customer's images are gone from the printer; the tickets say what printed
+    assert spool.printer_documents_discard() == {"discarded": 2}
+    assert _print_files(folder) == []
+    assert sorted(path.name for path in (folder / "done").glob("*.json")) == sorted(
+        f"{job.backend_job_id}.json" for job in jobs
+    )
+    # and a second sweep finds nothing left to erase
+    assert spool.printer_documents_discard() == {"already_gone": 2}
+
+
+def test_a_job_the_device_finished_is_kept_while_its_print_job_may_still_look_for_it():
+    # given jobs the device printed, before the poll read them: one still `submitted`, one a person must
+    # judge (`suspect`), and one waiting for a retry that looks at the printer for an earlier attempt
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1), ("PRINT-4X6-LUSTRE", 2)])
+    routing.order_release(order_id=order.pk)
+    submitted, suspect, retrying = (_sent(job) for job in PrintJob.objects.order_by("pk"))
+    folder = printer_folder(printer)
+    process_pending(folder=folder, delay_seconds=0)
+    assert job_move(job_id=suspect.pk, from_statuses={JobStatus.SUBMITTED}, to_status=JobStatus.SUSPECT)
+    assert job_move(job_id=retrying.pk, from_statuses={JobStatus.SUBMITTED}, to_status=JobStatus.READY)
+
+    # when the sweep runs, then every print file stays
+    assert spool.printer_documents_discard() == {"kept": 3}
+    assert len(_print_files(folder)) == 3
+    assert PrintJob.objects.get(pk=submitted.pk).status == JobStatus.SUBMITTED
+
+
+def test_a_cancelled_job_is_erased_only_once_the_printer_has_cancelled_it():
+    # given a job a supervisor cancelled whose cancel at the printer is still pending, and a superseded
+    # attempt the printer cancelled while its print job tracks a later one
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-GLOSSY", 1)])
+    routing.order_release(order_id=order.pk)
+    pending_cancel, superseded = (_sent(job) for job in PrintJob.objects.order_by("pk"))
+    folder = printer_folder(printer)
+    process_pending(folder=folder, delay_seconds=0)
+    assert job_move(
+        job_id=pending_cancel.pk,
+        from_statuses={JobStatus.SUBMITTED},
+        to_status=JobStatus.CANCELLED,
+        cancel_at_printer=True,
+    )
+    first_attempt = superseded.backend_job_id
+    PrintJob.objects.filter(pk=superseded.pk).update(backend_job_id="0" * 32)
+    (folder / "canceled").mkdir(exist_ok=True)
+    (folder / "done" / f"{first_attempt}.json").rename(folder / "canceled" / f"{first_attempt}.json")
+    (folder / "done" / f"{first_attempt}.jpg").rename(folder / "canceled" / f"{first_attempt}.jpg")
+
+    # when the sweep runs, then the superseded attempt's file goes; the pending cancel's stays
+    assert spool.printer_documents_discard() == {"discarded": 1, "kept": 1}
+    assert _print_files(folder) == [f"done/{pending_cancel.backend_job_id}.jpg"]
+
+    # once the printer side is settled, it goes too
+    PrintJob.objects.filter(pk=pending_cancel.pk).update(cancel_at_printer=False)
+    assert spool.printer_documents_discard() == {"discarded": 1, "already_gone": 1}
+    assert _print_files(folder) == []
