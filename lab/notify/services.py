@@ -58,30 +58,48 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
 
 # Order events older than this are not notified late by the sweep: a days-old "in production" mail misleads.
 SWEEP_WINDOW = timedelta(hours=24)
+# A sweep stops after this many sends failed one after another: the mail server is down.
+SWEEP_FAILURES_IN_A_ROW = 3
 
 
 def notifications_sweep() -> int:
     """Notify the order events whose task message was lost (broker restart, worker killed before it acked).
 
     The order event, written in the transaction of the status change, is the durable record that the customer
-    is owed a message; the claim row makes a late or doubled run send it once.
+    is owed a message; the claim row makes a late or doubled run send it once. Also taken up again: a
+    notification whose sending failed after the task's own retries (a mail server down for an hour), and one
+    claimed by a worker that died before it recorded the outcome (its pool process killed: Celery acknowledges
+    such a message) once its claim lease has run out. The latter may have been sent just before the worker
+    died; the customer then gets it twice, which SMTP cannot rule out.
     """
     now = timezone.now()
+    handled = Notification.objects.exclude(status=Notification.Status.FAILED).exclude(
+        status=Notification.Status.PENDING, claimed_at__lt=now - CLAIM_LEASE
+    )
     events = (
         OrderEvent.objects.filter(
             Q(kind="created") | Q(kind="status_changed"),
             created_at__gte=now - SWEEP_WINDOW,
             created_at__lt=now - timedelta(seconds=settings.NOTIFY_SWEEP_SECONDS),
         )
-        .exclude(pk__in=Notification.objects.values("order_event_id"))
+        .exclude(pk__in=handled.values("order_event_id"))
         .order_by("pk")
     )
-    sent = 0
+    sent = failures_in_a_row = 0
     for event in events[:500]:
-        if event.kind == "created":
-            _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
-        else:
-            _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=event.to_status)
+        try:
+            if event.kind == "created":
+                _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
+            else:
+                _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=event.to_status)
+        except OSError:
+            # One refused message must not hold up the others (it is `failed`, and taken up next time); a
+            # mail server that refuses several in a row is down: the next sweep tries again.
+            failures_in_a_row += 1
+            if failures_in_a_row == SWEEP_FAILURES_IN_A_ROW:
+                break
+            continue
+        failures_in_a_row = 0
         sent += 1
     return sent
 

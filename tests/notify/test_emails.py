@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.utils import timezone
 
 from lab.lib.errors import DomainError, NotFound
+from lab.notify import services
 from lab.notify.emails import tracking_url
 from lab.notify.models import Notification
 from lab.notify.selectors import marketing_recipients
 from lab.notify.services import notify_order_created, notify_order_status_changed
+from lab.orders.models import Order, OrderEvent
 from tests.builders import TO_PACKED, new_customer, order_for, order_move
+from tests.support.mail import REFUSED_DOMAIN
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -258,3 +262,74 @@ def test_marketing_recipients_are_only_opted_in_people_not_erased():
     order_for(new_customer(marketing_opt_in=False))  # a customer with orders is still not a news subscriber
 
     assert list(marketing_recipients()) == [opted_in]
+
+
+def _old_enough(order: Order) -> None:
+    """The sweep leaves events younger than NOTIFY_SWEEP_SECONDS to their own task."""
+    OrderEvent.objects.filter(order=order).update(created_at=timezone.now() - timedelta(minutes=5))
+
+
+def test_a_mail_whose_worker_died_after_claiming_it_is_sent_by_the_sweep_once_its_lease_ran_out():
+    # given a "paid" notification claimed by a worker whose pool process was killed before it recorded
+    # anything (Celery acknowledges such a task message: nothing will run it again)
+    order = order_for(new_customer())
+    order_move(order, "paid")
+    event = OrderEvent.objects.get(order=order, to_status="paid")
+    assert services._claim(order_event=event, kind=Notification.Kind.STATUS_CHANGED) is not None
+    notify_order_created(order_id=order.pk)
+    _old_enough(order)
+    mail.outbox.clear()
+
+    # when the sweep runs within the claim's lease, then it leaves the claim alone
+    assert services.notifications_sweep() == 0
+    assert mail.outbox == []
+
+    # and once the lease has run out it sends the mail, once
+    Notification.objects.filter(order_event=event).update(
+        claimed_at=timezone.now() - services.CLAIM_LEASE - timedelta(seconds=1)
+    )
+    assert services.notifications_sweep() == 1
+    assert services.notifications_sweep() == 0
+    assert [message.subject for message in mail.outbox] == [f"Payment confirmed for order {order.ref}"]
+    assert Notification.objects.get(order_event=event).status == "sent"
+
+
+def test_a_mail_that_failed_past_its_retries_is_sent_by_the_sweep_and_a_refused_one_holds_up_no_other(
+    settings,
+):
+    # given "order received" mails that failed (a mail server down longer than the task's retries), one of
+    # them to an address the mail server will refuse for good
+    refused, first, second = (
+        order_for(new_customer(email=address))
+        for address in (f"gone{REFUSED_DOMAIN}", "ada@example.net", "grace@example.net")
+    )
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = free_port()  # nothing listens there: connection refused
+    for order in (refused, first, second):
+        with pytest.raises(OSError):
+            notify_order_created(order_id=order.pk)
+        _old_enough(order)
+    assert set(Notification.objects.values_list("status", flat=True)) == {"failed"}
+
+    # when the mail server is back and the sweep runs, then every mail goes out but the refused one, once
+    settings.EMAIL_BACKEND = "tests.support.mail.RefusingEmailBackend"
+    services.notifications_sweep()
+    services.notifications_sweep()
+    assert sorted(message.to[0] for message in mail.outbox) == ["ada@example.net", "grace@example.net"]
+    statuses = dict(Notification.objects.values_list("order_id", "status"))
+    assert statuses == {refused.pk: "failed", first.pk: "sent", second.pk: "sent"}
+
+
+def test_a_sweep_stops_when_the_mail_server_refuses_several_in_a_row(settings):
+    orders = [order_for(new_customer()) for _ in range(5)]
+    for order in orders:
+        _old_enough(order)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = free_port()
+
+    assert services.notifications_sweep() == 0
+
+    # three tried and failed; the other two wait for the next sweep
+    assert sorted(Notification.objects.values_list("status", flat=True)) == ["failed"] * 3
