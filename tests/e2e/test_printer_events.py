@@ -104,3 +104,48 @@ def test_the_listener_subscribes_again_when_its_subscription_is_lost(
     assert len(renewed) == 1 and renewed != [lost]
     assert list(PrintJob.objects.filter(order=second).values_list("status", flat=True)) == ["printed"]
     assert POLL_ROUND.findall(worker.log_text()) == []
+
+
+def test_jobs_that_completed_while_the_listener_was_killed_are_read_when_it_is_back(
+    lab_printers: LabPrinters, worker_unstarted: CeleryWorker, printer_events: PrinterEventsListener
+) -> None:
+    # given the listener watching, with no poll, and an order whose jobs wait at the paused printers
+    worker = start_without_poll(worker_unstarted)
+    printer_events.start().wait_watching(lab_printers.cups.server)
+    for queue in (PHOTO_QUEUE, LARGE_QUEUE):
+        lab_printers.cups.disable(queue)
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-8X10-MATTE", 1)], photo=PHOTO_300_DPI)
+    wait_until(
+        lambda: set(PrintJob.objects.filter(order=order).values_list("status", flat=True)) == {"submitted"},
+        timeout=ORDER_DONE_SECONDS,
+        interval=0.05,
+        what=lambda: f"both jobs submitted; worker log:\n{worker.log_tail()}",
+    )
+
+    # when the listener is SIGKILLed and CUPS completes both jobs while it is down
+    printer_events.kill()
+    for queue in (PHOTO_QUEUE, LARGE_QUEUE):
+        lab_printers.cups.enable(queue)
+    connection = connect(server=lab_printers.cups.server)
+    handles = [int(job.backend_job_id) for job in PrintJob.objects.filter(order=order)]
+    wait_until(
+        lambda: all(
+            connection.getJobAttributes(h, requested_attributes=["job-state"])["job-state"] == 9
+            for h in handles
+        ),
+        timeout=ORDER_DONE_SECONDS,
+        what="CUPS to complete both jobs",
+    )
+    assert set(PrintJob.objects.filter(order=order).values_list("status", flat=True)) == {"submitted"}
+
+    # then, started again, it reads them: each printed once, the order ready to pack, no poll round
+    printer_events.start().wait_watching(lab_printers.cups.server)
+    wait_ready_to_pack(order, worker, printer_events)
+    jobs = list(PrintJob.objects.filter(order=order).order_by("pk"))
+    assert [(job.status, JobEvent.objects.filter(job=job, kind="printed").count()) for job in jobs] == [
+        ("printed", 1),
+        ("printed", 1),
+    ]
+    assert lab_printers.received_titles(PHOTO_QUEUE) == [f"{jobs[0].title}.jpg"]
+    assert lab_printers.received_titles(LARGE_QUEUE) == [f"{jobs[1].title}.jpg"]
+    assert POLL_ROUND.findall(worker.log_text()) == []

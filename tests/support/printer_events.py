@@ -22,6 +22,7 @@ class PrinterEventsListener:
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.project_dir = project_dir
         self._service: Service | None = None
+        self._log_offset = 0  # where this run's lines start in the (appended) log
 
     @property
     def is_running(self) -> bool:
@@ -33,6 +34,7 @@ class PrinterEventsListener:
 
     def start(self) -> PrinterEventsListener:
         assert not self.is_running, "listener already running"
+        self._log_offset = len(self.log_text())
         self._service = Service(
             [sys.executable, "manage.py", "printer_events"],
             log=self.log,
@@ -43,7 +45,7 @@ class PrinterEventsListener:
 
     def wait_watching(self, server: str, *, timeout: float = STARTUP_TIMEOUT) -> PrinterEventsListener:
         wait_until(
-            lambda: f"watching server={server}" in self.log_text() or not self.is_running,
+            lambda: f"watching server={server}" in self.log_text()[self._log_offset :] or not self.is_running,
             timeout=timeout,
             interval=0.1,
             what=lambda: f"the listener to watch {server}; log tail:\n{self.log_tail()}",
@@ -54,6 +56,11 @@ class PrinterEventsListener:
     def stop(self) -> None:
         if self._service is not None:
             self._service.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: whatever it read and had not acted on is lost with it."""
+        if self._service is not None:
+            self._service.kill()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
