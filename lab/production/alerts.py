@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -133,25 +134,38 @@ def alerts_check(*, now: datetime.datetime | None = None) -> int:
     )
     recipients = supervisor_emails()
     sent = 0
-    for alert in Alert.objects.filter(emailed_at__isnull=True).order_by("pk"):
-        # Claim before sending (a conditional UPDATE): a concurrent check that lost the claim skips it.
-        if not Alert.objects.filter(pk=alert.pk, emailed_at__isnull=True).update(emailed_at=timezone.now()):
-            continue
-        if not recipients:
-            continue
-        try:
-            EmailMessage(
-                subject=f"[{settings.LAB_NAME}] {alert.message}"[:200],
-                body=f"{alert.message}\n\n{settings.SITE_URL}{alert.link}\n",
-                from_email=settings.DEFAULT_FROM_EMAIL,
-                to=recipients,
-                headers={"Auto-Submitted": "auto-generated"},
-            ).send()
-        except OSError:
-            # Release the claim: the next check sends it again.
-            Alert.objects.filter(pk=alert.pk).update(emailed_at=None)
-            logger.warning("alert e-mail failed alert=%s kind=%s", alert.pk, alert.kind)
-            continue
-        sent += 1
-        logger.info("alert e-mailed alert=%s kind=%s", alert.pk, alert.kind)
+    for alert_id in Alert.objects.filter(emailed_at__isnull=True).order_by("pk").values_list("pk", flat=True):
+        if _alert_email(alert_id=alert_id, recipients=recipients):
+            sent += 1
     return sent
+
+
+def _alert_email(*, alert_id: int, recipients: list[str]) -> bool:
+    """E-mail one alert while holding its row: a concurrent check skips it, and a worker that dies before
+    recording the e-mail leaves it unsent for the next check (a mail the server accepted just before may then
+    go out twice; never none). Alert mails are rare and small, so the lock is held for the send."""
+    with transaction.atomic():
+        alert = (
+            Alert.objects.select_for_update(skip_locked=True)
+            .filter(pk=alert_id, emailed_at__isnull=True)
+            .first()
+        )
+        if alert is None:
+            return False
+        if recipients:
+            try:
+                EmailMessage(
+                    subject=f"[{settings.LAB_NAME}] {alert.message}"[:200],
+                    body=f"{alert.message}\n\n{settings.SITE_URL}{alert.link}\n",
+                    from_email=settings.DEFAULT_FROM_EMAIL,
+                    to=recipients,
+                    headers={"Auto-Submitted": "auto-generated"},
+                ).send()
+            except OSError:
+                logger.warning("alert e-mail failed alert=%s kind=%s", alert.pk, alert.kind)
+                return False  # left unsent: the next check sends it again
+        Alert.objects.filter(pk=alert.pk).update(emailed_at=timezone.now())
+    if not recipients:
+        return False
+    logger.info("alert e-mailed alert=%s kind=%s", alert_id, alert.kind)
+    return True

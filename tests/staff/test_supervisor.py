@@ -20,6 +20,7 @@ from lab.production.alerts import alerts_check
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.staff import supervisor
 from tests.builders import client_as, hotfolder_printer, job_walk, order_with_items, person, released_order
+from tests.support.mail import WorkerDiesWhileSending
 
 pytestmark = pytest.mark.django_db
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
@@ -253,6 +254,24 @@ def test_each_alert_is_emailed_once_to_the_supervisors(settings) -> None:
     assert len(mail.outbox) == 3
     assert {tuple(message.to) for message in mail.outbox} == {("sup1@lab.example", "sup2@lab.example")}
     assert f"Order {order.ref}" in " ".join(str(message.subject) for message in mail.outbox)
+
+
+def test_an_alert_whose_worker_died_while_e_mailing_it_is_sent_by_the_next_check(settings) -> None:
+    # given an alert being e-mailed by a check whose worker dies before it records the e-mail
+    person("supervisor", email="sup@lab.example")
+    alpha = hotfolder_printer("alpha", sizes=["4x6"])
+    Printer.objects.filter(pk=alpha.pk).update(
+        state="error", state_changed_at=timezone.now() - timedelta(minutes=20)
+    )
+    settings.EMAIL_BACKEND = "tests.support.mail.DyingEmailBackend"
+    with pytest.raises(WorkerDiesWhileSending):
+        alerts_check()
+    assert Alert.objects.get().emailed_at is None
+
+    # when the next check runs, then it sends that alert, once
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert (alerts_check(), alerts_check()) == (1, 0)
+    assert [message.to for message in mail.outbox] == [["sup@lab.example"]]
 
 
 def test_a_printer_in_error_for_less_than_the_threshold_is_not_alerted(settings) -> None:

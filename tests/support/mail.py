@@ -25,3 +25,14 @@ class RefusingEmailBackend(EmailBackend):
             if refused:
                 raise smtplib.SMTPRecipientsRefused(refused)
         return int(super().send_messages(messages))
+
+
+class WorkerDiesWhileSending(Exception):
+    """What a test raises where a worker process would be killed."""
+
+
+class DyingEmailBackend(EmailBackend):
+    """The worker dies while the message is on its way: nothing after the send runs."""
+
+    def send_messages(self, messages: Sequence[EmailMessage]) -> int:
+        raise WorkerDiesWhileSending
