@@ -776,3 +776,30 @@ def test_a_web_process_killed_mid_request_loses_nothing_and_the_retry_applies_on
         "WHERE o.ref = %s AND e.to_status = 'paid'",
         order["ref"],
     ) == [(1,)]
+
+
+def test_one_cancel_sent_to_three_web_processes_at_once_cancels_and_refunds_once(
+    lab: Stack, three_web_processes: list[LabWebServer]
+) -> None:
+    # given an order paid at Stripe and recorded paid, whose release the worker has not run yet
+    lab.worker.stop()
+    order = lab.place_order(LINES)
+    client = charge_at_stripe(lab, order)
+    assert lab.pay(order) == [200]
+
+    # when the customer's cancel reaches each web process twice, all at once
+    cancel = (f"/api/v1/orders/{order['ref']}/cancel", b"", {"Authorization": f"Token {lab.token}"})
+    answers = race([(web, "POST", *cancel) for web in three_web_processes * 2])
+
+    # then one cancel wins, the others are told it is no longer cancellable, and Stripe refunds once
+    assert sorted(status for status, _ in answers) == [200] + [409] * 5, answers
+    lab.worker.start()
+    wait_until(
+        lambda: lab.payment_status(order["ref"]) == "refunded",
+        timeout=SETTLE_TIMEOUT,
+        what=lambda: f"order {order['ref']} refunded\n{lab.worker.log_tail()}",
+    )
+    refunds = client.v1.refunds.list(params={"payment_intent": order["payment"]["payment_intent"]}).data
+    assert [refund.amount for refund in refunds] == [order["total_minor"]]
+    assert lab.order_statuses() == {order["ref"]: "cancelled"}
+    assert lab.jobs() == []
