@@ -48,7 +48,7 @@ from tests.builders import (
     printer_folder,
     released_order,
 )
-from tests.support.stripe_server import signed_event
+from tests.support.stripe_server import card_payment_method, signed_event
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -249,14 +249,9 @@ def _captured_at_stripe(localstripe_url: str, amount: int = 1234) -> tuple[Any, 
     import stripe
 
     client = stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": localstripe_url})
-    method = client.v1.payment_methods.create(
-        params={
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
-        }
-    )
+    method = card_payment_method(client)
     intent = client.v1.payment_intents.create(
-        params={"amount": amount, "currency": "usd", "payment_method": method.id, "confirm": True}
+        params={"amount": amount, "currency": "usd", "payment_method": method, "confirm": True}
     )
     return client, intent.id
 

@@ -55,3 +55,14 @@ def signed_event(
     stamp = timestamp if timestamp is not None else int(time.time())
     signature = stripe.WebhookSignature._compute_signature(f"{stamp}.{payload.decode()}", secret)
     return payload, f"t={stamp},v1={signature}"
+
+
+def card_payment_method(client: stripe.StripeClient) -> str:
+    """A PaymentMethod for Stripe's always-successful test card, as the customer's browser makes it."""
+    method = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "314"},
+        }
+    )
+    return str(method.id)
