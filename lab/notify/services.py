@@ -6,6 +6,7 @@ The entry points run in Celery tasks ("notify.order_created", "notify.order_stat
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import timedelta
 from typing import Any
 
@@ -58,8 +59,10 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
 
 # Order events older than this are not notified late by the sweep: a days-old "in production" mail misleads.
 SWEEP_WINDOW = timedelta(hours=24)
-# A sweep stops after this many sends failed one after another: the mail server is down.
+# A sweep stops after this many sends failed one after another for want of a mail server.
 SWEEP_FAILURES_IN_A_ROW = 3
+# The mail server answered, and refused this one message (its recipients, sender or content).
+MESSAGE_REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
 
 
 def notifications_sweep() -> int:
@@ -92,9 +95,10 @@ def notifications_sweep() -> int:
                 _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
             else:
                 _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=event.to_status)
+        except MESSAGE_REFUSED:
+            continue  # this message only (it stays `failed`, taken up next time): never holds up the others
         except OSError:
-            # One refused message must not hold up the others (it is `failed`, and taken up next time); a
-            # mail server that refuses several in a row is down: the next sweep tries again.
+            # The mail server is unreachable: after a few in a row, leave the rest to the next sweep.
             failures_in_a_row += 1
             if failures_in_a_row == SWEEP_FAILURES_IN_A_ROW:
                 break
