@@ -264,8 +264,9 @@ class CupsBackend(PrinterBackend):
                 message=f"CUPS job {job_id} created, its document unconfirmed: {message} (0x{status:04x})",
             ) from exc
         state = JobState.from_ipp(int(attributes["job-state"]))
-        if state is JobState.COMPLETED or (_optional_int(attributes.get("number-of-documents")) or 0) > 0:
-            return
+        documents = _optional_int(attributes.get("number-of-documents"))
+        if state is JobState.COMPLETED or documents is None or documents > 0:
+            return  # (a server that does not say how many documents is not second-guessed)
         if not state.is_final:
             with contextlib.suppress(cups.IPPError, cups.HTTPError, RuntimeError):
                 connection.cancelJob(job_id)
