@@ -18,7 +18,6 @@ while the listener was down.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -57,7 +56,6 @@ AFTER_RESTART_SWEEP_SECONDS, AFTER_RESTART_SWEEP_EVERY = 20.0, 1.0
 AFTER_RESTART_SWEEP_SLOW_EVERY, AFTER_RESTART_SWEEP_LIMIT = 5.0, 900.0
 # Backoff while a server does not answer: doubling from the first to the cap.
 BACKOFF_FIRST_SECONDS, BACKOFF_CAP_SECONDS = 0.5, 5.0
-_OUR_TITLE = re.compile(r"lab-job-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ class SourceListener:
             ).values_list("pk", flat=True)
         )
         # CUPS may finish a job before its submit task saved the handle: the title names our job.
-        titled = {int(match.group(1)) for n in notices if (match := _OUR_TITLE.fullmatch(n.title))}
+        titled = {job_id for n in notices if (job_id := PrintJob.id_from_title(n.title)) is not None}
         for job_id, status in PrintJob.objects.filter(
             pk__in=(titled | set(self._retry)) - wanted,
             printer_id__in=printers,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from django.conf import settings
@@ -10,6 +11,10 @@ from django.utils import timezone
 
 from lab.production.states import PRINTER_STATE_CHOICES, JobStatus, PrinterState, ReprintReason
 from printers.registry import backend_choices
+
+# A print job's title at the printer: `lab-job-<id>` (PrintJob.title, PrintJob.id_from_title).
+JOB_TITLE_PREFIX = "lab-job-"
+_JOB_TITLE = re.compile(rf"{JOB_TITLE_PREFIX}([0-9]+)")
 
 
 class Printer(models.Model):
@@ -129,7 +134,13 @@ class PrintJob(models.Model):
     @property
     def title(self) -> str:
         """The backend job title carries our id, so a reconciler can find a job we lost track of."""
-        return f"lab-job-{self.pk}"
+        return f"{JOB_TITLE_PREFIX}{self.pk}"
+
+    @staticmethod
+    def id_from_title(title: str) -> int | None:
+        """The id in a backend job's title when it is one of ours in form (`lab-job-<id>`), else None."""
+        match = _JOB_TITLE.fullmatch(title)
+        return int(match.group(1)) if match else None
 
 
 class JobEvent(models.Model):

@@ -20,14 +20,13 @@ import logging
 from collections import Counter
 
 from lab.production.backends import backend_for
-from lab.production.models import Printer, PrintJob
+from lab.production.models import JOB_TITLE_PREFIX, Printer, PrintJob
 from lab.production.states import FINAL_JOB_STATUSES
 from printers.base import JobInfo, JobState
 from printers.errors import PrinterError
 
 logger = logging.getLogger(__name__)
 
-JOB_TITLE_PREFIX = "lab-job-"
 _ENDED_WITHOUT_PRINTING = frozenset({JobState.CANCELED, JobState.ABORTED})
 
 
@@ -44,7 +43,7 @@ def printer_documents_discard() -> dict[str, int]:
             continue
         tracked = _print_jobs(over)
         for job in over:
-            job_id = _job_id(job)
+            job_id = PrintJob.id_from_title(job.title)
             if job_id is None or not _may_discard(job, tracked.get(job_id)):
                 counts["kept"] += 1
                 continue
@@ -60,13 +59,8 @@ def printer_documents_discard() -> dict[str, int]:
     return dict(counts)
 
 
-def _job_id(job: JobInfo) -> int | None:
-    suffix = job.title.removeprefix(JOB_TITLE_PREFIX)
-    return int(suffix) if suffix.isdigit() else None
-
-
 def _print_jobs(jobs: list[JobInfo]) -> dict[int, tuple[str, str, bool]]:
-    ids = {job_id for job_id in map(_job_id, jobs) if job_id is not None}
+    ids = {job_id for job in jobs if (job_id := PrintJob.id_from_title(job.title)) is not None}
     return {
         pk: (status, backend_job_id, cancel_pending)
         for pk, status, backend_job_id, cancel_pending in PrintJob.objects.filter(pk__in=ids).values_list(
