@@ -19,20 +19,27 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab.production.backends import backend_for
-from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.models import JOB_TITLE_PREFIX, JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
-from printers.base import JobInfo, PrinterBackend
+from printers.base import JobInfo, JobState, PrinterBackend
 from printers.errors import PrinterError
 
 logger = logging.getLogger(__name__)
 J = JobStatus
 
 
+# A job in these states may have a backend job at the printer: its handle is saved (submitted), or an attempt
+# to send it was cut off after the printer took it and a retry will adopt it (ready, submitting).
+_MAY_BE_AT_PRINTER = (J.SUBMITTED, J.SUBMITTING, J.READY)
+
+
 @dataclass(frozen=True)
 class _Seen:
     """The printer's jobs as its server showed them just after the restarts were read."""
 
-    unfinished: dict[int, JobInfo]  # submitted job pk -> its backend job, not yet marked restarted
+    # job pk -> its backend job, for jobs not yet marked restarted: a submitted job's by its handle; a job
+    # being retried (ready or submitting after an attempt) by its title, its earliest attempt still alive.
+    unfinished: dict[int, JobInfo]
     printed: list[PrintJob]  # printed within the hour: CUPS may have put one back in its queue
 
 
@@ -43,6 +50,9 @@ def server_restarts_check(printer: Printer) -> bool:
     At a cupsd restart the job it was sending to this printer is sent again from the start (see
     printers/cups_backend.py). CUPS prints one job at a time per queue, oldest first, so that job is our
     oldest one that was unfinished when cupsd started again: it is marked, and ends `suspect`, not `printed`.
+    That job may not be `submitted` yet: a submit that cupsd's stop cut off after it took the document is
+    retried, and the retry adopts the job it finds at the printer; the mark is made all the same, and the
+    adopted job ends `suspect` too.
     """
     current = Printer.objects.filter(pk=printer.pk).values_list("server_watch_id", "server_event_sequence")
     watch, after = current.get()
@@ -61,7 +71,10 @@ def server_restarts_check(printer: Printer) -> bool:
                 server_watch_id=events.watch, server_event_sequence=events.last_sequence
             )
         return True
-    seen = _jobs_seen(printer=printer, backend=backend)
+    try:
+        seen = _jobs_seen(printer=printer, backend=backend)
+    except PrinterError:
+        return False  # which job was interrupted cannot be told now: a guess could mark the wrong one
     with transaction.atomic():
         # FOR NO KEY UPDATE: rows that only reference the printer (jobs, events) are not held up by it.
         locked = Printer.objects.select_for_update(no_key=True).filter(pk=printer.pk)
@@ -80,8 +93,11 @@ def _jobs_seen(*, printer: Printer, backend: PrinterBackend) -> _Seen:
     for job in PrintJob.objects.filter(printer=printer, status=J.SUBMITTED, backend_restarted=False):
         try:
             unfinished[job.pk] = backend.job_info(job.backend_job_id)
-        except PrinterError:
-            continue
+        except PrinterError as error:
+            if not error.is_permanent:
+                raise
+            continue  # gone from the printer (purged): it cannot be printing
+    unfinished.update(_earlier_attempts(printer=printer, backend=backend))
     printed = list(
         PrintJob.objects.filter(
             printer=printer, status=J.PRINTED, printed_at__gte=timezone.now() - timedelta(hours=1)
@@ -90,17 +106,55 @@ def _jobs_seen(*, printer: Printer, backend: PrinterBackend) -> _Seen:
     return _Seen(unfinished=unfinished, printed=printed)
 
 
+def _earlier_attempts(*, printer: Printer, backend: PrinterBackend) -> dict[int, JobInfo]:
+    """The printer's backend jobs of our jobs being retried (one request for all), the earliest attempt of
+    each that could still print; an attempt without its document cannot have been printing."""
+    retried = set(
+        PrintJob.objects.filter(
+            printer=printer,
+            status__in=[J.READY, J.SUBMITTING],
+            submit_attempts__gt=0,
+            backend_restarted=False,
+        ).values_list("pk", flat=True)
+    )
+    if not retried:
+        return {}
+    try:
+        found = backend.find_jobs(title_prefix=JOB_TITLE_PREFIX)
+    except PrinterError as error:
+        if not error.is_permanent:
+            raise
+        # The printer will not show them (CUPS hiding job names): check with the submitted jobs alone rather
+        # than never; the reconciler reports the same error to a person.
+        logger.warning("restart check without retried jobs printer=%s code=%s", printer.name, error.code)
+        return {}
+    attempts: dict[int, JobInfo] = {}
+    for info in found:
+        job_id = PrintJob.id_from_title(info.title)
+        if (
+            job_id in retried
+            and info.state not in (JobState.CANCELED, JobState.ABORTED)
+            and info.document_count != 0
+        ):
+            attempts.setdefault(job_id, info)  # find_jobs answers oldest first
+    return attempts
+
+
 def _job_interrupted_by_restart(*, printer: Printer, started_at: int, seen: _Seen) -> None:
     """Mark the printer's oldest job that was unfinished when its server started at `started_at`."""
     unfinished: list[tuple[int, PrintJob]] = []
     for job in PrintJob.objects.filter(
-        printer=printer, status=J.SUBMITTED, backend_restarted=False, pk__in=list(seen.unfinished)
+        printer=printer,
+        status__in=_MAY_BE_AT_PRINTER,
+        backend_restarted=False,
+        pk__in=list(seen.unfinished),
     ):
         info = seen.unfinished[job.pk]
         created_before = info.created_at is None or info.created_at <= started_at
         finished_before = info.completed_at is not None and info.completed_at < started_at
-        if created_before and not finished_before and job.backend_job_id.isdigit():
-            unfinished.append((int(job.backend_job_id), job))
+        # A backend job without its document was never being sent to the device.
+        if created_before and not finished_before and info.document_count != 0 and info.handle.isdigit():
+            unfinished.append((int(info.handle), job))
     if not unfinished:
         return
     _, job = min(unfinished, key=lambda pair: pair[0])

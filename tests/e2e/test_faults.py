@@ -191,8 +191,11 @@ class Stack:
                     counts[int(title.removeprefix("lab-job-"))] += 1
         return counts
 
-    def wait_settled(self, *, timeout: float = SETTLE_TIMEOUT) -> dict[str, str]:
-        """Until every order of the test is past production (or held for a person)."""
+    def wait_settled(
+        self, *, timeout: float = SETTLE_TIMEOUT, more: Callable[[], str] = str
+    ) -> dict[str, str]:
+        """Until every order of the test is past production (or held for a person). A timeout's message holds
+        what CUPS and the worker (and `more()`) say: a failure in CI can be read without a rerun."""
         done = {"ready_to_pack", "packed", "shipped", "on_hold", "cancelled"}
 
         def settled() -> bool:
@@ -207,10 +210,32 @@ class Stack:
             timeout=timeout,
             interval=0.5,
             what=lambda: (
-                f"orders settled: {self.order_statuses()} jobs {self.jobs()}\n{self.worker.log_tail()}"
+                f"orders settled: {self.order_statuses()} jobs {self.jobs()}\nCUPS jobs {self.cups_jobs()}\n"
+                f"cupsd log:\n{self.cups.error_log()[-3000:]}\n"
+                f"worker log:\n{self.worker.log_tail()}\n{more()}"
             ),
         )
         return self.order_statuses()
+
+    def cups_jobs(self) -> dict[int, Any]:
+        """Every job CUPS knows with what a failure needs to be read: state, reasons, times, documents."""
+        try:
+            return dict(
+                connect(server=self.cups.server).getJobs(
+                    which_jobs="all",
+                    requested_attributes=[
+                        "job-name",
+                        "job-state",
+                        "job-state-reasons",
+                        "time-at-processing",
+                        "number-of-documents",
+                        "job-impressions-completed",
+                        "job-printer-uri",
+                    ],
+                )
+            )
+        except (PrinterError, RuntimeError, cups.IPPError) as error:
+            return {0: {"unreadable": repr(error)}}
 
     def processing_at_cups(self) -> list[int]:
         """CUPS job ids of ours that CUPS is sending to a device right now."""
@@ -334,13 +359,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe) ->
 
 @pytest.fixture
 def lab(stack: Stack) -> Iterator[Stack]:
-    """The module's stack with a fresh list of this test's orders; every service running again afterwards."""
+    """The module's stack with a fresh list of this test's orders; every service running again afterwards, and
+    no job left at CUPS: a test that failed with jobs stuck there must not hold up the next one's prints."""
     stack.orders = []
     yield stack
     if not stack.redis.is_running:
         stack.redis.start()
     if not stack.postgres.is_running:
         stack.postgres.start()
+    if not stack.cups.is_cupsd_running():
+        stack.cups.start_cupsd()
+    stack.cups.cancel_all()
     if not stack.worker.is_running:
         stack.worker.start()
     if not stack.web.is_running:
@@ -496,7 +525,7 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
         env={**lab.worker.env, "PRODUCTION_POLL_SECONDS": "3600"},
     )
     listener = PrinterEventsListener(
-        work_dir=tmp_path / "listener", env=lab.worker.env, project_dir=PROJECT_DIR
+        work_dir=tmp_path / "listener", env={**lab.worker.env, "LOG_LEVEL": "DEBUG"}, project_dir=PROJECT_DIR
     )
     try:
         worker.start(purge=True)  # not the poll rounds the module's beat left queued
@@ -513,7 +542,7 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
             what=lambda: f"a job processing at CUPS; jobs {lab.jobs()}\n{listener.log_tail()}",
         )
         lab.cups.restart_cupsd()
-        lab.wait_settled()
+        lab.wait_settled(more=lambda: f"listener log:\n{listener.log_tail(8000)}")
     finally:
         listener.stop()
         worker.stop()
@@ -526,8 +555,12 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
         lab.orders,
         str(interrupted),
     )
-    events = lab.sql("SELECT kind, note FROM production_jobevent WHERE job_id = %s ORDER BY id", job_id)
-    assert status == "suspect", events
+    events = lab.sql(
+        "SELECT created_at, kind, note FROM production_jobevent WHERE job_id = %s ORDER BY id", job_id
+    )
+    assert status == "suspect", "\n".join(
+        [*map(str, events), f"jobs {lab.jobs()}", f"CUPS jobs {lab.cups_jobs()}", listener.log_tail(8000)]
+    )
     lab.assert_each_copy_once_or_shown()
     assert re.findall(r"Task production\.(printer_poll|reconcile)\[", worker.log_text()) == []
 

@@ -35,7 +35,15 @@ from types import TracebackType
 
 from printers.media import size_for_pwg_media
 
-REQUIRED_PROGRAMS = ("cupsd", "ippeveprinter", "lpadmin", "cupsdisable", "cupsenable", "dbus-daemon")
+REQUIRED_PROGRAMS = (
+    "cupsd",
+    "ippeveprinter",
+    "lpadmin",
+    "cupsdisable",
+    "cupsenable",
+    "cancel",
+    "dbus-daemon",
+)
 DEBIAN_PACKAGES = "cups cups-ipp-utils dbus-daemon"
 HUNDREDTHS_OF_MM_PER_INCH = Decimal(2540)
 
@@ -196,6 +204,10 @@ class PrivateCups:
 
     def accept(self, name: str) -> None:
         self._run("cupsaccept", name)
+
+    def cancel_all(self) -> None:
+        """Cancel every job not yet final on every queue (`cancel -a`): a clean slate for the next test."""
+        self._run("cancel", "-a")
 
     def stop_cupsd(self) -> None:
         """SIGTERM cupsd and wait for it to exit, as `systemctl stop cups` does; printers keep running.

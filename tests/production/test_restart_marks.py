@@ -1,0 +1,113 @@
+"""Which job a cupsd restart marks as "may be sent twice", against a real private cupsd: the job it was
+sending, even when the lab does not know that job's handle yet because the restart cut off its submit.
+
+(The restart facts of CUPS itself are pinned in tests/printers/test_cups_restart.py; the same fault under a
+running lab, with the printer-events listener, in tests/e2e/test_faults.py.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db.models import F
+
+from lab.production import jobs
+from lab.production.backends import backend_for, media_for
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.restarts import server_restarts_check
+from lab.production.states import JobStatus
+from lab.production.submission import print_job_submit
+from lab.production.tracking import jobs_track
+from printers.base import JobState
+from tests.builders.production import WORKER, job_walk, released_order
+from tests.support.celery_worker import wait_until
+from tests.support.cups import PrivateCups
+from tests.support.images import jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+J = JobStatus
+WAITING_FOR_DEVICE = "cups-waiting-for-job-completed"
+
+
+def test_a_restart_that_cut_off_a_submit_marks_that_job_and_its_adopted_attempt_ends_suspect(
+    tmp_path: Path,
+) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(60, 40))
+    with PrivateCups() as cups_server:
+        # given a CUPS printer whose restarts the lab watches, and an order of two prints on it
+        cups_server.add_printer("restart_lab", media=["na_index-4x6_4x6in"], print_seconds=3)
+        printer = Printer.objects.create(
+            name="restart-lab",
+            backend="cups",
+            target="restart_lab",
+            cups_server=cups_server.server,
+            media_sizes=["4x6"],
+            papers=["lustre", "glossy"],
+        )
+        assert server_restarts_check(printer)  # the watch exists before the restart
+        order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+        first, second = PrintJob.objects.filter(order=order).order_by("pk")
+        assert {first.printer_id, second.printer_id} == {printer.pk}
+        backend = backend_for(printer)
+
+        # ... the first job's submit cut off after CUPS took its document (the lab saw a transient error and
+        # waits to retry, without its handle), and CUPS sending that document to the device
+        job_walk(first, J.READY)
+        assert jobs.job_move(
+            job_id=first.pk,
+            from_statuses={J.READY},
+            to_status=J.SUBMITTING,
+            kind="claimed",
+            submit_attempts=F("submit_attempts") + 1,
+        )
+        assert jobs.job_move(
+            job_id=first.pk,
+            from_statuses={J.SUBMITTING},
+            to_status=J.READY,
+            kind="submit_retry",
+            failure_code="printer_unreachable",
+        )
+        handle = backend.submit(path=photo, title=first.title, media=media_for("4x6"), copies=1)
+        wait_until(
+            lambda: (
+                backend.job_info(handle).state is JobState.PROCESSING
+                and WAITING_FOR_DEVICE in backend.printer_status().reasons
+            ),
+            timeout=30,
+            what="the device to hold the first job's document",
+        )
+        # ... and the second job submitted, waiting behind it
+        job_walk(second, J.SUBMITTING)
+        later = backend.submit(path=photo, title=second.title, media=media_for("4x6"), copies=1)
+        assert jobs.job_move(
+            job_id=second.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=later
+        )
+
+        # when cupsd restarts, and the lab hears of it before the first job's retry
+        cups_server.restart_cupsd()
+        assert server_restarts_check(printer)
+
+        # then the job cupsd was sending is the one marked, not the submitted one behind it
+        first.refresh_from_db()
+        second.refresh_from_db()
+        assert (first.backend_restarted, second.backend_restarted) == (True, False)
+        assert JobEvent.objects.filter(job=first, kind="printer_restarted_job").count() == 1
+
+        # when the retry runs, it adopts the job at the printer rather than sending the photo again
+        assert print_job_submit(job_id=first.pk, worker=WORKER) == "adopted"
+
+        # then the adopted job ends `suspect` (a person counts its prints) and the other one `printed`
+        def settled() -> bool:
+            jobs_track(PrintJob.objects.filter(pk__in=[first.pk, second.pk], status=J.SUBMITTED))
+            return not PrintJob.objects.filter(pk__in=[first.pk, second.pk], status=J.SUBMITTED).exists()
+
+        wait_until(settled, timeout=60, interval=0.5, what="both jobs to leave `submitted`")
+        first.refresh_from_db()
+        second.refresh_from_db()
+        assert (first.status, first.backend_job_id, second.status) == (J.SUSPECT, handle, J.PRINTED)
+        received = [path.name for path in cups_server.received_files("restart_lab")]
+        # ... and the device got each document once: the re-send was cancelled before CUPS made it
+        assert sum(name.endswith(f"-{first.title}.jpg") for name in received) == 1, received
+        assert sum(name.endswith(f"-{second.title}.jpg") for name in received) == 1, received
