@@ -53,9 +53,16 @@ def _broker_of_worker(index: int) -> None:
     app.conf.update(broker_url=url)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The groups the test command's xdist workers run (see the module's docstring); without xdist the
-    markers do nothing, and the order only puts the service tests first."""
+    markers do nothing, and the order only puts the service tests first.
+
+    First among the hooks: xdist's own (loadgroup) reads the markers in this same hook and appends the group
+    to each test's id, so a marker added after it would be ignored. That id change is also why pytest is
+    pinned below 9.2 (requirements-dev.txt): pytest 9.2 keeps node ids elsewhere, xdist 3.8's change is
+    lost, and the e2e tests ran on both workers at once, each fault module's private stack built twice and
+    the two competing for 2 cores (pytest-xdist issue 1386). `tests/config/test_xdist_groups.py` pins it."""
     for item in items:
         group = SERVICES if item.get_closest_marker("e2e") else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))

@@ -20,8 +20,10 @@ from lab.privacy.vault import vault_read
 from lab.production.backends import backend_for, media_for
 from lab.production.jobs import job_fail, job_move, rasterize_enqueue, submit_enqueue
 from lab.production.models import JobEvent, PrintJob
+from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_media
 from lab.production.states import JobStatus
+from lab.production.tracking import jobs_track
 from printers.base import JobInfo, JobState, PrinterBackend
 from printers.errors import PrinterError
 
@@ -89,7 +91,10 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             # reached the printer. Look before sending again, so a retry never makes a second copy.
             adopted = _earlier_attempt_at_printer(job=job)
             if adopted is not None:
-                return _submitted(job=job, handle=adopted.handle, kind="adopted", backend=backend)
+                outcome = _submitted(job=job, handle=adopted.handle, kind="adopted", backend=backend)
+                if outcome == "adopted":
+                    _read_once(job.pk)
+                return outcome
         with tempfile.TemporaryDirectory(prefix="lab-print-") as folder:
             path = Path(folder) / f"{job.title}.{'tif' if printer.output_format == 'tiff' else 'jpg'}"
             path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
@@ -135,6 +140,16 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
         j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED) and not j.is_missing_document
     ]
     return alive[-1] if alive else None
+
+
+def _read_once(job_id: int) -> None:
+    """Read a job just found at its printer (adopted, reconciled) and move it on, its server's restarts heard
+    first. No event may ever come for it: it may have completed already, or a cupsd restart may have put it
+    back in its queue before we knew its handle, where CUPS leaves it unscheduled (printers/cups_backend.py);
+    read now, the first is printed and the second cancelled before a re-send, without waiting for the poll."""
+    job = PrintJob.objects.select_related("printer").get(pk=job_id)
+    if job.status == J.SUBMITTED and job.printer is not None and server_restarts_check(job.printer):
+        jobs_track([job])
 
 
 def _submitted(*, job: PrintJob, handle: str, kind: str, backend: PrinterBackend) -> str:
@@ -234,6 +249,7 @@ def reconcile_submitting(job: PrintJob) -> str:
             claimed_at=None,
             claimed_by="",
         )
+        _read_once(job.pk)
         return "reconciled"
     job_move(
         job_id=job.pk,

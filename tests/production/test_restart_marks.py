@@ -98,7 +98,12 @@ def test_a_restart_that_cut_off_a_submit_marks_that_job_and_its_adopted_attempt_
         # when the retry runs, it adopts the job at the printer rather than sending the photo again
         assert print_job_submit(job_id=first.pk, worker=WORKER) == "adopted"
 
-        # then the adopted job ends `suspect` (a person counts its prints) and the other one `printed`
+        # then it reads the job at once (no event will come for a job CUPS put back unscheduled): CUPS's
+        # re-send is cancelled and the job is `suspect` before any poll or listener looks
+        first.refresh_from_db()
+        assert (first.status, backend.job_info(handle).state) == (J.SUSPECT, JobState.CANCELED)
+
+        # ... and the other one ends `printed`
         def settled() -> bool:
             jobs_track(PrintJob.objects.filter(pk__in=[first.pk, second.pk], status=J.SUBMITTED))
             return not PrintJob.objects.filter(pk__in=[first.pk, second.pk], status=J.SUBMITTED).exists()
