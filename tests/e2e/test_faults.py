@@ -432,7 +432,7 @@ def test_a_worker_killed_inside_the_release_loses_no_order(lab: Stack):
                 "%orders_order%FOR UPDATE%",
             )[0][0],
             timeout=30,
-            what="the release task to wait for the order's lock",
+            what=lambda: f"the release task to wait for the order's lock\n{lab.worker.log_tail()}",
         )
         lab.worker.kill()
     lab.worker.start()
