@@ -31,7 +31,7 @@ from lab.production.models import Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from lab.production.tracking import jobs_track
-from printers.base import EventFeed, JobNotice
+from printers.base import EventBatch, EventFeed, JobNotice
 from printers.cups_events import CupsEventFeed
 from printers.errors import PrinterError
 from printers.hotfolder_events import HotFolderEventFeed
@@ -101,6 +101,11 @@ class SourceListener:
         self._held_at_start: set[int] = set()
         self._started_at = 0.0  # monotonic
         self._last_sweep = 0.0
+        # A pull moves the feed past its events, so what they ask for is owed until a step has acted on them:
+        # a step that failed after its pull (the database went away) leaves the next one a sweep to make, and
+        # a server start it heard still counts as one.
+        self._failed_after_pull = False
+        self._owed_start = False
 
     def step(self) -> Counter[str]:
         # Each pull: never the printers' ICC profiles (hundreds of KB each), which nothing here reads.
@@ -114,21 +119,31 @@ class SourceListener:
         if not self.is_watching:
             self.is_watching = True
             logger.info("printer events: watching %s", self.source)
+        needs_sweep = batch.needs_sweep or self._failed_after_pull
+        self._failed_after_pull = True  # until this step has acted on what it pulled
+        self._owed_start = self._owed_start or batch.server_started
+        counts = self._act(batch, printers=printers, needs_sweep=needs_sweep)
+        self._failed_after_pull = self._owed_start = False
+        return counts
+
+    def _act(self, batch: EventBatch, *, printers: dict[int, Printer], needs_sweep: bool) -> Counter[str]:
+        """Read the jobs the pull asks for (those its events name, or every submitted one on a sweep)."""
         counts: Counter[str] = Counter()
         now = time.monotonic()
-        if batch.server_started:
+        server_started = self._owed_start
+        if server_started:
             self._started_at = now
-        is_sweep = batch.needs_sweep or self._follow_up_due(now)
+        is_sweep = needs_sweep or self._follow_up_due(now)
         if is_sweep:
             self._last_sweep = now
             # Events were lost (a restart, a new subscription, a gap): every job of the source, every printer.
             # A follow-up sweep keeps what it heard: only a new start (another batch) can change it.
-            if batch.needs_sweep:
+            if needs_sweep:
                 self._heard.clear()
             self._hear_restarts(printers.values())
             submitted = PrintJob.objects.filter(status=J.SUBMITTED, printer_id__in=printers)
             wanted = set(submitted.values_list("pk", flat=True))
-            if batch.server_started:
+            if server_started:
                 self._held_at_start = set(wanted)
             counts["sweep"] += 1
         else:

@@ -565,6 +565,58 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
     assert re.findall(r"Task production\.(printer_poll|reconcile)\[", worker.log_text()) == []
 
 
+def test_postgresql_crashed_while_jobs_print_with_the_listener_and_no_poll_loses_no_completion(
+    lab: Stack, tmp_path: Path
+) -> None:
+    # given the printer-events listener, and a worker whose beat never polls printers in this test: every
+    # completion is heard from the listener alone
+    lab.worker.stop()
+    worker = CeleryWorker(
+        work_dir=tmp_path / "worker",
+        project_dir=PROJECT_DIR,
+        env={**lab.worker.env, "PRODUCTION_POLL_SECONDS": "3600"},
+    )
+    listener = PrinterEventsListener(
+        work_dir=tmp_path / "listener", env={**lab.worker.env, "LOG_LEVEL": "DEBUG"}, project_dir=PROJECT_DIR
+    )
+    try:
+        worker.start(purge=True)  # not the poll rounds the module's beat left queued
+        listener.start().wait_watching(lab.cups.server)
+        for order in [lab.place_order(LINES) for _ in range(2)]:
+            lab.pay(order)
+
+        # when PostgreSQL crashes (immediate stop) while CUPS prints them, every job already handed over
+        def handed_over_and_printing() -> bool:
+            statuses = [status for _, status, _, _ in lab.jobs()]
+            return (
+                len(statuses) == 2 * len(LINES)
+                and set(statuses) <= {"submitted", "printed"}
+                and "submitted" in statuses
+            )
+
+        wait_until(
+            handed_over_and_printing,
+            timeout=60,
+            interval=0.05,
+            what=lambda: f"every job handed to CUPS, one printing; jobs {lab.jobs()}\n{listener.log_tail()}",
+        )
+        lab.postgres.restart(mode="immediate")
+        lab.wait_settled(more=lambda: f"listener log:\n{listener.log_tail(8000)}")
+    finally:
+        listener.stop()
+        worker.stop()
+
+    # then the listener met the crash and went on: every job printed, each copy once, with no poll or
+    # reconcile round, and nothing for a person
+    assert "printer events: database error" in listener.log_text() or (
+        "printer events: cannot read the printers" in listener.log_text()
+    ), listener.log_tail()
+    assert {status for _, status, _, _ in lab.jobs()} == {"printed"}
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    lab.assert_each_copy_once_or_shown()
+    assert re.findall(r"Task production\.(printer_poll|reconcile)\[", worker.log_text()) == []
+
+
 # --- The same requests raced across several web processes ------------------------------------------------
 
 Request = tuple[LabWebServer, str, str, bytes, dict[str, str]]

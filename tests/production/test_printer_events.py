@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NoReturn
 
 import pytest
+from django.db import OperationalError
 
 from lab.orders.models import Order
 from lab.production import jobs, rasterizing, routing, submission
@@ -108,6 +110,33 @@ def test_a_job_finished_before_its_submit_saved_the_handle_is_read_once_it_has(t
     assert (before, after) == ({}, {"printed": 1})
     job.refresh_from_db()
     assert job.status == J.PRINTED
+
+
+def test_a_step_that_fails_after_its_pull_leaves_the_next_one_a_sweep_so_no_completion_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # given a submitted job on a minilab and a listener that has swept once
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = submitted_order()
+    listener = hot_folder_listener()
+    assert listener.step() == {"sweep": 1, "waiting": 1}
+
+    # when the minilab prints it, and the step that pulls that event fails before it reads the job (the
+    # database goes away after the pull; the feed has moved past the event)
+    process_pending(folder=printer_folder(printer), delay_seconds=0)
+    with monkeypatch.context() as patched:
+        patched.setattr(listener_module, "jobs_track", _database_gone)
+        with pytest.raises(OperationalError):
+            listener.step()
+
+    # then the next step, with no event left to name the job, sweeps and prints it; nothing is owed after
+    assert listener.step() == {"sweep": 1, "printed": 1}
+    assert PrintJob.objects.get(order=order).status == J.PRINTED
+    assert listener.step() == {}
+
+
+def _database_gone(jobs: object) -> NoReturn:
+    raise OperationalError("server closed the connection unexpectedly")
 
 
 def test_every_cups_server_and_the_hot_folders_are_one_source_each(settings):
