@@ -513,11 +513,11 @@ def test_cupsd_restarted_while_jobs_print_never_prints_a_copy_twice_unseen(lab: 
     assert {kind for (kind,) in events} & {"requeued_by_printer", "printed_more_than_once"}
 
 
-def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_suspect_not_printed(
-    lab: Stack, tmp_path: Path
-) -> None:
-    # given the printer-events listener, and a worker whose beat never polls printers in this test: every
-    # restart and completion is heard from the listener alone
+@contextlib.contextmanager
+def listener_and_no_poll(lab: Stack, tmp_path: Path) -> Iterator[tuple[CeleryWorker, PrinterEventsListener]]:
+    """The printer-events listener (its log at DEBUG), and a worker of the stack's whose beat never polls
+    printers: every restart and completion is heard from the listener alone. The module's worker is stopped
+    meanwhile (the `lab` fixture starts it again)."""
     lab.worker.stop()
     worker = CeleryWorker(
         work_dir=tmp_path / "worker",
@@ -530,6 +530,18 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
     try:
         worker.start(purge=True)  # not the poll rounds the module's beat left queued
         listener.start().wait_watching(lab.cups.server)
+        yield worker, listener
+    finally:
+        listener.stop()
+        worker.stop()
+
+
+def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_suspect_not_printed(
+    lab: Stack, tmp_path: Path
+) -> None:
+    # given the printer-events listener, and a worker whose beat never polls printers in this test: every
+    # restart and completion is heard from the listener alone
+    with listener_and_no_poll(lab, tmp_path) as (worker, listener):
         orders = [lab.place_order(LINES) for _ in range(2)]
         for order in orders:
             lab.pay(order)
@@ -543,9 +555,6 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
         )
         lab.cups.restart_cupsd()
         lab.wait_settled(more=lambda: f"listener log:\n{listener.log_tail(8000)}")
-    finally:
-        listener.stop()
-        worker.stop()
 
     # then that job is shown to a person as "may have printed twice", never silently printed; every other
     # copy was printed once; and no poll or reconcile round ran
@@ -570,18 +579,7 @@ def test_postgresql_crashed_while_jobs_print_with_the_listener_and_no_poll_loses
 ) -> None:
     # given the printer-events listener, and a worker whose beat never polls printers in this test: every
     # completion is heard from the listener alone
-    lab.worker.stop()
-    worker = CeleryWorker(
-        work_dir=tmp_path / "worker",
-        project_dir=PROJECT_DIR,
-        env={**lab.worker.env, "PRODUCTION_POLL_SECONDS": "3600"},
-    )
-    listener = PrinterEventsListener(
-        work_dir=tmp_path / "listener", env={**lab.worker.env, "LOG_LEVEL": "DEBUG"}, project_dir=PROJECT_DIR
-    )
-    try:
-        worker.start(purge=True)  # not the poll rounds the module's beat left queued
-        listener.start().wait_watching(lab.cups.server)
+    with listener_and_no_poll(lab, tmp_path) as (worker, listener):
         for order in [lab.place_order(LINES) for _ in range(2)]:
             lab.pay(order)
 
@@ -602,9 +600,6 @@ def test_postgresql_crashed_while_jobs_print_with_the_listener_and_no_poll_loses
         )
         lab.postgres.restart(mode="immediate")
         lab.wait_settled(more=lambda: f"listener log:\n{listener.log_tail(8000)}")
-    finally:
-        listener.stop()
-        worker.stop()
 
     # then the listener met the crash and went on: every job printed, each copy once, with no poll or
     # reconcile round, and nothing for a person
