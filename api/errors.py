@@ -187,6 +187,7 @@ STATUS_BY_CODE: dict[str, int] = {
             GateError.ALREADY_SIGNED_OFF,
             NotifyError.DELIVERY_IN_PROGRESS,
             NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
+            OrderError.ACCOUNT_ERASED,
             OrderError.ASSET_NOT_READY,
             OrderError.IDEMPOTENCY_KEY_REUSED,
             OrderError.ORDER_NOT_CANCELLABLE,

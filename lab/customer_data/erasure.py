@@ -163,6 +163,12 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
     if not password or not user.check_password(password):
         raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
     with transaction.atomic():
+        # The customer's photos first, then the account: the order a new order takes them in (its quote locks
+        # its photos in key order, its insert the account's row for the foreign key). Account first, an order
+        # on its way and this erasure each held what the other waited for: PostgreSQL killed one as a deadlock
+        # (tests/privacy/test_erasure_races.py). Now they queue: an order that holds a photo is committed
+        # first and cancelled here with the other unpaid ones; one that comes later finds its photo purged.
+        list(Asset.objects.select_for_update().filter(owner=user).order_by("pk").values_list("pk", flat=True))
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.erased_at is not None:
             raise Conflict(CustomerDataError.ALREADY_ERASED, "This account was erased already.")

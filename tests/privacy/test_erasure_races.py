@@ -1,0 +1,194 @@
+"""An account erased while an order or a photo of it is on its way, the requests in two database sessions at
+once (as two web processes run them): each ends in a decision, never a deadlock, and nothing of the account
+outlives the erasure.
+
+The order takes its photos' row locks (its quote) and then the customer's row (the order's foreign key,
+checked at COMMIT: Django's constraints are deferred). The erasure took the customer's row and then each
+photo's (its purge): the two waited for each other and PostgreSQL killed the erasure as a deadlock, a 500 for
+a customer's own two requests. It now takes the photos first (lab/customer_data/erasure.py). A photo uploaded
+while the erasure ran was kept, its foreign key checked only at COMMIT, once the erasure had committed; the
+upload now takes the account's row before it commits and is refused (lab/orders/photos.py). Another session
+holding a table stops each request at a known step, so each order of arrival is tested, not left to timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection, connections
+
+from lab.accounts.models import User
+from lab.catalog.demo import catalog_seed_demo
+from lab.customer_data.erasure import account_erase
+from lab.orders.intake import order_create
+from lab.orders.models import Asset, Order
+from lab.orders.photos import asset_create_from_upload
+from lab.orders.quotes import ItemRequest
+from lab.privacy.models import DataKey
+from tests.builders.people import PASSWORD, new_customer
+from tests.support.images import jpeg_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ADDRESS = {
+    "name": "R. Acer",
+    "line1": "1 Lock Lane",
+    "city": "Waitsville",
+    "postal_code": "10001",
+    "country": "US",
+}
+
+
+def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run `work` in a thread of its own (its own database session); the outcome: its result or its error."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except Exception as error:  # the outcome is asserted by the test
+            outcome["error"] = error
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _order(customer_id: int, asset_id: str) -> Callable[[], Any]:
+    def place() -> Any:
+        return order_create(
+            customer=User.objects.get(pk=customer_id),
+            guest=None,
+            items=[ItemRequest(sku="PRINT-4X6-LUSTRE", asset_id=asset_id, copies=1, sizing="fill")],
+            shipping_address=ADDRESS,
+            shipping_method="standard",
+            idempotency_key=uuid.uuid4().hex,
+            request_fingerprint="fingerprint",
+        )
+
+    return place
+
+
+def _erase(customer_id: int) -> Callable[[], Any]:
+    return lambda: account_erase(user=User.objects.get(pk=customer_id), password=PASSWORD)
+
+
+def test_an_order_that_holds_its_photo_when_the_account_is_erased_is_made_then_cancelled_with_the_account(
+    stripe_api: object,
+) -> None:
+    # given a customer with a photo, and the orders table held (SHARE) by another session, so that an order
+    # request stops at its INSERT, after its quote locked the photo
+    customer, asset = _customer_with_a_photo()
+    with _held("orders_order") as blocker:
+        # when the customer places an order, and erases the account while that order is on its way
+        placing, placed = _in_thread(_order(customer.pk, str(asset.pk)))
+        assert _sessions_waiting(blocker, 1), "the order request did not reach its INSERT"
+        erasing, erased = _in_thread(_erase(customer.pk))
+        assert _sessions_waiting(blocker, 2), "the erasure did not come to wait for the order"
+    placing.join(timeout=60)
+    erasing.join(timeout=60)
+
+    # then neither died as a deadlock: the order was made, and the erasure, which waited for it, cancelled
+    # it with the account's other unpaid orders, anonymised it and purged the photo
+    assert "error" not in placed, placed
+    assert "error" not in erased, erased
+    customer.refresh_from_db()
+    assert customer.erased_at is not None
+    assert Asset.objects.get(pk=asset.pk).status == Asset.Status.PURGED
+    ((status, anonymized),) = Order.objects.filter(customer=customer).values_list("status", "is_anonymized")
+    assert (status, anonymized) == ("cancelled", True)
+
+
+def test_an_order_that_comes_while_the_account_is_being_erased_is_refused_and_nothing_is_made(
+    stripe_api: object,
+) -> None:
+    # given a customer with a photo, whose erasure holds the photo and stops before its last write (the
+    # orders table held by another session)
+    customer, asset = _customer_with_a_photo()
+    with _held("orders_order") as blocker:
+        erasing, erased = _in_thread(_erase(customer.pk))
+        assert _sessions_waiting(blocker, 1), "the erasure did not reach the orders"
+        # when an order of the same customer comes meanwhile
+        placing, placed = _in_thread(_order(customer.pk, str(asset.pk)))
+        assert _sessions_waiting(blocker, 2), "the order did not come to wait for the erasure"
+    placing.join(timeout=60)
+    erasing.join(timeout=60)
+
+    # then the erasure is done, and the order is refused with a reason: its photo is gone; no order exists
+    assert "error" not in erased, erased
+    assert getattr(placed.get("error"), "code", None) == "asset_not_ready", placed
+    assert Asset.objects.get(pk=asset.pk).status == Asset.Status.PURGED
+    assert not Order.objects.filter(customer=customer).exists()
+
+
+def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leaves_nothing_readable() -> None:
+    # given a customer whose erasure holds the account and stops before its last write
+    customer, _ = _customer_with_a_photo()
+    keys_before = set(DataKey.objects.values_list("pk", flat=True))
+    with _held("orders_order") as blocker:
+        erasing, erased = _in_thread(_erase(customer.pk))
+        assert _sessions_waiting(blocker, 1), "the erasure did not reach the orders"
+        # when a photo upload of the same customer comes meanwhile
+        uploading, uploaded = _in_thread(
+            lambda: asset_create_from_upload(
+                owner=User.objects.get(pk=customer.pk), data=jpeg_bytes(640, 480)
+            )
+        )
+        assert _sessions_waiting(blocker, 2), "the upload did not come to wait for the erasure"
+    uploading.join(timeout=60)
+    erasing.join(timeout=60)
+
+    # then the erasure is done and the upload refused with a reason; the photo was not kept: no photo of the
+    # account is left unpurged, and the key its bytes were stored under is destroyed
+    assert "error" not in erased, erased
+    assert getattr(uploaded.get("error"), "code", None) == "account_erased", uploaded
+    assert not Asset.objects.filter(owner=customer).exclude(status=Asset.Status.PURGED).exists()
+    (new_key,) = DataKey.objects.exclude(pk__in=keys_before)
+    assert (new_key.wrapped_key, new_key.destroyed_at is not None) == (None, True)
+
+
+def _customer_with_a_photo() -> tuple[User, Asset]:
+    catalog_seed_demo()
+    customer = new_customer()
+    return customer, asset_create_from_upload(owner=customer, data=jpeg_bytes(1800, 1200))
+
+
+@contextlib.contextmanager
+def _held(table: str) -> Iterator[psycopg.Connection[Any]]:
+    """Another session holding `table` in SHARE mode (reads go on, writes wait) until the block ends."""
+    blocker = psycopg.connect(_dsn(), autocommit=False)
+    try:
+        blocker.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        yield blocker
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+def _dsn() -> str:
+    settings_dict = connection.settings_dict
+    return (
+        f"host={settings_dict['HOST'] or '127.0.0.1'} port={settings_dict['PORT'] or 5432} "
+        f"dbname={settings_dict['NAME']} user={settings_dict['USER']}"
+        + (f" password={settings_dict['PASSWORD']}" if settings_dict["PASSWORD"] else "")
+    )
+
+
+def _sessions_waiting(blocker: psycopg.Connection[Any], count: int, timeout: float = 20.0) -> bool:
+    """Until `count` sessions wait for a lock (the order behind the blocker, the erasure behind the order)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = blocker.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted").fetchone()
+        if row and row[0] >= count:
+            return True
+        time.sleep(0.02)
+    return False
