@@ -1,8 +1,10 @@
 """What CUPS 2.4.2 does with jobs across a cupsd restart (SIGTERM, start on the same spool), pinned down
 against a private cupsd; the facts and their CUPS source functions are in printers/cups_backend.py."""
 
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -253,7 +255,7 @@ def test_cupsd_stopped_while_a_document_is_on_its_way_is_a_transient_submit_erro
             restartable_cups.stop_cupsd()
             gate.release()
             sender.join(timeout=60)
-            assert not sender.is_alive()
+            assert not sender.is_alive(), _stack_of(sender)
         finally:
             gate.stop()
             restartable_cups.start_cupsd()
@@ -267,6 +269,12 @@ def test_cupsd_stopped_while_a_document_is_on_its_way_is_a_transient_submit_erro
     left = CupsBackend(queue="midway", server=restartable_cups.server).find_jobs(title_prefix="lab-job-m")
     assert all(job.is_missing_document or job.state is JobState.CANCELED for job in left), left
     assert _received(restartable_cups, "midway") == []
+
+
+def _stack_of(thread: threading.Thread) -> str:
+    """Where a thread is now (a submit that did not return: which libcups call it waits in)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)"
 
 
 def test_a_connection_cupsd_dropped_gives_transient_errors_never_raw_cups_errors(
