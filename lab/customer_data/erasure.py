@@ -164,10 +164,11 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
         raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
     with transaction.atomic():
         # The customer's photos first, then the account: the order a new order takes them in (its quote locks
-        # its photos in key order, its insert the account's row for the foreign key). Account first, an order
-        # on its way and this erasure each held what the other waited for: PostgreSQL killed one as a deadlock
-        # (tests/privacy/test_erasure_races.py). Now they queue: an order that holds a photo is committed
-        # first and cancelled here with the other unpaid ones; one that comes later finds its photo purged.
+        # its photos in key order; its foreign key takes the account's row at COMMIT, Django's constraints
+        # being deferred). Account first, an order on its way and this erasure each held what the other
+        # waited for, and PostgreSQL killed one as a deadlock (tests/privacy/test_erasure_races.py). Now they
+        # queue: an order that holds a photo commits first and is cancelled here with the other unpaid ones;
+        # one that comes later finds its photo purged.
         list(Asset.objects.select_for_update().filter(owner=user).order_by("pk").values_list("pk", flat=True))
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.erased_at is not None:

@@ -70,7 +70,11 @@ class IppGate:
             held.close()
 
     def stop(self) -> None:
+        """Close the relay: its port refuses connections from now on (shutdown wakes the accepting thread,
+        which a close alone would leave holding the listening socket open); every relayed one is dropped."""
         self._is_open = False
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._listener.close()
         with self._lock:
