@@ -68,21 +68,25 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             message=str(error),
         )
         return "failed"
-    claimed = job_move(
-        job_id=job_id,
-        from_statuses={J.READY},
-        to_status=J.SUBMITTING,
-        kind="claimed",
-        note=worker,
-        # Not for an order put on hold (or cancelled) since the check above: the claim itself re-checks.
-        where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
-        claimed_at=timezone.now(),
-        claimed_by=worker,
-        submit_attempts=F("submit_attempts") + 1,
-    )
-    if not claimed:
-        return "not_claimed"
-    job.refresh_from_db()
+    # The claim and its read-back in one transaction: a database that goes away between the two leaves the job
+    # `ready` (sent again), not claimed with nothing sent, which the reconciler could only call `unknown`
+    # (a fault run crashed PostgreSQL exactly there).
+    with transaction.atomic():
+        claimed = job_move(
+            job_id=job_id,
+            from_statuses={J.READY},
+            to_status=J.SUBMITTING,
+            kind="claimed",
+            note=worker,
+            # Not for an order put on hold (or cancelled) since the check above: the claim itself re-checks.
+            where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
+            claimed_at=timezone.now(),
+            claimed_by=worker,
+            submit_attempts=F("submit_attempts") + 1,
+        )
+        if not claimed:
+            return "not_claimed"
+        job.refresh_from_db()
     asset = job.item.asset
     backend = backend_for(printer)
     try:

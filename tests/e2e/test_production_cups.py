@@ -237,7 +237,7 @@ def test_cupsd_stopped_between_create_job_and_its_document_sends_the_job_again_o
     # when cupsd stops before the document arrives, the submit's connection breaks, and cupsd comes back
     lab_printers.cups.stop_cupsd()
     try:
-        ipp_gate.release()
+        ipp_gate.pause()  # the held connection dropped, and the port refusing, as cupsd's own
         # a transient error: retried with backoff (as often as cupsd stays away), never `unknown`, never
         # failed (cupsd answers HTTP 400 to the request it was reading as it shuts down: not our fault)
         wait_until(
@@ -249,6 +249,7 @@ def test_cupsd_stopped_between_create_job_and_its_document_sends_the_job_again_o
         assert event_count(job, "submit_failed") == 0, notes
     finally:
         lab_printers.cups.start_cupsd()  # the session's cupsd serves the tests after this one
+        ipp_gate.resume()
 
     # then the retry finds the empty job, cancels it, sends the raster again, and the device prints it once
     wait_for_order(order, "ready_to_pack", worker)

@@ -43,6 +43,7 @@ class IppGate:
         self.upstream_port = upstream_port
         self.tripped = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._mode: GateMode | None = None
         self._relays: list[_Relay] = []
@@ -51,7 +52,7 @@ class IppGate:
 
     @property
     def server(self) -> str:
-        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+        return f"127.0.0.1:{self._port}"
 
     def start(self) -> IppGate:
         threading.Thread(target=self._accept, daemon=True).start()
@@ -68,6 +69,20 @@ class IppGate:
             held, self._held = self._held, None
         if held is not None:
             held.close()
+
+    def pause(self) -> None:
+        """As cupsd is while it is stopped: every relayed connection dropped (the held one too) and the port
+        refusing new ones, until resume(). A relay that kept accepting, and closed each connection because
+        cupsd was down, kept libcups reconnecting within a print call that then never returned."""
+        port = self._listener.getsockname()[1]
+        self.stop()
+        self._port = port
+
+    def resume(self) -> None:
+        """Accept again on the same port (after pause())."""
+        self._listener = socket.create_server(("127.0.0.1", self._port))
+        self._is_open = True
+        self.start()
 
     def stop(self) -> None:
         """Close the relay: its port refuses connections from now on (shutdown wakes the accepting thread,
