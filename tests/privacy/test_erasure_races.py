@@ -20,9 +20,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from lab.accounts.models import User
 from lab.catalog.demo import catalog_seed_demo
@@ -88,12 +87,12 @@ def test_an_order_that_holds_its_photo_when_the_account_is_erased_is_made_then_c
     # given a customer with a photo, and the orders table held (SHARE) by another session, so that an order
     # request stops at its INSERT, after its quote locked the photo
     customer, asset = _customer_with_a_photo()
-    with _held("orders_order") as blocker:
+    with _held("orders_order"):
         # when the customer places an order, and erases the account while that order is on its way
         placing, placed = _in_thread(_order(customer.pk, str(asset.pk)))
-        assert _sessions_waiting(blocker, 1), "the order request did not reach its INSERT"
+        assert _sessions_waiting(1), "the order request did not reach its INSERT"
         erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(blocker, 2), "the erasure did not come to wait for the order"
+        assert _sessions_waiting(2), "the erasure did not come to wait for the order"
     placing.join(timeout=60)
     erasing.join(timeout=60)
 
@@ -114,12 +113,12 @@ def test_an_order_that_comes_while_the_account_is_being_erased_is_refused_and_no
     # given a customer with a photo, whose erasure holds the photo and stops before its last write (the
     # orders table held by another session)
     customer, asset = _customer_with_a_photo()
-    with _held("orders_order") as blocker:
+    with _held("orders_order"):
         erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(blocker, 1), "the erasure did not reach the orders"
+        assert _sessions_waiting(1), "the erasure did not reach the orders"
         # when an order of the same customer comes meanwhile
         placing, placed = _in_thread(_order(customer.pk, str(asset.pk)))
-        assert _sessions_waiting(blocker, 2), "the order did not come to wait for the erasure"
+        assert _sessions_waiting(2), "the order did not come to wait for the erasure"
     placing.join(timeout=60)
     erasing.join(timeout=60)
 
@@ -134,16 +133,16 @@ def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leave
     # given a customer whose erasure holds the account and stops before its last write
     customer, _ = _customer_with_a_photo()
     keys_before = set(DataKey.objects.values_list("pk", flat=True))
-    with _held("orders_order") as blocker:
+    with _held("orders_order"):
         erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(blocker, 1), "the erasure did not reach the orders"
+        assert _sessions_waiting(1), "the erasure did not reach the orders"
         # when a photo upload of the same customer comes meanwhile
         uploading, uploaded = _in_thread(
             lambda: asset_create_from_upload(
                 owner=User.objects.get(pk=customer.pk), data=jpeg_bytes(640, 480)
             )
         )
-        assert _sessions_waiting(blocker, 2), "the upload did not come to wait for the erasure"
+        assert _sessions_waiting(2), "the upload did not come to wait for the erasure"
     uploading.join(timeout=60)
     erasing.join(timeout=60)
 
@@ -163,31 +162,20 @@ def _customer_with_a_photo() -> tuple[User, Asset]:
 
 
 @contextlib.contextmanager
-def _held(table: str) -> Iterator[psycopg.Connection[Any]]:
-    """Another session holding `table` in SHARE mode (reads go on, writes wait) until the block ends."""
-    blocker = psycopg.connect(_dsn(), autocommit=False)
-    try:
-        blocker.execute(f"LOCK TABLE {table} IN SHARE MODE")
-        yield blocker
-    finally:
-        blocker.rollback()
-        blocker.close()
+def _held(table: str) -> Iterator[None]:
+    """The test's own session holds `table` in SHARE mode (reads go on, writes wait) until the block ends."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        yield
 
 
-def _dsn() -> str:
-    settings_dict = connection.settings_dict
-    return (
-        f"host={settings_dict['HOST'] or '127.0.0.1'} port={settings_dict['PORT'] or 5432} "
-        f"dbname={settings_dict['NAME']} user={settings_dict['USER']}"
-        + (f" password={settings_dict['PASSWORD']}" if settings_dict["PASSWORD"] else "")
-    )
-
-
-def _sessions_waiting(blocker: psycopg.Connection[Any], count: int, timeout: float = 20.0) -> bool:
-    """Until `count` sessions wait for a lock (the order behind the blocker, the erasure behind the order)."""
+def _sessions_waiting(count: int, timeout: float = 20.0) -> bool:
+    """Until `count` sessions wait for a lock (the request behind the held table, the other behind it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = blocker.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted").fetchone()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
+            row = cursor.fetchone()
         if row and row[0] >= count:
             return True
         time.sleep(0.02)
