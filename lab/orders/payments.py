@@ -72,12 +72,31 @@ def payment_intent_ensure(*, order: Order) -> Order:
         "payment_client_secret": intent.client_secret or "",
         "payment_status": Order.PaymentStatus.REQUIRES_PAYMENT,
     }
-    if Order.objects.filter(pk=order.pk, payment_intent_id="").update(**stored):
+    # Stored only on an order still awaiting payment: a cancel (or an erasure) that committed while Stripe
+    # was asked must not get a payable intent back on a cancelled order.
+    if Order.objects.filter(pk=order.pk, payment_intent_id="", status=OrderStatus.AWAITING_PAYMENT).update(
+        **stored
+    ):
         for field, value in stored.items():
             setattr(order, field, value)
-    else:
-        order.refresh_from_db()  # a concurrent retry with the same key stored it first: show what it stored
+        return order
+    order.refresh_from_db()  # a concurrent retry with the same key stored it first: show what it stored
+    if order.payment_intent_id != intent.id:
+        # The order left `awaiting_payment` meanwhile: nobody got this intent's secret, and it is cancelled at
+        # Stripe too, so it never shows as payable on the lab's account.
+        _unstored_intent_cancel(intent_id=intent.id, order_ref=order.ref)
     return order
+
+
+def _unstored_intent_cancel(*, intent_id: str, order_ref: str) -> None:
+    try:
+        stripe_client().v1.payment_intents.cancel(intent_id)
+    except stripe.StripeError as error:
+        logger.warning(
+            "unstored payment intent not cancelled order=%s error=%s", order_ref, type(error).__name__
+        )
+    else:
+        logger.info("unstored payment intent cancelled order=%s", order_ref)
 
 
 # The metadata key that marks a refund at Stripe as the one this lab decided for an order.

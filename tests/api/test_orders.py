@@ -13,6 +13,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from lab.catalog.demo import catalog_seed_demo
+from lab.orders import payments
+from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
 from tests.builders import ADDRESS, ProductFactory, UserFactory, asset_for, order_body
 from tests.support.images import jpeg_bytes
@@ -307,6 +309,35 @@ def test_cancel_before_payment_records_the_transition(api):
     ]
     assert (again.status_code, again.json()["code"]) == (409, "order_not_cancellable")
     assert OrderEvent.objects.count() == 2
+
+
+def test_an_order_cancelled_while_stripe_makes_its_intent_gets_no_payable_intent(api, monkeypatch):
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    client = payments.stripe_client()
+    create = client.v1.payment_intents.create
+    made = []
+
+    def cancelled_meanwhile(**kwargs):
+        # the customer's cancel (another request) commits while Stripe is making the order's intent
+        order = Order.objects.get(ref=kwargs["params"]["metadata"]["order_ref"])
+        order_cancel(order=order, actor=user, actor_kind="customer")
+        made.append(create(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(client.v1.payment_intents, "create", cancelled_meanwhile)
+
+    response = api.post(
+        "/api/v1/orders", order_body(asset_for(user)), format="json", HTTP_IDEMPOTENCY_KEY="race-1"
+    )
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["payment"] == {"status": "none", "payment_intent": "", "client_secret": ""}
+    order = Order.objects.get()
+    assert (order.payment_intent_id, order.payment_client_secret) == ("", "")
+    assert len(made) == 1 and made[0].status == "requires_payment_method"
+    assert client.v1.payment_intents.retrieve(made[0].id).status == "canceled"  # at Stripe, not payable
 
 
 def test_unknown_sku_and_bad_items_are_clear_errors(api):
