@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -71,22 +72,30 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
     # The claim and its read-back in one transaction: a database that goes away between the two leaves the job
     # `ready` (sent again), not claimed with nothing sent, which the reconciler could only call `unknown`
     # (a fault run crashed PostgreSQL exactly there).
-    with transaction.atomic():
-        claimed = job_move(
-            job_id=job_id,
-            from_statuses={J.READY},
-            to_status=J.SUBMITTING,
-            kind="claimed",
-            note=worker,
-            # Not for an order put on hold (or cancelled) since the check above: the claim itself re-checks.
-            where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
-            claimed_at=timezone.now(),
-            claimed_by=worker,
-            submit_attempts=F("submit_attempts") + 1,
-        )
-        if not claimed:
-            return "not_claimed"
-        job.refresh_from_db()
+    claimed_at = timezone.now()
+    try:
+        with transaction.atomic():
+            claimed = job_move(
+                job_id=job_id,
+                from_statuses={J.READY},
+                to_status=J.SUBMITTING,
+                kind="claimed",
+                note=worker,
+                # Not for an order put on hold (or cancelled) since the check above: the claim re-checks.
+                where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
+                claimed_at=claimed_at,
+                claimed_by=worker,
+                submit_attempts=F("submit_attempts") + 1,
+            )
+            if not claimed:
+                return "not_claimed"
+            job.refresh_from_db()
+    except DatabaseError:
+        # The COMMIT may have been applied with its answer lost (the server went away as it answered).
+        # Nothing was sent: take the claim back, or the reconciler, finding nothing at the printer, calls
+        # the job `unknown`.
+        _claim_take_back(job=job, worker=worker, claimed_at=claimed_at)
+        raise
     asset = job.item.asset
     backend = backend_for(printer)
     try:
@@ -124,6 +133,38 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         )
         return "failed"
     return _submitted(job=job, handle=handle, kind="submitted", backend=backend)
+
+
+def _claim_take_back(*, job: PrintJob, worker: str, claimed_at: datetime) -> None:
+    """Undo our claim if it was committed after all, once the database answers again; then send anew.
+
+    Tried for half the claim's lease (a minute at most) so that the reconciler, which settles a claim only
+    once its lease ran out, does not act on it meanwhile. Both moves are conditional: only one happens.
+    """
+    deadline = time.monotonic() + min(settings.PRODUCTION_CLAIM_LEASE_SECONDS / 2, 60)
+    while True:
+        close_old_connections()  # the connection that failed is closed and a new one opened
+        try:
+            released = job_move(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTING},
+                to_status=J.READY,
+                kind="claim_released",
+                note="the database went away as the claim committed; nothing was sent",
+                where=Q(claimed_by=worker, claimed_at=claimed_at),
+                claimed_at=None,
+                claimed_by="",
+            )
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                logger.warning("claim not taken back, left to the reconciler job=%s", job.pk)
+                return
+            time.sleep(0.5)
+            continue
+        if released:
+            logger.info("claim taken back after a lost commit answer job=%s", job.pk)
+            submit_enqueue(job)
+        return
 
 
 def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:

@@ -264,6 +264,22 @@ class Stack:
         moving = {"no_printer", "queued", "rasterizing", "ready", "submitting", "submitted"}
         return any(status in moving for _, status, _, _ in self.jobs())
 
+    def story(self) -> str:
+        """Jobs and the events of each job not `printed`: what a failed assertion needs to be read."""
+        lines = [f"orders {self.order_statuses()}"]
+        for job_id, status, printer, _copies in self.jobs():
+            events = (
+                []
+                if status == "printed"
+                else self.sql(
+                    "SELECT kind, from_status, to_status, note FROM production_jobevent WHERE job_id = %s "
+                    "ORDER BY id",
+                    job_id,
+                )
+            )
+            lines.append(f"job {job_id} on {printer}: {status} {events}")
+        return "\n".join(lines)
+
     def assert_each_copy_once_or_shown(self) -> None:
         received = self.received()
         for job_id, status, printer, _copies in self.jobs():
@@ -394,7 +410,7 @@ def test_redis_restarted_twice_mid_run_loses_no_paid_order_and_prints_each_copy_
 
     lab.wait_settled()
 
-    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
     assert lab.paid_mails(lab.orders) == len(orders), (
         "every customer still gets the 'paid' e-mail exactly once"
@@ -457,7 +473,7 @@ def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_ea
     restarter.join()
 
     lab.wait_settled()
-    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
     assert all(answers[-1] == 200 for answers in retried)
     assert lab.paid_events(lab.orders) == len(orders)  # a retried webhook applied once
@@ -484,7 +500,7 @@ def test_postgresql_crashed_twice_while_jobs_rasterize_and_print_needs_no_person
 
     # then every order is made, each copy printed once, and nothing waits for a person
     lab.wait_settled()
-    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
     assert {status for _, status, _, _ in lab.jobs()} == {"printed"}
 
@@ -607,7 +623,7 @@ def test_postgresql_crashed_while_jobs_print_with_the_listener_and_no_poll_loses
         "printer events: cannot read the printers" in listener.log_text()
     ), listener.log_tail()
     assert {status for _, status, _, _ in lab.jobs()} == {"printed"}
-    assert set(lab.order_statuses().values()) == {"ready_to_pack"}
+    assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
     assert re.findall(r"Task production\.(printer_poll|reconcile)\[", worker.log_text()) == []
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.core import mail
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
 from django.utils import timezone
 
 from api.errors import http_status
@@ -444,6 +444,40 @@ def test_a_retry_adopts_the_copy_an_earlier_attempt_left_at_the_printer():
     job.refresh_from_db()
     assert (job.status, job.backend_job_id) == ("submitted", earlier)
     assert [j.handle for j in backend_for(printer).find_jobs(title_prefix=job.title)] == [earlier]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_committed_whose_answer_was_lost_is_taken_back_and_sent_once(monkeypatch):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    database = connections[DEFAULT_DB_ALIAS]
+    real_commit = database.commit
+    lost: list[str] = []
+
+    def commit_then_answer_lost() -> None:
+        # PostgreSQL applies the claim's COMMIT and goes away before its answer reaches the worker
+        real_commit()
+        if not lost:
+            lost.append("claim")
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(database, "commit", commit_then_answer_lost)
+
+    with pytest.raises(OperationalError):
+        submission.print_job_submit(job_id=job.pk, worker=WORKER)
+
+    job.refresh_from_db()
+    assert (job.status, job.claimed_by, job.submit_attempts) == ("ready", "", 1)
+    assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True))[-2:] == [
+        "claimed",
+        "claim_released",
+    ]
+    assert _device_files(printer.name) == []  # nothing was sent
+    # sent again (its message, or the poll): once, and the reconciler has nothing to call unknown
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert reconcile.production_reconcile().get("unknown", 0) == 0
+    assert len(_device_files(printer.name)) == 1
 
 
 def test_the_raster_and_submit_claims_write_their_events_with_them():
