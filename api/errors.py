@@ -236,7 +236,12 @@ STATUS_BY_CODE: dict[str, int] = {
         502,
     ),
     **dict.fromkeys(
-        (AccountError.SIGN_IN_UNAVAILABLE, GateError.AUDIT_UNAVAILABLE, OrderError.PAYMENTS_NOT_CONFIGURED),
+        (
+            AccountError.SIGN_IN_UNAVAILABLE,
+            GateError.AUDIT_UNAVAILABLE,
+            OrderError.PAYMENTS_NOT_CONFIGURED,
+            OrderError.PHOTO_STORE_UNAVAILABLE,
+        ),
         503,
     ),
 }

@@ -135,7 +135,7 @@ class AssetCreateView(APIView):
 
     @extend_schema(
         request=s.AssetUploadInput,
-        responses={201: s.AssetOutput, 202: s.AssetOutput, **problems(413, 422)},
+        responses={201: s.AssetOutput, 202: s.AssetOutput, **problems(409, 413, 422, 503)},
     )
     def post(self, request: Request) -> Response:
         data = s.AssetUploadInput(data=request.data)

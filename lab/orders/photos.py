@@ -3,6 +3,7 @@ a refused photo leaves nothing behind."""
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.db import connection, transaction
 
 from lab.accounts.models import User
 from lab.lib import safe_http
-from lab.lib.errors import Conflict, DomainError
+from lab.lib.errors import Conflict, DomainError, Unavailable
 from lab.lib.tasks import enqueue
 from lab.orders import imaging
 from lab.orders.errors import OrderError
@@ -21,8 +22,21 @@ logger = logging.getLogger(__name__)
 
 
 def asset_store(*, asset: Asset, facts: imaging.ImageFacts) -> None:
+    """Encrypt the photo under a new data key and store it; a store that refuses the write (disk full,
+    read-only, failing) keeps nothing: the key is destroyed and the answer says to retry later."""
     key = data_key_create()
-    asset.blob_name = vault_write(data_key=key, plaintext=facts.data, purpose="original")
+    try:
+        blob_name = vault_write(data_key=key, plaintext=facts.data, purpose="original")
+    except OSError as error:
+        data_key_destroy(data_key=key)
+        reason = errno.errorcode.get(error.errno or 0, "unknown")
+        logger.warning("photo store write failed errno=%s", reason)
+        raise Unavailable(
+            OrderError.PHOTO_STORE_UNAVAILABLE,
+            "The photo could not be stored (the lab's photo store refused the write); nothing was kept. "
+            "Retry later.",
+        ) from error
+    asset.blob_name = blob_name
     asset.data_key = key
     asset.sha256 = facts.sha256
     asset.size_bytes = facts.size_bytes
@@ -127,10 +141,17 @@ def asset_fetch(*, asset_id: str) -> None:
         )
         logger.info("asset fetch failed asset=%s code=%s", asset.pk, error.code)
         return
-    with transaction.atomic():
-        locked = Asset.objects.select_for_update().get(pk=asset.pk)
-        if locked.status != Asset.Status.PENDING:
-            return
-        asset_store(asset=locked, facts=facts)
-        locked.save()
+    try:
+        with transaction.atomic():
+            locked = Asset.objects.select_for_update().get(pk=asset.pk)
+            if locked.status != Asset.Status.PENDING:
+                return
+            asset_store(asset=locked, facts=facts)
+            locked.save()
+    except Unavailable as error:
+        # Not left `pending` for ever: the customer sees why and sends the URL again later.
+        Asset.objects.filter(pk=asset.pk, status=Asset.Status.PENDING).update(
+            status=Asset.Status.FAILED, failure_code=error.code, failure_message=error.message[:300]
+        )
+        return
     logger.info("asset fetched asset=%s bytes=%d", asset.pk, facts.size_bytes)

@@ -56,11 +56,15 @@ def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str) -> 
         data_key=_plain_key(data_key), plaintext=plaintext, aad=f"{name}:{purpose}".encode()
     )
     temporary = path.with_suffix(".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(blob)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full or failing disk keeps no partial blob
+        raise
     return name
 
 

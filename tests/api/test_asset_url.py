@@ -5,12 +5,15 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from lab.orders.models import Asset
 from lab.orders.photos import asset_create_from_url, asset_fetch
+from lab.privacy.models import DataKey
 from tests.builders import UserFactory
+from tests.support.disk import files_capped_at
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +81,18 @@ def test_url_asset_failures_are_recorded_with_a_reason(server, path, code):
     asset.refresh_from_db()
     assert (asset.status, asset.failure_code) == ("failed", code)
     assert asset.blob_name == ""
+
+
+def test_url_asset_the_photo_store_refuses_fails_with_its_reason_and_keeps_nothing(server, settings):
+    asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}/photo.jpg")
+
+    with files_capped_at(8_000):  # the store's disk fails the write midway, as a full disk does
+        asset_fetch(asset_id=str(asset.pk))
+
+    asset.refresh_from_db()
+    assert (asset.status, asset.failure_code, asset.blob_name) == ("failed", "photo_store_unavailable", "")
+    assert [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()] == []
+    assert DataKey.objects.count() == 0  # its key was made in the fetch's transaction, rolled back
 
 
 def test_url_asset_over_the_size_limit_fails(server, settings):

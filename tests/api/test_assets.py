@@ -16,6 +16,7 @@ from lab.orders.models import Asset
 from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_read
 from tests.builders import UserFactory
+from tests.support.disk import files_capped_at
 from tests.support.images import heic_bytes, jpeg_bytes, png_bytes, tiff_bytes
 
 pytestmark = pytest.mark.django_db
@@ -116,6 +117,25 @@ def test_bad_uploads_get_a_specific_code_and_store_nothing(api, settings, data, 
     assert Asset.objects.count() == 0
     assert DataKey.objects.count() == 0
     assert stored_files(settings) == []
+
+
+def test_a_photo_store_that_refuses_the_write_answers_503_and_keeps_nothing(api, settings):
+    api.force_authenticate(UserFactory.create())
+    photo = noisy_jpeg(quality=95)
+    assert len(photo) > 64_000
+
+    with files_capped_at(16_000):  # the store's disk fails the write midway, as a full disk does
+        response = upload(api, photo)
+
+    assert (response.status_code, response.json()["code"]) == (503, "photo_store_unavailable")
+    assert "nothing was kept" in response.json()["detail"]
+    assert Asset.objects.count() == 0
+    assert stored_files(settings) == []  # no partial blob
+    assert list(DataKey.objects.values_list("wrapped_key", flat=True)) == [None]  # its key destroyed
+    # once the disk has room again, the same upload is stored
+    again = upload(api, photo)
+    assert again.status_code == 201, again.json()
+    assert Image.open(io.BytesIO(stored_original(again.json()["id"]))).size == (640, 480)
 
 
 def test_oversize_upload_is_refused(api, settings):
