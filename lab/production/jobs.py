@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from datetime import datetime
 
-from django.db import transaction
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -122,6 +125,41 @@ def job_move(
             grants_revoke(context_type="print_job", context_id=job_id, reason=f"job_{to_status}")
     logger.info("job status job=%s from=%s to=%s", job_id, current.status, to_status)
     return True
+
+
+def job_claim_take_back(
+    *, job_id: int, claimed: str, back_to: str, worker: str, claimed_at: datetime
+) -> bool:
+    """Undo a claim whose COMMIT raised, if it was applied after all (the database went away as it answered),
+    once the database answers again. The worker got an error, so it did none of the work: the job goes back
+    to wait for it. True when it was taken back (the caller sends the job's message again).
+
+    Tried for half the claim's lease (a minute at most), so that the reconciler, which acts on a claim only
+    once its lease ran out, does not act on it meanwhile; both moves are conditional, so only one happens.
+    """
+    deadline = time.monotonic() + min(settings.PRODUCTION_CLAIM_LEASE_SECONDS / 2, 60)
+    while True:
+        close_old_connections()  # the connection that failed is closed and a new one opened
+        try:
+            released = job_move(
+                job_id=job_id,
+                from_statuses={claimed},
+                to_status=back_to,
+                kind="claim_released",
+                note="the database went away as the claim committed; none of the work was done",
+                where=Q(claimed_by=worker, claimed_at=claimed_at),
+                claimed_at=None,
+                claimed_by="",
+            )
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                logger.warning("claim not taken back, left to the reconciler job=%s", job_id)
+                return False
+            time.sleep(0.5)
+            continue
+        if released:
+            logger.info("claim taken back after a lost commit answer job=%s", job_id)
+        return released
 
 
 def job_fail(

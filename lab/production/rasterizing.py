@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -14,7 +15,7 @@ from lab.audit.records import system_image_access
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_delete, vault_read, vault_write
 from lab.production import raster
-from lab.production.jobs import job_fail, job_move, submit_enqueue
+from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasterize_enqueue, submit_enqueue
 from lab.production.models import PrintJob
 from lab.production.states import JobStatus
 
@@ -25,25 +26,34 @@ J = JobStatus
 def print_job_rasterize(*, job_id: int, worker: str) -> str:
     now = timezone.now()
     lease_expired = now - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
-    claimed = job_move(
-        job_id=job_id,
-        from_statuses={J.QUEUED},
-        to_status=J.RASTERIZING,
-        kind="claimed",
-        note=worker,
-        claimed_at=now,
-        claimed_by=worker,
-    ) or job_move(
-        # A worker that died mid-raster: its claim is taken over once the lease has run out.
-        job_id=job_id,
-        from_statuses={J.RASTERIZING},
-        to_status=J.RASTERIZING,
-        kind="lease_taken_over",
-        note=worker,
-        where=Q(claimed_at__lt=lease_expired),
-        claimed_at=now,
-        claimed_by=worker,
-    )
+    try:
+        claimed = job_move(
+            job_id=job_id,
+            from_statuses={J.QUEUED},
+            to_status=J.RASTERIZING,
+            kind="claimed",
+            note=worker,
+            claimed_at=now,
+            claimed_by=worker,
+        ) or job_move(
+            # A worker that died mid-raster: its claim is taken over once the lease has run out.
+            job_id=job_id,
+            from_statuses={J.RASTERIZING},
+            to_status=J.RASTERIZING,
+            kind="lease_taken_over",
+            note=worker,
+            where=Q(claimed_at__lt=lease_expired),
+            claimed_at=now,
+            claimed_by=worker,
+        )
+    except DatabaseError:
+        # The claim's COMMIT may have been applied with its answer lost: take it back rather than leave the
+        # job `rasterizing` until its lease runs out (ten minutes by default) with nobody working on it.
+        if job_claim_take_back(
+            job_id=job_id, claimed=J.RASTERIZING, back_to=J.QUEUED, worker=worker, claimed_at=now
+        ):
+            rasterize_enqueue(job_id)
+        raise
     if not claimed:
         return "not_claimed"
     job = PrintJob.objects.select_related("printer", "order", "item__product", "item__asset__data_key").get(

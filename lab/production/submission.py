@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -19,7 +18,7 @@ from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
 from lab.production.backends import backend_for, media_for
-from lab.production.jobs import job_fail, job_move, rasterize_enqueue, submit_enqueue
+from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasterize_enqueue, submit_enqueue
 from lab.production.models import JobEvent, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_media
@@ -94,7 +93,10 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         # The COMMIT may have been applied with its answer lost (the server went away as it answered).
         # Nothing was sent: take the claim back, or the reconciler, finding nothing at the printer, calls
         # the job `unknown`.
-        _claim_take_back(job=job, worker=worker, claimed_at=claimed_at)
+        if job_claim_take_back(
+            job_id=job.pk, claimed=J.SUBMITTING, back_to=J.READY, worker=worker, claimed_at=claimed_at
+        ):
+            submit_enqueue(job)
         raise
     asset = job.item.asset
     backend = backend_for(printer)
@@ -133,38 +135,6 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         )
         return "failed"
     return _submitted(job=job, handle=handle, kind="submitted", backend=backend)
-
-
-def _claim_take_back(*, job: PrintJob, worker: str, claimed_at: datetime) -> None:
-    """Undo our claim if it was committed after all, once the database answers again; then send anew.
-
-    Tried for half the claim's lease (a minute at most) so that the reconciler, which settles a claim only
-    once its lease ran out, does not act on it meanwhile. Both moves are conditional: only one happens.
-    """
-    deadline = time.monotonic() + min(settings.PRODUCTION_CLAIM_LEASE_SECONDS / 2, 60)
-    while True:
-        close_old_connections()  # the connection that failed is closed and a new one opened
-        try:
-            released = job_move(
-                job_id=job.pk,
-                from_statuses={J.SUBMITTING},
-                to_status=J.READY,
-                kind="claim_released",
-                note="the database went away as the claim committed; nothing was sent",
-                where=Q(claimed_by=worker, claimed_at=claimed_at),
-                claimed_at=None,
-                claimed_by="",
-            )
-        except DatabaseError:
-            if time.monotonic() > deadline:
-                logger.warning("claim not taken back, left to the reconciler job=%s", job.pk)
-                return
-            time.sleep(0.5)
-            continue
-        if released:
-            logger.info("claim taken back after a lost commit answer job=%s", job.pk)
-            submit_enqueue(job)
-        return
 
 
 def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:

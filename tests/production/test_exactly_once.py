@@ -446,23 +446,27 @@ def test_a_retry_adopts_the_copy_an_earlier_attempt_left_at_the_printer():
     assert [j.handle for j in backend_for(printer).find_jobs(title_prefix=job.title)] == [earlier]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_claim_committed_whose_answer_was_lost_is_taken_back_and_sent_once(monkeypatch):
-    printer = hotfolder_printer("minilab", sizes=["4x6"])
-    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    job = _ready(PrintJob.objects.get(order=order))
+def _first_commit_answer_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL applies the next COMMIT and goes away before its answer reaches the worker."""
     database = connections[DEFAULT_DB_ALIAS]
     real_commit = database.commit
-    lost: list[str] = []
+    lost: list[bool] = []
 
     def commit_then_answer_lost() -> None:
-        # PostgreSQL applies the claim's COMMIT and goes away before its answer reaches the worker
         real_commit()
         if not lost:
-            lost.append("claim")
+            lost.append(True)
             raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(database, "commit", commit_then_answer_lost)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_claim_committed_whose_answer_was_lost_is_taken_back_and_sent_once(monkeypatch):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    _first_commit_answer_lost(monkeypatch)
 
     with pytest.raises(OperationalError):
         submission.print_job_submit(job_id=job.pk, worker=WORKER)
@@ -478,6 +482,25 @@ def test_a_claim_committed_whose_answer_was_lost_is_taken_back_and_sent_once(mon
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert reconcile.production_reconcile().get("unknown", 0) == 0
     assert len(_device_files(printer.name)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_raster_claim_committed_whose_answer_was_lost_is_taken_back_not_left_to_its_lease(monkeypatch):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.get(order=order)
+    _first_commit_answer_lost(monkeypatch)
+
+    with pytest.raises(OperationalError):
+        rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
+
+    job.refresh_from_db()
+    assert (job.status, job.claimed_by, job.raster_blob) == ("queued", "", "")
+    assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True))[-2:] == [
+        "claimed",
+        "claim_released",
+    ]
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"  # at once, no lease wait
 
 
 def test_the_raster_and_submit_claims_write_their_events_with_them():
