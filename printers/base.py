@@ -259,6 +259,16 @@ class PrinterBackend(abc.ABC):
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
         """Jobs on this printer whose title starts with the prefix, oldest first (for the reconciler)."""
 
+    def jobs_holding_documents(self, *, title_prefix: str) -> list[JobInfo]:
+        """Jobs over at the printer (completed, aborted, canceled) whose title starts with the prefix and
+        whose document the printer may still keep: what the discard sweep looks at, oldest first.
+
+        By default every job over that `find_jobs` lists (CUPS forgets a job once it is purged); a backend
+        that keeps its finished jobs for ever (a hot folder's `done/`) answers from what it still holds, so
+        the sweep's cost follows the documents left, not every job ever printed.
+        """
+        return [job for job in self.find_jobs(title_prefix=title_prefix) if job.state.is_final]
+
     @abc.abstractmethod
     def discard_document(self, handle: str) -> bool:
         """Erase the document the printer keeps of a job that is over; True when something was erased.

@@ -184,6 +184,35 @@ class HotFolderBackend(PrinterBackend):
         found.sort(key=lambda item: item[0])
         return [info for _, info in found]
 
+    def jobs_holding_documents(self, *, title_prefix: str) -> list[JobInfo]:
+        """Finished tickets whose print file is still beside them: one listing of each final folder, and only
+        those tickets read. A ticket whose file was discarded (or that the device moved or deleted) costs
+        nothing, so a `done/` of years of tickets does not slow the sweep down."""
+        found: list[tuple[str, JobInfo]] = []
+        for directory, state in STATE_BY_DIRECTORY.items():
+            if not state.is_final:
+                continue
+            try:
+                names = [entry.name for entry in os.scandir(self.folder / directory)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with_file = {
+                stem
+                for name in names
+                if not name.endswith(TICKET_SUFFIX) and _is_job_id(stem := name.split(".")[0])
+            }
+            for name in names:
+                handle = name.removesuffix(TICKET_SUFFIX)
+                if name == handle or handle not in with_file:
+                    continue
+                ticket_path = self.folder / directory / name
+                ticket = _read_ticket(ticket_path)
+                if str(ticket.get("title", "")).startswith(title_prefix):
+                    info = _job_info_from_ticket(ticket_path=ticket_path, state=state, handle=handle)
+                    found.append((str(ticket.get("submitted_at", "")), info))
+        found.sort(key=lambda item: item[0])
+        return [info for _, info in found]
+
     def discard_document(self, handle: str) -> bool:
         located = self._locate(handle)
         if located is None:

@@ -36,7 +36,7 @@ def printer_documents_discard() -> dict[str, int]:
     for printer in Printer.objects.order_by("pk"):
         backend = backend_for(printer)
         try:
-            over = [job for job in backend.find_jobs(title_prefix=JOB_TITLE_PREFIX) if job.state.is_final]
+            over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
         except PrinterError as error:
             logger.info("printer documents not checked printer=%s code=%s", printer.pk, error.code)
             counts["printers_unreachable"] += 1

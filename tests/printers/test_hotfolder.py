@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from printers import errors
+from printers import errors, hotfolder
 from printers.base import JobState, PrinterState
 from printers.hotfolder import HotFolderBackend, move_ticket
 
@@ -134,6 +134,44 @@ def test_unknown_job_is_permanent_job_not_found(tmp_path: Path) -> None:
         with pytest.raises(errors.PermanentPrinterError) as raised:
             backend.job_state(handle)
         assert (raised.value.code, raised.value.is_permanent) == ("job_not_found", True)
+
+
+def test_jobs_holding_documents_reads_only_the_finished_tickets_whose_print_file_is_still_there(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a done/ with years of tickets whose files were discarded, two that still hold theirs, an aborted
+    # one, a job still pending and another installation's finished job
+    backend = HotFolderBackend(folder=tmp_path)
+    old = [_submit(backend, small_jpeg, title=f"lab-job-{n}") for n in range(20)]
+    held = [_submit(backend, small_jpeg, title=f"lab-job-{n}") for n in (100, 101)]
+    aborted = _submit(backend, small_jpeg, title="lab-job-102")
+    foreign = _submit(backend, small_jpeg, title="other-7")
+    for handle in [*old, *held, foreign]:
+        move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{handle}.json", directory="done")
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{aborted}.json", directory="error")
+    pending = _submit(backend, small_jpeg, title="lab-job-103")
+    for handle in old:
+        assert backend.discard_document(handle) is True
+    reads: list[str] = []
+    read_ticket = hotfolder._read_ticket
+
+    def counted(path: Path) -> dict[str, object]:
+        reads.append(path.stem)
+        return read_ticket(path)
+
+    monkeypatch.setattr(hotfolder, "_read_ticket", counted)
+
+    # when the discard sweep asks what still holds a document
+    found = backend.jobs_holding_documents(title_prefix="lab-job-")
+
+    # then it gets those that do, oldest first, having read their tickets and the foreign one only
+    assert [(job.handle, job.state) for job in found] == [
+        (held[0], JobState.COMPLETED),
+        (held[1], JobState.COMPLETED),
+        (aborted, JobState.ABORTED),
+    ]
+    assert pending not in reads and not set(old) & set(reads)
+    assert sorted(set(reads)) == sorted([*held, aborted, foreign])
 
 
 def test_find_jobs_by_title_prefix_in_every_state(tmp_path: Path, small_jpeg: Path) -> None:
