@@ -20,6 +20,7 @@ from lab.production.states import JobStatus
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import process_pending
 from tests.builders import WORKER, hotfolder_printer, paid_order
+from tests.support.disk import files_capped_at
 
 pytestmark = pytest.mark.django_db
 
@@ -282,6 +283,29 @@ def test_expired_raster_lease_is_taken_over(settings):
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "not_claimed"
     PrintJob.objects.filter(pk=job.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
 
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+
+
+def _stored_files(settings) -> list[Path]:
+    return sorted(path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file())
+
+
+def test_a_raster_the_store_cannot_write_keeps_no_partial_blob_and_is_made_after_its_lease(settings):
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    blobs = _stored_files(settings)
+
+    with files_capped_at(64_000), pytest.raises(OSError):  # the store's disk fails the raster's write
+        rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
+
+    job.refresh_from_db()
+    assert (job.status, job.raster_blob) == ("rasterizing", "")
+    assert _stored_files(settings) == blobs  # no partial raster left behind
+    # once the claim's lease has run out, the reconciler sends it again and the raster is made
+    PrintJob.objects.filter(pk=job.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+    assert reconcile.production_reconcile()["rasterize_taken_over"] == 1
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
 
 
