@@ -132,6 +132,19 @@ def customer_update(
     if address is not None:
         user.address = address
         fields.append("address")
+    try:
+        return _customer_save(user=user, fields=fields, marketing_opt_in=marketing_opt_in)
+    except IntegrityError as error:
+        # The address was free at the check and taken before the save (another request, another process):
+        # the same answer as when it was taken before, and nothing of this request is kept.
+        if "email" in fields and User.objects.filter(email=user.email).exclude(pk=user.pk).exists():
+            raise Conflict(
+                AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists."
+            ) from error
+        raise
+
+
+def _customer_save(*, user: User, fields: list[str], marketing_opt_in: bool | None) -> User:
     with transaction.atomic():
         if marketing_opt_in is not None and marketing_opt_in != user.marketing_opt_in:
             user.marketing_opt_in = marketing_opt_in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime
 
 import pytest
@@ -9,6 +10,7 @@ from django.db import connection
 
 from lab.accounts.models import Consent, PolicyVersion, User
 from lab.accounts.services import policy_current
+from tests.builders import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -139,3 +141,34 @@ def test_me_requires_authentication(api):
 
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_email_taken_between_the_check_and_the_save_is_a_409_and_changes_nothing(api):
+    # given two customers, and a request of the second to take an address nobody has yet
+    first = UserFactory.create(email="first@example.org")
+    second = UserFactory.create(email="second@example.org", full_name="Second")
+    api.force_authenticate(second)
+
+    def first_takes_it_meanwhile(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "new@example.org" in str(params) and sql.lstrip().startswith("SELECT"):
+            # another web process commits the first customer's change to that address right after the check
+            other = threading.Thread(
+                target=lambda: User.objects.filter(pk=first.pk).update(email="new@example.org")
+            )
+            other.start()
+            other.join()
+        return result
+
+    # when the second customer's change is saved after that
+    with connection.execute_wrapper(first_takes_it_meanwhile):
+        response = api.patch(
+            "/api/v1/me", {"email": "new@example.org", "full_name": "Renamed"}, format="json"
+        )
+
+    # then it is the same 409 as when the address was taken before, and nothing of the request was saved
+    assert (response.status_code, response.json()["code"]) == (409, "email_taken")
+    second.refresh_from_db()
+    assert (second.email, second.full_name) == ("second@example.org", "Second")
+    assert User.objects.get(pk=first.pk).email == "new@example.org"
