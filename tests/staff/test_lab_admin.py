@@ -3,6 +3,7 @@ recorded; nobody else gets in; the staff pages' session, cache and CSP rules hol
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.db import connection
 from django.test import Client
 
 from lab.accounts.models import User
@@ -17,9 +19,11 @@ from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.models import Product
 from lab.production.models import Printer
+from lab.staff.admin.services import staff_account_save
 from lab.staff.admin.site import site
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
 from tests.builders import client_as, hotfolder_printer, person
+from tests.support.database_locks import holds_up_another_session
 
 pytestmark = pytest.mark.django_db
 ADMIN = "/lab/admin/"
@@ -293,3 +297,51 @@ def test_the_admins_own_styles_are_served_by_the_app_and_nothing_outside_them():
     assert stylesheet.status_code == 200
     assert stylesheet["Content-Type"] == "text/css"
     assert escape.status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_saving_one_account_at_once_leave_an_audit_trail_that_ends_with_its_roles():
+    # given a packer, and two lab admins (or one in two tabs) saving that account at the same moment
+    first_admin, second_admin = person("admin"), person("admin")
+    packer = person("packer")
+    first: list[threading.Thread] = []
+
+    def the_first_saves_meanwhile(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not first and "auth_group" in sql:
+            # right after the second admin read the roles it changes, the first admin's save runs
+            first.append(
+                threading.Thread(
+                    target=staff_account_save,
+                    kwargs={
+                        "actor": first_admin,
+                        "user": User.objects.get(pk=packer.pk),
+                        "roles": ["packer", "technician"],
+                        "is_new": False,
+                    },
+                )
+            )
+            first[0].start()
+            deadline = time.monotonic() + 10
+            while first[0].is_alive() and not holds_up_another_session() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return result
+
+    with connection.execute_wrapper(the_first_saves_meanwhile):
+        staff_account_save(
+            actor=second_admin, user=User.objects.get(pk=packer.pk), roles=["auditor"], is_new=False
+        )
+    first[0].join(timeout=10)
+
+    # then the audit trail, read in order, ends with the roles the account has: nobody holds a role the
+    # log does not show (a change computed from roles read before the other save committed would hide one)
+    roles = sorted(packer.groups.values_list("name", flat=True))
+    changes = list(
+        AuditRecord.objects.filter(action="staff.account_changed", context_id=str(packer.public_id))
+        .order_by("seq")
+        .values_list("justification", flat=True)
+    )
+    assert len(changes) == 2
+    assert changes[-1].endswith(f"-> {','.join(roles)}"), (changes, roles)
+    assert changes[0].startswith("roles packer ->")
+    assert changes[1].startswith(f"roles {changes[0].rsplit('-> ', 1)[1]} ->"), changes

@@ -24,8 +24,14 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
     """Save `user` (fields already set by the form) with exactly these staff roles; record what changed."""
     wanted = sorted(set(roles) & set(STAFF_ROLES))
     with transaction.atomic():
-        before = [] if is_new else staff_roles_of(User.objects.get(pk=user.pk))
-        was_active = True if is_new else User.objects.filter(pk=user.pk, is_active=True).exists()
+        if is_new:
+            before, was_active = [], True
+        else:
+            # Under the account's row lock: two saves of one account take turns, and each records its change
+            # from the roles the other committed, so the log's last change always ends with the roles held
+            # (read before the lock, a role added meanwhile would be held and shown nowhere).
+            current = User.objects.select_for_update(of=("self",)).get(pk=user.pk)
+            before, was_active = staff_roles_of(current), current.is_active
         user.save()
         for role in set(before) - set(wanted):
             user.groups.remove(Group.objects.get_or_create(name=role)[0])
