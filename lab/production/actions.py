@@ -187,8 +187,14 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     return job
 
 
-def job_reprint(*, job_id: int, actor: User, reason: str, copies: int, note: str = "") -> PrintJob:
-    """A new job for `copies` more prints of a printed job, routed like a released one."""
+def job_reprint(
+    *, job_id: int, actor: User, reason: str, copies: int, note: str = "", request_key: str = ""
+) -> PrintJob:
+    """A new job for `copies` more prints of a printed job, routed like a released one.
+
+    `request_key` is the reprint form's one-time key: the same request sent again (a double click, a resend
+    after a slow answer, two tabs) returns the reprint it made, and nothing prints twice.
+    """
     floor_access_check(actor)
     if reason not in ReprintReason.values:
         raise DomainError(
@@ -207,6 +213,15 @@ def job_reprint(*, job_id: int, actor: User, reason: str, copies: int, note: str
         )
     with transaction.atomic():
         order = order_locked(order_id=original.order_id)
+        # Under the order's lock, so a request sent twice at once finds the reprint its first copy made.
+        made = (
+            PrintJob.objects.filter(reprint_of=original, reprint_request_key=request_key).first()
+            if request_key
+            else None
+        )
+        if made is not None:
+            logger.info("reprint request replayed job=%s reprint=%s", original.pk, made.pk)
+            return made
         if order.status not in REPRINTABLE_ORDER_STATUSES:
             raise Conflict(
                 ProductionError.ORDER_NOT_IN_PRODUCTION,
@@ -220,6 +235,7 @@ def job_reprint(*, job_id: int, actor: User, reason: str, copies: int, note: str
             status=J.NO_PRINTER,
             reprint_of=original,
             reprint_reason=reason,
+            reprint_request_key=request_key,
         )
         JobEvent.objects.create(
             job=reprint,

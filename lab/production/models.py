@@ -117,6 +117,8 @@ class PrintJob(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reprints"
     )
     reprint_reason = models.CharField(max_length=16, choices=ReprintReason.choices, blank=True)
+    # The reprint form's one-time key: the same form sent twice (a double click, a resend) reprints once.
+    reprint_request_key = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     printed_at = models.DateTimeField(null=True, blank=True)
@@ -126,6 +128,13 @@ class PrintJob(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["status", "printer"]),
             models.Index(fields=["order", "status"]),
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["reprint_of", "reprint_request_key"],
+                condition=~models.Q(reprint_request_key=""),
+                name="one_reprint_per_request",
+            )
         ]
 
     def __str__(self) -> str:

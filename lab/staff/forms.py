@@ -22,6 +22,7 @@ class ReprintForm(forms.Form):
     reason = forms.ChoiceField(choices=ReprintReason.choices)
     copies = forms.IntegerField(min_value=1, max_value=1000)
     note = forms.CharField(max_length=200, required=False)
+    request_key = forms.RegexField(regex=r"^[0-9a-f]{32}$", required=False)  # the form's one-time key
 
 
 class ResolveForm(forms.Form):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import threading
+
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from lab.lib.errors import PermissionDenied
@@ -265,6 +269,61 @@ def test_reprint_creates_a_routed_job_and_sends_the_order_back_to_production():
         technician.pk,
         f"reprint of job {original.pk}: damaged corner bent",
     )
+
+
+def test_the_reprint_form_sent_twice_reprints_once():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    client, _ = client_as("technician")
+    page = client.get(reverse("staff:job", args=[original.pk])).content.decode()
+    key = re.search(r'name="request_key" value="([0-9a-f]{32})"', page)
+    assert key is not None
+    form = {"reason": "damaged", "copies": "1", "request_key": key.group(1)}
+
+    # a double click, or the browser sending the form again after a slow answer
+    first = post(client, reverse("staff:job_reprint", args=[original.pk]), form)
+    again = post(client, reverse("staff:job_reprint", args=[original.pk]), form)
+
+    reprint = PrintJob.objects.get(reprint_of=original)  # one reprint, not two
+    assert (
+        messages_of(first)
+        == messages_of(again)
+        == [f"Reprint requested: job {reprint.pk}, 1 copies, sent to minilab."]
+    )
+    assert JobEvent.objects.filter(kind="reprint_requested").count() == 1
+    # a new visit of the page is a new request
+    fresh = client.get(reverse("staff:job", args=[original.pk])).content.decode()
+    assert key.group(1) not in fresh
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_reprint_request_sent_twice_at_once_reprints_once():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    technician = person("technician")
+    start = threading.Barrier(2)
+    made: list[int] = []
+
+    def send() -> None:
+        start.wait()
+        try:
+            reprint = actions.job_reprint(
+                job_id=original.pk, actor=technician, reason="damaged", copies=1, request_key="a" * 32
+            )
+            made.append(reprint.pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len(made) == 2 and len(set(made)) == 1
+    assert PrintJob.objects.filter(reprint_of=original).count() == 1
 
 
 def test_reprint_waits_for_a_printer_when_none_holds_the_media():

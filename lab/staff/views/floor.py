@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -129,6 +131,7 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
             "reprints": job.reprints.order_by("pk"),
             "reroute_targets": selectors.reroute_targets(job=job),
             "reasons": ReprintReason.choices,
+            "reprint_request_key": uuid.uuid4().hex,
             "can_act": can(request, FLOOR_ROLES),
             "can_qc": can(request, QC_ROLES),
             "is_reroutable": job.status in actions.REROUTABLE,
@@ -186,6 +189,7 @@ def job_reprint_view(request: HttpRequest, job_id: int) -> HttpResponse:
             reason=form.cleaned_data["reason"],
             copies=form.cleaned_data["copies"],
             note=form.cleaned_data["note"],
+            request_key=form.cleaned_data["request_key"],
         )
         where = f"sent to {reprint.printer}" if reprint.printer else "waiting for a printer"
         return f"Reprint requested: job {reprint.pk}, {reprint.copies} copies, {where}."
