@@ -47,16 +47,24 @@ def slip_data_for(order: Order) -> SlipData:
 
 
 def packing_slip_render(*, order_id: int) -> PackingSlip:
-    order = Order.objects.get(pk=order_id)
-    data = slip_data_for(order)
-    pdf = render_slip(slip=data)  # outside the transaction: rendering is slow-ish
-    pages = len(plan_pages(slip=data))
-    with transaction.atomic():
-        slip, _ = PackingSlip.objects.update_or_create(
-            order=order, defaults={"pdf": pdf, "pages": pages, "rendered_at": timezone.now()}
-        )
-    logger.info("packing slip rendered order=%s bytes=%d", order.ref, len(pdf))
-    return slip
+    """Render the order's slip and store it. Rendering is slow-ish, so it runs outside the transaction, and
+    the slip is stored only if the order still is as it was read (under the order's lock, which an erasure
+    takes too): an erasure that committed meanwhile removed the slip and the address it prints, and a slip
+    rendered from before must not bring them back. The slip is then rendered again from the order as it is."""
+    while True:
+        order = Order.objects.get(pk=order_id)
+        data = slip_data_for(order)
+        pdf = render_slip(slip=data)
+        pages = len(plan_pages(slip=data))
+        with transaction.atomic():
+            if slip_data_for(Order.objects.select_for_update().get(pk=order_id)) != data:
+                logger.info("packing slip outdated while rendered, rendered again order=%s", order.ref)
+                continue
+            slip, _ = PackingSlip.objects.update_or_create(
+                order=order, defaults={"pdf": pdf, "pages": pages, "rendered_at": timezone.now()}
+            )
+        logger.info("packing slip rendered order=%s bytes=%d", order.ref, len(pdf))
+        return slip
 
 
 def packing_slip_get_or_render(*, order_id: int) -> PackingSlip:

@@ -14,6 +14,7 @@ holding a table stops each request at a known step, so each order of arrival is 
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
+from pypdf import PdfReader
 
 from lab.accounts.models import User
 from lab.catalog.demo import catalog_seed_demo
@@ -30,7 +32,11 @@ from lab.orders.intake import order_create
 from lab.orders.models import Asset, Order
 from lab.orders.photos import asset_create_from_upload
 from lab.orders.quotes import ItemRequest
+from lab.packing import services as packing_services
+from lab.packing.models import PackingSlip
 from lab.privacy.models import DataKey
+from tests.builders.orders import ADDRESS as ADDRESS_OF_ORDERS
+from tests.builders.orders import order_for, order_move
 from tests.builders.people import PASSWORD, new_customer
 from tests.support.images import jpeg_bytes
 
@@ -180,3 +186,38 @@ def _sessions_waiting(count: int, timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_packing_slip_rendered_while_the_account_is_erased_does_not_bring_the_address_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a shipped order, and its slip being rendered again (a late slip task, the packing station)
+    catalog_seed_demo()
+    customer = new_customer()
+    order = order_move(order_for(customer), "paid", "in_production", "ready_to_pack", "packed", "shipped")
+    real_render = packing_services.render_slip
+    erasures: list[dict[str, Any]] = []
+
+    def render_while_erased(*, slip: Any) -> bytes:
+        # the first render read the order with its address; the customer's erasure commits meanwhile
+        pdf = real_render(slip=slip)
+        if not erasures:
+            thread, erased = _in_thread(lambda: account_erase(user=customer, password=PASSWORD))
+            thread.join(timeout=30)
+            erasures.append(erased)
+        return pdf
+
+    monkeypatch.setattr(packing_services, "render_slip", render_while_erased)
+
+    # when the slip is stored after the erasure
+    slip = packing_services.packing_slip_render(order_id=order.pk)
+
+    # then the erasure's work stands: the slip stored was rendered from the erased order, without the address
+    assert "result" in erasures[0], erasures
+    order.refresh_from_db()
+    assert order.is_anonymized
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(bytes(slip.pdf))).pages)
+    assert order.ref in text
+    for personal in (ADDRESS_OF_ORDERS["name"], ADDRESS_OF_ORDERS["line1"], ADDRESS_OF_ORDERS["city"]):
+        assert personal not in text
+    assert PackingSlip.objects.filter(order=order).count() == 1
