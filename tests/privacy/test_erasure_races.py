@@ -34,6 +34,7 @@ from lab.orders.photos import asset_create_from_upload
 from lab.orders.quotes import ItemRequest
 from lab.packing import services as packing_services
 from lab.packing.models import PackingSlip
+from lab.packing.slip import render_slip
 from lab.privacy.models import DataKey
 from tests.builders.orders import ADDRESS as ADDRESS_OF_ORDERS
 from tests.builders.orders import order_for, order_move
@@ -195,7 +196,7 @@ def test_a_packing_slip_rendered_while_the_account_is_erased_does_not_bring_the_
     catalog_seed_demo()
     customer = new_customer()
     order = order_move(order_for(customer), "paid", "in_production", "ready_to_pack", "packed", "shipped")
-    real_render = packing_services.render_slip
+    real_render = render_slip
     erasures: list[dict[str, Any]] = []
 
     def render_while_erased(*, slip: Any) -> bytes:
