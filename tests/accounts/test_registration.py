@@ -150,13 +150,17 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_409_and_changes_noth
     second = UserFactory.create(email="second@example.org", full_name="Second")
     api.force_authenticate(second)
 
+    def take_it_in_another_session() -> None:
+        try:
+            User.objects.filter(pk=first.pk).update(email="new@example.org")
+        finally:
+            connection.close()  # this thread's own session, so the test database can be dropped
+
     def first_takes_it_meanwhile(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
         if "new@example.org" in str(params) and sql.lstrip().startswith("SELECT"):
             # another web process commits the first customer's change to that address right after the check
-            other = threading.Thread(
-                target=lambda: User.objects.filter(pk=first.pk).update(email="new@example.org")
-            )
+            other = threading.Thread(target=take_it_in_another_session)
             other.start()
             other.join()
         return result

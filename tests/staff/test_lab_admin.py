@@ -306,21 +306,18 @@ def test_two_admins_saving_one_account_at_once_leave_an_audit_trail_that_ends_wi
     packer = person("packer")
     first: list[threading.Thread] = []
 
+    def first_admin_saves() -> None:
+        try:
+            account = User.objects.get(pk=packer.pk)
+            staff_account_save(actor=first_admin, user=account, roles=["packer", "technician"], is_new=False)
+        finally:
+            connection.close()  # this thread's own session, so the test database can be dropped
+
     def the_first_saves_meanwhile(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
         if not first and "auth_group" in sql:
             # right after the second admin read the roles it changes, the first admin's save runs
-            first.append(
-                threading.Thread(
-                    target=staff_account_save,
-                    kwargs={
-                        "actor": first_admin,
-                        "user": User.objects.get(pk=packer.pk),
-                        "roles": ["packer", "technician"],
-                        "is_new": False,
-                    },
-                )
-            )
+            first.append(threading.Thread(target=first_admin_saves))
             first[0].start()
             deadline = time.monotonic() + 10
             while first[0].is_alive() and not holds_up_another_session() and time.monotonic() < deadline:
