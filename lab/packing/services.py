@@ -18,6 +18,12 @@ from lab.production.models import Printer
 
 logger = logging.getLogger(__name__)
 
+SLIP_RENDER_ATTEMPTS = 3
+
+
+class SlipOutdated(RuntimeError):
+    """The order kept changing while its slip was rendered; nothing was stored."""
+
 
 def slip_data_for(order: Order) -> SlipData:
     address = order.shipping_address or {}
@@ -51,7 +57,7 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
     the slip is stored only if the order still is as it was read (under the order's lock, which an erasure
     takes too): an erasure that committed meanwhile removed the slip and the address it prints, and a slip
     rendered from before must not bring them back. The slip is then rendered again from the order as it is."""
-    while True:
+    for _ in range(SLIP_RENDER_ATTEMPTS):
         order = Order.objects.get(pk=order_id)
         data = slip_data_for(order)
         pdf = render_slip(slip=data)
@@ -65,6 +71,9 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
             )
         logger.info("packing slip rendered order=%s bytes=%d", order.ref, len(pdf))
         return slip
+    # The order changed during every render: the next request (the reconciler asks again for a `ready_to_pack`
+    # order without its slip) renders it from where it has settled.
+    raise SlipOutdated(f"order {order_id} changed during each of {SLIP_RENDER_ATTEMPTS} renders of its slip")
 
 
 def packing_slip_get_or_render(*, order_id: int) -> PackingSlip:
