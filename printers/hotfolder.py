@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -174,44 +174,13 @@ class HotFolderBackend(PrinterBackend):
         )
 
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
-        found: list[tuple[str, JobInfo]] = []
-        for ticket_path, state in self._all_tickets():
-            ticket = _read_ticket(ticket_path)
-            title = str(ticket.get("title", ""))
-            if title.startswith(title_prefix):
-                info = _job_info_from_ticket(ticket_path=ticket_path, state=state, handle=ticket_path.stem)
-                found.append((str(ticket.get("submitted_at", "")), info))
-        found.sort(key=lambda item: item[0])
-        return [info for _, info in found]
+        return _jobs_titled(self._all_tickets(), title_prefix=title_prefix)
 
     def jobs_holding_documents(self, *, title_prefix: str) -> list[JobInfo]:
         """Finished tickets whose print file is still beside them: one listing of each final folder, and only
         those tickets read. A ticket whose file was discarded (or that the device moved or deleted) costs
         nothing, so a `done/` of years of tickets does not slow the sweep down."""
-        found: list[tuple[str, JobInfo]] = []
-        for directory, state in STATE_BY_DIRECTORY.items():
-            if not state.is_final:
-                continue
-            try:
-                names = [entry.name for entry in os.scandir(self.folder / directory)]
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with_file = {
-                stem
-                for name in names
-                if not name.endswith(TICKET_SUFFIX) and _is_job_id(stem := name.split(".")[0])
-            }
-            for name in names:
-                handle = name.removesuffix(TICKET_SUFFIX)
-                if name == handle or handle not in with_file:
-                    continue
-                ticket_path = self.folder / directory / name
-                ticket = _read_ticket(ticket_path)
-                if str(ticket.get("title", "")).startswith(title_prefix):
-                    info = _job_info_from_ticket(ticket_path=ticket_path, state=state, handle=handle)
-                    found.append((str(ticket.get("submitted_at", "")), info))
-        found.sort(key=lambda item: item[0])
-        return [info for _, info in found]
+        return _jobs_titled(self._finished_tickets_with_files(), title_prefix=title_prefix)
 
     def discard_document(self, handle: str) -> bool:
         located = self._locate(handle)
@@ -259,6 +228,20 @@ class HotFolderBackend(PrinterBackend):
                     if ticket_path.suffix == TICKET_SUFFIX and _is_job_id(ticket_path.stem):
                         yield ticket_path, state
 
+    def _finished_tickets_with_files(self) -> Iterator[tuple[Path, JobState]]:
+        for directory, state in STATE_BY_DIRECTORY.items():
+            if not state.is_final:
+                continue
+            try:
+                names = [entry.name for entry in os.scandir(self.folder / directory)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            print_files = {name.split(".")[0] for name in names if not name.endswith(TICKET_SUFFIX)}
+            for name in names:
+                handle = name.removesuffix(TICKET_SUFFIX)
+                if name != handle and handle in print_files and _is_job_id(handle):
+                    yield self.folder / directory / name, state
+
     def _capabilities(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         path = self.folder / CAPABILITIES_FILE
         if not path.is_file():
@@ -269,6 +252,18 @@ class HotFolderBackend(PrinterBackend):
             logger.warning("hot folder %s has an unreadable %s", self.folder.name, CAPABILITIES_FILE)
             return (), ()
         return tuple(map(str, data.get("media_supported", []))), tuple(map(str, data.get("media_ready", [])))
+
+
+def _jobs_titled(tickets: Iterable[tuple[Path, JobState]], *, title_prefix: str) -> list[JobInfo]:
+    """The jobs of these tickets whose title starts with the prefix, oldest first."""
+    found: list[tuple[str, JobInfo]] = []
+    for ticket_path, state in tickets:
+        ticket = _read_ticket(ticket_path)
+        if str(ticket.get("title", "")).startswith(title_prefix):
+            info = _job_info_from_ticket(ticket_path=ticket_path, state=state, handle=ticket_path.stem)
+            found.append((str(ticket.get("submitted_at", "")), info))
+    found.sort(key=lambda item: item[0])
+    return [info for _, info in found]
 
 
 def _job_info_from_ticket(*, ticket_path: Path, state: JobState, handle: str) -> JobInfo:

@@ -84,19 +84,16 @@ def payment_intent_ensure(*, order: Order) -> Order:
     if order.payment_intent_id != intent.id:
         # The order left `awaiting_payment` meanwhile: nobody got this intent's secret, and it is cancelled at
         # Stripe too, so it never shows as payable on the lab's account.
-        _unstored_intent_cancel(intent_id=intent.id, order_ref=order.ref)
+        _intent_cancel(intent_id=intent.id, order_ref=order.ref)
     return order
 
 
-def _unstored_intent_cancel(*, intent_id: str, order_ref: str) -> None:
+def _intent_cancel(*, intent_id: str, order_ref: str) -> None:
+    """Cancel a PaymentIntent at Stripe; one Stripe refuses to cancel (cancelled, succeeded) is logged."""
     try:
         stripe_client().v1.payment_intents.cancel(intent_id)
     except stripe.StripeError as error:
-        logger.warning(
-            "unstored payment intent not cancelled order=%s error=%s", order_ref, type(error).__name__
-        )
-    else:
-        logger.info("unstored payment intent cancelled order=%s", order_ref)
+        logger.info("payment intent cancel skipped order=%s error=%s", order_ref, type(error).__name__)
 
 
 # The metadata key that marks a refund at Stripe as the one this lab decided for an order.
@@ -179,11 +176,8 @@ def payment_intent_cancel(*, order_id: int) -> None:
     order = Order.objects.get(pk=order_id)
     if not order.payment_intent_id or order.payment_status == Order.PaymentStatus.SUCCEEDED:
         return
-    try:
-        stripe_client().v1.payment_intents.cancel(order.payment_intent_id)
-    except stripe.StripeError as error:
-        # Already cancelled or succeeded in the meantime: a later charge is refunded by the webhook path.
-        logger.info("payment intent cancel skipped order=%s error=%s", order.ref, type(error).__name__)
+    # Already cancelled or succeeded in the meantime: a later charge is refunded by the webhook path.
+    _intent_cancel(intent_id=order.payment_intent_id, order_ref=order.ref)
 
 
 # --- Webhooks ------------------------------------------------------------------------------------

@@ -264,19 +264,19 @@ class Stack:
         moving = {"no_printer", "queued", "rasterizing", "ready", "submitting", "submitted"}
         return any(status in moving for _, status, _, _ in self.jobs())
 
+    def job_events(self, job_id: int) -> list[tuple[Any, ...]]:
+        """(kind, from, to, note) of each event of the job, oldest first."""
+        return self.sql(
+            "SELECT kind, from_status, to_status, note FROM production_jobevent"
+            " WHERE job_id = %s ORDER BY id",
+            job_id,
+        )
+
     def story(self) -> str:
         """Jobs and the events of each job not `printed`: what a failed assertion needs to be read."""
         lines = [f"orders {self.order_statuses()}"]
         for job_id, status, printer, _copies in self.jobs():
-            events = (
-                []
-                if status == "printed"
-                else self.sql(
-                    "SELECT kind, from_status, to_status, note FROM production_jobevent WHERE job_id = %s "
-                    "ORDER BY id",
-                    job_id,
-                )
-            )
+            events = [] if status == "printed" else self.job_events(job_id)
             lines.append(f"job {job_id} on {printer}: {status} {events}")
         return "\n".join(lines)
 
@@ -286,12 +286,9 @@ class Stack:
             if status in ("suspect", "unknown"):
                 continue  # on the board for a person: "may have printed twice" / "fate unknown"
             if (status, received[job_id]) != ("printed", 1):
-                events = self.sql(
-                    "SELECT kind, to_status, note FROM production_jobevent WHERE job_id = %s ORDER BY id",
-                    job_id,
-                )
                 raise AssertionError(
-                    f"job {job_id} on {printer}: {status}, {received[job_id]} files; events {events}; "
+                    f"job {job_id} on {printer}: {status}, {received[job_id]} files; "
+                    f"events {self.job_events(job_id)}; "
                     f"at CUPS {self._cups_job(job_id)}"
                 )
 
