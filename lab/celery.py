@@ -85,6 +85,7 @@ app.conf.beat_schedule = {
     "printer-documents-discard": _sweep(
         "production.printer_documents_discard", float(settings.PRINTER_DOCUMENTS_DISCARD_SECONDS)
     ),
+    "asset-fetches-sweep": _sweep("intake.asset_fetches_sweep", float(settings.ASSET_FETCH_SWEEP_SECONDS)),
     "refunds-reconcile": _sweep("payments.refunds_reconcile", 60.0),
     "notifications-sweep": _sweep("notify.notifications_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
     "webhook-deliveries-sweep": _sweep("notify.webhook_deliveries_sweep", 60.0),

@@ -334,6 +334,9 @@ ASSET_MAX_PIXELS = envint("ASSET_MAX_PIXELS", 200_000_000)
 ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 30)
 ASSET_FETCH_ALLOW_PRIVATE = envbool("ASSET_FETCH_ALLOW_PRIVATE", "false")
 ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")
+# Interval of the sweep that sends a URL photo's fetch again when its message was lost (and the least age of
+# the last message sent before it is sent again).
+ASSET_FETCH_SWEEP_SECONDS = envint("ASSET_FETCH_SWEEP_SECONDS", 60)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

@@ -17,6 +17,13 @@ def asset_fetch(*, asset_id: str) -> None:
     fetch(asset_id=asset_id)
 
 
+@app.task(name="intake.asset_fetches_sweep", time_limit=60, max_retries=0)
+def asset_fetches_sweep() -> None:
+    from lab.orders.photos import asset_fetches_sweep as sweep
+
+    sweep()
+
+
 @app.task(
     name="payments.refund_issue",
     time_limit=60,

@@ -4,9 +4,10 @@ Call it inside `transaction.on_commit` so a task never runs against a row that w
 
 A message is a nudge, never the only record of work to do: every hand-off is also visible in the database
 (an order `paid` without jobs, a job `queued`, a refund `refund_pending`, an order event without its
-notification), and the reconcile sweeps on beat find it again. So a broker that is down, restarting or lost
-its queue costs latency, not work — and `enqueue` must not turn a committed change into an error for the
-caller (a 500 to Stripe after the order was already paid would make Stripe's retry change nothing).
+notification, a photo by URL `pending`), and the reconcile sweeps on beat find it again. So a broker that is
+down, restarting or lost its queue costs latency, not work — and `enqueue` must not turn a committed change
+into an error for the caller (a 500 to Stripe after the order was already paid would make Stripe's retry
+change nothing).
 """
 
 from __future__ import annotations

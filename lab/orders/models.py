@@ -53,6 +53,11 @@ class Asset(models.Model):
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)
     source_url = models.URLField(max_length=2000, blank=True)
+    # A URL photo's fetch (lab/orders/photos.py): when its last task message was sent, when a worker last
+    # claimed it, and how many claims it has had.
+    fetch_sent_at = models.DateTimeField(null=True, blank=True)
+    fetch_claimed_at = models.DateTimeField(null=True, blank=True)
+    fetch_attempts = models.PositiveSmallIntegerField(default=0)
     data_key = models.ForeignKey("privacy.DataKey", null=True, on_delete=models.PROTECT, related_name="+")
     blob_name = models.CharField(max_length=64, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import errno
 import logging
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.lib import safe_http
-from lab.lib.errors import Conflict, DomainError, Unavailable
+from lab.lib.errors import CommonError, Conflict, DomainError, Unavailable
 from lab.lib.tasks import enqueue
 from lab.orders import imaging
 from lab.orders.errors import OrderError
@@ -19,6 +22,13 @@ from lab.orders.models import Asset
 from lab.privacy.vault import data_key_create, data_key_destroy, vault_delete, vault_write
 
 logger = logging.getLogger(__name__)
+
+# A URL photo's fetch is claimed by the worker that makes it (`fetch_claimed_at`) for longer than the task's
+# hard time limit (120 s, workers/tasks.py): a claim older than this belongs to a worker that died. A photo
+# whose fetch was claimed this many times without an outcome fails rather than staying `pending`.
+FETCH_CLAIM_LEASE = timedelta(seconds=180)
+FETCH_ATTEMPTS_MAX = 3
+FETCH_SWEEP_BATCH = 200
 
 
 def asset_store(*, asset: Asset, facts: imaging.ImageFacts) -> None:
@@ -114,16 +124,31 @@ def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
         url, allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE, allow_http=settings.ASSET_FETCH_ALLOW_HTTP
     )
     with transaction.atomic():
-        asset = Asset.objects.create(owner=owner, source_url=url, status=Asset.Status.PENDING)
+        asset = Asset.objects.create(
+            owner=owner, source_url=url, status=Asset.Status.PENDING, fetch_sent_at=timezone.now()
+        )
         transaction.on_commit(lambda: enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
     return asset
 
 
+def _fetch_claim(*, asset_id: str) -> bool:
+    """Claim a pending photo's fetch for this worker: a conditional UPDATE, committed before the fetch. False
+    when it is done, or another worker's claim is live (a duplicate or redelivered message: nothing to do)."""
+    now = timezone.now()
+    claimed = (
+        Asset.objects.filter(pk=asset_id, status=Asset.Status.PENDING)
+        .filter(Q(fetch_claimed_at__isnull=True) | Q(fetch_claimed_at__lt=now - FETCH_CLAIM_LEASE))
+        .update(fetch_claimed_at=now, fetch_attempts=models.F("fetch_attempts") + 1)
+    )
+    return claimed == 1
+
+
 def asset_fetch(*, asset_id: str) -> None:
-    """Worker side of a URL upload: fetch with size/time limits and the SSRF guard, then validate."""
+    """Worker side of a URL upload: claim it, fetch with size/time limits and the SSRF guard, then validate.
+    A message may be delivered twice, or re-sent by the sweep: only the claim's holder fetches."""
+    if not _fetch_claim(asset_id=asset_id):
+        return
     asset = Asset.objects.get(pk=asset_id)
-    if asset.status != Asset.Status.PENDING:
-        return  # a redelivered task finds the work done
     try:
         data = safe_http.fetch(
             asset.source_url,
@@ -155,3 +180,33 @@ def asset_fetch(*, asset_id: str) -> None:
         )
         return
     logger.info("asset fetched asset=%s bytes=%d", asset.pk, facts.size_bytes)
+
+
+def asset_fetches_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """The durable record of a URL photo still to fetch is the photo itself, `pending`: its task message is a
+    nudge, and one lost (a broker down at enqueue or restarted without persistence, a worker killed
+    mid-fetch, whose message was acknowledged on receipt) is sent again here. A message is sent again when
+    the last one went out at least one sweep interval ago and no live claim holds the photo; a photo whose
+    fetch was claimed FETCH_ATTEMPTS_MAX times and never finished (each worker died on it) fails with
+    `url_fetch_failed`, so that the customer sees it and no photo stays `pending` for ever."""
+    now = now or timezone.now()
+    sent_before = now - timedelta(seconds=settings.ASSET_FETCH_SWEEP_SECONDS)
+    unclaimed = Q(fetch_claimed_at__isnull=True) | Q(fetch_claimed_at__lt=now - FETCH_CLAIM_LEASE)
+    due = Asset.objects.filter(unclaimed, status=Asset.Status.PENDING).filter(
+        Q(fetch_sent_at__isnull=True) | Q(fetch_sent_at__lt=sent_before)
+    )
+    given_up = due.filter(fetch_attempts__gte=FETCH_ATTEMPTS_MAX).update(
+        status=Asset.Status.FAILED,
+        failure_code=CommonError.URL_FETCH_FAILED,
+        failure_message=f"The photo could not be fetched: {FETCH_ATTEMPTS_MAX} attempts did not finish. "
+        "Send its URL again.",
+    )
+    resent = 0
+    for asset_id in due.order_by("created_at").values_list("pk", flat=True)[:FETCH_SWEEP_BATCH]:
+        # Conditional on the photo still being due: a sweep running beside this one sends nothing twice.
+        if due.filter(pk=asset_id).update(fetch_sent_at=now):
+            enqueue("intake.asset_fetch", asset_id=str(asset_id))
+            resent += 1
+    if given_up or resent:
+        logger.info("asset fetches swept resent=%d failed=%d", resent, given_up)
+    return {"resent": resent, "failed": given_up}

@@ -5,16 +5,23 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
+from django.db import connection
+from django.utils import timezone
 
+from lab.orders import photos
 from lab.orders.models import Asset
 from lab.orders.photos import asset_create_from_url, asset_fetch
 from lab.privacy.models import DataKey
 from tests.builders import UserFactory
+from tests.support.broker import emptied_queues, queued_tasks
 from tests.support.disk import files_capped_at
 from tests.support.images import jpeg_bytes
+from workers import tasks as worker_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -22,8 +29,16 @@ PHOTO = jpeg_bytes(1200, 800)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    photo_gets = 0  # requests for a photo, per test (the server fixture resets it)
+    slow_requested = threading.Event()  # /slow.jpg was asked for; it is sent once slow_release is set
+    slow_release = threading.Event()
+
     def do_GET(self) -> None:
-        if self.path == "/photo.jpg":
+        if self.path in ("/photo.jpg", "/slow.jpg"):
+            type(self).photo_gets += 1
+            if self.path == "/slow.jpg":
+                type(self).slow_requested.set()
+                type(self).slow_release.wait(10)
             self.send_response(200)
             self.send_header("Content-Length", str(len(PHOTO)))
             self.end_headers()
@@ -50,6 +65,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def server(settings) -> Iterator[str]:
     settings.ASSET_FETCH_ALLOW_PRIVATE = True
     settings.ASSET_FETCH_ALLOW_HTTP = True
+    Handler.photo_gets = 0
+    Handler.slow_requested.clear()
+    Handler.slow_release.clear()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -116,3 +134,110 @@ def test_url_asset_read_over_api_shows_failure_reason(api, server):
     assert created.status_code == 202
     assert body["status"] == "failed"
     assert body["failure"]["code"] == "not_an_image"
+
+
+# --- A lost or duplicate fetch message ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def default_queue() -> Iterator[redis.Redis]:
+    with emptied_queues("default") as client:
+        yield client
+
+
+def fetches_queued(broker: redis.Redis) -> list[str]:
+    queued = queued_tasks(broker, "default")
+    return [kwargs["asset_id"] for task, kwargs in queued if task == "intake.asset_fetch"]
+
+
+def test_a_url_photo_whose_fetch_message_was_lost_is_sent_again_by_the_sweep_and_fetched_once(
+    server, default_queue, django_capture_on_commit_callbacks, settings
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}/photo.jpg")
+    assert fetches_queued(default_queue) == [str(asset.pk)]
+    default_queue.delete("default")  # the broker lost it (restarted without persistence, flushed)
+    sent_at = Asset.objects.get(pk=asset.pk).fetch_sent_at
+    assert sent_at is not None
+
+    # A message younger than one sweep interval is left to arrive.
+    assert photos.asset_fetches_sweep(now=sent_at + timedelta(seconds=30)) == {"resent": 0, "failed": 0}
+    later = sent_at + timedelta(seconds=settings.ASSET_FETCH_SWEEP_SECONDS + 1)
+    assert photos.asset_fetches_sweep(now=later) == {"resent": 1, "failed": 0}
+    assert photos.asset_fetches_sweep(now=later) == {"resent": 0, "failed": 0}  # no second message
+    assert fetches_queued(default_queue) == [str(asset.pk)]
+
+    asset_fetch(asset_id=str(asset.pk))
+    asset_fetch(asset_id=str(asset.pk))  # a duplicate of the message finds it done
+
+    asset.refresh_from_db()
+    assert (asset.status, asset.fetch_attempts, Handler.photo_gets) == ("ready", 1, 1)
+    assert photos.asset_fetches_sweep(now=later + timedelta(hours=1)) == {"resent": 0, "failed": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_message_for_a_photo_being_fetched_fetches_nothing(server):
+    """Two workers get the photo's message (a redelivery, the sweep's resend): the second finds the first's
+    live claim and leaves; the URL is fetched once."""
+    asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}/slow.jpg")
+
+    def first_worker() -> None:
+        try:
+            asset_fetch(asset_id=str(asset.pk))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=first_worker)
+    worker.start()
+    assert Handler.slow_requested.wait(10), "the first worker's fetch reached the server"
+    asset_fetch(asset_id=str(asset.pk))  # while the first worker is still downloading
+    Handler.slow_release.set()
+    worker.join(10)
+
+    asset.refresh_from_db()
+    assert (asset.status, asset.fetch_attempts, Handler.photo_gets) == ("ready", 1, 1)
+
+
+def test_a_fetch_whose_worker_died_is_sent_again_after_its_lease_and_fails_after_three_claims(
+    api, server, default_queue, django_capture_on_commit_callbacks
+):
+    owner = UserFactory.create()
+    asset = asset_create_from_url(owner=owner, url=f"{server}/photo.jpg")
+    now = timezone.now()
+    sent_long_ago = now - photos.FETCH_CLAIM_LEASE - timedelta(seconds=5)
+    # A worker claimed it and died mid-fetch (its message was acknowledged on receipt): a live claim is left
+    # alone,
+    Asset.objects.filter(pk=asset.pk).update(
+        fetch_sent_at=sent_long_ago, fetch_claimed_at=now - timedelta(seconds=10), fetch_attempts=1
+    )
+    assert photos.asset_fetches_sweep(now=now) == {"resent": 0, "failed": 0}
+    # one past its lease is sent again.
+    Asset.objects.filter(pk=asset.pk).update(fetch_claimed_at=sent_long_ago)
+    assert photos.asset_fetches_sweep(now=now) == {"resent": 1, "failed": 0}
+    assert fetches_queued(default_queue) == [str(asset.pk)]
+
+    # Three claims that each died: the photo fails for the customer to see, rather than staying pending.
+    Asset.objects.filter(pk=asset.pk).update(fetch_sent_at=sent_long_ago, fetch_attempts=3)
+    assert photos.asset_fetches_sweep(now=now) == {"resent": 0, "failed": 1}
+    asset_fetch(asset_id=str(asset.pk))  # a message still on its way changes nothing
+    assert Handler.photo_gets == 0
+
+    api.force_authenticate(owner)
+    body = api.get(f"/api/v1/assets/{asset.pk}").json()
+    assert (body["status"], body["failure"]["code"]) == ("failed", "url_fetch_failed")
+
+
+def test_a_fetch_claim_outlives_the_task_that_holds_it():
+    # Shorter, and a slow but live fetch would be claimed again and downloaded twice.
+    time_limit = worker_tasks.asset_fetch.time_limit
+    assert time_limit is not None and photos.FETCH_CLAIM_LEASE.total_seconds() > time_limit
+
+
+def test_the_fetch_sweep_runs_on_beat_every_interval(settings):
+    from lab.celery import app
+
+    entry = app.conf.beat_schedule["asset-fetches-sweep"]
+    assert (entry["task"], entry["schedule"]) == (
+        "intake.asset_fetches_sweep",
+        float(settings.ASSET_FETCH_SWEEP_SECONDS),
+    )

@@ -32,7 +32,7 @@ from printers.cups_backend import connect
 from printers.errors import PrinterError
 from tests.support.celery_worker import CeleryWorker, wait_until
 from tests.support.cups import PrivateCups
-from tests.support.http import call, multipart
+from tests.support.http import call, multipart, serving
 from tests.support.images import jpeg_bytes
 from tests.support.postgres_server import PrivatePostgres
 from tests.support.printer_events import PrinterEventsListener
@@ -53,6 +53,10 @@ FAULT_ENV = {
     "PRODUCTION_RETRY_BASE_SECONDS": "1",
     "PRODUCTION_RETRY_CAP_SECONDS": "3",
     "NOTIFY_SWEEP_SECONDS": "2",
+    "ASSET_FETCH_SWEEP_SECONDS": "2",
+    # Photos by URL come from a server the test runs on loopback.
+    "ASSET_FETCH_ALLOW_PRIVATE": "true",
+    "ASSET_FETCH_ALLOW_HTTP": "true",
     "STRIPE_SECRET_KEY": "sk_test_faults",
     "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
     "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
@@ -163,6 +167,9 @@ class Stack:
 
     def payment_status(self, ref: str) -> str:
         return str(self.sql("SELECT payment_status FROM orders_order WHERE ref = %s", ref)[0][0])
+
+    def asset_status(self, asset_id: str) -> str:
+        return str(self.sql("SELECT status FROM orders_asset WHERE id = %s", asset_id)[0][0])
 
     def order_statuses(self) -> dict[str, str]:
         rows = self.sql("SELECT ref, status FROM orders_order WHERE ref = ANY(%s)", self.orders)
@@ -395,23 +402,39 @@ LINES = [("PRINT-4X6-GLOSSY", 2), ("PRINT-8X10-LUSTRE", 1)]
 def test_redis_restarted_twice_mid_run_loses_no_paid_order_and_prints_each_copy_once(lab: Stack):
     orders = [lab.place_order(LINES) for _ in range(6)]
     lab.worker.stop()
-    for order in orders[:3]:
-        lab.pay(order)
-    # No persistence: the three release messages (and their e-mails) waiting in Redis are gone for sure.
-    lab.redis.restart()
-    lab.worker.start()
-    for order in orders[3:]:
-        lab.pay(order)
-    time.sleep(0.5)
-    lab.redis.restart()  # and again while the worker is rasterizing and submitting
+    with serving({"/photo.jpg": jpeg_bytes(1200, 800)}) as (photo_site, asked):
+        status, photo = call(
+            lab.web.url,
+            "POST",
+            "/api/v1/assets",
+            json.dumps({"url": f"{photo_site}/photo.jpg"}).encode(),
+            {"Authorization": f"Token {lab.token}", "Content-Type": "application/json"},
+        )
+        assert (status, photo.get("status")) == (202, "pending"), photo
+        for order in orders[:3]:
+            lab.pay(order)
+        # No persistence: the three release messages (and their e-mails), and the photo's fetch, waiting in
+        # Redis are gone for sure.
+        lab.redis.restart()
+        lab.worker.start()
+        for order in orders[3:]:
+            lab.pay(order)
+        time.sleep(0.5)
+        lab.redis.restart()  # and again while the worker is rasterizing and submitting
 
-    lab.wait_settled()
+        lab.wait_settled()
+        wait_until(
+            lambda: lab.asset_status(photo["id"]) != "pending",
+            timeout=30,
+            what=lambda: f"the photo by URL fetched; worker log:\n{lab.worker.log_tail()}",
+        )
 
     assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
     assert lab.paid_mails(lab.orders) == len(orders), (
         "every customer still gets the 'paid' e-mail exactly once"
     )
+    assert (lab.asset_status(photo["id"]), asked["/photo.jpg"]) == ("ready", 1)
 
 
 def test_the_stripe_webhook_is_answered_2xx_while_the_broker_is_down_and_the_order_still_prints(lab: Stack):

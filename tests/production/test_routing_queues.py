@@ -5,34 +5,23 @@ Checked on the real broker: the messages land in Redis lists named after the que
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
-from django.conf import settings
 
 from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
 from tests.builders import hotfolder_printer, paid_order
+from tests.support.broker import emptied_queues, queued_tasks
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
-    assert settings.CELERY_BROKER_URL.startswith("redis://"), "the suite runs with Redis as the broker"
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete("print.hosta", "print", "raster")
-    yield client
-    client.delete("print.hosta", "print", "raster")
-
-
-def queued_tasks(broker: redis.Redis, queue: str) -> list[tuple[str, dict[str, Any]]]:
-    messages = [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
-    return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[1]) for m in messages]
+    with emptied_queues("print.hosta", "print", "raster") as client:
+        yield client
 
 
 def test_submit_goes_to_the_print_host_queue_and_raster_to_the_raster_queue(

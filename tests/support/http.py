@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -39,3 +44,31 @@ def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
         + f"\r\n--{boundary}--\r\n".encode()
     )
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+@contextlib.contextmanager
+def serving(files: dict[str, bytes]) -> Iterator[tuple[str, Counter[str]]]:
+    """A loopback HTTP server answering GET `path` with `files[path]` (404 otherwise): its base URL, and how
+    many times each path was asked for."""
+    asked: Counter[str] = Counter()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked[self.path] += 1
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
