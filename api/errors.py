@@ -6,10 +6,12 @@ enums in each app's errors.py (and ApiError below); STATUS_BY_CODE is the one pl
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -61,6 +63,7 @@ class ApiError(StrEnum):
     TOO_MANY_FIELDS = "too_many_fields"
     DISALLOWED_HOST = "disallowed_host"  # a Host header not in ALLOWED_HOSTS
     SERVER_ERROR = "server_error"
+    DATABASE_UNAVAILABLE = "database_unavailable"  # the database did not answer (down, restarting, busy)
     # The views' own checks.
     INVALID_CREDENTIALS = "invalid_credentials"  # POST auth/token with a wrong e-mail or password
     IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required"
@@ -238,6 +241,7 @@ STATUS_BY_CODE: dict[str, int] = {
     **dict.fromkeys(
         (
             AccountError.SIGN_IN_UNAVAILABLE,
+            ApiError.DATABASE_UNAVAILABLE,
             GateError.AUDIT_UNAVAILABLE,
             OrderError.PAYMENTS_NOT_CONFIGURED,
             OrderError.PHOTO_STORE_UNAVAILABLE,
@@ -328,6 +332,16 @@ def _problem_page(*, code: ApiError, detail: str) -> JsonResponse:
     return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable() -> bool:
+    """Whether the error being handled (Django calls handler500 inside its `except`) is the database's
+    refusal to answer: no connection, a restart or shutdown, too many connections, a lock, deadlock or
+    statement timeout. Each is transient, and the client's retry is the remedy."""
+    return isinstance(sys.exc_info()[1], OperationalError | InterfaceError)
+
+
 def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """Django's SuspiciousOperation family: a foreign Host header, a body or a form too big to parse."""
     if isinstance(exception, RequestDataTooBig):
@@ -354,6 +368,14 @@ def not_found_view(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
+    if database_unavailable():
+        response = _problem_page(
+            code=ApiError.DATABASE_UNAVAILABLE,
+            detail="The lab's database did not answer (restarting or overloaded). Retry in a few seconds; "
+            "send a write again with the same Idempotency-Key, so that it takes effect once.",
+        )
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
     return _problem_page(
         code=ApiError.SERVER_ERROR,
         detail="The server failed to answer; the response's X-Request-ID names it in the lab's logs.",

@@ -102,7 +102,8 @@ class ProblemAutoSchema(AutoSchema):
         view = self.view
         parameters = operation.get("parameters", [])
         has_body = "requestBody" in operation
-        statuses = {500}
+        # Any operation may meet a database that does not answer: 503 `database_unavailable`.
+        statuses = {500, 503}
         if has_body or any(p.get("in") in ("query", "header") for p in parameters):
             statuses.add(400)
         if has_body:

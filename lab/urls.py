@@ -4,6 +4,7 @@ Errors Django raises outside a view answer problem+json under /api/ and an HTML 
 """
 
 from django.http import HttpRequest, HttpResponse
+from django.template import loader
 from django.urls import include, path
 from django.views import defaults
 
@@ -59,6 +60,10 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
         return api_errors.server_error_view(request)
+    if api_errors.database_unavailable():
+        page = HttpResponse(loader.get_template("503.html").render(), status=503)
+        page["Retry-After"] = str(api_errors.DATABASE_RETRY_AFTER_SECONDS)
+        return _page(page)
     return _page(defaults.server_error(request))
 
 

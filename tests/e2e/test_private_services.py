@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 
 import psycopg
@@ -17,6 +19,7 @@ from tests.support.celery_worker import CeleryWorker, wait_until
 from tests.support.postgres_server import PostgresHarnessError, PrivatePostgres
 from tests.support.processes import port_open
 from tests.support.redis_server import PrivateRedis, RedisHarnessError
+from tests.support.stripe_server import signed_event
 from tests.support.web_server import PROJECT_DIR, LabWebServer, app_environment, django_manage
 
 pytestmark = pytest.mark.e2e
@@ -128,4 +131,79 @@ def test_worker_and_web_server_run_against_private_redis_and_postgres(tmp_path: 
             assert applied is not None and applied[0] > 0
         finally:
             worker.stop()
+            web.stop()
+
+
+def _request(
+    url: str, *, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Message, bytes]:
+    """(status, headers, body) of one request, whatever its status."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_while_the_database_is_down_the_api_answers_503_and_the_retry_works(tmp_path: Path):
+    secret = "whsec_database_down"
+    with PrivateRedis() as broker, PrivatePostgres() as database:
+        database_url = database.create_database("lab")
+        env = app_environment(
+            database_url=database_url,
+            broker_url=broker.url(db=1),
+            var_dir=tmp_path / "var",
+            extra={"STRIPE_WEBHOOK_SECRET": secret},
+        )
+        django_manage("migrate", "--no-input", "-v", "0", env=env)
+        web = LabWebServer(work_dir=tmp_path / "web", env=env).start()
+        payload, signature = signed_event(
+            event_type="payment_intent.succeeded",
+            data_object={"id": "pi_not_ours", "object": "payment_intent", "amount": 1200},
+            secret=secret,
+            event_id="evt_sent_while_the_database_was_down",
+        )
+        webhook = {"Content-Type": "application/json", "Stripe-Signature": signature}
+        try:
+            assert _request(f"{web.url}/api/v1/products")[0] == 200
+            database.stop(mode="fast")
+
+            status, headers, body = _request(f"{web.url}/api/v1/products")
+            problem = json.loads(body)
+            assert (status, headers["Content-Type"], problem["code"]) == (
+                503,
+                "application/problem+json",
+                "database_unavailable",
+            )
+            assert headers["Retry-After"] == "5"
+            # Stripe retries an event it did not get a 2xx for.
+            stripe_status, _, _ = _request(
+                f"{web.url}/api/v1/webhooks/stripe", method="POST", body=payload, headers=webhook
+            )
+            assert stripe_status == 503
+            # A staff page whose session must be read from the database.
+            page_status, page_headers, page = _request(
+                f"{web.url}/lab/", headers={"Cookie": "sessionid=abcdefghijklmnopqrstuvwxyz012345"}
+            )
+            assert (page_status, page_headers["Retry-After"]) == (503, "5")
+            assert b"database is not answering" in page
+
+            database.start()
+            wait_until(
+                lambda: _request(f"{web.url}/api/v1/products")[0] == 200,
+                timeout=20,
+                what=lambda: f"the API answering again; log:\n{web.log_tail()}",
+            )
+            stripe_status, _, _ = _request(
+                f"{web.url}/api/v1/webhooks/stripe", method="POST", body=payload, headers=webhook
+            )
+            assert stripe_status == 200
+            with psycopg.connect(database_url) as connection:
+                recorded = connection.execute(
+                    "SELECT outcome FROM orders_stripeevent WHERE event_id = %s",
+                    ("evt_sent_while_the_database_was_down",),
+                ).fetchall()
+            assert recorded == [("unknown_payment_intent",)]
+        finally:
             web.stop()
