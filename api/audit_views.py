@@ -18,15 +18,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lab.accounts.models import User
+from lab.accounts.models import SecurityEvent, User
 from lab.accounts.roles import AUDITOR_ROLES, has_role
 from lab.audit.chain import RECORD_FIELDS
 from lab.audit.models import AuditRecord, Outcome, Purpose
-from lab.audit.records import RequestMeta
+from lab.audit.records import request_meta
+from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
 from lab.gate import selectors
 from lab.gate.anomalies import anomalies_find
 from lab.gate.review import auditor_read_record
-from lab.lib.client_ip import client_ip
 
 API_CONTEXT = "audit_api"
 
@@ -35,7 +35,14 @@ class IsAuditor(BasePermission):
     message = "Only auditors and admins read the audit log."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return has_role(request.user, *AUDITOR_ROLES)
+        if not has_role(request.user, *AUDITOR_ROLES):
+            return False
+        # An auditor account changed outside the lab's tools (lab/accounts/seal.py) is refused on the record.
+        meta = request_meta(request._request)
+        if not staff_seal_check(request.user, meta=meta, channel=SecurityEvent.Channel.API):  # type: ignore[arg-type]
+            self.message = REFUSAL_MESSAGE
+            return False
+        return True
 
 
 class AuditorAPIView(APIView):
@@ -50,11 +57,7 @@ class AuditorAPIView(APIView):
     def record_read(self, request: Request, *, page: str, query: str) -> None:
         auditor_read_record(
             user=cast(User, request.user),
-            meta=RequestMeta(
-                client_ip=client_ip(request._request),
-                user_agent=request.headers.get("User-Agent", "")[:300],
-                request_id=getattr(request._request, "request_id", ""),
-            ),
+            meta=request_meta(request._request),
             context_type=API_CONTEXT,
             context_id=page,
             query=query[:500],

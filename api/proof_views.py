@@ -16,8 +16,8 @@ from api import serializers as s
 from api.schema import problems
 from api.throttles import AnonThrottle, ProofThrottle
 from api.views import _customer, _placement
+from lab.audit.records import request_meta
 from lab.gate.proofs import PROOF_LONG_SIDE_PX, Proof, proof_for_order_item, proof_for_quote_item
-from lab.gate.views import request_meta
 from lab.orders import selectors
 from lab.orders.pricing import MAX_COPIES_PER_ITEM
 

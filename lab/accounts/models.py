@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
+from django.contrib.auth.hashers import check_password
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
@@ -39,6 +40,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)  # may use the Django admin; roles are groups
     date_joined = models.DateTimeField(default=timezone.now)
     erased_at = models.DateTimeField(null=True, blank=True)
+    # A staff account's seal (lab/accounts/seal.py): its roles, password and activation as the lab's tools set
+    # them, under a key the database never holds. Empty for customers.
+    staff_seal = models.CharField(max_length=64, blank=True)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -48,6 +52,23 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return f"user:{self.public_id}"
+
+    def check_password(self, raw_password: str | None) -> bool:
+        """Django's check, whose upgrade of an outdated password hash (a new Django raises the iterations)
+        keeps a sealed account sealed; an account that was not sealed stays so."""
+        from lab.accounts.seal import staff_seal_holds, staff_seal_of
+
+        def setter(raw: str | None) -> None:
+            was_sealed = staff_seal_holds(self)
+            self.set_password(raw)
+            self._password = None
+            fields = ["password"]
+            if was_sealed:
+                self.staff_seal = staff_seal_of(self)
+                fields.append("staff_seal")
+            self.save(update_fields=fields)
+
+        return check_password(raw_password, self.password, setter)
 
 
 class PolicyVersion(models.Model):
@@ -119,6 +140,7 @@ class SecurityEvent(models.Model):
         TOKEN_ISSUED = "token_issued"
         TOKEN_REVOKED = "token_revoked"
         PASSWORD_CHANGED = "password_changed"
+        STAFF_SEAL_BROKEN = "staff_seal_broken"  # a staff account changed outside the lab's tools was refused
 
     class Channel(models.TextChoices):
         API = "api"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role
+from lab.accounts.seal import staff_seal_set
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
 
@@ -176,6 +177,8 @@ def staff_user_create(*, email: str, password: str, full_name: str, roles: list[
         user.save(update_fields=["password"])
     for role in roles:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
+    user._lab_roles = None  # type: ignore[attr-defined]
+    staff_seal_set(user)
     return user
 
 

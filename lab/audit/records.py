@@ -21,12 +21,14 @@ from functools import cache
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max
+from django.http import HttpRequest
 from django.utils import timezone
 
 from lab.audit import chain
 from lab.audit.lanes import append_postgresql
 from lab.audit.lanes import prepared_cursor as prepared_cursor  # the gate's facts query prepares with it
 from lab.audit.models import AuditHead, AuditRecord, Purpose
+from lab.lib.client_ip import client_ip
 from lab.lib.metrics import AUDIT_APPEND_SECONDS
 
 
@@ -35,6 +37,15 @@ class RequestMeta:
     client_ip: str | None = None
     user_agent: str = ""
     request_id: str = ""
+
+
+def request_meta(request: HttpRequest) -> RequestMeta:
+    """Who asked, as an audit record names it: the client's address, its user agent, the request's id."""
+    return RequestMeta(
+        client_ip=client_ip(request),
+        user_agent=request.headers.get("User-Agent", "")[:300],
+        request_id=getattr(request, "request_id", ""),
+    )
 
 
 @dataclass(frozen=True)

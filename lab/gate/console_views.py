@@ -39,14 +39,13 @@ from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
 from lab.audit import chain
 from lab.audit.models import Outcome, Purpose
-from lab.audit.records import RequestMeta
+from lab.audit.records import request_meta
 from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
 from lab.gate.anomalies import anomalies_find, thresholds
 from lab.gate.review import auditor_read_record, review_sample_daily, review_sign_off
 from lab.gate.views import error_status
-from lab.lib.client_ip import client_ip
 from lab.lib.errors import DomainError
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
@@ -59,14 +58,6 @@ def _moment_field() -> forms.DateTimeField:
     """A time in the lab's time zone, typed in the browser's own date-time picker."""
     widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
     return forms.DateTimeField(required=False, input_formats=DATETIME_FORMATS, widget=widget)
-
-
-def request_meta(request: HttpRequest) -> RequestMeta:
-    return RequestMeta(
-        client_ip=client_ip(request),
-        user_agent=request.headers.get("User-Agent", "")[:300],
-        request_id=getattr(request, "request_id", ""),
-    )
 
 
 def _auditor(request: HttpRequest) -> User:

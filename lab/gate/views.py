@@ -15,10 +15,9 @@ from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 
 from lab.accounts.models import User
-from lab.audit.records import RequestMeta
+from lab.audit.records import request_meta
 from lab.gate.access import AccessRequest, image_grant_open, image_grant_view, image_request_refuse
 from lab.gate.errors import GateError
-from lab.lib.client_ip import client_ip
 from lab.lib.errors import (
     Conflict,
     DomainError,
@@ -29,15 +28,6 @@ from lab.lib.errors import (
     Unavailable,
     UpstreamError,
 )
-
-
-def request_meta(request: HttpRequest) -> RequestMeta:
-    return RequestMeta(
-        client_ip=client_ip(request),
-        user_agent=request.headers.get("User-Agent", "")[:300],
-        request_id=getattr(request, "request_id", ""),
-    )
-
 
 # The status of each kind of refusal on the lab's own pages; the first kind an error is an instance of wins.
 # Mapped by kind here because lab never imports api/ (whose table maps every code, and agrees on the gate's:

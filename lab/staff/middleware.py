@@ -1,4 +1,5 @@
-"""Policy for every response under /lab/: idle sessions end, nothing is cached, only our own scripts run.
+"""Policy for every response under /lab/: idle sessions end, nothing is cached, only our own scripts run,
+and a staff account changed outside the lab's tools (lab/accounts/seal.py) is refused and signed out.
 
 The idle clock counts what a person does, not the board's polling, so a board left open still logs out.
 """
@@ -14,7 +15,10 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 
-from lab.staff.access import login_redirect
+from lab.accounts.models import SecurityEvent
+from lab.audit.records import request_meta
+from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
+from lab.staff.access import forbidden, login_redirect
 
 STAFF_PREFIX = "/lab/"
 LAST_ACTIVITY_KEY = "staff_last_activity"
@@ -63,6 +67,13 @@ class StaffPagesMiddleware:
     ) -> HttpResponse | None:
         if not request.path.startswith(STAFF_PREFIX) or not request.user.is_authenticated:
             return None
+        if not staff_seal_check(
+            request.user,
+            meta=request_meta(request),
+            channel=SecurityEvent.Channel.STAFF_LOGIN,
+        ):
+            logout(request)
+            return forbidden(request, REFUSAL_MESSAGE)
         now = time.time()
         last_activity = request.session.get(LAST_ACTIVITY_KEY)
         if isinstance(last_activity, int | float) and now - last_activity > idle_seconds_allowed():

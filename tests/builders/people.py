@@ -10,6 +10,8 @@ from factory.declarations import LazyAttribute, PostGeneration, PostGenerationMe
 from factory.django import DjangoModelFactory
 
 from lab.accounts.models import User
+from lab.accounts.roles import is_staff_member
+from lab.accounts.seal import staff_seal_set
 
 PASSWORD = "correct horse battery"  # every built person's password
 
@@ -18,6 +20,8 @@ def _roles_add(user: User, create: bool, extracted: list[str] | None, **kwargs: 
     """UserFactory's `roles=[...]`: the person's groups (a customer unless told otherwise)."""
     for role in extracted or ["customer"]:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
+    if is_staff_member(user):
+        staff_seal_set(user)  # as the lab admin seals the accounts it makes
     user.save()
 
 

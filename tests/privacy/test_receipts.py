@@ -559,7 +559,7 @@ def test_the_openapi_schema_documents_the_receipt_endpoints(api):
         "receipt_id",
         "token",
     ]
-    assert sorted(operation["responses"]) == ["200", "400", "401", "404", "429", "500"]
+    assert sorted(operation["responses"]) == ["200", "400", "401", "404", "429", "500", "503"]
     assert "get" in schema["paths"]["/api/v1/me/receipts"]
 
 

@@ -13,13 +13,14 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import ReadOnlyPasswordHashField
 from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, Role
 from lab.staff.admin.base import LabModelAdmin
-from lab.staff.admin.services import staff_account_save, staff_roles_of
+from lab.staff.admin.services import staff_account_save, staff_password_set, staff_roles_of
 
 STAFF_ROLE_CHOICES = [(role.value, role.label) for role in Role if role in STAFF_ROLES]
 
@@ -100,6 +101,14 @@ class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
             roles=form.cleaned_data["roles"],
             is_new=not change,
         )
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """Django's password form for a staff account; a password it saves is sealed and recorded with it."""
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if isinstance(response, HttpResponseRedirect):  # the form was valid and the password saved
+                staff_password_set(actor=request.user, user=User.objects.get(pk=id))  # type: ignore[arg-type]
+        return response
 
     def save_related(
         self, request: HttpRequest, form: forms.ModelForm[User], formsets: Any, change: bool

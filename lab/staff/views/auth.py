@@ -16,6 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from lab.accounts.models import SecurityEvent
 from lab.accounts.roles import BOARD_READER_ROLES, PACKING_ROLES, QC_ROLES, is_staff_member
 from lab.accounts.signin import SignInAttempt, SignInLocked, sign_in
+from lab.audit.records import request_meta
+from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import UpstreamError
 from lab.staff.access import ALL_STAFF, can, forbidden, staff_page
@@ -73,6 +75,11 @@ def login_view(request: HttpRequest) -> HttpResponse:
             status = 401
         elif not is_staff_member(user):
             form.add_error(None, "This account cannot use the lab pages.")
+            status = 403
+        elif not staff_seal_check(
+            user, meta=request_meta(request), channel=SecurityEvent.Channel.STAFF_LOGIN
+        ):
+            form.add_error(None, REFUSAL_MESSAGE)
             status = 403
         else:
             login(request, user)  # rotates the session key: no session fixation

@@ -1,0 +1,62 @@
+"""A staff account's seal: proof that its roles, its password and whether it is active were last set by the
+lab's own tools, not by a write in the database.
+
+A database administrator can write any row: give a technician the supervisor role, put a password hash they
+made on someone else's account, or re-activate a dismissed employee's, then sign in as that person and look
+at photos through the gate, recorded under that person's name. The seal is an HMAC of the account's public
+id, its staff roles, whether it is active and its password hash, under a key the database never holds
+(Django's SECRET_KEY, salted for this use). The tools that set those write the seal with the change (the lab
+admin's account and password forms, `seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades
+the password's hash); every staff page and the auditors' API check it (`lab.staff.middleware`,
+`api.audit_views`). An account changed in the database alone cannot be used until a lab admin saves it in the
+lab admin, and each refused request is a security event and an audit record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from lab.accounts.roles import STAFF_ROLES, user_roles
+
+SEAL_SALT = "lab.accounts.staff_seal"
+
+
+def seal_value(
+    *, public_id: object, roles: Iterable[str], is_active: bool, password: str, secret: str | None = None
+) -> str:
+    """The seal of these facts of an account (primitives: migrations compute it on historical models too)."""
+    staff_roles = sorted({str(role) for role in roles} & STAFF_ROLES)
+    message = json.dumps([str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
+    return salted_hmac(SEAL_SALT, message, secret=secret, algorithm="sha256").hexdigest()
+
+
+def staff_seal_of(user: object, *, roles: Iterable[str] | None = None, secret: str | None = None) -> str:
+    return seal_value(
+        public_id=user.public_id,  # type: ignore[attr-defined]
+        roles=user_roles(user) if roles is None else roles,
+        is_active=user.is_active,  # type: ignore[attr-defined]
+        password=user.password,  # type: ignore[attr-defined]
+        secret=secret,
+    )
+
+
+def staff_seal_holds(user: object) -> bool:
+    """Whether the account is as the lab's tools last set it (under SECRET_KEY or one of its fallbacks)."""
+    stored = getattr(user, "staff_seal", "")
+    if not stored:
+        return False
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return any(constant_time_compare(stored, staff_seal_of(user, secret=secret)) for secret in secrets)
+
+
+def staff_seal_set(user: object, *, roles: Iterable[str] | None = None) -> None:
+    """Seal the account as it is now (the caller is one of the lab's tools that set roles or passwords)."""
+    from lab.accounts.models import User
+
+    seal = staff_seal_of(user, roles=roles)
+    User.objects.filter(pk=user.pk).update(staff_seal=seal)  # type: ignore[attr-defined]
+    user.staff_seal = seal  # type: ignore[attr-defined]

@@ -1,0 +1,191 @@
+"""A staff account changed in the database alone cannot be used (lab/accounts/seal.py).
+
+The tampering is done as a database administrator would: SQL on the tables, with a password hash made
+offline. The lab's own tools (the lab admin's forms, `manage.py staff_account_seal`, a sign-in that upgrades
+a password's hash) keep the account usable.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.utils.html import escape
+
+from lab.accounts.models import SecurityEvent, User
+from lab.audit.models import AuditRecord
+from lab.audit.staff_seal import REFUSAL_MESSAGE
+from tests.builders import PASSWORD, client_as, person
+
+pytestmark = pytest.mark.django_db
+ADMIN = "/lab/admin/"
+DBA_PASSWORD = "the dba chose this one"
+
+
+def dba(sql: str, *params: str | int) -> None:
+    """A write straight to the database, as its administrator makes it: no app code runs."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def dba_grants(user: User, role: str) -> None:
+    Group.objects.get_or_create(name=role)  # the role exists (a flushing test may have emptied the table)
+    dba(
+        "INSERT INTO accounts_user_groups (user_id, group_id) SELECT %s, id FROM auth_group WHERE name = %s",
+        user.pk,
+        role,
+    )
+
+
+def sign_in(email: str, password: str) -> tuple[Client, int]:
+    client = Client()
+    response = client.post("/lab/login/", {"email": email, "password": password})
+    return client, response.status_code
+
+
+def refusals(user: User) -> tuple[int, list[tuple[str, str]]]:
+    events = SecurityEvent.objects.filter(user=user, kind="staff_seal_broken").count()
+    records = AuditRecord.objects.filter(action="staff.account_refused", context_id=str(user.public_id))
+    return events, [(r.outcome, r.rule) for r in records]
+
+
+def test_a_role_given_in_the_database_is_refused_on_every_staff_page_and_the_photo_gate_and_recorded():
+    client, technician = client_as("technician")
+    assert client.get("/lab/board/").status_code == 200
+
+    dba_grants(technician, "supervisor")
+
+    board = client.get("/lab/board/")
+    assert board.status_code == 403 and escape(REFUSAL_MESSAGE) in board.content.decode()
+    assert client.get("/lab/board/").status_code == 302  # signed out: sent to the sign-in page
+    client.force_login(technician)
+    photo = client.get(
+        f"/lab/photos/{uuid.uuid4()}/full?purpose=printing&context_type=print_job&context_id=1"
+        "&justification=checking the colour of this print"
+    )
+    assert photo.status_code == 403 and not photo["Content-Type"].startswith("image/")
+    denied = ("denied", "account_changed_outside_the_lab")
+    assert refusals(technician) == (2, [denied, denied])
+
+
+def test_a_customer_given_a_staff_role_in_the_database_is_refused():
+    customer = person("customer")
+    dba_grants(customer, "technician")
+
+    client, status = sign_in(customer.email, PASSWORD)
+
+    assert status == 403
+    assert client.get("/lab/board/").status_code == 302
+    assert refusals(customer)[0] == 1
+
+
+def test_a_password_hash_set_in_the_database_does_not_sign_in():
+    technician = person("technician")
+    dba("UPDATE accounts_user SET password = %s WHERE id = %s", make_password(DBA_PASSWORD), technician.pk)
+
+    client, status = sign_in(technician.email, DBA_PASSWORD)
+
+    assert status == 403
+    assert client.get("/lab/board/").status_code == 302
+    assert refusals(technician)[0] == 1
+
+
+def test_another_accounts_password_and_seal_copied_onto_an_account_do_not_hold():
+    """The seal names its account: the DBA's own staff account's seal is no good on a supervisor's."""
+    own = person("technician")
+    supervisor = person("supervisor")
+    dba(
+        "UPDATE accounts_user SET password = o.password, staff_seal = o.staff_seal"
+        " FROM accounts_user o WHERE o.id = %s AND accounts_user.id = %s",
+        own.pk,
+        supervisor.pk,
+    )
+
+    assert sign_in(supervisor.email, PASSWORD)[1] == 403
+    assert sign_in(own.email, PASSWORD)[1] == 302  # the copy's source is untouched
+
+
+def test_a_dismissed_account_made_active_again_in_the_database_is_refused():
+    admin_client, _ = client_as("admin")
+    technician = person("technician")
+    admin_client.post(  # the lab admin deactivates it (the "active" box not sent)
+        f"{ADMIN}accounts/user/{technician.pk}/change/",
+        {"email": technician.email, "full_name": technician.full_name, "roles": ["technician"]},
+    )
+    assert sign_in(technician.email, PASSWORD)[1] == 401  # inactive: Django's backend refuses it
+
+    dba("UPDATE accounts_user SET is_active = true WHERE id = %s", technician.pk)
+
+    assert sign_in(technician.email, PASSWORD)[1] == 403
+
+
+def test_the_lab_admins_role_and_password_changes_keep_the_account_usable():
+    admin_client, _ = client_as("admin")
+    technician = person("technician")
+
+    changed = admin_client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/change/",
+        {
+            "email": technician.email,
+            "full_name": technician.full_name,
+            "is_active": "on",
+            "roles": ["supervisor"],
+        },
+    )
+    password = admin_client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/password/",
+        {"password1": "a brand new secret 51", "password2": "a brand new secret 51"},
+    )
+
+    assert (changed.status_code, password.status_code) == (302, 302)
+    client, status = sign_in(technician.email, "a brand new secret 51")
+    assert status == 302 and client.get("/lab/supervisor/").status_code == 200
+    assert AuditRecord.objects.filter(
+        action="staff.account_changed", context_id=str(technician.public_id), justification="password set"
+    ).exists()
+
+
+def test_a_password_hash_django_upgrades_at_sign_in_keeps_the_account_sealed(settings):
+    technician = person("technician")  # its hash made by the suite's fast hasher
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        *settings.PASSWORD_HASHERS,
+    ]
+
+    client, status = sign_in(technician.email, PASSWORD)
+
+    technician.refresh_from_db()
+    assert technician.password.startswith("pbkdf2_sha256$")  # upgraded by Django at the sign-in
+    assert status == 302 and client.get("/lab/board/").status_code == 200
+
+
+def test_an_auditor_account_changed_in_the_database_cannot_read_the_log_over_the_api():
+    client, auditor = client_as("auditor")
+    assert client.get("/api/v1/audit/records").status_code == 200
+
+    dba_grants(auditor, "admin")
+
+    refused = client.get("/api/v1/audit/records")
+    assert (refused.status_code, refused.json()["detail"]) == (403, REFUSAL_MESSAGE)
+    assert refusals(auditor)[0] == 1
+
+
+def test_an_operator_seals_an_account_again_on_the_record():
+    technician = person("technician")
+    dba_grants(technician, "packer")
+    assert sign_in(technician.email, PASSWORD)[1] == 403
+
+    call_command("staff_account_seal", technician.email)
+
+    assert sign_in(technician.email, PASSWORD)[1] == 302
+    record = AuditRecord.objects.get(action="staff.account_sealed")
+    assert (record.context_id, record.actor_role, record.justification) == (
+        str(technician.public_id),
+        "system",
+        "roles packer,technician; active",
+    )
