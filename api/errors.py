@@ -144,6 +144,7 @@ STATUS_BY_CODE: dict[str, int] = {
     **dict.fromkeys((ApiError.INVALID_CREDENTIALS, ApiError.NOT_AUTHENTICATED), 401),
     **dict.fromkeys(
         (
+            AccountError.ACCOUNT_CHANGED_OUTSIDE_THE_LAB,
             AccountError.STAFF_TOKENS_NOT_ISSUED,
             AccountError.UNDER_MINIMUM_AGE,
             AccountError.WRONG_PASSWORD,

@@ -18,8 +18,11 @@ class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
+        from lab.accounts.seal import account_seal_of
+
         user = self.model(email=self.normalize_email(email).lower(), **fields)
         user.set_password(password)
+        user.account_seal = account_seal_of(user, roles=())  # a new account holds no role yet
         user.save(using=self._db)
         return user
 
@@ -40,9 +43,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)  # may use the Django admin; roles are groups
     date_joined = models.DateTimeField(default=timezone.now)
     erased_at = models.DateTimeField(null=True, blank=True)
-    # A staff account's seal (lab/accounts/seal.py): its roles, password and activation as the lab's tools set
-    # them, under a key the database never holds. Empty for customers.
-    staff_seal = models.CharField(max_length=64, blank=True)
+    # The account's seal (lab/accounts/seal.py): its staff roles, password and activation as the lab's tools
+    # set them, under a key the database never holds.
+    account_seal = models.CharField(max_length=64, blank=True)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -56,16 +59,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     def check_password(self, raw_password: str | None) -> bool:
         """Django's check, whose upgrade of an outdated password hash (a new Django raises the iterations)
         keeps a sealed account sealed; an account that was not sealed stays so."""
-        from lab.accounts.seal import staff_seal_holds, staff_seal_of
+        from lab.accounts.seal import account_seal_holds, account_seal_of
 
         def setter(raw: str | None) -> None:
-            was_sealed = staff_seal_holds(self)
+            was_sealed = account_seal_holds(self)
             self.set_password(raw)
             self._password = None
             fields = ["password"]
             if was_sealed:
-                self.staff_seal = staff_seal_of(self)
-                fields.append("staff_seal")
+                self.account_seal = account_seal_of(self)
+                fields.append("account_seal")
             self.save(update_fields=fields)
 
         return check_password(raw_password, self.password, setter)
@@ -110,7 +113,8 @@ class Consent(models.Model):
 
 
 class ApiToken(models.Model):
-    """A customer's named API token. Only the SHA-256 of its key is stored; the key is shown once."""
+    """A customer's named API token. Only the SHA-256 of its key (and its binding) is stored; the key is shown
+    once."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
@@ -118,6 +122,10 @@ class ApiToken(models.Model):
     key_sha256 = models.CharField(max_length=64, unique=True)
     # The first characters of the key, so a person can tell their tokens apart; too short to guess from.
     key_prefix = models.CharField(max_length=8)
+    # HMAC of the owner's public id and key_sha256 under a key the database never holds
+    # (lab/accounts/tokens.py): a row written in the database alone (a token made up, or moved to another
+    # account) authenticates nobody.
+    binding = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
@@ -140,7 +148,7 @@ class SecurityEvent(models.Model):
         TOKEN_ISSUED = "token_issued"
         TOKEN_REVOKED = "token_revoked"
         PASSWORD_CHANGED = "password_changed"
-        STAFF_SEAL_BROKEN = "staff_seal_broken"  # a staff account changed outside the lab's tools was refused
+        ACCOUNT_SEAL_BROKEN = "account_seal_broken"  # an account changed outside the lab was refused
 
     class Channel(models.TextChoices):
         API = "api"

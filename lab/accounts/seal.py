@@ -1,15 +1,16 @@
-"""A staff account's seal: proof that its roles, its password and whether it is active were last set by the
+"""An account's seal: proof that its staff roles, its password and whether it is active were last set by the
 lab's own tools, not by a write in the database.
 
 A database administrator can write any row: give a technician the supervisor role, put a password hash they
-made on someone else's account, or re-activate a dismissed employee's, then sign in as that person and look
-at photos through the gate, recorded under that person's name. The seal is an HMAC of the account's public
-id, its staff roles, whether it is active and its password hash, under a key the database never holds
-(Django's SECRET_KEY, salted for this use). The tools that set those write the seal with the change (the lab
-admin's account and password forms, `seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades
-the password's hash); every staff page and the auditors' API check it (`lab.staff.middleware`,
-`api.audit_views`). An account changed in the database alone cannot be used until a lab admin saves it in the
-lab admin, and each refused request is a security event and an audit record.
+made on someone else's account (a colleague's, a customer's), or re-activate a dismissed employee's, then sign
+in as that person and look at photos through the gate, recorded under that person's name. The seal is an HMAC
+of the account's public id, its staff roles, whether it is active and its password hash, under a key the
+database never holds (Django's SECRET_KEY, salted for this use). The tools that set those write the seal with
+the change (registration, My Account's password change, the lab admin's account and password forms,
+`seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades the password's hash). Every staff
+page and the auditors' API check it (`lab.staff.middleware`, `api.audit_views`), and so does the issue of a
+customer's API token (`lab.accounts.tokens`): an account changed in the database alone cannot be used until
+the lab seals it again, and each refusal is a security event (for staff also an audit record).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from lab.accounts.roles import STAFF_ROLES, user_roles
 
-SEAL_SALT = "lab.accounts.staff_seal"
+SEAL_SALT = "lab.accounts.account_seal"
 
 
 def seal_value(
@@ -34,7 +35,7 @@ def seal_value(
     return salted_hmac(SEAL_SALT, message, secret=secret, algorithm="sha256").hexdigest()
 
 
-def staff_seal_of(user: object, *, roles: Iterable[str] | None = None, secret: str | None = None) -> str:
+def account_seal_of(user: object, *, roles: Iterable[str] | None = None, secret: str | None = None) -> str:
     return seal_value(
         public_id=user.public_id,  # type: ignore[attr-defined]
         roles=user_roles(user) if roles is None else roles,
@@ -44,19 +45,19 @@ def staff_seal_of(user: object, *, roles: Iterable[str] | None = None, secret: s
     )
 
 
-def staff_seal_holds(user: object) -> bool:
+def account_seal_holds(user: object) -> bool:
     """Whether the account is as the lab's tools last set it (under SECRET_KEY or one of its fallbacks)."""
-    stored = getattr(user, "staff_seal", "")
+    stored = getattr(user, "account_seal", "")
     if not stored:
         return False
     secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return any(constant_time_compare(stored, staff_seal_of(user, secret=secret)) for secret in secrets)
+    return any(constant_time_compare(stored, account_seal_of(user, secret=secret)) for secret in secrets)
 
 
-def staff_seal_set(user: object, *, roles: Iterable[str] | None = None) -> None:
+def account_seal_set(user: object, *, roles: Iterable[str] | None = None) -> None:
     """Seal the account as it is now (the caller is one of the lab's tools that set roles or passwords)."""
     from lab.accounts.models import User
 
-    seal = staff_seal_of(user, roles=roles)
-    User.objects.filter(pk=user.pk).update(staff_seal=seal)  # type: ignore[attr-defined]
-    user.staff_seal = seal  # type: ignore[attr-defined]
+    seal = account_seal_of(user, roles=roles)
+    User.objects.filter(pk=user.pk).update(account_seal=seal)  # type: ignore[attr-defined]
+    user.account_seal = seal  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from django.utils import timezone
 from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role
-from lab.accounts.seal import staff_seal_set
+from lab.accounts.seal import account_seal_of, account_seal_set
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
 
@@ -121,7 +121,8 @@ def customer_update(
         except ValidationError as error:
             raise DomainError(AccountError.WEAK_PASSWORD, " ".join(error.messages)) from error
         user.set_password(new_password)
-        fields.append("password")
+        user.account_seal = account_seal_of(user)
+        fields += ["password", "account_seal"]
     if full_name is not None:
         user.full_name = full_name
         fields.append("full_name")
@@ -178,7 +179,7 @@ def staff_user_create(*, email: str, password: str, full_name: str, roles: list[
     for role in roles:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
     user._lab_roles = None  # type: ignore[attr-defined]
-    staff_seal_set(user)
+    account_seal_set(user)
     return user
 
 

@@ -1,4 +1,5 @@
-"""Customers' API tokens: issue (the key is shown once), authenticate by the key's hash, list, revoke.
+"""Customers' API tokens: issue (the key is shown once), authenticate by the key's hash and the row's binding
+to its owner, list, revoke.
 
 Staff never hold API tokens: their work is on the /lab/ pages, under the staff pages' idle rule.
 """
@@ -6,6 +7,7 @@ Staff never hold API tokens: their work is on the /lab/ pages, under the staff p
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -16,12 +18,15 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member, roles_known
+from lab.accounts.seal import account_seal_holds
 from lab.lib.errors import NotFound, PermissionDenied
 
+logger = logging.getLogger(__name__)
 TOKEN_KEY = re.compile(r"[0-9a-f]{40}")  # 20 random bytes in hex, the shape DRF's tokens had
 # last_used_at is a hint for the owner, not an audit trail: one write a minute per token is enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -37,17 +42,59 @@ def token_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+TOKEN_BINDING_SALT = "lab.accounts.api_token"
+
+
+def token_binding(*, owner_public_id: object, key_sha256: str, secret: str | None = None) -> str:
+    """What binds a token row to its owner, under a key the database never holds (SECRET_KEY, salted): a
+    database administrator can neither make up a token (they could store the SHA-256 of a key of their own)
+    nor move one of theirs to another account."""
+    return salted_hmac(
+        TOKEN_BINDING_SALT, f"{owner_public_id}:{key_sha256}", secret=secret, algorithm="sha256"
+    ).hexdigest()
+
+
+def _is_bound(token: ApiToken) -> bool:
+    secrets_ = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return any(
+        constant_time_compare(
+            token.binding,
+            token_binding(owner_public_id=token.user.public_id, key_sha256=token.key_sha256, secret=secret),
+        )
+        for secret in secrets_
+    )
+
+
 def api_token_issue(*, user: User, name: str, client_ip: str | None = None) -> IssuedToken:
     if is_staff_member(user):
         raise PermissionDenied(
             AccountError.STAFF_TOKENS_NOT_ISSUED,
             "Staff accounts do not get API tokens: staff work on the lab pages (/lab/).",
         )
+    if not account_seal_holds(user):
+        # Its password or status was set in the database alone (a password hash someone made): no token.
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.ACCOUNT_SEAL_BROKEN,
+            channel=SecurityEvent.Channel.API,
+            user=user,
+            client_ip=client_ip,
+        )
+        logger.error("account changed outside the lab refused a token user=%s", user.public_id)
+        raise PermissionDenied(
+            AccountError.ACCOUNT_CHANGED_OUTSIDE_THE_LAB,
+            "This account was changed outside the lab's own tools, so no token is issued for it. "
+            "Please contact the lab.",
+        )
     key = secrets.token_hex(20)
+    digest = token_key_digest(key)
     with transaction.atomic():
         User.objects.select_for_update().only("pk").get(pk=user.pk)  # one issuer at a time counts the cap
         token = ApiToken.objects.create(
-            user=user, name=name, key_sha256=token_key_digest(key), key_prefix=key[:8]
+            user=user,
+            name=name,
+            key_sha256=digest,
+            key_prefix=key[:8],
+            binding=token_binding(owner_public_id=user.public_id, key_sha256=digest),
         )
         SecurityEvent.objects.create(
             kind=SecurityEvent.Kind.TOKEN_ISSUED,
@@ -99,6 +146,9 @@ def api_token_authenticate(*, key: str) -> tuple[User, ApiToken] | None:
     token = rows[0]
     roles_known(token.user, [row.role_name for row in rows if row.role_name is not None])
     if not token.user.is_active or is_staff_member(token.user):
+        return None
+    if not _is_bound(token):
+        logger.error("api token not bound to its owner refused token=%s", token.public_id)
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:

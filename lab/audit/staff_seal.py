@@ -14,7 +14,7 @@ from django.db import transaction
 
 from lab.accounts.models import SecurityEvent, User
 from lab.accounts.roles import is_staff_member, primary_role
-from lab.accounts.seal import staff_seal_holds
+from lab.accounts.seal import account_seal_holds
 from lab.audit.records import Entry, RequestMeta, audit_append
 
 logger = logging.getLogger(__name__)
@@ -27,11 +27,11 @@ REFUSAL_MESSAGE = (
 
 def staff_seal_check(user: User, *, meta: RequestMeta, channel: str) -> bool:
     """True for an account that is not staff, or whose seal holds; otherwise record the refusal and say no."""
-    if not is_staff_member(user) or staff_seal_holds(user):
+    if not is_staff_member(user) or account_seal_holds(user):
         return True
     with transaction.atomic():
         SecurityEvent.objects.create(
-            kind=SecurityEvent.Kind.STAFF_SEAL_BROKEN, channel=channel, user=user, client_ip=meta.client_ip
+            kind=SecurityEvent.Kind.ACCOUNT_SEAL_BROKEN, channel=channel, user=user, client_ip=meta.client_ip
         )
         audit_append(
             Entry(

@@ -10,8 +10,7 @@ from factory.declarations import LazyAttribute, PostGeneration, PostGenerationMe
 from factory.django import DjangoModelFactory
 
 from lab.accounts.models import User
-from lab.accounts.roles import is_staff_member
-from lab.accounts.seal import staff_seal_set
+from lab.accounts.seal import account_seal_set
 
 PASSWORD = "correct horse battery"  # every built person's password
 
@@ -20,8 +19,7 @@ def _roles_add(user: User, create: bool, extracted: list[str] | None, **kwargs: 
     """UserFactory's `roles=[...]`: the person's groups (a customer unless told otherwise)."""
     for role in extracted or ["customer"]:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
-    if is_staff_member(user):
-        staff_seal_set(user)  # as the lab admin seals the accounts it makes
+    account_seal_set(user)  # as registration and the lab admin seal the accounts they make
     user.save()
 
 

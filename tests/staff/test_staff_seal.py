@@ -49,7 +49,7 @@ def sign_in(email: str, password: str) -> tuple[Client, int]:
 
 
 def refusals(user: User) -> tuple[int, list[tuple[str, str]]]:
-    events = SecurityEvent.objects.filter(user=user, kind="staff_seal_broken").count()
+    events = SecurityEvent.objects.filter(user=user, kind="account_seal_broken").count()
     records = AuditRecord.objects.filter(action="staff.account_refused", context_id=str(user.public_id))
     return events, [(r.outcome, r.rule) for r in records]
 
@@ -100,7 +100,7 @@ def test_another_accounts_password_and_seal_copied_onto_an_account_do_not_hold()
     own = person("technician")
     supervisor = person("supervisor")
     dba(
-        "UPDATE accounts_user SET password = o.password, staff_seal = o.staff_seal"
+        "UPDATE accounts_user SET password = o.password, account_seal = o.account_seal"
         " FROM accounts_user o WHERE o.id = %s AND accounts_user.id = %s",
         own.pk,
         supervisor.pk,

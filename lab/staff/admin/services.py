@@ -13,7 +13,7 @@ from django.db import transaction
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, primary_role
-from lab.accounts.seal import staff_seal_set
+from lab.accounts.seal import account_seal_set
 from lab.audit.records import Entry, audit_append
 
 
@@ -21,7 +21,7 @@ def staff_password_set(*, actor: User, user: User) -> None:
     """The lab admin set `user`'s password (Django's admin password form saved it): seal the account again
     and record who did it, in the same transaction."""
     with transaction.atomic():
-        staff_seal_set(user)
+        account_seal_set(user)
         audit_append(
             Entry(
                 action="staff.account_changed",
@@ -58,7 +58,7 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
         for role in set(wanted) - set(before):
             user.groups.add(Group.objects.get_or_create(name=role)[0])
         user._lab_roles = None  # type: ignore[attr-defined]  # roles cached for this request are stale
-        staff_seal_set(user, roles=wanted)
+        account_seal_set(user, roles=wanted)
         changes = []
         if is_new:
             changes.append("created")

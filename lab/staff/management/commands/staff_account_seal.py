@@ -15,7 +15,7 @@ from django.db import transaction
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, user_roles
-from lab.accounts.seal import staff_seal_set
+from lab.accounts.seal import account_seal_set
 from lab.audit.records import Entry, audit_append
 
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
             raise CommandError(f"No staff account for: {', '.join(missing)}")
         for user in users:
             with transaction.atomic():
-                staff_seal_set(user)
+                account_seal_set(user)
                 audit_append(
                     Entry(
                         action="staff.account_sealed",
