@@ -211,6 +211,8 @@ STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(os.environ.get("LAB_STORAGE_DIR", VAR_DIR / "storage"))
 
 # --- Cookies and staff sessions (policy: shared terminals, only the cookies needed) -------------
+# Sessions in the database under a keyed hash of their key: a key read from the table opens nothing.
+SESSION_ENGINE = "lab.accounts.sessions"
 SESSION_COOKIE_AGE = envint("STAFF_SESSION_IDLE_SECONDS", 15 * 60)
 SESSION_SAVE_EVERY_REQUEST = True  # idle timeout: every request pushes the expiry forward
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True

@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from lab.accounts.sessions import stored_key
 from lab.orders.models import Order
 from lab.production.models import Batch, Printer, PrintJob
 from lab.staff.middleware import LAST_ACTIVITY_KEY
@@ -271,7 +272,7 @@ def test_idle_session_is_refused_and_ended(floor):
 def test_session_past_its_expiry_date_is_refused(floor):
     client, _ = client_as("technician")
     assert client.get(reverse("staff:board")).status_code == 200
-    Session.objects.filter(session_key=client.session.session_key).update(
+    Session.objects.filter(session_key=stored_key(client.session.session_key)).update(
         expire_date=timezone.now() - timedelta(seconds=1)
     )
 

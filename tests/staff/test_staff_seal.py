@@ -189,3 +189,19 @@ def test_an_operator_seals_an_account_again_on_the_record():
         "system",
         "roles packer,technician; active",
     )
+
+
+def test_a_live_session_read_from_the_database_opens_nothing():
+    """The session table holds keyed hashes of the cookies' keys: a DBA who reads it cannot be the person."""
+    client, _ = client_as("supervisor")
+    assert client.get("/lab/board/").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT session_key FROM django_session")
+        keys = [row[0] for row in cursor.fetchall()]
+    assert keys and client.cookies["sessionid"].value not in keys
+
+    for key in keys:
+        thief = Client()
+        thief.cookies["sessionid"] = key
+        assert thief.get("/lab/board/").status_code == 302  # sent to the sign-in page
+    assert client.get("/lab/board/").status_code == 200  # the supervisor's own session goes on
