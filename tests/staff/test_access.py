@@ -272,7 +272,9 @@ def test_idle_session_is_refused_and_ended(floor):
 def test_session_past_its_expiry_date_is_refused(floor):
     client, _ = client_as("technician")
     assert client.get(reverse("staff:board")).status_code == 200
-    Session.objects.filter(session_key=stored_key(client.session.session_key)).update(
+    key = client.session.session_key
+    assert key is not None
+    Session.objects.filter(session_key=stored_key(key)).update(
         expire_date=timezone.now() - timedelta(seconds=1)
     )
 
