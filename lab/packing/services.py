@@ -15,6 +15,7 @@ from lab.packing.models import PackingSlip
 from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip
 from lab.production.backends import backend_for
 from lab.production.models import Printer
+from printers.errors import PermanentPrinterError
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,12 @@ def packing_slip_print(*, order_id: int, printer_name: str) -> str:
     """Send the order's slip to a (CUPS or hot-folder) slip printer; returns the backend job id."""
     slip = packing_slip_get_or_render(order_id=order_id)
     printer = Printer.objects.get(name=printer_name)
+    if not printer.destination_is_sealed:
+        # Written in the database, not by the lab: a slip (the customer's address) is not sent there.
+        raise PermanentPrinterError(
+            code="printer_changed_outside_the_lab",
+            message=f"Printer {printer.name}'s destination was changed outside the lab; nothing was sent.",
+        )
     with tempfile.TemporaryDirectory(prefix="lab-slip-") as folder:
         path = Path(folder) / f"slip-{slip.order_id}.pdf"
         path.write_bytes(bytes(slip.pdf))

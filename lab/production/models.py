@@ -8,6 +8,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from lab.production.states import PRINTER_STATE_CHOICES, JobStatus, PrinterState, ReprintReason
 from printers.registry import backend_choices
@@ -15,6 +16,20 @@ from printers.registry import backend_choices
 # A print job's title at the printer: `lab-job-<id>` (PrintJob.title, PrintJob.id_from_title).
 JOB_TITLE_PREFIX = "lab-job-"
 _JOB_TITLE = re.compile(rf"{JOB_TITLE_PREFIX}([0-9]+)")
+
+# Where a printer's jobs go: the decrypted rasters (and packing slips) leave the lab's hands there.
+DESTINATION_FIELDS = ("backend", "target", "cups_server", "host")
+_DESTINATION_SALT = "lab.production.printer_destination"
+
+
+def destination_seal(
+    *, name: str, backend: str, target: str, cups_server: str, host: str, secret: str | None = None
+) -> str:
+    """HMAC of a printer's destination under a key the database never holds (SECRET_KEY, salted): a
+    destination written in the database alone (a CUPS server or a folder someone else reads) does not
+    carry it, and nothing is sent there (lab/production/submission.py)."""
+    message = "\x1f".join((name, backend, target, cups_server, host))
+    return salted_hmac(_DESTINATION_SALT, message, secret=secret, algorithm="sha256").hexdigest()
 
 
 class Printer(models.Model):
@@ -42,6 +57,8 @@ class Printer(models.Model):
     # the poll hears that cupsd restarted (and so may send a job again).
     server_watch_id = models.PositiveIntegerField(null=True, blank=True)
     server_event_sequence = models.PositiveIntegerField(default=0)
+    # destination_seal() of the fields the lab's own code last saved (every ORM save that writes them).
+    destination_sealed = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -49,6 +66,35 @@ class Printer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        """Seal the destination whenever the lab's code writes it (the admin, printers_sync, the demo seed):
+        only a write that bypasses the app leaves it unsealed."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"name", *DESTINATION_FIELDS} & set(update_fields):  # type: ignore[call-overload]
+            self.destination_sealed = self._destination_seal()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "destination_sealed"}  # type: ignore[misc]
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _destination_seal(self, secret: str | None = None) -> str:
+        return destination_seal(
+            name=self.name,
+            backend=self.backend,
+            target=self.target,
+            cups_server=self.cups_server,
+            host=self.host,
+            secret=secret,
+        )
+
+    @property
+    def destination_is_sealed(self) -> bool:
+        """Whether the destination is as the lab's own code last wrote it."""
+        secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+        return bool(self.destination_sealed) and any(
+            constant_time_compare(self.destination_sealed, self._destination_seal(secret))
+            for secret in secrets
+        )
 
     @property
     def is_available(self) -> bool:

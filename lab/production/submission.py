@@ -55,6 +55,18 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         return "waiting"  # printer_poll enqueues it again when the printer is back or the batch released
     if Order.objects.filter(pk=job.order_id, status=OrderStatus.ON_HOLD).exists():
         return "waiting"  # the customer is asked first; the poll sends it once the hold is released
+    if not printer.destination_is_sealed:
+        # Its CUPS server, queue, folder or host was written in the database, not by the lab: the decrypted
+        # raster is not sent there. A person looks at the printer (the lab admin saves it again) and resends.
+        logger.error("printer destination changed outside the lab printer=%s job=%s", printer.pk, job.pk)
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.READY},
+            kind="submit_failed",
+            code="printer_changed_outside_the_lab",
+            message="The printer's destination was changed outside the lab; nothing was sent.",
+        )
+        return "failed"
     size, _ = job_media(job)
     try:
         media = media_for(size)

@@ -1,0 +1,77 @@
+"""A printer's destination written in the database alone receives nothing (lab/production/models.py).
+
+As a database administrator would: SQL points the printer at a folder (or a CUPS server) they read. The
+decrypted raster is then not sent anywhere, the job fails for a person with its reason, and the slip (the
+customer's address) is not sent either. The lab's own saves keep the destination sealed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from lab.packing.services import packing_slip_print
+from lab.production import rasterizing, routing, submission
+from lab.production.models import Printer, PrintJob
+from printers.errors import PermanentPrinterError
+from tests.builders import WORKER, hotfolder_printer, paid_order
+
+pytestmark = pytest.mark.django_db
+
+
+def dba_points(printer: Printer, *, target: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE production_printer SET target = %s WHERE id = %s", [target, printer.pk])
+
+
+def files_in(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+def test_a_printer_pointed_elsewhere_in_the_database_is_sent_nothing(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    elsewhere = Path(settings.HOTFOLDER_ROOT) / "read-by-someone-else"
+    elsewhere.mkdir()
+
+    dba_points(printer, target=elsewhere.name)
+    # The lab's own write of the printer's state (the poll's) does not seal what the DBA wrote.
+    Printer.objects.get(pk=printer.pk).save(update_fields=["state", "state_reasons"])
+
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "failed"
+    job.refresh_from_db()
+    assert (job.status, job.failure_code) == ("failed", "printer_changed_outside_the_lab")
+    assert files_in(elsewhere) == [] and files_in(Path(settings.HOTFOLDER_ROOT) / "minilab") == []
+
+
+def test_a_slip_printer_pointed_elsewhere_in_the_database_is_sent_no_slip(settings):
+    slips = hotfolder_printer("slips", sizes=["4x6"])
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    elsewhere = Path(settings.HOTFOLDER_ROOT) / "read-by-someone-else"
+    elsewhere.mkdir()
+    dba_points(slips, target=elsewhere.name)
+
+    with pytest.raises(PermanentPrinterError, match="changed outside the lab"):
+        packing_slip_print(order_id=order.pk, printer_name="slips")
+
+    assert files_in(elsewhere) == []
+
+
+def test_the_labs_own_change_of_destination_is_sealed_and_printed_to(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    (Path(settings.HOTFOLDER_ROOT) / "minilab-2").mkdir()
+    printer.target = "minilab-2"
+    printer.save(update_fields=["target"])  # as printers_sync and the lab admin save it
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(files_in(Path(settings.HOTFOLDER_ROOT) / "minilab-2")) == 2  # the print file and its ticket
