@@ -148,6 +148,14 @@ def first_job_in(order: Order, status: str) -> PrintJob | None:
     return PrintJob.objects.filter(order=order, status=status).order_by("pk").first()
 
 
+def printer_reached_through(printer: Printer, ipp_gate: IppGate) -> None:
+    """Point the printer at the relay as the lab admin would: a saved destination is sealed (a write in the
+    database alone would be refused: tests/production/test_printer_destination.py)."""
+    printer.refresh_from_db()
+    printer.cups_server = ipp_gate.server
+    printer.save(update_fields=["cups_server"])
+
+
 def technician() -> User:
     return UserFactory.create(roles=["technician"])
 
@@ -190,7 +198,7 @@ def test_worker_killed_mid_submit_before_cups_heard_of_it_is_unknown_until_a_tec
     from lab.production.actions import job_resolve_unknown
 
     # given the 8x10 printer reached through a relay that will hold the next Create-Job request
-    Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
+    printer_reached_through(lab_printers.large, ipp_gate)
     ipp_gate.arm(GateMode.HOLD_CREATE_JOB)
     order = paid_order(lines=[("PRINT-4X6-GLOSSY", 1), ("PRINT-8X10-GLOSSY", 1)], photo=PHOTO_300_DPI)
     four_by_six, eight_by_ten = released_jobs(order, 2, worker)
@@ -228,7 +236,7 @@ def test_cupsd_stopped_between_create_job_and_its_document_sends_the_job_again_o
     lab_printers: LabPrinters, worker: CeleryWorker, ipp_gate: IppGate
 ) -> None:
     # given the 8x10 printer behind a relay that holds the next Send-Document: CUPS has created the job
-    Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
+    printer_reached_through(lab_printers.large, ipp_gate)
     ipp_gate.arm(GateMode.HOLD_SEND_DOCUMENT)
     order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)], photo=PHOTO_300_DPI)
     (job,) = released_jobs(order, 1, worker)
@@ -264,7 +272,7 @@ def test_worker_killed_mid_submit_after_cups_took_the_job_is_reconciled_by_title
     lab_printers: LabPrinters, worker: CeleryWorker, ipp_gate: IppGate
 ) -> None:
     # given the 8x10 printer behind a relay that will swallow CUPS' answer to the next Send-Document
-    Printer.objects.filter(pk=lab_printers.large.pk).update(cups_server=ipp_gate.server)
+    printer_reached_through(lab_printers.large, ipp_gate)
     ipp_gate.arm(GateMode.SWALLOW_SEND_DOCUMENT_REPLY)
     order = paid_order(lines=[("PRINT-8X10-LUSTRE", 1)], photo=PHOTO_300_DPI)
     (job,) = released_jobs(order, 1, worker)

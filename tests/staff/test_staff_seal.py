@@ -12,7 +12,7 @@ import uuid
 import pytest
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.utils.html import escape
@@ -205,3 +205,27 @@ def test_a_live_session_read_from_the_database_opens_nothing():
         thief.cookies["sessionid"] = key
         assert thief.get("/lab/board/").status_code == 302  # sent to the sign-in page
     assert client.get("/lab/board/").status_code == 200  # the supervisor's own session goes on
+
+
+def test_the_first_lab_admin_is_made_on_the_app_host_sealed_and_on_the_record(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("the first admin's long secret 8\n")
+
+    call_command(
+        "staff_account_create", "First.Admin@lab.example", "--role", "admin", "--password-file", str(secret)
+    )
+
+    client, status = sign_in("first.admin@lab.example", "the first admin's long secret 8")
+    assert status == 302 and client.get("/lab/admin/").status_code == 200
+    record = AuditRecord.objects.get(action="staff.account_created")
+    assert (record.actor_role, record.rule, record.justification) == (
+        "system",
+        "operator_command",
+        "created; roles - -> admin",
+    )
+    secret.write_text("short")
+    with pytest.raises(CommandError, match="too short"):
+        call_command(
+            "staff_account_create", "second@lab.example", "--role", "admin", "--password-file", str(secret)
+        )
+    assert not User.objects.filter(email="second@lab.example").exists()
