@@ -325,6 +325,18 @@ def _refuse(
     raise kind(decision.refusal, message, rule=decision.rule)
 
 
+def _sealed_or_refused(asset: Asset) -> None:
+    """A photo row whose owner, key or file were written in the database alone (lab/orders/models.py) would
+    hand out another photo's bytes under its id: nothing is read."""
+    if not asset.is_sealed:
+        logger.error("photo changed outside the lab refused asset=%s", asset.pk)
+        raise ImageGone(
+            GateError.IMAGE_UNAVAILABLE,
+            "This photo's record was changed outside the lab; it is not shown.",
+            rule="photo_changed_outside_the_lab",
+        )
+
+
 def _deliver(
     *,
     user: User,
@@ -338,6 +350,7 @@ def _deliver(
     """Render outside any transaction, then record the delivery (and open or reuse the grant) in one.
     grant: the grant the view came with; live: the person's live grant for this scope the facts found."""
     role, actor_id = primary_role(user), str(user.public_id)
+    _sealed_or_refused(asset)
     try:
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
         data, media_type = _render(
@@ -492,6 +505,7 @@ def owner_image_access(
         raise ImageNotFound(OrderError.ASSET_NOT_FOUND, "No such photo.")
     if asset.status != Asset.Status.READY:
         raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.")
+    _sealed_or_refused(asset)
     original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
     digest = hashlib.sha256(original).hexdigest()
     try:

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from lab.accounts.models import Consent, User
@@ -20,7 +21,7 @@ from lab.lib.tasks import enqueue
 from lab.orders import payments
 from lab.orders.errors import OrderError
 from lab.orders.guest_tokens import guest_token_derive, guest_token_hash
-from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, new_order_ref
+from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, asset_seal, new_order_ref
 from lab.orders.quotes import ItemRequest, Quote, QuoteLine, quote_compute
 
 logger = logging.getLogger(__name__)
@@ -207,8 +208,20 @@ def _order_insert(
         for line in quote.lines
     )
     if customer is None:
+        # Each photo sealed with the order it now belongs to (Asset.save's seal, from the photo as the quote
+        # read it locked), in the same statement.
+        seals = {
+            line.asset.pk: asset_seal(
+                asset_id=line.asset.pk,
+                owner_id=None,
+                guest_order_id=order.pk,
+                data_key_id=line.asset.data_key_id,
+                blob_name=line.asset.blob_name,
+            )
+            for line in quote.lines
+        }
         bound = Asset.objects.filter(pk__in=asset_ids, owner__isnull=True, guest_order__isnull=True).update(
-            guest_order=order
+            guest_order=order, sealed=Case(*(When(pk=pk, then=Value(seal)) for pk, seal in seals.items()))
         )
         if bound != len(asset_ids):
             # Another guest order (another key) took one of these photos: the quote's lock keeps that from

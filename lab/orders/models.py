@@ -13,6 +13,7 @@ from typing import ClassVar, cast
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from lab.catalog.placement import CropRect, FocalPoint, Orientation, PlacementOptions
 from lab.orders.states import OrderStatus
@@ -32,6 +33,29 @@ _REF_PATTERN = re.compile(REF_REGEX)
 def is_order_ref(value: str) -> bool:
     """True for a well-formed reference; anything else (NUL bytes included) is looked up nowhere."""
     return _REF_PATTERN.fullmatch(value) is not None
+
+
+# Which photo an Asset row's bytes are, and whose: a row re-pointed in the database alone (another customer's
+# key and file under one's own photo, one's own account as another photo's owner) reads nothing.
+ASSET_SEALED_FIELDS = frozenset(
+    {"owner", "owner_id", "guest_order", "guest_order_id", "data_key", "data_key_id", "blob_name"}
+)
+_ASSET_SEAL_SALT = "lab.orders.asset"
+
+
+def asset_seal(
+    *,
+    asset_id: object,
+    owner_id: object,
+    guest_order_id: object,
+    data_key_id: object,
+    blob_name: str,
+    secret: str | None = None,
+) -> str:
+    """HMAC, under a key the database never holds (SECRET_KEY, salted), of what ties a photo's row to its
+    bytes and to its customer."""
+    message = f"{asset_id}|{owner_id or ''}|{guest_order_id or ''}|{data_key_id or ''}|{blob_name}"
+    return salted_hmac(_ASSET_SEAL_SALT, message, secret=secret, algorithm="sha256").hexdigest()
 
 
 class Asset(models.Model):
@@ -72,12 +96,45 @@ class Asset(models.Model):
     gps_stripped = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     purged_at = models.DateTimeField(null=True, blank=True)
+    # asset_seal() of its owner, guest order, data key and file as the lab's own code last saved them.
+    sealed = models.CharField(max_length=64, blank=True)
 
     class Meta:
         indexes: ClassVar[list[models.Index]] = [models.Index(fields=["status", "created_at"])]
 
     def __str__(self) -> str:
         return f"asset:{self.pk}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        """Seal what ties the row to its bytes and its customer whenever the lab's code writes it."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or ASSET_SEALED_FIELDS & set(update_fields):  # type: ignore[call-overload]
+            self.sealed = self._seal()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "sealed"}  # type: ignore[misc]
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _seal(self, secret: str | None = None) -> str:
+        return asset_seal(
+            asset_id=self.pk,
+            owner_id=self.owner_id,
+            guest_order_id=self.guest_order_id,
+            data_key_id=self.data_key_id,
+            blob_name=self.blob_name,
+            secret=secret,
+        )
+
+    @property
+    def is_sealed(self) -> bool:
+        """Whether its owner, guest order, key and file are as the lab's own code last wrote them."""
+        secrets_ = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+        return bool(self.sealed) and any(constant_time_compare(self.sealed, self._seal(s)) for s in secrets_)
+
+    def belongs_to(self, order: Order) -> bool:
+        """Whether the order may print it: its customer's photo, or the photo its guest sent with it."""
+        if order.customer_id is not None:
+            return self.owner_id == order.customer_id
+        return self.owner_id is None and self.guest_order_id == order.pk
 
     @property
     def oriented_size(self) -> tuple[int, int]:

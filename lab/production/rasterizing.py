@@ -62,6 +62,18 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
     printer, item = job.printer, job.item
     assert printer is not None
     asset = item.asset
+    if not (asset.is_sealed and asset.belongs_to(job.order)):
+        # Its row was re-pointed in the database alone (another customer's photo under this order, or another
+        # photo's key and file under this one): nothing is read or printed; a person looks.
+        logger.error("photo changed outside the lab not printed job=%s asset=%s", job.pk, asset.pk)
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.RASTERIZING},
+            kind="raster_failed",
+            code="photo_changed_outside_the_lab",
+            message="The photo's record was changed outside the lab; nothing was read or printed.",
+        )
+        return "failed"
     try:
         system_image_access(asset_id=str(asset.pk), job_id=job.pk, order_ref=job.order.ref)
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")

@@ -213,6 +213,8 @@ def test_guest_orders_with_age_check_and_reads_with_its_token(api):
     assert right.json()["items"][0]["asset"] == asset_id
     order = Order.objects.get()
     assert order.guest_email == "guest@example.org"
+    photo = Asset.objects.get(pk=asset_id)  # bound to its order, and sealed so (it prints)
+    assert photo.guest_order_id == order.pk and photo.is_sealed and photo.belongs_to(order)
     consent = order.consents.get()
     assert consent.policy_version is not None
     assert consent.policy_version.version == "1.0"

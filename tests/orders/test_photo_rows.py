@@ -1,0 +1,73 @@
+"""A photo's row re-pointed in the database alone hands out nothing (lab/orders/models.py: the asset seal).
+
+As a database administrator with a customer account of their own would try it, in SQL: put another
+customer's key and file under their own photo and download it as its owner; make themselves the owner of
+another customer's photo; point their own paid order's item at another customer's photo and wait for the
+print. None of it reads the other photo's bytes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from lab.accounts.models import User
+from lab.orders.models import Asset
+from lab.production import rasterizing, routing
+from lab.production.models import PrintJob
+from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
+from tests.builders.orders import asset_for
+
+pytestmark = pytest.mark.django_db
+
+
+def dba(sql: str, *params: str | int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def owner_download(user: User, asset: Asset) -> tuple[int, str]:
+    client = APIClient()
+    client.force_authenticate(user)
+    response = client.get(f"/api/v1/assets/{asset.pk}/content")
+    code = response.json()["code"] if response["Content-Type"].startswith("application/") else "image"
+    return response.status_code, code
+
+
+def test_another_photos_key_and_file_under_ones_own_photo_are_not_read():
+    dba_account, victim = UserFactory.create(), UserFactory.create()
+    own, theirs = asset_for(dba_account), asset_for(victim, width=64, height=48)
+    assert owner_download(dba_account, own) == (200, "image")
+
+    dba(
+        "UPDATE orders_asset SET data_key_id = t.data_key_id, blob_name = t.blob_name"
+        " FROM orders_asset t WHERE t.id = %s AND orders_asset.id = %s",
+        str(theirs.pk),
+        str(own.pk),
+    )
+
+    assert owner_download(dba_account, own) == (410, "image_unavailable")
+
+
+def test_another_customers_photo_made_ones_own_is_not_read():
+    dba_account, victim = UserFactory.create(), UserFactory.create()
+    theirs = asset_for(victim)
+
+    dba("UPDATE orders_asset SET owner_id = %s WHERE id = %s", dba_account.pk, str(theirs.pk))
+
+    assert owner_download(dba_account, theirs) == (410, "image_unavailable")
+
+
+def test_an_order_pointed_at_another_customers_photo_prints_nothing_of_it():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    theirs = asset_for(UserFactory.create())
+    routing.order_release(order_id=order.pk)
+
+    dba("UPDATE orders_orderitem SET asset_id = %s WHERE order_id = %s", str(theirs.pk), order.pk)
+
+    job = PrintJob.objects.get()
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "failed"
+    job.refresh_from_db()
+    assert (job.status, job.failure_code, job.raster_blob) == ("failed", "photo_changed_outside_the_lab", "")
