@@ -195,6 +195,7 @@ STATUS_BY_CODE: dict[str, int] = {
             OrderError.ASSET_NOT_READY,
             OrderError.IDEMPOTENCY_KEY_REUSED,
             OrderError.ORDER_NOT_CANCELLABLE,
+            PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
             PackingError.ORDER_NOT_PACKED,
             PackingError.ORDER_NOT_READY_TO_PACK,
             ProductionError.JOB_CHANGED,

@@ -5,6 +5,7 @@ Statuses are written only by lab.orders.transitions.order_transition; every chan
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import uuid
@@ -41,6 +42,7 @@ ASSET_SEALED_FIELDS = frozenset(
     {"owner", "owner_id", "guest_order", "guest_order_id", "data_key", "data_key_id", "blob_name"}
 )
 _ASSET_SEAL_SALT = "lab.orders.asset"
+_ADDRESS_SEAL_SALT = "lab.orders.shipping_address"
 
 
 def asset_seal(
@@ -188,6 +190,9 @@ class Order(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
+    # address_seal() of its shipping address as the lab's own code last saved it (lab/packing/services.py
+    # prints a slip, the box's label, only for a sealed address).
+    address_sealed = models.CharField(max_length=64, blank=True)
 
     # Not columns: the items (each with its product) and events an answer shows, set by
     # lab.orders.selectors.order_with_lines, or by the intake from the rows it has just written.
@@ -210,9 +215,34 @@ class Order(models.Model):
     def __str__(self) -> str:
         return self.ref
 
+    def save(self, *args: object, **kwargs: object) -> None:
+        """Seal the shipping address whenever the lab's code writes it (the order's creation)."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "shipping_address" in update_fields:  # type: ignore[operator]
+            self.address_sealed = self._address_seal()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "address_sealed"}  # type: ignore[misc]
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
     @property
     def is_guest(self) -> bool:
         return self.customer_id is None
+
+    def _address_seal(self, secret: str | None = None) -> str:
+        address = json.dumps(self.shipping_address or {}, sort_keys=True, separators=(",", ":"))
+        message = f"{self.ref}|{self.customer_id or ''}|{address}"
+        return salted_hmac(_ADDRESS_SEAL_SALT, message, secret=secret, algorithm="sha256").hexdigest()
+
+    @property
+    def address_is_sealed(self) -> bool:
+        """Whether the shipping address is as the lab's own code wrote it: a box is never labelled for an
+        address written in the database alone. An empty one (an erased customer's) sends nothing anywhere."""
+        if not self.shipping_address:
+            return True
+        secrets_ = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+        return bool(self.address_sealed) and any(
+            constant_time_compare(self.address_sealed, self._address_seal(s)) for s in secrets_
+        )
 
 
 class OrderItem(models.Model):

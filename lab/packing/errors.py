@@ -19,3 +19,5 @@ class PackingError(StrEnum):
     INVALID_CARRIER = "invalid_carrier"
     INVALID_TRACKING_NUMBER = "invalid_tracking_number"
     NO_ORDERS_TO_PACK = "no_orders_to_pack"  # the day's slips were asked for with no order ready
+    # The shipping address was written in the database, not by the lab: no slip (the box's label) for it.
+    ADDRESS_CHANGED_OUTSIDE_THE_LAB = "address_changed_outside_the_lab"

@@ -10,7 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from lab.lib.errors import Conflict
 from lab.orders.models import Order
+from lab.packing.errors import PackingError
 from lab.packing.models import PackingSlip
 from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip
 from lab.production.backends import backend_for
@@ -27,6 +29,14 @@ class SlipOutdated(RuntimeError):
 
 
 def slip_data_for(order: Order) -> SlipData:
+    if not order.address_is_sealed:
+        # Written in the database alone: the box would be labelled for someone else's address.
+        logger.error("shipping address changed outside the lab refused order=%s", order.ref)
+        raise Conflict(
+            PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
+            f"Order {order.ref}'s shipping address was changed outside the lab; no slip is made for it. "
+            "Ask a supervisor.",
+        )
     address = order.shipping_address or {}
     lines = [address.get(k, "") for k in ("name", "line1", "line2")]
     lines.append(" ".join(p for p in (address.get("postal_code", ""), address.get("city", "")) if p))
