@@ -18,40 +18,40 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from django.conf import settings
-from django.utils.crypto import constant_time_compare, salted_hmac
-
 from lab.accounts.roles import STAFF_ROLES, user_roles
+from lab.lib.seals import seal_holds, seal_of
 
 SEAL_SALT = "lab.accounts.account_seal"
 
 
-def seal_value(
-    *, public_id: object, roles: Iterable[str], is_active: bool, password: str, secret: str | None = None
-) -> str:
-    """The seal of these facts of an account (primitives: migrations compute it on historical models too)."""
+def _facts(*, public_id: object, roles: Iterable[str], is_active: bool, password: str) -> str:
     staff_roles = sorted({str(role) for role in roles} & STAFF_ROLES)
-    message = json.dumps([str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
-    return salted_hmac(SEAL_SALT, message, secret=secret, algorithm="sha256").hexdigest()
+    return json.dumps([str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
 
 
-def account_seal_of(user: object, *, roles: Iterable[str] | None = None, secret: str | None = None) -> str:
-    return seal_value(
+def seal_value(*, public_id: object, roles: Iterable[str], is_active: bool, password: str) -> str:
+    """The seal of these facts of an account (primitives: migrations compute it on historical models too)."""
+    return seal_of(
+        SEAL_SALT, _facts(public_id=public_id, roles=roles, is_active=is_active, password=password)
+    )
+
+
+def _user_facts(user: object, roles: Iterable[str] | None = None) -> str:
+    return _facts(
         public_id=user.public_id,  # type: ignore[attr-defined]
         roles=user_roles(user) if roles is None else roles,
         is_active=user.is_active,  # type: ignore[attr-defined]
         password=user.password,  # type: ignore[attr-defined]
-        secret=secret,
     )
+
+
+def account_seal_of(user: object, *, roles: Iterable[str] | None = None) -> str:
+    return seal_of(SEAL_SALT, _user_facts(user, roles))
 
 
 def account_seal_holds(user: object) -> bool:
     """Whether the account is as the lab's tools last set it (under SECRET_KEY or one of its fallbacks)."""
-    stored = getattr(user, "account_seal", "")
-    if not stored:
-        return False
-    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return any(constant_time_compare(stored, account_seal_of(user, secret=secret)) for secret in secrets)
+    return seal_holds(getattr(user, "account_seal", ""), SEAL_SALT, _user_facts(user))
 
 
 def account_seal_set(user: object, *, roles: Iterable[str] | None = None) -> None:

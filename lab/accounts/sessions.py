@@ -13,7 +13,8 @@ from typing import Any
 
 from django.contrib.sessions.backends import db
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
+
+from lab.lib.seals import seal_of
 
 SESSION_KEY_SALT = "lab.accounts.sessions"
 _STORED_KEY_LENGTH = 40  # Django's session_key column
@@ -21,7 +22,7 @@ _STORED_KEY_LENGTH = 40  # Django's session_key column
 
 def stored_key(session_key: str) -> str:
     """The row's key for a session key (the cookie's value)."""
-    return salted_hmac(SESSION_KEY_SALT, session_key, algorithm="sha256").hexdigest()[:_STORED_KEY_LENGTH]
+    return seal_of(SESSION_KEY_SALT, session_key)[:_STORED_KEY_LENGTH]
 
 
 class SessionStore(db.SessionStore):

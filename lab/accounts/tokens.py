@@ -18,13 +18,13 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
 
 from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member, roles_known
 from lab.accounts.seal import account_seal_holds
 from lab.lib.errors import NotFound, PermissionDenied
+from lab.lib.seals import seal_holds, seal_of
 
 logger = logging.getLogger(__name__)
 TOKEN_KEY = re.compile(r"[0-9a-f]{40}")  # 20 random bytes in hex, the shape DRF's tokens had
@@ -45,24 +45,15 @@ def token_key_digest(key: str) -> str:
 TOKEN_BINDING_SALT = "lab.accounts.api_token"
 
 
-def token_binding(*, owner_public_id: object, key_sha256: str, secret: str | None = None) -> str:
-    """What binds a token row to its owner, under a key the database never holds (SECRET_KEY, salted): a
-    database administrator can neither make up a token (they could store the SHA-256 of a key of their own)
-    nor move one of theirs to another account."""
-    return salted_hmac(
-        TOKEN_BINDING_SALT, f"{owner_public_id}:{key_sha256}", secret=secret, algorithm="sha256"
-    ).hexdigest()
+def token_binding(*, owner_public_id: object, key_sha256: str) -> str:
+    """What binds a token row to its owner, a seal (lab/lib/seals.py): a database administrator can neither
+    make up a token (they could store the SHA-256 of a key of their own) nor move one of theirs to another
+    account."""
+    return seal_of(TOKEN_BINDING_SALT, f"{owner_public_id}:{key_sha256}")
 
 
 def _is_bound(token: ApiToken) -> bool:
-    secrets_ = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return any(
-        constant_time_compare(
-            token.binding,
-            token_binding(owner_public_id=token.user.public_id, key_sha256=token.key_sha256, secret=secret),
-        )
-        for secret in secrets_
-    )
+    return seal_holds(token.binding, TOKEN_BINDING_SALT, f"{token.user.public_id}:{token.key_sha256}")
 
 
 def api_token_issue(*, user: User, name: str, client_ip: str | None = None) -> IssuedToken:

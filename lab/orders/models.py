@@ -9,14 +9,14 @@ import json
 import re
 import secrets
 import uuid
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
 
 from lab.catalog.placement import CropRect, FocalPoint, Orientation, PlacementOptions
+from lab.lib.seals import resealing, seal_holds, seal_of
 from lab.orders.states import OrderStatus
 
 # Crockford-style alphabet: no I, L, O, U; 12 symbols = 60 bits, unguessable and readable on a slip.
@@ -45,19 +45,33 @@ _ASSET_SEAL_SALT = "lab.orders.asset"
 _ADDRESS_SEAL_SALT = "lab.orders.shipping_address"
 
 
-def asset_seal(
-    *,
-    asset_id: object,
-    owner_id: object,
-    guest_order_id: object,
-    data_key_id: object,
-    blob_name: str,
-    secret: str | None = None,
+def _asset_facts(
+    *, asset_id: object, owner_id: object, guest_order_id: object, data_key_id: object, blob_name: str
 ) -> str:
-    """HMAC, under a key the database never holds (SECRET_KEY, salted), of what ties a photo's row to its
-    bytes and to its customer."""
-    message = f"{asset_id}|{owner_id or ''}|{guest_order_id or ''}|{data_key_id or ''}|{blob_name}"
-    return salted_hmac(_ASSET_SEAL_SALT, message, secret=secret, algorithm="sha256").hexdigest()
+    return f"{asset_id}|{owner_id or ''}|{guest_order_id or ''}|{data_key_id or ''}|{blob_name}"
+
+
+def asset_seal(
+    *, asset_id: object, owner_id: object, guest_order_id: object, data_key_id: object, blob_name: str
+) -> str:
+    """The seal (lab/lib/seals.py) of what ties a photo's row to its bytes and to its customer."""
+    facts = _asset_facts(
+        asset_id=asset_id,
+        owner_id=owner_id,
+        guest_order_id=guest_order_id,
+        data_key_id=data_key_id,
+        blob_name=blob_name,
+    )
+    return seal_of(_ASSET_SEAL_SALT, facts)
+
+
+def address_seal(*, ref: str, customer_id: object, address: dict[str, Any]) -> str:
+    """The seal of an order's shipping address (lab/lib/seals.py)."""
+    return seal_of(_ADDRESS_SEAL_SALT, _address_facts(ref=ref, customer_id=customer_id, address=address))
+
+
+def _address_facts(*, ref: str, customer_id: object, address: dict[str, Any]) -> str:
+    return f"{ref}|{customer_id or ''}|{json.dumps(address or {}, sort_keys=True, separators=(',', ':'))}"
 
 
 class Asset(models.Model):
@@ -107,30 +121,27 @@ class Asset(models.Model):
     def __str__(self) -> str:
         return f"asset:{self.pk}"
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """Seal what ties the row to its bytes and its customer whenever the lab's code writes it."""
-        update_fields = kwargs.get("update_fields")
-        if update_fields is None or ASSET_SEALED_FIELDS & set(update_fields):  # type: ignore[call-overload]
-            self.sealed = self._seal()
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "sealed"}  # type: ignore[misc]
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        reseal, update_fields = resealing(kwargs.get("update_fields"), ASSET_SEALED_FIELDS, "sealed")
+        if reseal:
+            self.sealed = seal_of(_ASSET_SEAL_SALT, self._facts())
+            kwargs["update_fields"] = update_fields
+        super().save(*args, **kwargs)
 
-    def _seal(self, secret: str | None = None) -> str:
-        return asset_seal(
+    def _facts(self) -> str:
+        return _asset_facts(
             asset_id=self.pk,
             owner_id=self.owner_id,
             guest_order_id=self.guest_order_id,
             data_key_id=self.data_key_id,
             blob_name=self.blob_name,
-            secret=secret,
         )
 
     @property
     def is_sealed(self) -> bool:
         """Whether its owner, guest order, key and file are as the lab's own code last wrote them."""
-        secrets_ = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-        return bool(self.sealed) and any(constant_time_compare(self.sealed, self._seal(s)) for s in secrets_)
+        return seal_holds(self.sealed, _ASSET_SEAL_SALT, self._facts())
 
     def belongs_to(self, order: Order) -> bool:
         """Whether the order may print it: its customer's photo, or the photo its guest sent with it."""
@@ -215,23 +226,19 @@ class Order(models.Model):
     def __str__(self) -> str:
         return self.ref
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """Seal the shipping address whenever the lab's code writes it (the order's creation)."""
-        update_fields = kwargs.get("update_fields")
-        if update_fields is None or "shipping_address" in update_fields:  # type: ignore[operator]
-            self.address_sealed = self._address_seal()
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "address_sealed"}  # type: ignore[misc]
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        reseal, update_fields = resealing(kwargs.get("update_fields"), {"shipping_address"}, "address_sealed")
+        if reseal:
+            self.address_sealed = address_seal(
+                ref=self.ref, customer_id=self.customer_id, address=self.shipping_address
+            )
+            kwargs["update_fields"] = update_fields
+        super().save(*args, **kwargs)
 
     @property
     def is_guest(self) -> bool:
         return self.customer_id is None
-
-    def _address_seal(self, secret: str | None = None) -> str:
-        address = json.dumps(self.shipping_address or {}, sort_keys=True, separators=(",", ":"))
-        message = f"{self.ref}|{self.customer_id or ''}|{address}"
-        return salted_hmac(_ADDRESS_SEAL_SALT, message, secret=secret, algorithm="sha256").hexdigest()
 
     @property
     def address_is_sealed(self) -> bool:
@@ -239,10 +246,8 @@ class Order(models.Model):
         address written in the database alone. An empty one (an erased customer's) sends nothing anywhere."""
         if not self.shipping_address:
             return True
-        secrets_ = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-        return bool(self.address_sealed) and any(
-            constant_time_compare(self.address_sealed, self._address_seal(s)) for s in secrets_
-        )
+        facts = _address_facts(ref=self.ref, customer_id=self.customer_id, address=self.shipping_address)
+        return seal_holds(self.address_sealed, _ADDRESS_SEAL_SALT, facts)
 
 
 class OrderItem(models.Model):

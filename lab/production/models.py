@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
 
+from lab.lib.seals import resealing, seal_holds, seal_of
 from lab.production.states import PRINTER_STATE_CHOICES, JobStatus, PrinterState, ReprintReason
 from printers.registry import backend_choices
 
@@ -22,14 +22,15 @@ DESTINATION_FIELDS = ("backend", "target", "cups_server", "host")
 _DESTINATION_SALT = "lab.production.printer_destination"
 
 
-def destination_seal(
-    *, name: str, backend: str, target: str, cups_server: str, host: str, secret: str | None = None
-) -> str:
-    """HMAC of a printer's destination under a key the database never holds (SECRET_KEY, salted): a
-    destination written in the database alone (a CUPS server or a folder someone else reads) does not
-    carry it, and nothing is sent there (lab/production/submission.py)."""
-    message = "\x1f".join((name, backend, target, cups_server, host))
-    return salted_hmac(_DESTINATION_SALT, message, secret=secret, algorithm="sha256").hexdigest()
+def destination_seal(*, name: str, backend: str, target: str, cups_server: str, host: str) -> str:
+    """The seal (lab/lib/seals.py) of a printer's destination: a destination written in the database alone (a
+    CUPS server or a folder someone else reads) does not carry it, and nothing is sent there
+    (lab/production/submission.py)."""
+    return seal_of(_DESTINATION_SALT, _destination_facts(name, backend, target, cups_server, host))
+
+
+def _destination_facts(*fields: str) -> str:
+    return "\x1f".join(fields)
 
 
 class Printer(models.Model):
@@ -67,34 +68,23 @@ class Printer(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """Seal the destination whenever the lab's code writes it (the admin, printers_sync, the demo seed):
         only a write that bypasses the app leaves it unsealed."""
-        update_fields = kwargs.get("update_fields")
-        if update_fields is None or {"name", *DESTINATION_FIELDS} & set(update_fields):  # type: ignore[call-overload]
-            self.destination_sealed = self._destination_seal()
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "destination_sealed"}  # type: ignore[misc]
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        watched = {"name", *DESTINATION_FIELDS}
+        reseal, update_fields = resealing(kwargs.get("update_fields"), watched, "destination_sealed")
+        if reseal:
+            self.destination_sealed = seal_of(_DESTINATION_SALT, self._destination())
+            kwargs["update_fields"] = update_fields
+        super().save(*args, **kwargs)
 
-    def _destination_seal(self, secret: str | None = None) -> str:
-        return destination_seal(
-            name=self.name,
-            backend=self.backend,
-            target=self.target,
-            cups_server=self.cups_server,
-            host=self.host,
-            secret=secret,
-        )
+    def _destination(self) -> str:
+        return _destination_facts(self.name, self.backend, self.target, self.cups_server, self.host)
 
     @property
     def destination_is_sealed(self) -> bool:
         """Whether the destination is as the lab's own code last wrote it."""
-        secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-        return bool(self.destination_sealed) and any(
-            constant_time_compare(self.destination_sealed, self._destination_seal(secret))
-            for secret in secrets
-        )
+        return seal_holds(self.destination_sealed, _DESTINATION_SALT, self._destination())
 
     @property
     def is_available(self) -> bool:
