@@ -101,6 +101,9 @@ SECRET_KEY = required_secret(
     make=lambda: secrets.token_urlsafe(50),
     how=f"{_PYTHON} 'import secrets; print(secrets.token_urlsafe(50))'",
 )
+# Earlier SECRET_KEYs, comma-separated, during a rotation: sessions' data, signed values and every seal made
+# under one of them (lab/lib/seals.py) keep holding until it is dropped.
+SECRET_KEY_FALLBACKS = [key for key in env_secret("SECRET_KEY_FALLBACKS").split(",") if key]
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")

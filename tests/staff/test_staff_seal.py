@@ -229,3 +229,16 @@ def test_the_first_lab_admin_is_made_on_the_app_host_sealed_and_on_the_record(tm
             "staff_account_create", "second@lab.example", "--role", "admin", "--password-file", str(secret)
         )
     assert not User.objects.filter(email="second@lab.example").exists()
+
+
+def test_a_secret_key_rotation_keeps_seals_while_the_old_key_is_a_fallback(settings):
+    technician = person("technician")
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "a new secret key for the rotation, fifty characters or more long"
+
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert sign_in(technician.email, PASSWORD)[1] == 302
+    settings.SECRET_KEY_FALLBACKS = []  # dropped before the accounts were sealed again
+    assert sign_in(technician.email, PASSWORD)[1] == 403
+    call_command("staff_account_seal", "--all")
+    assert sign_in(technician.email, PASSWORD)[1] == 302
