@@ -24,7 +24,7 @@ from lab.accounts.roles import Role, primary_role, user_roles
 from lab.audit.models import AccessGrant, AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.gate.errors import GateError
-from lab.gate.facts import Context, Facts, facts_gather, grant_of
+from lab.gate.facts import Context, Facts, context_int, facts_gather, grant_of
 from lab.gate.watermark import preview_render
 from lab.lib.errors import DomainError, Gone, MethodNotAllowed, NotFound, PermissionDenied, Unavailable
 from lab.orders.errors import OrderError
@@ -33,6 +33,7 @@ from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
 from lab.production.maintenance import MAINTENANCE_ORDER_STATUSES
+from lab.production.models import MaintenanceTicket
 from lab.production.states import ACTIVE_JOB_STATUSES, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,12 @@ def _maintenance_fits(*, request: AccessRequest, context: Context) -> Decision:
         return Decision(False, "order_not_in_production", context.order_ref)
     if request.is_full_resolution and not context.is_approved:
         return Decision(False, "maintenance_full_resolution_needs_approval", context.order_ref)
+    # Read only for a view the ticket would allow: a job added, an approval or a reopening written in the
+    # database alone, not by the ticket's actions, shows nothing (lab/production/models.py).
+    ticket = MaintenanceTicket.objects.filter(pk=context_int(request.context_id)).first()
+    if ticket is None or not ticket.is_sealed:
+        logger.error("maintenance ticket changed outside the lab refused ticket=%s", request.context_id)
+        return Decision(False, "maintenance_ticket_changed_outside_the_lab", context.order_ref)
     return Decision(True, "open_maintenance_ticket", context.order_ref)
 
 

@@ -103,6 +103,7 @@ def maintenance_ticket_open(
             printer=printer, opened_by=actor, description=description[:500]
         )
         ticket.jobs.set(wanted)
+        ticket.seal()
         JobEvent.objects.create(
             printer=printer, kind="maintenance_opened", actor=actor, note=f"ticket {ticket.pk}, {jobs_note}"
         )
@@ -135,6 +136,7 @@ def maintenance_ticket_approve(*, ticket_id: int, actor: User) -> MaintenanceTic
             raise Conflict(ProductionError.TICKET_APPROVED, f"Ticket {ticket.pk} is already approved.")
         ticket.approved_by, ticket.approved_at = actor, timezone.now()
         ticket.save(update_fields=["approved_by", "approved_at"])
+        ticket.seal()
         JobEvent.objects.create(
             printer_id=ticket.printer_id,
             kind="maintenance_approved",
@@ -158,6 +160,7 @@ def maintenance_ticket_close(*, ticket_id: int, actor: User) -> MaintenanceTicke
             raise Conflict(ProductionError.TICKET_CLOSED, f"Ticket {ticket.pk} is already closed.")
         ticket.closed_at = timezone.now()
         ticket.save(update_fields=["closed_at"])
+        ticket.seal()
         grants_revoke(context_type="maintenance_ticket", context_id=ticket.pk, reason="ticket_closed")
         JobEvent.objects.create(
             printer_id=ticket.printer_id, kind="maintenance_closed", actor=actor, note=f"ticket {ticket.pk}"

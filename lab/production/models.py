@@ -20,6 +20,7 @@ _JOB_TITLE = re.compile(rf"{JOB_TITLE_PREFIX}([0-9]+)")
 # Where a printer's jobs go: the decrypted rasters (and packing slips) leave the lab's hands there.
 DESTINATION_FIELDS = ("backend", "target", "cups_server", "host")
 _DESTINATION_SALT = "lab.production.printer_destination"
+_TICKET_SALT = "lab.production.maintenance_ticket"
 
 
 def destination_seal(*, name: str, backend: str, target: str, cups_server: str, host: str) -> str:
@@ -256,6 +257,10 @@ class MaintenanceTicket(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     approved_at = models.DateTimeField(null=True, blank=True)
+    # ticket_seal() of its printer, opener, jobs, approver and whether it is closed, as the lab's own code
+    # (lab.production.maintenance) last wrote them: the gate shows nothing under a ticket that does not carry
+    # it (a job added, an approval or a reopening written in the database alone).
+    sealed = models.CharField(max_length=64, blank=True)
 
     class Meta:
         db_table = "audit_maintenanceticket"  # created by the audit app, moved here without a table rename
@@ -273,3 +278,27 @@ class MaintenanceTicket(models.Model):
     @property
     def is_approved(self) -> bool:
         return self.approved_at is not None
+
+    def seal(self) -> None:
+        """Seal the ticket as it is now (its jobs read from the database): the ticket actions call it."""
+        self.sealed = ticket_seal(self, list(self.jobs.values_list("pk", flat=True)))
+        MaintenanceTicket.objects.filter(pk=self.pk).update(sealed=self.sealed)
+
+    @property
+    def is_sealed(self) -> bool:
+        """Whether its printer, opener, jobs, approver and state are as the lab's own code last wrote them."""
+        facts = ticket_facts(self, list(self.jobs.values_list("pk", flat=True)))
+        return seal_holds(self.sealed, _TICKET_SALT, facts)
+
+
+def ticket_facts(ticket: Any, job_ids: list[int]) -> str:
+    """What a ticket's seal covers (a historical model in a migration has the same fields)."""
+    jobs = ",".join(str(job_id) for job_id in sorted(job_ids))
+    state = "closed" if ticket.closed_at else "open"
+    return (
+        f"{ticket.pk}|{ticket.printer_id}|{ticket.opened_by_id}|{jobs}|{ticket.approved_by_id or ''}|{state}"
+    )
+
+
+def ticket_seal(ticket: Any, job_ids: list[int]) -> str:
+    return seal_of(_TICKET_SALT, ticket_facts(ticket, job_ids))
