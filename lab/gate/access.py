@@ -189,11 +189,19 @@ def _maintenance_fits(*, request: AccessRequest, context: Context) -> Decision:
         return Decision(False, "maintenance_full_resolution_needs_approval", context.order_ref)
     # Read only for a view the ticket would allow: a job added, an approval or a reopening written in the
     # database alone, not by the ticket's actions, shows nothing (lab/production/models.py).
+    # A ticket the audit log says was closed stays closed: an open state (and its seal) copied before the
+    # close and put back afterwards would carry a valid seal.
     ticket = MaintenanceTicket.objects.filter(pk=context_int(request.context_id)).first()
-    if ticket is None or not ticket.is_sealed:
+    if ticket is None or not ticket.is_sealed or _closed_on_the_record(ticket):
         logger.error("maintenance ticket changed outside the lab refused ticket=%s", request.context_id)
         return Decision(False, "maintenance_ticket_changed_outside_the_lab", context.order_ref)
     return Decision(True, "open_maintenance_ticket", context.order_ref)
+
+
+def _closed_on_the_record(ticket: MaintenanceTicket) -> bool:
+    return AuditRecord.objects.filter(
+        action="maintenance.ticket.close", context_type="maintenance_ticket", context_id=str(ticket.pk)
+    ).exists()
 
 
 # --- Grants ---------------------------------------------------------------------------------------

@@ -111,3 +111,21 @@ def test_the_tickets_own_approval_keeps_it_usable(jobs):
     maintenance_ticket_approve(ticket_id=ticket.pk, actor=supervisor)
 
     assert view(technician, jobs[0], ticket, variant="full") == "granted"
+
+
+def test_a_ticket_put_back_open_with_the_seal_it_had_before_its_close_shows_nothing(jobs):
+    """The DBA kept the open ticket's row (and its valid seal) and writes it back after the close: the audit
+    log's record of the close still stands."""
+    technician = person("technician")
+    ticket = maintenance_ticket_open(
+        printer_id=jobs[0].printer_id, actor=technician, description="banding", job_ids=[jobs[0].pk]
+    )
+    kept_seal = MaintenanceTicket.objects.get(pk=ticket.pk).sealed
+    maintenance_ticket_close(ticket_id=ticket.pk, actor=technician)
+
+    dba(
+        "UPDATE audit_maintenanceticket SET closed_at = NULL, sealed = %s WHERE id = %s", kept_seal, ticket.pk
+    )
+
+    assert MaintenanceTicket.objects.get(pk=ticket.pk).is_sealed  # the copy's seal is valid
+    assert view(technician, jobs[0], ticket) == CHANGED
