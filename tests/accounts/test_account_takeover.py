@@ -9,21 +9,16 @@ import secrets
 
 import pytest
 from django.contrib.auth.hashers import make_password
-from django.db import connection
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.services import policy_current
 from tests.builders import PASSWORD, UserFactory
 from tests.builders.orders import asset_for
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 DBA_PASSWORD = "the dba chose this one"
-
-
-def dba(sql: str, *params: str | int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def token_for(email: str, password: str) -> tuple[int, dict[str, object]]:

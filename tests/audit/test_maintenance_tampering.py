@@ -7,7 +7,6 @@ Each is refused at the gate as a recorded denial; the lab's own actions on the t
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
@@ -19,15 +18,11 @@ from lab.production.maintenance import (
 )
 from lab.production.models import MaintenanceTicket, PrintJob
 from tests.builders import hotfolder_printer, person, released_order
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 META = RequestMeta(client_ip="10.1.2.3", user_agent="pytest", request_id="req-t")
 CHANGED = "maintenance_ticket_changed_outside_the_lab"
-
-
-def dba(sql: str, *params: str | int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def view(user, job: PrintJob, ticket: MaintenanceTicket, *, variant: str = "preview") -> str:

@@ -9,7 +9,6 @@ print. None of it reads the other photo's bytes.
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from lab.accounts.models import User
@@ -18,13 +17,9 @@ from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
 from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
 from tests.builders.orders import asset_for
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
-
-
-def dba(sql: str, *params: str | int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def owner_download(user: User, asset: Asset) -> tuple[int, str]:

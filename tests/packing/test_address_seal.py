@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 
 from lab.lib.errors import Conflict
@@ -17,6 +16,7 @@ from lab.orders.models import Order
 from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render
 from tests.builders import client_as, hotfolder_printer, messages_of, ready_to_pack_order
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 THEIRS = {"name": "Someone Else", "line1": "9 Drop Box Lane", "city": "Elsewhere", "country": "US"}
@@ -29,10 +29,7 @@ def order() -> Order:
 
 
 def dba_sets_address(order: Order, address: dict[str, str]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE orders_order SET shipping_address = %s WHERE id = %s", [json.dumps(address), order.pk]
-        )
+    dba("UPDATE orders_order SET shipping_address = %s WHERE id = %s", json.dumps(address), order.pk)
 
 
 def test_an_address_written_in_the_database_gets_no_slip(order):

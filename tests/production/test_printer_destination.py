@@ -10,20 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from lab.packing.services import packing_slip_print
 from lab.production import rasterizing, routing, submission
 from lab.production.models import Printer, PrintJob
 from printers.errors import PermanentPrinterError
 from tests.builders import WORKER, hotfolder_printer, paid_order
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 
 
 def dba_points(printer: Printer, *, target: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE production_printer SET target = %s WHERE id = %s", [target, printer.pk])
+    dba("UPDATE production_printer SET target = %s WHERE id = %s", target, printer.pk)
 
 
 def files_in(folder: Path) -> list[Path]:

@@ -21,16 +21,11 @@ from lab.accounts.models import SecurityEvent, User
 from lab.audit.models import AuditRecord
 from lab.audit.staff_seal import REFUSAL_MESSAGE
 from tests.builders import PASSWORD, client_as, person
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 ADMIN = "/lab/admin/"
 DBA_PASSWORD = "the dba chose this one"
-
-
-def dba(sql: str, *params: str | int) -> None:
-    """A write straight to the database, as its administrator makes it: no app code runs."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def dba_grants(user: User, role: str) -> None:
