@@ -16,7 +16,7 @@ from django.db import models
 from django.utils import timezone
 
 from lab.catalog.placement import CropRect, FocalPoint, Orientation, PlacementOptions
-from lab.lib.seals import resealing, seal_holds, seal_of
+from lab.lib.seals import resealing, seal_holds, seal_of, stored_row_sealed
 from lab.orders.states import OrderStatus
 
 # Crockford-style alphabet: no I, L, O, U; 12 symbols = 60 bits, unguessable and readable on a slip.
@@ -124,7 +124,7 @@ class Asset(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Seal what ties the row to its bytes and its customer whenever the lab's code writes it."""
         reseal, update_fields = resealing(kwargs.get("update_fields"), ASSET_SEALED_FIELDS, "sealed")
-        if reseal:
+        if reseal and stored_row_sealed(self, lambda stored: stored.is_sealed):
             self.sealed = seal_of(_ASSET_SEAL_SALT, self._facts())
             kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)
@@ -229,7 +229,7 @@ class Order(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Seal the shipping address whenever the lab's code writes it (the order's creation)."""
         reseal, update_fields = resealing(kwargs.get("update_fields"), {"shipping_address"}, "address_sealed")
-        if reseal:
+        if reseal and stored_row_sealed(self, lambda stored: stored.address_is_sealed):
             self.address_sealed = address_seal(
                 ref=self.ref, customer_id=self.customer_id, address=self.shipping_address
             )

@@ -134,9 +134,11 @@ def maintenance_ticket_approve(*, ticket_id: int, actor: User) -> MaintenanceTic
             )
         if ticket.is_approved:
             raise Conflict(ProductionError.TICKET_APPROVED, f"Ticket {ticket.pk} is already approved.")
+        was_sealed = ticket.is_sealed  # a ticket changed in the database alone is not made the lab's again
         ticket.approved_by, ticket.approved_at = actor, timezone.now()
         ticket.save(update_fields=["approved_by", "approved_at"])
-        ticket.seal()
+        if was_sealed:
+            ticket.seal()
         JobEvent.objects.create(
             printer_id=ticket.printer_id,
             kind="maintenance_approved",
@@ -158,9 +160,11 @@ def maintenance_ticket_close(*, ticket_id: int, actor: User) -> MaintenanceTicke
             raise NotFound(ProductionError.TICKET_NOT_FOUND, "No such maintenance ticket.")
         if not ticket.is_open:
             raise Conflict(ProductionError.TICKET_CLOSED, f"Ticket {ticket.pk} is already closed.")
+        was_sealed = ticket.is_sealed
         ticket.closed_at = timezone.now()
         ticket.save(update_fields=["closed_at"])
-        ticket.seal()
+        if was_sealed:
+            ticket.seal()
         grants_revoke(context_type="maintenance_ticket", context_id=ticket.pk, reason="ticket_closed")
         JobEvent.objects.create(
             printer_id=ticket.printer_id, kind="maintenance_closed", actor=actor, note=f"ticket {ticket.pk}"

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from lab.lib.seals import resealing, seal_holds, seal_of
+from lab.lib.seals import resealing, seal_holds, seal_of, stored_row_sealed
 from lab.production.states import PRINTER_STATE_CHOICES, JobStatus, PrinterState, ReprintReason
 from printers.registry import backend_choices
 
@@ -74,7 +74,7 @@ class Printer(models.Model):
         only a write that bypasses the app leaves it unsealed."""
         watched = {"name", *DESTINATION_FIELDS}
         reseal, update_fields = resealing(kwargs.get("update_fields"), watched, "destination_sealed")
-        if reseal:
+        if reseal and stored_row_sealed(self, lambda stored: stored.destination_is_sealed):
             self.destination_sealed = seal_of(_DESTINATION_SALT, self._destination())
             kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)

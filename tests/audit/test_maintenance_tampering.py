@@ -124,3 +124,19 @@ def test_a_ticket_put_back_open_with_the_seal_it_had_before_its_close_shows_noth
 
     assert MaintenanceTicket.objects.get(pk=ticket.pk).is_sealed  # the copy's seal is valid
     assert view(technician, jobs[0], ticket) == CHANGED
+
+
+def test_approving_a_ticket_widened_in_the_database_does_not_make_the_added_job_the_tickets(jobs):
+    technician, supervisor = person("technician"), person("supervisor")
+    ticket = maintenance_ticket_open(
+        printer_id=jobs[0].printer_id, actor=technician, description="banding", job_ids=[jobs[0].pk]
+    )
+    dba(
+        "INSERT INTO audit_maintenanceticket_jobs (maintenanceticket_id, printjob_id) VALUES (%s, %s)",
+        ticket.pk,
+        jobs[1].pk,
+    )
+
+    maintenance_ticket_approve(ticket_id=ticket.pk, actor=supervisor)
+
+    assert view(technician, jobs[1], ticket, variant="full") == CHANGED

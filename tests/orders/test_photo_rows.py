@@ -66,3 +66,15 @@ def test_an_order_pointed_at_another_customers_photo_prints_nothing_of_it():
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "failed"
     job.refresh_from_db()
     assert (job.status, job.failure_code, job.raster_blob) == ("failed", "photo_changed_outside_the_lab", "")
+
+
+def test_storing_a_url_photo_whose_owner_was_changed_in_the_database_does_not_seal_the_change():
+    dba_account, victim = UserFactory.create(), UserFactory.create()
+    pending = Asset.objects.create(owner=victim, source_url="https://photos.example/p.jpg", status="pending")
+    dba("UPDATE orders_asset SET owner_id = %s WHERE id = %s", dba_account.pk, str(pending.pk))
+
+    stored = Asset.objects.get(pk=pending.pk)
+    stored.blob_name, stored.status = "b" * 32, "ready"
+    stored.save()  # as the fetch stores the photo it read
+
+    assert not Asset.objects.get(pk=pending.pk).is_sealed

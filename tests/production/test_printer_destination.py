@@ -74,3 +74,14 @@ def test_the_labs_own_change_of_destination_is_sealed_and_printed_to(settings):
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert len(files_in(Path(settings.HOTFOLDER_ROOT) / "minilab-2")) == 2  # the print file and its ticket
+
+
+def test_the_labs_next_save_of_a_printer_changed_in_the_database_does_not_make_the_change_its_own(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    dba("UPDATE production_printer SET host = %s WHERE id = %s", "host-of-someone-else", printer.pk)
+
+    synced = Printer.objects.get(pk=printer.pk)
+    synced.target = "minilab"
+    synced.save(update_fields=["target"])  # as printers_sync writes a printer it reads
+
+    assert not Printer.objects.get(pk=printer.pk).destination_is_sealed
