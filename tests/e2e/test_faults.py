@@ -456,11 +456,24 @@ def test_the_stripe_webhook_is_answered_2xx_while_the_broker_is_down_and_the_ord
 
 def test_a_worker_killed_inside_the_release_loses_no_order(lab: Stack):
     order = lab.place_order(LINES)
+    # The order's "received" e-mail goes first: its task, still queued ahead of the release, would wait on the
+    # held row (its notification row points at the order) and the one-process worker would never reach the
+    # release (a flake seen in CI when the worker was slower than the test).
+    wait_until(
+        lambda: lab.sql(
+            "SELECT count(*) FROM notify_notification n JOIN orders_order o ON o.id = n.order_id "
+            "WHERE o.ref = %s AND n.kind = 'order_received' AND n.status IN ('sent', 'skipped')",
+            order["ref"],
+        )[0][0],
+        timeout=30,
+        what=lambda: f"the order's 'received' e-mail\n{lab.worker.log_tail()}",
+    )
     lab.worker.stop()
     lab.pay(order)  # the release message waits in the broker
     with psycopg.connect(lab.database_url) as blocker:
         # Hold the order's row: the release task blocks on its lock, inside order_release.
         blocker.execute("SELECT id FROM orders_order WHERE ref = %s FOR UPDATE", (order["ref"],))
+        started_at = lab.worker.log_offset()
         lab.worker.start()
         wait_until(
             lambda: lab.sql(
@@ -468,8 +481,13 @@ def test_a_worker_killed_inside_the_release_loses_no_order(lab: Stack):
                 "%orders_order%FOR UPDATE%",
             )[0][0],
             timeout=30,
-            what=lambda: f"the release task to wait for the order's lock\n{lab.worker.log_tail()}",
+            what=lambda: (
+                f"the release task to wait for the order's lock; tasks taken: "
+                f"{lab.worker.tasks_received_since(started_at)}"
+            ),
         )
+        # One process, one message in hand: the task waiting on the row is the last one taken, the release.
+        assert lab.worker.tasks_received_since(started_at)[-1] == "production.order_release"
         lab.worker.kill()
     lab.worker.start()
 

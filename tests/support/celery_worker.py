@@ -147,7 +147,7 @@ class CeleryWorker:
         if purge:
             queues_purge(broker_url=self.env["CELERY_BROKER_URL"], queues=self.queues)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        offset = self.log.stat().st_size if self.log.exists() else 0
+        offset = self.log_offset()
         self.starts += 1
         self._service = Service(self.command(), log=self.log, env=self.env, cwd=self.project_dir).start()
         service = self._service
@@ -180,11 +180,22 @@ class CeleryWorker:
     def log_tail(self, characters: int = 4000) -> str:
         return self.log.read_bytes()[-characters:].decode(errors="replace") if self.log.exists() else ""
 
-    def rounds_since(self, offset: int, task: str) -> int:
-        """Whole runs of `task` since log byte `offset`: received after it, and then succeeded."""
+    def log_offset(self) -> int:
+        """Where the log ends now: what the worker logs from here on is `_log_since` this offset."""
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def _log_since(self, offset: int) -> str:
         with self.log.open("rb") as handle:
             handle.seek(offset)
-            text = handle.read().decode(errors="replace")
+            return handle.read().decode(errors="replace")
+
+    def tasks_received_since(self, offset: int) -> list[str]:
+        """Names of the tasks the worker took from the broker since log byte `offset`, in order."""
+        return re.findall(r"Task ([\w.]+)\[[0-9a-f-]+\] received", self._log_since(offset))
+
+    def rounds_since(self, offset: int, task: str) -> int:
+        """Whole runs of `task` since log byte `offset`: received after it, and then succeeded."""
+        text = self._log_since(offset)
         received = re.findall(rf"Task {re.escape(task)}\[([0-9a-f-]+)\] received", text)
         return sum(f"[{task_id}] succeeded" in text for task_id in received)
 
@@ -192,7 +203,7 @@ class CeleryWorker:
         """Wait until the embedded beat's printer poll and reconciler have each run this many whole rounds
         that began after this call. A round that fails does not count, so it ends in a timeout."""
         assert self.beat, "only a worker with the embedded beat runs the poll and reconcile rounds"
-        offset = self.log.stat().st_size
+        offset = self.log_offset()
         wanted = {ROUND_TASKS["poll"]: poll, ROUND_TASKS["reconcile"]: reconcile}
         wait_until(
             lambda: all(self.rounds_since(offset, task) >= count for task, count in wanted.items()),
@@ -208,8 +219,4 @@ class CeleryWorker:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def _logged_since(self, offset: int, marker: bytes) -> bool:
-        if not self.log.exists():
-            return False
-        with self.log.open("rb") as handle:
-            handle.seek(offset)
-            return marker in handle.read()
+        return self.log.exists() and marker.decode() in self._log_since(offset)
