@@ -95,7 +95,11 @@ def test_print_host_worker_consumes_only_its_own_queue_beside_its_cups():
 
 
 def test_web_runs_gunicorn_and_the_default_queue_has_a_worker_apart_from_the_rasters():
-    assert " lab.wsgi --bind 127.0.0.1:8000 " in exec_start(UNITS / "printlab-web.service")
+    # The access log that leaves out query strings, as scripts/run and the tests' web server use it.
+    assert " lab.wsgi --config /opt/printlab/gunicorn.conf.py --bind 127.0.0.1:8000 " in exec_start(
+        UNITS / "printlab-web.service"
+    )
+    assert (ROOT / "gunicorn.conf.py").is_file()
     assert exec_start(UNITS / "printlab-web.service").startswith("/opt/printlab/.venv/bin/gunicorn ")
     # A long raster queue must not hold up releases, polls and e-mail (bench/scale): no worker takes both.
     assert " worker -Q raster -c ${RASTER_CONCURRENCY} " in exec_start(UNITS / "printlab-raster.service")

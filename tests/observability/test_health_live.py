@@ -164,3 +164,27 @@ def test_json_log_line_of_a_request_carries_its_request_id(lab: Lab):
     assert records[0]["request_id"] == request_id
     assert records[0]["client_ip"] == "127.0.0.1"
     assert set(records[0]) == {"time", "level", "logger", "message", "request_id", "client_ip"}
+
+
+def test_the_access_log_names_paths_never_query_strings_or_referers(lab: Lab):
+    """What people type and what links hold reach gunicorn's access log as a path only (gunicorn.conf.py)."""
+    request_id = f"test-{uuid.uuid4().hex}"
+    receipt, asset = uuid.uuid4(), uuid.uuid4()
+    typed = {
+        # a staff search for a customer, a receipt link's bearer token, a justification at the photo gate
+        "/lab/admin/accounts/user/?q=canary.customer%40example.org": "/lab/admin/accounts/user/",
+        f"/api/v1/receipts/{receipt}?token=canarytoken1234": f"/api/v1/receipts/{receipt}",
+        f"/lab/photos/{asset}/download?purpose=maintenance&justification=Canary+Lane+caller": (
+            f"/lab/photos/{asset}/download"
+        ),
+    }
+    logged_before = lab.web.log.stat().st_size
+    for url in typed:
+        lab.get(url, {"X-Request-ID": request_id, "Referer": f"{lab.web.url}/lab/?q=canary.referer"})
+
+    lines = lab.web.log.read_bytes()[logged_before:].decode(errors="replace").splitlines()
+    assert [line for line in lines if "canary" in line.lower()] == []
+    access = [line for line in lines if request_id in line and not line.startswith("{")]  # JSON: the lab's
+    assert [path for path in typed.values() if any(f" {path} HTTP/1.1" in line for line in access)] == list(
+        typed.values()
+    ), access

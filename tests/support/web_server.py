@@ -61,13 +61,12 @@ class LabWebServer:
             [
                 str(gunicorn),
                 "lab.wsgi",
+                "--config",
+                str(PROJECT_DIR / "gunicorn.conf.py"),  # as scripts/run and the systemd unit
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 "1",
-                "--no-control-socket",
-                "--access-logfile",
-                "-",
             ],
             log=self.log,
             env=dict(env),

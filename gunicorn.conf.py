@@ -1,0 +1,16 @@
+"""gunicorn settings every web process of the lab shares: `scripts/run`, `deploy/systemd/printlab-web.service`
+and the tests' web server pass `--config gunicorn.conf.py` (each adds its own bind and worker count).
+
+The access log names the path, never the query string or the Referer. Query strings carry what people
+type and what links hold: a staff search for a customer's e-mail (`?q=`), a technician's justification at the
+photo gate, a privacy receipt's bearer token (`?token=`); a Referer carries another page's query string. Paths
+hold ids only. The line: client address (the proxy's, behind one), time, method, path, protocol, status,
+bytes, duration in ms and the X-Request-ID the proxy set, which the lab's own log lines carry as well
+(`tests/observability/test_health_live.py`)."""
+
+accesslog = "-"
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}i)s'
+# A request line longer than this is refused by gunicorn itself, before Django, with its own 414 (README,
+# Running in production); 8190 is gunicorn's largest bounded value.
+limit_request_line = 8190
+control_socket_disable = True
