@@ -336,7 +336,7 @@ _master_keys = env_secret("LAB_MASTER_KEY") or (
 LAB_MASTER_KEYS = [part.strip() for part in _master_keys.split(",") if part.strip()]
 ASSET_MAX_BYTES = envint("ASSET_MAX_BYTES", 100 * 1024 * 1024)
 ASSET_MAX_PIXELS = envint("ASSET_MAX_PIXELS", 200_000_000)
-ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 30)
+ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 60)  # whole fetch; task limit 100 s
 ASSET_FETCH_ALLOW_PRIVATE = envbool("ASSET_FETCH_ALLOW_PRIVATE", "false")
 ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")
 # Interval of the sweep that sends a URL photo's fetch again when its message was lost (and the least age of

@@ -2,14 +2,19 @@
 
 The host is resolved once, every address must be public (unless settings allow private ones), and the
 connection goes to the address that was checked, so a DNS answer cannot change between check and use.
+`timeout` bounds the whole exchange, connect to last byte: http.client's own timeout bounds each socket read
+only, so a server dripping a byte every few seconds would hold a worker (and the queue behind it) for as long
+as it liked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -83,32 +88,80 @@ def _connection(target: Target, timeout: float) -> http.client.HTTPConnection:
     return _PinnedHTTPConnection(target, timeout)
 
 
+class _Deadline:
+    """Within it, the connection's socket is shut down once `seconds` have passed: a read blocked on it
+    returns at once; `check` then refuses what was read (a body read to the connection's end looks whole).
+    Connects on the way in, closes on the way out."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self._connection = connection
+        self._expired = threading.Event()
+        self._sock: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        try:
+            self._connection.connect()
+            # Our own hold on it: the connection lets go of its socket once a response will close it, while
+            # the response reads on from the same socket.
+            self._sock = self._connection.sock
+            self.check()  # a connect that took the whole time left no socket to cut while it ran
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        self._connection.close()
+
+    def _cut(self) -> None:
+        self._expired.set()
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # The plain socket's shutdown, also under TLS: SSLSocket's own would drop its state under a
+                # reader in the other thread; this one ends that read with an EOF.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def check(self) -> None:
+        if self._expired.is_set():
+            raise OSError("the deadline passed")
+
+
 def fetch(url: str, *, max_bytes: int, timeout: float, allow_private: bool, allow_http: bool) -> bytes:
     """GET a URL, refusing redirects, non-200 answers and bodies over `max_bytes`."""
     target = check_url(url, allow_private=allow_private, allow_http=allow_http)
     connection = _connection(target, timeout)
     try:
-        connection.request(
-            "GET", target.path, headers={"User-Agent": "printlab-fetch/1", "Accept": "image/*"}
-        )
-        response = connection.getresponse()
-        if response.status != 200:
-            raise FetchFailed(
-                CommonError.URL_FETCH_STATUS,
-                f"The URL answered HTTP {response.status}.",
-                status_code=response.status,
-            )
-        declared = response.getheader("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
-            raise FetchFailed(CommonError.FILE_TOO_LARGE, f"The file is larger than {max_bytes} bytes.")
-        body = response.read(max_bytes + 1)
-        if len(body) > max_bytes:
-            raise FetchFailed(CommonError.FILE_TOO_LARGE, f"The file is larger than {max_bytes} bytes.")
-        return body
+        with _Deadline(connection, timeout) as deadline:
+            return _fetch(connection, target, max_bytes=max_bytes, deadline=deadline)
     except (OSError, http.client.HTTPException) as error:
         raise FetchFailed(CommonError.URL_FETCH_FAILED, "The URL could not be fetched in time.") from error
-    finally:
-        connection.close()
+
+
+def _fetch(
+    connection: http.client.HTTPConnection, target: Target, *, max_bytes: int, deadline: _Deadline
+) -> bytes:
+    connection.request("GET", target.path, headers={"User-Agent": "printlab-fetch/1", "Accept": "image/*"})
+    response = connection.getresponse()
+    deadline.check()
+    if response.status != 200:
+        raise FetchFailed(
+            CommonError.URL_FETCH_STATUS,
+            f"The URL answered HTTP {response.status}.",
+            status_code=response.status,
+        )
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FetchFailed(CommonError.FILE_TOO_LARGE, f"The file is larger than {max_bytes} bytes.")
+    body = response.read(max_bytes + 1)
+    deadline.check()
+    if len(body) > max_bytes:
+        raise FetchFailed(CommonError.FILE_TOO_LARGE, f"The file is larger than {max_bytes} bytes.")
+    return body
 
 
 def post(
@@ -118,11 +171,11 @@ def post(
     target = check_url(url, allow_private=allow_private, allow_http=allow_http)
     connection = _connection(target, timeout)
     try:
-        connection.request("POST", target.path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(65536)
-        return response.status
+        with _Deadline(connection, timeout) as deadline:
+            connection.request("POST", target.path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read(65536)
+            deadline.check()
+            return response.status
     except (OSError, http.client.HTTPException) as error:
         raise FetchFailed(CommonError.DELIVERY_FAILED, "The endpoint could not be reached.") from error
-    finally:
-        connection.close()

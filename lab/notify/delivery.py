@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 RETRY_WINDOW = timedelta(hours=24)
 FIRST_RETRY_DELAY = timedelta(seconds=30)
 LONGEST_RETRY_DELAY = timedelta(hours=1)
-DELIVERY_TIMEOUT_SECONDS = 10
-# Longer than one POST can take (connect + send + read, each bounded by the timeout), shorter than any retry.
+DELIVERY_TIMEOUT_SECONDS = 10  # the whole POST, connect to the answer's last byte (lab.lib.safe_http)
+# Longer than one POST can take, with room for the worker's own writes around it; shorter than any retry.
 CLAIM_DURATION = timedelta(seconds=4 * DELIVERY_TIMEOUT_SECONDS)
 USER_AGENT = "printlab-webhooks/1"
 

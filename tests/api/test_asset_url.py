@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import http.server
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import redis
 from django.db import connection
 from django.utils import timezone
 
+from lab.lib import safe_http
 from lab.orders import photos
 from lab.orders.models import Asset
 from lab.orders.photos import asset_create_from_url, asset_fetch
@@ -49,6 +51,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif self.path == "/drip.jpg":  # the headers at once, then the body a few bytes at a time
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PHOTO)))
+            self.end_headers()
+            self._drip(PHOTO[i : i + 16] for i in range(0, len(PHOTO), 16))
+        elif self.path == "/drip-headers.jpg":  # the status line, then one header line at a time
+            self._drip([b"HTTP/1.1 200 OK\r\n", *(b"X-Drip: %d\r\n" % i for i in range(90))])
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/")
@@ -56,6 +65,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(404)
             self.end_headers()
+
+    def do_POST(self) -> None:  # a webhook receiver that answers a line at a time
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._drip([b"HTTP/1.1 200 OK\r\n", *(b"X-Drip: %d\r\n" % i for i in range(90))])
+
+    def _drip(self, pieces: Iterable[bytes]) -> None:
+        """Each piece 0.2 s after the last, well inside a per-read timeout; 20 s at most, then it hangs up."""
+        stop_at = time.monotonic() + 20
+        for piece in pieces:
+            if time.monotonic() > stop_at:
+                return
+            try:
+                self.wfile.write(piece)
+                self.wfile.flush()
+            except OSError:
+                return  # the client hung up
+            time.sleep(0.2)
 
     def log_message(self, *args: object) -> None:
         return
@@ -121,6 +147,32 @@ def test_url_asset_over_the_size_limit_fails(server, settings):
 
     asset.refresh_from_db()
     assert (asset.status, asset.failure_code) == ("failed", "file_too_large")
+
+
+@pytest.mark.parametrize("path", ["/drip.jpg", "/drip-headers.jpg"])
+def test_a_url_that_drips_its_answer_fails_when_the_fetch_timeout_has_passed(server, settings, path):
+    # Each byte comes well inside a per-read timeout: only a deadline on the whole fetch ends it, instead of
+    # holding the worker (and the default queue behind it: releases, e-mail) until the server stops.
+    settings.ASSET_FETCH_TIMEOUT_SECONDS = 1
+    asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}{path}")
+
+    started = time.monotonic()
+    asset_fetch(asset_id=str(asset.pk))
+
+    assert time.monotonic() - started < 10  # the server drips for 20 s
+    asset.refresh_from_db()
+    assert (asset.status, asset.failure_code, asset.blob_name) == ("failed", "url_fetch_failed", "")
+
+
+def test_a_webhook_endpoint_that_drips_its_answer_fails_when_the_timeout_has_passed(server):
+    started = time.monotonic()
+    with pytest.raises(safe_http.FetchFailed) as failed:
+        safe_http.post(
+            f"{server}/hook", body=b"{}", headers={}, timeout=1, allow_private=True, allow_http=True
+        )
+
+    assert time.monotonic() - started < 10
+    assert failed.value.code == "delivery_failed"
 
 
 def test_url_asset_read_over_api_shows_failure_reason(api, server):
