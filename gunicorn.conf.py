@@ -14,3 +14,6 @@ access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-re
 # Running in production); 8190 is gunicorn's largest bounded value.
 limit_request_line = 8190
 control_socket_disable = True
+# A request still running after this is killed with its worker: longer than any one request should take,
+# Stripe's calls included (STRIPE_TIMEOUT_SECONDS, three tries).
+timeout = 60

@@ -350,6 +350,9 @@ STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
 STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # e.g. http://127.0.0.1:8420 for localstripe
+# Each Stripe call: connecting, and then each wait for its answer (the SDK retries twice); under gunicorn's
+# worker timeout (gunicorn.conf.py) with room to answer 502 payment_provider_unavailable.
+STRIPE_TIMEOUT_SECONDS = envint("STRIPE_TIMEOUT_SECONDS", 10)
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = envint("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 LAB_CURRENCY = os.environ.get("LAB_CURRENCY", "usd")
 

@@ -37,13 +37,24 @@ def stripe_client() -> stripe.StripeClient:
     """
     if not settings.STRIPE_SECRET_KEY:
         raise UpstreamError(OrderError.PAYMENTS_NOT_CONFIGURED, "Payments are not configured on this lab.")
-    return _stripe_client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, os.getpid())
+    return _stripe_client_for(
+        settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT_SECONDS, os.getpid()
+    )
 
 
 @functools.lru_cache(maxsize=4)
-def _stripe_client_for(secret_key: str, api_base: str, process_id: int) -> stripe.StripeClient:
+def _stripe_client_for(
+    secret_key: str, api_base: str, timeout_seconds: float, process_id: int
+) -> stripe.StripeClient:
     base = {"api": api_base} if api_base else None
-    return stripe.StripeClient(secret_key, base_addresses=base, max_network_retries=2)  # type: ignore[arg-type]
+    return stripe.StripeClient(
+        secret_key,
+        base_addresses=base,  # type: ignore[arg-type]
+        max_network_retries=2,
+        # The SDK's default waits 80 s for an answer, three times: a Stripe that accepts and stalls would
+        # outlast the web worker, which gunicorn then kills, and the customer gets no answer at all.
+        http_client=stripe.RequestsClient(timeout=timeout_seconds),
+    )
 
 
 def payment_intent_ensure(*, order: Order) -> Order:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import date
@@ -17,6 +19,7 @@ from lab.orders import payments
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
 from tests.builders import ADDRESS, ProductFactory, UserFactory, asset_for, order_body
+from tests.support.http import stalled
 from tests.support.images import jpeg_bytes
 
 # Orders ask Stripe (localstripe) for their PaymentIntent.
@@ -549,3 +552,35 @@ def test_country_codes_outside_iso_3166_are_refused(api, country):
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
     assert list(response.json()["errors"]["shipping_address"]) == ["country"]
     assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize("stripe_is", ["refusing", "stalled"])
+def test_an_order_stripe_cannot_prepare_is_kept_and_its_retry_gets_the_payment(
+    api, settings, stripe_api, stripe_is
+):
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    body = order_body(asset_for(user))
+    settings.STRIPE_TIMEOUT_SECONDS = 1
+
+    # when Stripe refuses connections, or takes them and never answers
+    with contextlib.ExitStack() as stack:
+        refusing = "http://127.0.0.1:9"  # the discard port: nothing listens
+        settings.STRIPE_API_BASE = refusing if stripe_is == "refusing" else stack.enter_context(stalled())
+        started = time.monotonic()
+        first = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+        waited = time.monotonic() - started
+
+    # then the customer is told at once (three tries of 1 s, not the SDK's 80 s each), and the order is kept
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_unavailable"), first.json()
+    assert waited < 20
+    (order,) = Order.objects.all()
+    assert (order.status, order.payment_intent_id) == ("awaiting_payment", "")
+
+    # and the retry with the same key, Stripe back, gets that order with its payment
+    settings.STRIPE_API_BASE = stripe_api.url
+    retry = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert retry.status_code == 200, retry.json()
+    assert retry.json()["ref"] == order.ref
+    assert retry.json()["payment"]["payment_intent"].startswith("pi_")
+    assert Order.objects.count() == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -72,3 +73,12 @@ def serving(files: dict[str, bytes]) -> Iterator[tuple[str, Counter[str]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def stalled() -> Iterator[str]:
+    """A loopback address that takes connections (the kernel's backlog) and never answers: a hung upstream."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
