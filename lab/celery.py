@@ -62,6 +62,21 @@ app.conf.update(
 app.conf.update({"CELERY_DB_REUSE_MAX": 5000})
 
 
+def sends_give_up_on_a_stalled_broker() -> None:
+    """For processes that only send (web): each connect to a Redis broker, and each wait for its answer, ends
+    after REDIS_TIMEOUT_SECONDS, so a Redis that takes connections and does not answer (stalled, swapping,
+    frozen) fails a send in seconds (`enqueue` then leaves the work to the reconcile sweeps) instead of
+    holding the request. Not for workers: a consumer whose ack timed out stopped taking messages for good
+    after the Redis answered again (seen in `test_a_stalled_redis_…`); without the timeout it waits and goes
+    on. Call before the first send: the broker connection pool takes the options when it is made."""
+    if str(app.conf.broker_url or "").startswith(("redis://", "rediss://")):
+        app.conf.broker_transport_options = {
+            **(app.conf.broker_transport_options or {}),
+            "socket_timeout": settings.REDIS_TIMEOUT_SECONDS,
+            "socket_connect_timeout": settings.REDIS_TIMEOUT_SECONDS,
+        }
+
+
 @task_prerun.connect
 @task_postrun.connect
 def _db_connections_tidy(*, task: Task[Any, Any], **_: object) -> None:

@@ -305,10 +305,21 @@ def _cache_url() -> str:
     return parts._replace(path=f"/{broker_db + 1 if broker_db < 15 else broker_db - 1}").geturl()
 
 
+# Each connect to Redis and each wait for its answer, for the shared cache and for web processes' sends to the
+# broker (lab/wsgi.py): a Redis that takes connections and does not answer (stalled, swapping, frozen) fails
+# the call in seconds instead of holding the request for good.
+REDIS_TIMEOUT_SECONDS = envint("REDIS_TIMEOUT_SECONDS", 2)
 # Throttles and the sign-in limits count here: with Redis every web process shares the counts.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url()}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url(),
+            "OPTIONS": {
+                "socket_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+            },
+        }
         if _cache_url()
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -368,8 +379,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    # Above the longest time limit, so that an acks_late task still running is not redelivered.
-    else {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 4}
+    else {
+        # Above the longest time limit, so that an acks_late task still running is not redelivered.
+        "visibility_timeout": CELERY_TASK_TIME_LIMIT * 4,
+    }
 )
 if CELERY_BROKER_URL.startswith("filesystem") and DEMO_SECRETS:
     # The embedded broker's folders; a production host uses Redis and gets nothing written at import.

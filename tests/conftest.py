@@ -142,6 +142,15 @@ def _isolated_settings(settings, tmp_path: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _broker_sends_again() -> None:
+    """A test that failed the broker leaves this process quiet for a few seconds (lab.lib.tasks): not the next
+    test's sends."""
+    from lab.lib.tasks import broker_failures_forget
+
+    broker_failures_forget()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache_namespace(settings) -> None:
     """Throttle and sign-in counts live in the shared cache (Redis when the broker is Redis): each test counts
     under its own key prefix, so earlier tests, earlier runs and parallel workers never meet (and no test

@@ -13,6 +13,7 @@ change nothing).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kombu.exceptions import OperationalError
@@ -22,10 +23,22 @@ from lab.celery import app
 logger = logging.getLogger(__name__)
 
 
+# After a send failed, this process sends nothing for a few seconds. A broker that takes connections and does
+# not answer costs each send its timeouts (REDIS_TIMEOUT_SECONDS, tried twice): a request sending three
+# messages would wait for all three, past the patience of a proxy or of Stripe. The sends skipped are nudges
+# like the failed one, redone by the reconcile sweeps.
+BROKER_QUIET_SECONDS = 5.0
+_broker_failed_at: float | None = None
+
+
 def enqueue(
     task_name: str, *, queue: str | None = None, countdown: float | None = None, **kwargs: Any
 ) -> bool:
     """Send the task; False (logged) when the broker cannot take it — the reconcile sweeps will."""
+    global _broker_failed_at
+    if _broker_failed_at is not None and time.monotonic() - _broker_failed_at < BROKER_QUIET_SECONDS:
+        logger.warning("broker unavailable a moment ago, task left to the reconciler task=%s", task_name)
+        return False
     options: dict[str, Any] = {}
     if queue:
         options["queue"] = queue
@@ -34,13 +47,21 @@ def enqueue(
     try:
         app.send_task(task_name, kwargs=kwargs, **options)
     except (OperationalError, OSError) as error:
+        _broker_failed_at = time.monotonic()
         logger.warning(
             "broker unavailable, task left to the reconciler task=%s error=%s",
             task_name,
             type(error).__name__,
         )
         return False
+    _broker_failed_at = None
     return True
+
+
+def broker_failures_forget() -> None:
+    """Send again from the next `enqueue` on, whenever the last failure was (tests that fail the broker)."""
+    global _broker_failed_at
+    _broker_failed_at = None
 
 
 def queue_depth(queue: str) -> int | None:

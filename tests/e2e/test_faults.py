@@ -454,6 +454,33 @@ def test_the_stripe_webhook_is_answered_2xx_while_the_broker_is_down_and_the_ord
     lab.assert_each_copy_once_or_shown()
 
 
+def test_a_stalled_redis_holds_up_no_webhook_or_customer_request_and_the_order_still_prints(lab: Stack):
+    order = lab.place_order(LINES)
+    customer = {"Authorization": f"Token {lab.token}"}
+
+    # when Redis (broker and shared cache) stalls: connections are taken and never answered
+    lab.redis.pause()
+    try:
+        started = time.monotonic()
+        answers = lab.pay(order, deadline_seconds=30)
+        paid_in = time.monotonic() - started
+        started = time.monotonic()
+        status, read = call(lab.web.url, "GET", f"/api/v1/orders/{order['ref']}", None, customer)
+        read_in = time.monotonic() - started
+        assert lab.order_statuses()[order["ref"]] == "paid"
+    finally:
+        lab.redis.resume()
+
+    # then Stripe's webhook and the customer's request were answered, well inside any proxy's or Stripe's
+    # patience, and once Redis answers again the order prints, each copy once
+    assert (answers, status) == ([200], 200), read
+    assert paid_in < 10
+    assert read_in < 10
+    lab.wait_settled()
+    assert lab.order_statuses()[order["ref"]] == "ready_to_pack"
+    lab.assert_each_copy_once_or_shown()
+
+
 def test_a_worker_killed_inside_the_release_loses_no_order(lab: Stack):
     order = lab.place_order(LINES)
     # The order's "received" e-mail goes first: its task, still queued ahead of the release, would wait on the

@@ -44,6 +44,7 @@ class PrivateRedis:
         self.directory: Path | None = None
         self.port = 0
         self.starts = 0
+        self.paused = False
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> PrivateRedis:
@@ -104,6 +105,7 @@ class PrivateRedis:
         process = self._process
         if process is None:
             return
+        self.resume()  # a stopped process would only act on the SIGTERM once continued
         if process.poll() is None:
             process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
@@ -116,6 +118,20 @@ class PrivateRedis:
     def restart(self, *, kill: bool = False) -> PrivateRedis:
         self.stop(kill=kill)
         return self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server is there but stalled. The kernel still takes connections and requests into its
+        buffers, and nothing answers (a Redis stuck in a slow command, swapping, or frozen by its host)."""
+        process = self._process
+        assert process is not None and process.poll() is None, "start() first"
+        process.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT: the stalled server answers again, everything it was asked meanwhile included."""
+        if self._process is not None and self.paused:
+            self._process.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def close(self) -> None:
         """Stop the server and remove its directory (unless `keep_directory`)."""
