@@ -468,6 +468,10 @@ WEBHOOK_ALLOW_HTTP = envbool("WEBHOOK_ALLOW_HTTP", "false")
 
 # --- E-mail ------------------------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+# Each connect to the mail server and each wait for its answer (Django's default: none). A mail server that
+# takes the connection and says nothing held each e-mail task to its time limit, and the default queue
+# (releases, polls) behind it; now the send fails in seconds and is retried like a refused connection.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "orders@printlab.example")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
@@ -17,6 +19,7 @@ from lab.notify.selectors import marketing_recipients
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order, OrderEvent
 from tests.builders import TO_PACKED, new_customer, order_for, order_move
+from tests.support.http import stalled
 from tests.support.mail import REFUSED_DOMAIN
 from tests.support.processes import free_port
 
@@ -224,6 +227,23 @@ def test_an_unreachable_mail_server_fails_the_task_and_its_retry_sends_once(sett
     assert [message.to for message in mail.outbox] == [["ada@example.net"]]
     failed.refresh_from_db()
     assert (failed.status, failed.send_attempts) == ("sent", 2)
+
+
+def test_a_mail_server_that_takes_the_connection_and_never_answers_fails_the_send_in_seconds(settings):
+    # A stalled mail server (its greeting never comes) held the task to its time limit, and the default queue
+    # behind it; the lab's timeout (10 s by default, 1 s here) fails it like a refused connection.
+    assert settings.EMAIL_TIMEOUT == 10
+    settings.EMAIL_TIMEOUT = 1
+    order = order_for(new_customer(email="ada@example.net"))
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    with stalled() as url:
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", urlsplit(url).port
+        started = time.monotonic()
+        with pytest.raises(OSError):  # the task retries it with backoff, as for a refused connection
+            notify_order_created(order_id=order.pk)
+
+    assert time.monotonic() - started < 10
+    assert Notification.objects.get(order=order).status == "failed"
 
 
 def test_log_lines_name_ids_never_personal_data(caplog):
