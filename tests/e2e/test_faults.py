@@ -30,7 +30,7 @@ import stripe
 
 from printers.cups_backend import connect
 from printers.errors import PrinterError
-from tests.support.celery_worker import CeleryWorker, wait_until
+from tests.support.celery_worker import FAST_PRODUCTION_ENV, CeleryWorker, wait_until
 from tests.support.cups import PrivateCups
 from tests.support.http import call, multipart, serving
 from tests.support.images import jpeg_bytes
@@ -383,6 +383,8 @@ def lab(stack: Stack) -> Iterator[Stack]:
     no job left at CUPS: a test that failed with jobs stuck there must not hold up the next one's prints."""
     stack.orders = []
     yield stack
+    stack.postgres.resume()  # a test that failed while it had one stalled
+    stack.redis.resume()
     if not stack.redis.is_running:
         stack.redis.start()
     if not stack.postgres.is_running:
@@ -572,6 +574,31 @@ def test_postgresql_crashed_twice_while_jobs_rasterize_and_print_needs_no_person
     assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
     assert {status for _, status, _, _ in lab.jobs()} == {"printed"}
+
+
+def test_postgresql_stalled_past_every_claim_s_lease_while_jobs_are_made_prints_each_copy_once(lab: Stack):
+    orders = [lab.place_order(LINES) for _ in range(3)]
+    for order in orders:
+        lab.pay(order)
+
+    # when PostgreSQL stalls (every backend SIGSTOPped) while jobs are being made, for longer than a claim's
+    # lease: when it answers again, the workers go on with the claims they hold while the reconciler, by the
+    # clock, sees each of those claims run out
+    wait_until(
+        lambda: any(status in ("rasterizing", "ready", "submitting") for _, status, _, _ in lab.jobs()),
+        timeout=60,
+        interval=0.05,
+        what=lambda: f"a job being made; jobs {lab.jobs()}",
+    )
+    lab.postgres.pause()
+    try:
+        time.sleep(int(FAST_PRODUCTION_ENV["PRODUCTION_CLAIM_LEASE_SECONDS"]) + 3)
+    finally:
+        lab.postgres.resume()
+
+    # then no copy is printed twice unseen, and no order waits for ever
+    lab.wait_settled()
+    lab.assert_each_copy_once_or_shown()
 
 
 def test_cupsd_restarted_while_jobs_print_never_prints_a_copy_twice_unseen(lab: Stack):

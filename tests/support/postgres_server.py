@@ -79,6 +79,7 @@ class PrivatePostgres:
         self.port = 0
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self.paused = False
 
     def __enter__(self) -> PrivatePostgres:
         return self.start()
@@ -165,6 +166,7 @@ class PrivatePostgres:
         process = self._process
         if process is None:
             return
+        self.resume()  # stopped processes would act on the signal only once continued
         if mode not in STOP_SIGNALS:
             raise ValueError(f"unknown stop mode {mode!r}: use one of {', '.join(STOP_SIGNALS)}")
         if process.poll() is None:
@@ -179,6 +181,19 @@ class PrivatePostgres:
     def restart(self, mode: StopMode = "fast") -> PrivatePostgres:
         self.stop(mode)
         return self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and every backend (its process group): the server stalls, connections stay
+        open and are accepted by the kernel, nothing answers (a frozen VM, a host swapping hard)."""
+        assert self._process is not None and self._process.poll() is None, "start() first"
+        os.killpg(self._process.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT the whole group: every backend goes on where it stopped."""
+        if self._process is not None and self.paused:
+            os.killpg(self._process.pid, signal.SIGCONT)
+        self.paused = False
 
     def close(self) -> None:
         """Stop the server and remove the cluster (unless `keep_directory`)."""
