@@ -143,6 +143,18 @@ class Stack:
             time.sleep(0.5)
         raise AssertionError(f"Stripe's retries never got a 2xx: {answers}")
 
+    def pay_and_wait_until_a_job_is_being_made(self, *, orders: int) -> None:
+        """Place and pay `orders` orders, then wait until one of their jobs is held by a worker or at CUPS's
+        door (rasterizing, ready, submitting)."""
+        for order in [self.place_order(LINES) for _ in range(orders)]:
+            self.pay(order)
+        wait_until(
+            lambda: any(status in ("rasterizing", "ready", "submitting") for _, status, _, _ in self.jobs()),
+            timeout=60,
+            interval=0.05,
+            what=lambda: f"a job being made; jobs {self.jobs()}",
+        )
+
     # --- What happened ------------------------------------------------------------------------------
 
     def paid_events(self, refs: list[str]) -> int:
@@ -553,18 +565,9 @@ def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_ea
 def test_postgresql_crashed_twice_while_jobs_rasterize_and_print_needs_no_person_and_prints_each_copy_once(
     lab: Stack,
 ) -> None:
-    orders = [lab.place_order(LINES) for _ in range(3)]
-    for order in orders:
-        lab.pay(order)
-
     # when PostgreSQL crashes (immediate stop, crash recovery at start) while jobs are being made, and again
     # while CUPS sends one to a device
-    wait_until(
-        lambda: any(status in ("rasterizing", "ready", "submitting") for _, status, _, _ in lab.jobs()),
-        timeout=60,
-        interval=0.05,
-        what=lambda: f"a job being made; jobs {lab.jobs()}",
-    )
+    lab.pay_and_wait_until_a_job_is_being_made(orders=3)
     lab.postgres.restart(mode="immediate")
     wait_until(lab.processing_at_cups, timeout=60, interval=0.1, what=lambda: f"a job at CUPS; {lab.jobs()}")
     lab.postgres.restart(mode="immediate")
@@ -577,19 +580,10 @@ def test_postgresql_crashed_twice_while_jobs_rasterize_and_print_needs_no_person
 
 
 def test_postgresql_stalled_past_every_claim_s_lease_while_jobs_are_made_prints_each_copy_once(lab: Stack):
-    orders = [lab.place_order(LINES) for _ in range(3)]
-    for order in orders:
-        lab.pay(order)
-
     # when PostgreSQL stalls (every backend SIGSTOPped) while jobs are being made, for longer than a claim's
     # lease: when it answers again, the workers go on with the claims they hold while the reconciler, by the
     # clock, sees each of those claims run out
-    wait_until(
-        lambda: any(status in ("rasterizing", "ready", "submitting") for _, status, _, _ in lab.jobs()),
-        timeout=60,
-        interval=0.05,
-        what=lambda: f"a job being made; jobs {lab.jobs()}",
-    )
+    lab.pay_and_wait_until_a_job_is_being_made(orders=3)
     lab.postgres.pause()
     try:
         time.sleep(int(FAST_PRODUCTION_ENV["PRODUCTION_CLAIM_LEASE_SECONDS"]) + 3)
