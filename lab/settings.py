@@ -192,6 +192,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+# A process frozen inside a transaction (a VM paused, a host swapping, SIGSTOP) holds its locks for as long
+# as it is frozen, and every other process that needs those rows waits behind it: the reconciler too, which
+# is what would take its work over. PostgreSQL ends such a session once it has sat idle inside a transaction
+# this long (a gap between two statements, never a statement's own time), so its locks go, and the frozen
+# process, when it wakes, finds its connection gone and fails its task as after a restart. 0 leaves it to
+# the server's setting (e.g. behind a PgBouncer that refuses the `options` startup parameter).
+DATABASE_IDLE_IN_TRANSACTION_SECONDS = envint("DATABASE_IDLE_IN_TRANSACTION_SECONDS", 60)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_IDLE_IN_TRANSACTION_SECONDS:
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = (
+        f"{_options.get('options', '')} "
+        f"-c idle_in_transaction_session_timeout={DATABASE_IDLE_IN_TRANSACTION_SECONDS * 1000}"
+    ).strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -30,7 +30,7 @@ import stripe
 
 from printers.cups_backend import connect
 from printers.errors import PrinterError
-from tests.support.celery_worker import FAST_PRODUCTION_ENV, CeleryWorker, wait_until
+from tests.support.celery_worker import CeleryWorker, wait_until
 from tests.support.cups import PrivateCups
 from tests.support.http import call, multipart, serving
 from tests.support.images import jpeg_bytes
@@ -49,6 +49,8 @@ LARGE_MEDIA = ["na_govt-letter_8x10in"]
 FAULT_ENV = {
     "PRODUCTION_POLL_SECONDS": "1",
     "PRODUCTION_CLAIM_LEASE_SECONDS": "8",
+    # A process frozen inside a transaction loses its session (and its locks) after this (production: 60).
+    "DATABASE_IDLE_IN_TRANSACTION_SECONDS": "10",
     "PRODUCTION_HANDOFF_GRACE_SECONDS": "1",
     "PRODUCTION_RETRY_BASE_SECONDS": "1",
     "PRODUCTION_RETRY_CAP_SECONDS": "3",
@@ -143,13 +145,15 @@ class Stack:
             time.sleep(0.5)
         raise AssertionError(f"Stripe's retries never got a 2xx: {answers}")
 
-    def pay_and_wait_until_a_job_is_being_made(self, *, orders: int) -> None:
-        """Place and pay `orders` orders, then wait until one of their jobs is held by a worker or at CUPS's
-        door (rasterizing, ready, submitting)."""
+    def pay_and_wait_until_a_job_is_being_made(
+        self, *, orders: int, held: tuple[str, ...] = ("rasterizing", "ready", "submitting")
+    ) -> None:
+        """Place and pay `orders` orders, then wait until one of their jobs is in one of the `held` states (by
+        default: held by a worker or at CUPS's door)."""
         for order in [self.place_order(LINES) for _ in range(orders)]:
             self.pay(order)
         wait_until(
-            lambda: any(status in ("rasterizing", "ready", "submitting") for _, status, _, _ in self.jobs()),
+            lambda: any(status in held for _, status, _, _ in self.jobs()),
             timeout=60,
             interval=0.05,
             what=lambda: f"a job being made; jobs {self.jobs()}",
@@ -542,6 +546,32 @@ def test_a_worker_killed_inside_the_release_loses_no_order(lab: Stack):
     lab.assert_each_copy_once_or_shown()
 
 
+def test_a_worker_frozen_past_its_claim_s_lease_mid_job_never_prints_a_copy_twice_unseen(
+    lab: Stack, tmp_path: Path
+) -> None:
+    # given a job held by the worker (rasterizing or being sent), and the worker frozen there, its claim held
+    lab.pay_and_wait_until_a_job_is_being_made(orders=1, held=("rasterizing", "submitting"))
+    lab.worker.pause()
+    # when another worker (with its own beat: the frozen one's is frozen too) sees the claim run out and takes
+    # the job over, and then the frozen worker goes on with the claim it still believes it holds
+    other = CeleryWorker(
+        work_dir=tmp_path / "other-worker",
+        project_dir=PROJECT_DIR,
+        env=lab.worker.env,
+    )
+    try:
+        other.start()
+        lab.wait_settled(more=other.log_tail)
+    finally:
+        other.stop()
+        lab.worker.resume()
+    lab.worker.wait_rounds(poll=2, reconcile=2, timeout=60)
+
+    # then the order is made, and no copy reached a printer twice unseen
+    lab.wait_settled()
+    lab.assert_each_copy_once_or_shown()
+
+
 def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_each_copy_once(lab: Stack):
     orders = [lab.place_order(LINES) for _ in range(4)]
 
@@ -586,7 +616,7 @@ def test_postgresql_stalled_past_every_claim_s_lease_while_jobs_are_made_prints_
     lab.pay_and_wait_until_a_job_is_being_made(orders=3)
     lab.postgres.pause()
     try:
-        time.sleep(int(FAST_PRODUCTION_ENV["PRODUCTION_CLAIM_LEASE_SECONDS"]) + 3)
+        time.sleep(int(FAULT_ENV["PRODUCTION_CLAIM_LEASE_SECONDS"]) + 3)
     finally:
         lab.postgres.resume()
 

@@ -173,6 +173,17 @@ class CeleryWorker:
         self.kill()
         return self.start(purge=False)
 
+    def pause(self) -> None:
+        """SIGSTOP the whole process group: a worker frozen mid-task (a VM paused, a host swapping), its
+        claims and its broker connection held, its clock not."""
+        assert self._service is not None and self.is_running, "start() first"
+        os.killpg(self._service.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the group: the frozen task goes on from where it stopped."""
+        if self._service is not None and self.is_running:
+            os.killpg(self._service.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self._service is not None:
             self._service.stop()
