@@ -360,7 +360,7 @@ _master_keys = env_secret("LAB_MASTER_KEY") or (
 LAB_MASTER_KEYS = [part.strip() for part in _master_keys.split(",") if part.strip()]
 ASSET_MAX_BYTES = envint("ASSET_MAX_BYTES", 100 * 1024 * 1024)
 ASSET_MAX_PIXELS = envint("ASSET_MAX_PIXELS", 200_000_000)
-ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 60)  # whole fetch; task limit 100 s
+ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 60)  # the whole fetch; soft limit 100 s
 ASSET_FETCH_ALLOW_PRIVATE = envbool("ASSET_FETCH_ALLOW_PRIVATE", "false")
 ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")
 # Interval of the sweep that sends a URL photo's fetch again when its message was lost (and the least age of
@@ -392,10 +392,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {
-        # Above the longest time limit, so that an acks_late task still running is not redelivered.
-        "visibility_timeout": CELERY_TASK_TIME_LIMIT * 4,
-    }
+    # Above the longest time limit, so that an acks_late task still running is not redelivered.
+    else {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 4}
 )
 if CELERY_BROKER_URL.startswith("filesystem") and DEMO_SECRETS:
     # The embedded broker's folders; a production host uses Redis and gets nothing written at import.

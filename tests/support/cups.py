@@ -163,6 +163,22 @@ class PrivateCups:
             # `-m everywhere` cannot query a URI with options ("does not support required IPP
             # attributes"), so the options are set once the PPD exists.
             self._run("lpadmin", "-p", name, "-v", f"{device_uri}?{device_uri_options}")
+        # The PPD file can be there before the queue takes JPEG (CI, 2026-12-04: a submit right after
+        # add_printer got "Unsupported document-format image/jpeg"): wait until cupsd says it does.
+        _wait_until(
+            lambda: "image/jpeg" in self._document_formats(name),
+            timeout=self.startup_timeout,
+            what=f"queue {name} to take image/jpeg",
+        )
+
+    def _document_formats(self, name: str) -> list[str]:
+        from printers.cups_backend import connect
+
+        attributes = connect(server=self.server).getPrinterAttributes(
+            name, requested_attributes=["document-format-supported"]
+        )
+        formats = attributes.get("document-format-supported", [])
+        return [formats] if isinstance(formats, str) else list(formats)
 
     def device_uri(self, name: str) -> str:
         return f"ipp://localhost:{self._printer(name).port}/ipp/print"
