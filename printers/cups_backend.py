@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -187,43 +186,9 @@ def parse_server(server: str) -> tuple[str, int]:
     return server, DEFAULT_PORT
 
 
-# libcups waits about a minute for a server that takes the connection and says nothing (a stalled cupsd,
-# measured with SIGSTOP), and pycups offers no shorter timeout: every call then held its worker for that
-# minute, and a poll round on the default queue held releases and e-mail behind it. So each connection first
-# asks for an HTTP status line over a plain socket, whose timeout holds: a server silent for this long is
-# unreachable (transient) at once. A stall that begins after this check still costs libcups' minute.
-ANSWER_TIMEOUT_SECONDS = 5.0
-
-
-def server_answers(server: str, *, timeout: float = ANSWER_TIMEOUT_SECONDS) -> None:
-    """Return when the CUPS server answers an HTTP request within `timeout`; OSError otherwise."""
-    host, port = parse_server(server)
-    if host.startswith("/"):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(timeout)
-        try:
-            probe.connect(host)
-        except OSError:
-            probe.close()
-            raise
-    else:
-        probe = socket.create_connection((host, port), timeout=timeout)
-    with probe:
-        probe.sendall(b"HEAD / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        if not probe.recv(16).startswith(b"HTTP/"):
-            raise ConnectionError("not an HTTP answer")
-
-
 def connect(*, server: str) -> cups.Connection:
     """A new pycups connection to `server`; raises TransientPrinterError when nothing answers."""
     host, port = parse_server(server)
-    try:
-        server_answers(server)
-    except OSError as exc:
-        raise errors.TransientPrinterError(
-            code=errors.PRINTER_UNREACHABLE,
-            message=f"CUPS server {host}:{port} did not answer: {type(exc).__name__}",
-        ) from exc
     with _connection_lock:
         cups.setServer(host)
         cups.setPort(port)

@@ -6,6 +6,7 @@ answer 503 in about that time instead of holding a load balancer's probe (and a 
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -72,9 +73,20 @@ def check_storage() -> None:
 
 def check_cups() -> None:
     """This print host's CUPS answers HTTP (IPP runs over it); a plain socket, so the timeout holds."""
-    from printers.cups_backend import server_answers
+    from printers.cups_backend import parse_server
 
-    server_answers(settings.CUPS_SERVER, timeout=settings.READYZ_CHECK_TIMEOUT_SECONDS)
+    host, port = parse_server(settings.CUPS_SERVER)
+    timeout = settings.READYZ_CHECK_TIMEOUT_SECONDS
+    if host.startswith("/"):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(timeout)
+        probe.connect(host)
+    else:
+        probe = socket.create_connection((host, port), timeout=timeout)
+    with probe:
+        probe.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        if not probe.recv(16).startswith(b"HTTP/"):
+            raise ConnectionError("not an HTTP answer")
 
 
 def readiness_checks() -> dict[str, Check]:

@@ -163,22 +163,6 @@ class PrivateCups:
             # `-m everywhere` cannot query a URI with options ("does not support required IPP
             # attributes"), so the options are set once the PPD exists.
             self._run("lpadmin", "-p", name, "-v", f"{device_uri}?{device_uri_options}")
-        # The PPD file can be there before the queue takes JPEG (CI, 2026-12-04: a submit right after
-        # add_printer got "Unsupported document-format image/jpeg"): wait until cupsd says it does.
-        _wait_until(
-            lambda: "image/jpeg" in self._document_formats(name),
-            timeout=self.startup_timeout,
-            what=f"queue {name} to take image/jpeg",
-        )
-
-    def _document_formats(self, name: str) -> list[str]:
-        from printers.cups_backend import connect
-
-        attributes = connect(server=self.server).getPrinterAttributes(
-            name, requested_attributes=["document-format-supported"]
-        )
-        formats = attributes.get("document-format-supported", [])
-        return [formats] if isinstance(formats, str) else list(formats)
 
     def device_uri(self, name: str) -> str:
         return f"ipp://localhost:{self._printer(name).port}/ipp/print"
@@ -252,18 +236,6 @@ class PrivateCups:
         """SIGTERM cupsd and start it on the same state: queued jobs survive, printers keep running."""
         self.stop_cupsd()
         self.start_cupsd()
-
-    def pause_cupsd(self) -> None:
-        """SIGSTOP cupsd: it stalls, the kernel still takes connections and requests, nothing answers."""
-        process = self._processes.cupsd
-        assert process is not None and process.poll() is None, "cupsd is not running"
-        process.send_signal(signal.SIGSTOP)
-
-    def resume_cupsd(self) -> None:
-        """SIGCONT cupsd: it answers again, what it was asked meanwhile included."""
-        process = self._processes.cupsd
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGCONT)
 
     def is_cupsd_running(self) -> bool:
         process = self._processes.cupsd
