@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import Service
+from tests.support.processes import Service, freeze, thaw
 
 QUEUES = ("default", "raster", "print")
 READY_LINE = b" ready."
@@ -174,15 +174,12 @@ class CeleryWorker:
         return self.start(purge=False)
 
     def pause(self) -> None:
-        """SIGSTOP the whole process group: a worker frozen mid-task (a VM paused, a host swapping), its
-        claims and its broker connection held, its clock not."""
-        assert self._service is not None and self.is_running, "start() first"
-        os.killpg(self._service.pid, signal.SIGSTOP)
+        """Main process, pool and beat frozen mid-task (processes.freeze): claims and broker connection held,
+        the clock going on."""
+        freeze(self._service.process if self._service else None)
 
     def resume(self) -> None:
-        """SIGCONT the group: the frozen task goes on from where it stopped."""
-        if self._service is not None and self.is_running:
-            os.killpg(self._service.pid, signal.SIGCONT)
+        thaw(self._service.process if self._service else None)
 
     def stop(self) -> None:
         if self._service is not None:

@@ -24,7 +24,7 @@ from typing import Literal, TypedDict
 import psycopg
 from psycopg import sql
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, freeze, thaw
 
 DEBIAN_PACKAGE = "postgresql"
 SERVER_USER = "postgres"  # the OS user the server runs as when we are root; also the superuser role
@@ -79,7 +79,6 @@ class PrivatePostgres:
         self.port = 0
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
-        self.paused = False
 
     def __enter__(self) -> PrivatePostgres:
         return self.start()
@@ -183,17 +182,11 @@ class PrivatePostgres:
         return self.start()
 
     def pause(self) -> None:
-        """SIGSTOP the postmaster and every backend (its process group): the server stalls, connections stay
-        open and are accepted by the kernel, nothing answers (a frozen VM, a host swapping hard)."""
-        assert self._process is not None and self._process.poll() is None, "start() first"
-        os.killpg(self._process.pid, signal.SIGSTOP)
-        self.paused = True
+        """The postmaster and every backend (its process group) stalled (processes.freeze)."""
+        freeze(self._process)
 
     def resume(self) -> None:
-        """SIGCONT the whole group: every backend goes on where it stopped."""
-        if self._process is not None and self.paused:
-            os.killpg(self._process.pid, signal.SIGCONT)
-        self.paused = False
+        thaw(self._process)
 
     def close(self) -> None:
         """Stop the server and remove the cluster (unless `keep_directory`)."""

@@ -32,6 +32,19 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def freeze(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGSTOP a child started in a session of its own, with its whole process group: it stalls (a frozen VM,
+    a host swapping); the kernel still takes connections and requests into its buffers, nothing answers."""
+    assert process is not None and process.poll() is None, "not running"
+    os.killpg(process.pid, signal.SIGSTOP)
+
+
+def thaw(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGCONT its process group: it goes on where it stopped (harmless when it was not frozen)."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGCONT)
+
+
 class Service:
     """One child process in its own process group, stopped (group and all) by PID."""
 

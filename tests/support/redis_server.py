@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, freeze, thaw
 
 DEBIAN_PACKAGE = "redis-server"
 
@@ -44,7 +44,6 @@ class PrivateRedis:
         self.directory: Path | None = None
         self.port = 0
         self.starts = 0
-        self.paused = False
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> PrivateRedis:
@@ -120,18 +119,11 @@ class PrivateRedis:
         return self.start()
 
     def pause(self) -> None:
-        """SIGSTOP: the server is there but stalled. The kernel still takes connections and requests into its
-        buffers, and nothing answers (a Redis stuck in a slow command, swapping, or frozen by its host)."""
-        process = self._process
-        assert process is not None and process.poll() is None, "start() first"
-        process.send_signal(signal.SIGSTOP)
-        self.paused = True
+        """Stalled: a Redis stuck in a slow command, swapping, or frozen by its host (processes.freeze)."""
+        freeze(self._process)
 
     def resume(self) -> None:
-        """SIGCONT: the stalled server answers again, everything it was asked meanwhile included."""
-        if self._process is not None and self.paused:
-            self._process.send_signal(signal.SIGCONT)
-        self.paused = False
+        thaw(self._process)
 
     def close(self) -> None:
         """Stop the server and remove its directory (unless `keep_directory`)."""
