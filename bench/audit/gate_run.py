@@ -327,8 +327,11 @@ def phase_one_lines(lab: Lab) -> list[Line]:
             meta=lab.meta,
         )
         with transaction.atomic():
-            gate._grant_for(user=user, asset=asset, request=lab.active, live=facts.grant)
-            audit_append(entry)
+            grant = gate._grant_for(user=user, asset=asset, request=lab.active, live=facts.grant)
+            follows = gate._written_after_delivery(grant=grant, request=lab.active)
+            record = audit_append(entry, ends_transaction=not follows)
+            if follows:
+                gate._after_delivery(grant=grant, record=record)
 
     def denied_call(user: User) -> None:
         try:
@@ -350,7 +353,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
 
     def append_alone(user: User) -> None:
         with transaction.atomic():
-            audit_append(fixed_entry)
+            audit_append(fixed_entry, ends_transaction=True)
 
     plain_insert = raw_insert(table="bench_plain_record")
     indexed_insert = raw_insert(table="bench_indexed_record")
@@ -577,7 +580,7 @@ def writer_main(*, appends: int, index: int, baseline: bool = False) -> None:
     for entry in entries:
         begun = time.perf_counter()
         with transaction.atomic():
-            audit_append(entry)
+            audit_append(entry, ends_transaction=True)
         latencies.append((time.perf_counter() - begun) * 1000)
     finished = time.time()
     print(json.dumps({"started": started, "finished": finished, "latencies_ms": latencies}), flush=True)

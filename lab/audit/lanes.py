@@ -6,7 +6,9 @@ which reads the lane's head, the next seq and the current policy version, then o
 head and inserts the record. The hash and the mac are computed here between the two: the chain link needs
 the head and the seq only the locked lane gives, and the record key never leaves the application. When the
 append is the first statement of its transaction, the transaction's BEGIN goes in the same message as the
-lane lock, so opening the transaction costs no round trip of its own.
+lane lock, so opening the transaction costs no round trip of its own. When the record is the last thing its
+transaction writes (the caller says so: `commits`), the COMMIT goes in the same message as the insert
+(libpq's pipeline mode), so the transaction costs no round trip of its own either: two in all.
 """
 
 from __future__ import annotations
@@ -85,14 +87,17 @@ _FIRST_SEQ_SQL = (
     " OR NOT has_sequence_privilege('audit_auditrecord_seq', 'UPDATE') THEN nextval('audit_auditrecord_seq')"
     " ELSE setval('audit_auditrecord_seq', 1) END"
 )
-# The head moves and the record is inserted in one statement; the INSERT reads from the UPDATE, so without
-# a head that moved from the position this writer locked there is no record either.
-# The column names are this module's constants, not input.
+# The head moves and the record is inserted in one statement. The record's hash is the one the UPDATE wrote,
+# read from it: a head that did not move from the position this writer locked gives a NULL hash, which the
+# column refuses, so the statement fails (and a COMMIT sent behind it never runs) rather than commit a
+# transaction without its record. The column names are this module's constants, not input.
 _MOVE_AND_INSERT_SQL = (
-    "WITH moved AS (UPDATE audit_audithead SET seq = %s, hash = %s WHERE id = %s AND seq = %s RETURNING 1)"  # noqa: S608
+    "WITH moved AS (UPDATE audit_audithead SET seq = %s, hash = %s WHERE id = %s AND seq = %s RETURNING hash)"  # noqa: S608
     f" INSERT INTO audit_auditrecord ({', '.join(_COLUMNS)})"
-    f" SELECT {', '.join(['%s'] * len(_COLUMNS))} FROM moved"
+    f" SELECT {', '.join('moved.hash' if name == 'hash' else '%s' for name in _COLUMNS)}"
+    " FROM (SELECT 1) AS one LEFT JOIN moved ON TRUE"
 )
+_INSERTED_COLUMNS = [name for name in _COLUMNS if name != "hash"]
 _OCCURRED_AT = 4 + _COLUMNS.index("occurred_at")
 
 # The free-lane lock as an SQL-level prepared statement, so that it can share a simple-protocol message with
@@ -115,12 +120,18 @@ LaneLock = tuple[int, int, str, int, str | None, bool]
 
 
 def append_postgresql(
-    connection: BaseDatabaseWrapper, fields: dict[str, object], occurred_at: datetime, record_key: bytes
+    connection: BaseDatabaseWrapper,
+    fields: dict[str, object],
+    occurred_at: datetime,
+    record_key: bytes,
+    *,
+    commits: bool = False,
 ) -> dict[str, object]:
-    """Append one record in the transaction open on connection (Django's atomic block, not committed
-    here): lock a lane, seal the record there (hash and mac), move the lane's head and insert it. fields:
-    the record's hashed fields but seq, prev_hash, lane, lane_seq and policy_version. Returns the sealed
-    record."""
+    """Append one record in the transaction open on connection (Django's atomic block): lock a lane, seal
+    the record there (hash and mac), move the lane's head and insert it. fields: the record's hashed fields
+    but seq, prev_hash, lane, lane_seq and policy_version. commits: the transaction ends with this record
+    and is committed here, its COMMIT in the insert's round trip (the caller's atomic block then finds
+    nothing left to commit); otherwise the caller commits. Returns the sealed record."""
     cursor = _append_cursor(connection)
     lane, position, head_hash, seq, policy_version, has_records = _lock_lane(connection, cursor)
     if not has_records:
@@ -136,12 +147,23 @@ def append_postgresql(
         fields, seq=seq, prev_hash=head_hash, record_key=record_key, lane=lane, lane_seq=position + 1
     )
     parameters: list[Any] = [position + 1, sealed["hash"], lane, position]
-    parameters += [sealed[name] for name in _COLUMNS]
+    parameters += [sealed[name] for name in _INSERTED_COLUMNS]
     parameters[_OCCURRED_AT] = occurred_at
-    cursor.execute(_MOVE_AND_INSERT_SQL, parameters)
-    if cursor.rowcount != 1:
-        raise DatabaseError("the audit lane's head moved under its lock")
+    if commits:
+        _insert_and_commit(connection, cursor, parameters)
+    else:
+        cursor.execute(_MOVE_AND_INSERT_SQL, parameters)
     return sealed
+
+
+def _insert_and_commit(connection: BaseDatabaseWrapper, cursor: CursorWrapper, parameters: list[Any]) -> None:
+    """The insert and the COMMIT in one message (pipeline mode: one Sync for both). A failed insert aborts
+    the pipeline, so the COMMIT is skipped and the transaction is left failed for the caller's block to
+    roll back; its error is raised here as Django's."""
+    raw: psycopg.Connection[Any] = connection.connection
+    with connection.wrap_database_errors, raw.pipeline():
+        cursor.execute(_MOVE_AND_INSERT_SQL, parameters)
+        cursor.execute("COMMIT")
 
 
 def _append_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:

@@ -20,6 +20,7 @@ from functools import cache
 
 from django.conf import settings
 from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Max
 from django.http import HttpRequest
 from django.utils import timezone
@@ -65,9 +66,14 @@ class Entry:
     meta: RequestMeta = field(default_factory=RequestMeta)
 
 
-def audit_append(entry: Entry) -> AuditRecord:
+def audit_append(entry: Entry, *, ends_transaction: bool = False) -> AuditRecord:
     """Append one record; must run inside the transaction of the decision it records (a failure here fails
-    that transaction: no record, no decision)."""
+    that transaction: no record, no decision).
+
+    ends_transaction: the caller writes nothing after this record in its atomic block. When that block is
+    the outermost one (no savepoint around it), the transaction is committed with the record, its COMMIT in
+    the insert's round trip on PostgreSQL; the block's own exit then has nothing left to commit (its on_commit
+    callbacks run as usual). A statement run after it in the block would run in a transaction of its own."""
     occurred_at = timezone.now()
     meta = entry.meta
     # Choices enums are str subclasses; the chain hashes plain strings only.
@@ -89,11 +95,12 @@ def audit_append(entry: Entry) -> AuditRecord:
         "request_id": str(meta.request_id),
         "content_sha256": str(entry.content_sha256),
     }
+    connection = transaction.get_connection()
+    commits = ends_transaction and _in_outermost_block(connection)
     # No savepoint: the caller's transaction is the unit, and a savepoint would cost two more round trips.
     with AUDIT_APPEND_SECONDS.time(), transaction.atomic(savepoint=False):
-        connection = transaction.get_connection()
         if connection.vendor == "postgresql":
-            sealed = append_postgresql(connection, fields, occurred_at, _record_key())
+            sealed = append_postgresql(connection, fields, occurred_at, _record_key(), commits=commits)
         else:
             sealed = _append_portable(fields, occurred_at)
     # As if read back from the database (positional values: cheaper than keyword arguments).
@@ -101,6 +108,17 @@ def audit_append(entry: Entry) -> AuditRecord:
         connection.alias,
         _ATTNAMES,
         [occurred_at if name == "occurred_at" else sealed[name] for name in _ATTNAMES],
+    )
+
+
+def _in_outermost_block(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the caller's atomic block is the transaction itself (not a savepoint in a bigger one, not a
+    block an error inside it already condemned)."""
+    return (
+        connection.in_atomic_block
+        and len(connection.atomic_blocks) == 1
+        and not connection.savepoint_ids
+        and not connection.needs_rollback
     )
 
 

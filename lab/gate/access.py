@@ -329,7 +329,10 @@ def _refuse(
         with transaction.atomic():
             if asset is not None and has_open_grants:
                 _revoke_closed_grants(user=user, request=request, rule=decision.rule)
-            audit_append(_entry(user=user, request=request, asset=asset, decision=decision, meta=meta))
+            audit_append(
+                _entry(user=user, request=request, asset=asset, decision=decision, meta=meta),
+                ends_transaction=True,
+            )
     except DatabaseError as error:
         logger.error("audit write failed on a refusal actor=%s", user.public_id)
         raise AuditUnavailable(
@@ -378,6 +381,7 @@ def _deliver(
         with transaction.atomic():
             if grant is None:
                 grant = _grant_for(user=user, asset=asset, request=request, live=live)
+            follows = _written_after_delivery(grant=grant, request=request)
             record = audit_append(
                 _entry(
                     user=user,
@@ -387,9 +391,11 @@ def _deliver(
                     meta=meta,
                     action=VARIANT_ACTIONS[request.variant],
                     content_sha256=digest,
-                )
+                ),
+                ends_transaction=not follows,
             )
-            _after_delivery(grant=grant, record=record)
+            if follows:
+                _after_delivery(grant=grant, record=record)
     except DatabaseError as error:
         # Fail closed: no record, no bytes.
         logger.error("audit write failed; image withheld actor=%s asset=%s", actor_id, request.asset_id)
@@ -398,6 +404,11 @@ def _deliver(
         ) from error
     logger.info("image delivered actor=%s asset=%s grant=%s seq=%s", actor_id, asset.pk, grant.pk, record.seq)
     return Delivery(data=data, content_type=media_type, sha256=digest, audit_seq=record.seq)
+
+
+def _written_after_delivery(*, grant: AccessGrant, request: AccessRequest) -> bool:
+    """Whether _after_delivery writes anything for this view (otherwise the record ends the transaction)."""
+    return grant.first_seq is None or request.purpose == Purpose.MAINTENANCE
 
 
 def _after_delivery(*, grant: AccessGrant, record: AuditRecord) -> None:
@@ -536,7 +547,8 @@ def owner_image_access(
                     asset_id=str(asset.pk),
                     content_sha256=digest,
                     meta=meta,
-                )
+                ),
+                ends_transaction=True,
             )
     except DatabaseError as error:
         raise AuditUnavailable(

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from psycopg import pq
 
 from lab.audit import chain
@@ -245,4 +245,86 @@ def test_with_every_lane_busy_an_append_waits_for_one() -> None:
     (record,) = done
     assert 1 <= record.lane <= chain.LANES
     assert record.lane_seq == (2 if record.lane == 1 else 1)
+    _assert_linear_and_verified(2)
+
+
+def _append_ending(name: str) -> AuditRecord:
+    with transaction.atomic():
+        return audit_append(_entry(name), ends_transaction=True)
+
+
+def _committed_actors() -> list[str | None]:
+    """The records another session sees: what is committed."""
+    with psycopg.connect(database_url(connection.settings_dict), autocommit=True) as observer:
+        rows = observer.execute("SELECT actor_id FROM audit_auditrecord ORDER BY seq").fetchall()
+    return [actor for (actor,) in rows]
+
+
+def test_an_append_that_ends_its_transaction_commits_in_the_insert_s_round_trip() -> None:
+    # given a log with a record (the lane lock prepared on this connection)
+    _append("first")
+    committed: list[list[str | None]] = []
+
+    def ending() -> None:
+        with transaction.atomic():
+            transaction.on_commit(lambda: committed.append(_committed_actors()))
+            audit_append(_entry("second"), ends_transaction=True)
+            # already committed before the block ends: another session sees the record
+            committed.append(_committed_actors())
+
+    # when an append that ends its transaction opens it
+    trips = _round_trips(ending)
+    # then BEGIN goes with the lane lock, and the COMMIT with the insert (one Sync for both): two round
+    # trips, the record committed before the block's end, and the block's on_commit callbacks run after
+    assert trips == [f"BEGIN; {LOCK}", "Sync"]
+    assert committed == [["first", "second"], ["first", "second"]]
+    assert connection.connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    # and the next append goes on in the same lane, the ordinary way or not
+    _append("third")
+    _append_ending("fourth")
+    _assert_linear_and_verified(4)
+
+
+def test_an_append_that_ends_a_block_inside_a_bigger_transaction_leaves_the_commit_to_it() -> None:
+    # given a first record
+    _append("first")
+    # when an append that ends its block runs inside another block (a savepoint in a bigger transaction),
+    # which then fails
+    with pytest.raises(RuntimeError), transaction.atomic():
+        with transaction.atomic():
+            audit_append(_entry("inner"), ends_transaction=True)
+        assert _committed_actors() == ["first"]
+        raise RuntimeError("the bigger transaction failed")
+    # then nothing was committed by the append: the record went with the bigger transaction
+    assert _committed_actors() == ["first"]
+    _assert_linear_and_verified(1)
+
+
+def test_a_head_that_did_not_move_fails_the_append_and_commits_nothing_of_its_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a first record, and a lane lock that reports a position the head is not at (as a head moved by
+    # someone else would look)
+    from django.contrib.auth.models import Group
+
+    from lab.audit import lanes
+
+    _append("first")
+    lock = lanes._lock_lane
+
+    def stale_position(*args: Any) -> lanes.LaneLock:
+        lane, position, *rest = lock(*args)
+        return (lane, position + 5, *rest)  # type: ignore[return-value]
+
+    monkeypatch.setattr(lanes, "_lock_lane", stale_position)
+    # when a transaction that wrote something appends a record that ends it
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Group.objects.create(name="written before the record")
+        audit_append(_entry("lost"), ends_transaction=True)
+    # then the insert failed on the hash the head did not give, its COMMIT never ran, and the transaction's
+    # other write went with it
+    assert _committed_actors() == ["first"]
+    assert not Group.objects.filter(name="written before the record").exists()
+    monkeypatch.undo()
+    _append("after")
     _assert_linear_and_verified(2)

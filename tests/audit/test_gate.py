@@ -177,7 +177,7 @@ def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
 def test_fail_closed_when_the_audit_record_cannot_be_written(job, monkeypatch):
     technician = UserFactory.create(roles=["technician"])
 
-    def broken(entry):
+    def broken(entry, **options):
         raise DatabaseError("disk full")
 
     monkeypatch.setattr(gate, "audit_append", broken)
