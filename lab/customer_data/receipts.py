@@ -35,6 +35,7 @@ from lab.customer_data.errors import CustomerDataError
 from lab.customer_data.export import employee_view_records
 from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.retention import SHIPPED_STATUSES
+from lab.lib.clock import database_now
 from lab.lib.errors import NotFound
 from lab.lib.tasks import enqueue
 from lab.notify import emails
@@ -276,7 +277,7 @@ def receipts_issue_for_erasure(*, user: User) -> list[PrivacyReceipt]:
 def _email_claim(receipt_id: uuid.UUID | str) -> PrivacyReceipt | None:
     """Take the receipt's e-mail (pending and unclaimed, a claim past its lease, or failed); None when it is
     sent, skipped, or being sent by someone else."""
-    now = timezone.now()
+    now = database_now()  # the lease is judged on the clock every host shares (lab/lib/clock.py)
     claimable = (
         Q(email_status=EmailStatus.PENDING, email_claimed_at__isnull=True)
         | Q(email_status=EmailStatus.PENDING, email_claimed_at__lt=now - EMAIL_CLAIM_LEASE)
@@ -370,6 +371,8 @@ def receipt_body(receipt: PrivacyReceipt) -> dict[str, Any]:
 def receipts_sweep() -> dict[str, int]:
     """Issue the receipts a lost message left unissued (orders shipped, or whose photos were all purged,
     within SWEEP_WINDOW) and send the e-mails still owed."""
+    # The windows compare timestamps this lab's hosts wrote; whether an e-mail's claim is live, _email_claim
+    # judges on the database's clock.
     now = timezone.now()
     since = now - SWEEP_WINDOW
     grace = now - timedelta(seconds=settings.NOTIFY_SWEEP_SECONDS)

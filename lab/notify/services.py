@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from lab.lib.clock import database_now
 from lab.lib.errors import DomainError, NotFound
 from lab.notify import emails
 from lab.notify.errors import NotifyError
@@ -75,7 +76,7 @@ def notifications_sweep() -> int:
     such a message) once its claim lease has run out. The latter may have been sent just before the worker
     died; the customer then gets it twice, which SMTP cannot rule out.
     """
-    now = timezone.now()
+    now = database_now()  # claims' leases are judged on the clock every host shares (lab/lib/clock.py)
     handled = Notification.objects.exclude(status=Notification.Status.FAILED).exclude(
         status=Notification.Status.PENDING, claimed_at__lt=now - CLAIM_LEASE
     )
@@ -140,7 +141,7 @@ def _claim(*, order_event: OrderEvent, kind: str) -> Notification | None:
 
     Webhooks are emitted in the transaction that inserts the row, so they, too, go out once per event.
     """
-    now = timezone.now()
+    now = database_now()  # the lease is judged on the clock every host shares (lab/lib/clock.py)
     with transaction.atomic():
         notification, created = Notification.objects.get_or_create(
             order_event=order_event,

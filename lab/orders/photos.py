@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.lib import safe_http
+from lab.lib.clock import database_now
 from lab.lib.errors import CommonError, Conflict, DomainError, Unavailable
 from lab.lib.tasks import enqueue
 from lab.orders import imaging
@@ -134,7 +135,7 @@ def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
 def _fetch_claim(*, asset_id: str) -> bool:
     """Claim a pending photo's fetch for this worker: a conditional UPDATE, committed before the fetch. False
     when it is done, or another worker's claim is live (a duplicate or redelivered message: nothing to do)."""
-    now = timezone.now()
+    now = database_now()  # the lease is judged on the clock every host shares (lab/lib/clock.py)
     claimed = (
         Asset.objects.filter(pk=asset_id, status=Asset.Status.PENDING)
         .filter(Q(fetch_claimed_at__isnull=True) | Q(fetch_claimed_at__lt=now - FETCH_CLAIM_LEASE))
@@ -189,7 +190,7 @@ def asset_fetches_sweep(*, now: datetime | None = None) -> dict[str, int]:
     the last one went out at least one sweep interval ago and no live claim holds the photo; a photo whose
     fetch was claimed FETCH_ATTEMPTS_MAX times and never finished (each worker died on it) fails with
     `url_fetch_failed`, so that the customer sees it and no photo stays `pending` for ever."""
-    now = now or timezone.now()
+    now = now or database_now()
     sent_before = now - timedelta(seconds=settings.ASSET_FETCH_SWEEP_SECONDS)
     unclaimed = Q(fetch_claimed_at__isnull=True) | Q(fetch_claimed_at__lt=now - FETCH_CLAIM_LEASE)
     due = Asset.objects.filter(unclaimed, status=Asset.Status.PENDING).filter(

@@ -14,10 +14,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import SUPERVISOR_ROLES, has_role
+from lab.lib.clock import database_now
 from lab.lib.errors import CommonError, Conflict, PermissionDenied
 from lab.orders import payments
 from lab.orders.errors import OrderError
@@ -93,7 +93,7 @@ def printer_cancels_settle(*, order_id: int | None = None) -> dict[str, int]:
     A job cancelled while a worker was submitting it is left to that worker until its claim runs out (the
     worker cancels what it sent when it finds the job cancelled); after that it is found by its title.
     """
-    lease_expired = timezone.now() - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
+    lease_expired = database_now() - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
     jobs = PrintJob.objects.filter(status=J.CANCELLED, cancel_at_printer=True).select_related("printer")
     if order_id is not None:
         jobs = jobs.filter(order_id=order_id)

@@ -9,9 +9,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
-from django.utils import timezone
 
 from lab.audit.records import system_image_access
+from lab.lib.clock import database_now
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_delete, vault_read, vault_write
 from lab.production import raster
@@ -24,7 +24,7 @@ J = JobStatus
 
 
 def print_job_rasterize(*, job_id: int, worker: str) -> str:
-    now = timezone.now()
+    now = database_now()  # the lease is judged on the clock every host shares (lab/lib/clock.py)
     lease_expired = now - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
     try:
         claimed = job_move(
@@ -112,11 +112,14 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         raster_height_px=result.height_px,
         raster_printer=printer,
         raster_engine=result.engine,
+        # Only on this worker's own claim: a worker that stalled past its lease and woke after another took
+        # the job over leaves it to the taker.
+        where=Q(claimed_by=worker, claimed_at=now),
         claimed_at=None,
         claimed_by="",
     )
     if not moved:
-        vault_delete(name=blob)  # someone else finished (or cancelled) it meanwhile
+        vault_delete(name=blob)  # someone else took it over, finished or cancelled it meanwhile
         return "superseded"
     if old_blob:
         vault_delete(name=old_blob)

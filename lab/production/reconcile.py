@@ -7,8 +7,8 @@ from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
-from django.utils import timezone
 
+from lab.lib.clock import database_now
 from lab.lib.tasks import enqueue, queue_depth
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
@@ -37,7 +37,7 @@ def production_reconcile() -> dict[str, int]:
     - `ready` jobs are kicked by every printer poll; an order whose jobs all printed moves to packing, and a
       `ready_to_pack` order without its slip gets one.
     """
-    now = timezone.now()
+    now = database_now()  # claims' leases are judged on the clock every host shares (lab/lib/clock.py)
     lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
     grace = timedelta(seconds=settings.PRODUCTION_HANDOFF_GRACE_SECONDS)
     counts: Counter[str] = Counter()

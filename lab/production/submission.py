@@ -13,6 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from lab.lib.backoff import backoff_delay
+from lab.lib.clock import database_now
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
@@ -83,7 +84,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
     # The claim and its read-back in one transaction: a database that goes away between the two leaves the job
     # `ready` (sent again), not claimed with nothing sent, which the reconciler could only call `unknown`
     # (a fault run crashed PostgreSQL exactly there).
-    claimed_at = timezone.now()
+    claimed_at = database_now()  # the lease is judged on the clock every host shares (lab/lib/clock.py)
     try:
         with transaction.atomic():
             claimed = job_move(
