@@ -342,3 +342,49 @@ def test_two_admins_saving_one_account_at_once_leave_an_audit_trail_that_ends_wi
     assert changes[-1].endswith(f"-> {','.join(roles)}"), (changes, roles)
     assert changes[0].startswith("roles packer ->")
     assert changes[1].startswith(f"roles {changes[0].rsplit('-> ', 1)[1]} ->"), changes
+
+
+def test_an_e_mail_saved_by_another_admin_between_the_check_and_the_save_is_an_error_and_keeps_nothing():
+    # given an admin's "add staff account" form for an address nobody has yet
+    client, _ = client_as("admin")
+    created_elsewhere: list[int] = []
+
+    def add_it_in_another_session() -> None:
+        try:
+            created_elsewhere.append(person("technician", email="race@lab.example").pk)
+        finally:
+            connection.close()  # this thread's own session, so the test database can be dropped
+
+    def another_admin_adds_it_meanwhile(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not created_elsewhere and "race@lab.example" in str(params) and sql.lstrip().startswith("SELECT"):
+            # another admin's form, checked at the same moment, commits its account right after this check
+            other = threading.Thread(target=add_it_in_another_session)
+            other.start()
+            other.join()
+        return result
+
+    # when the form is saved after that
+    with connection.execute_wrapper(another_admin_adds_it_meanwhile):
+        response = client.post(
+            f"{ADMIN}accounts/user/add/",
+            {
+                "email": "race@lab.example",
+                "full_name": "Second Form",
+                "password1": "a long enough secret 42",
+                "password2": "a long enough secret 42",
+                "roles": ["admin"],
+            },
+        )
+
+    # then the admin is sent back to the form with the reason, and nothing of this form was saved: no second
+    # account, no admin role, no LogEntry, no audit record of a creation
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert response["Location"] == f"{ADMIN}accounts/user/add/"
+    page = client.get(response["Location"]).content.decode()
+    assert "saved by someone else at the same moment" in page
+    (account,) = User.objects.filter(email__iexact="race@lab.example")
+    assert account.pk == created_elsewhere[0]
+    assert sorted(account.groups.values_list("name", flat=True)) == ["technician"]
+    assert not LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User)).exists()
+    assert not AuditRecord.objects.filter(action="staff.account_created").exists()

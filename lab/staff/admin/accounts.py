@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import ReadOnlyPasswordHashField
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
@@ -93,6 +93,33 @@ class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
     @admin.display(description="roles")
     def staff_roles(self, user: User) -> str:
         return ", ".join(staff_roles_of(user))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Two admins saving the same e-mail address at once (two "add" forms, or a rename): the form's check
+        passed for both, and the unique index refuses the second save. Its whole save is rolled back (account,
+        roles, LogEntry, audit record): the admin is told so, back on the form, instead of a server error."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except IntegrityError:
+            email = str(request.POST.get("email", "")).strip()
+            others = User.objects.filter(email__iexact=email)
+            if object_id is not None:
+                others = others.exclude(pk=object_id)
+            if request.method != "POST" or not email or not others.exists():
+                raise
+            self.message_user(
+                request,
+                "Not saved: an account with this e-mail address was saved by someone else at the same "
+                "moment. Nothing of this form was kept; look the account up before trying again.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm[User], change: bool) -> None:
         staff_account_save(
