@@ -374,13 +374,15 @@ def lab_running(arguments: argparse.Namespace, *, photo: bytes) -> Iterator[Lab]
                     args=[
                         str(VENV_BIN / "gunicorn"),
                         "lab.wsgi",
+                        # The settings every web process of the lab shares: the access log (its cost is in
+                        # the figures, as in production), the timeout, no control socket (one fixed path
+                        # under $HOME, shared with any other gunicorn on the machine).
+                        "--config",
+                        str(ROOT / "gunicorn.conf.py"),
                         "--workers",
                         str(arguments.workers),
                         "--bind",
                         f"127.0.0.1:{web_port}",
-                        # The default control socket is one fixed path under $HOME, shared with any other
-                        # gunicorn on the machine.
-                        "--no-control-socket",
                     ],
                     env=env,
                     log=logs / "gunicorn.log",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from bench.intake.run import Child, database_drop, database_recreate, free_port, manage, wait_until
+from bench.intake.run import ROOT, Child, database_drop, database_recreate, free_port, manage, wait_until
 
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_bench_scale"
@@ -71,9 +71,11 @@ def roles_for(arguments: argparse.Namespace, *, web_port: int, var_dir: Path) ->
         "web",
         [
             *(str(VENV_BIN / "gunicorn"), "bench.scale.wsgi:application", "--bind", f"127.0.0.1:{web_port}"),
-            *("--workers", str(arguments.web_workers), "--timeout", "60", "--no-control-socket"),
+            # The settings every web process of the lab shares (access log, timeout, request-line limit, no
+            # control socket), so that the access log's cost is in the figures as in production.
+            *("--config", str(ROOT / "gunicorn.conf.py"), "--workers", str(arguments.web_workers)),
             # As deploy/systemd/printlab-web.service: workers are recycled after about 2,000 requests.
-            *("--max-requests", "2000", "--max-requests-jitter", "200", "--limit-request-line", "8190"),
+            *("--max-requests", "2000", "--max-requests-jitter", "200"),
         ],
     )
     beat = Role(
