@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date, datetime
 
 import pytest
@@ -11,6 +10,7 @@ from django.db import connection
 from lab.accounts.models import Consent, PolicyVersion, User
 from lab.accounts.services import policy_current
 from tests.builders import UserFactory
+from tests.support.database_locks import committed_right_after_the_check
 
 pytestmark = pytest.mark.django_db
 
@@ -150,23 +150,12 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_409_and_changes_noth
     second = UserFactory.create(email="second@example.org", full_name="Second")
     api.force_authenticate(second)
 
-    def take_it_in_another_session() -> None:
-        try:
-            User.objects.filter(pk=first.pk).update(email="new@example.org")
-        finally:
-            connection.close()  # this thread's own session, so the test database can be dropped
+    def first_takes_it() -> None:
+        User.objects.filter(pk=first.pk).update(email="new@example.org")
 
-    def first_takes_it_meanwhile(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        if "new@example.org" in str(params) and sql.lstrip().startswith("SELECT"):
-            # another web process commits the first customer's change to that address right after the check
-            other = threading.Thread(target=take_it_in_another_session)
-            other.start()
-            other.join()
-        return result
-
-    # when the second customer's change is saved after that
-    with connection.execute_wrapper(first_takes_it_meanwhile):
+    # when the second customer's change is saved after another web process committed the first customer's
+    # change to that address, right after the check
+    with committed_right_after_the_check("new@example.org", first_takes_it):
         response = api.patch(
             "/api/v1/me", {"email": "new@example.org", "full_name": "Renamed"}, format="json"
         )

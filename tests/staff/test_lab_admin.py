@@ -23,7 +23,7 @@ from lab.staff.admin.services import staff_account_save
 from lab.staff.admin.site import site
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
 from tests.builders import client_as, hotfolder_printer, person
-from tests.support.database_locks import holds_up_another_session
+from tests.support.database_locks import committed_right_after_the_check, holds_up_another_session
 
 pytestmark = pytest.mark.django_db
 ADMIN = "/lab/admin/"
@@ -344,28 +344,17 @@ def test_two_admins_saving_one_account_at_once_leave_an_audit_trail_that_ends_wi
     assert changes[1].startswith(f"roles {changes[0].rsplit('-> ', 1)[1]} ->"), changes
 
 
+@pytest.mark.django_db(transaction=True)  # the other admin's account is committed in a session of its own
 def test_an_e_mail_saved_by_another_admin_between_the_check_and_the_save_is_an_error_and_keeps_nothing():
     # given an admin's "add staff account" form for an address nobody has yet
     client, _ = client_as("admin")
     created_elsewhere: list[int] = []
 
-    def add_it_in_another_session() -> None:
-        try:
-            created_elsewhere.append(person("technician", email="race@lab.example").pk)
-        finally:
-            connection.close()  # this thread's own session, so the test database can be dropped
+    def another_admin_adds_it() -> None:
+        created_elsewhere.append(person("technician", email="race@lab.example").pk)
 
-    def another_admin_adds_it_meanwhile(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        if not created_elsewhere and "race@lab.example" in str(params) and sql.lstrip().startswith("SELECT"):
-            # another admin's form, checked at the same moment, commits its account right after this check
-            other = threading.Thread(target=add_it_in_another_session)
-            other.start()
-            other.join()
-        return result
-
-    # when the form is saved after that
-    with connection.execute_wrapper(another_admin_adds_it_meanwhile):
+    # when the form is saved after another admin's form, checked at the same moment, committed its account
+    with committed_right_after_the_check("race@lab.example", another_admin_adds_it):
         response = client.post(
             f"{ADMIN}accounts/user/add/",
             {

@@ -1,9 +1,14 @@
 """Row locks seen from PostgreSQL: whether another session is waiting for a lock that this one holds, so a
-concurrency test lets its other side go on once the wait is observed, never after a fixed sleep."""
+concurrency test lets its other side go on once the wait is observed, never after a fixed sleep. And a write
+committed by another session at the worst moment: right after this one checked."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from django.db import connection
 
@@ -28,3 +33,30 @@ def until_another_session_waits(*, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+@contextmanager
+def committed_right_after_the_check(value: str, commit: Callable[[], object]) -> Iterator[None]:
+    """While in effect, right after this session's first SELECT whose parameters hold `value` (a form's or a
+    serializer's "is it taken?" check), `commit` runs in a session of its own and commits there, as another
+    web process saving the same value at the same moment would."""
+    done = False
+
+    def elsewhere() -> None:
+        try:
+            commit()
+        finally:
+            connection.close()  # the thread's own session, so the test database can be dropped
+
+    def after_the_check(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal done
+        result = execute(sql, params, many, context)
+        if not done and value in str(params) and sql.lstrip().startswith("SELECT"):
+            done = True
+            other = threading.Thread(target=elsewhere)
+            other.start()
+            other.join()
+        return result
+
+    with connection.execute_wrapper(after_the_check):
+        yield
