@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import stripe
 from printers.cups_backend import connect
 from printers.errors import PrinterError
 from tests.support.celery_worker import CeleryWorker, wait_until
+from tests.support.clock import clock_off_by
 from tests.support.cups import PrivateCups
 from tests.support.http import call, multipart, serving
 from tests.support.images import jpeg_bytes
@@ -570,6 +572,51 @@ def test_a_worker_frozen_past_its_claim_s_lease_mid_job_never_prints_a_copy_twic
     # then the order is made, and no copy reached a printer twice unseen
     lab.wait_settled()
     lab.assert_each_copy_once_or_shown()
+
+
+def test_a_worker_whose_clock_runs_hours_ahead_takes_over_no_claim_another_worker_holds(
+    lab: Stack, tmp_path: Path
+) -> None:
+    # given a job the lab's worker holds (making its raster or sending it), frozen there, its claim live
+    held: dict[int, str] = {}
+    for _ in range(5):
+        lab.pay_and_wait_until_a_job_is_being_made(orders=1, held=("rasterizing", "submitting"))
+        lab.worker.pause()
+        held = {
+            int(job_id): str(holder)
+            for job_id, holder in lab.sql(
+                "SELECT j.id, j.claimed_by FROM production_printjob j"
+                " JOIN orders_order o ON o.id = j.order_id"
+                " WHERE o.ref = ANY(%s) AND j.status IN ('rasterizing', 'submitting')",
+                lab.orders,
+            )
+        }
+        if held:
+            break
+        lab.worker.resume()  # it moved on before the freeze: another order
+    assert held, lab.story()
+    # when a second worker with its own beat joins from a host whose clock runs two hours ahead, and runs its
+    # reconcile rounds while the claim is live (its lease there: two minutes)
+    other = CeleryWorker(
+        work_dir=tmp_path / "worker-two-hours-ahead",
+        project_dir=PROJECT_DIR,
+        env=clock_off_by(timedelta(hours=2), {**lab.worker.env, "PRODUCTION_CLAIM_LEASE_SECONDS": "120"}),
+    )
+    try:
+        other.start()
+        other.wait_rounds(reconcile=2, timeout=60)
+    finally:
+        other.stop()
+        lab.worker.resume()
+
+    # then it took over no claim (only their own worker may, once its own lease ran out), no job waits for a
+    # person, and each copy was printed once
+    lab.wait_settled()
+    assert {status for _, status, _, _ in lab.jobs()} == {"printed"}, lab.story()
+    lab.assert_each_copy_once_or_shown()
+    for job_id, holder in held.items():
+        takers = {note for kind, _, _, note in lab.job_events(job_id) if kind == "lease_taken_over"}
+        assert takers <= {holder}, (holder, lab.job_events(job_id))
 
 
 def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_each_copy_once(lab: Stack):
