@@ -88,13 +88,15 @@ _FIRST_SEQ_SQL = (
     " ELSE setval('audit_auditrecord_seq', 1) END"
 )
 # The head moves and the record is inserted in one statement. The record's hash is the one the UPDATE wrote,
-# read from it: a head that did not move from the position this writer locked gives a NULL hash, which the
-# column refuses, so the statement fails (and a COMMIT sent behind it never runs) rather than commit a
-# transaction without its record. The column names are this module's constants, not input.
+# read from it: a head that did not move from the position this writer locked leaves none, and then
+# audit_head_not_moved() (migration audit/0008) raises, so the statement fails (and a COMMIT sent behind it
+# never runs) rather than commit a transaction without its record; its error names no field of the record.
+# The column names are this module's constants, not input.
+_HASH_MOVED = "COALESCE(moved.hash, audit_head_not_moved())"
 _MOVE_AND_INSERT_SQL = (
     "WITH moved AS (UPDATE audit_audithead SET seq = %s, hash = %s WHERE id = %s AND seq = %s RETURNING hash)"  # noqa: S608
     f" INSERT INTO audit_auditrecord ({', '.join(_COLUMNS)})"
-    f" SELECT {', '.join('moved.hash' if name == 'hash' else '%s' for name in _COLUMNS)}"
+    f" SELECT {', '.join(_HASH_MOVED if name == 'hash' else '%s' for name in _COLUMNS)}"
     " FROM (SELECT 1) AS one LEFT JOIN moved ON TRUE"
 )
 _INSERTED_COLUMNS = [name for name in _COLUMNS if name != "hash"]
