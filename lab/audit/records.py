@@ -112,14 +112,9 @@ def audit_append(entry: Entry, *, ends_transaction: bool = False) -> AuditRecord
 
 
 def _in_outermost_block(connection: BaseDatabaseWrapper) -> bool:
-    """Whether the caller's atomic block is the transaction itself (not a savepoint in a bigger one, not a
-    block an error inside it already condemned)."""
-    return (
-        connection.in_atomic_block
-        and len(connection.atomic_blocks) == 1
-        and not connection.savepoint_ids
-        and not connection.needs_rollback
-    )
+    """Whether the caller's atomic block is the transaction itself (the only block open: no savepoint in a
+    bigger one), and not one already condemned to roll back."""
+    return len(connection.atomic_blocks) == 1 and not connection.needs_rollback
 
 
 def _text(value: str | None) -> str | None:
