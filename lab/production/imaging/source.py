@@ -17,6 +17,7 @@ import pyvips
 import simplejpeg
 from PIL import Image
 
+from lab.production.imaging import heif_tiles
 from lab.production.imaging.errors import (
     DECODE_FAILED,
     TOO_LARGE,
@@ -186,7 +187,7 @@ def decode(data: bytes, source: Source, *, shrink_factor: int) -> pyvips.Image:
     therefore run inside `decoding()` too.
     """
     if source.format == "heic":
-        return _heic_pixels(data)
+        return _heic_pixels(data, source)
     if source.format == "jpeg" and source.mode != "CMYK":
         whole = _whole_jpeg(data, source, shrink_factor=shrink_factor)
         if whole is not None:
@@ -218,9 +219,14 @@ def _whole_jpeg(data: bytes, source: Source, *, shrink_factor: int) -> pyvips.Im
     return pyvips.Image.new_from_memory(decoded.data, width, height, bands, "uchar")
 
 
-def _heic_pixels(data: bytes) -> pyvips.Image:
-    """libheif's decoded buffer itself (8-bit, rows `stride` bytes apart), shown to libvips without a copy:
-    through Pillow the 24 MP photo was copied twice (289 MiB peak). libheif decodes whole images only."""
+def _heic_pixels(data: bytes, source: Source) -> pyvips.Image:
+    """A grid photo too large to hold whole (as for JPEGs: `WHOLE_DECODE_MAX_BYTES`) is streamed one row of
+    tiles at a time (`heif_tiles`). Any other is libheif's decoded buffer itself (8-bit, rows `stride`
+    bytes apart), shown to libvips without a copy: through Pillow a 24 MP photo was copied twice (289 MiB)."""
+    if source.mode == "RGB" and source.width * source.height * 3 > WHOLE_DECODE_MAX_BYTES:
+        tiled = heif_tiles.streamed(data)
+        if tiled is not None:
+            return tiled
     heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
     width, height = heif.size
     bands = len(heif.mode.split(";")[0])  # "RGB", "RGBA", "L", "LA"

@@ -1,0 +1,282 @@
+"""Large HEIC photos decoded one row of tiles at a time, so that a worker never holds the whole photo.
+
+Phones store large HEIC photos as grids of independently coded tiles (512 x 512 on Apple's; HEVC's levels
+cap one coded picture at 35.6 MP, so a 48 MP phone photo is always a grid). pillow-heif decodes whole images
+only: libheif assembles the whole YCbCr picture, then converts all of it to RGB (a 48 MP photo peaked at
+276 MiB in a worker, bench/raster). Here libheif's own tile API (libheif 1.19 and later: the copy bundled with
+pillow-heif, loaded through ctypes) decodes one tile at a time to 8-bit RGB, with the file's rotation and
+mirroring applied as in a whole decode, and one row of tiles at a time reaches libvips as a PNG stream of
+stored (uncompressed) deflate blocks, which libvips' PNG loader reads sequentially as the pipeline asks.
+
+Only grids without alpha are streamed; anything else (`streamed` returns None) is decoded whole, as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import struct
+import weakref
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy
+import pillow_heif
+import pyvips
+
+_COLOURSPACE_RGB = 1  # heif_colorspace_RGB
+_CHROMA_INTERLEAVED_RGB = 10  # heif_chroma_interleaved_RGB
+_CHANNEL_INTERLEAVED = 10  # heif_channel_interleaved
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ROWS_PER_CHUNK = 16
+_NO_FILTER = 0  # each PNG row starts with its filter type; ours are stored as they are
+
+
+class HeifTileError(ValueError):
+    """libheif refused a tile (a corrupt or truncated file): the stream ends early and libvips fails the
+    photo as undecodable."""
+
+
+class _HeifError(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int), ("subcode", ctypes.c_int), ("message", ctypes.c_char_p)]
+
+
+class _Tiling(ctypes.Structure):
+    """libheif's `struct heif_image_tiling`, version 1."""
+
+    _fields_ = [
+        ("version", ctypes.c_int),
+        ("num_columns", ctypes.c_uint32),
+        ("num_rows", ctypes.c_uint32),
+        ("tile_width", ctypes.c_uint32),
+        ("tile_height", ctypes.c_uint32),
+        ("image_width", ctypes.c_uint32),
+        ("image_height", ctypes.c_uint32),
+        ("top_offset", ctypes.c_uint32),
+        ("left_offset", ctypes.c_uint32),
+        ("number_of_extra_dimensions", ctypes.c_uint8),
+        ("extra_dimension_size", ctypes.c_uint32 * 8),
+    ]
+
+
+_POINTER = ctypes.c_void_p
+_SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    "heif_context_alloc": (_POINTER, []),
+    "heif_context_free": (None, [_POINTER]),
+    "heif_context_read_from_memory_without_copy": (
+        _HeifError,
+        [_POINTER, _POINTER, ctypes.c_size_t, _POINTER],
+    ),
+    "heif_context_get_primary_image_handle": (_HeifError, [_POINTER, ctypes.POINTER(_POINTER)]),
+    "heif_image_handle_release": (None, [_POINTER]),
+    "heif_image_handle_has_alpha_channel": (ctypes.c_int, [_POINTER]),
+    "heif_image_handle_get_luma_bits_per_pixel": (ctypes.c_int, [_POINTER]),
+    "heif_image_handle_get_image_tiling": (_HeifError, [_POINTER, ctypes.c_int, ctypes.POINTER(_Tiling)]),
+    "heif_image_handle_decode_image_tile": (
+        _HeifError,
+        [
+            _POINTER,
+            ctypes.POINTER(_POINTER),
+            ctypes.c_int,
+            ctypes.c_int,
+            _POINTER,
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+        ],
+    ),
+    "heif_image_release": (None, [_POINTER]),
+    "heif_image_get_width": (ctypes.c_int, [_POINTER, ctypes.c_int]),
+    "heif_image_get_height": (ctypes.c_int, [_POINTER, ctypes.c_int]),
+    "heif_image_get_bits_per_pixel_range": (ctypes.c_int, [_POINTER, ctypes.c_int]),
+    "heif_image_get_plane_readonly": (_POINTER, [_POINTER, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]),
+}
+
+
+@functools.cache
+def _libheif() -> ctypes.CDLL | None:
+    """The libheif pillow-heif itself runs on (its wheel bundles it), or None when it is not there or too
+    old for the tile API: photos are then decoded whole."""
+    bundled = Path(pillow_heif.__file__).resolve().parent.parent / "pillow_heif.libs"
+    candidates = sorted(bundled.glob("libheif-*.so*"))
+    if len(candidates) != 1:
+        return None
+    library = ctypes.CDLL(str(candidates[0]))
+    if not all(hasattr(library, name) for name in _SIGNATURES):
+        return None
+    for name, (result, arguments) in _SIGNATURES.items():
+        function = getattr(library, name)
+        function.restype = result
+        function.argtypes = arguments
+    return library
+
+
+def _check(error: _HeifError) -> None:
+    if error.code:
+        raise HeifTileError((error.message or b"libheif error").decode(errors="replace"))
+
+
+class _Photo:
+    """A libheif context and its primary image's handle, freed when the last libvips image using the
+    stream is gone (pyvips keeps references to what an image was made from)."""
+
+    def __init__(self, library: ctypes.CDLL, data: bytes) -> None:
+        self.library = library
+        self.data = data  # read without a copy: the context points into these bytes
+        self.context = _POINTER(library.heif_context_alloc())
+        self.handle = _POINTER()
+        self._finalizer = weakref.finalize(self, _free, library, self.context, self.handle)
+        _check(library.heif_context_read_from_memory_without_copy(self.context, data, len(data), None))
+        _check(library.heif_context_get_primary_image_handle(self.context, ctypes.byref(self.handle)))
+
+    def tiling(self, *, transformed: bool = True) -> _Tiling:
+        """The grid as displayed (rotation, mirroring and crop applied), or as stored."""
+        tiling = _Tiling(version=1)
+        _check(
+            self.library.heif_image_handle_get_image_tiling(self.handle, transformed, ctypes.byref(tiling))
+        )
+        return tiling
+
+    def streamable(self, tiling: _Tiling) -> bool:
+        """A grid of 8-bit tiles with no alpha and no crop: a crop (`clap`) would move the image within the
+        grid by amounts libheif's tiling does not report usably, and wider samples or alpha would need
+        the conversions the whole decode makes."""
+        stored = self.tiling(transformed=False)
+        return (
+            tiling.num_columns * tiling.num_rows > 1
+            and not tiling.number_of_extra_dimensions
+            and {tiling.image_width, tiling.image_height} == {stored.image_width, stored.image_height}
+            and self.library.heif_image_handle_get_luma_bits_per_pixel(self.handle) == 8
+            and not self.library.heif_image_handle_has_alpha_channel(self.handle)
+        )
+
+
+def _free(library: ctypes.CDLL, context: ctypes.c_void_p, handle: ctypes.c_void_p) -> None:
+    if handle.value:
+        library.heif_image_handle_release(handle)
+    if context.value:
+        library.heif_context_free(context)
+
+
+def streamed(data: bytes) -> pyvips.Image | None:
+    """The photo as a sequential 8-bit sRGB libvips image decoded one row of tiles at a time, or None when it
+    is not such a grid (`_Photo.streamable`) or libheif has no tile API here."""
+    library = _libheif()
+    if library is None:
+        return None
+    photo = _Photo(library, data)
+    tiling = photo.tiling()
+    if not photo.streamable(tiling):
+        return None
+    source = pyvips.SourceCustom()
+    source.on_read(_Reader(_png(tiling.image_width, tiling.image_height, _strips(photo, tiling))).read)
+    image = pyvips.Image.pngload_source(source, access="sequential", fail_on="error")
+    # pyvips' own way to keep what an image reads from alive as long as any image made from it: the read
+    # callback (libvips calls it from its threads) and the libheif context it decodes from.
+    image._references.append((source, photo))
+    return image
+
+
+def _strips(photo: _Photo, tiling: _Tiling) -> Iterator[numpy.ndarray]:
+    """Each row of tiles as PNG rows (a filter byte, then RGB), cropped to the image: edge tiles overhang it,
+    and after a rotation or mirroring the grid's partial tiles may come first (see `_padding_first`)."""
+    width, height = tiling.image_width, tiling.image_height
+    top_padding = _padding_first(tiling.top_offset, tiling.num_rows, tiling.tile_height, height)
+    left_padding = _padding_first(tiling.left_offset, tiling.num_columns, tiling.tile_width, width)
+    for tile_row in range(tiling.num_rows):
+        top = tile_row * tiling.tile_height - top_padding
+        first, end = max(top, 0), min(top + tiling.tile_height, height)
+        if end <= first:
+            continue
+        strip = numpy.zeros((end - first, 1 + 3 * width), numpy.uint8)  # column 0: _NO_FILTER
+        for tile_column in range(tiling.num_columns):
+            left = tile_column * tiling.tile_width - left_padding
+            _paste_tile(photo, tile_column, tile_row, strip, top=top - first, left=left, width=width)
+        yield strip
+
+
+def _padding_first(offset: int, tiles: int, tile_size: int, size: int) -> int:
+    """How far the first tile starts before the image. The grid's padding is at its right and bottom as
+    stored; libheif reports a non-zero offset when a rotation or mirroring has moved it first. (libheif 1.23
+    reports, as that offset, how much of the image the partial tile holds, not the negative shift its header
+    describes; the padding itself is the grid's size less the image's, whichever it means.)"""
+    return tiles * tile_size - size if offset else 0
+
+
+def _paste_tile(
+    photo: _Photo, tile_column: int, tile_row: int, strip: numpy.ndarray, *, top: int, left: int, width: int
+) -> None:
+    library = photo.library
+    image = _POINTER()
+    _check(
+        library.heif_image_handle_decode_image_tile(
+            photo.handle,
+            ctypes.byref(image),
+            _COLOURSPACE_RGB,
+            _CHROMA_INTERLEAVED_RGB,
+            None,
+            tile_column,
+            tile_row,
+        )
+    )
+    try:
+        if library.heif_image_get_bits_per_pixel_range(image, _CHANNEL_INTERLEAVED) != 8:
+            raise HeifTileError("tile is not 8-bit RGB")
+        tile_width = library.heif_image_get_width(image, _CHANNEL_INTERLEAVED)
+        tile_height = library.heif_image_get_height(image, _CHANNEL_INTERLEAVED)
+        stride = ctypes.c_int()
+        plane = library.heif_image_get_plane_readonly(image, _CHANNEL_INTERLEAVED, ctypes.byref(stride))
+        if not plane or tile_width <= 0 or tile_height <= 0:
+            raise HeifTileError("tile has no pixels")
+        rows = numpy.ctypeslib.as_array(
+            ctypes.cast(plane, ctypes.POINTER(ctypes.c_uint8)), shape=(tile_height, stride.value)
+        )
+        y0, y1 = max(0, -top), min(tile_height, strip.shape[0] - top)
+        x0, x1 = max(0, -left), min(tile_width, width - left)
+        if y1 > y0 and x1 > x0:
+            strip[top + y0 : top + y1, 1 + 3 * (left + x0) : 1 + 3 * (left + x1)] = rows[
+                y0:y1, 3 * x0 : 3 * x1
+            ]
+    finally:
+        library.heif_image_release(image)
+
+
+def _png(width: int, height: int, strips: Iterator[numpy.ndarray]) -> Iterator[bytes]:
+    """A PNG (8-bit RGB, no interlace) whose image data is deflate's stored blocks: no compression work on
+    either side, only the checksums PNG and zlib require."""
+    yield _PNG_SIGNATURE
+    yield from _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    compressor = zlib.compressobj(0)
+    for strip in strips:
+        # A few rows per chunk: one chunk's body is all that is held besides the strip.
+        for first in range(0, strip.shape[0], _ROWS_PER_CHUNK):
+            body = compressor.compress(strip[first : first + _ROWS_PER_CHUNK].data)
+            if body:
+                yield from _chunk(b"IDAT", body)
+        del strip
+    yield from _chunk(b"IDAT", compressor.flush())
+    yield from _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, body: bytes) -> Iterator[bytes]:
+    yield struct.pack(">I", len(body)) + kind
+    yield body
+    yield struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+
+
+class _Reader:
+    """libvips' read callback over the stream: hands out the pieces without copying them. A tile libheif
+    refuses ends the stream; libvips then fails the photo as truncated."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._current = memoryview(b"")
+
+    def read(self, size: int) -> memoryview | None:
+        while not self._current:
+            try:
+                self._current = memoryview(next(self._pieces))
+            except (StopIteration, HeifTileError):
+                return None
+        piece, self._current = self._current[:size], self._current[size:]
+        return piece
