@@ -132,7 +132,9 @@ def _blocks(
     return image.cast("uchar").copy(interpretation=interpretation)
 
 
-def _heic(width: int, height: int) -> Callable[[Path], None]:
+def _heic(width: int, height: int, *, tile_size: int = 0) -> Callable[[Path], None]:
+    """One coded picture, or (tile_size) a grid of tiles as phones store photos above HEVC's 35.6 MP."""
+
     def write(path: Path) -> None:
         import pillow_heif
 
@@ -141,7 +143,7 @@ def _heic(width: int, height: int) -> Callable[[Path], None]:
         buffer = io.BytesIO()
         # x265's fastest preset: the encoder's time is not what is measured here.
         Image.frombytes("RGB", (width, height), pixels).save(
-            buffer, "HEIF", quality=80, enc_params={"preset": "ultrafast"}
+            buffer, "HEIF", quality=80, enc_params={"preset": "ultrafast"}, tile_size=tile_size
         )
         path.write_bytes(buffer.getvalue())
 
@@ -209,5 +211,7 @@ BIG_CASES = [
         ),
     ),
     BigCase("HEIC 8-bit RGB 24 MP", "heic", _heic(6000, 4000)),
-    BigCase("HEIC 8-bit RGB 48 MP", "heic", _heic(8064, 6048)),
+    BigCase("HEIC 8-bit RGB 48 MP, one coded picture", "heic", _heic(8064, 6048)),
+    BigCase("HEIC 8-bit RGB 48 MP, 512 px grid", "heic", _heic(8064, 6048, tile_size=512)),
+    BigCase("HEIC 8-bit RGB 89 MP, 512 px grid", "heic", _heic(*INTAKE_LIMIT_SIZE, tile_size=512)),
 ]

@@ -130,7 +130,7 @@ def big_photos(*, directory: Path) -> dict[str, dict[str, float]]:
     """Each very large photo printed 8x10 in a fresh worker of its own: its peak RSS, time, file size."""
     context = multiprocessing.get_context("forkserver")
     figures: dict[str, dict[str, float]] = {}
-    print(f"{'big photo, printed 8x10':32} {'file':>8} {'seconds':>8} {'peak RSS':>9}")
+    print(f"{'big photo, printed 8x10':42} {'file':>8} {'seconds':>8} {'peak RSS':>9}")
     for case in BIG_CASES:
         path = directory / f"big.{case.suffix}"
         case.write(path)
@@ -138,7 +138,7 @@ def big_photos(*, directory: Path) -> dict[str, dict[str, float]]:
             peak_kib, seconds, size = pool.apply(_big_work, (str(path),))
         path.unlink()
         figures[case.name] = {"rss_mib": peak_kib / 1024, "seconds": seconds, "file_mib": size / 2**20}
-        print(f"{case.name:32} {size / 2**20:5.1f} MB {seconds:8.1f} {peak_kib / 1024:5.0f} MiB")
+        print(f"{case.name:42} {size / 2**20:5.1f} MB {seconds:8.1f} {peak_kib / 1024:5.0f} MiB")
     return figures
 
 

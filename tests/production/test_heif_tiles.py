@@ -72,6 +72,17 @@ def test_what_is_not_a_plain_8_bit_grid_is_left_to_the_whole_decode() -> None:
     assert heif_tiles.streamed(ten_bits.getvalue()) is None
 
 
+def test_a_cropped_grid_is_left_to_the_whole_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a grid displayed smaller than it is coded, as a crop (`clap`) makes it (pillow-heif writes none:
+    # libheif is made to report the displayed width a crop of 100 px would give)
+    library = heif_tiles._libheif()
+    assert library is not None
+    coded_width = library.heif_image_handle_get_width
+    monkeypatch.setattr(library, "heif_image_handle_get_width", lambda handle: coded_width(handle) - 100)
+
+    assert heif_tiles.streamed(_grid_heic(_photo())) is None
+
+
 @pytest.fixture
 def streams_every_grid(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Make the rasterizer stream grids of any size, and record each stream it made."""

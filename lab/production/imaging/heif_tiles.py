@@ -72,6 +72,10 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "heif_image_handle_release": (None, [_POINTER]),
     "heif_image_handle_has_alpha_channel": (ctypes.c_int, [_POINTER]),
     "heif_image_handle_get_luma_bits_per_pixel": (ctypes.c_int, [_POINTER]),
+    "heif_image_handle_get_width": (ctypes.c_int, [_POINTER]),
+    "heif_image_handle_get_height": (ctypes.c_int, [_POINTER]),
+    "heif_image_handle_get_ispe_width": (ctypes.c_int, [_POINTER]),
+    "heif_image_handle_get_ispe_height": (ctypes.c_int, [_POINTER]),
     "heif_image_handle_get_image_tiling": (_HeifError, [_POINTER, ctypes.c_int, ctypes.POINTER(_Tiling)]),
     "heif_image_handle_decode_image_tile": (
         _HeifError,
@@ -141,13 +145,18 @@ class _Photo:
         """A grid of 8-bit tiles with no alpha and no crop: a crop (`clap`) would move the image within the
         grid by amounts libheif's tiling does not report usably, and wider samples or alpha would need
         the conversions the whole decode makes."""
-        stored = self.tiling(transformed=False)
+        library, handle = self.library, self.handle
+        shown = {library.heif_image_handle_get_width(handle), library.heif_image_handle_get_height(handle)}
+        coded = {
+            library.heif_image_handle_get_ispe_width(handle),
+            library.heif_image_handle_get_ispe_height(handle),
+        }
         return (
             tiling.num_columns * tiling.num_rows > 1
             and not tiling.number_of_extra_dimensions
-            and {tiling.image_width, tiling.image_height} == {stored.image_width, stored.image_height}
-            and self.library.heif_image_handle_get_luma_bits_per_pixel(self.handle) == 8
-            and not self.library.heif_image_handle_has_alpha_channel(self.handle)
+            and shown == coded == {tiling.image_width, tiling.image_height}
+            and library.heif_image_handle_get_luma_bits_per_pixel(handle) == 8
+            and not library.heif_image_handle_has_alpha_channel(handle)
         )
 
 
