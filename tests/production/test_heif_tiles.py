@@ -1,4 +1,4 @@
-"""Large HEIC grid photos streamed one row of tiles at a time (lab/production/imaging/heif_tiles.py): the same
+"""Large HEIC grid photos streamed one row of tiles at a time (lab/lib/heif_tiles.py): the same
 pixels as libheif's whole decode in every orientation, the same print, and a clear failure for a cut file.
 
 The photos are small grids of 256 px tiles whose last column and row are partial, so that every rotation
@@ -14,7 +14,8 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from lab.production.imaging import heif_tiles, source
+from lab.lib import heif_tiles
+from lab.production.imaging import source
 from lab.production.raster import RasterError, RasterSpec, rasterize
 
 _SIZE = (1100, 700)  # 5 x 3 tiles of 256 px; the last column holds 76 px, the last row 188

@@ -32,10 +32,11 @@ def tiff_bytes(width: int = 1200, height: int = 1800) -> bytes:
     return out.getvalue()
 
 
-def heic_bytes(width: int = 1200, height: int = 900) -> bytes:
+def heic_bytes(width: int = 1200, height: int = 900, *, tile_size: int = 0) -> bytes:
+    """One coded picture, or (tile_size) a grid of tiles, as phones store their photos."""
     import pillow_heif
 
     pillow_heif.register_heif_opener()
     out = io.BytesIO()
-    Image.new("RGB", (width, height), (60, 160, 60)).save(out, "HEIF")
+    Image.new("RGB", (width, height), (60, 160, 60)).save(out, "HEIF", tile_size=tile_size)
     return out.getvalue()

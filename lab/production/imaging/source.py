@@ -17,7 +17,7 @@ import pyvips
 import simplejpeg
 from PIL import Image
 
-from lab.production.imaging import heif_tiles
+from lab.lib import heif_tiles
 from lab.production.imaging.errors import (
     DECODE_FAILED,
     TOO_LARGE,
