@@ -617,10 +617,16 @@ def _ipp_error_parts(exc: cups.IPPError) -> tuple[int, str]:
 # libcups' httpStatus() text of HTTP 400, which it reports as the IPP error's message when the HTTP answer
 # itself was 400 (cupsLastErrorString); an IPP response's message is its status-message or ippErrorString().
 _HTTP_BAD_REQUEST = "Bad Request"
+# What libcups reports when the server took the request and answered nothing until libcups gave up (about
+# 60 s; measured on a SIGSTOPped cupsd): an internal error whose text is strerror(0), no IPP answer at all.
+_NO_ANSWER = "Success"
 
 
 def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors.PrinterError:
     text = f"CUPS {operation} failed: {message} (IPP status 0x{status:04x})"
+    if status == cups.IPP_STATUS_ERROR_INTERNAL and message == _NO_ANSWER:
+        # The server is silent (stalled: it takes connections and answers nothing), as good as unreachable.
+        return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=text)
     if status in _TRANSIENT_STATUSES:
         return errors.TransientPrinterError(code=_TRANSIENT_STATUSES[status], message=text)
     if status in _PERMANENT_STATUSES:

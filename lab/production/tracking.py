@@ -16,14 +16,15 @@ from django.utils import timezone
 from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
-from lab.production.backends import backend_for
+from lab.production.backends import backend_for, printer_server
 from lab.production.jobs import job_fail, job_move, submit_enqueue
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_reroute, jobs_route_waiting
 from lab.production.states import JobStatus, PrinterState
 from printers.base import JobInfo, JobState
-from printers.errors import JOB_NOT_FOUND, PrinterError
+from printers.errors import JOB_NOT_FOUND, PRINTER_UNREACHABLE, PrinterError
+from printers.registry import backend_kind
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -38,9 +39,10 @@ def printer_poll() -> dict[str, int]:
     """
     counts: Counter[str] = Counter()
     watched: set[int] = set()
+    silent = SilentServers()
     for printer in Printer.objects.all():
-        counts[_printer_refresh(printer)] += 1
-        if server_restarts_check(printer):
+        counts[_printer_refresh(printer, silent)] += 1
+        if silent.error_for(printer) is None and server_restarts_check(printer):
             watched.add(printer.pk)
     checked: list[PrintJob] = []
     for job in PrintJob.objects.filter(status=J.SUBMITTED).select_related("printer"):
@@ -50,11 +52,38 @@ def printer_poll() -> dict[str, int]:
             counts["server_unchecked"] += 1
             continue
         checked.append(job)
-    counts.update(jobs_track(checked))
+    counts.update(jobs_track(checked, silent=silent))
     return dict(counts)
 
 
-def jobs_track(jobs: Iterable[PrintJob]) -> Counter[str]:
+class SilentServers:
+    """The printer servers that did not answer during one round: the rest of the round asks them nothing.
+
+    A stalled cupsd (one that takes connections and answers nothing) holds every call for libcups' own
+    minute, and pycups offers no shorter timeout; a poll round made one call per printer and one per job,
+    so a stalled server with five printers and twenty jobs held the `default` queue (releases, e-mail) for
+    half an hour. Now it costs the round one call: the server's other printers are marked offline with the
+    same error, and its jobs are read in the next round. A hot folder counts as a server of its own."""
+
+    def __init__(self) -> None:
+        self._silent: dict[tuple[str, str], PrinterError] = {}
+
+    @staticmethod
+    def _key(printer: Printer) -> tuple[str, str]:
+        if backend_kind(printer.backend).target_is_folder:
+            return printer.backend, printer.target
+        return printer.backend, printer_server(printer)
+
+    def error_for(self, printer: Printer) -> PrinterError | None:
+        """The error the printer's server gave earlier in this round, if it did not answer."""
+        return self._silent.get(self._key(printer))
+
+    def heard(self, printer: Printer, error: PrinterError) -> None:
+        if not error.is_permanent and error.code == PRINTER_UNREACHABLE:
+            self._silent.setdefault(self._key(printer), error)
+
+
+def jobs_track(jobs: Iterable[PrintJob], *, silent: SilentServers | None = None) -> Counter[str]:
     """Read each submitted job at its printer and move it on; an order whose jobs all printed goes to packing.
 
     The caller has heard of each job's server restarts first (`server_restarts_check` of its printer).
@@ -62,8 +91,9 @@ def jobs_track(jobs: Iterable[PrintJob]) -> Counter[str]:
     """
     counts: Counter[str] = Counter()
     touched_orders: set[int] = set()
+    silent = silent or SilentServers()
     for job in jobs:
-        outcome = _job_refresh(job)
+        outcome = _job_refresh(job, silent)
         counts[outcome] += 1
         if outcome == "printed":
             touched_orders.add(job.order_id)
@@ -72,11 +102,14 @@ def jobs_track(jobs: Iterable[PrintJob]) -> Counter[str]:
     return counts
 
 
-def _printer_refresh(printer: Printer) -> str:
+def _printer_refresh(printer: Printer, silent: SilentServers) -> str:
     try:
+        if (earlier := silent.error_for(printer)) is not None:
+            raise earlier  # its server did not answer for another printer in this round: not asked again
         status = backend_for(printer).printer_status()
         state, reasons, message = str(status.state), list(status.reasons), status.message
     except PrinterError as error:
+        silent.heard(printer, error)
         state, reasons, message = PrinterState.OFFLINE, [error.code], error.message
     changed = state != printer.state or reasons != printer.state_reasons
     if changed:
@@ -111,11 +144,14 @@ def _reroute_waiting_jobs(printer: Printer) -> None:
         job_reroute(job_id=job.pk, note=f"printer {printer.name} is {printer.state}")
 
 
-def _job_refresh(job: PrintJob) -> str:
+def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
     assert job.printer is not None
+    if silent.error_for(job.printer) is not None:
+        return "unreachable"
     try:
         info = backend_for(job.printer).job_info(job.backend_job_id)
     except PrinterError as error:
+        silent.heard(job.printer, error)
         if error.is_permanent:
             job_fail(
                 job_id=job.pk,

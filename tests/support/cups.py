@@ -237,6 +237,18 @@ class PrivateCups:
         self.stop_cupsd()
         self.start_cupsd()
 
+    def pause_cupsd(self) -> None:
+        """SIGSTOP cupsd: it stalls; the kernel still takes connections and requests, nothing answers."""
+        process = self._processes.cupsd
+        assert process is not None and process.poll() is None, "cupsd is not running"
+        process.send_signal(signal.SIGSTOP)
+
+    def resume_cupsd(self) -> None:
+        """SIGCONT cupsd: it answers again, what it was asked meanwhile included."""
+        process = self._processes.cupsd
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+
     def is_cupsd_running(self) -> bool:
         process = self._processes.cupsd
         return process is not None and process.poll() is None

@@ -1,0 +1,123 @@
+"""A printer server that does not answer costs a tracking round one call, not one per printer and per job.
+
+A stalled cupsd holds every libcups call for about a minute (pycups has no shorter timeout); the poll runs on
+the `default` queue, so one call per printer and per job held releases and e-mail behind it for as many
+minutes. The calls the lab makes to the server are counted: with cupsd stopped (it refuses at once, so these
+tests are quick) and, once, with cupsd stalled for real (SIGSTOP: that round takes libcups' minute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lab.production.models import Printer, PrintJob
+from lab.production.states import JobStatus, PrinterState
+from lab.production.tracking import jobs_track, printer_poll
+from printers import cups_backend
+from tests.builders.production import hotfolder_printer, job_walk, released_order
+from tests.support.cups import PrivateCups
+
+pytestmark = pytest.mark.django_db
+J = JobStatus
+MEDIA = ["na_index-4x6_4x6in"]
+
+
+@pytest.fixture
+def three_printers_cups() -> Iterator[PrivateCups]:
+    """A private cupsd with three queues, each a Printer of the lab."""
+    with PrivateCups() as server:
+        for index in range(3):
+            server.add_printer(f"silent_{index}", media=MEDIA)
+            Printer.objects.create(
+                name=f"silent-{index}",
+                backend="cups",
+                target=f"silent_{index}",
+                cups_server=server.server,
+                media_sizes=["4x6"],
+                papers=["lustre", "glossy"],
+            )
+        yield server
+
+
+@pytest.fixture
+def stopped_cups(three_printers_cups: PrivateCups) -> PrivateCups:
+    three_printers_cups.stop_cupsd()
+    return three_printers_cups
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every connection the lab opens to a CUPS server, by server."""
+    opened: list[str] = []
+    real = cups_backend.connect
+
+    def counting(*, server: str) -> object:
+        opened.append(server)
+        return real(server=server)
+
+    monkeypatch.setattr(cups_backend, "connect", counting)
+    return opened
+
+
+def test_a_poll_round_asks_a_silent_server_once_and_marks_all_its_printers_offline(
+    stopped_cups: PrivateCups, connections: list[str]
+) -> None:
+    # given three printers on a cupsd that does not answer, and a hot folder that does
+    folder = hotfolder_printer("still-here", sizes=["4x6"])
+
+    # when the poll runs its round
+    counts = printer_poll()
+
+    # then the silent server was asked once, and each of its printers is offline for its reason
+    assert connections == [stopped_cups.server]
+    for printer in Printer.objects.filter(backend="cups"):
+        assert (printer.state, printer.state_reasons) == (PrinterState.OFFLINE, ["printer_unreachable"])
+    folder.refresh_from_db()
+    assert folder.state == PrinterState.ONLINE  # another server is still asked
+    assert (counts["printer_changed"], counts["printer_same"]) == (3, 1)
+
+
+def test_job_tracking_reads_no_more_jobs_from_a_server_that_did_not_answer(
+    stopped_cups: PrivateCups, connections: list[str]
+) -> None:
+    # given two jobs sent to two printers of that server (the server answered then; it is silent now)
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+    jobs = list(PrintJob.objects.filter(order=order).select_related("printer"))
+    first, second = Printer.objects.filter(backend="cups").order_by("pk")[:2]
+    PrintJob.objects.filter(pk=jobs[0].pk).update(printer=first)
+    PrintJob.objects.filter(pk=jobs[1].pk).update(printer=second)
+    for number, job in enumerate(jobs, start=7):
+        job_walk(job, J.SUBMITTED)
+        PrintJob.objects.filter(pk=job.pk).update(backend_job_id=str(number))  # CUPS job ids are numbers
+    submitted = list(PrintJob.objects.filter(order=order).select_related("printer"))
+
+    # when they are tracked
+    counts = jobs_track(submitted)
+
+    # then one call found the server silent; both jobs wait for the next round, as they were
+    assert connections == [stopped_cups.server]
+    assert counts == {"unreachable": 2}
+    assert set(PrintJob.objects.filter(order=order).values_list("status", flat=True)) == {J.SUBMITTED}
+
+
+# As the poll task runs: not inside a test's transaction, which PostgreSQL would end as idle for longer than
+# DATABASE_IDLE_IN_TRANSACTION_SECONDS while libcups waits.
+@pytest.mark.django_db(transaction=True)
+def test_a_stalled_cupsd_costs_a_poll_round_one_call_not_one_per_printer(
+    three_printers_cups: PrivateCups, connections: list[str]
+) -> None:
+    # given three printers on a cupsd that takes connections and answers nothing (before, a round asked it
+    # twice per printer: six of libcups' minutes)
+    three_printers_cups.pause_cupsd()
+    try:
+        # when the poll runs its round
+        printer_poll()
+    finally:
+        three_printers_cups.resume_cupsd()
+
+    # then it asked once, found the server silent after libcups' minute, and took its printers offline
+    assert connections == [three_printers_cups.server]
+    for printer in Printer.objects.filter(backend="cups"):
+        assert (printer.state, printer.state_reasons) == (PrinterState.OFFLINE, ["printer_unreachable"])
