@@ -195,7 +195,7 @@ def connect(*, server: str) -> cups.Connection:
         try:
             return cups.Connection(host=host, port=port)
         except RuntimeError as exc:
-            raise errors.TransientPrinterError(
+            raise errors.ServerSilentError(
                 code=errors.PRINTER_UNREACHABLE, message=f"CUPS server {host}:{port} unreachable: {exc}"
             ) from exc
 
@@ -413,7 +413,7 @@ class CupsBackend(PrinterBackend):
             raise _translate_ipp_error(status, message, operation="request") from exc
         except RuntimeError as exc:
             # pycups raises RuntimeError when the server drops the connection mid-request.
-            raise errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
+            raise errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
         except cups.HTTPError as exc:
             raise errors.TransientPrinterError(
                 code=errors.PRINTER_UNREACHABLE,
@@ -494,7 +494,7 @@ def printer_error(exc: Exception, *, operation: str) -> errors.PrinterError:
             code=errors.PRINTER_UNREACHABLE,
             message=f"CUPS answered HTTP {exc.args[0] if exc.args else '?'}",
         )
-    return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=f"CUPS {operation}: {exc}")
+    return errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=f"CUPS {operation}: {exc}")
 
 
 def list_queues(*, server: str) -> list[QueueInfo]:
@@ -626,7 +626,7 @@ def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors
     text = f"CUPS {operation} failed: {message} (IPP status 0x{status:04x})"
     if status == cups.IPP_STATUS_ERROR_INTERNAL and message == _NO_ANSWER:
         # The server is silent (stalled: it takes connections and answers nothing), as good as unreachable.
-        return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=text)
+        return errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=text)
     if status in _TRANSIENT_STATUSES:
         return errors.TransientPrinterError(code=_TRANSIENT_STATUSES[status], message=text)
     if status in _PERMANENT_STATUSES:
@@ -642,5 +642,5 @@ def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors
     if status < 0x0400:
         # A failed call with a "successful" status: no IPP answer arrived at all (libcups kept the last
         # good status), e.g. cupsd stopped between Create-Job and Send-Document. Seen with pycups 2.0.4.
-        return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=text)
+        return errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=text)
     return errors.PermanentPrinterError(code=errors.IPP_ERROR, message=text)

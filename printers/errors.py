@@ -24,6 +24,13 @@ class TransientPrinterError(PrinterError):
     is_permanent = False
 
 
+class ServerSilentError(TransientPrinterError):
+    """The server itself gave no answer: it refused the connection, dropped it, or took the request and said
+    nothing until the client gave up (a stalled cupsd: about a minute). Nothing is known about the printer
+    or the request; a caller may stop asking the same server for a while. (A printer-level error that
+    shares the code, such as a device error the server reports, is a plain TransientPrinterError.)"""
+
+
 class PermanentPrinterError(PrinterError):
     """Retrying the same request cannot succeed (unknown queue or job, unsupported format or option)."""
 

@@ -23,7 +23,7 @@ from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_reroute, jobs_route_waiting
 from lab.production.states import JobStatus, PrinterState
 from printers.base import JobInfo, JobState
-from printers.errors import JOB_NOT_FOUND, PRINTER_UNREACHABLE, PrinterError
+from printers.errors import JOB_NOT_FOUND, PrinterError, ServerSilentError
 from printers.registry import backend_kind
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ class SilentServers:
         return self._silent.get(self._key(printer))
 
     def heard(self, printer: Printer, error: PrinterError) -> None:
-        if not error.is_permanent and error.code == PRINTER_UNREACHABLE:
+        """Remember the server when it gave no answer at all; an error about the printer or the request
+        (a device error, a busy queue, an unknown job) says nothing about its other printers."""
+        if isinstance(error, ServerSilentError):
             self._silent.setdefault(self._key(printer), error)
 
 

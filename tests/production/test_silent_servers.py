@@ -14,8 +14,9 @@ import pytest
 
 from lab.production.models import Printer, PrintJob
 from lab.production.states import JobStatus, PrinterState
-from lab.production.tracking import jobs_track, printer_poll
+from lab.production.tracking import SilentServers, jobs_track, printer_poll
 from printers import cups_backend
+from printers.errors import PRINTER_UNREACHABLE, ServerSilentError, TransientPrinterError
 from tests.builders.production import hotfolder_printer, job_walk, released_order
 from tests.support.cups import PrivateCups
 
@@ -121,3 +122,20 @@ def test_a_stalled_cupsd_costs_a_poll_round_one_call_not_one_per_printer(
     assert connections == [three_printers_cups.server]
     for printer in Printer.objects.filter(backend="cups"):
         assert (printer.state, printer.state_reasons) == (PrinterState.OFFLINE, ["printer_unreachable"])
+
+
+def test_only_a_server_that_gave_no_answer_is_skipped_for_the_rest_of_the_round() -> None:
+    # given two printers of one server, and the two kinds of error the first can give under one code
+    first, second = (
+        Printer.objects.create(name=f"p{n}", backend="cups", target=f"q{n}", cups_server="127.0.0.1:1")
+        for n in range(2)
+    )
+    device_error = TransientPrinterError(code=PRINTER_UNREACHABLE, message="server-error-device-error")
+    no_answer = ServerSilentError(code=PRINTER_UNREACHABLE, message="no answer")
+
+    # when the round hears them, then a device error leaves the server to be asked; no answer does not
+    round_ = SilentServers()
+    round_.heard(first, device_error)
+    assert round_.error_for(second) is None
+    round_.heard(first, no_answer)
+    assert round_.error_for(second) is no_answer
