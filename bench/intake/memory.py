@@ -1,10 +1,12 @@
-"""Peak memory of photo intake's check of one large upload, against Pillow's whole decode in the same run.
+"""Peak memory of what a web process does with one large photo, against Pillow's whole decode in the same run.
 
-Intake (`lab.orders.imaging.inspect_image`) runs in a web process for every upload (in a worker for a photo
-sent by URL). Each photo is checked once in a fresh process of its own, forked from a server started while
-this process was small, so that each peak RSS is that check's alone: ours (the header read by Pillow, every
-pixel decoded by libvips' sequential loaders or, for a HEIC grid, one row of tiles at a time), and the
-baseline, `Image.open(...).load()`, the whole decode intake made before.
+Intake's check (`lab.orders.imaging.inspect_image`, for every upload; in a worker for a photo sent by URL)
+and the gate's watermarked preview (`lab.gate.watermark.preview_render`, for a technician's view). Each is
+run once per photo in a fresh process of its own, forked from a server started while this process was
+small, so that each peak RSS is that call's alone: ours (every pixel decoded by libvips' sequential loaders,
+JPEGs shrunk on load for the preview, a HEIC grid one row of tiles at a time), and the baseline,
+`Image.open(...).load()`, Pillow's whole decode, which both made before (the preview then also turned and
+converted whole copies).
 
 From the project root: `.venv/bin/python -m bench.intake.memory [--json FILE]`.
 """
@@ -52,11 +54,12 @@ def _setup() -> None:
     import pillow_heif
     import pyvips
 
+    from lab.gate import watermark
     from lab.lib import heif_tiles
     from lab.orders import imaging
 
     pillow_heif.register_heif_opener()
-    del pyvips, heif_tiles, imaging  # loaded before the base is read: each side pays for its work only
+    del pyvips, heif_tiles, imaging, watermark  # loaded before the base is read: each side pays its own work
 
 
 def _check(path: str, side: str) -> tuple[float, float]:
@@ -65,12 +68,15 @@ def _check(path: str, side: str) -> tuple[float, float]:
 
     from PIL import Image
 
+    from lab.gate import watermark
     from lab.orders import imaging
 
     data = Path(path).read_bytes()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if side == "ours":
+    if side == "intake":
         imaging.inspect_image(data=data, max_bytes=len(data), max_pixels=Image.MAX_IMAGE_PIXELS or 0)
+    elif side == "preview":
+        watermark.preview_render(data, stamp="technician 2026-12-04 22:00Z")
     else:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -84,27 +90,22 @@ def main() -> None:
     multiprocessing.forkserver.ensure_running()
     context = multiprocessing.get_context("forkserver")
     figures: dict[str, dict[str, float]] = {}
-    header = f"{'photo checked at intake':32} {'file':>8} {'ours: peak (+over base)':>24}"
+    header = f"{'photo':32} {'file':>8} {'intake: peak (+growth)':>24} {'preview: peak (+growth)':>24}"
     print(f"{header} {'Pillow whole decode':>22}")
     with tempfile.TemporaryDirectory(prefix="intake-memory-") as directory:
         for name, suffix, write in CASES:
             path = Path(directory) / f"photo.{suffix}"
             write(path)
             sides = {}
-            for side in ("ours", "pillow"):
+            for side in ("intake", "preview", "pillow"):
                 with context.Pool(1, initializer=_setup) as pool:
                     sides[side] = pool.apply(_check, (str(path), side))
-            (ours_base, ours_peak), (pillow_base, pillow_peak) = sides["ours"], sides["pillow"]
-            figures[name] = {
-                "file_mib": path.stat().st_size / 2**20,
-                "ours_peak_mib": ours_peak,
-                "ours_over_base_mib": ours_peak - ours_base,
-                "pillow_peak_mib": pillow_peak,
-                "pillow_over_base_mib": pillow_peak - pillow_base,
-            }
+            figures[name] = {"file_mib": path.stat().st_size / 2**20}
             line = f"{name:32} {path.stat().st_size / 2**20:5.1f} MB"
-            line += f" {ours_peak:10.0f} MiB (+{ours_peak - ours_base:4.0f})"
-            print(f"{line} {pillow_peak:10.0f} MiB (+{pillow_peak - pillow_base:4.0f})", flush=True)
+            for side, (base, peak) in sides.items():
+                figures[name] |= {f"{side}_peak_mib": peak, f"{side}_growth_mib": peak - base}
+                line += f" {peak:14.0f} MiB (+{peak - base:4.0f})"
+            print(line, flush=True)
             path.unlink()
     if arguments.json:
         arguments.json.write_text(json.dumps(figures, indent=2))

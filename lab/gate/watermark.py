@@ -11,7 +11,9 @@ import io
 import math
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
+
+from lab.production.imaging.thumbnail import upright_thumbnail
 
 PREVIEW_PIXELS = 512
 ANGLE_DEGREES = 30
@@ -20,12 +22,9 @@ EDGE_ALPHA = 50
 
 
 def preview_image(original: bytes) -> Image.Image:
-    """The photo, upright, in RGB, no larger than PREVIEW_PIXELS on its long side (no mark yet)."""
-    with Image.open(io.BytesIO(original)) as image:
-        image.draft("RGB", (PREVIEW_PIXELS, PREVIEW_PIXELS))
-        preview = ImageOps.exif_transpose(image).convert("RGB")
-    preview.thumbnail((PREVIEW_PIXELS, PREVIEW_PIXELS))
-    return preview
+    """The photo, upright, in RGB, no larger than PREVIEW_PIXELS on its long side (no mark yet), decoded
+    row by row: a web process holds the preview, not the photo."""
+    return upright_thumbnail(original, long_side=PREVIEW_PIXELS)
 
 
 @lru_cache(maxsize=8)

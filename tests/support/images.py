@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image
 
@@ -40,3 +41,21 @@ def heic_bytes(width: int = 1200, height: int = 900, *, tile_size: int = 0) -> b
     out = io.BytesIO()
     Image.new("RGB", (width, height), (60, 160, 60)).save(out, "HEIF", tile_size=tile_size)
     return out.getvalue()
+
+
+def large_blocks(directory: Path, *, image_format: str, width: int = 7740, height: int = 5160) -> str:
+    """A 40 MP photo of flat colour blocks (120 MB decoded, a few MB on disk) written into `directory`;
+    its path. libvips makes it row by row, so the test process never holds it decoded either."""
+    import pyvips
+
+    xy = pyvips.Image.xyz(width, height)
+    cells = (xy[0] / 97).floor() + (xy[1] / 89).floor()
+    pixels = ((cells % 7) * 30 + 20).bandjoin([(cells % 5) * 50, (cells % 3) * 100 + 40]).cast("uchar")
+    path = directory / f"blocks.{image_format}"
+    if image_format == "png":
+        pixels.pngsave(str(path), compression=1)
+    elif image_format == "tiff":
+        pixels.tiffsave(str(path), compression="deflate")
+    else:
+        pixels.jpegsave(str(path), Q=90)
+    return str(path)
