@@ -33,8 +33,9 @@ def _upright() -> Image.Image:
     return image
 
 
-def _near(pixel: tuple[int, ...], colour: tuple[int, int, int]) -> bool:
-    return max(abs(a - b) for a, b in zip(pixel, colour, strict=True)) < 40
+def _near(pixel: object, colour: tuple[int, int, int]) -> bool:
+    assert isinstance(pixel, tuple)
+    return max(abs(int(a) - b) for a, b in zip(pixel, colour, strict=True)) < 40
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
