@@ -32,6 +32,7 @@ BENCHMARKS = (
     Benchmark("raster", "bench.raster.run", ("--photos", "6", "--psnr-photos", "1")),
     Benchmark("slips", "bench.slips.run", ("--runs", "40", "--batch-runs", "2")),
     Benchmark("intake", "bench.intake.run", ("--requests", "80", "--rounds", "2")),
+    Benchmark("web-memory", "bench.intake.memory", ()),
     Benchmark("audit-gate", "bench.audit.gate_run", ("--calls", "200", "--rounds", "2", "--appends", "100")),
     Benchmark("audit-verify", "bench.audit.verify_run", ("--records", "100000")),
     Benchmark("supervisor", "bench.supervisor.run", ("--runs", "3")),  # 1M jobs even in the quick run

@@ -216,6 +216,20 @@ FIGURES: list[Figure] = [
         target=Target("at_most", 200, " MiB"),
     ),
     Figure(
+        "web-memory",
+        "web process checking a large upload (to 89 MP, all formats), worst RSS growth, MiB",
+        reader("worst_intake_growth_mib"),
+        "Pillow whole decode",
+        reader("worst_pillow_growth_mib"),
+    ),
+    Figure(
+        "web-memory",
+        "web process making the gate's preview of it, worst RSS growth, MiB",
+        reader("worst_preview_growth_mib"),
+        "Pillow whole decode",
+        reader("worst_pillow_growth_mib"),
+    ),
+    Figure(
         "slips",
         "packing slip, one page, median ms",
         reader("figures", "slip_median_ms"),

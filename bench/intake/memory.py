@@ -108,7 +108,11 @@ def main() -> None:
             print(line, flush=True)
             path.unlink()
     if arguments.json:
-        arguments.json.write_text(json.dumps(figures, indent=2))
+        worst = {
+            f"worst_{side}_growth_mib": max(case[f"{side}_growth_mib"] for case in figures.values())
+            for side in ("intake", "preview", "pillow")
+        }
+        arguments.json.write_text(json.dumps({"photos": figures, **worst}, indent=2))
 
 
 if __name__ == "__main__":

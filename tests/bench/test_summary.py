@@ -24,6 +24,11 @@ CANNED: Results = {
             "decode": {"p95_ms": 150.0},
         }
     },
+    "web-memory": {
+        "worst_intake_growth_mib": 93.0,
+        "worst_preview_growth_mib": 134.0,
+        "worst_pillow_growth_mib": 604.0,
+    },
     "audit-gate": None,  # the run failed
     "audit-verify": {"figures": {"us_per_record": 13.4, "exit_code": 1}},
     "supervisor": {
@@ -129,6 +134,13 @@ def test_table_judges_each_target_from_canned_figures():
     assert cells("paid to printed p95 s, listener (default settings)")[2:] == ("0.40x", "<= 4 s", "NOT met")
     assert cells("paid to printed p50 s, listener, CUPS' default URI")[4] == "not measured"
     assert cells("paid to printed: every order printed")[0::4] == ("no", "NOT met")
+    assert cells("web process checking a large upload (to 89 MP, all formats), worst RSS growth, MiB") == (
+        "93",
+        "Pillow whole decode 604",
+        "0.15x",
+        "-",
+        "-",
+    )
     assert len(rows) == len(FIGURES)
     assert table_text(list(rows.values())).splitlines()[0].split() == [
         "figure",
