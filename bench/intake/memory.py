@@ -35,6 +35,11 @@ CASES: list[tuple[str, str, Callable[[Path], None]]] = [
     ("JPEG 89 MP", "jpg", lambda path: _blocks(*INTAKE_LIMIT_SIZE).jpegsave(str(path), Q=90)),
     ("PNG 89 MP", "png", lambda path: _blocks(*INTAKE_LIMIT_SIZE).pngsave(str(path), compression=1)),
     (
+        "PNG interlaced 89 MP (as sent)",
+        "png",
+        lambda path: _blocks(*INTAKE_LIMIT_SIZE).pngsave(str(path), compression=1, interlace=True),
+    ),
+    (
         "TIFF 89 MP",
         "tif",
         lambda path: _blocks(*INTAKE_LIMIT_SIZE).tiffsave(str(path), compression="deflate"),

@@ -8,7 +8,9 @@ pillow-heif, loaded through ctypes) decodes one tile at a time to 8-bit RGB, wit
 mirroring applied as in a whole decode, and one row of tiles at a time reaches libvips as a PNG stream of
 stored (uncompressed) deflate blocks, which libvips' PNG loader reads sequentially as the pipeline asks.
 
-Only grids without alpha are streamed; anything else (`streamed` returns None) is decoded whole, as before.
+Only plain grids are streamed (8-bit, no alpha, no crop: `_Photo.streamable`); anything else (`streamed`
+returns None) is decoded whole, as before. Used by the raster workers (photos too large to decode whole),
+intake's check of every upload and the gate's preview.
 """
 
 from __future__ import annotations
@@ -133,12 +135,10 @@ class _Photo:
         _check(library.heif_context_read_from_memory_without_copy(self.context, data, len(data), None))
         _check(library.heif_context_get_primary_image_handle(self.context, ctypes.byref(self.handle)))
 
-    def tiling(self, *, transformed: bool = True) -> _Tiling:
-        """The grid as displayed (rotation, mirroring and crop applied), or as stored."""
+    def tiling(self) -> _Tiling:
+        """The grid as displayed: rotation and mirroring applied (libheif's process_image_transformations)."""
         tiling = _Tiling(version=1)
-        _check(
-            self.library.heif_image_handle_get_image_tiling(self.handle, transformed, ctypes.byref(tiling))
-        )
+        _check(self.library.heif_image_handle_get_image_tiling(self.handle, 1, ctypes.byref(tiling)))
         return tiling
 
     def streamable(self, tiling: _Tiling) -> bool:

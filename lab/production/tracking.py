@@ -105,13 +105,16 @@ def jobs_track(jobs: Iterable[PrintJob], *, silent: SilentServers | None = None)
 
 
 def _printer_refresh(printer: Printer, silent: SilentServers) -> str:
-    try:
-        if (earlier := silent.error_for(printer)) is not None:
-            raise earlier  # its server did not answer for another printer in this round: not asked again
-        status = backend_for(printer).printer_status()
-        state, reasons, message = str(status.state), list(status.reasons), status.message
-    except PrinterError as error:
-        silent.heard(printer, error)
+    error = silent.error_for(printer)  # not asked again: its server gave no answer earlier in this round
+    if error is None:
+        try:
+            status = backend_for(printer).printer_status()
+        except PrinterError as raised:
+            silent.heard(printer, raised)
+            error = raised
+        else:
+            state, reasons, message = str(status.state), list(status.reasons), status.message
+    if error is not None:
         state, reasons, message = PrinterState.OFFLINE, [error.code], error.message
     changed = state != printer.state or reasons != printer.state_reasons
     if changed:
