@@ -11,6 +11,7 @@ from PIL import Image, ImageChops, JpegImagePlugin
 
 from lab.production.imaging.colour import SRGB_PROFILE, default_cmyk_profile
 from lab.production.raster import Engine, RasterError, RasterSpec, rasterize, target_size
+from tests.support.images import STORED_FOR_ORIENTATION
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -455,17 +456,6 @@ def test_pyvips_and_pillow_engines_agree() -> None:
     assert _psnr(vips_print, pillow_print) >= 40.0
 
 
-# Stored pixels for each EXIF orientation: the inverse of what a reader must apply to see `upright`.
-_STORED_FOR = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 _CORNERS = {"top_left": (220, 20, 20), "top_right": (20, 200, 20), "bottom_left": (20, 20, 220)}
 
 
@@ -482,7 +472,7 @@ def _upright_landscape() -> Image.Image:
 @pytest.mark.parametrize("image_format", ["JPEG", "PNG", "TIFF", "HEIF"])
 def test_every_format_prints_upright_in_every_exif_orientation(image_format: str, orientation: int) -> None:
     upright = _upright_landscape()
-    transpose = _STORED_FOR[orientation]
+    transpose = STORED_FOR_ORIENTATION[orientation]
     stored = upright if transpose is None else upright.transpose(transpose)
     exif = Image.Exif()
     exif[0x0112] = orientation

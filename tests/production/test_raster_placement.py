@@ -14,20 +14,10 @@ from lab.catalog.placement import MM_PER_INCH, CropRect, FocalPoint, Placement, 
 from lab.production.imaging.geometry import orient, stored_box
 from lab.production.imaging.pillow_engine import SHARPEN
 from lab.production.raster import Engine, RasterError, RasterSpec, raster_placement, rasterize
+from tests.support.images import STORED_FOR_ORIENTATION
 
 CELL = 100  # photo pixels per grid cell
 WHITE = (255, 255, 255)
-# Stored pixels for each EXIF orientation: the inverse of what a reader applies to see the upright photo.
-STORED_FOR = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 def _cell_colour(column: int, row: int) -> tuple[int, int, int]:
@@ -47,7 +37,7 @@ def _grid(width: int, height: int) -> Image.Image:
 
 def _photo(width: int, height: int, *, orientation: int = 1, image_format: str = "JPEG") -> bytes:
     upright = _grid(width, height)
-    transpose = STORED_FOR[orientation]
+    transpose = STORED_FOR_ORIENTATION[orientation]
     stored = upright if transpose is None else upright.transpose(transpose)
     exif = Image.Exif()
     if orientation != 1:
@@ -239,7 +229,7 @@ def test_a_crop_is_taken_from_the_upright_photo_in_every_exif_orientation(
 def test_stored_box_is_the_inverse_of_orient(orientation: int) -> None:
     # given an upright photo, its stored pixels for an EXIF orientation, and a box of the upright photo
     upright = _grid(600, 400)
-    transpose = STORED_FOR[orientation]
+    transpose = STORED_FOR_ORIENTATION[orientation]
     stored = upright if transpose is None else upright.transpose(transpose)
     placement = raster_placement(
         spec=RasterSpec(

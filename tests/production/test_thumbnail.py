@@ -9,20 +9,9 @@ import pytest
 from PIL import Image
 
 from lab.production.imaging.thumbnail import upright_thumbnail
-from tests.support.images import heic_bytes
+from tests.support.images import STORED_FOR_ORIENTATION, heic_bytes
 
 RED, BLUE, GREY = (220, 30, 30), (30, 30, 220), (128, 128, 128)
-# The transpose that stores an upright picture under each EXIF orientation (its inverse shows it upright).
-_STORED_FOR = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 def _upright() -> Image.Image:
@@ -41,7 +30,7 @@ def _near(pixel: object, colour: tuple[int, int, int]) -> bool:
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize("image_format", ["JPEG", "PNG", "TIFF"])
 def test_the_thumbnail_is_upright_in_every_orientation(image_format: str, orientation: int) -> None:
-    transpose = _STORED_FOR[orientation]
+    transpose = STORED_FOR_ORIENTATION[orientation]
     stored = _upright() if transpose is None else _upright().transpose(transpose)
     exif = Image.Exif()
     exif[0x0112] = orientation

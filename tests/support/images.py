@@ -7,6 +7,18 @@ from pathlib import Path
 
 from PIL import Image
 
+# Stored pixels for each EXIF orientation: the inverse of what a reader applies to see the upright photo.
+STORED_FOR_ORIENTATION = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
 
 def jpeg_bytes(width: int = 1800, height: int = 1200, *, orientation: int = 1, gps: bool = False) -> bytes:
     image = Image.new("RGB", (width, height), (200, 120, 40))

@@ -36,3 +36,12 @@ def peak_growth_mib(call: str, *, photo: str) -> float:
     command = [sys.executable, "-c", _PRELUDE + call + _REPORT, photo]
     result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
     return float(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+WHOLE_DECODE = "with Image.open(io.BytesIO(data)) as image:\n    image.load()\n"
+
+
+def growth_against_whole_decode_mib(call: str, *, photo: str) -> tuple[float, float]:
+    """(Pillow's whole decode of `photo`, then `call` on it): each one's peak growth, in fresh processes, so
+    that a test shows its measurement can tell the two apart before it judges `call`."""
+    return peak_growth_mib(WHOLE_DECODE, photo=photo), peak_growth_mib(call, photo=photo)
