@@ -172,8 +172,9 @@ def _decode_every_pixel(data: bytes, image_format: str) -> None:
         if image_format == "HEIF":
             pixels = heif_tiles.streamed(data)
             if pixels is None:
-                with Image.open(io.BytesIO(data), formats=["HEIF"]) as whole:
-                    whole.load()
+                # libheif's own decoded buffer, which Pillow's plugin would copy once more (~70 MB at 24 MP)
+                heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+                heif.data  # noqa: B018 - the whole decode, for its errors
                 return
         elif image_format == "JPEG":
             pixels = pyvips.Image.jpegload_buffer(data, access="sequential", fail_on="error")

@@ -141,6 +141,7 @@ def _interlaced_png() -> bytes:
         pytest.param(_interlaced_png, id="png-interlaced"),
         pytest.param(lambda: _noise("TIFF"), id="tiff"),
         pytest.param(lambda: heic_bytes(1100, 700, tile_size=256), id="heic-grid"),
+        pytest.param(lambda: _noise("HEIF", quality=90), id="heic"),
     ],
 )
 def test_a_photo_cut_short_is_refused_whatever_its_format_and_nothing_is_stored(api, settings, whole):
