@@ -24,17 +24,22 @@ import struct
 import subprocess
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from lab.lib.errors import CommonError, DomainError
+
+if TYPE_CHECKING:
+    from lab.lib.decoders import VipsFormat
 from lab.orders.errors import OrderError
 
 pillow_heif.register_heif_opener()
 logger = logging.getLogger(__name__)
 
 ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "HEIF": "image/heic"}
+_VIPS_FORMAT: dict[str, VipsFormat] = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff"}
 ACCEPTED_MODES = {"RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16", "I;16B", "I;16L", "I", "1"}
 EXIF_ORIENTATION = 0x0112
 EXIF_GPS_IFD = 0x8825
@@ -167,6 +172,7 @@ def _decode_every_pixel(data: bytes, image_format: str) -> None:
     import pyvips
 
     from lab.lib import heif_tiles
+    from lab.lib.decoders import vips_load
 
     try:
         if image_format == "HEIF":
@@ -176,12 +182,8 @@ def _decode_every_pixel(data: bytes, image_format: str) -> None:
                 heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
                 heif.data  # noqa: B018 - the whole decode, for its errors
                 return
-        elif image_format == "JPEG":
-            pixels = pyvips.Image.jpegload_buffer(data, access="sequential", fail_on="error")
-        elif image_format == "PNG":
-            pixels = pyvips.Image.pngload_buffer(data, access="sequential", fail_on="error")
         else:
-            pixels = pyvips.Image.tiffload_buffer(data, access="sequential", fail_on="error")
+            pixels = vips_load(data, _VIPS_FORMAT[image_format])
         pixels.avg()
     except (pyvips.Error, OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
         raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error

@@ -19,6 +19,7 @@ from lab.production.imaging.colour import (
 )
 from lab.production.imaging.errors import INVALID_SPEC, TOO_LARGE, RasterError
 from lab.production.imaging.geometry import (
+    SHRINK_HEADROOM,
     ResamplePlan,
     jpeg_shrink_factor,
     orient,
@@ -39,9 +40,6 @@ __all__ = [
 
 Engine = Literal["pyvips", "pillow"]
 JPEG_QUALITY: Final = 95
-# Shrink-on-load only while the decoded photo is still at least this many times the print size (libvips'
-# own thumbnail rule): libjpeg's DCT scaling cost 16-20 dB on thin lines at 1.0 (bench/raster/README.md).
-SHRINK_HEADROOM: Final = 2.0
 MAX_OUTPUT_PIXELS: Final = 200_000_000
 _MEDIA_TYPES: Final = {"jpeg": "image/jpeg", "tiff": "image/tiff"}
 _PAPER_WHITE: Final[dict[str, int | tuple[int, ...]]] = {"RGB": (255, 255, 255), "CMYK": (0, 0, 0, 0)}

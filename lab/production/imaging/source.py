@@ -18,6 +18,7 @@ import simplejpeg
 from PIL import Image
 
 from lab.lib import heif_tiles
+from lab.lib.decoders import vips_load
 from lab.production.imaging.errors import (
     DECODE_FAILED,
     TOO_LARGE,
@@ -100,18 +101,6 @@ def decoding() -> Iterator[None]:
             raise RasterError(code=DECODE_FAILED, message=f"photo could not be decoded: {message}") from error
 
 
-def _vips_load(data: bytes, source_format: SourceFormat, *, shrink: int = 1) -> pyvips.Image:
-    """The format's own libvips loader, sequential: rows are decoded as the pipeline asks for them.
-    fail_on="error": a truncated upload must fail, not print with a grey band."""
-    if source_format == "jpeg":
-        return pyvips.Image.jpegload_buffer(
-            data, shrink=shrink, access="sequential", fail_on="error", autorotate=False
-        )
-    if source_format == "png":
-        return pyvips.Image.pngload_buffer(data, access="sequential", fail_on="error")
-    return pyvips.Image.tiffload_buffer(data, access="sequential", fail_on="error", autorotate=False)
-
-
 def _vips_mode(image: pyvips.Image) -> WorkingMode:
     if image.format not in _VIPS_BAND_FORMATS | _VIPS_INTEGER_FORMATS:
         raise RasterError(
@@ -144,7 +133,7 @@ def open_source(data: bytes) -> Source:
     if source_format == "heic":
         return _open_heic(data)
     with decoding():
-        header = _vips_load(data, source_format)
+        header = vips_load(data, source_format)
         _check_pixels(header.width, header.height)
         mode = _vips_mode(header)
         # libvips reports the stored pixels and the EXIF (JPEG, PNG eXIf) or TIFF Orientation tag as it is:
@@ -192,7 +181,7 @@ def decode(data: bytes, source: Source, *, shrink_factor: int) -> pyvips.Image:
         whole = _whole_jpeg(data, source, shrink_factor=shrink_factor)
         if whole is not None:
             return whole
-    return _working_colours(_vips_load(data, source.format, shrink=shrink_factor))
+    return _working_colours(vips_load(data, source.format, shrink=shrink_factor))
 
 
 def _whole_jpeg(data: bytes, source: Source, *, shrink_factor: int) -> pyvips.Image | None:

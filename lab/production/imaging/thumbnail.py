@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from PIL import Image
 
-from lab.production.imaging.geometry import JPEG_SHRINK_FACTORS, orient
+from lab.production.imaging.geometry import SHRINK_HEADROOM, ResamplePlan, jpeg_shrink_factor, orient
 from lab.production.imaging.source import decode, decoding, open_source
-
-# A JPEG is decoded at the smallest DCT scale that keeps twice the thumbnail's size (libvips' own rule for
-# thumbnails, and the rasterizer's SHRINK_HEADROOM): the reduction that follows still has pixels to average.
-_HEADROOM = 2
 
 
 def upright_thumbnail(data: bytes, *, long_side: int) -> Image.Image:
     """The photo in 8-bit RGB, turned upright (EXIF orientation), no larger than `long_side` on its long
     side (never enlarged). RasterError when it cannot be decoded."""
     source = open_source(data)
-    longest = max(source.width, source.height)
     shrink_factor = 1
     if source.format == "jpeg":
-        shrink_factor = next(f for f in JPEG_SHRINK_FACTORS if f == 1 or longest / f >= long_side * _HEADROOM)
+        # The print's rule: the smallest DCT scale that still keeps SHRINK_HEADROOM times the output.
+        scale = min(1.0, long_side / max(source.width, source.height))
+        whole = ResamplePlan(
+            box=(0, 0, source.width, source.height),
+            photo_size=(round(source.width * scale), round(source.height * scale)),
+        )
+        shrink_factor = jpeg_shrink_factor(plan=whole, headroom=SHRINK_HEADROOM)
     with decoding():
         pixels = decode(data, source, shrink_factor=shrink_factor)
         scale = long_side / max(pixels.width, pixels.height)
