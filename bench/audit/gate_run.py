@@ -304,6 +304,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
     from lab.accounts.roles import primary_role
     from lab.audit.records import audit_append
     from lab.gate import access as gate
+    from lab.gate.facts import facts_gather
 
     technician = User.objects.get(pk=lab.technician_id)
     digest = gate.image_access(user=technician, request=lab.active, meta=lab.meta).sha256
@@ -313,7 +314,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
 
     def decision_and_write(user: User) -> None:
         # image_access step by step, minus vault_read, _render and the sha256 of the rendered bytes.
-        facts = gate._facts(user=user, request=lab.active)
+        facts = facts_gather(user=user, request=lab.active)
         asset = facts.asset
         decision = gate._decide(user=user, role=primary_role(user), request=lab.active, facts=facts)
         if not decision.granted or asset is None:
@@ -327,7 +328,9 @@ def phase_one_lines(lab: Lab) -> list[Line]:
             meta=lab.meta,
         )
         with transaction.atomic():
-            grant = gate._grant_for(user=user, asset=asset, request=lab.active, live=facts.grant)
+            grant = gate._grant_for(
+                user=user, asset=asset, request=lab.active, now=facts.now, live=facts.grant
+            )
             follows = gate._written_after_delivery(grant=grant, request=lab.active)
             record = audit_append(entry, ends_transaction=not follows)
             if follows:

@@ -5,14 +5,19 @@ Django's database backend keeps a session's key, which is the cookie itself, in 
 cookie and be that supervisor, and every photo viewed would be recorded under the supervisor's name. Here the
 row holds HMAC(SECRET_KEY, salted for this use) of the key, so nothing read from the database opens a session.
 A SECRET_KEY rotation signs everyone out.
+
+A session's expiry is written and judged on the database's clock (as claims and photo grants are: lab/lib/
+clock.py), not on the clock of the web host that happens to serve the request: a host running behind kept
+idle staff sessions alive past their idle timeout, one running ahead signed everyone out.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.sessions.backends import db
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from lab.lib.seals import seal_of
 
@@ -26,15 +31,21 @@ def stored_key(session_key: str) -> str:
 
 
 class SessionStore(db.SessionStore):
+    # The database's clock when this session was read (None: not read from the database): what the staff
+    # pages' idle timeout is judged by, with no query of its own (lab/staff/middleware.py).
+    read_at: datetime | None = None
+
     def _get_session_from_db(self) -> Any:
         assert self.session_key is not None
         try:
-            return self.model.objects.get(
-                session_key=stored_key(self.session_key), expire_date__gt=timezone.now()
+            found = self.model.objects.annotate(read_at=Now()).get(
+                session_key=stored_key(self.session_key), expire_date__gt=Now()
             )
         except self.model.DoesNotExist:
             self._session_key = None
             return None
+        self.read_at = found.read_at
+        return found
 
     def exists(self, session_key: str) -> bool:
         return bool(self.model.objects.filter(session_key=stored_key(session_key)).exists())
@@ -43,7 +54,8 @@ class SessionStore(db.SessionStore):
         return self.model(
             session_key=stored_key(self._get_or_create_session_key()),  # type: ignore[attr-defined]
             session_data=self.encode(data),
-            expire_date=self.get_expiry_date(),
+            # Written by the database: its clock, whatever this host's says.
+            expire_date=Now() + timedelta(seconds=self.get_expiry_age()),
         )
 
     def delete(self, session_key: str | None = None) -> None:
@@ -52,3 +64,14 @@ class SessionStore(db.SessionStore):
                 return
             session_key = self.session_key
         self.model.objects.filter(session_key=stored_key(session_key)).delete()
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        sessions_expired_delete()
+
+
+def sessions_expired_delete() -> int:
+    """Delete the sessions that have ended (the retention sweep, `manage.py clearsessions`): a signed-out or
+    idle session's row, with the account it names, is kept no longer than it is live."""
+    deleted, _ = SessionStore.get_model_class().objects.filter(expire_date__lt=Now()).delete()
+    return deleted

@@ -7,7 +7,7 @@ grants themselves, so the record of who could see what, and until when, is exact
 
 from __future__ import annotations
 
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from lab.audit.models import AccessGrant
 
@@ -15,4 +15,4 @@ from lab.audit.models import AccessGrant
 def grants_revoke(*, context_type: str, context_id: str | int, reason: str) -> int:
     return AccessGrant.objects.filter(
         context_type=context_type, context_id=str(context_id), revoked_at__isnull=True
-    ).update(revoked_at=timezone.now(), revoked_reason=reason[:64])
+    ).update(revoked_at=Now(), revoked_reason=reason[:64])

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from lab.accounts.sessions import sessions_expired_delete
 from lab.audit.records import Entry, audit_append
 from lab.customer_data.errors import CustomerDataError
 from lab.lib.errors import Conflict, DomainError
@@ -68,6 +69,7 @@ SWEEP_COUNTS = (
     RULE_NEVER_ORDERED,
     RULE_PRINTED_RASTER,
     "still_needed",
+    "sessions_expired",
 )
 
 
@@ -321,6 +323,7 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
         .values_list("pk", flat=True)[: policy.batch]
     )
     counts[RULE_PRINTED_RASTER] = sum(raster_purge(job_id=job_id, cutoff=raster_cutoff) for job_id in jobs)
+    counts["sessions_expired"] = sessions_expired_delete()
     result = {key: counts[key] for key in (*SWEEP_COUNTS, *sorted(set(counts) - set(SWEEP_COUNTS)))}
     logger.info("retention sweep %s", " ".join(f"{key}={value}" for key, value in result.items()))
     return result

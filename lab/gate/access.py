@@ -11,12 +11,12 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.utils import timezone
+from django.db.models.functions import Now
 from PIL import Image
 
 from lab.accounts.models import User
@@ -221,11 +221,11 @@ def _scope(*, user: User, request: AccessRequest) -> dict[str, object]:
 
 
 def _grant_for(
-    *, user: User, asset: Asset, request: AccessRequest, live: AccessGrant | None = None
+    *, user: User, asset: Asset, request: AccessRequest, now: datetime, live: AccessGrant | None = None
 ) -> AccessGrant:
     """Reuse the person's live grant for this exact scope (and resolution), or open a new short-lived one.
+    now: the database's clock as the decision's facts were read (Facts.now), never this host's.
     live: that grant as the decision's facts found it (still live now: reused without another query)."""
-    now = timezone.now()
     if live is not None and live.revoked_at is None and live.expires_at > now:
         return live
     scope = _scope(user=user, request=request)
@@ -258,15 +258,16 @@ def _grant_for(
     )
 
 
-def _grant_refusal(*, grant: AccessGrant | None, request: AccessRequest) -> Decision | None:
-    """Why a grant named by a view does not cover it (None: it does); the context is decided separately."""
+def _grant_refusal(*, grant: AccessGrant | None, request: AccessRequest, now: datetime) -> Decision | None:
+    """Why a grant named by a view does not cover it (None: it does); the context is decided separately.
+    now: the database's clock (Facts.now)."""
     if grant is None:
         return Decision(False, "grant_not_found")
     if str(grant.asset_id) != request.asset_id:
         return Decision(False, "grant_not_for_this_photo")
     if grant.revoked_at is not None:
         return Decision(False, "grant_revoked")
-    if grant.expires_at <= timezone.now():
+    if grant.expires_at <= now:
         return Decision(False, "grant_expired")
     if request.is_full_resolution and not grant.is_full_resolution:
         return Decision(False, "grant_is_preview_only")
@@ -276,15 +277,11 @@ def _grant_refusal(*, grant: AccessGrant | None, request: AccessRequest) -> Deci
 def _revoke_closed_grants(*, user: User, request: AccessRequest, rule: str) -> None:
     """The task a grant rests on has closed: its grants end now, not when they expire."""
     AccessGrant.objects.filter(**_scope(user=user, request=request), revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoked_reason=rule
+        revoked_at=Now(), revoked_reason=rule
     )
 
 
 # --- Deciding, refusing, delivering ---------------------------------------------------------------
-
-
-def _facts(*, user: User, request: AccessRequest) -> Facts:
-    return facts_gather(user=user, request=request, now=timezone.now())
 
 
 def _entry(
@@ -362,17 +359,19 @@ def _deliver(
     asset: Asset,
     decision: Decision,
     meta: RequestMeta,
+    now: datetime,
     grant: AccessGrant | None = None,
     live: AccessGrant | None = None,
 ) -> Delivery:
     """Render outside any transaction, then record the delivery (and open or reuse the grant) in one.
-    grant: the grant the view came with; live: the person's live grant for this scope the facts found."""
+    now: the database's clock at the decision; grant: the grant the view came with; live: the person's live
+    grant for this scope the facts found."""
     role, actor_id = primary_role(user), str(user.public_id)
     _sealed_or_refused(asset)
     try:
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
         data, media_type = _render(
-            original=original, variant=request.variant, viewer=f"{role}:{actor_id[:8]}"
+            original=original, variant=request.variant, viewer=f"{role}:{actor_id[:8]}", at=now
         )
     except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
         raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.", rule="purged") from error
@@ -380,7 +379,7 @@ def _deliver(
     try:
         with transaction.atomic():
             if grant is None:
-                grant = _grant_for(user=user, asset=asset, request=request, live=live)
+                grant = _grant_for(user=user, asset=asset, request=request, now=now, live=live)
             follows = _written_after_delivery(grant=grant, request=request)
             record = audit_append(
                 _entry(
@@ -422,19 +421,19 @@ def _after_delivery(*, grant: AccessGrant, record: AuditRecord) -> None:
         )
 
 
-def _render(*, original: bytes, variant: str, viewer: str) -> tuple[bytes, str]:
+def _render(*, original: bytes, variant: str, viewer: str, at: datetime) -> tuple[bytes, str]:
     if variant != "preview":
         with Image.open(io.BytesIO(original)) as probe:
             media_type = Image.MIME.get(probe.format or "", "application/octet-stream")
         return original, media_type
-    return preview_render(original, stamp=f"{viewer} {timezone.now():%Y-%m-%d %H:%M}Z"), "image/jpeg"
+    return preview_render(original, stamp=f"{viewer} {at:%Y-%m-%d %H:%M}Z"), "image/jpeg"
 
 
 def _granted_or_refused(
     *, user: User, request: AccessRequest, meta: RequestMeta
 ) -> tuple[Facts, Asset, Decision]:
     """Read the facts and decide; a refusal is recorded and raised here: callers go on only when granted."""
-    facts = _facts(user=user, request=request)
+    facts = facts_gather(user=user, request=request)
     asset = facts.asset
     decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
     if not decision.granted:
@@ -454,7 +453,9 @@ def image_access(*, user: User, request: AccessRequest, meta: RequestMeta) -> De
     """One request, one view: decide, open (or reuse) a grant, render, record, deliver — or record the
     refusal and raise its AccessDenied kind."""
     facts, asset, decision = _granted_or_refused(user=user, request=request, meta=meta)
-    return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta, live=facts.grant)
+    return _deliver(
+        user=user, request=request, asset=asset, decision=decision, meta=meta, now=facts.now, live=facts.grant
+    )
 
 
 def image_grant_open(*, user: User, request: AccessRequest, meta: RequestMeta) -> AccessGrant:
@@ -464,7 +465,7 @@ def image_grant_open(*, user: User, request: AccessRequest, meta: RequestMeta) -
     """
     facts, asset, _ = _granted_or_refused(user=user, request=request, meta=meta)
     with transaction.atomic():
-        return _grant_for(user=user, asset=asset, request=request, live=facts.grant)
+        return _grant_for(user=user, asset=asset, request=request, now=facts.now, live=facts.grant)
 
 
 def image_grant_view(
@@ -481,12 +482,16 @@ def image_grant_view(
         context_id=grant.context_id if grant else grant_id[:64],
         variant=variant,
     )
-    facts = _facts(user=user, request=request)
+    facts = facts_gather(user=user, request=request)
     asset = facts.asset
     decision = _decide(user=user, role=primary_role(user), request=request, facts=facts)
     # The grant's own limits come first (an unknown variant aside); the context is still decided, so an
     # expired grant's refusal names the order it was for.
-    refusal = _grant_refusal(grant=grant, request=request) if decision.rule != "unknown_variant" else None
+    refusal = (
+        _grant_refusal(grant=grant, request=request, now=facts.now)
+        if decision.rule != "unknown_variant"
+        else None
+    )
     if refusal is not None:
         decision = replace(refusal, order_ref=decision.order_ref)
     if not decision.granted:
@@ -499,7 +504,9 @@ def image_grant_view(
             has_open_grants=facts.has_open_grants,
         )
     assert asset is not None and grant is not None
-    return _deliver(user=user, request=request, asset=asset, decision=decision, meta=meta, grant=grant)
+    return _deliver(
+        user=user, request=request, asset=asset, decision=decision, meta=meta, now=facts.now, grant=grant
+    )
 
 
 def image_request_refuse(

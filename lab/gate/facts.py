@@ -25,6 +25,7 @@ from lab.accounts.models import User
 from lab.accounts.roles import user_roles
 from lab.audit.models import AccessGrant, Purpose
 from lab.audit.records import prepared_cursor
+from lab.lib.clock import database_now
 from lab.orders.models import Asset, ClarificationCase, Order, OrderItem
 from lab.privacy.models import DataKey
 from lab.production.models import MaintenanceTicket, PrintJob
@@ -57,16 +58,19 @@ class Context:
 class Facts:
     asset: Asset | None  # with its data key loaded
     context: Context
+    # The database's clock as these facts were read: what grants are opened and judged expired by, so a web
+    # host whose own clock is off neither stretches nor cuts a grant's lifetime (lab/lib/clock.py).
+    now: datetime
     grant: AccessGrant | None = None  # the person's live grant for this scope and resolution, newest first
     has_open_grants: bool = True  # any grant of this person for this scope not yet revoked (unknown: True)
 
 
-def facts_gather(*, user: User, request: AccessRequest, now: datetime) -> Facts:
-    """Everything the gate's rules and the grant step need for one request."""
+def facts_gather(*, user: User, request: AccessRequest) -> Facts:
+    """Everything the gate's rules and the grant step need for one request, and the time it was read at."""
     asset_id = _uuid(request.asset_id)
     if connection.vendor == "postgresql":
-        return _facts_postgresql(user=user, request=request, asset_id=asset_id, now=now)
-    return facts_portable(user=user, request=request, asset_id=asset_id, now=now)
+        return _facts_postgresql(user=user, request=request, asset_id=asset_id)
+    return facts_portable(user=user, request=request, asset_id=asset_id)
 
 
 def _uuid(value: str) -> uuid.UUID | None:
@@ -194,21 +198,20 @@ def _facts_sql(kind: str, *, with_roles: bool) -> str:
         f"SELECT {roles}, {_select_all(Asset, 'a')}, {_select_all(DataKey, 'k')},"
         f" {', '.join(f'ctx.{name}' for name in _CONTEXT_COLUMNS.split(', '))},"
         f" {_select_all(AccessGrant, 'g')},"
-        f" EXISTS (SELECT 1 FROM {grant} og WHERE {scope.format(alias='og')})"
+        f" EXISTS (SELECT 1 FROM {grant} og WHERE {scope.format(alias='og')}),"
+        f" statement_timestamp()"
         f" FROM (SELECT 1) AS one"
         f" LEFT JOIN {_table(Asset)} a ON a.id = %(asset)s"
         f" LEFT JOIN {_table(DataKey)} k ON k.id = a.{_column(Asset, 'data_key')}"
         f" LEFT JOIN LATERAL ({_context_sql(kind)}) ctx ON TRUE"
         f" LEFT JOIN LATERAL (SELECT lg.* FROM {grant} lg WHERE {scope.format(alias='lg')}"
-        f" AND lg.{g['expires_at']} > %(now)s"
+        f" AND lg.{g['expires_at']} > statement_timestamp()"
         f" AND (NOT %(full)s OR lg.{_column(AccessGrant, 'is_full_resolution')})"
         f" ORDER BY lg.{_column(AccessGrant, 'created_at')} DESC LIMIT 1) g ON TRUE"
     )
 
 
-def _facts_postgresql(
-    *, user: User, request: AccessRequest, asset_id: uuid.UUID | None, now: datetime
-) -> Facts:
+def _facts_postgresql(*, user: User, request: AccessRequest, asset_id: uuid.UUID | None) -> Facts:
     cached_roles = getattr(user, "_lab_roles", None)
     sql = _facts_sql(_context_kind(request.purpose), with_roles=cached_roles is None)
     parameters = {
@@ -218,7 +221,6 @@ def _facts_postgresql(
         "context_type": request.context_type,
         "context_id": request.context_id,
         "context_int": context_int(request.context_id),
-        "now": now,
         "full": request.is_full_resolution,
     }
     # Prepared once per connection: parsing and planning this statement costs more than running it.
@@ -235,7 +237,7 @@ def _facts_postgresql(
     found, status, order_status, order_ref, is_open, is_approved, on_ticket, probed_ref = row[at : at + 8]
     at += 8
     grant_values = row[at : at + len(_attnames(AccessGrant))]
-    has_open_grants = bool(row[-1])
+    has_open_grants, now = bool(row[-2]), row[-1]
     asset = None
     if asset_values[0] is not None:
         asset = Asset.from_db(connection.alias, _attnames(Asset), asset_values)
@@ -258,7 +260,7 @@ def _facts_postgresql(
     grant = None
     if grant_values[0] is not None:
         grant = AccessGrant.from_db(connection.alias, _attnames(AccessGrant), grant_values)
-    return Facts(asset=asset, context=context, grant=grant, has_open_grants=has_open_grants)
+    return Facts(asset=asset, context=context, grant=grant, has_open_grants=has_open_grants, now=now)
 
 
 def grant_of(*, user: User, grant_id: str) -> AccessGrant | None:
@@ -285,13 +287,14 @@ def _grant_sql() -> str:
 # --- Any database: the ORM, one query per fact ------------------------------------------------------------
 
 
-def facts_portable(*, user: User, request: AccessRequest, asset_id: uuid.UUID | None, now: datetime) -> Facts:
+def facts_portable(*, user: User, request: AccessRequest, asset_id: uuid.UUID | None) -> Facts:
+    now = database_now()
     user_roles(user)
     asset = (
         Asset.objects.select_related("data_key").filter(pk=asset_id).first() if asset_id is not None else None
     )
     if asset is None:
-        return Facts(asset=None, context=Context(), grant=None, has_open_grants=False)
+        return Facts(asset=None, context=Context(), grant=None, has_open_grants=False, now=now)
     scope = AccessGrant.objects.filter(
         actor=user,
         asset_id=asset.pk,
@@ -308,6 +311,7 @@ def facts_portable(*, user: User, request: AccessRequest, asset_id: uuid.UUID | 
         context=_context_portable(request=request, asset=asset),
         grant=live.order_by("-created_at").first(),
         has_open_grants=scope.exists(),
+        now=now,
     )
 
 

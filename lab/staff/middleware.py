@@ -1,12 +1,12 @@
 """Policy for every response under /lab/: idle sessions end, nothing is cached, only our own scripts run,
 and a staff account changed outside the lab's tools (lab/accounts/seal.py) is refused and signed out.
 
-The idle clock counts what a person does, not the board's polling, so a board left open still logs out.
+The idle clock counts what a person does, not the board's polling, so a board left open still logs out; it
+runs on the database's clock, like the session's own expiry (lab/accounts/sessions.py).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from lab.accounts.models import SecurityEvent
 from lab.audit.records import request_meta
 from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
+from lab.lib.clock import database_now
 from lab.staff.access import forbidden, login_redirect
 
 STAFF_PREFIX = "/lab/"
@@ -40,6 +41,14 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 def idle_seconds_allowed() -> int:
     return int(settings.SESSION_COOKIE_AGE)
+
+
+def session_clock(request: HttpRequest) -> float:
+    """Now, in seconds since the epoch, on the database's clock: as the session was read (no query), else
+    asked. The idle timeout is written and judged on it, so a web host whose clock runs behind does not keep
+    an idle person signed in (nor one ahead sign everyone out)."""
+    read_at = getattr(request.session, "read_at", None)
+    return (read_at or database_now()).timestamp()
 
 
 class StaffPagesMiddleware:
@@ -74,7 +83,7 @@ class StaffPagesMiddleware:
         ):
             logout(request)
             return forbidden(request, REFUSAL_MESSAGE)
-        now = time.time()
+        now = session_clock(request)
         last_activity = request.session.get(LAST_ACTIVITY_KEY)
         if isinstance(last_activity, int | float) and now - last_activity > idle_seconds_allowed():
             logout(request)  # flushes the session and rotates its key

@@ -114,9 +114,8 @@ def test_one_statement_and_the_orm_read_the_same_facts_and_decide_alike(settings
                     context_id=context_id,
                     variant=variant,
                 )
-                at = timezone.now()
-                one = _facts_postgresql(user=user, request=request, asset_id=_uuid(photo), now=at)
-                orm = facts_portable(user=user, request=request, asset_id=_uuid(photo), now=at)
+                one = _facts_postgresql(user=user, request=request, asset_id=_uuid(photo))
+                orm = facts_portable(user=user, request=request, asset_id=_uuid(photo))
                 assert _snapshot(one) == _snapshot(orm), (purpose, context_type, context_id, photo, variant)
                 role = primary_role(user)
                 decision = gate._decide(user=user, role=role, request=request, facts=one)

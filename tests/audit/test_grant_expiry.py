@@ -1,42 +1,41 @@
 """Grants end when they end: a view under an expired grant is refused and recorded, nothing renews it; a new
 request opens a new grant, and one soon after the last expired is a renewal the auditors' rules flag.
 
-Time moves by a settable clock in the gate (as the console tests move the chain's clock), never by sleeping.
+Grants are opened and judged on the database's clock (Facts.now), so time moves here the way the database
+sees it: every grant's times move back by the seconds that "pass" (tests/support/clock.py), never by
+sleeping. And a web host whose own clock is hours off neither stretches a grant nor cuts it short.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from types import SimpleNamespace
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from lab.audit.models import AccessGrant, AuditRecord
-from lab.gate import access as gate
 from lab.gate.anomalies import Flag, anomalies_find
+from lab.lib.clock import database_now
 from lab.production.models import PrintJob
 from tests.builders import client_as, hotfolder_printer, released_order
+from tests.support.clock import grants_age, host_clock_off
 
 pytestmark = pytest.mark.django_db
 
+# Far past a grant's lifetime (10 minutes here).
+SKEW = timedelta(hours=2)
+
 
 class Clock:
-    def __init__(self) -> None:
-        self.current = timezone.now()
-
-    def now(self) -> datetime:
-        return self.current
+    """Time passing for grants, as the database's clock sees it."""
 
     def forward(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
+        grants_age(timedelta(seconds=seconds))
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    gate_clock = Clock()
-    monkeypatch.setattr(gate, "timezone", SimpleNamespace(now=gate_clock.now))
-    return gate_clock
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -140,3 +139,60 @@ def test_a_closed_context_ends_the_grant_before_it_expires(job, clock):
     assert (refused.status_code, refused.json()["rule"]) == (403, "grant_revoked")
     assert AccessGrant.objects.get().revoked_reason == "job_cancelled"
     assert AuditRecord.objects.latest("seq").order_ref == job.order.ref
+
+
+@pytest.mark.parametrize("offset", [SKEW, -SKEW], ids=["ahead", "behind"])
+def test_a_grant_opened_on_a_host_whose_clock_is_off_lives_its_lifetime_on_the_database_s_clock(
+    job, monkeypatch, offset
+):
+    client, _ = client_as("technician")
+    with host_clock_off(offset, monkeypatch):
+        grant_url = client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))["Location"]
+        served = client.get(grant_url)
+
+    grant = AccessGrant.objects.get()
+    lifetime = grant.expires_at - database_now()
+    assert served.status_code == 200  # a host behind did not open a grant that was dead on arrival
+    assert timedelta(seconds=590) < lifetime <= timedelta(seconds=600)  # a host ahead did not stretch it
+
+
+def test_a_host_whose_clock_is_behind_refuses_a_grant_the_database_s_clock_has_ended(job, clock, monkeypatch):
+    client, _ = client_as("technician")
+    grant_url = client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))["Location"]
+    clock.forward(601)
+
+    with host_clock_off(-SKEW, monkeypatch):
+        late = client.get(grant_url)
+        asked_again = client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))
+
+    assert (late.status_code, late.json()["rule"]) == (403, "grant_expired")
+    # The new request opens a new grant rather than reusing the one this host still thinks is live.
+    assert asked_again["Location"] != grant_url
+    assert AccessGrant.objects.count() == 2
+
+
+def test_a_host_whose_clock_is_ahead_serves_a_grant_the_database_s_clock_still_holds(job, clock, monkeypatch):
+    client, _ = client_as("technician")
+    grant_url = client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))["Location"]
+    clock.forward(300)
+
+    with host_clock_off(SKEW, monkeypatch):
+        served = client.get(grant_url)
+        asked_again = client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))
+
+    assert served.status_code == 200
+    assert asked_again["Location"] == grant_url  # reused, not replaced by a "renewal"
+    assert AccessGrant.objects.count() == 1
+
+
+def test_a_closed_context_ends_its_grants_at_the_database_s_time(job, monkeypatch):
+    from lab.production import jobs
+
+    client, _ = client_as("technician")
+    client.get(f"/lab/photos/{job.item.asset_id}/preview", params(job))
+    with host_clock_off(SKEW, monkeypatch):
+        jobs.job_move(job_id=job.pk, from_statuses={"queued"}, to_status="cancelled")
+
+    revoked_at = AccessGrant.objects.get().revoked_at
+    assert revoked_at is not None
+    assert abs(revoked_at - database_now()) < timedelta(minutes=1)

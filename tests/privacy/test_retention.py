@@ -320,4 +320,5 @@ def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_ca
         "never_ordered: 0",
         "printed_raster: 0",
         "still_needed: 0",
+        "sessions_expired: 0",
     ]

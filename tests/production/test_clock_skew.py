@@ -8,9 +8,7 @@ host's clock. Before the shared clock, each of these took over, settled or sent 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -33,20 +31,12 @@ from tests.builders import (
     order_move,
     paid_order,
 )
+from tests.support.clock import host_clock_off
 
 pytestmark = pytest.mark.django_db
 
 # Well past every lease the lab keeps (production claims 10 minutes by default, e-mail claims 10 minutes).
 SKEW = timedelta(hours=2)
-
-
-@contextmanager
-def host_clock(offset: timedelta, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run as a host whose clock is `offset` off the database's."""
-    real_now: Callable[[], datetime] = timezone.now
-    with monkeypatch.context() as patched:
-        patched.setattr(timezone, "now", lambda: real_now() + offset)
-        yield
 
 
 def _released_job() -> PrintJob:
@@ -85,11 +75,11 @@ def test_a_worker_whose_clock_is_off_takes_over_no_live_raster_claim(
     # given a job a worker has just claimed for its raster and is working on (on a host whose clock is right,
     # or runs behind)
     job = _released_job()
-    with host_clock(claimer, monkeypatch):
+    with host_clock_off(claimer, monkeypatch):
         _claim_raster(job, "first:1", monkeypatch)
     # when another worker gets the job's message, and the reconciler runs, on a host whose clock runs ahead
     # (or is right)
-    with host_clock(looker, monkeypatch):
+    with host_clock_off(looker, monkeypatch):
         outcome = rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
         swept = reconcile.production_reconcile()
     # then the live claim is left to its worker
@@ -119,7 +109,7 @@ def test_a_reconciler_whose_clock_runs_ahead_settles_no_job_being_sent(
         claimed_by="sender:1",
     )
     # when the reconciler runs on a host whose clock runs ahead, and the printer poll there settles cancels
-    with host_clock(SKEW, monkeypatch):
+    with host_clock_off(SKEW, monkeypatch):
         swept = reconcile.production_reconcile()
     # then it does not look for the job at the printer (finding nothing, it would call it `unknown`)
     job.refresh_from_db()
@@ -127,7 +117,7 @@ def test_a_reconciler_whose_clock_runs_ahead_settles_no_job_being_sent(
     assert (job.status, job.claimed_by) == (JobStatus.SUBMITTING, "sender:1")
     # and a cancel of that job waits for the worker that may be sending it, whatever the host's clock
     PrintJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED, cancel_at_printer=True)
-    with host_clock(SKEW, monkeypatch):
+    with host_clock_off(SKEW, monkeypatch):
         assert cancellation.printer_cancels_settle()["waiting_for_worker"] == 1
 
 
@@ -168,7 +158,7 @@ def test_a_worker_whose_clock_runs_ahead_takes_no_live_notification_claim(
     event = OrderEvent.objects.get(order=order, to_status="paid")
     assert notify._claim(order_event=event, kind=Notification.Kind.STATUS_CHANGED) is not None
     # when a redelivered message reaches a worker whose clock runs ahead, or the sweep runs there
-    with host_clock(SKEW, monkeypatch):
+    with host_clock_off(SKEW, monkeypatch):
         taken = notify._claim(order_event=event, kind=Notification.Kind.STATUS_CHANGED)
     # then the claim stays with the first worker: the customer gets one mail
     assert taken is None
@@ -180,7 +170,7 @@ def test_a_worker_whose_clock_runs_ahead_takes_no_live_photo_fetch(monkeypatch: 
     asset = Asset.objects.create(owner=owner, source_url="https://photos.example/a.jpg", status="pending")
     assert photos._fetch_claim(asset_id=str(asset.pk))
     # when its message reaches a worker whose clock runs ahead
-    with host_clock(SKEW, monkeypatch):
+    with host_clock_off(SKEW, monkeypatch):
         claimed = photos._fetch_claim(asset_id=str(asset.pk))
     # then that worker does not download it a second time
     asset.refresh_from_db()
@@ -197,7 +187,7 @@ def test_a_worker_whose_clock_runs_ahead_takes_no_live_receipt_e_mail(
     assert receipt is not None
     assert receipts._email_claim(receipt.pk) is not None
     # when the e-mail's message reaches a worker whose clock runs ahead
-    with host_clock(SKEW, monkeypatch):
+    with host_clock_off(SKEW, monkeypatch):
         taken = receipts._email_claim(receipt.pk)
     # then the customer is not mailed twice
     assert taken is None

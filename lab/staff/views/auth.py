@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from django.contrib import messages
@@ -22,7 +21,7 @@ from lab.lib.client_ip import client_ip
 from lab.lib.errors import UpstreamError
 from lab.staff.access import ALL_STAFF, can, forbidden, staff_page
 from lab.staff.forms import LoginForm
-from lab.staff.middleware import LAST_ACTIVITY_KEY
+from lab.staff.middleware import LAST_ACTIVITY_KEY, session_clock
 from lab.staff.views.common import next_url
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "staff"
@@ -83,7 +82,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
             status = 403
         else:
             login(request, user)  # rotates the session key: no session fixation
-            request.session[LAST_ACTIVITY_KEY] = time.time()
+            request.session[LAST_ACTIVITY_KEY] = session_clock(request)
             return HttpResponseRedirect(next_url(request, home))
     return render(request, "staff/login.html", {"form": form, "next": next_url(request, "")}, status=status)
 
