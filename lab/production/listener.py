@@ -29,6 +29,7 @@ from django.db import DatabaseError, connection
 from lab.production.backends import printer_server, printer_target
 from lab.production.models import Printer, PrintJob
 from lab.production.restarts import server_restarts_check
+from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
 from lab.production.tracking import jobs_track
 from printers.base import EventBatch, EventFeed, JobNotice
@@ -129,6 +130,8 @@ class SourceListener:
     def _act(self, batch: EventBatch, *, printers: dict[int, Printer], needs_sweep: bool) -> Counter[str]:
         """Read the jobs the pull asks for (those its events name, or every submitted one on a sweep)."""
         counts: Counter[str] = Counter()
+        # One round of calls: a server that gives no answer to one is not asked again in this step.
+        silent = SilentServers()
         now = time.monotonic()
         server_started = self._owed_start
         if server_started:
@@ -140,7 +143,7 @@ class SourceListener:
             # A follow-up sweep keeps what it heard: only a new start (another batch) can change it.
             if needs_sweep:
                 self._heard.clear()
-            self._hear_restarts(printers.values())
+            self._hear_restarts(printers.values(), silent=silent)
             submitted = PrintJob.objects.filter(status=J.SUBMITTED, printer_id__in=printers)
             wanted = set(submitted.values_list("pk", flat=True))
             if server_started:
@@ -149,9 +152,14 @@ class SourceListener:
         else:
             wanted = self._jobs_named(batch.jobs, printers=printers)
             self._hear_restarts(
-                printers[printer_id]
-                for printer_id in PrintJob.objects.filter(pk__in=wanted).values_list("printer_id", flat=True)
-                if printer_id in printers
+                (
+                    printers[printer_id]
+                    for printer_id in PrintJob.objects.filter(pk__in=wanted).values_list(
+                        "printer_id", flat=True
+                    )
+                    if printer_id in printers
+                ),
+                silent=silent,
             )
         # Loaded after the restart checks: a job they marked must be read with its mark.
         jobs = list(
@@ -164,7 +172,7 @@ class SourceListener:
             self._retry.setdefault(job_id, time.monotonic() + RETRY_SECONDS)
         for job in jobs:
             self._retry.pop(job.pk, None)
-        counts.update(jobs_track(jobs))
+        counts.update(jobs_track(jobs, silent=silent))
         if is_sweep and self._held_at_start:
             still = PrintJob.objects.filter(pk__in=self._held_at_start, status=J.SUBMITTED)
             self._held_at_start = set(still.values_list("pk", flat=True))
@@ -217,12 +225,13 @@ class SourceListener:
                 del self._retry[job_id]  # moved on without us (the poll, a cancel)
         return wanted
 
-    def _hear_restarts(self, printers: Iterable[Printer]) -> None:
+    def _hear_restarts(self, printers: Iterable[Printer], *, silent: SilentServers) -> None:
         for printer in printers:
             if printer.pk in self._heard:
                 continue
-            # A second try: the first one may have lost to another process hearing the same restarts.
-            if server_restarts_check(printer) or server_restarts_check(printer):
+            # A second try: the first one may have lost to another process hearing the same restarts (a
+            # server that gave no answer is not asked again: the second try returns at once).
+            if server_restarts_check(printer, silent=silent) or server_restarts_check(printer, silent=silent):
                 self._heard.add(printer.pk)
 
 

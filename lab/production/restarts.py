@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from lab.production.backends import backend_for
 from lab.production.models import JOB_TITLE_PREFIX, JobEvent, Printer, PrintJob
+from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
 from printers.base import JobInfo, JobState, PrinterBackend
 from printers.errors import PrinterError
@@ -43,9 +44,12 @@ class _Seen:
     printed: list[PrintJob]  # printed within the hour: CUPS may have put one back in its queue
 
 
-def server_restarts_check(printer: Printer) -> bool:
+def server_restarts_check(printer: Printer, *, silent: SilentServers | None = None) -> bool:
     """Hear of restarts of the printer's server since the printer's cursor; False when that cannot be done now
     (the server does not answer, or another process is handling the same restarts: ask again).
+
+    silent: the round's servers that gave no answer; one of them is not asked (False at once), and a server
+    that gives none here joins them, so the round's further calls to it are not made either.
 
     At a cupsd restart the job it was sending to this printer is sent again from the start (see
     printers/cups_backend.py). CUPS prints one job at a time per queue, oldest first, so that job is our
@@ -54,12 +58,16 @@ def server_restarts_check(printer: Printer) -> bool:
     retried, and the retry adopts the job it finds at the printer; the mark is made all the same, and the
     adopted job ends `suspect` too.
     """
+    silent = silent if silent is not None else SilentServers()
+    if silent.error_for(printer) is not None:
+        return False
     current = Printer.objects.filter(pk=printer.pk).values_list("server_watch_id", "server_event_sequence")
     watch, after = current.get()
     backend = backend_for(printer)
     try:
         events = backend.server_events(watch=watch, after=after)
-    except PrinterError:
+    except PrinterError as error:
+        silent.heard(printer, error)
         return False
     starts = list(events.started_at)
     if events.watch_lost:
@@ -73,7 +81,8 @@ def server_restarts_check(printer: Printer) -> bool:
         return True
     try:
         seen = _jobs_seen(printer=printer, backend=backend)
-    except PrinterError:
+    except PrinterError as error:
+        silent.heard(printer, error)
         return False  # which job was interrupted cannot be told now: a guess could mark the wrong one
     with transaction.atomic():
         # FOR NO KEY UPDATE: rows that only reference the printer (jobs, events) are not held up by it.

@@ -16,15 +16,15 @@ from django.utils import timezone
 from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
-from lab.production.backends import backend_for, printer_server
+from lab.production.backends import backend_for
 from lab.production.jobs import job_fail, job_move, submit_enqueue
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_reroute, jobs_route_waiting
+from lab.production.silence import SilentServers
 from lab.production.states import JobStatus, PrinterState
 from printers.base import JobInfo, JobState
-from printers.errors import JOB_NOT_FOUND, PrinterError, ServerSilentError
-from printers.registry import backend_kind
+from printers.errors import JOB_NOT_FOUND, PrinterError
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -42,7 +42,7 @@ def printer_poll() -> dict[str, int]:
     silent = SilentServers()
     for printer in Printer.objects.all():
         counts[_printer_refresh(printer, silent)] += 1
-        if silent.error_for(printer) is None and server_restarts_check(printer):
+        if server_restarts_check(printer, silent=silent):
             watched.add(printer.pk)
     checked: list[PrintJob] = []
     for job in PrintJob.objects.filter(status=J.SUBMITTED).select_related("printer"):
@@ -54,35 +54,6 @@ def printer_poll() -> dict[str, int]:
         checked.append(job)
     counts.update(jobs_track(checked, silent=silent))
     return dict(counts)
-
-
-class SilentServers:
-    """The printer servers that did not answer during one round: the rest of the round asks them nothing.
-
-    A stalled cupsd (one that takes connections and answers nothing) holds every call for libcups' own
-    minute, and pycups offers no shorter timeout; a poll round made one call per printer and one per job,
-    so a stalled server with five printers and twenty jobs held the `default` queue (releases, e-mail) for
-    half an hour. Now it costs the round one call: the server's other printers are marked offline with the
-    same error, and its jobs are read in the next round. A hot folder counts as a server of its own."""
-
-    def __init__(self) -> None:
-        self._silent: dict[tuple[str, str], PrinterError] = {}
-
-    @staticmethod
-    def _key(printer: Printer) -> tuple[str, str]:
-        if backend_kind(printer.backend).target_is_folder:
-            return printer.backend, printer.target
-        return printer.backend, printer_server(printer)
-
-    def error_for(self, printer: Printer) -> PrinterError | None:
-        """The error the printer's server gave earlier in this round, if it did not answer."""
-        return self._silent.get(self._key(printer))
-
-    def heard(self, printer: Printer, error: PrinterError) -> None:
-        """Remember the server when it gave no answer at all; an error about the printer or the request
-        (a device error, a busy queue, an unknown job) says nothing about its other printers."""
-        if isinstance(error, ServerSilentError):
-            self._silent.setdefault(self._key(printer), error)
 
 
 def jobs_track(jobs: Iterable[PrintJob], *, silent: SilentServers | None = None) -> Counter[str]:

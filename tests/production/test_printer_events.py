@@ -135,7 +135,7 @@ def test_a_step_that_fails_after_its_pull_leaves_the_next_one_a_sweep_so_no_comp
     assert listener.step() == {}
 
 
-def _database_gone(jobs: object) -> NoReturn:
+def _database_gone(jobs: object, **options: object) -> NoReturn:
     raise OperationalError("server closed the connection unexpectedly")
 
 

@@ -12,11 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.production.listener import EventSource, SourceListener
 from lab.production.models import Printer, PrintJob
+from lab.production.silence import SilentServers
 from lab.production.states import JobStatus, PrinterState
-from lab.production.tracking import SilentServers, jobs_track, printer_poll
+from lab.production.tracking import jobs_track, printer_poll
 from printers import cups_backend
+from printers.base import EventBatch, EventFeed
 from printers.errors import PRINTER_UNREACHABLE, ServerSilentError, TransientPrinterError
+from printers.registry import KIND_CUPS
 from tests.builders.production import hotfolder_printer, job_walk, released_order
 from tests.support.cups import PrivateCups
 
@@ -101,6 +105,53 @@ def test_job_tracking_reads_no_more_jobs_from_a_server_that_did_not_answer(
     assert connections == [stopped_cups.server]
     assert counts == {"unreachable": 2}
     assert set(PrintJob.objects.filter(order=order).values_list("status", flat=True)) == {J.SUBMITTED}
+
+
+def test_a_server_that_falls_silent_at_a_restart_check_is_not_asked_again_in_that_round(
+    three_printers_cups: PrivateCups, connections: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a cupsd that answers the first printer's state, then is gone before its restart check
+    real = cups_backend.connect
+
+    def gone_after_the_first_call(*, server: str) -> object:
+        if len(connections) == 1:  # the first call was answered
+            three_printers_cups.stop_cupsd()
+        return real(server=server)
+
+    monkeypatch.setattr(cups_backend, "connect", gone_after_the_first_call)
+
+    # when the poll runs its round
+    printer_poll()
+
+    # then the restart check's "no answer" is the round's: the other printers are not asked (before: the
+    # next printer's refresh asked again, one more of libcups' minutes against a stalled server)
+    assert len(connections) == 2
+    states = dict(Printer.objects.filter(backend="cups").order_by("pk").values_list("name", "state_reasons"))
+    assert list(states.values())[1:] == [["printer_unreachable"], ["printer_unreachable"]]
+
+
+def test_a_listener_step_asks_a_silent_server_once_for_all_its_printers_restarts(
+    stopped_cups: PrivateCups, connections: list[str]
+) -> None:
+    # given a listener on that cupsd whose last pull asked for a sweep (events were lost), the server
+    # silent now
+    listener = SourceListener(
+        source=EventSource(kind=KIND_CUPS, server=stopped_cups.server), feed=_SweepAsked()
+    )
+
+    # when it acts on the pull: every printer's restarts are to be heard, each with a second try
+    counts = listener.step()
+
+    # then one call found the server silent (before: two per printer, six of libcups' minutes stalled)
+    assert connections == [stopped_cups.server]
+    assert counts == {"sweep": 1}
+
+
+class _SweepAsked(EventFeed):
+    """A feed whose every pull asks for a sweep (its events were lost) without calling the server."""
+
+    def pull(self) -> EventBatch:
+        return EventBatch(is_complete=False)
 
 
 # As the poll task runs: not inside a test's transaction, which PostgreSQL would end as idle for longer than
