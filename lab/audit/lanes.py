@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
@@ -56,9 +56,12 @@ def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
 
 
 _COLUMNS = chain.EXPORT_FIELDS_LANED
+# The database's clock in microseconds since the epoch (an integer: exact in either wire format) is the
+# record's occurred_at, so records are timed on one clock whichever host writes them.
 _NEXT_SEQ_AND_POLICY = (
     "nextval('audit_auditrecord_seq'), (SELECT p.version FROM accounts_policyversion p"
-    " ORDER BY p.published_at DESC, p.id DESC LIMIT 1), EXISTS (SELECT 1 FROM audit_auditrecord)"
+    " ORDER BY p.published_at DESC, p.id DESC LIMIT 1), EXISTS (SELECT 1 FROM audit_auditrecord),"
+    " (extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
 )
 # A lane no other transaction holds (the first free one, so that a quiet lab writes one lane); the CTE is
 # materialized so that nextval runs once, for the lane locked, not for every row looked at.
@@ -100,6 +103,7 @@ _MOVE_AND_INSERT_SQL = (
     " FROM (SELECT 1) AS one LEFT JOIN moved ON TRUE"
 )
 _INSERTED_COLUMNS = [name for name in _COLUMNS if name != "hash"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OCCURRED_AT = 4 + _COLUMNS.index("occurred_at")
 
 # The free-lane lock as an SQL-level prepared statement, so that it can share a simple-protocol message with
@@ -117,25 +121,27 @@ _LOCK_PREPARED: WeakSet[psycopg.Connection[Any]] = WeakSet()
 _LOCK_NOT_PREPARABLE: WeakSet[psycopg.Connection[Any]] = WeakSet()
 
 # (lane, its records so far, the hash of its last one, seq, policy version or None, whether the log has any
-# record): what the lane lock reads.
-LaneLock = tuple[int, int, str, int, str | None, bool]
+# record, the database's clock in microseconds since the epoch): what the lane lock reads.
+LaneLock = tuple[int, int, str, int, str | None, bool, int]
 
 
 def append_postgresql(
     connection: BaseDatabaseWrapper,
     fields: dict[str, object],
-    occurred_at: datetime,
     record_key: bytes,
     *,
     commits: bool = False,
-) -> dict[str, object]:
+) -> tuple[dict[str, object], datetime]:
     """Append one record in the transaction open on connection (Django's atomic block): lock a lane, seal
     the record there (hash and mac), move the lane's head and insert it. fields: the record's hashed fields
-    but seq, prev_hash, lane, lane_seq and policy_version. commits: the transaction ends with this record
-    and is committed here, its COMMIT in the insert's round trip (the caller's atomic block then finds
-    nothing left to commit); otherwise the caller commits. Returns the sealed record."""
+    but occurred_at, seq, prev_hash, lane, lane_seq and policy_version. commits: the transaction ends with
+    this record and is committed here, its COMMIT in the insert's round trip (the caller's atomic block then
+    finds nothing left to commit); otherwise the caller commits. Returns the sealed record and its time, the
+    database's clock as the lane was locked."""
     cursor = _append_cursor(connection)
-    lane, position, head_hash, seq, policy_version, has_records = _lock_lane(connection, cursor)
+    lane, position, head_hash, seq, policy_version, has_records, micros = _lock_lane(connection, cursor)
+    occurred_at = record_time(_EPOCH + timedelta(microseconds=micros))
+    fields["occurred_at"] = chain.utc_timestamp(occurred_at)
     if not has_records:
         cursor.execute(_EMPTY_LOG_LOCK_SQL, [_EMPTY_LOG_LOCK_KEY])
         cursor.execute(_FIRST_SEQ_SQL)
@@ -155,7 +161,14 @@ def append_postgresql(
         _insert_and_commit(connection, cursor, parameters)
     else:
         cursor.execute(_MOVE_AND_INSERT_SQL, parameters)
-    return sealed
+    return sealed, occurred_at
+
+
+def record_time(database_time: datetime) -> datetime:
+    """The time a record bears: the database's clock as its lane was locked. Also the embedded SQLite path's
+    (records._append_portable), and the one place the tests that put records at chosen moments set what the
+    clock read (tests/builders/audit.py)."""
+    return database_time
 
 
 def _insert_and_commit(connection: BaseDatabaseWrapper, cursor: CursorWrapper, parameters: list[Any]) -> None:
@@ -196,8 +209,8 @@ def _lock_lane(connection: BaseDatabaseWrapper, cursor: CursorWrapper) -> LaneLo
         row = cursor.fetchone()
     if row is None:
         raise DatabaseError("no audit lane could be locked")
-    lane, position, head_hash, seq, policy_version, has_records = row
-    return lane, position, head_hash, seq, policy_version, has_records
+    lane, position, head_hash, seq, policy_version, has_records, micros = row
+    return lane, position, head_hash, seq, policy_version, has_records, micros
 
 
 def _opens_with_plain_begin(raw: psycopg.Connection[Any]) -> bool:
@@ -240,9 +253,13 @@ def _begin_and_lock_free_lane(
     row = results[-1]
     if row.status != pq.ExecStatus.TUPLES_OK or row.ntuples != 1:
         return True, None
-    lane, position, head_hash, seq, policy_version, has_records = (row.get_value(0, i) for i in range(6))
+    lane, position, head_hash, seq, policy_version, has_records, micros = (
+        row.get_value(0, i) for i in range(7)
+    )
     if lane is None or position is None or head_hash is None or seq is None or has_records is None:
         raise DatabaseError("the audit lane lock read a lane without its head")
+    if micros is None:
+        raise DatabaseError("the audit lane lock read no time")
     # Text format: the integers and strings as the server spells them, booleans as t or f.
     return True, (
         int(lane),
@@ -251,6 +268,7 @@ def _begin_and_lock_free_lane(
         int(seq),
         None if policy_version is None else policy_version.decode(),
         has_records == b"t",
+        int(micros),
     )
 
 

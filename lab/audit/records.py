@@ -25,7 +25,7 @@ from django.db.models import F, Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from lab.audit import chain
+from lab.audit import chain, lanes
 from lab.audit.lanes import append_postgresql
 from lab.audit.lanes import prepared_cursor as prepared_cursor  # the gate's facts query prepares with it
 from lab.audit.models import AuditHead, AuditRecord, Purpose
@@ -74,11 +74,9 @@ def audit_append(entry: Entry, *, ends_transaction: bool = False) -> AuditRecord
     the outermost one (no savepoint around it), the transaction is committed with the record, its COMMIT in
     the insert's round trip on PostgreSQL; the block's own exit then has nothing left to commit (its on_commit
     callbacks run as usual). A statement run after it in the block would run in a transaction of its own."""
-    occurred_at = timezone.now()
     meta = entry.meta
     # Choices enums are str subclasses; the chain hashes plain strings only.
     fields: dict[str, object] = {
-        "occurred_at": chain.utc_timestamp(occurred_at),
         "actor_id": _text(entry.actor_id),
         "actor_role": str(entry.actor_role),
         "action": str(entry.action),
@@ -100,9 +98,9 @@ def audit_append(entry: Entry, *, ends_transaction: bool = False) -> AuditRecord
     # No savepoint: the caller's transaction is the unit, and a savepoint would cost two more round trips.
     with AUDIT_APPEND_SECONDS.time(), transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
-            sealed = append_postgresql(connection, fields, occurred_at, _record_key(), commits=commits)
+            sealed, occurred_at = append_postgresql(connection, fields, _record_key(), commits=commits)
         else:
-            sealed = _append_portable(fields, occurred_at)
+            sealed, occurred_at = _append_portable(fields)
     # As if read back from the database (positional values: cheaper than keyword arguments).
     return AuditRecord.from_db(
         connection.alias,
@@ -134,11 +132,14 @@ def _load_record_key(text: str) -> bytes:
 _ATTNAMES = [field.attname for field in AuditRecord._meta.concrete_fields]
 
 
-def _append_portable(fields: dict[str, object], occurred_at: datetime) -> dict[str, object]:
+def _append_portable(fields: dict[str, object]) -> tuple[dict[str, object], datetime]:
     """Other databases (the embedded SQLite): one writer at a time anyway, so lane 1, and seq one past the
-    last. The no-op head update first takes the database's write lock before anything is read."""
+    last. The no-op head update first takes the database's write lock before anything is read. The embedded
+    lab is one host: its clock is the database's."""
     from lab.accounts.services import policy_current
 
+    occurred_at = lanes.record_time(timezone.now())
+    fields["occurred_at"] = chain.utc_timestamp(occurred_at)
     AuditHead.objects.get_or_create(id=1, defaults={"seq": 0, "hash": chain.GENESIS_HASH})
     AuditHead.objects.filter(id=1).update(seq=F("seq"))
     head = AuditHead.objects.get(id=1)
@@ -150,7 +151,7 @@ def _append_portable(fields: dict[str, object], occurred_at: datetime) -> dict[s
     AuditRecord.objects.create(**{**sealed, "occurred_at": occurred_at})
     head.seq, head.hash = head.seq + 1, str(sealed["hash"])
     head.save(update_fields=["seq", "hash"])
-    return sealed
+    return sealed, occurred_at
 
 
 def record_as_chain_dict(record: AuditRecord) -> dict[str, object]:

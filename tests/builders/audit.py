@@ -1,13 +1,14 @@
-"""Audit records as the gate writes them, appended through the real chain writer at chosen times (time-machine
-holds the clock at that moment for the append); shipped orders to compare them with."""
+"""Audit records as the gate writes them, appended through the real chain writer at chosen times (the writer's
+clock, the database's, reads that moment for the append: lab.audit.lanes.record_time); shipped orders to
+compare them with."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-
-import time_machine
+from unittest import mock
 
 from lab.accounts.models import User
+from lab.audit import lanes
 from lab.audit.models import AuditRecord
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.orders.models import Order
@@ -32,7 +33,7 @@ def attempt(
     role: str = "technician",
 ) -> AuditRecord:
     """A record of `person`'s access attempt, stamped `at` by the chain writer's own clock."""
-    with time_machine.travel(at, tick=False):
+    with mock.patch.object(lanes, "record_time", lambda database_time: at):
         return audit_append(
             Entry(
                 action=action,
