@@ -279,8 +279,9 @@ class Sampler:
         self._device_offset += len(complete.encode())
         for line in complete.splitlines():
             title, _printer, _arrived, started, finished, _copies = line.split(",")
-            if title.startswith("lab-job-"):
-                self._device_times[int(title.removeprefix("lab-job-"))] = (float(started), float(finished))
+            if title.startswith("lab-job-"):  # lab-job-<id>-<token>
+                job_id = int(title.removeprefix("lab-job-").partition("-")[0])
+                self._device_times[job_id] = (float(started), float(finished))
 
     def _latency(self, now: float) -> dict[str, float]:
         for record in self._printed_since(self._watermark - 2.0):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connection
 
 from lab.production.backends import printer_server, printer_target
-from lab.production.models import Printer, PrintJob
+from lab.production.models import Printer, PrintJob, jobs_titled
 from lab.production.restarts import server_restarts_check
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
@@ -210,7 +210,7 @@ class SourceListener:
             ).values_list("pk", flat=True)
         )
         # CUPS may finish a job before its submit task saved the handle: the title names our job.
-        titled = {job_id for n in notices if (job_id := PrintJob.id_from_title(n.title)) is not None}
+        titled = set(jobs_titled(n.title for n in notices).values())
         for job_id, status in PrintJob.objects.filter(
             pk__in=(titled | set(self._retry)) - wanted,
             printer_id__in=printers,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -13,9 +15,19 @@ from lab.lib.seals import resealing, seal_holds, seal_of, stored_row_sealed
 from lab.production.states import PRINTER_STATE_CHOICES, JobStatus, PrinterState, ReprintReason
 from printers.registry import backend_choices
 
-# A print job's title at the printer: `lab-job-<id>` (PrintJob.title, PrintJob.id_from_title).
+# A print job's title at the printer: `lab-job-<id>-<token>` (PrintJob.title, PrintJob.id_from_title,
+# jobs_titled). The id alone is unique in one database only: another installation sending to the same print
+# host (a second lab, a staging copy), a database restored from a backup or rebuilt from scratch, numbers its
+# jobs from the same sequence, and the lab adopted, cancelled or erased the other's `lab-job-<id>` as its own.
+# The token, random per job, makes a title name one job of one database. Jobs made before it had none and keep
+# the title they were sent with (`lab-job-<id>`).
 JOB_TITLE_PREFIX = "lab-job-"
-_JOB_TITLE = re.compile(rf"{JOB_TITLE_PREFIX}([0-9]+)")
+_JOB_TITLE = re.compile(rf"{JOB_TITLE_PREFIX}([0-9]+)(?:-([0-9a-f]{{8}}))?")
+
+
+def new_title_token() -> str:
+    return secrets.token_hex(4)
+
 
 # Where a printer's jobs go: the decrypted rasters (and packing slips) leave the lab's hands there.
 DESTINATION_FIELDS = ("backend", "target", "cups_server", "host")
@@ -156,6 +168,8 @@ class PrintJob(models.Model):
     reprint_reason = models.CharField(max_length=16, choices=ReprintReason.choices, blank=True)
     # The reprint form's one-time key: the same form sent twice (a double click, a resend) reprints once.
     reprint_request_key = models.CharField(max_length=64, blank=True, default="")
+    # The title's random part (JOB_TITLE_PREFIX); "" for jobs made before titles had one.
+    title_token = models.CharField(max_length=8, blank=True, default=new_title_token)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     printed_at = models.DateTimeField(null=True, blank=True)
@@ -179,12 +193,14 @@ class PrintJob(models.Model):
 
     @property
     def title(self) -> str:
-        """The backend job title carries our id, so a reconciler can find a job we lost track of."""
-        return f"{JOB_TITLE_PREFIX}{self.pk}"
+        """The backend job title carries our id, so a reconciler can find a job we lost track of, and the
+        job's token, so that it finds no other database's job of the same id."""
+        return job_title(self.pk, self.title_token)
 
     @staticmethod
     def id_from_title(title: str) -> int | None:
-        """The id in a backend job's title when it is one of ours in form (`lab-job-<id>`), else None."""
+        """The id in a backend job's title when it is one of ours in form (`lab-job-<id>[-<token>]`), else
+        None. In form only: jobs_titled says which titles are our jobs'."""
         match = _JOB_TITLE.fullmatch(title)
         return int(match.group(1)) if match else None
 
@@ -302,3 +318,22 @@ def ticket_facts(ticket: Any, job_ids: list[int]) -> str:
 
 def ticket_seal(ticket: Any, job_ids: list[int]) -> str:
     return seal_of(_TICKET_SALT, ticket_facts(ticket, job_ids))
+
+
+def job_title(job_id: int, token: str) -> str:
+    return f"{JOB_TITLE_PREFIX}{job_id}-{token}" if token else f"{JOB_TITLE_PREFIX}{job_id}"
+
+
+def jobs_titled(titles: Iterable[str]) -> dict[str, int]:
+    """Of these backend job titles, those that are exactly one of our jobs' titles, with its id (one query).
+    A title of our form whose id is ours but whose token is not (another installation's job, or one from
+    before a restore) is left out."""
+    wanted = {title: job_id for title in titles if (job_id := PrintJob.id_from_title(title)) is not None}
+    if not wanted:
+        return {}
+    tokens = dict(PrintJob.objects.filter(pk__in=set(wanted.values())).values_list("pk", "title_token"))
+    return {
+        title: job_id
+        for title, job_id in wanted.items()
+        if job_id in tokens and job_title(job_id, tokens[job_id]) == title
+    }

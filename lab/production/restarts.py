@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab.production.backends import backend_for
-from lab.production.models import JOB_TITLE_PREFIX, JobEvent, Printer, PrintJob
+from lab.production.models import JOB_TITLE_PREFIX, JobEvent, Printer, PrintJob, jobs_titled
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
 from printers.base import JobInfo, JobState, PrinterBackend
@@ -138,8 +138,9 @@ def _earlier_attempts(*, printer: Printer, backend: PrinterBackend) -> dict[int,
         logger.warning("restart check without retried jobs printer=%s code=%s", printer.name, error.code)
         return {}
     attempts: dict[int, JobInfo] = {}
+    ours = jobs_titled(info.title for info in found)
     for info in found:
-        job_id = PrintJob.id_from_title(info.title)
+        job_id = ours.get(info.title)
         if (
             job_id in retried
             and info.state not in (JobState.CANCELED, JobState.ABORTED)

@@ -20,7 +20,7 @@ import logging
 from collections import Counter
 
 from lab.production.backends import backend_for
-from lab.production.models import JOB_TITLE_PREFIX, Printer, PrintJob
+from lab.production.models import JOB_TITLE_PREFIX, Printer, PrintJob, jobs_titled
 from lab.production.states import FINAL_JOB_STATUSES
 from printers.base import JobInfo, JobState
 from printers.errors import PrinterError
@@ -43,8 +43,7 @@ def printer_documents_discard() -> dict[str, int]:
             continue
         tracked = _print_jobs(over)
         for job in over:
-            job_id = PrintJob.id_from_title(job.title)
-            if job_id is None or not _may_discard(job, tracked.get(job_id)):
+            if not _may_discard(job, tracked.get(job.title)):
                 counts["kept"] += 1
                 continue
             try:
@@ -59,20 +58,23 @@ def printer_documents_discard() -> dict[str, int]:
     return dict(counts)
 
 
-def _print_jobs(jobs: list[JobInfo]) -> dict[int, tuple[str, str, bool]]:
-    ids = {job_id for job in jobs if (job_id := PrintJob.id_from_title(job.title)) is not None}
-    return {
+def _print_jobs(jobs: list[JobInfo]) -> dict[str, tuple[str, str, bool]]:
+    """By backend title: the state of the print job of ours that has exactly that title."""
+    titled = jobs_titled(job.title for job in jobs)
+    states = {
         pk: (status, backend_job_id, cancel_pending)
-        for pk, status, backend_job_id, cancel_pending in PrintJob.objects.filter(pk__in=ids).values_list(
-            "pk", "status", "backend_job_id", "cancel_at_printer"
-        )
+        for pk, status, backend_job_id, cancel_pending in PrintJob.objects.filter(
+            pk__in=set(titled.values())
+        ).values_list("pk", "status", "backend_job_id", "cancel_at_printer")
     }
+    return {title: states[pk] for title, pk in titled.items() if pk in states}
 
 
 def _may_discard(job: JobInfo, tracked: tuple[str, str, bool] | None) -> bool:
     if tracked is None:
-        # Not a print job of this database (a title that only starts like ours, another installation on the
-        # same print host, a job erased with its order): not ours to judge; CUPS drops its files in a day.
+        # Not a print job of this database (a title that only starts like ours, another installation's job
+        # of the same id on the same print host, a job erased with its order): not ours to judge; CUPS drops
+        # its files in a day.
         return False
     status, backend_job_id, cancel_pending = tracked
     if status in FINAL_JOB_STATUSES and not cancel_pending:

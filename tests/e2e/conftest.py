@@ -55,7 +55,7 @@ class LabPrinters:
     def received(self, queue: str) -> list[Path]:
         """Files the device `queue` kept for this test's jobs (the devices live for the whole session, and a
         job of an earlier test that CUPS was sending when that test ended may land in its spool later)."""
-        ours = {f"lab-job-{pk}" for pk in PrintJob.objects.values_list("pk", flat=True)}
+        ours = {job.title for job in PrintJob.objects.only("pk", "title_token")}
         return [
             path
             for path in self.cups.received_files(queue)
@@ -63,7 +63,7 @@ class LabPrinters:
         ]
 
     def received_titles(self, queue: str) -> list[str]:
-        """`lab-job-<pk>.<ext>` per received file: ippeveprinter names them `<its job number>-<title>`."""
+        """`lab-job-<pk>-<token>.<ext>` per received file (ippeveprinter: `<its number>-<title>`)."""
         return sorted(path.name.partition("-")[2] for path in self.received(queue))
 
     def kill_device(self, queue: str) -> None:

@@ -29,6 +29,7 @@ import psycopg
 import pytest
 import stripe
 
+from lab.production.models import PrintJob
 from printers.cups_backend import connect
 from printers.errors import PrinterError
 from tests.support.celery_worker import CeleryWorker, wait_until
@@ -211,9 +212,9 @@ class Stack:
         counts: Counter[int] = Counter()
         for queue in ("photo", "large"):
             for path in self.cups.received_files(queue):
-                title = path.stem.partition("-")[2]  # "<its job number>-lab-job-<pk>"
-                if title.startswith("lab-job-"):
-                    counts[int(title.removeprefix("lab-job-"))] += 1
+                title = path.stem.partition("-")[2]  # "<its job number>-lab-job-<pk>-<token>"
+                if (job_id := PrintJob.id_from_title(title)) is not None:
+                    counts[job_id] += 1
         return counts
 
     def wait_settled(

@@ -42,7 +42,7 @@ class PrintHost:
     worker: CeleryWorker
 
     def received_titles(self) -> list[str]:
-        """`lab-job-<pk>` per document its device kept (ippeveprinter names them `<n>-<title>.<ext>`)."""
+        """`lab-job-<pk>-<token>` per document its device kept (ippeveprinter: `<n>-<title>.<ext>`)."""
         return sorted(path.stem.partition("-")[2] for path in self.cups.received_files(QUEUE))
 
     def submitted_job_ids(self) -> list[int]:
@@ -142,8 +142,8 @@ def test_each_print_hosts_jobs_reach_only_its_own_printer_sent_by_its_own_worker
     }
     assert (len(jobs["alpha"]), len(jobs["beta"])) == (2, 2)
     assert set(PrintJob.objects.values_list("status", flat=True)) == {"printed"}
-    assert alpha.received_titles() == sorted(f"lab-job-{pk}" for pk in jobs["alpha"])
-    assert beta.received_titles() == sorted(f"lab-job-{pk}" for pk in jobs["beta"])
+    assert alpha.received_titles() == sorted(PrintJob.objects.get(pk=pk).title for pk in jobs["alpha"])
+    assert beta.received_titles() == sorted(PrintJob.objects.get(pk=pk).title for pk in jobs["beta"])
     # ... sent by the worker of its own host, which consumed only its own print queue
     assert alpha.submitted_job_ids() == jobs["alpha"]
     assert beta.submitted_job_ids() == jobs["beta"]

@@ -113,8 +113,8 @@ def test_full_path_raster_submit_poll_printed_ready_to_pack_and_slip(settings):
         sizes.append((ticket["media"], ticket["copies"], ticket["title"], data is not None))
     assert sorted(s[:3] for s in sizes) == sorted(
         [
-            ("na_index-4x6_4x6in", 2, f"lab-job-{jobs[0].pk}"),
-            ("na_govt-letter_8x10in", 1, f"lab-job-{jobs[1].pk}"),
+            ("na_index-4x6_4x6in", 2, jobs[0].title),
+            ("na_govt-letter_8x10in", 1, jobs[1].title),
         ]
     )
     order.refresh_from_db()
