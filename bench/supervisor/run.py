@@ -99,13 +99,13 @@ FROM (
 INSERT INTO orders_order (id, ref, customer_id, guest_email, guest_token_hash, status, shipping_address,
     shipping_method, subtotal_minor, shipping_minor, total_minor, currency, payment_intent_id,
     payment_client_secret, payment_status, promised_by, hold_message, carrier, tracking_number, is_anonymized,
-    created_at, updated_at, shipped_at)
+    created_at, updated_at, shipped_at, address_sealed)
 SELECT o, 'PL-' || lpad(o::text, 12, '0'), NULL, 'bench@lab.example', '',
        CASE WHEN paid + shipped_after <= %(now)s THEN 'shipped' ELSE 'in_production' END, '{}',
        CASE WHEN o %% 5 = 0 THEN 'express' ELSE 'standard' END, 1000, 500, 1500, 'usd', '', '', 'succeeded',
        paid + CASE WHEN o %% 5 = 0 THEN interval '1 day' ELSE interval '3 days' END, '', '', '', false,
        paid - interval '5 minutes', paid,
-       CASE WHEN paid + shipped_after <= %(now)s THEN paid + shipped_after END
+       CASE WHEN paid + shipped_after <= %(now)s THEN paid + shipped_after END, ''
 FROM (
     SELECT o, %(start)s::timestamptz + %(step)s * interval '1 second' * (o - 1) AS paid,
            CASE WHEN o %% 5 = 0 THEN interval '1 hour' * (12 + o %% 16)
