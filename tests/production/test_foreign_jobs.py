@@ -74,6 +74,14 @@ def _our_job(printer: Printer) -> PrintJob:
     return job
 
 
+def _printed_at(printer: Printer, photo: Path, title: str) -> str:
+    """A job titled `title` sent to the printer (by another installation, or as ours), printed: its handle."""
+    backend = backend_for(printer)
+    handle = backend.submit(path=photo, title=title, media=media_for("4x6"), copies=1)
+    wait_until(lambda: backend.job_info(handle).state is JobState.COMPLETED, timeout=30, what="its print")
+    return handle
+
+
 def _received_titles(server: PrivateCups) -> list[str]:
     return [path.stem.partition("-")[2] for path in server.received_files(QUEUE)]
 
@@ -88,10 +96,8 @@ def test_a_retry_adopts_no_job_of_another_installation_and_sends_its_own_print(
     PrintJob.objects.filter(pk=job.pk).update(submit_attempts=1)
     job.refresh_from_db()
     # ... and another installation's job of the same id at the same printer, printed there
-    backend = backend_for(printer)
     foreign_title = OTHER_TITLES[other].format(pk=job.pk)
-    foreign = backend.submit(path=photo, title=foreign_title, media=media_for("4x6"), copies=1)
-    wait_until(lambda: backend.job_info(foreign).state is JobState.COMPLETED, timeout=30, what="its print")
+    foreign = _printed_at(printer, photo, foreign_title)
 
     # when the retry runs
     outcome = print_job_submit(job_id=job.pk, worker=WORKER)
@@ -111,11 +117,7 @@ def test_the_reconciler_takes_no_job_of_another_installation_for_the_one_a_dead_
     # given our job left `submitting` by a worker that died before CUPS had it, and another installation's
     # job of the same id printed at the same printer
     job = job_walk(_our_job(printer), J.SUBMITTING)
-    backend = backend_for(printer)
-    foreign = backend.submit(
-        path=photo, title=OTHER_TITLES[other].format(pk=job.pk), media=media_for("4x6"), copies=1
-    )
-    wait_until(lambda: backend.job_info(foreign).state is JobState.COMPLETED, timeout=30, what="its print")
+    _printed_at(printer, photo, OTHER_TITLES[other].format(pk=job.pk))
 
     # when the reconciler looks for our job at the printer
     outcome = reconcile_submitting(job)
@@ -132,18 +134,14 @@ def test_the_spool_sweep_erases_no_job_of_another_installation(
     # given our job printed, its document discarded already, and another installation's job of the same id
     # over at the same printer, its document and history entry still there (that lab has yet to read it)
     job = job_walk(_our_job(printer), J.PRINTED)
-    backend = backend_for(printer)
-    foreign = backend.submit(
-        path=photo, title=OTHER_TITLES[other].format(pk=job.pk), media=media_for("4x6"), copies=1
-    )
-    wait_until(lambda: backend.job_info(foreign).state is JobState.COMPLETED, timeout=30, what="its print")
+    foreign = _printed_at(printer, photo, OTHER_TITLES[other].format(pk=job.pk))
 
     # when the sweep runs
     counts = printer_documents_discard()
 
     # then it left the other's job alone (before: purged, as if it were our printed job's)
     assert counts.get("discarded", 0) == 0
-    assert [info.handle for info in backend.find_jobs(title_prefix="lab-job-")] == [foreign]
+    assert [info.handle for info in backend_for(printer).find_jobs(title_prefix="lab-job-")] == [foreign]
 
 
 def test_the_spool_sweep_still_erases_our_own_printed_jobs_documents(
@@ -151,14 +149,12 @@ def test_the_spool_sweep_still_erases_our_own_printed_jobs_documents(
 ) -> None:
     # given our printed job's document at the printer, under its title
     job = _our_job(printer)
-    backend = backend_for(printer)
-    handle = backend.submit(path=photo, title=job.title, media=media_for("4x6"), copies=1)
-    wait_until(lambda: backend.job_info(handle).state is JobState.COMPLETED, timeout=30, what="our print")
+    _printed_at(printer, photo, job.title)
     job_walk(job, J.PRINTED)
 
     # when the sweep runs, then it is erased
     assert printer_documents_discard().get("discarded") == 1
-    assert backend.find_jobs(title_prefix="lab-job-") == []
+    assert backend_for(printer).find_jobs(title_prefix="lab-job-") == []
 
 
 class _Notices(EventFeed):
