@@ -18,13 +18,13 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.records import Entry, RequestMeta, audit_append, record_as_chain_dict
 from lab.audit.verify import write_export
 from lab.audit.witness import FileWitness, WitnessSink, check_witness, witness_from_url
+from lab.lib.clock import database_now
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
             key_id=key_id(),
             seq=seq,
             head_hash=head_hash,
-            signed_at=chain.utc_timestamp(timezone.now()),
+            # The database's clock, as the records': freshness and coverage compare the two.
+            signed_at=chain.utc_timestamp(database_now()),
             lanes=heads,
         )
         sink.append(signed)
@@ -298,7 +299,9 @@ def audit_verify_database(
     now: datetime | None = None,
 ) -> DatabaseVerification:
     """Recompute the whole chain with every record's mac, every checkpoint, and the chain against the witness
-    log (the configured one, or witness_path: an auditor's copy); name the first broken seq or range."""
+    log (the configured one, or witness_path: an auditor's copy); name the first broken seq or range.
+    now: what the witness's freshness is judged at; by default the database's clock, which records and
+    checkpoints are timed on, whatever this host's clock says."""
     key = pinned_public_key or public_key()
     result = chain.verify_records(_records(), record_key=record_key())
     rows = [_as_checkpoint(row) for row in AuditCheckpoint.objects.order_by("pk")]
@@ -329,7 +332,7 @@ def audit_verify_database(
                 heads=heads,
                 head_seq=last_good,
                 first_record_at=_first_record_at(),
-                now=now or timezone.now(),
+                now=now or database_now(),
                 interval_seconds=settings.AUDIT_CHECKPOINT_SECONDS,
                 known=[c for c in rows if chain.checkpoint_signature_is_valid(checkpoint=c, public_key=key)],
                 is_chain_whole=is_whole,
