@@ -29,7 +29,7 @@ from lab.production.states import JobStatus
 from lab.production.submission import print_job_submit, reconcile_submitting
 from printers.base import EventBatch, EventFeed, JobNotice, JobState
 from printers.registry import KIND_CUPS
-from tests.builders.production import WORKER, job_walk, released_order
+from tests.builders.production import WORKER, hotfolder_printer, job_walk, released_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes
@@ -108,6 +108,27 @@ def test_a_retry_adopts_no_job_of_another_installation_and_sends_its_own_print(
     assert job.backend_job_id != foreign
     wait_until(lambda: len(_received_titles(shared_cups)) == 2, timeout=30, what="our print")
     assert sorted(_received_titles(shared_cups)) == sorted([foreign_title, job.title])
+
+
+@pytest.mark.parametrize("other", OTHER_TITLES)
+def test_a_retry_adopts_no_job_another_installation_left_in_a_shared_hot_folder(
+    photo: Path, other: str
+) -> None:
+    # given a hot folder two installations write to, our job ready to be sent again, and the other's job of
+    # the same id waiting in the folder for the device
+    printer = hotfolder_printer("shared-folder", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    PrintJob.objects.filter(pk=job.pk).update(submit_attempts=1)
+    backend = backend_for(printer)
+    foreign = backend.submit(path=photo, title=OTHER_TITLES[other].format(pk=job.pk), media=media_for("4x6"))
+
+    # when the retry runs, then it sends our print beside the other's (before: it adopted the other's)
+    assert print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    job.refresh_from_db()
+    titles = sorted(info.title for info in backend.find_jobs(title_prefix="lab-job-"))
+    assert job.backend_job_id != foreign
+    assert titles == sorted([OTHER_TITLES[other].format(pk=job.pk), job.title])
 
 
 @pytest.mark.parametrize("other", OTHER_TITLES)
