@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
 import stripe
@@ -12,9 +13,11 @@ from django.conf import settings
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Order, OrderEvent, StripeEvent
 from tests.builders import UserFactory, asset_for, order_body
+from tests.support.clock import host_clock_off
 from tests.support.stripe_server import signed_event
 
 pytestmark = pytest.mark.django_db
+SKEW = timedelta(minutes=10)  # twice the signature's tolerance
 
 
 @pytest.fixture
@@ -97,6 +100,27 @@ def test_forged_or_stale_payloads_are_refused_and_change_nothing(api, order, tam
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")
     assert StripeEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("offset", [SKEW, -SKEW], ids=["ahead", "behind"])
+def test_a_web_host_whose_clock_is_off_judges_a_signature_s_age_on_the_database_s_clock(
+    api, order, monkeypatch, offset
+):
+    # given a genuine event Stripe signs now, and a replay of one it signed 12 minutes ago (tolerance: 5 min)
+    now = int(time.time())
+    stale = now - 12 * 60
+
+    # when a web host whose clock is 10 minutes off receives them (before: one ahead refused the genuine
+    # event as stale, and one behind took the replay for fresh)
+    with host_clock_off(offset, monkeypatch):
+        old = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_old", timestamp=stale)
+        genuine = deliver(api, "payment_intent.succeeded", succeeded(order), timestamp=now)
+
+    # then the replay is refused and the genuine event applied
+    assert (old.status_code, old.json()["code"]) == (400, "invalid_signature")
+    assert (genuine.status_code, genuine.json()["outcome"]) == (200, "paid")
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("paid", "succeeded")
 
 
 def test_wrong_amount_does_not_mark_paid(api, order):
