@@ -171,9 +171,11 @@ def job_fail(
     message: str,
     is_permanent: bool = True,
     note: str | None = None,
+    where: Q | None = None,
     **fields: object,
 ) -> bool:
-    """Move a job to `failed` with its reason: a stable code for the board and a short message."""
+    """Move a job to `failed` with its reason: a stable code for the board and a short message (`where`: a
+    claim's extra condition, as in job_move)."""
     return job_move(
         job_id=job_id,
         from_statuses=from_statuses,
@@ -185,6 +187,6 @@ def job_fail(
         failure_is_permanent=is_permanent,
         # Given explicitly, so that `**fields` can only be columns, never the actor or the claim condition.
         actor_id=None,
-        where=None,
+        where=where,
         **fields,
     )

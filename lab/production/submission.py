@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from lab.lib.backoff import backoff_delay
@@ -97,6 +98,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
                 claimed_at=claimed_at,
                 claimed_by=worker,
+                send_started_at=None,
                 submit_attempts=F("submit_attempts") + 1,
             )
             if not claimed:
@@ -128,6 +130,11 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
             path.chmod(0o644)  # CUPS filters run as `lp` and must read it
             Path(folder).chmod(0o755)
+            if not _send_begin(job_id=job.pk, worker=worker, claimed_at=claimed_at):
+                # The lease ran out while this worker was slow (stalled, swapped out) and the reconciler took
+                # the claim back; another worker may be sending the job now. Nothing was sent from here.
+                logger.warning("claim taken back before the send, nothing sent job=%s", job.pk)
+                return "superseded"
             handle = backend.submit(
                 path=path,
                 title=job.title,
@@ -148,6 +155,17 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         )
         return "failed"
     return _submitted(job=job, handle=handle, kind="submitted", backend=backend)
+
+
+def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
+    """Set the claim's send fence, if the claim is still this worker's: the last statement before the raster
+    goes to the printer. Conditional like the reconciler's take-back (`_claim_take_back_unsent`), so of a
+    worker that wakes late and the reconciler exactly one wins: the worker sends, or the job is sent again."""
+    return bool(
+        PrintJob.objects.filter(
+            pk=job_id, status=J.SUBMITTING, claimed_by=worker, claimed_at=claimed_at, send_started_at=None
+        ).update(send_started_at=Now())
+    )
 
 
 def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
@@ -258,14 +276,24 @@ def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
 
 
 def reconcile_submitting(job: PrintJob) -> str:
-    """A worker died between claiming and saving: find our job at the printer by title, or ask a person."""
+    """A submit claim whose lease ran out: its worker died (or stalls) between claiming and saving.
+
+    The printer is asked for our title first: found → `submitted` (sent by this claim, or by an earlier
+    attempt whose worker was lost before it adopted it). Not found: if the claim never began to send
+    (`send_started_at` unset), nothing of it can be at the printer, so the job goes back to `ready` and is
+    sent again (and that attempt, like every retry, looks for an earlier one at the printer first); if it
+    began, `unknown`, never sent again automatically (the printer may have printed it and dropped it from
+    its history). A printer that does not answer settles only the claims that never began to send.
+    """
     assert job.printer is not None
     try:
         found = [
             j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title
         ]
     except PrinterError:
-        return "reconcile_unreachable"
+        return "reconcile_unreachable" if job.send_started_at is not None else _claim_take_back_unsent(job)
+    if not found and job.send_started_at is None:
+        return _claim_take_back_unsent(job)
     if found:
         job_move(
             job_id=job.pk,
@@ -289,3 +317,36 @@ def reconcile_submitting(job: PrintJob) -> str:
         claimed_by="",
     )
     return "unknown"
+
+
+def _claim_take_back_unsent(job: PrintJob) -> str:
+    """Take back an expired submit claim that sent nothing, unless its worker set the fence meanwhile."""
+    where = Q(claimed_at=job.claimed_at, claimed_by=job.claimed_by, send_started_at=None)
+    if job.submit_attempts >= settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS:
+        # Every claim so far ended with its worker lost before the send (a worker killed each time it reads
+        # this raster, say): a person looks, instead of a loop of claims that never ends.
+        failed = job_fail(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            kind="submit_failed",
+            code="worker_lost",
+            message=f"The worker was lost before sending, {job.submit_attempts} times; nothing was sent.",
+            is_permanent=False,
+            where=where,
+        )
+        return "failed" if failed else "claim_moved"
+    taken = job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.READY,
+        kind="claim_expired_unsent",
+        note=f"{job.claimed_by}: lease ran out before the send; nothing was sent",
+        where=where,
+        claimed_at=None,
+        claimed_by="",
+    )
+    if not taken:
+        # Its worker set the fence, or the job moved on meanwhile: the next sweep looks again.
+        return "claim_moved"
+    submit_enqueue(job)
+    return "claims_taken_back"

@@ -4,6 +4,7 @@ on Redis, a private cupsd and two ippeveprinter devices that keep what they rece
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -190,6 +191,66 @@ def test_worker_killed_mid_rasterize_restarts_and_every_job_prints_exactly_once(
         (five_by_seven.pk, 2100, 1500),
         (eight_by_ten.pk, 3000, 2400),
     }
+
+
+def blob_made_a_pipe(name: str) -> tuple[Path, bytes]:
+    """Swap a stored blob for a named pipe of the same name: a worker that reads it blocks until the test
+    writes to the pipe (or is killed there). Returns the path and the blob's bytes."""
+    from lab.privacy.vault import _blob_path
+
+    path = _blob_path(name)
+    data = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    return path, data
+
+
+def pipe_made_a_blob_again(path: Path, data: bytes) -> None:
+    path.unlink()
+    path.write_bytes(data)
+
+
+def test_worker_killed_after_its_claim_before_sending_is_sent_again_by_the_reconciler_once(
+    lab_printers: LabPrinters, worker: CeleryWorker
+) -> None:
+    from lab.production.holds import order_hold, order_release_hold
+
+    # given an 8x10 order whose photo the worker blocks reading (its blob a named pipe) while it rasterizes,
+    # and the order put on hold meanwhile, so that its job waits `ready` once the raster is made
+    order = order_with_items(lines=[("PRINT-8X10-GLOSSY", 1)], photo=PHOTO_300_DPI)
+    asset = order.items.get().asset
+    original, photo = blob_made_a_pipe(asset.blob_name)
+    order_pay(order)
+    (job,) = released_jobs(order, 1, worker)
+    wait_for_job(job, "rasterizing", worker)
+    order_hold(order_ref=order.ref, actor=technician(), message="Which crop do you want?")
+    with original.open("wb") as pipe:
+        pipe.write(photo)
+    pipe_made_a_blob_again(original, photo)
+    wait_for_job(job, "ready", worker)
+    worker.wait_rounds(poll=2)
+    assert job_status(job) == "ready"
+    # and its raster's blob a named pipe too
+    job.refresh_from_db()
+    raster_path, raster = blob_made_a_pipe(job.raster_blob)
+
+    # when the hold is released, the worker claims the job and is SIGKILLed as it reads the raster: after its
+    # claim, before anything went to the printer
+    order_release_hold(order_ref=order.ref, actor=technician())
+    wait_for_job(job, "submitting", worker)
+    worker.kill()
+    pipe_made_a_blob_again(raster_path, raster)
+    assert lab_printers.received_titles(LARGE_QUEUE) == []
+    worker.start()
+
+    # then, once the claim's lease runs out, the reconciler sends it again by itself, and it prints once
+    wait_for_order(order, "ready_to_pack", worker)
+    job.refresh_from_db()
+    assert lab_printers.received_titles(LARGE_QUEUE) == titles([job])
+    assert (job.status, job.submit_attempts) == ("printed", 2)
+    kinds = list(JobEvent.objects.filter(job=job).order_by("pk").values_list("kind", flat=True))
+    assert kinds.count("claim_expired_unsent") == 1 and "fate_unknown" not in kinds
+    assert kinds.count("submitted") == 1
 
 
 def test_worker_killed_mid_submit_before_cups_heard_of_it_is_unknown_until_a_technician_resends_it(

@@ -246,12 +246,15 @@ def test_reconciler_finds_a_job_submitted_before_a_crash_and_flags_unknown_ones(
     sent, lost = PrintJob.objects.order_by("pk")
     for job in (sent, lost):
         rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
-    # A worker claimed both, sent the first to the printer, and died before saving either.
+    # A worker claimed both, began sending each, sent the first to the printer, and died before saving
+    # either. (A claim that never began to send is sent again instead: tests/production/test_send_fence.py.)
     HotFolderBackend(folder=folder(settings, printer)).submit(
         path=_raster_file(settings, sent), title=sent.title, media="na_index-4x6_4x6in", copies=1
     )
     stale = timezone.now() - timedelta(hours=1)
-    PrintJob.objects.filter(pk__in=[sent.pk, lost.pk]).update(status="submitting", claimed_at=stale)
+    PrintJob.objects.filter(pk__in=[sent.pk, lost.pk]).update(
+        status="submitting", claimed_at=stale, send_started_at=stale
+    )
 
     result = reconcile.production_reconcile()
 

@@ -1,0 +1,292 @@
+"""A submit claim's send fence: a worker lost after its claim but before it handed the raster to the printer
+sent nothing, so the reconciler sends the job again by itself instead of asking a person; a worker that wakes
+after its claim was taken back sends nothing; a worker lost after it began to send still leaves the job
+`unknown` when the printer holds no such job. On real hot-folder printers; the reconciler and the workers'
+code paths are the lab's own, the workers' deaths are exceptions no handler catches (the real SIGKILL of a
+real worker is tests/e2e/test_production_cups.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models.functions import Now
+
+from lab.privacy import vault
+from lab.production import rasterizing, reconcile, submission
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.states import JobStatus
+from printers.hotfolder import HotFolderBackend
+from printers.registry import KIND_CUPS
+from tests.builders import broker_tasks, hotfolder_printer, released_order
+
+pytestmark = pytest.mark.django_db
+J = JobStatus
+FIRST, SECOND = "test-worker:1", "test-worker:2"
+
+
+class WorkerKilled(BaseException):
+    """The worker process dies here: no handler of the lab's catches it (SIGKILL, the OOM killer)."""
+
+
+@pytest.fixture(autouse=True)
+def _empty_print_queue(settings):
+    settings.PRODUCTION_HANDOFF_GRACE_SECONDS = 0
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("raster", "default", "print")
+
+
+def _ready_job() -> PrintJob:
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=FIRST) == "ready"
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("print")  # its submit message: taken, say
+    return job
+
+
+def _received() -> list[Path]:
+    """What the minilab's hot folder holds: every print the lab handed to it."""
+    return sorted((Path(settings.HOTFOLDER_ROOT) / "minilab").rglob("*.jpg"))
+
+
+def _lease_runs_out(job: PrintJob) -> None:
+    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
+    job.refresh_from_db()
+    assert job.status == J.SUBMITTING and job.claimed_at is not None
+    # claimed_at only: the claim's identity (claimed_by) stays, as the reconciler reads it
+    PrintJob.objects.filter(pk=job.pk).update(claimed_at=job.claimed_at - lease)
+
+
+def _submit_killed_at_raster_read(job: PrintJob, monkeypatch: pytest.MonkeyPatch, *, worker: str) -> None:
+    def killed(**_: object) -> bytes:
+        raise WorkerKilled
+
+    monkeypatch.setattr(submission, "vault_read", killed)
+    with pytest.raises(WorkerKilled):
+        submission.print_job_submit(job_id=job.pk, worker=worker)
+    monkeypatch.setattr(submission, "vault_read", vault.vault_read)
+
+
+def _kinds(job: PrintJob) -> list[str]:
+    return list(JobEvent.objects.filter(job=job).order_by("pk").values_list("kind", flat=True))
+
+
+def test_a_worker_lost_after_its_claim_before_the_send_is_sent_again_by_the_reconciler_once(monkeypatch):
+    job = _ready_job()
+    _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
+    job.refresh_from_db()
+    assert (job.status, job.send_started_at, _received()) == (J.SUBMITTING, None, [])
+
+    _lease_runs_out(job)
+    swept = reconcile.production_reconcile()
+
+    job.refresh_from_db()
+    assert swept.get("claims_taken_back") == 1 and "unknown" not in swept
+    assert (job.status, job.claimed_by, job.claimed_at) == (J.READY, "", None)
+    assert _kinds(job)[-2:] == ["claimed", "claim_expired_unsent"]
+    assert ("production.print_job_submit", {"job_id": job.pk}) in broker_tasks("print")
+    # the message's worker: a retry, which looks for an earlier attempt at the printer first, finds none
+    assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
+    job.refresh_from_db()
+    assert (job.status, job.submit_attempts, len(_received())) == (J.SUBMITTED, 2, 1)
+
+
+def test_a_worker_that_wakes_after_its_claim_was_taken_back_sends_nothing(monkeypatch):
+    job = _ready_job()
+    outcomes: list[str] = []
+
+    def stalled_past_its_lease(**kwargs: object) -> bytes:
+        # The first worker stalls reading the raster (swapped out, SIGSTOPped) past its lease. Meanwhile the
+        # reconciler takes the claim back and a second worker sends the job.
+        monkeypatch.setattr(submission, "vault_read", vault.vault_read)
+        _lease_runs_out(job)
+        assert reconcile.production_reconcile().get("claims_taken_back") == 1
+        outcomes.append(submission.print_job_submit(job_id=job.pk, worker=SECOND))
+        return vault.vault_read(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(submission, "vault_read", stalled_past_its_lease)
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "superseded"
+
+    job.refresh_from_db()
+    assert outcomes == ["submitted"]
+    assert (job.status, len(_received())) == (J.SUBMITTED, 1)
+    assert _kinds(job).count("submitted") == 1
+
+
+def test_a_worker_lost_after_it_began_to_send_leaves_the_job_unknown_if_the_printer_has_none(monkeypatch):
+    """The fence's other side (this held before the fence too): once the send began, the printer may have
+    printed it and dropped it from its history, so nothing is sent again without a person."""
+    job = _ready_job()
+
+    def killed_while_sending(self: HotFolderBackend, **_: object) -> str:
+        raise WorkerKilled
+
+    monkeypatch.setattr(HotFolderBackend, "submit", killed_while_sending)
+    with pytest.raises(WorkerKilled):
+        submission.print_job_submit(job_id=job.pk, worker=FIRST)
+    job.refresh_from_db()
+    assert job.send_started_at is not None
+
+    _lease_runs_out(job)
+    swept = reconcile.production_reconcile()
+
+    job.refresh_from_db()
+    assert (swept.get("unknown"), job.status, _received()) == (1, J.UNKNOWN, [])
+    assert broker_tasks("print") == []
+
+
+@pytest.mark.parametrize(
+    ("began_to_send", "outcome", "status"),
+    [(False, "claims_taken_back", J.READY), (True, "reconcile_unreachable", J.SUBMITTING)],
+)
+def test_a_printer_that_does_not_answer_settles_only_the_claims_that_never_began_to_send(
+    monkeypatch, began_to_send, outcome, status
+):
+    job = _ready_job()
+    _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
+    # its printer is now a CUPS queue on a server that refuses connections (a closed loopback port)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    silent = Printer.objects.create(name="silent", backend=KIND_CUPS, target="photo", cups_server=closed)
+    PrintJob.objects.filter(pk=job.pk).update(
+        printer=silent, send_started_at=Now() if began_to_send else None
+    )
+    _lease_runs_out(job)
+
+    assert reconcile.production_reconcile() == {outcome: 1}
+    job.refresh_from_db()
+    assert job.status == status
+
+
+def test_a_worker_lost_before_the_send_at_every_attempt_fails_the_job_for_a_person(monkeypatch, settings):
+    settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS = 2
+    job = _ready_job()
+    swept: list[dict[str, int]] = []
+    for worker in (FIRST, SECOND):
+        _submit_killed_at_raster_read(job, monkeypatch, worker=worker)
+        _lease_runs_out(job)
+        swept.append(reconcile.production_reconcile())
+
+    job.refresh_from_db()
+    assert [s.get("claims_taken_back", 0) for s in swept] == [1, 0] and swept[1].get("failed") == 1
+    assert (job.status, job.failure_code, job.submit_attempts, _received()) == (
+        J.FAILED,
+        "worker_lost",
+        2,
+        [],
+    )
+
+
+def test_a_fence_that_lands_before_the_take_back_wins_and_the_take_back_moves_nothing(monkeypatch):
+    job = _ready_job()
+    fenced: list[bool] = []
+
+    def worker_sets_its_fence_as_the_sweep_reads(claimed: PrintJob) -> str:
+        # The sweep read the claim unfenced; the worker, slow but alive, sets its fence before the take-back.
+        claimed_at = PrintJob.objects.get(pk=claimed.pk).claimed_at
+        assert claimed_at is not None
+        fenced.append(submission._send_begin(job_id=claimed.pk, worker=FIRST, claimed_at=claimed_at))
+        return real_reconcile(claimed)
+
+    _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
+    _lease_runs_out(job)
+    real_reconcile = submission._claim_take_back_unsent
+    monkeypatch.setattr(submission, "_claim_take_back_unsent", worker_sets_its_fence_as_the_sweep_reads)
+
+    swept = reconcile.production_reconcile()
+
+    job.refresh_from_db()
+    assert fenced == [True] and swept == {"claim_moved": 1}
+    assert (job.status, job.claimed_by) == (J.SUBMITTING, FIRST)  # still the worker's, to send
+    assert broker_tasks("print") == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["worker", "reconciler"])
+def test_the_fence_and_the_take_back_racing_on_two_connections_exactly_one_wins(monkeypatch, first):
+    job = _ready_job()
+    _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
+    _lease_runs_out(job)
+    claimed = PrintJob.objects.select_related("printer").get(pk=job.pk)
+    claimed_at = claimed.claimed_at
+    assert claimed_at is not None
+    results: dict[str, object] = {}
+    started = {name: threading.Event() for name in ("worker", "reconciler")}
+
+    def worker() -> None:
+        started["worker"].set()
+        results["worker"] = submission._send_begin(job_id=job.pk, worker=FIRST, claimed_at=claimed_at)
+        connection.close()
+
+    def reconciler() -> None:
+        started["reconciler"].set()
+        results["reconciler"] = submission.reconcile_submitting(claimed)
+        connection.close()
+
+    threads = {"worker": threading.Thread(target=worker), "reconciler": threading.Thread(target=reconciler)}
+    with transaction.atomic():
+        PrintJob.objects.select_for_update().get(pk=job.pk)  # both queue behind this row lock
+        for name in (first, *({"worker", "reconciler"} - {first})):
+            threads[name].start()
+            started[name].wait()
+            _wait_for_lock_waiters(len([t for t in threads.values() if t.is_alive()]))
+    for thread in threads.values():
+        thread.join(timeout=30)
+
+    job.refresh_from_db()
+    if first == "worker":
+        assert results == {"worker": True, "reconciler": "claim_moved"}
+        assert (job.status, job.send_started_at is not None) == (J.SUBMITTING, True)
+    else:
+        assert results == {"worker": False, "reconciler": "claims_taken_back"}
+        assert (job.status, job.send_started_at) == (J.READY, None)
+
+
+def _wait_for_lock_waiters(count: int) -> None:
+    """Until `count` other backends of this database wait for a lock (each thread's statement is queued)."""
+    import time
+
+    with connection.cursor() as cursor:
+        for _ in range(500):
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0] >= count:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"{count} statements never queued behind the row lock")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_counts_a_claim_in_flight_as_sent_never_as_one_to_send_again() -> None:
+    """Migration production/0013: a job a worker of the version before is sending carries no fence; the
+    upgrade sets it, so the reconciler asks the printer (and a person) as before, never sends it again."""
+    job = _ready_job()
+    in_flight = PrintJob.objects.get(pk=job.pk)
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("production")
+    executor.migrate([("production", "0012_printjob_title_token")])
+    with connection.cursor() as cursor:  # a worker of the version before claims the job
+        cursor.execute(
+            "UPDATE production_printjob SET status = 'submitting', claimed_at = now(), claimed_by = %s "
+            "WHERE id = %s",
+            [FIRST, in_flight.pk],
+        )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(latest)
+
+    in_flight.refresh_from_db()
+    assert in_flight.send_started_at is not None and in_flight.send_started_at == in_flight.claimed_at
+    _lease_runs_out(in_flight)
+    assert reconcile.production_reconcile().get("unknown") == 1
