@@ -158,11 +158,12 @@ class PrintJob(models.Model):
     submit_attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)
-    # The submit claim's send fence: cleared by the claim, set (on the database's clock) by the claiming
+    # The submit claim's send fence: cleared by the claim, set to the claim's `claimed_at` by the claiming
     # worker just before it hands the raster to the printer, and only while its claim is still the job's. A
     # claim whose lease ran out with it unset never sent anything, so the reconciler sends the job again by
-    # itself; with it set, the printer is asked, and a job it does not hold is `unknown` for a person.
-    send_started_at = models.DateTimeField(null=True, blank=True)
+    # itself; with it set, the printer is asked, and a job it does not hold is `unknown` for a person. It
+    # stays when the claim ends, naming the claim whose send the job may still be waiting for.
+    sending_claim_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)

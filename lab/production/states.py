@@ -44,7 +44,8 @@ JOB_MACHINE = StateMachine(
         # submitted -> ready: CUPS holds the job without its document (nothing printed), resent safely.
         J.SUBMITTED: frozenset({J.PRINTED, J.FAILED, J.CANCELLED, J.SUSPECT, J.READY}),
         J.FAILED: frozenset({J.QUEUED, J.READY, J.CANCELLED}),
-        J.UNKNOWN: frozenset({J.PRINTED, J.READY, J.CANCELLED}),
+        # unknown -> submitted: the send its worker began lands after all (the worker was slow, not dead).
+        J.UNKNOWN: frozenset({J.PRINTED, J.READY, J.CANCELLED, J.SUBMITTED}),
         J.SUSPECT: frozenset({J.PRINTED, J.READY, J.CANCELLED}),
         J.PRINTED: frozenset(),
         J.CANCELLED: frozenset(),

@@ -10,7 +10,6 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from lab.lib.backoff import backoff_delay
@@ -98,7 +97,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
                 claimed_at=claimed_at,
                 claimed_by=worker,
-                send_started_at=None,
+                sending_claim_at=None,
                 submit_attempts=F("submit_attempts") + 1,
             )
             if not claimed:
@@ -154,7 +153,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             message=str(error),
         )
         return "failed"
-    return _submitted(job=job, handle=handle, kind="submitted", backend=backend)
+    return _submitted(job=job, handle=handle, kind="submitted", backend=backend, claimed_at=claimed_at)
 
 
 def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
@@ -163,8 +162,8 @@ def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
     worker that wakes late and the reconciler exactly one wins: the worker sends, or the job is sent again."""
     return bool(
         PrintJob.objects.filter(
-            pk=job_id, status=J.SUBMITTING, claimed_by=worker, claimed_at=claimed_at, send_started_at=None
-        ).update(send_started_at=Now())
+            pk=job_id, status=J.SUBMITTING, claimed_by=worker, claimed_at=claimed_at, sending_claim_at=None
+        ).update(sending_claim_at=claimed_at)
     )
 
 
@@ -198,7 +197,11 @@ def _read_once(job_id: int) -> None:
         jobs_track([job])
 
 
-def _submitted(*, job: PrintJob, handle: str, kind: str, backend: PrinterBackend) -> str:
+def _submitted(
+    *, job: PrintJob, handle: str, kind: str, backend: PrinterBackend, claimed_at: datetime | None = None
+) -> str:
+    """Save the handle of what reached the printer. `claimed_at`: the claim that sent it itself (not one that
+    adopted an earlier attempt), whose send may land after the job moved on without it."""
     moved = job_move(
         job_id=job.pk,
         from_statuses={J.SUBMITTING},
@@ -213,6 +216,10 @@ def _submitted(*, job: PrintJob, handle: str, kind: str, backend: PrinterBackend
     )
     if moved:
         return kind
+    if claimed_at is not None:
+        late = _late_send_landed(job=job, handle=handle, backend=backend, claimed_at=claimed_at)
+        if late is not None:
+            return late
     # Cancelled (a supervisor's cancel) while we were sending: take back what we sent, now. Any other move
     # meanwhile (the reconciler found this very job by its title after our lease ran out) is left alone.
     if not PrintJob.objects.filter(pk=job.pk, status=J.CANCELLED).update(backend_job_id=handle):
@@ -233,6 +240,55 @@ def _submitted(*, job: PrintJob, handle: str, kind: str, backend: PrinterBackend
                 job_id=job.pk, kind="printer_cancelled", note=f"{handle}: sent, then cancelled"
             )
     return "cancelled"
+
+
+def _late_send_landed(
+    *, job: PrintJob, handle: str, backend: PrinterBackend, claimed_at: datetime
+) -> str | None:
+    """Our own send landed after our lease ran out and the job moved on without it. None: cancelled, or the
+    reconciler found this very copy (the caller's cases).
+
+    - The reconciler found no copy at the printer then and left the job `unknown` for a person: this is the
+      copy it was waiting for, so the job is `submitted` with it (the fence names our claim).
+    - A person decided meanwhile (sent it again, or called it printed): ours is a second copy, cancelled at
+      the printer; if it cannot be (the printer does not answer, or it printed already), a `submitted` job is
+      flagged `suspect` (may have printed twice), and in any other state the job's history says so.
+    """
+    current = PrintJob.objects.filter(pk=job.pk).values("status", "backend_job_id").first()
+    if current is None or current["status"] == J.CANCELLED or current["backend_job_id"] == handle:
+        return None
+    if current["status"] == J.UNKNOWN and job_move(
+        job_id=job.pk,
+        from_statuses={J.UNKNOWN},
+        to_status=J.SUBMITTED,
+        kind="late_send_landed",
+        note=f"backend job {handle}: the send its worker began reached the printer after its lease",
+        where=Q(sending_claim_at=claimed_at),
+        backend_job_id=handle,
+    ):
+        _read_once(job.pk)
+        return "late_send_landed"
+    try:
+        backend.cancel(handle)
+    except PrinterError as error:
+        note = f"backend job {handle}: a late second copy the printer did not cancel ({error.code})"
+        logger.warning("late second copy not cancelled job=%s code=%s", job.pk, error.code)
+        if not job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTED},
+            to_status=J.SUSPECT,
+            kind="late_copy_not_cancelled",
+            note=note,
+        ):
+            JobEvent.objects.create(job_id=job.pk, kind="late_copy_not_cancelled", note=note)
+        return "late_copy_not_cancelled"
+    JobEvent.objects.create(
+        job_id=job.pk,
+        kind="late_copy_cancelled",
+        note=f"backend job {handle}: sent after the job was decided without it, cancelled at the printer",
+    )
+    logger.warning("late second copy cancelled at the printer job=%s", job.pk)
+    return "late_copy_cancelled"
 
 
 def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
@@ -280,7 +336,7 @@ def reconcile_submitting(job: PrintJob) -> str:
 
     The printer is asked for our title first: found → `submitted` (sent by this claim, or by an earlier
     attempt whose worker was lost before it adopted it). Not found: if the claim never began to send
-    (`send_started_at` unset), nothing of it can be at the printer, so the job goes back to `ready` and is
+    (`sending_claim_at` unset), nothing of it can be at the printer, so the job goes back to `ready` and is
     sent again (and that attempt, like every retry, looks for an earlier one at the printer first); if it
     began, `unknown`, never sent again automatically (the printer may have printed it and dropped it from
     its history). A printer that does not answer settles only the claims that never began to send.
@@ -291,8 +347,8 @@ def reconcile_submitting(job: PrintJob) -> str:
             j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title
         ]
     except PrinterError:
-        return "reconcile_unreachable" if job.send_started_at is not None else _claim_take_back_unsent(job)
-    if not found and job.send_started_at is None:
+        return "reconcile_unreachable" if job.sending_claim_at is not None else _claim_take_back_unsent(job)
+    if not found and job.sending_claim_at is None:
         return _claim_take_back_unsent(job)
     if found:
         job_move(
@@ -321,7 +377,7 @@ def reconcile_submitting(job: PrintJob) -> str:
 
 def _claim_take_back_unsent(job: PrintJob) -> str:
     """Take back an expired submit claim that sent nothing, unless its worker set the fence meanwhile."""
-    where = Q(claimed_at=job.claimed_at, claimed_by=job.claimed_by, send_started_at=None)
+    where = Q(claimed_at=job.claimed_at, claimed_by=job.claimed_by, sending_claim_at=None)
     if job.submit_attempts >= settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS:
         # Every claim so far ended with its worker lost before the send (a worker killed each time it reads
         # this raster, say): a person looks, instead of a loop of claims that never ends.

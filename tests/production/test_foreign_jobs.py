@@ -139,7 +139,7 @@ def test_the_reconciler_takes_no_job_of_another_installation_for_the_one_a_dead_
     # given our job left `submitting` by a worker that died before CUPS had it, and another installation's
     # job of the same id printed at the same printer
     job = job_walk(_our_job(printer), J.SUBMITTING)
-    PrintJob.objects.filter(pk=job.pk).update(send_started_at=Now())  # it had begun to send
+    PrintJob.objects.filter(pk=job.pk).update(sending_claim_at=Now())  # it had begun to send
     job.refresh_from_db()
     _printed_at(printer, photo, OTHER_TITLES[other].format(pk=job.pk))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,11 +22,15 @@ from django.db.models.functions import Now
 
 from lab.privacy import vault
 from lab.production import rasterizing, reconcile, submission
+from lab.production.actions import job_resolve_unknown
+from lab.production.backends import backend_for
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
+from printers.base import JobState
 from printers.hotfolder import HotFolderBackend
+from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS
-from tests.builders import broker_tasks, hotfolder_printer, released_order
+from tests.builders import broker_tasks, hotfolder_printer, person, printer_folder, released_order
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -81,7 +86,7 @@ def test_a_worker_lost_after_its_claim_before_the_send_is_sent_again_by_the_reco
     job = _ready_job()
     _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
     job.refresh_from_db()
-    assert (job.status, job.send_started_at, _received()) == (J.SUBMITTING, None, [])
+    assert (job.status, job.sending_claim_at, _received()) == (J.SUBMITTING, None, [])
 
     _lease_runs_out(job)
     swept = reconcile.production_reconcile()
@@ -132,7 +137,7 @@ def test_a_worker_lost_after_it_began_to_send_leaves_the_job_unknown_if_the_prin
     with pytest.raises(WorkerKilled):
         submission.print_job_submit(job_id=job.pk, worker=FIRST)
     job.refresh_from_db()
-    assert job.send_started_at is not None
+    assert job.sending_claim_at is not None
 
     _lease_runs_out(job)
     swept = reconcile.production_reconcile()
@@ -140,6 +145,66 @@ def test_a_worker_lost_after_it_began_to_send_leaves_the_job_unknown_if_the_prin
     job.refresh_from_db()
     assert (swept.get("unknown"), job.status, _received()) == (1, J.UNKNOWN, [])
     assert broker_tasks("print") == []
+
+
+def _slow_send(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> list[str]:
+    """The first send stalls at the printer past its lease (a slow network, a stalled worker): `meanwhile`
+    runs before it lands. Returns the handles each send got, in the order they landed."""
+    real_submit = HotFolderBackend.submit
+    handles: list[str] = []
+    stalled: list[bool] = []
+
+    def submit(self: HotFolderBackend, **kwargs: object) -> str:
+        if not stalled:
+            stalled.append(True)
+            meanwhile()
+        handles.append(real_submit(self, **kwargs))  # type: ignore[arg-type]
+        return handles[-1]
+
+    monkeypatch.setattr(HotFolderBackend, "submit", submit)
+    return handles
+
+
+def _reconciled_unknown(job: PrintJob) -> None:
+    # the lease ran out mid-send; the reconciler finds no copy at the printer yet, and the fence is set
+    _lease_runs_out(job)
+    assert reconcile.production_reconcile() == {"unknown": 1}
+
+
+def test_a_send_that_lands_after_the_reconciler_called_the_job_unknown_makes_it_submitted(monkeypatch):
+    job = _ready_job()
+    handles = _slow_send(monkeypatch, lambda: _reconciled_unknown(job))
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "late_send_landed"
+
+    job.refresh_from_db()
+    assert job.printer is not None
+    assert (job.status, job.backend_job_id, len(handles)) == (J.SUBMITTED, handles[0], 1)
+    assert _kinds(job)[-2:] == ["fate_unknown", "late_send_landed"]
+    assert process_pending(folder=printer_folder(job.printer), delay_seconds=0) == handles  # printed once
+
+
+def test_a_send_that_lands_after_a_person_sent_the_job_again_is_cancelled_at_the_printer(monkeypatch):
+    job = _ready_job()
+    outcomes: list[str] = []
+
+    def unknown_then_a_person_sends_it_again() -> None:
+        _reconciled_unknown(job)
+        job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+        outcomes.append(submission.print_job_submit(job_id=job.pk, worker=SECOND))
+
+    handles = _slow_send(monkeypatch, unknown_then_a_person_sends_it_again)
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "late_copy_cancelled"
+
+    job.refresh_from_db()
+    assert job.printer is not None
+    resent, late = handles
+    assert outcomes == ["submitted"]
+    assert (job.status, job.backend_job_id) == (J.SUBMITTED, resent)
+    assert backend_for(job.printer).job_state(late) is JobState.CANCELED
+    assert process_pending(folder=printer_folder(job.printer), delay_seconds=0) == [resent]  # printed once
+    assert _kinds(job)[-1] == "late_copy_cancelled"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +222,7 @@ def test_a_printer_that_does_not_answer_settles_only_the_claims_that_never_began
         closed = f"127.0.0.1:{probe.getsockname()[1]}"
     silent = Printer.objects.create(name="silent", backend=KIND_CUPS, target="photo", cups_server=closed)
     PrintJob.objects.filter(pk=job.pk).update(
-        printer=silent, send_started_at=Now() if began_to_send else None
+        printer=silent, sending_claim_at=Now() if began_to_send else None
     )
     _lease_runs_out(job)
 
@@ -244,10 +309,10 @@ def test_the_fence_and_the_take_back_racing_on_two_connections_exactly_one_wins(
     job.refresh_from_db()
     if first == "worker":
         assert results == {"worker": True, "reconciler": "claim_moved"}
-        assert (job.status, job.send_started_at is not None) == (J.SUBMITTING, True)
+        assert (job.status, job.sending_claim_at is not None) == (J.SUBMITTING, True)
     else:
         assert results == {"worker": False, "reconciler": "claims_taken_back"}
-        assert (job.status, job.send_started_at) == (J.READY, None)
+        assert (job.status, job.sending_claim_at) == (J.READY, None)
 
 
 def _wait_for_lock_waiters(count: int) -> None:
@@ -287,6 +352,6 @@ def test_the_upgrade_counts_a_claim_in_flight_as_sent_never_as_one_to_send_again
     executor.migrate(latest)
 
     in_flight.refresh_from_db()
-    assert in_flight.send_started_at is not None and in_flight.send_started_at == in_flight.claimed_at
+    assert in_flight.sending_claim_at is not None and in_flight.sending_claim_at == in_flight.claimed_at
     _lease_runs_out(in_flight)
     assert reconcile.production_reconcile().get("unknown") == 1

@@ -253,7 +253,7 @@ def test_reconciler_finds_a_job_submitted_before_a_crash_and_flags_unknown_ones(
     )
     stale = timezone.now() - timedelta(hours=1)
     PrintJob.objects.filter(pk__in=[sent.pk, lost.pk]).update(
-        status="submitting", claimed_at=stale, send_started_at=stale
+        status="submitting", claimed_at=stale, sending_claim_at=stale
     )
 
     result = reconcile.production_reconcile()

@@ -1,4 +1,4 @@
-"""A submit claim's send fence (PrintJob.send_started_at, lab/production/submission.py).
+"""A submit claim's send fence (PrintJob.sending_claim_at, lab/production/submission.py).
 
 Jobs being sent while this migration runs were claimed by a worker that did not set the fence: they count as
 sent (the reconciler asks the printer and, if it holds no such job, leaves the job `unknown` for a person, as
@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce, Now
 
 def mark_claims_in_flight(apps, schema_editor):
     PrintJob = apps.get_model("production", "PrintJob")
-    PrintJob.objects.filter(status="submitting").update(send_started_at=Coalesce("claimed_at", Now()))
+    PrintJob.objects.filter(status="submitting").update(sending_claim_at=Coalesce("claimed_at", Now()))
 
 
 class Migration(migrations.Migration):
@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name="printjob",
-            name="send_started_at",
+            name="sending_claim_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.RunPython(mark_claims_in_flight, migrations.RunPython.noop),
