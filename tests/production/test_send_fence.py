@@ -147,19 +147,28 @@ def test_a_worker_lost_after_it_began_to_send_leaves_the_job_unknown_if_the_prin
     assert broker_tasks("print") == []
 
 
-def _slow_send(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> list[str]:
+def _slow_send(
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: Callable[[], None],
+    landed: Callable[[], object] = lambda: None,
+) -> list[str]:
     """The first send stalls at the printer past its lease (a slow network, a stalled worker): `meanwhile`
-    runs before it lands. Returns the handles each send got, in the order they landed."""
+    runs before it lands, `landed` after it landed and before its worker hears so. Returns the handles each
+    send got, in the order they landed."""
     real_submit = HotFolderBackend.submit
     handles: list[str] = []
     stalled: list[bool] = []
 
     def submit(self: HotFolderBackend, **kwargs: object) -> str:
-        if not stalled:
+        first = not stalled
+        if first:
             stalled.append(True)
             meanwhile()
         handles.append(real_submit(self, **kwargs))  # type: ignore[arg-type]
-        return handles[-1]
+        handle = handles[-1]
+        if first:
+            landed()
+        return handle
 
     monkeypatch.setattr(HotFolderBackend, "submit", submit)
     return handles
@@ -205,6 +214,30 @@ def test_a_send_that_lands_after_a_person_sent_the_job_again_is_cancelled_at_the
     assert backend_for(job.printer).job_state(late) is JobState.CANCELED
     assert process_pending(folder=printer_folder(job.printer), delay_seconds=0) == [resent]  # printed once
     assert _kinds(job)[-1] == "late_copy_cancelled"
+
+
+def test_a_late_second_copy_the_printer_already_printed_leaves_the_job_suspect(monkeypatch):
+    job = _ready_job()
+    assert job.printer is not None
+    folder = printer_folder(job.printer)
+
+    def unknown_then_a_person_sends_it_again() -> None:
+        _reconciled_unknown(job)
+        job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+        assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
+
+    # the minilab prints both before the late worker hears its send landed: its copy cannot be cancelled
+    handles = _slow_send(
+        monkeypatch,
+        unknown_then_a_person_sends_it_again,
+        lambda: process_pending(folder=folder, delay_seconds=0),
+    )
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "late_copy_not_cancelled"
+
+    job.refresh_from_db()
+    assert (job.status, job.backend_job_id, len(handles)) == (J.SUSPECT, handles[0], 2)
+    assert _kinds(job)[-1] == "late_copy_not_cancelled"  # on the board: may have printed twice
 
 
 @pytest.mark.parametrize(
