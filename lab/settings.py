@@ -435,6 +435,10 @@ ALERT_ORDER_AT_RISK_HOURS = envint("ALERT_ORDER_AT_RISK_HOURS", 6)  # open order
 ALERT_PRINTER_ERROR_MINUTES = envint("ALERT_PRINTER_ERROR_MINUTES", 15)  # printer in error/offline this long
 ALERT_QUEUE_DEPTH = envint("ALERT_QUEUE_DEPTH", 200)  # jobs waiting to print, at least this many...
 ALERT_QUEUE_WINDOW_MINUTES = envint("ALERT_QUEUE_WINDOW_MINUTES", 60)  # ...and more came in than printed here
+# A scheduled sweep that has not succeeded for this many of its intervals plus the grace is overdue: shown on
+# the board, /metrics and `manage.py sweeps_check` (lab.production.sweeps).
+SWEEP_OVERDUE_FACTOR = envint("SWEEP_OVERDUE_FACTOR", 2)
+SWEEP_OVERDUE_GRACE_SECONDS = envint("SWEEP_OVERDUE_GRACE_SECONDS", 60)
 # How often beat looks for order events whose e-mail/webhook message was lost (and how old they must be).
 NOTIFY_SWEEP_SECONDS = envint("NOTIFY_SWEEP_SECONDS", 60)
 

@@ -21,6 +21,7 @@ from lab.notify.models import WebhookDelivery
 from lab.notify.states import DeliveryStatus
 from lab.production.models import Printer, PrintJob
 from lab.production.states import JobStatus, PrinterState
+from lab.production.sweeps import sweeps_status
 
 logger = logging.getLogger(__name__)
 FIXED_QUEUES = ("default", "raster", "print")
@@ -100,7 +101,21 @@ class LabStateCollector(Collector):
                 status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()
             ).count(),
         )
-        return [jobs, printers, printer_state, backlog]
+        sweep_age = GaugeMetricFamily(
+            "printlab_sweep_seconds_since_success",
+            "Seconds since each scheduled sweep last succeeded, on the database's clock (absent: never).",
+            labels=["task"],
+        )
+        overdue = GaugeMetricFamily(
+            "printlab_sweeps_overdue",
+            "Scheduled sweeps that have not succeeded for SWEEP_OVERDUE_FACTOR intervals plus the grace.",
+        )
+        sweeps = sweeps_status()
+        for sweep in sweeps:
+            if sweep.age is not None:
+                sweep_age.add_metric([sweep.task], sweep.age.total_seconds())
+        overdue.add_metric([], sum(sweep.overdue for sweep in sweeps))
+        return [jobs, printers, printer_state, backlog, sweep_age, overdue]
 
     def _broker_families(self, queues: list[str]) -> Iterator[GaugeMetricFamily]:
         depths = broker_queue_depths(queues)

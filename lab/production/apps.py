@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class ProductionConfig(AppConfig):
     name = "lab.production"
     label = "production"
+
+    def ready(self) -> None:
+        from celery.signals import task_postrun
+
+        from lab.production.sweeps import sweep_succeeded
+
+        # Weak=False: the receiver is a module function, kept anyway; dispatch_uid: once per process.
+        task_postrun.connect(sweep_succeeded, weak=False, dispatch_uid="lab.production.sweep_succeeded")

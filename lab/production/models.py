@@ -343,3 +343,15 @@ def jobs_titled(titles: Iterable[str]) -> dict[str, int]:
         for title, job_id in wanted.items()
         if job_id in tokens and job_title(job_id, tokens[job_id]) == title
     }
+
+
+class SweepRun(models.Model):
+    """A scheduled task's runs, as beat's watchers see them (lab/production/sweeps.py): when it first and last
+    finished without an error, on the database's clock. One row per task, updated in place."""
+
+    task = models.CharField(max_length=100, primary_key=True)
+    first_run_at = models.DateTimeField()
+    last_run_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"sweep:{self.task}"

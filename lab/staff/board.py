@@ -16,6 +16,7 @@ from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.production.models import Batch, Printer, PrintJob
 from lab.production.states import JobStatus
+from lab.production.sweeps import SweepStatus, sweeps_overdue
 
 J = JobStatus
 COUNTED_STATUSES = (J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTED, J.PRINTED)
@@ -82,6 +83,9 @@ class Board:
     late_orders: list[Order]
     held_orders: list[Order]
     generated_at: datetime.datetime
+    # Scheduled sweeps that stopped succeeding (beat down, no worker on their queue, an error at every run):
+    # lost hand-offs are not recovered, photos not purged, until they run again.
+    sweeps_overdue: list[SweepStatus] = field(default_factory=list)
 
 
 # IPP printer-state-reasons (and our backends' own) in the words a technician uses.
@@ -165,6 +169,7 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         ),
         held_orders=list(Order.objects.filter(status=OrderStatus.ON_HOLD).order_by("updated_at")),
         generated_at=now,
+        sweeps_overdue=sweeps_overdue(),
     )
 
 

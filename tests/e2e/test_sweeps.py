@@ -71,3 +71,46 @@ def test_a_reconcile_sweep_that_waited_past_its_interval_is_dropped_and_the_next
     # and the next sweep, on time, releases it
     app.send_task("production.reconcile", queue="default", expires=30.0)
     wait_until(lambda: order_status(order) == "in_production", timeout=30, what="the order released")
+
+
+def test_a_worker_and_its_beat_killed_turn_their_sweeps_overdue_on_the_board_until_they_run_again(
+    worker: CeleryWorker, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    from django.urls import reverse
+
+    from lab.production import sweeps
+    from tests.builders import client_as
+
+    # The board reads the schedule the worker's beat runs (PRODUCTION_POLL_SECONDS=1 there: a poll every
+    # second, a reconcile every 3); overdue after 2 intervals and 1 s.
+    watched = {"production.printer_poll": timedelta(seconds=1), "production.reconcile": timedelta(seconds=3)}
+    monkeypatch.setattr(sweeps, "scheduled_sweeps", lambda: watched)
+    settings.SWEEP_OVERDUE_FACTOR, settings.SWEEP_OVERDUE_GRACE_SECONDS = 2, 1
+    client, _ = client_as("technician")
+
+    def board() -> str:
+        return client.get(reverse("staff:board_live"), headers={"HX-Request": "true"}).content.decode()
+
+    def overdue() -> set[str]:
+        return {status.task for status in sweeps.sweeps_overdue()}
+
+    def all_recently_succeeded() -> bool:
+        return all(status.age is not None and not status.overdue for status in sweeps.sweeps_status())
+
+    # given the worker's beat running the sweeps, which the worker records as they succeed
+    wait_until(all_recently_succeeded, timeout=30, what=lambda: f"sweeps run; log:\n{worker.log_tail()}")
+    assert 'id="sweeps-overdue"' not in board()
+
+    # when the worker and its beat are SIGKILLed
+    worker.kill()
+
+    # then both sweeps turn overdue on the board within their allowance, and nobody had to be told
+    wait_until(lambda: overdue() == set(watched), timeout=15, what="both sweeps overdue")
+    page = board()
+    assert 'id="sweeps-overdue"' in page
+    assert all(f"<code>{task}</code>: last succeeded" in page for task in watched), page
+
+    # when it is started again, then the alarm clears by itself
+    worker.start()
+    wait_until(all_recently_succeeded, timeout=30, what=lambda: f"sweeps again; log:\n{worker.log_tail()}")
+    assert 'id="sweeps-overdue"' not in board()

@@ -1,0 +1,110 @@
+"""Beat's sweeps, watched from outside beat.
+
+The reconcile sweeps are what makes every hand-off durable (README, Guarantees), the retention purge what
+keeps the policy's promise to delete photos on schedule, the checkpoints what make a gap in the audit trail
+visible, and the printer poll the safety net under the printer-events listener. One beat process schedules
+them all. If it dies, or no worker takes the `default` queue, or a sweep fails at every run, nothing fails
+loudly: lost work simply stops being recovered. So every successful run of a scheduled task is recorded
+(`sweep_record`, from lab/celery.py), and a sweep that has not succeeded for SWEEP_OVERDUE_FACTOR of its
+intervals plus SWEEP_OVERDUE_GRACE_SECONDS is overdue: shown on the production board, on /metrics, and by
+`manage.py sweeps_check` (an exit status for a monitor), all served by processes other than beat.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from celery import Task
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models.functions import Now
+
+from lab.lib.clock import database_now
+from lab.production.models import SweepRun
+
+logger = logging.getLogger(__name__)
+# The lab schedules its crontab entries daily (the audit review sample); an interval in seconds otherwise.
+CRONTAB_INTERVAL = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    task: str
+    interval: timedelta
+    last_run_at: datetime.datetime | None  # None: it has never succeeded
+    age: timedelta | None  # since its last success, on the database's clock
+    overdue: bool
+
+    @property
+    def allowance(self) -> timedelta:
+        return sweep_allowance(self.interval)
+
+
+def sweep_allowance(interval: timedelta) -> timedelta:
+    return interval * settings.SWEEP_OVERDUE_FACTOR + timedelta(seconds=settings.SWEEP_OVERDUE_GRACE_SECONDS)
+
+
+def scheduled_sweeps() -> dict[str, timedelta]:
+    """Each task beat schedules, with its interval."""
+    from lab.celery import app
+
+    sweeps: dict[str, timedelta] = {}
+    for entry in app.conf.beat_schedule.values():
+        sweeps[entry["task"]] = _interval(entry["schedule"])
+    return sweeps
+
+
+def _interval(schedule: Any) -> timedelta:
+    if isinstance(schedule, int | float):
+        return timedelta(seconds=float(schedule))
+    if isinstance(schedule, timedelta):
+        return schedule
+    return CRONTAB_INTERVAL
+
+
+def sweep_record(task: str) -> None:
+    """One UPDATE per run (an INSERT the first time a task ever runs)."""
+    if not SweepRun.objects.filter(task=task).update(last_run_at=Now()):
+        now = database_now()
+        SweepRun.objects.get_or_create(task=task, defaults={"first_run_at": now, "last_run_at": now})
+
+
+def sweep_succeeded(*, task: Task[Any, Any], state: str | None = None, **_: object) -> None:
+    """Celery's task_postrun (connected in apps.py): a scheduled task that finished without an error is
+    recorded. Not for a task run eagerly inside a caller's transaction (tests)."""
+    if state != "SUCCESS" or getattr(task.request, "is_eager", False) or task.name not in scheduled_sweeps():
+        return
+    try:
+        sweep_record(task.name)
+    except DatabaseError as error:  # the run's own work is done; a missed record only ages the sweep
+        logger.warning("sweep run not recorded task=%s error=%s", task.name, type(error).__name__)
+
+
+def sweeps_status() -> list[SweepStatus]:
+    """Every scheduled sweep, judged on the database's clock (two queries).
+
+    A sweep that never ran is overdue once the sweeps that did have run for longer than its allowance (beat
+    has been up long enough to have run it); when none ever ran, every one is overdue: nothing runs them.
+    """
+    now = database_now()
+    runs = {run.task: run for run in SweepRun.objects.all()}
+    running_since = min((run.first_run_at for run in runs.values()), default=None)
+    statuses = []
+    for task, interval in sorted(scheduled_sweeps().items()):
+        run = runs.get(task)
+        allowance = sweep_allowance(interval)
+        if run is not None:
+            age = now - run.last_run_at
+            statuses.append(SweepStatus(task, interval, run.last_run_at, age, overdue=age > allowance))
+        else:
+            overdue = running_since is None or now - running_since > allowance
+            statuses.append(SweepStatus(task, interval, None, None, overdue=overdue))
+    return statuses
+
+
+def sweeps_overdue() -> list[SweepStatus]:
+    return [status for status in sweeps_status() if status.overdue]

@@ -1,0 +1,176 @@
+"""Beat's sweeps, watched from outside beat: a scheduled task that stops succeeding (beat dead, no worker
+on its queue, an error at every run) is overdue on the board, on /metrics and for `manage.py sweeps_check`,
+judged on the database's clock. (A real worker and beat, killed and started again: tests/e2e/test_sweeps.py.)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+from types import SimpleNamespace
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db.models import F
+from django.test import Client
+from django.urls import reverse
+from prometheus_client.parser import text_string_to_metric_families
+
+from lab.production.models import SweepRun
+from lab.production.sweeps import (
+    scheduled_sweeps,
+    sweep_allowance,
+    sweep_record,
+    sweep_succeeded,
+    sweeps_status,
+)
+from tests.builders import client_as
+from tests.support.clock import host_clock_off
+
+pytestmark = pytest.mark.django_db
+POLL, RECONCILE, RETENTION = "production.printer_poll", "production.reconcile", "privacy.retention_purge"
+TOKEN = "a-metrics-token-of-this-test"
+
+
+def _all_ran() -> None:
+    for task in scheduled_sweeps():
+        sweep_record(task)
+
+
+def _last_success_ago(task: str, ago: timedelta) -> None:
+    SweepRun.objects.filter(task=task).update(last_run_at=F("last_run_at") - ago)
+
+
+def _overdue() -> list[str]:
+    return [status.task for status in sweeps_status() if status.overdue]
+
+
+def _board() -> str:
+    client, _ = client_as("technician")
+    response = client.get(reverse("staff:board_live"), headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_every_beat_schedule_entry_is_watched_with_its_interval(settings):
+    sweeps = scheduled_sweeps()
+
+    assert sweeps[POLL] == timedelta(seconds=settings.PRODUCTION_POLL_SECONDS)
+    assert sweeps[RECONCILE] == timedelta(seconds=settings.PRODUCTION_POLL_SECONDS * 3)
+    assert sweeps["audit.review_sample_daily"] == timedelta(days=1)  # a crontab: daily
+    assert {"audit.checkpoint", RETENTION, "notify.notifications_sweep"} <= set(sweeps)
+
+
+def test_sweeps_that_ran_are_not_overdue_and_the_board_shows_no_alarm():
+    _all_ran()
+
+    assert _overdue() == []
+    assert 'id="sweeps-overdue"' not in _board()
+    assert "ok" in _check()[1] and "OVERDUE" not in _check()[1]
+
+
+def test_a_sweep_past_its_allowance_is_overdue_on_the_board_in_metrics_and_for_the_check(settings):
+    settings.METRICS_TOKEN = TOKEN
+    _all_ran()
+    allowance = sweep_allowance(scheduled_sweeps()[RECONCILE])
+    _last_success_ago(RECONCILE, allowance + timedelta(seconds=5))
+
+    assert _overdue() == [RECONCILE]
+    board = _board()
+    assert 'id="sweeps-overdue"' in board and "<code>production.reconcile</code>: last succeeded" in board
+    assert "production.printer_poll" not in board
+    failed, output = _check()
+    assert failed and f"{RECONCILE:40} OVERDUE" in output
+    samples = _scrape()
+    assert samples[("printlab_sweeps_overdue", ())] == 1
+    age = samples[("printlab_sweep_seconds_since_success", (("task", RECONCILE),))]
+    assert allowance.total_seconds() < age < allowance.total_seconds() + 60
+
+
+def test_a_sweep_just_inside_its_allowance_is_not_overdue():
+    _all_ran()
+    _last_success_ago(RECONCILE, sweep_allowance(scheduled_sweeps()[RECONCILE]) - timedelta(seconds=5))
+
+    assert _overdue() == []
+
+
+def test_when_no_sweep_ever_ran_every_one_is_overdue():
+    """Beat never started (or never reached the database): nothing runs the sweeps."""
+    statuses = sweeps_status()
+
+    assert statuses and all(status.overdue and status.age is None for status in statuses)
+    assert "has not run" in _board()
+    assert _check()[0]
+
+
+def test_a_sweep_that_never_ran_is_overdue_once_the_others_ran_longer_than_its_allowance():
+    _all_ran()
+    SweepRun.objects.filter(task=RETENTION).delete()  # it fails at every run, say
+    assert RETENTION not in _overdue()  # beat may simply not have reached it yet
+
+    allowance = sweep_allowance(scheduled_sweeps()[RETENTION])
+    SweepRun.objects.update(first_run_at=F("first_run_at") - allowance - timedelta(seconds=5))
+
+    assert _overdue() == [RETENTION]
+
+
+@pytest.mark.parametrize("hours", [2, -2])
+def test_overdue_is_judged_on_the_database_s_clock_not_the_reader_s(hours, monkeypatch):
+    """A web host whose clock is hours off neither raises a false alarm nor hides a real one."""
+    _all_ran()
+    _last_success_ago(RECONCILE, sweep_allowance(scheduled_sweeps()[RECONCILE]) + timedelta(seconds=5))
+
+    with host_clock_off(timedelta(hours=hours), monkeypatch):
+        assert _overdue() == [RECONCILE]
+
+
+@pytest.mark.parametrize(
+    ("task_name", "state", "is_eager", "recorded"),
+    [
+        (RECONCILE, "SUCCESS", False, True),
+        (RECONCILE, "FAILURE", False, False),  # a sweep that fails at every run goes overdue
+        (RECONCILE, "SUCCESS", True, False),  # run eagerly inside a caller's transaction
+        ("production.print_job_submit", "SUCCESS", False, False),  # not scheduled
+    ],
+)
+def test_only_a_scheduled_task_s_successful_run_is_recorded(task_name, state, is_eager, recorded):
+    task = SimpleNamespace(name=task_name, request=SimpleNamespace(is_eager=is_eager))
+
+    sweep_succeeded(task=task, state=state)  # type: ignore[arg-type]
+
+    assert SweepRun.objects.filter(task=task_name).exists() is recorded
+
+
+def test_a_run_updates_its_row_in_place():
+    sweep_record(RECONCILE)
+    first = SweepRun.objects.get(task=RECONCILE)
+    _last_success_ago(RECONCILE, timedelta(minutes=5))
+
+    sweep_record(RECONCILE)
+
+    again = SweepRun.objects.get(task=RECONCILE)
+    assert SweepRun.objects.count() == 1
+    assert (again.first_run_at, again.last_run_at > first.last_run_at - timedelta(seconds=1)) == (
+        first.first_run_at,
+        True,
+    )
+
+
+def _check() -> tuple[bool, str]:
+    out = StringIO()
+    try:
+        call_command("sweeps_check", stdout=out)
+    except CommandError as error:
+        assert error.returncode == 1
+        return True, out.getvalue()
+    return False, out.getvalue()
+
+
+def _scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = Client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
