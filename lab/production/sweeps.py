@@ -21,6 +21,7 @@ from typing import Any
 from celery import Task
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models.functions import Now
 
 from lab.lib.clock import database_now
@@ -29,6 +30,7 @@ from lab.production.models import SweepRun
 logger = logging.getLogger(__name__)
 # The lab schedules its crontab entries daily (the audit review sample); an interval in seconds otherwise.
 CRONTAB_INTERVAL = timedelta(days=1)
+WATCH_MIGRATION = "0014_sweeprun"  # made the table of runs
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,12 @@ def sweeps_status() -> list[SweepStatus]:
     """Every scheduled sweep, judged on the database's clock (two queries).
 
     A sweep that never ran is overdue once the sweeps that did have run for longer than its allowance (beat
-    has been up long enough to have run it); when none ever ran, every one is overdue: nothing runs them.
+    has been up long enough to have run it); when none ever ran, once the lab has been installed (the
+    migration that began the watch applied) for longer than its allowance: nothing runs them.
     """
     now = database_now()
     runs = {run.task: run for run in SweepRun.objects.all()}
-    running_since = min((run.first_run_at for run in runs.values()), default=None)
+    running_since = min((run.first_run_at for run in runs.values()), default=None) or _watched_since()
     statuses = []
     for task, interval in sorted(scheduled_sweeps().items()):
         run = runs.get(task)
@@ -104,6 +107,16 @@ def sweeps_status() -> list[SweepStatus]:
             overdue = running_since is None or now - running_since > allowance
             statuses.append(SweepStatus(task, interval, None, None, overdue=overdue))
     return statuses
+
+
+def _watched_since() -> datetime.datetime | None:
+    """When the table of runs was made: a fresh install is not overdue before beat had time to run."""
+    applied = (
+        MigrationRecorder.Migration.objects.filter(app="production", name=WATCH_MIGRATION)
+        .values_list("applied", flat=True)
+        .first()
+    )
+    return applied
 
 
 def sweeps_overdue() -> list[SweepStatus]:

@@ -11,13 +11,16 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
+from lab.lib.clock import database_now
 from lab.production.models import SweepRun
 from lab.production.sweeps import (
+    WATCH_MIGRATION,
     scheduled_sweeps,
     sweep_allowance,
     sweep_record,
@@ -94,13 +97,31 @@ def test_a_sweep_just_inside_its_allowance_is_not_overdue():
     assert _overdue() == []
 
 
-def test_when_no_sweep_ever_ran_every_one_is_overdue():
+def _installed_ago(ago: timedelta) -> None:
+    MigrationRecorder.Migration.objects.filter(app="production", name=WATCH_MIGRATION).update(
+        applied=database_now() - ago
+    )
+
+
+def test_when_no_sweep_ran_since_the_lab_was_installed_longer_ago_than_their_allowances_all_are_overdue():
     """Beat never started (or never reached the database): nothing runs the sweeps."""
+    _installed_ago(max(sweep_allowance(interval) for interval in scheduled_sweeps().values()) + timedelta(1))
     statuses = sweeps_status()
 
     assert statuses and all(status.overdue and status.age is None for status in statuses)
     assert "has not run" in _board()
     assert _check()[0]
+
+
+def test_a_lab_installed_a_moment_ago_whose_beat_has_not_run_yet_raises_no_alarm():
+    _installed_ago(timedelta(seconds=5))
+
+    assert _overdue() == []
+    assert 'id="sweeps-overdue"' not in _board()
+
+    _installed_ago(sweep_allowance(scheduled_sweeps()[POLL]) + timedelta(seconds=1))
+
+    assert POLL in _overdue() and RETENTION not in _overdue()
 
 
 def test_a_sweep_that_never_ran_is_overdue_once_the_others_ran_longer_than_its_allowance():
