@@ -19,6 +19,7 @@ from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
 from lab.production.backends import backend_for, media_for
+from lab.production.cancellation import printer_cancels_settle
 from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasterize_enqueue, submit_enqueue
 from lab.production.models import JobEvent, PrintJob
 from lab.production.restarts import server_restarts_check
@@ -130,10 +131,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             path.chmod(0o644)  # CUPS filters run as `lp` and must read it
             Path(folder).chmod(0o755)
             if not _send_begin(job_id=job.pk, worker=worker, claimed_at=claimed_at):
-                # The lease ran out while this worker was slow (stalled, swapped out) and the reconciler took
-                # the claim back; another worker may be sending the job now. Nothing was sent from here.
-                logger.warning("claim taken back before the send, nothing sent job=%s", job.pk)
-                return "superseded"
+                return _fence_refused(job=job, worker=worker, claimed_at=claimed_at)
             handle = backend.submit(
                 path=path,
                 title=job.title,
@@ -165,6 +163,24 @@ def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
             pk=job_id, status=J.SUBMITTING, claimed_by=worker, claimed_at=claimed_at, sending_claim_at=None
         ).update(sending_claim_at=claimed_at)
     )
+
+
+def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
+    """The claim is no longer this worker's to send, and nothing was sent from here.
+
+    Cancelled meanwhile (a supervisor's cancel): the printer side is settled now, without waiting for this
+    claim's lease (an earlier attempt may still be at the printer, found by its title). Otherwise the lease
+    ran out while this worker was slow (stalled, swapped out) and the reconciler took the claim back;
+    another worker may be sending the job now.
+    """
+    if PrintJob.objects.filter(
+        pk=job.pk, status=J.CANCELLED, claimed_by=worker, claimed_at=claimed_at
+    ).update(claimed_at=None, claimed_by=""):
+        logger.info("job cancelled before its send, nothing sent job=%s", job.pk)
+        printer_cancels_settle(order_id=job.order_id)
+        return "cancelled_before_send"
+    logger.warning("claim taken back before the send, nothing sent job=%s", job.pk)
+    return "superseded"
 
 
 def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:

@@ -24,6 +24,7 @@ from lab.privacy import vault
 from lab.production import rasterizing, reconcile, submission
 from lab.production.actions import job_resolve_unknown
 from lab.production.backends import backend_for
+from lab.production.cancellation import order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers.base import JobState
@@ -145,6 +146,23 @@ def test_a_worker_lost_after_it_began_to_send_leaves_the_job_unknown_if_the_prin
     job.refresh_from_db()
     assert (swept.get("unknown"), job.status, _received()) == (1, J.UNKNOWN, [])
     assert broker_tasks("print") == []
+
+
+def test_a_cancel_that_lands_before_the_send_sends_nothing_and_is_settled_at_once(monkeypatch):
+    job = _ready_job()
+
+    def supervisor_cancels_as_the_worker_reads_the_raster(**kwargs: object) -> bytes:
+        order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
+        return vault.vault_read(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(submission, "vault_read", supervisor_cancels_as_the_worker_reads_the_raster)
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "cancelled_before_send"
+
+    job.refresh_from_db()
+    # nothing reached the printer, and the cancel is settled now, not once the claim's lease has run out
+    assert (job.status, job.cancel_at_printer, job.claimed_at, _received()) == (J.CANCELLED, False, None, [])
+    assert _kinds(job)[-1] == "printer_cancelled"
 
 
 def _slow_send(
