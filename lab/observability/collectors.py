@@ -103,7 +103,8 @@ class LabStateCollector(Collector):
         )
         sweep_age = GaugeMetricFamily(
             "printlab_sweep_seconds_since_success",
-            "Seconds since each scheduled sweep last succeeded, on the database's clock (absent: never).",
+            "Seconds since each scheduled sweep last succeeded (printer_events: the listener's last sign of"
+            " life), on the database's clock (absent: never).",
             labels=["task"],
         )
         overdue = GaugeMetricFamily(

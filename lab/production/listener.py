@@ -31,6 +31,7 @@ from lab.production.models import Printer, PrintJob, jobs_titled
 from lab.production.restarts import server_restarts_check
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
+from lab.production.sweeps import PRINTER_EVENTS, sweep_record
 from lab.production.tracking import jobs_track
 from printers.base import EventBatch, EventFeed, JobNotice
 from printers.cups_events import CupsEventFeed
@@ -280,6 +281,15 @@ class _SourceThread(threading.Thread):
             connection.close()
 
 
+def _alive() -> None:
+    """Recorded on the database's clock, so that a listener that dies is shown (lab/production/sweeps.py)."""
+    try:
+        sweep_record(PRINTER_EVENTS)
+    except DatabaseError as error:
+        logger.warning("printer events: alive not recorded error=%s", type(error).__name__)
+        connection.close()
+
+
 def printer_events_listen(*, stop: threading.Event, pull_seconds: float) -> None:
     """Listen to every event source until `stop` is set: a thread per source, the set of sources read again
     every SOURCE_REFRESH_SECONDS (printers added or moved), a thread that died started again."""
@@ -293,6 +303,8 @@ def printer_events_listen(*, stop: threading.Event, pull_seconds: float) -> None
                 logger.exception("printer events: cannot read the printers")
                 connection.close()
                 sources = set(threads)
+            else:
+                _alive()
             for source in set(threads) - sources:
                 threads.pop(source).halt()
             for source in sources:

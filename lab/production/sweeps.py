@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 # The lab schedules its crontab entries daily (the audit review sample); an interval in seconds otherwise.
 CRONTAB_INTERVAL = timedelta(days=1)
 WATCH_MIGRATION = "0014_sweeprun"  # made the table of runs
+# Long-running processes watched the same way, with how often each records that it is alive. The
+# printer-events listener records each time it reads its sources (listener.SOURCE_REFRESH_SECONDS). Unlike a
+# sweep, one that never ran is not overdue: a lab may run without it (the poll is its safety net), so only a
+# listener that ran and stopped is shown.
+PRINTER_EVENTS = "printer_events"
+WATCHED_PROCESSES = {PRINTER_EVENTS: timedelta(seconds=5)}
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,11 @@ def _interval(schedule: Any) -> timedelta:
     return CRONTAB_INTERVAL
 
 
+def watched() -> dict[str, timedelta]:
+    """Every scheduled sweep and every watched process, with its interval."""
+    return {**scheduled_sweeps(), **WATCHED_PROCESSES}
+
+
 def sweep_record(task: str) -> None:
     """One UPDATE per run (an INSERT the first time a task ever runs)."""
     if not SweepRun.objects.filter(task=task).update(last_run_at=Now()):
@@ -97,12 +108,14 @@ def sweeps_status() -> list[SweepStatus]:
     runs = {run.task: run for run in SweepRun.objects.all()}
     running_since = min((run.first_run_at for run in runs.values()), default=None) or _watched_since()
     statuses = []
-    for task, interval in sorted(scheduled_sweeps().items()):
+    for task, interval in sorted(watched().items()):
         run = runs.get(task)
         allowance = sweep_allowance(interval)
         if run is not None:
             age = now - run.last_run_at
             statuses.append(SweepStatus(task, interval, run.last_run_at, age, overdue=age > allowance))
+        elif task in WATCHED_PROCESSES:
+            statuses.append(SweepStatus(task, interval, None, None, overdue=False))
         else:
             overdue = running_since is None or now - running_since > allowance
             statuses.append(SweepStatus(task, interval, None, None, overdue=overdue))

@@ -149,3 +149,43 @@ def test_jobs_that_completed_while_the_listener_was_killed_are_read_when_it_is_b
     assert lab_printers.received_titles(PHOTO_QUEUE) == [f"{jobs[0].title}.jpg"]
     assert lab_printers.received_titles(LARGE_QUEUE) == [f"{jobs[1].title}.jpg"]
     assert POLL_ROUND.findall(worker.log_text()) == []
+
+
+def test_a_listener_killed_is_shown_on_the_board_until_it_runs_again(
+    lab_printers: LabPrinters,
+    printer_events: PrinterEventsListener,
+    monkeypatch: pytest.MonkeyPatch,
+    settings,
+) -> None:
+
+    from django.urls import reverse
+
+    from lab.production import sweeps
+    from tests.builders import client_as
+
+    # Only the listener is watched here (beat runs nowhere in this test); overdue after 2 intervals and 1 s.
+    monkeypatch.setattr(sweeps, "scheduled_sweeps", dict)
+    settings.SWEEP_OVERDUE_FACTOR, settings.SWEEP_OVERDUE_GRACE_SECONDS = 2, 1
+    client, _ = client_as("technician")
+
+    def board() -> str:
+        return client.get(reverse("staff:board_live"), headers={"HX-Request": "true"}).content.decode()
+
+    def listener_status() -> sweeps.SweepStatus:
+        (status,) = sweeps.sweeps_status()
+        return status
+
+    # given the listener watching the lab's cupsd, and recording that it is alive
+    printer_events.start().wait_watching(lab_printers.cups.server)
+    wait_until(lambda: listener_status().age is not None, timeout=15, what="the listener alive")
+    assert not listener_status().overdue and 'id="sweeps-overdue"' not in board()
+
+    # when it is SIGKILLed, then within its allowance the board shows it stopped
+    printer_events.kill()
+    wait_until(lambda: listener_status().overdue, timeout=20, interval=0.5, what="the listener overdue")
+    assert "<code>printer_events</code>: last succeeded" in board()
+
+    # when it is started again, then the card clears by itself
+    printer_events.start().wait_watching(lab_printers.cups.server)
+    wait_until(lambda: not listener_status().overdue, timeout=15, what="the listener alive again")
+    assert 'id="sweeps-overdue"' not in board()

@@ -18,9 +18,12 @@ from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
 from lab.lib.clock import database_now
+from lab.production import listener
 from lab.production.models import SweepRun
 from lab.production.sweeps import (
+    PRINTER_EVENTS,
     WATCH_MIGRATION,
+    WATCHED_PROCESSES,
     scheduled_sweeps,
     sweep_allowance,
     sweep_record,
@@ -108,7 +111,8 @@ def test_when_no_sweep_ran_since_the_lab_was_installed_longer_ago_than_their_all
     _installed_ago(max(sweep_allowance(interval) for interval in scheduled_sweeps().values()) + timedelta(1))
     statuses = sweeps_status()
 
-    assert statuses and all(status.overdue and status.age is None for status in statuses)
+    sweeps = [status for status in statuses if status.task not in WATCHED_PROCESSES]
+    assert sweeps and all(status.overdue and status.age is None for status in sweeps)
     assert "has not run" in _board()
     assert _check()[0]
 
@@ -133,6 +137,26 @@ def test_a_sweep_that_never_ran_is_overdue_once_the_others_ran_longer_than_its_a
     SweepRun.objects.update(first_run_at=F("first_run_at") - allowance - timedelta(seconds=5))
 
     assert _overdue() == [RETENTION]
+
+
+def test_a_listener_that_never_ran_raises_no_alarm_and_one_that_stopped_does():
+    """A lab may run without the printer-events listener (the poll is its safety net); once it has run, its
+    death is shown: completed prints would wait for the poll, unseen."""
+    _installed_ago(timedelta(days=30))
+    _all_ran()
+    assert _overdue() == []
+
+    sweep_record(PRINTER_EVENTS)
+    _last_success_ago(
+        PRINTER_EVENTS, sweep_allowance(WATCHED_PROCESSES[PRINTER_EVENTS]) + timedelta(seconds=1)
+    )
+
+    assert _overdue() == [PRINTER_EVENTS]
+    assert "<code>printer_events</code>: last succeeded" in _board()
+
+
+def test_the_listener_is_watched_at_the_pace_it_records_that_it_is_alive():
+    assert WATCHED_PROCESSES[PRINTER_EVENTS] == timedelta(seconds=listener.SOURCE_REFRESH_SECONDS)
 
 
 @pytest.mark.parametrize("hours", [2, -2])
