@@ -5,9 +5,10 @@ keeps the policy's promise to delete photos on schedule, the checkpoints what ma
 visible, and the printer poll the safety net under the printer-events listener. One beat process schedules
 them all. If it dies, or no worker takes the `default` queue, or a sweep fails at every run, nothing fails
 loudly: lost work simply stops being recovered. So every successful run of a scheduled task is recorded
-(`sweep_record`, from lab/celery.py), and a sweep that has not succeeded for SWEEP_OVERDUE_FACTOR of its
-intervals plus SWEEP_OVERDUE_GRACE_SECONDS is overdue: shown on the production board, on /metrics, and by
-`manage.py sweeps_check` (an exit status for a monitor), all served by processes other than beat.
+(`sweep_succeeded`, on Celery's task_postrun: apps.py), and a sweep that has not succeeded for
+SWEEP_OVERDUE_FACTOR of its intervals plus SWEEP_OVERDUE_GRACE_SECONDS is overdue: shown on the production
+board, on /metrics, and by `manage.py sweeps_check` (an exit status for a monitor), all served by processes
+other than beat. The printer-events listener is watched the same way (WATCHED_PROCESSES).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def sweep_succeeded(*, task: Task[Any, Any], state: str | None = None, **_: obje
 
 
 def sweeps_status() -> list[SweepStatus]:
-    """Every scheduled sweep, judged on the database's clock (two queries).
+    """Every scheduled sweep and watched process, judged on the database's clock (two queries; three while
+    nothing has run).
 
     A sweep that never ran is overdue once the sweeps that did have run for longer than its allowance (beat
     has been up long enough to have run it); when none ever ran, once the lab has been installed (the
