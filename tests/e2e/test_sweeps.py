@@ -95,7 +95,8 @@ def test_a_worker_and_its_beat_killed_turn_their_sweeps_overdue_on_the_board_unt
         return {status.task for status in sweeps.sweeps_overdue()}
 
     def all_recently_succeeded() -> bool:
-        return all(status.age is not None and not status.overdue for status in sweeps.sweeps_status())
+        statuses = [status for status in sweeps.sweeps_status() if status.task in watched]
+        return len(statuses) == len(watched) and all(s.age is not None and not s.overdue for s in statuses)
 
     # given the worker's beat running the sweeps, which the worker records as they succeed
     wait_until(all_recently_succeeded, timeout=30, what=lambda: f"sweeps run; log:\n{worker.log_tail()}")
