@@ -358,14 +358,17 @@ def reconcile_submitting(job: PrintJob) -> str:
     its history). A printer that does not answer settles only the claims that never began to send.
     """
     assert job.printer is not None
+    found: list[JobInfo] | None
     try:
         found = [
             j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title
         ]
     except PrinterError:
-        return "reconcile_unreachable" if job.sending_claim_at is not None else _claim_take_back_unsent(job)
+        found = None  # the printer does not answer
     if not found and job.sending_claim_at is None:
         return _claim_take_back_unsent(job)
+    if found is None:
+        return "reconcile_unreachable"
     if found:
         job_move(
             job_id=job.pk,

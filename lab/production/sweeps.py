@@ -8,7 +8,7 @@ loudly: lost work simply stops being recovered. So every successful run of a sch
 (`sweep_succeeded`, on Celery's task_postrun: apps.py), and a sweep that has not succeeded for
 SWEEP_OVERDUE_FACTOR of its intervals plus SWEEP_OVERDUE_GRACE_SECONDS is overdue: shown on the production
 board, on /metrics, and by `manage.py sweeps_check` (an exit status for a monitor), all served by processes
-other than beat. The printer-events listener is watched the same way (WATCHED_PROCESSES).
+other than beat. The printer-events listener is watched the same way (watched_processes).
 """
 
 from __future__ import annotations
@@ -32,12 +32,10 @@ logger = logging.getLogger(__name__)
 # The lab schedules its crontab entries daily (the audit review sample); an interval in seconds otherwise.
 CRONTAB_INTERVAL = timedelta(days=1)
 WATCH_MIGRATION = "0014_sweeprun"  # made the table of runs
-# Long-running processes watched the same way, with how often each records that it is alive. The
-# printer-events listener records each time it reads its sources (listener.SOURCE_REFRESH_SECONDS). Unlike a
-# sweep, one that never ran is not overdue: a lab may run without it (the poll is its safety net), so only a
+# Long-running processes are watched the same way (watched_processes). Unlike a sweep, one that never ran is
+# not overdue: a lab may run without the printer-events listener (the poll is its safety net), so only a
 # listener that ran and stopped is shown.
 PRINTER_EVENTS = "printer_events"
-WATCHED_PROCESSES = {PRINTER_EVENTS: timedelta(seconds=5)}
 
 
 @dataclass(frozen=True)
@@ -75,9 +73,17 @@ def _interval(schedule: Any) -> timedelta:
     return CRONTAB_INTERVAL
 
 
+def watched_processes() -> dict[str, timedelta]:
+    """Each watched long-running process, with how often it records that it is alive: the printer-events
+    listener, each time it reads its sources."""
+    from lab.production.listener import SOURCE_REFRESH_SECONDS  # the listener imports this module
+
+    return {PRINTER_EVENTS: timedelta(seconds=SOURCE_REFRESH_SECONDS)}
+
+
 def watched() -> dict[str, timedelta]:
     """Every scheduled sweep and every watched process, with its interval."""
-    return {**scheduled_sweeps(), **WATCHED_PROCESSES}
+    return {**scheduled_sweeps(), **watched_processes()}
 
 
 def sweep_record(task: str) -> None:
@@ -109,6 +115,7 @@ def sweeps_status() -> list[SweepStatus]:
     now = database_now()
     runs = {run.task: run for run in SweepRun.objects.all()}
     running_since = min((run.first_run_at for run in runs.values()), default=None) or _watched_since()
+    processes = watched_processes()
     statuses = []
     for task, interval in sorted(watched().items()):
         run = runs.get(task)
@@ -116,7 +123,7 @@ def sweeps_status() -> list[SweepStatus]:
         if run is not None:
             age = now - run.last_run_at
             statuses.append(SweepStatus(task, interval, run.last_run_at, age, overdue=age > allowance))
-        elif task in WATCHED_PROCESSES:
+        elif task in processes:
             statuses.append(SweepStatus(task, interval, None, None, overdue=False))
         else:
             overdue = running_since is None or now - running_since > allowance
@@ -126,12 +133,11 @@ def sweeps_status() -> list[SweepStatus]:
 
 def _watched_since() -> datetime.datetime | None:
     """When the table of runs was made: a fresh install is not overdue before beat had time to run."""
-    applied = (
+    return (
         MigrationRecorder.Migration.objects.filter(app="production", name=WATCH_MIGRATION)
         .values_list("applied", flat=True)
         .first()
     )
-    return applied
 
 
 def sweeps_overdue() -> list[SweepStatus]:

@@ -9,25 +9,19 @@ from pathlib import Path
 
 import pytest
 from django.test import Client
-from prometheus_client.parser import text_string_to_metric_families
 
 from lab.audit.records import Entry, audit_append
 from lab.production.models import Printer
+from tests.support.metrics import Samples
+from tests.support.metrics import scrape as metrics_scrape
 from tests.support.web_server import PROJECT_DIR
 
 pytestmark = pytest.mark.django_db
 TOKEN = "a-metrics-token-of-this-test"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(client: Client) -> Samples:
-    response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert response.status_code == 200
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for sample in family.samples
-    }
+    return metrics_scrape(client, token=TOKEN)
 
 
 def test_metrics_answer_404_while_no_token_is_configured(settings):

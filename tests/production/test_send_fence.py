@@ -32,6 +32,7 @@ from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS
 from tests.builders import broker_tasks, hotfolder_printer, person, printer_folder, released_order
+from tests.support.database_locks import until_sessions_wait_for_locks
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -353,7 +354,7 @@ def test_the_fence_and_the_take_back_racing_on_two_connections_exactly_one_wins(
         for name in (first, *({"worker", "reconciler"} - {first})):
             threads[name].start()
             started[name].wait()
-            _wait_for_lock_waiters(len([t for t in threads.values() if t.is_alive()]))
+            until_sessions_wait_for_locks(len([t for t in threads.values() if t.is_alive()]))
     for thread in threads.values():
         thread.join(timeout=30)
 
@@ -364,23 +365,6 @@ def test_the_fence_and_the_take_back_racing_on_two_connections_exactly_one_wins(
     else:
         assert results == {"worker": False, "reconciler": "claims_taken_back"}
         assert (job.status, job.sending_claim_at) == (J.READY, None)
-
-
-def _wait_for_lock_waiters(count: int) -> None:
-    """Until `count` other backends of this database wait for a lock (each thread's statement is queued)."""
-    import time
-
-    with connection.cursor() as cursor:
-        for _ in range(500):
-            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0] >= count:
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"{count} statements never queued behind the row lock")
 
 
 @pytest.mark.django_db(transaction=True)

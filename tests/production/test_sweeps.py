@@ -15,23 +15,22 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import F
 from django.test import Client
 from django.urls import reverse
-from prometheus_client.parser import text_string_to_metric_families
 
 from lab.lib.clock import database_now
-from lab.production import listener
 from lab.production.models import SweepRun
 from lab.production.sweeps import (
     PRINTER_EVENTS,
     WATCH_MIGRATION,
-    WATCHED_PROCESSES,
     scheduled_sweeps,
     sweep_allowance,
     sweep_record,
     sweep_succeeded,
     sweeps_status,
+    watched_processes,
 )
 from tests.builders import client_as
 from tests.support.clock import host_clock_off
+from tests.support.metrics import scrape
 
 pytestmark = pytest.mark.django_db
 POLL, RECONCILE, RETENTION = "production.printer_poll", "production.reconcile", "privacy.retention_purge"
@@ -87,7 +86,7 @@ def test_a_sweep_past_its_allowance_is_overdue_on_the_board_in_metrics_and_for_t
     assert "production.printer_poll" not in board
     failed, output = _check()
     assert failed and f"{RECONCILE:40} OVERDUE" in output
-    samples = _scrape()
+    samples = scrape(Client(), token=TOKEN)
     assert samples[("printlab_sweeps_overdue", ())] == 1
     age = samples[("printlab_sweep_seconds_since_success", (("task", RECONCILE),))]
     assert allowance.total_seconds() < age < allowance.total_seconds() + 60
@@ -111,7 +110,7 @@ def test_when_no_sweep_ran_since_the_lab_was_installed_longer_ago_than_their_all
     _installed_ago(max(sweep_allowance(interval) for interval in scheduled_sweeps().values()) + timedelta(1))
     statuses = sweeps_status()
 
-    sweeps = [status for status in statuses if status.task not in WATCHED_PROCESSES]
+    sweeps = [status for status in statuses if status.task not in watched_processes()]
     assert sweeps and all(status.overdue and status.age is None for status in sweeps)
     assert "has not run" in _board()
     assert _check()[0]
@@ -148,15 +147,11 @@ def test_a_listener_that_never_ran_raises_no_alarm_and_one_that_stopped_does():
 
     sweep_record(PRINTER_EVENTS)
     _last_success_ago(
-        PRINTER_EVENTS, sweep_allowance(WATCHED_PROCESSES[PRINTER_EVENTS]) + timedelta(seconds=1)
+        PRINTER_EVENTS, sweep_allowance(watched_processes()[PRINTER_EVENTS]) + timedelta(seconds=1)
     )
 
     assert _overdue() == [PRINTER_EVENTS]
     assert "<code>printer_events</code>: last succeeded" in _board()
-
-
-def test_the_listener_is_watched_at_the_pace_it_records_that_it_is_alive():
-    assert WATCHED_PROCESSES[PRINTER_EVENTS] == timedelta(seconds=listener.SOURCE_REFRESH_SECONDS)
 
 
 @pytest.mark.parametrize("hours", [2, -2])
@@ -209,13 +204,3 @@ def _check() -> tuple[bool, str]:
         assert error.returncode == 1
         return True, out.getvalue()
     return False, out.getvalue()
-
-
-def _scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = Client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert response.status_code == 200
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for sample in family.samples
-    }

@@ -35,6 +35,25 @@ def until_another_session_waits(*, timeout: float = 10.0) -> bool:
     return True
 
 
+def until_sessions_wait_for_locks(count: int, *, timeout: float = 10.0) -> None:
+    """Wait until `count` other sessions of this database wait for a lock, whoever holds it (a second waiter
+    for a row queues behind the first, not behind the holder, so pg_blocking_pids would not name us)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            row = cursor.fetchone()
+            if row and row[0] >= count:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} sessions never waited for a lock")
+            time.sleep(0.01)
+
+
 @contextmanager
 def committed_right_after_the_check(value: str, commit: Callable[[], object]) -> Iterator[None]:
     """While in effect, right after this session's first SELECT whose parameters hold `value` (a form's or a
