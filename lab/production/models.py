@@ -164,6 +164,11 @@ class PrintJob(models.Model):
     # itself; with it set, the printer is asked, and a job it does not hold is `unknown` for a person. It
     # stays when the claim ends, naming the claim whose send the job may still be waiting for.
     sending_claim_at = models.DateTimeField(null=True, blank=True)
+    # The `claimed_at` of the last submit claim made by a worker that sets the send fence. Only such a claim
+    # can show by an unset fence that it sent nothing: a worker of a version before the fence (one still
+    # running through an upgrade) leaves both fields as they were, so its claim never matches, counts as sent,
+    # and is never sent again by the reconciler (which asks the printer, then a person, as before the fence).
+    fence_armed_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.CharField(max_length=300, blank=True)

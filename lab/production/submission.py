@@ -99,6 +99,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 claimed_at=claimed_at,
                 claimed_by=worker,
                 sending_claim_at=None,
+                fence_armed_at=claimed_at,
                 submit_attempts=F("submit_attempts") + 1,
             )
             if not claimed:
@@ -352,10 +353,11 @@ def reconcile_submitting(job: PrintJob) -> str:
 
     The printer is asked for our title first: found → `submitted` (sent by this claim, or by an earlier
     attempt whose worker was lost before it adopted it). Not found: if the claim never began to send
-    (`sending_claim_at` unset), nothing of it can be at the printer, so the job goes back to `ready` and is
-    sent again (and that attempt, like every retry, looks for an earlier one at the printer first); if it
-    began, `unknown`, never sent again automatically (the printer may have printed it and dropped it from
-    its history). A printer that does not answer settles only the claims that never began to send.
+    (`sending_claim_at` unset, and the claim made by a worker that sets it: `fence_armed_at`), nothing of
+    it can be at the printer, so the job goes back to `ready` and is sent again (and that attempt, like
+    every retry, looks for an earlier one at the printer first); if it began, `unknown`, never sent again
+    automatically (the printer may have printed it and dropped it from its history). A printer that does
+    not answer settles only the claims that never began to send.
     """
     assert job.printer is not None
     found: list[JobInfo] | None
@@ -365,7 +367,7 @@ def reconcile_submitting(job: PrintJob) -> str:
         ]
     except PrinterError:
         found = None  # the printer does not answer
-    if not found and job.sending_claim_at is None:
+    if not found and _sent_nothing(job):
         return _claim_take_back_unsent(job)
     if found is None:
         return "reconcile_unreachable"
@@ -394,9 +396,21 @@ def reconcile_submitting(job: PrintJob) -> str:
     return "unknown"
 
 
+def _sent_nothing(job: PrintJob) -> bool:
+    """The claim was made by a worker that sets the send fence (this version's), and its fence is unset."""
+    return (
+        job.sending_claim_at is None and job.claimed_at is not None and job.fence_armed_at == job.claimed_at
+    )
+
+
 def _claim_take_back_unsent(job: PrintJob) -> str:
     """Take back an expired submit claim that sent nothing, unless its worker set the fence meanwhile."""
-    where = Q(claimed_at=job.claimed_at, claimed_by=job.claimed_by, sending_claim_at=None)
+    where = Q(
+        claimed_at=job.claimed_at,
+        claimed_by=job.claimed_by,
+        sending_claim_at=None,
+        fence_armed_at=F("claimed_at"),
+    )
     if job.submit_attempts >= settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS:
         # Every claim so far ended with its worker lost before the send (a worker killed each time it reads
         # this raster, say): a person looks, instead of a loop of claims that never ends.

@@ -18,12 +18,13 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Case, F, When
 from django.db.models.functions import Now
 
 from lab.privacy import vault
 from lab.production import rasterizing, reconcile, submission
 from lab.production.actions import job_resolve_unknown
-from lab.production.backends import backend_for
+from lab.production.backends import backend_for, media_for
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
@@ -66,8 +67,14 @@ def _lease_runs_out(job: PrintJob) -> None:
     lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
     job.refresh_from_db()
     assert job.status == J.SUBMITTING and job.claimed_at is not None
-    # claimed_at only: the claim's identity (claimed_by) stays, as the reconciler reads it
-    PrintJob.objects.filter(pk=job.pk).update(claimed_at=job.claimed_at - lease)
+    # The claim ages: its identity (claimed_by) stays, as the reconciler reads it, and so does its record of
+    # having armed the fence (a claim of a worker of the version before armed none: that stays as it was).
+    PrintJob.objects.filter(pk=job.pk).update(
+        claimed_at=job.claimed_at - lease,
+        fence_armed_at=Case(
+            When(fence_armed_at=F("claimed_at"), then=F("claimed_at") - lease), default=F("fence_armed_at")
+        ),
+    )
 
 
 def _submit_killed_at_raster_read(job: PrintJob, monkeypatch: pytest.MonkeyPatch, *, worker: str) -> None:
@@ -365,6 +372,52 @@ def test_the_fence_and_the_take_back_racing_on_two_connections_exactly_one_wins(
     else:
         assert results == {"worker": False, "reconciler": "claims_taken_back"}
         assert (job.status, job.sending_claim_at) == (J.READY, None)
+
+
+def _claimed_by_a_worker_of_the_version_before(job: PrintJob) -> None:
+    """The claim a worker of the version before the fence makes: its UPDATE names no fence column."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE production_printjob SET status = 'submitting', claimed_at = statement_timestamp(), "
+            "claimed_by = %s, submit_attempts = submit_attempts + 1 WHERE id = %s AND status = 'ready'",
+            ["old-worker:1", job.pk],
+        )
+        assert cursor.rowcount == 1
+
+
+@pytest.mark.parametrize("history", ["fresh", "an earlier claim taken back"])
+def test_a_claim_of_a_worker_of_the_version_before_is_never_sent_again_by_the_reconciler(
+    monkeypatch, tmp_path, history
+):
+    """An upgrade with a worker of the version before still running: its claim leaves the fence unset, which
+    must not read as "sent nothing" (the reconciler would send the job again, and that worker, only stalled,
+    sends its copy too). Before `fence_armed_at` both cases were taken back and printed twice."""
+    job = _ready_job()
+    if history != "fresh":  # the fence unset by a claim of this version, lost before it sent
+        _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
+        _lease_runs_out(job)
+        assert reconcile.production_reconcile() == {"claims_taken_back": 1}
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("print")  # its message: the old worker's now
+    _claimed_by_a_worker_of_the_version_before(job)
+    job.refresh_from_db()
+    assert job.sending_claim_at is None
+
+    _lease_runs_out(job)  # the old worker stalls past its lease, the raster not yet sent
+    assert reconcile.production_reconcile() == {"unknown": 1}
+    assert broker_tasks("print") == []
+
+    job.refresh_from_db()
+    assert job.printer is not None
+    raster = tmp_path / f"{job.title}.jpg"
+    raster.write_bytes(
+        vault.vault_read(data_key=job.item.asset.data_key, name=job.raster_blob, purpose="raster")
+    )
+    backend_for(job.printer).submit(
+        path=raster, title=job.title, media=media_for("4x6"), copies=1, attributes={}
+    )
+    # the old worker wakes and sends: the one copy the printer gets; the job waits for a person, as it did
+    # before the fence with workers of that version
+    assert (job.status, len(_received())) == (J.UNKNOWN, 1)
 
 
 @pytest.mark.django_db(transaction=True)
