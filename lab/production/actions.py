@@ -10,6 +10,8 @@ import logging
 from collections.abc import Collection
 
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from lab.accounts.models import User
@@ -244,6 +246,20 @@ def job_reprint(
             actor=actor,
             note=f"reprint of job {original.pk}: {reason} {note}".strip()[:500],
         )
+        # The copies this reprint replaces are no longer counted good: an item the packer counted before it is
+        # counted again, with the replacement (before, the earlier count stood and the order could be packed
+        # with the rejected prints and without the reprint). Under the order's lock, as the packer's count.
+        verified = PrintJob.objects.filter(pk=original.pk).values_list("copies_verified", flat=True).get()
+        if verified:
+            PrintJob.objects.filter(pk=original.pk).update(
+                copies_verified=Greatest(F("copies_verified") - copies, 0), updated_at=timezone.now()
+            )
+            JobEvent.objects.create(
+                job=original,
+                kind="copies_verified",
+                actor=actor,
+                note=f"reprint {reprint.pk}: {max(verified - copies, 0)} of {original.copies} still counted",
+            )
         if order.status == OrderStatus.READY_TO_PACK:
             order_transition(
                 order=order,

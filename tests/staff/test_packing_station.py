@@ -190,6 +190,44 @@ def test_a_reprint_counts_for_the_copies_its_original_lost():
     assert order.status == "packed"
 
 
+@pytest.mark.parametrize(("reason", "reprinted", "still_counted"), [("colour", 3, 0), ("damaged", 1, 2)])
+def test_a_reprint_after_the_count_undoes_the_count_of_the_copies_it_replaces(
+    reason, reprinted, still_counted
+):
+    """The packer counted the item, then a technician rejected prints of it: the box must not be packed
+    until the replacements are counted (before, the earlier count stood and the order packed without them)."""
+    from lab.production.tracking import order_check_printed
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    client, _ = client_as("packer")
+    confirm(client, order, 1, 3)
+    original.refresh_from_db()
+    assert original.copies_verified == 3
+
+    reprint = actions.job_reprint(
+        job_id=original.pk, actor=person("technician"), reason=reason, copies=reprinted
+    )
+    original.refresh_from_db()
+    assert original.copies_verified == still_counted
+    job_walk(reprint, "printed")
+    assert order_check_printed(order_id=order.pk)
+
+    response = client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    order.refresh_from_db()
+    assert order.status == "ready_to_pack"
+    assert f"item 1 ({still_counted} of 3)" in " ".join(messages_of(response))
+
+    confirm(client, order, 1, 3)  # the replacements counted with what is left of the originals
+    reprint.refresh_from_db()
+    original.refresh_from_db()
+    assert (reprint.copies_verified, original.copies_verified) == (reprinted, 3 - reprinted)
+    assert client.post(reverse("staff:packing_pack", args=[order.ref])).status_code == 302
+    order.refresh_from_db()
+    assert order.status == "packed"
+
+
 def test_slip_pdf_is_rendered_on_demand_then_served_from_storage(order):
     client, _ = client_as("packer")
     assert PackingSlip.objects.count() == 0
