@@ -24,3 +24,5 @@ class AccountError(StrEnum):
     # The account's password or status was changed in the database, not by the lab (lab/accounts/seal.py).
     ACCOUNT_CHANGED_OUTSIDE_THE_LAB = "account_changed_outside_the_lab"
     TOKEN_NOT_FOUND = "token_not_found"
+    # The password (or the account's status) changed between the sign-in's check and the token's issue.
+    PASSWORD_CHANGED_MEANWHILE = "password_changed_meanwhile"

@@ -120,6 +120,7 @@ def customer_update(
             validate_password(new_password, user=user)
         except ValidationError as error:
             raise DomainError(AccountError.WEAK_PASSWORD, " ".join(error.messages)) from error
+        password_read = user.password
         user.set_password(new_password)
         user.account_seal = account_seal_of(user)
         fields += ["password", "account_seal"]
@@ -135,7 +136,12 @@ def customer_update(
         user.address = address
         fields.append("address")
     try:
-        return _customer_save(user=user, fields=fields, marketing_opt_in=marketing_opt_in)
+        return _customer_save(
+            user=user,
+            fields=fields,
+            marketing_opt_in=marketing_opt_in,
+            password_read=password_read if new_password is not None else None,
+        )
     except IntegrityError as error:
         # The address was free at the check and taken before the save (another request, another process):
         # the same answer as when it was taken before, and nothing of this request is kept.
@@ -146,8 +152,17 @@ def customer_update(
         raise
 
 
-def _customer_save(*, user: User, fields: list[str], marketing_opt_in: bool | None) -> User:
+def _customer_save(
+    *, user: User, fields: list[str], marketing_opt_in: bool | None, password_read: str | None
+) -> User:
     with transaction.atomic():
+        if password_read is not None:
+            # The current password was checked against the row read when the request came in: it must still be
+            # the account's under the row's lock, or two changes at once would both pass with the old password
+            # and the last to commit would win over the other, which was told it succeeded.
+            locked = User.objects.select_for_update().only("pk", "password").get(pk=user.pk)
+            if locked.password != password_read:
+                raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
         if marketing_opt_in is not None and marketing_opt_in != user.marketing_opt_in:
             user.marketing_opt_in = marketing_opt_in
             fields.append("marketing_opt_in")

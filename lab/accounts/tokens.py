@@ -23,7 +23,7 @@ from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member, roles_known
 from lab.accounts.seal import account_seal_holds
-from lab.lib.errors import NotFound, PermissionDenied
+from lab.lib.errors import Conflict, NotFound, PermissionDenied
 from lab.lib.seals import seal_holds, seal_of
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,14 @@ def api_token_issue(*, user: User, name: str, client_ip: str | None = None) -> I
     key = secrets.token_hex(20)
     digest = token_key_digest(key)
     with transaction.atomic():
-        User.objects.select_for_update().only("pk").get(pk=user.pk)  # one issuer at a time counts the cap
+        # One issuer at a time counts the cap; and the password the sign-in checked must still be the
+        # account's: a change committed since (which revoked every token) would not end a token issued here.
+        locked = User.objects.select_for_update().only("pk", "password", "is_active").get(pk=user.pk)
+        if locked.password != user.password or not locked.is_active:
+            raise Conflict(
+                AccountError.PASSWORD_CHANGED_MEANWHILE,
+                "The account's password changed while you signed in, so no token was issued. Sign in again.",
+            )
         token = ApiToken.objects.create(
             user=user,
             name=name,

@@ -1,0 +1,61 @@
+"""A password change ends every way in that the old password opened, even against requests already on their
+way: a sign-in that checked the old password before the change committed gets no token after it, and of two
+changes sent at once with the same current password only the first takes effect (the second is refused, never
+told it succeeded while the first one's password stays). The interleavings are forced: the racing request's
+user row is the one it read before the other committed, as a web process that checked first holds it."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from lab.accounts import services, signin
+from lab.accounts.models import ApiToken, User
+from lab.lib.errors import PermissionDenied
+from tests.builders import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+NEW, OTHER = "a new passphrase of the owner", "the attacker's own passphrase"
+
+
+def _token_request(email: str, password: str) -> tuple[int, dict[str, object]]:
+    response = APIClient().post(
+        "/api/v1/auth/token", {"email": email, "password": password, "name": "script"}, format="json"
+    )
+    return response.status_code, response.json()
+
+
+def test_a_sign_in_that_checked_the_old_password_before_a_change_committed_gets_no_token(monkeypatch):
+    customer = UserFactory.create()
+    checked = signin.sign_in
+
+    def owner_changes_the_password_meanwhile(**kwargs: object) -> User | None:
+        user = checked(**kwargs)  # type: ignore[arg-type]
+        # the owner's change commits between this sign-in's password check and its token's issue
+        services.customer_update(
+            user=User.objects.get(pk=customer.pk), current_password=PASSWORD, new_password=NEW
+        )
+        return user
+
+    monkeypatch.setattr(signin, "sign_in", owner_changes_the_password_meanwhile)
+    status, body = _token_request(customer.email, PASSWORD)
+
+    assert (status, body["code"]) == (409, "password_changed_meanwhile")
+    assert not ApiToken.objects.filter(user=customer).exists()
+    monkeypatch.setattr(signin, "sign_in", checked)
+    assert _token_request(customer.email, PASSWORD)[0] == 401
+    assert _token_request(customer.email, NEW)[0] == 200
+
+
+def test_of_two_password_changes_sent_at_once_with_the_old_password_only_the_first_takes_effect():
+    customer = UserFactory.create()
+    # both requests authenticated, and read the account, before either committed
+    owners, attackers = User.objects.get(pk=customer.pk), User.objects.get(pk=customer.pk)
+    services.customer_update(user=owners, current_password=PASSWORD, new_password=NEW)
+
+    with pytest.raises(PermissionDenied) as refused:
+        services.customer_update(user=attackers, current_password=PASSWORD, new_password=OTHER)
+
+    assert refused.value.code == "wrong_password"
+    customer.refresh_from_db()
+    assert customer.check_password(NEW) and not customer.check_password(OTHER)
