@@ -44,11 +44,18 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
         raise UnsafeUrl(CommonError.URL_SCHEME_NOT_ALLOWED, "Only https:// URLs are accepted.")
     if not parts.hostname or parts.username or parts.password:
         raise UnsafeUrl(CommonError.URL_INVALID, "The URL needs a host and no credentials.")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:  # a port out of range, or not a number
+        raise UnsafeUrl(CommonError.URL_INVALID, "The URL's port is not valid.") from error
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise UnsafeUrl(CommonError.URL_HOST_UNRESOLVABLE, "The URL's host does not resolve.") from error
+    except UnicodeError as error:
+        # An internationalised name IDNA cannot encode (a label over 63 characters once encoded, or empty):
+        # the resolver refuses it before any lookup. It was a 500.
+        raise UnsafeUrl(CommonError.URL_INVALID, "The URL's host name is not valid.") from error
     addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])

@@ -128,6 +128,7 @@ def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
         asset = Asset.objects.create(
             owner=owner, source_url=url, status=Asset.Status.PENDING, fetch_sent_at=timezone.now()
         )
+        _owner_not_erased(owner)  # as an upload: a photo sent while the account is erased is refused
         transaction.on_commit(lambda: enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
     return asset
 

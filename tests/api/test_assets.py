@@ -242,6 +242,24 @@ def test_url_to_loopback_is_refused_by_the_ssrf_guard(api):
     assert Asset.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://" + "\u00fc" * 60 + ".example/x.jpg",  # one label over 63 characters once IDNA-encoded
+        "https://photos.example:99999/x.jpg",  # a port out of range
+    ],
+    ids=["idna-label-too-long", "port-out-of-range"],
+)
+def test_a_url_whose_host_or_port_cannot_be_used_is_refused_with_a_reason(api, url):
+    """Both were a 500: the resolver's UnicodeError, and the port's ValueError, escaped the guard."""
+    api.force_authenticate(UserFactory.create())
+
+    response = api.post("/api/v1/assets", {"url": url}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (422, "url_invalid"), response.content
+    assert Asset.objects.count() == 0
+
+
 def zip_archive() -> bytes:
     import zipfile
 

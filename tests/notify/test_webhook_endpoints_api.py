@@ -68,6 +68,7 @@ def test_two_endpoints_get_different_secrets(local_webhooks, receiver):
         ("https://169.254.169.254/latest/meta-data", "url_target_not_allowed"),
         ("http://hooks.example.com/lab", "url_scheme_not_allowed"),
         ("https://user:pw@hooks.example.com/lab", "url_invalid"),
+        pytest.param("https://" + "\u00fc" * 60 + ".example/lab", "url_invalid", id="idna-refused-was-a-500"),
     ],
 )
 def test_registration_refuses_private_and_plain_http_urls_with_the_allow_flags_off(api, url, code):

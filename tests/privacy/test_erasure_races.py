@@ -30,7 +30,7 @@ from lab.catalog.demo import catalog_seed_demo
 from lab.customer_data.erasure import account_erase
 from lab.orders.intake import order_create
 from lab.orders.models import Asset, Order
-from lab.orders.photos import asset_create_from_upload
+from lab.orders.photos import asset_create_from_upload, asset_create_from_url
 from lab.orders.quotes import ItemRequest
 from lab.packing import services as packing_services
 from lab.packing.models import PackingSlip
@@ -160,6 +160,27 @@ def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leave
     assert not Asset.objects.filter(owner=customer).exclude(status=Asset.Status.PURGED).exists()
     (new_key,) = DataKey.objects.exclude(pk__in=keys_before)
     assert (new_key.wrapped_key, new_key.destroyed_at is not None) == (None, True)
+
+
+def test_a_photo_sent_by_url_while_the_account_is_being_erased_is_refused_and_never_fetched(settings) -> None:
+    settings.ASSET_FETCH_ALLOW_PRIVATE, settings.ASSET_FETCH_ALLOW_HTTP = True, True
+    customer, _ = _customer_with_a_photo()
+    with _held("orders_order"):
+        erasing, erased = _in_thread(_erase(customer.pk))
+        assert _sessions_waiting(1), "the erasure did not reach the orders"
+        sending, sent = _in_thread(
+            lambda: asset_create_from_url(
+                owner=User.objects.get(pk=customer.pk), url="http://127.0.0.1:9/holiday.jpg"
+            )
+        )
+        assert _sessions_waiting(2), "the URL photo did not come to wait for the erasure"
+    sending.join(timeout=60)
+    erasing.join(timeout=60)
+
+    # before, the photo was kept `pending` under the erased account, then fetched and stored `ready`
+    assert "error" not in erased, erased
+    assert getattr(sent.get("error"), "code", None) == "account_erased", sent
+    assert not Asset.objects.filter(owner=customer).exclude(status=Asset.Status.PURGED).exists()
 
 
 def _customer_with_a_photo() -> tuple[User, Asset]:
