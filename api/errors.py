@@ -184,6 +184,7 @@ STATUS_BY_CODE: dict[str, int] = {
     **dict.fromkeys(
         (
             AccountError.EMAIL_TAKEN,
+            AccountError.PASSWORD_CHANGED_MEANWHILE,
             CommonError.INVALID_TRANSITION,
             CustomerDataError.ALREADY_ERASED,
             CustomerDataError.ASSET_STILL_NEEDED,

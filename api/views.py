@@ -94,7 +94,7 @@ class TokenCreateView(APIView):
     authentication_classes = ()
     throttle_classes = (RegistrationThrottle,)
 
-    @extend_schema(request=s.TokenInput, responses={200: s.TokenCreatedOutput, **problems(401, 403)})
+    @extend_schema(request=s.TokenInput, responses={200: s.TokenCreatedOutput, **problems(401, 403, 409)})
     def post(self, request: Request) -> Response:
         data = s.TokenInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -83,7 +83,16 @@ def test_each_operation_lists_the_errors_it_can_answer():
     documented = {(m, p): set(op["responses"]) for m, p, op in operations(openapi())}
 
     always = {"500", "503"}  # a crash; a database that does not answer
-    assert documented[("POST", "/api/v1/auth/token")] == {"200", "400", "401", "403", "415", "429", *always}
+    assert documented[("POST", "/api/v1/auth/token")] == {
+        "200",
+        "400",
+        "401",
+        "403",
+        "409",
+        "415",
+        "429",
+        *always,
+    }
     assert documented[("GET", "/api/v1/me/tokens")] == {"200", "401", *always}
     assert documented[("DELETE", "/api/v1/me/tokens/{token_id}")] == {"204", "401", "403", "404", *always}
     assert documented[("GET", "/api/v1/products")] >= {"400", "404", "429", "500"}  # filters, pages, throttle
