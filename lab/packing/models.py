@@ -11,6 +11,10 @@ class PackingSlip(models.Model):
     pdf = models.BinaryField()
     pages = models.PositiveSmallIntegerField()
     rendered_at = models.DateTimeField(default=timezone.now)
+    # The seal (lab/lib/seals.py) of the PDF for this order: a slip written in the database alone (another
+    # order's slip moved here, or a PDF someone rendered with their own address) is not served or printed;
+    # the slip is rendered again from the order (lab/packing/services.py).
+    seal = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
         return f"slip:{self.order_id}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -11,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab.lib.errors import Conflict
+from lab.lib.seals import seal_holds, seal_of
 from lab.orders.models import Order
 from lab.packing.errors import PackingError
 from lab.packing.models import PackingSlip
@@ -63,6 +65,24 @@ def slip_data_for(order: Order) -> SlipData:
     )
 
 
+SLIP_SEAL_SALT = "lab.packing.slip"
+
+
+def _slip_sealed_text(*, order_id: int, pdf: bytes) -> str:
+    return f"{order_id}:{hashlib.sha256(pdf).hexdigest()}"
+
+
+def slip_seal_of(*, order_id: int, pdf: bytes) -> str:
+    return seal_of(SLIP_SEAL_SALT, _slip_sealed_text(order_id=order_id, pdf=pdf))
+
+
+def slip_is_sealed(slip: PackingSlip) -> bool:
+    """Whether the stored PDF is the one the lab rendered for this order."""
+    return seal_holds(
+        slip.seal, SLIP_SEAL_SALT, _slip_sealed_text(order_id=slip.order_id, pdf=bytes(slip.pdf))
+    )
+
+
 def packing_slip_render(*, order_id: int) -> PackingSlip:
     """Render the order's slip and store it. Rendering is slow-ish, so it runs outside the transaction, and
     the slip is stored only if the order still is as it was read (under the order's lock, which an erasure
@@ -78,7 +98,13 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
                 logger.info("packing slip outdated while rendered, rendered again order=%s", order.ref)
                 continue
             slip, _ = PackingSlip.objects.update_or_create(
-                order=order, defaults={"pdf": pdf, "pages": pages, "rendered_at": timezone.now()}
+                order=order,
+                defaults={
+                    "pdf": pdf,
+                    "pages": pages,
+                    "rendered_at": timezone.now(),
+                    "seal": slip_seal_of(order_id=order.pk, pdf=pdf),
+                },
             )
         logger.info("packing slip rendered order=%s bytes=%d", order.ref, len(pdf))
         return slip
@@ -88,8 +114,16 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
 
 
 def packing_slip_get_or_render(*, order_id: int) -> PackingSlip:
-    """The stored slip, rendered now when the worker has not made it yet."""
-    return PackingSlip.objects.filter(order_id=order_id).first() or packing_slip_render(order_id=order_id)
+    """The stored slip, rendered now when the worker has not made it yet, or when the stored one is not the
+    lab's: written in the database alone (another order's slip moved onto this one would label this box for
+    that address), or stored before slips were sealed. The new one is made from the order, whose address seal
+    is checked (slip_data_for)."""
+    slip = PackingSlip.objects.filter(order_id=order_id).first()
+    if slip is not None and slip_is_sealed(slip):
+        return slip
+    if slip is not None and slip.seal:
+        logger.error("packing slip changed outside the lab, rendered again order_id=%s", order_id)
+    return packing_slip_render(order_id=order_id)
 
 
 def packing_slip_print(*, order_id: int, printer_name: str) -> str:

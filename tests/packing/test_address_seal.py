@@ -6,15 +6,19 @@ erased customer's emptied address, still get theirs."""
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import replace
 
 import pytest
 from django.urls import reverse
+from pypdf import PdfReader
 
 from lab.lib.errors import Conflict
 from lab.orders.models import Order
 from lab.packing.models import PackingSlip
-from lab.packing.services import packing_slip_render
+from lab.packing.services import packing_slip_render, slip_data_for, slip_is_sealed
+from lab.packing.slip import render_slip
 from tests.builders import client_as, hotfolder_printer, messages_of, ready_to_pack_order
 from tests.support.dba import dba
 
@@ -50,3 +54,40 @@ def test_the_labs_own_and_an_emptied_address_get_their_slip(order):
     dba_sets_address(order, {})  # what an erasure leaves: no address to send anything to
 
     assert packing_slip_render(order_id=order.pk).pages == 1
+
+
+def _slip_text(pdf: bytes) -> str:
+    return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+@pytest.mark.parametrize("how", ["another order's slip moved here", "a slip of their own making"])
+def test_a_stored_slip_written_in_the_database_is_not_served_and_the_labs_own_is_made_again(order, how):
+    """The stored slip is what the packer prints and puts in the box. Before, a database administrator who
+    moved their own order's slip (PDF and seal) onto a customer's order, or stored a PDF rendered with their
+    address (render_slip needs no secret), had the customer's box labelled for them."""
+    own = packing_slip_render(order_id=order.pk)
+    theirs = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])  # the administrator's own order
+    theirs.shipping_address = THEIRS
+    theirs.save(update_fields=["shipping_address"])  # through the lab: sealed
+    their_slip = packing_slip_render(order_id=theirs.pk)
+    if how == "another order's slip moved here":
+        dba(
+            "UPDATE packing_packingslip SET pdf = %s, seal = %s WHERE order_id = %s",
+            bytes(their_slip.pdf),
+            their_slip.seal,
+            order.pk,
+        )
+    else:
+        forged = render_slip(slip=replace(slip_data_for(order), ship_to=["Someone Else", "9 Drop Box Lane"]))
+        dba("UPDATE packing_packingslip SET pdf = %s WHERE order_id = %s", forged, order.pk)
+    assert "Someone Else" in _slip_text(bytes(PackingSlip.objects.get(order=order).pdf))
+    client, _ = client_as("packer")
+
+    served = client.get(reverse("staff:slip", args=[order.ref]))
+
+    assert served.status_code == 200 and served["Content-Type"] == "application/pdf"
+    text = _slip_text(served.content)
+    assert order.ref in text and "Someone Else" not in text
+    assert order.shipping_address["name"] in text
+    stored = PackingSlip.objects.get(order=order)  # made again from the order, as the lab first made it
+    assert bytes(stored.pdf) == served.content == bytes(own.pdf) and slip_is_sealed(stored)

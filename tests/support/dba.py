@@ -6,6 +6,6 @@ from __future__ import annotations
 from django.db import connection
 
 
-def dba(sql: str, *params: str | int) -> None:
+def dba(sql: str, *params: str | int | bytes) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
