@@ -553,7 +553,9 @@ def owner_image_access(
                     purpose=Purpose.OWNER,
                     asset_id=str(asset.pk),
                     content_sha256=digest,
-                    meta=meta,
+                    # Only the request id: the customer's address and user agent in the append-only log would
+                    # outlive an erasure (as the erasure's and the export's own records).
+                    meta=RequestMeta(request_id=meta.request_id),
                 ),
                 ends_transaction=True,
             )

@@ -239,3 +239,25 @@ def test_staff_accounts_are_not_erased_through_the_customer_api(api):
     assert (response.status_code, response.json()["code"]) == (403, "staff_account_not_erasable")
     technician.refresh_from_db()
     assert (technician.is_active, technician.erased_at) == (True, None)
+
+
+def test_a_customers_own_photo_downloads_leave_no_address_in_the_append_only_log(api):
+    """The audit log is append-only and outlives an erasure: what it keeps of a customer's own downloads
+    must not be personal data. Before, each download recorded the customer's IP address and user agent,
+    against their account's id, for ever (the erasure's and export's own records already kept only the
+    request id)."""
+    from tests.builders.orders import asset_for
+
+    customer = UserFactory.create()
+    photo = asset_for(customer)
+    api.force_authenticate(customer)
+
+    response = api.get(
+        f"/api/v1/assets/{photo.pk}/content", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="HolidayPhone/7.1"
+    )
+
+    assert response.status_code == 200
+    (download,) = AuditRecord.objects.filter(actor_id=str(customer.public_id), action="image.download")
+    assert (download.client_ip, download.user_agent, download.request_id != "") == (None, "", True)
+    assert not AuditRecord.objects.filter(client_ip="203.0.113.9").exists()
+    assert audit_verify_database().problem is None
