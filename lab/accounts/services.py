@@ -113,6 +113,7 @@ def customer_update(
     new_password: str | None = None,
 ) -> User:
     fields: list[str] = []
+    password_read: str | None = None  # the hash the current password was checked against
     if new_password is not None:
         if not current_password or not user.check_password(current_password):
             raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
@@ -140,7 +141,7 @@ def customer_update(
             user=user,
             fields=fields,
             marketing_opt_in=marketing_opt_in,
-            password_read=password_read if new_password is not None else None,
+            password_read=password_read,
         )
     except IntegrityError as error:
         # The address was free at the check and taken before the save (another request, another process):
