@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.roles import FLOOR_ROLES, has_role
+from lab.accounts.roles import FLOOR_ROLES, SUPERVISOR_ROLES, has_role
 from lab.audit.grants import grants_revoke
 from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
 from lab.orders.models import ClarificationCase, Order
@@ -20,6 +20,9 @@ from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
 
 HOLD_ROLES = FLOOR_ROLES
+MONEY_TAKEN_BACK = frozenset(
+    {Order.PaymentStatus.REFUND_PENDING, Order.PaymentStatus.REFUNDED, Order.PaymentStatus.DISPUTED}
+)
 HOLDABLE = frozenset({OrderStatus.PAID, OrderStatus.IN_PRODUCTION})
 HOLD_MESSAGE_MAX = 1000
 
@@ -72,6 +75,13 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
             raise Conflict(
                 ProductionError.ORDER_NOT_ON_HOLD,
                 f"Order {order.ref} is {order.get_status_display().lower()}, not on hold.",
+            )
+        if order.payment_status in MONEY_TAKEN_BACK and not has_role(actor, *SUPERVISOR_ROLES):
+            # A refund or dispute held it (lab/orders/payments.py): going on means printing and shipping an
+            # order whose money went back, which a supervisor decides, not whoever is at the floor.
+            raise PermissionDenied(
+                CommonError.NOT_ALLOWED,
+                f"Order {order.ref}'s payment was refunded or disputed: only a supervisor releases the hold.",
             )
         # A paid order held before its release has no jobs: back to paid, which releases it to production.
         has_jobs = PrintJob.objects.filter(order=order).exists()

@@ -25,7 +25,7 @@ from django.utils import timezone
 from api.errors import http_status
 from lab.catalog.models import Product
 from lab.catalog.services import product_save
-from lab.lib.errors import DomainError
+from lab.lib.errors import DomainError, PermissionDenied
 from lab.notify.models import Notification
 from lab.notify.services import notifications_sweep
 from lab.orders import payments
@@ -34,6 +34,7 @@ from lab.orders.models import Order, OrderEvent
 from lab.production import jobs, rasterizing, reconcile, routing, submission, tracking
 from lab.production.backends import backend_for
 from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle
+from lab.production.holds import order_release_hold
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 from printers.base import JobState
@@ -376,6 +377,15 @@ def test_money_taken_back_during_production_holds_the_order_and_its_unsent_jobs(
     printed.refresh_from_db()
     unsent.refresh_from_db()
     assert (printed.status, unsent.status) == ("printed", "ready")  # nothing thrown away, nothing sent
+
+    # Only a supervisor decides to go on with an order whose money went back: a technician's release of the
+    # hold is refused and changes nothing (before, it sent the unsent copies to print and the box shipped).
+    with pytest.raises(PermissionDenied, match="only a supervisor"):
+        order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order.refresh_from_db()
+    assert (order.status, "supervisor decides" in order.hold_message) == ("on_hold", True)
+    assert submission.print_job_submit(job_id=unsent.pk, worker=WORKER) == "waiting"
+    assert order_release_hold(order_ref=order.ref, actor=person("supervisor")).status == "in_production"
 
 
 def test_an_unknown_payment_intent_never_finds_an_order_by_its_metadata(client):
