@@ -129,6 +129,18 @@ def _still_needs(order: Order, cutoffs: Cutoffs | None) -> bool:
     return True
 
 
+def _orders_keeping(cutoffs: Cutoffs) -> QuerySet[Order]:
+    """The orders `_still_needs` keeps photos for, as one query: the sweep leaves their photos out of its
+    batches, so photos that cannot go yet never take the places of photos that can."""
+    return Order.objects.filter(
+        Q(status__in=HOLDING_STATUSES)
+        | Q(status__in=SHIPPED_STATUSES, shipped_at__gt=cutoffs.shipped_before)
+        | Q(status__in=SHIPPED_STATUSES, shipped_at__isnull=True, updated_at__gt=cutoffs.shipped_before)
+        | Q(status=S.CANCELLED, created_at__gt=cutoffs.unpaid_before)
+        | ~Q(status__in=HOLDING_STATUSES | SHIPPED_STATUSES | {S.CANCELLED})
+    )
+
+
 def _orders_using_locked(asset: Asset) -> list[Order]:
     """Lock the orders that print this photo: a status change (paid, released) waits for the purge."""
     order_ids = OrderItem.objects.filter(asset=asset).values("order_id")
@@ -279,8 +291,10 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
     unused_before = now - timedelta(days=policy.unused_days)
     counts: Counter[str] = Counter(dict.fromkeys(SWEEP_COUNTS, 0))
     counts["orders_expired"] = orders_expire_unpaid(before=cutoffs.unpaid_before, limit=policy.batch)
-    # Candidates skip photos an open order still holds; asset_purge decides again under lock.
-    candidates = Asset.objects.exclude(items__order__status__in=HOLDING_STATUSES)
+    # Candidates skip photos an order still keeps (open, shipped or cancelled too recently): each run's batch
+    # is then photos that can go; asset_purge decides again under lock. Before, a batch of photos due by one
+    # order but kept by another was refused at every run and held up every photo after it.
+    candidates = Asset.objects.exclude(items__order__in=_orders_keeping(cutoffs))
     rules: list[tuple[str, Q]] = [
         (
             RULE_SHIPPED,

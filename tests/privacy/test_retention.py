@@ -322,3 +322,33 @@ def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_ca
         "still_needed: 0",
         "sessions_expired: 0",
     ]
+
+
+def test_photos_an_order_still_keeps_hold_up_no_other_photo_due_for_its_purge(
+    django_capture_on_commit_callbacks,
+):
+    """Each run purges at most a batch per rule, oldest photo first. Before, a photo due by one order but kept
+    by another (the same photo reordered and shipped since) stayed at the head of the rule's batch and was
+    refused at every run, and a whole batch of such photos (a customer who reorders a 500-photo album each
+    month) stopped every other customer's photos from ever being purged."""
+    now = timezone.now()
+    kept_order = shipped_order()  # its photo is ordered again below and that order shipped only 5 days ago
+    kept = kept_order.items.get().asset
+    due_order = shipped_order()
+    due = due_order.items.get().asset
+    Asset.objects.filter(pk=kept.pk).update(created_at=now - 90 * DAY)
+    Asset.objects.filter(pk=due.pk).update(created_at=now - 80 * DAY)
+    Order.objects.filter(pk__in=[kept_order.pk, due_order.pk]).update(shipped_at=now - 60 * DAY)
+    again = unpaid_order(kept_order.customer, kept)
+    Order.objects.filter(pk=again.pk).update(payment_status="succeeded")
+    order_move(again, "paid", "in_production", "ready_to_pack", "packed")
+    order_move(again, "shipped", shipped_at=now - 5 * DAY)
+    policy = retention.RetentionPolicy(shipped_days=30, raster_days=7, unpaid_days=7, unused_days=7, batch=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = retention.retention_sweep(now=now, policy=policy)
+
+    due.refresh_from_db()
+    kept.refresh_from_db()
+    assert (due.status, kept.status) == ("purged", "ready")
+    assert result[retention.RULE_SHIPPED] == 1
