@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from lab.lib.backoff import backoff_delay
@@ -21,7 +21,7 @@ from lab.privacy.vault import vault_read
 from lab.production.backends import backend_for, media_for
 from lab.production.cancellation import printer_cancels_settle
 from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasterize_enqueue, submit_enqueue
-from lab.production.models import JobEvent, PrintJob
+from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_media
 from lab.production.states import JobStatus
@@ -158,10 +158,23 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
 def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
     """Set the claim's send fence, if the claim is still this worker's: the last statement before the raster
     goes to the printer. Conditional like the reconciler's take-back (`_claim_take_back_unsent`), so of a
-    worker that wakes late and the reconciler exactly one wins: the worker sends, or the job is sent again."""
+    worker that wakes late and the reconciler exactly one wins: the worker sends, or the job is sent again.
+    Also only while the printer is not paused and the job's batch not held: a person who paused the printer
+    or held the batch (to change paper) before this point gets no print from a claim made before they did."""
+    # The pause and the hold as EXISTS on the job's own row, not as joins: Django turns an UPDATE with a join
+    # into `WHERE id IN (SELECT …)`, whose conditions PostgreSQL does not check again on the row version it
+    # gets after waiting for the row's lock, and a take-back committed meanwhile would not stop this fence.
+    paused = Printer.objects.filter(pk=OuterRef("printer_id"), is_paused_by_lab=True)
+    held = Batch.objects.filter(pk=OuterRef("batch_id"), is_held=True)
     return bool(
         PrintJob.objects.filter(
-            pk=job_id, status=J.SUBMITTING, claimed_by=worker, claimed_at=claimed_at, sending_claim_at=None
+            ~Exists(paused),
+            ~Exists(held),
+            pk=job_id,
+            status=J.SUBMITTING,
+            claimed_by=worker,
+            claimed_at=claimed_at,
+            sending_claim_at=None,
         ).update(sending_claim_at=claimed_at)
     )
 
@@ -180,6 +193,21 @@ def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
         logger.info("job cancelled before its send, nothing sent job=%s", job.pk)
         printer_cancels_settle(order_id=job.order_id)
         return "cancelled_before_send"
+    if job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.READY,
+        kind="claim_released",
+        note="printer paused or batch held before the send; nothing was sent",
+        where=Q(claimed_by=worker, claimed_at=claimed_at, sending_claim_at=None),
+        claimed_at=None,
+        claimed_by="",
+        submit_attempts=F("submit_attempts") - 1,  # nothing went out: the next claim is no retry
+    ):
+        # Still this worker's claim, so a pause or a hold refused the fence: the job waits, and the poll sends
+        # it once the printer is resumed or the batch released.
+        logger.info("printer paused or batch held before the send, nothing sent job=%s", job.pk)
+        return "waiting"
     logger.warning("claim taken back before the send, nothing sent job=%s", job.pk)
     return "superseded"
 

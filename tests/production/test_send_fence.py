@@ -23,7 +23,13 @@ from django.db.models.functions import Now
 
 from lab.privacy import vault
 from lab.production import rasterizing, reconcile, submission
-from lab.production.actions import job_resolve_unknown
+from lab.production.actions import (
+    batch_hold,
+    batch_release,
+    job_resolve_unknown,
+    printer_pause,
+    printer_resume,
+)
 from lab.production.backends import backend_for, media_for
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
@@ -171,6 +177,38 @@ def test_a_cancel_that_lands_before_the_send_sends_nothing_and_is_settled_at_onc
     # nothing reached the printer, and the cancel is settled now, not once the claim's lease has run out
     assert (job.status, job.cancel_at_printer, job.claimed_at, _received()) == (J.CANCELLED, False, None, [])
     assert _kinds(job)[-1] == "printer_cancelled"
+
+
+@pytest.mark.parametrize("what", ["printer paused", "batch held"])
+def test_a_pause_or_a_batch_hold_that_lands_after_the_claim_before_the_send_sends_nothing(monkeypatch, what):
+    """A technician pauses the printer, or holds the batch to change paper, while a worker that already
+    claimed a job reads its raster. Before, the pause and the hold were read only before the claim, and the
+    copy went out onto the wrong paper."""
+    job = _ready_job()
+    assert job.printer is not None and job.batch is not None
+
+    def technician_acts_as_the_worker_reads_the_raster(**kwargs: object) -> bytes:
+        technician = person("technician")
+        if what == "printer paused":
+            printer_pause(printer_id=job.printer_id, actor=technician)  # type: ignore[arg-type]
+        else:
+            batch_hold(batch_id=job.batch_id, actor=technician)  # type: ignore[arg-type]
+        return vault.vault_read(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(submission, "vault_read", technician_acts_as_the_worker_reads_the_raster)
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "waiting"
+
+    job.refresh_from_db()
+    assert (job.status, job.claimed_at, job.submit_attempts, _received()) == (J.READY, None, 0, [])
+    assert _kinds(job)[-1] == "claim_released"
+    monkeypatch.setattr(submission, "vault_read", vault.vault_read)
+    if what == "printer paused":
+        printer_resume(printer_id=job.printer_id, actor=person("technician"))  # type: ignore[arg-type]
+    else:
+        batch_release(batch_id=job.batch_id, actor=person("technician"))  # type: ignore[arg-type]
+    assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
+    assert len(_received()) == 1
 
 
 def _slow_send(
