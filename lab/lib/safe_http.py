@@ -59,7 +59,7 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
     addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if not allow_private and not ip.is_global:
+        if not allow_private and not _is_public(ip):
             raise UnsafeUrl(
                 CommonError.URL_TARGET_NOT_ALLOWED,
                 "The URL points to a private, loopback or link-local address.",
@@ -68,6 +68,28 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
     if parts.query:
         path += "?" + parts.query
     return Target(scheme=parts.scheme, host=parts.hostname, port=port, path=path, address=addresses[0])
+
+
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and reach it: NAT64's well-known and
+# local-use prefixes (RFC 6052, RFC 8215) and the deprecated IPv4-compatible form.
+_IPV4_IN_LAST_32_BITS = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::/96"),
+)
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is every IPv4 address it carries: Python calls `64:ff9b::a9fe:a9fe` (NAT64 for
+    169.254.169.254), `2002:a9fe:a9fe::1` (6to4) and `::127.0.0.1` global, and on a network that routes
+    them each reaches the IPv4 address inside."""
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return True
+    inside = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    inside += [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in _IPV4_IN_LAST_32_BITS if ip in net]
+    return all(v4.is_global for v4 in inside if v4 is not None)
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

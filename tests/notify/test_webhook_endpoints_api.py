@@ -66,6 +66,12 @@ def test_two_endpoints_get_different_secrets(local_webhooks, receiver):
         ("https://[::1]/hooks", "url_target_not_allowed"),
         ("https://10.0.0.8/hooks", "url_target_not_allowed"),
         ("https://169.254.169.254/latest/meta-data", "url_target_not_allowed"),
+        # IPv6 forms that carry a private IPv4 address, each called global by Python: were let through
+        pytest.param("https://[64:ff9b::a9fe:a9fe]/hooks", "url_target_not_allowed", id="nat64-metadata"),
+        pytest.param("https://[64:ff9b::a00:8]/hooks", "url_target_not_allowed", id="nat64-10.0.0.8"),
+        pytest.param("https://[2002:a9fe:a9fe::1]/hooks", "url_target_not_allowed", id="6to4-metadata"),
+        pytest.param("https://[::127.0.0.1]/hooks", "url_target_not_allowed", id="ipv4-compatible-loopback"),
+        pytest.param("https://[::ffff:10.0.0.8]/hooks", "url_target_not_allowed", id="ipv4-mapped"),
         ("http://hooks.example.com/lab", "url_scheme_not_allowed"),
         ("https://user:pw@hooks.example.com/lab", "url_invalid"),
         pytest.param("https://" + "\u00fc" * 60 + ".example/lab", "url_invalid", id="idna-refused-was-a-500"),
