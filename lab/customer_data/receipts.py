@@ -37,6 +37,7 @@ from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.retention import SHIPPED_STATUSES
 from lab.lib.clock import database_now
 from lab.lib.errors import NotFound
+from lab.lib.mail import MailNotSent, mail_send
 from lab.lib.tasks import enqueue
 from lab.notify import emails
 from lab.orders.models import Asset, Order
@@ -311,8 +312,8 @@ def receipt_email_send(*, receipt_id: uuid.UUID | str, recipient: str | None = N
     )
     attempts = receipt.email_attempts + 1
     try:
-        message.send()
-    except OSError:  # smtplib errors are OSErrors
+        mail_send(message)
+    except MailNotSent:  # an OSError: the task retries
         PrivacyReceipt.objects.filter(pk=receipt.pk).update(
             email_status=EmailStatus.FAILED, email_attempts=attempts
         )

@@ -6,7 +6,6 @@ The entry points run in Celery tasks ("notify.order_created", "notify.order_stat
 from __future__ import annotations
 
 import logging
-import smtplib
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from django.utils import timezone
 
 from lab.lib.clock import database_now
 from lab.lib.errors import DomainError, NotFound
+from lab.lib.mail import MailNotSent, MailRefused, mail_send
 from lab.notify import emails
 from lab.notify.errors import NotifyError
 from lab.notify.models import EventType, Notification
@@ -62,8 +62,6 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
 SWEEP_WINDOW = timedelta(hours=24)
 # A sweep stops after this many sends failed one after another for want of a mail server.
 SWEEP_FAILURES_IN_A_ROW = 3
-# The mail server answered, and refused this one message (its recipients, sender or content).
-MESSAGE_REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
 
 
 def notifications_sweep() -> int:
@@ -96,7 +94,7 @@ def notifications_sweep() -> int:
                 _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
             else:
                 _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=event.to_status)
-        except MESSAGE_REFUSED:
+        except MailRefused:
             continue  # this message only (it stays `failed`, taken up next time): never holds up the others
         except OSError:
             # The mail server is unreachable: after a few in a row, leave the rest to the next sweep.
@@ -123,8 +121,8 @@ def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
         return
     message = emails.order_email(order=order, kind=email_kind)
     try:
-        message.send()
-    except OSError:  # smtplib errors are OSErrors; the task retries and reclaims the failed row
+        mail_send(message)
+    except MailNotSent:  # an OSError: the task retries and reclaims the failed row
         Notification.objects.filter(pk=notification.pk).update(
             status=Notification.Status.FAILED, send_attempts=F("send_attempts") + 1
         )

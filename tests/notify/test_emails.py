@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from django.core import mail
 from django.utils import timezone
 
 from lab.lib.errors import DomainError, NotFound
+from lab.lib.mail import MailRefused
 from lab.notify import services
 from lab.notify.emails import tracking_url
 from lab.notify.models import Notification
@@ -259,6 +261,23 @@ def test_log_lines_name_ids_never_personal_data(caplog):
     assert f"order={order.ref}" in text
     for personal in ("ada.quill@example.net", "Ada Quill", "555-0100", "Lens Lane"):
         assert personal not in text
+
+
+def test_a_failed_send_raises_an_error_that_names_no_address(settings):
+    """What a worker logs of a failed send is the exception and its traceback (Celery's retry and failure
+    lines). smtplib's refusal names every recipient, and the server's answer quotes it again: before, a
+    mistyped address was logged at each of the task's seven tries and stayed there after an erasure."""
+    address = f"ada.quill{REFUSED_DOMAIN}"
+    order = order_for(new_customer(email=address))
+    settings.EMAIL_BACKEND = "tests.support.mail.RefusingEmailBackend"
+
+    with pytest.raises(MailRefused) as refused:  # an OSError: the task still retries it
+        notify_order_created(order_id=order.pk)
+
+    logged = "".join(traceback.format_exception(refused.value)) + repr(refused.value)
+    assert "SMTPRecipientsRefused 550" in logged
+    assert address not in logged and "ada.quill" not in logged
+    assert isinstance(refused.value, OSError) and refused.value.__context__ is None
 
 
 def test_unknown_status_or_missing_transition_is_refused():
