@@ -42,7 +42,8 @@ JOB_MACHINE = StateMachine(
         # submitting -> cancelled: a supervisor's cancel; the printer side is settled by the worker or poll.
         J.SUBMITTING: frozenset({J.SUBMITTED, J.READY, J.FAILED, J.UNKNOWN, J.CANCELLED}),
         # submitted -> ready: CUPS holds the job without its document (nothing printed), resent safely.
-        J.SUBMITTED: frozenset({J.PRINTED, J.FAILED, J.CANCELLED, J.SUSPECT, J.READY}),
+        # submitted -> unknown: the printer has no record of the job any more (printed and dropped, or lost).
+        J.SUBMITTED: frozenset({J.PRINTED, J.FAILED, J.CANCELLED, J.SUSPECT, J.READY, J.UNKNOWN}),
         J.FAILED: frozenset({J.QUEUED, J.READY, J.CANCELLED}),
         # unknown -> submitted: the send its worker began lands after all (the worker was slow, not dead).
         J.UNKNOWN: frozenset({J.PRINTED, J.READY, J.CANCELLED, J.SUBMITTED}),

@@ -128,6 +128,19 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
         info = backend_for(job.printer).job_info(job.backend_job_id)
     except PrinterError as error:
         silent.heard(job.printer, error)
+        if error.code == JOB_NOT_FOUND:
+            # The printer has no record of it: it may have printed it and dropped it from its history (a CUPS
+            # MaxJobs rollover, a device reset) before this read, or lost it. Not found proves nothing, so a
+            # person counts and decides, printed or send again (`unknown`). As `failed` it could only be sent
+            # to another printer, a second print if the first had printed, and never called printed.
+            job_move(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTED},
+                to_status=J.UNKNOWN,
+                kind="job_lost",
+                note=f"the printer has no record of backend job {job.backend_job_id}",
+            )
+            return "unknown"
         if error.is_permanent:
             job_fail(
                 job_id=job.pk,

@@ -22,7 +22,7 @@ from django.db.models import Case, F, When
 from django.db.models.functions import Now
 
 from lab.privacy import vault
-from lab.production import rasterizing, reconcile, submission
+from lab.production import rasterizing, reconcile, submission, tracking
 from lab.production.actions import (
     batch_hold,
     batch_release,
@@ -209,6 +209,26 @@ def test_a_pause_or_a_batch_hold_that_lands_after_the_claim_before_the_send_send
         batch_release(batch_id=job.batch_id, actor=person("technician"))  # type: ignore[arg-type]
     assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
     assert len(_received()) == 1
+
+
+def test_a_submitted_job_the_printer_no_longer_knows_waits_for_a_person_not_failed(monkeypatch):
+    """The printer dropped the job from its history before the poll read its outcome (a CUPS MaxJobs
+    rollover, a device reset): it may well have printed. Before, the job was `failed` (`job_not_found`), whose
+    only way on was another printer (a second print) and which nobody could call printed."""
+    job = _ready_job()
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "submitted"
+    job.refresh_from_db()
+    assert job.printer is not None
+    for ticket in printer_folder(job.printer).rglob(f"{job.backend_job_id}*"):
+        ticket.unlink()  # the device printed it and its history was cleared
+
+    assert tracking.printer_poll().get("unknown") == 1
+
+    job.refresh_from_db()
+    assert (job.status, _kinds(job)[-1]) == (J.UNKNOWN, "job_lost")
+    job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=True)
+    job.refresh_from_db()
+    assert job.status == J.PRINTED
 
 
 def _slow_send(
