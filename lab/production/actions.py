@@ -23,7 +23,7 @@ from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, tracking
 from lab.production.backends import backend_for
 from lab.production.errors import ProductionError
-from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.models import Batch, JobEvent, Printer, PrintJob, new_title_token
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
 from printers.errors import PrinterError
 
@@ -298,6 +298,11 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
             tracking.order_check_printed(order_id=job.order_id)
     else:
         with transaction.atomic():
+            # A person counted no good copy: whatever the printer holds of earlier sends is not this job's
+            # print. A new title, and the attempts and restart marks cleared, so the next send is a first one
+            # and no retry adopts an earlier copy by its title (before, "send again" on a `suspect` job
+            # adopted the completed copy the person had just rejected, and the job was `suspect` again with
+            # nothing sent).
             moved = jobs.job_move(
                 job_id=job.pk,
                 from_statuses={job.status},
@@ -305,6 +310,12 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
                 kind="resolved_not_printed",
                 actor_id=actor.pk,
                 next_attempt_at=None,
+                title_token=new_title_token(),
+                submit_attempts=0,
+                backend_job_id="",
+                backend_state="",
+                backend_started_at=None,
+                backend_restarted=False,
             )
             if moved and job.printer is not None:
                 queue = jobs.print_queue(job.printer)

@@ -231,6 +231,33 @@ def test_a_submitted_job_the_printer_no_longer_knows_waits_for_a_person_not_fail
     assert job.status == J.PRINTED
 
 
+def test_send_again_on_a_suspect_job_sends_a_new_copy_not_the_one_the_person_rejected():
+    """A restart made the job `suspect`; the technician counts no good print and chooses "send again".
+    Before, the resend counted as a retry, found the rejected copy at the printer by its title, adopted it,
+    and the job was `suspect` again with nothing sent, however often the person chose it."""
+    job = _ready_job()
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "submitted"
+    job.refresh_from_db()
+    assert job.printer is not None
+    folder = printer_folder(job.printer)
+    first_copy = process_pending(folder=folder, delay_seconds=0)
+    PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)  # cupsd restarted while it printed
+    tracking.printer_poll()
+    job.refresh_from_db()
+    assert job.status == J.SUSPECT
+    old_title = job.title
+
+    job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+    assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
+    second_copy = process_pending(folder=folder, delay_seconds=0)
+    tracking.printer_poll()
+
+    job.refresh_from_db()
+    assert (job.status, len(first_copy), len(second_copy)) == (J.PRINTED, 1, 1)
+    assert second_copy != first_copy and job.title != old_title
+    assert _kinds(job).count("adopted") == 0
+
+
 def _slow_send(
     monkeypatch: pytest.MonkeyPatch,
     meanwhile: Callable[[], None],
