@@ -156,6 +156,19 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
     return job
 
 
+def _item_keeps_a_print(job: PrintJob) -> None:
+    """A job may be cancelled only while another job of its item is not cancelled (printed, on its way, or
+    waiting for a person): a reprint not needed after all, say. Cancelling an item's last job made the order
+    ready to pack without that item, where it could be neither packed, reprinted, held nor cancelled."""
+    others = PrintJob.objects.filter(item_id=job.item_id).exclude(pk=job.pk)
+    if not others.exclude(status=J.CANCELLED).exists():
+        raise Conflict(
+            ProductionError.JOB_NOT_CANCELLABLE,
+            f"Job {job.pk} is the only print of its item: cancelling it would leave the item unmade. "
+            "Send it to another printer, or have a supervisor cancel the whole order.",
+        )
+
+
 def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     """Cancel a job; one already at the printer is cancelled there first, so the database never lies."""
     floor_access_check(actor)
@@ -164,6 +177,7 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
         raise DomainError(
             ProductionError.JOB_NOT_CANCELLABLE, f"Job {job.pk} is {job.status} and cannot be cancelled."
         )
+    _item_keeps_a_print(job)  # checked before the printer is asked, and again under the order's lock
     if job.status == J.SUBMITTED:
         assert job.printer is not None
         try:
@@ -173,14 +187,17 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
                 ProductionError.PRINTER_CANCEL_FAILED,
                 f"The printer did not cancel job {job.pk}: {error.message}",
             ) from error
-    moved = jobs.job_move(
-        job_id=job.pk,
-        from_statuses={job.status},
-        to_status=J.CANCELLED,
-        kind="cancelled",
-        note=note or "cancelled by staff",
-        actor_id=actor.pk,
-    )
+    with transaction.atomic():
+        order_locked(order_id=job.order_id)  # two people cancelling an item's two jobs at once: one wins
+        _item_keeps_a_print(job)
+        moved = jobs.job_move(
+            job_id=job.pk,
+            from_statuses={job.status},
+            to_status=J.CANCELLED,
+            kind="cancelled",
+            note=note or "cancelled by staff",
+            actor_id=actor.pk,
+        )
     if not moved:
         raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile; look again and retry.")
     # The order may now be complete: everything else of it printed.

@@ -10,7 +10,7 @@ from django.db import connection
 from django.urls import reverse
 
 from lab.lib.errors import PermissionDenied
-from lab.orders.models import OrderEvent
+from lab.orders.models import Order, OrderEvent
 from lab.production import actions, jobs, rasterizing, submission
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from printers.hotfolder_device import pending_tickets
@@ -186,11 +186,16 @@ def test_reroute_of_a_printed_job_is_refused_and_changes_nothing():
     assert floor_state() == before
 
 
+def _a_reprint_not_needed_after_all(order: Order) -> PrintJob:
+    original = job_walk(PrintJob.objects.get(order=order), "printed")
+    return actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+
+
 def test_cancel_a_queued_job():
     hotfolder_printer("minilab", sizes=["4x6"])
-    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
-    job = PrintJob.objects.filter(order=order).first()
-    assert job is not None
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _a_reprint_not_needed_after_all(order)
+    assert job.status == "queued"
     client, technician = client_as("technician")
 
     response = post(client, reverse("staff:job_cancel", args=[job.pk]))
@@ -200,12 +205,39 @@ def test_cancel_a_queued_job():
     assert messages_of(response) == [f"Job {job.pk} cancelled."]
     event = JobEvent.objects.get(job=job, kind="cancelled")
     assert (event.from_status, event.actor_id) == ("queued", technician.pk)
+    order.refresh_from_db()
+    assert order.status == "ready_to_pack"  # everything else of it printed
+
+
+@pytest.mark.parametrize("status", ["queued", "failed"])
+def test_cancel_of_an_items_only_print_is_refused_and_changes_nothing(status):
+    # Cancelled, it left the order ready to pack without the item, where nothing could move it: not packable
+    # (too few copies), not reprintable (nothing printed), neither holdable nor cancellable.
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+    printed, only = PrintJob.objects.filter(order=order).order_by("pk")
+    job_walk(printed, "printed")
+    if status == "failed":
+        assert jobs.job_move(job_id=only.pk, from_statuses={"queued"}, to_status="failed")
+    client, _ = client_as("technician")
+    before = floor_state()
+
+    response = post(client, reverse("staff:job_cancel", args=[only.pk]))
+
+    assert messages_of(response) == [
+        f"Job {only.pk} is the only print of its item: cancelling it would leave the item unmade. "
+        "Send it to another printer, or have a supervisor cancel the whole order."
+    ]
+    assert floor_state() == before
+    order.refresh_from_db()
+    assert order.status == "in_production"
 
 
 def test_cancel_a_submitted_job_cancels_it_at_the_printer_first():
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    job = PrintJob.objects.get(order=order)
+    job = _a_reprint_not_needed_after_all(order)
+    assert job.status == "queued"
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert len(pending_tickets(folder=printer_folder(printer))) == 1
