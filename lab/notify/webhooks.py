@@ -24,6 +24,7 @@ from lab.notify.errors import NotifyError
 from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
 from lab.orders.models import Order
+from lab.production.models import PrintJob
 
 logger = logging.getLogger(__name__)
 
@@ -198,3 +199,13 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
         transaction.on_commit(partial(delivery_enqueue, delivery_id=str(locked.pk)))
     logger.info("webhook redelivery requested delivery=%s", locked.pk)
     return locked
+
+
+def item_reprinted_emit(*, reprint: PrintJob, reason: str, **_: object) -> None:
+    """`item.reprinted` for the customer's endpoints: which item, how many copies, why (no photo, no address).
+    Receives lab.production.signals.reprint_made inside the reprint's transaction."""
+    webhook_event_emit(
+        order_id=reprint.order_id,
+        event_type=EventType.ITEM_REPRINTED,
+        data={"item": reprint.item.position, "copies": reprint.copies, "reason": reason},
+    )

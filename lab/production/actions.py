@@ -20,7 +20,7 @@ from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, Permiss
 from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
-from lab.production import jobs, routing, tracking
+from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for
 from lab.production.errors import ProductionError
 from lab.production.models import Batch, JobEvent, Printer, PrintJob, new_title_token
@@ -287,6 +287,7 @@ def job_reprint(
             )
         # No capable printer online: the reprint waits as no_printer and is routed when one appears.
         routing.job_route(PrintJob.objects.select_related("item__product").get(pk=reprint.pk))
+        signals.reprint_made.send(sender=PrintJob, reprint=reprint, reason=reason)  # the order as it is now
     logger.info("reprint requested job=%s reprint=%s reason=%s", original.pk, reprint.pk, reason)
     reprint.refresh_from_db()
     return reprint

@@ -334,3 +334,32 @@ def test_the_sweeper_finds_overdue_deliveries_nobody_holds(local_webhooks, recei
     WebhookDelivery.objects.filter(pk=done.pk).update(status="succeeded", next_attempt_at=None)
 
     assert webhook_deliveries_due(due_before=now - timedelta(minutes=2)) == [str(overdue.pk)]
+
+
+def test_a_reprint_reaches_the_endpoints_subscribed_to_item_reprinted_once(local_webhooks, receiver):
+    """`item.reprinted` was documented and subscribable, and never sent."""
+    from lab.production import actions
+    from lab.production.models import PrintJob
+    from tests.builders import hotfolder_printer, person, ready_to_pack_order
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    assert order.customer is not None
+    webhook_endpoint_create(owner=order.customer, url=receiver.url, event_types=["item.reprinted"])
+    original = PrintJob.objects.get(order=order)
+
+    for _ in range(2):  # the same form sent twice makes one reprint, and one event
+        actions.job_reprint(
+            job_id=original.pk, actor=person("technician"), reason="damaged", copies=1, request_key="k1"
+        )
+    deliver_all()
+
+    assert [r.headers["X-Lab-Event-Type"] for r in receiver.requests] == ["item.reprinted"]
+    payload = json.loads(receiver.requests[0].body)
+    assert payload["data"] == {
+        "order": order.ref,
+        "status": "in_production",
+        "item": 1,
+        "copies": 1,
+        "reason": "damaged",
+    }
