@@ -28,6 +28,7 @@ from lab.lib.tasks import enqueue
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.states import OrderStatus
+from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_delete
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
@@ -70,7 +71,11 @@ SWEEP_COUNTS = (
     RULE_PRINTED_RASTER,
     "still_needed",
     "sessions_expired",
+    "orphan_keys_destroyed",
 )
+# A data key no photo row names after this long belongs to an upload whose web process was killed between the
+# key (committed on its own) and the photo's row: gunicorn ends a request after 60 s, so it never comes.
+ORPHAN_KEY_GRACE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,31 @@ def _purge_each(assets: QuerySet[Asset], *, rule: str, cutoffs: Cutoffs, limit: 
     return counts
 
 
+def orphan_keys_destroy(*, before: datetime, limit: int) -> int:
+    """Destroy the data keys made before `before` that no photo row names: an upload commits its key on its
+    own, writes the encrypted photo, then the photo's row, and a web process killed in between (SIGKILL, the
+    OOM killer, a host lost) left a live key and a readable blob that no purge or erasure could reach.
+
+    The keys are locked (skipping any an upload holds) and checked against the photo rows in a later
+    statement, which sees every row committed before the locks were taken."""
+    with transaction.atomic():
+        candidates = list(
+            DataKey.objects.select_for_update(skip_locked=True)
+            .filter(destroyed_at__isnull=True, created_at__lt=before)
+            .exclude(pk__in=Asset.objects.filter(data_key__isnull=False).values("data_key_id"))
+            .order_by("pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        named = set(Asset.objects.filter(data_key_id__in=candidates).values_list("data_key_id", flat=True))
+        orphans = [pk for pk in candidates if pk not in named]
+        destroyed = DataKey.objects.filter(pk__in=orphans).update(
+            wrapped_key=None, destroyed_at=timezone.now()
+        )
+    if destroyed:
+        logger.warning("orphan data keys destroyed count=%d", destroyed)
+    return destroyed
+
+
 def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | None = None) -> dict[str, int]:
     """Apply every retention rule once; returns how many photos/rasters each rule purged."""
     policy = policy or RetentionPolicy.from_settings()
@@ -338,6 +368,7 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
     )
     counts[RULE_PRINTED_RASTER] = sum(raster_purge(job_id=job_id, cutoff=raster_cutoff) for job_id in jobs)
     counts["sessions_expired"] = sessions_expired_delete()
+    counts["orphan_keys_destroyed"] = orphan_keys_destroy(before=now - ORPHAN_KEY_GRACE, limit=policy.batch)
     result = {key: counts[key] for key in (*SWEEP_COUNTS, *sorted(set(counts) - set(SWEEP_COUNTS)))}
     logger.info("retention sweep %s", " ".join(f"{key}={value}" for key, value in result.items()))
     return result

@@ -321,6 +321,7 @@ def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_ca
         "printed_raster: 0",
         "still_needed: 0",
         "sessions_expired: 0",
+        "orphan_keys_destroyed: 0",
     ]
 
 
@@ -352,3 +353,37 @@ def test_photos_an_order_still_keeps_hold_up_no_other_photo_due_for_its_purge(
     kept.refresh_from_db()
     assert (due.status, kept.status) == ("purged", "ready")
     assert result[retention.RULE_SHIPPED] == 1
+
+
+def test_a_key_left_by_an_upload_killed_before_its_photo_row_is_destroyed_by_the_sweep(
+    django_capture_on_commit_callbacks,
+):
+    """The web process was killed between storing the encrypted photo and writing its row (SIGKILL cannot be
+    caught, so the upload's own clean-up never ran): its key and blob stayed readable, and no purge or
+    erasure could ever reach them, as no photo row names them."""
+    from lab.orders import imaging
+    from lab.orders.photos import asset_store
+    from tests.support.images import jpeg_bytes
+
+    kept = asset_for(UserFactory.create())
+    orphan_of = Asset(owner=UserFactory.create())
+    data = jpeg_bytes(640, 480)
+    asset_store(asset=orphan_of, facts=imaging.inspect_image(data=data, max_bytes=10**8, max_pixels=10**8))
+    # ... and here the process died: no Asset row
+    assert vault_read(data_key=orphan_of.data_key, name=orphan_of.blob_name, purpose="original")
+    now = timezone.now()
+
+    early = sweep(now, django_capture_on_commit_callbacks)  # an upload may still be on its way
+    later = sweep(now + 2 * retention.ORPHAN_KEY_GRACE, django_capture_on_commit_callbacks)
+
+    assert (early["orphan_keys_destroyed"], later["orphan_keys_destroyed"]) == (0, 1)
+    assert orphan_of.data_key is not None
+    orphan_of.data_key.refresh_from_db()
+    with pytest.raises(KeyDestroyed):
+        vault_read(
+            data_key=orphan_of.data_key,
+            name=orphan_of.blob_name,
+            purpose="original",
+        )
+    kept.refresh_from_db()
+    assert vault_read(data_key=kept.data_key, name=kept.blob_name, purpose="original")
