@@ -110,6 +110,8 @@ def _intent_cancel(*, intent_id: str, order_ref: str) -> None:
 
 # The metadata key that marks a refund at Stripe as the one this lab decided for an order.
 REFUND_TAG = "lab_refund"
+# The order event of a partial refund made at Stripe (the payment stays `succeeded`).
+PARTLY_REFUNDED = "partly_refunded"
 
 
 def refund_decide(*, order: Order) -> bool:
@@ -379,6 +381,17 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
     if order.payment_status == Order.PaymentStatus.REFUNDED:
         return "already_applied"
     ours = order.payment_status == Order.PaymentStatus.REFUND_PENDING
+    if data.get("refunded") is False:
+        # Stripe sends charge.refunded for a partial refund too (`refunded` false): the rest of the money is
+        # still the lab's, so the payment stays captured and a later cancel refunds the rest (before, the
+        # order was called refunded, and a cancel refunded nothing more). A person decides, as for a refund.
+        note = f"{data.get('amount_refunded', '?')} of {data.get('amount', '?')} refunded at Stripe"
+        OrderEvent.objects.create(order=order, kind=PARTLY_REFUNDED, actor_kind="stripe", note=note[:100])
+        if ours:
+            return "partial_refund_noted"  # our refund, still to be made, refunds what is left
+        return _hold_for_payment(order=order, why="Part of the payment was refunded at Stripe") or (
+            "partial_refund_noted"
+        )
     order.payment_status = Order.PaymentStatus.REFUNDED
     order.save(update_fields=["payment_status", "updated_at"])
     OrderEvent.objects.create(order=order, kind="refunded", actor_kind="stripe")

@@ -12,7 +12,8 @@ from lab.accounts.models import User
 from lab.accounts.roles import FLOOR_ROLES, SUPERVISOR_ROLES, has_role
 from lab.audit.grants import grants_revoke
 from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
-from lab.orders.models import ClarificationCase, Order
+from lab.orders.models import ClarificationCase, Order, OrderEvent
+from lab.orders.payments import PARTLY_REFUNDED
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.errors import ProductionError
@@ -76,7 +77,10 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
                 ProductionError.ORDER_NOT_ON_HOLD,
                 f"Order {order.ref} is {order.get_status_display().lower()}, not on hold.",
             )
-        if order.payment_status in MONEY_TAKEN_BACK and not has_role(actor, *SUPERVISOR_ROLES):
+        money_back = order.payment_status in MONEY_TAKEN_BACK or (
+            OrderEvent.objects.filter(order=order, kind=PARTLY_REFUNDED).exists()
+        )
+        if money_back and not has_role(actor, *SUPERVISOR_ROLES):
             # A refund or dispute held it (lab/orders/payments.py): going on means printing and shipping an
             # order whose money went back, which a supervisor decides, not whoever is at the floor.
             raise PermissionDenied(

@@ -388,6 +388,47 @@ def test_money_taken_back_during_production_holds_the_order_and_its_unsent_jobs(
     assert order_release_hold(order_ref=order.ref, actor=person("supervisor")).status == "in_production"
 
 
+def test_a_partial_refund_at_stripe_holds_the_order_and_a_later_cancel_refunds_the_rest(client, settings):
+    """Stripe sends `charge.refunded` for a partial refund too. Before, 100 of 1,000 refunded in Stripe's
+    dashboard made the order `refunded`, and the supervisor's cancel that followed refunded nothing more: the
+    customer lost the other 900."""
+    settings.STRIPE_API_BASE = (
+        "http://127.0.0.1:9"  # Stripe unreachable: the refund of the rest stays decided
+    )
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = _mark_captured(released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    payload, header = signed_event(
+        event_type="charge.refunded",
+        data_object={
+            "id": "ch_partial",
+            "payment_intent": order.payment_intent_id,
+            "amount": order.total_minor,
+            "amount_refunded": 10,
+            "refunded": False,
+        },
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        event_id="evt_partial_refund",
+    )
+
+    response = client.post(
+        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+    assert response.json()["outcome"] == "held_for_payment"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+    assert (
+        OrderEvent.objects.get(order=order, kind="partly_refunded").note
+        == f"10 of {order.total_minor} refunded at Stripe"
+    )
+    with pytest.raises(PermissionDenied):  # money went back: a supervisor decides
+        order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))  # Stripe does not answer
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refund_pending")
+    assert OrderEvent.objects.filter(order=order, kind="refund_decided").count() == 1
+
+
 def test_an_unknown_payment_intent_never_finds_an_order_by_its_metadata(client):
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     Order.objects.filter(pk=order.pk).update(status="awaiting_payment", payment_intent_id="pi_real")
