@@ -44,7 +44,7 @@ from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
 from lab.gate.anomalies import anomalies_find, thresholds
-from lab.gate.review import auditor_read_record, review_sample_daily, review_sign_off
+from lab.gate.review import auditor_read_record, review_build, review_sign_off
 from lab.gate.views import error_status
 from lab.lib.errors import DomainError
 
@@ -296,8 +296,16 @@ def review_build_view(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Give the day as YYYY-MM-DD.")
     else:
-        run = review_sample_daily(day=form.cleaned_data["day"])
-        messages.success(request, f"{run.day}: {run.sampled} sampled and {run.flagged} flagged views queued.")
+        try:
+            run = review_build(
+                day=form.cleaned_data["day"], auditor=_auditor(request), meta=request_meta(request)
+            )
+        except DomainError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(
+                request, f"{run.day}: {run.sampled} sampled and {run.flagged} flagged views queued."
+            )
     return HttpResponseRedirect(reverse(f"{CONSOLE}:review"))
 
 

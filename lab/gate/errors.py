@@ -23,4 +23,5 @@ class GateError(StrEnum):
     NOTE_REQUIRED = "note_required"  # a sign-off needs a note
     REVIEW_ITEM_NOT_FOUND = "review_item_not_found"
     ALREADY_SIGNED_OFF = "already_signed_off"
+    REVIEW_DAY_NOT_OVER = "review_day_not_over"  # a day's review is queued by hand only once the day is over
     OWN_RECORD = "own_record"  # an auditor may not sign off a review item about their own access

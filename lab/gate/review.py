@@ -25,6 +25,7 @@ from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.gate.access import AuditUnavailable
 from lab.gate.anomalies import NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.gate.errors import GateError
+from lab.lib.clock import database_now
 from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,35 @@ def review_sample_daily(*, day: date | None = None, sample_size: int | None = No
         )
     logger.info("review queue day=%s sampled=%s flagged=%s", day, len(chosen), len(new_flags))
     return QueueRun(day=day, sampled=len(chosen), flagged=len(new_flags))
+
+
+def review_build(*, day: date, auditor: User, meta: RequestMeta) -> QueueRun:
+    """An auditor queues a day's review now (the nightly task does yesterday's), for a day that is over.
+
+    A day still going on is refused: its random sample would be drawn from the views made so far, and the
+    nightly run, which tops the sample up only to its size, could then draw none of the later ones (an
+    auditor could fix the day's sample at ten in the morning). The build is recorded in the chain."""
+    if not has_role(auditor, *AUDITOR_ROLES):
+        raise PermissionDenied(GateError.NOT_AN_AUDITOR, "Only auditors queue reviews.")
+    if day_bounds(day)[1] > database_now():
+        raise Conflict(
+            GateError.REVIEW_DAY_NOT_OVER, f"{day} is not over yet: its review is queued once it is."
+        )
+    with transaction.atomic():
+        audit_append(
+            Entry(
+                action="audit.review.build",
+                actor_id=str(auditor.public_id),
+                actor_role=primary_role(auditor),
+                outcome="done",
+                rule="auditor_review_build",
+                purpose=Purpose.AUDIT,
+                context_type="review_day",
+                context_id=day.isoformat(),
+                meta=meta,
+            )
+        )
+    return review_sample_daily(day=day)
 
 
 def review_sign_off(*, item_id: int, auditor: User, note: str, meta: RequestMeta) -> ReviewItem:

@@ -30,6 +30,7 @@ class OrderError(StrEnum):
     UNKNOWN_SKU = "unknown_sku"
     MIXED_CURRENCY = "mixed_currency"
     ORDER_TOTAL_TOO_LARGE = "order_total_too_large"  # over the largest amount one card payment can take
+    ORDER_TOTAL_TOO_SMALL = "order_total_too_small"  # under the smallest amount one card payment can take
     GUEST_DETAILS_REQUIRED = "guest_details_required"  # an anonymous order without `guest`
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the same key with a different request body
     # Payments (Stripe).

@@ -22,6 +22,7 @@ from lab.orders import payments
 from lab.orders.errors import OrderError
 from lab.orders.guest_tokens import guest_token_derive, guest_token_hash
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, asset_seal, new_order_ref
+from lab.orders.pricing import min_order_total_minor
 from lab.orders.quotes import ItemRequest, Quote, QuoteLine, quote_compute
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def order_create(
             quote = quote_compute(
                 customer=customer, items=items, shipping_method=shipping_method, lock_photos=True
             )
+            _payable_check(quote)  # raising here rolls the key back: nothing is stored
             order = _order_insert(
                 ref=ref,
                 customer=customer,
@@ -120,6 +122,21 @@ def order_create(
     return OrderCreated(
         order=payments.payment_intent_ensure(order=order), created=True, guest_token=guest_token
     )
+
+
+def _payable_check(quote: Quote) -> None:
+    """A total under the card payment's minimum could never be paid: Stripe refuses the PaymentIntent, and
+    the order was stored and answered 502 "retry", for ever. A quote of it is still answered (more may be
+    added)."""
+    least = min_order_total_minor(quote.currency)
+    if quote.total_minor < least:
+        raise DomainError(
+            OrderError.ORDER_TOTAL_TOO_SMALL,
+            f"The order total is under the {least} minor units a card payment must reach; add copies or "
+            "choose another shipping method.",
+            total_minor=quote.total_minor,
+            min_total_minor=least,
+        )
 
 
 def _replayed(*, order: Order, scope: str, idempotency_key: str) -> OrderCreated:

@@ -11,6 +11,16 @@ from lab.orders.models import Asset, Order
 # Stripe takes an amount of at most eight digits (99999999 minor units: USD 999,999.99); a larger order could
 # never be paid, so it is refused before anything is stored.
 MAX_ORDER_TOTAL_MINOR = 99_999_999
+# And at least Stripe's minimum charge (50 cents, or the like in other currencies; GBP 30 pence): a smaller
+# PaymentIntent is refused, and the order could never be paid (it was stored and answered 502 "retry").
+MIN_ORDER_TOTAL_MINOR = {"gbp": 30, "hkd": 400, "jpy": 50, "mxn": 1000, "dkk": 250, "nok": 300, "sek": 300}
+MIN_ORDER_TOTAL_MINOR_DEFAULT = 50
+
+
+def min_order_total_minor(currency: str) -> int:
+    return MIN_ORDER_TOTAL_MINOR.get(currency.lower(), MIN_ORDER_TOTAL_MINOR_DEFAULT)
+
+
 # Input limits of one order, checked by the API's serializers: a large event or wedding order fits.
 MAX_COPIES_PER_ITEM = 500
 MAX_ITEMS_PER_ORDER = 500

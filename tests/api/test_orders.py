@@ -489,6 +489,33 @@ def test_an_order_over_the_payment_providers_maximum_is_refused_before_anything_
     assert IdempotencyKey.objects.count() == 0
 
 
+def test_an_order_under_the_card_payments_minimum_is_refused_before_anything_is_stored(api):
+    """Stripe refuses a PaymentIntent under its minimum charge (50 cents): before, the order was stored and
+    answered 502 `payment_provider_unavailable` ("retry"), which failed the same way at every retry, and a
+    guest's photo stayed bound to that order. A quote of it is still answered: more may be added."""
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    ProductFactory.create(sku="PRINT-WALLET", price_minor=35)
+    asset = asset_for(user)
+    line = {"sku": "PRINT-WALLET", "asset": str(asset.pk), "copies": 1}
+    body = order_body(asset, items=[line], shipping_method="pickup")
+
+    quote = api.post("/api/v1/quotes", {"items": [line], "shipping_method": "pickup"}, format="json")
+    order = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="small")
+    two = api.post(
+        "/api/v1/orders",
+        {**body, "items": [{**line, "copies": 2}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="small-2",
+    )
+
+    assert (quote.status_code, quote.json()["total_minor"]) == (200, 35)
+    assert (order.status_code, order.json()["code"]) == (400, "order_total_too_small")
+    assert (order.json()["total_minor"], order.json()["min_total_minor"]) == (35, 50)
+    assert (two.status_code, two.json()["total_minor"]) == (201, 70)  # the same key space: nothing was kept
+    assert Order.objects.count() == 1 and IdempotencyKey.objects.count() == 1
+
+
 def test_an_order_of_exactly_the_maximum_is_accepted(api):
     user = UserFactory.create()
     api.force_authenticate(user)

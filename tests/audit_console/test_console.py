@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from lab.audit import chain
 from lab.audit.models import AuditRecord, ReviewItem
@@ -150,6 +151,28 @@ def test_review_queue_is_built_and_signed_off_through_the_console(client, techni
     item.refresh_from_db()
     assert (item.reviewed_by, item.note) == (auditor, "training account, confirmed")
     assert "training account, confirmed" in done.content.decode()
+
+
+def test_a_day_still_going_on_is_not_sampled_by_hand_and_each_build_is_recorded(client, technician, auditor):
+    """An auditor who queued today's review at ten in the morning filled its random sample from the morning's
+    views, and the nightly run, which tops the sample up to its size, could draw none of the afternoon's;
+    and the build left no trace in the chain."""
+    from lab.lib.clock import database_now
+
+    client.force_login(auditor)
+    today = timezone.localdate(database_now())
+
+    early = client.post("/lab/audit/review/build/", {"day": today.isoformat()}, follow=True)
+    late = client.post("/lab/audit/review/build/", {"day": "2026-03-02"})
+
+    assert [str(m) for m in early.context["messages"]] == [
+        f"{today} is not over yet: its review is queued once it is."
+    ]
+    assert late.status_code == 302
+    assert list(
+        AuditRecord.objects.filter(action="audit.review.build").values_list("actor_id", "context_id")
+    ) == [(str(auditor.public_id), "2026-03-02")]
+    assert not ReviewItem.objects.filter(record__occurred_at__date=today).exists()
 
 
 def test_csv_export_streams_the_filtered_metadata_and_is_recorded(client, technician, packer, auditor):
