@@ -3,6 +3,7 @@ recorded; nobody else gets in; the staff pages' session, cache and CSP rules hol
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from decimal import Decimal
@@ -108,6 +109,67 @@ def test_admin_edits_a_printer_host_and_media_and_the_change_is_logged():
         ["lustre", "matte"],
     )
     assert log_entries(Printer, printer.pk) == [(CHANGE, admin.email)]
+
+
+def test_a_printer_destination_the_admin_sets_is_recorded_in_the_audit_chain():
+    """Workers send decrypted rasters to a printer's destination, and the admin's save seals whatever it is
+    given: a lab admin who pointed a printer at a print server of their own had every job routed there sent
+    to it, and only Django's LogEntry (which the database's owner can edit) said who. The chain says it."""
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    client, admin = client_as("admin")
+    host_only = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/", printer_form(printer, location="Back room")
+    )
+
+    moved = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/",
+        printer_form(printer, backend="cups", target="Minilab", cups_server="print.example.net:631"),
+    )
+
+    assert (host_only.status_code, moved.status_code) == (302, 302)
+    (record,) = AuditRecord.objects.filter(action="staff.printer_destination_set")
+    assert (record.actor_id, record.context_type, record.context_id) == (
+        str(admin.public_id),
+        "printer",
+        str(printer.pk),
+    )
+    assert record.justification.split("; ") == [
+        "backend hotfolder -> cups",
+        f"target {printer.target} -> Minilab",
+        "cups_server - -> print.example.net:631",
+    ]
+    printer.refresh_from_db()
+    assert printer.destination_is_sealed
+
+
+def test_the_admin_records_shifts_for_the_outside_shift_rule_and_each_change_is_in_the_chain():
+    """The auditors' `outside_shift` rule reads people's shifts, which no lab tool could write (only tests
+    did): it could never fire. Shifts are now kept in the lab admin, and since widening a shift after the fact
+    hides views from the rule, every change is in the audit chain."""
+    from lab.audit.models import StaffShift
+
+    client, admin = client_as("admin")
+    technician = person("technician")
+    customer = person("customer")
+    form = {"user": str(technician.pk), "weekday": "0", "start_time": "08:00", "end_time": "16:00"}
+
+    offered = client.get(f"{ADMIN}audit/staffshift/add/").content.decode()
+    added = client.post(f"{ADMIN}audit/staffshift/add/", form)
+    shift = StaffShift.objects.get(user=technician)
+    widened = client.post(f"{ADMIN}audit/staffshift/{shift.pk}/change/", {**form, "end_time": "23:00"})
+    removed = client.post(f"{ADMIN}audit/staffshift/{shift.pk}/delete/", {"post": "yes"})
+
+    users = re.search(r'<select name="user".*?</select>', offered, re.S)
+    assert users is not None
+    assert f'value="{technician.pk}"' in users.group() and f'value="{customer.pk}"' not in users.group()
+    assert (added.status_code, widened.status_code, removed.status_code) == (302, 302, 302)
+    assert not StaffShift.objects.exists()
+    records = AuditRecord.objects.filter(action="staff.shift_changed").order_by("seq")
+    assert [(r.actor_id, r.context_id, r.justification) for r in records] == [
+        (str(admin.public_id), str(technician.public_id), "added Monday 08:00-16:00"),
+        (str(admin.public_id), str(technician.public_id), "Monday 08:00-16:00 -> Monday 08:00-23:00"),
+        (str(admin.public_id), str(technician.public_id), "removed Monday 08:00-23:00"),
+    ]
 
 
 def test_printer_media_size_without_printer_media_is_refused():
@@ -277,13 +339,14 @@ def test_customers_are_not_listed_or_opened_in_the_admin():
     assert opened.status_code == 302  # Django's "does not exist" answer: back to the admin index
 
 
-def test_only_catalog_printers_and_staff_accounts_are_registered_and_none_can_be_deleted(product):
+def test_only_catalog_printers_staff_accounts_and_shifts_are_registered_and_none_but_shifts_deleted(product):
     client, _ = client_as("admin")
 
     registered = sorted(model._meta.label for model in site._registry)
     refused = client.post(f"{ADMIN}catalog/product/{product.pk}/delete/", {"post": "yes"})
 
-    assert registered == ["accounts.User", "catalog.Product", "production.Printer"]
+    # shifts may be removed (a person's shift ends); each change is in the audit chain
+    assert registered == ["accounts.User", "audit.StaffShift", "catalog.Product", "production.Printer"]
     assert refused.status_code == 403
     assert Product.objects.filter(pk=product.pk).exists()
 

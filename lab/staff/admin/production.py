@@ -11,9 +11,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db import transaction
+from django.http import HttpRequest
 
+from lab.accounts.models import User
+from lab.accounts.roles import primary_role
+from lab.audit.records import Entry, audit_append
 from lab.catalog.models import Paper
-from lab.production.models import Printer
+from lab.production.models import DESTINATION_FIELDS, Printer
 from lab.staff.admin.base import LabModelAdmin
 from printers.media import UnknownMediaError, pwg_media_for_size
 
@@ -67,6 +72,34 @@ class PrinterAdmin(LabModelAdmin[Printer]):
     list_filter = ("backend", "host", "state")
     search_fields = ("name", "target", "host", "location")
     readonly_fields = ("state", "state_reasons", "state_message", "state_changed_at", "is_paused_by_lab")
+
+    def save_model(self, request: HttpRequest, obj: Printer, form: Any, change: bool) -> None:
+        """Save, sealing the destination (Printer.save), and record a destination the admin wrote in the
+        audit chain: the workers send decrypted rasters there, so where photos go is a lab admin's act an
+        auditor can see and that cannot be edited away (Django's LogEntry can be, by the database's owner)."""
+        before = Printer.objects.filter(pk=obj.pk).values(*DESTINATION_FIELDS).first() if change else None
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            changes = [
+                f"{field} {(before or {}).get(field) or '-'} -> {getattr(obj, field) or '-'}"
+                for field in DESTINATION_FIELDS
+                if before is None or before[field] != getattr(obj, field)
+            ]
+            if changes:
+                actor = request.user
+                assert isinstance(actor, User)
+                audit_append(
+                    Entry(
+                        action="staff.printer_destination_set",
+                        actor_id=str(actor.public_id),
+                        actor_role=primary_role(actor),
+                        outcome="done",
+                        rule="lab_admin",
+                        justification="; ".join(changes)[:1000],
+                        context_type="printer",
+                        context_id=str(obj.pk),
+                    )
+                )
 
 
 def register(site: admin.AdminSite) -> None:

@@ -71,9 +71,9 @@ def admin_static_view(request: HttpRequest, path: str) -> HttpResponseBase:
 
 def register_all() -> LabAdminSite:
     """The site with its model pages; called once by lab/urls.py (a second call changes nothing)."""
-    from lab.staff.admin import accounts, catalog, production
+    from lab.staff.admin import accounts, catalog, production, shifts
 
     if not site._registry:
-        for module in (accounts, catalog, production):
+        for module in (accounts, catalog, production, shifts):
             module.register(site)
     return site

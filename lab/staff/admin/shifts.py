@@ -1,0 +1,77 @@
+"""People's working shifts in the lab admin: the auditors' `outside_shift` rule reads them.
+
+Each change is recorded in the audit chain, not only in Django's LogEntry: widening a person's shift after
+the fact would hide their views outside it from the rule, so who changed which shift, and when, must be
+provable (README, "Threat model of the audit log").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db import transaction
+from django.db.models import ForeignKey, Model
+from django.forms import ModelChoiceField
+from django.http import HttpRequest
+
+from lab.accounts.models import User
+from lab.accounts.roles import STAFF_ROLES, primary_role
+from lab.audit.models import StaffShift
+from lab.audit.records import Entry, audit_append
+from lab.staff.admin.base import LabModelAdmin
+from lab.staff.admin.site import is_lab_admin
+
+
+def _shift_text(shift: StaffShift) -> str:
+    day = StaffShift.Weekday(shift.weekday).label
+    return f"{day} {shift.start_time:%H:%M}-{shift.end_time:%H:%M}"
+
+
+def _record(*, request: HttpRequest, shift: StaffShift, what: str) -> None:
+    actor = request.user
+    assert isinstance(actor, User)
+    audit_append(
+        Entry(
+            action="staff.shift_changed",
+            actor_id=str(actor.public_id),
+            actor_role=primary_role(actor),
+            outcome="done",
+            rule="lab_admin",
+            justification=what[:1000],
+            context_type="user",
+            context_id=str(shift.user.public_id),
+        )
+    )
+
+
+class StaffShiftAdmin(LabModelAdmin[StaffShift]):
+    list_display = ("user", "weekday", "start_time", "end_time")
+    list_filter = ("weekday",)
+    fields = ("user", "weekday", "start_time", "end_time")
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
+        if db_field.name == "user":  # staff only: customers have no shifts
+            kwargs["queryset"] = User.objects.filter(groups__name__in=STAFF_ROLES).distinct()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return is_lab_admin(request.user)  # a shift that ended is removed; the chain keeps what it was
+
+    def save_model(self, request: HttpRequest, obj: StaffShift, form: Any, change: bool) -> None:
+        before = StaffShift.objects.filter(pk=obj.pk).first() if change else None
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            what = f"{_shift_text(before)} -> {_shift_text(obj)}" if before else f"added {_shift_text(obj)}"
+            _record(request=request, shift=obj, what=what)
+
+    def delete_model(self, request: HttpRequest, obj: StaffShift) -> None:
+        with transaction.atomic():
+            _record(request=request, shift=obj, what=f"removed {_shift_text(obj)}")
+            super().delete_model(request, obj)
+
+
+def register(site: admin.AdminSite) -> None:
+    site.register(StaffShift, StaffShiftAdmin)
