@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.db.models.functions import Now
 from PIL import Image
 
@@ -238,9 +239,10 @@ def _grant_for(
             return grant
     renewal_window = timedelta(seconds=settings.AUDIT_GRANT_RENEWAL_SECONDS)
     previous = (
-        AccessGrant.objects.filter(
-            **scope, revoked_at__isnull=True, expires_at__lte=now, expires_at__gte=now - renewal_window
-        )
+        AccessGrant.objects.filter(**scope, expires_at__lte=now, expires_at__gte=now - renewal_window)
+        # Ended by its expiry: also when a request for it after it expired was refused, which revokes it
+        # (`grant_expired`); otherwise reloading the expired page first hid the renewal.
+        .filter(Q(revoked_at__isnull=True) | Q(revoked_reason="grant_expired"))
         .order_by("-expires_at")
         .first()
     )

@@ -81,7 +81,12 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 def context_int(value: str) -> int:
-    return int(value) if value.isdigit() and len(value) < 18 else -1
+    """A context's id as the lab writes it (`42`), else -1 (no such context). `042`, or digits of another
+    script, named the same job to the gate, while a grant's scope and a closing context's revocation go by
+    the id as written: asked that way, a fresh grant opened that was no renewal and that no close ended."""
+    if not (value.isascii() and value.isdigit() and len(value) < 18) or str(int(value)) != value:
+        return -1
+    return int(value)
 
 
 # --- PostgreSQL: one statement ----------------------------------------------------------------------------

@@ -98,6 +98,40 @@ def test_a_new_request_soon_after_expiry_opens_a_renewal_that_is_flagged(job, cl
     assert renewals[0].detail == "asked again 121 s after the last grant for this photo expired"
 
 
+def test_a_renewal_is_flagged_even_after_reloading_the_expired_grant_first(job, clock):
+    """Reloading the expired grant's page is refused, and the refusal ended (revoked) that grant: the next
+    request then found no earlier grant and opened a fresh one, never flagged as a renewal."""
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    expired_url = client.get(url, params(job))["Location"]
+    client.get(expired_url)
+    clock.forward(601 + 60)
+
+    assert client.get(expired_url).json()["rule"] == "grant_expired"
+    renewed = client.get(client.get(url, params(job))["Location"])
+
+    first, second = AccessGrant.objects.order_by("created_at")
+    assert (renewed.status_code, second.renews_id) == (200, first.pk)
+
+
+@pytest.mark.parametrize("written", ["0{pk}", "00{pk}", "{pk}\u0660"])
+def test_a_context_id_written_another_way_is_refused_not_a_fresh_unflagged_grant(job, clock, written):
+    """`042` named job 42 to the gate, but its grant's scope kept `042`: asking again that way, just after
+    the grant for `42` expired, opened a fresh grant that was no renewal (and that a closing context, which
+    revokes grants by the id as written, `42`, did not end). Only the id as the lab writes it names one."""
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    client.get(client.get(url, params(job))["Location"])
+    clock.forward(601 + 60)
+
+    other_way = client.get(url, {**params(job), "context_id": written.format(pk=job.pk)})
+
+    assert other_way.status_code == 403
+    assert AccessGrant.objects.count() == 1
+    last = AuditRecord.objects.latest("seq")
+    assert (last.outcome, last.context_id) == ("denied", written.format(pk=job.pk))
+
+
 def test_a_live_grant_is_reused_and_a_preview_grant_does_not_cover_full_resolution(job, clock):
     client, _ = client_as("technician")
     preview_url = f"/lab/photos/{job.item.asset_id}/preview"

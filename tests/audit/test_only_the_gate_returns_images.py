@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,7 @@ def test_the_lab_admin_returns_no_image_bytes_and_registers_nothing_that_holds_t
     from django.contrib.admin.models import LogEntry
     from django.contrib.auth.models import Group
 
+    from lab.audit.models import StaffShift
     from lab.catalog.models import Product
     from lab.staff.admin.site import site
 
@@ -134,10 +136,14 @@ def test_the_lab_admin_returns_no_image_bytes_and_registers_nothing_that_holds_t
     )
     assert LogEntry.objects.count() == 1
     product = Product.objects.get(sku="PRINT-4X6-LUSTRE")
+    shift = StaffShift.objects.create(
+        user=UserFactory.create(roles=["technician"]), weekday=0, start_time=time(8), end_time=time(16)
+    )
     objects = {
         "catalog/product": str(product.pk),
         "production/printer": str(job.printer_id),
         "accounts/user": str(admin.pk),
+        "audit/staffshift": str(shift.pk),
     }
     route_values = {model: {"object_id": pk, "id": pk, "default": pk} for model, pk in objects.items()} | {
         "default": {"default": str(job.pk), "content_type_id": "1", "object_id": str(job.pk)}
@@ -165,6 +171,7 @@ def test_the_lab_admin_returns_no_image_bytes_and_registers_nothing_that_holds_t
     # ... and only models without photo bytes or links to them are registered, with no file field.
     assert sorted(model._meta.label for model in site._registry) == [
         "accounts.User",
+        "audit.StaffShift",
         "catalog.Product",
         "production.Printer",
     ]
