@@ -140,18 +140,11 @@ def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leave
     # given a customer whose erasure holds the account and stops before its last write
     customer, _ = _customer_with_a_photo()
     keys_before = set(DataKey.objects.values_list("pk", flat=True))
-    with _held("orders_order"):
-        erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(1), "the erasure did not reach the orders"
-        # when a photo upload of the same customer comes meanwhile
-        uploading, uploaded = _in_thread(
-            lambda: asset_create_from_upload(
-                owner=User.objects.get(pk=customer.pk), data=jpeg_bytes(640, 480)
-            )
-        )
-        assert _sessions_waiting(2), "the upload did not come to wait for the erasure"
-    uploading.join(timeout=60)
-    erasing.join(timeout=60)
+    # when a photo upload of the same customer comes meanwhile
+    erased, uploaded = _sent_while_erased(
+        customer,
+        lambda: asset_create_from_upload(owner=User.objects.get(pk=customer.pk), data=jpeg_bytes(640, 480)),
+    )
 
     # then the erasure is done and the upload refused with a reason; the photo was not kept: no photo of the
     # account is left unpurged, and the key its bytes were stored under is destroyed
@@ -165,22 +158,30 @@ def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leave
 def test_a_photo_sent_by_url_while_the_account_is_being_erased_is_refused_and_never_fetched(settings) -> None:
     settings.ASSET_FETCH_ALLOW_PRIVATE, settings.ASSET_FETCH_ALLOW_HTTP = True, True
     customer, _ = _customer_with_a_photo()
-    with _held("orders_order"):
-        erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(1), "the erasure did not reach the orders"
-        sending, sent = _in_thread(
-            lambda: asset_create_from_url(
-                owner=User.objects.get(pk=customer.pk), url="http://127.0.0.1:9/holiday.jpg"
-            )
-        )
-        assert _sessions_waiting(2), "the URL photo did not come to wait for the erasure"
-    sending.join(timeout=60)
-    erasing.join(timeout=60)
+    erased, sent = _sent_while_erased(
+        customer,
+        lambda: asset_create_from_url(
+            owner=User.objects.get(pk=customer.pk), url="http://127.0.0.1:9/holiday.jpg"
+        ),
+    )
 
     # before, the photo was kept `pending` under the erased account, then fetched and stored `ready`
     assert "error" not in erased, erased
     assert getattr(sent.get("error"), "code", None) == "account_erased", sent
     assert not Asset.objects.filter(owner=customer).exclude(status=Asset.Status.PURGED).exists()
+
+
+def _sent_while_erased(customer: User, send: Callable[[], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`send` a photo of `customer` while the account's erasure holds the account and waits before its last
+    write (the test's session holds the orders table); the outcomes of the erasure and of the send."""
+    with _held("orders_order"):
+        erasing, erased = _in_thread(_erase(customer.pk))
+        assert _sessions_waiting(1), "the erasure did not reach the orders"
+        sending, sent = _in_thread(send)
+        assert _sessions_waiting(2), "the photo did not come to wait for the erasure"
+    sending.join(timeout=60)
+    erasing.join(timeout=60)
+    return erased, sent
 
 
 def _customer_with_a_photo() -> tuple[User, Asset]:

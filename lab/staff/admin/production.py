@@ -15,11 +15,10 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from lab.accounts.models import User
-from lab.accounts.roles import primary_role
-from lab.audit.records import Entry, audit_append
 from lab.catalog.models import Paper
 from lab.production.models import DESTINATION_FIELDS, Printer
 from lab.staff.admin.base import LabModelAdmin
+from lab.staff.admin.services import lab_admin_record
 from printers.media import UnknownMediaError, pwg_media_for_size
 
 
@@ -86,19 +85,13 @@ class PrinterAdmin(LabModelAdmin[Printer]):
                 if before is None or before[field] != getattr(obj, field)
             ]
             if changes:
-                actor = request.user
-                assert isinstance(actor, User)
-                audit_append(
-                    Entry(
-                        action="staff.printer_destination_set",
-                        actor_id=str(actor.public_id),
-                        actor_role=primary_role(actor),
-                        outcome="done",
-                        rule="lab_admin",
-                        justification="; ".join(changes)[:1000],
-                        context_type="printer",
-                        context_id=str(obj.pk),
-                    )
+                assert isinstance(request.user, User)
+                lab_admin_record(
+                    actor=request.user,
+                    action="staff.printer_destination_set",
+                    justification="; ".join(changes),
+                    context_type="printer",
+                    context_id=str(obj.pk),
                 )
 
 

@@ -36,6 +36,24 @@ def staff_password_set(*, actor: User, user: User) -> None:
         )
 
 
+def lab_admin_record(
+    *, actor: User, action: str, justification: str, context_type: str, context_id: str
+) -> None:
+    """One change the lab admin made, in the audit chain (call it in the change's transaction)."""
+    audit_append(
+        Entry(
+            action=action,
+            actor_id=str(actor.public_id),
+            actor_role=primary_role(actor),
+            outcome="done",
+            rule="lab_admin",
+            justification=justification[:1000],
+            context_type=context_type,
+            context_id=context_id,
+        )
+    )
+
+
 def staff_roles_of(user: User) -> list[str]:
     return sorted(set(user.groups.values_list("name", flat=True)) & set(STAFF_ROLES))
 

@@ -16,10 +16,10 @@ from django.forms import ModelChoiceField
 from django.http import HttpRequest
 
 from lab.accounts.models import User
-from lab.accounts.roles import STAFF_ROLES, primary_role
+from lab.accounts.roles import STAFF_ROLES
 from lab.audit.models import StaffShift
-from lab.audit.records import Entry, audit_append
 from lab.staff.admin.base import LabModelAdmin
+from lab.staff.admin.services import lab_admin_record
 from lab.staff.admin.site import is_lab_admin
 
 
@@ -29,19 +29,13 @@ def _shift_text(shift: StaffShift) -> str:
 
 
 def _record(*, request: HttpRequest, shift: StaffShift, what: str) -> None:
-    actor = request.user
-    assert isinstance(actor, User)
-    audit_append(
-        Entry(
-            action="staff.shift_changed",
-            actor_id=str(actor.public_id),
-            actor_role=primary_role(actor),
-            outcome="done",
-            rule="lab_admin",
-            justification=what[:1000],
-            context_type="user",
-            context_id=str(shift.user.public_id),
-        )
+    assert isinstance(request.user, User)
+    lab_admin_record(
+        actor=request.user,
+        action="staff.shift_changed",
+        justification=what,
+        context_type="user",
+        context_id=str(shift.user.public_id),
     )
 
 
