@@ -153,6 +153,7 @@ STATUS_BY_CODE: dict[str, int] = {
             CommonError.NOT_ALLOWED,
             CustomerDataError.STAFF_ACCOUNT_NOT_ERASABLE,
             GateError.IMAGE_ACCESS_DENIED,
+            GateError.REQUEST_FROM_ANOTHER_SITE,
             GateError.NOT_AN_AUDITOR,
             GateError.OWN_RECORD,
             ProductionError.APPROVER_IS_OPENER,

@@ -12,6 +12,8 @@ class GateError(StrEnum):
     # The photo gate: each refusal is recorded, with its rule in the details.
     IMAGE_ACCESS_DENIED = "image_access_denied"  # refused for this person, purpose and context (the rule)
     IMAGE_NOT_FOUND = "image_not_found"  # no photo view at this path or variant (unknown_variant/_path)
+    # A photo request another site started (Sec-Fetch-Site): refused unrecorded, the person did not make it.
+    REQUEST_FROM_ANOTHER_SITE = "request_from_another_site"
     IMAGE_METHOD_NOT_ALLOWED = "image_method_not_allowed"  # a photo URL asked with another method than GET
     IMAGE_UNAVAILABLE = "image_unavailable"  # the photo was purged (its data key destroyed)
     ORDER_ITEM_NOT_FOUND = "order_item_not_found"  # a proof of an item position the order does not have

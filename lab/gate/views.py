@@ -9,6 +9,8 @@ is `Cache-Control: no-store`.
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.utils.http import urlencode
@@ -28,6 +30,8 @@ from lab.lib.errors import (
     Unavailable,
     UpstreamError,
 )
+
+logger = logging.getLogger(__name__)
 
 # The status of each kind of refusal on the lab's own pages; the first kind an error is an instance of wins.
 # Mapped by kind here because lab never imports api/ (whose table maps every code, and agrees on the gate's:
@@ -61,12 +65,36 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
+# A request the browser says another site started (a link in a chat or an e-mail, an <img> on another page):
+# the signed-in person did not ask for it, so it opens no grant and writes no record in their name (a link
+# could otherwise put "personal curiosity" on a technician's record, or a flagged refusal). Browsers send
+# Sec-Fetch-Site on every request; the lab's own pages are `same-origin`, a typed or bookmarked URL `none`.
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+
+def _from_another_site(request: HttpRequest) -> HttpResponse | None:
+    if request.headers.get("Sec-Fetch-Site", "") not in FOREIGN_FETCH_SITES:
+        return None
+    logger.info("gate request started by another site refused path=%s", request.path)
+    return _no_store(
+        _problem(
+            PermissionDenied(
+                GateError.REQUEST_FROM_ANOTHER_SITE,
+                "This photo link was opened from outside the lab; open it from the lab's own pages.",
+            )
+        )
+    )
+
+
 # CSRF-exempt so that a POST (or any other method) reaches the gate and is recorded as refused, instead of
-# being turned away unrecorded by the CSRF check; no method but GET ever gets further.
+# being turned away unrecorded by the CSRF check; no method but GET ever gets further. A request another
+# site started is turned away first, unrecorded: the person did not make it.
 @csrf_exempt
 @login_required
 def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpResponse:
     assert isinstance(request.user, User)
+    if (foreign := _from_another_site(request)) is not None:
+        return foreign
     meta = request_meta(request)
     try:
         if request.method != "GET":
@@ -110,6 +138,8 @@ def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpRespon
 def staff_photo_unknown(request: HttpRequest, rest: str) -> HttpResponse:
     """Every other path under /lab/photos/: no photo, but the attempt is on the record."""
     assert isinstance(request.user, User)
+    if (foreign := _from_another_site(request)) is not None:
+        return foreign
     try:
         image_request_refuse(
             user=request.user, path=request.path, rule="unknown_path", meta=request_meta(request)

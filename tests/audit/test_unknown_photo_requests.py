@@ -121,3 +121,25 @@ def test_anonymous_requests_go_to_the_login_page_and_write_nothing(job, client):
 
     assert response.status_code == 302 and response["Location"].startswith("/lab/login/")
     assert AuditRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("path", ["/lab/photos/{asset}/preview", "/lab/photos/{asset}/nothing-here"])
+def test_a_request_another_site_started_opens_no_grant_and_writes_nothing_in_their_name(job, site, path):
+    """A link posted in a chat, or an <img> on another page, that a signed-in technician's browser follows:
+    before, it opened a grant and recorded a view "for personal curiosity" in their name (or a flagged
+    refusal, for any path under /lab/photos/), all words of whoever wrote the link."""
+    from lab.audit.models import AccessGrant
+
+    client, _ = client_as("technician")
+    url = path.format(asset=job.item.asset_id)
+    forged = {**printing(job), "justification": "personal curiosity"}
+
+    response = client.get(url, forged, HTTP_SEC_FETCH_SITE=site)
+
+    assert (response.status_code, response.json()["code"]) == (403, "request_from_another_site")
+    assert (AccessGrant.objects.count(), AuditRecord.objects.count()) == (0, 0)
+    # from the lab's own page, or typed in: the gate decides, and records, as before
+    own = client.get(url, printing(job), HTTP_SEC_FETCH_SITE="same-origin")
+    acted = (own.status_code, AccessGrant.objects.count(), AuditRecord.objects.count())
+    assert acted == ((303, 1, 0) if path.endswith("preview") else (404, 0, 1))  # a grant, or a denial
