@@ -327,6 +327,35 @@ def test_admin_changes_roles_and_deactivates_an_account_recorded_in_both_logs():
     assert record.context_id == str(technician.public_id)
 
 
+def test_the_admins_own_password_change_keeps_them_signed_in_and_is_recorded():
+    """The admin's "Change password" link is Django's own view: it saved the hash without sealing the
+    account, so the next request found the seal broken, signed the admin out (403) and recorded tampering."""
+    from tests.builders import PASSWORD
+
+    client, admin = client_as("admin")
+
+    changed = client.post(
+        f"{ADMIN}password_change/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a new admin secret 43",
+            "new_password2": "a new admin secret 43",
+        },
+    )
+    after = client.get(ADMIN)
+
+    assert (changed.status_code, after.status_code) == (302, 200)
+    admin.refresh_from_db()
+    assert admin.check_password("a new admin secret 43")
+    record = AuditRecord.objects.get(action="staff.account_changed")
+    assert (record.actor_id, record.context_id, record.justification) == (
+        str(admin.public_id),
+        str(admin.public_id),
+        "password set",
+    )
+    assert not AuditRecord.objects.filter(action="staff.account_refused").exists()
+
+
 def test_customers_are_not_listed_or_opened_in_the_admin():
     client, _ = client_as("admin")
     customer = person("customer")

@@ -12,6 +12,7 @@ from typing import Any
 
 import django.contrib.admin
 from django.contrib import admin
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.urls import reverse
@@ -51,6 +52,20 @@ class LabAdminSite(admin.AdminSite):
             return response
 
         return update_wrapper(gate, view)
+
+    def password_change(  # type: ignore[override]  # the stub says TemplateResponse: success is a redirect
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The admin's own password (the admin's "Change password" link): sealed and recorded like any
+        password the admin sets. Django's view alone saved a hash the account's seal did not cover, and the
+        next request signed the admin out as if the database had been changed behind the lab's back."""
+        from lab.staff.admin.services import staff_password_set
+
+        with transaction.atomic():
+            response = super().password_change(request, extra_context)
+            if isinstance(response, HttpResponseRedirect):  # the form was valid and the password saved
+                staff_password_set(actor=request.user, user=request.user)  # type: ignore[arg-type]
+        return response
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """One sign-in page for all staff: the lab's (rate rules, idle clock), never the admin's own."""
