@@ -325,7 +325,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 # --- handler400/403/404/500 under /api/ (lab/urls.py): errors raised before a view, or outside DRF ---------
 
 
-def _problem_page(*, code: ApiError, detail: str) -> JsonResponse:
+def problem_page(*, code: str, detail: str) -> JsonResponse:
     # A plain JsonResponse: these run where DRF never negotiated content (middleware, URL routing).
     status_code = STATUS_BY_CODE[code]
     body = {
@@ -351,38 +351,38 @@ def database_unavailable() -> bool:
 def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """Django's SuspiciousOperation family: a foreign Host header, a body or a form too big to parse."""
     if isinstance(exception, RequestDataTooBig):
-        return _problem_page(
+        return problem_page(
             code=ApiError.REQUEST_TOO_LARGE, detail="The request body is larger than this API accepts."
         )
     if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
-        return _problem_page(
+        return problem_page(
             code=ApiError.TOO_MANY_FIELDS, detail="The request has more form fields or files than allowed."
         )
     if isinstance(exception, DisallowedHost):
-        return _problem_page(
+        return problem_page(
             code=ApiError.DISALLOWED_HOST, detail="The Host header names a host this server does not serve."
         )
-    return _problem_page(code=ApiError.BAD_REQUEST, detail="The request is malformed.")
+    return problem_page(code=ApiError.BAD_REQUEST, detail="The request is malformed.")
 
 
 def permission_denied_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _problem_page(code=ApiError.PERMISSION_DENIED, detail="You may not do this.")
+    return problem_page(code=ApiError.PERMISSION_DENIED, detail="You may not do this.")
 
 
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _problem_page(code=ApiError.NOT_FOUND, detail="No such resource.")
+    return problem_page(code=ApiError.NOT_FOUND, detail="No such resource.")
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
     if database_unavailable():
-        response = _problem_page(
+        response = problem_page(
             code=ApiError.DATABASE_UNAVAILABLE,
             detail="The lab's database did not answer (restarting or overloaded). Retry in a few seconds; "
             "send a write again with the same Idempotency-Key, so that it takes effect once.",
         )
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response
-    return _problem_page(
+    return problem_page(
         code=ApiError.SERVER_ERROR,
         detail="The server failed to answer; the response's X-Request-ID names it in the lab's logs.",
     )

@@ -134,7 +134,8 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         raise InvalidImage(OrderError.DECOMPRESSION_BOMB, "The image declares too many pixels.") from error
     except UnidentifiedImageError as error:
         raise InvalidImage(OrderError.NOT_AN_IMAGE, "The file is not an image we can read.") from error
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
+    except (OSError, SyntaxError, ValueError, OverflowError, struct.error, EOFError) as error:
+        # OverflowError: an EXIF orientation stored as an infinite float (int() of it); was a 500.
         raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
 
     stored = sequential_bytes(data, layout=layout) if layout else data
@@ -144,7 +145,12 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
     gps_stripped = False
     if has_gps and image_format == "JPEG":
         located = stored
-        stored = strip_jpeg_gps(located)
+        try:
+            stored = strip_jpeg_gps(located)
+        except (ValueError, struct.error, TypeError) as error:
+            # EXIF that Pillow reads but cannot write back (a number tag stored as text): was a 500. The photo
+            # is refused rather than kept with its location.
+            raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image's EXIF data is corrupt.") from error
         gps_stripped = stored != located
     return ImageFacts(
         data=stored,

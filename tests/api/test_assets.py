@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,32 @@ def hsv_tiff() -> bytes:
     return out.getvalue()
 
 
+def _exif(entries: list[tuple[int, int, int, bytes]], after: bytes = b"") -> bytes:
+    """An EXIF block as a camera could write it: a little-endian TIFF header, one IFD at offset 8 of
+    (tag, type, count, 4-byte value or offset) entries, then `after` (values the entries point to)."""
+    ifd = struct.pack("<H", len(entries))
+    ifd += b"".join(struct.pack("<HHI", tag, kind, count) + value for tag, kind, count, value in entries)
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + after
+
+
+def _jpeg_with_exif(exif: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+def infinite_orientation() -> bytes:
+    # Orientation as a DOUBLE (type 12) holding infinity, stored right after the IFD (offset 26)
+    return _jpeg_with_exif(_exif([(0x0112, 12, 1, struct.pack("<I", 26))], struct.pack("<d", float("inf"))))
+
+
+def gps_and_a_number_tag_as_text() -> bytes:
+    # ResolutionUnit as ASCII "abc", and a GPS IFD (offset 38) with GPSLatitudeRef "N": the GPS is found,
+    # and writing the EXIF back without it fails
+    gps = struct.pack("<H", 1) + struct.pack("<HHI", 1, 2, 2) + b"N\x00\x00\x00" + struct.pack("<I", 0)
+    return _jpeg_with_exif(_exif([(0x0128, 2, 4, b"abc\x00"), (0x8825, 4, 1, struct.pack("<I", 38))], gps))
+
+
 @pytest.mark.parametrize(
     ("data", "status", "code"),
     [
@@ -104,8 +131,10 @@ def hsv_tiff() -> bytes:
         (bomb(), 422, "decompression_bomb"),
         (gif(), 422, "unsupported_format"),
         (hsv_tiff(), 422, "unsupported_color_mode"),
+        (infinite_orientation(), 422, "corrupt_image"),  # was a 500 (OverflowError)
+        (gps_and_a_number_tag_as_text(), 422, "corrupt_image"),  # was a 500 (struct.error)
     ],
-    ids=["not-image", "empty", "truncated", "bomb", "gif", "float-mode"],
+    ids=["not-image", "empty", "truncated", "bomb", "gif", "float-mode", "exif-inf", "exif-unwritable"],
 )
 def test_bad_uploads_get_a_specific_code_and_store_nothing(api, settings, data, status, code):
     api.force_authenticate(UserFactory.create())
@@ -187,6 +216,31 @@ def test_oversize_upload_is_refused(api, settings):
     response = upload(api, jpeg_bytes())
 
     assert (response.status_code, response.json()["code"]) == (413, "file_too_large")
+    assert Asset.objects.count() == 0
+
+
+def test_an_upload_over_the_limit_is_refused_before_its_body_is_read(api, settings, monkeypatch):
+    """Django streams a multipart body to the web host's temporary files and counts only its other fields:
+    the photo's size was checked once it had all been written, so one anonymous request of any size could
+    fill the disk before its 413."""
+    from django.core.files import uploadhandler
+
+    settings.ASSET_MAX_BYTES = 10_000
+    read: list[int] = []
+    for handler in (uploadhandler.MemoryFileUploadHandler, uploadhandler.TemporaryFileUploadHandler):
+        original = handler.receive_data_chunk
+
+        def counting(self, raw_data, start, _original=original):
+            read.append(len(raw_data))
+            return _original(self, raw_data, start)
+
+        monkeypatch.setattr(handler, "receive_data_chunk", counting)
+    api.force_authenticate(UserFactory.create())
+
+    response = upload(api, b"\xff" * 2_000_000, name="photo.jpg")
+
+    assert (response.status_code, response.json()["code"]) == (413, "file_too_large")
+    assert read == []  # not a byte of the file was taken
     assert Asset.objects.count() == 0
 
 

@@ -129,6 +129,8 @@ def test_the_lab_pages_answer_the_gates_refusals_with_the_apis_statuses():
         NotFound(GateError.REVIEW_ITEM_NOT_FOUND, "No such item."),
         Conflict(GateError.ALREADY_SIGNED_OFF, "Signed off."),
         PermissionDenied(GateError.OWN_RECORD, "Not your own."),
+        Conflict(GateError.REVIEW_DAY_NOT_OVER, "Not over."),
+        PermissionDenied(GateError.REQUEST_FROM_ANOTHER_SITE, "From elsewhere."),
     ]
 
     statuses = {str(error.code): (http_status(error), error_status(error)) for error in refusals}
@@ -146,6 +148,8 @@ def test_the_lab_pages_answer_the_gates_refusals_with_the_apis_statuses():
         "review_item_not_found": (404, 404),
         "already_signed_off": (409, 409),
         "own_record": (403, 403),
+        "review_day_not_over": (409, 409),
+        "request_from_another_site": (403, 403),
     }
     # A new GateError code is listed above, with the kind its raise site uses.
     assert set(GateError) - statuses.keys() == set()
