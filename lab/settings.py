@@ -408,6 +408,8 @@ PRODUCTION_CLAIM_LEASE_SECONDS = envint("PRODUCTION_CLAIM_LEASE_SECONDS", 600)
 PRODUCTION_RETRY_BASE_SECONDS = float(os.environ.get("PRODUCTION_RETRY_BASE_SECONDS", "5"))
 PRODUCTION_RETRY_CAP_SECONDS = float(os.environ.get("PRODUCTION_RETRY_CAP_SECONDS", "600"))
 PRODUCTION_MAX_SUBMIT_ATTEMPTS = envint("PRODUCTION_MAX_SUBMIT_ATTEMPTS", 10)
+# A raster whose worker was lost this many times in a row (a photo that crashes or exhausts it) fails the job.
+PRODUCTION_MAX_RASTER_TAKEOVERS = envint("PRODUCTION_MAX_RASTER_TAKEOVERS", 3)
 # A job held at the printer (never started) longer than this is cancelled there and failed for a technician.
 PRODUCTION_STUCK_JOB_SECONDS = envint("PRODUCTION_STUCK_JOB_SECONDS", 1800)
 # How long a hand-off (paid -> released, queued -> raster message) may take before the reconciler redoes it.

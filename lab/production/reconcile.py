@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 
 from lab.lib.clock import database_now
 from lab.lib.tasks import enqueue, queue_depth
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
-from lab.production.jobs import rasterize_enqueue
-from lab.production.models import PrintJob
+from lab.production.jobs import job_fail, rasterize_enqueue
+from lab.production.models import JobEvent, PrintJob
 from lab.production.routing import jobs_route_waiting, order_release
 from lab.production.states import JobStatus
 from lab.production.submission import reconcile_submitting
@@ -67,6 +68,9 @@ def production_reconcile() -> dict[str, int]:
         if resend:
             counts["rasterize_requeued"] += len(resend)
     for job in PrintJob.objects.filter(status=J.RASTERIZING, claimed_at__lt=now - lease):
+        if _raster_takeovers(job.pk) >= settings.PRODUCTION_MAX_RASTER_TAKEOVERS:
+            counts[_raster_given_up(job, expired_before=now - lease)] += 1
+            continue
         rasterize_enqueue(job.pk)  # the claim takes over an expired lease
         counts["rasterize_taken_over"] += 1
     for job in PrintJob.objects.filter(status=J.SUBMITTING, claimed_at__lt=now - lease).select_related(
@@ -86,3 +90,31 @@ def production_reconcile() -> dict[str, int]:
         enqueue("packing.slip_render", order_id=order_id)
         counts["slips_requested"] += 1
     return dict(counts)
+
+
+def _raster_takeovers(job_id: int) -> int:
+    """How many times this raster's worker was lost since the job last entered the queue."""
+    entries = JobEvent.objects.filter(job_id=job_id, to_status=J.QUEUED).order_by("-pk")
+    since = entries.values_list("pk", flat=True).first() or 0
+    return JobEvent.objects.filter(job_id=job_id, kind="lease_taken_over", pk__gt=since).count()
+
+
+def _raster_given_up(job: PrintJob, *, expired_before: datetime) -> str:
+    """Every worker that took this raster on was lost (a photo that crashes libvips, or runs a worker out of
+    memory, kills each one): a technician looks, instead of a loop of takeovers that never ends and that
+    nobody sees (the job only ever looked `rasterizing`). Nothing of it was printed."""
+    failed = job_fail(
+        job_id=job.pk,
+        from_statuses={J.RASTERIZING},
+        kind="raster_failed",
+        code="raster_worker_lost",
+        message=(
+            f"The worker making this raster was lost {settings.PRODUCTION_MAX_RASTER_TAKEOVERS + 1} times; "
+            "nothing was printed."
+        ),
+        is_permanent=False,
+        where=Q(claimed_at__lt=expired_before),
+        claimed_at=None,
+        claimed_by="",
+    )
+    return "raster_given_up" if failed else "raster_claim_moved"

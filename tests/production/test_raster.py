@@ -256,6 +256,36 @@ def test_untagged_and_srgb_tagged_photos_keep_their_values() -> None:
     assert _close(_pixel(_decode(rasterize(data=tagged, spec=spec).data), (30, 20)), colour, 1)
 
 
+def _without_tags(icc: bytes, *names: bytes) -> bytes:
+    """The profile with these tags renamed in its tag table (a readable profile that lacks them)."""
+    count = int.from_bytes(icc[128:132], "big")
+    table = bytearray(icc)
+    for entry in range(count):
+        at = 132 + 12 * entry
+        if bytes(table[at : at + 4]) in names:
+            table[at : at + 4] = b"zzz" + bytes([48 + entry % 10])
+    return bytes(table)
+
+
+@pytest.mark.parametrize("dpi", [10, 300])  # the Pillow engine, and libvips' (which converts in its pipeline)
+def test_a_readable_profile_no_transform_can_be_built_from_prints_as_untagged(dpi: int) -> None:
+    """An sRGB profile without its red colorant and curve is read (intake takes its description) but
+    LittleCMS cannot build a transform from it: the raster worker raised PyCMSError, which no handler
+    caught, so the job stayed `rasterizing` and was taken over and crashed again every lease, for ever."""
+    colour = (200, 100, 50)
+    broken = _without_tags(SRGB_PROFILE, b"rXYZ", b"rTRC")
+    data = _encode(
+        _textured(1500, 1000) if dpi == 300 else Image.new("RGB", (90, 60), colour), icc_profile=broken
+    )
+    spec = RasterSpec(width_in=6, height_in=4, dpi=dpi, output_format="tiff")
+
+    printed = _decode(rasterize(data=data, spec=spec).data)
+
+    assert printed.size == (6 * dpi, 4 * dpi)
+    if dpi == 10:
+        assert _close(_pixel(printed, (30, 20)), colour, 3)  # as untagged sRGB: the values kept
+
+
 def test_cmyk_printer_profile_gives_cmyk_output() -> None:
     # given a white-and-red photo and a CMYK output profile
     image = Image.new("RGB", (90, 60), WHITE)

@@ -289,6 +289,42 @@ def test_expired_raster_lease_is_taken_over(settings):
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
 
 
+class WorkerKilled(BaseException):
+    """The raster worker dies here (SIGKILL, the OOM killer): no handler of the lab's catches it."""
+
+
+def test_a_raster_that_kills_every_worker_fails_the_job_for_a_person_after_three_takeovers(
+    settings, monkeypatch
+):
+    """A photo that crashes libvips, or runs a worker out of memory, kills each worker that takes it on.
+    Before, the reconciler gave the expired claim to the next worker for ever: the job only ever looked
+    `rasterizing`, and nobody was told."""
+    from lab.production import raster
+
+    settings.PRODUCTION_HANDOFF_GRACE_SECONDS = 0
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+
+    def killed(**_: object) -> object:
+        raise WorkerKilled
+
+    monkeypatch.setattr(raster, "rasterize", killed)
+    swept = []
+    for worker in range(settings.PRODUCTION_MAX_RASTER_TAKEOVERS + 1):
+        with pytest.raises(WorkerKilled):
+            rasterizing.print_job_rasterize(job_id=job.pk, worker=f"worker:{worker}")
+        PrintJob.objects.filter(pk=job.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+        result = reconcile.production_reconcile()
+        swept.append(next(key for key in ("rasterize_taken_over", "raster_given_up") if key in result))
+
+    assert swept == ["rasterize_taken_over"] * 3 + ["raster_given_up"]
+    job.refresh_from_db()
+    assert (job.status, job.failure_code, job.claimed_by) == (JobStatus.FAILED, "raster_worker_lost", "")
+    assert JobEvent.objects.filter(job=job, kind="lease_taken_over").count() == 3
+
+
 def _stored_files(settings) -> list[Path]:
     return sorted(path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file())
 

@@ -105,11 +105,23 @@ def cached_transform(
     return transform
 
 
+def _transforms(source_icc: bytes, mode: str) -> bool:
+    """Whether LittleCMS builds a transform from this profile: one can be readable and still lack a tag a
+    transform needs (a matrix-shaper without its red colorant or curve). Such a profile raised PyCMSError
+    in the raster worker, which no handler caught: the job was taken over and crashed again, for ever."""
+    try:
+        cached_transform(source_icc, SRGB_PROFILE, mode, "RGB")
+    except ImageCms.PyCMSError:
+        return False
+    return True
+
+
 def _source_profile(image: Image.Image, embedded: bytes | None) -> tuple[Image.Image, bytes]:
-    """The embedded profile when it is readable and matches the pixels; otherwise the default for the mode."""
+    """The embedded profile when it is readable, matches the pixels and makes a transform; otherwise the
+    default for the mode."""
     expected_space = {"RGB": "RGB", "CMYK": "CMYK", "L": "GRAY"}[image.mode]
     if embedded is not None:
-        if _colour_space(embedded) == expected_space:
+        if _colour_space(embedded) == expected_space and _transforms(embedded, image.mode):
             return image, embedded
         logger.warning("embedded ICC profile unreadable or for another colour space; using the default")
     if image.mode == "CMYK":
@@ -125,7 +137,7 @@ def converts_in_libvips(*, embedded_icc: bytes | None, mode: str, output: Output
     transforms below: libvips would rebuild theirs, from a file, for every print."""
     if mode != "RGB" or embedded_icc is None or output.icc != SRGB_PROFILE:
         return False
-    if _colour_space(embedded_icc) != "RGB":
+    if _colour_space(embedded_icc) != "RGB" or not _transforms(embedded_icc, "RGB"):
         return False
     return cached_transform(embedded_icc, output.icc, "RGB", "RGB") is not None
 
