@@ -149,6 +149,7 @@ def _proof(
             output_icc=printer_icc,
             placement=options,
         ),
+        orientation=asset.exif_orientation,  # as the quote, and the worker that prints it
     )
     with Image.open(io.BytesIO(raster.data)) as decoded:
         printed = decoded.copy()

@@ -152,6 +152,8 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
             # is refused rather than kept with its location.
             raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image's EXIF data is corrupt.") from error
         gps_stripped = stored != located
+    if image_format in ("JPEG", "PNG"):
+        orientation = _orientation_as_workers_read_it(stored, image_format)
     return ImageFacts(
         data=stored,
         sha256=hashlib.sha256(stored).hexdigest(),
@@ -166,6 +168,23 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         gps_stripped=gps_stripped,
         made_sequential_from=layout,
     )
+
+
+def _orientation_as_workers_read_it(data: bytes, image_format: str) -> int:
+    """The EXIF orientation libvips reads from the stored photo, which is what the raster workers apply.
+    Pillow also finds one where libvips does not (a PNG's "Raw profile type exif" text chunk, an Orientation
+    stored as text, a doubled "Exif" header): the quote then said portrait and the print came out landscape,
+    and a quoted crop failed the paid job (`crop_aspect_mismatch`). The header only; no pixel is decoded."""
+    import pyvips
+
+    from lab.lib.decoders import vips_load
+
+    try:
+        header = vips_load(data, _VIPS_FORMAT[image_format])
+        value = header.get("orientation") if header.get_typeof("orientation") != 0 else 1
+    except pyvips.Error as error:
+        raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _decode_every_pixel(data: bytes, image_format: str) -> None:
@@ -275,7 +294,11 @@ def strip_jpeg_gps(data: bytes) -> bytes:
         if EXIF_GPS_IFD not in exif:
             return data
         del exif[EXIF_GPS_IFD]
-        new_payload = b"Exif\x00\x00" + exif.tobytes()
+        # Pillow's Exif.tobytes() starts with the APP1 "Exif\0\0" header itself: adding another made a doubled
+        # header, which Pillow reads and libvips does not, so every photo whose GPS was stripped (a phone's)
+        # lost its orientation in the raster workers and printed sideways or upside down.
+        payload = exif.tobytes()
+        new_payload = payload if payload.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + payload
     position = 2  # after SOI
     while position + 4 <= len(data) and data[position] == 0xFF:
         marker = data[position + 1]

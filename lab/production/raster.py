@@ -3,6 +3,7 @@ Decode, EXIF-orient, place (crop, orientation, border) at the printer's DPI, con
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -22,6 +23,7 @@ from lab.production.imaging.geometry import (
     SHRINK_HEADROOM,
     ResamplePlan,
     jpeg_shrink_factor,
+    normalised_orientation,
     orient,
     plan_resample,
     swaps_axes,
@@ -165,15 +167,22 @@ def _encode(image: Image.Image, *, spec: RasterSpec, profile: OutputProfile) -> 
     return buffer.getvalue()
 
 
-def rasterize(*, data: bytes, spec: RasterSpec, engine: Engine | None = None) -> RasterResult:
+def rasterize(
+    *, data: bytes, spec: RasterSpec, engine: Engine | None = None, orientation: int | None = None
+) -> RasterResult:
     """Turn photo bytes into a print-ready raster. Raises RasterError (permanent) for bad input or spec.
 
     `engine` is for benchmarks and tests that compare engines; production leaves it None and gets the
-    engine chosen by measurement for this photo (recorded in the result).
+    engine chosen by measurement for this photo (recorded in the result). `orientation`: the one intake
+    recorded for a JPEG or PNG, which the customer's quote and proof were made with (libvips' own reading
+    otherwise): photos stored before intake read it as libvips does (a phone photo whose GPS was stripped
+    kept an EXIF header only Pillow read) print as they were quoted, not sideways.
     """
     _validate(spec)
     profile = output_profile(spec.output_icc)
     source = open_source(data)
+    if orientation is not None and source.format in ("jpeg", "png"):
+        source = dataclasses.replace(source, orientation=normalised_orientation(orientation))
     placement = raster_placement(
         spec=spec, photo_width=source.width, photo_height=source.height, orientation=source.orientation
     )

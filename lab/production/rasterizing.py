@@ -88,6 +88,7 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
                 output_icc=bytes(printer.icc_profile) if printer.icc_profile else None,
                 placement=item.placement_options,
             ),
+            orientation=asset.exif_orientation,  # the quote's (recorded at intake)
         )
     except (raster.RasterError, KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
         job_fail(

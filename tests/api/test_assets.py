@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pyvips
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from lab.orders import checks, imaging
 from lab.orders.models import Asset
@@ -72,6 +72,58 @@ def test_orientation_icc_and_gps_are_recorded_and_gps_is_stripped(api, settings)
     with Image.open(io.BytesIO(stored)) as image:
         assert 0x8825 not in image.getexif()
         assert image.getexif()[0x0112] == 6
+
+
+def _png_with_a_raw_profile_exif(orientation: int) -> bytes:
+    """ImageMagick's way of keeping EXIF in a PNG: a hex "Raw profile type exif" text chunk. Pillow reads its
+    orientation; libvips, which the raster workers use, does not."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    raw = exif.tobytes()
+    hexed = raw.hex()
+    text = f"\nexif\n{len(raw):8d}\n" + "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72)) + "\n"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", text)
+    out = io.BytesIO()
+    Image.new("RGB", (240, 120), "red").save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [(jpeg_bytes(orientation=6), 6), (_png_with_a_raw_profile_exif(6), 1)],
+    ids=["jpeg-exif", "png-raw-profile"],
+)
+def test_the_orientation_recorded_at_intake_is_the_one_the_raster_workers_apply(api, data, expected):
+    """The quote and the print read one orientation. Before, intake took Pillow's (6 from the PNG's text
+    chunk) and the workers libvips' (none): the quote said portrait, the print came out landscape, and a
+    crop quoted on the portrait photo failed the paid job (`crop_aspect_mismatch`)."""
+    from lab.production.imaging.source import open_source
+
+    api.force_authenticate(UserFactory.create())
+
+    body = upload(api, data).json()
+
+    asset = Asset.objects.get(pk=body["id"])
+    stored = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
+    assert body["exif_orientation"] == open_source(stored).orientation == expected
+
+
+def test_a_phone_photo_with_gps_prints_turned_as_it_displays(api):
+    """A phone stores a portrait photo as landscape pixels with Orientation 6, and with GPS data, which
+    intake strips. The stripping wrote the EXIF back with a doubled "Exif" header that libvips does not read:
+    the raster workers saw no orientation and printed every such photo sideways."""
+    from lab.production.raster import RasterSpec, rasterize
+
+    api.force_authenticate(UserFactory.create())
+
+    body = upload(api, jpeg_bytes(900, 600, orientation=6, gps=True)).json()
+
+    asset = Asset.objects.get(pk=body["id"])
+    stored = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
+    printed = rasterize(data=stored, spec=RasterSpec(width_in=4, height_in=6, dpi=50, output_format="tiff"))
+    assert (body["gps_stripped"], body["exif_orientation"]) == (True, 6)
+    assert Image.open(io.BytesIO(printed.data)).size == (200, 300)  # portrait, as the phone shows it
 
 
 def truncated() -> bytes:

@@ -286,6 +286,24 @@ def test_a_readable_profile_no_transform_can_be_built_from_prints_as_untagged(dp
         assert _close(_pixel(printed, (30, 20)), colour, 3)  # as untagged sRGB: the values kept
 
 
+def test_a_photo_stored_with_a_doubled_exif_header_prints_with_the_orientation_intake_recorded() -> None:
+    """Intake's GPS stripping wrote a doubled "Exif" header until 2026-12-05: Pillow reads its orientation
+    (what the quote used), libvips does not. The orientation intake recorded is the one printed."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    doubled = b"Exif\x00\x00" + exif.tobytes()  # tobytes() has the header already: as the old stripping did
+    data = _encode(_textured(300, 200), exif=doubled)
+    spec = RasterSpec(width_in=4, height_in=6, dpi=20, output_format="tiff")
+    with Image.open(io.BytesIO(data)) as stored:
+        assert stored.getexif().get(0x0112) == 6  # what intake recorded, and the quote showed
+
+    as_libvips_reads_it = _decode(rasterize(data=data, spec=spec).data)
+    as_quoted = _decode(rasterize(data=data, spec=spec, orientation=6).data)
+
+    assert as_libvips_reads_it.size == (120, 80)  # landscape: the portrait photo printed on its side
+    assert as_quoted.size == (80, 120)  # portrait, as the phone showed it and the quote said
+
+
 def test_cmyk_printer_profile_gives_cmyk_output() -> None:
     # given a white-and-red photo and a CMYK output profile
     image = Image.new("RGB", (90, 60), WHITE)
