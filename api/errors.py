@@ -203,6 +203,7 @@ STATUS_BY_CODE: dict[str, int] = {
             PackingError.ORDER_NOT_PACKED,
             PackingError.ORDER_NOT_READY_TO_PACK,
             ProductionError.JOB_CHANGED,
+            ProductionError.EARLIER_SEND_PRINTED,
             ProductionError.ORDER_NOT_HOLDABLE,
             ProductionError.ORDER_NOT_IN_PRODUCTION,
             ProductionError.ORDER_NOT_ON_HOLD,

@@ -22,9 +22,11 @@ from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for
+from lab.production.cancellation import printer_cancels_settle
 from lab.production.errors import ProductionError
 from lab.production.models import Batch, JobEvent, Printer, PrintJob, new_title_token
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
+from printers.base import FINAL_JOB_STATES, JobState
 from printers.errors import PrinterError
 
 logger = logging.getLogger(__name__)
@@ -146,7 +148,10 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
         )
     if printer_id is not None and printer_id == job.printer_id:
         raise DomainError(ProductionError.SAME_PRINTER, f"Job {job.pk} is already on that printer.")
-    moved = routing.job_reroute(job_id=job.pk, printer_id=printer_id, actor_id=actor.pk)
+    withdrawn = job.submit_attempts > 0 and _earlier_sends_withdraw(job)
+    moved = routing.job_reroute(
+        job_id=job.pk, printer_id=printer_id, actor_id=actor.pk, earlier_sends_withdrawn=withdrawn
+    )
     if not moved:
         raise DomainError(
             ProductionError.NO_CAPABLE_PRINTER,
@@ -154,6 +159,35 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
         )
     job.refresh_from_db()
     return job
+
+
+def _earlier_sends_withdraw(job: PrintJob) -> bool:
+    """Before a job with a send behind it moves to another printer: every copy of it its printer still holds
+    is cancelled there, so that only the new printer prints it. Refused when the printer does not answer (it
+    may print the copy once it does) or has printed one already (moving it would print a second)."""
+    assert job.printer is not None
+    backend = backend_for(job.printer)
+    try:
+        copies = [j for j in backend.find_jobs(title_prefix=job.title) if j.title == job.title]
+        if any(copy.state is JobState.COMPLETED for copy in copies):
+            raise Conflict(
+                ProductionError.EARLIER_SEND_PRINTED,
+                f"Job {job.pk} was printed by {job.printer.name} from an earlier send; it is not sent again. "
+                "Count the prints there.",
+            )
+        for copy in copies:
+            if copy.state not in FINAL_JOB_STATES:
+                backend.cancel(copy.handle)
+    except PrinterError as error:
+        raise UpstreamError(
+            ProductionError.PRINTER_CANCEL_FAILED,
+            f"{job.printer.name} may still hold an earlier send of job {job.pk} and does not answer "
+            f"({error.message}); nothing was moved. Try again once it answers.",
+        ) from error
+    JobEvent.objects.create(
+        job=job, kind="earlier_sends_withdrawn", note=f"{len(copies)} at {job.printer.name}"
+    )
+    return True
 
 
 def _item_keeps_a_print(job: PrintJob) -> None:
@@ -190,6 +224,9 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     with transaction.atomic():
         order_locked(order_id=job.order_id)  # two people cancelling an item's two jobs at once: one wins
         _item_keeps_a_print(job)
+        # A job back in `ready`/`failed` after a transient error may have its earlier send held at the
+        # printer: cancelled there too (by its title), or it prints after all.
+        earlier_send = job.status != J.SUBMITTED and job.submit_attempts > 0
         moved = jobs.job_move(
             job_id=job.pk,
             from_statuses={job.status},
@@ -197,9 +234,12 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
             kind="cancelled",
             note=note or "cancelled by staff",
             actor_id=actor.pk,
+            cancel_at_printer=earlier_send,
         )
     if not moved:
         raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile; look again and retry.")
+    if earlier_send:
+        printer_cancels_settle(order_id=job.order_id)
     # The order may now be complete: everything else of it printed.
     tracking.order_check_printed(order_id=job.order_id)
     job.refresh_from_db()

@@ -81,7 +81,9 @@ def jobs_cancel_for_order(*, order_id: int, actor_id: int | None = None) -> int:
                 to_status=J.CANCELLED,
                 kind="order_cancelled",
                 actor_id=actor_id,
-                cancel_at_printer=job.status in AT_PRINTER,
+                # Also a job back in `ready`/`failed` after a transient error: its earlier send may be
+                # held at the printer and print there (found by its title).
+                cancel_at_printer=job.status in AT_PRINTER or job.submit_attempts > 0,
             )
         )
     return cancelled

@@ -17,6 +17,9 @@ class ProductionError(StrEnum):
     BATCH_HOLD_UNCHANGED = "batch_hold_unchanged"  # already held (or already released); details: is_held
     JOB_NOT_FOUND = "job_not_found"
     JOB_CHANGED = "job_changed"  # another worker or person moved the job meanwhile: look again and retry
+    EARLIER_SEND_PRINTED = (
+        "earlier_send_printed"  # a reroute refused: the old printer printed an earlier send
+    )
     JOB_NOT_REROUTABLE = "job_not_reroutable"  # only queued, ready or failed jobs move to another printer
     SAME_PRINTER = "same_printer"
     NO_CAPABLE_PRINTER = "no_capable_printer"  # no other online printer holds the job's media

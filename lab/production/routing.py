@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
@@ -130,9 +130,21 @@ def jobs_route_waiting() -> int:
 
 
 def job_reroute(
-    *, job_id: int, printer_id: int | None = None, actor_id: int | None = None, note: str = ""
+    *,
+    job_id: int,
+    printer_id: int | None = None,
+    actor_id: int | None = None,
+    note: str = "",
+    earlier_sends_withdrawn: bool = False,
 ) -> bool:
-    """Move a job that has not been sent yet to another capable printer (least loaded when not named)."""
+    """Move a job that has not been sent yet to another capable printer (least loaded when not named).
+
+    A job with a send attempt behind it (`submit_attempts`: back to `ready` or `failed` after a transient
+    error) may still be held by its printer, which prints it once it comes back: moved, it was sent to the
+    other printer too, and both printed while the job ended `printed`. Such a job moves only when the caller
+    has withdrawn the earlier sends from the old printer (`earlier_sends_withdrawn`); otherwise it stays and
+    its retry looks for the earlier send there first.
+    """
     job = PrintJob.objects.select_related("item__product").get(pk=job_id)
     size, paper = job_media(job)
     router = _Router()
@@ -148,11 +160,13 @@ def job_reroute(
         kind="rerouted",
         note=note or f"printer={target.name}",
         actor_id=actor_id,
+        where=None if earlier_sends_withdrawn else Q(submit_attempts=0),
         printer=target,
         batch=batch,
         failure_code="",
         failure_message="",
         failure_is_permanent=False,
+        submit_attempts=0,
     )
     if moved:
         transaction.on_commit(lambda: rasterize_enqueue(job.pk))

@@ -116,7 +116,9 @@ def _kick_ready_jobs(printer: Printer) -> None:
 
 
 def _reroute_waiting_jobs(printer: Printer) -> None:
-    for job in PrintJob.objects.filter(printer=printer, status__in=[J.QUEUED, J.READY]):
+    # Not a job with a send behind it: the printer may hold that send and print it when it comes back
+    # (routing.job_reroute); it waits for its printer, whose retry looks for the send there first.
+    for job in PrintJob.objects.filter(printer=printer, status__in=[J.QUEUED, J.READY], submit_attempts=0):
         job_reroute(job_id=job.pk, note=f"printer {printer.name} is {printer.state}")
 
 
