@@ -120,23 +120,13 @@ class AssetStillNeeded(Conflict):
     """The photo belongs to an order that may still be printed; nothing was changed."""
 
 
-def _still_needs(order: Order, cutoffs: Cutoffs | None) -> bool:
-    """Whether this order keeps the photo. Without cutoffs (erasure) only open orders keep it."""
-    if order.status in HOLDING_STATUSES:
-        return True
+def _orders_keeping(cutoffs: Cutoffs | None) -> QuerySet[Order]:
+    """The orders that keep their photos: open ones, and under `cutoffs` (None: an erasure, where only open
+    orders count) those shipped or cancelled too recently. The one rule the purge decides by under its locks,
+    and the sweep leaves their photos out of its batches, so photos that cannot go yet never take the places
+    of photos that can."""
     if cutoffs is None:
-        return False
-    if order.status in SHIPPED_STATUSES:
-        shipped_at = order.shipped_at or order.updated_at
-        return shipped_at > cutoffs.shipped_before
-    if order.status == S.CANCELLED:
-        return order.created_at > cutoffs.unpaid_before
-    return True
-
-
-def _orders_keeping(cutoffs: Cutoffs) -> QuerySet[Order]:
-    """The orders `_still_needs` keeps photos for, as one query: the sweep leaves their photos out of its
-    batches, so photos that cannot go yet never take the places of photos that can."""
+        return Order.objects.filter(status__in=HOLDING_STATUSES)
     return Order.objects.filter(
         Q(status__in=HOLDING_STATUSES)
         | Q(status__in=SHIPPED_STATUSES, shipped_at__gt=cutoffs.shipped_before)
@@ -173,7 +163,9 @@ def asset_purge(
         if asset.status == Asset.Status.PURGED:
             return False
         orders = _orders_using_locked(asset)
-        blocking = [order for order in orders if _still_needs(order, cutoffs)]
+        kept_by = _orders_keeping(cutoffs).filter(pk__in=[order.pk for order in orders])
+        keeping = set(kept_by.values_list("pk", flat=True))
+        blocking = [order for order in orders if order.pk in keeping]
         if blocking:
             raise AssetStillNeeded(
                 CustomerDataError.ASSET_STILL_NEEDED,

@@ -21,3 +21,10 @@ def vips_load(data: bytes, source_format: VipsFormat, *, shrink: int = 1) -> pyv
     if source_format == "png":
         return pyvips.Image.pngload_buffer(data, access="sequential", fail_on="error")
     return pyvips.Image.tiffload_buffer(data, access="sequential", fail_on="error", autorotate=False)
+
+
+def vips_orientation(image: pyvips.Image) -> int:
+    """The EXIF (JPEG, PNG eXIf) or TIFF Orientation libvips read from the header, 1-8, as the raster workers
+    apply it; missing, 0 or garbage is 1 (as stored). Intake records the same reading."""
+    value = image.get("orientation") if image.get_typeof("orientation") != 0 else 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1

@@ -177,14 +177,12 @@ def _orientation_as_workers_read_it(data: bytes, image_format: str) -> int:
     and a quoted crop failed the paid job (`crop_aspect_mismatch`). The header only; no pixel is decoded."""
     import pyvips
 
-    from lab.lib.decoders import vips_load
+    from lab.lib.decoders import vips_load, vips_orientation
 
     try:
-        header = vips_load(data, _VIPS_FORMAT[image_format])
-        value = header.get("orientation") if header.get_typeof("orientation") != 0 else 1
+        return vips_orientation(vips_load(data, _VIPS_FORMAT[image_format]))
     except pyvips.Error as error:
         raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _decode_every_pixel(data: bytes, image_format: str) -> None:

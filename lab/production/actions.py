@@ -21,7 +21,7 @@ from lab.lib.tasks import enqueue
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, signals, tracking
-from lab.production.backends import backend_for
+from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import printer_cancels_settle
 from lab.production.errors import ProductionError
 from lab.production.models import Batch, JobEvent, Printer, PrintJob, new_title_token
@@ -168,7 +168,7 @@ def _earlier_sends_withdraw(job: PrintJob) -> bool:
     assert job.printer is not None
     backend = backend_for(job.printer)
     try:
-        copies = [j for j in backend.find_jobs(title_prefix=job.title) if j.title == job.title]
+        copies = copies_titled(backend, job.title)
         if any(copy.state is JobState.COMPLETED for copy in copies):
             raise Conflict(
                 ProductionError.EARLIER_SEND_PRINTED,

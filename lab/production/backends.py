@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 
 from lab.production.models import Printer
-from printers.base import PrinterBackend
+from printers.base import JobInfo, PrinterBackend
 from printers.media import pwg_media_for_size
 from printers.registry import backend_kind, get_backend
 
@@ -16,6 +16,12 @@ def backend_for(printer: Printer) -> PrinterBackend:
     return get_backend(
         kind=printer.backend, target=printer_target(printer), cups_server=printer_server(printer)
     )
+
+
+def copies_titled(backend: PrinterBackend, title: str) -> list[JobInfo]:
+    """The printer's jobs titled exactly `title`: the copies of one job that reached it (`find_jobs` matches a
+    prefix, and one job's title may begin another's)."""
+    return [found for found in backend.find_jobs(title_prefix=title) if found.title == title]
 
 
 def printer_target(printer: Printer) -> str:

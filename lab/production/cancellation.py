@@ -24,7 +24,7 @@ from lab.orders.errors import OrderError
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.orders.transitions import order_locked, order_transition
-from lab.production.backends import backend_for
+from lab.production.backends import backend_for, copies_titled
 from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
@@ -118,7 +118,7 @@ def printer_cancel(*, job: PrintJob) -> bool:
         if job.backend_job_id:
             handles = [job.backend_job_id]
         else:
-            handles = [j.handle for j in backend.find_jobs(title_prefix=job.title) if j.title == job.title]
+            handles = [found.handle for found in copies_titled(backend, job.title)]
         outcomes = []
         for handle in handles:
             try:

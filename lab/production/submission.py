@@ -18,7 +18,7 @@ from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
-from lab.production.backends import backend_for, media_for
+from lab.production.backends import backend_for, copies_titled, media_for
 from lab.production.cancellation import printer_cancels_settle
 from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasterize_enqueue, submit_enqueue
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
@@ -220,7 +220,7 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
     """
     assert job.printer is not None
     backend = backend_for(job.printer)
-    found = [j for j in backend.find_jobs(title_prefix=job.title) if j.title == job.title]
+    found = copies_titled(backend, job.title)
     for empty in [j for j in found if j.is_missing_document]:
         backend.cancel(empty.handle)
         JobEvent.objects.create(
@@ -390,9 +390,7 @@ def reconcile_submitting(job: PrintJob) -> str:
     assert job.printer is not None
     found: list[JobInfo] | None
     try:
-        found = [
-            j for j in backend_for(job.printer).find_jobs(title_prefix=job.title) if j.title == job.title
-        ]
+        found = copies_titled(backend_for(job.printer), job.title)
     except PrinterError:
         found = None  # the printer does not answer
     if not found and _sent_nothing(job):

@@ -18,7 +18,7 @@ import simplejpeg
 from PIL import Image
 
 from lab.lib import heif_tiles
-from lab.lib.decoders import vips_load
+from lab.lib.decoders import vips_load, vips_orientation
 from lab.production.imaging.errors import (
     DECODE_FAILED,
     TOO_LARGE,
@@ -26,7 +26,6 @@ from lab.production.imaging.errors import (
     UNSUPPORTED_PIXEL_FORMAT,
     RasterError,
 )
-from lab.production.imaging.geometry import normalised_orientation
 
 SourceFormat = Literal["jpeg", "png", "tiff", "heic"]
 WorkingMode = Literal["L", "RGB", "CMYK"]
@@ -138,7 +137,7 @@ def open_source(data: bytes) -> Source:
         mode = _vips_mode(header)
         # libvips reports the stored pixels and the EXIF (JPEG, PNG eXIf) or TIFF Orientation tag as it is:
         # orientation is ours to apply, for every format alike.
-        orientation = normalised_orientation(_vips_field(header, "orientation"))
+        orientation = vips_orientation(header)
         icc_profile = _vips_field(header, "icc-profile-data")
     return Source(
         format=source_format,
