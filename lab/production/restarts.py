@@ -52,8 +52,8 @@ def server_restarts_check(printer: Printer, *, silent: SilentServers | None = No
     that gives none here joins them, so the round's further calls to it are not made either.
 
     At a cupsd restart the job it was sending to this printer is sent again from the start (see
-    printers/cups_backend.py). CUPS prints one job at a time per queue, oldest first, so that job is our
-    oldest one that was unfinished when cupsd started again: it is marked, and ends `suspect`, not `printed`.
+    printers/cups_backend.py), and a job it had finished in its last second may come back too: each job that
+    may be one of them is marked (`_job_interrupted_by_restart`), and ends `suspect`, not `printed`.
     That job may not be `submitted` yet: a submit that cupsd's stop cut off after it took the document is
     retried, and the retry adopts the job it finds at the printer; the mark is made all the same, and the
     adopted job ends `suspect` too.
@@ -151,8 +151,22 @@ def _earlier_attempts(*, printer: Printer, backend: PrinterBackend) -> dict[int,
 
 
 def _job_interrupted_by_restart(*, printer: Printer, started_at: int, seen: _Seen) -> None:
-    """Mark the printer's oldest job that was unfinished when its server started at `started_at`."""
-    unfinished: list[tuple[int, PrintJob]] = []
+    """Mark every job of the printer that its server may send again because it started at `started_at`.
+
+    CUPS sends one job at a time per queue, oldest first, and keeps whole seconds. Read after the start:
+    - a job that had begun before the restart (time-at-processing before it, or in its second and back in
+      the queue) and was not over before it: the job being sent when cupsd stopped, or one it had finished
+      in that very second and put back in its queue. All are marked: one second cannot tell them apart, and
+      a mark only makes a person count the prints.
+    - a job begun since the restart that is older than one of those: CUPS began it before them, so before
+      the restart, and is sending it again.
+    - with none of the first kind, the oldest job begun since the restart: the one cupsd was sending when
+      it stopped, if any, already being sent again (the mark is then one too many if the queue was idle).
+    A job over before the restart (completed in an earlier second, or final with its last start before
+    the restart) and a job never begun are not marked.
+    """
+    begun_before: list[tuple[int, PrintJob]] = []
+    begun_since: list[tuple[int, PrintJob]] = []
     for job in PrintJob.objects.filter(
         printer=printer,
         status__in=_MAY_BE_AT_PRINTER,
@@ -160,21 +174,35 @@ def _job_interrupted_by_restart(*, printer: Printer, started_at: int, seen: _See
         pk__in=list(seen.unfinished),
     ):
         info = seen.unfinished[job.pk]
+        began = info.processing_started_at
         created_before = info.created_at is None or info.created_at <= started_at
-        finished_before = info.completed_at is not None and info.completed_at < started_at
+        over_before = (info.completed_at is not None and info.completed_at < started_at) or (
+            info.state.is_final and began is not None and began < started_at
+        )
         # A backend job without its document was never being sent to the device.
-        if created_before and not finished_before and info.document_count != 0 and info.handle.isdigit():
-            unfinished.append((int(info.handle), job))
-    if not unfinished:
-        return
-    _, job = min(unfinished, key=lambda pair: pair[0])
-    PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
-    JobEvent.objects.create(
-        job_id=job.pk,
-        kind="printer_restarted_job",
-        note=f"the print server restarted at {started_at} while this job was its oldest unfinished one",
-    )
-    logger.warning("print server restart may re-send job=%s printer=%s", job.pk, printer.name)
+        if not created_before or over_before or began is None or info.document_count == 0:
+            continue
+        if not info.handle.isdigit():
+            continue
+        # Begun in the restart's own second: before it only if put back in the queue since (was_requeued); a
+        # job being sent (or done) then was begun after the start, or stopped and begun again within that
+        # second, which the rules for jobs begun since the restart cover.
+        before = began < started_at or (began == started_at and info.was_requeued)
+        (begun_before if before else begun_since).append((int(info.handle), job))
+    marked = [job for _, job in begun_before]
+    if begun_before:
+        newest = max(handle for handle, _ in begun_before)
+        marked += [job for handle, job in begun_since if handle < newest]
+    elif begun_since:
+        marked.append(min(begun_since, key=lambda pair: pair[0])[1])
+    for job in marked:
+        PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
+        JobEvent.objects.create(
+            job_id=job.pk,
+            kind="printer_restarted_job",
+            note=f"the print server restarted at {started_at} while this job may have been at the device",
+        )
+        logger.warning("print server restart may re-send job=%s printer=%s", job.pk, printer.name)
 
 
 def _printed_jobs_taken_back(*, backend: PrinterBackend, printed: list[PrintJob]) -> None:

@@ -57,6 +57,10 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         return "waiting"  # printer_poll enqueues it again when the printer is back or the batch released
     if Order.objects.filter(pk=job.order_id, status=OrderStatus.ON_HOLD).exists():
         return "waiting"  # the customer is asked first; the poll sends it once the hold is released
+    if printer.server_watch_id is None and not server_restarts_check(printer):
+        # The restarts of its server are watched from before the printer's first send: a watch begun later
+        # takes a restart that came meanwhile for history, and a copy cupsd sent again for printed once.
+        return "waiting"  # the poll starts the watch (or finds the server back) and sends it again
     if not printer.destination_is_sealed:
         # Its CUPS server, queue, folder or host was written in the database, not by the lab: the decrypted
         # raster is not sent there. A person looks at the printer (the lab admin saves it again) and resends.

@@ -217,6 +217,57 @@ class Stack:
                     counts[job_id] += 1
         return counts
 
+    def received_files(self) -> list[tuple[str, float]]:
+        """Each file the devices received with its time: which send of a job reached a device when."""
+        files = [path for queue in ("photo", "large") for path in self.cups.received_files(queue)]
+        return sorted(
+            (f"{path.parent.parent.name}/{path.name}", round(path.stat().st_mtime, 2)) for path in files
+        )
+
+    def restart_events(self) -> object:
+        """(watch, [(sequence, time)]) of each subscription cupsd holds now: which restarts it reports."""
+        try:
+            connection = connect(server=self.cups.server)
+            watches = [int(w["notify-subscription-id"]) for w in connection.getSubscriptions("/")]
+            return [
+                (
+                    watch,
+                    [
+                        (event.get("notify-sequence-number"), event.get("printer-up-time"))
+                        for event in connection.getNotifications([watch]).get("events", [])
+                    ],
+                )
+                for watch in watches
+            ]
+        except (RuntimeError, cups.IPPError) as error:
+            return repr(error)
+
+    def diagnosis(self) -> str:
+        """What a lost race needs to be read without a rerun: every job event in time order, which send of
+        each job reached a device when, what CUPS and the worker said, and which restarts the lab heard."""
+        worker_lines = [
+            line for line in self.worker.log_text().splitlines() if "restart" in line or "job status" in line
+        ]
+        cupsd_lines = [
+            line
+            for line in self.cups.error_log().splitlines()
+            if "Expiring subscriptions" not in line and "job.cache" not in line
+        ]
+        cursors = self.sql("SELECT name, server_watch_id, server_event_sequence FROM production_printer")
+        return "\n".join(
+            [
+                "job events:",
+                self.timeline(),
+                f"received by the devices: {self.received_files()}",
+                f"CUPS jobs {self.cups_jobs()}",
+                f"restart cursors {cursors}; restart events at cupsd {self.restart_events()}",
+                "worker:",
+                *worker_lines[-60:],
+                "cupsd:",
+                *cupsd_lines[-60:],
+            ]
+        )
+
     def wait_settled(
         self, *, timeout: float = SETTLE_TIMEOUT, more: Callable[[], str] = str
     ) -> dict[str, str]:
@@ -236,8 +287,7 @@ class Stack:
             timeout=timeout,
             interval=0.5,
             what=lambda: (
-                f"orders settled: {self.order_statuses()} jobs {self.jobs()}\nCUPS jobs {self.cups_jobs()}\n"
-                f"cupsd log:\n{self.cups.error_log()[-3000:]}\n"
+                f"orders settled: {self.order_statuses()} jobs {self.jobs()}\n{self.diagnosis()}\n"
                 f"worker log:\n{self.worker.log_tail()}\n{more()}"
             ),
         )
@@ -253,7 +303,9 @@ class Stack:
                         "job-name",
                         "job-state",
                         "job-state-reasons",
+                        "time-at-creation",
                         "time-at-processing",
+                        "time-at-completed",
                         "number-of-documents",
                         "job-impressions-completed",
                         "job-printer-uri",
@@ -298,6 +350,16 @@ class Stack:
             job_id,
         )
 
+    def timeline(self) -> str:
+        """Every event of the test's jobs in time order (epoch seconds): what a lost race needs to be read."""
+        rows = self.sql(
+            "SELECT extract(epoch FROM e.created_at)::numeric(14, 2), e.job_id, e.kind, e.from_status, "
+            "e.to_status, e.note FROM production_jobevent e JOIN production_printjob j ON j.id = e.job_id "
+            "JOIN orders_order o ON o.id = j.order_id WHERE o.ref = ANY(%s) ORDER BY e.id",
+            self.orders,
+        )
+        return "\n".join(" ".join(map(str, row)) for row in rows)
+
     def story(self) -> str:
         """Jobs and the events of each job not `printed`: what a failed assertion needs to be read."""
         lines = [f"orders {self.order_statuses()}"]
@@ -315,7 +377,7 @@ class Stack:
                 raise AssertionError(
                     f"job {job_id} on {printer}: {status}, {received[job_id]} files; "
                     f"events {self.job_events(job_id)}; "
-                    f"at CUPS {self._cups_job(job_id)}"
+                    f"at CUPS {self._cups_job(job_id)}\n{self.diagnosis()}"
                 )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.db.models import F
 
-from lab.production import jobs
+from lab.production import jobs, rasterizing
 from lab.production.backends import backend_for, media_for
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
@@ -116,3 +116,38 @@ def test_a_restart_that_cut_off_a_submit_marks_that_job_and_its_adopted_attempt_
         # ... and the device got each document once: the re-send was cancelled before CUPS made it
         assert sum(name.endswith(f"-{first.title}.jpg") for name in received) == 1, received
         assert sum(name.endswith(f"-{second.title}.jpg") for name in received) == 1, received
+
+
+def test_a_restart_right_after_a_printers_first_send_is_heard(tmp_path: Path) -> None:
+    # A watch begun after a restart takes that restart for history. Before, the watch began at the first poll
+    # or listener look, so a restart between a new printer's first send and that look was never heard.
+    with PrivateCups() as cups_server:
+        # given a CUPS printer the lab has never looked at, and a job sent to it, which the device holds
+        cups_server.add_printer("first_lab", media=["na_index-4x6_4x6in"], print_seconds=3)
+        printer = Printer.objects.create(
+            name="first-lab",
+            backend="cups",
+            target="first_lab",
+            cups_server=cups_server.server,
+            media_sizes=["4x6"],
+            papers=["lustre", "glossy"],
+        )
+        job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+        assert print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+        job.refresh_from_db()
+        backend = backend_for(printer)
+        wait_until(
+            lambda: WAITING_FOR_DEVICE in backend.printer_status().reasons,
+            timeout=30,
+            what="the device to hold the job's document",
+        )
+
+        # when cupsd restarts before the lab's first look at the printer
+        cups_server.restart_cupsd()
+        assert server_restarts_check(printer)
+
+        # then the restart is heard and the job it cut off is marked: it cannot end a plain `printed`
+        job.refresh_from_db()
+        assert job.backend_restarted
+        assert JobEvent.objects.filter(job=job, kind="printer_restarted_job").count() == 1
