@@ -242,6 +242,17 @@ class Stack:
         except (RuntimeError, cups.IPPError) as error:
             return repr(error)
 
+    def cups_queues(self) -> object:
+        """Each queue's state and reasons at cupsd (a queue CUPS stopped holds its jobs pending)."""
+        try:
+            printers = connect(server=self.cups.server).getPrinters()
+        except (RuntimeError, cups.IPPError) as error:
+            return repr(error)
+        return {
+            name: (attributes.get("printer-state"), attributes.get("printer-state-reasons"))
+            for name, attributes in printers.items()
+        }
+
     def diagnosis(self) -> str:
         """What a lost race needs to be read without a rerun: every job event in time order, which send of
         each job reached a device when, what CUPS and the worker said, and which restarts the lab heard."""
@@ -260,6 +271,7 @@ class Stack:
                 self.timeline(),
                 f"received by the devices: {self.received_files()}",
                 f"CUPS jobs {self.cups_jobs()}",
+                f"CUPS queues {self.cups_queues()}",
                 f"restart cursors {cursors}; restart events at cupsd {self.restart_events()}",
                 "worker:",
                 *worker_lines[-60:],
@@ -300,6 +312,7 @@ class Stack:
                 connect(server=self.cups.server).getJobs(
                     which_jobs="all",
                     requested_attributes=[
+                        "job-id",  # pycups keys the answer by it: without it the answer is empty
                         "job-name",
                         "job-state",
                         "job-state-reasons",
