@@ -161,7 +161,8 @@ def _job_interrupted_by_restart(*, printer: Printer, started_at: int, seen: _See
     - a job begun since the restart that is older than one of those: CUPS began it before them, so before
       the restart, and is sending it again.
     - with none of the first kind, the oldest job begun since the restart: the one cupsd was sending when
-      it stopped, if any, already being sent again (the mark is then one too many if the queue was idle).
+      it stopped, if any, already being sent again (the mark is then one too many if the queue was idle);
+      jobs begun and over within the restart's second are marked with it and do not stand for it.
     A job over before the restart (completed in an earlier second, or final with its last start before
     the restart) and a job never begun are not marked.
     """
@@ -193,8 +194,14 @@ def _job_interrupted_by_restart(*, printer: Printer, started_at: int, seen: _See
     if begun_before:
         newest = max(handle for handle, _ in begun_before)
         marked += [job for handle, job in begun_since if handle < newest]
-    elif begun_since:
-        marked.append(min(begun_since, key=lambda pair: pair[0])[1])
+    else:
+        # The oldest begun since, and before it any job also over within the restart's second: one begun and
+        # finished then, before the stop or after the start, cannot be told from the one sent again.
+        for _, job in sorted(begun_since, key=lambda pair: pair[0]):
+            marked.append(job)
+            completed = seen.unfinished[job.pk].completed_at
+            if completed is None or completed > started_at:
+                break
     for job in marked:
         PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
         JobEvent.objects.create(

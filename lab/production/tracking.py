@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from lab.lib.tasks import enqueue
@@ -219,14 +220,16 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
             )
             return "suspect"
         # CUPS "completed" means sent to the device, not a good print: a person verifies the copies later.
-        job_move(
+        if not job_move(
             job_id=job.pk,
             from_statuses={J.SUBMITTED},
             to_status=J.PRINTED,
             kind="printed",
             printed_at=timezone.now(),
             backend_state=str(info.state),
-        )
+            where=Q(backend_restarted=False),  # a restart mark committed since the read: `suspect` next read
+        ):
+            return "moved_meanwhile"
         return "printed"
     # CUPS stopped the job (e.g. a filter could not read the file): it will not finish by itself. Cancel it
     # at the printer so it cannot print later behind a technician's back; show it as failed.
@@ -249,13 +252,16 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
 
 def _record_backend_progress(*, job: PrintJob, info: JobInfo) -> bool:
     """Save what the printer says of the job; True when it has started the job again since first seen."""
-    restarted = job.backend_restarted or info.restarted_since(job.backend_started_at)
+    # The caller's row may predate a restart mark committed since it was loaded (by another process, or by
+    # the caller's own restart check just before): the mark is read from the database, not the row.
+    marked = job.backend_restarted or PrintJob.objects.filter(pk=job.pk, backend_restarted=True).exists()
+    restarted = marked or info.restarted_since(job.backend_started_at)
     fields: dict[str, object] = {}
     if str(info.state) != job.backend_state:
         fields["backend_state"] = str(info.state)
     if job.backend_started_at is None and info.processing_started_at is not None:
         fields["backend_started_at"] = info.processing_started_at
-    if restarted and not job.backend_restarted:
+    if restarted and not marked:
         fields["backend_restarted"] = True
     if fields:
         with transaction.atomic():

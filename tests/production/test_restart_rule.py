@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import pytest
 
+from lab.production import rasterizing, submission, tracking
 from lab.production.models import JobEvent, PrintJob
 from lab.production.restarts import _job_interrupted_by_restart, _Seen
 from lab.production.states import JobStatus
 from printers.base import JobInfo, JobState
-from tests.builders import hotfolder_printer, job_walk, released_order
+from printers.hotfolder_device import process_pending
+from tests.builders import WORKER, hotfolder_printer, job_walk, printer_folder, released_order
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -83,3 +85,27 @@ def test_every_job_begun_before_the_restart_and_not_over_is_marked():
 def test_jobs_over_before_the_restart_or_never_begun_are_not_marked():
     readings = ((COMPLETED, 990, 995), (COMPLETED, 996, RESTART), (PENDING, None, None))
     assert _marked_after_restart(*readings) == []
+
+
+def test_a_job_begun_and_over_within_the_restarts_second_does_not_stand_for_the_one_sent_again():
+    # job 1 began and completed in the restart's second (before the stop, or after the start: one second
+    # cannot tell); job 2, sent when cupsd stopped, is being sent again. Before, job 1 alone took the mark.
+    assert _marked_after_restart((COMPLETED, RESTART, RESTART), (PROCESSING, RESTART + 1, None)) == [1, 2]
+
+
+def test_a_mark_committed_after_the_job_was_loaded_is_not_read_past():
+    # A reader loads a submitted job, then a restart check (another process's, or the reader's own, as the
+    # retry that adopts a job does) marks it; the device had completed it. Before, the reader's row said
+    # "not marked" and the job ended `printed`: a copy sent twice with nobody told.
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(process_pending(folder=printer_folder(printer), delay_seconds=0)) == 1
+    loaded = PrintJob.objects.select_related("printer").get(pk=job.pk)
+
+    PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
+    tracking.jobs_track([loaded])
+
+    job.refresh_from_db()
+    assert job.status == J.SUSPECT
