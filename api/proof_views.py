@@ -7,12 +7,12 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from api import serializers as s
+from api.parsers import JSONParser
 from api.schema import problems
 from api.throttles import AnonThrottle, ProofThrottle
 from api.views import _customer, _placement

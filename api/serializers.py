@@ -18,6 +18,9 @@ from lab.orders.models import Asset, Order, OrderEvent, OrderItem
 from lab.orders.pricing import MAX_COPIES_PER_ITEM, MAX_ITEMS_PER_ORDER
 from lab.orders.quotes import Quote, QuoteLine
 
+# User.email and Order.guest_email: Django's EmailField column.
+EMAIL_MAX_LENGTH = 254
+
 # An input serializer is a Serializer[None]: it validates request data and is never given an instance.
 
 _ModelT = TypeVar("_ModelT", bound=Model)
@@ -109,8 +112,23 @@ class ProductOutput(ModelOutput[Product]):
         )
 
 
+class StoredEmailField(serializers.EmailField):
+    """An e-mail address the lab stores lower-cased: no longer than its column once lower-cased (some letters
+    grow, "İ".lower() is two characters), so an address the database cannot hold is a 400, not a 500."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", EMAIL_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if len(value.lower()) > EMAIL_MAX_LENGTH:
+            self.fail("max_length", max_length=EMAIL_MAX_LENGTH)
+        return value
+
+
 class RegistrationInput(serializers.Serializer[None]):
-    email = serializers.EmailField()
+    email = StoredEmailField()
     password = serializers.CharField(write_only=True, min_length=1, max_length=200)
     full_name = serializers.CharField(max_length=200)
     address = AddressSerializer()
@@ -166,7 +184,7 @@ class TokenCreatedOutput(TokenOutput):
 
 class MeUpdateInput(serializers.Serializer[None]):
     full_name = serializers.CharField(max_length=200, required=False)
-    email = serializers.EmailField(required=False)
+    email = StoredEmailField(required=False)
     address = AddressSerializer(required=False)
     marketing_opt_in = serializers.BooleanField(required=False)
     current_password = serializers.CharField(max_length=200, required=False)
@@ -289,7 +307,7 @@ class QuoteInput(serializers.Serializer[None]):
 
 
 class GuestInput(serializers.Serializer[None]):
-    email = serializers.EmailField()
+    email = StoredEmailField()
     birth_date = serializers.DateField()
     privacy_policy_version = serializers.CharField(max_length=32)
 

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from api import serializers as s
 from api.errors import ApiError
+from api.parsers import JSONParser
 from api.schema import problems
 from api.throttles import AnonThrottle, RegistrationThrottle
 from lab.accounts import services as accounts

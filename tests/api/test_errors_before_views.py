@@ -60,3 +60,16 @@ def test_a_crash_under_the_api_is_a_500_problem_without_details():
     assert problem(response) == (500, PROBLEM, "server_error")
     assert b"a bug" not in response.content
     assert len(response["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize("path", ["/api/v1/quotes", "/api/v1/orders", "/api/v1/accounts", "/api/v1/proofs"])
+def test_json_nested_deeper_than_python_parses_is_a_400_problem(path):
+    # Python's json raises RecursionError, not ValueError, past about a thousand brackets: DRF's parser let
+    # it through as a 500, on anonymous endpoints too.
+    body = '{"items": ' + "[" * 5000 + "]" * 5000 + ', "shipping_method": "standard"}'
+
+    response = Client(raise_request_exception=False).post(
+        path, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="nested"
+    )
+
+    assert problem(response) == (400, PROBLEM, "malformed_request")
