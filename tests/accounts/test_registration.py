@@ -9,7 +9,7 @@ from django.db import connection
 
 from lab.accounts.models import Consent, PolicyVersion, User
 from lab.accounts.services import policy_current
-from tests.builders import UserFactory
+from tests.builders import TOO_LONG_EMAILS, UserFactory, new_customer
 from tests.support.database_locks import committed_right_after_the_check
 
 pytestmark = pytest.mark.django_db
@@ -165,3 +165,15 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_409_and_changes_noth
     second.refresh_from_db()
     assert (second.email, second.full_name) == ("second@example.org", "Second")
     assert User.objects.get(pk=first.pk).email == "new@example.org"
+
+
+@pytest.mark.parametrize("email", TOO_LONG_EMAILS.values(), ids=TOO_LONG_EMAILS.keys())
+def test_an_email_longer_than_its_column_is_refused_at_registration_and_in_my_account(api, email):
+    # Before: a 500 from PostgreSQL's "value too long".
+    api.raise_request_exception = False
+    registration_answer = api.post("/api/v1/accounts", registration(email=email), format="json")
+    api.force_authenticate(new_customer())
+    change = api.patch("/api/v1/me", {"email": email, "current_password": "x"}, format="json")
+
+    assert (registration_answer.status_code, registration_answer.json()["code"]) == (400, "invalid_request")
+    assert (change.status_code, change.json()["code"]) == (400, "invalid_request")

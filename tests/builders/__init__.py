@@ -42,7 +42,15 @@ from tests.builders.orders import (
     paid_order,
     token_client,
 )
-from tests.builders.people import PASSWORD, UserFactory, client_as, messages_of, new_customer, person
+from tests.builders.people import (
+    PASSWORD,
+    TOO_LONG_EMAILS,
+    UserFactory,
+    client_as,
+    messages_of,
+    new_customer,
+    person,
+)
 from tests.builders.production import (
     WORKER,
     broker_tasks,
@@ -64,6 +72,7 @@ __all__ = [
     "SHIPPING_ADDRESS",
     "SKU",
     "T0",
+    "TOO_LONG_EMAILS",
     "TO_PACKED",
     "WORKER",
     "Person",

@@ -30,6 +30,19 @@ J = JobStatus
 WAITING_FOR_DEVICE = "cups-waiting-for-job-completed"
 
 
+def _cups_printer(cups_server: PrivateCups, queue: str) -> Printer:
+    """A 4x6 lab printer on a new queue of the private cupsd, whose device takes 3 s a print."""
+    cups_server.add_printer(queue, media=["na_index-4x6_4x6in"], print_seconds=3)
+    return Printer.objects.create(
+        name=queue.replace("_", "-"),
+        backend="cups",
+        target=queue,
+        cups_server=cups_server.server,
+        media_sizes=["4x6"],
+        papers=["lustre", "glossy"],
+    )
+
+
 def test_a_restart_that_cut_off_a_submit_marks_that_job_and_its_adopted_attempt_ends_suspect(
     tmp_path: Path,
 ) -> None:
@@ -37,15 +50,7 @@ def test_a_restart_that_cut_off_a_submit_marks_that_job_and_its_adopted_attempt_
     photo.write_bytes(jpeg_bytes(60, 40))
     with PrivateCups() as cups_server:
         # given a CUPS printer whose restarts the lab watches, and an order of two prints on it
-        cups_server.add_printer("restart_lab", media=["na_index-4x6_4x6in"], print_seconds=3)
-        printer = Printer.objects.create(
-            name="restart-lab",
-            backend="cups",
-            target="restart_lab",
-            cups_server=cups_server.server,
-            media_sizes=["4x6"],
-            papers=["lustre", "glossy"],
-        )
+        printer = _cups_printer(cups_server, "restart_lab")
         assert server_restarts_check(printer)  # the watch exists before the restart
         order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
         first, second = PrintJob.objects.filter(order=order).order_by("pk")
@@ -123,15 +128,7 @@ def test_a_restart_right_after_a_printers_first_send_is_heard(tmp_path: Path) ->
     # or listener look, so a restart between a new printer's first send and that look was never heard.
     with PrivateCups() as cups_server:
         # given a CUPS printer the lab has never looked at, and a job sent to it, which the device holds
-        cups_server.add_printer("first_lab", media=["na_index-4x6_4x6in"], print_seconds=3)
-        printer = Printer.objects.create(
-            name="first-lab",
-            backend="cups",
-            target="first_lab",
-            cups_server=cups_server.server,
-            media_sizes=["4x6"],
-            papers=["lustre", "glossy"],
-        )
+        printer = _cups_printer(cups_server, "first_lab")
         job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
         assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
         assert print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
