@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import pycountry
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Model
+from django.db.models import Field, Model
 from rest_framework import serializers
 
 from lab.accounts.models import ApiToken, User
@@ -18,8 +18,12 @@ from lab.orders.models import Asset, Order, OrderEvent, OrderItem
 from lab.orders.pricing import MAX_COPIES_PER_ITEM, MAX_ITEMS_PER_ORDER
 from lab.orders.quotes import Quote, QuoteLine
 
-# User.email and Order.guest_email: Django's EmailField column.
-EMAIL_MAX_LENGTH = 254
+# The columns an e-mail address is stored in: User.email and Order.guest_email.
+EMAIL_MAX_LENGTH = min(
+    int(field.max_length or 0)
+    for field in (User._meta.get_field("email"), Order._meta.get_field("guest_email"))
+    if isinstance(field, Field)
+)
 
 # An input serializer is a Serializer[None]: it validates request data and is never given an instance.
 

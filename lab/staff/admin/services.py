@@ -22,17 +22,12 @@ def staff_password_set(*, actor: User, user: User) -> None:
     and record who did it, in the same transaction."""
     with transaction.atomic():
         account_seal_set(user)
-        audit_append(
-            Entry(
-                action="staff.account_changed",
-                actor_id=str(actor.public_id),
-                actor_role=primary_role(actor),
-                outcome="done",
-                rule="lab_admin",
-                justification="password set",
-                context_type="user",
-                context_id=str(user.public_id),
-            )
+        lab_admin_record(
+            actor=actor,
+            action="staff.account_changed",
+            justification="password set",
+            context_type="user",
+            context_id=str(user.public_id),
         )
 
 
@@ -85,15 +80,10 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
         if was_active != user.is_active:
             changes.append("activated" if user.is_active else "deactivated")
         if changes:
-            audit_append(
-                Entry(
-                    action="staff.account_created" if is_new else "staff.account_changed",
-                    actor_id=str(actor.public_id),
-                    actor_role=primary_role(actor),
-                    outcome="done",
-                    rule="lab_admin",
-                    justification="; ".join(changes),
-                    context_type="user",
-                    context_id=str(user.public_id),
-                )
+            lab_admin_record(
+                actor=actor,
+                action="staff.account_created" if is_new else "staff.account_changed",
+                justification="; ".join(changes),
+                context_type="user",
+                context_id=str(user.public_id),
             )
