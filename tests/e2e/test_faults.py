@@ -264,6 +264,12 @@ class Stack:
             for line in self.cups.error_log().splitlines()
             if "Expiring subscriptions" not in line and "job.cache" not in line
         ]
+        device_lines = [
+            f"{name}: {line}"
+            for name in ("photo", "large")
+            for line in self.cups.device_log(name).splitlines()
+            if line.startswith("harness:")
+        ]
         cursors = self.sql("SELECT name, server_watch_id, server_event_sequence FROM production_printer")
         return "\n".join(
             [
@@ -277,6 +283,8 @@ class Stack:
                 *worker_lines[-60:],
                 "cupsd:",
                 *cupsd_lines[-60:],
+                "devices given up on a job without its document:",
+                *device_lines,
             ]
         )
 

@@ -13,6 +13,11 @@ Facts this harness is built on (Debian 12, CUPS 2.4.2):
   add_printer() raises instead.
 - restart_cupsd() SIGTERMs cupsd and starts it on the same directory and port: queues, job history and
   spooled documents survive, the ippeveprinters keep running (what `systemctl restart cups` does).
+- ippeveprinter holds a job whose Create-Job came without its Send-Document for as long as it runs, and,
+  taking one job at a time, refuses every later one ("The printer is in use."): a cupsd restart that kills
+  the ipp backend between the two requests wedges the device and the queue behind it. A real printer aborts
+  such a job after its multiple-operation-time-out; the harness does the same from outside
+  (tests/support/ipp_device.py, `device_document_timeout`, 5 s).
 - Without `-c`, ippeveprinter pretends to print for 5-15 s per job; the harness passes a tiny command
   that sleeps `print_seconds` (default 0) so jobs complete in about a second.
 """
@@ -34,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 from printers.media import size_for_pwg_media
+from tests.support.ipp_device import IncompleteJobTimeout
 
 REQUIRED_PROGRAMS = (
     "cupsd",
@@ -73,12 +79,22 @@ class _Processes:
 class PrivateCups:
     """`with PrivateCups() as private_cups: private_cups.add_printer("lab1", media=[...])`."""
 
-    def __init__(self, *, keep_directory: bool = False, startup_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        keep_directory: bool = False,
+        startup_timeout: float = 15.0,
+        device_document_timeout: float | None = 5.0,
+    ) -> None:
+        """`device_document_timeout`: seconds after which each device gives up on a job whose document
+        never came (None: never, as ippeveprinter alone does)."""
         self.keep_directory = keep_directory
         self.startup_timeout = startup_timeout
+        self.device_document_timeout = device_document_timeout
         self.directory = Path()
         self.port = 0
         self._processes = _Processes()
+        self._device_timeout: IncompleteJobTimeout | None = None
 
     @property
     def server(self) -> str:
@@ -111,8 +127,15 @@ class PrivateCups:
         except BaseException:
             self.stop()
             raise
+        if self.device_document_timeout is not None:
+            self._device_timeout = IncompleteJobTimeout(
+                self._device_ports, seconds=self.device_document_timeout, on_cancel=self._log_device_cancel
+            ).start()
 
     def stop(self) -> None:
+        if self._device_timeout is not None:
+            self._device_timeout.stop()
+            self._device_timeout = None
         for printer in self._processes.printers.values():
             _terminate(printer.process)
             printer.process = None
@@ -166,6 +189,13 @@ class PrivateCups:
 
     def device_uri(self, name: str) -> str:
         return f"ipp://localhost:{self._printer(name).port}/ipp/print"
+
+    def device_port(self, name: str) -> int:
+        return self._printer(name).port
+
+    def set_device_uri(self, name: str, device_uri: str) -> None:
+        """Point queue `name` at another device URI (e.g. a relay in front of its ippeveprinter)."""
+        self._run("lpadmin", "-p", name, "-v", device_uri)
 
     def spooled_documents(self) -> list[str]:
         """Documents cupsd keeps in its own spool (d<job>-<n>), by name."""
@@ -256,6 +286,24 @@ class PrivateCups:
     def error_log(self) -> str:
         path = self.directory / "log" / "error_log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def device_log(self, name: str) -> str:
+        """What the printer's ippeveprinter (and the harness's timeout for it) wrote."""
+        path = self._printer(name).log_file
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _device_ports(self) -> dict[str, int]:
+        printers = list(self._processes.printers.values())
+        return {
+            printer.name: printer.port
+            for printer in printers
+            if printer.process is not None and printer.process.poll() is None
+        }
+
+    def _log_device_cancel(self, name: str, job_id: int) -> None:
+        with self._printer(name).log_file.open("a") as log:
+            seconds = self.device_document_timeout
+            log.write(f"harness: job {job_id} cancelled after {seconds:g} s without its document\n")
 
     def _printer(self, name: str) -> _Printer:
         try:
