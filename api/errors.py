@@ -185,6 +185,7 @@ STATUS_BY_CODE: dict[str, int] = {
     GateError.IMAGE_METHOD_NOT_ALLOWED: 405,  # only the staff photo URLs meet it (DRF answers its own 405s)
     **dict.fromkeys(
         (
+            AccountError.ACCOUNT_ERASED,
             AccountError.EMAIL_TAKEN,
             AccountError.PASSWORD_CHANGED_MEANWHILE,
             CommonError.INVALID_TRANSITION,
@@ -195,7 +196,6 @@ STATUS_BY_CODE: dict[str, int] = {
             GateError.REVIEW_DAY_NOT_OVER,
             NotifyError.DELIVERY_IN_PROGRESS,
             NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
-            OrderError.ACCOUNT_ERASED,
             OrderError.ASSET_NOT_READY,
             OrderError.IDEMPOTENCY_KEY_REUSED,
             OrderError.ORDER_NOT_CANCELLABLE,

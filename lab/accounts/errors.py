@@ -24,5 +24,7 @@ class AccountError(StrEnum):
     # The account's password or status was changed in the database, not by the lab (lab/accounts/seal.py).
     ACCOUNT_CHANGED_OUTSIDE_THE_LAB = "account_changed_outside_the_lab"
     TOKEN_NOT_FOUND = "token_not_found"
+    # The account was erased while this request was on its way (lab/accounts/erased.py).
+    ACCOUNT_ERASED = "account_erased"
     # The password (or the account's status) changed between the sign-in's check and the token's issue.
     PASSWORD_CHANGED_MEANWHILE = "password_changed_meanwhile"

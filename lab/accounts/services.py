@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from lab.accounts.erased import account_not_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role
@@ -157,6 +158,9 @@ def _customer_save(
     *, user: User, fields: list[str], marketing_opt_in: bool | None, password_read: str | None
 ) -> User:
     with transaction.atomic():
+        # A change sent while the account is being erased waits for the erasure and is refused: it would
+        # write the name, address and e-mail back over the erased row (tests/privacy/test_erasure_races.py).
+        account_not_erased(user.pk)
         if password_read is not None:
             # The current password was checked against the row read when the request came in: it must still be
             # the account's under the row's lock, or two changes at once would both pass with the old password

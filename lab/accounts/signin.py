@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.cache import cache
+from django.db import transaction
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
+from lab.accounts.erased import account_is_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import SecurityEvent, User
 from lab.lib.errors import DomainError, UpstreamError
@@ -72,6 +74,16 @@ def sign_in_check(*, attempt: SignInAttempt) -> None:
 
 def sign_in_failed(*, attempt: SignInAttempt, user: User | None) -> None:
     window = settings.SIGNIN_WINDOW_SECONDS
+    with transaction.atomic():
+        if user is not None and account_is_erased(user.pk):
+            # Found by its e-mail just before its erasure committed (the lookup waited for nothing): the
+            # account is gone, so the failure is recorded as for an unknown address, not under the erased
+            # account, where its client address would outlive the erasure.
+            user = None
+        _sign_in_failure_record(attempt=attempt, user=user, window=window)
+
+
+def _sign_in_failure_record(*, attempt: SignInAttempt, user: User | None, window: int) -> None:
     SecurityEvent.objects.create(
         kind=SecurityEvent.Kind.SIGN_IN_FAILED,
         channel=attempt.channel,

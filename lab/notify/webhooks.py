@@ -16,9 +16,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from lab.accounts.erased import account_not_erased
 from lab.accounts.models import User
 from lab.lib import safe_http
-from lab.lib.errors import Conflict, DomainError
+from lab.lib.errors import Conflict, DomainError, NotFound
 from lab.notify.delivery import RETRY_WINDOW, delivery_enqueue
 from lab.notify.errors import NotifyError
 from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -61,8 +62,10 @@ def webhook_endpoint_create(
     types = _event_types_clean(event_types)
     webhook_url_check(url=url)
     with transaction.atomic():
-        # Lock the owner so two concurrent registrations cannot both pass the limit.
+        # Lock the owner so two concurrent registrations cannot both pass the limit; an account erased
+        # meanwhile (the lock waited for its erasure) gets no endpoint: its URL is the customer's own text.
         User.objects.select_for_update().filter(pk=owner.pk).first()
+        account_not_erased(owner.pk)
         if WebhookEndpoint.objects.filter(owner=owner).count() >= MAX_ENDPOINTS_PER_CUSTOMER:
             raise Conflict(
                 NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
@@ -102,7 +105,11 @@ def webhook_endpoint_update(
         endpoint.is_active = is_active
         fields.append("is_active")
     if fields:
-        endpoint.save(update_fields=[*fields, "updated_at"])
+        with transaction.atomic():
+            # Deleted since it was read (its owner's erasure, or another request): not found, not a 500.
+            if not WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).exists():
+                raise NotFound(NotifyError.WEBHOOK_ENDPOINT_NOT_FOUND, "No such webhook endpoint.")
+            endpoint.save(update_fields=[*fields, "updated_at"])
         logger.info("webhook endpoint updated endpoint=%s fields=%s", endpoint.pk, ",".join(fields))
     return endpoint
 

@@ -16,7 +16,6 @@ class OrderError(StrEnum):
     # Photos: intake, checked by decoding the whole image.
     ASSET_NOT_FOUND = "asset_not_found"  # also someone else's photo, or a guest photo another order used
     ASSET_NOT_READY = "asset_not_ready"  # still being fetched, failed, or purged
-    ACCOUNT_ERASED = "account_erased"  # the account was erased while this upload was on its way
     PHOTO_STORE_UNAVAILABLE = "photo_store_unavailable"  # the photo store refused the write (full, failing)
     CHECKSUM_MISMATCH = "checksum_mismatch"  # the bytes do not match the md5/sha256 the client sent
     EMPTY_FILE = "empty_file"

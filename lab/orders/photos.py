@@ -8,14 +8,15 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from lab.accounts.erased import account_not_erased
 from lab.accounts.models import User
 from lab.lib import safe_http
 from lab.lib.clock import database_now
-from lab.lib.errors import CommonError, Conflict, DomainError, Unavailable
+from lab.lib.errors import CommonError, DomainError, Unavailable
 from lab.lib.tasks import enqueue
 from lab.orders import imaging
 from lab.orders.errors import OrderError
@@ -75,7 +76,8 @@ def asset_create_from_upload(
     try:
         with transaction.atomic():
             asset.save()
-            _owner_not_erased(owner)
+            if owner is not None:
+                account_not_erased(owner.pk)
     except BaseException:
         # Nothing behind: the stored copy's key is destroyed (no copy of the blob, backups included, can be
         # read again) and the blob deleted.
@@ -93,33 +95,6 @@ def asset_create_from_upload(
     return asset
 
 
-# The account's row as the photo's foreign key takes it (FOR KEY SHARE), and whether it was erased. The names
-# are the model's, not input.
-_OWNER_KEY_SHARE_SQL = (
-    f"SELECT erased_at IS NOT NULL FROM {User._meta.db_table}"  # noqa: S608
-    f" WHERE {User._meta.pk.column} = %s FOR KEY SHARE"
-)
-
-
-def _owner_not_erased(owner: User | None) -> None:
-    """Refuse a photo whose owner's account was erased while it was on its way, rather than let it outlive the
-    account (tests/privacy/test_erasure_races.py). On PostgreSQL the foreign key's own check of the account
-    runs only at COMMIT (Django's constraints are deferred), after any check here: so the account's row is
-    taken here as that check takes it, which waits for an erasure in progress and then reads it committed.
-    SQLite writes one transaction at a time: an erasure has committed before this one began."""
-    if owner is None:
-        return
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_OWNER_KEY_SHARE_SQL, [owner.pk])
-            row = cursor.fetchone()
-        erased = row is None or bool(row[0])
-    else:
-        erased = User.objects.filter(pk=owner.pk, erased_at__isnull=False).exists()
-    if erased:
-        raise Conflict(OrderError.ACCOUNT_ERASED, "This account was erased.")
-
-
 def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
     safe_http.check_url(
         url, allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE, allow_http=settings.ASSET_FETCH_ALLOW_HTTP
@@ -128,7 +103,8 @@ def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
         asset = Asset.objects.create(
             owner=owner, source_url=url, status=Asset.Status.PENDING, fetch_sent_at=timezone.now()
         )
-        _owner_not_erased(owner)  # as an upload: a photo sent while the account is erased is refused
+        if owner is not None:  # as an upload: a photo sent while the account is erased is refused
+            account_not_erased(owner.pk)
         transaction.on_commit(lambda: enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
     return asset
 

@@ -25,9 +25,13 @@ import pytest
 from django.db import connection, connections, transaction
 from pypdf import PdfReader
 
-from lab.accounts.models import User
+from lab.accounts.models import Consent, SecurityEvent, User
+from lab.accounts.services import customer_update
+from lab.accounts.signin import SignInAttempt, sign_in_failed
 from lab.catalog.demo import catalog_seed_demo
 from lab.customer_data.erasure import account_erase
+from lab.notify.models import WebhookEndpoint
+from lab.notify.webhooks import webhook_endpoint_create, webhook_endpoint_update
 from lab.orders.intake import order_create
 from lab.orders.models import Asset, Order
 from lab.orders.photos import asset_create_from_upload, asset_create_from_url
@@ -171,14 +175,17 @@ def test_a_photo_sent_by_url_while_the_account_is_being_erased_is_refused_and_ne
     assert not Asset.objects.filter(owner=customer).exclude(status=Asset.Status.PURGED).exists()
 
 
-def _sent_while_erased(customer: User, send: Callable[[], Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`send` a photo of `customer` while the account's erasure holds the account and waits before its last
-    write (the test's session holds the orders table); the outcomes of the erasure and of the send."""
-    with _held("orders_order"):
+def _sent_while_erased(
+    customer: User, send: Callable[[], Any], *, held: str = "orders_order"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`send` a request of `customer`'s while the account's erasure holds the account and waits at a write to
+    `held` (the test's session holds that table: the orders, or, after the account's own rows are gone, the
+    grants); the outcomes of the erasure and of the send."""
+    with _held(held):
         erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(1), "the erasure did not reach the orders"
+        assert _sessions_waiting(1), f"the erasure did not reach {held}"
         sending, sent = _in_thread(send)
-        assert _sessions_waiting(2), "the photo did not come to wait for the erasure"
+        assert _sessions_waiting(2), "the request did not come to wait for the erasure"
     sending.join(timeout=60)
     erasing.join(timeout=60)
     return erased, sent
@@ -244,3 +251,83 @@ def test_a_packing_slip_rendered_while_the_account_is_erased_does_not_bring_the_
     for personal in (ADDRESS_OF_ORDERS["name"], ADDRESS_OF_ORDERS["line1"], ADDRESS_OF_ORDERS["city"]):
         assert personal not in text
     assert PackingSlip.objects.filter(order=order).count() == 1
+
+
+def test_a_my_account_change_sent_while_the_account_is_being_erased_does_not_bring_the_person_back() -> None:
+    customer, _ = _customer_with_a_photo()
+    erased, changed = _sent_while_erased(
+        customer,
+        lambda: customer_update(
+            user=User.objects.get(pk=customer.pk),
+            full_name="W. Q.",
+            email="w.q@example.net",
+            address=ADDRESS,
+            marketing_opt_in=True,
+        ),
+    )
+
+    # before, the change waited for the erasure and then wrote the name, address and e-mail back (and the
+    # e-mail could never be registered again); a marketing consent was recorded after the erasure
+    assert "error" not in erased, erased
+    assert getattr(changed.get("error"), "code", None) == "account_erased", changed
+    customer.refresh_from_db()
+    assert (customer.full_name, customer.address, customer.email) == (
+        "",
+        {},
+        f"erased-{customer.public_id}@invalid",
+    )
+    assert not Consent.objects.filter(user=customer).exists()
+
+
+def test_a_webhook_endpoint_registered_while_the_account_is_being_erased_is_refused(settings) -> None:
+    settings.WEBHOOK_ALLOW_PRIVATE, settings.WEBHOOK_ALLOW_HTTP = True, True
+    customer, _ = _customer_with_a_photo()
+    erased, registered = _sent_while_erased(
+        customer,
+        lambda: webhook_endpoint_create(
+            owner=User.objects.get(pk=customer.pk),
+            url="http://127.0.0.1:9/r-acer",
+            event_types=["order.shipped"],
+            description="R. Acer's studio",
+        ),
+    )
+
+    assert "error" not in erased, erased
+    assert getattr(registered.get("error"), "code", None) == "account_erased", registered
+    assert not WebhookEndpoint.objects.filter(owner=customer).exists()
+
+
+def test_a_webhook_endpoint_changed_while_the_account_is_being_erased_is_not_found_not_a_500(
+    settings,
+) -> None:
+    settings.WEBHOOK_ALLOW_PRIVATE, settings.WEBHOOK_ALLOW_HTTP = True, True
+    customer, _ = _customer_with_a_photo()
+    endpoint = webhook_endpoint_create(
+        owner=customer, url="http://127.0.0.1:9/hooks", event_types=["order.shipped"], description="studio"
+    )
+    erased, changed = _sent_while_erased(
+        customer,
+        lambda: webhook_endpoint_update(
+            endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk), description="R. Acer's studio"
+        ),
+        held="audit_accessgrant",  # the erasure has deleted the endpoint, and not committed
+    )
+
+    # before: Django's "Save with update_fields did not affect any rows", answered 500
+    assert "error" not in erased, erased
+    assert getattr(changed.get("error"), "code", None) == "webhook_endpoint_not_found", changed
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+def test_a_failed_sign_in_while_the_account_is_being_erased_leaves_no_record_under_the_account() -> None:
+    customer, _ = _customer_with_a_photo()
+    attempt = SignInAttempt(email=customer.email, client_ip="203.0.113.9", channel=SecurityEvent.Channel.API)
+    erased, failed = _sent_while_erased(
+        customer, lambda: sign_in_failed(attempt=attempt, user=User.objects.get(pk=customer.pk))
+    )
+
+    # before, the record (with the client's address) was written under the erased account after its erasure
+    assert "error" not in erased, erased
+    assert "error" not in failed, failed
+    assert not SecurityEvent.objects.filter(user=customer).exists()
+    assert SecurityEvent.objects.filter(user=None, kind=SecurityEvent.Kind.SIGN_IN_FAILED).count() == 1
