@@ -220,7 +220,14 @@ class Order(models.Model):
             models.CheckConstraint(
                 condition=models.Q(total_minor=models.F("subtotal_minor") + models.F("shipping_minor")),
                 name="order_total_adds_up",
-            )
+            ),
+            # A tracking number names one parcel: a label scanned for a second box is refused, even by two
+            # packers at once (lab/packing/station.py answers it first, with the other order's ref).
+            models.UniqueConstraint(
+                fields=["tracking_number"],
+                condition=~models.Q(tracking_number=""),
+                name="order_tracking_number_unique",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,7 +17,8 @@ class PackingError(StrEnum):
     ITEMS_NOT_CONFIRMED = "items_not_confirmed"  # every item's count is confirmed before packing
     ORDER_NOT_PACKED = "order_not_packed"  # only a packed order is shipped
     INVALID_CARRIER = "invalid_carrier"
-    INVALID_TRACKING_NUMBER = "invalid_tracking_number"
+    INVALID_TRACKING_NUMBER = "invalid_tracking_number"  # also: an order's code scanned in its place
+    TRACKING_NUMBER_IN_USE = "tracking_number_in_use"  # already another order's: that label is another box's
     NO_ORDERS_TO_PACK = "no_orders_to_pack"  # the day's slips were asked for with no order ready
     # The shipping address was written in the database, not by the lab: no slip (the box's label) for it.
     ADDRESS_CHANGED_OUTSIDE_THE_LAB = "address_changed_outside_the_lab"

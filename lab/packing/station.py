@@ -10,7 +10,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
@@ -188,26 +188,49 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
             PackingError.INVALID_TRACKING_NUMBER,
             "A tracking number is 5 to 64 letters, digits, spaces or dashes.",
         )
-    with transaction.atomic():
-        order = order_locked(ref=ref)
-        if order.status != OrderStatus.PACKED:
-            raise Conflict(
-                PackingError.ORDER_NOT_PACKED,
-                f"Order {ref} is {order.get_status_display().lower()}; pack it before shipping.",
-            )
-        order.carrier = carrier
-        order.tracking_number = tracking
-        order.shipped_at = timezone.now()
-        order_transition(
-            order=order,
-            to_status=OrderStatus.SHIPPED,
-            actor=actor,
-            actor_kind="staff",
-            note=f"{carrier} {tracking}",
-            extra_fields=("carrier", "tracking_number", "shipped_at"),
+    if _ORDER_CODE.match(tracking.replace(" ", "")):
+        # The station asks for slips' barcodes too: the next box's slip scanned into this field would ship
+        # this order for good under another customer's ref.
+        raise DomainError(
+            PackingError.INVALID_TRACKING_NUMBER,
+            f"{tracking} is an order's code, not a tracking number: scan the carrier's label.",
         )
+    try:
+        with transaction.atomic():
+            order = order_locked(ref=ref)
+            if order.status != OrderStatus.PACKED:
+                raise Conflict(
+                    PackingError.ORDER_NOT_PACKED,
+                    f"Order {ref} is {order.get_status_display().lower()}; pack it before shipping.",
+                )
+            _tracking_number_free(tracking, order=order)
+            order.carrier = carrier
+            order.tracking_number = tracking
+            order.shipped_at = timezone.now()
+            order_transition(
+                order=order,
+                to_status=OrderStatus.SHIPPED,
+                actor=actor,
+                actor_kind="staff",
+                note=f"{carrier} {tracking}",
+                extra_fields=("carrier", "tracking_number", "shipped_at"),
+            )
+    except IntegrityError as error:
+        # Taken by another packer's box between the check and this commit: the same answer, nothing kept.
+        _tracking_number_free(tracking, order=None)
+        raise error
     logger.info("order shipped order=%s carrier=%s actor=%s", order.ref, carrier, actor.pk)
     return order
+
+
+def _tracking_number_free(tracking: str, *, order: Order | None) -> None:
+    others = Order.objects.filter(tracking_number=tracking)
+    other = (others.exclude(pk=order.pk) if order is not None else others).first()
+    if other is not None:
+        raise Conflict(
+            PackingError.TRACKING_NUMBER_IN_USE,
+            f"Tracking number {tracking} is already order {other.ref}'s: scan this box's own label.",
+        )
 
 
 def slip_pdf(*, code: str, actor: User) -> bytes:

@@ -163,7 +163,9 @@ def pack_and_ship(order: Order) -> Order:
     for item in order.items.all():
         station.item_confirm(code=order.ref, position=item.position, copies_counted=item.copies, actor=packer)
     station.order_pack(code=order.ref, actor=packer)
-    station.order_ship(code=order.ref, actor=packer, carrier="ups", tracking_number="1Z999AA10123456784")
+    # A tracking number names one parcel (unique): each order's own.
+    tracking_number = f"1Z999AA1{order.pk:010d}"
+    station.order_ship(code=order.ref, actor=packer, carrier="ups", tracking_number=tracking_number)
     order.refresh_from_db()
     return order
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from lab.orders.models import Order
@@ -18,6 +19,7 @@ from tests.builders import (
     hotfolder_printer,
     job_walk,
     messages_of,
+    pack_and_ship,
     person,
     ready_to_pack_order,
     released_order,
@@ -153,6 +155,75 @@ def test_shipping_with_a_bad_carrier_or_tracking_number_is_refused(order, data, 
 
     assert messages_of(response)[0].startswith(message)
     assert floor_state() == before
+
+
+def _packed(client, order: Order) -> None:
+    confirm(client, order, 1, 2)
+    confirm(client, order, 2, 1)
+    client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+
+
+@pytest.mark.parametrize("scanned", ["the next box's slip", "the same slip, spaced"])
+def test_an_order_code_scanned_as_the_tracking_number_is_refused(order, scanned):
+    # the station asks for slips' barcodes; after "Mark packed" the cursor is in the tracking field
+    client, _ = client_as("packer")
+    _packed(client, order)
+    following = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    code = following.ref if scanned == "the next box's slip" else " ".join(order.ref)
+    before = floor_state()
+
+    response = client.post(
+        reverse("staff:packing_ship", args=[order.ref]),
+        {"carrier": "ups", "tracking_number": code},
+        follow=True,
+    )
+
+    # before: "Order … shipped with UPS PL-…", for good, and mailed to the customer with another order's ref
+    assert messages_of(response) == [
+        f"{code.upper()} is an order's code, not a tracking number: scan the carrier's label."
+    ]
+    assert floor_state() == before
+    assert Order.objects.get(pk=order.pk).status == "packed"
+
+
+def test_a_tracking_number_already_on_another_order_is_refused(order):
+    # given a box shipped with its carrier label
+    shipped = pack_and_ship(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    client, _ = client_as("packer")
+    _packed(client, order)
+    before = floor_state()
+
+    # when the same label is scanned for the next box (under any carrier)
+    response = client.post(
+        reverse("staff:packing_ship", args=[order.ref]),
+        {"carrier": "usps", "tracking_number": shipped.tracking_number.lower()},
+        follow=True,
+    )
+
+    number = shipped.tracking_number
+    assert messages_of(response) == [
+        f"Tracking number {number} is already order {shipped.ref}'s: scan this box's own label."
+    ]
+    assert floor_state() == before
+
+
+def test_two_orders_cannot_hold_one_tracking_number_in_the_database(order):
+    # what the station's check cannot see: two packers shipping with one label at once; the constraint refuses
+    # the second commit
+    shipped = pack_and_ship(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Order.objects.filter(pk=order.pk).update(tracking_number=shipped.tracking_number)
+    Order.objects.filter(pk=order.pk).update(tracking_number="")  # no tracking number: any number of orders
+
+
+def test_the_carrier_is_chosen_not_preselected(order):
+    client, _ = client_as("packer")
+    _packed(client, order)
+
+    page = client.get(reverse("staff:packing_order", args=[order.ref])).content.decode()
+
+    # a required select with UPS first was always "chosen": a USPS label shipped as UPS
+    assert re.search(r'<select name="carrier" id="carrier" required>\s*<option value="">', page)
 
 
 def test_shipping_an_order_that_is_not_packed_is_refused(order):

@@ -1,0 +1,40 @@
+"""Upgrading to one-parcel-one-order (migration orders/0009): a database holding two orders shipped under
+one tracking number (the packing station allowed it before) stops the upgrade with their refs, not with a
+bare unique violation; once a person corrected them, it goes through."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from lab.orders.models import Order
+from tests.builders.orders import order_for, order_move
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("orders", "0008_order_address_sealed")]
+LABEL = "1Z999AA10000000042"
+
+
+def _migrate(targets: list[tuple[str, str]]) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+
+
+def test_orders_sharing_a_tracking_number_stop_the_upgrade_with_their_refs() -> None:
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    _migrate(BEFORE)
+    try:
+        shipped = [order_move(order_for(None), "paid", "in_production", "ready_to_pack") for _ in range(2)]
+        Order.objects.filter(pk__in=[order.pk for order in shipped]).update(tracking_number=LABEL)
+
+        with pytest.raises(RuntimeError, match="share a tracking number") as refused:
+            _migrate(latest)
+        assert all(order.ref in str(refused.value) for order in shipped)
+
+        Order.objects.filter(pk=shipped[1].pk).update(tracking_number="1Z999AA10000000043")
+    finally:
+        _migrate(latest)  # the corrected database upgrades; a failed test leaves the schema current too
+    assert Order.objects.filter(tracking_number=LABEL).count() == 1
