@@ -240,10 +240,32 @@ def slip_pdf(*, code: str, actor: User) -> bytes:
     return bytes(packing_slip_get_or_render(order_id=order.pk).pdf)
 
 
-def day_slips_pdf(*, actor: User) -> tuple[bytes, int]:
-    """One PDF with the slip of every order ready to pack (oldest first), and how many orders it holds."""
+@dataclass(frozen=True)
+class DaySlips:
+    pdf: bytes
+    count: int
+    refused: list[str]  # refs of orders given no slip: their address was written outside the lab
+
+
+def day_slips_pdf(*, actor: User) -> DaySlips:
+    """One PDF with the slip of every order ready to pack (oldest first). An order whose address was written
+    outside the lab gets none and is named in `refused`; it does not hold up the other orders' slips."""
     packing_access_check(actor)
     orders = list(Order.objects.filter(status=OrderStatus.READY_TO_PACK).order_by("created_at", "pk"))
     if not orders:
         raise DomainError(PackingError.NO_ORDERS_TO_PACK, "No order is ready to pack.")
-    return render_slips(slips=[slip_data_for(order) for order in orders]), len(orders)
+    slips, refused = [], []
+    for order in orders:
+        try:
+            slips.append(slip_data_for(order))
+        except Conflict as error:
+            if error.code != PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB:
+                raise
+            refused.append(order.ref)
+    if not slips:
+        raise Conflict(
+            PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
+            f"No slip is made: the shipping address of {', '.join(refused)} was changed outside the lab. "
+            "Ask a supervisor.",
+        )
+    return DaySlips(pdf=render_slips(slips=slips), count=len(slips), refused=refused)

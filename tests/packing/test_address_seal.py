@@ -49,6 +49,27 @@ def test_an_address_written_in_the_database_gets_no_slip(order):
     assert not PackingSlip.objects.filter(order=order).exists()
 
 
+def test_an_order_with_an_address_written_in_the_database_does_not_hold_up_the_days_slips(order):
+    # given two orders ready to pack, one of them readdressed in SQL
+    other = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    dba_sets_address(order, THEIRS)
+    client, _ = client_as("packer")
+
+    response = client.get(reverse("staff:day_slips"))
+
+    # then the other order's slip is printed and the readdressed one is named, without a slip (before: no
+    # PDF at all, the whole station's day held up by one order)
+    assert response.status_code == 200
+    assert (response["X-Slip-Count"], response["X-Slips-Refused"]) == ("1", order.ref)
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+    assert other.ref in text
+    assert THEIRS["line1"] not in text
+    station = client.get(reverse("staff:packing"))
+    assert messages_of(station) == [
+        f"No slip for {order.ref}: its shipping address was changed outside the lab. Ask a supervisor."
+    ]
+
+
 def test_the_labs_own_and_an_emptied_address_get_their_slip(order):
     assert packing_slip_render(order_id=order.pk).pages == 1
     dba_sets_address(order, {})  # what an erasure leaves: no address to send anything to

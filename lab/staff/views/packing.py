@@ -171,10 +171,18 @@ def slip_view(request: HttpRequest, ref: str) -> HttpResponse:
 @require_GET
 def day_slips_view(request: HttpRequest) -> HttpResponse:
     try:
-        data, count = station.day_slips_pdf(actor=_actor(request))
+        day = station.day_slips_pdf(actor=_actor(request))
     except DomainError as error:
         messages.error(request, error.message)
         return HttpResponseRedirect(_station_url())
-    response = _pdf(data, "packing-slips.pdf")
-    response["X-Slip-Count"] = str(count)
+    if day.refused:
+        # Shown at the station when the packer is back from the PDF.
+        messages.error(
+            request,
+            f"No slip for {', '.join(day.refused)}: its shipping address was changed outside the lab. "
+            "Ask a supervisor.",
+        )
+    response = _pdf(day.pdf, "packing-slips.pdf")
+    response["X-Slip-Count"] = str(day.count)
+    response["X-Slips-Refused"] = ",".join(day.refused)
     return response
