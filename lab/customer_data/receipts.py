@@ -327,13 +327,20 @@ def receipt_email_send(*, receipt_id: uuid.UUID | str, recipient: str | None = N
 
 
 def receipts_email_after_erasure(*, receipt_ids: list[uuid.UUID], recipient: str) -> None:
-    """After the erasure's commit: the only chance, as the address is gone from the database. A failure is
-    logged; the customer also got the links in the erasure's answer."""
-    for receipt_id in receipt_ids:
+    """After the erasure's commit, inside its request: the only chance, as the address is gone from the
+    database. The customer also got the links in the erasure's answer, so the first failure ends the sends: a
+    mail server that refuses or times out (EMAIL_TIMEOUT) would do it again for each receipt, and one receipt
+    per order could hold the answer past the web server's timeout (the erasure committed, the links lost)."""
+    for index, receipt_id in enumerate(receipt_ids):
         try:
             receipt_email_send(receipt_id=receipt_id, recipient=recipient)
         except OSError:
-            logger.warning("erasure receipt e-mail not sent receipt=%s", receipt_id)
+            logger.warning(
+                "erasure receipt e-mails not sent receipt=%s not_tried=%d",
+                receipt_id,
+                len(receipt_ids) - index - 1,
+            )
+            return
 
 
 # --- reads ----------------------------------------------------------------------------------------------

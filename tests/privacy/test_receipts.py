@@ -48,6 +48,7 @@ from tests.builders import (
     person,
     print_order,
 )
+from tests.support.mail import StalledServerEmailBackend
 
 pytestmark = pytest.mark.django_db
 MAIN_DIRECTORY = Path(__file__).resolve().parents[2]
@@ -509,6 +510,28 @@ def test_erasure_mails_receipts_that_stay_readable_after_the_account_is_gone(
         True,
     )
     assert audit_verify_database().problem is None
+
+
+def test_a_failing_mail_server_costs_the_erasures_answer_one_send_not_one_per_receipt(
+    api, django_capture_on_commit_callbacks, settings
+):
+    # given a customer with three shipped orders: three receipts to mail after the erasure, in its request
+    customer = new_customer()
+    for _ in range(3):
+        shipped_order(customer)
+    api.force_authenticate(customer)
+    settings.EMAIL_BACKEND = "tests.support.mail.StalledServerEmailBackend"
+    StalledServerEmailBackend.attempts = 0
+
+    # when they erase their account while the mail server fails every send
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    # then the answer, with every link, comes after one failed send; before, each receipt waited its own
+    # EMAIL_TIMEOUT (10 s), and six of them passed gunicorn's 60 s: a 502, and the links lost
+    assert response.status_code == 200, response.json()
+    assert len(response.json()["receipts"]) == 3
+    assert StalledServerEmailBackend.attempts == 1
 
 
 # --- who may read a receipt ------------------------------------------------------------------------------

@@ -27,6 +27,17 @@ class RefusingEmailBackend(EmailBackend):
         return int(super().send_messages(messages))
 
 
+class StalledServerEmailBackend(EmailBackend):
+    """Every send fails as a mail server that never answers fails it after EMAIL_TIMEOUT (here at once);
+    `attempts` counts the sends tried, across instances."""
+
+    attempts = 0
+
+    def send_messages(self, messages: Sequence[EmailMessage]) -> int:
+        StalledServerEmailBackend.attempts += 1
+        raise TimeoutError("timed out")
+
+
 class WorkerDiesWhileSending(Exception):
     """What a test raises where a worker process would be killed."""
 
