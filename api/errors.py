@@ -202,6 +202,7 @@ STATUS_BY_CODE: dict[str, int] = {
             PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
             PackingError.ORDER_NOT_PACKED,
             PackingError.ORDER_NOT_READY_TO_PACK,
+            PackingError.SLIP_NO_LONGER_SERVED,
             PackingError.TRACKING_NUMBER_IN_USE,
             ProductionError.JOB_CHANGED,
             ProductionError.EARLIER_SEND_PRINTED,

@@ -457,6 +457,8 @@ AUDIT_GRANT_SECONDS = envint("AUDIT_GRANT_SECONDS", 600)
 AUDIT_GRANT_RENEWAL_SECONDS = envint("AUDIT_GRANT_RENEWAL_SECONDS", 600)
 # A maintenance ticket may name jobs active on its printer or printed on it within this many hours.
 AUDIT_MAINTENANCE_WINDOW_HOURS = envint("AUDIT_MAINTENANCE_WINDOW_HOURS", 4)
+# A shipped order's slip (name and address) is served at the packing station this long after shipping.
+PACKING_SHIPPED_SLIP_HOURS = envint("PACKING_SHIPPED_SLIP_HOURS", 24)
 AUDIT_BURST_ORDERS = envint("AUDIT_BURST_ORDERS", 10)  # one person viewing this many orders ...
 AUDIT_BURST_MINUTES = envint("AUDIT_BURST_MINUTES", 15)  # ... within this window is flagged
 AUDIT_REPEAT_VIEWS = envint("AUDIT_REPEAT_VIEWS", 5)  # repeated views of one order ...

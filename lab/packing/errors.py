@@ -19,6 +19,7 @@ class PackingError(StrEnum):
     INVALID_CARRIER = "invalid_carrier"
     INVALID_TRACKING_NUMBER = "invalid_tracking_number"  # also: an order's code scanned in its place
     TRACKING_NUMBER_IN_USE = "tracking_number_in_use"  # already another order's: that label is another box's
+    SLIP_NO_LONGER_SERVED = "slip_no_longer_served"  # shipped longer ago than PACKING_SHIPPED_SLIP_HOURS
     NO_ORDERS_TO_PACK = "no_orders_to_pack"  # the day's slips were asked for with no order ready
     # The shipping address was written in the database, not by the lab: no slip (the box's label) for it.
     ADDRESS_CHANGED_OUTSIDE_THE_LAB = "address_changed_outside_the_lab"

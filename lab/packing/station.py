@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -237,6 +239,15 @@ def slip_pdf(*, code: str, actor: User) -> bytes:
     """The stored packing slip of an order, rendered now when the worker has not made it yet."""
     packing_access_check(actor)
     order = _order_in(code=code, statuses=SLIP_STATUSES, why="; it has no slip yet")
+    served_until = (order.shipped_at or timezone.now()) + timedelta(hours=settings.PACKING_SHIPPED_SLIP_HOURS)
+    if order.status == OrderStatus.SHIPPED and timezone.now() > served_until:
+        # A label torn at the door is reprinted the same day; later, the slip would only be a customer's name
+        # and address handed to whoever asks at the station (job pages name any order's ref).
+        raise Conflict(
+            PackingError.SLIP_NO_LONGER_SERVED,
+            f"Order {order.ref} shipped more than {settings.PACKING_SHIPPED_SLIP_HOURS} h ago; "
+            "its slip is no longer served at the station.",
+        )
     return bytes(packing_slip_get_or_render(order_id=order.pk).pdf)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from lab.orders.models import Order
 from lab.packing.models import PackingSlip
@@ -312,6 +314,25 @@ def test_slip_pdf_is_rendered_on_demand_then_served_from_storage(order):
     assert first["Cache-Control"] == "no-store"
     assert first.content.startswith(b"%PDF")
     assert second.content == bytes(PackingSlip.objects.get(order=order).pdf) == first.content
+
+
+def test_a_shipped_orders_slip_is_served_the_day_it_ships_and_not_later(order, settings):
+    shipped = pack_and_ship(order)
+    client, _ = client_as("packer")
+
+    # a label torn at the door is reprinted the same day
+    assert client.get(reverse("staff:slip", args=[shipped.ref]))["Content-Type"] == "application/pdf"
+
+    # later the slip is only a name and an address, and any order's ref is on the floor's job pages: before,
+    # every shipped customer's slip was served to any packer who asked, for good
+    Order.objects.filter(pk=shipped.pk).update(
+        shipped_at=timezone.now() - timedelta(hours=settings.PACKING_SHIPPED_SLIP_HOURS, minutes=1)
+    )
+    response = client.get(reverse("staff:slip", args=[shipped.ref]), follow=True)
+    assert not response["Content-Type"].startswith("application/pdf")
+    assert messages_of(response) == [
+        f"Order {shipped.ref} shipped more than 24 h ago; its slip is no longer served at the station."
+    ]
 
 
 def test_day_slips_hold_every_order_ready_to_pack(order):
