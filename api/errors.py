@@ -190,6 +190,7 @@ STATUS_BY_CODE: dict[str, int] = {
             AccountError.PASSWORD_CHANGED_MEANWHILE,
             CommonError.INVALID_TRANSITION,
             CustomerDataError.ALREADY_ERASED,
+            CustomerDataError.ERASE_THE_ACCOUNT,
             CustomerDataError.ASSET_STILL_NEEDED,
             CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
             GateError.ALREADY_SIGNED_OFF,

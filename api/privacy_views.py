@@ -20,10 +20,10 @@ from rest_framework.views import APIView
 
 from api.schema import problems
 from api.throttles import AnonThrottle
-from api.views import MeView
+from api.views import ORDER_TOKEN_HEADER, MeView
 from lab.accounts.models import User
-from lab.customer_data.erasure import ErasureResult, account_erase
-from lab.customer_data.export import account_export
+from lab.customer_data.erasure import ErasureResult, GuestErasureResult, account_erase, guest_order_erase
+from lab.customer_data.export import account_export, guest_order_export
 from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.receipts import (
     ReceiptLink,
@@ -32,6 +32,8 @@ from lab.customer_data.receipts import (
     receipt_url,
     receipts_of,
 )
+from lab.orders.models import Order
+from lab.orders.selectors import order_for_reader
 
 
 def _request_id(request: Request) -> str:
@@ -87,6 +89,60 @@ class AccountView(MeView):
         )
         response = Response(ErasureOutput(result).data)
         response["Cache-Control"] = "private, no-store"  # the receipts' links carry their tokens
+        return response
+
+
+class GuestErasureOutput(serializers.Serializer[GuestErasureResult]):
+    erased_at = serializers.DateTimeField()
+    photos_purged = serializers.IntegerField()
+    order_cancelled = serializers.BooleanField(help_text="The order was unpaid and is cancelled.")
+    receipt = ReceiptLinkOutput(
+        allow_null=True,
+        help_text="The order's signed privacy receipt; also e-mailed. The link keeps working.",
+    )
+
+
+def _guest_order(request: Request, ref: str) -> Order:
+    # The token alone opens it: an account's order is the account's to export or erase (me/export, DELETE me).
+    return order_for_reader(ref=ref, user=None, guest_token=request.headers.get("X-Order-Token"))
+
+
+class GuestOrderExportView(APIView):
+    """A guest's copy of everything held about their order, including every employee view of its photos."""
+
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **problems(404)}, parameters=[ORDER_TOKEN_HEADER])
+    def get(self, request: Request, ref: str) -> Response:
+        document = guest_order_export(order=_guest_order(request, ref), request_id=_request_id(request))
+        response = Response(document)
+        response["Cache-Control"] = "no-store, private"
+        response["Content-Disposition"] = f'attachment; filename="printlab-order-{ref}.json"'
+        return response
+
+
+class GuestOrderErasureView(APIView):
+    """A guest erases their order's personal data (they have no account to erase)."""
+
+    permission_classes = (AllowAny,)
+    throttle_classes = (AnonThrottle,)
+
+    @extend_schema(
+        request=None,
+        responses={200: GuestErasureOutput, **problems(404, 409)},
+        parameters=[ORDER_TOKEN_HEADER],
+        description=(
+            "Erase a guest order's personal data with its X-Order-Token: photos destroyed, e-mail, "
+            "address and messages removed, the order kept anonymised for accounting; unpaid, it is "
+            "cancelled. Refused (409 `erasure_blocked_by_open_orders`) while it is paid, in production, "
+            "on hold, ready to pack or packed."
+        ),
+    )
+    def delete(self, request: Request, ref: str) -> Response:
+        result = guest_order_erase(order=_guest_order(request, ref), request_id=_request_id(request))
+        response = Response(GuestErasureOutput(result).data)
+        response["Cache-Control"] = "private, no-store"  # the receipt's link carries its token
         return response
 
 

@@ -25,6 +25,12 @@ urlpatterns = [
     path("orders", views.OrderListCreateView.as_view(), name="orders"),
     path("orders/<str:ref>", views.OrderDetailView.as_view(), name="order-detail"),
     path("orders/<str:ref>/cancel", views.OrderCancelView.as_view(), name="order-cancel"),
+    path("orders/<str:ref>/export", privacy_views.GuestOrderExportView.as_view(), name="order-export"),
+    path(
+        "orders/<str:ref>/personal-data",
+        privacy_views.GuestOrderErasureView.as_view(),
+        name="order-personal-data",
+    ),
     path(
         "orders/<str:ref>/items/<int:position>/proof",
         proof_views.OrderItemProofView.as_view(),

@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import partial
 
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from lab.accounts.errors import AccountError
@@ -25,8 +26,10 @@ from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.errors import CustomerDataError
+from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.receipts import (
     ReceiptLink,
+    receipt_issue,
     receipt_link,
     receipts_email_after_erasure,
     receipts_issue_for_erasure,
@@ -56,19 +59,17 @@ def erased_email(user: User) -> str:
     return f"erased-{user.public_id}@invalid"
 
 
+def _is_open(order: Order) -> bool:
+    # An unpaid order whose money has arrived is about to be paid: it counts as open.
+    return order.status in PHOTO_NEEDED_STATUSES or (
+        order.status == OrderStatus.AWAITING_PAYMENT and order.payment_status == Order.PaymentStatus.SUCCEEDED
+    )
+
+
 def _refuse_open_orders(user: User) -> None:
     """Lock every order of the customer, so none moves on while it is anonymised, and refuse open ones."""
     orders = list(Order.objects.select_for_update().filter(customer=user).order_by("pk"))
-    open_refs = [
-        order.ref
-        for order in orders
-        # An unpaid order whose money has arrived is about to be paid: it counts as open.
-        if order.status in PHOTO_NEEDED_STATUSES
-        or (
-            order.status == OrderStatus.AWAITING_PAYMENT
-            and order.payment_status == Order.PaymentStatus.SUCCEEDED
-        )
-    ]
+    open_refs = [order.ref for order in orders if _is_open(order)]
     if open_refs:
         raise Conflict(
             CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
@@ -100,8 +101,7 @@ def _purge_photos(user: User) -> int:
     )
 
 
-def _anonymize_orders(user: User) -> int:
-    orders = Order.objects.filter(customer=user)
+def _anonymize_orders(orders: QuerySet[Order]) -> int:
     order_ids = list(orders.values_list("pk", flat=True))
     # The slip PDF prints the address; webhook bodies may quote hold questions and tracking numbers.
     PackingSlip.objects.filter(order_id__in=order_ids).delete()
@@ -176,7 +176,7 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
         _refuse_open_orders(locked)
         cancelled = _cancel_unpaid(locked)
         purged = _purge_photos(locked)
-        anonymized = _anonymize_orders(locked)
+        anonymized = _anonymize_orders(Order.objects.filter(customer=locked))
         now = timezone.now()
         # Read before it is wiped: the receipts' e-mail goes there once the erasure is committed.
         recipient = locked.email
@@ -214,4 +214,79 @@ def account_erase(*, user: User, password: str, request_id: str = "") -> Erasure
         orders_anonymized=anonymized,
         orders_cancelled=cancelled,
         receipts=tuple(receipt_link(receipt) for receipt in receipts),
+    )
+
+
+@dataclass(frozen=True)
+class GuestErasureResult:
+    erased_at: datetime
+    photos_purged: int
+    order_cancelled: bool
+    receipt: ReceiptLink | None
+
+
+def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResult:
+    """A guest's erasure of their order (DELETE orders/{ref}/personal-data with its X-Order-Token, the
+    guest's only credential): photos destroyed, e-mail, address and messages removed, the order kept
+    anonymised for accounting, a signed receipt in the answer and mailed to the address read before it was
+    wiped. Refused while the order still has to be printed or shipped; unpaid, it is cancelled. An account's
+    order is erased with the account (DELETE me)."""
+    if not order.is_guest:
+        raise Conflict(
+            CustomerDataError.ERASE_THE_ACCOUNT,
+            "This order belongs to an account: erasing the account (DELETE /api/v1/me) erases it.",
+        )
+    with transaction.atomic():
+        # Its photos first, then the order: the order in which an order's quote and the account erasure take
+        # them (see account_erase).
+        photos = Asset.objects.filter(Q(items__order=order) | Q(guest_order=order)).distinct()
+        asset_ids = list(
+            Asset.objects.select_for_update()
+            .filter(pk__in=photos.values("pk"))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.is_anonymized:
+            raise Conflict(CustomerDataError.ALREADY_ERASED, "This order's personal data was erased already.")
+        if _is_open(locked):
+            raise Conflict(
+                CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
+                "Your data can be erased once this order has shipped or been cancelled.",
+                orders=[locked.ref],
+            )
+        cancelled = locked.status == OrderStatus.AWAITING_PAYMENT
+        if cancelled:
+            # No money has moved (checked above): the PaymentIntent is cancelled after commit.
+            order_cancel(order=locked, actor=None, actor_kind="guest")
+        purged = sum(
+            asset_purge(asset_id=asset_id, rule=RULE_ERASURE, cutoffs=None, purpose="erasure")
+            for asset_id in sorted(asset_ids, key=str)
+        )
+        recipient = locked.guest_email  # read before it is wiped: the receipt's e-mail goes there
+        _anonymize_orders(Order.objects.filter(pk=locked.pk))
+        # The guest's consents name the order and the policy version only: kept, as proof of what was agreed.
+        audit_append(
+            Entry(
+                action="order.erase",
+                actor_id=None,
+                actor_role="guest",
+                outcome="done",
+                rule=RULE_ERASURE,
+                purpose="erasure",
+                order_ref=locked.ref,
+                meta=RequestMeta(request_id=request_id),
+            )
+        )
+        receipt = receipt_issue(order=locked, reason=PrivacyReceipt.Reason.ERASED, mail=False)
+        if receipt is not None and recipient:
+            transaction.on_commit(
+                partial(receipts_email_after_erasure, receipt_ids=[receipt.pk], recipient=recipient)
+            )
+    logger.info("guest order erased order=%s photos=%d cancelled=%s", locked.ref, purged, cancelled)
+    return GuestErasureResult(
+        erased_at=timezone.now(),
+        photos_purged=purged,
+        order_cancelled=cancelled,
+        receipt=receipt_link(receipt) if receipt is not None else None,
     )

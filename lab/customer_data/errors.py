@@ -12,5 +12,6 @@ class CustomerDataError(StrEnum):
     ERASURE_BLOCKED_BY_OPEN_ORDERS = "erasure_blocked_by_open_orders"  # details: the orders still open
     STAFF_ACCOUNT_NOT_ERASABLE = "staff_account_not_erasable"  # an administrator closes staff accounts
     ALREADY_ERASED = "already_erased"
+    ERASE_THE_ACCOUNT = "erase_the_account"  # an account's order is erased with the account (DELETE me)
     ASSET_STILL_NEEDED = "asset_still_needed"  # a purge refused: an order may still print the photo
     RECEIPT_NOT_FOUND = "receipt_not_found"  # not there, or neither the owner nor the link's token asks

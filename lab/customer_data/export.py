@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from lab.accounts.models import Consent, User
@@ -47,11 +47,11 @@ def _profile(user: User) -> dict[str, Any]:
 
 
 def _consents(user: User) -> list[dict[str, Any]]:
-    consents = (
-        Consent.objects.filter(Q(user=user) | Q(order__customer=user))
-        .select_related("policy_version", "order")
-        .order_by("recorded_at", "pk")
-    )
+    return _consents_of(Consent.objects.filter(Q(user=user) | Q(order__customer=user)))
+
+
+def _consents_of(selected: QuerySet[Consent]) -> list[dict[str, Any]]:
+    consents = selected.select_related("policy_version", "order").order_by("recorded_at", "pk")
     return [
         {
             "kind": consent.kind,
@@ -72,12 +72,8 @@ def _consents(user: User) -> list[dict[str, Any]]:
     ]
 
 
-def _orders(user: User) -> list[dict[str, Any]]:
-    orders = (
-        Order.objects.filter(customer=user)
-        .prefetch_related("items__product", "events")
-        .order_by("created_at", "pk")
-    )
+def _orders(selected: QuerySet[Order]) -> list[dict[str, Any]]:
+    orders = selected.prefetch_related("items__product", "events").order_by("created_at", "pk")
     return [
         {
             "ref": order.ref,
@@ -242,7 +238,7 @@ def _security_events(user: User) -> list[dict[str, Any]]:
 def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
     """Everything held about the customer, as one JSON-ready document; the export is audited."""
     assets = _assets(user)
-    orders = _orders(user)
+    orders = _orders(Order.objects.filter(customer=user))
     document: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "generated_at": _time(timezone.now()),
@@ -269,4 +265,41 @@ def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
             )
         )
     logger.info("account exported user=%s orders=%d photos=%d", user.public_id, len(orders), len(assets))
+    return document
+
+
+GUEST_EXPORT_FORMAT = "printlab.guest-order-export.v1"
+
+
+def guest_order_export(*, order: Order, request_id: str = "") -> dict[str, Any]:
+    """Everything held about a guest's order, for the holder of its X-Order-Token (the guest has no account):
+    the e-mail they gave, consents, the order, its photos (metadata) and every employee
+    view of them by role. An account's orders are in the account's export (GET me/export)."""
+    assets = list(
+        Asset.objects.filter(Q(items__order=order) | Q(guest_order=order)).distinct().order_by("created_at")
+    )
+    consents = _consents_of(Consent.objects.filter(order=order))
+    document: dict[str, Any] = {
+        "format": GUEST_EXPORT_FORMAT,
+        "generated_at": _time(timezone.now()),
+        "guest": {"email": order.guest_email},
+        "consents": consents,
+        "orders": _orders(Order.objects.filter(pk=order.pk)),
+        "photos": _photos(assets),
+        "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
+    }
+    with transaction.atomic():
+        audit_append(
+            Entry(
+                action="order.export",
+                actor_id=None,
+                actor_role="guest",
+                outcome="done",
+                rule="data_subject_access",
+                purpose="owner",
+                order_ref=order.ref,
+                meta=RequestMeta(request_id=request_id),
+            )
+        )
+    logger.info("guest order exported order=%s photos=%d", order.ref, len(assets))
     return document
