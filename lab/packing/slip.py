@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime
 import io
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import qrcode
 from PIL import Image
@@ -19,12 +21,21 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
+logger = logging.getLogger(__name__)
+
 # Embedded DejaVu (Debian package fonts-dejavu-core) instead of the built-in Helvetica: Helvetica's
 # encoding has no Ł, ő, Cyrillic or Greek, and a courier cannot deliver to "■ód■".
 FONT_DIRECTORY = "/usr/share/fonts/truetype/dejavu"
 FONT_REGULAR = "SlipSans"
 FONT_BOLD = "SlipSans-Bold"
 _FONT_FILES = {FONT_REGULAR: "DejaVuSans.ttf", FONT_BOLD: "DejaVuSans-Bold.ttf"}
+# DejaVu has no Chinese, Japanese or Korean: an address in them printed as empty boxes. Its characters are
+# drawn in WenQuanYi Micro Hei (Debian package fonts-wqy-microhei; ideographs, kana, Hangul), run by run.
+# Without the package they stay boxes, and a warning says why. Scripts that need shaping or right-to-left
+# order (Arabic, Hebrew, Thai, Devanagari) are not handled: ReportLab draws their letters unjoined, in
+# typed order.
+FONT_FALLBACK = "SlipSansCJK"
+FONT_FALLBACK_FILE = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
 MARGIN = 15 * mm
@@ -154,6 +165,7 @@ def plan_pages(*, slip: SlipData) -> list[range]:
 
 
 _fonts_registered = False
+_glyphs: dict[str, frozenset[int]] = {}  # font name -> the code points it draws
 
 
 def _register_fonts() -> None:
@@ -161,8 +173,45 @@ def _register_fonts() -> None:
     if _fonts_registered:
         return
     for name, file_name in _FONT_FILES.items():
-        pdfmetrics.registerFont(TTFont(name, f"{FONT_DIRECTORY}/{file_name}"))
+        font = TTFont(name, f"{FONT_DIRECTORY}/{file_name}")
+        pdfmetrics.registerFont(font)
+        _glyphs[name] = frozenset(font.face.charToGlyph)
+    if Path(FONT_FALLBACK_FILE).exists():
+        fallback = TTFont(FONT_FALLBACK, FONT_FALLBACK_FILE, subfontIndex=0)
+        pdfmetrics.registerFont(fallback)
+        _glyphs[FONT_FALLBACK] = frozenset(fallback.face.charToGlyph)
+    else:
+        logger.warning("slip font missing, CJK prints as boxes path=%s", FONT_FALLBACK_FILE)
     _fonts_registered = True
+
+
+def _runs(text: str, font: str) -> list[tuple[str, str]]:
+    """`text` as (run, font) pieces: each character in `font` if it has it, else in the fallback if that
+    has it, else in `font` (a box)."""
+    _register_fonts()
+    own, fallback = _glyphs[font], _glyphs.get(FONT_FALLBACK, frozenset())
+    runs: list[tuple[str, str]] = []
+    for character in text:
+        code = ord(character)
+        chosen = FONT_FALLBACK if code not in own and code in fallback else font
+        if runs and runs[-1][1] == chosen:
+            runs[-1] = (runs[-1][0] + character, chosen)
+        else:
+            runs.append((character, chosen))
+    return runs
+
+
+def _text_width(text: str, font: str, size: float) -> float:
+    return float(sum(pdfmetrics.stringWidth(run, run_font, size) for run, run_font in _runs(text, font)))
+
+
+def _draw_text(canvas: Canvas, x: float, y: float, text: str, font: str, size: float) -> None:
+    """drawString for text a customer typed: characters the slip's font lacks come from the fallback."""
+    for run, run_font in _runs(text, font):
+        canvas.setFont(run_font, size)
+        canvas.drawString(x, y, run)
+        x += pdfmetrics.stringWidth(run, run_font, size)
+    canvas.setFont(font, size)
 
 
 def _draw_slip(*, canvas: Canvas, slip: SlipData, paint_qr: QrPainter, outline_key: str | None) -> None:
@@ -222,9 +271,9 @@ def _note_lines(*, slip: SlipData) -> list[str]:
 
 def _fit(text: str, font: str, size: float, width: float) -> str:
     """Cuts text to a width with an ellipsis, so one long name cannot push over a neighbouring column."""
-    if pdfmetrics.stringWidth(text, font, size) <= width:
+    if _text_width(text, font, size) <= width:
         return text
-    while text and pdfmetrics.stringWidth(text + ELLIPSIS, font, size) > width:
+    while text and _text_width(text + ELLIPSIS, font, size) > width:
         text = text[:-1]
     return text + ELLIPSIS
 
@@ -271,7 +320,8 @@ def _draw_addresses(*, canvas: Canvas, slip: SlipData) -> None:
     canvas.drawString(MARGIN, top - 9, "Ship to")
     canvas.setFont(FONT_REGULAR, 10)
     for line_index, line in enumerate(slip.ship_to):
-        canvas.drawString(MARGIN, top - 22 - 12 * line_index, _fit(line, FONT_REGULAR, 10, column_width))
+        fitted = _fit(line, FONT_REGULAR, 10, column_width)
+        _draw_text(canvas, MARGIN, top - 22 - 12 * line_index, fitted, FONT_REGULAR, 10)
 
     right_column = MARGIN + half
     canvas.setFont(FONT_BOLD, 9)

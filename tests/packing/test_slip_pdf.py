@@ -258,3 +258,25 @@ def test_batch_needs_at_least_one_slip() -> None:
     with pytest.raises(ValueError) as error:
         render_slips(slips=[])
     assert str(error.value) == "render_slips needs at least one slip"
+
+
+@pytest.mark.parametrize(
+    "ship_to",
+    [
+        ["山田太郎", "千代田区千代田1-1", "100-0001 東京都", "Japan"],  # kanji and Latin on one line
+        ["김민준", "세종대로 110", "04524 서울특별시", "South Korea"],
+        ["王小明", "朝阳区建国路88号", "100022 北京市", "China"],
+        ["さくら ミュラー", "Łódź ul. 5 ひかり", "90-006", "Poland"],  # kana beside Polish letters
+    ],
+)
+def test_chinese_japanese_and_korean_addresses_print_in_their_own_characters(ship_to: list[str]) -> None:
+    # DejaVu has none of them: before, every one of these characters printed as an empty box
+    slip = dataclasses.replace(make_slip(item_count=1), ship_to=ship_to)
+
+    text = page_texts(render_slip(slip=slip))[0]
+
+    # (the text extractor breaks a line where its font changes: compared without white space)
+    packed = "".join(text.split())
+    for line in ship_to:
+        assert "".join(line.split()) in packed
+    assert "\x00" not in text
