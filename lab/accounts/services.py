@@ -13,7 +13,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from lab.accounts.erased import account_not_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role
@@ -158,16 +157,19 @@ def _customer_save(
     *, user: User, fields: list[str], marketing_opt_in: bool | None, password_read: str | None
 ) -> User:
     with transaction.atomic():
-        # A change sent while the account is being erased waits for the erasure and is refused: it would
-        # write the name, address and e-mail back over the erased row (tests/privacy/test_erasure_races.py).
-        account_not_erased(user.pk)
-        if password_read is not None:
+        # The row's lock first, FOR UPDATE: what the UPDATE below takes anyway. A weaker lock taken first
+        # (FOR KEY SHARE) and upgraded would let two changes at once each hold it and wait for the other: a
+        # deadlock (test_two_password_changes_that_wait_on_one_lock_end_one_changed_one_refused_no_deadlock).
+        locked = User.objects.select_for_update().only("pk", "password", "erased_at").get(pk=user.pk)
+        if locked.erased_at is not None:
+            # Sent while the account was being erased: it waited for the erasure, and would write the name,
+            # address and e-mail back over the erased row (tests/privacy/test_erasure_races.py).
+            raise Conflict(AccountError.ACCOUNT_ERASED, "This account was erased.")
+        if password_read is not None and locked.password != password_read:
             # The current password was checked against the row read when the request came in: it must still be
             # the account's under the row's lock, or two changes at once would both pass with the old password
             # and the last to commit would win over the other, which was told it succeeded.
-            locked = User.objects.select_for_update().only("pk", "password").get(pk=user.pk)
-            if locked.password != password_read:
-                raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
+            raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
         if marketing_opt_in is not None and marketing_opt_in != user.marketing_opt_in:
             user.marketing_opt_in = marketing_opt_in
             fields.append("marketing_opt_in")

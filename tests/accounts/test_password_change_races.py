@@ -6,7 +6,11 @@ user row is the one it read before the other committed, as a web process that ch
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.db import DatabaseError, connection, connections, transaction
 from rest_framework.test import APIClient
 
 from lab.accounts import services, signin
@@ -59,3 +63,49 @@ def test_of_two_password_changes_sent_at_once_with_the_old_password_only_the_fir
     assert refused.value.code == "wrong_password"
     customer.refresh_from_db()
     assert customer.check_password(NEW) and not customer.check_password(OTHER)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_password_changes_that_wait_on_one_lock_end_one_changed_one_refused_no_deadlock():
+    # given two changes with the old password, both read, both waiting for the account's row (another
+    # session holds it), as two web processes would after a double click
+    customer = UserFactory.create()
+    outcomes: dict[str, str] = {}
+
+    def change(name: str, new_password: str) -> None:
+        try:
+            services.customer_update(
+                user=User.objects.get(pk=customer.pk), current_password=PASSWORD, new_password=new_password
+            )
+            outcomes[name] = "changed"
+        except PermissionDenied as refused:
+            outcomes[name] = str(refused.code)
+        except DatabaseError as error:  # a deadlock: PostgreSQL kills one of them
+            outcomes[name] = type(error).__name__
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        User.objects.select_for_update().get(pk=customer.pk)
+        threads = [threading.Thread(target=change, args=args) for args in (("owner", NEW), ("other", OTHER))]
+        for thread in threads:
+            thread.start()
+        assert _sessions_waiting(2), "the two changes did not come to wait for the row"
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # then one took effect and the other was refused: before (a weak lock taken first, then upgraded), both
+    # held the weak one and PostgreSQL killed one of them as a deadlock
+    assert sorted(outcomes.values()) == ["changed", "wrong_password"], outcomes
+
+
+def _sessions_waiting(count: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
+            row = cursor.fetchone()
+        if row and row[0] >= count:
+            return True
+        time.sleep(0.02)
+    return False
