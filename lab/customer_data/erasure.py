@@ -38,7 +38,7 @@ from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, ass
 from lab.lib.errors import Conflict, PermissionDenied
 from lab.notify.models import WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
-from lab.orders.models import Asset, ClarificationCase, Order, OrderEvent
+from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, OrderEvent
 from lab.orders.states import OrderStatus
 from lab.packing.models import PackingSlip
 
@@ -265,6 +265,12 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
         )
         recipient = locked.guest_email  # read before it is wiped: the receipt's e-mail goes there
         _anonymize_orders(Order.objects.filter(pk=locked.pk))
+        # The order's idempotency keys are scoped by a hash of the guest's e-mail, and their request hash
+        # covers the e-mail and address: anyone holding an address could find the order from it, and a
+        # replay of the request would still answer the order and its token.
+        IdempotencyKey.objects.filter(order=locked).update(scope=f"erased:{locked.ref}", request_sha256="")
+        # The staff's words on their grants for these photos, as for an account's (the audit log keeps ids).
+        AccessGrant.objects.filter(asset_id__in=asset_ids).exclude(justification="").update(justification="")
         # The guest's consents name the order and the policy version only: kept, as proof of what was agreed.
         audit_append(
             Entry(

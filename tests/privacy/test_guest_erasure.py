@@ -6,11 +6,13 @@ the guest could neither see nor erase them."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from lab.audit.models import AuditRecord
+from lab.audit.models import AccessGrant, AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.gate import access as gate
@@ -134,7 +136,12 @@ def test_a_guest_erases_their_shipped_order_and_nothing_personal_is_left(
     body = response.json()
     assert (body["photos_purged"], body["order_cancelled"]) == (1, False)
     assert body["receipt"]["order_ref"] == order.ref
-    assert [needle for needle in PERSON.needles if needle in database_text()] == []
+    text = database_text()
+    assert [needle for needle in PERSON.needles if needle in text] == []
+    # nor the hash of the e-mail the order's idempotency key was scoped by (anyone holding the address could
+    # find the order with it), nor the technician's words on their grant for the photo (as for an account's)
+    assert hashlib.sha256(PERSON.email.lower().encode()).hexdigest() not in text
+    assert list(AccessGrant.objects.values_list("justification", flat=True)) == [""]
     order.refresh_from_db()
     assert (order.status, order.is_anonymized, order.shipping_address, order.guest_email) == (
         "shipped",
