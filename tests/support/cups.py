@@ -293,12 +293,12 @@ class PrivateCups:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def _device_ports(self) -> dict[str, int]:
-        printers = list(self._processes.printers.values())
-        return {
-            printer.name: printer.port
-            for printer in printers
-            if printer.process is not None and printer.process.poll() is None
-        }
+        ports = {}
+        for printer in list(self._processes.printers.values()):
+            process = printer.process  # read once: kill_printer() may set it to None meanwhile
+            if process is not None and process.poll() is None:
+                ports[printer.name] = printer.port
+        return ports
 
     def _log_device_cancel(self, name: str, job_id: int) -> None:
         with self._printer(name).log_file.open("a") as log:

@@ -35,7 +35,9 @@ END_OF_ATTRIBUTES = 0x03
 INTEGER, ENUM = 0x21, 0x23
 KEYWORD, URI, CHARSET, LANGUAGE, NAME = 0x44, 0x45, 0x47, 0x48, 0x42
 JOB_STATE_HELD = 4
-INCOMPLETE_REASONS = frozenset({"job-data-insufficient", "job-incoming"})
+# What ippeveprinter says of a job Create-Job made and no Send-Document followed. Not `job-incoming`: it says
+# that while a document is still arriving, and a real printer does not time out a transfer in progress.
+WAITING_FOR_DOCUMENT = "job-data-insufficient"
 
 
 class IppDeviceError(RuntimeError):
@@ -50,7 +52,7 @@ class DeviceJob:
 
     @property
     def is_waiting_for_its_document(self) -> bool:
-        return self.state == JOB_STATE_HELD and bool(INCOMPLETE_REASONS & set(self.reasons))
+        return self.state == JOB_STATE_HELD and WAITING_FOR_DOCUMENT in self.reasons
 
 
 def _attribute(tag: int, name: str, value: bytes) -> bytes:
@@ -216,4 +218,7 @@ class IncompleteJobTimeout:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.check()
+            try:
+                self.check()
+            except Exception:  # a garbled answer or a device gone mid-read: the next round tries again
+                logger.exception("ipp device timeout round failed")
