@@ -13,6 +13,7 @@ from typing import Any, ClassVar, cast
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Replace
 from django.utils import timezone
 
 from lab.catalog.placement import CropRect, FocalPoint, Orientation, PlacementOptions
@@ -157,6 +158,17 @@ class Asset(models.Model):
         return self.width_px, self.height_px
 
 
+def tracking_key(field: str = "tracking_number") -> Replace:
+    """A tracking number as it names its parcel: without the spaces and dashes it is printed or typed with."""
+    return Replace(
+        Replace(models.F(field), models.Value(" "), models.Value("")), models.Value("-"), models.Value("")
+    )
+
+
+def tracking_key_of(number: str) -> str:
+    return number.replace(" ", "").replace("-", "")
+
+
 class Order(models.Model):
     class ShippingMethod(models.TextChoices):
         STANDARD = "standard"
@@ -222,9 +234,10 @@ class Order(models.Model):
                 name="order_total_adds_up",
             ),
             # A tracking number names one parcel: a label scanned for a second box is refused, even by two
-            # packers at once (lab/packing/station.py answers it first, with the other order's ref).
+            # packers at once (lab/packing/station.py answers it first, with the other order's ref). Compared
+            # without spaces and dashes: "7946 1234 5678" typed and "794612345678" scanned are one parcel.
             models.UniqueConstraint(
-                fields=["tracking_number"],
+                tracking_key(),
                 condition=~models.Q(tracking_number=""),
                 name="order_tracking_number_unique",
             ),

@@ -19,7 +19,7 @@ from lab.accounts.models import User
 from lab.accounts.roles import PACKING_ROLES, has_role
 from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
 from lab.orders.errors import OrderError
-from lab.orders.models import Order, OrderItem, is_order_ref
+from lab.orders.models import Order, OrderItem, is_order_ref, tracking_key, tracking_key_of
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.packing.errors import PackingError
@@ -226,7 +226,7 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
 
 
 def _tracking_number_free(tracking: str, *, order: Order | None) -> None:
-    others = Order.objects.filter(tracking_number=tracking)
+    others = Order.objects.annotate(parcel=tracking_key()).filter(parcel=tracking_key_of(tracking))
     other = (others.exclude(pk=order.pk) if order is not None else others).first()
     if other is not None:
         raise Conflict(

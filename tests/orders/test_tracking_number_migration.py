@@ -28,7 +28,9 @@ def test_orders_sharing_a_tracking_number_stop_the_upgrade_with_their_refs() -> 
     _migrate(BEFORE)
     try:
         shipped = [order_move(order_for(None), "paid", "in_production", "ready_to_pack") for _ in range(2)]
-        Order.objects.filter(pk__in=[order.pk for order in shipped]).update(tracking_number=LABEL)
+        # one parcel, the second time typed as it is printed, grouped
+        Order.objects.filter(pk=shipped[0].pk).update(tracking_number=LABEL)
+        Order.objects.filter(pk=shipped[1].pk).update(tracking_number="1Z 999AA1 0000000042")
 
         with pytest.raises(RuntimeError, match="share a tracking number") as refused:
             _migrate(latest)

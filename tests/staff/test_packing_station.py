@@ -188,23 +188,28 @@ def test_an_order_code_scanned_as_the_tracking_number_is_refused(order, scanned)
     assert Order.objects.get(pk=order.pk).status == "packed"
 
 
-def test_a_tracking_number_already_on_another_order_is_refused(order):
+@pytest.mark.parametrize("typed", ["as scanned", "grouped with spaces", "with dashes"])
+def test_a_tracking_number_already_on_another_order_is_refused(order, typed):
     # given a box shipped with its carrier label
     shipped = pack_and_ship(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
     client, _ = client_as("packer")
     _packed(client, order)
     before = floor_state()
+    number = shipped.tracking_number.lower()
+    groups = [number[start : start + 4] for start in range(0, len(number), 4)]
+    number = {"as scanned": number, "grouped with spaces": " ".join(groups), "with dashes": "-".join(groups)}[
+        typed
+    ]
 
-    # when the same label is scanned for the next box (under any carrier)
+    # when the same label is scanned or typed for the next box (under any carrier)
     response = client.post(
         reverse("staff:packing_ship", args=[order.ref]),
-        {"carrier": "usps", "tracking_number": shipped.tracking_number.lower()},
+        {"carrier": "usps", "tracking_number": number},
         follow=True,
     )
 
-    number = shipped.tracking_number
     assert messages_of(response) == [
-        f"Tracking number {number} is already order {shipped.ref}'s: scan this box's own label."
+        f"Tracking number {number.upper()} is already order {shipped.ref}'s: scan this box's own label."
     ]
     assert floor_state() == before
 
@@ -215,6 +220,9 @@ def test_two_orders_cannot_hold_one_tracking_number_in_the_database(order):
     shipped = pack_and_ship(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
     with pytest.raises(IntegrityError), transaction.atomic():
         Order.objects.filter(pk=order.pk).update(tracking_number=shipped.tracking_number)
+    spaced = " ".join(shipped.tracking_number[start : start + 6] for start in range(0, 18, 6))
+    with pytest.raises(IntegrityError), transaction.atomic():  # one parcel, however it is written
+        Order.objects.filter(pk=order.pk).update(tracking_number=spaced)
     Order.objects.filter(pk=order.pk).update(tracking_number="")  # no tracking number: any number of orders
 
 
