@@ -138,14 +138,17 @@ def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) 
                 "Nothing was confirmed.",
             )
         jobs = _printed_jobs(item)
-        if sum(job.copies for job in jobs) < item.copies:
+        # A print the quality check rejected is not a copy, whatever the packer counts; its reprint is.
+        rejected = sum(job.copies_rejected for job in jobs)
+        if sum(job.copies - job.copies_rejected for job in jobs) < item.copies:
+            why = f" that passed the quality check ({rejected} rejected: reprint them)" if rejected else ""
             raise DomainError(
                 PackingError.COPIES_NOT_PRINTED,
-                f"Item {position} has fewer than {item.copies} printed copies.",
+                f"Item {position} has fewer than {item.copies} printed copies{why}.",
             )
         remaining = item.copies
         for job in jobs:
-            verified = min(job.copies, remaining)
+            verified = min(job.copies - job.copies_rejected, remaining)
             remaining -= verified
             PrintJob.objects.filter(pk=job.pk).update(copies_verified=verified, updated_at=timezone.now())
             JobEvent.objects.create(

@@ -400,7 +400,7 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
         )
     with transaction.atomic():
         updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
-            copies_verified=copies, updated_at=timezone.now()
+            copies_verified=copies, copies_rejected=job.copies - copies, updated_at=timezone.now()
         )
         if not updated:
             raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile.")

@@ -138,6 +138,9 @@ class PrintJob(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     copies = models.PositiveSmallIntegerField()
     copies_verified = models.PositiveSmallIntegerField(default=0)
+    # Prints the floor's quality check found bad (copies minus the good ones it counted): never counted
+    # good at the packing station; a reprint brings their replacements.
+    copies_rejected = models.PositiveSmallIntegerField(default=0)
     raster_blob = models.CharField(max_length=64, blank=True)
     raster_sha256 = models.CharField(max_length=64, blank=True)
     raster_width_px = models.PositiveIntegerField(default=0)

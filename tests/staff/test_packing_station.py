@@ -271,6 +271,37 @@ def test_a_reprint_counts_for_the_copies_its_original_lost():
     assert order.status == "packed"
 
 
+def test_the_packers_count_does_not_overrule_the_quality_checks_rejection():
+    """The floor's quality check found one of two prints bad; the packer counts the two prints on the table.
+    Before, the count was taken and the box packed with the rejected print."""
+    from lab.production.tracking import order_check_printed
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    original = PrintJob.objects.get(order=order)
+    actions.job_verify_copies(job_id=original.pk, actor=person("technician"), copies=1)
+    client, _ = client_as("packer")
+    before = floor_state()
+
+    refused = confirm(client, order, 1, 2)
+
+    assert messages_of(refused) == [
+        "Item 1 has fewer than 2 printed copies that passed the quality check (1 rejected: reprint them)."
+    ]
+    assert floor_state() == before
+
+    # the rejected print is reprinted: the good one and its replacement are the item's two copies
+    reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+    job_walk(reprint, "printed")
+    assert order_check_printed(order_id=order.pk)
+    confirm(client, order, 1, 2)
+    reprint.refresh_from_db()
+    original.refresh_from_db()
+    assert (reprint.copies_verified, original.copies_verified, original.copies_rejected) == (1, 1, 1)
+    assert client.post(reverse("staff:packing_pack", args=[order.ref])).status_code == 302
+    assert Order.objects.get(pk=order.pk).status == "packed"
+
+
 @pytest.mark.parametrize(("reason", "reprinted", "still_counted"), [("colour", 3, 0), ("damaged", 1, 2)])
 def test_a_reprint_after_the_count_undoes_the_count_of_the_copies_it_replaces(
     reason, reprinted, still_counted
