@@ -206,6 +206,7 @@ STATUS_BY_CODE: dict[str, int] = {
             PackingError.SLIP_NO_LONGER_SERVED,
             PackingError.TRACKING_NUMBER_IN_USE,
             ProductionError.JOB_CHANGED,
+            ProductionError.REPRINT_EXCEEDS_COPIES,
             ProductionError.EARLIER_SEND_PRINTED,
             ProductionError.ORDER_NOT_HOLDABLE,
             ProductionError.ORDER_NOT_IN_PRODUCTION,

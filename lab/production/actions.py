@@ -10,7 +10,7 @@ import logging
 from collections.abc import Collection
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -246,6 +246,16 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     return job
 
 
+def _copies_replaced(original: PrintJob) -> int:
+    """How many of a job's prints its reprints replace (those not cancelled)."""
+    return int(
+        PrintJob.objects.filter(reprint_of=original)
+        .exclude(status=J.CANCELLED)
+        .aggregate(n=Sum("copies"))["n"]
+        or 0
+    )
+
+
 def job_reprint(
     *, job_id: int, actor: User, reason: str, copies: int, note: str = "", request_key: str = ""
 ) -> PrintJob:
@@ -287,6 +297,16 @@ def job_reprint(
                 f"Order {order.ref} is {order.get_status_display().lower()}; "
                 "reprints are for orders still on the floor.",
             )
+        # A reprint replaces prints of the original: together, never more than it printed. Two tabs (each
+        # with its own form key) or two technicians asking for the same damaged prints make one reprint; a
+        # reprint that is damaged in turn is reprinted itself.
+        replaced = _copies_replaced(original)
+        if replaced + copies > original.copies:
+            raise Conflict(
+                ProductionError.REPRINT_EXCEEDS_COPIES,
+                f"{replaced} of job {original.pk}'s {original.copies} copies are already being reprinted; "
+                f"at most {original.copies - replaced} more. A damaged reprint is reprinted from its job.",
+            )
         reprint = PrintJob.objects.create(
             order=order,
             item=original.item,
@@ -306,11 +326,17 @@ def job_reprint(
         # The copies this reprint replaces are no longer counted good: an item the packer counted before it is
         # counted again, with the replacement (before, the earlier count stood and the order could be packed
         # with the rejected prints and without the reprint). Under the order's lock, as the packer's count.
+        # They are rejected prints from now on: no later count (the packer's, the quality check's) makes
+        # them good again.
         verified = PrintJob.objects.filter(pk=original.pk).values_list("copies_verified", flat=True).get()
+        PrintJob.objects.filter(pk=original.pk).update(
+            copies_verified=Greatest(F("copies_verified") - copies, 0),
+            # at least the prints its reprints replace (a print the quality check rejected is the one
+            # reprinted, not another one)
+            copies_rejected=Greatest(F("copies_rejected"), replaced + copies),
+            updated_at=timezone.now(),
+        )
         if verified:
-            PrintJob.objects.filter(pk=original.pk).update(
-                copies_verified=Greatest(F("copies_verified") - copies, 0), updated_at=timezone.now()
-            )
             JobEvent.objects.create(
                 job=original,
                 kind="copies_verified",
@@ -399,6 +425,22 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
             ProductionError.INVALID_COPIES, f"Job {job.pk} has {job.copies} copies; you entered {copies}."
         )
     with transaction.atomic():
+        # Under the order's lock, as reprints and the packer's count: a check is for an order on the floor,
+        # and the prints a reprint replaces are not good, whatever a form opened before it says.
+        order = order_locked(order_id=job.order_id)
+        if order.status not in REPRINTABLE_ORDER_STATUSES:
+            raise Conflict(
+                ProductionError.ORDER_NOT_IN_PRODUCTION,
+                f"Order {order.ref} is {order.get_status_display().lower()}; "
+                "copies are checked while it is on the floor.",
+            )
+        replaced = _copies_replaced(job)
+        if copies > job.copies - replaced:
+            raise DomainError(
+                ProductionError.INVALID_COPIES,
+                f"{replaced} of job {job.pk}'s {job.copies} copies are replaced by reprints; "
+                f"at most {job.copies - replaced} of its prints are good.",
+            )
         updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
             copies_verified=copies, copies_rejected=job.copies - copies, updated_at=timezone.now()
         )

@@ -28,6 +28,7 @@ class ProductionError(StrEnum):
     JOB_NOT_UNKNOWN = "job_not_unknown"  # only jobs of unknown fate (or suspect) are resolved by a person
     INVALID_REPRINT_REASON = "invalid_reprint_reason"
     INVALID_COPIES = "invalid_copies"
+    REPRINT_EXCEEDS_COPIES = "reprint_exceeds_copies"  # its reprints together replace more than it printed
     ORDER_NOT_IN_PRODUCTION = "order_not_in_production"  # a reprint for an order past production
     # Holds for clarification.
     HOLD_MESSAGE_REQUIRED = "hold_message_required"

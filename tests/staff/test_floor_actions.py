@@ -329,6 +329,57 @@ def test_the_reprint_form_sent_twice_reprints_once():
     assert key.group(1) not in fresh
 
 
+def test_two_tabs_asking_for_the_same_damaged_prints_reprint_them_once():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    client, _ = client_as("technician")
+    keys = []
+    for _tab in range(2):  # two technicians, or two tabs: each page has its own one-time key
+        page = client.get(reverse("staff:job", args=[original.pk])).content.decode()
+        key = re.search(r'name="request_key" value="([0-9a-f]{32})"', page)
+        assert key is not None
+        keys.append(key.group(1))
+
+    answers = [
+        post(client, reverse("staff:job_reprint", args=[original.pk]), {**form, "request_key": key})
+        for key, form in zip(keys, [{"reason": "damaged", "copies": "3"}] * 2, strict=True)
+    ]
+
+    # then the three damaged prints are reprinted once (before: six prints, two reprints)
+    [reprint] = PrintJob.objects.filter(reprint_of=original)
+    assert messages_of(answers[1]) == [
+        f"3 of job {original.pk}'s 3 copies are already being reprinted; at most 0 more. "
+        "A damaged reprint is reprinted from its job."
+    ]
+    assert reprint.copies == 3
+
+
+def test_a_check_of_copies_sent_after_a_reprint_does_not_count_the_replaced_prints_good():
+    from lab.production.tracking import order_check_printed
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+    client, _ = client_as("technician")
+
+    # a check form opened before the reprint says all three prints are good
+    refused = post(client, reverse("staff:job_verify", args=[original.pk]), {"copies": "3"})
+
+    assert messages_of(refused) == [
+        f"1 of job {original.pk}'s 3 copies are replaced by reprints; at most 2 of its prints are good."
+    ]
+    original.refresh_from_db()
+    assert original.copies_rejected == 1
+    # and the order is packed only once the replacement is counted (before: packed without it)
+    job_walk(reprint, "printed")
+    assert order_check_printed(order_id=order.pk)
+    packer, _ = client_as("packer")
+    packer.post(reverse("staff:packing_pack", args=[order.ref]))
+    assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_one_reprint_request_sent_twice_at_once_reprints_once():
     hotfolder_printer("minilab", sizes=["4x6"])
