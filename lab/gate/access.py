@@ -17,7 +17,7 @@ from typing import NoReturn
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models.functions import Coalesce, Now
 from PIL import Image
 
 from lab.accounts.models import User
@@ -238,12 +238,19 @@ def _grant_for(
         if grant is not None:
             return grant
     renewal_window = timedelta(seconds=settings.AUDIT_GRANT_RENEWAL_SECONDS)
+    since = now - renewal_window
     previous = (
-        AccessGrant.objects.filter(**scope, expires_at__lte=now, expires_at__gte=now - renewal_window)
-        # Ended by its expiry: also when a request for it after it expired was refused, which revokes it
-        # (`grant_expired`); otherwise reloading the expired page first hid the renewal.
-        .filter(Q(revoked_at__isnull=True) | Q(revoked_reason="grant_expired"))
-        .order_by("-expires_at")
+        # The last grant of this scope that ended within the window, however it ended: by its expiry, or
+        # revoked by a refusal (any refusal on the photo ends the person's grants on it: a reload of the
+        # expired page, an unknown variant, full resolution without its justification). Only expiries
+        # counted before, so a refusal just before asking again hid the renewal, or, sent while the grant
+        # was live, opened a fresh one that no rule flagged.
+        AccessGrant.objects.filter(**scope)
+        .filter(
+            Q(revoked_at__isnull=True, expires_at__lte=now, expires_at__gte=since)
+            | Q(revoked_at__lte=now, revoked_at__gte=since)
+        )
+        .order_by(Coalesce("revoked_at", "expires_at").desc())
         .first()
     )
     return AccessGrant.objects.create(

@@ -253,19 +253,26 @@ def renewal_flags(attempts: Iterable[Attempt], *, renewals: dict[int, timedelta]
             yield _anomaly(
                 attempt,
                 Flag.GRANT_RENEWAL,
-                f"asked again {int(gap.total_seconds())} s after the last grant for this photo expired",
+                f"asked again {int(gap.total_seconds())} s after the last grant for this photo ended",
             )
 
 
 def _renewal_gaps(seqs: set[int]) -> dict[int, timedelta]:
-    """For views that were the first under a renewing grant: how long after the previous grant expired."""
+    """For views that were the first under a renewing grant: how long after the previous grant ended."""
     found: dict[int, timedelta] = {}
     ordered = sorted(seqs)
     for start in range(0, len(ordered), _LOOKUP_CHUNK):
         rows = AccessGrant.objects.filter(
             first_seq__in=ordered[start : start + _LOOKUP_CHUNK], renews__isnull=False
-        ).values_list("first_seq", "created_at", "renews__expires_at")
-        found.update({seq: created - expired for seq, created, expired in rows if seq is not None})
+        ).values_list("first_seq", "created_at", "renews__expires_at", "renews__revoked_at")
+        found.update(
+            # the previous grant ended at its expiry, or earlier when a refusal revoked it
+            {
+                seq: created - min(expired, revoked or expired)
+                for seq, created, expired, revoked in rows
+                if seq is not None
+            }
+        )
     return found
 
 

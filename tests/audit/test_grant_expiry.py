@@ -95,7 +95,7 @@ def test_a_new_request_soon_after_expiry_opens_a_renewal_that_is_flagged(job, cl
         if a.flag == Flag.GRANT_RENEWAL
     ]
     assert [(a.seq, a.actor_id) for a in renewals] == [(second.first_seq, str(technician.public_id))]
-    assert renewals[0].detail == "asked again 121 s after the last grant for this photo expired"
+    assert renewals[0].detail == "asked again 121 s after the last grant for this photo ended"
 
 
 def test_a_renewal_is_flagged_even_after_reloading_the_expired_grant_first(job, clock):
@@ -112,6 +112,48 @@ def test_a_renewal_is_flagged_even_after_reloading_the_expired_grant_first(job, 
 
     first, second = AccessGrant.objects.order_by("created_at")
     assert (renewed.status_code, second.renews_id) == (200, first.pk)
+
+
+@pytest.mark.parametrize(
+    ("variant", "extra"),
+    [("thumbnail", {}), ("full", {"justification": "x"})],
+    ids=["an unknown variant", "full resolution without a justification"],
+)
+def test_a_refusal_on_the_same_photo_does_not_hide_the_next_renewal(job, clock, variant, extra):
+    """Any refusal on the photo revokes the person's grants on it, under the refusal's own rule: only a
+    refusal for `grant_expired` kept the link to the earlier grant, so any other one hid the renewal."""
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    client.get(client.get(url, params(job))["Location"])
+    clock.forward(601 + 60)
+
+    assert client.get(f"/lab/photos/{job.item.asset_id}/{variant}", {**params(job), **extra}).status_code in (
+        403,
+        404,
+    )
+    renewed = client.get(client.get(url, params(job))["Location"])
+
+    first, second = AccessGrant.objects.order_by("created_at")
+    assert (renewed.status_code, second.renews_id) == (200, first.pk)
+
+
+def test_a_refusal_while_the_grant_is_live_does_not_open_a_fresh_unflagged_one(job, clock):
+    """Sent at minute 9:50, a refusal revoked the live grant early; the next request opened a fresh one, no
+    renewal by the old rule: repeated, the photo stayed open for good with nothing flagged."""
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    client.get(client.get(url, params(job))["Location"])
+    clock.forward(590)
+    client.get(f"/lab/photos/{job.item.asset_id}/thumbnail", params(job))
+
+    client.get(client.get(url, params(job))["Location"])
+
+    first, second = AccessGrant.objects.order_by("created_at")
+    assert (first.revoked_reason, second.renews_id) == ("unknown_variant", first.pk)
+    flags = [a for a in anomalies_find(since=timezone.now() - SKEW, until=timezone.now() + SKEW)]
+    assert [a.detail for a in flags if a.flag == Flag.GRANT_RENEWAL] == [
+        "asked again 0 s after the last grant for this photo ended"
+    ]
 
 
 @pytest.mark.parametrize("written", ["0{pk}", "00{pk}", "{pk}\u0660"])
