@@ -106,6 +106,15 @@ class AccessRequest:
     context_id: str
     variant: str = "preview"  # preview | full | download
 
+    def __post_init__(self) -> None:
+        # PostgreSQL's text holds no NUL: a NUL in any of these failed the facts query or the record's insert
+        # (a 500, or a 503 "audit unavailable") and left the attempt unrecorded, the status telling a prober
+        # what the gate would have decided. Made U+FFFD, it is an ordinary request, refused and recorded.
+        for name in ("asset_id", "purpose", "justification", "context_type", "context_id", "variant"):
+            value = getattr(self, name)
+            if "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", "\ufffd"))
+
     @property
     def is_full_resolution(self) -> bool:
         return self.variant != "preview"

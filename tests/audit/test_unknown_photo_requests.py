@@ -143,3 +143,33 @@ def test_a_request_another_site_started_opens_no_grant_and_writes_nothing_in_the
     own = client.get(url, printing(job), HTTP_SEC_FETCH_SITE="same-origin")
     acted = (own.status_code, AccessGrant.objects.count(), AuditRecord.objects.count())
     assert acted == ((303, 1, 0) if path.endswith("preview") else (404, 0, 1))  # a grant, or a denial
+
+
+@pytest.mark.parametrize("field", ["justification", "purpose", "context_type", "context_id"])
+def test_a_nul_byte_in_a_request_is_a_recorded_refusal_not_an_outage(job, field):
+    """PostgreSQL's text holds no NUL: the facts query or the record's insert failed (500, or 503 'audit
+    unavailable'), the attempt went unrecorded, and 503 or 500 told a prober what the gate would decide."""
+    client, technician = client_as("technician")
+    client.raise_request_exception = False
+    query = {**printing(job), field: f"{printing(job)[field]}\x00"}
+
+    response = client.get(f"/lab/photos/{job.item.asset_id}/preview", query)
+
+    if field == "justification":  # an odd character in the person's words: the request is granted, recorded
+        assert response.status_code == 303
+        assert client.get(response["Location"]).status_code == 200
+        records = AuditRecord.objects.filter(actor_id=str(technician.public_id), outcome="granted")
+        assert [record.justification for record in records] == ["crop\ufffd"]
+    else:
+        assert response.status_code in (403, 404)
+        assert AuditRecord.objects.filter(actor_id=str(technician.public_id), outcome="denied").count() == 1
+
+
+def test_a_nul_byte_in_the_path_is_a_recorded_refusal(job):
+    client, technician = client_as("technician")
+    client.raise_request_exception = False
+
+    response = client.get("/lab/photos/%00/preview", printing(job))
+
+    assert response.status_code in (403, 404)
+    assert AuditRecord.objects.filter(actor_id=str(technician.public_id), outcome="denied").count() == 1
