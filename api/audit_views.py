@@ -27,6 +27,7 @@ from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
 from lab.gate import selectors
 from lab.gate.anomalies import anomalies_find
 from lab.gate.review import auditor_read_record
+from lab.lib.calendar import OUT_OF_SPAN, moment_in_span
 
 API_CONTEXT = "audit_api"
 
@@ -73,6 +74,8 @@ class RangeQuery(serializers.Serializer[None]):
     max_range = selectors.MAX_ANOMALY_RANGE
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not all(moment_in_span(attrs[name]) for name in ("since", "until") if attrs.get(name)):
+            raise serializers.ValidationError({"since": OUT_OF_SPAN})
         until = attrs.get("until") or timezone.now()
         since = attrs.get("since") or until - self.default_range
         if since >= until:

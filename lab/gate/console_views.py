@@ -9,6 +9,7 @@ is refused (503), as the photo gate does.
 from __future__ import annotations
 
 import csv
+import datetime
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ from lab.gate import selectors as audit_selectors
 from lab.gate.anomalies import anomalies_find, thresholds
 from lab.gate.review import auditor_read_record, review_build, review_sign_off
 from lab.gate.views import error_status
+from lab.lib.calendar import OUT_OF_SPAN, day_in_span, moment_in_span
 from lab.lib.errors import DomainError
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
@@ -111,6 +113,8 @@ class RangeForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if not all(moment_in_span(data[name]) for name in ("since", "until") if data.get(name)):
+            raise forms.ValidationError(OUT_OF_SPAN)
         until = data.get("until") or timezone.now()
         since = data.get("since") or until - timedelta(days=self.default_days)
         if since >= until:
@@ -189,6 +193,8 @@ def records_view(request: HttpRequest) -> HttpResponse:
 @auditor_page
 @require_GET
 def record_view(request: HttpRequest, seq: int) -> HttpResponse:
+    if seq >= 2**63:  # no record has it (a bigint), and the read's own record would not hold it
+        raise Http404
     _read(request, page=f"record:{seq}", query="")
     record = audit_selectors.record_get(seq=seq)
     if record is None:
@@ -252,7 +258,7 @@ def _range_query(data: dict[str, Any]) -> str:
 def review_view(request: HttpRequest) -> HttpResponse:
     is_open = request.GET.get("state", "open") != "done"
     after = request.GET.get("after", "")
-    after_id = int(after) if after.isdigit() else None
+    after_id = int(after) if after.isascii() and after.isdigit() and len(after) < 19 else None
     _read(request, page="review", query=f"state={'open' if is_open else 'done'}&after={after_id or ''}")
     page = audit_selectors.review_items_page(is_open=is_open, after_id=after_id, limit=PAGE_SIZE)
     emails = audit_selectors.employee_emails(actor_ids=[item.record.actor_id for item in page.items])
@@ -275,7 +281,7 @@ def review_sign_off_view(request: HttpRequest, item_id: int) -> HttpResponse:
         review_sign_off(
             item_id=item_id,
             auditor=_auditor(request),
-            note=request.POST.get("note", ""),
+            note=request.POST.get("note", "").replace("\x00", "\ufffd"),  # text in PostgreSQL holds no NUL
             meta=request_meta(request),
         )
     except DomainError as error:
@@ -287,6 +293,12 @@ def review_sign_off_view(request: HttpRequest, item_id: int) -> HttpResponse:
 
 class DayForm(forms.Form):
     day = forms.DateField()
+
+    def clean_day(self) -> datetime.date:
+        day: datetime.date = self.cleaned_data["day"]
+        if not day_in_span(day):
+            raise forms.ValidationError(OUT_OF_SPAN)
+        return day
 
 
 @auditor_page

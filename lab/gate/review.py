@@ -75,10 +75,13 @@ def review_sample_daily(*, day: date | None = None, sample_size: int | None = No
             reason=SAMPLE_REASON, record__occurred_at__gte=since, record__occurred_at__lt=until
         ).values_list("record_id", flat=True)
     )
-    candidates = [seq for seq in views if seq not in already]
+    flagged = {(anomaly.seq, anomaly.flag.value) for anomaly in anomalies_find(since=since, until=until)}
+    # The sample is the random check of what no rule flagged: a flagged view is queued for its flag anyway, so
+    # drawing it too spent a sample's place on it (busy orders flag most of their views as repeated).
+    flagged_seqs = {seq for seq, _ in flagged}
+    candidates = [seq for seq in views if seq not in already and seq not in flagged_seqs]
     wanted = min(max(0, size - len(already)), len(candidates))
     chosen = secrets.SystemRandom().sample(candidates, wanted)
-    flagged = {(anomaly.seq, anomaly.flag.value) for anomaly in anomalies_find(since=since, until=until)}
     existing = set(
         ReviewItem.objects.filter(record_id__in={seq for seq, _ in flagged}).values_list(
             "record_id", "reason"

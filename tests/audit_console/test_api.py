@@ -119,3 +119,13 @@ def test_summary_and_anomalies_answer_per_employee_and_per_flag(api, technician,
     assert first.seq < second.seq
     assert too_long.status_code == 400
     assert [(r.actor_role, r.context_id) for r in reads()] == [("admin", "summary"), ("admin", "anomalies")]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/audit/anomalies", "/api/v1/audit/summary"])
+def test_a_date_at_the_calendars_end_is_a_400_not_a_500(api, auditor, path):
+    # a day before 0001-01-01 overflowed in the range's arithmetic
+    api.force_authenticate(auditor)
+
+    response = api.get(path, {"until": "0001-01-01T00:00:00Z"})
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")

@@ -130,3 +130,32 @@ def test_a_note_is_required_and_nobody_reviews_their_own_access(auditor):
 
     assert (no_note.value.code, own.value.code) == ("note_required", "own_record")
     assert ReviewItem.objects.get().reviewed_by == auditor
+
+
+def test_a_sign_off_note_with_a_nul_byte_is_signed_off_not_a_server_error(client, technician, auditor):
+    # PostgreSQL's text holds no NUL: the note's save failed, a 500 and no sign-off
+    denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+    review_sample_daily(day=T0.date(), sample_size=0)
+    item = ReviewItem.objects.get()
+    client.force_login(auditor)
+    client.raise_request_exception = False
+
+    response = client.post(f"/lab/audit/review/{item.pk}/sign-off/", {"note": "asked\x00them"})
+
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert item.note == "asked\ufffdthem"
+
+
+def test_the_sample_is_drawn_only_from_views_no_rule_flagged(technician, settings):
+    # given a busy order whose views from the second on are flagged as repeated, and two quiet views
+    settings.AUDIT_REPEAT_VIEWS = 2
+    busy = [attempt(technician, at=minutes(i + 1), order_ref="PL-BUSY").seq for i in range(10)]
+    quiet = [busy[0], attempt(technician, at=minutes(30), order_ref="PL-OTHER").seq]
+
+    review_sample_daily(day=T0.date(), sample_size=2)
+
+    # then the sample is the two views no rule flagged; before, a flagged view took a sample's place (it is
+    # queued for its flag anyway), 54 times in 55
+    assert sorted(seq for seq, reason in queued() if reason == "sample") == sorted(quiet)
+    assert sorted(seq for seq, reason in queued() if reason == "repeated_views") == busy[1:]

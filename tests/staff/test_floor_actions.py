@@ -562,3 +562,18 @@ def test_services_refuse_a_packer_even_without_the_pages():
 
     assert floor_state() == before
     assert Printer.objects.get().is_paused_by_lab is False
+
+
+def test_a_maintenance_ticket_naming_a_job_in_other_digits_is_refused_not_a_500():
+    # '²'.isdigit() is true, int('²') raises: a 500 for the technician
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    job_walk(job, "submitted")
+    client, _ = client_as("technician")
+    client.raise_request_exception = False
+
+    form = {"description": "jam", "job_ids": "²"}
+    response = post(client, reverse("staff:ticket_open", args=[job.pk]), form)
+
+    assert response.status_code == 200
+    assert messages_of(response) == ["Choose jobs from the list."]

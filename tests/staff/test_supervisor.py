@@ -299,3 +299,19 @@ def test_a_growing_queue_is_alerted_and_shown_on_the_view(settings) -> None:
 
     assert list(Alert.objects.values_list("kind", flat=True)) == ["queue_growing"]
     assert "3 jobs wait to print; 3 arrived and 0 printed" in page
+
+
+@pytest.mark.parametrize("query", ["printer=%C2%B2", "to=9999-12-31", "to=0001-01-03", "from=0001-01-01"])
+def test_malformed_filters_fall_back_to_the_default_not_a_500(query: str) -> None:
+    client, _ = client_as("supervisor")
+    client.raise_request_exception = False
+
+    assert client.get(f"{reverse('staff:supervisor')}?{query}").status_code == 200
+
+
+def test_a_row_hour_at_the_calendars_end_is_a_404_not_a_500() -> None:
+    client, _ = client_as("supervisor")
+    client.raise_request_exception = False
+    url = reverse("staff:supervisor_behind") + "?table=throughput&printer=1&hour=9999-12-31T23:00"
+
+    assert client.get(url).status_code == 404

@@ -282,7 +282,7 @@ def ticket_open_view(request: HttpRequest, job_id: int) -> HttpResponse:
         if job.printer_id is None:
             raise DomainError(StaffError.NO_PRINTER, "This job has no printer yet.")
         job_ids = request.POST.getlist("job_ids")
-        if not all(value.isdigit() for value in job_ids):
+        if not all(value.isascii() and value.isdigit() and len(value) < 19 for value in job_ids):
             raise DomainError(StaffError.INVALID_INPUT, "Choose jobs from the list.")
         ticket = maintenance.maintenance_ticket_open(
             printer_id=job.printer_id,

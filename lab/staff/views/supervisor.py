@@ -16,6 +16,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from lab.accounts.roles import SUPERVISOR_VIEW_ROLES
+from lab.lib.calendar import day_in_span
 from lab.production.alerts import orders_at_risk
 from lab.production.selectors import alerts_recent, printers_by_name
 from lab.staff import supervisor, supervisor_timelines
@@ -40,9 +41,10 @@ TABLES = (
 
 def _date(value: str | None) -> datetime.date | None:
     try:
-        return datetime.date.fromisoformat(value) if value else None
+        day = datetime.date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return day if day is not None and day_in_span(day) else None
 
 
 def filters_from(request: HttpRequest) -> supervisor.Filters:
@@ -56,7 +58,7 @@ def filters_from(request: HttpRequest) -> supervisor.Filters:
     return supervisor.Filters(
         start=datetime.datetime.combine(first, datetime.time.min, tzinfo=datetime.UTC),
         end=datetime.datetime.combine(last + timedelta(days=1), datetime.time.min, tzinfo=datetime.UTC),
-        printer_id=int(printer) if printer.isdigit() else None,
+        printer_id=int(printer) if printer.isascii() and printer.isdigit() and len(printer) < 19 else None,
     )
 
 
@@ -351,7 +353,7 @@ def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
             jobs = list(supervisor.jobs_behind(table=table, filters=filters, key=key))
         else:
             raise Http404("no such table")
-    except ValueError as error:
+    except (ValueError, OverflowError) as error:  # e.g. an hour at the calendar's end
         raise Http404("malformed row") from error
     return render(
         request,
