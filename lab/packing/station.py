@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -101,9 +102,15 @@ def _printed_jobs(item: OrderItem) -> list[PrintJob]:
 
 
 def order_checklist(*, order: Order) -> list[ChecklistLine]:
+    # One query for every item's printed jobs, not one per item: photo orders run to hundreds of items.
+    verified: dict[int, int] = defaultdict(int)
+    for item_id, copies in PrintJob.objects.filter(order=order, status=JobStatus.PRINTED).values_list(
+        "item_id", "copies_verified"
+    ):
+        verified[item_id] += copies
     lines = []
     for item in order.items.select_related("product"):
-        confirmed = sum(job.copies_verified for job in _printed_jobs(item))
+        confirmed = verified[item.pk]
         lines.append(
             ChecklistLine(
                 position=item.position,

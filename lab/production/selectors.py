@@ -54,7 +54,9 @@ def open_clarifications(*, order: Order) -> QuerySet[ClarificationCase]:
 
 
 def order_jobs(*, order: Order) -> QuerySet[PrintJob]:
-    return PrintJob.objects.filter(order=order).select_related("item__product", "printer").order_by("pk")
+    # The order too: each job's line shows its ref (one query per job without it).
+    jobs = PrintJob.objects.filter(order=order)
+    return jobs.select_related("order", "item__product", "printer").order_by("pk")
 
 
 def alerts_recent(*, limit: int = 20) -> list[Alert]:

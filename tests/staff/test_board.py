@@ -14,7 +14,7 @@ from lab.orders.models import Order
 from lab.production import actions, jobs
 from lab.production.models import Printer, PrintJob
 from lab.staff.board import board_snapshot
-from tests.builders import client_as, hotfolder_printer, job_walk, person, released_order
+from tests.builders import client_as, hotfolder_printer, job_walk, person, ready_to_pack_order, released_order
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +140,28 @@ def test_board_fragment_queries_do_not_grow_with_the_number_of_jobs(
         response = client.get(reverse("staff:board_live"), headers={"HX-Request": "true"})
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("role", "url_name", "ready"),
+    [("technician", "staff:order", False), ("packer", "staff:packing_order", True)],
+    ids=["the floor's order page", "the packing checklist"],
+)
+def test_an_orders_page_costs_the_same_queries_for_2_items_or_12(role, url_name, ready):
+    # photo orders run to hundreds of prints: one query per job (its order's ref) or per item (its printed
+    # jobs) made these pages slow exactly for the orders a lab cares most about
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    build = ready_to_pack_order if ready else released_order
+    small, big = (build(lines=[("PRINT-4X6-LUSTRE", 1)] * n) for n in (2, 12))
+    client, _ = client_as(role)
+    client.get(reverse(url_name, args=[small.ref]))  # sessions, caches: warmed once
+    counts = []
+    for order in (small, big):
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse(url_name, args=[order.ref])).status_code == 200
+        counts.append(len(queries))
+
+    assert counts[0] == counts[1], counts
