@@ -7,16 +7,16 @@ user row is the one it read before the other committed, as a web process that ch
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connections, transaction
 from rest_framework.test import APIClient
 
 from lab.accounts import services, signin
 from lab.accounts.models import ApiToken, User
 from lab.lib.errors import PermissionDenied
 from tests.builders import PASSWORD, UserFactory
+from tests.support.database_locks import until_sessions_wait_for_locks
 
 pytestmark = pytest.mark.django_db
 NEW, OTHER = "a new passphrase of the owner", "the attacker's own passphrase"
@@ -90,22 +90,10 @@ def test_two_password_changes_that_wait_on_one_lock_end_one_changed_one_refused_
         threads = [threading.Thread(target=change, args=args) for args in (("owner", NEW), ("other", OTHER))]
         for thread in threads:
             thread.start()
-        assert _sessions_waiting(2), "the two changes did not come to wait for the row"
+        until_sessions_wait_for_locks(2)  # the two changes wait for the row
     for thread in threads:
         thread.join(timeout=60)
 
     # then one took effect and the other was refused: before (a weak lock taken first, then upgraded), both
     # held the weak one and PostgreSQL killed one of them as a deadlock
     assert sorted(outcomes.values()) == ["changed", "wrong_password"], outcomes
-
-
-def _sessions_waiting(count: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
-            row = cursor.fetchone()
-        if row and row[0] >= count:
-            return True
-        time.sleep(0.02)
-    return False
