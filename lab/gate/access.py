@@ -16,8 +16,8 @@ from typing import NoReturn
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, F, Q, When
+from django.db.models.functions import Now
 from PIL import Image
 
 from lab.accounts.models import User
@@ -230,6 +230,29 @@ def _scope(*, user: User, request: AccessRequest) -> dict[str, object]:
     }
 
 
+# A grant revoked because its task closed (an order moved, a job moved, a ticket or case closed: see
+# lab.audit.grants.grants_revoke, and refusals that found the task closed) ended for a reason of the work, not
+# the person's: a grant after it, when the task opens again (a reprint sends an order back to the floor), is
+# no renewal.
+_TASK_CLOSED = (
+    Q(revoked_reason__startswith="order_")
+    | Q(revoked_reason__startswith="job_")
+    | Q(
+        revoked_reason__in=[
+            "print_job_not_active",
+            "clarification_not_open",
+            "maintenance_ticket_closed",
+            "ticket_closed",
+            "case_closed",
+        ]
+    )
+)
+
+
+# When a grant ended: the earlier of its revocation and its expiry (Least() is NULL on SQLite with a NULL).
+_ENDED = Case(When(revoked_at__lt=F("expires_at"), then=F("revoked_at")), default=F("expires_at"))
+
+
 def _grant_for(
     *, user: User, asset: Asset, request: AccessRequest, now: datetime, live: AccessGrant | None = None
 ) -> AccessGrant:
@@ -257,9 +280,11 @@ def _grant_for(
         AccessGrant.objects.filter(**scope)
         .filter(
             Q(revoked_at__isnull=True, expires_at__lte=now, expires_at__gte=since)
-            | Q(revoked_at__lte=now, revoked_at__gte=since)
+            # ended (the earlier of its expiry and its revocation) within the window, not hours before and
+            # revoked only now by a refusal on it
+            | (Q(revoked_at__lte=now, revoked_at__gte=since, expires_at__gte=since) & ~_TASK_CLOSED)
         )
-        .order_by(Coalesce("revoked_at", "expires_at").desc())
+        .order_by(_ENDED.desc())
         .first()
     )
     return AccessGrant.objects.create(

@@ -146,13 +146,16 @@ def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) 
             )
         jobs = _printed_jobs(item)
         # A print the quality check rejected is not a copy, whatever the packer counts; its reprint is.
-        rejected = sum(job.copies_rejected for job in jobs)
-        if sum(job.copies - job.copies_rejected for job in jobs) < item.copies:
-            why = f" that passed the quality check ({rejected} rejected: reprint them)" if rejected else ""
-            raise DomainError(
-                PackingError.COPIES_NOT_PRINTED,
-                f"Item {position} has fewer than {item.copies} printed copies{why}.",
-            )
+        good = sum(job.copies - job.copies_rejected for job in jobs)
+        if good < item.copies:
+            if any(job.copies_rejected for job in jobs):
+                message = (
+                    f"Item {position} has {good} good prints of {item.copies} after the quality check: "
+                    f"{item.copies - good} to reprint."
+                )
+            else:
+                message = f"Item {position} has fewer than {item.copies} printed copies."
+            raise DomainError(PackingError.COPIES_NOT_PRINTED, message)
         remaining = item.copies
         for job in jobs:
             verified = min(job.copies - job.copies_rejected, remaining)
@@ -236,7 +239,12 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
 
 
 def _tracking_number_free(tracking: str, *, order: Order | None) -> None:
-    others = Order.objects.annotate(parcel=tracking_key()).filter(parcel=tracking_key_of(tracking))
+    # (the empty number excluded as the unique index's condition does, so the index answers it)
+    others = (
+        Order.objects.exclude(tracking_number="")
+        .annotate(parcel=tracking_key())
+        .filter(parcel=tracking_key_of(tracking))
+    )
     other = (others.exclude(pk=order.pk) if order is not None else others).first()
     if other is not None:
         raise Conflict(

@@ -10,8 +10,7 @@ import logging
 from collections.abc import Collection
 
 from django.db import transaction
-from django.db.models import F, Sum
-from django.db.models.functions import Greatest
+from django.db.models import Sum
 from django.utils import timezone
 
 from lab.accounts.models import User
@@ -328,20 +327,22 @@ def job_reprint(
         # with the rejected prints and without the reprint). Under the order's lock, as the packer's count.
         # They are rejected prints from now on: no later count (the packer's, the quality check's) makes
         # them good again.
-        verified = PrintJob.objects.filter(pk=original.pk).values_list("copies_verified", flat=True).get()
+        verified, rejected = (
+            PrintJob.objects.filter(pk=original.pk).values_list("copies_verified", "copies_rejected").get()
+        )
+        # Rejected: at least the prints its reprints replace (a print the quality check rejected is the one
+        # reprinted, not another one). Counted good: at most the prints not rejected.
+        rejected = max(rejected, replaced + copies)
+        still_counted = min(verified, original.copies - rejected)
         PrintJob.objects.filter(pk=original.pk).update(
-            copies_verified=Greatest(F("copies_verified") - copies, 0),
-            # at least the prints its reprints replace (a print the quality check rejected is the one
-            # reprinted, not another one)
-            copies_rejected=Greatest(F("copies_rejected"), replaced + copies),
-            updated_at=timezone.now(),
+            copies_verified=still_counted, copies_rejected=rejected, updated_at=timezone.now()
         )
         if verified:
             JobEvent.objects.create(
                 job=original,
                 kind="copies_verified",
                 actor=actor,
-                note=f"reprint {reprint.pk}: {max(verified - copies, 0)} of {original.copies} still counted",
+                note=f"reprint {reprint.pk}: {still_counted} of {original.copies} still counted",
             )
         if order.status == OrderStatus.READY_TO_PACK:
             order_transition(

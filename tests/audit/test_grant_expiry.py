@@ -156,6 +156,38 @@ def test_a_refusal_while_the_grant_is_live_does_not_open_a_fresh_unflagged_one(j
     ]
 
 
+def test_a_grant_that_expired_hours_ago_and_is_revoked_only_now_is_no_renewal(job, clock):
+    """The tab left open since the morning: reloading it is refused and revokes the grant that expired hours
+    ago; the next request is not 'asked again' after it."""
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    expired_url = client.get(url, params(job))["Location"]
+    clock.forward(2 * 3600)
+
+    assert client.get(expired_url).json()["rule"] == "grant_expired"
+    client.get(client.get(url, params(job))["Location"])
+
+    first, second = AccessGrant.objects.order_by("created_at")
+    assert (first.revoked_reason, second.renews_id) == ("grant_expired", None)
+
+
+def test_a_grant_ended_because_its_task_moved_is_no_renewal(job, clock):
+    """Revoked by the work (here a move of the job; a reprint sends an order back to the floor and again to
+    the station), not by the person: the grant when the task is open again is not a renewal."""
+    from lab.audit.grants import grants_revoke
+
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    client.get(client.get(url, params(job))["Location"])
+    grants_revoke(context_type="print_job", context_id=job.pk, reason="job_held")
+    clock.forward(60)
+
+    client.get(client.get(url, params(job))["Location"])
+
+    first, second = AccessGrant.objects.order_by("created_at")
+    assert (first.revoked_reason, second.renews_id) == ("job_held", None)
+
+
 @pytest.mark.parametrize("written", ["0{pk}", "00{pk}", "{pk}\u0660"])
 def test_a_context_id_written_another_way_is_refused_not_a_fresh_unflagged_grant(job, clock, written):
     """`042` named job 42 to the gate, but its grant's scope kept `042`: asking again that way, just after

@@ -285,9 +285,7 @@ def test_the_packers_count_does_not_overrule_the_quality_checks_rejection():
 
     refused = confirm(client, order, 1, 2)
 
-    assert messages_of(refused) == [
-        "Item 1 has fewer than 2 printed copies that passed the quality check (1 rejected: reprint them)."
-    ]
+    assert messages_of(refused) == ["Item 1 has 1 good prints of 2 after the quality check: 1 to reprint."]
     assert floor_state() == before
 
     # the rejected print is reprinted: the good one and its replacement are the item's two copies
