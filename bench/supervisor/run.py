@@ -129,8 +129,8 @@ SELECT id, order_id, position, %(product)s, %(asset)s::uuid, 1 + id %% 3, 'fill'
 FROM bench_job;
 
 INSERT INTO production_printjob (id, order_id, item_id, printer_id, status, copies, copies_verified,
-    raster_blob, raster_sha256, raster_width_px, raster_height_px, raster_engine, backend_job_id,
-    backend_state,
+    copies_rejected, raster_blob, raster_sha256, raster_width_px, raster_height_px, raster_engine,
+    backend_job_id, backend_state,
     cancel_at_printer, backend_restarted, submit_attempts, claimed_by, failure_code, failure_message,
     failure_is_permanent, reprint_reason, reprint_request_key, title_token, created_at, updated_at,
     printed_at)
@@ -138,7 +138,7 @@ SELECT id, order_id, id, printer_id,
        CASE WHEN finished <= %(now)s THEN outcome WHEN submitted <= %(now)s THEN 'submitted'
             WHEN ready <= %(now)s THEN 'ready' WHEN rasterizing <= %(now)s THEN 'rasterizing'
             WHEN queued <= %(now)s THEN 'queued' ELSE 'no_printer' END,
-       1 + id %% 3, 0, '', '', 0, 0, '', '', '', false, false, 1, '',
+       1 + id %% 3, 0, 0, '', '', 0, 0, '', '', '', false, false, 1, '',
        CASE WHEN outcome = 'failed' THEN 'printer_aborted' ELSE '' END, '', false, '', '',
        md5(id::text)::char(8), created, created,
        CASE WHEN outcome = 'printed' AND finished <= %(now)s THEN finished END
@@ -157,12 +157,12 @@ FROM bench_job, LATERAL (VALUES
 WHERE at <= %(now)s;
 
 INSERT INTO production_printjob (id, order_id, item_id, printer_id, status, copies, copies_verified,
-    raster_blob, raster_sha256, raster_width_px, raster_height_px, raster_engine, backend_job_id,
-    backend_state,
+    copies_rejected, raster_blob, raster_sha256, raster_width_px, raster_height_px, raster_engine,
+    backend_job_id, backend_state,
     cancel_at_printer, backend_restarted, submit_attempts, claimed_by, failure_code, failure_message,
     failure_is_permanent, reprint_of_id, reprint_reason, reprint_request_key, title_token, created_at,
     updated_at, printed_at)
-SELECT %(jobs)s + 1 + id / 100, order_id, id, printer_id, 'printed', 1, 0, '', '', 0, 0, '', '', '', false,
+SELECT %(jobs)s + 1 + id / 100, order_id, id, printer_id, 'printed', 1, 0, 0, '', '', 0, 0, '', '', '', false,
        false, 1, '', '', '', false, id,
        (ARRAY['damaged', 'colour', 'crop', 'paper_jam', 'other'])[1 + (id / 100) %% 5], '',
        md5((-id)::text)::char(8),
