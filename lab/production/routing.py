@@ -98,10 +98,11 @@ def order_release(*, order_id: int) -> int:
     return len(jobs)
 
 
-def job_route(job: PrintJob, *, exclude_printer: int | None = None) -> bool:
-    """Route a job waiting for a printer to the least loaded capable one; False when none can take it."""
+def job_route(job: PrintJob, *, exclude_printer: int | None = None, router: _Router | None = None) -> bool:
+    """Route a job waiting for a printer to the least loaded capable one; False when none can take it.
+    `router`: one shared by several jobs routed in a row (their printers and loads read once)."""
     size, paper = job_media(job)
-    router = _Router()
+    router = router if router is not None else _Router()
     printer = router.least_loaded(size=size, paper=paper, exclude=exclude_printer)
     if printer is None:
         return False
@@ -116,16 +117,23 @@ def job_route(job: PrintJob, *, exclude_printer: int | None = None) -> bool:
         batch=batch,
     )
     if moved:
+        router.routed(printer)
         transaction.on_commit(lambda: rasterize_enqueue(job.pk))
     return moved
 
 
 def jobs_route_waiting() -> int:
-    """Route jobs that were waiting for a capable printer (called when printers change)."""
+    """Route jobs that were waiting for a capable printer (called when printers change, in the technician's
+    request when a printer is resumed). One router for them all: the printers and their loads are read once,
+    not per job (a backlog of a size no printer holds cost a query per job and routed none)."""
     routed = 0
+    router = _Router()
     for job in PrintJob.objects.filter(status=J.NO_PRINTER).select_related("item__product"):
+        size, paper = job_media(job)
+        if router.least_loaded(size=size, paper=paper) is None:
+            continue  # still no printer for it: no transaction (a savepoint inside a request) opened for it
         with transaction.atomic():
-            routed += int(job_route(job))
+            routed += int(job_route(job, router=router))
     return routed
 
 

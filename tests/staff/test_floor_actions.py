@@ -63,6 +63,25 @@ def test_pause_then_resume_a_printer_records_the_actor(django_capture_on_commit_
     assert broker_tasks("default").count(("production.printer_poll", {})) == polls_before + 1
 
 
+def test_resuming_a_printer_costs_the_same_queries_for_2_waiting_jobs_or_12():
+    # jobs of a size no printer holds wait: routing them on resume read the printers and loads again per job
+    # (one query or more each, in the technician's request), and routed none
+    from django.test.utils import CaptureQueriesContext
+
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    technician = person("technician")
+    counts = []
+    for waiting in (2, 12):
+        released_order(lines=[("PRINT-8X10-LUSTRE", 1)] * (waiting - PrintJob.objects.count()))
+        actions.printer_pause(printer_id=printer.pk, actor=technician)
+        with CaptureQueriesContext(connection) as queries:
+            actions.printer_resume(printer_id=printer.pk, actor=technician)
+        counts.append(len(queries))
+
+    assert PrintJob.objects.filter(status="no_printer").count() == 12
+    assert counts[0] == counts[1], counts
+
+
 def test_resume_routes_jobs_that_waited_for_the_paused_printer():
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     technician = person("technician")
