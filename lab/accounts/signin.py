@@ -74,33 +74,16 @@ def sign_in_check(*, attempt: SignInAttempt) -> None:
 
 def sign_in_failed(*, attempt: SignInAttempt, user: User | None) -> None:
     window = settings.SIGNIN_WINDOW_SECONDS
-    with transaction.atomic():
-        if user is not None and account_is_erased(user.pk):
-            # Found by its e-mail just before its erasure committed (the lookup waited for nothing): the
-            # account is gone, so the failure is recorded as for an unknown address, not under the erased
-            # account, where its client address would outlive the erasure.
-            user = None
-        _sign_in_failure_record(attempt=attempt, user=user, window=window)
-
-
-def _sign_in_failure_record(*, attempt: SignInAttempt, user: User | None, window: int) -> None:
-    SecurityEvent.objects.create(
-        kind=SecurityEvent.Kind.SIGN_IN_FAILED,
-        channel=attempt.channel,
-        user=user,
-        email_sha256="" if user else attempt.email_sha256,
-        client_ip=attempt.client_ip,
-    )
+    user = _record_failure(attempt=attempt, user=user, kind=SecurityEvent.Kind.SIGN_IN_FAILED)
+    # The shared cache's counters outside any transaction: a slow cache must not hold the account's row.
     for scope, key, limit in attempt.counters():
         failures = _count(key, window)
         # cache.add is atomic: of several processes crossing the limit together, one records the lock.
         if failures >= limit and cache.add(f"{key}:locked_until", time.time() + window, timeout=window):
-            SecurityEvent.objects.create(
-                kind=SecurityEvent.Kind.SIGN_IN_LOCKED,
-                channel=attempt.channel,
+            user = _record_failure(
+                attempt=attempt,
                 user=user,
-                email_sha256="" if user else attempt.email_sha256,
-                client_ip=attempt.client_ip,
+                kind=SecurityEvent.Kind.SIGN_IN_LOCKED,
                 detail={"scope": scope, "failures": failures, "seconds": window},
             )
             logger.warning(
@@ -110,6 +93,26 @@ def _sign_in_failure_record(*, attempt: SignInAttempt, user: User | None, window
                 user.public_id if user else "-",
                 failures,
             )
+
+
+def _record_failure(
+    *, attempt: SignInAttempt, user: User | None, kind: str, detail: dict[str, object] | None = None
+) -> User | None:
+    """Record one sign-in event; the account it names, or None when it was erased meanwhile (found by its
+    e-mail just before its erasure committed: recorded as for an unknown address, not under the erased
+    account, where its client address would outlive the erasure)."""
+    with transaction.atomic():
+        if user is not None and account_is_erased(user.pk):
+            user = None
+        SecurityEvent.objects.create(
+            kind=kind,
+            channel=attempt.channel,
+            user=user,
+            email_sha256="" if user else attempt.email_sha256,
+            client_ip=attempt.client_ip,
+            detail=detail or {},
+        )
+    return user
 
 
 def sign_in_succeeded(*, attempt: SignInAttempt) -> None:

@@ -10,12 +10,14 @@ packed); unpaid orders are cancelled as part of the erasure.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from lab.accounts.errors import AccountError
@@ -39,6 +41,7 @@ from lab.lib.errors import Conflict, PermissionDenied
 from lab.notify.models import WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, OrderEvent
+from lab.orders.selectors import guest_order_photos
 from lab.orders.states import OrderStatus
 from lab.packing.models import PackingSlip
 
@@ -95,6 +98,10 @@ def _purge_photos(user: User) -> int:
         .exclude(status=Asset.Status.PURGED)
         .values_list("pk", flat=True)
     )
+    return _purge(asset_ids)
+
+
+def _purge(asset_ids: Iterable[uuid.UUID]) -> int:
     return sum(
         asset_purge(asset_id=asset_id, rule=RULE_ERASURE, cutoffs=None, purpose="erasure")
         for asset_id in sorted(asset_ids, key=str)
@@ -239,7 +246,7 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
     with transaction.atomic():
         # Its photos first, then the order: the order in which an order's quote and the account erasure take
         # them (see account_erase).
-        photos = Asset.objects.filter(Q(items__order=order) | Q(guest_order=order)).distinct()
+        photos = guest_order_photos(order=order)
         asset_ids = list(
             Asset.objects.select_for_update()
             .filter(pk__in=photos.values("pk"))
@@ -259,10 +266,7 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
         if cancelled:
             # No money has moved (checked above): the PaymentIntent is cancelled after commit.
             order_cancel(order=locked, actor=None, actor_kind="guest")
-        purged = sum(
-            asset_purge(asset_id=asset_id, rule=RULE_ERASURE, cutoffs=None, purpose="erasure")
-            for asset_id in sorted(asset_ids, key=str)
-        )
+        purged = _purge(asset_ids)
         recipient = locked.guest_email  # read before it is wiped: the receipt's e-mail goes there
         _anonymize_orders(Order.objects.filter(pk=locked.pk))
         # The order's idempotency keys are scoped by a hash of the guest's e-mail, and their request hash

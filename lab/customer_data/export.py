@@ -22,6 +22,7 @@ from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.notify.models import WebhookEndpoint
 from lab.orders.models import Asset, Order, OrderItem
+from lab.orders.selectors import guest_order_photos
 
 logger = logging.getLogger(__name__)
 
@@ -251,21 +252,31 @@ def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
         "security_events": _security_events(user),
         "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
     }
+    _export_record(
+        action="account.export", actor_id=str(user.public_id), actor_role="customer", request_id=request_id
+    )
+    logger.info("account exported user=%s orders=%d photos=%d", user.public_id, len(orders), len(assets))
+    return document
+
+
+def _export_record(
+    *, action: str, actor_id: str | None, actor_role: str, request_id: str, order_ref: str | None = None
+) -> None:
+    """The audit record of an export, by its owner."""
     with transaction.atomic():
         audit_append(
             Entry(
-                action="account.export",
-                actor_id=str(user.public_id),
-                actor_role="customer",
+                action=action,
+                actor_id=actor_id,
+                actor_role=actor_role,
                 outcome="done",
                 rule="data_subject_access",
                 purpose="owner",
-                # Only the request id: the customer's IP address would outlive a later erasure.
+                order_ref=order_ref,
+                # Only the request id: the person's IP address would outlive a later erasure.
                 meta=RequestMeta(request_id=request_id),
             )
         )
-    logger.info("account exported user=%s orders=%d photos=%d", user.public_id, len(orders), len(assets))
-    return document
 
 
 GUEST_EXPORT_FORMAT = "printlab.guest-order-export.v1"
@@ -275,9 +286,7 @@ def guest_order_export(*, order: Order, request_id: str = "") -> dict[str, Any]:
     """Everything held about a guest's order, for the holder of its X-Order-Token (the guest has no account):
     the e-mail they gave, consents, the order, its photos (metadata) and every employee
     view of them by role. An account's orders are in the account's export (GET me/export)."""
-    assets = list(
-        Asset.objects.filter(Q(items__order=order) | Q(guest_order=order)).distinct().order_by("created_at")
-    )
+    assets = list(guest_order_photos(order=order).order_by("created_at"))
     consents = _consents_of(Consent.objects.filter(order=order))
     document: dict[str, Any] = {
         "format": GUEST_EXPORT_FORMAT,
@@ -288,18 +297,8 @@ def guest_order_export(*, order: Order, request_id: str = "") -> dict[str, Any]:
         "photos": _photos(assets),
         "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
     }
-    with transaction.atomic():
-        audit_append(
-            Entry(
-                action="order.export",
-                actor_id=None,
-                actor_role="guest",
-                outcome="done",
-                rule="data_subject_access",
-                purpose="owner",
-                order_ref=order.ref,
-                meta=RequestMeta(request_id=request_id),
-            )
-        )
+    _export_record(
+        action="order.export", actor_id=None, actor_role="guest", order_ref=order.ref, request_id=request_id
+    )
     logger.info("guest order exported order=%s photos=%d", order.ref, len(assets))
     return document

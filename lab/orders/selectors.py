@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
 from lab.accounts.models import User
 from lab.lib.errors import NotFound
@@ -58,6 +58,12 @@ def asset_for_owner(*, asset_id: str, user: User | None) -> Asset:
     if user is None or asset.owner_id != user.pk:
         raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.")
     return asset
+
+
+def guest_order_photos(*, order: Order) -> QuerySet[Asset]:
+    """A guest order's photos: its items', and any the guest sent for it (a guest's photo is its first
+    order's only)."""
+    return Asset.objects.filter(Q(items__order=order) | Q(guest_order=order)).distinct()
 
 
 def order_by_ref(*, ref: str) -> Order | None:
