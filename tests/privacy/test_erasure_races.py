@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,6 +42,7 @@ from lab.privacy.models import DataKey
 from tests.builders.orders import ADDRESS as ADDRESS_OF_ORDERS
 from tests.builders.orders import order_for, order_move
 from tests.builders.people import PASSWORD, new_customer
+from tests.support.database_locks import until_sessions_wait_for_locks
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,9 +101,9 @@ def test_an_order_that_holds_its_photo_when_the_account_is_erased_is_made_then_c
     with _held("orders_order"):
         # when the customer places an order, and erases the account while that order is on its way
         placing, placed = _in_thread(_order(customer.pk, str(asset.pk)))
-        assert _sessions_waiting(1), "the order request did not reach its INSERT"
+        until_sessions_wait_for_locks(1, timeout=20)  # else: the order request did not reach its INSERT
         erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(2), "the erasure did not come to wait for the order"
+        until_sessions_wait_for_locks(2, timeout=20)  # else: the erasure did not come to wait for the order
     placing.join(timeout=60)
     erasing.join(timeout=60)
 
@@ -126,10 +126,10 @@ def test_an_order_that_comes_while_the_account_is_being_erased_is_refused_and_no
     customer, asset = _customer_with_a_photo()
     with _held("orders_order"):
         erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(1), "the erasure did not reach the orders"
+        until_sessions_wait_for_locks(1, timeout=20)  # else: the erasure did not reach the orders
         # when an order of the same customer comes meanwhile
         placing, placed = _in_thread(_order(customer.pk, str(asset.pk)))
-        assert _sessions_waiting(2), "the order did not come to wait for the erasure"
+        until_sessions_wait_for_locks(2, timeout=20)  # else: the order did not come to wait for the erasure
     placing.join(timeout=60)
     erasing.join(timeout=60)
 
@@ -183,9 +183,9 @@ def _sent_while_erased(
     grants); the outcomes of the erasure and of the send."""
     with _held(held):
         erasing, erased = _in_thread(_erase(customer.pk))
-        assert _sessions_waiting(1), f"the erasure did not reach {held}"
+        until_sessions_wait_for_locks(1, timeout=20)  # else: the erasure did not reach {held}
         sending, sent = _in_thread(send)
-        assert _sessions_waiting(2), "the request did not come to wait for the erasure"
+        until_sessions_wait_for_locks(2, timeout=20)  # else: the request did not come to wait for the erasure
     sending.join(timeout=60)
     erasing.join(timeout=60)
     return erased, sent
@@ -203,19 +203,6 @@ def _held(table: str) -> Iterator[None]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")
         yield
-
-
-def _sessions_waiting(count: int, timeout: float = 20.0) -> bool:
-    """Until `count` sessions wait for a lock (the request behind the held table, the other behind it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
-            row = cursor.fetchone()
-        if row and row[0] >= count:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_packing_slip_rendered_while_the_account_is_erased_does_not_bring_the_address_back(
