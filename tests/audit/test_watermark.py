@@ -4,12 +4,14 @@ is faint enough that the photo is still what it was (mean difference from the un
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from lab.audit.records import RequestMeta
 from lab.gate import access as gate
+from lab.gate import watermark
 from lab.gate.watermark import preview_image, watermark_apply
 from lab.production.models import PrintJob
 from tests.builders import hotfolder_printer, person, released_order
@@ -84,3 +86,40 @@ def test_the_preview_the_gate_delivers_is_marked_all_over_and_recognisable(setti
     shares = {name: marked_share(difference, box, 24) for name, box in regions(*plain.size).items()}
     assert min(shares.values()) > 0.02, shares
     assert ImageStat.Stat(difference).mean[0] < 10
+
+
+def drawn_stamp_by_stamp(image: Image.Image, stamp: str) -> Image.Image:
+    """The mark as the module describes it, made the slow, obvious way: every stamp drawn where it goes on a
+    square layer, the whole square rotated, its middle cut out."""
+    width, height = image.size
+    font = watermark._font(max(11, min(width, height) // 28))
+    left, top, right, bottom = (int(edge) for edge in font.getbbox(stamp))
+    step_x, step_y = (right - left) + (bottom - top) * 3, (bottom - top) * 4
+    side = math.ceil(math.hypot(width, height)) + step_x
+    layer = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for row, y in enumerate(range(-step_y, side + step_y, step_y)):
+        for x in range(-step_x + (row % 2) * (step_x // 2), side + step_x, step_x):
+            draw.text(
+                (x, y),
+                stamp,
+                font=font,
+                fill=(255, 255, 255, watermark.TEXT_ALPHA),
+                stroke_width=watermark.STROKE_WIDTH,
+                stroke_fill=(0, 0, 0, watermark.EDGE_ALPHA),
+            )
+    layer = layer.rotate(watermark.ANGLE_DEGREES, resample=Image.Resampling.BICUBIC)
+    corner_x, corner_y = (side - width) // 2, (side - height) // 2
+    layer = layer.crop((corner_x, corner_y, corner_x + width, corner_y + height))
+    return Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+
+
+@pytest.mark.parametrize("size", [(512, 384), (384, 512), (512, 90), (40, 512)])
+@pytest.mark.parametrize("stamp", [STAMP, "x", "Ångström 日本 technician 2026-03-02"])
+def test_the_fast_mark_is_pixel_for_pixel_the_drawn_one(size, stamp):
+    """The preview pastes one rendered stamp and rotates only the pixels it keeps (a preview took ~0.3 s of
+    stroked-text drawing and a whole-square rotation); that must not change a single pixel."""
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    fast, drawn = watermark_apply(image, stamp), drawn_stamp_by_stamp(image, stamp)
+
+    assert ImageChops.difference(fast, drawn).getbbox() is None
