@@ -240,6 +240,26 @@ class PrinterBackend(abc.ABC):
     def job_state(self, handle: str) -> JobState:
         return self.job_info(handle).state
 
+    def job_info_of(self, handle: str, *, title: str) -> JobInfo:
+        """`job_info` of the job sent under `title`. A print server may give the number to another job: cupsd
+        numbers jobs from 1 again when it starts on an empty spool and job cache (a new container, a
+        reinstalled print host), so a number alone could read another customer's print as ours (and call
+        ours printed). A job there under another title is not ours: JOB_NOT_FOUND. A server that does not
+        say the title (names hidden) is taken at its number."""
+        info = self.job_info(handle)
+        if info.title and title and info.title != title:
+            raise errors.PermanentPrinterError(
+                code=errors.JOB_NOT_FOUND,
+                message=f"backend job {handle} is now another job (its number was given again)",
+            )
+        return info
+
+    def cancel_of(self, handle: str, *, title: str) -> None:
+        """`cancel` of the job sent under `title`; another job that now bears the number is left alone
+        (JOB_NOT_FOUND), as in `job_info_of`."""
+        self.job_info_of(handle, title=title)
+        self.cancel(handle)
+
     @abc.abstractmethod
     def cancel(self, handle: str) -> None:
         """Cancel a job that has not finished; canceling an already canceled job is a no-op."""

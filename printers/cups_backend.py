@@ -385,6 +385,14 @@ class CupsBackend(PrinterBackend):
                     if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
                         raise _translate_ipp_error(status, message, operation="get notifications") from exc
                     lost, watch = True, None
+                else:
+                    numbers = [int(e.get("notify-sequence-number", 0)) for e in events]
+                    if numbers and max(numbers) < after:
+                        # Numbers behind the cursor: the id now names another subscription (a cupsd that
+                        # started on an empty state numbers subscriptions and events from 1 again), whose
+                        # restarts would all read as old news. A subscription's newest event is the last its
+                        # cache drops, so ours never answers only with older ones.
+                        lost, watch = True, None
             if not watch:
                 watch = standing_watch(connection, events=RESTART_EVENTS)
                 events = list(connection.getNotifications([watch]).get("events", []))

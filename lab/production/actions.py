@@ -214,7 +214,8 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     if job.status == J.SUBMITTED:
         assert job.printer is not None
         try:
-            backend_for(job.printer).cancel(job.backend_job_id)  # slow I/O, outside any transaction
+            # slow I/O, outside any transaction
+            backend_for(job.printer).cancel_of(job.backend_job_id, title=job.title)
         except PrinterError as error:
             raise UpstreamError(
                 ProductionError.PRINTER_CANCEL_FAILED,

@@ -122,11 +122,11 @@ def printer_cancel(*, job: PrintJob) -> bool:
         outcomes = []
         for handle in handles:
             try:
-                state = backend.job_state(handle)
+                state = backend.job_info_of(handle, title=job.title).state
                 if state in FINAL_JOB_STATES:
                     outcomes.append(f"{handle}:{state}")
                     continue
-                backend.cancel(handle)
+                backend.cancel_of(handle, title=job.title)
                 outcomes.append(f"{handle}:cancelled")
             except PrinterError as error:
                 if error.code != JOB_NOT_FOUND:

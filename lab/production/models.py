@@ -89,7 +89,22 @@ class Printer(models.Model):
         if reseal and stored_row_sealed(self, lambda stored: stored.destination_is_sealed):
             self.destination_sealed = seal_of(_DESTINATION_SALT, self._destination())
             kwargs["update_fields"] = update_fields
+        self._forget_watch_of_another_server(kwargs)
         super().save(*args, **kwargs)
+
+    def _forget_watch_of_another_server(self, kwargs: dict[str, Any]) -> None:
+        """A printer moved to another print server drops its restart watch (`server_watch_id`, the cursor):
+        that id and sequence number are the old server's, and on the new one the same id may be another
+        subscription whose lower numbers would read as old news, so its restarts would go unheard."""
+        update_fields = kwargs.get("update_fields")
+        if self.pk is None or (update_fields is not None and "cups_server" not in update_fields):
+            return
+        stored = Printer.objects.filter(pk=self.pk).values_list("cups_server", flat=True).first()
+        if stored is None or stored == self.cups_server:
+            return
+        self.server_watch_id, self.server_event_sequence = None, 0
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "server_watch_id", "server_event_sequence"}
 
     def _destination(self) -> str:
         return _destination_facts(self.name, self.backend, self.target, self.cups_server, self.host)

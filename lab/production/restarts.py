@@ -101,7 +101,7 @@ def _jobs_seen(*, printer: Printer, backend: PrinterBackend) -> _Seen:
     unfinished: dict[int, JobInfo] = {}
     for job in PrintJob.objects.filter(printer=printer, status=J.SUBMITTED, backend_restarted=False):
         try:
-            unfinished[job.pk] = backend.job_info(job.backend_job_id)
+            unfinished[job.pk] = backend.job_info_of(job.backend_job_id, title=job.title)
         except PrinterError as error:
             if not error.is_permanent:
                 raise
@@ -217,8 +217,8 @@ def _printed_jobs_taken_back(*, backend: PrinterBackend, printed: list[PrintJob]
     processing) and be sent again at a later restart: take such a printed job back at the printer."""
     for job in printed:
         try:
-            if backend.job_info(job.backend_job_id).was_requeued:
-                backend.cancel(job.backend_job_id)
+            if backend.job_info_of(job.backend_job_id, title=job.title).was_requeued:
+                backend.cancel_of(job.backend_job_id, title=job.title)
                 JobEvent.objects.create(
                     job_id=job.pk, kind="printer_requeued_printed_job", note="cancelled before a second print"
                 )

@@ -128,7 +128,7 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
     if silent.error_for(job.printer) is not None:
         return "unreachable"
     try:
-        info = backend_for(job.printer).job_info(job.backend_job_id)
+        info = backend_for(job.printer).job_info_of(job.backend_job_id, title=job.title)
     except PrinterError as error:
         silent.heard(job.printer, error)
         if error.code == JOB_NOT_FOUND:
@@ -285,7 +285,7 @@ def _cancel_then_move(job: PrintJob, *, to_status: str, kind: str, **fields: Any
 def _backend_cancel(job: PrintJob) -> bool:
     assert job.printer is not None
     try:
-        backend_for(job.printer).cancel(job.backend_job_id)
+        backend_for(job.printer).cancel_of(job.backend_job_id, title=job.title)
     except PrinterError as error:
         if error.code == JOB_NOT_FOUND:
             return True

@@ -262,6 +262,16 @@ class PrivateCups:
             raise CupsHarnessError("cupsd is already running")
         self._launch_cupsd()
 
+    def start_cupsd_afresh(self) -> None:
+        """Stop cupsd and start it with its queues but none of its state: no job (spool, job cache), no
+        subscription (subscriptions.conf), as a new container or a reinstalled print host starts. cupsd then
+        numbers jobs, subscriptions and their events from 1 again."""
+        self.stop_cupsd()
+        for pattern in ("spool/c[0-9]*", "spool/d[0-9]*", "cache/job.cache*", "subscriptions.conf*"):
+            for path in self.directory.glob(pattern):
+                path.unlink()
+        self.start_cupsd()
+
     def restart_cupsd(self) -> None:
         """SIGTERM cupsd and start it on the same state: queued jobs survive, printers keep running."""
         self.stop_cupsd()
