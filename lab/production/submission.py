@@ -163,17 +163,20 @@ def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
     """Set the claim's send fence, if the claim is still this worker's: the last statement before the raster
     goes to the printer. Conditional like the reconciler's take-back (`_claim_take_back_unsent`), so of a
     worker that wakes late and the reconciler exactly one wins: the worker sends, or the job is sent again.
-    Also only while the printer is not paused and the job's batch not held: a person who paused the printer
-    or held the batch (to change paper) before this point gets no print from a claim made before they did."""
+    Also only while the printer is not paused, the job's batch not held and its order not on hold: a person
+    who paused the printer, held the batch (to change paper) or held the order (a question to the customer; a
+    refund or dispute at Stripe) before this point gets no print from a claim made before they did."""
     # The pause and the hold as EXISTS on the job's own row, not as joins: Django turns an UPDATE with a join
     # into `WHERE id IN (SELECT …)`, whose conditions PostgreSQL does not check again on the row version it
     # gets after waiting for the row's lock, and a take-back committed meanwhile would not stop this fence.
     paused = Printer.objects.filter(pk=OuterRef("printer_id"), is_paused_by_lab=True)
     held = Batch.objects.filter(pk=OuterRef("batch_id"), is_held=True)
+    order_held = Order.objects.filter(pk=OuterRef("order_id"), status=OrderStatus.ON_HOLD)
     return bool(
         PrintJob.objects.filter(
             ~Exists(paused),
             ~Exists(held),
+            ~Exists(order_held),
             pk=job_id,
             status=J.SUBMITTING,
             claimed_by=worker,
@@ -202,15 +205,15 @@ def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
         from_statuses={J.SUBMITTING},
         to_status=J.READY,
         kind="claim_released",
-        note="printer paused or batch held before the send; nothing was sent",
+        note="printer paused, batch or order held before the send; nothing was sent",
         where=Q(claimed_by=worker, claimed_at=claimed_at, sending_claim_at=None),
         claimed_at=None,
         claimed_by="",
         submit_attempts=F("submit_attempts") - 1,  # nothing went out: the next claim is no retry
     ):
         # Still this worker's claim, so a pause or a hold refused the fence: the job waits, and the poll sends
-        # it once the printer is resumed or the batch released.
-        logger.info("printer paused or batch held before the send, nothing sent job=%s", job.pk)
+        # it once the printer is resumed, the batch or the order released.
+        logger.info("printer paused, batch or order held before the send, nothing sent job=%s", job.pk)
         return "waiting"
     logger.warning("claim taken back before the send, nothing sent job=%s", job.pk)
     return "superseded"
@@ -352,16 +355,7 @@ def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
         logger.warning("job submit failed permanently job=%s code=%s", job.pk, error.code)
         return "failed"
     if job.submit_attempts >= settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS:
-        job_fail(
-            job_id=job.pk,
-            from_statuses={J.SUBMITTING},
-            kind="submit_failed",
-            code=error.code,
-            message=error.message,
-            is_permanent=False,
-            note=f"{error.code} after {job.submit_attempts} attempts",
-        )
-        return "failed"
+        return _last_attempt_failed(job=job, error=error)
     delay = _retry_delay(job.submit_attempts)
     job_move(
         job_id=job.pk,
@@ -378,6 +372,45 @@ def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
     logger.info("job submit transient failure job=%s code=%s retry_in=%s", job.pk, error.code, delay)
     submit_enqueue(job, countdown=delay)
     return "retry"
+
+
+def _last_attempt_failed(*, job: PrintJob, error: PrinterError) -> str:
+    """The last attempt allowed failed on the way. Its send (or an earlier one) may have reached the printer
+    all the same: a transient error can follow a send that got through (cupsd stopping as the document was
+    confirmed). `failed` would then be a dead end — no way to `printed`, a reroute or cancel refused while
+    the copy prints — so the printer is asked for our title once more: found → adopted like any retry's find;
+    the printer answers without it → `failed` (nothing of ours is there: a reroute is safe); the printer does
+    not answer → `unknown`, for a person who counts the prints and decides."""
+    try:
+        earlier = _earlier_attempt_at_printer(job=job)
+    except PrinterError as look_error:
+        moved = job_move(
+            job_id=job.pk,
+            from_statuses={J.SUBMITTING},
+            to_status=J.UNKNOWN,
+            kind="submit_outcome_unknown",
+            note=f"{error.code} after {job.submit_attempts} attempts; the printer could not be asked whether"
+            f" a send reached it ({look_error.code})",
+            claimed_at=None,
+            claimed_by="",
+        )
+        return "unknown" if moved else "superseded"
+    if earlier is not None:
+        assert job.printer is not None  # the look above asked it
+        outcome = _submitted(job=job, handle=earlier.handle, kind="adopted", backend=backend_for(job.printer))
+        if outcome == "adopted":
+            _read_once(job.pk)
+        return outcome
+    job_fail(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        kind="submit_failed",
+        code=error.code,
+        message=error.message,
+        is_permanent=False,
+        note=f"{error.code} after {job.submit_attempts} attempts",
+    )
+    return "failed"
 
 
 def reconcile_submitting(job: PrintJob) -> str:

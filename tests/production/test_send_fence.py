@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -32,9 +33,11 @@ from lab.production.actions import (
 )
 from lab.production.backends import backend_for, media_for
 from lab.production.cancellation import order_cancel_in_production
+from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers.base import JobState
+from printers.errors import PRINTER_UNREACHABLE, TransientPrinterError
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS
@@ -179,11 +182,12 @@ def test_a_cancel_that_lands_before_the_send_sends_nothing_and_is_settled_at_onc
     assert _kinds(job)[-1] == "printer_cancelled"
 
 
-@pytest.mark.parametrize("what", ["printer paused", "batch held"])
+@pytest.mark.parametrize("what", ["printer paused", "batch held", "order held"])
 def test_a_pause_or_a_batch_hold_that_lands_after_the_claim_before_the_send_sends_nothing(monkeypatch, what):
-    """A technician pauses the printer, or holds the batch to change paper, while a worker that already
-    claimed a job reads its raster. Before, the pause and the hold were read only before the claim, and the
-    copy went out onto the wrong paper."""
+    """A technician pauses the printer, holds the batch to change paper, or holds the order with a question
+    for the customer, while a worker that already claimed a job reads its raster. Before, the pause and the
+    holds were read only before the claim, and the copy went out onto the wrong paper (or printed an order
+    waiting for the customer's answer: that hold was not read by the fence at all until a review found it)."""
     job = _ready_job()
     assert job.printer is not None and job.batch is not None
 
@@ -191,8 +195,10 @@ def test_a_pause_or_a_batch_hold_that_lands_after_the_claim_before_the_send_send
         technician = person("technician")
         if what == "printer paused":
             printer_pause(printer_id=job.printer_id, actor=technician)  # type: ignore[arg-type]
-        else:
+        elif what == "batch held":
             batch_hold(batch_id=job.batch_id, actor=technician)  # type: ignore[arg-type]
+        else:
+            order_hold(order_ref=job.order.ref, actor=technician, message="Which crop do you want?")
         return vault.vault_read(**kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(submission, "vault_read", technician_acts_as_the_worker_reads_the_raster)
@@ -205,8 +211,10 @@ def test_a_pause_or_a_batch_hold_that_lands_after_the_claim_before_the_send_send
     monkeypatch.setattr(submission, "vault_read", vault.vault_read)
     if what == "printer paused":
         printer_resume(printer_id=job.printer_id, actor=person("technician"))  # type: ignore[arg-type]
-    else:
+    elif what == "batch held":
         batch_release(batch_id=job.batch_id, actor=person("technician"))  # type: ignore[arg-type]
+    else:
+        order_release_hold(order_ref=job.order.ref, actor=person("technician"))
     assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
     assert len(_received()) == 1
 
@@ -528,3 +536,43 @@ def test_the_upgrade_counts_a_claim_in_flight_as_sent_never_as_one_to_send_again
     assert in_flight.sending_claim_at is not None and in_flight.sending_claim_at == in_flight.claimed_at
     _lease_runs_out(in_flight)
     assert reconcile.production_reconcile().get("unknown") == 1
+
+
+@pytest.mark.parametrize("printer_answers", [True, False], ids=["printer answers", "printer silent"])
+def test_the_last_attempt_s_error_after_its_send_got_through_is_no_dead_end(
+    monkeypatch, settings, printer_answers
+):
+    """The last attempt allowed hands the copy to the printer, then meets a transient error (cupsd stopping
+    as the document is confirmed). Before, the job was `failed`: the copy printed, but a `failed` job has no
+    way to `printed`, its reroute and cancel were refused while that copy was at the printer, and once the
+    printer dropped it from its history a reroute printed a second one. Now the printer is asked for the
+    title: the copy is adopted; a printer that cannot be asked leaves the job `unknown` for a person."""
+    settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS = 1
+    job = _ready_job()
+    sent = HotFolderBackend.submit
+    look = HotFolderBackend.find_jobs
+
+    def send_then_lose_the_answer(self: HotFolderBackend, **kwargs: Any) -> str:
+        sent(self, **kwargs)
+        if not printer_answers:
+            monkeypatch.setattr(HotFolderBackend, "find_jobs", silent_printer)
+        raise TransientPrinterError(code=PRINTER_UNREACHABLE, message="connection dropped after the document")
+
+    def silent_printer(self: HotFolderBackend, **kwargs: Any) -> list[Any]:
+        raise TransientPrinterError(code=PRINTER_UNREACHABLE, message="no answer")
+
+    monkeypatch.setattr(HotFolderBackend, "submit", send_then_lose_the_answer)
+
+    outcome = submission.print_job_submit(job_id=job.pk, worker=FIRST)
+
+    monkeypatch.setattr(HotFolderBackend, "find_jobs", look)
+    job.refresh_from_db()
+    assert len(_received()) == 1  # the copy reached the printer, once
+    if printer_answers:
+        assert (outcome, job.status, _kinds(job)[-1]) == ("adopted", J.SUBMITTED, "adopted")
+        assert job.backend_job_id
+    else:
+        assert (outcome, job.status, _kinds(job)[-1]) == ("unknown", J.UNKNOWN, "submit_outcome_unknown")
+        job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=True)
+        job.refresh_from_db()
+        assert job.status == J.PRINTED
