@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from lab.production.backends import backend_for
@@ -98,15 +99,24 @@ def server_restarts_check(printer: Printer, *, silent: SilentServers | None = No
 
 
 def _jobs_seen(*, printer: Printer, backend: PrinterBackend) -> _Seen:
+    # The jobs that may be at the printer, read in one query before the printer is asked: read in two (the
+    # submitted ones, then, after their reads, those being retried), a retry that adopted its earlier attempt
+    # in between was in neither, and the job the restart may send again went unmarked.
+    jobs = list(
+        PrintJob.objects.filter(printer=printer, backend_restarted=False).filter(
+            Q(status=J.SUBMITTED) | Q(status__in=[J.READY, J.SUBMITTING], submit_attempts__gt=0)
+        )
+    )
     unfinished: dict[int, JobInfo] = {}
-    for job in PrintJob.objects.filter(printer=printer, status=J.SUBMITTED, backend_restarted=False):
+    for job in (job for job in jobs if job.status == J.SUBMITTED):
         try:
             unfinished[job.pk] = backend.job_info_of(job.backend_job_id, title=job.title)
         except PrinterError as error:
             if not error.is_permanent:
                 raise
             continue  # gone from the printer (purged): it cannot be printing
-    unfinished.update(_earlier_attempts(printer=printer, backend=backend))
+    retried = {job.pk for job in jobs if job.status != J.SUBMITTED}
+    unfinished.update(_earlier_attempts(retried=retried, backend=backend, printer=printer))
     printed = list(
         PrintJob.objects.filter(
             printer=printer, status=J.PRINTED, printed_at__gte=timezone.now() - timedelta(hours=1)
@@ -115,17 +125,9 @@ def _jobs_seen(*, printer: Printer, backend: PrinterBackend) -> _Seen:
     return _Seen(unfinished=unfinished, printed=printed)
 
 
-def _earlier_attempts(*, printer: Printer, backend: PrinterBackend) -> dict[int, JobInfo]:
+def _earlier_attempts(*, retried: set[int], backend: PrinterBackend, printer: Printer) -> dict[int, JobInfo]:
     """The printer's backend jobs of our jobs being retried (one request for all), the earliest attempt of
     each that could still print; an attempt without its document cannot have been printing."""
-    retried = set(
-        PrintJob.objects.filter(
-            printer=printer,
-            status__in=[J.READY, J.SUBMITTING],
-            submit_attempts__gt=0,
-            backend_restarted=False,
-        ).values_list("pk", flat=True)
-    )
     if not retried:
         return {}
     try:

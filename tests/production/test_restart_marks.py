@@ -19,7 +19,7 @@ from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from lab.production.submission import print_job_submit
 from lab.production.tracking import jobs_track
-from printers.base import JobState
+from printers.base import JobInfo, JobState
 from tests.builders.production import WORKER, job_walk, released_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
@@ -148,3 +148,59 @@ def test_a_restart_right_after_a_printers_first_send_is_heard(tmp_path: Path) ->
         job.refresh_from_db()
         assert job.backend_restarted
         assert JobEvent.objects.filter(job=job, kind="printer_restarted_job").count() == 1
+
+
+def test_a_retry_that_adopts_its_earlier_attempt_during_the_restart_check_is_still_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restart check read the submitted jobs, asked the printer about each, then read the jobs being
+    retried. A retry that adopted its earlier attempt (ready → submitted) while the printer was being asked
+    was in neither read, and the copy the restart may send again went unmarked: it could end `printed` after
+    printing twice. Now both are read in one query before the printer is asked."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(60, 40))
+    with PrivateCups() as cups_server:
+        # given a printer whose restarts the lab watches, a job whose submit was cut off after CUPS took its
+        # document (back in `ready`, its handle unknown) and is being printed, and one submitted behind it
+        printer = _cups_printer(cups_server, "adopt_lab")
+        assert server_restarts_check(printer)
+        order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+        first, second = PrintJob.objects.filter(order=order).order_by("pk")
+        backend = backend_for(printer)
+        job_walk(first, J.READY)
+        assert jobs.job_move(
+            job_id=first.pk,
+            from_statuses={J.READY},
+            to_status=J.SUBMITTING,
+            kind="claimed",
+            submit_attempts=F("submit_attempts") + 1,
+        )
+        assert jobs.job_move(job_id=first.pk, from_statuses={J.SUBMITTING}, to_status=J.READY, kind="retry")
+        handle = backend.submit(path=photo, title=first.title, media=media_for("4x6"), copies=1)
+        wait_until(
+            lambda: WAITING_FOR_DEVICE in backend.printer_status().reasons,
+            timeout=30,
+            what="the device to hold the first job's document",
+        )
+        job_walk(second, J.SUBMITTING)
+        later = backend.submit(path=photo, title=second.title, media=media_for("4x6"), copies=1)
+        assert jobs.job_move(
+            job_id=second.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=later
+        )
+        cups_server.restart_cupsd()
+
+        # when the first job's retry adopts its attempt while the check asks the printer about the second
+        read = type(backend).job_info_of
+
+        def retry_adopts_meanwhile(self: object, handle_read: str, *, title: str) -> JobInfo:
+            PrintJob.objects.filter(pk=first.pk, status=J.READY).update(
+                status=J.SUBMITTED, backend_job_id=handle
+            )
+            return read(self, handle_read, title=title)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(type(backend), "job_info_of", retry_adopts_meanwhile)
+        assert server_restarts_check(printer)
+
+        # then the job cupsd was sending is marked all the same
+        first.refresh_from_db()
+        assert (first.status, first.backend_restarted) == (J.SUBMITTED, True)
