@@ -54,6 +54,7 @@ from tests.builders.people import (
 from tests.builders.production import (
     WORKER,
     broker_tasks,
+    cups_printer,
     floor_state,
     hotfolder_printer,
     job_walk,
@@ -85,6 +86,7 @@ __all__ = [
     "blob_path",
     "broker_tasks",
     "client_as",
+    "cups_printer",
     "customer_with_photos",
     "database_text",
     "denied",

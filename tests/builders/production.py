@@ -18,6 +18,7 @@ from lab.production import jobs, routing, tracking
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from tests.builders.orders import paid_order
+from tests.support.cups import PrivateCups
 
 WORKER = "test-worker:1"  # the worker name a test's service calls claim jobs under
 J = JobStatus
@@ -36,6 +37,19 @@ def hotfolder_printer(
         media_sizes=sizes,
         papers=papers or ["lustre", "glossy"],
         **extra,
+    )
+
+
+def cups_printer(cups_server: PrivateCups, queue: str, *, print_seconds: float) -> Printer:
+    """A 4x6 lab printer on a new queue of a private cupsd, whose device takes `print_seconds` a print."""
+    cups_server.add_printer(queue, media=["na_index-4x6_4x6in"], print_seconds=print_seconds)
+    return Printer.objects.create(
+        name=queue.replace("_", "-"),
+        backend="cups",
+        target=queue,
+        cups_server=cups_server.server,
+        media_sizes=["4x6"],
+        papers=["lustre", "glossy"],
     )
 
 

@@ -19,25 +19,13 @@ from lab.production.submission import print_job_submit
 from lab.production.tracking import jobs_track
 from printers.base import JobState
 from printers.cups_backend import RESTART_EVENTS, connect, standing_watch
-from tests.builders.production import WORKER, released_order
+from tests.builders.production import WORKER, cups_printer, released_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
-
-
-def _cups_printer(cups_server: PrivateCups, queue: str) -> Printer:
-    cups_server.add_printer(queue, media=["na_index-4x6_4x6in"], print_seconds=1)
-    return Printer.objects.create(
-        name=queue.replace("_", "-"),
-        backend="cups",
-        target=queue,
-        cups_server=cups_server.server,
-        media_sizes=["4x6"],
-        papers=["lustre", "glossy"],
-    )
 
 
 def _submitted_job(printer: Printer) -> PrintJob:
@@ -54,7 +42,7 @@ def test_a_job_number_given_again_is_not_read_as_ours_nor_cancelled_for_us(tmp_p
     photo.write_bytes(jpeg_bytes(60, 40))
     with PrivateCups() as cups_server:
         # given our job submitted to a stopped queue (it waits there) ...
-        printer = _cups_printer(cups_server, "reuse_lab")
+        printer = cups_printer(cups_server, "reuse_lab", print_seconds=1)
         cups_server.disable("reuse_lab")
         ours = _submitted_job(printer)
         backend = backend_for(printer)
@@ -85,7 +73,7 @@ def test_a_job_number_given_again_is_not_read_as_ours_nor_cancelled_for_us(tmp_p
 def test_restarts_of_a_print_host_that_started_afresh_are_heard() -> None:
     with PrivateCups() as cups_server:
         # given a printer whose restarts the lab watches, whose watch has heard two restarts
-        printer = _cups_printer(cups_server, "afresh_lab")
+        printer = cups_printer(cups_server, "afresh_lab", print_seconds=1)
         assert server_restarts_check(printer)
         for _ in range(2):
             cups_server.restart_cupsd()

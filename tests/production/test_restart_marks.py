@@ -20,7 +20,7 @@ from lab.production.states import JobStatus
 from lab.production.submission import print_job_submit
 from lab.production.tracking import jobs_track
 from printers.base import JobInfo, JobState
-from tests.builders.production import WORKER, job_walk, released_order
+from tests.builders.production import WORKER, cups_printer, job_walk, released_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes
@@ -30,17 +30,43 @@ J = JobStatus
 WAITING_FOR_DEVICE = "cups-waiting-for-job-completed"
 
 
-def _cups_printer(cups_server: PrivateCups, queue: str) -> Printer:
-    """A 4x6 lab printer on a new queue of the private cupsd, whose device takes 3 s a print."""
-    cups_server.add_printer(queue, media=["na_index-4x6_4x6in"], print_seconds=3)
-    return Printer.objects.create(
-        name=queue.replace("_", "-"),
-        backend="cups",
-        target=queue,
-        cups_server=cups_server.server,
-        media_sizes=["4x6"],
-        papers=["lustre", "glossy"],
+def _cut_off_and_waiting_behind(
+    cups_server: PrivateCups, printer: Printer, photo: Path, first: PrintJob, second: PrintJob
+) -> str:
+    """The first job's submit cut off after CUPS took its document (the lab saw a transient error and waits to
+    retry, without its handle) while CUPS sends that document to the device, and the second job submitted,
+    waiting behind it. Returns the first job's handle at the printer."""
+    backend = backend_for(printer)
+    job_walk(first, J.READY)
+    assert jobs.job_move(
+        job_id=first.pk,
+        from_statuses={J.READY},
+        to_status=J.SUBMITTING,
+        kind="claimed",
+        submit_attempts=F("submit_attempts") + 1,
     )
+    assert jobs.job_move(
+        job_id=first.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.READY,
+        kind="submit_retry",
+        failure_code="printer_unreachable",
+    )
+    handle = backend.submit(path=photo, title=first.title, media=media_for("4x6"), copies=1)
+    wait_until(
+        lambda: (
+            backend.job_info(handle).state is JobState.PROCESSING
+            and WAITING_FOR_DEVICE in backend.printer_status().reasons
+        ),
+        timeout=30,
+        what="the device to hold the first job's document",
+    )
+    job_walk(second, J.SUBMITTING)
+    later = backend.submit(path=photo, title=second.title, media=media_for("4x6"), copies=1)
+    assert jobs.job_move(
+        job_id=second.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=later
+    )
+    return handle
 
 
 def test_a_restart_that_cut_off_a_submit_marks_that_job_and_its_adopted_attempt_ends_suspect(
@@ -50,45 +76,16 @@ def test_a_restart_that_cut_off_a_submit_marks_that_job_and_its_adopted_attempt_
     photo.write_bytes(jpeg_bytes(60, 40))
     with PrivateCups() as cups_server:
         # given a CUPS printer whose restarts the lab watches, and an order of two prints on it
-        printer = _cups_printer(cups_server, "restart_lab")
+        printer = cups_printer(cups_server, "restart_lab", print_seconds=3)
         assert server_restarts_check(printer)  # the watch exists before the restart
         order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
         first, second = PrintJob.objects.filter(order=order).order_by("pk")
         assert {first.printer_id, second.printer_id} == {printer.pk}
         backend = backend_for(printer)
 
-        # ... the first job's submit cut off after CUPS took its document (the lab saw a transient error and
-        # waits to retry, without its handle), and CUPS sending that document to the device
-        job_walk(first, J.READY)
-        assert jobs.job_move(
-            job_id=first.pk,
-            from_statuses={J.READY},
-            to_status=J.SUBMITTING,
-            kind="claimed",
-            submit_attempts=F("submit_attempts") + 1,
-        )
-        assert jobs.job_move(
-            job_id=first.pk,
-            from_statuses={J.SUBMITTING},
-            to_status=J.READY,
-            kind="submit_retry",
-            failure_code="printer_unreachable",
-        )
-        handle = backend.submit(path=photo, title=first.title, media=media_for("4x6"), copies=1)
-        wait_until(
-            lambda: (
-                backend.job_info(handle).state is JobState.PROCESSING
-                and WAITING_FOR_DEVICE in backend.printer_status().reasons
-            ),
-            timeout=30,
-            what="the device to hold the first job's document",
-        )
-        # ... and the second job submitted, waiting behind it
-        job_walk(second, J.SUBMITTING)
-        later = backend.submit(path=photo, title=second.title, media=media_for("4x6"), copies=1)
-        assert jobs.job_move(
-            job_id=second.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=later
-        )
+        # ... the first job's submit cut off after CUPS took its document, CUPS sending it to the device, and
+        # the second job submitted, waiting behind it
+        handle = _cut_off_and_waiting_behind(cups_server, printer, photo, first, second)
 
         # when cupsd restarts, and the lab hears of it before the first job's retry
         cups_server.restart_cupsd()
@@ -128,7 +125,7 @@ def test_a_restart_right_after_a_printers_first_send_is_heard(tmp_path: Path) ->
     # or listener look, so a restart between a new printer's first send and that look was never heard.
     with PrivateCups() as cups_server:
         # given a CUPS printer the lab has never looked at, and a job sent to it, which the device holds
-        printer = _cups_printer(cups_server, "first_lab")
+        printer = cups_printer(cups_server, "first_lab", print_seconds=3)
         job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
         assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
         assert print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
@@ -162,31 +159,12 @@ def test_a_retry_that_adopts_its_earlier_attempt_during_the_restart_check_is_sti
     with PrivateCups() as cups_server:
         # given a printer whose restarts the lab watches, a job whose submit was cut off after CUPS took its
         # document (back in `ready`, its handle unknown) and is being printed, and one submitted behind it
-        printer = _cups_printer(cups_server, "adopt_lab")
+        printer = cups_printer(cups_server, "adopt_lab", print_seconds=3)
         assert server_restarts_check(printer)
         order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
         first, second = PrintJob.objects.filter(order=order).order_by("pk")
         backend = backend_for(printer)
-        job_walk(first, J.READY)
-        assert jobs.job_move(
-            job_id=first.pk,
-            from_statuses={J.READY},
-            to_status=J.SUBMITTING,
-            kind="claimed",
-            submit_attempts=F("submit_attempts") + 1,
-        )
-        assert jobs.job_move(job_id=first.pk, from_statuses={J.SUBMITTING}, to_status=J.READY, kind="retry")
-        handle = backend.submit(path=photo, title=first.title, media=media_for("4x6"), copies=1)
-        wait_until(
-            lambda: WAITING_FOR_DEVICE in backend.printer_status().reasons,
-            timeout=30,
-            what="the device to hold the first job's document",
-        )
-        job_walk(second, J.SUBMITTING)
-        later = backend.submit(path=photo, title=second.title, media=media_for("4x6"), copies=1)
-        assert jobs.job_move(
-            job_id=second.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=later
-        )
+        handle = _cut_off_and_waiting_behind(cups_server, printer, photo, first, second)
         cups_server.restart_cupsd()
 
         # when the first job's retry adopts its attempt while the check asks the printer about the second
