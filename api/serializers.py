@@ -7,7 +7,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 import pycountry
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.mail.message import sanitize_address
 from django.db.models import Field, Model
 from rest_framework import serializers
 
@@ -118,7 +120,15 @@ class ProductOutput(ModelOutput[Product]):
 
 class StoredEmailField(serializers.EmailField):
     """An e-mail address the lab stores lower-cased: no longer than its column once lower-cased (some letters
-    grow, "İ".lower() is two characters), so an address the database cannot hold is a 400, not a 500."""
+    grow, "İ".lower() is two characters), so an address the database cannot hold is a 400, not a 500; and one
+    Django can write into a message. EmailValidator passes "x@" + 60 * "ä" + ".com", whose domain IDNA cannot
+    encode (a label over 63 characters once encoded): every e-mail to it raised in Django's sanitize_address,
+    and the erasure that mails its receipts after it commits answered 500."""
+
+    default_error_messages = {
+        "not_encodable": "No e-mail can be sent to this address: it cannot be encoded (a part of its"
+        " domain is too long once encoded, for example)."
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", EMAIL_MAX_LENGTH)
@@ -129,6 +139,14 @@ class StoredEmailField(serializers.EmailField):
         if len(value.lower()) > EMAIL_MAX_LENGTH:
             self.fail("max_length", max_length=EMAIL_MAX_LENGTH)
         return value
+
+    def run_validators(self, value: Any) -> None:
+        super().run_validators(value)  # a malformed address gets EmailValidator's message, and only that
+        for address in {value, value.lower()}:  # as given, and as stored (lower-cased)
+            try:
+                sanitize_address(address, settings.DEFAULT_CHARSET)  # what every send of a message does
+            except ValueError:  # UnicodeError is one
+                self.fail("not_encodable")
 
 
 class RegistrationInput(serializers.Serializer[None]):

@@ -116,10 +116,15 @@ def _anonymize_orders(orders: QuerySet[Order]) -> int:
     # Free text written to or about the customer: a hold question, a staff note on the timeline.
     OrderEvent.objects.filter(order_id__in=order_ids).exclude(note="").update(note="")
     ClarificationCase.objects.filter(order_id__in=order_ids).exclude(question="").update(question="")
+    # The carrier and tracking number too: with the carrier's tracking page they give the parcel's route and
+    # the town it went to (and the webhook bodies that quoted them are deleted above for that reason). Empty
+    # numbers are outside order_tracking_number_unique, so any number of erased orders can share "".
     return orders.update(
         shipping_address={},
         guest_email="",
         hold_message="",
+        carrier="",
+        tracking_number="",
         payment_client_secret="",
         is_anonymized=True,
         updated_at=timezone.now(),

@@ -33,12 +33,22 @@ def _reply_code(error: OSError) -> str:
 
 
 def mail_send(message: EmailMessage) -> None:
+    """Send one message; raises MailRefused (this message can never go: others may) or MailNotSent (the mail
+    server failed: a retry may send it)."""
     try:
         message.send()
     except OSError as error:
         kind = MailRefused if isinstance(error, _REFUSALS) else MailNotSent
         code = _reply_code(error)
         reason = f"{type(error).__name__}{f' {code}' if code else ''}"
+    except ValueError as error:
+        # Django could not write the message: an address it cannot encode (sanitize_address raises
+        # UnicodeError for a domain whose IDNA label is over 63 characters, ValueError for one it cannot
+        # parse) or a header with a line break. No retry can change that, so it is this message's refusal;
+        # before, the ValueError escaped every caller's `except OSError`: an erasure answered 500 after it had
+        # committed, and each sweep stopped at the first such row. Its text can quote the address: not kept.
+        kind = MailRefused
+        reason = f"message not encodable {type(error).__name__}"
     else:
         return
     # Raised outside the except block, so the original (and the addresses in it) is not its context either.

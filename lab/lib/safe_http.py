@@ -2,6 +2,8 @@
 
 The host is resolved once, every address must be public (unless settings allow private ones), and the
 connection goes to the address that was checked, so a DNS answer cannot change between check and use.
+A path or query in any script is sent percent-encoded, as a browser sends it: http.client writes the request
+line in ASCII and raised UnicodeEncodeError (no OSError, so no caller saw a failed fetch or POST) for "/ü".
 `timeout` bounds the whole exchange, connect to last byte: http.client's own timeout bounds each socket read
 only, so a server dripping a byte every few seconds would hold a worker (and the queue behind it) for as long
 as it liked.
@@ -16,7 +18,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from lab.lib.errors import CommonError, DomainError
 
@@ -27,6 +29,28 @@ class UnsafeUrl(DomainError):
 
 class FetchFailed(DomainError):
     """The URL was allowed but the fetch or the POST failed."""
+
+
+# What RFC 3986 lets stand in a path (pchar and "/") and in a query or fragment (also "?"), with "%" so that
+# an escape already there is kept, not escaped again; everything else (non-ASCII as UTF-8, spaces, controls,
+# double quotes, backslashes, backticks, ^, | and the brackets <>[]{}) is percent-encoded.
+_PATH_SAFE = "/:@!$&'()*+,;=%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def url_percent_encoded(url: str) -> str:
+    """The URL with its path, query and fragment percent-encoded as a browser would send them; the scheme and
+    host as given (the host is IDNA-encoded where it is resolved). Idempotent: an encoded URL is unchanged."""
+    parts = urlsplit(url)
+    return urlunsplit(
+        (
+            parts.scheme,
+            parts.netloc,
+            quote(parts.path, safe=_PATH_SAFE),
+            quote(parts.query, safe=_QUERY_SAFE),
+            quote(parts.fragment, safe=_QUERY_SAFE),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -64,9 +88,10 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
                 CommonError.URL_TARGET_NOT_ALLOWED,
                 "The URL points to a private, loopback or link-local address.",
             )
-    path = parts.path or "/"
+    # Encoded here too, not only where a URL is registered: a row stored before that still goes out.
+    path = quote(parts.path, safe=_PATH_SAFE) or "/"
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe=_QUERY_SAFE)
     return Target(scheme=parts.scheme, host=parts.hostname, port=port, path=path, address=addresses[0])
 
 

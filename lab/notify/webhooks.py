@@ -14,12 +14,12 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
 from lab.accounts.erased import account_not_erased
 from lab.accounts.models import User
 from lab.lib import safe_http
-from lab.lib.errors import Conflict, DomainError, NotFound
+from lab.lib.clock import database_now
+from lab.lib.errors import CommonError, Conflict, DomainError, NotFound
 from lab.notify.delivery import RETRY_WINDOW, delivery_enqueue
 from lab.notify.errors import NotifyError
 from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -30,6 +30,22 @@ from lab.production.models import PrintJob
 logger = logging.getLogger(__name__)
 
 MAX_ENDPOINTS_PER_CUSTOMER = 10
+URL_MAX_LENGTH = 2000  # WebhookEndpoint.url's column
+
+
+def webhook_url_clean(*, url: str) -> str:
+    """The URL as it is stored and sent: percent-encoded as a browser sends it (the customer typed "/ü", the
+    request line carries "/%C3%BC"), and through the SSRF guard. Encoded, a character can take up to twelve,
+    so the column's limit is checked again on what is stored (a 422, not a database error)."""
+    encoded = safe_http.url_percent_encoded(url)
+    if len(encoded) > URL_MAX_LENGTH:
+        raise DomainError(
+            CommonError.URL_INVALID,
+            f"The URL is longer than {URL_MAX_LENGTH} characters once percent-encoded.",
+            max_length=URL_MAX_LENGTH,
+        )
+    webhook_url_check(url=encoded)
+    return encoded
 
 
 def webhook_url_check(*, url: str) -> None:
@@ -60,7 +76,7 @@ def webhook_endpoint_create(
 ) -> WebhookEndpoint:
     """Register a callback URL; the returned endpoint's secret is shown to the customer this once."""
     types = _event_types_clean(event_types)
-    webhook_url_check(url=url)
+    url = webhook_url_clean(url=url)
     with transaction.atomic():
         # Lock the owner so two concurrent registrations cannot both pass the limit; an account erased
         # meanwhile (the lock waited for its erasure) gets no endpoint: its URL is the customer's own text.
@@ -92,8 +108,7 @@ def webhook_endpoint_update(
 ) -> WebhookEndpoint:
     fields: list[str] = []
     if url is not None:
-        webhook_url_check(url=url)
-        endpoint.url = url
+        endpoint.url = webhook_url_clean(url=url)
         fields.append("url")
     if event_types is not None:
         endpoint.event_types = _event_types_clean(event_types)
@@ -153,7 +168,8 @@ def webhook_event_emit(*, order_id: int, event_type: str, data: dict[str, Any]) 
         if not endpoints:
             return 0
         last = WebhookEvent.objects.filter(order=order).aggregate(last=Max("sequence"))["last"] or 0
-        now = timezone.now()
+        # The deliveries are due from now, as lab.notify.delivery judges it: on the database's clock.
+        now = database_now()
         event = WebhookEvent(order=order, event_type=event_type, sequence=last + 1, created_at=now)
         event.body = json.dumps(
             {
@@ -191,8 +207,11 @@ def webhook_event_emit(*, order_id: int, event_type: str, data: dict[str, Any]) 
 
 
 def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Send the same event (same id and sequence) again now, with a fresh 24-hour retry window."""
-    now = timezone.now()
+    """Send the same event (same id and sequence) again now, with a fresh 24-hour retry window.
+
+    Whether an attempt's claim is still live is judged on the database's clock, the one it was written on
+    (lab/lib/clock.py), not on the web host's."""
+    now = database_now()
     with transaction.atomic():
         locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
         if locked.claimed_until is not None and locked.claimed_until > now:

@@ -36,7 +36,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     slow_release = threading.Event()
 
     def do_GET(self) -> None:
-        if self.path in ("/photo.jpg", "/slow.jpg"):
+        if self.path in ("/photo.jpg", "/slow.jpg", "/f%C3%B6to.jpg"):  # the last: "/föto.jpg" as sent
             type(self).photo_gets += 1
             if self.path == "/slow.jpg":
                 type(self).slow_requested.set()
@@ -111,6 +111,19 @@ def test_url_asset_goes_pending_then_ready(server):
     assert (asset.status, asset.width_px, asset.height_px, asset.image_format) == ("ready", 1200, 800, "JPEG")
     asset_fetch(asset_id=str(asset.pk))  # a redelivered task changes nothing
     assert Asset.objects.get(pk=asset.pk).blob_name == asset.blob_name
+
+
+def test_a_url_whose_path_is_not_ascii_is_fetched_percent_encoded(server):
+    # Before: http.client raised UnicodeEncodeError writing "/föto.jpg" into the request line, which the
+    # fetch did not catch (no OSError): the task failed, and the photo stayed pending until the sweep's third
+    # claim failed it, with no reason the customer could act on.
+    asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}/föto.jpg")
+
+    asset_fetch(asset_id=str(asset.pk))
+
+    asset.refresh_from_db()
+    assert (asset.status, asset.failure_code, asset.width_px) == ("ready", "", 1200)
+    assert Handler.photo_gets == 1
 
 
 @pytest.mark.parametrize(

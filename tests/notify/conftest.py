@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +25,9 @@ class Receiver:
     url: str = ""
     answer_status: int = 200
     requests: list[ReceivedRequest] = field(default_factory=list)
+    # Run once, in the server's thread, when a POST has been read and before it is answered: what another
+    # worker does while that POST is in flight. Taken off first, so POSTs made inside it are answered plainly.
+    while_answering: Callable[[], None] | None = None
 
 
 @pytest.fixture
@@ -39,6 +42,9 @@ def receiver() -> Iterator[Receiver]:
                     path=self.path, headers=dict(self.headers.items()), body=self.rfile.read(length)
                 )
             )
+            meanwhile, state.while_answering = state.while_answering, None
+            if meanwhile is not None:
+                meanwhile()
             self.send_response(state.answer_status)
             self.send_header("Content-Length", "2")
             self.end_headers()

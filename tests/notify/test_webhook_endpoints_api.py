@@ -223,6 +223,7 @@ def test_delete_while_an_attempt_is_being_recorded_waits_and_removes_it_too(api,
                     delivery_id=str(delivery.pk),
                     outcome=AttemptOutcome(attempted_at=now, status_code=200, error_code="", duration_ms=3),
                     is_final=False,
+                    claimed_until=None,  # a success ends a pending delivery whoever holds it
                 )
                 recorded.set()
                 deadline = time.monotonic() + 10
