@@ -472,7 +472,7 @@ class OrderOutput(ModelOutput[Order]):
         return {
             "status": order.payment_status,
             "payment_intent": order.payment_intent_id,
-            "client_secret": order.payment_client_secret,
+            "client_secret": order.payable_client_secret,
         }
 
 

@@ -14,7 +14,8 @@ from lab.orders import payments
 
 
 class StripeWebhookView(APIView):
-    """Stripe events: payment succeeded/failed, charge refunded. Forged or stale payloads get 400."""
+    """Stripe events: payment succeeded/failed, charge refunded or disputed, a refund's status changed.
+    Forged or stale payloads get 400."""
 
     permission_classes = (AllowAny,)
     authentication_classes = ()

@@ -39,14 +39,23 @@ def refund_issue(*, order_id: int) -> None:
     issue(order_id=order_id)
 
 
+# Beat's payments sweep under its first name (lab/celery.py): decided refunds, and owed intent cancels.
 @app.task(name="payments.refunds_reconcile", time_limit=120, max_retries=0)
 def refunds_reconcile() -> None:
-    from lab.orders.payments import refunds_reconcile as reconcile
+    from lab.orders.payments import payments_reconcile as reconcile
 
     reconcile()
 
 
-@app.task(name="payments.payment_intent_cancel", time_limit=60, max_retries=3)
+@app.task(
+    name="payments.payment_intent_cancel",
+    time_limit=60,
+    acks_late=True,  # idempotent: it acts only while the order's cancel is owed, and Stripe's cancel is final
+    autoretry_for=(UpstreamError,),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    max_retries=5,
+)
 def payment_intent_cancel(*, order_id: int) -> None:
     from lab.orders.payments import payment_intent_cancel as cancel
 

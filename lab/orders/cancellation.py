@@ -8,7 +8,6 @@ from django.db import transaction
 
 from lab.accounts.models import User
 from lab.lib.errors import Conflict
-from lab.lib.tasks import enqueue
 from lab.orders import payments
 from lab.orders.errors import OrderError
 from lab.orders.models import Order
@@ -23,8 +22,10 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
 
     Decided under the order's lock: a cancel that loses the race with the release to production answers
     409 and refunds nothing. The refund itself is asked for after the commit (`refund_issue_soon`), so the
-    money moves only for an order that is cancelled for good. Supervisors cancel orders in production with
-    lab.production.cancellation.order_cancel_in_production, which also stops the jobs.
+    money moves only for an order that is cancelled for good; an unpaid order's PaymentIntent is cancelled
+    at Stripe after the commit, and by the payments sweep until Stripe has settled it. Supervisors cancel
+    orders in production with lab.production.cancellation.order_cancel_in_production, which also stops the
+    jobs.
     """
     with transaction.atomic():
         locked = order_locked(order_id=order.pk)
@@ -32,13 +33,10 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
             raise Conflict(
                 OrderError.ORDER_NOT_CANCELLABLE, f"An order that is {locked.status} cannot be cancelled."
             )
-        refund_due = payments.refund_decide(order=locked)
-        if (
-            not refund_due
-            and locked.payment_intent_id
-            and locked.payment_status != Order.PaymentStatus.REFUNDED
-        ):
-            transaction.on_commit(lambda: enqueue("payments.payment_intent_cancel", order_id=locked.pk))
+        # A captured payment is refunded after the commit; an unpaid intent is owed a cancel at Stripe,
+        # recorded with this commit (a task message alone was lost with the broker, and the intent stayed
+        # payable).
+        refund_due = payments.payment_cancel_decide(order=locked)
         order_transition(
             order=locked,
             to_status=OrderStatus.CANCELLED,

@@ -205,6 +205,9 @@ class Order(models.Model):
     payment_status = models.CharField(
         max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.NONE
     )
+    # The order was cancelled unpaid and its PaymentIntent is not yet cancelled at Stripe: set with the
+    # cancel, cleared when Stripe settles it (lab.orders.payments.payment_intent_cancel, and its beat sweep).
+    payment_intent_cancel_due = models.BooleanField(default=False, db_default=False)
     promised_by = models.DateTimeField(null=True, blank=True)
     hold_message = models.CharField(max_length=1000, blank=True)
     carrier = models.CharField(max_length=40, blank=True)
@@ -227,6 +230,12 @@ class Order(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["customer", "status", "created_at"]),
             models.Index(fields=["status", "created_at"]),
+            # The sweep's owed intent cancels: a few rows among every order ever cancelled.
+            models.Index(
+                fields=["payment_intent_cancel_due"],
+                condition=models.Q(payment_intent_cancel_due=True),
+                name="order_intent_cancel_due",
+            ),
         ]
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.CheckConstraint(
@@ -259,6 +268,12 @@ class Order(models.Model):
     @property
     def is_guest(self) -> bool:
         return self.customer_id is None
+
+    @property
+    def payable_client_secret(self) -> str:
+        """The secret a browser confirms the payment with, only while the order awaits payment: a cancelled
+        order's intent must not be offered for payment (nor a paid one's offered twice)."""
+        return self.payment_client_secret if self.status == OrderStatus.AWAITING_PAYMENT else ""
 
     @property
     def address_is_sealed(self) -> bool:

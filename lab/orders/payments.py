@@ -100,18 +100,72 @@ def payment_intent_ensure(*, order: Order) -> Order:
     return order
 
 
-def _intent_cancel(*, intent_id: str, order_ref: str) -> None:
-    """Cancel a PaymentIntent at Stripe; one Stripe refuses to cancel (cancelled, succeeded) is logged."""
+def _intent_cancel(*, intent_id: str, order_ref: str) -> str | None:
+    """Cancel a PaymentIntent at Stripe: what settled it ("cancelled", or the state that made Stripe refuse:
+    "canceled", "succeeded", "missing"), or None while that is unknown (no answer, an error that may pass,
+    an intent still `processing`) and the cancel is still owed.
+
+    A refusal is not taken at its word: Stripe answers the same 400 for an intent that succeeded, one already
+    cancelled and one that cannot be cancelled yet, so the intent is read back. Before, every Stripe error was
+    swallowed here, a timeout too, and the one task message was the only try: its intent stayed payable."""
+    client = stripe_client()
     try:
-        stripe_client().v1.payment_intents.cancel(intent_id)
+        try:
+            client.v1.payment_intents.cancel(intent_id)
+            return "cancelled"
+        except stripe.InvalidRequestError as refusal:
+            if refusal.http_status == 404:
+                return "missing"
+            status = str(client.v1.payment_intents.retrieve(intent_id).status)
     except stripe.StripeError as error:
-        logger.info("payment intent cancel skipped order=%s error=%s", order_ref, type(error).__name__)
+        logger.warning("payment intent cancel unsettled order=%s error=%s", order_ref, type(error).__name__)
+        return None
+    if status in ("canceled", "succeeded"):
+        # Succeeded: the payment_intent.succeeded event refunds it (refund_after_cancel).
+        return status
+    logger.info("payment intent not cancellable yet order=%s status=%s", order_ref, status)
+    return None
 
 
 # The metadata key that marks a refund at Stripe as the one this lab decided for an order.
 REFUND_TAG = "lab_refund"
 # The order event of a partial refund made at Stripe (the payment stays `succeeded`).
 PARTLY_REFUNDED = "partly_refunded"
+# A refund in one of these states moved no money, and never will.
+REFUND_UNDONE = frozenset({"failed", "canceled"})
+# Our refunds of one order that may fail before a person is asked: a card closed since the payment fails
+# every refund, and a new one each minute would only fill Stripe with failures.
+REFUND_ATTEMPTS_MAX = 3
+# A payment status under which no money has moved: a cancel of such an order owes a cancel of its intent.
+UNPAID_PAYMENT_STATUSES = frozenset(
+    {Order.PaymentStatus.NONE, Order.PaymentStatus.REQUIRES_PAYMENT, Order.PaymentStatus.FAILED}
+)
+# Owed intent cancels one sweep asks Stripe about, within the task's time limit (the rest: next run).
+INTENT_CANCEL_BATCH = 100
+
+
+def refund_tag(order: Order) -> str:
+    """The tag (metadata `lab_refund`) of every refund this lab makes for the order."""
+    return f"order-{order.ref}-refund"
+
+
+def payment_cancel_decide(*, order: Order) -> bool:
+    """The payment side of a cancel, under the order's lock in the cancel's transaction; True when a refund is
+    due (the caller issues it after the commit with `refund_issue_soon`).
+
+    A captured payment is to be refunded (`refund_decide`). An intent nobody has paid is owed a cancel at
+    Stripe, recorded on the order (`payment_intent_cancel_due`) in the same commit: the task sent after the
+    commit is a nudge, and `payments_reconcile` on beat cancels it when that message is lost or Stripe did
+    not answer. Both the customer's and the supervisor's cancel come here; before, the supervisor's never
+    cancelled the intent, and the customer's rested on one task message."""
+    if refund_decide(order=order):
+        return True
+    if order.payment_intent_id and order.payment_status in UNPAID_PAYMENT_STATUSES:
+        order.payment_intent_cancel_due = True
+        order.save(update_fields=["payment_intent_cancel_due", "updated_at"])
+        order_id = order.pk
+        transaction.on_commit(lambda: enqueue("payments.payment_intent_cancel", order_id=order_id))
+    return False
 
 
 def refund_decide(*, order: Order) -> bool:
@@ -130,38 +184,64 @@ def refund_decide(*, order: Order) -> bool:
 
 
 def refund_issue(*, order_id: int) -> bool:
-    """Ask Stripe for the decided refund; True once the order is refunded. Safe to call any number of times:
-    the status moves only from `refund_pending`, and a refund of ours that Stripe already made (the process
-    died before it committed the answer) is found at Stripe, tagged with the order, and not made again. The
-    idempotency key alone would not do: Stripe forgets it after 24 hours."""
+    """Ask Stripe for the decided refund; True once Stripe says it `succeeded` and the order is refunded.
+
+    Accepted is not done: Stripe answers a refund `pending` (or `requires_action`) and may fail it later, so
+    the order stays `refund_pending` until the refund has succeeded, and `refunds_reconcile` asks again. A
+    refund of ours that failed or was cancelled is made again, under a key of its own (the tag and the count
+    of our earlier refunds: two workers that both saw the failure still make one). Safe to call any number
+    of times: the status moves only from `refund_pending`, and a refund of ours that Stripe already made
+    (the process died before it committed the answer) is found at Stripe, tagged with the order, and not
+    made again. The idempotency key alone would not do: Stripe forgets it after 24 hours."""
     order = Order.objects.get(pk=order_id)
     if order.payment_status != Order.PaymentStatus.REFUND_PENDING:
         return order.payment_status == Order.PaymentStatus.REFUNDED
-    tag = f"order-{order.ref}-refund"
+    tag = refund_tag(order)
     try:
         client = stripe_client()
         made = client.v1.refunds.list(params={"payment_intent": order.payment_intent_id, "limit": 100}).data
-        if not any(_is_our_refund(refund, tag=tag) for refund in made):
-            client.v1.refunds.create(
+        ours = [refund for refund in made if _refund_metadata(refund).get(REFUND_TAG) == tag]
+        live = [refund for refund in ours if refund.status not in REFUND_UNDONE]
+        if not live and len(ours) >= REFUND_ATTEMPTS_MAX:
+            _refund_needs_person(order=order, attempts=len(ours))
+            return False
+        if not live:
+            refund = client.v1.refunds.create(
                 params={"payment_intent": order.payment_intent_id, "metadata": {REFUND_TAG: tag}},
-                options={"idempotency_key": tag},
+                options={"idempotency_key": f"{tag}-{len(ours)}" if ours else tag},
             )
+            live = [refund]
     except stripe.StripeError as error:
         logger.warning("refund failed, left pending order=%s error=%s", order.ref, type(error).__name__)
         raise UpstreamError(OrderError.REFUND_FAILED, "The refund is decided and will be retried.") from error
+    if not any(refund.status == "succeeded" for refund in live):
+        logger.info("refund not yet confirmed order=%s status=%s", order.ref, live[0].status)
+        return False
     with transaction.atomic():
         updated = Order.objects.filter(pk=order_id, payment_status=Order.PaymentStatus.REFUND_PENDING).update(
             payment_status=Order.PaymentStatus.REFUNDED, updated_at=timezone.now()
         )
         if updated:
             OrderEvent.objects.create(order=order, kind="refunded", actor_kind="system")
-    logger.info("refund issued order=%s", order.ref)
+    logger.info("refund succeeded order=%s", order.ref)
     return True
 
 
-def _is_our_refund(refund: stripe.Refund, *, tag: str) -> bool:
-    metadata = refund.metadata.to_dict() if refund.metadata is not None else {}
-    return metadata.get(REFUND_TAG) == tag and refund.status not in ("failed", "canceled")
+def _refund_metadata(refund: stripe.Refund) -> dict[str, Any]:
+    return refund.metadata.to_dict() if refund.metadata is not None else {}
+
+
+def _refund_needs_person(*, order: Order, attempts: int) -> None:
+    """Every refund we made for the order failed: the order stays `refund_pending` on its timeline for a
+    person (the customer's card may be closed), once; the reconciler makes no more."""
+    if not OrderEvent.objects.filter(order=order, kind="refund_needs_person").exists():
+        OrderEvent.objects.create(
+            order=order,
+            kind="refund_needs_person",
+            actor_kind="system",
+            note=f"{attempts} refunds failed at Stripe",
+        )
+    logger.warning("refund failed every time order=%s attempts=%d", order.ref, attempts)
 
 
 def refund_issue_soon(*, order_id: int) -> None:
@@ -186,12 +266,46 @@ def refunds_reconcile() -> int:
     return done
 
 
-def payment_intent_cancel(*, order_id: int) -> None:
-    order = Order.objects.get(pk=order_id)
-    if not order.payment_intent_id or order.payment_status == Order.PaymentStatus.SUCCEEDED:
-        return
-    # Already cancelled or succeeded in the meantime: a later charge is refunded by the webhook path.
-    _intent_cancel(intent_id=order.payment_intent_id, order_ref=order.ref)
+def payment_intent_cancel(*, order_id: int) -> bool:
+    """Cancel the order's intent at Stripe if a cancel is owed (`payment_cancel_decide`); True once none is.
+
+    UpstreamError while Stripe has not settled it: the task retries with backoff, and
+    `payment_intent_cancels_reconcile` on beat asks again, so a cancelled order's intent never stays payable
+    because one message or one call was lost."""
+    order = Order.objects.filter(pk=order_id, payment_intent_cancel_due=True).first()
+    if order is None:
+        return True
+    settled = _intent_cancel(intent_id=order.payment_intent_id, order_ref=order.ref)
+    if settled is None:
+        raise UpstreamError(
+            OrderError.PAYMENT_PROVIDER_UNAVAILABLE, "The payment's cancel is owed and will be retried."
+        )
+    with transaction.atomic():
+        if Order.objects.filter(pk=order_id, payment_intent_cancel_due=True).update(
+            payment_intent_cancel_due=False, updated_at=timezone.now()
+        ):
+            OrderEvent.objects.create(
+                order=order, kind="payment_intent_cancelled", actor_kind="system", note=settled
+            )
+    logger.info("payment intent cancel settled order=%s outcome=%s", order.ref, settled)
+    return True
+
+
+def payment_intent_cancels_reconcile() -> int:
+    """Every owed intent cancel (a cancelled order's intent not yet settled at Stripe) is tried again."""
+    done = 0
+    owed = Order.objects.filter(payment_intent_cancel_due=True).order_by("pk").values_list("pk", flat=True)
+    for order_id in owed[:INTENT_CANCEL_BATCH]:
+        try:
+            done += int(payment_intent_cancel(order_id=order_id))
+        except UpstreamError:
+            continue
+    return done
+
+
+def payments_reconcile() -> dict[str, int]:
+    """Beat's payments sweep (task `payments.refunds_reconcile`): decided refunds and owed intent cancels."""
+    return {"refunded": refunds_reconcile(), "intents_cancelled": payment_intent_cancels_reconcile()}
 
 
 # --- Webhooks ------------------------------------------------------------------------------------
@@ -231,32 +345,46 @@ def _signature_timestamp(header: str) -> int:
     return int(next(item[1] for item in items if item[0] == "t"))
 
 
-HANDLED_EVENTS = {
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "charge.refunded",
-    "charge.dispute.created",
-}
+# A Refund object's status changed at Stripe (data.object is the Refund, with its payment_intent).
+REFUND_EVENTS = frozenset({"charge.refund.updated", "refund.updated", "refund.failed"})
+HANDLED_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.refunded",
+        "charge.dispute.created",
+        *REFUND_EVENTS,
+    }
+)
+
+
+def _intent_field(event_type: str) -> str:
+    """Where a handled event's object names its PaymentIntent: its own id, or `payment_intent` (a charge, a
+    dispute, a refund)."""
+    return "id" if event_type.startswith("payment_intent.") else "payment_intent"
 
 
 def webhook_event_handle(*, event: Any) -> str:
     """Apply one verified event exactly once; replays and out-of-order events change nothing.
 
     A signed event whose fields are not what the handlers read is refused (400 `malformed_event`) and kept
-    as a StripeEvent with outcome `malformed` (or, without a usable id, as a log line).
+    as a StripeEvent with outcome `malformed` (or, without a usable id, as a log line). Only a handled
+    event's PaymentIntent id is stored: the object of another type may have a longer id (a Checkout Session's
+    is 66 characters), which the column refused with a 500, so Stripe retried a genuine event for days.
     """
     data = _event_object(event)
-    intent_id = data.get("payment_intent") if str(event["type"]).startswith("charge.") else data.get("id")
+    event_type = event["type"]
+    intent_id = str(data.get(_intent_field(event_type)) or "") if event_type in HANDLED_EVENTS else ""
     try:
         with transaction.atomic():
             StripeEvent.objects.create(
-                event_id=event["id"], event_type=event["type"], payment_intent_id=str(intent_id or "")
+                event_id=event["id"], event_type=event_type, payment_intent_id=intent_id
             )
-            outcome = _apply(event_type=event["type"], data=data, intent_id=str(intent_id or ""))
+            outcome = _apply(event_type=event_type, data=data, intent_id=intent_id)
             StripeEvent.objects.filter(event_id=event["id"]).update(outcome=outcome)
     except IntegrityError:
         return "duplicate"
-    logger.info("stripe event id=%s type=%s outcome=%s", event["id"], event["type"], outcome)
+    logger.info("stripe event id=%s type=%s outcome=%s", event["id"], event_type, outcome)
     return outcome
 
 
@@ -280,7 +408,7 @@ def _event_problem(event: Any) -> str | None:
     if event_type not in HANDLED_EVENTS:
         return None
     payload = data["object"]
-    intent_field = "payment_intent" if event_type.startswith("charge.") else "id"
+    intent_field = _intent_field(event_type)
     intent_id = payload.get(intent_field)
     if not (_is_text(intent_id, 64) or (intent_id is None and intent_field == "payment_intent")):
         return f"data.object.{intent_field} is not a PaymentIntent id"
@@ -290,6 +418,11 @@ def _event_problem(event: Any) -> str | None:
             return f"data.object.{field} is not a whole number"
     if payload.get("last_payment_error") is not None and not isinstance(payload["last_payment_error"], dict):
         return "data.object.last_payment_error is not an object"
+    if event_type in REFUND_EVENTS:
+        if not _is_text(payload.get("status"), 40):
+            return "data.object.status is not a refund status"
+        if payload.get("metadata") is not None and not isinstance(payload["metadata"], dict):
+            return "data.object.metadata is not an object"
     return None
 
 
@@ -331,35 +464,7 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
     if order is None:
         return "unknown_payment_intent"
     if event_type == "payment_intent.succeeded":
-        if int(data.get("amount_received") or data.get("amount") or 0) != order.total_minor:
-            OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe")
-            return "amount_mismatch"
-        if order.payment_status not in (
-            Order.PaymentStatus.NONE,
-            Order.PaymentStatus.REQUIRES_PAYMENT,
-            Order.PaymentStatus.FAILED,
-        ):
-            return "already_applied"
-        order.payment_status = Order.PaymentStatus.SUCCEEDED
-        if order.status == OrderStatus.AWAITING_PAYMENT:
-            # `paid` is the durable record that the order must be released: the release message sent after
-            # this commit is a nudge, and the reconciler releases any paid order whose message was lost.
-            order_transition(
-                order=order,
-                to_status=OrderStatus.PAID,
-                actor_kind="stripe",
-                note="payment succeeded",
-                extra_fields=("payment_status",),
-            )
-            return "paid"
-        order.save(update_fields=["payment_status", "updated_at"])
-        if order.status == OrderStatus.CANCELLED:
-            # Paid after the customer cancelled: decide the refund now, ask Stripe after the commit.
-            refund_decide(order=order)
-            order_id = order.pk
-            transaction.on_commit(lambda: refund_issue_soon(order_id=order_id))
-            return "refund_after_cancel"
-        return "recorded"
+        return _payment_succeeded(order=order, data=data)
     if event_type == "payment_intent.payment_failed":
         if order.payment_status not in (Order.PaymentStatus.REQUIRES_PAYMENT, Order.PaymentStatus.FAILED):
             return "stale"
@@ -376,8 +481,62 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
         order.payment_status = Order.PaymentStatus.DISPUTED
         order.save(update_fields=["payment_status", "updated_at"])
         OrderEvent.objects.create(order=order, kind="disputed", actor_kind="stripe")
-        return _hold_for_payment(order=order, why="The payment is disputed") or "disputed"
-    # charge.refunded: ours (a cancel's decided refund) or one made in Stripe's dashboard.
+        return _hold_for_payment(order=order, why=DISPUTED_WHY) or "disputed"
+    if event_type in REFUND_EVENTS:
+        return _refund_changed(order=order, refund=data)
+    return _charge_refunded(order=order, data=data)
+
+
+DISPUTED_WHY = "The payment is disputed"
+PARTLY_REFUNDED_WHY = "Part of the payment was refunded at Stripe"
+
+
+def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
+    if int(data.get("amount_received") or data.get("amount") or 0) != order.total_minor:
+        OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe")
+        return "amount_mismatch"
+    if order.payment_status == Order.PaymentStatus.DISPUTED and order.status == OrderStatus.AWAITING_PAYMENT:
+        # The dispute came first (Stripe does not keep its events in order): the money was captured, and is
+        # disputed. Before, this answered `already_applied` and the order stayed unpaid until the retention
+        # sweep cancelled it, refunding nothing. Now it is paid, disputed, and held for a supervisor.
+        order_transition(
+            order=order, to_status=OrderStatus.PAID, actor_kind="stripe", note="payment succeeded, disputed"
+        )
+        return _hold_for_payment(order=order, why=DISPUTED_WHY) or "paid"
+    if order.payment_status not in UNPAID_PAYMENT_STATUSES:
+        return "already_applied"
+    order.payment_status = Order.PaymentStatus.SUCCEEDED
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        # `paid` is the durable record that the order must be released: the release message sent after
+        # this commit is a nudge, and the reconciler releases any paid order whose message was lost.
+        order_transition(
+            order=order,
+            to_status=OrderStatus.PAID,
+            actor_kind="stripe",
+            note="payment succeeded",
+            extra_fields=("payment_status",),
+        )
+        if OrderEvent.objects.filter(order=order, kind=PARTLY_REFUNDED).exists():
+            # A partial refund came first: then it found an unpaid order, which it could not hold, and the
+            # order printed as if nothing had been refunded. It is held now, before any release.
+            return _hold_for_payment(order=order, why=PARTLY_REFUNDED_WHY) or "paid"
+        return "paid"
+    order.save(update_fields=["payment_status", "updated_at"])
+    if order.status == OrderStatus.CANCELLED:
+        # Paid after the customer cancelled: decide the refund now, ask Stripe after the commit.
+        refund_decide(order=order)
+        _refund_issue_after_commit(order=order)
+        return "refund_after_cancel"
+    return "recorded"
+
+
+def _refund_issue_after_commit(*, order: Order) -> None:
+    order_id = order.pk
+    transaction.on_commit(lambda: refund_issue_soon(order_id=order_id))
+
+
+def _charge_refunded(*, order: Order, data: dict[str, Any]) -> str:
+    """charge.refunded: ours (a cancel's decided refund) or one made in Stripe's dashboard."""
     if order.payment_status == Order.PaymentStatus.REFUNDED:
         return "already_applied"
     ours = order.payment_status == Order.PaymentStatus.REFUND_PENDING
@@ -385,19 +544,77 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
         # Stripe sends charge.refunded for a partial refund too (`refunded` false): the rest of the money is
         # still the lab's, so the payment stays captured and a later cancel refunds the rest (before, the
         # order was called refunded, and a cancel refunded nothing more). A person decides, as for a refund.
+        # On an order still unpaid (this event before payment_intent.succeeded) the event is what the
+        # success reads to hold the order.
         note = f"{data.get('amount_refunded', '?')} of {data.get('amount', '?')} refunded at Stripe"
         OrderEvent.objects.create(order=order, kind=PARTLY_REFUNDED, actor_kind="stripe", note=note[:100])
         if ours:
             return "partial_refund_noted"  # our refund, still to be made, refunds what is left
-        return _hold_for_payment(order=order, why="Part of the payment was refunded at Stripe") or (
-            "partial_refund_noted"
-        )
+        return _hold_for_payment(order=order, why=PARTLY_REFUNDED_WHY) or "partial_refund_noted"
+    if ours:
+        # Stripe sends it when a refund is made, before the refund has succeeded (and it may still fail):
+        # the order is refunded when Stripe says our refund succeeded, which refund_issue asks.
+        _refund_issue_after_commit(order=order)
+        return "refund_confirming"
     order.payment_status = Order.PaymentStatus.REFUNDED
     order.save(update_fields=["payment_status", "updated_at"])
     OrderEvent.objects.create(order=order, kind="refunded", actor_kind="stripe")
-    if ours:
-        return "refunded"
     return _hold_for_payment(order=order, why="The payment was refunded at Stripe") or "refunded"
+
+
+def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
+    """A refund's status changed at Stripe (`refund.updated`, `refund.failed`, `charge.refund.updated`).
+
+    Ours (tagged with the order) is judged by what Stripe says now, not by the event, which may be older than
+    another: refund_issue reads it back, marks the order refunded once it succeeded and makes it again when
+    it failed. One that failed after the order was called refunded puts the order back to `refund_pending`.
+    One made in Stripe's dashboard that failed gives the lab its money back: the payment is `succeeded`
+    again, and the timeline says so to whoever decides the order (a held order stays held)."""
+    status = str(refund["status"])
+    metadata = refund.get("metadata") or {}
+    note = f"{refund.get('id', '?')} {status} {refund.get('failure_reason') or ''}".strip()[:100]
+    if metadata.get(REFUND_TAG) == refund_tag(order):
+        if order.payment_status not in (Order.PaymentStatus.REFUND_PENDING, Order.PaymentStatus.REFUNDED):
+            return "stale"
+        if status not in REFUND_UNDONE:
+            if order.payment_status == Order.PaymentStatus.REFUNDED:
+                return "already_applied"
+            _refund_issue_after_commit(order=order)
+            return "refund_confirming"
+        OrderEvent.objects.create(order=order, kind="refund_failed", actor_kind="stripe", note=note)
+        if order.payment_status == Order.PaymentStatus.REFUNDED:
+            order.payment_status = Order.PaymentStatus.REFUND_PENDING
+            order.save(update_fields=["payment_status", "updated_at"])
+        _refund_issue_after_commit(order=order)
+        return "refund_reissued"
+    if status not in REFUND_UNDONE:
+        return "noted"
+    OrderEvent.objects.create(order=order, kind="refund_failed_at_stripe", actor_kind="stripe", note=note)
+    if order.payment_status != Order.PaymentStatus.REFUNDED:
+        return "refund_failure_noted"  # a partial refund's: the payment was still captured
+    order.payment_status = Order.PaymentStatus.SUCCEEDED
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        # The refund and its failure came before the payment's own event, which a refunded payment answers
+        # `already_applied`: the money is captured, so the order is paid, and held for a person.
+        order_transition(
+            order=order,
+            to_status=OrderStatus.PAID,
+            actor_kind="stripe",
+            note="payment captured again",
+            extra_fields=("payment_status",),
+        )
+        return _hold_for_payment(order=order, why="A refund made at Stripe failed") or "paid"
+    fields = ["payment_status", "updated_at"]
+    if order.status == OrderStatus.ON_HOLD:
+        again = "A refund made at Stripe failed: the payment is captured again."
+        order.hold_message = f"{again} {order.hold_message}"[:1000]
+        fields.append("hold_message")
+    order.save(update_fields=fields)
+    if order.status == OrderStatus.CANCELLED and refund_decide(order=order):
+        # The money came back to a cancelled order: it is the customer's.
+        _refund_issue_after_commit(order=order)
+        return "refund_after_cancel"
+    return "payment_captured_again"
 
 
 def _hold_for_payment(*, order: Order, why: str) -> str | None:

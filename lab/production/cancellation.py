@@ -50,7 +50,9 @@ def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -
             raise Conflict(
                 OrderError.ORDER_NOT_CANCELLABLE, f"An order that is {order.status} cannot be cancelled."
             )
-        refund_due = payments.refund_decide(order=order)
+        # Also an order still awaiting payment: its PaymentIntent is owed a cancel at Stripe (before, a
+        # supervisor's cancel never asked for one, and the customer could still pay the cancelled order).
+        refund_due = payments.payment_cancel_decide(order=order)
         jobs_cancel_for_order(order_id=order.pk, actor_id=actor.pk)
         order_transition(
             order=order,

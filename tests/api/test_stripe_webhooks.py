@@ -10,11 +10,14 @@ import pytest
 import stripe
 from django.conf import settings
 
-from lab.catalog.demo import catalog_seed_demo
+from lab.customer_data.retention import orders_expire_unpaid
 from lab.orders.models import Order, OrderEvent, StripeEvent
-from tests.builders import UserFactory, asset_for, order_body
+from lab.production import routing
+from lab.production.cancellation import order_cancel_in_production
+from tests.builders import person
 from tests.support.clock import host_clock_off
 from tests.support.stripe_server import signed_event
+from tests.support.stripe_webhooks import deliver, order_placed, pay_at_stripe, refunds_made, succeeded
 
 pytestmark = pytest.mark.django_db
 SKEW = timedelta(minutes=10)  # twice the signature's tolerance
@@ -22,45 +25,7 @@ SKEW = timedelta(minutes=10)  # twice the signature's tolerance
 
 @pytest.fixture
 def order(api, stripe_api) -> Order:
-    catalog_seed_demo()
-    user = UserFactory.create()
-    api.force_authenticate(user)
-    ref = api.post(
-        "/api/v1/orders", order_body(asset_for(user)), format="json", HTTP_IDEMPOTENCY_KEY="w-1"
-    ).json()["ref"]
-    api.force_authenticate(None)
-    return Order.objects.get(ref=ref)
-
-
-def deliver(
-    api,
-    event_type: str,
-    data: dict[str, object],
-    *,
-    event_id: str = "evt_1",
-    secret: str | None = None,
-    timestamp: int | None = None,
-):
-    payload, header = signed_event(
-        event_type=event_type,
-        data_object=data,
-        secret=secret or settings.STRIPE_WEBHOOK_SECRET,
-        event_id=event_id,
-        timestamp=timestamp,
-    )
-    return api.post(
-        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
-    )
-
-
-def succeeded(order: Order, amount: int | None = None) -> dict[str, object]:
-    return {
-        "id": order.payment_intent_id,
-        "object": "payment_intent",
-        "amount": amount or order.total_minor,
-        "amount_received": amount or order.total_minor,
-        "metadata": {"order_ref": order.ref},
-    }
+    return order_placed(api)
 
 
 def test_signed_success_marks_paid_once_and_replay_is_harmless(api, order):
@@ -334,3 +299,137 @@ def test_a_refund_without_a_payment_intent_does_not_touch_an_order_without_one(a
     assert (response.status_code, response.json()["outcome"]) == (200, "unknown_payment_intent")
     order.refresh_from_db()
     assert order.payment_status == "requires_payment"
+
+
+# --- Events that come before the payment's (Stripe does not keep its events in order) -------------------
+
+HELD_FOR_PARTIAL_REFUND = (
+    "Part of the payment was refunded at Stripe: a supervisor decides whether to cancel the order or go on."
+)
+
+
+def partial_refund(order: Order) -> dict[str, object]:
+    """The charge of a refund of 100 of the order's total made in Stripe's dashboard."""
+    return {
+        "id": "ch_partly_refunded",
+        "object": "charge",
+        "payment_intent": order.payment_intent_id,
+        "amount": order.total_minor,
+        "amount_refunded": 100,
+        "refunded": False,
+    }
+
+
+def dispute(order: Order) -> dict[str, object]:
+    return {
+        "id": "dp_1",
+        "object": "dispute",
+        "payment_intent": order.payment_intent_id,
+        "amount": order.total_minor,
+        "reason": "fraudulent",
+    }
+
+
+@pytest.mark.parametrize(
+    ("first", "outcomes"),
+    [("refund", ["partial_refund_noted", "held_for_payment"]), ("payment", ["paid", "held_for_payment"])],
+)
+def test_a_partial_refund_in_either_order_with_the_payment_holds_the_paid_order_and_a_cancel_refunds_the_rest(
+    api, order, first, outcomes
+):
+    # given a customer who paid at Stripe, and part of it refunded in Stripe's dashboard; the two events come
+    # in either order (before, a refund that came first found an unpaid order it could not hold, was
+    # forgotten, and the late payment sent the order to print)
+    pay_at_stripe(order)
+    events = [
+        ("charge.refunded", partial_refund(order), "evt_partial_refund"),
+        ("payment_intent.succeeded", succeeded(order), "evt_paid"),
+    ]
+    if first == "payment":
+        events.reverse()
+
+    # when both are delivered
+    answered = [
+        deliver(api, kind, data, event_id=event_id).json()["outcome"] for kind, data, event_id in events
+    ]
+
+    # then the payment is recorded and the order held for a supervisor, never released
+    assert answered == outcomes
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+    assert order.hold_message == HELD_FOR_PARTIAL_REFUND
+    assert OrderEvent.objects.filter(order=order, to_status="paid").count() == 1
+    assert routing.order_release(order_id=order.pk) == 0
+    # and the supervisor's cancel refunds the rest at Stripe
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert refunds_made(order) == [("succeeded", {"lab_refund": f"order-{order.ref}-refund"})]
+
+
+@pytest.mark.parametrize(
+    ("first", "outcomes"),
+    [("dispute", ["disputed", "held_for_payment"]), ("payment", ["paid", "held_for_payment"])],
+)
+def test_a_dispute_in_either_order_with_the_payment_records_the_payment_disputed_and_holds_the_order(
+    api, order, first, outcomes
+):
+    # given a paid intent whose charge the customer's bank disputes; the dispute may come first (before, the
+    # late payment then answered `already_applied`, the order stayed unpaid, and the retention sweep
+    # cancelled it as never paid)
+    pay_at_stripe(order)
+    events = [
+        ("charge.dispute.created", dispute(order), "evt_dispute"),
+        ("payment_intent.succeeded", succeeded(order), "evt_paid"),
+    ]
+    if first == "payment":
+        events.reverse()
+
+    # when both are delivered
+    answered = [
+        deliver(api, kind, data, event_id=event_id).json()["outcome"] for kind, data, event_id in events
+    ]
+
+    # then the payment is recorded (the money was captured), disputed, and the order held for a supervisor
+    assert answered == outcomes
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "disputed")
+    assert order.hold_message == (
+        "The payment is disputed: a supervisor decides whether to cancel the order or go on."
+    )
+    assert OrderEvent.objects.filter(order=order, to_status="paid").count() == 1
+    assert routing.order_release(order_id=order.pk) == 0
+    # and the retention sweep does not take it for an unpaid order
+    assert orders_expire_unpaid(before=order.created_at + timedelta(days=365), limit=10) == 0
+    # and a supervisor's cancel refunds nothing: Stripe refunds no disputed charge, the dispute settles it
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "disputed")
+    assert refunds_made(order) == []
+
+
+def test_an_event_we_do_not_handle_whose_object_id_is_longer_than_a_payment_intent_s_is_ignored(api, order):
+    # given a genuine Checkout Session event: its object's id is 66 characters, longer than the PaymentIntent
+    # id column (before, storing it there raised a DataError: 500, and Stripe retried it for days)
+    session_id = "cs_test_" + "a1B2" * 14 + "xy"
+    assert len(session_id) == 66
+
+    # when it is delivered
+    response = deliver(
+        api,
+        "checkout.session.completed",
+        {"id": session_id, "object": "checkout.session", "payment_intent": None},
+        event_id="evt_checkout",
+    )
+
+    # then it is acknowledged, recorded once, and changes nothing
+    assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
+    record = StripeEvent.objects.get()
+    assert (record.event_id, record.event_type, record.payment_intent_id, record.outcome) == (
+        "evt_checkout",
+        "checkout.session.completed",
+        "",
+        "ignored",
+    )
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")

@@ -1,0 +1,164 @@
+"""A cancelled order's PaymentIntent is cancelled at Stripe (localstripe here), whoever cancelled the order
+and whatever was lost on the way, and its client secret is never answered again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from lab.customer_data.retention import orders_expire_unpaid
+from lab.lib.errors import UpstreamError
+from lab.orders import payments
+from lab.orders.models import Order, OrderEvent
+from lab.production.cancellation import order_cancel_in_production
+from tests.builders import person
+from tests.support.stripe_webhooks import deliver, order_placed, pay_at_stripe, stripe_test_client, succeeded
+from workers import tasks
+
+pytestmark = pytest.mark.django_db
+STRIPE_UNREACHABLE = "http://127.0.0.1:9"  # nothing listens there
+
+
+@pytest.fixture
+def order(api, stripe_api) -> Order:
+    return order_placed(api)
+
+
+def intent_status(order: Order) -> str:
+    return str(stripe_test_client().v1.payment_intents.retrieve(order.payment_intent_id).status)
+
+
+def payments_sweep() -> None:
+    """Beat's payments sweep, run as a worker runs it."""
+    tasks.refunds_reconcile()
+
+
+def customer_cancel(api, order: Order) -> None:
+    api.force_authenticate(order.customer)
+    response = api.post(f"/api/v1/orders/{order.ref}/cancel")
+    assert response.status_code == 200, response.json()
+
+
+def intent_cancels(order: Order) -> list[str]:
+    return list(
+        OrderEvent.objects.filter(order=order, kind="payment_intent_cancelled").values_list("note", flat=True)
+    )
+
+
+@pytest.mark.parametrize("canceller", ["supervisor", "retention"])
+def test_an_unpaid_order_cancelled_by_a_supervisor_or_the_retention_sweep_has_its_intent_cancelled(
+    order, canceller
+):
+    # given an unpaid order whose intent the customer could still pay at Stripe
+    assert intent_status(order) == "requires_payment_method"
+
+    # when a supervisor cancels it (before, that never asked Stripe), or it expires unpaid, and the sweep runs
+    if canceller == "supervisor":
+        order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    else:
+        assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 1
+    payments_sweep()
+
+    # then its intent is cancelled at Stripe, and nothing more is owed
+    assert intent_status(order) == "canceled"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
+        "cancelled",
+        "requires_payment",
+        False,
+    )
+    assert intent_cancels(order) == ["cancelled"]
+
+
+def test_a_customer_cancel_whose_task_message_was_lost_has_its_intent_cancelled_by_the_sweep(
+    api, order, django_capture_on_commit_callbacks
+):
+    # given a customer's cancel whose after-commit work never runs: its task message is lost
+    with django_capture_on_commit_callbacks(execute=False):
+        customer_cancel(api, order)
+    assert intent_status(order) == "requires_payment_method"
+
+    # when beat's payments sweep runs
+    payments_sweep()
+
+    # then the intent is cancelled at Stripe (before, it stayed payable for good)
+    assert intent_status(order) == "canceled"
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is False
+
+
+def test_an_owed_cancel_stripe_did_not_answer_stays_owed_until_stripe_cancels_the_intent(
+    api, order, settings
+):
+    # given a cancelled unpaid order, and Stripe not answering
+    customer_cancel(api, order)
+    reachable = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = STRIPE_UNREACHABLE
+
+    # when the task tries (before, the error was swallowed and the task never retried) and the sweep too
+    with pytest.raises(UpstreamError):
+        payments.payment_intent_cancel(order_id=order.pk)
+    payments_sweep()
+
+    # then the cancel is still owed
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is True
+    assert intent_cancels(order) == []
+
+    # when Stripe answers again, then the next sweep cancels the intent
+    settings.STRIPE_API_BASE = reachable
+    payments_sweep()
+    assert intent_status(order) == "canceled"
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is False
+    assert intent_cancels(order) == ["cancelled"]
+
+
+def test_an_intent_paid_before_the_cancel_ends_the_owed_cancel_and_its_late_payment_is_refunded(
+    api, order, django_capture_on_commit_callbacks
+):
+    # given the customer paid at Stripe, then cancelled before the payment's event arrived
+    pay_at_stripe(order)
+    customer_cancel(api, order)
+
+    # when the sweep asks Stripe to cancel the intent, which Stripe refuses: it succeeded
+    payments_sweep()
+
+    # then nothing more is owed, and the late payment is refunded
+    order.refresh_from_db()
+    assert (order.payment_intent_cancel_due, intent_cancels(order)) == (False, ["succeeded"])
+    with django_capture_on_commit_callbacks(execute=True):
+        late = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_late_payment")
+    assert late.json()["outcome"] == "refund_after_cancel"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert (
+        len(stripe_test_client().v1.refunds.list(params={"payment_intent": order.payment_intent_id}).data)
+        == 1
+    )
+
+
+@pytest.mark.parametrize("then", ["cancelled", "paid"])
+def test_an_order_that_no_longer_awaits_payment_is_answered_without_its_client_secret(api, order, then):
+    # given an order whose secret the customer was given while it awaited payment
+    api.force_authenticate(order.customer)
+    before = api.get(f"/api/v1/orders/{order.ref}").json()["payment"]
+    assert before["client_secret"] == order.payment_client_secret != ""
+
+    # when it is cancelled, or paid
+    if then == "cancelled":
+        customer_cancel(api, order)
+    else:
+        pay_at_stripe(order)
+        assert deliver(api, "payment_intent.succeeded", succeeded(order)).json()["outcome"] == "paid"
+
+    # then its secret is never answered again
+    api.force_authenticate(order.customer)
+    after = api.get(f"/api/v1/orders/{order.ref}")
+    assert after.status_code == 200
+    assert after.json()["payment"] == {
+        "status": "requires_payment" if then == "cancelled" else "succeeded",
+        "payment_intent": order.payment_intent_id,
+        "client_secret": "",
+    }

@@ -1,0 +1,237 @@
+"""Refunds are done when Stripe says they succeeded: pending ones are asked about again, failed ones remade.
+
+The lab's real Stripe SDK talks over HTTP to localstripe through a proxy that answers refunds in the status
+each test sets (tests/support/stripe_proxy.py): localstripe itself makes every refund `succeeded` at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lab.orders import payments
+from lab.orders.models import Order, OrderEvent
+from tests.support.stripe_proxy import RefundStatusProxy
+from tests.support.stripe_server import LocalStripe
+from tests.support.stripe_webhooks import (
+    deliver,
+    order_placed,
+    pay_at_stripe,
+    refunds_made,
+    stripe_test_client,
+    succeeded,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stripe_proxy(settings, localstripe: LocalStripe) -> Iterator[RefundStatusProxy]:
+    proxy = RefundStatusProxy(upstream=localstripe.url).start()
+    settings.STRIPE_API_BASE = proxy.url
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def paid(api, stripe_proxy) -> Order:
+    """An order the customer paid at Stripe, its payment_intent.succeeded applied."""
+    order = order_placed(api)
+    pay_at_stripe(order)
+    assert (
+        deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_paid").json()["outcome"]
+        == "paid"
+    )
+    order.refresh_from_db()
+    return order
+
+
+def cancel(api, order: Order) -> Order:
+    api.force_authenticate(order.customer)
+    response = api.post(f"/api/v1/orders/{order.ref}/cancel")
+    api.force_authenticate(None)
+    assert response.status_code == 200, response.json()
+    order.refresh_from_db()
+    return order
+
+
+def refund_ids(order: Order) -> list[str]:
+    refunds = stripe_test_client().v1.refunds.list(params={"payment_intent": order.payment_intent_id}).data
+    return [refund.id for refund in refunds]
+
+
+def payment_events(order: Order) -> list[str]:
+    return list(
+        OrderEvent.objects.filter(order=order).exclude(kind="status_changed").values_list("kind", flat=True)
+    )
+
+
+def test_a_pending_refund_keeps_the_order_refund_pending_until_the_sweep_finds_it_succeeded(
+    api, paid, stripe_proxy
+):
+    # given Stripe answers the cancel's refund `pending` (before, the order was called refunded at once)
+    stripe_proxy.default_status = "pending"
+    tag = {"lab_refund": f"order-{paid.ref}-refund"}
+
+    # when the customer cancels, and Stripe's charge.refunded for that refund comes in while it is pending
+    order = cancel(api, paid)
+    charge_refunded = deliver(
+        api,
+        "charge.refunded",
+        {"id": "ch_1", "object": "charge", "payment_intent": order.payment_intent_id, "refunded": True},
+        event_id="evt_charge_refunded",
+    )
+
+    # then the order waits for Stripe, and the sweep asks again without making another refund
+    assert charge_refunded.json()["outcome"] == "refund_confirming"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refund_pending")
+    assert payments.refunds_reconcile() == 0
+    order.refresh_from_db()
+    assert order.payment_status == "refund_pending"
+    assert refunds_made(order) == [("pending", tag)]
+
+    # when Stripe has made the refund
+    stripe_proxy.default_status = None
+
+    # then the next sweep finds it succeeded: the order is refunded, with the one refund
+    assert payments.refunds_reconcile() == 1
+    order.refresh_from_db()
+    assert order.payment_status == "refunded"
+    assert refunds_made(order) == [("succeeded", tag)]
+    assert payment_events(order) == ["created", "refund_decided", "refunded"]
+    assert [key for _, key in stripe_proxy.refunds_created] == [f"order-{order.ref}-refund"]
+
+
+def test_a_refund_that_failed_is_made_again_under_a_key_of_its_own(api, paid, stripe_proxy):
+    # given the cancel's refund is pending at Stripe
+    stripe_proxy.default_status = "pending"
+    order = cancel(api, paid)
+    assert order.payment_status == "refund_pending"
+    (first_refund,) = refund_ids(order)
+
+    # when Stripe fails it, and the sweep runs
+    stripe_proxy.statuses[first_refund] = "failed"
+    stripe_proxy.default_status = None
+    refunded = payments.refunds_reconcile()
+
+    # then a second refund is made, with a new idempotency key (Stripe would answer the first key with the
+    # failed refund), and once it succeeded the order is refunded
+    assert refunded == 1
+    order.refresh_from_db()
+    assert order.payment_status == "refunded"
+    tag = {"lab_refund": f"order-{order.ref}-refund"}
+    assert refunds_made(order) == [("failed", tag), ("succeeded", tag)]
+    assert [key for _, key in stripe_proxy.refunds_created] == [
+        f"order-{order.ref}-refund",
+        f"order-{order.ref}-refund-1",
+    ]
+    assert payments.refunds_reconcile() == 0
+    assert len(refunds_made(order)) == 2
+
+
+def test_a_refund_that_fails_after_the_order_was_refunded_puts_it_back_and_is_made_again(
+    api, paid, stripe_proxy, django_capture_on_commit_callbacks
+):
+    # given a cancelled order refunded at Stripe (localstripe answers `succeeded`)
+    order = cancel(api, paid)
+    assert order.payment_status == "refunded"
+    (refund_id,) = refund_ids(order)
+
+    # when Stripe fails that refund later, and says so in a signed refund.failed
+    stripe_proxy.statuses[refund_id] = "failed"
+    failed_refund = {
+        "id": refund_id,
+        "object": "refund",
+        "payment_intent": order.payment_intent_id,
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "metadata": {"lab_refund": f"order-{order.ref}-refund"},
+    }
+    with django_capture_on_commit_callbacks() as after_commit:
+        response = deliver(api, "refund.failed", failed_refund, event_id="evt_refund_failed")
+
+    # then the order is refund_pending again, on its timeline (before, `refunded` was final and the money
+    # never went back to the customer)
+    assert (response.status_code, response.json()["outcome"]) == (200, "refund_reissued")
+    order.refresh_from_db()
+    assert order.payment_status == "refund_pending"
+    assert OrderEvent.objects.get(order=order, kind="refund_failed").note == (
+        f"{refund_id} failed expired_or_canceled_card"
+    )
+
+    # when the work it sent after its commit runs
+    for callback in after_commit:
+        callback()
+
+    # then a new refund is made and the order is refunded again
+    order.refresh_from_db()
+    assert order.payment_status == "refunded"
+    tag = {"lab_refund": f"order-{order.ref}-refund"}
+    assert refunds_made(order) == [("failed", tag), ("succeeded", tag)]
+    assert payment_events(order) == ["created", "refund_decided", "refunded", "refund_failed", "refunded"]
+
+
+def test_a_dashboard_refund_that_failed_gives_the_held_order_its_payment_back(api, paid, stripe_proxy):
+    # given a refund made in Stripe's dashboard, which held the paid order for a supervisor
+    refund = stripe_test_client().v1.refunds.create(params={"payment_intent": paid.payment_intent_id})
+    refunded = deliver(
+        api,
+        "charge.refunded",
+        {"id": "ch_1", "object": "charge", "payment_intent": paid.payment_intent_id, "refunded": True},
+        event_id="evt_dashboard_refund",
+    )
+    assert refunded.json()["outcome"] == "held_for_payment"
+
+    # when that refund fails at Stripe
+    response = deliver(
+        api,
+        "charge.refund.updated",
+        {
+            "id": refund.id,
+            "object": "refund",
+            "payment_intent": paid.payment_intent_id,
+            "status": "failed",
+            "metadata": {},
+        },
+        event_id="evt_dashboard_refund_failed",
+    )
+
+    # then the money is the lab's again: the payment is `succeeded`, the order still held, and the hold and
+    # the timeline say why
+    assert response.json()["outcome"] == "payment_captured_again"
+    order = Order.objects.get(pk=paid.pk)
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+    assert order.hold_message.startswith(
+        "A refund made at Stripe failed: the payment is captured again. The payment was refunded at Stripe"
+    )
+    assert OrderEvent.objects.get(order=order, kind="refund_failed_at_stripe").note == f"{refund.id} failed"
+    assert payments.refunds_reconcile() == 0
+    assert len(stripe_proxy.refunds_created) == 1  # the dashboard's; none of the lab's
+
+
+def test_a_dashboard_refund_and_its_failure_before_the_payment_s_event_leave_the_order_paid_and_held(
+    api, stripe_api
+):
+    # given an order the customer paid, refunded in Stripe's dashboard, and that refund failed, all before
+    # the payment's own event arrived
+    order = order_placed(api)
+    pay_at_stripe(order)
+    charge = {"id": "ch_1", "object": "charge", "payment_intent": order.payment_intent_id, "refunded": True}
+    failed = {"id": "re_1", "object": "refund", "payment_intent": order.payment_intent_id, "status": "failed"}
+
+    # when the events arrive in that order, the payment's last
+    answered = [
+        deliver(api, "charge.refunded", charge, event_id="evt_refund").json()["outcome"],
+        deliver(api, "refund.failed", failed, event_id="evt_refund_failed").json()["outcome"],
+        deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_paid").json()["outcome"],
+    ]
+
+    # then the money is captured: the order is paid and held for a person, never left awaiting payment
+    assert answered == ["refunded", "held_for_payment", "already_applied"]
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+    assert order.hold_message == (
+        "A refund made at Stripe failed: a supervisor decides whether to cancel the order or go on."
+    )

@@ -1,0 +1,96 @@
+"""A loopback HTTP proxy in front of localstripe that answers refunds in the status a test sets.
+
+localstripe makes every refund `succeeded` at once; Stripe's are often `pending` first, and may fail or be
+cancelled later. The proxy forwards each request as it came (the lab's real SDK, over real HTTP) and rewrites
+only the `status` of the refunds in localstripe's JSON answers, so the lab reads the states it must handle.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+# Headers that describe one hop, not the message: never forwarded.
+HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
+
+
+class RefundStatusProxy:
+    """Forwards to `upstream`; a refund named in `statuses` is answered in that status, any other refund in
+    `default_status` when one is set (as localstripe made it otherwise)."""
+
+    def __init__(self, *, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.statuses: dict[str, str] = {}
+        self.default_status: str | None = None
+        # (path, Idempotency-Key) of every refund created through the proxy, in order.
+        self.refunds_created: list[tuple[str, str]] = []
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> RefundStatusProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def rewrite(self, answer: Any) -> Any:
+        """The answer with each refund in it (alone, or in a list) given the status the test set."""
+        if isinstance(answer, dict) and answer.get("object") == "list":
+            answer["data"] = [self.rewrite(item) for item in answer.get("data") or []]
+        elif isinstance(answer, dict) and answer.get("object") == "refund":
+            status = self.statuses.get(str(answer.get("id")), self.default_status)
+            if status is not None:
+                answer["status"] = status
+        return answer
+
+    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port, timeout=30)
+        try:
+            connection.request(method, path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            status, raw = response.status, response.read()
+        finally:
+            connection.close()
+        if method == "POST" and path.split("?")[0] == "/v1/refunds" and status == 200:
+            key = next((value for name, value in headers.items() if name.lower() == "idempotency-key"), "")
+            self.refunds_created.append((path, key))
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            return status, raw
+        return status, json.dumps(self.rewrite(answer)).encode()
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {
+                    name: value for name, value in self.headers.items() if name.lower() not in HOP_HEADERS
+                }
+                status, answer = proxy._forward(self.command, self.path, headers, body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_DELETE = _relay
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the test's own assertions say what went through
+
+        return Handler
