@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.schema import problems
-from lab.orders import payments
+from lab.orders import stripe_events
 
 
 class StripeWebhookView(APIView):
@@ -24,8 +24,8 @@ class StripeWebhookView(APIView):
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **problems(400, 503)})
     def post(self, request: Request) -> Response:
         payload = request.body
-        event = payments.webhook_event_verify(
+        event = stripe_events.webhook_event_verify(
             payload=payload, signature_header=request.headers.get("Stripe-Signature", "")
         )
-        outcome = payments.webhook_event_handle(event=event)
+        outcome = stripe_events.webhook_event_handle(event=event)
         return Response({"received": True, "outcome": outcome})

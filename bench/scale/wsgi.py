@@ -3,9 +3,9 @@ Stripe (create the order's PaymentIntent) answered in this process instead of ov
 
 Everything else is the production path: the bench's customers upload photos and create orders over HTTP,
 and pay them with a `payment_intent.succeeded` event the bench signs with `STRIPE_WEBHOOK_SECRET` and posts
-to `/api/v1/webhooks/stripe`, which verifies it and calls `lab.orders.payments.webhook_event_handle`, as for
-Stripe's own. 10,000 orders through localstripe would measure localstripe (bench/intake/README.md: its cost
-per PaymentIntent grows with every one it holds), not the lab.
+to `/api/v1/webhooks/stripe`, which verifies it and calls `lab.orders.stripe_events.webhook_event_handle`, as
+for Stripe's own. 10,000 orders through localstripe would measure localstripe (bench/intake/README.md: its
+cost per PaymentIntent grows with every one it holds), not the lab.
 """
 
 from __future__ import annotations

@@ -81,8 +81,8 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
             OrderEvent.objects.filter(order=order, kind=PARTLY_REFUNDED).exists()
         )
         if money_back and not has_role(actor, *SUPERVISOR_ROLES):
-            # A refund or dispute held it (lab/orders/payments.py): going on means printing and shipping an
-            # order whose money went back, which a supervisor decides, not whoever is at the floor.
+            # A refund or dispute held it (lab/orders/stripe_events.py): going on means printing and shipping
+            # an order whose money went back, which a supervisor decides, not whoever is at the floor.
             raise PermissionDenied(
                 CommonError.NOT_ALLOWED,
                 f"Order {order.ref}'s payment was refunded or disputed: only a supervisor releases the hold.",

@@ -1,0 +1,364 @@
+"""Stripe's signed webhook events: verified over the raw body, applied to the order they name exactly once.
+
+Matched by our own PaymentIntent id only; replays and out-of-order events change nothing; money taken back
+while an order is being made holds it for a person (lab/orders/payments.py moves the money).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from lab.lib.clock import database_now
+from lab.lib.errors import DomainError, UpstreamError
+from lab.orders.errors import OrderError
+from lab.orders.models import Order, OrderEvent, StripeEvent
+from lab.orders.payments import (
+    PARTLY_REFUNDED,
+    REFUND_TAG,
+    REFUND_UNDONE,
+    UNPAID_PAYMENT_STATUSES,
+    refund_decide,
+    refund_issue_soon,
+    refund_tag,
+)
+from lab.orders.states import PAYMENT_HOLDABLE, OrderStatus
+from lab.orders.transitions import order_transition
+
+logger = logging.getLogger(__name__)
+
+
+def webhook_event_verify(*, payload: bytes, signature_header: str) -> object:
+    """Check the signature over the raw body, then parse the JSON; its shape is checked by the handler.
+
+    Parsed with `json`, not the SDK's event constructor, which fails with AttributeError on a signed body of
+    the wrong shape (`[]`, no `data`) and so answered 500. The signature's age is judged on the database's
+    clock (lab/lib/clock.py), not the SDK's `time.time()`: a web host whose clock ran more than the tolerance
+    ahead refused every genuine event as stale (Stripe retries, but each payment waited for a healthy host),
+    and one running behind took stale ones for fresh.
+    """
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        raise UpstreamError(OrderError.PAYMENTS_NOT_CONFIGURED, "Webhooks are not configured.")
+    # Stripe signs UTF-8; other bytes become U+FFFD, so such a body cannot match the signature sent with it.
+    text = payload.decode("utf-8", errors="replace")
+    refused = DomainError(OrderError.INVALID_SIGNATURE, "The webhook signature is missing, stale or wrong.")
+    try:
+        # The signature alone (tolerance None); its age below.
+        stripe.WebhookSignature.verify_header(text, signature_header, settings.STRIPE_WEBHOOK_SECRET)
+    except stripe.SignatureVerificationError as error:
+        raise refused from error
+    signed_at = _signature_timestamp(signature_header)
+    if signed_at < database_now().timestamp() - settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS:
+        raise refused
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise DomainError(OrderError.INVALID_PAYLOAD, "The webhook body is not a Stripe event.") from error
+
+
+def _signature_timestamp(header: str) -> int:
+    """The `t=` of a Stripe-Signature header the SDK has verified, read as the SDK reads it (the first)."""
+    items = (part.split("=", 2) for part in header.split(","))
+    return int(next(item[1] for item in items if item[0] == "t"))
+
+
+# A Refund object's status changed at Stripe (data.object is the Refund, with its payment_intent).
+REFUND_EVENTS = frozenset({"charge.refund.updated", "refund.updated", "refund.failed"})
+HANDLED_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.refunded",
+        "charge.dispute.created",
+        *REFUND_EVENTS,
+    }
+)
+
+
+def _intent_field(event_type: str) -> str:
+    """Where a handled event's object names its PaymentIntent: its own id, or `payment_intent` (a charge, a
+    dispute, a refund)."""
+    return "id" if event_type.startswith("payment_intent.") else "payment_intent"
+
+
+def webhook_event_handle(*, event: Any) -> str:
+    """Apply one verified event exactly once; replays and out-of-order events change nothing.
+
+    A signed event whose fields are not what the handlers read is refused (400 `malformed_event`) and kept
+    as a StripeEvent with outcome `malformed` (or, without a usable id, as a log line). Only a handled
+    event's PaymentIntent id is stored: the object of another type may have a longer id (a Checkout Session's
+    is 66 characters), which the column refused with a 500, so Stripe retried a genuine event for days.
+    """
+    data = _event_object(event)
+    event_type = event["type"]
+    intent_id = str(data.get(_intent_field(event_type)) or "") if event_type in HANDLED_EVENTS else ""
+    try:
+        with transaction.atomic():
+            StripeEvent.objects.create(
+                event_id=event["id"], event_type=event_type, payment_intent_id=intent_id
+            )
+            outcome = _apply(event_type=event_type, data=data, intent_id=intent_id)
+            StripeEvent.objects.filter(event_id=event["id"]).update(outcome=outcome)
+    except IntegrityError:
+        return "duplicate"
+    logger.info("stripe event id=%s type=%s outcome=%s", event["id"], event_type, outcome)
+    return outcome
+
+
+def _is_text(value: object, max_length: int) -> bool:
+    """A string the database takes as it is: 1..max_length printable characters (no NUL)."""
+    return isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable()
+
+
+def _event_problem(event: Any) -> str | None:
+    """What makes a signed event unusable, in words without personal data; None when it is usable."""
+    if not isinstance(event, dict):
+        return "the event is not a JSON object"
+    if not _is_text(event.get("id"), 100):
+        return "id is missing or not a short string"
+    event_type = event.get("type")
+    if not _is_text(event_type, 100):
+        return "type is missing or not a short string"
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return "data.object is missing or not an object"
+    if event_type not in HANDLED_EVENTS:
+        return None
+    payload = data["object"]
+    intent_field = _intent_field(event_type)
+    intent_id = payload.get(intent_field)
+    if not (_is_text(intent_id, 64) or (intent_id is None and intent_field == "payment_intent")):
+        return f"data.object.{intent_field} is not a PaymentIntent id"
+    for field in ("amount", "amount_received"):
+        amount = payload.get(field)
+        if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 0):
+            return f"data.object.{field} is not a whole number"
+    if payload.get("last_payment_error") is not None and not isinstance(payload["last_payment_error"], dict):
+        return "data.object.last_payment_error is not an object"
+    if event_type in REFUND_EVENTS:
+        if not _is_text(payload.get("status"), 40):
+            return "data.object.status is not a refund status"
+        if payload.get("metadata") is not None and not isinstance(payload["metadata"], dict):
+            return "data.object.metadata is not an object"
+    return None
+
+
+def _event_object(event: Any) -> dict[str, Any]:
+    """The event's `data.object`, or a recorded 400 when the signed event cannot be applied."""
+    problem = _event_problem(event)
+    if problem is None:
+        return dict(event["data"]["object"])
+    event_id = event.get("id") if isinstance(event, dict) else None
+    if isinstance(event_id, str) and _is_text(event_id, 100):
+        event_type = event.get("type")
+        try:
+            with transaction.atomic():
+                StripeEvent.objects.create(
+                    event_id=event_id,
+                    event_type=event_type if _is_text(event_type, 100) else "",
+                    outcome="malformed",
+                )
+        except IntegrityError:
+            pass  # a retry of the same event, or an id already seen: the first record stands
+        logger.warning("stripe event malformed id=%s problem=%s", event_id, problem)
+    else:
+        logger.warning("stripe event malformed without a usable id problem=%s", problem)
+    raise DomainError(
+        OrderError.MALFORMED_EVENT,
+        "The webhook event is signed but not a usable Stripe event.",
+        problem=problem,
+    )
+
+
+def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
+    if event_type not in HANDLED_EVENTS:
+        return "ignored"
+    # Matched by our own PaymentIntent id only, never by `metadata.order_ref`: whoever creates a PaymentIntent
+    # on the account writes its metadata, and a PaymentIntent we did not create must never pay our order.
+    order = (
+        Order.objects.select_for_update().filter(payment_intent_id=intent_id).first() if intent_id else None
+    )
+    if order is None:
+        return "unknown_payment_intent"
+    if event_type == "payment_intent.succeeded":
+        return _payment_succeeded(order=order, data=data)
+    if event_type == "payment_intent.payment_failed":
+        if order.payment_status not in (Order.PaymentStatus.REQUIRES_PAYMENT, Order.PaymentStatus.FAILED):
+            return "stale"
+        order.payment_status = Order.PaymentStatus.FAILED
+        order.save(update_fields=["payment_status", "updated_at"])
+        error = data.get("last_payment_error") or {}
+        OrderEvent.objects.create(
+            order=order, kind="payment_failed", actor_kind="stripe", note=str(error.get("code", ""))[:100]
+        )
+        return "payment_failed"
+    if event_type == "charge.dispute.created":
+        if order.payment_status == Order.PaymentStatus.DISPUTED:
+            return "already_applied"
+        order.payment_status = Order.PaymentStatus.DISPUTED
+        order.save(update_fields=["payment_status", "updated_at"])
+        OrderEvent.objects.create(order=order, kind="disputed", actor_kind="stripe")
+        return _hold_for_payment(order=order, why=DISPUTED_WHY) or "disputed"
+    if event_type in REFUND_EVENTS:
+        return _refund_changed(order=order, refund=data)
+    return _charge_refunded(order=order, data=data)
+
+
+DISPUTED_WHY = "The payment is disputed"
+PARTLY_REFUNDED_WHY = "Part of the payment was refunded at Stripe"
+
+
+def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
+    if int(data.get("amount_received") or data.get("amount") or 0) != order.total_minor:
+        OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe")
+        return "amount_mismatch"
+    if order.payment_status == Order.PaymentStatus.DISPUTED and order.status == OrderStatus.AWAITING_PAYMENT:
+        # The dispute came first (Stripe does not keep its events in order): the money was captured, and is
+        # disputed. Before, this answered `already_applied` and the order stayed unpaid until the retention
+        # sweep cancelled it, refunding nothing. Now it is paid, disputed, and held for a supervisor.
+        order_transition(
+            order=order, to_status=OrderStatus.PAID, actor_kind="stripe", note="payment succeeded, disputed"
+        )
+        return _hold_for_payment(order=order, why=DISPUTED_WHY) or "paid"
+    if order.payment_status not in UNPAID_PAYMENT_STATUSES:
+        return "already_applied"
+    order.payment_status = Order.PaymentStatus.SUCCEEDED
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        # `paid` is the durable record that the order must be released: the release message sent after
+        # this commit is a nudge, and the reconciler releases any paid order whose message was lost.
+        order_transition(
+            order=order,
+            to_status=OrderStatus.PAID,
+            actor_kind="stripe",
+            note="payment succeeded",
+            extra_fields=("payment_status",),
+        )
+        if OrderEvent.objects.filter(order=order, kind=PARTLY_REFUNDED).exists():
+            # A partial refund came first: then it found an unpaid order, which it could not hold, and the
+            # order printed as if nothing had been refunded. It is held now, before any release.
+            return _hold_for_payment(order=order, why=PARTLY_REFUNDED_WHY) or "paid"
+        return "paid"
+    order.save(update_fields=["payment_status", "updated_at"])
+    if order.status == OrderStatus.CANCELLED:
+        # Paid after the customer cancelled: decide the refund now, ask Stripe after the commit.
+        refund_decide(order=order)
+        _refund_issue_after_commit(order=order)
+        return "refund_after_cancel"
+    return "recorded"
+
+
+def _refund_issue_after_commit(*, order: Order) -> None:
+    order_id = order.pk
+    transaction.on_commit(lambda: refund_issue_soon(order_id=order_id))
+
+
+def _charge_refunded(*, order: Order, data: dict[str, Any]) -> str:
+    """charge.refunded: ours (a cancel's decided refund) or one made in Stripe's dashboard."""
+    if order.payment_status == Order.PaymentStatus.REFUNDED:
+        return "already_applied"
+    ours = order.payment_status == Order.PaymentStatus.REFUND_PENDING
+    if data.get("refunded") is False:
+        # Stripe sends charge.refunded for a partial refund too (`refunded` false): the rest of the money is
+        # still the lab's, so the payment stays captured and a later cancel refunds the rest (before, the
+        # order was called refunded, and a cancel refunded nothing more). A person decides, as for a refund.
+        # On an order still unpaid (this event before payment_intent.succeeded) the event is what the
+        # success reads to hold the order.
+        note = f"{data.get('amount_refunded', '?')} of {data.get('amount', '?')} refunded at Stripe"
+        OrderEvent.objects.create(order=order, kind=PARTLY_REFUNDED, actor_kind="stripe", note=note[:100])
+        if ours:
+            return "partial_refund_noted"  # our refund, still to be made, refunds what is left
+        return _hold_for_payment(order=order, why=PARTLY_REFUNDED_WHY) or "partial_refund_noted"
+    if ours:
+        # Stripe sends it when a refund is made, before the refund has succeeded (and it may still fail):
+        # the order is refunded when Stripe says our refund succeeded, which refund_issue asks.
+        _refund_issue_after_commit(order=order)
+        return "refund_confirming"
+    order.payment_status = Order.PaymentStatus.REFUNDED
+    order.save(update_fields=["payment_status", "updated_at"])
+    OrderEvent.objects.create(order=order, kind="refunded", actor_kind="stripe")
+    return _hold_for_payment(order=order, why="The payment was refunded at Stripe") or "refunded"
+
+
+def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
+    """A refund's status changed at Stripe (`refund.updated`, `refund.failed`, `charge.refund.updated`).
+
+    Ours (tagged with the order) is judged by what Stripe says now, not by the event, which may be older than
+    another: refund_issue reads it back, marks the order refunded once it succeeded and makes it again when
+    it failed. One that failed after the order was called refunded puts the order back to `refund_pending`.
+    One made in Stripe's dashboard that failed gives the lab its money back: the payment is `succeeded`
+    again, and the timeline says so to whoever decides the order (a held order stays held)."""
+    status = str(refund["status"])
+    metadata = refund.get("metadata") or {}
+    note = f"{refund.get('id', '?')} {status} {refund.get('failure_reason') or ''}".strip()[:100]
+    if metadata.get(REFUND_TAG) == refund_tag(order):
+        if order.payment_status not in (Order.PaymentStatus.REFUND_PENDING, Order.PaymentStatus.REFUNDED):
+            return "stale"
+        if status not in REFUND_UNDONE:
+            if order.payment_status == Order.PaymentStatus.REFUNDED:
+                return "already_applied"
+            _refund_issue_after_commit(order=order)
+            return "refund_confirming"
+        OrderEvent.objects.create(order=order, kind="refund_failed", actor_kind="stripe", note=note)
+        if order.payment_status == Order.PaymentStatus.REFUNDED:
+            order.payment_status = Order.PaymentStatus.REFUND_PENDING
+            order.save(update_fields=["payment_status", "updated_at"])
+        _refund_issue_after_commit(order=order)
+        return "refund_reissued"
+    if status not in REFUND_UNDONE:
+        return "noted"
+    OrderEvent.objects.create(order=order, kind="refund_failed_at_stripe", actor_kind="stripe", note=note)
+    if order.payment_status != Order.PaymentStatus.REFUNDED:
+        return "refund_failure_noted"  # a partial refund's: the payment was still captured
+    order.payment_status = Order.PaymentStatus.SUCCEEDED
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        # The refund and its failure came before the payment's own event, which a refunded payment answers
+        # `already_applied`: the money is captured, so the order is paid, and held for a person.
+        order_transition(
+            order=order,
+            to_status=OrderStatus.PAID,
+            actor_kind="stripe",
+            note="payment captured again",
+            extra_fields=("payment_status",),
+        )
+        return _hold_for_payment(order=order, why="A refund made at Stripe failed") or "paid"
+    fields = ["payment_status", "updated_at"]
+    if order.status == OrderStatus.ON_HOLD:
+        again = "A refund made at Stripe failed: the payment is captured again."
+        order.hold_message = f"{again} {order.hold_message}"[:1000]
+        fields.append("hold_message")
+    order.save(update_fields=fields)
+    if order.status == OrderStatus.CANCELLED and refund_decide(order=order):
+        # The money came back to a cancelled order: it is the customer's.
+        _refund_issue_after_commit(order=order)
+        return "refund_after_cancel"
+    return "payment_captured_again"
+
+
+def _hold_for_payment(*, order: Order, why: str) -> str | None:
+    """Money taken back while the order is being made: stop it for a person, never print on silently nor
+    throw printed copies away. Jobs already at a printer finish; the unsent ones wait (a held order's jobs
+    are not submitted) until a supervisor cancels the order or releases the hold."""
+    if order.status == OrderStatus.ON_HOLD:
+        # Already held (a clarification): whoever releases the hold must see that the money went back.
+        order.hold_message = f"{why}: a supervisor decides. {order.hold_message}"[:1000]
+        order.save(update_fields=["hold_message", "updated_at"])
+        OrderEvent.objects.create(
+            order=order, kind="payment_taken_back_while_held", actor_kind="stripe", note=why
+        )
+        return "held_for_payment"
+    if order.status not in PAYMENT_HOLDABLE:
+        return None
+    order.hold_message = f"{why}: a supervisor decides whether to cancel the order or go on."[:1000]
+    order_transition(
+        order=order,
+        to_status=OrderStatus.ON_HOLD,
+        actor_kind="stripe",
+        note=why,
+        extra_fields=("hold_message",),
+    )
+    return "held_for_payment"
