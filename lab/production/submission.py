@@ -43,9 +43,9 @@ def _retry_delay(attempt: int) -> float:
 
 def print_job_submit(*, job_id: int, worker: str) -> str:
     """Claim the job, send the raster, save the backend's handle. Never sends one job twice."""
-    job = PrintJob.objects.select_related("printer", "batch", "item__asset__data_key", "item__product").get(
-        pk=job_id
-    )
+    job = PrintJob.objects.select_related(
+        "printer", "batch", "order", "item__asset__data_key", "item__product"
+    ).get(pk=job_id)
     printer = job.printer
     if job.status != J.READY or printer is None:
         return "not_ready"
@@ -86,6 +86,20 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             message=str(error),
         )
         return "failed"
+    asset = job.item.asset
+    if not (asset.is_sealed and asset.belongs_to(job.order)):
+        # As the rasterizer checks (rasterizing.py), again at the send: an item re-pointed in the database at
+        # another customer's photo after its raster was made, with that photo's raster named on the job,
+        # would otherwise decrypt under that photo's key and print for this order.
+        logger.error("photo changed outside the lab not sent job=%s asset=%s", job.pk, asset.pk)
+        job_fail(
+            job_id=job.pk,
+            from_statuses={J.READY},
+            kind="submit_failed",
+            code="photo_changed_outside_the_lab",
+            message="The photo's record was changed outside the lab; nothing was sent.",
+        )
+        return "failed"
     # The claim and its read-back in one transaction: a database that goes away between the two leaves the job
     # `ready` (sent again), not claimed with nothing sent, which the reconciler could only call `unknown`
     # (a fault run crashed PostgreSQL exactly there).
@@ -118,7 +132,6 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         ):
             submit_enqueue(job)
         raise
-    asset = job.item.asset
     backend = backend_for(printer)
     try:
         if job.submit_attempts > 1:

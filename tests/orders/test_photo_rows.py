@@ -8,12 +8,15 @@ print. None of it reads the other photo's bytes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from lab.accounts.models import User
 from lab.orders.models import Asset
-from lab.production import rasterizing, routing
+from lab.production import rasterizing, routing, submission
 from lab.production.models import PrintJob
 from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
 from tests.builders.orders import asset_for
@@ -78,3 +81,28 @@ def test_storing_a_url_photo_whose_owner_was_changed_in_the_database_does_not_se
     stored.save()  # as the fetch stores the photo it read
 
     assert not Asset.objects.get(pk=pending.pk).is_sealed
+
+
+def test_an_order_pointed_at_another_customers_photo_and_its_raster_sends_nothing_of_it():
+    # The rasterizer's check alone left the send open: the victim's raster, named on the job, decrypts under
+    # the victim's photo key once the item points at that photo.
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    victim_order, own_order = (paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]) for _ in range(2))
+    for order in (victim_order, own_order):
+        routing.order_release(order_id=order.pk)
+    victim_job, own_job = (PrintJob.objects.get(order=order) for order in (victim_order, own_order))
+    assert rasterizing.print_job_rasterize(job_id=victim_job.pk, worker=WORKER) == "ready"
+    assert rasterizing.print_job_rasterize(job_id=own_job.pk, worker=WORKER) == "ready"
+    victim_job.refresh_from_db()
+
+    dba(
+        "UPDATE orders_orderitem SET asset_id = %s WHERE order_id = %s",
+        str(victim_job.item.asset_id),
+        own_order.pk,
+    )
+    dba("UPDATE production_printjob SET raster_blob = %s WHERE id = %s", victim_job.raster_blob, own_job.pk)
+
+    assert submission.print_job_submit(job_id=own_job.pk, worker=WORKER) == "failed"
+    own_job.refresh_from_db()
+    assert (own_job.status, own_job.failure_code) == ("failed", "photo_changed_outside_the_lab")
+    assert not list((Path(settings.HOTFOLDER_ROOT) / printer.target).rglob("*.jpg"))
