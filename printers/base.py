@@ -289,6 +289,14 @@ class PrinterBackend(abc.ABC):
         """
         return [job for job in self.find_jobs(title_prefix=title_prefix) if job.state.is_final]
 
+    def unfinished_sends_discard(self, *, older_than: float) -> int:
+        """Erase what sends cut off before they became jobs left at the printer, older than `older_than` Unix
+        seconds (a send still going on must not lose its file); how many files were erased.
+
+        A backend whose half-made sends leave nothing of their own to erase (a CUPS job made without its
+        document is cancelled by the retry or the tracker) has nothing to do."""
+        return 0
+
     @abc.abstractmethod
     def discard_document(self, handle: str) -> bool:
         """Erase the document the printer keeps of a job that is over; True when something was erased.

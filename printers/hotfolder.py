@@ -108,12 +108,17 @@ class HotFolderBackend(PrinterBackend):
                 target=self.folder / f"{job_id}{TICKET_SUFFIX}",
                 data=json.dumps(ticket, indent=2, sort_keys=True).encode(),
             )
-        except OSError as exc:
+        except BaseException as exc:
+            # Whatever stops the send between the print file and its ticket (a full disk, the task's soft time
+            # limit, a shutdown): no ticket points at the file, so nothing would ever erase it; it goes now.
+            # (A SIGKILL there leaves it for unfinished_sends_discard.)
             with contextlib.suppress(OSError):
                 (self.folder / file_name).unlink()
-            raise errors.TransientPrinterError(
-                code=errors.PRINTER_UNREACHABLE, message=f"cannot write to hot folder: {exc.strerror}"
-            ) from exc
+            if isinstance(exc, OSError):
+                raise errors.TransientPrinterError(
+                    code=errors.PRINTER_UNREACHABLE, message=f"cannot write to hot folder: {exc.strerror}"
+                ) from exc
+            raise
         logger.info("hot folder job %s submitted", job_id)
         return job_id
 
@@ -181,6 +186,34 @@ class HotFolderBackend(PrinterBackend):
         those tickets read. A ticket whose file was discarded (or that the device moved or deleted) costs
         nothing, so a `done/` of years of tickets does not slow the sweep down."""
         return _jobs_titled(self._finished_tickets_with_files(), title_prefix=title_prefix)
+
+    def unfinished_sends_discard(self, *, older_than: float) -> int:
+        """Print files in the inbox that no ticket (in any state folder) names, and hidden temporaries: a send
+        killed between the print file and its ticket, or mid-copy. The device only reads tickets, so it
+        never takes them, and no job's discard reaches them."""
+        try:
+            entries = list(os.scandir(self.folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        ticketed = {ticket_path.stem for ticket_path, _ in self._all_tickets()}
+        erased = 0
+        for entry in entries:
+            name = entry.name
+            is_temporary = name.startswith(".") and name.endswith(".tmp")
+            stem = name.split(".")[0]
+            is_untracked_print = (
+                not name.startswith(".") and _is_job_id(stem) and not name.endswith(TICKET_SUFFIX)
+            )
+            if not (is_temporary or (is_untracked_print and stem not in ticketed)):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= older_than:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            erased += 1
+        return erased
 
     def discard_document(self, handle: str) -> bool:
         located = self._locate(handle)

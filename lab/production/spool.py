@@ -17,6 +17,7 @@ that it is not printed twice, and the technician may need it.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 
 from lab.production.backends import backend_for
@@ -30,11 +31,22 @@ logger = logging.getLogger(__name__)
 _ENDED_WITHOUT_PRINTING = frozenset({JobState.CANCELED, JobState.ABORTED})
 
 
+# A send older than this is over, whatever happened to it: the print task's hard time limit is 120 s
+# (workers/tasks.py), so a file left by a send that long ago has no send behind it any more.
+UNFINISHED_SEND_SECONDS = 15 * 60
+
+
 def printer_documents_discard() -> dict[str, int]:
-    """Erase the documents of our jobs that are over at every printer; counts of what happened."""
+    """Erase the documents of our jobs that are over at every printer, and what sends cut off before they
+    became jobs left there; counts of what happened."""
     counts: Counter[str] = Counter()
+    older_than = time.time() - UNFINISHED_SEND_SECONDS
     for printer in Printer.objects.order_by("pk"):
         backend = backend_for(printer)
+        try:
+            counts["unfinished_sends_discarded"] += backend.unfinished_sends_discard(older_than=older_than)
+        except (PrinterError, OSError) as error:
+            logger.info("unfinished sends not checked printer=%s error=%s", printer.pk, type(error).__name__)
         try:
             over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
         except PrinterError as error:
@@ -53,9 +65,13 @@ def printer_documents_discard() -> dict[str, int]:
                 counts["failed"] += 1
                 continue
             counts["discarded" if discarded else "already_gone"] += 1
-    if counts["discarded"]:
-        logger.info("printer documents discarded count=%d", counts["discarded"])
-    return dict(counts)
+    if counts["discarded"] or counts["unfinished_sends_discarded"]:
+        logger.info(
+            "printer documents discarded count=%d unfinished_sends=%d",
+            counts["discarded"],
+            counts["unfinished_sends_discarded"],
+        )
+    return {name: count for name, count in counts.items() if count}
 
 
 def _print_jobs(jobs: list[JobInfo]) -> dict[str, tuple[str, str, bool]]:

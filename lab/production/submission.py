@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasteri
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_media
+from lab.production.spool import UNFINISHED_SEND_SECONDS
 from lab.production.states import JobStatus
 from lab.production.tracking import jobs_track
 from printers.base import JobInfo, JobState, PrinterBackend
@@ -143,7 +147,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 if outcome == "adopted":
                     _read_once(job.pk)
                 return outcome
-        with tempfile.TemporaryDirectory(prefix="lab-print-") as folder:
+        with tempfile.TemporaryDirectory(prefix="lab-print-", dir=print_folders_root()) as folder:
             path = Path(folder) / f"{job.title}.{'tif' if printer.output_format == 'tiff' else 'jpg'}"
             path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
             path.chmod(0o644)  # CUPS filters run as `lp` and must read it
@@ -170,6 +174,25 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         )
         return "failed"
     return _submitted(job=job, handle=handle, kind="submitted", backend=backend, claimed_at=claimed_at)
+
+
+def print_folders_root() -> Path:
+    """Where sends put the decrypted raster for the printer, one folder per send (removed after it), and
+    where a send killed before its folder was removed (SIGKILL, the OOM killer) left one: each send first
+    removes the folders older than any send can be, on its own host, so a plain raster never outlives its
+    send by much more than that, wherever no later send comes."""
+    root = Path(tempfile.gettempdir()) / "printlab-print"
+    root.mkdir(mode=0o755, exist_ok=True)
+    older_than = time.time() - UNFINISHED_SEND_SECONDS
+    with os.scandir(root) as entries:
+        for entry in entries:
+            try:
+                is_stale = entry.stat(follow_symlinks=False).st_mtime < older_than
+            except FileNotFoundError:
+                continue  # its own send removed it meanwhile
+            if is_stale:
+                shutil.rmtree(entry.path, ignore_errors=True)
+    return root
 
 
 def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:

@@ -4,14 +4,20 @@ tests/e2e/test_production_cups.py)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+from billiard.exceptions import SoftTimeLimitExceeded
 
 from lab.production import rasterizing, routing, spool, submission, tracking
 from lab.production.jobs import job_move
 from lab.production.models import PrintJob
 from lab.production.states import JobStatus
+from printers import hotfolder
 from printers.hotfolder_device import process_pending
 from tests.builders import WORKER, hotfolder_printer, paid_order, printer_folder
 
@@ -23,6 +29,10 @@ def _sent(job: PrintJob) -> PrintJob:
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     job.refresh_from_db()
     return job
+
+
+def _names(count: int) -> list[str]:
+    return [uuid.uuid4().hex for _ in range(count)]
 
 
 def _print_files(folder: Path) -> list[str]:
@@ -98,3 +108,61 @@ def test_a_cancelled_job_is_erased_only_once_the_printer_has_cancelled_it():
     PrintJob.objects.filter(pk=pending_cancel.pk).update(cancel_at_printer=False)
     assert spool.printer_documents_discard() == {"discarded": 1}
     assert _print_files(folder) == []
+
+
+def test_a_send_stopped_between_its_print_file_and_its_ticket_leaves_no_file(monkeypatch):
+    # given a send that the task's soft time limit stops after the print file, before its ticket (before, only
+    # an OSError there removed the file: this one stayed in the inbox, in the clear, named by no ticket)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
+    job = PrintJob.objects.get()
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+
+    def time_limit_reached(**kwargs: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(hotfolder, "_atomic_write", time_limit_reached)
+    with pytest.raises(SoftTimeLimitExceeded):
+        submission.print_job_submit(job_id=job.pk, worker=WORKER)
+
+    # then nothing of the photo is left at the printer, nor in the send's own folder
+    folder = printer_folder(printer)
+    assert [path.name for path in folder.rglob("*") if path.is_file()] == []
+    assert list(submission.print_folders_root().iterdir()) == []
+
+
+def test_files_of_sends_killed_midway_are_erased_by_the_sweep_once_no_send_can_be_behind_them():
+    # given a hot folder holding a pending job, and what SIGKILLed sends left: a print file no ticket names
+    # and a half-copied temporary, both older than any send; and the same two, fresh (a send going on now)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
+    pending = _sent(PrintJob.objects.get())
+    folder = printer_folder(printer)
+    long_ago = time.time() - spool.UNFINISHED_SEND_SECONDS - 60
+    left, going_on = ([folder / f"{name}.jpg", folder / f".{name}.jpg.{name}.tmp"] for name in _names(2))
+    for path in [*left, *going_on]:
+        path.write_bytes(b"\xff\xd8 the customer's photo")
+    for path in left:
+        os.utime(path, (long_ago, long_ago))
+    os.utime(folder / f"{pending.backend_job_id}.jpg", (long_ago, long_ago))  # an old job still pending
+
+    # when the sweep runs, then the leftovers are erased, the fresh ones and the pending job's file kept
+    assert spool.printer_documents_discard() == {"unfinished_sends_discarded": 2}
+    assert not any(path.exists() for path in left)
+    assert all(path.exists() for path in going_on)
+    assert (folder / f"{pending.backend_job_id}.jpg").exists()
+
+
+def test_a_send_s_folder_left_by_a_killed_worker_is_removed_by_a_later_send():
+    root = submission.print_folders_root()
+    stale, fresh = root / "lab-print-killed", root / "lab-print-going-on"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "lab-job-1-abcd.jpg").write_bytes(b"\xff\xd8 the customer's photo")
+    long_ago = time.time() - spool.UNFINISHED_SEND_SECONDS - 60
+    os.utime(stale, (long_ago, long_ago))
+    try:
+        assert submission.print_folders_root() == root
+        assert (stale.exists(), fresh.exists()) == (False, True)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
