@@ -182,7 +182,9 @@ def print_folders_root() -> Path:
     removes the folders older than any send can be, on its own host, so a plain raster never outlives its
     send by much more than that, wherever no later send comes."""
     root = Path(tempfile.gettempdir()) / "printlab-print"
-    root.mkdir(mode=0o755, exist_ok=True)
+    if not root.is_dir():
+        root.mkdir(exist_ok=True)
+        root.chmod(0o755)  # whatever the umask: CUPS filters run as `lp` and must reach the raster
     older_than = time.time() - UNFINISHED_SEND_SECONDS
     with os.scandir(root) as entries:
         for entry in entries:
