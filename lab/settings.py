@@ -484,6 +484,9 @@ AUDIT_RECORD_KEY = required_secret(
 # it at another disk or host; the default under var/ is for the embedded setup only.
 AUDIT_WITNESS = os.environ.get("AUDIT_WITNESS", (VAR_DIR / "audit-witness" / "checkpoints.jsonl").as_uri())
 AUDIT_WITNESS_EMAILS = envlist("AUDIT_WITNESS_EMAILS")  # each checkpoint is mailed to these auditors
+# Public keys (base64 or PEM, comma-separated) of signing keys a rotation retired: the checkpoints they signed
+# stay in the database and every export, and are checked with the key their key_id names.
+AUDIT_RETIRED_PUBLIC_KEYS = envlist("AUDIT_RETIRED_PUBLIC_KEYS")
 # Who is told when the signer refuses to sign (the chain failed its check); default: the witness addresses.
 AUDIT_ALERT_EMAILS = envlist("AUDIT_ALERT_EMAILS") or AUDIT_WITNESS_EMAILS
 

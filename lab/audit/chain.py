@@ -21,7 +21,10 @@ A checkpoint signs the head of every lane (lane, lane_seq, seq, hash): "the reco
 lane has this hash", which pins every record of every lane up to its head through the chains; its seq and
 head_hash are those of the newest head. A checkpoint from before lanes signs (seq, head_hash) only: lane 1 up
 to seq. Checkpoints are written on a schedule even when nothing happened (so a quiet period cannot hide a
-deletion) and on every export. The verifier takes the public key from the auditor, never from the export.
+deletion) and on every export. The verifier takes the public key from the auditor, never from the export; a
+checkpoint names its key by key_id (the fingerprint's first 16 hex digits), so after a rotation each one is
+checked with its own key (KeyRing). A settled checkpoint (CHECKPOINT_FORMAT_SETTLED, the same fields signed
+under another tag) also vouches for what no later record may be: numbered at or below it, or timed before it.
 """
 
 from __future__ import annotations
@@ -79,6 +82,12 @@ LANES = 16
 
 CHECKPOINT_FORMAT = "printlab.audit.checkpoint.v1"
 CHECKPOINT_FORMAT_LANED = "printlab.audit.checkpoint.v2"
+# A settled checkpoint: the same fields, signed under this tag (so the line, and every copy of it in the
+# witness, an export or a receipt's anchor, looks as before). It says two more things, which a checkpoint
+# signed under v1/v2 does not: every seq up to its seq is written and covered by it or never will be (the
+# signer waited for every append in flight first, and signs no record above the sequence's value then), and
+# every record it does not cover was timed at or after its signed_at (read while every lane was held).
+CHECKPOINT_FORMAT_SETTLED = "printlab.audit.checkpoint.v3"
 CHECKPOINT_FIELDS: tuple[str, ...] = ("seq", "head_hash", "signed_at", "key_id", "signature")
 CHECKPOINT_FIELDS_LANED: tuple[str, ...] = (*CHECKPOINT_FIELDS, "lanes")
 
@@ -98,6 +107,10 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "coverage_gap",
     "stale_witness",
     "malformed",
+    "bad_time",
+    "witness_unreadable",
+    "witness_unwritable",
+    "backdated",
 )
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -268,6 +281,43 @@ def public_key_fingerprint(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+KEY_ID_LENGTH = 16
+
+
+def key_id_of(public_key: Ed25519PublicKey) -> str:
+    """The key_id the lab's signer names its key by in every checkpoint: its fingerprint's first 16 digits."""
+    return public_key_fingerprint(public_key)[:KEY_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The public keys checkpoints are checked with: the current one and those retired by a rotation (the
+    database and every export keep the checkpoints an old key signed, and the witness log of its time).
+
+    Each checkpoint is checked with the key its key_id names, and with that key only; a key_id that names
+    none of the retired keys is checked with the current key (a checkpoint signed by any other key, however
+    it names itself, is refused). A retired key must be one that did not leak: whoever holds it can sign
+    checkpoints these keys accept (the witness's pinned hashes still stand against a rewrite)."""
+
+    current: Ed25519PublicKey
+    retired: tuple[Ed25519PublicKey, ...] = ()
+
+    def key_for(self, key_id: str) -> Ed25519PublicKey:
+        for key in self.retired:
+            if key_id_of(key) == key_id:
+                return key
+        return self.current
+
+
+# One pinned key, or a key ring (a rotation's retired keys with the current one).
+PublicKeys = Ed25519PublicKey | KeyRing
+
+
+def checkpoint_key(public_keys: PublicKeys, key_id: str) -> Ed25519PublicKey:
+    """The key a checkpoint naming key_id is checked with."""
+    return public_keys.key_for(key_id) if isinstance(public_keys, KeyRing) else public_keys
+
+
 # --- checkpoints --------------------------------------------------------------------------------------
 
 # One lane's head as a checkpoint signs it: (lane, lane_seq, seq, hash).
@@ -382,12 +432,19 @@ def checkpoint_lanes(checkpoint: Checkpoint) -> tuple[LaneHead, ...]:
 
 
 def checkpoint_message(
-    *, seq: int, head_hash: str, signed_at: str, key_id: str, lanes: Iterable[LaneHead] = ()
+    *,
+    seq: int,
+    head_hash: str,
+    signed_at: str,
+    key_id: str,
+    lanes: Iterable[LaneHead] = (),
+    is_settled: bool = False,
 ) -> bytes:
-    """The exact bytes a checkpoint signature covers; the format tag keeps them from meaning anything else."""
+    """The exact bytes a checkpoint signature covers; the format tag keeps them from meaning anything else
+    (and says whether the checkpoint is settled: CHECKPOINT_FORMAT_SETTLED)."""
     heads = [list(head) for head in lanes]
     body: dict[str, object] = {
-        "format": CHECKPOINT_FORMAT_LANED if heads else CHECKPOINT_FORMAT,
+        "format": _format_tag(is_settled=is_settled, has_lanes=bool(heads)),
         "head_hash": head_hash,
         "key_id": key_id,
         "seq": seq,
@@ -398,6 +455,12 @@ def checkpoint_message(
     return _encode_canonical(body).encode("utf-8")
 
 
+def _format_tag(*, is_settled: bool, has_lanes: bool) -> str:
+    if is_settled:
+        return CHECKPOINT_FORMAT_SETTLED
+    return CHECKPOINT_FORMAT_LANED if has_lanes else CHECKPOINT_FORMAT
+
+
 def sign_checkpoint(
     *,
     private_key: Ed25519PrivateKey,
@@ -406,15 +469,17 @@ def sign_checkpoint(
     head_hash: str,
     signed_at: str,
     lanes: Iterable[LaneHead] = (),
+    is_settled: bool = False,
 ) -> Checkpoint:
     """Sign (seq, head_hash) — and the lane heads, when given — at signed_at; key_id is a label for the
-    key, covered by the signature."""
+    key, covered by the signature. is_settled: only the lab's signer, which settled the log first, says so
+    (CHECKPOINT_FORMAT_SETTLED)."""
     heads = tuple(lanes)
     _check_checkpoint_fields(
         seq=seq, head_hash=head_hash, signed_at=signed_at, key_id=key_id, lanes=heads, is_signing=True
     )
     message = checkpoint_message(
-        seq=seq, head_hash=head_hash, signed_at=signed_at, key_id=key_id, lanes=heads
+        seq=seq, head_hash=head_hash, signed_at=signed_at, key_id=key_id, lanes=heads, is_settled=is_settled
     )
     signature = base64.b64encode(private_key.sign(message)).decode("ascii")
     return Checkpoint(
@@ -431,24 +496,62 @@ def lanes_checkpoint_head(lanes: Iterable[LaneHead]) -> tuple[int, str]:
     return newest[2], newest[3]
 
 
-def checkpoint_signature_is_valid(*, checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> bool:
-    """Whether the checkpoint was signed by the private half of this (pinned) public key."""
+def checkpoint_signature_is_valid(*, checkpoint: Checkpoint, public_key: PublicKeys) -> bool:
+    """Whether the checkpoint was signed by the private half of this (pinned) public key, or of the key of
+    the ring its key_id names, settled or not."""
+    return checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key) is not None
+
+
+def checkpoint_is_settled(*, checkpoint: Checkpoint, public_key: PublicKeys) -> bool:
+    """Whether the checkpoint is validly signed as settled (CHECKPOINT_FORMAT_SETTLED)."""
+    return checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key) == CHECKPOINT_FORMAT_SETTLED
+
+
+def checkpoint_signed_as(*, checkpoint: Checkpoint, public_key: PublicKeys) -> str | None:
+    """The format tag the checkpoint's signature is valid under (settled first, as the signer writes now;
+    then the tag of its shape, as it wrote before), or None: not signed by that key."""
     try:
         signature = base64.b64decode(checkpoint.signature, validate=True)
     except binascii.Error:
-        return False
-    message = checkpoint_message(
-        seq=checkpoint.seq,
-        head_hash=checkpoint.head_hash,
-        signed_at=checkpoint.signed_at,
-        key_id=checkpoint.key_id,
-        lanes=checkpoint.lanes,
-    )
+        return None
+    key = checkpoint_key(public_key, checkpoint.key_id)
+    raw_key = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    for is_settled in (True, False):
+        message = checkpoint_message(
+            seq=checkpoint.seq,
+            head_hash=checkpoint.head_hash,
+            signed_at=checkpoint.signed_at,
+            key_id=checkpoint.key_id,
+            lanes=checkpoint.lanes,
+            is_settled=is_settled,
+        )
+        if _signature_verifies(raw_key, signature, message):
+            return _format_tag(is_settled=is_settled, has_lanes=bool(checkpoint.lanes))
+    return None
+
+
+# Ed25519 verifications already made, by (key, signature, sha256 of the message): a verifier checks each
+# witnessed checkpoint up to three times (the witness's consistency, the database's or the export's copy, and
+# the backdating rule), under two tags for a checkpoint signed before settling, at ~0.1 ms each. Bounded:
+# emptied when full (a long-running signer adds one entry an interval).
+_VERIFIED: dict[tuple[bytes, bytes, bytes], bool] = {}
+_VERIFIED_MAX = 32768
+
+
+def _signature_verifies(raw_key: bytes, signature: bytes, message: bytes) -> bool:
+    remembered = (raw_key, signature, hashlib.sha256(message).digest())
+    known = _VERIFIED.get(remembered)
+    if known is not None:
+        return known
     try:
-        public_key.verify(signature, message)
+        Ed25519PublicKey.from_public_bytes(raw_key).verify(signature, message)
+        is_valid = True
     except InvalidSignature:
-        return False
-    return True
+        is_valid = False
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[remembered] = is_valid
+    return is_valid
 
 
 # --- verification -------------------------------------------------------------------------------------
@@ -469,6 +572,14 @@ class ChainProblem:
     kind: str
     message: str
     lane: int | None = None
+
+    @property
+    def place(self) -> str:
+        """Where, for a summary line: "at seq N", or "at line N" for a problem of a file (a witness line)
+        that names no seq."""
+        if self.seq is not None or self.line is None:
+            return f"at seq {self.seq}"
+        return f"at line {self.line}"
 
 
 @dataclass(frozen=True)
@@ -501,14 +612,30 @@ ChainEntry = tuple[int, int, str, str, str, bool] | tuple[int, int, str, str, st
 
 @dataclass(frozen=True)
 class Malformed:
-    """A record that could not be read as a record; the walk turns it into a "malformed" problem."""
+    """A record that could not be read as a record; the walk turns it into a problem of this kind, at this
+    seq when the reader knows it (else at the seq expected there)."""
 
     line: int
     reason: str
+    seq: int | None = None
+    kind: str = "malformed"
+    lane: int | None = None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored record its reader could not turn into the record's fields, given to verify_records in its
+    place: named at its seq as `kind` (e.g. "bad_time": a time the database holds but no reader can take,
+    which the app never writes), where the walk reaches it."""
+
+    seq: int
+    kind: str
+    reason: str
+    lane: int | None = None
 
 
 def verify_records(
-    records: Iterable[Mapping[str, object]],
+    records: Iterable[Mapping[str, object] | Unreadable],
     *,
     start_prev_hash: str = GENESIS_HASH,
     start_seq: int = 1,
@@ -527,11 +654,14 @@ def verify_records(
 
 
 def _mapping_entries(
-    records: Iterable[Mapping[str, object]], record_key: bytes | None
+    records: Iterable[Mapping[str, object] | Unreadable], record_key: bytes | None
 ) -> Iterator[ChainEntry | Malformed]:
     export_keys = frozenset(EXPORT_FIELDS)
     laned_keys = frozenset(EXPORT_FIELDS_LANED)
     for line, record in enumerate(records, start=1):
+        if isinstance(record, Unreadable):
+            yield Malformed(line, record.reason, record.seq, record.kind, record.lane)
+            continue
         keys = record.keys()
         if keys != export_keys and keys != laned_keys:
             yield Malformed(line, _key_error(keys, laned=is_laned(record)))
@@ -621,11 +751,13 @@ def walk_chain(
     problem: ChainProblem | None = None
     for entry in entries:
         if isinstance(entry, Malformed):
-            if laned:
+            if entry.seq is not None:
+                expected_seq = entry.seq
+            elif laned:
                 expected_seq = (last[0] if last is not None else max(s.head_seq for s in lanes.values())) + 1
             else:
                 expected_seq = lanes[1].expected if 1 in lanes else 1
-            problem = ChainProblem(expected_seq, entry.line, "malformed", entry.reason)
+            problem = ChainProblem(expected_seq, entry.line, entry.kind, entry.reason, entry.lane)
             break
         is_laned_entry = len(entry) == 8
         laned = laned or is_laned_entry
@@ -879,7 +1011,7 @@ def _seq_problem(
 def verify_checkpoints(
     checkpoints: Iterable[Checkpoint],
     *,
-    public_key: Ed25519PublicKey,
+    public_key: PublicKeys,
     heads: Mapping[int, str] | Callable[[int], str | None],
     head_seq: int | None = None,
     lane_heads: Mapping[int, LaneHead] | None = None,

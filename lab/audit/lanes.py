@@ -57,11 +57,15 @@ def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
 
 _COLUMNS = chain.EXPORT_FIELDS_LANED
 # The database's clock in microseconds since the epoch (an integer: exact in either wire format) is the
-# record's occurred_at, so records are timed on one clock whichever host writes them.
+# record's occurred_at, so records are timed on one clock whichever host writes them. clock_timestamp(), not
+# statement_timestamp(): these expressions are evaluated in the outer SELECT, for the row the MATERIALIZED
+# CTE has locked, so the time is read once the lane is held. A writer that waited for its lane (behind the
+# signer, which holds every lane while it settles the log) is then timed after the checkpoint it follows,
+# as the backdating rule needs (witness.BackdatingCheck); timed at its statement's start, it was not.
 _NEXT_SEQ_AND_POLICY = (
     "nextval('audit_auditrecord_seq'), (SELECT p.version FROM accounts_policyversion p"
     " ORDER BY p.published_at DESC, p.id DESC LIMIT 1), EXISTS (SELECT 1 FROM audit_auditrecord),"
-    " (extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
+    " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 )
 # A lane no other transaction holds (the first free one, so that a quiet lab writes one lane); the CTE is
 # materialized so that nextval runs once, for the lane locked, not for every row looked at.

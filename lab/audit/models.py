@@ -60,6 +60,8 @@ class AuditRecord(models.Model):
 
     class Meta:
         ordering: ClassVar[list[str]] = ["seq"]
+        # Also, on PostgreSQL only and outside the model's state (NOT VALID, so the rows from before lanes
+        # stay): seq > 0 and a lane position on every row inserted since migration audit/0009.
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(fields=["lane", "lane_seq"], name="audit_record_one_per_lane_position"),
             models.CheckConstraint(

@@ -134,14 +134,15 @@ _ATTNAMES = [field.attname for field in AuditRecord._meta.concrete_fields]
 
 def _append_portable(fields: dict[str, object]) -> tuple[dict[str, object], datetime]:
     """Other databases (the embedded SQLite): one writer at a time anyway, so lane 1, and seq one past the
-    last. The no-op head update first takes the database's write lock before anything is read. The embedded
+    last. The no-op head update first takes the database's write lock before anything is read, the time
+    included (as on PostgreSQL, a record is timed once it holds its lane: services._settle). The embedded
     lab is one host: its clock is the database's."""
     from lab.accounts.services import policy_current
 
-    occurred_at = lanes.record_time(timezone.now())
-    fields["occurred_at"] = chain.utc_timestamp(occurred_at)
     AuditHead.objects.get_or_create(id=1, defaults={"seq": 0, "hash": chain.GENESIS_HASH})
     AuditHead.objects.filter(id=1).update(seq=F("seq"))
+    occurred_at = lanes.record_time(timezone.now())
+    fields["occurred_at"] = chain.utc_timestamp(occurred_at)
     head = AuditHead.objects.get(id=1)
     seq = (AuditRecord.objects.aggregate(last=Max("seq"))["last"] or 0) + 1
     fields["policy_version"] = policy_current().version

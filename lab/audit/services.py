@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
@@ -21,19 +22,28 @@ from django.db.models import Q, QuerySet
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
-from lab.audit.records import Entry, RequestMeta, audit_append, record_as_chain_dict
+from lab.audit.reading import first_record_time, records_in_seq_order
+from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.audit.settling import RecordWatch, settle
 from lab.audit.verify import write_export
-from lab.audit.witness import FileWitness, WitnessSink, check_witness, witness_from_url
+from lab.audit.witness import (
+    BackdatingCheck,
+    FileWitness,
+    WitnessError,
+    WitnessSink,
+    check_witness,
+    witness_from_url,
+)
 from lab.lib.clock import database_now
 
 logger = logging.getLogger(__name__)
 
 
 class AuditChainBroken(Exception):
-    """The chain failed the signer's check: nothing was signed."""
+    """The chain, or the witness it is signed into, failed the signer's check: nothing was signed."""
 
     def __init__(self, problem: chain.ChainProblem) -> None:
-        super().__init__(f"{problem.kind} at seq {problem.seq}: {problem.message}")
+        super().__init__(f"{problem.kind} {problem.place}: {problem.message}")
         self.problem = problem
 
 
@@ -51,7 +61,21 @@ def public_key() -> Ed25519PublicKey:
 
 
 def key_id() -> str:
-    return chain.public_key_fingerprint(public_key())[:16]
+    return chain.key_id_of(public_key())
+
+
+@cache
+def _retired_public_keys(texts: tuple[str, ...]) -> tuple[Ed25519PublicKey, ...]:
+    return tuple(chain.load_public_key(text) for text in texts)
+
+
+def key_ring(current: Ed25519PublicKey | None = None) -> chain.KeyRing:
+    """The keys checkpoints are checked with: the signer's own (or the pinned one, `current`) and those
+    AUDIT_RETIRED_PUBLIC_KEYS names, so that the checkpoints a rotated key signed still verify, each with
+    the key its key_id names."""
+    return chain.KeyRing(
+        current or public_key(), _retired_public_keys(tuple(settings.AUDIT_RETIRED_PUBLIC_KEYS))
+    )
 
 
 @cache
@@ -71,20 +95,29 @@ def witness_sink() -> WitnessSink:
 
 
 def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
-    """Verify every lane from the last witnessed checkpoint to its head, then sign all the lane heads in one
-    checkpoint, append it to the witness and store it. Also when nothing happened since the last one (a
-    silent gap shows). Never signs what it did not verify: on a problem nothing is signed, an alert goes out,
+    """Settle the log (lab/audit/settling.py), verify every lane from the last witnessed checkpoint to its
+    head, then sign the lane heads as they were settled in one checkpoint (chain.CHECKPOINT_FORMAT_SETTLED),
+    append it to the witness and store it. Also when nothing happened since the last one (a silent gap
+    shows). Never signs what it did not verify: on a problem nothing is signed, an alert goes out,
     AuditChainBroken."""
     sink = witness_sink()
     with sink.lock():
-        last = sink.last()
-        verified = _verify_since(last)
-        if verified.problem is not None:
-            _alert(verified.problem)
-            raise AuditChainBroken(verified.problem)
-        # Every lane's head: those the walk reached, and those of lanes nothing was written to since.
+        try:
+            last = sink.last()
+        except WitnessError as unreadable:
+            # A damaged witness stops the signing as a broken chain does, and as loudly: it used to raise
+            # before anyone was told, and beat retried into the same error every interval.
+            _refuse(unreadable.problem)
+        settled_seq, settled_at = settle()
+        verified = _verify_since(last, settled_seq=settled_seq)
+        if verified.result.problem is not None:
+            _refuse(verified.result.problem)
+        # Every lane's head as settled: those the walk reached up to the settled seq, and those of lanes
+        # nothing was written to since. Records committed after the settling were verified by the walk too
+        # but are left to the next checkpoint: signed here, they could give this checkpoint a seq above that
+        # of a record still in flight, which the next checkpoint would then cover below this one's seq.
         lanes = {head[0]: head for head in (chain.checkpoint_lanes(last) if last is not None else ())}
-        lanes.update(verified.lanes)
+        lanes.update(verified.settled_heads)
         heads = tuple(lanes[lane] for lane in sorted(lanes))
         seq, head_hash = chain.lanes_checkpoint_head(heads)
         signed = chain.sign_checkpoint(
@@ -92,11 +125,17 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
             key_id=key_id(),
             seq=seq,
             head_hash=head_hash,
-            # The database's clock, as the records': freshness and coverage compare the two.
-            signed_at=chain.utc_timestamp(database_now()),
+            # The database's clock, as the records' (freshness and coverage compare the two), read while
+            # every lane was held: every record this checkpoint does not cover was timed after it.
+            signed_at=chain.utc_timestamp(settled_at),
             lanes=heads,
+            is_settled=True,
         )
-        sink.append(signed)
+        try:
+            sink.append(signed)
+        except WitnessError as unwritable:
+            # Not witnessed, so not stored either: the database holds only what the witness does.
+            _refuse(unwritable.problem)
     row = AuditCheckpoint.objects.create(
         seq=signed.seq,
         head_hash=signed.head_hash,
@@ -112,24 +151,43 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
 
 
 def audit_chain_check() -> chain.ChainProblem | None:
-    """The signer's check on its own, signing nothing: the chain from the last witnessed checkpoint on."""
+    """The signer's check on its own, signing nothing: the chain from the last witnessed checkpoint on (or
+    the witness's own problem, when it cannot be read)."""
     sink = witness_sink()
     with sink.lock():
-        return _verify_since(sink.last()).problem
+        try:
+            last = sink.last()
+        except WitnessError as unreadable:
+            return unreadable.problem
+        return _verify_since(last).result.problem
 
 
-def _verify_since(last: chain.Checkpoint | None) -> chain.VerifyResult:
+@dataclass(frozen=True)
+class _Verified:
+    result: chain.VerifyResult
+    # Each lane's last record at or below the settled seq the walk verified (lanes it reached only).
+    settled_heads: Mapping[int, chain.LaneHead]
+
+
+def _verify_since(last: chain.Checkpoint | None, *, settled_seq: int | None = None) -> _Verified:
     """Walk the records after the last witnessed checkpoint, lane by lane from the heads it signs (all of
-    them when there is none): hashes, links and macs; then check every lane's head row against the walk."""
+    them when there is none): hashes, links, macs, and the backdating rule against it; then check every
+    lane's head row against the walk. settled_seq: also note each lane's last record at or below it."""
     starts: dict[int, chain.LaneHead] = {}
     if last is not None:
         problem = _witnessed_start_problem(last)
         if problem is not None:
-            return chain.VerifyResult(0, last.seq, last.head_hash, problem)
+            return _Verified(chain.VerifyResult(0, last.seq, last.head_hash, problem), {})
         starts = {head[0]: head for head in chain.checkpoint_lanes(last)}
-    result = chain.verify_records(_records(after=starts), record_key=record_key(), lane_starts=starts)
-    if result.problem is not None:
-        return result
+    records = RecordWatch(
+        BackdatingCheck([last], public_key=key_ring()) if last is not None else None, settled_seq
+    )
+    result = chain.verify_records(
+        records.watch(records_in_seq_order(after=starts)), record_key=record_key(), lane_starts=starts
+    )
+    problem = _first([result.problem, records.problem])
+    if problem is not None:
+        return _Verified(replace(result, problem=problem), {})
     # The heads are read after the walk: a record and its lane's head move commit together, so a head is at
     # or past every genuine record the walk saw in its lane; past it only by records committed since, which
     # must now be there.
@@ -137,8 +195,8 @@ def _verify_since(last: chain.Checkpoint | None) -> chain.VerifyResult:
     for lane, position, head_hash in AuditHead.objects.order_by("id").values_list("id", "seq", "hash"):
         problem = _head_problem(lane, position, head_hash, walked.get(lane))
         if problem is not None:
-            return chain.VerifyResult(result.count, result.head_seq, result.head_hash, problem, result.lanes)
-    return result
+            return _Verified(replace(result, problem=problem), {})
+    return _Verified(result, records.settled_heads)
 
 
 def _head_problem(
@@ -179,13 +237,13 @@ def _lane_records(lane: int) -> QuerySet[AuditRecord]:
 
 
 def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | None:
-    if not chain.checkpoint_signature_is_valid(checkpoint=last, public_key=public_key()):
+    if not chain.checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
         return chain.ChainProblem(
             last.seq,
             None,
             "bad_checkpoint_signature",
-            f"the witness's last checkpoint (seq {last.seq}) is not signed by this signer's key:"
-            " the signing key was replaced, or the witness line forged",
+            f"the witness's last checkpoint (seq {last.seq}) is not signed by this signer's key (nor by a"
+            " retired one it names): the signing key was replaced, or the witness line forged",
         )
     for lane, position, seq, head_hash in chain.checkpoint_lanes(last):
         stored = AuditRecord.objects.filter(seq=seq).values_list("hash", flat=True).first()
@@ -219,14 +277,24 @@ def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | Non
     return None
 
 
+def _refuse(problem: chain.ChainProblem) -> NoReturn:
+    _alert(problem)
+    raise AuditChainBroken(problem)
+
+
 def _alert(problem: chain.ChainProblem) -> None:
-    logger.error("audit chain check failed, checkpoint NOT signed: kind=%s seq=%s", problem.kind, problem.seq)
+    logger.error(
+        "audit chain check failed, checkpoint NOT signed: kind=%s seq=%s line=%s",
+        problem.kind,
+        problem.seq,
+        problem.line,
+    )
     if not settings.AUDIT_ALERT_EMAILS:
         return
     try:
         send_mail(
-            subject=f"[{settings.LAB_NAME}] audit checkpoint refused: {problem.kind} at seq {problem.seq}",
-            message=f"The signer refused to sign the audit chain.\n\n{problem.kind} at seq {problem.seq}:"
+            subject=f"[{settings.LAB_NAME}] audit checkpoint refused: {problem.kind} {problem.place}",
+            message=f"The signer refused to sign the audit chain.\n\n{problem.kind} {problem.place}:"
             f" {problem.message}\n",
             from_email=settings.DEFAULT_FROM_EMAIL,
             recipient_list=settings.AUDIT_ALERT_EMAILS,
@@ -264,24 +332,6 @@ def _as_checkpoint(row: AuditCheckpoint) -> chain.Checkpoint:
     )
 
 
-def _records(*, after: Mapping[int, chain.LaneHead] | None = None) -> Iterator[dict[str, object]]:
-    """Every record in seq order, or those after the given head of each lane (records of lanes not given:
-    all of them)."""
-    records = AuditRecord.objects.order_by("seq")
-    if after:
-        wanted = Q(lane_seq__isnull=False) & ~Q(lane__in=list(after))
-        if 1 not in after:
-            wanted |= Q(lane_seq__isnull=True)
-        for lane, (_, position, seq, _) in after.items():
-            # The lane's (lane, lane_seq) index finds them; lane 1 also holds the records from before lanes.
-            wanted |= Q(lane=lane, lane_seq__gt=position)
-            if lane == 1:
-                wanted |= Q(lane_seq__isnull=True, seq__gt=seq)
-        records = records.filter(wanted)
-    for record in records.iterator(chunk_size=5000):
-        yield record_as_chain_dict(record)
-
-
 @dataclass(frozen=True)
 class DatabaseVerification:
     count: int
@@ -302,10 +352,13 @@ def audit_verify_database(
     log (the configured one, or witness_path: an auditor's copy); name the first broken seq or range.
     now: what the witness's freshness is judged at; by default the database's clock, which records and
     checkpoints are timed on, whatever this host's clock says."""
-    key = pinned_public_key or public_key()
-    result = chain.verify_records(_records(), record_key=record_key())
-    rows = [_as_checkpoint(row) for row in AuditCheckpoint.objects.order_by("pk")]
+    key = key_ring(pinned_public_key)
     witness = FileWitness(witness_path) if witness_path is not None else witness_sink()
+    # The witness as the walk starts, for the backdating rule (a record no checkpoint of it covers is judged
+    # against its last one); it is read again after the checkpoint rows, which it must then all hold.
+    records = RecordWatch(BackdatingCheck(witness.read_all()[0], public_key=key))
+    result = chain.verify_records(records.watch(records_in_seq_order()), record_key=record_key())
+    rows = [_as_checkpoint(row) for row in AuditCheckpoint.objects.order_by("pk")]
     witnessed, witness_read_problem = witness.read_all()
     wanted = {checkpoint.seq for checkpoint in [*rows, *witnessed]}
     wanted.update(
@@ -323,7 +376,7 @@ def audit_verify_database(
         lane_heads=result.lanes if is_whole else None,
         absent=result.absent,
     )
-    problems = [result.problem, checkpoint_problem, witness_read_problem]
+    problems = [result.problem, records.problem, checkpoint_problem, witness_read_problem]
     if witness_read_problem is None:
         problems.append(
             check_witness(
@@ -331,7 +384,7 @@ def audit_verify_database(
                 public_key=key,
                 heads=heads,
                 head_seq=last_good,
-                first_record_at=_first_record_at(),
+                first_record_at=first_record_time(),
                 now=now or database_now(),
                 interval_seconds=settings.AUDIT_CHECKPOINT_SECONDS,
                 known=[c for c in rows if chain.checkpoint_signature_is_valid(checkpoint=c, public_key=key)],
@@ -343,11 +396,6 @@ def audit_verify_database(
     return DatabaseVerification(
         result.count, result.head_seq, len(rows), _first(problems), len(witnessed), len(result.lanes)
     )
-
-
-def _first_record_at() -> str | None:
-    first = AuditRecord.objects.order_by("seq").values_list("occurred_at", flat=True).first()
-    return None if first is None else chain.utc_timestamp(first)
 
 
 def _first(problems: list[chain.ChainProblem | None]) -> chain.ChainProblem | None:
@@ -406,9 +454,11 @@ def audit_export(
 
     def counted() -> Iterator[dict[str, object]]:
         nonlocal written
-        for record in _records():
-            written += 1
-            yield record
+        for record in records_in_seq_order(as_found=True):
+            # As found, nothing is Unreadable; the guard is for the type checker.
+            if isinstance(record, dict):
+                written += 1
+                yield record
 
     write_export(path=path, records=counted(), checkpoints=checkpoints)
     return ExportOutcome(path=path, records=written, checkpoints=len(checkpoints), problem=problem)

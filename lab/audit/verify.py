@@ -36,7 +36,9 @@ Every record's hash is recomputed; in its lane its lane_seq must be the next one
 of the lane's previous record; seqs increase from line to line. A problem is named by seq (for a missing
 record: the first seq after its lane's previous record that holds no record) and, for laned records, by
 lane and lane_seq in the message. Every checkpoint must carry a valid Ed25519 signature by the PINNED key
-(from the command line, never from the export), the record of every lane head it signs must have the signed
+(from the command line, never from the export; after a key rotation, ``--public-key`` once per key, the
+current one first: each checkpoint is checked with the key its key_id names, or with the first key when it
+names none of the others), the record of every lane head it signs must have the signed
 hash, and the export must reach every lane head. Records after their lane's last checkpoint are refused
 ("unsigned_tail"). Because each lane links backwards, rewriting records *and* recomputing every later hash
 of their lane is caught only by a checkpoint at or after the first rewritten record; and cutting a lane's
@@ -46,14 +48,18 @@ with ``--witness`` every witnessed checkpoint must be signed by the pinned key a
 in the export (a seq beyond its end is a truncation), every checkpoint of the export must be in the witness
 (else the witness lost lines), consecutive witnessed checkpoints may be at most two ``--interval`` apart
 (coverage) and the last one at most two intervals before ``--as-of`` (default: now; give the time the export
-was made to verify an old export against a newer witness).
+was made to verify an old export against a newer witness). And the backdating rule (witness.BackdatingCheck):
+a record first covered by witnessed checkpoint N+1, or by none yet, must have a seq above N's and a time not
+before N's signed_at when N is settled (chain.CHECKPOINT_FORMAT_SETTLED), else it is named "backdated": it
+was written after N and numbered or dated before it.
 
 With ``--record-key`` (the lab's HMAC record key, when the auditor has been given it) every record's mac is
 checked as well, so a record rewritten or inserted by someone without the key is named exactly; without it,
 a rewrite is located between the last witnessed checkpoint that still matches and the first that does not.
 
 Exit status: 0 intact (one summary line), 1 a problem (the first one: kind, seq, file and line), 2 the
-export or key could not be read or the key does not have the --fingerprint given.
+export or a key could not be read or a key does not have a --fingerprint given (with --fingerprint, every
+key given must be pinned).
 """
 
 from __future__ import annotations
@@ -79,7 +85,9 @@ from lab.audit.chain import (
     ChainEntry,
     ChainProblem,
     Checkpoint,
+    KeyRing,
     Malformed,
+    PublicKeys,
     VerifyResult,
     checkpoint_lanes,
     checkpoint_signature_is_valid,
@@ -93,7 +101,7 @@ from lab.audit.chain import (
     walk_chain,
 )
 from lab.audit.receipt import receipt_parse, receipt_summary, verify_receipt
-from lab.audit.witness import check_witness, parse_timestamp, read_checkpoint_file
+from lab.audit.witness import BackdatingCheck, check_witness, parse_timestamp, read_checkpoint_file
 
 _READ_BUFFER_BYTES = 1 << 20
 _HASH_MEMBER = b'"hash":"'
@@ -145,11 +153,12 @@ def _allowed_export_shapes() -> frozenset[tuple[type, ...]]:
 
 
 def export_entries(
-    lines: Iterable[bytes], *, record_key: bytes | None = None
+    lines: Iterable[bytes], *, record_key: bytes | None = None, backdating: BackdatingCheck | None = None
 ) -> Iterator[ChainEntry | Malformed]:
     """Parse export lines into chain entries. This is the hot loop of a million-record verification: one
     json parse, one canonical re-encode (which also proves the line canonical), one sha256 per line and,
-    with record_key, one HMAC."""
+    with record_key, one HMAC; with backdating (a witness was given), every well-formed record is shown to
+    it too."""
     loads = json.loads
     encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
     sha256 = hashlib.sha256
@@ -186,6 +195,14 @@ def export_entries(
         is_authentic = record_key is None or compare(
             digest(record_key, hashed, "sha256").hex(), record["mac"]
         )
+        if backdating is not None:
+            backdating.see(
+                seq=record["seq"],
+                lane=record["lane"] if laned else 1,
+                lane_seq=record["lane_seq"] if laned else record["seq"],
+                occurred_at=record["occurred_at"],
+                line=line_number,
+            )
         if laned:
             yield (
                 line_number,
@@ -255,7 +272,7 @@ class ExportVerification:
 def verify_export(
     *,
     export_path: Path,
-    public_key: Ed25519PublicKey,
+    public_key: PublicKeys,
     checkpoints_file: Path | None = None,
     witness: WitnessOptions | None = None,
     record_key: bytes | None = None,
@@ -268,10 +285,12 @@ def verify_export(
     if checkpoint_problem is not None:
         return ExportVerification(empty, tuple(checkpoints), checkpoint_problem, checkpoint_path)
     witnessed: list[Checkpoint] = []
+    backdating = None
     if witness is not None:
         witnessed, witness_problem = read_checkpoints(witness.path)
         if witness_problem is not None:
             return ExportVerification(empty, tuple(checkpoints), witness_problem, witness.path)
+        backdating = BackdatingCheck(_in_scope(witnessed, witness.as_of), public_key=public_key)
     heads: dict[int, str] = {}
     every_checkpoint = [*checkpoints, *witnessed]
     signed_positions: dict[int, int] = {}
@@ -282,7 +301,7 @@ def verify_export(
             wanted.add(seq)
     with export_path.open("rb", buffering=_READ_BUFFER_BYTES) as records_file:
         result = walk_chain(
-            export_entries(records_file, record_key=record_key),
+            export_entries(records_file, record_key=record_key, backdating=backdating),
             heads_wanted=frozenset(wanted),
             heads=heads,
             signed_positions=signed_positions,
@@ -295,6 +314,12 @@ def verify_export(
         )
         if witness_problem is not None and _comes_first(witness_problem, problem):
             problem, problem_path = witness_problem, witness.path
+    if (
+        backdating is not None
+        and backdating.problem is not None
+        and _comes_first(backdating.problem, problem)
+    ):
+        problem, problem_path = backdating.problem, export_path
     if problem is None:
         problem = _unsigned_problem(result, [*checkpoints, *witnessed])
         problem_path = None if problem is None else export_path
@@ -315,12 +340,11 @@ def _witness_problem(
     witnessed: Sequence[Checkpoint],
     checkpoints: Sequence[Checkpoint],
     heads: Mapping[int, str],
-    public_key: Ed25519PublicKey,
+    public_key: PublicKeys,
     witness: WitnessOptions,
 ) -> ChainProblem | None:
-    # A checkpoint signed after as_of is of no concern to an export made before it.
     as_of = witness.as_of
-    in_scope = [c for c in witnessed if parse_timestamp(c.signed_at) <= as_of]
+    in_scope = _in_scope(witnessed, as_of)
     return check_witness(
         in_scope,
         public_key=public_key,
@@ -342,6 +366,11 @@ def _witness_problem(
     )
 
 
+def _in_scope(witnessed: Sequence[Checkpoint], as_of: datetime) -> list[Checkpoint]:
+    """A checkpoint signed after as_of is of no concern to an export made before it."""
+    return [c for c in witnessed if parse_timestamp(c.signed_at) <= as_of]
+
+
 def _first_record_at(export_path: Path) -> str | None:
     with export_path.open("rb") as records_file:
         first = records_file.readline()
@@ -356,7 +385,7 @@ def _first_problem(
     result: VerifyResult,
     checkpoints: Sequence[Checkpoint],
     heads: dict[int, str],
-    public_key: Ed25519PublicKey,
+    public_key: PublicKeys,
 ) -> tuple[ChainProblem | None, bool]:
     """The earlier (by seq) of the record problem and a checkpoint problem, and whether it is the latter."""
     records_problem = result.problem
@@ -438,10 +467,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--public-key",
         required=True,
-        help="the signing public key: a PEM/base64 key file, or base64 of 32 raw bytes",
+        action="append",
+        help="the signing public key: a PEM/base64 key file, or base64 of 32 raw bytes; again for every key"
+        " a rotation retired (the current key first): each checkpoint is checked with the key its key_id"
+        " names",
     )
     parser.add_argument(
-        "--fingerprint", help="sha256 hex of the raw public key, to confirm the key is the pinned one"
+        "--fingerprint",
+        action="append",
+        help="sha256 hex of a raw public key, to confirm the key is the pinned one; with several keys, give"
+        " the fingerprint of each",
     )
     parser.add_argument(
         "--checkpoints",
@@ -470,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     arguments = parser.parse_args(argv)
     try:
-        public_key = _read_public_key(arguments.public_key)
+        keys = [_read_public_key(value) for value in arguments.public_key]
     except (OSError, ValueError) as error:
         parser.error(f"cannot read the public key: {error}")
     try:
@@ -479,13 +514,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (OSError, ValueError) as error:
         parser.error(f"cannot read the record key: {error}")
-    fingerprint = public_key_fingerprint(public_key)
-    if arguments.fingerprint is not None and arguments.fingerprint.strip().lower() != fingerprint:
-        parser.error(f"the public key's fingerprint is {fingerprint}, not the pinned {arguments.fingerprint}")
+    fingerprints = [public_key_fingerprint(key) for key in keys]
+    _check_pinned(parser, fingerprints, arguments.fingerprint or [])
+    public_keys = KeyRing(keys[0], tuple(keys[1:]))
     if arguments.receipt is not None:
         if arguments.export is not None or arguments.checkpoints is not None or record_key is not None:
             parser.error("--receipt takes only --public-key, --fingerprint and --witness")
-        return _receipt_main(parser, arguments.receipt, arguments.witness, public_key, fingerprint)
+        return _receipt_main(parser, arguments.receipt, arguments.witness, public_keys)
     if arguments.export is None:
         parser.error("name the export to verify (or a receipt with --receipt FILE)")
     checkpoint_path = arguments.checkpoints or checkpoints_path(arguments.export)
@@ -501,25 +536,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcome = verify_export(
             export_path=arguments.export,
-            public_key=public_key,
+            public_key=public_keys if len(keys) > 1 else keys[0],
             checkpoints_file=checkpoint_path,
             witness=witness,
             record_key=record_key,
         )
     except OSError as error:
         parser.error(f"cannot read the export: {error}")
-    print(_summary(outcome, fingerprint=fingerprint, checked_macs=record_key is not None))
+    print(_summary(outcome, fingerprint=", ".join(fingerprints), checked_macs=record_key is not None))
     return 0 if outcome.is_intact else 1
 
 
+def _check_pinned(
+    parser: argparse.ArgumentParser, fingerprints: Sequence[str], pinned: Sequence[str]
+) -> None:
+    """With --fingerprint, every key given must be one of those pinned (exit 2 otherwise)."""
+    if not pinned:
+        return
+    wanted = {value.strip().lower() for value in pinned}
+    for fingerprint in fingerprints:
+        if fingerprint in wanted:
+            continue
+        if len(fingerprints) == 1 and len(pinned) == 1:
+            parser.error(f"the public key's fingerprint is {fingerprint}, not the pinned {pinned[0]}")
+        parser.error(
+            f"the public key {fingerprint} is not among the pinned fingerprints ({', '.join(sorted(wanted))})"
+        )
+
+
 def _receipt_main(
-    parser: argparse.ArgumentParser,
-    receipt_path: Path,
-    witness_path: Path | None,
-    public_key: Ed25519PublicKey,
-    fingerprint: str,
+    parser: argparse.ArgumentParser, receipt_path: Path, witness_path: Path | None, public_keys: KeyRing
 ) -> int:
-    """Verify one receipt file (and its anchoring checkpoint against the witness log, when given)."""
+    """Verify one receipt file (and its anchoring checkpoint against the witness log, when given), with the
+    key its key_id names among those given (the first one when it names none of the others)."""
     try:
         text = receipt_path.read_bytes()
     except OSError as error:
@@ -538,8 +587,10 @@ def _receipt_main(
     except ValueError as error:  # UnicodeDecodeError too
         print(f"TAMPERED: malformed in {receipt_path}: not a JSON receipt: {error}")
         return 1
+    key_id = receipt.get("key_id") if isinstance(receipt, dict) else None
+    public_key = public_keys.key_for(key_id) if isinstance(key_id, str) else public_keys.current
     outcome = verify_receipt(receipt=receipt, public_key=public_key, witnessed=witnessed)
-    print(receipt_summary(outcome, fingerprint=fingerprint, path=str(receipt_path)))
+    print(receipt_summary(outcome, fingerprint=public_key_fingerprint(public_key), path=str(receipt_path)))
     return 0 if outcome.is_intact else 1
 
 
@@ -553,10 +604,11 @@ def _summary(outcome: ExportVerification, *, fingerprint: str, checked_macs: boo
         lanes = (
             f" in {len(records.lanes)} lane{'s' if len(records.lanes) != 1 else ''}" if records.laned else ""
         )
+        keys = f"keys {fingerprint}" if ", " in fingerprint else f"key {fingerprint}"
         return (
             f"OK: {records.count} records (seq {records.first_seq or 1}..{records.head_seq}){lanes},"
             f" head {records.head_hash};"
-            f" {len(outcome.checkpoints)} checkpoints signed by key {fingerprint}{witnessed};"
+            f" {len(outcome.checkpoints)} checkpoints signed by {keys}{witnessed};"
             f" last checkpoint seq {last.seq} signed at {last.signed_at}{macs}"
         )
     where = "" if problem.line is None else f" line {problem.line} of"

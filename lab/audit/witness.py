@@ -2,40 +2,55 @@
 verifiers run against a witness log (consistency with the chain, coverage, freshness). No Django.
 
 A witness log is the checkpoints-file format (lab/audit/verify.py): one canonical JSON checkpoint per line, in
-signing order. The file sink appends with O_APPEND and fsync under an exclusive lock. Another sink (an object
-store with a retention lock, e.g. S3 Object Lock in compliance mode: one object per checkpoint named by its
-seq and signed_at, written with a conditional put) implements the same four methods; what matters is that
-nobody who can reach the database or the application host can shorten or rewrite what was written.
+signing order. The file sink appends whole lines with O_APPEND and fsync under an exclusive lock. A torn tail
+(a short write, a crash mid-line, bytes someone else added) is reported, never extended: the signer alerts
+and signs nothing until an operator cuts the torn bytes off (they are a checkpoint that was never stored,
+or not the signer's), because a line joined onto a torn one would be unreadable for good. Another sink (an
+object store with a retention lock, e.g. S3 Object Lock in compliance mode: one object per checkpoint named
+by its seq and signed_at, written with a conditional put) implements the same four methods; what matters is
+that nobody who can reach the database or the application host can shorten or rewrite what was written.
 """
 
 from __future__ import annotations
 
+import bisect
+import errno
 import fcntl
 import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from lab.audit.chain import (
+    CHECKPOINT_FORMAT_SETTLED,
     GENESIS_HASH,
     ChainProblem,
     Checkpoint,
+    KeyRing,
     LaneHead,
+    PublicKeys,
+    checkpoint_key,
     checkpoint_lanes,
     checkpoint_signature_is_valid,
+    checkpoint_signed_as,
     lanes_rolled_back,
     truncated_lane_problem,
 )
 
 
 class WitnessError(Exception):
-    """The witness cannot be read or refuses an append (a checkpoint older than its last one)."""
+    """The witness cannot be read, or refuses or fails an append. problem says what and where (the witness
+    line), for the signer's alert: "witness_unreadable" (a damaged or torn line, an unreadable file) or
+    "witness_unwritable" (the append did not write its whole line, or came before the witness's last)."""
+
+    def __init__(self, problem: ChainProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 class WitnessSink(Protocol):
@@ -91,17 +106,45 @@ class FileWitness:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def append(self, checkpoint: Checkpoint) -> None:
-        last = self.last()
+        """Append the checkpoint's line, whole: after a whole last line only (last() refuses a torn tail),
+        and every byte of it written (os.write may write fewer), or WitnessError ("witness_unwritable"); the
+        torn line such a failure leaves is then reported by every later last(), not extended."""
+        checkpoints = self._whole()
+        last = checkpoints[-1] if checkpoints else None
+        line_number = len(checkpoints) + 1
         if last is not None and (checkpoint.seq < last.seq or checkpoint.signed_at < last.signed_at):
-            raise WitnessError(f"checkpoint seq {checkpoint.seq} is older than the witness's last one")
+            raise WitnessError(
+                self._problem(
+                    "witness_unwritable",
+                    line_number,
+                    f"checkpoint seq {checkpoint.seq} is older than the witness's last one (seq {last.seq},"
+                    f" signed at {last.signed_at}): not appended",
+                )
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         is_new = not self.path.exists()
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        data = (checkpoint.to_line() + "\n").encode("utf-8")
         try:
-            os.write(descriptor, (checkpoint.to_line() + "\n").encode("utf-8"))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                written = 0
+                while written < len(data):
+                    count = os.write(descriptor, data[written:])
+                    if count == 0:
+                        raise OSError(errno.EIO, "the witness took no byte of the line")
+                    written += count
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            raise WitnessError(
+                self._problem(
+                    "witness_unwritable",
+                    line_number,
+                    f"the checkpoint of seq {checkpoint.seq} could not be written whole ({error}): the"
+                    " witness may end in a torn line, which is reported until it is cut off",
+                )
+            ) from error
         if is_new:
             # The new directory entry must survive a crash too.
             directory = os.open(self.path.parent, os.O_RDONLY)
@@ -113,13 +156,56 @@ class FileWitness:
     def read_all(self) -> tuple[list[Checkpoint], ChainProblem | None]:
         if not self.path.exists():
             return [], None
-        return read_checkpoint_file(self.path)
+        checkpoints, problem = read_checkpoint_file(self.path)
+        if problem is not None:
+            problem = replace(problem, message=f"in the witness {self.location}: {problem.message}")
+        return checkpoints, problem
 
     def last(self) -> Checkpoint | None:
-        checkpoints, problem = self.read_all()
-        if problem is not None:
-            raise WitnessError(f"the witness {self.location} is damaged at line {problem.line}")
+        """The last checkpoint, the one the next is appended after; WitnessError ("witness_unreadable", at
+        the line) when a line cannot be read or the last one lacks its newline (a torn append, however
+        whole its JSON looks: the next line would be joined onto it)."""
+        checkpoints = self._whole()
         return checkpoints[-1] if checkpoints else None
+
+    def _whole(self) -> list[Checkpoint]:
+        """Every checkpoint, if every line is a whole one (see last)."""
+        try:
+            checkpoints, problem = read_checkpoint_file(self.path) if self.path.exists() else ([], None)
+            is_torn = self._ends_without_newline()
+        except OSError as error:
+            raise WitnessError(
+                self._problem("witness_unreadable", None, f"the file cannot be read ({error})")
+            ) from error
+        if problem is not None:
+            raise WitnessError(self._problem("witness_unreadable", problem.line, problem.message))
+        if is_torn:
+            raise WitnessError(
+                self._problem(
+                    "witness_unreadable",
+                    len(checkpoints),
+                    "the last line ends without its newline: a torn append, which nothing is appended after",
+                )
+            )
+        return checkpoints
+
+    def _problem(self, kind: str, line: int | None, what: str) -> ChainProblem:
+        where = f", line {line}" if line is not None else ""
+        return ChainProblem(
+            None,
+            line,
+            kind,
+            f"the witness {self.location}{where}: {what}; nothing is signed until it is mended",
+        )
+
+    def _ends_without_newline(self) -> bool:
+        if not self.path.exists():
+            return False
+        with self.path.open("rb") as witness_file:
+            if witness_file.seek(0, os.SEEK_END) == 0:
+                return False
+            witness_file.seek(-1, os.SEEK_END)
+            return witness_file.read(1) != b"\n"
 
 
 def witness_from_url(url: str) -> WitnessSink:
@@ -133,6 +219,70 @@ def witness_from_url(url: str) -> WitnessSink:
 # --- checks ---------------------------------------------------------------------------------------------
 
 
+class BackdatingCheck:
+    """The rule of settled checkpoints (chain.CHECKPOINT_FORMAT_SETTLED), for records read in seq order: a
+    record first covered by witnessed checkpoint N+1, or by none yet (then N is the last one), must have a
+    seq above N's and a time not before N's signed_at, when N is settled; else it was written after N was
+    signed and numbered or dated before it (a record "from months ago" first witnessed today).
+
+    Both follow from how the signer settles (lab/audit/services.py): every record it does not cover took
+    its lane after every lane had been held by the signer, so its seq is above every seq the checkpoint
+    covers and its time was read after the checkpoint's. A checkpoint signed before settling existed does
+    not say so, and the rule skips the records it would judge. Only the witnessed checkpoints before the
+    first whose signature does not verify are used (that one the witness check names). see() keeps the
+    first problem in `problem`."""
+
+    def __init__(self, witnessed: Sequence[Checkpoint], *, public_key: PublicKeys) -> None:
+        self.problem: ChainProblem | None = None
+        self._checkpoints: list[tuple[Checkpoint, bool]] = []
+        # lane -> the position each checkpoint (by index) signs it at, never decreasing, for bisect.
+        self._positions: dict[int, list[int]] = {}
+        signed: dict[int, int] = {}
+        for checkpoint in witnessed:
+            signed_as = checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key)
+            if signed_as is None:
+                break
+            for lane, lane_seq, _, _ in checkpoint_lanes(checkpoint):
+                signed[lane] = max(signed.get(lane, 0), lane_seq)
+            index = len(self._checkpoints)
+            self._checkpoints.append((checkpoint, signed_as == CHECKPOINT_FORMAT_SETTLED))
+            for lane, lane_seq in signed.items():
+                self._positions.setdefault(lane, [0] * index).append(lane_seq)
+
+    def see(self, *, seq: int, lane: int, lane_seq: int, occurred_at: str, line: int) -> None:
+        """Judge one record (a record from before lanes: lane 1 at position seq)."""
+        if self.problem is not None or not self._checkpoints:
+            return
+        count = len(self._checkpoints)
+        column = self._positions.get(lane)
+        first = bisect.bisect_left(column, lane_seq) if column is not None else count
+        if first == 0:
+            return
+        settled, is_settled = self._checkpoints[first - 1]
+        if not is_settled or (seq > settled.seq and occurred_at >= settled.signed_at):
+            return
+        covered = (
+            f"first signed by the witnessed checkpoint of seq {self._checkpoints[first][0].seq} signed at"
+            f" {self._checkpoints[first][0].signed_at}"
+            if first < count
+            else "signed by no witnessed checkpoint yet"
+        )
+        why = (
+            f"its seq is not above {settled.seq}"
+            if seq <= settled.seq
+            else f"its time {occurred_at} is before {settled.signed_at}"
+        )
+        self.problem = ChainProblem(
+            seq,
+            line,
+            "backdated",
+            f"record seq {seq} (lane {lane} #{lane_seq}) is {covered}, after the settled checkpoint of seq"
+            f" {settled.seq} signed at {settled.signed_at}, but {why}: it was written after that checkpoint"
+            " and numbered or dated before it (backdated)",
+            lane,
+        )
+
+
 def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
@@ -140,7 +290,7 @@ def parse_timestamp(text: str) -> datetime:
 def check_witness(
     witnessed: Sequence[Checkpoint],
     *,
-    public_key: Ed25519PublicKey,
+    public_key: PublicKeys,
     heads: Mapping[int, str] | Callable[[int], str | None],
     head_seq: int,
     first_record_at: str | None,
@@ -171,7 +321,7 @@ def check_witness(
             lane_heads=lane_heads,
             absent=absent,
         )
-        or _incomplete_problem(witnessed, known)
+        or _incomplete_problem(witnessed, _signed_like_the_witness(known, witnessed, public_key))
         or _coverage_problem(witnessed, interval_seconds=interval_seconds)
         or _freshness_problem(
             witnessed,
@@ -186,7 +336,7 @@ def check_witness(
 def _consistency_problem(
     witnessed: Sequence[Checkpoint],
     *,
-    public_key: Ed25519PublicKey,
+    public_key: PublicKeys,
     lookup: Callable[[int], str | None],
     head_seq: int,
     lane_heads: Mapping[int, LaneHead] | None = None,
@@ -300,6 +450,18 @@ def _lanes_problem(
                 )
             )
     return min(found, key=lambda problem: problem.seq or 0) if found else None
+
+
+def _signed_like_the_witness(
+    known: Sequence[Checkpoint], witnessed: Sequence[Checkpoint], public_keys: PublicKeys
+) -> list[Checkpoint]:
+    """The known checkpoints this witness log must hold: those signed by a key that signed in it (the
+    current key, for an empty one). A rotation starts a new witness log; the checkpoints of the retired key
+    are in the old log, which the new one is not missing lines of."""
+    if not isinstance(public_keys, KeyRing) or not public_keys.retired:
+        return list(known)
+    signers = {id(checkpoint_key(public_keys, c.key_id)) for c in witnessed} or {id(public_keys.current)}
+    return [c for c in known if id(checkpoint_key(public_keys, c.key_id)) in signers]
 
 
 def _incomplete_problem(witnessed: Sequence[Checkpoint], known: Sequence[Checkpoint]) -> ChainProblem | None:

@@ -29,8 +29,8 @@ class Command(BaseCommand):
         )
         if outcome.problem is not None:
             raise CommandError(
-                f"{written}, but did NOT sign it: TAMPERED: {outcome.problem.kind} at seq"
-                f" {outcome.problem.seq}: {outcome.problem.message}"
+                f"{written}, but did NOT sign it: TAMPERED: {outcome.problem.kind} {outcome.problem.place}:"
+                f" {outcome.problem.message}"
             )
         self.stdout.write(
             f"{written}; verify with the public key {fingerprint}"

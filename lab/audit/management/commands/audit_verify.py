@@ -30,7 +30,7 @@ class Command(BaseCommand):
         result = audit_verify_database(pinned_public_key=pinned, witness_path=options.get("witness"))
         if result.problem is not None:
             raise CommandError(
-                f"TAMPERED: {result.problem.kind} at seq {result.problem.seq}: {result.problem.message}"
+                f"TAMPERED: {result.problem.kind} {result.problem.place}: {result.problem.message}"
             )
         self.stdout.write(
             f"OK: {result.count} records in {result.lanes} lane(s), head seq {result.head_seq},"

@@ -1,0 +1,332 @@
+"""Backdating by an app-host admin who holds AUDIT_RECORD_KEY: a record sealed with the real key, with an old
+free seq or an old time, put into an empty lane (lane 9, its head moved on by one as any append does). Its
+mac is valid and its lane is whole, so both verifiers accepted a record "from months ago" that no witnessed
+checkpoint had seen, and the next checkpoint signed it.
+
+A checkpoint is now settled (format v3): the signer first waits for every append in flight (it locks every
+lane's head row) and reads the database's clock, so every seq up to the checkpoint's own is written and
+covered by it or never will be, and every record it does not cover was timed after its signed_at. A record
+first covered by witnessed checkpoint N+1 must have a seq above N's and a time not before N's signed_at:
+else it is named `backdated` at its seq, by the signer, audit_verify and the offline verifier with the
+witness. The record's own time is read after its lane's lock (clock_timestamp), or a writer that waited for
+the signer would be dated before the checkpoint it follows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.mail import EmailMessage
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, transaction
+
+from lab.audit import chain
+from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
+from lab.audit.records import audit_append, record_as_chain_dict
+from lab.audit.services import (
+    AuditChainBroken,
+    audit_export,
+    audit_verify_database,
+    checkpoint_write,
+    key_id,
+    public_key,
+    record_key,
+    signing_key,
+    witness_sink,
+)
+from lab.audit.witness import FileWitness
+from lab.lib.clock import database_now
+from tests.builders import audit_write, preview_entry
+from tests.support.audit_insiders import as_app_role, record_insert_sql
+from tests.support.database_locks import until_sessions_wait_for_locks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def witnessed_log(settings) -> tuple[FileWitness, int]:
+    """Seven records with a free seq among them (a writer that rolled back took it), witnessed, then three
+    more, witnessed; alerts go out. Returns the witness and the free seq."""
+    settings.AUDIT_ALERT_EMAILS = ["auditors@printlab.example"]
+    settings.LAB_NAME = "Print Lab"
+    audit_write(3)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_write(1)
+        raise RuntimeError("the decision failed: its record goes with it")
+    audit_write(4)
+    checkpoint_write()
+    audit_write(3)
+    checkpoint_write()
+    seqs = list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True))
+    (free,) = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+    sink = witness_sink()
+    assert isinstance(sink, FileWitness)
+    return sink, free
+
+
+def backdate(*, seq: int, occurred_at: str) -> dict[str, object]:
+    """The admin's record: a technician "downloaded" a photo, sealed with the lab's record key into the empty
+    lane 9 at the given seq and time, inserted as the app's role, lane 9's head moved on by one."""
+    template = record_as_chain_dict(AuditRecord.objects.order_by("seq").first())  # type: ignore[arg-type]
+    fields = {name: value for name, value in template.items() if name not in chain.LANE_FIELDS}
+    fields |= {"actor_id": "technician-x", "action": "image.download", "occurred_at": occurred_at}
+    sealed = chain.seal_record(
+        fields, seq=seq, prev_hash=chain.GENESIS_HASH, record_key=record_key(), lane=9, lane_seq=1
+    )
+    with as_app_role(), connection.cursor() as cursor:
+        cursor.execute(*record_insert_sql(sealed))
+        cursor.execute("UPDATE audit_audithead SET seq = 1, hash = %s WHERE id = 9", [str(sealed["hash"])])
+    return sealed
+
+
+def fresh_seq() -> int:
+    with as_app_role(), connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('audit_auditrecord_seq')")
+        (seq,) = cursor.fetchone()
+    return int(seq)
+
+
+def time_of(seq: int) -> str:
+    return str(record_as_chain_dict(AuditRecord.objects.get(seq=seq))["occurred_at"])
+
+
+def now_text() -> str:
+    return chain.utc_timestamp(database_now())
+
+
+CASES: dict[str, Callable[[int], tuple[int, str]]] = {
+    "an old free seq, dated then": lambda free: (free, time_of(free - 1)),
+    "an old free seq, dated now": lambda free: (free, now_text()),
+    "a fresh seq, dated three months ago": lambda free: (
+        fresh_seq(),
+        chain.utc_timestamp(database_now() - timedelta(days=90)),
+    ),
+}
+
+
+def admin_signs_the_next_checkpoint() -> chain.Checkpoint:
+    """The admin holds the signing key too: a checkpoint of every lane head, lane 9 included, appended to the
+    witness and stored, as the signer would have done before it refused."""
+    heads = [
+        (head.id, head.seq, AuditRecord.objects.values_list("seq", flat=True).get(hash=head.hash), head.hash)
+        for head in AuditHead.objects.filter(seq__gt=0).order_by("id")
+    ]
+    seq, head_hash = chain.lanes_checkpoint_head(heads)
+    signed = chain.sign_checkpoint(
+        private_key=signing_key(),
+        key_id=key_id(),
+        seq=seq,
+        head_hash=head_hash,
+        signed_at=now_text(),
+        lanes=heads,
+    )
+    sink = witness_sink()
+    sink.append(signed)
+    AuditCheckpoint.objects.create(
+        seq=signed.seq,
+        head_hash=signed.head_hash,
+        signed_at=signed.signed_at,
+        key_id=signed.key_id,
+        signature=signed.signature,
+        lanes=chain.lanes_to_json(signed.lanes),
+    )
+    return signed
+
+
+def offline_says(tmp_path: Path, witness: Path) -> str:
+    export = tmp_path / "export" / "audit.jsonl"
+    export.parent.mkdir(exist_ok=True)
+    audit_export(path=export, actor_id="auditor-1", actor_role="auditor")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab.audit.verify",
+            str(export),
+            "--public-key",
+            chain.public_key_b64(public_key()),
+            "--witness",
+            str(witness),
+            "--interval",
+            str(django_settings.AUDIT_CHECKPOINT_SECONDS),
+            "--record-key",
+            django_settings.AUDIT_RECORD_KEY,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert completed.stderr == ""
+    return completed.stdout
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", CASES)
+def test_audit_verify_names_a_backdated_record(witnessed_log: tuple[FileWitness, int], case: str):
+    # given the admin's backdated record in lane 9
+    witness, free = witnessed_log
+    seq, occurred_at = CASES[case](free)
+    backdate(seq=seq, occurred_at=occurred_at)
+    # when the lab verifies against the witness
+    with pytest.raises(CommandError) as failed:
+        call_command("audit_verify", "--witness", str(witness.path))
+    # then the record is named by its seq
+    assert str(failed.value).startswith(f"TAMPERED: backdated at seq {seq}: "), str(failed.value)
+
+
+@pytest.mark.django_db
+def test_the_signer_refuses_to_sign_a_backdated_record(
+    witnessed_log: tuple[FileWitness, int], mailoutbox: list[EmailMessage]
+):
+    # given the admin's record at an old free seq, dated then
+    witness, free = witnessed_log
+    backdate(seq=free, occurred_at=time_of(free - 1))
+    before = witness.path.read_bytes()
+    # when beat wants a checkpoint
+    with pytest.raises(AuditChainBroken, match=f"backdated at seq {free}"):
+        checkpoint_write()
+    # then nothing was signed, and the auditors were told
+    assert witness.path.read_bytes() == before
+    assert [message.subject for message in mailoutbox] == [
+        f"[Print Lab] audit checkpoint refused: backdated at seq {free}"
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("signed", [True, False], ids=["signed-by-the-admin", "not-yet-signed"])
+def test_the_offline_verifier_names_a_backdated_record_with_the_witness(
+    witnessed_log: tuple[FileWitness, int], tmp_path: Path, signed: bool
+):
+    # given the admin's record at an old free seq, dated then, and (or not) a checkpoint the admin signed
+    # over it with the lab's signing key
+    witness, free = witnessed_log
+    backdate(seq=free, occurred_at=time_of(free - 1))
+    if signed:
+        admin_signs_the_next_checkpoint()
+    # when the lab verifies, and an auditor verifies an export with the witness
+    with pytest.raises(CommandError) as failed:
+        call_command("audit_verify", "--witness", str(witness.path))
+    said = offline_says(tmp_path, witness.path)
+    # then both name the record
+    assert str(failed.value).startswith(f"TAMPERED: backdated at seq {free}: "), str(failed.value)
+    assert said.startswith(f"TAMPERED: backdated at seq {free}, line {free} of"), said
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_is_timed_after_its_lane_lock():
+    # given every lane locked (as the signer does while it waits for the appends in flight)
+    audit_write(1)
+    written: list[AuditRecord] = []
+
+    def append() -> None:
+        try:
+            with transaction.atomic():
+                written.append(audit_append(preview_entry("technician-1", asset_id="asset-1")))
+        finally:
+            connection.close()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM audit_audithead ORDER BY id FOR UPDATE")
+        writer = threading.Thread(target=append)
+        writer.start()
+        # when an append waits for a lane, and the lanes are let go a while later
+        until_sessions_wait_for_locks(1)
+        time.sleep(0.2)
+        cursor.execute("SELECT clock_timestamp()")
+        (released_at,) = cursor.fetchone()
+    writer.join(timeout=30)
+    # then the record bears a time read after it got its lane, not when its statement began
+    (record,) = written
+    assert isinstance(released_at, datetime)
+    assert record.occurred_at >= released_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_appends_in_flight_while_the_signer_signs_raise_no_false_alarm(tmp_path: Path):
+    # given writers appending in transactions that hold their lane a while, in several lanes at once
+    audit_write(3)
+    checkpoint_write()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer(number: int) -> None:
+        try:
+            while not stop.is_set():
+                with transaction.atomic():
+                    audit_append(preview_entry(f"technician-{number}", asset_id=f"asset-{number}"))
+                    time.sleep(0.01 * (number % 3))
+        except BaseException as error:  # reported by the test's assertion
+            failures.append(error)
+        finally:
+            connection.close()
+
+    writers = [threading.Thread(target=writer, args=(number,)) for number in range(6)]
+    for thread in writers:
+        thread.start()
+    # when the signer signs again and again meanwhile
+    try:
+        for _ in range(8):
+            checkpoint_write()
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in writers:
+            thread.join(timeout=30)
+    checkpoint_write()
+    # then every checkpoint was signed, and both verifiers find the log whole
+    assert failures == []
+    assert AuditRecord.objects.values("lane").distinct().count() > 1
+    assert audit_verify_database().problem is None
+    sink = witness_sink()
+    assert isinstance(sink, FileWitness)
+    said = offline_says(tmp_path, sink.path)
+    assert said.startswith("OK: "), said
+
+
+@pytest.mark.django_db
+def test_the_signer_s_checkpoints_are_settled_in_lines_shaped_as_before(
+    witnessed_log: tuple[FileWitness, int],
+):
+    # given the lab's witnessed checkpoints
+    witness, _ = witnessed_log
+    witnessed, problem = witness.read_all()
+    # then each is signed as settled, and its line holds the fields a checkpoint always had (a receipt's
+    # anchor and every auditor's copy read it as before)
+    assert problem is None
+    assert [chain.checkpoint_is_settled(checkpoint=c, public_key=public_key()) for c in witnessed] == [
+        True,
+        True,
+    ]
+    assert {tuple(sorted(json.loads(c.to_line()))) for c in witnessed} == {
+        ("head_hash", "key_id", "lanes", "seq", "signature", "signed_at")
+    }
+
+
+@pytest.mark.django_db
+def test_records_after_a_checkpoint_signed_before_settling_are_not_judged(settings):
+    # given a log witnessed before checkpoints were settled (signed as v2, which says nothing of what was
+    # still in flight), then a record at a seq below that checkpoint's, dated before it
+    audit_write(3)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_write(1)
+        raise RuntimeError("rolled back")
+    audit_write(3)
+    seqs = list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True))
+    (free,) = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+    unsettled = admin_signs_the_next_checkpoint()
+    assert not chain.checkpoint_is_settled(checkpoint=unsettled, public_key=public_key())
+    backdate(seq=free, occurred_at=time_of(free - 1))
+    # when the lab verifies, then the old checkpoint still verifies and the rule does not apply after it
+    assert audit_verify_database().problem is None
