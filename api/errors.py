@@ -6,6 +6,7 @@ enums in each app's errors.py (and ApiError below); STATUS_BY_CODE is the one pl
 
 from __future__ import annotations
 
+import math
 import sys
 from enum import StrEnum
 from typing import Any
@@ -37,6 +38,7 @@ from lab.notify.errors import NotifyError
 from lab.orders.errors import OrderError
 from lab.packing.errors import PackingError
 from lab.production.errors import ProductionError
+from lab.production.imaging.errors import RasterError
 from lab.staff.errors import StaffError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -67,6 +69,9 @@ class ApiError(StrEnum):
     # The views' own checks.
     INVALID_CREDENTIALS = "invalid_credentials"  # POST auth/token with a wrong e-mail or password
     IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required"
+    # A proof of a stored photo the rasterizer refuses (its `raster_code` says why), which is what printing
+    # it would meet: one stored before intake took only what the raster workers decode, say.
+    PHOTO_NOT_PRINTABLE = "photo_not_printable"
 
 
 _DRF_CODES: dict[type[exceptions.APIException], ApiError] = {
@@ -222,6 +227,7 @@ STATUS_BY_CODE: dict[str, int] = {
     # (an asset's or a webhook attempt's failure code).
     **dict.fromkeys(
         (
+            ApiError.PHOTO_NOT_PRINTABLE,
             CommonError.DELIVERY_FAILED,
             CommonError.URL_FETCH_FAILED,
             CommonError.URL_FETCH_STATUS,
@@ -291,10 +297,22 @@ def problem_response(*, status_code: int, code: str, detail: str, **extra: Any) 
         "status": status_code,
         "code": code,
         "detail": detail,
-        **extra,
+        **{name: _finite(value) for name, value in extra.items()},
     }
     response = Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
     return response
+
+
+def _finite(value: Any) -> Any:
+    """A detail's value with each infinite or NaN float as null. JSON has neither, and DRF's strict renderer
+    raised on one while rendering the problem (a crop so thin its aspect was infinite): a 500 instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -305,6 +323,15 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         if "retry_after_seconds" in exc.details:
             problem["Retry-After"] = str(exc.details["retry_after_seconds"])
         return problem
+    if isinstance(exc, RasterError):
+        # Only proofs rasterize in a request (lab.gate.proofs); RasterError is not a DomainError, and was a
+        # 500. Every raster code describes the photo or the spec, so no retry changes the answer.
+        return problem_response(
+            status_code=STATUS_BY_CODE[ApiError.PHOTO_NOT_PRINTABLE],
+            code=ApiError.PHOTO_NOT_PRINTABLE,
+            detail=f"This photo cannot be printed as asked: {' '.join(exc.message.split())}",
+            raster_code=exc.code,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = exception_handler(exc, context)

@@ -291,7 +291,8 @@ CROP_HELP = (
     "Optional crop of the upright photo (0..1 per axis). Its aspect in the photo's pixels must be the print "
     "image area's (paper minus border, in the print orientation) within 1 % (`crop_aspect_mismatch`); the "
     "crop box is trimmed to the exact aspect inside it. `fill` only (`crop_requires_fill`); not with "
-    "`focal_point` (`crop_and_focal_point`); outside 0..1: `crop_out_of_bounds`."
+    "`focal_point` (`crop_and_focal_point`); outside 0..1, or under one of the photo's pixels on a side: "
+    "`crop_out_of_bounds`."
 )
 FOCAL_POINT_HELP = (
     "Optional point (0..1 per axis) the automatic fill crop centres on, moved only as far as needed to stay "

@@ -221,6 +221,16 @@ def _crop_box(*, photo_width: int, photo_height: int, aspect: float, options: Pl
     crop = options.crop
     if crop is not None:
         region_width, region_height = crop.width * photo_width, crop.height * photo_height
+        if min(region_width, region_height) < 1 - _EPSILON:
+            # Less than one of the photo's pixels is no region to print, and its aspect is no number: a
+            # height of 1e-320 made it infinite, and the problem carrying it could not be sent (a 500).
+            raise PlacementError(
+                CatalogError.CROP_OUT_OF_BOUNDS,
+                f"The crop rectangle must cover at least one pixel of the photo on each side; it covers "
+                f"{region_width:.3g} x {region_height:.3g} of this {photo_width} x {photo_height} photo.",
+                min_width=1 / photo_width,
+                min_height=1 / photo_height,
+            )
         crop_aspect = region_width / region_height
         if abs(crop_aspect / aspect - 1) > CROP_ASPECT_TOLERANCE:
             raise PlacementError(

@@ -24,7 +24,7 @@ from lab.orders.pricing import MAX_ITEMS_PER_ORDER, line_placement
 from lab.orders.selectors import asset_for_owner
 from lab.production.imaging.colour import SRGB_PROFILE
 from lab.production.models import PrintJob
-from lab.production.raster import RasterSpec, rasterize
+from lab.production.raster import RasterError, RasterSpec, rasterize
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,10 @@ def proof_for_quote_item(
 ) -> Proof:
     """Before ordering: one item as a quote takes it, on the default (sRGB) printer profile.
 
-    Someone else's photo (or nobody signed in) is asset_not_found; every refusal comes before the photo is
-    read, so only a proof that is rendered leaves an audit record.
+    Someone else's photo (or nobody signed in) is asset_not_found; every refusal of the request comes before
+    the photo is read, so only a photo that was read leaves an audit record. One the rasterizer refuses
+    (RasterError, as its print job would) is known only once read: that record stays, as the photo was read
+    on the owner's behalf.
     """
     asset = asset_for_owner(asset_id=asset_id, user=user)
     assert user is not None  # asset_for_owner found it theirs
@@ -138,19 +140,25 @@ def _proof(
     width_in, height_in = float(product.width_in), float(product.height_in)
     dpi = proof_dpi(width_in=width_in, height_in=height_in)
     # The rasterizer itself, with the item's geometry, at the proof's DPI: lossless out, encoded once below.
-    raster = rasterize(
-        data=delivery.data,
-        spec=RasterSpec(
-            width_in=width_in,
-            height_in=height_in,
-            dpi=dpi,
-            sizing=sizing,
-            output_format="tiff",
-            output_icc=printer_icc,
-            placement=options,
-        ),
-        orientation=asset.exif_orientation,  # as the quote, and the worker that prints it
-    )
+    try:
+        raster = rasterize(
+            data=delivery.data,
+            spec=RasterSpec(
+                width_in=width_in,
+                height_in=height_in,
+                dpi=dpi,
+                sizing=sizing,
+                output_format="tiff",
+                output_icc=printer_icc,
+                placement=options,
+            ),
+            orientation=asset.exif_orientation,  # as the quote, and the worker that prints it
+        )
+    except RasterError as error:
+        # What the print job would fail with too: the API answers it as a problem (422
+        # `photo_not_printable` with this `raster_code`), where it was a 500.
+        logger.warning("proof refused by the rasterizer asset=%s code=%s", asset.pk, error.code)
+        raise
     with Image.open(io.BytesIO(raster.data)) as decoded:
         printed = decoded.copy()
     if printer_icc is not None:

@@ -32,7 +32,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from lab.lib.errors import CommonError, DomainError
 
 if TYPE_CHECKING:
-    from lab.lib.decoders import VipsFormat
+    from lab.lib.decoders import SourceFormat, VipsFormat
 from lab.orders.errors import OrderError
 
 pillow_heif.register_heif_opener()
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "HEIF": "image/heic"}
 _VIPS_FORMAT: dict[str, VipsFormat] = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff"}
+_SNIFFED_AS: dict[str, SourceFormat] = {**_VIPS_FORMAT, "HEIF": "heic"}
 ACCEPTED_MODES = {"RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16", "I;16B", "I;16L", "I", "1"}
 EXIF_ORIENTATION = 0x0112
 EXIF_GPS_IFD = 0x8825
@@ -107,6 +108,7 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                     f"{image_format or 'This'} format is not accepted; send JPEG, PNG, TIFF or HEIC.",
                     format=image_format,
                 )
+            _check_workers_take_it(data, image_format)
             width, height = image.size
             if width * height > max_pixels:
                 raise InvalidImage(
@@ -120,11 +122,8 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                 )
             icc = image.info.get("icc_profile") or b""
             exif = image.getexif()
+            # JPEG, PNG and TIFF: replaced below by the raster workers' own reading (libvips').
             orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
-            if image.format == "TIFF":
-                # Pillow's TIFF decoder applies the Orientation tag itself (size at open, pixels at load)
-                # while getexif() still reports it: the decoded photo is upright already.
-                orientation = 1
             has_gps = EXIF_GPS_IFD in exif
             mode = image.mode
             layout = _non_sequential_layout(image, image_format)
@@ -134,8 +133,9 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         raise InvalidImage(OrderError.DECOMPRESSION_BOMB, "The image declares too many pixels.") from error
     except UnidentifiedImageError as error:
         raise InvalidImage(OrderError.NOT_AN_IMAGE, "The file is not an image we can read.") from error
-    except (OSError, SyntaxError, ValueError, OverflowError, struct.error, EOFError) as error:
+    except (OSError, SyntaxError, ValueError, OverflowError, RuntimeError, struct.error, EOFError) as error:
         # OverflowError: an EXIF orientation stored as an infinite float (int() of it); was a 500.
+        # RuntimeError: Pillow's AVIF opener on an "avif" ftyp box around anything else; was a 500.
         raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
 
     stored = sequential_bytes(data, layout=layout) if layout else data
@@ -147,13 +147,15 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         located = stored
         try:
             stored = strip_jpeg_gps(located)
-        except (ValueError, struct.error, TypeError) as error:
-            # EXIF that Pillow reads but cannot write back (a number tag stored as text): was a 500. The photo
-            # is refused rather than kept with its location.
+        except Exception as error:
+            # EXIF that Pillow reads but cannot write back: a number tag stored as text (struct.error), a text
+            # tag stored as a FLOAT, DOUBLE or RATIONAL (AttributeError), and whatever else an attacker's
+            # types make its writer raise. Each was a 500, and a URL photo's fetch task crashed until the
+            # sweep gave up (`url_fetch_failed`). The photo is refused rather than kept with its location.
             raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image's EXIF data is corrupt.") from error
         gps_stripped = stored != located
-    if image_format in ("JPEG", "PNG"):
-        orientation = _orientation_as_workers_read_it(stored, image_format)
+    if image_format in _VIPS_FORMAT:
+        width, height, orientation = _header_as_workers_read_it(stored, image_format)
     return ImageFacts(
         data=stored,
         sha256=hashlib.sha256(stored).hexdigest(),
@@ -170,17 +172,35 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
     )
 
 
-def _orientation_as_workers_read_it(data: bytes, image_format: str) -> int:
-    """The EXIF orientation libvips reads from the stored photo, which is what the raster workers apply.
-    Pillow also finds one where libvips does not (a PNG's "Raw profile type exif" text chunk, an Orientation
-    stored as text, a doubled "Exif" header): the quote then said portrait and the print came out landscape,
-    and a quoted crop failed the paid job (`crop_aspect_mismatch`). The header only; no pixel is decoded."""
+def _check_workers_take_it(data: bytes, image_format: str) -> None:
+    """Refuse what Pillow opens but the raster workers would not take (lab.lib.decoders' one list): a TIFF
+    with byte-swapped magic, which libtiff refuses, or a HEIC brand a later pillow-heif opens that is not on
+    the list. Stored, such a photo was quoted and paid for, and its print failed (`unsupported_format`)."""
+    from lab.lib.decoders import sniff_format
+
+    if sniff_format(data) != _SNIFFED_AS[image_format]:
+        raise InvalidImage(
+            OrderError.UNSUPPORTED_FORMAT,
+            f"This kind of {image_format} file is not accepted; send JPEG, PNG, TIFF or HEIC.",
+            format=image_format,
+        )
+
+
+def _header_as_workers_read_it(data: bytes, image_format: str) -> tuple[int, int, int]:
+    """The stored size (not yet turned) and the orientation libvips reads from the stored photo: what the
+    raster workers print from, so what quotes and proofs must be made with.
+    Pillow finds an orientation where libvips does not (a PNG's "Raw profile type exif" text chunk, an
+    Orientation stored as text, a doubled "Exif" header), and for a TIFF it applies the tag itself, even
+    one libtiff ignores (Orientation 6 with a count of 2), and reports the turned size: the quote then said
+    portrait and the print came out landscape, and a quoted crop failed the paid job
+    (`crop_aspect_mismatch`). The header only; no pixel is decoded."""
     import pyvips
 
     from lab.lib.decoders import vips_load, vips_orientation
 
     try:
-        return vips_orientation(vips_load(data, _VIPS_FORMAT[image_format]))
+        header = vips_load(data, _VIPS_FORMAT[image_format])
+        return header.width, header.height, vips_orientation(header)
     except pyvips.Error as error:
         raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
 

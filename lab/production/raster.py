@@ -176,7 +176,10 @@ def rasterize(
     engine chosen by measurement for this photo (recorded in the result). `orientation`: the one intake
     recorded for a JPEG or PNG, which the customer's quote and proof were made with (libvips' own reading
     otherwise): photos stored before intake read it as libvips does (a phone photo whose GPS was stripped
-    kept an EXIF header only Pillow read) print as they were quoted, not sideways.
+    kept an EXIF header only Pillow read) print as they were quoted, not sideways. A TIFF keeps libvips'
+    reading: intake records exactly that now (from the same stored bytes), and a TIFF stored before it did
+    has orientation 1 recorded beside the size Pillow had already turned by the tag, so for it libvips'
+    reading, not the recorded 1, is the one its quote was made with (wherever the two read the tag alike).
     """
     _validate(spec)
     profile = output_profile(spec.output_icc)

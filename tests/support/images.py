@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 from PIL import Image
@@ -53,6 +54,69 @@ def heic_bytes(width: int = 1200, height: int = 900, *, tile_size: int = 0) -> b
     out = io.BytesIO()
     Image.new("RGB", (width, height), (60, 160, 60)).save(out, "HEIF", tile_size=tile_size)
     return out.getvalue()
+
+
+def bigtiff_bytes(width: int = 600, height: int = 400, *, byte_order: str = "II") -> bytes:
+    """A BigTIFF ("II+\\0" little-endian, "MM\\0+" big-endian) of one uncompressed RGB strip, written by hand:
+    Pillow writes only little-endian ones. The picture is `upright_quadrants`."""
+    endian = "<" if byte_order == "II" else ">"
+    pixels = upright_quadrants(width, height).tobytes()
+    entries: list[tuple[int, int, bytes]] = [  # tag, type, value (inline: at most 8 bytes)
+        (256, 4, struct.pack(endian + "I", width)),  # ImageWidth, LONG
+        (257, 4, struct.pack(endian + "I", height)),  # ImageLength
+        (258, 3, struct.pack(endian + "HHH", 8, 8, 8)),  # BitsPerSample, SHORT x 3
+        (259, 3, struct.pack(endian + "H", 1)),  # Compression: none
+        (262, 3, struct.pack(endian + "H", 2)),  # PhotometricInterpretation: RGB
+        (273, 16, b""),  # StripOffsets, LONG8: filled in below
+        (277, 3, struct.pack(endian + "H", 3)),  # SamplesPerPixel
+        (278, 4, struct.pack(endian + "I", height)),  # RowsPerStrip: one strip
+        (279, 16, struct.pack(endian + "Q", len(pixels))),  # StripByteCounts, LONG8
+        (284, 3, struct.pack(endian + "H", 1)),  # PlanarConfiguration: chunky
+    ]
+    ifd_offset = 16
+    strip_offset = ifd_offset + 8 + 20 * len(entries) + 8
+    out = byte_order.encode() + struct.pack(endian + "HHHQ", 43, 8, 0, ifd_offset)
+    out += struct.pack(endian + "Q", len(entries))
+    for tag, kind, value in entries:
+        inline = value or struct.pack(endian + "Q", strip_offset)
+        values = len(value) // {3: 2, 4: 4, 16: 8}[kind] if value else 1
+        out += struct.pack(endian + "HHQ", tag, kind, values) + inline.ljust(8, b"\0")
+    return out + struct.pack(endian + "Q", 0) + pixels
+
+
+def heic_with_brand(brand: bytes, width: int = 640, height: int = 480) -> bytes:
+    """A HEIC whose ftyp box names `brand` as its major brand (its compatible brands stay mif1, heic)."""
+    data = heic_bytes(width, height)
+    assert data[4:8] == b"ftyp"
+    return data[:8] + brand + data[12:]
+
+
+def tiff_with_an_orientation_of_two_values(width: int = 600, height: int = 400) -> bytes:
+    """A TIFF whose Orientation tag is 6 with a count of 2 (6, 1): Pillow turns the photo by it, libtiff
+    (the raster workers' decoder) ignores the malformed tag and reads 1."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    upright_quadrants(width, height).save(out, "TIFF", exif=exif)
+    data = bytearray(out.getvalue())
+    assert data[:4] == b"II*\0"
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        if struct.unpack("<H", data[entry : entry + 2]) == (0x0112,):
+            data[entry + 4 : entry + 12] = struct.pack("<IHH", 2, 6, 1)
+            return bytes(data)
+    raise AssertionError("Pillow wrote no Orientation tag")
+
+
+def upright_quadrants(width: int, height: int) -> Image.Image:
+    """Top-left red, top-right green, bottom-left blue, bottom-right white: where each lands tells how a
+    print was turned."""
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    image.paste((255, 0, 0), (0, 0, width // 2, height // 2))
+    image.paste((0, 255, 0), (width // 2, 0, width, height // 2))
+    image.paste((0, 0, 255), (0, height // 2, width // 2, height))
+    return image
 
 
 def large_blocks(directory: Path, *, image_format: str, width: int = 7740, height: int = 5160) -> str:

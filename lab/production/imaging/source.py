@@ -17,8 +17,8 @@ import pyvips
 import simplejpeg
 from PIL import Image
 
-from lab.lib import heif_tiles
-from lab.lib.decoders import vips_load, vips_orientation
+from lab.lib import decoders, heif_tiles
+from lab.lib.decoders import SourceFormat, vips_load, vips_orientation
 from lab.production.imaging.errors import (
     DECODE_FAILED,
     TOO_LARGE,
@@ -27,7 +27,6 @@ from lab.production.imaging.errors import (
     RasterError,
 )
 
-SourceFormat = Literal["jpeg", "png", "tiff", "heic"]
 WorkingMode = Literal["L", "RGB", "CMYK"]
 
 # Largest photo we decode: Pillow's own decompression-bomb refusal (2 x MAX_IMAGE_PIXELS). Intake is
@@ -38,7 +37,6 @@ MAX_SOURCE_PIXELS: Final = 178_000_000
 # through libvips, which holds only a few rows. 100 MB keeps a 24 MP camera photo on the fast path while a
 # worker stays under its 200 MiB budget (bench/raster/README.md).
 WHOLE_DECODE_MAX_BYTES: Final = 100_000_000
-_HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
 # What decoders raise on corrupt input; anything else is a bug and should surface as such.
 DECODE_EXCEPTIONS: tuple[type[BaseException], ...] = (
     OSError,
@@ -71,16 +69,12 @@ class Source:
 
 
 def sniff_format(data: bytes) -> SourceFormat:
-    """Trust the magic bytes, not a file name or a client's content type."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIC_BRANDS:
-        return "heic"
-    raise RasterError(code=UNSUPPORTED_FORMAT, message="not a JPEG, PNG, TIFF or HEIC file")
+    """Trust the magic bytes, not a file name or a client's content type: the lab's one list, which intake
+    checks every upload against (lab.lib.decoders.sniff_format), so a photo it stored is one printed here."""
+    source_format = decoders.sniff_format(data)
+    if source_format is None:
+        raise RasterError(code=UNSUPPORTED_FORMAT, message="not a JPEG, PNG, TIFF or HEIC file")
+    return source_format
 
 
 @contextmanager

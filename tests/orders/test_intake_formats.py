@@ -1,0 +1,71 @@
+"""What intake accepts is what the raster workers take: one list of formats (lab.lib.decoders), checked
+against every HEIC brand and TIFF magic the two decoders' libraries know."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import pytest
+from django.conf import settings
+from PIL import Image
+
+from lab.orders import imaging
+from lab.production.imaging.errors import RasterError
+from lab.production.imaging.source import open_source
+from tests.support.images import bigtiff_bytes, heic_with_brand
+
+# Every ftyp brand pillow-heif's HEIF opener takes (10), and brands it does not.
+HEIC_BRANDS = [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"]
+OTHER_BRANDS = [b"avif", b"isom", b"qt  "]
+# Every TIFF magic Pillow's TIFF plugin opens a file by.
+TIFF_MAGICS = [b"II*\x00", b"MM\x00*", b"II\x00*", b"MM*\x00", b"II+\x00", b"MM\x00+"]
+
+
+def _intake_accepts(data: bytes) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's warnings on the swapped magics' tags
+            imaging.inspect_image(
+                data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
+            )
+    except imaging.InvalidImage:
+        return False
+    return True
+
+
+def _workers_take(data: bytes) -> bool:
+    try:
+        open_source(data)
+    except RasterError:
+        return False
+    return True
+
+
+def _tiff_with_magic(magic: bytes) -> bytes:
+    """A TIFF of `magic`: a BigTIFF written in its byte order, or a classic TIFF of its byte order (Pillow
+    writes 16-bit grey big-endian) under that magic."""
+    byte_order = magic[:2].decode()
+    if magic[2:] in (b"+\x00", b"\x00+"):
+        return bigtiff_bytes(60, 40, byte_order=byte_order)
+    out = io.BytesIO()
+    Image.new("RGB" if byte_order == "II" else "I;16B", (60, 40), 90).save(out, "TIFF")
+    return magic + out.getvalue()[4:]
+
+
+@pytest.mark.parametrize("brand", HEIC_BRANDS + OTHER_BRANDS, ids=lambda brand: brand.decode().strip())
+def test_a_heic_of_any_brand_is_taken_by_intake_exactly_when_the_workers_take_it(brand):
+    photo = heic_with_brand(brand)
+
+    assert _intake_accepts(photo) == _workers_take(photo) == (brand in HEIC_BRANDS)
+
+
+@pytest.mark.parametrize("magic", TIFF_MAGICS, ids=lambda magic: magic.hex())
+def test_a_tiff_of_any_magic_is_taken_by_intake_exactly_when_the_workers_take_it(magic):
+    photo = _tiff_with_magic(magic)
+
+    taken = _intake_accepts(photo)
+
+    assert taken == (magic in (b"II*\x00", b"MM\x00*", b"II+\x00"))
+    if taken:
+        assert _workers_take(photo)
