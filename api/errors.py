@@ -151,6 +151,7 @@ STATUS_BY_CODE: dict[str, int] = {
     **dict.fromkeys(
         (
             AccountError.ACCOUNT_CHANGED_OUTSIDE_THE_LAB,
+            AccountError.STAFF_ACCOUNT_NOT_A_CUSTOMER,
             AccountError.STAFF_TOKENS_NOT_ISSUED,
             AccountError.UNDER_MINIMUM_AGE,
             AccountError.WRONG_PASSWORD,

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from api.schema import problems
 from api.throttles import AnonThrottle
-from api.views import ORDER_TOKEN_HEADER, MeView
+from api.views import ORDER_TOKEN_HEADER, MeView, client_address
 from lab.accounts.models import User
 from lab.customer_data.erasure import ErasureResult, GuestErasureResult, account_erase, guest_order_erase
 from lab.customer_data.export import account_export, guest_order_export
@@ -71,7 +71,7 @@ class AccountView(MeView):
 
     @extend_schema(
         request=ErasureInput,
-        responses={200: ErasureOutput, **problems(403, 409)},
+        responses={200: ErasureOutput, **problems(403, 409, 429)},
         description=(
             'Erase your personal data. Send your current password as a JSON body: `{"password": "..."}`. '
             "Photos are destroyed, name, e-mail and addresses removed, orders kept anonymised for "
@@ -86,6 +86,7 @@ class AccountView(MeView):
             user=cast(User, request.user),
             password=data.validated_data["password"],
             request_id=_request_id(request),
+            client_ip=client_address(request),
         )
         response = Response(ErasureOutput(result).data)
         response["Cache-Control"] = "private, no-store"  # the receipts' links carry their tokens

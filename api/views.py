@@ -25,11 +25,15 @@ from api.schema import problems
 from api.throttles import AnonThrottle, RegistrationThrottle
 from lab.accounts import services as accounts
 from lab.accounts import signin, tokens
+from lab.accounts.errors import AccountError
 from lab.accounts.models import SecurityEvent, User
+from lab.accounts.roles import is_staff_member
+from lab.audit.records import request_meta
+from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
 from lab.catalog.models import Product
 from lab.catalog.placement import CropRect, FocalPoint, PlacementOptions
 from lab.lib.client_ip import client_ip
-from lab.lib.errors import CommonError, DomainError
+from lab.lib.errors import CommonError, DomainError, PermissionDenied
 from lab.orders import cancellation, intake, photos, quotes, selectors
 from lab.orders import selectors as order_selectors
 from lab.orders.models import Order
@@ -110,20 +114,41 @@ class TokenCreateView(APIView):
         return Response(s.TokenCreatedOutput(issued.token, context={"key": issued.key}).data)
 
 
+def _my_account(request: Request) -> User:
+    """The signed-in customer whose account My Account reads or changes; a staff member is refused.
+
+    The API accepts a /lab/ session (the auditors' console reads `audit/*` with it), so without this a staff
+    member reached the customers' password change, which sealed the account as it stood: a role a database
+    administrator had granted became the lab's own. Staff accounts are a lab admin's to change (the lab
+    admin's account and password forms, an admin's own "Change password"). A staff account whose seal does
+    not hold is refused as on every /lab/ page, on the record (a security event and an audit record).
+    """
+    user = cast(User, request.user)
+    if not is_staff_member(user):
+        return user
+    if not staff_seal_check(user, meta=request_meta(request._request), channel=SecurityEvent.Channel.API):
+        raise PermissionDenied(AccountError.ACCOUNT_CHANGED_OUTSIDE_THE_LAB, REFUSAL_MESSAGE)
+    raise PermissionDenied(
+        AccountError.STAFF_ACCOUNT_NOT_A_CUSTOMER,
+        "My Account is for customers; a lab admin changes staff accounts in the lab admin (/lab/admin/).",
+    )
+
+
 class MeView(APIView):
-    """My Account: read and change name, e-mail, address, marketing opt-in and password."""
+    """My Account: read and change name, e-mail, address, marketing opt-in and password (customers only)."""
 
     permission_classes = (IsAuthenticated,)
 
-    @extend_schema(responses=s.AccountOutput)
+    @extend_schema(responses={200: s.AccountOutput, **problems(403)})
     def get(self, request: Request) -> Response:
-        return Response(s.AccountOutput(cast(User, request.user)).data)
+        return Response(s.AccountOutput(_my_account(request)).data)
 
-    @extend_schema(request=s.MeUpdateInput, responses={200: s.AccountOutput, **problems(403, 409)})
+    @extend_schema(request=s.MeUpdateInput, responses={200: s.AccountOutput, **problems(403, 409, 429)})
     def patch(self, request: Request) -> Response:
+        user = _my_account(request)
         data = s.MeUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = accounts.customer_update(user=cast(User, request.user), **data.validated_data)
+        user = accounts.customer_update(user=user, client_ip=client_address(request), **data.validated_data)
         return Response(s.AccountOutput(user).data)
 
 

@@ -21,6 +21,8 @@ class AccountError(StrEnum):
         "sign_in_unavailable"  # the failure counters' cache is down, so sign-ins fail closed
     )
     STAFF_TOKENS_NOT_ISSUED = "staff_tokens_not_issued"  # staff work on /lab/ with a session, never a token
+    # My Account (GET/PATCH me) is the customers': a lab admin keeps staff accounts in the lab admin.
+    STAFF_ACCOUNT_NOT_A_CUSTOMER = "staff_account_not_a_customer"
     # The account's password or status was changed in the database, not by the lab (lab/accounts/seal.py).
     ACCOUNT_CHANGED_OUTSIDE_THE_LAB = "account_changed_outside_the_lab"
     TOKEN_NOT_FOUND = "token_not_found"

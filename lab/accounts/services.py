@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
-from lab.accounts.roles import Role
-from lab.accounts.seal import account_seal_of, account_seal_set
+from lab.accounts.roles import Role, is_staff_member, user_roles
+from lab.accounts.seal import account_seal_of, account_seal_required, account_seal_set
+from lab.accounts.signin import password_confirm
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
 
@@ -111,19 +112,39 @@ def customer_update(
     marketing_opt_in: bool | None = None,
     current_password: str | None = None,
     new_password: str | None = None,
+    client_ip: str | None = None,
 ) -> User:
+    """My Account's change. A password change asks for the current password, counted and limited as a
+    sign-in (`lab.accounts.signin.password_confirm`), and seals the account again (`lab.accounts.seal`) only
+    if its seal held: one changed in the database alone (a role, a password hash written there) is refused
+    on the record, not made the lab's own by the customer's (or a token thief's) change."""
+    if is_staff_member(user):
+        # A lab admin keeps staff accounts (lab/staff/admin/); here a staff session could seal a role a
+        # database administrator granted (the API accepts the /lab/ session for the auditors' console).
+        raise PermissionDenied(
+            AccountError.STAFF_ACCOUNT_NOT_A_CUSTOMER,
+            "My Account is for customers; a lab admin changes staff accounts in the lab admin.",
+        )
     fields: list[str] = []
     password_read: str | None = None  # the hash the current password was checked against
     if new_password is not None:
-        if not current_password or not user.check_password(current_password):
+        if not current_password or not password_confirm(
+            user=user, password=current_password, client_ip=client_ip, confirms="password_change"
+        ):
             raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
+        # The roles read once: the seal is checked and made again on the same ones, so a role written in
+        # the database meanwhile is never sealed (the new seal then fails, and the account is refused).
+        roles = set(user_roles(user))
+        account_seal_required(
+            user, client_ip=client_ip, refused="its password is not changed here", roles=roles
+        )
         try:
             validate_password(new_password, user=user)
         except ValidationError as error:
             raise DomainError(AccountError.WEAK_PASSWORD, " ".join(error.messages)) from error
         password_read = user.password
         user.set_password(new_password)
-        user.account_seal = account_seal_of(user)
+        user.account_seal = account_seal_of(user, roles=roles)
         fields += ["password", "account_seal"]
     if full_name is not None:
         user.full_name = full_name

@@ -1,10 +1,16 @@
-"""Sign-in defence for the API token exchange and the staff login: failed sign-ins are counted per account
-and per client address in the shared cache (Redis in production), so every web process sees one count.
+"""Sign-in defence for the API token exchange, the staff login and the password My Account asks for again (a
+password change, an erasure): attempts are counted per account and per client address (an IPv6 client's /64)
+in the shared cache (Redis in production), so every web process sees one count.
 
 After `SIGNIN_ACCOUNT_FAILURES` failures for one account, or `SIGNIN_ADDRESS_FAILURES` from one address,
 within `SIGNIN_WINDOW_SECONDS`, sign-ins for that account / from that address are refused for
 `SIGNIN_WINDOW_SECONDS`, whatever the password: a guesser learns nothing more. Each failure and each lock is
 a `SecurityEvent`.
+
+An attempt is counted before its password is checked, and one over a limit is refused unchecked. Counted
+only once it had failed, every attempt of a burst sent together had its (slow) password check before any was
+counted: eight at once were eight guesses against a limit of five. A success clears the account's count
+and takes its own back from the address's.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -25,6 +32,7 @@ from redis.exceptions import RedisError
 from lab.accounts.erased import account_is_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import SecurityEvent, User
+from lab.lib.client_ip import address_for_limits
 from lab.lib.errors import DomainError, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +56,9 @@ class SignInAttempt:
     email: str
     client_ip: str | None
     channel: SecurityEvent.Channel
+    # What the password was asked for when it is not a sign-in ("password_change", "erasure"): named in its
+    # events' detail, so the account's security log tells them from sign-ins.
+    confirms: str = ""
 
     @property
     def email_sha256(self) -> str:
@@ -57,14 +68,23 @@ class SignInAttempt:
         """(scope, cache key, limit) for each thing this attempt is counted against."""
         scopes = [("account", f"{_PREFIX}:account:{self.email_sha256}", settings.SIGNIN_ACCOUNT_FAILURES)]
         if self.client_ip:
-            scopes.append(
-                ("address", f"{_PREFIX}:address:{self.client_ip}", settings.SIGNIN_ADDRESS_FAILURES)
-            )
+            address = address_for_limits(self.client_ip)
+            scopes.append(("address", f"{_PREFIX}:address:{address}", settings.SIGNIN_ADDRESS_FAILURES))
         return scopes
 
 
+@dataclass(frozen=True)
+class AttemptCount:
+    """One counter an attempt was counted against, and the count it made there (itself included)."""
+
+    scope: str
+    key: str
+    limit: int
+    count: int
+
+
 def sign_in_check(*, attempt: SignInAttempt) -> None:
-    """Raise SignInLocked while the account or the address is locked; call it before checking the password."""
+    """Raise SignInLocked while the account or the address is locked."""
     now = time.time()
     locked_until = [cache.get(f"{key}:locked_until") for _, key, _ in attempt.counters()]
     latest = max((until for until in locked_until if isinstance(until, int | float)), default=0.0)
@@ -72,26 +92,60 @@ def sign_in_check(*, attempt: SignInAttempt) -> None:
         raise SignInLocked(retry_after_seconds=max(1, math.ceil(latest - now)))
 
 
-def sign_in_failed(*, attempt: SignInAttempt, user: User | None) -> None:
+def sign_in_count(*, attempt: SignInAttempt) -> list[AttemptCount]:
+    """Count the attempt against each of its limits; call it before checking the password, and give what it
+    returns to sign_in_failed or sign_in_succeeded. SignInLocked (and nothing counted) while a lock holds, or
+    when the attempt is over a limit: the attempts before it, failed or still being checked, have used the
+    limit up, and a count is atomic (INCR), so of any number sent at once only as many as the limit allows
+    get a check."""
+    sign_in_check(attempt=attempt)
+    window = settings.SIGNIN_WINDOW_SECONDS
+    counts: list[AttemptCount] = []
+    try:
+        for scope, key, limit in attempt.counters():
+            counts.append(AttemptCount(scope=scope, key=key, limit=limit, count=_count(key, window)))
+    except BaseException:
+        _uncount(counts)
+        raise
+    if any(counted.count > counted.limit for counted in counts):
+        # Taken back: a refused attempt is no failure (as a locked one never was), and the count stays what
+        # it means, the failures plus the checks in flight.
+        _uncount(counts)
+        sign_in_check(attempt=attempt)  # locked meanwhile by a check in flight: its lock's own time
+        raise SignInLocked(retry_after_seconds=window)  # the checks in flight decide: at most a window
+    return counts
+
+
+def sign_in_failed(
+    *, attempt: SignInAttempt, user: User | None, counts: Sequence[AttemptCount] | None = None
+) -> None:
+    """Record a failed password check; lock the account or the address it brought to its limit. `counts`:
+    what sign_in_count counted for this attempt before its check; without them it is counted now."""
     window = settings.SIGNIN_WINDOW_SECONDS
     user = _record_failure(attempt=attempt, user=user, kind=SecurityEvent.Kind.SIGN_IN_FAILED)
     # The shared cache's counters outside any transaction: a slow cache must not hold the account's row.
-    for scope, key, limit in attempt.counters():
-        failures = _count(key, window)
+    if counts is None:
+        counts = [
+            AttemptCount(scope=scope, key=key, limit=limit, count=_count(key, window))
+            for scope, key, limit in attempt.counters()
+        ]
+    for counted in counts:
         # cache.add is atomic: of several processes crossing the limit together, one records the lock.
-        if failures >= limit and cache.add(f"{key}:locked_until", time.time() + window, timeout=window):
+        if counted.count >= counted.limit and cache.add(
+            f"{counted.key}:locked_until", time.time() + window, timeout=window
+        ):
             user = _record_failure(
                 attempt=attempt,
                 user=user,
                 kind=SecurityEvent.Kind.SIGN_IN_LOCKED,
-                detail={"scope": scope, "failures": failures, "seconds": window},
+                detail={"scope": counted.scope, "failures": counted.count, "seconds": window},
             )
             logger.warning(
                 "sign-in locked scope=%s channel=%s user=%s failures=%s",
-                scope,
+                counted.scope,
                 attempt.channel,
                 user.public_id if user else "-",
-                failures,
+                counted.count,
             )
 
 
@@ -101,6 +155,7 @@ def _record_failure(
     """Record one sign-in event; the account it names, or None when it was erased meanwhile (found by its
     e-mail just before its erasure committed: recorded as for an unknown address, not under the erased
     account, where its client address would outlive the erasure)."""
+    detail = {**(detail or {}), **({"confirms": attempt.confirms} if attempt.confirms else {})}
     with transaction.atomic():
         if user is not None and account_is_erased(user.pk):
             user = None
@@ -110,44 +165,97 @@ def _record_failure(
             user=user,
             email_sha256="" if user else attempt.email_sha256,
             client_ip=attempt.client_ip,
-            detail=detail or {},
+            detail=detail,
         )
     return user
 
 
-def sign_in_succeeded(*, attempt: SignInAttempt) -> None:
+def sign_in_succeeded(*, attempt: SignInAttempt, counts: Sequence[AttemptCount]) -> None:
     # The account's own count starts again; the address's does not, or one valid account would let its
-    # holder reset the count of every guess made from that address.
+    # holder reset the count of every guess made from that address: only this attempt's count, taken
+    # before its check, is taken back there.
     cache.delete(f"{_PREFIX}:account:{attempt.email_sha256}")
+    _uncount([counted for counted in counts if counted.scope != "account"])
 
 
 def _count(key: str, window: int) -> int:
-    cache.add(key, 0, timeout=window)  # the window starts at the first failure
+    cache.add(key, 0, timeout=window)  # the window starts at the first attempt counted
     try:
-        return int(cache.incr(key))
+        count = int(cache.incr(key))
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=window)
         return 1
+    if count == 1:
+        # Expired between incr's existence check and its INCR, the key was made anew with no expiry, and a
+        # count that never ends would lock for good: the first count sets the window.
+        cache.touch(key, window)
+    return count
 
 
-def sign_in(*, request: HttpRequest, attempt: SignInAttempt, password: str) -> User | None:
-    """The person whose e-mail and password match, or None; SignInLocked while a limit holds.
+def _uncount(counts: Sequence[AttemptCount]) -> None:
+    """Take back the counts of an attempt that was no failure (refused unchecked, succeeded, not judged)."""
+    for counted in counts:
+        try:
+            if int(cache.decr(counted.key)) < 0:
+                cache.delete(counted.key)  # it had expired, and DECR made it anew, with no expiry
+        except ValueError:  # expired meanwhile: nothing left to take back
+            continue
+        except RedisError as error:
+            # Left counted until its window ends: an error on the side of the limit, never past it.
+            logger.warning(
+                "sign-in count not taken back scope=%s error=%s", counted.scope, type(error).__name__
+            )
 
-    One count for both doors: a failure at the API and one at the staff login count against the same account.
-    Without the shared cache nobody signs in (503 `sign_in_unavailable`): an uncounted guess is what the
-    limits exist to prevent.
-    """
+
+def _counted_check(
+    *, attempt: SignInAttempt, check: Callable[[], User | None], account: Callable[[], User | None]
+) -> User | None:
+    """`check()`'s person, or None (a failure, recorded); counted and limited as the module says. Without the
+    shared cache it answers UpstreamError (503 `sign_in_unavailable`): an uncounted guess is what the limits
+    exist to prevent."""
     try:
-        sign_in_check(attempt=attempt)
-        user = authenticate(request, username=attempt.email.strip().lower(), password=password)
+        counts = sign_in_count(attempt=attempt)
+        try:
+            user = check()
+        except BaseException:
+            _uncount(counts)  # not judged (the database failed it): no failure of the person's
+            raise
         if user is None:
-            known = User.objects.filter(email=attempt.email.strip().lower()).first()
-            sign_in_failed(attempt=attempt, user=known)
+            sign_in_failed(attempt=attempt, user=account(), counts=counts)
             return None
-        sign_in_succeeded(attempt=attempt)
+        sign_in_succeeded(attempt=attempt, counts=counts)
     except RedisError as error:
         logger.error("sign-in refused: the shared cache is unreachable error=%s", type(error).__name__)
         raise UpstreamError(
             AccountError.SIGN_IN_UNAVAILABLE, "Signing in is unavailable for a moment; try again shortly."
         ) from error
     return user
+
+
+def sign_in(*, request: HttpRequest, attempt: SignInAttempt, password: str) -> User | None:
+    """The person whose e-mail and password match, or None; SignInLocked while a limit holds.
+
+    One count for both doors: a failure at the API and one at the staff login count against the same account.
+    """
+    email = attempt.email.strip().lower()
+    return _counted_check(
+        attempt=attempt,
+        check=lambda: authenticate(request, username=email, password=password),
+        account=lambda: User.objects.filter(email=email).first(),
+    )
+
+
+def password_confirm(*, user: User, password: str, client_ip: str | None, confirms: str) -> bool:
+    """Whether `password` is the signed-in person's own, asked for again before what a token alone must not
+    do (`confirms`: "password_change", "erasure"). Counted with the account's sign-ins and limited like them
+    (SignInLocked, 429 `sign_in_locked`): checked on its own, a stolen token was a licence for unlimited
+    guesses at the password, unrecorded."""
+    attempt = SignInAttempt(
+        email=user.email, client_ip=client_ip, channel=SecurityEvent.Channel.API, confirms=confirms
+    )
+    confirmed = _counted_check(
+        attempt=attempt,
+        check=lambda: user if user.check_password(password) else None,
+        account=lambda: user,
+    )
+    return confirmed is not None

@@ -22,7 +22,7 @@ from django.utils import timezone
 from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member, roles_known
-from lab.accounts.seal import account_seal_holds
+from lab.accounts.seal import account_seal_required
 from lab.lib.errors import Conflict, NotFound, PermissionDenied
 from lab.lib.seals import seal_holds, seal_of
 
@@ -62,20 +62,8 @@ def api_token_issue(*, user: User, name: str, client_ip: str | None = None) -> I
             AccountError.STAFF_TOKENS_NOT_ISSUED,
             "Staff accounts do not get API tokens: staff work on the lab pages (/lab/).",
         )
-    if not account_seal_holds(user):
-        # Its password or status was set in the database alone (a password hash someone made): no token.
-        SecurityEvent.objects.create(
-            kind=SecurityEvent.Kind.ACCOUNT_SEAL_BROKEN,
-            channel=SecurityEvent.Channel.API,
-            user=user,
-            client_ip=client_ip,
-        )
-        logger.error("account changed outside the lab refused a token user=%s", user.public_id)
-        raise PermissionDenied(
-            AccountError.ACCOUNT_CHANGED_OUTSIDE_THE_LAB,
-            "This account was changed outside the lab's own tools, so no token is issued for it. "
-            "Please contact the lab.",
-        )
+    # Its password or status was set in the database alone (a password hash someone made): no token.
+    account_seal_required(user, client_ip=client_ip, refused="no token is issued for it")
     key = secrets.token_hex(20)
     digest = token_key_digest(key)
     with transaction.atomic():

@@ -24,6 +24,7 @@ from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.accounts.services import policy_current
+from lab.accounts.signin import password_confirm
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
@@ -164,15 +165,20 @@ def _clear_person(user: User, *, now: datetime) -> None:
     AccessGrant.objects.filter(asset__owner=user).exclude(justification="").update(justification="")
 
 
-def account_erase(*, user: User, password: str, request_id: str = "") -> ErasureResult:
+def account_erase(
+    *, user: User, password: str, request_id: str = "", client_ip: str | None = None
+) -> ErasureResult:
     """Erase the customer's personal data; the password confirms it is really them (a token alone is not
-    enough for something that cannot be undone)."""
+    enough for something that cannot be undone). The password is counted and limited as a sign-in from
+    `client_ip` (429 `sign_in_locked`): checked on its own, a stolen token could guess it without end."""
     if is_staff_member(user):
         raise PermissionDenied(
             CustomerDataError.STAFF_ACCOUNT_NOT_ERASABLE,
             "Staff accounts are closed by an administrator, not erased here.",
         )
-    if not password or not user.check_password(password):
+    if not password or not password_confirm(
+        user=user, password=password, client_ip=client_ip, confirms="erasure"
+    ):
         raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
     with transaction.atomic():
         # The customer's photos first, then the account: the order a new order takes them in (its quote locks

@@ -69,3 +69,18 @@ def client_ip(request: HttpRequest) -> str:
         if not is_trusted_proxy(nearest):
             return nearest
     return nearest  # every hop is one of ours: the request started at the leftmost
+
+
+# What one subscriber holds: an ISP delegates at least a /64 (RFC 6177), and every address in it is theirs
+# to use, a new one per request if they like (privacy addresses, RFC 8981).
+IPV6_SUBSCRIBER_PREFIX = 64
+
+
+def address_for_limits(address: str) -> str:
+    """The part of a client's address that rate limits count (sign-in failures, DRF throttles): an IPv4
+    address as it is, an IPv6 address's /64. Counted per full IPv6 address, one client walked through its
+    /64 and got a fresh count per request. Text that is no address is counted as it is."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, IPV6_SUBSCRIBER_PREFIX), strict=False))
+    return str(parsed) if parsed is not None else address

@@ -151,7 +151,7 @@ def test_concurrent_writers_in_separate_processes_keep_the_chain_linear():
     # sequence (lanes._FIRST_SEQ_SQL) takes another, leaving that one unused (seen under load: 1, 3, 4, …).
     seqs = list(AuditRecord.objects.values_list("seq", flat=True))
     assert len(seqs) == len(set(seqs)) == 100 and seqs[0] == 1
-    by_lane: dict[int, list[int]] = {}
+    by_lane: dict[int, list[int | None]] = {}
     for lane, position in AuditRecord.objects.order_by("seq").values_list("lane", "lane_seq"):
         by_lane.setdefault(lane, []).append(position)
     assert all(positions == list(range(1, len(positions) + 1)) for positions in by_lane.values())

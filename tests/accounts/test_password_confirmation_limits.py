@@ -1,0 +1,110 @@
+"""The password My Account asks for again (PATCH me's `current_password`, DELETE me's `password`) is counted
+and limited with the account's sign-ins (lab/accounts/signin.py): checked on its own, a stolen token was a
+licence for unlimited guesses, with no security event, no lock and no throttle."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from lab.accounts.models import SecurityEvent, User
+from tests.builders import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+ADDRESS = "198.51.100.23"
+NEW_PASSWORD = "a brand new passphrase 58"
+
+
+@pytest.fixture(autouse=True)
+def _limits(settings) -> None:
+    settings.SIGNIN_ACCOUNT_FAILURES = 3
+    settings.SIGNIN_ADDRESS_FAILURES = 20
+    settings.SIGNIN_WINDOW_SECONDS = 900
+
+
+def token_client(email: str) -> APIClient:
+    """A client holding a token of the account, as a script (or a thief who took the key) does."""
+    response = APIClient().post(
+        "/api/v1/auth/token", {"email": email, "password": PASSWORD, "name": "script"}, format="json"
+    )
+    assert response.status_code == 200
+    client = APIClient(REMOTE_ADDR=ADDRESS)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    return client
+
+
+def change_password(client: APIClient, current: str) -> tuple[int, str]:
+    response = client.patch(
+        "/api/v1/me", {"current_password": current, "new_password": NEW_PASSWORD}, format="json"
+    )
+    return response.status_code, response.json().get("code", "")
+
+
+def test_wrong_current_passwords_lock_the_account_then_even_the_right_one_is_refused():
+    customer = UserFactory.create(email="ada@example.org")
+    client = token_client(customer.email)
+
+    guesses = [change_password(client, f"guess {n}") for n in range(3)]
+    right = client.patch(
+        "/api/v1/me", {"current_password": PASSWORD, "new_password": NEW_PASSWORD}, format="json"
+    )
+
+    assert guesses == [(403, "wrong_password")] * 3
+    assert (right.status_code, right.json().get("code")) == (429, "sign_in_locked")
+    assert 890 <= int(right["Retry-After"]) <= 900
+    assert User.objects.get(pk=customer.pk).check_password(PASSWORD)  # not changed
+    events = SecurityEvent.objects.filter(kind__startswith="sign_in").order_by("pk")
+    assert list(events.values_list("kind", "channel", "user", "client_ip", "detail")) == [
+        *[("sign_in_failed", "api", customer.pk, ADDRESS, {"confirms": "password_change"})] * 3,
+        (
+            "sign_in_locked",
+            "api",
+            customer.pk,
+            ADDRESS,
+            {"scope": "account", "failures": 3, "seconds": 900, "confirms": "password_change"},
+        ),
+    ]
+    # one count for every door: the token exchange is locked too
+    token = APIClient().post(
+        "/api/v1/auth/token", {"email": customer.email, "password": PASSWORD}, format="json"
+    )
+    assert (token.status_code, token.json().get("code")) == (429, "sign_in_locked")
+
+
+def test_erasure_passwords_count_with_failed_sign_ins_and_a_locked_account_is_not_erased():
+    customer = UserFactory.create(email="bo@example.org")
+    client = token_client(customer.email)
+
+    sign_in = APIClient().post(
+        "/api/v1/auth/token", {"email": customer.email, "password": "guess"}, format="json"
+    )
+    erasures = [
+        client.delete("/api/v1/me", {"password": f"guess {n}"}, format="json").status_code for n in range(2)
+    ]
+    right = client.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    assert (sign_in.status_code, erasures) == (401, [403, 403])
+    assert (right.status_code, right.json().get("code")) == (429, "sign_in_locked")
+    customer.refresh_from_db()
+    assert (customer.erased_at, customer.email, customer.is_active) == (None, "bo@example.org", True)
+    assert list(
+        SecurityEvent.objects.filter(kind="sign_in_failed").order_by("pk").values_list("detail", flat=True)
+    ) == [{}, {"confirms": "erasure"}, {"confirms": "erasure"}]
+    assert SecurityEvent.objects.filter(kind="sign_in_locked", user=customer).count() == 1
+
+
+def test_a_right_current_password_clears_the_accounts_count_as_a_sign_in_does():
+    customer = UserFactory.create(email="cy@example.org")
+    client = token_client(customer.email)
+
+    early = [change_password(client, f"guess {n}") for n in range(2)]
+    # the right current password, with a new one too weak to take: confirmed, and nothing changed
+    confirmed = client.patch(
+        "/api/v1/me", {"current_password": PASSWORD, "new_password": "short"}, format="json"
+    )
+    later = [change_password(client, f"guess {n}") for n in range(2)]
+
+    assert early == later == [(403, "wrong_password")] * 2
+    assert (confirmed.status_code, confirmed.json().get("code")) == (400, "weak_password")
+    assert not SecurityEvent.objects.filter(kind="sign_in_locked").exists()
+    assert User.objects.get(pk=customer.pk).check_password(PASSWORD)

@@ -1,0 +1,74 @@
+"""Guesses sent together get no more password checks than the limit allows: each attempt is counted in the
+shared cache before its password is checked (lab/accounts/signin.py). Counted only once it had failed, every
+attempt that started before the limit-th failure was counted had its (slow) check: eight at once, eight
+guesses against a limit of five.
+
+The race is the lab's own code against itself, so the password check is held open for the burst: every
+check waits, up to a moment, for one more than the limit to be inside at once. Real requests, threads of this
+process; PostgreSQL and the suite's Redis do the counting and the recording.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import pytest
+from django.contrib.auth import authenticate
+from django.db import connections
+from rest_framework.test import APIClient
+
+from lab.accounts.models import SecurityEvent
+from tests.builders import PASSWORD, UserFactory
+
+LIMIT = 5
+BURST = 8
+ADDRESS = "198.51.100.61"
+
+
+def token_request(email: str, password: str) -> int:
+    response = APIClient().post(
+        "/api/v1/auth/token", {"email": email, "password": password}, format="json", REMOTE_ADDR=ADDRESS
+    )
+    return response.status_code
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_guesses_gets_no_more_password_checks_than_the_limit(settings, monkeypatch):
+    # given the default limits, and a password check that waits for the others of the burst to be inside
+    settings.SIGNIN_ACCOUNT_FAILURES = LIMIT
+    settings.SIGNIN_ADDRESS_FAILURES = 20
+    customer = UserFactory.create(email="dee@example.org")
+    checks: list[str] = []
+    inside_together = threading.Barrier(LIMIT + 1, timeout=2)
+
+    def held_open(request, **credentials):
+        checks.append(credentials["username"])
+        # More than the limit inside at once: the race was won. No more came in: the wait breaks, go on.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            inside_together.wait()
+        return authenticate(request, **credentials)
+
+    monkeypatch.setattr("lab.accounts.signin.authenticate", held_open)
+    statuses: list[int] = []
+
+    def guess(n: int) -> None:
+        try:
+            statuses.append(token_request(customer.email, f"guess {n}"))
+        finally:
+            connections.close_all()
+
+    # when eight guesses are sent at once
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(BURST)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # then only the limit's worth were checked, the rest refused unchecked, and the account is locked
+    assert len(checks) == LIMIT
+    assert sorted(statuses) == [401] * LIMIT + [429] * (BURST - LIMIT)
+    assert SecurityEvent.objects.filter(user=customer, kind="sign_in_failed").count() == LIMIT
+    assert SecurityEvent.objects.filter(user=customer, kind="sign_in_locked").count() == 1
+    assert token_request(customer.email, PASSWORD) == 429
+    assert len(checks) == LIMIT  # the right password, locked out, was not checked either
