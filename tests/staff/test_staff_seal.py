@@ -237,3 +237,44 @@ def test_a_secret_key_rotation_keeps_seals_while_the_old_key_is_a_fallback(setti
     assert sign_in(technician.email, PASSWORD)[1] == 403
     call_command("staff_account_seal", "--all")
     assert sign_in(technician.email, PASSWORD)[1] == 302
+
+
+def test_the_lab_admin_setting_a_password_does_not_seal_a_role_granted_in_the_database():
+    # given a technician given the supervisor role in SQL (refused since), and a lab admin who resets their
+    # password from the admin's password form, which shows no roles
+    admin_client, _ = client_as("admin")
+    technician = person("technician")
+    dba_grants(technician, "supervisor")
+
+    reset = admin_client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/password/",
+        {"password1": "a brand new secret 52", "password2": "a brand new secret 52"},
+    )
+
+    # then the password is set but the account stays refused, and the record says why (before, the form
+    # sealed the account as it stood: the role granted in SQL became the lab's own, unseen)
+    assert reset.status_code == 302
+    assert sign_in(technician.email, "a brand new secret 52")[1] == 403
+    assert AuditRecord.objects.filter(
+        action="staff.account_changed",
+        context_id=str(technician.public_id),
+        justification="password set; not sealed: the account was changed outside the lab",
+    ).exists()
+
+    # when the admin saves the account's page, which shows its roles, the state is accepted on the record
+    saved = admin_client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/change/",
+        {
+            "email": technician.email,
+            "full_name": technician.full_name,
+            "is_active": "on",
+            "roles": ["supervisor", "technician"],
+        },
+    )
+    assert saved.status_code == 302
+    assert sign_in(technician.email, "a brand new secret 52")[1] == 302
+    assert AuditRecord.objects.filter(
+        action="staff.account_changed",
+        context_id=str(technician.public_id),
+        justification="accepted a state changed outside the lab (roles found: supervisor,technician)",
+    ).exists()

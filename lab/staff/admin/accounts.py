@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, Role
+from lab.accounts.seal import account_seal_holds
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import staff_account_save, staff_password_set, staff_roles_of
 
@@ -132,9 +133,23 @@ class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         """Django's password form for a staff account; a password it saves is sealed and recorded with it."""
         with transaction.atomic():
+            target = User.objects.select_for_update(of=("self",)).filter(pk=id).first()
+            seal_held = target is not None and account_seal_holds(target)  # read before the form saves
             response = super().user_change_password(request, id, form_url)
             if isinstance(response, HttpResponseRedirect):  # the form was valid and the password saved
-                staff_password_set(actor=request.user, user=User.objects.get(pk=id))  # type: ignore[arg-type]
+                staff_password_set(
+                    actor=request.user,  # type: ignore[arg-type]
+                    user=User.objects.get(pk=id),
+                    seal_held=seal_held,
+                )
+                if not seal_held:
+                    self.message_user(
+                        request,
+                        "The password is set, but this account was changed outside the lab (its roles or"
+                        " state are not as the lab last set them): it stays refused until you save its page,"
+                        " checking its roles.",
+                        messages.WARNING,
+                    )
         return response
 
     def save_related(

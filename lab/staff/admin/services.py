@@ -13,19 +13,28 @@ from django.db import transaction
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, primary_role
-from lab.accounts.seal import account_seal_set
+from lab.accounts.seal import account_seal_holds, account_seal_set
 from lab.audit.records import Entry, audit_append
 
 
-def staff_password_set(*, actor: User, user: User) -> None:
+def staff_password_set(*, actor: User, user: User, seal_held: bool = True) -> None:
     """The lab admin set `user`'s password (Django's admin password form saved it): seal the account again
-    and record who did it, in the same transaction."""
+    and record who did it, in the same transaction.
+
+    `seal_held`: whether the account's seal held before the form saved the password. One that did not was
+    changed outside the lab (a role granted in SQL, say), and the password form shows no roles: sealing it
+    would make that change the lab's own unseen. It stays unsealed (refused at sign-in), on the record; the
+    admin accepts its state knowingly by saving its page, which shows the roles, or with
+    `manage.py staff_account_seal`."""
     with transaction.atomic():
-        account_seal_set(user)
+        if seal_held:
+            account_seal_set(user)
         lab_admin_record(
             actor=actor,
             action="staff.account_changed",
-            justification="password set",
+            justification="password set"
+            if seal_held
+            else "password set; not sealed: the account was changed outside the lab",
             context_type="user",
             context_id=str(user.public_id),
         )
@@ -58,13 +67,14 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
     wanted = sorted(set(roles) & set(STAFF_ROLES))
     with transaction.atomic():
         if is_new:
-            before, was_active = [], True
+            before, was_active, seal_held = [], True, True
         else:
             # Under the account's row lock: two saves of one account take turns, and each records its change
             # from the roles the other committed, so the log's last change always ends with the roles held
             # (read before the lock, a role added meanwhile would be held and shown nowhere).
             current = User.objects.select_for_update(of=("self",)).get(pk=user.pk)
             before, was_active = staff_roles_of(current), current.is_active
+            seal_held = account_seal_holds(current)
         user.save()
         for role in set(before) - set(wanted):
             user.groups.remove(Group.objects.get_or_create(name=role)[0])
@@ -75,6 +85,11 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
         changes = []
         if is_new:
             changes.append("created")
+        if not seal_held:
+            # Saved over a state changed outside the lab: the roles it found are now the lab's, and the record
+            # says so (its "roles a -> b" compares with what the database held, the outside change included).
+            found = ",".join(before) or "-"
+            changes.append(f"accepted a state changed outside the lab (roles found: {found})")
         if before != wanted:
             changes.append(f"roles {','.join(before) or '-'} -> {','.join(wanted) or '-'}")
         if was_active != user.is_active:
