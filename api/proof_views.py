@@ -71,7 +71,7 @@ class ProofCreateView(APIView):
         request=ProofInput,
         responses={
             (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description=PROOF_DESCRIPTION),
-            **problems(404, 409, 410, 503),
+            **problems(404, 409, 410, 422, 503),
         },
         parameters=PROOF_HEADERS,
     )
@@ -99,7 +99,7 @@ class OrderItemProofView(APIView):
     @extend_schema(
         responses={
             (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description=PROOF_DESCRIPTION),
-            **problems(409, 410, 503),
+            **problems(409, 410, 422, 503),
         },
         parameters=[
             OpenApiParameter("ref", location=OpenApiParameter.PATH, description="The order's reference."),
