@@ -236,6 +236,8 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
             actor_id=actor.pk,
             cancel_at_printer=earlier_send,
         )
+        if moved and job.reprint_of_id is not None:
+            _rejection_given_back(original_id=job.reprint_of_id, actor=actor, reprint=job)
     if not moved:
         raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile; look again and retry.")
     if earlier_send:
@@ -244,6 +246,23 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     tracking.order_check_printed(order_id=job.order_id)
     job.refresh_from_db()
     return job
+
+
+def _rejection_given_back(*, original_id: int, actor: User, reprint: PrintJob) -> None:
+    """A reprint cancelled as not needed: the prints it alone had rejected on its original are no longer
+    rejected (before, they stayed so, and the station refused the item's full count until someone reprinted
+    prints nobody had found bad). What the quality check rejected, and what other reprints replace, stays
+    rejected. Under the order's lock (the caller's), as reprints and checks."""
+    original = PrintJob.objects.get(pk=original_id)
+    rejected = max(original.copies_rejected_at_check, _copies_replaced(original))
+    if rejected < original.copies_rejected:
+        PrintJob.objects.filter(pk=original.pk).update(copies_rejected=rejected, updated_at=timezone.now())
+        JobEvent.objects.create(
+            job=original,
+            kind="copies_rejected_given_back",
+            actor=actor,
+            note=f"reprint {reprint.pk} cancelled: {rejected} of {original.copies} copies rejected",
+        )
 
 
 def _copies_replaced(original: PrintJob) -> int:
@@ -443,8 +462,21 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
                 f"{replaced} of job {job.pk}'s {job.copies} copies are replaced by reprints; "
                 f"at most {job.copies - replaced} of its prints are good.",
             )
+        current = PrintJob.objects.get(pk=job.pk)  # the check as it stands, under the order's lock
+        if copies > current.copies - current.copies_rejected and not has_role(actor, *FLOOR_ROLES):
+            # A packer records checks too, but does not overrule the floor's: a print rejected at a check is
+            # called good again only by a technician or supervisor (before, the packer's own check wiped the
+            # rejection, and the box was packed with the rejected print).
+            raise PermissionDenied(
+                CommonError.NOT_ALLOWED,
+                f"{current.copies_rejected} of job {job.pk}'s prints were rejected at a quality check; only a"
+                " technician or supervisor can count them good.",
+            )
         updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
-            copies_verified=copies, copies_rejected=job.copies - copies, updated_at=timezone.now()
+            copies_verified=copies,
+            copies_rejected=job.copies - copies,
+            copies_rejected_at_check=job.copies - copies,
+            updated_at=timezone.now(),
         )
         if not updated:
             raise Conflict(ProductionError.JOB_CHANGED, f"Job {job.pk} changed meanwhile.")

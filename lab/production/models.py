@@ -156,6 +156,9 @@ class PrintJob(models.Model):
     # Prints the floor's quality check found bad (copies minus the good ones it counted): never counted
     # good at the packing station; a reprint brings their replacements.
     copies_rejected = models.PositiveSmallIntegerField(default=0)
+    # Of those, the ones the last quality check itself rejected (reprints raise copies_rejected to the prints
+    # they replace): a reprint cancelled as not needed gives back only what it rejected, never the check's.
+    copies_rejected_at_check = models.PositiveSmallIntegerField(default=0, db_default=0)
     raster_blob = models.CharField(max_length=64, blank=True)
     raster_sha256 = models.CharField(max_length=64, blank=True)
     raster_width_px = models.PositiveIntegerField(default=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +30,15 @@ def _sent(job: PrintJob) -> PrintJob:
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     job.refresh_from_db()
     return job
+
+
+@pytest.fixture(autouse=True)
+def _own_temporary_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sends' folders live under the system's temporary directory, which other tests' sends (the other
+    # xdist worker's, an e2e worker killed mid-send) share: this module's sends get one of their own.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
 
 
 def _names(count: int) -> list[str]:
@@ -166,3 +176,12 @@ def test_a_send_s_folder_left_by_a_killed_worker_is_removed_by_a_later_send():
         assert (stale.exists(), fresh.exists()) == (False, True)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
+
+
+def test_the_sends_folder_is_made_readable_to_cups_filters_whatever_the_umask():
+    previous = os.umask(0o077)
+    try:
+        root = submission.print_folders_root()
+    finally:
+        os.umask(previous)
+    assert root.stat().st_mode & 0o777 == 0o755

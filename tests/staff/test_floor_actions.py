@@ -12,7 +12,7 @@ from django.urls import reverse
 from lab.lib.errors import PermissionDenied
 from lab.orders.models import Order, OrderEvent
 from lab.production import actions, jobs, rasterizing, submission
-from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.models import Batch, JobEvent, MaintenanceTicket, Printer, PrintJob
 from printers.hotfolder_device import pending_tickets
 from tests.builders import (
     broker_tasks,
@@ -596,3 +596,19 @@ def test_a_maintenance_ticket_naming_a_job_in_other_digits_is_refused_not_a_500(
 
     assert response.status_code == 200
     assert messages_of(response) == ["Choose jobs from the list."]
+
+
+def test_a_maintenance_ticket_whose_description_holds_a_nul_is_refused_not_a_500():
+    # Every other note here goes through a Django form, which refuses a NUL; PostgreSQL's text cannot hold one
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    job_walk(job, "submitted")
+    client, _ = client_as("technician")
+    client.raise_request_exception = False
+
+    form = {"description": "jam\x00", "job_ids": str(job.pk)}
+    response = post(client, reverse("staff:ticket_open", args=[job.pk]), form)
+
+    assert response.status_code == 200
+    assert messages_of(response) == ["The description holds a character that cannot be saved."]
+    assert not MaintenanceTicket.objects.exists()

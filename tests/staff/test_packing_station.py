@@ -287,6 +287,13 @@ def test_the_packers_count_does_not_overrule_the_quality_checks_rejection():
 
     assert messages_of(refused) == ["Item 1 has 1 good prints of 2 after the quality check: 1 to reprint."]
     assert floor_state() == before
+    # ... nor does a quality check of the packer's own, from the job's page (before, it wiped the rejection,
+    # and "Mark packed" packed the rejected print)
+    overruled = client.post(reverse("staff:job_verify", args=[original.pk]), {"copies": "2"}, follow=True)
+    assert "were rejected at a quality check" in " ".join(messages_of(overruled))
+    assert floor_state() == before
+    client.post(reverse("staff:packing_pack", args=[order.ref]))
+    assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
 
     # the rejected print is reprinted: the good one and its replacement are the item's two copies
     reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
@@ -403,3 +410,25 @@ def test_a_technician_cannot_use_the_packing_station(order):
     assert confirm(client, order, 1, 2).status_code == 403
     assert client.get(reverse("staff:slip", args=[order.ref])).status_code == 403
     assert floor_state() == before
+
+
+def test_a_reprint_cancelled_as_not_needed_gives_back_only_the_rejection_it_made():
+    """A reprint rejects the prints it replaces; cancelled as not needed, it must give them back. Before, they
+    stayed rejected, and the station refused the item's count until someone reprinted prints nobody had
+    found bad. What the quality check rejected stays rejected."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    technician = person("technician")
+    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=2)  # one print found bad
+    reprint = actions.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=2)
+    original.refresh_from_db()
+    assert original.copies_rejected == 2
+
+    actions.job_cancel(job_id=reprint.pk, actor=technician, note="not needed after all")
+
+    original.refresh_from_db()
+    assert (original.copies_rejected, original.copies_rejected_at_check) == (1, 1)
+    client, _ = client_as("packer")
+    refused = confirm(client, order, 1, 3)
+    assert messages_of(refused) == ["Item 1 has 2 good prints of 3 after the quality check: 1 to reprint."]

@@ -284,10 +284,17 @@ def ticket_open_view(request: HttpRequest, job_id: int) -> HttpResponse:
         job_ids = request.POST.getlist("job_ids")
         if not all(value.isascii() and value.isdigit() and len(value) < 19 for value in job_ids):
             raise DomainError(StaffError.INVALID_INPUT, "Choose jobs from the list.")
+        description = request.POST.get("description", "")
+        if "\x00" in description:
+            # As Django's forms refuse it on every other page here: PostgreSQL's text cannot hold a NUL, and
+            # the ticket's insert raised (a 500) instead of saying so.
+            raise DomainError(
+                StaffError.INVALID_INPUT, "The description holds a character that cannot be saved."
+            )
         ticket = maintenance.maintenance_ticket_open(
             printer_id=job.printer_id,
             actor=_actor(request),
-            description=request.POST.get("description", ""),
+            description=description,
             job_ids=[int(value) for value in job_ids],
         )
         count = ticket.jobs.count()
