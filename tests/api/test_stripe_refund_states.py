@@ -131,6 +131,27 @@ def test_a_refund_that_failed_is_made_again_under_a_key_of_its_own(api, paid, st
     assert len(refunds_made(order)) == 2
 
 
+@pytest.mark.parametrize("undone", ["failed", "canceled"])
+def test_refunds_that_fail_every_time_stop_at_three_and_ask_a_person(api, paid, stripe_proxy, undone):
+    # given every refund Stripe makes for the order ends failed (a closed card) or canceled
+    stripe_proxy.default_status = undone
+
+    # when the customer cancels and the sweep runs again and again
+    order = cancel(api, paid)
+    for _ in range(5):
+        assert payments.refunds_reconcile() == 0
+
+    # then three refunds were made, each under a key of its own, and then a person is asked, once; the order
+    # stays refund_pending (the money is still owed), with no fourth refund made every minute
+    tag = f"order-{order.ref}-refund"
+    assert [key for _, key in stripe_proxy.refunds_created] == [tag, f"{tag}-1", f"{tag}-2"]
+    assert [status for status, _ in refunds_made(order)] == [undone] * 3
+    asked = OrderEvent.objects.filter(order=order, kind="refund_needs_person")
+    assert list(asked.values_list("note", flat=True)) == ["3 refunds failed at Stripe"]
+    order.refresh_from_db()
+    assert order.payment_status == "refund_pending"
+
+
 def test_a_refund_that_fails_after_the_order_was_refunded_puts_it_back_and_is_made_again(
     api, paid, stripe_proxy, django_capture_on_commit_callbacks
 ):

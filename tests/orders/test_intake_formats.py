@@ -22,16 +22,21 @@ OTHER_BRANDS = [b"avif", b"isom", b"qt  "]
 TIFF_MAGICS = [b"II*\x00", b"MM\x00*", b"II\x00*", b"MM*\x00", b"II+\x00", b"MM\x00+"]
 
 
-def _intake_accepts(data: bytes) -> bool:
+def _intake_verdict(data: bytes) -> str:
+    """ "accepted", or the code intake refuses the photo with."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's warnings on the swapped magics' tags
             imaging.inspect_image(
                 data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
             )
-    except imaging.InvalidImage:
-        return False
-    return True
+    except imaging.InvalidImage as refusal:
+        return str(refusal.code)
+    return "accepted"
+
+
+def _intake_accepts(data: bytes) -> bool:
+    return _intake_verdict(data) == "accepted"
 
 
 def _workers_take(data: bytes) -> bool:
@@ -64,8 +69,15 @@ def test_a_heic_of_any_brand_is_taken_by_intake_exactly_when_the_workers_take_it
 def test_a_tiff_of_any_magic_is_taken_by_intake_exactly_when_the_workers_take_it(magic):
     photo = _tiff_with_magic(magic)
 
-    taken = _intake_accepts(photo)
+    verdict = _intake_verdict(photo)
 
-    assert taken == (magic in (b"II*\x00", b"MM\x00*", b"II+\x00"))
-    if taken:
-        assert _workers_take(photo)
+    # Pillow opens the swapped magics and the libtiff behind the workers does not: only the one list of
+    # formats refuses them, as unsupported_format (before it, they were stored and their prints failed).
+    # Pillow itself cannot open a big-endian BigTIFF: not_an_image, before and after.
+    expected = {
+        b"II\x00*": "unsupported_format",
+        b"MM*\x00": "unsupported_format",
+        b"MM\x00+": "not_an_image",
+    }
+    assert verdict == expected.get(magic, "accepted")
+    assert _workers_take(photo) == (verdict == "accepted")
