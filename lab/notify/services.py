@@ -116,6 +116,12 @@ def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
     if not emails.has_email(kind=email_kind):
         _finish_skipped(notification=notification, reason="no_email_for_status")
         return
+    if _is_payment_hold(order_event):
+        # Held because money went back at Stripe (lab/orders/stripe_events.py): nothing is asked of the
+        # customer, and the hold's words are for the supervisor. Before, the customer of a disputed, even
+        # packed, order was told "we need something from you" and sent the staff's note.
+        _finish_skipped(notification=notification, reason="payment_hold")
+        return
     if not emails.order_recipient(order=order):
         _finish_skipped(notification=notification, reason="no_recipient")
         return
@@ -152,7 +158,11 @@ def _claim(*, order_event: OrderEvent, kind: str) -> Notification | None:
         )
         if created:
             if kind == Notification.Kind.STATUS_CHANGED:
-                _emit_status_webhooks(order_id=order_event.order_id, status=order_event.to_status)
+                _emit_status_webhooks(
+                    order_id=order_event.order_id,
+                    status=order_event.to_status,
+                    asks_customer=not _is_payment_hold(order_event),
+                )
             return notification
     retakable = Q(status=Notification.Status.FAILED) | Q(
         status=Notification.Status.PENDING, claimed_at__lt=now - CLAIM_LEASE
@@ -163,10 +173,18 @@ def _claim(*, order_event: OrderEvent, kind: str) -> Notification | None:
     return notification if taken == 1 else None
 
 
-def _emit_status_webhooks(*, order_id: int, status: str) -> None:
+def _is_payment_hold(order_event: OrderEvent) -> bool:
+    """The order went on hold because Stripe took money back (a refund, a dispute): nothing to ask."""
+    return order_event.to_status == OrderStatus.ON_HOLD and order_event.actor_kind == "stripe"
+
+
+def _emit_status_webhooks(*, order_id: int, status: str, asks_customer: bool = True) -> None:
     order = Order.objects.only("hold_message", "carrier", "tracking_number").get(pk=order_id)
-    # What the customer must answer is theirs to see; the shipping address never goes into a payload.
-    changed: dict[str, Any] = {"hold_message": order.hold_message} if status == OrderStatus.ON_HOLD else {}
+    # What the customer must answer is theirs to see (a payment hold asks nothing: its words are the staff's);
+    # the shipping address never goes into a payload.
+    changed: dict[str, Any] = (
+        {"hold_message": order.hold_message if asks_customer else ""} if status == OrderStatus.ON_HOLD else {}
+    )
     webhook_event_emit(order_id=order_id, event_type=EventType.ORDER_STATUS_CHANGED, data=changed)
     if status == OrderStatus.SHIPPED:
         shipped: dict[str, Any] = {

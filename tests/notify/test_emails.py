@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -16,10 +17,11 @@ from lab.lib.errors import DomainError, NotFound
 from lab.lib.mail import MailRefused
 from lab.notify import services
 from lab.notify.emails import tracking_url
-from lab.notify.models import Notification
+from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
 from lab.notify.selectors import marketing_recipients
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order, OrderEvent
+from lab.orders.stripe_events import webhook_event_handle
 from tests.builders import TO_PACKED, new_customer, order_for, order_move
 from tests.support.http import stalled
 from tests.support.mail import REFUSED_DOMAIN
@@ -379,3 +381,37 @@ def test_a_sweep_stops_when_the_mail_server_refuses_several_in_a_row(settings):
 
     # three tried and failed; the other two wait for the next sweep
     assert sorted(Notification.objects.values_list("status", flat=True)) == ["failed"] * 3
+
+
+def test_a_hold_for_a_dispute_asks_the_customer_nothing():
+    """A dispute (or a refund made at Stripe) holds the order for a supervisor, even a packed one. Before,
+    its customer was e-mailed "we need something from you" with the staff's note ("a supervisor decides
+    whether to cancel the order or go on"), and the order.status_changed webhook carried that note too."""
+    customer = new_customer(email="ada@example.net")
+    order = order_for(customer)
+    order_move(order, *TO_PACKED)
+    Order.objects.filter(pk=order.pk).update(payment_intent_id="pi_disputed", payment_status="succeeded")
+    WebhookEndpoint.objects.create(
+        owner=customer,
+        url="https://hooks.example.net/lab",
+        secret="s" * 32,
+        event_types=["order.status_changed"],
+    )
+    dispute = {
+        "id": "dp_1",
+        "object": "dispute",
+        "payment_intent": "pi_disputed",
+        "amount": order.total_minor,
+    }
+
+    outcome = webhook_event_handle(
+        event={"id": "evt_dispute", "type": "charge.dispute.created", "data": {"object": dispute}}
+    )
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+
+    assert outcome == "held_for_payment"
+    assert mail.outbox == []
+    notification = Notification.objects.get(order=order, order_status="on_hold")
+    assert notification.status == Notification.Status.SKIPPED
+    (event,) = WebhookEvent.objects.filter(order=order)
+    assert json.loads(event.body)["data"]["hold_message"] == ""
