@@ -162,6 +162,26 @@ def job_claim_take_back(
         return released
 
 
+def job_photo_changed_outside_the_lab(job: PrintJob, *, from_status: str, kind: str) -> bool:
+    """True, and the job failed, when its photo's row no longer holds its seal or is not its order's: it
+    was re-pointed in the database alone (another customer's photo under this order, or another photo's key
+    and file under this one). Nothing is read, made or sent from it; a person looks. The rasterizer asks
+    before it reads the photo, and the send before it decrypts the raster (an item re-pointed after its
+    raster was made, with the other photo's raster named on the job, decrypts under that photo's key)."""
+    asset = job.item.asset
+    if asset.is_sealed and asset.belongs_to(job.order):
+        return False
+    logger.error("photo changed outside the lab job=%s asset=%s", job.pk, asset.pk)
+    job_fail(
+        job_id=job.pk,
+        from_statuses={from_status},
+        kind=kind,
+        code="photo_changed_outside_the_lab",
+        message="The photo's record was changed outside the lab; nothing was read, printed or sent.",
+    )
+    return True
+
+
 def job_fail(
     *,
     job_id: int,

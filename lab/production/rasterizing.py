@@ -15,7 +15,14 @@ from lab.lib.clock import database_now
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_delete, vault_read, vault_write
 from lab.production import raster
-from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasterize_enqueue, submit_enqueue
+from lab.production.jobs import (
+    job_claim_take_back,
+    job_fail,
+    job_move,
+    job_photo_changed_outside_the_lab,
+    rasterize_enqueue,
+    submit_enqueue,
+)
 from lab.production.models import PrintJob
 from lab.production.states import JobStatus
 
@@ -62,17 +69,7 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
     printer, item = job.printer, job.item
     assert printer is not None
     asset = item.asset
-    if not (asset.is_sealed and asset.belongs_to(job.order)):
-        # Its row was re-pointed in the database alone (another customer's photo under this order, or another
-        # photo's key and file under this one): nothing is read or printed; a person looks.
-        logger.error("photo changed outside the lab not printed job=%s asset=%s", job.pk, asset.pk)
-        job_fail(
-            job_id=job.pk,
-            from_statuses={J.RASTERIZING},
-            kind="raster_failed",
-            code="photo_changed_outside_the_lab",
-            message="The photo's record was changed outside the lab; nothing was read or printed.",
-        )
+    if job_photo_changed_outside_the_lab(job, from_status=J.RASTERIZING, kind="raster_failed"):
         return "failed"
     try:
         system_image_access(asset_id=str(asset.pk), job_id=job.pk, order_ref=job.order.ref)

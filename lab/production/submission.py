@@ -23,7 +23,14 @@ from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
 from lab.production.backends import backend_for, copies_titled, media_for
 from lab.production.cancellation import printer_cancels_settle
-from lab.production.jobs import job_claim_take_back, job_fail, job_move, rasterize_enqueue, submit_enqueue
+from lab.production.jobs import (
+    job_claim_take_back,
+    job_fail,
+    job_move,
+    job_photo_changed_outside_the_lab,
+    rasterize_enqueue,
+    submit_enqueue,
+)
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_media
@@ -69,41 +76,20 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         # Its CUPS server, queue, folder or host was written in the database, not by the lab: the decrypted
         # raster is not sent there. A person looks at the printer (the lab admin saves it again) and resends.
         logger.error("printer destination changed outside the lab printer=%s job=%s", printer.pk, job.pk)
-        job_fail(
-            job_id=job.pk,
-            from_statuses={J.READY},
-            kind="submit_failed",
+        return _refused_unsent(
+            job,
             code="printer_changed_outside_the_lab",
             message="The printer's destination was changed outside the lab; nothing was sent.",
         )
-        return "failed"
     size, _ = job_media(job)
     try:
         media = media_for(size)
     except ValueError as error:
         # Nothing was sent: a size with no printer media fails here with its reason, never as `unknown`.
-        job_fail(
-            job_id=job.pk,
-            from_statuses={J.READY},
-            kind="submit_failed",
-            code="media_unknown",
-            message=str(error),
-        )
+        return _refused_unsent(job, code="media_unknown", message=str(error))
+    if job_photo_changed_outside_the_lab(job, from_status=J.READY, kind="submit_failed"):
         return "failed"
     asset = job.item.asset
-    if not (asset.is_sealed and asset.belongs_to(job.order)):
-        # As the rasterizer checks (rasterizing.py), again at the send: an item re-pointed in the database at
-        # another customer's photo after its raster was made, with that photo's raster named on the job,
-        # would otherwise decrypt under that photo's key and print for this order.
-        logger.error("photo changed outside the lab not sent job=%s asset=%s", job.pk, asset.pk)
-        job_fail(
-            job_id=job.pk,
-            from_statuses={J.READY},
-            kind="submit_failed",
-            code="photo_changed_outside_the_lab",
-            message="The photo's record was changed outside the lab; nothing was sent.",
-        )
-        return "failed"
     # The claim and its read-back in one transaction: a database that goes away between the two leaves the job
     # `ready` (sent again), not claimed with nothing sent, which the reconciler could only call `unknown`
     # (a fault run crashed PostgreSQL exactly there).
@@ -174,6 +160,12 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         )
         return "failed"
     return _submitted(job=job, handle=handle, kind="submitted", backend=backend, claimed_at=claimed_at)
+
+
+def _refused_unsent(job: PrintJob, *, code: str, message: str) -> str:
+    """A ready job that is not sent, for a reason no retry changes: `failed`, for a person."""
+    job_fail(job_id=job.pk, from_statuses={J.READY}, kind="submit_failed", code=code, message=message)
+    return "failed"
 
 
 def print_folders_root() -> Path:

@@ -37,6 +37,7 @@ from lab.audit.services import (
 )
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
+from tests.support.audit_insiders import app_role_create
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -537,25 +538,12 @@ def test_a_fresh_witness_two_intervals_apart_is_accepted(tmp_path: Path, setting
 
 # --- the app's own database role ------------------------------------------------------------------------
 
-APP_ROLE = "printlab_audit_test_app"
 PROTECTED = ("audit_auditrecord", "audit_auditcheckpoint", "audit_audithead")
 
 
 @pytest.fixture
 def app_role() -> str:
-    """A login-less role like the one the app runs as in production: not a superuser, owns nothing, granted
-    every data privilege on every table (more than the app needs, TRUNCATE included)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DO $$ BEGIN CREATE ROLE {APP_ROLE} NOSUPERUSER NOLOGIN;"
-            " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-        )
-        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
-        cursor.execute(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}"
-        )
-        cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
-    return APP_ROLE
+    return app_role_create()
 
 
 ATTEMPTS = [
