@@ -111,9 +111,11 @@ class HotFolderBackend(PrinterBackend):
         except BaseException as exc:
             # Whatever stops the send between the print file and its ticket (a full disk, the task's soft time
             # limit, a shutdown): no ticket points at the file, so nothing would ever erase it; it goes now.
-            # (A SIGKILL there leaves it for unfinished_sends_discard.)
-            with contextlib.suppress(OSError):
-                (self.folder / file_name).unlink()
+            # (A SIGKILL there leaves it for unfinished_sends_discard.) Once the ticket is in place the job is
+            # the device's, file and all, whatever comes after (its directory's fsync, say).
+            if not (self.folder / f"{job_id}{TICKET_SUFFIX}").exists():
+                with contextlib.suppress(OSError):
+                    (self.folder / file_name).unlink()
             if isinstance(exc, OSError):
                 raise errors.TransientPrinterError(
                     code=errors.PRINTER_UNREACHABLE, message=f"cannot write to hot folder: {exc.strerror}"
