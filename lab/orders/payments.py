@@ -200,6 +200,12 @@ def refund_issue(*, order_id: int) -> bool:
         made = client.v1.refunds.list(params={"payment_intent": order.payment_intent_id, "limit": 100}).data
         ours = [refund for refund in made if _refund_metadata(refund).get(REFUND_TAG) == tag]
         live = [refund for refund in ours if refund.status not in REFUND_UNDONE]
+        refunded = sum(int(refund.amount or 0) for refund in made if refund.status == "succeeded")
+        if not live and refunded >= order.total_minor:
+            # All of it went back by refunds we did not make (a person in Stripe's dashboard, say after our
+            # refunds kept failing): the order is refunded, not asked for again for ever (Stripe refuses a
+            # refund of a refunded charge, which read as "Stripe not answering").
+            return _refunded(order=order, kind="refunded_at_stripe", actor_kind="stripe")
         if not live and len(ours) >= REFUND_ATTEMPTS_MAX:
             _refund_needs_person(order=order, attempts=len(ours))
             return False
@@ -215,13 +221,18 @@ def refund_issue(*, order_id: int) -> bool:
     if not any(refund.status == "succeeded" for refund in live):
         logger.info("refund not yet confirmed order=%s status=%s", order.ref, live[0].status)
         return False
+    return _refunded(order=order, kind="refunded", actor_kind="system")
+
+
+def _refunded(*, order: Order, kind: str, actor_kind: str) -> bool:
+    """A decided refund Stripe has made: `refund_pending` → `refunded`, on the timeline as `kind`."""
     with transaction.atomic():
-        updated = Order.objects.filter(pk=order_id, payment_status=Order.PaymentStatus.REFUND_PENDING).update(
+        updated = Order.objects.filter(pk=order.pk, payment_status=Order.PaymentStatus.REFUND_PENDING).update(
             payment_status=Order.PaymentStatus.REFUNDED, updated_at=timezone.now()
         )
         if updated:
-            OrderEvent.objects.create(order=order, kind="refunded", actor_kind="system")
-    logger.info("refund succeeded order=%s", order.ref)
+            OrderEvent.objects.create(order=order, kind=kind, actor_kind=actor_kind)
+    logger.info("refund succeeded order=%s event=%s", order.ref, kind)
     return True
 
 

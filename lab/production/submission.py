@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 from datetime import datetime, timedelta
@@ -173,10 +175,18 @@ def print_folders_root() -> Path:
     where a send killed before its folder was removed (SIGKILL, the OOM killer) left one: each send first
     removes the folders older than any send can be, on its own host, so a plain raster never outlives its
     send by much more than that, wherever no later send comes."""
-    root = Path(tempfile.gettempdir()) / "printlab-print"
-    if not root.is_dir():
-        root.mkdir(exist_ok=True)
+    system_temporary = Path(tempfile.gettempdir())
+    root = system_temporary / f"printlab-print-{os.geteuid()}"  # one per user: another user's is not ours
+    with contextlib.suppress(FileExistsError):
+        root.mkdir()
         root.chmod(0o755)  # whatever the umask: CUPS filters run as `lp` and must reach the raster
+    found = os.lstat(root)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        # Made by someone else (a symlink, a folder others may write to, in a shared /tmp): the decrypted
+        # rasters do not go there. Each send's own folder in the system's temporary directory, as made by
+        # mkdtemp (mode 0700 until the send opens it), is safe; only its leftovers are not swept.
+        logger.error("print folders root not ours, not used path=%s", root)
+        return system_temporary
     older_than = time.time() - UNFINISHED_SEND_SECONDS
     with os.scandir(root) as entries:
         for entry in entries:

@@ -152,6 +152,25 @@ def test_refunds_that_fail_every_time_stop_at_three_and_ask_a_person(api, paid, 
     assert order.payment_status == "refund_pending"
 
 
+def test_a_full_refund_made_in_stripes_dashboard_settles_a_decided_refund(api, paid, stripe_proxy, settings):
+    # given a cancel whose refund could not be asked for (Stripe not answering), left refund_pending
+    settings.STRIPE_API_BASE = "http://127.0.0.1:1"
+    order = cancel(api, paid)
+    settings.STRIPE_API_BASE = stripe_proxy.url
+    assert (order.payment_status, refunds_made(order)) == ("refund_pending", [])
+
+    # when a person refunds the whole payment in Stripe's dashboard (no tag of ours), and the sweep runs
+    stripe_test_client().v1.refunds.create(params={"payment_intent": order.payment_intent_id})
+    assert payments.refunds_reconcile() == 1
+
+    # then the order is refunded, on the timeline as refunded at Stripe, and no refund of ours was made on top
+    # (before, the sweep asked Stripe for one every run, which Stripe refused: refund_pending for ever)
+    order.refresh_from_db()
+    assert order.payment_status == "refunded"
+    assert payment_events(order)[-1] == "refunded_at_stripe"
+    assert refunds_made(order) == [("succeeded", {})]
+
+
 def test_a_refund_that_fails_after_the_order_was_refunded_puts_it_back_and_is_made_again(
     api, paid, stripe_proxy, django_capture_on_commit_callbacks
 ):

@@ -185,3 +185,14 @@ def test_the_sends_folder_is_made_readable_to_cups_filters_whatever_the_umask():
     finally:
         os.umask(previous)
     assert root.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_sends_folders_root_someone_else_made_is_not_used():
+    # given the root's name taken in the shared temporary directory by a folder anyone may write to (another
+    # user made it first, to read the rasters written there)
+    planted = Path(tempfile.gettempdir()) / f"printlab-print-{os.geteuid()}"
+    planted.mkdir()
+    planted.chmod(0o777)
+
+    # then the sends do not put their decrypted rasters there
+    assert submission.print_folders_root() == Path(tempfile.gettempdir())
