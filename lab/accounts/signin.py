@@ -92,6 +92,11 @@ def sign_in_check(*, attempt: SignInAttempt) -> None:
         raise SignInLocked(retry_after_seconds=max(1, math.ceil(latest - now)))
 
 
+# Seconds an attempt refused because the limit is taken by checks still in flight is told to wait: they end
+# within a second or two (a lock, if one follows, says its own time).
+IN_FLIGHT_RETRY_SECONDS = 5
+
+
 def sign_in_count(*, attempt: SignInAttempt) -> list[AttemptCount]:
     """Count the attempt against each of its limits; call it before checking the password, and give what it
     returns to sign_in_failed or sign_in_succeeded. SignInLocked (and nothing counted) while a lock holds, or
@@ -112,7 +117,8 @@ def sign_in_count(*, attempt: SignInAttempt) -> list[AttemptCount]:
         # it means, the failures plus the checks in flight.
         _uncount(counts)
         sign_in_check(attempt=attempt)  # locked meanwhile by a check in flight: its lock's own time
-        raise SignInLocked(retry_after_seconds=window)  # the checks in flight decide: at most a window
+        # No lock (yet): the checks in flight decide, within seconds; a right password is then let in.
+        raise SignInLocked(retry_after_seconds=min(window, IN_FLIGHT_RETRY_SECONDS))
     return counts
 
 
@@ -130,22 +136,26 @@ def sign_in_failed(
             for scope, key, limit in attempt.counters()
         ]
     for counted in counts:
+        # The lock is decided by the failures alone: the attempt count also holds the checks still in flight,
+        # and a person's own right passwords in flight (an integration starting several workers) must not
+        # lock the account on one typo.
+        failures = _count(f"{counted.key}:failures", window)
         # cache.add is atomic: of several processes crossing the limit together, one records the lock.
-        if counted.count >= counted.limit and cache.add(
+        if failures >= counted.limit and cache.add(
             f"{counted.key}:locked_until", time.time() + window, timeout=window
         ):
             user = _record_failure(
                 attempt=attempt,
                 user=user,
                 kind=SecurityEvent.Kind.SIGN_IN_LOCKED,
-                detail={"scope": counted.scope, "failures": counted.count, "seconds": window},
+                detail={"scope": counted.scope, "failures": failures, "seconds": window},
             )
             logger.warning(
                 "sign-in locked scope=%s channel=%s user=%s failures=%s",
                 counted.scope,
                 attempt.channel,
                 user.public_id if user else "-",
-                counted.count,
+                failures,
             )
 
 
@@ -174,7 +184,8 @@ def sign_in_succeeded(*, attempt: SignInAttempt, counts: Sequence[AttemptCount])
     # The account's own count starts again; the address's does not, or one valid account would let its
     # holder reset the count of every guess made from that address: only this attempt's count, taken
     # before its check, is taken back there.
-    cache.delete(f"{_PREFIX}:account:{attempt.email_sha256}")
+    account = f"{_PREFIX}:account:{attempt.email_sha256}"
+    cache.delete_many([account, f"{account}:failures"])
     _uncount([counted for counted in counts if counted.scope != "account"])
 
 

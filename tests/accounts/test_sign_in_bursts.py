@@ -12,18 +12,30 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import pytest
 from django.contrib.auth import authenticate
+from django.core.cache import cache
 from django.db import connections
 from rest_framework.test import APIClient
 
 from lab.accounts.models import SecurityEvent
+from lab.accounts.signin import SignInAttempt
 from tests.builders import PASSWORD, UserFactory
 
 LIMIT = 5
 BURST = 8
 ADDRESS = "198.51.100.61"
+
+
+def wait_until_counted(email: str, attempts: int) -> None:
+    """Until the account's count in the shared cache holds `attempts` (the attempts let in and in flight)."""
+    key = SignInAttempt(email=email, client_ip=None, channel=SecurityEvent.Channel.API).counters()[0][1]
+    deadline = time.monotonic() + 10
+    while (cache.get(key) or 0) < attempts:
+        assert time.monotonic() < deadline, "the attempts never reached the count"
+        time.sleep(0.02)
 
 
 def token_request(email: str, password: str) -> int:
@@ -72,3 +84,41 @@ def test_a_burst_of_guesses_gets_no_more_password_checks_than_the_limit(settings
     assert SecurityEvent.objects.filter(user=customer, kind="sign_in_locked").count() == 1
     assert token_request(customer.email, PASSWORD) == 429
     assert len(checks) == LIMIT  # the right password, locked out, was not checked either
+
+
+@pytest.mark.django_db(transaction=True)
+def test_right_passwords_in_flight_do_not_turn_one_typo_into_a_lock(settings, monkeypatch):
+    """An integration starts four workers that each sign in, and a fifth request has a typo: the limit's
+    count holds the four right passwords still being checked, but the lock counts failures only (before,
+    the typo's failure saw a count of five and locked the account for the window)."""
+    settings.SIGNIN_ACCOUNT_FAILURES = LIMIT
+    settings.SIGNIN_ADDRESS_FAILURES = 20
+    customer = UserFactory.create(email="eve@example.org")
+    release = threading.Event()
+
+    def slow_when_right(request, **credentials):
+        if credentials["password"] == PASSWORD:
+            release.wait(timeout=10)  # the right ones are still being checked when the typo fails
+        return authenticate(request, **credentials)
+
+    monkeypatch.setattr("lab.accounts.signin.authenticate", slow_when_right)
+    statuses: list[int] = []
+
+    def sign_in(password: str) -> None:
+        try:
+            statuses.append(token_request(customer.email, password))
+        finally:
+            connections.close_all()
+
+    rights = [threading.Thread(target=sign_in, args=(PASSWORD,)) for _ in range(LIMIT - 1)]
+    for thread in rights:
+        thread.start()
+    wait_until_counted(customer.email, LIMIT - 1)
+    sign_in("a typo")
+    release.set()
+    for thread in rights:
+        thread.join(timeout=30)
+
+    assert sorted(statuses) == [200] * (LIMIT - 1) + [401]
+    assert not SecurityEvent.objects.filter(user=customer, kind="sign_in_locked").exists()
+    assert token_request(customer.email, PASSWORD) == 200
