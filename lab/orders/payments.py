@@ -201,7 +201,7 @@ def refund_issue(*, order_id: int) -> bool:
         ours = [refund for refund in made if _refund_metadata(refund).get(REFUND_TAG) == tag]
         live = [refund for refund in ours if refund.status not in REFUND_UNDONE]
         refunded = sum(int(refund.amount or 0) for refund in made if refund.status == "succeeded")
-        if not live and refunded >= order.total_minor:
+        if not live and refunded > 0 and refunded >= order.total_minor:
             # All of it went back by refunds we did not make (a person in Stripe's dashboard, say after our
             # refunds kept failing): the order is refunded, not asked for again for ever (Stripe refuses a
             # refund of a refunded charge, which read as "Stripe not answering").
