@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from api.schema import problems
 from api.throttles import AnonThrottle
-from api.views import ORDER_TOKEN_HEADER, MeView, client_address
+from api.views import ORDER_TOKEN_HEADER, MeView, client_address, my_account
 from lab.accounts.models import User
 from lab.customer_data.erasure import ErasureResult, GuestErasureResult, account_erase, guest_order_erase
 from lab.customer_data.export import account_export, guest_order_export
@@ -152,9 +152,9 @@ class AccountExportView(APIView):
 
     permission_classes = (IsAuthenticated,)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **problems(403)})
     def get(self, request: Request) -> Response:
-        document = account_export(user=cast(User, request.user), request_id=_request_id(request))
+        document = account_export(user=my_account(request), request_id=_request_id(request))
         response = Response(document)
         response["Cache-Control"] = "no-store, private"
         response["Content-Disposition"] = 'attachment; filename="printlab-export.json"'
@@ -220,6 +220,7 @@ class ReceiptView(APIView):
         return response
 
 
+@extend_schema_view(get=extend_schema(responses={200: ReceiptSummaryOutput(many=True), **problems(403)}))
 class MeReceiptListView(generics.ListAPIView[PrivacyReceipt]):
     """Your signed privacy receipts, newest first, each with its link."""
 
@@ -229,7 +230,7 @@ class MeReceiptListView(generics.ListAPIView[PrivacyReceipt]):
     def get_queryset(self) -> QuerySet[PrivacyReceipt]:
         if getattr(self, "swagger_fake_view", False):  # the schema generator has no signed-in customer
             return PrivacyReceipt.objects.none()
-        return receipts_of(user=cast(User, self.request.user))
+        return receipts_of(user=my_account(self.request))
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().list(request, *args, **kwargs)

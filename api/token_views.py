@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
@@ -12,9 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
-from api.views import client_address
+from api.schema import problems
+from api.views import client_address, my_account
 from lab.accounts import tokens
-from lab.accounts.models import User
 
 
 class MeTokenListView(APIView):
@@ -22,9 +20,9 @@ class MeTokenListView(APIView):
 
     permission_classes = (IsAuthenticated,)
 
-    @extend_schema(responses=s.TokenOutput(many=True))
+    @extend_schema(responses={200: s.TokenOutput(many=True), **problems(403)})
     def get(self, request: Request) -> Response:
-        found = tokens.api_tokens_of(user=cast(User, request.user))
+        found = tokens.api_tokens_of(user=my_account(request))
         # The stubs type the instance of one serializer only; many=True takes (and DRF lists) many of them.
         return Response(s.TokenOutput(found, many=True).data)  # type: ignore[arg-type]
 
@@ -32,10 +30,10 @@ class MeTokenListView(APIView):
 class MeTokenDetailView(APIView):
     permission_classes = (IsAuthenticated,)
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses={204: None, **problems(403)})
     def delete(self, request: Request, token_id: str) -> Response:
         """Revoke one of your tokens (also the one this request uses); it stops working at once."""
         tokens.api_token_revoke(
-            user=cast(User, request.user), token_id=str(token_id), client_ip=client_address(request)
+            user=my_account(request), token_id=str(token_id), client_ip=client_address(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -114,7 +114,7 @@ class TokenCreateView(APIView):
         return Response(s.TokenCreatedOutput(issued.token, context={"key": issued.key}).data)
 
 
-def _my_account(request: Request) -> User:
+def my_account(request: Request) -> User:
     """The signed-in customer whose account My Account reads or changes; a staff member is refused.
 
     The API accepts a /lab/ session (the auditors' console reads `audit/*` with it), so without this a staff
@@ -141,11 +141,11 @@ class MeView(APIView):
 
     @extend_schema(responses={200: s.AccountOutput, **problems(403)})
     def get(self, request: Request) -> Response:
-        return Response(s.AccountOutput(_my_account(request)).data)
+        return Response(s.AccountOutput(my_account(request)).data)
 
     @extend_schema(request=s.MeUpdateInput, responses={200: s.AccountOutput, **problems(403, 409, 429)})
     def patch(self, request: Request) -> Response:
-        user = _my_account(request)
+        user = my_account(request)
         data = s.MeUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = accounts.customer_update(user=user, client_ip=client_address(request), **data.validated_data)

@@ -93,7 +93,7 @@ def test_each_operation_lists_the_errors_it_can_answer():
         "429",
         *always,
     }
-    assert documented[("GET", "/api/v1/me/tokens")] == {"200", "401", *always}
+    assert documented[("GET", "/api/v1/me/tokens")] == {"200", "401", "403", *always}  # 403: staff
     assert documented[("DELETE", "/api/v1/me/tokens/{token_id}")] == {"204", "401", "403", "404", *always}
     assert documented[("GET", "/api/v1/products")] >= {"400", "404", "429", "500"}  # filters, pages, throttle
     assert documented[("GET", "/api/v1/audit/records")] >= {"400", "401", "403", "500"}

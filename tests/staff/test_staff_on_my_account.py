@@ -98,3 +98,21 @@ def test_a_staff_member_whose_account_holds_its_seal_is_sent_to_the_lab_admin_an
     assert not SecurityEvent.objects.filter(user=supervisor).exists()
     assert not AuditRecord.objects.filter(action="staff.account_refused").exists()
     assert browser.get("/lab/supervisor/").status_code == 200  # the /lab/ session goes on
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/me/export"),
+        ("get", "/api/v1/me/receipts"),
+        ("get", "/api/v1/me/tokens"),
+        ("delete", "/api/v1/me/tokens/00000000-0000-0000-0000-000000000000"),
+    ],
+)
+def test_the_rest_of_my_account_is_not_a_staff_members_either(method, path):
+    # the customers' export, receipts and tokens: a staff session read them before, as a customer's
+    browser = signed_in_at_the_lab(person("technician").email)
+
+    response = getattr(browser, method)(path, HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value)
+
+    assert (response.status_code, response.json()["code"]) == (403, "staff_account_not_a_customer")
