@@ -16,13 +16,12 @@ import pytest
 
 from api.errors import ProblemJSONRenderer, problem_exception_handler
 from lab.audit.models import AuditRecord
-from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.errors import CatalogError
 from lab.lib.errors import DomainError
 from lab.orders.models import IdempotencyKey, Order
-from tests.builders import UserFactory, asset_for, order_body
+from tests.builders import asset_for, order_body
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_catalog")]
 
 SKU = "PRINT-4X6-LUSTRE"
 PROBLEM = "application/problem+json"
@@ -32,18 +31,6 @@ THINNER_THAN_A_PIXEL = [
     # half a pixel high, at the print's 3:2: the aspect is right, the region is not a pixel
     {"x": 0, "y": 0, "width": 0.75 / PHOTO_WIDTH, "height": 0.5 / PHOTO_HEIGHT},
 ]
-
-
-@pytest.fixture(autouse=True)
-def catalog() -> None:
-    catalog_seed_demo()
-
-
-@pytest.fixture
-def customer(api):
-    user = UserFactory.create()
-    api.force_authenticate(user)
-    return user
 
 
 def _quote(api, asset, crop: dict[str, Any]):

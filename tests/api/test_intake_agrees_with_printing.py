@@ -15,7 +15,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from lab.audit.models import AuditRecord
-from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.placement import CropRect, PlacementOptions
 from lab.orders.models import Asset
 from lab.privacy.models import DataKey
@@ -25,7 +24,7 @@ from lab.production.imaging.geometry import swaps_axes
 from lab.production.imaging.source import open_source
 from lab.production.models import PrintJob
 from lab.production.raster import RasterError, RasterSpec, rasterize
-from tests.builders import WORKER, UserFactory, hotfolder_printer, order_with_items, paid_order
+from tests.builders import WORKER, hotfolder_printer, order_with_items, paid_order
 from tests.support.images import (
     bigtiff_bytes,
     heic_with_brand,
@@ -34,22 +33,10 @@ from tests.support.images import (
     tiff_with_an_orientation_of_two_values,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_catalog")]
 
 SKU = "PRINT-4X6-LUSTRE"
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(autouse=True)
-def catalog() -> None:
-    catalog_seed_demo()
-
-
-@pytest.fixture
-def customer(api):
-    user = UserFactory.create()
-    api.force_authenticate(user)
-    return user
 
 
 def _upload(api, data: bytes):

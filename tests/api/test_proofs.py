@@ -24,7 +24,7 @@ import pytest
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 from lab.audit.models import AccessGrant, AuditRecord
-from lab.catalog.demo import DEMO_SIZES, catalog_seed_demo
+from lab.catalog.demo import DEMO_SIZES
 from lab.catalog.models import Paper
 from lab.catalog.placement import CropRect, FocalPoint, PlacementOptions
 from lab.orders.models import Asset, OrderItem
@@ -33,7 +33,7 @@ from lab.production.imaging.colour import SRGB_PROFILE, default_cmyk_profile
 from lab.production.raster import RasterSpec, raster_placement, rasterize
 from tests.builders import UserFactory, hotfolder_printer, order_move, order_pay, order_with_items
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_catalog")]
 
 PROBLEM = "application/problem+json"
 PRINTER_DPI = 300  # the demo minilab's (Printer.dpi's default)
@@ -176,18 +176,6 @@ def _matches_the_print(proof: Image.Image, sku_size: tuple[int, int], option: st
     """PSNR of the proof against the printer's raster downscaled to it, outside the photo area's edges."""
     reference, mask = _printed(sku_size, option, proof.size)
     return _psnr(proof, reference, mask=mask)
-
-
-@pytest.fixture(autouse=True)
-def catalog() -> None:
-    catalog_seed_demo()
-
-
-@pytest.fixture
-def customer(api):
-    user = UserFactory.create()
-    api.force_authenticate(user)
-    return user
 
 
 @pytest.fixture

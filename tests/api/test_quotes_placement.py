@@ -7,27 +7,14 @@ from typing import Any
 
 import pytest
 
-from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.placement import CropRect, FocalPoint, PlacementOptions
 from lab.orders.models import IdempotencyKey, Order, OrderItem
-from tests.builders import UserFactory, asset_for, order_body
+from tests.builders import asset_for, order_body
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_catalog")]
 
 SKU = "PRINT-4X6-LUSTRE"  # 4x6 in, minimum 150 DPI
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(autouse=True)
-def catalog() -> None:
-    catalog_seed_demo()
-
-
-@pytest.fixture
-def customer(api):
-    user = UserFactory.create()
-    api.force_authenticate(user)
-    return user
 
 
 def _quote(api, asset, sizing: str = "fill", **options: Any):
