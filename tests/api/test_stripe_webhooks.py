@@ -330,6 +330,18 @@ def dispute(order: Order) -> dict[str, object]:
     }
 
 
+def paid_with(
+    api, order: Order, taken_back: tuple[str, dict[str, object]], *, payment_first: bool
+) -> list[str]:
+    """The customer pays at Stripe; the payment's event and `taken_back` (money Stripe took back) are
+    delivered in the order given. Their outcomes."""
+    pay_at_stripe(order)
+    events = [(*taken_back, "evt_taken_back"), ("payment_intent.succeeded", succeeded(order), "evt_paid")]
+    if payment_first:
+        events.reverse()
+    return [deliver(api, kind, data, event_id=event_id).json()["outcome"] for kind, data, event_id in events]
+
+
 @pytest.mark.parametrize(
     ("first", "outcomes"),
     [("refund", ["partial_refund_noted", "held_for_payment"]), ("payment", ["paid", "held_for_payment"])],
@@ -340,18 +352,11 @@ def test_a_partial_refund_in_either_order_with_the_payment_holds_the_paid_order_
     # given a customer who paid at Stripe, and part of it refunded in Stripe's dashboard; the two events come
     # in either order (before, a refund that came first found an unpaid order it could not hold, was
     # forgotten, and the late payment sent the order to print)
-    pay_at_stripe(order)
-    events = [
-        ("charge.refunded", partial_refund(order), "evt_partial_refund"),
-        ("payment_intent.succeeded", succeeded(order), "evt_paid"),
-    ]
-    if first == "payment":
-        events.reverse()
 
     # when both are delivered
-    answered = [
-        deliver(api, kind, data, event_id=event_id).json()["outcome"] for kind, data, event_id in events
-    ]
+    answered = paid_with(
+        api, order, ("charge.refunded", partial_refund(order)), payment_first=first == "payment"
+    )
 
     # then the payment is recorded and the order held for a supervisor, never released
     assert answered == outcomes
@@ -377,18 +382,11 @@ def test_a_dispute_in_either_order_with_the_payment_records_the_payment_disputed
     # given a paid intent whose charge the customer's bank disputes; the dispute may come first (before, the
     # late payment then answered `already_applied`, the order stayed unpaid, and the retention sweep
     # cancelled it as never paid)
-    pay_at_stripe(order)
-    events = [
-        ("charge.dispute.created", dispute(order), "evt_dispute"),
-        ("payment_intent.succeeded", succeeded(order), "evt_paid"),
-    ]
-    if first == "payment":
-        events.reverse()
 
     # when both are delivered
-    answered = [
-        deliver(api, kind, data, event_id=event_id).json()["outcome"] for kind, data, event_id in events
-    ]
+    answered = paid_with(
+        api, order, ("charge.dispute.created", dispute(order)), payment_first=first == "payment"
+    )
 
     # then the payment is recorded (the money was captured), disputed, and the order held for a supervisor
     assert answered == outcomes
