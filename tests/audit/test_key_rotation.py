@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.conf import settings as django_settings
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditRecord
@@ -27,6 +22,7 @@ from lab.audit.services import audit_export, checkpoint_write, public_key, witne
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_superuser, record_insert_sql
+from tests.support.audit_verifiers import audit_verify_says, offline_verifier
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,22 +63,8 @@ def rotated(settings, tmp_path: Path) -> tuple[str, FileWitness, FileWitness]:
     return old_public, old_witness, new_witness
 
 
-def audit_verify_says(*arguments: str) -> str:
-    try:
-        call_command("audit_verify", *arguments)
-    except CommandError as error:
-        return str(error)
-    return "OK"
-
-
 def offline_says(export: Path, witness: Path, *keys: str, fingerprints: tuple[str, ...] = ()) -> str:
-    arguments = [sys.executable, "-m", "lab.audit.verify", str(export), "--witness", str(witness)]
-    for key in keys:
-        arguments += ["--public-key", key]
-    for fingerprint in fingerprints:
-        arguments += ["--fingerprint", fingerprint]
-    arguments += ["--record-key", django_settings.AUDIT_RECORD_KEY]
-    completed = subprocess.run(arguments, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    completed = offline_verifier(export, witness, keys=keys, fingerprints=fingerprints)
     return completed.stdout or completed.stderr
 
 

@@ -16,7 +16,6 @@ from typing import TypeAlias
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -38,6 +37,7 @@ from lab.audit.services import (
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 from tests.support.audit_insiders import app_role_create
+from tests.support.audit_verifiers import audit_verify_says, export_for_auditors, offline_verifier
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,35 +149,10 @@ def forged_next() -> dict[str, object]:
 # --- the two verifiers ----------------------------------------------------------------------------------
 
 
-def audit_verify_says(witness: Path) -> str:
-    """What `manage.py audit_verify --witness` prints or fails with."""
-    try:
-        call_command("audit_verify", "--witness", str(witness))
-    except CommandError as error:
-        return str(error)
-    return "OK"
-
-
 def offline_says(tmp_path: Path, witness: Path, *, with_record_key: bool = True) -> tuple[str, Path]:
     """Export (as the lab does after the tampering), then the auditor's offline verifier with the witness."""
-    export = tmp_path / "export" / "audit.jsonl"
-    export.parent.mkdir(exist_ok=True)
-    audit_export(path=export, actor_id="auditor-1", actor_role="auditor")
-    arguments = [
-        sys.executable,
-        "-m",
-        "lab.audit.verify",
-        str(export),
-        "--public-key",
-        chain.public_key_b64(public_key()),
-        "--witness",
-        str(witness),
-        "--interval",
-        str(settings.AUDIT_CHECKPOINT_SECONDS),
-    ]
-    if with_record_key:
-        arguments += ["--record-key", settings.AUDIT_RECORD_KEY]
-    completed = subprocess.run(arguments, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    export = export_for_auditors(tmp_path)
+    completed = offline_verifier(export, witness, interval=True, with_record_key=with_record_key)
     assert completed.stderr == ""
     return completed.stdout, export
 
@@ -315,7 +290,7 @@ def test_audit_verify_names_the_tampering(lab_log: FileWitness, name: str) -> No
     case = CASES[name]
     case.tamper()
     # when audit_verify checks it against the witness log
-    said = audit_verify_says(lab_log.path)
+    said = audit_verify_says("--witness", str(lab_log.path))
     # then the first bad seq is named
     assert said.startswith(f"TAMPERED: {case.audit_verify}:"), said
 
@@ -408,7 +383,7 @@ def test_deleting_the_witness_s_last_lines_is_named(lab_log: FileWitness, tmp_pa
     lines = lab_log.path.read_text().splitlines(keepends=True)
     lab_log.path.write_text("".join(lines[:-1]))
     # when verified by the lab, then offline after an export
-    said = audit_verify_says(lab_log.path)
+    said = audit_verify_says("--witness", str(lab_log.path))
     offline, _ = offline_says(tmp_path, lab_log.path)
     # then the lost range is named: the database's checkpoint of seq 30 is not in the witness
     assert said.startswith("TAMPERED: witness_incomplete at seq 21:"), said
@@ -444,7 +419,7 @@ def test_replacing_the_signing_key_is_named(lab_log: FileWitness, tmp_path: Path
     # auditor verifies an export offline with the pinned key
     with pytest.raises(AuditChainBroken, match="bad_checkpoint_signature at seq 30"):
         checkpoint_write()
-    configured = audit_verify_says(lab_log.path)
+    configured = audit_verify_says("--witness", str(lab_log.path))
     with pytest.raises(CommandError) as pinned_error:
         call_command("audit_verify", "--witness", str(lab_log.path), "--public-key", pinned)
     export = tmp_path / "audit.jsonl"
@@ -505,7 +480,7 @@ def test_a_gap_of_more_than_two_intervals_between_witnessed_checkpoints_is_named
         witness, [(10, hashes[10], timedelta(hours=3, minutes=30)), (20, hashes[20], timedelta(minutes=30))]
     )
     # when verified
-    said = audit_verify_says(witness)
+    said = audit_verify_says("--witness", str(witness))
     # then the unwitnessed window is named
     assert said.startswith("TAMPERED: coverage_gap at seq 11:"), said
     assert "seqs 11..20 were written in an unwitnessed window" in said
@@ -519,7 +494,7 @@ def test_a_stale_witness_is_named(tmp_path: Path, settings) -> None:
     witness = tmp_path / "witness.jsonl"
     _witness_at(witness, [(10, hashes[10], timedelta(hours=3))])
     # when verified
-    said = audit_verify_says(witness)
+    said = audit_verify_says("--witness", str(witness))
     # then the unwitnessed seqs are named
     assert said.startswith("TAMPERED: stale_witness at seq 11:"), said
     assert "seqs 11..20 are not witnessed" in said
@@ -533,7 +508,7 @@ def test_a_fresh_witness_two_intervals_apart_is_accepted(tmp_path: Path, setting
     witness = tmp_path / "witness.jsonl"
     _witness_at(witness, [(10, hashes[10], timedelta(hours=2)), (20, hashes[20], timedelta(minutes=30))])
     # when verified / then nothing is wrong
-    assert audit_verify_says(witness) == "OK"
+    assert audit_verify_says("--witness", str(witness)) == "OK"
 
 
 # --- the app's own database role ------------------------------------------------------------------------

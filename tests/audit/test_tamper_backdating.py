@@ -15,8 +15,6 @@ the signer would be dated before the checkpoint it follows.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +22,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -35,7 +32,6 @@ from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.records import audit_append, record_as_chain_dict
 from lab.audit.services import (
     AuditChainBroken,
-    audit_export,
     audit_verify_database,
     checkpoint_write,
     key_id,
@@ -48,6 +44,7 @@ from lab.audit.witness import FileWitness
 from lab.lib.clock import database_now
 from tests.builders import audit_write, preview_entry
 from tests.support.audit_insiders import as_app_role, record_insert_sql
+from tests.support.audit_verifiers import export_for_auditors, offline_verifier
 from tests.support.database_locks import until_sessions_wait_for_locks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,30 +141,7 @@ def admin_signs_the_next_checkpoint() -> chain.Checkpoint:
 
 
 def offline_says(tmp_path: Path, witness: Path) -> str:
-    export = tmp_path / "export" / "audit.jsonl"
-    export.parent.mkdir(exist_ok=True)
-    audit_export(path=export, actor_id="auditor-1", actor_role="auditor")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lab.audit.verify",
-            str(export),
-            "--public-key",
-            chain.public_key_b64(public_key()),
-            "--witness",
-            str(witness),
-            "--interval",
-            str(django_settings.AUDIT_CHECKPOINT_SECONDS),
-            "--record-key",
-            django_settings.AUDIT_RECORD_KEY,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    completed = offline_verifier(export_for_auditors(tmp_path), witness, interval=True)
     assert completed.stderr == ""
     return completed.stdout
 

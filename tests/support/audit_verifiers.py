@@ -1,0 +1,59 @@
+"""The two ways the audit log is verified, as a test reads their verdicts: the lab's `manage.py audit_verify`
+and the auditor's offline verifier (`python -m lab.audit.verify`, a subprocess where Django is not set up),
+on an export the lab wrote."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from lab.audit import chain
+from lab.audit.services import audit_export, public_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def audit_verify_says(*arguments: str) -> str:
+    """What `manage.py audit_verify` prints ("OK") or fails with."""
+    try:
+        call_command("audit_verify", *arguments)
+    except CommandError as error:
+        return str(error)
+    return "OK"
+
+
+def export_for_auditors(folder: Path) -> Path:
+    """The lab's export for an auditor (`audit_export`, as after a tampering), under `folder`."""
+    export = folder / "export" / "audit.jsonl"
+    export.parent.mkdir(exist_ok=True)
+    audit_export(path=export, actor_id="auditor-1", actor_role="auditor")
+    return export
+
+
+def offline_verifier(
+    export: Path,
+    witness: Path,
+    *,
+    keys: Sequence[str] | None = None,
+    fingerprints: Sequence[str] = (),
+    interval: bool = False,
+    with_record_key: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """The offline verifier on `export` with the auditor's witness copy; `keys`: the pinned public keys
+    (default: the lab's own), `interval`: judge coverage at the lab's checkpoint interval."""
+    arguments = [sys.executable, "-m", "lab.audit.verify", str(export), "--witness", str(witness)]
+    for key in [chain.public_key_b64(public_key())] if keys is None else keys:
+        arguments += ["--public-key", key]
+    for fingerprint in fingerprints:
+        arguments += ["--fingerprint", fingerprint]
+    if interval:
+        arguments += ["--interval", str(settings.AUDIT_CHECKPOINT_SECONDS)]
+    if with_record_key:
+        arguments += ["--record-key", settings.AUDIT_RECORD_KEY]
+    return subprocess.run(arguments, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
