@@ -469,3 +469,19 @@ def test_an_e_mail_saved_by_another_admin_between_the_check_and_the_save_is_an_e
     assert sorted(account.groups.values_list("name", flat=True)) == ["technician"]
     assert not LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(User)).exists()
     assert not AuditRecord.objects.filter(action="staff.account_created").exists()
+
+
+def test_the_admins_view_on_site_shortcut_answers_404_for_an_id_a_uuid_key_cannot_be():
+    # Django's shortcut turned the UUID field's ValidationError into a 500 (seen in the URL crawl, when the
+    # content type it filled in with a job's number was a model with a UUID key)
+    from django.contrib.contenttypes.models import ContentType
+
+    from lab.orders.models import Asset
+
+    client, _ = client_as("admin")
+    content_type = ContentType.objects.get_for_model(Asset)
+    client.raise_request_exception = False
+
+    response = client.get(f"/lab/admin/r/{content_type.pk}/38/")
+
+    assert response.status_code == 404
