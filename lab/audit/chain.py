@@ -576,10 +576,12 @@ class ChainProblem:
     @property
     def place(self) -> str:
         """Where, for a summary line: "at seq N", or "at line N" for a problem of a file (a witness line)
-        that names no seq."""
-        if self.seq is not None or self.line is None:
+        that names no seq, or "(no seq)" for one of a whole file (it read "at seq None")."""
+        if self.seq is not None:
             return f"at seq {self.seq}"
-        return f"at line {self.line}"
+        if self.line is not None:
+            return f"at line {self.line}"
+        return "(no seq)"
 
 
 @dataclass(frozen=True)

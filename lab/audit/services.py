@@ -101,13 +101,18 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
     shows). Never signs what it did not verify: on a problem nothing is signed, an alert goes out,
     AuditChainBroken."""
     sink = witness_sink()
+    try:
+        return _checkpoint_sign(sink, reason=reason)
+    except WitnessError as unusable:
+        # A witness that cannot be locked, read or appended to stops the signing as a broken chain does, and
+        # as loudly: it used to raise before anyone was told, and beat retried into the same error every
+        # interval.
+        _refuse(unusable.problem)
+
+
+def _checkpoint_sign(sink: WitnessSink, *, reason: str) -> AuditCheckpoint:
     with sink.lock():
-        try:
-            last = sink.last()
-        except WitnessError as unreadable:
-            # A damaged witness stops the signing as a broken chain does, and as loudly: it used to raise
-            # before anyone was told, and beat retried into the same error every interval.
-            _refuse(unreadable.problem)
+        last = sink.last()
         settled_seq, settled_at = settle()
         verified = _verify_since(last, settled_seq=settled_seq)
         if verified.result.problem is not None:
@@ -131,11 +136,8 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
             lanes=heads,
             is_settled=True,
         )
-        try:
-            sink.append(signed)
-        except WitnessError as unwritable:
-            # Not witnessed, so not stored either: the database holds only what the witness does.
-            _refuse(unwritable.problem)
+        # Not witnessed (WitnessError), so not stored either: the database holds only what the witness does.
+        sink.append(signed)
     row = AuditCheckpoint.objects.create(
         seq=signed.seq,
         head_hash=signed.head_hash,
@@ -154,12 +156,11 @@ def audit_chain_check() -> chain.ChainProblem | None:
     """The signer's check on its own, signing nothing: the chain from the last witnessed checkpoint on (or
     the witness's own problem, when it cannot be read)."""
     sink = witness_sink()
-    with sink.lock():
-        try:
-            last = sink.last()
-        except WitnessError as unreadable:
-            return unreadable.problem
-        return _verify_since(last).result.problem
+    try:
+        with sink.lock():
+            return _verify_since(sink.last()).result.problem
+    except WitnessError as unusable:
+        return unusable.problem
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,17 @@ class FileWitness:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock_file:
+        """WitnessError ("witness_unwritable") when the lock file cannot be made: a folder the process may not
+        write (a read-only mount, a sandbox that does not list it) must reach the signer's alert, not stop it
+        with a bare OSError before anyone is told."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock_file = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
+        except OSError as error:
+            raise WitnessError(
+                self._problem("witness_unwritable", None, f"its lock file cannot be made ({error})")
+            ) from error
+        with lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
                 yield

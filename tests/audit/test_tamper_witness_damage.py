@@ -149,3 +149,28 @@ def test_a_last_line_without_its_newline_is_not_joined_onto(lab_log: FileWitness
         checkpoint_write()
     assert lab_log.path.read_bytes() == unterminated
     assert AuditCheckpoint.objects.count() == 3
+
+
+def test_a_witness_folder_the_process_cannot_write_makes_the_signer_alert_and_the_export_still_write(
+    lab_log: FileWitness, settings, tmp_path: Path, mailoutbox: list[EmailMessage]
+):
+    # given a witness whose folder cannot be made (as under a systemd sandbox that does not list it writable;
+    # a regular file stands in for the read-only mount, since the suite may run as root)
+    blocked = tmp_path / "read-only-mount"
+    blocked.write_bytes(b"")
+    settings.AUDIT_WITNESS = (blocked / "audit-witness" / "checkpoints.jsonl").as_uri()
+    audit_write(2)
+    # when beat wants a checkpoint, then nothing is signed and the auditors are told why, naming the witness
+    with pytest.raises(AuditChainBroken, match=r"witness_unwritable .*its lock file cannot be made"):
+        checkpoint_write()
+    assert AuditCheckpoint.objects.count() == 3
+    assert [message.subject for message in mailoutbox] == [
+        "[Print Lab] audit checkpoint refused: witness_unwritable (no seq)"
+    ]
+    assert str(blocked) in mailoutbox[0].body
+    # and an export still writes both files and reports the problem (it raised a bare OSError: a 500)
+    path = tmp_path / "audit.jsonl"
+    outcome = audit_export(path=path, actor_id="auditor-1", actor_role="auditor")
+    assert outcome.problem is not None and outcome.problem.kind == "witness_unwritable"
+    assert (outcome.records, outcome.checkpoints) == (32, 3)
+    assert len(path.read_text().splitlines()) == 32

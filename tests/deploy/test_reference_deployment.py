@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
@@ -37,6 +38,14 @@ def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
 
 def required_secrets() -> set[str]:
     return set(re.findall(r'required_secret\(\s*"(\w+)"', (ROOT / "lab" / "settings.py").read_text()))
+
+
+def env_example() -> dict[str, str]:
+    return dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
 
 
 def exec_start(path: Path) -> str:
@@ -150,11 +159,7 @@ def test_every_required_secret_is_a_systemd_credential_of_every_service():
 
 
 def test_env_example_sets_no_secret_and_defines_what_the_units_use():
-    assignments = dict(
-        line.split("=", 1)
-        for line in ENV_EXAMPLE.read_text().splitlines()
-        if line and not line.startswith("#")
-    )
+    assignments = env_example()
     settings_text = (ROOT / "lab" / "settings.py").read_text()
     secret_names = required_secrets() | {
         "DATABASE_URL",
@@ -173,6 +178,32 @@ def test_env_example_sets_no_secret_and_defines_what_the_units_use():
         assert f'"{name}"' in settings_text, f"{name} is not a setting"
     for name in ("ALLOWED_HOSTS", "TRUSTED_PROXIES", "SECURE_COOKIES", "LAB_STORAGE_DIR", "AUDIT_WITNESS"):
         assert name in assignments
+
+
+def writable_paths(path: Path) -> list[Path]:
+    service = parse_unit(path)["Service"]
+    writable = [Path(entry) for value in service.get("ReadWritePaths", []) for entry in value.split()]
+    return writable + [Path("/var/lib") / name for name in service.get("StateDirectory", [])]
+
+
+def test_every_process_that_writes_the_blob_store_or_the_witness_may_write_there_under_its_sandbox():
+    # ProtectSystem=strict makes every other path read-only: the signer (a beat task on the default queue)
+    # and the auditors' export (web) lock and append the witness, so a witness outside their ReadWritePaths
+    # meant no checkpoint was ever signed and every export answered 500 in the reference deployment.
+    settings = env_example()
+    storage = Path(settings["LAB_STORAGE_DIR"])
+    witness = Path(urlparse(settings["AUDIT_WITNESS"]).path).parent
+    needs = {
+        "printlab-web.service": [storage, witness],
+        "printlab-default.service": [storage, witness],
+        "printlab-raster.service": [storage],
+        "printlab-print@.service": [storage],
+    }
+    for name, paths in needs.items():
+        unit = UNITS / name
+        assert parse_unit(unit)["Service"]["ProtectSystem"] == ["strict"], name
+        for needed in paths:
+            assert any(needed.is_relative_to(allowed) for allowed in writable_paths(unit)), (name, needed)
 
 
 def test_the_readme_links_the_reference_deployment():
