@@ -21,7 +21,10 @@ class SyncResult:
     unprintable_products: list[str]
 
 
-def printers_sync(*, server: str, default_papers: list[str]) -> SyncResult:
+def printers_sync(*, server: str, default_papers: list[str], host: str = "") -> SyncResult:
+    """host: the print host whose worker sends to these queues (`Printer.host`, queue `print.<host>`), set on
+    every printer imported; empty leaves an existing printer's host as it is and creates printers without
+    one (queue `print`, which only the embedded run's worker consumes)."""
     created: list[str] = []
     updated: list[str] = []
     for queue in list_queues(server=server):
@@ -36,13 +39,18 @@ def printers_sync(*, server: str, default_papers: list[str]) -> SyncResult:
                     "media_sizes": sizes,
                     "papers": default_papers,
                     "location": queue.device_uri[:200],
+                    "host": host,
                 },
             )
             if not was_created:
                 printer.media_sizes = sizes
                 printer.target = queue.name
                 printer.cups_server = server
-                printer.save(update_fields=["media_sizes", "target", "cups_server"])
+                fields = ["media_sizes", "target", "cups_server"]
+                if host:
+                    printer.host = host
+                    fields.append("host")
+                printer.save(update_fields=fields)
             printer.state = str(queue.status.state)
             printer.state_reasons = list(queue.status.reasons)
             printer.save(update_fields=["state", "state_reasons"])

@@ -231,3 +231,16 @@ def test_systemd_accepts_the_units(tmp_path):
 
     # Warnings (an unknown key is only "ignoring") count as failures too.
     assert (completed.returncode, completed.stdout + completed.stderr) == (0, "")
+
+
+def test_every_queue_a_job_can_be_sent_to_is_consumed_or_the_docs_give_every_printer_a_host():
+    # print_queue(): print.<host>, or 'print' for a printer without a host, which no unit consumes; the
+    # install steps import a print host's queues with its host
+    consumed = {
+        queue
+        for path in SERVICES
+        for match in re.finditer(r" -Q (\S+)", exec_start(path))
+        for queue in match.group(1).split(",")
+    }
+    assert consumed == {"default", "raster", "print.%i"}
+    assert "printers_sync --server <host>:631 --host <name>" in (ROOT / "deploy" / "README.md").read_text()

@@ -17,9 +17,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--server", default=settings.CUPS_SERVER, help="CUPS host:port")
         parser.add_argument("--papers", default="lustre,glossy", help="papers assumed loaded in new printers")
+        parser.add_argument(
+            "--host",
+            default=settings.PRINT_HOST,
+            help="the print host whose worker sends to these queues (Printer.host; default $PRINT_HOST): a"
+            " printer without one is sent to through queue 'print', which no reference-deployment unit"
+            " consumes",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = printers_sync(server=options["server"], default_papers=options["papers"].split(","))
+        result = printers_sync(
+            server=options["server"], default_papers=options["papers"].split(","), host=options["host"]
+        )
         routed = jobs_route_waiting()
         self.stdout.write(
             f"created: {', '.join(result.created) or '-'}; updated: {', '.join(result.updated) or '-'}; "
