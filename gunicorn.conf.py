@@ -6,9 +6,12 @@ type and what links hold: a staff search for a customer's e-mail (`?q=`), a tech
 photo gate, a privacy receipt's bearer token (`?token=`); a Referer carries another page's query string. Paths
 hold ids only. The line: client address (the proxy's, behind one), time, method, path, protocol, status,
 bytes, duration in ms and the X-Request-ID the proxy set, which the lab's own log lines carry as well
-(`tests/observability/test_health_live.py`)."""
+(`tests/observability/test_health_live.py`). The client address is written as its network (a /24, a /48:
+`lab/lib/access_log.py`), as in the lab's own log lines: an address is personal data, and logs outlive an
+erasure."""
 
 accesslog = "-"
+logger_class = "lab.lib.access_log.AccessLogger"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}i)s'
 # A request line longer than this is refused by gunicorn itself, before Django, with its own 414 (README,
 # Running in production); 8190 is gunicorn's largest bounded value.

@@ -84,3 +84,19 @@ def address_for_limits(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, IPV6_SUBSCRIBER_PREFIX), strict=False))
     return str(parsed) if parsed is not None else address
+
+
+# What a log line says of where a request came from: its network, not the subscriber. An address is personal
+# data (README, "No personal data in logs"), and logs outlive an erasure; a /24 or a /48 still shows which
+# network a burst came from.
+LOG_IPV4_PREFIX, LOG_IPV6_PREFIX = 24, 48
+
+
+def address_for_logs(address: str) -> str:
+    """The network of an address for log lines and the access log ("203.0.113.0/24", "2001:db8:1::/48");
+    "-" for text that is no address."""
+    parsed = parse_address(address)
+    if parsed is None:
+        return "-"
+    prefix = LOG_IPV4_PREFIX if isinstance(parsed, ipaddress.IPv4Address) else LOG_IPV6_PREFIX
+    return str(ipaddress.ip_network((parsed, prefix), strict=False))

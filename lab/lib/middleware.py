@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from lab.lib.client_ip import client_ip, is_from_trusted_proxy
+from lab.lib.client_ip import address_for_logs, client_ip, is_from_trusted_proxy
 
 _VALID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # What a client could say about where it came from, or how: only our proxies may say it.
@@ -43,7 +43,7 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         request_token = _request_id.set(request_id)
-        address_token = _client_ip.set(client_ip(request) or "-")
+        address_token = _client_ip.set(address_for_logs(client_ip(request)))
         try:
             response = self.get_response(request)
         finally:
@@ -54,14 +54,15 @@ class RequestIdMiddleware:
 
 
 class RequestContextFilter(logging.Filter):
-    """Gives every log record the request id and client address of its request ("-" outside one)."""
+    """Gives every log record the request id and the client's network (address_for_logs) of its request ("-"
+    outside one)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         # django.request logs a 4xx/5xx after the middleware returned, but hands over the request itself.
         request = getattr(record, "request", None)
         if isinstance(request, HttpRequest):
             record.request_id = getattr(request, "request_id", "-")
-            record.client_ip = client_ip(request) or "-"
+            record.client_ip = address_for_logs(client_ip(request))
         else:
             record.request_id = _request_id.get()
             record.client_ip = _client_ip.get()

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.postgres_server import PrivatePostgres
+from tests.support.processes import wait_for
 from tests.support.redis_server import PrivateRedis
 from tests.support.web_server import LabWebServer, app_environment, django_manage
 
@@ -150,20 +151,31 @@ def test_metrics_scrape_parses_and_holds_request_latency_queues_and_job_counts(l
     assert samples[("printlab_webhook_deliveries_due", ())] == 0
 
 
-def test_json_log_line_of_a_request_carries_its_request_id(lab: Lab):
+def test_json_log_line_of_a_request_carries_its_request_id_and_the_client_s_network_only(lab: Lab):
     request_id = f"test-{uuid.uuid4().hex}"
 
-    status, _ = lab.get("/lab/no-such-page/", {"X-Request-ID": request_id})
+    # given a client at 203.0.113.57 behind the lab's proxy (127.0.0.1 is trusted here)
+    status, _ = lab.get("/lab/no-such-page/", {"X-Request-ID": request_id, "X-Forwarded-For": "203.0.113.57"})
 
     assert status == 404
-    lines = [line for line in lab.web.log_tail(200_000).splitlines() if request_id in line]
-    records = [json.loads(line) for line in lines if line.startswith("{")]
+
+    def lines() -> list[str]:
+        return [line for line in lab.web.log_tail(200_000).splitlines() if request_id in line]
+
+    # (gunicorn writes its access line after the answer is sent)
+    wait_for(lambda: any(not line.startswith("{") for line in lines()), timeout=10, what="the access line")
+    records = [json.loads(line) for line in lines() if line.startswith("{")]
     assert [(record["level"], record["logger"], record["message"]) for record in records] == [
         ("WARNING", "django.request", "Not Found: /lab/no-such-page/")
     ]
     assert records[0]["request_id"] == request_id
-    assert records[0]["client_ip"] == "127.0.0.1"
+    # then the lab's line names the client's network, and no line its address (personal data, which logs
+    # would keep past an erasure); the access log's peer is written as its network too
+    assert records[0]["client_ip"] == "203.0.113.0/24"
     assert set(records[0]) == {"time", "level", "logger", "message", "request_id", "client_ip"}
+    assert [line for line in lines() if "203.0.113.57" in line] == []
+    access = [line for line in lines() if not line.startswith("{")]
+    assert len(access) == 1 and access[0].startswith("127.0.0.0/24 "), access
 
 
 def test_the_access_log_names_paths_never_query_strings_or_referers(lab: Lab):

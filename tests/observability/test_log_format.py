@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from lab.lib import log_context
+from lab.lib.client_ip import address_for_logs
 from lab.lib.log_format import JsonFormatter
 from tests.support.web_server import PROJECT_DIR
 
@@ -58,3 +61,17 @@ def test_an_unknown_log_format_stops_the_process_naming_it():
     assert completed.stderr.strip().splitlines()[-1] == (
         "django.core.exceptions.ImproperlyConfigured: LOG_FORMAT='xml': use plain or json."
     )
+
+
+@pytest.mark.parametrize(
+    ("address", "logged_as"),
+    [
+        ("203.0.113.57", "203.0.113.0/24"),
+        ("[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1::/48"),
+        ("::ffff:198.51.100.9", "198.51.100.0/24"),
+        ("", "-"),
+        ("not an address", "-"),
+    ],
+)
+def test_log_lines_name_the_client_s_network_never_its_address(address, logged_as):
+    assert address_for_logs(address) == logged_as
