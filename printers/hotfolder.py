@@ -187,7 +187,12 @@ class HotFolderBackend(PrinterBackend):
         """Finished tickets whose print file is still beside them: one listing of each final folder, and only
         those tickets read. A ticket whose file was discarded (or that the device moved or deleted) costs
         nothing, so a `done/` of years of tickets does not slow the sweep down."""
-        return _jobs_titled(self._finished_tickets_with_files(), title_prefix=title_prefix)
+        try:
+            return _jobs_titled(self._finished_tickets_with_files(), title_prefix=title_prefix)
+        except OSError as exc:
+            raise errors.TransientPrinterError(
+                code=errors.PRINTER_UNREACHABLE, message=f"cannot read hot folder: {exc.strerror}"
+            ) from exc
 
     def unfinished_sends_discard(self, *, older_than: float) -> int:
         """Print files in the inbox that no ticket (in any state folder) names, and hidden temporaries: a send
@@ -233,7 +238,16 @@ class HotFolderBackend(PrinterBackend):
             (ticket_path.parent / file_name).unlink()
         except FileNotFoundError:
             return False
-        _fsync_directory(ticket_path.parent)
+        except OSError as exc:
+            raise errors.TransientPrinterError(
+                code=errors.PRINTER_UNREACHABLE, message=f"cannot erase hot folder print file: {exc.strerror}"
+            ) from exc
+        try:
+            _fsync_directory(ticket_path.parent)
+        except OSError as exc:
+            # The file is gone from the folder; if a crash brings it back, it lies beside its ticket again and
+            # the next sweep erases it.
+            logger.warning("hot folder %s: erasure not made durable: %s", self.folder.name, exc.strerror)
         return True
 
     def _require_writable_folder(self) -> None:

@@ -23,7 +23,7 @@ from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import printer_cancels_settle
 from lab.production.errors import ProductionError
-from lab.production.models import Batch, JobEvent, Printer, PrintJob, new_title_token
+from lab.production.models import TITLE_SUPERSEDED, Batch, JobEvent, Printer, PrintJob, new_title_token
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
 from printers.base import FINAL_JOB_STATES, JobState
 from printers.errors import PrinterError
@@ -407,7 +407,11 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
             # print. A new title, and the attempts and restart marks cleared, so the next send is a first one
             # and no retry adopts an earlier copy by its title (before, "send again" on a `suspect` job
             # adopted the completed copy the person had just rejected, and the job was `suspect` again with
-            # nothing sent).
+            # nothing sent). The title given up is recorded with it: the copies sent under it are still this
+            # job's, and the spool sweep erases them once over at the printer (lab/production/spool.py).
+            given_up = (
+                PrintJob.objects.select_for_update().values_list("title_token", flat=True).get(pk=job.pk)
+            )
             moved = jobs.job_move(
                 job_id=job.pk,
                 from_statuses={job.status},
@@ -422,6 +426,14 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
                 backend_started_at=None,
                 backend_restarted=False,
             )
+            if moved:
+                JobEvent.objects.create(
+                    job_id=job.pk,
+                    printer_id=job.printer_id,
+                    kind=TITLE_SUPERSEDED,
+                    actor=actor,
+                    note=given_up,
+                )
             if moved and job.printer is not None:
                 queue = jobs.print_queue(job.printer)
                 transaction.on_commit(

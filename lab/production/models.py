@@ -352,6 +352,12 @@ def ticket_seal(ticket: Any, job_ids: list[int]) -> str:
     return seal_of(_TICKET_SALT, ticket_facts(ticket, job_ids))
 
 
+# The JobEvent kind that records a title a job gave up (its `note`: the token, its `printer`: where the job
+# was): a job re-titled (a person chose "send again" on a job whose fate was unknown) leaves its earlier
+# copies at the printer under the title it gave up.
+TITLE_SUPERSEDED = "title_superseded"
+
+
 def job_title(job_id: int, token: str) -> str:
     return f"{JOB_TITLE_PREFIX}{job_id}-{token}" if token else f"{JOB_TITLE_PREFIX}{job_id}"
 
@@ -368,6 +374,25 @@ def jobs_titled(titles: Iterable[str]) -> dict[str, int]:
         title: job_id
         for title, job_id in wanted.items()
         if job_id in tokens and job_title(job_id, tokens[job_id]) == title
+    }
+
+
+def jobs_formerly_titled(titles: Iterable[str]) -> dict[str, int]:
+    """Of these backend job titles, those that one of our jobs carried before it was re-titled (a
+    TITLE_SUPERSEDED event of that job names the token), with its id (one query). Only a recorded token
+    counts: a title of a job's id with any other token stays another installation's."""
+    wanted = {title: job_id for title in titles if (job_id := PrintJob.id_from_title(title)) is not None}
+    if not wanted:
+        return {}
+    given_up = set(
+        JobEvent.objects.filter(kind=TITLE_SUPERSEDED, job_id__in=set(wanted.values())).values_list(
+            "job_id", "note"
+        )
+    )
+    return {
+        title: job_id
+        for job_id, token in given_up
+        if (title := job_title(job_id, token)) in wanted and wanted[title] == job_id
     }
 
 

@@ -8,10 +8,13 @@ printer and erases their documents (CUPS: the job is purged, document and all; h
 the ticket stays), but only when nothing here will look at that job again:
 - its print job is `printed` or `cancelled` (and no cancel at the printer is pending);
 - or the printer's job was cancelled or aborted and is not the one its print job is tracking (an earlier,
-  superseded attempt).
+  superseded attempt);
+- or it carries a title its print job gave up when a person sent it again (models.jobs_formerly_titled):
+  nothing looks for a copy by that title any more.
 A job the printer completed while its print job still waits (`submitted` not yet read, `ready` for a retry
 that looks for an earlier attempt, `suspect` or `unknown` for a person) is kept: the retry must find it so
-that it is not printed twice, and the technician may need it.
+that it is not printed twice, and the technician may need it. A printer that cannot be read, or a document
+that cannot be erased, is counted and logged, and the sweep goes on with the next.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from collections import Counter
 
 from lab.production.backends import backend_for
-from lab.production.models import JOB_TITLE_PREFIX, Printer, PrintJob, jobs_titled
+from lab.production.models import JOB_TITLE_PREFIX, Printer, PrintJob, jobs_formerly_titled, jobs_titled
 from lab.production.states import FINAL_JOB_STATUSES
 from printers.base import JobInfo, JobState
 from printers.errors import PrinterError
@@ -49,19 +52,28 @@ def printer_documents_discard() -> dict[str, int]:
             logger.info("unfinished sends not checked printer=%s error=%s", printer.pk, type(error).__name__)
         try:
             over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
-        except PrinterError as error:
-            logger.info("printer documents not checked printer=%s code=%s", printer.pk, error.code)
+        except (PrinterError, OSError) as error:
+            # One printer that cannot be read (unreachable, a folder the device re-owned) must not keep the
+            # sweep from the printers after it, run after run.
+            logger.info("printer documents not checked printer=%s error=%s", printer.pk, _error_name(error))
             counts["printers_unreachable"] += 1
             continue
         tracked = _print_jobs(over)
+        given_up = jobs_formerly_titled(job.title for job in over if job.title not in tracked)
         for job in over:
-            if not _may_discard(job, tracked.get(job.title)):
+            if not _may_discard(job, tracked.get(job.title), is_title_given_up=job.title in given_up):
                 counts["kept"] += 1
                 continue
             try:
                 discarded = backend.discard_document(job.handle)
-            except PrinterError as error:
-                logger.info("printer document not discarded printer=%s code=%s", printer.pk, error.code)
+            except (PrinterError, OSError) as error:
+                # The customer's image stays at the printer in the clear: someone must hear of it.
+                logger.warning(
+                    "printer document not discarded printer=%s handle=%s error=%s",
+                    printer.pk,
+                    job.handle,
+                    _error_name(error),
+                )
                 counts["failed"] += 1
                 continue
             counts["discarded" if discarded else "already_gone"] += 1
@@ -86,7 +98,17 @@ def _print_jobs(jobs: list[JobInfo]) -> dict[str, tuple[str, str, bool]]:
     return {title: states[pk] for title, pk in titled.items() if pk in states}
 
 
-def _may_discard(job: JobInfo, tracked: tuple[str, str, bool] | None) -> bool:
+def _error_name(error: Exception) -> str:
+    # The code or the exception's class only: an OSError's message names the file, and so the job.
+    return error.code if isinstance(error, PrinterError) else type(error).__name__
+
+
+def _may_discard(job: JobInfo, tracked: tuple[str, str, bool] | None, *, is_title_given_up: bool) -> bool:
+    if is_title_given_up:
+        # A copy sent under a title its print job gave up (a person judged it not printed and sent the job
+        # again under a new one): no retry, reconciler or person looks for a copy by that title, so it goes
+        # once over at the printer, whatever its print job does now.
+        return job.state.is_final
     if tracked is None:
         # Not a print job of this database (a title that only starts like ours, another installation's job
         # of the same id on the same print host, a job erased with its order): not ours to judge; CUPS drops

@@ -4,6 +4,7 @@ tests/e2e/test_production_cups.py)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -15,12 +16,13 @@ import pytest
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from lab.production import rasterizing, routing, spool, submission, tracking
+from lab.production.actions import job_resolve_unknown
 from lab.production.jobs import job_move
-from lab.production.models import PrintJob
+from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 from printers import hotfolder
 from printers.hotfolder_device import process_pending
-from tests.builders import WORKER, hotfolder_printer, paid_order, printer_folder
+from tests.builders import WORKER, hotfolder_printer, paid_order, person, printer_folder, released_order
 
 pytestmark = pytest.mark.django_db
 
@@ -118,6 +120,119 @@ def test_a_cancelled_job_is_erased_only_once_the_printer_has_cancelled_it():
     PrintJob.objects.filter(pk=pending_cancel.pk).update(cancel_at_printer=False)
     assert spool.printer_documents_discard() == {"discarded": 1}
     assert _print_files(folder) == []
+
+
+def test_a_copy_a_person_rejected_is_erased_though_its_job_was_sent_again_under_a_new_title(tmp_path: Path):
+    # given a job the device printed while its server restarted (`suspect`), judged not printed by a person
+    # and sent again under a new title, printed this time
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
+    job = _sent(PrintJob.objects.get())
+    folder = printer_folder(printer)
+    rejected = process_pending(folder=folder, delay_seconds=0)
+    PrintJob.objects.filter(pk=job.pk).update(backend_restarted=True)
+    tracking.printer_poll()
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUSPECT
+    rejected_token = job.title_token
+    job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    # and another installation's copy of the same job id, under a token this job never carried, over there
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8 another lab's customer's photo")
+    foreign_title = f"lab-job-{job.pk}-00000000"
+    assert foreign_title != job.title and rejected_token != "00000000"
+    foreign = hotfolder.HotFolderBackend(folder=folder).submit(path=photo, title=foreign_title)
+    resent = process_pending(folder=folder, delay_seconds=0)
+    tracking.printer_poll()
+    job.refresh_from_db()
+    assert (job.status, sorted(resent)) == (JobStatus.PRINTED, sorted([job.backend_job_id, foreign]))
+
+    # when the sweep runs
+    counts = spool.printer_documents_discard()
+
+    # then both copies of our job are erased (before: the rejected one was kept for ever, its title no longer
+    # the job's), the other installation's is not touched, and the re-title recorded the token it gave up
+    assert counts == {"discarded": 2, "kept": 1}
+    assert _print_files(folder) == [f"done/{foreign}.jpg"]
+    assert rejected == [rejected[0]] and not (folder / "done" / f"{rejected[0]}.jpg").exists()
+    superseded = JobEvent.objects.filter(job=job, kind="title_superseded")
+    assert list(superseded.values_list("note", flat=True)) == [rejected_token]
+
+
+def test_a_copy_under_a_title_its_job_gave_up_is_erased_only_once_the_printer_is_done_with_it():
+    # given a job whose fate nobody knows while its copy still waits in the hot folder, sent again under a
+    # new title by a person (the new send not made yet)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
+    job = _sent(PrintJob.objects.get())
+    first_copy = job.backend_job_id
+    assert job_move(job_id=job.pk, from_statuses={JobStatus.SUBMITTED}, to_status=JobStatus.UNKNOWN)
+    job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+    folder = printer_folder(printer)
+
+    # when the sweep runs while the device has not taken that copy, then it stays
+    assert spool.printer_documents_discard() == {}
+    assert _print_files(folder) == [f"{first_copy}.jpg"]
+
+    # once the device printed it, the next sweep erases it (before: kept for ever)
+    assert process_pending(folder=folder, delay_seconds=0) == [first_copy]
+    assert spool.printer_documents_discard() == {"discarded": 1}
+    assert _print_files(folder) == []
+
+
+def _two_minilabs_with_a_printed_job_each() -> tuple[Path, Path]:
+    first, second = hotfolder_printer("four", sizes=["4x6"]), hotfolder_printer("eight", sizes=["8x10"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    released_order(lines=[("PRINT-8X10-LUSTRE", 1)])
+    jobs = [_sent(job) for job in PrintJob.objects.order_by("pk")]
+    assert [job.printer_id for job in jobs] == [first.pk, second.pk]
+    folders = printer_folder(first), printer_folder(second)
+    for folder in folders:
+        process_pending(folder=folder, delay_seconds=0)
+    tracking.printer_poll()
+    assert {job.status for job in PrintJob.objects.all()} == {JobStatus.PRINTED}
+    return folders
+
+
+def test_a_print_file_that_cannot_be_erased_does_not_stop_the_sweep_at_the_next_printers(monkeypatch):
+    # given two minilabs each holding a printed job's file, the first one's file not erasable (a folder the
+    # device re-owned, a failing disk)
+    first, second = _two_minilabs_with_a_printed_job_each()
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.is_relative_to(first):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+    # when the sweep runs, then the second minilab's file is erased and the failure counted (before: the
+    # PermissionError ended the sweep, every run, before it reached the second minilab)
+    assert spool.printer_documents_discard() == {"discarded": 1, "failed": 1}
+    assert (len(_print_files(first)), _print_files(second)) == (1, [])
+
+
+def test_a_hot_folder_that_cannot_be_read_does_not_stop_the_sweep_at_the_next_printers(monkeypatch):
+    # given two minilabs each holding a printed job's file, the first one's done/ not readable
+    first, second = _two_minilabs_with_a_printed_job_each()
+    real_scandir = os.scandir
+
+    def scandir(path: object = ".") -> object:
+        if isinstance(path, str | os.PathLike) and Path(path).is_relative_to(first / "done"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_scandir(path)  # type: ignore[call-overload]
+
+    # when the sweep runs
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "scandir", scandir)
+        counts = spool.printer_documents_discard()
+
+    # then the second minilab's file is erased and the first one counted unreachable (before: the
+    # PermissionError ended the sweep, every run, before it reached the second minilab)
+    assert counts == {"discarded": 1, "printers_unreachable": 1}
+    assert (len(_print_files(first)), _print_files(second)) == (1, [])
 
 
 def test_a_send_stopped_between_its_print_file_and_its_ticket_leaves_no_file(monkeypatch):
