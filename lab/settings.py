@@ -373,7 +373,12 @@ ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")
 # the last message sent before it is sent again).
 ASSET_FETCH_SWEEP_SECONDS = envint("ASSET_FETCH_SWEEP_SECONDS", 60)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# The only handler keeps a photo upload in the web worker's memory until it is encrypted: Django's default
+# writes a body over FILE_UPLOAD_MAX_MEMORY_SIZE to a plaintext temporary file, which a killed worker leaves
+# behind. It drops the file of a larger body, so its limit is above the largest api/middleware.py lets
+# through (ASSET_MAX_BYTES plus 64 KiB; a larger one is answered 413 before it is read).
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = ASSET_MAX_BYTES + 1024 * 1024
 
 # --- Payments ----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY")

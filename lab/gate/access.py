@@ -582,7 +582,11 @@ def owner_image_access(
     if asset.status != Asset.Status.READY:
         raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.")
     _sealed_or_refused(asset)
-    original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
+    try:
+        original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
+    except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
+        # Purged (retention, erasure) after this request read the photo's row: gone, as on the staff path.
+        raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.", rule="purged") from error
     digest = hashlib.sha256(original).hexdigest()
     try:
         with transaction.atomic():
