@@ -2,9 +2,10 @@
 a multipart one (a photo upload) above ASSET_MAX_BYTES plus room for its other fields.
 
 Django checks that limit only when code reads `request.body`; DRF's parsers read the stream instead, so a huge
-JSON or form body would otherwise be read whole. A multipart body Django streams to the web host's temporary
-files, counting only its non-file fields: a photo upload's size was checked after it had all been written to
-disk, so one anonymous request could fill it.
+JSON or form body would otherwise be read whole. A multipart body Django's upload handler reads whole (held in
+memory since lab/settings.py FILE_UPLOAD_HANDLERS; Django's default streamed it to temporary files), counting
+only its non-file fields: a photo upload's size was checked after all of it had been read, so one anonymous
+request could fill the web host's disk, now its memory.
 """
 
 from __future__ import annotations

@@ -272,9 +272,9 @@ def test_oversize_upload_is_refused(api, settings):
 
 
 def test_an_upload_over_the_limit_is_refused_before_its_body_is_read(api, settings, monkeypatch):
-    """Django streams a multipart body to the web host's temporary files and counts only its other fields:
-    the photo's size was checked once it had all been written, so one anonymous request of any size could
-    fill the disk before its 413."""
+    """Django reads a multipart body's file whole (into memory, or temporary files with its default handlers)
+    and counts only its other fields: the photo's size was checked once all of it had been read, so one
+    anonymous request of any size could fill the web host before its 413."""
     from django.core.files import uploadhandler
 
     settings.ASSET_MAX_BYTES = 10_000
