@@ -272,12 +272,14 @@ def _grant_for(
     renewal_window = timedelta(seconds=settings.AUDIT_GRANT_RENEWAL_SECONDS)
     since = now - renewal_window
     previous = (
-        # The last grant of this scope that ended within the window, however it ended: by its expiry, or
-        # revoked by a refusal (any refusal on the photo ends the person's grants on it: a reload of the
-        # expired page, an unknown variant, full resolution without its justification). Only expiries
-        # counted before, so a refusal just before asking again hid the renewal, or, sent while the grant
-        # was live, opened a fresh one that no rule flagged.
-        AccessGrant.objects.filter(**scope)
+        # The person's last grant on this photo that ended within the window, for whatever purpose and task,
+        # however it ended: by its expiry, or revoked by a refusal (any refusal on the photo ends the
+        # person's grants on it: a reload of the expired page, an unknown variant, full resolution without
+        # its justification). Only expiries counted before, so a refusal just before asking again hid the
+        # renewal, or, sent while the grant was live, opened a fresh one that no rule flagged. And only the
+        # same purpose and task counted, so a technician alternating `printing` and `handling` on one job
+        # kept a photo open for as long as they liked with no renewal flagged.
+        AccessGrant.objects.filter(actor=user, asset=asset)
         .filter(
             Q(revoked_at__isnull=True, expires_at__lte=now, expires_at__gte=since)
             # ended (the earlier of its expiry and its revocation) within the window, not hours before and
@@ -345,7 +347,9 @@ def _entry(
         rule=decision.rule,
         purpose=request.purpose[:32],
         justification=request.justification,
-        asset_id=request.asset_id if asset else None,
+        # The photo's id as stored, however the request spelled it (upper case, no hyphens, urn:uuid:): an
+        # auditor's filter by photo finds every attempt on it.
+        asset_id=str(asset.pk) if asset else None,
         order_ref=decision.order_ref,
         context_type=request.context_type[:32],
         context_id=request.context_id[:64],

@@ -304,3 +304,17 @@ def test_a_closed_context_ends_its_grants_at_the_database_s_time(job, monkeypatc
     revoked_at = AccessGrant.objects.get().revoked_at
     assert revoked_at is not None
     assert abs(revoked_at - database_now()) < timedelta(minutes=1)
+
+
+def test_asking_again_for_another_purpose_on_the_same_job_after_expiry_is_still_a_renewal(job, clock):
+    """Only the same purpose and task counted: a technician alternating `printing` and `handling` on one job
+    kept a photo open for 40 minutes with no renewal flagged."""
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    client.get(client.get(url, params(job))["Location"])
+
+    clock.forward(601 + 60)
+    handling = client.get(client.get(url, {**params(job), "purpose": "handling"})["Location"])
+
+    first, second = AccessGrant.objects.order_by("created_at")
+    assert (handling.status_code, second.purpose, second.renews_id) == (200, "handling", first.pk)

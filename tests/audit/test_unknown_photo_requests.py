@@ -173,3 +173,14 @@ def test_a_nul_byte_in_the_path_is_a_recorded_refusal(job):
 
     assert response.status_code in (403, 404)
     assert AuditRecord.objects.filter(actor_id=str(technician.public_id), outcome="denied").count() == 1
+
+
+def test_a_refused_request_records_the_photo_s_id_as_stored_however_it_was_spelled(job):
+    """The id as typed (upper case) was recorded: an auditor's filter by the photo missed the attempt."""
+    client, _ = client_as("packer")
+    spelled = str(job.item.asset_id).upper()
+
+    response = client.get(f"/lab/photos/{spelled}/preview", printing(job))
+
+    assert (response.status_code, response.json()["rule"]) == (403, "purpose_not_allowed_for_role")
+    assert AuditRecord.objects.get().asset_id == str(job.item.asset_id)
