@@ -8,9 +8,17 @@ from __future__ import annotations
 from workers.app import app
 
 
-@app.task(name="audit.review_sample_daily", time_limit=600, soft_time_limit=540, max_retries=0)
+@app.task(
+    name="audit.review_sample_daily",
+    queue="default",
+    time_limit=600,
+    soft_time_limit=540,
+    # Idempotent: a day's sample only tops up, flags are unique per record, a day is recorded as queued once.
+    acks_late=True,
+    # A lost or failed run is made up by the next night's: it queues every day of the last week not queued.
+    max_retries=0,
+)
 def review_sample_daily() -> None:
-    from lab.gate.review import review_sample_daily as queue_day
+    from lab.gate.review import review_sample_daily as queue_days
 
-    # Safe to run again for the same day: the sample only tops up and flags are unique per record.
-    queue_day()
+    queue_days()

@@ -39,7 +39,7 @@ from django.views.decorators.http import require_GET, require_POST
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
 from lab.audit import chain
-from lab.audit.models import Outcome, Purpose
+from lab.audit.models import Outcome, Purpose, ReviewItem
 from lab.audit.records import request_meta
 from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
@@ -202,10 +202,18 @@ def record_view(request: HttpRequest, seq: int) -> HttpResponse:
     emails = audit_selectors.employee_emails(actor_ids=[record.actor_id])
     fields = [(name, getattr(record, name)) for name in chain.EXPORT_FIELDS]
     reviews = list(record.reviews.select_related("reviewed_by").order_by("pk"))
+    not_in_log = audit_selectors.review_sign_offs_not_in_log(items=reviews)
+    _warn_not_in_log(request, reviews, not_in_log)
     return render(
         request,
         "audit/record.html",
-        {"record": record, "fields": fields, "email": emails.get(record.actor_id or ""), "reviews": reviews},
+        {
+            "record": record,
+            "fields": fields,
+            "email": emails.get(record.actor_id or ""),
+            "reviews": reviews,
+            "not_in_log": not_in_log,
+        },
     )
 
 
@@ -261,6 +269,7 @@ def review_view(request: HttpRequest) -> HttpResponse:
     after_id = int(after) if after.isascii() and after.isdigit() and len(after) < 19 else None
     _read(request, page="review", query=f"state={'open' if is_open else 'done'}&after={after_id or ''}")
     page = audit_selectors.review_items_page(is_open=is_open, after_id=after_id, limit=PAGE_SIZE)
+    _warn_not_in_log(request, page.items, page.not_in_log)
     emails = audit_selectors.employee_emails(actor_ids=[item.record.actor_id for item in page.items])
     return render(
         request,
@@ -272,6 +281,21 @@ def review_view(request: HttpRequest) -> HttpResponse:
             "yesterday": timezone.localdate() - timedelta(days=1),
         },
     )
+
+
+NOT_IN_LOG = "sign-off not in the log"
+
+
+def _warn_not_in_log(request: HttpRequest, items: list[ReviewItem], not_in_log: frozenset[int]) -> None:
+    """A sign-off the chain does not hold was written in the table alone: shown as a warning, never as a
+    review an auditor did."""
+    for item in items:
+        if item.pk in not_in_log:
+            messages.warning(
+                request,
+                f"Item {item.pk} (record {item.record_id}): {NOT_IN_LOG}. The item says it was signed off,"
+                " but the chain holds no such sign-off: treat it as not reviewed.",
+            )
 
 
 @auditor_page

@@ -3,8 +3,10 @@ maintenance view among them, each signed off with a note) and the chain records 
 exports and sign-offs.
 
 The sample is drawn with the operating system's random source, so nobody can predict which of their views
-will be reviewed. Running the daily job twice for one day adds nothing twice: the sample tops up to its size
-and flagged items are unique per (record, flag).
+will be reviewed. Queuing a day twice adds nothing twice: the sample tops up to its size and flagged items are
+unique per (record, flag). Each queued day is recorded in the chain (`audit.review.queued`), and the nightly
+job queues every finished day of the last CATCH_UP_DAYS not recorded yet, so a lost run is made up the next
+night instead of losing the day's sample and flags.
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_REASON = "sample"
 MIN_NOTE = 3
+# A note is kept as long as the chain's record of the sign-off keeps it (its justification), so the two agree.
+MAX_NOTE = 500
+SIGN_OFF_ACTION = "audit.review.sign_off"
+QUEUED_ACTION = "audit.review.queued"
+REVIEW_DAY = "review_day"
+# Task messages are nudges: a nightly run can be lost (PostgreSQL restarting at 00:30, a killed worker, a
+# lost message, the soft time limit). The next run queues every finished day of this many that is not recorded
+# as queued yet; the overdue-sweep alarm shows a job that stopped succeeding after 2 days, long before a day
+# falls out of the window. An older day is queued by hand from the console (review_build).
+CATCH_UP_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -49,11 +61,36 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def review_sample_daily(*, day: date | None = None, sample_size: int | None = None) -> QueueRun:
-    """Queue a random sample of the day's granted employee views and every flagged attempt of the day.
+    """Queue a random sample of a finished day's granted employee views and every flagged attempt of the day.
 
-    Without `day`, yesterday in the lab's time zone: the job runs after midnight on a finished day.
+    Without `day` (the nightly job): every finished day of the last CATCH_UP_DAYS in the lab's time zone that
+    is not recorded as queued yet, oldest first; the run of yesterday is returned (nothing queued, when it
+    was queued already). With nothing missing this is one query.
     """
-    day = day if day is not None else timezone.localdate() - timedelta(days=1)
+    if day is not None:
+        return _day_queue(day=day, sample_size=sample_size)
+    yesterday = timezone.localdate() - timedelta(days=1)
+    runs = {missing: _day_queue(day=missing, sample_size=sample_size) for missing in review_days_missing()}
+    return runs.get(yesterday, QueueRun(day=yesterday, sampled=0, flagged=0))
+
+
+def review_days_missing() -> list[date]:
+    """The finished days of the last CATCH_UP_DAYS with no `audit.review.queued` record written after the day
+    was over (one written while it was going on queued its morning only), oldest first."""
+    last = timezone.localdate() - timedelta(days=1)
+    window = [last - timedelta(days=back) for back in range(CATCH_UP_DAYS - 1, -1, -1)]
+    by_name = {day.isoformat(): day for day in window}
+    recorded = AuditRecord.objects.filter(
+        action=QUEUED_ACTION,
+        occurred_at__gte=day_bounds(window[0])[1],  # a finished day's record is written after it ends
+        context_type=REVIEW_DAY,
+        context_id__in=list(by_name),
+    ).values_list("context_id", "occurred_at")
+    queued = {by_name[name] for name, at in recorded if at >= day_bounds(by_name[name])[1]}
+    return [day for day in window if day not in queued]
+
+
+def _day_queue(*, day: date, sample_size: int | None) -> QueueRun:
     size = sample_size if sample_size is not None else int(getattr(settings, "AUDIT_REVIEW_SAMPLE_SIZE", 20))
     since, until = day_bounds(day)
     views = list(
@@ -94,12 +131,26 @@ def review_sample_daily(*, day: date | None = None, sample_size: int | None = No
             + [ReviewItem(record_id=seq, reason=reason) for seq, reason in new_flags],
             ignore_conflicts=True,  # a concurrent run for the same day
         )
+        # With the items, or not at all: what the nightly job reads to know the day is done.
+        audit_append(
+            Entry(
+                action=QUEUED_ACTION,
+                actor_id=None,
+                actor_role="system",
+                outcome="done",
+                rule="review_queue",
+                purpose=Purpose.AUDIT,
+                justification=f"sampled={len(chosen)} flagged={len(new_flags)}",
+                context_type=REVIEW_DAY,
+                context_id=day.isoformat(),
+            )
+        )
     logger.info("review queue day=%s sampled=%s flagged=%s", day, len(chosen), len(new_flags))
     return QueueRun(day=day, sampled=len(chosen), flagged=len(new_flags))
 
 
 def review_build(*, day: date, auditor: User, meta: RequestMeta) -> QueueRun:
-    """An auditor queues a day's review now (the nightly task does yesterday's), for a day that is over.
+    """An auditor queues a day's review now (the nightly task does the last week's), for a day that is over.
 
     A day still going on is refused: its random sample would be drawn from the views made so far, and the
     nightly run, which tops the sample up only to its size, could then draw none of the later ones (an
@@ -144,17 +195,17 @@ def review_sign_off(*, item_id: int, auditor: User, note: str, meta: RequestMeta
             raise PermissionDenied(GateError.OWN_RECORD, "Nobody signs off a review of their own access.")
         item.reviewed_by = auditor
         item.reviewed_at = timezone.now()
-        item.note = text[:1000]
+        item.note = text[:MAX_NOTE]
         item.save(update_fields=["reviewed_by", "reviewed_at", "note"])
         audit_append(
             Entry(
-                action="audit.review.sign_off",
+                action=SIGN_OFF_ACTION,
                 actor_id=str(auditor.public_id),
                 actor_role=primary_role(auditor),
                 outcome="done",
                 rule="auditor_sign_off",
                 purpose=Purpose.AUDIT,
-                justification=text,
+                justification=item.note,
                 context_type="review_item",
                 context_id=str(item.pk),
                 meta=meta,

@@ -7,6 +7,7 @@ cursors of the neighbouring pages (None at either end), found by fetching one re
 
 from __future__ import annotations
 
+import hmac
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,10 @@ from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES
 from lab.audit import chain
 from lab.audit.models import AuditRecord, ReviewItem
+from lab.audit.records import record_as_chain_dict
+from lab.audit.services import record_key
 from lab.gate.anomalies import ATTEMPT_ACTIONS, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
+from lab.gate.review import MAX_NOTE, SIGN_OFF_ACTION
 from lab.lib.ids import is_uuid
 
 MAX_PAGE = 200
@@ -233,6 +237,8 @@ def employee_summaries(
 class ReviewPage:
     items: list[ReviewItem]
     next_after: int | None
+    # The items marked signed off whose sign-off the chain does not hold (review_sign_offs_not_in_log).
+    not_in_log: frozenset[int] = frozenset()
 
 
 def review_items_page(*, is_open: bool, after_id: int | None = None, limit: int = 50) -> ReviewPage:
@@ -243,7 +249,50 @@ def review_items_page(*, is_open: bool, after_id: int | None = None, limit: int 
         rows = rows.filter(pk__gt=after_id)
     found = list(rows.order_by("pk")[: limit + 1])
     items = found[:limit]
-    return ReviewPage(items, items[-1].pk if len(found) > limit else None)
+    not_in_log = frozenset() if is_open else review_sign_offs_not_in_log(items=items)
+    return ReviewPage(items, items[-1].pk if len(found) > limit else None, not_in_log)
+
+
+def review_sign_offs_not_in_log(*, items: Iterable[ReviewItem]) -> frozenset[int]:
+    """The ids of the items marked signed off whose sign-off is not in the chain: no `audit.review.sign_off`
+    record names the item, by its reviewer, with its note, under a valid mac. One query for all the items.
+
+    The items' table takes a sign-off from the app's role (that is how the app signs off), and anything from
+    a superuser; the chain's record is what an insider without the record key cannot forge.
+    """
+    signed = {item.pk: item for item in items if item.reviewed_at is not None}
+    if not signed:
+        return frozenset()
+    records = AuditRecord.objects.filter(
+        action=SIGN_OFF_ACTION, context_type="review_item", context_id__in=[str(pk) for pk in signed]
+    )
+    key = record_key()
+    held = {
+        int(record.context_id)
+        for record in records
+        if _is_sign_off_of(record, signed[int(record.context_id)]) and _mac_holds(record, key)
+    }
+    return frozenset(signed.keys() - held)
+
+
+def _is_sign_off_of(record: AuditRecord, item: ReviewItem) -> bool:
+    reviewer = item.reviewed_by
+    # A note signed off before notes were kept at the chain's length is longer than the record's
+    # justification; the record holds its first MAX_NOTE characters.
+    return (
+        record.outcome == "done"
+        and reviewer is not None
+        and record.actor_id == str(reviewer.public_id)
+        and record.justification == item.note[:MAX_NOTE]
+    )
+
+
+def _mac_holds(record: AuditRecord, key: bytes) -> bool:
+    try:
+        expected = chain.compute_mac(record_as_chain_dict(record), record_key=key)
+    except ValueError:  # a record no reader can take (a time out of range, a lone surrogate)
+        return False
+    return hmac.compare_digest(expected, record.mac)
 
 
 def review_item_get(*, item_id: int) -> ReviewItem | None:

@@ -1,0 +1,265 @@
+"""The auditors' review items against the database's insiders (README, "Threat model of the audit log").
+
+The database refuses deleting a review item, emptying their table and every change to one but its sign-off
+(reviewer, time and note set once, nothing else), to the app's role as to anyone (migration audit/0010);
+and the console shows a sign-off as signed only when the chain holds it: a sign-off written in the table
+alone, by a superuser with the triggers off or by the app's role through the one change it may make, shows
+as "sign-off not in the log". Before, the table was a plain one: anyone with the app's database role could
+make a flagged view look signed off by an auditor, or delete an open item, and leave no trace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from lab.accounts.models import User
+from lab.audit import chain
+from lab.audit.models import AuditRecord, ReviewItem
+from lab.audit.records import RequestMeta, record_as_chain_dict
+from lab.gate import selectors
+from lab.gate.review import review_sign_off
+from tests.builders import attempt, denied, minutes, person
+from tests.support.audit_insiders import as_app_role, as_superuser, record_insert_sql
+
+pytestmark = pytest.mark.django_db
+META = RequestMeta(client_ip="10.9.9.9", user_agent="pytest", request_id="req-tamper-review")
+NOT_IN_LOG = "sign-off not in the log"
+# Whoever forges from the database side has no record key; their macs are made with a key of their own.
+ATTACKER_RECORD_KEY = bytes(range(200, 232))
+
+
+@pytest.fixture
+def auditor() -> User:
+    return person("auditor", email="auditor@lab.example")
+
+
+@pytest.fixture
+def accomplice() -> User:
+    """Another auditor, in whose name a sign-off could be forged."""
+    return person("auditor", email="accomplice@lab.example")
+
+
+@pytest.fixture
+def items(auditor: User) -> dict[str, ReviewItem]:
+    """An open maintenance view (flagged), and a refusal an auditor signed off through the service."""
+    technician = person("technician", email="tech@lab.example")
+    view = attempt(technician, at=minutes(1), purpose="maintenance", rule="open_maintenance_ticket")
+    refused = denied(technician, at=minutes(2), rule="purpose_not_allowed_for_role")
+    open_item = ReviewItem.objects.create(record=view, reason="maintenance_view")
+    signed = ReviewItem.objects.create(record=refused, reason="denied_attempt")
+    review_sign_off(item_id=signed.pk, auditor=auditor, note="asked the technician", meta=META)
+    return {"open": open_item, "signed": ReviewItem.objects.get(pk=signed.pk)}
+
+
+def stored() -> list[tuple[object, ...]]:
+    return list(
+        ReviewItem.objects.order_by("pk").values_list(
+            "pk", "record_id", "reason", "created_at", "reviewed_by_id", "reviewed_at", "note"
+        )
+    )
+
+
+REMOVALS = {
+    "delete an open maintenance view": "DELETE FROM audit_reviewitem WHERE id = {open}",
+    "delete a signed-off item": "DELETE FROM audit_reviewitem WHERE id = {signed}",
+    "delete them all": "DELETE FROM audit_reviewitem",
+    "truncate the table": "TRUNCATE audit_reviewitem",
+}
+
+
+@pytest.mark.parametrize("name", REMOVALS)
+def test_the_app_s_role_cannot_delete_review_items(items: dict[str, ReviewItem], name: str) -> None:
+    # given an open item and a signed-off one, their foreign keys checked (a table with pending checks of
+    # its own transaction cannot be truncated at all, which would hide whether the trigger refuses it)
+    before = stored()
+    sql = REMOVALS[name].format(open=items["open"].pk, signed=items["signed"].pk)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    # when the app's role removes them
+    with pytest.raises(DatabaseError) as refused, as_app_role(), connection.cursor() as cursor:
+        cursor.execute(sql)
+
+    # then the database refuses, and every item is as it was
+    assert "refused" in str(refused.value)
+    assert stored() == before
+
+
+FORGERIES: dict[str, tuple[str, str]] = {
+    "reopen a signed-off item": (
+        "signed",
+        "UPDATE audit_reviewitem SET reviewed_by_id = NULL, reviewed_at = NULL, note = '' WHERE id = %s",
+    ),
+    "rewrite a sign-off's note": (
+        "signed",
+        "UPDATE audit_reviewitem SET note = 'nothing to see' WHERE id = %s",
+    ),
+    "sign it again in another auditor's name": (
+        "signed",
+        "UPDATE audit_reviewitem SET reviewed_by_id = {accomplice}, reviewed_at = now() WHERE id = %s",
+    ),
+    "turn a maintenance view into a sample": (
+        "open",
+        "UPDATE audit_reviewitem SET reason = 'sample' WHERE id = %s",
+    ),
+    "point the item at another record": (
+        "open",
+        "UPDATE audit_reviewitem SET record_id = record_id + 1 WHERE id = %s",
+    ),
+    "sign off and change the reason at once": (
+        "open",
+        "UPDATE audit_reviewitem SET reason = 'sample', reviewed_by_id = {accomplice}, reviewed_at = now(),"
+        " note = 'fine' WHERE id = %s",
+    ),
+    "sign off with no reviewer": (
+        "open",
+        "UPDATE audit_reviewitem SET reviewed_at = now(), note = 'fine' WHERE id = %s",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FORGERIES)
+def test_the_app_s_role_changes_a_review_item_only_by_signing_it_off_once(
+    items: dict[str, ReviewItem], accomplice: User, name: str
+) -> None:
+    # given an open item and a signed-off one
+    which, sql = FORGERIES[name]
+    before = stored()
+
+    # when the app's role changes one of them otherwise than by its one sign-off
+    with pytest.raises(DatabaseError) as refused, as_app_role(), connection.cursor() as cursor:
+        cursor.execute(sql.format(accomplice=accomplice.pk), [items[which].pk])
+
+    # then the database refuses, and nothing changed
+    assert "refused" in str(refused.value)
+    assert stored() == before
+
+
+def forge_as_superuser(items: dict[str, ReviewItem], accomplice: User) -> ReviewItem:
+    """The DBA, triggers off, signs the open maintenance view off in the accomplice's name."""
+    as_superuser(
+        "UPDATE audit_reviewitem SET reviewed_by_id = %s, reviewed_at = now(), note = 'fine' WHERE id = %s",
+        accomplice.pk,
+        items["open"].pk,
+    )
+    return items["open"]
+
+
+def rewrite_as_superuser(items: dict[str, ReviewItem], accomplice: User) -> ReviewItem:
+    """The DBA, triggers off, puts the accomplice's name and words on the signed-off item."""
+    as_superuser(
+        "UPDATE audit_reviewitem SET reviewed_by_id = %s, note = 'all fine' WHERE id = %s",
+        accomplice.pk,
+        items["signed"].pk,
+    )
+    return items["signed"]
+
+
+def forge_as_app_role(items: dict[str, ReviewItem], accomplice: User) -> ReviewItem:
+    """The app's role signs the open maintenance view off in the table: the one change the database lets
+    it make, since it is how the app signs off too."""
+    with as_app_role(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE audit_reviewitem SET reviewed_by_id = %s, reviewed_at = now(), note = 'fine'"
+            " WHERE id = %s",
+            [accomplice.pk, items["open"].pk],
+        )
+    return items["open"]
+
+
+def forge_with_a_record(items: dict[str, ReviewItem], accomplice: User) -> ReviewItem:
+    """The DBA signs the open item off and inserts the sign-off's record too, sealed without the record key
+    (at a lane position far ahead, where the console's own read records do not collide with it)."""
+    forged = forge_as_superuser(items, accomplice)
+    genuine = AuditRecord.objects.get(action="audit.review.sign_off")
+    fields = record_as_chain_dict(genuine) | {
+        "actor_id": str(accomplice.public_id),
+        "context_id": str(forged.pk),
+        "justification": "fine",
+        "occurred_at": chain.utc_timestamp(timezone.now()),
+    }
+    sealed = chain.seal_record(
+        fields,
+        seq=genuine.seq + 1000,
+        prev_hash=genuine.hash,
+        record_key=ATTACKER_RECORD_KEY,
+        lane=genuine.lane,
+        lane_seq=(genuine.lane_seq or 0) + 1000,
+    )
+    sql, values = record_insert_sql(sealed)
+    as_superuser(sql, *values)
+    return forged
+
+
+TAMPERINGS: dict[str, Callable[[dict[str, ReviewItem], User], ReviewItem]] = {
+    "a superuser signs an open item off in the table": forge_as_superuser,
+    "a superuser rewrites who signed an item off and what they wrote": rewrite_as_superuser,
+    "the app's role signs an open item off in the table": forge_as_app_role,
+    "a superuser adds a sign-off record made without the record key": forge_with_a_record,
+}
+
+
+@pytest.mark.parametrize("name", TAMPERINGS)
+def test_a_sign_off_the_chain_does_not_hold_shows_as_not_in_the_log(
+    client, items: dict[str, ReviewItem], auditor: User, accomplice: User, name: str
+) -> None:
+    # given a sign-off written in the table without its record in the chain
+    forged = TAMPERINGS[name](items, accomplice)
+    genuine = next(item for key, item in items.items() if item.pk != forged.pk)
+    client.force_login(auditor)
+
+    # when an auditor opens the signed-off items and the forged item's record
+    done = client.get("/lab/audit/review/", {"state": "done"}).content.decode()
+    record = client.get(f"/lab/audit/records/{forged.record_id}/").content.decode()
+
+    # then the forged sign-off is shown as not in the log, on both pages (a warning above, and in its row),
+    # and only it
+    assert done.count(NOT_IN_LOG) == 2
+    assert '<strong class="not-in-log"' in done and f'<strong class="not-in-log">{NOT_IN_LOG}' in record
+    assert f"Item {forged.pk} (record {forged.record_id}): {NOT_IN_LOG}" in done
+    assert f"Item {genuine.pk} " not in done
+    assert f"Item {forged.pk} (record {forged.record_id}): {NOT_IN_LOG}" in record
+
+
+def test_a_genuine_sign_off_shows_as_signed_and_the_page_checks_all_its_items_in_one_query(
+    client, auditor: User, django_assert_num_queries
+) -> None:
+    # given three refusals signed off through the service
+    technician = person("technician", email="tech@lab.example")
+    for minute in range(3):
+        refused = denied(technician, at=minutes(minute), rule="purpose_not_allowed_for_role")
+        item = ReviewItem.objects.create(record=refused, reason="denied_attempt")
+        review_sign_off(item_id=item.pk, auditor=auditor, note=f"checked {minute}", meta=META)
+
+    # when the signed-off page of the queue is read
+    with django_assert_num_queries(2):  # the items, then the chain's sign-offs of all of them
+        page = selectors.review_items_page(is_open=False)
+    client.force_login(auditor)
+    done = client.get("/lab/audit/review/", {"state": "done"}).content.decode()
+
+    # then every sign-off is in the log
+    assert (len(page.items), page.not_in_log) == (3, frozenset())
+    assert NOT_IN_LOG not in done
+
+
+def test_a_long_note_is_kept_as_long_as_the_chain_keeps_it(client, auditor: User) -> None:
+    # given a refusal, signed off with a note longer than the chain's justification
+    technician = person("technician", email="tech@lab.example")
+    refused = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+    item = ReviewItem.objects.create(record=refused, reason="denied_attempt")
+    note = "checked the ticket, the shift plan and the order; " * 20
+
+    # when an auditor signs it off
+    review_sign_off(item_id=item.pk, auditor=auditor, note=note, meta=META)
+
+    # then the item keeps the note the chain records (before: 1000 characters against the chain's 500), and
+    # the sign-off shows as signed
+    item.refresh_from_db()
+    record = AuditRecord.objects.get(action="audit.review.sign_off")
+    assert (len(item.note), item.note) == (500, record.justification)
+    assert item.note == note.strip()[:500]
+    client.force_login(auditor)
+    assert NOT_IN_LOG not in client.get("/lab/audit/review/", {"state": "done"}).content.decode()

@@ -1,0 +1,102 @@
+"""The nightly review job queues every finished day of the last week whose queue is not recorded yet, not
+just yesterday: a lost run (PostgreSQL restarting at 00:30, a killed worker, a lost message) no longer loses
+a day's random sample and every flag of it, without a word."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from lab.audit.models import AuditRecord, ReviewItem
+from lab.gate.review import CATCH_UP_DAYS, review_sample_daily
+from tests.builders import attempt, denied
+
+pytestmark = pytest.mark.django_db
+
+
+def noon(*, days_ago: int) -> datetime:
+    day = timezone.localdate() - timedelta(days=days_ago)
+    return datetime.combine(day, time(12), tzinfo=timezone.get_default_timezone())
+
+
+def queued() -> list[tuple[int, str]]:
+    return list(ReviewItem.objects.order_by("record_id", "reason").values_list("record_id", "reason"))
+
+
+def days_recorded_as_queued() -> list[str]:
+    return sorted(
+        AuditRecord.objects.filter(action="audit.review.queued").values_list("context_id", flat=True)
+    )
+
+
+def test_a_day_whose_nightly_run_was_lost_is_queued_by_the_next_night_s_run(technician):
+    # given a refusal two days ago, whose night's run was lost (before, only yesterday was ever queued)
+    refused = denied(technician, at=noon(days_ago=2), rule="purpose_not_allowed_for_role")
+
+    # when the nightly job runs, as beat sends it: without a day
+    run = review_sample_daily(sample_size=5)
+
+    # then the refusal is queued for its flag, and yesterday's run (nothing to queue) is what it returns
+    assert queued() == [(refused.seq, "denied_attempt")]
+    assert (run.day, run.sampled, run.flagged) == (timezone.localdate() - timedelta(days=1), 0, 0)
+
+
+def test_running_the_nightly_job_again_queues_nothing_twice_and_costs_one_query(
+    technician, django_assert_num_queries
+):
+    # given views three days ago, a refusal two days ago and a view yesterday, queued by one nightly run
+    views = [attempt(technician, at=noon(days_ago=3) + timedelta(minutes=i)).seq for i in range(3)]
+    refused = denied(technician, at=noon(days_ago=2), rule="purpose_not_allowed_for_role")
+    late = attempt(technician, at=noon(days_ago=1), order_ref="PL-LATE")
+    review_sample_daily(sample_size=2)
+    first = queued()
+
+    # when it runs again
+    with django_assert_num_queries(1):  # the days recorded as queued; no day is scanned again
+        again = review_sample_daily(sample_size=2)
+
+    # then nothing was queued twice: two of the three views, the refusal and yesterday's view, once each
+    assert queued() == first
+    assert (again.sampled, again.flagged) == (0, 0)
+    assert [reason for _, reason in first].count("sample") == 3
+    assert {seq for seq, reason in first if reason == "sample"} <= {*views, late.seq}
+    assert late.seq in {seq for seq, _ in first}
+    assert (refused.seq, "denied_attempt") in first
+    # and each finished day of the window is recorded in the chain as queued, once
+    today = timezone.localdate()
+    assert days_recorded_as_queued() == sorted(
+        (today - timedelta(days=back)).isoformat() for back in range(1, CATCH_UP_DAYS + 1)
+    )
+
+
+def test_a_day_older_than_the_window_is_left_to_the_auditors(technician):
+    # given a refusal on the day before the week the nightly job looks back over
+    denied(technician, at=noon(days_ago=CATCH_UP_DAYS + 1), rule="purpose_not_allowed_for_role")
+
+    # when the nightly job runs
+    review_sample_daily(sample_size=5)
+
+    # then that day is neither scanned nor recorded (an auditor queues it by hand from the console)
+    oldest = (timezone.localdate() - timedelta(days=CATCH_UP_DAYS)).isoformat()
+    assert (CATCH_UP_DAYS, queued(), days_recorded_as_queued()[0]) == (7, [], oldest)
+
+
+def test_a_day_queued_by_hand_before_it_was_over_is_queued_again_the_next_night(technician):
+    # given a view today, and today queued by hand while it is still going on (its sample then draws nothing)
+    today = timezone.localdate()
+    view = attempt(technician, at=timezone.now() - timedelta(seconds=1))
+    early = review_sample_daily(day=today, sample_size=0)
+
+    # when the next night's job runs (the app's clock after midnight; the records' times are the database's)
+    midnight = datetime.combine(
+        today + timedelta(days=1), time(0, 30), tzinfo=timezone.get_default_timezone()
+    )
+    with time_machine.travel(midnight, tick=False):
+        run = review_sample_daily(sample_size=5)
+
+    # then today is queued as a finished day: its record from before midnight does not count
+    assert (early.sampled, run.day, run.sampled) == (0, today, 1)
+    assert queued() == [(view.seq, "sample")]
