@@ -28,7 +28,9 @@ ORDER_MACHINE = StateMachine(
         S.IN_PRODUCTION: frozenset({S.READY_TO_PACK, S.ON_HOLD, S.CANCELLED}),
         S.ON_HOLD: frozenset({S.PAID, S.IN_PRODUCTION, S.CANCELLED}),
         S.READY_TO_PACK: frozenset({S.PACKED, S.IN_PRODUCTION, S.ON_HOLD}),
-        S.PACKED: frozenset({S.SHIPPED, S.ON_HOLD}),
+        # Back to ready to pack: a box unpacked at the station before it ships (a wrong or damaged print found
+        # while taping it), to be counted again, held or reprinted (lab.packing.station.order_unpack).
+        S.PACKED: frozenset({S.SHIPPED, S.ON_HOLD, S.READY_TO_PACK}),
         S.SHIPPED: frozenset({S.DELIVERED}),
         S.DELIVERED: frozenset(),
         S.CANCELLED: frozenset(),

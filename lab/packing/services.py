@@ -30,6 +30,9 @@ class SlipOutdated(RuntimeError):
     """The order kept changing while its slip was rendered; nothing was stored."""
 
 
+PICKUP_AT_THE_COUNTER = "Pickup at the counter"
+
+
 def slip_data_for(order: Order) -> SlipData:
     if not order.address_is_sealed:
         # Written in the database alone: the box would be labelled for someone else's address.
@@ -40,9 +43,14 @@ def slip_data_for(order: Order) -> SlipData:
             "Ask a supervisor.",
         )
     address = order.shipping_address or {}
-    lines = [address.get(k, "") for k in ("name", "line1", "line2")]
-    lines.append(" ".join(p for p in (address.get("postal_code", ""), address.get("city", "")) if p))
-    lines.append(" ".join(p for p in (address.get("region", ""), address.get("country", "")) if p))
+    if order.shipping_method == Order.ShippingMethod.PICKUP:
+        # Collected at the counter: the name is what the box is handed over by, and a postal address on a
+        # parcel that is never posted is only a customer's address lying on the counter.
+        lines = [address.get("name", ""), PICKUP_AT_THE_COUNTER]
+    else:
+        lines = [address.get(k, "") for k in ("name", "line1", "line2")]
+        lines.append(" ".join(p for p in (address.get("postal_code", ""), address.get("city", "")) if p))
+        lines.append(" ".join(p for p in (address.get("region", ""), address.get("country", "")) if p))
     items = [
         SlipItem(
             product=item.product.name,

@@ -191,8 +191,42 @@ def order_pack(*, code: str, actor: User) -> Order:
     return order
 
 
+def order_unpack(*, code: str, actor: User) -> Order:
+    """packed → ready_to_pack, every count of the box undone: a packer who finds a wrong or damaged print
+    while taping it counts the order again, or asks the floor for a hold or a reprint (both refuse a packed
+    order). Anyone who may pack may unpack, as anyone may ship: the station ties no box to its packer."""
+    packing_access_check(actor)
+    ref = order_code_normalize(code)
+    with transaction.atomic():
+        order = order_locked(ref=ref)
+        if order.status != OrderStatus.PACKED:
+            # An order gone from the station (shipped, held, …) is refused as the station refuses to open it,
+            # so the page goes back to the scan box; one still to pack, as a packing step out of turn.
+            at_station = order.status in STATION_STATUSES
+            raise Conflict(
+                PackingError.ORDER_NOT_PACKED if at_station else PackingError.ORDER_NOT_READY_TO_PACK,
+                f"Order {ref} is {order.get_status_display().lower()}; only a packed order is unpacked.",
+            )
+        # Each count is undone, not only the one found wrong: the box was opened, so what goes back into it is
+        # counted again. A quality check's rejection (copies_rejected) stands.
+        for job in PrintJob.objects.filter(order=order, copies_verified__gt=0).order_by("pk"):
+            PrintJob.objects.filter(pk=job.pk).update(copies_verified=0, updated_at=timezone.now())
+            JobEvent.objects.create(
+                job=job, kind="copies_unverified", actor=actor, note=f"packing: unpacked, 0 of {job.copies}"
+            )
+        order_transition(
+            order=order,
+            to_status=OrderStatus.READY_TO_PACK,
+            actor=actor,
+            actor_kind="staff",
+            note="unpacked at the packing station",
+        )
+    logger.info("order unpacked order=%s actor=%s", order.ref, actor.pk)
+    return order
+
+
 def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) -> Order:
-    """packed → shipped with the carrier and its tracking number."""
+    """packed → shipped with the carrier and its tracking number; a pickup is handed over instead."""
     packing_access_check(actor)
     ref = order_code_normalize(code)
     if carrier not in Carrier.values:
@@ -218,6 +252,13 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
                     PackingError.ORDER_NOT_PACKED,
                     f"Order {ref} is {order.get_status_display().lower()}; pack it before shipping.",
                 )
+            if is_collected_at_the_counter(order):
+                # Shipped under an invented number, the customer was e-mailed it as their parcel's.
+                raise DomainError(
+                    PackingError.INVALID_CARRIER,
+                    f"Order {ref} is collected at the counter: hand it over, "
+                    "with no carrier or tracking number.",
+                )
             _tracking_number_free(tracking, order=order)
             order.carrier = carrier
             order.tracking_number = tracking
@@ -227,7 +268,10 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
                 to_status=OrderStatus.SHIPPED,
                 actor=actor,
                 actor_kind="staff",
-                note=f"{carrier} {tracking}",
+                # The carrier only: every floor role reads the timeline for as long as the order is kept, and
+                # the tracking number is personal data kept on the order row, which an erasure blanks (the
+                # orders migration shipped_event_notes_without_tracking_numbers took it out of older notes).
+                note=carrier,
                 extra_fields=("carrier", "tracking_number", "shipped_at"),
             )
     except IntegrityError as error:
@@ -235,6 +279,43 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
         _tracking_number_free(tracking, order=None)
         raise error
     logger.info("order shipped order=%s carrier=%s actor=%s", order.ref, carrier, actor.pk)
+    return order
+
+
+def is_collected_at_the_counter(order: Order) -> bool:
+    return order.shipping_method == Order.ShippingMethod.PICKUP
+
+
+def order_hand_over(*, code: str, actor: User) -> Order:
+    """packed → shipped for an order the customer collects at the counter: no carrier, no tracking number (the
+    empty number is outside order_tracking_number_unique, so every pickup may have it). `shipped` is the
+    order's end at the lab either way; its time starts the slip's window and the privacy receipt as a
+    parcel's does."""
+    packing_access_check(actor)
+    ref = order_code_normalize(code)
+    with transaction.atomic():
+        order = order_locked(ref=ref)
+        if order.status != OrderStatus.PACKED:
+            raise Conflict(
+                PackingError.ORDER_NOT_PACKED,
+                f"Order {ref} is {order.get_status_display().lower()}; pack it before handing it over.",
+            )
+        if not is_collected_at_the_counter(order):
+            raise DomainError(
+                PackingError.INVALID_CARRIER,
+                f"Order {ref} ships {order.shipping_method}: "
+                "enter the carrier and tracking number to ship it.",
+            )
+        order.shipped_at = timezone.now()
+        order_transition(
+            order=order,
+            to_status=OrderStatus.SHIPPED,
+            actor=actor,
+            actor_kind="staff",
+            note="picked up at the counter",
+            extra_fields=("shipped_at",),
+        )
+    logger.info("order handed over order=%s actor=%s", order.ref, actor.pk)
     return order
 
 

@@ -59,5 +59,7 @@ urlpatterns = [
     path("packing/<ref:ref>/confirm/", packing.packing_confirm_view, name="packing_confirm"),
     path("packing/<ref:ref>/pack/", packing.packing_pack_view, name="packing_pack"),
     path("packing/<ref:ref>/ship/", packing.packing_ship_view, name="packing_ship"),
+    path("packing/<ref:ref>/unpack/", packing.packing_unpack_view, name="packing_unpack"),
+    path("packing/<ref:ref>/hand-over/", packing.packing_hand_over_view, name="packing_hand_over"),
     path("packing/<ref:ref>/slip.pdf", packing.slip_view, name="slip"),
 ]

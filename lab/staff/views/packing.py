@@ -1,4 +1,4 @@
-"""The packing station: scan an order, confirm its items, pack, ship; the slip PDFs."""
+"""The packing station: scan an order, confirm its items, pack, then ship, hand over or unpack; the slips."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from lab.orders.errors import OrderError
 from lab.orders.states import OrderStatus
 from lab.packing import station
 from lab.packing.errors import PackingError
-from lab.packing.selectors import orders_waiting_to_pack
+from lab.packing.selectors import orders_packed_not_shipped, orders_waiting_to_pack
 from lab.staff.access import staff_page
 from lab.staff.errors import StaffError
 from lab.staff.forms import ConfirmItemForm, ScanForm, ShipForm, form_problem
@@ -44,8 +44,11 @@ def _order_url(ref: str) -> str:
 @staff_page(*PACKING_ROLES)
 @require_GET
 def packing_view(request: HttpRequest) -> HttpResponse:
-    waiting = orders_waiting_to_pack()
-    return render(request, "staff/packing.html", {"waiting": waiting, "form": ScanForm()})
+    return render(
+        request,
+        "staff/packing.html",
+        {"waiting": orders_waiting_to_pack(), "packed": orders_packed_not_shipped(), "form": ScanForm()},
+    )
 
 
 @staff_page(*PACKING_ROLES)
@@ -80,6 +83,7 @@ def packing_order_view(request: HttpRequest, ref: str) -> HttpResponse:
             "is_all_confirmed": all(line.is_confirmed for line in checklist),
             "is_ready_to_pack": order.status == OrderStatus.READY_TO_PACK,
             "is_packed": order.status == OrderStatus.PACKED,
+            "is_collected_at_the_counter": station.is_collected_at_the_counter(order),
             "carriers": station.Carrier.choices,
             "scan_form": ScanForm(),
         },
@@ -110,6 +114,8 @@ def packing_confirm_view(request: HttpRequest, ref: str) -> HttpResponse:
 def packing_pack_view(request: HttpRequest, ref: str) -> HttpResponse:
     def act() -> str:
         order = station.order_pack(code=ref, actor=_actor(request))
+        if station.is_collected_at_the_counter(order):
+            return f"Order {order.ref} packed. Hand it over at the counter when the customer comes."
         return f"Order {order.ref} packed. Enter the carrier and tracking number to ship it."
 
     return _station_action(request, ref, act)
@@ -134,6 +140,26 @@ def packing_ship_view(request: HttpRequest, ref: str) -> HttpResponse:
         )
 
     return _station_action(request, ref, act, success_url=_station_url())
+
+
+@staff_page(*PACKING_ROLES)
+@require_POST
+def packing_hand_over_view(request: HttpRequest, ref: str) -> HttpResponse:
+    def act() -> str:
+        order = station.order_hand_over(code=ref, actor=_actor(request))
+        return f"Order {order.ref} handed over at the counter."
+
+    return _station_action(request, ref, act, success_url=_station_url())
+
+
+@staff_page(*PACKING_ROLES)
+@require_POST
+def packing_unpack_view(request: HttpRequest, ref: str) -> HttpResponse:
+    def act() -> str:
+        order = station.order_unpack(code=ref, actor=_actor(request))
+        return f"Order {order.ref} unpacked: count its items again, then pack it."
+
+    return _station_action(request, ref, act)
 
 
 def _station_action(
