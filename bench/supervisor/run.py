@@ -79,6 +79,8 @@ def _fixtures() -> tuple[int, str, list[int]]:
 # (queued) a minute later, waits 0 to 89 min for a raster worker, rasterizes for a minute, waits 3 to 22 min
 # for its printer, prints for 8 minutes; every 50th fails at the printer instead; every 100th is reprinted 30
 # minutes later. Events later than the bench's "now" are not written; each job's status is its last event's.
+# Like the lab's, a status change made by job_move names the job's printer (and a failure its code); the
+# `created` and `routed` events written with the job (jobs_create) and a reprint's request do not.
 LOAD_SQL = """
 CREATE TEMP TABLE bench_job AS
 SELECT id, order_id, position, printer_id, created,
@@ -144,16 +146,19 @@ SELECT id, order_id, id, printer_id,
        CASE WHEN outcome = 'printed' AND finished <= %(now)s THEN finished END
 FROM bench_job;
 
-INSERT INTO production_jobevent (job_id, printer_id, kind, from_status, to_status, actor_id, note, created_at)
-SELECT id, NULL, kind, from_status, to_status, NULL, '', at
+INSERT INTO production_jobevent (job_id, printer_id, kind, from_status, to_status, failure_code, actor_id,
+    note, created_at)
+SELECT id, CASE WHEN moved THEN printer_id END, kind, from_status, to_status,
+       CASE WHEN to_status = 'failed' THEN 'printer_aborted' ELSE '' END, NULL, '', at
 FROM bench_job, LATERAL (VALUES
-    ('created', '', 'no_printer', created),
-    ('routed', 'no_printer', 'queued', queued),
-    ('claimed', 'queued', 'rasterizing', rasterizing),
-    ('rasterized', 'rasterizing', 'ready', ready),
-    ('submitted', 'ready', 'submitted', submitted),
-    (CASE WHEN outcome = 'failed' THEN 'backend_failed' ELSE 'printed' END, 'submitted', outcome, finished)
-) AS steps (kind, from_status, to_status, at)
+    ('created', '', 'no_printer', created, false),
+    ('routed', 'no_printer', 'queued', queued, false),
+    ('claimed', 'queued', 'rasterizing', rasterizing, true),
+    ('rasterized', 'rasterizing', 'ready', ready, true),
+    ('submitted', 'ready', 'submitted', submitted, true),
+    (CASE WHEN outcome = 'failed' THEN 'backend_failed' ELSE 'printed' END, 'submitted', outcome, finished,
+     true)
+) AS steps (kind, from_status, to_status, at, moved)
 WHERE at <= %(now)s;
 
 INSERT INTO production_printjob (id, order_id, item_id, printer_id, status, copies, copies_verified,
@@ -170,12 +175,12 @@ SELECT %(jobs)s + 1 + id / 100, order_id, id, printer_id, 'printed', 1, 0, 0, ''
 FROM bench_job WHERE id %% 100 = 7 AND finished + interval '1 hour' <= %(now)s;
 
 INSERT INTO production_jobevent (job_id, printer_id, kind, from_status, to_status, actor_id, note, created_at)
-SELECT id, NULL, kind, from_status, to_status, NULL, '', at
+SELECT id, CASE WHEN moved THEN printer_id END, kind, from_status, to_status, NULL, '', at
 FROM production_printjob, LATERAL (VALUES
-    ('reprint_requested', '', 'no_printer', created_at),
-    ('submitted', 'ready', 'submitted', printed_at - interval '8 minutes'),
-    ('printed', 'submitted', 'printed', printed_at)
-) AS steps (kind, from_status, to_status, at)
+    ('reprint_requested', '', 'no_printer', created_at, false),
+    ('submitted', 'ready', 'submitted', printed_at - interval '8 minutes', true),
+    ('printed', 'submitted', 'printed', printed_at, true)
+) AS steps (kind, from_status, to_status, at, moved)
 WHERE reprint_of_id IS NOT NULL;
 
 INSERT INTO production_jobevent (job_id, printer_id, kind, from_status, to_status, actor_id, note, created_at)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -68,21 +68,31 @@ def alert_conditions(*, now: datetime.datetime) -> list[Condition]:
     for printer in Printer.objects.filter(
         state__in=[PrinterState.ERROR, PrinterState.OFFLINE], state_changed_at__lte=error_since
     ):
-        # One alert per stretch in error: the key carries when the stretch began.
+        # One alert per stretch in error or offline: the key carries when the stretch began, which tracking
+        # moves only when the printer goes down or comes back (not when the reasons, or offline and error,
+        # alternate meanwhile).
         conditions.append(
             Condition(
                 key=f"printer_error:{printer.pk}:{printer.state_changed_at.isoformat()}",
                 kind=Alert.Kind.PRINTER_ERROR,
-                message=f"Printer {printer.name} is {printer.state} since "
+                message=f"Printer {printer.name} is {printer.state}, down since "
                 f"{printer.state_changed_at:%Y-%m-%d %H:%M} UTC",
                 link=reverse("staff:board"),
             )
         )
-    for job in PrintJob.objects.filter(status__in=NEEDS_PERSON_JOB_STATUSES).select_related("order"):
+    # One alert per time a job comes to need a person: the key carries the event that moved it there, so a
+    # job sent again after a person's decision and unknown (or suspect) again is alerted again.
+    moved_there = JobEvent.objects.filter(job_id=OuterRef("pk"), to_status=OuterRef("status")).order_by("-pk")
+    needing_person = (
+        PrintJob.objects.filter(status__in=NEEDS_PERSON_JOB_STATUSES)
+        .annotate(moved_there_event=Subquery(moved_there.values("pk")[:1]))
+        .select_related("order")
+    )
+    for job in needing_person:
         wording = "has an unknown fate" if job.status == J.UNKNOWN else "may have printed twice"
         conditions.append(
             Condition(
-                key=f"job_needs_person:{job.pk}:{job.status}",
+                key=f"job_needs_person:{job.pk}:{job.status}:{job.moved_there_event or ''}",
                 kind=Alert.Kind.JOB_NEEDS_PERSON,
                 message=f"Job {job.pk} of order {job.order.ref} {wording}",
                 link=reverse("staff:job", args=[job.pk]),

@@ -66,6 +66,7 @@ def jobs_create(placements: list[tuple[PrintJob, Printer | None, Batch | None]])
             events.append(
                 JobEvent(
                     job=job,
+                    printer=job.printer,  # where it waits, as job_move records it (the supervisor's figures)
                     kind="routed",
                     from_status=J.NO_PRINTER,
                     to_status=J.QUEUED,
@@ -113,11 +114,19 @@ def job_move(
         if current is None:
             return False
         PrintJob.objects.filter(pk=job_id).update(status=to_status, updated_at=timezone.now(), **fields)
+        # The facts of the moment, on the event: the job's printer and failure code change later (a reroute
+        # moves it and clears the code), and the supervisor's figures count each event where it happened.
+        # The printer is the one the job is at after the move (a routing move names its new one).
+        printer_after = fields.get("printer", fields.get("printer_id", current.printer_id))
+        if isinstance(printer_after, Printer):
+            printer_after = printer_after.pk
         JobEvent.objects.create(
             job_id=job_id,
+            printer_id=printer_after if isinstance(printer_after, int) else None,
             kind=kind,
             from_status=current.status,
             to_status=to_status,
+            failure_code=str(fields.get("failure_code", "")) if to_status == J.FAILED else "",
             note=note[:500],
             actor_id=actor_id,
         )

@@ -241,12 +241,18 @@ class JobEvent(models.Model):
     """Every job status change and floor action, with who did it (the floor's audit trail)."""
 
     job = models.ForeignKey(PrintJob, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    # A printer's own event (kind `printer_state`, `printer_paused`, …: no job), or, on a job's status change
+    # (jobs.job_move), the printer the job is at after it: the job's printer changes later (a reroute), and
+    # the supervisor's figures count the event where it happened. Empty on events written before migration
+    # 0018 and on the job events written elsewhere; the figures then read the job's printer now.
     printer = models.ForeignKey(
         Printer, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
     kind = models.CharField(max_length=40)
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16, blank=True)
+    # On a move to `failed`: the code the job failed with (the job's own is cleared when it is rerouted).
+    failure_code = models.CharField(max_length=64, blank=True, default="", db_default="")
     actor = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL)
     note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

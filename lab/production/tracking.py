@@ -91,9 +91,13 @@ def _printer_refresh(printer: Printer, silent: SilentServers) -> str:
     changed = state != printer.state or reasons != printer.state_reasons
     if changed:
         was_available = printer.is_available
-        Printer.objects.filter(pk=printer.pk).update(
-            state=state, state_reasons=reasons, state_message=message[:300], state_changed_at=timezone.now()
-        )
+        fields: dict[str, Any] = {"state": state, "state_reasons": reasons, "state_message": message[:300]}
+        if _stretch(state) != _stretch(printer.state):
+            # Only a new stretch moves it: the printer-down alert's key carries it (one alert per outage), and
+            # a printer down for one reason and then another (a missing folder, then an unwritable one;
+            # offline, then in error) is one outage, which used to restart with each reason and go unalerted.
+            fields["state_changed_at"] = timezone.now()
+        Printer.objects.filter(pk=printer.pk).update(**fields)
         JobEvent.objects.create(
             printer=printer, kind="printer_state", to_status=state, note=",".join(reasons)[:500]
         )
@@ -106,6 +110,11 @@ def _printer_refresh(printer: Printer, silent: SilentServers) -> str:
     elif printer.state in (PrinterState.OFFLINE, PrinterState.ERROR):
         _reroute_waiting_jobs(printer)
     return "printer_changed" if changed else "printer_same"
+
+
+def _stretch(state: str) -> str:
+    """Offline and error are one stretch for the supervisor: both are down, and alerted alike."""
+    return "down" if state in (PrinterState.OFFLINE, PrinterState.ERROR) else state
 
 
 def _kick_ready_jobs(printer: Printer) -> None:

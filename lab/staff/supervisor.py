@@ -11,18 +11,40 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypedDict
 
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, Case, Count, Expression, F, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncHour
 
 from lab.orders.intake import PRODUCTION_DAYS
 from lab.orders.models import Order, OrderEvent
 from lab.orders.states import OrderStatus
-from lab.production.models import JobEvent, PrintJob
+from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 
 J = JobStatus
 # Stages of the queue shown now; a job being handed to the printer counts as submitted.
 QUEUE_STAGES = (J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTED, J.UNKNOWN, J.SUSPECT)
+UNKNOWN_FAILURE = "unknown_reason"  # the failures table's reason for a failure recorded without a code
+
+
+# Where and why, as at the time of each event. A job's status change records the printer the job is at after
+# it and, on a move to failed, the failure code (jobs.job_move, since migration production/0018): the job's
+# own columns change later (a reroute moves the job and clears its code), and a failure read through them was
+# counted at the new printer as an unknown reason. An event that names no printer was written before that, or
+# by code that records neither: it falls back to the job's columns now, as every figure read them before
+# (right unless the job moved since); a job waiting for a printer (no_printer) was at none.
+def event_printer() -> Expression:
+    """The printer a job event happened at (the id, or NULL)."""
+    return Case(
+        When(printer__isnull=False, then=F("printer_id")),
+        When(to_status=J.NO_PRINTER, then=Value(None)),
+        default=F("job__printer_id"),
+        output_field=BigIntegerField(),
+    )
+
+
+def event_failure_code() -> Expression:
+    """The code a move to failed failed with."""
+    return Case(When(printer__isnull=True, then=F("job__failure_code")), default=F("failure_code"))
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,8 @@ def _job_events(*, filters: Filters) -> QuerySet[JobEvent]:
 
 
 def throughput(*, filters: Filters) -> list[ThroughputRow]:
-    """Jobs and copies printed per printer per hour (the `printed` transitions)."""
+    """Jobs and copies printed per printer per hour (the `printed` transitions). A printed job never moves
+    again, so its printer now is the one that printed it."""
     events = _job_events(filters=filters).filter(to_status=J.PRINTED, job__printer__isnull=False)
     if filters.printer_id is not None:
         events = events.filter(job__printer_id=filters.printer_id)
@@ -125,13 +148,13 @@ def throughput(*, filters: Filters) -> list[ThroughputRow]:
 
 
 def failures(*, filters: Filters) -> list[ReasonRow]:
-    """Transitions to failed by the job's failure code and printer."""
+    """Transitions to failed by the code and the printer the job failed with and at."""
     return _reason_rows(
         _job_events(filters=filters).filter(to_status=J.FAILED),
         filters=filters,
-        reason="job__failure_code",
-        printer="job__printer",
-        default_reason="unknown_reason",
+        reason=event_failure_code(),
+        printer=event_printer(),
+        default_reason=UNKNOWN_FAILURE,
     )
 
 
@@ -140,33 +163,44 @@ def reprints(*, filters: Filters) -> list[ReasonRow]:
     return _reason_rows(
         _job_events(filters=filters).filter(kind="reprint_requested"),
         filters=filters,
-        reason="job__reprint_reason",
-        printer="job__reprint_of__printer",
+        # The print replaced was printed, and a printed job never moves again.
+        reason=F("job__reprint_reason"),
+        printer=F("job__reprint_of__printer_id"),
         default_reason="other",
     )
 
 
 def _reason_rows(
-    events: QuerySet[JobEvent], *, filters: Filters, reason: str, printer: str, default_reason: str
+    events: QuerySet[JobEvent],
+    *,
+    filters: Filters,
+    reason: Expression | F,
+    printer: Expression | F,
+    default_reason: str,
 ) -> list[ReasonRow]:
-    """Jobs and copies of `events` per reason and printer (`printer` is the lookup path to the Printer)."""
+    """Jobs and copies of `events` per reason and printer (expressions: the reason, the printer's id); the
+    few printers' names are read once, after the grouping."""
+    events = events.annotate(row_reason=reason, row_printer=printer)
     if filters.printer_id is not None:
-        events = events.filter(**{f"{printer}_id": filters.printer_id})
-    rows = (
-        events.values(reason, f"{printer}_id", f"{printer}__name")
-        .annotate(jobs=Count("pk"), copies=Sum("job__copies"))
-        .order_by("-jobs", reason, f"{printer}__name")
+        events = events.filter(row_printer=filters.printer_id)
+    rows = list(
+        events.values("row_reason", "row_printer").annotate(jobs=Count("pk"), copies=Sum("job__copies"))
     )
-    return [
+    names = dict(
+        Printer.objects.filter(pk__in={row["row_printer"] for row in rows} - {None}).values_list("pk", "name")
+    )
+    result = [
         ReasonRow(
-            reason=row[reason] or default_reason,
-            printer_id=row[f"{printer}_id"],
-            printer=row[f"{printer}__name"] or "no printer",
+            reason=row["row_reason"] or default_reason,
+            printer_id=row["row_printer"],
+            printer=names.get(row["row_printer"], "no printer"),
             jobs=row["jobs"],
             copies=row["copies"] or 0,
         )
         for row in rows
     ]
+    # Most jobs first; then by reason and printer name, the jobs with no printer last.
+    return sorted(result, key=lambda row: (-row.jobs, row.reason, row.printer_id is None, row.printer))
 
 
 def queue_depth(*, printer_id: int | None) -> list[QueueRow]:
@@ -195,9 +229,15 @@ def jobs_behind(*, table: str, filters: Filters, key: dict[str, str]) -> QuerySe
         )
         job_ids = (events.filter(job__printer_id=printer) if printer else events.none()).values("job_id")
     elif table == "failures":
-        events = events.filter(to_status=J.FAILED, job__failure_code=key.get("reason", ""))
+        # The row's reason as shown: a failure without a code is shown as UNKNOWN_FAILURE.
+        reason = key.get("reason", "")
+        reasons = {reason, ""} if reason == UNKNOWN_FAILURE else {reason}
+        events = events.filter(to_status=J.FAILED).annotate(
+            row_reason=event_failure_code(), row_printer=event_printer()
+        )
+        events = events.filter(row_reason__in=reasons)
         job_ids = (
-            events.filter(job__printer_id=printer) if printer else events.filter(job__printer=None)
+            events.filter(row_printer=printer) if printer else events.filter(row_printer__isnull=True)
         ).values("job_id")
     elif table == "reprints":
         events = events.filter(kind="reprint_requested", job__reprint_reason=key.get("reason", ""))
@@ -205,7 +245,8 @@ def jobs_behind(*, table: str, filters: Filters, key: dict[str, str]) -> QuerySe
             events = events.filter(job__reprint_of__printer_id=printer)
         job_ids = events.values("job_id")
     elif table == "printer_time":
-        job_ids = (events.filter(job__printer_id=printer) if printer else events.none()).values("job_id")
+        at_printer = events.annotate(row_printer=event_printer()).filter(row_printer=printer)
+        job_ids = (at_printer if printer else events.none()).values("job_id")
     elif table == "queue":
         stage = key.get("stage", "")
         statuses = [J.SUBMITTED, J.SUBMITTING] if stage == J.SUBMITTED else [stage]

@@ -18,7 +18,7 @@ from django.db.models.functions import Lag, Lead, TruncDate
 
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus, PrinterState
-from lab.staff.supervisor import Filters
+from lab.staff.supervisor import Filters, event_printer
 
 J = JobStatus
 PRINTER_STATES = tuple(str(state) for state in PrinterState)  # online, paused, offline, error
@@ -162,13 +162,15 @@ def _printing_intervals(
     One query: the database pairs each event with the job's next and previous one (window functions) and
     returns only the events that open an interval (to submitted) or close one opened before the range (the
     job's first event in the range leaves submitted); a job still at the printer closes at the range's end.
+    An interval is the printer's the job was at then (`event_printer`): a job never changes printer while
+    submitted, and may have been rerouted since.
     """
     in_job_order = [F("created_at").asc(), F("pk").asc()]
     at_epoch = EpochSeconds(F("created_at"))
     rows = (
-        JobEvent.objects.filter(
-            job__printer_id__in=printer_ids, created_at__gte=filters.start, created_at__lt=end
-        )
+        JobEvent.objects.filter(job__isnull=False, created_at__gte=filters.start, created_at__lt=end)
+        .annotate(at_printer=event_printer())
+        .filter(at_printer__in=printer_ids)
         .filter(
             Q(to_status=J.SUBMITTED) | Q(from_status=J.SUBMITTED) | Q(to_status__in=[J.PRINTED, J.FAILED])
         )
@@ -181,7 +183,7 @@ def _printing_intervals(
             Q(to_status=J.SUBMITTED) & (Q(previous_to__isnull=True) | ~Q(previous_to=J.SUBMITTED))
             | Q(previous_to__isnull=True, from_status=J.SUBMITTED)
         )
-        .values_list("job__printer_id", "at", "next_at", "to_status")
+        .values_list("at_printer", "at", "next_at", "to_status")
     )
     start_at, end_at = filters.start.timestamp(), end.timestamp()
     intervals: dict[int, list[Span]] = defaultdict(list)
@@ -221,7 +223,8 @@ def queue_history(*, now: datetime.datetime, printer_id: int | None) -> list[Que
 
     Each job's stage intervals come from its status events: the candidates are the jobs with an event in the
     window and the jobs in a queue stage now (some waited through the whole window); their events are read
-    in one ordered query and walked once.
+    in one ordered query and walked once. With a printer, a job counts while it was at that printer
+    (`event_printer`): one with an event in the window may have been there before a reroute in it.
     """
     last_hour = now.replace(minute=0, second=0, microsecond=0)
     hours = [
@@ -230,7 +233,6 @@ def queue_history(*, now: datetime.datetime, printer_id: int | None) -> list[Que
     window = JobEvent.objects.filter(job__isnull=False, created_at__gte=hours[0], created_at__lte=now)
     waiting_now = PrintJob.objects.filter(status__in=list(STAGE_OF))
     if printer_id is not None:
-        window = window.filter(job__printer_id=printer_id)
         waiting_now = waiting_now.filter(printer_id=printer_id)
     job_ids = set(window.values_list("job_id", flat=True)) | set(waiting_now.values_list("pk", flat=True))
     jobs = {stage: [0] * len(hours) for stage in QUEUE_HISTORY_STAGES}
@@ -239,11 +241,19 @@ def queue_history(*, now: datetime.datetime, printer_id: int | None) -> list[Que
         JobEvent.objects.filter(job_id__in=job_ids, created_at__lte=now)
         .exclude(to_status="")
         .order_by("job_id", "created_at", "pk")
-        .values_list("job_id", "created_at", "to_status")
     )
-    for stage, entered, left in _stage_runs(events, now=now):
+    rows: Iterable[tuple[int, datetime.datetime, str, int | None]]
+    if printer_id is None:  # no printer to tell apart: no join for it
+        rows = ((*row, None) for row in events.values_list("job_id", "created_at", "to_status"))
+    else:
+        rows = events.annotate(at_printer=event_printer()).values_list(
+            "job_id", "created_at", "to_status", "at_printer"
+        )
+    for stage, entered, since, left, at_printer in _stage_runs(rows, now=now):
+        if at_printer != printer_id:
+            continue
         for index, hour in enumerate(hours):
-            if entered <= hour < left:
+            if since <= hour < left:
                 jobs[stage][index] += 1
                 age = (hour - entered).total_seconds()
                 current = oldest[stage][index]
@@ -259,27 +269,32 @@ def queue_history(*, now: datetime.datetime, printer_id: int | None) -> list[Que
 
 
 def _stage_runs(
-    events: Iterable[tuple[int, datetime.datetime, str]], *, now: datetime.datetime
-) -> Iterable[tuple[str, datetime.datetime, datetime.datetime]]:
-    """(stage, entered, left) for each continuous stay of a job in one queue stage; a move within the stage
-    (queued → queued on reroute, submitting → submitted) does not restart its age."""
+    events: Iterable[tuple[int, datetime.datetime, str, int | None]], *, now: datetime.datetime
+) -> Iterable[tuple[str, datetime.datetime, datetime.datetime, datetime.datetime, int | None]]:
+    """(stage, entered, since, left, printer) for each continuous stay of a job in one queue stage at one
+    printer: it entered the stage at `entered`, and was at the printer from `since` until `left`. A move
+    within the stage (queued → queued on reroute, submitting → submitted) does not restart its age; when it
+    moves the job to another printer, the stay goes on at that one."""
     current_job: int | None = None
     stage: str | None = None
-    entered = now
-    for job_id, at, to_status in events:
+    entered = since = now
+    printer: int | None = None
+    for job_id, at, to_status, at_printer in events:
         next_stage = STAGE_OF.get(to_status)
         if job_id != current_job:
             if stage is not None:
-                yield stage, entered, now
-            current_job, stage, entered = job_id, next_stage, at
+                yield stage, entered, since, now, printer
+            current_job, stage, entered, since, printer = job_id, next_stage, at, at, at_printer
             continue
-        if next_stage == stage:
+        if next_stage == stage and at_printer == printer:
             continue
         if stage is not None:
-            yield stage, entered, at
-        stage, entered = next_stage, at
+            yield stage, entered, since, at, printer
+        if next_stage != stage:
+            entered = at
+        stage, since, printer = next_stage, at, at_printer
     if stage is not None:
-        yield stage, entered, now
+        yield stage, entered, since, now, printer
 
 
 def reprint_rate(*, filters: Filters) -> list[ReprintRateRow]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
-from lab.production import jobs
+from lab.production import actions, jobs, tracking
 from lab.production.alerts import alerts_check
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.staff import supervisor
-from tests.builders import client_as, hotfolder_printer, job_walk, order_with_items, person, released_order
+from tests.builders import (
+    client_as,
+    hotfolder_printer,
+    job_walk,
+    order_with_items,
+    person,
+    printer_folder,
+    released_order,
+)
 from tests.support.mail import WorkerDiesWhileSending
 
 pytestmark = pytest.mark.django_db
@@ -285,6 +294,57 @@ def test_a_printer_in_error_for_less_than_the_threshold_is_not_alerted(settings)
     assert alerts_check() == 0
     assert Alert.objects.count() == 0
     assert mail.outbox == []
+
+
+def test_a_printer_down_while_its_reasons_change_is_alerted_once_for_the_outage(settings) -> None:
+    # given a hot-folder printer whose folder went away 20 minutes ago (the poll saw it offline then)
+    settings.ALERT_PRINTER_ERROR_MINUTES = 15
+    person("supervisor", email="sup@lab.example")
+    alpha = hotfolder_printer("alpha", sizes=["4x6"])
+    folder = printer_folder(alpha)
+    shutil.rmtree(folder)
+    tracking.printer_poll()
+    alpha.refresh_from_db()
+    assert (alpha.state, alpha.state_reasons) == ("offline", ["offline", "folder-missing"])
+    down_since = timezone.now() - timedelta(minutes=20)
+    Printer.objects.filter(pk=alpha.pk).update(state_changed_at=down_since)
+
+    # when it stays offline for another reason (a file where its folder was), then for the first again
+    folder.write_text("not a folder")
+    tracking.printer_poll()
+    alpha.refresh_from_db()
+    first = alerts_check()
+    folder.unlink()
+    tracking.printer_poll()
+    second = alerts_check()
+
+    # then its outage still began 20 minutes ago, and it is alerted once
+    assert (alpha.state, alpha.state_reasons) == ("offline", ["offline", "folder-not-writable"])
+    assert alpha.state_changed_at == down_since
+    assert (first, second) == (1, 0)
+    assert list(Alert.objects.values_list("kind", flat=True)) == ["printer_error"]
+
+
+def test_a_job_of_unknown_fate_again_after_it_was_sent_again_is_alerted_again(settings) -> None:
+    # given a job of unknown fate, alerted, that a person said did not print, so it was sent again
+    settings.ALERT_QUEUE_DEPTH = 1000
+    supervisor_person = person("supervisor", email="sup@lab.example")
+    hotfolder_printer("alpha", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=timezone.now() + timedelta(days=3))
+    job = job_walk(PrintJob.objects.get(order=order), "submitting")
+    assert jobs.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
+    assert alerts_check() == 1
+    actions.job_resolve_unknown(job_id=job.pk, actor=supervisor_person, was_printed=False)
+
+    # when that send's fate is unknown too
+    job_walk(job, "submitting")
+    assert jobs.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
+    again = alerts_check()
+
+    # then the supervisors hear of it again, once
+    assert (again, alerts_check()) == (1, 0)
+    assert list(Alert.objects.values_list("kind", flat=True)) == ["job_needs_person", "job_needs_person"]
+    assert len(mail.outbox) == 2
 
 
 def test_a_growing_queue_is_alerted_and_shown_on_the_view(settings) -> None:
