@@ -118,6 +118,8 @@ STATUS_BY_CODE: dict[str, int] = {
             OrderError.MALFORMED_EVENT,
             OrderError.MIXED_CURRENCY,
             OrderError.ORDER_TOTAL_TOO_LARGE,
+            # With `total_minor` and `min_total_minor` (null when Stripe refused an amount the lab's table
+            # takes: a settlement currency's minimum after conversion).
             OrderError.ORDER_TOTAL_TOO_SMALL,
             OrderError.UNKNOWN_SKU,
             PackingError.COPIES_NOT_PRINTED,
@@ -203,6 +205,7 @@ STATUS_BY_CODE: dict[str, int] = {
             GateError.REVIEW_DAY_NOT_OVER,
             NotifyError.DELIVERY_IN_PROGRESS,
             NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
+            # With the photo's `asset_status` (pending, failed, purged) and a failed one's `failure_code`.
             OrderError.ASSET_NOT_READY,
             OrderError.IDEMPOTENCY_KEY_REUSED,
             OrderError.ORDER_NOT_CANCELLABLE,

@@ -447,6 +447,12 @@ class OrderOutput(ModelOutput[Order]):
     items = OrderItemOutput(many=True, source="loaded_items")
     timeline = OrderEventOutput(many=True, source="loaded_events")
     payment = serializers.SerializerMethodField()
+    # The question put to the customer while the order is held for them, never the staff's note of a hold
+    # for money taken back at Stripe (Order.customer_question); empty otherwise.
+    hold_message = serializers.CharField(
+        source="customer_question",
+        help_text="While the order is on hold for the customer: what they are asked. Empty otherwise.",
+    )
 
     class Meta:
         model = Order

@@ -89,7 +89,7 @@ def _orders(selected: QuerySet[Order]) -> list[dict[str, Any]]:
             "payment_status": order.payment_status,
             "payment_intent": order.payment_intent_id,
             "promised_by": _time(order.promised_by),
-            "hold_message": order.hold_message,
+            "hold_message": order.customer_question(),  # never the floor's note (Order.customer_question)
             "carrier": order.carrier,
             "tracking_number": order.tracking_number,
             "shipped_at": _time(order.shipped_at),

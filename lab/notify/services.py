@@ -179,11 +179,14 @@ def _is_payment_hold(order_event: OrderEvent) -> bool:
 
 
 def _emit_status_webhooks(*, order_id: int, status: str, asks_customer: bool = True) -> None:
-    order = Order.objects.only("hold_message", "carrier", "tracking_number").get(pk=order_id)
-    # What the customer must answer is theirs to see (a payment hold asks nothing: its words are the staff's);
-    # the shipping address never goes into a payload.
+    order = Order.objects.only("status", "carrier", "tracking_number").get(pk=order_id)
+    # What the customer must answer is theirs to see (a payment hold asks nothing: its words are the staff's,
+    # and `hold_message` may carry them before a question: Order.customer_question); the shipping address
+    # never goes into a payload.
     changed: dict[str, Any] = (
-        {"hold_message": order.hold_message if asks_customer else ""} if status == OrderStatus.ON_HOLD else {}
+        {"hold_message": order.customer_question() if asks_customer else ""}
+        if status == OrderStatus.ON_HOLD
+        else {}
     )
     webhook_event_emit(order_id=order_id, event_type=EventType.ORDER_STATUS_CHANGED, data=changed)
     if status == OrderStatus.SHIPPED:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from lab.accounts.models import Consent, User
 from lab.accounts.services import age_gate_check, policy_agreement_check
-from lab.lib.errors import Conflict, DomainError, NotFound
+from lab.lib.errors import Conflict, DomainError, NotFound, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders import payments
 from lab.orders.errors import OrderError
@@ -24,6 +24,7 @@ from lab.orders.guest_tokens import guest_token_derive, guest_token_hash
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, asset_seal, new_order_ref
 from lab.orders.pricing import min_order_total_minor
 from lab.orders.quotes import ItemRequest, Quote, QuoteLine, quote_compute
+from lab.orders.states import OrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +113,27 @@ def order_create(
                 Consent.objects.create(order=order, kind=Consent.Kind.PRIVACY_POLICY, policy_version=policy)
             record.order = order
             record.save(update_fields=["order"])
-            transaction.on_commit(lambda: enqueue("notify.order_created", order_id=order.pk))
     except IntegrityError:
         existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
         if existing is None:
             raise
         return _replayed(order=existing, scope=scope, idempotency_key=idempotency_key)
     logger.info("order created order=%s items=%d total=%d", order.ref, len(quote.lines), quote.total_minor)
-    return OrderCreated(
-        order=payments.payment_intent_ensure(order=order), created=True, guest_token=guest_token
-    )
+    try:
+        order = _payable_order(order=order)
+    except UpstreamError:
+        _received_notify(order=order)  # the order is kept: its retry gets the payment
+        raise
+    _received_notify(order=order)
+    return OrderCreated(order=order, created=True, guest_token=guest_token)
+
+
+def _received_notify(*, order: Order) -> None:
+    """E-mail "order received" once the order is sure to stay: after Stripe was asked for its payment, not
+    when it committed, for an order Stripe refuses as too small is withdrawn (`_order_withdraw`). A message
+    lost here is sent by the notifications sweep."""
+    order_id = order.pk
+    transaction.on_commit(lambda: enqueue("notify.order_created", order_id=order_id))
 
 
 def _payable_check(quote: Quote) -> None:
@@ -146,9 +158,41 @@ def _replayed(*, order: Order, scope: str, idempotency_key: str) -> OrderCreated
         candidate = guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=order.ref)
         if secrets.compare_digest(order.guest_token_hash, guest_token_hash(candidate)):
             guest_token = candidate
-    return OrderCreated(
-        order=payments.payment_intent_ensure(order=order), created=False, guest_token=guest_token
-    )
+    return OrderCreated(order=_payable_order(order=order), created=False, guest_token=guest_token)
+
+
+def _payable_order(*, order: Order) -> Order:
+    """The order with its PaymentIntent. One whose amount Stripe refuses as under its minimum charge (in a
+    currency the lab's table lets through: a settlement currency's minimum after conversion) is withdrawn and
+    refused as `_payable_check` refuses it: before, it was kept, answered 502 "retry" at every retry, and
+    held the guest's photos."""
+    try:
+        return payments.payment_intent_ensure(order=order)
+    except payments.ChargeTooSmall:
+        _order_withdraw(order=order)
+        raise
+
+
+def _order_withdraw(*, order: Order) -> None:
+    """Undo an order's intake, as if it had been refused before it was stored: the order goes with its items,
+    timeline, consent and idempotency key (a retry with the key starts afresh), and a guest's photos are
+    unbound, sealed as they were, free for another order. Only while nothing can have acted on it: still
+    awaiting payment, with no PaymentIntent (nobody was offered a payment)."""
+    with transaction.atomic():
+        # The photos first, in primary-key order, as an order's intake locks them; then the order.
+        photos = list(Asset.objects.select_for_update().filter(guest_order_id=order.pk).order_by("pk"))
+        locked = (
+            Order.objects.select_for_update()
+            .filter(pk=order.pk, status=OrderStatus.AWAITING_PAYMENT, payment_intent_id="")
+            .first()
+        )
+        if locked is None:
+            return  # acted on meanwhile (a cancel, an erasure): it stays as they left it
+        for photo in photos:
+            photo.guest_order = None
+            photo.save(update_fields=["guest_order"])  # resealed by Asset.save
+        locked.delete()
+    logger.info("order withdrawn, under the card payment's minimum order=%s", order.ref)
 
 
 def _idempotent_replay(*, scope: str, key: str, fingerprint: str) -> Order | None:

@@ -275,6 +275,18 @@ class Order(models.Model):
         order's intent must not be offered for payment (nor a paid one's offered twice)."""
         return self.payment_client_secret if self.status == OrderStatus.AWAITING_PAYMENT else ""
 
+    def customer_question(self) -> str:
+        """What the customer is asked while their order is held for them: the question of its open
+        clarification (lab.production.holds), else nothing; one query, only for a held order.
+
+        Not `hold_message`, which is the floor's: a hold for money taken back at Stripe writes the
+        supervisor's note there, alone or before a question already asked (lab/orders/stripe_events.py), and
+        the customer was served that note as what they had to answer."""
+        if self.status != OrderStatus.ON_HOLD:
+            return ""
+        questions = self.clarifications.filter(closed_at__isnull=True).order_by("-pk")
+        return questions.values_list("question", flat=True).first() or ""
+
     @property
     def address_is_sealed(self) -> bool:
         """Whether the shipping address is as the lab's own code wrote it: a box is never labelled for an

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from lab.lib.errors import UpstreamError
+from lab.lib.errors import DomainError, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders.errors import OrderError
 from lab.orders.models import Order, OrderEvent
@@ -56,8 +56,21 @@ def _stripe_client_for(
     )
 
 
+class ChargeTooSmall(DomainError):
+    """Stripe refused the order's PaymentIntent as under its minimum charge: no retry will take it."""
+
+
+# Stripe's error code for an amount under the minimum charge, in the charge's currency or, converted, in the
+# account's settlement currency (https://docs.stripe.com/error-codes#amount-too-small).
+AMOUNT_TOO_SMALL = "amount_too_small"
+
+
 def payment_intent_ensure(*, order: Order) -> Order:
-    """Give an awaiting order a PaymentIntent once; Stripe's idempotency key makes a retry reuse it."""
+    """Give an awaiting order a PaymentIntent once; Stripe's idempotency key makes a retry reuse it.
+
+    ChargeTooSmall (400 `order_total_too_small`) when Stripe refuses the amount as too small: the lab's table
+    (lab/orders/pricing.py) cannot know a settlement currency's minimum after conversion. Before, that refusal
+    answered 502 "retry", which failed the same way at every retry. The caller withdraws the order."""
     if order.payment_intent_id or order.status != OrderStatus.AWAITING_PAYMENT:
         return order
     try:
@@ -70,13 +83,19 @@ def payment_intent_ensure(*, order: Order) -> Order:
             },
             options={"idempotency_key": f"order-{order.ref}-payment-intent"},
         )
-    except stripe.StripeError as error:
-        logger.warning("payment intent create failed order=%s error=%s", order.ref, type(error).__name__)
-        raise UpstreamError(
-            OrderError.PAYMENT_PROVIDER_UNAVAILABLE,
-            "The order is saved but payment could not be prepared; retry with the same Idempotency-Key.",
-            order=order.ref,
+    except stripe.InvalidRequestError as error:
+        if error.code != AMOUNT_TOO_SMALL:
+            raise _provider_unavailable(order=order, error=error) from error
+        logger.info("payment intent refused as too small order=%s", order.ref)
+        raise ChargeTooSmall(
+            OrderError.ORDER_TOTAL_TOO_SMALL,
+            "The order total is under the smallest amount the card payment can take; add copies or choose "
+            "another shipping method.",
+            total_minor=order.total_minor,
+            min_total_minor=None,  # Stripe's message says it in words, with its exchange rate of the moment
         ) from error
+    except stripe.StripeError as error:
+        raise _provider_unavailable(order=order, error=error) from error
     stored = {
         "payment_intent_id": intent.id,
         "payment_client_secret": intent.client_secret or "",
@@ -96,6 +115,15 @@ def payment_intent_ensure(*, order: Order) -> Order:
         # Stripe too, so it never shows as payable on the lab's account.
         _intent_cancel(intent_id=intent.id, order_ref=order.ref)
     return order
+
+
+def _provider_unavailable(*, order: Order, error: stripe.StripeError) -> UpstreamError:
+    logger.warning("payment intent create failed order=%s error=%s", order.ref, type(error).__name__)
+    return UpstreamError(
+        OrderError.PAYMENT_PROVIDER_UNAVAILABLE,
+        "The order is saved but payment could not be prepared; retry with the same Idempotency-Key.",
+        order=order.ref,
+    )
 
 
 def _intent_cancel(*, intent_id: str, order_ref: str) -> str | None:

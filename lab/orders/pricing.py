@@ -11,9 +11,47 @@ from lab.orders.models import Asset, Order
 # Stripe takes an amount of at most eight digits (99999999 minor units: USD 999,999.99); a larger order could
 # never be paid, so it is refused before anything is stored.
 MAX_ORDER_TOTAL_MINOR = 99_999_999
-# And at least Stripe's minimum charge (50 cents, or the like in other currencies; GBP 30 pence): a smaller
-# PaymentIntent is refused, and the order could never be paid (it was stored and answered 502 "retry").
-MIN_ORDER_TOTAL_MINOR = {"gbp": 30, "hkd": 400, "jpy": 50, "mxn": 1000, "dkk": 250, "nok": 300, "sek": 300}
+# And at least Stripe's minimum charge: a smaller PaymentIntent is refused (`amount_too_small`), and the order
+# could never be paid (it was stored and answered 502 "retry"). In minor units, from Stripe's "Minimum and
+# maximum charge amounts" (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts, read
+# 2026-12-06; BGN from the page's earlier table, which listed it at 1.00). Stripe lists them by settlement
+# currency: a charge converted to another settlement currency must reach that one's minimum, which no table
+# here can know, so Stripe's own refusal is answered the same way (lab/orders/payments.py, ChargeTooSmall).
+# A currency the page does not list falls back on USD's 50.
+MIN_ORDER_TOTAL_MINOR = {
+    "usd": 50,
+    "aed": 200,
+    "ars": 50,
+    "aud": 50,
+    "bgn": 100,
+    "brl": 50,
+    "cad": 50,
+    "chf": 50,
+    "cop": 50,
+    "czk": 1500,
+    "dkk": 250,
+    "eur": 50,
+    "gbp": 30,
+    "hkd": 400,
+    "huf": 17500,
+    "idr": 50,
+    "ils": 50,
+    "inr": 50,
+    "jpy": 50,  # zero-decimal: yen
+    "krw": 50,  # zero-decimal: won
+    "mxn": 1000,
+    "myr": 200,
+    "nok": 300,
+    "nzd": 50,
+    "php": 50,
+    "pln": 200,
+    "ron": 200,
+    "rub": 50,
+    "sek": 300,
+    "sgd": 50,
+    "thb": 1000,
+    "zar": 50,
+}
 MIN_ORDER_TOTAL_MINOR_DEFAULT = 50
 
 

@@ -85,8 +85,30 @@ def _usable_asset(*, asset_id: str, customer: User | None, assets: dict[str, Ass
     if customer is None and (asset.owner_id is not None or asset.guest_order_id is not None):
         raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.", asset=asset_id)
     if asset.status != Asset.Status.READY:
-        raise Conflict(OrderError.ASSET_NOT_READY, "This photo is not ready to print.", asset=asset_id)
+        raise _not_ready(asset=asset, asset_id=asset_id)
     return asset
+
+
+NOT_READY_BECAUSE: dict[str, str] = {
+    Asset.Status.PENDING: "This photo is still being fetched or checked; try again in a moment.",
+    Asset.Status.PURGED: "This photo was deleted and can no longer be printed; send it again.",
+}
+
+
+def _not_ready(*, asset: Asset, asset_id: str) -> Conflict:
+    """Why the photo cannot be printed, told to whoever holds its id: a guest's only way to learn that a URL
+    fetch failed (`GET assets/{id}` is the owner's). A failure's code and message are the lab's own words, as
+    `GET assets/{id}` shows them, never the URL."""
+    if asset.status != Asset.Status.FAILED:
+        message = NOT_READY_BECAUSE.get(asset.status, "This photo is not ready to print.")
+        return Conflict(OrderError.ASSET_NOT_READY, message, asset=asset_id, asset_status=asset.status)
+    return Conflict(
+        OrderError.ASSET_NOT_READY,
+        f"This photo failed ({asset.failure_code}): {asset.failure_message or 'send it again.'}",
+        asset=asset_id,
+        asset_status=asset.status,
+        failure_code=asset.failure_code,
+    )
 
 
 def quote_compute(

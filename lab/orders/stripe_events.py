@@ -342,7 +342,8 @@ def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
 def _hold_for_payment(*, order: Order, why: str) -> str | None:
     """Money taken back while the order is being made: stop it for a person, never print on silently nor
     throw printed copies away. Jobs already at a printer finish; the unsent ones wait (a held order's jobs
-    are not submitted) until a supervisor cancels the order or releases the hold."""
+    are not submitted) until a supervisor cancels the order or releases the hold. `hold_message` is the
+    floor's reason; the customer reads only the question a person asked them (Order.customer_question)."""
     if order.status == OrderStatus.ON_HOLD:
         # Already held (a clarification): whoever releases the hold must see that the money went back.
         order.hold_message = f"{why}: a supervisor decides. {order.hold_message}"[:1000]

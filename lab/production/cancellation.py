@@ -25,6 +25,7 @@ from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.backends import backend_for, copies_titled
+from lab.production.holds import clarifications_close
 from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
@@ -54,12 +55,17 @@ def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -
         # supervisor's cancel never asked for one, and the customer could still pay the cancelled order).
         refund_due = payments.payment_cancel_decide(order=order)
         jobs_cancel_for_order(order_id=order.pk, actor_id=actor.pk)
+        # A held order's question ends with it, as a release ends it (lab.production.holds): before, the
+        # cancelled order kept its hold message, and its customer was asked for ever.
+        order.hold_message = ""
+        clarifications_close(order_id=order.pk)
         order_transition(
             order=order,
             to_status=OrderStatus.CANCELLED,
             actor=actor,
             actor_kind="staff",
             note=note or "cancelled by a supervisor",
+            extra_fields=("hold_message",),
         )
     if refund_due:
         payments.refund_issue_soon(order_id=order.pk)

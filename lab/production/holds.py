@@ -91,10 +91,7 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
         has_jobs = PrintJob.objects.filter(order=order).exists()
         to_status = OrderStatus.IN_PRODUCTION if has_jobs else OrderStatus.PAID
         order.hold_message = ""
-        for case in ClarificationCase.objects.filter(order=order, closed_at__isnull=True):
-            case.closed_at = timezone.now()
-            case.save(update_fields=["closed_at"])
-            grants_revoke(context_type="clarification_case", context_id=case.pk, reason="case_closed")
+        clarifications_close(order_id=order.pk)
         order_transition(
             order=order,
             to_status=to_status,
@@ -108,3 +105,12 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
             order_check_printed(order_id=order.pk)
     order.refresh_from_db()
     return order
+
+
+def clarifications_close(*, order_id: int) -> None:
+    """Inside the caller's transaction: the order's open clarifications are closed, and the photo views
+    they opened end with them."""
+    for case in ClarificationCase.objects.filter(order_id=order_id, closed_at__isnull=True):
+        case.closed_at = timezone.now()
+        case.save(update_fields=["closed_at"])
+        grants_revoke(context_type="clarification_case", context_id=case.pk, reason="case_closed")

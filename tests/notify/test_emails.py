@@ -22,7 +22,8 @@ from lab.notify.selectors import marketing_recipients
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order, OrderEvent
 from lab.orders.stripe_events import webhook_event_handle
-from tests.builders import TO_PACKED, new_customer, order_for, order_move
+from lab.production.holds import order_hold, order_release_hold
+from tests.builders import TO_PACKED, new_customer, order_for, order_move, person
 from tests.support.http import stalled
 from tests.support.mail import REFUSED_DOMAIN
 from tests.support.processes import free_port
@@ -76,7 +77,11 @@ def test_paid_mail_confirms_the_amount_and_the_promised_day():
 def test_on_hold_mail_says_what_is_needed():
     order = order_for(new_customer(email="ada@example.net"))
     order_move(order, "paid")
-    order_move(order, "on_hold", hold_message="Photo 1 is 240x160 px; please upload a larger original.")
+    order_hold(
+        order_ref=order.ref,
+        actor=person("technician"),
+        message="Photo 1 is 240x160 px; please upload a larger original.",
+    )
 
     notify_order_status_changed(order_id=order.pk, status="on_hold")
 
@@ -188,10 +193,10 @@ def test_a_redelivered_task_sends_once():
 def test_a_second_hold_with_a_new_question_sends_a_second_mail():
     order = order_for(new_customer())
     order_move(order, "paid")
-    order_move(order, "on_hold", hold_message="Which photo goes first?")
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which photo goes first?")
     notify_order_status_changed(order_id=order.pk, status="on_hold")
-    order_move(order, "in_production")
-    order_move(order, "on_hold", hold_message="Photo 2 is blurred; keep it?")
+    order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Photo 2 is blurred; keep it?")
 
     notify_order_status_changed(order_id=order.pk, status="on_hold")
     notify_order_status_changed(order_id=order.pk, status="on_hold")
