@@ -25,6 +25,8 @@ TRACKING_URLS = {
     "dhl": "https://www.dhl.com/global-en/home/tracking/tracking-express.html?submit=1&tracking-id={number}",
 }
 
+# A pickup order's packing and hand-over (email_kind_for).
+READY_TO_COLLECT, COLLECTED = "ready_to_collect", "collected"
 # E-mail kind → (template name, subject). Statuses missing here (in production, packed, ...) send no e-mail:
 # the customer hears about them by webhook or by looking at the order.
 EMAILS: dict[str, tuple[str, str]] = {
@@ -33,7 +35,17 @@ EMAILS: dict[str, tuple[str, str]] = {
     OrderStatus.ON_HOLD: ("order_on_hold", "Order {ref} is on hold: we need something from you"),
     OrderStatus.SHIPPED: ("order_shipped", "Order {ref} has shipped"),
     OrderStatus.CANCELLED: ("order_cancelled", "Order {ref} is cancelled"),
+    READY_TO_COLLECT: ("order_ready_to_collect", "Order {ref} is ready to collect"),
+    COLLECTED: ("order_collected", "Order {ref} was collected"),
 }
+
+
+def email_kind_for(*, order: Order, kind: str) -> str:
+    """The e-mail for an order's event: a pickup order is told when it waits at the counter (packed) and when
+    it was collected (handed over), never "on its way" with a blank carrier and tracking number."""
+    if order.shipping_method == Order.ShippingMethod.PICKUP:
+        return {OrderStatus.PACKED: READY_TO_COLLECT, OrderStatus.SHIPPED: COLLECTED}.get(kind, kind)
+    return kind
 
 # ISO 4217 currencies without minor units, among those card processors commonly settle.
 _ZERO_DECIMAL_CURRENCIES = frozenset({"jpy", "krw", "vnd", "clp", "isk", "ugx", "xaf", "xof"})

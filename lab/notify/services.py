@@ -113,6 +113,7 @@ def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
         logger.info("notification already handled order_event=%s", order_event.pk)
         return
     order = Order.objects.select_related("customer").get(pk=order_event.order_id)
+    email_kind = emails.email_kind_for(order=order, kind=email_kind)
     if not emails.has_email(kind=email_kind):
         _finish_skipped(notification=notification, reason="no_email_for_status")
         return

@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from pypdf import PdfReader
 
+from lab.notify.services import notify_order_status_changed
 from lab.orders.models import Order, OrderEvent
 from lab.packing.services import packing_slip_render, slip_data_for
 from tests.builders import client_as, floor_state, hotfolder_printer, messages_of, ready_to_pack_order
@@ -165,3 +166,34 @@ def test_a_technician_cannot_hand_over_an_order():
 
     assert response.status_code == 403
     assert floor_state() == before
+
+
+def test_a_pickup_order_s_customer_is_told_it_is_ready_to_collect_and_then_collected(mailoutbox):
+    # given a pickup order whose customer has an e-mail address
+    client, _ = client_as("packer")
+    order = _ready(shipping_method="pickup")
+
+    # when it is packed, and then handed over at the counter
+    _packed(client, order)
+    notify_order_status_changed(order_id=order.pk, status="packed")
+    client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+
+    # then the customer hears it waits at the counter, then that it was collected; never "on its way" with a
+    # blank carrier and tracking number, as a parcel's e-mail told it before
+    assert [message.subject for message in mailoutbox] == [
+        f"Order {order.ref} is ready to collect",
+        f"Order {order.ref} was collected",
+    ]
+    assert "waits for you at our counter" in mailoutbox[0].body
+    assert [m for m in mailoutbox if "Tracking number" in m.body or "on its way" in m.body] == []
+
+
+def test_a_delivery_order_s_packing_sends_no_mail_and_its_shipping_the_parcel_s(mailoutbox):
+    client, _ = client_as("packer")
+    order = _ready(shipping_method="standard")
+    _packed(client, order)
+
+    notify_order_status_changed(order_id=order.pk, status="packed")
+
+    assert mailoutbox == []
