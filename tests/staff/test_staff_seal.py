@@ -261,7 +261,9 @@ def test_the_lab_admin_setting_a_password_does_not_seal_a_role_granted_in_the_da
         justification="password set; not sealed: the account was changed outside the lab",
     ).exists()
 
-    # when the admin saves the account's page, which shows its roles, the state is accepted on the record
+    # when the admin saves the account's page, which shows its roles, the state is accepted on the record;
+    # the page shows no password, so the one the account holds is not accepted with it (the lab cannot tell
+    # it from a hash written in the database): it is made unusable, and the admin sets it again
     saved = admin_client.post(
         f"{ADMIN}accounts/user/{technician.pk}/change/",
         {
@@ -272,9 +274,59 @@ def test_the_lab_admin_setting_a_password_does_not_seal_a_role_granted_in_the_da
         },
     )
     assert saved.status_code == 302
-    assert sign_in(technician.email, "a brand new secret 52")[1] == 302
+    assert sign_in(technician.email, "a brand new secret 52")[1] == 401
     assert AuditRecord.objects.filter(
         action="staff.account_changed",
         context_id=str(technician.public_id),
-        justification="accepted a state changed outside the lab (roles found: supervisor,technician)",
+        justification="accepted a state changed outside the lab (roles found: supervisor,technician);"
+        " password made unusable: set a new one",
     ).exists()
+    set_again = admin_client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/password/",
+        {"password1": "a brand new secret 52", "password2": "a brand new secret 52"},
+    )
+    assert set_again.status_code == 302
+    assert sign_in(technician.email, "a brand new secret 52")[1] == 302
+
+
+def test_saving_the_page_of_an_account_whose_password_the_dba_wrote_does_not_make_that_password_usable():
+    # given a technician on whom a database administrator wrote a password hash of their own (refused since)
+    admin_client, _ = client_as("admin")
+    technician = person("technician")
+    dba("UPDATE accounts_user SET password = %s WHERE id = %s", make_password(DBA_PASSWORD), technician.pk)
+    assert sign_in(technician.email, DBA_PASSWORD)[1] == 403
+
+    # when a lab admin opens the account's page, sees the right roles and saves it
+    saved = admin_client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/change/",
+        {
+            "email": technician.email,
+            "full_name": technician.full_name,
+            "is_active": "on",
+            "roles": ["technician"],
+        },
+        follow=True,
+    )
+
+    # then the page never showed the password, so its save did not accept it: the account is sealed with no
+    # usable password (before, the DBA signed in as the technician), the admin is told to set a new one, and
+    # the record says so
+    assert saved.status_code == 200
+    assert sign_in(technician.email, DBA_PASSWORD)[1] == 401
+    technician.refresh_from_db()
+    assert technician.has_usable_password() is False
+    assert any("password was made unusable" in str(message) for message in saved.context["messages"])
+    assert AuditRecord.objects.filter(
+        action="staff.account_changed",
+        context_id=str(technician.public_id),
+        justification="accepted a state changed outside the lab (roles found: technician); password made "
+        "unusable: set a new one",
+    ).exists()
+
+    # and the lab admin's password form, now on a sealed account, gives it a password it can sign in with
+    admin_client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/password/",
+        {"password1": "a brand new secret 53", "password2": "a brand new secret 53"},
+    )
+    client, status = sign_in(technician.email, "a brand new secret 53")
+    assert status == 302 and client.get("/lab/board/").status_code == 200

@@ -10,12 +10,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import ReadOnlyPasswordHashField
 from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, Role
@@ -41,6 +42,10 @@ class StaffAccountChangeForm(forms.ModelForm[User]):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["roles"].initial = staff_roles_of(self.instance)
+
+    def clean_email(self) -> str:
+        # As creation stores it, and as the sign-in looks it up: an address saved as typed signed nobody in.
+        return str(self.cleaned_data["email"]).lower()
 
 
 class StaffAccountCreationForm(forms.ModelForm[User]):
@@ -123,23 +128,34 @@ class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
             return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm[User], change: bool) -> None:
-        staff_account_save(
+        accepted_outside_change = staff_account_save(
             actor=request.user,  # type: ignore[arg-type]
             user=obj,
             roles=form.cleaned_data["roles"],
             is_new=not change,
         )
+        if accepted_outside_change:
+            self.message_user(
+                request,
+                "This account was changed outside the lab: its roles and state as this page shows them are"
+                " the lab's again, and its password was made unusable (the database may have held one the"
+                " lab never set). Set a new one with its password form.",
+                messages.WARNING,
+            )
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         """Django's password form for a staff account; a password it saves is sealed and recorded with it."""
+        shown = self.get_object(request, unquote(id))  # None for an id no staff account has (or can have)
+        if shown is None:
+            raise Http404("No staff account has this id.")
         with transaction.atomic():
-            target = User.objects.select_for_update(of=("self",)).filter(pk=id).first()
-            seal_held = target is not None and account_seal_holds(target)  # read before the form saves
+            target = User.objects.select_for_update(of=("self",)).get(pk=shown.pk)
+            seal_held = account_seal_holds(target)  # read before the form saves
             response = super().user_change_password(request, id, form_url)
             if isinstance(response, HttpResponseRedirect):  # the form was valid and the password saved
                 staff_password_set(
                     actor=request.user,  # type: ignore[arg-type]
-                    user=User.objects.get(pk=id),
+                    user=User.objects.get(pk=target.pk),
                     seal_held=seal_held,
                 )
                 if not seal_held:
@@ -147,7 +163,7 @@ class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
                         request,
                         "The password is set, but this account was changed outside the lab (its roles or"
                         " state are not as the lab last set them): it stays refused until you save its page,"
-                        " checking its roles.",
+                        " checking its roles. That save makes the password unusable: set it again after.",
                         messages.WARNING,
                     )
         return response

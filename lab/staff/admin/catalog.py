@@ -1,4 +1,5 @@
-"""Products in the lab admin: a size no printer media exists for is refused, as `product_save` refuses it."""
+"""Products in the lab admin: a size no printer media exists for is refused, as `product_save` refuses it, and
+what a product prints (size, paper, minimum dpi) is fixed once an order holds it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 
 from lab.catalog.models import Product
 from lab.catalog.services import product_media_check
 from lab.lib.errors import DomainError
+from lab.orders.models import OrderItem
 from lab.staff.admin.base import LabModelAdmin
 
 
@@ -39,11 +42,34 @@ class ProductForm(forms.ModelForm[Product]):
         return cleaned
 
 
+# What an order item prints: it holds the product, not a copy of these, and rasterizing and routing read them
+# as they are when the job runs. Changed under a paid order, the customer's 4x6 lustre would print 5x7 glossy.
+PRINTED_FIELDS = ("width_in", "height_in", "paper", "min_dpi")
+
+
 class ProductAdmin(LabModelAdmin[Product]):
     form = ProductForm
     list_display = ("sku", "name", "size_label", "paper", "price_minor", "currency", "min_dpi", "is_active")
     list_filter = ("paper", "is_active")
     search_fields = ("sku", "name")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> tuple[str, ...]:
+        return PRINTED_FIELDS if obj is not None and product_is_ordered(obj) else ()
+
+    def get_fieldsets(self, request: HttpRequest, obj: Product | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not product_is_ordered(obj):
+            return fieldsets
+        (name, options), *others = fieldsets
+        description = (
+            "Size, paper and minimum dpi are fixed: orders hold this product and print it as it is. For"
+            " another size or paper, create a new product instead (and deactivate this one)."
+        )
+        return [(name, {**options, "description": description}), *others]
+
+
+def product_is_ordered(product: Product) -> bool:
+    return OrderItem.objects.filter(product=product).exists()
 
 
 def register(site: admin.AdminSite) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -75,17 +75,28 @@ class PrinterAdmin(LabModelAdmin[Printer]):
     def save_model(self, request: HttpRequest, obj: Printer, form: Any, change: bool) -> None:
         """Save, sealing the destination (Printer.save), and record a destination the admin wrote in the
         audit chain: the workers send decrypted rasters there, so where photos go is a lab admin's act an
-        auditor can see and that cannot be edited away (Django's LogEntry can be, by the database's owner)."""
-        before = Printer.objects.filter(pk=obj.pk).values(*DESTINATION_FIELDS).first() if change else None
+        auditor can see and that cannot be edited away (Django's LogEntry can be, by the database's owner).
+
+        A printer whose stored destination was changed outside the lab (its seal did not hold) is sent
+        nothing, and `Printer.save` does not seal it again: this page, which shows every destination field,
+        is where a person accepts it, on the record and told so, as an account's page accepts its state."""
+        assert isinstance(request.user, User)
         with transaction.atomic():
+            stored = Printer.objects.select_for_update().filter(pk=obj.pk).first() if change else None
+            before = {field: getattr(stored, field) for field in DESTINATION_FIELDS} if stored else None
+            seal_held = stored is None or stored.destination_is_sealed
             super().save_model(request, obj, form, change)
-            changes = [
+            changes = []
+            if not seal_held:
+                obj.destination_accept()
+                found = ", ".join(f"{field} {value or '-'}" for field, value in (before or {}).items())
+                changes.append(f"accepted a destination changed outside the lab (found: {found})")
+            changes += [
                 f"{field} {(before or {}).get(field) or '-'} -> {getattr(obj, field) or '-'}"
                 for field in DESTINATION_FIELDS
                 if before is None or before[field] != getattr(obj, field)
             ]
             if changes:
-                assert isinstance(request.user, User)
                 lab_admin_record(
                     actor=request.user,
                     action="staff.printer_destination_set",
@@ -93,6 +104,14 @@ class PrinterAdmin(LabModelAdmin[Printer]):
                     context_type="printer",
                     context_id=str(obj.pk),
                 )
+        if not seal_held:
+            self.message_user(
+                request,
+                "This printer's destination was changed outside the lab: the destination this page shows"
+                " (backend, target, CUPS server, host) is the lab's again and is printed to. Its failed"
+                " jobs are not sent again by themselves: a technician resends them.",
+                messages.WARNING,
+            )
 
 
 def register(site: admin.AdminSite) -> None:

@@ -24,8 +24,8 @@ def staff_password_set(*, actor: User, user: User, seal_held: bool = True) -> No
     `seal_held`: whether the account's seal held before the form saved the password. One that did not was
     changed outside the lab (a role granted in SQL, say), and the password form shows no roles: sealing it
     would make that change the lab's own unseen. It stays unsealed (refused at sign-in), on the record; the
-    admin accepts its state knowingly by saving its page, which shows the roles, or with
-    `manage.py staff_account_seal`."""
+    admin accepts its state knowingly by saving its page, which shows the roles (and makes the password
+    unusable: see `staff_account_save`), or with `manage.py staff_account_seal`."""
     with transaction.atomic():
         if seal_held:
             account_seal_set(user)
@@ -62,8 +62,13 @@ def staff_roles_of(user: User) -> list[str]:
     return sorted(set(user.groups.values_list("name", flat=True)) & set(STAFF_ROLES))
 
 
-def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new: bool) -> None:
-    """Save `user` (fields already set by the form) with exactly these staff roles; record what changed."""
+def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new: bool) -> bool:
+    """Save `user` (fields already set by the form) with exactly these staff roles; record what changed.
+
+    Returns whether the save accepted a state changed outside the lab (the account's seal did not hold). The
+    page shows roles and activation, never the password: such a save makes the password unusable rather than
+    seal a hash a database administrator may have written (they would then sign in as the person); the admin
+    sets a new one with the account's password form."""
     wanted = sorted(set(roles) & set(STAFF_ROLES))
     with transaction.atomic():
         if is_new:
@@ -75,6 +80,11 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
             current = User.objects.select_for_update(of=("self",)).get(pk=user.pk)
             before, was_active = staff_roles_of(current), current.is_active
             seal_held = account_seal_holds(current)
+            # The page never edits the password: keep the stored one, not the copy the form loaded before
+            # the lock (a password set meanwhile would be put back and sealed).
+            user.password = current.password
+            if not seal_held:
+                user.set_unusable_password()
         user.save()
         for role in set(before) - set(wanted):
             user.groups.remove(Group.objects.get_or_create(name=role)[0])
@@ -90,6 +100,7 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
             # says so (its "roles a -> b" compares with what the database held, the outside change included).
             found = ",".join(before) or "-"
             changes.append(f"accepted a state changed outside the lab (roles found: {found})")
+            changes.append("password made unusable: set a new one")
         if before != wanted:
             changes.append(f"roles {','.join(before) or '-'} -> {','.join(wanted) or '-'}")
         if was_active != user.is_active:
@@ -102,3 +113,4 @@ def staff_account_save(*, actor: User, user: User, roles: Iterable[str], is_new:
                 context_type="user",
                 context_id=str(user.public_id),
             )
+    return not seal_held

@@ -54,9 +54,15 @@ class StaffShiftAdmin(LabModelAdmin[StaffShift]):
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return is_lab_admin(request.user)  # a shift that ended is removed; the chain keeps what it was
 
+    def get_readonly_fields(self, request: HttpRequest, obj: StaffShift | None = None) -> tuple[str, ...]:
+        # A shift stays its person's: moved to another, the first was left with no shift, which the rule reads
+        # as "not judged", and the change was recorded under the other person. Add one for them instead.
+        return ("user",) if obj is not None else ()
+
     def save_model(self, request: HttpRequest, obj: StaffShift, form: Any, change: bool) -> None:
-        before = StaffShift.objects.filter(pk=obj.pk).first() if change else None
         with transaction.atomic():
+            # Under the row's lock: two saves of one shift each record the window the other committed.
+            before = StaffShift.objects.select_for_update().filter(pk=obj.pk).first() if change else None
             super().save_model(request, obj, form, change)
             what = f"{_shift_text(before)} -> {_shift_text(obj)}" if before else f"added {_shift_text(obj)}"
             _record(request=request, shift=obj, what=what)

@@ -1,0 +1,185 @@
+"""The lab admin's side doors: a page whose save changed more than it showed, or could not undo a database
+write it was meant to undo (lab/staff/admin/).
+
+A shift moved to another person, a printer changed in the database, a product's size under paid orders, a
+malformed account id, an e-mail in capitals: each went through the admin's forms as described in the tests.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from lab.audit.models import AuditRecord, StaffShift
+from lab.catalog.models import Product
+from lab.production.models import Printer
+from tests.builders import PASSWORD, client_as, hotfolder_printer, messages_of, paid_order, person
+from tests.support.dba import dba
+
+pytestmark = pytest.mark.django_db
+ADMIN = "/lab/admin/"
+
+
+def printer_form(printer: Printer, **changes: Any) -> dict[str, Any]:
+    fields = {
+        "name": printer.name,
+        "backend": printer.backend,
+        "target": printer.target,
+        "cups_server": printer.cups_server,
+        "host": printer.host,
+        "location": printer.location,
+        "media_sizes": ", ".join(printer.media_sizes),
+        "papers": printer.papers,
+        "dpi": str(printer.dpi),
+        "output_format": printer.output_format,
+    }
+    return {**fields, **changes}
+
+
+def product_form(product: Product, **changes: Any) -> dict[str, Any]:
+    fields = {
+        "sku": product.sku,
+        "name": product.name,
+        "width_in": str(product.width_in),
+        "height_in": str(product.height_in),
+        "paper": product.paper,
+        "price_minor": str(product.price_minor),
+        "currency": product.currency,
+        "min_dpi": str(product.min_dpi),
+        "is_active": "on" if product.is_active else "",
+    }
+    return {**fields, **changes}
+
+
+def test_a_shift_cannot_be_moved_to_another_person_and_its_change_names_its_own_person():
+    # given a technician's Monday shift, and another technician
+    client, _ = client_as("admin")
+    first, second = person("technician"), person("technician")
+    shift = StaffShift.objects.create(user=first, weekday=0, start_time="08:00", end_time="16:00")
+
+    # when the admin posts the shift's page with the other person and a wider window
+    response = client.post(
+        f"{ADMIN}audit/staffshift/{shift.pk}/change/",
+        {"user": str(second.pk), "weekday": "0", "start_time": "08:00", "end_time": "23:00"},
+    )
+
+    # then the shift stays the first technician's (before, it became the second's, the first was left with no
+    # shift, so the outside_shift rule stopped judging them, and the record named the second), and the record
+    # names the first
+    assert response.status_code == 302
+    shift.refresh_from_db()
+    assert (shift.user_id, str(shift.end_time)) == (first.pk, "23:00:00")
+    (record,) = AuditRecord.objects.filter(action="staff.shift_changed")
+    assert (record.context_id, record.justification) == (
+        str(first.public_id),
+        "Monday 08:00-16:00 -> Monday 08:00-23:00",
+    )
+    page = client.get(f"{ADMIN}audit/staffshift/{shift.pk}/change/").content.decode()
+    assert '<select name="user"' not in page
+
+
+def test_the_admins_save_of_a_printer_changed_in_the_database_accepts_the_destination_shown_on_the_record():
+    # given a printer whose print host a database administrator changed (its destination refused since)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    client, admin = client_as("admin")
+    dba("UPDATE production_printer SET host = %s WHERE id = %s", "hostb", printer.pk)
+    printer.refresh_from_db()
+    assert not printer.destination_is_sealed
+
+    # when the lab admin opens the printer's page, which shows every destination field, and saves it
+    response = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/",
+        printer_form(printer, location="Back room"),
+        follow=True,
+    )
+
+    # then the destination shown is the lab's again (before, the save left it unsealed: the printer failed
+    # every job for good, though the README and the job's failure said that saving it again was the way back),
+    # the chain says what was accepted, and the admin is told
+    assert response.status_code == 200
+    printer.refresh_from_db()
+    assert (printer.host, printer.location, printer.destination_is_sealed) == ("hostb", "Back room", True)
+    (record,) = AuditRecord.objects.filter(action="staff.printer_destination_set")
+    assert (record.actor_id, record.context_id, record.justification) == (
+        str(admin.public_id),
+        str(printer.pk),
+        "accepted a destination changed outside the lab (found: backend hotfolder, target minilab,"
+        " cups_server -, host hostb)",
+    )
+    assert any("changed outside the lab" in message for message in messages_of(response))
+
+
+def test_a_products_size_paper_and_dpi_are_fixed_once_an_order_holds_it():
+    # given a product that a paid order holds
+    client, _ = client_as("admin")
+    paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    product = Product.objects.get(sku="PRINT-4X6-LUSTRE")
+
+    # when the admin posts its page with another size, paper and minimum dpi, and a new name
+    response = client.post(
+        f"{ADMIN}catalog/product/{product.pk}/change/",
+        product_form(product, name="4x6 renamed", width_in="5", height_in="7", paper="glossy", min_dpi="300"),
+    )
+
+    # then only the name changed (before, the order, paid for 4x6 lustre, printed as 5x7 glossy), and the page
+    # says to create a new product instead
+    assert response.status_code == 302
+    product.refresh_from_db()
+    assert (product.name, product.width_in, product.height_in, product.paper, product.min_dpi) == (
+        "4x6 renamed",
+        Decimal("4.00"),
+        Decimal("6.00"),
+        "lustre",
+        150,
+    )
+    page = client.get(f"{ADMIN}catalog/product/{product.pk}/change/").content.decode()
+    assert "create a new product instead" in page and 'name="width_in"' not in page
+
+
+def test_a_product_no_order_holds_keeps_its_size_editable():
+    client, _ = client_as("admin")
+    paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    unordered = Product.objects.exclude(sku="PRINT-4X6-LUSTRE").first()
+    assert unordered is not None
+
+    page = client.get(f"{ADMIN}catalog/product/{unordered.pk}/change/").content.decode()
+
+    assert 'name="width_in"' in page and "create a new product instead" not in page
+
+
+def test_the_password_page_of_an_account_id_that_cannot_be_is_404():
+    # given a lab admin; when they open the password page of an id no account can have
+    client, _ = client_as("admin")
+    client.raise_request_exception = False
+
+    response = client.get(f"{ADMIN}accounts/user/abc/password/")
+
+    # then it is not found (before: a server error)
+    assert response.status_code == 404
+
+
+def test_an_e_mail_the_admin_edits_is_stored_lower_cased_so_its_owner_can_sign_in():
+    # given a technician, whose e-mail the lab admin changes, typed with capitals
+    client, _ = client_as("admin")
+    technician = person("technician")
+
+    saved = client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/change/",
+        {
+            "email": "New.Address@Lab.Example",
+            "full_name": technician.full_name,
+            "is_active": "on",
+            "roles": ["technician"],
+        },
+    )
+
+    # then it is stored lower-cased, as account creation stores it, and the technician signs in with it
+    # (before, it was stored as typed and the sign-in, which lower-cases, found no such account)
+    assert saved.status_code == 302
+    technician.refresh_from_db()
+    assert technician.email == "new.address@lab.example"
+    signed_in = Client().post("/lab/login/", {"email": "New.Address@Lab.Example", "password": PASSWORD})
+    assert signed_in.status_code == 302
