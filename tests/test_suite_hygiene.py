@@ -63,3 +63,52 @@ def test_the_shared_builders_are_defined_only_in_tests_builders() -> None:
     )
 
     assert (elsewhere, other_builder_modules) == ([], [])
+
+
+# A test name in a README's backticks (`test_…`, also after `path.py::`): not part of a longer word, a module
+# (`test_x.py`) or a folder. A name ending in "…" or "_…" is the start of a longer one.
+CITED_TEST_NAME = re.compile(r"(?<![\w/.-])(test_[a-z0-9_]+)(…?)(?![\w/.]|…)")
+# A code span: it may wrap onto the next line, never past the end of its paragraph.
+CODE_SPAN = re.compile(r"`((?:[^`\n]|\n(?![ \t]*\n))+)`")
+
+
+def readmes() -> list[Path]:
+    root = TESTS.parent
+    return [root / "README.md", root / "deploy" / "README.md", *sorted((root / "bench").rglob("README.md"))]
+
+
+def cited_test_names(readme: Path) -> list[tuple[int, str, bool]]:
+    """(line, name, whether it is cut off) of each test name in `readme`'s code spans; fenced blocks left out
+    (their lines blanked, so the line numbers stay)."""
+    kept, in_fence = [], False
+    for line in readme.read_text().splitlines():
+        fence = line.lstrip().startswith("```")
+        in_fence ^= fence
+        kept.append("" if fence or in_fence else line)
+    text = "\n".join(kept)
+    return [
+        (text.count("\n", 0, span.start(1) + name.start()) + 1, name.group(1), name.group(2) == "…")
+        for span in CODE_SPAN.finditer(text)
+        for name in CITED_TEST_NAME.finditer(span.group(1))
+    ]
+
+
+def test_every_test_a_readme_cites_exists() -> None:
+    # given every test function defined under tests/
+    defined = {
+        node.name
+        for path in TESTS.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")
+    }
+
+    # when each test name the READMEs cite is looked up (a cut-off one as the start of a name)
+    missing = [
+        f"{readme.relative_to(TESTS.parent)}:{line}: {name}{'…' if cut else ''}"
+        for readme in readmes()
+        for line, name, cut in cited_test_names(readme)
+        if not (any(test.startswith(name) for test in defined) if cut else name in defined)
+    ]
+
+    # then every one is there
+    assert missing == [], "\n".join(["tests the READMEs cite that do not exist:", *missing])
