@@ -294,6 +294,18 @@ class ProblemJSONRenderer(JSONRenderer):
     media_type = PROBLEM_CONTENT_TYPE
 
 
+class ProblemResponse(Response):
+    """A problem is JSON (application/problem+json) whatever renderer the view negotiated: the OpenAPI
+    schema's view renders YAML, so a POST to it (405) was rendered in YAML, which cannot represent a code's
+    enum: a 500 under a problem+json content type."""
+
+    @property
+    def rendered_content(self) -> Any:
+        self.accepted_renderer = ProblemJSONRenderer()
+        self.accepted_media_type = PROBLEM_CONTENT_TYPE
+        return super().rendered_content
+
+
 def problem_response(*, status_code: int, code: str, detail: str, **extra: Any) -> Response:
     body = {
         "type": f"https://printlab.example/problems/{code}",
@@ -303,8 +315,7 @@ def problem_response(*, status_code: int, code: str, detail: str, **extra: Any) 
         "detail": detail,
         **{name: _finite(value) for name, value in extra.items()},
     }
-    response = Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
-    return response
+    return ProblemResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def _finite(value: Any) -> Any:

@@ -3,6 +3,8 @@ API error: a foreign Host, too many fields, a body too large, an unknown URL, a 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -73,3 +75,12 @@ def test_json_nested_deeper_than_python_parses_is_a_400_problem(path):
     )
 
     assert problem(response) == (400, PROBLEM, "malformed_request")
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_a_method_the_openapi_schema_does_not_take_is_a_405_problem_in_json(api, method):
+    """The schema's view renders YAML, and YAML cannot represent a problem's code: it was a 500."""
+    response = getattr(api, method)("/api/v1/schema/")
+
+    assert (response.status_code, response["Content-Type"]) == (405, "application/problem+json")
+    assert json.loads(response.content)["code"] == "method_not_allowed"
