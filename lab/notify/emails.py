@@ -44,7 +44,8 @@ def email_kind_for(*, order: Order, kind: str) -> str:
     """The e-mail for an order's event: a pickup order is told when it waits at the counter (packed) and when
     it was collected (handed over), never "on its way" with a blank carrier and tracking number."""
     if order.shipping_method == Order.ShippingMethod.PICKUP:
-        return {OrderStatus.PACKED: READY_TO_COLLECT, OrderStatus.SHIPPED: COLLECTED}.get(kind, kind)
+        by_status: dict[str, str] = {OrderStatus.PACKED: READY_TO_COLLECT, OrderStatus.SHIPPED: COLLECTED}
+        return by_status.get(kind, kind)
     return kind
 
 # ISO 4217 currencies without minor units, among those card processors commonly settle.
