@@ -163,18 +163,20 @@ def _record_failure(
     *, attempt: SignInAttempt, user: User | None, kind: str, detail: dict[str, object] | None = None
 ) -> User | None:
     """Record one sign-in event; the account it names, or None when it was erased meanwhile (found by its
-    e-mail just before its erasure committed: recorded as for an unknown address, not under the erased
-    account, where its client address would outlive the erasure)."""
+    e-mail just before its erasure committed). Such an event names nobody: not the erased account, and
+    neither the e-mail's hash nor the client's address, which the erasure that has just run would never
+    find. The limits count in the shared cache, never from these rows, so they are unchanged by it."""
     detail = {**(detail or {}), **({"confirms": attempt.confirms} if attempt.confirms else {})}
     with transaction.atomic():
-        if user is not None and account_is_erased(user.pk):
+        erased_meanwhile = user is not None and account_is_erased(user.pk)
+        if erased_meanwhile:
             user = None
         SecurityEvent.objects.create(
             kind=kind,
             channel=attempt.channel,
             user=user,
-            email_sha256="" if user else attempt.email_sha256,
-            client_ip=attempt.client_ip,
+            email_sha256="" if user or erased_meanwhile else attempt.email_sha256,
+            client_ip=None if erased_meanwhile else attempt.client_ip,
             detail=detail,
         )
     return user

@@ -17,7 +17,8 @@ from datetime import datetime
 from functools import partial
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import CharField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from lab.accounts.errors import AccountError
@@ -29,6 +30,7 @@ from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.errors import CustomerDataError
+from lab.customer_data.export import sign_ins_with_address
 from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.receipts import (
     ReceiptLink,
@@ -45,8 +47,15 @@ from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, O
 from lab.orders.selectors import guest_order_photos
 from lab.orders.states import OrderStatus
 from lab.packing.models import PackingSlip
+from lab.production.models import JobEvent
 
 logger = logging.getLogger(__name__)
+
+# The print job events that carry the floor's own words (lab/production/actions.py: job_cancel, job_reprint),
+# and the note job_cancel writes when it is given none.
+JOB_CANCELLED = "cancelled"
+JOB_CANCELLED_NOTE = "cancelled by staff"
+JOB_REPRINT_REQUESTED = "reprint_requested"
 
 
 @dataclass(frozen=True)
@@ -109,14 +118,40 @@ def _purge(asset_ids: Iterable[uuid.UUID]) -> int:
     )
 
 
+def _clear_floor_notes(order_ids: list[int]) -> None:
+    """The floor's own words on the orders' print jobs (a reprint's or a cancel's note, which may name the
+    customer) give way to what the lab writes itself. Only these kinds: the other job events hold the lab's
+    machine-written notes, and some are still read (a superseded title names copies the spool sweep
+    erases)."""
+    jobs_events = JobEvent.objects.filter(job__order_id__in=order_ids)
+    jobs_events.filter(kind=JOB_CANCELLED).exclude(note=JOB_CANCELLED_NOTE).update(note=JOB_CANCELLED_NOTE)
+    reprints = jobs_events.filter(kind=JOB_REPRINT_REQUESTED).values_list(
+        "pk", "job__reprint_of_id", "job__reprint_reason"
+    )
+    for event_id, original_id, reason in reprints:
+        # As job_reprint writes it without a note: the reprinted job and the reason chosen from a list.
+        JobEvent.objects.filter(pk=event_id).update(note=f"reprint of job {original_id}: {reason}")
+
+
 def _anonymize_orders(orders: QuerySet[Order]) -> int:
     order_ids = list(orders.values_list("pk", flat=True))
     # The slip PDF prints the address; webhook bodies may quote hold questions and tracking numbers.
     PackingSlip.objects.filter(order_id__in=order_ids).delete()
     WebhookEvent.objects.filter(order_id__in=order_ids).delete()
-    # Free text written to or about the customer: a hold question, a staff note on the timeline.
+    # Free text written to or about the customer: a hold question, a staff note on the timeline or a job.
     OrderEvent.objects.filter(order_id__in=order_ids).exclude(note="").update(note="")
     ClarificationCase.objects.filter(order_id__in=order_ids).exclude(question="").update(question="")
+    _clear_floor_notes(order_ids)
+    # The orders' idempotency keys: the request hash covers the shipping address (and a guest's e-mail), a
+    # guest's scope is a hash of the e-mail, and the key is text the client chose. Anyone holding an address
+    # could find the order from the hash, and a guest's replay would still answer the order and its token.
+    # Each key row then names only its order (its id as the key keeps the pair unique); nothing replays it,
+    # as no request is ever in an `erased:` scope.
+    IdempotencyKey.objects.filter(order_id__in=order_ids).update(
+        scope=Concat(Value("erased:"), Subquery(Order.objects.filter(pk=OuterRef("order_id")).values("ref"))),
+        key=Cast("pk", output_field=CharField()),
+        request_sha256="",
+    )
     # The carrier and tracking number too: with the carrier's tracking page they give the parcel's route and
     # the town it went to (and the webhook bodies that quoted them are deleted above for that reason). Empty
     # numbers are outside order_tracking_number_unique, so any number of erased orders can share "".
@@ -138,6 +173,9 @@ def _clear_person(user: User, *, now: datetime) -> None:
         Consent.objects.create(
             user=user, kind=Consent.Kind.MARKETING, granted=False, policy_version=policy_current()
         )
+    # Failed sign-ins with their address that found no account (before they registered): its hash and the IP
+    # of whoever typed it. Read before the address is wiped.
+    sign_ins_with_address(email=user.email).delete()
     user.email = erased_email(user)
     user.full_name = ""
     user.address = {}
@@ -279,11 +317,7 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
             order_cancel(order=locked, actor=None, actor_kind="guest")
         purged = _purge(asset_ids)
         recipient = locked.guest_email  # read before it is wiped: the receipt's e-mail goes there
-        _anonymize_orders(Order.objects.filter(pk=locked.pk))
-        # The order's idempotency keys are scoped by a hash of the guest's e-mail, and their request hash
-        # covers the e-mail and address: anyone holding an address could find the order from it, and a
-        # replay of the request would still answer the order and its token.
-        IdempotencyKey.objects.filter(order=locked).update(scope=f"erased:{locked.ref}", request_sha256="")
+        _anonymize_orders(Order.objects.filter(pk=locked.pk))  # its idempotency keys too
         # The staff's words on their grants for these photos, as for an account's (the audit log keeps ids).
         AccessGrant.objects.filter(asset_id__in=asset_ids).exclude(justification="").update(justification="")
         # The guest's consents name the order and the policy version only: kept, as proof of what was agreed.

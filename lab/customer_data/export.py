@@ -2,7 +2,9 @@
 employee looked at one of their photos — by role, date and purpose, never by the employee's id or name.
 
 Format "printlab.export.v1": profile, consents, orders (items, timeline), photos (metadata only),
-webhook endpoints (without secrets), photo_views. Each export is itself recorded in the audit log.
+webhook endpoints (without secrets), API tokens, security events (with the failed sign-ins that found no
+account for their e-mail address, without the client's address), photo_views. Each export is itself
+recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from lab.accounts.models import Consent, User
+from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
+from lab.accounts.signin import SignInAttempt
 from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.notify.models import WebhookEndpoint
@@ -223,16 +226,29 @@ def _api_tokens(user: User) -> list[dict[str, Any]]:
     ]
 
 
+def sign_ins_with_address(*, email: str) -> QuerySet[SecurityEvent]:
+    """Failed sign-ins that found no account for this e-mail address (before it was registered, or typed by
+    someone else): recorded by the address's SHA-256, normalised as the sign-in normalises it."""
+    digest = SignInAttempt(email=email, client_ip=None, channel=SecurityEvent.Channel.API).email_sha256
+    return SecurityEvent.objects.filter(user=None, email_sha256=digest)
+
+
 def _security_events(user: User) -> list[dict[str, Any]]:
+    """The account's own security log, and the failed sign-ins with its address that found no account. Those
+    are exported without their client address: it is whoever typed the address, not necessarily them."""
+    events: list[tuple[SecurityEvent, str | None]] = [
+        *((event, event.client_ip) for event in user.security_events.all()),
+        *((event, None) for event in sign_ins_with_address(email=user.email)),
+    ]
     return [
         {
             "kind": event.kind,
             "channel": event.channel,
-            "client_ip": event.client_ip,
+            "client_ip": client_ip,
             "detail": event.detail,
             "created_at": _time(event.created_at),
         }
-        for event in user.security_events.order_by("created_at", "pk")
+        for event, client_ip in sorted(events, key=lambda pair: (pair[0].created_at, pair[0].pk))
     ]
 
 

@@ -1,4 +1,5 @@
-"""Retention: how long photos and rasters are kept, the purge that crypto-shreds a photo, and the sweep.
+"""Retention: how long photos and rasters are kept, the purge that crypto-shreds a photo, and the sweep (which
+also deletes ended sessions, orphan data keys and old sign-in events of no account).
 
 A purge destroys the data key and records `image.purge` in one transaction; the files go after commit, and a
 copy of them (a backup) stays unreadable because the only key that opened it is gone. Once an order's photos
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from lab.accounts.models import SecurityEvent
 from lab.accounts.sessions import sessions_expired_delete
 from lab.audit.records import Entry, audit_append
 from lab.customer_data.errors import CustomerDataError
@@ -72,7 +74,12 @@ SWEEP_COUNTS = (
     "still_needed",
     "sessions_expired",
     "orphan_keys_destroyed",
+    "unknown_account_events_deleted",
 )
+# Failed sign-ins that found no account (by the e-mail's SHA-256, with the client's address) are kept this
+# long for an operator looking into a guessing attack, then deleted. The sign-in limits never read them (they
+# count in the shared cache, over SIGNIN_WINDOW_SECONDS); an account's own events go with the account.
+UNKNOWN_ACCOUNT_EVENTS_KEPT = timedelta(days=7)
 # A data key no photo row names after this long belongs to an upload whose web process was killed between the
 # key (committed on its own) and the photo's row: gunicorn ends a request after 60 s, so it never comes.
 ORPHAN_KEY_GRACE = timedelta(hours=1)
@@ -305,6 +312,12 @@ def orphan_keys_destroy(*, before: datetime, limit: int) -> int:
     return destroyed
 
 
+def unknown_account_events_delete(*, before: datetime) -> int:
+    """Delete the sign-in events of no account recorded before `before` (UNKNOWN_ACCOUNT_EVENTS_KEPT)."""
+    deleted, _ = SecurityEvent.objects.filter(user=None, created_at__lt=before).delete()
+    return deleted
+
+
 def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | None = None) -> dict[str, int]:
     """Apply every retention rule once; returns how many photos/rasters each rule purged."""
     policy = policy or RetentionPolicy.from_settings()
@@ -361,6 +374,9 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
     counts[RULE_PRINTED_RASTER] = sum(raster_purge(job_id=job_id, cutoff=raster_cutoff) for job_id in jobs)
     counts["sessions_expired"] = sessions_expired_delete()
     counts["orphan_keys_destroyed"] = orphan_keys_destroy(before=now - ORPHAN_KEY_GRACE, limit=policy.batch)
+    counts["unknown_account_events_deleted"] = unknown_account_events_delete(
+        before=now - UNKNOWN_ACCOUNT_EVENTS_KEPT
+    )
     result = {key: counts[key] for key in (*SWEEP_COUNTS, *sorted(set(counts) - set(SWEEP_COUNTS)))}
     logger.info("retention sweep %s", " ".join(f"{key}={value}" for key, value in result.items()))
     return result

@@ -322,6 +322,7 @@ def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_ca
         "still_needed: 0",
         "sessions_expired: 0",
         "orphan_keys_destroyed: 0",
+        "unknown_account_events_deleted: 0",
     ]
 
 
