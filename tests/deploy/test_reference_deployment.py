@@ -182,7 +182,10 @@ def test_env_example_sets_no_secret_and_defines_what_the_units_use():
 
 def writable_paths(path: Path) -> list[Path]:
     service = parse_unit(path)["Service"]
-    writable = [Path(entry) for value in service.get("ReadWritePaths", []) for entry in value.split()]
+    # "-": systemd starts the unit though the path does not exist (as on a host upgraded from before it)
+    writable = [
+        Path(entry.removeprefix("-")) for value in service.get("ReadWritePaths", []) for entry in value.split()
+    ]
     return writable + [Path("/var/lib") / name for name in service.get("StateDirectory", [])]
 
 
