@@ -48,6 +48,7 @@ def email_kind_for(*, order: Order, kind: str) -> str:
         return by_status.get(kind, kind)
     return kind
 
+
 # ISO 4217 currencies without minor units, among those card processors commonly settle.
 _ZERO_DECIMAL_CURRENCIES = frozenset({"jpy", "krw", "vnd", "clp", "isk", "ugx", "xaf", "xof"})
 

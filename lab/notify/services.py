@@ -180,7 +180,7 @@ def _is_payment_hold(order_event: OrderEvent) -> bool:
 
 
 def _emit_status_webhooks(*, order_id: int, status: str, asks_customer: bool = True) -> None:
-    order = Order.objects.only("status", "carrier", "tracking_number").get(pk=order_id)
+    order = Order.objects.only("status", "carrier", "tracking_number", "shipping_method").get(pk=order_id)
     # What the customer must answer is theirs to see (a payment hold asks nothing: its words are the staff's,
     # and `hold_message` may carry them before a question: Order.customer_question); the shipping address
     # never goes into a payload.
@@ -190,7 +190,9 @@ def _emit_status_webhooks(*, order_id: int, status: str, asks_customer: bool = T
         else {}
     )
     webhook_event_emit(order_id=order_id, event_type=EventType.ORDER_STATUS_CHANGED, data=changed)
-    if status == OrderStatus.SHIPPED:
+    # A pickup handed over at the counter is no parcel: `order.status_changed` says it is done (`shipped`),
+    # and no `order.shipped` tells an integration a parcel with a blank carrier is on its way.
+    if status == OrderStatus.SHIPPED and order.shipping_method != Order.ShippingMethod.PICKUP:
         shipped: dict[str, Any] = {
             "carrier": order.carrier,
             "tracking_number": order.tracking_number,

@@ -13,6 +13,7 @@ from lab.lib.errors import NotFound
 from lab.orders.errors import OrderError
 from lab.orders.guest_tokens import guest_token_hash
 from lab.orders.models import Asset, Order, OrderItem, is_order_ref
+from lab.orders.states import OrderStatus
 
 
 def order_with_lines(*, order: Order) -> Order:
@@ -71,3 +72,20 @@ def order_by_ref(*, ref: str) -> Order | None:
     if not is_order_ref(ref):
         return None
     return Order.objects.filter(ref=ref).first()
+
+
+def promise_kept_q() -> Q:
+    """Orders (rows of Order) that have kept their promise (`promised_by`): shipped, or a pickup packed, which
+    waits at the counter: what a pickup is promised is to be ready to collect (its payment e-mail says so)."""
+    return Q(status__in=(OrderStatus.SHIPPED, OrderStatus.DELIVERED)) | Q(
+        status=OrderStatus.PACKED, shipping_method=Order.ShippingMethod.PICKUP
+    )
+
+
+def promise_kept_event_q(prefix: str = "") -> Q:
+    """The order event that keeps an order's promise (promise_kept_q): its shipping, or a pickup's packing.
+    prefix: the path to the event from the rows filtered ("" on OrderEvent)."""
+    pickup = {f"{prefix}order__shipping_method": Order.ShippingMethod.PICKUP}
+    return (Q(**{f"{prefix}to_status": OrderStatus.SHIPPED}) & ~Q(**pickup)) | Q(
+        **{f"{prefix}to_status": OrderStatus.PACKED}, **pickup
+    )

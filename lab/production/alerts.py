@@ -20,6 +20,7 @@ from django.utils import timezone
 from lab.accounts.models import User
 from lab.accounts.roles import Role
 from lab.orders.models import Order
+from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, PrinterState
@@ -49,7 +50,9 @@ def orders_at_risk(*, now: datetime.datetime) -> list[Order]:
     """Open orders promised within ALERT_ORDER_AT_RISK_HOURS from now, or already past their promise."""
     horizon = now + timedelta(hours=settings.ALERT_ORDER_AT_RISK_HOURS)
     return list(
-        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lte=horizon).order_by("promised_by")
+        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lte=horizon)
+        .exclude(promise_kept_q())  # a pickup packed waits at the counter: its promise is kept
+        .order_by("promised_by")
     )
 
 

@@ -33,7 +33,7 @@ class ProductionError(StrEnum):
     # Holds for clarification.
     HOLD_MESSAGE_REQUIRED = "hold_message_required"
     HOLD_MESSAGE_TOO_LONG = "hold_message_too_long"
-    ORDER_NOT_HOLDABLE = "order_not_holdable"  # only paid or in-production orders are held
+    ORDER_NOT_HOLDABLE = "order_not_holdable"  # only paid orders not yet packed are held
     ORDER_NOT_ON_HOLD = "order_not_on_hold"
     # Maintenance tickets.
     DESCRIPTION_REQUIRED = "description_required"

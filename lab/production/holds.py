@@ -24,7 +24,9 @@ HOLD_ROLES = FLOOR_ROLES
 MONEY_TAKEN_BACK = frozenset(
     {Order.PaymentStatus.REFUND_PENDING, Order.PaymentStatus.REFUNDED, Order.PaymentStatus.DISPUTED}
 )
-HOLDABLE = frozenset({OrderStatus.PAID, OrderStatus.IN_PRODUCTION})
+# Ready to pack too: a box unpacked at the station (a wrong print found while taping it) is held from there
+# for the customer's answer; released, it goes back to production and, its jobs all printed, to packing.
+HOLDABLE = frozenset({OrderStatus.PAID, OrderStatus.IN_PRODUCTION, OrderStatus.READY_TO_PACK})
 HOLD_MESSAGE_MAX = 1000
 
 
@@ -52,7 +54,7 @@ def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
             raise Conflict(
                 ProductionError.ORDER_NOT_HOLDABLE,
                 f"Order {order.ref} is {order.get_status_display().lower()}; "
-                "only paid or in-production orders can be held.",
+                "only paid orders not yet packed can be held.",
             )
         order.hold_message = message
         # The case is the context an `order_clarification` photo view rests on; releasing the hold closes it.

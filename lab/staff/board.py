@@ -13,6 +13,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from lab.orders.models import Order
+from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
 from lab.production.models import Batch, Printer, PrintJob
 from lab.production.states import JobStatus
@@ -165,7 +166,9 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         unknown=[job for job in needs_person if job.status == J.UNKNOWN],
         suspect=[job for job in needs_person if job.status == J.SUSPECT],
         late_orders=list(
-            Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now).order_by("promised_by")
+            Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now)
+            .exclude(promise_kept_q())  # a pickup packed in time waits at the counter: not late
+            .order_by("promised_by")
         ),
         held_orders=list(Order.objects.filter(status=OrderStatus.ON_HOLD).order_by("updated_at")),
         generated_at=now,

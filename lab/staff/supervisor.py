@@ -16,6 +16,7 @@ from django.db.models.functions import TruncHour
 
 from lab.orders.intake import PRODUCTION_DAYS
 from lab.orders.models import Order, OrderEvent
+from lab.orders.selectors import promise_kept_event_q
 from lab.orders.states import OrderStatus
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
@@ -91,7 +92,8 @@ class QueueRow:
 
 
 def turnaround(*, filters: Filters) -> list[TurnaroundRow]:
-    """Paid → shipped per shipping day and method, from each order's first paid and first shipped event.
+    """Paid → shipped per shipping day and method, from each order's first paid and first shipped event (a
+    pickup: its first packed event, when it is ready to collect).
 
     One aggregate query gives the two times per order shipped in the range; the grouping per day is here.
     """
@@ -283,21 +285,22 @@ def _shipped_orders(*, filters: Filters) -> QuerySet[OrderEvent, ShippedOrderRow
     range unless one of its shipped events is), so the query reads the range, not every order ever paid.
     """
     shipped_in_range = OrderEvent.objects.filter(
+        promise_kept_event_q(),
         kind="status_changed",
-        to_status=OrderStatus.SHIPPED,
         created_at__gte=filters.start,
         created_at__lt=filters.end,
     ).values("order_id")
     rows = (
         OrderEvent.objects.filter(
             kind="status_changed",
-            to_status__in=[OrderStatus.PAID, OrderStatus.SHIPPED],
+            to_status__in=[OrderStatus.PAID, OrderStatus.PACKED, OrderStatus.SHIPPED],
             order_id__in=shipped_in_range,
         )
         .values("order_id", "order__shipping_method", "order__promised_by")
         .annotate(
             paid_at=Min("created_at", filter=Q(to_status=OrderStatus.PAID)),
-            shipped_at=Min("created_at", filter=Q(to_status=OrderStatus.SHIPPED)),
+            # A pickup's end is its first packing: from then it waits at the counter, on the customer's time.
+            shipped_at=Min("created_at", filter=promise_kept_event_q()),
         )
         .filter(shipped_at__gte=filters.start, shipped_at__lt=filters.end, paid_at__isnull=False)
         .order_by("order_id")

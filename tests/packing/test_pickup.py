@@ -9,15 +9,21 @@ shipping e-mail then sent to the customer.
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from pypdf import PdfReader
 
+from lab.notify.models import WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_status_changed
 from lab.orders.models import Order, OrderEvent
 from lab.packing.services import packing_slip_render, slip_data_for
+from lab.production.alerts import orders_at_risk
+from lab.staff.board import board_snapshot
+from lab.staff.supervisor import Filters, turnaround
 from tests.builders import client_as, floor_state, hotfolder_printer, messages_of, ready_to_pack_order
 
 pytestmark = pytest.mark.django_db
@@ -197,3 +203,55 @@ def test_a_delivery_order_s_packing_sends_no_mail_and_its_shipping_the_parcel_s(
     notify_order_status_changed(order_id=order.pk, status="packed")
 
     assert mailoutbox == []
+
+
+def test_a_pickup_packed_in_time_keeps_its_promise_for_the_alerts_the_board_and_the_turnaround(settings):
+    # given a pickup and a delivery order packed on time, both promised within the at-risk horizon
+    settings.ALERT_ORDER_AT_RISK_HOURS = 12
+    client, _ = client_as("packer")
+    pickup, parcel = _ready(shipping_method="pickup"), _ready(shipping_method="standard")
+    for order in (pickup, parcel):
+        _packed(client, order)
+    now = timezone.now()
+    Order.objects.filter(pk__in=[pickup.pk, parcel.pk]).update(promised_by=now + timedelta(hours=6))
+
+    # when the supervisor's checks look at promises, and later, after both promises passed
+    at_risk = [order.ref for order in orders_at_risk(now=now)]
+    Order.objects.filter(pk__in=[pickup.pk, parcel.pk]).update(promised_by=now - timedelta(hours=1))
+    late = [order.ref for order in board_snapshot(now=now).late_orders]
+
+    # then the pickup, waiting at the counter, is neither at risk nor late (its promise is to be ready to
+    # collect); the parcel still to ship is both
+    assert (at_risk, late) == ([parcel.ref], [parcel.ref])
+
+    # and once collected two days later, its turnaround ends when it was ready, on time
+    client.post(reverse("staff:packing_hand_over", args=[pickup.ref]), follow=True)
+    OrderEvent.objects.filter(order=pickup, to_status="shipped").update(created_at=now + timedelta(days=2))
+    Order.objects.filter(pk=pickup.pk).update(promised_by=now + timedelta(hours=6))
+    rows = turnaround(
+        filters=Filters(start=now - timedelta(days=1), end=now + timedelta(days=3), printer_id=None)
+    )
+    assert [(row.shipping_method, row.orders, row.on_time) for row in rows] == [("pickup", 1, 1)]
+
+
+def test_a_pickup_handed_over_sends_its_status_webhook_and_no_parcel_s_shipped_event():
+    # given a pickup order whose customer subscribed an endpoint to every event
+    client, _ = client_as("packer")
+    order = _ready(shipping_method="pickup")
+    assert order.customer is not None
+    WebhookEndpoint.objects.create(
+        owner=order.customer,
+        url="https://hooks.example.org/lab",
+        secret="whsec_test",
+        event_types=["order.status_changed", "order.shipped", "item.reprinted"],
+    )
+    _packed(client, order)
+
+    # when it is handed over
+    client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+
+    # then the integration hears the order is done, and of no parcel with a blank carrier on its way
+    shipped_events = WebhookEvent.objects.filter(order=order, event_type="order.shipped")
+    assert shipped_events.count() == 0
+    assert WebhookEvent.objects.filter(order=order, event_type="order.status_changed").exists()

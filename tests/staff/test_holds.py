@@ -15,6 +15,7 @@ from tests.builders import (
     hotfolder_printer,
     job_walk,
     messages_of,
+    order_move,
     paid_order,
     person,
     ready_to_pack_order,
@@ -94,9 +95,9 @@ def test_hold_without_a_usable_message_is_refused(message, expected):
     assert floor_state() == before
 
 
-def test_hold_of_an_order_past_production_is_refused():
+def test_hold_of_an_order_already_packed_is_refused():
     hotfolder_printer("minilab", sizes=["4x6"])
-    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    order = order_move(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]), "packed")
     client, _ = client_as("technician")
     before = floor_state()
 
@@ -104,10 +105,26 @@ def test_hold_of_an_order_past_production_is_refused():
     release = client.post(reverse("staff:order_release_hold", args=[order.ref]), follow=True)
 
     assert messages_of(response) == [
-        f"Order {order.ref} is ready to pack; only paid or in-production orders can be held."
+        f"Order {order.ref} is packed; only paid orders not yet packed can be held."
     ]
-    assert messages_of(release) == [f"Order {order.ref} is ready to pack, not on hold."]
+    assert messages_of(release) == [f"Order {order.ref} is packed, not on hold."]
     assert floor_state() == before
+
+
+def test_an_order_ready_to_pack_is_held_and_released_back_to_packing():
+    """A box unpacked at the station (a wrong print found while taping it) is held from there; before, only
+    paid and in-production orders were, and the station's unpack promised a hold the floor refused."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    client, _ = client_as("technician")
+
+    held = client.post(reverse("staff:order_hold", args=[order.ref]), {"message": "Print 1 is scratched."})
+    order.refresh_from_db()
+    assert (held.status_code, order.status, order.hold_message) == (302, "on_hold", "Print 1 is scratched.")
+
+    client.post(reverse("staff:order_release_hold", args=[order.ref]))
+    order.refresh_from_db()
+    assert (order.status, order.hold_message) == ("ready_to_pack", "")
 
 
 def test_a_packer_may_not_hold_orders():
