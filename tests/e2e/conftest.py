@@ -53,18 +53,32 @@ class LabPrinters:
     killed_devices: set[str] = field(default_factory=set)
 
     def received(self, queue: str) -> list[Path]:
-        """Files the device `queue` kept for this test's jobs (the devices live for the whole session, and a
-        job of an earlier test that CUPS was sending when that test ended may land in its spool later)."""
-        ours = {job.title for job in PrintJob.objects.only("pk", "title_token")}
+        """Files the device `queue` kept so far for this test's jobs, under any title each was sent with (one
+        a person gave up too). By job id: the devices live for the whole session, and a job of an earlier test
+        that CUPS was sending when that test ended may land in its spool later. What CUPS still holds is not
+        there yet: received_titles waits for it."""
+        ours = self._job_ids()
         return [
             path
             for path in self.cups.received_files(queue)
-            if path.name not in self.baseline[queue] and path.stem.partition("-")[2] in ours
+            if path.name not in self.baseline[queue]
+            and PrintJob.id_from_title(path.stem.partition("-")[2]) in ours
         ]
 
     def received_titles(self, queue: str) -> list[str]:
-        """`lab-job-<pk>-<token>.<ext>` per received file (ippeveprinter: `<its number>-<title>`)."""
+        """`lab-job-<pk>-<token>.<ext>` per received file (ippeveprinter: `<its number>-<title>`), once CUPS
+        holds none of this test's jobs pending, held or processing: an order is done when the one CUPS job the
+        lab tracks per print job is, and a second one still queued would reach the device after this count
+        (or be cancelled unseen by the fixture's `cancel -a`)."""
+        ours = self._job_ids()
+        unfinished = self.cups.wait_jobs_over(lambda title: PrintJob.id_from_title(title) in ours)
+        if unfinished:
+            raise AssertionError(f"CUPS still holds jobs of this test's after 30 s: {unfinished}")
         return sorted(path.name.partition("-")[2] for path in self.received(queue))
+
+    def _job_ids(self) -> set[int]:
+        # The tables are emptied after each test: every print job in them is this test's.
+        return set(PrintJob.objects.values_list("pk", flat=True))
 
     def kill_device(self, queue: str) -> None:
         self.killed_devices.add(queue)

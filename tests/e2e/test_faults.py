@@ -3,9 +3,9 @@ it: a private PostgreSQL, a private Redis (no persistence, like a cache-configur
 with ippeveprinter printers, the app's gunicorn and a real `celery worker -B`. Orders are placed over HTTP
 and paid with really signed Stripe webhooks; every file each printer received is counted.
 
-Each scenario ends with, per job: exactly one file at the printer and the job `printed` — or the job in a
-state a person sees on the board (`suspect`: may have printed twice, `unknown`). Never a silent loss or
-duplicate.
+Each scenario ends with, per job, once CUPS has sent all it holds of the test's jobs: exactly one file at the
+printer, one CUPS job that sent it, and the job `printed` — or the job in a state a person sees on the board
+(`suspect`: may have printed twice, `unknown`). Never a silent loss or duplicate.
 """
 
 from __future__ import annotations
@@ -22,19 +22,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cups
 import psycopg
 import pytest
 import stripe
 
-from lab.production.models import PrintJob
+from lab.production.models import PrintJob, job_title
+from printers.base import JobState
 from printers.cups_backend import connect
 from printers.errors import PrinterError
 from tests.support.celery_worker import CeleryWorker, wait_until
 from tests.support.clock import clock_off_by
-from tests.support.cups import PrivateCups
+from tests.support.cups import CupsJob, PrivateCups
 from tests.support.http import call, multipart, serving
 from tests.support.images import jpeg_bytes
 from tests.support.postgres_server import PrivatePostgres
@@ -58,6 +59,8 @@ FAULT_ENV = {
     "PRODUCTION_RETRY_BASE_SECONDS": "1",
     "PRODUCTION_RETRY_CAP_SECONDS": "3",
     "NOTIFY_SWEEP_SECONDS": "2",
+    # The copy check counts each job's jobs in CUPS's history, which this sweep purges once they are over.
+    "PRINTER_DOCUMENTS_DISCARD_SECONDS": "86400",
     "ASSET_FETCH_SWEEP_SECONDS": "2",
     # Photos by URL come from a server the test runs on loopback.
     "ASSET_FETCH_ALLOW_PRIVATE": "true",
@@ -67,6 +70,8 @@ FAULT_ENV = {
     "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
 }
 SETTLE_TIMEOUT = 120.0
+# How long the copy check waits for CUPS to finish sending the test's jobs before it counts.
+CUPS_DONE_TIMEOUT = 30.0
 PRINT_SECONDS = 2.0
 ADDRESS = {
     "name": "Fault Tester",
@@ -208,7 +213,8 @@ class Stack:
         ]
 
     def received(self) -> Counter[int]:
-        """Files received per job, over every printer (ippeveprinter keeps each document it is sent)."""
+        """Files received per job, over every printer (ippeveprinter keeps each document it is sent), under
+        whatever title it was sent with. What CUPS still holds is not there yet: see wait_cups_done."""
         counts: Counter[int] = Counter()
         for queue in ("photo", "large"):
             for path in self.cups.received_files(queue):
@@ -313,6 +319,26 @@ class Stack:
         )
         return self.order_statuses()
 
+    def wait_cups_done(self) -> list[CupsJob]:
+        """Wait until CUPS holds no job of this test's print jobs pending, held or processing, whatever its
+        title (one a person gave up counts too); those still there after CUPS_DONE_TIMEOUT. An order settles
+        when the one CUPS job the lab tracks per print job is over: a second one still queued would reach its
+        device after the count, or be cancelled unseen by the fixture's `cancel -a`."""
+        ours = {job_id for job_id, _, _, _ in self.jobs()}
+        return self.cups.wait_jobs_over(
+            lambda title: PrintJob.id_from_title(title) in ours, timeout=CUPS_DONE_TIMEOUT
+        )
+
+    def cups_sends(self) -> dict[int, list[CupsJob]]:
+        """Per print job of the test, its jobs at CUPS not cancelled or aborted: each sends its document."""
+        ours = {job_id for job_id, _, _, _ in self.jobs()}
+        sends: dict[int, list[CupsJob]] = {job_id: [] for job_id in ours}
+        for job in self.cups.jobs():
+            job_id = PrintJob.id_from_title(job.title)
+            if job_id in sends and job.state not in (JobState.CANCELED, JobState.ABORTED):
+                sends[job_id].append(job)
+        return sends
+
     def cups_jobs(self) -> dict[int, Any]:
         """Every job CUPS knows with what a failure needs to be read: state, reasons, times, documents."""
         try:
@@ -390,13 +416,19 @@ class Stack:
         return "\n".join(lines)
 
     def assert_each_copy_once_or_shown(self) -> None:
+        """Each job of the test `printed`, sent by one CUPS job and received once by its device — or on the
+        board for a person. Counted once CUPS has finished with the test's jobs (wait_cups_done)."""
+        unfinished = self.wait_cups_done()
         received = self.received()
+        sends = self.cups_sends()
         for job_id, status, printer, _copies in self.jobs():
             if status in ("suspect", "unknown"):
                 continue  # on the board for a person: "may have printed twice" / "fate unknown"
-            if (status, received[job_id]) != ("printed", 1):
+            if (status, received[job_id], len(sends[job_id])) != ("printed", 1, 1):
                 raise AssertionError(
-                    f"job {job_id} on {printer}: {status}, {received[job_id]} files; "
+                    f"job {job_id} on {printer}: {status}, {received[job_id]} files at the device, "
+                    f"{len(sends[job_id])} CUPS jobs not cancelled or aborted {sends[job_id]}; "
+                    f"unfinished at CUPS after {CUPS_DONE_TIMEOUT:g} s: {unfinished}; "
                     f"events {self.job_events(job_id)}; "
                     f"at CUPS {self._cups_job(job_id)}\n{self.diagnosis()}"
                 )
@@ -523,8 +555,14 @@ def test_redis_restarted_twice_mid_run_loses_no_paid_order_and_prints_each_copy_
         lab.worker.start()
         for order in orders[3:]:
             lab.pay(order)
-        time.sleep(0.5)
-        lab.redis.restart()  # and again while the worker is rasterizing and submitting
+        # and again while the worker is rasterizing or submitting
+        wait_until(
+            lambda: any(status in ("rasterizing", "submitting") for _, status, _, _ in lab.jobs()),
+            timeout=60,
+            interval=0.02,
+            what=lambda: f"a job rasterizing or submitting; jobs {lab.jobs()}",
+        )
+        lab.redis.restart()
 
         lab.wait_settled()
         wait_until(
@@ -539,6 +577,35 @@ def test_redis_restarted_twice_mid_run_loses_no_paid_order_and_prints_each_copy_
         "every customer still gets the 'paid' e-mail exactly once"
     )
     assert (lab.asset_status(photo["id"]), asked["/photo.jpg"]) == ("ready", 1)
+
+
+def test_the_copy_check_counts_a_second_copy_cups_still_holds_when_the_order_settles(
+    lab: Stack, tmp_path: Path
+) -> None:
+    # given an order made, each copy printed once
+    lab.pay(lab.place_order(LINES))
+    lab.wait_settled()
+    lab.assert_each_copy_once_or_shown()
+    ((job_id, printer, queue, token), *_) = lab.sql(
+        "SELECT j.id, p.name, p.target, j.title_token FROM production_printjob j"
+        " JOIN orders_order o ON o.id = j.order_id JOIN production_printer p ON p.id = j.printer_id"
+        " WHERE o.ref = ANY(%s) ORDER BY j.id",
+        lab.orders,
+    )
+
+    # when CUPS takes a second copy of one job, under its title, and starts sending it as the check begins
+    second_copy = tmp_path / "second-copy.jpg"
+    second_copy.write_bytes(jpeg_bytes(600, 400))
+    lab.cups.disable(queue)
+    try:
+        lab.cups.print_file(queue, second_copy, title=job_title(job_id, token))
+    finally:
+        lab.cups.enable(queue)
+
+    # then the check waits for CUPS to send it and fails, naming the job: two sends, two files at the device
+    counted_twice = rf"job {job_id} on {printer}: printed, 2 files at the device, 2 CUPS jobs not cancelled"
+    with pytest.raises(AssertionError, match=counted_twice):
+        lab.assert_each_copy_once_or_shown()
 
 
 def test_the_stripe_webhook_is_answered_2xx_while_the_broker_is_down_and_the_order_still_prints(lab: Stack):
@@ -704,22 +771,34 @@ def test_a_worker_whose_clock_runs_hours_ahead_takes_over_no_claim_another_worke
 
 
 def test_postgresql_restarted_while_webhooks_arrive_loses_no_order_and_prints_each_copy_once(lab: Stack):
-    orders = [lab.place_order(LINES) for _ in range(4)]
+    first, *others = orders = [lab.place_order(LINES) for _ in range(4)]
 
-    def restart_soon() -> None:
-        time.sleep(0.3)
-        lab.postgres.restart(mode="immediate")
+    # given the first order's webhook inside its transaction, waiting for the order's row lock
+    with contextlib.closing(psycopg.connect(lab.database_url)) as blocker:
+        blocker.execute("SELECT id FROM orders_order WHERE ref = %s FOR UPDATE", (first["ref"],))
+        delivery, in_flight = _in_flight(functools.partial(lab.pay, first))
+        wait_until(
+            lambda: lab.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                "%orders_order%payment_intent_id%FOR UPDATE%",
+            )[0][0],
+            timeout=30,
+            what="the webhook waiting for the order's lock",
+        )
+        # when PostgreSQL crashes and restarts (immediate stop) there, while the other orders' webhooks arrive
+        restarter = threading.Thread(target=lab.postgres.restart, kwargs={"mode": "immediate"})
+        restarter.start()
+        retried = [lab.pay(order) for order in others]
+        restarter.join()
+    delivery.join(timeout=90)
 
-    restarter = threading.Thread(target=restart_soon)
-
-    restarter.start()
-    retried = [lab.pay(order) for order in orders]
-    restarter.join()
-
+    # then the webhook in flight met the outage and was retried until answered 200, as every other was; each
+    # payment applied once, and each copy printed once
+    assert in_flight and len(in_flight[0]) > 1 and in_flight[0][-1] == 200, in_flight
+    assert all(answers[-1] == 200 for answers in retried), retried
     lab.wait_settled()
     assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
-    assert all(answers[-1] == 200 for answers in retried)
     assert lab.paid_events(lab.orders) == len(orders)  # a retried webhook applied once
 
 
@@ -882,6 +961,7 @@ def test_postgresql_crashed_while_jobs_print_with_the_listener_and_no_poll_loses
 # --- The same requests raced across several web processes ------------------------------------------------
 
 Request = tuple[LabWebServer, str, str, bytes, dict[str, str]]
+Answer = TypeVar("Answer")
 
 
 def race(requests: list[Request], *, delays: list[float] | None = None) -> list[tuple[int, Any]]:
@@ -1018,6 +1098,7 @@ def test_a_cancel_raced_against_the_payment_across_web_processes_either_refunds_
         what=lambda: f"orders {cancelled} refunded\n{lab.worker.log_tail()}",
     )
     statuses = lab.order_statuses()
+    lab.wait_cups_done()
     received = lab.received()
     for order, cancel_status, client in zip(orders, cancels, clients, strict=True):
         ref, intent = order["ref"], order["payment"]["payment_intent"]
@@ -1038,8 +1119,8 @@ def test_a_cancel_raced_against_the_payment_across_web_processes_either_refunds_
     lab.assert_each_copy_once_or_shown()
 
 
-def _in_flight(send: Callable[[], tuple[int, Any]]) -> tuple[threading.Thread, list[tuple[int, Any]]]:
-    answers: list[tuple[int, Any]] = []
+def _in_flight(send: Callable[[], Answer]) -> tuple[threading.Thread, list[Answer]]:
+    answers: list[Answer] = []
     thread = threading.Thread(target=lambda: answers.append(send()))
     thread.start()
     return thread, answers

@@ -16,10 +16,11 @@ from lab.accounts.models import User
 from lab.orders.models import Order
 from lab.packing.models import PackingSlip
 from lab.privacy.vault import vault_write
-from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.models import Batch, JobEvent, Printer, PrintJob, job_title
 from tests.builders import PHOTO_300_DPI, UserFactory, order_pay, order_with_items, paid_order
 from tests.e2e.conftest import LARGE_QUEUE, PHOTO_QUEUE, LabPrinters, png_bytes
 from tests.support.celery_worker import CeleryWorker, wait_until
+from tests.support.images import jpeg_bytes
 from tests.support.ipp_gate import GateMode, IppGate
 from workers.app import app
 
@@ -109,6 +110,31 @@ def test_paid_order_is_rasterized_printed_by_both_devices_at_product_size_and_re
         timeout=30,
         what=lambda: f"cupsd's spool without {documents}; worker log:\n{worker.log_tail()}",
     )
+
+
+def test_a_device_s_count_holds_the_copies_cups_still_held_when_the_order_was_done_whatever_their_title(
+    lab_printers: LabPrinters, worker: CeleryWorker, tmp_path: Path
+) -> None:
+    # given an order printed, its one copy received once
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    wait_for_order(order, "ready_to_pack", worker)
+    (job,) = PrintJob.objects.filter(order=order)
+    assert lab_printers.received_titles(PHOTO_QUEUE) == titles([job])
+
+    # when CUPS takes two more copies of it, one under its title and one under a title it gave up (a person
+    # sent it again), and starts sending them
+    former_title = job_title(job.pk, "0badc0de")
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(jpeg_bytes(600, 400))
+    lab_printers.cups.disable(PHOTO_QUEUE)
+    try:
+        for title in (job.title, former_title):
+            lab_printers.cups.print_file(PHOTO_QUEUE, copy, title=title)
+    finally:
+        lab_printers.cups.enable(PHOTO_QUEUE)
+
+    # then the device's count, once CUPS is done with them, holds all three
+    assert lab_printers.received_titles(PHOTO_QUEUE) == sorted([*titles([job, job]), f"{former_title}.jpg"])
 
 
 # A 54-megapixel PNG takes the rasterizer over a second here (PNG has no shrink-on-load, unlike JPEG, which

@@ -38,6 +38,10 @@ from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 
+import cups
+
+from printers.base import JobState
+from printers.cups_backend import connect
 from printers.media import size_for_pwg_media
 from tests.support.ipp_device import IncompleteJobTimeout
 
@@ -52,6 +56,24 @@ REQUIRED_PROGRAMS = (
 )
 DEBIAN_PACKAGES = "cups cups-ipp-utils dbus-daemon"
 HUNDREDTHS_OF_MM_PER_INCH = Decimal(2540)
+# A job in one of these may still reach its device (IPP job-state 3, 4, 5).
+UNFINISHED_JOB_STATES = frozenset({JobState.PENDING, JobState.HELD, JobState.PROCESSING})
+# What jobs() asks cupsd for. Seen on CUPS 2.4.2: Get-Jobs answers a finished job that cupsd has unloaded
+# from memory without its job-name when asked for job-id, job-name and job-state (up to five attributes
+# tried), and with it when asked for these (the list printers/cups_backend.py asks for).
+LISTED_JOB_ATTRIBUTES = [
+    "job-id",
+    "job-name",
+    "job-state",
+    "job-state-reasons",
+    "job-printer-state-message",
+    "job-printer-uri",
+    "time-at-creation",
+    "time-at-processing",
+    "time-at-completed",
+    "number-of-documents",
+    "job-impressions-completed",
+]
 
 
 class CupsHarnessError(RuntimeError):
@@ -74,6 +96,15 @@ class _Processes:
     dbus: subprocess.Popen[bytes] | None = None
     cupsd: subprocess.Popen[bytes] | None = None
     printers: dict[str, _Printer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CupsJob:
+    """One job as cupsd lists it: its number, its title (IPP job-name) and its state."""
+
+    number: int
+    title: str
+    state: JobState
 
 
 class PrivateCups:
@@ -234,6 +265,47 @@ class PrivateCups:
 
     def accept(self, name: str) -> None:
         self._run("cupsaccept", name)
+
+    def jobs(self) -> list[CupsJob]:
+        """Every job cupsd knows, finished ones too (its history keeps them until purged), by number."""
+        connection = connect(server=self.server)
+        # pycups keys the answer by job-id: without it the answer is empty.
+        answer = connection.getJobs(which_jobs="all", requested_attributes=LISTED_JOB_ATTRIBUTES)
+        jobs = []
+        for number, attributes in sorted(answer.items()):
+            if "job-name" not in attributes:
+                # A finished job cupsd has unloaded from memory is listed without its name; asked for by
+                # number, it is loaded and named.
+                try:
+                    attributes = connection.getJobAttributes(
+                        number, requested_attributes=["job-name", "job-state"]
+                    )
+                except cups.IPPError:
+                    continue  # purged since it was listed
+            jobs.append(
+                CupsJob(
+                    number=int(number),
+                    title=str(attributes["job-name"]),
+                    state=JobState.from_ipp(int(attributes["job-state"])),
+                )
+            )
+        return jobs
+
+    def wait_jobs_over(self, is_counted: Callable[[str], bool], *, timeout: float = 30.0) -> list[CupsJob]:
+        """Wait until no job whose title `is_counted` is pending, held or processing: such a job may still
+        reach its device, so what a device received is complete only then. Returns those left at `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            unfinished = [
+                job for job in self.jobs() if job.state in UNFINISHED_JOB_STATES and is_counted(job.title)
+            ]
+            if not unfinished or time.monotonic() >= deadline:
+                return unfinished
+            time.sleep(0.2)
+
+    def print_file(self, name: str, path: Path, *, title: str) -> int:
+        """Send `path` to queue `name` as a job titled `title`, as any CUPS client may; its job number."""
+        return int(connect(server=self.server).printFile(name, str(path), title, {}))
 
     def cancel_all(self) -> None:
         """Cancel every job not yet final on every queue (`cancel -a`): a clean slate for the next test."""
