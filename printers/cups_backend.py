@@ -89,6 +89,9 @@ JOB_NAMES_HIDDEN = "job_names_hidden"
 _connection_lock = threading.Lock()
 
 _DOCUMENT_CHECK_ATTRIBUTES = ["job-state", "number-of-documents"]
+# Keep this list wide: asked for only a few attributes (job-id, job-name, job-state), cupsd answers a finished
+# job it has unloaded from memory without its name, and find_jobs would then raise JOB_NAMES_HIDDEN (seen by
+# the tests' PrivateCups.jobs, tests/support/cups.py).
 _JOB_ATTRIBUTES = [
     "job-id",
     "job-name",
