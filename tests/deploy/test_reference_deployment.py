@@ -184,7 +184,9 @@ def writable_paths(path: Path) -> list[Path]:
     service = parse_unit(path)["Service"]
     # "-": systemd starts the unit though the path does not exist (as on a host upgraded from before it)
     writable = [
-        Path(entry.removeprefix("-")) for value in service.get("ReadWritePaths", []) for entry in value.split()
+        Path(entry.removeprefix("-"))
+        for value in service.get("ReadWritePaths", [])
+        for entry in value.split()
     ]
     return writable + [Path("/var/lib") / name for name in service.get("StateDirectory", [])]
 

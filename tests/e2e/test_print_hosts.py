@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from lab.orders.models import Order
-from lab.production.models import Printer, PrintJob
+from lab.production.models import JOB_TITLE_PREFIX, Printer, PrintJob
 from printers.registry import KIND_CUPS
 from tests.builders import PHOTO_300_DPI, paid_order
 from tests.e2e.conftest import PAPERS, PROJECT_DIR
@@ -42,7 +42,11 @@ class PrintHost:
     worker: CeleryWorker
 
     def received_titles(self) -> list[str]:
-        """`lab-job-<pk>-<token>` per document its device kept (ippeveprinter: `<n>-<title>.<ext>`)."""
+        """`lab-job-<pk>-<token>` per document its device kept (ippeveprinter: `<n>-<title>.<ext>`), once
+        this host's CUPS holds no lab job pending, held or processing (a second copy still queued when the
+        orders settled would reach the device after the count)."""
+        unfinished = self.cups.wait_jobs_over(lambda title: title.startswith(JOB_TITLE_PREFIX))
+        assert unfinished == [], f"{self.name}'s CUPS still holds lab jobs after 30 s: {unfinished}"
         return sorted(path.stem.partition("-")[2] for path in self.cups.received_files(QUEUE))
 
     def submitted_job_ids(self) -> list[int]:
