@@ -123,6 +123,9 @@ def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
         # packed, order was told "we need something from you" and sent the staff's note.
         _finish_skipped(notification=notification, reason="payment_hold")
         return
+    if (stale := _stale_reason(order_event=order_event, order=order)) is not None:
+        _finish_skipped(notification=notification, reason=stale)
+        return
     if not emails.order_recipient(order=order):
         _finish_skipped(notification=notification, reason="no_recipient")
         return
@@ -172,6 +175,30 @@ def _claim(*, order_event: OrderEvent, kind: str) -> Notification | None:
         status=Notification.Status.PENDING, claimed_at=now
     )
     return notification if taken == 1 else None
+
+
+def _stale_reason(*, order_event: OrderEvent, order: Order) -> str | None:
+    """Why an e-mail for this event would tell the customer something no longer true, or again (None: it
+    would not). An e-mail is written from the order as it is now, and an event's message may run late (a
+    backed-up queue, the sweep after a lost message):
+    - a hold that has ended, or that a later hold replaced, asks nothing any more: its e-mail went out blank
+      (the question is gone) or repeated the later hold's question, which that hold's own e-mail asks;
+    - a hold ended back to `paid` (an order held before its release) was announced paid already: the same
+      "payment confirmed" went out a second time."""
+    if order_event.kind != "status_changed":
+        return None
+    if order_event.to_status == OrderStatus.ON_HOLD:
+        later = OrderEvent.objects.filter(
+            order_id=order_event.order_id, kind="status_changed", to_status=OrderStatus.ON_HOLD
+        ).filter(
+            Q(created_at__gt=order_event.created_at)
+            | Q(created_at=order_event.created_at, pk__gt=order_event.pk)
+        )
+        if order.status != OrderStatus.ON_HOLD or later.exists():
+            return "hold_over"
+    if order_event.to_status == OrderStatus.PAID and order_event.from_status == OrderStatus.ON_HOLD:
+        return "hold_released"
+    return None
 
 
 def _is_payment_hold(order_event: OrderEvent) -> bool:

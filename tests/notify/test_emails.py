@@ -420,3 +420,55 @@ def test_a_hold_for_a_dispute_asks_the_customer_nothing():
     assert notification.status == Notification.Status.SKIPPED
     (event,) = WebhookEvent.objects.filter(order=order)
     assert json.loads(event.body)["data"]["hold_message"] == ""
+
+
+def test_a_hold_replaced_by_another_before_its_message_ran_mails_the_new_question_once():
+    # given a hold the technician corrected (released and held again with a new question), whose first
+    # message ran after the second hold (a backed-up queue)
+    order = order_for(new_customer())
+    order_move(order, "paid")
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which photo goes first?")
+    order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Photo 2 is blurred; keep it?")
+
+    # when both messages run, and the sweep after them
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+    _old_enough(order)
+    services.notifications_sweep()
+
+    # then the customer is asked the new question once (before: twice, the first hold's mail written with it)
+    held = [message for message in mail.outbox if "is on hold" in message.subject]
+    assert [message.body.count("Photo 2 is blurred; keep it?") for message in held] == [1]
+
+
+def test_a_hold_over_before_its_message_ran_mails_nothing():
+    # given a hold released before its message ran
+    order = order_for(new_customer())
+    order_move(order, "paid")
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which photo goes first?")
+    order_release_hold(order_ref=order.ref, actor=person("technician"))
+
+    # when its message runs late
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+
+    # then no "we need something from you" goes out with a blank question
+    assert [m.subject for m in mail.outbox if "is on hold" in m.subject] == []
+    assert Notification.objects.get(order_event__to_status="on_hold").skip_reason == "hold_over"
+
+
+def test_a_hold_released_back_to_paid_does_not_confirm_the_payment_again():
+    # given a paid order, its payment confirmed, held before its release and released
+    order = order_for(new_customer())
+    order_move(order, "paid")
+    notify_order_status_changed(order_id=order.pk, status="paid")
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which photo goes first?")
+    order_release_hold(order_ref=order.ref, actor=person("technician"))
+
+    # when the return to paid is notified
+    notify_order_status_changed(order_id=order.pk, status="paid")
+
+    # then "Payment confirmed" went out once
+    assert [m.subject for m in mail.outbox if "Payment confirmed" in m.subject] == [
+        f"Payment confirmed for order {order.ref}"
+    ]
