@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from lab.accounts.models import User
@@ -90,7 +90,22 @@ def review_days_missing() -> list[date]:
     return [day for day in window if day not in queued]
 
 
+# A day is queued by one run at a time (PostgreSQL: a transaction-scoped advisory lock per day, in this class
+# of keys): two runs at once (two nightly messages after a worker was down two nights, or an auditor's build
+# beside the nightly job) each read the day's sample as empty and each drew a full one, and review items are
+# never deleted.
+_DAY_LOCK_CLASS = 0x52455631  # "REV1"
+
+
 def _day_queue(*, day: date, sample_size: int | None) -> QueueRun:
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DAY_LOCK_CLASS, day.toordinal()])
+        return _day_queue_locked(day=day, sample_size=sample_size)
+
+
+def _day_queue_locked(*, day: date, sample_size: int | None) -> QueueRun:
     size = sample_size if sample_size is not None else int(getattr(settings, "AUDIT_REVIEW_SAMPLE_SIZE", 20))
     since, until = day_bounds(day)
     views = list(

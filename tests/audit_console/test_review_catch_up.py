@@ -4,13 +4,18 @@ a day's random sample and every flag of it, without a word."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import datetime, time, timedelta
+from typing import Any
 
 import pytest
 import time_machine
+from django import db
 from django.utils import timezone
 
 from lab.audit.models import AuditRecord, ReviewItem
+from lab.gate import review
 from lab.gate.review import CATCH_UP_DAYS, review_sample_daily
 from tests.builders import attempt, denied
 
@@ -100,3 +105,39 @@ def test_a_day_queued_by_hand_before_it_was_over_is_queued_again_the_next_night(
     # then today is queued as a finished day: its record from before midnight does not count
     assert (early.sampled, run.day, run.sampled) == (0, today, 1)
     assert queued() == [(view.seq, "sample")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_for_one_day_at_once_draw_one_sample(technician, monkeypatch):
+    """Two runs at once (two nightly messages after the worker was down two nights, or an auditor's build
+    beside the nightly job) each read the day's sample as empty and each drew a full one: 2 x the sample
+    size, for good, since review items are never deleted. Each run now queues the day alone."""
+    day = timezone.localdate() - timedelta(days=1)
+    for minute in range(8):
+        attempt(technician, at=noon(days_ago=1) + timedelta(minutes=minute))
+    # both runs meet here after reading the day's sample, if neither waits for the other (then the first
+    # waits out the barrier's timeout and goes on alone)
+    meeting = threading.Barrier(2, timeout=3)
+    real_find = review.anomalies_find
+
+    def find_after_meeting(**window: Any) -> Any:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meeting.wait()
+        return real_find(**window)
+
+    monkeypatch.setattr(review, "anomalies_find", find_after_meeting)
+
+    def run() -> None:
+        try:
+            review_sample_daily(day=day, sample_size=3)
+        finally:
+            db.connections.close_all()
+
+    runs = [threading.Thread(target=run) for _ in range(2)]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join(timeout=60)
+
+    assert ReviewItem.objects.filter(reason="sample").count() == 3
+    assert days_recorded_as_queued() == [day.isoformat(), day.isoformat()]
