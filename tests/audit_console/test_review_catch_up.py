@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.gate import review
+from lab.gate.anomalies import anomalies_find
 from lab.gate.review import CATCH_UP_DAYS, review_sample_daily
 from tests.builders import attempt, denied
 
@@ -118,7 +119,7 @@ def test_two_runs_for_one_day_at_once_draw_one_sample(technician, monkeypatch):
     # both runs meet here after reading the day's sample, if neither waits for the other (then the first
     # waits out the barrier's timeout and goes on alone)
     meeting = threading.Barrier(2, timeout=3)
-    real_find = review.anomalies_find
+    real_find = anomalies_find
 
     def find_after_meeting(**window: Any) -> Any:
         with contextlib.suppress(threading.BrokenBarrierError):
