@@ -6,6 +6,7 @@ The entry points run in Celery tasks ("notify.order_created", "notify.order_stat
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -62,6 +63,11 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
 SWEEP_WINDOW = timedelta(hours=24)
 # A sweep stops after this many sends failed one after another for want of a mail server.
 SWEEP_FAILURES_IN_A_ROW = 3
+# A sweep takes no new message after this long, well inside its task's hard time limit (300 s,
+# workers/notify_tasks.py): one e-mail after another to a slow mail server, a backlog ran into the limit and
+# the sweep was killed mid-send, run after run, each time leaving a claimed message the next one may send
+# again. The rest waits for the next sweep.
+SWEEP_TIME_BUDGET_SECONDS = 120.0
 
 
 def notifications_sweep() -> int:
@@ -88,7 +94,11 @@ def notifications_sweep() -> int:
         .order_by("pk")
     )
     sent = failures_in_a_row = 0
-    for event in events[:500]:
+    started = time.monotonic()
+    for index, event in enumerate(events[:500]):
+        if index and time.monotonic() - started > SWEEP_TIME_BUDGET_SECONDS:  # (one message at least)
+            logger.info("notifications sweep out of time sent=%s: the rest is for the next sweep", sent)
+            break
         try:
             if event.kind == "created":
                 _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)

@@ -472,3 +472,17 @@ def test_a_hold_released_back_to_paid_does_not_confirm_the_payment_again():
     assert [m.subject for m in mail.outbox if "Payment confirmed" in m.subject] == [
         f"Payment confirmed for order {order.ref}"
     ]
+
+
+def test_a_sweep_out_of_time_leaves_the_rest_to_the_next_one(monkeypatch):
+    """A backlog sent one by one to a slow mail server ran into the task's hard time limit, killed mid-send
+    at every run; a sweep now takes no new message once its time is spent."""
+    # given three orders whose "received" messages were lost, and a sweep with no time to spare
+    orders = [order_for(new_customer()) for _ in range(3)]
+    for order in orders:
+        _old_enough(order)
+    monkeypatch.setattr(services, "SWEEP_TIME_BUDGET_SECONDS", 0.0)
+
+    # when the sweep runs three times, then each sends one message and the next takes up the rest
+    assert [services.notifications_sweep() for _ in range(4)] == [1, 1, 1, 0]
+    assert sorted(m.subject for m in mail.outbox) == sorted(f"We received your order {o.ref}" for o in orders)
