@@ -17,10 +17,11 @@ from lab.catalog.models import Product
 from lab.catalog.placement import PlacementOptions, Sizing
 from lab.gate.access import ImageGone, owner_image_access
 from lab.gate.errors import GateError
-from lab.lib.errors import Conflict, DomainError, NotFound
+from lab.lib.errors import DomainError, NotFound
 from lab.orders.errors import OrderError
 from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.pricing import MAX_ITEMS_PER_ORDER, line_placement
+from lab.orders.quotes import asset_not_ready
 from lab.orders.selectors import asset_for_owner
 from lab.production.imaging.colour import SRGB_PROFILE
 from lab.production.models import PrintJob
@@ -110,7 +111,7 @@ def _check_readable(asset: Asset) -> None:
     if asset.status == Asset.Status.PURGED:
         raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.")
     if asset.status != Asset.Status.READY:
-        raise Conflict(OrderError.ASSET_NOT_READY, "This photo is not ready to print.")
+        raise asset_not_ready(asset=asset, asset_id=str(asset.pk))  # pending or failed, and why, as a quote
 
 
 def _printer_profile(item: OrderItem) -> bytes | None:

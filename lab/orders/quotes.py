@@ -85,7 +85,7 @@ def _usable_asset(*, asset_id: str, customer: User | None, assets: dict[str, Ass
     if customer is None and (asset.owner_id is not None or asset.guest_order_id is not None):
         raise NotFound(OrderError.ASSET_NOT_FOUND, "No such photo.", asset=asset_id)
     if asset.status != Asset.Status.READY:
-        raise _not_ready(asset=asset, asset_id=asset_id)
+        raise asset_not_ready(asset=asset, asset_id=asset_id)
     return asset
 
 
@@ -95,7 +95,7 @@ NOT_READY_BECAUSE: dict[str, str] = {
 }
 
 
-def _not_ready(*, asset: Asset, asset_id: str) -> Conflict:
+def asset_not_ready(*, asset: Asset, asset_id: str) -> Conflict:
     """Why the photo cannot be printed, told to whoever holds its id: a guest's only way to learn that a URL
     fetch failed (`GET assets/{id}` is the owner's). A failure's code and message are the lab's own words, as
     `GET assets/{id}` shows them, never the URL."""

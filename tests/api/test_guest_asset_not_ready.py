@@ -75,3 +75,26 @@ def test_a_photo_still_being_fetched_says_it_is_pending(api):
         "pending",
     )
     assert "failure_code" not in problem
+
+
+def test_a_customer_asking_for_a_proof_of_a_photo_whose_fetch_failed_learns_why(api, customer):
+    # given a signed-in customer's photo by URL whose server answers 404, fetched by the worker
+    with serving({}) as (base, _):
+        sent = api.post("/api/v1/assets", {"url": f"{base}/gone.jpg"}, format="json")
+        asset_fetch(asset_id=sent.json()["id"])
+
+    # when they ask for its proof
+    proof = api.post(
+        "/api/v1/proofs",
+        {"sku": "PRINT-4X6-LUSTRE", "asset": sent.json()["id"], "sizing": "fill"},
+        format="json",
+    )
+
+    # then the refusal says it failed and why, as a quote's does (before: "not ready to print", no status)
+    problem = proof.json()
+    assert (proof.status_code, problem["code"], problem.get("asset_status"), problem.get("failure_code")) == (
+        409,
+        "asset_not_ready",
+        "failed",
+        "url_fetch_status",
+    )
