@@ -177,6 +177,11 @@ def _context_fits(*, request: AccessRequest, context: Context) -> Decision:
             return Decision(False, "context_not_found")
         if not context.is_open or context.order_status != OrderStatus.ON_HOLD:
             return Decision(False, "clarification_not_open", context.order_ref)
+        if request.is_full_resolution and not context.is_approved:
+            # Whoever puts an order on hold opens its case: alone, any floor person could put any order on
+            # hold, download its originals and release it (a maintenance ticket needs a second person for
+            # full resolution too). The opener sees the preview; full resolution is for another person.
+            return Decision(False, "clarification_full_resolution_not_by_its_opener", context.order_ref)
         return Decision(True, "open_clarification_case", context.order_ref)
     return Decision(False, "unknown_purpose")
 

@@ -42,6 +42,8 @@ class Context:
     exists and, except for the ticket, concerns this photo. status: the print job's. order_status/order_ref:
     the order of that job, case or ticket job. is_open/is_approved: the case or ticket. on_ticket: the ticket
     names a job of this photo; probed_ref: otherwise the photo's latest order (named as the one probed).
+    For a case, is_approved: a second person stands behind the view, as a ticket's approval does: someone
+    other than the viewer opened it.
     """
 
     found: bool = False
@@ -142,7 +144,8 @@ def _context_sql(kind: str) -> str:
         return (
             f"SELECT TRUE AS found, NULL::text AS status, o.{o_status}::text AS order_status,"
             f" o.{o_ref}::text AS order_ref, c.{_column(ClarificationCase, 'closed_at')} IS NULL AS is_open,"
-            f" FALSE AS is_approved, FALSE AS on_ticket, NULL::text AS probed_ref"
+            f" c.{_column(ClarificationCase, 'opened_by')} <> %(user)s AS is_approved,"
+            f" FALSE AS on_ticket, NULL::text AS probed_ref"
             f" FROM {case} c JOIN {order} o ON o.id = c.{_column(ClarificationCase, 'order')}"
             f" WHERE c.id = %(context_int)s AND {of_photo}"
         )
@@ -313,14 +316,14 @@ def facts_portable(*, user: User, request: AccessRequest, asset_id: uuid.UUID | 
         live = live.filter(is_full_resolution=True)
     return Facts(
         asset=asset,
-        context=_context_portable(request=request, asset=asset),
+        context=_context_portable(request=request, asset=asset, user=user),
         grant=live.order_by("-created_at").first(),
         has_open_grants=scope.exists(),
         now=now,
     )
 
 
-def _context_portable(*, request: AccessRequest, asset: Asset) -> Context:
+def _context_portable(*, request: AccessRequest, asset: Asset, user: User) -> Context:
     kind, ident = _context_kind(request.purpose), request.context_id
     if kind == "job":
         jobs = PrintJob.objects.filter(pk=context_int(ident), item__asset=asset)
@@ -342,7 +345,11 @@ def _context_portable(*, request: AccessRequest, asset: Asset) -> Context:
         if case is None:
             return Context()
         return Context(
-            found=True, order_status=case.order.status, order_ref=case.order.ref, is_open=case.is_open
+            found=True,
+            order_status=case.order.status,
+            order_ref=case.order.ref,
+            is_open=case.is_open,
+            is_approved=case.opened_by_id != user.pk,
         )
     if kind == "ticket":
         ticket = MaintenanceTicket.objects.filter(pk=context_int(ident)).first()

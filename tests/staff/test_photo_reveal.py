@@ -97,3 +97,28 @@ def test_hold_opens_a_clarification_case_and_release_closes_it(job):
     assert (during.status_code, after.status_code) == (200, 403)
     case.refresh_from_db()
     assert case.closed_at is not None
+
+
+def test_full_resolution_under_a_hold_is_for_someone_other_than_the_person_who_put_it_on_hold(job):
+    """Whoever holds an order opens its clarification case: alone, a technician could put any order on hold,
+    download its originals and release it again, with no second person (a maintenance ticket needs one)."""
+    # given an order a technician put on hold
+    client, technician = client_as("technician")
+    order_hold(order_ref=job.order.ref, actor=technician, message="Which way should we crop?")
+    case = ClarificationCase.objects.get()
+    params: dict[str, str | int] = {
+        "purpose": "order_clarification",
+        "context_type": "clarification_case",
+        "context_id": case.pk,
+        "justification": "checking the crop of the photo",
+    }
+
+    # when they ask for the photo's preview and its original, and a colleague asks for the original
+    preview = client.get(f"/lab/photos/{job.item.asset_id}/preview", params, follow=True)
+    own = client.get(f"/lab/photos/{job.item.asset_id}/download", params, follow=True)
+    colleague, _ = client_as("technician")
+    other = colleague.get(f"/lab/photos/{job.item.asset_id}/download", params, follow=True)
+
+    # then the preview is theirs, the original only the colleague's
+    assert (preview.status_code, other.status_code) == (200, 200)
+    assert (own.status_code, own.json()["rule"]) == (403, "clarification_full_resolution_not_by_its_opener")
