@@ -91,8 +91,8 @@ _connection_lock = threading.Lock()
 _DOCUMENT_CHECK_ATTRIBUTES = ["job-state", "number-of-documents"]
 # Keep this list wide: asked for only a few attributes (job-id, job-name, job-state), cupsd answers a finished
 # job it has unloaded from memory without its name, and find_jobs would then raise JOB_NAMES_HIDDEN (seen by
-# the tests' PrivateCups.jobs, tests/support/cups.py).
-_JOB_ATTRIBUTES = [
+# the tests' PrivateCups.jobs, tests/support/cups.py, which asks for the same list).
+JOB_ATTRIBUTES = [
     "job-id",
     "job-name",
     "job-state",
@@ -282,7 +282,7 @@ class CupsBackend(PrinterBackend):
         job_id = _job_id(handle)
         with self._connection() as connection:
             attributes = self._call(
-                lambda: connection.getJobAttributes(job_id, requested_attributes=_JOB_ATTRIBUTES),
+                lambda: connection.getJobAttributes(job_id, requested_attributes=JOB_ATTRIBUTES),
                 not_found=lambda: _job_not_found(handle),
             )
         return _job_info(handle=handle, attributes=attributes)
@@ -347,7 +347,7 @@ class CupsBackend(PrinterBackend):
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
         with self._connection() as connection:
             jobs: Mapping[int, Mapping[str, Any]] = self._call(
-                lambda: connection.getJobs(which_jobs="all", requested_attributes=_JOB_ATTRIBUTES),
+                lambda: connection.getJobs(which_jobs="all", requested_attributes=JOB_ATTRIBUTES),
                 not_found=dict,
             )
         suffix = f"/printers/{self.queue}"

@@ -7,6 +7,7 @@ jobs, what a refused action must leave unchanged), customers (a customer's journ
 privacy tests), audit (records at chosen times).
 """
 
+from tests.builders.admin_forms import printer_form, product_form
 from tests.builders.audit import T0, attempt, audit_write, denied, minutes, preview_entry, shipped_order
 from tests.builders.customers import (
     PERSON,
@@ -111,6 +112,8 @@ __all__ = [
     "preview_entry",
     "print_order",
     "printer_folder",
+    "printer_form",
+    "product_form",
     "ready_to_pack_order",
     "register",
     "released_order",

@@ -8,50 +8,26 @@ malformed account id, an e-mail in capitals: each went through the admin's forms
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.test import Client
 
 from lab.audit.models import AuditRecord, StaffShift
 from lab.catalog.models import Product
-from lab.production.models import Printer
-from tests.builders import PASSWORD, client_as, hotfolder_printer, messages_of, paid_order, person
+from tests.builders import (
+    PASSWORD,
+    client_as,
+    hotfolder_printer,
+    messages_of,
+    paid_order,
+    person,
+    printer_form,
+    product_form,
+)
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 ADMIN = "/lab/admin/"
-
-
-def printer_form(printer: Printer, **changes: Any) -> dict[str, Any]:
-    fields = {
-        "name": printer.name,
-        "backend": printer.backend,
-        "target": printer.target,
-        "cups_server": printer.cups_server,
-        "host": printer.host,
-        "location": printer.location,
-        "media_sizes": ", ".join(printer.media_sizes),
-        "papers": printer.papers,
-        "dpi": str(printer.dpi),
-        "output_format": printer.output_format,
-    }
-    return {**fields, **changes}
-
-
-def product_form(product: Product, **changes: Any) -> dict[str, Any]:
-    fields = {
-        "sku": product.sku,
-        "name": product.name,
-        "width_in": str(product.width_in),
-        "height_in": str(product.height_in),
-        "paper": product.paper,
-        "price_minor": str(product.price_minor),
-        "currency": product.currency,
-        "min_dpi": str(product.min_dpi),
-        "is_active": "on" if product.is_active else "",
-    }
-    return {**fields, **changes}
 
 
 def test_a_shift_cannot_be_moved_to_another_person_and_its_change_names_its_own_person():

@@ -7,7 +7,6 @@ import re
 import threading
 import time
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
@@ -23,42 +22,11 @@ from lab.production.models import Printer
 from lab.staff.admin.services import staff_account_save
 from lab.staff.admin.site import site
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
-from tests.builders import client_as, hotfolder_printer, person
+from tests.builders import client_as, hotfolder_printer, person, printer_form, product_form
 from tests.support.database_locks import committed_right_after_the_check, holds_up_another_session
 
 pytestmark = pytest.mark.django_db
 ADMIN = "/lab/admin/"
-
-
-def product_form(product: Product, **changes: Any) -> dict[str, Any]:
-    fields = {
-        "sku": product.sku,
-        "name": product.name,
-        "width_in": str(product.width_in),
-        "height_in": str(product.height_in),
-        "paper": product.paper,
-        "price_minor": str(product.price_minor),
-        "currency": product.currency,
-        "min_dpi": str(product.min_dpi),
-        "is_active": "on" if product.is_active else "",
-    }
-    return {**fields, **changes}
-
-
-def printer_form(printer: Printer, **changes: Any) -> dict[str, Any]:
-    fields = {
-        "name": printer.name,
-        "backend": printer.backend,
-        "target": printer.target,
-        "cups_server": printer.cups_server,
-        "host": printer.host,
-        "location": printer.location,
-        "media_sizes": ", ".join(printer.media_sizes),
-        "papers": printer.papers,
-        "dpi": str(printer.dpi),
-        "output_format": printer.output_format,
-    }
-    return {**fields, **changes}
 
 
 def log_entries(model: type, obj_pk: int) -> list[tuple[int, str]]:

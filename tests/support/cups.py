@@ -41,7 +41,7 @@ from types import TracebackType
 import cups
 
 from printers.base import JobState
-from printers.cups_backend import connect
+from printers.cups_backend import JOB_ATTRIBUTES, connect
 from printers.media import size_for_pwg_media
 from tests.support.ipp_device import IncompleteJobTimeout
 
@@ -58,22 +58,10 @@ DEBIAN_PACKAGES = "cups cups-ipp-utils dbus-daemon"
 HUNDREDTHS_OF_MM_PER_INCH = Decimal(2540)
 # A job in one of these may still reach its device (IPP job-state 3, 4, 5).
 UNFINISHED_JOB_STATES = frozenset({JobState.PENDING, JobState.HELD, JobState.PROCESSING})
-# What jobs() asks cupsd for. Seen on CUPS 2.4.2: Get-Jobs answers a finished job that cupsd has unloaded
-# from memory without its job-name when asked for job-id, job-name and job-state (up to five attributes
-# tried), and with it when asked for these (the list printers/cups_backend.py asks for).
-LISTED_JOB_ATTRIBUTES = [
-    "job-id",
-    "job-name",
-    "job-state",
-    "job-state-reasons",
-    "job-printer-state-message",
-    "job-printer-uri",
-    "time-at-creation",
-    "time-at-processing",
-    "time-at-completed",
-    "number-of-documents",
-    "job-impressions-completed",
-]
+# What jobs() asks cupsd for: the list the lab asks for (printers/cups_backend.py). Seen on CUPS 2.4.2:
+# Get-Jobs answers a finished job that cupsd has unloaded from memory without its job-name when asked for
+# job-id, job-name and job-state (up to five attributes tried), and with it when asked for these.
+LISTED_JOB_ATTRIBUTES = JOB_ATTRIBUTES
 
 
 class CupsHarnessError(RuntimeError):
