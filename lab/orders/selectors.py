@@ -80,12 +80,3 @@ def promise_kept_q() -> Q:
     return Q(status__in=(OrderStatus.SHIPPED, OrderStatus.DELIVERED)) | Q(
         status=OrderStatus.PACKED, shipping_method=Order.ShippingMethod.PICKUP
     )
-
-
-def promise_kept_event_q(prefix: str = "") -> Q:
-    """The order event that keeps an order's promise (promise_kept_q): its shipping, or a pickup's packing.
-    prefix: the path to the event from the rows filtered ("" on OrderEvent)."""
-    pickup = {f"{prefix}order__shipping_method": Order.ShippingMethod.PICKUP}
-    return (Q(**{f"{prefix}to_status": OrderStatus.SHIPPED}) & ~Q(**pickup)) | Q(
-        **{f"{prefix}to_status": OrderStatus.PACKED}, **pickup
-    )
