@@ -4,13 +4,8 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
-import http.server
-import json
-import threading
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 from rest_framework.test import APIClient
@@ -19,6 +14,7 @@ from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Asset, IdempotencyKey, Order
 from tests.builders import ProductFactory, asset_for, order_body
 from tests.support.broker import emptied_queues, queued_tasks
+from tests.support.stripe_proxy import StripeProxy
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_api")]
 
@@ -70,7 +66,7 @@ def test_an_order_of_exactly_stripes_minimum_is_accepted(api):
     assert (response.status_code, response.json()["total_minor"]) == (201, 17500)
 
 
-class SettlesInUsd:
+class SettlesInUsd(StripeProxy):
     """Stripe for an account that settles in USD, in front of localstripe (which takes any amount): a
     PaymentIntent in yen worth under USD 0.50 is refused as Stripe refuses it, `amount_too_small`; every
     other request is localstripe's. Stripe's documented yen minimum (50) is not the whole rule: a charge
@@ -78,15 +74,9 @@ class SettlesInUsd:
 
     YEN_MINIMUM = 75  # about USD 0.50
 
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
+    def __init__(self, *, upstream: str) -> None:
+        super().__init__(upstream=upstream)
         self.refused = 0
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def refusal(self, method: str, path: str, body: bytes) -> dict[str, Any] | None:
         """Stripe's answer to a PaymentIntent it refuses for its amount, else None."""
@@ -108,53 +98,6 @@ class SettlesInUsd:
             }
         }
 
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port, timeout=30)
-        try:
-            connection.request(method, path, body=body or None, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
-        stripe = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _relay(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                refused = stripe.refusal(self.command, self.path, body)
-                if refused is not None:
-                    status, answer = 400, json.dumps(refused).encode()
-                else:
-                    headers = {
-                        name: value
-                        for name, value in self.headers.items()
-                        if name.lower() not in ("connection", "content-length", "host", "transfer-encoding")
-                    }
-                    status, answer = stripe.forward(self.command, self.path, headers, body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            do_GET = do_POST = do_DELETE = _relay
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        return Handler
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[SettlesInUsd]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
-
 
 def test_an_order_stripe_refuses_as_too_small_is_withdrawn_and_its_guest_photo_freed(
     api, settings, stripe_api, django_capture_on_commit_callbacks
@@ -162,10 +105,10 @@ def test_an_order_stripe_refuses_as_too_small_is_withdrawn_and_its_guest_photo_f
     with emptied_queues("default") as broker:
         # given a lab whose Stripe account settles in USD, and a yen price at Stripe's documented yen minimum
         # or more (so the lab's own table lets it through) that converts to under USD 0.50
-        with (
-            SettlesInUsd(stripe_api.url).running() as stripe,
-            django_capture_on_commit_callbacks(execute=True),
-        ):
+        stripe = SettlesInUsd(upstream=stripe_api.url).start()
+        with contextlib.ExitStack() as stack:
+            stack.callback(stripe.stop)
+            stack.enter_context(django_capture_on_commit_callbacks(execute=True))
             settings.STRIPE_API_BASE = stripe.url
 
             # when a guest orders one print of ¥60, and sends the same request again

@@ -1,8 +1,9 @@
-"""A loopback HTTP proxy in front of localstripe that answers refunds in the status a test sets.
+"""A loopback HTTP proxy in front of localstripe, for what localstripe does not do as Stripe does.
 
-localstripe makes every refund `succeeded` at once; Stripe's are often `pending` first, and may fail or be
-cancelled later. The proxy forwards each request as it came (the lab's real SDK, over real HTTP) and rewrites
-only the `status` of the refunds in localstripe's JSON answers, so the lab reads the states it must handle.
+StripeProxy forwards each request as it came (the lab's real SDK, over real HTTP); a subclass may answer a
+request itself as Stripe would refuse it (`refusal`) or change localstripe's JSON answer (`rewrite`).
+RefundStatusProxy answers refunds in the status a test sets: localstripe makes every refund `succeeded` at
+once, Stripe's are often `pending` first, and may fail or be cancelled later.
 """
 
 from __future__ import annotations
@@ -11,23 +12,19 @@ import http.client
 import http.server
 import json
 import threading
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 # Headers that describe one hop, not the message: never forwarded.
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
 
 
-class RefundStatusProxy:
-    """Forwards to `upstream`; a refund named in `statuses` is answered in that status, any other refund in
-    `default_status` when one is set (as localstripe made it otherwise)."""
+class StripeProxy:
+    """Forwards to `upstream`, answering what `refusal` refuses with a 400 and the rest as `rewrite` makes
+    localstripe's answer."""
 
     def __init__(self, *, upstream: str) -> None:
         self.upstream = urlsplit(upstream)
-        self.statuses: dict[str, str] = {}
-        self.default_status: str | None = None
-        # (path, Idempotency-Key) of every refund created through the proxy, in order.
-        self.refunds_created: list[tuple[str, str]] = []
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -35,7 +32,7 @@ class RefundStatusProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> RefundStatusProxy:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -44,14 +41,12 @@ class RefundStatusProxy:
         self._server.server_close()
         self._thread.join(timeout=5)
 
+    def refusal(self, method: str, path: str, body: bytes) -> dict[str, Any] | None:
+        """Stripe's error body for a request it would refuse (answered 400 without forwarding), else None."""
+        return None
+
     def rewrite(self, answer: Any) -> Any:
-        """The answer with each refund in it (alone, or in a list) given the status the test set."""
-        if isinstance(answer, dict) and answer.get("object") == "list":
-            answer["data"] = [self.rewrite(item) for item in answer.get("data") or []]
-        elif isinstance(answer, dict) and answer.get("object") == "refund":
-            status = self.statuses.get(str(answer.get("id")), self.default_status)
-            if status is not None:
-                answer["status"] = status
+        """localstripe's JSON answer as Stripe would give it."""
         return answer
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
@@ -62,14 +57,15 @@ class RefundStatusProxy:
             status, raw = response.status, response.read()
         finally:
             connection.close()
-        if method == "POST" and path.split("?")[0] == "/v1/refunds" and status == 200:
-            key = next((value for name, value in headers.items() if name.lower() == "idempotency-key"), "")
-            self.refunds_created.append((path, key))
+        self.forwarded(method, path, headers, status)
         try:
             answer = json.loads(raw)
         except ValueError:
             return status, raw
         return status, json.dumps(self.rewrite(answer)).encode()
+
+    def forwarded(self, method: str, path: str, headers: dict[str, str], status: int) -> None:
+        """Called for each request localstripe answered."""
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         proxy = self
@@ -78,10 +74,14 @@ class RefundStatusProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                headers = {
-                    name: value for name, value in self.headers.items() if name.lower() not in HOP_HEADERS
-                }
-                status, answer = proxy._forward(self.command, self.path, headers, body)
+                refused = proxy.refusal(self.command, self.path, body)
+                if refused is not None:
+                    status, answer = 400, json.dumps(refused).encode()
+                else:
+                    headers = {
+                        name: value for name, value in self.headers.items() if name.lower() not in HOP_HEADERS
+                    }
+                    status, answer = proxy._forward(self.command, self.path, headers, body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -94,3 +94,30 @@ class RefundStatusProxy:
                 pass  # the test's own assertions say what went through
 
         return Handler
+
+
+class RefundStatusProxy(StripeProxy):
+    """A refund named in `statuses` is answered in that status, any other refund in `default_status` when one
+    is set (as localstripe made it otherwise)."""
+
+    def __init__(self, *, upstream: str) -> None:
+        super().__init__(upstream=upstream)
+        self.statuses: dict[str, str] = {}
+        self.default_status: str | None = None
+        # (path, Idempotency-Key) of every refund created through the proxy, in order.
+        self.refunds_created: list[tuple[str, str]] = []
+
+    def rewrite(self, answer: Any) -> Any:
+        """The answer with each refund in it (alone, or in a list) given the status the test set."""
+        if isinstance(answer, dict) and answer.get("object") == "list":
+            answer["data"] = [self.rewrite(item) for item in answer.get("data") or []]
+        elif isinstance(answer, dict) and answer.get("object") == "refund":
+            status = self.statuses.get(str(answer.get("id")), self.default_status)
+            if status is not None:
+                answer["status"] = status
+        return answer
+
+    def forwarded(self, method: str, path: str, headers: dict[str, str], status: int) -> None:
+        if method == "POST" and path.split("?")[0] == "/v1/refunds" and status == 200:
+            key = next((value for name, value in headers.items() if name.lower() == "idempotency-key"), "")
+            self.refunds_created.append((path, key))
