@@ -16,7 +16,10 @@ class PackingError(StrEnum):
     COPIES_NOT_PRINTED = "copies_not_printed"  # fewer printed copies than the item needs
     ITEMS_NOT_CONFIRMED = "items_not_confirmed"  # every item's count is confirmed before packing
     ORDER_NOT_PACKED = "order_not_packed"  # only a packed order is shipped
-    INVALID_CARRIER = "invalid_carrier"
+    INVALID_CARRIER = "invalid_carrier"  # not one of the carriers the lab ships with
+    # A pickup order offered to a carrier (with a tracking number the customer would be mailed as theirs).
+    COLLECTED_AT_THE_COUNTER = "collected_at_the_counter"
+    SHIPS_BY_CARRIER = "ships_by_carrier"  # a delivery order handed over at the counter
     INVALID_TRACKING_NUMBER = "invalid_tracking_number"  # also: an order's code scanned in its place
     TRACKING_NUMBER_IN_USE = "tracking_number_in_use"  # already another order's: that label is another box's
     SLIP_NO_LONGER_SERVED = "slip_no_longer_served"  # shipped longer ago than PACKING_SHIPPED_SLIP_HOURS

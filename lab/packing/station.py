@@ -254,8 +254,8 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
                 )
             if is_collected_at_the_counter(order):
                 # Shipped under an invented number, the customer was e-mailed it as their parcel's.
-                raise DomainError(
-                    PackingError.INVALID_CARRIER,
+                raise Conflict(
+                    PackingError.COLLECTED_AT_THE_COUNTER,
                     f"Order {ref} is collected at the counter: hand it over, "
                     "with no carrier or tracking number.",
                 )
@@ -301,8 +301,8 @@ def order_hand_over(*, code: str, actor: User) -> Order:
                 f"Order {ref} is {order.get_status_display().lower()}; pack it before handing it over.",
             )
         if not is_collected_at_the_counter(order):
-            raise DomainError(
-                PackingError.INVALID_CARRIER,
+            raise Conflict(
+                PackingError.SHIPS_BY_CARRIER,
                 f"Order {ref} ships {order.shipping_method}: "
                 "enter the carrier and tracking number to ship it.",
             )

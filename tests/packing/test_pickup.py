@@ -17,10 +17,14 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
+from api.errors import STATUS_BY_CODE
+from lab.lib.errors import Conflict
 from lab.notify.models import WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_status_changed
 from lab.orders.models import Order, OrderEvent
+from lab.packing.errors import PackingError
 from lab.packing.services import packing_slip_render, slip_data_for
+from lab.packing.station import order_hand_over, order_ship
 from lab.production.alerts import orders_at_risk
 from lab.staff.board import board_snapshot
 from lab.staff.supervisor import Filters, turnaround
@@ -148,6 +152,28 @@ def test_a_delivery_order_is_not_handed_over_at_the_counter():
         f"Order {order.ref} ships express: enter the carrier and tracking number to ship it."
     ]
     assert floor_state() == before
+
+
+def test_shipping_the_wrong_way_is_refused_with_its_own_code():
+    # given a packed pickup order and a packed delivery order
+    client, packer = client_as("packer")
+    pickup, parcel = _ready(shipping_method="pickup"), _ready(shipping_method="express")
+    _packed(client, pickup)
+    _packed(client, parcel)
+
+    # when each is sent the other way
+    with pytest.raises(Conflict) as offered_to_a_carrier:
+        order_ship(code=pickup.ref, actor=packer, carrier="ups", tracking_number="1Z999AA10123456784")
+    with pytest.raises(Conflict) as handed_over:
+        order_hand_over(code=parcel.ref, actor=packer)
+
+    # then each refusal names what is wrong with the order, not the carrier the packer chose
+    assert offered_to_a_carrier.value.code == PackingError.COLLECTED_AT_THE_COUNTER
+    assert handed_over.value.code == PackingError.SHIPS_BY_CARRIER
+    assert {
+        STATUS_BY_CODE[PackingError.COLLECTED_AT_THE_COUNTER],
+        STATUS_BY_CODE[PackingError.SHIPS_BY_CARRIER],
+    } == {409}
 
 
 def test_a_pickup_order_not_packed_is_not_handed_over():
