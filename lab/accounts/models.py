@@ -169,4 +169,10 @@ class SecurityEvent(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["user", "created_at"]),
             models.Index(fields=["kind", "created_at"]),
+            # An export or an erasure finds the failed sign-ins with its address that found no account.
+            models.Index(
+                fields=["email_sha256"],
+                condition=models.Q(user=None) & ~models.Q(email_sha256=""),
+                name="security_event_unknown_email",
+            ),
         ]

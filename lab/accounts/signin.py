@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
@@ -272,3 +273,10 @@ def password_confirm(*, user: User, password: str, client_ip: str | None, confir
         account=lambda: user,
     )
     return confirmed is not None
+
+
+def sign_ins_with_address(*, email: str) -> QuerySet[SecurityEvent]:
+    """Failed sign-ins that found no account for this e-mail address (before it was registered, or typed by
+    someone else): recorded by the address's SHA-256, normalised as the sign-in normalises it."""
+    digest = SignInAttempt(email=email, client_ip=None, channel=SecurityEvent.Channel.API).email_sha256
+    return SecurityEvent.objects.filter(user=None, email_sha256=digest)

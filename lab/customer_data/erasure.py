@@ -25,12 +25,11 @@ from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.accounts.services import policy_current
-from lab.accounts.signin import password_confirm
+from lab.accounts.signin import password_confirm, sign_ins_with_address
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.errors import CustomerDataError
-from lab.customer_data.export import sign_ins_with_address
 from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.receipts import (
     ReceiptLink,

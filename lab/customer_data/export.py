@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
-from lab.accounts.signin import SignInAttempt
+from lab.accounts.signin import sign_ins_with_address
 from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.notify.models import WebhookEndpoint
@@ -224,13 +224,6 @@ def _api_tokens(user: User) -> list[dict[str, Any]]:
         }
         for token in user.api_tokens.order_by("created_at", "pk")
     ]
-
-
-def sign_ins_with_address(*, email: str) -> QuerySet[SecurityEvent]:
-    """Failed sign-ins that found no account for this e-mail address (before it was registered, or typed by
-    someone else): recorded by the address's SHA-256, normalised as the sign-in normalises it."""
-    digest = SignInAttempt(email=email, client_ip=None, channel=SecurityEvent.Channel.API).email_sha256
-    return SecurityEvent.objects.filter(user=None, email_sha256=digest)
 
 
 def _security_events(user: User) -> list[dict[str, Any]]:

@@ -9,9 +9,11 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from lab.accounts.models import SecurityEvent, User
+from lab.accounts.signin import sign_ins_with_address
 from lab.customer_data import retention
 from lab.orders.models import IdempotencyKey
 from lab.production import actions
@@ -110,6 +112,37 @@ def test_the_retention_sweep_deletes_old_unknown_account_sign_in_events_and_keep
     assert counts.get("unknown_account_events_deleted") == 1
     assert sorted(SecurityEvent.objects.values_list("pk", flat=True)) == sorted([recent.pk, own.pk])
     assert not SecurityEvent.objects.filter(pk=old.pk).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's query plan")
+def test_an_export_finds_the_sign_ins_with_its_address_by_an_index_not_a_scan_of_the_security_log():
+    # given a security log of many accounts' events and a few unknown addresses' failed sign-ins
+    customers = UserFactory.create_batch(20)
+    SecurityEvent.objects.bulk_create(
+        SecurityEvent(
+            kind=SecurityEvent.Kind.TOKEN_ISSUED,
+            channel=SecurityEvent.Channel.API,
+            user=customers[n % len(customers)],
+        )
+        for n in range(5000)
+    )
+    SecurityEvent.objects.bulk_create(
+        SecurityEvent(
+            kind=SecurityEvent.Kind.SIGN_IN_FAILED,
+            channel=SecurityEvent.Channel.API,
+            email_sha256=_email_digest(f"guess{n}@example.org"),
+        )
+        for n in range(50)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {SecurityEvent._meta.db_table}")
+
+    # when an export or an erasure asks for one address's events
+    plan = sign_ins_with_address(email="Guess7@Example.org ").explain()
+
+    # then PostgreSQL reads them through the index, not the whole log (an erasure runs in its transaction)
+    assert "security_event_unknown_email" in plan, plan
+    assert sign_ins_with_address(email="Guess7@Example.org ").count() == 1
 
 
 @pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
