@@ -24,6 +24,7 @@ from lab.accounts.models import User
 from lab.accounts.roles import Role, primary_role, user_roles
 from lab.audit.models import AccessGrant, AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.gate.anomalies import ALWAYS_REVIEWED
 from lab.gate.errors import GateError
 from lab.gate.facts import Context, Facts, context_int, facts_gather, grant_of
 from lab.gate.watermark import preview_render
@@ -59,8 +60,6 @@ FULL_RESOLUTION_PURPOSES = frozenset({Purpose.PRINTING, Purpose.MAINTENANCE, Pur
 MIN_JUSTIFICATION = 10
 VARIANT_ACTIONS = {"preview": "image.view.preview", "full": "image.view.full", "download": "image.download"}
 DENIED_ACTION = "image.access.denied"
-# The review-queue reason of a maintenance view: every one is flagged for the auditors, none is sampled.
-MAINTENANCE_REVIEW_REASON = "maintenance_view"
 SHIPPED_STATUSES = frozenset({OrderStatus.PACKED, OrderStatus.SHIPPED, OrderStatus.DELIVERED})
 
 
@@ -459,17 +458,19 @@ def _deliver(
 
 def _written_after_delivery(*, grant: AccessGrant, request: AccessRequest) -> bool:
     """Whether _after_delivery writes anything for this view (otherwise the record ends the transaction)."""
-    return grant.first_seq is None or request.purpose == Purpose.MAINTENANCE
+    return grant.first_seq is None or request.purpose in ALWAYS_REVIEWED
 
 
 def _after_delivery(*, grant: AccessGrant, record: AuditRecord) -> None:
     if grant.first_seq is None:
         AccessGrant.objects.filter(pk=grant.pk, first_seq__isnull=True).update(first_seq=record.seq)
         grant.first_seq = record.seq
-    if record.purpose == Purpose.MAINTENANCE:
-        # In the auditors' queue at once, in the same transaction: a maintenance view is never left to chance.
+    flag = ALWAYS_REVIEWED.get(record.purpose)
+    if flag is not None:
+        # In the auditors' queue at once, in the same transaction: a maintenance or clarification view is
+        # never left to chance (the nightly rules flag it again; an item is unique per record and reason).
         ReviewItem.objects.bulk_create(
-            [ReviewItem(record_id=record.seq, reason=MAINTENANCE_REVIEW_REASON)], ignore_conflicts=True
+            [ReviewItem(record_id=record.seq, reason=flag.value)], ignore_conflicts=True
         )
 
 

@@ -22,6 +22,9 @@ reads are not employee attempts. The rules, each a flag name:
 - ``after_shipment``: an attempt naming an order whose ``shipped_at`` is at or before the attempt.
 - ``maintenance_view``: every granted view under the ``maintenance`` purpose (the gate also queues each one
   for review as it happens): a printer problem is a reason people could stretch, so each is looked at.
+- ``clarification_view``: every granted view under the ``order_clarification`` purpose, queued the same way:
+  any technician may put an order on hold with a question, and a colleague may then open its originals at full
+  resolution, so each such view is looked at too.
 - ``grant_renewal``: the first view under a grant that the same person opened for the same photo, purpose
   and context within ``AUDIT_GRANT_RENEWAL_SECONDS`` after their previous grant for it expired — keeping a
   photo open past the grant's lifetime by asking again.
@@ -73,6 +76,7 @@ class Flag(StrEnum):
     OUTSIDE_SHIFT = "outside_shift"
     AFTER_SHIPMENT = "after_shipment"
     MAINTENANCE_VIEW = "maintenance_view"
+    CLARIFICATION_VIEW = "clarification_view"
     GRANT_RENEWAL = "grant_renewal"
 
 
@@ -240,10 +244,16 @@ def shipment_flags(attempts: Iterable[Attempt], *, shipped: dict[str, datetime])
             yield _anomaly(attempt, Flag.AFTER_SHIPMENT, f"order shipped at {shipped_at:%Y-%m-%d %H:%M:%S}Z")
 
 
+# The purposes whose every granted view is flagged (and queued by the gate as it happens), with their flag.
+ALWAYS_REVIEWED = {"maintenance": Flag.MAINTENANCE_VIEW, "order_clarification": Flag.CLARIFICATION_VIEW}
+
+
 def maintenance_flags(attempts: Iterable[Attempt]) -> Iterator[Anomaly]:
+    """Every granted view under a purpose in ALWAYS_REVIEWED (maintenance, order clarification)."""
     for attempt in attempts:
-        if attempt.is_granted_view and attempt.purpose == "maintenance":
-            yield _anomaly(attempt, Flag.MAINTENANCE_VIEW, f"maintenance view: {attempt.rule}")
+        flag = ALWAYS_REVIEWED.get(attempt.purpose or "")
+        if attempt.is_granted_view and flag is not None:
+            yield _anomaly(attempt, flag, f"{flag.value.replace('_', ' ')}: {attempt.rule}")
 
 
 def renewal_flags(attempts: Iterable[Attempt], *, renewals: dict[int, timedelta]) -> Iterator[Anomaly]:

@@ -1,6 +1,6 @@
 """Auditors' work on the log: the review queue (a daily sample of views plus every flagged attempt, every
-maintenance view among them, each signed off with a note) and the chain records of auditors' own reads,
-exports and sign-offs.
+maintenance and clarification view among them, each signed off with a note) and the chain records of auditors'
+own reads, exports and sign-offs.
 
 The sample is drawn with the operating system's random source, so nobody can predict which of their views
 will be reviewed. Queuing a day twice adds nothing twice: the sample tops up to its size and flagged items are
@@ -25,7 +25,7 @@ from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.gate.access import AuditUnavailable
-from lab.gate.anomalies import NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
+from lab.gate.anomalies import ALWAYS_REVIEWED, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.gate.errors import GateError
 from lab.lib.clock import database_now
 from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
@@ -117,9 +117,9 @@ def _day_queue_locked(*, day: date, sample_size: int | None) -> QueueRun:
             actor_id__isnull=False,
         )
         .exclude(actor_role__in=NON_EMPLOYEE_ROLES)
-        # Maintenance views are all queued as flagged (by the gate, and by the maintenance_view rule here),
+        # Maintenance and clarification views are all queued as flagged (by the gate, and by the rules here),
         # so the random sample is drawn from the others.
-        .exclude(purpose=Purpose.MAINTENANCE)
+        .exclude(purpose__in=ALWAYS_REVIEWED)
         .values_list("seq", flat=True)
     )
     already = set(

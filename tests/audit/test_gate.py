@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.db import DatabaseError
+from django.utils import timezone
 from PIL import Image
 
-from lab.audit.models import AccessGrant, AuditRecord
+from lab.audit.models import AccessGrant, AuditRecord, ReviewItem
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.gate import access as gate
+from lab.gate.anomalies import Flag, anomalies_find
+from lab.gate.review import review_sample_daily
 from lab.orders.models import ClarificationCase
+from lab.orders.transitions import order_transition
 from lab.production import jobs, rasterizing, routing
 from lab.production.maintenance import maintenance_ticket_open
 from lab.production.models import PrintJob
@@ -172,6 +177,39 @@ def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
 
     assert not_on_hold.value.details["rule"] == "clarification_not_open"
     assert delivered.audit_seq == AuditRecord.objects.latest("seq").seq
+
+
+def test_every_clarification_view_is_queued_as_flagged_and_never_sampled(job):
+    # given an order on hold with a question, put by one technician, and a colleague who views it
+    opener, colleague = (UserFactory.create(roles=["technician"]) for _ in range(2))
+    case = ClarificationCase.objects.create(order=job.order, opened_by=opener, question="which crop?")
+    order_transition(order=job.order, to_status="on_hold")
+    printing = ask(colleague, job)
+
+    # when the colleague opens the photo under the case, as a preview and at full resolution
+    views = [
+        ask(
+            colleague,
+            job,
+            purpose="order_clarification",
+            context_type="clarification_case",
+            context_id=case.pk,
+            variant=variant,
+        ).audit_seq
+        for variant in ("preview", "full")
+    ]
+    queued_at_once = sorted(ReviewItem.objects.values_list("record_id", "reason"))
+    run = review_sample_daily(day=timezone.localdate(), sample_size=50)
+
+    # then both views were queued as flagged with the view, and the day's sample drew only the other view
+    assert queued_at_once == [(seq, "clarification_view") for seq in views]
+    assert sorted(ReviewItem.objects.values_list("record_id", "reason")) == sorted(
+        [(seq, "clarification_view") for seq in views] + [(printing.audit_seq, "sample")]
+    )
+    assert (run.sampled, run.flagged) == (1, 0)
+    now = timezone.now()
+    flagged = {(a.seq, a.flag) for a in anomalies_find(since=now - timedelta(hours=1), until=now)}
+    assert {(seq, Flag.CLARIFICATION_VIEW) for seq in views} <= flagged
 
 
 def test_fail_closed_when_the_audit_record_cannot_be_written(job, monkeypatch):
