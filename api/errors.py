@@ -204,6 +204,7 @@ STATUS_BY_CODE: dict[str, int] = {
             GateError.ALREADY_SIGNED_OFF,
             GateError.REVIEW_DAY_NOT_OVER,
             NotifyError.DELIVERY_IN_PROGRESS,
+            NotifyError.REDELIVERY_TOO_SOON,
             NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
             # With the photo's `asset_status` (pending, failed, purged) and a failed one's `failure_code`.
             OrderError.ASSET_NOT_READY,

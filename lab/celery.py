@@ -31,11 +31,14 @@ app.conf.update(
     result_serializer="json",
     task_ignore_result=True,
     task_default_queue="default",
-    task_queues=[Queue("default"), Queue("raster"), Queue("print")]
+    # `webhooks`: customers' endpoints decide how long an attempt waits (up to its 10 s timeout), so their
+    # deliveries have their own processes and never hold up releases, polls and e-mail on `default`.
+    task_queues=[Queue("default"), Queue("raster"), Queue("print"), Queue("webhooks")]
     + ([Queue(f"print.{settings.PRINT_HOST}")] if settings.PRINT_HOST else []),
     task_routes={
         "production.print_job_rasterize": {"queue": "raster"},
         "production.print_job_submit": {"queue": "print"},
+        "notify.webhook_deliver": {"queue": "webhooks"},
     },
     worker_prefetch_multiplier=1,
     task_acks_late=False,

@@ -57,7 +57,7 @@ def notifications_sweep() -> int:
 # The service schedules its own retries (30 s doubling to 1 h, for 24 h), so Celery never retries this task.
 @app.task(
     name="notify.webhook_deliver",
-    queue="default",
+    queue="webhooks",  # its own workers: a customer's slow endpoint must not hold the default queue
     time_limit=60,
     soft_time_limit=50,
     acks_late=True,  # idempotent: an attempt claims its delivery row; a lost worker's claim runs out

@@ -212,8 +212,9 @@ def stack_running(root: Path) -> Iterator[Stack]:
         celery = str(VENV_BIN / "celery")
         stack.start(
             "worker",
-            [celery, "-A", "workers", "worker", "-Q", "default,raster,print", "-c", "2", "--without-mingle",
-             "--without-gossip", "-n", f"bench-latency-{os.getpid()}@%h", "--loglevel", "INFO"],
+            [celery, "-A", "workers", "worker", "-Q", "default,raster,print,webhooks", "-c", "2",
+             "--without-mingle", "--without-gossip", "-n", f"bench-latency-{os.getpid()}@%h",
+             "--loglevel", "INFO"],
             ready=" ready.",
         )  # fmt: skip
         stack.start(

@@ -15,6 +15,8 @@ class NotifyError(StrEnum):
     UNKNOWN_EVENT_TYPE = "unknown_event_type"  # details: the unknown and the allowed event types
     EVENT_TYPES_REQUIRED = "event_types_required"  # an endpoint subscribes to at least one event type
     DELIVERY_IN_PROGRESS = "delivery_in_progress"  # a redelivery asked for while an attempt is running
+    # Asked for within REDELIVERY_INTERVAL of the delivery's last attempt (details: `retry_after_seconds`).
+    REDELIVERY_TOO_SOON = "redelivery_too_soon"
     # Raised to the notification tasks, never to a person: the order event to notify is missing.
     ORDER_EVENT_NOT_FOUND = "order_event_not_found"
     UNKNOWN_ORDER_STATUS = "unknown_order_status"

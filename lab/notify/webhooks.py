@@ -20,9 +20,9 @@ from lab.accounts.models import User
 from lab.lib import safe_http
 from lab.lib.clock import database_now
 from lab.lib.errors import CommonError, Conflict, DomainError, NotFound
-from lab.notify.delivery import RETRY_WINDOW, delivery_enqueue
+from lab.notify.delivery import FIRST_RETRY_DELAY, RETRY_WINDOW, delivery_enqueue
 from lab.notify.errors import NotifyError
-from lab.notify.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
 from lab.orders.models import Order
 from lab.production.models import PrintJob
@@ -206,8 +206,14 @@ def webhook_event_emit(*, order_id: int, event_type: str, data: dict[str, Any]) 
     return len(deliveries)
 
 
+# A delivery is attempted again on request at most this often: each attempt may hold a webhooks worker for its
+# whole timeout, so a loop of redeliveries to an endpoint that never answers would keep the workers busy.
+REDELIVERY_INTERVAL = FIRST_RETRY_DELAY
+
+
 def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Send the same event (same id and sequence) again now, with a fresh 24-hour retry window.
+    """Send the same event (same id and sequence) again now, with a fresh 24-hour retry window; not within
+    REDELIVERY_INTERVAL of its last attempt.
 
     Whether an attempt's claim is still live is judged on the database's clock, the one it was written on
     (lab/lib/clock.py), not on the web host's."""
@@ -216,6 +222,19 @@ def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
         locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
         if locked.claimed_until is not None and locked.claimed_until > now:
             raise Conflict(NotifyError.DELIVERY_IN_PROGRESS, "This delivery is being attempted right now.")
+        last = (
+            WebhookAttempt.objects.filter(delivery=locked)
+            .order_by("-attempted_at")
+            .values_list("attempted_at", flat=True)
+        ).first()
+        if last is not None and now - last < REDELIVERY_INTERVAL:
+            wait = int((REDELIVERY_INTERVAL - (now - last)).total_seconds()) + 1
+            raise Conflict(
+                NotifyError.REDELIVERY_TOO_SOON,
+                f"This delivery was attempted less than {int(REDELIVERY_INTERVAL.total_seconds())} s ago; "
+                f"ask again in {wait} s.",
+                retry_after_seconds=wait,
+            )
         if locked.status != DeliveryStatus.PENDING:
             DELIVERY_MACHINE.check(locked.status, DeliveryStatus.PENDING)
             locked.status = DeliveryStatus.PENDING

@@ -62,6 +62,7 @@ def test_every_unit_parses_with_unit_service_and_install_sections():
         "printlab-printer-events.service",
         "printlab-raster.service",
         "printlab-web.service",
+        "printlab-webhooks.service",
     ]
     for path in SERVICES:
         unit = parse_unit(path)
@@ -122,6 +123,7 @@ def test_web_runs_gunicorn_and_the_default_queue_has_a_worker_apart_from_the_ras
         "printlab-default.service": {"default"},
         "printlab-print@.service": {"print.%i"},
         "printlab-raster.service": {"raster"},
+        "printlab-webhooks.service": {"webhooks"},
     }
 
 
@@ -129,7 +131,7 @@ def test_every_celery_worker_is_stopped_through_its_main_process():
     # KillMode=control-group (systemd's default) sends SIGTERM to the pool's children too, and the main
     # process then sometimes hung in its pool teardown until the SIGKILL (tests/e2e/test_embedded_worker.py).
     workers = [path for path in SERVICES if " worker -Q " in exec_start(path)]
-    assert len(workers) == 3
+    assert len(workers) == 4
     for path in workers:
         service = parse_unit(path)["Service"]
         assert (service["KillMode"], service["KillSignal"]) == (["mixed"], ["SIGTERM"]), path.name
@@ -172,7 +174,12 @@ def test_env_example_sets_no_secret_and_defines_what_the_units_use():
     assert not set(assignments) & {name for secret in secret_names for name in (secret, f"{secret}_FILE")}
     assert "LAB_DEMO_SECRETS" not in assignments
     used_by_units = {name for path in SERVICES for name in re.findall(r"\$\{(\w+)\}", exec_start(path))}
-    assert used_by_units == {"GUNICORN_WORKERS", "RASTER_CONCURRENCY", "DEFAULT_CONCURRENCY"}
+    assert used_by_units == {
+        "GUNICORN_WORKERS",
+        "RASTER_CONCURRENCY",
+        "DEFAULT_CONCURRENCY",
+        "WEBHOOK_CONCURRENCY",
+    }
     assert used_by_units <= set(assignments)
     for name in set(assignments) - used_by_units:
         assert f'"{name}"' in settings_text, f"{name} is not a setting"
@@ -247,5 +254,37 @@ def test_every_queue_a_job_can_be_sent_to_is_consumed_or_the_docs_give_every_pri
         for match in re.finditer(r" -Q (\S+)", exec_start(path))
         for queue in match.group(1).split(",")
     }
-    assert consumed == {"default", "raster", "print.%i"}
+    assert consumed == {"default", "raster", "print.%i", "webhooks"}
     assert "printers_sync --server <host>:631 --host <name>" in (ROOT / "deploy" / "README.md").read_text()
+
+
+def test_every_task_goes_to_a_queue_a_unit_consumes_and_webhooks_never_share_the_default_queue():
+    # A customer's endpoint decides how long a delivery waits (up to its 10 s timeout): ten endpoints that
+    # drop packets held both default processes for good, and releases, polls and e-mail waited behind them.
+    from workers import app
+
+    app.loader.import_default_modules()  # the tasks autodiscovery registers, as a worker's start imports them
+    consumed = {
+        queue
+        for path in SERVICES
+        for match in re.finditer(r" -Q (\S+)", exec_start(path))
+        for queue in match.group(1).split(",")
+    }
+    routed = {
+        name: app.amqp.router.route({}, name)["queue"].name
+        for name in app.tasks
+        if not name.startswith("celery.")
+    }
+    # A print job is sent to its printer's host's queue (print.<host>), which printlab-print@<host> consumes.
+    not_consumed = {
+        name: queue for name, queue in routed.items() if queue not in consumed and queue != "print"
+    }
+
+    assert not_consumed == {}
+    assert routed["notify.webhook_deliver"] == "webhooks"
+    units_with_default = [
+        path.name for path in SERVICES if re.search(r" -Q \S*\bdefault\b", exec_start(path))
+    ]
+    assert units_with_default == ["printlab-default.service"]
+    default_queues = re.search(r" -Q (\S+)", exec_start(UNITS / "printlab-default.service"))
+    assert default_queues is not None and "webhooks" not in default_queues.group(1).split(",")

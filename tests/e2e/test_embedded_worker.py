@@ -47,7 +47,16 @@ def test_the_embedded_worker_stops_with_its_pool_on_sigterm_to_its_main_process(
 
 def _start_then_stop(*, env: dict[str, str], log: Path, stop: int) -> None:
     # given the worker as scripts/run starts it, on the embedded defaults, ready
-    command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default,raster,print"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        "default,raster,print,webhooks",
+    ]
     with log.open("wb") as output:
         worker = subprocess.Popen(
             [*command, "-c", "2", "--loglevel", "INFO"],

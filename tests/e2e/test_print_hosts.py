@@ -92,7 +92,7 @@ def print_hosts(
             work_dir=tmp_path / f"worker-{name}",
             project_dir=PROJECT_DIR,
             # The first host also runs raster, default and the deployment's one beat; the other prints only.
-            queues=("default", "raster", f"print.{name}") if is_first else (f"print.{name}",),
+            queues=("default", "raster", "webhooks", f"print.{name}") if is_first else (f"print.{name}",),
             beat=is_first,
             env={
                 "PRINT_HOST": name,

@@ -88,7 +88,7 @@ def test_worker_and_beat_from_requirements_txt_alone_run_tasks_through_redis(
 
     run(python, "manage.py", "migrate", "--no-input", "-v", "0")
     worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
-    worker_command = [celery, "-A", "workers", "worker", "-Q", "default,raster,print", "-c", "1"]
+    worker_command = [celery, "-A", "workers", "worker", "-Q", "default,raster,print,webhooks", "-c", "1"]
     worker_command += [
         "--without-mingle",
         "--without-gossip",

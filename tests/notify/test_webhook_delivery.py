@@ -285,6 +285,10 @@ def test_redelivery_sends_the_same_event_again_as_a_new_attempt(api, local_webho
     deliver_all()
     delivery = WebhookDelivery.objects.get()
     api.force_authenticate(customer)
+    # a redelivery is taken 30 s after the last attempt at the soonest (the test below)
+    WebhookAttempt.objects.filter(delivery=delivery).update(
+        attempted_at=F("attempted_at") - timedelta(seconds=31)
+    )
 
     response = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver")
     webhook_deliver(delivery_id=str(delivery.pk))
@@ -299,6 +303,41 @@ def test_redelivery_sends_the_same_event_again_as_a_new_attempt(api, local_webho
     log = api.get(f"/api/v1/webhook-endpoints/{delivery.endpoint_id}/deliveries").json()
     assert [a["number"] for a in log["results"][0]["attempts"]] == [1, 2]
     assert [a["status_code"] for a in log["results"][0]["attempts"]] == [200, 200]
+
+
+def test_a_delivery_is_redelivered_on_request_at_most_every_thirty_seconds(api, local_webhooks, receiver):
+    # given a delivery to an endpoint that keeps failing, attempted once just now
+    receiver.answer_status = 500
+    customer = new_customer()
+    webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    webhook_event_emit(order_id=order_for(customer).pk, event_type=EventType.ITEM_REPRINTED, data={})
+    deliver_all()
+    delivery = WebhookDelivery.objects.get()
+    api.force_authenticate(customer)
+
+    # when its owner asks for it again and again (each attempt may hold a webhooks worker for 10 s)
+    answers = [api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver") for _ in range(3)]
+    deliver_all()
+
+    # then none is attempted until 30 s after the last attempt, and the answer says when to ask
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [(409, "redelivery_too_soon")] * 3
+    assert 1 <= int(answers[0]["Retry-After"]) <= 30
+    assert WebhookAttempt.objects.filter(delivery=delivery).count() == 1
+    assert len(receiver.requests) == 1
+    WebhookAttempt.objects.filter(delivery=delivery).update(
+        attempted_at=F("attempted_at") - timedelta(seconds=31)
+    )
+    assert api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver").status_code == 202
+
+
+def test_webhook_deliveries_run_on_their_own_queue_not_the_default_one():
+    # An endpoint decides how long an attempt waits: on `default` it held releases, polls and e-mail.
+    from workers import app
+
+    app.loader.import_default_modules()
+
+    assert app.amqp.router.route({}, "notify.webhook_deliver")["queue"].name == "webhooks"
+    assert app.amqp.router.route({}, "notify.webhook_deliveries_sweep")["queue"].name == "default"
 
 
 def test_another_customer_can_neither_read_nor_redeliver(api, local_webhooks, receiver):
