@@ -64,6 +64,7 @@ class ApiError(StrEnum):
     REQUEST_TOO_LARGE = "request_too_large"  # over DATA_UPLOAD_MAX_MEMORY_SIZE
     TOO_MANY_FIELDS = "too_many_fields"
     DISALLOWED_HOST = "disallowed_host"  # a Host header not in ALLOWED_HOSTS
+    MALFORMED_CONTENT_TYPE = "malformed_content_type"  # a Content-Type header that does not parse
     SERVER_ERROR = "server_error"
     DATABASE_UNAVAILABLE = "database_unavailable"  # the database did not answer (down, restarting, busy)
     # The views' own checks.
@@ -100,6 +101,7 @@ STATUS_BY_CODE: dict[str, int] = {
             ApiError.DISALLOWED_HOST,
             ApiError.IDEMPOTENCY_KEY_REQUIRED,
             ApiError.TOO_MANY_FIELDS,
+            ApiError.MALFORMED_CONTENT_TYPE,
             CatalogError.BORDER_OUT_OF_RANGE,
             CatalogError.CROP_AND_FOCAL_POINT,
             CatalogError.CROP_ASPECT_MISMATCH,

@@ -16,8 +16,9 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
-from api.errors import problem_page
+from api.errors import ApiError, problem_page
 from lab.lib.errors import CommonError
+from lab.lib.requests import MALFORMED_CONTENT_TYPE
 
 API_PREFIX = "/api/"
 
@@ -28,6 +29,10 @@ class ApiRequestLimitsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith(API_PREFIX):
+            if request.content_type == MALFORMED_CONTENT_TYPE:
+                return problem_page(
+                    code=ApiError.MALFORMED_CONTENT_TYPE, detail="The Content-Type header cannot be parsed."
+                )
             if request.content_type == "multipart/form-data":
                 if _length(request) > settings.ASSET_MAX_BYTES + MULTIPART_FIELDS_ROOM:
                     return problem_page(code=CommonError.FILE_TOO_LARGE, detail="The file is too large.")

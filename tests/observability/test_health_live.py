@@ -200,3 +200,28 @@ def test_the_access_log_names_paths_never_query_strings_or_referers(lab: Lab):
     assert [path for path in typed.values() if any(f" {path} HTTP/1.1" in line for line in access)] == list(
         typed.values()
     ), access
+
+
+def test_a_content_type_django_cannot_parse_is_a_400_problem_from_the_lab_not_gunicorn_s_500(lab: Lab):
+    # An RFC 2231 parameter naming an unknown encoding raised in Django's request constructor, before any
+    # middleware or handler: gunicorn answered its own HTML 500 and logged a traceback.
+    logged_before = lab.web.log.stat().st_size
+    request = urllib.request.Request(
+        f"{lab.web.url}/api/v1/assets",
+        data=b"",
+        method="POST",
+        headers={"Content-Type": "multipart/form-data; boundary*=nosuch''x"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, content_type, body = response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        status, content_type, body = error.code, error.headers["Content-Type"], error.read()
+
+    assert (status, content_type) == (400, "application/problem+json")
+    assert json.loads(body)["code"] == "malformed_content_type"
+    logged = lab.web.log.read_bytes()[logged_before:].decode(errors="replace")
+    assert "Traceback" not in logged
+    # and the same body under a staff page is a page that did not understand it, not a crash
+    status, _ = lab.get("/healthz", {"Content-Type": "text/plain; charset*=nosuch''x"})
+    assert status == 200
