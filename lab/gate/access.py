@@ -30,6 +30,7 @@ from lab.gate.facts import Context, Facts, context_int, facts_gather, grant_of
 from lab.gate.watermark import preview_render
 from lab.lib.errors import DomainError, Gone, MethodNotAllowed, NotFound, PermissionDenied, Unavailable
 from lab.orders.errors import OrderError
+from lab.orders.imaging import ACCEPTED_FORMATS
 from lab.orders.models import Asset
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
@@ -422,7 +423,7 @@ def _deliver(
     try:
         original = vault_read(data_key=asset.data_key, name=asset.blob_name, purpose="original")
         data, media_type = _render(
-            original=original, variant=request.variant, viewer=f"{role}:{actor_id[:8]}", at=now
+            asset=asset, original=original, variant=request.variant, viewer=f"{role}:{actor_id[:8]}", at=now
         )
     except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
         raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.", rule="purged") from error
@@ -474,12 +475,20 @@ def _after_delivery(*, grant: AccessGrant, record: AuditRecord) -> None:
         )
 
 
-def _render(*, original: bytes, variant: str, viewer: str, at: datetime) -> tuple[bytes, str]:
+def _render(*, asset: Asset, original: bytes, variant: str, viewer: str, at: datetime) -> tuple[bytes, str]:
     if variant != "preview":
-        with Image.open(io.BytesIO(original)) as probe:
-            media_type = Image.MIME.get(probe.format or "", "application/octet-stream")
-        return original, media_type
+        return original, _media_type(asset=asset, original=original)
     return preview_render(original, stamp=f"{viewer} {at:%Y-%m-%d %H:%M}Z"), "image/jpeg"
+
+
+def _media_type(*, asset: Asset, original: bytes) -> str:
+    """The media type of the format intake stored the photo in. Not a probe of the bytes: a phone's
+    multi-picture JPEG is stored as its first picture, whose index still names the others, so Pillow reads it
+    as MPO again, and `image/mpo` is a type no browser shows."""
+    if known := ACCEPTED_FORMATS.get(asset.image_format):
+        return known
+    with Image.open(io.BytesIO(original)) as probe:
+        return Image.MIME.get(probe.format or "", "application/octet-stream")
 
 
 def _granted_or_refused(
@@ -620,6 +629,5 @@ def owner_image_access(
         raise AuditUnavailable(
             GateError.AUDIT_UNAVAILABLE, "The access could not be recorded, so it is refused."
         ) from error
-    with Image.open(io.BytesIO(original)) as probe:
-        media_type = Image.MIME.get(probe.format or "", "application/octet-stream")
+    media_type = _media_type(asset=asset, original=original)
     return Delivery(data=original, content_type=media_type, sha256=digest, audit_seq=record.seq)
