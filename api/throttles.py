@@ -1,5 +1,5 @@
-"""Throttles for anonymous endpoints (registration, guest orders, webhooks come from anywhere), and for the
-one signed-in endpoint that costs real CPU per call (proofs)."""
+"""Throttles for anonymous endpoints (registration, guest orders, webhooks come from anywhere), for the
+signed-in endpoint that costs real CPU per call (proofs), and for changes to an account (My Account)."""
 
 import logging
 from typing import Any
@@ -51,6 +51,19 @@ class ProofThrottle(_RateFromSettings):
     busy."""
 
     scope = "proofs"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        user = getattr(request, "user", None)
+        ident = f"user-{user.pk}" if user is not None and user.is_authenticated else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class AccountChangeThrottle(_RateFromSettings):
+    """Changes to an account (PATCH me), counted per signed-in customer (per client address otherwise). Each
+    change may answer whether another account has an e-mail address (409 `email_taken`): unlimited, that was
+    an oracle for which addresses have an account here."""
+
+    scope = "account_changes"
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         user = getattr(request, "user", None)

@@ -22,7 +22,7 @@ from api import serializers as s
 from api.errors import ApiError
 from api.parsers import JSONParser
 from api.schema import problems
-from api.throttles import AnonThrottle, RegistrationThrottle
+from api.throttles import AccountChangeThrottle, AnonThrottle, RegistrationThrottle
 from lab.accounts import services as accounts
 from lab.accounts import signin, tokens
 from lab.accounts.errors import AccountError
@@ -135,9 +135,14 @@ def my_account(request: Request) -> User:
 
 
 class MeView(APIView):
-    """My Account: read and change name, e-mail, address, marketing opt-in and password (customers only)."""
+    """My Account: read and change name, e-mail, address, marketing opt-in and password (customers only). A
+    new e-mail or password needs the current password; changes are throttled per customer."""
 
     permission_classes = (IsAuthenticated,)
+
+    def get_throttles(self) -> list[Any]:
+        # The changes only (PATCH's 429 is in its schema); reading one's own account is not limited.
+        return [AccountChangeThrottle()] if self.request.method == "PATCH" else []
 
     @extend_schema(responses={200: s.AccountOutput, **problems(403)})
     def get(self, request: Request) -> Response:

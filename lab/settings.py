@@ -291,6 +291,7 @@ REST_FRAMEWORK = {
         "anon": os.environ.get("API_ANON_THROTTLE", "120/min"),
         "registration": os.environ.get("API_REGISTRATION_THROTTLE", "20/hour"),
         "proofs": os.environ.get("API_PROOF_THROTTLE", "30/min"),
+        "account_changes": os.environ.get("API_ACCOUNT_CHANGE_THROTTLE", "30/hour"),
     },
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),

@@ -137,7 +137,8 @@ class ApiToken(models.Model):
 
 
 class SecurityEvent(models.Model):
-    """An account's security log: failed and refused sign-ins, tokens issued and revoked, password changes.
+    """An account's security log: failed and refused sign-ins, tokens issued and revoked, password and e-mail
+    changes.
 
     Never a password or an e-mail address: an unknown account is named by the SHA-256 of its e-mail.
     """
@@ -148,6 +149,7 @@ class SecurityEvent(models.Model):
         TOKEN_ISSUED = "token_issued"
         TOKEN_REVOKED = "token_revoked"
         PASSWORD_CHANGED = "password_changed"
+        EMAIL_CHANGED = "email_changed"  # My Account's change; neither address is recorded
         ACCOUNT_SEAL_BROKEN = "account_seal_broken"  # an account changed outside the lab was refused
 
     class Channel(models.TextChoices):

@@ -114,10 +114,14 @@ def customer_update(
     new_password: str | None = None,
     client_ip: str | None = None,
 ) -> User:
-    """My Account's change. A password change asks for the current password, counted and limited as a
-    sign-in (`lab.accounts.signin.password_confirm`), and seals the account again (`lab.accounts.seal`) only
-    if its seal held: one changed in the database alone (a role, a password hash written there) is refused
-    on the record, not made the lab's own by the customer's (or a token thief's) change."""
+    """My Account's change. A password or an e-mail change asks for the current password, counted and
+    limited as a sign-in (`lab.accounts.signin.password_confirm`, under the e-mail the account had): a token
+    alone changed the e-mail, and with it who can sign in (the owner no longer could, to change the password
+    and end the token), unrecorded, and the account's count of failed passwords started again under the new
+    address. Each change is a `SecurityEvent`. A password change seals the account again
+    (`lab.accounts.seal`) only if its seal held: one changed in the database alone (a role, a password hash
+    written there) is refused on the record, not made the lab's own by the customer's (or a token thief's)
+    change."""
     if is_staff_member(user):
         # A lab admin keeps staff accounts (lab/staff/admin/); here a staff session could seal a role a
         # database administrator granted (the API accepts the /lab/ session for the auditors' console).
@@ -127,11 +131,16 @@ def customer_update(
         )
     fields: list[str] = []
     password_read: str | None = None  # the hash the current password was checked against
-    if new_password is not None:
+    changes_email = email is not None and email.lower() != user.email
+    if new_password is not None or changes_email:
+        # Before the e-mail is looked up: whether another account has it (409) is no answer to a token alone.
+        confirms = "password_change" if new_password is not None else "email_change"
         if not current_password or not password_confirm(
-            user=user, password=current_password, client_ip=client_ip, confirms="password_change"
+            user=user, password=current_password, client_ip=client_ip, confirms=confirms
         ):
             raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
+        password_read = user.password
+    if new_password is not None:
         # The roles read once: the seal is checked and made again on the same ones, so a role written in
         # the database meanwhile is never sealed (the new seal then fails, and the account is refused).
         roles = set(user_roles(user))
@@ -142,14 +151,13 @@ def customer_update(
             validate_password(new_password, user=user)
         except ValidationError as error:
             raise DomainError(AccountError.WEAK_PASSWORD, " ".join(error.messages)) from error
-        password_read = user.password
         user.set_password(new_password)
         user.account_seal = account_seal_of(user, roles=roles)
         fields += ["password", "account_seal"]
     if full_name is not None:
         user.full_name = full_name
         fields.append("full_name")
-    if email is not None and email.lower() != user.email:
+    if email is not None and changes_email:
         if User.objects.filter(email=email.lower()).exclude(pk=user.pk).exists():
             raise Conflict(AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists.")
         user.email = email.lower()
@@ -210,6 +218,11 @@ def _customer_save(
                 channel=SecurityEvent.Channel.API,
                 user=user,
                 detail={"tokens_revoked": revoked},
+            )
+        if "email" in fields:
+            # Neither address: the log names the account, and an erasure deletes it with the account.
+            SecurityEvent.objects.create(
+                kind=SecurityEvent.Kind.EMAIL_CHANGED, channel=SecurityEvent.Channel.API, user=user
             )
     return user
 

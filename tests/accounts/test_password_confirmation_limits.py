@@ -1,4 +1,5 @@
-"""The password My Account asks for again (PATCH me's `current_password`, DELETE me's `password`) is counted
+"""The password My Account asks for again (PATCH me's `current_password` for a new password or e-mail, DELETE
+me's `password`) is counted
 and limited with the account's sign-ins (lab/accounts/signin.py): checked on its own, a stolen token was a
 licence for unlimited guesses, with no security event, no lock and no throttle."""
 
@@ -108,3 +109,48 @@ def test_a_right_current_password_clears_the_accounts_count_as_a_sign_in_does():
     assert (confirmed.status_code, confirmed.json().get("code")) == (400, "weak_password")
     assert not SecurityEvent.objects.filter(kind="sign_in_locked").exists()
     assert User.objects.get(pk=customer.pk).check_password(PASSWORD)
+
+
+def test_an_email_change_does_not_start_the_accounts_count_of_wrong_passwords_again():
+    # Before, a token alone changed the e-mail, and the count, kept under the e-mail, began again: unlimited
+    # guesses at the password, three at a time.
+    customer = UserFactory.create(email="di@example.org")
+    client = token_client(customer.email)
+
+    guesses = [change_password(client, f"guess {n}") for n in range(3)]
+    moved = client.patch(
+        "/api/v1/me", {"email": "di.elsewhere@example.org", "current_password": PASSWORD}, format="json"
+    )
+    moved_without = client.patch("/api/v1/me", {"email": "di.elsewhere@example.org"}, format="json")
+    another = change_password(client, "guess 3")
+
+    assert guesses == [(403, "wrong_password")] * 3
+    assert (moved.status_code, moved.json().get("code")) == (429, "sign_in_locked")
+    assert (moved_without.status_code, moved_without.json().get("code")) == (403, "wrong_password")
+    assert another == (429, "sign_in_locked")
+    customer.refresh_from_db()
+    assert (customer.email, customer.check_password(PASSWORD)) == ("di@example.org", True)
+    assert not SecurityEvent.objects.filter(kind="email_changed").exists()
+
+
+def test_wrong_passwords_for_an_email_change_count_with_those_for_a_password_change():
+    customer = UserFactory.create(email="eve@example.org")
+    client = token_client(customer.email)
+
+    guesses = [change_password(client, f"guess {n}") for n in range(2)]
+    moved = client.patch(
+        "/api/v1/me", {"email": "eve.elsewhere@example.org", "current_password": "guess 2"}, format="json"
+    )
+    right = client.patch(
+        "/api/v1/me", {"email": "eve.elsewhere@example.org", "current_password": PASSWORD}, format="json"
+    )
+
+    assert guesses == [(403, "wrong_password")] * 2
+    assert (moved.status_code, moved.json().get("code")) == (403, "wrong_password")
+    assert (right.status_code, right.json().get("code")) == (429, "sign_in_locked")
+    assert User.objects.get(pk=customer.pk).email == "eve@example.org"
+    lock = SecurityEvent.objects.get(kind="sign_in_locked")
+    assert (lock.user_id, lock.detail) == (
+        customer.pk,
+        {"scope": "account", "failures": 3, "seconds": 900, "confirms": "email_change"},
+    )

@@ -9,7 +9,7 @@ from django.db import connection
 
 from lab.accounts.models import Consent, PolicyVersion, User
 from lab.accounts.services import policy_current
-from tests.builders import TOO_LONG_EMAILS, UserFactory, new_customer
+from tests.builders import PASSWORD, TOO_LONG_EMAILS, UserFactory, new_customer
 from tests.support.database_locks import committed_right_after_the_check
 
 pytestmark = pytest.mark.django_db
@@ -157,7 +157,9 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_409_and_changes_noth
     # change to that address, right after the check
     with committed_right_after_the_check("new@example.org", first_takes_it):
         response = api.patch(
-            "/api/v1/me", {"email": "new@example.org", "full_name": "Renamed"}, format="json"
+            "/api/v1/me",
+            {"email": "new@example.org", "full_name": "Renamed", "current_password": PASSWORD},
+            format="json",
         )
 
     # then it is the same 409 as when the address was taken before, and nothing of the request was saved

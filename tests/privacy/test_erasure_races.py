@@ -250,6 +250,7 @@ def test_a_my_account_change_sent_while_the_account_is_being_erased_does_not_bri
             email="w.q@example.net",
             address=ADDRESS,
             marketing_opt_in=True,
+            current_password=PASSWORD,  # a new e-mail needs it
         ),
     )
 
