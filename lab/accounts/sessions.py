@@ -6,6 +6,11 @@ cookie and be that supervisor, and every photo viewed would be recorded under th
 row holds HMAC(SECRET_KEY, salted for this use) of the key, so nothing read from the database opens a session.
 A SECRET_KEY rotation signs everyone out.
 
+A session's data is signed for its own key. Django signs it under SECRET_KEY with one salt for every session,
+so someone who can write the table could copy a live admin's session data onto the row of a session whose
+cookie they hold, and be the admin. Here the salt also names the session's key, so data copied from another
+row does not decode: that session is empty (signed out). Deploying this signed every session out once.
+
 A session's expiry is written and judged on the database's clock (as claims and photo grants are: lab/lib/
 clock.py), not on the clock of the web host that happens to serve the request: a host running behind kept
 idle staff sessions alive past their idle timeout, one running ahead signed everyone out.
@@ -34,6 +39,12 @@ class SessionStore(db.SessionStore):
     # The database's clock when this session was read (None: not read from the database): what the staff
     # pages' idle timeout is judged by, with no query of its own (lab/staff/middleware.py).
     read_at: datetime | None = None
+
+    @property
+    def key_salt(self) -> str:
+        # Data is encoded (create, save, cycle_key) and decoded (load) with the session's key already set:
+        # create() picks the new key before it saves, and load() reads the row under the cookie's key.
+        return f"{super().key_salt}:{self.session_key}"
 
     def _get_session_from_db(self) -> Any:
         assert self.session_key is not None

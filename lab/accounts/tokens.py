@@ -1,5 +1,5 @@
-"""Customers' API tokens: issue (the key is shown once), authenticate by the key's hash and the row's binding
-to its owner, list, revoke.
+"""Customers' API tokens: issue (the key is shown once), authenticate by the key's hash, the row's binding
+to its owner and the owner's account seal, list, revoke.
 
 Staff never hold API tokens: their work is on the /lab/ pages, under the staff pages' idle rule.
 """
@@ -22,7 +22,7 @@ from django.utils import timezone
 from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member, roles_known
-from lab.accounts.seal import account_seal_required
+from lab.accounts.seal import account_seal_holds, account_seal_required
 from lab.lib.errors import Conflict, NotFound, PermissionDenied
 from lab.lib.seals import seal_holds, seal_of
 
@@ -116,8 +116,9 @@ def _tokens_over_cap_revoke(*, user: User, client_ip: str | None) -> None:
     )
 
 
-def api_token_authenticate(*, key: str) -> tuple[User, ApiToken] | None:
-    """The token's active customer, or None: unknown keys, inactive users and staff are all refused."""
+def api_token_authenticate(*, key: str, client_ip: str | None = None) -> tuple[User, ApiToken] | None:
+    """The token's active customer, or None: unknown keys, inactive users, staff, a token not bound to its
+    owner and an account whose seal does not hold (lab/accounts/seal.py) are all refused."""
     if TOKEN_KEY.fullmatch(key) is None:
         return None
     # The token, its user and the user's roles in one query (a row per role, one row when there is none):
@@ -130,11 +131,28 @@ def api_token_authenticate(*, key: str) -> tuple[User, ApiToken] | None:
     if not rows:
         return None
     token = rows[0]
-    roles_known(token.user, [row.role_name for row in rows if row.role_name is not None])
+    roles = [row.role_name for row in rows if row.role_name is not None]
+    roles_known(token.user, roles)
     if not token.user.is_active or is_staff_member(token.user):
         return None
     if not _is_bound(token):
         logger.error("api token not bound to its owner refused token=%s", token.public_id)
+        return None
+    # The binding covers the owner's public id, a column a DBA can write: moved to another account with the
+    # token, it would hold for that account. That account's seal (of its public id) then does not, so the
+    # token is refused like a bad one, on the record as the sign-in refuses it (no query when the seal holds).
+    if not account_seal_holds(token.user, roles=roles):
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.ACCOUNT_SEAL_BROKEN,
+            channel=SecurityEvent.Channel.API,
+            user=token.user,
+            client_ip=client_ip,
+        )
+        logger.error(
+            "api token of an account changed outside the lab refused token=%s user=%s",
+            token.public_id,
+            token.user.public_id,
+        )
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:

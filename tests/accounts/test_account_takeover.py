@@ -74,6 +74,26 @@ def test_a_token_moved_to_another_account_authenticates_nobody():
     assert as_token(str(body["token"])).get("/api/v1/me").status_code == 401
 
 
+def test_a_token_moved_to_another_account_with_its_public_id_reads_nothing_of_that_account():
+    # given the DBA's own customer account with a token, and another customer's photo
+    dba_account = UserFactory.create()
+    victim = UserFactory.create()
+    photo = asset_for(victim)
+    status, body = token_for(dba_account.email, PASSWORD)
+    key = str(body["token"])
+    assert status == 200 and as_token(key).get("/api/v1/me").status_code == 200
+
+    # when the DBA moves the token and its owner's public id (which its binding covers) to the victim's row
+    dba("UPDATE accounts_user SET public_id = gen_random_uuid() WHERE id = %s", dba_account.pk)
+    dba("UPDATE accounts_user SET public_id = %s WHERE id = %s", str(dba_account.public_id), victim.pk)
+    dba("UPDATE accounts_apitoken SET user_id = %s WHERE user_id = %s", victim.pk, dba_account.pk)
+
+    # then the token authenticates nobody (the victim's account seal no longer holds), on the record
+    assert as_token(key).get("/api/v1/me").status_code == 401
+    assert as_token(key).get(f"/api/v1/assets/{photo.pk}/content").status_code == 401
+    assert SecurityEvent.objects.filter(user=victim, kind="account_seal_broken").count() == 2
+
+
 def test_the_customers_own_password_change_and_registration_keep_the_account_usable():
     registered = APIClient().post(
         "/api/v1/accounts",

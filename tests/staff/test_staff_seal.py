@@ -18,6 +18,7 @@ from django.test import Client
 from django.utils.html import escape
 
 from lab.accounts.models import SecurityEvent, User
+from lab.accounts.sessions import stored_key
 from lab.audit.models import AuditRecord
 from lab.audit.staff_seal import REFUSAL_MESSAGE
 from tests.builders import PASSWORD, client_as, person
@@ -200,6 +201,54 @@ def test_a_live_session_read_from_the_database_opens_nothing():
         thief.cookies["sessionid"] = key
         assert thief.get("/lab/board/").status_code == 302  # sent to the sign-in page
     assert client.get("/lab/board/").status_code == 200  # the supervisor's own session goes on
+
+
+def session_data_of(client: Client) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT session_data FROM django_session WHERE session_key = %s",
+            [stored_key(client.cookies["sessionid"].value)],
+        )
+        return str(cursor.fetchone()[0])
+
+
+def test_an_admins_session_data_copied_onto_a_technicians_session_opens_nothing():
+    """A session's data is signed for its own key: a technician who copies a live admin's session data onto
+    the row of their own session (whose cookie they hold) is signed out, not the admin."""
+    admin, _ = client_as("admin")
+    technician, _ = client_as("technician")
+    assert admin.get(ADMIN).status_code == 200 and technician.get(ADMIN).status_code == 403
+
+    dba(
+        "UPDATE django_session SET session_data = %s WHERE session_key = %s",
+        session_data_of(admin),
+        stored_key(technician.cookies["sessionid"].value),
+    )
+
+    assert technician.get(ADMIN).status_code == 302  # an empty session: sent to the sign-in page
+    assert technician.get("/lab/board/").status_code == 302
+    assert admin.get(ADMIN).status_code == 200  # the admin's own session goes on
+
+
+def test_a_session_goes_on_across_requests_and_across_the_sign_ins_new_key():
+    # given a session that holds something before the sign-in (whose new key it keeps, re-signed for it)
+    technician = person("technician")
+    client = Client()
+    session = client.session
+    session["before_sign_in"] = "kept"
+    session.save()
+    before = session.session_key
+
+    response = client.post("/lab/login/", {"email": technician.email, "password": PASSWORD})
+
+    assert response.status_code == 302 and client.cookies["sessionid"].value != before
+    assert client.session["before_sign_in"] == "kept"
+    assert [client.get("/lab/board/").status_code for _ in range(3)] == [200, 200, 200]
+    # and a key cycled again (as another sign-in would) keeps it signed in under the new key
+    session = client.session
+    session.cycle_key()
+    client.cookies["sessionid"] = str(session.session_key)
+    assert client.get("/lab/board/").status_code == 200 and client.session["before_sign_in"] == "kept"
 
 
 def test_the_first_lab_admin_is_made_on_the_app_host_sealed_and_on_the_record(tmp_path):
