@@ -10,9 +10,13 @@ is `Cache-Control: no-store`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
-from django.contrib.auth.decorators import login_required
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import resolve_url
 from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt
 
@@ -86,15 +90,29 @@ def _from_another_site(request: HttpRequest) -> HttpResponse | None:
     )
 
 
+def _gate_request(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Who may reach the gate at all. A request another site started is turned away first, unrecorded and
+    signed in or not: the person did not make it. Anyone else anonymous goes to the login page, unrecorded,
+    and without this URL as `next` (nor is it ever one: lab/staff/views/common.py), so that a link someone
+    else wrote does not become, after the sign-in, a same-origin request that opens a grant in their name."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if (foreign := _from_another_site(request)) is not None:
+            return foreign
+        if not request.user.is_authenticated:
+            return _no_store(HttpResponseRedirect(resolve_url(settings.LOGIN_URL)))
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 # CSRF-exempt so that a POST (or any other method) reaches the gate and is recorded as refused, instead of
-# being turned away unrecorded by the CSRF check; no method but GET ever gets further. A request another
-# site started is turned away first, unrecorded: the person did not make it.
+# being turned away unrecorded by the CSRF check; no method but GET ever gets further.
 @csrf_exempt
-@login_required
+@_gate_request
 def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpResponse:
     assert isinstance(request.user, User)
-    if (foreign := _from_another_site(request)) is not None:
-        return foreign
     meta = request_meta(request)
     try:
         if request.method != "GET":
@@ -134,12 +152,10 @@ def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpRespon
 
 
 @csrf_exempt
-@login_required
+@_gate_request
 def staff_photo_unknown(request: HttpRequest, rest: str) -> HttpResponse:
     """Every other path under /lab/photos/: no photo, but the attempt is on the record."""
     assert isinstance(request.user, User)
-    if (foreign := _from_another_site(request)) is not None:
-        return foreign
     try:
         image_request_refuse(
             user=request.user, path=request.path, rule="unknown_path", meta=request_meta(request)

@@ -13,13 +13,15 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from lab.accounts.models import SecurityEvent
 from lab.audit.records import request_meta
 from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
 from lab.lib.clock import database_now
 from lab.staff.access import forbidden, login_redirect
+from lab.staff.views.common import leads_to_the_photo_gate
 
 STAFF_PREFIX = "/lab/"
 LAST_ACTIVITY_KEY = "staff_last_activity"
@@ -88,6 +90,9 @@ class StaffPagesMiddleware:
         if isinstance(last_activity, int | float) and now - last_activity > idle_seconds_allowed():
             logout(request)  # flushes the session and rotates its key
             messages.info(request, "Your session ended after a period of inactivity. Please sign in again.")
+            if leads_to_the_photo_gate(request.path):
+                # Never back to the gate after the sign-in: the request may be a link someone else wrote.
+                return HttpResponseRedirect(reverse("staff:login"))
             return login_redirect(request)
         if last_activity is None or not getattr(view_func, "staff_is_passive", False):
             request.session[LAST_ACTIVITY_KEY] = now

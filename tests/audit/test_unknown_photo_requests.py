@@ -3,13 +3,16 @@ a path the gate does not serve, another method, a wrong purpose. None returns im
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
+from django.utils.http import urlencode
 
-from lab.audit.models import AuditRecord
+from lab.audit.models import AccessGrant, AuditRecord
 from lab.production.models import PrintJob
-from tests.builders import client_as, hotfolder_printer, released_order
+from lab.staff.middleware import LAST_ACTIVITY_KEY
+from tests.builders import PASSWORD, client_as, hotfolder_printer, person, released_order
 
 pytestmark = pytest.mark.django_db
 
@@ -129,8 +132,6 @@ def test_a_request_another_site_started_opens_no_grant_and_writes_nothing_in_the
     """A link posted in a chat, or an <img> on another page, that a signed-in technician's browser follows:
     before, it opened a grant and recorded a view "for personal curiosity" in their name (or a flagged
     refusal, for any path under /lab/photos/), all words of whoever wrote the link."""
-    from lab.audit.models import AccessGrant
-
     client, _ = client_as("technician")
     url = path.format(asset=job.item.asset_id)
     forged = {**printing(job), "justification": "personal curiosity"}
@@ -143,6 +144,67 @@ def test_a_request_another_site_started_opens_no_grant_and_writes_nothing_in_the
     own = client.get(url, printing(job), HTTP_SEC_FETCH_SITE="same-origin")
     acted = (own.status_code, AccessGrant.objects.count(), AuditRecord.objects.count())
     assert acted == ((303, 1, 0) if path.endswith("preview") else (404, 0, 1))  # a grant, or a denial
+
+
+def forged_link(job: PrintJob) -> str:
+    """A link someone else wrote, to be opened by a technician: a view "for personal curiosity"."""
+    query = urlencode({**printing(job), "justification": "personal curiosity"})
+    return f"/lab/photos/{job.item.asset_id}/preview?{query}"
+
+
+def views_in_their_name() -> tuple[int, int]:
+    return AccessGrant.objects.count(), AuditRecord.objects.filter(action__startswith="image.").count()
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "same-origin", "none"])
+def test_a_forged_photo_link_does_not_survive_the_sign_in(job, client, site):
+    """A signed-out technician opening the link was sent to the login page with the gate as `next`; after
+    the sign-in the lab's own login page sent them on to it (same-origin, so not refused as another site's),
+    which opened a grant and recorded a view with the link writer's purpose and words in their name."""
+    technician = person("technician")
+    link = forged_link(job)
+
+    opened = client.get(link, HTTP_SEC_FETCH_SITE=site)
+
+    if site in ("cross-site", "same-site"):  # refused as when signed in, not sent to sign in first
+        assert (opened.status_code, opened.json()["code"]) == (403, "request_from_another_site")
+    else:  # to the login page, but not back here afterwards
+        assert (opened.status_code, opened["Location"]) == (302, "/lab/login/")
+    page = client.get("/lab/login/", {"next": link}, HTTP_SEC_FETCH_SITE=site)
+    assert page.status_code == 200 and "/lab/photos/" not in page.content.decode()
+    signed_in = client.post(
+        "/lab/login/",
+        {"email": technician.email, "password": PASSWORD, "next": link},
+        HTTP_SEC_FETCH_SITE="same-origin",
+    )
+    assert (signed_in.status_code, signed_in["Location"]) == (302, "/lab/")
+    client.get(signed_in["Location"], HTTP_SEC_FETCH_SITE="same-origin")  # the browser follows it
+    assert client.get("/lab/login/", {"next": link}, HTTP_SEC_FETCH_SITE=site)["Location"] == "/lab/"
+    assert views_in_their_name() == (0, 0)
+
+
+@pytest.mark.parametrize("site", ["cross-site", "none"])
+def test_a_forged_photo_link_opened_after_the_idle_timeout_does_not_survive_the_sign_in(job, settings, site):
+    """The idle timeout signed the technician out and sent them to the login page with the whole link as
+    `next`: signing in again opened the grant and recorded the view in their name."""
+    client, technician = client_as("technician")
+    assert client.get("/lab/").status_code == 200
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - settings.SESSION_COOKIE_AGE - 1
+    session.save()
+
+    opened = client.get(forged_link(job), HTTP_SEC_FETCH_SITE=site)
+
+    assert (opened.status_code, opened["Location"]) == (302, "/lab/login/")
+    assert "_auth_user_id" not in client.session
+    signed_in = client.post(
+        "/lab/login/",
+        {"email": technician.email, "password": PASSWORD, "next": forged_link(job)},
+        HTTP_SEC_FETCH_SITE="same-origin",
+    )
+    assert (signed_in.status_code, signed_in["Location"]) == (302, "/lab/")
+    client.get(signed_in["Location"], HTTP_SEC_FETCH_SITE="same-origin")  # the browser follows it
+    assert views_in_their_name() == (0, 0)
 
 
 @pytest.mark.parametrize("field", ["justification", "purpose", "context_type", "context_id"])
