@@ -95,11 +95,18 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
     return Target(scheme=parts.scheme, host=parts.hostname, port=port, path=path, address=addresses[0])
 
 
+# IPv6 is global unicast only inside 2000::/3: Python calls much outside it global too, such as site-local
+# `fec0::1`, multicast `ff02::1` and the SIIT-translated `::ffff:0:a9fe:a9fe` (169.254.169.254), which were
+# let through. Outside 2000::/3 only the forms below are accepted, and then as the IPv4 address they carry.
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits and reach it: NAT64's well-known and
-# local-use prefixes (RFC 6052, RFC 8215) and the deprecated IPv4-compatible form.
+# local-use prefixes (RFC 6052, RFC 8215), IPv4-mapped, IPv4-translated (RFC 2765 SIIT) and the deprecated
+# IPv4-compatible form. 6to4 (2002::/16) and Teredo (2001::/32) carry theirs elsewhere, inside 2000::/3.
 _IPV4_IN_LAST_32_BITS = (
     ipaddress.ip_network("64:ff9b::/96"),
     ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::ffff:0:0/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
     ipaddress.ip_network("::/96"),
 )
 
@@ -107,13 +114,16 @@ _IPV4_IN_LAST_32_BITS = (
 def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Global, and so is every IPv4 address it carries: Python calls `64:ff9b::a9fe:a9fe` (NAT64 for
     169.254.169.254), `2002:a9fe:a9fe::1` (6to4) and `::127.0.0.1` global, and on a network that routes
-    them each reaches the IPv4 address inside."""
-    if not ip.is_global:
-        return False
+    them each reaches the IPv4 address inside. An IPv6 address outside global unicast (2000::/3) is refused
+    unless it is one of the forms that carry an IPv4 address, and then judged by that address alone."""
     if isinstance(ip, ipaddress.IPv4Address):
-        return True
-    inside = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
-    inside += [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in _IPV4_IN_LAST_32_BITS if ip in net]
+        return ip.is_global
+    carries_ipv4 = any(ip in net for net in _IPV4_IN_LAST_32_BITS)
+    if not (ip.is_global and ip in _GLOBAL_UNICAST) and not carries_ipv4:
+        return False
+    inside = [ip.sixtofour, *(ip.teredo or ())]
+    if carries_ipv4:
+        inside.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return all(v4.is_global for v4 in inside if v4 is not None)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from lab.lib.clock import database_now
@@ -61,7 +61,8 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
 
 # Order events older than this are not notified late by the sweep: a days-old "in production" mail misleads.
 SWEEP_WINDOW = timedelta(hours=24)
-# A sweep stops after this many sends failed one after another for want of a mail server.
+# After this many sends failed one after another for want of a mail server, a sweep judges it down: it sends
+# no more e-mails, but still claims the events never claimed, for their webhooks (see notifications_sweep).
 SWEEP_FAILURES_IN_A_ROW = 3
 # A sweep takes no new message after this long, well inside its task's hard time limit (300 s,
 # workers/notify_tasks.py): one e-mail after another to a slow mail server, a backlog ran into the limit and
@@ -79,6 +80,13 @@ def notifications_sweep() -> int:
     claimed by a worker that died before it recorded the outcome (its pool process killed: Celery acknowledges
     such a message) once its claim lease has run out. The latter may have been sent just before the worker
     died; the customer then gets it twice, which SMTP cannot rule out.
+
+    Webhooks do not wait for the mail server: they are emitted when an event is first claimed, so the events
+    never claimed come first (a backlog of failed e-mails no longer stands in front of them), and once the
+    mail server is judged down the sweep goes on claiming those, their e-mail left `failed` unsent for the
+    next sweep. Before, a mail server down stopped the sweep after three sends, and the webhooks of every lost
+    status change behind them waited for it, for ever once past the sweep's window, though their receivers
+    were up.
     """
     now = database_now()  # claims' leases are judged on the clock every host shares (lab/lib/clock.py)
     handled = Notification.objects.exclude(status=Notification.Status.FAILED).exclude(
@@ -91,33 +99,43 @@ def notifications_sweep() -> int:
             created_at__lt=now - timedelta(seconds=settings.NOTIFY_SWEEP_SECONDS),
         )
         .exclude(pk__in=handled.values("order_event_id"))
-        .order_by("pk")
+        .annotate(claimed=Exists(Notification.objects.filter(order_event_id=OuterRef("pk"))))
+        .order_by("claimed", "pk")  # never claimed (webhooks owed as well) before failed or abandoned
     )
     sent = failures_in_a_row = 0
+    mail_down = False
     started = time.monotonic()
     for index, event in enumerate(events[:500]):
         if index and time.monotonic() - started > SWEEP_TIME_BUDGET_SECONDS:  # (one message at least)
             logger.info("notifications sweep out of time sent=%s: the rest is for the next sweep", sent)
             break
+        if mail_down and event.claimed:
+            break  # its webhooks went out when it was claimed; its e-mail, like all after it, waits
+        if event.kind == "created":
+            kind, email_kind = Notification.Kind.ORDER_RECEIVED, emails.RECEIVED
+        else:
+            kind, email_kind = Notification.Kind.STATUS_CHANGED, event.to_status
         try:
-            if event.kind == "created":
-                _notify(order_event=event, kind=Notification.Kind.ORDER_RECEIVED, email_kind=emails.RECEIVED)
-            else:
-                _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=event.to_status)
+            _notify(order_event=event, kind=kind, email_kind=email_kind, send=not mail_down)
         except MailRefused:
             continue  # this message only (it stays `failed`, taken up next time): never holds up the others
         except OSError:
-            # The mail server is unreachable: after a few in a row, leave the rest to the next sweep.
+            # The mail server is unreachable: after a few in a row, send no more (the rest for the next sweep)
+            # but go on claiming the events never claimed, which emits their webhooks.
             failures_in_a_row += 1
             if failures_in_a_row == SWEEP_FAILURES_IN_A_ROW:
-                break
+                mail_down = True
+                logger.warning("notifications sweep: the mail server is down; claiming for webhooks only")
             continue
-        failures_in_a_row = 0
-        sent += 1
+        if not mail_down:  # (else it was only claimed, its e-mail left unsent)
+            failures_in_a_row = 0
+            sent += 1
     return sent
 
 
-def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
+def _notify(*, order_event: OrderEvent, kind: str, email_kind: str, send: bool = True) -> None:
+    """Claim the event (emitting its webhooks the first time) and send its e-mail; with `send` false (the
+    mail server is down) an e-mail that would go out is left `failed`, unsent, for the next sweep."""
     notification = _claim(order_event=order_event, kind=kind)
     if notification is None:
         logger.info("notification already handled order_event=%s", order_event.pk)
@@ -138,6 +156,10 @@ def _notify(*, order_event: OrderEvent, kind: str, email_kind: str) -> None:
         return
     if not emails.order_recipient(order=order):
         _finish_skipped(notification=notification, reason="no_recipient")
+        return
+    if not send:
+        Notification.objects.filter(pk=notification.pk).update(status=Notification.Status.FAILED)
+        logger.info("notification left unsent notification=%s order=%s", notification.pk, order.ref)
         return
     message = emails.order_email(order=order, kind=email_kind)
     try:

@@ -7,6 +7,7 @@ import logging
 import time
 import traceback
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -374,7 +375,7 @@ def test_a_mail_that_failed_past_its_retries_is_sent_by_the_sweep_and_a_refused_
     assert statuses == {**{order.pk: "failed" for order in refused}, first.pk: "sent", second.pk: "sent"}
 
 
-def test_a_sweep_stops_when_the_mail_server_refuses_several_in_a_row(settings):
+def test_a_sweep_sends_no_more_once_the_mail_server_failed_several_in_a_row(settings):
     orders = [order_for(new_customer()) for _ in range(5)]
     for order in orders:
         _old_enough(order)
@@ -384,8 +385,105 @@ def test_a_sweep_stops_when_the_mail_server_refuses_several_in_a_row(settings):
 
     assert services.notifications_sweep() == 0
 
-    # three tried and failed; the other two wait for the next sweep
-    assert sorted(Notification.objects.values_list("status", flat=True)) == ["failed"] * 3
+    # three tried and failed; the other two are claimed (for their webhooks) and wait for the next sweep
+    notifications = Notification.objects.order_by("order_id").values_list("status", "send_attempts")
+    assert list(notifications) == [("failed", 1)] * 3 + [("failed", 0)] * 2
+
+
+def _mail_server_down(settings: Any) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = free_port()  # nothing listens there: connection refused
+
+
+def _paid_with_a_webhook_endpoint() -> Order:
+    """An order of a customer with a webhook endpoint, moved to paid; its task message was lost."""
+    customer = new_customer(email="ada@example.net")
+    WebhookEndpoint.objects.create(
+        owner=customer,
+        url="https://hooks.example.net/lab",
+        secret="s" * 32,
+        event_types=["order.status_changed"],
+    )
+    order = order_for(customer)
+    order_move(order, "paid")
+    _old_enough(order)
+    return order
+
+
+def test_a_sweep_while_the_mail_server_is_down_still_emits_the_webhooks_of_a_lost_status_change(settings):
+    """While the mail server was down, the sweep retried the failed e-mails first, stopped after three
+    failures, and never reached a lost status change: its webhooks, whose receivers were up, were not sent
+    (and never, once past the sweep's 24 h)."""
+    # given three "order received" mails that failed past their retries (the mail server is down)
+    _mail_server_down(settings)
+    for order in [order_for(new_customer()) for _ in range(3)]:
+        with pytest.raises(OSError):
+            notify_order_created(order_id=order.pk)
+        _old_enough(order)
+    # and an order moved to paid whose task message was lost, of a customer with a webhook endpoint
+    paid = _paid_with_a_webhook_endpoint()
+
+    # when the sweep runs with the mail server still down
+    services.notifications_sweep()
+
+    # then its order.status_changed webhook is emitted
+    assert list(WebhookEvent.objects.filter(order=paid).values_list("event_type", flat=True)) == [
+        "order.status_changed"
+    ]
+
+    # and once the mail server is back the next sweep sends its e-mail, and no second webhook
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    services.notifications_sweep()
+    assert [m.subject for m in mail.outbox if m.to == ["ada@example.net"]].count(
+        f"Payment confirmed for order {paid.ref}"
+    ) == 1
+    assert WebhookEvent.objects.filter(order=paid).count() == 1
+    assert Notification.objects.get(order=paid, order_status="paid").status == "sent"
+
+
+def test_a_sweep_that_judged_the_mail_server_down_goes_on_claiming_lost_events_for_their_webhooks(settings):
+    # given four orders whose "received" messages were lost, then a lost status change with a webhook
+    # endpoint, and the mail server down
+    orders = [order_for(new_customer()) for _ in range(4)]
+    for order in orders:
+        _old_enough(order)
+    paid = _paid_with_a_webhook_endpoint()
+    _mail_server_down(settings)
+
+    # when the sweep runs, then three sends fail and it sends no more, but still claims the rest
+    assert services.notifications_sweep() == 0
+    assert WebhookEvent.objects.filter(order=paid).count() == 1
+    attempts = Notification.objects.order_by("order_event_id").values_list("status", "send_attempts")
+    assert list(attempts) == [("failed", 1)] * 3 + [("failed", 0)] * 3
+
+    # and the next sweep, with the mail server back, sends every e-mail once, and no webhook again
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert services.notifications_sweep() == 6
+    assert services.notifications_sweep() == 0
+    assert len(mail.outbox) == 6
+    assert WebhookEvent.objects.filter(order=paid).count() == 1
+
+
+def test_a_sweep_takes_the_events_never_claimed_before_the_failed_ones(settings, monkeypatch):
+    """A failed e-mail owes only itself; an event never claimed also owes its webhooks: it goes first, so a
+    backlog of failed e-mails (500 a sweep, 120 s) does not hold up webhooks."""
+    # given an e-mail that failed, then a lost status change with a webhook endpoint, and a sweep with time
+    # for one message
+    _mail_server_down(settings)
+    failed = order_for(new_customer())
+    with pytest.raises(OSError):
+        notify_order_created(order_id=failed.pk)
+    _old_enough(failed)
+    paid = _paid_with_a_webhook_endpoint()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    notify_order_created(order_id=paid.pk)  # its "received" went out; its "paid" message was lost
+    monkeypatch.setattr(services, "SWEEP_TIME_BUDGET_SECONDS", 0.0)
+
+    # when the sweep runs, then it takes up the lost status change first
+    assert services.notifications_sweep() == 1
+    assert WebhookEvent.objects.filter(order=paid).count() == 1
+    assert Notification.objects.get(order=failed).status == "failed"
 
 
 def test_a_hold_for_a_dispute_asks_the_customer_nothing():

@@ -72,6 +72,13 @@ def test_two_endpoints_get_different_secrets(local_webhooks, receiver):
         pytest.param("https://[2002:a9fe:a9fe::1]/hooks", "url_target_not_allowed", id="6to4-metadata"),
         pytest.param("https://[::127.0.0.1]/hooks", "url_target_not_allowed", id="ipv4-compatible-loopback"),
         pytest.param("https://[::ffff:10.0.0.8]/hooks", "url_target_not_allowed", id="ipv4-mapped"),
+        # IPv6 outside global unicast (2000::/3) that Python calls global: was let through
+        pytest.param("https://[::ffff:0:a9fe:a9fe]/hooks", "url_target_not_allowed", id="siit-metadata"),
+        pytest.param("https://[::ffff:0:7f00:1]/hooks", "url_target_not_allowed", id="siit-loopback"),
+        pytest.param("https://[fec0::1]/hooks", "url_target_not_allowed", id="site-local"),
+        pytest.param("https://[ff02::1]/hooks", "url_target_not_allowed", id="multicast"),
+        pytest.param("https://[fc00::1]/hooks", "url_target_not_allowed", id="unique-local"),
+        pytest.param("https://[100::1]/hooks", "url_target_not_allowed", id="discard-only"),
         ("http://hooks.example.com/lab", "url_scheme_not_allowed"),
         ("https://user:pw@hooks.example.com/lab", "url_invalid"),
         pytest.param("https://" + "\u00fc" * 60 + ".example/lab", "url_invalid", id="idna-refused-was-a-500"),
