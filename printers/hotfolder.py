@@ -19,16 +19,23 @@ A ticket still in FOLDER is `pending`. Files and tickets appear atomically: each
 hidden temporary name in the same folder, fsynced and renamed with os.replace, the ticket last, so a
 device that only reads `*.json` never sees a partial job. Job ids are uuid4 hex strings.
 The device moves the print file along with its ticket or deletes it; we never rely on either.
+
+A state sub-folder that does not exist holds no ticket. FOLDER itself missing, not a folder or not searchable
+(an unmounted share, a NAS rebooting, a folder the device re-owned), or a listing that fails, is no answer:
+the reads raise TransientPrinterError(printer_unreachable) then, never "no such job" (the lab would take that
+for nothing of ours being there, and send the job again).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -147,22 +154,45 @@ class HotFolderBackend(PrinterBackend):
                 code=errors.JOB_NOT_CANCELABLE, message=f"hot folder job {handle!r} is already {state.value}"
             )
         canceled_dir = self.folder / CANCELED_DIR
-        canceled_dir.mkdir(exist_ok=True)
         try:
-            # The rename is the commit point: it fails if the device took the ticket first.
-            os.replace(ticket_path, canceled_dir / ticket_path.name)
-        except FileNotFoundError:
-            raise errors.PermanentPrinterError(
-                code=errors.JOB_NOT_CANCELABLE, message=f"hot folder job {handle!r} was taken by the device"
-            ) from None
-        _fsync_directory(self.folder)
+            canceled_dir.mkdir(exist_ok=True)
+            try:
+                # The rename is the commit point: it fails if the device took the ticket first.
+                os.replace(ticket_path, canceled_dir / ticket_path.name)
+            except FileNotFoundError:
+                self._require_answering_folder()  # not the folder gone meanwhile: the device took it
+                raise errors.PermanentPrinterError(
+                    code=errors.JOB_NOT_CANCELABLE,
+                    message=f"hot folder job {handle!r} was taken by the device",
+                ) from None
+            _fsync_directory(self.folder)
+        except OSError as exc:
+            # Cancelled or not, the caller cannot know: asked again, a cancelled ticket is a no-op.
+            raise _unanswered(exc) from exc
         file_name = _read_ticket(canceled_dir / ticket_path.name).get("file_name", "")
         if file_name:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 (self.folder / Path(str(file_name)).name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                # The job is cancelled (its ticket is in canceled/): the device will not print the file left.
+                logger.warning("hot folder job %s canceled, its print file kept: %s", handle, exc.strerror)
         logger.info("hot folder job %s canceled", handle)
 
     def printer_status(self) -> PrinterStatus:
+        try:
+            return self._status()
+        except OSError as exc:
+            # A folder whose contents cannot be searched (EACCES: the device re-owned it; EIO): before, a bare
+            # PermissionError here ended every poll round before the printers after this one.
+            return PrinterStatus(
+                state=PrinterState.OFFLINE,
+                reasons=("offline", "folder-unreadable"),
+                message=exc.strerror or type(exc).__name__,
+            )
+
+    def _status(self) -> PrinterStatus:
         if not self.folder.exists():
             return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", "folder-missing"))
         if not self.folder.is_dir() or not os.access(self.folder, os.W_OK | os.X_OK):
@@ -181,7 +211,10 @@ class HotFolderBackend(PrinterBackend):
         )
 
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
-        return _jobs_titled(self._all_tickets(), title_prefix=title_prefix)
+        found = _jobs_titled(self._all_tickets(), title_prefix=title_prefix, must_read=True)
+        # A folder gone while it was read: a ticket read as missing then was the folder's, not the device's.
+        self._require_answering_folder()
+        return found
 
     def jobs_holding_documents(self, *, title_prefix: str) -> list[JobInfo]:
         """Finished tickets whose print file is still beside them: one listing of each final folder, and only
@@ -261,21 +294,57 @@ class HotFolderBackend(PrinterBackend):
             # A paused minilab still takes files into its inbox; the job simply waits, as in a CUPS queue.
             logger.info("hot folder %s is paused; job will wait", self.folder.name)
 
+    def _require_answering_folder(self) -> None:
+        """The folder is there to be read: a directory we may list and search. Else TransientPrinterError,
+        as from the CUPS backend when its server does not answer; never an empty answer."""
+        try:
+            mode = os.stat(self.folder).st_mode
+        except OSError as exc:
+            raise _unanswered(exc) from exc
+        if not stat.S_ISDIR(mode):
+            raise _unanswered(NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
+        if not os.access(self.folder, os.R_OK | os.X_OK):
+            raise _unanswered(PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+
     def _locate(self, handle: str) -> tuple[Path, JobState] | None:
+        """Where the job's ticket lies; None only when the folder answered and holds no such ticket."""
         if not _is_job_id(handle):
             return None
+        self._require_answering_folder()
         for directory, state in STATE_BY_DIRECTORY.items():
             ticket_path = self.folder / directory / f"{handle}{TICKET_SUFFIX}"
-            if ticket_path.is_file():
+            try:
+                mode = os.stat(ticket_path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not there, or no such state sub-folder
+            except OSError as exc:
+                raise _unanswered(exc) from exc
+            if stat.S_ISREG(mode):
                 return ticket_path, state
+        self._require_answering_folder()  # not found in a folder that went away meanwhile is no answer
         return None
 
     def _all_tickets(self) -> Iterator[tuple[Path, JobState]]:
+        self._require_answering_folder()
         for directory, state in STATE_BY_DIRECTORY.items():
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                for ticket_path in (self.folder / directory).iterdir():
-                    if ticket_path.suffix == TICKET_SUFFIX and _is_job_id(ticket_path.stem):
-                        yield ticket_path, state
+            for name in self._names_in(directory):
+                handle = name.removesuffix(TICKET_SUFFIX)
+                if name != handle and _is_job_id(handle):
+                    yield self.folder / directory / name, state
+
+    def _names_in(self, directory: str) -> list[str]:
+        """The names in one state folder: none when that sub-folder does not exist (the device makes it when
+        it first moves a ticket there). The folder itself not answering, or a listing that fails otherwise,
+        is TransientPrinterError."""
+        try:
+            return os.listdir(self.folder / directory)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            self._require_answering_folder()
+            if not directory:
+                raise _unanswered(exc) from exc  # the folder itself, gone and back during the listing
+            return []
+        except OSError as exc:
+            raise _unanswered(exc) from exc
 
     def _finished_tickets_with_files(self) -> Iterator[tuple[Path, JobState]]:
         for directory, state in STATE_BY_DIRECTORY.items():
@@ -303,20 +372,29 @@ class HotFolderBackend(PrinterBackend):
         return tuple(map(str, data.get("media_supported", []))), tuple(map(str, data.get("media_ready", [])))
 
 
-def _jobs_titled(tickets: Iterable[tuple[Path, JobState]], *, title_prefix: str) -> list[JobInfo]:
-    """The jobs of these tickets whose title starts with the prefix, oldest first."""
+def _jobs_titled(
+    tickets: Iterable[tuple[Path, JobState]], *, title_prefix: str, must_read: bool = False
+) -> list[JobInfo]:
+    """The jobs of these tickets whose title starts with the prefix, oldest first. `must_read`: a ticket that
+    cannot be read (an I/O error, not a ticket moved meanwhile or a bad one) is TransientPrinterError, not
+    left out of the answer."""
     found: list[tuple[str, JobInfo]] = []
     for ticket_path, state in tickets:
-        ticket = _read_ticket(ticket_path)
+        ticket = _read_ticket(ticket_path, must_read=must_read)
         if str(ticket.get("title", "")).startswith(title_prefix):
-            info = _job_info_from_ticket(ticket_path=ticket_path, state=state, handle=ticket_path.stem)
+            info = _job_info_from_ticket(
+                ticket_path=ticket_path, state=state, handle=ticket_path.stem, ticket=ticket
+            )
             found.append((str(ticket.get("submitted_at", "")), info))
     found.sort(key=lambda item: item[0])
     return [info for _, info in found]
 
 
-def _job_info_from_ticket(*, ticket_path: Path, state: JobState, handle: str) -> JobInfo:
-    ticket = _read_ticket(ticket_path)
+def _job_info_from_ticket(
+    *, ticket_path: Path, state: JobState, handle: str, ticket: dict[str, Any] | None = None
+) -> JobInfo:
+    if ticket is None:
+        ticket = _read_ticket(ticket_path, must_read=True)
     reason = str(ticket.get("reason", "")) if state is JobState.ABORTED else ""
     return JobInfo(
         handle=handle,
@@ -343,12 +421,26 @@ def _unix_seconds(value: Any) -> int | None:
     return int(moment.timestamp())
 
 
-def _read_ticket(path: Path) -> dict[str, Any]:
+def _unanswered(exc: OSError) -> errors.TransientPrinterError:
+    return errors.TransientPrinterError(
+        code=errors.PRINTER_UNREACHABLE,
+        message=f"cannot read hot folder: {exc.strerror or type(exc).__name__}",
+    )
+
+
+def _read_ticket(path: Path, *, must_read: bool = False) -> dict[str, Any]:
+    """The ticket's content; {} for one that is gone or is not a JSON object. `must_read`: one that cannot be
+    read (EIO, EACCES) is TransientPrinterError, not {} (a lookup would miss the job)."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError):
+    except OSError as exc:
+        if must_read:
+            raise _unanswered(exc) from exc
+        logger.warning("unreadable hot folder ticket %s", path.name)
+        return {}
+    except ValueError:
         # A device that rewrote a ticket badly must not hide the job; its location still says the state.
         logger.warning("unreadable hot folder ticket %s", path.name)
         return {}

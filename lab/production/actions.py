@@ -160,15 +160,17 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
     return job
 
 
-def _earlier_sends_withdraw(job: PrintJob) -> bool:
-    """Before a job with a send behind it moves to another printer: every copy of it its printer still holds
-    is cancelled there, so that only the new printer prints it. Refused when the printer does not answer (it
-    may print the copy once it does) or has printed one already (moving it would print a second)."""
+def _earlier_sends_withdraw(job: PrintJob, *, judged_handle: str = "", refused: str = "moved") -> bool:
+    """Before a job with a send behind it moves to another printer, or is sent again under a new title: every
+    copy of it its printer still holds is cancelled there, so that only the new send prints. Refused (nothing
+    `refused`) when the printer does not answer (it may print the copy once it does) or has printed one
+    already (a new send would print a second); `judged_handle` is a completed copy a person has judged (the
+    one a `suspect` job is about), which does not refuse."""
     assert job.printer is not None
     backend = backend_for(job.printer)
     try:
         copies = copies_titled(backend, job.title)
-        if any(copy.state is JobState.COMPLETED for copy in copies):
+        if any(copy.state is JobState.COMPLETED and copy.handle != judged_handle for copy in copies):
             raise Conflict(
                 ProductionError.EARLIER_SEND_PRINTED,
                 f"Job {job.pk} was printed by {job.printer.name} from an earlier send; it is not sent again. "
@@ -181,7 +183,7 @@ def _earlier_sends_withdraw(job: PrintJob) -> bool:
         raise UpstreamError(
             ProductionError.PRINTER_CANCEL_FAILED,
             f"{job.printer.name} may still hold an earlier send of job {job.pk} and does not answer "
-            f"({error.message}); nothing was moved. Try again once it answers.",
+            f"({error.message}); nothing was {refused}. Try again once it answers.",
         ) from error
     JobEvent.objects.create(
         job=job, kind="earlier_sends_withdrawn", note=f"{len(copies)} at {job.printer.name}"
@@ -402,6 +404,14 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
         if moved:
             tracking.order_check_printed(order_id=job.order_id)
     else:
+        if job.printer is not None:
+            # What the printer still holds under the title given up is cancelled first (slow I/O, outside any
+            # transaction): before, a copy waiting there (a send that reached it while its submit failed)
+            # printed along with the new send, and the job ended `printed` with nothing to say so. The
+            # completed copy a `suspect` job is about is the one the person rejected; any other completed
+            # since refuses, as a reroute: the person counts again.
+            judged = job.backend_job_id if job.status == J.SUSPECT else ""
+            _earlier_sends_withdraw(job, judged_handle=judged, refused="changed")
         with transaction.atomic():
             # A person counted no good copy: whatever the printer holds of earlier sends is not this job's
             # print. A new title, and the attempts and restart marks cleared, so the next send is a first one

@@ -29,7 +29,7 @@ from lab.production.holds import clarifications_close
 from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
-from printers.base import FINAL_JOB_STATES, JobState
+from printers.base import FINAL_JOB_STATES, JobState, PrinterBackend
 from printers.errors import JOB_NOT_FOUND, PrinterError
 
 logger = logging.getLogger(__name__)
@@ -118,28 +118,24 @@ def printer_cancels_settle(*, order_id: int | None = None) -> dict[str, int]:
 
 
 def printer_cancel(*, job: PrintJob) -> bool:
-    """Cancel one cancelled job at its printer (by handle, else by title); True once the printer agrees."""
+    """Cancel one cancelled job at its printer; True once the printer agrees.
+
+    Every copy of it there: the send whose handle the job saved, and every job titled with its title at its
+    printer now. The saved handle alone missed a send its retry left held after a transient error (the send
+    had no handle saved), and after a reroute it named the old printer's copy: the new printer's held send
+    stayed and printed for a refunded order (tests/production/test_cancel_after_reroute.py).
+    """
     if job.printer is None:
         return _printer_cancel_done(job=job, note="no printer")
     backend = backend_for(job.printer)
+    outcomes: list[str] = []
     try:
+        # The saved handle first: the send we know of is stopped even when the listing below fails.
         if job.backend_job_id:
-            handles = [job.backend_job_id]
-        else:
-            handles = [found.handle for found in copies_titled(backend, job.title)]
-        outcomes = []
-        for handle in handles:
-            try:
-                state = backend.job_info_of(handle, title=job.title).state
-                if state in FINAL_JOB_STATES:
-                    outcomes.append(f"{handle}:{state}")
-                    continue
-                backend.cancel_of(handle, title=job.title)
-                outcomes.append(f"{handle}:cancelled")
-            except PrinterError as error:
-                if error.code != JOB_NOT_FOUND:
-                    raise
-                outcomes.append(f"{handle}:gone")
+            outcomes.append(_copy_cancel(backend, job.backend_job_id, title=job.title))
+        for found in copies_titled(backend, job.title):
+            if found.handle != job.backend_job_id:
+                outcomes.append(_copy_cancel(backend, found.handle, title=job.title))
     except PrinterError as error:
         logger.warning("printer cancel pending job=%s code=%s", job.pk, error.code)
         return False
@@ -148,6 +144,20 @@ def printer_cancel(*, job: PrintJob) -> bool:
     if printed:
         note = f"already printed before the cancel reached the printer: {note}"
     return _printer_cancel_done(job=job, note=note)
+
+
+def _copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
+    """Cancel one copy at the printer unless it is over; what became of it, as `handle:outcome`."""
+    try:
+        state = backend.job_info_of(handle, title=title).state
+        if state in FINAL_JOB_STATES:
+            return f"{handle}:{state}"
+        backend.cancel_of(handle, title=title)
+    except PrinterError as error:
+        if error.code != JOB_NOT_FOUND:
+            raise
+        return f"{handle}:gone"
+    return f"{handle}:cancelled"
 
 
 def _printer_cancel_done(*, job: PrintJob, note: str) -> bool:

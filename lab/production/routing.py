@@ -152,6 +152,10 @@ def job_reroute(
     other printer too, and both printed while the job ended `printed`. Such a job moves only when the caller
     has withdrawn the earlier sends from the old printer (`earlier_sends_withdrawn`); otherwise it stays and
     its retry looks for the earlier send there first.
+
+    What the job knew of a send to its old printer (its handle, state, start, restart mark) is cleared: the
+    old printer's copies are over or withdrawn, and a cancel given the old handle looked for it at the new
+    printer, missed the send held there and let it print (tests/production/test_cancel_after_reroute.py).
     """
     job = PrintJob.objects.select_related("item__product").get(pk=job_id)
     size, paper = job_media(job)
@@ -175,6 +179,10 @@ def job_reroute(
         failure_message="",
         failure_is_permanent=False,
         submit_attempts=0,
+        backend_job_id="",
+        backend_state="",
+        backend_started_at=None,
+        backend_restarted=False,
     )
     if moved:
         transaction.on_commit(lambda: rasterize_enqueue(job.pk))

@@ -456,32 +456,34 @@ def _last_attempt_failed(*, job: PrintJob, error: PrinterError) -> str:
 def reconcile_submitting(job: PrintJob) -> str:
     """A submit claim whose lease ran out: its worker died (or stalls) between claiming and saving.
 
-    The printer is asked for our title first: found → `submitted` (sent by this claim, or by an earlier
-    attempt whose worker was lost before it adopted it). Not found: if the claim never began to send
-    (`sending_claim_at` unset, and the claim made by a worker that sets it: `fence_armed_at`), nothing of
-    it can be at the printer, so the job goes back to `ready` and is sent again (and that attempt, like
-    every retry, looks for an earlier one at the printer first); if it began, `unknown`, never sent again
-    automatically (the printer may have printed it and dropped it from its history). A printer that does
-    not answer settles only the claims that never began to send.
+    The printer is asked for our title first: a copy that may print or has printed found → `submitted` with
+    it (sent by this claim, or by an earlier attempt whose worker was lost before it adopted it; the newest,
+    as a retry adopts: `_copy_to_adopt`). None, or only cancelled or aborted ones: if the claim never began
+    to send (`sending_claim_at` unset, and the claim made by a worker that sets it: `fence_armed_at`),
+    nothing of it can be at the printer, so the job goes back to `ready` and is sent again (and that
+    attempt, like every retry, looks for an earlier one at the printer first); if it began, `unknown`, never
+    sent again automatically (the printer may have printed it and dropped it from its history). A printer
+    that does not answer settles only the claims that never began to send.
     """
     assert job.printer is not None
-    found: list[JobInfo] | None
+    adopted: JobInfo | None
     try:
-        found = copies_titled(backend_for(job.printer), job.title)
+        adopted = _copy_to_adopt(copies_titled(backend_for(job.printer), job.title))
+        reachable = True
     except PrinterError:
-        found = None  # the printer does not answer
-    if not found and _sent_nothing(job):
+        adopted, reachable = None, False  # the printer does not answer
+    if adopted is None and _sent_nothing(job):
         return _claim_take_back_unsent(job)
-    if found is None:
+    if not reachable:
         return "reconcile_unreachable"
-    if found:
+    if adopted is not None:
         job_move(
             job_id=job.pk,
             from_statuses={J.SUBMITTING},
             to_status=J.SUBMITTED,
             kind="reconciled",
-            note=f"found backend job {found[0].handle}",
-            backend_job_id=found[0].handle,
+            note=f"found backend job {adopted.handle}",
+            backend_job_id=adopted.handle,
             claimed_at=None,
             claimed_by="",
         )
@@ -492,11 +494,24 @@ def reconcile_submitting(job: PrintJob) -> str:
         from_statuses={J.SUBMITTING},
         to_status=J.UNKNOWN,
         kind="fate_unknown",
-        note="worker lost during submit and the printer has no job with our title",
+        note="worker lost during submit and the printer has no live job with our title",
         claimed_at=None,
         claimed_by="",
     )
     return "unknown"
+
+
+def _copy_to_adopt(found: list[JobInfo]) -> JobInfo | None:
+    """Of the printer's copies with our title (oldest first), the one the job is: the newest that may print or
+    has printed; failing that, the newest created without its document (the read that follows the adoption
+    cancels it and sends the job again). A cancelled or aborted copy is none: adopted, the job was `failed`
+    while a later send of it printed, and could then be neither moved nor cancelled (before, the oldest copy
+    was taken, whatever its state: `test_the_reconciler_adopts_the_live_send_not_an_earlier_cancelled_one`).
+    """
+    alive = [j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED)]
+    with_document = [j for j in alive if not j.is_missing_document]
+    candidates = with_document or alive
+    return candidates[-1] if candidates else None
 
 
 def _sent_nothing(job: PrintJob) -> bool:

@@ -1,8 +1,11 @@
+import errno
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,9 +158,9 @@ def test_jobs_holding_documents_reads_only_the_finished_tickets_whose_print_file
     reads: list[str] = []
     read_ticket = hotfolder._read_ticket
 
-    def counted(path: Path) -> dict[str, object]:
+    def counted(path: Path, **options: bool) -> dict[str, object]:
         reads.append(path.stem)
-        return read_ticket(path)
+        return read_ticket(path, **options)
 
     monkeypatch.setattr(hotfolder, "_read_ticket", counted)
 
@@ -276,3 +279,128 @@ def test_ticket_is_written_last_so_a_device_never_sees_a_partial_job(
 
     # then the only time a ticket was visible its print file was already complete
     assert seen == [(f"{job_id}.json", True)]
+
+
+# --- A folder that does not answer is no answer -----------------------------------------------------------
+# An empty answer from find_jobs, or job_not_found from job_info, tells the lab that nothing of ours is at the
+# printer: a reroute then sends the job elsewhere, a last attempt fails it for a resend, a submitted job is
+# called lost. Before, a folder that was gone (an unmounted share, a NAS rebooting) gave exactly those
+# answers, and a folder that could not be searched (re-owned by the device) raised a bare PermissionError
+# that no caller catches.
+
+
+def _unplugged(tmp_path: Path, small_jpeg: Path) -> tuple[HotFolderBackend, str, Path]:
+    """A pending job in a hot folder that then goes away (the share unmounted): renamed elsewhere."""
+    folder = tmp_path / "minilab"
+    folder.mkdir()
+    backend = HotFolderBackend(folder=folder)
+    job_id = _submit(backend, small_jpeg)
+    away = tmp_path / "unmounted"
+    folder.rename(away)
+    return backend, job_id, away
+
+
+@pytest.mark.parametrize("stub", ["gone", "a file in its place"])
+def test_reads_of_a_folder_that_is_not_there_are_transient_not_nothing_found(
+    tmp_path: Path, small_jpeg: Path, stub: str
+) -> None:
+    backend, job_id, away = _unplugged(tmp_path, small_jpeg)
+    if stub == "a file in its place":
+        backend.folder.write_text("")  # the stub an unmounted share can leave behind
+
+    reads: dict[str, Callable[[], object]] = {
+        "find_jobs": lambda: backend.find_jobs(title_prefix="lab-job-"),
+        "job_info": lambda: backend.job_info(job_id),
+        "job_info_of": lambda: backend.job_info_of(job_id, title="lab-job-1"),
+        "cancel": lambda: backend.cancel(job_id),
+        "cancel_of": lambda: backend.cancel_of(job_id, title="lab-job-1"),
+    }
+    for name, read in reads.items():
+        with pytest.raises(errors.TransientPrinterError) as raised:
+            read()
+        assert (name, raised.value.code) == (name, "printer_unreachable")
+
+    # and once the folder is back, the job is found where it was, still pending: the cancel changed nothing
+    if stub == "a file in its place":
+        backend.folder.unlink()
+    away.rename(backend.folder)
+    assert [job.handle for job in backend.find_jobs(title_prefix="lab-job-")] == [job_id]
+    assert backend.job_state(job_id) is JobState.PENDING
+
+
+def _unsearchable(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """The folder's contents cannot be read or searched (EACCES: the device re-owned it). The tests run as
+    root, whom permissions do not stop, so the refusal is the filesystem calls'."""
+    denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    def guarded(real: Any, *, listing: bool) -> Any:
+        def call(path: Any = ".", *args: Any, **kwargs: Any) -> Any:
+            target = Path(os.fsdecode(path)) if isinstance(path, str | bytes | os.PathLike) else Path(".")
+            if target.is_relative_to(folder) and (listing or target != folder):
+                raise denied
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "stat", guarded(os.stat, listing=False))
+    monkeypatch.setattr(os, "listdir", guarded(os.listdir, listing=True))
+    monkeypatch.setattr(os, "scandir", guarded(os.scandir, listing=True))
+
+
+def test_reads_of_a_folder_that_cannot_be_searched_are_transient_printer_errors(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    _unsearchable(monkeypatch, tmp_path)
+
+    for read in (
+        lambda: backend.find_jobs(title_prefix="lab-job-"),
+        lambda: backend.job_info(job_id),
+        lambda: backend.cancel(job_id),
+    ):
+        with pytest.raises(errors.TransientPrinterError) as raised:
+            read()
+        assert raised.value.code == "printer_unreachable"
+    assert backend.printer_status().state is PrinterState.OFFLINE  # not a bare PermissionError either
+
+
+def test_an_error_while_listing_a_state_folder_is_transient(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a job printed into done/, which then cannot be listed (a failing disk, a stale network handle)
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{job_id}.json", directory="done")
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def failing(real: Any) -> Any:
+        def call(path: Any = ".") -> Any:
+            if Path(os.fsdecode(path)) == tmp_path / "done":
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return real(path)
+
+        return call
+
+    monkeypatch.setattr(os, "listdir", failing(real_listdir))
+    monkeypatch.setattr(os, "scandir", failing(real_scandir))
+
+    # then the search says it could not look, not that there is nothing
+    with pytest.raises(errors.TransientPrinterError):
+        backend.find_jobs(title_prefix="lab-job-")
+
+
+def test_a_missing_state_folder_still_means_no_ticket_there(tmp_path: Path, small_jpeg: Path) -> None:
+    # given a hot folder whose device never made processing/, done/, error/ or canceled/
+    backend = HotFolderBackend(folder=tmp_path)
+    assert backend.find_jobs(title_prefix="lab-job-") == []
+    with pytest.raises(errors.PermanentPrinterError) as raised:
+        backend.job_info("0" * 32)
+    assert raised.value.code == "job_not_found"
+
+    # and with a job in the inbox, it is found there
+    job_id = _submit(backend, small_jpeg)
+    assert [(job.handle, job.state) for job in backend.find_jobs(title_prefix="lab-job-")] == [
+        (job_id, JobState.PENDING)
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{job_id}.jpg", f"{job_id}.json"]

@@ -733,3 +733,71 @@ def test_a_slow_submit_overtaken_by_the_reconciler_keeps_the_job_it_sent(monkeyp
     job.refresh_from_db()
     assert job.status == "submitted"
     assert backend_for(printer).job_state(job.backend_job_id) is not JobState.CANCELED
+
+
+def test_the_reconciler_adopts_the_live_send_not_an_earlier_cancelled_one(monkeypatch, settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    # An earlier copy with the job's title is over at the printer, cancelled (on CUPS: the empty job an
+    # attempt cut off between Create-Job and Send-Document left, cancelled by the retry that sent again).
+    raster = Path(settings.MEDIA_ROOT) / "raster.jpg"
+    raster.parent.mkdir(parents=True, exist_ok=True)
+    raster.write_bytes(b"\xff\xd8\xff\xd9")
+    backend = backend_for(printer)
+    cancelled = backend.submit(path=raster, title=job.title, media="na_index-4x6_4x6in", copies=1)
+    backend.cancel(cancelled)
+
+    # The worker sends, then is lost before the job is saved as submitted.
+    def lost(**kwargs: object) -> str:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(submission, "_submitted", lost)
+    with pytest.raises(OperationalError):
+        submission.print_job_submit(job_id=job.pk, worker=WORKER)
+    monkeypatch.undo()
+    (sent,) = [j.handle for j in backend.find_jobs(title_prefix=job.title) if j.state is JobState.PENDING]
+    settings.PRODUCTION_CLAIM_LEASE_SECONDS = 0
+
+    reconcile.production_reconcile()
+
+    # The send that will print is the job's: it prints once and the job follows it. Before, the cancelled copy
+    # was adopted, the job `failed` while the send printed, and it could be neither moved nor cancelled.
+    job.refresh_from_db()
+    assert (job.status, job.backend_job_id) == ("submitted", sent)
+    assert len(process_pending(folder=printer_folder(printer), delay_seconds=0)) == 1
+    tracking.jobs_track(PrintJob.objects.filter(pk=job.pk))
+    job.refresh_from_db()
+    assert job.status == "printed"
+
+
+def test_a_claim_lost_before_its_send_is_sent_again_though_a_cancelled_copy_has_its_title(
+    monkeypatch, settings
+):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _ready(PrintJob.objects.get(order=order))
+    raster = Path(settings.MEDIA_ROOT) / "raster.jpg"
+    raster.parent.mkdir(parents=True, exist_ok=True)
+    raster.write_bytes(b"\xff\xd8\xff\xd9")
+    backend = backend_for(printer)
+    backend.cancel(backend.submit(path=raster, title=job.title, media="na_index-4x6_4x6in", copies=1))
+
+    # The worker claims the job and is lost before it begins to send.
+    def lost(**kwargs: object) -> bool:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(submission, "_send_begin", lost)
+    with pytest.raises(OperationalError):
+        submission.print_job_submit(job_id=job.pk, worker=WORKER)
+    monkeypatch.undo()
+    settings.PRODUCTION_CLAIM_LEASE_SECONDS = 0
+
+    reconcile.production_reconcile()
+
+    # The cancelled copy is no send of the job: nothing of the claim is at the printer, so it is sent again
+    # (before, the cancelled copy was adopted and the job `failed`).
+    job.refresh_from_db()
+    assert (job.status, job.backend_job_id) == ("ready", "")
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(process_pending(folder=printer_folder(printer), delay_seconds=0)) == 1

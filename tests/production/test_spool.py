@@ -160,25 +160,24 @@ def test_a_copy_a_person_rejected_is_erased_though_its_job_was_sent_again_under_
     assert list(superseded.values_list("note", flat=True)) == [rejected_token]
 
 
-def test_a_copy_under_a_title_its_job_gave_up_is_erased_only_once_the_printer_is_done_with_it():
-    # given a job whose fate nobody knows while its copy still waits in the hot folder, sent again under a
-    # new title by a person (the new send not made yet)
+def test_a_copy_still_waiting_under_a_title_its_job_gives_up_is_withdrawn_and_leaves_no_file():
+    # given a job whose fate nobody knows while its copy still waits in the hot folder
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
     job = _sent(PrintJob.objects.get())
-    first_copy = job.backend_job_id
     assert job_move(job_id=job.pk, from_statuses={JobStatus.SUBMITTED}, to_status=JobStatus.UNKNOWN)
-    job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
     folder = printer_folder(printer)
+    assert _print_files(folder) == [f"{job.backend_job_id}.jpg"]
 
-    # when the sweep runs while the device has not taken that copy, then it stays
-    assert spool.printer_documents_discard() == {}
-    assert _print_files(folder) == [f"{first_copy}.jpg"]
+    # when a person sends it again under a new title (the new send not made yet)
+    job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
 
-    # once the device printed it, the next sweep erases it (before: kept for ever)
-    assert process_pending(folder=folder, delay_seconds=0) == [first_copy]
-    assert spool.printer_documents_discard() == {"discarded": 1}
+    # then the waiting copy was withdrawn at the printer with its file (before: it stayed, printed along with
+    # the new one, and only the sweep erased its file once the device was done with it), and the device
+    # prints nothing of it; the sweep has nothing left to erase
     assert _print_files(folder) == []
+    assert process_pending(folder=folder, delay_seconds=0) == []
+    assert spool.printer_documents_discard() == {}
 
 
 def _two_minilabs_with_a_printed_job_each() -> tuple[Path, Path]:
