@@ -11,6 +11,11 @@ stored (uncompressed) deflate blocks, which libvips' PNG loader reads sequential
 Only plain grids are streamed (8-bit, no alpha, no crop: `_Photo.streamable`); anything else (`streamed`
 returns None) is decoded whole, as before. Used by the raster workers (photos too large to decode whole),
 intake's check of every upload and the gate's preview.
+
+Every decode, streamed or whole, decodes every coded tile, and a grid's tiles may lie far outside the image
+it displays: a grid displayed at 4096 x 4096 whose 128 columns of 4096 px tiles all point at one coded
+picture (a 10 KB file) took 87 s to check at intake. `check_coded_pixels` refuses such a photo from its
+header, before any pixel is decoded; intake and the rasterizer's opening of a HEIC both call it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,16 @@ _NO_FILTER = 0  # each PNG row starts with its filter type; ours are stored as t
 class HeifTileError(ValueError):
     """libheif refused a tile (a corrupt or truncated file): the stream ends early and libvips fails the
     photo as undecodable."""
+
+
+class CodedTooLarge(Exception):
+    """A HEIC photo whose decode would cost more than it shows: its coded tiles hold more than the pixel
+    limit, or a whole row or column of them lies outside the image (`check_coded_pixels`)."""
+
+    def __init__(self, message: str, *, coded_pixels: int, outside: bool) -> None:
+        super().__init__(message)
+        self.coded_pixels = coded_pixels
+        self.outside = outside  # refused for tiles outside the image, not for their count
 
 
 class _HeifError(ctypes.Structure):
@@ -167,6 +182,42 @@ def _free(library: ctypes.CDLL, context: ctypes.c_void_p, handle: ctypes.c_void_
         library.heif_context_free(context)
 
 
+def check_coded_pixels(data: bytes, *, max_pixels: int) -> None:
+    """Refuse (`CodedTooLarge`) a HEIC photo whose decode would decode more than its image, from its header
+    alone: before any tile is decoded.
+
+    A decoder decodes every tile of a grid, whatever the image it displays (the grid's output size): a grid
+    of 4096 x 4096 with 128 columns of 4096 px tiles is 2.1 GP of decoding for 16.7 MP shown. Refused:
+    - more coded pixels (columns x tile width x rows x tile height) than `max_pixels`: one coded picture
+      (1 x 1 "tiles") larger than the limit too, whatever crop it displays;
+    - a whole column or row of tiles outside the image ((columns - 1) x tile width >= image width, or the
+      same for rows): an encoder's grid only ever overhangs the image by part of its last tile.
+    A file libheif cannot parse raises HeifTileError (a ValueError), as a corrupt file does elsewhere.
+    Without libheif's tile API (`_libheif` None: not the pillow-heif wheel's libheif) nothing can be read
+    here and nothing is refused.
+    """
+    library = _libheif()
+    if library is None:
+        return
+    tiling = _Photo(library, data).tiling()
+    columns, rows = tiling.num_columns, tiling.num_rows
+    tile_width, tile_height = tiling.tile_width, tiling.tile_height
+    coded = columns * tile_width * rows * tile_height
+    if coded > max_pixels:
+        raise CodedTooLarge(
+            f"the photo codes {coded} pixels in {columns} x {rows} tiles; the limit is {max_pixels}",
+            coded_pixels=coded,
+            outside=False,
+        )
+    if (columns - 1) * tile_width >= tiling.image_width or (rows - 1) * tile_height >= tiling.image_height:
+        raise CodedTooLarge(
+            f"the photo's grid of {columns} x {rows} tiles of {tile_width} x {tile_height} has tiles wholly "
+            f"outside its {tiling.image_width} x {tiling.image_height} image",
+            coded_pixels=coded,
+            outside=True,
+        )
+
+
 def streamed(data: bytes) -> pyvips.Image | None:
     """The photo as a sequential 8-bit sRGB libvips image decoded one row of tiles at a time, or None when it
     is not such a grid (`_Photo.streamable`) or libheif has no tile API here."""
@@ -188,7 +239,8 @@ def streamed(data: bytes) -> pyvips.Image | None:
 
 def _strips(photo: _Photo, tiling: _Tiling) -> Iterator[numpy.ndarray]:
     """Each row of tiles as PNG rows (a filter byte, then RGB), cropped to the image: edge tiles overhang it,
-    and after a rotation or mirroring the grid's partial tiles may come first (see `_padding_first`)."""
+    and after a rotation or mirroring the grid's partial tiles may come first (see `_padding_first`). A tile
+    wholly outside the image is not decoded (`check_coded_pixels` refuses such grids before this)."""
     width, height = tiling.image_width, tiling.image_height
     top_padding = _padding_first(tiling.top_offset, tiling.num_rows, tiling.tile_height, height)
     left_padding = _padding_first(tiling.left_offset, tiling.num_columns, tiling.tile_width, width)
@@ -200,6 +252,8 @@ def _strips(photo: _Photo, tiling: _Tiling) -> Iterator[numpy.ndarray]:
         strip = numpy.zeros((end - first, 1 + 3 * width), numpy.uint8)  # column 0: _NO_FILTER
         for tile_column in range(tiling.num_columns):
             left = tile_column * tiling.tile_width - left_padding
+            if left >= width or left + tiling.tile_width <= 0:
+                continue
             _paste_tile(photo, tile_column, tile_row, strip, top=top - first, left=left, width=width)
         yield strip
 

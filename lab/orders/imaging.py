@@ -23,8 +23,10 @@ import shutil
 import struct
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
@@ -38,6 +40,10 @@ from lab.orders.errors import OrderError
 pillow_heif.register_heif_opener()
 logger = logging.getLogger(__name__)
 
+# Largest photo the raster workers decode (lab.production.imaging.source): just under Pillow's own
+# decompression-bomb refusal (2 x MAX_IMAGE_PIXELS, 179 MP), which opening a HEIC goes through. Intake never
+# accepts more (effective_max_pixels caps ASSET_MAX_PIXELS at this), so every accepted photo can be printed.
+MAX_SOURCE_PIXELS: Final = 178_000_000
 ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "HEIF": "image/heic"}
 _VIPS_FORMAT: dict[str, VipsFormat] = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff"}
 _SNIFFED_AS: dict[str, SourceFormat] = {**_VIPS_FORMAT, "HEIF": "heic"}
@@ -95,9 +101,9 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         raise InvalidImage(OrderError.EMPTY_FILE, "The file is empty.")
     # Only the image is kept: a polyglot's tail (a ZIP after the JPEG) must not be stored and served back.
     data = data[: image_end(data)]
+    limit = effective_max_pixels(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_bomb_warning_ignored():
             image = Image.open(io.BytesIO(data))
             image_format = image.format or ""
             if image_format == "MPO":  # multi-picture JPEG from phones: the first frame is a JPEG
@@ -110,12 +116,14 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                 )
             _check_workers_take_it(data, image_format)
             width, height = image.size
-            if width * height > max_pixels:
+            if width * height > limit:
                 raise InvalidImage(
                     OrderError.DECOMPRESSION_BOMB,
-                    f"The image has {width * height} pixels; the limit is {max_pixels}.",
-                    max_pixels=max_pixels,
+                    f"The image has {width * height} pixels; the limit is {limit}.",
+                    max_pixels=limit,
                 )
+            if image_format == "HEIF":
+                _check_heic_coded_pixels(data, limit)
             if image.mode not in ACCEPTED_MODES:
                 raise InvalidImage(
                     OrderError.UNSUPPORTED_COLOR_MODE, f"Colour mode {image.mode} is not accepted."
@@ -129,8 +137,13 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
             layout = _non_sequential_layout(image, image_format)
     except InvalidImage:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InvalidImage(OrderError.DECOMPRESSION_BOMB, "The image declares too many pixels.") from error
+    except Image.DecompressionBombError as error:
+        # Pillow's own refusal on open, above twice its MAX_IMAGE_PIXELS (179 MP): past any limit of ours.
+        raise InvalidImage(
+            OrderError.DECOMPRESSION_BOMB,
+            f"The image declares more pixels than the limit, {limit}.",
+            max_pixels=limit,
+        ) from error
     except UnidentifiedImageError as error:
         raise InvalidImage(OrderError.NOT_AN_IMAGE, "The file is not an image we can read.") from error
     except (OSError, SyntaxError, ValueError, OverflowError, RuntimeError, struct.error, EOFError) as error:
@@ -170,6 +183,44 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         gps_stripped=gps_stripped,
         made_sequential_from=layout,
     )
+
+
+def effective_max_pixels(max_pixels: int) -> int:
+    """The pixel limit intake applies: `max_pixels` (ASSET_MAX_PIXELS), but never more than the raster
+    workers decode (`MAX_SOURCE_PIXELS`, 178 MP), so that every photo accepted can be printed.
+
+    Pillow's DecompressionBombWarning (above its MAX_IMAGE_PIXELS, 89.5 MP) was made an error here: that,
+    not ASSET_MAX_PIXELS (200 MP by default), was the limit, and the 422 did not say what it was. The warning
+    is ignored now and this limit judged instead; Pillow's own DecompressionBombError (above 179 MP, twice
+    its MAX_IMAGE_PIXELS, left as it is: a module global) stays a backstop past it."""
+    return min(max_pixels, MAX_SOURCE_PIXELS)
+
+
+@contextmanager
+def _pillow_bomb_warning_ignored() -> Iterator[None]:
+    """Pillow warns on opening an image above its MAX_IMAGE_PIXELS (89.5 MP); our own limit is judged instead
+    (`effective_max_pixels`), as the raster workers do (lab.production.imaging.source.decoding)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _check_heic_coded_pixels(data: bytes, limit: int) -> None:
+    """A HEIC grid's decode costs the pixels of all its tiles, not the image it displays (Pillow's size): a
+    grid of 128 columns of 4096 px tiles displayed at 4096 x 4096 (a 10 KB file) took 87 s to check, past
+    gunicorn's timeout. Refused from the header, before any tile is decoded (`heif_tiles.check_coded_pixels`,
+    which the rasterizer calls too)."""
+    from lab.lib import heif_tiles
+
+    try:
+        heif_tiles.check_coded_pixels(data, max_pixels=limit)
+    except heif_tiles.CodedTooLarge as error:
+        message = (
+            "The image's grid has tiles wholly outside the image."
+            if error.outside
+            else f"The image's tiles hold {error.coded_pixels} pixels; the limit is {limit}."
+        )
+        raise InvalidImage(OrderError.DECOMPRESSION_BOMB, message, max_pixels=limit) from error
 
 
 def _check_workers_take_it(data: bytes, image_format: str) -> None:
@@ -307,7 +358,7 @@ def _icc_description(icc: bytes) -> str:
 
 def strip_jpeg_gps(data: bytes) -> bytes:
     """Remove the GPS IFD from a JPEG's EXIF segment without re-encoding the pixels."""
-    with Image.open(io.BytesIO(data)) as image:
+    with _pillow_bomb_warning_ignored(), Image.open(io.BytesIO(data)) as image:
         exif = image.getexif()
         if EXIF_GPS_IFD not in exif:
             return data

@@ -200,6 +200,156 @@ def test_bad_uploads_get_a_specific_code_and_store_nothing(api, settings, data, 
     assert stored_files(settings) == []
 
 
+def _counting_tile_decodes(monkeypatch) -> list[tuple[int, int]]:
+    """Every tile libheif is asked to decode (column, row), through heif_tiles' one decode of a tile."""
+    from lab.lib import heif_tiles
+
+    decoded: list[tuple[int, int]] = []
+    original = heif_tiles._paste_tile
+
+    def counting(photo, tile_column, tile_row, *args, **kwargs):
+        decoded.append((tile_column, tile_row))
+        return original(photo, tile_column, tile_row, *args, **kwargs)
+
+    monkeypatch.setattr(heif_tiles, "_paste_tile", counting)
+    return decoded
+
+
+@pytest.mark.parametrize(
+    ("grid", "max_pixels"),
+    [
+        # 64 columns of 512 px tiles shown as 512 x 512: 63 whole columns outside the image (16.7 MP coded,
+        # under the limit; at 4096 px tiles the same file took 87 s to check, past gunicorn's timeout)
+        pytest.param(dict(tile=512, columns=64, shown=(512, 512)), None, id="columns-outside"),
+        # no whole tile outside, but the tiles hold 2.1 MP where 0.77 MP is shown and the limit is 2 MP
+        pytest.param(dict(tile=1024, columns=2, shown=(1100, 700)), 2_000_000, id="coded-over-the-limit"),
+    ],
+)
+def test_a_heic_grid_whose_tiles_cost_more_than_it_shows_is_refused_before_any_tile_is_decoded(
+    api, settings, monkeypatch, grid, max_pixels
+):
+    # given a HEIC grid whose coded tiles are more than the image it displays (Pillow's size, under the limit)
+    from tests.support.images import heic_grid_with_tiles_beyond_the_image
+
+    if max_pixels is not None:
+        settings.ASSET_MAX_PIXELS = max_pixels
+    data = heic_grid_with_tiles_beyond_the_image(**grid)
+    width, height = grid["shown"]
+    assert width * height <= settings.ASSET_MAX_PIXELS
+    decoded = _counting_tile_decodes(monkeypatch)
+    api.force_authenticate(UserFactory.create())
+
+    # when it is uploaded
+    response = upload(api, data, name="photo.heic")
+
+    # then it is refused as a bomb from its header: not one tile decoded, nothing stored
+    assert response.status_code == 422, response.json()
+    assert response.json()["code"] == "decompression_bomb"
+    assert response.json()["max_pixels"] == imaging.effective_max_pixels(settings.ASSET_MAX_PIXELS)
+    assert decoded == []
+    assert Asset.objects.count() == 0
+    assert DataKey.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize(
+    ("build", "tiles"),
+    [
+        pytest.param(lambda: heic_bytes(1100, 700, tile_size=256), 5 * 3, id="encoder-grid"),
+        pytest.param(
+            lambda: _hand_built_grid(tile=256, columns=4, shown=(1000, 600)), 4 * 3, id="hand-built-grid"
+        ),
+    ],
+)
+def test_a_heic_grid_whose_last_tiles_overhang_the_image_is_still_accepted(api, monkeypatch, build, tiles):
+    # given grids as encoders write them: the last column and row of tiles partly outside the image
+    data = build()
+    decoded = _counting_tile_decodes(monkeypatch)
+    api.force_authenticate(UserFactory.create())
+
+    # when uploaded
+    response = upload(api, data, name="photo.heic")
+
+    # then each is accepted, every tile decoded once
+    assert response.status_code == 201, response.json()
+    with Image.open(io.BytesIO(data)) as image:
+        assert (response.json()["width_px"], response.json()["height_px"]) == image.size
+    assert len(decoded) == len(set(decoded)) == tiles
+
+
+def _hand_built_grid(**grid: object) -> bytes:
+    from tests.support.images import heic_grid_with_tiles_beyond_the_image
+
+    return heic_grid_with_tiles_beyond_the_image(**grid)  # type: ignore[arg-type]
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header (SOF0) declares `width` x `height`: Pillow reads the size from it, and
+    intake refuses on the size before decoding anything."""
+    data = bytearray(jpeg_bytes(64, 48))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _solid_jpeg(width: int, height: int) -> bytes:
+    """A grey JPEG of any size: ~1 MB at 100 MP, made row by row by libvips."""
+    return bytes((pyvips.Image.black(width, height) + 128).cast("uchar").jpegsave_buffer(Q=50))
+
+
+def test_the_pixel_limit_setting_is_the_limit_above_pillows_own_and_such_a_photo_prints(api, settings):
+    """ASSET_MAX_PIXELS was no limit above 89.5 MP: intake made Pillow's DecompressionBombWarning (its
+    MAX_IMAGE_PIXELS) an error, so a 100 MP photo was refused whatever the setting, the limit unsaid."""
+    from lab.production.raster import RasterSpec, rasterize
+
+    # given a limit of 120 MP, and a 100 MP photo
+    settings.ASSET_MAX_PIXELS = 120_000_000
+    data = _solid_jpeg(12500, 8000)
+    api.force_authenticate(UserFactory.create())
+
+    # when it is uploaded
+    response = upload(api, data)
+
+    # then it is accepted, and the raster workers print it
+    assert response.status_code == 201, response.json()
+    assert (response.json()["width_px"], response.json()["height_px"]) == (12500, 8000)
+    printed = rasterize(
+        data=stored_original(response.json()["id"]),
+        spec=RasterSpec(width_in=6, height_in=4, dpi=30, output_format="tiff"),
+    )
+    assert Image.open(io.BytesIO(printed.data)).size == (180, 120)
+
+
+@pytest.mark.parametrize(
+    ("setting", "size", "limit"),
+    [
+        pytest.param(None, (13350, 13350), 178_000_000, id="default-over-the-workers-limit"),
+        pytest.param(None, (13400, 13400), 178_000_000, id="default-over-pillows-own"),
+        pytest.param(60_000_000, (8000, 8000), 60_000_000, id="setting-below"),
+    ],
+)
+def test_a_photo_over_the_pixel_limit_is_refused_with_the_limit_it_is_over(
+    api, settings, setting, size, limit
+):
+    # given the default limit (200 MP, more than the raster workers decode: 178 MP) or a lower one
+    from lab.orders.imaging import MAX_SOURCE_PIXELS
+
+    if setting is not None:
+        settings.ASSET_MAX_PIXELS = setting
+    assert settings.ASSET_MAX_PIXELS > MAX_SOURCE_PIXELS or setting is not None
+    api.force_authenticate(UserFactory.create())
+
+    # when a photo declaring more pixels than that is uploaded (13400² also trips Pillow's own refusal)
+    response = upload(api, _jpeg_declaring(*size))
+
+    # then the 422 names the limit applied: the setting, capped at what the raster workers decode
+    assert response.status_code == 422, response.json()
+    assert (response.json()["code"], response.json().get("max_pixels")) == ("decompression_bomb", limit)
+    assert imaging.effective_max_pixels(settings.ASSET_MAX_PIXELS) == limit
+    assert Asset.objects.count() == 0
+    assert stored_files(settings) == []
+
+
 def _noise(image_format: str, **options: object) -> bytes:
     """900x600 of noise: it compresses badly, so a cut removes pixels and not just a trailer."""
     noise = pyvips.Image.gaussnoise(900, 600, sigma=40, mean=128)

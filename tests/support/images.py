@@ -135,3 +135,90 @@ def large_blocks(directory: Path, *, image_format: str, width: int = 7740, heigh
     else:
         pixels.jpegsave(str(path), Q=90)
     return str(path)
+
+
+def heic_grid_with_tiles_beyond_the_image(
+    tile: int = 512, columns: int = 64, shown: tuple[int, int] = (512, 512)
+) -> bytes:
+    """A HEIC grid displayed at `shown` whose `columns` columns of `tile` px tiles (and as many rows as
+    `shown` needs) all point at one coded picture: a few KB that every decoder decodes tile by tile, columns x
+    rows x tile² pixels, whatever it shows. Written by hand (no encoder makes one): ftyp, a meta box whose
+    primary item is a `grid` (idat) of hvc1 items sharing one hvcC and one mdat payload."""
+    import pillow_heif
+
+    width, height = shown
+    rows = -(-height // tile)
+    coded = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (tile, tile), (120, 130, 140))).save(
+        coded, quality=10, enc_params={"preset": "ultrafast"}
+    )
+    hvcc, picture = _hvcc_and_picture(coded.getvalue())
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+    def full_box(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
+        return box(kind, bytes([version]) + flags.to_bytes(3, "big") + payload)
+
+    tiles = range(2, rows * columns + 2)  # item 1 is the grid
+    grid = bytes([0, 1, rows - 1, columns - 1]) + struct.pack(">II", width, height)  # 32-bit sizes
+    infos = [full_box(b"infe", 2, 0, struct.pack(">HH", 1, 0) + b"grid\0")]
+    infos += [full_box(b"infe", 2, 1, struct.pack(">HH", item, 0) + b"hvc1\0") for item in tiles]  # hidden
+    properties = box(
+        b"ipco",
+        hvcc
+        + full_box(b"ispe", 0, 0, struct.pack(">II", tile, tile))  # property 2: each tile's size
+        + full_box(b"ispe", 0, 0, struct.pack(">II", width, height)),  # property 3: the grid's
+    )
+    associations = [struct.pack(">HB", 1, 1) + bytes([3])]
+    associations += [struct.pack(">HB", item, 2) + bytes([0x81, 2]) for item in tiles]  # hvcC essential
+    references = box(
+        b"dimg", struct.pack(">HH", 1, len(tiles)) + b"".join(struct.pack(">H", i) for i in tiles)
+    )
+
+    def meta(mdat_offset: int) -> bytes:
+        # iloc version 1: offset and length of 4 bytes, no base offset; the grid in idat (method 1)
+        locations = [struct.pack(">HHHH", 1, 1, 0, 1) + struct.pack(">II", 0, len(grid))]
+        locations += [
+            struct.pack(">HHHH", i, 0, 0, 1) + struct.pack(">II", mdat_offset, len(picture)) for i in tiles
+        ]
+        return full_box(
+            b"meta",
+            0,
+            0,
+            full_box(b"hdlr", 0, 0, b"\0\0\0\0pict" + b"\0" * 13)
+            + full_box(b"pitm", 0, 0, struct.pack(">H", 1))
+            + full_box(b"iloc", 1, 0, b"\x44\x00" + struct.pack(">H", len(locations)) + b"".join(locations))
+            + full_box(b"iinf", 0, 0, struct.pack(">H", len(infos)) + b"".join(infos))
+            + box(
+                b"iprp",
+                properties
+                + full_box(b"ipma", 0, 0, struct.pack(">I", len(associations)) + b"".join(associations)),
+            )
+            + full_box(b"iref", 0, 0, references)
+            + box(b"idat", grid),
+        )
+
+    file_type = box(b"ftyp", b"heic" + b"\0\0\0\0" + b"mif1heic")
+    mdat_offset = len(file_type) + len(meta(0)) + 8  # after the mdat box's header
+    return file_type + meta(mdat_offset) + box(b"mdat", picture)
+
+
+def _hvcc_and_picture(heic: bytes) -> tuple[bytes, bytes]:
+    """The hvcC box (whole) and the coded picture (mdat's payload) of a one-picture HEIC pillow-heif wrote."""
+    containers = {b"meta": 4, b"iprp": 0, b"ipco": 0}  # a full box's version and flags come first in meta
+    found: dict[bytes, bytes] = {}
+
+    def walk(start: int, end: int) -> None:
+        while start < end:
+            size, kind = struct.unpack(">I4s", heic[start : start + 8])
+            if kind in containers:
+                walk(start + 8 + containers[kind], start + size)
+            elif kind == b"hvcC":
+                found[kind] = heic[start : start + size]
+            elif kind == b"mdat":
+                found[kind] = heic[start + 8 : start + size]
+            start += size
+
+    walk(0, len(heic))
+    return found[b"hvcC"], found[b"mdat"]

@@ -19,6 +19,7 @@ from PIL import Image
 
 from lab.lib import decoders, heif_tiles
 from lab.lib.decoders import SourceFormat, vips_load, vips_orientation
+from lab.orders.imaging import MAX_SOURCE_PIXELS
 from lab.production.imaging.errors import (
     DECODE_FAILED,
     TOO_LARGE,
@@ -29,9 +30,8 @@ from lab.production.imaging.errors import (
 
 WorkingMode = Literal["L", "RGB", "CMYK"]
 
-# Largest photo we decode: Pillow's own decompression-bomb refusal (2 x MAX_IMAGE_PIXELS). Intake is
-# stricter (it refuses above MAX_IMAGE_PIXELS, 89.5 MP), so every accepted photo can be printed.
-MAX_SOURCE_PIXELS: Final = 178_000_000
+# Largest photo we decode (defined with intake, which never accepts more: lab.orders.imaging). For a HEIC it
+# bounds the pixels of all its coded tiles too, not only those shown (`heif_tiles.check_coded_pixels`).
 # A JPEG whose decoded pixels fit in this many bytes is decoded whole by libjpeg-turbo's TurboJPEG API
 # (simplejpeg), measured ~35 % faster than libvips' or Pillow's scanline decoders; larger ones are streamed
 # through libvips, which holds only a few rows. 100 MB keeps a 24 MP camera photo on the fast path while a
@@ -144,9 +144,17 @@ def open_source(data: bytes) -> Source:
 
 
 def _open_heic(data: bytes) -> Source:
+    """The header, and the refusal of a grid whose tiles hold more pixels than the limit or lie wholly outside
+    the image (every decode decodes every tile: a 10 KB grid displayed at 4096 x 4096 coded 2.1 GP), before
+    any pixel is decoded, as intake refuses it (`heif_tiles.check_coded_pixels`): for photos stored before
+    intake did, and for the proofs and the gate's preview, which open photos here too."""
     with decoding():
         image = Image.open(io.BytesIO(data), formats=["HEIF"])
         _check_pixels(image.width, image.height)
+        try:
+            heif_tiles.check_coded_pixels(data, max_pixels=MAX_SOURCE_PIXELS)
+        except heif_tiles.CodedTooLarge as error:
+            raise RasterError(code=TOO_LARGE, message=str(error)) from error
     icc_profile = image.info.get("icc_profile")
     mode: WorkingMode = "L" if image.mode in ("L", "LA", "I;16", "I;16L", "I", "1") else "RGB"
     return Source(
