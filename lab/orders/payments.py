@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import stripe
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from lab.lib.errors import DomainError, UpstreamError
@@ -21,6 +23,10 @@ from lab.lib.tasks import enqueue
 from lab.orders.errors import OrderError
 from lab.orders.models import Order, OrderEvent
 from lab.orders.states import OrderStatus
+from lab.orders.transitions import order_locked
+
+if TYPE_CHECKING:
+    from stripe.params import RefundCreateParams
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +153,7 @@ def _intent_cancel(*, intent_id: str, order_ref: str) -> str | None:
         logger.warning("payment intent cancel unsettled order=%s error=%s", order_ref, type(error).__name__)
         return None
     if status in ("canceled", "succeeded"):
-        # Succeeded: the payment_intent.succeeded event refunds it (refund_after_cancel).
+        # Succeeded: payment_intent_cancel records the payment and refunds it (the event may never come).
         return status
     logger.info("payment intent not cancellable yet order=%s status=%s", order_ref, status)
     return None
@@ -168,6 +174,10 @@ UNPAID_PAYMENT_STATUSES = frozenset(
 )
 # Owed intent cancels one sweep asks Stripe about, within the task's time limit (the rest: next run).
 INTENT_CANCEL_BATCH = 100
+# Pending refunds one sweep asks Stripe about (up to three calls each), after the intent cancels.
+REFUND_BATCH = 50
+# How long a refund left to a person (`refund_needs_person`) waits before the sweep asks Stripe again.
+REFUND_NEEDS_PERSON_RECHECK = timedelta(hours=6)
 
 
 def refund_tag(order: Order) -> str:
@@ -210,7 +220,7 @@ def refund_decide(*, order: Order) -> bool:
 
 
 def refund_issue(*, order_id: int) -> bool:
-    """Ask Stripe for the decided refund; True once Stripe says it `succeeded` and the order is refunded.
+    """Ask Stripe for the decided refund; True once Stripe says the money captured is all refunded.
 
     Accepted is not done: Stripe answers a refund `pending` (or `requires_action`) and may fail it later, so
     the order stays `refund_pending` until the refund has succeeded, and `refunds_reconcile` asks again. A
@@ -218,7 +228,14 @@ def refund_issue(*, order_id: int) -> bool:
     of our earlier refunds: two workers that both saw the failure still make one). Safe to call any number
     of times: the status moves only from `refund_pending`, and a refund of ours that Stripe already made
     (the process died before it committed the answer) is found at Stripe, tagged with the order, and not
-    made again. The idempotency key alone would not do: Stripe forgets it after 24 hours."""
+    made again. The idempotency key alone would not do: Stripe forgets it after 24 hours.
+
+    Done means the succeeded refunds add up to what was captured, not that one of ours succeeded. When the
+    payment has refunds not ours (a person in Stripe's dashboard), ours is made for what they leave, and the
+    order waits while one of them is still pending: it may fail, and its money then comes back to the charge.
+    Before, a dashboard partial refund pending when ours was made (Stripe refunds what is left after it) that
+    failed later left the order `refunded` with the customer short by its amount; now the shortfall is
+    refunded by one more refund of ours (`_refund_owed`)."""
     order = Order.objects.get(pk=order_id)
     if order.payment_status != Order.PaymentStatus.REFUND_PENDING:
         return order.payment_status == Order.PaymentStatus.REFUNDED
@@ -228,28 +245,61 @@ def refund_issue(*, order_id: int) -> bool:
         made = client.v1.refunds.list(params={"payment_intent": order.payment_intent_id, "limit": 100}).data
         ours = [refund for refund in made if _refund_metadata(refund).get(REFUND_TAG) == tag]
         live = [refund for refund in ours if refund.status not in REFUND_UNDONE]
-        refunded = sum(int(refund.amount or 0) for refund in made if refund.status == "succeeded")
-        if not live and refunded > 0 and refunded >= order.total_minor:
-            # All of it went back by refunds we did not make (a person in Stripe's dashboard, say after our
-            # refunds kept failing): the order is refunded, not asked for again for ever (Stripe refuses a
-            # refund of a refunded charge, which read as "Stripe not answering").
-            return _refunded(order=order, kind="refunded_at_stripe", actor_kind="stripe")
-        if not live and len(ours) >= REFUND_ATTEMPTS_MAX:
-            _refund_needs_person(order=order, attempts=len(ours))
+        if any(refund.status != "succeeded" for refund in live):
+            logger.info("refund not yet confirmed order=%s", order.ref)
             return False
-        if not live:
-            refund = client.v1.refunds.create(
-                params={"payment_intent": order.payment_intent_id, "metadata": {REFUND_TAG: tag}},
-                options={"idempotency_key": f"{tag}-{len(ours)}" if ours else tag},
-            )
-            live = [refund]
+        others = [refund for refund in made if _refund_metadata(refund).get(REFUND_TAG) != tag]
+        others_moving = any(refund.status not in REFUND_UNDONE | {"succeeded"} for refund in others)
+        if live and others_moving:
+            # Ours succeeded, but a refund not ours is still pending: should it fail, its amount is owed.
+            logger.info("refund waits for another refund at stripe order=%s", order.ref)
+            return False
+        amount = None
+        if others:
+            amount = _refund_owed(client=client, order=order, made=made)
+            if amount <= 0:
+                if others_moving:
+                    return False  # all of it is being refunded by refunds not ours: wait for them
+                if live:
+                    return _refunded(order=order, kind="refunded", actor_kind="system")
+                # All of it went back by refunds we did not make (a person in Stripe's dashboard, say after
+                # our refunds kept failing): the order is refunded, not asked for again for ever (Stripe
+                # refuses a refund of a refunded charge, which read as "Stripe not answering").
+                return _refunded(order=order, kind="refunded_at_stripe", actor_kind="stripe")
+        elif live:
+            # Every refund of the payment is ours, made for all that was left: it is all refunded.
+            return _refunded(order=order, kind="refunded", actor_kind="system")
+        failed = len(ours) - len(live)
+        if failed >= REFUND_ATTEMPTS_MAX:
+            _refund_needs_person(order=order, attempts=failed)
+            return False
+        params: RefundCreateParams = {
+            "payment_intent": order.payment_intent_id,
+            "metadata": {REFUND_TAG: tag},
+        }
+        if amount is not None:
+            params["amount"] = amount
+        refund = client.v1.refunds.create(
+            params=params,
+            options={"idempotency_key": f"{tag}-{len(ours)}" if ours else tag},
+        )
     except stripe.StripeError as error:
         logger.warning("refund failed, left pending order=%s error=%s", order.ref, type(error).__name__)
         raise UpstreamError(OrderError.REFUND_FAILED, "The refund is decided and will be retried.") from error
-    if not any(refund.status == "succeeded" for refund in live):
-        logger.info("refund not yet confirmed order=%s status=%s", order.ref, live[0].status)
+    if refund.status != "succeeded" or others_moving:
+        logger.info("refund not yet confirmed order=%s status=%s", order.ref, refund.status)
         return False
     return _refunded(order=order, kind="refunded", actor_kind="system")
+
+
+def _refund_owed(*, client: stripe.StripeClient, order: Order, made: list[stripe.Refund]) -> int:
+    """What of the captured payment no refund has taken back yet: the amount the PaymentIntent received,
+    less every refund that succeeded or may still (pending). A refund that failed or was cancelled moved
+    nothing, so its amount is owed again."""
+    intent = client.v1.payment_intents.retrieve(order.payment_intent_id).to_dict()
+    received = intent.get("amount_received")
+    captured = int(received if received is not None else intent.get("amount") or order.total_minor)
+    return captured - sum(int(refund.amount or 0) for refund in made if refund.status not in REFUND_UNDONE)
 
 
 def _refunded(*, order: Order, kind: str, actor_kind: str) -> bool:
@@ -291,11 +341,27 @@ def refund_issue_soon(*, order_id: int) -> None:
 
 
 def refunds_reconcile() -> int:
-    """Every refund decided but not yet confirmed by Stripe is asked for again (idempotently)."""
+    """Decided refunds not yet confirmed by Stripe are asked for again (idempotently), a batch a run.
+
+    The batch is the orders touched longest ago, and each is touched as it is asked about, so the work
+    rotates through every pending refund however many there are. An order whose refunds all failed
+    (`refund_needs_person`) waits for a person: it is asked about again only once in
+    REFUND_NEEDS_PERSON_RECHECK (a person may have refunded it in Stripe's dashboard). Before, every run
+    asked about every pending order, those for ever, and with enough of them the task reached its hard time
+    limit every run."""
+    now = timezone.now()
+    waiting_for_person = OrderEvent.objects.filter(order=OuterRef("pk"), kind="refund_needs_person")
+    due = (
+        Order.objects.filter(payment_status=Order.PaymentStatus.REFUND_PENDING)
+        .filter(~Exists(waiting_for_person) | Q(updated_at__lt=now - REFUND_NEEDS_PERSON_RECHECK))
+        .order_by("updated_at", "pk")
+        .values_list("pk", flat=True)
+    )
     done = 0
-    for order_id in Order.objects.filter(payment_status=Order.PaymentStatus.REFUND_PENDING).values_list(
-        "pk", flat=True
-    ):
+    for order_id in list(due[:REFUND_BATCH]):
+        Order.objects.filter(pk=order_id, payment_status=Order.PaymentStatus.REFUND_PENDING).update(
+            updated_at=timezone.now()
+        )
         try:
             done += int(refund_issue(order_id=order_id))
         except UpstreamError:
@@ -308,7 +374,12 @@ def payment_intent_cancel(*, order_id: int) -> bool:
 
     UpstreamError while Stripe has not settled it: the task retries with backoff, and
     `payment_intent_cancels_reconcile` on beat asks again, so a cancelled order's intent never stays payable
-    because one message or one call was lost."""
+    because one message or one call was lost.
+
+    Stripe refusing because the intent succeeded means the customer paid a cancelled order, whether or not
+    its payment_intent.succeeded ever arrives (an endpoint down past Stripe's retries, a changed secret): the
+    payment is recorded and its refund decided here, under the order's lock, and made after the commit.
+    Before, the owed cancel just ended, counting on that event: without it the money was kept, unrefunded."""
     order = Order.objects.filter(pk=order_id, payment_intent_cancel_due=True).first()
     if order is None:
         return True
@@ -318,12 +389,24 @@ def payment_intent_cancel(*, order_id: int) -> bool:
             OrderError.PAYMENT_PROVIDER_UNAVAILABLE, "The payment's cancel is owed and will be retried."
         )
     with transaction.atomic():
-        if Order.objects.filter(pk=order_id, payment_intent_cancel_due=True).update(
-            payment_intent_cancel_due=False, updated_at=timezone.now()
-        ):
+        order = order_locked(order_id=order_id)
+        if order.payment_intent_cancel_due:
+            order.payment_intent_cancel_due = False
+            order.save(update_fields=["payment_intent_cancel_due", "updated_at"])
             OrderEvent.objects.create(
                 order=order, kind="payment_intent_cancelled", actor_kind="system", note=settled
             )
+        if settled == "succeeded" and order.payment_status in UNPAID_PAYMENT_STATUSES:
+            order.payment_status = Order.PaymentStatus.SUCCEEDED
+            order.save(update_fields=["payment_status", "updated_at"])
+            OrderEvent.objects.create(
+                order=order,
+                kind="payment_succeeded_at_stripe",
+                actor_kind="stripe",
+                note="found by the intent's cancel",
+            )
+            if order.status == OrderStatus.CANCELLED and refund_decide(order=order):
+                transaction.on_commit(lambda: refund_issue_soon(order_id=order_id))
     logger.info("payment intent cancel settled order=%s outcome=%s", order.ref, settled)
     return True
 
@@ -341,5 +424,8 @@ def payment_intent_cancels_reconcile() -> int:
 
 
 def payments_reconcile() -> dict[str, int]:
-    """Beat's payments sweep (task `payments.refunds_reconcile`): decided refunds and owed intent cancels."""
-    return {"refunded": refunds_reconcile(), "intents_cancelled": payment_intent_cancels_reconcile()}
+    """Beat's payments sweep (task `payments.refunds_reconcile`): owed intent cancels first (a batch of at
+    most INTENT_CANCEL_BATCH), then decided refunds (REFUND_BATCH), each within the task's time limit. Before,
+    the refunds came first, unbatched, and with enough of them the owed cancels were never reached."""
+    intents_cancelled = payment_intent_cancels_reconcile()
+    return {"intents_cancelled": intents_cancelled, "refunded": refunds_reconcile()}

@@ -214,8 +214,17 @@ PARTLY_REFUNDED_WHY = "Part of the payment was refunded at Stripe"
 
 
 def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
-    if int(data.get("amount_received") or data.get("amount") or 0) != order.total_minor:
-        OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe")
+    received = int(data.get("amount_received") or data.get("amount") or 0)
+    if received != order.total_minor:
+        note = f"{received} received, {order.total_minor} due"
+        OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe", note=note)
+        if order.payment_status in UNPAID_PAYMENT_STATUSES:
+            # The money was captured, but not the order's amount: the lab cannot take it, so it goes back to
+            # the customer (the order stays unpaid, and expires as such). Before, the event was used up here
+            # and the money kept, with nothing on the order to say it was owed.
+            order.payment_status = Order.PaymentStatus.SUCCEEDED
+            refund_decide(order=order)
+            _refund_issue_after_commit(order=order)
         return "amount_mismatch"
     if order.payment_status == Order.PaymentStatus.DISPUTED and order.status == OrderStatus.AWAITING_PAYMENT:
         # The dispute came first (Stripe does not keep its events in order): the money was captured, and is
@@ -312,6 +321,11 @@ def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
     if status not in REFUND_UNDONE:
         return "noted"
     OrderEvent.objects.create(order=order, kind="refund_failed_at_stripe", actor_kind="stripe", note=note)
+    if order.payment_status == Order.PaymentStatus.REFUND_PENDING:
+        # The lab's refund is decided, and was made (or waits) for what this one left: its amount is owed
+        # again, and refund_issue refunds the shortfall. Before, this was only noted: the customer was short.
+        _refund_issue_after_commit(order=order)
+        return "refund_rechecking"
     if order.payment_status != Order.PaymentStatus.REFUNDED:
         return "refund_failure_noted"  # a partial refund's: the payment was still captured
     order.payment_status = Order.PaymentStatus.SUCCEEDED

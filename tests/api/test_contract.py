@@ -167,8 +167,16 @@ def run_operation(operation: Any, mode: GenerationMode, identities: list[Identit
     except hypothesis.errors.Unsatisfiable:
         return None  # nothing in this operation can be made invalid (no parameters, no body)
     except (Exception, BaseExceptionGroup) as failure:  # one group per failing case, every failed check
-        return f"{operation.label} ({mode.value}): {failure}"
+        return f"{operation.label} ({mode.value}): {_described(failure)}"
     return None
+
+
+def _described(failure: BaseException) -> str:
+    """The failure and every exception it groups (Hypothesis' "unreliable results" names only their count)."""
+    if isinstance(failure, BaseExceptionGroup):
+        inner = "; ".join(_described(each) for each in failure.exceptions)
+        return f"{failure} [{inner}]"
+    return f"{type(failure).__name__}: {failure}"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -115,7 +115,12 @@ def test_an_owed_cancel_stripe_did_not_answer_stays_owed_until_stripe_cancels_th
     assert intent_cancels(order) == ["cancelled"]
 
 
-def test_an_intent_paid_before_the_cancel_ends_the_owed_cancel_and_its_late_payment_is_refunded(
+def stripe_refunds(order: Order) -> list[tuple[str, int]]:
+    refunds = stripe_test_client().v1.refunds.list(params={"payment_intent": order.payment_intent_id}).data
+    return [(str(refund.status), int(refund.amount or 0)) for refund in refunds]
+
+
+def test_an_intent_paid_before_the_cancel_ends_the_owed_cancel_and_its_payment_is_refunded(
     api, order, django_capture_on_commit_callbacks
 ):
     # given the customer paid at Stripe, then cancelled before the payment's event arrived
@@ -125,18 +130,53 @@ def test_an_intent_paid_before_the_cancel_ends_the_owed_cancel_and_its_late_paym
     # when the sweep asks Stripe to cancel the intent, which Stripe refuses: it succeeded
     payments_sweep()
 
-    # then nothing more is owed, and the late payment is refunded
+    # then nothing more is owed, and the payment is recorded and refunded without waiting for its event
     order.refresh_from_db()
     assert (order.payment_intent_cancel_due, intent_cancels(order)) == (False, ["succeeded"])
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert stripe_refunds(order) == [("succeeded", order.total_minor)]
+
+    # when the payment's event arrives late, then it changes nothing and refunds nothing more
     with django_capture_on_commit_callbacks(execute=True):
         late = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_late_payment")
-    assert late.json()["outcome"] == "refund_after_cancel"
+    assert late.json()["outcome"] == "already_applied"
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("cancelled", "refunded")
-    assert (
-        len(stripe_test_client().v1.refunds.list(params={"payment_intent": order.payment_intent_id}).data)
-        == 1
+    assert stripe_refunds(order) == [("succeeded", order.total_minor)]
+
+
+def test_a_payment_whose_event_never_came_is_refunded_once_the_unpaid_order_expires(
+    api, order, django_capture_on_commit_callbacks
+):
+    # given the customer paid at Stripe, and its payment_intent.succeeded never reaches the lab (the
+    # endpoint was down longer than Stripe retries, or its secret changed)
+    pay_at_stripe(order)
+
+    # when the order expires unpaid, and beat's payments sweep runs twice
+    assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 1
+    payments_sweep()
+    payments_sweep()
+
+    # then the payment is recorded and refunded, once (before, the owed cancel just ended on Stripe's
+    # "succeeded": the order stayed cancelled with the money kept, and no refund)
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
+        "cancelled",
+        "refunded",
+        False,
     )
+    assert intent_cancels(order) == ["succeeded"]
+    assert stripe_refunds(order) == [("succeeded", order.total_minor)]
+    kinds = OrderEvent.objects.filter(order=order).values_list("kind", flat=True)
+    assert {"payment_succeeded_at_stripe", "refund_decided", "refunded"} <= set(kinds)
+
+    # when the payment's event is delivered at last, then it changes nothing and makes no second refund
+    with django_capture_on_commit_callbacks(execute=True):
+        late = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_late_payment")
+    assert late.json()["outcome"] == "already_applied"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert stripe_refunds(order) == [("succeeded", order.total_minor)]
 
 
 @pytest.mark.parametrize("then", ["cancelled", "paid"])

@@ -12,6 +12,8 @@ import pytest
 
 from lab.orders import payments
 from lab.orders.models import Order, OrderEvent
+from lab.production.cancellation import order_cancel_in_production
+from tests.builders import person
 from tests.support.stripe_proxy import RefundStatusProxy
 from tests.support.stripe_server import LocalStripe
 from tests.support.stripe_webhooks import (
@@ -275,3 +277,80 @@ def test_a_dashboard_refund_and_its_failure_before_the_payment_s_event_leave_the
     assert order.hold_message == (
         "A refund made at Stripe failed: a supervisor decides whether to cancel the order or go on."
     )
+
+
+def test_a_dashboard_partial_refund_that_fails_after_the_cancel_s_refund_is_refunded_by_one_more(
+    api, paid, stripe_proxy
+):
+    # given 100 refunded in Stripe's dashboard, still pending there, which held the paid order
+    dashboard = stripe_test_client().v1.refunds.create(
+        params={"payment_intent": paid.payment_intent_id, "amount": 100}
+    )
+    stripe_proxy.statuses[str(dashboard.id)] = "pending"
+    charge = {
+        "id": "ch_1",
+        "object": "charge",
+        "payment_intent": paid.payment_intent_id,
+        "amount": paid.total_minor,
+        "amount_refunded": 100,
+        "refunded": False,
+    }
+    held = deliver(api, "charge.refunded", charge, event_id="evt_dashboard_partial")
+    assert held.json()["outcome"] == "held_for_payment"
+
+    # when a supervisor cancels the order: the lab refunds what the dashboard's refund leaves
+    order = order_cancel_in_production(order_ref=paid.ref, actor=person("supervisor"))
+
+    # then the order waits while the dashboard's refund may still fail (before, it was refunded at once)
+    assert (order.status, order.payment_status) == ("cancelled", "refund_pending")
+    tag = f"order-{order.ref}-refund"
+    ours = [key for _, key in stripe_proxy.refunds_created if key.startswith(tag)]
+    assert ours == [tag]
+
+    # when the dashboard's refund fails, Stripe says so, and the sweep runs
+    stripe_proxy.statuses[str(dashboard.id)] = "failed"
+    failed = {
+        "id": dashboard.id,
+        "object": "refund",
+        "payment_intent": order.payment_intent_id,
+        "status": "failed",
+        "metadata": {},
+    }
+    assert deliver(api, "refund.failed", failed, event_id="evt_dashboard_failed").json()["outcome"] == (
+        "refund_rechecking"
+    )
+    assert payments.refunds_reconcile() == 1
+
+    # then one more refund of the lab's refunds the shortfall: what went back adds up to what was paid
+    # (before, the order stayed `refunded` and the customer was 100 short)
+    order.refresh_from_db()
+    assert order.payment_status == "refunded"
+    ours = [key for _, key in stripe_proxy.refunds_created if key.startswith(tag)]
+    assert ours == [tag, f"{tag}-1"]
+    refunds = stripe_test_client().v1.refunds.list(params={"payment_intent": order.payment_intent_id}).data
+    assert len(refunds) == 3
+    assert sum(int(refund.amount or 0) for refund in refunds if refund.status == "succeeded") == (
+        order.total_minor
+    )
+    assert sorted(int(refund.amount or 0) for refund in refunds) == [100, 100, order.total_minor - 100]
+    assert payments.refunds_reconcile() == 0
+    assert len(refund_ids(order)) == 3
+
+
+def test_a_payment_of_the_wrong_amount_is_refunded(api, stripe_proxy, django_capture_on_commit_callbacks):
+    # given an order the customer paid at Stripe
+    order = order_placed(api)
+    pay_at_stripe(order)
+
+    # when its payment_intent.succeeded says an amount other than the order's
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver(api, "payment_intent.succeeded", succeeded(order, amount=1), event_id="evt_wrong")
+
+    # then the order is not paid, and the money is refunded (before, it was kept with nothing owed)
+    assert response.json()["outcome"] == "amount_mismatch"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "refunded")
+    assert OrderEvent.objects.get(order=order, kind="payment_amount_mismatch").note == (
+        f"1 received, {order.total_minor} due"
+    )
+    assert [status for status, _ in refunds_made(order)] == ["succeeded"]
