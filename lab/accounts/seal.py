@@ -4,8 +4,12 @@ lab's own tools, not by a write in the database.
 A database administrator can write any row: give a technician the supervisor role, put a password hash they
 made on someone else's account (a colleague's, a customer's), or re-activate a dismissed employee's, then sign
 in as that person and look at photos through the gate, recorded under that person's name. The seal is an HMAC
-of the account's public id, its staff roles, whether it is active and its password hash, under a key the
-database never holds (Django's SECRET_KEY, salted for this use). The tools that set those write the seal with
+of the account's row (its primary key), its public id, its staff roles, whether it is active and its password
+hash, under a key the database never holds (Django's SECRET_KEY, salted for this use). The primary key is in
+it because the rows that name an account (photos, orders, roles, tokens) name it by that key: without it, the
+public id, password hash and seal of one account, moved together onto another's row, held there, and the
+DBA signed in with the other account's e-mail and their own password (migration 0009 sealed again, with the
+key, the accounts whose earlier seal held). The tools that set those write the seal with
 the change (registration, My Account's password change, the lab admin's account and password forms,
 `seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades the password's hash). Every staff
 page and the auditors' API check it (`lab.staff.middleware`, `api.audit_views`), and so do the issue of a
@@ -23,6 +27,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from django.db.models.signals import post_save
+
 from lab.accounts.errors import AccountError
 from lab.accounts.roles import STAFF_ROLES, user_roles
 from lab.lib.errors import PermissionDenied
@@ -36,20 +42,23 @@ logger = logging.getLogger(__name__)
 SEAL_SALT = "lab.accounts.account_seal"
 
 
-def _facts(*, public_id: object, roles: Iterable[str], is_active: bool, password: str) -> str:
+def _facts(*, pk: object, public_id: object, roles: Iterable[str], is_active: bool, password: str) -> str:
     staff_roles = sorted({str(role) for role in roles} & STAFF_ROLES)
-    return json.dumps([str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
+    return json.dumps([pk, str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
 
 
 def seal_value(*, public_id: object, roles: Iterable[str], is_active: bool, password: str) -> str:
-    """The seal of these facts of an account (primitives: migrations compute it on historical models too)."""
-    return seal_of(
-        SEAL_SALT, _facts(public_id=public_id, roles=roles, is_active=is_active, password=password)
-    )
+    """The seal as migration 0006 made it, before it named the account's row (no primary key): no check
+    accepts it any more; 0006 still writes it, and 0009 seals again, with the key, the accounts it holds
+    for."""
+    staff_roles = sorted({str(role) for role in roles} & STAFF_ROLES)
+    facts = json.dumps([str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
+    return seal_of(SEAL_SALT, facts)
 
 
 def _user_facts(user: object, roles: Iterable[str] | None = None) -> str:
     return _facts(
+        pk=user.pk,  # type: ignore[attr-defined]
         public_id=user.public_id,  # type: ignore[attr-defined]
         roles=user_roles(user) if roles is None else roles,
         is_active=user.is_active,  # type: ignore[attr-defined]
@@ -58,7 +67,43 @@ def _user_facts(user: object, roles: Iterable[str] | None = None) -> str:
 
 
 def account_seal_of(user: object, *, roles: Iterable[str] | None = None) -> str:
-    return seal_of(SEAL_SALT, _user_facts(user, roles))
+    """The account's seal as it is now. An account not saved yet has no primary key, and the seal made for it
+    (of no key) holds for no row: once its row is inserted, it is sealed again with its key if the row holds
+    what was sealed (`UserManager.create_user` seals before it saves; `_seal_again_with_the_key`)."""
+    roles = None if roles is None else list(roles)
+    facts = _user_facts(user, roles)
+    seal = seal_of(SEAL_SALT, facts)
+    if user.pk is None:  # type: ignore[attr-defined]
+        user._account_seal_unsaved = (seal, facts, roles)  # type: ignore[attr-defined]
+    return seal
+
+
+def _seal_again_with_the_key(sender: object, instance: object, created: bool, **kwargs: object) -> None:
+    """post_save of an account: one sealed before its row existed gets the seal of its row, if the row was
+    inserted with that seal and with the facts it sealed (else it stays unsealed, refused as any other)."""
+    unsaved = getattr(instance, "_account_seal_unsaved", None)
+    if unsaved is None:
+        return
+    del instance._account_seal_unsaved  # type: ignore[attr-defined]
+    seal, facts, roles = unsaved
+    if not created or getattr(instance, "account_seal", "") != seal:
+        return
+    if _user_facts_without_key(instance, roles) != facts:
+        return
+    account_seal_set(instance, roles=roles)
+
+
+def _user_facts_without_key(user: object, roles: Iterable[str] | None) -> str:
+    return _facts(
+        pk=None,
+        public_id=user.public_id,  # type: ignore[attr-defined]
+        roles=user_roles(user) if roles is None else roles,
+        is_active=user.is_active,  # type: ignore[attr-defined]
+        password=user.password,  # type: ignore[attr-defined]
+    )
+
+
+post_save.connect(_seal_again_with_the_key, sender="accounts.User", dispatch_uid="lab.accounts.seal.new_row")
 
 
 def account_seal_holds(user: object, *, roles: Iterable[str] | None = None) -> bool:

@@ -5,13 +5,20 @@ they set gets no token, and a token row they make up or move to another account 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import secrets
+import uuid
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.hashers import make_password
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test import Client
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, SecurityEvent, User
+from lab.accounts.seal import account_seal_holds, account_seal_of, seal_value
 from lab.accounts.services import policy_current
 from tests.builders import PASSWORD, UserFactory
 from tests.builders.orders import asset_for
@@ -19,6 +26,9 @@ from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 DBA_PASSWORD = "the dba chose this one"
+# The upgrade that made the seal name its row (its primary key); the migration before it.
+KEYED = importlib.import_module("lab.accounts.migrations.0009_account_seal_names_its_row")
+BEFORE_KEYED = [("accounts", "0008_security_event_email_changed")]
 
 
 def token_for(email: str, password: str) -> tuple[int, dict[str, object]]:
@@ -125,3 +135,120 @@ def test_the_customers_own_password_change_and_registration_keep_the_account_usa
 
     assert status == 200 and as_token(str(body["token"])).get("/api/v1/me").status_code == 200
     assert User.objects.get(email="new.customer@example.org").account_seal
+
+
+def test_an_accounts_public_id_password_and_seal_moved_onto_another_row_open_nothing_of_that_account():
+    # given the DBA's own customer account with a token, and another customer's photo
+    dba_account = UserFactory.create()
+    victim = UserFactory.create()
+    photo = asset_for(victim)
+    status, body = token_for(dba_account.email, PASSWORD)
+    keys = [str(body["token"])]
+    assert status == 200 and as_token(keys[0]).get("/api/v1/me").status_code == 200
+    own = User.objects.values_list("public_id", "password", "account_seal").get(pk=dba_account.pk)
+
+    # when the DBA gives their own row another public id, moves their public id, password hash and seal onto
+    # the victim's row, and their token with them (its binding names the public id the victim's row now has)
+    dba("UPDATE accounts_user SET public_id = %s WHERE id = %s", str(uuid.uuid4()), dba_account.pk)
+    dba(
+        "UPDATE accounts_user SET public_id = %s, password = %s, account_seal = %s WHERE id = %s",
+        str(own[0]),
+        own[1],
+        own[2],
+        victim.pk,
+    )
+    status, body = token_for(victim.email, PASSWORD)  # the victim's e-mail, the DBA's own password
+    keys += [str(body["token"])] if "token" in body else []
+    dba("UPDATE accounts_apitoken SET user_id = %s WHERE user_id = %s", victim.pk, dba_account.pk)
+
+    # then the seal, which names its row, does not hold on the victim's: no token is issued (before, one was,
+    # and it read the victim's photo), and no token of the DBA's reads the photo, the one moved with them too
+    assert (status, body.get("code")) == (403, "account_changed_outside_the_lab")
+    assert ApiToken.objects.filter(user=victim).count() == 1  # the DBA's, moved there
+    for key in keys:
+        assert as_token(key).get(f"/api/v1/assets/{photo.pk}/content").status_code == 401
+        assert as_token(key).get("/api/v1/me").status_code == 401
+    assert SecurityEvent.objects.filter(user=victim, kind="account_seal_broken").count() == 3
+
+
+def seal_as_before_the_upgrade(user: User) -> None:
+    """The account's seal as the lab made it before the seal named its row (no primary key)."""
+    user.refresh_from_db()
+    roles = list(user.groups.values_list("name", flat=True))
+    seal = seal_value(public_id=user.public_id, roles=roles, is_active=user.is_active, password=user.password)
+    dba("UPDATE accounts_user SET account_seal = %s WHERE id = %s", seal, user.pk)
+
+
+def staff_sign_in(email: str, password: str) -> int:
+    return Client().post("/lab/login/", {"email": email, "password": password}).status_code
+
+
+def test_the_upgrade_seals_again_with_its_key_each_account_whose_seal_held_as_the_lab_makes_it():
+    # given a customer and a supervisor sealed as before the upgrade, and a customer and a technician whose
+    # old seals no longer held (a password hash, a role written in the database)
+    customer, supervisor = UserFactory.create(), UserFactory.create(roles=["supervisor", "technician"])
+    changed_customer, changed_technician = UserFactory.create(), UserFactory.create(roles=["technician"])
+    for user in (customer, supervisor, changed_customer, changed_technician):
+        seal_as_before_the_upgrade(user)
+    dba(
+        "UPDATE accounts_user SET password = %s WHERE id = %s",
+        make_password(DBA_PASSWORD),
+        changed_customer.pk,
+    )
+    dba(
+        "INSERT INTO accounts_user_groups (user_id, group_id) SELECT %s, id FROM auth_group WHERE name = %s",
+        changed_technician.pk,
+        "supervisor",
+    )
+    assert token_for(customer.email, PASSWORD)[0] == 403  # an old seal: refused until the upgrade
+    changed = dict(
+        User.objects.filter(pk__in=[changed_customer.pk, changed_technician.pk]).values_list(
+            "pk", "account_seal"
+        )
+    )
+
+    KEYED.seal_with_the_key(django_apps, None)
+
+    # then the accounts whose seals held carry the seal the lab makes (its format and the migration's agree)
+    # and sign in; the others are as they were, and refused
+    for user in (customer, supervisor):
+        stored = User.objects.get(pk=user.pk)
+        assert stored.account_seal == account_seal_of(stored) and account_seal_holds(stored)
+    assert token_for(customer.email, PASSWORD)[0] == 200
+    assert staff_sign_in(supervisor.email, PASSWORD) == 302
+    assert dict(User.objects.filter(pk__in=changed).values_list("pk", "account_seal")) == changed
+    assert token_for(changed_customer.email, DBA_PASSWORD)[0] == 403
+    assert staff_sign_in(changed_technician.email, PASSWORD) == 403
+    KEYED.seal_with_the_key(django_apps, None)  # run again, it changes nothing
+    assert User.objects.get(pk=customer.pk).account_seal == account_seal_of(User.objects.get(pk=customer.pk))
+
+
+def migrate(targets: list[tuple[str, str]]) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_and_its_reverse_keep_sealed_accounts_usable_and_changed_ones_refused():
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("accounts")
+    customer, technician = UserFactory.create(), UserFactory.create(roles=["technician"])
+    changed = UserFactory.create(roles=["technician"])
+
+    migrate(BEFORE_KEYED)  # going back seals the accounts as before (no primary key)
+    try:
+        for user in (customer, technician, changed):
+            stored = User.objects.get(pk=user.pk)
+            roles = list(stored.groups.values_list("name", flat=True))
+            assert stored.account_seal == seal_value(
+                public_id=stored.public_id, roles=roles, is_active=stored.is_active, password=stored.password
+            )
+        dba("UPDATE accounts_user SET is_active = false WHERE id = %s", changed.pk)
+        seal_as_before_the_upgrade(changed)  # sealed inactive; then re-activated in the database
+        dba("UPDATE accounts_user SET is_active = true WHERE id = %s", changed.pk)
+    finally:
+        migrate(latest)  # the upgrade; a failed test leaves the schema current too
+
+    assert token_for(customer.email, PASSWORD)[0] == 200
+    assert staff_sign_in(technician.email, PASSWORD) == 302
+    assert staff_sign_in(changed.email, PASSWORD) == 403

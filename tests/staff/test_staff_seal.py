@@ -106,6 +106,31 @@ def test_another_accounts_password_and_seal_copied_onto_an_account_do_not_hold()
     assert sign_in(own.email, PASSWORD)[1] == 302  # the copy's source is untouched
 
 
+def test_an_accounts_public_id_password_and_seal_moved_onto_a_colleagues_row_do_not_sign_in_as_them():
+    """The seal names its row: a technician who moves their own public id, password hash and seal onto a
+    colleague's row (same roles, so the seal held there before) cannot sign in as the colleague."""
+    own = person("technician")
+    colleague = person("technician")
+    moved = User.objects.values_list("public_id", "password", "account_seal").get(pk=own.pk)
+    dba("UPDATE accounts_user SET public_id = %s WHERE id = %s", str(uuid.uuid4()), own.pk)
+    dba(
+        "UPDATE accounts_user SET public_id = %s, password = %s, account_seal = %s WHERE id = %s",
+        str(moved[0]),
+        moved[1],
+        moved[2],
+        colleague.pk,
+    )
+
+    client, status = sign_in(colleague.email, PASSWORD)  # the colleague's e-mail, the mover's own password
+
+    assert status == 403
+    assert client.get("/lab/board/").status_code == 302
+    assert SecurityEvent.objects.filter(user=colleague, kind="account_seal_broken").count() == 1
+    assert AuditRecord.objects.filter(
+        action="staff.account_refused", context_id=str(moved[0]), outcome="denied"
+    ).exists()
+
+
 def test_a_dismissed_account_made_active_again_in_the_database_is_refused():
     admin_client, _ = client_as("admin")
     technician = person("technician")
