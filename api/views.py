@@ -12,6 +12,7 @@ from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -169,6 +170,11 @@ class AssetCreateView(APIView):
         responses={201: s.AssetOutput, 202: s.AssetOutput, **problems(409, 413, 422, 503)},
     )
     def post(self, request: Request) -> Response:
+        # One photo per request: a form with two `file` parts (or `<input type=file multiple>`) validated
+        # the last one only, and the first was dropped without a word.
+        files = request.FILES
+        if len(files.getlist("file")) > 1 or set(files) - {"file"}:
+            raise ValidationError({"file": ["Send one photo per request, as the part named `file`."]})
         data = s.AssetUploadInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
