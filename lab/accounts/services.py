@@ -171,6 +171,7 @@ def customer_update(
             fields=fields,
             marketing_opt_in=marketing_opt_in,
             password_read=password_read,
+            client_ip=client_ip,
         )
     except IntegrityError as error:
         # The address was free at the check and taken before the save (another request, another process):
@@ -183,7 +184,12 @@ def customer_update(
 
 
 def _customer_save(
-    *, user: User, fields: list[str], marketing_opt_in: bool | None, password_read: str | None
+    *,
+    user: User,
+    fields: list[str],
+    marketing_opt_in: bool | None,
+    password_read: str | None,
+    client_ip: str | None = None,
 ) -> User:
     with transaction.atomic():
         # The row's lock first, FOR UPDATE: what the UPDATE below takes anyway. A weaker lock taken first
@@ -217,12 +223,16 @@ def _customer_save(
                 kind=SecurityEvent.Kind.PASSWORD_CHANGED,
                 channel=SecurityEvent.Channel.API,
                 user=user,
+                client_ip=client_ip,  # as every event of the account's log: who changed it, from where
                 detail={"tokens_revoked": revoked},
             )
         if "email" in fields:
             # Neither address: the log names the account, and an erasure deletes it with the account.
             SecurityEvent.objects.create(
-                kind=SecurityEvent.Kind.EMAIL_CHANGED, channel=SecurityEvent.Channel.API, user=user
+                kind=SecurityEvent.Kind.EMAIL_CHANGED,
+                channel=SecurityEvent.Channel.API,
+                user=user,
+                client_ip=client_ip,
             )
     return user
 

@@ -92,7 +92,7 @@ def test_a_password_change_revokes_every_token_and_a_new_sign_in_works():
     assert [client_with(t).get("/api/v1/me").status_code for t in (laptop, phone)] == [401, 401]
     assert ApiToken.objects.count() == 0
     event = SecurityEvent.objects.get(kind="password_changed")
-    assert (event.user, event.detail) == (customer, {"tokens_revoked": 2})
+    assert (event.user, event.detail, event.client_ip) == (customer, {"tokens_revoked": 2}, "127.0.0.1")
     fresh = APIClient().post(
         "/api/v1/auth/token",
         {"email": "ada@example.org", "password": "a brand new passphrase 9"},

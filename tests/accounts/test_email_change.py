@@ -107,6 +107,7 @@ def test_with_the_current_password_the_email_changes_and_the_log_says_so_without
     assert (signs_in(OLD), signs_in(NEW)) == (401, 200)
     event = SecurityEvent.objects.get(kind="email_changed")
     assert (event.user_id, event.channel, event.email_sha256, event.detail) == (customer.pk, "api", "", {})
+    assert event.client_ip == ADDRESS  # where the change came from, as the account's other events say
     written = json.dumps(
         [event.email_sha256, event.client_ip, event.detail, event.kind, event.channel], default=str
     ).lower()
