@@ -94,6 +94,10 @@ class StaffPagesMiddleware:
                 # Never back to the gate after the sign-in: the request may be a link someone else wrote.
                 return HttpResponseRedirect(reverse("staff:login"))
             return login_redirect(request)
-        if last_activity is None or not getattr(view_func, "staff_is_passive", False):
+        # Neither a passive view (the board's poll) nor a request another site started (a page loading lab
+        # URLs in the background, refused at the gate) is the person's activity: either kept an unattended
+        # terminal signed in for ever.
+        started_elsewhere = request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
+        if last_activity is None or not (getattr(view_func, "staff_is_passive", False) or started_elsewhere):
             request.session[LAST_ACTIVITY_KEY] = now
         return None

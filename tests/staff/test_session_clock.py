@@ -90,6 +90,22 @@ def test_a_session_written_by_a_host_ahead_still_ends_after_the_idle_timeout(mon
     assert response["Location"].startswith("/lab/login/")
 
 
+def test_requests_another_site_started_do_not_keep_an_unattended_terminal_signed_in():
+    # given a technician who walked away from a signed-in terminal, 14 minutes ago
+    client, _ = client_as("technician")
+    assert client.get(reverse("staff:board")).status_code == 200
+    _idle_for(client, IDLE - timedelta(minutes=1))
+
+    # when a page of another site loads lab URLs in the background (a photo link, the board)
+    for path in (reverse("staff:board"), "/lab/photos/00000000-0000-0000-0000-000000000000/preview"):
+        client.get(path, HTTP_SEC_FETCH_SITE="cross-site")
+    _idle_for(client, timedelta(minutes=2))
+
+    # then that was not their activity: the next request of theirs finds the terminal signed out
+    response = client.get(reverse("staff:board"))
+    assert (response.status_code, response["Location"].startswith("/lab/login/")) == (302, True)
+
+
 def test_the_retention_sweep_deletes_ended_sessions_and_keeps_live_ones():
     idle_client, _ = client_as("technician")
     live_client, _ = client_as("supervisor")
