@@ -72,10 +72,16 @@ def webhook_deliver(*, delivery_id: str) -> None:
 @app.task(name="notify.webhook_deliveries_sweep", queue="default", time_limit=60, max_retries=0)
 def webhook_deliveries_sweep() -> int:
     from lab.lib.clock import database_now
+    from lab.lib.tasks import queue_depth
     from lab.notify.selectors import webhook_deliveries_due
 
     # Claims are written on the database's clock, so they are judged on it (lab/lib/clock.py).
     due = webhook_deliveries_due(due_before=database_now() - SWEEP_GRACE)
-    for delivery_id in due:
+    # Only as many as the queue lacks, as the reconciler does for rasters: with no webhooks worker running (a
+    # host upgraded without printlab-webhooks enabled) every sweep sent every due delivery again, up to 500 a
+    # minute piling up in Redis; messages waiting are attempts still to come.
+    depth = queue_depth("webhooks") if due else 0
+    resend = due if depth is None else due[: max(len(due) - depth, 0)]
+    for delivery_id in resend:
         webhook_deliver.apply_async(kwargs={"delivery_id": delivery_id})
-    return len(due)
+    return len(resend)

@@ -24,7 +24,14 @@ from lab.production.states import JobStatus, PrinterState
 from lab.production.sweeps import sweeps_status
 
 logger = logging.getLogger(__name__)
-FIXED_QUEUES = ("default", "raster", "print")
+
+
+def fixed_queues() -> list[str]:
+    """The queues the Celery app declares (lab/celery.py: default, raster, print, webhooks, and this host's
+    print.<host>), read from the app, not listed again here: a copy of the list missed the webhooks queue."""
+    from lab.celery import app
+
+    return [queue.name for queue in app.conf.task_queues]
 
 
 def broker_queue_depths(queues: Iterable[str]) -> dict[str, int] | None:
@@ -68,7 +75,8 @@ class LabStateCollector(Collector):
             logger.warning("database unavailable for metrics error=%s", type(error).__name__)
             database_up.add_metric([], 0)
         yield database_up
-        yield from self._broker_families([*FIXED_QUEUES, *(f"print.{host}" for host in print_hosts)])
+        queues = dict.fromkeys([*fixed_queues(), *(f"print.{host}" for host in print_hosts)])
+        yield from self._broker_families(list(queues))
 
     def _database_families(self) -> list[GaugeMetricFamily]:
         # Built completely before anything is yielded, so a failing query never leaves half a family.

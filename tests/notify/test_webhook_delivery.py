@@ -375,6 +375,29 @@ def test_the_sweeper_finds_overdue_deliveries_nobody_holds(local_webhooks, recei
     assert webhook_deliveries_due(due_before=now - timedelta(minutes=2)) == [str(overdue.pk)]
 
 
+def test_the_sweeper_sends_again_only_what_the_webhooks_queue_lacks(local_webhooks, receiver, settings):
+    # given three overdue deliveries and no webhooks worker taking the queue (a host upgraded without it)
+    from lab.lib.tasks import queue_depth
+    from tests.support.celery_worker import queues_purge
+    from workers.notify_tasks import webhook_deliveries_sweep
+
+    queues_purge(broker_url=settings.CELERY_BROKER_URL, queues=("webhooks",))
+    customer = new_customer()
+    webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    order = order_for(customer)
+    for _ in range(3):
+        webhook_event_emit(order_id=order.pk, event_type=EventType.ITEM_REPRINTED, data={})
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=5))
+
+    # when the sweep runs minute after minute
+    sent = [webhook_deliveries_sweep() for _ in range(3)]
+
+    # then the queue holds one message per delivery, not one more per sweep (500 a minute piled up in Redis)
+    assert sent == [3, 0, 0]
+    assert queue_depth("webhooks") == 3
+    queues_purge(broker_url=settings.CELERY_BROKER_URL, queues=("webhooks",))
+
+
 def test_a_reprint_reaches_the_endpoints_subscribed_to_item_reprinted_once(local_webhooks, receiver):
     """`item.reprinted` was documented and subscribable, and never sent."""
     from lab.production import actions

@@ -58,6 +58,9 @@ def test_scrape_counts_printers_by_state_and_the_print_host_queue(settings):
     assert samples[("printlab_printer_state", (("printer", "alpha"), ("state", "error")))] == 1
     assert samples[("printlab_printer_state", (("printer", "bravo"), ("state", "online")))] == 1
     assert ("printlab_celery_queue_depth", (("queue", "print.east"),)) in samples
+    # every queue the app declares, the customers' webhook deliveries' own included
+    for queue in ("default", "raster", "print", "webhooks"):
+        assert ("printlab_celery_queue_depth", (("queue", queue),)) in samples, queue
     assert samples[("printlab_database_up", ())] == 1
 
 
