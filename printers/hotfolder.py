@@ -197,6 +197,10 @@ class HotFolderBackend(PrinterBackend):
             return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", "folder-missing"))
         if not self.folder.is_dir() or not os.access(self.folder, os.W_OK | os.X_OK):
             return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", "folder-not-writable"))
+        if not os.access(self.folder, os.R_OK):
+            # Written to but not listed (a drop-box share): every read of a job there fails, so its jobs
+            # would be sent and never seen printed. Offline, as for the reads (_require_answering_folder).
+            return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", "folder-not-readable"))
         media_supported, media_ready = self._capabilities()
         if (self.folder / PAUSED_MARKER).exists():
             return PrinterStatus(

@@ -365,6 +365,30 @@ def test_reads_of_a_folder_that_cannot_be_searched_are_transient_printer_errors(
     assert backend.printer_status().state is PrinterState.OFFLINE  # not a bare PermissionError either
 
 
+def test_a_folder_the_lab_may_write_but_not_list_is_offline_not_a_printer_that_never_finishes(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a folder the lab may write into and search but not list (a drop-box share: mode 0733); the tests
+    # run as root, so the permission is refused by os.access as it would be for the lab's user
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    real_access = os.access
+
+    def access(path: Any, mode: int, *args: Any, **kwargs: Any) -> bool:
+        if Path(os.fsdecode(path)) == tmp_path and mode & os.R_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+    # then every read of its jobs is unanswered, and the printer is offline for it: no job is sent there to be
+    # never seen printed (before: online, and its jobs stayed `submitted` with no alert)
+    with pytest.raises(errors.TransientPrinterError):
+        backend.job_info(job_id)
+    status = backend.printer_status()
+    assert (status.state, status.reasons) == (PrinterState.OFFLINE, ("offline", "folder-not-readable"))
+
+
 def test_an_error_while_listing_a_state_folder_is_transient(
     tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
