@@ -30,7 +30,7 @@ from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 from printers.base import FINAL_JOB_STATES, JobState, PrinterBackend
-from printers.errors import JOB_NOT_FOUND, PrinterError
+from printers.errors import JOB_NOT_FOUND, PermanentPrinterError, PrinterError
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -129,18 +129,28 @@ def printer_cancel(*, job: PrintJob) -> bool:
         return _printer_cancel_done(job=job, note="no printer")
     backend = backend_for(job.printer)
     outcomes: list[str] = []
+    unlisted = ""
     try:
         # The saved handle first: the send we know of is stopped even when the listing below fails.
         if job.backend_job_id:
             outcomes.append(_copy_cancel(backend, job.backend_job_id, title=job.title))
-        for found in copies_titled(backend, job.title):
+        try:
+            titled = copies_titled(backend, job.title)
+        except PermanentPrinterError as error:
+            if not outcomes:
+                raise
+            # A server that will never list titles (CUPS hiding job names): the saved send was withdrawn,
+            # which is all that can be; asked again for ever, the cancel never settled and the spool kept
+            # the job's document. The note says what could not be looked for.
+            titled, unlisted = [], f" (other copies not looked for: {error.code})"
+        for found in titled:
             if found.handle != job.backend_job_id:
                 outcomes.append(_copy_cancel(backend, found.handle, title=job.title))
     except PrinterError as error:
         logger.warning("printer cancel pending job=%s code=%s", job.pk, error.code)
         return False
     printed = [o for o in outcomes if o.endswith(f":{JobState.COMPLETED}")]
-    note = ", ".join(outcomes) or "the printer had no job with our title"
+    note = (", ".join(outcomes) or "the printer had no job with our title") + unlisted
     if printed:
         note = f"already printed before the cancel reached the printer: {note}"
     return _printer_cancel_done(job=job, note=note)

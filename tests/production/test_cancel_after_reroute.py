@@ -12,7 +12,7 @@ from lab.production import actions, rasterizing, submission, tracking
 from lab.production.cancellation import order_cancel_in_production, printer_cancel
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
-from printers.errors import TransientPrinterError
+from printers.errors import PermanentPrinterError, TransientPrinterError
 from printers.hotfolder import HotFolderBackend, move_ticket
 from printers.hotfolder_device import pending_tickets, process_pending
 from tests.builders import WORKER, hotfolder_printer, person, printer_folder, released_order
@@ -109,3 +109,28 @@ def test_a_cancel_given_a_stale_handle_still_withdraws_the_copies_titled_at_its_
     assert process_pending(folder=printer_folder(second), delay_seconds=0) == []
     (settled,) = JobEvent.objects.filter(job=job, kind="printer_cancelled")
     assert settled.note.startswith(f"{old_handle}:gone, ") and settled.note.endswith(":cancelled")
+
+
+def test_a_cancel_at_a_printer_that_never_lists_titles_settles_once_the_saved_send_is_withdrawn(monkeypatch):
+    # given a job sent to a printer whose server hides job names (a CUPS without JobPrivateValues none):
+    # its saved send can be read and cancelled by number, but no copy can be looked for by title
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+
+    def hidden(self: HotFolderBackend, **kwargs: object) -> list[object]:
+        raise PermanentPrinterError(code="job_names_hidden", message="the server hides job names")
+
+    monkeypatch.setattr(HotFolderBackend, "find_jobs", hidden)
+
+    # when its order is cancelled
+    order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
+
+    # then the saved send is withdrawn and the cancel settles, saying what it could not look for (before:
+    # pending for ever, the listing asked again at every poll, the job's document kept by the spool)
+    job.refresh_from_db()
+    assert (job.status, job.cancel_at_printer) == (J.CANCELLED, False)
+    assert pending_tickets(folder=printer_folder(printer)) == []
+    (settled,) = JobEvent.objects.filter(job=job, kind="printer_cancelled")
+    assert settled.note.endswith(":cancelled (other copies not looked for: job_names_hidden)")
