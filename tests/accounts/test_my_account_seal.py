@@ -69,3 +69,30 @@ def test_a_sealed_customers_password_change_keeps_the_account_sealed():
     assert (status, response.status_code) == (200, 200)
     assert account_seal_holds(User.objects.get(pk=customer.pk))
     assert token_for(customer.email, NEW_PASSWORD)[0] == 200
+
+
+def test_an_operator_s_changepassword_for_a_customer_is_sealed_by_the_operator_s_command_on_the_record():
+    # given a customer who forgot their password, to whom the operator set a new one with Django's own
+    # `changepassword` (which knows nothing of seals: the account is then refused everything, its tokens too)
+    from django.core.management import call_command
+
+    from lab.audit.models import AuditRecord
+
+    customer = UserFactory.create()
+    status, issued = token_for(customer.email, PASSWORD)
+    assert status == 200
+    customer.set_password(NEW_PASSWORD)
+    customer.save()
+    owner = APIClient()
+    owner.credentials(HTTP_AUTHORIZATION=f"Token {issued['token']}")
+    assert owner.get("/api/v1/me/export").status_code == 401
+    assert token_for(customer.email, NEW_PASSWORD)[0] == 403
+
+    # when the operator seals it as the README says (before: "No staff account for" a customer)
+    call_command("staff_account_seal", customer.email)
+
+    # then the customer signs in with the new password and reaches their own data again, on the record
+    assert token_for(customer.email, NEW_PASSWORD)[0] == 200
+    assert owner.get("/api/v1/me/export").status_code == 200
+    record = AuditRecord.objects.get(action="staff.account_sealed")
+    assert (record.context_id, record.justification) == (str(customer.public_id), "roles (customer); active")
