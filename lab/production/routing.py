@@ -137,6 +137,22 @@ def jobs_route_waiting() -> int:
     return routed
 
 
+def reroute_target(
+    job: PrintJob, *, printer_id: int | None = None, again_on_its_printer: bool = False
+) -> Printer | None:
+    """Where a reroute sends the job: the least loaded capable printer other than its own (`printer_id`
+    when named). With `again_on_its_printer` (a failed job, sent again), its own printer is the one left
+    when no other can take it, or when it is the one named; judged as any routing is (online, not paused,
+    holding the media)."""
+    size, paper = job_media(job)
+    router = _Router()
+    target = router.least_loaded(size=size, paper=paper, exclude=job.printer_id, only=printer_id)
+    its_own = job.printer_id is not None and printer_id in (None, job.printer_id)
+    if target is None and again_on_its_printer and its_own:
+        target = router.least_loaded(size=size, paper=paper, only=job.printer_id)
+    return target
+
+
 def job_reroute(
     *,
     job_id: int,
@@ -144,8 +160,16 @@ def job_reroute(
     actor_id: int | None = None,
     note: str = "",
     earlier_sends_withdrawn: bool = False,
+    again_on_its_printer: bool = False,
+    as_read: Q | None = None,
 ) -> bool:
-    """Move a job that has not been sent yet to another capable printer (least loaded when not named).
+    """Move a job that has not been sent yet to another capable printer (least loaded when not named); False
+    when none can take it, or when the job no longer matches `as_read` (what the caller read of it before
+    it withdrew the earlier sends: a retry that claimed and sent it meanwhile leaves it where it is).
+
+    `again_on_its_printer`: a failed job may go back to its own printer (see reroute_target), for a lab with
+    one printer holding its media: sent again there, as a new send (after the caller withdrew the earlier
+    sends, as for a move).
 
     A job with a send attempt behind it (`submit_attempts`: back to `ready` or `failed` after a transient
     error) may still be held by its printer, which prints it once it comes back: moved, it was sent to the
@@ -158,21 +182,25 @@ def job_reroute(
     printer, missed the send held there and let it print (tests/production/test_cancel_after_reroute.py).
     """
     job = PrintJob.objects.select_related("item__product").get(pk=job_id)
-    size, paper = job_media(job)
-    router = _Router()
-    target = router.least_loaded(size=size, paper=paper, exclude=job.printer_id, only=printer_id)
+    target = reroute_target(job, printer_id=printer_id, again_on_its_printer=again_on_its_printer)
     if target is None:
         return False
-    batch = router.batch_for(printer=target, size=size, paper=paper)
-    # A raster made for another printer (resolution, profile) is made again for the new one.
+    size, paper = job_media(job)
+    batch = _Router().batch_for(printer=target, size=size, paper=paper)
+    where = as_read or Q()
+    if not earlier_sends_withdrawn:
+        where &= Q(submit_attempts=0)
+    again = target.pk == job.printer_id
+    # A raster made for another printer (resolution, profile) is made again for the new one; sent again on
+    # the same printer, it is made again too (a raster that failed to read is the reason, at times).
     moved = job_move(
         job_id=job.pk,
-        from_statuses={J.QUEUED, J.READY, J.FAILED},
+        from_statuses={J.FAILED} if again else {J.QUEUED, J.READY, J.FAILED},
         to_status=J.QUEUED,
         kind="rerouted",
-        note=note or f"printer={target.name}",
+        note=note or f"{'sent again on ' if again else ''}printer={target.name}",
         actor_id=actor_id,
-        where=None if earlier_sends_withdrawn else Q(submit_attempts=0),
+        where=where,
         printer=target,
         batch=batch,
         failure_code="",

@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from lab.orders.models import ClarificationCase, Order
 from lab.production.models import Alert, JobEvent, MaintenanceTicket, Printer, PrintJob
+from lab.production.states import JobStatus
 
 
 def printers_by_name() -> QuerySet[Printer]:
@@ -25,12 +26,14 @@ def job_events(*, job: PrintJob) -> QuerySet[JobEvent]:
 
 
 def reroute_targets(*, job: PrintJob) -> list[Printer]:
-    """Available printers other than the job's own that hold its size and paper."""
+    """Available printers that hold the job's size and paper, other than its own; and its own for a failed
+    job whose printer's destination is the lab's (sealed): sent again there (actions.job_reroute_by_staff)."""
     product = job.item.product
+    send_again_here = job.status == JobStatus.FAILED and job.printer is not None
     return [
         printer
         for printer in printers_by_name()
-        if printer.pk != job.printer_id
+        if (printer.pk != job.printer_id or (send_again_here and printer.destination_is_sealed))
         and printer.is_available
         and printer.holds(size=product.size_label, paper=product.paper)
     ]

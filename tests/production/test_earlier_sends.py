@@ -284,3 +284,53 @@ def test_send_again_is_refused_when_the_waiting_copy_printed_meanwhile(unknown_w
     assert refused.value.code == "earlier_send_printed"
     job.refresh_from_db()
     assert (job.status, job.title) == (J.UNKNOWN, old_title)
+
+
+def test_a_move_is_refused_when_a_retry_sent_the_job_again_while_the_held_send_was_withdrawn(
+    held_send, monkeypatch
+):
+    job, first, second = held_send
+    real_withdraw = actions._earlier_sends_withdraw
+    real_submit = HotFolderBackend.submit
+
+    def withdraw_then_a_retry_sends_it(job: PrintJob, **kwargs: Any) -> bool:
+        withdrawn = real_withdraw(job, **kwargs)  # A's held send is cancelled (slow printer calls)
+        # meanwhile the job's retry claims it and sends a new copy to A, whose submit answers with an error
+        with monkeypatch.context() as patched:
+
+            def took_it_then_went_away(self: HotFolderBackend, **submit: Any) -> str:
+                real_submit(self, **submit)
+                raise TransientPrinterError(code="printer_unreachable", message="connection reset")
+
+            patched.setattr(HotFolderBackend, "submit", took_it_then_went_away)
+            assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+        return withdrawn
+
+    monkeypatch.setattr(actions, "_earlier_sends_withdraw", withdraw_then_a_retry_sends_it)
+
+    # when a person moves the job to B across that retry, then the move is refused (before: the job moved to
+    # B, and A printed the retry's copy while B printed the job too)
+    with pytest.raises(Conflict, match="changed meanwhile") as refused:
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+
+    assert refused.value.code == "job_changed"
+    job.refresh_from_db()
+    assert (job.status, job.printer_id, job.submit_attempts) == (J.READY, first.pk, 2)
+    assert (
+        len(pending_tickets(folder=printer_folder(first))),
+        pending_tickets(folder=printer_folder(second)),
+    ) == (
+        1,
+        [],
+    )
+
+    # and a second move, with nothing in between, withdraws the retry's copy: the job prints once, at B
+    monkeypatch.setattr(actions, "_earlier_sends_withdraw", real_withdraw)
+    actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    printed = process_pending(folder=printer_folder(first), delay_seconds=0)
+    printed += process_pending(folder=printer_folder(second), delay_seconds=0)
+    assert len(printed) == 1
+    job.refresh_from_db()
+    assert job.printer_id == second.pk

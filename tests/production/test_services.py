@@ -405,3 +405,136 @@ def test_a_job_stopped_at_the_printer_is_cancelled_there_and_failed_here(setting
 
     job.refresh_from_db()
     assert (job.status, job.failure_code, job.failure_is_permanent) == ("failed", "printer_aborted", False)
+
+
+# --- A failed job is sent again on the only printer that holds its media ------------------------------------
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["its printer named", "least loaded"])
+def test_a_failed_job_on_the_only_printer_with_its_media_is_sent_again_there_and_prints_once(settings, named):
+    from lab.production import actions, jobs
+    from printers.hotfolder_device import pending_tickets
+    from tests.builders import person
+
+    # given a minilab, the only printer with 4x6 media, that holds a job's send and never starts it: the job
+    # failed for a person (printer_held_job), its send still waiting in the inbox
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    run_job(job)
+    assert jobs.job_fail(
+        job_id=job.pk,
+        from_statuses={JobStatus.SUBMITTED},
+        kind="backend_failed",
+        code="printer_held_job",
+        message="held at the printer",
+        is_permanent=False,
+    )
+
+    # when the technician sends it again on its printer (before: refused, same_printer or no_capable_printer,
+    # and the paid order stayed in production until a supervisor cancelled and refunded it)
+    actions.job_reroute_by_staff(
+        job_id=job.pk, actor=person("technician"), printer_id=printer.pk if named else None
+    )
+
+    # then the send still waiting is withdrawn, the job is sent anew there, and it prints once
+    job.refresh_from_db()
+    assert (job.status, job.printer_id, job.submit_attempts, job.failure_code) == (
+        "queued",
+        printer.pk,
+        0,
+        "",
+    )
+    assert pending_tickets(folder=folder(settings, printer)) == []
+    assert JobEvent.objects.get(job=job, kind="rerouted").note == "sent again on printer=minilab"
+    run_job(job)
+    assert len(process_pending(folder=folder(settings, printer), delay_seconds=0)) == 1
+    tracking.printer_poll()
+    job.refresh_from_db()
+    order.refresh_from_db()
+    assert (job.status, order.status) == ("printed", "ready_to_pack")
+
+
+def test_a_job_failed_on_a_printer_changed_outside_the_lab_is_sent_again_only_once_the_admin_saved_it(
+    settings,
+):
+    from lab.lib.errors import DomainError
+    from lab.production import actions
+    from tests.builders import floor_state, person
+    from tests.support.dba import dba
+
+    # given the only 4x6 printer pointed elsewhere in the database, and its job failed for it
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    elsewhere = Path(settings.HOTFOLDER_ROOT) / "read-by-someone-else"
+    elsewhere.mkdir()
+    dba("UPDATE production_printer SET target = %s WHERE id = %s", elsewhere.name, printer.pk)
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "failed"
+    technician = person("technician")
+    before = floor_state()
+
+    # when a technician sends it again before the printer was accepted, then it is refused with the reason,
+    # named or not, and nothing changes (no silent send that fails again)
+    for printer_id in (printer.pk, None):
+        with pytest.raises(DomainError, match="changed outside the lab") as refused:
+            actions.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer_id)
+        assert refused.value.code == "no_capable_printer"
+    assert floor_state() == before
+
+    # when the lab admin has saved the printer (back to its folder) and the job is sent again, then it prints
+    # there once, and nothing reached the other folder
+    saved = Printer.objects.get(pk=printer.pk)
+    saved.target = "minilab"
+    saved.save(update_fields=["target"])
+    saved.destination_accept()
+    actions.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer.pk)
+    run_job(job)
+    assert len(process_pending(folder=folder(settings, printer), delay_seconds=0)) == 1
+    assert [path for path in elsewhere.rglob("*") if path.is_file()] == []
+
+
+def test_a_job_that_is_not_failed_is_not_sent_again_on_its_own_printer():
+    from lab.lib.errors import DomainError
+    from lab.production import actions
+    from tests.builders import person
+
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+
+    with pytest.raises(DomainError, match="already on that printer"):
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+    with pytest.raises(DomainError, match="No other online printer holds 4x6 media"):
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"))
+
+
+def test_a_failed_job_is_not_sent_again_on_its_printer_while_that_one_is_paused():
+    from lab.lib.errors import DomainError
+    from lab.production import actions, jobs
+    from tests.builders import floor_state, person
+
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get()
+    jobs.job_fail(
+        job_id=job.pk,
+        from_statuses={JobStatus.QUEUED},
+        kind="raster_failed",
+        code="raster_failed",
+        message="x",
+    )
+    technician = person("technician")
+    actions.printer_pause(printer_id=printer.pk, actor=technician)
+    before = floor_state()
+
+    with pytest.raises(DomainError, match="minilab is paused: send job"):
+        actions.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer.pk)
+    with pytest.raises(DomainError, match="No online printer holds 4x6 media, minilab included"):
+        actions.job_reroute_by_staff(job_id=job.pk, actor=technician)
+    assert floor_state() == before

@@ -205,6 +205,47 @@ def test_reroute_of_a_printed_job_is_refused_and_changes_nothing():
     assert floor_state() == before
 
 
+def test_a_failed_jobs_page_offers_to_send_it_again_on_its_own_printer_and_it_is_sent_there():
+    # the only printer that holds 4x6 media held the job's send past the limit: the job failed for a person
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    hotfolder_printer("large", sizes=["8x10"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = job_walk(PrintJob.objects.get(order=order), "ready")
+    assert jobs.job_fail(
+        job_id=job.pk, from_statuses={"ready"}, kind="backend_failed", code="printer_held_job", message="held"
+    )
+    client, technician = client_as("technician")
+
+    # the page offers its own printer (before: only the other printers, none here, so only a cancel of the
+    # whole order was left)
+    page = client.get(reverse("staff:job", args=[job.pk])).content.decode()
+    options = re.findall(r'<option value="(\d*)">([^<]*)</option>', page)
+    assert options == [("", "least loaded capable printer"), (str(printer.pk), "send again on minilab")]
+
+    response = post(client, reverse("staff:job_reroute", args=[job.pk]), {"printer": str(printer.pk)})
+
+    job.refresh_from_db()
+    assert messages_of(response) == [f"Job {job.pk} rerouted to minilab."]
+    assert (job.status, job.printer_id, job.failure_code) == ("queued", printer.pk, "")
+    assert JobEvent.objects.get(job=job, kind="rerouted").actor_id == technician.pk
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(pending_tickets(folder=printer_folder(printer))) == 1
+
+
+def test_a_queued_jobs_page_does_not_offer_its_own_printer():
+    hotfolder_printer("first", sizes=["4x6"])
+    second = hotfolder_printer("second", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.get(order=order)
+    client, _ = client_as("technician")
+
+    page = client.get(reverse("staff:job", args=[job.pk])).content.decode()
+
+    options = re.findall(r'<option value="(\d*)">([^<]*)</option>', page)
+    assert options == [("", "least loaded capable printer"), (str(second.pk), "second")]
+
+
 def _a_reprint_not_needed_after_all(order: Order) -> PrintJob:
     original = job_walk(PrintJob.objects.get(order=order), "printed")
     return actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
