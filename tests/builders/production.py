@@ -64,6 +64,21 @@ def released_order(*, lines: list[tuple[str, int]], promised_by: datetime | None
     return order
 
 
+def job_on_the_first_of_two_minilabs() -> tuple[PrintJob, Printer, Printer]:
+    """A released 4x6 job routed to minilab A and rasterized (`ready`), beside another capable minilab B."""
+    from lab.production import rasterizing
+
+    first = hotfolder_printer("minilab", sizes=["4x6"])
+    second = hotfolder_printer("minilab-2", sizes=["4x6"])
+    Printer.objects.filter(pk=second.pk).update(is_paused_by_lab=True)  # the job is routed to A
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    Printer.objects.filter(pk=second.pk).update(is_paused_by_lab=False)
+    assert job.printer_id == first.pk
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    job.refresh_from_db()
+    return job, first, second
+
+
 def job_walk(job: PrintJob, to_status: str) -> PrintJob:
     """Move a routed job forward through the state machine with job_move, one legal step at a time."""
     job.refresh_from_db()

@@ -15,7 +15,14 @@ from lab.production.states import JobStatus
 from printers.errors import PermanentPrinterError, TransientPrinterError
 from printers.hotfolder import HotFolderBackend, move_ticket
 from printers.hotfolder_device import pending_tickets, process_pending
-from tests.builders import WORKER, hotfolder_printer, person, printer_folder, released_order
+from tests.builders import (
+    WORKER,
+    hotfolder_printer,
+    job_on_the_first_of_two_minilabs,
+    person,
+    printer_folder,
+    released_order,
+)
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -25,13 +32,7 @@ J = JobStatus
 def failed_at_first(monkeypatch: pytest.MonkeyPatch) -> tuple[PrintJob, Printer, Printer]:
     """A job sent to printer A whose device failed it (its ticket moved to error/), and the job `failed`; and
     another capable printer B."""
-    first = hotfolder_printer("minilab", sizes=["4x6"])
-    second = hotfolder_printer("minilab-2", sizes=["4x6"])
-    Printer.objects.filter(pk=second.pk).update(is_paused_by_lab=True)  # the job is routed to A
-    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
-    Printer.objects.filter(pk=second.pk).update(is_paused_by_lab=False)
-    assert job.printer_id == first.pk
-    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    job, first, second = job_on_the_first_of_two_minilabs()
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     job.refresh_from_db()
     (ticket,) = pending_tickets(folder=printer_folder(first))

@@ -21,7 +21,14 @@ from lab.production.states import JobStatus
 from printers.errors import TransientPrinterError
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import pending_tickets, process_pending
-from tests.builders import WORKER, hotfolder_printer, person, printer_folder, released_order
+from tests.builders import (
+    WORKER,
+    hotfolder_printer,
+    job_on_the_first_of_two_minilabs,
+    person,
+    printer_folder,
+    released_order,
+)
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -31,13 +38,7 @@ J = JobStatus
 def held_send(monkeypatch: pytest.MonkeyPatch) -> tuple[PrintJob, Printer, Printer]:
     """A job whose send reached printer A's inbox, though the submit answered with a transient error; and
     another capable printer B."""
-    first = hotfolder_printer("minilab", sizes=["4x6"])
-    second = hotfolder_printer("minilab-2", sizes=["4x6"])
-    Printer.objects.filter(pk=second.pk).update(is_paused_by_lab=True)  # the job is routed to A
-    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
-    Printer.objects.filter(pk=second.pk).update(is_paused_by_lab=False)
-    assert job.printer_id == first.pk
-    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    job, first, second = job_on_the_first_of_two_minilabs()
     real_submit = HotFolderBackend.submit
 
     def took_it_then_went_away(self: HotFolderBackend, **kwargs: object) -> str:
