@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client
 
 from lab.accounts.models import ApiToken, SecurityEvent
 from tests.builders import UserFactory
+from tests.support.http import stalled
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +119,27 @@ def test_the_staff_login_is_locked_with_an_html_message_and_shares_the_account_c
         ("sign_in_failed", "staff_login"),
         ("sign_in_locked", "staff_login"),
     ]
+
+
+def test_a_shared_cache_that_takes_connections_and_never_answers_is_a_prompt_503_not_a_hang(api, settings):
+    # given the shared cache stalled (frozen, swapping: it takes the connection and says nothing); the
+    # settings' own options, timeouts included, as the lab runs them
+    assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache"), "the test command runs Redis"
+    user = UserFactory.create(email="stalled@example.org", password="a long right password")
+    with stalled() as url:
+        settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://{url[7:]}/0"}}
+
+        # when a customer asks for a token and a technician signs in
+        started = time.monotonic()
+        response = token_request(api, user.email, "a long right password")
+        page = Client().post("/lab/login/", {"email": user.email, "password": "a long right password"})
+        took = time.monotonic() - started
+
+    # then each is told the sign-in is unavailable within the cache's timeout, not held until gunicorn's
+    # 60 s kill (README, "When a service goes away, or stalls": REDIS_TIMEOUT_SECONDS a call)
+    assert (response.status_code, response.json()["code"]) == (503, "sign_in_unavailable")
+    assert page.status_code == 503
+    assert took < 4 * settings.REDIS_TIMEOUT_SECONDS + 2, took
 
 
 def test_without_the_shared_cache_nobody_signs_in_and_the_answer_says_so(api, settings):
