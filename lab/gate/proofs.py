@@ -1,5 +1,6 @@
 """Proofs: a small sRGB JPEG of exactly what an item prints, for the photo's owner only.
-The original comes through the gate's owner path (recorded as owner access); pixels from the rasterizer."""
+The original comes through the gate's owner path; pixels from the rasterizer; the owner's access is recorded
+with the SHA-256 of the proof sent (a proof the rasterizer refuses: recorded as denied, nothing sent)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from lab.accounts.models import User
 from lab.audit.records import RequestMeta
 from lab.catalog.models import Product
 from lab.catalog.placement import PlacementOptions, Sizing
-from lab.gate.access import ImageGone, owner_image_access
+from lab.gate.access import ImageGone, owner_delivery_record, owner_original_read, owner_refusal_record
 from lab.gate.errors import GateError
 from lab.lib.errors import DomainError, NotFound
 from lab.orders.errors import OrderError
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 PROOF_LONG_SIDE_PX: Final = 1000
 PROOF_JPEG_QUALITY: Final = 85
 PROOF_MEDIA_TYPE: Final = "image/jpeg"
+PROOF_ACTION: Final = "image.view.proof"
+# The rule of the denied record a proof the rasterizer refuses leaves (the problem's code).
+PROOF_NOT_PRINTABLE: Final = "photo_not_printable"
 # From a printer's own profile to the screen: the colours the print measures, the paper's white as the
 # screen's white (the usual soft proof; perceptual would re-stretch what the printer's gamut already cut).
 SOFT_PROOF_INTENT: Final = ImageCms.Intent.RELATIVE_COLORIMETRIC
@@ -66,8 +70,8 @@ def proof_for_quote_item(
 
     Someone else's photo (or nobody signed in) is asset_not_found; every refusal of the request comes before
     the photo is read, so only a photo that was read leaves an audit record. One the rasterizer refuses
-    (RasterError, as its print job would) is known only once read: that record stays, as the photo was read
-    on the owner's behalf.
+    (RasterError, as its print job would) is known only once read: that read is recorded as denied (nothing
+    was sent), as the photo was read on the owner's behalf.
     """
     asset = asset_for_owner(asset_id=asset_id, user=user)
     assert user is not None  # asset_for_owner found it theirs
@@ -135,15 +139,15 @@ def _proof(
     printer_icc: bytes | None,
     meta: RequestMeta,
 ) -> Proof:
-    # The gate records the owner's access before handing over the original; rendering runs after its
-    # transaction, so no slow work holds a lock.
-    delivery = owner_image_access(user=user, asset=asset, meta=meta, action="image.view.proof")
+    # The gate's owner checks and read, recorded nowhere yet; rendering runs outside any transaction, so no
+    # slow work holds a lock; then the record names the proof's own bytes, before they are handed over.
+    original = owner_original_read(user=user, asset=asset)
     width_in, height_in = float(product.width_in), float(product.height_in)
     dpi = proof_dpi(width_in=width_in, height_in=height_in)
     # The rasterizer itself, with the item's geometry, at the proof's DPI: lossless out, encoded once below.
     try:
         raster = rasterize(
-            data=delivery.data,
+            data=original,
             spec=RasterSpec(
                 width_in=width_in,
                 height_in=height_in,
@@ -157,8 +161,10 @@ def _proof(
         )
     except RasterError as error:
         # What the print job would fail with too: the API answers it as a problem (422
-        # `photo_not_printable` with this `raster_code`), where it was a 500.
+        # `photo_not_printable` with this `raster_code`), where it was a 500. The photo was read on the
+        # owner's behalf, so the read is recorded: denied, with no content hash, as nothing is sent.
         logger.warning("proof refused by the rasterizer asset=%s code=%s", asset.pk, error.code)
+        owner_refusal_record(user=user, asset=asset, meta=meta, action=PROOF_ACTION, rule=PROOF_NOT_PRINTABLE)
         raise
     with Image.open(io.BytesIO(raster.data)) as decoded:
         printed = decoded.copy()
@@ -168,9 +174,18 @@ def _proof(
     printed.save(
         buffer, "JPEG", quality=PROOF_JPEG_QUALITY, icc_profile=SRGB_PROFILE, dpi=(dpi, dpi), optimize=True
     )
+    # Fail closed: the record cannot be written, nothing is sent (AuditUnavailable, 503).
+    delivery = owner_delivery_record(
+        user=user,
+        asset=asset,
+        meta=meta,
+        action=PROOF_ACTION,
+        data=buffer.getvalue(),
+        content_type=PROOF_MEDIA_TYPE,
+    )
     logger.info("proof rendered asset=%s seq=%s", asset.pk, delivery.audit_seq)
     return Proof(
-        data=buffer.getvalue(),
+        data=delivery.data,
         width_px=printed.width,
         height_px=printed.height,
         dpi=dpi,

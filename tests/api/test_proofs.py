@@ -16,11 +16,13 @@ printer's raster, where an sRGB proof scores 19 dB.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import math
 from typing import Any
 
 import pytest
+from django.db import DatabaseError
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 from lab.audit.models import AccessGrant, AuditRecord
@@ -29,8 +31,10 @@ from lab.catalog.models import Paper
 from lab.catalog.placement import CropRect, FocalPoint, PlacementOptions
 from lab.orders.models import Asset, OrderItem
 from lab.orders.photos import asset_create_from_upload
+from lab.privacy.vault import vault_read
 from lab.production.imaging.colour import SRGB_PROFILE, default_cmyk_profile
-from lab.production.raster import RasterSpec, raster_placement, rasterize
+from lab.production.imaging.errors import DECODE_FAILED
+from lab.production.raster import RasterError, RasterSpec, raster_placement, rasterize
 from tests.builders import UserFactory, hotfolder_printer, order_move, order_pay, order_with_items
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_catalog")]
@@ -313,6 +317,80 @@ def test_an_ordered_items_proof_is_recorded_as_the_owners_access(api, customer):
         (str(customer.public_id), "customer", "owner")
     ]
     assert AccessGrant.objects.count() == 0
+
+
+def test_the_proofs_record_hashes_the_proof_it_sent_not_the_original(api, customer, photo):
+    # given a photo, and an ordered one
+    order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], photo=(1800, 1200), customer=customer)
+
+    # when the owner asks for the proof of each
+    quoted = _proof(api, photo, "PRINT-4X6-LUSTRE")
+    ordered = api.get(f"/api/v1/orders/{order.ref}/items/1/proof")
+
+    # then each record holds the SHA-256 of exactly the JPEG the owner was sent (it held the original's)
+    assert (quoted.status_code, ordered.status_code) == (200, 200)
+    records = list(AuditRecord.objects.filter(action="image.view.proof").order_by("seq"))
+    assert [record.content_sha256 for record in records] == [
+        hashlib.sha256(quoted.content).hexdigest(),
+        hashlib.sha256(ordered.content).hexdigest(),
+    ]
+    originals = {
+        vault_read(data_key=a.data_key, name=a.blob_name, purpose="original") for a in Asset.objects.all()
+    }
+    assert not {hashlib.sha256(data).hexdigest() for data in originals} & {r.content_sha256 for r in records}
+
+
+def test_a_proof_the_rasterizer_refuses_is_a_422_and_no_granted_record(api, customer, photo, monkeypatch):
+    # given a rasterizer that refuses the photo (as it would one stored before intake agreed with it)
+    def refused(**arguments):
+        raise RasterError(code=DECODE_FAILED, message="the file is cut short")
+
+    monkeypatch.setattr("lab.gate.proofs.rasterize", refused)
+    order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], photo=(1800, 1200), customer=customer)
+
+    # when the owner asks for the proofs
+    quoted = _proof(api, photo, "PRINT-4X6-LUSTRE")
+    ordered = api.get(f"/api/v1/orders/{order.ref}/items/1/proof")
+
+    # then each is the problem, and the read is recorded as denied with no content hash: no record says a
+    # proof was delivered (one said so, with the original's hash, for bytes nobody was sent)
+    for response in (quoted, ordered):
+        assert (response.status_code, response["Content-Type"], response.json()["raster_code"]) == (
+            422,
+            PROBLEM,
+            DECODE_FAILED,
+        )
+    assert not AuditRecord.objects.filter(outcome="granted").exists()
+    assert (
+        list(AuditRecord.objects.values_list("action", "outcome", "rule", "content_sha256"))
+        == [
+            ("image.view.proof", "denied", "photo_not_printable", ""),
+        ]
+        * 2
+    )
+
+
+def test_a_proof_whose_record_cannot_be_written_is_a_503_and_sends_nothing(api, customer, photo, monkeypatch):
+    # given an audit log that cannot be written
+    def broken(entry, **options):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr("lab.gate.access.audit_append", broken)
+    order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], photo=(1800, 1200), customer=customer)
+
+    # when the owner asks for the proofs
+    quoted = _proof(api, photo, "PRINT-4X6-LUSTRE")
+    ordered = api.get(f"/api/v1/orders/{order.ref}/items/1/proof")
+
+    # then no record, no proof: the problem only
+    for response in (quoted, ordered):
+        assert (response.status_code, response["Content-Type"], response.json()["code"]) == (
+            503,
+            PROBLEM,
+            "audit_unavailable",
+        )
+        assert not response.content.startswith(b"\xff\xd8")
+    assert AuditRecord.objects.count() == 0
 
 
 def test_another_customer_and_anonymous_get_404_and_nothing_is_recorded(api, customer, photo):
