@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import zlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NoReturn
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, When
 from django.db.models.functions import Now
 from PIL import Image
@@ -267,13 +268,16 @@ def _grant_for(
     if live is not None and live.revoked_at is None and live.expires_at > now:
         return live
     scope = _scope(user=user, request=request)
-    if live is None:
-        found = AccessGrant.objects.filter(**scope, revoked_at__isnull=True, expires_at__gt=now)
-        if request.is_full_resolution:
-            found = found.filter(is_full_resolution=True)
-        grant = found.order_by("-created_at").first()
-        if grant is not None:
-            return grant
+    # One grant opened at a time per person and photo: two requests at once (a double click, two tabs) each
+    # found no live grant and opened one, two live grants for one scope, each flagged as a renewal. Under the
+    # lock the second finds the first's grant, committed, and reuses it.
+    _grants_of_person_and_photo_lock(user=user, asset=asset)
+    found = AccessGrant.objects.filter(**scope, revoked_at__isnull=True, expires_at__gt=now)
+    if request.is_full_resolution:
+        found = found.filter(is_full_resolution=True)
+    grant = found.order_by("-created_at").first()
+    if grant is not None:
+        return grant
     renewal_window = timedelta(seconds=settings.AUDIT_GRANT_RENEWAL_SECONDS)
     since = now - renewal_window
     previous = (
@@ -306,6 +310,18 @@ def _grant_for(
         is_full_resolution=request.is_full_resolution,
         renews=previous,
     )
+
+
+_GRANT_LOCK_CLASS = 0x47524E54  # "GRNT"
+
+
+def _grants_of_person_and_photo_lock(*, user: User, asset: Asset) -> None:
+    """A transaction-long PostgreSQL advisory lock on (person, photo); SQLite writes one at a time anyway."""
+    if connection.vendor != "postgresql":
+        return
+    key = zlib.crc32(f"{user.pk}:{asset.pk}".encode()) - 2**31  # an int4, as the two-key form takes
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_GRANT_LOCK_CLASS, key])
 
 
 def _grant_refusal(*, grant: AccessGrant | None, request: AccessRequest, now: datetime) -> Decision | None:

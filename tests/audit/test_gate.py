@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from PIL import Image
 
@@ -277,3 +278,44 @@ def test_worker_reads_are_recorded_as_system_production_access(job):
         "production",
         str(job.pk),
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_at_once_for_the_same_photo_and_task_open_one_grant(job, monkeypatch):
+    # given a technician who asks twice at once for the same photo and task (a double click, two tabs): both
+    # requests have read the facts, and neither found a live grant
+    technician = UserFactory.create(roles=["technician"])
+    both_read = threading.Barrier(2, timeout=10)
+    real_facts = gate.facts_gather  # type: ignore[attr-defined]  # the name the gate calls
+
+    def facts_then_wait(**arguments):
+        facts = real_facts(**arguments)
+        both_read.wait()
+        return facts
+
+    monkeypatch.setattr(gate, "facts_gather", facts_then_wait)
+    request = gate.AccessRequest(
+        asset_id=str(job.item.asset_id),
+        purpose="printing",
+        justification="check the crop on the print",
+        context_type="print_job",
+        context_id=str(job.pk),
+    )
+    opened: list[str] = []
+
+    def ask_for_it() -> None:
+        try:
+            opened.append(str(gate.image_grant_open(user=technician, request=request, meta=META).pk))
+        finally:
+            connection.close()
+
+    # when both open their grant
+    threads = [threading.Thread(target=ask_for_it) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # then one grant is opened and both use it (before: two live grants for one scope)
+    assert len(opened) == 2 and len(set(opened)) == 1, opened
+    assert AccessGrant.objects.filter(actor=technician).count() == 1
