@@ -14,6 +14,10 @@ logger = logging.getLogger(__name__)
 
 
 class _RateFromSettings(AnonRateThrottle):
+    num_requests: int | None  # set by DRF's __init__ from the rate
+    duration: int | None
+    window_started: float | None = None  # when the current window's first request came (for Retry-After)
+
     # DRF copies the rates into a class attribute at import; reading them per request keeps one source of
     # truth (settings), also when settings change at runtime.
     def get_rate(self) -> str | None:
@@ -29,12 +33,54 @@ class _RateFromSettings(AnonRateThrottle):
     # The counters live in the shared cache (Redis). If it is down, requests pass unthrottled (logged): a
     # paid order's webhook or a customer's status check must not fail because a rate counter is out of
     # reach. Sign-in, whose limits are a security control, fails closed instead (lab/accounts/signin.py).
+    #
+    # Counted atomically, in a fixed window that starts at its first request (ADD, then INCR, as sign-in
+    # counts: lab/accounts/signin.py `_count`). DRF's own check read the request history, judged it and wrote
+    # it back: requests that arrived at once, on different web processes, each read the same history, all
+    # passed, and each wrote over the others' (tests/api/test_throttling.py).
     def allow_request(self, request: Any, view: Any) -> bool:
         try:
-            return bool(super().allow_request(request, view))
+            return self._counted(request, view)
         except RedisError as error:
             logger.warning("throttle skipped: the shared cache is unreachable error=%s", type(error).__name__)
             return True
+
+    def _counted(self, request: Any, view: Any) -> bool:
+        if self.rate is None or self.num_requests is None or self.duration is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        # Keys of their own: DRF's history lists under self.key are no counter (INCR on one fails).
+        counter, since = f"{self.key}:count", f"{self.key}:since"
+        self.now = self.timer()
+        self.window_started = None
+        self.cache.add(counter, 0, timeout=self.duration)  # the window starts at the first request
+        try:
+            count = int(self.cache.incr(counter))
+        except ValueError:  # expired between add and incr
+            self.cache.set(counter, 1, timeout=self.duration)
+            count = 1
+        if count == 1:
+            # The window's first request sets its expiry (a key that expired between incr's existence check
+            # and its INCR was made anew without one, and a count that never ended would refuse for good) and
+            # notes when it started, for Retry-After.
+            self.cache.touch(counter, self.duration)
+            self.cache.set(since, self.now, timeout=self.duration)
+        if count <= self.num_requests:
+            return True
+        started = self.cache.get(since)
+        self.window_started = float(started) if started is not None else None
+        return bool(self.throttle_failure())
+
+    def wait(self) -> float | None:
+        """Seconds until the window ends (Retry-After): the whole window if its start is not known."""
+        if self.duration is None:
+            return None
+        if self.window_started is None:
+            return float(self.duration)
+        remaining = self.duration - (self.now - self.window_started)
+        return float(min(max(remaining, 1), self.duration))
 
 
 class AnonThrottle(_RateFromSettings):

@@ -61,15 +61,22 @@ class User(AbstractBaseUser, PermissionsMixin):
         keeps a sealed account sealed; an account that was not sealed stays so."""
         from lab.accounts.seal import account_seal_holds, account_seal_of
 
+        verified, seal = self.password, self.account_seal
+
         def setter(raw: str | None) -> None:
             was_sealed = account_seal_holds(self)
             self.set_password(raw)
             self._password = None
-            fields = ["password"]
+            values = {"password": self.password}
             if was_sealed:
                 self.account_seal = account_seal_of(self)
-                fields.append("account_seal")
-            self.save(update_fields=fields)
+                values["account_seal"] = self.account_seal
+            # Only over the hash just verified: a password change committed since this check read the row
+            # would be written over with a hash of the old password (and its tokens' revocation undone in
+            # effect). Then the row is left as it is and this object keeps the hash it verified, which is no
+            # longer the account's: the token's issue refuses it (409 `password_changed_meanwhile`).
+            if not User.objects.filter(pk=self.pk, password=verified).update(**values):
+                self.password, self.account_seal = verified, seal
 
         return check_password(raw_password, self.password, setter)
 

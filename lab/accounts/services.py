@@ -195,7 +195,11 @@ def _customer_save(
         # The row's lock first, FOR UPDATE: what the UPDATE below takes anyway. A weaker lock taken first
         # (FOR KEY SHARE) and upgraded would let two changes at once each hold it and wait for the other: a
         # deadlock (test_two_password_changes_that_wait_on_one_lock_end_one_changed_one_refused_no_deadlock).
-        locked = User.objects.select_for_update().only("pk", "password", "erased_at").get(pk=user.pk)
+        locked = (
+            User.objects.select_for_update()
+            .only("pk", "password", "erased_at", "marketing_opt_in")
+            .get(pk=user.pk)
+        )
         if locked.erased_at is not None:
             # Sent while the account was being erased: it waited for the erasure, and would write the name,
             # address and e-mail back over the erased row (tests/privacy/test_erasure_races.py).
@@ -205,7 +209,9 @@ def _customer_save(
             # the account's under the row's lock, or two changes at once would both pass with the old password
             # and the last to commit would win over the other, which was told it succeeded.
             raise PermissionDenied(AccountError.WRONG_PASSWORD, "The current password is not correct.")
-        if marketing_opt_in is not None and marketing_opt_in != user.marketing_opt_in:
+        # Compared with the row under its lock, not the one read when the request came in: a change committed
+        # since (another request's opt-in) made a withdrawal look like no change, told saved and not stored.
+        if marketing_opt_in is not None and marketing_opt_in != locked.marketing_opt_in:
             user.marketing_opt_in = marketing_opt_in
             fields.append("marketing_opt_in")
             Consent.objects.create(

@@ -228,6 +228,10 @@ def account_erase(
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.erased_at is not None:
             raise Conflict(CustomerDataError.ALREADY_ERASED, "This account was erased already.")
+        if locked.password != user.password:
+            # The password was checked against the row read when the request came in: a password change
+            # committed since (the owner's, after a token was stolen) ends what the old password opened.
+            raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
         _refuse_open_orders(locked)
         cancelled = _cancel_unpaid(locked)
         purged = _purge_photos(locked)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
+from django.core.cache import cache
+from django.db import connections
+from rest_framework.test import APIClient
+
+from api import throttles
 
 pytestmark = pytest.mark.django_db
 
@@ -21,3 +29,56 @@ def test_anonymous_registration_is_throttled(api, settings):
     assert throttled.headers["Content-Type"] == "application/problem+json"
     assert throttled.json()["code"] == "throttled"
     assert int(throttled.headers["Retry-After"]) > 0
+
+
+class _ReadAtOnce:
+    """The throttles' cache, where each request's first call returns only once the other request has made its
+    own: two requests on two web processes that both read the count before either wrote it."""
+
+    def __init__(self, cache: Any, requests: int) -> None:
+        self._cache = cache
+        self._all_read = threading.Barrier(requests, timeout=10)
+        self._request = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._cache, name)
+        if not callable(method) or getattr(self._request, "read", False):
+            return method
+
+        def then_wait_for_the_other(*args: Any, **kwargs: Any) -> Any:
+            self._request.read = True
+            answer = method(*args, **kwargs)
+            self._all_read.wait()
+            return answer
+
+        return then_wait_for_the_other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_registrations_that_reach_the_throttle_at_once_are_counted_both(settings, monkeypatch):
+    # given a rate of one registration an hour, and two requests from one address at the throttle at once
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "registration": "1/hour"},
+    }
+    monkeypatch.setattr(throttles._RateFromSettings, "cache", _ReadAtOnce(cache, requests=2))
+    responses: list[Any] = []
+
+    def register() -> None:
+        try:
+            responses.append(APIClient().post("/api/v1/accounts", {}, format="json"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=register) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # then the second is throttled: before, both read an empty history, both passed (400, the body is
+    # invalid) and each wrote its own history of one request over the other's
+    assert sorted(response.status_code for response in responses) == [400, 429]
+    throttled = next(response for response in responses if response.status_code == 429)
+    assert throttled.json()["code"] == "throttled"
+    assert 0 < int(throttled.headers["Retry-After"]) <= 3600
