@@ -29,6 +29,7 @@ import psycopg
 import pytest
 import stripe
 
+from lab.orders.models import REF_REGEX
 from lab.production.models import PrintJob, job_title
 from printers.base import JobState
 from printers.cups_backend import connect
@@ -68,8 +69,28 @@ FAULT_ENV = {
     "STRIPE_SECRET_KEY": "sk_test_faults",
     "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
     "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
+    # Every e-mail sent is written to a file under $LAB_VAR_DIR/mail (EMAIL_FILE_PATH), where the 'paid' check
+    # counts them; whatever backend the test command's environment names.
+    "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
 }
 SETTLE_TIMEOUT = 120.0
+# How long the 'paid' e-mail check waits for each order's e-mail to be sent.
+MAIL_TIMEOUT = 30.0
+# The subject line of a 'paid' e-mail as the file mail backend writes it (lab/notify/emails.py).
+PAID_SUBJECT = re.compile(rf"^Subject: Payment confirmed for order ({REF_REGEX})\r?$", re.MULTILINE)
+# Order statuses a settled order of the test may be in without being made: done, or for a person.
+SETTLED_ORDER_STATUSES = {"ready_to_pack", "packed", "shipped", "on_hold", "cancelled"}
+# Job statuses of a job still on its way: it moves on without a person.
+MOVING_JOB_STATUSES = {"no_printer", "queued", "rasterizing", "ready", "submitting", "submitted"}
+# Job statuses on the board for a person: "may have printed twice", "fate unknown".
+PERSON_JOB_STATUSES = {"suspect", "unknown"}
+# The events of a job whose claim another worker took over once its lease ran out, by the status it was
+# claimed in: a raster claim is claimed again (lab/production/rasterizing.py), a submit claim is settled by
+# the reconciler (lab/production/submission.py: reconcile_submitting).
+TAKEOVER_EVENT_KINDS = {
+    "rasterizing": {"lease_taken_over"},
+    "submitting": {"reconciled", "fate_unknown", "claim_expired_unsent"},
+}
 # How long the copy check waits for CUPS to finish sending the test's jobs before it counts.
 CUPS_DONE_TIMEOUT = 30.0
 PRINT_SECONDS = 2.0
@@ -179,14 +200,47 @@ class Stack:
             )[0][0]
         )
 
-    def paid_mails(self, refs: list[str]) -> int:
-        """'Paid' notifications of these orders (one row per e-mail owed)."""
-        return int(
-            self.sql(
-                "SELECT count(*) FROM notify_notification n JOIN orders_order o ON o.id = n.order_id "
-                "WHERE o.ref = ANY(%s) AND n.order_status = 'paid'",
-                refs,
-            )[0][0]
+    @property
+    def mail_dir(self) -> Path:
+        """Where the file mail backend of every process of the stack writes each message it sends
+        (EMAIL_FILE_PATH: $LAB_VAR_DIR/mail)."""
+        return Path(self.worker.env["LAB_VAR_DIR"]) / "mail"
+
+    def paid_mails(self, refs: list[str]) -> dict[str, int]:
+        """'Payment confirmed' e-mails sent per order: the messages in the mail files. (Not the notification
+        rows: the first claim writes one before anything is sent, and a second one is refused, so they
+        count one whether the e-mail went out once, never or twice.)"""
+        subjects: Counter[str] = Counter()
+        for path in self.mail_dir.glob("*.log"):
+            subjects.update(PAID_SUBJECT.findall(path.read_text(errors="replace")))
+        return {ref: subjects[ref] for ref in refs}
+
+    def paid_notifications(self, refs: list[str]) -> list[tuple[str, str]]:
+        """(order, status) of the 'paid' notification rows of these orders."""
+        rows = self.sql(
+            "SELECT o.ref, n.status FROM notify_notification n JOIN orders_order o ON o.id = n.order_id "
+            "WHERE o.ref = ANY(%s) AND n.order_status = 'paid' ORDER BY o.ref",
+            refs,
+        )
+        return [(str(ref), str(status)) for ref, status in rows]
+
+    def assert_paid_mail_sent_once_each(self, refs: list[str]) -> None:
+        """Each order's 'paid' e-mail went out exactly once: its notification `sent`, and one message with
+        its subject in the mail files. Waits (MAIL_TIMEOUT) until each order has its message and its row is
+        `sent`, then counts: a second message written by then is counted too."""
+        sent = sorted((ref, "sent") for ref in refs)
+        wait_until(
+            lambda: self.paid_notifications(refs) == sent and all(self.paid_mails(refs).values()),
+            timeout=MAIL_TIMEOUT,
+            interval=0.25,
+            what=lambda: (
+                f"each order's 'paid' e-mail sent: notifications {self.paid_notifications(refs)}, "
+                f"e-mails in {self.mail_dir} {self.paid_mails(refs)}\n{self.worker.log_tail()}"
+            ),
+        )
+        assert self.paid_mails(refs) == dict.fromkeys(refs, 1), (
+            "every customer gets the 'paid' e-mail exactly once",
+            self.paid_mails(refs),
         )
 
     def payment_status(self, ref: str) -> str:
@@ -198,6 +252,17 @@ class Stack:
     def order_statuses(self) -> dict[str, str]:
         rows = self.sql("SELECT ref, status FROM orders_order WHERE ref = ANY(%s)", self.orders)
         return dict(rows)
+
+    def job_statuses_by_order(self) -> dict[str, list[str]]:
+        """The status of each job of each order of the test (an order with no job: an empty list)."""
+        by_order: dict[str, list[str]] = {ref: [] for ref in self.orders}
+        for ref, status in self.sql(
+            "SELECT o.ref, j.status FROM production_printjob j JOIN orders_order o ON o.id = j.order_id "
+            "WHERE o.ref = ANY(%s) ORDER BY j.id",
+            self.orders,
+        ):
+            by_order[str(ref)].append(str(status))
+        return by_order
 
     def jobs(self) -> list[tuple[int, str, str, int]]:
         """(job id, status, printer name, copies) of this test's orders."""
@@ -297,15 +362,22 @@ class Stack:
     def wait_settled(
         self, *, timeout: float = SETTLE_TIMEOUT, more: Callable[[], str] = str
     ) -> dict[str, str]:
-        """Until every order of the test is past production (or held for a person). A timeout's message holds
-        what CUPS and the worker (and `more()`) say: a failure in CI can be read without a rerun."""
-        done = {"ready_to_pack", "packed", "shipped", "on_hold", "cancelled"}
+        """Until every order of the test is past production, or in production with none of its jobs moving
+        and one not printed (held for a person; an order all printed goes on to be packed): an order not yet
+        released (`paid`) is waited for. A timeout's message holds what CUPS and the worker (and `more()`)
+        say: a failure in CI can be read without a rerun. What it settled in: see assert_orders_made."""
 
         def settled() -> bool:
             statuses = self.order_statuses()
-            person_jobs = any(status in ("suspect", "unknown") for _, status, _, _ in self.jobs())
-            return len(statuses) == len(self.orders) and (
-                all(s in done for s in statuses.values()) or (person_jobs and not self._moving())
+            jobs = self.job_statuses_by_order()
+            return len(statuses) == len(self.orders) and all(
+                status in SETTLED_ORDER_STATUSES
+                or (
+                    status == "in_production"
+                    and not MOVING_JOB_STATUSES.intersection(jobs[ref])
+                    and set(jobs[ref]) != {"printed"}
+                )
+                for ref, status in statuses.items()
             )
 
         wait_until(
@@ -385,10 +457,6 @@ class Stack:
         except Exception as error:
             return {"error": repr(error)}
 
-    def _moving(self) -> bool:
-        moving = {"no_printer", "queued", "rasterizing", "ready", "submitting", "submitted"}
-        return any(status in moving for _, status, _, _ in self.jobs())
-
     def job_events(self, job_id: int) -> list[tuple[Any, ...]]:
         """(kind, from, to, note) of each event of the job, oldest first."""
         return self.sql(
@@ -414,6 +482,53 @@ class Stack:
             events = [] if status == "printed" else self.job_events(job_id)
             lines.append(f"job {job_id} on {printer}: {status} {events}")
         return "\n".join(lines)
+
+    def assert_orders_made(self, *, printed_at_least: int = 1) -> None:
+        """Each order of the test released into one job per line (LINES) and made: ready to pack with every
+        job printed, or in production with each job printed or on the board for a person (suspect, unknown)
+        — never an order left unreleased, or a job lost, failed or cancelled. And at least `printed_at_least`
+        jobs printed: a run that put every job on the board checked no copy at all."""
+        statuses = self.order_statuses()
+        jobs = self.job_statuses_by_order()
+        made = {
+            ref: len(jobs[ref]) == len(LINES)
+            and (
+                (statuses.get(ref) == "ready_to_pack" and set(jobs[ref]) == {"printed"})
+                or (
+                    statuses.get(ref) == "in_production"
+                    and set(jobs[ref]) <= {"printed", *PERSON_JOB_STATUSES}
+                )
+            )
+            for ref in self.orders
+        }
+        printed = sum(status == "printed" for statuses_of in jobs.values() for status in statuses_of)
+        assert all(made.values()) and printed >= printed_at_least, (
+            f"orders not made: {[ref for ref, ok in made.items() if not ok]}; {printed} jobs printed "
+            f"(at least {printed_at_least} expected)\n{self.story()}"
+        )
+
+    def pay_and_freeze_the_worker_mid_claim(self, *, attempts: int = 5) -> dict[int, tuple[str, str]]:
+        """Place and pay an order, and freeze (SIGSTOP) the worker while it holds the claim of one of the
+        test's jobs (making its raster, or sending it); with another order when the job moved on before the
+        freeze (up to `attempts` orders). The claims it holds frozen: job id -> (its holder, the status it
+        holds the job in). The worker stays frozen (resume it)."""
+        for _ in range(attempts):
+            self.pay_and_wait_until_a_job_is_being_made(orders=1, held=("rasterizing", "submitting"))
+            self.worker.pause()
+            time.sleep(0.2)  # a commit the worker sent just before it froze is applied before the read
+            held = {
+                int(job_id): (str(holder), str(status))
+                for job_id, holder, status in self.sql(
+                    "SELECT j.id, j.claimed_by, j.status FROM production_printjob j"
+                    " JOIN orders_order o ON o.id = j.order_id"
+                    " WHERE o.ref = ANY(%s) AND j.status IN ('rasterizing', 'submitting')",
+                    self.orders,
+                )
+            }
+            if held:
+                return held
+            self.worker.resume()  # it moved on before the freeze: another order
+        raise AssertionError(f"the worker never froze holding a claim in {attempts} tries\n{self.story()}")
 
     def assert_each_copy_once_or_shown(self) -> None:
         """Each job of the test `printed`, sent by one CUPS job and received once by its device — or on the
@@ -573,9 +688,8 @@ def test_redis_restarted_twice_mid_run_loses_no_paid_order_and_prints_each_copy_
 
     assert set(lab.order_statuses().values()) == {"ready_to_pack"}, lab.story()
     lab.assert_each_copy_once_or_shown()
-    assert lab.paid_mails(lab.orders) == len(orders), (
-        "every customer still gets the 'paid' e-mail exactly once"
-    )
+    assert len(lab.orders) == len(orders)
+    lab.assert_paid_mail_sent_once_each(lab.orders)  # every customer still gets it, exactly once
     assert (lab.asset_status(photo["id"]), asked["/photo.jpg"]) == ("ready", 1)
 
 
@@ -703,8 +817,7 @@ def test_a_worker_frozen_past_its_claim_s_lease_mid_job_never_prints_a_copy_twic
     lab: Stack, tmp_path: Path
 ) -> None:
     # given a job held by the worker (rasterizing or being sent), and the worker frozen there, its claim held
-    lab.pay_and_wait_until_a_job_is_being_made(orders=1, held=("rasterizing", "submitting"))
-    lab.worker.pause()
+    held = lab.pay_and_freeze_the_worker_mid_claim()
     # when another worker (with its own beat: the frozen one's is frozen too) sees the claim run out and takes
     # the job over, and then the frozen worker goes on with the claim it still believes it holds
     other = CeleryWorker(
@@ -720,32 +833,21 @@ def test_a_worker_frozen_past_its_claim_s_lease_mid_job_never_prints_a_copy_twic
         lab.worker.resume()
     lab.worker.wait_rounds(poll=2, reconcile=2, timeout=60)
 
-    # then the order is made, and no copy reached a printer twice unseen
+    # then the other worker took each frozen claim over, every order is made (each job printed, or on the
+    # board for a person), and no copy reached a printer twice unseen
     lab.wait_settled()
+    lab.assert_orders_made()
     lab.assert_each_copy_once_or_shown()
+    for job_id, (holder, status) in held.items():
+        taken_over = {kind for kind, _, _, note in lab.job_events(job_id) if note != holder}
+        assert taken_over & TAKEOVER_EVENT_KINDS[status], (holder, status, lab.job_events(job_id))
 
 
 def test_a_worker_whose_clock_runs_hours_ahead_takes_over_no_claim_another_worker_holds(
     lab: Stack, tmp_path: Path
 ) -> None:
     # given a job the lab's worker holds (making its raster or sending it), frozen there, its claim live
-    held: dict[int, str] = {}
-    for _ in range(5):
-        lab.pay_and_wait_until_a_job_is_being_made(orders=1, held=("rasterizing", "submitting"))
-        lab.worker.pause()
-        held = {
-            int(job_id): str(holder)
-            for job_id, holder in lab.sql(
-                "SELECT j.id, j.claimed_by FROM production_printjob j"
-                " JOIN orders_order o ON o.id = j.order_id"
-                " WHERE o.ref = ANY(%s) AND j.status IN ('rasterizing', 'submitting')",
-                lab.orders,
-            )
-        }
-        if held:
-            break
-        lab.worker.resume()  # it moved on before the freeze: another order
-    assert held, lab.story()
+    held = lab.pay_and_freeze_the_worker_mid_claim()
     # when a second worker with its own beat joins from a host whose clock runs two hours ahead, and runs its
     # reconcile rounds while the claim is live (its lease there: two minutes)
     other = CeleryWorker(
@@ -765,7 +867,7 @@ def test_a_worker_whose_clock_runs_hours_ahead_takes_over_no_claim_another_worke
     lab.wait_settled()
     assert {status for _, status, _, _ in lab.jobs()} == {"printed"}, lab.story()
     lab.assert_each_copy_once_or_shown()
-    for job_id, holder in held.items():
+    for job_id, (holder, _) in held.items():
         takers = {note for kind, _, _, note in lab.job_events(job_id) if kind == "lease_taken_over"}
         assert takers <= {holder}, (holder, lab.job_events(job_id))
 
@@ -830,8 +932,10 @@ def test_postgresql_stalled_past_every_claim_s_lease_while_jobs_are_made_prints_
     finally:
         lab.postgres.resume()
 
-    # then no copy is printed twice unseen, and no order waits for ever
+    # then no copy is printed twice unseen, and no order waits for ever: each is made, its jobs printed or on
+    # the board for a person
     lab.wait_settled()
+    lab.assert_orders_made()
     lab.assert_each_copy_once_or_shown()
 
 
@@ -852,6 +956,9 @@ def test_cupsd_restarted_while_jobs_print_never_prints_a_copy_twice_unseen(lab: 
 
     lab.wait_settled()
 
+    # then each order is made: its jobs printed, or shown to a person; no copy printed twice unseen (three
+    # restarts may each mark a job per printer: every job may end on the board, checked below)
+    lab.assert_orders_made(printed_at_least=0)
     lab.assert_each_copy_once_or_shown()
     suspect = [job_id for job_id, status, _, _ in lab.jobs() if status == "suspect"]
     assert suspect, "the restarted jobs are shown to a person as 'may have printed twice'"
@@ -903,7 +1010,7 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
         lab.wait_settled(more=lambda: f"listener log:\n{listener.log_tail(8000)}")
 
     # then that job is shown to a person as "may have printed twice", never silently printed; every other
-    # copy was printed once; and no poll or reconcile round ran
+    # copy was printed once (each order made); and no poll or reconcile round ran
     ((job_id, status),) = lab.sql(
         "SELECT j.id, j.status FROM production_printjob j JOIN orders_order o ON o.id = j.order_id "
         "WHERE o.ref = ANY(%s) AND j.backend_job_id = %s",
@@ -916,6 +1023,7 @@ def test_cupsd_restarted_mid_job_with_the_listener_and_no_poll_ends_the_job_susp
     assert status == "suspect", "\n".join(
         [*map(str, events), f"jobs {lab.jobs()}", f"CUPS jobs {lab.cups_jobs()}", listener.log_tail(8000)]
     )
+    lab.assert_orders_made()
     lab.assert_each_copy_once_or_shown()
     assert re.findall(r"Task production\.(printer_poll|reconcile)\[", worker.log_text()) == []
 
@@ -1052,7 +1160,8 @@ def test_the_same_requests_raced_across_three_web_processes_take_effect_once(
     lab.wait_settled()
     assert lab.order_statuses() == {order["ref"]: "ready_to_pack"}
     lab.assert_each_copy_once_or_shown()
-    assert (lab.paid_events([order["ref"]]), lab.paid_mails([order["ref"]])) == (1, 1)
+    assert lab.paid_events([order["ref"]]) == 1
+    lab.assert_paid_mail_sent_once_each([order["ref"]])
 
 
 def test_a_cancel_raced_against_the_payment_across_web_processes_either_refunds_once_or_prints_once(
