@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.db import connections
 from rest_framework.test import APIClient
 
 from api import throttles
+from tests.support.concurrency import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -64,17 +64,7 @@ def test_two_registrations_that_reach_the_throttle_at_once_are_counted_both(sett
     monkeypatch.setattr(throttles._RateFromSettings, "cache", _ReadAtOnce(cache, requests=2))
     responses: list[Any] = []
 
-    def register() -> None:
-        try:
-            responses.append(APIClient().post("/api/v1/accounts", {}, format="json"))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=register) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    at_once(lambda: responses.append(APIClient().post("/api/v1/accounts", {}, format="json")))
 
     # then the second is throttled: before, both read an empty history, both passed (400, the body is
     # invalid) and each wrote its own history of one request over the other's

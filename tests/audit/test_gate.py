@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 from PIL import Image
 
@@ -23,6 +23,7 @@ from lab.production import jobs, rasterizing, routing
 from lab.production.maintenance import maintenance_ticket_open
 from lab.production.models import PrintJob
 from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
+from tests.support.concurrency import at_once
 
 pytestmark = pytest.mark.django_db
 META = RequestMeta(client_ip="10.1.2.3", user_agent="pytest", request_id="req-1")
@@ -303,18 +304,8 @@ def test_two_requests_at_once_for_the_same_photo_and_task_open_one_grant(job, mo
     )
     opened: list[str] = []
 
-    def ask_for_it() -> None:
-        try:
-            opened.append(str(gate.image_grant_open(user=technician, request=request, meta=META).pk))
-        finally:
-            connection.close()
-
     # when both open their grant
-    threads = [threading.Thread(target=ask_for_it) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    at_once(lambda: opened.append(str(gate.image_grant_open(user=technician, request=request, meta=META).pk)))
 
     # then one grant is opened and both use it (before: two live grants for one scope)
     assert len(opened) == 2 and len(set(opened)) == 1, opened

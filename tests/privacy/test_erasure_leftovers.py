@@ -114,7 +114,6 @@ def test_the_retention_sweep_deletes_old_unknown_account_sign_in_events_and_keep
     assert not SecurityEvent.objects.filter(pk=old.pk).exists()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's query plan")
 def test_an_export_finds_the_sign_ins_with_its_address_by_an_index_not_a_scan_of_the_security_log():
     # given a security log of many accounts' events and a few unknown addresses' failed sign-ins
     customers = UserFactory.create_batch(20)
@@ -134,6 +133,8 @@ def test_an_export_finds_the_sign_ins_with_its_address_by_an_index_not_a_scan_of
         )
         for n in range(50)
     )
+    # (the test command runs on PostgreSQL, as CI does: no skip on another database, a failure)
+    assert connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {SecurityEvent._meta.db_table}")
 
