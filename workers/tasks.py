@@ -114,16 +114,25 @@ def print_job_submit(*, job_id: int) -> None:
     submit(job_id=job_id, worker=worker_name())
 
 
-@app.task(name="production.printer_poll", time_limit=60, max_retries=0)
+# A stalled cupsd (takes connections, answers nothing) holds a libcups call for about 60 s before libcups
+# gives up (printers/cups_backend.py `_NO_ANSWER`); a round asks each server at most once, the cancels it
+# settles included (lab/production/silence.py). 180 s: that one minute, plus two for the rest of the round
+# (the other servers' and hot folders' calls, the database). At 60 s, the length of that one call, the round
+# was killed while it waited, and what came after it (the cancels at the printers) never ran.
+@app.task(name="production.printer_poll", time_limit=180, max_retries=0)
 def printer_poll() -> None:
     from lab.production.cancellation import printer_cancels_settle
+    from lab.production.silence import SilentServers
     from lab.production.tracking import printer_poll as poll
 
-    poll()
-    printer_cancels_settle()
+    silent = SilentServers()  # one round: a server the poll found silent is not asked for its cancels
+    poll(silent=silent)
+    printer_cancels_settle(silent=silent)
 
 
-@app.task(name="production.reconcile", time_limit=120, max_retries=0)
+# As the poll: a sweep asks each server at most once for its expired submit claims (libcups' minute when
+# stalled), after every step that asks no printer; 180 s is that minute plus two for the rest.
+@app.task(name="production.reconcile", time_limit=180, max_retries=0)
 def production_reconcile() -> None:
     from lab.production.reconcile import production_reconcile as reconcile
 

@@ -28,6 +28,7 @@ from lab.production.backends import backend_for, copies_titled
 from lab.production.holds import clarifications_close
 from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
+from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
 from printers.base import FINAL_JOB_STATES, JobState, PrinterBackend
 from printers.errors import JOB_NOT_FOUND, PermanentPrinterError, PrinterError
@@ -97,12 +98,19 @@ def jobs_cancel_for_order(*, order_id: int, actor_id: int | None = None) -> int:
     return cancelled
 
 
-def printer_cancels_settle(*, order_id: int | None = None) -> dict[str, int]:
+def printer_cancels_settle(
+    *, order_id: int | None = None, silent: SilentServers | None = None
+) -> dict[str, int]:
     """Cancel at the printer every job we cancelled that the printer may hold; called by the poll too.
 
     A job cancelled while a worker was submitting it is left to that worker until its claim runs out (the
     worker cancels what it sent when it finds the job cancelled); after that it is found by its title.
+
+    silent: the round's servers that gave no answer (the poll's, when it settles after its round): none of
+    them is asked, and a server that gives none here is asked for no further job. Before, each cancelled job
+    of a stalled cupsd cost libcups' minute, after the poll had found that server silent already.
     """
+    silent = silent if silent is not None else SilentServers()
     lease_expired = database_now() - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
     jobs = PrintJob.objects.filter(status=J.CANCELLED, cancel_at_printer=True).select_related("printer")
     if order_id is not None:
@@ -112,21 +120,26 @@ def printer_cancels_settle(*, order_id: int | None = None) -> dict[str, int]:
         if not job.backend_job_id and job.claimed_at is not None and job.claimed_at > lease_expired:
             counts["waiting_for_worker"] += 1
             continue
-        outcome = printer_cancel(job=job)
+        outcome = printer_cancel(job=job, silent=silent)
         counts["cancelled_at_printer" if outcome else "unreachable"] += 1
     return counts
 
 
-def printer_cancel(*, job: PrintJob) -> bool:
+def printer_cancel(*, job: PrintJob, silent: SilentServers | None = None) -> bool:
     """Cancel one cancelled job at its printer; True once the printer agrees.
 
     Every copy of it there: the send whose handle the job saved, and every job titled with its title at its
     printer now. The saved handle alone missed a send its retry left held after a transient error (the send
     had no handle saved), and after a reroute it named the old printer's copy: the new printer's held send
     stayed and printed for a refunded order (tests/production/test_cancel_after_reroute.py).
+
+    silent: as for printer_cancels_settle; a job whose server gave no answer in the round waits for the next.
     """
     if job.printer is None:
         return _printer_cancel_done(job=job, note="no printer")
+    silent = silent if silent is not None else SilentServers()
+    if silent.error_for(job.printer) is not None:
+        return False
     backend = backend_for(job.printer)
     outcomes: list[str] = []
     unlisted = ""
@@ -147,6 +160,7 @@ def printer_cancel(*, job: PrintJob) -> bool:
             if found.handle != job.backend_job_id:
                 outcomes.append(_copy_cancel(backend, found.handle, title=job.title))
     except PrinterError as error:
+        silent.heard(job.printer, error)
         logger.warning("printer cancel pending job=%s code=%s", job.pk, error.code)
         return False
     printed = [o for o in outcomes if o.endswith(f":{JobState.COMPLETED}")]

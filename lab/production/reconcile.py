@@ -16,6 +16,7 @@ from lab.orders.states import OrderStatus
 from lab.production.jobs import job_fail, rasterize_enqueue
 from lab.production.models import JobEvent, PrintJob
 from lab.production.routing import jobs_route_waiting, order_release
+from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
 from lab.production.submission import reconcile_submitting
 from lab.production.tracking import order_check_printed
@@ -37,6 +38,8 @@ def production_reconcile() -> dict[str, int]:
     - a `rasterizing` or `submitting` claim whose worker died is taken over or settled once its lease ends;
     - `ready` jobs are kicked by every printer poll; an order whose jobs all printed moves to packing, and a
       `ready_to_pack` order without its slip gets one.
+    Every step that asks no printer runs first; the expired submit claims, which ask theirs, run last, each
+    silent server asked once (`SilentServers`).
     """
     now = database_now()  # claims' leases are judged on the clock every host shares (lab/lib/clock.py)
     lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
@@ -73,10 +76,8 @@ def production_reconcile() -> dict[str, int]:
             continue
         rasterize_enqueue(job.pk)  # the claim takes over an expired lease
         counts["rasterize_taken_over"] += 1
-    for job in PrintJob.objects.filter(status=J.SUBMITTING, claimed_at__lt=now - lease).select_related(
-        "printer"
-    ):
-        counts[reconcile_submitting(job)] += 1
+    # The steps that ask no printer come before those that do: a stalled cupsd holds a call for libcups'
+    # minute, and a sweep killed at its time limit there lost the routing and packing steps that came after.
     jobs_route_waiting()
     for order_id in (
         Order.objects.filter(status=OrderStatus.IN_PRODUCTION, updated_at__lt=now - grace)
@@ -89,6 +90,12 @@ def production_reconcile() -> dict[str, int]:
     ).values_list("pk", flat=True):
         enqueue("packing.slip_render", order_id=order_id)
         counts["slips_requested"] += 1
+    # One round of printer calls: a server that gave no answer for one expired claim is not asked again.
+    silent = SilentServers()
+    for job in PrintJob.objects.filter(status=J.SUBMITTING, claimed_at__lt=now - lease).select_related(
+        "printer"
+    ):
+        counts[reconcile_submitting(job, silent=silent)] += 1
     return dict(counts)
 
 

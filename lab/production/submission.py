@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -36,6 +36,7 @@ from lab.production.jobs import (
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_media
+from lab.production.silence import SilentServers
 from lab.production.spool import UNFINISHED_SEND_SECONDS
 from lab.production.states import JobStatus
 from lab.production.tracking import jobs_track
@@ -105,7 +106,12 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 kind="claimed",
                 note=worker,
                 # Not for an order put on hold (or cancelled) since the check above: the claim re-checks.
-                where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED]),
+                # Nor for a job moved meanwhile (the poll's reroute, a person's): the raster goes to the
+                # printer read above, so the claim holds only while the job and its raster are still there.
+                # Before, a task read at A claimed the job rerouted to B and sent it to A; a transient error
+                # there, and its retry at B found no earlier attempt at B: A's held copy and B's both printed.
+                where=~Q(order__status__in=[OrderStatus.ON_HOLD, OrderStatus.CANCELLED])
+                & Q(printer_id=printer.pk, raster_printer_id=printer.pk),
                 claimed_at=claimed_at,
                 claimed_by=worker,
                 sending_claim_at=None,
@@ -140,7 +146,17 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
             path.chmod(0o644)  # CUPS filters run as `lp` and must read it
             Path(folder).chmod(0o755)
-            if not _send_begin(job_id=job.pk, worker=worker, claimed_at=claimed_at):
+            try:
+                fenced = _send_begin(job_id=job.pk, worker=worker, claimed_at=claimed_at)
+            except DatabaseError:
+                # The fence's UPDATE may have been applied with its answer lost (PostgreSQL went away as it
+                # answered), or not at all; either way nothing was sent. Left, a fence set with no copy at the
+                # printer reads to the reconciler as a send whose fate is unknown (a person decides), and an
+                # unset one waits out the whole lease: the claim is taken back, fence and all, now.
+                if _unsent_claim_take_back(job_id=job.pk, worker=worker, claimed_at=claimed_at):
+                    submit_enqueue(job)
+                raise
+            if not fenced:
                 return _fence_refused(job=job, worker=worker, claimed_at=claimed_at)
             handle = backend.submit(
                 path=path,
@@ -226,6 +242,40 @@ def _send_begin(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
     )
 
 
+def _unsent_claim_take_back(*, job_id: int, worker: str, claimed_at: datetime) -> bool:
+    """Take back this worker's claim, whose send fence raised: nothing was sent, whether or not the fence was
+    set. As `job_claim_take_back` (once the database answers again, for half the lease at most, conditional
+    on the claim being this worker's), and the fence cleared with it. True when taken back (the caller sends
+    the job's message again)."""
+    deadline = time.monotonic() + min(settings.PRODUCTION_CLAIM_LEASE_SECONDS / 2, 60)
+    while True:
+        close_old_connections()  # the connection that failed is closed and a new one opened
+        try:
+            released = job_move(
+                job_id=job_id,
+                from_statuses={J.SUBMITTING},
+                to_status=J.READY,
+                kind="claim_released",
+                note="the database went away as the send fence was set; nothing was sent",
+                where=Q(claimed_by=worker, claimed_at=claimed_at),
+                claimed_at=None,
+                claimed_by="",
+                sending_claim_at=None,
+                submit_attempts=F("submit_attempts") - 1,  # nothing went out: the next claim is no retry
+            )
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "claim not taken back after its fence raised, left to the reconciler job=%s", job_id
+                )
+                return False
+            time.sleep(0.5)
+            continue
+        if released:
+            logger.info("claim taken back after its send fence raised, nothing sent job=%s", job_id)
+        return released
+
+
 def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
     """The claim is no longer this worker's to send, and nothing was sent from here.
 
@@ -279,14 +329,20 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
     return alive[-1] if alive else None
 
 
-def _read_once(job_id: int) -> None:
+def _read_once(job_id: int, *, silent: SilentServers | None = None) -> None:
     """Read a job just found at its printer (adopted, reconciled) and move it on, its server's restarts heard
     first. No event may ever come for it: it may have completed already, or a cupsd restart may have put it
     back in its queue before we knew its handle, where CUPS leaves it unscheduled (printers/cups_backend.py);
-    read now, the first is printed and the second cancelled before a re-send, without waiting for the poll."""
+    read now, the first is printed and the second cancelled before a re-send, without waiting for the poll.
+    silent: the caller's round of calls (the reconciler's), whose silent servers are not asked."""
     job = PrintJob.objects.select_related("printer").get(pk=job_id)
-    if job.status == J.SUBMITTED and job.printer is not None and server_restarts_check(job.printer):
-        jobs_track([job])
+    silent = silent if silent is not None else SilentServers()
+    if (
+        job.status == J.SUBMITTED
+        and job.printer is not None
+        and server_restarts_check(job.printer, silent=silent)
+    ):
+        jobs_track([job], silent=silent)
 
 
 def _submitted(
@@ -453,7 +509,7 @@ def _last_attempt_failed(*, job: PrintJob, error: PrinterError) -> str:
     return "failed"
 
 
-def reconcile_submitting(job: PrintJob) -> str:
+def reconcile_submitting(job: PrintJob, *, silent: SilentServers | None = None) -> str:
     """A submit claim whose lease ran out: its worker died (or stalls) between claiming and saving.
 
     The printer is asked for our title first: a copy that may print or has printed found → `submitted` with
@@ -464,14 +520,21 @@ def reconcile_submitting(job: PrintJob) -> str:
     attempt, like every retry, looks for an earlier one at the printer first); if it began, `unknown`, never
     sent again automatically (the printer may have printed it and dropped it from its history). A printer
     that does not answer settles only the claims that never began to send.
+
+    silent: the sweep's round of calls. A server that gave no answer earlier in it is not asked again (a
+    stalled cupsd holds each call for libcups' minute: one per expired claim ran the sweep into its time
+    limit); its claims are settled as for a printer that does not answer.
     """
     assert job.printer is not None
-    adopted: JobInfo | None
-    try:
-        adopted = _copy_to_adopt(copies_titled(backend_for(job.printer), job.title))
-        reachable = True
-    except PrinterError:
-        adopted, reachable = None, False  # the printer does not answer
+    silent = silent if silent is not None else SilentServers()
+    adopted: JobInfo | None = None
+    reachable = silent.error_for(job.printer) is None
+    if reachable:
+        try:
+            adopted = _copy_to_adopt(copies_titled(backend_for(job.printer), job.title))
+        except PrinterError as error:
+            silent.heard(job.printer, error)
+            reachable = False  # the printer does not answer
     if adopted is None and _sent_nothing(job):
         return _claim_take_back_unsent(job)
     if not reachable:
@@ -487,7 +550,7 @@ def reconcile_submitting(job: PrintJob) -> str:
             claimed_at=None,
             claimed_by="",
         )
-        _read_once(job.pk)
+        _read_once(job.pk, silent=silent)
         return "reconciled"
     job_move(
         job_id=job.pk,

@@ -31,16 +31,19 @@ logger = logging.getLogger(__name__)
 J = JobStatus
 
 
-def printer_poll() -> dict[str, int]:
+def printer_poll(*, silent: SilentServers | None = None) -> dict[str, int]:
     """Refresh printer states and the state of every submitted job; move orders on when all printed.
 
     The safety net under the printer-events listener (lab/production/listener.py), which reads a job as soon
     as its server says it changed: a lost event, a listener that is down, or a backend without events (hot
     folders) costs at most one poll interval.
+
+    silent: the round's servers that gave no answer, for the caller to go on with (the poll task settles
+    the printer cancels in the same round).
     """
     counts: Counter[str] = Counter()
     watched: set[int] = set()
-    silent = SilentServers()
+    silent = silent if silent is not None else SilentServers()
     for printer in Printer.objects.all():
         counts[_printer_refresh(printer, silent)] += 1
         if server_restarts_check(printer, silent=silent):

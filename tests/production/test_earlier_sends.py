@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lab.lib.errors import Conflict, UpstreamError
-from lab.production import actions, rasterizing, submission, tracking
+from lab.production import actions, jobs, rasterizing, routing, submission, tracking
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
@@ -335,3 +335,51 @@ def test_a_move_is_refused_when_a_retry_sent_the_job_again_while_the_held_send_w
     assert len(printed) == 1
     job.refresh_from_db()
     assert job.printer_id == second.pk
+
+
+# --- A submit task read at one printer, the job moved to another before it claimed ------------------------
+
+
+def test_a_submit_read_at_the_old_printer_does_not_claim_the_job_moved_to_another(monkeypatch):
+    """A submit task reads the job at A; before it claims, the poll finds A offline and moves the job to B,
+    where it is rasterized again (`ready` at B). Before, the claim checked only the order, so the task claimed
+    the job at B and sent it to A, the printer it had read; A took the copy and answered with a transient
+    error, and the retry at B found no earlier attempt at B and sent a second copy: both printed."""
+    job, first, second = job_on_the_first_of_two_minilabs()
+    real_check = jobs.job_photo_changed_outside_the_lab
+    real_submit = HotFolderBackend.submit
+
+    def moved_to_b_before_the_claim(read: PrintJob, **kwargs: Any) -> bool:
+        monkeypatch.setattr(submission, "job_photo_changed_outside_the_lab", real_check)
+        Printer.objects.filter(pk=first.pk).update(state="offline")
+        assert routing.job_reroute(job_id=read.pk, note=f"printer {first.name} is offline")
+        assert rasterizing.print_job_rasterize(job_id=read.pk, worker=WORKER) == "ready"
+        return real_check(read, **kwargs)
+
+    def a_takes_it_then_goes_away(self: HotFolderBackend, **kwargs: Any) -> str:
+        handle = real_submit(self, **kwargs)
+        if self.folder.resolve() == printer_folder(first).resolve():
+            raise TransientPrinterError(code="printer_unreachable", message="connection reset")
+        return handle
+
+    monkeypatch.setattr(submission, "job_photo_changed_outside_the_lab", moved_to_b_before_the_claim)
+    monkeypatch.setattr(HotFolderBackend, "submit", a_takes_it_then_goes_away)
+
+    # when the stalled task goes on, then it claims nothing: the job is no longer at the printer it read
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "not_claimed"
+    job.refresh_from_db()
+    assert (job.status, job.printer_id, job.raster_printer_id, job.submit_attempts) == (
+        J.READY,
+        second.pk,
+        second.pk,
+        0,
+    )
+
+    # and the task the move sent sends it to B: one copy, at the printer the job is at, which it follows
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    printed_at_a = process_pending(folder=printer_folder(first), delay_seconds=0)
+    printed_at_b = process_pending(folder=printer_folder(second), delay_seconds=0)
+    assert (len(printed_at_a), len(printed_at_b)) == (0, 1)
+    tracking.printer_poll()
+    job.refresh_from_db()
+    assert (job.status, job.printer_id, job.backend_job_id) == (J.PRINTED, second.pk, printed_at_b[0])

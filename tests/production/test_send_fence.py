@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Case, F, When
 from django.db.models.functions import Now
@@ -163,6 +163,44 @@ def test_a_worker_lost_after_it_began_to_send_leaves_the_job_unknown_if_the_prin
     job.refresh_from_db()
     assert (swept.get("unknown"), job.status, _received()) == (1, J.UNKNOWN, [])
     assert broker_tasks("print") == []
+
+
+# Not inside a test's transaction: the take-back opens a new connection, as a worker's does after the error.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fence_applied", [True, False], ids=["fence set, answer lost", "fence not set"])
+def test_a_fence_the_database_fails_under_takes_the_claim_back_and_the_job_is_sent_once(
+    monkeypatch, settings, fence_applied
+):
+    """PostgreSQL goes away as the worker sets its send fence: the UPDATE applied with its answer lost, or not
+    applied at all. Either way the raster was not sent. Before, the error went up uncaught and the claim
+    stayed: with the fence set, the reconciler found no copy at the printer once the lease ran out and called
+    the job `unknown`, for a person; without it, the job waited the whole lease."""
+    job = _ready_job()
+    real_send_begin = submission._send_begin
+
+    def database_gone(**kwargs: Any) -> bool:
+        if fence_applied:
+            assert real_send_begin(**kwargs)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(submission, "_send_begin", database_gone)
+    with pytest.raises(OperationalError):
+        submission.print_job_submit(job_id=job.pk, worker=FIRST)
+    monkeypatch.setattr(submission, "_send_begin", real_send_begin)
+
+    job.refresh_from_db()
+    assert (job.status, job.claimed_by, job.sending_claim_at, job.submit_attempts) == (J.READY, "", None, 0)
+    assert _kinds(job)[-2:] == ["claimed", "claim_released"]
+    assert ("production.print_job_submit", {"job_id": job.pk}) in broker_tasks("print")
+    # however long its message waits, the reconciler finds nothing to call `unknown`
+    settings.PRODUCTION_CLAIM_LEASE_SECONDS = 0
+    assert "unknown" not in reconcile.production_reconcile()
+    job.refresh_from_db()
+    assert (job.status, _received()) == (J.READY, [])
+    # and the message's worker sends it: one copy
+    assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
+    job.refresh_from_db()
+    assert (job.status, job.submit_attempts, len(_received())) == (J.SUBMITTED, 1, 1)
 
 
 def test_a_cancel_that_lands_before_the_send_sends_nothing_and_is_settled_at_once(monkeypatch):

@@ -9,20 +9,27 @@ tests are quick) and, once, with cupsd stalled for real (SIGSTOP: that round tak
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
+import redis
+from django.conf import settings
+from django.db.models import F
 
+from lab.orders.states import OrderStatus
+from lab.production import jobs, reconcile, submission
 from lab.production.listener import EventSource, SourceListener
 from lab.production.models import Printer, PrintJob
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus, PrinterState
-from lab.production.tracking import jobs_track, printer_poll
+from lab.production.tracking import jobs_track, order_check_printed, printer_poll
 from printers import cups_backend
 from printers.base import EventBatch, EventFeed
 from printers.errors import PRINTER_UNREACHABLE, ServerSilentError, TransientPrinterError
 from printers.registry import KIND_CUPS
-from tests.builders.production import hotfolder_printer, job_walk, released_order
+from tests.builders.production import broker_tasks, hotfolder_printer, job_walk, released_order
 from tests.support.cups import PrivateCups
+from workers import tasks
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -190,3 +197,102 @@ def test_only_a_server_that_gave_no_answer_is_skipped_for_the_rest_of_the_round(
     assert round_.error_for(second) is None
     round_.heard(first, no_answer)
     assert round_.error_for(second) is no_answer
+
+
+def _on_the_silent_server(count: int) -> list[PrintJob]:
+    """`count` jobs of one order, each walked to `submitting` on its own printer of the silent server."""
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)] * count)
+    printers = list(Printer.objects.filter(backend="cups").order_by("pk"))
+    walked = []
+    for job, printer in zip(PrintJob.objects.filter(order=order).order_by("pk"), printers, strict=False):
+        PrintJob.objects.filter(pk=job.pk).update(printer=printer)
+        walked.append(job_walk(job, J.SUBMITTING))
+    return walked
+
+
+def test_a_reconcile_sweep_asks_a_silent_server_once_for_all_its_expired_claims(
+    stopped_cups: PrivateCups, connections: list[str]
+) -> None:
+    # given two claims on printers of that server whose workers were lost as they sent, their leases run out
+    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
+    for job in _on_the_silent_server(2):
+        PrintJob.objects.filter(pk=job.pk).update(
+            claimed_by="lost-worker:1",
+            claimed_at=F("updated_at") - lease,
+            fence_armed_at=F("updated_at") - lease,
+            sending_claim_at=F("updated_at") - lease,
+        )
+
+    # when the reconciler sweeps
+    counts = reconcile.production_reconcile()
+
+    # then one call found the server silent, and both claims wait for the next sweep (before: one call per
+    # claim, each one of libcups' minutes against a stalled server, past the sweep's time limit)
+    assert connections == [stopped_cups.server]
+    assert counts == {"reconcile_unreachable": 2}
+    assert set(PrintJob.objects.filter(claimed_by="lost-worker:1").values_list("status", flat=True)) == {
+        J.SUBMITTING
+    }
+
+
+def test_the_poll_task_settles_its_cancels_without_asking_a_server_its_round_found_silent(
+    stopped_cups: PrivateCups, connections: list[str]
+) -> None:
+    # given a job of that server cancelled in the database, whose copy the printer may still hold
+    (job,) = _on_the_silent_server(1)
+    job_walk(job, J.SUBMITTED)
+    assert jobs.job_move(
+        job_id=job.pk, from_statuses={J.SUBMITTED}, to_status=J.CANCELLED, cancel_at_printer=True
+    )
+
+    # when the poll task runs its round, then settles the cancels
+    tasks.printer_poll()
+
+    # then the server was asked once, by the poll (before: once more for the cancel, another of libcups'
+    # minutes against a stalled server, past the task's time limit); the cancel waits for the next round
+    assert connections == [stopped_cups.server]
+    job.refresh_from_db()
+    assert (job.status, job.cancel_at_printer) == (J.CANCELLED, True)
+
+
+class _TimeLimitKilled(BaseException):
+    """The task's hard time limit kills the worker process here: nothing after it in the sweep runs."""
+
+
+def test_the_reconcile_sweep_moves_orders_on_before_it_asks_a_printer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given an order whose jobs all printed, one ready to pack with no slip, a job waiting for a printer, and
+    # an expired submit claim whose printer stalls the sweep past its time limit when asked
+    monkeypatch.setattr(settings, "PRODUCTION_HANDOFF_GRACE_SECONDS", 0)
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("default")
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    printed, packing, claimed = (released_order(lines=[("PRINT-4X6-LUSTRE", 1)]) for _ in range(3))
+    for order in (printed, packing):
+        for job in PrintJob.objects.filter(order=order):
+            job_walk(job, J.PRINTED)
+    assert order_check_printed(order_id=packing.pk)  # its slip's message was lost
+    Printer.objects.filter(pk=printer.pk).update(is_paused_by_lab=True)
+    waiting = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert waiting.status == J.NO_PRINTER
+    Printer.objects.filter(pk=printer.pk).update(is_paused_by_lab=False)
+    (stalled,) = PrintJob.objects.filter(order=claimed)
+    job_walk(stalled, J.SUBMITTING)
+    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
+    PrintJob.objects.filter(pk=stalled.pk).update(claimed_at=F("updated_at") - lease, claimed_by="lost:1")
+
+    def stalls_past_the_time_limit(*args: object, **kwargs: object) -> list[object]:
+        raise _TimeLimitKilled
+
+    monkeypatch.setattr(submission, "copies_titled", stalls_past_the_time_limit)
+
+    # when the sweep is killed at that printer call
+    with pytest.raises(_TimeLimitKilled):
+        reconcile.production_reconcile()
+
+    # then every step that asks no printer was done before it (before: none of them, they came after)
+    printed.refresh_from_db()
+    waiting.refresh_from_db()
+    assert printed.status == OrderStatus.READY_TO_PACK
+    assert ("packing.slip_render", {"order_id": packing.pk}) in broker_tasks("default")
+    assert (waiting.status, waiting.printer_id) == (J.QUEUED, printer.pk)
