@@ -2,7 +2,9 @@
 Auditors and admins only (token or session); metadata only; every answer is `Cache-Control: no-store`.
 
 Each successful call first appends an ``audit.read`` record (context ``audit_api``); if that write fails
-the call answers 503 ``audit_unavailable`` and shows nothing.
+the call answers 503 ``audit_unavailable`` and shows nothing. A call the browser says another site started
+(Sec-Fetch-Site) is refused first, 403 ``request_from_another_site``, unrecorded: a link in a chat opened the
+API in the auditor's session and wrote a read in their name with the link writer's filters.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from lab.audit.records import request_meta
 from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
 from lab.gate import selectors
 from lab.gate.anomalies import anomalies_find
+from lab.gate.errors import GateError
 from lab.gate.review import auditor_read_record
+from lab.gate.views import FOREIGN_FETCH_SITES
 from lab.lib.calendar import OUT_OF_SPAN, moment_in_span
+from lab.lib.errors import PermissionDenied
 
 API_CONTEXT = "audit_api"
 
@@ -49,6 +54,16 @@ class IsAuditor(BasePermission):
 class AuditorAPIView(APIView):
     permission_classes = (IsAuthenticated, IsAuditor)
     pagination_class = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Before authentication and the permissions (whose staff-seal check may write): nothing is recorded.
+        if request._request.headers.get("Sec-Fetch-Site", "") in FOREIGN_FETCH_SITES:
+            raise PermissionDenied(
+                GateError.REQUEST_FROM_ANOTHER_SITE,
+                "This request was started by another site; call the audit API from the lab's own pages or a "
+                "client of your own.",
+            )
+        super().initial(request, *args, **kwargs)
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -3,13 +3,15 @@ Auditors and admins only; metadata only (no page here ever shows or returns a ph
 
 Every page that shows log records first appends an ``audit.read`` record, and every export an
 ``audit.export`` record, so auditors' own reads are in the chain they read; if that write fails, the page
-is refused (503), as the photo gate does.
+is refused (503), as the photo gate does. A request the browser says another site started is refused
+before that (403), unrecorded, as at the photo gate: the auditor did not make it.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import logging
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -45,11 +47,13 @@ from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
 from lab.gate.anomalies import anomalies_find, thresholds
+from lab.gate.errors import GateError
 from lab.gate.review import auditor_read_record, review_build, review_sign_off
-from lab.gate.views import error_status
+from lab.gate.views import FOREIGN_FETCH_SITES, error_status
 from lab.lib.calendar import OUT_OF_SPAN, day_in_span, moment_in_span
-from lab.lib.errors import DomainError
+from lab.lib.errors import DomainError, PermissionDenied
 
+logger = logging.getLogger(__name__)
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 CONSOLE = "audit_console"
 PAGE_SIZE = 50
@@ -67,13 +71,27 @@ def _auditor(request: HttpRequest) -> User:
     return request.user
 
 
+FROM_ANOTHER_SITE = PermissionDenied(
+    GateError.REQUEST_FROM_ANOTHER_SITE,
+    "This link was opened from outside the lab; open the audit console from the lab's own pages.",
+)
+
+
 def auditor_page(view: View) -> View:
-    """Anonymous: to the login page. Signed in without the auditor or admin role: 403. Never cached."""
+    """Started by another site (Sec-Fetch-Site): 403, signed in or not, before anything is recorded. Else
+    anonymous: to the login page. Signed in without the auditor or admin role: 403. Never cached.
+
+    Each page writes an ``audit.read`` record in the auditor's name with the filters in its URL: a link in a
+    chat or an e-mail (`?order_ref=…&action=<any text>`) wrote the link writer's words into the auditor's
+    record. The login's `next` keeps no console query either (lab/staff/views/common.py)."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         response: HttpResponseBase
-        if not request.user.is_authenticated:
+        if request.headers.get("Sec-Fetch-Site", "") in FOREIGN_FETCH_SITES:
+            logger.info("audit console request started by another site refused path=%s", request.path)
+            response = render(request, "audit/error.html", {"error": FROM_ANOTHER_SITE}, status=403)
+        elif not request.user.is_authenticated:
             response = redirect_to_login(request.get_full_path())
         elif not has_role(request.user, *AUDITOR_ROLES):
             response = render(request, "audit/forbidden.html", status=403)

@@ -70,6 +70,37 @@ def test_records_are_filtered_and_paged_by_seq_in_a_staff_session(api, technicia
     assert reads()[1].justification == f"order_ref=PL-AAA&before={written[3]}"
 
 
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("url", ENDPOINTS)
+def test_a_call_another_site_started_is_refused_and_writes_nothing_in_their_name(api, technician, url, site):
+    """A link in a chat opened the API in the auditor's /lab/ session and wrote an `audit.read` record in
+    their name with the link writer's filters."""
+    attempt(technician, at=minutes(1), order_ref="PL-AAA")
+    api.force_login(person("auditor"))
+
+    response = api.get(url, {"action": "checked at the customer's request"}, HTTP_SEC_FETCH_SITE=site)
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "request_from_another_site"
+    assert response["Content-Type"] == "application/problem+json"
+    assert response["Cache-Control"] == "no-store"
+    assert reads() == []
+
+
+@pytest.mark.parametrize("site", ["same-origin", "none"])
+def test_a_call_from_the_labs_own_pages_or_typed_is_still_answered_and_recorded(api, technician, site):
+    attempt(technician, at=minutes(1), order_ref="PL-AAA")
+    auditor = person("auditor")
+    api.force_login(auditor)
+
+    responses = [api.get(url, HTTP_SEC_FETCH_SITE=site) for url in ENDPOINTS]
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert [(r.actor_id, r.context_id) for r in reads()] == [
+        (str(auditor.public_id), page) for page in ("records", "summary", "anomalies")
+    ]
+
+
 def test_records_filter_by_employee_outcome_purpose_and_time(api, technician, packer, auditor):
     attempt(technician, at=minutes(1))
     refused = denied(technician, at=minutes(2), rule="purpose_not_allowed_for_role")

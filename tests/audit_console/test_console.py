@@ -134,6 +134,45 @@ def test_record_summary_anomaly_and_review_pages_are_each_recorded_as_reads(clie
     assert reads()[1].justification == "since=2026-03-02T00:00:00+00:00&until=2026-03-03T00:00:00+00:00"
 
 
+FORGED = {"order_ref": "PL-AAA", "action": "checked at the customer's request"}
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_console_request_another_site_started_is_refused_and_writes_nothing_in_their_name(
+    client, technician, auditor, site
+):
+    """A link in a chat (`/lab/audit/?order_ref=…&action=<text>`) opened in the auditor's session wrote an
+    `audit.read` record in their name, with the link writer's text in it."""
+    view = attempt(technician, at=minutes(1), order_ref="PL-AAA")
+    ReviewItem.objects.create(record_id=view.seq, reason="denied_attempt")
+    client.force_login(auditor)
+    pages = [(url, FORGED) for url in PAGES] + [(f"/lab/audit/records/{view.seq}/", {})]
+
+    responses = [client.get(url, data, HTTP_SEC_FETCH_SITE=site) for url, data in pages]
+    posts = [client.post(url, data, HTTP_SEC_FETCH_SITE=site) for url, data in POSTS]
+
+    assert [r.status_code for r in responses + posts] == [403] * (len(pages) + len(POSTS))
+    assert {r["Cache-Control"] for r in responses} == {"no-store"}
+    assert "request_from_another_site" in responses[0].content.decode()
+    assert reads() == []
+    assert list(ReviewItem.objects.values_list("reviewed_at", "note")) == [(None, "")]
+    client.logout()
+    signed_out = client.get("/lab/audit/", FORGED, HTTP_SEC_FETCH_SITE=site)
+    assert signed_out.status_code == 403  # refused as when signed in, not sent to sign in first
+
+
+@pytest.mark.parametrize("site", ["same-origin", "none", None])
+def test_the_consoles_own_links_and_typed_urls_are_still_read_and_recorded(client, technician, auditor, site):
+    attempt(technician, at=minutes(1), order_ref="PL-AAA")
+    client.force_login(auditor)
+    headers = {"HTTP_SEC_FETCH_SITE": site} if site else {}
+
+    responses = [client.get(url, **headers) for url in PAGES]
+
+    assert [r.status_code for r in responses] == [200] * len(PAGES)
+    assert [r.context_id for r in reads()] == ["records", "record:1", "summary", "anomalies", "review"]
+
+
 def test_review_queue_is_built_and_signed_off_through_the_console(client, technician, auditor):
     refused = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
     client.force_login(auditor)

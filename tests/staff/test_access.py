@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.models import Session
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import RANDOM_STRING_CHARS, get_random_string
 
+from api import errors as api_errors
 from lab.accounts.sessions import stored_key
 from lab.orders.models import Order
 from lab.production.models import Batch, Printer, PrintJob
-from lab.staff.middleware import LAST_ACTIVITY_KEY
+from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
+from lab.staff.views.auth import csrf_failure_view
 from tests.builders import (
     PASSWORD,
     client_as,
@@ -348,3 +353,70 @@ def test_vendored_scripts_are_served_and_nothing_else(client):
     assert client.get("/lab/assets/staff.css")["Content-Type"] == "text/css; charset=utf-8"
     assert client.get("/lab/assets/..%2Fapps.py").status_code == 404
     assert client.get("/lab/assets/missing.js").status_code == 404
+
+
+def csrf_tokens(html: str) -> list[str]:
+    return re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+
+
+def sign_out_forms(html: str) -> list[str]:
+    return [
+        form for form in re.findall(r"<form\b.*?</form>", html, flags=re.S) if 'action="/lab/logout/"' in form
+    ]
+
+
+def test_a_refused_sign_out_says_the_person_is_still_signed_in_and_offers_a_fresh_one():
+    """Signing in again in another tab rotates the CSRF token, so "Sign out" on an older page failed with
+    Django's own unstyled English page (its inline style blocked by the policy) and left the person signed in
+    on a shared terminal without saying so."""
+    packer = person("packer")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(packer)
+    page = client.get(reverse("staff:packing")).content.decode()
+    stale = csrf_tokens(page)[0]
+    client.cookies["csrftoken"] = get_random_string(32, allowed_chars=RANDOM_STRING_CHARS)
+
+    refused = client.post(reverse("staff:logout"), {"csrfmiddlewaretoken": stale})
+
+    body = refused.content.decode()
+    assert refused.status_code == 403
+    assert refused["Content-Type"] == "text/html; charset=utf-8"
+    assert refused["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "/lab/assets/staff.css" in body and "<style" not in body
+    assert "You are still signed in" in body and packer.email in body
+    assert "_auth_user_id" in client.session
+    forms = sign_out_forms(body)
+    assert forms
+    fresh = csrf_tokens(forms[-1])[0]
+    signed_out = client.post(reverse("staff:logout"), {"csrfmiddlewaretoken": fresh})
+    assert (signed_out.status_code, signed_out["Location"]) == (302, "/lab/login/")
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_refused_form_of_a_signed_out_person_says_so_in_the_labs_look():
+    """A sign-in form left open while another tab signed in and out: the page says nothing was done."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.get(reverse("staff:login"))
+    browser.cookies["csrftoken"] = get_random_string(32, allowed_chars=RANDOM_STRING_CHARS)
+
+    refused = browser.post(reverse("staff:login"), {"email": "x@lab.example", "password": "nope"})
+
+    body = refused.content.decode()
+    assert refused.status_code == 403
+    assert "/lab/assets/staff.css" in body
+    assert "You are not signed in" in body and not sign_out_forms(body)
+
+
+def test_a_refused_form_under_the_api_is_problem_json_in_the_apis_shape():
+    request = RequestFactory().post("/api/v1/orders")
+    request.user = AnonymousUser()
+
+    response = csrf_failure_view(request, reason="CSRF cookie not set.")
+
+    expected = api_errors.problem_page(code=api_errors.ApiError.PERMISSION_DENIED, detail="")
+    assert (response.status_code, response["Content-Type"]) == (403, "application/problem+json")
+    body, shape = json.loads(response.content), json.loads(expected.content)
+    assert {name: value for name, value in body.items() if name != "detail"} == {
+        name: value for name, value in shape.items() if name != "detail"
+    }
+    assert body["detail"]

@@ -1,4 +1,5 @@
-"""Sign-in, sign-out, the staff home page and the pages' own static files (scripts and styles)."""
+"""Sign-in, sign-out, the staff home page, the page of a refused form (CSRF) and the pages' own static files
+(scripts and styles)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth import login, logout
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
@@ -21,7 +22,7 @@ from lab.lib.client_ip import client_ip
 from lab.lib.errors import UpstreamError
 from lab.staff.access import ALL_STAFF, can, forbidden, staff_page
 from lab.staff.forms import LoginForm
-from lab.staff.middleware import LAST_ACTIVITY_KEY, session_clock
+from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY, session_clock
 from lab.staff.views.common import next_url
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "staff"
@@ -92,6 +93,48 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     logout(request)  # flushes the whole session, also for a customer who reached the 403 page
     messages.info(request, "You are signed out.")
     return HttpResponseRedirect(reverse("staff:login"))
+
+
+# The API's problem+json for its generic refusal (api/errors.py: problem_page and ApiError.PERMISSION_DENIED);
+# spelled out here because lab never imports the API. tests/staff/test_access.py holds the two to one shape.
+_API_PREFIX = "/api/"
+_API_PERMISSION_DENIED = "permission_denied"
+
+
+def csrf_failure_view(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a form refused because its token is missing or out of date.
+
+    A token goes out of date when the person signs in (or out) in another tab, which rotates it: a "Sign out"
+    from an older page was refused with Django's own unstyled page and left a shared terminal signed in
+    without saying so. This page is in the lab's look, says whether the person is still signed in, and
+    carries a fresh sign-out form. Under /api/ the refusal is the API's problem+json. Django logs `reason`."""
+    if request.path.startswith(_API_PREFIX):
+        return JsonResponse(
+            {
+                "type": f"https://printlab.example/problems/{_API_PERMISSION_DENIED}",
+                "title": _API_PERMISSION_DENIED.replace("_", " ").capitalize(),
+                "status": 403,
+                "code": _API_PERMISSION_DENIED,
+                "detail": "The request's CSRF token is missing or out of date: a change in a session needs "
+                "the X-CSRFToken header from the current csrftoken cookie.",
+            },
+            status=403,
+            content_type="application/problem+json",
+        )
+    user = getattr(request, "user", None)
+    response = render(
+        request,
+        "staff/csrf_failure.html",
+        {
+            "signed_in": bool(user is not None and user.is_authenticated),
+            "signing_out": request.path == reverse("staff:logout"),
+        },
+        status=403,
+    )
+    # Under /lab/ StaffPagesMiddleware sets these too; a form elsewhere (the landing page) gets them here.
+    response["Cache-Control"] = "no-store"
+    response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
 
 
 @staff_page(*ALL_STAFF)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,28 +14,44 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from lab.lib.errors import DomainError
 
 PHOTO_GATE_PREFIX = "/lab/photos"
+AUDIT_CONSOLE_PREFIX = "/lab/audit"
 
 
 def _as_a_browser_reads(url: str) -> str:
     return re.sub(r"[\t\r\n]", "", url).replace("\\", "/")
 
 
-def leads_to_the_photo_gate(url: str) -> bool:
-    """Whether a browser sent to `url` could reach the photo gate (/lab/photos/…), however it is spelled.
-
-    Read as the browser and the server would: ASCII tabs and newlines dropped, backslashes made slashes, the
-    query cut off, percent-escapes decoded (until nothing changes, so a double escape is refused too), runs
-    of slashes merged (a proxy merges them), dot segments resolved; case ignored. Refusing too much only
-    costs a redirect to the home page."""
+def _path_as_served(url: str) -> str:
+    """The path a browser sent to `url` reaches, as the server routes it: ASCII tabs and newlines dropped,
+    backslashes made slashes, the query and fragment cut off, percent-escapes decoded (until nothing changes,
+    so a double escape counts too), runs of slashes merged (a proxy merges them), dot segments resolved."""
     path = re.split(r"[?#]", _as_a_browser_reads(url), maxsplit=1)[0]
     for _ in range(5):
         decoded = unquote(path)
         if decoded == path:
             break
         path = decoded
-    path = posixpath.normpath(re.sub(r"/+", "/", _as_a_browser_reads(path)) or "/")
+    return posixpath.normpath(re.sub(r"/+", "/", _as_a_browser_reads(path)) or "/")
+
+
+def _is_under(path: str, prefix: str) -> bool:
     path = path.casefold()
-    return path == PHOTO_GATE_PREFIX or path.startswith(f"{PHOTO_GATE_PREFIX}/")
+    return path == prefix or path.startswith(f"{prefix}/")
+
+
+def leads_to_the_photo_gate(url: str) -> bool:
+    """Whether a browser sent to `url` could reach the photo gate (/lab/photos/…), however it is spelled
+    (read as `_path_as_served` reads it; case ignored). Refusing too much only costs a redirect to the home
+    page."""
+    return _is_under(_path_as_served(url), PHOTO_GATE_PREFIX)
+
+
+def _without_its_query(url: str) -> str:
+    """`url`'s path as served, with no query or fragment: re-escaped, so that a decoded `%3F` stays in it."""
+    path = _path_as_served(url)
+    raw_path = re.split(r"[?#]", _as_a_browser_reads(url), maxsplit=1)[0]
+    trailing = "/" if raw_path.endswith("/") and path != "/" else ""
+    return quote(path + trailing, safe="/")
 
 
 def next_url(request: HttpRequest, default: str) -> str:
@@ -44,7 +60,9 @@ def next_url(request: HttpRequest, default: str) -> str:
     Never the photo gate: a request there opens a grant and writes a view in the person's name, with the
     purpose and the words in its URL. A link someone else wrote (sent to a signed-out person, it lands on the
     login page with the gate as `next`) would otherwise be followed from the lab's own login form, as a
-    same-origin request the gate cannot tell from the person's own."""
+    same-origin request the gate cannot tell from the person's own. An auditor-console page is a `next`
+    without its query: each page writes an `audit.read` record in the auditor's name with the query's
+    filters, which a link someone else wrote would otherwise choose."""
     candidate = request.POST.get("next") or request.GET.get("next") or ""
     if (
         candidate.startswith("/lab/")
@@ -54,6 +72,8 @@ def next_url(request: HttpRequest, default: str) -> str:
             candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
         )
     ):
+        if _is_under(_path_as_served(candidate), AUDIT_CONSOLE_PREFIX):
+            return _without_its_query(candidate)
         return candidate
     return default
 
