@@ -219,6 +219,26 @@ PASSWORD_HASHERS = envlist("PASSWORD_HASHERS") or [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+
+
+def _lab_time_zone() -> str:
+    """LAB_TIME_ZONE: the lab's own IANA time zone. People's shifts are wall-clock times in it and the
+    auditors' review day runs midnight to midnight in it. Django's TIME_ZONE stays UTC: pages, their "(UTC)"
+    labels, the supervisor's hourly and daily counts, logs and beat's crontab all read UTC."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = os.environ.get("LAB_TIME_ZONE", "UTC").strip()
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ImproperlyConfigured(
+            f"LAB_TIME_ZONE={value!r} is not an IANA time zone name (such as Europe/Berlin or "
+            "America/Chicago; the names are case-sensitive)."
+        ) from None
+    return value
+
+
+LAB_TIME_ZONE = _lab_time_zone()
 USE_I18N = False
 USE_TZ = True
 

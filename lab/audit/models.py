@@ -158,7 +158,9 @@ class ReviewItem(models.Model):
 
 
 class StaffShift(models.Model):
-    """One weekly working window of a person, in the lab's time zone (settings.TIME_ZONE).
+    """One weekly working window of a person, in wall-clock times of the lab's time zone
+    (settings.LAB_TIME_ZONE, not Django's TIME_ZONE, which stays UTC): it keeps its hours when the clocks
+    change.
 
     A window whose end is not after its start runs past midnight into the next weekday. The auditors'
     anomaly rules flag a person's views that fall outside every one of their shifts.

@@ -17,8 +17,9 @@ reads are not employee attempts. The rules, each a flag name:
   the view that reaches the threshold and every later one while the window still holds that many are flagged.
 - ``repeated_views``: a granted view at which the same person has viewed the same order at least
   ``AUDIT_REPEAT_VIEWS`` times within the last ``AUDIT_REPEAT_HOURS``.
-- ``outside_shift``: an attempt outside every StaffShift of that person, in the lab's time zone. People with
-  no shift on record are not judged by this rule (a lab that does not keep shifts gets no such flags).
+- ``outside_shift``: an attempt outside every StaffShift of that person, on the wall clock of the lab's time
+  zone (``LAB_TIME_ZONE``, summer time included). People with no shift on record are not judged by this rule
+  (a lab that does not keep shifts gets no such flags).
 - ``after_shipment``: an attempt naming an order whose ``shipped_at`` is at or before the attempt.
 - ``maintenance_view``: every granted view under the ``maintenance`` purpose (the gate also queues each one
   for review as it happens): a printer problem is a reason people could stretch, so each is looked at.
@@ -37,9 +38,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.utils import timezone
 
 from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
 from lab.audit.models import AccessGrant, AuditRecord, StaffShift
@@ -208,6 +209,13 @@ def repeat_flags(attempts: Iterable[Attempt], *, since: datetime, limits: Thresh
             )
 
 
+def lab_zone() -> ZoneInfo:
+    """The lab's own time zone (settings.LAB_TIME_ZONE, checked when settings load): people's shifts are
+    wall-clock times in it and the auditors' review day runs midnight to midnight in it. Not Django's
+    TIME_ZONE, which stays UTC for the pages that show times labelled UTC."""
+    return ZoneInfo(settings.LAB_TIME_ZONE)
+
+
 @dataclass(frozen=True)
 class ShiftWindow:
     weekday: int
@@ -215,7 +223,11 @@ class ShiftWindow:
     end: time
 
     def covers(self, moment: datetime) -> bool:
-        """Whether a local (lab time zone) moment falls in this weekly window; end is exclusive."""
+        """Whether a moment on the lab's wall clock (lab_zone) falls in this weekly window; end is exclusive.
+
+        Judged on the wall clock, a shift keeps its hours on the days the clocks change: 22:00-06:00 is nine
+        hours long on the night they go back and seven on the night they go forward, and 01:00-02:00 on the
+        night they go back covers both of its hours."""
         day, clock = moment.weekday(), moment.time()
         if self.start < self.end:
             return day == self.weekday and self.start <= clock < self.end
@@ -226,11 +238,12 @@ class ShiftWindow:
 
 
 def shift_flags(attempts: Iterable[Attempt], *, shifts: dict[str, list[ShiftWindow]]) -> Iterator[Anomaly]:
+    zone = lab_zone()
     for attempt in attempts:
         windows = shifts.get(attempt.actor_id)
         if not windows:
             continue
-        local = timezone.localtime(attempt.occurred_at)
+        local = attempt.occurred_at.astimezone(zone)
         if not any(window.covers(local) for window in windows):
             yield _anomaly(
                 attempt, Flag.OUTSIDE_SHIFT, f"at {local:%a %H:%M} {local.tzname()}, outside every shift"

@@ -7,6 +7,11 @@ will be reviewed. Queuing a day twice adds nothing twice: the sample tops up to 
 unique per (record, flag). Each queued day is recorded in the chain (`audit.review.queued`), and the nightly
 job queues every finished day of the last CATCH_UP_DAYS not recorded yet, so a lost run is made up the next
 night instead of losing the day's sample and flags.
+
+A review day runs midnight to midnight in the lab's time zone (LAB_TIME_ZONE), and whether it is over is read
+on the database's clock, which every host shares (lab.lib.clock): on a worker's own clock, two hours ahead,
+the 00:30 run came at 22:30, took the day still going on for finished and drew its sample from its views so
+far, and since a sample only tops up to its size the views of its last hours could never be drawn.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.gate.access import AuditUnavailable
-from lab.gate.anomalies import ALWAYS_REVIEWED, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
+from lab.gate.anomalies import ALWAYS_REVIEWED, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find, lab_zone
 from lab.gate.errors import GateError
 from lab.lib.clock import database_now
 from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
@@ -54,10 +59,17 @@ class QueueRun:
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """Midnight to midnight of a day in the lab's time zone, as aware datetimes."""
-    zone = timezone.get_default_timezone()
+    """Midnight to midnight of a day in the lab's time zone, as aware datetimes (23 or 25 hours apart on the
+    days the clocks change; compare them, or subtract them in UTC: Python subtracts two times of one zone on
+    the wall clock)."""
+    zone = lab_zone()
     start = datetime.combine(day, time.min, tzinfo=zone)
     return start, datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
+
+
+def lab_today() -> date:
+    """Today in the lab's time zone on the database's clock: not the host's, which may run ahead or behind."""
+    return database_now().astimezone(lab_zone()).date()
 
 
 def review_sample_daily(*, day: date | None = None, sample_size: int | None = None) -> QueueRun:
@@ -65,19 +77,25 @@ def review_sample_daily(*, day: date | None = None, sample_size: int | None = No
 
     Without `day` (the nightly job): every finished day of the last CATCH_UP_DAYS in the lab's time zone that
     is not recorded as queued yet, oldest first; the run of yesterday is returned (nothing queued, when it
-    was queued already). With nothing missing this is one query.
+    was queued already). Which days are finished is read on the database's clock (lab_today). With nothing
+    missing this is two queries: that clock, and the days recorded as queued.
     """
     if day is not None:
         return _day_queue(day=day, sample_size=sample_size)
-    yesterday = timezone.localdate() - timedelta(days=1)
-    runs = {missing: _day_queue(day=missing, sample_size=sample_size) for missing in review_days_missing()}
+    today = lab_today()
+    yesterday = today - timedelta(days=1)
+    runs = {
+        missing: _day_queue(day=missing, sample_size=sample_size)
+        for missing in review_days_missing(today=today)
+    }
     return runs.get(yesterday, QueueRun(day=yesterday, sampled=0, flagged=0))
 
 
-def review_days_missing() -> list[date]:
-    """The finished days of the last CATCH_UP_DAYS with no `audit.review.queued` record written after the day
-    was over (one written while it was going on queued its morning only), oldest first."""
-    last = timezone.localdate() - timedelta(days=1)
+def review_days_missing(*, today: date | None = None) -> list[date]:
+    """The finished days of the last CATCH_UP_DAYS before `today` (default lab_today) with no
+    `audit.review.queued` record written after the day was over (one written while it was going on queued its
+    morning only), oldest first."""
+    last = (today or lab_today()) - timedelta(days=1)
     window = [last - timedelta(days=back) for back in range(CATCH_UP_DAYS - 1, -1, -1)]
     by_name = {day.isoformat(): day for day in window}
     recorded = AuditRecord.objects.filter(

@@ -95,6 +95,49 @@ def test_views_outside_every_shift_of_the_person(technician, packer):
     assert saturday_early.seq not in {seq for seq, _ in found}
 
 
+def outside_shift(since: datetime, until: datetime) -> list[int]:
+    return [seq for seq, flag in flags(since=since, until=until) if flag == "outside_shift"]
+
+
+def test_shifts_are_judged_on_the_wall_clock_of_the_lab_s_time_zone(technician, settings):
+    """Shifts were judged in UTC whatever the lab's zone: a Chicago technician's afternoon (after 19:00 UTC
+    in summer) was flagged and their 05:00 view was not. They are judged in LAB_TIME_ZONE now."""
+    settings.LAB_TIME_ZONE = "America/Chicago"
+    StaffShift.objects.create(user=technician, weekday=0, start_time=time(9), end_time=time(17))
+    afternoon = attempt(technician, at=datetime(2026, 7, 6, 21, 30, tzinfo=UTC))  # Monday 16:30 CDT
+    early = attempt(
+        technician, at=datetime(2026, 7, 6, 10, 0, tzinfo=UTC), order_ref="PL-2"
+    )  # Monday 05:00 CDT
+
+    flagged = outside_shift(datetime(2026, 7, 6, tzinfo=UTC), datetime(2026, 7, 8, tzinfo=UTC))
+
+    assert flagged == [early.seq]
+    assert afternoon.seq not in flagged
+    detail = next(a.detail for a in anomalies_find(since=T0, until=datetime(2026, 7, 8, tzinfo=UTC)))
+    assert detail == "at Mon 05:00 CDT, outside every shift"
+
+
+def test_a_shift_keeps_its_wall_clock_hours_on_the_days_the_clocks_change(technician, packer, settings):
+    settings.LAB_TIME_ZONE = "America/Chicago"
+    # the night the clocks go forward (Sunday 8 March 2026, 02:00 CST -> 03:00 CDT): 22:00-06:00 is 7 hours
+    StaffShift.objects.create(user=technician, weekday=5, start_time=time(22), end_time=time(6))
+    before_six = attempt(technician, at=datetime(2026, 3, 8, 10, 30, tzinfo=UTC))  # 05:30 CDT
+    after_six = attempt(
+        technician, at=datetime(2026, 3, 8, 11, 30, tzinfo=UTC), order_ref="PL-2"
+    )  # 06:30 CDT
+    # the night they go back (Sunday 1 November 2026, 02:00 CDT -> 01:00 CST): 01:00-02:00 happens twice
+    StaffShift.objects.create(user=packer, weekday=6, start_time=time(1), end_time=time(2))
+    first_half_past_one = attempt(packer, at=datetime(2026, 11, 1, 6, 30, tzinfo=UTC), order_ref="PL-3")
+    second_half_past_one = attempt(packer, at=datetime(2026, 11, 1, 7, 30, tzinfo=UTC), order_ref="PL-4")
+    half_past_two = attempt(packer, at=datetime(2026, 11, 1, 8, 30, tzinfo=UTC), order_ref="PL-5")
+
+    spring = outside_shift(datetime(2026, 3, 8, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+    autumn = outside_shift(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
+
+    assert (spring, autumn) == ([after_six.seq], [half_past_two.seq])
+    assert {before_six.seq, first_half_past_one.seq, second_half_past_one.seq}.isdisjoint(spring + autumn)
+
+
 def test_attempts_at_or_after_the_order_shipped(technician):
     order = shipped_order(shipped_at=minutes(30))
     before = attempt(technician, at=minutes(29), order_ref=order.ref)

@@ -1,5 +1,8 @@
 """People's working shifts in the lab admin: the auditors' `outside_shift` rule reads them.
 
+A shift is wall-clock times in the lab's time zone (LAB_TIME_ZONE), which the list and the form name, so
+nobody enters UTC hours for a lab that is not on UTC.
+
 Each change is recorded in the audit chain, not only in Django's LogEntry: widening a person's shift after
 the fact would hide their views outside it from the rule, so who changed which shift, and when, must be
 provable (README, "Threat model of the audit log").
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import ForeignKey, Model
@@ -39,10 +43,20 @@ def _record(*, request: HttpRequest, shift: StaffShift, what: str) -> None:
     )
 
 
+def zone_note() -> str:
+    return f"Times are on the lab's wall clock, in {settings.LAB_TIME_ZONE} (LAB_TIME_ZONE)."
+
+
 class StaffShiftAdmin(LabModelAdmin[StaffShift]):
     list_display = ("user", "weekday", "start_time", "end_time")
     list_filter = ("weekday",)
-    fields = ("user", "weekday", "start_time", "end_time")
+
+    def get_fieldsets(self, request: HttpRequest, obj: StaffShift | None = None) -> Any:
+        return [(None, {"fields": ("user", "weekday", "start_time", "end_time"), "description": zone_note()})]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # Any: whatever response LabModelAdmin's list page returns, with the zone as the page's subtitle.
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": zone_note()})
 
     def formfield_for_foreignkey(
         self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
