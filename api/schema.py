@@ -4,18 +4,32 @@ AutoSchema that lists, on every operation, each error status that operation can 
 What an operation can answer is derived from what DRF will do with it (a body can be malformed, a token can
 be invalid, a permission can refuse, a path can name nothing, a throttle can trip); statuses a view's own
 domain errors add are declared on the view with `problems(...)`.
+
+Also the views that serve the contract: the schema (one version, whatever `?version=` says) and its docs page,
+Swagger UI from the lab's own files under the staff pages' Content-Security-Policy.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+import drf_spectacular_sidecar
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import reverse
+from django.views.static import serve
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.pagination import BasePagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+
+from lab.staff.middleware import CONTENT_SECURITY_POLICY
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -131,3 +145,77 @@ class ProblemAutoSchema(AutoSchema):
             and issubclass(paginator, BasePagination)
             and self._is_list_view()
         )
+
+
+# Imported here, below ProblemAutoSchema: drf-spectacular's views resolve DRF's DEFAULT_SCHEMA_CLASS (this
+# module's ProblemAutoSchema) as they are defined, so imported at the top they found this module half-made.
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView  # noqa: E402
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema. The lab has one API version (/api/v1/): drf-spectacular took `?version=` as the
+    schema's version and wrote it into the Content-Disposition header, where a line break was a
+    BadHeaderError (a 500). The parameter is ignored."""
+
+    def _get_version_parameter(self, request: Request) -> None:
+        return None
+
+
+# Swagger UI's distribution as drf-spectacular-sidecar ships it (requirements.txt pins the release).
+SWAGGER_UI_DIR = (
+    Path(drf_spectacular_sidecar.__file__).resolve().parent / "static/drf_spectacular_sidecar/swagger-ui-dist"
+)
+SWAGGER_UI_FILES = frozenset(
+    {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png"}
+)
+
+
+def swagger_ui_file_view(request: HttpRequest, path: str) -> HttpResponseBase:
+    """Swagger UI's files, served by the app as the admin's are (the reference deployment has no static
+    file server, and the sidecar is not an installed app)."""
+    if path not in SWAGGER_UI_FILES:
+        raise Http404("no such file")
+    return serve(request, path, document_root=str(SWAGGER_UI_DIR))
+
+
+# drf-spectacular's page template sets the page's margin and background in an inline <style>, which the
+# policy blocks (a CSP violation in the console): it is left out, Swagger UI's own stylesheet does the rest.
+INLINE_STYLE = re.compile(rb"\s*<style>.*?</style>", re.DOTALL)
+
+
+def _without_inline_style(response: HttpResponse) -> None:
+    response.content = INLINE_STYLE.sub(b"", response.content)
+
+
+def _swagger_ui_file(filename: str) -> str:
+    return reverse("api:docs-file", kwargs={"path": filename})
+
+
+class DocsView(SpectacularSwaggerSplitView):
+    """The API docs page, on the staff pages' origin: Swagger UI from the lab's own files (never a CDN's
+    `@latest`), its start-up script a file of its own (`?script`) rather than inline, and the staff pages'
+    Content-Security-Policy, so only the lab's own scripts run there."""
+
+    url_name = "api:schema"
+
+    @staticmethod
+    def _swagger_ui_resource(filename: str) -> str:
+        if spectacular_settings.SWAGGER_UI_DIST == "SIDECAR":
+            return _swagger_ui_file(filename)
+        return str(SpectacularSwaggerSplitView._swagger_ui_resource(filename))  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def _swagger_ui_favicon() -> str:
+        if spectacular_settings.SWAGGER_UI_FAVICON_HREF == "SIDECAR":
+            return _swagger_ui_file("favicon-32x32.png")
+        return str(SpectacularSwaggerSplitView._swagger_ui_favicon())  # type: ignore[no-untyped-call]
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if request.GET.get("script") is None and hasattr(response, "add_post_render_callback"):
+            response.add_post_render_callback(_without_inline_style)
+        response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        # The script holds the visitor's CSRF token: no other site may load it, and no cache keeps it.
+        response["Cross-Origin-Resource-Policy"] = "same-origin"
+        response["Cache-Control"] = "no-store"
+        return response

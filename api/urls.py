@@ -1,13 +1,14 @@
 """Routes of the customer API, mounted at /api/v1/."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api import audit_views, notify_views, privacy_views, proof_views, token_views, views, webhooks
+from api.schema import DocsView, SchemaView, swagger_ui_file_view
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(), name="docs"),
+    path("docs/swagger-ui/<str:path>", swagger_ui_file_view, name="docs-file"),
     path("products", views.ProductListView.as_view(), name="products"),
     path("accounts", views.AccountCreateView.as_view(), name="accounts"),
     path("auth/token", views.TokenCreateView.as_view(), name="auth-token"),

@@ -325,6 +325,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from drf-spectacular-sidecar, served by the app (api/schema.py DocsView), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "WebhookDeliveryStatusEnum": "lab.notify.states.DeliveryStatus",
         "OrderStatusEnum": "lab.orders.states.OrderStatus",  # "status" is also an asset's and a payment's

@@ -10,6 +10,11 @@ from decimal import Decimal
 MILLIMETRES_PER_INCH = Decimal("25.4")
 
 
+class UnknownMediaError(ValueError):
+    """No PWG media name is known for this size, a size is not one (not a positive number of inches), or a
+    media name cannot be parsed."""
+
+
 @dataclass(frozen=True, order=True)
 class PrintSize:
     """A paper size in inches, short side first so that orientation never matters."""
@@ -19,20 +24,23 @@ class PrintSize:
 
     @classmethod
     def of(cls, *, width_inches: Decimal | int | str, height_inches: Decimal | int | str) -> PrintSize:
-        width = Decimal(str(width_inches))
-        height = Decimal(str(height_inches))
-        if width <= 0 or height <= 0:
-            raise ValueError(f"print size must be positive: {width}x{height}")
-        return cls(short_inches=min(width, height).normalize(), long_inches=max(width, height).normalize())
+        """UnknownMediaError for what is not a size: not a number, not positive, or past what a Decimal holds
+        (`1e999999999` overflows when normalized: before, that and a size of 0 escaped as other errors)."""
+        try:
+            width = Decimal(str(width_inches))
+            height = Decimal(str(height_inches))
+            if width <= 0 or height <= 0:
+                raise UnknownMediaError(f"print size must be positive: {width}x{height}")
+            return cls(
+                short_inches=min(width, height).normalize(), long_inches=max(width, height).normalize()
+            )
+        except ArithmeticError as error:  # decimal's InvalidOperation (not a number, NaN), Overflow
+            raise UnknownMediaError(f"not a print size: {width_inches}x{height_inches}") from error
 
     @property
     def label(self) -> str:
         """'4x6', '3.5x5': how a lab names the size."""
         return f"{_plain(self.short_inches)}x{_plain(self.long_inches)}"
-
-
-class UnknownMediaError(ValueError):
-    """No PWG media name is known for this size, or a media name cannot be parsed."""
 
 
 _SIZE_TO_PWG: dict[tuple[Decimal, Decimal], str] = {

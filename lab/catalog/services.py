@@ -21,12 +21,19 @@ def product_media_check(*, width_in: Decimal, height_in: Decimal) -> str:
     """The PWG media name the size prints on; DomainError `product_size_unprintable` when there is none."""
     try:
         return pwg_media_for_size(width_inches=width_in, height_inches=height_in)
-    except UnknownMediaError as error:
+    except UnknownMediaError as error:  # a size of 0 or less, or past what a Decimal holds, too
         raise DomainError(
             CatalogError.PRODUCT_SIZE_UNPRINTABLE,
-            f"No printer media is known for {width_in.normalize():f}x{height_in.normalize():f} in; "
+            f"No printer media is known for {_inches(width_in)}x{_inches(height_in)} in; "
             "add the size to printers.media first.",
         ) from error
+
+
+def _inches(value: Decimal) -> str:
+    try:
+        return f"{value.normalize():f}"
+    except ArithmeticError:  # too large to normalize: shown as given
+        return str(value)
 
 
 def product_save(*, sku: str, width_in: Decimal, height_in: Decimal, **fields: Any) -> tuple[Product, bool]:

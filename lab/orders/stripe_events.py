@@ -47,10 +47,14 @@ def webhook_event_verify(*, payload: bytes, signature_header: str) -> object:
     # Stripe signs UTF-8; other bytes become U+FFFD, so such a body cannot match the signature sent with it.
     text = payload.decode("utf-8", errors="replace")
     refused = DomainError(OrderError.INVALID_SIGNATURE, "The webhook signature is missing, stale or wrong.")
+    if not signature_header.isascii():
+        # Stripe writes the header in ASCII; the SDK compares it with hmac.compare_digest, which raises
+        # TypeError on non-ASCII text (a 500 before).
+        raise refused
     try:
         # The signature alone (tolerance None); its age below.
         stripe.WebhookSignature.verify_header(text, signature_header, settings.STRIPE_WEBHOOK_SECRET)
-    except stripe.SignatureVerificationError as error:
+    except (stripe.SignatureVerificationError, TypeError, ValueError) as error:
         raise refused from error
     signed_at = _signature_timestamp(signature_header)
     if signed_at < database_now().timestamp() - settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS:

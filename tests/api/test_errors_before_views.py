@@ -84,3 +84,13 @@ def test_a_method_the_openapi_schema_does_not_take_is_a_405_problem_in_json(api,
 
     assert (response.status_code, response["Content-Type"]) == (405, "application/problem+json")
     assert json.loads(response.content)["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("version", ["1%0A2", "1%0D%0AX-Injected:%201", "2"])
+def test_a_version_asked_of_the_openapi_schema_is_ignored_not_a_500(version):
+    """The lab has one API version: drf-spectacular wrote `?version=` into the schema's Content-Disposition,
+    and a line break there was a BadHeaderError, a 500."""
+    response = Client(raise_request_exception=False).get(f"/api/v1/schema/?version={version}")
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'inline; filename="Print Lab API.yaml"'

@@ -67,6 +67,25 @@ def test_forged_or_stale_payloads_are_refused_and_change_nothing(api, order, tam
     assert StripeEvent.objects.count() == 0
 
 
+@pytest.mark.parametrize("header", ["t=1,v1=\xe9", "t=1,v1=\u00fc"], ids=["e-acute", "u-umlaut"])
+def test_a_signature_header_that_is_not_ascii_is_refused_as_a_400(api, order, header):
+    """Stripe's check compares the header's signature with hmac.compare_digest, which takes ASCII text only:
+    a non-ASCII byte in the header (WSGI hands it over as Latin-1) was a TypeError, and a 500."""
+    payload, _header = signed_event(
+        event_type="payment_intent.succeeded",
+        data_object=succeeded(order),
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        event_id="evt_x",
+    )
+
+    response = api.post(
+        "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_signature")
+    assert StripeEvent.objects.count() == 0
+
+
 @pytest.mark.parametrize("offset", [SKEW, -SKEW], ids=["ahead", "behind"])
 def test_a_web_host_whose_clock_is_off_judges_a_signature_s_age_on_the_database_s_clock(
     api, order, monkeypatch, offset

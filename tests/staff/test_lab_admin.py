@@ -171,6 +171,62 @@ def test_unprintable_product_size_is_refused_in_the_admin_form(product):
     assert LogEntry.objects.count() == 0
 
 
+@pytest.mark.parametrize("size", ["0x6", "-4x6", "1e999999999x6", "NaNx6"])
+def test_printer_media_size_that_is_not_a_size_is_a_form_error_not_a_500(size):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    client, _ = client_as("admin")
+    client.raise_request_exception = False
+
+    response = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/", printer_form(printer, media_sizes=f"4x6, {size}")
+    )
+
+    assert response.status_code == 200
+    assert f"&#x27;{size}&#x27; is not a known print size" in response.content.decode()
+    printer.refresh_from_db()
+    assert printer.media_sizes == ["4x6"]
+    assert log_entries(Printer, printer.pk) == []
+
+
+@pytest.mark.parametrize(("width", "height"), [("0", "6"), ("-4", "6"), ("0", "0")])
+def test_a_product_size_that_is_not_positive_is_a_form_error_not_a_500(product, width, height):
+    client, _ = client_as("admin")
+    client.raise_request_exception = False
+    before = Product.objects.count()
+
+    response = client.post(
+        f"{ADMIN}catalog/product/add/",
+        product_form(product, sku="PRINT-ZERO", name="zero", width_in=width, height_in=height),
+    )
+
+    assert response.status_code == 200
+    assert "No printer media is known for" in response.content.decode()
+    assert Product.objects.count() == before
+    assert LogEntry.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "accounts/user/?q=%00",
+        "catalog/product/?paper__exact=%00",
+        "catalog/product/?q=a%00b",
+        "production/printer/?host=%00",
+        "production/printer/?state__exact=%00",
+    ],
+)
+def test_a_nul_in_a_changelist_search_or_filter_is_a_400_not_a_500(product, path):
+    """PostgreSQL refuses a NUL in text (DataError): a search or a list filter holding one was a 500."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    client, _ = client_as("admin")
+    client.raise_request_exception = False
+
+    response = client.get(f"{ADMIN}{path}")
+
+    assert response.status_code == 400
+    assert "<h1>Bad request</h1>" in response.content.decode()
+
+
 def test_printable_product_is_created_and_logged(product):
     client, admin = client_as("admin")
 

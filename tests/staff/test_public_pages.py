@@ -3,6 +3,7 @@ look (never JSON), under the same Content-Security-Policy (no inline script)."""
 
 from __future__ import annotations
 
+import html as html_text
 import re
 
 import pytest
@@ -33,6 +34,27 @@ def test_the_landing_page_links_to_the_api_docs_and_staff_sign_in(client):
 def test_the_landing_page_links_resolve(client):
     assert client.get("/api/v1/docs/").status_code == 200
     assert client.get("/lab/login/").status_code == 200
+
+
+def test_the_api_docs_page_loads_only_the_lab_s_own_files_under_the_staff_csp(client):
+    """The docs page is on the staff pages' origin: it loaded Swagger UI from a CDN (`@latest`) and ran an
+    inline script holding the CSRF token, with no Content-Security-Policy. Now its files are the lab's own."""
+    response = client.get("/api/v1/docs/")
+
+    page = response.content.decode()
+    assert (response.status_code, response["Content-Security-Policy"]) == (200, CONTENT_SECURITY_POLICY)
+    assert "cdn.jsdelivr.net" not in page and "csrf" not in page.lower()
+    assert scripts_are_files_only(page) and "<style" not in page
+    urls = [html_text.unescape(url) for url in re.findall(r'(?:src|href)="([^"]+)"', page)]
+    assert len(urls) == 5  # the favicon, the stylesheet, Swagger UI's two files and the page's own script
+    for url in urls:
+        assert url.startswith("/api/v1/docs/"), url
+        fetched = client.get(url)
+        assert fetched.status_code == 200, url
+        body = b"".join(fetched.streaming_content) if fetched.streaming else fetched.content
+        assert b"cdn.jsdelivr.net" not in body
+    (script,) = [url for url in urls if "script=" in url]
+    assert client.get(script)["Content-Type"].startswith("application/javascript")
 
 
 @pytest.mark.parametrize("path", ["/lab/no-such-page/", "/lab/jobs/999999/", "/no-such-page"])

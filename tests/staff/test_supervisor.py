@@ -375,3 +375,24 @@ def test_a_row_hour_at_the_calendars_end_is_a_404_not_a_500() -> None:
     url = reverse("staff:supervisor_behind") + "?table=throughput&printer=1&hour=9999-12-31T23:00"
 
     assert client.get(url).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "table=failures&reason=%00",
+        "table=reprints&reason=a%00",
+        "table=queue&stage=%00",
+        "table=queue&stage=no_such_stage",
+        "table=reprints&reason=no_such_reason",
+    ],
+)
+def test_a_row_key_no_row_can_have_is_a_404_not_a_500(query: str) -> None:
+    """A NUL in a row's reason or stage reached PostgreSQL, which refuses it in text (DataError, a 500)."""
+    client, _ = client_as("supervisor")
+    client.raise_request_exception = False
+
+    response = client.get(f"{reverse('staff:supervisor_behind')}?{query}")
+
+    assert response.status_code == 404
+    assert "<h1>Page not found</h1>" in response.content.decode()

@@ -6,7 +6,7 @@ they are read-only here; so is the board's pause, which a technician sets throug
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -27,7 +27,7 @@ def media_size_check(label: str) -> str:
     width, _, height = label.lower().partition("x")
     try:
         pwg_media_for_size(width_inches=Decimal(width), height_inches=Decimal(height))
-    except (InvalidOperation, UnknownMediaError) as error:
+    except (ArithmeticError, UnknownMediaError) as error:  # decimal's InvalidOperation: not a number
         raise forms.ValidationError(
             f"{label!r} is not a known print size (short x long in inches, e.g. 4x6).", code="media_unknown"
         ) from error

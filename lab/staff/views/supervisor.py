@@ -18,7 +18,9 @@ from django.views.decorators.http import require_GET
 from lab.accounts.roles import SUPERVISOR_VIEW_ROLES
 from lab.lib.calendar import day_in_span
 from lab.production.alerts import orders_at_risk
+from lab.production.models import PrintJob
 from lab.production.selectors import alerts_recent, printers_by_name
+from lab.production.states import ReprintReason
 from lab.staff import supervisor, supervisor_timelines
 from lab.staff.access import staff_page
 from lab.staff.charts import Bar, Series, StackedBar, bar_chart, line_chart, stacked_bar_chart
@@ -332,6 +334,22 @@ def supervisor_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+FAILURE_CODE_MAX_LENGTH = PrintJob._meta.get_field("failure_code").max_length or 0
+
+
+def _row_key_is_possible(table: str, key: dict[str, str]) -> bool:
+    """Whether a row of `table` can have this reason or stage: anything else (a NUL, which PostgreSQL refuses
+    in text with a DataError, a 500 before) names no row."""
+    if table == "queue":
+        return key["stage"] in supervisor.QUEUE_STAGES
+    if table == "reprints":
+        return key["reason"] in ReprintReason.values
+    if table == "failures":
+        # A failure code is whatever a printer or a step said (PrintJob.failure_code): printable, 64 at most.
+        return key["reason"].isprintable() and len(key["reason"]) <= FAILURE_CODE_MAX_LENGTH
+    return True
+
+
 @staff_page(*SUPERVISOR_VIEW_ROLES)
 @require_GET
 def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
@@ -350,6 +368,8 @@ def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
                 )
             )
         elif table in ("throughput", "failures", "reprints", "queue", "printer_time"):
+            if not _row_key_is_possible(table, key):
+                raise Http404("no such row")
             jobs = list(supervisor.jobs_behind(table=table, filters=filters, key=key))
         else:
             raise Http404("no such table")
