@@ -201,6 +201,10 @@ class HotFolderBackend(PrinterBackend):
             # Written to but not listed (a drop-box share): every read of a job there fails, so its jobs
             # would be sent and never seen printed. Offline, as for the reads (_require_answering_folder).
             return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", "folder-not-readable"))
+        unreadable = self._unreadable_state_entry()
+        if unreadable is not None:
+            reason, message = unreadable
+            return PrinterStatus(state=PrinterState.OFFLINE, reasons=("offline", reason), message=message)
         media_supported, media_ready = self._capabilities()
         if (self.folder / PAUSED_MARKER).exists():
             return PrinterStatus(
@@ -213,6 +217,55 @@ class HotFolderBackend(PrinterBackend):
         return PrinterStatus(
             state=PrinterState.ONLINE, media_supported=media_supported, media_ready=media_ready
         )
+
+    def _unreadable_state_entry(self) -> tuple[str, str] | None:
+        """A state sub-folder the lab may not list and search (the device made done/ 0700 under its own user),
+        or a job's ticket it may not read (one the device wrote 0600): (reason, message), else None. Every
+        read of a job there fails (TransientPrinterError), so it would stay submitted and never be seen
+        printed, and a reroute or withdrawal would be refused: the printer is offline for it, as for a folder
+        not readable, and so alerted. Tickets are checked in the inbox and processing/ only, where the jobs
+        in flight are (a handful): done/, error/ and canceled/ keep every ticket for good (a year of them on a
+        network share: an access check each, every poll of every printer, measured 0.19 s per 100,000 on a
+        local disk), so there a ticket the lab cannot read shows as that job's reads failing."""
+        for directory in STATE_BY_DIRECTORY:
+            where = self.folder / directory
+            if directory:
+                try:
+                    mode = os.stat(where).st_mode
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # not made yet: no ticket there
+                except OSError as exc:
+                    return "state-folder-unreadable", f"{directory}/: {exc.strerror or type(exc).__name__}"
+                if not stat.S_ISDIR(mode):
+                    continue  # read as no such sub-folder (_locate, _names_in)
+                if not os.access(where, os.R_OK | os.X_OK):
+                    return "state-folder-unreadable", f"{directory}/: {os.strerror(errno.EACCES)}"
+            if directory not in ("", PROCESSING_DIR):
+                continue
+            try:
+                names = os.listdir(where)
+            except (FileNotFoundError, NotADirectoryError):
+                if not directory:
+                    raise  # the folder itself gone meanwhile: printer_status says so
+                continue
+            except OSError as exc:
+                if not directory:
+                    raise
+                return "state-folder-unreadable", f"{directory}/: {exc.strerror or type(exc).__name__}"
+            for name in names:
+                if not (name.endswith(TICKET_SUFFIX) and _is_job_id(name.removesuffix(TICKET_SUFFIX))):
+                    continue
+                ticket_path = where / name
+                if os.access(ticket_path, os.R_OK):
+                    continue
+                try:
+                    os.stat(ticket_path)
+                except FileNotFoundError:
+                    continue  # moved on by the device since the listing
+                except OSError:
+                    pass
+                return "ticket-unreadable", f"{Path(directory) / name} cannot be read"
+        return None
 
     def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
         found = _jobs_titled(self._all_tickets(), title_prefix=title_prefix, must_read=True)

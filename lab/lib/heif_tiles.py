@@ -15,7 +15,8 @@ intake's check of every upload and the gate's preview.
 Every decode, streamed or whole, decodes every coded tile, and a grid's tiles may lie far outside the image
 it displays: a grid displayed at 4096 x 4096 whose 128 columns of 4096 px tiles all point at one coded
 picture (a 10 KB file) took 87 s to check at intake. `check_coded_pixels` refuses such a photo from its
-header, before any pixel is decoded; intake and the rasterizer's opening of a HEIC both call it.
+header, before any pixel is decoded, counting every coded picture the primary image is derived from (a grid
+hidden under an overlay too); intake and the rasterizer's opening of a HEIC both call it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ _CHANNEL_INTERLEAVED = 10  # heif_channel_interleaved
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ROWS_PER_CHUNK = 16
 _NO_FILTER = 0  # each PNG row starts with its filter type; ours are stored as they are
+_DIMG = int.from_bytes(b"dimg", "big")  # the reference from a derived image to the images it is made of
+_MAX_DERIVATION_DEPTH = 8  # an overlay of a grid of tiles is 2; iden steps add one each
+_MAX_REFERENCE_BOXES = 64  # references of one item, grouped by type: a handful in any real file
 
 
 class HeifTileError(ValueError):
@@ -86,6 +90,20 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
         [_POINTER, _POINTER, ctypes.c_size_t, _POINTER],
     ),
     "heif_context_get_primary_image_handle": (_HeifError, [_POINTER, ctypes.POINTER(_POINTER)]),
+    "heif_context_get_primary_image_ID": (_HeifError, [_POINTER, ctypes.POINTER(ctypes.c_uint32)]),
+    "heif_context_get_image_handle": (_HeifError, [_POINTER, ctypes.c_uint32, ctypes.POINTER(_POINTER)]),
+    "heif_context_get_item_references": (
+        ctypes.c_size_t,
+        [
+            _POINTER,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_uint32),
+            ctypes.POINTER(ctypes.POINTER(ctypes.c_uint32)),
+        ],
+    ),
+    "heif_release_item_references": (None, [_POINTER, ctypes.POINTER(ctypes.POINTER(ctypes.c_uint32))]),
+    "heif_item_get_item_type": (ctypes.c_uint32, [_POINTER, ctypes.c_uint32]),
     "heif_image_handle_release": (None, [_POINTER]),
     "heif_image_handle_has_alpha_channel": (ctypes.c_int, [_POINTER]),
     "heif_image_handle_get_luma_bits_per_pixel": (ctypes.c_int, [_POINTER]),
@@ -174,6 +192,69 @@ class _Photo:
             and not library.heif_image_handle_has_alpha_channel(handle)
         )
 
+    def decoded_pixels(self) -> tuple[int, int, str]:
+        """The coded pixels a decode of the primary image decodes, how many coded pictures hold them, and
+        the primary item's type. A derived image (`grid`, `iovl` overlay, `iden`, any other) decodes every
+        image its `dimg` references name, once per reference, whatever part of them it shows; a coded one
+        decodes its picture (its `ispe` size). Walked from the primary item, each item's count computed
+        once (a grid whose tiles all name one picture costs one look), at most `_MAX_DERIVATION_DEPTH`
+        deep (a loop of references is corrupt)."""
+        library, context = self.library, self.context
+        counted: dict[int, tuple[int, int]] = {}
+
+        def walk(item: int, depth: int) -> tuple[int, int]:
+            if item in counted:
+                return counted[item]
+            if depth > _MAX_DERIVATION_DEPTH:
+                raise HeifTileError("image derivation too deep (or a loop of references)")
+            inputs = self.derived_from(item)
+            if inputs:
+                pixels = pictures = 0
+                for source in inputs:
+                    more_pixels, more_pictures = walk(source, depth + 1)
+                    pixels, pictures = pixels + more_pixels, pictures + more_pictures
+            else:
+                handle = _POINTER()
+                _check(library.heif_context_get_image_handle(context, item, ctypes.byref(handle)))
+                try:
+                    width = library.heif_image_handle_get_ispe_width(handle)
+                    height = library.heif_image_handle_get_ispe_height(handle)
+                finally:
+                    library.heif_image_handle_release(handle)
+                pixels, pictures = max(width, 0) * max(height, 0), 1
+            counted[item] = pixels, pictures
+            return pixels, pictures
+
+        primary = self.primary_id()
+        pixels, pictures = walk(primary, 0)
+        kind = library.heif_item_get_item_type(context, primary).to_bytes(4, "big")
+        return pixels, pictures, kind.decode("latin-1")
+
+    def primary_id(self) -> int:
+        primary = ctypes.c_uint32()
+        _check(self.library.heif_context_get_primary_image_ID(self.context, ctypes.byref(primary)))
+        return primary.value
+
+    def derived_from(self, item: int) -> list[int]:
+        """The items `item`'s `dimg` references name, in order and with repeats (a grid's tiles)."""
+        library, context = self.library, self.context
+        found: list[int] = []
+        for index in range(_MAX_REFERENCE_BOXES):
+            kind = ctypes.c_uint32()
+            targets = ctypes.POINTER(ctypes.c_uint32)()
+            count = library.heif_context_get_item_references(
+                context, item, index, ctypes.byref(kind), ctypes.byref(targets)
+            )
+            try:
+                if not count:
+                    return found
+                if kind.value == _DIMG:
+                    found.extend(targets[i] for i in range(count))
+            finally:
+                if targets:
+                    library.heif_release_item_references(context, ctypes.byref(targets))
+        raise HeifTileError("too many item references")
+
 
 def _free(library: ctypes.CDLL, context: ctypes.c_void_p, handle: ctypes.c_void_p) -> None:
     if handle.value:
@@ -189,7 +270,10 @@ def check_coded_pixels(data: bytes, *, max_pixels: int) -> None:
     A decoder decodes every tile of a grid, whatever the image it displays (the grid's output size): a grid
     of 4096 x 4096 with 128 columns of 4096 px tiles is 2.1 GP of decoding for 16.7 MP shown. Refused:
     - more coded pixels (columns x tile width x rows x tile height) than `max_pixels`: one coded picture
-      (1 x 1 "tiles") larger than the limit too, whatever crop it displays;
+      (1 x 1 "tiles") larger than the limit too, whatever crop it displays. Counted over the whole
+      derivation of the primary image (`_Photo.decoded_pixels`): a 26 KB file whose primary item is a
+      512 x 512 overlay (`iovl`) of a hidden grid of 24 x 24 tiles of 1024 px, which libheif reports as one
+      512 px tile, decodes 604 MP (10 s or more, 2.7 GB) and is refused as that;
     - a whole column or row of tiles outside the image ((columns - 1) x tile width >= image width, or the
       same for rows): an encoder's grid only ever overhangs the image by part of its last tile.
     A file libheif cannot parse raises HeifTileError (a ValueError), as a corrupt file does elsewhere.
@@ -199,13 +283,21 @@ def check_coded_pixels(data: bytes, *, max_pixels: int) -> None:
     library = _libheif()
     if library is None:
         return
-    tiling = _Photo(library, data).tiling()
+    photo = _Photo(library, data)
+    tiling = photo.tiling()
     columns, rows = tiling.num_columns, tiling.num_rows
     tile_width, tile_height = tiling.tile_width, tiling.tile_height
-    coded = columns * tile_width * rows * tile_height
+    coded, pictures, kind = photo.decoded_pixels()
+    coded = max(coded, columns * tile_width * rows * tile_height)
     if coded > max_pixels:
+        if kind == "grid":
+            where = f"{columns} x {rows} tiles"
+        elif pictures > 1 or photo.derived_from(photo.primary_id()):
+            where = f"the {pictures} coded pictures its {kind!r} image is made of"
+        else:
+            where = "its one coded picture"
         raise CodedTooLarge(
-            f"the photo codes {coded} pixels in {columns} x {rows} tiles; the limit is {max_pixels}",
+            f"the photo codes {coded} pixels in {where}; the limit is {max_pixels}",
             coded_pixels=coded,
             outside=False,
         )

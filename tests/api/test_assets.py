@@ -277,6 +277,27 @@ def test_a_heic_grid_whose_last_tiles_overhang_the_image_is_still_accepted(api, 
     assert len(decoded) == len(set(decoded)) == tiles
 
 
+def test_a_heic_whose_overlay_hides_a_grid_of_more_pixels_than_the_limit_is_refused_as_a_bomb(api, settings):
+    # given a 26 KB HEIC whose primary item is a 512 x 512 overlay drawn from a hidden grid of 24 x 24 tiles
+    # of 1024 px: libheif reports the primary as one 512 px tile, and decoding it decodes 604 MP
+    from tests.support.images import heic_overlay_of_a_grid
+
+    data = heic_overlay_of_a_grid()
+    assert len(data) < 30_000
+    api.force_authenticate(UserFactory.create())
+
+    # when it is uploaded
+    response = upload(api, data, name="photo.heic")
+
+    # then it is refused from its header as a bomb of the pixels its grid holds (before: accepted, after a
+    # decode of 10 s or more and 2.7 GB)
+    assert response.status_code == 422, response.json()
+    assert response.json()["code"] == "decompression_bomb"
+    assert "603979776 pixels" in response.json()["detail"]
+    assert Asset.objects.count() == 0
+    assert stored_files(settings) == []
+
+
 def _hand_built_grid(**grid: object) -> bytes:
     from tests.support.images import heic_grid_with_tiles_beyond_the_image
 

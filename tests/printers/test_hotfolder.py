@@ -1,5 +1,6 @@
 import errno
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -428,3 +429,120 @@ def test_a_missing_state_folder_still_means_no_ticket_there(tmp_path: Path, smal
         (job_id, JobState.PENDING)
     ]
     assert sorted(path.name for path in tmp_path.iterdir()) == [f"{job_id}.jpg", f"{job_id}.json"]
+
+
+# --- A state sub-folder or a ticket the lab cannot read is offline, not jobs never seen printed -------------
+# The device makes done/ 0700 under its own user, or writes its tickets 0600: before, the printer stayed
+# online while every read of a job there failed (job_info, find_jobs), so its jobs stayed `submitted` for
+# ever, reroutes and withdrawals were refused, and nothing was alerted.
+
+
+def _refused_access(monkeypatch: pytest.MonkeyPatch, refused: Path) -> None:
+    """os.access says no for `refused`, as it would for the lab's user; the tests run as root."""
+    real_access = os.access
+
+    def access(path: Any, mode: int, *args: Any, **kwargs: Any) -> bool:
+        if Path(os.fsdecode(path)) == refused:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def _printed(backend: HotFolderBackend, source: Path) -> str:
+    job_id = _submit(backend, source)
+    move_ticket(folder=backend.folder, ticket_path=backend.folder / f"{job_id}.json", directory="done")
+    return job_id
+
+
+def test_a_state_folder_the_lab_cannot_read_is_offline_not_a_printer_whose_jobs_never_print(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a printed job, whose done/ the device then re-owned (0700, its own user)
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _printed(backend, small_jpeg)
+    _refused_access(monkeypatch, tmp_path / "done")
+    _unsearchable(monkeypatch, tmp_path / "done")
+
+    # then its job cannot be read (as before), and the printer says so: offline, so the lab sends no more jobs
+    # there and the printer-down alert fires (before: online, the job `submitted` for ever, no alert)
+    with pytest.raises(errors.TransientPrinterError):
+        backend.job_info(job_id)
+    status = backend.printer_status()
+    assert (status.state, status.reasons) == (PrinterState.OFFLINE, ("offline", "state-folder-unreadable"))
+    assert status.message.startswith("done/")
+
+
+def test_a_ticket_the_lab_cannot_read_is_offline_not_a_job_that_never_prints(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a job the device is printing, whose ticket it rewrote 0600 under its own user
+    backend = HotFolderBackend(folder=tmp_path)
+    job_id = _submit(backend, small_jpeg)
+    move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{job_id}.json", directory="processing")
+    ticket = tmp_path / "processing" / f"{job_id}.json"
+    _refused_access(monkeypatch, ticket)
+    real_open = io.open
+
+    def open_(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, str | bytes | os.PathLike) and Path(os.fsdecode(file)) == ticket:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", open_)
+
+    with pytest.raises(errors.TransientPrinterError):
+        backend.job_info(job_id)
+    status = backend.printer_status()
+    assert (status.state, status.reasons) == (PrinterState.OFFLINE, ("offline", "ticket-unreadable"))
+    assert status.message == f"processing/{job_id}.json cannot be read"
+
+
+def test_the_status_checks_no_ticket_of_the_finished_jobs_one_by_one(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a printer whose done/ keeps every ticket for good (a year of them on a share)
+    backend = HotFolderBackend(folder=tmp_path)
+    _printed(backend, small_jpeg)
+    _printed(backend, small_jpeg)
+    checked: list[Path] = []
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        checked.append(Path(os.fsdecode(path)))
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+    status = backend.printer_status()
+
+    assert status.state is PrinterState.ONLINE
+    assert not [path for path in checked if path.parent == tmp_path / "done"]
+
+
+def test_state_folders_and_tickets_the_lab_can_read_leave_the_printer_online(
+    tmp_path: Path, small_jpeg: Path
+) -> None:
+    # given a job in each state folder, and one still pending
+    backend = HotFolderBackend(folder=tmp_path)
+    for directory in ("processing", "done", "error", "canceled"):
+        job_id = _submit(backend, small_jpeg)
+        move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{job_id}.json", directory=directory)
+    _submit(backend, small_jpeg)
+
+    status = backend.printer_status()
+    assert (status.state, status.reasons) == (PrinterState.ONLINE, ())
+
+    # and a ticket moved away between the listing and its check is no unreadable ticket
+    moved = _submit(backend, small_jpeg)
+    real_listdir = os.listdir
+
+    def listdir_then_moved(path: Any = ".") -> list[str]:
+        names = real_listdir(path)
+        if Path(os.fsdecode(path)) == tmp_path and (tmp_path / f"{moved}.json").exists():
+            move_ticket(folder=tmp_path, ticket_path=tmp_path / f"{moved}.json", directory="processing")
+        return names
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(os, "listdir", listdir_then_moved)
+        assert backend.printer_status().state is PrinterState.ONLINE

@@ -21,7 +21,7 @@ from lab.production.imaging import source
 from lab.production.imaging.errors import TOO_LARGE
 from lab.production.imaging.thumbnail import upright_thumbnail
 from lab.production.raster import RasterError, RasterSpec, rasterize
-from tests.support.images import heic_bytes, heic_grid_with_tiles_beyond_the_image
+from tests.support.images import heic_bytes, heic_grid_with_tiles_beyond_the_image, heic_overlay_of_a_grid
 
 
 @pytest.fixture
@@ -90,6 +90,45 @@ def test_a_grid_whose_tiles_hold_more_than_the_limit_is_refused(
     assert refused.value.code == TOO_LARGE
     assert "codes 2097152 pixels" in refused.value.message
     assert decoded_tiles == []
+
+
+@pytest.mark.parametrize("opening", OPENINGS.values(), ids=OPENINGS.keys())
+def test_an_overlay_of_a_hidden_grid_is_refused_for_the_pixels_of_the_grid(
+    opening: Callable[[bytes], object],
+) -> None:
+    # given a 26 KB HEIC whose primary item is a 512 x 512 overlay (`iovl`) of a hidden grid of 24 x 24 tiles
+    # of 1024 px, all one coded picture: libheif reports the primary's tiling as one 512 px tile, so the check
+    # of that tiling alone passed it, and its decode took 10 s or more and 2.7 GB
+    data = _overlay()
+
+    with pytest.raises(RasterError) as refused:
+        opening(data)
+
+    # then it is refused from its header, counted as every coded picture the overlay is made of
+    assert refused.value.code == TOO_LARGE
+    assert (
+        "codes 603979776 pixels in the 576 coded pictures its 'iovl' image is made of"
+        in refused.value.message
+    )
+
+
+def test_the_coded_pixels_counted_are_those_of_the_whole_derivation() -> None:
+    # an overlay counts the tiles of the grid it shows a quarter of (refused one pixel under them), a grid its
+    # tiles, one coded picture itself
+    overlay = heic_overlay_of_a_grid(tile=256, columns=2, rows=2, shown=(256, 256))
+    heif_tiles.check_coded_pixels(overlay, max_pixels=4 * 256 * 256)
+    with pytest.raises(heif_tiles.CodedTooLarge) as refused:
+        heif_tiles.check_coded_pixels(overlay, max_pixels=4 * 256 * 256 - 1)
+    assert (refused.value.coded_pixels, refused.value.outside) == (4 * 256 * 256, False)
+    heif_tiles.check_coded_pixels(heic_bytes(1100, 700, tile_size=256), max_pixels=5 * 3 * 256 * 256)
+    with pytest.raises(heif_tiles.CodedTooLarge) as refused:
+        heif_tiles.check_coded_pixels(heic_bytes(1100, 700), max_pixels=1100 * 700 - 1)
+    assert "in its one coded picture" in str(refused.value)
+
+
+@functools.cache
+def _overlay() -> bytes:
+    return heic_overlay_of_a_grid()
 
 
 def test_streaming_skips_tiles_wholly_outside_the_image(decoded_tiles: list[tuple[int, int]]) -> None:

@@ -144,10 +144,35 @@ def heic_grid_with_tiles_beyond_the_image(
     `shown` needs) all point at one coded picture: a few KB that every decoder decodes tile by tile, columns x
     rows x tile² pixels, whatever it shows. Written by hand (no encoder makes one): ftyp, a meta box whose
     primary item is a `grid` (idat) of hvc1 items sharing one hvcC and one mdat payload."""
+    return _hand_written_heic(tile=tile, columns=columns, rows=-(-shown[1] // tile), grid_shown=shown)
+
+
+def heic_overlay_of_a_grid(
+    tile: int = 1024, columns: int = 24, rows: int = 24, shown: tuple[int, int] = (512, 512)
+) -> bytes:
+    """A HEIC whose primary item is an overlay (`iovl`) `shown` in size, drawn from one hidden `grid` of
+    `columns` x `rows` tiles of `tile` px (each the same coded picture) that it places at its origin: by
+    default 26 KB, 512 x 512 shown and 604 MP decoded. libheif reports the primary's tiling as one tile of
+    the overlay's size, so a check of the primary's tiling alone passed it. Written by hand, as
+    `heic_grid_with_tiles_beyond_the_image` (no encoder makes one)."""
+    return _hand_written_heic(
+        tile=tile, columns=columns, rows=rows, grid_shown=(columns * tile, rows * tile), overlay_shown=shown
+    )
+
+
+def _hand_written_heic(
+    *,
+    tile: int,
+    columns: int,
+    rows: int,
+    grid_shown: tuple[int, int],
+    overlay_shown: tuple[int, int] | None = None,
+) -> bytes:
+    """ftyp, a meta box and one mdat: a `grid` (data in idat) of hvc1 items sharing one hvcC and one mdat
+    payload, the primary item; or, with `overlay_shown`, a hidden one under a primary `iovl` (data in idat
+    after the grid's) of that size that places it at (0, 0)."""
     import pillow_heif
 
-    width, height = shown
-    rows = -(-height // tile)
     coded = io.BytesIO()
     pillow_heif.from_pillow(Image.new("RGB", (tile, tile), (120, 130, 140))).save(
         coded, quality=10, enc_params={"preset": "ultrafast"}
@@ -160,25 +185,42 @@ def heic_grid_with_tiles_beyond_the_image(
     def full_box(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
         return box(kind, bytes([version]) + flags.to_bytes(3, "big") + payload)
 
-    tiles = range(2, rows * columns + 2)  # item 1 is the grid
+    overlaid = overlay_shown is not None
+    grid_item = 2 if overlaid else 1  # item 1 is the primary: the overlay, or the grid
+    tiles = range(grid_item + 1, grid_item + 1 + rows * columns)
+    width, height = grid_shown
     grid = bytes([0, 1, rows - 1, columns - 1]) + struct.pack(">II", width, height)  # 32-bit sizes
-    infos = [full_box(b"infe", 2, 0, struct.pack(">HH", 1, 0) + b"grid\0")]
+    # ispe properties: 2 each tile's size, 3 the grid's (1 is the hvcC), 4 the overlay's
+    sizes = [(tile, tile), grid_shown]
+    infos = [full_box(b"infe", 2, 1 if overlaid else 0, struct.pack(">HH", grid_item, 0) + b"grid\0")]
     infos += [full_box(b"infe", 2, 1, struct.pack(">HH", item, 0) + b"hvc1\0") for item in tiles]  # hidden
-    properties = box(
-        b"ipco",
-        hvcc
-        + full_box(b"ispe", 0, 0, struct.pack(">II", tile, tile))  # property 2: each tile's size
-        + full_box(b"ispe", 0, 0, struct.pack(">II", width, height)),  # property 3: the grid's
-    )
-    associations = [struct.pack(">HB", 1, 1) + bytes([3])]
+    associations = [struct.pack(">HB", grid_item, 1) + bytes([3])]
     associations += [struct.pack(">HB", item, 2) + bytes([0x81, 2]) for item in tiles]  # hvcC essential
     references = box(
-        b"dimg", struct.pack(">HH", 1, len(tiles)) + b"".join(struct.pack(">H", i) for i in tiles)
+        b"dimg", struct.pack(">HH", grid_item, len(tiles)) + b"".join(struct.pack(">H", i) for i in tiles)
     )
+    in_idat = [(grid_item, grid)]
+    if overlay_shown is not None:
+        # iovl: version, flags 1 (32-bit fields), the canvas' fill (RGBA, 16 bits each), its size, then each
+        # input's offset
+        overlay = bytes([0, 1]) + struct.pack(">4H", 0, 0, 0, 0xFFFF) + struct.pack(">II", *overlay_shown)
+        overlay += struct.pack(">ii", 0, 0)
+        sizes.append(overlay_shown)
+        infos.insert(0, full_box(b"infe", 2, 0, struct.pack(">HH", 1, 0) + b"iovl\0"))
+        associations.insert(0, struct.pack(">HB", 1, 1) + bytes([4]))
+        references = box(b"dimg", struct.pack(">HHH", 1, 1, grid_item)) + references
+        in_idat.append((1, overlay))
+    properties = box(
+        b"ipco", hvcc + b"".join(full_box(b"ispe", 0, 0, struct.pack(">II", *size)) for size in sizes)
+    )
+    idat = b"".join(data for _, data in in_idat)
 
     def meta(mdat_offset: int) -> bytes:
-        # iloc version 1: offset and length of 4 bytes, no base offset; the grid in idat (method 1)
-        locations = [struct.pack(">HHHH", 1, 1, 0, 1) + struct.pack(">II", 0, len(grid))]
+        # iloc version 1: offset and length of 4 bytes, no base offset; grid and overlay in idat (method 1)
+        locations, at = [], 0
+        for item, data in in_idat:
+            locations.append(struct.pack(">HHHH", item, 1, 0, 1) + struct.pack(">II", at, len(data)))
+            at += len(data)
         locations += [
             struct.pack(">HHHH", i, 0, 0, 1) + struct.pack(">II", mdat_offset, len(picture)) for i in tiles
         ]
@@ -196,7 +238,7 @@ def heic_grid_with_tiles_beyond_the_image(
                 + full_box(b"ipma", 0, 0, struct.pack(">I", len(associations)) + b"".join(associations)),
             )
             + full_box(b"iref", 0, 0, references)
-            + box(b"idat", grid),
+            + box(b"idat", idat),
         )
 
     file_type = box(b"ftyp", b"heic" + b"\0\0\0\0" + b"mif1heic")
