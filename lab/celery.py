@@ -10,20 +10,53 @@ process loads `workers.app`, which registers the tasks on this same app.
 
 from __future__ import annotations
 
+import logging
 import os
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Ignore
 from celery.schedules import crontab
 from celery.signals import task_postrun, task_prerun
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lab.settings")
 
 from django.conf import settings
 
-app = Celery("printlab")
+logger = logging.getLogger(__name__)
+# A header of beat's sweep messages (_sweep): the sweep's interval in seconds, which the worker judges it by.
+SWEEP_INTERVAL_HEADER = "lab_sweep_seconds"
+
+
+class LabTask(Task[Any, Any]):
+    """Every task of the app. A sweep beat sent (SWEEP_INTERVAL_HEADER) is skipped when it last succeeded
+    less than half its interval ago, on the database's clock (the SweepRun row its last success wrote,
+    lab/production/sweeps.py): a backlog of one sweep's messages, or a second beat's copy, runs it once.
+    Other sends of the same tasks (a staff action's printer poll) always run."""
+
+    def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        seconds = getattr(self.request, SWEEP_INTERVAL_HEADER, None)
+        if seconds and _sweep_succeeded_within(self.name, timedelta(seconds=float(seconds) / 2)):
+            logger.info("sweep skipped task=%s: it succeeded less than half its interval ago", self.name)
+            raise Ignore()
+
+
+def _sweep_succeeded_within(task: str, window: timedelta) -> bool:
+    from django.apps import apps
+    from django.db.models.functions import Now
+
+    # By name: lab.lib.tasks imports this module, and lab.lib imports no app (pyproject's layers).
+    SweepRun = apps.get_model("production", "SweepRun")
+    try:
+        return SweepRun.objects.filter(task=task, last_run_at__gt=Now() - window).exists()
+    except DatabaseError:  # the sweep runs, and meets the database's trouble itself
+        return False
+
+
+app: Celery[Task[Any, Any]] = Celery("printlab", task_cls=LabTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_serializer="json",
@@ -33,12 +66,16 @@ app.conf.update(
     task_default_queue="default",
     # `webhooks`: customers' endpoints decide how long an attempt waits (up to its 10 s timeout), so their
     # deliveries have their own processes and never hold up releases, polls and e-mail on `default`.
-    task_queues=[Queue("default"), Queue("raster"), Queue("print"), Queue("webhooks")]
+    # `audit`: the signed checkpoints, taken by the one worker beside beat and the witness
+    # (deploy/systemd/printlab-audit.service); on `default`, the default workers of several app hosts each
+    # appended checkpoints to their own host's witness file, and `audit_verify` found each one incomplete.
+    task_queues=[Queue("default"), Queue("raster"), Queue("print"), Queue("webhooks"), Queue("audit")]
     + ([Queue(f"print.{settings.PRINT_HOST}")] if settings.PRINT_HOST else []),
     task_routes={
         "production.print_job_rasterize": {"queue": "raster"},
         "production.print_job_submit": {"queue": "print"},
         "notify.webhook_deliver": {"queue": "webhooks"},
+        "audit.checkpoint": {"queue": "audit"},
     },
     worker_prefetch_multiplier=1,
     task_acks_late=False,
@@ -53,7 +90,9 @@ app.conf.update(
         "interval_max": 1,
     },
     broker_connection_timeout=3,
-    timezone="UTC",
+    # The crontab entries (the auditors' nightly review sample at 00:30) run on the lab's wall clock; interval
+    # sweeps do not depend on it. Celery keeps its message times in UTC (enable_utc).
+    timezone=settings.LAB_TIME_ZONE,
     worker_hijack_root_logger=False,
 )
 # Database connections across tasks. Celery's Django fixup closes every connection before and after each task
@@ -93,11 +132,17 @@ def _db_connections_tidy(*, task: Task[Any, Any], **_: object) -> None:
 
 
 def _sweep(task: str, seconds: float) -> dict[str, Any]:
-    """A periodic sweep whose message expires after one interval: a sweep is only worth running until the next
-    one is due. Without it, a `default` queue that fell behind (a long backlog, a worker down) piled up
-    sweeps, and a worker then ran them back to back: in bench/scale the reconciler took 34 s a run every 30 s
-    and held the default worker's only process, so the releases it was meant to back up waited behind it."""
-    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+    """A periodic sweep, skipped by the worker when it succeeded less than half its interval ago (LabTask):
+    a sweep is only worth running until the next one is due. Without a bound, a `default` queue that fell
+    behind (a long backlog, a worker down) piled up sweeps, and a worker then ran them back to back: in
+    bench/scale the reconciler took 34 s a run every 30 s and held the default worker's only process, so the
+    releases it was meant to back up waited behind it. A run that takes more than half its interval then
+    runs every other interval.
+
+    Not Celery's `expires`: it is a time on the sender's clock (beat's), which the worker compares with its
+    own, so a worker whose clock ran more than one interval ahead of beat's discarded every sweep, the
+    retention purge's too. The skip reads the database's clock only."""
+    return {"task": task, "schedule": seconds, "options": {"headers": {SWEEP_INTERVAL_HEADER: seconds}}}
 
 
 app.conf.beat_schedule = {
@@ -113,7 +158,7 @@ app.conf.beat_schedule = {
     "webhook-deliveries-sweep": _sweep("notify.webhook_deliveries_sweep", 60.0),
     "privacy-retention-purge": _sweep("privacy.retention_purge", float(settings.RETENTION_SWEEP_SECONDS)),
     "privacy-receipts-sweep": _sweep("privacy.receipts_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
-    # Never expired: the daily review sample, and the signed checkpoints (a dropped one is a gap the
+    # Never skipped: the daily review sample, and the signed checkpoints (a dropped one is a gap the
     # verifiers report).
     "audit-review-sample-daily": {
         "task": "audit.review_sample_daily",

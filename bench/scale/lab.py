@@ -93,12 +93,13 @@ def roles_for(arguments: argparse.Namespace, *, web_port: int, var_dir: Path) ->
     )
     if arguments.layout == "shared":
         # The reference layout until 2026-12-02: one worker for both queues, where the default queue starved.
-        workers = [worker("worker-app", "default,raster,webhooks", arguments.raster_concurrency)]
+        workers = [worker("worker-app", "default,raster,webhooks,audit", arguments.raster_concurrency)]
     else:
         # deploy/systemd: printlab-default (-Q default), printlab-raster (-Q raster -c cores), a print worker;
-        # the bench registers no webhook endpoint, so printlab-webhooks' queue is served by the default one.
+        # the bench registers no webhook endpoint, so printlab-webhooks' queue is served by the default
+        # one, and printlab-audit's (the checkpoints) too.
         workers = [
-            worker("worker-default", "default,webhooks", arguments.default_concurrency),
+            worker("worker-default", "default,webhooks,audit", arguments.default_concurrency),
             worker("worker-raster", "raster", arguments.raster_concurrency),
         ]
     roles = [web, *workers, worker("worker-print", "print", 1), beat]

@@ -19,6 +19,7 @@ from functools import partial
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from lab.accounts.models import SecurityEvent
@@ -287,26 +288,28 @@ def _purge_each(assets: QuerySet[Asset], *, rule: str, cutoffs: Cutoffs, limit: 
     return counts
 
 
-def orphan_keys_destroy(*, before: datetime, limit: int) -> int:
-    """Destroy the data keys made before `before` that no photo row names: an upload commits its key on its
-    own, writes the encrypted photo, then the photo's row, and a web process killed in between (SIGKILL, the
-    OOM killer, a host lost) left a live key and a readable blob that no purge or erasure could reach.
+def orphan_keys_destroy(*, grace: timedelta, limit: int) -> int:
+    """Destroy the data keys made more than `grace` ago that no photo row names: an upload commits its key on
+    its own, writes the encrypted photo, then the photo's row, and a web process killed in between (SIGKILL,
+    the OOM killer, a host lost) left a live key and a readable blob that no purge or erasure could reach.
+
+    A key's age is judged on the database's clock, which dates it (DataKey.created_at): judged on this host's,
+    a retention worker whose clock ran two hours ahead of the web host's destroyed the key of an upload still
+    in progress, and the photo stored under it a moment later was lost.
 
     The keys are locked (skipping any an upload holds) and checked against the photo rows in a later
     statement, which sees every row committed before the locks were taken."""
     with transaction.atomic():
         candidates = list(
             DataKey.objects.select_for_update(skip_locked=True)
-            .filter(destroyed_at__isnull=True, created_at__lt=before)
+            .filter(destroyed_at__isnull=True, created_at__lt=Now() - grace)
             .exclude(pk__in=Asset.objects.filter(data_key__isnull=False).values("data_key_id"))
             .order_by("pk")
             .values_list("pk", flat=True)[:limit]
         )
         named = set(Asset.objects.filter(data_key_id__in=candidates).values_list("data_key_id", flat=True))
         orphans = [pk for pk in candidates if pk not in named]
-        destroyed = DataKey.objects.filter(pk__in=orphans).update(
-            wrapped_key=None, destroyed_at=timezone.now()
-        )
+        destroyed = DataKey.objects.filter(pk__in=orphans).update(wrapped_key=None, destroyed_at=Now())
     if destroyed:
         logger.warning("orphan data keys destroyed count=%d", destroyed)
     return destroyed
@@ -373,7 +376,7 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
     )
     counts[RULE_PRINTED_RASTER] = sum(raster_purge(job_id=job_id, cutoff=raster_cutoff) for job_id in jobs)
     counts["sessions_expired"] = sessions_expired_delete()
-    counts["orphan_keys_destroyed"] = orphan_keys_destroy(before=now - ORPHAN_KEY_GRACE, limit=policy.batch)
+    counts["orphan_keys_destroyed"] = orphan_keys_destroy(grace=ORPHAN_KEY_GRACE, limit=policy.batch)
     counts["unknown_account_events_deleted"] = unknown_account_events_delete(
         before=now - UNKNOWN_ACCOUNT_EVENTS_KEPT
     )

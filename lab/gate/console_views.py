@@ -48,7 +48,7 @@ from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
 from lab.gate.anomalies import anomalies_find, thresholds
 from lab.gate.errors import GateError
-from lab.gate.review import auditor_read_record, review_build, review_sign_off
+from lab.gate.review import auditor_read_record, lab_today, review_build, review_sign_off
 from lab.gate.views import FOREIGN_FETCH_SITES, error_status
 from lab.lib.calendar import OUT_OF_SPAN, day_in_span, moment_in_span
 from lab.lib.errors import DomainError, PermissionDenied
@@ -296,7 +296,9 @@ def review_view(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": [(item, emails.get(item.record.actor_id or "")) for item in page.items],
             "is_open": is_open,
-            "yesterday": timezone.localdate() - timedelta(days=1),
+            # The lab's yesterday on the database's clock: a web host's own clock and UTC could name a day
+            # that is not over yet where the lab is, which the build refuses.
+            "yesterday": lab_today() - timedelta(days=1),
         },
     )
 

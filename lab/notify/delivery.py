@@ -90,7 +90,11 @@ def _claim(*, delivery_id: str) -> datetime | None:
 
 def _post(*, delivery: WebhookDelivery) -> AttemptOutcome:
     event = delivery.event
-    timestamp = int(time.time())
+    # The next attempt is due from here, judged on this clock by _claim; and the signature's time is this
+    # one too: signed with the worker's own clock, a worker running 10 minutes behind sent every signature
+    # 10 minutes old, and receivers that refuse stale ones (as documented) refused them all.
+    attempted_at = database_now()
+    timestamp = int(attempted_at.timestamp())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -101,7 +105,6 @@ def _post(*, delivery: WebhookDelivery) -> AttemptOutcome:
             secret=delivery.endpoint.secret, timestamp=timestamp, body=event.body
         ),
     }
-    attempted_at = database_now()  # the next attempt is due from here, judged on this clock by _claim
     started = time.monotonic()
     status_code: int | None = None
     error_code = ""

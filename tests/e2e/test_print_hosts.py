@@ -91,8 +91,11 @@ def print_hosts(
         worker = CeleryWorker(
             work_dir=tmp_path / f"worker-{name}",
             project_dir=PROJECT_DIR,
-            # The first host also runs raster, default and the deployment's one beat; the other prints only.
-            queues=("default", "raster", "webhooks", f"print.{name}") if is_first else (f"print.{name}",),
+            # The first host also runs raster, default, audit and the deployment's one beat; the other prints
+            # only.
+            queues=("default", "raster", "webhooks", "audit", f"print.{name}")
+            if is_first
+            else (f"print.{name}",),
             beat=is_first,
             env={
                 "PRINT_HOST": name,

@@ -1,19 +1,22 @@
-"""Beat's sweeps expire after one interval (lab/celery.py): a real worker drops a sweep message that waited in
-its queue longer than that, instead of running it late and back to back with the ones after it, and runs the
-next one."""
+"""Beat's sweeps on a real worker (lab/celery.py): a sweep that succeeded less than half its interval ago is
+skipped, so sweeps that piled up in a queue that fell behind, or a second beat's copies, run once; whether one
+runs is judged on the database's clock, never on beat's against the worker's."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from celery.beat import ScheduleEntry, Scheduler
+from celery.result import AsyncResult
 from django.conf import settings
 from django.utils import timezone
 
 from lab.orders.models import Order
+from lab.production.models import SweepRun
 from tests.builders import paid_order
 from tests.e2e.conftest import app_env
 from tests.support.celery_worker import CeleryWorker, queues_purge, wait_until
@@ -22,6 +25,7 @@ from tests.support.web_server import PROJECT_DIR
 from workers.app import app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+RECONCILE = "production.reconcile"
 
 
 @pytest.fixture
@@ -38,39 +42,77 @@ def default_worker(tmp_path: Path, private_cups: PrivateCups) -> Iterator[Celery
     worker.stop()
 
 
+def beat_sends(task: str) -> AsyncResult[Any]:
+    """The task's message as beat sends it: its schedule entry (lab/celery.py), through beat's own code."""
+    ((name, entry),) = [
+        (name, entry) for name, entry in app.conf.beat_schedule.items() if entry["task"] == task
+    ]
+    scheduler = Scheduler(app, lazy=True)
+    sent: AsyncResult[Any] = scheduler.apply_async(ScheduleEntry(name=name, app=app, **entry), advance=False)
+    return sent
+
+
 def order_status(order: Order) -> str:
     order.refresh_from_db()
     return order.status
 
 
-def test_a_reconcile_sweep_that_waited_past_its_interval_is_dropped_and_the_next_one_runs(
-    default_worker: CeleryWorker,
-) -> None:
-    # given a paid order whose release message was lost, and a sweep waiting in a queue with no worker
-    # (fallen behind) for longer than its expiry
+def an_order_whose_release_was_lost() -> Order:
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     Order.objects.filter(pk=order.pk).update(updated_at=timezone.now() - timedelta(hours=1))
     assert queues_purge(broker_url=str(settings.CELERY_BROKER_URL)) >= 1  # its release message, lost
-    stale = app.send_task("production.reconcile", queue="default", expires=1.0)
-    time.sleep(1.5)
+    return order
 
-    # when the worker starts and takes it
+
+def test_sweeps_that_piled_up_or_came_from_a_second_beat_run_once(default_worker: CeleryWorker) -> None:
+    # given a paid order whose release message was lost, and three reconcile sweeps waiting in a queue with no
+    # worker (fallen behind; each sent by a scheduler of its own, as two beats would)
+    order = an_order_whose_release_was_lost()
+    sent = [beat_sends(RECONCILE) for _ in range(3)]
+
+    # when the worker starts and takes them, one after the other
     default_worker.start()
-    # Celery's words for an expired message
-    dropped = f"Discarding revoked task: production.reconcile[{stale.id}]"
+
+    def outcome(log: str, sweep: AsyncResult[Any]) -> str | None:
+        return next(
+            (word for word in ("succeeded", "ignored") if f"{RECONCILE}[{sweep.id}] {word}" in log), None
+        )
+
     wait_until(
-        lambda: dropped in default_worker.log_text(),
+        lambda: all(outcome(default_worker.log_text(), sweep) for sweep in sent),
         timeout=30,
-        what=lambda: f"the stale sweep {stale.id} dropped; log:\n{default_worker.log_tail()}",
+        what=lambda: f"the three sweeps done; log:\n{default_worker.log_tail()}",
     )
 
-    # then it did not run: the order is still waiting for its release
-    assert f"production.reconcile[{stale.id}] succeeded" not in default_worker.log_text()
-    assert order_status(order) == "paid"
+    # then the first ran and released the order, and the two after it were skipped: it had just succeeded
+    log = default_worker.log_text()
+    assert [outcome(log, sweep) for sweep in sent] == ["succeeded", "ignored", "ignored"]
+    assert order_status(order) == "in_production"
+    assert SweepRun.objects.filter(task=RECONCILE).count() == 1
 
-    # and the next sweep, on time, releases it
-    app.send_task("production.reconcile", queue="default", expires=30.0)
-    wait_until(lambda: order_status(order) == "in_production", timeout=30, what="the order released")
+
+def test_a_sweep_sent_by_a_beat_whose_clock_runs_two_hours_behind_is_run(
+    default_worker: CeleryWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Celery's `expires` is a time on the sender's clock that the worker compares with its own: the sweeps
+    expired after one interval, so a worker whose clock ran more than that ahead of beat's discarded every
+    one ("Discarding revoked task"), the retention purge's too, and lost releases were never made up."""
+    order = an_order_whose_release_was_lost()
+    default_worker.start()
+
+    # when a beat whose clock runs two hours behind the worker's sends the reconcile sweep
+    true_now = app.now
+    monkeypatch.setattr(app, "now", lambda: true_now() - timedelta(hours=2))
+    sweep = beat_sends(RECONCILE)
+
+    # then the worker runs it, and it releases the order
+    wait_until(
+        lambda: f"{RECONCILE}[{sweep.id}] succeeded" in default_worker.log_text(),
+        timeout=30,
+        what=lambda: f"the sweep {sweep.id} run; log:\n{default_worker.log_tail()}",
+    )
+    assert "Discarding revoked task" not in default_worker.log_text()
+    assert order_status(order) == "in_production"
 
 
 def test_a_worker_and_its_beat_killed_turn_their_sweeps_overdue_on_the_board_until_they_run_again(

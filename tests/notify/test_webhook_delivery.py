@@ -12,12 +12,14 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
+from lab.lib.clock import database_now
 from lab.notify.delivery import retry_delay, webhook_deliver
 from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.selectors import webhook_deliveries_due
 from lab.notify.services import notify_order_status_changed
 from lab.notify.webhooks import webhook_endpoint_create, webhook_event_emit
 from tests.builders import TO_PACKED, new_customer, order_for, order_move
+from tests.support.clock import host_clock_off
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +91,25 @@ def test_a_forged_body_does_not_verify(local_webhooks, receiver):
         )
     with pytest.raises(AssertionError):
         verify_signature(header=request.headers["X-Lab-Signature"], body=request.body, secret="whsec_other")
+
+
+def test_a_worker_whose_clock_runs_behind_signs_with_the_database_s_time(
+    local_webhooks, receiver, monkeypatch
+):
+    # given an event for an endpoint, delivered by a webhooks worker whose clock runs 10 minutes behind
+    customer = new_customer()
+    endpoint = webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    webhook_event_emit(order_id=order_for(customer).pk, event_type=EventType.ITEM_REPRINTED, data={"item": 1})
+    with host_clock_off(timedelta(minutes=-10), monkeypatch):
+        deliver_all()
+
+    # then the signature's time is the database's, not 10 minutes old: a receiver's freshness check takes it
+    request = receiver.requests[0]
+    signed_at = verify_signature(
+        header=request.headers["X-Lab-Signature"], body=request.body, secret=endpoint.secret
+    )
+    assert abs(signed_at - database_now().timestamp()) < 30
+    assert WebhookDelivery.objects.get().status == "succeeded"
 
 
 def test_a_shipment_sends_status_and_shipped_events_to_subscribed_endpoints_only(local_webhooks, receiver):

@@ -23,6 +23,7 @@ from lab.privacy.models import DataKey
 from lab.privacy.vault import vault_read
 from lab.production.models import PrintJob
 from tests.builders import UserFactory, asset_for, blob_path, minilab, order_move, paid_order, print_order
+from tests.support.clock import host_clock_off, keys_age
 
 pytestmark = pytest.mark.django_db
 DAY = timedelta(days=1)
@@ -375,6 +376,8 @@ def test_a_key_left_by_an_upload_killed_before_its_photo_row_is_destroyed_by_the
     now = timezone.now()
 
     early = sweep(now, django_capture_on_commit_callbacks)  # an upload may still be on its way
+    # The grace passes on the database's clock, which keys are dated and judged by
+    keys_age(2 * retention.ORPHAN_KEY_GRACE)
     later = sweep(now + 2 * retention.ORPHAN_KEY_GRACE, django_capture_on_commit_callbacks)
 
     assert (early["orphan_keys_destroyed"], later["orphan_keys_destroyed"]) == (0, 1)
@@ -388,3 +391,33 @@ def test_a_key_left_by_an_upload_killed_before_its_photo_row_is_destroyed_by_the
         )
     kept.refresh_from_db()
     assert vault_read(data_key=kept.data_key, name=kept.blob_name, purpose="original")
+
+
+def test_a_retention_worker_whose_clock_runs_hours_ahead_destroys_no_key_of_an_upload_in_progress(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    """An upload commits its key on its own, then writes the encrypted photo and its row
+    (lab/orders/photos.py). A retention worker whose clock ran two hours ahead of the web host's took that
+    key, dated by the web host's clock, for one an upload had left over an hour ago and destroyed it: the
+    photo, stored a moment later, was unreadable for good. The key is now dated, and its age judged, on the
+    database's clock."""
+    from lab.orders import imaging
+    from lab.orders.photos import asset_store
+    from tests.support.images import jpeg_bytes
+
+    # given an upload in progress: its key and encrypted photo stored, its row not yet written
+    uploading = Asset(owner=UserFactory.create())
+    data = jpeg_bytes(640, 480)
+    asset_store(asset=uploading, facts=imaging.inspect_image(data=data, max_bytes=10**8, max_pixels=10**8))
+    assert uploading.data_key is not None
+
+    # when the retention sweep runs on a worker whose clock is two hours ahead
+    with host_clock_off(2 * retention.ORPHAN_KEY_GRACE, monkeypatch):
+        result = sweep(timezone.now(), django_capture_on_commit_callbacks)
+
+    # then it destroys nothing of the upload: its row, written now, names a readable photo
+    assert result["orphan_keys_destroyed"] == 0
+    uploading.save()
+    uploading.data_key.refresh_from_db()
+    assert not uploading.data_key.is_destroyed
+    assert vault_read(data_key=uploading.data_key, name=uploading.blob_name, purpose="original")

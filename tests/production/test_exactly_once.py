@@ -106,16 +106,25 @@ def test_a_reconcile_sweep_releases_a_bounded_number_of_orders_oldest_first(monk
     assert set(Order.objects.values_list("status", flat=True)) == {"in_production"}
 
 
-def test_beat_sweeps_expire_after_one_interval_and_checkpoints_never():
-    from lab.celery import app
+def test_beat_sweeps_carry_their_interval_never_an_expiry_and_checkpoints_are_never_skipped():
+    """A sweep is judged by its interval on the database's clock (lab.celery.LabTask), never by Celery's
+    `expires`, a time on beat's clock that a worker whose clock ran ahead found past."""
+    from lab.celery import SWEEP_INTERVAL_HEADER, app
 
     schedule = app.conf.beat_schedule
-    sweeps = {name: entry for name, entry in schedule.items() if "expires" in entry.get("options", {})}
+    sweeps = {
+        name: entry
+        for name, entry in schedule.items()
+        if SWEEP_INTERVAL_HEADER in entry.get("options", {}).get("headers", {})
+    }
 
-    assert {"printer-poll", "production-reconcile", "notifications-sweep"} <= set(sweeps)
+    expected = {"printer-poll", "production-reconcile", "notifications-sweep", "privacy-retention-purge"}
+    assert expected <= set(sweeps)
     for entry in sweeps.values():
-        assert entry["options"]["expires"] == entry["schedule"]
+        assert entry["options"]["headers"][SWEEP_INTERVAL_HEADER] == entry["schedule"]
+    assert not [name for name, entry in schedule.items() if "expires" in entry.get("options", {})]
     assert "options" not in schedule["audit-checkpoint"]
+    assert "options" not in schedule["audit-review-sample-daily"]
 
 
 def test_reconcile_leaves_a_fresh_paid_order_to_its_message(settings):

@@ -50,3 +50,12 @@ def grants_age(by: timedelta) -> None:
     AccessGrant.objects.update(
         created_at=F("created_at") - by, expires_at=F("expires_at") - by, revoked_at=F("revoked_at") - by
     )
+
+
+def keys_age(by: timedelta) -> None:
+    """`by` passes for every data key, on the database's clock, which keys are dated and judged by."""
+    from django.db.models import F
+
+    from lab.privacy.models import DataKey
+
+    DataKey.objects.update(created_at=F("created_at") - by)
