@@ -9,7 +9,8 @@ hash, under a key the database never holds (Django's SECRET_KEY, salted for this
 it because the rows that name an account (photos, orders, roles, tokens) name it by that key: without it, the
 public id, password hash and seal of one account, moved together onto another's row, held there, and the
 DBA signed in with the other account's e-mail and their own password (migration 0009 sealed again, with the
-key, the accounts whose earlier seal held). The tools that set those write the seal with
+key, the accounts whose earlier seal held, and `manage.py account_seals_upgrade` does it again for those a
+previous-version process sealed after it ran). The tools that set those write the seal with
 the change (registration, My Account's password change, the lab admin's account and password forms,
 `seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades the password's hash). Every staff
 page and the auditors' API check it (`lab.staff.middleware`, `api.audit_views`), and so do the issue of a
@@ -47,13 +48,44 @@ def _facts(*, pk: object, public_id: object, roles: Iterable[str], is_active: bo
     return json.dumps([pk, str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
 
 
+def _facts_without_the_row(*, public_id: object, roles: Iterable[str], is_active: bool, password: str) -> str:
+    staff_roles = sorted({str(role) for role in roles} & STAFF_ROLES)
+    return json.dumps([str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
+
+
 def seal_value(*, public_id: object, roles: Iterable[str], is_active: bool, password: str) -> str:
     """The seal as migration 0006 made it, before it named the account's row (no primary key): no check
-    accepts it any more; 0006 still writes it, and 0009 seals again, with the key, the accounts it holds
-    for."""
-    staff_roles = sorted({str(role) for role in roles} & STAFF_ROLES)
-    facts = json.dumps([str(public_id), staff_roles, bool(is_active), password], separators=(",", ":"))
+    accepts it any more; 0006 still writes it, and 0009 (then `account_seals_upgrade`) seals again, with the
+    key, the accounts it holds for."""
+    facts = _facts_without_the_row(public_id=public_id, roles=roles, is_active=is_active, password=password)
     return seal_of(SEAL_SALT, facts)
+
+
+def account_seals_upgrade(*, batch: int = 500) -> list[str]:
+    """Migration 0009's step again (`manage.py account_seals_upgrade`): each account whose seal is the one
+    made before the seal named its row (`seal_value`) and holds, under SECRET_KEY or a fallback, is sealed
+    again with its row; the public ids of those sealed. An account whose seal holds in neither format (changed
+    in the database) is left as it is, refused; one already sealed with its row is left too, so a second run
+    changes nothing.
+
+    For the upgrade window: a web process of the previous version, still running after 0009 ran, seals the
+    accounts it registers (or its admin forms set) the old way, and the check refuses those for good once it
+    is gone. The check itself never accepts the old format again. Each seal is replaced only if it is still
+    the one read (a password change made meanwhile keeps its own seal)."""
+    from lab.accounts.models import User
+
+    upgraded: list[str] = []
+    for user in User.objects.prefetch_related("groups").order_by("pk").iterator(chunk_size=batch):
+        roles = [group.name for group in user.groups.all()]
+        facts = _facts_without_the_row(
+            public_id=user.public_id, roles=roles, is_active=user.is_active, password=user.password
+        )
+        if not seal_holds(user.account_seal, SEAL_SALT, facts):
+            continue
+        seal = account_seal_of(user, roles=roles)
+        if User.objects.filter(pk=user.pk, account_seal=user.account_seal).update(account_seal=seal):
+            upgraded.append(str(user.public_id))
+    return upgraded
 
 
 def _user_facts(user: object, roles: Iterable[str] | None = None) -> str:

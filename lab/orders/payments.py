@@ -369,6 +369,18 @@ def refunds_reconcile() -> int:
     return done
 
 
+def _intent_cancel_owed_unflagged(order: Order) -> bool:
+    """An order not flagged `payment_intent_cancel_due` that is owed its intent's cancel all the same:
+    cancelled unpaid, with an intent, and no settled cancel on its timeline (what orders/0010 marked owed when
+    it ran; a process of the version before it may cancel such orders after that, without the flag)."""
+    return (
+        order.status == OrderStatus.CANCELLED
+        and order.payment_status in UNPAID_PAYMENT_STATUSES
+        and bool(order.payment_intent_id)
+        and not OrderEvent.objects.filter(order=order, kind="payment_intent_cancelled").exists()
+    )
+
+
 def payment_intent_cancel(*, order_id: int) -> bool:
     """Cancel the order's intent at Stripe if a cancel is owed (`payment_cancel_decide`); True once none is.
 
@@ -379,10 +391,23 @@ def payment_intent_cancel(*, order_id: int) -> bool:
     Stripe refusing because the intent succeeded means the customer paid a cancelled order, whether or not
     its payment_intent.succeeded ever arrives (an endpoint down past Stripe's retries, a changed secret): the
     payment is recorded and its refund decided here, under the order's lock, and made after the commit.
-    Before, the owed cancel just ended, counting on that event: without it the money was kept, unrefunded."""
-    order = Order.objects.filter(pk=order_id, payment_intent_cancel_due=True).first()
+    Before, the owed cancel just ended, counting on that event: without it the money was kept, unrefunded.
+
+    A cancel the previous version made (before orders/0010) sent only this task, never the flag: such an
+    order is owed one too (`_intent_cancel_owed_unflagged`), flagged here under its lock and committed before
+    Stripe is asked, so the sweep retries it like any other. Before, its task found no flag and ended, and the
+    sweep never saw it: its intent stayed payable for good."""
+    order = Order.objects.filter(pk=order_id).first()
     if order is None:
         return True
+    if not order.payment_intent_cancel_due:
+        with transaction.atomic():
+            order = order_locked(order_id=order_id)
+            if not order.payment_intent_cancel_due:
+                if not _intent_cancel_owed_unflagged(order):
+                    return True
+                order.payment_intent_cancel_due = True
+                order.save(update_fields=["payment_intent_cancel_due", "updated_at"])
     settled = _intent_cancel(intent_id=order.payment_intent_id, order_ref=order.ref)
     if settled is None:
         raise UpstreamError(

@@ -162,7 +162,7 @@ class PrintJob(models.Model):
     copies_verified = models.PositiveSmallIntegerField(default=0)
     # Prints the floor's quality check found bad (copies minus the good ones it counted): never counted
     # good at the packing station; a reprint brings their replacements.
-    copies_rejected = models.PositiveSmallIntegerField(default=0)
+    copies_rejected = models.PositiveSmallIntegerField(default=0, db_default=0)
     # Of those, the ones the last quality check itself rejected (reprints raise copies_rejected to the prints
     # they replace): a reprint cancelled as not needed gives back only what it rejected, never the check's.
     copies_rejected_at_check = models.PositiveSmallIntegerField(default=0, db_default=0)
@@ -207,8 +207,10 @@ class PrintJob(models.Model):
     reprint_reason = models.CharField(max_length=16, choices=ReprintReason.choices, blank=True)
     # The reprint form's one-time key: the same form sent twice (a double click, a resend) reprints once.
     reprint_request_key = models.CharField(max_length=64, blank=True, default="")
-    # The title's random part (JOB_TITLE_PREFIX); "" for jobs made before titles had one.
-    title_token = models.CharField(max_length=8, blank=True, default=new_title_token)
+    # The title's random part (JOB_TITLE_PREFIX); "" for jobs made before titles had one, and for those a
+    # process of a version before them inserts during an upgrade (the database's default, production/0019):
+    # such a version sends and looks for `lab-job-<id>`, the title an empty token names.
+    title_token = models.CharField(max_length=8, blank=True, default=new_title_token, db_default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     printed_at = models.DateTimeField(null=True, blank=True)

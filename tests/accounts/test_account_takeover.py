@@ -8,10 +8,12 @@ import hashlib
 import importlib
 import secrets
 import uuid
+from io import StringIO
 
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.hashers import make_password
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
@@ -221,6 +223,53 @@ def test_the_upgrade_seals_again_with_its_key_each_account_whose_seal_held_as_th
     assert staff_sign_in(changed_technician.email, PASSWORD) == 403
     KEYED.seal_with_the_key(django_apps, None)  # run again, it changes nothing
     assert User.objects.get(pk=customer.pk).account_seal == account_seal_of(User.objects.get(pk=customer.pk))
+
+
+def seal_upgrade() -> str:
+    out = StringIO()
+    call_command("account_seals_upgrade", stdout=out)
+    return out.getvalue()
+
+
+def test_accounts_a_previous_version_sealed_after_the_upgrade_are_sealed_again_by_the_command():
+    # given, after 0009 ran, a customer with a token and a supervisor that a previous-version web process
+    # sealed as it did (no primary key), and a customer so sealed whose password was then set in the database
+    customer, supervisor = UserFactory.create(), UserFactory.create(roles=["supervisor"])
+    changed = UserFactory.create()
+    status, body = token_for(customer.email, PASSWORD)
+    key = str(body["token"])
+    assert status == 200
+    for user in (customer, supervisor, changed):
+        seal_as_before_the_upgrade(user)
+    dba("UPDATE accounts_user SET password = %s WHERE id = %s", make_password(DBA_PASSWORD), changed.pk)
+    changed_seal = User.objects.get(pk=changed.pk).account_seal
+
+    # then this version refuses them all: the check accepts no seal without the row
+    assert as_token(key).get("/api/v1/me").status_code == 401
+    assert token_for(customer.email, PASSWORD)[0] == 403
+    assert staff_sign_in(supervisor.email, PASSWORD) == 403
+
+    # when the operator runs the command once no previous-version process is left
+    out = seal_upgrade()
+
+    # then the accounts whose old seal held are sealed with their row and usable again, token included
+    assert "2 account(s) sealed again" in out
+    assert str(customer.public_id) in out and str(changed.public_id) not in out
+    for user in (customer, supervisor):
+        stored = User.objects.get(pk=user.pk)
+        assert stored.account_seal == account_seal_of(stored) and account_seal_holds(stored)
+    assert as_token(key).get("/api/v1/me").status_code == 200
+    assert token_for(customer.email, PASSWORD)[0] == 200
+    assert staff_sign_in(supervisor.email, PASSWORD) == 302
+
+    # and the account changed in the database stays refused, its seal as it was
+    assert User.objects.get(pk=changed.pk).account_seal == changed_seal
+    assert token_for(changed.email, DBA_PASSWORD)[0] == 403
+
+    # when it runs again, then it changes nothing
+    seals = dict(User.objects.values_list("pk", "account_seal"))
+    assert "0 account(s) sealed again" in seal_upgrade()
+    assert dict(User.objects.values_list("pk", "account_seal")) == seals
 
 
 def migrate(targets: list[tuple[str, str]]) -> None:

@@ -115,6 +115,67 @@ def test_an_owed_cancel_stripe_did_not_answer_stays_owed_until_stripe_cancels_th
     assert intent_cancels(order) == ["cancelled"]
 
 
+def previous_version_cancel(api, order: Order, django_capture_on_commit_callbacks) -> None:
+    """A cancel made by the previous version (before orders/0010): it sent the task, never set the flag."""
+    with django_capture_on_commit_callbacks(execute=False):
+        customer_cancel(api, order)
+    Order.objects.filter(pk=order.pk).update(payment_intent_cancel_due=False)
+
+
+def test_the_task_of_a_cancel_made_by_the_previous_version_cancels_the_intent(
+    api, order, django_capture_on_commit_callbacks
+):
+    # given an unpaid order cancelled by the previous version: its task message, but no owed-cancel flag
+    previous_version_cancel(api, order, django_capture_on_commit_callbacks)
+
+    # when this version's worker runs that task (before, it found no flag and ended: the intent stayed
+    # payable for good, and the sweep, which looks only at flagged orders, never saw it)
+    assert payments.payment_intent_cancel(order_id=order.pk) is True
+
+    # then the intent is cancelled at Stripe, and nothing more is owed
+    assert intent_status(order) == "canceled"
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is False
+    assert intent_cancels(order) == ["cancelled"]
+
+    # when the task runs again (a redelivered message), then it asks Stripe nothing more
+    assert payments.payment_intent_cancel(order_id=order.pk) is True
+    assert intent_cancels(order) == ["cancelled"]
+
+
+def test_a_previous_version_cancel_stripe_did_not_answer_is_owed_and_the_sweep_cancels_its_intent(
+    api, order, settings, django_capture_on_commit_callbacks
+):
+    # given an unpaid order cancelled by the previous version, and Stripe not answering when its task runs
+    previous_version_cancel(api, order, django_capture_on_commit_callbacks)
+    reachable = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = STRIPE_UNREACHABLE
+
+    # when the task runs, then the cancel is recorded as owed (under the order's lock) and retried
+    with pytest.raises(UpstreamError):
+        payments.payment_intent_cancel(order_id=order.pk)
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is True
+
+    # when Stripe answers again, then beat's sweep cancels the intent
+    settings.STRIPE_API_BASE = reachable
+    payments_sweep()
+    assert intent_status(order) == "canceled"
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is False
+    assert intent_cancels(order) == ["cancelled"]
+
+
+def test_the_task_of_an_order_that_owes_no_cancel_changes_nothing(api, order):
+    # given an order awaiting payment (not cancelled): no cancel of its intent is owed
+    # when a stray task for it runs, then it asks Stripe nothing and flags nothing
+    assert payments.payment_intent_cancel(order_id=order.pk) is True
+    assert intent_status(order) == "requires_payment_method"
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is False
+    assert intent_cancels(order) == []
+
+
 def stripe_refunds(order: Order) -> list[tuple[str, int]]:
     refunds = stripe_test_client().v1.refunds.list(params={"payment_intent": order.payment_intent_id}).data
     return [(str(refund.status), int(refund.amount or 0)) for refund in refunds]
