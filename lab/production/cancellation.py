@@ -24,13 +24,13 @@ from lab.orders.errors import OrderError
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.orders.transitions import order_locked, order_transition
-from lab.production.backends import backend_for, copies_titled
+from lab.production.backends import backend_for
 from lab.production.holds import clarifications_close
 from lab.production.jobs import job_move
-from lab.production.models import JobEvent, PrintJob
+from lab.production.models import JOB_TITLE_PREFIX, JobEvent, Printer, PrintJob
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
-from printers.base import FINAL_JOB_STATES, JobState, PrinterBackend
+from printers.base import FINAL_JOB_STATES, JobInfo, JobState, PrinterBackend
 from printers.errors import JOB_NOT_FOUND, PermanentPrinterError, PrinterError
 
 logger = logging.getLogger(__name__)
@@ -109,8 +109,13 @@ def printer_cancels_settle(
     silent: the round's servers that gave no answer (the poll's, when it settles after its round): none of
     them is asked, and a server that gives none here is asked for no further job. Before, each cancelled job
     of a stalled cupsd cost libcups' minute, after the poll had found that server silent already.
+
+    Each printer is listed at most once here, for all its jobs (PrinterListings). Before, it was listed once
+    per job: a hot folder's listing reads every ticket it ever had (`done/` keeps them), seconds each, and a
+    supervisor's cancel of a 20-line order outlasted the web worker's timeout (and held the poll as long).
     """
     silent = silent if silent is not None else SilentServers()
+    listings = PrinterListings()
     lease_expired = database_now() - timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS)
     jobs = PrintJob.objects.filter(status=J.CANCELLED, cancel_at_printer=True).select_related("printer")
     if order_id is not None:
@@ -120,12 +125,41 @@ def printer_cancels_settle(
         if not job.backend_job_id and job.claimed_at is not None and job.claimed_at > lease_expired:
             counts["waiting_for_worker"] += 1
             continue
-        outcome = printer_cancel(job=job, silent=silent)
+        outcome = printer_cancel(job=job, silent=silent, listings=listings)
         counts["cancelled_at_printer" if outcome else "unreachable"] += 1
     return counts
 
 
-def printer_cancel(*, job: PrintJob, silent: SilentServers | None = None) -> bool:
+class PrinterListings:
+    """Each printer's jobs with our titles, listed once for a run of cancels (one `find_jobs` with the common
+    title prefix) and matched by exact title in memory: a listing costs as much for one title as for all (a
+    hot folder reads every ticket, CUPS sends every job of the server). A listing that failed fails the same
+    way for the printer's other jobs, unasked again."""
+
+    def __init__(self) -> None:
+        self._by_printer: dict[int, dict[str, list[JobInfo]] | PrinterError] = {}
+
+    def copies_titled(self, backend: PrinterBackend, printer: Printer, title: str) -> list[JobInfo]:
+        """The printer's jobs titled exactly `title` (as lab.production.backends.copies_titled)."""
+        listed = self._by_printer.get(printer.pk)
+        if listed is None:
+            try:
+                found = backend.find_jobs(title_prefix=JOB_TITLE_PREFIX)
+            except PrinterError as error:
+                self._by_printer[printer.pk] = error
+                raise
+            listed = {}
+            for info in found:
+                listed.setdefault(info.title, []).append(info)
+            self._by_printer[printer.pk] = listed
+        if isinstance(listed, PrinterError):
+            raise listed
+        return list(listed.get(title, ()))
+
+
+def printer_cancel(
+    *, job: PrintJob, silent: SilentServers | None = None, listings: PrinterListings | None = None
+) -> bool:
     """Cancel one cancelled job at its printer; True once the printer agrees.
 
     Every copy of it there: the send whose handle the job saved, and every job titled with its title at its
@@ -134,10 +168,12 @@ def printer_cancel(*, job: PrintJob, silent: SilentServers | None = None) -> boo
     stayed and printed for a refunded order (tests/production/test_cancel_after_reroute.py).
 
     silent: as for printer_cancels_settle; a job whose server gave no answer in the round waits for the next.
+    listings: the printers' listings shared by the caller's other cancels (each printer listed once).
     """
     if job.printer is None:
         return _printer_cancel_done(job=job, note="no printer")
     silent = silent if silent is not None else SilentServers()
+    listings = listings if listings is not None else PrinterListings()
     if silent.error_for(job.printer) is not None:
         return False
     backend = backend_for(job.printer)
@@ -148,7 +184,7 @@ def printer_cancel(*, job: PrintJob, silent: SilentServers | None = None) -> boo
         if job.backend_job_id:
             outcomes.append(_copy_cancel(backend, job.backend_job_id, title=job.title))
         try:
-            titled = copies_titled(backend, job.title)
+            titled = listings.copies_titled(backend, job.printer, job.title)
         except PermanentPrinterError as error:
             if not outcomes:
                 raise

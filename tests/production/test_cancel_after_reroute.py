@@ -12,6 +12,7 @@ from lab.production import actions, rasterizing, submission, tracking
 from lab.production.cancellation import order_cancel_in_production, printer_cancel
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
+from printers.base import JobInfo
 from printers.errors import PermanentPrinterError, TransientPrinterError
 from printers.hotfolder import HotFolderBackend, move_ticket
 from printers.hotfolder_device import pending_tickets, process_pending
@@ -135,3 +136,48 @@ def test_a_cancel_at_a_printer_that_never_lists_titles_settles_once_the_saved_se
     assert pending_tickets(folder=printer_folder(printer)) == []
     (settled,) = JobEvent.objects.filter(job=job, kind="printer_cancelled")
     assert settled.note.endswith(":cancelled (other copies not looked for: job_names_hidden)")
+
+
+def test_an_order_cancel_lists_its_printer_once_and_withdraws_every_copy(monkeypatch):
+    # given an order of five prints on one minilab, four submitted and one whose send the inbox took while its
+    # submit answered with a transient error (held there, no handle saved: found only by its title)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)] * 5)
+    jobs = list(PrintJob.objects.filter(order=order).order_by("pk"))
+    assert len(jobs) == 5 and {job.printer_id for job in jobs} == {printer.pk}
+    for job in jobs:
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    for job in jobs[:-1]:
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    real_submit = HotFolderBackend.submit
+
+    def took_it_then_went_away(self: HotFolderBackend, **kwargs: object) -> str:
+        real_submit(self, **kwargs)  # type: ignore[arg-type]
+        raise TransientPrinterError(code="printer_unreachable", message="connection reset")
+
+    monkeypatch.setattr(HotFolderBackend, "submit", took_it_then_went_away)
+    assert submission.print_job_submit(job_id=jobs[-1].pk, worker=WORKER) == "retry"
+    monkeypatch.setattr(HotFolderBackend, "submit", real_submit)
+    assert len(pending_tickets(folder=printer_folder(printer))) == 5
+    listings: list[str] = []
+    real_find_jobs = HotFolderBackend.find_jobs
+
+    def counted(self: HotFolderBackend, *, title_prefix: str) -> list[JobInfo]:
+        listings.append(str(self.folder))
+        return real_find_jobs(self, title_prefix=title_prefix)
+
+    monkeypatch.setattr(HotFolderBackend, "find_jobs", counted)
+
+    # when a supervisor cancels the order
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+
+    # then the printer is listed once, not once per job (a hot folder's listing reads every ticket it ever
+    # had: seconds each, and a 20-line order's cancel outlasted the web worker's timeout), and every copy is
+    # withdrawn, the one held without a handle too
+    assert listings == [str(printer_folder(printer))]
+    assert pending_tickets(folder=printer_folder(printer)) == []
+    assert process_pending(folder=printer_folder(printer), delay_seconds=0) == []
+    assert set(PrintJob.objects.filter(order=order).values_list("status", "cancel_at_printer")) == {
+        (J.CANCELLED, False)
+    }
+    assert JobEvent.objects.filter(job__order=order, kind="printer_cancelled").count() == 5
