@@ -223,8 +223,9 @@ TIME_ZONE = "UTC"
 
 def _lab_time_zone() -> str:
     """LAB_TIME_ZONE: the lab's own IANA time zone. People's shifts are wall-clock times in it and the
-    auditors' review day runs midnight to midnight in it. Django's TIME_ZONE stays UTC: pages, their "(UTC)"
-    labels, the supervisor's hourly and daily counts, logs and beat's crontab all read UTC."""
+    auditors' review day runs midnight to midnight in it, and beat's crontab (lab/celery.py) follows it.
+    Django's TIME_ZONE stays UTC: pages, their "(UTC)" labels, the supervisor's hourly and daily counts and
+    logs read UTC."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     value = os.environ.get("LAB_TIME_ZONE", "UTC").strip()
