@@ -16,7 +16,8 @@ Every decode, streamed or whole, decodes every coded tile, and a grid's tiles ma
 it displays: a grid displayed at 4096 x 4096 whose 128 columns of 4096 px tiles all point at one coded
 picture (a 10 KB file) took 87 s to check at intake. `check_coded_pixels` refuses such a photo from its
 header, before any pixel is decoded, counting every coded picture the primary image is derived from (a grid
-hidden under an overlay too); intake and the rasterizer's opening of a HEIC both call it.
+hidden under an overlay too) and those of its auxiliary images (alpha, depth: a grid hidden as the alpha
+image too); intake and the rasterizer's opening of a HEIC both call it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ROWS_PER_CHUNK = 16
 _NO_FILTER = 0  # each PNG row starts with its filter type; ours are stored as they are
 _DIMG = int.from_bytes(b"dimg", "big")  # the reference from a derived image to the images it is made of
+_AUXL = int.from_bytes(b"auxl", "big")  # the reference from an auxiliary image (alpha, depth) to its image
 _MAX_DERIVATION_DEPTH = 8  # an overlay of a grid of tiles is 2; iden steps add one each
 _MAX_REFERENCE_BOXES = 64  # references of one item, grouped by type: a handful in any real file
 
@@ -103,6 +105,11 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
         ],
     ),
     "heif_release_item_references": (None, [_POINTER, ctypes.POINTER(ctypes.POINTER(ctypes.c_uint32))]),
+    "heif_context_get_number_of_items": (ctypes.c_int, [_POINTER]),
+    "heif_context_get_list_of_item_IDs": (
+        ctypes.c_int,
+        [_POINTER, ctypes.POINTER(ctypes.c_uint32), ctypes.c_int],
+    ),
     "heif_item_get_item_type": (ctypes.c_uint32, [_POINTER, ctypes.c_uint32]),
     "heif_image_handle_release": (None, [_POINTER]),
     "heif_image_handle_has_alpha_channel": (ctypes.c_int, [_POINTER]),
@@ -192,15 +199,21 @@ class _Photo:
             and not library.heif_image_handle_has_alpha_channel(handle)
         )
 
-    def decoded_pixels(self) -> tuple[int, int, str]:
-        """The coded pixels a decode of the primary image decodes, how many coded pictures hold them, and
-        the primary item's type. A derived image (`grid`, `iovl` overlay, `iden`, any other) decodes every
-        image its `dimg` references name, once per reference, whatever part of them it shows; a coded one
-        decodes its picture (its `ispe` size). Walked from the primary item, each item's count computed
-        once (a grid whose tiles all name one picture costs one look), at most `_MAX_DERIVATION_DEPTH`
-        deep (a loop of references is corrupt)."""
+    def decoded_pixels(self) -> tuple[int, int, str, int]:
+        """The coded pixels a decode of the primary image decodes, how many coded pictures hold them, the
+        primary item's type and how many auxiliary images are counted with it. A derived image (`grid`,
+        `iovl` overlay, `iden`, any other) decodes every image its `dimg` references name, once per
+        reference, whatever part of them it shows; a coded one decodes its picture (its `ispe` size). Any
+        image decodes with it its auxiliary images, the items whose `auxl` reference names it (libheif
+        decodes the alpha image with the primary; depth and the like are counted too), each with its own
+        derivation: a 26 KB file whose alpha image was a hidden grid of 24 x 24 tiles of 1024 px, behind a
+        primary of one 1024 px picture, decoded 605 MP. Walked from the primary item, each item's count
+        computed once (a grid whose tiles all name one picture costs one look), at most
+        `_MAX_DERIVATION_DEPTH` deep (a loop of references is corrupt)."""
         library, context = self.library, self.context
         counted: dict[int, tuple[int, int]] = {}
+        auxiliaries = self.auxiliaries()
+        auxiliaries_counted: set[int] = set()
 
         def walk(item: int, depth: int) -> tuple[int, int]:
             if item in counted:
@@ -222,13 +235,17 @@ class _Photo:
                 finally:
                     library.heif_image_handle_release(handle)
                 pixels, pictures = max(width, 0) * max(height, 0), 1
+            for auxiliary in auxiliaries.get(item, ()):
+                auxiliaries_counted.add(auxiliary)
+                more_pixels, more_pictures = walk(auxiliary, depth + 1)
+                pixels, pictures = pixels + more_pixels, pictures + more_pictures
             counted[item] = pixels, pictures
             return pixels, pictures
 
         primary = self.primary_id()
         pixels, pictures = walk(primary, 0)
         kind = library.heif_item_get_item_type(context, primary).to_bytes(4, "big")
-        return pixels, pictures, kind.decode("latin-1")
+        return pixels, pictures, kind.decode("latin-1"), len(auxiliaries_counted)
 
     def primary_id(self) -> int:
         primary = ctypes.c_uint32()
@@ -237,6 +254,23 @@ class _Photo:
 
     def derived_from(self, item: int) -> list[int]:
         """The items `item`'s `dimg` references name, in order and with repeats (a grid's tiles)."""
+        return self.references(item, _DIMG)
+
+    def auxiliaries(self) -> dict[int, list[int]]:
+        """For each item of the file that has any, the items whose `auxl` reference names it: its auxiliary
+        images (alpha, depth), which need not be listed as such anywhere else (libheif finds them so)."""
+        library, context = self.library, self.context
+        count = max(library.heif_context_get_number_of_items(context), 0)
+        items = (ctypes.c_uint32 * count)()
+        listed = library.heif_context_get_list_of_item_IDs(context, items, count) if count else 0
+        found: dict[int, list[int]] = {}
+        for auxiliary in items[: max(listed, 0)]:
+            for target in dict.fromkeys(self.references(auxiliary, _AUXL)):
+                found.setdefault(target, []).append(auxiliary)
+        return found
+
+    def references(self, item: int, reference_type: int) -> list[int]:
+        """The items `item`'s references of one type name, in order and with repeats."""
         library, context = self.library, self.context
         found: list[int] = []
         for index in range(_MAX_REFERENCE_BOXES):
@@ -248,7 +282,7 @@ class _Photo:
             try:
                 if not count:
                     return found
-                if kind.value == _DIMG:
+                if kind.value == reference_type:
                     found.extend(targets[i] for i in range(count))
             finally:
                 if targets:
@@ -273,7 +307,9 @@ def check_coded_pixels(data: bytes, *, max_pixels: int) -> None:
       (1 x 1 "tiles") larger than the limit too, whatever crop it displays. Counted over the whole
       derivation of the primary image (`_Photo.decoded_pixels`): a 26 KB file whose primary item is a
       512 x 512 overlay (`iovl`) of a hidden grid of 24 x 24 tiles of 1024 px, which libheif reports as one
-      512 px tile, decodes 604 MP (10 s or more, 2.7 GB) and is refused as that;
+      512 px tile, decodes 604 MP (10 s or more, 2.7 GB) and is refused as that; the auxiliary images
+      (`auxl`: alpha, depth) of every image counted are counted too, with their own derivations, as libheif
+      decodes the primary's alpha with it (a hidden grid as the alpha of one 1024 px picture: 605 MP);
     - a whole column or row of tiles outside the image ((columns - 1) x tile width >= image width, or the
       same for rows): an encoder's grid only ever overhangs the image by part of its last tile.
     A file libheif cannot parse raises HeifTileError (a ValueError), as a corrupt file does elsewhere.
@@ -287,10 +323,15 @@ def check_coded_pixels(data: bytes, *, max_pixels: int) -> None:
     tiling = photo.tiling()
     columns, rows = tiling.num_columns, tiling.num_rows
     tile_width, tile_height = tiling.tile_width, tiling.tile_height
-    coded, pictures, kind = photo.decoded_pixels()
+    coded, pictures, kind, auxiliaries = photo.decoded_pixels()
     coded = max(coded, columns * tile_width * rows * tile_height)
     if coded > max_pixels:
-        if kind == "grid":
+        if auxiliaries:
+            where = (
+                f"the {pictures} coded pictures its {kind!r} image and {auxiliaries} auxiliary image(s) "
+                "(alpha, depth) are made of"
+            )
+        elif kind == "grid":
             where = f"{columns} x {rows} tiles"
         elif pictures > 1 or photo.derived_from(photo.primary_id()):
             where = f"the {pictures} coded pictures its {kind!r} image is made of"

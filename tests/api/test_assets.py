@@ -298,6 +298,29 @@ def test_a_heic_whose_overlay_hides_a_grid_of_more_pixels_than_the_limit_is_refu
     assert stored_files(settings) == []
 
 
+def test_a_heic_whose_alpha_image_is_a_hidden_grid_of_more_pixels_than_the_limit_is_refused_as_a_bomb(
+    api, settings
+):
+    # given a 26 KB HEIC whose primary item is one 1024 px picture and whose alpha image, which libheif
+    # decodes with it, is a hidden grid of 24 x 24 tiles of 1024 px: 605 MP decoded for 1 MP shown
+    from tests.support.images import heic_with_a_hidden_alpha_grid
+
+    data = heic_with_a_hidden_alpha_grid()
+    assert len(data) < 30_000
+    api.force_authenticate(UserFactory.create())
+
+    # when it is uploaded
+    response = upload(api, data, name="photo.heic")
+
+    # then it is refused from its header as a bomb of the pixels the alpha grid holds too (before: accepted,
+    # after a decode of 1 GB)
+    assert response.status_code == 422, response.json()
+    assert response.json()["code"] == "decompression_bomb"
+    assert "605028352 pixels" in response.json()["detail"]
+    assert Asset.objects.count() == 0
+    assert stored_files(settings) == []
+
+
 def _hand_built_grid(**grid: object) -> bytes:
     from tests.support.images import heic_grid_with_tiles_beyond_the_image
 

@@ -21,7 +21,12 @@ from lab.production.imaging import source
 from lab.production.imaging.errors import TOO_LARGE
 from lab.production.imaging.thumbnail import upright_thumbnail
 from lab.production.raster import RasterError, RasterSpec, rasterize
-from tests.support.images import heic_bytes, heic_grid_with_tiles_beyond_the_image, heic_overlay_of_a_grid
+from tests.support.images import (
+    heic_bytes,
+    heic_grid_with_tiles_beyond_the_image,
+    heic_overlay_of_a_grid,
+    heic_with_a_hidden_alpha_grid,
+)
 
 
 @pytest.fixture
@@ -129,6 +134,40 @@ def test_the_coded_pixels_counted_are_those_of_the_whole_derivation() -> None:
 @functools.cache
 def _overlay() -> bytes:
     return heic_overlay_of_a_grid()
+
+
+@pytest.mark.parametrize("opening", OPENINGS.values(), ids=OPENINGS.keys())
+def test_a_hidden_grid_as_the_alpha_image_is_refused_for_the_pixels_of_the_grid(
+    opening: Callable[[bytes], object],
+) -> None:
+    # given a 26 KB HEIC whose primary item is one 1024 px coded picture, and whose alpha image (`auxl` to the
+    # primary, `auxC` alpha), which libheif decodes with it, is a hidden grid of 24 x 24 tiles of 1024 px, all
+    # one coded picture: the primary's derivation alone counted 1 MP, and its decode took 1 GB
+    data = _alpha_grid()
+
+    with pytest.raises(RasterError) as refused:
+        opening(data)
+
+    # then it is refused from its header, the alpha grid's tiles counted with the primary's picture
+    assert refused.value.code == TOO_LARGE
+    assert "codes 605028352 pixels in the 577 coded pictures" in refused.value.message
+
+
+def test_the_coded_pixels_counted_include_those_of_the_alpha_image() -> None:
+    # a primary of one 256 px picture whose alpha is a grid of 2 x 2 such tiles: five pictures counted,
+    # refused one pixel under them
+    data = heic_with_a_hidden_alpha_grid(tile=256, columns=2, rows=2)
+    heif_tiles.check_coded_pixels(data, max_pixels=5 * 256 * 256)
+    with pytest.raises(heif_tiles.CodedTooLarge) as refused:
+        heif_tiles.check_coded_pixels(data, max_pixels=5 * 256 * 256 - 1)
+    assert (refused.value.coded_pixels, refused.value.outside) == (5 * 256 * 256, False)
+    with pytest.raises(heif_tiles.CodedTooLarge):
+        heif_tiles.check_coded_pixels(_alpha_grid(), max_pixels=178_000_000)
+
+
+@functools.cache
+def _alpha_grid() -> bytes:
+    return heic_with_a_hidden_alpha_grid()
 
 
 def test_streaming_skips_tiles_wholly_outside_the_image(decoded_tiles: list[tuple[int, int]]) -> None:

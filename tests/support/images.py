@@ -160,6 +160,17 @@ def heic_overlay_of_a_grid(
     )
 
 
+def heic_with_a_hidden_alpha_grid(tile: int = 1024, columns: int = 24, rows: int = 24) -> bytes:
+    """A HEIC whose primary item is one coded picture of `tile` px, and whose alpha image (an item whose
+    `auxl` reference names the primary, with `auxC` urn:mpeg:hevc:2015:auxid:1) is a hidden `grid` of
+    `columns` x `rows` tiles of `tile` px, each the same coded picture: by default 26 KB, 1024 x 1024 shown
+    and 604 MP decoded, as libheif decodes a primary's alpha with it. Written by hand, as
+    `heic_grid_with_tiles_beyond_the_image` (no encoder makes one)."""
+    return _hand_written_heic(
+        tile=tile, columns=columns, rows=rows, grid_shown=(columns * tile, rows * tile), alpha_grid=True
+    )
+
+
 def _hand_written_heic(
     *,
     tile: int,
@@ -167,10 +178,12 @@ def _hand_written_heic(
     rows: int,
     grid_shown: tuple[int, int],
     overlay_shown: tuple[int, int] | None = None,
+    alpha_grid: bool = False,
 ) -> bytes:
     """ftyp, a meta box and one mdat: a `grid` (data in idat) of hvc1 items sharing one hvcC and one mdat
     payload, the primary item; or, with `overlay_shown`, a hidden one under a primary `iovl` (data in idat
-    after the grid's) of that size that places it at (0, 0)."""
+    after the grid's) of that size that places it at (0, 0); or, with `alpha_grid`, a hidden one that is the
+    alpha image (`auxl` and `auxC`) of a primary hvc1 item of one tile, the same coded picture."""
     import pillow_heif
 
     coded = io.BytesIO()
@@ -186,13 +199,15 @@ def _hand_written_heic(
         return box(kind, bytes([version]) + flags.to_bytes(3, "big") + payload)
 
     overlaid = overlay_shown is not None
-    grid_item = 2 if overlaid else 1  # item 1 is the primary: the overlay, or the grid
+    grid_item = (
+        2 if overlaid or alpha_grid else 1
+    )  # item 1 is the primary: the overlay, the picture or the grid
     tiles = range(grid_item + 1, grid_item + 1 + rows * columns)
     width, height = grid_shown
     grid = bytes([0, 1, rows - 1, columns - 1]) + struct.pack(">II", width, height)  # 32-bit sizes
     # ispe properties: 2 each tile's size, 3 the grid's (1 is the hvcC), 4 the overlay's
     sizes = [(tile, tile), grid_shown]
-    infos = [full_box(b"infe", 2, 1 if overlaid else 0, struct.pack(">HH", grid_item, 0) + b"grid\0")]
+    infos = [full_box(b"infe", 2, 0 if grid_item == 1 else 1, struct.pack(">HH", grid_item, 0) + b"grid\0")]
     infos += [full_box(b"infe", 2, 1, struct.pack(">HH", item, 0) + b"hvc1\0") for item in tiles]  # hidden
     associations = [struct.pack(">HB", grid_item, 1) + bytes([3])]
     associations += [struct.pack(">HB", item, 2) + bytes([0x81, 2]) for item in tiles]  # hvcC essential
@@ -210,8 +225,19 @@ def _hand_written_heic(
         associations.insert(0, struct.pack(">HB", 1, 1) + bytes([4]))
         references = box(b"dimg", struct.pack(">HHH", 1, 1, grid_item)) + references
         in_idat.append((1, overlay))
+    alpha = b""
+    coded_items = list(tiles)
+    if alpha_grid:
+        # the primary: the tiles' picture, shown (hvcC and ispe 2); the grid: its alpha (auxC, property 4)
+        alpha = full_box(b"auxC", 0, 0, b"urn:mpeg:hevc:2015:auxid:1\0")
+        infos.insert(0, full_box(b"infe", 2, 0, struct.pack(">HH", 1, 0) + b"hvc1\0"))
+        associations[0] = struct.pack(">HB", grid_item, 2) + bytes([3, 4])
+        associations.insert(0, struct.pack(">HB", 1, 2) + bytes([0x81, 2]))
+        references += box(b"auxl", struct.pack(">HHH", grid_item, 1, 1))
+        coded_items.insert(0, 1)
     properties = box(
-        b"ipco", hvcc + b"".join(full_box(b"ispe", 0, 0, struct.pack(">II", *size)) for size in sizes)
+        b"ipco",
+        hvcc + b"".join(full_box(b"ispe", 0, 0, struct.pack(">II", *size)) for size in sizes) + alpha,
     )
     idat = b"".join(data for _, data in in_idat)
 
@@ -222,7 +248,8 @@ def _hand_written_heic(
             locations.append(struct.pack(">HHHH", item, 1, 0, 1) + struct.pack(">II", at, len(data)))
             at += len(data)
         locations += [
-            struct.pack(">HHHH", i, 0, 0, 1) + struct.pack(">II", mdat_offset, len(picture)) for i in tiles
+            struct.pack(">HHHH", i, 0, 0, 1) + struct.pack(">II", mdat_offset, len(picture))
+            for i in coded_items
         ]
         return full_box(
             b"meta",
