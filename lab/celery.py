@@ -66,15 +66,28 @@ app.conf.update(
     task_default_queue="default",
     # `webhooks`: customers' endpoints decide how long an attempt waits (up to its 10 s timeout), so their
     # deliveries have their own processes and never hold up releases, polls and e-mail on `default`.
+    # `fetch`: photos sent by URL (POST /api/v1/assets, open to anonymous clients), whose host decides how
+    # long a fetch waits (up to its 100 s soft limit); on `default`, URLs of a host that drops SYNs held both
+    # default processes, and releases, reconcile, polls and e-mail waited behind them
+    # (deploy/systemd/printlab-fetch.service). The sweep that re-sends lost fetches sends them by name, so
+    # they come here too.
     # `audit`: the signed checkpoints, taken by the one worker beside beat and the witness
     # (deploy/systemd/printlab-audit.service); on `default`, the default workers of several app hosts each
     # appended checkpoints to their own host's witness file, and `audit_verify` found each one incomplete.
-    task_queues=[Queue("default"), Queue("raster"), Queue("print"), Queue("webhooks"), Queue("audit")]
+    task_queues=[
+        Queue("default"),
+        Queue("raster"),
+        Queue("print"),
+        Queue("webhooks"),
+        Queue("fetch"),
+        Queue("audit"),
+    ]
     + ([Queue(f"print.{settings.PRINT_HOST}")] if settings.PRINT_HOST else []),
     task_routes={
         "production.print_job_rasterize": {"queue": "raster"},
         "production.print_job_submit": {"queue": "print"},
         "notify.webhook_deliver": {"queue": "webhooks"},
+        "intake.asset_fetch": {"queue": "fetch"},
         "audit.checkpoint": {"queue": "audit"},
     },
     worker_prefetch_multiplier=1,

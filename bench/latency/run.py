@@ -212,7 +212,7 @@ def stack_running(root: Path) -> Iterator[Stack]:
         celery = str(VENV_BIN / "celery")
         stack.start(
             "worker",
-            [celery, "-A", "workers", "worker", "-Q", "default,raster,print,webhooks,audit", "-c", "2",
+            [celery, "-A", "workers", "worker", "-Q", "default,raster,print,webhooks,fetch,audit", "-c", "2",
              "--without-mingle", "--without-gossip", "-n", f"bench-latency-{os.getpid()}@%h",
              "--loglevel", "INFO"],
             ready=" ready.",

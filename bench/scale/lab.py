@@ -21,7 +21,7 @@ from bench.intake.run import ROOT, Child, database_drop, database_recreate, free
 
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_bench_scale"
-QUEUE_KEYS = ("default", "raster", "print", "webhooks", "unacked", "unacked_index", "unacked_mutex")
+QUEUE_KEYS = ("default", "raster", "print", "webhooks", "fetch", "unacked", "unacked_index", "unacked_mutex")
 # Settings of the calling shell that must not leak in: a shared cache, keys other than the throw-away ones the
 # settings generate in the run's LAB_VAR_DIR, DEBUG (keeps every query in memory), the shell's own folders.
 SHARED_SETTINGS = (
@@ -93,13 +93,13 @@ def roles_for(arguments: argparse.Namespace, *, web_port: int, var_dir: Path) ->
     )
     if arguments.layout == "shared":
         # The reference layout until 2026-12-02: one worker for both queues, where the default queue starved.
-        workers = [worker("worker-app", "default,raster,webhooks,audit", arguments.raster_concurrency)]
+        workers = [worker("worker-app", "default,raster,webhooks,fetch,audit", arguments.raster_concurrency)]
     else:
         # deploy/systemd: printlab-default (-Q default), printlab-raster (-Q raster -c cores), a print worker;
-        # the bench registers no webhook endpoint, so printlab-webhooks' queue is served by the default
-        # one, and printlab-audit's (the checkpoints) too.
+        # the bench registers no webhook endpoint and sends no photo by URL, so printlab-webhooks' and
+        # printlab-fetch's queues are served by the default one, and printlab-audit's (the checkpoints) too.
         workers = [
-            worker("worker-default", "default,webhooks,audit", arguments.default_concurrency),
+            worker("worker-default", "default,webhooks,fetch,audit", arguments.default_concurrency),
             worker("worker-raster", "raster", arguments.raster_concurrency),
         ]
     roles = [web, *workers, worker("worker-print", "print", 1), beat]

@@ -205,23 +205,23 @@ def test_url_asset_read_over_api_shows_failure_reason(api, server):
 
 
 @pytest.fixture
-def default_queue() -> Iterator[redis.Redis]:
-    with emptied_queues("default") as client:
+def fetch_queue() -> Iterator[redis.Redis]:
+    with emptied_queues("fetch") as client:
         yield client
 
 
 def fetches_queued(broker: redis.Redis) -> list[str]:
-    queued = queued_tasks(broker, "default")
+    queued = queued_tasks(broker, "fetch")
     return [kwargs["asset_id"] for task, kwargs in queued if task == "intake.asset_fetch"]
 
 
 def test_a_url_photo_whose_fetch_message_was_lost_is_sent_again_by_the_sweep_and_fetched_once(
-    server, default_queue, django_capture_on_commit_callbacks, settings
+    server, fetch_queue, django_capture_on_commit_callbacks, settings
 ):
     with django_capture_on_commit_callbacks(execute=True):
         asset = asset_create_from_url(owner=UserFactory.create(), url=f"{server}/photo.jpg")
-    assert fetches_queued(default_queue) == [str(asset.pk)]
-    default_queue.delete("default")  # the broker lost it (restarted without persistence, flushed)
+    assert fetches_queued(fetch_queue) == [str(asset.pk)]
+    fetch_queue.delete("fetch")  # the broker lost it (restarted without persistence, flushed)
     sent_at = Asset.objects.get(pk=asset.pk).fetch_sent_at
     assert sent_at is not None
 
@@ -230,7 +230,7 @@ def test_a_url_photo_whose_fetch_message_was_lost_is_sent_again_by_the_sweep_and
     later = sent_at + timedelta(seconds=settings.ASSET_FETCH_SWEEP_SECONDS + 1)
     assert photos.asset_fetches_sweep(now=later) == {"resent": 1, "failed": 0}
     assert photos.asset_fetches_sweep(now=later) == {"resent": 0, "failed": 0}  # no second message
-    assert fetches_queued(default_queue) == [str(asset.pk)]
+    assert fetches_queued(fetch_queue) == [str(asset.pk)]
 
     asset_fetch(asset_id=str(asset.pk))
     asset_fetch(asset_id=str(asset.pk))  # a duplicate of the message finds it done
@@ -264,7 +264,7 @@ def test_a_second_message_for_a_photo_being_fetched_fetches_nothing(server):
 
 
 def test_a_fetch_whose_worker_died_is_sent_again_after_its_lease_and_fails_after_three_claims(
-    api, server, default_queue, django_capture_on_commit_callbacks
+    api, server, fetch_queue, django_capture_on_commit_callbacks
 ):
     owner = UserFactory.create()
     asset = asset_create_from_url(owner=owner, url=f"{server}/photo.jpg")
@@ -279,7 +279,7 @@ def test_a_fetch_whose_worker_died_is_sent_again_after_its_lease_and_fails_after
     # one past its lease is sent again.
     Asset.objects.filter(pk=asset.pk).update(fetch_claimed_at=sent_long_ago)
     assert photos.asset_fetches_sweep(now=now) == {"resent": 1, "failed": 0}
-    assert fetches_queued(default_queue) == [str(asset.pk)]
+    assert fetches_queued(fetch_queue) == [str(asset.pk)]
 
     # Three claims that each died: the photo fails for the customer to see, rather than staying pending.
     Asset.objects.filter(pk=asset.pk).update(fetch_sent_at=sent_long_ago, fetch_attempts=3)

@@ -58,6 +58,7 @@ def test_every_unit_parses_with_unit_service_and_install_sections():
         "printlab-audit.service",
         "printlab-beat.service",
         "printlab-default.service",
+        "printlab-fetch.service",
         "printlab-migrate.service",
         "printlab-print@.service",
         "printlab-printer-events.service",
@@ -123,6 +124,7 @@ def test_web_runs_gunicorn_and_the_default_queue_has_a_worker_apart_from_the_ras
     assert queues_by_unit == {
         "printlab-audit.service": {"audit"},
         "printlab-default.service": {"default"},
+        "printlab-fetch.service": {"fetch"},
         "printlab-print@.service": {"print.%i"},
         "printlab-raster.service": {"raster"},
         "printlab-webhooks.service": {"webhooks"},
@@ -133,7 +135,7 @@ def test_every_celery_worker_is_stopped_through_its_main_process():
     # KillMode=control-group (systemd's default) sends SIGTERM to the pool's children too, and the main
     # process then sometimes hung in its pool teardown until the SIGKILL (tests/e2e/test_embedded_worker.py).
     workers = [path for path in SERVICES if " worker -Q " in exec_start(path)]
-    assert len(workers) == 5
+    assert len(workers) == 6
     for path in workers:
         service = parse_unit(path)["Service"]
         assert (service["KillMode"], service["KillSignal"]) == (["mixed"], ["SIGTERM"]), path.name
@@ -146,6 +148,7 @@ def test_the_raster_worker_holds_no_payment_key():
         for path in SERVICES
     }
     assert "stripe_secret_key" not in credentials["printlab-raster.service"]
+    assert "stripe_secret_key" not in credentials["printlab-fetch.service"]
     assert "stripe_secret_key" in credentials["printlab-default.service"]
 
 
@@ -211,6 +214,7 @@ def test_every_process_that_writes_the_blob_store_or_the_witness_may_write_there
         "printlab-web.service": [storage, witness],
         "printlab-audit.service": [witness],
         "printlab-default.service": [storage],
+        "printlab-fetch.service": [storage],  # a photo fetched by URL is stored
         "printlab-raster.service": [storage],
         "printlab-print@.service": [storage],
     }
@@ -257,13 +261,16 @@ def test_every_queue_a_job_can_be_sent_to_is_consumed_or_the_docs_give_every_pri
         for match in re.finditer(r" -Q (\S+)", exec_start(path))
         for queue in match.group(1).split(",")
     }
-    assert consumed == {"default", "raster", "print.%i", "webhooks", "audit"}
+    assert consumed == {"default", "raster", "print.%i", "webhooks", "fetch", "audit"}
     assert "printers_sync --server <host>:631 --host <name>" in (ROOT / "deploy" / "README.md").read_text()
 
 
 def test_every_task_goes_to_a_queue_a_unit_consumes_and_webhooks_never_share_the_default_queue():
     # A customer's endpoint decides how long a delivery waits (up to its 10 s timeout): ten endpoints that
     # drop packets held both default processes for good, and releases, polls and e-mail waited behind them.
+    # So does a photo's URL (POST /api/v1/assets, anonymous): a host that drops SYNs held a default process
+    # 60-100 s a fetch, and one client at the anonymous throttle backed `default` up by most of an hour a
+    # minute.
     from workers import app
 
     app.loader.import_default_modules()  # the tasks autodiscovery registers, as a worker's start imports them
@@ -285,12 +292,43 @@ def test_every_task_goes_to_a_queue_a_unit_consumes_and_webhooks_never_share_the
 
     assert not_consumed == {}
     assert routed["notify.webhook_deliver"] == "webhooks"
+    assert routed["intake.asset_fetch"] == "fetch"
     units_with_default = [
         path.name for path in SERVICES if re.search(r" -Q \S*\bdefault\b", exec_start(path))
     ]
     assert units_with_default == ["printlab-default.service"]
     default_queues = re.search(r" -Q (\S+)", exec_start(UNITS / "printlab-default.service"))
-    assert default_queues is not None and "webhooks" not in default_queues.group(1).split(",")
+    assert default_queues is not None and default_queues.group(1).split(",") == ["default"]
+
+
+def test_photo_fetches_by_url_have_a_worker_of_their_own_on_every_app_host():
+    # Not `default` (above), nor the webhooks worker's processes: a slow photo URL and a slow customer
+    # endpoint never hold each other's. The app hosts enable it, and every stack that runs one worker for all
+    # queues (scripts/run, the tests' worker) consumes it, or a photo by URL stays `pending` there.
+    from tests.support.celery_worker import QUEUES
+    from workers import app
+
+    app.loader.import_default_modules()
+    consumers = [
+        path.name
+        for path in SERVICES
+        for match in re.finditer(r" -Q (\S+)", exec_start(path))
+        if "fetch" in match.group(1).split(",")
+    ]
+    (app_host,) = [
+        line
+        for line in (ROOT / "deploy" / "README.md").read_text().splitlines()
+        if line.startswith("- **app host**")
+    ]
+    run_worker = re.search(r"celery -A workers worker -Q (\S+)", (ROOT / "scripts" / "run").read_text())
+
+    assert app.amqp.router.route({}, "intake.asset_fetch")["queue"].name == "fetch"
+    assert "fetch" in {queue.name for queue in app.conf.task_queues}  # and so in the queue-depth gauge
+    assert consumers == ["printlab-fetch.service"]
+    assert " worker -Q fetch -c 4 " in exec_start(UNITS / "printlab-fetch.service")
+    assert "printlab-fetch" in app_host
+    assert run_worker is not None and "fetch" in run_worker.group(1).split(",")
+    assert "fetch" in QUEUES
 
 
 def test_the_audit_checkpoints_go_to_one_worker_beside_beat_and_the_witness():

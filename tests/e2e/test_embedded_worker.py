@@ -55,7 +55,7 @@ def _start_then_stop(*, env: dict[str, str], log: Path, stop: int) -> None:
         "workers",
         "worker",
         "-Q",
-        "default,raster,print,webhooks,audit",
+        "default,raster,print,webhooks,fetch,audit",
     ]
     with log.open("wb") as output:
         worker = subprocess.Popen(

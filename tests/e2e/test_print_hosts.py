@@ -93,7 +93,7 @@ def print_hosts(
             project_dir=PROJECT_DIR,
             # The first host also runs raster, default, audit and the deployment's one beat; the other prints
             # only.
-            queues=("default", "raster", "webhooks", "audit", f"print.{name}")
+            queues=("default", "raster", "webhooks", "fetch", "audit", f"print.{name}")
             if is_first
             else (f"print.{name}",),
             beat=is_first,

@@ -88,7 +88,7 @@ def test_worker_and_beat_from_requirements_txt_alone_run_tasks_through_redis(
 
     run(python, "manage.py", "migrate", "--no-input", "-v", "0")
     worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
-    queues = "default,raster,print,webhooks,audit"
+    queues = "default,raster,print,webhooks,fetch,audit"
     worker_command = [celery, "-A", "workers", "worker", "-Q", queues, "-c", "1"]
     worker_command += [
         "--without-mingle",

@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.support.processes import Service, freeze, thaw
 
-QUEUES = ("default", "raster", "print", "webhooks", "audit")
+QUEUES = ("default", "raster", "print", "webhooks", "fetch", "audit")
 READY_LINE = b" ready."
 STARTUP_TIMEOUT_SECONDS = 60.0
 # The beat tasks whose rounds `wait_rounds` counts.
