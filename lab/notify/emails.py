@@ -6,16 +6,22 @@ Messages are rendered from templates under notify/email/; sending and bookkeepin
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
+from django.core.validators import validate_email
 from django.template.loader import render_to_string
 
 from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 
 RECEIVED = "received"
+# A cancelled order's payment, found only after the cancel (its Stripe event late or lost), was refunded: the
+# cancellation e-mail knew of no payment, so this one tells the customer their money went back.
+REFUNDED = "refunded"
 
 # Public tracking pages; the tracking number is the only thing we put in the URL.
 TRACKING_URLS = {
@@ -37,6 +43,7 @@ EMAILS: dict[str, tuple[str, str]] = {
     OrderStatus.CANCELLED: ("order_cancelled", "Order {ref} is cancelled"),
     READY_TO_COLLECT: ("order_ready_to_collect", "Order {ref} is ready to collect"),
     COLLECTED: ("order_collected", "Order {ref} was collected"),
+    REFUNDED: ("order_refunded", "Your payment for order {ref} is refunded"),
 }
 
 
@@ -78,6 +85,18 @@ def order_recipient(*, order: Order) -> str:
     return order.guest_email
 
 
+def reply_to() -> list[str]:
+    """Where a customer's reply goes: LAB_CONTACT, which every e-mail asks them to reply to (the messages come
+    from DEFAULT_FROM_EMAIL, often an address nobody reads). Nothing when LAB_CONTACT is not an e-mail
+    address (a phone number, a web page): a reply then goes to the sender, as before."""
+    contact = settings.LAB_CONTACT.strip()
+    try:
+        validate_email(parseaddr(contact)[1])
+    except ValidationError:
+        return []
+    return [contact]
+
+
 def has_email(*, kind: str) -> bool:
     return kind in EMAILS
 
@@ -100,6 +119,7 @@ def order_email(*, order: Order, kind: str) -> EmailMessage:
         body=render_to_string(f"notify/email/{template}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[order_recipient(order=order)],
+        reply_to=reply_to(),
         headers={"Auto-Submitted": "auto-generated"},
     )
 
@@ -128,5 +148,6 @@ def receipt_email(*, recipient: str, order_ref: str, reason: str, url: str, key_
         body=render_to_string("notify/email/privacy_receipt.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[recipient],
+        reply_to=reply_to(),
         headers={"Auto-Submitted": "auto-generated"},
     )

@@ -22,6 +22,7 @@ class Notification(models.Model):
     class Kind(models.TextChoices):
         ORDER_RECEIVED = "order_received"
         STATUS_CHANGED = "status_changed"
+        ORDER_REFUNDED = "order_refunded"  # a refund recorded after the cancellation e-mail (services.py)
 
     class Status(models.TextChoices):
         PENDING = "pending"  # claimed by a worker that is sending now

@@ -59,6 +59,15 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
     _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=status)
 
 
+# The order events that record a refund made (lab/orders/payments.py `_refunded`, and a full refund made in
+# Stripe's dashboard: lab/orders/stripe_events.py). On a cancelled order whose cancellation e-mail knew of no
+# payment, the sweep mails the customer that their money went back (`_refund_skip_reason`). The notification
+# row is claimed like any other (one per order event), so a sweep run twice, or two at once, mails it once.
+REFUND_EVENT_KINDS = ("refunded", "refunded_at_stripe")
+# Notification.kind of a refund's e-mail: not a status change, so no status webhook goes with it.
+REFUND_NOTIFICATION_KIND = Notification.Kind.ORDER_REFUNDED
+
+
 # Order events older than this are not notified late by the sweep: a days-old "in production" mail misleads.
 SWEEP_WINDOW = timedelta(hours=24)
 # After this many sends failed one after another for want of a mail server, a sweep judges it down: it sends
@@ -75,11 +84,14 @@ def notifications_sweep() -> int:
     """Notify the order events whose task message was lost (broker restart, worker killed before it acked).
 
     The order event, written in the transaction of the status change, is the durable record that the customer
-    is owed a message; the claim row makes a late or doubled run send it once. Also taken up again: a
-    notification whose sending failed after the task's own retries (a mail server down for an hour), and one
-    claimed by a worker that died before it recorded the outcome (its pool process killed: Celery acknowledges
-    such a message) once its claim lease has run out. The latter may have been sent just before the worker
-    died; the customer then gets it twice, which SMTP cannot rule out.
+    is owed a message; the claim row makes a late or doubled run send it once. A refund recorded on a
+    cancelled order (REFUND_EVENT_KINDS) has no task of its own: this sweep is what mails it, a minute or two
+    later (before, a payment found only after the cancel was refunded without a word to the customer, whose
+    cancellation e-mail had said no payment was taken). Also taken up again: a notification whose sending
+    failed after the task's own retries (a mail server down for an hour), and one claimed by a worker that
+    died before it recorded the outcome (its pool process killed: Celery acknowledges such a message) once its
+    claim lease has run out. The latter may have been sent just before the worker died; the customer then gets
+    it twice, which SMTP cannot rule out.
 
     Webhooks do not wait for the mail server: they are emitted when an event is first claimed, so the events
     never claimed come first (a backlog of failed e-mails no longer stands in front of them), and once the
@@ -94,7 +106,7 @@ def notifications_sweep() -> int:
     )
     events = (
         OrderEvent.objects.filter(
-            Q(kind="created") | Q(kind="status_changed"),
+            Q(kind="created") | Q(kind="status_changed") | Q(kind__in=REFUND_EVENT_KINDS),
             created_at__gte=now - SWEEP_WINDOW,
             created_at__lt=now - timedelta(seconds=settings.NOTIFY_SWEEP_SECONDS),
         )
@@ -111,8 +123,11 @@ def notifications_sweep() -> int:
             break
         if mail_down and event.claimed:
             break  # its webhooks went out when it was claimed; its e-mail, like all after it, waits
+        kind: str
         if event.kind == "created":
             kind, email_kind = Notification.Kind.ORDER_RECEIVED, emails.RECEIVED
+        elif event.kind in REFUND_EVENT_KINDS:
+            kind, email_kind = REFUND_NOTIFICATION_KIND, emails.REFUNDED
         else:
             kind, email_kind = Notification.Kind.STATUS_CHANGED, event.to_status
         try:
@@ -216,7 +231,10 @@ def _stale_reason(*, order_event: OrderEvent, order: Order) -> str | None:
     - a hold that has ended, or that a later hold replaced, asks nothing any more: its e-mail went out blank
       (the question is gone) or repeated the later hold's question, which that hold's own e-mail asks;
     - a hold ended back to `paid` (an order held before its release) was announced paid already: the same
-      "payment confirmed" went out a second time."""
+      "payment confirmed" went out a second time;
+    - a refund is mailed only when the cancellation e-mail could not tell of it (`_refund_skip_reason`)."""
+    if order_event.kind in REFUND_EVENT_KINDS:
+        return _refund_skip_reason(order_event=order_event, order=order)
     if order_event.kind != "status_changed":
         return None
     if order_event.to_status == OrderStatus.ON_HOLD:
@@ -230,6 +248,41 @@ def _stale_reason(*, order_event: OrderEvent, order: Order) -> str | None:
             return "hold_over"
     if order_event.to_status == OrderStatus.PAID and order_event.from_status == OrderStatus.ON_HOLD:
         return "hold_released"
+    return None
+
+
+def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
+    """Why a refund event owes the customer no e-mail of its own (None: it owes one).
+
+    Only a cancelled order's: a refund made in Stripe's dashboard holds an order that goes on, for a
+    supervisor to decide, and the refund of a payment of the wrong amount on an order still awaiting payment
+    is told by the cancellation e-mail when the order expires. A refund decided before or with the cancel (a
+    paid order cancelled: `payment_cancel_decide` runs in the cancel's transaction, before its transition)
+    was told by the cancellation e-mail ("We refunded ..."); one decided after it, or none decided (a payment
+    found by the intent's cancel or by its late event, a full refund in Stripe's dashboard), was not: that
+    e-mail said no payment had reached us. A refund told once is not told again (it failed at Stripe after it
+    succeeded, and was made again)."""
+    if order.status != OrderStatus.CANCELLED:
+        return "refund_not_cancelled"
+    cancelled = (
+        OrderEvent.objects.filter(order=order, kind="status_changed", to_status=OrderStatus.CANCELLED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if (
+        cancelled is not None
+        and OrderEvent.objects.filter(order=order, kind="refund_decided")
+        .filter(
+            Q(created_at__lt=cancelled.created_at) | Q(created_at=cancelled.created_at, pk__lt=cancelled.pk)
+        )
+        .exists()
+    ):
+        return "refund_told_with_cancel"
+    told = Notification.objects.filter(
+        order=order, kind=REFUND_NOTIFICATION_KIND, status=Notification.Status.SENT
+    ).exclude(order_event=order_event)
+    if told.exists():
+        return "refund_told"
     return None
 
 

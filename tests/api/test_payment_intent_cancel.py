@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core import mail
+from django.db.models import F
 
 from lab.customer_data.retention import orders_expire_unpaid
 from lab.lib.errors import UpstreamError
@@ -14,7 +16,7 @@ from lab.orders.models import Order, OrderEvent
 from lab.production.cancellation import order_cancel_in_production
 from tests.builders import person
 from tests.support.stripe_webhooks import deliver, order_placed, pay_at_stripe, stripe_test_client, succeeded
-from workers import tasks
+from workers import notify_tasks, tasks
 
 pytestmark = pytest.mark.django_db
 STRIPE_UNREACHABLE = "http://127.0.0.1:9"  # nothing listens there
@@ -238,6 +240,58 @@ def test_a_payment_whose_event_never_came_is_refunded_once_the_unpaid_order_expi
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("cancelled", "refunded")
     assert stripe_refunds(order) == [("succeeded", order.total_minor)]
+
+
+def notifications_sweep() -> None:
+    """Beat's notifications sweep, run as a worker runs it, once the order events are old enough for it (it
+    leaves those younger than NOTIFY_SWEEP_SECONDS to their own task)."""
+    OrderEvent.objects.update(created_at=F("created_at") - timedelta(minutes=2))
+    notify_tasks.notifications_sweep()
+
+
+def test_the_customer_of_a_payment_found_after_the_order_expired_is_told_of_its_refund_once(
+    api, order, django_capture_on_commit_callbacks
+):
+    # given the customer paid at Stripe, and its payment_intent.succeeded never reaches the lab
+    pay_at_stripe(order)
+
+    # when the order expires unpaid, and its cancellation e-mail goes out while the lab knows of no payment
+    with django_capture_on_commit_callbacks(execute=True):
+        assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 1
+    notify_tasks.order_status_changed(order_id=order.pk, status="cancelled")
+
+    # then it does not deny the payment (before: "No payment was taken for this order." to a customer who
+    # had been charged), and says a payment made all the same is refunded
+    [cancelled] = mail.outbox
+    assert cancelled.subject == f"Order {order.ref} is cancelled"
+    assert "No payment was taken" not in cancelled.body
+    assert "payment is refunded automatically, and we write to you when it is" in " ".join(
+        cancelled.body.split()
+    )
+
+    # when beat's payments sweep finds the payment and refunds it, and the notifications sweep runs (each
+    # twice)
+    payments_sweep()
+    payments_sweep()
+    notifications_sweep()
+    notifications_sweep()
+
+    # then the customer is told of the refund, once (before, no e-mail: a refund is no status change)
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    refund_subject = f"Your payment for order {order.ref} is refunded"
+    refunds = [message for message in mail.outbox if message.subject == refund_subject]
+    assert [message.to for message in refunds] == [[order.customer.email]]
+    assert "We have\nrefunded it to your card." in refunds[0].body
+    assert [message.subject for message in mail.outbox].count(cancelled.subject) == 1
+    assert not any("No payment was taken" in message.body for message in mail.outbox)
+
+    # when the payment's event arrives at last, and the sweep runs again, then nothing more is mailed
+    with django_capture_on_commit_callbacks(execute=True):
+        late = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_late_payment")
+    assert late.json()["outcome"] == "already_applied"
+    notifications_sweep()
+    assert [message.subject for message in mail.outbox].count(refund_subject) == 1
 
 
 @pytest.mark.parametrize("then", ["cancelled", "paid"])

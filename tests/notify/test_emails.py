@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from lab.lib.errors import DomainError, NotFound
 from lab.lib.mail import MailRefused
-from lab.notify import services
+from lab.notify import emails, services
 from lab.notify.emails import tracking_url
 from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
 from lab.notify.selectors import marketing_recipients
@@ -154,14 +154,140 @@ def test_cancelled_mail_of_a_refunded_order_mentions_the_refund():
     assert "No payment was taken" not in message.body
 
 
-def test_cancelled_mail_of_an_unpaid_order_says_nothing_was_charged():
+def test_cancelled_mail_of_an_unpaid_order_does_not_deny_a_payment_it_may_not_know_of():
     order = order_for(new_customer())
     order_move(order, "cancelled")
 
     notify_order_status_changed(order_id=order.pk, status="cancelled")
 
-    assert "No payment was taken for this order." in mail.outbox[0].body
-    assert "refunded" not in mail.outbox[0].body
+    # A payment whose Stripe event is late or lost is found and refunded after the cancel
+    # (lab/orders/payments.py payment_intent_cancel): before, this said "No payment was taken for this order."
+    # to a charged customer.
+    body = " ".join(mail.outbox[0].body.split())
+    assert "We have not received a payment for this order." in body
+    assert "payment is refunded automatically, and we write to you when it is." in body
+    assert "No payment was taken" not in body
+    assert "We refunded" not in body
+
+
+def _refund_recorded(order: Order, kind: str = "refunded") -> None:
+    """Stripe confirmed the decided refund (lab/orders/payments.py `_refunded`)."""
+    Order.objects.filter(pk=order.pk).update(payment_status=Order.PaymentStatus.REFUNDED)
+    OrderEvent.objects.create(order=order, kind=kind, actor_kind="system")
+
+
+def test_a_refund_decided_after_the_cancellation_mail_is_mailed_once():
+    # given an unpaid order cancelled and its customer told so; then its payment is found (its Stripe event
+    # was lost), its refund decided and made
+    order = order_for(new_customer(email="ada@example.net"))
+    order_move(order, "cancelled")
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+    Order.objects.filter(pk=order.pk).update(payment_status=Order.PaymentStatus.REFUND_PENDING)
+    OrderEvent.objects.create(order=order, kind="refund_decided", actor_kind="system")
+    _refund_recorded(order)
+    _old_enough(order)
+    mail.outbox.clear()
+
+    # when the notifications sweep runs, twice (before, a refund was no status change and mailed nothing)
+    services.notifications_sweep()
+    services.notifications_sweep()
+
+    # then the customer is told of the refund once, besides the "received" mail whose message was lost
+    subjects = [message.subject for message in mail.outbox]
+    assert subjects == [
+        f"We received your order {order.ref}",
+        f"Your payment for order {order.ref} is refunded",
+    ]
+    assert mail.outbox[1].to == ["ada@example.net"]
+    assert "We have\nrefunded it to your card." in mail.outbox[1].body
+    refund = Notification.objects.get(order=order, kind="order_refunded")
+    assert (refund.status, refund.order_status) == ("sent", "")
+
+    # when the refund failed at Stripe and was made again (a second `refunded` event), then no second mail
+    _refund_recorded(order)
+    _old_enough(order)
+    services.notifications_sweep()
+    assert len(mail.outbox) == 2
+    assert list(
+        Notification.objects.filter(order=order, kind="order_refunded").values_list("status", "skip_reason")
+    ) == [("sent", ""), ("skipped", "refund_told")]
+
+
+def test_a_refund_decided_with_the_cancel_is_told_by_the_cancellation_mail_only():
+    # given a paid order cancelled: its refund decided in the cancel's transaction, before its transition
+    order = order_for(new_customer(email="ada@example.net"))
+    order_move(order, "paid")
+    OrderEvent.objects.create(order=order, kind="refund_decided", actor_kind="system")
+    order_move(order, "cancelled", payment_status=Order.PaymentStatus.REFUND_PENDING)
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+    assert "We refunded 6.04 USD to your card." in mail.outbox[0].body
+
+    # when Stripe confirms the refund, and the sweep runs
+    _refund_recorded(order)
+    _old_enough(order)
+    services.notifications_sweep()
+
+    # then no second mail tells of it
+    assert not any("refunded" in message.subject for message in mail.outbox)
+    refund = Notification.objects.get(order=order, kind="order_refunded")
+    assert (refund.status, refund.skip_reason) == ("skipped", "refund_told_with_cancel")
+
+
+def test_a_refund_of_an_order_that_goes_on_mails_nothing():
+    # given a paid order whose payment was refunded in Stripe's dashboard: it is held for a supervisor
+    order = order_for(new_customer())
+    order_move(order, "paid")
+    _refund_recorded(order)
+    _old_enough(order)
+
+    # when the sweep runs, then no refund mail goes out
+    services.notifications_sweep()
+    assert not any("refunded" in message.subject for message in mail.outbox)
+    refund = Notification.objects.get(order=order, kind="order_refunded")
+    assert (refund.status, refund.skip_reason) == ("skipped", "refund_not_cancelled")
+
+
+def test_order_mails_take_replies_at_the_lab_s_contact_address(settings):
+    # given an order mailed on hold (which asks the customer to reply), received, and cancelled
+    order = order_for(new_customer(email="ada@example.net"))
+    notify_order_created(order_id=order.pk)
+    order_move(order, "paid")
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which photo goes first?")
+    notify_order_status_changed(order_id=order.pk, status="on_hold")
+    order_move(order, "cancelled", payment_status=Order.PaymentStatus.REFUNDED)
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+
+    # then every reply goes to LAB_CONTACT, not to the no-reply sender (before: no Reply-To at all)
+    assert len(mail.outbox) == 3
+    assert "Please reply to this e-mail" in mail.outbox[1].body
+    for message in mail.outbox:
+        assert message.reply_to == [settings.LAB_CONTACT] == ["help@harbour.example"]
+        assert message.message()["Reply-To"] == "help@harbour.example"
+
+
+@pytest.mark.parametrize(
+    ("contact", "reply_to"),
+    [
+        ("Harbour Print Lab <help@harbour.example>", ["Harbour Print Lab <help@harbour.example>"]),
+        ("+1 555 0100", []),
+        ("https://harbour.example/contact", []),
+    ],
+)
+def test_a_lab_contact_that_is_no_address_sets_no_reply_to(settings, contact, reply_to):
+    settings.LAB_CONTACT = contact
+    order = order_for(new_customer())
+
+    notify_order_created(order_id=order.pk)
+
+    assert mail.outbox[0].reply_to == reply_to
+    receipt = emails.receipt_email(
+        recipient="ada@example.net",
+        order_ref=order.ref,
+        reason="shipped",
+        url="https://x.example/r",
+        key_id="k",
+    )
+    assert receipt.reply_to == reply_to
 
 
 def test_statuses_without_mail_send_nothing_but_are_recorded():
