@@ -51,7 +51,20 @@ ACCEPTED_MODES = {"RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16", "I;16B", "I;16L
 EXIF_ORIENTATION = 0x0112
 EXIF_GPS_IFD = 0x8825
 JPEGTRAN = "jpegtran"
-JPEGTRAN_TIMEOUT_SECONDS = 120
+# Well inside gunicorn's `timeout` (60 s, gunicorn.conf.py), past which the web worker is killed (502):
+# a photo jpegtran gives up on is still decoded whole after it (_decode_every_pixel), which costs about as
+# much again. Was 120 s. Measured on 2 CPUs: a progressive 4:4:4 photo of 176 MP took jpegtran 10 s at
+# 52 MB, 24 s at 161 MB (over ASSET_MAX_BYTES); 100 near-empty scans over one of 176 MP, 9 s.
+JPEGTRAN_TIMEOUT_SECONDS = 20
+# Most scans a progressive JPEG may have (`jpegtran -maxscans`): every scan of a progressive file is decoded
+# over the whole image, however few bytes it has (an "EOB run" covers up to 32,767 blocks in two bytes), so
+# the cost grows with the scans and not with the file. Real encoders write few: libjpeg's own progression
+# (Pillow, libvips, cjpeg) 10 scans for colour, 6 grey, 18 CMYK; mozjpeg's optimized ones 5, 3 and 17; and
+# libjpeg's scan-script reader (`cjpeg -scans`, `jpegtran -scans`) takes at most 100. A 4000 x 4000 JPEG of
+# 10,000 twelve-byte scans (450 KB) took jpegtran 21 s and the whole check 25 s; ~40,000 passed gunicorn's.
+JPEGTRAN_MAX_SCANS = 100
+# What jpegtran prints, exiting 1, on the scan past the limit: "Scan number 101 exceeds maximum scans (100)".
+_JPEGTRAN_TOO_MANY_SCANS = b"exceeds maximum scans"
 
 
 class InvalidImage(DomainError):
@@ -297,7 +310,9 @@ def sequential_bytes(data: bytes, *, layout: str) -> bytes:
 
     A converter that fails on the photo (a warning jpegtran will not pass, a libvips error) or takes too long
     leaves it as sent, logged: the decode of every pixel that follows refuses it if it is corrupt, and
-    otherwise it is stored as sent, never refused for the converter's sake.
+    otherwise it is stored as sent, never refused for the converter's sake. One exception: a progressive
+    JPEG of more than JPEGTRAN_MAX_SCANS scans is refused (`decompression_bomb`), as every decoder would
+    spend on it what jpegtran refused to.
     """
     if layout == "progressive":
         return _jpeg_sequential(data)
@@ -325,7 +340,7 @@ def _jpeg_sequential(data: bytes) -> bytes:
         return data
     try:
         result = subprocess.run(
-            [program, "-copy", "all"],
+            [program, "-copy", "all", "-maxscans", str(JPEGTRAN_MAX_SCANS)],
             input=data,
             capture_output=True,
             timeout=JPEGTRAN_TIMEOUT_SECONDS,
@@ -338,6 +353,14 @@ def _jpeg_sequential(data: bytes) -> bytes:
             JPEGTRAN_TIMEOUT_SECONDS,
         )
         return data
+    if result.returncode != 0 and _JPEGTRAN_TOO_MANY_SCANS in result.stderr:
+        # Never stored as sent: libvips (the check below, the raster workers) would decode every scan.
+        raise InvalidImage(
+            OrderError.DECOMPRESSION_BOMB,
+            f"The progressive JPEG has more than {JPEGTRAN_MAX_SCANS} scans; save it again as a standard "
+            "JPEG.",
+            max_scans=JPEGTRAN_MAX_SCANS,
+        )
     if result.returncode != 0 or not result.stdout:  # 1 error, 2 warning (its output is not trusted then)
         logger.warning(
             "intake: %s exited %d; a progressive JPEG is stored as sent", JPEGTRAN, result.returncode

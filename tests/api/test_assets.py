@@ -18,7 +18,14 @@ from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_read
 from tests.builders import UserFactory
 from tests.support.disk import files_capped_at
-from tests.support.images import heic_bytes, jpeg_bytes, png_bytes, tiff_bytes
+from tests.support.images import (
+    heic_bytes,
+    jpeg_bytes,
+    png_bytes,
+    progressive_jpeg_scripted,
+    progressive_jpeg_with_scans,
+    tiff_bytes,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -778,3 +785,58 @@ def test_a_progressive_jpeg_with_a_location_is_stored_sequential_and_without_it(
         assert 0x8825 not in image.getexif()
         assert image.getexif()[0x0112] == 6
     assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(stored).hexdigest(), len(stored))
+
+
+def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_and_nothing_is_stored(api, settings):
+    # given a progressive JPEG of 2,000 near-empty scans (27 KB): each is decoded over the whole image, so
+    # such a file at 4000 x 4000 with 40,000 scans (~1.6 MB) kept jpegtran past gunicorn's timeout (a 502)
+    api.force_authenticate(UserFactory.create())
+    bomb = progressive_jpeg_with_scans(2000)
+
+    # when it is uploaded
+    response = upload(api, bomb)
+
+    # then it is refused as a decompression bomb, naming the limit, before jpegtran has gone far; not stored
+    assert response.status_code == 422, response.json()
+    body = response.json()
+    assert (body["code"], body["max_scans"]) == ("decompression_bomb", imaging.JPEGTRAN_MAX_SCANS)
+    assert (Asset.objects.count(), DataKey.objects.count(), stored_files(settings)) == (0, 0, [])
+
+
+def test_a_url_photo_of_thousands_of_scans_fails_as_a_decompression_bomb(settings, monkeypatch):
+    # given a URL photo that is a progressive JPEG of 2,000 scans (it ran on a worker into the soft limit)
+    from lab.lib import safe_http
+    from lab.orders import photos
+
+    monkeypatch.setattr(safe_http, "fetch", lambda url, **limits: progressive_jpeg_with_scans(2000))
+    asset = Asset.objects.create(
+        owner=UserFactory.create(), source_url="https://photos.example/x.jpg", status=Asset.Status.PENDING
+    )
+
+    # when a worker fetches it
+    photos.asset_fetch(asset_id=str(asset.pk))
+
+    # then the photo fails with the reason, once, and nothing is stored
+    asset.refresh_from_db()
+    assert (asset.status, asset.failure_code, asset.blob_name) == ("failed", "decompression_bomb", "")
+    assert (DataKey.objects.count(), stored_files(settings)) == (0, [])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        noisy_jpeg(progressive=True),  # libjpeg's own progression (Pillow, libvips, cjpeg): 10 scans
+        progressive_jpeg_scripted(),  # 68 scans: a legal script, more than any encoder writes
+        progressive_jpeg_with_scans(imaging.JPEGTRAN_MAX_SCANS),  # at the limit
+    ],
+    ids=["pillow-10-scans", "scripted-68-scans", "100-scans"],
+)
+def test_a_progressive_jpeg_within_the_scan_limit_is_stored_sequential(api, data):
+    api.force_authenticate(UserFactory.create())
+
+    response = upload(api, data)
+
+    assert response.status_code == 201, response.json()
+    stored = stored_original(response.json()["id"])
+    assert sof_markers(stored) <= {0xC0, 0xC1} and sof_markers(stored)
+    assert pixels(stored) == pixels(data)

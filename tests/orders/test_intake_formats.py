@@ -4,7 +4,9 @@ against every HEIC brand and TIFF magic the two decoders' libraries know."""
 from __future__ import annotations
 
 import io
+import runpy
 import warnings
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -13,7 +15,7 @@ from PIL import Image
 from lab.orders import imaging
 from lab.production.imaging.errors import RasterError
 from lab.production.imaging.source import open_source
-from tests.support.images import bigtiff_bytes, heic_with_brand
+from tests.support.images import bigtiff_bytes, heic_with_brand, progressive_jpeg_with_scans
 
 # Every ftyp brand pillow-heif's HEIF opener takes (10), and brands it does not.
 HEIC_BRANDS = [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"]
@@ -81,3 +83,18 @@ def test_a_tiff_of_any_magic_is_taken_by_intake_exactly_when_the_workers_take_it
     }
     assert verdict == expected.get(magic, "accepted")
     assert _workers_take(photo) == (verdict == "accepted")
+
+
+def test_jpegtran_gives_up_well_before_gunicorn_kills_the_web_worker():
+    # A progressive JPEG jpegtran gives up on is then decoded whole (about as long again) in the same request.
+    gunicorn_conf = runpy.run_path(str(Path(settings.BASE_DIR) / "gunicorn.conf.py"))
+
+    assert gunicorn_conf["timeout"] > imaging.JPEGTRAN_TIMEOUT_SECONDS * 2
+
+
+def test_a_progressive_jpeg_of_more_scans_than_the_limit_is_refused_at_the_first_one_over():
+    # jpegtran stops at scan 101: the refusal costs a hundred scans, not the thousands sent
+    assert _intake_verdict(progressive_jpeg_with_scans(imaging.JPEGTRAN_MAX_SCANS)) == "accepted"
+    assert (
+        _intake_verdict(progressive_jpeg_with_scans(imaging.JPEGTRAN_MAX_SCANS + 1)) == "decompression_bomb"
+    )

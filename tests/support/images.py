@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -291,3 +293,53 @@ def _hvcc_and_picture(heic: bytes) -> tuple[bytes, bytes]:
 
     walk(0, len(heic))
     return found[b"hvcC"], found[b"mdat"]
+
+
+def progressive_jpeg_with_scans(scans: int, width: int = 512, height: int = 512) -> bytes:
+    """A progressive JPEG of `scans` scans (a "scan bomb"): Pillow's ten over a flat image, then copies of its
+    first AC scan (luma, coefficients 1-5) as a first pass at full precision (Al 0). Legal after the ten
+    (those coefficients are complete, so no decoder warns) and 12 bytes each whatever the size, as the flat
+    image's blocks are one EOB run; yet every decoder decodes each scan over the whole image."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(out, "JPEG", quality=90, progressive=True)
+    data = out.getvalue()
+    found: list[tuple[int, int]] = []  # each scan's SOS segment and entropy-coded data: (start, end)
+    position = 2  # after SOI
+    while data[position + 1] != 0xD9:  # EOI
+        start = position
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if data[start + 1] == 0xDA:
+            while data[position] != 0xFF or data[position + 1] == 0x00 or 0xD0 <= data[position + 1] <= 0xD7:
+                position += 1
+            found.append((start, position))
+    assert 0 < len(found) <= scans
+    for start, end in found:
+        components = data[start + 4]
+        spectral_start, _, approximation = data[start + 5 + 2 * components : start + 8 + 2 * components]
+        if spectral_start > 0 and approximation >> 4 == 0:  # the first AC scan: Ah 0
+            scan = bytearray(data[start:end])
+            scan[7 + 2 * components] = 0  # Ah 0, Al 0
+            return data[:position] + bytes(scan) * (scans - len(found)) + data[position:]
+    raise AssertionError("Pillow wrote no AC scan")
+
+
+def progressive_jpeg_scripted(width: int = 640, height: int = 480) -> bytes:
+    """A photo-like progressive JPEG of 68 scans, more than any encoder writes on its own but a legal script
+    (`jpegtran -scans`): each luma AC coefficient in a scan of its own, then refined."""
+    script = (
+        "0,1,2: 0-0, 0, 1;\n"
+        + "".join(f"0: {k}-{k}, 0, 1;\n" for k in range(1, 64))
+        + "1: 1-63, 0, 0;\n2: 1-63, 0, 0;\n0,1,2: 0-0, 1, 0;\n0: 1-63, 1, 0;\n"
+    )
+    out = io.BytesIO()
+    Image.effect_noise((width, height), 60).convert("RGB").save(out, "JPEG", quality=90)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as script_file:
+        script_file.write(script)
+        script_file.flush()
+        result = subprocess.run(
+            ["jpegtran", "-copy", "all", "-scans", script_file.name],
+            input=out.getvalue(),
+            capture_output=True,
+            check=True,
+        )
+    return result.stdout
