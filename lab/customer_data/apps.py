@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class CustomerDataConfig(AppConfig):
     name = "lab.customer_data"
     label = "customer_data"
+
+    def ready(self) -> None:
+        # Connects the purge of a refused under-13 guest's photos (lab.orders.intake.guest_refused_under_age)
+        # in every process, a shell or a command included, not only once a URLconf has imported retention.
+        from lab.customer_data import retention  # noqa: F401

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
+from django.dispatch import receiver
 from django.utils import timezone
 
 from lab.accounts.models import SecurityEvent
@@ -29,6 +30,7 @@ from lab.customer_data.errors import CustomerDataError
 from lab.lib.errors import Conflict, DomainError
 from lab.lib.tasks import enqueue
 from lab.orders.cancellation import order_cancel
+from lab.orders.intake import guest_refused_under_age
 from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.states import OrderStatus
 from lab.privacy.models import DataKey
@@ -43,6 +45,7 @@ RULE_UNPAID = "unpaid_order"
 RULE_CANCELLED = "cancelled_order"
 RULE_NEVER_ORDERED = "never_ordered"
 RULE_ERASURE = "erasure"
+RULE_UNDER_AGE = "under_age"  # COPPA: the photos of a guest refused as under 13, purged with the refusal
 RULE_PRINTED_RASTER = "printed_raster"
 
 S = OrderStatus
@@ -158,12 +161,18 @@ def _delete_after_commit(names: Iterable[str]) -> None:
 
 
 def asset_purge(
-    *, asset_id: uuid.UUID | str, rule: str, cutoffs: Cutoffs | None, purpose: str = "retention"
+    *,
+    asset_id: uuid.UUID | str,
+    rule: str,
+    cutoffs: Cutoffs | None,
+    purpose: str = "retention",
+    unbound_only: bool = False,
 ) -> bool:
     """Destroy a photo for good: its data key, its original and every raster made from it.
 
-    Returns False when it was purged already. Raises AssetStillNeeded (and changes nothing) when an order
-    using it still needs it under `cutoffs` (None: only open orders count, as for an erasure).
+    Returns False when it was purged already, or (`unbound_only`) when, under its lock, an account owns it
+    or an order holds or prints it: then nothing is changed. Raises AssetStillNeeded (and changes nothing)
+    when an order using it still needs it under `cutoffs` (None: only open orders count, as for an erasure).
     """
     with transaction.atomic():
         # Only the asset row: data_key is nullable, and PostgreSQL cannot lock the null side of an outer join.
@@ -171,6 +180,8 @@ def asset_purge(
         if asset.status == Asset.Status.PURGED:
             return False
         orders = _orders_using_locked(asset)
+        if unbound_only and (asset.owner_id is not None or asset.guest_order_id is not None or orders):
+            return False
         kept_by = _orders_keeping(cutoffs).filter(pk__in=[order.pk for order in orders])
         keeping = set(kept_by.values_list("pk", flat=True))
         blocking = [order for order in orders if order.pk in keeping]
@@ -247,6 +258,29 @@ def raster_purge(*, job_id: int, cutoff: datetime) -> bool:
         _delete_after_commit([name])
     logger.info("raster purged job=%s", job_id)
     return True
+
+
+@receiver(guest_refused_under_age, sender=Order, dispatch_uid="customer_data.under_age_photos_purge")
+def under_age_photos_purge(*, asset_ids: Iterable[str], **_: object) -> int:
+    """COPPA: purge the photos a guest refused as under 13 named in the refused request, now (each in its own
+    transaction), instead of a week later by the never-ordered rule. Only unbound guest uploads: a photo an
+    account owns or an order holds is someone else's, and naming its id must not destroy it (checked again
+    under the photo's lock, against a request binding it meanwhile). Returns how many were purged."""
+    ids: list[uuid.UUID] = []
+    for value in asset_ids:
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    unbound = Asset.objects.filter(pk__in=ids, owner__isnull=True, guest_order__isnull=True).exclude(
+        status=Asset.Status.PURGED
+    )
+    purged = 0
+    for asset_id in list(unbound.order_by("pk").values_list("pk", flat=True)):
+        purged += asset_purge(
+            asset_id=asset_id, rule=RULE_UNDER_AGE, cutoffs=None, purpose="coppa", unbound_only=True
+        )
+    return purged
 
 
 # --- The sweep (beat task "privacy.retention_purge", `manage.py retention_purge`) -----------------

@@ -12,10 +12,11 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Value, When
+from django.dispatch import Signal
 from django.utils import timezone
 
 from lab.accounts.models import Consent, User
-from lab.accounts.services import age_gate_check, policy_agreement_check
+from lab.accounts.services import UnderAge, age_gate_check, policy_agreement_check
 from lab.lib.errors import Conflict, DomainError, NotFound, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders import payments
@@ -34,6 +35,11 @@ PRODUCTION_DAYS = {
     Order.ShippingMethod.EXPRESS: 1,
     Order.ShippingMethod.PICKUP: 2,
 }
+
+# COPPA: a guest was refused as under 13. Sent with `asset_ids` (the photos the request named), outside any
+# transaction, once the refusal is decided and before it is answered; lab.customer_data.retention listens and
+# purges those of the photos that are still unbound guest uploads (lab.orders may not import it).
+guest_refused_under_age = Signal()
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,11 @@ def order_create(
             raise DomainError(
                 OrderError.GUEST_DETAILS_REQUIRED, "Guests give an e-mail, birth date and policy version."
             )
-        age_gate_check(birth_date=guest.birth_date)
+        try:
+            age_gate_check(birth_date=guest.birth_date)
+        except UnderAge:
+            _refused_photos_discard(items)
+            raise
     scope = idempotency_scope(customer=customer, guest=guest)
     existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
     if existing is not None:
@@ -126,6 +136,26 @@ def order_create(
         raise
     _received_notify(order=order)
     return OrderCreated(order=order, created=True, guest_token=guest_token)
+
+
+def _refused_photos_discard(items: list[ItemRequest]) -> None:
+    """A refused child's photos go now, not a week later with the never-ordered ones (the policy collects
+    nothing from anyone under 13); the listener purges only photos no account owns and no order holds, so a
+    request naming someone else's photo changes nothing of it. A purge that fails is logged, and the refusal
+    answered all the same (the retention sweep purges the photo later)."""
+    asset_ids = list(dict.fromkeys(str(item.asset_id) for item in items))
+    if not asset_ids:
+        return
+    if not guest_refused_under_age.has_listeners(sender=Order):
+        logger.error("under-age refusal: no listener purges its photos count=%d", len(asset_ids))
+        return
+    for _receiver, outcome in guest_refused_under_age.send_robust(sender=Order, asset_ids=asset_ids):
+        if isinstance(outcome, Exception):
+            logger.error(
+                "under-age refusal: photos not purged error=%s",
+                type(outcome).__name__,
+                exc_info=(type(outcome), outcome, outcome.__traceback__),
+            )
 
 
 def _received_notify(*, order: Order) -> None:

@@ -14,11 +14,20 @@ from datetime import date
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders import payments
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
-from tests.builders import ADDRESS, TOO_LONG_EMAILS, ProductFactory, UserFactory, asset_for, order_body
+from tests.builders import (
+    ADDRESS,
+    TOO_LONG_EMAILS,
+    ProductFactory,
+    UserFactory,
+    asset_for,
+    blob_path,
+    order_body,
+)
 from tests.support.http import stalled
 from tests.support.images import jpeg_bytes
 
@@ -230,21 +239,54 @@ def test_guest_orders_with_age_check_and_reads_with_its_token(api):
     assert (reuse.status_code, reuse.json()["code"]) == (404, "asset_not_found")
 
 
-def test_guest_under_13_is_refused_without_a_trace(api):
+def test_guest_under_13_is_refused_without_a_trace(api, django_capture_on_commit_callbacks):
+    """COPPA: the refused child's photos go with the refusal (data key destroyed, file deleted, purged), not
+    seven days later; a photo of someone else named in the same request (an account's, one bound to another
+    order) is left as it was."""
     asset_id = api.post("/api/v1/assets", {"file": _upload()}, format="multipart").json()["id"]
+    photo = Asset.objects.get(pk=asset_id)
+    blob, key = photo.blob_name, photo.data_key
+    assert key is not None and blob_path(blob).exists()
+    others = asset_for(UserFactory.create())
+    adult = {"email": "adult@example.org", "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
+    ordered_id = api.post("/api/v1/assets", {"file": _upload()}, format="multipart").json()["id"]
+    placed = api.post(
+        "/api/v1/orders",
+        order_body(Asset.objects.get(pk=ordered_id), guest=adult),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="a-1",
+    )
+    assert placed.status_code == 201, placed.json()
     young = date.today().replace(year=date.today().year - 10).isoformat()
     guest = {"email": "kid@example.org", "birth_date": young, "privacy_policy_version": "1.0"}
+    body = order_body(photo, guest=guest)
+    body["items"] = [
+        {"sku": "PRINT-4X6-LUSTRE", "asset": asset, "copies": 1, "sizing": "fill"}
+        for asset in (asset_id, str(others.pk), ordered_id)
+    ]
 
-    response = api.post(
-        "/api/v1/orders",
-        order_body(Asset.objects.get(pk=asset_id), guest=guest),
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="g-1",
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="g-1")
 
     assert (response.status_code, response.json()["code"]) == (403, "under_minimum_age")
-    assert Order.objects.count() == 0
-    assert IdempotencyKey.objects.count() == 0
+    assert Order.objects.count() == 1  # the adult's only
+    assert IdempotencyKey.objects.count() == 1
+    photo.refresh_from_db()
+    key.refresh_from_db()
+    assert (photo.status, photo.blob_name, photo.purged_at is not None) == ("purged", "", True)
+    assert (key.wrapped_key, key.is_destroyed) == (None, True)
+    assert not blob_path(blob).exists()
+    purges = AuditRecord.objects.filter(action="image.purge")
+    assert list(purges.values_list("asset_id", "rule")) == [(asset_id, "under_age")]
+    untouched = [others, Asset.objects.get(pk=ordered_id)]
+    for asset in untouched:
+        asset.refresh_from_db()
+        assert asset.data_key is not None
+        assert (asset.status, asset.data_key.is_destroyed, blob_path(asset.blob_name).exists()) == (
+            "ready",
+            False,
+            True,
+        )
 
 
 def _upload() -> SimpleUploadedFile:
