@@ -4,7 +4,10 @@ customer gets a signed privacy receipt per order (and one for photos in no order
 e-mail to the address read before it was wiped.
 
 Refused while an order still has to be printed or shipped (paid, in production, on hold, ready to pack,
-packed); unpaid orders are cancelled as part of the erasure.
+packed), and while an order's money is unsettled: its payment disputed with the customer's bank (the address,
+carrier and tracking number are the delivery evidence the lab answers the dispute with) or a refund to the
+customer still to be made (a failed one needs a person to reach them). Unpaid orders are cancelled as part of
+the erasure.
 """
 
 from __future__ import annotations
@@ -78,16 +81,44 @@ def _is_open(order: Order) -> bool:
     )
 
 
+# Money still moving on an order: its data is kept until it settles. Disputed: the order's address, carrier
+# and tracking number are the evidence Stripe asks for to contest the chargeback (the privacy policy keeps
+# data that protects the lab's rights); charge.dispute.closed settles it (lab/orders/stripe_events.py).
+# Refund pending: a refund that fails needs a person to reach the customer, by the e-mail the erasure wipes.
+UNSETTLED_PAYMENTS: dict[str, str] = {
+    Order.PaymentStatus.DISPUTED: "its payment is disputed with your bank, until the dispute is closed",
+    Order.PaymentStatus.REFUND_PENDING: "a refund to you is still being made",
+}
+
+
+def _why_kept(order: Order) -> str | None:
+    """Why the order's data cannot be erased yet, in the customer's words; None when it can."""
+    if _is_open(order):
+        return "still to be printed or shipped"
+    return UNSETTLED_PAYMENTS.get(order.payment_status)
+
+
+def _blocked(orders: Iterable[Order], *, one: bool = False) -> Conflict | None:
+    """The 409 for the orders whose data cannot be erased yet, naming each and why; None if there is none."""
+    reasons = {order.ref: why for order in orders if (why := _why_kept(order)) is not None}
+    if not reasons:
+        return None
+    listed = "; ".join(f"{ref} ({reasons[ref]})" for ref in sorted(reasons))
+    return Conflict(
+        CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
+        f"Your data cannot be erased yet, because of {'this order' if one else 'these orders'}: {listed}. "
+        "It can be once each has shipped or been cancelled and its payment is settled.",
+        orders=sorted(reasons),
+    )
+
+
 def _refuse_open_orders(user: User) -> None:
-    """Lock every order of the customer, so none moves on while it is anonymised, and refuse open ones."""
+    """Lock every order of the customer, so none moves on while it is anonymised, and refuse while one is
+    open or its money unsettled."""
     orders = list(Order.objects.select_for_update().filter(customer=user).order_by("pk"))
-    open_refs = [order.ref for order in orders if _is_open(order)]
-    if open_refs:
-        raise Conflict(
-            CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
-            "Your data can be erased once these orders have shipped or been cancelled.",
-            orders=sorted(open_refs),
-        )
+    refusal = _blocked(orders)
+    if refusal is not None:
+        raise refusal
 
 
 def _cancel_unpaid(user: User) -> int:
@@ -288,8 +319,9 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
     """A guest's erasure of their order (DELETE orders/{ref}/personal-data with its X-Order-Token, the
     guest's only credential): photos destroyed, e-mail, address and messages removed, the order kept
     anonymised for accounting, a signed receipt in the answer and mailed to the address read before it was
-    wiped. Refused while the order still has to be printed or shipped; unpaid, it is cancelled. An account's
-    order is erased with the account (DELETE me)."""
+    wiped. Refused while the order still has to be printed or shipped, or while its payment is disputed or
+    waiting for a refund; unpaid, it is cancelled. An account's order is erased with the account (DELETE
+    me)."""
     if not order.is_guest:
         raise Conflict(
             CustomerDataError.ERASE_THE_ACCOUNT,
@@ -308,12 +340,9 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
         locked = Order.objects.select_for_update().get(pk=order.pk)
         if locked.is_anonymized:
             raise Conflict(CustomerDataError.ALREADY_ERASED, "This order's personal data was erased already.")
-        if _is_open(locked):
-            raise Conflict(
-                CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
-                "Your data can be erased once this order has shipped or been cancelled.",
-                orders=[locked.ref],
-            )
+        refusal = _blocked([locked], one=True)
+        if refusal is not None:
+            raise refusal
         cancelled = locked.status == OrderStatus.AWAITING_PAYMENT
         if cancelled:
             # No money has moved (checked above): the PaymentIntent is cancelled after commit.

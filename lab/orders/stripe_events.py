@@ -1,7 +1,8 @@
 """Stripe's signed webhook events: verified over the raw body, applied to the order they name exactly once.
 
 Matched by our own PaymentIntent id only; replays and out-of-order events change nothing; money taken back
-while an order is being made holds it for a person (lab/orders/payments.py moves the money).
+while an order is being made holds it for a person (lab/orders/payments.py moves the money); a closed
+dispute settles the payment (won: `succeeded`; lost: `refunded`) and leaves a held order to a person.
 """
 
 from __future__ import annotations
@@ -73,12 +74,15 @@ def _signature_timestamp(header: str) -> int:
 
 # A Refund object's status changed at Stripe (data.object is the Refund, with its payment_intent).
 REFUND_EVENTS = frozenset({"charge.refund.updated", "refund.updated", "refund.failed"})
+# A dispute is over (data.object is the Dispute, with its payment_intent and its final `status`).
+DISPUTE_CLOSED = "charge.dispute.closed"
 HANDLED_EVENTS = frozenset(
     {
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
         "charge.refunded",
         "charge.dispute.created",
+        DISPUTE_CLOSED,
         *REFUND_EVENTS,
     }
 )
@@ -144,6 +148,8 @@ def _event_problem(event: Any) -> str | None:
             return f"data.object.{field} is not a whole number"
     if payload.get("last_payment_error") is not None and not isinstance(payload["last_payment_error"], dict):
         return "data.object.last_payment_error is not an object"
+    if event_type == DISPUTE_CLOSED and not _is_text(payload.get("status"), 40):
+        return "data.object.status is not a dispute status"
     if event_type in REFUND_EVENTS:
         if not _is_text(payload.get("status"), 40):
             return "data.object.status is not a refund status"
@@ -208,6 +214,8 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
         order.save(update_fields=["payment_status", "updated_at"])
         OrderEvent.objects.create(order=order, kind="disputed", actor_kind="stripe")
         return _hold_for_payment(order=order, why=DISPUTED_WHY) or "disputed"
+    if event_type == DISPUTE_CLOSED:
+        return _dispute_closed(order=order, dispute=data)
     if event_type in REFUND_EVENTS:
         return _refund_changed(order=order, refund=data)
     return _charge_refunded(order=order, data=data)
@@ -355,6 +363,55 @@ def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
         _refund_issue_after_commit(order=order)
         return "refund_after_cancel"
     return "payment_captured_again"
+
+
+# The dispute's final status (Stripe's Dispute object): the lab keeps the money (won; warning_closed, an
+# inquiry that never became a chargeback) or the customer's bank gave it back to them (lost). Any other
+# (prevented: Stripe refunded the charge to stop a dispute, which its own refund event records) is noted.
+DISPUTE_KEPT = frozenset({"won", "warning_closed"})
+DISPUTE_LOST = "lost"
+
+
+def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
+    """charge.dispute.closed: the payment is no longer `disputed`. Won, it is the lab's again (`succeeded`);
+    lost, the bank returned the money to the customer, and the order is `refunded` as if the lab had refunded
+    it (an OrderEvent `dispute_lost` says who did). Recorded on the order's timeline in every case, once per
+    dispute. An order held for the dispute stays held: whoever releases or cancels it reads the outcome first
+    in its hold message. A cancelled order whose dispute the lab won owes the customer their money: its refund
+    is decided, as for a refund at Stripe that failed (`_refund_changed`)."""
+    status = str(dispute["status"])
+    if status == DISPUTE_LOST:
+        kind = "dispute_lost"
+    else:
+        kind = "dispute_won" if status in DISPUTE_KEPT else "dispute_closed"
+    note = f"{dispute.get('id') or '?'} {status}"[:100]
+    if OrderEvent.objects.filter(order=order, kind=kind, note=note).exists():
+        return "already_applied"  # the same dispute's close, sent again under another event id
+    OrderEvent.objects.create(order=order, kind=kind, actor_kind="stripe", note=note)
+    if status == DISPUTE_LOST:
+        if (
+            order.payment_status in UNPAID_PAYMENT_STATUSES
+            or order.payment_status == Order.PaymentStatus.REFUNDED
+        ):
+            return "dispute_closed_noted"
+        why = "The dispute was lost: the customer's bank returned the money to them."
+        order.payment_status = Order.PaymentStatus.REFUNDED
+    elif status in DISPUTE_KEPT:
+        if order.payment_status != Order.PaymentStatus.DISPUTED:
+            return "dispute_closed_noted"
+        why = "The dispute was won: the payment is the lab's again."
+        order.payment_status = Order.PaymentStatus.SUCCEEDED
+    else:
+        return "dispute_closed_noted"
+    fields = ["payment_status", "updated_at"]
+    if order.status == OrderStatus.ON_HOLD:
+        order.hold_message = f"{why} {order.hold_message}"[:1000]
+        fields.append("hold_message")
+    order.save(update_fields=fields)
+    if status in DISPUTE_KEPT and order.status == OrderStatus.CANCELLED and refund_decide(order=order):
+        _refund_issue_after_commit(order=order)
+        return "refund_after_cancel"
+    return kind
 
 
 def _hold_for_payment(*, order: Order, why: str) -> str | None:

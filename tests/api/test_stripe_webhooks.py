@@ -262,6 +262,10 @@ def test_signed_events_without_a_usable_id_are_400_and_logged(api, order, caplog
             },
             "data.object.last_payment_error is not an object",
         ),
+        (
+            {"type": "charge.dispute.closed", "data": {"object": {"payment_intent": "pi_1"}}},
+            "data.object.status is not a dispute status",
+        ),
     ],
 )
 def test_signed_malformed_events_are_400_and_recorded(api, order, event, problem):
@@ -423,6 +427,105 @@ def test_a_dispute_in_either_order_with_the_payment_records_the_payment_disputed
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("cancelled", "disputed")
     assert refunds_made(order) == []
+
+
+DISPUTE_TIMELINE = ["disputed", "dispute_won", "dispute_lost", "dispute_closed"]
+
+
+def dispute_timeline(order: Order) -> list[tuple[str, str]]:
+    kinds = OrderEvent.objects.filter(order=order, kind__in=DISPUTE_TIMELINE).order_by("pk")
+    return list(kinds.values_list("kind", "note"))
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "payment_status", "said"),
+    [
+        ("won", "dispute_won", "succeeded", "The dispute was won: the payment is the lab's again."),
+        (
+            "warning_closed",
+            "dispute_won",
+            "succeeded",
+            "The dispute was won: the payment is the lab's again.",
+        ),
+        (
+            "lost",
+            "dispute_lost",
+            "refunded",
+            "The dispute was lost: the customer's bank returned the money to them.",
+        ),
+    ],
+)
+def test_a_closed_dispute_settles_the_payment_records_it_and_leaves_the_held_order_to_a_person(
+    api, order, status, outcome, payment_status, said
+):
+    # given a paid order whose payment the customer's bank disputed: held for a supervisor
+    paid_with(api, order, ("charge.dispute.created", dispute(order)), payment_first=True)
+
+    # when Stripe says the dispute is closed (before: ignored, and the payment stayed `disputed` for good,
+    # which also keeps the customer's data from being erased)
+    closed = deliver(
+        api, "charge.dispute.closed", {**dispute(order), "status": status}, event_id="evt_closed"
+    )
+    replay = deliver(
+        api, "charge.dispute.closed", {**dispute(order), "status": status}, event_id="evt_closed"
+    )
+    resent = deliver(api, "charge.dispute.closed", {**dispute(order), "status": status}, event_id="evt_again")
+
+    # then the payment is settled (lost: the bank gave the money back, which the order records as refunded),
+    # the timeline says how the dispute ended, once, and the order stays held for a person to release
+    assert [closed.json()["outcome"], replay.json()["outcome"], resent.json()["outcome"]] == [
+        outcome,
+        "duplicate",
+        "already_applied",
+    ]
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", payment_status)
+    assert order.hold_message.startswith(f"{said} The payment is disputed: a supervisor decides")
+    assert dispute_timeline(order) == [("disputed", ""), (outcome, f"dp_1 {status}")]
+    assert routing.order_release(order_id=order.pk) == 0
+    assert StripeEvent.objects.get(event_id="evt_closed").outcome == outcome
+
+
+def test_a_won_dispute_of_an_order_cancelled_meanwhile_refunds_the_customer(
+    api, order, django_capture_on_commit_callbacks
+):
+    # given a disputed order a supervisor cancelled: Stripe refunds no disputed charge, so nothing was
+    order = paid_with_dispute_cancelled(api, order)
+
+    # when the lab wins the dispute: the money is the lab's again, for an order it will not make
+    with django_capture_on_commit_callbacks(execute=True):
+        closed = deliver(
+            api, "charge.dispute.closed", {**dispute(order), "status": "won"}, event_id="evt_won"
+        )
+
+    # then the customer's refund is decided and made
+    assert closed.json()["outcome"] == "refund_after_cancel"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert refunds_made(order) == [("succeeded", {"lab_refund": f"order-{order.ref}-refund"})]
+    assert [kind for kind, _ in dispute_timeline(order)] == ["disputed", "dispute_won"]
+
+
+def test_a_lost_dispute_of_an_order_cancelled_meanwhile_refunds_nothing_more(api, order):
+    # given a disputed order a supervisor cancelled
+    order = paid_with_dispute_cancelled(api, order)
+
+    # when the bank decides for the customer: it gave them the money back
+    closed = deliver(api, "charge.dispute.closed", {**dispute(order), "status": "lost"}, event_id="evt_lost")
+
+    # then the order is refunded, by the bank: the lab refunds nothing more
+    assert closed.json()["outcome"] == "dispute_lost"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert refunds_made(order) == []
+
+
+def paid_with_dispute_cancelled(api, order: Order) -> Order:
+    paid_with(api, order, ("charge.dispute.created", dispute(order)), payment_first=True)
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "disputed")
+    return order
 
 
 def test_an_event_we_do_not_handle_whose_object_id_is_longer_than_a_payment_intent_s_is_ignored(api, order):

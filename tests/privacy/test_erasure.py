@@ -1,17 +1,22 @@
 """DELETE /api/v1/me: photos crypto-shredded, personal data gone from every table and column, orders kept
-anonymised for accounting, consents kept, the audit chain intact; refused while an order is still open."""
+anonymised for accounting, consents kept, the audit chain intact; refused while an order is still open
+or its money unsettled (a dispute open, a refund owed)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
+from lab.catalog.demo import catalog_seed_demo
 from lab.gate import access as gate
+from lab.notify.emails import receipt_email
 from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Asset, ClarificationCase, Order
@@ -21,6 +26,7 @@ from lab.production.models import PrintJob
 from tests.builders import (
     PERSON,
     PERSON_PASSWORD,
+    SKU,
     UserFactory,
     blob_path,
     database_text,
@@ -33,6 +39,8 @@ from tests.builders import (
     register,
     upload,
 )
+from tests.support.images import jpeg_bytes
+from tests.support.stripe_webhooks import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -261,3 +269,161 @@ def test_a_customers_own_photo_downloads_leave_no_address_in_the_append_only_log
     assert (download.client_ip, download.user_agent, download.request_id != "") == (None, "", True)
     assert not AuditRecord.objects.filter(client_ip="203.0.113.9").exists()
     assert audit_verify_database().problem is None
+
+
+# --- Orders whose money is unsettled: a dispute still open, a refund still owed ---------------------------
+
+
+def dispute(order: Order, *, status: str) -> dict[str, object]:
+    """The data.object of a charge.dispute.* event on the order's payment: Stripe's Dispute."""
+    return {
+        "id": "du_erasure",
+        "object": "dispute",
+        "payment_intent": order.payment_intent_id,
+        "amount": order.total_minor,
+        "reason": "product_not_received",
+        "status": status,
+    }
+
+
+def shipped_order(api) -> Order:
+    """The customer's order, paid, printed for real, packed and shipped with its tracking number."""
+    order = place_order(api, asset_id=upload(api), key="erase-disputed")
+    pay(order, event_id="evt_erase_paid")
+    print_order(order)
+    return pack_and_ship(order)
+
+
+@pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
+def test_erasure_is_refused_while_a_shipped_order_s_payment_is_disputed_and_goes_through_once_it_is_won(
+    api, django_capture_on_commit_callbacks
+):
+    # given a customer who received their order, then had their bank dispute the payment (the order is not
+    # held: a shipped order is past holding)
+    register(api)
+    order = shipped_order(api)
+    opened = deliver(APIClient(), "charge.dispute.created", dispute(order, status="needs_response"))
+    assert opened.json()["outcome"] == "disputed"
+    tracking = order.tracking_number
+    assert tracking != ""
+
+    # when they ask for their data to be erased (before: 200, and the address, carrier and tracking number,
+    # the delivery evidence Stripe asks for to contest the chargeback, were gone)
+    refused = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+
+    # then it is refused, naming the order and why, and the evidence is kept
+    assert (refused.status_code, refused.json()["code"], refused.json()["orders"]) == (
+        409,
+        "erasure_blocked_by_open_orders",
+        [order.ref],
+    )
+    assert f"{order.ref} (its payment is disputed" in refused.json()["detail"]
+    order.refresh_from_db()
+    assert (order.is_anonymized, order.carrier, order.tracking_number, order.shipping_address) == (
+        False,
+        "ups",
+        tracking,
+        PERSON.address,
+    )
+    assert order.customer is not None and order.customer.email == PERSON.email
+
+    # and once the lab has won the dispute, the erasure goes through
+    closed = deliver(
+        APIClient(), "charge.dispute.closed", dispute(order, status="won"), event_id="evt_dispute_won"
+    )
+    assert closed.json()["outcome"] == "dispute_won"
+    with django_capture_on_commit_callbacks(execute=True):
+        erased = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+    assert erased.status_code == 200, erased.json()
+    order.refresh_from_db()
+    assert (order.payment_status, order.is_anonymized, order.tracking_number) == ("succeeded", True, "")
+
+
+@pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
+def test_erasure_is_refused_while_a_cancelled_order_s_refund_is_still_being_made(api):
+    # given a cancelled order whose refund is decided and not yet made (Stripe unreachable, or a refund that
+    # failed and is made again): if it fails for good, a person has to reach the customer by e-mail
+    register(api)
+    order = place_order(api, asset_id=upload(api), key="erase-refund")
+    order_move(order, "cancelled", payment_status="refund_pending")
+    records = AuditRecord.objects.count()
+
+    # when the customer asks for their data to be erased (before: 200, and the e-mail was gone)
+    response = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+
+    # then it is refused, naming the order and why, and nothing is erased
+    assert (response.status_code, response.json()["code"], response.json()["orders"]) == (
+        409,
+        "erasure_blocked_by_open_orders",
+        [order.ref],
+    )
+    assert f"{order.ref} (a refund to you is still being made)" in response.json()["detail"]
+    order.refresh_from_db()
+    assert (order.is_anonymized, order.shipping_address) == (False, PERSON.address)
+    assert order.customer is not None and order.customer.email == PERSON.email
+    assert AuditRecord.objects.count() == records
+
+
+@pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
+def test_a_guest_s_erasure_is_refused_while_their_shipped_order_s_payment_is_disputed(api):
+    # given a guest's shipped order whose payment their bank disputes
+    catalog_seed_demo()
+    photo = SimpleUploadedFile(PERSON.photo_name, jpeg_bytes(1800, 1200), content_type="image/jpeg")
+    asset_id = api.post("/api/v1/assets", {"file": photo}, format="multipart").json()["id"]
+    created = api.post(
+        "/api/v1/orders",
+        {
+            "items": [{"sku": SKU, "asset": asset_id, "copies": 1}],
+            "shipping_method": "standard",
+            "shipping_address": PERSON.address,
+            "guest": {"email": PERSON.email, "birth_date": "1984-02-29", "privacy_policy_version": "1.0"},
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="erase-guest-disputed",
+    )
+    assert created.status_code == 201, created.json()
+    order = Order.objects.get(ref=created.json()["ref"])
+    pay(order, event_id="evt_guest_paid")
+    print_order(order)
+    pack_and_ship(order)
+    opened = deliver(APIClient(), "charge.dispute.created", dispute(order, status="needs_response"))
+    assert opened.json()["outcome"] == "disputed"
+
+    # when the guest asks for the order's data to be erased
+    response = api.delete(
+        f"/api/v1/orders/{order.ref}/personal-data", HTTP_X_ORDER_TOKEN=created.json()["guest_token"]
+    )
+
+    # then it is refused, and the e-mail and tracking number are kept
+    assert (response.status_code, response.json()["code"], response.json()["orders"]) == (
+        409,
+        "erasure_blocked_by_open_orders",
+        [order.ref],
+    )
+    order.refresh_from_db()
+    assert (order.is_anonymized, order.guest_email, order.tracking_number != "") == (
+        False,
+        PERSON.email,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("order_ref", "says", "never_says"),
+    [
+        ("PL-GUEST1", "your personal data in order PL-GUEST1 is erased", "account"),
+        ("", "your account is erased", "order "),
+    ],
+    ids=["an-order-guest-or-account", "photos-in-no-order"],
+)
+def test_the_erasure_receipt_e_mail_speaks_of_an_account_only_where_there_is_one(order_ref, says, never_says):
+    # given the e-mail with an erasure's receipt: a guest's order has no account (before, every erasure
+    # receipt told its reader "your account is erased"); only an account has photos that were in no order
+    message = receipt_email(
+        recipient=PERSON.email, order_ref=order_ref, reason="erased", url="https://r.example/1", key_id="k1"
+    )
+
+    # then it says what was erased, and nothing that was not
+    body = message.body.split("Your receipt:")[0]
+    assert says in " ".join(body.split())
+    assert never_says not in body
