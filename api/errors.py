@@ -211,7 +211,9 @@ STATUS_BY_CODE: dict[str, int] = {
             # With the photo's `asset_status` (pending, failed, purged) and a failed one's `failure_code`.
             OrderError.ASSET_NOT_READY,
             OrderError.IDEMPOTENCY_KEY_REUSED,
+            OrderError.ORDER_ADDRESS_LOCKED,
             OrderError.ORDER_NOT_CANCELLABLE,
+            OrderError.PICKUP_ORDER_HAS_NO_ADDRESS,
             PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
             PackingError.COLLECTED_AT_THE_COUNTER,
             PackingError.ORDER_NOT_PACKED,

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.schema import problems
-from api.throttles import AnonThrottle
+from api.throttles import AnonThrottle, CustomerReadThrottle
 from api.views import ORDER_TOKEN_HEADER, MeView, client_address, my_account
 from lab.accounts.models import User
 from lab.customer_data.erasure import ErasureResult, GuestErasureResult, account_erase, guest_order_erase
@@ -76,7 +76,8 @@ class AccountView(MeView):
             'Erase your personal data. Send your current password as a JSON body: `{"password": "..."}`. '
             "Photos are destroyed, name, e-mail and addresses removed, orders kept anonymised for "
             "accounting; unpaid orders are cancelled. Refused (409 `erasure_blocked_by_open_orders`) "
-            "while an order is paid, in production, on hold, ready to pack or packed."
+            "while an order is paid, in production, on hold, ready to pack or packed, or its payment is "
+            "disputed with your bank or waits for a refund."
         ),
     )
     def delete(self, request: Request) -> Response:
@@ -137,7 +138,7 @@ class GuestOrderErasureView(APIView):
             "Erase a guest order's personal data with its X-Order-Token: photos destroyed, e-mail, "
             "address and messages removed, the order kept anonymised for accounting; unpaid, it is "
             "cancelled. Refused (409 `erasure_blocked_by_open_orders`) while it is paid, in production, "
-            "on hold, ready to pack or packed."
+            "on hold, ready to pack or packed, or its payment is disputed or waits for a refund."
         ),
     )
     def delete(self, request: Request, ref: str) -> Response:
@@ -151,8 +152,10 @@ class AccountExportView(APIView):
     """Everything we hold about you as JSON, including every employee view of your photos (by role)."""
 
     permission_classes = (IsAuthenticated,)
+    # Each export reads every photo's views and writes an audit record: counted per customer, as photo bytes.
+    throttle_classes = (CustomerReadThrottle,)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **problems(403)})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **problems(403, 429)})
     def get(self, request: Request) -> Response:
         document = account_export(user=my_account(request), request_id=_request_id(request))
         response = Response(document)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.message import sanitize_address
 from django.db.models import Field, Model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from lab.accounts.models import ApiToken, User
@@ -213,6 +214,21 @@ class MeUpdateInput(serializers.Serializer[None]):
     new_password = serializers.CharField(max_length=200, required=False)
 
 
+class MeUpdatedOutput(AccountOutput):
+    orders_keeping_their_address = serializers.SerializerMethodField(
+        help_text="With a new `address`: the refs of your orders still to ship that keep the address they"
+        " were placed with (an order's address is its own): change one with `PATCH /api/v1/orders/{ref}`"
+        " while it is not yet at the packing stage. Empty when the request changes no address."
+    )
+
+    class Meta(AccountOutput.Meta):
+        fields = (*AccountOutput.Meta.fields, "orders_keeping_their_address")
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_orders_keeping_their_address(self, user: User) -> list[str]:
+        return list(self.context["orders_keeping_their_address"])
+
+
 class AssetUploadInput(serializers.Serializer[None]):
     file = serializers.FileField(required=False, allow_empty_file=True)
     url = serializers.URLField(required=False, max_length=2000)
@@ -338,6 +354,10 @@ class GuestInput(serializers.Serializer[None]):
 class OrderInput(QuoteInput):
     shipping_address = AddressSerializer()
     guest = GuestInput(required=False, help_text="Required when ordering without an account.")
+
+
+class OrderAddressInput(serializers.Serializer[None]):
+    shipping_address = AddressSerializer(help_text="Validated as when the order was placed.")
 
 
 class PreflightOutput(serializers.Serializer[dict[str, object]]):

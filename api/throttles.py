@@ -1,12 +1,16 @@
 """Throttles for anonymous endpoints (registration, guest orders, webhooks come from anywhere), for the
-signed-in endpoint that costs real CPU per call (proofs), and for changes to an account (My Account)."""
+signed-in endpoints that cost real work per call (uploads, quotes, orders, photo bytes, proofs), for changes
+to an account (My Account), and for guest orders to one e-mail address."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from django.utils.crypto import salted_hmac
 from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle
+from rest_framework.utils import html
 
 from lab.lib.client_ip import address_for_limits, client_ip
 
@@ -115,3 +119,80 @@ class AccountChangeThrottle(_RateFromSettings):
         user = getattr(request, "user", None)
         ident = f"user-{user.pk}" if user is not None and user.is_authenticated else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def _customer_ident(request: Any) -> str | None:
+    user = getattr(request, "user", None)
+    return f"user-{user.pk}" if user is not None and user.is_authenticated else None
+
+
+class _PerCustomer(_RateFromSettings):
+    """Counted per signed-in customer, by the account (whatever address or token it comes from); anonymous
+    callers are not counted here but by AnonThrottle, which counts nobody signed in. Before, a token holder
+    had no limit at all on these views (AnonThrottle's key is None for a signed-in caller)."""
+
+    methods: frozenset[str] | None = None  # only requests of these methods count; None: all
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        ident = _customer_ident(request)
+        if ident is None or (self.methods is not None and request.method not in self.methods):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class CustomerUploadThrottle(_PerCustomer):
+    """Photo uploads and URL photos (POST assets): each decodes a whole photo (up to ASSET_MAX_PIXELS)."""
+
+    scope = "customer_uploads"
+
+
+class CustomerQuoteThrottle(_PerCustomer):
+    """Quotes (POST quotes): a preflight per item, nothing stored."""
+
+    scope = "customer_quotes"
+
+
+class CustomerOrderThrottle(_PerCustomer):
+    """Order creation (POST orders, not the list): each asks Stripe for a PaymentIntent and sends an e-mail,
+    so unlimited orders used up the lab's Stripe rate limit (every customer's order a 502) and its mail."""
+
+    scope = "customer_orders"
+    methods = frozenset({"POST"})
+
+
+class CustomerReadThrottle(_PerCustomer):
+    """Reads that cost more than a row: a photo's bytes (decrypted, and an audit record appended each)."""
+
+    scope = "customer_reads"
+
+
+def _guest_email(data: Any) -> str | None:
+    """`guest.email` of an order body as the order serializer reads it (a JSON object, or a form's
+    `guest.email` field), or None."""
+    if html.is_html_input(data):
+        guest: Any = html.parse_html_dict(data, prefix="guest")
+    else:
+        guest = data.get("guest") if isinstance(data, Mapping) else None
+    email = guest.get("email") if isinstance(guest, Mapping) else None
+    return email if isinstance(email, str) and email.strip() else None
+
+
+class GuestOrderEmailThrottle(_RateFromSettings):
+    """Guest orders to one e-mail address, from any client address: each order (and its cancellation) mails
+    that address, so without it anyone could mail anyone from the lab, a few requests per message. Counted
+    by a keyed hash of the address normalised as the order stores it (stripped, lower-cased): never the
+    address itself in the cache. Orders by signed-in customers go to their own address and are not counted.
+    A body that does not parse is the view's 400 (read here first, the same answer)."""
+
+    scope = "guest_order_emails"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if request.method != "POST" or _customer_ident(request) is not None:
+            return None
+        email = _guest_email(request.data)
+        if email is None:
+            return None
+        digest = salted_hmac(
+            "api.throttles.GuestOrderEmailThrottle", email.strip().lower(), algorithm="sha256"
+        ).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": digest}

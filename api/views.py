@@ -23,7 +23,16 @@ from api import serializers as s
 from api.errors import ApiError
 from api.parsers import JSONParser
 from api.schema import problems
-from api.throttles import AccountChangeThrottle, AnonThrottle, RegistrationThrottle
+from api.throttles import (
+    AccountChangeThrottle,
+    AnonThrottle,
+    CustomerOrderThrottle,
+    CustomerQuoteThrottle,
+    CustomerReadThrottle,
+    CustomerUploadThrottle,
+    GuestOrderEmailThrottle,
+    RegistrationThrottle,
+)
 from lab.accounts import services as accounts
 from lab.accounts import signin, tokens
 from lab.accounts.errors import AccountError
@@ -35,9 +44,11 @@ from lab.catalog.models import Product
 from lab.catalog.placement import CropRect, FocalPoint, PlacementOptions
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import CommonError, DomainError, PermissionDenied
+from lab.orders import address as order_address
 from lab.orders import cancellation, intake, photos, quotes, selectors
 from lab.orders import selectors as order_selectors
 from lab.orders.models import Order
+from lab.packing.services import shipping_address_change
 
 
 def client_address(request: Request) -> str | None:
@@ -149,20 +160,34 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         return Response(s.AccountOutput(my_account(request)).data)
 
-    @extend_schema(request=s.MeUpdateInput, responses={200: s.AccountOutput, **problems(403, 409, 429)})
+    @extend_schema(
+        request=s.MeUpdateInput,
+        responses={200: s.MeUpdatedOutput, **problems(403, 409, 429)},
+        description=(
+            "A new `address` is the one for orders to come: an order keeps the address it was placed with. "
+            "The answer's `orders_keeping_their_address` names your orders still to ship to another address; "
+            "change one with `PATCH /api/v1/orders/{ref}`."
+        ),
+    )
     def patch(self, request: Request) -> Response:
         user = my_account(request)
         data = s.MeUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = accounts.customer_update(user=user, client_ip=client_address(request), **data.validated_data)
-        return Response(s.AccountOutput(user).data)
+        address = data.validated_data.get("address")
+        keeping = (
+            order_address.orders_keeping_their_address(customer=user, address=address)
+            if address is not None
+            else []
+        )
+        return Response(s.MeUpdatedOutput(user, context={"orders_keeping_their_address": keeping}).data)
 
 
 class AssetCreateView(APIView):
     """Upload a photo (multipart `file`) or give an https `url` that a worker fetches."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (AnonThrottle, CustomerUploadThrottle)
     parser_classes = (MultiPartParser, FormParser, JSONParser)
 
     @extend_schema(
@@ -195,6 +220,7 @@ class AssetContentView(APIView):
     """The owner's own photo bytes, recorded in the audit log as owner access."""
 
     permission_classes = (IsAuthenticated,)
+    throttle_classes = (CustomerReadThrottle,)
 
     @extend_schema(responses={(200, "image/*"): bytes, **problems(403, 410, 503)})
     def get(self, request: Request, asset_id: str) -> HttpResponse:
@@ -242,7 +268,7 @@ class QuoteView(APIView):
     """Prices and preflight for a basket, computed by the server; nothing is stored."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (AnonThrottle, CustomerQuoteThrottle)
 
     @extend_schema(request=s.QuoteInput, responses={200: s.QuoteOutput, **problems(404, 409)})
     def post(self, request: Request) -> Response:
@@ -278,7 +304,7 @@ ORDER_TOKEN_HEADER = OpenApiParameter(
 
 class OrderListCreateView(generics.ListAPIView[Order]):
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (AnonThrottle, CustomerOrderThrottle, GuestOrderEmailThrottle)  # the last two: POST
     serializer_class = s.OrderSummaryOutput
     filterset_class = OrderFilter
 
@@ -346,6 +372,34 @@ class OrderDetailView(APIView):
             ref=ref, user=_customer(request), guest_token=request.headers.get("X-Order-Token")
         )
         return Response(s.OrderOutput(order_selectors.order_with_lines(order=order)).data)
+
+    @extend_schema(
+        request=s.OrderAddressInput,
+        responses={200: s.OrderOutput, **problems(409)},
+        parameters=[ORDER_TOKEN_HEADER],
+        description=(
+            "Change the order's shipping address (its owner, or a guest with the order's X-Order-Token) "
+            "while it awaits payment, is paid, in production or on hold. Refused with 409 "
+            "`order_address_locked` from ready to pack on (its slip may be printed), once shipped or "
+            "cancelled; a pickup order has none to change (409 `pickup_order_has_no_address`). The timeline "
+            "records the change."
+        ),
+    )
+    def patch(self, request: Request, ref: str) -> Response:
+        customer = _customer(request)
+        order = selectors.order_for_reader(
+            ref=ref, user=customer, guest_token=request.headers.get("X-Order-Token")
+        )
+        data = s.OrderAddressInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = shipping_address_change(
+            order=order,
+            address=data.validated_data["shipping_address"],
+            actor=customer,
+            actor_kind="customer" if customer else "guest",
+        )
+        order = order_selectors.order_with_lines(order=Order.objects.get(pk=order.pk))
+        return Response(s.OrderOutput(order).data)
 
 
 class OrderCancelView(APIView):

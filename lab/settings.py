@@ -314,6 +314,13 @@ REST_FRAMEWORK = {
         "registration": os.environ.get("API_REGISTRATION_THROTTLE", "20/hour"),
         "proofs": os.environ.get("API_PROOF_THROTTLE", "30/min"),
         "account_changes": os.environ.get("API_ACCOUNT_CHANGE_THROTTLE", "30/hour"),
+        # Per signed-in customer (api/throttles.py _PerCustomer): AnonThrottle counts nobody signed in.
+        "customer_uploads": os.environ.get("API_CUSTOMER_UPLOAD_THROTTLE", "30/min"),
+        "customer_quotes": os.environ.get("API_CUSTOMER_QUOTE_THROTTLE", "60/min"),
+        "customer_orders": os.environ.get("API_CUSTOMER_ORDER_THROTTLE", "10/hour"),
+        "customer_reads": os.environ.get("API_CUSTOMER_READ_THROTTLE", "60/min"),
+        # Guest orders per e-mail address (each mails it), from any client address.
+        "guest_order_emails": os.environ.get("API_GUEST_ORDER_EMAIL_THROTTLE", "5/hour"),
     },
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),

@@ -340,6 +340,11 @@ def lab_running(arguments: argparse.Namespace, *, photo: bytes) -> Iterator[Lab]
                 "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
                 "API_ANON_THROTTLE": "1000000/min",
                 "API_REGISTRATION_THROTTLE": "1000000/min",
+                "API_CUSTOMER_UPLOAD_THROTTLE": "1000000/min",
+                "API_CUSTOMER_QUOTE_THROTTLE": "1000000/min",
+                "API_CUSTOMER_ORDER_THROTTLE": "1000000/min",
+                "API_CUSTOMER_READ_THROTTLE": "1000000/min",
+                "API_GUEST_ORDER_EMAIL_THROTTLE": "1000000/min",
                 # The order e-mail's task message goes to kombu's filesystem broker in the run's directory:
                 # nothing consumes it, and it never reaches a broker (or a worker) the environment names.
                 "CELERY_BROKER_URL": "filesystem://",

@@ -192,6 +192,9 @@ def stack_running(root: Path) -> Iterator[Stack]:
                     "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
                     "API_ANON_THROTTLE": "1000000/min",
                     "API_REGISTRATION_THROTTLE": "1000000/min",
+                    "API_CUSTOMER_ORDER_THROTTLE": "1000000/min",
+                    "API_CUSTOMER_UPLOAD_THROTTLE": "1000000/min",
+                    "API_CUSTOMER_QUOTE_THROTTLE": "1000000/min",
                     "DJANGO_SETTINGS_MODULE": "lab.settings",
                 },
             ).items()

@@ -132,6 +132,11 @@ def environment(arguments: argparse.Namespace, *, var_dir: Path, role: str = "se
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "API_ANON_THROTTLE": "1000000/min",
         "API_REGISTRATION_THROTTLE": "1000000/min",
+        "API_CUSTOMER_UPLOAD_THROTTLE": "1000000/min",
+        "API_CUSTOMER_QUOTE_THROTTLE": "1000000/min",
+        "API_CUSTOMER_ORDER_THROTTLE": "1000000/min",
+        "API_CUSTOMER_READ_THROTTLE": "1000000/min",
+        "API_GUEST_ORDER_EMAIL_THROTTLE": "1000000/min",
         "BENCH_TASK_METER_DIR": str(var_dir / "meters"),
         "BENCH_CELERY_DB_REUSE_MAX": str(arguments.celery_db_reuse or ""),
     }

@@ -121,7 +121,8 @@ def customer_update(
     address. Each change is a `SecurityEvent`. A password change seals the account again
     (`lab.accounts.seal`) only if its seal held: one changed in the database alone (a role, a password hash
     written there) is refused on the record, not made the lab's own by the customer's (or a token thief's)
-    change."""
+    change. The address is the one for orders to come: an order keeps the address it was placed with
+    (lab.orders.address), and the API's answer names the open orders that keep theirs."""
     if is_staff_member(user):
         # A lab admin keeps staff accounts (lab/staff/admin/); here a staff session could seal a role a
         # database administrator granted (the API accepts the /lab/ session for the auditors' console).

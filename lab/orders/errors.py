@@ -13,6 +13,10 @@ class OrderError(StrEnum):
     ORDER_NOT_CANCELLABLE = (
         "order_not_cancellable"  # its status allows no cancel (production started, or over)
     )
+    # A shipping address change (PATCH orders/{ref}): the box is at the packing stage or gone, or the order
+    # is cancelled (or its address was written outside the lab); a pickup order ships to no address.
+    ORDER_ADDRESS_LOCKED = "order_address_locked"
+    PICKUP_ORDER_HAS_NO_ADDRESS = "pickup_order_has_no_address"
     # Photos: intake, checked by decoding the whole image.
     ASSET_NOT_FOUND = "asset_not_found"  # also someone else's photo, or a guest photo another order used
     ASSET_NOT_READY = "asset_not_ready"  # still being fetched, failed, or purged

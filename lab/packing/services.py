@@ -6,13 +6,16 @@ import hashlib
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from lab.accounts.models import User
 from lab.lib.errors import Conflict
 from lab.lib.seals import seal_holds, seal_of
+from lab.orders.address import order_address_change
 from lab.orders.models import Order
 from lab.packing.errors import PackingError
 from lab.packing.models import PackingSlip
@@ -132,6 +135,22 @@ def packing_slip_get_or_render(*, order_id: int) -> PackingSlip:
     if slip is not None and slip.seal:
         logger.error("packing slip changed outside the lab, rendered again order_id=%s", order_id)
     return packing_slip_render(order_id=order_id)
+
+
+def shipping_address_change(
+    *, order: Order, address: dict[str, Any], actor: User | None, actor_kind: str
+) -> Order:
+    """A customer's change of an order's shipping address (lab.orders.address.order_address_change), and its
+    stored slip dropped under the same lock: an order back from ready to pack (a reprint, a hold) keeps the
+    slip rendered then, which would label the box for the old address. The slip is rendered again when the
+    order is ready to pack (and by packing_slip_get_or_render when one is asked for without it)."""
+    with transaction.atomic():
+        change = order_address_change(order=order, address=address, actor=actor, actor_kind=actor_kind)
+        if change.changed:
+            dropped, _ = PackingSlip.objects.filter(order_id=change.order.pk).delete()
+            if dropped:
+                logger.info("packing slip dropped, address changed order=%s", change.order.ref)
+    return change.order
 
 
 def packing_slip_print(*, order_id: int, printer_name: str) -> str:

@@ -1,4 +1,5 @@
-"""Anonymous endpoints are throttled, with the same problem+json shape and a Retry-After."""
+"""Anonymous endpoints are throttled, with the same problem+json shape and a Retry-After; the costly
+signed-in endpoints per customer, and guest orders per e-mail address."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from api import throttles
+from tests.builders import ADDRESS, UserFactory, asset_for, order_body
 from tests.support.concurrency import at_once
+from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -72,3 +76,149 @@ def test_two_registrations_that_reach_the_throttle_at_once_are_counted_both(sett
     throttled = next(response for response in responses if response.status_code == 429)
     assert throttled.json()["code"] == "throttled"
     assert 0 < int(throttled.headers["Retry-After"]) <= 3600
+
+
+def _rates(settings, **rates: str) -> None:
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **rates},
+    }
+
+
+def _quote(api: APIClient, asset_id: str) -> Any:
+    items = [{"sku": "PRINT-4X6-LUSTRE", "asset": asset_id, "copies": 1, "sizing": "fill"}]
+    return api.post("/api/v1/quotes", {"items": items, "shipping_method": "standard"}, format="json")
+
+
+def _upload(api: APIClient) -> Any:
+    return api.post(
+        "/api/v1/assets", {"file": SimpleUploadedFile("p.jpg", jpeg_bytes(300, 200))}, format="multipart"
+    )
+
+
+def test_quotes_of_a_signed_in_customer_are_throttled_per_customer(api, customer, demo_catalog, settings):
+    # given two quotes a minute per customer (anonymous callers still 10000/min)
+    _rates(settings, customer_quotes="2/min")
+    photo = str(asset_for(customer, width=600, height=400).pk)
+
+    statuses = [_quote(api, photo).status_code for _ in range(3)]
+    throttled = _quote(api, photo)
+
+    # then the third is refused: before, AnonThrottle counted nobody signed in, and nothing else did
+    assert statuses == [200, 200, 429]
+    assert throttled.headers["Content-Type"] == "application/problem+json"
+    assert throttled.json()["code"] == "throttled"
+    assert int(throttled.headers["Retry-After"]) > 0
+    # and another customer, from the same client address, has a count of its own
+    other = UserFactory.create()
+    api.force_authenticate(other)
+    assert _quote(api, str(asset_for(other, width=600, height=400).pk)).status_code == 200
+
+
+def test_uploads_of_a_signed_in_customer_are_throttled_per_customer(api, customer, settings):
+    _rates(settings, customer_uploads="2/min")
+
+    statuses = [_upload(api).status_code for _ in range(3)]
+
+    assert statuses == [201, 201, 429]
+    api.force_authenticate(UserFactory.create())
+    assert _upload(api).status_code == 201
+
+
+def test_photo_bytes_of_a_signed_in_customer_are_throttled_per_customer(api, customer, settings):
+    _rates(settings, customer_reads="2/min")
+    photo = asset_for(customer, width=300, height=200)
+
+    statuses = [api.get(f"/api/v1/assets/{photo.pk}/content").status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]
+
+
+@pytest.mark.usefixtures("stripe_api")
+def test_orders_of_a_signed_in_customer_are_throttled_but_not_the_list(api, customer, demo_catalog, settings):
+    _rates(settings, customer_orders="2/hour")
+
+    statuses = [
+        api.post(
+            "/api/v1/orders", order_body(asset_for(customer)), format="json", HTTP_IDEMPOTENCY_KEY=f"k-{n}"
+        ).status_code
+        for n in range(3)
+    ]
+
+    assert statuses == [201, 201, 429]
+    assert api.get("/api/v1/orders").status_code == 200  # reading one's orders is not an order
+
+
+def _guest_order(api: APIClient, email: str, *, key: str, address: str) -> Any:
+    guest = {"email": email, "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
+    return api.post(
+        "/api/v1/orders",
+        order_body(asset_for(None), guest=guest),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+        REMOTE_ADDR=address,
+    )
+
+
+class _KeysSeen:
+    """The throttles' cache, noting every key it is asked about."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+        self.keys: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._cache, name)
+
+        def noted(key: str, *args: Any, **kwargs: Any) -> Any:
+            self.keys.append(key)
+            return method(key, *args, **kwargs)
+
+        return noted
+
+
+@pytest.mark.usefixtures("stripe_api")
+def test_guest_orders_to_one_address_are_throttled_from_any_client_address(
+    api, demo_catalog, settings, monkeypatch
+):
+    # given two guest orders an hour per e-mail address (each order mails it)
+    _rates(settings, guest_order_emails="2/hour")
+    seen = _KeysSeen(cache)
+    monkeypatch.setattr(throttles._RateFromSettings, "cache", seen)
+    spellings = ["victim@example.org", "  Victim@Example.ORG", "VICTIM@example.org "]
+
+    statuses = [
+        _guest_order(api, email, key=f"g-{n}", address=f"192.0.2.{n + 1}").status_code
+        for n, email in enumerate(spellings)
+    ]
+    other = _guest_order(api, "someone.else@example.org", key="g-other", address="192.0.2.1")
+
+    # then the third order to that address is refused, whatever its spelling and client address: before, each
+    # client address could mail it about 80 times a minute (orders and their cancellations)
+    assert statuses == [201, 201, 429]
+    assert other.status_code == 201
+    # and the address is in no cache key, only a keyed hash of it
+    guest_keys = [key for key in seen.keys if "guest_order_emails" in key]
+    assert guest_keys
+    assert not [key for key in guest_keys if "victim" in key.lower() or "example" in key.lower()]
+
+
+@pytest.mark.usefixtures("stripe_api")
+def test_a_guest_order_sent_as_a_form_counts_for_its_address_too(api, demo_catalog, settings):
+    _rates(settings, guest_order_emails="1/hour")
+    form = {
+        "items[0]sku": "PRINT-4X6-LUSTRE",
+        "items[0]asset": str(asset_for(None).pk),
+        "items[0]copies": "1",
+        "items[0]sizing": "fill",
+        "shipping_method": "standard",
+        "guest.email": "Victim@example.org",
+        "guest.birth_date": "1985-02-03",
+        "guest.privacy_policy_version": "1.0",
+        **{f"shipping_address.{name}": value for name, value in ADDRESS.items()},
+    }
+
+    first = _guest_order(api, "victim@example.org", key="g-json", address="192.0.2.1")
+    as_form = api.post("/api/v1/orders", form, format="multipart", HTTP_IDEMPOTENCY_KEY="g-form")
+
+    assert (first.status_code, as_form.status_code) == (201, 429)

@@ -16,12 +16,30 @@ from tests.support.processes import Service, free_port, wait_for
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
+UNTHROTTLED_CUSTOMERS = {
+    name: "100000/min"
+    for name in (
+        "API_CUSTOMER_UPLOAD_THROTTLE",
+        "API_CUSTOMER_QUOTE_THROTTLE",
+        "API_CUSTOMER_ORDER_THROTTLE",
+        "API_CUSTOMER_READ_THROTTLE",
+        "API_GUEST_ORDER_EMAIL_THROTTLE",
+    )
+}
+
+
 def app_environment(
     *, database_url: str, broker_url: str, var_dir: Path, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The inherited environment with the app pointed at exactly this database, broker and var dir."""
+    """The inherited environment with the app pointed at exactly this database, broker and var dir.
+
+    The per-customer and per-guest-address rates are opened up (a test may set its own in `extra`): a fault
+    test places dozens of orders with one customer's token within minutes, which the production defaults
+    (API_CUSTOMER_ORDER_THROTTLE 10/hour) would refuse; the limits themselves are tested in
+    tests/api/test_throttling.py."""
     return {
         **os.environ,
+        **UNTHROTTLED_CUSTOMERS,
         **(extra or {}),
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,

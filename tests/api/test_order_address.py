@@ -1,0 +1,194 @@
+"""A customer changes an open order's shipping address (PATCH orders/{ref}), as the privacy policy promises
+(CalOPPA: change one's information at any time).
+
+Before, nothing changed an order's address after it was placed: My Account's address change left every open
+order's as it was, a paid order is in production within seconds (then the customer's cancel is refused), and
+the box was labelled for the old address. The endpoint did not exist (405)."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from lab.orders.guest_tokens import guest_token_hash
+from lab.orders.models import Order, OrderEvent
+from lab.packing.models import PackingSlip
+from lab.packing.services import packing_slip_render, slip_data_for
+from tests.builders import ADDRESS, TO_PACKED, UserFactory, order_for, order_move, token_client
+
+pytestmark = pytest.mark.django_db
+
+NEW_ADDRESS = {
+    "name": "Ada Quill",
+    "line1": "9 Darkroom Row",
+    "line2": "Flat 2",
+    "city": "Aperture",
+    "region": "CA",
+    "postal_code": "94016",
+    "country": "us",
+}
+STORED_NEW_ADDRESS = {**NEW_ADDRESS, "country": "US"}  # as the creation's validation stores it
+GUEST_TOKEN = "guest-token-of-the-order"
+
+
+def change(client: APIClient, ref: str, address: object = NEW_ADDRESS, *, token: str | None = None):
+    path, body = f"/api/v1/orders/{ref}", {"shipping_address": address}
+    if token is None:
+        return client.patch(path, body, format="json")
+    return client.patch(path, body, format="json", HTTP_X_ORDER_TOKEN=token)
+
+
+def guest_order() -> Order:
+    order = order_for(None, guest_email="guest@example.org")
+    Order.objects.filter(pk=order.pk).update(guest_token_hash=guest_token_hash(GUEST_TOKEN))
+    return order
+
+
+def test_the_owner_changes_the_address_of_an_order_in_production_and_its_slip_labels_the_new_one(api):
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), "paid", "in_production")
+
+    response = change(client, order.ref)
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["shipping_address"] == STORED_NEW_ADDRESS
+    read = client.get(f"/api/v1/orders/{order.ref}").json()
+    assert read["shipping_address"] == STORED_NEW_ADDRESS
+    assert read["timeline"][-1]["kind"] == "address_changed"
+    order.refresh_from_db()
+    assert order.status == "in_production"
+    assert order.address_is_sealed  # sealed again by the model's save: the slip is made for it
+    ship_to = slip_data_for(order).ship_to
+    assert "9 Darkroom Row" in ship_to and "94016 Aperture" in ship_to
+    assert not any(ADDRESS["line1"] in line for line in ship_to)
+    event = OrderEvent.objects.get(order=order, kind="address_changed")
+    assert (event.actor_id, event.actor_kind) == (customer.pk, "customer")
+    assert "Darkroom" not in event.note and "Lens Lane" not in event.note  # no address in the timeline
+
+
+def test_a_slip_rendered_before_a_reprint_is_dropped_and_rendered_again_with_the_new_address(api):
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), "paid", "in_production", "ready_to_pack")
+    packing_slip_render(order_id=order.pk)
+    order_move(order, "in_production")  # sent back to the floor (a reprint) before it was packed
+
+    assert change(client, order.ref).status_code == 200
+
+    assert not PackingSlip.objects.filter(order=order).exists()
+    order_move(order, "ready_to_pack")
+    slip = packing_slip_render(order_id=order.pk)
+    assert slip.order_id == order.pk
+    assert "9 Darkroom Row" in slip_data_for(Order.objects.get(pk=order.pk)).ship_to
+
+
+def test_a_guest_changes_it_with_the_order_token_and_nobody_else_does(api):
+    order = guest_order()
+
+    anonymous = change(api, order.ref)
+    wrong = change(api, order.ref, token="not-it")
+    order.refresh_from_db()
+    assert order.shipping_address == ADDRESS
+    right = change(api, order.ref, token=GUEST_TOKEN)
+
+    assert (anonymous.status_code, anonymous.json()["code"]) == (404, "order_not_found")
+    assert (wrong.status_code, wrong.json()["code"]) == (404, "order_not_found")
+    assert right.status_code == 200, right.json()
+    order.refresh_from_db()
+    assert (order.shipping_address, order.address_is_sealed) == (STORED_NEW_ADDRESS, True)
+    assert OrderEvent.objects.get(order=order, kind="address_changed").actor_kind == "guest"
+
+
+def test_another_customer_is_told_the_order_does_not_exist(api):
+    order = order_move(order_for(UserFactory.create()), "paid")
+    client = token_client(api, UserFactory.create())
+
+    response = change(client, order.ref)
+
+    assert (response.status_code, response.json()["code"]) == (404, "order_not_found")
+    order.refresh_from_db()
+    assert order.shipping_address == ADDRESS
+    assert not OrderEvent.objects.filter(kind="address_changed").exists()
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [
+        TO_PACKED[:3],  # ready to pack: its slip may be printed
+        TO_PACKED,
+        (*TO_PACKED, "shipped"),
+        ("cancelled",),
+        (*TO_PACKED, "on_hold"),  # held at the station (a dispute): its box is packed and labelled
+    ],
+    ids=["ready_to_pack", "packed", "shipped", "cancelled", "held_after_packing"],
+)
+def test_once_the_box_is_at_the_packing_stage_or_gone_the_address_is_locked(api, statuses):
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), *statuses)
+
+    response = change(client, order.ref)
+
+    assert (response.status_code, response.json()["code"]) == (409, "order_address_locked")
+    order.refresh_from_db()
+    assert order.shipping_address == ADDRESS
+    assert not OrderEvent.objects.filter(kind="address_changed").exists()
+
+
+def test_a_pickup_order_has_no_address_to_change(api):
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_for(customer)
+    Order.objects.filter(pk=order.pk).update(shipping_method=Order.ShippingMethod.PICKUP)
+
+    response = change(client, order.ref)
+
+    assert (response.status_code, response.json()["code"]) == (409, "pickup_order_has_no_address")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        {**NEW_ADDRESS, "country": "XX"},
+        {key: value for key, value in NEW_ADDRESS.items() if key != "line1"},
+        {**NEW_ADDRESS, "postal_code": "1" * 21},
+        "9 Darkroom Row",
+    ],
+    ids=["unknown_country", "no_line1", "postal_code_too_long", "not_an_object"],
+)
+def test_an_address_the_order_would_not_have_been_placed_with_is_refused(api, address):
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), "paid")
+
+    response = change(client, order.ref, address)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert "shipping_address" in response.json()["errors"]
+    order.refresh_from_db()
+    assert order.shipping_address == ADDRESS
+
+
+def test_the_same_address_again_changes_nothing(api):
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), "paid")
+
+    first, again = change(client, order.ref), change(client, order.ref)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert OrderEvent.objects.filter(order=order, kind="address_changed").count() == 1
+
+
+def test_an_address_written_in_the_database_alone_is_not_made_the_labs_own_by_a_change(api):
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), "paid")
+    Order.objects.filter(pk=order.pk).update(shipping_address={**ADDRESS, "line1": "Written in the database"})
+
+    response = change(client, order.ref)
+
+    assert (response.status_code, response.json()["code"]) == (409, "order_address_locked")
+    order.refresh_from_db()
+    assert not order.address_is_sealed
