@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
@@ -138,15 +138,20 @@ def _checkpoint_sign(sink: WitnessSink, *, reason: str) -> AuditCheckpoint:
         )
         # Not witnessed (WitnessError), so not stored either: the database holds only what the witness does.
         sink.append(signed)
-    row = AuditCheckpoint.objects.create(
-        seq=signed.seq,
-        head_hash=signed.head_hash,
-        signed_at=signed.signed_at,
-        key_id=signed.key_id,
-        signature=signed.signature,
-        reason=reason,
-        lanes=chain.lanes_to_json(signed.lanes),
-    )
+        # Stored under the witness's lock too, so the rows (by pk) are in the witness's order, which
+        # verify_checkpoints requires: stored once the lock was released, a second signer could store its
+        # later checkpoint first, a rollback for good. An INSERT that fails leaves a witnessed checkpoint
+        # the database lacks, which no check minds (the witness must hold every row, not the reverse) and
+        # the next signer continues from.
+        row = AuditCheckpoint.objects.create(
+            seq=signed.seq,
+            head_hash=signed.head_hash,
+            signed_at=signed.signed_at,
+            key_id=signed.key_id,
+            signature=signed.signature,
+            reason=reason,
+            lanes=chain.lanes_to_json(signed.lanes),
+        )
     logger.info("audit checkpoint signed seq=%s witness=%s", signed.seq, sink.location)
     _mail_checkpoint(signed)
     return row
@@ -355,12 +360,17 @@ def audit_verify_database(
     checkpoints are timed on, whatever this host's clock says."""
     key = key_ring(pinned_public_key)
     witness = FileWitness(witness_path) if witness_path is not None else witness_sink()
-    # The witness as the walk starts, for the backdating rule (a record no checkpoint of it covers is judged
-    # against its last one); it is read again after the checkpoint rows, which it must then all hold.
-    records = RecordWatch(BackdatingCheck(witness.read_all()[0], public_key=key))
-    result = chain.verify_records(records.watch(records_in_seq_order()), record_key=record_key())
+    # The checkpoint rows, then the witness (which must then hold them all), then the records: every head
+    # they sign was committed before them, so the walk, which reads the records as they are when it starts,
+    # holds it; a checkpoint signed during a long walk is left out, not taken for a truncation. The records
+    # after the last checkpoint read are then the unsigned tail of a live log. The witness is also what the
+    # backdating rule judges by (a record no checkpoint of it covers is judged against its last one), and
+    # its freshness is judged when it was read.
     rows = [_as_checkpoint(row) for row in AuditCheckpoint.objects.order_by("pk")]
     witnessed, witness_read_problem = witness.read_all()
+    judged_at = now or database_now()
+    records = RecordWatch(BackdatingCheck(witnessed, public_key=key))
+    result = chain.verify_records(records.watch(records_in_seq_order()), record_key=record_key())
     wanted = {checkpoint.seq for checkpoint in [*rows, *witnessed]}
     wanted.update(
         head[2] for checkpoint in [*rows, *witnessed] for head in chain.checkpoint_lanes(checkpoint)
@@ -386,7 +396,7 @@ def audit_verify_database(
                 heads=heads,
                 head_seq=last_good,
                 first_record_at=first_record_time(),
-                now=now or database_now(),
+                now=judged_at,
                 interval_seconds=settings.AUDIT_CHECKPOINT_SECONDS,
                 known=[c for c in rows if chain.checkpoint_signature_is_valid(checkpoint=c, public_key=key)],
                 is_chain_whole=is_whole,
@@ -422,10 +432,12 @@ class ExportOutcome:
 def audit_export(
     *, path: Path, actor_id: str | None, actor_role: str, meta: RequestMeta | None = None
 ) -> ExportOutcome:
-    """Write the whole chain and every checkpoint the database holds; the export itself is recorded and then
-    signed. When the chain is broken (e.g. a forged record holds the next seq) the export is still written,
-    unsigned past the last good checkpoint, and the problem is returned."""
+    """Write the chain and the checkpoints the database holds, up to the checkpoint that signs the export: the
+    export itself is recorded and then signed. When the chain is broken (e.g. a forged record holds the next
+    seq) the whole chain is still written, unsigned past the last good checkpoint, and the problem is
+    returned."""
     # Nothing is appended to a chain that fails the signer's check: the export shows it as it was found.
+    signed: AuditCheckpoint | None = None
     problem = audit_chain_check()
     if problem is not None:
         _alert(problem)
@@ -447,19 +459,38 @@ def audit_export(
             # E.g. a record forged since the check holds the next seq; the signer below names it.
             logger.error("audit export could not be recorded: the chain's next seq is taken")
         try:
-            checkpoint_write(reason="export")
+            signed = checkpoint_write(reason="export")
         except AuditChainBroken as broken:
             problem = broken.problem
-    checkpoints = [_as_checkpoint(row) for row in AuditCheckpoint.objects.order_by("pk")]
+    rows = AuditCheckpoint.objects.order_by("pk")
+    # Signed, the export ends at the checkpoint it just signed: the records appended since (while the signer
+    # walked, wrote the witness and mailed it) and the checkpoints signed since are the next export's; in it,
+    # no checkpoint covered them and the offline verifier named them an unsigned tail.
+    covered = _covered_by(_as_checkpoint(signed)) if signed is not None else None
+    checkpoints = [_as_checkpoint(row) for row in (rows.filter(pk__lte=signed.pk) if signed else rows)]
     written = 0
 
     def counted() -> Iterator[dict[str, object]]:
         nonlocal written
         for record in records_in_seq_order(as_found=True):
             # As found, nothing is Unreadable; the guard is for the type checker.
-            if isinstance(record, dict):
+            if isinstance(record, dict) and (covered is None or covered(record)):
                 written += 1
                 yield record
 
     write_export(path=path, records=counted(), checkpoints=checkpoints)
     return ExportOutcome(path=path, records=written, checkpoints=len(checkpoints), problem=problem)
+
+
+def _covered_by(checkpoint: chain.Checkpoint) -> Callable[[Mapping[str, object]], bool]:
+    """Whether a record (as records_in_seq_order gives it) is at or below the head the checkpoint signs of
+    its lane; a record from before lanes is in lane 1, up to its head's seq."""
+    heads = {lane: (position, seq) for lane, position, seq, _ in chain.checkpoint_lanes(checkpoint)}
+
+    def covered(record: Mapping[str, object]) -> bool:
+        if "lane_seq" not in record:
+            return 1 in heads and int(str(record["seq"])) <= heads[1][1]
+        head = heads.get(int(str(record["lane"])))
+        return head is not None and int(str(record["lane_seq"])) <= head[0]
+
+    return covered

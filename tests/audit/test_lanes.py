@@ -10,8 +10,10 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
 
-from lab.audit import chain
+from lab.audit import chain, reading
 from lab.audit.chain import (
     GENESIS_HASH,
     ChainProblem,
@@ -507,3 +509,84 @@ def test_a_writer_takes_a_free_lane_while_another_holds_one(tmp_path: Path) -> N
     # then audit_verify names it by its seq, in lane 2
     with pytest.raises(CommandError, match=r"^TAMPERED: seq_gap at seq 3: lane 2 #1 is missing"):
         call_command("audit_verify")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_ends_at_the_checkpoint_it_signs_while_others_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a busy lab: another connection appends while the export's checkpoint is mailed, after signing
+    audit_append(_entry("before"))
+    during: list[AuditRecord] = []
+
+    def mail_while_another_appends(checkpoint: Checkpoint) -> None:
+        thread = threading.Thread(target=_append_elsewhere, args=(["during-mail"], during))
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+    monkeypatch.setattr("lab.audit.services._mail_checkpoint", mail_while_another_appends)
+    export = tmp_path / "audit.jsonl"
+    # when exported
+    outcome = audit_export(path=export, actor_id="auditor-1", actor_role="auditor")
+    # then the export ends at the checkpoint it signed (the record and the export's own), without the record
+    # appended since, and verifies offline: no unsigned tail
+    completed = _run_verifier(
+        str(export),
+        "--public-key",
+        chain.public_key_b64(public_key()),
+        "--record-key",
+        settings.AUDIT_RECORD_KEY,
+    )
+    assert completed.stdout.startswith("OK: 2 records (seq 1..2) in 1 lane,"), (
+        completed.stdout + completed.stderr
+    )
+    assert [(r.lane, r.lane_seq, r.seq) for r in during] == [(1, 3, 3)]
+    assert (outcome.problem, outcome.records, outcome.checkpoints) == (None, 2, 1)
+    assert audit_verify_database().problem is None
+
+
+def _append_and_sign_elsewhere(done: list[AuditRecord]) -> None:
+    """An append, then a checkpoint, from another thread (another database connection)."""
+    try:
+        with transaction.atomic():
+            done.append(audit_append(_entry("during-walk")))
+        checkpoint_write()
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_checkpoint_signed_during_the_walk_of_audit_verify_is_not_a_truncation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given two signed records, and audit_verify's walk during which another connection appends a record
+    # and signs a checkpoint of it
+    audit_append(_entry("first"))
+    audit_append(_entry("second"))
+    checkpoint_write()
+    during: list[AuditRecord] = []
+
+    def records_while_signing(**options: Any) -> Iterator[dict[str, object] | chain.Unreadable]:
+        records = reading.records_in_seq_order(**options)
+        first = next(records, None)  # the walk has read the records as they were when it started
+        if first is not None:
+            yield first
+        if not during:
+            thread = threading.Thread(target=_append_and_sign_elsewhere, args=(during,))
+            thread.start()
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+        yield from records
+
+    monkeypatch.setattr("lab.audit.services.records_in_seq_order", records_while_signing)
+    # when the database is verified
+    verified = audit_verify_database()
+    # then the new checkpoint was signed during the walk, and neither it nor its record are in the check: no
+    # truncation, no problem
+    assert [r.seq for r in during] == [3]
+    assert AuditCheckpoint.objects.order_by("pk").values_list("seq", flat=True)[1] == 3
+    assert (verified.problem, verified.count, verified.checkpoints) == (None, 2, 1)
+    # and the next verification holds both
+    monkeypatch.undo()
+    assert audit_verify_database().problem is None

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditRecord
@@ -162,3 +163,45 @@ def _database_url() -> str:
     from tests.support.celery_worker import database_url
 
     return database_url(connection.settings_dict)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_signers_store_their_checkpoints_in_the_witness_order(monkeypatch):
+    # given signer A (the schedule) about to store its checkpoint, when a record is appended and signer B
+    # (an export, another connection) signs a later checkpoint
+    audit_write(2)
+    store = AuditCheckpoint.objects.create
+    other: list[threading.Thread] = []
+    failures: list[BaseException] = []
+    b_waited: list[bool] = []
+
+    def sign_elsewhere():
+        try:
+            checkpoint_write(reason="export")
+        except BaseException as error:  # reported by the test, not lost in the thread
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    def store_after_another_signer(**fields):
+        if not other:
+            audit_write(1)
+            other.append(threading.Thread(target=sign_elsewhere))
+            other[0].start()
+            # B either stores its checkpoint first (the rows out of order) or waits for A to store its own
+            other[0].join(timeout=3)
+            b_waited.append(other[0].is_alive())
+        return store(**fields)
+
+    monkeypatch.setattr(AuditCheckpoint.objects, "create", store_after_another_signer)
+    # when A signs, and B then finishes
+    checkpoint_write()
+    other[0].join(timeout=30)
+    # then the log verifies: the rows are in the witness's order, B having waited for A to store its own
+    assert (failures, other[0].is_alive()) == ([], False)
+    assert audit_verify_database().problem is None
+    assert list(AuditCheckpoint.objects.order_by("pk").values_list("seq", "reason")) == [
+        (2, "schedule"),
+        (3, "export"),
+    ]
+    assert b_waited == [True]
