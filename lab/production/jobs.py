@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
@@ -137,7 +138,14 @@ def job_move(
 
 
 def job_claim_take_back(
-    *, job_id: int, claimed: str, back_to: str, worker: str, claimed_at: datetime
+    *,
+    job_id: int,
+    claimed: str,
+    back_to: str,
+    worker: str,
+    claimed_at: datetime,
+    note: str = "the database went away as the claim committed; none of the work was done",
+    **fields: Any,
 ) -> bool:
     """Undo a claim whose COMMIT raised, if it was applied after all (the database went away as it answered),
     once the database answers again. The worker got an error, so it did none of the work: the job goes back
@@ -145,6 +153,7 @@ def job_claim_take_back(
 
     Tried for half the claim's lease (a minute at most), so that the reconciler, which acts on a claim only
     once its lease ran out, does not act on it meanwhile; both moves are conditional, so only one happens.
+    `fields`: set with the move (the send fence's take-back also clears the fence).
     """
     deadline = time.monotonic() + min(settings.PRODUCTION_CLAIM_LEASE_SECONDS / 2, 60)
     while True:
@@ -155,10 +164,11 @@ def job_claim_take_back(
                 from_statuses={claimed},
                 to_status=back_to,
                 kind="claim_released",
-                note="the database went away as the claim committed; none of the work was done",
+                note=note,
                 where=Q(claimed_by=worker, claimed_at=claimed_at),
                 claimed_at=None,
                 claimed_by="",
+                **fields,
             )
         except DatabaseError:
             if time.monotonic() > deadline:
@@ -167,7 +177,7 @@ def job_claim_take_back(
             time.sleep(0.5)
             continue
         if released:
-            logger.info("claim taken back after a lost commit answer job=%s", job_id)
+            logger.info("claim taken back after the database went away job=%s", job_id)
         return released
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -247,33 +247,16 @@ def _unsent_claim_take_back(*, job_id: int, worker: str, claimed_at: datetime) -
     set. As `job_claim_take_back` (once the database answers again, for half the lease at most, conditional
     on the claim being this worker's), and the fence cleared with it. True when taken back (the caller sends
     the job's message again)."""
-    deadline = time.monotonic() + min(settings.PRODUCTION_CLAIM_LEASE_SECONDS / 2, 60)
-    while True:
-        close_old_connections()  # the connection that failed is closed and a new one opened
-        try:
-            released = job_move(
-                job_id=job_id,
-                from_statuses={J.SUBMITTING},
-                to_status=J.READY,
-                kind="claim_released",
-                note="the database went away as the send fence was set; nothing was sent",
-                where=Q(claimed_by=worker, claimed_at=claimed_at),
-                claimed_at=None,
-                claimed_by="",
-                sending_claim_at=None,
-                submit_attempts=F("submit_attempts") - 1,  # nothing went out: the next claim is no retry
-            )
-        except DatabaseError:
-            if time.monotonic() > deadline:
-                logger.warning(
-                    "claim not taken back after its fence raised, left to the reconciler job=%s", job_id
-                )
-                return False
-            time.sleep(0.5)
-            continue
-        if released:
-            logger.info("claim taken back after its send fence raised, nothing sent job=%s", job_id)
-        return released
+    return job_claim_take_back(
+        job_id=job_id,
+        claimed=J.SUBMITTING,
+        back_to=J.READY,
+        worker=worker,
+        claimed_at=claimed_at,
+        note="the database went away as the send fence was set; nothing was sent",
+        sending_claim_at=None,
+        submit_attempts=F("submit_attempts") - 1,  # nothing went out: the next claim is no retry
+    )
 
 
 def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
