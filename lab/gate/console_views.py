@@ -48,7 +48,13 @@ from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
 from lab.gate.anomalies import anomalies_find, thresholds
 from lab.gate.errors import GateError
-from lab.gate.review import auditor_read_record, lab_today, review_build, review_sign_off
+from lab.gate.review import (
+    auditor_read_record,
+    lab_today,
+    review_build,
+    review_samples_not_in_log,
+    review_sign_off,
+)
 from lab.gate.views import FOREIGN_FETCH_SITES, error_status
 from lab.lib.calendar import OUT_OF_SPAN, day_in_span, moment_in_span
 from lab.lib.errors import DomainError, PermissionDenied
@@ -220,8 +226,11 @@ def record_view(request: HttpRequest, seq: int) -> HttpResponse:
     emails = audit_selectors.employee_emails(actor_ids=[record.actor_id])
     fields = [(name, getattr(record, name)) for name in chain.EXPORT_FIELDS]
     reviews = list(record.reviews.select_related("reviewed_by").order_by("pk"))
+    for item in reviews:
+        item.record = record  # the items' days, for the samples the chain names
     not_in_log = audit_selectors.review_sign_offs_not_in_log(items=reviews)
-    _warn_not_in_log(request, reviews, not_in_log)
+    sample_not_in_log = review_samples_not_in_log(items=reviews)
+    _warn_not_in_log(request, reviews, not_in_log, sample_not_in_log)
     return render(
         request,
         "audit/record.html",
@@ -231,6 +240,7 @@ def record_view(request: HttpRequest, seq: int) -> HttpResponse:
             "email": emails.get(record.actor_id or ""),
             "reviews": reviews,
             "not_in_log": not_in_log,
+            "sample_not_in_log": sample_not_in_log,
         },
     )
 
@@ -287,7 +297,8 @@ def review_view(request: HttpRequest) -> HttpResponse:
     after_id = int(after) if after.isascii() and after.isdigit() and len(after) < 19 else None
     _read(request, page="review", query=f"state={'open' if is_open else 'done'}&after={after_id or ''}")
     page = audit_selectors.review_items_page(is_open=is_open, after_id=after_id, limit=PAGE_SIZE)
-    _warn_not_in_log(request, page.items, page.not_in_log)
+    sample_not_in_log = review_samples_not_in_log(items=page.items)
+    _warn_not_in_log(request, page.items, page.not_in_log, sample_not_in_log)
     emails = audit_selectors.employee_emails(actor_ids=[item.record.actor_id for item in page.items])
     return render(
         request,
@@ -296,6 +307,7 @@ def review_view(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": [(item, emails.get(item.record.actor_id or "")) for item in page.items],
             "is_open": is_open,
+            "sample_not_in_log": sample_not_in_log,
             # The lab's yesterday on the database's clock: a web host's own clock and UTC could name a day
             # that is not over yet where the lab is, which the build refuses.
             "yesterday": lab_today() - timedelta(days=1),
@@ -304,12 +316,26 @@ def review_view(request: HttpRequest) -> HttpResponse:
 
 
 NOT_IN_LOG = "sign-off not in the log"
+SAMPLE_NOT_IN_LOG = "sample not in the log"
 
 
-def _warn_not_in_log(request: HttpRequest, items: list[ReviewItem], not_in_log: frozenset[int]) -> None:
+def _warn_not_in_log(
+    request: HttpRequest,
+    items: list[ReviewItem],
+    not_in_log: frozenset[int],
+    sample_not_in_log: frozenset[int] = frozenset(),
+) -> None:
     """A sign-off the chain does not hold was written in the table alone: shown as a warning, never as a
-    review an auditor did."""
+    review an auditor did. So is a 'sample' item no queued record of its day names: never as drawn at
+    random."""
     for item in items:
+        if item.pk in sample_not_in_log:
+            messages.warning(
+                request,
+                f"Item {item.pk} (record {item.record_id}): {SAMPLE_NOT_IN_LOG}. The item says the record"
+                " was drawn in its day's random sample, but no record of the day's queue names it: it was"
+                " added to the table alone.",
+            )
         if item.pk in not_in_log:
             messages.warning(
                 request,

@@ -3,9 +3,13 @@ maintenance and clarification view among them, each signed off with a note) and 
 own reads, exports and sign-offs.
 
 The sample is drawn with the operating system's random source, so nobody can predict which of their views
-will be reviewed. Queuing a day twice adds nothing twice: the sample tops up to its size and flagged items are
-unique per (record, flag). Each queued day is recorded in the chain (`audit.review.queued`), and the nightly
-job queues every finished day of the last CATCH_UP_DAYS not recorded yet, so a lost run is made up the next
+will be reviewed, and the chain names it: each run's `audit.review.queued` record carries the seqs it drew,
+and a day's sample so far is what those records name, not the 'sample' rows of the items' table, which the
+app's database role may insert into (twenty rows inserted during the day filled its sample, and nothing was
+drawn at random). A 'sample' item no record names is shown as not in the log (review_samples_not_in_log).
+Queuing a day twice adds nothing twice: the sample tops up to its size and flagged items are unique per
+(record, flag). Each queued day is recorded in the chain (`audit.review.queued`), and the nightly job queues
+every finished day of the last CATCH_UP_DAYS not recorded yet, so a lost run is made up the next
 night instead of losing the day's sample and flags.
 
 A review day runs midnight to midnight in the lab's time zone (LAB_TIME_ZONE), and whether it is over is read
@@ -16,8 +20,10 @@ far, and since a sample only tops up to its size the views of its last hours cou
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -27,8 +33,10 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
+from lab.audit import chain
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
-from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.audit.records import Entry, RequestMeta, audit_append, record_as_chain_dict
+from lab.audit.services import record_key
 from lab.gate.access import AuditUnavailable
 from lab.gate.anomalies import ALWAYS_REVIEWED, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find, lab_zone
 from lab.gate.errors import GateError
@@ -43,6 +51,9 @@ MIN_NOTE = 3
 MAX_NOTE = 500
 SIGN_OFF_ACTION = "audit.review.sign_off"
 QUEUED_ACTION = "audit.review.queued"
+# A queued record names the seqs its run drew, after this, in its justification (which holds this many).
+SEQS_FIELD = "seqs="
+MAX_JUSTIFICATION = 500
 REVIEW_DAY = "review_day"
 # Task messages are nudges: a nightly run can be lost (PostgreSQL restarting at 00:30, a killed worker, a
 # lost message, the soft time limit). The next run queues every finished day of this many that is not recorded
@@ -140,11 +151,10 @@ def _day_queue_locked(*, day: date, sample_size: int | None) -> QueueRun:
         .exclude(purpose__in=ALWAYS_REVIEWED)
         .values_list("seq", flat=True)
     )
-    already = set(
-        ReviewItem.objects.filter(
-            reason=SAMPLE_REASON, record__occurred_at__gte=since, record__occurred_at__lt=until
-        ).values_list("record_id", flat=True)
-    )
+    # The day's sample so far is what the chain's records of its runs name, never the items' table: the app's
+    # role may insert into the table, and a 'sample' item inserted there filled the day's sample, so that
+    # nothing was drawn at random and the views of whoever inserted them could never be reviewed.
+    already = review_samples_logged(days=[day]).get(day, set())
     flagged = {(anomaly.seq, anomaly.flag.value) for anomaly in anomalies_find(since=since, until=until)}
     # The sample is the random check of what no rule flagged: a flagged view is queued for its flag anyway, so
     # drawing it too spent a sample's place on it (busy orders flag most of their views as repeated).
@@ -164,22 +174,107 @@ def _day_queue_locked(*, day: date, sample_size: int | None) -> QueueRun:
             + [ReviewItem(record_id=seq, reason=reason) for seq, reason in new_flags],
             ignore_conflicts=True,  # a concurrent run for the same day
         )
-        # With the items, or not at all: what the nightly job reads to know the day is done.
-        audit_append(
-            Entry(
-                action=QUEUED_ACTION,
-                actor_id=None,
-                actor_role="system",
-                outcome="done",
-                rule="review_queue",
-                purpose=Purpose.AUDIT,
-                justification=f"sampled={len(chosen)} flagged={len(new_flags)}",
-                context_type=REVIEW_DAY,
-                context_id=day.isoformat(),
+        # With the items, or not at all: what the nightly job reads to know the day is done, and the only
+        # account of which views the run drew (a sample larger than one record's justification holds is
+        # named over several records).
+        for justification in _queued_justifications(sampled=sorted(chosen), flagged=len(new_flags)):
+            audit_append(
+                Entry(
+                    action=QUEUED_ACTION,
+                    actor_id=None,
+                    actor_role="system",
+                    outcome="done",
+                    rule="review_queue",
+                    purpose=Purpose.AUDIT,
+                    justification=justification,
+                    context_type=REVIEW_DAY,
+                    context_id=day.isoformat(),
+                )
             )
-        )
     logger.info("review queue day=%s sampled=%s flagged=%s", day, len(chosen), len(new_flags))
     return QueueRun(day=day, sampled=len(chosen), flagged=len(new_flags))
+
+
+def _queued_justifications(*, sampled: list[int], flagged: int) -> list[str]:
+    """The justifications of a run's `audit.review.queued` records: `sampled=N flagged=M seqs=a,b,c`, the
+    seqs drawn; what does not fit one record goes on in records of `seqs=...` alone."""
+    head = f"sampled={len(sampled)} flagged={flagged} {SEQS_FIELD}"
+    texts: list[str] = []
+    names: list[str] = []
+    for seq in sampled:
+        prefix = head if not texts else SEQS_FIELD
+        if names and len(prefix) + len(",".join([*names, str(seq)])) > MAX_JUSTIFICATION:
+            texts.append(prefix + ",".join(names))
+            names = []
+        names.append(str(seq))
+    texts.append((head if not texts else SEQS_FIELD) + ",".join(names))
+    return texts
+
+
+def _seqs_named(justification: str) -> set[int] | None:
+    """The seqs a queued record names; None for a record from before queued records named them."""
+    for part in justification.split(" "):
+        if part.startswith(SEQS_FIELD):
+            names = part.removeprefix(SEQS_FIELD)
+            return {int(name) for name in names.split(",") if name.isascii() and name.isdigit()}
+    return None
+
+
+def review_samples_logged(*, days: Iterable[date]) -> dict[date, set[int]]:
+    """The seqs each day's sample holds by the chain: those the day's `audit.review.queued` records under a
+    valid mac name (every run of the day: a day queued partially, then topped up, counts both). One query.
+
+    A record from before queued records named their seqs (no `seqs=`) vouches for the day's sample items
+    created by then, as the items' table holds them."""
+    by_name = {day.isoformat(): day for day in days}
+    if not by_name:
+        return {}
+    key = record_key()
+    logged: dict[date, set[int]] = {}
+    legacy: dict[date, datetime] = {}
+    for record in AuditRecord.objects.filter(
+        action=QUEUED_ACTION, context_type=REVIEW_DAY, context_id__in=list(by_name)
+    ):
+        day = by_name[record.context_id]
+        if record.outcome != "done" or record.actor_id is not None or not _mac_holds(record, key):
+            continue
+        named = _seqs_named(record.justification)
+        if named is None:
+            legacy[day] = max(legacy.get(day, record.occurred_at), record.occurred_at)
+        else:
+            logged.setdefault(day, set()).update(named)
+    for day, until in legacy.items():
+        since = day_bounds(day)[0]
+        logged.setdefault(day, set()).update(
+            ReviewItem.objects.filter(
+                reason=SAMPLE_REASON,
+                created_at__lte=until,
+                record__occurred_at__gte=since,
+                record__occurred_at__lt=day_bounds(day)[1],
+            ).values_list("record_id", flat=True)
+        )
+    return logged
+
+
+def review_samples_not_in_log(*, items: Iterable[ReviewItem]) -> frozenset[int]:
+    """The ids of the 'sample' items no valid `audit.review.queued` record names (review_samples_logged): an
+    item inserted in the table alone, which the console shows as not in the log, never as drawn at random.
+    The items come with their records (select_related)."""
+    samples = [item for item in items if item.reason == SAMPLE_REASON]
+    if not samples:
+        return frozenset()
+    zone = lab_zone()
+    day_of = {item.pk: item.record.occurred_at.astimezone(zone).date() for item in samples}
+    logged = review_samples_logged(days=set(day_of.values()))
+    return frozenset(item.pk for item in samples if item.record_id not in logged.get(day_of[item.pk], set()))
+
+
+def _mac_holds(record: AuditRecord, key: bytes) -> bool:
+    try:
+        expected = chain.compute_mac(record_as_chain_dict(record), record_key=key)
+    except ValueError:  # a record no reader can take (a time out of range, a lone surrogate)
+        return False
+    return hmac.compare_digest(expected, record.mac)
 
 
 def review_build(*, day: date, auditor: User, meta: RequestMeta) -> QueueRun:

@@ -19,8 +19,10 @@ from lab.accounts.models import User
 from lab.audit import chain
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import RequestMeta, record_as_chain_dict
-from lab.gate import selectors
-from lab.gate.review import review_sign_off
+from lab.gate import review, selectors
+from lab.gate.anomalies import lab_zone
+from lab.gate.console_views import SAMPLE_NOT_IN_LOG
+from lab.gate.review import review_sample_daily, review_samples_not_in_log, review_sign_off
 from tests.builders import attempt, denied, minutes, person
 from tests.support.audit_insiders import as_app_role, as_superuser, record_insert_sql
 
@@ -263,3 +265,79 @@ def test_a_long_note_is_kept_as_long_as_the_chain_keeps_it(client, auditor: User
     assert item.note == note.strip()[:500]
     client.force_login(auditor)
     assert NOT_IN_LOG not in client.get("/lab/audit/review/", {"state": "done"}).content.decode()
+
+
+def test_a_sample_item_inserted_by_the_app_s_role_neither_fills_the_day_s_sample_nor_shows_as_sampled(
+    client, auditor: User
+) -> None:
+    # given one unflagged technician view on day D, and another record of D, a view of the technician's own
+    # order by the maintenance purpose (flagged, so never drawn at random)
+    technician = person("technician", email="tech@lab.example")
+    view = attempt(technician, at=minutes(60))
+    other = attempt(technician, at=minutes(61), purpose="maintenance", rule="open_maintenance_ticket")
+    day = minutes(60).astimezone(lab_zone()).date()
+
+    # when the app's role, during D, inserts a 'sample' item pointing at the other record, and the nightly
+    # run then queues D with a sample of one
+    with as_app_role(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO audit_reviewitem (record_id, reason, created_at, note)"
+            " VALUES (%s, 'sample', now(), '')",
+            [other.seq],
+        )
+    forged = ReviewItem.objects.get(record_id=other.seq, reason="sample")
+    run = review_sample_daily(day=day, sample_size=1)
+
+    # then the day's sample is drawn as if the forged item did not exist (before: it filled the sample, and
+    # the view could never be drawn), the chain's record names what was drawn
+    assert run.sampled == 1
+    sampled = set(ReviewItem.objects.filter(reason="sample").values_list("record_id", flat=True))
+    assert sampled == {view.seq, other.seq}
+    queued_record = AuditRecord.objects.get(action="audit.review.queued", context_id=day.isoformat())
+    assert queued_record.justification.endswith(f"seqs={view.seq}")
+    # and the forged item is reported not in the log, and only it, on the queue and on its record's page
+    genuine = ReviewItem.objects.get(record_id=view.seq, reason="sample")
+    items = list(ReviewItem.objects.select_related("record").order_by("pk"))
+    assert review_samples_not_in_log(items=items) == frozenset({forged.pk})
+    client.force_login(auditor)
+    queue = client.get("/lab/audit/review/").content.decode()
+    record = client.get(f"/lab/audit/records/{other.seq}/").content.decode()
+    assert f"Item {forged.pk} (record {other.seq}): {SAMPLE_NOT_IN_LOG}" in queue
+    assert f"Item {genuine.pk} " not in queue
+    assert f"Item {forged.pk} (record {other.seq}): {SAMPLE_NOT_IN_LOG}" in record
+    # (the forged item's badge says so, before what the item says; the genuine one's does not)
+    badge = f'{SAMPLE_NOT_IN_LOG}</strong>: the item says <span class="reason reason-sampled">sampled</span>'
+    assert queue.count(badge) == 1 and queue.count(SAMPLE_NOT_IN_LOG) == 2
+
+
+def test_a_day_queued_then_topped_up_counts_both_runs_samples(auditor: User) -> None:
+    # given three views of D, two drawn by a first run and its record
+    technician = person("technician", email="tech@lab.example")
+    views = {attempt(technician, at=minutes(60 + i)).seq for i in range(3)}
+    day = minutes(60).astimezone(lab_zone()).date()
+    first = review_sample_daily(day=day, sample_size=2)
+
+    # when the day is topped up to three, and then queued again
+    top_up = review_sample_daily(day=day, sample_size=3)
+    again = review_sample_daily(day=day, sample_size=3)
+
+    # then the top-up drew the one view left, the third run nothing, and every sample is in the log
+    assert (first.sampled, top_up.sampled, again.sampled) == (2, 1, 0)
+    items = list(ReviewItem.objects.select_related("record").filter(reason="sample"))
+    assert {item.record_id for item in items} == views
+    assert review_samples_not_in_log(items=items) == frozenset()
+
+
+def test_a_sample_too_large_for_one_record_is_named_over_several() -> None:
+    # given a sample of 200 ten-digit seqs (2,200 characters of names)
+    drawn = list(range(10**9, 10**9 + 200))
+
+    # when a run's queued records are written for it
+    texts = review._queued_justifications(sampled=drawn, flagged=3)
+
+    # then each fits a record's justification, the first counts the run, and together they name the sample
+    assert all(len(text) <= 500 for text in texts) and len(texts) > 4
+    assert texts[0].startswith("sampled=200 flagged=3 seqs=")
+    named = [review._seqs_named(text) for text in texts]
+    assert set().union(*(seqs or set() for seqs in named)) == set(drawn)
+    assert review._seqs_named("sampled=2 flagged=0") is None  # a record from before records named them
