@@ -199,11 +199,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # process, when it wakes, finds its connection gone and fails its task as after a restart. 0 leaves it to
 # the server's setting (e.g. behind a PgBouncer that refuses the `options` startup parameter).
 DATABASE_IDLE_IN_TRANSACTION_SECONDS = envint("DATABASE_IDLE_IN_TRANSACTION_SECONDS", 60)
+# The search_path is pinned with it to public alone, which PostgreSQL searches after pg_catalog (unlisted, it
+# comes first; listed first, tables would be made in it): a role's search_path with pg_catalog last (ALTER
+# ROLE ... SET search_path = public, pg_catalog) let a public.clock_timestamp() shadow the clock records are
+# timed on; startup options win over the role's settings. With 0 (a PgBouncer that refuses `options`) no
+# option is sent: the app's SQL names its clock in pg_catalog, and both audit verifiers name a record timed
+# ahead.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_IDLE_IN_TRANSACTION_SECONDS:
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options["options"] = (
         f"{_options.get('options', '')} "
         f"-c idle_in_transaction_session_timeout={DATABASE_IDLE_IN_TRANSACTION_SECONDS * 1000}"
+        " -c search_path=public"
     ).strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

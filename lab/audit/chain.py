@@ -111,6 +111,7 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "witness_unreadable",
     "witness_unwritable",
     "backdated",
+    "future_dated",
 )
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -61,11 +61,14 @@ _COLUMNS = chain.EXPORT_FIELDS_LANED
 # statement_timestamp(): these expressions are evaluated in the outer SELECT, for the row the MATERIALIZED
 # CTE has locked, so the time is read once the lane is held. A writer that waited for its lane (behind the
 # signer, which holds every lane while it settles the log) is then timed after the checkpoint it follows,
-# as the backdating rule needs (witness.BackdatingCheck); timed at its statement's start, it was not.
+# as the backdating rule needs (witness.BackdatingCheck); timed at its statement's start, it was not. The
+# clock and the sequence are named in pg_catalog: a function of the same name earlier in the role's
+# search_path (a public.clock_timestamp() set up by whoever administers the database) must not time the
+# record (settings pins the search_path too).
 _NEXT_SEQ_AND_POLICY = (
-    "nextval('audit_auditrecord_seq'), (SELECT p.version FROM accounts_policyversion p"
+    "pg_catalog.nextval('audit_auditrecord_seq'), (SELECT p.version FROM accounts_policyversion p"
     " ORDER BY p.published_at DESC, p.id DESC LIMIT 1), EXISTS (SELECT 1 FROM audit_auditrecord),"
-    " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+    " (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000000)::bigint"
 )
 # A lane no other transaction holds (the first free one, so that a quiet lab writes one lane); the CTE is
 # materialized so that nextval runs once, for the lane locked, not for every row looked at.

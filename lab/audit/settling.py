@@ -14,6 +14,7 @@ from django.utils import timezone
 from lab.audit import chain
 from lab.audit.models import AuditHead, AuditRecord
 from lab.audit.witness import BackdatingCheck
+from lab.lib.clock import database_now
 
 # Settling: every lane's head row locked in id order (waiting for the appends in flight: each holds its
 # lane's row until it commits or rolls back, and takes its seq and reads its time only once it holds it),
@@ -25,7 +26,7 @@ _LOCK_EVERY_LANE_SQL = "SELECT id FROM audit_audithead ORDER BY id FOR UPDATE"
 _SETTLED_SQL = (
     "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM audit_auditrecord) THEN 0"
     " ELSE COALESCE(pg_sequence_last_value('audit_auditrecord_seq'),"
-    " (SELECT max(seq) FROM audit_auditrecord)) END, clock_timestamp()"
+    " (SELECT max(seq) FROM audit_auditrecord)) END, pg_catalog.clock_timestamp()"
 )
 
 
@@ -54,12 +55,19 @@ def settle() -> tuple[int, datetime]:
 
 class RecordWatch:
     """What the walk's records say besides their chain, read as the walk reads them: the backdating rule
-    (witness.BackdatingCheck) and, for the signer, each lane's last record at or below the settled seq."""
+    (witness.BackdatingCheck) and, for the signer, each lane's last record at or below the settled seq.
+
+    Made before the walk and asked for its problem after it: a record no checkpoint covers is judged against
+    the database's clock then (every record the walk read was committed, and timed, before it), so one
+    appended during the walk is no false alarm and one dated ahead of the clock is "future_dated"."""
 
     def __init__(self, backdating: BackdatingCheck | None, settled_seq: int | None = None) -> None:
         self.backdating = backdating
         self.settled_seq = settled_seq
         self.settled_heads: dict[int, chain.LaneHead] = {}
+        self._finished = False
+        if backdating is not None:
+            backdating.start(database_now())
 
     def watch(
         self, records: Iterator[dict[str, object] | chain.Unreadable]
@@ -84,4 +92,9 @@ class RecordWatch:
 
     @property
     def problem(self) -> chain.ChainProblem | None:
-        return self.backdating.problem if self.backdating is not None else None
+        if self.backdating is None:
+            return None
+        if not self._finished:
+            self._finished = True
+            self.backdating.finish(database_now())
+        return self.backdating.problem

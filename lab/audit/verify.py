@@ -51,7 +51,9 @@ in the export (a seq beyond its end is a truncation), every checkpoint of the ex
 was made to verify an old export against a newer witness). And the backdating rule (witness.BackdatingCheck):
 a record first covered by witnessed checkpoint N+1, or by none yet, must have a seq above N's and a time not
 before N's signed_at when N is settled (chain.CHECKPOINT_FORMAT_SETTLED), else it is named "backdated": it
-was written after N and numbered or dated before it.
+was written after N and numbered or dated before it; and a time not after N+1's signed_at when N+1 is
+settled (covered by none: not after the auditor's clock now), else it is named "future_dated": it was dated
+ahead of the clock. A witnessed checkpoint signed after the auditor's clock now is "future_dated" too.
 
 With ``--record-key`` (the lab's HMAC record key, when the auditor has been given it) every record's mac is
 checked as well, so a record rewritten or inserted by someone without the key is named exactly; without it,
@@ -101,7 +103,13 @@ from lab.audit.chain import (
     walk_chain,
 )
 from lab.audit.receipt import receipt_parse, receipt_summary, verify_receipt
-from lab.audit.witness import BackdatingCheck, check_witness, parse_timestamp, read_checkpoint_file
+from lab.audit.witness import (
+    BackdatingCheck,
+    check_witness,
+    future_checkpoint_problem,
+    parse_timestamp,
+    read_checkpoint_file,
+)
 
 _READ_BUFFER_BYTES = 1 << 20
 _HASH_MEMBER = b'"hash":"'
@@ -290,7 +298,9 @@ def verify_export(
         witnessed, witness_problem = read_checkpoints(witness.path)
         if witness_problem is not None:
             return ExportVerification(empty, tuple(checkpoints), witness_problem, witness.path)
-        backdating = BackdatingCheck(_in_scope(witnessed, witness.as_of), public_key=public_key)
+        backdating = BackdatingCheck(
+            _in_scope(witnessed, witness.as_of), public_key=public_key, now=_clock_bound(witness.as_of)
+        )
     heads: dict[int, str] = {}
     every_checkpoint = [*checkpoints, *witnessed]
     signed_positions: dict[int, int] = {}
@@ -314,6 +324,8 @@ def verify_export(
         )
         if witness_problem is not None and _comes_first(witness_problem, problem):
             problem, problem_path = witness_problem, witness.path
+    if backdating is not None:
+        backdating.finish()
     if (
         backdating is not None
         and backdating.problem is not None
@@ -345,6 +357,10 @@ def _witness_problem(
 ) -> ChainProblem | None:
     as_of = witness.as_of
     in_scope = _in_scope(witnessed, as_of)
+    # Left out of scope by an as_of in the past, a checkpoint is still never signed after the clock now.
+    future = future_checkpoint_problem(witnessed, now=_clock_bound(as_of))
+    if future is not None:
+        return future
     return check_witness(
         in_scope,
         public_key=public_key,
@@ -364,6 +380,12 @@ def _witness_problem(
         lane_heads=result.lanes,
         absent=result.absent,
     )
+
+
+def _clock_bound(as_of: datetime) -> datetime:
+    """What nothing may be timed after: the auditor's clock now (or a later --as-of); a record or checkpoint
+    timed after it is "future_dated". An --as-of in the past still bounds freshness, not this."""
+    return max(as_of, datetime.now(UTC))
 
 
 def _in_scope(witnessed: Sequence[Checkpoint], as_of: datetime) -> list[Checkpoint]:

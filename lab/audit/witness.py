@@ -40,6 +40,7 @@ from lab.audit.chain import (
     checkpoint_signed_as,
     lanes_rolled_back,
     truncated_lane_problem,
+    utc_timestamp,
 )
 
 
@@ -232,20 +233,39 @@ class BackdatingCheck:
     """The rule of settled checkpoints (chain.CHECKPOINT_FORMAT_SETTLED), for records read in seq order: a
     record first covered by witnessed checkpoint N+1, or by none yet (then N is the last one), must have a
     seq above N's and a time not before N's signed_at, when N is settled; else it was written after N was
-    signed and numbered or dated before it (a record "from months ago" first witnessed today).
+    signed and numbered or dated before it (a record "from months ago" first witnessed today). And its time
+    must not be after N+1's signed_at when N+1 is settled (or, covered by none, after the verifier's now);
+    else it is named "future_dated": it was dated ahead of the clock that signed (a clock the app was made
+    to read wrong, e.g. a shadowing clock_timestamp() in its search_path), which would carry it past a
+    review day or out of a technician's shift.
 
     Both follow from how the signer settles (lab/audit/services.py): every record it does not cover took
     its lane after every lane had been held by the signer, so its seq is above every seq the checkpoint
-    covers and its time was read after the checkpoint's. A checkpoint signed before settling existed does
-    not say so, and the rule skips the records it would judge. Only the witnessed checkpoints before the
-    first whose signature does not verify are used (that one the witness check names). see() keeps the
-    first problem in `problem`."""
+    covers and its time was read after the checkpoint's; every record it covers was timed before its commit,
+    which came before the signer read its clock. Records and checkpoints are timed on the one database
+    clock, so no tolerance is allowed. A checkpoint signed before settling existed does not say so, and the
+    rule skips the records it would judge. Only the witnessed checkpoints before the first whose signature
+    does not verify are used (that one the witness check names). see() keeps the first problem in
+    `problem`; a record covered by no checkpoint is judged against the verifier's clock by finish().
 
-    def __init__(self, witnessed: Sequence[Checkpoint], *, public_key: PublicKeys) -> None:
+    now (or start()): the verifier's clock before the walk reads its first record; a record covered by no
+    checkpoint and timed after it is kept (as a running maximum, so few are) until finish() judges it
+    against the clock read after the walk, which every record the walk read was committed before."""
+
+    def __init__(
+        self, witnessed: Sequence[Checkpoint], *, public_key: PublicKeys, now: datetime | None = None
+    ) -> None:
         self.problem: ChainProblem | None = None
         self._checkpoints: list[tuple[Checkpoint, bool]] = []
         # lane -> the position each checkpoint (by index) signs it at, never decreasing, for bisect.
         self._positions: dict[int, list[int]] = {}
+        self._since: str | None = None
+        self._until: datetime | None = None
+        # (seq, line, lane, lane_seq, occurred_at) of the uncovered records timed after _since, each later
+        # than every one before it: the first after the final clock is among them.
+        self._ahead: list[tuple[int, int, int, int, str]] = []
+        if now is not None:
+            self.start(now)
         signed: dict[int, int] = {}
         for checkpoint in witnessed:
             signed_as = checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key)
@@ -258,13 +278,36 @@ class BackdatingCheck:
             for lane, lane_seq in signed.items():
                 self._positions.setdefault(lane, [0] * index).append(lane_seq)
 
+    def start(self, now: datetime) -> None:
+        """The verifier's clock before the walk: records covered by no checkpoint are judged against it (or,
+        by finish(), against a later reading)."""
+        self._since = utc_timestamp(now)
+        self._until = now
+
     def see(self, *, seq: int, lane: int, lane_seq: int, occurred_at: str, line: int) -> None:
         """Judge one record (a record from before lanes: lane 1 at position seq)."""
-        if self.problem is not None or not self._checkpoints:
+        if self.problem is not None:
             return
         count = len(self._checkpoints)
         column = self._positions.get(lane)
         first = bisect.bisect_left(column, lane_seq) if column is not None else count
+        if first == count:
+            latest = self._ahead[-1][4] if self._ahead else self._since
+            if latest is not None and occurred_at > latest:
+                self._ahead.append((seq, line, lane, lane_seq, occurred_at))
+        else:
+            covering, is_covering_settled = self._checkpoints[first]
+            if is_covering_settled and occurred_at > covering.signed_at:
+                self.problem = self._future_dated(
+                    seq,
+                    line,
+                    lane,
+                    lane_seq,
+                    occurred_at,
+                    f"first signed by the witnessed checkpoint of seq {covering.seq}, which was signed"
+                    f" earlier, at {covering.signed_at}",
+                )
+                return
         if first == 0:
             return
         settled, is_settled = self._checkpoints[first - 1]
@@ -291,6 +334,60 @@ class BackdatingCheck:
             lane,
         )
 
+    def finish(self, now: datetime | None = None) -> ChainProblem | None:
+        """After the walk: the first record covered by no checkpoint and timed after now (the verifier's
+        clock read once the walk has read every record; default: the one given to start()), unless a
+        problem at a lower seq was found; the first problem either way."""
+        until = utc_timestamp(now) if now is not None else None
+        if until is None and self._until is not None:
+            until = utc_timestamp(self._until)
+        if until is None:
+            return self.problem
+        for seq, line, lane, lane_seq, occurred_at in self._ahead:
+            if occurred_at <= until:
+                continue
+            if self.problem is None or self.problem.seq is None or seq < self.problem.seq:
+                self.problem = self._future_dated(
+                    seq,
+                    line,
+                    lane,
+                    lane_seq,
+                    occurred_at,
+                    f"signed by no witnessed checkpoint yet, and the verifier's clock says {until}",
+                )
+            break
+        self._ahead = []
+        return self.problem
+
+    @staticmethod
+    def _future_dated(
+        seq: int, line: int, lane: int, lane_seq: int, occurred_at: str, covered: str
+    ) -> ChainProblem:
+        return ChainProblem(
+            seq,
+            line,
+            "future_dated",
+            f"record seq {seq} (lane {lane} #{lane_seq}) is timed {occurred_at} but {covered}: it was dated"
+            " ahead of the clock (forward-dated)",
+            lane,
+        )
+
+
+def future_checkpoint_problem(witnessed: Sequence[Checkpoint], *, now: datetime) -> ChainProblem | None:
+    """The first witnessed checkpoint signed after now (the verifier's clock), which no freshness judges
+    fresh: its signer's clock ran ahead, or its signed_at was made up."""
+    until = utc_timestamp(now)
+    for line, checkpoint in enumerate(witnessed, start=1):
+        if checkpoint.signed_at > until:
+            return ChainProblem(
+                checkpoint.seq,
+                line,
+                "future_dated",
+                f"witnessed checkpoint for seq {checkpoint.seq} is signed at {checkpoint.signed_at}, after"
+                f" the verifier's clock ({until}): its time was dated ahead (forward-dated)",
+            )
+    return None
+
 
 def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
@@ -315,7 +412,8 @@ def check_witness(
     heads maps seq -> stored hash of the records present (up to head_seq, the last seq verified); known are
     checkpoints found elsewhere (the database, the export) that the witness must also hold; first_record_at
     is record 1's occurred_at (None: no records), so a young log may not have been witnessed yet. Coverage and
-    freshness allow two checkpoint intervals. Line numbers refer to the witness log. is_chain_whole False:
+    freshness allow two checkpoint intervals; a checkpoint signed after now is "future_dated", never fresh.
+    Line numbers refer to the witness log. is_chain_whole False:
     the chain walk stopped at a problem after head_seq, so checkpoints beyond it cannot be compared.
     lane_heads: the last record present of every lane (for a laned log) and absent the seqs with no record,
     so a truncated lane is named with the first seq removed."""
@@ -331,6 +429,7 @@ def check_witness(
             absent=absent,
         )
         or _incomplete_problem(witnessed, _signed_like_the_witness(known, witnessed, public_key))
+        or future_checkpoint_problem(witnessed, now=now)
         or _coverage_problem(witnessed, interval_seconds=interval_seconds)
         or _freshness_problem(
             witnessed,

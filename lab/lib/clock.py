@@ -18,12 +18,13 @@ from django.utils import timezone
 
 def database_now(using: str = "default") -> datetime:
     """The database server's time now (statement_timestamp(): not the transaction's start, which a long
-    transaction would hold back), timezone-aware."""
+    transaction would hold back), timezone-aware. Named in pg_catalog, so that no function of that name
+    earlier in the role's search_path is read instead."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT statement_timestamp()")
+        cursor.execute("SELECT pg_catalog.statement_timestamp()")
         (now,) = cursor.fetchone()
     assert isinstance(now, datetime)
     return now

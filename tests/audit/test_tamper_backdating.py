@@ -111,9 +111,12 @@ CASES: dict[str, Callable[[int], tuple[int, str]]] = {
 }
 
 
-def admin_signs_the_next_checkpoint() -> chain.Checkpoint:
+def admin_signs_the_next_checkpoint(
+    *, settled: bool = False, signed_at: str | None = None
+) -> chain.Checkpoint:
     """The admin holds the signing key too: a checkpoint of every lane head, lane 9 included, appended to the
-    witness and stored, as the signer would have done before it refused."""
+    witness and stored, as the signer would have done before it refused (settled: as the signer signs now,
+    at the database's clock unless signed_at says otherwise)."""
     heads = [
         (head.id, head.seq, AuditRecord.objects.values_list("seq", flat=True).get(hash=head.hash), head.hash)
         for head in AuditHead.objects.filter(seq__gt=0).order_by("id")
@@ -124,8 +127,9 @@ def admin_signs_the_next_checkpoint() -> chain.Checkpoint:
         key_id=key_id(),
         seq=seq,
         head_hash=head_hash,
-        signed_at=now_text(),
+        signed_at=signed_at or now_text(),
         lanes=heads,
+        is_settled=settled,
     )
     sink = witness_sink()
     sink.append(signed)
@@ -304,3 +308,104 @@ def test_records_after_a_checkpoint_signed_before_settling_are_not_judged(settin
     backdate(seq=free, occurred_at=time_of(free - 1))
     # when the lab verifies, then the old checkpoint still verifies and the rule does not apply after it
     assert audit_verify_database().problem is None
+
+
+# --- forward-dating: a record dated ahead of the clock, past a review day or out of a technician's shift ----
+
+AHEAD = {"seven hours ahead": timedelta(hours=7), "ten years ahead": timedelta(days=3653)}
+
+
+def ahead_text(ahead: timedelta) -> str:
+    return chain.utc_timestamp(database_now() + ahead)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ahead", AHEAD)
+def test_both_verifiers_name_a_record_dated_after_the_checkpoint_that_first_signs_it(
+    witnessed_log: tuple[FileWitness, int], tmp_path: Path, ahead: str
+):
+    # given a record sealed with the lab's key at a fresh seq but dated ahead of the database's clock (as the
+    # app wrote it while a shadowing clock_timestamp() was in its search_path), and the next settled
+    # checkpoint signed over it at the real time, as the signer did
+    witness, _ = witnessed_log
+    seq = fresh_seq()
+    backdate(seq=seq, occurred_at=ahead_text(AHEAD[ahead]))
+    admin_signs_the_next_checkpoint(settled=True)
+    # when the lab verifies, and an auditor verifies an export with the witness
+    with pytest.raises(CommandError) as failed:
+        call_command("audit_verify", "--witness", str(witness.path))
+    said = offline_says(tmp_path, witness.path)
+    # then both name the record as forward-dated
+    assert str(failed.value).startswith(f"TAMPERED: future_dated at seq {seq}: "), str(failed.value)
+    assert said.startswith(f"TAMPERED: future_dated at seq {seq}, line "), said
+
+
+@pytest.mark.django_db
+def test_a_record_dated_ahead_that_no_checkpoint_signs_yet_is_named_and_not_signed(
+    witnessed_log: tuple[FileWitness, int], tmp_path: Path
+):
+    # given a record sealed with the lab's key at a fresh seq, dated seven hours ahead, not yet signed
+    witness, _ = witnessed_log
+    seq = fresh_seq()
+    backdate(seq=seq, occurred_at=ahead_text(AHEAD["seven hours ahead"]))
+    before = witness.path.read_bytes()
+    # when the lab verifies, and beat wants a checkpoint
+    with pytest.raises(CommandError) as failed:
+        call_command("audit_verify", "--witness", str(witness.path))
+    with pytest.raises(AuditChainBroken, match=f"future_dated at seq {seq}"):
+        checkpoint_write()
+    said = offline_says(tmp_path, witness.path)
+    # then the record is named by its seq, nothing is signed over it, and an auditor names it too
+    assert str(failed.value).startswith(f"TAMPERED: future_dated at seq {seq}: "), str(failed.value)
+    assert witness.path.read_bytes() == before
+    assert said.startswith(f"TAMPERED: future_dated at seq {seq}, line "), said
+
+
+@pytest.mark.django_db
+def test_a_checkpoint_signed_in_the_future_is_named_not_fresh(
+    witnessed_log: tuple[FileWitness, int], tmp_path: Path
+):
+    # given a checkpoint signed with the lab's key at a time half an hour ahead (within the two intervals
+    # coverage allows), witnessed and stored
+    witness, _ = witnessed_log
+    audit_write(1)
+    signed = admin_signs_the_next_checkpoint(settled=True, signed_at=ahead_text(timedelta(minutes=30)))
+    # when the lab verifies against the witness, and an auditor verifies with it
+    with pytest.raises(CommandError) as failed:
+        call_command("audit_verify", "--witness", str(witness.path))
+    said = offline_says(tmp_path, witness.path)
+    # then the checkpoint is named, not taken for a fresh one
+    assert str(failed.value).startswith(f"TAMPERED: future_dated at seq {signed.seq}: "), str(failed.value)
+    assert said.startswith(f"TAMPERED: future_dated at seq {signed.seq}, line "), said
+
+
+SHADOW_CLOCKS = (
+    "CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE sql"
+    " AS $$ SELECT pg_catalog.clock_timestamp() + interval '7 hours' $$;"
+    " CREATE FUNCTION public.statement_timestamp() RETURNS timestamptz LANGUAGE sql"
+    " AS $$ SELECT pg_catalog.statement_timestamp() + interval '7 hours' $$;"
+    " CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql"
+    " AS $$ SELECT pg_catalog.now() + interval '7 hours' $$"
+)
+
+
+@pytest.mark.django_db
+def test_a_shadowing_clock_in_the_search_path_does_not_time_the_app_s_records():
+    # given the superuser's clock functions in public, seven hours ahead, and a search_path (as a role's
+    # setting would give it) that puts public before pg_catalog
+    audit_write(1)
+    with connection.cursor() as cursor:
+        cursor.execute(SHADOW_CLOCKS)
+        cursor.execute("SET LOCAL search_path = public, pg_catalog")
+        cursor.execute("SELECT clock_timestamp() - pg_catalog.clock_timestamp()")
+        (shadowed,) = cursor.fetchone()
+    assert shadowed > timedelta(hours=6)
+    # when the app reads its clock and appends a record
+    read = database_now()
+    record = audit_append(preview_entry("technician-1", asset_id="asset-1"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_catalog.clock_timestamp()")
+        (real,) = cursor.fetchone()
+    # then both were timed on the real clock
+    assert abs(read - real) < timedelta(minutes=1)
+    assert abs(record.occurred_at - real) < timedelta(minutes=1)
