@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,7 +38,7 @@ from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.retention import SHIPPED_STATUSES
 from lab.lib.clock import database_now
 from lab.lib.errors import NotFound
-from lab.lib.mail import MailNotSent, mail_send
+from lab.lib.mail import MailNotSent, MailRefused, mail_send
 from lab.lib.tasks import enqueue
 from lab.notify import emails
 from lab.orders.models import Asset, Order
@@ -54,6 +55,14 @@ SWEEP_BATCH = 200
 # A worker that claimed a receipt's e-mail and died is replaced after this long; sending takes seconds.
 EMAIL_CLAIM_LEASE = timedelta(minutes=10)
 RECEIPT_PATH = "/api/v1/receipts/"
+# After this many e-mails failed one after another for want of a mail server, a sweep judges it down and sends
+# no more: the rest wait for the next sweep (as lab/notify/services.py SWEEP_FAILURES_IN_A_ROW). A refusal of
+# one message (MailRefused) is not counted: the server answered.
+SWEEP_FAILURES_IN_A_ROW = 3
+# A sweep sends no new e-mail after this long from its start, well inside its task's soft time limit (280 s,
+# workers/privacy_tasks.py), one send (EMAIL_TIMEOUT per connect and answer) past it included. Before, a
+# stalled mail server cost EMAIL_TIMEOUT per owed receipt (200 a sweep): every run hit the limit.
+SWEEP_TIME_BUDGET_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -378,9 +387,11 @@ def receipt_body(receipt: PrivacyReceipt) -> dict[str, Any]:
 
 def receipts_sweep() -> dict[str, int]:
     """Issue the receipts a lost message left unissued (orders shipped, or whose photos were all purged,
-    within SWEEP_WINDOW) and send the e-mails still owed."""
+    within SWEEP_WINDOW) and send the e-mails still owed, as many as SWEEP_TIME_BUDGET_SECONDS allows and
+    until SWEEP_FAILURES_IN_A_ROW sends fail in a row (the mail server is down): the rest wait."""
     # The windows compare timestamps this lab's hosts wrote; whether an e-mail's claim is live, _email_claim
     # judges on the database's clock.
+    started = time.monotonic()
     now = timezone.now()
     since = now - SWEEP_WINDOW
     grace = now - timedelta(seconds=settings.NOTIFY_SWEEP_SECONDS)
@@ -406,10 +417,26 @@ def receipts_sweep() -> dict[str, int]:
         created_at__gte=since,
         created_at__lt=grace,
     ).exclude(email_claimed_at__gte=now - EMAIL_CLAIM_LEASE)
-    for receipt_id in list(owed.order_by("created_at").values_list("pk", flat=True)[:SWEEP_BATCH]):
+    failures_in_a_row = 0
+    owed_ids = list(owed.order_by("created_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    for index, receipt_id in enumerate(owed_ids):
+        if index and time.monotonic() - started > SWEEP_TIME_BUDGET_SECONDS:  # (one e-mail at least)
+            logger.info("privacy receipts sweep out of time not_tried=%d", len(owed_ids) - index)
+            break
         try:
             counts["emails_sent"] += receipt_email_send(receipt_id=receipt_id)
+        except MailRefused:
+            continue  # this message only (marked failed, tried again next time): never holds up the others
         except OSError:
-            continue  # marked failed; the next sweep tries again
+            # Marked failed; the next sweep tries again. After a few in a row the mail server is down: the
+            # rest wait for the next sweep, each unclaimed.
+            failures_in_a_row += 1
+            if failures_in_a_row == SWEEP_FAILURES_IN_A_ROW:
+                logger.warning(
+                    "privacy receipts sweep: the mail server is down not_tried=%d", len(owed_ids) - index - 1
+                )
+                break
+            continue
+        failures_in_a_row = 0
     logger.info("privacy receipts sweep %s", " ".join(f"{key}={value}" for key, value in counts.items()))
     return counts

@@ -208,7 +208,9 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
         )
         return "payment_failed"
     if event_type == "charge.dispute.created":
-        if order.payment_status == Order.PaymentStatus.DISPUTED:
+        if order.payment_status == Order.PaymentStatus.DISPUTED or _dispute_already_closed(
+            order=order, dispute=data
+        ):
             return "already_applied"
         order.payment_status = Order.PaymentStatus.DISPUTED
         order.save(update_fields=["payment_status", "updated_at"])
@@ -372,6 +374,25 @@ DISPUTE_KEPT = frozenset({"won", "warning_closed"})
 DISPUTE_LOST = "lost"
 
 
+DISPUTE_CLOSED_KINDS = ("dispute_won", "dispute_lost", "dispute_closed")
+
+
+def _dispute_already_closed(*, order: Order, dispute: dict[str, Any]) -> bool:
+    """Whether this dispute's close was applied already: Stripe does not keep its events in order, and a
+    `charge.dispute.created` that comes after its own `charge.dispute.closed` changes nothing. Before, it
+    marked the settled payment `disputed` again and held the order, for good (no close was to come), which
+    also kept the customer's data from being erased. Matched by the dispute id `_dispute_closed` notes."""
+    dispute_id = dispute.get("id")
+    if not isinstance(dispute_id, str) or not dispute_id:
+        return False
+    return OrderEvent.objects.filter(
+        order=order, kind__in=DISPUTE_CLOSED_KINDS, note__startswith=f"{dispute_id} "
+    ).exists()
+
+
+DISPUTE_LOST_WHY = "The dispute was lost: the customer's bank returned the money"
+
+
 def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
     """charge.dispute.closed: the payment is no longer `disputed`. Won, it is the lab's again (`succeeded`);
     lost, the bank returned the money to the customer, and the order is `refunded` as if the lab had refunded
@@ -408,6 +429,12 @@ def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
         order.hold_message = f"{why} {order.hold_message}"[:1000]
         fields.append("hold_message")
     order.save(update_fields=fields)
+    if status == DISPUTE_LOST and order.status != OrderStatus.ON_HOLD:
+        # The money went back to the customer while the order is still being made (its creation event late or
+        # lost, so nothing held it): stop it for a person, as any money taken back (_hold_for_payment).
+        held = _hold_for_payment(order=order, why=DISPUTE_LOST_WHY)
+        if held is not None:
+            return held
     if status in DISPUTE_KEPT and order.status == OrderStatus.CANCELLED and refund_decide(order=order):
         _refund_issue_after_commit(order=order)
         return "refund_after_cancel"

@@ -486,6 +486,60 @@ def test_a_closed_dispute_settles_the_payment_records_it_and_leaves_the_held_ord
     assert StripeEvent.objects.get(event_id="evt_closed").outcome == outcome
 
 
+@pytest.mark.parametrize(
+    ("status", "payment_status", "order_status"),
+    [("won", "succeeded", "paid"), ("lost", "refunded", "on_hold")],
+)
+def test_a_dispute_s_creation_that_comes_after_its_close_neither_disputes_nor_holds_the_order(
+    api, order, status, payment_status, order_status
+):
+    # given a paid order, and Stripe's events of one dispute out of order: its close comes first
+    paid_with(api, order, ("charge.dispute.closed", {**dispute(order), "status": status}), payment_first=True)
+
+    # when the dispute's creation comes after it (before: the settled payment was marked `disputed` again
+    # and the order held for a person, for good, as no close was to come)
+    late = deliver(api, "charge.dispute.created", dispute(order), event_id="evt_created_late")
+
+    # then it is recorded and changes nothing: the payment stays settled, and the order is held only by a lost
+    # dispute's close (the money went back: a person decides), never by the late creation
+    assert late.json()["outcome"] == "already_applied"
+    assert StripeEvent.objects.get(event_id="evt_created_late").outcome == "already_applied"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == (order_status, payment_status)
+    assert order.hold_message.startswith("The payment is disputed") is False
+    assert [kind for kind, _ in dispute_timeline(order)] == [f"dispute_{status}"]
+
+
+def test_a_lost_dispute_whose_creation_never_came_holds_the_order_being_made(api, order):
+    # given a paid order whose dispute's creation event is late or lost: nothing held it
+    # when its close comes, lost: the customer's bank gave the money back
+    outcomes = paid_with(
+        api, order, ("charge.dispute.closed", {**dispute(order), "status": "lost"}), payment_first=True
+    )
+
+    # then the order is held for a person instead of being made for money the lab no longer has
+    assert outcomes[-1] == "held_for_payment"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "refunded")
+    assert order.hold_message.startswith("The dispute was lost")
+    assert routing.order_release(order_id=order.pk) == 0
+
+
+def test_another_dispute_created_after_one_closed_still_disputes_and_holds_the_order(api, order):
+    # given a paid order whose first dispute the lab won
+    paid_with(api, order, ("charge.dispute.created", dispute(order)), payment_first=True)
+    deliver(api, "charge.dispute.closed", {**dispute(order), "status": "won"}, event_id="evt_won")
+
+    # when the bank opens another dispute of the same payment (its id starts as the first one's does)
+    second = deliver(api, "charge.dispute.created", {**dispute(order), "id": "dp_12"}, event_id="evt_second")
+
+    # then the payment is disputed again, and the held order's message says so
+    assert second.json()["outcome"] == "held_for_payment"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "disputed")
+    assert order.hold_message.startswith("The payment is disputed: a supervisor decides.")
+
+
 def test_a_won_dispute_of_an_order_cancelled_meanwhile_refunds_the_customer(
     api, order, django_capture_on_commit_callbacks
 ):

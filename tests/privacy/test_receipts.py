@@ -611,3 +611,55 @@ def test_the_sweep_issues_and_mails_what_a_lost_message_left_undone(mailoutbox, 
     assert (receipt.reason, receipt.email_status, receipt.email_attempts) == ("shipped", "sent", 1)
     assert order.customer is not None
     assert [message.to for message in mailoutbox] == [[order.customer.email]]
+
+
+def owed_receipts(count: int) -> list[Order]:
+    """`count` orders shipped a few minutes ago whose receipts the sweep issued, their e-mails now owed (the
+    e-mail's own message lost)."""
+    orders = [shipped_order()[0] for _ in range(count)]
+    Order.objects.filter(pk__in=[order.pk for order in orders]).update(
+        shipped_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert receipts.receipts_sweep()["shipped"] == count
+    return orders
+
+
+def test_a_sweep_stops_sending_when_the_mail_server_is_down_and_the_next_sends_the_rest(mailoutbox, settings):
+    # given five receipts whose e-mails are owed
+    settings.NOTIFY_SWEEP_SECONDS = 60
+    owed_receipts(5)
+
+    # when the sweep runs while the mail server fails every send (each after EMAIL_TIMEOUT: before, the
+    # sweep tried every owed e-mail, 200 of them, and ran into its task's time limit run after run)
+    settings.EMAIL_BACKEND = "tests.support.mail.StalledServerEmailBackend"
+    StalledServerEmailBackend.attempts = 0
+    with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        down = receipts.receipts_sweep()
+        attempts = StalledServerEmailBackend.attempts
+        # and again once the mail server is back
+        settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+        back = receipts.receipts_sweep()
+    with time_machine.travel(timezone.now() + receipts.EMAIL_CLAIM_LEASE + timedelta(minutes=3)):
+        later = receipts.receipts_sweep()  # the failed ones' claims have run out
+
+    # then it gave up after a few failures in a row, the next sweep sent the e-mails it had not tried, and
+    # the failed ones went once their claims ran out: every e-mail once
+    assert attempts == receipts.SWEEP_FAILURES_IN_A_ROW == 3
+    assert (down["emails_sent"], back["emails_sent"], later["emails_sent"]) == (0, 2, 3)
+    assert len(mailoutbox) == 5
+    assert set(PrivacyReceipt.objects.values_list("email_status", flat=True)) == {"sent"}
+
+
+def test_a_sweep_out_of_time_leaves_the_rest_of_the_e_mails_to_the_next(mailoutbox, settings, monkeypatch):
+    # given three receipts whose e-mails are owed, and a sweep with time for one e-mail
+    settings.NOTIFY_SWEEP_SECONDS = 60
+    owed_receipts(3)
+    monkeypatch.setattr(receipts, "SWEEP_TIME_BUDGET_SECONDS", 0.0)
+
+    # when the sweep runs three times
+    with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        sent = [receipts.receipts_sweep()["emails_sent"] for _ in range(3)]
+
+    # then each sent one
+    assert sent == [1, 1, 1]
+    assert len(mailoutbox) == 3
