@@ -14,6 +14,7 @@ when the append opens it), then move the lane's head and insert the record in on
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -162,6 +163,16 @@ def record_as_chain_dict(record: AuditRecord) -> dict[str, object]:
     values: dict[str, object] = {name: getattr(record, name) for name in names}
     values["occurred_at"] = chain.utc_timestamp(record.occurred_at)
     return values
+
+
+def record_mac_holds(record: AuditRecord, key: bytes) -> bool:
+    """True when the stored record carries the mac the record key gives it: written by the lab, not inserted
+    or changed in the database alone."""
+    try:
+        expected = chain.compute_mac(record_as_chain_dict(record), record_key=key)
+    except ValueError:  # a record no reader can take (a time out of range, a lone surrogate)
+        return False
+    return hmac.compare_digest(expected, record.mac)
 
 
 def system_image_access(*, asset_id: str, job_id: int, order_ref: str) -> None:

@@ -20,7 +20,6 @@ far, and since a sample only tops up to its size the views of its last hours cou
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from collections.abc import Iterable
@@ -33,9 +32,8 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
-from lab.audit import chain
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
-from lab.audit.records import Entry, RequestMeta, audit_append, record_as_chain_dict
+from lab.audit.records import Entry, RequestMeta, audit_append, record_mac_holds
 from lab.audit.services import record_key
 from lab.gate.access import AuditUnavailable
 from lab.gate.anomalies import ALWAYS_REVIEWED, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find, lab_zone
@@ -236,7 +234,7 @@ def review_samples_logged(*, days: Iterable[date]) -> dict[date, set[int]]:
         action=QUEUED_ACTION, context_type=REVIEW_DAY, context_id__in=list(by_name)
     ):
         day = by_name[record.context_id]
-        if record.outcome != "done" or record.actor_id is not None or not _mac_holds(record, key):
+        if record.outcome != "done" or record.actor_id is not None or not record_mac_holds(record, key):
             continue
         named = _seqs_named(record.justification)
         if named is None:
@@ -267,14 +265,6 @@ def review_samples_not_in_log(*, items: Iterable[ReviewItem]) -> frozenset[int]:
     day_of = {item.pk: item.record.occurred_at.astimezone(zone).date() for item in samples}
     logged = review_samples_logged(days=set(day_of.values()))
     return frozenset(item.pk for item in samples if item.record_id not in logged.get(day_of[item.pk], set()))
-
-
-def _mac_holds(record: AuditRecord, key: bytes) -> bool:
-    try:
-        expected = chain.compute_mac(record_as_chain_dict(record), record_key=key)
-    except ValueError:  # a record no reader can take (a time out of range, a lone surrogate)
-        return False
-    return hmac.compare_digest(expected, record.mac)
 
 
 def review_build(*, day: date, auditor: User, meta: RequestMeta) -> QueueRun:

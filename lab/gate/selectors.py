@@ -7,7 +7,6 @@ cursors of the neighbouring pages (None at either end), found by fetching one re
 
 from __future__ import annotations
 
-import hmac
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES
 from lab.audit import chain
 from lab.audit.models import AuditRecord, ReviewItem
-from lab.audit.records import record_as_chain_dict
+from lab.audit.records import record_mac_holds
 from lab.audit.services import record_key
 from lab.gate.anomalies import ATTEMPT_ACTIONS, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.gate.review import MAX_NOTE, SIGN_OFF_ACTION
@@ -270,7 +269,7 @@ def review_sign_offs_not_in_log(*, items: Iterable[ReviewItem]) -> frozenset[int
     held = {
         int(record.context_id)
         for record in records
-        if _is_sign_off_of(record, signed[int(record.context_id)]) and _mac_holds(record, key)
+        if _is_sign_off_of(record, signed[int(record.context_id)]) and record_mac_holds(record, key)
     }
     return frozenset(signed.keys() - held)
 
@@ -285,14 +284,6 @@ def _is_sign_off_of(record: AuditRecord, item: ReviewItem) -> bool:
         and record.actor_id == str(reviewer.public_id)
         and record.justification == item.note[:MAX_NOTE]
     )
-
-
-def _mac_holds(record: AuditRecord, key: bytes) -> bool:
-    try:
-        expected = chain.compute_mac(record_as_chain_dict(record), record_key=key)
-    except ValueError:  # a record no reader can take (a time out of range, a lone surrogate)
-        return False
-    return hmac.compare_digest(expected, record.mac)
 
 
 def review_item_get(*, item_id: int) -> ReviewItem | None:
