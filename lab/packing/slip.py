@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import io
 import logging
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,10 @@ ROW_HEIGHT = 16.0
 TABLE_HEADER_HEIGHT = 18.0
 TOTALS_HEIGHT = 58.0
 MAX_ADDRESS_LINES = 8
+# The address block's type: 10 pt, smaller only when the address wrapped at 10 pt would not leave the first
+# page room for one item line and the totals (the longest address the API accepts, in the widest characters
+# the fonts draw, fits at about 8 pt). Below the smallest size, SlipData refuses the address.
+ADDRESS_FONT_SIZES = tuple(size / 2 for size in range(20, 7, -1))  # 10, 9.5, ... 4 pt
 MAX_NOTE_LINES = 6
 MAX_CONTACT_LINES = 3
 ELLIPSIS = "…"
@@ -100,6 +105,8 @@ class SlipData:
             raise ValueError("a packing slip needs at least one item")
         if not self.ship_to or len(self.ship_to) > MAX_ADDRESS_LINES:
             raise ValueError(f"ship_to needs 1 to {MAX_ADDRESS_LINES} address lines, got {len(self.ship_to)}")
+        if _address_layout(ship_to=tuple(self.ship_to)) is None:
+            raise ValueError("ship_to is too long to print whole on a slip's first page")
         if not self.status_url:
             raise ValueError("status_url must not be empty")
 
@@ -244,7 +251,7 @@ def _header_bottom() -> float:
 
 def _address_block_height(*, slip: SlipData) -> float:
     right_lines = 2 + (1 + len(_note_lines(slip=slip)) if slip.notes else 0)
-    return 16.0 + 12.0 * max(len(slip.ship_to), right_lines)
+    return max(_slip_address_layout(slip=slip).height, 16.0 + 12.0 * right_lines)
 
 
 def _table_top(*, slip: SlipData, is_first_page: bool) -> float:
@@ -276,6 +283,110 @@ def _fit(text: str, font: str, size: float, width: float) -> str:
     while text and _text_width(text + ELLIPSIS, font, size) > width:
         text = text[:-1]
     return text + ELLIPSIS
+
+
+@dataclass(frozen=True)
+class _AddressLayout:
+    size: float
+    lines: tuple[str, ...]  # every ship-to line wrapped to the column, in order
+
+    @property
+    def leading(self) -> float:
+        return 1.2 * self.size
+
+    @property
+    def first_baseline_drop(self) -> float:
+        """From the block's top to the first address line's baseline, under the "Ship to" heading."""
+        return 12.0 + self.size
+
+    @property
+    def height(self) -> float:
+        # 16 + 12 per line at 10 pt, as before wrapping: the last line's descenders included.
+        return self.first_baseline_drop + self.leading * (len(self.lines) - 1) + 0.6 * self.size
+
+
+def _address_column_width() -> float:
+    return CONTENT_WIDTH / 2 - 10.0
+
+
+def _address_room() -> float:
+    """The tallest address block that leaves the first page room for the item table's heading, one item line
+    and the totals: an order of one line is one page whatever its address."""
+    totals_rows = int(TOTALS_HEIGHT // ROW_HEIGHT) + 1
+    table_top_lowest = MARGIN + TABLE_HEADER_HEIGHT + ROW_HEIGHT * (totals_rows + 1)
+    return _header_bottom() - 10.0 - 8.0 - table_top_lowest
+
+
+def _address_layout(*, ship_to: tuple[str, ...]) -> _AddressLayout | None:
+    """The ship-to lines wrapped, never cut, at the largest of ADDRESS_FONT_SIZES whose block fits
+    _address_room; None when even the smallest does not."""
+    _register_fonts()  # wrapping measures text in the embedded fonts
+    width = _address_column_width()
+    unit_widths = [_character_widths(line, FONT_REGULAR, 1.0) for line in ship_to]
+    for size in ADDRESS_FONT_SIZES:
+        lines: list[str] = []
+        for line, widths in zip(ship_to, unit_widths, strict=True):
+            lines.extend(_wrap(line, [size * unit for unit in widths], width))
+        layout = _AddressLayout(size=size, lines=tuple(lines))
+        if layout.height <= _address_room():
+            return layout
+    return None
+
+
+def _slip_address_layout(*, slip: SlipData) -> _AddressLayout:
+    layout = _address_layout(ship_to=tuple(slip.ship_to))
+    if layout is None:  # SlipData refuses such an address: only a SlipData changed after it was made
+        raise ValueError("ship_to is too long to print whole on a slip's first page")
+    return layout
+
+
+def _character_widths(text: str, font: str, size: float) -> list[float]:
+    """Each character's advance as _draw_text draws it, run by run (in the fallback where `font` lacks it):
+    they add up to _text_width."""
+    return [
+        float(pdfmetrics.stringWidth(character, run_font, size))
+        for run, run_font in _runs(text, font)
+        for character in run
+    ]
+
+
+def _breaks_anywhere(character: str) -> bool:
+    """Wide characters (Chinese, Japanese, Korean): a line may break before or after any of them."""
+    return unicodedata.east_asian_width(character) in ("W", "F")
+
+
+def _wrap(text: str, widths: Sequence[float], width: float) -> list[str]:
+    """`text` (its characters `widths` wide) over as many lines as it takes to fit `width`. Breaks at spaces
+    (which the break swallows) and beside wide characters; a word wider than the column alone is broken
+    between characters (not before a combining mark). Every character but a space broken at is kept."""
+    lines: list[str] = []
+    start, end = 0, len(text)
+    while start < end and text[start].isspace():  # a continuation line starts at a character
+        start += 1
+    while sum(widths[start:end]) > width:
+        fits, used = start, 0.0  # text[start:fits] is what fits the width
+        while fits < end and used + widths[fits] <= width:
+            used += widths[fits]
+            fits += 1
+        cut = start
+        for index in range(fits, start, -1):  # the last break opportunity within what fits
+            before, after = text[index - 1], text[index]
+            if after.isspace() or (
+                not before.isspace() and (_breaks_anywhere(before) or _breaks_anywhere(after))
+            ):
+                cut = index  # text[start] is no space: the line is not empty
+                break
+        if cut == start:  # one word wider than the column: broken by characters
+            cut = max(fits, start + 1)
+            while cut > start + 1 and unicodedata.combining(text[cut]):
+                cut -= 1
+        lines.append(text[start:cut].rstrip())
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    if start < end or not lines:
+        lines.append(text[start:end])
+    return lines
 
 
 def _draw_header(
@@ -315,13 +426,14 @@ def _draw_header(
 def _draw_addresses(*, canvas: Canvas, slip: SlipData) -> None:
     top = _header_bottom() - 10.0
     half = CONTENT_WIDTH / 2
-    column_width = half - 10.0
+    column_width = _address_column_width()
     canvas.setFont(FONT_BOLD, 9)
     canvas.drawString(MARGIN, top - 9, "Ship to")
-    canvas.setFont(FONT_REGULAR, 10)
-    for line_index, line in enumerate(slip.ship_to):
-        fitted = _fit(line, FONT_REGULAR, 10, column_width)
-        _draw_text(canvas, MARGIN, top - 22 - 12 * line_index, fitted, FONT_REGULAR, 10)
+    # Wrapped, never cut: a box labelled "…Junior Blvd Apt …" lost its flat number.
+    layout = _slip_address_layout(slip=slip)
+    for line_index, line in enumerate(layout.lines):
+        baseline = top - layout.first_baseline_drop - layout.leading * line_index
+        _draw_text(canvas, MARGIN, baseline, line, FONT_REGULAR, layout.size)
 
     right_column = MARGIN + half
     canvas.setFont(FONT_BOLD, 9)

@@ -233,6 +233,8 @@ def test_notes_are_printed_and_long_product_names_are_cut_with_an_ellipsis() -> 
         ({"order_ref": ""}, "order_ref must be non-empty printable ASCII to fit in a Code128 barcode"),
         ({"ship_to": []}, "ship_to needs 1 to 8 address lines, got 0"),
         ({"ship_to": ["line"] * 9}, "ship_to needs 1 to 8 address lines, got 9"),
+        # far beyond what the API accepts: even at the smallest type it would push the items off the page
+        ({"ship_to": ["‱" * 5000]}, "ship_to is too long to print whole on a slip's first page"),
         ({"status_url": ""}, "status_url must not be empty"),
     ],
 )
@@ -280,3 +282,142 @@ def test_chinese_japanese_and_korean_addresses_print_in_their_own_characters(shi
     for line in ship_to:
         assert "".join(line.split()) in packed
     assert "\x00" not in text
+
+
+def packed_text(pdf: bytes) -> str:
+    """Every page's text without white space: a wrapped line is broken where the renderer chose."""
+    return "".join("".join(text.split()) for text in page_texts(pdf))
+
+
+def max_length_address(*, name: str, line1: str, line2: str, city: str, region: str) -> list[str]:
+    """The ship-to lines lab.packing.services makes of an address whose every field is at the longest
+    api.serializers.AddressSerializer accepts (200, 200, 200, 100, 100 characters; postal code 20)."""
+    name, line1, line2, city, region = name[:200], line1[:200], line2[:200], city[:100], region[:100]
+    assert (len(name), len(line1), len(line2), len(city), len(region)) == (200, 200, 200, 100, 100)
+    return [name, line1, line2, f"{'9' * 20} {city}", f"{region} US"]
+
+
+MLK_LINE = "1234 North Martin Luther King Junior Blvd Apt 5B"
+SHENZHEN_LINE = "深圳市南山区粤海街道科技园南区高新南七道数字技术园B1栋1201室"
+
+
+def test_a_street_line_wider_than_the_column_wraps_and_keeps_the_flat_number() -> None:
+    # Before, the line was cut at the column's width: "…Junior Blvd Apt …", the flat number lost
+    slip = dataclasses.replace(
+        make_slip(item_count=1), ship_to=["Zoë Müller", MLK_LINE, "Chicago IL 60637", "US"]
+    )
+
+    text = page_texts(render_slip(slip=slip))[0]
+
+    # Then the whole line is there, each word whole (Latin text breaks at spaces), and nothing was cut
+    assert "".join(MLK_LINE.split()) in "".join(text.split())
+    assert "Apt5B" in "".join(text.split())
+    for word in MLK_LINE.split():
+        assert word in text
+    assert "…" not in text
+
+
+def test_a_chinese_line_wider_than_the_column_wraps_and_keeps_the_building_and_room() -> None:
+    slip = dataclasses.replace(
+        make_slip(item_count=1), ship_to=["王小明", SHENZHEN_LINE, "518057 深圳市", "China"]
+    )
+
+    text = page_texts(render_slip(slip=slip))[0]
+
+    assert SHENZHEN_LINE in "".join(text.split())
+    assert "1201室" in "".join(text.split())
+    assert "…" not in text
+
+
+@pytest.mark.parametrize(
+    "ship_to",
+    [
+        max_length_address(
+            name="Maximilian Alexander Bartholomew " * 7,
+            line1="Apartment 12B, North Martin Luther King Junior Boulevard " * 4,
+            line2="Care of the Northlight Photographic Society, Building Seven " * 4,
+            city="Llanfairpwllgwyngyll Gogerychwyrndrobwllllantysiliogogogoch " * 2,
+            region="Mecklenburg-Vorpommern Westmecklenburg Nordwestmecklenburg " * 2,
+        ),
+        # a "word" longer than the column: broken by characters
+        max_length_address(
+            name="W" * 200, line1="M" * 200, line2="Ш" * 200, city="W" * 100, region="M" * 100
+        ),
+        max_length_address(
+            name="欧阳" * 100,
+            line1=SHENZHEN_LINE * 7,
+            line2="고양시 일산동구 중앙로 1275번길 38-10 " * 8,
+            city="東京都千代田区丸の内" * 10,
+            region="广东省" * 34,
+        ),
+        # the widest character DejaVu draws, every field full of it
+        max_length_address(
+            name="‱" * 200, line1="‱" * 200, line2="‱" * 200, city="‱" * 100, region="‱" * 100
+        ),
+    ],
+    ids=["latin-words", "latin-one-word", "cjk", "widest-glyph"],
+)
+def test_the_longest_address_the_api_accepts_prints_whole_on_one_page(ship_to: list[str]) -> None:
+    slip = dataclasses.replace(make_slip(item_count=1), ship_to=ship_to)
+
+    pdf = render_slip(slip=slip)
+
+    # Then the slip is still one page, and every character of the name and of each line is on it
+    texts = page_texts(pdf)
+    assert len(texts) == 1
+    packed = "".join(texts[0].split())
+    for line in ship_to:
+        assert "".join(line.split()) in packed
+    assert "…" not in texts[0]
+    # And the item line and totals are still there, below the address
+    assert "Lustre print 1" in texts[0]
+    assert "All 1 item line checked, 2 copies packed" in texts[0]
+
+
+def text_baselines(pdf: bytes, *, page_index: int = 0) -> list[tuple[float, str]]:
+    """(baseline y, text) of each piece drawn on a page, from the text matrix ReportLab writes."""
+    pieces: list[tuple[float, str]] = []
+
+    def visit(text: str, _cm: Any, tm: Any, _font: Any, _size: Any) -> None:
+        if text.strip():
+            pieces.append((float(tm[5]), text))
+
+    PdfReader(io.BytesIO(pdf)).pages[page_index].extract_text(visitor_text=visit)
+    return pieces
+
+
+def test_a_wrapped_address_pushes_the_item_table_down_and_never_overlaps_it() -> None:
+    # Given the longest address of the widest characters, wrapped over many lines
+    ship_to = max_length_address(
+        name="‱" * 200, line1="‱" * 200, line2="‱" * 200, city="‱" * 100, region="‱" * 100
+    )
+    slip = dataclasses.replace(make_slip(item_count=1), ship_to=ship_to)
+
+    pieces = text_baselines(render_slip(slip=slip))
+
+    # Then the lowest address line is above the item table's heading
+    lowest_address = min(y for y, text in pieces if "‱" in text)
+    product_heading = next(y for y, text in pieces if text.strip() == "Product")
+    assert lowest_address > product_heading + 10
+
+
+def test_the_days_batch_prints_long_addresses_whole() -> None:
+    # Given a day's slips, one with a long street line, one with a long Chinese line and the longest name
+    long_name = "Maximilian Alexander Bartholomew " * 7
+    slips = [
+        dataclasses.replace(make_slip(order_ref="PL-A-1"), ship_to=["Zoë Müller", MLK_LINE, "Chicago", "US"]),
+        dataclasses.replace(
+            make_slip(order_ref="PL-B-2"), ship_to=[long_name[:200], "Pickup at the counter"]
+        ),
+        dataclasses.replace(make_slip(order_ref="PL-C-3"), ship_to=["王小明", SHENZHEN_LINE, "China"]),
+    ]
+
+    texts = page_texts(render_slips(slips=slips))
+
+    # Then each slip is one page carrying its whole address
+    assert len(texts) == 3
+    packed = ["".join(text.split()) for text in texts]
+    assert "".join(MLK_LINE.split()) in packed[0]
+    assert "".join(long_name[:200].split()) in packed[1]
+    assert SHENZHEN_LINE in packed[2]
+    assert not any("…" in text for text in texts)
