@@ -16,6 +16,10 @@ Facts observed on CUPS 2.4.2 with ippeveprinter IPP Everywhere queues (see tests
   0x0500 ("No such file or directory", or "Success") or 0x0502, or pycups raises RuntimeError/HTTPError;
   every method turns all of these into TransientPrinterError. pycups' printFile is Create-Job followed by
   Send-Document, so a transient submit failure may still have left a job: reconcile with find_jobs().
+- A cupsd holding MaxJobs jobs not yet finished (it drops finished ones from its history first) answers
+  Create-Job client-error-not-possible (0x0404) "Too many active jobs.": submit raises server_busy, transient.
+- A queue CUPS stopped after its backend failed reads like a person's cupsdisable (reason `paused`, CUPS 2.4.9
+  cupsdSetPrinterState); only its printer-state-message, the backend's error, tells (_BACKEND_FAULT_MESSAGES).
 - printFile may also return a job id when cupsd stopped while it was still reading the document: libcups
   got no answer to Send-Document and kept Create-Job's successful-ok. submit() reads the job back (state,
   number-of-documents) and raises a transient error for a job without its document.
@@ -131,6 +135,36 @@ _UNREACHABLE_MESSAGES = (
     "Unable to connect to printer",
 )
 
+# CUPS stops a queue itself when its backend fails (exit status stop, or ErrorPolicy stop-printer, the
+# default, on a failure): cupsdSetPrinterState(STOPPED) always adds the reason `paused`, as a person's
+# cupsdisable does, and the printer-state-message is the backend's last ERROR line (scheduler/job.c
+# finalize_job, CUPS 2.4.9). A person's pause says "Paused" (stop_printer, no -r) or their own -r reason. So a
+# stopped queue whose message is one of these English backend failures (we ask for "en"), or that carries an
+# `-error` reason, is in error, not paused: its jobs are rerouted and it is alerted. A stop whose backend left
+# no ERROR line (the message is then cleared) or another text still reads as paused; alerts.py alerts a queue
+# paused at its server but not by the lab after ALERT_PRINTER_ERROR_MINUTES, so it is not left unseen.
+_BACKEND_FAULT_MESSAGES = (
+    "The printer configuration is incorrect or the printer no longer exists.",
+    "Printer stopped due to backend errors",
+    "Unable to open print file",
+    "Unable to open device file",
+    "Unable to write print data",
+    "Unable to read print data",
+    "Unable to start backend process.",
+    "Unable to get backend exit status.",
+    "Unable to get printer status.",
+    "Unable to add document to print job.",
+    "Unable to cancel print job.",
+    "Print job was not accepted.",
+    "Print job too large.",
+    "Printer cannot print supplied content.",
+    "Printer cannot print with supplied options.",
+    "Remote host did not accept",
+    "IP address is not allowed as hostname",
+    "Unknown encryption option value",
+    "Unknown version option value",
+)
+
 _TRANSIENT_STATUSES: dict[int, str] = {
     cups.IPP_STATUS_ERROR_SERVICE_UNAVAILABLE: errors.SERVER_BUSY,
     cups.IPP_STATUS_ERROR_BUSY: errors.SERVER_BUSY,
@@ -241,6 +275,14 @@ class CupsBackend(PrinterBackend):
                 # same connection then fails too and says transient.
                 if status == cups.IPP_STATUS_ERROR_INTERNAL and not self._queue_exists(connection):
                     raise self._queue_not_found() from exc
+                if status == cups.IPP_STATUS_ERROR_NOT_POSSIBLE:
+                    # A full cupsd: Create-Job answers "Too many active jobs." once MaxJobs jobs are not yet
+                    # finished (cupsd purges finished ones from its history first), or "Quota limit reached.".
+                    # Both pass as jobs finish; no job was created, so sending again later is safe.
+                    raise errors.TransientPrinterError(
+                        code=errors.SERVER_BUSY,
+                        message=f"CUPS submit refused for now: {message} (IPP status 0x{status:04x})",
+                    ) from exc
                 raise _translate_ipp_error(status, message, operation="submit") from exc
             self._confirm_document_arrived(connection, job_id)
         logger.info("CUPS queue %s accepted job %s", self.queue, job_id)
@@ -550,7 +592,12 @@ def printer_status_from_attributes(attributes: Mapping[str, Any]) -> PrinterStat
     if bare_reasons & _OFFLINE_REASONS:
         state = PrinterState.OFFLINE
     elif printer_state == 5:
-        state = PrinterState.PAUSED if "paused" in bare_reasons else PrinterState.ERROR
+        stopped_by_fault = (
+            "paused" not in bare_reasons
+            or any(reason.endswith("-error") for reason in reasons)
+            or message.startswith(_BACKEND_FAULT_MESSAGES)
+        )
+        state = PrinterState.ERROR if stopped_by_fault else PrinterState.PAUSED
     elif not is_accepting_jobs:
         state = PrinterState.PAUSED
     elif any(reason.endswith("-error") for reason in reasons):

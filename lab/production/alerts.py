@@ -83,6 +83,24 @@ def alert_conditions(*, now: datetime.datetime) -> list[Condition]:
                 link=reverse("staff:board"),
             )
         )
+    # Paused at the printer (cupsdisable, a hot folder's PAUSED file) and not on the board: a person's pause,
+    # or CUPS stopped the queue after its backend failed and said nothing the CUPS backend could read as an
+    # error (printers/cups_backend.py). Either way its jobs wait and nobody in the lab chose it: alert it like
+    # an outage, once per stretch.
+    for printer in Printer.objects.filter(
+        state=PrinterState.PAUSED, is_paused_by_lab=False, state_changed_at__lte=error_since
+    ):
+        conditions.append(
+            Condition(
+                key=f"printer_paused:{printer.pk}:{printer.state_changed_at.isoformat()}",
+                kind=Alert.Kind.PRINTER_ERROR,
+                message=f"Printer {printer.name} is paused at its print server, not by the lab, since "
+                f"{printer.state_changed_at:%Y-%m-%d %H:%M} UTC"
+                + (f" ({printer.state_message})" if printer.state_message else "")
+                + ": its jobs wait",
+                link=reverse("staff:board"),
+            )
+        )
     # One alert per time a job comes to need a person: the key carries the event that moved it there, so a
     # job sent again after a person's decision and unknown (or suspect) again is alerted again.
     moved_there = JobEvent.objects.filter(job_id=OuterRef("pk"), to_status=OuterRef("status")).order_by("-pk")

@@ -98,6 +98,56 @@ def test_status_is_online_then_paused_after_cupsdisable_then_online_again(privat
     assert backend.printer_status().state is PrinterState.ONLINE
 
 
+def test_a_queue_cups_stopped_after_its_backend_failed_is_in_error_not_paused(
+    private_cups: PrivateCups, small_jpeg: Path
+) -> None:
+    # given a queue whose device URI names a resource its printer does not have (the ipp backend exits
+    # "stop printer": CUPS stops the queue itself and, as for any stop, adds the reason `paused`)
+    private_cups.add_printer("misconfigured", media=PHOTO_MEDIA)
+    private_cups.set_device_uri(
+        "misconfigured", f"ipp://localhost:{private_cups.device_port('misconfigured')}/ipp/nothing"
+    )
+    backend = CupsBackend(queue="misconfigured", server=private_cups.server)
+
+    # when a job is sent to it
+    handle = backend.submit(path=small_jpeg, title="lab-job-4")
+
+    # then the queue reads as in error (its jobs rerouted, the supervisor alerted), not as paused by a person
+    status = _wait_for_status(backend, lambda status: status.state is not PrinterState.ONLINE, timeout=15)
+    assert (status.state, status.reasons, status.message) == (
+        PrinterState.ERROR,
+        ("paused",),
+        "The printer configuration is incorrect or the printer no longer exists.",
+    )
+    assert backend.job_info(handle).state is JobState.PENDING
+    backend.cancel(handle)
+
+
+@pytest.mark.parametrize(
+    ("reasons", "message", "state"),
+    [
+        # a person's cupsdisable: CUPS' "Paused", their -r reason, or nothing (a job's backend was stopped)
+        (["paused"], "Paused", PrinterState.PAUSED),
+        (["paused"], "ribbon change", PrinterState.PAUSED),
+        (["paused"], "", PrinterState.PAUSED),
+        # CUPS stopped it after its backend failed: the backend's ERROR line is the message
+        (
+            ["paused"],
+            "The printer configuration is incorrect or the printer no longer exists.",
+            PrinterState.ERROR,
+        ),
+        (["paused"], "Remote host did not accept data file (1).", PrinterState.ERROR),
+        (["paused", "media-empty-error"], "Paused", PrinterState.ERROR),
+        (["none"], "", PrinterState.ERROR),
+    ],
+)
+def test_a_stopped_queue_is_paused_only_when_nothing_says_its_backend_failed(reasons, message, state):
+    status = cups_backend.printer_status_from_attributes(
+        {"printer-state": 5, "printer-state-reasons": reasons, "printer-state-message": message}
+    )
+    assert status.state is state
+
+
 def test_job_on_a_paused_queue_stays_pending_and_can_be_canceled(
     private_cups: PrivateCups, small_jpeg: Path
 ) -> None:
@@ -139,6 +189,31 @@ def test_rejecting_queue_is_paused_and_submit_is_transient(
         backend.submit(path=small_jpeg, title="lab-job-6")
     assert raised.value.code == "printer_not_accepting_jobs"
     private_cups.accept("rejecting")
+
+
+def test_a_submit_to_a_cupsd_full_of_unfinished_jobs_is_transient(small_jpeg: Path) -> None:
+    # given a cupsd that holds at most two jobs (MaxJobs 2), whose queue is disabled so none finishes
+    with PrivateCups() as full_cups:
+        with (full_cups.directory / "cupsd.conf").open("a") as conf:
+            conf.write("MaxJobs 2\n")
+        full_cups.restart_cupsd()
+        full_cups.add_printer("crowded", media=PHOTO_MEDIA)
+        full_cups.disable("crowded")
+        backend = CupsBackend(queue="crowded", server=full_cups.server)
+        backend.submit(path=small_jpeg, title="lab-job-61")
+        backend.submit(path=small_jpeg, title="lab-job-62")
+
+        # when a third job is submitted, then CUPS refuses it ("Too many active jobs.",
+        # client-error-not-possible) and that is a busy server, tried again later, not a job failed for good
+        with pytest.raises(errors.TransientPrinterError) as raised:
+            backend.submit(path=small_jpeg, title="lab-job-63")
+        assert raised.value.code == "server_busy"
+        assert "Too many active jobs." in str(raised.value)
+        assert backend.find_jobs(title_prefix="lab-job-63") == []
+
+        # when one of the waiting jobs is over, then the next submit goes through
+        full_cups.cancel_all()
+        assert backend.submit(path=small_jpeg, title="lab-job-63")
 
 
 def test_unsupported_document_format_is_permanent(private_cups: PrivateCups, small_jpeg: Path) -> None:

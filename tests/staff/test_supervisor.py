@@ -296,6 +296,36 @@ def test_a_printer_in_error_for_less_than_the_threshold_is_not_alerted(settings)
     assert mail.outbox == []
 
 
+def test_a_printer_paused_at_its_server_but_not_by_the_lab_is_alerted_after_the_threshold(settings) -> None:
+    # given three printers paused at their print server 20 minutes ago (CUPS stopped a queue after a fault it
+    # gave no error text for, or a person ran cupsdisable), one of them also paused on the board, and a fourth
+    # paused there 5 minutes ago
+    settings.ALERT_PRINTER_ERROR_MINUTES = 15
+    settings.ALERT_QUEUE_DEPTH = 1000
+    person("supervisor", email="sup@lab.example")
+    long_ago = timezone.now() - timedelta(minutes=20)
+    stopped = hotfolder_printer("alpha", sizes=["4x6"])
+    by_the_lab = hotfolder_printer("beta", sizes=["4x6"])
+    recent = hotfolder_printer("gamma", sizes=["4x6"])
+    Printer.objects.filter(pk__in=[stopped.pk, by_the_lab.pk]).update(
+        state="paused", state_message="Paused", state_changed_at=long_ago
+    )
+    Printer.objects.filter(pk=by_the_lab.pk).update(is_paused_by_lab=True)
+    Printer.objects.filter(pk=recent.pk).update(
+        state="paused", state_changed_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    # when the alerts are checked twice
+    first, second = alerts_check(), alerts_check()
+
+    # then only the printer nobody in the lab paused is alerted, once, as a printer problem: its jobs wait
+    assert (first, second) == (1, 0)
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.key) == ("printer_error", f"printer_paused:{stopped.pk}:{long_ago.isoformat()}")
+    assert alert.message.startswith("Printer alpha is paused at its print server, not by the lab")
+    assert len(mail.outbox) == 1
+
+
 def test_a_printer_down_while_its_reasons_change_is_alerted_once_for_the_outage(settings) -> None:
     # given a hot-folder printer whose folder went away 20 minutes ago (the poll saw it offline then)
     settings.ALERT_PRINTER_ERROR_MINUTES = 15

@@ -12,11 +12,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 
 from lab.accounts.models import User
 from lab.catalog.models import Paper
-from lab.production.models import DESTINATION_FIELDS, Printer
+from lab.production.models import DESTINATION_FIELDS, Printer, PrintJob
+from lab.production.states import JobStatus
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import lab_admin_record
 from printers.media import UnknownMediaError, pwg_media_for_size
@@ -63,6 +65,41 @@ class PrinterForm(forms.ModelForm[Printer]):
             "dpi",
             "output_format",
         )
+
+    def clean(self) -> dict[str, Any]:
+        """Refuse to move a printer while a job may be at its destination: the lab reads such a job (and
+        cancels it) by its handle at the printer's destination, so at a new one it would read as lost, its
+        cancel would go there, and the old destination would print it all the same. Checked on the stored row,
+        locked until the admin's save commits (the change form runs in one transaction)."""
+        cleaned = super().clean() or {}
+        if self.instance.pk is None:
+            return cleaned
+        stored = Printer.objects.select_for_update().filter(pk=self.instance.pk).first()
+        if stored is None or all(
+            field not in cleaned or cleaned[field] == getattr(stored, field) for field in DESTINATION_FIELDS
+        ):
+            return cleaned
+        at_destination = PrintJob.objects.filter(printer_id=stored.pk).filter(
+            Q(status__in=JOBS_AT_DESTINATION)
+            | Q(cancel_at_printer=True)
+            # a retry due: it looks for its earlier send at the printer first (none at a new one)
+            | Q(status=JobStatus.READY, submit_attempts__gt=0)
+        )
+        count = at_destination.count()
+        if count:
+            raise forms.ValidationError(
+                f"{count} job(s) of this printer may be at its current destination (submitting, submitted,"
+                " unknown or suspect, a retry of a send, or a cancel owed to it): the lab reads and cancels"
+                " them there. Change"
+                " its backend, target, CUPS server or host once they are printed, failed, resolved or"
+                " cancelled (pause it on the board to stop new sends).",
+                code="printer_jobs_at_destination",
+            )
+        return cleaned
+
+
+# Jobs that may be at a printer's destination, read (and cancelled) there by their handle or title.
+JOBS_AT_DESTINATION = (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.UNKNOWN, JobStatus.SUSPECT)
 
 
 class PrinterAdmin(LabModelAdmin[Printer]):
