@@ -7,25 +7,27 @@ in as that person and look at photos through the gate, recorded under that perso
 of the account's row (its primary key), its public id, its staff roles, whether it is active and its password
 hash, under a key the database never holds (Django's SECRET_KEY, salted for this use). The primary key is in
 it because the rows that name an account (photos, orders, roles, tokens) name it by that key: without it, the
-public id, password hash and seal of one account, moved together onto another's row, held there, and the
-DBA signed in with the other account's e-mail and their own password (migration 0009 sealed again, with the
-key, the accounts whose earlier seal held, and `manage.py account_seals_upgrade` does it again for those a
-previous-version process sealed after it ran). The tools that set those write the seal with
-the change (registration, My Account's password change, the lab admin's account and password forms,
-`seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades the password's hash). Every staff
-page and the auditors' API check it (`lab.staff.middleware`, `api.audit_views`), and so do the issue of a
-customer's API token (`lab.accounts.tokens`) and My Account's password change: an account changed in the
-database alone cannot be used until the lab seals it again, and each refusal is a security event (for staff
-also an audit record). A tool that seals an account as a side effect of its own change (a password change, a
-hash upgrade) seals it again only if its seal held: else it would make a role or a hash written in the
-database the lab's own.
+public id, password hash and seal of one account, moved together onto another's row, held there, and the DBA
+signed in with the other account's e-mail and their own password (migration 0009 sealed again, with the key,
+the accounts whose earlier seal held, and `manage.py account_seals_upgrade` does it again for those a
+previous-version process sealed after it ran, and only those: `account_seals_upgrade`). The tools that set
+those write the seal with the change (registration, My Account's password change, the lab admin's account and
+password forms, `seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades the password's hash).
+Every staff page and the auditors' API check it (`lab.staff.middleware`, `api.audit_views`), and so do the
+issue of a customer's API token (`lab.accounts.tokens`) and My Account's password change: an account changed
+in the database alone cannot be used until the lab seals it again, and each refusal is a security event (for
+staff also an audit record). A tool that seals an account as a side effect of its own change (a password
+change, a hash upgrade) seals it again only if its seal held: else it would make a role or a hash written in
+the database the lab's own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db.models.signals import post_save
@@ -61,20 +63,65 @@ def seal_value(*, public_id: object, roles: Iterable[str], is_active: bool, pass
     return seal_of(SEAL_SALT, facts)
 
 
-def account_seals_upgrade(*, batch: int = 500) -> list[str]:
-    """Migration 0009's step again (`manage.py account_seals_upgrade`): each account whose seal is the one
-    made before the seal named its row (`seal_value`) and holds, under SECRET_KEY or a fallback, is sealed
-    again with its row; the public ids of those sealed. An account whose seal holds in neither format (changed
-    in the database) is left as it is, refused; one already sealed with its row is left too, so a second run
-    changes nothing.
+KEYED_SEAL_MIGRATION = ("accounts", "0009_account_seal_names_its_row")
 
-    For the upgrade window: a web process of the previous version, still running after 0009 ran, seals the
-    accounts it registers (or its admin forms set) the old way, and the check refuses those for good once it
-    is gone. The check itself never accepts the old format again. Each seal is replaced only if it is still
-    the one read (a password change made meanwhile keeps its own seal)."""
+
+def keyed_seal_applied_at() -> datetime | None:
+    """When migration 0009 (the seal names its row) ran here: a previous-version process could seal an
+    account the old way only after it (before, 0009 itself sealed it again). None if it has not run."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    app, name = KEYED_SEAL_MIGRATION
+    return (
+        MigrationRecorder.Migration.objects.filter(app=app, name=name)
+        .values_list("applied", flat=True)
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class SealsUpgraded:
+    upgraded: list[tuple[str, str]]  # (public id, why it was taken)
+    left: list[str]  # public ids whose old seal holds but that nothing shows the upgrade window sealed
+
+
+def account_seals_upgrade(
+    *,
+    since: datetime,
+    emails: Iterable[str] = (),
+    sealed_since: Iterable[str] = (),
+    on_sealed: Callable[[User, str], None] | None = None,
+    batch: int = 500,
+) -> SealsUpgraded:
+    """Migration 0009's step again (`manage.py account_seals_upgrade`) for the accounts the upgrade window
+    could have sealed the old way (`seal_value`, no primary key): each whose old seal holds (under SECRET_KEY
+    or a fallback) and that
+
+    - was registered on or after `since` (when 0009 ran: `keyed_seal_applied_at`), or
+    - is named in `sealed_since` (public ids the lab's own audit log shows sealed on or after it: a previous
+      version's lab admin or operator command), or
+    - is named by the operator in `emails`,
+
+    is sealed again with its row, and `on_sealed(user, why)` is called in the same transaction (the caller's
+    record). Any other account whose old seal holds is left refused, in `left`: an old seal names no row, so
+    the public id, password hash and old seal of one account, moved onto another's row in the database (a DBA
+    with a copy of their own from before the upgrade), hold there too, and sealing every old seal that holds
+    made the move the lab's own. An account with a token bound to another public id than its row's (its
+    public id was changed in the database) is left too, even when named. Each seal is replaced only if it is
+    still the one read (a password change made meanwhile keeps its own seal); a second run changes nothing.
+
+    A previous-version process seals the old way only accounts it registers, those its lab admin or operator
+    command sets, and those it had already so sealed (a password change, a hash upgrade: it checks the old
+    format, which a seal made by 0009 does not pass); the first two are what `since` and `sealed_since`
+    find, and the last are among them."""
+    from django.db import transaction
+
     from lab.accounts.models import User
 
-    upgraded: list[str] = []
+    named = {email.lower() for email in emails}
+    audited = {str(public_id) for public_id in sealed_since}
+    upgraded: list[tuple[str, str]] = []
+    left: list[str] = []
     for user in User.objects.prefetch_related("groups").order_by("pk").iterator(chunk_size=batch):
         roles = [group.name for group in user.groups.all()]
         facts = _facts_without_the_row(
@@ -82,10 +129,39 @@ def account_seals_upgrade(*, batch: int = 500) -> list[str]:
         )
         if not seal_holds(user.account_seal, SEAL_SALT, facts):
             continue
+        if user.email in named:
+            why = "named_by_operator"
+        elif user.date_joined >= since:
+            why = "registered_since_upgrade"
+        elif str(user.public_id) in audited:
+            why = "sealed_since_upgrade"
+        else:
+            left.append(str(user.public_id))
+            continue
+        if _tokens_bound_elsewhere(user):
+            left.append(str(user.public_id))
+            continue
         seal = account_seal_of(user, roles=roles)
-        if User.objects.filter(pk=user.pk, account_seal=user.account_seal).update(account_seal=seal):
-            upgraded.append(str(user.public_id))
-    return upgraded
+        with transaction.atomic():
+            if not User.objects.filter(pk=user.pk, account_seal=user.account_seal).update(account_seal=seal):
+                continue
+            user.account_seal = seal
+            if on_sealed is not None:
+                on_sealed(user, why)
+        upgraded.append((str(user.public_id), why))
+    return SealsUpgraded(upgraded=upgraded, left=left)
+
+
+def _tokens_bound_elsewhere(user: User) -> bool:
+    """Whether a token of the account is bound to another public id than the row's: the row's public id was
+    written in the database (the lab never changes it)."""
+    from lab.accounts.models import ApiToken
+    from lab.accounts.tokens import TOKEN_BINDING_SALT
+
+    return any(
+        not seal_holds(binding, TOKEN_BINDING_SALT, f"{user.public_id}:{key_sha256}")
+        for binding, key_sha256 in ApiToken.objects.filter(user=user).values_list("binding", "key_sha256")
+    )
 
 
 def _user_facts(user: object, roles: Iterable[str] | None = None) -> str:

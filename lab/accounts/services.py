@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -224,14 +225,15 @@ def _customer_save(
         if fields:
             user.save(update_fields=fields)
         if "password" in fields:
-            # Whoever held a token may be the reason for the change: every token ends with the old password.
-            revoked = api_tokens_revoke_all(user=user)
+            # Whoever held a token may be the reason for the change: every token ends with the old password,
+            # and the webhook endpoints any token registered stop (the owner turns on those they know).
+            ended = account_access_end(user=user)
             SecurityEvent.objects.create(
                 kind=SecurityEvent.Kind.PASSWORD_CHANGED,
                 channel=SecurityEvent.Channel.API,
                 user=user,
                 client_ip=client_ip,  # as every event of the account's log: who changed it, from where
-                detail={"tokens_revoked": revoked},
+                detail=ended.detail(),
             )
         if "email" in fields:
             # Neither address: the log names the account, and an erasure deletes it with the account.
@@ -242,6 +244,38 @@ def _customer_save(
                 client_ip=client_ip,
             )
     return user
+
+
+@dataclass(frozen=True)
+class AccessEnded:
+    tokens_revoked: int
+    webhook_endpoints_deactivated: int
+
+    def detail(self) -> dict[str, int]:
+        """For the event's detail; the endpoints' count only when there were any (as it was before)."""
+        detail = {"tokens_revoked": self.tokens_revoked}
+        if self.webhook_endpoints_deactivated:
+            detail["webhook_endpoints_deactivated"] = self.webhook_endpoints_deactivated
+        return detail
+
+
+def account_access_end(*, user: User, webhooks: bool = True) -> AccessEnded:
+    """End what anyone holding one of the account's API tokens set up: every token is revoked and (`webhooks`)
+    every active webhook endpoint of the account is deactivated, for a password change or an operator's
+    reset (`manage.py staff_account_seal`). Any token could register an endpoint, and an endpoint goes on
+    receiving the account's tracking numbers and hold questions after the token that made it ends; the owner
+    turns on again the ones they recognise (PATCH `webhook-endpoints/{id}` `is_active`). Call it in the
+    change's transaction; the caller records it.
+
+    lab.notify sits above lab.accounts (the layers contract): its endpoints are reached through the
+    account's reverse relation, with no import of it."""
+    revoked = api_tokens_revoke_all(user=user)
+    deactivated = 0
+    if webhooks:
+        deactivated = user.webhook_endpoints.filter(is_active=True).update(
+            is_active=False, updated_at=timezone.now()
+        )
+    return AccessEnded(tokens_revoked=revoked, webhook_endpoints_deactivated=deactivated)
 
 
 def staff_user_create(*, email: str, password: str, full_name: str, roles: list[str]) -> User:

@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import secrets
 import uuid
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -16,12 +17,14 @@ from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
 from django.test import Client
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.seal import account_seal_holds, account_seal_of, seal_value
 from lab.accounts.services import policy_current
+from lab.audit.models import AuditRecord
 from tests.builders import PASSWORD, UserFactory
 from tests.builders.orders import asset_for
 from tests.support.dba import dba
@@ -301,3 +304,68 @@ def test_the_upgrade_and_its_reverse_keep_sealed_accounts_usable_and_changed_one
     assert token_for(customer.email, PASSWORD)[0] == 200
     assert staff_sign_in(technician.email, PASSWORD) == 302
     assert staff_sign_in(changed.email, PASSWORD) == 403
+
+
+def test_an_old_seal_moved_onto_another_row_is_not_sealed_by_the_upgrade_command():
+    # given two customers registered before the upgrade: the DBA's own account, whose seal as it was before
+    # the upgrade (no primary key) the DBA kept, and a victim with a photo
+    applied = MigrationRecorder.Migration.objects.get(app="accounts", name="0009_account_seal_names_its_row")
+    dba_account, victim = UserFactory.create(), UserFactory.create()
+    photo = asset_for(victim)
+    before_the_upgrade = (applied.applied - timedelta(days=30)).isoformat()
+    dba(
+        "UPDATE accounts_user SET date_joined = %s WHERE id IN (%s, %s)",
+        before_the_upgrade,
+        dba_account.pk,
+        victim.pk,
+    )
+    seal_as_before_the_upgrade(dba_account)
+    own = User.objects.values_list("public_id", "password", "account_seal").get(pk=dba_account.pk)
+
+    # when the DBA moves their public id, password hash and old seal onto the victim's row (refused: 403)
+    dba("UPDATE accounts_user SET public_id = %s WHERE id = %s", str(uuid.uuid4()), dba_account.pk)
+    dba(
+        "UPDATE accounts_user SET public_id = %s, password = %s, account_seal = %s WHERE id = %s",
+        str(own[0]),
+        own[1],
+        own[2],
+        victim.pk,
+    )
+    assert token_for(victim.email, PASSWORD)[0] == 403
+    moved = User.objects.get(pk=victim.pk).account_seal
+
+    # and the operator runs the upgrade command as deploy/README.md says
+    out = seal_upgrade()
+
+    # then the victim's account is not sealed for the DBA (before, the command sealed every old seal that
+    # held, wherever it was, and the DBA signed in with the victim's e-mail and their own password)
+    assert "0 account(s) sealed again" in out
+    assert f"left refused {own[0]}" in out
+    assert User.objects.get(pk=victim.pk).account_seal == moved
+    status, body = token_for(victim.email, PASSWORD)
+    assert (status, body["code"]) == (403, "account_changed_outside_the_lab")
+    assert not ApiToken.objects.filter(user=victim).exists()
+    assert as_token("0" * 40).get(f"/api/v1/assets/{photo.pk}/content").status_code == 401
+    assert not AuditRecord.objects.filter(action="staff.account_sealed").exists()
+
+
+def test_the_upgrade_command_seals_an_account_the_operator_names_on_the_record():
+    # given a customer registered before the upgrade whose seal a previous-version process made the old way
+    applied = MigrationRecorder.Migration.objects.get(app="accounts", name="0009_account_seal_names_its_row")
+    customer = UserFactory.create()
+    before_the_upgrade = (applied.applied - timedelta(days=30)).isoformat()
+    dba("UPDATE accounts_user SET date_joined = %s WHERE id = %s", before_the_upgrade, customer.pk)
+    seal_as_before_the_upgrade(customer)
+    assert "0 account(s) sealed again" in seal_upgrade()  # nothing shows the upgrade window sealed it
+
+    out = StringIO()
+    call_command("account_seals_upgrade", customer.email, stdout=out)
+
+    assert "1 account(s) sealed again" in out.getvalue()
+    assert token_for(customer.email, PASSWORD)[0] == 200
+    record = AuditRecord.objects.get(action="staff.account_sealed")
+    assert (record.context_id, record.rule, record.justification) == (
+        str(customer.public_id),
+        "account_seals_upgrade",
+        "sealed again with its row (named_by_operator); roles (customer); active",
+    )

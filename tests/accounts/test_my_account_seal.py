@@ -92,7 +92,48 @@ def test_an_operator_s_changepassword_for_a_customer_is_sealed_by_the_operator_s
     call_command("staff_account_seal", customer.email)
 
     # then the customer signs in with the new password and reaches their own data again, on the record
-    assert token_for(customer.email, NEW_PASSWORD)[0] == 200
-    assert owner.get("/api/v1/me/export").status_code == 200
+    status, fresh = token_for(customer.email, NEW_PASSWORD)
+    assert status == 200
+    renewed = APIClient()
+    renewed.credentials(HTTP_AUTHORIZATION=f"Token {fresh['token']}")
+    assert renewed.get("/api/v1/me/export").status_code == 200
     record = AuditRecord.objects.get(action="staff.account_sealed")
     assert (record.context_id, record.justification) == (str(customer.public_id), "roles (customer); active")
+    # and the token from before the reset stays dead (before, sealing brought every old token back)
+    assert owner.get("/api/v1/me/export").status_code == 401
+
+
+def test_the_operator_s_reset_of_a_customer_ends_every_old_token_and_webhook_endpoint_on_the_record():
+    # given a customer whose token a thief holds, and the endpoint the thief registered with it
+    from django.core.management import call_command
+
+    from lab.notify.models import WebhookEndpoint
+
+    customer = UserFactory.create()
+    status, issued = token_for(customer.email, PASSWORD)
+    assert status == 200
+    endpoint = WebhookEndpoint.objects.create(
+        owner=customer, url="https://thief.example/hooks", secret="whsec_x", event_types=["order.shipped"]
+    )
+    thief = APIClient()
+    thief.credentials(HTTP_AUTHORIZATION=f"Token {issued['token']}")
+    assert thief.get("/api/v1/me").status_code == 200
+
+    # when the operator resets the password with Django's changepassword and seals the account again
+    customer.set_password(NEW_PASSWORD)
+    customer.save()
+    call_command("staff_account_seal", customer.email)
+
+    # then the thief's token is gone (before: it worked again once the account was sealed), the endpoint is
+    # off, and the customer's log says why
+    assert thief.get("/api/v1/me").status_code == 401
+    assert not ApiToken.objects.filter(user=customer).exists()
+    endpoint.refresh_from_db()
+    assert endpoint.is_active is False
+    event = SecurityEvent.objects.get(user=customer, kind="token_revoked")
+    assert event.detail == {
+        "reason": "operator_reseal",
+        "tokens_revoked": 1,
+        "webhook_endpoints_deactivated": 1,
+    }
+    assert token_for(customer.email, NEW_PASSWORD)[0] == 200

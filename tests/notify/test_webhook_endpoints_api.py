@@ -8,11 +8,14 @@ import time
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
+from rest_framework.test import APIClient
 
-from lab.notify.delivery import RETRY_WINDOW, AttemptOutcome, _record
+from lab.accounts.models import SecurityEvent
+from lab.notify.delivery import RETRY_WINDOW, AttemptOutcome, _record, webhook_deliver
 from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from lab.notify.services import notify_order_status_changed
 from lab.notify.webhooks import MAX_ENDPOINTS_PER_CUSTOMER, webhook_endpoint_create, webhook_event_emit
-from tests.builders import new_customer, order_for
+from tests.builders import PASSWORD, TO_PACKED, new_customer, order_for, order_move
 
 pytestmark = pytest.mark.django_db
 
@@ -270,3 +273,48 @@ def _holds_up_another_session() -> bool:
         )
         (waiting,) = cursor.fetchone()
     return bool(waiting)
+
+
+def test_a_password_change_turns_off_the_endpoint_a_stolen_token_registered(api, local_webhooks, receiver):
+    # given a customer's stolen token, with which the thief registers an endpoint of their own
+    customer = new_customer()
+    issued = APIClient().post(
+        "/api/v1/auth/token", {"email": customer.email, "password": PASSWORD, "name": "laptop"}, format="json"
+    )
+    assert issued.status_code == 200
+    thief = APIClient()
+    thief.credentials(HTTP_AUTHORIZATION=f"Token {issued.json()['token']}")
+    registered = thief.post(
+        "/api/v1/webhook-endpoints", {"url": receiver.url, "event_types": ALL_EVENTS}, format="json"
+    )
+    assert registered.status_code == 201
+
+    # when the owner changes the password (which ends every token)
+    api.force_authenticate(customer)
+    changed = api.patch(
+        "/api/v1/me",
+        {"current_password": PASSWORD, "new_password": "a brand new passphrase 9"},
+        format="json",
+    )
+
+    # then the endpoint is off, the change's record counts it, and a shipment later sends the thief nothing
+    # (before, the endpoint outlived the token and received the tracking number)
+    assert changed.status_code == 200
+    assert list(WebhookEndpoint.objects.values_list("is_active", flat=True)) == [False]
+    event = SecurityEvent.objects.get(user=customer, kind="password_changed")
+    assert event.detail == {"tokens_revoked": 1, "webhook_endpoints_deactivated": 1}
+    order = order_for(customer)
+    order_move(order, *TO_PACKED)
+    order_move(
+        order, "shipped", carrier="ups", tracking_number="1Z999AA10123456784", shipped_at=timezone.now()
+    )
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+    for delivery_id in WebhookDelivery.objects.values_list("pk", flat=True):
+        webhook_deliver(delivery_id=str(delivery_id))
+    assert receiver.requests == []
+    assert WebhookDelivery.objects.count() == 0
+
+    # and the owner turns on again an endpoint they recognise
+    endpoint_id = registered.json()["id"]
+    turned_on = api.patch(f"/api/v1/webhook-endpoints/{endpoint_id}", {"is_active": True}, format="json")
+    assert (turned_on.status_code, turned_on.json()["is_active"]) == (200, True)
