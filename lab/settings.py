@@ -540,7 +540,35 @@ WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", "false")
 WEBHOOK_ALLOW_HTTP = envbool("WEBHOOK_ALLOW_HTTP", "false")
 
 # --- E-mail ------------------------------------------------------------------------------------
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+# The file backend keeps every message in plaintext under EMAIL_FILE_PATH: shipping e-mails with the address,
+# carrier and tracking number, privacy receipts with their bearer links. It is demo mode's default
+# (LAB_DEMO_SECRETS: scripts/run, the test command), where the retention sweep deletes the files after a week
+# and an erasure the erased customer's messages (lab/customer_data/retention.py). Outside demo mode
+# EMAIL_BACKEND must be set, and the file backend is refused: before, it was the default everywhere, and every
+# message was kept on disk for good, an erasure's customer's too.
+_FILE_EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+
+def _email_backend() -> str:
+    value = os.environ.get("EMAIL_BACKEND", "").strip()
+    if DEMO_SECRETS or _TYPE_CHECKING_ONLY:
+        return value or _FILE_EMAIL_BACKEND
+    if not value:
+        raise ImproperlyConfigured(
+            "EMAIL_BACKEND is not set. Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend (with "
+            "EMAIL_HOST and EMAIL_PORT) or another backend that hands messages on. On a development machine, "
+            f"LAB_DEMO_SECRETS=true writes them to files under {VAR_DIR / 'mail'}."
+        )
+    if value == _FILE_EMAIL_BACKEND:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND={value} keeps every customer's e-mail in plaintext on disk: it is for the demo "
+            "only (LAB_DEMO_SECRETS=true). Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend "
+            "(with EMAIL_HOST and EMAIL_PORT) or another backend that hands messages on."
+        )
+    return value
+
+
+EMAIL_BACKEND = _email_backend()
 # Each connect to the mail server and each wait for its answer (Django's default: none). A mail server that
 # takes the connection and says nothing held each e-mail task to its time limit, and the default queue
 # (releases, polls) behind it; now the send fails in seconds and is retried like a refused connection.

@@ -7,7 +7,9 @@ Refused while an order still has to be printed or shipped (paid, in production, 
 packed), and while an order's money is unsettled: its payment disputed with the customer's bank (the address,
 carrier and tracking number are the delivery evidence the lab answers the dispute with) or a refund to the
 customer still to be made (a failed one needs a person to reach them). Unpaid orders are cancelled as part of
-the erasure.
+the erasure. Once committed, the messages to the customer's address in demo mode's mail files are deleted
+(lab/customer_data/retention.py: mail_files_erase). The notes of disputes' closes are kept: Stripe's ids and
+outcomes, which stop a late `charge.dispute.created` from disputing a settled payment again.
 """
 
 from __future__ import annotations
@@ -41,13 +43,14 @@ from lab.customer_data.receipts import (
     receipts_email_after_erasure,
     receipts_issue_for_erasure,
 )
-from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge
+from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge, mail_files_erase
 from lab.lib.errors import Conflict, PermissionDenied
 from lab.notify.models import WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, OrderEvent
 from lab.orders.selectors import guest_order_photos
 from lab.orders.states import OrderStatus
+from lab.orders.stripe_events import DISPUTE_CLOSED_KINDS
 from lab.packing.models import PackingSlip
 from lab.production.models import JobEvent
 
@@ -169,7 +172,14 @@ def _anonymize_orders(orders: QuerySet[Order]) -> int:
     PackingSlip.objects.filter(order_id__in=order_ids).delete()
     WebhookEvent.objects.filter(order_id__in=order_ids).delete()
     # Free text written to or about the customer: a hold question, a staff note on the timeline or a job.
-    OrderEvent.objects.filter(order_id__in=order_ids).exclude(note="").update(note="")
+    # Not a dispute's close: its note is Stripe's dispute id and final status (`dp_… won`, written by
+    # lab/orders/stripe_events.py), no personal data, and what tells a `charge.dispute.created` that comes
+    # after its own close (Stripe retries a failed delivery for days) that the dispute is over. Blanked, the
+    # late creation marked the settled payment `disputed` for good, with no close to come
+    # (tests/privacy/test_erasure_keeps_dispute_ids.py).
+    OrderEvent.objects.filter(order_id__in=order_ids).exclude(note="").exclude(
+        kind__in=DISPUTE_CLOSED_KINDS
+    ).update(note="")
     ClarificationCase.objects.filter(order_id__in=order_ids).exclude(question="").update(question="")
     _clear_floor_notes(order_ids)
     # The orders' idempotency keys: the request hash covers the shipping address (and a guest's e-mail), a
@@ -233,6 +243,16 @@ def _clear_person(user: User, *, now: datetime) -> None:
     AccessGrant.objects.filter(asset__owner=user).exclude(justification="").update(justification="")
 
 
+def _mail_files_erase_after_commit(recipient: str) -> None:
+    """Once the erasure is committed (and its receipts mailed: callbacks run in the order they were added),
+    the messages addressed to the customer in demo mode's mail files go (lab/customer_data/retention.py): the
+    file backend's plaintext copies of what the lab sent them, the shipping address, carrier, tracking number
+    and receipt links among it. Before, they stayed for good. Robust: the erasure is done, and its answer
+    carries the receipts' links, whatever the disk says."""
+    if recipient:
+        transaction.on_commit(partial(mail_files_erase, email=recipient), robust=True)
+
+
 def account_erase(
     *, user: User, password: str, request_id: str = "", client_ip: str | None = None
 ) -> ErasureResult:
@@ -291,6 +311,7 @@ def account_erase(
                 recipient=recipient,
             )
         )
+        _mail_files_erase_after_commit(recipient)
     logger.info(
         "account erased user=%s photos=%d orders=%d cancelled=%d",
         locked.public_id,
@@ -370,6 +391,7 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
             transaction.on_commit(
                 partial(receipts_email_after_erasure, receipt_ids=[receipt.pk], recipient=recipient)
             )
+        _mail_files_erase_after_commit(recipient)
     logger.info("guest order erased order=%s photos=%d cancelled=%s", locked.ref, purged, cancelled)
     return GuestErasureResult(
         erased_at=timezone.now(),

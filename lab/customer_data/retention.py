@@ -1,5 +1,5 @@
 """Retention: how long photos and rasters are kept, the purge that crypto-shreds a photo, and the sweep (which
-also deletes ended sessions, orphan data keys and old sign-in events of no account).
+also deletes ended sessions, orphan data keys, old sign-in events of no account and old mail files).
 
 A purge destroys the data key and records `image.purge` in one transaction; the files go after commit, and a
 copy of them (a backup) stays unreadable because the only key that opened it is gone. Once an order's photos
@@ -8,20 +8,30 @@ are all purged, its customer is sent a signed privacy receipt (lab/customer_data
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.header import decode_header, make_header
+from email.parser import BytesParser
+from email.utils import getaddresses
 from functools import partial
+from pathlib import Path
 
 from django.conf import settings
+from django.core.mail.backends.filebased import EmailBackend as FileEmailBackend
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from lab.accounts.models import SecurityEvent
 from lab.accounts.sessions import sessions_expired_delete
@@ -84,6 +94,11 @@ SWEEP_COUNTS = (
 # long for an operator looking into a guessing attack, then deleted. The sign-in limits never read them (they
 # count in the shared cache, over SIGNIN_WINDOW_SECONDS); an account's own events go with the account.
 UNKNOWN_ACCOUNT_EVENTS_KEPT = timedelta(days=7)
+# Demo mode's file mail backend (lab/settings.py) writes every e-mail, in plaintext, into EMAIL_FILE_PATH:
+# addresses, carriers and tracking numbers, receipts' bearer links. The files are kept this long after their
+# last message, then deleted: the privacy policy sets no period for them, so the shortest of the retention
+# schedule (rasters, unpaid orders, photos never ordered: 7 days). Before, nothing ever deleted them.
+MAIL_FILES_KEPT = timedelta(days=7)
 # A data key no photo row names after this long belongs to an upload whose web process was killed between the
 # key (committed on its own) and the photo's row: gunicorn ends a request after 60 s, so it never comes.
 ORPHAN_KEY_GRACE = timedelta(hours=1)
@@ -355,6 +370,136 @@ def unknown_account_events_delete(*, before: datetime) -> int:
     return deleted
 
 
+# --- Mail files (demo mode's file mail backend) -------------------------------------------------------
+# Django's file backend (django.core.mail.backends.filebased) writes each message of a send, one after another
+# into one file, each followed by a line of 79 dashes. A body may hold such a line too: a separator is one
+# followed by the end of the file or a header line (every message starts with its Content-Type header).
+_MAIL_SEPARATOR = re.compile(rb"\n-{79}\n(?=\Z|[!-9;-~]+:)")
+# The headers that name a message's recipients (the file backend writes no Bcc, an other backend may).
+_RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
+# A file changed under us (the backend appending a message) is read again this many times at most.
+_MAIL_REWRITE_ATTEMPTS = 3
+
+
+def _mail_dir() -> Path | None:
+    """Where the file backend writes (EMAIL_FILE_PATH), while it is the backend (demo mode); None otherwise,
+    or when nothing is there. Another backend's processes may share the folder (the test command's, where
+    the end-to-end tests' demo processes write): theirs to keep. A host that ran the file backend before its
+    switch deletes what it left once (README: EMAIL_BACKEND)."""
+    try:
+        backend = import_string(settings.EMAIL_BACKEND)
+    except ImportError:
+        return None
+    if not (isinstance(backend, type) and issubclass(backend, FileEmailBackend)):
+        return None
+    path = getattr(settings, "EMAIL_FILE_PATH", None)
+    if not path:
+        return None
+    directory = Path(path)
+    return directory if directory.is_dir() else None
+
+
+def _mail_files(directory: Path) -> list[Path]:
+    return sorted(path for path in directory.iterdir() if path.is_file() and not path.is_symlink())
+
+
+def mail_files_expire(*, before: datetime) -> int:
+    """Delete the mail files last written before `before` (MAIL_FILES_KEPT); a file still being written has a
+    fresh modification time and stays. Returns how many were deleted."""
+    directory = _mail_dir()
+    if directory is None:
+        return 0
+    deleted = 0
+    for path in _mail_files(directory):
+        try:
+            if path.stat().st_mtime < before.timestamp():
+                path.unlink()
+                deleted += 1
+        except FileNotFoundError:
+            continue  # deleted meanwhile (an erasure, another sweep)
+    if deleted:
+        logger.info("mail files expired count=%d", deleted)
+    return deleted
+
+
+def _address_key(address: str) -> str:
+    """An address as compared: case-folded, its domain in IDNA (as Django writes it) and a local part Django
+    wrote as an encoded word decoded."""
+    local, _, domain = address.strip().rpartition("@")
+    if "=?" in local:
+        with contextlib.suppress(ValueError, LookupError, UnicodeError):
+            local = str(make_header(decode_header(local)))
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}".casefold()
+
+
+def _mail_messages(data: bytes) -> list[bytes]:
+    """The messages of a mail file, each with its separator line; a last one without (still being written,
+    or not the backend's) as it is."""
+    messages, start = [], 0
+    for separator in _MAIL_SEPARATOR.finditer(data):
+        messages.append(data[start : separator.end()])
+        start = separator.end()
+    if start < len(data):
+        messages.append(data[start:])
+    return messages
+
+
+def _addressed_to(message: bytes, key: str) -> bool:
+    headers = BytesParser().parsebytes(message, headersonly=True)
+    values = [str(value) for name in _RECIPIENT_HEADERS for value in headers.get_all(name, [])]
+    return any(_address_key(address) == key for _, address in getaddresses(values) if address)
+
+
+def _mail_file_rewrite(path: Path, key: str) -> int:
+    """Drop the messages addressed to `key` from one file (the file deleted when none is left); returns how
+    many were dropped. The file is replaced whole, and only if the backend did not append to it meanwhile."""
+    for _attempt in range(_MAIL_REWRITE_ATTEMPTS):
+        try:
+            seen = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        messages = _mail_messages(data)
+        kept = [message for message in messages if not _addressed_to(message, key)]
+        dropped = len(messages) - len(kept)
+        if not dropped:
+            return 0
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".erasure-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(b"".join(kept))
+            now = path.stat()
+            if (now.st_size, now.st_mtime_ns) != (seen.st_size, seen.st_mtime_ns):
+                continue  # a message was appended meanwhile: read the file again
+            if kept:
+                os.replace(temporary, path)
+            else:
+                path.unlink()
+            return dropped
+        except FileNotFoundError:
+            return 0
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+    logger.warning("mail file kept changing; erased customer's messages left for the retention sweep")
+    return 0
+
+
+def mail_files_erase(*, email: str) -> int:
+    """Delete every message of the mail files addressed to `email` (an erasure, after its commit): the file
+    backend's copies of what the lab sent the customer, their shipping address, carrier and tracking number
+    among it. Other recipients' messages stay. Returns how many messages were deleted."""
+    directory = _mail_dir()
+    if directory is None or not email.strip():
+        return 0
+    key = _address_key(email)
+    erased = sum(_mail_file_rewrite(path, key) for path in _mail_files(directory))
+    if erased:
+        logger.info("mail file messages erased count=%d", erased)
+    return erased
+
+
 def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | None = None) -> dict[str, int]:
     """Apply every retention rule once; returns how many photos/rasters each rule purged."""
     policy = policy or RetentionPolicy.from_settings()
@@ -414,6 +559,9 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
     counts["unknown_account_events_deleted"] = unknown_account_events_delete(
         before=now - UNKNOWN_ACCOUNT_EVENTS_KEPT
     )
+    # Reported when there were any (demo mode's mail files), after the counts every run reports.
+    if mail_files_deleted := mail_files_expire(before=now - MAIL_FILES_KEPT):
+        counts["mail_files_deleted"] = mail_files_deleted
     result = {key: counts[key] for key in (*SWEEP_COUNTS, *sorted(set(counts) - set(SWEEP_COUNTS)))}
     logger.info("retention sweep %s", " ".join(f"{key}={value}" for key, value in result.items()))
     return result

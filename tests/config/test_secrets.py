@@ -24,12 +24,15 @@ READ_BACK = (
     "import json, lab.settings as s; print(json.dumps({'SECRET_KEY': s.SECRET_KEY, "
     "'LAB_MASTER_KEY': ','.join(s.LAB_MASTER_KEYS), 'AUDIT_SIGNING_KEY': s.AUDIT_SIGNING_KEY, "
     "'AUDIT_RECORD_KEY': s.AUDIT_RECORD_KEY, 'SECURE_COOKIES': s.SECURE_COOKIES, "
-    "'STRIPE_WEBHOOK_SECRET': s.STRIPE_WEBHOOK_SECRET}))"
+    "'STRIPE_WEBHOOK_SECRET': s.STRIPE_WEBHOOK_SECRET, 'EMAIL_BACKEND': s.EMAIL_BACKEND}))"
 )
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 
 
 def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
-    """`import lab.settings` in a new process with the test command's keys and demo switch removed."""
+    """`import lab.settings` in a new process with the test command's keys and demo switch removed, and the
+    SMTP mail backend named (outside demo mode one must be) unless `environment` names another ("": none)."""
     inherited = {
         key: value
         for key, value in os.environ.items()
@@ -38,7 +41,7 @@ def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedPr
     return subprocess.run(
         [sys.executable, "-c", READ_BACK],
         cwd=PROJECT_DIR,
-        env={**inherited, "LAB_VAR_DIR": str(var_dir), **environment},
+        env={**inherited, "LAB_VAR_DIR": str(var_dir), "EMAIL_BACKEND": SMTP_BACKEND, **environment},
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,6 +128,33 @@ def test_demo_mode_generates_the_keys_once_and_keeps_them(tmp_path):
     files = ["audit_record_key", "audit_signing_key", "master_key", "secret_key"]
     assert sorted(path.name for path in var_dir.iterdir() if path.is_file()) == files
     assert {stat.S_IMODE((var_dir / name).stat().st_mode) for name in files} == {0o600}
+
+
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [
+        ("", "EMAIL_BACKEND is not set. Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend"),
+        (FILE_BACKEND, f"EMAIL_BACKEND={FILE_BACKEND} keeps every customer's e-mail in plaintext on disk"),
+    ],
+    ids=["unset", "file"],
+)
+def test_outside_demo_mode_a_mail_backend_must_be_named_and_never_the_file_one(tmp_path, backend, message):
+    """The file backend keeps every message (addresses, tracking numbers, receipts' bearer links) in plaintext
+    under var/mail. Before, it was the default on every host, demo or not, and nothing ever deleted them."""
+    completed = import_settings(tmp_path / "var", EMAIL_BACKEND=backend, **VALUES)
+
+    assert completed.returncode != 0
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"django.core.exceptions.ImproperlyConfigured: {message}")
+    assert not (tmp_path / "var").exists()
+
+
+def test_demo_mode_writes_mail_to_files_unless_told_otherwise_and_any_mode_takes_a_named_backend(tmp_path):
+    demo = read_back(import_settings(tmp_path / "demo", LAB_DEMO_SECRETS="true", EMAIL_BACKEND=""))
+    named = read_back(import_settings(tmp_path / "var", EMAIL_BACKEND=SMTP_BACKEND, **VALUES))
+
+    assert demo["EMAIL_BACKEND"] == FILE_BACKEND
+    assert named["EMAIL_BACKEND"] == SMTP_BACKEND
 
 
 @pytest.mark.parametrize("word", ["ture", "enabled", "", "2"])

@@ -1,0 +1,142 @@
+"""Demo mode's mail files: the file mail backend writes every e-mail in plaintext under EMAIL_FILE_PATH
+(var/mail/), the shipping e-mail with the address's carrier and tracking number, a receipt's mail with its
+bearer link. An erasure deletes the messages addressed to the erased customer, and the retention sweep deletes
+files a week old. Before, nothing ever deleted them: an erased customer's tracking numbers stayed on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.mail import EmailMessage, get_connection
+from django.utils import timezone
+
+from lab.customer_data import retention
+from lab.notify.services import notify_order_created, notify_order_status_changed
+from lab.orders.guest_tokens import guest_token_hash
+from lab.orders.models import Order
+from tests.builders import PASSWORD, TO_PACKED, new_customer, order_for, order_move
+
+pytestmark = pytest.mark.django_db
+FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+
+@pytest.fixture
+def mail_dir(settings, tmp_path: Path) -> Path:
+    settings.EMAIL_BACKEND = FILE_BACKEND
+    settings.EMAIL_FILE_PATH = tmp_path / "mail"
+    return tmp_path / "mail"
+
+
+def _shipped_and_mailed(order: Order, tracking_number: str) -> Order:
+    """The order shipped, and its "received" and "shipped" e-mails written by the file backend."""
+    order_move(order, *TO_PACKED)
+    order = order_move(
+        order, "shipped", carrier="ups", tracking_number=tracking_number, shipped_at=timezone.now()
+    )
+    notify_order_created(order_id=order.pk)
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+    return order
+
+
+def _mail_text(mail_dir: Path) -> str:
+    return "\n".join(path.read_bytes().decode().lower() for path in sorted(mail_dir.iterdir()))
+
+
+def test_an_account_erasure_deletes_the_customer_s_messages_from_the_mail_files(
+    api, mail_dir, django_capture_on_commit_callbacks
+):
+    # given a customer's shipped order and another customer's, each mailed (a file of its own per message)
+    customer = new_customer(email="Erased.Person@Example.org")
+    other = new_customer(email="kept.person@example.org")
+    _shipped_and_mailed(order_for(customer), "1Z999AA10123456784")
+    _shipped_and_mailed(order_for(other), "1Z999AA10123456785")
+    # and one file holding a message to each of them (one connection sends both: the backend's separator line
+    # between them), the customer's address written in another case
+    with get_connection() as connection:
+        connection.send_messages(
+            [
+                EmailMessage(
+                    "to the customer", "tracking 1Z999AA10123456784", to=["erased.person@example.org"]
+                ),
+                EmailMessage("to the other", "a line\n" + "-" * 79 + "\nin a body", to=[other.email]),
+            ]
+        )
+    assert "1z999aa10123456784" in _mail_text(mail_dir)
+    api.force_authenticate(customer)
+
+    # when the customer's account is erased
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    # then no mail file holds their address or their tracking number (the erasure's receipt mail included)
+    assert response.status_code == 200, response.json()
+    text = _mail_text(mail_dir)
+    assert "erased.person@example.org" not in text
+    assert "1z999aa10123456784" not in text
+    # and the other customer's messages are all kept, whole, the one that shared a file too
+    assert text.count(f"to: {other.email}") == 3
+    assert "1z999aa10123456785" in text
+    assert "a line\n" + "-" * 79 + "\nin a body" in text
+
+
+def test_a_guest_erasure_deletes_the_guest_s_messages_from_the_mail_files(
+    api, mail_dir, django_capture_on_commit_callbacks
+):
+    # given a guest's shipped order, mailed, and the guest's token
+    order = _shipped_and_mailed(order_for(None, guest_email="guest@example.org"), "1Z999AA10123456784")
+    Order.objects.filter(pk=order.pk).update(guest_token_hash=guest_token_hash("the-guest-token"))
+    assert "guest@example.org" in _mail_text(mail_dir)
+
+    # when the guest erases the order's personal data
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete(
+            f"/api/v1/orders/{order.ref}/personal-data", HTTP_X_ORDER_TOKEN="the-guest-token"
+        )
+
+    # then nothing of it is left in the mail files (each file only held the guest's: none is left)
+    assert response.status_code == 200, response.json()
+    assert list(mail_dir.iterdir()) == []
+
+
+def test_the_retention_sweep_deletes_mail_files_a_week_old_and_keeps_newer_ones(
+    mail_dir, django_capture_on_commit_callbacks
+):
+    # given a mail file last written eight days ago and one written six days ago
+    mail_dir.mkdir()
+    now = timezone.now()
+    old, recent = mail_dir / "old.log", mail_dir / "recent.log"
+    for path, age in ((old, timedelta(days=8)), (recent, timedelta(days=6))):
+        path.write_text("To: someone@example.org\n\ntracking 1Z999AA10123456784\n" + "-" * 79 + "\n")
+        written = (now - age).timestamp()
+        os.utime(path, (written, written))
+
+    # when the retention sweep runs
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = retention.retention_sweep(now=now)
+
+    # then the week-old file is deleted, the newer one kept, and the sweep says so
+    assert sorted(path.name for path in mail_dir.iterdir()) == ["recent.log"]
+    assert counts["mail_files_deleted"] == 1
+
+
+def test_the_retention_sweep_leaves_the_mail_folder_to_the_processes_of_another_backend(
+    settings, mail_dir, django_capture_on_commit_callbacks
+):
+    """Only the file backend's own processes purge its folder: the test command's end-to-end tests run demo
+    processes that write into the folder this process is configured with, and are theirs to count."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail_dir.mkdir()
+    old = mail_dir / "old.log"
+    old.write_text("To: someone@example.org\n\nhello\n")
+    written = (timezone.now() - timedelta(days=30)).timestamp()
+    os.utime(old, (written, written))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = retention.retention_sweep()
+
+    assert old.exists()
+    assert "mail_files_deleted" not in counts
