@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -300,6 +301,38 @@ def _refund_owed(*, client: stripe.StripeClient, order: Order, made: list[stripe
     received = intent.get("amount_received")
     captured = int(received if received is not None else intent.get("amount") or order.total_minor)
     return captured - sum(int(refund.amount or 0) for refund in made if refund.status not in REFUND_UNDONE)
+
+
+@dataclass(frozen=True)
+class RefundsAtStripe:
+    """What Stripe says now of a captured payment: `captured` (what the PaymentIntent received) and `left`
+    (what no refund, succeeded or pending, has taken back: `_refund_owed`)."""
+
+    captured: int
+    left: int
+
+    @property
+    def taken(self) -> int:
+        return self.captured - self.left
+
+
+def refunds_at_stripe(*, order: Order) -> RefundsAtStripe | None:
+    """Re-read at Stripe what the order's payment has left after every refund of it, whoever made it; None
+    when that cannot be known now (Stripe not answering, no such intent, nothing captured).
+
+    For the webhook handler (lab/orders/stripe_events.py), which takes a refund event not of the lab's making
+    as a nudge: the event may be older than another, and only Stripe's refunds say what the payment is now."""
+    try:
+        client = stripe_client()
+        made = client.v1.refunds.list(params={"payment_intent": order.payment_intent_id, "limit": 100}).data
+        left = _refund_owed(client=client, order=order, made=made)
+    except (stripe.StripeError, UpstreamError) as error:
+        logger.warning("refunds not read at stripe order=%s error=%s", order.ref, type(error).__name__)
+        return None
+    taken = sum(int(refund.amount or 0) for refund in made if refund.status not in REFUND_UNDONE)
+    if left + taken <= 0:
+        return None  # nothing captured at Stripe: not a payment whose refunds can be judged
+    return RefundsAtStripe(captured=left + taken, left=max(left, 0))
 
 
 def _refunded(*, order: Order, kind: str, actor_kind: str) -> bool:

@@ -24,9 +24,11 @@ from lab.orders.payments import (
     REFUND_TAG,
     REFUND_UNDONE,
     UNPAID_PAYMENT_STATUSES,
+    RefundsAtStripe,
     refund_decide,
     refund_issue_soon,
     refund_tag,
+    refunds_at_stripe,
 )
 from lab.orders.states import PAYMENT_HOLDABLE, OrderStatus
 from lab.orders.transitions import order_transition
@@ -146,6 +148,10 @@ def _event_problem(event: Any) -> str | None:
         amount = payload.get(field)
         if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 0):
             return f"data.object.{field} is not a whole number"
+    if event_type == "payment_intent.succeeded" and not (
+        payload.get("currency") is None or _is_text(payload["currency"], 10)
+    ):
+        return "data.object.currency is not a currency code"
     if payload.get("last_payment_error") is not None and not isinstance(payload["last_payment_error"], dict):
         return "data.object.last_payment_error is not an object"
     if event_type == DISPUTE_CLOSED and not _is_text(payload.get("status"), 40):
@@ -229,8 +235,15 @@ PARTLY_REFUNDED_WHY = "Part of the payment was refunded at Stripe"
 
 def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
     received = int(data.get("amount_received") or data.get("amount") or 0)
-    if received != order.total_minor:
-        note = f"{received} received, {order.total_minor} due"
+    # Stripe always says the currency; an event without one (a test's) is read as in the order's. Before,
+    # only the number was compared: 1200 yen paid an order of 12.00 euros.
+    currency = str(data.get("currency") or order.currency).lower()
+    due = order.currency.lower()
+    if (received, currency) != (order.total_minor, due):
+        if currency == due:
+            note = f"{received} received, {order.total_minor} due"
+        else:
+            note = f"{received} {currency} received, {order.total_minor} {due} due"
         OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe", note=note)
         if order.payment_status in UNPAID_PAYMENT_STATUSES:
             # The money was captured, but not the order's amount: the lab cannot take it, so it goes back to
@@ -280,8 +293,18 @@ def _refund_issue_after_commit(*, order: Order) -> None:
     transaction.on_commit(lambda: refund_issue_soon(order_id=order_id))
 
 
+REFUNDED_WHY = "The payment was refunded at Stripe"
+
+
 def _charge_refunded(*, order: Order, data: dict[str, Any]) -> str:
-    """charge.refunded: ours (a cancel's decided refund) or one made in Stripe's dashboard."""
+    """charge.refunded: ours (a cancel's decided refund) or one made in Stripe's dashboard.
+
+    One not ours is a nudge: the payment's status is what Stripe's refunds say now (`refunds_at_stripe`),
+    not what the event says, which may be older than another (a refund that failed since, its refund.failed
+    delivered first). Before, a late charge.refunded of a refund that had failed made the payment `refunded`,
+    and the supervisor's cancel that followed refunded nothing: the lab kept the money. The order is held as
+    before (a person moved money at Stripe: a supervisor decides); the event's word stands only while Stripe
+    cannot be read."""
     if order.payment_status == Order.PaymentStatus.REFUNDED:
         return "already_applied"
     ours = order.payment_status == Order.PaymentStatus.REFUND_PENDING
@@ -295,16 +318,82 @@ def _charge_refunded(*, order: Order, data: dict[str, Any]) -> str:
         OrderEvent.objects.create(order=order, kind=PARTLY_REFUNDED, actor_kind="stripe", note=note[:100])
         if ours:
             return "partial_refund_noted"  # our refund, still to be made, refunds what is left
+        if order.payment_status == Order.PaymentStatus.SUCCEEDED:
+            at_stripe = refunds_at_stripe(order=order)
+            if at_stripe is not None and at_stripe.left <= 0:
+                return _refunded_at_stripe(order=order)  # with the refunds before it, all went back
         return _hold_for_payment(order=order, why=PARTLY_REFUNDED_WHY) or "partial_refund_noted"
     if ours:
         # Stripe sends it when a refund is made, before the refund has succeeded (and it may still fail):
         # the order is refunded when Stripe says our refund succeeded, which refund_issue asks.
         _refund_issue_after_commit(order=order)
         return "refund_confirming"
+    if order.payment_status != Order.PaymentStatus.DISPUTED:
+        at_stripe = refunds_at_stripe(order=order)
+        if at_stripe is not None and at_stripe.left > 0:
+            # Stripe has not taken it all back (the refund failed since, or took a part): the payment is
+            # still captured, and a cancel refunds what is left. Held for a person all the same.
+            partly = at_stripe.taken > 0
+            if order.payment_status == Order.PaymentStatus.SUCCEEDED:
+                _partly_refunded(order=order, at_stripe=at_stripe)
+                why = PARTLY_REFUNDED_WHY if partly else REFUNDED_WHY
+                return _hold_for_payment(order=order, why=why) or "payment_still_captured"
+            # Before the payment's own event: the money is captured, the order paid and held for a person.
+            return _payment_captured(
+                order=order,
+                at_stripe=at_stripe,
+                why=PARTLY_REFUNDED_WHY if partly else CAPTURED_AGAIN_WHY,
+                note="payment captured, refund at stripe",
+            )
+    return _refunded_at_stripe(order=order)
+
+
+def _refunded_at_stripe(*, order: Order) -> str:
+    """All of the payment went back by refunds the lab did not make: `refunded`, and the order held."""
     order.payment_status = Order.PaymentStatus.REFUNDED
     order.save(update_fields=["payment_status", "updated_at"])
     OrderEvent.objects.create(order=order, kind="refunded", actor_kind="stripe")
-    return _hold_for_payment(order=order, why="The payment was refunded at Stripe") or "refunded"
+    return _hold_for_payment(order=order, why=REFUNDED_WHY) or "refunded"
+
+
+def _partly_refunded(*, order: Order, at_stripe: RefundsAtStripe) -> None:
+    """Part of a captured payment went back at Stripe: on the timeline, which a late payment event reads."""
+    if at_stripe.taken > 0:
+        note = f"{at_stripe.taken} of {at_stripe.captured} refunded at Stripe"
+        OrderEvent.objects.create(order=order, kind=PARTLY_REFUNDED, actor_kind="stripe", note=note)
+
+
+CAPTURED_AGAIN_WHY = "A refund made at Stripe failed"
+
+
+def _payment_captured(*, order: Order, at_stripe: RefundsAtStripe | None, why: str, note: str) -> str:
+    """Stripe has the money (all of it, or what refunds left) of a payment the order calls unpaid or refunded:
+    it is `succeeded`. An order still awaiting payment is paid and held for a person (the payment's own event,
+    when it comes, answers `already_applied`); a held order's message says the money is back; a cancelled
+    order's refund is decided (the money is the customer's)."""
+    if at_stripe is not None:
+        _partly_refunded(order=order, at_stripe=at_stripe)
+    order.payment_status = Order.PaymentStatus.SUCCEEDED
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        order_transition(
+            order=order,
+            to_status=OrderStatus.PAID,
+            actor_kind="stripe",
+            note=note,
+            extra_fields=("payment_status",),
+        )
+        return _hold_for_payment(order=order, why=why) or "paid"
+    fields = ["payment_status", "updated_at"]
+    if order.status == OrderStatus.ON_HOLD:
+        again = f"{why}: the payment is captured again."
+        order.hold_message = f"{again} {order.hold_message}"[:1000]
+        fields.append("hold_message")
+    order.save(update_fields=fields)
+    if order.status == OrderStatus.CANCELLED and refund_decide(order=order):
+        # The money came back to a cancelled order: it is the customer's.
+        _refund_issue_after_commit(order=order)
+        return "refund_after_cancel"
+    return "payment_captured_again"
 
 
 def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
@@ -313,8 +402,13 @@ def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
     Ours (tagged with the order) is judged by what Stripe says now, not by the event, which may be older than
     another: refund_issue reads it back, marks the order refunded once it succeeded and makes it again when
     it failed. One that failed after the order was called refunded puts the order back to `refund_pending`.
-    One made in Stripe's dashboard that failed gives the lab its money back: the payment is `succeeded`
-    again, and the timeline says so to whoever decides the order (a held order stays held)."""
+    One made in Stripe's dashboard is a nudge: the payment's status is what Stripe's refunds say now
+    (`refunds_at_stripe`), not what this event says. Before, a failed dashboard refund's late event made a
+    payment `succeeded` again that a second dashboard refund had refunded in full, and the held order could
+    be released and printed. When Stripe gives the lab its money back, the payment is `succeeded` again, and
+    the timeline says so to whoever decides the order (a held order stays held); when Stripe says all of it
+    went back, it is `refunded` and the order held. The event's word stands only while Stripe cannot be
+    read."""
     status = str(refund["status"])
     metadata = refund.get("metadata") or {}
     note = f"{refund.get('id', '?')} {status} {refund.get('failure_reason') or ''}".strip()[:100]
@@ -332,9 +426,24 @@ def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
             order.save(update_fields=["payment_status", "updated_at"])
         _refund_issue_after_commit(order=order)
         return "refund_reissued"
-    if status not in REFUND_UNDONE:
+    undone = status in REFUND_UNDONE
+    if undone:
+        OrderEvent.objects.create(order=order, kind="refund_failed_at_stripe", actor_kind="stripe", note=note)
+    captured = order.payment_status in (Order.PaymentStatus.SUCCEEDED, Order.PaymentStatus.REFUNDED)
+    at_stripe = refunds_at_stripe(order=order) if captured else None
+    if at_stripe is not None:
+        unchanged = "refund_failure_noted" if undone else "noted"
+        if at_stripe.left <= 0:
+            if order.payment_status == Order.PaymentStatus.REFUNDED:
+                return unchanged  # another refund took it all back
+            return _refunded_at_stripe(order=order)  # its charge.refunded late or lost
+        if order.payment_status == Order.PaymentStatus.SUCCEEDED:
+            return unchanged
+        return _payment_captured(
+            order=order, at_stripe=at_stripe, why=CAPTURED_AGAIN_WHY, note="payment captured again"
+        )
+    if not undone:
         return "noted"
-    OrderEvent.objects.create(order=order, kind="refund_failed_at_stripe", actor_kind="stripe", note=note)
     if order.payment_status == Order.PaymentStatus.REFUND_PENDING:
         # The lab's refund is decided, and was made (or waits) for what this one left: its amount is owed
         # again, and refund_issue refunds the shortfall. Before, this was only noted: the customer was short.
@@ -342,29 +451,11 @@ def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
         return "refund_rechecking"
     if order.payment_status != Order.PaymentStatus.REFUNDED:
         return "refund_failure_noted"  # a partial refund's: the payment was still captured
-    order.payment_status = Order.PaymentStatus.SUCCEEDED
-    if order.status == OrderStatus.AWAITING_PAYMENT:
-        # The refund and its failure came before the payment's own event, which a refunded payment answers
-        # `already_applied`: the money is captured, so the order is paid, and held for a person.
-        order_transition(
-            order=order,
-            to_status=OrderStatus.PAID,
-            actor_kind="stripe",
-            note="payment captured again",
-            extra_fields=("payment_status",),
-        )
-        return _hold_for_payment(order=order, why="A refund made at Stripe failed") or "paid"
-    fields = ["payment_status", "updated_at"]
-    if order.status == OrderStatus.ON_HOLD:
-        again = "A refund made at Stripe failed: the payment is captured again."
-        order.hold_message = f"{again} {order.hold_message}"[:1000]
-        fields.append("hold_message")
-    order.save(update_fields=fields)
-    if order.status == OrderStatus.CANCELLED and refund_decide(order=order):
-        # The money came back to a cancelled order: it is the customer's.
-        _refund_issue_after_commit(order=order)
-        return "refund_after_cancel"
-    return "payment_captured_again"
+    # Stripe not read: the event's word. The refund and its failure may have come before the payment's own
+    # event, which a refunded payment answers `already_applied`: the order is paid, and held for a person.
+    return _payment_captured(
+        order=order, at_stripe=None, why=CAPTURED_AGAIN_WHY, note="payment captured again"
+    )
 
 
 # The dispute's final status (Stripe's Dispute object): the lab keeps the money (won; warning_closed, an
@@ -391,6 +482,7 @@ def _dispute_already_closed(*, order: Order, dispute: dict[str, Any]) -> bool:
 
 
 DISPUTE_LOST_WHY = "The dispute was lost: the customer's bank returned the money"
+DISPUTE_WON_UNPAID_WHY = "The payment was disputed, and the dispute won, before the payment's own event came"
 
 
 def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
@@ -424,6 +516,19 @@ def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
         order.payment_status = Order.PaymentStatus.SUCCEEDED
     else:
         return "dispute_closed_noted"
+    if status in DISPUTE_KEPT and order.status == OrderStatus.AWAITING_PAYMENT:
+        # The dispute was opened and won before the payment's own event, which a `succeeded` payment answers
+        # `already_applied`: the money is the lab's, so the order is paid, and held for a person. Before, it
+        # stayed awaiting payment for good (the unpaid-order expiry skips a succeeded payment), which also
+        # blocked the customer's erasure.
+        order_transition(
+            order=order,
+            to_status=OrderStatus.PAID,
+            actor_kind="stripe",
+            note="payment succeeded, dispute won",
+            extra_fields=("payment_status",),
+        )
+        return _hold_for_payment(order=order, why=DISPUTE_WON_UNPAID_WHY) or "paid"
     fields = ["payment_status", "updated_at"]
     if order.status == OrderStatus.ON_HOLD:
         order.hold_message = f"{why} {order.hold_message}"[:1000]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from rest_framework.test import APIClient
 
 from lab.orders import payments
 from lab.orders.models import Order, OrderEvent
@@ -227,6 +228,7 @@ def test_a_dashboard_refund_that_failed_gives_the_held_order_its_payment_back(ap
     assert refunded.json()["outcome"] == "held_for_payment"
 
     # when that refund fails at Stripe
+    stripe_proxy.statuses[str(refund.id)] = "failed"
     response = deliver(
         api,
         "charge.refund.updated",
@@ -254,14 +256,21 @@ def test_a_dashboard_refund_that_failed_gives_the_held_order_its_payment_back(ap
 
 
 def test_a_dashboard_refund_and_its_failure_before_the_payment_s_event_leave_the_order_paid_and_held(
-    api, stripe_api
+    api, stripe_proxy
 ):
     # given an order the customer paid, refunded in Stripe's dashboard, and that refund failed, all before
     # the payment's own event arrived
     order = order_placed(api)
     pay_at_stripe(order)
+    refund = stripe_test_client().v1.refunds.create(params={"payment_intent": order.payment_intent_id})
+    stripe_proxy.statuses[str(refund.id)] = "failed"
     charge = {"id": "ch_1", "object": "charge", "payment_intent": order.payment_intent_id, "refunded": True}
-    failed = {"id": "re_1", "object": "refund", "payment_intent": order.payment_intent_id, "status": "failed"}
+    failed = {
+        "id": refund.id,
+        "object": "refund",
+        "payment_intent": order.payment_intent_id,
+        "status": "failed",
+    }
 
     # when the events arrive in that order, the payment's last
     answered = [
@@ -271,7 +280,8 @@ def test_a_dashboard_refund_and_its_failure_before_the_payment_s_event_leave_the
     ]
 
     # then the money is captured: the order is paid and held for a person, never left awaiting payment
-    assert answered == ["refunded", "held_for_payment", "already_applied"]
+    # (Stripe, asked at the first event, says the refund failed: the order is paid and held then)
+    assert answered == ["held_for_payment", "refund_failure_noted", "already_applied"]
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("on_hold", "succeeded")
     assert order.hold_message == (
@@ -354,3 +364,90 @@ def test_a_payment_of_the_wrong_amount_is_refunded(api, stripe_proxy, django_cap
         f"1 received, {order.total_minor} due"
     )
     assert [status for status, _ in refunds_made(order)] == ["succeeded"]
+
+
+def dashboard_charge_refunded(api: APIClient, order: Order, *, event_id: str) -> str:
+    """Stripe's charge.refunded for a full refund made in its dashboard, delivered: its outcome."""
+    charge = {
+        "id": "ch_1",
+        "object": "charge",
+        "payment_intent": order.payment_intent_id,
+        "amount": order.total_minor,
+        "amount_refunded": order.total_minor,
+        "refunded": True,
+    }
+    return str(deliver(api, "charge.refunded", charge, event_id=event_id).json()["outcome"])
+
+
+def dashboard_refund_failed(api: APIClient, order: Order, refund_id: str, *, event_id: str) -> str:
+    """Stripe's refund.failed for a refund made in its dashboard (no tag of ours), delivered: its outcome."""
+    failed = {
+        "id": refund_id,
+        "object": "refund",
+        "payment_intent": order.payment_intent_id,
+        "status": "failed",
+        "metadata": {},
+    }
+    return str(deliver(api, "refund.failed", failed, event_id=event_id).json()["outcome"])
+
+
+def test_a_failed_dashboard_refund_whose_charge_refunded_comes_late_leaves_the_payment_to_refund(
+    api, paid, stripe_proxy
+):
+    # given a full refund made in Stripe's dashboard that failed; its refund.failed came in (the payment was
+    # still `succeeded`: only noted), and its charge.refunded, whose first delivery failed, comes after it
+    dashboard = stripe_test_client().v1.refunds.create(params={"payment_intent": paid.payment_intent_id})
+    stripe_proxy.statuses[str(dashboard.id)] = "failed"
+    noted = dashboard_refund_failed(api, paid, str(dashboard.id), event_id="evt_failed")
+
+    # when the late charge.refunded is delivered
+    late = dashboard_charge_refunded(api, paid, event_id="evt_refunded_late")
+
+    # then Stripe is asked: nothing went back, so the payment is still captured; the order is held all the
+    # same (a person refunded it at Stripe: a supervisor decides). Before, the event's word made the payment
+    # `refunded`, and the supervisor's cancel refunded nothing: the lab kept the money
+    assert (noted, late) == ("refund_failure_noted", "held_for_payment")
+    order = Order.objects.get(pk=paid.pk)
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+
+    # when a supervisor cancels the order
+    order = order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    payments.refunds_reconcile()
+
+    # then the lab refunds the payment: the customer gets their money back, once
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    tag = {"lab_refund": f"order-{order.ref}-refund"}
+    assert refunds_made(order) == [("failed", {}), ("succeeded", tag)]
+
+
+def test_a_failed_dashboard_refund_s_late_event_does_not_undo_a_second_refund_that_succeeded(
+    api, paid, stripe_proxy
+):
+    # given a full refund made in Stripe's dashboard, still pending, whose charge.refunded held the order
+    first = stripe_test_client().v1.refunds.create(params={"payment_intent": paid.payment_intent_id})
+    stripe_proxy.statuses[str(first.id)] = "pending"
+    assert dashboard_charge_refunded(api, paid, event_id="evt_first") == "held_for_payment"
+
+    # when it fails, a person refunds the payment again in the dashboard, that one succeeds (its
+    # charge.refunded changes nothing: the payment is `refunded`), and the first one's refund.failed, whose
+    # delivery failed before, comes last
+    stripe_proxy.statuses[str(first.id)] = "failed"
+    stripe_test_client().v1.refunds.create(params={"payment_intent": paid.payment_intent_id})
+    second = dashboard_charge_refunded(api, paid, event_id="evt_second")
+    late = dashboard_refund_failed(api, paid, str(first.id), event_id="evt_first_failed")
+
+    # then Stripe is asked: all of the payment went back, so it stays `refunded` and the order held (before,
+    # the failed refund's event made the payment `succeeded` again: the hold could be released and the fully
+    # refunded order printed)
+    assert (second, late) == ("already_applied", "refund_failure_noted")
+    order = Order.objects.get(pk=paid.pk)
+    assert (order.status, order.payment_status) == ("on_hold", "refunded")
+    assert order.hold_message.startswith("The payment was refunded at Stripe")
+    assert OrderEvent.objects.get(order=order, kind="refund_failed_at_stripe").note == f"{first.id} failed"
+
+    # and a supervisor's cancel refunds nothing more
+    order = order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert payments.refunds_reconcile() == 0
+    assert refunds_made(order) == [("failed", {}), ("succeeded", {})]

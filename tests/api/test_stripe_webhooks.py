@@ -115,6 +115,23 @@ def test_wrong_amount_does_not_mark_paid(api, order):
     assert order.status == "awaiting_payment"
 
 
+def test_a_payment_in_another_currency_does_not_mark_paid(api, order):
+    # given an order priced in its own currency
+    other = "jpy" if order.currency.lower() != "jpy" else "usd"
+
+    # when Stripe says the same number was received in another currency (before, only the number was
+    # compared: 1,200 yen paid an order of 12.00 in euros)
+    response = deliver(api, "payment_intent.succeeded", succeeded(order, currency=other))
+
+    # then the order is not paid
+    assert response.json()["outcome"] == "amount_mismatch"
+    order.refresh_from_db()
+    assert order.status == "awaiting_payment"
+    assert OrderEvent.objects.get(order=order, kind="payment_amount_mismatch").note == (
+        f"{order.total_minor} {other} received, {order.total_minor} {order.currency.lower()} due"
+    )
+
+
 def test_failure_then_success_and_out_of_order_failure_is_stale(api, order):
     failed = {
         "id": order.payment_intent_id,
@@ -523,6 +540,31 @@ def test_a_lost_dispute_whose_creation_never_came_holds_the_order_being_made(api
     assert (order.status, order.payment_status) == ("on_hold", "refunded")
     assert order.hold_message.startswith("The dispute was lost")
     assert routing.order_release(order_id=order.pk) == 0
+
+
+def test_a_dispute_won_before_the_payment_s_event_leaves_the_order_paid_and_held(api, order):
+    # given a paid intent whose charge was disputed, and the dispute won, before the payment's own event came
+    pay_at_stripe(order)
+    answered = [
+        deliver(api, "charge.dispute.created", dispute(order), event_id="evt_disputed").json()["outcome"],
+        deliver(api, "charge.dispute.closed", {**dispute(order), "status": "won"}, event_id="evt_won").json()[
+            "outcome"
+        ],
+    ]
+
+    # when the payment's event comes last
+    late = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_paid")
+
+    # then the money is the lab's: the order is paid, once, and held for a person (before, the won dispute
+    # made the payment `succeeded` on an order still awaiting payment, the late event answered
+    # `already_applied`, and the order stayed unpaid for good, which also blocked the customer's erasure)
+    assert [*answered, late.json()["outcome"]] == ["disputed", "held_for_payment", "already_applied"]
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+    assert OrderEvent.objects.filter(order=order, to_status="paid").count() == 1
+    assert order.hold_message.endswith("a supervisor decides whether to cancel the order or go on.")
+    assert routing.order_release(order_id=order.pk) == 0
+    assert orders_expire_unpaid(before=order.created_at + timedelta(days=365), limit=10) == 0
 
 
 def test_another_dispute_created_after_one_closed_still_disputes_and_holds_the_order(api, order):

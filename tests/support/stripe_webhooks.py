@@ -76,12 +76,13 @@ def deliver(
     )
 
 
-def succeeded(order: Order, amount: int | None = None) -> dict[str, object]:
-    """The data.object of the order's payment_intent.succeeded."""
+def succeeded(order: Order, amount: int | None = None, currency: str | None = None) -> dict[str, object]:
+    """The data.object of the order's payment_intent.succeeded (Stripe writes the currency in lower case)."""
     return {
         "id": order.payment_intent_id,
         "object": "payment_intent",
         "amount": amount or order.total_minor,
         "amount_received": amount or order.total_minor,
+        "currency": (currency or order.currency).lower(),
         "metadata": {"order_ref": order.ref},
     }
