@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 S = OrderStatus
 # Before the packing stage: the box is neither packed nor labelled yet. From ready to pack on, its slip may be
-# printed, so the order ships where it says; a cancelled order ships nowhere.
+# printed, so the order ships where it says; a cancelled order ships nowhere. An order back on the floor after
+# its slip was printed (Order.slip_served_at) keeps its address too.
 ADDRESS_CHANGEABLE = frozenset({S.AWAITING_PAYMENT, S.PAID, S.IN_PRODUCTION, S.ON_HOLD})
 # Still to leave the lab: what My Account's address change names when these orders keep their address.
 STILL_TO_SHIP = frozenset({*ADDRESS_CHANGEABLE, S.READY_TO_PACK, S.PACKED})
@@ -47,10 +48,12 @@ def order_address_change(
 
     Refused (409 `order_address_locked`) once the order is ready to pack, packed, shipped, delivered or
     cancelled, and when it was packed before (an order held from the station, for a refund or a dispute: its
-    box is labelled); also when its stored address was written outside the lab (its seal does not hold: the
-    customer's change would not be sealed either, and the box would wait for a supervisor all the same). A
-    pickup order has no address to change (409 `pickup_order_has_no_address`). The address is written with the
-    model's save, which seals it again; the timeline records the change, never the address (personal data).
+    box is labelled) or its slip was served at the station before it went back to the floor (`slip_served_at`:
+    the slip printed then carries the old address); also when its stored address was written outside the lab
+    (its seal does not hold: the customer's change would not be sealed either, and the box would wait for a
+    supervisor all the same). A pickup order has no address to change (409 `pickup_order_has_no_address`).
+    The address is written with the model's save, which seals it again; the timeline records the change,
+    never the address (personal data).
     """
     with transaction.atomic():
         locked = order_locked(order_id=order.pk)
@@ -68,6 +71,13 @@ def order_address_change(
             raise Conflict(
                 OrderError.ORDER_ADDRESS_LOCKED,
                 "This order's box was packed and labelled before it was held; ask the lab to change it.",
+            )
+        if locked.slip_served_at is not None:
+            # Back on the floor (a reprint, a hold) after its slip was printed at the station: that paper slip
+            # still carries the address it had, and nothing at the station would say it is out of date.
+            raise Conflict(
+                OrderError.ORDER_ADDRESS_LOCKED,
+                "This order's packing slip was already printed; ask the lab to change its address.",
             )
         if not locked.address_is_sealed:
             logger.error(

@@ -66,8 +66,27 @@ def asset_seal(
     return seal_of(_ASSET_SEAL_SALT, facts)
 
 
+# What an order's address seal covers: where its box goes, and how (a pickup is handed over at the counter to
+# the person its slip names, a parcel is posted to its address). Written by the lab's code alone.
+ADDRESS_SEALED_FIELDS = frozenset({"shipping_address", "shipping_method"})
+
+
+def shipping_seal(*, ref: str, customer_id: object, address: dict[str, Any], shipping_method: str) -> str:
+    """The seal (lab/lib/seals.py) of an order's shipping address and shipping method."""
+    facts = _shipping_facts(
+        ref=ref, customer_id=customer_id, address=address, shipping_method=shipping_method
+    )
+    return seal_of(_ADDRESS_SEAL_SALT, facts)
+
+
+def _shipping_facts(*, ref: str, customer_id: object, address: dict[str, Any], shipping_method: str) -> str:
+    return f"{_address_facts(ref=ref, customer_id=customer_id, address=address)}|method:{shipping_method}"
+
+
 def address_seal(*, ref: str, customer_id: object, address: dict[str, Any]) -> str:
-    """The seal of an order's shipping address (lab/lib/seals.py)."""
+    """The seal of the address alone, as orders were sealed before the shipping method was (migrations 0008,
+    which made them, and 0013, which seals again, with their method, the orders whose seal of this kind
+    holds). Not checked by anything else."""
     return seal_of(_ADDRESS_SEAL_SALT, _address_facts(ref=ref, customer_id=customer_id, address=address))
 
 
@@ -216,9 +235,15 @@ class Order(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
-    # address_seal() of its shipping address as the lab's own code last saved it (lab/packing/services.py
-    # prints a slip, the box's label, only for a sealed address).
+    # shipping_seal() of its shipping address and method as the lab's own code last saved them
+    # (lab/packing/services.py prints a slip, the box's label, and the station ships or hands a box over, only
+    # for a sealed address and method).
     address_sealed = models.CharField(max_length=64, blank=True)
+    # When its packing slip was first served to a person at the packing station (the order's slip, or the
+    # day's slips), on the database's clock: set by lab.packing. From then on a paper slip may carry the
+    # address, so the customer no longer changes it, even when the order goes back to the floor (a reprint, a
+    # hold): lab/orders/address.py.
+    slip_served_at = models.DateTimeField(null=True, blank=True, db_default=None)
 
     # Not columns: the items (each with its product) and events an answer shows, set by
     # lab.orders.selectors.order_with_lines, or by the intake from the rows it has just written.
@@ -256,12 +281,13 @@ class Order(models.Model):
         return self.ref
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Seal the shipping address whenever the lab's code writes it (the order's creation)."""
-        reseal, update_fields = resealing(kwargs.get("update_fields"), {"shipping_address"}, "address_sealed")
+        """Seal the shipping address and method whenever the lab's code writes either (the order's creation, a
+        customer's change of address)."""
+        reseal, update_fields = resealing(
+            kwargs.get("update_fields"), ADDRESS_SEALED_FIELDS, "address_sealed"
+        )
         if reseal and stored_row_sealed(self, lambda stored: stored.address_is_sealed):
-            self.address_sealed = address_seal(
-                ref=self.ref, customer_id=self.customer_id, address=self.shipping_address
-            )
+            self.address_sealed = seal_of(_ADDRESS_SEAL_SALT, self._shipping_facts())
             kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)
 
@@ -287,14 +313,23 @@ class Order(models.Model):
         questions = self.clarifications.filter(closed_at__isnull=True).order_by("-pk")
         return questions.values_list("question", flat=True).first() or ""
 
+    def _shipping_facts(self) -> str:
+        return _shipping_facts(
+            ref=self.ref,
+            customer_id=self.customer_id,
+            address=self.shipping_address,
+            shipping_method=self.shipping_method,
+        )
+
     @property
     def address_is_sealed(self) -> bool:
-        """Whether the shipping address is as the lab's own code wrote it: a box is never labelled for an
-        address written in the database alone. An empty one (an erased customer's) sends nothing anywhere."""
+        """Whether the shipping address and method are as the lab's own code wrote them: a box is never
+        labelled for an address written in the database alone, nor handed over at the counter (to whoever
+        gives the name on its slip) when the customer paid for it to be posted. An empty address (an erased
+        customer's) sends nothing anywhere."""
         if not self.shipping_address:
             return True
-        facts = _address_facts(ref=self.ref, customer_id=self.customer_id, address=self.shipping_address)
-        return seal_holds(self.address_sealed, _ADDRESS_SEAL_SALT, facts)
+        return seal_holds(self.address_sealed, _ADDRESS_SEAL_SALT, self._shipping_facts())
 
 
 class OrderItem(models.Model):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,9 +18,6 @@ from lab.orders.models import Order
 from lab.packing.errors import PackingError
 from lab.packing.models import PackingSlip
 from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip
-from lab.production.backends import backend_for
-from lab.production.models import Printer
-from printers.errors import PermanentPrinterError
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +31,20 @@ class SlipOutdated(RuntimeError):
 PICKUP_AT_THE_COUNTER = "Pickup at the counter"
 
 
-def slip_data_for(order: Order) -> SlipData:
+def order_shipping_check(order: Order, *, refused: str = "no slip is made for it") -> None:
+    """Refuses (409 `address_changed_outside_the_lab`) an order whose shipping address or method was written
+    in the database alone (its seal does not hold): its box would be labelled for someone else's address, or
+    handed over at the counter to whoever gives the name on its slip instead of posted."""
     if not order.address_is_sealed:
-        # Written in the database alone: the box would be labelled for someone else's address.
-        logger.error("shipping address changed outside the lab refused order=%s", order.ref)
+        logger.error("shipping address or method changed outside the lab refused order=%s", order.ref)
         raise Conflict(
             PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
-            f"Order {order.ref}'s shipping address was changed outside the lab; no slip is made for it. "
-            "Ask a supervisor.",
+            f"Order {order.ref}'s shipping address was changed outside the lab; {refused}. Ask a supervisor.",
         )
+
+
+def slip_data_for(order: Order) -> SlipData:
+    order_shipping_check(order)
     address = order.shipping_address or {}
     if order.shipping_method == Order.ShippingMethod.PICKUP:
         # Collected at the counter: the name is what the box is handed over by, and a postal address on a
@@ -79,18 +79,25 @@ def slip_data_for(order: Order) -> SlipData:
 SLIP_SEAL_SALT = "lab.packing.slip"
 
 
-def _slip_sealed_text(*, order_id: int, pdf: bytes) -> str:
-    return f"{order_id}:{hashlib.sha256(pdf).hexdigest()}"
+def _slip_sealed_text(*, order: Order, pdf: bytes) -> str:
+    # The order's address seal as it is now: a slip the lab rendered for the address (and method) the order
+    # had before, written back in the database after the customer changed it, no longer holds.
+    return f"{order.pk}:{order.address_sealed}:{hashlib.sha256(pdf).hexdigest()}"
 
 
-def slip_seal_of(*, order_id: int, pdf: bytes) -> str:
-    return seal_of(SLIP_SEAL_SALT, _slip_sealed_text(order_id=order_id, pdf=pdf))
+def slip_seal_of(*, order: Order, pdf: bytes) -> str:
+    return seal_of(SLIP_SEAL_SALT, _slip_sealed_text(order=order, pdf=pdf))
 
 
 def slip_is_sealed(slip: PackingSlip) -> bool:
-    """Whether the stored PDF is the one the lab rendered for this order."""
+    """Whether the stored PDF is the one the lab rendered for this order as it is addressed now."""
+    return seal_holds(slip.seal, SLIP_SEAL_SALT, _slip_sealed_text(order=slip.order, pdf=bytes(slip.pdf)))
+
+
+def _sealed_before_its_address(slip: PackingSlip) -> bool:
+    """A slip stored before its seal covered the order's address seal (its order's id and PDF only)."""
     return seal_holds(
-        slip.seal, SLIP_SEAL_SALT, _slip_sealed_text(order_id=slip.order_id, pdf=bytes(slip.pdf))
+        slip.seal, SLIP_SEAL_SALT, f"{slip.order_id}:{hashlib.sha256(bytes(slip.pdf)).hexdigest()}"
     )
 
 
@@ -105,16 +112,17 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
         pdf = render_slip(slip=data)
         pages = len(plan_pages(slip=data))
         with transaction.atomic():
-            if slip_data_for(Order.objects.select_for_update().get(pk=order_id)) != data:
+            locked = Order.objects.select_for_update().get(pk=order_id)
+            if slip_data_for(locked) != data:
                 logger.info("packing slip outdated while rendered, rendered again order=%s", order.ref)
                 continue
             slip, _ = PackingSlip.objects.update_or_create(
-                order=order,
+                order=locked,
                 defaults={
                     "pdf": pdf,
                     "pages": pages,
                     "rendered_at": timezone.now(),
-                    "seal": slip_seal_of(order_id=order.pk, pdf=pdf),
+                    "seal": slip_seal_of(order=locked, pdf=pdf),
                 },
             )
         logger.info("packing slip rendered order=%s bytes=%d", order.ref, len(pdf))
@@ -127,12 +135,17 @@ def packing_slip_render(*, order_id: int) -> PackingSlip:
 def packing_slip_get_or_render(*, order_id: int) -> PackingSlip:
     """The stored slip, rendered now when the worker has not made it yet, or when the stored one is not the
     lab's: written in the database alone (another order's slip moved onto this one would label this box for
-    that address), or stored before slips were sealed. The new one is made from the order, whose address seal
-    is checked (slip_data_for)."""
-    slip = PackingSlip.objects.filter(order_id=order_id).first()
+    that address), rendered for an address the order no longer has (an earlier slip written back after the
+    customer's change), or stored before slips were sealed so. The new one is made from the order, whose
+    address seal is checked (slip_data_for)."""
+    slip = PackingSlip.objects.select_related("order").filter(order_id=order_id).first()
     if slip is not None and slip_is_sealed(slip):
         return slip
-    if slip is not None and slip.seal:
+    if slip is not None and _sealed_before_its_address(slip):
+        logger.info(
+            "packing slip sealed before slips covered the address, rendered again order_id=%s", order_id
+        )
+    elif slip is not None and slip.seal:
         logger.error("packing slip changed outside the lab, rendered again order_id=%s", order_id)
     return packing_slip_render(order_id=order_id)
 
@@ -151,23 +164,3 @@ def shipping_address_change(
             if dropped:
                 logger.info("packing slip dropped, address changed order=%s", change.order.ref)
     return change.order
-
-
-def packing_slip_print(*, order_id: int, printer_name: str) -> str:
-    """Send the order's slip to a (CUPS or hot-folder) slip printer; returns the backend job id."""
-    slip = packing_slip_get_or_render(order_id=order_id)
-    printer = Printer.objects.get(name=printer_name)
-    if not printer.destination_is_sealed:
-        # Written in the database, not by the lab: a slip (the customer's address) is not sent there.
-        raise PermanentPrinterError(
-            code="printer_changed_outside_the_lab",
-            message=f"Printer {printer.name}'s destination was changed outside the lab; nothing was sent.",
-        )
-    with tempfile.TemporaryDirectory(prefix="lab-slip-") as folder:
-        path = Path(folder) / f"slip-{slip.order_id}.pdf"
-        path.write_bytes(bytes(slip.pdf))
-        path.chmod(0o644)
-        Path(folder).chmod(0o755)
-        handle = backend_for(printer).submit(path=path, title=f"lab-slip-{slip.order_id}", copies=1)
-    logger.info("packing slip printed order=%s printer=%s job=%s", slip.order_id, printer.name, handle)
-    return handle

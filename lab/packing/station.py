@@ -18,13 +18,14 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import PACKING_ROLES, has_role
+from lab.lib.clock import database_now
 from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
 from lab.orders.errors import OrderError
 from lab.orders.models import Order, OrderItem, is_order_ref, tracking_key, tracking_key_of
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.packing.errors import PackingError
-from lab.packing.services import packing_slip_get_or_render, slip_data_for
+from lab.packing.services import order_shipping_check, packing_slip_get_or_render, slip_data_for
 from lab.packing.slip import render_slips
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
@@ -82,12 +83,16 @@ def _order_in(*, code: str, statuses: frozenset[str], why: str) -> Order:
     order = Order.objects.filter(ref=ref).first() if is_order_ref(ref) else None
     if order is None:
         raise NotFound(OrderError.ORDER_NOT_FOUND, f"No order {ref}.")
+    _status_check(order, statuses=statuses, why=why)
+    return order
+
+
+def _status_check(order: Order, *, statuses: frozenset[str], why: str) -> None:
     if order.status not in statuses:
         raise Conflict(
             PackingError.ORDER_NOT_READY_TO_PACK,
-            f"Order {ref} is {order.get_status_display().lower()}{why}.",
+            f"Order {order.ref} is {order.get_status_display().lower()}{why}.",
         )
-    return order
 
 
 def station_order(*, code: str, actor: User) -> Order:
@@ -252,6 +257,8 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
                     PackingError.ORDER_NOT_PACKED,
                     f"Order {ref} is {order.get_status_display().lower()}; pack it before shipping.",
                 )
+            # Its method or address written in the database alone: it is not posted, nor handed over.
+            order_shipping_check(order, refused="it is not shipped")
             if is_collected_at_the_counter(order):
                 # Shipped under an invented number, the customer was e-mailed it as their parcel's.
                 raise Conflict(
@@ -262,7 +269,7 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
             _tracking_number_free(tracking, order=order)
             order.carrier = carrier
             order.tracking_number = tracking
-            order.shipped_at = timezone.now()
+            order.shipped_at = database_now()  # the slip's window is judged on it, on the same clock
             order_transition(
                 order=order,
                 to_status=OrderStatus.SHIPPED,
@@ -300,13 +307,16 @@ def order_hand_over(*, code: str, actor: User) -> Order:
                 PackingError.ORDER_NOT_PACKED,
                 f"Order {ref} is {order.get_status_display().lower()}; pack it before handing it over.",
             )
+        # "pickup" written in the database alone on a parcel's order: the box would go to whoever gives the
+        # name on its slip.
+        order_shipping_check(order, refused="it is not handed over")
         if not is_collected_at_the_counter(order):
             raise Conflict(
                 PackingError.SHIPS_BY_CARRIER,
                 f"Order {ref} ships {order.shipping_method}: "
                 "enter the carrier and tracking number to ship it.",
             )
-        order.shipped_at = timezone.now()
+        order.shipped_at = database_now()
         order_transition(
             order=order,
             to_status=OrderStatus.SHIPPED,
@@ -335,19 +345,32 @@ def _tracking_number_free(tracking: str, *, order: Order | None) -> None:
 
 
 def slip_pdf(*, code: str, actor: User) -> bytes:
-    """The stored packing slip of an order, rendered now when the worker has not made it yet."""
+    """The stored packing slip of an order, rendered now when the worker has not made it yet.
+
+    Served under the order's lock, which a customer's change of address takes too, and recorded on the order
+    (`slip_served_at`): from then on a paper slip may carry the address, so the customer no longer changes it
+    (lab/orders/address.py), even when the order goes back to the floor."""
     packing_access_check(actor)
     order = _order_in(code=code, statuses=SLIP_STATUSES, why="; it has no slip yet")
-    served_until = (order.shipped_at or timezone.now()) + timedelta(hours=settings.PACKING_SHIPPED_SLIP_HOURS)
-    if order.status == OrderStatus.SHIPPED and timezone.now() > served_until:
-        # A label torn at the door is reprinted the same day; later, the slip would only be a customer's name
-        # and address handed to whoever asks at the station (job pages name any order's ref).
-        raise Conflict(
-            PackingError.SLIP_NO_LONGER_SERVED,
-            f"Order {order.ref} shipped more than {settings.PACKING_SHIPPED_SLIP_HOURS} h ago; "
-            "its slip is no longer served at the station.",
-        )
-    return bytes(packing_slip_get_or_render(order_id=order.pk).pdf)
+    with transaction.atomic():
+        order = order_locked(order_id=order.pk)
+        _status_check(order, statuses=SLIP_STATUSES, why="; it has no slip yet")
+        # On the database's clock, as shipped_at is written: a web host whose clock runs behind served a
+        # shipped customer's name and address past the window.
+        now = database_now()
+        served_until = (order.shipped_at or now) + timedelta(hours=settings.PACKING_SHIPPED_SLIP_HOURS)
+        if order.status == OrderStatus.SHIPPED and now > served_until:
+            # A label torn at the door is reprinted the same day; later, the slip would only be a customer's
+            # name and address handed to whoever asks at the station (job pages name any order's ref).
+            raise Conflict(
+                PackingError.SLIP_NO_LONGER_SERVED,
+                f"Order {order.ref} shipped more than {settings.PACKING_SHIPPED_SLIP_HOURS} h ago; "
+                "its slip is no longer served at the station.",
+            )
+        pdf = bytes(packing_slip_get_or_render(order_id=order.pk).pdf)
+        if order.slip_served_at is None:
+            Order.objects.filter(pk=order.pk).update(slip_served_at=now)
+    return pdf
 
 
 @dataclass(frozen=True)
@@ -361,21 +384,29 @@ def day_slips_pdf(*, actor: User) -> DaySlips:
     """One PDF with the slip of every order ready to pack (oldest first). An order whose address was written
     outside the lab gets none and is named in `refused`; it does not hold up the other orders' slips."""
     packing_access_check(actor)
-    orders = list(Order.objects.filter(status=OrderStatus.READY_TO_PACK).order_by("created_at", "pk"))
-    if not orders:
-        raise DomainError(PackingError.NO_ORDERS_TO_PACK, "No order is ready to pack.")
-    slips, refused = [], []
-    for order in orders:
-        try:
-            slips.append(slip_data_for(order))
-        except Conflict as error:
-            if error.code != PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB:
-                raise
-            refused.append(order.ref)
-    if not slips:
-        raise Conflict(
-            PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
-            f"No slip is made: the shipping address of {', '.join(refused)} was changed outside the lab. "
-            "Ask a supervisor.",
-        )
+    with transaction.atomic():
+        # Each order's slip is read under its lock and the order marked as served before the locks go
+        # (`slip_served_at`, as slip_pdf does): a customer's change of address afterwards is refused, one
+        # before is on the slip. Locked in id order; the PDF is rendered after the commit.
+        locked = Order.objects.select_for_update().filter(status=OrderStatus.READY_TO_PACK).order_by("pk")
+        orders = sorted(locked, key=lambda order: (order.created_at, order.pk))
+        if not orders:
+            raise DomainError(PackingError.NO_ORDERS_TO_PACK, "No order is ready to pack.")
+        slips, refused, served = [], [], []
+        for order in orders:
+            try:
+                slips.append(slip_data_for(order))
+            except Conflict as error:
+                if error.code != PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB:
+                    raise
+                refused.append(order.ref)
+            else:
+                served.append(order.pk)
+        if not slips:
+            raise Conflict(
+                PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
+                f"No slip is made: the shipping address of {', '.join(refused)} was changed outside the lab. "
+                "Ask a supervisor.",
+            )
+        Order.objects.filter(pk__in=served, slip_served_at__isnull=True).update(slip_served_at=database_now())
     return DaySlips(pdf=render_slips(slips=slips), count=len(slips), refused=refused)

@@ -12,9 +12,10 @@ from rest_framework.test import APIClient
 
 from lab.orders.guest_tokens import guest_token_hash
 from lab.orders.models import Order, OrderEvent
+from lab.packing import station
 from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render, slip_data_for
-from tests.builders import ADDRESS, TO_PACKED, UserFactory, order_for, order_move, token_client
+from tests.builders import ADDRESS, TO_PACKED, UserFactory, order_for, order_move, person, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +72,7 @@ def test_a_slip_rendered_before_a_reprint_is_dropped_and_rendered_again_with_the
     customer = UserFactory.create()
     client = token_client(api, customer)
     order = order_move(order_for(customer), "paid", "in_production", "ready_to_pack")
-    packing_slip_render(order_id=order.pk)
+    packing_slip_render(order_id=order.pk)  # by the worker: stored, never served at the station
     order_move(order, "in_production")  # sent back to the floor (a reprint) before it was packed
 
     assert change(client, order.ref).status_code == 200
@@ -81,6 +82,32 @@ def test_a_slip_rendered_before_a_reprint_is_dropped_and_rendered_again_with_the
     slip = packing_slip_render(order_id=order.pk)
     assert slip.order_id == order.pk
     assert "9 Darkroom Row" in slip_data_for(Order.objects.get(pk=order.pk)).ship_to
+
+
+@pytest.mark.parametrize("served", ["the order's slip", "the day's slips"])
+@pytest.mark.parametrize("back_to", ["in_production", "on_hold"], ids=["reprint", "hold"])
+def test_once_its_slip_was_printed_at_the_station_an_order_back_on_the_floor_keeps_its_address(
+    api, served, back_to
+):
+    """Before, an order sent back to the floor (a reprint, a hold) after its slip was printed took the
+    customer's new address: the paper slip printed that morning still carried the old one, and nothing at the
+    station said so."""
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), "paid", "in_production", "ready_to_pack")
+    if served == "the order's slip":
+        station.slip_pdf(code=order.ref, actor=person("packer"))
+    else:
+        assert station.day_slips_pdf(actor=person("packer")).count == 1
+    assert Order.objects.get(pk=order.pk).slip_served_at is not None
+    order_move(order, back_to)
+
+    response = change(client, order.ref)
+
+    assert (response.status_code, response.json()["code"]) == (409, "order_address_locked")
+    order.refresh_from_db()
+    assert order.shipping_address == ADDRESS
+    assert not OrderEvent.objects.filter(kind="address_changed").exists()
 
 
 def test_a_guest_changes_it_with_the_order_token_and_nobody_else_does(api):

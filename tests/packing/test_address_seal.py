@@ -1,8 +1,9 @@
 """A shipping address written in the database alone labels no box (lab/orders/models.py: the address seal).
 
-As a database administrator would try it: SQL sends a paid order's prints to an address of theirs. The slip,
-the box's label, is not made for it, by the worker or at the packing station; the lab's own orders, and an
-erased customer's emptied address, still get theirs."""
+As a database administrator would try it: SQL sends a paid order's prints to an address of theirs, or makes a
+parcel's order one collected at the counter (the seal covers the shipping method too). The slip, the box's
+label, is not made for it, by the worker or at the packing station, and the station neither ships nor hands
+the box over; the lab's own orders, and an erased customer's emptied address, still get theirs."""
 
 from __future__ import annotations
 
@@ -11,15 +12,32 @@ import json
 from dataclasses import replace
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from pypdf import PdfReader
 
 from lab.lib.errors import Conflict
-from lab.orders.models import Order
+from lab.orders.models import Order, address_seal
+from lab.packing import station
+from lab.packing.errors import PackingError
 from lab.packing.models import PackingSlip
-from lab.packing.services import packing_slip_render, slip_data_for, slip_is_sealed
+from lab.packing.services import (
+    packing_slip_render,
+    shipping_address_change,
+    slip_data_for,
+    slip_is_sealed,
+)
 from lab.packing.slip import render_slip
-from tests.builders import client_as, hotfolder_printer, messages_of, ready_to_pack_order
+from tests.builders import (
+    client_as,
+    hotfolder_printer,
+    messages_of,
+    order_for,
+    order_move,
+    person,
+    ready_to_pack_order,
+)
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
@@ -112,3 +130,97 @@ def test_a_stored_slip_written_in_the_database_is_not_served_and_the_labs_own_is
     assert order.shipping_address["name"] in text
     stored = PackingSlip.objects.get(order=order)  # made again from the order, as the lab first made it
     assert bytes(stored.pdf) == served.content == bytes(own.pdf) and slip_is_sealed(stored)
+
+
+def _packed_at_the_station(order: Order) -> None:
+    packer = person("packer")
+    for item in order.items.all():
+        station.item_confirm(code=order.ref, position=item.position, copies_counted=item.copies, actor=packer)
+    station.order_pack(code=order.ref, actor=packer)
+
+
+def test_a_parcel_made_a_pickup_in_the_database_gets_no_slip_and_is_not_handed_over(order):
+    """Before, the seal covered the address alone: SQL that set a packed express order's method to "pickup"
+    had the station show it as collected at the counter, its slip naming the customer, and hand the box over
+    to whoever gave that name."""
+    # given a packed order the customer paid to have posted express (the lab's own save seals the method)
+    order.shipping_method = Order.ShippingMethod.EXPRESS
+    order.save(update_fields=["shipping_method"])
+    assert Order.objects.get(pk=order.pk).address_is_sealed
+    _packed_at_the_station(order)
+
+    # when a database administrator makes it a pickup
+    dba("UPDATE orders_order SET shipping_method = 'pickup' WHERE id = %s", order.pk)
+    order.refresh_from_db()
+
+    # then no slip is made for it, and the station neither hands it over nor ships it
+    with pytest.raises(Conflict) as no_slip:
+        slip_data_for(order)
+    with pytest.raises(Conflict) as not_handed_over:
+        station.order_hand_over(code=order.ref, actor=person("packer"))
+    with pytest.raises(Conflict) as not_shipped:
+        station.order_ship(
+            code=order.ref, actor=person("packer"), carrier="ups", tracking_number="1Z999AA10123456784"
+        )
+    codes = {error.value.code for error in (no_slip, not_handed_over, not_shipped)}
+    assert codes == {PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB}
+    assert "changed outside the lab" in not_handed_over.value.message
+    order.refresh_from_db()
+    assert (order.status, order.shipped_at) == ("packed", None)
+
+
+def test_a_slip_rendered_for_the_address_before_a_change_and_written_back_is_not_served():
+    """A stored slip's seal covers the order's address seal as it is now. Before, it covered the order's id
+    and the PDF only: a database administrator who kept a copy of the slip rendered for the old address and
+    wrote it back after the customer's change had the box labelled for the old address."""
+    # given an order whose slip the worker rendered, a copy of that slip's row kept aside
+    order = order_move(order_for(None), "paid", "in_production", "ready_to_pack")
+    old = packing_slip_render(order_id=order.pk)
+    kept = (bytes(old.pdf), old.pages, old.seal)
+    assert "Lens Lane" in _slip_text(kept[0])
+    # and the customer's change of address while the order was back on the floor (a reprint)
+    order_move(order, "in_production")
+    shipping_address_change(order=order, address=THEIRS, actor=None, actor_kind="guest")
+    order_move(order, "ready_to_pack")
+
+    # when the old slip's row is written back
+    dba(
+        "INSERT INTO packing_packingslip (order_id, pdf, pages, rendered_at, seal) "
+        "VALUES (%s, %s, %s, now(), %s)",
+        order.pk,
+        *kept,
+    )
+
+    # then the station serves a slip made again for the address the order has now
+    served = station.slip_pdf(code=order.ref, actor=person("packer"))
+    assert served != kept[0]
+    text = _slip_text(served)
+    assert THEIRS["line1"] in text and "Lens Lane" not in text
+    assert slip_is_sealed(PackingSlip.objects.get(order=order))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_seals_the_method_of_the_orders_whose_address_seal_holds_and_no_other():
+    # given two orders sealed as before (the address alone), one of them then readdressed in SQL
+    kept, readdressed = order_for(None), order_for(None)
+    for each in (kept, readdressed):
+        seal = address_seal(ref=each.ref, customer_id=each.customer_id, address=each.shipping_address)
+        dba("UPDATE orders_order SET address_sealed = %s WHERE id = %s", seal, each.pk)
+    dba_sets_address(readdressed, THEIRS)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+
+    # when the lab is upgraded
+    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    _migrate(latest)
+
+    # then the first is sealed with its method, which SQL can no longer change unseen; the other stays refused
+    assert Order.objects.get(pk=kept.pk).address_is_sealed
+    assert not Order.objects.get(pk=readdressed.pk).address_is_sealed
+    dba("UPDATE orders_order SET shipping_method = 'pickup' WHERE id = %s", kept.pk)
+    assert not Order.objects.get(pk=kept.pk).address_is_sealed
+
+
+def _migrate(targets: list[tuple[str, str]]) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)

@@ -15,10 +15,14 @@ from django.utils import timezone
 
 from lab.customer_data import receipts
 from lab.customer_data.models import PrivacyReceipt
+from lab.lib.clock import database_now
+from lab.lib.errors import Conflict
 from lab.notify import services as notify
 from lab.notify.models import Notification
 from lab.orders import photos
-from lab.orders.models import Asset, OrderEvent
+from lab.orders.models import Asset, Order, OrderEvent
+from lab.packing import station
+from lab.packing.errors import PackingError
 from lab.production import cancellation, raster, rasterizing, reconcile, routing
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
@@ -29,9 +33,13 @@ from tests.builders import (
     new_customer,
     order_for,
     order_move,
+    pack_and_ship,
     paid_order,
+    person,
+    ready_to_pack_order,
 )
 from tests.support.clock import host_clock_off
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 
@@ -192,3 +200,30 @@ def test_a_worker_whose_clock_runs_ahead_takes_no_live_receipt_e_mail(
     # then the customer is not mailed twice
     assert taken is None
     assert PrivacyReceipt.objects.get(pk=receipt.pk).email_status == "pending"
+
+
+def test_a_web_host_whose_clock_runs_behind_serves_no_shipped_slip_past_its_window(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A limit on a person's access: the shipped order's slip (its customer's name and address). Before, the
+    station wrote `shipped_at` and judged the window on the web host's clock, so a host running behind served
+    the slip for as long past the window as its clock was off."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    # given an order shipped from a web host whose clock runs behind: shipped when the database says
+    with host_clock_off(-SKEW, monkeypatch):
+        shipped = pack_and_ship(order)
+    assert shipped.shipped_at is not None
+    assert abs(shipped.shipped_at - database_now()) < timedelta(minutes=1)
+    # when, by the database's clock, the window has just passed (by less than that host's clock is off)
+    dba(
+        "UPDATE orders_order SET shipped_at = pg_catalog.statement_timestamp() - make_interval(hours => %s) "
+        "WHERE id = %s",
+        settings.PACKING_SHIPPED_SLIP_HOURS + 1,
+        order.pk,
+    )
+    # then that host serves its slip no more
+    with host_clock_off(-SKEW, monkeypatch), pytest.raises(Conflict) as refused:
+        station.slip_pdf(code=order.ref, actor=person("packer"))
+    assert refused.value.code == PackingError.SLIP_NO_LONGER_SERVED
+    assert Order.objects.get(pk=order.pk).status == "shipped"

@@ -1,8 +1,8 @@
 """A printer's destination written in the database alone receives nothing (lab/production/models.py).
 
 As a database administrator would: SQL points the printer at a folder (or a CUPS server) they read. The
-decrypted raster is then not sent anywhere, the job fails for a person with its reason, and the slip (the
-customer's address) is not sent either. The lab's own saves keep the destination sealed.
+decrypted raster is then not sent anywhere, and the job fails for a person with its reason. The lab's own
+saves keep the destination sealed.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.packing.services import packing_slip_print
 from lab.production import rasterizing, routing, submission
 from lab.production.models import Printer, PrintJob
-from printers.errors import PermanentPrinterError
 from tests.builders import WORKER, hotfolder_printer, paid_order
 from tests.support.dba import dba
 
@@ -46,20 +44,6 @@ def test_a_printer_pointed_elsewhere_in_the_database_is_sent_nothing(settings):
     job.refresh_from_db()
     assert (job.status, job.failure_code) == ("failed", "printer_changed_outside_the_lab")
     assert files_in(elsewhere) == [] and files_in(Path(settings.HOTFOLDER_ROOT) / "minilab") == []
-
-
-def test_a_slip_printer_pointed_elsewhere_in_the_database_is_sent_no_slip(settings):
-    slips = hotfolder_printer("slips", sizes=["4x6"])
-    hotfolder_printer("minilab", sizes=["4x6"])
-    order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    elsewhere = Path(settings.HOTFOLDER_ROOT) / "read-by-someone-else"
-    elsewhere.mkdir()
-    dba_points(slips, target=elsewhere.name)
-
-    with pytest.raises(PermanentPrinterError, match="changed outside the lab"):
-        packing_slip_print(order_id=order.pk, printer_name="slips")
-
-    assert files_in(elsewhere) == []
 
 
 def test_the_labs_own_change_of_destination_is_sealed_and_printed_to(settings):
