@@ -17,6 +17,7 @@ from rest_framework import serializers
 from lab.accounts.models import ApiToken, User
 from lab.catalog.models import Paper, Product
 from lab.catalog.placement import CropRect, FocalPoint, PixelBox
+from lab.lib.email_address import email_canonical
 from lab.orders.models import Asset, Order, OrderEvent, OrderItem
 from lab.orders.pricing import MAX_COPIES_PER_ITEM, MAX_ITEMS_PER_ORDER
 from lab.orders.quotes import Quote, QuoteLine
@@ -120,11 +121,15 @@ class ProductOutput(ModelOutput[Product]):
 
 
 class StoredEmailField(serializers.EmailField):
-    """An e-mail address the lab stores lower-cased: no longer than its column once lower-cased (some letters
-    grow, "İ".lower() is two characters), so an address the database cannot hold is a 400, not a 500; and one
-    Django can write into a message. EmailValidator passes "x@" + 60 * "ä" + ".com", whose domain IDNA cannot
-    encode (a label over 63 characters once encoded): every e-mail to it raised in Django's sanitize_address,
-    and the erasure that mails its receipts after it commits answered 500."""
+    """An e-mail address as the lab stores it: in the form its mail goes to (`email_canonical`: the domain
+    IDNA-encoded as Django's mail sends it, in lower-case ASCII; the local part lower-cased), so that every
+    spelling of one mailbox (a domain in fullwidth letters, or with soft hyphens, or a script "e") is one
+    account and one guest address; before, each spelling was stored as typed, an account and a guest
+    order limit of its own. No longer than its column in that form (some letters grow, "İ".lower() is two
+    characters, and so does a domain in Punycode), so an address the database cannot hold is a 400, not a
+    500; and one Django can write into a message. EmailValidator passes "x@" + 60 * "ä" + ".com", whose
+    domain IDNA cannot encode (a label over 63 characters once encoded): every e-mail to it raised in Django's
+    sanitize_address, and the erasure that mails its receipts after it commits answered 500."""
 
     default_error_messages = {
         "not_encodable": "No e-mail can be sent to this address: it cannot be encoded (a part of its"
@@ -137,17 +142,33 @@ class StoredEmailField(serializers.EmailField):
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
-        if len(value.lower()) > EMAIL_MAX_LENGTH:
+        try:
+            value = email_canonical(value)
+        except ValueError:  # UnicodeError is one
+            return str(value)  # as given, for the validators' refusal (malformed, or not encodable)
+        if len(value) > EMAIL_MAX_LENGTH:
             self.fail("max_length", max_length=EMAIL_MAX_LENGTH)
         return value
 
     def run_validators(self, value: Any) -> None:
         super().run_validators(value)  # a malformed address gets EmailValidator's message, and only that
-        for address in {value, value.lower()}:  # as given, and as stored (lower-cased)
-            try:
-                sanitize_address(address, settings.DEFAULT_CHARSET)  # what every send of a message does
-            except ValueError:  # UnicodeError is one
-                self.fail("not_encodable")
+        try:
+            email_canonical(value)
+            sanitize_address(value, settings.DEFAULT_CHARSET)  # what every send of a message does
+        except ValueError:  # UnicodeError is one
+            self.fail("not_encodable")
+
+
+class SignInEmailField(serializers.EmailField):
+    """The e-mail address of a sign-in, looked up in the form accounts store it (`email_canonical`); as
+    given if it has none (no account has it, and the sign-in fails as for any unknown address)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = str(super().to_internal_value(data))
+        try:
+            return email_canonical(value)
+        except ValueError:
+            return value
 
 
 class RegistrationInput(serializers.Serializer[None]):
@@ -181,7 +202,7 @@ class RegistrationOutput(AccountOutput):
 
 
 class TokenInput(serializers.Serializer[None]):
-    email = serializers.EmailField()
+    email = SignInEmailField()
     password = serializers.CharField(max_length=200)
     name = serializers.CharField(
         max_length=100, required=False, default="api", help_text="A label to tell your tokens apart."

@@ -2,17 +2,24 @@
 signed-in endpoints that cost real work per call (uploads, quotes, orders, photo bytes, proofs), for changes
 to an account (My Account), and for guest orders to one e-mail address."""
 
+from __future__ import annotations
+
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from django.utils.crypto import salted_hmac
 from redis.exceptions import RedisError
+from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.utils import html
 
 from lab.lib.client_ip import address_for_limits, client_ip
+from lab.lib.email_address import email_canonical
+from lab.orders import intake
+from lab.orders.models import IdempotencyKey
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +62,31 @@ class _RateFromSettings(AnonRateThrottle):
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        # Keys of their own: DRF's history lists under self.key are no counter (INCR on one fails).
-        counter, since = f"{self.key}:count", f"{self.key}:since"
         self.now = self.timer()
         self.window_started = None
+        if self._count_one() <= self.num_requests:
+            return True
+        return self._refused()
+
+    def _refused(self) -> bool:
+        """False, with the window's start noted for Retry-After."""
+        started = self.cache.get(self._since)
+        self.window_started = float(started) if started is not None else None
+        return bool(self.throttle_failure())
+
+    # Keys of their own: DRF's history lists under self.key are no counter (INCR on one fails).
+    @property
+    def _counter(self) -> str:
+        return f"{self.key}:count"
+
+    @property
+    def _since(self) -> str:
+        return f"{self.key}:since"
+
+    def _count_one(self) -> int:
+        """One more in the current window (atomic across web processes); the window's count with it."""
+        assert self.duration is not None
+        counter, since = self._counter, self._since
         self.cache.add(counter, 0, timeout=self.duration)  # the window starts at the first request
         try:
             count = int(self.cache.incr(counter))
@@ -71,11 +99,7 @@ class _RateFromSettings(AnonRateThrottle):
             # notes when it started, for Retry-After.
             self.cache.touch(counter, self.duration)
             self.cache.set(since, self.now, timeout=self.duration)
-        if count <= self.num_requests:
-            return True
-        started = self.cache.get(since)
-        self.window_started = float(started) if started is not None else None
-        return bool(self.throttle_failure())
+        return count
 
     def wait(self) -> float | None:
         """Seconds until the window ends (Retry-After): the whole window if its start is not known."""
@@ -177,14 +201,40 @@ def _guest_email(data: Any) -> str | None:
     return email if isinstance(email, str) and email.strip() else None
 
 
+def _a_retry(request: Any) -> bool:
+    """Whether a guest order's Idempotency-Key is one its address already used: a retry (after a 502
+    `payment_provider_unavailable`, a lost answer) gets its order again, it creates none. Asked only of an
+    address at its limit."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    email = _guest_email(request.data)
+    if not key or email is None:
+        return False
+    try:
+        address = email_canonical(email)
+    except ValueError:
+        return False
+    return IdempotencyKey.objects.filter(scope=intake.guest_scope(email=address), key=key).exists()
+
+
 class GuestOrderEmailThrottle(_RateFromSettings):
     """Guest orders to one e-mail address, from any client address: each order (and its cancellation) mails
     that address, so without it anyone could mail anyone from the lab, a few requests per message. Counted
-    by a keyed hash of the address normalised as the order stores it (stripped, lower-cased): never the
-    address itself in the cache. Orders by signed-in customers go to their own address and are not counted.
-    A body that does not parse is the view's 400 (read here first, the same answer)."""
+    by a keyed hash of the address in the form its mail goes to (`email_canonical`: the domain IDNA-encoded
+    as Django's mail sends it, lower-cased): never the address itself in the cache. Orders by signed-in
+    customers go to their own address and are not counted. A body that does not parse is the view's 400
+    (read here first, the same answer).
+
+    Only orders created count. Before the view, an address already at its limit is refused (429 at once, no
+    quote, no Stripe), unless the request is a retry of an order it has (its Idempotency-Key). The view
+    counts the order when `intake.order_create` creates it, through `admit`, in the transaction that inserts
+    it: the count is an atomic INCR, and the one past the limit is refused and rolled back (429), so orders
+    at once from several web processes never get past the limit; `release` gives the count back when the
+    order is undone after all. Before, every request was counted before the view ran: five bodies without
+    an Idempotency-Key (each a 400) locked the address out of guest checkout for an hour, and so did the
+    retries with the same key that a 502 `payment_provider_unavailable` asks for."""
 
     scope = "guest_order_emails"
+    admitted = False  # `admit` counted an order that `release` may give back
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         if request.method != "POST" or _customer_ident(request) is not None:
@@ -192,7 +242,70 @@ class GuestOrderEmailThrottle(_RateFromSettings):
         email = _guest_email(request.data)
         if email is None:
             return None
-        digest = salted_hmac(
-            "api.throttles.GuestOrderEmailThrottle", email.strip().lower(), algorithm="sha256"
-        ).hexdigest()
+        return self._key_for(email)
+
+    def _key_for(self, email: str) -> str:
+        try:
+            address = email_canonical(email)
+        except ValueError:  # no mail can go to it: the order's validation refuses it, and nothing is counted
+            address = email.strip().lower()
+        digest = salted_hmac("api.throttles.GuestOrderEmailThrottle", address, algorithm="sha256").hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}
+
+    def _counted(self, request: Any, view: Any) -> bool:
+        """Looks, counts nothing: refused only when the address's window is already full."""
+        if self.rate is None or self.num_requests is None or self.duration is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.now = self.timer()
+        self.window_started = None
+        count = self.cache.get(self._counter)
+        if count is None or int(count) < self.num_requests or _a_retry(request):
+            return True
+        return self._refused()
+
+    @classmethod
+    def for_guest(cls, email: str) -> GuestOrderEmailThrottle:
+        """The admission of a guest order to `email` (`intake.order_create`'s `admission`)."""
+        throttle = cls()
+        throttle.key = throttle._key_for(email)
+        return throttle
+
+    def admit(self) -> None:
+        """Count the order being created; Throttled (429) if that is one past the limit, the count given
+        back (the order is rolled back). Unthrottled, logged, when the shared cache is out of reach."""
+        self.admitted = False
+        if self.num_requests is None or self.duration is None or self.key is None:
+            return
+        try:
+            self.now = self.timer()
+            self.window_started = None
+            if self._count_one() <= self.num_requests:
+                self.admitted = True
+                return
+            self._count_back()
+            self._refused()
+        except RedisError as error:
+            logger.warning("throttle skipped: the shared cache is unreachable error=%s", type(error).__name__)
+            return
+        raise exceptions.Throttled(wait=self.wait())
+
+    def release(self) -> None:
+        """Give back what `admit` counted: the order was not created after all."""
+        if not self.admitted:
+            return
+        self.admitted = False
+        try:
+            self._count_back()
+        except RedisError as error:
+            logger.warning(
+                "throttle count not given back: the shared cache is unreachable error=%s",
+                type(error).__name__,
+            )
+
+    def _count_back(self) -> None:
+        # Its window may have ended meanwhile (the key expired): then there is nothing to give back.
+        with contextlib.suppress(ValueError):
+            self.cache.decr(self._counter)

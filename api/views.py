@@ -356,6 +356,8 @@ class OrderListCreateView(generics.ListAPIView[Order]):
             shipping_method=values["shipping_method"],
             idempotency_key=key,
             request_fingerprint=fingerprint,
+            # a guest order counts for its address only once it is created (GuestOrderEmailThrottle)
+            admission=GuestOrderEmailThrottle.for_guest(guest.email) if guest and customer is None else None,
         )
         order = order_selectors.order_with_lines(order=result.order)
         body = s.OrderCreatedOutput(order).data | {"guest_token": result.guest_token}

@@ -8,7 +8,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Value, When
@@ -56,12 +56,29 @@ class OrderCreated:
     guest_token: str | None  # shown once, to the guest who created the order
 
 
+class Admission(Protocol):
+    """A limit the caller puts on the orders it creates (the API's on guest orders per e-mail address), told
+    only of an order that is created: not of a replayed key, nor of a request refused before its order was
+    stored."""
+
+    def admit(self) -> None:
+        """Count the order being created, in its transaction; raising refuses it (rolled back)."""
+
+    def release(self) -> None:
+        """Give back what `admit` counted: the order was not created after all (rolled back, withdrawn)."""
+
+
 def idempotency_scope(*, customer: User | None, guest: GuestDetails | None) -> str:
     """Keys are scoped per customer, and per guest by a hash of the normalised e-mail (never the address)."""
     if customer is not None:
         return f"user:{customer.public_id}"
     assert guest is not None
-    return "guest:" + hashlib.sha256(guest.email.strip().lower().encode()).hexdigest()
+    return guest_scope(email=guest.email)
+
+
+def guest_scope(*, email: str) -> str:
+    """The scope of a guest's keys: a hash of the normalised e-mail (the API's is `email_canonical`'s)."""
+    return "guest:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
 def order_create(
@@ -73,6 +90,7 @@ def order_create(
     shipping_method: str,
     idempotency_key: str,
     request_fingerprint: str,
+    admission: Admission | None = None,
 ) -> OrderCreated:
     """Create the order once per Idempotency-Key, then make sure it has a PaymentIntent.
 
@@ -80,6 +98,10 @@ def order_create(
     order: a concurrent request with the same key blocks on the unique index and, once the first commits,
     finds and returns the same order. (Quoting before the key would let a retry see the guest photos that
     the first request's commit just bound to its order, and answer `asset_not_found`.)
+
+    `admission` is told of the order last in that transaction, once it is sure to be created (a replay, a
+    refusal, a key another request holds never reach it), and told again (`release`) if the order is rolled
+    back or withdrawn after all; an order kept without its payment (the 502 a retry completes) stays counted.
     """
     if customer is None:
         if guest is None:
@@ -102,6 +124,7 @@ def order_create(
         if customer is None
         else None
     )
+    admitted: Admission | None = None
     try:
         with transaction.atomic():
             record = IdempotencyKey.objects.create(
@@ -123,7 +146,14 @@ def order_create(
                 Consent.objects.create(order=order, kind=Consent.Kind.PRIVACY_POLICY, policy_version=policy)
             record.order = order
             record.save(update_fields=["order"])
-    except IntegrityError:
+            if admission is not None:
+                admission.admit()  # last: raising here rolls back the order and its key
+                admitted = admission
+    except BaseException as error:
+        if admitted is not None:  # counted, then not committed
+            admitted.release()
+        if not isinstance(error, IntegrityError):
+            raise
         existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
         if existing is None:
             raise
@@ -131,6 +161,10 @@ def order_create(
     logger.info("order created order=%s items=%d total=%d", order.ref, len(quote.lines), quote.total_minor)
     try:
         order = _payable_order(order=order)
+    except payments.ChargeTooSmall:
+        if admitted is not None:  # withdrawn: as if it had never been stored
+            admitted.release()
+        raise
     except UpstreamError:
         _received_notify(order=order)  # the order is kept: its retry gets the payment
         raise

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, date, datetime
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection
 
 from lab.accounts.models import Consent, PolicyVersion, User
 from lab.accounts.services import policy_current
-from tests.builders import PASSWORD, TOO_LONG_EMAILS, UserFactory, new_customer
+from lab.orders.models import Order
+from tests.builders import PASSWORD, TOO_LONG_EMAILS, UserFactory, new_customer, order_for
 from tests.support.database_locks import committed_right_after_the_check
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +92,59 @@ def test_duplicate_email_conflicts(api):
 
     assert response.status_code == 409
     assert response.json()["code"] == "email_taken"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param("kate@exa\u00admple.org", id="soft-hyphen"),
+        pytest.param("kate@e\u00adx\u00ad\u00adample.org", id="soft-hyphens"),
+        pytest.param("Kate@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.org", id="fullwidth"),
+        pytest.param("kate@\u212fxample.org", id="script-small-e"),
+    ],
+)
+def test_another_spelling_of_a_registered_mailbox_is_taken(api, spelling):
+    # Django's mail sends each spelling to kate@example.org (the domain IDNA-encoded): before, each was
+    # stored as typed, an account of its own for the same mailbox
+    assert (
+        api.post("/api/v1/accounts", registration(email="kate@example.org"), format="json").status_code == 201
+    )
+
+    response = api.post("/api/v1/accounts", registration(email=spelling), format="json")
+
+    assert (response.status_code, response.json()["code"]) == (409, "email_taken")
+    assert list(User.objects.values_list("email", flat=True)) == ["kate@example.org"]
+
+
+def test_an_address_is_stored_and_signed_in_with_in_the_form_its_mail_goes_to(api):
+    created = api.post(
+        "/api/v1/accounts", registration(email="Zoe@\uff42ü\uff43\uff48\uff45\uff52.Example"), format="json"
+    )
+
+    signed_in = api.post(
+        "/api/v1/auth/token",
+        {"email": "ZOE@bü\u00adcher.example", "password": "a long enough secret 42", "name": "other"},
+        format="json",
+    )
+
+    assert created.status_code == 201, created.json()
+    assert created.json()["email"] == "zoe@xn--bcher-kva.example"
+    assert User.objects.get().email == "zoe@xn--bcher-kva.example"
+    assert signed_in.status_code == 200, signed_in.json()
+
+
+def test_my_account_refuses_another_spelling_of_a_taken_address(api):
+    UserFactory.create(email="kate@example.org")
+    changing = new_customer(email="someone@example.org")
+    api.force_authenticate(changing)
+
+    response = api.patch(
+        "/api/v1/me", {"email": "kate@exa\u00admple.org", "current_password": PASSWORD}, format="json"
+    )
+
+    assert (response.status_code, response.json()["code"]) == (409, "email_taken")
+    changing.refresh_from_db()
+    assert changing.email == "someone@example.org"
 
 
 def test_weak_password_and_bad_payload_have_codes(api):
@@ -179,3 +235,36 @@ def test_an_email_longer_than_its_column_is_refused_at_registration_and_in_my_ac
 
     assert (registration_answer.status_code, registration_answer.json()["code"]) == (400, "invalid_request")
     assert (change.status_code, change.json()["code"]) == (400, "invalid_request")
+
+
+def test_the_upgrade_stores_every_address_in_the_form_its_mail_goes_to_and_merges_nothing(capsys):
+    # given accounts and a guest order stored as typed, before the form (migration accounts/0010)
+    canonicalise = importlib.import_module(
+        "lab.accounts.migrations.0010_emails_in_the_form_their_mail_goes_to"
+    ).canonicalise
+    stored = {
+        "kate": "kate@example.org",
+        "kate-again": "kate@exa\u00admple.org",  # kate's mailbox: left, both accounts as they are
+        "zoe": "zoe@\uff42ü\uff43\uff48\uff45\uff52.example",
+        # two spellings of one mailbox, neither in the form: both left
+        "ann": "ann@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.net",
+        "ann-again": "ann@exam\u00adple.net",
+        "unencodable": "x@" + 60 * "ä" + ".com",
+    }
+    users = {name: UserFactory.create(email=f"{name}@placeholder.example") for name in stored}
+    for name, email in stored.items():
+        User.objects.filter(pk=users[name].pk).update(email=email)
+    guest_order = order_for(None, guest_email="victim@\u212fxample.com")
+
+    canonicalise(django_apps, None)
+
+    after = {name: User.objects.get(pk=user.pk).email for name, user in users.items()}
+    assert after == {**stored, "zoe": "zoe@xn--bcher-kva.example"}
+    assert Order.objects.get(pk=guest_order.pk).guest_email == "victim@example.com"
+    # and the accounts left are named for a lab admin to settle
+    printed = capsys.readouterr().out
+    left = sorted(users[name].pk for name in ("kate-again", "ann", "ann-again"))
+    assert (
+        f"(ids): {left}; accounts that have one of those forms already (ids): {[users['kate'].pk]}" in printed
+    )
+    assert f"no mail can be sent to their address (ids): {[users['unencodable'].pk]}" in printed

@@ -12,6 +12,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from api import throttles
+from lab.catalog.demo import catalog_seed_demo
+from lab.orders.models import IdempotencyKey, Order
 from tests.builders import ADDRESS, UserFactory, asset_for, order_body
 from tests.support.concurrency import at_once
 from tests.support.images import jpeg_bytes
@@ -222,3 +224,117 @@ def test_a_guest_order_sent_as_a_form_counts_for_its_address_too(api, demo_catal
     as_form = api.post("/api/v1/orders", form, format="multipart", HTTP_IDEMPOTENCY_KEY="g-form")
 
     assert (first.status_code, as_form.status_code) == (201, 429)
+
+
+@pytest.mark.usefixtures("stripe_api")
+def test_guest_orders_to_one_mailbox_are_throttled_whatever_the_spelling_of_its_domain(
+    api, demo_catalog, settings
+):
+    # given two guest orders an hour per address, and three spellings of one mailbox: Django's mail sends
+    # each to victim@example.com (the domain IDNA-encoded: NFKC, soft hyphens dropped)
+    _rates(settings, guest_order_emails="2/hour")
+    spellings = [
+        "victim@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+        "victim@exam\u00adple.com",
+        "victim@\u212fxample.com",
+    ]
+
+    statuses = [
+        _guest_order(api, email, key=f"s-{n}", address=f"192.0.2.{n + 1}").status_code
+        for n, email in enumerate(spellings)
+    ]
+
+    # then the third is refused: before, each spelling was an address of its own, counted apart
+    assert statuses == [201, 201, 429]
+    # and the orders keep the address their mail goes to
+    assert set(Order.objects.values_list("guest_email", flat=True)) == {"victim@example.com"}
+
+
+def _guest_body(email: str, **overrides: object) -> dict[str, object]:
+    guest = {"email": email, "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
+    return order_body(asset_for(None), guest=guest, **overrides)
+
+
+@pytest.mark.usefixtures("stripe_api")
+def test_guest_orders_refused_before_they_are_created_do_not_count_for_their_address(
+    api, demo_catalog, settings
+):
+    # given two guest orders an hour per address
+    _rates(settings, guest_order_emails="2/hour")
+
+    # when someone sends five orders to the victim's address with no Idempotency-Key, and five that fail
+    # validation (each a 400, nothing created)
+    no_key = [api.post("/api/v1/orders", _guest_body("victim@example.org"), format="json") for _ in range(5)]
+    invalid = [
+        api.post(
+            "/api/v1/orders",
+            _guest_body("victim@example.org", shipping_method="by-pigeon"),
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"bad-{n}",
+        )
+        for n in range(5)
+    ]
+    # then the victim still places the two orders the rate allows: before, each 400 was counted, and the
+    # victim's own order was 429 for the rest of the hour
+    orders = [_guest_order(api, "victim@example.org", key=f"v-{n}", address="192.0.2.9") for n in range(3)]
+
+    assert {response.json()["code"] for response in no_key} == {"idempotency_key_required"}
+    assert {response.status_code for response in invalid} == {400}
+    assert [response.status_code for response in orders] == [201, 201, 429]
+    assert Order.objects.count() == 2
+
+
+def test_a_guest_orders_retries_after_a_502_do_not_count_for_its_address(
+    api, demo_catalog, settings, stripe_api
+):
+    # given one guest order an hour per address, and Stripe out of reach
+    _rates(settings, guest_order_emails="1/hour")
+    settings.STRIPE_TIMEOUT_SECONDS = 1
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the discard port: nothing listens
+    body = _guest_body("victim@example.org")
+
+    def order(key: str, the_body: dict[str, object] = body) -> Any:
+        return api.post("/api/v1/orders", the_body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+    # when the order is kept without its payment (502, "retry") and retried as told, with the same key
+    first = order("k-1")
+    retried = order("k-1")
+    settings.STRIPE_API_BASE = stripe_api.url
+    completed = order("k-1")
+    replayed = order("k-1")
+    another = order("k-2", _guest_body("victim@example.org"))
+
+    # then the retries get the order (before, the first retry was 429: it counted as a second order), and
+    # only a second order is refused
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_unavailable")
+    assert (retried.status_code, retried.json()["code"]) == (502, "payment_provider_unavailable")
+    assert (completed.status_code, replayed.status_code) == (200, 200)
+    assert completed.json()["ref"] == replayed.json()["ref"]
+    assert (another.status_code, another.json()["code"]) == (429, "throttled")
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("stripe_api")
+def test_two_guest_orders_to_one_address_at_once_are_counted_both(settings, monkeypatch):
+    # given one guest order an hour per address, and two orders to it that both find the address under its
+    # limit before either is created (two web processes)
+    catalog_seed_demo()
+    _rates(settings, guest_order_emails="1/hour")
+    monkeypatch.setattr(throttles._RateFromSettings, "cache", _ReadAtOnce(cache, requests=2))
+    bodies = [_guest_body("victim@example.org") for _ in range(2)]
+    keys = iter(["at-once-1", "at-once-2"])
+    lock = threading.Lock()
+    responses: list[Any] = []
+
+    def order() -> None:
+        with lock:
+            body, key = bodies.pop(), next(keys)
+        responses.append(APIClient().post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key))
+
+    at_once(order)
+
+    # then the order created second is refused, and rolled back: the count is taken when an order is created
+    assert sorted(response.status_code for response in responses) == [201, 429]
+    assert Order.objects.count() == 1
+    assert IdempotencyKey.objects.count() == 1
