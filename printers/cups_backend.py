@@ -223,6 +223,11 @@ def parse_server(server: str) -> tuple[str, int]:
     return server, DEFAULT_PORT
 
 
+# What cupsd answers a Create-Job it refuses for now (client-error-not-possible, scheduler/ipp.c add_job): no
+# job was made.
+_CREATE_JOB_REFUSALS = frozenset({"Too many active jobs.", "Quota limit reached."})
+
+
 def connect(*, server: str) -> cups.Connection:
     """A new pycups connection to `server`; raises TransientPrinterError when nothing answers."""
     host, port = parse_server(server)
@@ -233,7 +238,9 @@ def connect(*, server: str) -> cups.Connection:
             return cups.Connection(host=host, port=port)
         except RuntimeError as exc:
             raise errors.ServerSilentError(
-                code=errors.PRINTER_UNREACHABLE, message=f"CUPS server {host}:{port} unreachable: {exc}"
+                code=errors.PRINTER_UNREACHABLE,
+                message=f"CUPS server {host}:{port} unreachable: {exc}",
+                nothing_sent=True,  # no connection: no request was written
             ) from exc
 
 
@@ -278,10 +285,13 @@ class CupsBackend(PrinterBackend):
                 if status == cups.IPP_STATUS_ERROR_NOT_POSSIBLE:
                     # A full cupsd: Create-Job answers "Too many active jobs." once MaxJobs jobs are not yet
                     # finished (cupsd purges finished ones from its history first), or "Quota limit reached.".
-                    # Both pass as jobs finish; no job was created, so sending again later is safe.
+                    # Both pass as jobs finish; no job was created, so sending again later is safe. The same
+                    # status from Send-Document ("Job #7 is finished and cannot be altered.") follows a job
+                    # that was made: transient too, but the retry must look for it first.
                     raise errors.TransientPrinterError(
                         code=errors.SERVER_BUSY,
                         message=f"CUPS submit refused for now: {message} (IPP status 0x{status:04x})",
+                        nothing_sent=message in _CREATE_JOB_REFUSALS,
                     ) from exc
                 raise _translate_ipp_error(status, message, operation="submit") from exc
             self._confirm_document_arrived(connection, job_id)

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 
 class PrinterError(Exception):
-    """A backend operation failed; `code` is a stable machine code, `is_permanent` decides retries."""
+    """A backend operation failed; `code` is a stable machine code, `is_permanent` decides retries.
+    `nothing_sent`: the backend knows that no part of the request reached the print server (the connection
+    was refused; the server refused to create the job), so a submit may be sent again without looking for
+    an earlier copy. False when it cannot tell: an answer lost after the request went out."""
 
     is_permanent: bool = False
 
-    def __init__(self, *, code: str, message: str) -> None:
+    def __init__(self, *, code: str, message: str, nothing_sent: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.nothing_sent = nothing_sent
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"

@@ -25,6 +25,7 @@ from lab.production.cancellation import printer_cancels_settle
 from lab.production.errors import ProductionError
 from lab.production.models import TITLE_SUPERSEDED, Batch, JobEvent, Printer, PrintJob, new_title_token
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
+from lab.production.submission import sends_unaccounted
 from printers.base import FINAL_JOB_STATES, JobState
 from printers.errors import PrinterError
 
@@ -160,7 +161,9 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
     if routing.reroute_target(job, printer_id=printer_id, again_on_its_printer=again_here) is None:
         raise _no_printer_for(job, printer_id=printer_id, again_here=again_here)
     as_read = Q(status=job.status, submit_attempts=job.submit_attempts, printer_id=job.printer_id)
-    withdrawn = job.submit_attempts > 0 and _earlier_sends_withdraw(job)
+    withdrawn = job.submit_attempts > 0 and _earlier_sends_withdraw(
+        job, unaccounted_refuse=job.status == J.READY
+    )
     moved = routing.job_reroute(
         job_id=job.pk,
         printer_id=printer_id,
@@ -225,12 +228,19 @@ def _no_printer_for(job: PrintJob, *, printer_id: int | None, again_here: bool) 
     return DomainError(ProductionError.NO_CAPABLE_PRINTER, message)
 
 
-def _earlier_sends_withdraw(job: PrintJob, *, judged_handle: str = "", refused: str = "moved") -> bool:
+def _earlier_sends_withdraw(
+    job: PrintJob, *, judged_handle: str = "", refused: str = "moved", unaccounted_refuse: bool = False
+) -> bool:
     """Before a job with a send behind it moves to another printer, or is sent again under a new title: every
     copy of it its printer still holds is cancelled there, so that only the new send prints. Refused (nothing
     `refused`) when the printer does not answer (it may print the copy once it does) or has printed one
     already (a new send would print a second); `judged_handle` is a completed copy a person has judged (the
-    one a `suspect` job is about), which does not refuse."""
+    one a `suspect` job is about), which does not refuse.
+
+    `unaccounted_refuse` (the move of a `ready` job, between the retries of its send): refused too when an
+    attempt may have reached the printer that lists nothing of it, printed and purged from its history or
+    never arrived (submission.sends_unaccounted). The job's own retry finds the same and leaves it `unknown`,
+    for a person who counts the prints."""
     assert job.printer is not None
     backend = backend_for(job.printer)
     try:
@@ -240,6 +250,12 @@ def _earlier_sends_withdraw(job: PrintJob, *, judged_handle: str = "", refused: 
                 ProductionError.EARLIER_SEND_PRINTED,
                 f"Job {job.pk} was printed by {job.printer.name} from an earlier send; it is not sent again. "
                 "Count the prints there.",
+            )
+        if unaccounted_refuse and sends_unaccounted(job=job, listed=len(copies)):
+            raise Conflict(
+                ProductionError.EARLIER_SEND_PRINTED,
+                f"Job {job.pk} may have been printed by {job.printer.name} from an earlier send it no longer "
+                "lists; it is not moved. Count the prints there.",
             )
         for copy in copies:
             if copy.state not in FINAL_JOB_STATES:

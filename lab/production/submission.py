@@ -9,6 +9,7 @@ import shutil
 import stat
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,10 +42,19 @@ from lab.production.spool import UNFINISHED_SEND_SECONDS
 from lab.production.states import JobStatus
 from lab.production.tracking import jobs_track
 from printers.base import JobInfo, JobState, PrinterBackend
-from printers.errors import PrinterError
+from printers.errors import (
+    PRINTER_NOT_ACCEPTING_JOBS,
+    QUEUE_NOT_FOUND,
+    PrinterError,
+    TransientPrinterError,
+)
+from printers.registry import KIND_HOTFOLDER
 
 logger = logging.getLogger(__name__)
 J = JobStatus
+
+# The sends' folders root is not safe to decrypt a raster into (print_folders_root): transient, nothing sent.
+PRINT_FOLDER_UNSAFE = "print_folder_unsafe"
 
 
 def _retry_delay(attempt: int) -> float:
@@ -131,21 +141,35 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             submit_enqueue(job)
         raise
     backend = backend_for(printer)
+    handed_over = False  # whether anything of this attempt may have reached the printer
     try:
         if job.submit_attempts > 1:
             # An earlier attempt failed on the way (connection dropped, cupsd restarting): it may still have
             # reached the printer. Look before sending again, so a retry never makes a second copy.
-            adopted = _earlier_attempt_at_printer(job=job)
-            if adopted is not None:
-                outcome = _submitted(job=job, handle=adopted.handle, kind="adopted", backend=backend)
+            look = _earlier_attempt_at_printer(job=job)
+            if look.alive is not None:
+                outcome = _submitted(job=job, handle=look.alive.handle, kind="adopted", backend=backend)
                 if outcome == "adopted":
                     _read_once(job.pk)
                 return outcome
+            unaccounted = sends_unaccounted(job=job, listed=look.listed)
+            if unaccounted:
+                # An earlier attempt may have reached the printer, which lists nothing of it: printed and
+                # forgotten (its history purged), or never arrived; no one can tell which from here.
+                return _fate_unknown(
+                    job=job,
+                    kind="earlier_send_unaccounted",
+                    note=f"{unaccounted} earlier attempt(s) may have reached the printer, which lists no copy"
+                    " of them (printed and purged from its history, or never arrived): not sent again",
+                )
         with tempfile.TemporaryDirectory(prefix="lab-print-", dir=print_folders_root()) as folder:
+            # The worker's user's alone, as the folder mkdtemp made (0700): libcups reads the file in this
+            # process and streams it to cupsd (whose filters read cupsd's own spool copy), and the hot folder
+            # copies it itself. No one else on the print host needs to read it, so no one else may.
             path = Path(folder) / f"{job.title}.{'tif' if printer.output_format == 'tiff' else 'jpg'}"
-            path.write_bytes(vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster"))
-            path.chmod(0o644)  # CUPS filters run as `lp` and must read it
-            Path(folder).chmod(0o755)
+            raster = vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster")
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as writer:
+                writer.write(raster)
             try:
                 fenced = _send_begin(job_id=job.pk, worker=worker, claimed_at=claimed_at)
             except DatabaseError:
@@ -158,6 +182,7 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 raise
             if not fenced:
                 return _fence_refused(job=job, worker=worker, claimed_at=claimed_at)
+            handed_over = True
             handle = backend.submit(
                 path=path,
                 title=job.title,
@@ -166,7 +191,8 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 attributes={"lab-job-id": str(job.pk)},
             )
     except PrinterError as error:
-        return _submit_failed(job=job, error=error)
+        reached = handed_over and not _raised_before_sending(error)
+        return _submit_failed(job=job, error=error, may_have_reached=reached)
     except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
         # Nothing was sent: a raster that is gone or does not authenticate fails here, not as `unknown`.
         job_fail(
@@ -190,19 +216,37 @@ def print_folders_root() -> Path:
     """Where sends put the decrypted raster for the printer, one folder per send (removed after it), and
     where a send killed before its folder was removed (SIGKILL, the OOM killer) left one: each send first
     removes the folders older than any send can be, on its own host, so a plain raster never outlives its
-    send by much more than that, wherever no later send comes."""
+    send by much more than that, wherever no later send comes.
+
+    The root is the worker user's alone (0700), and so are each send's folder (mkdtemp's 0700) and the raster
+    (0600): nothing on the print host but the worker itself reads them. Our own root left open to others (an
+    older version's 0755) is closed first (0700: from then on nobody else may look inside, whatever they
+    opened before; each send's folder is a new mkdtemp in it). A root that is not ours or not a folder (made
+    first by another user of a shared /tmp, a symlink) is not used, nor any other place instead: the send
+    raises a transient error (the job is sent again later) and the error log names the folder, for someone to
+    remove it."""
     system_temporary = Path(tempfile.gettempdir())
     root = system_temporary / f"printlab-print-{os.geteuid()}"  # one per user: another user's is not ours
     with contextlib.suppress(FileExistsError):
-        root.mkdir()
-        root.chmod(0o755)  # whatever the umask: CUPS filters run as `lp` and must reach the raster
+        root.mkdir(mode=0o700)  # the umask may only take more away
     found = os.lstat(root)
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
-        # Made by someone else (a symlink, a folder others may write to, in a shared /tmp): the decrypted
-        # rasters do not go there. Each send's own folder in the system's temporary directory, as made by
-        # mkdtemp (mode 0700 until the send opens it), is safe; only its leftovers are not swept.
-        logger.error("print folders root not ours, not used path=%s", root)
-        return system_temporary
+    if stat.S_ISDIR(found.st_mode) and found.st_uid == os.geteuid() and found.st_mode & 0o077:
+        logger.warning(
+            "print folders root was open to others, closed path=%s mode=%o", root, found.st_mode & 0o777
+        )
+        os.chmod(root, 0o700, follow_symlinks=False)
+        found = os.lstat(root)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
+        logger.error(
+            "print folders root not ours or open to others, nothing decrypted path=%s uid=%s mode=%o",
+            root,
+            found.st_uid,
+            stat.S_IMODE(found.st_mode),
+        )
+        raise TransientPrinterError(
+            code=PRINT_FOLDER_UNSAFE,
+            message=f"{root} is not the print worker's own folder, closed to others: nothing was decrypted",
+        )
     older_than = time.time() - UNFINISHED_SEND_SECONDS
     with os.scandir(root) as entries:
         for entry in entries:
@@ -292,7 +336,16 @@ def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
     return "superseded"
 
 
-def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
+@dataclass(frozen=True)
+class _Look:
+    """What the printer holds with the job's title: the copy of an earlier attempt it may still print (or
+    printed), and how many jobs with the title it lists in all (cancelled, aborted and empty ones too)."""
+
+    alive: JobInfo | None
+    listed: int
+
+
+def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
     """The printer's job with our title from an earlier attempt that it still may print (or printed).
 
     An earlier attempt that created the job but never delivered its document (the connection or cupsd went
@@ -309,7 +362,66 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> JobInfo | None:
     alive = [
         j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED) and not j.is_missing_document
     ]
-    return alive[-1] if alive else None
+    return _Look(alive=alive[-1] if alive else None, listed=len(found))
+
+
+# The errors a submit raises before anything of it can have reached the printer: the queue refused the job
+# (Create-Job answered not-accepting; the queue does not exist), or the backend says nothing was sent
+# (`PrinterError.nothing_sent`: the connection to the print server refused, a full cupsd's refused
+# Create-Job). Any other error may follow a send that got through: the answer to Send-Document lost, the
+# connection reset as the document was confirmed.
+_REFUSED_UNSENT_CODES = frozenset({PRINTER_NOT_ACCEPTING_JOBS, QUEUE_NOT_FOUND})
+# The kinds of the events that end an attempt whose send may have reached the printer (`submit_retry`, also
+# every one written before attempts were told apart), and of one that reached nothing.
+SUBMIT_RETRY = "submit_retry"
+SUBMIT_RETRY_UNSENT = "submit_retry_unsent"
+# The events that count a job's attempts from 0 again (routing.job_reroute; a person's "not printed", which
+# gives the job a new title): attempts before them are not the current printer's and title's.
+_ATTEMPTS_RESET = ("rerouted", "resolved_not_printed")
+
+
+def _raised_before_sending(error: PrinterError) -> bool:
+    """The submit's error was raised before anything of it could reach the printer."""
+    return error.nothing_sent or error.code in _REFUSED_UNSENT_CODES
+
+
+def sends_unaccounted(*, job: PrintJob, listed: int, this_attempt: bool = False) -> int:
+    """How many of the job's attempts on its printer under its title may have reached the printer beyond the
+    `listed` jobs with the title the printer lists (a look that found no live copy): 0 when a send again (or
+    elsewhere) is safe.
+
+    A print server forgets a job once it is over and purged from its history (CUPS: PreserveJobHistory off or
+    short, MaxJobs reached, the queue deleted and added again, a wiped spool): a send that reached it, printed
+    and was purged looks exactly like one that never arrived. Each attempt that reached cupsd left a job
+    there (a cancelled or empty one too), so as many jobs listed as attempts that may have reached it
+    account for them all. A hot folder keeps every ticket it took, in its state folders: what it lists is
+    the whole answer. `this_attempt`: the attempt ending now may have reached the printer too."""
+    assert job.printer is not None
+    if job.printer.backend == KIND_HOTFOLDER:
+        return 0
+    events = JobEvent.objects.filter(job_id=job.pk)
+    reset = events.filter(kind__in=_ATTEMPTS_RESET).order_by("-pk").values_list("pk", flat=True).first()
+    if reset is not None:
+        events = events.filter(pk__gt=reset)
+    may_have_reached = events.filter(kind=SUBMIT_RETRY).count() + (1 if this_attempt else 0)
+    return max(0, may_have_reached - listed)
+
+
+def _fate_unknown(*, job: PrintJob, kind: str, note: str) -> str:
+    """The claim ends with the job `unknown`, on the board for a person who counts the prints and decides
+    (sent again under a new title, or printed)."""
+    moved = job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTING},
+        to_status=J.UNKNOWN,
+        kind=kind,
+        note=note,
+        claimed_at=None,
+        claimed_by="",
+    )
+    if moved:
+        logger.warning("job fate unknown, not sent again job=%s kind=%s", job.pk, kind)
+    return "unknown" if moved else "superseded"
 
 
 def _read_once(job_id: int, *, silent: SilentServers | None = None) -> None:
@@ -422,7 +534,10 @@ def _late_send_landed(
     return "late_copy_cancelled"
 
 
-def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
+def _submit_failed(*, job: PrintJob, error: PrinterError, may_have_reached: bool) -> str:
+    """`may_have_reached`: anything of this attempt may have reached the printer (recorded on its event:
+    `submit_retry`, else `submit_retry_unsent`), so that a later look that finds nothing of it there does not
+    take that for "never arrived"."""
     if error.is_permanent:
         job_fail(
             job_id=job.pk,
@@ -434,14 +549,15 @@ def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
         logger.warning("job submit failed permanently job=%s code=%s", job.pk, error.code)
         return "failed"
     if job.submit_attempts >= settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS:
-        return _last_attempt_failed(job=job, error=error)
+        return _last_attempt_failed(job=job, error=error, may_have_reached=may_have_reached)
     delay = _retry_delay(job.submit_attempts)
     job_move(
         job_id=job.pk,
         from_statuses={J.SUBMITTING},
         to_status=J.READY,
-        kind="submit_retry",
-        note=f"{error.code}; retry in {delay:.0f}s",
+        kind=SUBMIT_RETRY if may_have_reached else SUBMIT_RETRY_UNSENT,
+        note=f"{error.code}; retry in {delay:.0f}s"
+        + ("" if may_have_reached else "; nothing reached the printer"),
         failure_code=error.code,
         failure_message=error.message[:300],
         next_attempt_at=timezone.now() + timedelta(seconds=delay),
@@ -453,15 +569,17 @@ def _submit_failed(*, job: PrintJob, error: PrinterError) -> str:
     return "retry"
 
 
-def _last_attempt_failed(*, job: PrintJob, error: PrinterError) -> str:
+def _last_attempt_failed(*, job: PrintJob, error: PrinterError, may_have_reached: bool) -> str:
     """The last attempt allowed failed on the way. Its send (or an earlier one) may have reached the printer
     all the same: a transient error can follow a send that got through (cupsd stopping as the document was
     confirmed). `failed` would then be a dead end — no way to `printed`, a reroute or cancel refused while
     the copy prints — so the printer is asked for our title once more: found → adopted like any retry's find;
-    the printer answers without it → `failed` (nothing of ours is there: a reroute is safe); the printer does
-    not answer → `unknown`, for a person who counts the prints and decides."""
+    the printer answers without it → `failed` only when every attempt that may have reached it is accounted
+    for by what it lists (`sends_unaccounted`: nothing of ours can have printed, a reroute is safe), else
+    `unknown` (printed and forgotten by the printer, or never arrived); the printer does not answer →
+    `unknown`, for a person who counts the prints and decides."""
     try:
-        earlier = _earlier_attempt_at_printer(job=job)
+        look = _earlier_attempt_at_printer(job=job)
     except PrinterError as look_error:
         moved = job_move(
             job_id=job.pk,
@@ -474,12 +592,23 @@ def _last_attempt_failed(*, job: PrintJob, error: PrinterError) -> str:
             claimed_by="",
         )
         return "unknown" if moved else "superseded"
-    if earlier is not None:
+    if look.alive is not None:
         assert job.printer is not None  # the look above asked it
-        outcome = _submitted(job=job, handle=earlier.handle, kind="adopted", backend=backend_for(job.printer))
+        outcome = _submitted(
+            job=job, handle=look.alive.handle, kind="adopted", backend=backend_for(job.printer)
+        )
         if outcome == "adopted":
             _read_once(job.pk)
         return outcome
+    unaccounted = sends_unaccounted(job=job, listed=look.listed, this_attempt=may_have_reached)
+    if unaccounted:
+        return _fate_unknown(
+            job=job,
+            kind="submit_outcome_unknown",
+            note=f"{error.code} after {job.submit_attempts} attempts; {unaccounted} of them may have reached"
+            " the printer, which lists no copy of them (printed and purged from its history, or never"
+            " arrived)",
+        )
     job_fail(
         job_id=job.pk,
         from_statuses={J.SUBMITTING},

@@ -8,27 +8,37 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cups
 import pytest
 
 from lab.lib.errors import Conflict, UpstreamError
 from lab.production import actions, jobs, rasterizing, routing, submission, tracking
+from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
+from printers import hotfolder
+from printers.base import JobState, PrinterBackend
+from printers.cups_backend import CupsBackend
 from printers.errors import TransientPrinterError
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import pending_tickets, process_pending
 from tests.builders import (
     WORKER,
+    cups_printer,
     hotfolder_printer,
     job_on_the_first_of_two_minilabs,
     person,
     printer_folder,
     released_order,
 )
+from tests.support.celery_worker import wait_until
+from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -383,3 +393,198 @@ def test_a_submit_read_at_the_old_printer_does_not_claim_the_job_moved_to_anothe
     tracking.printer_poll()
     job.refresh_from_db()
     assert (job.status, job.printer_id, job.backend_job_id) == (J.PRINTED, second.pk, printed_at_b[0])
+
+
+# A send cupsd took and printed may then be forgotten by it before the retry looks (its history purged:
+# PreserveJobHistory off or short, MaxJobs reached, the queue deleted and added again, a wiped spool). A retry
+# whose earlier attempt may have reached the printer, and that finds nothing of it there, cannot tell "never
+# arrived" from "printed and forgotten": the job is `unknown`, for a person who counts the prints. Only an
+# attempt refused before anything of it could reach the printer (no connection to the server, a queue not
+# accepting jobs) is sent again blindly. Against a real private cupsd.
+
+
+def _ready_cups_job(cups_server: PrivateCups, queue: str) -> tuple[PrintJob, Printer]:
+    printer = cups_printer(cups_server, queue, print_seconds=1)
+    assert server_restarts_check(printer)  # the server's restarts watched from before the first send
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert job.printer_id == printer.pk
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    return job, printer
+
+
+def _forgotten_by_cupsd(backend: PrinterBackend, handle: str) -> None:
+    """Wait until the copy has printed, then purge it from cupsd's history, as its own policy would."""
+    wait_until(lambda: backend.job_info(handle).state is JobState.COMPLETED, timeout=30, what="the copy")
+    assert backend.discard_document(handle)
+
+
+def _reached_cupsd_then_went_away(
+    monkeypatch: pytest.MonkeyPatch, *, then: Callable[[CupsBackend, str], None] | None = None
+) -> list[str]:
+    """CupsBackend.submit sends the job, then answers with a transient error (the answer to Send-Document
+    lost, the connection reset as the document was confirmed). The handles it sent, in order."""
+    real_submit = CupsBackend.submit
+    sent: list[str] = []
+
+    def reached_then_went_away(self: CupsBackend, **kwargs: Any) -> str:
+        sent.append(real_submit(self, **kwargs))
+        if then is not None:
+            then(self, sent[-1])
+        monkeypatch.setattr(CupsBackend, "submit", real_submit)
+        raise TransientPrinterError(code="printer_unreachable", message="connection reset by peer")
+
+    monkeypatch.setattr(CupsBackend, "submit", reached_then_went_away)
+    return sent
+
+
+def test_a_retry_does_not_send_again_a_copy_cupsd_printed_and_forgot(monkeypatch):
+    with PrivateCups() as cups_server:
+        # given a job whose send reached cupsd though the submit answered with a transient error
+        job, printer = _ready_cups_job(cups_server, "forgets_lab")
+        sent = _reached_cupsd_then_went_away(monkeypatch)
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+        backend = backend_for(printer)
+
+        # ... which printed, and which cupsd then forgot (purged from its history)
+        _forgotten_by_cupsd(backend, sent[0])
+        assert copies_titled(backend, job.title) == []
+
+        # when the retry runs
+        outcome = submission.print_job_submit(job_id=job.pk, worker=WORKER)
+
+        # then it sends nothing (before, it found no earlier attempt, sent the job again, and the printer
+        # printed it twice while the job ended `printed`): the job is `unknown`, on the board for a person
+        assert cups_server.wait_jobs_over(lambda title: title == job.title) == []
+        assert len(cups_server.received_files("forgets_lab")) == 1
+        job.refresh_from_db()
+        assert (outcome, job.status, job.claimed_by) == ("unknown", J.UNKNOWN, "")
+        assert job.events.filter(kind="earlier_send_unaccounted").exists()
+
+
+def test_a_move_of_a_job_whose_send_cupsd_printed_and_forgot_is_refused(monkeypatch):
+    with PrivateCups() as cups_server:
+        # given a job back in `ready` whose send reached cupsd (the submit answered with a transient error),
+        # printed and was forgotten by it; and another capable printer
+        job, printer = _ready_cups_job(cups_server, "forgets_move_lab")
+        other = cups_printer(cups_server, "other_lab", print_seconds=1)
+        sent = _reached_cupsd_then_went_away(monkeypatch)
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+        _forgotten_by_cupsd(backend_for(printer), sent[0])
+
+        # when a person moves it to the other printer, then it is refused and the job stays (before, nothing
+        # was found to withdraw, the job moved, and the other printer printed it a second time)
+        with pytest.raises(Conflict) as refused:
+            actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+        assert refused.value.code == "earlier_send_printed"
+        job.refresh_from_db()
+        assert (job.status, job.printer_id) == (J.READY, printer.pk)
+
+
+def test_a_last_attempt_whose_copy_cupsd_forgot_is_unknown_not_failed(monkeypatch, settings):
+    # given one attempt allowed, and a send that reached cupsd, printed and was forgotten by it before the
+    # submit answered with a transient error
+    settings.PRODUCTION_MAX_SUBMIT_ATTEMPTS = 1
+    with PrivateCups() as cups_server:
+        job, _ = _ready_cups_job(cups_server, "forgets_last_lab")
+        _reached_cupsd_then_went_away(monkeypatch, then=_forgotten_by_cupsd)
+
+        # when the attempt ends, then the job is `unknown`, not `failed` (a failure reads as "nothing of it
+        # at the printer": a reroute or a send again printed a second copy)
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "unknown"
+        job.refresh_from_db()
+        assert job.status == J.UNKNOWN
+        assert len(cups_server.received_files("forgets_last_lab")) == 1
+
+
+def test_a_send_refused_before_it_reached_cupsd_is_sent_again_and_prints_once():
+    with PrivateCups() as cups_server:
+        # given a job whose first send found the print server down: the connection refused
+        job, _ = _ready_cups_job(cups_server, "refused_lab")
+        cups_server.stop_cupsd()
+        try:
+            assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+        finally:
+            cups_server.start_cupsd()
+        job.refresh_from_db()
+        assert (job.status, job.submit_attempts) == (J.READY, 1)
+        assert job.events.filter(kind="submit_retry_unsent").count() == 1
+
+        # when the retry runs once the server is back, then it sends the job, and the printer prints it once
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+        assert cups_server.wait_jobs_over(lambda title: title == job.title) == []
+        assert len(cups_server.received_files("refused_lab")) == 1
+
+
+def test_a_send_to_a_cups_queue_not_accepting_jobs_is_sent_again_and_prints_once():
+    with PrivateCups() as cups_server:
+        # given a job whose first send the queue refused (rejecting jobs: cupsreject)
+        job, _ = _ready_cups_job(cups_server, "rejecting_lab")
+        cups_server.reject("rejecting_lab")
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+        job.refresh_from_db()
+        assert (job.status, job.failure_code) == (J.READY, "printer_not_accepting_jobs")
+        assert job.events.filter(kind="submit_retry_unsent").count() == 1
+
+        # when the retry runs once it accepts jobs again, then the printer prints it once
+        cups_server.accept("rejecting_lab")
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+        assert cups_server.wait_jobs_over(lambda title: title == job.title) == []
+        assert len(cups_server.received_files("rejecting_lab")) == 1
+
+
+def test_a_hot_folder_send_stopped_before_its_ticket_is_sent_again_and_prints_once(monkeypatch):
+    # given a hot-folder send whose ticket could not be written (a full disk): nothing of it is in the folder,
+    # and the folder keeps every ticket it ever took, so a look that finds none is an answer
+    job, first, _ = job_on_the_first_of_two_minilabs()
+    real_write = hotfolder._atomic_write
+
+    def disk_full(**kwargs: Any) -> None:
+        monkeypatch.setattr(hotfolder, "_atomic_write", real_write)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(hotfolder, "_atomic_write", disk_full)
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+
+    # when the retry runs, then it sends the job, and the device prints it once
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(process_pending(folder=printer_folder(first), delay_seconds=0)) == 1
+
+
+@pytest.mark.parametrize(
+    ("cause", "before_sending"),
+    [
+        ((0x0404, "Too many active jobs."), True),  # a full cupsd refused Create-Job: no job made
+        ((0x0404, "Job #7 is finished and cannot be altered."), False),  # Send-Document's answer
+        ((0x0500, "No such file or directory"), False),  # the connection dropped, anywhere in the send
+    ],
+)
+def test_only_an_answer_that_made_no_job_counts_as_nothing_sent(cause, before_sending, tmp_path, monkeypatch):
+    # given a print server that answers the submit's printFile with this IPP error
+    class Answering:
+        def printFile(self, *arguments: object) -> int:
+            raise cups.IPPError(*cause)
+
+        def getPrinterAttributes(self, *arguments: object, **options: object) -> dict[str, object]:
+            return {"printer-name": "minilab"}  # the queue exists
+
+    monkeypatch.setattr("printers.cups_backend.connect", lambda *, server: Answering())
+    raster = tmp_path / "raster.jpg"
+    raster.write_bytes(b"\xff\xd8\xff\xd9")
+
+    # when the backend submits, then its error says nothing was sent only for a refused Create-Job
+    with pytest.raises(TransientPrinterError) as raised:
+        CupsBackend(queue="minilab", server="127.0.0.1:631").submit(path=raster, title="lab-job-1-x")
+    assert submission._raised_before_sending(raised.value) is before_sending
+
+
+def test_a_print_server_that_refuses_the_connection_sent_nothing(monkeypatch):
+    # given no print server listening where the backend connects
+    def refused(*, host: str, port: int) -> None:
+        raise RuntimeError("failed to connect to server")
+
+    monkeypatch.setattr(cups, "Connection", refused)
+
+    # when the backend connects, then its error says nothing was sent
+    with pytest.raises(TransientPrinterError) as raised:
+        CupsBackend(queue="minilab", server="127.0.0.1:9").job_info("7")
+    assert raised.value.nothing_sent

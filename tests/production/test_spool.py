@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -292,21 +293,76 @@ def test_a_send_s_folder_left_by_a_killed_worker_is_removed_by_a_later_send():
         shutil.rmtree(fresh, ignore_errors=True)
 
 
-def test_the_sends_folder_is_made_readable_to_cups_filters_whatever_the_umask():
-    previous = os.umask(0o077)
+def test_the_decrypted_raster_is_readable_by_the_worker_s_user_alone_whatever_the_umask(monkeypatch):
+    # given a worker whose umask lets everyone read what it writes (before, the sends' root was made 0755,
+    # each send's folder 0755 and the raster 0644 "for CUPS filters": every local account could read every
+    # print; libcups reads the file in the worker's own process, the hot folder copies it itself)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
+    job = PrintJob.objects.get()
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    modes: dict[str, int] = {}
+    real_submit = hotfolder.HotFolderBackend.submit
+
+    def seen(self: hotfolder.HotFolderBackend, *, path: Path, **kwargs: object) -> str:
+        modes.update(
+            root=path.parent.parent.stat().st_mode & 0o777,
+            folder=path.parent.stat().st_mode & 0o777,
+            raster=path.stat().st_mode & 0o777,
+        )
+        return real_submit(self, path=path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hotfolder.HotFolderBackend, "submit", seen)
+    previous = os.umask(0o022)
     try:
-        root = submission.print_folders_root()
+        # when it sends the job
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     finally:
         os.umask(previous)
-    assert root.stat().st_mode & 0o777 == 0o755
+
+    # then the root, the send's folder and the raster in it were the worker user's alone
+    assert modes == {"root": 0o700, "folder": 0o700, "raster": 0o600}
+    assert len(list(printer_folder(printer).glob("*.jpg"))) == 1
 
 
-def test_a_sends_folders_root_someone_else_made_is_not_used():
-    # given the root's name taken in the shared temporary directory by a folder anyone may write to (another
-    # user made it first, to read the rasters written there)
+def test_a_sends_folders_root_that_is_not_the_worker_s_own_folder_is_not_used(tmp_path, caplog):
+    # given the root's name taken in the shared temporary directory by something that is not the worker's
+    # own folder (another user's symlink to a folder of theirs, made first, to read the rasters written there)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
     planted = Path(tempfile.gettempdir()) / f"printlab-print-{os.geteuid()}"
-    planted.mkdir()
-    planted.chmod(0o777)
+    planted.symlink_to(theirs)
+    try:
+        printer = hotfolder_printer("minilab", sizes=["4x6"])
+        routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
+        job = PrintJob.objects.get()
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
 
-    # then the sends do not put their decrypted rasters there
-    assert submission.print_folders_root() == Path(tempfile.gettempdir())
+        # when the job is sent, then nothing is decrypted (before, the raster went to the bare temporary
+        # directory instead, readable by all and never swept): the send is retried, the error names the folder
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+        job.refresh_from_db()
+        assert (job.status, job.failure_code) == ("ready", "print_folder_unsafe")
+        assert str(planted) in caplog.text
+        assert list(Path(tempfile.gettempdir()).glob("lab-print-*")) == []
+        assert list(theirs.iterdir()) == []
+        assert list(printer_folder(printer).glob("*.jpg")) == []
+    finally:
+        planted.unlink()
+
+
+@pytest.mark.parametrize("left_mode", [0o777, 0o755], ids=["anyone may write", "anyone may read"])
+def test_the_worker_s_own_root_left_open_to_others_is_closed_before_anything_is_decrypted(left_mode):
+    # given the worker's own root left open to others (an older version made it 0755)
+    root = Path(tempfile.gettempdir()) / f"printlab-print-{os.geteuid()}"
+    root.mkdir(exist_ok=True)
+    root.chmod(left_mode)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    routing.order_release(order_id=paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]).pk)
+    job = PrintJob.objects.get()
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+
+    # when the job is sent, then the root is closed to others first and the job is sent
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert stat.S_IMODE(os.lstat(root).st_mode) == 0o700
+    assert len(list(printer_folder(printer).glob("*.jpg"))) == 1
