@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from lab.accounts.models import User
 from lab.catalog.models import Product
@@ -75,6 +77,25 @@ def _assets_by_id(asset_ids: list[str], *, lock: bool) -> dict[str, Asset]:
     return {asset_id: found[pk] for asset_id, pk in parsed.items() if pk in found}
 
 
+def _products_by_sku(skus: set[str], *, lock: bool) -> dict[str, Product]:
+    """The basket's active products, keyed by SKU. With `lock` (an order's quote, in its transaction) they are
+    read FOR SHARE on PostgreSQL: orders do not wait for each other, but the lab admin's save of a product
+    (which locks it FOR UPDATE, then looks for orders holding it) waits for this order's commit, then finds
+    its items and refuses a new size, paper or dpi. Without it, an order still uncommitted was invisible to
+    that check and committed items priced and placed for 4x6 lustre on a product changed to 5x7 glossy.
+    SQLite has no FOR SHARE and runs one writer at a time; there the plain read is enough."""
+    if lock and connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Product._meta.db_table)
+        rows: Iterable[Product] = Product.objects.raw(
+            f"SELECT * FROM {table} WHERE sku = ANY(%s) AND is_active ORDER BY id FOR SHARE",  # noqa: S608
+            [sorted(skus)],
+        )
+    else:
+        # The catalog's default ordering would only add an ORDER BY to build and run.
+        rows = Product.objects.filter(sku__in=skus, is_active=True).order_by()
+    return {product.sku: product for product in rows}
+
+
 def _usable_asset(*, asset_id: str, customer: User | None, assets: dict[str, Asset]) -> Asset:
     """The access rule for photos in an order: yours, or an unused guest photo when you are a guest."""
     asset = assets.get(asset_id)
@@ -116,14 +137,11 @@ def quote_compute(
 ) -> Quote:
     """Price and preflight the basket. An order quotes with `lock_photos` in its transaction: the photos
     are read locked, so the retention sweep (which locks a photo before purging it) cannot purge one between
-    this check that it is ready and the order's commit; it waits, then finds the order that holds it."""
+    this check that it is ready and the order's commit; it waits, then finds the order that holds it. The
+    products are read locked too (FOR SHARE): what the items are priced and placed for is what they print."""
     if not items:
         raise DomainError(OrderError.EMPTY_ORDER, "An order needs at least one item.")
-    # Keyed by SKU: the catalog's default ordering would only add an ORDER BY to build and run.
-    products = {
-        product.sku: product
-        for product in Product.objects.filter(sku__in={i.sku for i in items}, is_active=True).order_by()
-    }
+    products = _products_by_sku({item.sku for item in items}, lock=lock_photos)
     # One query for every photo of the basket, then the same checks item by item, in the basket's order.
     assets = _assets_by_id([item.asset_id for item in items], lock=lock_photos)
     lines: list[QuoteLine] = []

@@ -7,23 +7,37 @@ malformed account id, an e-mail in capitals: each went through the admin's forms
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, transaction
 from django.test import Client
 
 from lab.audit.models import AuditRecord, StaffShift
+from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.models import Product
+from lab.orders import intake
+from lab.orders.models import Order
 from tests.builders import (
     PASSWORD,
+    UserFactory,
+    asset_for,
     client_as,
     hotfolder_printer,
     messages_of,
+    order_body,
+    order_with_items,
     paid_order,
     person,
     printer_form,
     product_form,
 )
+from tests.support.database_locks import committed_right_before, until_another_session_waits
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +127,113 @@ def test_a_products_size_paper_and_dpi_are_fixed_once_an_order_holds_it():
     )
     page = client.get(f"{ADMIN}catalog/product/{product.pk}/change/").content.decode()
     assert "create a new product instead" in page and 'name="width_in"' not in page
+
+
+@pytest.mark.django_db(transaction=True)  # the order is committed in a session of its own
+def test_an_order_committed_between_the_admins_check_and_save_keeps_the_products_size_paper_and_dpi():
+    # Row locks and sessions of their own: what this tests is PostgreSQL's (SQLite runs one writer at a time)
+    assert connection.vendor == "postgresql"
+    # given a product no order holds, whose page shows its size, paper and dpi as fields
+    catalog_seed_demo()
+    client, _ = client_as("admin")
+    product = Product.objects.get(sku="PRINT-4X6-LUSTRE")
+    page = f"{ADMIN}catalog/product/{product.pk}/change/"
+    assert 'name="width_in"' in client.get(page).content.decode()
+    held: list[Order] = []
+
+    def a_customers_order_takes_it() -> None:
+        with transaction.atomic():
+            held.append(order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)]))
+
+    def the_products_save(sql: str) -> bool:
+        return '"catalog_product"' in sql and "UPDATE" in sql  # its UPDATE, or a lock taken for it
+
+    # when the admin posts it as 5x7 glossy, and an order holding it commits after every check the page made
+    # that no order holds it (Django asks four times), right before the product is saved
+    with committed_right_before(the_products_save, a_customers_order_takes_it):
+        response = client.post(
+            page,
+            product_form(product, name="5x7 now", width_in="5", height_in="7", paper="glossy", min_dpi="300"),
+            follow=True,
+        )
+
+    # then nothing of the form was saved (before, the order, placed and priced for 4x6 lustre, held a 5x7
+    # glossy product), and the admin is told why, on the page that now shows the size as fixed
+    assert len(held) == 1
+    product.refresh_from_db()
+    assert (product.name, product.width_in, product.height_in, product.paper, product.min_dpi) == (
+        '4x6" Lustre print',
+        Decimal("4.00"),
+        Decimal("6.00"),
+        "lustre",
+        150,
+    )
+    assert response.status_code == 200
+    assert any("an order took this product" in message for message in messages_of(response))
+    assert "create a new product instead" in response.content.decode()
+    assert not LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Product)).exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the order and the admin's save run in sessions of their own
+def test_an_order_being_created_makes_the_admins_save_of_its_product_wait_and_then_keeps_its_size(
+    api, monkeypatch, stripe_api
+):
+    # Row locks and sessions of their own: what this tests is PostgreSQL's (SQLite runs one writer at a time)
+    assert connection.vendor == "postgresql"
+    # given a customer's order of a 4x6 lustre print, quoted and its items inserted, not yet committed:
+    # paused there until another session waits for one of its locks (or 5 seconds passed)
+    catalog_seed_demo()
+    client, _ = client_as("admin")
+    product = Product.objects.get(sku="PRINT-4X6-LUSTRE")
+    customer = UserFactory.create()
+    photo = asset_for(customer)
+    inserted = threading.Event()
+    admin_waited: list[bool] = []
+    answered: list[Any] = []
+    order_insert: Callable[..., Order] = intake._order_insert
+
+    def order_insert_then_pause(**kwargs: Any) -> Order:
+        order = order_insert(**kwargs)
+        inserted.set()
+        admin_waited.append(until_another_session_waits(timeout=5))
+        return order
+
+    def the_customer_orders() -> None:
+        try:
+            api.force_authenticate(customer)
+            answered.append(
+                api.post("/api/v1/orders", order_body(photo), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+            )
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(intake, "_order_insert", order_insert_then_pause)
+    orderer = threading.Thread(target=the_customer_orders)
+    orderer.start()
+    assert inserted.wait(timeout=20)
+
+    # when the admin posts the product's page as 5x7 glossy meanwhile
+    response = client.post(
+        f"{ADMIN}catalog/product/{product.pk}/change/",
+        product_form(product, width_in="5", height_in="7", paper="glossy", min_dpi="300"),
+        follow=True,
+    )
+    orderer.join(timeout=30)
+
+    # then the save waited for the order (before, it went through at once, and the order committed items
+    # priced and placed for 4x6 lustre on a 5x7 glossy product), found it, and kept nothing
+    assert admin_waited == [True]
+    assert answered[0].status_code == 201, answered[0].content
+    (order,) = Order.objects.filter(customer=customer)
+    assert list(order.items.values_list("product__sku", flat=True)) == ["PRINT-4X6-LUSTRE"]
+    product.refresh_from_db()
+    assert (product.width_in, product.height_in, product.paper, product.min_dpi) == (
+        Decimal("4.00"),
+        Decimal("6.00"),
+        "lustre",
+        150,
+    )
+    assert any("an order took this product" in message for message in messages_of(response))
 
 
 def test_a_product_no_order_holds_keeps_its_size_editable():

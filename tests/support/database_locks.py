@@ -79,3 +79,31 @@ def committed_right_after_the_check(value: str, commit: Callable[[], object]) ->
 
     with connection.execute_wrapper(after_the_check):
         yield
+
+
+@contextmanager
+def committed_right_before(statement: Callable[[str], bool], commit: Callable[[], object]) -> Iterator[None]:
+    """While in effect, right before this session's first statement for which `statement(sql)` is true (a
+    form's save, after every check the page made), `commit` runs in a session of its own and commits there, as
+    another web process finishing at that moment would."""
+    done = False
+
+    def elsewhere() -> None:
+        try:
+            commit()
+        finally:
+            connection.close()  # the thread's own session, so the test database can be dropped
+
+    def before_the_statement(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        nonlocal done
+        if not done and statement(sql):
+            done = True
+            other = threading.Thread(target=elsewhere)
+            other.start()
+            other.join()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(before_the_statement):
+        yield

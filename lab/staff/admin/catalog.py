@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from lab.catalog.models import Product
 from lab.catalog.services import product_media_check
@@ -53,6 +53,43 @@ class ProductAdmin(LabModelAdmin[Product]):
     list_filter = ("paper", "is_active")
     search_fields = ("sku", "name")
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A save that `save_model` refused because an order took the product since the page's checks: its
+        transaction (Django's, around the whole form) is rolled back, and the admin is told so, back on the
+        page, which now shows the size, paper and dpi as fixed."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except OrderedMeanwhile:
+            self.message_user(
+                request,
+                "Not saved: an order took this product while you were editing it, so its size, paper and "
+                "minimum dpi are now fixed. Nothing of this form was kept; for another size or paper, create "
+                "a new product instead.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(
+        self, request: HttpRequest, obj: Product, form: forms.ModelForm[Product], change: bool
+    ) -> None:
+        """The page's checks that no order holds the product ran unlocked: an order could commit after them,
+        and one still uncommitted was not seen at all. So the product is locked here, FOR UPDATE (an order's
+        quote reads its products FOR SHARE: this waits for an order in flight, and an order's commit waits for
+        this save), and asked again: a new size, paper or dpi of a product an order now holds is refused.
+        SQLite ignores the lock and runs one writer at a time."""
+        if change:
+            current = Product.objects.select_for_update().get(pk=obj.pk)
+            changed = [name for name in PRINTED_FIELDS if getattr(obj, name) != getattr(current, name)]
+            if changed and product_is_ordered(current):
+                raise OrderedMeanwhile(changed)
+        super().save_model(request, obj, form, change)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> tuple[str, ...]:
         return PRINTED_FIELDS if obj is not None and product_is_ordered(obj) else ()
 
@@ -66,6 +103,10 @@ class ProductAdmin(LabModelAdmin[Product]):
             " another size or paper, create a new product instead (and deactivate this one)."
         )
         return [(name, {**options, "description": description}), *others]
+
+
+class OrderedMeanwhile(Exception):
+    """An order took the product after the admin's page checked that none held it: nothing is saved."""
 
 
 def product_is_ordered(product: Product) -> bool:
