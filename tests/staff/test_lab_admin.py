@@ -6,24 +6,32 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.models import Product
+from lab.production.actions import printer_pause
 from lab.production.models import Printer
 from lab.staff.admin.services import staff_account_save
 from lab.staff.admin.site import site
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
 from tests.builders import client_as, hotfolder_printer, person, printer_form, product_form
-from tests.support.database_locks import committed_right_after_the_check, holds_up_another_session
+from tests.support.database_locks import (
+    committed_right_after_the_check,
+    holds_up_another_session,
+    until_another_session_waits,
+)
 
 pytestmark = pytest.mark.django_db
 ADMIN = "/lab/admin/"
@@ -509,3 +517,122 @@ def test_the_admins_view_on_site_shortcut_answers_404_for_an_id_a_uuid_key_canno
     response = client.get(f"/lab/admin/r/{content_type.pk}/38/")
 
     assert response.status_code == 404
+
+
+def _admin_post_in_its_own_session(
+    client: Client, path: str, data: dict[str, object]
+) -> tuple[threading.Thread, list[Any]]:
+    """The admin's POST, started in a thread (a session of its own) while this session holds a row lock."""
+    responses: list[Any] = []
+
+    def post() -> None:
+        try:
+            responses.append(client.post(path, data))
+        finally:
+            connection.close()  # this thread's own session, so the test database can be dropped
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread, responses
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # the technician's pause commits in this session, the admin's in its own
+def test_a_printer_saved_in_the_admin_while_it_is_paused_and_its_restarts_read_keeps_its_live_state():
+    """The admin's page read the printer (not paused), then waited for its row lock while a technician paused
+    it on the board and the restart check moved its cursor: the save wrote every column of the page's copy,
+    so the pause was undone (jobs sent during a paper change) and the cursor went back (a restart handled
+    again, a printing job marked suspect for nothing). The page writes only what it edits."""
+    assert connection.vendor == "postgresql"  # the wait is seen in pg_locks
+    printer = hotfolder_printer("minilab", sizes=["4x6"], server_watch_id=12, server_event_sequence=40)
+    technician = person("technician")
+    client, _ = client_as("admin")
+    changed_at = timezone.now() - timedelta(hours=1)
+
+    with transaction.atomic():
+        printer_pause(printer_id=printer.pk, actor=technician)  # holds the printer's row lock until commit
+        Printer.objects.filter(pk=printer.pk).update(
+            server_event_sequence=41,
+            state="error",
+            state_reasons=["media-empty"],
+            state_changed_at=changed_at,
+        )
+        thread, responses = _admin_post_in_its_own_session(
+            client,
+            f"{ADMIN}production/printer/{printer.pk}/change/",
+            printer_form(printer, location="Back room"),
+        )
+        assert until_another_session_waits(), "the admin's save never waited for the printer's row lock"
+    thread.join(timeout=10)
+
+    assert responses and responses[0].status_code == 302, responses and responses[0].content.decode()[:2000]
+    printer.refresh_from_db()
+    assert printer.location == "Back room"
+    assert printer.is_paused_by_lab is True
+    assert (printer.server_watch_id, printer.server_event_sequence) == (12, 41)
+    assert (printer.state, printer.state_reasons, printer.state_changed_at) == (
+        "error",
+        ["media-empty"],
+        changed_at,
+    )
+    assert printer.destination_is_sealed
+
+
+@pytest.mark.django_db(transaction=True)  # the sign-in commits in this session, the admin's save in its own
+def test_a_staff_account_saved_in_the_admin_while_its_owner_signs_in_keeps_what_the_page_does_not_show():
+    """The page read the account, then waited for its row lock while its owner signed in (and changed their
+    own profile): the save wrote every column of the page's copy, the sign-in's time and the profile's
+    fields among them. The page writes only what it shows."""
+    assert connection.vendor == "postgresql"  # the wait is seen in pg_locks
+    technician = person("technician", last_login=None)
+    client, _ = client_as("admin")
+    signed_in_at = timezone.now()
+
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=technician.pk).update(
+            last_login=signed_in_at, marketing_opt_in=True, address={"city": "Leeds"}
+        )
+        thread, responses = _admin_post_in_its_own_session(
+            client,
+            f"{ADMIN}accounts/user/{technician.pk}/change/",
+            {"email": technician.email, "full_name": "New Name", "is_active": "on", "roles": ["technician"]},
+        )
+        assert until_another_session_waits(), "the admin's save never waited for the account's row lock"
+    thread.join(timeout=10)
+
+    assert responses and responses[0].status_code == 302, responses and responses[0].content.decode()[:2000]
+    technician.refresh_from_db()
+    assert technician.full_name == "New Name"
+    assert (technician.last_login, technician.marketing_opt_in, technician.address) == (
+        signed_in_at,
+        True,
+        {"city": "Leeds"},
+    )
+
+
+def test_a_printer_the_admin_renames_and_moves_to_another_print_server_is_sealed_and_forgets_its_watch():
+    """The admin's save writes only the fields it changed: the seal is still made of the row as stored, and a
+    move to another print server still drops the old server's restart watch (Printer.save)."""
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    Printer.objects.filter(pk=printer.pk).update(
+        is_paused_by_lab=True, server_watch_id=3, server_event_sequence=9
+    )
+    client, _ = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/",
+        printer_form(printer, name="minilab-2", backend="cups", target="Minilab", cups_server="10.0.0.2:631"),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    printer.refresh_from_db()
+    assert (printer.name, printer.backend, printer.target, printer.cups_server) == (
+        "minilab-2",
+        "cups",
+        "Minilab",
+        "10.0.0.2:631",
+    )
+    assert printer.destination_is_sealed
+    assert (printer.server_watch_id, printer.server_event_sequence) == (None, 0)
+    assert printer.is_paused_by_lab is True

@@ -128,12 +128,23 @@ class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
             return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm[User], change: bool) -> None:
-        accepted_outside_change = staff_account_save(
-            actor=request.user,  # type: ignore[arg-type]
-            user=obj,
-            roles=form.cleaned_data["roles"],
-            is_new=not change,
-        )
+        """Save the account as the page edits it (`staff_account_save`), and only that: every other column,
+        the password shown read-only among them, is taken from the row under its lock, not from the copy the
+        page read before waiting for it (a sign-in's last_login, or the profile its owner changed meanwhile,
+        was written back)."""
+        with transaction.atomic():
+            if change:
+                stored = User.objects.select_for_update(of=("self",)).get(pk=obj.pk)
+                for field in User._meta.concrete_fields:
+                    edited = field.name in form.cleaned_data and field.name != "password"
+                    if not field.primary_key and not edited:
+                        setattr(obj, field.attname, getattr(stored, field.attname))
+            accepted_outside_change = staff_account_save(
+                actor=request.user,  # type: ignore[arg-type]
+                user=obj,
+                roles=form.cleaned_data["roles"],
+                is_new=not change,
+            )
         if accepted_outside_change:
             self.message_user(
                 request,

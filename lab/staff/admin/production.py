@@ -122,7 +122,10 @@ class PrinterAdmin(LabModelAdmin[Printer]):
             stored = Printer.objects.select_for_update().filter(pk=obj.pk).first() if change else None
             before = {field: getattr(stored, field) for field in DESTINATION_FIELDS} if stored else None
             seal_held = stored is None or stored.destination_is_sealed
-            super().save_model(request, obj, form, change)
+            if stored is None:
+                obj.save()
+            else:
+                obj.save(update_fields=_fields_to_write(obj, form, stored, seal_held=seal_held))
             changes = []
             if not seal_held:
                 obj.destination_accept()
@@ -149,6 +152,27 @@ class PrinterAdmin(LabModelAdmin[Printer]):
                 " jobs are not sent again by themselves: a technician resends them.",
                 messages.WARNING,
             )
+
+
+# What a printer's destination seal covers (Printer.save).
+SEALED_FIELDS = ("name", *DESTINATION_FIELDS)
+
+
+def _fields_to_write(obj: Printer, form: Any, stored: Printer, *, seal_held: bool) -> set[str]:
+    """The columns the admin's save writes: the form's fields the admin changed, never the live state (state,
+    reasons, the board's pause, the server watch and its cursor), which production's services write under the
+    row's lock while the page waits for it: the page's copy of them, read before, undid a pause and moved the
+    restart cursor back. Every other column of `obj` is set from the locked row, so the seal `Printer.save`
+    makes and the changes this page records are of the row as it is stored. A destination changed outside the
+    lab is accepted as the page showed it: all its sealed fields are written then."""
+    editable = {field.name for field in Printer._meta.concrete_fields if field.name in form.cleaned_data}
+    written = editable & set(form.changed_data)
+    if not seal_held:
+        written |= set(SEALED_FIELDS)
+    for field in Printer._meta.concrete_fields:
+        if not field.primary_key and field.name not in written:
+            setattr(obj, field.attname, getattr(stored, field.attname))
+    return written
 
 
 def register(site: admin.AdminSite) -> None:
