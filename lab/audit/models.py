@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -144,7 +145,10 @@ class ReviewItem(models.Model):
 
     record = models.ForeignKey(AuditRecord, on_delete=models.PROTECT, related_name="reviews")
     reason = models.CharField(max_length=64)  # "sample" or an anomaly flag
-    created_at = models.DateTimeField(default=timezone.now)
+    # On the database's clock, which the chain's records are stamped by (clock_timestamp()), not the worker
+    # host's: the items of a run from before queued records named their seqs are vouched for by comparing
+    # the two (lab.gate.review.review_samples_logged), and a row inserted without a time is dated too.
+    created_at = models.DateTimeField(db_default=Now())
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

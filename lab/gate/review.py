@@ -24,10 +24,11 @@ import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from lab.accounts.models import User
@@ -218,40 +219,81 @@ def _seqs_named(justification: str) -> set[int] | None:
     return None
 
 
+# How far after an old-format queued record (one naming no seqs) a 'sample' item of its day may be dated and
+# still be vouched for by it: those items were dated by the worker's clock, the record by the database's, and
+# a worker two hours ahead dated every item of its run two hours after the run's record. Less than the day
+# between two nightly runs, so a row inserted the next day is not vouched for.
+LEGACY_CLOCK_SLACK = timedelta(hours=12)
+
+
 def review_samples_logged(*, days: Iterable[date]) -> dict[date, set[int]]:
     """The seqs each day's sample holds by the chain: those the day's `audit.review.queued` records under a
-    valid mac name (every run of the day: a day queued partially, then topped up, counts both). One query.
+    valid mac name (every run of the day: a day queued partially, then topped up, counts both). At most two
+    queries: the records, and the items of days with records from before the records named their seqs.
 
-    A record from before queued records named their seqs (no `seqs=`) vouches for the day's sample items
-    created by then, as the items' table holds them."""
-    by_name = {day.isoformat(): day for day in days}
-    if not by_name:
+    Such an old record (no `seqs=`) vouches for the 'sample' items of its day as the items' table holds
+    them, as far as the chain can tell which ones its run made (_legacy_vouches)."""
+    wanted = set(days)
+    if not wanted:
         return {}
+    # The views of a lab day fall in its UTC day or the one before or after (the old records of UTC days).
+    names = {(day + timedelta(days=shift)).isoformat() for day in wanted for shift in (-1, 0, 1)}
     key = record_key()
     logged: dict[date, set[int]] = {}
     legacy: dict[date, datetime] = {}
+    first_named: dict[date, datetime] = {}
     for record in AuditRecord.objects.filter(
-        action=QUEUED_ACTION, context_type=REVIEW_DAY, context_id__in=list(by_name)
+        action=QUEUED_ACTION, context_type=REVIEW_DAY, context_id__in=list(names)
     ):
-        day = by_name[record.context_id]
+        day = date.fromisoformat(record.context_id)
         if record.outcome != "done" or record.actor_id is not None or not record_mac_holds(record, key):
             continue
         named = _seqs_named(record.justification)
         if named is None:
             legacy[day] = max(legacy.get(day, record.occurred_at), record.occurred_at)
         else:
-            logged.setdefault(day, set()).update(named)
-    for day, until in legacy.items():
-        since = day_bounds(day)[0]
-        logged.setdefault(day, set()).update(
-            ReviewItem.objects.filter(
-                reason=SAMPLE_REASON,
-                created_at__lte=until,
-                record__occurred_at__gte=since,
-                record__occurred_at__lt=day_bounds(day)[1],
-            ).values_list("record_id", flat=True)
-        )
+            if day in wanted:
+                logged.setdefault(day, set()).update(named)
+            first_named[day] = min(first_named.get(day, record.occurred_at), record.occurred_at)
+    with_legacy = [day for day in wanted if any(day + timedelta(days=s) in legacy for s in (-1, 0, 1))]
+    if not with_legacy:
+        return logged
+    in_days = Q()
+    for day in with_legacy:
+        since, until = day_bounds(day)
+        in_days |= Q(record__occurred_at__gte=since, record__occurred_at__lt=until)
+    zone = lab_zone()
+    items = ReviewItem.objects.filter(in_days, reason=SAMPLE_REASON).values_list(
+        "record_id", "record__occurred_at", "created_at"
+    )
+    for seq, viewed_at, created_at in items:
+        day = viewed_at.astimezone(zone).date()
+        if _legacy_vouches(
+            viewed_at=viewed_at,
+            created_at=created_at,
+            legacy=legacy,
+            named_since=first_named.get(day),
+        ):
+            logged.setdefault(day, set()).add(seq)
     return logged
+
+
+def _legacy_vouches(
+    *, viewed_at: datetime, created_at: datetime, legacy: dict[date, datetime], named_since: datetime | None
+) -> bool:
+    """Whether an old-format queued record vouches for a 'sample' item: one of the record of the view's day
+    as a UTC day (review days were UTC days before LAB_TIME_ZONE: a Chicago view at 03:00 UTC was drawn by
+    the run for its UTC day, a day after the record of its lab day was written) or of its lab day, the latest
+    of that day's old records, written no more than LEGACY_CLOCK_SLACK before the item was dated (the run's
+    worker dated its items by its own clock, ahead of the database's by as much as two hours). Never an
+    item dated at or after the first record naming seqs of its lab day: since then the day's runs name every
+    item they draw, and a row the app's role inserted afterwards is not in the log, whatever old record its
+    day has. What the chain cannot tell apart is a row inserted before, or soon after, an old record of its
+    day: the old records named nothing."""
+    if named_since is not None and created_at >= named_since:
+        return False
+    days = {viewed_at.astimezone(UTC).date(), viewed_at.astimezone(lab_zone()).date()}
+    return any(day in legacy and created_at <= legacy[day] + LEGACY_CLOCK_SLACK for day in days)
 
 
 def review_samples_not_in_log(*, items: Iterable[ReviewItem]) -> frozenset[int]:

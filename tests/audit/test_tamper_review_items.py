@@ -10,15 +10,17 @@ make a flagged view look signed off by an auditor, or delete an open item, and l
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from unittest import mock
 
 import pytest
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.audit import chain
-from lab.audit.models import AuditRecord, ReviewItem
-from lab.audit.records import RequestMeta, record_as_chain_dict
+from lab.audit import chain, lanes
+from lab.audit.models import AuditRecord, Purpose, ReviewItem
+from lab.audit.records import Entry, RequestMeta, audit_append, record_as_chain_dict
 from lab.gate import review, selectors
 from lab.gate.anomalies import lab_zone
 from lab.gate.console_views import SAMPLE_NOT_IN_LOG
@@ -341,3 +343,107 @@ def test_a_sample_too_large_for_one_record_is_named_over_several() -> None:
     named = [review._seqs_named(text) for text in texts]
     assert set().union(*(seqs or set() for seqs in named)) == set(drawn)
     assert review._seqs_named("sampled=2 flagged=0") is None  # a record from before records named them
+
+
+def queued(day: date, *, at: datetime, justification: str = "sampled=1 flagged=0") -> AuditRecord:
+    """The nightly run's `audit.review.queued` record of `day`, stamped `at` by the database's clock; by
+    default as the runs wrote it before records named the seqs they drew."""
+    with mock.patch.object(lanes, "record_time", lambda database_time: at):
+        return audit_append(
+            Entry(
+                action=review.QUEUED_ACTION,
+                actor_id=None,
+                actor_role="system",
+                outcome="done",
+                rule="review_queue",
+                purpose=Purpose.AUDIT,
+                justification=justification,
+                context_type=review.REVIEW_DAY,
+                context_id=day.isoformat(),
+            )
+        )
+
+
+def with_records(*items: ReviewItem) -> list[ReviewItem]:
+    return list(ReviewItem.objects.select_related("record").filter(pk__in=[item.pk for item in items]))
+
+
+@pytest.mark.parametrize("worker_ahead", [timedelta(seconds=1), timedelta(hours=2)])
+def test_a_sample_from_before_records_named_their_seqs_is_in_the_log_on_a_worker_ahead_of_the_database(
+    worker_ahead: timedelta,
+) -> None:
+    # given a view of day D, sampled by the night's run before queued records named their seqs: its record
+    # stamped on the database's clock, its item on the worker's, which ran ahead of it
+    technician = person("technician", email="tech@lab.example")
+    view = attempt(technician, at=minutes(60))
+    day = minutes(60).astimezone(lab_zone()).date()
+    record = queued(day, at=review.day_bounds(day)[1] + timedelta(minutes=30))
+    item = ReviewItem.objects.create(
+        record=view, reason="sample", created_at=record.occurred_at + worker_ahead
+    )
+
+    # when the console checks the sample against the log
+    not_in_log = review_samples_not_in_log(items=with_records(item))
+
+    # then it is in the log (before: the worker's time after the record's said the item was added later,
+    # and every old sample of such a worker was shown as inserted in the table alone)
+    assert not_in_log == frozenset()
+    assert view.seq in review.review_samples_logged(days=[day])[day]
+
+
+def test_a_sample_of_the_utc_review_days_is_in_the_log_in_a_lab_time_zone_behind_utc(settings) -> None:
+    # given a lab in Chicago, and a view at 03:00 UTC of day D, which is the lab's day D-1; sampled when
+    # review days were UTC days, by the run for D (after D was over in UTC), long after the old record of
+    # the day named D-1 was written
+    settings.LAB_TIME_ZONE = "America/Chicago"
+    technician = person("technician", email="tech@lab.example")
+    at = datetime(2026, 3, 3, 3, 0, tzinfo=UTC)
+    view = attempt(technician, at=at)
+    utc_day, lab_day = at.date(), at.astimezone(lab_zone()).date()
+    assert lab_day == utc_day - timedelta(days=1)
+    queued(lab_day, at=datetime(2026, 3, 3, 0, 30, tzinfo=UTC))
+    record = queued(utc_day, at=datetime(2026, 3, 4, 0, 30, tzinfo=UTC))
+    item = ReviewItem.objects.create(
+        record=view, reason="sample", created_at=record.occurred_at - timedelta(milliseconds=5)
+    )
+
+    # when the console checks the sample against the log
+    not_in_log = review_samples_not_in_log(items=with_records(item))
+
+    # then it is in the log (before: only the record of the lab's day vouched for it, written a day before
+    # the item, and every old sample of 00:00-06:00 UTC was shown as inserted in the table alone)
+    assert not_in_log == frozenset()
+
+
+def test_a_sample_inserted_after_its_day_was_named_by_seqs_is_not_vouched_for_by_an_old_record() -> None:
+    # given a view of D sampled by an old run (a record with no seqs), and D topped up after the upgrade by a
+    # run whose record names what it drew (nothing more to draw)
+    technician = person("technician", email="tech@lab.example")
+    old, other, third = (attempt(technician, at=minutes(60 + i)) for i in range(3))
+    day = minutes(60).astimezone(lab_zone()).date()
+    legacy = queued(day, at=review.day_bounds(day)[1] + timedelta(minutes=30))
+    genuine = ReviewItem.objects.create(
+        record=old, reason="sample", created_at=legacy.occurred_at + timedelta(hours=2)
+    )
+    topped_up = queued(
+        day, at=legacy.occurred_at + timedelta(hours=4), justification="sampled=0 flagged=0 seqs="
+    )
+
+    # when the app's role then inserts a 'sample' item of D, dated a minute after the new record (within
+    # the old record's tolerance of a worker's clock), and another leaving its time to the database
+    with as_app_role(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO audit_reviewitem (record_id, reason, created_at, note)"
+            " VALUES (%s, 'sample', %s, '')",
+            [other.seq, topped_up.occurred_at + timedelta(minutes=1)],
+        )
+        cursor.execute(
+            "INSERT INTO audit_reviewitem (record_id, reason, note) VALUES (%s, 'sample', '')", [third.seq]
+        )
+    forged, undated = (ReviewItem.objects.get(record_id=view.seq) for view in (other, third))
+
+    # then both are shown as not in the log, the old run's sample as in it, and the database dated the row
+    # that named no time
+    not_in_log = review_samples_not_in_log(items=with_records(genuine, forged, undated))
+    assert not_in_log == frozenset({forged.pk, undated.pk})
+    assert abs(undated.created_at - timezone.now()) < timedelta(minutes=5)
