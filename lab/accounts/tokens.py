@@ -19,6 +19,7 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from lab.accounts.erased import account_is_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member, roles_known
@@ -167,6 +168,13 @@ def api_tokens_of(*, user: User) -> QuerySet[ApiToken]:
 
 def api_token_revoke(*, user: User, token_id: str, client_ip: str | None = None) -> None:
     with transaction.atomic():
+        # The account's row first (FOR KEY SHARE, lab/accounts/erased.py), then the token's: the order the
+        # erasure takes them in. Token first, a revoke racing the erasure held the token's row and waited for
+        # the account at COMMIT (its SecurityEvent's foreign key) while the erasure, holding the account,
+        # waited for the token: PostgreSQL killed one as a deadlock. Now it waits for the erasure, and the
+        # token its erasure revoked is not found (tests/privacy/test_erasure_races.py).
+        if account_is_erased(user.pk):
+            raise NotFound(AccountError.TOKEN_NOT_FOUND, "No such token.")
         deleted, _ = ApiToken.objects.filter(user=user, public_id=token_id).delete()
         if not deleted:
             raise NotFound(AccountError.TOKEN_NOT_FOUND, "No such token.")

@@ -45,7 +45,7 @@ from lab.customer_data.receipts import (
 )
 from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge, mail_files_erase
 from lab.lib.errors import Conflict, PermissionDenied
-from lab.notify.models import WebhookEndpoint, WebhookEvent
+from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, OrderEvent
 from lab.orders.selectors import guest_order_photos
@@ -122,6 +122,31 @@ def _refuse_open_orders(user: User) -> None:
     refusal = _blocked(orders)
     if refusal is not None:
         raise refusal
+
+
+def _lock_webhooks(user: User) -> None:
+    """Lock the customer's webhook endpoints, then their deliveries, before any of them is deleted: the order
+    in which a worker recording an attempt takes them (lab/notify/delivery.py: _record), and an event being
+    emitted takes the order and then the endpoints. The deletes below go the other way (an order's events
+    cascade to deliveries, then the endpoints go): an attempt that held its endpoint waited for a delivery
+    the erasure had deleted while the erasure waited for that endpoint, a deadlock; and one committed
+    between the cascade's DELETE of attempts and of deliveries failed the erasure's COMMIT on its foreign
+    key (a 500).
+    Now an attempt being recorded commits first, its row deleted with the rest, or waits and finds its
+    endpoint gone (tests/privacy/test_erasure_races.py)."""
+    endpoint_ids = list(
+        WebhookEndpoint.objects.select_for_update()
+        .filter(owner=user)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if endpoint_ids:
+        list(
+            WebhookDelivery.objects.select_for_update()
+            .filter(endpoint_id__in=endpoint_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
 
 
 def _cancel_unpaid(user: User) -> int:
@@ -284,6 +309,7 @@ def account_erase(
             # committed since (the owner's, after a token was stolen) ends what the old password opened.
             raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
         _refuse_open_orders(locked)
+        _lock_webhooks(locked)
         cancelled = _cancel_unpaid(locked)
         purged = _purge_photos(locked)
         anonymized = _anonymize_orders(Order.objects.filter(customer=locked))

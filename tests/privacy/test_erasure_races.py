@@ -16,21 +16,26 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
+from django.utils import timezone
 from pypdf import PdfReader
 
-from lab.accounts.models import Consent, SecurityEvent, User
+from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
 from lab.accounts.services import customer_update
 from lab.accounts.signin import SignInAttempt, sign_in_failed
+from lab.accounts.tokens import api_token_issue, api_token_revoke
 from lab.catalog.demo import catalog_seed_demo
+from lab.customer_data import erasure
 from lab.customer_data.erasure import account_erase
-from lab.notify.models import WebhookEndpoint
-from lab.notify.webhooks import webhook_endpoint_create, webhook_endpoint_update
+from lab.notify import delivery as webhook_delivery
+from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from lab.notify.webhooks import webhook_endpoint_create, webhook_endpoint_update, webhook_event_emit
 from lab.orders.intake import order_create
 from lab.orders.models import Asset, Order
 from lab.orders.photos import asset_create_from_upload, asset_create_from_url
@@ -42,7 +47,7 @@ from lab.privacy.models import DataKey
 from tests.builders.orders import ADDRESS as ADDRESS_OF_ORDERS
 from tests.builders.orders import order_for, order_move
 from tests.builders.people import PASSWORD, new_customer
-from tests.support.database_locks import until_sessions_wait_for_locks
+from tests.support.database_locks import holds_up_another_session, until_sessions_wait_for_locks
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -325,3 +330,118 @@ def test_a_failed_sign_in_while_the_account_is_being_erased_leaves_no_record_und
             "email_sha256", "client_ip"
         )
     ) == [("", None)]
+
+
+def test_a_token_revoked_while_the_account_is_being_erased_waits_and_is_not_found_not_a_deadlock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert connection.vendor == "postgresql"  # row locks: SQLite runs one write transaction at a time
+    # given a customer with a token, whose erasure has locked the account and is held right after
+    customer = new_customer()
+    issued = api_token_issue(user=customer, name="laptop")
+    locked, go_on = threading.Event(), threading.Event()
+    refuse_open_orders = erasure._refuse_open_orders
+
+    def held_with_the_account_locked(user: User) -> None:
+        locked.set()
+        go_on.wait(timeout=30)
+        refuse_open_orders(user)
+
+    monkeypatch.setattr(erasure, "_refuse_open_orders", held_with_the_account_locked)
+    erasing, erased = _in_thread(_erase(customer.pk))
+    assert locked.wait(timeout=20)  # else: the erasure never locked the account
+    # when the customer revokes the token meanwhile (DELETE me/tokens/{id}), and it comes to wait for the
+    # erasure before the erasure goes on
+    revoking, revoked = _in_thread(
+        lambda: api_token_revoke(
+            user=User.objects.get(pk=customer.pk),
+            token_id=str(issued.token.public_id),
+            client_ip="203.0.113.9",
+        )
+    )
+    until_sessions_wait_for_locks(1, timeout=20)  # else: the revoke did not wait for the erasure
+    go_on.set()
+    erasing.join(timeout=60)
+    revoking.join(timeout=60)
+
+    # then neither died as a deadlock: before, the revoke deleted its token row and waited for the account
+    # at COMMIT (its SecurityEvent's foreign key), the erasure waited for that token row, and PostgreSQL
+    # killed one (503 database_unavailable, or the erasure's 500). Now the revoke waits for the erasure
+    # before it deletes anything and finds the token gone with the rest of the account: 404
+    assert "error" not in erased, erased
+    assert getattr(revoked.get("error"), "code", None) == "token_not_found", revoked
+    customer.refresh_from_db()
+    assert customer.erased_at is not None
+    assert not ApiToken.objects.filter(user=customer).exists()
+    assert not SecurityEvent.objects.filter(user=customer).exists()  # no revoke record outlives the erasure
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_a_webhook_attempt_recorded_while_the_account_is_being_erased_leaves_the_erasure_whole(
+    settings, moment: str
+) -> None:
+    """A worker records an attempt at one of the customer's deliveries at the moment the erasure deletes them
+    (the order's webhook events, cascading to their deliveries and attempts): right `before` the deliveries'
+    DELETE, after the attempts' one, or right `after` it."""
+    assert connection.vendor == "postgresql"  # row locks: SQLite runs one write transaction at a time
+    settings.WEBHOOK_ALLOW_PRIVATE, settings.WEBHOOK_ALLOW_HTTP = True, True
+    catalog_seed_demo()
+    customer = new_customer()
+    order = order_move(order_for(customer), "paid", "in_production", "ready_to_pack", "packed", "shipped")
+    webhook_endpoint_create(owner=customer, url="http://127.0.0.1:9/hooks", event_types=["item.reprinted"])
+    webhook_event_emit(order_id=order.pk, event_type=EventType.ITEM_REPRINTED, data={})
+    delivery = WebhookDelivery.objects.get(endpoint__owner=customer)
+    recording: list[tuple[threading.Thread, dict[str, Any]]] = []
+
+    def record() -> None:
+        outcome = webhook_delivery.AttemptOutcome(
+            attempted_at=timezone.now(), status_code=200, error_code="", duration_ms=12
+        )
+        webhook_delivery._record(
+            delivery_id=str(delivery.pk), outcome=outcome, is_final=False, claimed_until=None
+        )
+
+    def until_recorded_or_held() -> None:
+        # the attempt is recorded and committed, or it waits for a lock of the erasure's
+        thread, _ = recording[0]
+        deadline = time.monotonic() + 20
+        while thread.is_alive() and not holds_up_another_session():
+            assert time.monotonic() < deadline, "the attempt neither finished nor waited for the erasure"
+            time.sleep(0.02)
+
+    def at_the_deliveries_delete(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        first = not recording and sql.startswith(f'DELETE FROM "{WebhookDelivery._meta.db_table}"')
+        if first:
+            recording.append(_in_thread(record))
+            if moment == "before":
+                until_recorded_or_held()
+        result = execute(sql, params, many, context)
+        if first and moment == "after":
+            until_recorded_or_held()
+        return result
+
+    # when the erasure runs, and the attempt is recorded at that moment
+    erased: dict[str, Any] = {}
+    with connection.execute_wrapper(at_the_deliveries_delete):
+        try:
+            erased["result"] = account_erase(user=User.objects.get(pk=customer.pk), password=PASSWORD)
+        except Exception as error:  # the outcome is asserted below
+            erased["error"] = error
+    assert recording, "the erasure never deleted the deliveries"
+    thread, recorded = recording[0]
+    thread.join(timeout=60)
+
+    # then the erasure committed and nothing of the endpoint is left; the attempt either came first and went
+    # with it, or waited and found its delivery gone. Before, `before`: the attempt committed between the
+    # attempts' DELETE and the deliveries', and the erasure failed its foreign key check at COMMIT (a 500);
+    # `after`: the attempt held the endpoint and waited for the delivery, the erasure waited for the endpoint,
+    # and PostgreSQL killed one as a deadlock
+    assert "error" not in erased, erased
+    assert "error" not in recorded, recorded
+    customer.refresh_from_db()
+    assert customer.erased_at is not None
+    assert not WebhookEndpoint.objects.filter(owner=customer).exists()
+    assert not WebhookDelivery.objects.filter(pk=delivery.pk).exists()
+    assert not WebhookAttempt.objects.filter(delivery_id=delivery.pk).exists()
