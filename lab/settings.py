@@ -18,6 +18,8 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from lab.lib.currency import minor_unit_digits
+
 # Django's admin and form classes accept their model as a type argument (ModelAdmin[Printer]) at run time too,
 # as mypy reads them: this only adds __class_getitem__ to them.
 django_stubs_ext.monkeypatch()
@@ -430,6 +432,43 @@ STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # e.g. http://127.0.0.1
 STRIPE_TIMEOUT_SECONDS = envint("STRIPE_TIMEOUT_SECONDS", 10)
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = envint("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 LAB_CURRENCY = os.environ.get("LAB_CURRENCY", "usd")
+
+
+# The currencies whose 4.99 and 14.99 (the defaults, in hundredths) are plausible shipping prices: a lab in
+# any other currency sets both prices.
+SHIPPING_DEFAULTS_CURRENCIES = frozenset({"usd", "eur", "gbp", "cad", "aud", "nzd", "chf", "sgd"})
+
+
+def _shipping_price_minor(name: str, value: str, usd_default: int) -> int:
+    """A shipping price in minor units of LAB_CURRENCY (lab/orders/pricing.py). The defaults are 4.99 and
+    14.99 in a currency of hundredths worth about a US dollar (SHIPPING_DEFAULTS_CURRENCIES): a lab in any
+    other currency sets both, for 499 minor units are HUF 4.99, KRW 499 or KWD 0.499 (lab/lib/currency.py
+    has each currency's minor-unit digits). Before, they were used in every currency."""
+    if not value.strip():
+        if LAB_CURRENCY.strip().lower() in SHIPPING_DEFAULTS_CURRENCIES:
+            return usd_default
+        digits = minor_unit_digits(LAB_CURRENCY)
+        raise ImproperlyConfigured(
+            f"LAB_CURRENCY={LAB_CURRENCY!r}: set LAB_SHIPPING_STANDARD_MINOR and LAB_SHIPPING_EXPRESS_MINOR, "
+            f"the shipping prices in its minor units ({digits} decimal digits: 1 {LAB_CURRENCY.upper()} is "
+            f"{10**digits}); the defaults (499, 1499) are for USD, EUR, GBP, CAD, AUD, NZD, CHF and SGD. "
+            f"{name} is not set."
+        )
+    try:
+        price = int(value)
+    except ValueError:
+        price = -1
+    if price < 0:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number of minor units (0 or more).")
+    return price
+
+
+LAB_SHIPPING_STANDARD_MINOR = _shipping_price_minor(
+    "LAB_SHIPPING_STANDARD_MINOR", os.environ.get("LAB_SHIPPING_STANDARD_MINOR", ""), 499
+)
+LAB_SHIPPING_EXPRESS_MINOR = _shipping_price_minor(
+    "LAB_SHIPPING_EXPRESS_MINOR", os.environ.get("LAB_SHIPPING_EXPRESS_MINOR", ""), 1499
+)
 
 # --- Celery ------------------------------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"

@@ -13,9 +13,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_email
+from django.db.models import Q
 from django.template.loader import render_to_string
 
-from lab.orders.models import Order
+from lab.lib.currency import money_format as money_format  # (re-exported: the e-mails' amounts)
+from lab.orders.models import Order, OrderEvent
 from lab.orders.states import OrderStatus
 
 RECEIVED = "received"
@@ -56,10 +58,6 @@ def email_kind_for(*, order: Order, kind: str) -> str:
     return kind
 
 
-# ISO 4217 currencies without minor units, among those card processors commonly settle.
-_ZERO_DECIMAL_CURRENCIES = frozenset({"jpy", "krw", "vnd", "clp", "isk", "ugx", "xaf", "xof"})
-
-
 def tracking_url(*, carrier: str, tracking_number: str) -> str:
     """The carrier's public tracking page for a parcel, or "" for a carrier we do not know."""
     template = TRACKING_URLS.get(carrier.strip().lower())
@@ -67,12 +65,6 @@ def tracking_url(*, carrier: str, tracking_number: str) -> str:
     if template is None or not number:
         return ""
     return template.format(number=quote(number, safe=""))
-
-
-def money_format(*, amount_minor: int, currency: str) -> str:
-    if currency.lower() in _ZERO_DECIMAL_CURRENCIES:
-        return f"{amount_minor} {currency.upper()}"
-    return f"{amount_minor // 100}.{amount_minor % 100:02d} {currency.upper()}"
 
 
 def order_recipient(*, order: Order) -> str:
@@ -111,8 +103,15 @@ def order_email(*, order: Order, kind: str) -> EmailMessage:
         "total": money_format(amount_minor=order.total_minor, currency=order.currency),
         "items": list(order.items.select_related("product")),
         "tracking_url": tracking_url(carrier=order.carrier, tracking_number=order.tracking_number),
-        "is_refunded": order.payment_status
-        in (Order.PaymentStatus.REFUNDED, Order.PaymentStatus.REFUND_PENDING),
+        # What the cancellation e-mail may say of the money: "we refunded" only once Stripe says the refund
+        # succeeded; while it is decided but not yet made (`refund_pending`: Stripe answered `pending`, or
+        # refused it and a person is asked) "we are refunding". Before, both said "We refunded", and a
+        # refund Stripe then refused was never made although the customer had been told it was.
+        "is_refunded": order.payment_status == Order.PaymentStatus.REFUNDED,
+        "is_refunding": order.payment_status == Order.PaymentStatus.REFUND_PENDING,
+        # The refund e-mail of a refund the cancellation e-mail said was under way (decided with the cancel),
+        # not of a payment found after it.
+        "refund_was_announced": kind == REFUNDED and _refund_decided_with_cancel(order),
     }
     return EmailMessage(
         subject=subject.format(ref=order.ref),
@@ -121,6 +120,24 @@ def order_email(*, order: Order, kind: str) -> EmailMessage:
         to=[order_recipient(order=order)],
         reply_to=reply_to(),
         headers={"Auto-Submitted": "auto-generated"},
+    )
+
+
+def _refund_decided_with_cancel(order: Order) -> bool:
+    """The order's refund was decided before or with its latest cancel (a paid order cancelled): its
+    cancellation e-mail told of it."""
+    cancelled = (
+        OrderEvent.objects.filter(order=order, kind="status_changed", to_status=OrderStatus.CANCELLED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    return (
+        cancelled is not None
+        and OrderEvent.objects.filter(order=order, kind="refund_decided")
+        .filter(
+            Q(created_at__lt=cancelled.created_at) | Q(created_at=cancelled.created_at, pk__lt=cancelled.pk)
+        )
+        .exists()
     )
 
 

@@ -276,6 +276,7 @@ def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
             Q(created_at__lt=cancelled.created_at) | Q(created_at=cancelled.created_at, pk__lt=cancelled.pk)
         )
         .exists()
+        and not _cancel_mail_told_refund_pending(cancelled=cancelled, refund_event=order_event)
     ):
         return "refund_told_with_cancel"
     told = Notification.objects.filter(
@@ -284,6 +285,14 @@ def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
     if told.exists():
         return "refund_told"
     return None
+
+
+def _cancel_mail_told_refund_pending(*, cancelled: OrderEvent, refund_event: OrderEvent) -> bool:
+    """The cancellation e-mail was written before the refund was made: it said "we are refunding" and
+    promised word when it is made (lab/notify/emails.py), which this refund's e-mail is. A cancellation
+    e-mail not sent yet is written from the order as it is when it goes, so it tells of the refund itself."""
+    told = Notification.objects.filter(order_event=cancelled, status=Notification.Status.SENT).first()
+    return told is not None and told.claimed_at < refund_event.created_at
 
 
 def _is_payment_hold(order_event: OrderEvent) -> bool:

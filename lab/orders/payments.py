@@ -271,8 +271,9 @@ def refund_issue(*, order_id: int) -> bool:
             # Every refund of the payment is ours, made for all that was left: it is all refunded.
             return _refunded(order=order, kind="refunded", actor_kind="system")
         failed = len(ours) - len(live)
-        if failed >= REFUND_ATTEMPTS_MAX:
-            _refund_needs_person(order=order, attempts=failed)
+        refused = _refund_refusals(order)
+        if failed + len(refused) >= REFUND_ATTEMPTS_MAX:
+            _refund_needs_person(order=order, failed=failed, refused=refused)
             return False
         params: RefundCreateParams = {
             "payment_intent": order.payment_intent_id,
@@ -280,10 +281,19 @@ def refund_issue(*, order_id: int) -> bool:
         }
         if amount is not None:
             params["amount"] = amount
-        refund = client.v1.refunds.create(
-            params=params,
-            options={"idempotency_key": f"{tag}-{len(ours)}" if ours else tag},
-        )
+        # A refusal made no refund at Stripe, and Stripe keeps its answer under the key: the next attempt
+        # takes a key of its own, as after a refund that failed.
+        made_before = len(ours) + len(refused)
+        key = f"{tag}-{made_before}" if made_before else tag
+        try:
+            refund = client.v1.refunds.create(params=params, options={"idempotency_key": key})
+        except stripe.InvalidRequestError as refusal:
+            # Refused for good (400: a disputed charge, say): no retry of this request can succeed. An
+            # idempotency clash is no refusal (IdempotencyError, not this class: raised below, retried).
+            refused = _refund_refused(order=order, key=key, error=refusal)
+            if failed + len(refused) >= REFUND_ATTEMPTS_MAX:
+                _refund_needs_person(order=order, failed=failed, refused=refused)
+            return False
     except stripe.StripeError as error:
         logger.warning("refund failed, left pending order=%s error=%s", order.ref, type(error).__name__)
         raise UpstreamError(OrderError.REFUND_FAILED, "The refund is decided and will be retried.") from error
@@ -351,17 +361,38 @@ def _refund_metadata(refund: stripe.Refund) -> dict[str, Any]:
     return refund.metadata.to_dict() if refund.metadata is not None else {}
 
 
-def _refund_needs_person(*, order: Order, attempts: int) -> None:
-    """Every refund we made for the order failed: the order stays `refund_pending` on its timeline for a
-    person (the customer's card may be closed), once; the reconciler makes no more."""
+# The order event of a refund Stripe refused (a 4xx answer, no refund made): one per idempotency key.
+REFUND_REFUSED = "refund_refused"
+
+
+def _refund_refusals(order: Order) -> list[str]:
+    """The idempotency keys of our refund requests for the order that Stripe refused (REFUND_REFUSED)."""
+    notes = OrderEvent.objects.filter(order=order, kind=REFUND_REFUSED).values_list("note", flat=True)
+    return sorted({note.split(" ", 1)[0] for note in notes})
+
+
+def _refund_refused(*, order: Order, key: str, error: stripe.InvalidRequestError) -> list[str]:
+    """Record Stripe's refusal of the refund asked for under `key` as an attempt; the refusals so far.
+
+    Before, a refusal read as "Stripe not answering": the refund was asked for again every minute, for
+    ever, no refund object was ever made for `refund_needs_person` to count, and nobody was told."""
+    code = error.code or f"http_{error.http_status}"
+    if not OrderEvent.objects.filter(order=order, kind=REFUND_REFUSED, note__startswith=f"{key} ").exists():
+        OrderEvent.objects.create(order=order, kind=REFUND_REFUSED, actor_kind="stripe", note=f"{key} {code}")
+    logger.warning("refund refused at stripe order=%s code=%s", order.ref, code)
+    return _refund_refusals(order)
+
+
+def _refund_needs_person(*, order: Order, failed: int, refused: list[str]) -> None:
+    """Every refund we asked for failed or was refused: the order stays `refund_pending`, on its timeline and
+    the supervisor's board for a person (the customer's card may be closed, the charge disputed), once; the
+    reconciler makes no more."""
+    note = f"{failed} refunds failed at Stripe"
+    if refused:
+        note = f"{failed + len(refused)} refunds failed at Stripe ({len(refused)} refused)"
     if not OrderEvent.objects.filter(order=order, kind="refund_needs_person").exists():
-        OrderEvent.objects.create(
-            order=order,
-            kind="refund_needs_person",
-            actor_kind="system",
-            note=f"{attempts} refunds failed at Stripe",
-        )
-    logger.warning("refund failed every time order=%s attempts=%d", order.ref, attempts)
+        OrderEvent.objects.create(order=order, kind="refund_needs_person", actor_kind="system", note=note)
+    logger.warning("refund failed every time order=%s attempts=%d", order.ref, failed + len(refused))
 
 
 def refund_issue_soon(*, order_id: int) -> None:

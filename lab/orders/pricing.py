@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+from django.conf import settings
 
 from lab.catalog.models import Product
 from lab.catalog.placement import NOMINAL_DPI, Placement, PlacementOptions, Sizing, placement_compute
@@ -63,11 +66,36 @@ def min_order_total_minor(currency: str) -> int:
 MAX_COPIES_PER_ITEM = 500
 MAX_ITEMS_PER_ORDER = 500
 
-SHIPPING_PRICE_MINOR = {
-    Order.ShippingMethod.STANDARD: 499,
-    Order.ShippingMethod.EXPRESS: 1499,
-    Order.ShippingMethod.PICKUP: 0,
-}
+
+def shipping_price_minor(method: str) -> int:
+    """The shipping price of `method`, in minor units of LAB_CURRENCY: the settings
+    LAB_SHIPPING_STANDARD_MINOR and LAB_SHIPPING_EXPRESS_MINOR (lab/settings.py, which refuses to start
+    without them for a currency their defaults were not priced in); a pickup costs nothing. Before, shipping
+    was 499 and 1499 minor units whatever the currency: HUF 4.99, KRW 499."""
+    prices = {
+        Order.ShippingMethod.STANDARD: int(settings.LAB_SHIPPING_STANDARD_MINOR),
+        Order.ShippingMethod.EXPRESS: int(settings.LAB_SHIPPING_EXPRESS_MINOR),
+        Order.ShippingMethod.PICKUP: 0,
+    }
+    return prices[Order.ShippingMethod(method)]
+
+
+class _ShippingPrices(Mapping[str, int]):
+    """Shipping method → price in minor units, read from the settings at each look-up."""
+
+    def __getitem__(self, method: str) -> int:
+        if method not in Order.ShippingMethod.values:
+            raise KeyError(method)
+        return shipping_price_minor(method)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(Order.ShippingMethod.values)
+
+    def __len__(self) -> int:
+        return len(Order.ShippingMethod.values)
+
+
+SHIPPING_PRICE_MINOR: Mapping[str, int] = _ShippingPrices()
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import datetime
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
-from lab.orders.models import Order
+from lab.orders.models import Order, OrderEvent
 from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
 from lab.production.models import Batch, Printer, PrintJob
@@ -87,6 +87,10 @@ class Board:
     # Scheduled sweeps that stopped succeeding (beat down, no worker on their queue, an error at every run):
     # lost hand-offs are not recovered, photos not purged, until they run again.
     sweeps_overdue: list[SweepStatus] = field(default_factory=list)
+    # Cancelled orders whose customer is still owed their money: every refund the lab asked Stripe for failed
+    # or was refused (a closed card, a disputed charge), and the sweep asks no more (`refund_needs_person`).
+    # Before, nothing showed them: the money stayed owed with nobody told.
+    refunds_need_person: list[Order] = field(default_factory=list)
 
 
 # IPP printer-state-reasons (and our backends' own) in the words a technician uses.
@@ -157,6 +161,7 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
     ]
     groups = _media_groups(now=now)
     needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]))  # one query for both lists
+    held_or_owed = _held_or_owed_a_refund()  # and one for these two
     return Board(
         printers=printers,
         load_next=_load_next(groups=groups, printers=[row.printer for row in printers]),
@@ -170,9 +175,25 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
             .exclude(promise_kept_q())  # a pickup packed in time waits at the counter: not late
             .order_by("promised_by")
         ),
-        held_orders=list(Order.objects.filter(status=OrderStatus.ON_HOLD).order_by("updated_at")),
+        held_orders=[order for order in held_or_owed if order.status == OrderStatus.ON_HOLD],
         generated_at=now,
         sweeps_overdue=sweeps_overdue(),
+        refunds_need_person=[order for order in held_or_owed if getattr(order, "refund_needs_person", False)],
+    )
+
+
+def _held_or_owed_a_refund() -> list[Order]:
+    """In one query: the orders on hold, and those still `refund_pending` whose refunds were left to a person
+    (lab/orders/payments.py `refund_needs_person`), marked `refund_needs_person`; oldest first."""
+    left_to_person = Q(payment_status=Order.PaymentStatus.REFUND_PENDING) & Q(
+        Exists(OrderEvent.objects.filter(order=OuterRef("pk"), kind="refund_needs_person"))
+    )
+    return list(
+        Order.objects.annotate(
+            refund_needs_person=ExpressionWrapper(left_to_person, output_field=BooleanField())
+        )
+        .filter(Q(status=OrderStatus.ON_HOLD) | left_to_person)
+        .order_by("updated_at", "pk")
     )
 
 

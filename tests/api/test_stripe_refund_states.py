@@ -7,6 +7,7 @@ each test sets (tests/support/stripe_proxy.py): localstripe itself makes every r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -14,6 +15,7 @@ from rest_framework.test import APIClient
 from lab.orders import payments
 from lab.orders.models import Order, OrderEvent
 from lab.production.cancellation import order_cancel_in_production
+from lab.staff.board import board_snapshot
 from tests.builders import person
 from tests.support.stripe_proxy import RefundStatusProxy
 from tests.support.stripe_server import LocalStripe
@@ -153,6 +155,64 @@ def test_refunds_that_fail_every_time_stop_at_three_and_ask_a_person(api, paid, 
     assert list(asked.values_list("note", flat=True)) == ["3 refunds failed at Stripe"]
     order.refresh_from_db()
     assert order.payment_status == "refund_pending"
+
+
+def refusing_refunds(monkeypatch, proxy: RefundStatusProxy, error: dict[str, str]) -> list[str]:
+    """Make the proxy answer every `POST /v1/refunds` 400 with Stripe's `error` (no refund is made); the
+    path of each request refused, in order."""
+    refused: list[str] = []
+
+    def refusal(method: str, path: str, body: bytes) -> dict[str, Any] | None:
+        if method != "POST" or path.split("?")[0] != "/v1/refunds":
+            return None
+        refused.append(path)
+        return {"error": {"message": "Stripe refused the refund.", **error}}
+
+    monkeypatch.setattr(proxy, "refusal", refusal)
+    return refused
+
+
+def test_a_refund_stripe_refuses_for_good_is_asked_for_three_times_then_left_to_a_person(
+    api, paid, stripe_proxy, monkeypatch
+):
+    # given Stripe refuses every refund of the payment for good: the charge is disputed (400, no refund made)
+    refused = refusing_refunds(
+        monkeypatch, stripe_proxy, {"type": "invalid_request_error", "code": "charge_disputed"}
+    )
+
+    # when the customer cancels, and the sweep runs again and again
+    order = cancel(api, paid)
+    for _ in range(5):
+        assert payments.refunds_reconcile() == 0
+
+    # then the refund was asked for three times in all, each refusal on the timeline, and then a person is
+    # asked, once (before, every refusal read as "Stripe not answering": asked for every minute, for ever,
+    # with no refund_needs_person, since Stripe made no failed refund to count)
+    assert len(refused) == 3
+    assert OrderEvent.objects.filter(order=order, kind="refund_refused").count() == 3
+    asked = OrderEvent.objects.filter(order=order, kind="refund_needs_person")
+    assert list(asked.values_list("note", flat=True)) == ["3 refunds failed at Stripe (3 refused)"]
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refund_pending")
+    assert refunds_made(order) == []
+
+    # and the order is on the supervisor's board, with the customer still owed the money
+    assert [owed.ref for owed in board_snapshot().refunds_need_person] == [order.ref]
+
+
+def test_an_idempotency_clash_is_no_refusal_and_asks_no_person(api, paid, stripe_proxy, monkeypatch):
+    # given Stripe answers each refund with an idempotency error (another request under the key is running)
+    refused = refusing_refunds(monkeypatch, stripe_proxy, {"type": "idempotency_error"})
+
+    # when the customer cancels, and the sweep runs again and again
+    order = cancel(api, paid)
+    for _ in range(5):
+        assert payments.refunds_reconcile() == 0
+
+    # then the refund is asked for again at every run, and nobody is asked yet
+    assert len(refused) == 6
+    assert not OrderEvent.objects.filter(order=order, kind__in=["refund_refused", "refund_needs_person"])
+    assert board_snapshot().refunds_need_person == []
 
 
 def test_a_full_refund_made_in_stripes_dashboard_settles_a_decided_refund(api, paid, stripe_proxy, settings):

@@ -213,24 +213,50 @@ def test_a_refund_decided_after_the_cancellation_mail_is_mailed_once():
     ) == [("sent", ""), ("skipped", "refund_told")]
 
 
-def test_a_refund_decided_with_the_cancel_is_told_by_the_cancellation_mail_only():
-    # given a paid order cancelled: its refund decided in the cancel's transaction, before its transition
+def test_a_refund_made_before_the_cancellation_mail_is_told_by_that_mail_only():
+    # given a paid order cancelled: its refund decided in the cancel's transaction, and made by Stripe before
+    # the cancellation e-mail went out
     order = order_for(new_customer(email="ada@example.net"))
     order_move(order, "paid")
     OrderEvent.objects.create(order=order, kind="refund_decided", actor_kind="system")
     order_move(order, "cancelled", payment_status=Order.PaymentStatus.REFUND_PENDING)
+    _refund_recorded(order)
+    _old_enough(order)
     notify_order_status_changed(order_id=order.pk, status="cancelled")
     assert "We refunded 6.04 USD to your card." in mail.outbox[0].body
 
-    # when Stripe confirms the refund, and the sweep runs
-    _refund_recorded(order)
-    _old_enough(order)
+    # when the sweep runs
     services.notifications_sweep()
 
     # then no second mail tells of it
     assert not any("refunded" in message.subject for message in mail.outbox)
     refund = Notification.objects.get(order=order, kind="order_refunded")
     assert (refund.status, refund.skip_reason) == ("skipped", "refund_told_with_cancel")
+
+
+def test_a_refund_pending_at_the_cancellation_mail_is_mailed_once_it_is_made():
+    # given a paid order cancelled while Stripe's refund was pending: the customer told "we are refunding"
+    order = order_for(new_customer(email="ada@example.net"))
+    order_move(order, "paid")
+    OrderEvent.objects.create(order=order, kind="refund_decided", actor_kind="system")
+    order_move(order, "cancelled", payment_status=Order.PaymentStatus.REFUND_PENDING)
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+    assert "We are refunding 6.04 USD to your card" in mail.outbox[0].body
+
+    # when Stripe confirms the refund, and the sweep runs, twice
+    _refund_recorded(order)
+    Notification.objects.filter(order=order).update(claimed_at=timezone.now() - timedelta(minutes=10))
+    OrderEvent.objects.filter(order=order, kind="refunded").update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    services.notifications_sweep()
+    services.notifications_sweep()
+
+    # then the customer is told once that it is made (before, the refund e-mail was skipped as told with the
+    # cancel, whose e-mail had said "We refunded" before any refund was made)
+    told = [message for message in mail.outbox if "refunded" in message.subject]
+    assert [message.subject for message in told] == [f"Your payment for order {order.ref} is refunded"]
+    assert "we have refunded 6.04 USD, your payment for the cancelled order" in " ".join(told[0].body.split())
 
 
 def test_a_refund_of_an_order_that_goes_on_mails_nothing():

@@ -1,0 +1,98 @@
+"""Shipping prices are settings in minor units of LAB_CURRENCY: a lab in a currency its defaults (US cents)
+were not priced in must set them, or it does not start. Before, shipping was 499/1499 minor units in any
+currency: HUF 4.99, KRW 499."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.orders.quotes import ItemRequest, quote_compute
+from tests.builders import ProductFactory, asset_for, new_customer
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+READ_BACK = "import lab.settings as s; print(s.LAB_SHIPPING_STANDARD_MINOR, s.LAB_SHIPPING_EXPRESS_MINOR)"
+SHIPPING_SETTINGS = ("LAB_CURRENCY", "LAB_SHIPPING_STANDARD_MINOR", "LAB_SHIPPING_EXPRESS_MINOR")
+
+
+def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
+    """`import lab.settings` in a new process, with the currency and shipping settings as given (or unset)."""
+    inherited = {key: value for key, value in os.environ.items() if key not in SHIPPING_SETTINGS}
+    return subprocess.run(
+        [sys.executable, "-c", READ_BACK],
+        cwd=PROJECT_DIR,
+        env={**inherited, "LAB_VAR_DIR": str(var_dir), **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("currency", [None, "usd", "eur", "gbp"])
+def test_a_lab_in_dollars_euros_or_pounds_keeps_the_shipping_prices_it_had(tmp_path, currency):
+    unset = import_settings(tmp_path / "var", **({"LAB_CURRENCY": currency} if currency else {}))
+
+    assert (unset.returncode, unset.stdout.split()) == (0, ["499", "1499"]), unset.stderr[-2000:]
+
+
+@pytest.mark.parametrize("currency", ["huf", "krw", "jpy", "kwd"])
+def test_a_lab_in_another_currency_without_shipping_prices_does_not_start(tmp_path, currency):
+    completed = import_settings(tmp_path / "var", LAB_CURRENCY=currency)
+
+    assert completed.returncode != 0
+    assert f"ImproperlyConfigured: LAB_CURRENCY='{currency}': set LAB_SHIPPING_STANDARD_MINOR and " in (
+        completed.stderr
+    )
+    assert "LAB_SHIPPING_EXPRESS_MINOR" in completed.stderr
+
+
+def test_a_lab_in_another_currency_takes_its_shipping_prices_in_its_minor_units(tmp_path):
+    set_both = import_settings(
+        tmp_path / "var",
+        LAB_CURRENCY="huf",
+        LAB_SHIPPING_STANDARD_MINOR="150000",
+        LAB_SHIPPING_EXPRESS_MINOR="450000",
+    )
+    only_one = import_settings(tmp_path / "var", LAB_CURRENCY="huf", LAB_SHIPPING_STANDARD_MINOR="150000")
+    negative = import_settings(tmp_path / "var", LAB_SHIPPING_STANDARD_MINOR="-1")
+
+    assert (set_both.returncode, set_both.stdout.split()) == (0, ["150000", "450000"]), set_both.stderr[
+        -2000:
+    ]
+    assert only_one.returncode != 0
+    assert "LAB_SHIPPING_EXPRESS_MINOR is not set." in only_one.stderr
+    assert negative.returncode != 0
+    assert "LAB_SHIPPING_STANDARD_MINOR='-1' is not a whole number of minor units" in negative.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "shipping_minor"), [("standard", 150000), ("express", 450000), ("pickup", 0)]
+)
+def test_a_quote_in_the_lab_s_currency_uses_its_configured_shipping(settings, method, shipping_minor):
+    # given a lab in forints, its shipping priced at HUF 1500.00 and 4500.00, and a print at HUF 3000.00
+    settings.LAB_CURRENCY = "huf"
+    settings.LAB_SHIPPING_STANDARD_MINOR = 150000
+    settings.LAB_SHIPPING_EXPRESS_MINOR = 450000
+    ProductFactory.create(sku="PRINT-HUF", price_minor=300000, currency="huf")
+    customer = new_customer()
+    photo = asset_for(customer, width=1800, height=1200)
+
+    # when the basket is quoted
+    quote = quote_compute(
+        customer=customer,
+        items=[ItemRequest(sku="PRINT-HUF", asset_id=str(photo.pk), copies=1, sizing="fill")],
+        shipping_method=method,
+    )
+
+    # then its shipping is the configured price (before: 499 minor units, HUF 4.99)
+    assert (quote.currency, quote.shipping_minor, quote.total_minor) == (
+        "huf",
+        shipping_minor,
+        300000 + shipping_minor,
+    )
