@@ -38,6 +38,9 @@ J = JobStatus
 
 # Jobs the printer may already hold: cancelling them in the database alone would let them print.
 AT_PRINTER = frozenset({J.SUBMITTING, J.SUBMITTED, J.UNKNOWN, J.SUSPECT})
+# How a cancelled job's history says that a copy of it printed (or was printing) before the cancel reached the
+# printer (here, and for a send that landed after the cancel: lab.production.submission).
+ALREADY_PRINTED = "already printed before the cancel reached the printer"
 
 
 def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -> Order:
@@ -105,6 +108,11 @@ def printer_cancels_settle(
 
     A job cancelled while a worker was submitting it is left to that worker until its claim runs out (the
     worker cancels what it sent when it finds the job cancelled); after that it is found by its title.
+    A send fence with no live claim (the reconciler made the job `unknown`, or the lease ran out) is not
+    waited for: the fence stays on the job for good once set, and its worker, frozen past its lease, may wake
+    at any time or never. A send that lands after this settled flags the cancel again with its handle
+    (lab.production.submission._submitted), for its worker and then the poll to cancel it, or to record
+    that it could not be.
 
     silent: the round's servers that gave no answer (the poll's, when it settles after its round): none of
     them is asked, and a server that gives none here is asked for no further job. Before, each cancelled job
@@ -202,7 +210,7 @@ def printer_cancel(
     printed = [o for o in outcomes if o.endswith(f":{JobState.COMPLETED}")]
     note = (", ".join(outcomes) or "the printer had no job with our title") + unlisted
     if printed:
-        note = f"already printed before the cancel reached the printer: {note}"
+        note = f"{ALREADY_PRINTED}: {note}"
     return _printer_cancel_done(job=job, note=note)
 
 

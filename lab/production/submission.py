@@ -25,7 +25,7 @@ from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
 from lab.production.backends import backend_for, copies_titled, media_for
-from lab.production.cancellation import printer_cancels_settle
+from lab.production.cancellation import ALREADY_PRINTED, printer_cancels_settle
 from lab.production.jobs import (
     job_claim_take_back,
     job_fail,
@@ -465,16 +465,24 @@ def _submitted(
             return late
     # Cancelled (a supervisor's cancel) while we were sending: take back what we sent, now. Any other move
     # meanwhile (the reconciler found this very job by its title after our lease ran out) is left alone.
-    if not PrintJob.objects.filter(pk=job.pk, status=J.CANCELLED).update(backend_job_id=handle):
+    # The handle is saved and the printer cancel flagged again in one UPDATE: the cancel may have been
+    # settled at the printer before this send landed (our lease ran out, or the reconciler had made the job
+    # `unknown`: the printer held no copy then, and the settle cleared the flag). Before, the flag stayed
+    # cleared, and a copy the cancel below could not stop printed for a cancelled order with no trace.
+    if not PrintJob.objects.filter(pk=job.pk, status=J.CANCELLED).update(
+        backend_job_id=handle, cancel_at_printer=True
+    ):
         logger.warning("job moved on during a slow submit, left to the reconciler job=%s", job.pk)
         return "superseded"
     try:
         backend.cancel(handle)
     except PrinterError as error:
+        if error.is_permanent:
+            return _cancelled_copy_not_cancelled(job=job, handle=handle, error=error)
         logger.warning(
             "job cancelled during submit, printer cancel pending job=%s code=%s", job.pk, error.code
         )
-        return "cancel_pending"  # cancel_at_printer stays set: the poll cancels it
+        return "cancel_pending"  # cancel_at_printer is set: the poll cancels it and records how it ended
     with transaction.atomic():
         if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
             cancel_at_printer=False, claimed_at=None, claimed_by=""
@@ -483,6 +491,25 @@ def _submitted(
                 job_id=job.pk, kind="printer_cancelled", note=f"{handle}: sent, then cancelled"
             )
     return "cancelled"
+
+
+def _cancelled_copy_not_cancelled(*, job: PrintJob, handle: str, error: PrinterError) -> str:
+    """Our send reached the printer after the job was cancelled, and the printer refuses for good to cancel
+    it (JOB_NOT_CANCELABLE: printed or printing, a hot folder's device took the ticket; or gone from its
+    history). Asked again it refuses again: the printer cancel is settled now, the job's history saying
+    that its copy may have printed for a cancelled order. Unless the poll settled it meanwhile (the flag
+    cleared), which recorded what it found."""
+    note = (
+        f"{ALREADY_PRINTED}: backend job {handle}, sent after the job was cancelled, not cancelled"
+        f" ({error.code})"
+    )
+    logger.warning("copy sent after the cancel not cancelled job=%s code=%s", job.pk, error.code)
+    with transaction.atomic():
+        if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
+            cancel_at_printer=False, claimed_at=None, claimed_by=""
+        ):
+            JobEvent.objects.create(job_id=job.pk, kind="late_copy_not_cancelled", note=note[:500])
+    return "late_copy_not_cancelled"
 
 
 def _late_send_landed(

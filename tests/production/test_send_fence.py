@@ -32,7 +32,7 @@ from lab.production.actions import (
     printer_resume,
 )
 from lab.production.backends import backend_for, media_for
-from lab.production.cancellation import order_cancel_in_production
+from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle
 from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
@@ -614,3 +614,70 @@ def test_the_last_attempt_s_error_after_its_send_got_through_is_no_dead_end(
         job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=True)
         job.refresh_from_db()
         assert job.status == J.PRINTED
+
+
+def _cancelled_after_its_lease(job: PrintJob) -> None:
+    # cancelled while its worker sends; the claim's lease runs out before the send lands and the poll, no
+    # longer waiting for the worker, finds no copy at the printer by its title and settles the cancel
+    order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
+    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
+    PrintJob.objects.filter(pk=job.pk).update(claimed_at=F("claimed_at") - lease)
+    assert printer_cancels_settle(order_id=job.order_id)["cancelled_at_printer"] == 1
+
+
+@pytest.mark.parametrize(
+    "cancelled", ["after the reconciler called it unknown", "while sending, its lease then run out"]
+)
+@pytest.mark.parametrize("printer", ["printed it first", "does not answer the cancel"])
+def test_a_late_send_on_a_cancelled_job_is_cancelled_at_the_printer_or_on_record(
+    monkeypatch, cancelled, printer
+):
+    """A worker's send stalls past its lease; meanwhile the supervisor cancels the order (refund decided) and
+    the cancel is settled at the printer, which holds no copy yet. Then the send lands. Before, the worker
+    tried one cancel, and when the printer refused it (printed already) or did not answer, it returned
+    `cancel_pending` counting on a `cancel_at_printer` flag the settle had cleared: nobody looked again and
+    the copy printed for a cancelled, refunded order with no event and nothing on the board."""
+    job = _ready_job()
+    assert job.printer is not None
+    folder = printer_folder(job.printer)
+    real_cancel = HotFolderBackend.cancel
+
+    def meanwhile() -> None:
+        if cancelled.startswith("after the reconciler"):
+            _reconciled_unknown(job)
+            order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
+        else:
+            _cancelled_after_its_lease(job)
+        settled = PrintJob.objects.get(pk=job.pk)
+        assert (settled.status, settled.cancel_at_printer) == (J.CANCELLED, False)
+
+    def silent(self: HotFolderBackend, handle: str) -> None:
+        raise TransientPrinterError(code=PRINTER_UNREACHABLE, message="no answer")
+
+    def landed() -> object:
+        if printer == "printed it first":
+            return process_pending(folder=folder, delay_seconds=0)
+        monkeypatch.setattr(HotFolderBackend, "cancel", silent)
+        return None
+
+    handles = _slow_send(monkeypatch, meanwhile, landed)
+
+    outcome = submission.print_job_submit(job_id=job.pk, worker=FIRST)
+
+    job.refresh_from_db()
+    assert (job.status, job.backend_job_id, len(handles)) == (J.CANCELLED, handles[0], 1)
+    if printer == "printed it first":
+        # it cannot be taken back: the job's history says it printed, at once
+        assert (outcome, job.cancel_at_printer) == ("late_copy_not_cancelled", False)
+        assert _kinds(job)[-1] == "late_copy_not_cancelled"
+        note = JobEvent.objects.filter(job=job).order_by("pk").last()
+        assert note is not None and "already printed before the cancel reached the printer" in note.note
+        return
+    # the flag stays up for the poll, which cancels the copy once the printer answers, and says so
+    assert (outcome, job.cancel_at_printer) == ("cancel_pending", True)
+    monkeypatch.setattr(HotFolderBackend, "cancel", real_cancel)
+    assert printer_cancels_settle()["cancelled_at_printer"] == 1
+    job.refresh_from_db()
+    assert (job.cancel_at_printer, _kinds(job)[-1]) == (False, "printer_cancelled")
+    assert backend_for(job.printer).job_state(handles[0]) is JobState.CANCELED
+    assert process_pending(folder=folder, delay_seconds=0) == []  # never printed
