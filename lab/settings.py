@@ -586,6 +586,8 @@ WEBHOOK_ALLOW_HTTP = envbool("WEBHOOK_ALLOW_HTTP", "false")
 # EMAIL_BACKEND must be set, and the file backend is refused: before, it was the default everywhere, and every
 # message was kept on disk for good, an erasure's customer's too.
 _FILE_EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+# The console backend writes each message to stdout, into the journal with the logs: no personal data in logs.
+_CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
 
 def _email_backend() -> str:
@@ -603,6 +605,13 @@ def _email_backend() -> str:
             f"EMAIL_BACKEND={value} keeps every customer's e-mail in plaintext on disk: it is for the demo "
             "only (LAB_DEMO_SECRETS=true). Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend "
             "(with EMAIL_HOST and EMAIL_PORT) or another backend that hands messages on."
+        )
+    if value == _CONSOLE_EMAIL_BACKEND:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND={value} writes every customer's e-mail (addresses, tracking numbers, receipt "
+            "links) to the process's output, which the journal keeps: it is for the demo only "
+            "(LAB_DEMO_SECRETS=true). Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend (with "
+            "EMAIL_HOST and EMAIL_PORT) or another backend that hands messages on."
         )
     return value
 

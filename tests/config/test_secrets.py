@@ -135,8 +135,12 @@ def test_demo_mode_generates_the_keys_once_and_keeps_them(tmp_path):
     [
         ("", "EMAIL_BACKEND is not set. Set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend"),
         (FILE_BACKEND, f"EMAIL_BACKEND={FILE_BACKEND} keeps every customer's e-mail in plaintext on disk"),
+        (
+            "django.core.mail.backends.console.EmailBackend",
+            "EMAIL_BACKEND=django.core.mail.backends.console.EmailBackend writes every customer's e-mail",
+        ),
     ],
-    ids=["unset", "file"],
+    ids=["unset", "file", "console"],
 )
 def test_outside_demo_mode_a_mail_backend_must_be_named_and_never_the_file_one(tmp_path, backend, message):
     """The file backend keeps every message (addresses, tracking numbers, receipts' bearer links) in plaintext
