@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from lab.notify.models import WebhookDelivery
 from lab.notify.states import DeliveryStatus
+from lab.production.alerts import PRINTED_AFTER_CANCEL_HOURS, printed_after_cancel_q
 from lab.production.models import Printer, PrintJob
 from lab.production.states import JobStatus, PrinterState
 from lab.production.sweeps import sweeps_status
@@ -124,7 +125,13 @@ class LabStateCollector(Collector):
             if sweep.age is not None:
                 sweep_age.add_metric([sweep.task], sweep.age.total_seconds())
         overdue.add_metric([], sum(sweep.overdue for sweep in sweeps))
-        return [jobs, printers, printer_state, backlog, sweep_age, overdue]
+        printed_after_cancel = GaugeMetricFamily(
+            "printlab_cancelled_jobs_printed",
+            f"Cancelled jobs a copy of which printed anyway in the last {PRINTED_AFTER_CANCEL_HOURS} h: "
+            "their prints lie at the printer (the board's prints of cancelled orders).",
+        )
+        printed_after_cancel.add_metric([], PrintJob.objects.filter(printed_after_cancel_q()).count())
+        return [jobs, printers, printer_state, backlog, sweep_age, overdue, printed_after_cancel]
 
     def _broker_families(self, queues: list[str]) -> Iterator[GaugeMetricFamily]:
         depths = broker_queue_depths(queues)

@@ -13,7 +13,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,6 +23,7 @@ from lab.accounts.roles import Role
 from lab.orders.models import Order
 from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
+from lab.production.cancellation import ALREADY_PRINTED
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, PrinterState
 
@@ -36,6 +38,29 @@ OPEN_ORDER_STATUSES = (
 )
 # Jobs that wait for the lab's machines (not for a person): the queue whose growth is alerted.
 WAITING_JOB_STATUSES = (J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY)
+# How long a copy printed for a cancelled job stays listed (board, alert, gauge), on the database's clock.
+# Nothing records that a person saw to those prints, so the list ends by time, not by an acknowledgement.
+PRINTED_AFTER_CANCEL_HOURS = 24
+
+
+def printed_after_cancel_events() -> QuerySet[JobEvent]:
+    """The job events of the last PRINTED_AFTER_CANCEL_HOURS (database clock) that say a copy printed though
+    its job was cancelled: the cancel reached the printer after it printed (`printer_cancelled` with
+    ALREADY_PRINTED), or our send landed after the cancel and the printer would not cancel it
+    (`late_copy_not_cancelled`). Its prints lie at the printer for an order the customer was refunded."""
+    return JobEvent.objects.filter(
+        Q(kind="late_copy_not_cancelled") | Q(kind="printer_cancelled", note__startswith=ALREADY_PRINTED),
+        created_at__gte=Now() - timedelta(hours=PRINTED_AFTER_CANCEL_HOURS),
+    )
+
+
+def printed_after_cancel_q() -> Q:
+    """Cancelled jobs with a copy printed anyway (printed_after_cancel_events): the board's "Prints of
+    cancelled orders at the printers", their alert and the `printlab_cancelled_jobs_printed` gauge.
+
+    Read from the day's few such events (indexed by kind and time), not per cancelled job: under the board's
+    OR the job ids are hashed once and each cancelled job costs a lookup, not a probe of its events."""
+    return Q(status=J.CANCELLED, pk__in=printed_after_cancel_events().values("job_id"))
 
 
 @dataclass(frozen=True)
@@ -119,8 +144,31 @@ def alert_conditions(*, now: datetime.datetime) -> list[Condition]:
                 link=reverse("staff:job", args=[job.pk]),
             )
         )
+    conditions.extend(_printed_after_cancel())
     conditions.extend(_queue_growing(now=now))
     return conditions
+
+
+def _printed_after_cancel() -> list[Condition]:
+    """A copy printed for a cancelled job: someone must take its prints off the printer (the customer was
+    refunded; a cancelled order is never packed). One alert per such event: a later copy is alerted again."""
+    latest = printed_after_cancel_events().filter(job_id=OuterRef("pk")).order_by("-pk")
+    jobs = (
+        PrintJob.objects.filter(printed_after_cancel_q())
+        .annotate(printed_event=Subquery(latest.values("pk")[:1]))
+        .select_related("order", "printer")
+        .order_by("pk")
+    )
+    return [
+        Condition(
+            key=f"printed_after_cancel:{job.pk}:{job.printed_event or ''}",
+            kind=Alert.Kind.JOB_NEEDS_PERSON,
+            message=f"Job {job.pk} of order {job.order.ref} ({job.order.status}) was cancelled but printed "
+            f"at {job.printer.name if job.printer else 'its printer'}: take its prints off the printer",
+            link=reverse("staff:job", args=[job.pk]),
+        )
+        for job in jobs
+    ]
 
 
 def _queue_growing(*, now: datetime.datetime) -> list[Condition]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from lab.orders.models import Order, OrderEvent
 from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
+from lab.production.alerts import PRINTED_AFTER_CANCEL_HOURS, printed_after_cancel_q
 from lab.production.models import Batch, Printer, PrintJob
 from lab.production.states import JobStatus
 from lab.production.sweeps import SweepStatus, sweeps_overdue
@@ -91,6 +92,11 @@ class Board:
     # or was refused (a closed card, a disputed charge), and the sweep asks no more (`refund_needs_person`).
     # Before, nothing showed them: the money stayed owed with nobody told.
     refunds_need_person: list[Order] = field(default_factory=list)
+    # Cancelled jobs a copy of which printed anyway in the last PRINTED_AFTER_CANCEL_HOURS (the cancel reached
+    # the printer after it printed, or a late send the printer would not cancel): the prints of a refunded
+    # order lie at the printer. Before, only the job's history and a log line said so.
+    printed_after_cancel: list[PrintJob] = field(default_factory=list)
+    printed_after_cancel_hours: int = PRINTED_AFTER_CANCEL_HOURS
 
 
 # IPP printer-state-reasons (and our backends' own) in the words a technician uses.
@@ -160,7 +166,8 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         for printer in Printer.objects.order_by("name")
     ]
     groups = _media_groups(now=now)
-    needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]))  # one query for both lists
+    # One query for the three lists (a cancelled job is neither unknown nor suspect).
+    needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]) | printed_after_cancel_q())
     held_or_owed = _held_or_owed_a_refund()  # and one for these two
     return Board(
         printers=printers,
@@ -179,6 +186,7 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         generated_at=now,
         sweeps_overdue=sweeps_overdue(),
         refunds_need_person=[order for order in held_or_owed if getattr(order, "refund_needs_person", False)],
+        printed_after_cancel=[job for job in needs_person if job.status == J.CANCELLED],
     )
 
 

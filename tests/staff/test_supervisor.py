@@ -18,6 +18,7 @@ from django.utils import timezone
 from lab.orders.models import Order, OrderEvent
 from lab.production import actions, jobs, tracking
 from lab.production.alerts import alerts_check
+from lab.production.cancellation import ALREADY_PRINTED, order_cancel_in_production
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.staff import supervisor
 from tests.builders import (
@@ -375,6 +376,38 @@ def test_a_job_of_unknown_fate_again_after_it_was_sent_again_is_alerted_again(se
     assert (again, alerts_check()) == (1, 0)
     assert list(Alert.objects.values_list("kind", flat=True)) == ["job_needs_person", "job_needs_person"]
     assert len(mail.outbox) == 2
+
+
+def test_a_copy_printed_for_a_cancelled_order_is_alerted_once(settings) -> None:
+    # given two cancelled orders on the floor: one whose late send printed and the printer would not cancel
+    # (as lab.production.submission records it), one whose cancel withdrew its copy
+    settings.ALERT_QUEUE_DEPTH = 1000
+    person("supervisor", email="sup@lab.example")
+    hotfolder_printer("alpha", sizes=["4x6"])
+    printed, withdrawn = (
+        PrintJob.objects.get(
+            order=released_order(
+                lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=timezone.now() + timedelta(days=3)
+            )
+        )
+        for _ in range(2)
+    )
+    for job in (printed, withdrawn):
+        order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
+    late = JobEvent.objects.create(
+        job=printed, kind="late_copy_not_cancelled", note=f"{ALREADY_PRINTED}: backend job 4, not cancelled"
+    )
+    JobEvent.objects.create(job=withdrawn, kind="printer_cancelled", note="5:cancelled")
+
+    # when the alerts are checked twice
+    first, second = alerts_check(), alerts_check()
+
+    # then the supervisors hear once of the prints lying at the printer, and of nothing else
+    assert (first, second) == (1, 0)
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.key) == ("job_needs_person", f"printed_after_cancel:{printed.pk}:{late.pk}")
+    assert printed.order.ref in alert.message and alert.link == f"/lab/jobs/{printed.pk}/"
+    assert len(mail.outbox) == 1
 
 
 def test_a_growing_queue_is_alerted_and_shown_on_the_view(settings) -> None:
