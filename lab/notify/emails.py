@@ -107,7 +107,7 @@ def order_email(*, order: Order, kind: str) -> EmailMessage:
         # succeeded; while it is decided but not yet made (`refund_pending`: Stripe answered `pending`, or
         # refused it and a person is asked) "we are refunding". Before, both said "We refunded", and a
         # refund Stripe then refused was never made although the customer had been told it was.
-        "is_refunded": order.payment_status == Order.PaymentStatus.REFUNDED,
+        "is_refunded": _is_refunded(order),
         "is_refunding": order.payment_status == Order.PaymentStatus.REFUND_PENDING,
         # The refund e-mail of a refund the cancellation e-mail said was under way (decided with the cancel),
         # not of a payment found after it.
@@ -121,6 +121,18 @@ def order_email(*, order: Order, kind: str) -> EmailMessage:
         reply_to=reply_to(),
         headers={"Auto-Submitted": "auto-generated"},
     )
+
+
+def tells_refund_made(*, order: Order, kind: str) -> bool:
+    """The message for `kind`, rendered from `order` as it is, tells the customer their refund is made: a
+    cancellation e-mail saying "We refunded ..." (lab.notify.services records it with the sent e-mail, and
+    mails no refund e-mail after it). One saying "we are refunding", or that no payment reached us, promised
+    word when the refund is made."""
+    return kind == OrderStatus.CANCELLED and _is_refunded(order)
+
+
+def _is_refunded(order: Order) -> bool:
+    return order.payment_status == Order.PaymentStatus.REFUNDED
 
 
 def _refund_decided_with_cancel(order: Order) -> bool:

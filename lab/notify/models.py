@@ -39,6 +39,12 @@ class Notification(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     skip_reason = models.CharField(max_length=40, blank=True)
     send_attempts = models.PositiveSmallIntegerField(default=0)
+    # What a sent cancellation e-mail said of the money, recorded from the order it was rendered from: "We
+    # refunded ..." (the refund is told; services.py `_refund_skip_reason` mails no refund e-mail after it).
+    # False for every other e-mail, and for a cancellation e-mail that said "we are refunding" or that no
+    # payment had reached us: both promised word when a refund is made. (Before, that was guessed by
+    # comparing the claim's time, on the database's clock, with the refund event's, on a web host's.)
+    told_refund_made = models.BooleanField(default=False, db_default=False)
     claimed_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -60,9 +60,10 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
 
 
 # The order events that record a refund made (lab/orders/payments.py `_refunded`, and a full refund made in
-# Stripe's dashboard: lab/orders/stripe_events.py). On a cancelled order whose cancellation e-mail knew of no
-# payment, the sweep mails the customer that their money went back (`_refund_skip_reason`). The notification
-# row is claimed like any other (one per order event), so a sweep run twice, or two at once, mails it once.
+# Stripe's dashboard: lab/orders/stripe_events.py). On a cancelled order whose cancellation e-mail did not say
+# "We refunded", the sweep mails the customer that their money went back (`_refund_skip_reason`). The
+# notification row is claimed like any other (one per order event), so a sweep run twice, or two at once,
+# mails it once.
 REFUND_EVENT_KINDS = ("refunded", "refunded_at_stripe")
 # Notification.kind of a refund's e-mail: not a status change, so no status webhook goes with it.
 REFUND_NOTIFICATION_KIND = Notification.Kind.ORDER_REFUNDED
@@ -177,6 +178,8 @@ def _notify(*, order_event: OrderEvent, kind: str, email_kind: str, send: bool =
         logger.info("notification left unsent notification=%s order=%s", notification.pk, order.ref)
         return
     message = emails.order_email(order=order, kind=email_kind)
+    # What this e-mail says of the refund, from the very order it was rendered from (`_refund_skip_reason`).
+    told_refund_made = emails.tells_refund_made(order=order, kind=email_kind)
     try:
         mail_send(message)
     except MailNotSent:  # an OSError: the task retries and reclaims the failed row
@@ -186,7 +189,10 @@ def _notify(*, order_event: OrderEvent, kind: str, email_kind: str, send: bool =
         logger.warning("notification send failed notification=%s order=%s", notification.pk, order.ref)
         raise
     Notification.objects.filter(pk=notification.pk).update(
-        status=Notification.Status.SENT, sent_at=timezone.now(), send_attempts=F("send_attempts") + 1
+        status=Notification.Status.SENT,
+        sent_at=timezone.now(),
+        send_attempts=F("send_attempts") + 1,
+        told_refund_made=told_refund_made,
     )
     logger.info("notification sent notification=%s order=%s email=%s", notification.pk, order.ref, email_kind)
 
@@ -256,12 +262,19 @@ def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
 
     Only a cancelled order's: a refund made in Stripe's dashboard holds an order that goes on, for a
     supervisor to decide, and the refund of a payment of the wrong amount on an order still awaiting payment
-    is told by the cancellation e-mail when the order expires. A refund decided before or with the cancel (a
-    paid order cancelled: `payment_cancel_decide` runs in the cancel's transaction, before its transition)
-    was told by the cancellation e-mail ("We refunded ..."); one decided after it, or none decided (a payment
-    found by the intent's cancel or by its late event, a full refund in Stripe's dashboard), was not: that
-    e-mail said no payment had reached us. A refund told once is not told again (it failed at Stripe after it
-    succeeded, and was made again)."""
+    is told by the cancellation e-mail when the order expires. A cancelled order's refund is told by its
+    cancellation e-mail when that e-mail, as sent, said "We refunded ..." (Notification.told_refund_made,
+    recorded from the order it was rendered from); one that said "we are refunding" (Stripe's refund still
+    pending) or that no payment had reached us promised word when the refund is made, which this e-mail is,
+    and so does a cancellation e-mail never sent. A refund told once is not told again (it failed at Stripe
+    after it succeeded, and was made again).
+
+    Before, what the cancellation e-mail had said was guessed from times: its claim's (on the database's
+    clock) before the refund event's (on the clock of the host that recorded it, lab/orders/payments.py).
+    A web host whose clock ran behind stamped the refund before the claim of a "we are refunding" e-mail, and
+    the promised e-mail never went; one ahead had a "We refunded" e-mail followed by a second; and a claim
+    made between the refund's INSERT and its COMMIT read the order still pending, its e-mail promising word
+    that the times then said was not owed."""
     if order.status != OrderStatus.CANCELLED:
         return "refund_not_cancelled"
     cancelled = (
@@ -271,12 +284,9 @@ def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
     )
     if (
         cancelled is not None
-        and OrderEvent.objects.filter(order=order, kind="refund_decided")
-        .filter(
-            Q(created_at__lt=cancelled.created_at) | Q(created_at=cancelled.created_at, pk__lt=cancelled.pk)
-        )
-        .exists()
-        and not _cancel_mail_told_refund_pending(cancelled=cancelled, refund_event=order_event)
+        and Notification.objects.filter(
+            order_event=cancelled, status=Notification.Status.SENT, told_refund_made=True
+        ).exists()
     ):
         return "refund_told_with_cancel"
     told = Notification.objects.filter(
@@ -285,14 +295,6 @@ def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
     if told.exists():
         return "refund_told"
     return None
-
-
-def _cancel_mail_told_refund_pending(*, cancelled: OrderEvent, refund_event: OrderEvent) -> bool:
-    """The cancellation e-mail was written before the refund was made: it said "we are refunding" and
-    promised word when it is made (lab/notify/emails.py), which this refund's e-mail is. A cancellation
-    e-mail not sent yet is written from the order as it is when it goes, so it tells of the refund itself."""
-    told = Notification.objects.filter(order_event=cancelled, status=Notification.Status.SENT).first()
-    return told is not None and told.claimed_at < refund_event.created_at
 
 
 def _is_payment_hold(order_event: OrderEvent) -> bool:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
+from django.db.models import F
 from django.utils import timezone
 
 from lab.lib.errors import DomainError, NotFound
@@ -257,6 +258,69 @@ def test_a_refund_pending_at_the_cancellation_mail_is_mailed_once_it_is_made():
     told = [message for message in mail.outbox if "refunded" in message.subject]
     assert [message.subject for message in told] == [f"Your payment for order {order.ref} is refunded"]
     assert "we have refunded 6.04 USD, your payment for the cancelled order" in " ".join(told[0].body.split())
+
+
+def _refund_stamped(order: Order, *, off_the_claim: timedelta) -> None:
+    """The refund's event as a web host whose clock is off the database's stamps it: `off_the_claim` from
+    the cancellation mail's claim (written on the database's clock)."""
+    claim = Notification.objects.get(order=order, kind="status_changed", order_status="cancelled")
+    OrderEvent.objects.filter(order=order, kind="refunded").update(
+        created_at=claim.claimed_at + off_the_claim
+    )
+
+
+def _all_aged(order: Order, by: timedelta = timedelta(minutes=5)) -> None:
+    """`by` passes for the order's events and notifications alike: their times move back together, so what
+    was stamped before what stays so."""
+    OrderEvent.objects.filter(order=order).update(created_at=F("created_at") - by)
+    Notification.objects.filter(order=order).update(claimed_at=F("claimed_at") - by)
+
+
+def test_a_refund_stamped_by_a_host_behind_after_a_we_are_refunding_mail_is_mailed_once():
+    # given a paid order cancelled while Stripe's refund was pending: the worker claims the cancellation mail
+    # (on the database's clock) and tells the customer "we are refunding"; Stripe confirms the refund on a
+    # web host whose clock runs 2 s behind, so its event is stamped before that claim
+    order = order_for(new_customer(email="ada@example.net"))
+    order_move(order, "paid")
+    OrderEvent.objects.create(order=order, kind="refund_decided", actor_kind="system")
+    order_move(order, "cancelled", payment_status=Order.PaymentStatus.REFUND_PENDING)
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+    assert "We are refunding 6.04 USD to your card" in mail.outbox[0].body
+    _refund_recorded(order)
+    _refund_stamped(order, off_the_claim=-timedelta(seconds=2))
+    _all_aged(order)
+
+    # when the sweep runs, twice
+    services.notifications_sweep()
+    services.notifications_sweep()
+
+    # then the refund the cancellation mail promised word of is mailed once (before, the times said the
+    # refund was made before that mail was written, and it was skipped as told with the cancel)
+    told = [message for message in mail.outbox if "refunded" in message.subject]
+    assert [message.subject for message in told] == [f"Your payment for order {order.ref} is refunded"]
+    assert Notification.objects.get(order=order, kind="order_refunded").status == "sent"
+
+
+def test_a_refund_stamped_by_a_host_ahead_before_a_we_refunded_mail_is_not_mailed_again():
+    # given a paid order cancelled and its refund made, on a web host whose clock runs 2 s ahead, just before
+    # the worker claims the cancellation mail, which says "We refunded"
+    order = order_for(new_customer(email="ada@example.net"))
+    order_move(order, "paid")
+    OrderEvent.objects.create(order=order, kind="refund_decided", actor_kind="system")
+    order_move(order, "cancelled", payment_status=Order.PaymentStatus.REFUND_PENDING)
+    _refund_recorded(order)
+    notify_order_status_changed(order_id=order.pk, status="cancelled")
+    assert "We refunded 6.04 USD to your card." in mail.outbox[0].body
+    _refund_stamped(order, off_the_claim=timedelta(seconds=2))
+    _all_aged(order)
+
+    # when the sweep runs
+    services.notifications_sweep()
+
+    # then no second mail tells of it (before, the refund's time after the claim read as "we are refunding")
+    assert not any("refunded" in message.subject for message in mail.outbox)
+    refund = Notification.objects.get(order=order, kind="order_refunded")
+    assert (refund.status, refund.skip_reason) == ("skipped", "refund_told_with_cancel")
 
 
 def test_a_refund_of_an_order_that_goes_on_mails_nothing():
