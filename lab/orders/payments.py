@@ -27,6 +27,7 @@ from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked
 
 if TYPE_CHECKING:
+    from stripe import RequestOptions
     from stripe.params import RefundCreateParams
 
 logger = logging.getLogger(__name__)
@@ -303,11 +304,17 @@ def refund_issue(*, order_id: int) -> bool:
     return _refunded(order=order, kind="refunded", actor_kind="system")
 
 
-def _refund_owed(*, client: stripe.StripeClient, order: Order, made: list[stripe.Refund]) -> int:
+def _refund_owed(
+    *,
+    client: stripe.StripeClient,
+    order: Order,
+    made: list[stripe.Refund],
+    options: RequestOptions | None = None,
+) -> int:
     """What of the captured payment no refund has taken back yet: the amount the PaymentIntent received,
     less every refund that succeeded or may still (pending). A refund that failed or was cancelled moved
     nothing, so its amount is owed again."""
-    intent = client.v1.payment_intents.retrieve(order.payment_intent_id).to_dict()
+    intent = client.v1.payment_intents.retrieve(order.payment_intent_id, options=options).to_dict()
     received = intent.get("amount_received")
     captured = int(received if received is not None else intent.get("amount") or order.total_minor)
     return captured - sum(int(refund.amount or 0) for refund in made if refund.status not in REFUND_UNDONE)
@@ -326,16 +333,26 @@ class RefundsAtStripe:
         return self.captured - self.left
 
 
+# One try per call, no SDK retries: the webhook handler's read is a nudge whose fallback is the event's own
+# word, so a stalled Stripe costs it at most two waits of STRIPE_TIMEOUT_SECONDS (the list, the intent), not
+# six (three tries each).
+ONE_TRY: RequestOptions = {"max_network_retries": 0}
+
+
 def refunds_at_stripe(*, order: Order) -> RefundsAtStripe | None:
     """Re-read at Stripe what the order's payment has left after every refund of it, whoever made it; None
     when that cannot be known now (Stripe not answering, no such intent, nothing captured).
 
     For the webhook handler (lab/orders/stripe_events.py), which takes a refund event not of the lab's making
-    as a nudge: the event may be older than another, and only Stripe's refunds say what the payment is now."""
+    as a nudge: the event may be older than another, and only Stripe's refunds say what the payment is now.
+    It reads before it takes the order's row lock (a stalled Stripe held the lock, and the web worker, for
+    the SDK's three tries of two calls); each call is tried once (`ONE_TRY`)."""
     try:
         client = stripe_client()
-        made = client.v1.refunds.list(params={"payment_intent": order.payment_intent_id, "limit": 100}).data
-        left = _refund_owed(client=client, order=order, made=made)
+        made = client.v1.refunds.list(
+            params={"payment_intent": order.payment_intent_id, "limit": 100}, options=ONE_TRY
+        ).data
+        left = _refund_owed(client=client, order=order, made=made, options=ONE_TRY)
     except (stripe.StripeError, UpstreamError) as error:
         logger.warning("refunds not read at stripe order=%s error=%s", order.ref, type(error).__name__)
         return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -108,16 +110,124 @@ def webhook_event_handle(*, event: Any) -> str:
     event_type = event["type"]
     intent_id = str(data.get(_intent_field(event_type)) or "") if event_type in HANDLED_EVENTS else ""
     try:
-        with transaction.atomic():
-            StripeEvent.objects.create(
-                event_id=event["id"], event_type=event_type, payment_intent_id=intent_id
-            )
-            outcome = _apply(event_type=event_type, data=data, intent_id=intent_id)
-            StripeEvent.objects.filter(event_id=event["id"]).update(outcome=outcome)
+        try:
+            outcome = _handle_once(event=event, data=data, intent_id=intent_id, last=False)
+        except _ReadStale:
+            # The order, or the payment's other events, moved while Stripe was read: read again, once.
+            outcome = _handle_once(event=event, data=data, intent_id=intent_id, last=True)
     except IntegrityError:
         return "duplicate"
     logger.info("stripe event id=%s type=%s outcome=%s", event["id"], event_type, outcome)
     return outcome
+
+
+def _handle_once(*, event: Any, data: dict[str, Any], intent_id: str, last: bool) -> str:
+    """Read Stripe's refunds when the event may need them, outside any transaction and without the order's
+    lock; then record and apply the event under the lock in one transaction."""
+    event_type = event["type"]
+    read = _refunds_read_unlocked(event_id=event["id"], event_type=event_type, data=data, intent_id=intent_id)
+    with transaction.atomic():
+        recorded = StripeEvent.objects.create(
+            event_id=event["id"], event_type=event_type, payment_intent_id=intent_id
+        )
+        reads = _RefundsReader(read=read, own_event=recorded.pk, last=last)
+        outcome = _apply(event_type=event_type, data=data, intent_id=intent_id, reads=reads)
+        StripeEvent.objects.filter(event_id=event["id"]).update(outcome=outcome)
+    return outcome
+
+
+class _ReadStale(Exception):
+    """Stripe's refunds were read before the order's lock, and the order changed, or another event of the
+    payment was applied, meanwhile: the read may be older than what that saw (rolls the attempt back)."""
+
+
+@dataclass(frozen=True)
+class _RefundsRead:
+    """What Stripe said of the payment's refunds (None: not read), and what the lab knew when it asked: the
+    order's row (status, payment status, last change) and the payment's events already recorded."""
+
+    at_stripe: RefundsAtStripe | None
+    order_seen: tuple[str, str, datetime]
+    events_seen: frozenset[int]
+
+
+def _order_seen(order: Order) -> tuple[str, str, datetime]:
+    return (order.status, order.payment_status, order.updated_at)
+
+
+def _payment_events(intent_id: str) -> frozenset[int]:
+    return frozenset(StripeEvent.objects.filter(payment_intent_id=intent_id).values_list("pk", flat=True))
+
+
+def _refunds_read_unlocked(
+    *, event_id: str, event_type: str, data: dict[str, Any], intent_id: str
+) -> _RefundsRead | None:
+    """Stripe's refunds of the order's payment, read before the order's lock is taken, when this event would
+    read them for the order as it is now (`_reads_refunds`); None when it would not.
+
+    Before, the handlers read Stripe under the order's row lock, inside the event's transaction: while Stripe
+    stalled each dashboard refund event held a web worker and the lock for the SDK's three tries of two calls
+    (~31 s, up to ~63 s: past gunicorn's 60 s), the refund's other events queued on the lock behind it, and
+    a customer's or supervisor's cancel of the order waited as long."""
+    if not intent_id or event_type not in (REFUND_EVENTS | {"charge.refunded"}):
+        return None
+    if StripeEvent.objects.filter(event_id=event_id).exists():
+        return None  # a replay: answered `duplicate`, nothing to read
+    events_seen = _payment_events(intent_id)
+    order = Order.objects.filter(payment_intent_id=intent_id).first()
+    if order is None or not _reads_refunds(order=order, event_type=event_type, data=data):
+        return None
+    return _RefundsRead(
+        at_stripe=refunds_at_stripe(order=order), order_seen=_order_seen(order), events_seen=events_seen
+    )
+
+
+def _reads_refunds(*, order: Order, event_type: str, data: dict[str, Any]) -> bool:
+    """Whether `_charge_refunded` or `_refund_changed` reads Stripe for the order in its state now."""
+    status = order.payment_status
+    if event_type == "charge.refunded":
+        if data.get("refunded") is False:
+            return status == Order.PaymentStatus.SUCCEEDED
+        return status not in (
+            Order.PaymentStatus.REFUNDED,
+            Order.PaymentStatus.REFUND_PENDING,
+            Order.PaymentStatus.DISPUTED,
+        )
+    metadata = data.get("metadata") or {}
+    return metadata.get(REFUND_TAG) != refund_tag(order) and status in (
+        Order.PaymentStatus.SUCCEEDED,
+        Order.PaymentStatus.REFUNDED,
+    )
+
+
+@dataclass(frozen=True)
+class _RefundsReader:
+    """What the handlers call, under the order's lock, for Stripe's refunds of its payment.
+
+    The read made before the lock stands when Stripe could not be read (the event's word then stands, as it
+    would have: nothing newer was learnt), or when neither the order's row nor the payment's recorded events
+    changed since it was asked for: then no other event applied a newer read, and the lab made no refund
+    (its refunds follow a change of the order's payment status). Otherwise the attempt is rolled back and
+    made again with a new read, outside the lock; only if that one is overtaken too is Stripe read under the
+    lock, as before (each call one try: at most two waits of STRIPE_TIMEOUT_SECONDS)."""
+
+    read: _RefundsRead | None
+    own_event: int
+    last: bool
+
+    def __call__(self, order: Order) -> RefundsAtStripe | None:
+        read = self.read
+        if read is not None and (
+            read.at_stripe is None
+            or (
+                read.order_seen == _order_seen(order)
+                and _payment_events(order.payment_intent_id) - {self.own_event} == read.events_seen
+            )
+        ):
+            return read.at_stripe
+        if not self.last:
+            raise _ReadStale
+        return refunds_at_stripe(order=order)
 
 
 def _is_text(value: object, max_length: int) -> bool:
@@ -191,7 +301,7 @@ def _event_object(event: Any) -> dict[str, Any]:
     )
 
 
-def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
+def _apply(*, event_type: str, data: dict[str, Any], intent_id: str, reads: _RefundsReader) -> str:
     if event_type not in HANDLED_EVENTS:
         return "ignored"
     # Matched by our own PaymentIntent id only, never by `metadata.order_ref`: whoever creates a PaymentIntent
@@ -225,8 +335,8 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str) -> str:
     if event_type == DISPUTE_CLOSED:
         return _dispute_closed(order=order, dispute=data)
     if event_type in REFUND_EVENTS:
-        return _refund_changed(order=order, refund=data)
-    return _charge_refunded(order=order, data=data)
+        return _refund_changed(order=order, refund=data, reads=reads)
+    return _charge_refunded(order=order, data=data, reads=reads)
 
 
 DISPUTED_WHY = "The payment is disputed"
@@ -296,7 +406,7 @@ def _refund_issue_after_commit(*, order: Order) -> None:
 REFUNDED_WHY = "The payment was refunded at Stripe"
 
 
-def _charge_refunded(*, order: Order, data: dict[str, Any]) -> str:
+def _charge_refunded(*, order: Order, data: dict[str, Any], reads: _RefundsReader) -> str:
     """charge.refunded: ours (a cancel's decided refund) or one made in Stripe's dashboard.
 
     One not ours is a nudge: the payment's status is what Stripe's refunds say now (`refunds_at_stripe`),
@@ -319,7 +429,7 @@ def _charge_refunded(*, order: Order, data: dict[str, Any]) -> str:
         if ours:
             return "partial_refund_noted"  # our refund, still to be made, refunds what is left
         if order.payment_status == Order.PaymentStatus.SUCCEEDED:
-            at_stripe = refunds_at_stripe(order=order)
+            at_stripe = reads(order)
             if at_stripe is not None and at_stripe.left <= 0:
                 return _refunded_at_stripe(order=order)  # with the refunds before it, all went back
         return _hold_for_payment(order=order, why=PARTLY_REFUNDED_WHY) or "partial_refund_noted"
@@ -329,7 +439,7 @@ def _charge_refunded(*, order: Order, data: dict[str, Any]) -> str:
         _refund_issue_after_commit(order=order)
         return "refund_confirming"
     if order.payment_status != Order.PaymentStatus.DISPUTED:
-        at_stripe = refunds_at_stripe(order=order)
+        at_stripe = reads(order)
         if at_stripe is not None and at_stripe.left > 0:
             # Stripe has not taken it all back (the refund failed since, or took a part): the payment is
             # still captured, and a cancel refunds what is left. Held for a person all the same.
@@ -396,7 +506,7 @@ def _payment_captured(*, order: Order, at_stripe: RefundsAtStripe | None, why: s
     return "payment_captured_again"
 
 
-def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
+def _refund_changed(*, order: Order, refund: dict[str, Any], reads: _RefundsReader) -> str:
     """A refund's status changed at Stripe (`refund.updated`, `refund.failed`, `charge.refund.updated`).
 
     Ours (tagged with the order) is judged by what Stripe says now, not by the event, which may be older than
@@ -430,7 +540,7 @@ def _refund_changed(*, order: Order, refund: dict[str, Any]) -> str:
     if undone:
         OrderEvent.objects.create(order=order, kind="refund_failed_at_stripe", actor_kind="stripe", note=note)
     captured = order.payment_status in (Order.PaymentStatus.SUCCEEDED, Order.PaymentStatus.REFUNDED)
-    at_stripe = refunds_at_stripe(order=order) if captured else None
+    at_stripe = reads(order) if captured else None
     if at_stripe is not None:
         unchanged = "refund_failure_noted" if undone else "noted"
         if at_stripe.left <= 0:

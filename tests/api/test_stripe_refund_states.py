@@ -6,13 +6,16 @@ each test sets (tests/support/stripe_proxy.py): localstripe itself makes every r
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
 
-from lab.orders import payments
+from lab.orders import payments, stripe_events
 from lab.orders.models import Order, OrderEvent
 from lab.production.cancellation import order_cancel_in_production
 from lab.staff.board import board_snapshot
@@ -511,3 +514,106 @@ def test_a_failed_dashboard_refund_s_late_event_does_not_undo_a_second_refund_th
     assert (order.status, order.payment_status) == ("cancelled", "refunded")
     assert payments.refunds_reconcile() == 0
     assert refunds_made(order) == [("failed", {}), ("succeeded", {})]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dashboard_refund_s_event_reads_a_stalled_stripe_without_holding_the_order_s_lock(
+    api, paid, stripe_proxy, settings, monkeypatch
+):
+    # given Stripe takes the connection for its refunds and never answers (a one-second timeout)
+    settings.STRIPE_TIMEOUT_SECONDS = 1
+    stalled, released = threading.Event(), threading.Event()
+
+    def stall(method: str, path: str, body: bytes) -> dict[str, Any] | None:
+        if method == "GET" and path.split("?")[0] == "/v1/refunds":
+            stalled.set()
+            released.wait(30)
+        return None
+
+    monkeypatch.setattr(stripe_proxy, "refusal", stall)
+    lock_tries: list[str] = []
+
+    def lock_the_order_while_stripe_stalls() -> None:
+        # another session (a customer's or supervisor's cancel) takes the order's row lock mid-stall
+        try:
+            if not stalled.wait(10):
+                lock_tries.append("stripe never asked")
+                return
+            try:
+                with transaction.atomic():
+                    Order.objects.select_for_update(nowait=True).get(pk=paid.pk)
+                lock_tries.append("taken")
+            except DatabaseError:
+                lock_tries.append("held by the webhook")
+        finally:
+            connection.close()
+
+    other_session = threading.Thread(target=lock_the_order_while_stripe_stalls)
+    other_session.start()
+
+    # when Stripe's charge.refunded for a refund made in its dashboard comes in
+    try:
+        started = time.monotonic()
+        outcome = dashboard_charge_refunded(api, paid, event_id="evt_refunded_stalled")
+        took = time.monotonic() - started
+    finally:
+        released.set()
+        other_session.join(15)
+
+    # then Stripe was read before the order's lock was taken (before, under it: the cancel waited for the
+    # SDK's three tries), once, without retries: the event is answered within two timeouts (it took ~3.5 s
+    # before), and its own word stands as Stripe could not be read
+    assert lock_tries == ["taken"]
+    assert took < 2 * settings.STRIPE_TIMEOUT_SECONDS, took
+    assert outcome == "held_for_payment"
+    order = Order.objects.get(pk=paid.pk)
+    assert (order.status, order.payment_status) == ("on_hold", "refunded")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_of_stripe_overtaken_by_another_event_of_the_payment_is_made_again(
+    api, paid, stripe_proxy, monkeypatch
+):
+    # given a full refund made in Stripe's dashboard, pending
+    first = stripe_test_client().v1.refunds.create(params={"payment_intent": paid.payment_intent_id})
+    stripe_proxy.statuses[str(first.id)] = "pending"
+    rewrite = stripe_proxy.rewrite
+    overtaken: list[str] = []
+    lists_read: list[int] = []
+
+    def then_it_fails(answer: Any) -> Any:
+        answer = rewrite(answer)
+        if isinstance(answer, dict) and answer.get("object") == "list":
+            lists_read.append(len(answer["data"]))
+        if isinstance(answer, dict) and answer.get("object") == "list" and not overtaken:
+            # Stripe has answered the charge.refunded's read (the refund pending: all of it taken back);
+            # before that answer is applied the refund fails, and its refund.failed is applied first
+            overtaken.append("failing")
+            stripe_proxy.statuses[str(first.id)] = "failed"
+            failed = {
+                "id": str(first.id),
+                "object": "refund",
+                "payment_intent": paid.payment_intent_id,
+                "status": "failed",
+                "metadata": {},
+            }
+            try:
+                event = {"id": "evt_failed_meanwhile", "type": "refund.failed", "data": {"object": failed}}
+                overtaken.append(stripe_events.webhook_event_handle(event=event))
+            finally:
+                connection.close()
+        return answer
+
+    monkeypatch.setattr(stripe_proxy, "rewrite", then_it_fails)
+
+    # when the charge.refunded of the refund is delivered
+    outcome = dashboard_charge_refunded(api, paid, event_id="evt_refunded_overtaken")
+
+    # then its read, older than the refund.failed applied meanwhile, is made again: nothing went back, the
+    # payment is still captured (a cancel refunds it) and the order held for a person. Without the second
+    # read the older one made the payment `refunded`, and a supervisor's cancel refunded nothing
+    assert overtaken == ["failing", "refund_failure_noted"]
+    assert outcome == "held_for_payment"
+    order = Order.objects.get(pk=paid.pk)
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+    assert lists_read == [1, 1, 1]  # the charge.refunded's read, the refund.failed's, the read made again
