@@ -15,6 +15,12 @@ A job the printer completed while its print job still waits (`submitted` not yet
 that looks for an earlier attempt, `suspect` or `unknown` for a person) is kept: the retry must find it so
 that it is not printed twice, and the technician may need it. A printer that cannot be read, or a document
 that cannot be erased, is counted and logged, and the sweep goes on with the next.
+
+A copy discarded while its print job is not over leaves its trace in the job's history (a
+PRINTER_COPY_DISCARDED event, at that printer): a retry counts the copies each attempt that may have reached
+the printer left there (submission.sends_unaccounted), and a superseded attempt's copy erased here (the empty
+job of a send cupsd cut off, aborted or cancelled) accounts for its attempt as a listed one does. Before, a
+routine cupsd restart in the middle of a send ended with the job `unknown` once the sweep had run.
 """
 
 from __future__ import annotations
@@ -22,9 +28,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from typing import NamedTuple
 
 from lab.production.backends import backend_for
-from lab.production.models import JOB_TITLE_PREFIX, Printer, PrintJob, jobs_formerly_titled, jobs_titled
+from lab.production.models import (
+    JOB_TITLE_PREFIX,
+    JobEvent,
+    Printer,
+    PrintJob,
+    jobs_formerly_titled,
+    jobs_titled,
+)
 from lab.production.states import FINAL_JOB_STATUSES
 from printers.base import JobInfo, JobState
 from printers.errors import PrinterError
@@ -32,6 +46,11 @@ from printers.errors import PrinterError
 logger = logging.getLogger(__name__)
 
 _ENDED_WITHOUT_PRINTING = frozenset({JobState.CANCELED, JobState.ABORTED})
+
+# The kind of the event a copy discarded while its print job was not over leaves, and how its note begins
+# (the handle follows): submission.sends_unaccounted reads them.
+PRINTER_COPY_DISCARDED = "printer_copy_discarded"
+DISCARDED_COPY_NOTE_PREFIX = "backend job "
 
 
 # A send older than this is over, whatever happened to it: the print task's hard time limit is 120 s
@@ -77,6 +96,11 @@ def printer_documents_discard() -> dict[str, int]:
                 counts["failed"] += 1
                 continue
             counts["discarded" if discarded else "already_gone"] += 1
+            print_job = tracked.get(job.title)
+            if print_job is not None and print_job.status not in FINAL_JOB_STATUSES:
+                # Listed a moment ago, gone now (erased here, or just before by the printer itself): the
+                # copy its attempt left is accounted for by this event from now on, as it was by the listing.
+                _copy_discarded_record(printer=printer, job=job, print_job=print_job, discarded=discarded)
     if counts["discarded"] or counts["unfinished_sends_discarded"]:
         logger.info(
             "printer documents discarded count=%d unfinished_sends=%d",
@@ -86,11 +110,20 @@ def printer_documents_discard() -> dict[str, int]:
     return {name: count for name, count in counts.items() if count}
 
 
-def _print_jobs(jobs: list[JobInfo]) -> dict[str, tuple[str, str, bool]]:
+class _Tracked(NamedTuple):
+    """The state of the print job of ours that a printer's job carries the title of."""
+
+    pk: int
+    status: str
+    backend_job_id: str
+    cancel_pending: bool
+
+
+def _print_jobs(jobs: list[JobInfo]) -> dict[str, _Tracked]:
     """By backend title: the state of the print job of ours that has exactly that title."""
     titled = jobs_titled(job.title for job in jobs)
     states = {
-        pk: (status, backend_job_id, cancel_pending)
+        pk: _Tracked(pk, status, backend_job_id, cancel_pending)
         for pk, status, backend_job_id, cancel_pending in PrintJob.objects.filter(
             pk__in=set(titled.values())
         ).values_list("pk", "status", "backend_job_id", "cancel_at_printer")
@@ -98,12 +131,31 @@ def _print_jobs(jobs: list[JobInfo]) -> dict[str, tuple[str, str, bool]]:
     return {title: states[pk] for title, pk in titled.items() if pk in states}
 
 
+def _copy_discarded_record(*, printer: Printer, job: JobInfo, print_job: _Tracked, discarded: bool) -> None:
+    """The job's history keeps the copy the sweep took from the printer: which one, in what state, whether it
+    held a document (when the printer said). Written once the copy is gone, never before: an event beside a
+    copy still listed would count it twice, and a retry would send again though an attempt is unaccounted."""
+    if job.document_count is None:
+        document = "unknown whether it held a document"
+    else:
+        document = "held no document" if job.document_count == 0 else "held its document"
+    JobEvent.objects.create(
+        job_id=print_job.pk,
+        printer_id=printer.pk,
+        kind=PRINTER_COPY_DISCARDED,
+        note=(
+            f"{DISCARDED_COPY_NOTE_PREFIX}{job.handle}: {job.state.value}, {document};"
+            f" {'discarded by the spool sweep' if discarded else 'already gone when the sweep discarded it'}"
+        )[:500],
+    )
+
+
 def _error_name(error: Exception) -> str:
     # The code or the exception's class only: an OSError's message names the file, and so the job.
     return error.code if isinstance(error, PrinterError) else type(error).__name__
 
 
-def _may_discard(job: JobInfo, tracked: tuple[str, str, bool] | None, *, is_title_given_up: bool) -> bool:
+def _may_discard(job: JobInfo, tracked: _Tracked | None, *, is_title_given_up: bool) -> bool:
     if is_title_given_up:
         # A copy sent under a title its print job gave up (a person judged it not printed and sent the job
         # again under a new one): no retry, reconciler or person looks for a copy by that title, so it goes
@@ -114,7 +166,7 @@ def _may_discard(job: JobInfo, tracked: tuple[str, str, bool] | None, *, is_titl
         # of the same id on the same print host, a job erased with its order): not ours to judge; CUPS drops
         # its files in a day.
         return False
-    status, backend_job_id, cancel_pending = tracked
+    _, status, backend_job_id, cancel_pending = tracked
     if status in FINAL_JOB_STATUSES and not cancel_pending:
         return True
     return job.state in _ENDED_WITHOUT_PRINTING and job.handle != backend_job_id

@@ -9,6 +9,7 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,11 +35,11 @@ from lab.production.jobs import (
     rasterize_enqueue,
     submit_enqueue,
 )
-from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.models import DESTINATION_FIELDS, Batch, JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_media
 from lab.production.silence import SilentServers
-from lab.production.spool import UNFINISHED_SEND_SECONDS
+from lab.production.spool import DISCARDED_COPY_NOTE_PREFIX, PRINTER_COPY_DISCARDED, UNFINISHED_SEND_SECONDS
 from lab.production.states import JobStatus
 from lab.production.tracking import jobs_track
 from printers.base import JobInfo, JobState, PrinterBackend
@@ -109,7 +110,15 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
     claimed_at = database_now()  # the lease is judged on the clock every host shares (lab/lib/clock.py)
     try:
         with transaction.atomic():
-            claimed = job_move(
+            # The printer's row locked first (before the job's: the restart check's order), and compared with
+            # the copy read above, which the raster goes to: the lab admin's move of the printer
+            # (lab/staff/admin/production.py, which locks the row and then counts the jobs that may be at its
+            # destination) either committed before this (the destination differs: nothing is claimed, the
+            # job is sent again at the new one) or waits for this claim's commit and then finds the job
+            # `submitting`, which refuses the move. Before, a ready job read at A was claimed after the admin
+            # pointed the printer at B and sent to A: read and cancelled at B, it printed at A all the same.
+            destination_moved = not _destination_as_read(printer)
+            claimed = not destination_moved and job_move(
                 job_id=job_id,
                 from_statuses={J.READY},
                 to_status=J.SUBMITTING,
@@ -128,9 +137,8 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                 fence_armed_at=claimed_at,
                 submit_attempts=F("submit_attempts") + 1,
             )
-            if not claimed:
-                return "not_claimed"
-            job.refresh_from_db()
+            if claimed:
+                job.refresh_from_db()
     except DatabaseError:
         # The COMMIT may have been applied with its answer lost (the server went away as it answered).
         # Nothing was sent: take the claim back, or the reconciler, finding nothing at the printer, calls
@@ -140,6 +148,10 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         ):
             submit_enqueue(job)
         raise
+    if destination_moved:
+        return _destination_moved(job)
+    if not claimed:
+        return "not_claimed"
     backend = backend_for(printer)
     handed_over = False  # whether anything of this attempt may have reached the printer
     try:
@@ -204,6 +216,27 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         )
         return "failed"
     return _submitted(job=job, handle=handle, kind="submitted", backend=backend, claimed_at=claimed_at)
+
+
+def _destination_as_read(printer: Printer) -> bool:
+    """Lock the printer's row (FOR NO KEY UPDATE: rows that only reference it are not held up) and say whether
+    its destination is still the one `printer` was read with, sealed by the lab."""
+    locked = Printer.objects.select_for_update(no_key=True).filter(pk=printer.pk).first()
+    return (
+        locked is not None
+        and all(getattr(locked, field) == getattr(printer, field) for field in DESTINATION_FIELDS)
+        and locked.destination_is_sealed
+    )
+
+
+def _destination_moved(job: PrintJob) -> str:
+    """The printer was pointed elsewhere after the submit read it: nothing was claimed or sent. The job stays
+    `ready` and is sent again, to the destination as it is now (its print host's queue too)."""
+    logger.info("printer destination changed before the claim, nothing sent job=%s", job.pk)
+    current = PrintJob.objects.select_related("printer").filter(pk=job.pk, status=J.READY).first()
+    if current is not None and current.printer is not None:
+        submit_enqueue(current)
+    return "moved"
 
 
 def _refused_unsent(job: PrintJob, *, code: str, message: str) -> str:
@@ -339,10 +372,10 @@ def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
 @dataclass(frozen=True)
 class _Look:
     """What the printer holds with the job's title: the copy of an earlier attempt it may still print (or
-    printed), and how many jobs with the title it lists in all (cancelled, aborted and empty ones too)."""
+    printed), and the handles of every job with the title it lists (cancelled, aborted and empty ones too)."""
 
     alive: JobInfo | None
-    listed: int
+    listed: tuple[str, ...]  # the handles of every job with the title it lists
 
 
 def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
@@ -362,7 +395,7 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
     alive = [
         j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED) and not j.is_missing_document
     ]
-    return _Look(alive=alive[-1] if alive else None, listed=len(found))
+    return _Look(alive=alive[-1] if alive else None, listed=tuple(j.handle for j in found))
 
 
 # The errors a submit raises before anything of it can have reached the printer: the queue refused the job
@@ -385,17 +418,21 @@ def _raised_before_sending(error: PrinterError) -> bool:
     return error.nothing_sent or error.code in _REFUSED_UNSENT_CODES
 
 
-def sends_unaccounted(*, job: PrintJob, listed: int, this_attempt: bool = False) -> int:
+def sends_unaccounted(*, job: PrintJob, listed: int | Collection[str], this_attempt: bool = False) -> int:
     """How many of the job's attempts on its printer under its title may have reached the printer beyond the
-    `listed` jobs with the title the printer lists (a look that found no live copy): 0 when a send again (or
-    elsewhere) is safe.
+    `listed` jobs with the title the printer lists (a look that found no live copy; their handles, or how
+    many they are) and the copies of it the spool sweep discarded there: 0 when a send again (or elsewhere)
+    is safe.
 
     A print server forgets a job once it is over and purged from its history (CUPS: PreserveJobHistory off or
     short, MaxJobs reached, the queue deleted and added again, a wiped spool): a send that reached it, printed
     and was purged looks exactly like one that never arrived. Each attempt that reached cupsd left a job
     there (a cancelled or empty one too), so as many jobs listed as attempts that may have reached it
-    account for them all. A hot folder keeps every ticket it took, in its state folders: what it lists is
-    the whole answer. `this_attempt`: the attempt ending now may have reached the printer too."""
+    account for them all, and so does one the spool sweep erased (a superseded attempt's cancelled or
+    aborted copy: the empty job of a send cupsd cut off), which its PRINTER_COPY_DISCARDED event at this
+    printer keeps (lab/production/spool.py); one still listed (the sweep erased it after the look) counts
+    once. A hot folder keeps every ticket it took, in its state folders: what it lists is the whole answer.
+    `this_attempt`: the attempt ending now may have reached the printer too."""
     assert job.printer is not None
     if job.printer.backend == KIND_HOTFOLDER:
         return 0
@@ -404,7 +441,25 @@ def sends_unaccounted(*, job: PrintJob, listed: int, this_attempt: bool = False)
     if reset is not None:
         events = events.filter(pk__gt=reset)
     may_have_reached = events.filter(kind=SUBMIT_RETRY).count() + (1 if this_attempt else 0)
-    return max(0, may_have_reached - listed)
+    listed_handles = set() if isinstance(listed, int) else set(listed)
+    discarded = {
+        _discarded_handle(note)
+        for note in events.filter(kind=PRINTER_COPY_DISCARDED, printer_id=job.printer.pk).values_list(
+            "note", flat=True
+        )
+    } - {""}
+    accounted = (listed if isinstance(listed, int) else len(listed_handles)) + len(discarded - listed_handles)
+    return max(0, may_have_reached - accounted)
+
+
+def _discarded_handle(note: str) -> str:
+    """The handle a PRINTER_COPY_DISCARDED event's note names ("" for a note not of that form)."""
+    head, separator, _ = note.partition(":")
+    return (
+        head.removeprefix(DISCARDED_COPY_NOTE_PREFIX)
+        if separator and head.startswith(DISCARDED_COPY_NOTE_PREFIX)
+        else ""
+    )
 
 
 def _fate_unknown(*, job: PrintJob, kind: str, note: str) -> str:

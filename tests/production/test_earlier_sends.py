@@ -16,7 +16,7 @@ import cups
 import pytest
 
 from lab.lib.errors import Conflict, UpstreamError
-from lab.production import actions, jobs, rasterizing, routing, submission, tracking
+from lab.production import actions, jobs, rasterizing, routing, spool, submission, tracking
 from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
@@ -24,7 +24,7 @@ from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from printers import hotfolder
 from printers.base import JobState, PrinterBackend
-from printers.cups_backend import CupsBackend
+from printers.cups_backend import CupsBackend, connect
 from printers.errors import TransientPrinterError
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import pending_tickets, process_pending
@@ -478,6 +478,69 @@ def test_a_move_of_a_job_whose_send_cupsd_printed_and_forgot_is_refused(monkeypa
         assert refused.value.code == "earlier_send_printed"
         job.refresh_from_db()
         assert (job.status, job.printer_id) == (J.READY, printer.pk)
+
+
+def test_a_retry_counts_the_empty_copy_the_spool_sweep_discarded(monkeypatch):
+    with PrivateCups() as cups_server:
+        # given a job whose first send made a job at cupsd without its document (cupsd stopped during
+        # Send-Document), which was then cancelled (cupsd aborts it "no files" once back, the submit's own
+        # check or a retry's look cancels it), the submit answering with a transient error
+        job, printer = _ready_cups_job(cups_server, "swept_lab")
+        real_submit = CupsBackend.submit
+
+        def created_empty_then_went_away(self: CupsBackend, *, title: str, **kwargs: Any) -> str:
+            monkeypatch.setattr(CupsBackend, "submit", real_submit)
+            connection = connect(server=self.server)
+            connection.cancelJob(connection.createJob(self.queue, title, {}))
+            raise TransientPrinterError(code="printer_unreachable", message="connection reset by peer")
+
+        monkeypatch.setattr(CupsBackend, "submit", created_empty_then_went_away)
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+        assert len(copies_titled(backend_for(printer), job.title)) == 1
+
+        # ... and whose empty copy the spool sweep then discarded, as it discards every superseded attempt
+        assert spool.printer_documents_discard().get("discarded") == 1
+        assert copies_titled(backend_for(printer), job.title) == []
+
+        # when the retry runs, then the discarded copy accounts for the first attempt: the job is sent and
+        # prints once (before, the retry counted one attempt that may have reached cupsd and no copy of it,
+        # and the job ended `unknown` though nothing had printed)
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+        assert cups_server.wait_jobs_over(lambda title: title == job.title) == []
+        assert len(cups_server.received_files("swept_lab")) == 1
+        # by the job's history, which says which copy the sweep discarded and that it held no document
+        (discarded,) = job.events.filter(kind="printer_copy_discarded")
+        assert discarded.printer_id == printer.pk and "held no document" in discarded.note
+
+
+def test_a_copy_the_sweep_discarded_accounts_for_one_attempt_at_its_printer_since_the_last_reset():
+    # given a job at a CUPS printer (a row only: nothing is asked of it) with two attempts that may have
+    # reached it, and another printer
+    job, first, second = job_on_the_first_of_two_minilabs()
+    Printer.objects.filter(pk=first.pk).update(backend="cups")
+    job = PrintJob.objects.select_related("printer").get(pk=job.pk)
+    JobEvent.objects.bulk_create(
+        [JobEvent(job=job, kind=submission.SUBMIT_RETRY), JobEvent(job=job, kind=submission.SUBMIT_RETRY)]
+    )
+
+    def discarded(printer: Printer, handle: str) -> None:
+        JobEvent.objects.create(
+            job=job, printer=printer, kind=spool.PRINTER_COPY_DISCARDED, note=f"backend job {handle}: aborted"
+        )
+
+    # when the sweep discarded a copy of it elsewhere, then that accounts for nothing here
+    discarded(second, "3")
+    assert submission.sends_unaccounted(job=job, listed=()) == 2
+    # when it discarded one here, then that one accounts for an attempt, and once only while the printer
+    # still lists it (the sweep erased it after a retry's look)
+    discarded(first, "7")
+    assert submission.sends_unaccounted(job=job, listed=()) == 1
+    assert submission.sends_unaccounted(job=job, listed=("7",)) == 1
+    assert submission.sends_unaccounted(job=job, listed=("7", "8")) == 0
+    # when the job's attempts count from 0 again, then the copies discarded before do not count
+    JobEvent.objects.create(job=job, kind="rerouted")
+    JobEvent.objects.create(job=job, kind=submission.SUBMIT_RETRY)
+    assert submission.sends_unaccounted(job=job, listed=()) == 1
 
 
 def test_a_last_attempt_whose_copy_cupsd_forgot_is_unknown_not_failed(monkeypatch, settings):

@@ -11,9 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from lab.production import rasterizing, routing, submission
+from lab.production import jobs, rasterizing, routing, submission
 from lab.production.models import Printer, PrintJob
-from tests.builders import WORKER, hotfolder_printer, paid_order
+from printers.hotfolder_device import process_pending
+from tests.builders import (
+    WORKER,
+    client_as,
+    hotfolder_printer,
+    paid_order,
+    printer_folder,
+    printer_form,
+    released_order,
+)
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
@@ -69,3 +78,42 @@ def test_the_labs_next_save_of_a_printer_changed_in_the_database_does_not_make_t
     synced.save(update_fields=["target"])  # as printers_sync writes a printer it reads
 
     assert not Printer.objects.get(pk=printer.pk).destination_is_sealed
+
+
+def test_a_printer_the_admin_moves_while_its_job_is_being_submitted_gets_nothing_at_its_old_destination(
+    monkeypatch,
+):
+    # given a ready job (never sent: a move of its printer is not refused for it) at a hot-folder printer
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    old_folder = printer_folder(printer)
+    new_folder = old_folder.parent / "minilab-b"
+    new_folder.mkdir()
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    client, _ = client_as("admin")
+    real_check = jobs.job_photo_changed_outside_the_lab
+
+    def moved_by_the_admin_meanwhile(*args: object, **kwargs: object) -> bool:
+        # the lab admin points the printer at folder B after the submit read it, before it claims the job
+        response = client.post(
+            f"/lab/admin/production/printer/{printer.pk}/change/",
+            printer_form(printer, target=new_folder.name),
+        )
+        assert response.status_code == 302
+        return real_check(*args, **kwargs)  # type: ignore[arg-type]
+
+    # when the submit runs
+    monkeypatch.setattr(submission, "job_photo_changed_outside_the_lab", moved_by_the_admin_meanwhile)
+    outcome = submission.print_job_submit(job_id=job.pk, worker=WORKER)
+    monkeypatch.setattr(submission, "job_photo_changed_outside_the_lab", real_check)
+
+    # then nothing is sent to the old folder (before, the claim sent it there: the tracker read the job at the
+    # new one as lost, a cancel went there, and the old destination printed it all the same); the job waits
+    job.refresh_from_db()
+    assert (outcome, job.status, job.submit_attempts) == ("moved", "ready", 0)
+    assert files_in(old_folder) == [] and files_in(new_folder) == []
+
+    # and its next submit sends it to the new destination, which prints it once
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    assert len(process_pending(folder=new_folder, delay_seconds=0)) == 1
+    assert files_in(old_folder) == []

@@ -21,12 +21,26 @@ from lab.accounts.models import User
 from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
 from lab.catalog.models import Product
+from lab.production import submission, tracking
 from lab.production.actions import printer_pause
-from lab.production.models import Printer
+from lab.production.models import Printer, PrintJob
+from lab.production.states import JobStatus
 from lab.staff.admin.services import staff_account_save
 from lab.staff.admin.site import site
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
-from tests.builders import client_as, hotfolder_printer, person, printer_form, product_form
+from printers import errors as printer_errors
+from printers.hotfolder import HotFolderBackend
+from printers.hotfolder_device import process_pending
+from tests.builders import (
+    WORKER,
+    client_as,
+    hotfolder_printer,
+    job_on_the_first_of_two_minilabs,
+    person,
+    printer_folder,
+    printer_form,
+    product_form,
+)
 from tests.support.database_locks import (
     committed_right_after_the_check,
     holds_up_another_session,
@@ -636,3 +650,71 @@ def test_a_printer_the_admin_renames_and_moves_to_another_print_server_is_sealed
     assert printer.destination_is_sealed
     assert (printer.server_watch_id, printer.server_event_sequence) == (None, 0)
     assert printer.is_paused_by_lab is True
+
+
+def _printed_through_the_hot_folder() -> tuple[PrintJob, Printer]:
+    """A job the printer's hot folder printed and the poll read (`printed`), its print file still in done/."""
+    job, printer, _ = job_on_the_first_of_two_minilabs()
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    process_pending(folder=printer_folder(printer), delay_seconds=0)
+    tracking.printer_poll()
+    job.refresh_from_db()
+    assert job.status == JobStatus.PRINTED
+    assert _print_files(printer) == [f"{job.backend_job_id}.jpg"]
+    return job, printer
+
+
+def _print_files(printer: Printer) -> list[str]:
+    return sorted(path.name for path in (printer_folder(printer) / "done").glob("*.jpg"))
+
+
+def test_a_printer_moved_in_the_admin_leaves_no_copy_of_a_printed_job_at_its_old_destination():
+    """The discard sweep asks each printer only at its destination as stored: a printer moved before the
+    sweep erased its printed jobs' files left them at the old destination for ever (a hot folder's done/;
+    a CUPS spool for a day). The move erases them there first."""
+    job, printer = _printed_through_the_hot_folder()
+    old_done = printer_folder(printer) / "done"
+    client, _ = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}production/printer/{printer.pk}/change/", printer_form(printer, target="minilab-b")
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Printer.objects.get(pk=printer.pk).target == "minilab-b"
+    assert _print_files(printer) == []
+    assert (old_done / f"{job.backend_job_id}.json").exists()  # the ticket, which says what printed, stays
+
+
+def test_a_printer_whose_old_destination_does_not_answer_moves_only_if_the_admin_leaves_its_copies(
+    monkeypatch,
+):
+    job, printer = _printed_through_the_hot_folder()
+    client, _ = client_as("admin")
+
+    def unreachable(self, *, title_prefix):
+        raise printer_errors.TransientPrinterError(
+            code=printer_errors.PRINTER_UNREACHABLE, message="cannot read hot folder"
+        )
+
+    monkeypatch.setattr(HotFolderBackend, "jobs_holding_documents", unreachable)
+    url = f"{ADMIN}production/printer/{printer.pk}/change/"
+
+    refused = client.post(url, printer_form(printer, target="minilab-b"))
+
+    assert refused.status_code == 200
+    assert "current destination does not answer" in refused.content.decode()
+    assert Printer.objects.get(pk=printer.pk).target == "minilab"
+    assert _print_files(printer) == [f"{job.backend_job_id}.jpg"]
+    assert not AuditRecord.objects.filter(action="staff.printer_destination_set").exists()
+
+    # moved all the same, on the record
+    moved = client.post(url, printer_form(printer, target="minilab-b", old_copies_left="on"))
+
+    assert moved.status_code == 302, moved.content.decode()[:2000]
+    assert Printer.objects.get(pk=printer.pk).target == "minilab-b"
+    (record,) = AuditRecord.objects.filter(action="staff.printer_destination_set")
+    assert record.justification.split("; ") == [
+        "target minilab -> minilab-b",
+        "moved all the same: the old destination did not answer, copies of finished jobs stay there",
+    ]

@@ -6,6 +6,8 @@ they are read-only here; so is the board's pause, which a technician sets throug
 
 from __future__ import annotations
 
+import logging
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -17,11 +19,22 @@ from django.http import HttpRequest
 
 from lab.accounts.models import User
 from lab.catalog.models import Paper
-from lab.production.models import DESTINATION_FIELDS, Printer, PrintJob
+from lab.production.backends import backend_for
+from lab.production.models import (
+    DESTINATION_FIELDS,
+    JOB_TITLE_PREFIX,
+    Printer,
+    PrintJob,
+    jobs_formerly_titled,
+)
+from lab.production.spool import UNFINISHED_SEND_SECONDS, _error_name, _may_discard, _print_jobs
 from lab.production.states import JobStatus
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import lab_admin_record
+from printers.errors import PrinterError
 from printers.media import UnknownMediaError, pwg_media_for_size
+
+logger = logging.getLogger(__name__)
 
 
 def media_size_check(label: str) -> str:
@@ -50,6 +63,15 @@ class MediaSizesField(forms.CharField):
 class PrinterForm(forms.ModelForm[Printer]):
     media_sizes = MediaSizesField(help_text="Sizes loaded, short x long in inches: 4x6, 5x7")
     papers = forms.MultipleChoiceField(choices=Paper.choices, widget=forms.CheckboxSelectMultiple)
+    old_copies_left = forms.BooleanField(
+        required=False,
+        label="Move it all the same",
+        help_text="Only for a move the page refused because the current destination does not answer or could"
+        " not erase its copies of finished jobs: the move goes ahead, those copies stay there for a person to"
+        " remove, and the audit chain says so.",
+    )
+    # Set by clean: what a move made with old_copies_left left at the old destination (save_model records it).
+    old_copies_not_erased: str | None = None
 
     class Meta:
         model = Printer
@@ -95,7 +117,69 @@ class PrinterForm(forms.ModelForm[Printer]):
                 " cancelled (pause it on the board to stop new sends).",
                 code="printer_jobs_at_destination",
             )
+        if not self.errors:
+            self._old_destination_clear(stored, move_all_the_same=bool(cleaned.get("old_copies_left")))
         return cleaned
+
+    def _old_destination_clear(self, stored: Printer, *, move_all_the_same: bool) -> None:
+        """Erase the copies of finished jobs the printer's current (stored) destination still holds, before
+        the printer moves: the discard sweep asks each printer only at its destination as stored, so what
+        the old one keeps after the move (CUPS: a day, PreserveJobFiles; a hot folder's done/: for ever) no
+        sweep, erasure or retention would reach again. A destination that cannot be read, or a copy that
+        cannot be erased, refuses the move, unless the admin moves it all the same (old_copies_left: on the
+        record)."""
+        try:
+            erased, failed = _finished_copies_discard(stored)
+        except (PrinterError, OSError) as error:
+            logger.warning(
+                "printer move: old destination not read printer=%s error=%s", stored.pk, _error_name(error)
+            )
+            if move_all_the_same:
+                self.old_copies_not_erased = "the old destination did not answer"
+                return
+            raise forms.ValidationError(
+                "This printer's current destination does not answer, so the copies of finished jobs it may"
+                " still hold (a CUPS spool keeps them a day, a hot folder's done/ for ever) cannot be erased,"
+                " and once the printer is moved no sweep asks there again. Try again when it answers, or"
+                ' remove them there and tick "Move it all the same".',
+                code="printer_old_destination_unreadable",
+            ) from error
+        if failed and move_all_the_same:
+            self.old_copies_not_erased = f"{failed} print file(s) at the old destination could not be erased"
+        elif failed:
+            raise forms.ValidationError(
+                f"This printer's current destination still holds {failed} print(s)' files that could not be"
+                f" erased ({erased} were): once the printer is moved no sweep asks there again. Try again"
+                ' when they can be, or remove them there and tick "Move it all the same".',
+                code="printer_old_destination_unreadable",
+            )
+
+
+def _finished_copies_discard(printer: Printer) -> tuple[int, int]:
+    """The discard sweep's erasure (lab/production/spool.py, same rules) at `printer`'s destination as given:
+    the documents of our jobs that are over there and that nothing here looks at again, and the files of
+    sends cut off before they became jobs; (erased, not erased). Raises PrinterError or OSError when the
+    destination cannot be read."""
+    backend = backend_for(printer)
+    erased = backend.unfinished_sends_discard(older_than=time.time() - UNFINISHED_SEND_SECONDS)
+    over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
+    tracked = _print_jobs(over)
+    given_up = jobs_formerly_titled(job.title for job in over if job.title not in tracked)
+    failed = 0
+    for job in over:
+        if not _may_discard(job, tracked.get(job.title), is_title_given_up=job.title in given_up):
+            continue
+        try:
+            erased += backend.discard_document(job.handle)
+        except (PrinterError, OSError) as error:
+            logger.warning(
+                "printer document not discarded printer=%s handle=%s error=%s",
+                printer.pk,
+                job.handle,
+                _error_name(error),
+            )
+            failed += 1
+    return erased, failed
 
 
 # Jobs that may be at a printer's destination, read (and cancelled) there by their handle or title.
@@ -136,6 +220,10 @@ class PrinterAdmin(LabModelAdmin[Printer]):
                 for field in DESTINATION_FIELDS
                 if before is None or before[field] != getattr(obj, field)
             ]
+            if changes and getattr(form, "old_copies_not_erased", None):
+                changes.append(
+                    f"moved all the same: {form.old_copies_not_erased}, copies of finished jobs stay there"
+                )
             if changes:
                 lab_admin_record(
                     actor=request.user,
