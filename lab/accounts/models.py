@@ -18,9 +18,9 @@ class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
-        from lab.accounts.seal import account_seal_of
+        from lab.accounts.seal import account_seal_of, email_as_stored
 
-        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user = self.model(email=email_as_stored(self.normalize_email(email)), **fields)
         user.set_password(password)
         user.account_seal = account_seal_of(user, roles=())  # a new account holds no role yet
         user.save(using=self._db)

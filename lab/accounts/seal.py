@@ -9,8 +9,9 @@ hash, under a key the database never holds (Django's SECRET_KEY, salted for this
 it because the rows that name an account (photos, orders, roles, tokens) name it by that key: without it, the
 public id, password hash and seal of one account, moved together onto another's row, held there, and the DBA
 signed in with the other account's e-mail and their own password (migration 0009 sealed again, with the key,
-the accounts whose earlier seal held, and `manage.py account_seals_upgrade` does it again for those a
-previous-version process sealed after it ran, and only those: `account_seals_upgrade`). The tools that set
+the accounts whose earlier seal held, and `manage.py account_seals_upgrade` does it again for those the audit
+log shows a previous-version process sealed after it ran, and those the operator names, and only those:
+`account_seals_upgrade`). The tools that set
 those write the seal with the change (registration, My Account's password change, the lab admin's account and
 password forms, `seed_demo`, `manage.py staff_account_seal`, and a sign-in that upgrades the password's hash).
 Every staff page and the auditors' API check it (`lab.staff.middleware`, `api.audit_views`), and so do the
@@ -34,6 +35,7 @@ from django.db.models.signals import post_save
 
 from lab.accounts.errors import AccountError
 from lab.accounts.roles import STAFF_ROLES, user_roles
+from lab.lib.email_address import email_canonical
 from lab.lib.errors import PermissionDenied
 from lab.lib.seals import seal_holds, seal_of
 
@@ -63,6 +65,15 @@ def seal_value(*, public_id: object, roles: Iterable[str], is_active: bool, pass
     return seal_of(SEAL_SALT, facts)
 
 
+def email_as_stored(address: str) -> str:
+    """`address` as the lab stores it (`email_canonical`: the form its mail goes to), or, for one that has no
+    such form, as typed, stripped and lower-cased (how such an address was stored and is left)."""
+    try:
+        return email_canonical(address)
+    except ValueError:
+        return address.strip().lower()
+
+
 KEYED_SEAL_MIGRATION = ("accounts", "0009_account_seal_names_its_row")
 
 
@@ -82,12 +93,11 @@ def keyed_seal_applied_at() -> datetime | None:
 @dataclass(frozen=True)
 class SealsUpgraded:
     upgraded: list[tuple[str, str]]  # (public id, why it was taken)
-    left: list[str]  # public ids whose old seal holds but that nothing shows the upgrade window sealed
+    left: list[tuple[str, str]]  # (public id, e-mail): old seal holds, nothing shows the upgrade sealed it
 
 
 def account_seals_upgrade(
     *,
-    since: datetime,
     emails: Iterable[str] = (),
     sealed_since: Iterable[str] = (),
     on_sealed: Callable[[User, str], None] | None = None,
@@ -97,31 +107,33 @@ def account_seals_upgrade(
     could have sealed the old way (`seal_value`, no primary key): each whose old seal holds (under SECRET_KEY
     or a fallback) and that
 
-    - was registered on or after `since` (when 0009 ran: `keyed_seal_applied_at`), or
-    - is named in `sealed_since` (public ids the lab's own audit log shows sealed on or after it: a previous
-      version's lab admin or operator command), or
+    - is named in `sealed_since` (public ids the lab's own audit log shows sealed since 0009 ran, by records
+      whose mac holds: a previous version's lab admin or operator command), or
     - is named by the operator in `emails`,
 
     is sealed again with its row, and `on_sealed(user, why)` is called in the same transaction (the caller's
-    record). Any other account whose old seal holds is left refused, in `left`: an old seal names no row, so
-    the public id, password hash and old seal of one account, moved onto another's row in the database (a DBA
-    with a copy of their own from before the upgrade), hold there too, and sealing every old seal that holds
-    made the move the lab's own. An account with a token bound to another public id than its row's (its
+    record). Any other account whose old seal holds is left refused, in `left` with its e-mail, for the
+    operator to check and name: an old seal names no row, so the public id, password hash and old seal of one
+    account, moved onto another's row in the database (a DBA with a copy of their own from before the
+    upgrade), hold there too, and sealing every old seal that holds made the move the lab's own. Nothing read
+    from a column the database alone writes takes an account: not when it joined (`date_joined`, which the
+    DBA sets to now() with the move), so a customer a previous-version web process registered during the
+    window is left too, until named. An account with a token bound to another public id than its row's (its
     public id was changed in the database) is left too, even when named. Each seal is replaced only if it is
     still the one read (a password change made meanwhile keeps its own seal); a second run changes nothing.
 
     A previous-version process seals the old way only accounts it registers, those its lab admin or operator
     command sets, and those it had already so sealed (a password change, a hash upgrade: it checks the old
-    format, which a seal made by 0009 does not pass); the first two are what `since` and `sealed_since`
-    find, and the last are among them."""
+    format, which a seal made by 0009 does not pass); `sealed_since` finds the second, the operator names the
+    others."""
     from django.db import transaction
 
     from lab.accounts.models import User
 
-    named = {email.lower() for email in emails}
+    named = {email_as_stored(email) for email in emails}
     audited = {str(public_id) for public_id in sealed_since}
     upgraded: list[tuple[str, str]] = []
-    left: list[str] = []
+    left: list[tuple[str, str]] = []
     for user in User.objects.prefetch_related("groups").order_by("pk").iterator(chunk_size=batch):
         roles = [group.name for group in user.groups.all()]
         facts = _facts_without_the_row(
@@ -131,15 +143,13 @@ def account_seals_upgrade(
             continue
         if user.email in named:
             why = "named_by_operator"
-        elif user.date_joined >= since:
-            why = "registered_since_upgrade"
         elif str(user.public_id) in audited:
             why = "sealed_since_upgrade"
         else:
-            left.append(str(user.public_id))
+            left.append((str(user.public_id), user.email))
             continue
         if _tokens_bound_elsewhere(user):
-            left.append(str(user.public_id))
+            left.append((str(user.public_id), user.email))
             continue
         seal = account_seal_of(user, roles=roles)
         with transaction.atomic():

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from lab.accounts.erased import account_is_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import SecurityEvent, User
+from lab.accounts.seal import email_as_stored
 from lab.lib.client_ip import address_for_limits
 from lab.lib.errors import DomainError, UpstreamError
 
@@ -63,7 +64,9 @@ class SignInAttempt:
 
     @property
     def email_sha256(self) -> str:
-        return hashlib.sha256(self.email.strip().lower().encode()).hexdigest()
+        # The account's count, whatever the spelling of its address (the staff login passes it as typed):
+        # counted per spelling, fullwidth letters or soft hyphens in the domain were a fresh count each.
+        return hashlib.sha256(email_as_stored(self.email).encode()).hexdigest()
 
     def counters(self) -> list[tuple[str, str, int]]:
         """(scope, cache key, limit) for each thing this attempt is counted against."""
@@ -251,7 +254,7 @@ def sign_in(*, request: HttpRequest, attempt: SignInAttempt, password: str) -> U
 
     One count for both doors: a failure at the API and one at the staff login count against the same account.
     """
-    email = attempt.email.strip().lower()
+    email = email_as_stored(attempt.email)  # as stored: anna@bücher.example is anna@xn--bcher-kva.example
     return _counted_check(
         attempt=attempt,
         check=lambda: authenticate(request, username=email, password=password),

@@ -17,6 +17,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES
+from lab.accounts.seal import email_as_stored
 from lab.audit import chain
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import record_mac_holds
@@ -130,9 +131,12 @@ def actor_id_for(*, employee: str) -> str:
     text = employee.strip()
     if "@" not in text:
         return text
-    public_id = _staff().filter(email=text.lower()).values_list("public_id", flat=True).first()
+    email = email_as_stored(
+        text
+    )  # as the account stores it: anna@bücher.example is anna@xn--bcher-kva.example
+    public_id = _staff().filter(email=email).values_list("public_id", flat=True).first()
     # An unknown address must match nothing rather than widen the filter to everyone.
-    return str(public_id) if public_id is not None else text.lower()
+    return str(public_id) if public_id is not None else email
 
 
 def employee_emails(*, actor_ids: Iterable[str | None]) -> dict[str, str]:

@@ -25,6 +25,7 @@ from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.seal import account_seal_holds, account_seal_of, seal_value
 from lab.accounts.services import policy_current
 from lab.audit.models import AuditRecord
+from lab.audit.records import Entry, audit_append
 from tests.builders import PASSWORD, UserFactory
 from tests.builders.orders import asset_for
 from tests.support.dba import dba
@@ -235,8 +236,9 @@ def seal_upgrade() -> str:
 
 
 def test_accounts_a_previous_version_sealed_after_the_upgrade_are_sealed_again_by_the_command():
-    # given, after 0009 ran, a customer with a token and a supervisor that a previous-version web process
-    # sealed as it did (no primary key), and a customer so sealed whose password was then set in the database
+    # given, after 0009 ran, a customer with a token that a previous-version web process registered and a
+    # supervisor its lab admin saved (on the record), both sealed as it did (no primary key), and a customer
+    # so sealed whose password was then set in the database
     customer, supervisor = UserFactory.create(), UserFactory.create(roles=["supervisor"])
     changed = UserFactory.create()
     status, body = token_for(customer.email, PASSWORD)
@@ -244,6 +246,17 @@ def test_accounts_a_previous_version_sealed_after_the_upgrade_are_sealed_again_b
     assert status == 200
     for user in (customer, supervisor, changed):
         seal_as_before_the_upgrade(user)
+    audit_append(
+        Entry(
+            action="staff.account_changed",
+            actor_id=None,
+            actor_role="admin",
+            outcome="done",
+            rule="lab_admin",
+            context_type="user",
+            context_id=str(supervisor.public_id),
+        )
+    )
     dba("UPDATE accounts_user SET password = %s WHERE id = %s", make_password(DBA_PASSWORD), changed.pk)
     changed_seal = User.objects.get(pk=changed.pk).account_seal
 
@@ -255,17 +268,28 @@ def test_accounts_a_previous_version_sealed_after_the_upgrade_are_sealed_again_b
     # when the operator runs the command once no previous-version process is left
     out = seal_upgrade()
 
-    # then the accounts whose old seal held are sealed with their row and usable again, token included
-    assert "2 account(s) sealed again" in out
-    assert str(customer.public_id) in out and str(changed.public_id) not in out
+    # then the supervisor, whom the audit log shows the lab's tools sealed, is sealed with its row; the
+    # customer is left, printed with its e-mail for the operator to check (when it joined is a column the
+    # database writes: no evidence)
+    assert "1 account(s) sealed again" in out
+    assert f"sealed again with its row {supervisor.public_id} (sealed_since_upgrade)" in out
+    assert f"left refused {customer.public_id} {customer.email}" in out
+    assert str(changed.public_id) not in out
+    assert token_for(customer.email, PASSWORD)[0] == 403
+    assert staff_sign_in(supervisor.email, PASSWORD) == 302
+
+    # when the operator names the customer (and the changed account), then the customer is sealed with its
+    # row and usable again, token included
+    named = StringIO()
+    call_command("account_seals_upgrade", customer.email, changed.email, stdout=named)
+    assert "1 account(s) sealed again" in named.getvalue()
     for user in (customer, supervisor):
         stored = User.objects.get(pk=user.pk)
         assert stored.account_seal == account_seal_of(stored) and account_seal_holds(stored)
     assert as_token(key).get("/api/v1/me").status_code == 200
     assert token_for(customer.email, PASSWORD)[0] == 200
-    assert staff_sign_in(supervisor.email, PASSWORD) == 302
 
-    # and the account changed in the database stays refused, its seal as it was
+    # and the account changed in the database stays refused, its seal as it was, named or not
     assert User.objects.get(pk=changed.pk).account_seal == changed_seal
     assert token_for(changed.email, DBA_PASSWORD)[0] == 403
 
@@ -340,7 +364,7 @@ def test_an_old_seal_moved_onto_another_row_is_not_sealed_by_the_upgrade_command
     # then the victim's account is not sealed for the DBA (before, the command sealed every old seal that
     # held, wherever it was, and the DBA signed in with the victim's e-mail and their own password)
     assert "0 account(s) sealed again" in out
-    assert f"left refused {own[0]}" in out
+    assert f"left refused {own[0]} {victim.email}" in out
     assert User.objects.get(pk=victim.pk).account_seal == moved
     status, body = token_for(victim.email, PASSWORD)
     assert (status, body["code"]) == (403, "account_changed_outside_the_lab")
@@ -369,3 +393,61 @@ def test_the_upgrade_command_seals_an_account_the_operator_names_on_the_record()
         "account_seals_upgrade",
         "sealed again with its row (named_by_operator); roles (customer); active",
     )
+
+
+@pytest.mark.parametrize("rewrite_applied", [False, True], ids=["joined_now", "migration_time_rewritten"])
+def test_an_old_seal_moved_onto_a_row_made_to_look_registered_since_the_upgrade_is_not_sealed(
+    rewrite_applied,
+):
+    # given the DBA's own account, registered and sealed before the upgrade (its old seal, no primary key,
+    # kept), and a victim registered before the upgrade too, with a photo
+    applied = MigrationRecorder.Migration.objects.get(app="accounts", name="0009_account_seal_names_its_row")
+    dba_account, victim = UserFactory.create(), UserFactory.create()
+    photo = asset_for(victim)
+    before_the_upgrade = (applied.applied - timedelta(days=30)).isoformat()
+    dba(
+        "UPDATE accounts_user SET date_joined = %s WHERE id IN (%s, %s)",
+        before_the_upgrade,
+        dba_account.pk,
+        victim.pk,
+    )
+    seal_as_before_the_upgrade(dba_account)
+    own = User.objects.values_list("public_id", "password", "account_seal").get(pk=dba_account.pk)
+
+    # when the DBA moves their public id, password hash and old seal onto the victim's row, deletes the
+    # victim's tokens (none bound to another public id is left), and makes the row look registered during the
+    # upgrade window: joined now, or 0009 recorded as run after it joined
+    dba("UPDATE accounts_user SET public_id = %s WHERE id = %s", str(uuid.uuid4()), dba_account.pk)
+    dba(
+        "UPDATE accounts_user SET public_id = %s, password = %s, account_seal = %s, date_joined = now()"
+        " WHERE id = %s",
+        str(own[0]),
+        own[1],
+        own[2],
+        victim.pk,
+    )
+    dba("DELETE FROM accounts_apitoken WHERE user_id = %s", victim.pk)
+    if rewrite_applied:
+        dba("UPDATE accounts_user SET date_joined = %s WHERE id = %s", before_the_upgrade, victim.pk)
+        dba(
+            "UPDATE django_migrations SET applied = %s WHERE app = 'accounts' AND name = %s",
+            (applied.applied - timedelta(days=60)).isoformat(),
+            applied.name,
+        )
+    moved = User.objects.get(pk=victim.pk).account_seal
+    assert token_for(victim.email, PASSWORD)[0] == 403
+
+    # and the operator runs the upgrade command as deploy/README.md says
+    out = seal_upgrade()
+
+    # then the victim's row is left refused, printed with its e-mail for the operator to check (before, it
+    # was sealed as "registered_since_upgrade", and the DBA signed in with the victim's e-mail and their own
+    # password)
+    assert "0 account(s) sealed again" in out
+    assert f"left refused {own[0]} {victim.email}" in out
+    assert User.objects.get(pk=victim.pk).account_seal == moved
+    status, body = token_for(victim.email, PASSWORD)
+    assert (status, body["code"]) == (403, "account_changed_outside_the_lab")
+    assert not ApiToken.objects.filter(user=victim).exists()
+    assert as_token("0" * 40).get(f"/api/v1/assets/{photo.pk}/content").status_code == 401
+    assert not AuditRecord.objects.filter(action="staff.account_sealed").exists()

@@ -268,3 +268,29 @@ def test_the_upgrade_stores_every_address_in_the_form_its_mail_goes_to_and_merge
         f"(ids): {left}; accounts that have one of those forms already (ids): {[users['kate'].pk]}" in printed
     )
     assert f"no mail can be sent to their address (ids): {[users['unencodable'].pk]}" in printed
+
+
+def test_the_upgrade_leaves_an_address_whose_form_does_not_fit_its_column_as_it_is_and_names_it(capsys):
+    # given an account and a guest order whose address the previous version let in (207 characters,
+    # lower-cased), whose form (its domain in Punycode) is 324: longer than the columns' 254
+    canonicalise = importlib.import_module(
+        "lab.accounts.migrations.0010_emails_in_the_form_their_mail_goes_to"
+    ).canonicalise
+    long_address = "anna@" + ".".join(13 * ["äöüéèêëïîôûàâç"]) + ".example"
+    assert len(long_address) <= 254
+    user = UserFactory.create(email="long@placeholder.example")
+    User.objects.filter(pk=user.pk).update(email=long_address)
+    guest_order = order_for(None, guest_email=long_address)
+    other = order_for(None, guest_email="victim@\u212fxample.com")
+
+    # when the migration runs, then it does not fail (before: PostgreSQL's "value too long", and the whole
+    # migration rolled back), both rows are as they were and named, and the others are in the form
+    canonicalise(django_apps, None)
+
+    assert User.objects.get(pk=user.pk).email == long_address
+    assert Order.objects.get(pk=guest_order.pk).guest_email == long_address
+    assert Order.objects.get(pk=other.pk).guest_email == "victim@example.com"
+    printed = capsys.readouterr().out
+    too_long = "the form their mail goes to is longer than 254 characters (ids)"
+    assert f"accounts left unchanged, {too_long}: {[user.pk]}" in printed
+    assert f"guest orders left unchanged, {too_long}: {[guest_order.pk]}" in printed

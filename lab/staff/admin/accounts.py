@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, Role
-from lab.accounts.seal import account_seal_holds
+from lab.accounts.seal import account_seal_holds, email_as_stored
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import staff_account_save, staff_password_set, staff_roles_of
 
@@ -45,7 +45,7 @@ class StaffAccountChangeForm(forms.ModelForm[User]):
 
     def clean_email(self) -> str:
         # As creation stores it, and as the sign-in looks it up: an address saved as typed signed nobody in.
-        return str(self.cleaned_data["email"]).lower()
+        return email_as_stored(str(self.cleaned_data["email"]))
 
 
 class StaffAccountCreationForm(forms.ModelForm[User]):
@@ -58,7 +58,7 @@ class StaffAccountCreationForm(forms.ModelForm[User]):
         fields = ("email", "full_name")
 
     def clean_email(self) -> str:
-        return str(self.cleaned_data["email"]).lower()
+        return email_as_stored(str(self.cleaned_data["email"]))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -20,7 +20,7 @@ from django.db import transaction
 
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES
-from lab.accounts.seal import account_seal_set
+from lab.accounts.seal import account_seal_set, email_as_stored
 from lab.audit.records import Entry, audit_append
 
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--password-file", help="read the password from this file instead of asking")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        email = str(options["email"]).strip().lower()
+        email = email_as_stored(str(options["email"]))
         if User.objects.filter(email=email).exists():
             raise CommandError(f"An account with the e-mail address {email} exists already.")
         password = self._password(options.get("password_file"))

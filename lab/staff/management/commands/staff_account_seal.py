@@ -20,8 +20,9 @@ a customer, which would come back if the staff role were taken away; their endpo
 (`--all` follows a key rotation, not a reset).
 
 `--old-seals` is `manage.py account_seals_upgrade` (its command calls this one): it seals again with their row
-only the accounts whose seal is in the format before accounts/0009 and that the upgrade window could have
-sealed so, and those named (lab/accounts/seal.py `account_seals_upgrade`); each is an audit record
+only the accounts whose seal is in the format before accounts/0009 and that the audit log (records whose mac
+holds) shows the lab's tools sealed since 0009 ran, and those named (lab/accounts/seal.py
+`account_seals_upgrade`); the others are printed with their e-mail, to check and name; each is an audit record
 (`staff.account_sealed`, rule `account_seals_upgrade`) saying why it was taken. Its tokens stay (the seal is
 the one the lab made; only its format changes).
 """
@@ -35,7 +36,7 @@ from django.db import transaction
 
 from lab.accounts.models import SecurityEvent, User
 from lab.accounts.roles import STAFF_ROLES, user_roles
-from lab.accounts.seal import account_seal_set, account_seals_upgrade, keyed_seal_applied_at
+from lab.accounts.seal import account_seal_set, account_seals_upgrade, email_as_stored, keyed_seal_applied_at
 from lab.accounts.services import account_access_end
 from lab.audit.models import AuditRecord
 from lab.audit.records import Entry, audit_append, record_mac_holds
@@ -59,7 +60,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        emails = [str(email).lower() for email in options["emails"]]
+        emails = [email_as_stored(str(email)) for email in options["emails"]]
         if options["old_seals"]:
             if options["all"]:
                 raise CommandError("--old-seals takes e-mail addresses, not --all.")
@@ -148,14 +149,12 @@ class Command(BaseCommand):
                 )
             )
 
-        result = account_seals_upgrade(
-            since=since, emails=emails, sealed_since=sealed_since, on_sealed=record
-        )
+        result = account_seals_upgrade(emails=emails, sealed_since=sealed_since, on_sealed=record)
         for public_id, why in result.upgraded:
             self.stdout.write(f"sealed again with its row {public_id} ({why})")
-        for public_id in result.left:
+        for public_id, email in result.left:
             self.stdout.write(
-                f"left refused {public_id}: its old seal holds, but nothing shows the upgrade sealed it "
-                "(name its e-mail to seal it again, once you know the account is as its owner left it)"
+                f"left refused {public_id} {email}: its old seal holds, but nothing shows the upgrade sealed "
+                "it (name its e-mail to seal it again, once you know the account is as its owner left it)"
             )
         self.stdout.write(f"{len(result.upgraded)} account(s) sealed again with their row")
