@@ -40,7 +40,7 @@ from lab.production.models import (
     jobs_titled,
 )
 from lab.production.states import FINAL_JOB_STATUSES
-from printers.base import JobInfo, JobState
+from printers.base import JobInfo, JobState, PrinterBackend
 from printers.errors import PrinterError
 
 logger = logging.getLogger(__name__)
@@ -70,37 +70,12 @@ def printer_documents_discard() -> dict[str, int]:
         except (PrinterError, OSError) as error:
             logger.info("unfinished sends not checked printer=%s error=%s", printer.pk, type(error).__name__)
         try:
-            over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
+            printer_copies_discard(printer, counts, backend=backend)
         except (PrinterError, OSError) as error:
             # One printer that cannot be read (unreachable, a folder the device re-owned) must not keep the
             # sweep from the printers after it, run after run.
             logger.info("printer documents not checked printer=%s error=%s", printer.pk, _error_name(error))
             counts["printers_unreachable"] += 1
-            continue
-        tracked = _print_jobs(over)
-        given_up = jobs_formerly_titled(job.title for job in over if job.title not in tracked)
-        for job in over:
-            if not _may_discard(job, tracked.get(job.title), is_title_given_up=job.title in given_up):
-                counts["kept"] += 1
-                continue
-            try:
-                discarded = backend.discard_document(job.handle)
-            except (PrinterError, OSError) as error:
-                # The customer's image stays at the printer in the clear: someone must hear of it.
-                logger.warning(
-                    "printer document not discarded printer=%s handle=%s error=%s",
-                    printer.pk,
-                    job.handle,
-                    _error_name(error),
-                )
-                counts["failed"] += 1
-                continue
-            counts["discarded" if discarded else "already_gone"] += 1
-            print_job = tracked.get(job.title)
-            if print_job is not None and print_job.status not in FINAL_JOB_STATUSES:
-                # Listed a moment ago, gone now (erased here, or just before by the printer itself): the
-                # copy its attempt left is accounted for by this event from now on, as it was by the listing.
-                _copy_discarded_record(printer=printer, job=job, print_job=print_job, discarded=discarded)
     if counts["discarded"] or counts["unfinished_sends_discarded"]:
         logger.info(
             "printer documents discarded count=%d unfinished_sends=%d",
@@ -108,6 +83,41 @@ def printer_documents_discard() -> dict[str, int]:
             counts["unfinished_sends_discarded"],
         )
     return {name: count for name, count in counts.items() if count}
+
+
+def printer_copies_discard(
+    printer: Printer, counts: Counter[str], *, backend: PrinterBackend | None = None
+) -> None:
+    """Erase at one printer, at its destination as `printer` holds it (the sweep's, and a lab admin's move
+    for the old destination: lab/staff/admin/production.py), the documents of our jobs that are over there
+    and that nothing here looks at again; adds to `counts` (`discarded`, `already_gone`, `failed`, `kept`).
+    Raises PrinterError or OSError when the printer cannot be read."""
+    backend = backend or backend_for(printer)
+    over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
+    tracked = _print_jobs(over)
+    given_up = jobs_formerly_titled(job.title for job in over if job.title not in tracked)
+    for job in over:
+        if not _may_discard(job, tracked.get(job.title), is_title_given_up=job.title in given_up):
+            counts["kept"] += 1
+            continue
+        try:
+            discarded = backend.discard_document(job.handle)
+        except (PrinterError, OSError) as error:
+            # The customer's image stays at the printer in the clear: someone must hear of it.
+            logger.warning(
+                "printer document not discarded printer=%s handle=%s error=%s",
+                printer.pk,
+                job.handle,
+                _error_name(error),
+            )
+            counts["failed"] += 1
+            continue
+        counts["discarded" if discarded else "already_gone"] += 1
+        print_job = tracked.get(job.title)
+        if print_job is not None and print_job.status not in FINAL_JOB_STATUSES:
+            # Listed a moment ago, gone now (erased here, or just before by the printer itself): the copy
+            # its attempt left is accounted for by this event from now on, as it was by the listing.
+            _copy_discarded_record(printer=printer, job=job, print_job=print_job, discarded=discarded)
 
 
 class _Tracked(NamedTuple):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -22,12 +23,10 @@ from lab.catalog.models import Paper
 from lab.production.backends import backend_for
 from lab.production.models import (
     DESTINATION_FIELDS,
-    JOB_TITLE_PREFIX,
     Printer,
     PrintJob,
-    jobs_formerly_titled,
 )
-from lab.production.spool import UNFINISHED_SEND_SECONDS, _error_name, _may_discard, _print_jobs
+from lab.production.spool import UNFINISHED_SEND_SECONDS, printer_copies_discard
 from lab.production.states import JobStatus
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import lab_admin_record
@@ -132,7 +131,9 @@ class PrinterForm(forms.ModelForm[Printer]):
             erased, failed = _finished_copies_discard(stored)
         except (PrinterError, OSError) as error:
             logger.warning(
-                "printer move: old destination not read printer=%s error=%s", stored.pk, _error_name(error)
+                "printer move: old destination not read printer=%s error=%s",
+                stored.pk,
+                getattr(error, "code", type(error).__name__),
             )
             if move_all_the_same:
                 self.old_copies_not_erased = "the old destination did not answer"
@@ -162,24 +163,9 @@ def _finished_copies_discard(printer: Printer) -> tuple[int, int]:
     destination cannot be read."""
     backend = backend_for(printer)
     erased = backend.unfinished_sends_discard(older_than=time.time() - UNFINISHED_SEND_SECONDS)
-    over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
-    tracked = _print_jobs(over)
-    given_up = jobs_formerly_titled(job.title for job in over if job.title not in tracked)
-    failed = 0
-    for job in over:
-        if not _may_discard(job, tracked.get(job.title), is_title_given_up=job.title in given_up):
-            continue
-        try:
-            erased += backend.discard_document(job.handle)
-        except (PrinterError, OSError) as error:
-            logger.warning(
-                "printer document not discarded printer=%s handle=%s error=%s",
-                printer.pk,
-                job.handle,
-                _error_name(error),
-            )
-            failed += 1
-    return erased, failed
+    counts: Counter[str] = Counter()
+    printer_copies_discard(printer, counts, backend=backend)
+    return erased + counts["discarded"], counts["failed"]
 
 
 # Jobs that may be at a printer's destination, read (and cancelled) there by their handle or title.
