@@ -9,6 +9,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 
@@ -52,6 +53,9 @@ def test_every_spelling_of_a_staff_address_is_counted_against_one_account():
 def test_the_operators_commands_find_and_create_an_account_by_its_address_as_typed(tmp_path: Path):
     # given a technician whose role was written in the database, refused until an operator seals it
     anna = person("technician", email=STORED)
+    Group.objects.get_or_create(
+        name="supervisor"
+    )  # the role exists (a flushing test may have emptied the table)
     dba(
         "INSERT INTO accounts_user_groups (user_id, group_id) SELECT %s, id FROM auth_group WHERE name = %s",
         anna.pk,
