@@ -251,7 +251,7 @@ def _earlier_sends_withdraw(
                 f"Job {job.pk} was printed by {job.printer.name} from an earlier send; it is not sent again. "
                 "Count the prints there.",
             )
-        if unaccounted_refuse and sends_unaccounted(job=job, listed=len(copies)):
+        if unaccounted_refuse and sends_unaccounted(job=job, listed=[copy.handle for copy in copies]):
             raise Conflict(
                 ProductionError.EARLIER_SEND_PRINTED,
                 f"Job {job.pk} may have been printed by {job.printer.name} from an earlier send it no longer "

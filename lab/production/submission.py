@@ -418,11 +418,10 @@ def _raised_before_sending(error: PrinterError) -> bool:
     return error.nothing_sent or error.code in _REFUSED_UNSENT_CODES
 
 
-def sends_unaccounted(*, job: PrintJob, listed: int | Collection[str], this_attempt: bool = False) -> int:
+def sends_unaccounted(*, job: PrintJob, listed: Collection[str], this_attempt: bool = False) -> int:
     """How many of the job's attempts on its printer under its title may have reached the printer beyond the
-    `listed` jobs with the title the printer lists (a look that found no live copy; their handles, or how
-    many they are) and the copies of it the spool sweep discarded there: 0 when a send again (or elsewhere)
-    is safe.
+    `listed` jobs with the title the printer lists (a look that found no live copy: their handles) and the
+    copies of it the spool sweep discarded there: 0 when a send again (or elsewhere) is safe.
 
     A print server forgets a job once it is over and purged from its history (CUPS: PreserveJobHistory off or
     short, MaxJobs reached, the queue deleted and added again, a wiped spool): a send that reached it, printed
@@ -441,14 +440,14 @@ def sends_unaccounted(*, job: PrintJob, listed: int | Collection[str], this_atte
     if reset is not None:
         events = events.filter(pk__gt=reset)
     may_have_reached = events.filter(kind=SUBMIT_RETRY).count() + (1 if this_attempt else 0)
-    listed_handles = set() if isinstance(listed, int) else set(listed)
+    listed_handles = set(listed)
     discarded = {
         _discarded_handle(note)
         for note in events.filter(kind=PRINTER_COPY_DISCARDED, printer_id=job.printer.pk).values_list(
             "note", flat=True
         )
     } - {""}
-    accounted = (listed if isinstance(listed, int) else len(listed_handles)) + len(discarded - listed_handles)
+    accounted = len(listed_handles) + len(discarded - listed_handles)
     return max(0, may_have_reached - accounted)
 
 
