@@ -367,28 +367,19 @@ def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
         # The dispute came first (Stripe does not keep its events in order): the money was captured, and is
         # disputed. Before, this answered `already_applied` and the order stayed unpaid until the retention
         # sweep cancelled it, refunding nothing. Now it is paid, disputed, and held for a supervisor.
-        order_transition(
-            order=order, to_status=OrderStatus.PAID, actor_kind="stripe", note="payment succeeded, disputed"
-        )
-        return _hold_for_payment(order=order, why=DISPUTED_WHY) or "paid"
+        return _paid_by_stripe(order=order, note="payment succeeded, disputed", hold_why=DISPUTED_WHY)
     if order.payment_status not in UNPAID_PAYMENT_STATUSES:
         return "already_applied"
     order.payment_status = Order.PaymentStatus.SUCCEEDED
     if order.status == OrderStatus.AWAITING_PAYMENT:
         # `paid` is the durable record that the order must be released: the release message sent after
         # this commit is a nudge, and the reconciler releases any paid order whose message was lost.
-        order_transition(
-            order=order,
-            to_status=OrderStatus.PAID,
-            actor_kind="stripe",
-            note="payment succeeded",
-            extra_fields=("payment_status",),
+        # A partial refund that came first found an unpaid order, which it could not hold, and the order
+        # printed as if nothing had been refunded. It is held now, before any release.
+        partly_refunded = OrderEvent.objects.filter(order=order, kind=PARTLY_REFUNDED).exists()
+        return _paid_by_stripe(
+            order=order, note="payment succeeded", hold_why=PARTLY_REFUNDED_WHY if partly_refunded else None
         )
-        if OrderEvent.objects.filter(order=order, kind=PARTLY_REFUNDED).exists():
-            # A partial refund came first: then it found an unpaid order, which it could not hold, and the
-            # order printed as if nothing had been refunded. It is held now, before any release.
-            return _hold_for_payment(order=order, why=PARTLY_REFUNDED_WHY) or "paid"
-        return "paid"
     order.save(update_fields=["payment_status", "updated_at"])
     if order.status == OrderStatus.CANCELLED:
         # Paid after the customer cancelled: decide the refund now, ask Stripe after the commit.
@@ -485,14 +476,7 @@ def _payment_captured(*, order: Order, at_stripe: RefundsAtStripe | None, why: s
         _partly_refunded(order=order, at_stripe=at_stripe)
     order.payment_status = Order.PaymentStatus.SUCCEEDED
     if order.status == OrderStatus.AWAITING_PAYMENT:
-        order_transition(
-            order=order,
-            to_status=OrderStatus.PAID,
-            actor_kind="stripe",
-            note=note,
-            extra_fields=("payment_status",),
-        )
-        return _hold_for_payment(order=order, why=why) or "paid"
+        return _paid_by_stripe(order=order, note=note, hold_why=why)
     fields = ["payment_status", "updated_at"]
     if order.status == OrderStatus.ON_HOLD:
         again = f"{why}: the payment is captured again."
@@ -631,14 +615,9 @@ def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
         # `already_applied`: the money is the lab's, so the order is paid, and held for a person. Before, it
         # stayed awaiting payment for good (the unpaid-order expiry skips a succeeded payment), which also
         # blocked the customer's erasure.
-        order_transition(
-            order=order,
-            to_status=OrderStatus.PAID,
-            actor_kind="stripe",
-            note="payment succeeded, dispute won",
-            extra_fields=("payment_status",),
+        return _paid_by_stripe(
+            order=order, note="payment succeeded, dispute won", hold_why=DISPUTE_WON_UNPAID_WHY
         )
-        return _hold_for_payment(order=order, why=DISPUTE_WON_UNPAID_WHY) or "paid"
     fields = ["payment_status", "updated_at"]
     if order.status == OrderStatus.ON_HOLD:
         order.hold_message = f"{why} {order.hold_message}"[:1000]
@@ -654,6 +633,22 @@ def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
         _refund_issue_after_commit(order=order)
         return "refund_after_cancel"
     return kind
+
+
+def _paid_by_stripe(*, order: Order, note: str, hold_why: str | None) -> str:
+    """Stripe captured the money of an order awaiting payment (its `payment_status` set by the caller): the
+    order is `paid`, the durable record that it must be released, and held for a person when the payment
+    needs one (`hold_why`: disputed, partly refunded, a refund that failed, a dispute won first)."""
+    order_transition(
+        order=order,
+        to_status=OrderStatus.PAID,
+        actor_kind="stripe",
+        note=note,
+        extra_fields=("payment_status",),
+    )
+    if hold_why is None:
+        return "paid"
+    return _hold_for_payment(order=order, why=hold_why) or "paid"
 
 
 def _hold_for_payment(*, order: Order, why: str) -> str | None:
