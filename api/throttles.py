@@ -64,9 +64,12 @@ class _RateFromSettings(AnonRateThrottle):
             return True
         self.now = self.timer()
         self.window_started = None
-        if self._count_one() <= self.num_requests:
-            return True
-        return self._refused()
+        return self._within(request) or self._refused()
+
+    def _within(self, request: Any) -> bool:
+        """The request counted in its window, and whether the window still allows it."""
+        assert self.num_requests is not None
+        return self._count_one() <= self.num_requests
 
     def _refused(self) -> bool:
         """False, with the window's start noted for Retry-After."""
@@ -252,19 +255,12 @@ class GuestOrderEmailThrottle(_RateFromSettings):
         digest = salted_hmac("api.throttles.GuestOrderEmailThrottle", address, algorithm="sha256").hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}
 
-    def _counted(self, request: Any, view: Any) -> bool:
-        """Looks, counts nothing: refused only when the address's window is already full."""
-        if self.rate is None or self.num_requests is None or self.duration is None:
-            return True
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
-            return True
-        self.now = self.timer()
-        self.window_started = None
+    def _within(self, request: Any) -> bool:
+        """Looks, counts nothing (the order is counted when it is created, `admit`): refused only when the
+        address's window is already full."""
+        assert self.num_requests is not None
         count = self.cache.get(self._counter)
-        if count is None or int(count) < self.num_requests or _a_retry(request):
-            return True
-        return self._refused()
+        return count is None or int(count) < self.num_requests or _a_retry(request)
 
     @classmethod
     def for_guest(cls, email: str) -> GuestOrderEmailThrottle:
