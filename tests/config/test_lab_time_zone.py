@@ -4,31 +4,20 @@ A name that is not an IANA zone stops the process naming the variable; the shift
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.builders import client_as
+from tests.support.settings_import import settings_imported
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 READ_BACK = "import lab.settings as s; print(s.LAB_TIME_ZONE, s.TIME_ZONE)"
 
 
 def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
     """`import lab.settings` in a new process, with LAB_TIME_ZONE as given (or unset)."""
-    inherited = {key: value for key, value in os.environ.items() if key != "LAB_TIME_ZONE"}
-    return subprocess.run(
-        [sys.executable, "-c", READ_BACK],
-        cwd=PROJECT_DIR,
-        env={**inherited, "LAB_VAR_DIR": str(var_dir), **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return settings_imported(var_dir, READ_BACK, unset=("LAB_TIME_ZONE",), **environment)
 
 
 def test_the_lab_time_zone_defaults_to_utc_and_takes_an_iana_name(tmp_path):

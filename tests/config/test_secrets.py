@@ -4,15 +4,14 @@ booleans are strict, and importing settings writes nothing. Each case imports se
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+from tests.support.settings_import import settings_imported
+
 SECRETS = ("SECRET_KEY", "LAB_MASTER_KEY", "AUDIT_SIGNING_KEY", "AUDIT_RECORD_KEY")
 VALUES = {
     "SECRET_KEY": "s" * 50,
@@ -33,19 +32,12 @@ FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
     """`import lab.settings` in a new process with the test command's keys and demo switch removed, and the
     SMTP mail backend named (outside demo mode one must be) unless `environment` names another ("": none)."""
-    inherited = {
-        key: value
-        for key, value in os.environ.items()
-        if key != "LAB_DEMO_SECRETS" and not key.startswith(SECRETS) and not key.startswith("SECURE_")
-    }
-    return subprocess.run(
-        [sys.executable, "-c", READ_BACK],
-        cwd=PROJECT_DIR,
-        env={**inherited, "LAB_VAR_DIR": str(var_dir), "EMAIL_BACKEND": SMTP_BACKEND, **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return settings_imported(
+        var_dir,
+        READ_BACK,
+        unset=("LAB_DEMO_SECRETS",),
+        unset_prefixes=(*SECRETS, "SECURE_"),
+        **{"EMAIL_BACKEND": SMTP_BACKEND, **environment},
     )
 
 

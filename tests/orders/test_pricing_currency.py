@@ -4,33 +4,22 @@ currency: HUF 4.99, KRW 499."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lab.orders.quotes import ItemRequest, quote_compute
 from tests.builders import ProductFactory, asset_for, new_customer
+from tests.support.settings_import import settings_imported
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 READ_BACK = "import lab.settings as s; print(s.LAB_SHIPPING_STANDARD_MINOR, s.LAB_SHIPPING_EXPRESS_MINOR)"
 SHIPPING_SETTINGS = ("LAB_CURRENCY", "LAB_SHIPPING_STANDARD_MINOR", "LAB_SHIPPING_EXPRESS_MINOR")
 
 
 def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
     """`import lab.settings` in a new process, with the currency and shipping settings as given (or unset)."""
-    inherited = {key: value for key, value in os.environ.items() if key not in SHIPPING_SETTINGS}
-    return subprocess.run(
-        [sys.executable, "-c", READ_BACK],
-        cwd=PROJECT_DIR,
-        env={**inherited, "LAB_VAR_DIR": str(var_dir), **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return settings_imported(var_dir, READ_BACK, unset=SHIPPING_SETTINGS, **environment)
 
 
 @pytest.mark.parametrize("currency", [None, "usd", "eur", "gbp"])
