@@ -17,7 +17,7 @@ READ_BACK = "import lab.settings as s; print(s.LAB_TIME_ZONE, s.TIME_ZONE)"
 
 def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
     """`import lab.settings` in a new process, with LAB_TIME_ZONE as given (or unset)."""
-    return settings_imported(var_dir, READ_BACK, unset=("LAB_TIME_ZONE",), **environment)
+    return settings_imported(var_dir, READ_BACK, environment, unset=("LAB_TIME_ZONE",))
 
 
 def test_the_lab_time_zone_defaults_to_utc_and_takes_an_iana_name(tmp_path):

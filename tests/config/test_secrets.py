@@ -35,9 +35,9 @@ def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedPr
     return settings_imported(
         var_dir,
         READ_BACK,
+        {"EMAIL_BACKEND": SMTP_BACKEND, **environment},
         unset=("LAB_DEMO_SECRETS",),
         unset_prefixes=(*SECRETS, "SECURE_"),
-        **{"EMAIL_BACKEND": SMTP_BACKEND, **environment},
     )
 
 

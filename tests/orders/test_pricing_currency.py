@@ -19,7 +19,7 @@ SHIPPING_SETTINGS = ("LAB_CURRENCY", "LAB_SHIPPING_STANDARD_MINOR", "LAB_SHIPPIN
 
 def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
     """`import lab.settings` in a new process, with the currency and shipping settings as given (or unset)."""
-    return settings_imported(var_dir, READ_BACK, unset=SHIPPING_SETTINGS, **environment)
+    return settings_imported(var_dir, READ_BACK, environment, unset=SHIPPING_SETTINGS)
 
 
 @pytest.mark.parametrize("currency", [None, "usd", "eur", "gbp"])

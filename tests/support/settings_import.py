@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -14,10 +14,10 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 def settings_imported(
     var_dir: Path,
     read_back: str,
+    environment: Mapping[str, str],
     *,
     unset: Iterable[str] = (),
     unset_prefixes: tuple[str, ...] = (),
-    **environment: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run `read_back` (Python that imports lab.settings and prints what it read) in a new process with this
     process's environment, less the variables named in `unset` or starting with one of `unset_prefixes`,
