@@ -1,11 +1,13 @@
 """The staff pages in real headless Chromium (Playwright) against the live test server.
 
-A technician watches a job turn printed without reloading and asks for a reprint; a packer scans, counts
-and ships; a customer is refused. Screenshots of each page go to var/test-artifacts/screenshots/.
+A technician watches a job turn printed without reloading and asks for a reprint; the board says when it
+stops updating; a packer scans, counts and ships; a customer is refused. Screenshots of each page go to
+var/test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def page(new_context: CreateContextCallback) -> Iterator[Page]:
+def console_errors_expected() -> list[str]:
+    """Console errors a test provokes on purpose (parts of their text), beyond the refusals any may see."""
+    return []
+
+
+@pytest.fixture
+def page(new_context: CreateContextCallback, console_errors_expected: list[str]) -> Iterator[Page]:
     context = new_context()  # the live server, 1280x900 (tests/support/browser.py)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -41,7 +49,8 @@ def page(new_context: CreateContextCallback) -> Iterator[Page]:
     page.on("pageerror", lambda error: problems.append(str(error)))
     yield page
     context.close()
-    assert [p for p in problems if "403" not in p and "401" not in p] == []
+    expected = ["403", "401", *console_errors_expected]
+    assert [p for p in problems if not any(text in p for text in expected)] == []
 
 
 def test_technician_sees_a_job_print_live_and_requests_a_reprint(page: Page, screenshots: Path) -> None:
@@ -81,6 +90,65 @@ def test_technician_sees_a_job_print_live_and_requests_a_reprint(page: Page, scr
     order.refresh_from_db()
     assert (reprint.reprint_reason, reprint.copies, reprint.status) == ("colour", 1, "queued")
     assert order.status == "in_production"
+
+
+BOARD_LIVE = "**/lab/board/live/"
+
+
+def test_the_board_says_when_it_stops_updating_and_reloads_when_refused(
+    page: Page, screenshots: Path, console_errors_expected: list[str]
+) -> None:
+    # What the browser and htmx log for the failed polls this test makes on purpose.
+    console_errors_expected += [
+        "net::ERR_FAILED",
+        "htmx:sendError",
+        "htmx:afterRequest",
+        "status of 503",
+        "Error Code 503",
+    ]
+    technician = person("technician")
+    sign_in(page, email=technician.email, next_url="/lab/board/")
+    live = page.locator("#board-live")
+    updated = page.locator("#board-live .updated time")
+    banner = page.locator(".stale-banner")
+    expect(updated).to_be_visible()
+    expect(banner).to_have_count(0)
+    page.evaluate("window.labMarker = 'same page'")
+
+    # Web restarting: the poll gets no answer at all. Before, the last state stayed up, saying nothing.
+    page.route(BOARD_LIVE, lambda route: route.abort())
+    expect(banner).to_be_visible()
+    expect(banner).to_have_text(f"Not updated since {updated.inner_text()} UTC: the server did not answer")
+    expect(live).to_have_class(re.compile(r"\bstale\b"))
+    page.screenshot(path=screenshots / "board-stale.png", full_page=True)
+
+    # The server is back: the next poll clears the banner.
+    page.unroute(BOARD_LIVE)
+    expect(banner).to_have_count(0)
+    expect(live).not_to_have_class(re.compile(r"\bstale\b"))
+
+    # The database is down: /lab/ answers 503, which htmx does not swap.
+    page.route(
+        BOARD_LIVE,
+        lambda route: route.fulfill(
+            status=503, content_type="text/html", body="<h1>Service unavailable</h1>"
+        ),
+    )
+    expect(banner).to_be_visible()
+    expect(banner).to_have_text(f"Not updated since {updated.inner_text()} UTC: the server did not answer")
+    page.unroute(BOARD_LIVE)
+    expect(banner).to_have_count(0)
+    assert page.evaluate("window.labMarker") == "same page"  # all of it in place
+
+    # Refused (role removed, seal refused): the page reloads, so the page's own refusal or the login shows.
+    with page.expect_event("load"):
+        page.route(
+            BOARD_LIVE,
+            lambda route: route.fulfill(status=403, content_type="text/html", body="<h1>Not allowed</h1>"),
+        )
+    page.unroute(BOARD_LIVE)
+    assert page.url.endswith("/lab/board/")
+    assert page.evaluate("window.labMarker") is None  # a new document
 
 
 def test_packer_scans_checks_items_and_ships(page: Page, screenshots: Path) -> None:
