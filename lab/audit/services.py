@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, send_mail
 from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
 
@@ -35,6 +35,7 @@ from lab.audit.witness import (
     witness_from_url,
 )
 from lab.lib.clock import database_now
+from lab.lib.mail import MailNotSent, mail_send
 
 logger = logging.getLogger(__name__)
 
@@ -297,16 +298,24 @@ def _alert(problem: chain.ChainProblem) -> None:
     )
     if not settings.AUDIT_ALERT_EMAILS:
         return
+    subject = f"[{settings.LAB_NAME}] audit checkpoint refused: {problem.kind} {problem.place}"
+    message = EmailMessage(
+        subject=" ".join(subject.split()),
+        body=f"The signer refused to sign the audit chain.\n\n{problem.kind} {problem.place}:"
+        f" {problem.message}\n",
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=list(settings.AUDIT_ALERT_EMAILS),
+    )
+    # The refusal (AuditChainBroken, the export's problem) is the outcome: a mail that fails is a warning that
+    # names no address (smtplib's refusal names every recipient, so neither it nor its traceback is logged).
     try:
-        send_mail(
-            subject=f"[{settings.LAB_NAME}] audit checkpoint refused: {problem.kind} {problem.place}",
-            message=f"The signer refused to sign the audit chain.\n\n{problem.kind} {problem.place}:"
-            f" {problem.message}\n",
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=settings.AUDIT_ALERT_EMAILS,
+        mail_send(message)
+    except MailNotSent as error:  # MailRefused is one: a server's refusal, or an address it cannot encode
+        logger.warning("audit alert e-mail could not be sent kind=%s reason=%s", problem.kind, error)
+    except Exception as error:
+        logger.warning(
+            "audit alert e-mail could not be sent kind=%s error=%s", problem.kind, type(error).__name__
         )
-    except OSError:
-        logger.exception("audit alert e-mail could not be sent")
 
 
 def _mail_checkpoint(checkpoint: chain.Checkpoint) -> None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import smtplib
 
+from django.conf import settings
 from django.core.mail import EmailMessage
+from django.core.mail.message import sanitize_address
+
+from lab.lib.email_address import email_canonical
 
 # The mail server answered, and refused this one message (its recipients, sender or content).
 _REFUSALS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
@@ -22,6 +26,20 @@ class MailNotSent(OSError):
 
 class MailRefused(MailNotSent):
     """The mail server answered and refused this message; others may still go."""
+
+
+def address_has_mail_form(address: str) -> bool:
+    """Whether a message can be written to `address`: it has the form its mail goes to (`email_canonical`)
+    and Django can put it in a message's headers and envelope (`sanitize_address`, what every send does).
+    "x@" + 60 * "ä" + ".com" has neither (its domain's IDNA label is over 63 characters once encoded): every
+    message naming it raises UnicodeError before anything is sent, whoever else it is to. The API's
+    StoredEmailField refuses such an address with this same pair of checks."""
+    try:
+        email_canonical(address)
+        sanitize_address(address, settings.DEFAULT_CHARSET)
+    except ValueError:  # UnicodeError is one
+        return False
+    return True
 
 
 def _reply_code(error: OSError) -> str:

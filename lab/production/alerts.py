@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role
+from lab.lib.mail import MailNotSent, address_has_mail_form, mail_send
 from lab.orders.models import Order
 from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
@@ -196,13 +197,45 @@ def _queue_growing(*, now: datetime.datetime) -> list[Condition]:
 
 
 def supervisor_emails() -> list[str]:
-    return sorted(
-        User.objects.filter(groups__name=Role.SUPERVISOR, is_active=True).values_list("email", flat=True)
-    )
+    """The active supervisors' addresses an alert can be mailed to. An address with no mail form (one stored
+    as typed, lab.accounts.seal.email_as_stored) made every alert message raise before it was sent, to every
+    supervisor: it is left out, logged by its account's public id (never the address), and the others are
+    mailed."""
+    return _alert_recipients().addresses
+
+
+@dataclass(frozen=True)
+class _Recipients:
+    addresses: list[str]
+    left_out: int  # active supervisors whose address no message can be written to
+
+
+def _alert_recipients() -> _Recipients:
+    addresses: list[str] = []
+    left_out = 0
+    supervisors = User.objects.filter(groups__name=Role.SUPERVISOR, is_active=True)
+    for public_id, email in supervisors.order_by("email").values_list("public_id", "email"):
+        if address_has_mail_form(email):
+            addresses.append(email)
+        else:
+            left_out += 1
+            logger.warning(
+                "supervisor left out of alert e-mails: no mail can go to their address user=%s", public_id
+            )
+    return _Recipients(addresses=addresses, left_out=left_out)
+
+
+def alert_subject(message: str) -> str:
+    """The alert's e-mail subject: its message on one line (a printer's state message, from a hot folder's
+    PAUSED file or CUPS, may have line breaks, and a header with one is refused), at most 200 characters."""
+    return f"[{settings.LAB_NAME}] {' '.join(message.split())}"[:200]
 
 
 def alerts_check(*, now: datetime.datetime | None = None) -> int:
-    """Record every current condition once (unique key) and e-mail each unsent alert once; returns sent."""
+    """Record every current condition once (unique key) and e-mail each unsent alert once; returns sent.
+
+    An alert whose mail could not be sent stays unsent (the next check tries it again) and holds up none
+    after it."""
     now = now or timezone.now()
     Alert.objects.bulk_create(
         [
@@ -211,15 +244,18 @@ def alerts_check(*, now: datetime.datetime | None = None) -> int:
         ],
         ignore_conflicts=True,
     )
-    recipients = supervisor_emails()
+    unsent = list(Alert.objects.filter(emailed_at__isnull=True).order_by("pk").values_list("pk", flat=True))
+    if not unsent:
+        return 0
+    recipients = _alert_recipients()
     sent = 0
-    for alert_id in Alert.objects.filter(emailed_at__isnull=True).order_by("pk").values_list("pk", flat=True):
+    for alert_id in unsent:
         if _alert_email(alert_id=alert_id, recipients=recipients):
             sent += 1
     return sent
 
 
-def _alert_email(*, alert_id: int, recipients: list[str]) -> bool:
+def _alert_email(*, alert_id: int, recipients: _Recipients) -> bool:
     """E-mail one alert while holding its row: a concurrent check skips it, and a worker that dies before
     recording the e-mail leaves it unsent for the next check (a mail the server accepted just before may then
     go out twice; never none). Alert mails are rare and small, so the lock is held for the send."""
@@ -231,20 +267,25 @@ def _alert_email(*, alert_id: int, recipients: list[str]) -> bool:
         )
         if alert is None:
             return False
-        if recipients:
+        if not recipients.addresses and recipients.left_out:
+            # Supervisors there are, and no mail can go to any of them: kept for when an address is fixed.
+            return False
+        if recipients.addresses:
             try:
-                EmailMessage(
-                    subject=f"[{settings.LAB_NAME}] {alert.message}"[:200],
-                    body=f"{alert.message}\n\n{settings.SITE_URL}{alert.link}\n",
-                    from_email=settings.DEFAULT_FROM_EMAIL,
-                    to=recipients,
-                    headers={"Auto-Submitted": "auto-generated"},
-                ).send()
-            except OSError:
-                logger.warning("alert e-mail failed alert=%s kind=%s", alert.pk, alert.kind)
+                mail_send(
+                    EmailMessage(
+                        subject=alert_subject(alert.message),
+                        body=f"{alert.message}\n\n{settings.SITE_URL}{alert.link}\n",
+                        from_email=settings.DEFAULT_FROM_EMAIL,
+                        to=recipients.addresses,
+                        headers={"Auto-Submitted": "auto-generated"},
+                    )
+                )
+            except MailNotSent as error:  # MailRefused is one; neither names an address
+                logger.warning("alert e-mail failed alert=%s kind=%s reason=%s", alert.pk, alert.kind, error)
                 return False  # left unsent: the next check sends it again
         Alert.objects.filter(pk=alert.pk).update(emailed_at=timezone.now())
-    if not recipients:
+    if not recipients.addresses:
         return False
     logger.info("alert e-mailed alert=%s kind=%s", alert_id, alert.kind)
     return True

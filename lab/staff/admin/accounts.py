@@ -21,10 +21,27 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES, Role
 from lab.accounts.seal import account_seal_holds, email_as_stored
+from lab.lib.mail import address_has_mail_form
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import staff_account_save, staff_password_set, staff_roles_of
 
 STAFF_ROLE_CHOICES = [(role.value, role.label) for role in Role if role in STAFF_ROLES]
+
+
+NOT_ENCODABLE = (
+    "No e-mail can be sent to this address: it cannot be encoded (a part of its domain is too long once"
+    " encoded, for example)."
+)
+
+
+def _email_with_a_mail_form(typed: str, *, current: str | None) -> str:
+    """`typed` as the lab stores it (`email_as_stored`), refused if no message can be written to it (the API's
+    StoredEmailField's check): such an address was stored as typed, and a supervisor's made every alert
+    e-mail raise before it was sent, to every supervisor."""
+    stored = email_as_stored(typed)
+    if stored != current and not address_has_mail_form(typed):
+        raise forms.ValidationError(NOT_ENCODABLE, code="not_encodable")
+    return stored
 
 
 class StaffAccountChangeForm(forms.ModelForm[User]):
@@ -45,7 +62,9 @@ class StaffAccountChangeForm(forms.ModelForm[User]):
 
     def clean_email(self) -> str:
         # As creation stores it, and as the sign-in looks it up: an address saved as typed signed nobody in.
-        return email_as_stored(str(self.cleaned_data["email"]))
+        # One already stored is kept as it is (the account can still be edited, deactivated); a new one must
+        # have a mail form.
+        return _email_with_a_mail_form(str(self.cleaned_data["email"]), current=self.instance.email)
 
 
 class StaffAccountCreationForm(forms.ModelForm[User]):
@@ -58,7 +77,7 @@ class StaffAccountCreationForm(forms.ModelForm[User]):
         fields = ("email", "full_name")
 
     def clean_email(self) -> str:
-        return email_as_stored(str(self.cleaned_data["email"]))
+        return _email_with_a_mail_form(str(self.cleaned_data["email"]), current=None)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
