@@ -1,18 +1,21 @@
 """gunicorn settings every web process of the lab shares: `scripts/run`, `deploy/systemd/printlab-web.service`
 and the tests' web server pass `--config gunicorn.conf.py` (each adds its own bind and worker count).
 
-The access log names the path, never the query string or the Referer. Query strings carry what people
-type and what links hold: a staff search for a customer's e-mail (`?q=`), a technician's justification at the
-photo gate, a privacy receipt's bearer token (`?token=`); a Referer carries another page's query string. Paths
-hold ids only. The line: client address (the proxy's, behind one), time, method, path, protocol, status,
-bytes, duration in ms and the X-Request-ID the proxy set, which the lab's own log lines carry as well
-(`tests/observability/test_health_live.py`). The client address is written as its network (a /24, a /48:
-`lab/lib/access_log.py`), as in the lab's own log lines: an address is personal data, and logs outlive an
-erasure."""
+The access log names the path, never the query string or the Referer. Query strings carry what people type and
+what links hold: a staff search for a customer's e-mail (`?q=`), a technician's justification at the photo
+gate, a privacy receipt's bearer token (`?token=`); a Referer carries another page's query string. Paths hold
+ids only. The line: client address (the proxy's, behind one), time, method, path, protocol, status, bytes,
+duration in ms and the request id the lab answered with (the X-Request-ID the proxy set, or one the lab made
+up; `-` when gunicorn refused the request itself), which the lab's own log lines carry as well
+(`tests/observability/test_health_live.py`): never a client's own X-Request-ID, which the lab drops. The
+client address is written as its network (a /24, a /48: `lab/lib/access_log.py`), as in the lab's own log
+lines: an address is personal data, and logs outlive an erasure. What a client wrote is written with its
+control characters escaped, and gunicorn's error log names a refused request by the peer's network and the
+kind of error only (`tests/observability/test_log_injection_live.py`)."""
 
 accesslog = "-"
 logger_class = "lab.lib.access_log.AccessLogger"
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}i)s'
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}o)s'
 # A request line longer than this is refused by gunicorn itself, before Django, with its own 414 (README,
 # Running in production); 8190 is gunicorn's largest bounded value.
 limit_request_line = 8190

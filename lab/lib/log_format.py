@@ -2,15 +2,53 @@
 
 Only the record's own fields and ids are written: the message is the code's %-formatted text, which names
 ids only (STYLE rule 14); a traceback is kept because operators need it, as the plain format keeps it.
+
+What a client sent (a path: `%0A` decodes to a newline) reaches log lines as an argument; `escape_for_log`
+writes its control characters as `\\xNN` so that no one can end a line and forge the next one (CVE-2025-48432
+in Django), in either format and in gunicorn's access log (lab.lib.access_log).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from lab.lib import log_context
+
+# C0 and C1 controls (newline, carriage return, escape, NEL), the Unicode line and paragraph separators, and
+# the backslash, so that an escape in a line is always one the lab wrote. Other text (a file's name in any
+# script) stays readable as it is.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\\\\\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    character = match.group()
+    if character == "\\":
+        return "\\\\"
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_for_log(text: str) -> str:
+    """`text` on one line: controls as `\\xNN` (`\\u2028`), a backslash doubled, everything else as it is."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def escape_record_args(record: logging.LogRecord) -> None:
+    """Every string argument of `record` escaped (escape_for_log); a message that is not a string (an
+    exception passed as the message) is written as its escaped text."""
+    if not isinstance(record.msg, str):
+        record.msg = escape_for_log(str(record.msg))
+    args = record.args
+    if isinstance(args, Mapping):
+        record.args = {
+            key: escape_for_log(value) if isinstance(value, str) else value for key, value in args.items()
+        }
+    elif args:
+        record.args = tuple(escape_for_log(value) if isinstance(value, str) else value for value in args)
 
 
 class JsonFormatter(logging.Formatter):

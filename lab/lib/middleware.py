@@ -15,8 +15,9 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from lab.lib.client_ip import address_for_logs, client_ip, is_from_trusted_proxy
+from lab.lib.log_format import escape_record_args
 
-_VALID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # What a client could say about where it came from, or how: only our proxies may say it.
 FORWARDED_META_KEYS = (
     "HTTP_X_FORWARDED_FOR",
@@ -40,7 +41,7 @@ class RequestIdMiddleware:
             for key in FORWARDED_META_KEYS:
                 request.META.pop(key, None)
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         request_token = _request_id.set(request_id)
         address_token = _client_ip.set(address_for_logs(client_ip(request)))
@@ -55,9 +56,11 @@ class RequestIdMiddleware:
 
 class RequestContextFilter(logging.Filter):
     """Gives every log record the request id and the client's network (address_for_logs) of its request ("-"
-    outside one)."""
+    outside one), and escapes the control characters of its string arguments (escape_for_log): a path with
+    `%0A` in it wrote a line of the attacker's choosing after the lab's."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        escape_record_args(record)
         # django.request logs a 4xx/5xx after the middleware returned, but hands over the request itself.
         request = getattr(record, "request", None)
         if isinstance(request, HttpRequest):
