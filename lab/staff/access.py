@@ -17,14 +17,31 @@ from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
 from lab.accounts.roles import STAFF_ROLES, has_role, is_staff_member
+from lab.staff.views.common import safe_next
 
 ALL_STAFF = tuple(sorted(STAFF_ROLES))
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
 
+def _after_sign_in(request: HttpRequest) -> str:
+    """Where the login page sends the person back to, or "" for the home page.
+
+    Never the URL of a request a page made by itself or of a form: an htmx request (the board's poll) is a
+    fragment with no page around it, so it is the page the person was on (htmx's HX-Current-URL, same-origin
+    only); a POST's URL answers a GET with 405, so a form sent after the idle timeout goes home instead."""
+    if getattr(request, "htmx", False):
+        return safe_next(request, request.htmx.current_url_abs_path or "", "")  # type: ignore[attr-defined]
+    if request.method not in ("GET", "HEAD"):
+        return ""
+    return request.get_full_path()
+
+
 def login_redirect(request: HttpRequest) -> HttpResponse:
-    url = f"{reverse('staff:login')}?{urlencode({'next': request.get_full_path()})}"
+    after = _after_sign_in(request)
+    url = reverse("staff:login")
+    if after:
+        url = f"{url}?{urlencode({'next': after})}"
     if getattr(request, "htmx", False):
         # A polled fragment must not swap the login form into the board: navigate the whole page.
         return HttpResponseClientRedirect(url)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
@@ -100,10 +102,26 @@ def test_anonymous_visitor_is_sent_to_the_login_page(client, floor):
 
 
 def test_anonymous_htmx_poll_is_told_to_navigate_to_login(client):
-    response = client.get(reverse("staff:board_live"), headers={"HX-Request": "true"})
+    def poll(current_url: str | None) -> str:
+        headers = {"HX-Request": "true"} | ({"HX-Current-URL": current_url} if current_url else {})
+        response = client.get(reverse("staff:board_live"), headers=headers)
+        assert response.status_code == 200
+        return str(response["HX-Redirect"])
 
-    assert response.status_code == 200
-    assert response["HX-Redirect"] == "/lab/login/?next=%2Flab%2Fboard%2Flive%2F"
+    # back to the page the poll came from, never the fragment (no page around it, no polling, no sign-out)
+    assert poll("http://testserver/lab/board/") == "/lab/login/?next=%2Flab%2Fboard%2F"
+    # a page of another site, the photo gate or no page at all: the home page
+    assert poll("https://evil.example/lab/board/") == "/lab/login/"
+    assert poll("http://testserver/lab/photos/1/") == "/lab/login/"
+    assert poll(None) == "/lab/login/"
+
+
+def test_an_anonymous_form_is_sent_to_the_login_page_without_a_next(client, floor):
+    # the action views answer a GET with 405: after the sign-in the person goes home instead
+    for url, data in post_urls(floor):
+        response = client.post(url, data)
+        assert response.status_code == 302, url
+        assert response["Location"] == "/lab/login/", url
 
 
 def test_customer_gets_403_on_every_staff_url_and_nothing_changes(floor):
@@ -314,10 +332,62 @@ def test_board_polling_is_not_activity_and_an_idle_poll_goes_to_login(floor):
     session = client.session
     session[LAST_ACTIVITY_KEY] = time.time() - 901
     session.save()
-    expired = client.get(reverse("staff:board_live"), headers={"HX-Request": "true"})
+    expired = client.get(
+        reverse("staff:board_live"),
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/lab/board/"},
+    )
 
-    assert expired["HX-Redirect"] == "/lab/login/?next=%2Flab%2Fboard%2Flive%2F"
+    assert expired["HX-Redirect"] == "/lab/login/?next=%2Flab%2Fboard%2F"
     assert "_auth_user_id" not in client.session
+
+
+def go_idle(client: Client) -> None:
+    session = client.session
+    session[LAST_ACTIVITY_KEY] = time.time() - 15 * 60 - 1
+    session.save()
+
+
+def sign_in_from(client: Client, login_url: str, email: str) -> Any:
+    """Open `login_url`, send its form with the `next` it carries, follow the redirects."""
+    page = client.get(login_url)
+    assert page.status_code == 200
+    next_field = re.search(r'name="next" value="([^"]*)"', page.content.decode())
+    data = {"email": email, "password": PASSWORD}
+    if next_field:
+        data["next"] = html.unescape(next_field.group(1))
+    return client.post(reverse("staff:login"), data, follow=True)
+
+
+def test_an_unattended_board_logged_out_by_its_poll_signs_in_back_to_the_board(floor):
+    client, technician = client_as("technician")
+    client.get(reverse("staff:board"))
+    go_idle(client)
+
+    expired = client.get(
+        reverse("staff:board_live"),
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/lab/board/"},
+    )
+    assert "_auth_user_id" not in client.session
+    back = sign_in_from(client, expired["HX-Redirect"], technician.email)
+
+    assert back.status_code == 200
+    assert back.request["PATH_INFO"] == reverse("staff:board") == "/lab/board/"
+    assert 'hx-get="/lab/board/live/"' in back.content.decode()  # the whole page, polling again
+
+
+def test_a_form_sent_after_the_idle_timeout_signs_in_to_a_page_not_a_405(floor):
+    client, technician = client_as("technician")
+    client.get(reverse("staff:board"))
+    go_idle(client)
+    before = floor_state()
+
+    refused = client.post(reverse("staff:printer_pause", args=[floor.printer.pk]))
+    assert refused.status_code == 302
+    back = sign_in_from(client, refused["Location"], technician.email)
+
+    assert back.status_code == 200
+    assert back.request["PATH_INFO"] == reverse("staff:home")
+    assert floor_state() == before  # the pause was not sent again by the sign-in
 
 
 def test_logout_is_post_only_and_clears_the_session(floor):
@@ -420,3 +490,26 @@ def test_a_refused_form_under_the_api_is_problem_json_in_the_apis_shape():
         name: value for name, value in shape.items() if name != "detail"
     }
     assert body["detail"]
+
+
+def test_auditors_and_admins_find_the_audit_console_and_the_admin_on_the_home_page():
+    # A link to them pasted in a chat is refused as from another site: the lab's own pages are the way in.
+    audit = f'href="{reverse("audit_console:records")}"'
+    admin = f'href="{reverse("lab_admin:index")}"'
+    expected = {
+        "auditor": {audit},
+        "admin": {audit, admin},
+        "technician": set(),
+        "packer": set(),
+    }
+    for role, links in expected.items():
+        client, _ = client_as(role)
+        page = client.get(reverse("staff:home")).content.decode()
+        home = page.split("<main>")[1]
+        nav = page.split("<nav>")[1].split("</nav>")[0]
+        for link in (audit, admin):
+            assert (link in home) == (link in links), (role, link)
+            assert (link in nav) == (link in links), (role, link)
+        assert "Your role has no floor pages here." not in page, role
+        for link in links:  # the link opens the page it names
+            assert client.get(link.split('"')[1]).status_code == 200, (role, link)

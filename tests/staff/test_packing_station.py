@@ -354,7 +354,7 @@ def test_slip_pdf_is_rendered_on_demand_then_served_from_storage(order):
 
     assert first.status_code == 200
     assert first["Content-Type"] == "application/pdf"
-    assert first["Content-Disposition"] == f'attachment; filename="packing-slip-{order.ref}.pdf"'
+    assert first["Content-Disposition"] == f'inline; filename="packing-slip-{order.ref}.pdf"'
     assert first["Cache-Control"] == "no-store"
     assert first.content.startswith(b"%PDF")
     assert second.content == bytes(PackingSlip.objects.get(order=order).pdf) == first.content
@@ -432,3 +432,25 @@ def test_a_reprint_cancelled_as_not_needed_gives_back_only_the_rejection_it_made
     client, _ = client_as("packer")
     refused = confirm(client, order, 1, 3)
     assert messages_of(refused) == ["Item 1 has 2 good prints of 3 after the quality check: 1 to reprint."]
+
+
+def test_slips_open_in_the_browser_and_are_never_saved_to_the_stations_disk(order):
+    # An attachment lands in the shared station's Downloads folder: every customer's name and address on its
+    # disk for good, past the slip window and past erasure.
+    client, _ = client_as("packer")
+
+    slip = client.get(reverse("staff:slip", args=[order.ref]))
+    day = client.get(reverse("staff:day_slips"))
+
+    for response, filename in ((slip, f"packing-slip-{order.ref}.pdf"), (day, "packing-slips.pdf")):
+        assert response.status_code == 200
+        assert response["Content-Type"] == "application/pdf"
+        assert response["Content-Disposition"].startswith("inline")
+        assert response["Content-Disposition"] == f'inline; filename="{filename}"'
+        assert response["Cache-Control"] == "no-store"
+        # Chromium's viewer is an <embed> styled inline: object-src 'none' (or a default-src / style-src
+        # without 'unsafe-inline') leaves a top-level PDF blocked or blank
+        policy = response["Content-Security-Policy"]
+        directives = {directive.split()[0] for directive in policy.split("; ")}
+        assert not directives & {"object-src", "default-src", "style-src", "sandbox"}, policy
+        assert "frame-ancestors 'none'" in policy

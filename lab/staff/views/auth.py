@@ -14,13 +14,14 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from lab.accounts.models import SecurityEvent
-from lab.accounts.roles import BOARD_READER_ROLES, PACKING_ROLES, QC_ROLES, is_staff_member
+from lab.accounts.roles import AUDITOR_ROLES, BOARD_READER_ROLES, PACKING_ROLES, QC_ROLES, is_staff_member
 from lab.accounts.signin import SignInAttempt, SignInLocked, sign_in
 from lab.audit.records import request_meta
 from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
 from lab.lib.client_ip import client_ip
 from lab.lib.errors import UpstreamError
 from lab.staff.access import ALL_STAFF, can, forbidden, staff_page
+from lab.staff.admin.site import is_lab_admin
 from lab.staff.forms import LoginForm
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY, session_clock
 from lab.staff.views.common import next_url
@@ -147,6 +148,10 @@ def home_view(request: HttpRequest) -> HttpResponse:
             "can_read_board": can(request, BOARD_READER_ROLES),
             "can_pack": can(request, PACKING_ROLES),
             "can_qc": can(request, QC_ROLES),
+            # The audit console and the admin have no other way in: a link to them from outside the lab's
+            # own pages is refused (Sec-Fetch-Site), so the home page is where auditors and admins find them.
+            "can_audit": can(request, AUDITOR_ROLES),
+            "can_admin": is_lab_admin(request.user),
         },
     )
 

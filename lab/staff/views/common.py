@@ -63,7 +63,11 @@ def next_url(request: HttpRequest, default: str) -> str:
     same-origin request the gate cannot tell from the person's own. An auditor-console page is a `next`
     without its query: each page writes an `audit.read` record in the auditor's name with the query's
     filters, which a link someone else wrote would otherwise choose."""
-    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    return safe_next(request, request.POST.get("next") or request.GET.get("next") or "", default)
+
+
+def safe_next(request: HttpRequest, candidate: str, default: str) -> str:
+    """`candidate` as next_url would follow it (the same checks), else `default`."""
     if (
         candidate.startswith("/lab/")
         and not leads_to_the_photo_gate(candidate)

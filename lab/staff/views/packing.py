@@ -176,9 +176,20 @@ def _station_action(
     return HttpResponseRedirect(success_url or _order_url(ref))
 
 
+# A slip opens in the browser's own PDF viewer: the pages' policy would block it (Chromium shows the PDF
+# through an <embed> its object-src 'none' refuses, and styles the page around it inline), so a PDF gets a
+# policy of its own. The PDF is the lab's own file: no HTML, nothing of the customer's but text in it.
+PDF_CONTENT_SECURITY_POLICY = "; ".join(
+    ["script-src 'self'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"]
+)
+
+
 def _pdf(data: bytes, filename: str) -> HttpResponse:
+    """A slip PDF shown inline, never an attachment: a download leaves every customer's name and address
+    in the shared station's Downloads folder for good, past the slip window and past erasure."""
     response = HttpResponse(data, content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    response["Content-Security-Policy"] = PDF_CONTENT_SECURITY_POLICY
     return response
 
 
