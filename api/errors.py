@@ -205,6 +205,7 @@ STATUS_BY_CODE: dict[str, int] = {
             CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
             GateError.ALREADY_SIGNED_OFF,
             GateError.REVIEW_DAY_NOT_OVER,
+            NotifyError.DELIVERY_ALREADY_QUEUED,
             NotifyError.DELIVERY_IN_PROGRESS,
             NotifyError.REDELIVERY_TOO_SOON,
             NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,

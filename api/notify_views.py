@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from api import notify_serializers as s
 from api.schema import problems
+from api.throttles import CustomerRedeliveryThrottle
 from lab.accounts.models import User
 from lab.notify import selectors, webhooks
 from lab.notify.models import WebhookDelivery, WebhookEndpoint
@@ -92,8 +93,9 @@ class WebhookRedeliverView(APIView):
     """Send a delivery's event again now (same event id and sequence), with a fresh retry window."""
 
     permission_classes = (IsAuthenticated,)
+    throttle_classes = (CustomerRedeliveryThrottle,)
 
-    @extend_schema(request=None, responses={202: s.WebhookDeliveryOutput})
+    @extend_schema(request=None, responses={202: s.WebhookDeliveryOutput, **problems(409)})
     def post(self, request: Request, delivery_id: uuid.UUID) -> Response:
         delivery = selectors.webhook_delivery_for_owner(delivery_id=delivery_id, owner=_owner(request))
         delivery = webhooks.webhook_redeliver(delivery=delivery)

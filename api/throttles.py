@@ -193,6 +193,15 @@ class CustomerReadThrottle(_PerCustomer):
     scope = "customer_reads"
 
 
+class CustomerRedeliveryThrottle(_PerCustomer):
+    """Webhook redeliveries (POST webhook-deliveries/{id}/redeliver): each may hold a webhooks worker for the
+    whole 10 s of its POST, and a customer has many deliveries, each redeliverable every 30 s. Unlimited, one
+    customer's loop over deliveries to an endpoint that drops SYNs kept every webhooks worker waiting, and
+    every other customer's deliveries waited behind it."""
+
+    scope = "customer_redeliveries"
+
+
 def _guest_email(data: Any) -> str | None:
     """`guest.email` of an order body as the order serializer reads it (a JSON object, or a form's
     `guest.email` field), or None."""

@@ -4,9 +4,12 @@ The host is resolved once, every address must be public (unless settings allow p
 connection goes to the address that was checked, so a DNS answer cannot change between check and use.
 A path or query in any script is sent percent-encoded, as a browser sends it: http.client writes the request
 line in ASCII and raised UnicodeEncodeError (no OSError, so no caller saw a failed fetch or POST) for "/ü".
-`timeout` bounds the whole exchange, connect to last byte: http.client's own timeout bounds each socket read
-only, so a server dripping a byte every few seconds would hold a worker (and the queue behind it) for as long
-as it liked.
+`timeout` bounds the whole exchange, the host's lookup to the answer's last byte: http.client's own timeout
+bounds each socket read only, so a server dripping a byte every few seconds would hold a worker (and the queue
+behind it) for as long as it liked. The lookup, the TCP connect and the TLS handshake get only the time left:
+before, the lookup ran before the deadline started and the handshake had a whole timeout of its own (a
+listener that took the connection and never answered the handshake held a 10 s POST for 15 s, a resolver that
+never answered for 10 s before any connect).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from lab.lib.errors import CommonError, DomainError
@@ -62,7 +67,37 @@ class Target:
     address: str
 
 
-def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
+# getaddrinfo's answer: (family, type, proto, canonname, sockaddr), the address first in sockaddr.
+_AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+
+
+def _lookup(host: str, port: int, timeout: float | None) -> list[_AddressInfo]:
+    """getaddrinfo, given at most `timeout` seconds (None: as long as the resolver takes). The resolver itself
+    cannot be interrupted: it runs in a daemon thread, left to finish on its own if the time runs out."""
+    if timeout is None:
+        return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    answer: list[list[_AddressInfo]] = []
+    failure: list[BaseException] = []
+
+    def resolve() -> None:
+        try:
+            answer.append(list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+        except BaseException as error:  # handed to the caller, raised there as it would have been
+            failure.append(error)
+
+    resolver = threading.Thread(target=resolve, name="safe_http-lookup", daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if failure:
+        raise failure[0]
+    if not answer:
+        raise TimeoutError("the host's lookup outlasted the deadline")
+    return answer[0]
+
+
+def check_url(url: str, *, allow_private: bool, allow_http: bool, timeout: float | None = None) -> Target:
+    """The URL's target, every address its host resolves to judged; the lookup is given at most `timeout`
+    seconds (TimeoutError, an OSError, when it takes longer)."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not allow_http):
         raise UnsafeUrl(CommonError.URL_SCHEME_NOT_ALLOWED, "Only https:// URLs are accepted.")
@@ -73,7 +108,7 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> Target:
     except ValueError as error:  # a port out of range, or not a number
         raise UnsafeUrl(CommonError.URL_INVALID, "The URL's port is not valid.") from error
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        infos = _lookup(parts.hostname, port, timeout)
     except socket.gaierror as error:
         raise UnsafeUrl(CommonError.URL_HOST_UNRESOLVABLE, "The URL's host does not resolve.") from error
     except UnicodeError as error:
@@ -128,66 +163,105 @@ def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, target: Target, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout)
+    def __init__(self, target: Target, deadline: _Deadline) -> None:
+        super().__init__(target.host, target.port, timeout=deadline.seconds)
         self._address = target.address
+        self._deadline = deadline
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        # To the address check_url judged, within the time left; then the deadline holds the socket.
+        self.sock = socket.create_connection((self._address, self.port), self._deadline.remaining())
+        self._deadline.hold(self.sock)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, target: Target, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout, context=ssl.create_default_context())
+    def __init__(self, target: Target, deadline: _Deadline) -> None:
+        super().__init__(
+            target.host, target.port, timeout=deadline.seconds, context=ssl.create_default_context()
+        )
         self._address = target.address
+        self._deadline = deadline
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+        raw = socket.create_connection((self._address, self.port), self._deadline.remaining())
+        try:
+            # Wrapped without its handshake, so the deadline holds the socket while the handshake runs
+            # (wrap_socket's own ran on a socket nothing could cut, with a whole timeout of its own).
+            tls = self._context.wrap_socket(  # type: ignore[attr-defined]
+                raw, server_hostname=self.host, do_handshake_on_connect=False
+            )
+        except BaseException:
+            raw.close()
+            raise
+        self.sock = tls
+        self._deadline.hold(tls)
+        tls.settimeout(self._deadline.remaining())
+        tls.do_handshake()
 
 
-def _connection(target: Target, timeout: float) -> http.client.HTTPConnection:
+def _connection(target: Target, deadline: _Deadline) -> http.client.HTTPConnection:
     if target.scheme == "https":
-        return _PinnedHTTPSConnection(target, timeout)
-    return _PinnedHTTPConnection(target, timeout)
+        return _PinnedHTTPSConnection(target, deadline)
+    return _PinnedHTTPConnection(target, deadline)
 
 
 class _Deadline:
-    """Within it, the connection's socket is shut down once `seconds` have passed: a read blocked on it
-    returns at once; `check` then refuses what was read (a body read to the connection's end looks whole).
-    Connects on the way in, closes on the way out."""
+    """The whole exchange's time, from the host's lookup to the answer's last byte.
 
-    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
-        self._connection = connection
+    Once `seconds` have passed, the connection's socket is shut down: a read blocked on it (the TLS
+    handshake's too) returns at once; `check` then refuses what was read (a body read to the connection's
+    end looks whole). What nothing can cut, the lookup and the TCP connect, is given only the time left
+    (`remaining`). Closes the connection on the way out."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._ends = time.monotonic() + seconds
         self._expired = threading.Event()
+        self._lock = threading.Lock()
         self._sock: socket.socket | None = None
+        self._connection: http.client.HTTPConnection | None = None
         self._timer = threading.Timer(seconds, self._cut)
         self._timer.daemon = True
 
     def __enter__(self) -> _Deadline:
         self._timer.start()
-        try:
-            self._connection.connect()
-            # Our own hold on it: the connection lets go of its socket once a response will close it, while
-            # the response reads on from the same socket.
-            self._sock = self._connection.sock
-            self.check()  # a connect that took the whole time left no socket to cut while it ran
-        except BaseException:
-            self.__exit__()
-            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
-        self._connection.close()
+        if self._connection is not None:
+            self._connection.close()
+
+    def remaining(self) -> float:
+        """Seconds left, never 0 (a socket timeout of 0 would make it non-blocking): TimeoutError once none
+        are."""
+        left = self._ends - time.monotonic()
+        if left <= 0 or self._expired.is_set():
+            raise TimeoutError("the deadline passed")
+        return left
+
+    def connect(self, connection: http.client.HTTPConnection) -> None:
+        self._connection = connection
+        connection.connect()
+        self.check()  # a connect that took the whole time left no socket to cut while it ran
+
+    def hold(self, sock: socket.socket) -> None:
+        """Our own hold on the connection's socket, as soon as it is connected: the connection lets go of it
+        once a response will close it, while the response reads on from the same socket."""
+        with self._lock:
+            self._sock = sock
+            expired = self._expired.is_set()
+        if expired:
+            raise TimeoutError("the deadline passed")
 
     def _cut(self) -> None:
-        self._expired.set()
-        sock = self._sock
+        with self._lock:
+            self._expired.set()
+            sock = self._sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 # The plain socket's shutdown, also under TLS: SSLSocket's own would drop its state under a
-                # reader in the other thread; this one ends that read with an EOF.
+                # reader in the other thread; this one ends that read (or the handshake) with an EOF.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def check(self) -> None:
@@ -195,12 +269,21 @@ class _Deadline:
             raise OSError("the deadline passed")
 
 
+def _open(
+    deadline: _Deadline, url: str, *, allow_private: bool, allow_http: bool
+) -> tuple[Target, http.client.HTTPConnection]:
+    """The URL checked (its lookup within the deadline) and a connection to the address that was checked."""
+    target = check_url(url, allow_private=allow_private, allow_http=allow_http, timeout=deadline.remaining())
+    connection = _connection(target, deadline)
+    deadline.connect(connection)
+    return target, connection
+
+
 def fetch(url: str, *, max_bytes: int, timeout: float, allow_private: bool, allow_http: bool) -> bytes:
     """GET a URL, refusing redirects, non-200 answers and bodies over `max_bytes`."""
-    target = check_url(url, allow_private=allow_private, allow_http=allow_http)
-    connection = _connection(target, timeout)
     try:
-        with _Deadline(connection, timeout) as deadline:
+        with _Deadline(timeout) as deadline:
+            target, connection = _open(deadline, url, allow_private=allow_private, allow_http=allow_http)
             return _fetch(connection, target, max_bytes=max_bytes, deadline=deadline)
     except (OSError, http.client.HTTPException) as error:
         raise FetchFailed(CommonError.URL_FETCH_FAILED, "The URL could not be fetched in time.") from error
@@ -232,10 +315,9 @@ def post(
     url: str, *, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool, allow_http: bool
 ) -> int:
     """POST a body and return the status code; used for customer webhooks."""
-    target = check_url(url, allow_private=allow_private, allow_http=allow_http)
-    connection = _connection(target, timeout)
     try:
-        with _Deadline(connection, timeout) as deadline:
+        with _Deadline(timeout) as deadline:
+            target, connection = _open(deadline, url, allow_private=allow_private, allow_http=allow_http)
             connection.request("POST", target.path, body=body, headers=headers)
             response = connection.getresponse()
             response.read(65536)

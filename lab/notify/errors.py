@@ -17,6 +17,8 @@ class NotifyError(StrEnum):
     DELIVERY_IN_PROGRESS = "delivery_in_progress"  # a redelivery asked for while an attempt is running
     # Asked for within REDELIVERY_INTERVAL of the delivery's last attempt (details: `retry_after_seconds`).
     REDELIVERY_TOO_SOON = "redelivery_too_soon"
+    # A redelivery asked for while the delivery is pending and due: it already waits to be sent.
+    DELIVERY_ALREADY_QUEUED = "delivery_already_queued"
     # Raised to the notification tasks, never to a person: the order event to notify is missing.
     ORDER_EVENT_NOT_FOUND = "order_event_not_found"
     UNKNOWN_ORDER_STATUS = "unknown_order_status"

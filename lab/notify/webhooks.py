@@ -213,15 +213,30 @@ REDELIVERY_INTERVAL = FIRST_RETRY_DELAY
 
 def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send the same event (same id and sequence) again now, with a fresh 24-hour retry window; not within
-    REDELIVERY_INTERVAL of its last attempt.
+    REDELIVERY_INTERVAL of its last attempt, and not while it already waits to be sent.
 
-    Whether an attempt's claim is still live is judged on the database's clock, the one it was written on
-    (lab/lib/clock.py), not on the web host's."""
+    A pending delivery that is due and not being attempted waits in the webhooks queue (or for the sweep,
+    had its message been lost): asked for again, it is refused and nothing is enqueued. Before, each request
+    enqueued another message for it (no attempt logged, no claim taken yet, so neither check above it held):
+    a customer's loop filled every webhooks worker with POSTs to one endpoint, and the duplicates counted in
+    the queue's depth hid other customers' lost deliveries from the sweep.
+
+    Whether an attempt's claim is still live, and whether the delivery is due, are judged on the database's
+    clock, the one they were written on (lab/lib/clock.py), not on the web host's."""
     now = database_now()
     with transaction.atomic():
         locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
         if locked.claimed_until is not None and locked.claimed_until > now:
             raise Conflict(NotifyError.DELIVERY_IN_PROGRESS, "This delivery is being attempted right now.")
+        if (
+            locked.status == DeliveryStatus.PENDING
+            and locked.next_attempt_at is not None
+            and locked.next_attempt_at <= now
+        ):
+            raise Conflict(
+                NotifyError.DELIVERY_ALREADY_QUEUED,
+                "This delivery is already waiting to be sent; it is attempted as soon as a worker is free.",
+            )
         last = (
             WebhookAttempt.objects.filter(delivery=locked)
             .order_by("-attempted_at")

@@ -351,6 +351,69 @@ def test_a_delivery_is_redelivered_on_request_at_most_every_thirty_seconds(api, 
     assert api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver").status_code == 202
 
 
+def test_a_delivery_already_waiting_to_be_sent_is_not_enqueued_again_on_request(
+    api, local_webhooks, receiver, settings, django_capture_on_commit_callbacks
+):
+    # given a delivery attempted more than 30 s ago, and nothing in the webhooks queue
+    from lab.lib.tasks import queue_depth
+    from tests.support.celery_worker import queues_purge
+
+    queues_purge(broker_url=settings.CELERY_BROKER_URL, queues=("webhooks",))
+    customer = new_customer()
+    webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    webhook_event_emit(order_id=order_for(customer).pk, event_type=EventType.ITEM_REPRINTED, data={})
+    deliver_all()
+    delivery = WebhookDelivery.objects.get()
+    WebhookAttempt.objects.filter(delivery=delivery).update(
+        attempted_at=F("attempted_at") - timedelta(seconds=31)
+    )
+    api.force_authenticate(customer)
+
+    # when its owner asks for it twice before a worker takes it (no attempt logged, no claim taken yet)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver")
+        second = api.post(f"/api/v1/webhook-deliveries/{delivery.pk}/redeliver")
+
+    # then the second is refused and the queue holds one message for it, not one more per request
+    try:
+        assert queue_depth("webhooks") == 1
+        assert first.status_code == 202
+        assert (second.status_code, second.json().get("code")) == (409, "delivery_already_queued")
+    finally:
+        queues_purge(broker_url=settings.CELERY_BROKER_URL, queues=("webhooks",))
+    webhook_deliver(delivery_id=str(delivery.pk))
+    assert len(receiver.requests) == 2
+
+
+def test_redeliveries_are_throttled_per_customer(api, local_webhooks, receiver, settings):
+    # given a customer with four deliveries, each last attempted more than 30 s ago
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "customer_redeliveries": "3/hour",
+        },
+    }
+    customer = new_customer()
+    webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    order = order_for(customer)
+    for _ in range(4):
+        webhook_event_emit(order_id=order.pk, event_type=EventType.ITEM_REPRINTED, data={})
+    deliver_all()
+    WebhookAttempt.objects.update(attempted_at=F("attempted_at") - timedelta(seconds=31))
+    deliveries = list(WebhookDelivery.objects.order_by("created_at").values_list("pk", flat=True))
+    api.force_authenticate(customer)
+
+    # when the customer asks for each of them again (every one may hold a webhooks worker for 10 s)
+    answers = [api.post(f"/api/v1/webhook-deliveries/{pk}/redeliver") for pk in deliveries]
+
+    # then the one past the customer's rate is refused
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]
+    assert answers[3].json()["code"] == "throttled"
+    assert int(answers[3]["Retry-After"]) > 0
+    assert WebhookDelivery.objects.get(pk=deliveries[3]).status == "succeeded"
+
+
 def test_webhook_deliveries_run_on_their_own_queue_not_the_default_one():
     # An endpoint decides how long an attempt waits: on `default` it held releases, polls and e-mail.
     from workers import app
