@@ -39,6 +39,7 @@ from lab.production.models import (
     jobs_formerly_titled,
     jobs_titled,
 )
+from lab.production.silence import SilentServers
 from lab.production.states import FINAL_JOB_STATUSES
 from printers.base import JobInfo, JobState, PrinterBackend
 from printers.errors import PrinterError
@@ -63,17 +64,35 @@ def printer_documents_discard() -> dict[str, int]:
     became jobs left there; counts of what happened."""
     counts: Counter[str] = Counter()
     older_than = time.time() - UNFINISHED_SEND_SECONDS
+    # One round of printer calls, as the poll's: a server that gave no answer (a stalled cupsd holds a call
+    # for libcups' minute) is not asked again for its other printers. Before, it was asked once per printer,
+    # and five printers on a stalled cupsd ran the sweep into its time limit every run: the printers after
+    # them (other servers, hot folders) never had their documents erased.
+    silent = SilentServers()
     for printer in Printer.objects.order_by("pk"):
+        if (silent_error := silent.error_for(printer)) is not None:
+            logger.info(
+                "printer documents not checked printer=%s error=%s", printer.pk, _error_name(silent_error)
+            )
+            counts["printers_unreachable"] += 1
+            continue
         backend = backend_for(printer)
         try:
             counts["unfinished_sends_discarded"] += backend.unfinished_sends_discard(older_than=older_than)
         except (PrinterError, OSError) as error:
+            if isinstance(error, PrinterError):
+                silent.heard(printer, error)
             logger.info("unfinished sends not checked printer=%s error=%s", printer.pk, type(error).__name__)
+        if silent.error_for(printer) is not None:
+            counts["printers_unreachable"] += 1
+            continue
         try:
             printer_copies_discard(printer, counts, backend=backend)
         except (PrinterError, OSError) as error:
             # One printer that cannot be read (unreachable, a folder the device re-owned) must not keep the
             # sweep from the printers after it, run after run.
+            if isinstance(error, PrinterError):
+                silent.heard(printer, error)
             logger.info("printer documents not checked printer=%s error=%s", printer.pk, _error_name(error))
             counts["printers_unreachable"] += 1
     if counts["discarded"] or counts["unfinished_sends_discarded"]:

@@ -14,11 +14,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from lab.lib.tasks import enqueue
+from lab.lib.tasks import enqueue, queue_depth
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.backends import backend_for
-from lab.production.jobs import job_fail, job_move, submit_enqueue
+from lab.production.jobs import job_fail, job_move, print_queue, submit_enqueue
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.routing import job_reroute, jobs_route_waiting
@@ -44,10 +44,13 @@ def printer_poll(*, silent: SilentServers | None = None) -> dict[str, int]:
     counts: Counter[str] = Counter()
     watched: set[int] = set()
     silent = silent if silent is not None else SilentServers()
-    for printer in Printer.objects.all():
+    printers = list(Printer.objects.all())
+    for printer in printers:
         counts[_printer_refresh(printer, silent)] += 1
         if server_restarts_check(printer, silent=silent):
             watched.add(printer.pk)
+    if requeued := _kick_ready_jobs([printer for printer in printers if printer.is_available]):
+        counts["submit_requeued"] += requeued
     checked: list[PrintJob] = []
     for job in PrintJob.objects.filter(status=J.SUBMITTED).select_related("printer"):
         if job.printer_id not in watched:
@@ -108,9 +111,7 @@ def _printer_refresh(printer: Printer, silent: SilentServers) -> str:
         printer.refresh_from_db()
         if printer.is_available and not was_available:
             jobs_route_waiting()
-    if printer.is_available:
-        _kick_ready_jobs(printer)
-    elif printer.state in (PrinterState.OFFLINE, PrinterState.ERROR):
+    if printer.state in (PrinterState.OFFLINE, PrinterState.ERROR):  # an available one is kicked by the round
         _reroute_waiting_jobs(printer)
     return "printer_changed" if changed else "printer_same"
 
@@ -120,12 +121,42 @@ def _stretch(state: str) -> str:
     return "down" if state in (PrinterState.OFFLINE, PrinterState.ERROR) else state
 
 
-def _kick_ready_jobs(printer: Printer) -> None:
+def _kick_ready_jobs(printers: list[Printer]) -> int:
+    """Send the submit of the `ready` jobs of these (available) printers again, only as many per print queue
+    as the queue lacks against them, newest first, as the reconciler does for rasters; how many were sent.
+
+    The nudge is for a submit message that was lost (a broker restarted without persistence, a message sent
+    after a commit that never came). Every poll used to send one for every ready job: a queue nobody takes
+    from (a host no print worker serves, a worker stopped or crash-looping) gained a message a job every
+    poll, 8,640 a job a day in the Redis that holds the cache too, which the worker then worked through as
+    no-ops before any new work. A message waiting is a submit still to come, so a lost one shows as fewer
+    messages than jobs, and is sent again once the queue holds fewer than its jobs: later, never lost.
+    Not a job of a held batch or of an order on hold (its submit would only answer `waiting`; the release
+    sends it), nor one waiting for its retry (`next_attempt_at`: that message is scheduled already).
+    """
     now = timezone.now()
-    for job in PrintJob.objects.filter(printer=printer, status=J.READY, batch__is_held=False).exclude(
-        next_attempt_at__gt=now
+    by_queue: dict[str, list[PrintJob]] = {}
+    for job in (
+        PrintJob.objects.filter(printer__in=printers, status=J.READY)
+        .exclude(batch__is_held=True)  # not a join that drops a job without a batch
+        .exclude(order__status=OrderStatus.ON_HOLD)
+        .exclude(next_attempt_at__gt=now)
+        .select_related("printer")
+        .order_by("-updated_at", "-pk")
     ):
-        submit_enqueue(job)
+        assert job.printer is not None
+        by_queue.setdefault(print_queue(job.printer), []).append(job)
+    sent = 0
+    for queue, ready in sorted(by_queue.items()):
+        # Newest first: messages a print worker has taken and not started (its prefetch) are the oldest
+        # jobs'. None when the broker cannot say (down, restarting; an empty queue, which Redis does not
+        # keep): every one, as before.
+        depth = queue_depth(queue)
+        resend = ready if depth is None else ready[: max(len(ready) - depth, 0)]
+        for job in resend:
+            submit_enqueue(job)
+        sent += len(resend)
+    return sent
 
 
 def _reroute_waiting_jobs(printer: Printer) -> None:

@@ -8,6 +8,7 @@ tests are quick) and, once, with cupsd stalled for real (SIGSTOP: that round tak
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.db.models import F
 
 from lab.orders.states import OrderStatus
-from lab.production import jobs, reconcile, submission
+from lab.production import jobs, rasterizing, reconcile, spool, submission
 from lab.production.listener import EventSource, SourceListener
 from lab.production.models import Printer, PrintJob
 from lab.production.silence import SilentServers
@@ -26,8 +27,16 @@ from lab.production.tracking import jobs_track, order_check_printed, printer_pol
 from printers import cups_backend
 from printers.base import EventBatch, EventFeed
 from printers.errors import PRINTER_UNREACHABLE, ServerSilentError, TransientPrinterError
+from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS
-from tests.builders.production import broker_tasks, hotfolder_printer, job_walk, released_order
+from tests.builders.production import (
+    WORKER,
+    broker_tasks,
+    hotfolder_printer,
+    job_walk,
+    printer_folder,
+    released_order,
+)
 from tests.support.cups import PrivateCups
 from workers import tasks
 
@@ -296,3 +305,35 @@ def test_the_reconcile_sweep_moves_orders_on_before_it_asks_a_printer(
     assert printed.status == OrderStatus.READY_TO_PACK
     assert ("packing.slip_render", {"order_id": packing.pk}) in broker_tasks("default")
     assert (waiting.status, waiting.printer_id) == (J.QUEUED, printer.pk)
+
+
+def test_the_spool_sweep_asks_a_silent_server_once_and_goes_on_to_the_printers_after_it(
+    stopped_cups: PrivateCups,
+    connections: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # given the silent server's three printers, and after them a hot folder whose device printed a job
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))  # this test's sends
+    Printer.objects.filter(backend="cups").update(is_paused_by_lab=True)  # the job goes to the hot folder
+    folder = hotfolder_printer("after-the-silent-ones", sizes=["4x6"])
+    (job,) = PrintJob.objects.filter(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert job.printer_id == folder.pk
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    process_pending(folder=printer_folder(folder), delay_seconds=0)
+    printer_poll()
+    job.refresh_from_db()
+    assert job.status == J.PRINTED
+    assert list((printer_folder(folder) / "done").glob("*.jpg")) != []
+    connections.clear()
+
+    # when the documents sweep runs
+    counts = spool.printer_documents_discard()
+
+    # then one call found the server silent (before: one per printer, each one of libcups' minutes against a
+    # stalled server: five of them ran the sweep into its time limit before it reached the hot folder), and
+    # the hot folder's print file is erased
+    assert connections == [stopped_cups.server]
+    assert counts == {"printers_unreachable": 3, "discarded": 1}
+    assert list((printer_folder(folder) / "done").glob("*.jpg")) == []
