@@ -271,6 +271,7 @@ STATUS_BY_CODE: dict[str, int] = {
         (
             AccountError.SIGN_IN_UNAVAILABLE,
             ApiError.DATABASE_UNAVAILABLE,
+            CustomerDataError.ERASURE_PAYMENT_CHECK_UNAVAILABLE,
             GateError.AUDIT_UNAVAILABLE,
             OrderError.PAYMENTS_NOT_CONFIGURED,
             OrderError.PHOTO_STORE_UNAVAILABLE,

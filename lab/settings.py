@@ -108,7 +108,32 @@ SECRET_KEY = required_secret(
 SECRET_KEY_FALLBACKS = [key for key in env_secret("SECRET_KEY_FALLBACKS").split(",") if key]
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+
+
+def _site_url() -> str:
+    """The public base URL: every e-mailed receipt link (its bearer token in the URL), status link and QR code
+    is built from it. Outside demo mode it must be set, and https: the default mailed dead links from a
+    production host, and an http:// value sent the receipts' tokens in cleartext."""
+    value = os.environ.get("SITE_URL", "").strip()
+    if DEMO_SECRETS or _TYPE_CHECKING_ONLY:
+        return value or "http://127.0.0.1:8000"
+    if not value:
+        raise ImproperlyConfigured(
+            "SITE_URL is not set. Set SITE_URL to the lab's public https:// address (e.g. "
+            "SITE_URL=https://lab.example.com): e-mailed receipt links and status links are built from it. "
+            "On a development machine, LAB_DEMO_SECRETS=true uses http://127.0.0.1:8000."
+        )
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() != "https" or not rest.strip("/"):
+        raise ImproperlyConfigured(
+            f"SITE_URL={value!r} is not an https:// address: the e-mailed receipt links carry their bearer "
+            "token in the URL. Set SITE_URL to the lab's public https:// address (e.g. "
+            "SITE_URL=https://lab.example.com)."
+        )
+    return value
+
+
+SITE_URL = _site_url()
 LAB_NAME = os.environ.get("LAB_NAME", "Print Lab")
 LAB_CONTACT = os.environ.get("LAB_CONTACT", "lab@example.com")
 

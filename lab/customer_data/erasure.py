@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
+import stripe
 from django.db import transaction
 from django.db.models import CharField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
@@ -44,10 +45,11 @@ from lab.customer_data.receipts import (
     receipts_issue_for_erasure,
 )
 from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge, mail_files_erase
-from lab.lib.errors import Conflict, PermissionDenied
+from lab.lib.errors import Conflict, PermissionDenied, Unavailable, UpstreamError
 from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
-from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, OrderEvent
+from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, OrderEvent, OrderItem
+from lab.orders.payments import ONE_TRY, UNPAID_PAYMENT_STATUSES, stripe_client
 from lab.orders.selectors import guest_order_photos
 from lab.orders.states import OrderStatus
 from lab.orders.stripe_events import DISPUTE_CLOSED_KINDS
@@ -55,6 +57,10 @@ from lab.packing.models import PackingSlip
 from lab.production.models import JobEvent
 
 logger = logging.getLogger(__name__)
+
+# An erased order's items' colour note: what preflight says of a photo's embedded profile, without its
+# description (lab/orders/pricing.py: preflight).
+ERASED_COLOR_NOTE = "embedded profile will be converted to the printer profile"
 
 # The print job events that carry the floor's own words (lab/production/actions.py: job_cancel, job_reprint),
 # and the note job_cancel writes when it is given none.
@@ -94,16 +100,70 @@ UNSETTLED_PAYMENTS: dict[str, str] = {
 }
 
 
-def _why_kept(order: Order) -> str | None:
+# What a PaymentIntent's status at Stripe says of the customer's money: taken (succeeded), on its way
+# (processing: a bank debit, a delayed method), or authorised and waiting to be captured.
+MONEY_AT_STRIPE = frozenset({"succeeded", "processing", "requires_capture"})
+PAID_AT_STRIPE_REASON = "your payment for it has reached us and is still being recorded"
+
+
+def _payment_unread(order: Order) -> bool:
+    """Whether the order's money may be at Stripe while the lab does not know it yet: awaiting payment (or
+    cancelled with its intent's cancel still owed) with an intent, and no payment recorded. The webhook that
+    records a payment comes after it, seconds or (Stripe retrying a failing endpoint) hours later."""
+    return (
+        bool(order.payment_intent_id)
+        and order.payment_status in UNPAID_PAYMENT_STATUSES
+        and (order.status == OrderStatus.AWAITING_PAYMENT or order.payment_intent_cancel_due)
+    )
+
+
+def _paid_at_stripe(orders: Iterable[Order]) -> frozenset[str]:
+    """The refs of the orders (not yet anonymised) whose PaymentIntent Stripe says was paid though the lab has
+    not recorded it (`_payment_unread`). Read before the erasure takes any lock, one try per intent (a stalled
+    Stripe costs one STRIPE_TIMEOUT_SECONDS): 503 `erasure_payment_check_unavailable` when Stripe cannot
+    tell. Before, the erasure cancelled such an order on its stale local status, the intent's cancel found
+    it succeeded and decided a refund for an account with nobody left to reach."""
+    paid: set[str] = set()
+    for order in orders:
+        if order.is_anonymized or not _payment_unread(order):
+            continue
+        try:
+            intent = stripe_client().v1.payment_intents.retrieve(order.payment_intent_id, options=ONE_TRY)
+        except stripe.InvalidRequestError as error:
+            if error.http_status == 404:
+                continue  # no such intent: no money can have moved through it
+            raise _payment_unchecked(order, error) from error
+        except (stripe.StripeError, UpstreamError) as error:
+            raise _payment_unchecked(order, error) from error
+        if str(intent.status) in MONEY_AT_STRIPE:
+            paid.add(order.ref)
+    return frozenset(paid)
+
+
+def _payment_unchecked(order: Order, error: Exception) -> Unavailable:
+    logger.warning("erasure: payment not read at stripe order=%s error=%s", order.ref, type(error).__name__)
+    return Unavailable(
+        CustomerDataError.ERASURE_PAYMENT_CHECK_UNAVAILABLE,
+        "Your data cannot be erased right now: we could not check whether your payment for order "
+        f"{order.ref} has reached us. Nothing was erased; please try again in a few minutes.",
+        orders=[order.ref],
+    )
+
+
+def _why_kept(order: Order, paid_at_stripe: frozenset[str] = frozenset()) -> str | None:
     """Why the order's data cannot be erased yet, in the customer's words; None when it can."""
     if _is_open(order):
         return "still to be printed or shipped"
+    if order.ref in paid_at_stripe and order.payment_status in UNPAID_PAYMENT_STATUSES:
+        return PAID_AT_STRIPE_REASON
     return UNSETTLED_PAYMENTS.get(order.payment_status)
 
 
-def _blocked(orders: Iterable[Order], *, one: bool = False) -> Conflict | None:
+def _blocked(
+    orders: Iterable[Order], *, one: bool = False, paid_at_stripe: frozenset[str] = frozenset()
+) -> Conflict | None:
     """The 409 for the orders whose data cannot be erased yet, naming each and why; None if there is none."""
-    reasons = {order.ref: why for order in orders if (why := _why_kept(order)) is not None}
+    reasons = {order.ref: why for order in orders if (why := _why_kept(order, paid_at_stripe)) is not None}
     if not reasons:
         return None
     listed = "; ".join(f"{ref} ({reasons[ref]})" for ref in sorted(reasons))
@@ -120,6 +180,16 @@ def _refuse_open_orders(user: User) -> None:
     open or its money unsettled."""
     orders = list(Order.objects.select_for_update().filter(customer=user).order_by("pk"))
     refusal = _blocked(orders)
+    if refusal is not None:
+        raise refusal
+
+
+def _refuse_paid_at_stripe(user: User, *, paid_at_stripe: frozenset[str]) -> None:
+    """Once the orders are locked: refuse while one's payment has reached Stripe and is not yet recorded
+    (`paid_at_stripe`, read before the locks)."""
+    if not paid_at_stripe:
+        return
+    refusal = _blocked(Order.objects.filter(customer=user).order_by("pk"), paid_at_stripe=paid_at_stripe)
     if refusal is not None:
         raise refusal
 
@@ -153,7 +223,7 @@ def _cancel_unpaid(user: User) -> int:
 
     unpaid = list(Order.objects.filter(customer=user, status=OrderStatus.AWAITING_PAYMENT))
     for order in unpaid:
-        # No money has moved (checked above), so this cancels the PaymentIntent after commit; no Stripe call.
+        # No money has moved (checked above, at Stripe too), so this cancels the PaymentIntent after commit.
         order_cancel(order=order, actor=user, actor_kind="customer")
     return len(unpaid)
 
@@ -217,11 +287,20 @@ def _anonymize_orders(orders: QuerySet[Order]) -> int:
         key=Cast("pk", output_field=CharField()),
         request_sha256="",
     )
+    # An ICC profile's description is the customer's own text from their photo's file (a name, at times):
+    # the items' preflight quoted it. A note without it stays (lab/orders/pricing.py: preflight).
+    items = OrderItem.objects.filter(order_id__in=order_ids, preflight__color_note__startswith="embedded")
+    for item_id, preflight in items.values_list("pk", "preflight"):
+        OrderItem.objects.filter(pk=item_id).update(preflight={**preflight, "color_note": ERASED_COLOR_NOTE})
     # The carrier and tracking number too: with the carrier's tracking page they give the parcel's route and
     # the town it went to (and the webhook bodies that quoted them are deleted above for that reason). Empty
     # numbers are outside order_tracking_number_unique, so any number of erased orders can share "".
+    # The address's seal goes with it: an HMAC of the ref, the customer's id and the full address, which
+    # anyone holding SECRET_KEY and a backup could test guessed addresses against, offline. An empty
+    # address counts as sealed (Order.address_is_sealed): it sends nothing anywhere.
     return orders.update(
         shipping_address={},
+        address_sealed="",
         guest_email="",
         hold_message="",
         carrier="",
@@ -293,6 +372,8 @@ def account_erase(
         user=user, password=password, client_ip=client_ip, confirms="erasure"
     ):
         raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
+    # Stripe is asked before any lock is taken: a slow answer holds no row the customer's orders need.
+    paid_at_stripe = _paid_at_stripe(Order.objects.filter(customer=user).order_by("pk"))
     with transaction.atomic():
         # The customer's photos first, then the account: the order a new order takes them in (its quote locks
         # its photos in key order; its foreign key takes the account's row at COMMIT, Django's constraints
@@ -309,6 +390,7 @@ def account_erase(
             # committed since (the owner's, after a token was stolen) ends what the old password opened.
             raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
         _refuse_open_orders(locked)
+        _refuse_paid_at_stripe(locked, paid_at_stripe=paid_at_stripe)
         _lock_webhooks(locked)
         cancelled = _cancel_unpaid(locked)
         purged = _purge_photos(locked)
@@ -374,6 +456,7 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
             CustomerDataError.ERASE_THE_ACCOUNT,
             "This order belongs to an account: erasing the account (DELETE /api/v1/me) erases it.",
         )
+    paid_at_stripe = _paid_at_stripe([order])  # before any lock, as for an account
     with transaction.atomic():
         # Its photos first, then the order: the order in which an order's quote and the account erasure take
         # them (see account_erase).
@@ -387,12 +470,12 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
         locked = Order.objects.select_for_update().get(pk=order.pk)
         if locked.is_anonymized:
             raise Conflict(CustomerDataError.ALREADY_ERASED, "This order's personal data was erased already.")
-        refusal = _blocked([locked], one=True)
+        refusal = _blocked([locked], one=True, paid_at_stripe=paid_at_stripe)
         if refusal is not None:
             raise refusal
         cancelled = locked.status == OrderStatus.AWAITING_PAYMENT
         if cancelled:
-            # No money has moved (checked above): the PaymentIntent is cancelled after commit.
+            # No money has moved (checked above, at Stripe too): the PaymentIntent is cancelled after commit.
             order_cancel(order=locked, actor=None, actor_kind="guest")
         purged = _purge(asset_ids)
         recipient = locked.guest_email  # read before it is wiped: the receipt's e-mail goes there

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 class CustomerDataError(StrEnum):
     ERASURE_BLOCKED_BY_OPEN_ORDERS = "erasure_blocked_by_open_orders"  # details: the orders still open
+    # Stripe could not say whether an unpaid order's payment has reached it: nothing erased, retry later.
+    ERASURE_PAYMENT_CHECK_UNAVAILABLE = "erasure_payment_check_unavailable"  # details: the order
     STAFF_ACCOUNT_NOT_ERASABLE = "staff_account_not_erasable"  # an administrator closes staff accounts
     ALREADY_ERASED = "already_erased"
     ERASE_THE_ACCOUNT = "erase_the_account"  # an account's order is erased with the account (DELETE me)

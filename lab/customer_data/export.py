@@ -1,10 +1,13 @@
 """The customer's copy of everything we hold about them (GET /api/v1/me/export), including every time an
 employee looked at one of their photos — by role, date and purpose, never by the employee's id or name.
 
-Format "printlab.export.v1": profile, consents, orders (items, timeline), photos (metadata only),
-webhook endpoints (without secrets), API tokens, security events (with the failed sign-ins that found no
-account for their e-mail address, without the client's address), photo_views. Each export is itself
-recorded in the audit log.
+Format "printlab.export.v1": profile, consents, orders (items, timeline), photos (metadata only, with a
+failed photo's code and message), webhook endpoints (without secrets), API tokens, security events (with the
+failed sign-ins that found no account for their e-mail address, without the client's address), photo_views,
+and the rows the lab keeps about their orders: the e-mails sent about them (notifications), their privacy
+receipts (with their links), the webhook events sent about them (bodies as sent) and their delivery logs,
+their print jobs (with the floor's notes that erasure treats as theirs) and their order requests'
+idempotency keys. Each export is itself recorded in the audit log. Never a signing secret or a token hash.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from lab.accounts.models import Consent, SecurityEvent, User
@@ -23,15 +26,23 @@ from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
 from lab.accounts.signin import sign_ins_with_address
 from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
-from lab.notify.models import WebhookEndpoint
-from lab.orders.models import Asset, Order, OrderItem
+from lab.customer_data.models import PrivacyReceipt
+from lab.notify.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from lab.orders.intake import idempotency_scope
+from lab.orders.models import Asset, IdempotencyKey, Order, OrderItem
 from lab.orders.selectors import guest_order_photos
+from lab.production.models import JobEvent, PrintJob
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "printlab.export.v1"
 # Roles that are not "an employee looking": the customer themself, and the production pipeline.
 NOT_EMPLOYEE_ROLES = NON_EMPLOYEE_ACTOR_ROLES
+# The print job events whose note is the floor's own words, which may name the customer: the ones erasure
+# rewrites (lab/customer_data/erasure.py JOB_CANCELLED, JOB_REPRINT_REQUESTED; that module imports this one
+# through receipts.py, so the names are repeated here and a test holds them equal). The other job events'
+# notes are the lab's machine-written ones (printer states, spool titles): their kind and time are exported.
+PERSONAL_JOB_EVENT_KINDS = frozenset({"cancelled", "reprint_requested"})
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -164,6 +175,10 @@ def _photos(assets: list[Asset]) -> list[dict[str, Any]]:
             "color_mode": asset.color_mode,
             "exif_orientation": asset.exif_orientation,
             "gps_stripped": asset.gps_stripped,
+            "has_icc_profile": asset.has_icc_profile,
+            "icc_description": asset.icc_description,
+            "failure_code": asset.failure_code,
+            "failure_message": asset.failure_message,
         }
         for asset in assets
     ]
@@ -180,6 +195,167 @@ def _webhook_endpoints(user: User) -> list[dict[str, Any]]:
             "created_at": _time(endpoint.created_at),
         }
         for endpoint in WebhookEndpoint.objects.filter(owner=user).order_by("created_at", "pk")
+    ]
+
+
+def _notifications(user: User) -> list[dict[str, Any]]:
+    """Every e-mail the lab sent, or decided not to send, about their orders."""
+    notifications = (
+        Notification.objects.filter(order__customer=user).select_related("order").order_by("created_at", "pk")
+    )
+    return [
+        {
+            "id": notification.pk,
+            "order": notification.order.ref,
+            "kind": notification.kind,
+            "order_status": notification.order_status,
+            "status": notification.status,
+            "skip_reason": notification.skip_reason,
+            "send_attempts": notification.send_attempts,
+            "told_refund_made": notification.told_refund_made,
+            "created_at": _time(notification.created_at),
+            "sent_at": _time(notification.sent_at),
+        }
+        for notification in notifications
+    ]
+
+
+def _privacy_receipts(user: User) -> list[dict[str, Any]]:
+    """Their signed privacy receipts, each with its link (as `GET me/receipts` and the e-mail give it); never
+    the stored hash of the link's token."""
+    # receipts.py imports this module (employee_view_records): imported here, when the export runs.
+    from lab.customer_data.receipts import receipt_url
+
+    return [
+        {
+            "id": str(receipt.pk),
+            "order": receipt.order_ref or None,
+            "reason": receipt.reason,
+            "created_at": _time(receipt.created_at),
+            "key_id": receipt.key_id,
+            "audit_seq": receipt.audit_seq,
+            "email_status": receipt.email_status,
+            "email_attempts": receipt.email_attempts,
+            "emailed_at": _time(receipt.emailed_at),
+            "url": receipt_url(receipt),
+        }
+        for receipt in PrivacyReceipt.objects.filter(customer=user).order_by("created_at", "pk")
+    ]
+
+
+def _webhook_events(user: User) -> list[dict[str, Any]]:
+    """The webhook events about their orders, with the body exactly as it was sent."""
+    events = (
+        WebhookEvent.objects.filter(order__customer=user)
+        .select_related("order")
+        .order_by("created_at", "sequence", "pk")
+    )
+    return [
+        {
+            "id": str(event.pk),
+            "order": event.order.ref,
+            "event_type": event.event_type,
+            "sequence": event.sequence,
+            "created_at": _time(event.created_at),
+            "body": event.body,
+        }
+        for event in events
+    ]
+
+
+def _webhook_deliveries(user: User) -> list[dict[str, Any]]:
+    """Each delivery of those events to their endpoints, with every attempt: when, the status code their URL
+    answered, the error, how long it took."""
+    deliveries = (
+        WebhookDelivery.objects.filter(endpoint__owner=user, event__order__customer=user)
+        .select_related("event")
+        .prefetch_related(Prefetch("attempts", queryset=WebhookAttempt.objects.order_by("number", "pk")))
+        .order_by("created_at", "pk")
+    )
+    return [
+        {
+            "id": str(delivery.pk),
+            "event": str(delivery.event_id),
+            "event_type": delivery.event.event_type,
+            "endpoint": str(delivery.endpoint_id),
+            "status": delivery.status,
+            "attempt_count": delivery.attempt_count,
+            "last_status_code": delivery.last_status_code,
+            "last_error_code": delivery.last_error_code,
+            "created_at": _time(delivery.created_at),
+            "next_attempt_at": _time(delivery.next_attempt_at),
+            "give_up_at": _time(delivery.give_up_at),
+            "delivered_at": _time(delivery.delivered_at),
+            "attempts": [
+                {
+                    "number": attempt.number,
+                    "attempted_at": _time(attempt.attempted_at),
+                    "status_code": attempt.status_code,
+                    "error_code": attempt.error_code,
+                    "duration_ms": attempt.duration_ms,
+                    "is_success": attempt.is_success,
+                }
+                for attempt in delivery.attempts.all()
+            ],
+        }
+        for delivery in deliveries
+    ]
+
+
+def _print_jobs(user: User) -> list[dict[str, Any]]:
+    """The print jobs of their orders and each job's history; of the notes, only the floor's own words about
+    them (a cancel's, a reprint's). Who on the floor acted is not theirs to know, as on the order timeline."""
+    jobs = (
+        PrintJob.objects.filter(order__customer=user)
+        .select_related("order", "item")
+        .prefetch_related(Prefetch("events", queryset=JobEvent.objects.order_by("created_at", "pk")))
+        .order_by("created_at", "pk")
+    )
+    return [
+        {
+            "id": job.pk,
+            "order": job.order.ref,
+            "item_position": job.item.position,
+            "photo": str(job.item.asset_id),
+            "status": job.status,
+            "copies": job.copies,
+            "reprint_of": job.reprint_of_id,
+            "reprint_reason": job.reprint_reason,
+            "created_at": _time(job.created_at),
+            "printed_at": _time(job.printed_at),
+            "events": [
+                {
+                    "kind": event.kind,
+                    "from_status": event.from_status,
+                    "to_status": event.to_status,
+                    "note": event.note if event.kind in PERSONAL_JOB_EVENT_KINDS else None,
+                    "at": _time(event.created_at),
+                }
+                for event in job.events.all()
+            ],
+        }
+        for job in jobs
+    ]
+
+
+def _idempotency_keys(user: User) -> list[dict[str, Any]]:
+    """What is kept of their order requests so a retried submit makes one order: the key their client chose,
+    the SHA-256 of the request and the order it made."""
+    keys = (
+        IdempotencyKey.objects.filter(
+            Q(scope=idempotency_scope(customer=user, guest=None)) | Q(order__customer=user)
+        )
+        .select_related("order")
+        .order_by("created_at", "pk")
+    )
+    return [
+        {
+            "key": key.key,
+            "request_sha256": key.request_sha256,
+            "order": key.order.ref if key.order else None,
+            "created_at": _time(key.created_at),
+        }
+        for key in keys
     ]
 
 
@@ -260,6 +436,12 @@ def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
         "api_tokens": _api_tokens(user),
         "security_events": _security_events(user),
         "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
+        "notifications": _notifications(user),
+        "privacy_receipts": _privacy_receipts(user),
+        "webhook_events": _webhook_events(user),
+        "webhook_deliveries": _webhook_deliveries(user),
+        "print_jobs": _print_jobs(user),
+        "idempotency_keys": _idempotency_keys(user),
     }
     _export_record(
         action="account.export", actor_id=str(user.public_id), actor_role="customer", request_id=request_id

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -337,19 +337,47 @@ def receipt_email_send(*, receipt_id: uuid.UUID | str, recipient: str | None = N
 
 def receipts_email_after_erasure(*, receipt_ids: list[uuid.UUID], recipient: str) -> None:
     """After the erasure's commit, inside its request: the only chance, as the address is gone from the
-    database. The customer also got the links in the erasure's answer, so the first failure ends the sends: a
-    mail server that refuses or times out (EMAIL_TIMEOUT) would do it again for each receipt, and one receipt
-    per order could hold the answer past the web server's timeout (the erasure committed, the links lost)."""
-    for index, receipt_id in enumerate(receipt_ids):
-        try:
-            receipt_email_send(receipt_id=receipt_id, recipient=recipient)
-        except OSError:
-            logger.warning(
-                "erasure receipt e-mails not sent receipt=%s not_tried=%d",
-                receipt_id,
-                len(receipt_ids) - index - 1,
-            )
-            return
+    database. One message carries every receipt's link (one receipt: the message of that receipt), sent over
+    one connection: the answer waits for one send whatever the number of orders. Before, each receipt had its
+    own message and connection, and with enough orders or a slow mail server the sends passed the web
+    server's timeout (the worker killed after the erasure committed: a 502, the links lost, the rest never
+    sent). The customer also has the links in the erasure's answer: a failed send is not retried here."""
+    claimed = [receipt for receipt_id in receipt_ids if (receipt := _email_claim(receipt_id)) is not None]
+    if not claimed:
+        return
+    claimed_ids = [receipt.pk for receipt in claimed]
+    if not recipient:
+        PrivacyReceipt.objects.filter(pk__in=claimed_ids).update(email_status=EmailStatus.SKIPPED)
+        return
+    if len(claimed) == 1:
+        (receipt,) = claimed
+        message = emails.receipt_email(
+            recipient=recipient,
+            order_ref=receipt.order_ref,
+            reason=receipt.reason,
+            url=receipt_url(receipt),
+            key_id=receipt.key_id,
+        )
+    else:
+        # Orders first, in the order they were issued; the photos in no order last.
+        ordered = sorted(claimed, key=lambda receipt: (receipt.order_ref == "", receipt.created_at))
+        message = emails.erasure_receipts_email(
+            recipient=recipient,
+            links=[(receipt.order_ref, receipt_url(receipt)) for receipt in ordered],
+            key_id=claimed[0].key_id,
+        )
+    try:
+        mail_send(message)
+    except MailNotSent:
+        PrivacyReceipt.objects.filter(pk__in=claimed_ids).update(
+            email_status=EmailStatus.FAILED, email_attempts=F("email_attempts") + 1
+        )
+        logger.warning("erasure receipts e-mail not sent receipts=%d", len(claimed_ids))
+        return
+    PrivacyReceipt.objects.filter(pk__in=claimed_ids).update(
+        email_status=EmailStatus.SENT, emailed_at=timezone.now(), email_attempts=F("email_attempts") + 1
+    )
+    logger.info("erasure receipts e-mail sent receipts=%d", len(claimed_ids))
 
 
 # --- reads ----------------------------------------------------------------------------------------------

@@ -212,8 +212,14 @@ def asset_purge(
         if asset.data_key is not None:
             data_key_destroy(data_key=asset.data_key)
         now = timezone.now()
+        # The ICC profile's description is text from the customer's file (it can name them), like the URL.
         Asset.objects.filter(pk=asset.pk).update(
-            status=Asset.Status.PURGED, purged_at=now, blob_name="", source_url="", failure_message=""
+            status=Asset.Status.PURGED,
+            purged_at=now,
+            blob_name="",
+            source_url="",
+            failure_message="",
+            icc_description="",
         )
         jobs.update(raster_blob="", updated_at=now)
         audit_append(

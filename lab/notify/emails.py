@@ -180,3 +180,25 @@ def receipt_email(*, recipient: str, order_ref: str, reason: str, url: str, key_
         reply_to=reply_to(),
         headers={"Auto-Submitted": "auto-generated"},
     )
+
+
+ERASURE_RECEIPTS_SUBJECT = "Your data is erased: your privacy receipts"
+
+
+def erasure_receipts_email(*, recipient: str, links: list[tuple[str, str]], key_id: str) -> EmailMessage:
+    """One message with the links of all of an erasure's privacy receipts: (order ref, url) each, ref "" for
+    the photos that were in no order."""
+    context = {
+        "links": [{"order_ref": order_ref, "url": url} for order_ref, url in links],
+        "key_id": key_id,
+        "lab_name": settings.LAB_NAME,
+        "lab_contact": settings.LAB_CONTACT,
+    }
+    return EmailMessage(
+        subject=ERASURE_RECEIPTS_SUBJECT,
+        body=render_to_string("notify/email/privacy_receipts_erased.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[recipient],
+        reply_to=reply_to(),
+        headers={"Auto-Submitted": "auto-generated"},
+    )

@@ -23,19 +23,22 @@ READ_BACK = (
     "import json, lab.settings as s; print(json.dumps({'SECRET_KEY': s.SECRET_KEY, "
     "'LAB_MASTER_KEY': ','.join(s.LAB_MASTER_KEYS), 'AUDIT_SIGNING_KEY': s.AUDIT_SIGNING_KEY, "
     "'AUDIT_RECORD_KEY': s.AUDIT_RECORD_KEY, 'SECURE_COOKIES': s.SECURE_COOKIES, "
-    "'STRIPE_WEBHOOK_SECRET': s.STRIPE_WEBHOOK_SECRET, 'EMAIL_BACKEND': s.EMAIL_BACKEND}))"
+    "'STRIPE_WEBHOOK_SECRET': s.STRIPE_WEBHOOK_SECRET, 'EMAIL_BACKEND': s.EMAIL_BACKEND, "
+    "'SITE_URL': s.SITE_URL}))"
 )
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+SITE_URL = "https://lab.example.com"
 
 
 def import_settings(var_dir: Path, **environment: str) -> subprocess.CompletedProcess[str]:
     """`import lab.settings` in a new process with the test command's keys and demo switch removed, and the
-    SMTP mail backend named (outside demo mode one must be) unless `environment` names another ("": none)."""
+    SMTP mail backend and an https SITE_URL named (outside demo mode both must be) unless `environment` names
+    others ("": none)."""
     return settings_imported(
         var_dir,
         READ_BACK,
-        {"EMAIL_BACKEND": SMTP_BACKEND, **environment},
+        {"EMAIL_BACKEND": SMTP_BACKEND, "SITE_URL": SITE_URL, **environment},
         unset=("LAB_DEMO_SECRETS",),
         unset_prefixes=(*SECRETS, "SECURE_"),
     )
@@ -175,3 +178,31 @@ def test_a_trusted_proxy_that_is_not_an_address_stops_the_process(tmp_path):
 
     assert completed.returncode != 0
     assert "ImproperlyConfigured: TRUSTED_PROXIES: 'proxy.internal' is not an IP address" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("site_url", "message"),
+    [
+        ("", "SITE_URL is not set. Set SITE_URL to the lab's public https:// address"),
+        ("http://lab.example.com", "SITE_URL='http://lab.example.com' is not an https:// address"),
+        ("https://", "SITE_URL='https://' is not an https:// address"),
+    ],
+    ids=["unset", "http", "no-host"],
+)
+def test_outside_demo_mode_the_site_url_must_be_set_and_https(tmp_path, site_url, message):
+    """Every e-mailed receipt link (its bearer token in the URL) is built from SITE_URL. Before, a host
+    without it mailed links to http://127.0.0.1:8000, and an http:// one sent the tokens in cleartext."""
+    completed = import_settings(tmp_path / "var", SITE_URL=site_url, **VALUES)
+
+    assert completed.returncode != 0
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"django.core.exceptions.ImproperlyConfigured: {message}")
+    assert not (tmp_path / "var").exists()
+
+
+def test_an_https_site_url_starts_and_demo_mode_keeps_the_local_default(tmp_path):
+    named = read_back(import_settings(tmp_path / "var", SITE_URL="https://prints.example.net", **VALUES))
+    demo = read_back(import_settings(tmp_path / "demo", LAB_DEMO_SECRETS="true", SITE_URL=""))
+
+    assert named["SITE_URL"] == "https://prints.example.net"
+    assert demo["SITE_URL"] == "http://127.0.0.1:8000"

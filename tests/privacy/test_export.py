@@ -6,15 +6,43 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from lab.accounts.models import User
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
+from lab.customer_data import erasure
+from lab.customer_data.export import PERSONAL_JOB_EVENT_KINDS, account_export
+from lab.customer_data.models import PrivacyReceipt
+from lab.customer_data.receipts import receipt_issue, receipt_url
 from lab.gate import access as gate
-from lab.notify.models import WebhookEndpoint
+from lab.notify.delivery import webhook_deliver
+from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from lab.notify.services import notify_order_status_changed
+from lab.notify.webhooks import webhook_endpoint_create
 from lab.orders.models import Order
 from lab.production import rasterizing, routing
 from lab.production.models import PrintJob
-from tests.builders import PERSON, WORKER, Person, UserFactory, minilab, pay, place_order, register, upload
+from tests.builders import (
+    PERSON,
+    WORKER,
+    Person,
+    UserFactory,
+    minilab,
+    new_customer,
+    order_move,
+    order_pay,
+    order_with_items,
+    pack_and_ship,
+    pay,
+    place_order,
+    print_order,
+    register,
+    upload,
+)
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
 STAFF_META = RequestMeta(client_ip="10.9.8.7", user_agent="FloorTablet/3", request_id="req-staff")
@@ -158,3 +186,117 @@ def test_export_of_a_customer_without_orders_is_complete_and_empty(api):
         [],
     )
     assert body["profile"]["full_name"] == "Ottilie Bromide"
+
+
+# --- the rows the lab keeps about their orders: e-mails, receipts, webhooks, print jobs, idempotency keys ---
+
+WEBHOOK_EVENTS = ["order.status_changed", "order.shipped"]
+
+
+@pytest.fixture
+def unreachable_webhooks(settings) -> None:
+    """Webhooks may go to a loopback port nobody listens on: each attempt is refused, and logged."""
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    settings.WEBHOOK_ALLOW_HTTP = True
+
+
+def closed_port_endpoint(owner: User) -> WebhookEndpoint:
+    url = f"http://127.0.0.1:{free_port()}/hooks/lab"
+    return webhook_endpoint_create(owner=owner, url=url, event_types=WEBHOOK_EVENTS)
+
+
+def told_of_shipping(order: Order) -> PrivacyReceipt:
+    """The shipped order's e-mail, its webhooks (each tried once: refused) and its privacy receipt."""
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+    for delivery_id in WebhookDelivery.objects.filter(event__order=order).values_list("pk", flat=True):
+        webhook_deliver(delivery_id=str(delivery_id))
+    receipt = receipt_issue(order=order, reason="shipped", mail=False)
+    assert receipt is not None
+    return receipt
+
+
+def shipped_order_of(customer: User) -> Order:
+    """A paid order of the customer's, released to the floor (its print jobs made), packed and shipped."""
+    order = order_pay(order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], customer=customer))
+    minilab()
+    routing.order_release(order_id=order.pk)
+    return order_move(order, "ready_to_pack", "packed", "shipped", shipped_at=timezone.now())
+
+
+@pytest.mark.usefixtures("stripe_api", "unreachable_webhooks")
+def test_export_holds_the_emails_receipts_webhook_logs_jobs_and_keys_of_their_orders_and_no_one_elses(api):
+    # given a customer with a webhook endpoint and an order placed through the API, printed and shipped, its
+    # shipping e-mail sent, its webhooks tried (refused) and its privacy receipt issued
+    register(api)
+    customer = User.objects.get(email=PERSON.email)
+    endpoint = closed_port_endpoint(customer)
+    order = place_order(api, asset_id=upload(api), key="export-rows-1")
+    pay(order, event_id="evt_export_rows_1")
+    pack_and_ship(print_order(order))
+    receipt = told_of_shipping(order)
+    # and another customer with the same kinds of rows
+    other = new_customer()
+    other_endpoint = closed_port_endpoint(other)
+    other_order = shipped_order_of(other)
+    other_receipt = told_of_shipping(other_order)
+
+    body = api.get("/api/v1/me/export").json()
+
+    assert [(n["order"], n["kind"], n["order_status"], n["status"]) for n in body["notifications"]] == [
+        (order.ref, "status_changed", "shipped", "sent")
+    ]
+    assert body["notifications"][0]["sent_at"] is not None
+    assert [(r["id"], r["order"], r["reason"], r["url"]) for r in body["privacy_receipts"]] == [
+        (str(receipt.pk), order.ref, "shipped", receipt_url(receipt))
+    ]
+    events = WebhookEvent.objects.filter(order=order).order_by("sequence")
+    assert [(e["id"], e["event_type"], e["body"]) for e in body["webhook_events"]] == [
+        (str(event.pk), event.event_type, event.body) for event in events
+    ]
+    assert sorted(d["event_type"] for d in body["webhook_deliveries"]) == sorted(WEBHOOK_EVENTS)
+    for delivery in body["webhook_deliveries"]:
+        assert (delivery["endpoint"], delivery["attempt_count"]) == (str(endpoint.pk), 1)
+        [attempt] = delivery["attempts"]
+        assert (attempt["number"], attempt["status_code"], attempt["is_success"]) == (1, None, False)
+        assert attempt["error_code"] == delivery["last_error_code"] != ""
+    assert [(j["order"], j["copies"]) for j in body["print_jobs"]] == [(order.ref, 2)]
+    assert body["print_jobs"][0]["events"][0]["kind"] == "created"
+    assert [(k["key"], k["order"]) for k in body["idempotency_keys"]] == [("export-rows-1", order.ref)]
+    [photo] = body["photos"]
+    assert (photo["failure_code"], photo["failure_message"]) == ("", "")
+    assert "icc_description" in photo
+    text = json.dumps(body)
+    for never in (
+        endpoint.secret,
+        other_endpoint.secret,
+        receipt.token_hash,
+        other_order.ref,
+        str(other_receipt.pk),
+        str(other_endpoint.pk),
+        *(str(pk) for pk in WebhookEvent.objects.filter(order=other_order).values_list("pk", flat=True)),
+        *(
+            str(pk)
+            for pk in WebhookDelivery.objects.filter(endpoint=other_endpoint).values_list("pk", flat=True)
+        ),
+    ):
+        assert never not in text
+
+
+@pytest.mark.usefixtures("unreachable_webhooks")
+def test_the_export_reads_a_fixed_number_of_queries_however_many_orders_were_told_of():
+    customer = new_customer()
+    closed_port_endpoint(customer)
+    told_of_shipping(shipped_order_of(customer))
+    with CaptureQueriesContext(connection) as one_order:
+        account_export(user=customer)
+    told_of_shipping(shipped_order_of(customer))
+
+    with CaptureQueriesContext(connection) as two_orders:
+        second = account_export(user=customer)
+
+    assert len(second["webhook_deliveries"]) == 4 and len(second["print_jobs"]) == 2
+    assert len(two_orders.captured_queries) == len(one_order.captured_queries)
+
+
+def test_the_job_notes_exported_are_those_erasure_rewrites():
+    assert {erasure.JOB_CANCELLED, erasure.JOB_REPRINT_REQUESTED} == PERSONAL_JOB_EVENT_KINDS

@@ -182,3 +182,22 @@ def test_a_paid_guest_order_is_not_erased_until_it_ships_and_an_unpaid_one_is_ca
     assert (erased.status_code, erased.json()["order_cancelled"]) == (200, True)
     unpaid.refresh_from_db()
     assert (unpaid.status, unpaid.is_anonymized, unpaid.guest_email) == ("cancelled", True, "")
+
+
+def test_a_guest_s_erased_order_keeps_no_seal_of_its_address(api, django_capture_on_commit_callbacks):
+    # given a guest's unpaid order, its address sealed (an HMAC of the ref and the address under SECRET_KEY:
+    # with a backup, a guessed address could be tested against it offline)
+    from lab.catalog.demo import catalog_seed_demo
+
+    catalog_seed_demo()
+    order, token, _ = guest_order(api, key="guest-sealed")
+    assert order.address_sealed != "" and order.address_is_sealed
+
+    # when the guest erases the order's personal data
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete(f"/api/v1/orders/{order.ref}/personal-data", HTTP_X_ORDER_TOKEN=token)
+
+    # then the seal went with the address (before: kept), and the empty address still counts as the lab's
+    assert (response.status_code, response.json()["order_cancelled"]) == (200, True)
+    order.refresh_from_db()
+    assert (order.shipping_address, order.address_sealed, order.address_is_sealed) == ({}, "", True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 import socketserver
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,3 +124,25 @@ def smtp_sink() -> Iterator[SmtpSink]:
         finally:
             server.shutdown()
             thread.join()
+
+
+class SlowEmailBackend(EmailBackend):
+    """A mail server that takes `delay` seconds over each message; `connections` counts the sessions opened
+    (each send_messages call is one, as the SMTP backend opens one for a call made unopened) and `messages`
+    the messages delivered, across instances. Tests assert the counts, never the time."""
+
+    delay = 0.05
+    connections = 0
+    messages = 0
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.connections = 0
+        cls.messages = 0
+
+    def send_messages(self, messages: Sequence[EmailMessage]) -> int:
+        SlowEmailBackend.connections += 1
+        for _ in messages:
+            time.sleep(self.delay)
+            SlowEmailBackend.messages += 1
+        return int(super().send_messages(messages))
