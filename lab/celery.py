@@ -158,6 +158,12 @@ def _sweep(task: str, seconds: float) -> dict[str, Any]:
     return {"task": task, "schedule": seconds, "options": {"headers": {SWEEP_INTERVAL_HEADER: seconds}}}
 
 
+# Beat sends the checkpoint task this many times every AUDIT_CHECKPOINT_SECONDS, and it signs only when the
+# witness's last checkpoint is about an interval old (workers/tasks.py: audit_checkpoint):
+# sent once an interval, one send beat lost (the broker restarted over it, beat moved to a host with a fresh
+# schedule file) or one failed run put two intervals between two checkpoints, a coverage_gap for good.
+AUDIT_CHECKPOINT_TICKS = 4
+
 app.conf.beat_schedule = {
     "printer-poll": _sweep("production.printer_poll", settings.PRODUCTION_POLL_SECONDS),
     "production-reconcile": _sweep("production.reconcile", settings.PRODUCTION_POLL_SECONDS * 3),
@@ -177,6 +183,10 @@ app.conf.beat_schedule = {
         "task": "audit.review_sample_daily",
         "schedule": crontab(hour=0, minute=30),
     },
-    # Also when nothing happened: a signed head every interval makes a silent gap visible.
-    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": float(settings.AUDIT_CHECKPOINT_SECONDS)},
+    # Also when nothing happened: a signed head every interval makes a silent gap visible. Sent every tick
+    # (AUDIT_CHECKPOINT_TICKS an interval); the task signs only when the last checkpoint is due for its next.
+    "audit-checkpoint": {
+        "task": "audit.checkpoint",
+        "schedule": settings.AUDIT_CHECKPOINT_SECONDS / AUDIT_CHECKPOINT_TICKS,
+    },
 }

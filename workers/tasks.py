@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+
 # Imported for their side effect: they register the audit.*, notify.* and privacy.* tasks.
 import workers.audit_tasks
 import workers.notify_tasks
 import workers.privacy_tasks  # noqa: F401
+from lab.celery import AUDIT_CHECKPOINT_TICKS
 from lab.lib.errors import UpstreamError
 from workers.app import app
 
@@ -166,8 +171,14 @@ def slip_render(*, order_id: int) -> None:
 # --- Audit -----------------------------------------------------------------------------------------
 
 
-@app.task(name="audit.checkpoint", time_limit=60, max_retries=0)
+# Above DATABASE_IDLE_IN_TRANSACTION_SECONDS (60 s): settling waits for every lane, also one a frozen writer
+# holds until the database cuts it off, and the walk comes after. Killed at 60 s, that run signed nothing.
+@app.task(name="audit.checkpoint", time_limit=150, soft_time_limit=130, max_retries=0)
 def audit_checkpoint() -> None:
+    """Sent every tick (lab.celery.AUDIT_CHECKPOINT_TICKS an interval); signs only when the last checkpoint
+    is an interval less half a tick old: a lost send or a failed run costs a tick, not an interval."""
     from lab.audit.services import checkpoint_write
 
-    checkpoint_write(reason="schedule")
+    interval = settings.AUDIT_CHECKPOINT_SECONDS
+    due_after = timedelta(seconds=interval - interval / AUDIT_CHECKPOINT_TICKS / 2)
+    checkpoint_write(reason="schedule", due_after=due_after)

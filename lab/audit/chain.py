@@ -114,6 +114,18 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "future_dated",
 )
 
+# Problems of the signer's liveness, not of the log's integrity: a checkpoint signed late (a lost beat send,
+# a signer stopped for a while) or none lately. One is reported only when nothing is wrong with the records,
+# the checkpoints or the witness's lines themselves: by the lowest seq alone, the gap one lost send leaves hid
+# every deletion or rewrite above it for good.
+LIVENESS_KINDS = frozenset({"coverage_gap", "stale_witness"})
+
+
+def problem_rank(problem: ChainProblem) -> int:
+    """0 for a problem of the log's integrity, 1 for one of the signer's liveness (reported after)."""
+    return 1 if problem.kind in LIVENESS_KINDS else 0
+
+
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _UTC_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 # The C encoder with fixed options; building it once avoids json.dumps' per-call option handling.

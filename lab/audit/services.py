@@ -9,10 +9,10 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
@@ -32,6 +32,7 @@ from lab.audit.witness import (
     WitnessError,
     WitnessSink,
     check_witness,
+    parse_timestamp,
     witness_from_url,
 )
 from lab.lib.clock import database_now
@@ -95,15 +96,31 @@ def witness_sink() -> WitnessSink:
 # --- the signer ---------------------------------------------------------------------------------------
 
 
-def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
+@overload
+def checkpoint_write(*, reason: str = ..., due_after: None = ...) -> AuditCheckpoint: ...
+
+
+@overload
+def checkpoint_write(*, reason: str = ..., due_after: timedelta) -> AuditCheckpoint | None: ...
+
+
+def checkpoint_write(
+    *, reason: str = "schedule", due_after: timedelta | None = None
+) -> AuditCheckpoint | None:
     """Settle the log (lab/audit/settling.py), verify every lane from the last witnessed checkpoint to its
     head, then sign the lane heads as they were settled in one checkpoint (chain.CHECKPOINT_FORMAT_SETTLED),
     append it to the witness and store it. Also when nothing happened since the last one (a silent gap
     shows). Never signs what it did not verify: on a problem nothing is signed, an alert goes out,
-    AuditChainBroken."""
+    AuditChainBroken.
+
+    due_after (beat's task, sent several times an interval: workers/tasks.py): sign only when the witness's
+    last checkpoint is at least that old on the database's clock, or there is none; otherwise return None,
+    settling and signing nothing. A send beat lost or a run that failed then costs one
+    tick, not an interval: sent once an interval, the next checkpoint came two intervals after the last, a
+    coverage_gap the verifiers report for good. Every other caller (exports, commands) signs now."""
     sink = witness_sink()
     try:
-        return _checkpoint_sign(sink, reason=reason)
+        return _checkpoint_sign(sink, reason=reason, due_after=due_after)
     except WitnessError as unusable:
         # A witness that cannot be locked, read or appended to stops the signing as a broken chain does, and
         # as loudly: it used to raise before anyone was told, and beat retried into the same error every
@@ -111,9 +128,19 @@ def checkpoint_write(*, reason: str = "schedule") -> AuditCheckpoint:
         _refuse(unusable.problem)
 
 
-def _checkpoint_sign(sink: WitnessSink, *, reason: str) -> AuditCheckpoint:
+def _checkpoint_sign(
+    sink: WitnessSink, *, reason: str, due_after: timedelta | None = None
+) -> AuditCheckpoint | None:
     with sink.lock():
         last = sink.last()
+        # Judged under the witness's lock, on the clock checkpoints are signed on: a second signer that held
+        # the lock first has just signed, so this one is not due.
+        if (
+            due_after is not None
+            and last is not None
+            and database_now() - parse_timestamp(last.signed_at) < due_after
+        ):
+            return None
         settled_seq, settled_at = settle()
         verified = _verify_since(last, settled_seq=settled_seq)
         if verified.result.problem is not None:
@@ -419,12 +446,16 @@ def audit_verify_database(
 
 
 def _first(problems: list[chain.ChainProblem | None]) -> chain.ChainProblem | None:
-    """The problem at the lowest seq; on a tie (or no seq), the one found first (records before
-    checkpoints before the witness)."""
+    """A problem of the log's integrity before one of the signer's liveness (chain.problem_rank: a
+    coverage_gap one lost checkpoint left must not hide a later deletion or rewrite), then the one at the
+    lowest seq; on a tie (or no seq), the one found first (records before checkpoints before the witness)."""
     found = [problem for problem in problems if problem is not None]
     if not found:
         return None
-    return min(found, key=lambda problem: problem.seq if problem.seq is not None else -1)
+    return min(
+        found,
+        key=lambda problem: (chain.problem_rank(problem), problem.seq if problem.seq is not None else -1),
+    )
 
 
 # --- export -------------------------------------------------------------------------------------------

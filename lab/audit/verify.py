@@ -97,6 +97,7 @@ from lab.audit.chain import (
     is_laned,
     load_public_key,
     load_record_key,
+    problem_rank,
     public_key_fingerprint,
     record_type_error,
     verify_checkpoints,
@@ -341,6 +342,8 @@ def verify_export(
 def _comes_first(candidate: ChainProblem, current: ChainProblem | None) -> bool:
     if current is None:
         return True
+    if problem_rank(candidate) != problem_rank(current):
+        return problem_rank(candidate) < problem_rank(current)
     if candidate.seq is None or current.seq is None:
         return False
     return candidate.seq < current.seq

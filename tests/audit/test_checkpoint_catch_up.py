@@ -1,0 +1,173 @@
+"""A checkpoint beat missed is made up a tick later, and the gap one missed checkpoint leaves never hides a
+later tampering: beat sends audit.checkpoint every quarter interval, the task signs only when the witness's
+last checkpoint is due for its next (on the database's clock), and both verifiers name a problem of the log's
+integrity before one of the signer's liveness (coverage_gap, stale_witness)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from lab.audit import chain
+from lab.audit.models import AuditCheckpoint, AuditRecord
+from lab.audit.services import checkpoint_write, signing_key, witness_sink
+from lab.audit.witness import FileWitness, parse_timestamp
+from tests.builders import audit_write
+from tests.support.audit_insiders import as_superuser
+from tests.support.audit_verifiers import audit_verify_says, export_for_auditors, offline_verifier
+from tests.support.clock import host_clock_off
+from workers.tasks import audit_checkpoint
+
+pytestmark = pytest.mark.django_db
+HOUR = 3600
+
+
+def _witness_at(path: Path, entries: list[tuple[int, str, timedelta]]) -> None:
+    """A witness log signed by the lab's key, with checkpoints at the given ages."""
+    now = timezone.now()
+    lines = []
+    for seq, head_hash, age in entries:
+        signed = chain.sign_checkpoint(
+            private_key=signing_key(),
+            key_id="lab",
+            seq=seq,
+            head_hash=head_hash,
+            signed_at=chain.utc_timestamp(now - age),
+        )
+        lines.append(signed.to_line() + "\n")
+    path.write_text("".join(lines))
+
+
+def _one_send_lost(tmp_path: Path) -> Path:
+    """20 records and the witness one lost hourly send leaves: seq 10 signed two intervals and a second
+    before seq 20, signed now."""
+    audit_write(20)
+    hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
+    witness = tmp_path / "witness.jsonl"
+    _witness_at(witness, [(10, hashes[10], timedelta(hours=2, seconds=1)), (20, hashes[20], timedelta(0))])
+    return witness
+
+
+def _witnessed() -> list[chain.Checkpoint]:
+    sink = witness_sink()
+    assert isinstance(sink, FileWitness)
+    return sink.read_all()[0]
+
+
+# --- the verifiers: integrity before liveness ----------------------------------------------------------
+
+
+def test_audit_verify_names_a_deletion_after_a_coverage_gap_not_the_gap(tmp_path: Path, settings) -> None:
+    # given the gap one lost checkpoint left, and a DBA deleting seq 14 inside it
+    settings.AUDIT_CHECKPOINT_SECONDS = HOUR
+    witness = _one_send_lost(tmp_path)
+    as_superuser("DELETE FROM audit_auditrecord WHERE seq = 14")
+    # when audit_verify checks the log against the witness
+    said = audit_verify_says("--witness", str(witness))
+    # then the deletion is named (before: "coverage_gap at seq 11", for good, whatever came later)
+    assert said.startswith("TAMPERED: seq_gap at seq 14:"), said
+
+
+def test_the_offline_verifier_names_a_deletion_after_a_coverage_gap_not_the_gap(
+    tmp_path: Path, settings
+) -> None:
+    # given the same gap and deletion, then the lab's export
+    settings.AUDIT_CHECKPOINT_SECONDS = HOUR
+    witness = _one_send_lost(tmp_path)
+    as_superuser("DELETE FROM audit_auditrecord WHERE seq = 14")
+    export = export_for_auditors(tmp_path)
+    # when the auditor verifies it with the record key, the witness and the lab's interval
+    completed = offline_verifier(export, witness, interval=True)
+    # then the deletion is named
+    assert completed.stderr == ""
+    assert completed.stdout.startswith("TAMPERED: seq_gap at seq 14,"), completed.stdout
+
+
+def test_a_coverage_gap_alone_is_still_named(tmp_path: Path, settings) -> None:
+    # given the gap one lost checkpoint left, and nothing else wrong
+    settings.AUDIT_CHECKPOINT_SECONDS = HOUR
+    witness = _one_send_lost(tmp_path)
+    # when verified / then the unwitnessed window is named, as before
+    said = audit_verify_says("--witness", str(witness))
+    assert said.startswith("TAMPERED: coverage_gap at seq 11:"), said
+    assert "seqs 11..20 were written in an unwitnessed window" in said
+
+
+# --- the scheduled signer: a tick at a time ------------------------------------------------------------
+
+
+def test_the_scheduled_task_signs_the_first_checkpoint_and_then_none_until_one_is_due(settings) -> None:
+    # given a lab whose witness holds no checkpoint
+    settings.AUDIT_CHECKPOINT_SECONDS = HOUR
+    audit_write(3)
+    # when beat's task runs / then it signs
+    audit_checkpoint()
+    assert AuditCheckpoint.objects.count() == 1
+    # when it runs again a tick later, records written since / then it signs nothing (before: every send
+    # signed, sent once an interval)
+    audit_write(2)
+    audit_checkpoint()
+    assert AuditCheckpoint.objects.count() == 1
+    assert [checkpoint.seq for checkpoint in _witnessed()] == [3]
+    # and a caller that signs now (an export, a command) still does
+    checkpoint_write(reason="export")
+    assert [checkpoint.seq for checkpoint in _witnessed()] == [3, 5]
+
+
+def test_the_scheduled_task_signs_once_the_last_checkpoint_is_an_interval_less_half_a_tick_old(
+    settings,
+) -> None:
+    # given a checkpoint just signed, with an interval of 2 s (a tick of 0.5 s: due after 1.75 s)
+    settings.AUDIT_CHECKPOINT_SECONDS = 2
+    audit_write(3)
+    first = checkpoint_write()
+    # when beat's task runs right after it, and again a second later / then it signs nothing
+    audit_checkpoint()
+    time.sleep(1.0)
+    audit_checkpoint()
+    assert AuditCheckpoint.objects.count() == 1
+    # when it runs once the checkpoint is more than an interval less half a tick old / then it signs one
+    time.sleep(0.8)
+    audit_checkpoint()
+    rows = list(AuditCheckpoint.objects.order_by("pk"))
+    assert len(rows) == 2 and rows[1].reason == "schedule"
+    waited = parse_timestamp(rows[1].signed_at) - parse_timestamp(first.signed_at)
+    assert waited >= timedelta(seconds=1.75)
+
+
+def test_the_scheduled_task_judges_due_on_the_database_s_clock(settings, monkeypatch) -> None:
+    # given a checkpoint just signed
+    settings.AUDIT_CHECKPOINT_SECONDS = HOUR
+    audit_write(3)
+    checkpoint_write()
+    # when beat's task runs on a worker whose clock is two hours ahead / then it signs nothing
+    with host_clock_off(timedelta(hours=2), monkeypatch):
+        audit_checkpoint()
+    assert AuditCheckpoint.objects.count() == 1
+
+
+# --- beat and the worker -------------------------------------------------------------------------------
+
+
+def test_beat_sends_the_checkpoint_task_every_quarter_interval() -> None:
+    from lab.celery import app
+
+    entry = app.conf.beat_schedule["audit-checkpoint"]
+    assert entry["task"] == "audit.checkpoint"
+    assert entry["schedule"] == django_settings.AUDIT_CHECKPOINT_SECONDS / 4
+
+
+def test_the_checkpoint_task_outlasts_a_lane_held_until_the_idle_in_transaction_cut() -> None:
+    # settling waits for a lane a frozen writer holds until the database cuts it off; killed before, the run
+    # signed nothing
+    cut = django_settings.DATABASE_IDLE_IN_TRANSACTION_SECONDS
+    assert audit_checkpoint.soft_time_limit is not None and audit_checkpoint.soft_time_limit > cut + 30
+    assert (
+        audit_checkpoint.time_limit is not None
+        and audit_checkpoint.time_limit > audit_checkpoint.soft_time_limit
+    )
