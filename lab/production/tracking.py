@@ -131,8 +131,9 @@ def _kick_ready_jobs(printers: list[Printer]) -> int:
     poll, 8,640 a job a day in the Redis that holds the cache too, which the worker then worked through as
     no-ops before any new work. A message waiting is a submit still to come, so a lost one shows as fewer
     messages than jobs, and is sent again once the queue holds fewer than its jobs: later, never lost.
-    Not a job of a held batch or of an order on hold (its submit would only answer `waiting`; the release
-    sends it), nor one waiting for its retry (`next_attempt_at`: that message is scheduled already).
+    Not a job of a held batch or of an order on hold (its submit would only answer `waiting`; once the hold
+    is released, the next poll sends it), nor one waiting for its retry (`next_attempt_at`: that message is
+    scheduled already).
     """
     now = timezone.now()
     by_queue: dict[str, list[PrintJob]] = {}
