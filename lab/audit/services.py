@@ -135,11 +135,7 @@ def _checkpoint_sign(
         last = sink.last()
         # Judged under the witness's lock, on the clock checkpoints are signed on: a second signer that held
         # the lock first has just signed, so this one is not due.
-        if (
-            due_after is not None
-            and last is not None
-            and database_now() - parse_timestamp(last.signed_at) < due_after
-        ):
+        if due_after is not None and last is not None and not _is_due(last, due_after):
             return None
         settled_seq, settled_at = settle()
         verified = _verify_since(last, settled_seq=settled_seq)
@@ -268,6 +264,21 @@ def _lane_records(lane: int) -> QuerySet[AuditRecord]:
     if lane == 1:
         return AuditRecord.objects.filter(Q(lane=1) | Q(lane_seq__isnull=True))
     return AuditRecord.objects.filter(lane=lane, lane_seq__isnull=False)
+
+
+def _is_due(last: chain.Checkpoint, due_after: timedelta) -> bool:
+    """Whether the witness's last checkpoint is at least `due_after` old on the database's clock. Its date is
+    believed only once its signature holds, and only when it is not ahead of that clock: a line appended with
+    a date ahead (forged, or signed before the database's clock was stepped back) kept the scheduled signer
+    quiet for good, without an alert. Such a line is due, and the signing that follows refuses it and alerts
+    (bad_checkpoint_signature; the witness refusing to go back in time)."""
+    if not chain.checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
+        return True
+    try:
+        age = database_now() - parse_timestamp(last.signed_at)
+    except ValueError:  # a date of the right form that is no date: the signing names the line
+        return True
+    return age < timedelta(0) or age >= due_after
 
 
 def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | None:

@@ -5,6 +5,7 @@ integrity before one of the signer's liveness (coverage_gap, stale_witness)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditRecord
-from lab.audit.services import checkpoint_write, signing_key, witness_sink
+from lab.audit.services import AuditChainBroken, checkpoint_write, signing_key, witness_sink
 from lab.audit.witness import FileWitness, parse_timestamp
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_superuser
@@ -171,3 +172,68 @@ def test_the_checkpoint_task_outlasts_a_lane_held_until_the_idle_in_transaction_
         audit_checkpoint.time_limit is not None
         and audit_checkpoint.time_limit > audit_checkpoint.soft_time_limit
     )
+
+
+# --- a witness line the scheduled signer must not believe ------------------------------------------------
+
+
+def _append_to_witness(checkpoint: chain.Checkpoint) -> None:
+    sink = witness_sink()
+    assert isinstance(sink, FileWitness)
+    with sink.path.open("a") as witness:
+        witness.write(checkpoint.to_line() + "\n")
+
+
+@pytest.mark.parametrize(
+    "forged_at", ["2999-01-01T00:00:00.000000Z", "2026-13-45T99:99:99.000000Z"], ids=["ahead", "no-date"]
+)
+def test_a_forged_witness_line_dated_ahead_or_with_no_date_does_not_quiet_the_scheduled_signer(
+    settings, mailoutbox, forged_at
+) -> None:
+    # given a checkpoint signed, then a line appended to the witness that copies it with another date (so its
+    # signature no longer holds): what anyone who may only append to the witness can write
+    settings.AUDIT_CHECKPOINT_SECONDS = HOUR
+    settings.AUDIT_ALERT_EMAILS = ["auditors@lab.example"]
+    audit_write(3)
+    signed = checkpoint_write()
+    last = witness_sink().last()
+    assert last is not None and last.seq == signed.seq
+    _append_to_witness(dataclasses.replace(last, signed_at=forged_at))
+
+    # when beat's task runs / then it refuses and alerts (before: it read the forged date as the last
+    # checkpoint's and signed nothing, every tick, without a word; or crashed on a date that is no date)
+    with pytest.raises(AuditChainBroken, match="bad_checkpoint_signature"):
+        audit_checkpoint()
+    assert len(mailoutbox) == 1 and "bad_checkpoint_signature" in mailoutbox[0].subject
+
+
+def test_a_checkpoint_signed_ahead_of_the_database_s_clock_is_due_and_the_signer_says_it_cannot_go_on(
+    settings, mailoutbox
+) -> None:
+    # given the witness's last checkpoint signed by the lab's key an hour ahead of the database's clock now
+    # (the database's clock stepped back: a failover to a host whose clock is behind)
+    settings.AUDIT_CHECKPOINT_SECONDS = HOUR
+    settings.AUDIT_ALERT_EMAILS = ["auditors@lab.example"]
+    audit_write(3)
+    checkpoint_write()
+    last = witness_sink().last()
+    assert last is not None
+    ahead = chain.utc_timestamp(timezone.now() + timedelta(hours=1))
+    _append_to_witness(
+        chain.sign_checkpoint(
+            private_key=signing_key(),
+            key_id=last.key_id,
+            seq=last.seq,
+            head_hash=last.head_hash,
+            signed_at=ahead,
+            lanes=chain.checkpoint_lanes(last),
+            is_settled=True,
+        )
+    )
+
+    # when beat's task runs / then it tries to sign, and the witness refuses a checkpoint older than its
+    # last, which alerts (before: the task took the checkpoint for fresh and signed nothing, silently, until
+    # the database's clock caught up)
+    with pytest.raises(AuditChainBroken, match="witness_unwritable"):
+        audit_checkpoint()
+    assert len(mailoutbox) == 1
