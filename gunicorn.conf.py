@@ -13,6 +13,9 @@ lines: an address is personal data, and logs outlive an erasure. What a client w
 control characters escaped, and gunicorn's error log names a refused request by the peer's network and the
 kind of error only (`tests/observability/test_log_injection_live.py`)."""
 
+import os
+from typing import Any
+
 accesslog = "-"
 logger_class = "lab.lib.access_log.AccessLogger"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}o)s'
@@ -23,3 +26,14 @@ control_socket_disable = True
 # A request still running after this is killed with its worker: longer than any one request should take,
 # Stripe's calls included (STRIPE_TIMEOUT_SECONDS, three tries).
 timeout = 60
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker has exited (recycled by --max-requests, killed by the timeout, or stopped): with
+    PROMETHEUS_MULTIPROC_DIR set (deploy/systemd/printlab-web.service), mark it dead in prometheus_client's
+    multiprocess files, as its docs ask of gunicorn: its live gauges go, its counters and histograms stay in
+    the sum a scrape adds up. Read from the environment here: the master imports no lab code (no preload)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -5,12 +5,18 @@ package)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
@@ -365,7 +371,10 @@ def test_every_worker_unit_makes_its_own_prometheus_multiprocess_directory():
     # at import (lab/lib/metrics.py) when it does not exist; ProtectSystem=strict leaves /run read-only but
     # for a unit's own RuntimeDirectory=. One directory per unit: systemd removes it when that unit stops, and
     # a worker's metrics port empties it at start.
+    # The web too: with GUNICORN_WORKERS > 1 and no directory, each scrape answered with the registry of the
+    # one gunicorn worker that took it.
     workers = [path for path in SERVICES if " worker -Q " in exec_start(path)]
+    workers.append(UNITS / "printlab-web.service")
     directories = {}
     for path in workers:
         service = parse_unit(path)["Service"]
@@ -378,3 +387,113 @@ def test_every_worker_unit_makes_its_own_prometheus_multiprocess_directory():
     assert len(set(directories.values())) == len(workers), directories
     # The README's monitoring recipe names no directory of its own for the workers: the units set theirs
     assert "PROMETHEUS_MULTIPROC_DIR=/run/printlab-worker" not in (ROOT / "README.md").read_text()
+
+
+def test_every_unit_but_the_migrations_refuses_to_start_on_an_unmigrated_schema():
+    # After a failed printlab-migrate (orders/0009 stops an upgrade on purpose), a worker unit that was only
+    # ordered After= it started on the old schema and failed the messages the other hosts' old version sent.
+    # Requires=printlab-migrate.service would run the migrations on print and raster-only hosts, which hold
+    # no owner credential; `migrate --check` reads django_migrations only, as the app role may.
+    for path in SERVICES:
+        if path.name == "printlab-migrate.service":
+            continue
+        service = parse_unit(path)["Service"]
+        assert service.get("ExecStartPre") == ["/opt/printlab/.venv/bin/python manage.py migrate --check"], (
+            path.name
+        )
+        credentials = {entry.split(":", 1)[0] for entry in service["LoadCredential"]}
+        assert "database_owner_url" not in credentials, path.name
+        assert "DATABASE_URL_FILE=%d/database_url" in service["Environment"], path.name
+
+
+def upgrade_commands() -> list[str]:
+    """The shell commands of the ```sh blocks of deploy/README.md's Upgrading step 1, in order."""
+    text = (ROOT / "deploy" / "README.md").read_text()
+    section = text.split("\n## Upgrading\n", 1)[1].split("\n## ", 1)[0]
+    step = section.split("\n1. ", 1)[1].split("\n2. ", 1)[0]
+    commands = []
+    for block in re.split(r"```(?:sh)?\n", step)[1::2]:
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            commands += [part.strip() for part in command.split("&&") if part.strip()]
+    return commands
+
+
+def test_the_upgrade_stops_the_hosts_units_before_it_changes_their_code():
+    # Changed under running processes, gunicorn forked new workers (--max-requests, timeouts; no preload) on
+    # the new code against the old schema, a Celery pool child imported a task module of the new version
+    # beside its old ones, and pip replaced libraries under them: the units stop first, migrate at the start.
+    commands = upgrade_commands()
+    position = {command: index for index, command in enumerate(commands)}
+
+    assert "systemctl stop printlab.target" in position, commands
+    assert "systemctl start printlab.target" in position, commands
+    stop, start = position["systemctl stop printlab.target"], position["systemctl start printlab.target"]
+    changes = [
+        index
+        for index, command in enumerate(commands)
+        if command.startswith(("git ", ".venv/bin/pip ", "cp "))
+    ]
+    assert {"git pull", ".venv/bin/pip install -r requirements.txt"} <= set(commands), commands
+    assert changes and all(stop < index < start for index in changes), commands
+    assert not any(command.startswith("systemctl restart") for command in commands), commands
+
+
+def _gunicorn_settings() -> Any:
+    """gunicorn.conf.py as gunicorn loads it (unknown names ignored, each hook checked for its arity)."""
+    from gunicorn.app.base import Application
+
+    class ConfigFileOnly(Application):  # type: ignore[misc]  # gunicorn has no types
+        def load_config(self) -> None:
+            self.load_config_from_file(str(ROOT / "gunicorn.conf.py"))
+
+        def init(self, parser: Any, opts: Any, args: Any) -> None:
+            return None
+
+        def load(self) -> None:
+            raise AssertionError("no app is loaded here")
+
+    return ConfigFileOnly().cfg
+
+
+def test_gunicorns_child_exit_marks_an_exited_worker_dead_in_the_multiprocess_directory(
+    tmp_path, monkeypatch
+):
+    # A worker recycled by --max-requests leaves its files behind: its counters and histograms stay in the sum
+    # a scrape adds up, its live gauges must go (prometheus_client's mark_process_dead, which its docs ask
+    # gunicorn's child_exit to call).
+    recorded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os\n"
+            "from prometheus_client import Counter, Gauge\n"
+            "Counter('printlab_test_requests', 'r').inc()\n"
+            "Gauge('printlab_test_busy', 'b', multiprocess_mode='livesum').set(1)\n"
+            "print(os.getpid())\n",
+        ],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    pid = int(recorded.stdout)
+    files = {path.name for path in tmp_path.iterdir()}
+    assert files == {f"counter_{pid}.db", f"gauge_livesum_{pid}.db"}
+    settings = _gunicorn_settings()
+    exited = types.SimpleNamespace(pid=pid)  # what gunicorn's arbiter passes: the exited Worker, with its pid
+
+    # Without the variable (scripts/run, the tests' one-worker server) it touches nothing.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings.child_exit(None, exited)
+    assert {path.name for path in tmp_path.iterdir()} == files
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    settings.child_exit(None, exited)
+
+    assert {path.name for path in tmp_path.iterdir()} == {f"counter_{pid}.db"}
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=str(tmp_path))
+    samples = {sample.name: sample.value for metric in registry.collect() for sample in metric.samples}
+    assert samples == {"printlab_test_requests_total": 1.0}

@@ -7,12 +7,14 @@ the box over; the lab's own orders, and an erased customer's emptied address, st
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from dataclasses import replace
 
 import pytest
-from django.db import connection
+from django.core.management import call_command
+from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from pypdf import PdfReader
@@ -218,6 +220,96 @@ def test_the_upgrade_seals_the_method_of_the_orders_whose_address_seal_holds_and
     assert not Order.objects.get(pk=readdressed.pk).address_is_sealed
     dba("UPDATE orders_order SET shipping_method = 'pickup' WHERE id = %s", kept.pk)
     assert not Order.objects.get(pk=kept.pk).address_is_sealed
+
+
+METHOD_SEALED = "0013_order_shipping_method_sealed_slip_served_at"
+
+
+def _sealed_the_old_way(order: Order) -> None:
+    """As a web process of the version before orders/0013 sealed it: the address alone."""
+    seal = address_seal(ref=order.ref, customer_id=order.customer_id, address=order.shipping_address)
+    dba("UPDATE orders_order SET address_sealed = %s WHERE id = %s", seal, order.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_seals_the_method_in_batches_that_each_commit_and_runs_again_after_a_failure(monkeypatch):
+    # given three orders sealed as before, an upgrade that seals one order per batch, and the database
+    # refusing, part-way, the second order's new seal
+    first, second, third = order_for(None), order_for(None), order_for(None)
+    for each in (first, second, third):
+        _sealed_the_old_way(each)
+    monkeypatch.setattr(importlib.import_module(f"lab.orders.migrations.{METHOD_SEALED}"), "BATCH", 1)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    try:
+        dba(
+            "CREATE FUNCTION test_refuse_a_seal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'the upgrade stops here'; END $$"
+        )
+        dba(
+            "CREATE TRIGGER test_refuse_a_seal BEFORE UPDATE OF address_sealed ON orders_order FOR EACH ROW "
+            f"WHEN (NEW.id = {int(second.pk)}) EXECUTE FUNCTION test_refuse_a_seal()"
+        )
+
+        # when the upgrade stops there
+        with pytest.raises(DatabaseError, match="the upgrade stops here"):
+            _migrate(latest)
+
+        # then the batch before it is committed, sealed with its method (before, the whole re-seal was one
+        # transaction, under the ALTER TABLE's lock on every order, and nothing was kept)
+        sealed = {
+            order.pk: order.address_is_sealed
+            for order in Order.objects.defer("slip_served_at").filter(pk__in=[first.pk, second.pk, third.pk])
+        }
+        assert sealed == {first.pk: True, second.pk: False, third.pk: False}
+
+        # and when it is run again, once the cause is gone, it ends: each order is sealed with its method
+        dba("DROP TRIGGER test_refuse_a_seal ON orders_order")
+        dba("DROP FUNCTION test_refuse_a_seal()")
+        _migrate(latest)
+        assert all(Order.objects.get(pk=each.pk).address_is_sealed for each in (first, second, third))
+    finally:
+        dba("DROP TRIGGER IF EXISTS test_refuse_a_seal ON orders_order")
+        dba("DROP FUNCTION IF EXISTS test_refuse_a_seal()")
+        _migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_orders_a_previous_version_sealed_after_the_upgrade_are_sealed_again_by_the_command():
+    # given the lab upgraded, and then orders a web process of the previous version sealed as it did (the
+    # address alone): one as it placed it, one then readdressed in SQL; and one placed before the upgrade
+    # whose old seal a DBA wrote back
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    _migrate(latest)
+    placed, readdressed, before = order_for(None), order_for(None), order_for(None)
+    for each in (placed, readdressed, before):
+        _sealed_the_old_way(each)
+    dba_sets_address(readdressed, THEIRS)
+    dba("UPDATE orders_order SET created_at = '2000-01-01T00:00:00Z' WHERE id = %s", before.pk)
+    old_seal_before = Order.objects.get(pk=before.pk).address_sealed
+    with pytest.raises(Conflict, match="changed outside the lab"):
+        slip_data_for(Order.objects.get(pk=placed.pk))
+
+    # when the operator runs the command, once no process of the previous version is left
+    out = io.StringIO()
+    call_command("order_seals_upgrade", stdout=out)
+
+    # then the order placed since is sealed with its method and gets its slip; the readdressed one stays
+    # refused and is named; the one from before the upgrade is not looked at
+    printed = out.getvalue()
+    assert f"sealed with its method {placed.ref} (standard)" in printed
+    assert f"left refused {readdressed.ref}" in printed
+    assert before.ref not in printed
+    assert slip_data_for(Order.objects.get(pk=placed.pk)).order_ref == placed.ref
+    assert not Order.objects.get(pk=readdressed.pk).address_is_sealed
+    assert Order.objects.get(pk=before.pk).address_sealed == old_seal_before
+
+    # and a second run seals nothing more
+    again = io.StringIO()
+    call_command("order_seals_upgrade", stdout=again)
+    assert "0 order(s) created since" in again.getvalue()
+    assert placed.ref not in again.getvalue()
 
 
 def _migrate(targets: list[tuple[str, str]]) -> None:

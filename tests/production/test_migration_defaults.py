@@ -7,13 +7,22 @@ without `db_default` each such insert fails until that process is replaced. Befo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 
 import pytest
 from django.apps import apps
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
-from django.db.migrations.operations import AddField
+from django.db.migrations.operations import (
+    AddField,
+    AlterModelManagers,
+    AlterModelOptions,
+    RunPython,
+    RunSQL,
+    SeparateDatabaseAndState,
+)
+from django.db.migrations.operations.base import Operation
 from django.db.models import NOT_PROVIDED
 
 from lab.production.models import PrintJob
@@ -107,3 +116,59 @@ def test_a_job_a_previous_version_inserts_without_the_new_columns_is_stored_with
     stored = PrintJob.objects.get(pk=inserted)
     assert (stored.copies_rejected, stored.copies_rejected_at_check) == (0, 0)
     assert (stored.title_token, stored.title) == ("", f"lab-job-{inserted}")
+
+
+# Migrations that change the orders' or the photos' table and run Python in one transaction (on PostgreSQL a
+# migration is one transaction unless `atomic = False`): the lock the schema change takes (ACCESS EXCLUSIVE
+# for an ALTER TABLE) is held until the Python has gone through the table, and every read of an order or a
+# photo on every host waits for it (past gunicorn's timeout on a large table: orders/0013 did). Each one here
+# ran once, long ago, on every lab's database, and is not run again there; not to be extended.
+ONE_TRANSACTION_WITH_THE_ORDERS_TABLES = {
+    # They fill the column they add: not atomic, a run stopped part-way could not add it again. They write
+    # batch by batch (no list of every row in memory).
+    ("orders", "0007_asset_sealed"): "fills the photos' seal column it adds",
+    ("orders", "0008_order_address_sealed"): "fills the orders' seal column it adds",
+    # Its Python only reads (refuses an upgrade over shared tracking numbers), before the constraint's lock.
+    ("orders", "0009_order_tracking_number_unique"): "reads only, before the constraint is added",
+    # One UPDATE of the orders cancelled unpaid with an intent, a few rows, filling the column it adds.
+    ("orders", "0010_order_payment_intent_cancel_due"): "one UPDATE of a few rows into the column it adds",
+}
+ORDERS_TABLES = {("orders", "order"), ("orders", "asset")}
+
+
+def _database_operations(operations: Iterable[Operation]) -> Iterator[Operation]:
+    for operation in operations:
+        if isinstance(operation, SeparateDatabaseAndState):
+            yield from _database_operations(operation.database_operations)
+        else:
+            yield operation
+
+
+def _changes_the_orders_tables(app_label: str, operation: Operation) -> bool:
+    if isinstance(operation, RunSQL):
+        return bool(re.search(r"\borders_(order|asset)\b", str(operation.sql)))
+    if isinstance(operation, RunPython | AlterModelOptions | AlterModelManagers):
+        return False  # no schema change
+    model = getattr(operation, "model_name_lower", None) or getattr(operation, "name_lower", None)
+    return (app_label, model) in ORDERS_TABLES
+
+
+def test_no_migration_runs_python_while_it_holds_a_schema_lock_on_the_orders_or_photos_table():
+    # given every migration of the lab's own apps
+    lab_apps = {config.label for config in apps.get_app_configs() if config.name.startswith("lab.")}
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    combined = set()
+
+    # when those that are one transaction are looked at
+    for (app_label, name), migration in sorted(loader.disk_migrations.items()):
+        if app_label not in lab_apps or not migration.atomic:
+            continue
+        operations = list(_database_operations(migration.operations))
+        if any(isinstance(operation, RunPython) for operation in operations) and any(
+            _changes_the_orders_tables(app_label, operation) for operation in operations
+        ):
+            combined.add((app_label, name))
+
+    # then none changes the orders' or photos' table and runs Python in it but those named (before,
+    # orders/0013 re-sealed every order under its ALTER TABLE's lock), and each named still does
+    assert combined == set(ONE_TRANSACTION_WITH_THE_ORDERS_TABLES)

@@ -1,5 +1,9 @@
 """Photos get their seal (lab/orders/models.py). The photos there are when this runs are sealed as they are:
-the upgrade trusts the state it finds, as the operator running it on the app host does."""
+the upgrade trusts the state it finds, as the operator running it on the app host does.
+
+In one transaction with the column it fills (a run stopped part-way could not add the column again): the
+lock of its ALTER TABLE is held until the last photo is sealed. It ran once, on upgrades to the seals; a
+database that has it does not run it again (tests/production/test_migration_defaults.py names it)."""
 
 from django.db import migrations, models
 
@@ -20,6 +24,9 @@ def seal_assets(apps, schema_editor):  # type: ignore[no-untyped-def]
             blob_name=asset.blob_name,
         )
         sealed.append(asset)
+        if len(sealed) >= BATCH:  # each batch written as it is made: no list of every photo in memory
+            Asset.objects.bulk_update(sealed, ["sealed"], batch_size=BATCH)
+            sealed = []
     Asset.objects.bulk_update(sealed, ["sealed"], batch_size=BATCH)
 
 

@@ -1,5 +1,9 @@
 """Orders get their shipping address's seal (lab/orders/models.py). The orders there are when this runs are
-sealed as they are: the upgrade trusts the state it finds, as the operator running it on the app host does."""
+sealed as they are: the upgrade trusts the state it finds, as the operator running it on the app host does.
+
+In one transaction with the column it fills (a run stopped part-way could not add the column again): the
+lock of its ALTER TABLE is held until the last order is sealed. It ran once, on upgrades to the seals; a
+database that has it does not run it again (tests/production/test_migration_defaults.py names it)."""
 
 from django.db import migrations, models
 
@@ -16,6 +20,9 @@ def seal_addresses(apps, schema_editor):  # type: ignore[no-untyped-def]
             ref=order.ref, customer_id=order.customer_id, address=order.shipping_address
         )
         sealed.append(order)
+        if len(sealed) >= BATCH:  # each batch written as it is made: no list of every order in memory
+            Order.objects.bulk_update(sealed, ["address_sealed"], batch_size=BATCH)
+            sealed = []
     Order.objects.bulk_update(sealed, ["address_sealed"], batch_size=BATCH)
 
 

@@ -1,6 +1,6 @@
 """An order's address seal covers its shipping method too (lab/orders/models.py: shipping_seal), and an order
-records when its packing slip was first served to a person at the station (`slip_served_at`, after which the
-customer no longer changes its address: lab/orders/address.py).
+records when its packing slip was first served to a person at the packing station (`slip_served_at`, after
+which the customer no longer changes its address: lab/orders/address.py).
 
 Before, the seal covered the address alone: a database administrator who set a packed express order's method
 to "pickup" had the station hand the box over at the counter to whoever gave the name on its slip. Each
@@ -8,54 +8,102 @@ order whose seal of the address alone holds is sealed again, with its method, as
 trusts the state it finds, as 0008 did). An order whose seal does not hold (its address written in the
 database alone) is left as it is: it stays refused at the station until a supervisor looks at it. Going
 backwards seals nothing again; the orders' seals of the new kind are then refused until this runs again.
+
+Not atomic: in one transaction the re-seal held the lock of the column's ALTER TABLE (ACCESS EXCLUSIVE) on
+orders_order until its last row, and every read of an order on every host waited past gunicorn's timeout.
+The re-seal runs first, each batch of orders committed in its own transaction (their rows locked only while
+it is sealed), then the column is added, alone. A run stopped part-way is run again as it is: an order
+already sealed with its method no longer passes the check of the address alone and is skipped, and the
+column is added only once the re-seal has ended.
+
+An order a web process of the previous version places after this ran is sealed the old way (the address
+alone), which the new check refuses: `manage.py order_seals_upgrade` (lab/staff/management/commands) runs
+`seal_the_method_too` again, once no such process is left, for the orders created since (deploy/README.md).
 """
 
 import json
+from collections.abc import Callable
+from typing import Any
 
-from django.db import migrations, models
+from django.db import migrations, models, transaction
 
 from lab.lib.seals import seal_holds
 from lab.orders.models import shipping_seal
 
 BATCH = 500
 ADDRESS_SEAL_SALT = "lab.orders.shipping_address"  # lab.orders.models._ADDRESS_SEAL_SALT
+SEALED_FIELDS = ("pk", "ref", "customer_id", "shipping_address", "shipping_method", "address_sealed")
 
 
-def _address_alone(order) -> str:  # type: ignore[no-untyped-def]
+def _address_alone(order: Any) -> str:
     """The facts the seal covered before (lab.orders.models._address_facts), as 0008 sealed them."""
     address = json.dumps(order.shipping_address or {}, sort_keys=True, separators=(",", ":"))
     return f"{order.ref}|{order.customer_id or ''}|{address}"
 
 
+def _address_and_method(order: Any) -> str:
+    """The facts the seal covers now (lab.orders.models._shipping_facts)."""
+    return f"{_address_alone(order)}|method:{order.shipping_method}"
+
+
+def seal_the_method_too(
+    orders: Any, *, using: str = "default", on_left: Callable[[Any], None] | None = None
+) -> list[Any]:
+    """Seal again, with its shipping method, each order of the queryset `orders` whose seal of the address
+    alone holds; returns them (ref and method loaded). Batches of BATCH orders by primary key, each read
+    locked (FOR UPDATE) and written in its own transaction. An order whose seal holds with its method, or
+    whose address is empty (an erased customer's: nothing is sent anywhere), is passed over; `on_left` is
+    called with any other (its seal holds in neither format)."""
+    sealed: list[Any] = []
+    after = None
+    while True:
+        with transaction.atomic(using=using):
+            batch = orders.order_by("pk").only(*SEALED_FIELDS).select_for_update()
+            if after is not None:
+                batch = batch.filter(pk__gt=after)
+            rows = list(batch[:BATCH])
+            if not rows:
+                return sealed
+            after = rows[-1].pk
+            changed = []
+            for order in rows:
+                if not order.shipping_address or seal_holds(
+                    order.address_sealed, ADDRESS_SEAL_SALT, _address_and_method(order)
+                ):
+                    continue
+                if not seal_holds(order.address_sealed, ADDRESS_SEAL_SALT, _address_alone(order)):
+                    if on_left is not None:
+                        on_left(order)
+                    continue  # written outside the lab: left as it is
+                order.address_sealed = shipping_seal(
+                    ref=order.ref,
+                    customer_id=order.customer_id,
+                    address=order.shipping_address,
+                    shipping_method=order.shipping_method,
+                )
+                changed.append(order)
+            orders.model.objects.using(using).bulk_update(changed, ["address_sealed"], batch_size=BATCH)
+        sealed.extend(changed)
+
+
 def seal_the_shipping_method_too(apps, schema_editor):  # type: ignore[no-untyped-def]
     Order = apps.get_model("orders", "Order")
-    sealed = []
-    for order in Order.objects.exclude(address_sealed="").iterator(chunk_size=BATCH):
-        if not seal_holds(order.address_sealed, ADDRESS_SEAL_SALT, _address_alone(order)):
-            continue  # written outside the lab (or already sealed with its method): left as it is
-        order.address_sealed = shipping_seal(
-            ref=order.ref,
-            customer_id=order.customer_id,
-            address=order.shipping_address,
-            shipping_method=order.shipping_method,
-        )
-        sealed.append(order)
-        if len(sealed) >= BATCH:
-            Order.objects.bulk_update(sealed, ["address_sealed"], batch_size=BATCH)
-            sealed = []
-    Order.objects.bulk_update(sealed, ["address_sealed"], batch_size=BATCH)
+    alias = schema_editor.connection.alias
+    seal_the_method_too(Order.objects.using(alias), using=alias)
 
 
 class Migration(migrations.Migration):
+    atomic = False
+
     dependencies = [
         ("orders", "0012_shipped_event_notes_without_tracking_numbers"),
     ]
 
     operations = [
+        migrations.RunPython(seal_the_shipping_method_too, migrations.RunPython.noop),
         migrations.AddField(
             model_name="order",
             name="slip_served_at",
             field=models.DateTimeField(blank=True, db_default=None, null=True),
         ),
-        migrations.RunPython(seal_the_shipping_method_too, migrations.RunPython.noop),
     ]
