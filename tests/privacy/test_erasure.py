@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -43,6 +45,7 @@ from tests.builders import (
     upload,
 )
 from tests.support.images import jpeg_bytes
+from tests.support.stripe_proxy import StripeProxy
 from tests.support.stripe_webhooks import deliver, pay_at_stripe
 
 pytestmark = pytest.mark.django_db
@@ -559,3 +562,73 @@ def test_erasure_is_refused_while_stripe_cannot_say_whether_an_unpaid_order_was_
     order.refresh_from_db()
     assert (order.status, order.is_anonymized) == ("awaiting_payment", False)
     assert User.objects.get(email=PERSON.email).erased_at is None
+
+
+class SlowIntentReads(StripeProxy):
+    """Stripe answering each read of a PaymentIntent `delay` seconds late (a slow Stripe), and counting the
+    reads that came in at once."""
+
+    def __init__(self, *, upstream: str, delay: float) -> None:
+        super().__init__(upstream=upstream)
+        self.delay = delay
+        self.reads = 0
+        self.at_once = 0
+        self._under_way = 0
+        self._lock = threading.Lock()
+
+    def forwarded(self, method: str, path: str, headers: dict[str, str], status: int) -> None:
+        if method != "GET" or not path.startswith("/v1/payment_intents/"):
+            return
+        with self._lock:
+            self.reads += 1
+            self._under_way += 1
+            self.at_once = max(self.at_once, self._under_way)
+        time.sleep(self.delay)
+        with self._lock:
+            self._under_way -= 1
+
+
+@pytest.mark.parametrize(
+    ("unpaid", "delay", "answer"),
+    [
+        # every read answered within the budget: the erasure goes through
+        (4, 1.2, 200),
+        # eight reads at a time, the ninth's answer due after the budget: refused for now, nothing erased
+        (9, 1.5, 503),
+    ],
+)
+def test_an_erasure_reads_its_unpaid_orders_at_stripe_within_one_stripe_timeout(
+    api, settings, stripe_api, unpaid, delay, answer
+):
+    # given a customer with several unpaid orders, and a slow Stripe: each PaymentIntent read takes `delay`
+    # seconds, under STRIPE_TIMEOUT_SECONDS, and all of them one after another more than twice that
+    register(api)
+    customer = User.objects.get(email=PERSON.email)
+    orders = [place_order(api, asset_id=upload(api), key=f"erase-slow-{n}") for n in range(unpaid)]
+    settings.STRIPE_TIMEOUT_SECONDS = 2
+    assert unpaid * delay > 2 * settings.STRIPE_TIMEOUT_SECONDS
+    proxy = SlowIntentReads(upstream=stripe_api.url, delay=delay).start()
+    settings.STRIPE_API_BASE = proxy.url
+    try:
+        # when they ask for their data to be erased (before: one read after another, `unpaid` x `delay`
+        # seconds; with enough orders or a slower Stripe, past gunicorn's 60 s, a 502 on every retry)
+        started = time.monotonic()
+        response = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+        took = time.monotonic() - started
+    finally:
+        proxy.stop()
+
+    # then it answers within one STRIPE_TIMEOUT_SECONDS (and the erasure's own work), the reads made at once
+    assert took < settings.STRIPE_TIMEOUT_SECONDS + 1.5, took
+    assert proxy.at_once > 1
+    assert response.status_code == answer, response.json()
+    customer.refresh_from_db()
+    if answer == 503:
+        # naming the order Stripe had not answered for, and with nothing erased
+        assert response.json()["code"] == "erasure_payment_check_unavailable"
+        assert orders[-1].ref in response.json()["orders"]
+        assert customer.erased_at is None
+        assert not Order.objects.filter(customer=customer, is_anonymized=True).exists()
+    else:
+        assert proxy.reads == unpaid
+        assert customer.erased_at is not None

@@ -1,0 +1,106 @@
+"""Upgrading past migration orders/0014: an order erased and a photo purged before the erasure blanked the
+address's seal and the ICC profile's description (commit e978d66) lose them too, and nothing else does."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from PIL import Image, ImageCms
+
+from lab.orders.models import Asset, Order, OrderItem
+from tests.builders import PERSON_PASSWORD, database_text, place_order, register
+from tests.builders.orders import order_for
+from tests.builders.people import new_customer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("orders", "0013_order_shipping_method_sealed_slip_served_at")]
+ICC_NAME = "Proofed for Ottoline Fairweather-Quince"
+KEPT_NOTE = "embedded profile 'Proofed for a customer still here' will be converted to the printer profile"
+
+
+def _migrate(targets: list[tuple[str, str]]) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+
+
+def _icc_profile_described(description: str) -> bytes:
+    """lcms's sRGB profile with its `desc` tag (an mluc) saying `description`, as a photo editor writes the
+    profile's name (as tests/privacy/test_erasure.py makes it)."""
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    text = description.encode("utf-16-be")
+    tag = b"mluc" + bytes(4) + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
+    icc += bytes(-len(icc) % 4)
+    offset = len(icc)
+    icc += tag
+    (count,) = struct.unpack(">I", icc[128:132])
+    for entry in range(132, 132 + 12 * count, 12):
+        if icc[entry : entry + 4] == b"desc":
+            icc[entry + 4 : entry + 12] = struct.pack(">II", offset, len(tag))
+    icc[0:4] = struct.pack(">I", len(icc))
+    return bytes(icc)
+
+
+@pytest.mark.usefixtures("stripe_api")  # the order is placed through the API: a PaymentIntent
+def test_orders_erased_and_photos_purged_before_the_upgrade_lose_their_seal_and_icc_description(api) -> None:
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    # given a customer's order of a photo whose ICC profile is described by a person's name, erased
+    register(api)
+    image = Image.new("RGB", (1800, 1200), (200, 120, 40))
+    data = io.BytesIO()
+    image.save(data, "JPEG", quality=90, icc_profile=_icc_profile_described(ICC_NAME))
+    uploaded = api.post(
+        "/api/v1/assets",
+        {"file": SimpleUploadedFile("holiday.jpg", data.getvalue(), content_type="image/jpeg")},
+        format="multipart",
+    )
+    assert uploaded.status_code == 201, uploaded.json()
+    asset_id = uploaded.json()["id"]
+    order = place_order(api, asset_id=asset_id, key="erased-before-0014")
+    item = order.items.get()
+    sealed, preflight = order.address_sealed, item.preflight
+    assert sealed and ICC_NAME in preflight["color_note"]
+    assert Asset.objects.get(pk=asset_id).icc_description == ICC_NAME
+    erased = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+    assert erased.status_code == 200, erased.json()
+    # and another customer's order, not erased, whose photo's profile is described too
+    kept = order_for(new_customer())
+    kept_item = kept.items.get()
+    OrderItem.objects.filter(pk=kept_item.pk).update(
+        preflight={**kept_item.preflight, "color_note": KEPT_NOTE}
+    )
+    Asset.objects.filter(pk=kept_item.asset_id).update(icc_description="Proofed for a customer still here")
+    kept_seal = kept.address_sealed
+    assert kept_seal
+
+    _migrate(BEFORE)
+    try:
+        # as an erasure and a purge made before commit e978d66 left them: the seal and the description kept
+        Order.objects.filter(pk=order.pk).update(address_sealed=sealed)
+        OrderItem.objects.filter(pk=item.pk).update(preflight=preflight)
+        Asset.objects.filter(pk=asset_id).update(icc_description=ICC_NAME)
+        assert "ottoline" in database_text()
+    finally:
+        # when the lab is upgraded (a failed test leaves the schema current too)
+        _migrate(latest)
+
+    # then the erased order keeps no seal nor description, the purged photo no description: the name is gone
+    order.refresh_from_db()
+    assert order.address_sealed == ""
+    assert OrderItem.objects.get(pk=item.pk).preflight == {
+        **preflight,
+        "color_note": "embedded profile will be converted to the printer profile",
+    }
+    assert Asset.objects.get(pk=asset_id).icc_description == ""
+    assert "ottoline" not in database_text()
+    # and the order and photo of the customer still here keep theirs
+    kept.refresh_from_db()
+    assert (kept.address_sealed, kept.address_is_sealed) == (kept_seal, True)
+    assert OrderItem.objects.get(pk=kept_item.pk).preflight["color_note"] == KEPT_NOTE
+    assert Asset.objects.get(pk=kept_item.asset_id).icc_description == "Proofed for a customer still here"
