@@ -4,18 +4,18 @@ address's seal and the ICC profile's description (commit e978d66) lose them too,
 from __future__ import annotations
 
 import io
-import struct
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from PIL import Image, ImageCms
+from PIL import Image
 
 from lab.orders.models import Asset, Order, OrderItem
 from tests.builders import PERSON_PASSWORD, database_text, place_order, register
 from tests.builders.orders import order_for
 from tests.builders.people import new_customer
+from tests.support.images import icc_profile_described
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,23 +30,6 @@ def _migrate(targets: list[tuple[str, str]]) -> None:
     executor.migrate(targets)
 
 
-def _icc_profile_described(description: str) -> bytes:
-    """lcms's sRGB profile with its `desc` tag (an mluc) saying `description`, as a photo editor writes the
-    profile's name (as tests/privacy/test_erasure.py makes it)."""
-    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    text = description.encode("utf-16-be")
-    tag = b"mluc" + bytes(4) + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
-    icc += bytes(-len(icc) % 4)
-    offset = len(icc)
-    icc += tag
-    (count,) = struct.unpack(">I", icc[128:132])
-    for entry in range(132, 132 + 12 * count, 12):
-        if icc[entry : entry + 4] == b"desc":
-            icc[entry + 4 : entry + 12] = struct.pack(">II", offset, len(tag))
-    icc[0:4] = struct.pack(">I", len(icc))
-    return bytes(icc)
-
-
 @pytest.mark.usefixtures("stripe_api")  # the order is placed through the API: a PaymentIntent
 def test_orders_erased_and_photos_purged_before_the_upgrade_lose_their_seal_and_icc_description(api) -> None:
     latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
@@ -54,7 +37,7 @@ def test_orders_erased_and_photos_purged_before_the_upgrade_lose_their_seal_and_
     register(api)
     image = Image.new("RGB", (1800, 1200), (200, 120, 40))
     data = io.BytesIO()
-    image.save(data, "JPEG", quality=90, icc_profile=_icc_profile_described(ICC_NAME))
+    image.save(data, "JPEG", quality=90, icc_profile=icc_profile_described(ICC_NAME))
     uploaded = api.post(
         "/api/v1/assets",
         {"file": SimpleUploadedFile("holiday.jpg", data.getvalue(), content_type="image/jpeg")},

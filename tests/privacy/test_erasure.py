@@ -5,14 +5,13 @@ or its money unsettled (a dispute open, a refund owed)."""
 from __future__ import annotations
 
 import io
-import struct
 import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image, ImageCms
+from PIL import Image
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
@@ -44,7 +43,7 @@ from tests.builders import (
     register,
     upload,
 )
-from tests.support.images import jpeg_bytes
+from tests.support.images import icc_profile_described, jpeg_bytes
 from tests.support.stripe_proxy import StripeProxy
 from tests.support.stripe_webhooks import deliver, pay_at_stripe
 
@@ -454,27 +453,6 @@ def test_an_erased_order_keeps_no_seal_of_its_address(api, django_capture_on_com
     order.refresh_from_db()
     assert (order.shipping_address, order.address_sealed, order.address_is_sealed) == ({}, "", True)
     assert api.get(f"/api/v1/orders/{order.ref}").status_code in (401, 404)  # the account is gone
-
-
-def icc_profile_described(description: str) -> bytes:
-    """lcms's sRGB profile with its `desc` tag (an mluc) saying `description`, as a photo editor writes the
-    profile's name; the old tag's bytes stay in the file, unreferenced."""
-    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    text = description.encode("utf-16-be")
-    tag = b"mluc" + bytes(4) + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
-    icc += bytes(-len(icc) % 4)
-    offset = len(icc)
-    icc += tag
-    (count,) = struct.unpack(">I", icc[128:132])
-    for entry in range(132, 132 + 12 * count, 12):
-        if icc[entry : entry + 4] == b"desc":
-            icc[entry + 4 : entry + 12] = struct.pack(">II", offset, len(tag))
-    icc[0:4] = struct.pack(">I", len(icc))
-    assert (
-        ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc)))).strip()
-        == description
-    )
-    return bytes(icc)
 
 
 ICC_NAME = "Proofed for Ottoline Fairweather-Quince"

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageCms
 
 # Stored pixels for each EXIF orientation: the inverse of what a reader applies to see the upright photo.
 STORED_FOR_ORIENTATION = {
@@ -343,3 +343,24 @@ def progressive_jpeg_scripted(width: int = 640, height: int = 480) -> bytes:
             check=True,
         )
     return result.stdout
+
+
+def icc_profile_described(description: str) -> bytes:
+    """lcms's sRGB profile with its `desc` tag (an mluc) saying `description`, as a photo editor writes the
+    profile's name; the old tag's bytes stay in the file, unreferenced."""
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    text = description.encode("utf-16-be")
+    tag = b"mluc" + bytes(4) + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
+    icc += bytes(-len(icc) % 4)
+    offset = len(icc)
+    icc += tag
+    (count,) = struct.unpack(">I", icc[128:132])
+    for entry in range(132, 132 + 12 * count, 12):
+        if icc[entry : entry + 4] == b"desc":
+            icc[entry + 4 : entry + 12] = struct.pack(">II", offset, len(tag))
+    icc[0:4] = struct.pack(">I", len(icc))
+    assert (
+        ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc)))).strip()
+        == description
+    )
+    return bytes(icc)
