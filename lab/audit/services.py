@@ -16,7 +16,7 @@ from typing import NoReturn, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
-from django.core.mail import EmailMessage, send_mail
+from django.core.mail import EmailMessage
 from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
 
@@ -359,16 +359,23 @@ def _alert(problem: chain.ChainProblem) -> None:
 def _mail_checkpoint(checkpoint: chain.Checkpoint) -> None:
     if not settings.AUDIT_WITNESS_EMAILS:
         return
+    message = EmailMessage(
+        subject=f"[{settings.LAB_NAME}] audit checkpoint seq {checkpoint.seq}",
+        body=checkpoint.to_line() + "\n",
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=list(settings.AUDIT_WITNESS_EMAILS),
+    )
+    # The witness log is the durable copy and the checkpoint is already in it and stored: a lost mail is a
+    # warning naming no address, not a failed checkpoint. Before, an address Django cannot encode raised
+    # UnicodeError out of checkpoint_write: every export answered 500, every scheduled checkpoint failed.
     try:
-        send_mail(
-            subject=f"[{settings.LAB_NAME}] audit checkpoint seq {checkpoint.seq}",
-            message=checkpoint.to_line() + "\n",
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=settings.AUDIT_WITNESS_EMAILS,
+        mail_send(message)
+    except MailNotSent as error:  # MailRefused is one: a server's refusal, or an address it cannot encode
+        logger.warning("audit checkpoint e-mail could not be sent seq=%s reason=%s", checkpoint.seq, error)
+    except Exception as error:
+        logger.warning(
+            "audit checkpoint e-mail could not be sent seq=%s error=%s", checkpoint.seq, type(error).__name__
         )
-    except OSError:
-        # The witness log is the durable copy; a lost mail is a warning, not a missing checkpoint.
-        logger.warning("audit checkpoint e-mail could not be sent seq=%s", checkpoint.seq)
 
 
 # --- verification from the database -------------------------------------------------------------------

@@ -38,9 +38,12 @@ def _accepted_request_id(resp: Any) -> str:
 
 
 def _readable_path(path: str) -> str:
-    """PATH_INFO is the path's bytes as Latin-1 (PEP 3333): shown as UTF-8 where it is, escaped."""
+    """PATH_INFO is the path's bytes as Latin-1 (PEP 3333): shown as UTF-8 where it is, escaped. A byte that
+    is not UTF-8 (`%FF`) is written `\\xff` by escape_for_log (surrogateescape), once: a typed backslash is
+    doubled (`%5Cxff` is `\\\\xff`), so the two are told apart (backslashreplace wrote both as
+    `\\\\xff`)."""
     with contextlib.suppress(UnicodeEncodeError):
-        path = path.encode("latin-1").decode("utf-8", "backslashreplace")
+        path = path.encode("latin-1").decode("utf-8", "surrogateescape")
     return escape_for_log(path)
 
 

@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 
 from lab.lib import log_context
 
-# C0 and C1 controls (newline, carriage return, escape, NEL), the Unicode line and paragraph separators, and
-# the backslash, so that an escape in a line is always one the lab wrote. Other text (a file's name in any
-# script) stays readable as it is.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\\\\\u2028\u2029]")
+# C0 and C1 controls (newline, carriage return, escape, NEL), the Unicode line and paragraph separators, lone
+# surrogates, and the backslash, so that an escape in a line is always one the lab wrote. Other text (a file's
+# name in any script) stays readable as it is.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\\\\\u2028\u2029\ud800-\udfff]")
+# What `surrogateescape` decodes a byte that is not UTF-8 to (U+DC80-U+DCFF for 0x80-0xff).
+_ESCAPED_BYTES = range(0xDC80, 0xDD00)
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -29,11 +31,16 @@ def _escaped(match: re.Match[str]) -> str:
     if character == "\\":
         return "\\\\"
     code = ord(character)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code in _ESCAPED_BYTES:
+        return f"\\x{code - 0xDC00:02x}"
+    # A C1 control (NEL) as \u0085, not \x85: that is how a byte 0x85 that is not UTF-8 reads (%85).
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 def escape_for_log(text: str) -> str:
-    """`text` on one line: controls as `\\xNN` (`\\u2028`), a backslash doubled, everything else as it is."""
+    """`text` on one line: C0 controls as `\\xNN`, C1 ones and the line separators as `\\uNNNN`, a byte that
+    was not UTF-8 (decoded with `surrogateescape`) as `\\xNN` once, another lone surrogate as `\\udNNN` (no
+    UTF-8 log can hold it), a backslash doubled, everything else as it is."""
     return _UNSAFE.sub(_escaped, text)
 
 

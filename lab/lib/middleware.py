@@ -57,10 +57,15 @@ class RequestIdMiddleware:
 class RequestContextFilter(logging.Filter):
     """Gives every log record the request id and the client's network (address_for_logs) of its request ("-"
     outside one), and escapes the control characters of its string arguments (escape_for_log): a path with
-    `%0A` in it wrote a line of the attacker's choosing after the lab's."""
+    `%0A` in it wrote a line of the attacker's choosing after the lab's.
+
+    Not those of Django's own response lines ("Not Found: %s"): django.utils.log.log_response has escaped its
+    arguments already (unicode_escape: controls, backslashes and all non-ASCII), and a second layer wrote a
+    path's `ü` as `\\\\xfc`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        escape_record_args(record)
+        if not _logged_by_log_response(record):
+            escape_record_args(record)
         # django.request logs a 4xx/5xx after the middleware returned, but hands over the request itself.
         request = getattr(record, "request", None)
         if isinstance(request, HttpRequest):
@@ -70,3 +75,14 @@ class RequestContextFilter(logging.Filter):
             record.request_id = _request_id.get()
             record.client_ip = _client_ip.get()
         return True
+
+
+def _logged_by_log_response(record: logging.LogRecord) -> bool:
+    """Whether django.utils.log.log_response wrote `record`: a django.* logger's record whose extra is the
+    response's status_code and the HttpRequest (runserver's django.server lines carry a socket as their
+    request, and their arguments unescaped)."""
+    return (
+        (record.name == "django" or record.name.startswith("django."))
+        and isinstance(getattr(record, "status_code", None), int)
+        and isinstance(getattr(record, "request", None), HttpRequest)
+    )

@@ -101,3 +101,24 @@ def test_the_alert_still_reaches_the_auditors_through_the_mail_server(
     [(recipients, data)] = sink.received
     assert recipients == ["auditors@printlab.example"]
     assert b"Subject: [Print Lab] audit checkpoint refused: witness_unreadable at line 3" in data
+
+
+def test_a_witness_address_django_cannot_encode_does_not_fail_the_stored_checkpoint(
+    sink: SmtpSink, settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a witness address whose domain IDNA cannot encode (AUDIT_ALERT_EMAILS defaults to the same list)
+    settings.AUDIT_WITNESS_EMAILS = ["auditors@" + "ä" * 60 + ".example"]
+    audit_write(3)
+    caplog.set_level(logging.INFO)
+
+    # when a checkpoint is signed, then it is witnessed, stored and returned, and the failed mail a warning
+    # naming no one (before, UnicodeError escaped checkpoint_write after the checkpoint was stored)
+    row = checkpoint_write()
+
+    assert AuditCheckpoint.objects.get() == row
+    last = witness_sink().last()
+    assert last is not None and last.seq == row.seq
+    assert sink.received == []
+    logged = _logged(caplog)
+    assert f"audit checkpoint e-mail could not be sent seq={row.seq}" in logged
+    assert "ä" not in logged and "auditors" not in logged

@@ -151,6 +151,32 @@ def test_the_board_says_when_it_stops_updating_and_reloads_when_refused(
     assert page.evaluate("window.labMarker") is None  # a new document
 
 
+def test_the_board_says_when_its_poll_hangs_unanswered(
+    page: Page, screenshots: Path, console_errors_expected: list[str]
+) -> None:
+    console_errors_expected += ["htmx:timeout", "htmx:afterRequest"]
+    technician = person("technician")
+    sign_in(page, email=technician.email, next_url="/lab/board/")
+    live = page.locator("#board-live")
+    updated = page.locator("#board-live .updated time")
+    banner = page.locator(".stale-banner")
+    expect(updated).to_be_visible()
+    expect(banner).to_have_count(0)
+
+    # A database stall or a frozen web host: the poll is sent and never answered. Before, htmx waited for it
+    # with no timeout (and queued the next poll behind it): the last state stayed up, saying nothing.
+    page.route(BOARD_LIVE, lambda route: None)
+    expect(banner).to_be_visible(timeout=20_000)
+    expect(banner).to_have_text(f"Not updated since {updated.inner_text()} UTC: the server did not answer")
+    expect(live).to_have_class(re.compile(r"\bstale\b"))
+    page.screenshot(path=screenshots / "board-stale-hung.png", full_page=True)
+
+    # The server answers again: the next poll clears the banner.
+    page.unroute(BOARD_LIVE)
+    expect(banner).to_have_count(0, timeout=20_000)
+    expect(live).not_to_have_class(re.compile(r"\bstale\b"))
+
+
 def test_packer_scans_checks_items_and_ships(page: Page, screenshots: Path) -> None:
     hotfolder_printer("minilab", sizes=["4x6", "5x7"])
     order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-5X7-GLOSSY", 1)])
