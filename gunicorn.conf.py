@@ -31,9 +31,16 @@ timeout = 60
 def child_exit(server: Any, worker: Any) -> None:
     """A worker has exited (recycled by --max-requests, killed by the timeout, or stopped): with
     PROMETHEUS_MULTIPROC_DIR set (deploy/systemd/printlab-web.service), mark it dead in prometheus_client's
-    multiprocess files, as its docs ask of gunicorn: its live gauges go, its counters and histograms stay in
-    the sum a scrape adds up. Read from the environment here: the master imports no lab code (no preload)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    multiprocess files, as its docs ask of gunicorn (its live gauges go), and fold its counter and histogram
+    files into one archive file per type (lab/lib/metrics_archive.py): their values stay in the sum a scrape
+    adds up, and the directory no longer gains two files per recycled worker, each read by every scrape. Read
+    from the environment here: the master imports no Django (no preload); that module imports none either.
+    A failed merge is logged, not raised: an exception here would stop the master."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from lab.lib.metrics_archive import archive_dead_process
 
-        multiprocess.mark_process_dead(worker.pid)
+        try:
+            archive_dead_process(worker.pid, directory)
+        except Exception:
+            server.log.exception("could not archive the metrics files of worker %s", worker.pid)

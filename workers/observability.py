@@ -78,7 +78,9 @@ def metrics_port_start(**_: Any) -> None:
 
 @worker_process_shutdown.connect
 def metrics_process_gone(**_: Any) -> None:
-    if multiprocess_directory():
-        from prometheus_client import multiprocess
+    if directory := multiprocess_directory():
+        # Its counters and histograms folded into the archives, as gunicorn.conf.py's child_exit does for a
+        # web worker: a pool child recycled left files every scrape read again until the worker stopped.
+        from lab.lib.metrics_archive import archive_dead_process
 
-        multiprocess.mark_process_dead(os.getpid())
+        archive_dead_process(os.getpid(), directory)

@@ -8,9 +8,12 @@ prometheus_client keeps these values in files there, and a scrape adds up every 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from lab.lib.metrics_archive import archive_read_lock
 
 # Web requests and audit appends take milliseconds; tasks (rasterizing, CUPS, Stripe) take up to minutes.
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -44,10 +47,19 @@ def multiprocess_directory() -> str:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 
+class _ArchivedMultiProcessCollector(MultiProcessCollector):
+    """prometheus_client's collector, reading the directory under the lock a merge of an exited process's
+    files into the archives takes alone (lab.lib.metrics_archive)."""
+
+    def collect(self) -> Any:
+        with archive_read_lock(self._path):
+            return list(super().collect())  # type: ignore[no-untyped-call]
+
+
 def process_registry() -> CollectorRegistry:
     """This service's recorded metrics: every process's files in multiprocess mode, else this process's."""
     if not multiprocess_directory():
         return REGISTRY
     registry = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(registry)
+    _ArchivedMultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry

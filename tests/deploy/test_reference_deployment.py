@@ -460,8 +460,8 @@ def test_gunicorns_child_exit_marks_an_exited_worker_dead_in_the_multiprocess_di
     tmp_path, monkeypatch
 ):
     # A worker recycled by --max-requests leaves its files behind: its counters and histograms stay in the sum
-    # a scrape adds up, its live gauges must go (prometheus_client's mark_process_dead, which its docs ask
-    # gunicorn's child_exit to call).
+    # a scrape adds up (in an archive file: the next test), its live gauges must go (prometheus_client's
+    # mark_process_dead, which its docs ask gunicorn's child_exit to call).
     recorded = subprocess.run(
         [
             sys.executable,
@@ -492,8 +492,72 @@ def test_gunicorns_child_exit_marks_an_exited_worker_dead_in_the_multiprocess_di
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     settings.child_exit(None, exited)
 
-    assert {path.name for path in tmp_path.iterdir()} == {f"counter_{pid}.db"}
+    assert {path.name for path in tmp_path.glob("*.db")} == {"counter_archive.db"}
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry, path=str(tmp_path))
     samples = {sample.name: sample.value for metric in registry.collect() for sample in metric.samples}
     assert samples == {"printlab_test_requests_total": 1.0}
+
+
+def _multiprocess_totals(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """What a scrape of `directory` answers: every sample by name and labels."""
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=str(directory))
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+    }
+
+
+def test_gunicorns_child_exit_folds_exited_workers_counters_and_histograms_into_one_archive_file_per_type(
+    tmp_path, monkeypatch
+):
+    # mark_process_dead removes live gauges only (prometheus/client_python#568): without more, every worker
+    # recycled by --max-requests left counter_<pid>.db and histogram_<pid>.db in /run/printlab-web until the
+    # unit stopped, and every scrape read them all (thousands of files: seconds a scrape). child_exit folds
+    # them into one archive per type, and a scrape adds up the same totals as before.
+    pids = []
+    for worker in range(3):
+        recorded = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os, sys\n"
+                "from prometheus_client import Counter, Histogram\n"
+                "n = int(sys.argv[1])\n"
+                "c = Counter('printlab_test_requests', 'r', ['route'])\n"
+                "c.labels('orders').inc(n + 1)\n"
+                "c.labels(f'only-{n}').inc()\n"
+                "h = Histogram('printlab_test_seconds', 's', ['route'], buckets=(0.25, 1.0, 4.0))\n"
+                "for seconds in (0.125, 0.5 * n, 2.0 + n, 8.0):\n"
+                "    h.labels('orders').observe(seconds)\n"
+                "h.labels(f'only-{n}').observe(0.5)\n"
+                "print(os.getpid())\n",
+                str(worker),
+            ],
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        pids.append(int(recorded.stdout))
+    assert {path.name for path in tmp_path.glob("*.db")} == {
+        f"{typ}_{pid}.db" for typ in ("counter", "histogram") for pid in pids
+    }
+    before = _multiprocess_totals(tmp_path)
+    assert before[("printlab_test_requests_total", (("route", "orders"),))] == 6.0
+    assert before[("printlab_test_seconds_count", (("route", "orders"),))] == 12.0
+    assert before[("printlab_test_seconds_bucket", (("le", "1.0"), ("route", "orders")))] == 6.0
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    settings = _gunicorn_settings()
+    for exited, pid in enumerate(pids, start=1):
+        settings.child_exit(None, types.SimpleNamespace(pid=pid))
+        # After each merge, not only the last: the archive is read as any other file of the directory.
+        assert {path.name for path in tmp_path.glob("*.db")} == {
+            "counter_archive.db",
+            "histogram_archive.db",
+        } | {f"{typ}_{running}.db" for typ in ("counter", "histogram") for running in pids[exited:]}
+        assert _multiprocess_totals(tmp_path) == before
