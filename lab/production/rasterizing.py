@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
 
 from lab.audit.records import system_image_access
+from lab.lib.backoff import backoff_delay
 from lab.lib.clock import database_now
+from lab.lib.tasks import enqueue
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_delete, vault_read, vault_write
 from lab.production import raster
@@ -23,11 +26,19 @@ from lab.production.jobs import (
     rasterize_enqueue,
     submit_enqueue,
 )
-from lab.production.models import PrintJob
+from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 
 logger = logging.getLogger(__name__)
 J = JobStatus
+
+# The photo store could not read the photo or keep its raster (disk full, an I/O error): the job's code, and
+# the kind of the event that gives the job back to the queue for a later attempt.
+RASTER_STORE_UNWRITABLE = "raster_store_unwritable"
+# Attempts one job makes against a store that keeps refusing before a person is asked. Spaced by the
+# transient backoff (PRODUCTION_RETRY_BASE_SECONDS doubling up to PRODUCTION_RETRY_CAP_SECONDS; by default
+# 5 s … 600 s), the last fails the job about an hour and a half after the first.
+RASTER_STORE_ATTEMPTS = 16
 
 
 def print_job_rasterize(*, job_id: int, worker: str) -> str:
@@ -40,6 +51,9 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
             to_status=J.RASTERIZING,
             kind="claimed",
             note=worker,
+            # Not before the wait of a job the store refused (`_store_refused`): that message comes on time,
+            # an earlier one (the reconciler's) finds nothing to do.
+            where=~Q(failure_code=RASTER_STORE_UNWRITABLE, next_attempt_at__gt=now),
             claimed_at=now,
             claimed_by=worker,
         ) or job_move(
@@ -96,7 +110,14 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
             message=str(error),
         )
         return "failed"
-    blob = vault_write(data_key=asset.data_key, plaintext=result.data, purpose="raster")
+    except OSError as error:
+        if error.errno is None:
+            raise  # not a system call's: no store fault
+        return _store_refused(job_id=job.pk, worker=worker, claimed_at=now, error=error)
+    try:
+        blob = vault_write(data_key=asset.data_key, plaintext=result.data, purpose="raster")
+    except OSError as error:  # the store's disk is full or failing; vault_write kept no partial blob
+        return _store_refused(job_id=job.pk, worker=worker, claimed_at=now, error=error)
     old_blob = job.raster_blob
     moved = job_move(
         job_id=job.pk,
@@ -115,6 +136,9 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         where=Q(claimed_by=worker, claimed_at=now),
         claimed_at=None,
         claimed_by="",
+        failure_code="",
+        failure_message="",
+        next_attempt_at=None,
     )
     if not moved:
         vault_delete(name=blob)  # someone else took it over, finished or cancelled it meanwhile
@@ -123,3 +147,67 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         vault_delete(name=old_blob)
     submit_enqueue(job)
     return "ready"
+
+
+def _store_refused(*, job_id: int, worker: str, claimed_at: datetime, error: OSError) -> str:
+    """The photo store refused this raster (ENOSPC, EIO, …): no worker was lost and the photo is not at
+    fault, so the job goes back to the queue under this worker's own claim, for an attempt after the
+    transient backoff, instead of being left `rasterizing` for its lease to run out (the reconciler took
+    each such claim for a lost worker, and after PRODUCTION_MAX_RASTER_TAKEOVERS failed the job
+    `raster_worker_lost`). After RASTER_STORE_ATTEMPTS refusals in a row the job is `failed`, with this
+    reason, for a person. The event names only the errno's name: the error's text holds the store's path."""
+    name = errno.errorcode.get(error.errno or 0, type(error).__name__)
+    attempts = _store_refusals(job_id) + 1
+    if attempts >= RASTER_STORE_ATTEMPTS:
+        failed = job_fail(
+            job_id=job_id,
+            from_statuses={J.RASTERIZING},
+            kind="raster_failed",
+            code=RASTER_STORE_UNWRITABLE,
+            message=f"The photo store refused this raster {attempts} times ({name}); nothing was printed.",
+            is_permanent=False,
+            note=f"{RASTER_STORE_UNWRITABLE}: {name}, {attempts} attempts",
+            where=Q(claimed_by=worker, claimed_at=claimed_at),
+            claimed_at=None,
+            claimed_by="",
+            next_attempt_at=None,
+        )
+        logger.error("raster store refused the raster, job failed job=%s errno=%s", job_id, name)
+        return "failed" if failed else "superseded"
+    delay = backoff_delay(
+        attempt=attempts,
+        first=timedelta(seconds=settings.PRODUCTION_RETRY_BASE_SECONDS),
+        cap=timedelta(seconds=settings.PRODUCTION_RETRY_CAP_SECONDS),
+    )
+    given_back = job_move(
+        job_id=job_id,
+        from_statuses={J.RASTERIZING},
+        to_status=J.QUEUED,
+        kind=RASTER_STORE_UNWRITABLE,
+        note=f"{name}; attempt {attempts} of {RASTER_STORE_ATTEMPTS}, again in {delay.total_seconds():.0f}s",
+        where=Q(claimed_by=worker, claimed_at=claimed_at),
+        claimed_at=None,
+        claimed_by="",
+        failure_code=RASTER_STORE_UNWRITABLE,
+        failure_message=f"The photo store refused the raster ({name}).",
+        next_attempt_at=claimed_at + delay,
+    )
+    if not given_back:
+        return "superseded"  # taken over, cancelled or moved meanwhile: left to whoever holds it
+    logger.warning("raster store refused the raster, job queued again job=%s errno=%s", job_id, name)
+    enqueue("production.print_job_rasterize", job_id=job_id, queue="raster", countdown=delay.total_seconds())
+    return "store_refused"
+
+
+def _store_refusals(job_id: int) -> int:
+    """The store's refusals of this job's raster in a row: since it last entered the queue other than back
+    from its own raster claim (released, rerouted, or a person's retry start the count again)."""
+    events = JobEvent.objects.filter(job_id=job_id)
+    entered = (
+        events.filter(to_status=J.QUEUED)
+        .exclude(from_status=J.RASTERIZING)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return events.filter(kind=RASTER_STORE_UNWRITABLE, pk__gt=entered or 0).count()

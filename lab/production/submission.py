@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -56,6 +57,11 @@ J = JobStatus
 
 # The sends' folders root is not safe to decrypt a raster into (print_folders_root): transient, nothing sent.
 PRINT_FOLDER_UNSAFE = "print_folder_unsafe"
+# A system call of the send's own file steps failed before anything was handed to the printer: the raster
+# could not be read from the photo store (EIO, ESTALE), or its copy not written on the print host (a full
+# /tmp): transient, nothing sent.
+RASTER_STORE_UNREADABLE = "raster_store_unreadable"
+PRINT_FOLDER_UNWRITABLE = "print_folder_unwritable"
 
 
 def _retry_delay(attempt: int) -> float:
@@ -154,6 +160,8 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         return "not_claimed"
     backend = backend_for(printer)
     handed_over = False  # whether anything of this attempt may have reached the printer
+    # The send's file step under way, for an OSError it raises (None: not one of them, the error not caught).
+    file_step: str | None = None
     try:
         if job.submit_attempts > 1:
             # An earlier attempt failed on the way (connection dropped, cupsd restarting): it may still have
@@ -174,14 +182,18 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
                     note=f"{unaccounted} earlier attempt(s) may have reached the printer, which lists no copy"
                     " of them (printed and purged from its history, or never arrived): not sent again",
                 )
+        file_step = PRINT_FOLDER_UNWRITABLE
         with tempfile.TemporaryDirectory(prefix="lab-print-", dir=print_folders_root()) as folder:
             # The worker's user's alone, as the folder mkdtemp made (0700): libcups reads the file in this
             # process and streams it to cupsd (whose filters read cupsd's own spool copy), and the hot folder
             # copies it itself. No one else on the print host needs to read it, so no one else may.
             path = Path(folder) / f"{job.title}.{'tif' if printer.output_format == 'tiff' else 'jpg'}"
+            file_step = RASTER_STORE_UNREADABLE
             raster = vault_read(data_key=asset.data_key, name=job.raster_blob, purpose="raster")
+            file_step = PRINT_FOLDER_UNWRITABLE
             with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as writer:
                 writer.write(raster)
+            file_step = None
             try:
                 fenced = _send_begin(job_id=job.pk, worker=worker, claimed_at=claimed_at)
             except DatabaseError:
@@ -215,6 +227,31 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
             message=str(error),
         )
         return "failed"
+    except OSError as error:
+        if handed_over or file_step is None or error.errno is None:
+            # Not one of the send's file steps before the hand-over: the claim stays, for the reconciler,
+            # which asks the printer (something may have reached it) before it sends anything again.
+            raise
+        # Nothing reached the printer: a transient failure like any other before the send (back to `ready`
+        # with the backoff, `submit_retry_unsent`), so a store or /tmp that stays full ends, after
+        # PRODUCTION_MAX_SUBMIT_ATTEMPTS, `failed` with its own code, not each attempt waiting out its lease
+        # and the last one `worker_lost`. The errno's name only: the error's text holds the file's path.
+        name = errno.errorcode.get(error.errno, type(error).__name__)
+        where = (
+            "the raster could not be read from the photo store"
+            if file_step == RASTER_STORE_UNREADABLE
+            else "the raster's copy could not be written on the print host"
+        )
+        logger.warning(
+            "submit file step failed, nothing sent job=%s code=%s errno=%s", job.pk, file_step, name
+        )
+        return _submit_failed(
+            job=job,
+            error=TransientPrinterError(
+                code=file_step, message=f"{name}: {where}; nothing was sent", nothing_sent=True
+            ),
+            may_have_reached=False,
+        )
     return _submitted(job=job, handle=handle, kind="submitted", backend=backend, claimed_at=claimed_at)
 
 

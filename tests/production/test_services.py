@@ -331,22 +331,22 @@ def _stored_files(settings) -> list[Path]:
     return sorted(path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file())
 
 
-def test_a_raster_the_store_cannot_write_keeps_no_partial_blob_and_is_made_after_its_lease(settings):
+def test_a_raster_the_store_cannot_write_keeps_no_partial_blob_and_is_made_once_its_wait_ends(settings):
     hotfolder_printer("minilab", sizes=["4x6"])
     order = paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     routing.order_release(order_id=order.pk)
     job = PrintJob.objects.get()
     blobs = _stored_files(settings)
 
-    with files_capped_at(64_000), pytest.raises(OSError):  # the store's disk fails the raster's write
-        rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
+    with files_capped_at(64_000):  # the store's disk fails the raster's write
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "store_refused"
 
+    # the job is given back to the queue, to wait (not held by a claim until its lease ends)
     job.refresh_from_db()
-    assert (job.status, job.raster_blob) == ("rasterizing", "")
+    assert (job.status, job.raster_blob) == ("queued", "")
     assert _stored_files(settings) == blobs  # no partial raster left behind
-    # once the claim's lease has run out, the reconciler sends it again and the raster is made
-    PrintJob.objects.filter(pk=job.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
-    assert reconcile.production_reconcile()["rasterize_taken_over"] == 1
+    # once its wait is over, the raster is made
+    PrintJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
 
 
