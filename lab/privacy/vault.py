@@ -47,11 +47,34 @@ def _blob_path(name: str) -> Path:
     return Path(settings.MEDIA_ROOT) / "blobs" / name[:2] / name
 
 
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _directories_make(directory: Path) -> None:
+    """Make `directory` (and its missing parents), each new entry made durable in its parent."""
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)  # (another writer may make the same shard meanwhile)
+        _fsync_directory(new.parent)
+
+
 def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str) -> str:
-    """Encrypt and store; returns the blob name. `purpose` ("original", "raster") is bound as AAD."""
+    """Encrypt and store; returns the blob name. `purpose` ("original", "raster") is bound as AAD.
+
+    Durable when it returns: the blob's bytes, its name in its shard directory (blobs/xx/) and a shard made
+    for it in blobs/ are each fsynced, as the callers commit the row naming the blob right after. Before, the
+    rename and a new shard's entry were not: a power loss could leave a committed photo row with no file."""
     name = uuid.uuid4().hex
     path = _blob_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _directories_make(path.parent)
     blob = crypto.encrypt_blob(
         data_key=_plain_key(data_key), plaintext=plaintext, aad=f"{name}:{purpose}".encode()
     )
@@ -62,6 +85,7 @@ def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str) -> 
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        _fsync_directory(path.parent)
     except OSError:
         temporary.unlink(missing_ok=True)  # a full or failing disk keeps no partial blob
         raise
