@@ -73,6 +73,9 @@ class ApiError(StrEnum):
     # A proof of a stored photo the rasterizer refuses (its `raster_code` says why), which is what printing
     # it would meet: one stored before intake took only what the raster workers decode, say.
     PHOTO_NOT_PRINTABLE = "photo_not_printable"
+    # A photo upload past the uploader's byte budget for the day (API_UPLOAD_BYTES_PER_DAY, api/throttles.py
+    # UploadByteBudget); details: retry_after_seconds, budget_bytes.
+    UPLOAD_BUDGET_EXHAUSTED = "upload_budget_exhausted"
 
 
 _DRF_CODES: dict[type[exceptions.APIException], ApiError] = {
@@ -258,6 +261,7 @@ STATUS_BY_CODE: dict[str, int] = {
         422,
     ),
     AccountError.SIGN_IN_LOCKED: 429,
+    ApiError.UPLOAD_BUDGET_EXHAUSTED: 429,
     ApiError.SERVER_ERROR: 500,
     **dict.fromkeys(
         (
@@ -278,6 +282,9 @@ STATUS_BY_CODE: dict[str, int] = {
         ),
         503,
     ),
+    # Insufficient Storage: the photo store is at its reserve; not a 503, which a proxy may retry on another
+    # web host (they share the store) and which says the host, not the store, is unavailable.
+    OrderError.STORAGE_FULL: 507,
 }
 # A code in no enum (none today) falls back on its kind; the first kind it is an instance of wins.
 STATUS_BY_KIND: tuple[tuple[type[DomainError], int], ...] = (

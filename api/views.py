@@ -32,6 +32,7 @@ from api.throttles import (
     CustomerUploadThrottle,
     GuestOrderEmailThrottle,
     RegistrationThrottle,
+    UploadByteBudget,
 )
 from lab.accounts import services as accounts
 from lab.accounts import signin, tokens
@@ -192,7 +193,7 @@ class AssetCreateView(APIView):
 
     @extend_schema(
         request=s.AssetUploadInput,
-        responses={201: s.AssetOutput, 202: s.AssetOutput, **problems(409, 413, 422, 503)},
+        responses={201: s.AssetOutput, 202: s.AssetOutput, **problems(409, 413, 422, 429, 503, 507)},
     )
     def post(self, request: Request) -> Response:
         # One photo per request: a form with two `file` parts (or `<input type=file multiple>`) validated
@@ -210,8 +211,16 @@ class AssetCreateView(APIView):
         upload = values["file"]
         if upload.size is not None and upload.size > settings.ASSET_MAX_BYTES:
             raise DomainError(CommonError.FILE_TOO_LARGE, "The file is too large.")
+        # The day's photo bytes per customer or network: a spent budget is refused before the photo is
+        # decoded; a valid photo is counted as it is stored (UploadByteBudget).
+        budget = UploadByteBudget.for_request(request)
+        budget.check()
         asset = photos.asset_create_from_upload(
-            owner=owner, data=upload.read(), md5=values.get("md5"), sha256=values.get("sha256")
+            owner=owner,
+            data=upload.read(),
+            md5=values.get("md5"),
+            sha256=values.get("sha256"),
+            admission=budget,
         )
         return Response(s.AssetOutput(asset).data, status=status.HTTP_201_CREATED)
 

@@ -440,6 +440,14 @@ ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")
 # Interval of the sweep that sends a URL photo's fetch again when its message was lost (and the least age of
 # the last message sent before it is sent again).
 ASSET_FETCH_SWEEP_SECONDS = envint("ASSET_FETCH_SWEEP_SECONDS", 60)
+# Free space (MiB) the photo store keeps for everything but new photos: below it an upload is refused (507
+# `storage_full`, lab/orders/photos.py), while rasters of paid orders, the readiness probe and the rest keep
+# writing into it. 0: no reserve.
+LAB_STORAGE_RESERVE_MB = envint("LAB_STORAGE_RESERVE_MB", 2048)
+# Bytes of photos one signed-in customer, or one client network (an IPv4 /24, an IPv6 /64) for uploads of
+# nobody signed in, may upload in a day (a window from its first accepted upload): past it 429
+# `upload_budget_exhausted` (api/throttles.py UploadByteBudget). 0: no budget.
+API_UPLOAD_BYTES_PER_DAY = envint("API_UPLOAD_BYTES_PER_DAY", 2 * 1024 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # The only handler keeps a photo upload in the web worker's memory until it is encrypted: Django's default
 # writes a body over FILE_UPLOAD_MAX_MEMORY_SIZE to a plaintext temporary file, which a killed worker leaves

@@ -21,6 +21,9 @@ class OrderError(StrEnum):
     ASSET_NOT_FOUND = "asset_not_found"  # also someone else's photo, or a guest photo another order used
     ASSET_NOT_READY = "asset_not_ready"  # still being fetched, failed, or purged
     PHOTO_STORE_UNAVAILABLE = "photo_store_unavailable"  # the photo store refused the write (full, failing)
+    # The photo store's free space is at its reserve (LAB_STORAGE_RESERVE_MB), kept for rasters of paid orders
+    # and the rest: new photos wait (details: retry_after_seconds).
+    STORAGE_FULL = "storage_full"
     CHECKSUM_MISMATCH = "checksum_mismatch"  # the bytes do not match the md5/sha256 the client sent
     EMPTY_FILE = "empty_file"
     NOT_AN_IMAGE = "not_an_image"

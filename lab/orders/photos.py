@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
 
 from django.conf import settings
 from django.db import models, transaction
@@ -31,11 +34,63 @@ logger = logging.getLogger(__name__)
 FETCH_CLAIM_LEASE = timedelta(seconds=180)
 FETCH_ATTEMPTS_MAX = 3
 FETCH_SWEEP_BATCH = 200
+# A photo refused because the store is at its reserve: room comes back when the retention sweep deletes photos
+# never ordered, or when the operator adds some.
+STORAGE_FULL_RETRY_AFTER_SECONDS = 900
+
+
+class UploadAdmission(Protocol):
+    """A limit the caller puts on the photos it uploads (the API's byte budget per customer or network), told
+    only of a photo that is valid and about to be stored."""
+
+    def admit(self, size_bytes: int) -> None:
+        """Count the photo's bytes; raising refuses it (nothing is stored)."""
+
+    def release(self) -> None:
+        """Give back what `admit` counted: the photo was not stored after all."""
+
+
+def _store_free_bytes() -> int:
+    """Free space of the file system the photo store is on (its nearest existing folder: the vault makes the
+    store's folders on its first write)."""
+    path = Path(settings.MEDIA_ROOT)
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def _store_reserve_check(*, size_bytes: int) -> None:
+    """Refuse a new photo that would leave the store less free space than its reserve
+    (LAB_STORAGE_RESERVE_MB): rasters of paid orders, the readiness probe and everything else that writes
+    there keep the reserve. Before, photos took the store to its last byte, and then every raster failed and
+    every web host's readiness with them."""
+    reserve = settings.LAB_STORAGE_RESERVE_MB * 1024 * 1024
+    if reserve <= 0:
+        return
+    try:
+        free = _store_free_bytes()
+    except OSError as error:  # the store's state unknown: its write answers (photo_store_unavailable)
+        logger.warning("photo store free space unknown errno=%s", errno.errorcode.get(error.errno or 0, "-"))
+        return
+    if free - size_bytes >= reserve:
+        return
+    logger.warning(
+        "photo refused: the photo store is at its reserve free_mb=%d reserve_mb=%d",
+        free // (1024 * 1024),
+        settings.LAB_STORAGE_RESERVE_MB,
+    )
+    raise Unavailable(
+        OrderError.STORAGE_FULL,
+        "The lab's photo store is full; nothing was kept. Retry later.",
+        retry_after_seconds=STORAGE_FULL_RETRY_AFTER_SECONDS,
+    )
 
 
 def asset_store(*, asset: Asset, facts: imaging.ImageFacts) -> None:
     """Encrypt the photo under a new data key and store it; a store that refuses the write (disk full,
-    read-only, failing) keeps nothing: the key is destroyed and the answer says to retry later."""
+    read-only, failing) keeps nothing: the key is destroyed and the answer says to retry later. A store at
+    its reserve is not written to (`storage_full`)."""
+    _store_reserve_check(size_bytes=facts.size_bytes)
     key = data_key_create()
     try:
         blob_name = vault_write(data_key=key, plaintext=facts.data, purpose="original")
@@ -64,26 +119,40 @@ def asset_store(*, asset: Asset, facts: imaging.ImageFacts) -> None:
 
 
 def asset_create_from_upload(
-    *, owner: User | None, data: bytes, md5: str | None = None, sha256: str | None = None
+    *,
+    owner: User | None,
+    data: bytes,
+    md5: str | None = None,
+    sha256: str | None = None,
+    admission: UploadAdmission | None = None,
 ) -> Asset:
-    """Validate by decoding, then encrypt and store; a refused photo leaves nothing behind."""
+    """Validate by decoding, then encrypt and store; a refused photo leaves nothing behind. `admission` is
+    told of a valid photo's bytes just before it is stored (a refused or invalid one costs nothing), and given
+    them back if it is not stored after all."""
     imaging.check_client_checksums(data=data, md5=md5, sha256=sha256)
     facts = imaging.inspect_image(
         data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
     )
     asset = Asset(owner=owner)
-    asset_store(asset=asset, facts=facts)
+    if admission is not None:
+        admission.admit(facts.size_bytes)  # raising refuses the photo before anything is written
     try:
-        with transaction.atomic():
-            asset.save()
-            if owner is not None:
-                account_not_erased(owner.pk)
+        asset_store(asset=asset, facts=facts)
+        try:
+            with transaction.atomic():
+                asset.save()
+                if owner is not None:
+                    account_not_erased(owner.pk)
+        except BaseException:
+            # Nothing behind: the stored copy's key is destroyed (no copy of the blob, backups included, can
+            # be read again) and the blob deleted.
+            if asset.data_key is not None:
+                data_key_destroy(data_key=asset.data_key)
+            vault_delete(name=asset.blob_name)
+            raise
     except BaseException:
-        # Nothing behind: the stored copy's key is destroyed (no copy of the blob, backups included, can be
-        # read again) and the blob deleted.
-        if asset.data_key is not None:
-            data_key_destroy(data_key=asset.data_key)
-        vault_delete(name=asset.blob_name)
+        if admission is not None:
+            admission.release()
         raise
     logger.info(
         "asset stored asset=%s format=%s bytes=%d sequential_from=%s",
