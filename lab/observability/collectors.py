@@ -127,8 +127,9 @@ class LabStateCollector(Collector):
         overdue.add_metric([], sum(sweep.overdue for sweep in sweeps))
         printed_after_cancel = GaugeMetricFamily(
             "printlab_cancelled_jobs_printed",
-            f"Cancelled jobs a copy of which printed anyway in the last {PRINTED_AFTER_CANCEL_HOURS} h: "
-            "their prints lie at the printer (the board's prints of cancelled orders).",
+            f"Cancelled jobs a copy of which printed anyway in the last {PRINTED_AFTER_CANCEL_HOURS} h, and "
+            "jobs whose late second copy the printer would not cancel (may have printed twice): their prints "
+            "lie at the printer (the board's prints of cancelled orders and late copies).",
         )
         printed_after_cancel.add_metric([], PrintJob.objects.filter(printed_after_cancel_q()).count())
         return [jobs, printers, printer_state, backlog, sweep_age, overdue, printed_after_cancel]

@@ -39,9 +39,13 @@ OPEN_ORDER_STATUSES = (
 )
 # Jobs that wait for the lab's machines (not for a person): the queue whose growth is alerted.
 WAITING_JOB_STATUSES = (J.NO_PRINTER, J.QUEUED, J.RASTERIZING, J.READY)
-# How long a copy printed for a cancelled job stays listed (board, alert, gauge), on the database's clock.
-# Nothing records that a person saw to those prints, so the list ends by time, not by an acknowledgement.
+# How long a copy printed for a cancelled job, or a late second copy, stays listed (board, alert, gauge), on
+# the database's clock. Nothing records that a person saw to those prints, so the list ends by time, not by
+# an acknowledgement.
 PRINTED_AFTER_CANCEL_HOURS = 24
+# A late copy of a job in these states is not listed as one: a cancelled job is listed for any copy printed,
+# an unknown or suspect job is on the board and alerted already (`job_needs_person`).
+_ON_THE_BOARD_ALREADY = (J.CANCELLED, J.UNKNOWN, J.SUSPECT)
 
 
 def printed_after_cancel_events() -> QuerySet[JobEvent]:
@@ -55,13 +59,28 @@ def printed_after_cancel_events() -> QuerySet[JobEvent]:
     )
 
 
-def printed_after_cancel_q() -> Q:
-    """Cancelled jobs with a copy printed anyway (printed_after_cancel_events): the board's "Prints of
-    cancelled orders at the printers", their alert and the `printlab_cancelled_jobs_printed` gauge.
+def late_copy_unflagged_events() -> QuerySet[JobEvent]:
+    """The `late_copy_not_cancelled` events of the same window that moved their job nowhere: a stalled
+    worker's send landed after a person had sent the job again (or called it printed), the printer would not
+    cancel it, and the job was not `submitted` to be made `suspect` (already `printed`, still `ready`, …).
+    One that made its job `suspect` carries that status and is the suspect list's."""
+    return printed_after_cancel_events().filter(kind="late_copy_not_cancelled", to_status="")
 
-    Read from the day's few such events (indexed by kind and time), not per cancelled job: under the board's
-    OR the job ids are hashed once and each cancelled job costs a lookup, not a probe of its events."""
-    return Q(status=J.CANCELLED, pk__in=printed_after_cancel_events().values("job_id"))
+
+def printed_after_cancel_q() -> Q:
+    """Jobs with a copy printed that nobody asked for: cancelled jobs with a copy printed anyway
+    (printed_after_cancel_events), and jobs in any other state but unknown or suspect (listed as such already)
+    whose late second copy the printer would not cancel (late_copy_unflagged_events: may have printed twice).
+    The board's "Prints of cancelled orders at the printers, and late copies that may have printed twice",
+    their alert and the `printlab_cancelled_jobs_printed` gauge. Before, a late copy on a job already
+    `printed` (the resent copy printed and polled within a second, long before a stalled worker's lease runs
+    out) was only in the job's history: two prints, nothing on the board.
+
+    Read from the day's few such events (indexed by kind and time), not per job: under the board's OR the job
+    ids are hashed once and each job costs a lookup, not a probe of its events."""
+    return Q(status=J.CANCELLED, pk__in=printed_after_cancel_events().values("job_id")) | (
+        ~Q(status__in=_ON_THE_BOARD_ALREADY) & Q(pk__in=late_copy_unflagged_events().values("job_id"))
+    )
 
 
 @dataclass(frozen=True)
@@ -152,7 +171,8 @@ def alert_conditions(*, now: datetime.datetime) -> list[Condition]:
 
 def _printed_after_cancel() -> list[Condition]:
     """A copy printed for a cancelled job: someone must take its prints off the printer (the customer was
-    refunded; a cancelled order is never packed). One alert per such event: a later copy is alerted again."""
+    refunded; a cancelled order is never packed). A late second copy the printer would not cancel: someone
+    must count the prints and discard the extra. One alert per such event: a later copy is alerted again."""
     latest = printed_after_cancel_events().filter(job_id=OuterRef("pk")).order_by("-pk")
     jobs = (
         PrintJob.objects.filter(printed_after_cancel_q())
@@ -160,16 +180,30 @@ def _printed_after_cancel() -> list[Condition]:
         .select_related("order", "printer")
         .order_by("pk")
     )
-    return [
-        Condition(
-            key=f"printed_after_cancel:{job.pk}:{job.printed_event or ''}",
-            kind=Alert.Kind.JOB_NEEDS_PERSON,
-            message=f"Job {job.pk} of order {job.order.ref} ({job.order.status}) was cancelled but printed "
-            f"at {job.printer.name if job.printer else 'its printer'}: take its prints off the printer",
-            link=reverse("staff:job", args=[job.pk]),
+    conditions = []
+    for job in jobs:
+        at = job.printer.name if job.printer else "its printer"
+        if job.status == J.CANCELLED:
+            key = f"printed_after_cancel:{job.pk}:{job.printed_event or ''}"
+            message = (
+                f"Job {job.pk} of order {job.order.ref} ({job.order.status}) was cancelled but printed "
+                f"at {at}: take its prints off the printer"
+            )
+        else:
+            key = f"late_copy_printed:{job.pk}:{job.printed_event or ''}"
+            message = (
+                f"Job {job.pk} of order {job.order.ref} ({job.status}) may have printed twice: a late copy "
+                f"at {at} was not cancelled: count the prints, discard the extra"
+            )
+        conditions.append(
+            Condition(
+                key=key,
+                kind=Alert.Kind.JOB_NEEDS_PERSON,
+                message=message,
+                link=reverse("staff:job", args=[job.pk]),
+            )
         )
-        for job in jobs
-    ]
+    return conditions
 
 
 def _queue_growing(*, now: datetime.datetime) -> list[Condition]:

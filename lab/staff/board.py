@@ -94,7 +94,9 @@ class Board:
     refunds_need_person: list[Order] = field(default_factory=list)
     # Cancelled jobs a copy of which printed anyway in the last PRINTED_AFTER_CANCEL_HOURS (the cancel reached
     # the printer after it printed, or a late send the printer would not cancel): the prints of a refunded
-    # order lie at the printer. Before, only the job's history and a log line said so.
+    # order lie at the printer. And jobs in any other state but unknown or suspect whose late second copy (a
+    # stalled worker's send, landed after a person sent the job again) the printer would not cancel: they may
+    # have printed twice. Before, only the job's history and a log line said so.
     printed_after_cancel: list[PrintJob] = field(default_factory=list)
     printed_after_cancel_hours: int = PRINTED_AFTER_CANCEL_HOURS
 
@@ -166,7 +168,7 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         for printer in Printer.objects.order_by("name")
     ]
     groups = _media_groups(now=now)
-    # One query for the three lists (a cancelled job is neither unknown nor suspect).
+    # One query for the three lists (a job the last one lists is neither unknown nor suspect).
     needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]) | printed_after_cancel_q())
     held_or_owed = _held_or_owed_a_refund()  # and one for these two
     return Board(
@@ -186,7 +188,7 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         generated_at=now,
         sweeps_overdue=sweeps_overdue(),
         refunds_need_person=[order for order in held_or_owed if getattr(order, "refund_needs_person", False)],
-        printed_after_cancel=[job for job in needs_person if job.status == J.CANCELLED],
+        printed_after_cancel=[job for job in needs_person if job.status not in (J.UNKNOWN, J.SUSPECT)],
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from django.core import mail
 from django.db import OperationalError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Case, F, When
@@ -31,11 +32,13 @@ from lab.production.actions import (
     printer_pause,
     printer_resume,
 )
+from lab.production.alerts import alerts_check
 from lab.production.backends import backend_for, media_for
 from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle
 from lab.production.holds import order_hold, order_release_hold
-from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
+from lab.staff.board import board_snapshot
 from printers.base import JobState
 from printers.errors import PRINTER_UNREACHABLE, TransientPrinterError
 from printers.hotfolder import HotFolderBackend
@@ -395,6 +398,46 @@ def test_a_late_second_copy_the_printer_already_printed_leaves_the_job_suspect(m
     job.refresh_from_db()
     assert (job.status, job.backend_job_id, len(handles)) == (J.SUSPECT, handles[0], 2)
     assert _kinds(job)[-1] == "late_copy_not_cancelled"  # on the board: may have printed twice
+
+
+def test_a_late_second_copy_after_the_resent_copy_printed_is_on_the_board_and_alerted(monkeypatch, settings):
+    """The resent copy prints and the poll marks the job printed within a second, long before a worker stalled
+    past its lease wakes: its late copy, which the printer would not cancel, finds the job `printed`, not
+    `submitted`, so the job is not made `suspect`. Before, only the job's history said so: two prints at the
+    printer and nothing on the board, in the alerts or the gauge."""
+    settings.ALERT_QUEUE_DEPTH = 1000
+    person("supervisor", email="sup@lab.example")
+    job = _ready_job()
+    assert job.printer is not None
+    folder = printer_folder(job.printer)
+
+    def unknown_then_a_person_sends_it_again_and_it_prints() -> None:
+        _reconciled_unknown(job)
+        job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+        assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
+        assert len(process_pending(folder=folder, delay_seconds=0)) == 1
+        tracking.printer_poll()
+        assert PrintJob.objects.get(pk=job.pk).status == J.PRINTED
+
+    # the minilab prints the late copy before its worker hears its send landed: it cannot be cancelled
+    handles = _slow_send(
+        monkeypatch,
+        unknown_then_a_person_sends_it_again_and_it_prints,
+        lambda: process_pending(folder=folder, delay_seconds=0),
+    )
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "late_copy_not_cancelled"
+
+    job.refresh_from_db()
+    assert (job.status, len(handles)) == (J.PRINTED, 2)
+    assert _kinds(job)[-1] == "late_copy_not_cancelled"
+    # on the board as a copy that may have printed twice, and alerted to a supervisor by mail
+    assert [listed.pk for listed in board_snapshot().printed_after_cancel] == [job.pk]
+    mail.outbox.clear()
+    alerts_check()
+    (alert,) = Alert.objects.filter(link=f"/lab/jobs/{job.pk}/")
+    assert alert.kind == "job_needs_person" and "may have printed twice" in alert.message
+    assert [m.to for m in mail.outbox if job.order.ref in m.body] == [["sup@lab.example"]]
 
 
 @pytest.mark.parametrize(
