@@ -10,16 +10,22 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import threading
 from dataclasses import replace
+from typing import Any
 
+import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, OperationalError, connection
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Model
 from django.urls import reverse
 from pypdf import PdfReader
 
 from lab.lib.errors import Conflict
+from lab.lib.seals import seal_holds
 from lab.orders.models import Order, address_seal
 from lab.packing import station
 from lab.packing.errors import PackingError
@@ -277,17 +283,16 @@ def test_the_upgrade_seals_the_method_in_batches_that_each_commit_and_runs_again
 @pytest.mark.django_db(transaction=True)
 def test_orders_a_previous_version_sealed_after_the_upgrade_are_sealed_again_by_the_command():
     # given the lab upgraded, and then orders a web process of the previous version sealed as it did (the
-    # address alone): one as it placed it, one then readdressed in SQL; and one placed before the upgrade
-    # whose old seal a DBA wrote back
+    # address alone): one as it placed it, one then readdressed in SQL, and one placed by a host whose clock
+    # was behind, its created_at long before the upgrade
     latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
     _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
     _migrate(latest)
-    placed, readdressed, before = order_for(None), order_for(None), order_for(None)
-    for each in (placed, readdressed, before):
+    placed, readdressed, behind = order_for(None), order_for(None), order_for(None)
+    for each in (placed, readdressed, behind):
         _sealed_the_old_way(each)
     dba_sets_address(readdressed, THEIRS)
-    dba("UPDATE orders_order SET created_at = '2000-01-01T00:00:00Z' WHERE id = %s", before.pk)
-    old_seal_before = Order.objects.get(pk=before.pk).address_sealed
+    dba("UPDATE orders_order SET created_at = '2000-01-01T00:00:00Z' WHERE id = %s", behind.pk)
     with pytest.raises(Conflict, match="changed outside the lab"):
         slip_data_for(Order.objects.get(pk=placed.pk))
 
@@ -295,21 +300,149 @@ def test_orders_a_previous_version_sealed_after_the_upgrade_are_sealed_again_by_
     out = io.StringIO()
     call_command("order_seals_upgrade", stdout=out)
 
-    # then the order placed since is sealed with its method and gets its slip; the readdressed one stays
-    # refused and is named; the one from before the upgrade is not looked at
+    # then the parcels are sealed with their method and get their slip, whenever the host's clock said they
+    # were placed (before, the one placed by the host behind was outside the command's window, refused for
+    # good and not named); the readdressed one stays refused and is named
     printed = out.getvalue()
     assert f"sealed with its method {placed.ref} (standard)" in printed
+    assert f"sealed with its method {behind.ref} (standard)" in printed
     assert f"left refused {readdressed.ref}" in printed
-    assert before.ref not in printed
-    assert slip_data_for(Order.objects.get(pk=placed.pk)).order_ref == placed.ref
+    for each in (placed, behind):
+        assert slip_data_for(Order.objects.get(pk=each.pk)).order_ref == each.ref
     assert not Order.objects.get(pk=readdressed.pk).address_is_sealed
-    assert Order.objects.get(pk=before.pk).address_sealed == old_seal_before
 
     # and a second run seals nothing more
     again = io.StringIO()
     call_command("order_seals_upgrade", stdout=again)
-    assert "0 order(s) created since" in again.getvalue()
+    assert "0 order(s) sealed again with their method" in again.getvalue()
     assert placed.ref not in again.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pickup_sealed_the_old_way_is_sealed_again_by_the_command_only_when_the_operator_names_it():
+    # given the lab upgraded; a pickup a web process of the previous version placed meanwhile (sealed the
+    # address alone); and a parcel whose old seal, kept from before the upgrade, a DBA wrote back with the
+    # method "pickup" (the old seal covers no method, so both look the same in the database)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    _migrate(latest)
+    genuine, moved = order_for(None), order_for(None)
+    for each in (genuine, moved):
+        dba("UPDATE orders_order SET shipping_method = 'pickup' WHERE id = %s", each.pk)
+        _sealed_the_old_way(each)
+
+    # when the operator runs the command without naming any pickup
+    out = io.StringIO()
+    call_command("order_seals_upgrade", stdout=out)
+
+    # then neither is sealed (before, both were, the DBA's parcel handed over at the counter), and each is
+    # named, with how to take it
+    printed = out.getvalue()
+    for each in (genuine, moved):
+        assert f"left refused {each.ref} (pickup)" in printed
+        assert f"--pickup {each.ref}" in printed
+        assert not Order.objects.get(pk=each.pk).address_is_sealed
+    with pytest.raises(Conflict, match="changed outside the lab"):
+        slip_data_for(Order.objects.get(pk=moved.pk))
+
+    # and when the operator names the pickup they know was placed as one, it alone is sealed
+    named = io.StringIO()
+    call_command("order_seals_upgrade", "--pickup", genuine.ref, stdout=named)
+    assert f"sealed with its method {genuine.ref} (pickup), named by the operator" in named.getvalue()
+    assert f"left refused {moved.ref} (pickup)" in named.getvalue()
+    assert slip_data_for(Order.objects.get(pk=genuine.pk)).order_ref == genuine.ref
+    assert not Order.objects.get(pk=moved.pk).address_is_sealed
+
+
+def _sealed_the_old_way_only(pks: list[int]) -> dict[int, tuple[bool, bool]]:
+    """Each order's seal: (holds as the previous version seals it, holds as this one does)."""
+    module = importlib.import_module(f"lab.orders.migrations.{METHOD_SEALED}")
+    rows = Order.objects.only(*module.SEALED_FIELDS).filter(pk__in=pks)
+    return {
+        row.pk: (
+            seal_holds(row.address_sealed, module.ADDRESS_SEAL_SALT, module._address_alone(row)),
+            seal_holds(row.address_sealed, module.ADDRESS_SEAL_SALT, module._address_and_method(row)),
+        )
+        for row in rows
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_seals_no_order_until_its_column_is_added_and_runs_again_after_that_failed(monkeypatch):
+    # given two orders sealed as before, and the database failing the column's ALTER TABLE once (a lock
+    # not granted, a deadlock, a dropped connection)
+    first, second = order_for(None), order_for(None)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    try:
+        for each in (first, second):
+            _sealed_the_old_way(each)
+        editor = type(connection.schema_editor())
+        add_field = editor.add_field
+        failures: list[str] = []
+
+        def add_field_once_refused(self: BaseDatabaseSchemaEditor, model: type[Model], field: Any) -> None:
+            if field.name == "slip_served_at" and not failures:
+                failures.append(field.name)
+                raise OperationalError("canceling statement due to lock timeout")
+            add_field(self, model, field)
+
+        monkeypatch.setattr(editor, "add_field", add_field_once_refused)
+
+        # when the upgrade fails there
+        with pytest.raises(OperationalError, match="lock timeout"):
+            _migrate(latest)
+
+        # then no order is sealed with its method: the previous version, still serving (or rolled back to),
+        # takes each as before (before, every order was sealed first, and it refused them all)
+        assert _sealed_the_old_way_only([first.pk, second.pk]) == {
+            first.pk: (True, False),
+            second.pk: (True, False),
+        }
+
+        # and run again, it ends: the column added, each order sealed with its method
+        _migrate(latest)
+        assert failures == ["slip_served_at"]
+        assert all(Order.objects.get(pk=each.pk).address_is_sealed for each in (first, second))
+    finally:
+        _migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_waits_a_bounded_time_for_the_lock_of_its_column_and_seals_nothing_then(monkeypatch):
+    # given an order sealed as before, and another session reading orders_order in a transaction still open
+    # (its lock conflicts with the ALTER TABLE's)
+    order = order_for(None)
+    module = importlib.import_module(f"lab.orders.migrations.{METHOD_SEALED}")
+    monkeypatch.setattr(module, "LOCK_TIMEOUT", "300ms", raising=False)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    settings = connection.settings_dict
+    reader = psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+    )
+    # (the reader's transaction ends on its own after a while: before, the ALTER waited for it)
+    ends = threading.Timer(10, reader.rollback)
+    try:
+        _sealed_the_old_way(order)
+        reader.execute("SELECT count(*) FROM orders_order")
+        ends.start()
+
+        # when the lab is upgraded meanwhile, the migrate fails once LOCK_TIMEOUT has passed
+        with pytest.raises(OperationalError, match="lock timeout"):
+            _migrate(latest)
+
+        # and the order keeps its seal of before, which the previous version still takes
+        assert _sealed_the_old_way_only([order.pk]) == {order.pk: (True, False)}
+    finally:
+        ends.cancel()
+        reader.close()
+        _migrate(latest)
+    assert Order.objects.get(pk=order.pk).address_is_sealed
 
 
 def _migrate(targets: list[tuple[str, str]]) -> None:

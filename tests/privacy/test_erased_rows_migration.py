@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from PIL import Image
@@ -87,3 +88,51 @@ def test_orders_erased_and_photos_purged_before_the_upgrade_lose_their_seal_and_
     assert (kept.address_sealed, kept.address_is_sealed) == (kept_seal, True)
     assert OrderItem.objects.get(pk=kept_item.pk).preflight["color_note"] == KEPT_NOTE
     assert Asset.objects.get(pk=kept_item.asset_id).icc_description == "Proofed for a customer still here"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_erased_and_purged_by_a_previous_version_after_the_upgrade_are_blanked_by_the_command() -> None:
+    # given the lab upgraded (orders/0014 ran), and then a host still on the previous version erasing a
+    # customer (the order anonymised, its seal and its item's note kept) and purging a photo (its ICC
+    # profile's description kept), as it did
+    erased = order_for(new_customer())
+    item = erased.items.get()
+    note = f"embedded profile '{ICC_NAME}' will be converted to the printer profile"
+    Order.objects.filter(pk=erased.pk).update(is_anonymized=True, shipping_address={})
+    OrderItem.objects.filter(pk=item.pk).update(preflight={**item.preflight, "color_note": note})
+    Asset.objects.filter(pk=item.asset_id).update(status=Asset.Status.PURGED, icc_description=ICC_NAME)
+    # and a customer still here, whose order and photo keep theirs
+    kept = order_for(new_customer())
+    kept_item = kept.items.get()
+    OrderItem.objects.filter(pk=kept_item.pk).update(
+        preflight={**kept_item.preflight, "color_note": KEPT_NOTE}
+    )
+    Asset.objects.filter(pk=kept_item.asset_id).update(icc_description="Proofed for a customer still here")
+    assert Order.objects.get(pk=erased.pk).address_sealed
+    assert "ottoline" in database_text()
+
+    # when the operator runs the command, once no process of the previous version is left
+    out = io.StringIO()
+    call_command("erased_rows_blank", stdout=out)
+
+    # then the erased order keeps no seal nor description, the purged photo no description (before, 0014 had
+    # run once, and they were kept for good)
+    assert Order.objects.get(pk=erased.pk).address_sealed == ""
+    assert OrderItem.objects.get(pk=item.pk).preflight["color_note"] == (
+        "embedded profile will be converted to the printer profile"
+    )
+    assert Asset.objects.get(pk=item.asset_id).icc_description == ""
+    assert "ottoline" not in database_text()
+    assert out.getvalue().startswith("1 erased order(s) without their address seal, 1 item note(s)")
+    assert "1 purged photo(s)" in out.getvalue()
+    # and the customer still here keeps theirs
+    kept.refresh_from_db()
+    assert kept.address_sealed and kept.address_is_sealed
+    assert OrderItem.objects.get(pk=kept_item.pk).preflight["color_note"] == KEPT_NOTE
+    assert Asset.objects.get(pk=kept_item.asset_id).icc_description == "Proofed for a customer still here"
+
+    # and a second run changes nothing
+    again = io.StringIO()
+    call_command("erased_rows_blank", stdout=again)
+    assert again.getvalue().startswith("0 erased order(s) without their address seal, 0 item note(s)")
+    assert "0 purged photo(s)" in again.getvalue()

@@ -11,14 +11,19 @@ backwards seals nothing again; the orders' seals of the new kind are then refuse
 
 Not atomic: in one transaction the re-seal held the lock of the column's ALTER TABLE (ACCESS EXCLUSIVE) on
 orders_order until its last row, and every read of an order on every host waited past gunicorn's timeout.
-The re-seal runs first, each batch of orders committed in its own transaction (their rows locked only while
-it is sealed), then the column is added, alone. A run stopped part-way is run again as it is: an order
-already sealed with its method no longer passes the check of the address alone and is skipped, and the
-column is added only once the re-seal has ended.
+The column is added first, alone, and only if it is not there yet (a run stopped after adding it is not
+recorded, and runs again); on PostgreSQL it waits at most LOCK_TIMEOUT for its lock, and fails the migrate
+rather than queue every read of an order behind it. The re-seal runs only once the column is there, each
+batch of orders committed in its own transaction (their rows locked only while it is sealed). The other way
+round, an ALTER that failed (its lock not granted, a deadlock, the connection dropped) left 0013 unrecorded
+with every order already sealed with its method, which the previous version, still serving (or rolled back
+to), refuses: no slip, no change of address. A run stopped part-way is run again as it is: the column there
+is not added again, and an order already sealed with its method no longer passes the check of the address
+alone and is skipped.
 
 An order a web process of the previous version places after this ran is sealed the old way (the address
 alone), which the new check refuses: `manage.py order_seals_upgrade` (lab/staff/management/commands) runs
-`seal_the_method_too` again, once no such process is left, for the orders created since (deploy/README.md).
+`seal_the_method_too` again once no such process is left (deploy/README.md).
 """
 
 import json
@@ -26,11 +31,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import migrations, models, transaction
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 from lab.lib.seals import seal_holds
 from lab.orders.models import shipping_seal
 
 BATCH = 500
+LOCK_TIMEOUT = "5s"  # the longest the column's ALTER TABLE waits for its lock on orders_order (PostgreSQL)
+COLUMN = "slip_served_at"
 ADDRESS_SEAL_SALT = "lab.orders.shipping_address"  # lab.orders.models._ADDRESS_SEAL_SALT
 SEALED_FIELDS = ("pk", "ref", "customer_id", "shipping_address", "shipping_method", "address_sealed")
 
@@ -44,6 +52,16 @@ def _address_alone(order: Any) -> str:
 def _address_and_method(order: Any) -> str:
     """The facts the seal covers now (lab.orders.models._shipping_facts)."""
     return f"{_address_alone(order)}|method:{order.shipping_method}"
+
+
+def sealed_with_its_method(order: Any) -> bool:
+    """Whether the order's seal holds as this version seals it (its address and its method)."""
+    return seal_holds(order.address_sealed, ADDRESS_SEAL_SALT, _address_and_method(order))
+
+
+def sealed_the_old_way(order: Any) -> bool:
+    """Whether the order's seal holds as the version before sealed it (its address alone: any method)."""
+    return seal_holds(order.address_sealed, ADDRESS_SEAL_SALT, _address_alone(order))
 
 
 def seal_the_method_too(
@@ -67,11 +85,9 @@ def seal_the_method_too(
             after = rows[-1].pk
             changed = []
             for order in rows:
-                if not order.shipping_address or seal_holds(
-                    order.address_sealed, ADDRESS_SEAL_SALT, _address_and_method(order)
-                ):
+                if not order.shipping_address or sealed_with_its_method(order):
                     continue
-                if not seal_holds(order.address_sealed, ADDRESS_SEAL_SALT, _address_alone(order)):
+                if not sealed_the_old_way(order):
                     if on_left is not None:
                         on_left(order)
                     continue  # written outside the lab: left as it is
@@ -84,6 +100,48 @@ def seal_the_method_too(
                 changed.append(order)
             orders.model.objects.using(using).bulk_update(changed, ["address_sealed"], batch_size=BATCH)
         sealed.extend(changed)
+
+
+def _slip_served_at() -> models.DateTimeField:  # type: ignore[type-arg]
+    return models.DateTimeField(blank=True, db_default=None, null=True)
+
+
+def _column_of(model: Any) -> models.DateTimeField:  # type: ignore[type-arg]
+    """The column's field, bound to the historical `model` (which, in the database operations, lacks it)."""
+    field = _slip_served_at()
+    field.set_attributes_from_name(COLUMN)
+    field.model = model
+    return field
+
+
+def _has_the_column(schema_editor: BaseDatabaseSchemaEditor, model: Any) -> bool:
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        columns = connection.introspection.get_table_description(cursor, model._meta.db_table)
+    return any(column.name == COLUMN for column in columns)
+
+
+def add_column(schema_editor: BaseDatabaseSchemaEditor, model: Any) -> None:
+    """ALTER TABLE … ADD COLUMN, in a transaction of its own; on PostgreSQL waiting at most LOCK_TIMEOUT for
+    the table's lock (an error then, which fails the migrate: run it again later)."""
+    connection = schema_editor.connection
+    with transaction.atomic(using=connection.alias):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+        schema_editor.add_field(model, _column_of(model))
+
+
+def add_the_column_unless_there(apps, schema_editor):  # type: ignore[no-untyped-def]
+    Order = apps.get_model("orders", "Order")
+    if not _has_the_column(schema_editor, Order):
+        add_column(schema_editor, Order)
+
+
+def remove_the_column_if_there(apps, schema_editor):  # type: ignore[no-untyped-def]
+    Order = apps.get_model("orders", "Order")
+    if _has_the_column(schema_editor, Order):
+        schema_editor.remove_field(Order, _column_of(Order))
 
 
 def seal_the_shipping_method_too(apps, schema_editor):  # type: ignore[no-untyped-def]
@@ -100,10 +158,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(seal_the_shipping_method_too, migrations.RunPython.noop),
-        migrations.AddField(
-            model_name="order",
-            name="slip_served_at",
-            field=models.DateTimeField(blank=True, db_default=None, null=True),
+        # The column first, and only if it is missing (a run stopped after it runs again); then the re-seal.
+        migrations.SeparateDatabaseAndState(
+            state_operations=[migrations.AddField(model_name="order", name=COLUMN, field=_slip_served_at())],
+            database_operations=[
+                migrations.RunPython(add_the_column_unless_there, remove_the_column_if_there),
+            ],
         ),
+        migrations.RunPython(seal_the_shipping_method_too, migrations.RunPython.noop),
     ]
