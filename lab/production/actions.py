@@ -162,7 +162,7 @@ def job_reroute_by_staff(*, job_id: int, actor: User, printer_id: int | None = N
         raise _no_printer_for(job, printer_id=printer_id, again_here=again_here)
     as_read = Q(status=job.status, submit_attempts=job.submit_attempts, printer_id=job.printer_id)
     withdrawn = job.submit_attempts > 0 and _earlier_sends_withdraw(
-        job, unaccounted_refuse=job.status == J.READY
+        job, actor=actor, unaccounted_refuse=job.status == J.READY
     )
     moved = routing.job_reroute(
         job_id=job.pk,
@@ -229,7 +229,12 @@ def _no_printer_for(job: PrintJob, *, printer_id: int | None, again_here: bool) 
 
 
 def _earlier_sends_withdraw(
-    job: PrintJob, *, judged_handle: str = "", refused: str = "moved", unaccounted_refuse: bool = False
+    job: PrintJob,
+    *,
+    actor: User,
+    judged_handle: str = "",
+    refused: str = "moved",
+    unaccounted_refuse: bool = False,
 ) -> bool:
     """Before a job with a send behind it moves to another printer, or is sent again under a new title: every
     copy of it its printer still holds is cancelled there, so that only the new send prints. Refused (nothing
@@ -240,7 +245,7 @@ def _earlier_sends_withdraw(
     `unaccounted_refuse` (the move of a `ready` job, between the retries of its send): refused too when an
     attempt may have reached the printer that lists nothing of it, printed and purged from its history or
     never arrived (submission.sends_unaccounted). The job's own retry finds the same and leaves it `unknown`,
-    for a person who counts the prints."""
+    for a person who counts the prints. Recorded under `actor`, the person it is made for."""
     assert job.printer is not None
     backend = backend_for(job.printer)
     try:
@@ -267,7 +272,10 @@ def _earlier_sends_withdraw(
             f"({error.message}); nothing was {refused}. Try again once it answers.",
         ) from error
     JobEvent.objects.create(
-        job=job, kind="earlier_sends_withdrawn", note=f"{len(copies)} at {job.printer.name}"
+        job=job,
+        kind="earlier_sends_withdrawn",
+        actor=actor,
+        note=f"{len(copies)} at {job.printer.name}",
     )
     return True
 
@@ -296,6 +304,16 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
     _item_keeps_a_print(job)  # checked before the printer is asked, and again under the order's lock
     if job.status == J.SUBMITTED:
         assert job.printer is not None
+        # Recorded before the printer is asked, under the person it is for: the listener may move the job
+        # meanwhile (to `failed`, say), the move below then fails, and the cancel made at the printer would
+        # otherwise be nobody's.
+        JobEvent.objects.create(
+            job=job,
+            printer=job.printer,
+            kind="printer_cancel_requested",
+            actor=actor,
+            note=f"{job.backend_job_id} at {job.printer.name}"[:500],
+        )
         try:
             # slow I/O, outside any transaction
             backend_for(job.printer).cancel_of(job.backend_job_id, title=job.title)
@@ -359,12 +377,21 @@ def _copies_replaced(original: PrintJob) -> int:
 
 
 def job_reprint(
-    *, job_id: int, actor: User, reason: str, copies: int, note: str = "", request_key: str = ""
+    *,
+    job_id: int,
+    actor: User,
+    reason: str,
+    copies: int,
+    note: str = "",
+    request_key: str = "",
+    last_reprint_seen: int | None = None,
 ) -> PrintJob:
     """A new job for `copies` more prints of a printed job, routed like a released one.
 
     `request_key` is the reprint form's one-time key: the same request sent again (a double click, a resend
-    after a slow answer, two tabs) returns the reprint it made, and nothing prints twice.
+    after a slow answer) returns the reprint it made, and nothing prints twice. `last_reprint_seen` is the
+    newest reprint of the job when the form was opened (0: none): a reprint made since (another tab, another
+    technician, each with its own key) refuses this one, so the same damaged prints are reprinted once.
     """
     floor_access_check(actor)
     if reason not in ReprintReason.values:
@@ -409,6 +436,19 @@ def job_reprint(
                 f"{replaced} of job {original.pk}'s {original.copies} copies are already being reprinted; "
                 f"at most {original.copies - replaced} more. A damaged reprint is reprinted from its job.",
             )
+        if last_reprint_seen is not None:
+            # Part of the prints: within the copies, the cap above lets both through (before, a bent print
+            # asked for from two tabs was reprinted twice, and two of three prints counted rejected).
+            newer = (
+                PrintJob.objects.filter(reprint_of=original, pk__gt=last_reprint_seen).order_by("pk").first()
+            )
+            if newer is not None:
+                raise Conflict(
+                    ProductionError.JOB_CHANGED,
+                    f"Another reprint of job {original.pk} was made since you opened this page (job "
+                    f"{newer.pk}, {newer.copies} copies); nothing was reprinted. "
+                    "Look again before reprinting.",
+                )
         reprint = PrintJob.objects.create(
             order=order,
             item=original.item,
@@ -463,15 +503,29 @@ def job_reprint(
     return reprint
 
 
-def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> PrintJob:
+def job_resolve_unknown(
+    *, job_id: int, actor: User, was_printed: bool, title_token: str | None = None
+) -> PrintJob:
     """A person decides what happened to a job whose outcome nobody knows (unknown), or that CUPS may have
-    printed twice (suspect): printed (extra copies discarded), or not printed and sent again."""
+    printed twice (suspect): printed (extra copies discarded), or not printed and sent again.
+
+    `title_token` is the send the person judged (the job's title token when the page was opened): a job sent
+    again since under a new title (another person answered "not printed", and that send is unknown in turn)
+    refuses, as the prints counted were of the earlier send (before, "it printed" marked it printed while the
+    new send could still print, and "send again" made a third send)."""
     floor_access_check(actor)
     job = _job(job_id)
     if job.status not in NEEDS_PERSON_JOB_STATUSES:
         raise DomainError(
             ProductionError.JOB_NOT_UNKNOWN,
             f"Job {job.pk} is {job.status}; only unknown or suspect jobs are resolved.",
+        )
+    as_judged = Q() if title_token is None else Q(title_token=title_token)
+    if title_token is not None and job.title_token != title_token:
+        raise Conflict(
+            ProductionError.JOB_CHANGED,
+            f"Job {job.pk} changed since you opened this page: it was sent again since. Nothing was changed; "
+            "look again and count its prints.",
         )
     if was_printed:
         moved = jobs.job_move(
@@ -480,6 +534,7 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
             to_status=J.PRINTED,
             kind="resolved_printed",
             actor_id=actor.pk,
+            where=as_judged,
             printed_at=timezone.now(),
         )
         if moved:
@@ -492,7 +547,7 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
             # completed copy a `suspect` job is about is the one the person rejected; any other completed
             # since refuses, as a reroute: the person counts again.
             judged = job.backend_job_id if job.status == J.SUSPECT else ""
-            _earlier_sends_withdraw(job, judged_handle=judged, refused="changed")
+            _earlier_sends_withdraw(job, actor=actor, judged_handle=judged, refused="changed")
         with transaction.atomic():
             # A person counted no good copy: whatever the printer holds of earlier sends is not this job's
             # print. A new title, and the attempts and restart marks cleared, so the next send is a first one
@@ -509,6 +564,7 @@ def job_resolve_unknown(*, job_id: int, actor: User, was_printed: bool) -> Print
                 to_status=J.READY,
                 kind="resolved_not_printed",
                 actor_id=actor.pk,
+                where=as_judged,
                 next_attempt_at=None,
                 title_token=new_title_token(),
                 submit_attempts=0,
@@ -575,10 +631,13 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
                 f"{current.copies_rejected} of job {job.pk}'s prints were rejected at a quality check; only a"
                 " technician or supervisor can count them good.",
             )
+        # The prints its reprints replace are rejected by them, not by this check (it cannot count them good):
+        # a reprint cancelled as not needed gives them back (before, the check recorded them as its own, and
+        # the station refused the item until prints nobody had found bad were reprinted).
         updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
             copies_verified=copies,
             copies_rejected=job.copies - copies,
-            copies_rejected_at_check=job.copies - copies,
+            copies_rejected_at_check=max(0, job.copies - copies - replaced),
             updated_at=timezone.now(),
         )
         if not updated:

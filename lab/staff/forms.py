@@ -23,10 +23,14 @@ class ReprintForm(forms.Form):
     copies = forms.IntegerField(min_value=1, max_value=1000)
     note = forms.CharField(max_length=200, required=False)
     request_key = forms.RegexField(regex=r"^[0-9a-f]{32}$", required=False)  # the form's one-time key
+    # The newest reprint of the job when the page was opened (0: none): one made since refuses this one.
+    last_reprint_seen = forms.IntegerField(required=False, min_value=0)
 
 
 class ResolveForm(forms.Form):
     outcome = forms.ChoiceField(choices=[("printed", "Printed"), ("not_printed", "Not printed")])
+    # The send the person judged (the job's title token when the page was opened): one sent since refuses.
+    title_token = forms.CharField(required=False, max_length=8)
 
 
 class CopiesForm(forms.Form):

@@ -653,3 +653,129 @@ def test_a_maintenance_ticket_whose_description_holds_a_nul_is_refused_not_a_500
     assert response.status_code == 200
     assert messages_of(response) == ["The description holds a character that cannot be saved."]
     assert not MaintenanceTicket.objects.exists()
+
+
+# --- Forms opened before another person acted ---------------------------------------------------
+
+
+def _hidden_inputs(page: str, form_action: str) -> dict[str, str]:
+    """The hidden fields of the page's first form posting to `form_action`, as the browser sends them."""
+    start = page.index(f'action="{form_action}"')
+    form = page[start : page.index("</form>", start)]
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form))
+
+
+def test_two_tabs_asking_for_one_damaged_print_reprint_it_once():
+    # Part of a job's prints: within its copies, two tabs (each with its own one-time key) made two reprints,
+    # two of three prints counted rejected, a spare print and the reprint's webhooks twice.
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    client, _ = client_as("technician")
+    url = reverse("staff:job_reprint", args=[original.pk])
+    tabs = [  # two technicians, or two tabs, open the job's page before either reprints
+        _hidden_inputs(client.get(reverse("staff:job", args=[original.pk])).content.decode(), url)
+        for _tab in range(2)
+    ]
+    assert tabs[0]["request_key"] != tabs[1]["request_key"]
+
+    answers = [post(client, url, {**tab, "reason": "damaged", "copies": "1"}) for tab in tabs]
+
+    [reprint] = PrintJob.objects.filter(reprint_of=original)
+    assert messages_of(answers[0]) == [f"Reprint requested: job {reprint.pk}, 1 copies, sent to minilab."]
+    assert messages_of(answers[1]) == [
+        f"Another reprint of job {original.pk} was made since you opened this page (job {reprint.pk}, 1 "
+        "copies); nothing was reprinted. Look again before reprinting."
+    ]
+    original.refresh_from_db()
+    assert original.copies_rejected == 1
+    assert JobEvent.objects.filter(kind="reprint_requested").count() == 1
+    # a page opened after the reprint may reprint another print
+    fresh = _hidden_inputs(client.get(reverse("staff:job", args=[original.pk])).content.decode(), url)
+    post(client, url, {**fresh, "reason": "colour", "copies": "1"})
+    assert PrintJob.objects.filter(reprint_of=original).count() == 2
+
+
+def test_a_check_after_a_partial_reprint_does_not_keep_the_reprints_rejection_once_it_is_cancelled():
+    # The check (at most the prints not replaced) recorded the replaced print as its own rejection: the
+    # reprint cancelled as not needed gave nothing back, and the station refused the item's full count.
+    from lab.packing.station import item_confirm
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    original = PrintJob.objects.get(order=order)
+    technician = person("technician")
+    reprint = actions.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=1)
+    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=1)  # the one print not replaced
+    actions.job_cancel(job_id=reprint.pk, actor=technician, note="not needed after all")
+
+    original.refresh_from_db()
+    assert (original.copies_rejected, original.copies_rejected_at_check) == (0, 0)
+    line = item_confirm(code=order.ref, position=1, copies_counted=2, actor=person("packer"))
+    assert line.copies_confirmed == 2
+
+
+@pytest.mark.parametrize("outcome", ["printed", "not_printed"])
+def test_a_resolve_form_opened_before_the_job_was_sent_again_is_refused(outcome):
+    # A and B open the unknown job; B answers "not printed", and the new send is unknown in turn. A's form
+    # "it printed" marked it printed while the new send could print unseen; "send again" made a third send.
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = unknown_job()
+    client, _ = client_as("technician")
+    url = reverse("staff:job_resolve", args=[job.pk])
+    stale = _hidden_inputs(client.get(reverse("staff:job", args=[job.pk])).content.decode(), url)
+    assert stale["title_token"] == job.title_token
+    actions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+    job_walk(job, "submitting")
+    assert jobs.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
+    before = floor_state()
+
+    response = post(client, url, {**stale, "outcome": outcome})
+
+    assert messages_of(response) == [
+        f"Job {job.pk} changed since you opened this page: it was sent again since. Nothing was changed; "
+        "look again and count its prints."
+    ]
+    assert floor_state() == before
+    assert PrintJob.objects.get(pk=job.pk).status == "unknown"
+    # the page as it is now resolves it
+    fresh = _hidden_inputs(client.get(reverse("staff:job", args=[job.pk])).content.decode(), url)
+    post(client, url, {**fresh, "outcome": "printed"})
+    assert PrintJob.objects.get(pk=job.pk).status == "printed"
+
+
+def test_a_printer_cancel_is_recorded_under_the_technician_even_when_the_job_moved_meanwhile(monkeypatch):
+    # The printer cancelled the job for the technician, then the listener moved it to failed before the
+    # cancel's own move: nothing recorded the cancel made at the printer, nor who asked for it.
+    from printers.hotfolder import HotFolderBackend
+
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = _a_reprint_not_needed_after_all(order)
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    cancel_of = HotFolderBackend.cancel_of
+
+    def cancel_then_the_listener_fails_it(self, handle: str, *, title: str) -> None:
+        cancel_of(self, handle, title=title)
+        assert jobs.job_move(job_id=job.pk, from_statuses={"submitted"}, to_status="failed")
+
+    monkeypatch.setattr(HotFolderBackend, "cancel_of", cancel_then_the_listener_fails_it)
+    client, technician = client_as("technician")
+
+    response = post(client, reverse("staff:job_cancel", args=[job.pk]))
+
+    assert messages_of(response) == [f"Job {job.pk} changed meanwhile; look again and retry."]
+    assert PrintJob.objects.get(pk=job.pk).status == "failed"
+    event = JobEvent.objects.get(job=job, actor_id=technician.pk)
+    assert (event.kind, event.printer_id) == ("printer_cancel_requested", job.printer_id)
+
+
+def test_earlier_sends_withdrawn_for_a_person_are_recorded_under_that_person():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = unknown_job()
+    client, technician = client_as("technician")
+
+    post(client, reverse("staff:job_resolve", args=[job.pk]), {"outcome": "not_printed"})
+
+    assert JobEvent.objects.get(job=job, kind="earlier_sends_withdrawn").actor_id == technician.pk

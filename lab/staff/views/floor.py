@@ -121,6 +121,7 @@ def _job_or_404(job_id: int) -> PrintJob:
 def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_or_404(job_id)
     product = job.item.product
+    reprints = list(job.reprints.order_by("pk"))
     return render(
         request,
         "staff/job.html",
@@ -128,7 +129,10 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
             "job": job,
             "product": product,
             "events": selectors.job_events(job=job),
-            "reprints": job.reprints.order_by("pk"),
+            "reprints": reprints,
+            # The newest reprint as the page shows it: a reprint made since (another tab, another person)
+            # refuses this page's form, so the same damaged prints are reprinted once.
+            "last_reprint_seen": reprints[-1].pk if reprints else 0,
             "reroute_targets": selectors.reroute_targets(job=job),
             "reasons": ReprintReason.choices,
             "reprint_request_key": uuid.uuid4().hex,
@@ -190,6 +194,7 @@ def job_reprint_view(request: HttpRequest, job_id: int) -> HttpResponse:
             copies=form.cleaned_data["copies"],
             note=form.cleaned_data["note"],
             request_key=form.cleaned_data["request_key"],
+            last_reprint_seen=form.cleaned_data["last_reprint_seen"],
         )
         where = f"sent to {reprint.printer}" if reprint.printer else "waiting for a printer"
         return f"Reprint requested: job {reprint.pk}, {reprint.copies} copies, {where}."
@@ -206,7 +211,13 @@ def job_resolve_view(request: HttpRequest, job_id: int) -> HttpResponse:
         if not form.is_valid():
             raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         was_printed = form.cleaned_data["outcome"] == "printed"
-        job = actions.job_resolve_unknown(job_id=job_id, actor=_actor(request), was_printed=was_printed)
+        job = actions.job_resolve_unknown(
+            job_id=job_id,
+            actor=_actor(request),
+            was_printed=was_printed,
+            # the send the page showed; a form without it (none of this page's) is not checked
+            title_token=form.cleaned_data["title_token"] if "title_token" in request.POST else None,
+        )
         return f"Job {job.pk} marked {'printed' if was_printed else 'not printed; it will be sent again'}."
 
     return run_action(request, act, default_next=_job_url(job_id))
