@@ -344,16 +344,19 @@ def _alert(problem: chain.ChainProblem) -> None:
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=list(settings.AUDIT_ALERT_EMAILS),
     )
-    # The refusal (AuditChainBroken, the export's problem) is the outcome: a mail that fails is a warning that
-    # names no address (smtplib's refusal names every recipient, so neither it nor its traceback is logged).
+    # The refusal (AuditChainBroken, the export's problem) is the outcome, whatever becomes of the mail.
+    _mail_or_warn(message, what="alert", about=f"kind={problem.kind}")
+
+
+def _mail_or_warn(message: EmailMessage, *, what: str, about: str) -> None:
+    """Send an audit mail; one that fails is a warning that names no address (smtplib's refusal names every
+    recipient, so neither it nor its traceback is logged), never an error of what sent it."""
     try:
         mail_send(message)
     except MailNotSent as error:  # MailRefused is one: a server's refusal, or an address it cannot encode
-        logger.warning("audit alert e-mail could not be sent kind=%s reason=%s", problem.kind, error)
+        logger.warning("audit %s e-mail could not be sent %s reason=%s", what, about, error)
     except Exception as error:
-        logger.warning(
-            "audit alert e-mail could not be sent kind=%s error=%s", problem.kind, type(error).__name__
-        )
+        logger.warning("audit %s e-mail could not be sent %s error=%s", what, about, type(error).__name__)
 
 
 def _mail_checkpoint(checkpoint: chain.Checkpoint) -> None:
@@ -366,16 +369,9 @@ def _mail_checkpoint(checkpoint: chain.Checkpoint) -> None:
         to=list(settings.AUDIT_WITNESS_EMAILS),
     )
     # The witness log is the durable copy and the checkpoint is already in it and stored: a lost mail is a
-    # warning naming no address, not a failed checkpoint. Before, an address Django cannot encode raised
-    # UnicodeError out of checkpoint_write: every export answered 500, every scheduled checkpoint failed.
-    try:
-        mail_send(message)
-    except MailNotSent as error:  # MailRefused is one: a server's refusal, or an address it cannot encode
-        logger.warning("audit checkpoint e-mail could not be sent seq=%s reason=%s", checkpoint.seq, error)
-    except Exception as error:
-        logger.warning(
-            "audit checkpoint e-mail could not be sent seq=%s error=%s", checkpoint.seq, type(error).__name__
-        )
+    # warning, not a failed checkpoint. Before, an address Django cannot encode raised UnicodeError out of
+    # checkpoint_write: every export answered 500, every scheduled checkpoint failed.
+    _mail_or_warn(message, what="checkpoint", about=f"seq={checkpoint.seq}")
 
 
 # --- verification from the database -------------------------------------------------------------------

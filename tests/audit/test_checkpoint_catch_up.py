@@ -20,28 +20,12 @@ from lab.audit.services import AuditChainBroken, checkpoint_write, signing_key, 
 from lab.audit.witness import FileWitness, parse_timestamp
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_superuser
-from tests.support.audit_verifiers import audit_verify_says, export_for_auditors, offline_verifier
+from tests.support.audit_verifiers import audit_verify_says, export_for_auditors, offline_verifier, witness_at
 from tests.support.clock import host_clock_off
 from workers.tasks import audit_checkpoint
 
 pytestmark = pytest.mark.django_db
 HOUR = 3600
-
-
-def _witness_at(path: Path, entries: list[tuple[int, str, timedelta]]) -> None:
-    """A witness log signed by the lab's key, with checkpoints at the given ages."""
-    now = timezone.now()
-    lines = []
-    for seq, head_hash, age in entries:
-        signed = chain.sign_checkpoint(
-            private_key=signing_key(),
-            key_id="lab",
-            seq=seq,
-            head_hash=head_hash,
-            signed_at=chain.utc_timestamp(now - age),
-        )
-        lines.append(signed.to_line() + "\n")
-    path.write_text("".join(lines))
 
 
 def _one_send_lost(tmp_path: Path) -> Path:
@@ -50,7 +34,7 @@ def _one_send_lost(tmp_path: Path) -> Path:
     audit_write(20)
     hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
     witness = tmp_path / "witness.jsonl"
-    _witness_at(witness, [(10, hashes[10], timedelta(hours=2, seconds=1)), (20, hashes[20], timedelta(0))])
+    witness_at(witness, [(10, hashes[10], timedelta(hours=2, seconds=1)), (20, hashes[20], timedelta(0))])
     return witness
 
 

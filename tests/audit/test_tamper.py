@@ -20,7 +20,6 @@ from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 
 from lab.audit import chain
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
@@ -31,13 +30,12 @@ from lab.audit.services import (
     audit_verify_database,
     checkpoint_write,
     public_key,
-    signing_key,
     witness_sink,
 )
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 from tests.support.audit_insiders import app_role_create
-from tests.support.audit_verifiers import audit_verify_says, export_for_auditors, offline_verifier
+from tests.support.audit_verifiers import audit_verify_says, export_for_auditors, offline_verifier, witness_at
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -452,22 +450,6 @@ def test_replacing_the_signing_key_is_named(lab_log: FileWitness, tmp_path: Path
 # --- coverage and freshness -----------------------------------------------------------------------------
 
 
-def _witness_at(path: Path, entries: list[tuple[int, str, timedelta]]) -> None:
-    """A witness log signed by the lab's key, with checkpoints at the given ages."""
-    now = timezone.now()
-    lines = []
-    for seq, head_hash, age in entries:
-        signed = chain.sign_checkpoint(
-            private_key=signing_key(),
-            key_id="lab",
-            seq=seq,
-            head_hash=head_hash,
-            signed_at=chain.utc_timestamp(now - age),
-        )
-        lines.append(signed.to_line() + "\n")
-    path.write_text("".join(lines))
-
-
 def test_a_gap_of_more_than_two_intervals_between_witnessed_checkpoints_is_named(
     tmp_path: Path, settings
 ) -> None:
@@ -476,7 +458,7 @@ def test_a_gap_of_more_than_two_intervals_between_witnessed_checkpoints_is_named
     audit_write(20)
     hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
     witness = tmp_path / "witness.jsonl"
-    _witness_at(
+    witness_at(
         witness, [(10, hashes[10], timedelta(hours=3, minutes=30)), (20, hashes[20], timedelta(minutes=30))]
     )
     # when verified
@@ -492,7 +474,7 @@ def test_a_stale_witness_is_named(tmp_path: Path, settings) -> None:
     audit_write(20)
     hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
     witness = tmp_path / "witness.jsonl"
-    _witness_at(witness, [(10, hashes[10], timedelta(hours=3))])
+    witness_at(witness, [(10, hashes[10], timedelta(hours=3))])
     # when verified
     said = audit_verify_says("--witness", str(witness))
     # then the unwitnessed seqs are named
@@ -506,7 +488,7 @@ def test_a_fresh_witness_two_intervals_apart_is_accepted(tmp_path: Path, setting
     audit_write(20)
     hashes = dict(AuditRecord.objects.values_list("seq", "hash"))
     witness = tmp_path / "witness.jsonl"
-    _witness_at(witness, [(10, hashes[10], timedelta(hours=2)), (20, hashes[20], timedelta(minutes=30))])
+    witness_at(witness, [(10, hashes[10], timedelta(hours=2)), (20, hashes[20], timedelta(minutes=30))])
     # when verified / then nothing is wrong
     assert audit_verify_says("--witness", str(witness)) == "OK"
 

@@ -7,14 +7,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from lab.audit import chain
-from lab.audit.services import audit_export, public_key
+from lab.audit.services import audit_export, public_key, signing_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +59,19 @@ def offline_verifier(
     if with_record_key:
         arguments += ["--record-key", settings.AUDIT_RECORD_KEY]
     return subprocess.run(arguments, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+
+
+def witness_at(path: Path, entries: Sequence[tuple[int, str, timedelta]]) -> None:
+    """A witness log signed by the lab's key, with checkpoints (seq, head hash) at the given ages."""
+    now = timezone.now()
+    lines = []
+    for seq, head_hash, age in entries:
+        signed = chain.sign_checkpoint(
+            private_key=signing_key(),
+            key_id="lab",
+            seq=seq,
+            head_hash=head_hash,
+            signed_at=chain.utc_timestamp(now - age),
+        )
+        lines.append(signed.to_line() + "\n")
+    path.write_text("".join(lines))
