@@ -79,15 +79,21 @@ def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str) -> 
         data_key=_plain_key(data_key), plaintext=plaintext, aad=f"{name}:{purpose}".encode()
     )
     temporary = path.with_suffix(".tmp")
+    renamed = False
     try:
         with open(temporary, "wb") as handle:
             handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        renamed = True
         _fsync_directory(path.parent)
     except OSError:
         temporary.unlink(missing_ok=True)  # a full or failing disk keeps no partial blob
+        if renamed:
+            # Nor a whole one no row will name (the directory's fsync failed after the rename): a raster under
+            # a photo's live key would outlive its retention, as nothing purges a blob no row names.
+            path.unlink(missing_ok=True)
         raise
     return name
 

@@ -633,11 +633,16 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
             )
         # The prints its reprints replace are rejected by them, not by this check (it cannot count them good):
         # a reprint cancelled as not needed gives them back (before, the check recorded them as its own, and
-        # the station refused the item until prints nobody had found bad were reprinted).
+        # the station refused the item until prints nobody had found bad were reprinted). What an earlier
+        # check rejected stays rejected unless this one counts it good: it may be among the prints replaced,
+        # which this check cannot look at (before, a check after the reprint wiped it, and cancelling the
+        # reprint let the print the first check rejected be packed).
+        earlier = min(current.copies_rejected_at_check, job.copies - copies)
+        at_check = max(job.copies - copies - replaced, earlier)
         updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
             copies_verified=copies,
             copies_rejected=job.copies - copies,
-            copies_rejected_at_check=max(0, job.copies - copies - replaced),
+            copies_rejected_at_check=max(0, at_check),
             updated_at=timezone.now(),
         )
         if not updated:

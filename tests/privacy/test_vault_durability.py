@@ -4,12 +4,14 @@ blobs/ must each be on disk (fsynced) before vault_write returns."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from lab.privacy import vault
 from lab.privacy.vault import data_key_create, vault_read, vault_write
 from tests.builders import blob_path
 
@@ -67,3 +69,29 @@ def test_a_blob_written_into_an_existing_shard_has_its_name_fsynced_after_the_re
 
     assert after_the_rename(disk_calls, name) == [str(blob_path(name).parent.resolve())]
     assert vault_read(data_key=key, name=name, purpose="raster") == b"raster bytes"
+
+
+def test_a_blob_whose_directory_cannot_be_fsynced_after_the_rename_is_not_left_behind(monkeypatch):
+    # the rename landed, then the directory's fsync failed (EIO): the caller gets the error and names no
+    # blob, so none may stay (before, a whole blob nothing would ever purge stayed under the data key)
+    key = data_key_create()
+    files_before = {path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()}
+    real_replace, real_fsync_directory = os.replace, vault._fsync_directory
+    renamed: list[str] = []
+
+    def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        real_replace(source, target)
+        renamed.append(os.fspath(target))
+
+    def fsync_directory(directory: Path) -> None:
+        if renamed:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync_directory(directory)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(vault, "_fsync_directory", fsync_directory)
+    with pytest.raises(OSError):
+        vault.vault_write(data_key=key, plaintext=b"x" * 1000, purpose="raster")
+
+    assert len(renamed) == 1
+    assert {path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()} == files_before

@@ -454,3 +454,23 @@ def test_slips_open_in_the_browser_and_are_never_saved_to_the_stations_disk(orde
         directives = {directive.split()[0] for directive in policy.split("; ")}
         assert not directives & {"object-src", "default-src", "style-src", "sandbox"}, policy
         assert "frame-ancestors 'none'" in policy
+
+
+def test_a_check_after_a_reprint_keeps_what_an_earlier_check_rejected_once_the_reprint_is_cancelled():
+    """The second check cannot look at the prints the reprint replaces, one of which the first check rejected:
+    before, it wiped that rejection, and cancelling the reprint let the rejected print be packed."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
+    original = PrintJob.objects.get(order=order)
+    technician = person("technician")
+    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=2)  # one print found bad
+    reprint = actions.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=2)
+    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=1)  # the print not replaced: good
+
+    actions.job_cancel(job_id=reprint.pk, actor=technician, note="not needed after all")
+
+    original.refresh_from_db()
+    assert (original.copies_rejected, original.copies_rejected_at_check) == (1, 1)
+    client, _ = client_as("packer")
+    refused = confirm(client, order, 1, 3)
+    assert messages_of(refused) == ["Item 1 has 2 good prints of 3 after the quality check: 1 to reprint."]
