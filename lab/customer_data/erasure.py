@@ -57,19 +57,13 @@ from lab.orders.selectors import guest_order_photos
 from lab.orders.states import OrderStatus
 from lab.orders.stripe_events import DISPUTE_CLOSED_KINDS
 from lab.packing.models import PackingSlip
-from lab.production.models import JobEvent
+from lab.production.models import JOB_CANCELLED, JOB_CANCELLED_NOTE, JOB_REPRINT_REQUESTED, JobEvent
 
 logger = logging.getLogger(__name__)
 
 # An erased order's items' colour note: what preflight says of a photo's embedded profile, without its
 # description (lab/orders/pricing.py: preflight).
 ERASED_COLOR_NOTE = "embedded profile will be converted to the printer profile"
-
-# The print job events that carry the floor's own words (lab/production/actions.py: job_cancel, job_reprint),
-# and the note job_cancel writes when it is given none.
-JOB_CANCELLED = "cancelled"
-JOB_CANCELLED_NOTE = "cancelled by staff"
-JOB_REPRINT_REQUESTED = "reprint_requested"
 
 
 @dataclass(frozen=True)

@@ -31,18 +31,13 @@ from lab.notify.models import Notification, WebhookAttempt, WebhookDelivery, Web
 from lab.orders.intake import idempotency_scope
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderItem
 from lab.orders.selectors import guest_order_photos
-from lab.production.models import JobEvent, PrintJob
+from lab.production.models import PERSONAL_JOB_EVENT_KINDS, JobEvent, PrintJob
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "printlab.export.v1"
 # Roles that are not "an employee looking": the customer themself, and the production pipeline.
 NOT_EMPLOYEE_ROLES = NON_EMPLOYEE_ACTOR_ROLES
-# The print job events whose note is the floor's own words, which may name the customer: the ones erasure
-# rewrites (lab/customer_data/erasure.py JOB_CANCELLED, JOB_REPRINT_REQUESTED; that module imports this one
-# through receipts.py, so the names are repeated here and a test holds them equal). The other job events'
-# notes are the lab's machine-written ones (printer states, spool titles): their kind and time are exported.
-PERSONAL_JOB_EVENT_KINDS = frozenset({"cancelled", "reprint_requested"})
 
 
 def _time(moment: datetime | None) -> str | None:

@@ -23,7 +23,17 @@ from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import printer_cancels_settle
 from lab.production.errors import ProductionError
-from lab.production.models import TITLE_SUPERSEDED, Batch, JobEvent, Printer, PrintJob, new_title_token
+from lab.production.models import (
+    JOB_CANCELLED,
+    JOB_CANCELLED_NOTE,
+    JOB_REPRINT_REQUESTED,
+    TITLE_SUPERSEDED,
+    Batch,
+    JobEvent,
+    Printer,
+    PrintJob,
+    new_title_token,
+)
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
 from lab.production.submission import sends_unaccounted
 from printers.base import FINAL_JOB_STATES, JobState
@@ -332,8 +342,8 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
             job_id=job.pk,
             from_statuses={job.status},
             to_status=J.CANCELLED,
-            kind="cancelled",
-            note=note or "cancelled by staff",
+            kind=JOB_CANCELLED,
+            note=note or JOB_CANCELLED_NOTE,
             actor_id=actor.pk,
             cancel_at_printer=earlier_send,
         )
@@ -460,7 +470,7 @@ def job_reprint(
         )
         JobEvent.objects.create(
             job=reprint,
-            kind="reprint_requested",
+            kind=JOB_REPRINT_REQUESTED,
             to_status=J.NO_PRINTER,
             actor=actor,
             note=f"reprint of job {original.pk}: {reason} {note}".strip()[:500],

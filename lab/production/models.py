@@ -246,6 +246,15 @@ class PrintJob(models.Model):
         return int(match.group(1)) if match else None
 
 
+# The job events whose note is the floor's own words (a person's reason, which may name the customer),
+# written by lab/production/actions.py (job_cancel, job_reprint): erasure rewrites their notes, the export
+# shows them. Every other event's note is the lab's machine-written one (printer states, spool titles).
+JOB_CANCELLED = "cancelled"
+JOB_CANCELLED_NOTE = "cancelled by staff"  # what job_cancel writes when it is given no note
+JOB_REPRINT_REQUESTED = "reprint_requested"
+PERSONAL_JOB_EVENT_KINDS = frozenset({JOB_CANCELLED, JOB_REPRINT_REQUESTED})
+
+
 class JobEvent(models.Model):
     """Every job status change and floor action, with who did it (the floor's audit trail)."""
 
