@@ -13,7 +13,7 @@ from django.utils import timezone
 from lab.accounts.models import User
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
-from lab.customer_data.export import PERSONAL_JOB_EVENT_KINDS, account_export
+from lab.customer_data.export import account_export
 from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.receipts import receipt_issue, receipt_url
 from lab.gate import access as gate
@@ -24,7 +24,7 @@ from lab.notify.webhooks import webhook_endpoint_create
 from lab.orders.models import Order
 from lab.production import models as production_models
 from lab.production import rasterizing, routing
-from lab.production.models import PrintJob
+from lab.production.models import PERSONAL_JOB_EVENT_KINDS, PrintJob
 from tests.builders import (
     PERSON,
     WORKER,
