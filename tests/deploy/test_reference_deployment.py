@@ -213,17 +213,25 @@ def test_every_process_that_writes_the_blob_store_or_the_witness_may_write_there
     # ProtectSystem=strict makes every other path read-only: the signer (a beat task on the default queue)
     # and the auditors' export (web) lock and append the witness, so a witness outside their ReadWritePaths
     # meant no checkpoint was ever signed and every export answered 500 in the reference deployment.
+    # The hot folders too: the print worker writes a job there, the poll and the discard sweep (default
+    # worker), the listener and the staff's cancels (web) move and delete tickets and files there. Left at its
+    # default under LAB_VAR_DIR, each host read its own empty folder and a minilab's jobs stayed `submitted`.
     settings = env_example()
     storage = Path(settings["LAB_STORAGE_DIR"])
     witness = Path(urlparse(settings["AUDIT_WITNESS"]).path).parent
+    hot_folders = Path(settings.get("HOTFOLDER_ROOT", settings["LAB_VAR_DIR"] + "/spool"))  # lab/settings.py
     needs = {
-        "printlab-web.service": [storage, witness],
+        "printlab-web.service": [storage, witness, hot_folders],
         "printlab-audit.service": [witness],
-        "printlab-default.service": [storage],
+        "printlab-default.service": [storage, hot_folders],
         "printlab-fetch.service": [storage],  # a photo fetched by URL is stored
         "printlab-raster.service": [storage],
-        "printlab-print@.service": [storage],
+        "printlab-print@.service": [storage, hot_folders],
+        "printlab-printer-events.service": [hot_folders],
     }
+    assert not hot_folders.is_relative_to(settings["LAB_VAR_DIR"]), "HOTFOLDER_ROOT must be one shared folder"
+    # The install steps make it (and it is mounted there) on the hosts
+    assert f" {hot_folders} " in (ROOT / "deploy" / "README.md").read_text()
     for name, paths in needs.items():
         unit = UNITS / name
         assert parse_unit(unit)["Service"]["ProtectSystem"] == ["strict"], name
@@ -404,6 +412,24 @@ def test_every_unit_but_the_migrations_refuses_to_start_on_an_unmigrated_schema(
         credentials = {entry.split(":", 1)[0] for entry in service["LoadCredential"]}
         assert "database_owner_url" not in credentials, path.name
         assert "DATABASE_URL_FILE=%d/database_url" in service["Environment"], path.name
+
+
+def test_the_web_does_not_depend_on_a_migration_run_that_retries_until_the_database_answers():
+    # After a power cut the database host may still be booting when an app host starts: printlab-migrate
+    # (a oneshot) failed once for good, and printlab-web, which Required it, failed as "Dependency failed" and
+    # was never started again, while the workers (no Requires=, ExecStartPre= migrate --check, Restart=) came
+    # back alone. Its own `migrate --check` (above) keeps the web off an unmigrated schema.
+    migrate = parse_unit(UNITS / "printlab-migrate.service")["Service"]
+    dependents = {
+        path.name: key
+        for path in SERVICES
+        for key in ("Requires", "Requisite", "BindsTo")
+        if "printlab-migrate.service" in " ".join(parse_unit(path)["Unit"].get(key, [])).split()
+    }
+
+    assert dependents == {}
+    assert migrate["Type"] == ["oneshot"]
+    assert (migrate["Restart"], migrate["RestartSec"]) == (["on-failure"], ["10"])
 
 
 def upgrade_commands() -> list[str]:
