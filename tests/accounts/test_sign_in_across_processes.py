@@ -17,15 +17,13 @@ from django.db import connection
 
 from lab.accounts.models import SecurityEvent
 from tests.builders import UserFactory
+from tests.support.celery_worker import database_url
 from tests.support.redis_server import PrivateRedis
 from tests.support.web_server import LabWebServer, app_environment
 
+pytestmark = pytest.mark.e2e
+
 PASSWORD = "correct horse battery"
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -34,7 +32,7 @@ def two_web_servers(tmp_path: Path) -> Iterator[tuple[LabWebServer, LabWebServer
         pytest.fail("this test needs the PostgreSQL test database (DATABASE_URL=postgres://…)")
     with PrivateRedis() as redis:
         env = app_environment(
-            database_url=database_url(),
+            database_url=database_url(connection.settings_dict),
             broker_url=redis.url(db=4),
             var_dir=tmp_path / "var",
             extra={

@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.audit.chain import (
     EXPORT_FIELDS,
+    EXPORT_FIELDS_LANED,
     GENESIS_HASH,
     RECORD_FIELDS,
+    RECORD_FIELDS_LANED,
     ChainProblem,
     Checkpoint,
     canonical_bytes,
@@ -37,6 +39,7 @@ from lab.audit.chain import (
     verify_checkpoints,
     verify_records,
 )
+from lab.audit.models import AuditRecord
 from tests.audit import RECORD_KEY, build_chain, record_fields
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -76,13 +79,49 @@ VECTOR_BYTES = (
 ).encode("utf-8")
 
 
-def test_record_fields_are_every_stored_field_but_the_hash() -> None:
-    # given / when / then: one list the model mirrors, hash last in the export
-    assert len(RECORD_FIELDS) == 19
-    assert len(set(RECORD_FIELDS)) == 19
-    assert {"seq", "prev_hash"} <= set(RECORD_FIELDS)
-    assert "hash" not in RECORD_FIELDS
-    assert (*RECORD_FIELDS, "mac", "hash") == EXPORT_FIELDS
+EXPORTED_BEFORE_LANES = (
+    "seq",
+    "occurred_at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "asset_id",
+    "order_ref",
+    "purpose",
+    "justification",
+    "context_type",
+    "context_id",
+    "outcome",
+    "rule",
+    "client_ip",
+    "user_agent",
+    "request_id",
+    "content_sha256",
+    "policy_version",
+    "prev_hash",
+    "mac",
+    "hash",
+)
+
+
+def test_the_model_stores_exactly_the_exported_fields_and_declares_the_hashed_ones_in_chain_order() -> None:
+    # given the audit record model's columns
+    columns = [str(field.column) for field in AuditRecord._meta.concrete_fields]
+    # when / then: every stored column is exported (laned), nothing exported is missing from the table
+    primary_key = AuditRecord._meta.pk
+    assert primary_key is not None and primary_key.column == "seq"
+    assert sorted(columns) == sorted(EXPORT_FIELDS_LANED)
+    assert len(columns) == len(set(columns))
+    # and the model declares the fields hashed before lanes in RECORD_FIELDS' order
+    assert tuple(columns[: len(RECORD_FIELDS)]) == RECORD_FIELDS
+
+
+def test_the_export_order_is_the_hashed_fields_then_the_lane_then_mac_and_hash() -> None:
+    # given / when / then: the column order of every export file, which other verifiers read
+    assert EXPORT_FIELDS == EXPORTED_BEFORE_LANES
+    assert (*EXPORTED_BEFORE_LANES[:-2], "lane", "lane_seq", "mac", "hash") == EXPORT_FIELDS_LANED
+    assert EXPORTED_BEFORE_LANES[:-2] == RECORD_FIELDS
+    assert (*EXPORTED_BEFORE_LANES[:-2], "lane", "lane_seq") == RECORD_FIELDS_LANED
 
 
 def test_canonical_bytes_are_sorted_compact_utf8_with_nulls_kept() -> None:

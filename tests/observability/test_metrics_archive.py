@@ -1,7 +1,8 @@
 """A scrape and the fold of an exited process's metric files into the archives never overlap: a scrape reads
 the directory under a lock the fold takes alone (lab.lib.metrics_archive). Before, a scrape that listed the
 directory before a fold and opened the dead file after it failed, and one that read both the new archive and
-the dead file counted that process twice."""
+the dead file counted that process twice. A Celery pool child's exit folds its files as a web worker's
+does."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ import sys
 import threading
 from pathlib import Path
 
+from celery.signals import worker_process_shutdown
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
+
 from lab.lib.metrics import process_registry
-from lab.lib.metrics_archive import archive_dead_process, archive_read_lock
+from lab.lib.metrics_archive import archive_dead_process
+from workers.observability import metrics_process_gone
 
 
 def _recorded_by_an_exited_process(directory: Path) -> int:
@@ -34,7 +40,7 @@ def _recorded_by_an_exited_process(directory: Path) -> int:
     return int(recorded.stdout)
 
 
-def _folds_counted(directory: Path) -> float:
+def _folds_counted() -> float:
     return sum(
         sample.value
         for metric in process_registry().collect()
@@ -49,18 +55,64 @@ def test_a_fold_waits_for_the_scrape_reading_the_directory_and_the_scrape_counts
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     pid = _recorded_by_an_exited_process(tmp_path)
     dead = tmp_path / f"counter_{pid}.db"
-    assert _folds_counted(tmp_path) == 3.0
+    # The collector lists the directory, then reads the files it listed (merge): a scrape is held between the
+    # two, the dead process's file among those listed.
+    entered, release = threading.Event(), threading.Event()
+    files_read = MultiProcessCollector.merge
 
-    # given a scrape reading the directory, when the process's files are folded meanwhile
-    fold = threading.Thread(target=archive_dead_process, args=(pid, str(tmp_path)))
-    with archive_read_lock(str(tmp_path)):
-        fold.start()
-        fold.join(timeout=0.5)
-        # then the fold waits: the scrape still finds the dead process's file, and no archive yet
-        assert fold.is_alive() and dead.exists()
-        assert not (tmp_path / "counter_archive.db").exists()
-    fold.join(timeout=30)
+    def merge_held(files: list[str], accumulate: bool = True) -> object:
+        if not entered.is_set():
+            entered.set()
+            release.wait(timeout=30)
+        return files_read(files, accumulate)  # type: ignore[no-untyped-call]
 
-    # and once it is done the process is counted once, from the archive
-    assert not fold.is_alive() and not dead.exists()
-    assert _folds_counted(tmp_path) == 3.0
+    monkeypatch.setattr(MultiProcessCollector, "merge", staticmethod(merge_held))
+    scraped: dict[str, object] = {}
+
+    def scrape() -> None:
+        try:
+            scraped["total"] = _folds_counted()
+        except Exception as error:  # the failure the lock prevents, asserted below
+            scraped["error"] = error
+
+    scrape_thread = threading.Thread(target=scrape)
+    fold_thread = threading.Thread(target=archive_dead_process, args=(pid, str(tmp_path)))
+
+    # given a scrape that has listed the directory, when the process's files are folded meanwhile
+    scrape_thread.start()
+    try:
+        assert entered.wait(timeout=30)
+        fold_thread.start()
+        fold_thread.join(timeout=0.5)
+        fold_waited, dead_kept = fold_thread.is_alive(), dead.exists()
+    finally:
+        release.set()
+        scrape_thread.join(timeout=30)
+        if fold_thread.ident is not None:
+            fold_thread.join(timeout=30)
+
+    # then the fold waited for the scrape, which counted the process once, from the file it listed
+    assert (fold_waited, dead_kept) == (True, True)
+    assert scraped == {"total": 3.0}
+    # and once the fold is done the process is counted once, from the archive
+    assert not fold_thread.is_alive() and not scrape_thread.is_alive()
+    assert sorted(path.name for path in tmp_path.glob("*.db")) == ["counter_archive.db"]
+    assert _folds_counted() == 3.0
+
+
+def test_a_celery_pool_child_s_exit_folds_its_counter_file_into_the_archive(tmp_path, monkeypatch):
+    # given a pool child's counter file (the signal runs in the exiting child: this process plays it)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    child = MmapedDict(str(tmp_path / f"counter_{os.getpid()}.db"))
+    try:
+        child.write_value(mmap_key("printlab_test_folds", "printlab_test_folds_total", [], [], "f"), 3.0, 0.0)
+    finally:
+        child.close()
+
+    # when Celery's prefork pool reports the child's exit
+    answered = worker_process_shutdown.send(sender="celery@test", pid=os.getpid(), exitcode=0)
+
+    # then its file is folded into the archive, which counts it
+    assert [receiver for receiver, _ in answered] == [metrics_process_gone]
+    assert sorted(path.name for path in tmp_path.glob("*.db")) == ["counter_archive.db"]
+    assert _folds_counted() == 3.0
