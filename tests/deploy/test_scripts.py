@@ -1,0 +1,220 @@
+"""The test command's own shell (scripts/test, and the venv block scripts/run shares): the blocks between its
+`# >>> name` and `# <<< name` markers, and its cleanup(), run for real by bash in a temporary folder, with
+stand-ins only for what cannot run here (`runuser`, and a PostgreSQL that wants a password over TCP)."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What scripts/test runs over the local socket as the OS user postgres (`runuser -u postgres -- psql …`).
+PSQL_AS_POSTGRES = "runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p 5432 -d postgres"
+
+RUNUSER_STANDIN = """#!/bin/sh
+[ "$1 $2 $3" = "-u postgres --" ] || { echo "runuser: unexpected $*" >&2; exit 99; }
+shift 3
+printf 'runuser -u postgres -- ' >> "$FAKE_PSQL_LOG"
+exec "$@"
+"""
+# Logs its arguments and its SQL; refuses CREATE ROLE when FAKE_PSQL_ROLE_EXISTS is set, as PostgreSQL does
+# for a role that is already there.
+PSQL_STANDIN = """#!/bin/sh
+sql=$(cat)
+printf 'psql %s\\n%s\\n' "$*" "$sql" >> "$FAKE_PSQL_LOG"
+if [ -n "${FAKE_PSQL_ROLE_EXISTS:-}" ] && printf '%s' "$sql" | grep -q 'CREATE ROLE'; then
+  echo 'ERROR:  role already exists' >&2
+  exit 3
+fi
+"""
+
+
+def script_block(name: str, script: str = "test") -> str:
+    text = (ROOT / "scripts" / script).read_text()
+    match = re.search(rf"^# >>> {name} .*?\n(.*?)^# <<< {name}\n", text, re.DOTALL | re.MULTILINE)
+    assert match, f"scripts/{script} has no `# >>> {name}` … `# <<< {name}` block"
+    return match.group(1)
+
+
+def script_cleanup() -> str:
+    match = re.search(r"^cleanup\(\) \{\n.*?^\}\n", (ROOT / "scripts" / "test").read_text(), re.DOTALL | re.M)
+    assert match, "scripts/test has no cleanup() function"
+    return match.group(0)
+
+
+def bash(code: str, *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + code],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def script_with_cleanup(then: str) -> str:
+    """The script's background and role blocks and its cleanup(), trapped at exit as the script does."""
+    return "\n".join(
+        [
+            script_block("background jobs"),
+            script_block("test role"),
+            "started=()",
+            script_cleanup(),
+            "trap cleanup EXIT",
+            then,
+        ]
+    )
+
+
+def exits_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid` (not our child) is gone or exits within `seconds`: its pidfd turns readable."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([descriptor], [], [], seconds)
+        return bool(readable)
+    finally:
+        os.close(descriptor)
+
+
+def test_a_venv_left_without_pip_is_built_anew_and_a_whole_one_is_kept(tmp_path: Path) -> None:
+    # given: what a first build cut short during ensurepip leaves: a python (symlinked), no pip
+    subprocess.run(["python3", "-m", "venv", "--without-pip", ".venv"], cwd=tmp_path, check=True)
+    assert (tmp_path / ".venv" / "bin" / "python").is_symlink()
+    assert not (tmp_path / ".venv" / "bin" / "pip").exists()
+    block = script_block("venv")
+
+    # when
+    rebuilt = bash(block, cwd=tmp_path)
+
+    # then: a venv whose pip runs
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    pip = subprocess.run([tmp_path / ".venv" / "bin" / "pip", "--version"], capture_output=True, text=True)
+    assert pip.returncode == 0
+    assert f"from {tmp_path / '.venv'}" in pip.stdout
+    # and a whole venv is left as it is on the next run
+    (tmp_path / ".venv" / "kept").touch()
+    again = bash(block, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / ".venv" / "kept").exists()
+
+
+def test_the_run_command_checks_its_venv_as_the_test_command_does() -> None:
+    assert script_block("venv", script="run") == script_block("venv")
+
+
+def test_a_failing_step_stops_the_background_job_and_what_it_runs(tmp_path: Path) -> None:
+    # given: a background job (as the compile job runs compileall, then pip) that runs a child, and a step
+    # after it that fails under `set -e`, as ruff, lint-imports or mypy may
+    os.mkfifo(tmp_path / "started")
+    code = script_with_cleanup(
+        """
+background_start bash -c 'exec >/dev/null 2>&1; sleep 30 & echo $! > started; wait'
+read -r child < started
+echo "$child"
+false
+echo "not reached"
+"""
+    )
+
+    # when
+    result = bash(code, cwd=tmp_path)
+
+    # then: the job's child is gone too
+    child = int(result.stdout.split()[0])
+    try:
+        assert (result.returncode, result.stdout.split()) == (1, [str(child)])
+        assert exits_within(child, 10)
+    finally:
+        if not exits_within(child, 0):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_background_job_once_waited_for_is_not_signalled_at_exit(tmp_path: Path) -> None:
+    # given: a job that ended and was waited for (its PID free for another process by the time of exit);
+    # `kill` records instead of signalling
+    code = script_with_cleanup(
+        """
+kill() { echo "kill $*" >> kills.log; }
+background_start true
+background_wait
+echo "the steps after it"
+"""
+    )
+
+    # when
+    result = bash(code, cwd=tmp_path)
+
+    # then
+    assert (result.returncode, result.stdout) == (0, "the steps after it\n")
+    assert not (tmp_path / "kills.log").exists()
+
+
+def fake_postgres_bin(tmp_path: Path) -> dict[str, str]:
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    for name, text in {"runuser": RUNUSER_STANDIN, "psql": PSQL_STANDIN}.items():
+        (bin_folder / name).write_text(text)
+        (bin_folder / name).chmod(0o755)
+    assert shutil.which("python3"), "the role's name and password come from python3"
+    return {"PATH": f"{bin_folder}:{os.environ['PATH']}", "FAKE_PSQL_LOG": str(tmp_path / "psql.log")}
+
+
+def test_each_run_makes_a_role_of_its_own_with_a_fresh_password_and_drops_it_at_exit(tmp_path: Path) -> None:
+    # given: a PostgreSQL that wants a password over TCP (psql stands in for it)
+    env = fake_postgres_bin(tmp_path)
+    code = script_with_cleanup('test_role_create\necho "role=$TEST_ROLE password=$TEST_ROLE_PASSWORD"')
+
+    # when: two runs
+    runs = []
+    for _ in range(2):
+        result = bash(code, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        match = re.search(r"^role=(\S+) password=(\S+)$", result.stdout, re.MULTILINE)
+        assert match, result.stdout
+        role, password = match.groups()
+        runs.append((role, password, (tmp_path / "psql.log").read_text()))
+        (tmp_path / "psql.log").unlink()
+
+    # then: each run created its own role with its own password (nothing altered), and dropped it at exit
+    # with the test databases it owns
+    (first_role, first_password, _), (second_role, second_password, _) = runs
+    assert (first_role != second_role, first_password != second_password) == (True, True)
+    for role, password, log in runs:
+        assert re.fullmatch(r"printlab_test_[0-9a-f]{8}", role)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32}", password)
+        assert log == (
+            f"{PSQL_AS_POSTGRES}\n"
+            f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}';\n"
+            f"{PSQL_AS_POSTGRES}\n"
+            "SELECT format('DROP DATABASE %I', datname) FROM pg_database\n"
+            f"  WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = '{role}') \\gexec\n"
+            f"DROP ROLE IF EXISTS {role};\n"
+        )
+
+
+def test_a_role_already_there_is_neither_altered_nor_dropped(tmp_path: Path) -> None:
+    # given: PostgreSQL refuses to create the role: one of that name is there, not made by this run
+    env = {**fake_postgres_bin(tmp_path), "FAKE_PSQL_ROLE_EXISTS": "1"}
+    code = script_with_cleanup('test_role_create\necho "not reached"')
+
+    # when
+    result = bash(code, cwd=tmp_path, env=env)
+
+    # then: the run stops, saying so; the role got one CREATE ROLE, which failed, and nothing else
+    assert result.returncode == 1
+    assert "not reached" not in result.stdout
+    log = (tmp_path / "psql.log").read_text()
+    (role,) = re.findall(r"^CREATE ROLE (\S+) LOGIN SUPERUSER PASSWORD '[^']+';$", log, re.MULTILINE)
+    assert f"== could not create role {role} (already there?): left as it is" in result.stderr
+    assert log.count(PSQL_AS_POSTGRES) == 1
+    assert "ALTER" not in log and "DROP" not in log
