@@ -15,6 +15,7 @@ from lab.lib.errors import Conflict
 from lab.lib.seals import seal_holds, seal_of
 from lab.orders.address import order_address_change
 from lab.orders.models import Order
+from lab.orders.states import OrderStatus
 from lab.packing.errors import PackingError
 from lab.packing.models import PackingSlip
 from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip
@@ -34,13 +35,22 @@ PICKUP_AT_THE_COUNTER = "Pickup at the counter"
 def order_shipping_check(order: Order, *, refused: str = "no slip is made for it") -> None:
     """Refuses (409 `address_changed_outside_the_lab`) an order whose shipping address or method was written
     in the database alone (its seal does not hold): its box would be labelled for someone else's address, or
-    handed over at the counter to whoever gives the name on its slip instead of posted."""
-    if not order.address_is_sealed:
+    handed over at the counter to whoever gives the name on its slip instead of posted.
+
+    An empty address passes the seal (Order.address_is_sealed: an erasure leaves it, and no seal), and with it
+    any method: SQL that emptied a paid parcel's address and made it a pickup had its box handed over. Only a
+    shipped order is left so by the lab (an erasure is refused from paid through packed, and every order is
+    placed with an address), so an empty one on any other order was written in the database alone."""
+    if not order.address_is_sealed or _emptied_before_it_shipped(order):
         logger.error("shipping address or method changed outside the lab refused order=%s", order.ref)
         raise Conflict(
             PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
             f"Order {order.ref}'s shipping address was changed outside the lab; {refused}. Ask a supervisor.",
         )
+
+
+def _emptied_before_it_shipped(order: Order) -> bool:
+    return not order.shipping_address and order.status != OrderStatus.SHIPPED
 
 
 def slip_data_for(order: Order) -> SlipData:

@@ -382,12 +382,17 @@ class DaySlips:
 
 def day_slips_pdf(*, actor: User) -> DaySlips:
     """One PDF with the slip of every order ready to pack (oldest first). An order whose address was written
-    outside the lab gets none and is named in `refused`; it does not hold up the other orders' slips."""
+    outside the lab gets none and is named in `refused`; it does not hold up the other orders' slips.
+
+    Rendered under the orders' locks, as slip_pdf renders its slip, and the orders marked as served
+    (`slip_served_at`) only once the PDF exists, in the same transaction: a render that fails (an error, the
+    worker killed for time or memory) marks none of them. Before, they were marked and committed first, and a
+    customer was refused their change of address (409 `order_address_locked`) for a slip never printed."""
     packing_access_check(actor)
     with transaction.atomic():
         # Each order's slip is read under its lock and the order marked as served before the locks go
         # (`slip_served_at`, as slip_pdf does): a customer's change of address afterwards is refused, one
-        # before is on the slip. Locked in id order; the PDF is rendered after the commit.
+        # before is on the slip. Locked in id order.
         locked = Order.objects.select_for_update().filter(status=OrderStatus.READY_TO_PACK).order_by("pk")
         orders = sorted(locked, key=lambda order: (order.created_at, order.pk))
         if not orders:
@@ -408,5 +413,6 @@ def day_slips_pdf(*, actor: User) -> DaySlips:
                 f"No slip is made: the shipping address of {', '.join(refused)} was changed outside the lab. "
                 "Ask a supervisor.",
             )
+        pdf = render_slips(slips=slips)
         Order.objects.filter(pk__in=served, slip_served_at__isnull=True).update(slip_served_at=database_now())
-    return DaySlips(pdf=render_slips(slips=slips), count=len(slips), refused=refused)
+    return DaySlips(pdf=pdf, count=len(slips), refused=refused)

@@ -3,7 +3,7 @@
 As a database administrator would try it: SQL sends a paid order's prints to an address of theirs, or makes a
 parcel's order one collected at the counter (the seal covers the shipping method too). The slip, the box's
 label, is not made for it, by the worker or at the packing station, and the station neither ships nor hands
-the box over; the lab's own orders, and an erased customer's emptied address, still get theirs."""
+the box over; the lab's own orders, and a shipped order's address emptied by its erasure, still get theirs."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from tests.builders import (
     messages_of,
     order_for,
     order_move,
+    pack_and_ship,
     person,
     ready_to_pack_order,
 )
@@ -96,11 +97,36 @@ def test_an_order_with_an_address_written_in_the_database_does_not_hold_up_the_d
     ]
 
 
-def test_the_labs_own_and_an_emptied_address_get_their_slip(order):
+def test_the_labs_own_and_a_shipped_then_erased_orders_address_get_their_slip(order):
     assert packing_slip_render(order_id=order.pk).pages == 1
-    dba_sets_address(order, {})  # what an erasure leaves: no address to send anything to
+    shipped = pack_and_ship(order)
+    # what an erasure leaves on a shipped order (erasure is refused from paid through packed): no address to
+    # send anything to, and no seal
+    dba("UPDATE orders_order SET shipping_address = '{}', address_sealed = '' WHERE id = %s", shipped.pk)
+    shipped.refresh_from_db()
 
-    assert packing_slip_render(order_id=order.pk).pages == 1
+    assert slip_data_for(shipped).ship_to == ["-"]
+    assert packing_slip_render(order_id=shipped.pk).pages == 1
+    assert station.slip_pdf(code=shipped.ref, actor=person("packer")).startswith(b"%PDF")
+
+
+def test_an_address_emptied_in_the_database_at_the_station_gets_no_slip(order):
+    """No lab code leaves an order still to ship without an address (every order is placed with one, and an
+    erasure is refused from paid through packed). Before, an empty address passed the seal as an erasure's."""
+    dba_sets_address(order, {})
+    order.refresh_from_db()
+
+    with pytest.raises(Conflict) as no_slip:
+        slip_data_for(order)
+    with pytest.raises(Conflict) as not_rendered:
+        packing_slip_render(order_id=order.pk)
+    with pytest.raises(Conflict) as no_day_slips:
+        station.day_slips_pdf(actor=person("packer"))
+
+    codes = {error.value.code for error in (no_slip, not_rendered, no_day_slips)}
+    assert codes == {PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB}
+    assert not PackingSlip.objects.filter(order=order).exists()
+    assert Order.objects.get(pk=order.pk).slip_served_at is None
 
 
 def _slip_text(pdf: bytes) -> str:
@@ -175,6 +201,40 @@ def test_a_parcel_made_a_pickup_in_the_database_gets_no_slip_and_is_not_handed_o
     assert "changed outside the lab" in not_handed_over.value.message
     order.refresh_from_db()
     assert (order.status, order.shipped_at) == ("packed", None)
+
+
+@pytest.mark.parametrize("method", ["pickup", "express"])
+def test_a_parcel_whose_address_is_emptied_in_the_database_is_neither_handed_over_nor_shipped(order, method):
+    """Before, an empty address passed the seal (as an erasure's), and the method's seal with it: SQL that
+    emptied a packed express order's address and made it a pickup had the station hand the box over, its slip
+    naming no one, and the customer e-mailed that they had collected it."""
+    # given a packed order the customer paid to have posted express
+    order.shipping_method = Order.ShippingMethod.EXPRESS
+    order.save(update_fields=["shipping_method"])
+    _packed_at_the_station(order)
+
+    # when a database administrator empties its address (and makes it a pickup, or leaves it express)
+    dba(
+        "UPDATE orders_order SET shipping_method = %s, shipping_address = '{}' WHERE id = %s",
+        method,
+        order.pk,
+    )
+    order.refresh_from_db()
+
+    # then no slip is made for it, and the station neither hands it over nor ships it
+    with pytest.raises(Conflict) as no_slip:
+        slip_data_for(order)
+    with pytest.raises(Conflict) as not_handed_over:
+        station.order_hand_over(code=order.ref, actor=person("packer"))
+    with pytest.raises(Conflict) as not_shipped:
+        station.order_ship(
+            code=order.ref, actor=person("packer"), carrier="ups", tracking_number="1Z999AA10123456784"
+        )
+    codes = {error.value.code for error in (no_slip, not_handed_over, not_shipped)}
+    assert codes == {PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB}
+    assert "changed outside the lab; it is not handed over" in not_handed_over.value.message
+    order.refresh_from_db()
+    assert (order.status, order.shipped_at, order.tracking_number) == ("packed", None, "")
 
 
 def test_a_slip_rendered_for_the_address_before_a_change_and_written_back_is_not_served():

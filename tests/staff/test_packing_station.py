@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lab.orders.models import Order
+from lab.packing import station
 from lab.packing.models import PackingSlip
-from lab.packing.services import packing_slip_render
+from lab.packing.services import packing_slip_render, shipping_address_change
 from lab.production import actions
 from lab.production.models import PrintJob
 from tests.builders import (
@@ -21,6 +22,7 @@ from tests.builders import (
     hotfolder_printer,
     job_walk,
     messages_of,
+    order_move,
     pack_and_ship,
     person,
     ready_to_pack_order,
@@ -392,6 +394,31 @@ def test_day_slips_hold_every_order_ready_to_pack(order):
     assert len(re.findall(rb"/Type /Page\b", response.content)) == 2
     for ref in (order.ref, other.ref):
         assert ref.encode() in response.content  # the outline names each order
+
+
+def test_a_days_slips_that_fail_to_render_mark_no_order_as_printed(order, monkeypatch):
+    # given two orders ready to pack, and the render of the day's PDF dying (an error, a worker killed)
+    other = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+
+    def render_dies(**_: object) -> bytes:
+        raise MemoryError("the worker ran out of memory")
+
+    monkeypatch.setattr("lab.packing.station.render_slips", render_dies)
+
+    # when the packer asks for the day's slips
+    with pytest.raises(MemoryError):
+        station.day_slips_pdf(actor=person("packer"))
+
+    # then no order is marked as having had its slip printed (before, both were, committed before the render)
+    served = dict(Order.objects.filter(pk__in=[order.pk, other.pk]).values_list("pk", "slip_served_at"))
+    assert served == {order.pk: None, other.pk: None}
+    # and back on the floor for a reprint, the customer still changes its address (before: 409
+    # order_address_locked, for a slip nobody printed)
+    order_move(order, "in_production")
+    address = {**order.shipping_address, "line1": "12 New Street"}
+    shipping_address_change(order=order, address=address, actor=None, actor_kind="guest")
+    order.refresh_from_db()
+    assert (order.shipping_address["line1"], order.address_is_sealed) == ("12 New Street", True)
 
 
 def test_day_slips_without_orders_say_so():
