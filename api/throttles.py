@@ -8,7 +8,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
@@ -24,6 +24,9 @@ from lab.lib.email_address import email_canonical
 from lab.lib.errors import DomainError
 from lab.orders import intake
 from lab.orders.models import IdempotencyKey
+
+if TYPE_CHECKING:
+    from lab.accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +157,11 @@ class AccountChangeThrottle(_RateFromSettings):
 
 def _customer_ident(request: Any) -> str | None:
     user = getattr(request, "user", None)
-    return f"user-{user.pk}" if user is not None and user.is_authenticated else None
+    return _user_ident(user) if user is not None and user.is_authenticated else None
+
+
+def _user_ident(user: Any) -> str:
+    return f"user-{user.pk}"
 
 
 class _PerCustomer(_RateFromSettings):
@@ -183,12 +190,14 @@ class CustomerQuoteThrottle(_PerCustomer):
     scope = "customer_quotes"
 
 
-class CustomerOrderThrottle(_PerCustomer):
-    """Order creation (POST orders, not the list): each asks Stripe for a PaymentIntent and sends an e-mail,
-    so unlimited orders used up the lab's Stripe rate limit (every customer's order a 502) and its mail."""
+class CustomerOrderChangeThrottle(_PerCustomer):
+    """Changes to an order's shipping address by its signed-in owner (PATCH orders/{ref}; a guest's are
+    AnonThrottle's, by client address): each takes the order's lock, seals it again and adds an
+    `address_changed` event to its timeline. Before, AnonThrottle on the view counted nobody signed in, and a
+    token's changes were unlimited: the timeline grew without bound."""
 
-    scope = "customer_orders"
-    methods = frozenset({"POST"})
+    scope = "customer_order_changes"
+    methods = frozenset({"PATCH"})
 
 
 class CustomerReadThrottle(_PerCustomer):
@@ -217,13 +226,20 @@ def _guest_email(data: Any) -> str | None:
     return email if isinstance(email, str) and email.strip() else None
 
 
-def _a_retry(request: Any) -> bool:
+def _idempotency_key(request: Any) -> str | None:
+    """The order's Idempotency-Key as the view takes it (1-200 printable characters), or None: the view
+    refuses the request (400 `idempotency_key_required`), and a NUL byte must not reach the database."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    return key if key and len(key) <= 200 and key.isprintable() else None
+
+
+def _a_guest_retry(request: Any) -> bool:
     """Whether a guest order's Idempotency-Key is one its address already used: a retry (after a 502
     `payment_provider_unavailable`, a lost answer) gets its order again, it creates none. Asked only of an
     address at its limit."""
-    key = request.headers.get("Idempotency-Key", "").strip()
+    key = _idempotency_key(request)
     email = _guest_email(request.data)
-    if not key or email is None:
+    if key is None or email is None:
         return False
     try:
         address = email_canonical(email)
@@ -232,55 +248,27 @@ def _a_retry(request: Any) -> bool:
     return IdempotencyKey.objects.filter(scope=intake.guest_scope(email=address), key=key).exists()
 
 
-class GuestOrderEmailThrottle(_RateFromSettings):
-    """Guest orders to one e-mail address, from any client address: each order (and its cancellation) mails
-    that address, so without it anyone could mail anyone from the lab, a few requests per message. Counted
-    by a keyed hash of the address in the form its mail goes to (`email_canonical`: the domain IDNA-encoded
-    as Django's mail sends it, lower-cased): never the address itself in the cache. Orders by signed-in
-    customers go to their own address and are not counted. A body that does not parse is the view's 400
-    (read here first, the same answer).
-
-    Only orders created count. Before the view, an address already at its limit is refused (429 at once, no
-    quote, no Stripe), unless the request is a retry of an order it has (its Idempotency-Key). The view
-    counts the order when `intake.order_create` creates it, through `admit`, in the transaction that inserts
+class _CountedWhenCreated(_RateFromSettings):
+    """A limit on orders that counts only the orders created. Before the view it only looks: a window already
+    full refuses the request (429 at once, no quote, no Stripe) unless it is a retry of an order the caller
+    has (`_a_retry`: its Idempotency-Key), and nothing is counted. The view counts the order when
+    `intake.order_create` creates it, through `admit` (`intake.Admission`), in the transaction that inserts
     it: the count is an atomic INCR, and the one past the limit is refused and rolled back (429), so orders
     at once from several web processes never get past the limit; `release` gives the count back when the
-    order is undone after all. Before, every request was counted before the view ran: five bodies without
-    an Idempotency-Key (each a 400) locked the address out of guest checkout for an hour, and so did the
-    retries with the same key that a 502 `payment_provider_unavailable` asks for."""
+    order is undone after all."""
 
-    scope = "guest_order_emails"
     admitted = False  # `admit` counted an order that `release` may give back
 
-    def get_cache_key(self, request: Any, view: Any) -> str | None:
-        if request.method != "POST" or _customer_ident(request) is not None:
-            return None
-        email = _guest_email(request.data)
-        if email is None:
-            return None
-        return self._key_for(email)
-
-    def _key_for(self, email: str) -> str:
-        try:
-            address = email_canonical(email)
-        except ValueError:  # no mail can go to it: the order's validation refuses it, and nothing is counted
-            address = email.strip().lower()
-        digest = salted_hmac("api.throttles.GuestOrderEmailThrottle", address, algorithm="sha256").hexdigest()
-        return self.cache_format % {"scope": self.scope, "ident": digest}
+    def _a_retry(self, request: Any) -> bool:
+        """Whether the request's Idempotency-Key is one the caller already made an order with."""
+        raise NotImplementedError
 
     def _within(self, request: Any) -> bool:
         """Looks, counts nothing (the order is counted when it is created, `admit`): refused only when the
-        address's window is already full."""
+        window is already full and the request is no retry."""
         assert self.num_requests is not None
         count = self.cache.get(self._counter)
-        return count is None or int(count) < self.num_requests or _a_retry(request)
-
-    @classmethod
-    def for_guest(cls, email: str) -> GuestOrderEmailThrottle:
-        """The admission of a guest order to `email` (`intake.order_create`'s `admission`)."""
-        throttle = cls()
-        throttle.key = throttle._key_for(email)
-        return throttle
+        return count is None or int(count) < self.num_requests or self._a_retry(request)
 
     def admit(self) -> None:
         """Count the order being created; Throttled (429) if that is one past the limit, the count given
@@ -318,6 +306,78 @@ class GuestOrderEmailThrottle(_RateFromSettings):
         # Its window may have ended meanwhile (the key expired): then there is nothing to give back.
         with contextlib.suppress(ValueError):
             self.cache.decr(self._counter)
+
+
+class CustomerOrderThrottle(_CountedWhenCreated, _PerCustomer):
+    """Orders created by one signed-in customer (POST orders, not the list): each asks Stripe for a
+    PaymentIntent and sends an e-mail, so unlimited orders used up the lab's Stripe rate limit (every
+    customer's order a 502) and its mail.
+
+    Only orders created count (`_CountedWhenCreated`; the view passes `for_customer` to
+    `intake.order_create`). Before, every POST was counted before the view ran: requests without an
+    Idempotency-Key (400), a key reused for another body (409), replays, and the retry with the same key
+    that a 502 `payment_provider_unavailable` asks for. With the window full that retry was 429, and the
+    order kept without its payment could never get its PaymentIntent (only a POST orders makes it)."""
+
+    scope = "customer_orders"
+    methods = frozenset({"POST"})
+
+    def _a_retry(self, request: Any) -> bool:
+        key = _idempotency_key(request)
+        if key is None:
+            return False
+        scope = intake.idempotency_scope(customer=request.user, guest=None)
+        return IdempotencyKey.objects.filter(scope=scope, key=key).exists()
+
+    @classmethod
+    def for_customer(cls, customer: User) -> CustomerOrderThrottle:
+        """The admission of an order by `customer` (`intake.order_create`'s `admission`)."""
+        throttle = cls()
+        throttle.key = throttle.cache_format % {"scope": throttle.scope, "ident": _user_ident(customer)}
+        return throttle
+
+
+class GuestOrderEmailThrottle(_CountedWhenCreated):
+    """Guest orders to one e-mail address, from any client address: each order (and its cancellation) mails
+    that address, so without it anyone could mail anyone from the lab, a few requests per message. Counted
+    by a keyed hash of the address in the form its mail goes to (`email_canonical`: the domain IDNA-encoded
+    as Django's mail sends it, lower-cased): never the address itself in the cache. Orders by signed-in
+    customers go to their own address and are not counted. A body that does not parse is the view's 400
+    (read here first, the same answer).
+
+    Only orders created count (`_CountedWhenCreated`: an address already at its limit is refused before the
+    view unless the request is a retry of an order it has). Before, every request was counted before the
+    view ran: five bodies without an Idempotency-Key (each a 400) locked the address out of guest checkout
+    for an hour, and so did the retries with the same key that a 502 `payment_provider_unavailable` asks
+    for."""
+
+    scope = "guest_order_emails"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if request.method != "POST" or _customer_ident(request) is not None:
+            return None
+        email = _guest_email(request.data)
+        if email is None:
+            return None
+        return self._key_for(email)
+
+    def _key_for(self, email: str) -> str:
+        try:
+            address = email_canonical(email)
+        except ValueError:  # no mail can go to it: the order's validation refuses it, and nothing is counted
+            address = email.strip().lower()
+        digest = salted_hmac("api.throttles.GuestOrderEmailThrottle", address, algorithm="sha256").hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": digest}
+
+    def _a_retry(self, request: Any) -> bool:
+        return _a_guest_retry(request)
+
+    @classmethod
+    def for_guest(cls, email: str) -> GuestOrderEmailThrottle:
+        """The admission of a guest order to `email` (`intake.order_create`'s `admission`)."""
+        throttle = cls()
+        throttle.key = throttle._key_for(email)
+        return throttle
 
 
 class UploadByteBudget(_RateFromSettings):

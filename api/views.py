@@ -26,6 +26,7 @@ from api.schema import problems
 from api.throttles import (
     AccountChangeThrottle,
     AnonThrottle,
+    CustomerOrderChangeThrottle,
     CustomerOrderThrottle,
     CustomerQuoteThrottle,
     CustomerReadThrottle,
@@ -311,6 +312,14 @@ ORDER_TOKEN_HEADER = OpenApiParameter(
 )
 
 
+def _order_admission(*, customer: User | None, guest: intake.GuestDetails | None) -> intake.Admission | None:
+    """An order counts for its customer (CustomerOrderThrottle), a guest order for its address
+    (GuestOrderEmailThrottle), only once it is created: not a replay, a retry or a request refused before."""
+    if customer is not None:
+        return CustomerOrderThrottle.for_customer(customer)
+    return GuestOrderEmailThrottle.for_guest(guest.email) if guest is not None else None
+
+
 class OrderListCreateView(generics.ListAPIView[Order]):
     permission_classes = (AllowAny,)
     throttle_classes = (AnonThrottle, CustomerOrderThrottle, GuestOrderEmailThrottle)  # the last two: POST
@@ -365,8 +374,7 @@ class OrderListCreateView(generics.ListAPIView[Order]):
             shipping_method=values["shipping_method"],
             idempotency_key=key,
             request_fingerprint=fingerprint,
-            # a guest order counts for its address only once it is created (GuestOrderEmailThrottle)
-            admission=GuestOrderEmailThrottle.for_guest(guest.email) if guest and customer is None else None,
+            admission=_order_admission(customer=customer, guest=guest),
         )
         order = order_selectors.order_with_lines(order=result.order)
         body = s.OrderCreatedOutput(order).data | {"guest_token": result.guest_token}
@@ -375,7 +383,7 @@ class OrderListCreateView(generics.ListAPIView[Order]):
 
 class OrderDetailView(APIView):
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (AnonThrottle, CustomerOrderChangeThrottle)  # the last: PATCH
 
     @extend_schema(responses=s.OrderOutput, parameters=[ORDER_TOKEN_HEADER])
     def get(self, request: Request, ref: str) -> Response:

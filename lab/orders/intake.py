@@ -57,9 +57,9 @@ class OrderCreated:
 
 
 class Admission(Protocol):
-    """A limit the caller puts on the orders it creates (the API's on guest orders per e-mail address), told
-    only of an order that is created: not of a replayed key, nor of a request refused before its order was
-    stored."""
+    """A limit the caller puts on the orders it creates (the API's per signed-in customer, and per e-mail
+    address on guest orders), told only of an order that is created: not of a replayed key, nor of a request
+    refused before its order was stored."""
 
     def admit(self) -> None:
         """Count the order being created, in its transaction; raising refuses it (rolled back)."""

@@ -118,11 +118,32 @@ def payment_intent_ensure(*, order: Order) -> Order:
             setattr(order, field, value)
         return order
     order.refresh_from_db()  # a concurrent retry with the same key stored it first: show what it stored
-    if order.payment_intent_id != intent.id:
-        # The order left `awaiting_payment` meanwhile: nobody got this intent's secret, and it is cancelled at
-        # Stripe too, so it never shows as payable on the lab's account.
-        _intent_cancel(intent_id=intent.id, order_ref=order.ref)
+    if order.payment_intent_id == intent.id:
+        return order
+    # The order left `awaiting_payment` meanwhile: nobody got this intent's secret, and it is cancelled at
+    # Stripe too, so it never shows as payable on the lab's account (owed when Stripe does not settle it now).
+    if _intent_cancel(intent_id=intent.id, order_ref=order.ref) is None:
+        _intent_cancel_owe(order=order, intent_id=intent.id)
     return order
+
+
+def _intent_cancel_owe(*, order: Order, intent_id: str) -> None:
+    """Record the cancel of an intent Stripe made for an order that left `awaiting_payment` meanwhile, when
+    the cancel right after could not be settled: the order keeps the intent's id (never its secret, which
+    only an awaiting order shows) with `payment_intent_cancel_due`, and `payment_intent_cancel` (a task now,
+    the payments sweep on beat after) cancels it. Before, the order's cancel had found no intent to owe a
+    cancel for and nothing recorded this one: it stayed open at Stripe for good."""
+    owed = (
+        Order.objects.filter(pk=order.pk, payment_intent_id="")
+        .exclude(status=OrderStatus.AWAITING_PAYMENT)
+        .update(payment_intent_id=intent_id, payment_intent_cancel_due=True, updated_at=timezone.now())
+    )
+    order.refresh_from_db()
+    if not owed:
+        return  # another request with the same key recorded its own (the same intent: Stripe's key)
+    logger.warning("payment intent cancel owed order=%s", order.ref)
+    order_id = order.pk
+    transaction.on_commit(lambda: enqueue("payments.payment_intent_cancel", order_id=order_id))
 
 
 def _provider_unavailable(*, order: Order, error: stripe.StripeError) -> UpstreamError:

@@ -219,3 +219,30 @@ def test_an_address_written_in_the_database_alone_is_not_made_the_labs_own_by_a_
     assert (response.status_code, response.json()["code"]) == (409, "order_address_locked")
     order.refresh_from_db()
     assert not order.address_is_sealed
+
+
+def test_a_customers_address_changes_are_throttled_per_customer_but_not_the_reads(api, settings):
+    # given two address changes an hour per signed-in customer
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "customer_order_changes": "2/hour",
+        },
+    }
+    customer = UserFactory.create()
+    client = token_client(api, customer)
+    order = order_move(order_for(customer), "paid")
+
+    responses = [change(client, order.ref, address) for address in (NEW_ADDRESS, ADDRESS, NEW_ADDRESS)]
+
+    # then the third change is refused and changes nothing: before, AnonThrottle counted nobody signed in,
+    # and a token's changes were unlimited, each an `address_changed` event on the order's timeline
+    assert [response.status_code for response in responses] == [200, 200, 429]
+    assert responses[-1].json()["code"] == "throttled"
+    assert int(responses[-1].headers["Retry-After"]) > 0
+    order.refresh_from_db()
+    assert order.shipping_address["line1"] == ADDRESS["line1"]
+    assert OrderEvent.objects.filter(order=order, kind="address_changed").count() == 2
+    # and reading the order is no change
+    assert client.get(f"/api/v1/orders/{order.ref}").status_code == 200

@@ -387,6 +387,53 @@ def test_an_order_cancelled_while_stripe_makes_its_intent_gets_no_payable_intent
     assert client.v1.payment_intents.retrieve(made[0].id).status == "canceled"  # at Stripe, not payable
 
 
+def test_an_intent_whose_cancel_fails_after_its_order_was_cancelled_meanwhile_is_cancelled_later(
+    api, settings, stripe_api, monkeypatch
+):
+    # given a customer's cancel that commits while Stripe is making the order's intent, and Stripe out of
+    # reach once the intent is made (its cancel right after gets no answer)
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    client = payments.stripe_client()
+    create = client.v1.payment_intents.create
+    made = []
+
+    def cancelled_meanwhile(**kwargs):
+        order = Order.objects.get(ref=kwargs["params"]["metadata"]["order_ref"])
+        order_cancel(order=order, actor=user, actor_kind="customer")
+        made.append(create(**kwargs))
+        settings.STRIPE_TIMEOUT_SECONDS = 1
+        settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the discard port: nothing listens
+        return made[-1]
+
+    monkeypatch.setattr(client.v1.payment_intents, "create", cancelled_meanwhile)
+
+    response = api.post(
+        "/api/v1/orders", order_body(asset_for(user)), format="json", HTTP_IDEMPOTENCY_KEY="race-1"
+    )
+
+    # then the order owes the intent's cancel, never offering its secret
+    assert response.status_code == 201, response.json()
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["payment"]["client_secret"] == ""
+    order = Order.objects.get()
+    assert (order.payment_intent_id, order.payment_intent_cancel_due) == (made[0].id, True)
+    assert order.payment_client_secret == ""
+    assert client.v1.payment_intents.retrieve(made[0].id).status == "requires_payment_method"
+
+    # and once Stripe answers, the payments sweep cancels it: before, nothing recorded the intent, and it
+    # stayed open at Stripe for good
+    settings.STRIPE_API_BASE = stripe_api.url
+    swept = payments.payments_reconcile()
+
+    assert swept["intents_cancelled"] == 1
+    assert client.v1.payment_intents.retrieve(made[0].id).status == "canceled"
+    order.refresh_from_db()
+    assert order.payment_intent_cancel_due is False
+    cancelled = OrderEvent.objects.filter(order=order, kind="payment_intent_cancelled")
+    assert list(cancelled.values_list("note", flat=True)) == ["cancelled"]
+
+
 def test_unknown_sku_and_bad_items_are_clear_errors(api):
     user = UserFactory.create()
     api.force_authenticate(user)

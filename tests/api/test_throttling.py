@@ -151,6 +151,44 @@ def test_orders_of_a_signed_in_customer_are_throttled_but_not_the_list(api, cust
     assert api.get("/api/v1/orders").status_code == 200  # reading one's orders is not an order
 
 
+def test_a_customers_retries_after_a_502_and_refused_orders_do_not_count_for_the_customer(
+    api, customer, demo_catalog, settings, stripe_api
+):
+    # given one order an hour per customer, and Stripe out of reach
+    _rates(settings, customer_orders="1/hour")
+    settings.STRIPE_TIMEOUT_SECONDS = 1
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the discard port: nothing listens
+    body = order_body(asset_for(customer))
+
+    def order(key: str | None, the_body: dict[str, object] = body) -> Any:
+        headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+        return api.post("/api/v1/orders", the_body, format="json", **headers)
+
+    # when the customer first sends an order without an Idempotency-Key (400), then the order, kept without
+    # its payment (502, "retry"), and retries it as told, with the same key
+    no_key = order(None)
+    first = order("k-1")
+    retried = order("k-1")
+    settings.STRIPE_API_BASE = stripe_api.url
+    completed = order("k-1")
+    replayed = order("k-1")
+    reused = order("k-1", order_body(asset_for(customer), shipping_method="express"))
+    another = order("k-2", order_body(asset_for(customer)))
+
+    # then the request without a key did not use the window, the retries get the order and its payment
+    # (before, the 400 used the window and the 502's retry was 429 for the hour: the order could never get
+    # its PaymentIntent), and only a second order is refused
+    assert (no_key.status_code, no_key.json()["code"]) == (400, "idempotency_key_required")
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_unavailable")
+    assert (retried.status_code, retried.json()["code"]) == (502, "payment_provider_unavailable")
+    assert (completed.status_code, replayed.status_code) == (200, 200)
+    assert completed.json()["ref"] == replayed.json()["ref"]
+    assert completed.json()["payment"]["client_secret"]
+    assert (reused.status_code, reused.json()["code"]) == (409, "idempotency_key_reused")
+    assert (another.status_code, another.json()["code"]) == (429, "throttled")
+    assert Order.objects.count() == 1
+
+
 def _guest_order(api: APIClient, email: str, *, key: str, address: str) -> Any:
     guest = {"email": email, "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
     return api.post(
