@@ -121,6 +121,7 @@ STATUS_BY_CODE: dict[str, int] = {
             OrderError.INVALID_PAYLOAD,
             OrderError.INVALID_SIGNATURE,
             OrderError.MALFORMED_EVENT,
+            OrderError.CURRENCY_NOT_SOLD,
             OrderError.MIXED_CURRENCY,
             OrderError.ORDER_TOTAL_TOO_LARGE,
             # With `total_minor` and `min_total_minor` (null when Stripe refused an amount the lab's table

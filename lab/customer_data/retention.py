@@ -322,24 +322,25 @@ def _stale_unpaid_orders(before: datetime) -> QuerySet[Order]:
     )
 
 
-def _order_expire(order: Order) -> bool:
+def _order_expired(order_id: int) -> bool:
+    """Cancel the order if it is still unpaid, decided under its lock (`only_unpaid`): the sweep read its id
+    before, and the order may have been paid since."""
+    order = Order.objects.filter(pk=order_id).first()
+    if order is None:
+        return False
     try:
-        order_cancel(order=order, actor=None, actor_kind="system")
+        order_cancel(order=order, actor=None, actor_kind="system", only_unpaid=True)
     except DomainError as error:  # paid or cancelled meanwhile
         logger.info("unpaid order not expired order=%s code=%s", order.ref, error.code)
         return False
     return True
 
 
-def _order_expired(order_id: int) -> bool:
-    order = Order.objects.filter(pk=order_id).first()
-    return order is not None and _order_expire(order)
-
-
 def orders_expire_unpaid(*, before: datetime, limit: int) -> int:
     """Cancel orders left unpaid since before `before` (at most `limit`, oldest first): their photos are about
     to go, and a cancelled PaymentIntent cannot be paid later for prints we could no longer make."""
-    return sum(_order_expire(order) for order in _stale_unpaid_orders(before).order_by("created_at")[:limit])
+    stale = _stale_unpaid_orders(before).order_by("created_at").values_list("pk", flat=True)[:limit]
+    return sum(_order_expired(order_id) for order_id in list(stale))
 
 
 def _asset_purge_counted(asset_id: uuid.UUID, *, rule: str, cutoffs: Cutoffs) -> str:

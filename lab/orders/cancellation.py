@@ -17,7 +17,7 @@ from lab.orders.transitions import order_locked, order_transition
 logger = logging.getLogger(__name__)
 
 
-def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
+def order_cancel(*, order: Order, actor: User | None, actor_kind: str, only_unpaid: bool = False) -> Order:
     """A customer's cancel, before production starts; a captured payment is refunded after the commit.
 
     Decided under the order's lock: a cancel that loses the race with the release to production answers
@@ -26,6 +26,11 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
     at Stripe after the commit, and by the payments sweep until Stripe has settled it. Supervisors cancel
     orders in production with lab.production.cancellation.order_cancel_in_production, which also stops the
     jobs.
+
+    `only_unpaid` (the unpaid-order expiry): an order no longer awaiting payment, or whose payment succeeded,
+    is refused under the same lock. The expiry reads its orders before it cancels them: without it, an order
+    paid in between (its webhook committed, the release not yet run) was cancelled, refunded, its customer
+    told, and its photos purged in the same sweep.
     """
     with transaction.atomic():
         locked = order_locked(order_id=order.pk)
@@ -33,6 +38,11 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str) -> Order:
             raise Conflict(
                 OrderError.ORDER_NOT_CANCELLABLE, f"An order that is {locked.status} cannot be cancelled."
             )
+        if only_unpaid and (
+            locked.status != OrderStatus.AWAITING_PAYMENT
+            or locked.payment_status == Order.PaymentStatus.SUCCEEDED
+        ):
+            raise Conflict(OrderError.ORDER_NOT_CANCELLABLE, "The order was paid meanwhile.")
         # A captured payment is refunded after the commit; an unpaid intent is owed a cancel at Stripe,
         # recorded with this commit (a task message alone was lost with the broker, and the intent stayed
         # payable).

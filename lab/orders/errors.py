@@ -35,6 +35,7 @@ class OrderError(StrEnum):
     EMPTY_ORDER = "empty_order"
     UNKNOWN_SKU = "unknown_sku"
     MIXED_CURRENCY = "mixed_currency"
+    CURRENCY_NOT_SOLD = "currency_not_sold"  # a product priced in another currency than LAB_CURRENCY
     ORDER_TOTAL_TOO_LARGE = "order_total_too_large"  # over the largest amount one card payment can take
     ORDER_TOTAL_TOO_SMALL = "order_total_too_small"  # under the smallest amount one card payment can take
     GUEST_DETAILS_REQUIRED = "guest_details_required"  # an anonymous order without `guest`

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
@@ -175,6 +176,18 @@ def quote_compute(
     currencies = {line.product.currency for line in lines}
     if len(currencies) != 1:
         raise DomainError(OrderError.MIXED_CURRENCY, "All products in one order must share a currency.")
+    currency = currencies.pop()
+    if currency.lower() != settings.LAB_CURRENCY.strip().lower():
+        # Shipping (SHIPPING_PRICE_MINOR) is in minor units of LAB_CURRENCY: a product left at another
+        # currency (the model's default is "usd") in a lab in forints made a PaymentIntent of USD 1,503.00,
+        # its HUF 1500.00 shipping taken for dollars.
+        raise DomainError(
+            OrderError.CURRENCY_NOT_SOLD,
+            f"This lab sells in {settings.LAB_CURRENCY.upper()}; a product priced in {currency.upper()} "
+            "cannot be ordered.",
+            currency=currency,
+            lab_currency=settings.LAB_CURRENCY,
+        )
     subtotal = sum(line.line_total_minor for line in lines)
     shipping = SHIPPING_PRICE_MINOR[Order.ShippingMethod(shipping_method)]
     if subtotal + shipping > MAX_ORDER_TOTAL_MINOR:
@@ -191,5 +204,5 @@ def quote_compute(
         subtotal_minor=subtotal,
         shipping_minor=shipping,
         total_minor=subtotal + shipping,
-        currency=currencies.pop(),
+        currency=currency,
     )

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from lab.catalog.demo import catalog_seed_demo
@@ -28,12 +29,13 @@ def catalog() -> None:
 
 def guest_order(api: APIClient, *, currency: str, price_minor: int, key: str, copies: int = 1) -> Any:
     """A guest's `POST orders` of `copies` prints of a product priced in `currency`, picked up (no shipping
-    price): its answer, and the guest's photo."""
+    price), to a lab that sells in that currency: its answer, and the guest's photo."""
     ProductFactory.create(sku=f"PRINT-{currency.upper()}", price_minor=price_minor, currency=currency)
     photo = Asset.objects.filter(owner=None).first() or asset_for(None)
     line = {"sku": f"PRINT-{currency.upper()}", "asset": str(photo.pk), "copies": copies}
     body = order_body(photo, items=[line], shipping_method="pickup", guest=GUEST)
-    return api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    with override_settings(LAB_CURRENCY=currency):
+        return api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
 @pytest.mark.parametrize(

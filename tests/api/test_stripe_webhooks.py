@@ -10,6 +10,7 @@ import pytest
 import stripe
 from django.conf import settings
 
+from lab.customer_data import retention
 from lab.customer_data.retention import orders_expire_unpaid
 from lab.orders.models import Order, OrderEvent, StripeEvent
 from lab.production import routing
@@ -380,6 +381,32 @@ def paid_with(
     if payment_first:
         events.reverse()
     return [deliver(api, kind, data, event_id=event_id).json()["outcome"] for kind, data, event_id in events]
+
+
+def test_an_order_paid_after_the_retention_sweep_read_it_is_not_expired(api, order, monkeypatch):
+    # given an unpaid order the retention sweep reads as stale, whose customer pays at Stripe, and whose
+    # payment's event commits right after the sweep read the order's id
+    pay_at_stripe(order)
+    read_stale = retention._stale_unpaid_orders
+    delivered = []
+
+    def paid_after_the_read(before):
+        stale_ids = list(read_stale(before).values_list("pk", flat=True))
+        delivered.append(deliver(api, "payment_intent.succeeded", succeeded(order)).json()["outcome"])
+        return Order.objects.filter(pk__in=stale_ids)
+
+    monkeypatch.setattr(retention, "_stale_unpaid_orders", paid_after_the_read)
+
+    # when the sweep expires unpaid orders
+    expired = orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10)
+
+    # then the paid order is left to be made (before: a customer's cancel took a paid order too, so it was
+    # cancelled, refunded at Stripe, its customer told, and its photos purged in the same sweep)
+    assert (delivered, expired) == (["paid"], 0)
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("paid", "succeeded")
+    assert not OrderEvent.objects.filter(order=order, to_status="cancelled").exists()
+    assert refunds_made(order) == []
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.lib.errors import DomainError
 from lab.orders.quotes import ItemRequest, quote_compute
 from tests.builders import ProductFactory, asset_for, new_customer
 from tests.support.settings_import import settings_imported
@@ -84,4 +85,30 @@ def test_a_quote_in_the_lab_s_currency_uses_its_configured_shipping(settings, me
         "huf",
         shipping_minor,
         300000 + shipping_minor,
+    )
+
+
+@pytest.mark.django_db
+def test_a_quote_of_a_product_priced_in_another_currency_than_the_lab_s_is_refused(settings):
+    # given a lab in forints, its shipping priced in forints, and a print left at the model's default "usd"
+    settings.LAB_CURRENCY = "huf"
+    settings.LAB_SHIPPING_STANDARD_MINOR = 150000
+    settings.LAB_SHIPPING_EXPRESS_MINOR = 450000
+    ProductFactory.create(sku="PRINT-USD", price_minor=300, currency="USD")
+    customer = new_customer()
+    photo = asset_for(customer, width=1800, height=1200)
+
+    # when the basket is quoted
+    with pytest.raises(DomainError) as refused:
+        quote_compute(
+            customer=customer,
+            items=[ItemRequest(sku="PRINT-USD", asset_id=str(photo.pk), copies=1, sizing="fill")],
+            shipping_method="standard",
+        )
+
+    # then it is refused (before: USD 3.00 and 150000 minor units of shipping made a PaymentIntent of USD
+    # 1,503.00)
+    assert (refused.value.code, refused.value.details) == (
+        "currency_not_sold",
+        {"currency": "USD", "lab_currency": "huf"},
     )

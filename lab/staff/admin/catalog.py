@@ -1,17 +1,19 @@
-"""Products in the lab admin: a size no printer media exists for is refused, as `product_save` refuses it, and
-what a product prints (size, paper, minimum dpi) is fixed once an order holds it."""
+"""Products in the lab admin: a size no printer media exists for (as `product_save` refuses it) or a currency
+not the lab's is refused; what a product prints (size, paper, minimum dpi) is fixed once an order holds it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from lab.catalog.models import Product
 from lab.catalog.services import product_media_check
 from lab.lib.errors import DomainError
+from lab.orders.errors import OrderError
 from lab.orders.models import OrderItem
 from lab.staff.admin.base import LabModelAdmin
 
@@ -30,6 +32,25 @@ class ProductForm(forms.ModelForm[Product]):
             "min_dpi",
             "is_active",
         )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        asked = kwargs.get("initial") or {}
+        super().__init__(*args, **kwargs)
+        if self.instance._state.adding and "currency" not in asked:
+            # The model's default is "usd", whatever the lab sells in.
+            self.initial["currency"] = settings.LAB_CURRENCY.strip().lower()
+
+    def clean_currency(self) -> str:
+        """The lab's currency only: shipping is priced in it, and a quote refuses any other
+        (`currency_not_sold`). Before, a product left at "usd" in a lab in forints was sold in dollars."""
+        currency = str(self.cleaned_data.get("currency") or "").strip().lower()
+        if currency != settings.LAB_CURRENCY.strip().lower():
+            raise forms.ValidationError(
+                f"This lab sells in {settings.LAB_CURRENCY.upper()} (LAB_CURRENCY); a product priced in "
+                f"{currency.upper()} could not be ordered.",
+                code=OrderError.CURRENCY_NOT_SOLD,
+            )
+        return currency
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
