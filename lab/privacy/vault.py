@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -16,6 +18,18 @@ from django.utils import timezone
 
 from lab.privacy import crypto
 from lab.privacy.models import DataKey
+
+logger = logging.getLogger(__name__)
+
+# Every blob name is vault_write's (uuid4().hex), photos' and rasters' alike. The names come back from
+# database columns (Asset.blob_name, PrintJob.raster_blob) nothing else checks: an absolute name replaced the
+# store's whole path and a `..` climbed out of it, so an erasure unlinked whatever file the column named.
+_BLOB_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+class InvalidBlobName(FileNotFoundError):
+    """A blob name the vault never makes: no path is built from it, and no blob has it (the readers' callers
+    handle it as a missing blob: a 410 at the gate, a failed job in production)."""
 
 
 def _binding(data_key_id: int) -> bytes:
@@ -44,6 +58,8 @@ def _plain_key(data_key: DataKey | None) -> bytes:
 
 
 def _blob_path(name: str) -> Path:
+    if _BLOB_NAME.fullmatch(name) is None:
+        raise InvalidBlobName("not a blob name the vault makes")
     return Path(settings.MEDIA_ROOT) / "blobs" / name[:2] / name
 
 
@@ -106,7 +122,16 @@ def vault_read(*, data_key: DataKey | None, name: str, purpose: str) -> bytes:
 
 
 def vault_delete(*, name: str) -> None:
-    _blob_path(name).unlink(missing_ok=True)
+    if not name:
+        return  # no blob was stored
+    try:
+        path = _blob_path(name)
+    except InvalidBlobName:
+        # Skipped, not raised: the purge or erasure calling it still ends (the photo's key is destroyed all
+        # the same). The name is not logged: it can be a path, or anything written into the column.
+        logger.error("blob delete skipped: not a blob name the vault makes (length %d)", len(name))
+        return
+    path.unlink(missing_ok=True)
 
 
 def data_key_destroy(*, data_key: DataKey) -> None:
