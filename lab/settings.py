@@ -435,6 +435,8 @@ _master_keys = env_secret("LAB_MASTER_KEY") or (
 LAB_MASTER_KEYS = [part.strip() for part in _master_keys.split(",") if part.strip()]
 ASSET_MAX_BYTES = envint("ASSET_MAX_BYTES", 100 * 1024 * 1024)
 ASSET_MAX_PIXELS = envint("ASSET_MAX_PIXELS", 200_000_000)
+# Largest ICC profile a photo may embed (422 `icc_profile_too_large`): prepress CMYK profiles are 1-3 MB.
+ASSET_MAX_ICC_PROFILE_BYTES = envint("ASSET_MAX_ICC_PROFILE_BYTES", 4 * 1024 * 1024)
 ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 60)  # the whole fetch; soft limit 100 s
 ASSET_FETCH_ALLOW_PRIVATE = envbool("ASSET_FETCH_ALLOW_PRIVATE", "false")
 ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")

@@ -31,6 +31,11 @@ class OrderError(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"  # not JPEG, PNG, TIFF or HEIC
     UNSUPPORTED_COLOR_MODE = "unsupported_color_mode"
     DECOMPRESSION_BOMB = "decompression_bomb"  # more pixels than ASSET_MAX_PIXELS
+    ICC_PROFILE_TOO_LARGE = "icc_profile_too_large"  # an embedded profile over ASSET_MAX_ICC_PROFILE_BYTES
+    # A TIFF of several pages, an APNG of several frames, a HEIC of several top-level images: only the
+    # first would print.
+    IMAGE_HAS_SEVERAL_FRAMES = "image_has_several_frames"
+    GPS_NOT_REMOVABLE = "gps_not_removable"  # location data where it cannot be removed in place
     # Quotes and order creation.
     EMPTY_ORDER = "empty_order"
     UNKNOWN_SKU = "unknown_sku"

@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import pillow_heif
+from django.conf import settings
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from lab.lib.errors import CommonError, DomainError
 
 if TYPE_CHECKING:
     from lab.lib.decoders import SourceFormat, VipsFormat
+from lab.orders import exif_gps
 from lab.orders.errors import OrderError
 
 pillow_heif.register_heif_opener()
@@ -77,9 +79,10 @@ class ImageTooLarge(DomainError):
 
 @dataclass(frozen=True)
 class ImageFacts:
-    # What is stored and served back: the image alone (bytes after a JPEG's EOI or a PNG's IEND dropped),
-    # with GPS removed from JPEG EXIF. `sha256` and `size_bytes` describe exactly these bytes; the client's
-    # own checksums are checked against the upload as sent, before intake (check_client_checksums).
+    # What is stored and served back: the image alone (bytes after a JPEG's EOI, a PNG's IEND, a TIFF's last
+    # referenced byte or a HEIC's last box dropped), with no GPS left in its EXIF or XMP. `sha256` and
+    # `size_bytes` describe exactly these bytes; the client's own checksums are
+    # checked against the upload as sent, before intake (check_client_checksums).
     data: bytes
     sha256: str
     size_bytes: int
@@ -128,6 +131,7 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                     format=image_format,
                 )
             _check_workers_take_it(data, image_format)
+            _check_one_frame(image, image_format)
             width, height = image.size
             if width * height > limit:
                 raise InvalidImage(
@@ -142,6 +146,13 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                     OrderError.UNSUPPORTED_COLOR_MODE, f"Colour mode {image.mode} is not accepted."
                 )
             icc = image.info.get("icc_profile") or b""
+            if len(icc) > settings.ASSET_MAX_ICC_PROFILE_BYTES:
+                # Each raster worker and web process keeps the transforms of recent photos' profiles.
+                raise InvalidImage(
+                    OrderError.ICC_PROFILE_TOO_LARGE,
+                    f"The embedded ICC profile is larger than {settings.ASSET_MAX_ICC_PROFILE_BYTES} bytes.",
+                    max_bytes=settings.ASSET_MAX_ICC_PROFILE_BYTES,
+                )
             exif = image.getexif()
             # JPEG, PNG and TIFF: replaced below by the raster workers' own reading (libvips').
             orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
@@ -167,19 +178,10 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
     stored = sequential_bytes(data, layout=layout) if layout else data
     if stored is data:
         layout = ""
+    located = stored
+    stored = _without_location(located, image_format, has_exif_gps=has_gps)
+    gps_stripped = stored != located
     _decode_every_pixel(stored, image_format)  # a truncated file fails here, not later on a printer
-    gps_stripped = False
-    if has_gps and image_format == "JPEG":
-        located = stored
-        try:
-            stored = strip_jpeg_gps(located)
-        except Exception as error:
-            # EXIF that Pillow reads but cannot write back: a number tag stored as text (struct.error), a text
-            # tag stored as a FLOAT, DOUBLE or RATIONAL (AttributeError), and whatever else an attacker's
-            # types make its writer raise. Each was a 500, and a URL photo's fetch task crashed until the
-            # sweep gave up (`url_fetch_failed`). The photo is refused rather than kept with its location.
-            raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image's EXIF data is corrupt.") from error
-        gps_stripped = stored != located
     if image_format in _VIPS_FORMAT:
         width, height, orientation = _header_as_workers_read_it(stored, image_format)
     return ImageFacts(
@@ -379,6 +381,71 @@ def _icc_description(icc: bytes) -> str:
         return "unreadable profile"
 
 
+def _check_one_frame(image: Image.Image, image_format: str) -> None:
+    """Only a photo's first frame, page or top-level image prints: a 2-page TIFF, an APNG or a HEIC of two
+    images was stored whole and printed its first one without a word. A JPEG is one picture once cut
+    (image_end): an MPO phone photo's second picture is its tail, which Pillow still counts. A HEIC's
+    thumbnails, depth and auxiliary images are not top-level images (pillow-heif counts those only)."""
+    frames = 1 if image_format == "JPEG" else getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise InvalidImage(
+            OrderError.IMAGE_HAS_SEVERAL_FRAMES,
+            f"The file holds {frames} images (frames or pages); send each photo as a file of its own.",
+            frames=frames,
+        )
+
+
+def _without_location(data: bytes, image_format: str, *, has_exif_gps: bool) -> bytes:
+    """The photo with no GPS data left in its EXIF or XMP, removed in place (no pixel re-encoded; the rest
+    of the metadata, orientation included, kept), or refused (422 `gps_not_removable`): GPS is stripped on
+    intake, and the gate serves stored originals. Only JPEG EXIF was stripped before: a HEIC (iPhones'
+    default), a PNG's eXIf chunk, a TIFF and every XMP packet kept their coordinates."""
+    try:
+        if image_format == "JPEG":
+            stored = _strip_jpeg_exif_gps(data) if has_exif_gps else data
+            stored = exif_gps.strip_jpeg_xmp_gps(stored)
+        elif image_format == "PNG":
+            stored = exif_gps.strip_png_gps(data)
+        elif image_format == "TIFF":
+            stored = exif_gps.strip_tiff_gps(data)
+        else:
+            heif = pillow_heif.open_heif(data)
+            stored = exif_gps.strip_heic_gps(data, exif=heif.info.get("exif"), xmp=heif.info.get("xmp"))
+    except exif_gps.GpsNotRemovable as error:
+        raise InvalidImage(
+            OrderError.GPS_NOT_REMOVABLE, "The photo's location data cannot be removed from it."
+        ) from error
+    if _has_location(stored):
+        raise InvalidImage(
+            OrderError.GPS_NOT_REMOVABLE, "The photo's location data cannot be removed from it."
+        )
+    return stored
+
+
+def _strip_jpeg_exif_gps(data: bytes) -> bytes:
+    try:
+        return strip_jpeg_gps(data)
+    except Exception as error:
+        # EXIF that Pillow reads but cannot write back: a number tag stored as text (struct.error), a text
+        # tag stored as a FLOAT, DOUBLE or RATIONAL (AttributeError), and whatever else an attacker's
+        # types make its writer raise. Each was a 500, and a URL photo's fetch task crashed until the
+        # sweep gave up (`url_fetch_failed`). The photo is refused rather than kept with its location.
+        raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image's EXIF data is corrupt.") from error
+
+
+def _has_location(data: bytes) -> bool:
+    """What Pillow reads of the stored bytes, as a check of what was removed: a GPS IFD, or an XMP packet
+    that still names a GPS property."""
+    with _pillow_bomb_warning_ignored(), Image.open(io.BytesIO(data)) as image:
+        if EXIF_GPS_IFD in image.getexif():
+            return True
+        for key in ("xmp", "XML:com.adobe.xmp"):
+            packet = image.info.get(key) or b""
+            if b"gps" in (packet.encode() if isinstance(packet, str) else bytes(packet)).lower():
+                return True
+    return False
+
+
 def strip_jpeg_gps(data: bytes) -> bytes:
     """Remove the GPS IFD from a JPEG's EXIF segment without re-encoding the pixels."""
     with _pillow_bomb_warning_ignored(), Image.open(io.BytesIO(data)) as image:
@@ -411,6 +478,7 @@ def strip_jpeg_gps(data: bytes) -> bytes:
 
 JPEG_SOI = b"\xff\xd8"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _JPEG_SOI_CODE = 0xD8
 _JPEG_EOI_CODE = 0xD9
 _JPEG_SOS_CODE = 0xDA
@@ -419,7 +487,9 @@ _JPEG_TEM_CODE = 0x01
 
 
 def image_end(data: bytes) -> int:
-    """Offset just past the first image: after a JPEG's EOI or a PNG's IEND chunk; other formats whole.
+    """Offset just past the first image: after a JPEG's EOI or a PNG's IEND chunk, a TIFF's last referenced
+    byte (exif_gps.tiff_end), a HEIC's last top-level box (exif_gps.heic_end); other bytes whole. TIFF and
+    HEIC were kept whole: a TIFF or HEIC with a ZIP after it was stored and served back with the archive.
 
     Decision: a tail is cut off, not refused. Phones append legitimate trailers (an MPF second image, a motion
     photo's video) and polyglots append archives; either way the lab keeps and serves back the image only.
@@ -428,6 +498,10 @@ def image_end(data: bytes) -> int:
         return jpeg_end(data)
     if data.startswith(PNG_SIGNATURE):
         return png_end(data)
+    if data[:4] in TIFF_MAGICS:
+        return exif_gps.tiff_end(data)
+    if data[4:8] == b"ftyp":
+        return exif_gps.heic_end(data)
     return len(data)
 
 

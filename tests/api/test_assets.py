@@ -828,3 +828,122 @@ def test_a_progressive_jpeg_within_the_scan_limit_is_stored_sequential(api, data
     stored = stored_original(response.json()["id"])
     assert sof_markers(stored) <= {0xC0, 0xC1} and sof_markers(stored)
     assert pixels(stored) == pixels(data)
+
+
+# --- Location data of every format, and files of one image only ------------------------------------------
+
+XMP_WITH_GPS = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="52,31.2N"'
+    b' exif:GPSLongitude="13,24.6E"><exif:GPSAltitude>34/1</exif:GPSAltitude></rdf:Description>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+def _exif_with_gps(orientation: int = 6) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
+    return exif.tobytes()
+
+
+def _located(image_format: str) -> bytes:
+    """A photo of `image_format` with EXIF (orientation 6 and a GPS IFD) and an XMP packet naming GPS."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    image = Image.new("RGB", (300, 200), (200, 120, 40))
+    out = io.BytesIO()
+    if image_format == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP_WITH_GPS.decode())
+        image.save(out, "PNG", exif=_exif_with_gps(), pnginfo=info)
+    elif image_format == "TIFF":
+        exif = Image.Exif()
+        exif.load(_exif_with_gps())
+        exif[700] = XMP_WITH_GPS  # XMLPacket
+        image.save(out, "TIFF", exif=exif)
+    else:
+        image.save(out, image_format, exif=_exif_with_gps(), xmp=XMP_WITH_GPS)
+    return out.getvalue()
+
+
+def _stored_orientation(stored: bytes, image_format: str) -> int:
+    with Image.open(io.BytesIO(stored)) as image:
+        # pillow-heif turns the picture itself and keeps the EXIF value aside
+        return int(image.info["original_orientation"] if image_format == "HEIF" else image.getexif()[0x0112])
+
+
+@pytest.mark.parametrize("image_format", ["HEIF", "PNG", "TIFF", "JPEG"])
+def test_no_gps_is_left_in_a_stored_photo_of_any_format_and_its_orientation_is_kept(api, image_format):
+    # given a photo with a GPS IFD in its EXIF and GPS properties in its XMP
+    api.force_authenticate(UserFactory.create())
+    data = _located(image_format)
+    assert b"GPSLatitude" in data
+    with Image.open(io.BytesIO(data)) as opened:
+        assert 0x8825 in opened.getexif()
+
+    # when it is uploaded
+    response = upload(api, data)
+
+    # then the stored bytes hold no location, the same pixels and the same orientation
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    stored = stored_original(body["id"])
+    with Image.open(io.BytesIO(stored)) as image:
+        assert 0x8825 not in image.getexif()
+    assert b"GPSLatitude" not in stored and b"GPSAltitude" not in stored
+    assert body["gps_stripped"] is True
+    assert _stored_orientation(stored, image_format) == 6
+    assert pixels(stored) == pixels(data)
+    assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(stored).hexdigest(), len(stored))
+
+
+def _several_frames(image_format: str) -> bytes:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    first, second = Image.new("RGB", (120, 80), (200, 10, 10)), Image.new("RGB", (120, 80), (10, 10, 200))
+    out = io.BytesIO()
+    first.save(out, image_format, save_all=True, append_images=[second])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("image_format", ["TIFF", "PNG", "HEIF"], ids=["2-page-tiff", "apng", "2-image-heic"])
+def test_a_file_of_several_images_is_refused_and_nothing_is_kept(api, settings, image_format):
+    api.force_authenticate(UserFactory.create())
+
+    response = upload(api, _several_frames(image_format))
+
+    assert response.status_code == 422, response.json()
+    assert response.json()["code"] == "image_has_several_frames"
+    assert Asset.objects.count() == 0
+    assert stored_files(settings) == []
+
+
+def test_a_heic_with_a_thumbnail_is_one_image_and_accepted(api):
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    api.force_authenticate(UserFactory.create())
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (60, 160, 60)).save(out, "HEIF", thumbnails=[64])
+
+    response = upload(api, out.getvalue())
+
+    assert response.status_code == 201, response.json()
+
+
+@pytest.mark.parametrize("image", [tiff_bytes(300, 200), heic_bytes(320, 240)], ids=["tiff+zip", "heic+zip"])
+def test_an_archive_after_a_tiff_or_heic_is_not_kept(api, image):
+    import zipfile
+
+    api.force_authenticate(UserFactory.create())
+
+    response = upload(api, image + zip_archive())
+
+    assert response.status_code == 201, response.json()
+    stored = stored_original(response.json()["id"])
+    assert stored == image
+    assert not zipfile.is_zipfile(io.BytesIO(stored))
+    assert pixels(stored) == pixels(image)

@@ -3,8 +3,11 @@ Images are generated small; a low DPI keeps the outputs small while still exerci
 
 from __future__ import annotations
 
+import gc
 import io
 import math
+import secrets
+import tracemalloc
 
 import pytest
 from PIL import Image, ImageChops, JpegImagePlugin
@@ -254,6 +257,35 @@ def test_untagged_and_srgb_tagged_photos_keep_their_values() -> None:
     # when both are rasterized to sRGB, then the values are unchanged
     assert _decode(rasterize(data=untagged, spec=spec).data).getpixel((30, 20)) == colour
     assert _close(_pixel(_decode(rasterize(data=tagged, spec=spec).data), (30, 20)), colour, 1)
+
+
+def _padded(icc: bytes, size: int) -> bytes:
+    """The profile grown to `size` bytes by random bytes after its tags (its header's size says so): as large
+    as a press profile, and unlike any other profile of the test run."""
+    padded = icc + secrets.token_bytes(size - len(icc))
+    return len(padded).to_bytes(4, "big") + padded[4:]
+
+
+def test_the_colour_transform_cache_keeps_no_photos_profile() -> None:
+    # given a photo tagged with a 3 MB Display P3 profile
+    profile = _padded(_vips_profile("p3"), 3 * 1024 * 1024)
+    data = _encode(Image.new("RGB", (90, 60), (200, 100, 50)), "TIFF", icc_profile=profile)
+    del profile
+    spec = RasterSpec(width_in=6, height_in=4, dpi=10, output_format="tiff")
+
+    # when it is rasterized, and everything the rasterizer returned is let go
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        printed = _pixel(_decode(rasterize(data=data, spec=spec).data), (30, 20))
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+    # then its profile was used, and no copy of it is kept (the transform is kept by the profile's digest)
+    assert _close(printed, (215, 93, 31), 2)
+    assert kept < 1024 * 1024
 
 
 def _without_tags(icc: bytes, *names: bytes) -> bytes:

@@ -4,9 +4,12 @@ Transforms are built once per (source, output) profile pair per process and reus
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import logging
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from PIL import Image, ImageCms
@@ -84,11 +87,42 @@ def _is_near_identity(transform: ImageCms.ImageCmsTransform, *, mode: str) -> bo
     )
 
 
-@functools.lru_cache(maxsize=32)
+# Transforms kept per process, by the SHA-256 of each profile and the two modes. Keyed by the profiles'
+# bytes themselves (functools.lru_cache), the cache kept every photo's profile: 32 photos with 20 MB profiles
+# (intake refuses them now; photos stored before, not) held 640 MiB in each raster worker and web process. A
+# transform keeps nothing of its source profile (Pillow keeps only the output one: the printer's, or sRGB).
+_TRANSFORMS_KEPT = 32
+_TransformKey = tuple[str, str, str, str]
+_transforms_by_digest: OrderedDict[_TransformKey, ImageCms.ImageCmsTransform | None] = OrderedDict()
+_transforms_lock = threading.Lock()
+
+
+def _digest(icc: bytes) -> str:
+    return hashlib.sha256(icc).hexdigest()
+
+
 def cached_transform(
     source_icc: bytes, output_icc: bytes, source_mode: str, output_mode: str
 ) -> ImageCms.ImageCmsTransform | None:
     """None means 'leave the pixels alone': the two profiles agree to within one 8-bit step."""
+    key = (_digest(source_icc), _digest(output_icc), source_mode, output_mode)
+    with _transforms_lock:
+        if key in _transforms_by_digest:
+            _transforms_by_digest.move_to_end(key)
+            return _transforms_by_digest[key]
+    # Built outside the lock (LittleCMS takes a while on a large profile); two threads may both build one.
+    transform = _transform_build(source_icc, output_icc, source_mode, output_mode)
+    with _transforms_lock:
+        _transforms_by_digest[key] = transform
+        _transforms_by_digest.move_to_end(key)
+        while len(_transforms_by_digest) > _TRANSFORMS_KEPT:
+            _transforms_by_digest.popitem(last=False)
+    return transform
+
+
+def _transform_build(
+    source_icc: bytes, output_icc: bytes, source_mode: str, output_mode: str
+) -> ImageCms.ImageCmsTransform | None:
     transform = ImageCms.buildTransform(
         ImageCms.ImageCmsProfile(io.BytesIO(source_icc)),
         ImageCms.ImageCmsProfile(io.BytesIO(output_icc)),

@@ -1,0 +1,412 @@
+"""Location data out of a photo's bytes, in place: the GPS IFD of TIFF-structured EXIF (a TIFF itself, a
+PNG's eXIf chunk, a HEIC's Exif item) and GPS properties of XMP packets; no pixel is re-encoded.
+
+Also where a TIFF or a HEIC ends: the last byte its structure references, so that a tail is not stored.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+EXIF_HEADER: Final = b"Exif\x00\x00"
+XMP_JPEG_HEADER: Final = b"http://ns.adobe.com/xap/1.0/\x00"
+XMP_EXTENSION_HEADER: Final = b"http://ns.adobe.com/xmp/extension/\x00"
+PNG_XMP_KEYWORD: Final = b"XML:com.adobe.xmp"
+PNG_RAW_EXIF_KEYWORDS: Final = (b"Raw profile type exif", b"Raw profile type APP1")
+GPS_IFD_TAG: Final = 0x8825
+XMP_TAG: Final = 700  # TIFF's XMLPacket
+_SUB_IFD_TAGS: Final = (330, 0x8769, GPS_IFD_TAG, 0xA005)  # SubIFDs, EXIF, GPS, Interoperability
+_OFFSET_LENGTH_TAGS: Final = ((273, 279), (324, 325), (513, 514))  # strips, tiles, old-style JPEG
+_TYPE_SIZES: Final = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_TYPE_SIZES_BIG: Final = {**_TYPE_SIZES, 16: 8, 17: 8, 18: 8}
+_MOST_IFDS: Final = 256
+# A GPS property of any namespace prefix (exif:GPSLatitude, drone-dji:GpsLatitude), as an attribute or an
+# element (self-closed or with content, nested ones included).
+_XMP_GPS_ATTRIBUTE: Final = re.compile(rb"""\s[\w.-]+:gps\w*\s*=\s*("[^"]*"|'[^']*')""", re.IGNORECASE)
+_XMP_GPS_EMPTY_ELEMENT: Final = re.compile(rb"<([\w.-]+:gps\w*)\b[^>]*/>", re.IGNORECASE)
+_XMP_GPS_ELEMENT: Final = re.compile(rb"<([\w.-]+:gps\w*)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+class GpsNotRemovable(Exception):
+    """Location data was found where it cannot be removed without rewriting the photo."""
+
+
+@dataclass(frozen=True)
+class _Tiff:
+    """A TIFF structure at `start` of a buffer: byte order and classic or BigTIFF layout."""
+
+    start: int
+    end: int
+    order: str  # "<" or ">"
+    big: bool
+
+    @property
+    def count_size(self) -> int:
+        return 8 if self.big else 2
+
+    @property
+    def entry_size(self) -> int:
+        return 20 if self.big else 12
+
+    @property
+    def offset_size(self) -> int:
+        return 8 if self.big else 4
+
+    def unsigned(self, data: bytes | bytearray, position: int, size: int) -> int:
+        if position < self.start or position + size > self.end:
+            raise ValueError("outside the TIFF structure")
+        return int.from_bytes(data[position : position + size], "little" if self.order == "<" else "big")
+
+
+def _tiff_at(data: bytes | bytearray, start: int = 0, end: int | None = None) -> _Tiff | None:
+    end = len(data) if end is None else end
+    head = bytes(data[start : start + 4])
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None or end - start < 8:
+        return None
+    magic = int.from_bytes(head[2:4], "little" if order == "<" else "big")
+    if magic not in (42, 43):
+        return None
+    return _Tiff(start=start, end=end, order=order, big=magic == 43)
+
+
+def _first_ifd(tiff: _Tiff, data: bytes | bytearray) -> int:
+    return tiff.unsigned(data, tiff.start + (8 if tiff.big else 4), tiff.offset_size)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    position: int  # of the entry itself
+    tag: int
+    type: int
+    count: int
+    value_position: int  # where its value is: inline in the entry, or out of line
+    value_size: int
+
+    def inline(self, tiff: _Tiff) -> bool:
+        return self.value_size <= tiff.offset_size
+
+
+def _entries(tiff: _Tiff, data: bytes | bytearray, ifd: int) -> list[_Entry]:
+    position = tiff.start + ifd
+    count = tiff.unsigned(data, position, tiff.count_size)
+    entries = []
+    sizes = _TYPE_SIZES_BIG if tiff.big else _TYPE_SIZES
+    for index in range(count):
+        at = position + tiff.count_size + index * tiff.entry_size
+        tag = tiff.unsigned(data, at, 2)
+        value_type = tiff.unsigned(data, at + 2, 2)
+        value_count = tiff.unsigned(data, at + 4, tiff.offset_size)
+        value_field = at + 4 + tiff.offset_size
+        value_size = value_count * sizes.get(value_type, 1)
+        value_position = (
+            value_field
+            if value_size <= tiff.offset_size
+            else tiff.start + tiff.unsigned(data, value_field, tiff.offset_size)
+        )
+        entries.append(_Entry(at, tag, value_type, value_count, value_position, value_size))
+    return entries
+
+
+def _values(tiff: _Tiff, data: bytes | bytearray, entry: _Entry) -> list[int]:
+    size = (_TYPE_SIZES_BIG if tiff.big else _TYPE_SIZES).get(entry.type, 1)
+    if entry.type not in (3, 4, 13, 16, 18):  # SHORT, LONG, IFD, LONG8, IFD8
+        return []
+    return [tiff.unsigned(data, entry.value_position + index * size, size) for index in range(entry.count)]
+
+
+def _ifd_size(tiff: _Tiff, count: int) -> int:
+    return tiff.count_size + count * tiff.entry_size + tiff.offset_size
+
+
+# --- GPS out of EXIF ------------------------------------------------------------------------------
+
+
+def remove_tiff_gps(buffer: bytearray, start: int = 0, end: int | None = None) -> bool:
+    """Remove the GPS IFD from the TIFF structure at buffer[start:end], in place and at the same length:
+    its entry leaves IFD0 (later entries move down, the count drops by one) and the GPS IFD, with its
+    out-of-line values, is zeroed. A TIFF file's XMP packet (tag 700) loses its GPS properties the same way.
+    True when something was removed; GpsNotRemovable when the structure cannot be followed."""
+    tiff = _tiff_at(buffer, start, end)
+    if tiff is None:
+        raise GpsNotRemovable("not a TIFF structure")
+    try:
+        ifd0 = _first_ifd(tiff, buffer)
+        entries = _entries(tiff, buffer, ifd0)
+        removed = False
+        for entry in entries:
+            if entry.tag == XMP_TAG and not entry.inline(tiff):
+                value = slice(entry.value_position, entry.value_position + entry.value_size)
+                tiff.unsigned(buffer, value.start, entry.value_size)  # in range
+                blanked = blank_xmp_gps(bytes(buffer[value]))
+                removed = removed or blanked != buffer[value]
+                buffer[value] = blanked
+        gps = [entry for entry in entries if entry.tag == GPS_IFD_TAG]
+        if not gps:
+            return removed
+        (entry,) = gps[:1]
+        gps_ifd = _values(tiff, buffer, entry)
+        _remove_entry(tiff, buffer, ifd0, len(entries), entries.index(entry))
+        for offset in gps_ifd:
+            _zero_ifd(tiff, buffer, offset)
+    except (ValueError, IndexError, struct.error) as error:
+        raise GpsNotRemovable("the EXIF structure cannot be followed") from error
+    return True
+
+
+def _remove_entry(tiff: _Tiff, buffer: bytearray, ifd: int, count: int, index: int) -> None:
+    position = tiff.start + ifd
+    entries_start = position + tiff.count_size
+    block_end = position + _ifd_size(tiff, count)
+    tiff.unsigned(buffer, block_end - 1, 1)  # in range
+    removed_at = entries_start + index * tiff.entry_size
+    buffer[removed_at:block_end] = buffer[removed_at + tiff.entry_size : block_end] + bytes(tiff.entry_size)
+    buffer[position:entries_start] = (count - 1).to_bytes(
+        tiff.count_size, "little" if tiff.order == "<" else "big"
+    )
+
+
+def _zero_ifd(tiff: _Tiff, buffer: bytearray, offset: int) -> None:
+    """Zero an IFD and its out-of-line values; what lies outside the structure is left (nothing to zero)."""
+    try:
+        entries = _entries(tiff, buffer, offset)
+    except ValueError:
+        return
+    for entry in entries:
+        if not entry.inline(tiff):
+            start = max(entry.value_position, tiff.start)
+            stop = min(entry.value_position + entry.value_size, tiff.end)
+            if start < stop:
+                buffer[start:stop] = bytes(stop - start)
+    start = tiff.start + offset
+    stop = min(start + _ifd_size(tiff, len(entries)), tiff.end)
+    buffer[start:stop] = bytes(stop - start)
+
+
+def has_tiff_gps(blob: bytes) -> bool:
+    """Whether the TIFF-structured EXIF `blob` ("Exif\\0\\0" prefix or not) has a GPS IFD entry in IFD0."""
+    start = len(EXIF_HEADER) if blob.startswith(EXIF_HEADER) else 0
+    tiff = _tiff_at(blob, start)
+    if tiff is None:
+        return False
+    try:
+        return any(entry.tag == GPS_IFD_TAG for entry in _entries(tiff, blob, _first_ifd(tiff, blob)))
+    except ValueError:
+        return False
+
+
+# --- GPS out of XMP -------------------------------------------------------------------------------
+
+
+def blank_xmp_gps(packet: bytes) -> bytes:
+    """The XMP packet with its GPS properties turned into spaces (the same length, still well-formed); a
+    packet that still says "gps" after that is blanked whole."""
+
+    def spaces(match: re.Match[bytes]) -> bytes:
+        return b" " * len(match.group(0))
+
+    blanked = _XMP_GPS_ELEMENT.sub(spaces, packet)
+    blanked = _XMP_GPS_EMPTY_ELEMENT.sub(spaces, blanked)
+    blanked = _XMP_GPS_ATTRIBUTE.sub(spaces, blanked)
+    if b"gps" in blanked.lower():
+        return b" " * len(packet)
+    return blanked
+
+
+# --- Per container -----------------------------------------------------------------------------------
+
+
+def strip_jpeg_xmp_gps(data: bytes) -> bytes:
+    """Blank GPS properties in a JPEG's XMP segments (APP1), before its first scan, at the same length. An
+    extended XMP (split over several segments) that mentions GPS is blanked whole."""
+    buffer = bytearray(data)
+    extension_data: list[slice] = []
+    position = 2
+    while position + 4 <= len(buffer) and buffer[position] == 0xFF:
+        marker = buffer[position + 1]
+        length = int.from_bytes(buffer[position + 2 : position + 4], "big")
+        payload = slice(position + 4, min(position + 2 + length, len(buffer)))
+        if marker == 0xE1 and buffer[payload].startswith(XMP_JPEG_HEADER):
+            packet = slice(payload.start + len(XMP_JPEG_HEADER), payload.stop)
+            buffer[packet] = blank_xmp_gps(bytes(buffer[packet]))
+        elif marker == 0xE1 and buffer[payload].startswith(XMP_EXTENSION_HEADER):
+            # GUID (32), full length (4), offset (4), then a piece of the packet
+            extension_data.append(slice(payload.start + len(XMP_EXTENSION_HEADER) + 40, payload.stop))
+        if marker == 0xDA or length < 2:
+            break
+        position += 2 + length
+    if b"gps" in b"".join(bytes(buffer[piece]) for piece in extension_data).lower():
+        for piece in extension_data:
+            buffer[piece] = b" " * (piece.stop - piece.start)
+    return bytes(buffer)
+
+
+def strip_png_gps(data: bytes) -> bytes:
+    """The PNG with GPS removed from its eXIf chunk (in place, CRC recomputed) and its XMP text chunks; a
+    legacy "Raw profile type exif" text chunk with GPS (Pillow reads it, libvips does not) is dropped."""
+    pieces = [data[:8]]
+    position = 8
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        chunk_end = position + 12 + length
+        if kind == b"eXIf":
+            buffer = bytearray(body)
+            start = len(EXIF_HEADER) if body.startswith(EXIF_HEADER) else 0
+            remove_tiff_gps(buffer, start)
+            body = bytes(buffer)
+        elif kind in (b"tEXt", b"zTXt", b"iTXt"):
+            keyword = body.split(b"\x00", 1)[0]
+            if keyword == PNG_XMP_KEYWORD:
+                body = _png_text_edited(kind, body, blank_xmp_gps)
+            elif keyword in PNG_RAW_EXIF_KEYWORDS and has_tiff_gps(_png_raw_profile(kind, body)):
+                position = chunk_end
+                continue
+        unchanged = body == data[position + 8 : position + 8 + length]
+        pieces.append(data[position:chunk_end] if unchanged else _png_chunk(kind, body))
+        position = chunk_end
+        if kind == b"IEND":
+            break
+    pieces.append(data[position:])
+    return b"".join(pieces)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def _png_text_parts(kind: bytes, body: bytes) -> tuple[bytes, bytes, bool]:
+    """(header, text, compressed) of a tEXt, zTXt or iTXt chunk's body."""
+    keyword, rest = body.split(b"\x00", 1)
+    if kind == b"tEXt":
+        return keyword + b"\x00", rest, False
+    if kind == b"zTXt":
+        return keyword + b"\x00" + rest[:1], rest[1:], True
+    compressed = rest[:1] == b"\x01"
+    language, rest_after_language = rest[2:].split(b"\x00", 1)
+    translated, text = rest_after_language.split(b"\x00", 1)
+    header = keyword + b"\x00" + rest[:2] + language + b"\x00" + translated + b"\x00"
+    return header, text, compressed
+
+
+def _png_text_edited(kind: bytes, body: bytes, edit: Callable[[bytes], bytes]) -> bytes:
+    header, text, compressed = _png_text_parts(kind, body)
+    try:
+        plain = zlib.decompress(text) if compressed else text
+    except zlib.error as error:
+        raise GpsNotRemovable("a compressed XMP chunk cannot be read") from error
+    edited = edit(plain)
+    if edited == plain:
+        return body
+    return header + (zlib.compress(edited) if compressed else edited)
+
+
+def _png_raw_profile(kind: bytes, body: bytes) -> bytes:
+    """The EXIF of ImageMagick's "Raw profile type exif" text: a name line, a length line, then hex."""
+    try:
+        _, text, compressed = _png_text_parts(kind, body)
+        plain = zlib.decompress(text) if compressed else text
+        return bytes.fromhex("".join(plain.decode("latin-1").split("\n")[3:]))
+    except (ValueError, zlib.error):
+        return b""
+
+
+def strip_tiff_gps(data: bytes) -> bytes:
+    buffer = bytearray(data)
+    remove_tiff_gps(buffer)
+    return bytes(buffer)
+
+
+def strip_heic_gps(data: bytes, *, exif: bytes | None, xmp: bytes | None) -> bytes:
+    """Remove GPS from a HEIC's Exif item (`exif`, as libheif reads it) and blank it in its XMP item, in
+    place: each is found in the file by its bytes; one that is not there whole (split over extents) cannot
+    be edited, and GpsNotRemovable says so."""
+    buffer = bytearray(data)
+    if exif and has_tiff_gps(exif):
+        found = _occurrences(data, exif)
+        for position in found:
+            start = position + (len(EXIF_HEADER) if exif.startswith(EXIF_HEADER) else 0)
+            remove_tiff_gps(buffer, start, position + len(exif))
+    if xmp and b"gps" in xmp.lower():
+        for position in _occurrences(data, xmp):
+            buffer[position : position + len(xmp)] = blank_xmp_gps(xmp)
+    return bytes(buffer)
+
+
+def _occurrences(data: bytes, blob: bytes) -> list[int]:
+    found, position = [], data.find(blob)
+    while position >= 0:
+        found.append(position)
+        position = data.find(blob, position + 1)
+    if not found:
+        raise GpsNotRemovable("the metadata item is not stored in one piece")
+    return found
+
+
+# --- Where the image ends ------------------------------------------------------------------------------
+
+
+def tiff_end(data: bytes) -> int:
+    """Offset just past the last byte the TIFF's IFD chain references: IFDs, out-of-line values, strips or
+    tiles, and sub-IFDs (EXIF, GPS, Interoperability, SubIFDs). A structure that cannot be followed is kept
+    whole (the decode judges it)."""
+    tiff = _tiff_at(data)
+    if tiff is None:
+        return len(data)
+    end = 16 if tiff.big else 8
+    try:
+        pending = [_first_ifd(tiff, data)]
+        seen: set[int] = set()
+        while pending:
+            ifd = pending.pop()
+            if ifd == 0 or ifd in seen:
+                continue
+            if len(seen) >= _MOST_IFDS:
+                return len(data)
+            seen.add(ifd)
+            entries = _entries(tiff, data, ifd)
+            block_end = ifd + _ifd_size(tiff, len(entries))
+            end = max(end, block_end)
+            pending.append(tiff.unsigned(data, block_end - tiff.offset_size, tiff.offset_size))
+            by_tag = {entry.tag: entry for entry in entries}
+            for entry in entries:
+                if not entry.inline(tiff):
+                    end = max(end, entry.value_position + entry.value_size)
+                if entry.tag in _SUB_IFD_TAGS:
+                    pending.extend(_values(tiff, data, entry))
+            for offsets_tag, lengths_tag in _OFFSET_LENGTH_TAGS:
+                if offsets_tag in by_tag and lengths_tag in by_tag:
+                    offsets = _values(tiff, data, by_tag[offsets_tag])
+                    lengths = _values(tiff, data, by_tag[lengths_tag])
+                    end = max(
+                        [end, *(offset + length for offset, length in zip(offsets, lengths, strict=False))]
+                    )
+    except (ValueError, IndexError):
+        return len(data)
+    return min(end, len(data))
+
+
+def heic_end(data: bytes) -> int:
+    """Offset just past the last whole top-level ISO-BMFF box: boxes are walked by size and type from the
+    start, and the first that is not one (a ZIP's "PK\\3\\4", bytes running past the end) ends the image."""
+    position, size = 0, len(data)
+    while position + 8 <= size:
+        box_size = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        header = 8
+        if box_size == 1:
+            if position + 16 > size:
+                break
+            box_size, header = int.from_bytes(data[position + 8 : position + 16], "big"), 16
+        elif box_size == 0:  # to the end of the file
+            return size
+        if box_size < header or position + box_size > size or not all(0x20 <= c < 0x7F for c in kind):
+            break
+        position += box_size
+    return position if position > 0 else size
