@@ -200,6 +200,18 @@ class CustomerOrderChangeThrottle(_PerCustomer):
     methods = frozenset({"PATCH"})
 
 
+class CustomerOrderRequestThrottle(_PerCustomer):
+    """Every POST orders of one signed-in customer, whatever it answers: a loose count beside
+    CustomerOrderThrottle, which counts only the orders created. Each request costs a quote of up to 500
+    lines, and a replay of a key whose order has no PaymentIntent asks Stripe again (up to 3 x
+    STRIPE_TIMEOUT_SECONDS). Counting only orders created left those unlimited: replays of a 502'd key, and
+    fresh keys on baskets refused at validation, as often as a customer liked (`POST quotes`, the same work,
+    is 60/min). Loose enough that the retries a 502 asks for pass."""
+
+    scope = "customer_order_requests"
+    methods = frozenset({"POST"})
+
+
 class CustomerReadThrottle(_PerCustomer):
     """Reads that cost more than a row: a photo's bytes (decrypted, and an audit record appended each)."""
 

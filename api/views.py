@@ -27,6 +27,7 @@ from api.throttles import (
     AccountChangeThrottle,
     AnonThrottle,
     CustomerOrderChangeThrottle,
+    CustomerOrderRequestThrottle,
     CustomerOrderThrottle,
     CustomerQuoteThrottle,
     CustomerReadThrottle,
@@ -42,6 +43,7 @@ from lab.accounts.models import SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.audit.records import request_meta
 from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check
+from lab.catalog import selectors as catalog_selectors
 from lab.catalog.models import Product
 from lab.catalog.placement import CropRect, FocalPoint, PlacementOptions
 from lab.lib.client_ip import client_ip
@@ -70,13 +72,17 @@ class ProductFilter(filters.FilterSet):  # type: ignore[misc]
 
 
 class ProductListView(generics.ListAPIView[Product]):
-    """The catalog: every print size and paper with its price and minimum DPI."""
+    """The catalog: every print size and paper on sale with its price and minimum DPI. Only products priced
+    in LAB_CURRENCY: a quote refuses any other (`currency_not_sold`), and listing them offered what no order
+    could hold (the system check `catalog.W001` names them)."""
 
     permission_classes = (AllowAny,)
     throttle_classes = (AnonThrottle,)
     serializer_class = s.ProductOutput
     filterset_class = ProductFilter
-    queryset = Product.objects.filter(is_active=True)
+
+    def get_queryset(self) -> QuerySet[Product]:
+        return catalog_selectors.products_on_sale()
 
 
 class AccountCreateView(APIView):
@@ -322,7 +328,14 @@ def _order_admission(*, customer: User | None, guest: intake.GuestDetails | None
 
 class OrderListCreateView(generics.ListAPIView[Order]):
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle, CustomerOrderThrottle, GuestOrderEmailThrottle)  # the last two: POST
+    # All but AnonThrottle count POSTs only: every request of a customer (CustomerOrderRequestThrottle), the
+    # orders they create (CustomerOrderThrottle), a guest's orders per address (GuestOrderEmailThrottle).
+    throttle_classes = (
+        AnonThrottle,
+        CustomerOrderRequestThrottle,
+        CustomerOrderThrottle,
+        GuestOrderEmailThrottle,
+    )
     serializer_class = s.OrderSummaryOutput
     filterset_class = OrderFilter
 

@@ -352,6 +352,7 @@ REST_FRAMEWORK = {
         "customer_uploads": os.environ.get("API_CUSTOMER_UPLOAD_THROTTLE", "30/min"),
         "customer_quotes": os.environ.get("API_CUSTOMER_QUOTE_THROTTLE", "60/min"),
         "customer_orders": os.environ.get("API_CUSTOMER_ORDER_THROTTLE", "10/hour"),
+        "customer_order_requests": os.environ.get("API_CUSTOMER_ORDER_REQUEST_THROTTLE", "120/hour"),
         "customer_order_changes": os.environ.get("API_CUSTOMER_ORDER_CHANGE_THROTTLE", "30/hour"),
         "customer_reads": os.environ.get("API_CUSTOMER_READ_THROTTLE", "60/min"),
         "customer_redeliveries": os.environ.get("API_CUSTOMER_REDELIVERY_THROTTLE", "60/hour"),

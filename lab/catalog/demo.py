@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.conf import settings
-
+from lab.catalog.currency import lab_currency
 from lab.catalog.models import Paper
 from lab.catalog.services import product_save
 
@@ -25,7 +24,7 @@ def catalog_seed_demo() -> int:
                 name=f'{short}x{long}" {paper.label} print',
                 paper=paper,
                 price_minor=price * (100 + PAPER_SURCHARGE_PERCENT[paper]) // 100,
-                currency=settings.LAB_CURRENCY,
+                currency=lab_currency(),
                 min_dpi=min_dpi,
             )
             created += int(was_created)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from lab.catalog.currency import currency_code
 from lab.catalog.errors import CatalogError
 from lab.catalog.models import Product
 from lab.lib.errors import DomainError
@@ -37,8 +38,11 @@ def _inches(value: Decimal) -> str:
 
 
 def product_save(*, sku: str, width_in: Decimal, height_in: Decimal, **fields: Any) -> tuple[Product, bool]:
-    """Create or update a product by SKU after checking that its size is printable."""
+    """Create or update a product by SKU after checking that its size is printable. Its currency is stored
+    in lower case (`currency_code`), as the lab admin saves it: "HUF" beside "huf" was a mixed basket."""
     product_media_check(width_in=width_in, height_in=height_in)
+    if "currency" in fields:
+        fields["currency"] = currency_code(str(fields["currency"]))
     return Product.objects.update_or_create(
         sku=sku, defaults={"width_in": width_in, "height_in": height_in, **fields}
     )

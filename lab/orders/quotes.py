@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
 from lab.accounts.models import User
+from lab.catalog.currency import currency_code, lab_currency
 from lab.catalog.models import Product
 from lab.catalog.placement import Placement, PlacementError, PlacementOptions, Sizing
 from lab.lib.errors import Conflict, DomainError, NotFound
@@ -173,20 +173,23 @@ def quote_compute(
                 placement=placement,
             )
         )
-    currencies = {line.product.currency for line in lines}
+    # A currency code in any case is one currency: the lab admin saves "huf", rows written before it (or by
+    # the demo seed) may hold "HUF", and a basket of both was refused as mixed. The order stores (and Stripe
+    # gets) the code in lower case, as Stripe writes it.
+    currencies = {currency_code(line.product.currency) for line in lines}
     if len(currencies) != 1:
         raise DomainError(OrderError.MIXED_CURRENCY, "All products in one order must share a currency.")
     currency = currencies.pop()
-    if currency.lower() != settings.LAB_CURRENCY.strip().lower():
+    sold_in = lab_currency()
+    if currency != sold_in:
         # Shipping (SHIPPING_PRICE_MINOR) is in minor units of LAB_CURRENCY: a product left at another
         # currency (the model's default is "usd") in a lab in forints made a PaymentIntent of USD 1,503.00,
         # its HUF 1500.00 shipping taken for dollars.
         raise DomainError(
             OrderError.CURRENCY_NOT_SOLD,
-            f"This lab sells in {settings.LAB_CURRENCY.upper()}; a product priced in {currency.upper()} "
-            "cannot be ordered.",
+            f"This lab sells in {sold_in.upper()}; a product priced in {currency.upper()} cannot be ordered.",
             currency=currency,
-            lab_currency=settings.LAB_CURRENCY,
+            lab_currency=sold_in,
         )
     subtotal = sum(line.line_total_minor for line in lines)
     shipping = SHIPPING_PRICE_MINOR[Order.ShippingMethod(shipping_method)]

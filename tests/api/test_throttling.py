@@ -189,6 +189,45 @@ def test_a_customers_retries_after_a_502_and_refused_orders_do_not_count_for_the
     assert Order.objects.count() == 1
 
 
+def test_a_customers_replays_of_a_502d_order_are_throttled_per_request(api, customer, demo_catalog, settings):
+    # given five order requests a minute per customer, orders created unlimited, and Stripe out of reach
+    _rates(settings, customer_order_requests="5/min", customer_orders="1000/hour")
+    settings.STRIPE_TIMEOUT_SECONDS = 1
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the discard port: nothing listens
+    body = order_body(asset_for(customer))
+
+    # when the customer sends one order (kept without its payment, 502) and replays its key again and again
+    answers = [api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1") for _ in range(6)]
+
+    # then each of the first five asked Stripe again (502), and the sixth is refused before the view (before,
+    # only orders created were counted: every replay asked Stripe for an intent, up to 3 Stripe timeouts, with
+    # no limit)
+    assert [answer.status_code for answer in answers] == [502, 502, 502, 502, 502, 429]
+    assert answers[-1].json()["code"] == "throttled"
+    assert int(answers[-1].headers["Retry-After"]) > 0
+    assert Order.objects.count() == 1
+
+
+def test_a_customers_refused_orders_are_throttled_per_request(api, customer, demo_catalog, settings):
+    # given five order requests a minute per customer
+    _rates(settings, customer_order_requests="5/min", customer_orders="1000/hour")
+    photo = asset_for(customer)
+    unknown = order_body(
+        photo, items=[{"sku": "NO-SUCH-SKU", "asset": str(photo.pk), "copies": 1, "sizing": "fill"}]
+    )
+
+    # when the customer sends six baskets that are refused (an unknown product), each with a fresh key
+    answers = [
+        api.post("/api/v1/orders", unknown, format="json", HTTP_IDEMPOTENCY_KEY=f"k-{n}") for n in range(6)
+    ]
+
+    # then the sixth is refused before its basket is read (before: none created an order, so none counted)
+    assert [answer.json()["code"] for answer in answers] == ["unknown_sku"] * 5 + ["throttled"]
+    assert answers[-1].status_code == 429
+    assert Order.objects.count() == 0
+    assert IdempotencyKey.objects.count() == 0
+
+
 def _guest_order(api: APIClient, email: str, *, key: str, address: str) -> Any:
     guest = {"email": email, "birth_date": "1985-02-03", "privacy_policy_version": "1.0"}
     return api.post(

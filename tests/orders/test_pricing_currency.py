@@ -8,7 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.core import checks
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
+from lab.catalog.models import Product
 from lab.lib.errors import DomainError
 from lab.orders.quotes import ItemRequest, quote_compute
 from tests.builders import ProductFactory, asset_for, new_customer
@@ -110,5 +114,98 @@ def test_a_quote_of_a_product_priced_in_another_currency_than_the_lab_s_is_refus
     # 1,503.00)
     assert (refused.value.code, refused.value.details) == (
         "currency_not_sold",
-        {"currency": "USD", "lab_currency": "huf"},
+        {"currency": "usd", "lab_currency": "huf"},
     )
+
+
+@pytest.mark.django_db
+def test_products_priced_in_one_currency_written_in_two_cases_are_one_basket(settings):
+    # given a lab in dollars, a print stored as "USD" (the demo seed stored LAB_CURRENCY as given) and one as
+    # "usd" (as the lab admin saves it)
+    settings.LAB_CURRENCY = "usd"
+    ProductFactory.create(sku="PRINT-OLD", price_minor=300, currency="USD")
+    ProductFactory.create(sku="PRINT-EDITED", price_minor=500, currency="usd")
+    customer = new_customer()
+    photo = asset_for(customer, width=1800, height=1200)
+
+    # when both are quoted in one basket
+    quote = quote_compute(
+        customer=customer,
+        items=[
+            ItemRequest(sku=sku, asset_id=str(photo.pk), copies=1, sizing="fill")
+            for sku in ("PRINT-OLD", "PRINT-EDITED")
+        ],
+        shipping_method="standard",
+    )
+
+    # then it is one currency, in the lower case the order stores and Stripe gets (before: 400
+    # mixed_currency)
+    assert (quote.currency, quote.subtotal_minor) == ("usd", 800)
+
+
+@pytest.mark.django_db
+def test_the_upgrade_stores_every_product_s_currency_in_lower_case():
+    # given products stored before the upgrade, their currency in capitals or with spaces
+    executor = MigrationExecutor(connection)
+    executor.migrate([("catalog", "0001_initial")])
+    old_apps = executor.loader.project_state([("catalog", "0001_initial")]).apps
+    old_product = old_apps.get_model("catalog", "Product")
+    fields = {"width_in": 4, "height_in": 6, "paper": "lustre", "price_minor": 35, "name": "4x6"}
+    old_product.objects.create(sku="PRINT-HUF", currency="HUF", **fields)
+    old_product.objects.create(sku="PRINT-SPACED", currency="Huf ", **fields)
+    old_product.objects.create(sku="PRINT-LOWER", currency="huf", **fields)
+
+    # when the catalog's migrations run
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    # then every one is in lower case
+    assert dict(Product.objects.values_list("sku", "currency")) == {
+        "PRINT-HUF": "huf",
+        "PRINT-SPACED": "huf",
+        "PRINT-LOWER": "huf",
+    }
+
+
+@pytest.mark.django_db
+def test_the_system_check_names_active_products_priced_in_another_currency_than_the_lab_s(settings):
+    # given a euro lab that left LAB_CURRENCY at its default, "usd", one product repriced since
+    settings.LAB_CURRENCY = "usd"
+    ProductFactory.create(sku="PRINT-EUR", currency="eur")
+    ProductFactory.create(sku="PRINT-EUR-RETIRED", currency="eur", is_active=False)
+    ProductFactory.create(sku="PRINT-USD", currency="USD")
+
+    # when the system checks run with the database (as `migrate` and `check --database default` run them)
+    messages = [
+        message for message in checks.run_checks(databases=["default"]) if message.id == "catalog.W001"
+    ]
+
+    # then one warning names the active product the lab cannot sell (before: nothing named it, and every
+    # quote of it was 400 currency_not_sold)
+    assert [(message.level, message.msg) for message in messages] == [
+        (
+            checks.WARNING,
+            "1 active product(s) are priced in another currency than LAB_CURRENCY (USD): PRINT-EUR. The "
+            "product list leaves them out and every quote or order of one is refused "
+            "(400 currency_not_sold).",
+        )
+    ]
+
+
+@pytest.mark.django_db
+def test_the_product_list_leaves_out_products_priced_in_another_currency_than_the_lab_s(api, settings):
+    # given a lab in dollars with a product priced in euros, one in "USD" and one in "usd"
+    settings.LAB_CURRENCY = "usd"
+    ProductFactory.create(sku="PRINT-EUR", currency="eur")
+    ProductFactory.create(sku="PRINT-USD-CAPITALS", currency="USD")
+    ProductFactory.create(sku="PRINT-USD", currency="usd")
+
+    # when a customer lists the catalog
+    response = api.get("/api/v1/products")
+
+    # then only what can be ordered is listed (before: the euro print too, refused at every quote)
+    assert response.status_code == 200
+    assert sorted(product["sku"] for product in response.json()["results"]) == [
+        "PRINT-USD",
+        "PRINT-USD-CAPITALS",
+    ]

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from lab.catalog.currency import currency_code, lab_currency
 from lab.catalog.models import Product
 from lab.catalog.services import product_media_check
 from lab.lib.errors import DomainError
@@ -38,13 +39,13 @@ class ProductForm(forms.ModelForm[Product]):
         super().__init__(*args, **kwargs)
         if self.instance._state.adding and "currency" not in asked:
             # The model's default is "usd", whatever the lab sells in.
-            self.initial["currency"] = settings.LAB_CURRENCY.strip().lower()
+            self.initial["currency"] = lab_currency()
 
     def clean_currency(self) -> str:
         """The lab's currency only: shipping is priced in it, and a quote refuses any other
         (`currency_not_sold`). Before, a product left at "usd" in a lab in forints was sold in dollars."""
-        currency = str(self.cleaned_data.get("currency") or "").strip().lower()
-        if currency != settings.LAB_CURRENCY.strip().lower():
+        currency = currency_code(str(self.cleaned_data.get("currency") or ""))
+        if currency != lab_currency():
             raise forms.ValidationError(
                 f"This lab sells in {settings.LAB_CURRENCY.upper()} (LAB_CURRENCY); a product priced in "
                 f"{currency.upper()} could not be ordered.",
