@@ -239,6 +239,45 @@ def test_every_process_that_writes_the_blob_store_or_the_witness_may_write_there
             assert any(needed.is_relative_to(allowed) for allowed in writable_paths(unit)), (name, needed)
 
 
+HOT_FOLDER_UNITS = (
+    "printlab-default.service",
+    "printlab-print@.service",
+    "printlab-printer-events.service",
+    "printlab-web.service",
+)
+
+
+def install_commands() -> list[str]:
+    """The lines of the ```sh block of deploy/README.md's Install step, comments included."""
+    text = (ROOT / "deploy" / "README.md").read_text()
+    section = text.split("\n## Install (each host)\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+
+
+def test_every_host_makes_the_hot_folders_before_the_units_that_write_there_start():
+    # With "-", systemd leaves out a path missing at a unit's start, and under ProtectSystem=strict a folder
+    # made later is read-only in every running unit: a lab that made it for its first minilab after the
+    # install had every job failed and the printer offline until each unit was restarted. So every host
+    # makes it at install (and on an upgrade from before it), and a unit does not start without it.
+    hot_folders = str(Path(env_example()["HOTFOLDER_ROOT"]))
+    for name in HOT_FOLDER_UNITS:
+        service = parse_unit(UNITS / name)["Service"]
+        entries = [entry for value in service["ReadWritePaths"] for entry in value.split()]
+        assert [entry for entry in entries if entry.removeprefix("-") == hot_folders] == [hot_folders], name
+
+    (makes,) = [line for line in install_commands() if hot_folders in line.split("#", 1)[0].split()]
+    command, _, comment = makes.partition("#")
+    assert command.startswith("install -d ")
+    assert comment.strip().startswith("every host") and " only" not in comment, makes
+    upgrade = upgrade_commands()
+    (made,) = [
+        index
+        for index, line in enumerate(upgrade)
+        if f"install -d -m 0750 -o printlab -g printlab {hot_folders}" in line
+    ]
+    assert made < upgrade.index("systemctl start printlab.target"), upgrade
+
+
 def test_the_readme_links_the_reference_deployment():
     assert "(deploy/README.md)" in (ROOT / "README.md").read_text()
 
@@ -430,6 +469,16 @@ def test_the_web_does_not_depend_on_a_migration_run_that_retries_until_the_datab
     assert dependents == {}
     assert migrate["Type"] == ["oneshot"]
     assert (migrate["Restart"], migrate["RestartSec"]) == (["on-failure"], ["10"])
+
+
+def test_a_migration_that_did_not_get_its_lock_in_time_is_not_run_again_and_again():
+    # orders/0013 waits at most LOCK_TIMEOUT (5 s) for the lock of its ALTER TABLE, and exits with 75
+    # (EX_TEMPFAIL: run it again later) when it was not granted. Restarted every 10 s while a backup held the
+    # lock, each run queued every read of an order on the hosts still serving the previous version behind it.
+    migrate = parse_unit(UNITS / "printlab-migrate.service")["Service"]
+
+    assert migrate["Restart"] == ["on-failure"]
+    assert migrate["RestartPreventExitStatus"] == ["75"]
 
 
 def upgrade_commands() -> list[str]:

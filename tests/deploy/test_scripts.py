@@ -24,10 +24,17 @@ printf 'runuser -u postgres -- ' >> "$FAKE_PSQL_LOG"
 exec "$@"
 """
 # Logs its arguments and its SQL; refuses CREATE ROLE when FAKE_PSQL_ROLE_EXISTS is set, as PostgreSQL does
-# for a role that is already there.
+# for a role that is already there. A TCP login as printlab_test (the role an earlier scripts/test made, with
+# the password it published) succeeds only with that password and when FAKE_PSQL_PUBLISHED_LOGIN is set.
 PSQL_STANDIN = """#!/bin/sh
 sql=$(cat)
 printf 'psql %s\\n%s\\n' "$*" "$sql" >> "$FAKE_PSQL_LOG"
+case " $* " in
+  *" -h 127.0.0.1 "*" -U printlab_test "*)
+    [ -n "${FAKE_PSQL_PUBLISHED_LOGIN:-}" ] && [ "${PGPASSWORD:-}" = printlab-test-only ] && exit 0
+    echo 'psql: error: FATAL:  password authentication failed for user "printlab_test"' >&2
+    exit 2 ;;
+esac
 if [ -n "${FAKE_PSQL_ROLE_EXISTS:-}" ] && printf '%s' "$sql" | grep -q 'CREATE ROLE'; then
   echo 'ERROR:  role already exists' >&2
   exit 3
@@ -159,6 +166,11 @@ echo "the steps after it"
     assert not (tmp_path / "kills.log").exists()
 
 
+# The login an earlier scripts/test left: printlab_test, superuser, with a password published in this repo.
+PUBLISHED_LOGIN = "psql -X -w -Atq -h 127.0.0.1 -p 5432 -U printlab_test -d postgres -c SELECT 1\n\n"
+PUBLISHED_ROLE_RETIRED = "ALTER ROLE printlab_test NOLOGIN NOSUPERUSER PASSWORD NULL;\n"
+
+
 def fake_postgres_bin(tmp_path: Path) -> dict[str, str]:
     bin_folder = tmp_path / "bin"
     bin_folder.mkdir()
@@ -193,7 +205,7 @@ def test_each_run_makes_a_role_of_its_own_with_a_fresh_password_and_drops_it_at_
         assert re.fullmatch(r"printlab_test_[0-9a-f]{8}", role)
         assert re.fullmatch(r"[A-Za-z0-9_-]{32}", password)
         assert log == (
-            f"{PSQL_AS_POSTGRES}\n"
+            PUBLISHED_LOGIN + f"{PSQL_AS_POSTGRES}\n"
             f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}';\n"
             f"{PSQL_AS_POSTGRES}\n"
             "SELECT format('DROP DATABASE %I', datname) FROM pg_database\n"
@@ -218,3 +230,48 @@ def test_a_role_already_there_is_neither_altered_nor_dropped(tmp_path: Path) -> 
     assert f"== could not create role {role} (already there?): left as it is" in result.stderr
     assert log.count(PSQL_AS_POSTGRES) == 1
     assert "ALTER" not in log and "DROP" not in log
+
+
+def test_the_role_an_earlier_version_left_with_its_published_password_is_retired_before_the_run(
+    tmp_path: Path,
+) -> None:
+    # given: PostgreSQL wants a password over TCP, and takes printlab_test's published one (an earlier
+    # scripts/test made that superuser, and it stayed after the script no longer made it)
+    env = {**fake_postgres_bin(tmp_path), "FAKE_PSQL_PUBLISHED_LOGIN": "1"}
+    code = script_with_cleanup('test_role_create\necho "role=$TEST_ROLE"')
+
+    # when
+    result = bash(code, cwd=tmp_path, env=env)
+
+    # then: it can no longer log in, which the run says; then the run makes and drops its own role as ever
+    assert result.returncode == 0, result.stderr
+    (role,) = re.findall(r"^role=(printlab_test_[0-9a-f]{8})$", result.stdout, re.MULTILINE)
+    assert (
+        "== role printlab_test (made by an earlier scripts/test, its password published in the repo) "
+        "logged in over TCP: retired (NOLOGIN NOSUPERUSER, no password)"
+    ) in result.stderr
+    log = (tmp_path / "psql.log").read_text()
+    assert log.startswith(
+        PUBLISHED_LOGIN + f"{PSQL_AS_POSTGRES}\n" + PUBLISHED_ROLE_RETIRED + f"{PSQL_AS_POSTGRES}\n"
+    )
+    assert log.count(PSQL_AS_POSTGRES) == 3  # retired, created, dropped
+    assert f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD" in log and f"DROP ROLE IF EXISTS {role};" in log
+    assert "DROP ROLE IF EXISTS printlab_test;" not in log
+
+
+def test_a_printlab_test_role_that_does_not_take_the_published_password_is_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    # given: no login as printlab_test with the published password (no such role, or not with that password)
+    env = fake_postgres_bin(tmp_path)
+    code = script_with_cleanup("test_role_create")
+
+    # when
+    result = bash(code, cwd=tmp_path, env=env)
+
+    # then: the login was tried, and nothing was done to printlab_test
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "psql.log").read_text()
+    assert log.startswith(PUBLISHED_LOGIN + f"{PSQL_AS_POSTGRES}\nCREATE ROLE printlab_test_")
+    assert "printlab_test " not in log.replace(PUBLISHED_LOGIN, "")
+    assert "ALTER" not in log and "retired" not in result.stderr

@@ -469,7 +469,9 @@ def test_the_upgrade_seals_no_order_until_its_column_is_added_and_runs_again_aft
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_upgrade_waits_a_bounded_time_for_the_lock_of_its_column_and_seals_nothing_then(monkeypatch):
+def test_the_upgrade_waits_a_bounded_time_for_the_lock_of_its_column_and_seals_nothing_then(
+    monkeypatch, capsys
+):
     # given an order sealed as before, and another session reading orders_order in a transaction still open
     # (its lock conflicts with the ALTER TABLE's)
     order = order_for(None)
@@ -492,9 +494,14 @@ def test_the_upgrade_waits_a_bounded_time_for_the_lock_of_its_column_and_seals_n
         reader.execute("SELECT count(*) FROM orders_order")
         ends.start()
 
-        # when the lab is upgraded meanwhile, the migrate fails once LOCK_TIMEOUT has passed
-        with pytest.raises(OperationalError, match="lock timeout"):
+        # when the lab is upgraded meanwhile, the migrate exits once LOCK_TIMEOUT has passed, with 75
+        # (EX_TEMPFAIL), which printlab-migrate.service does not restart (RestartPreventExitStatus=75)
+        with pytest.raises(SystemExit) as exited:
             _migrate(latest)
+        assert exited.value.code == 75
+        cause = exited.value.__cause__
+        assert isinstance(cause, OperationalError) and "lock timeout" in str(cause)
+        assert "orders/0013: the lock of orders_order was not granted within 300ms" in capsys.readouterr().err
 
         # and the order keeps its seal of before, which the previous version still takes
         assert _sealed_the_old_way_only([order.pk]) == {order.pk: (True, False)}

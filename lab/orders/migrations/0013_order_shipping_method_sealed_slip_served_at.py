@@ -10,16 +10,18 @@ database alone) is left as it is: it stays refused at the station until a superv
 backwards seals nothing again; the orders' seals of the new kind are then refused until this runs again.
 
 Not atomic: in one transaction the re-seal held the lock of the column's ALTER TABLE (ACCESS EXCLUSIVE) on
-orders_order until its last row, and every read of an order on every host waited past gunicorn's timeout.
-The column is added first, alone, and only if it is not there yet (a run stopped after adding it is not
-recorded, and runs again); on PostgreSQL it waits at most LOCK_TIMEOUT for its lock, and fails the migrate
-rather than queue every read of an order behind it. The re-seal runs only once the column is there, each
-batch of orders committed in its own transaction (their rows locked only while it is sealed). The other way
-round, an ALTER that failed (its lock not granted, a deadlock, the connection dropped) left 0013 unrecorded
-with every order already sealed with its method, which the previous version, still serving (or rolled back
-to), refuses: no slip, no change of address. A run stopped part-way is run again as it is: the column there
-is not added again, and an order already sealed with its method no longer passes the check of the address
-alone and is skipped.
+orders_order until its last row, and every read of an order on every host waited past gunicorn's timeout. The
+column is added first, alone, and only if it is not there yet (a run stopped after adding it is not recorded,
+and runs again); on PostgreSQL it waits at most LOCK_TIMEOUT for its lock, and fails the migrate rather than
+queue every read of an order behind it: exit status 75 (EX_TEMPFAIL, run it again later), which
+printlab-migrate.service does not restart (RestartPreventExitStatus=75: restarted every 10 s while a backup
+held the lock, each run stalled every read of an order for LOCK_TIMEOUT again). The re-seal runs only once the
+column is there, each batch of orders committed in its own transaction (their rows locked only while it is
+sealed). The other way round, an ALTER that failed (its lock not granted, a deadlock, the connection dropped)
+left 0013 unrecorded with every order already sealed with its method, which the previous version, still
+serving (or rolled back to), refuses: no slip, no change of address. A run stopped part-way is run again as it
+is: the column there is not added again, and an order already sealed with its method no longer passes the
+check of the address alone and is skipped.
 
 An order a web process of the previous version places after this ran is sealed the old way (the address
 alone), which the new check refuses: `manage.py order_seals_upgrade` (lab/staff/management/commands) runs
@@ -27,10 +29,11 @@ alone), which the new check refuses: `manage.py order_seals_upgrade` (lab/staff/
 """
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from django.db import migrations, models, transaction
+from django.db import OperationalError, migrations, models, transaction
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 from lab.lib.seals import seal_holds
@@ -38,6 +41,8 @@ from lab.orders.models import shipping_seal
 
 BATCH = 500
 LOCK_TIMEOUT = "5s"  # the longest the column's ALTER TABLE waits for its lock on orders_order (PostgreSQL)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout passes (psycopg's LockNotAvailable)
+EX_TEMPFAIL = 75  # sysexits.h: a temporary failure, run it again later (printlab-migrate.service)
 COLUMN = "slip_served_at"
 ADDRESS_SEAL_SALT = "lab.orders.shipping_address"  # lab.orders.models._ADDRESS_SEAL_SALT
 SEALED_FIELDS = ("pk", "ref", "customer_id", "shipping_address", "shipping_method", "address_sealed")
@@ -123,13 +128,23 @@ def _has_the_column(schema_editor: BaseDatabaseSchemaEditor, model: Any) -> bool
 
 def add_column(schema_editor: BaseDatabaseSchemaEditor, model: Any) -> None:
     """ALTER TABLE … ADD COLUMN, in a transaction of its own; on PostgreSQL waiting at most LOCK_TIMEOUT for
-    the table's lock (an error then, which fails the migrate: run it again later)."""
+    the table's lock (then the migrate exits with EX_TEMPFAIL: run it again later)."""
     connection = schema_editor.connection
-    with transaction.atomic(using=connection.alias):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
-        schema_editor.add_field(model, _column_of(model))
+    try:
+        with transaction.atomic(using=connection.alias):
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+            schema_editor.add_field(model, _column_of(model))
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise  # a deadlock, a dropped connection: an ordinary failure, which systemd retries
+        sys.stderr.write(
+            f"orders/0013: the lock of {model._meta.db_table} was not granted within {LOCK_TIMEOUT} "
+            "(a backup or a long transaction holds one on it); nothing was changed. Run the migrations again "
+            f"later (exit status {EX_TEMPFAIL}: printlab-migrate is not restarted on it).\n"
+        )
+        raise SystemExit(EX_TEMPFAIL) from error
 
 
 def add_the_column_unless_there(apps, schema_editor):  # type: ignore[no-untyped-def]
