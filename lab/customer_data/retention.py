@@ -46,7 +46,7 @@ from lab.orders.intake import guest_refused_under_age
 from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.states import OrderStatus
 from lab.privacy.models import DataKey
-from lab.privacy.vault import data_key_destroy, vault_delete
+from lab.privacy.vault import data_key_destroy, vault_blob_authenticates, vault_delete
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 
@@ -184,6 +184,40 @@ def _delete_after_commit(names: Iterable[str]) -> None:
             transaction.on_commit(partial(vault_delete, name=name), robust=True)
 
 
+def _blobs_of_the_photo(
+    asset: Asset, *, rasters: Iterable[tuple[int, str]], with_original: bool = True
+) -> list[str]:
+    """The files of this photo a purge deletes: the names its row (`with_original`) and its jobs' rows give,
+    each checked first.
+
+    A name comes from a column the database alone can change: a photo's row re-pointed at another customer's
+    blob, or a job's raster at another photo's original, had the lab's own purge delete that customer's
+    photo. Nothing is taken unless the photo row's seal holds (ASSET_SEALED_FIELDS: its key and file as the
+    lab wrote them; otherwise its key may be another photo's); then its original, and a raster only when it
+    authenticates under the photo's key as a raster (vault_blob_authenticates: the whole blob is read and
+    decrypted, its header naming no key nor purpose; the purpose is bound as AAD, so the photo's own original
+    does not pass). What is not taken is left on disk and logged by ids only."""
+    if not asset.is_sealed:
+        logger.error("purge deletes no file: the photo's row was changed outside the lab asset=%s", asset.pk)
+        return []
+    names = [asset.blob_name] if with_original else []
+    for job_id, name in rasters:
+        if vault_blob_authenticates(data_key=asset.data_key, name=name, purpose="raster"):
+            names.append(name)
+        else:
+            logger.error("raster file kept: not this photo's raster asset=%s job=%s", asset.pk, job_id)
+    return names
+
+
+def _its_own_key(asset: Asset) -> bool:
+    """Whether no other photo's row names the key this one names: each photo has a key of its own, and a row
+    re-pointed in the database at another photo's key had that photo shredded by the purge."""
+    if Asset.objects.filter(data_key_id=asset.data_key_id).exclude(pk=asset.pk).exists():
+        logger.error("purge destroys no key: another photo's row names it asset=%s", asset.pk)
+        return False
+    return True
+
+
 def asset_purge(
     *,
     asset_id: uuid.UUID | str,
@@ -217,8 +251,9 @@ def asset_purge(
                 orders=[order.ref for order in blocking],
             )
         jobs = PrintJob.objects.filter(item__asset=asset).exclude(raster_blob="")
-        names = [asset.blob_name, *jobs.values_list("raster_blob", flat=True)]
-        if asset.data_key is not None:
+        # Before the key goes: the rasters are checked with it (_blobs_of_the_photo).
+        names = _blobs_of_the_photo(asset, rasters=jobs.values_list("pk", "raster_blob"))
+        if asset.data_key is not None and _its_own_key(asset):
             data_key_destroy(data_key=asset.data_key)
         now = timezone.now()
         # The ICC profile's description is text from the customer's file (it can name them), like the URL.
@@ -268,7 +303,8 @@ def raster_purge(*, job_id: int, cutoff: datetime) -> bool:
         )
         if job is None or (job.printed_at or job.updated_at) > cutoff:
             return False
-        name = job.raster_blob
+        asset = Asset.objects.select_related("data_key").get(pk=job.item.asset_id)
+        names = _blobs_of_the_photo(asset, rasters=[(job.pk, job.raster_blob)], with_original=False)
         PrintJob.objects.filter(pk=job.pk).update(raster_blob="", updated_at=timezone.now())
         JobEvent.objects.create(job=job, kind="raster_purged", note=RULE_PRINTED_RASTER)
         audit_append(
@@ -285,7 +321,7 @@ def raster_purge(*, job_id: int, cutoff: datetime) -> bool:
                 context_id=str(job.pk),
             )
         )
-        _delete_after_commit([name])
+        _delete_after_commit(names)
     logger.info("raster purged job=%s", job_id)
     return True
 

@@ -25,8 +25,14 @@ from lab.orders.models import Order, OrderItem, is_order_ref, tracking_key, trac
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.packing.errors import PackingError
-from lab.packing.services import order_shipping_check, packing_slip_get_or_render, slip_data_for
-from lab.packing.slip import render_slips
+from lab.packing.services import (
+    SLIP_RENDER_ATTEMPTS,
+    SlipOutdated,
+    order_shipping_check,
+    packing_slip_get_or_render,
+    slip_data_for,
+)
+from lab.packing.slip import SlipData, render_slips
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 
@@ -384,35 +390,78 @@ def day_slips_pdf(*, actor: User) -> DaySlips:
     """One PDF with the slip of every order ready to pack (oldest first). An order whose address was written
     outside the lab gets none and is named in `refused`; it does not hold up the other orders' slips.
 
-    Rendered under the orders' locks, as slip_pdf renders its slip, and the orders marked as served
-    (`slip_served_at`) only once the PDF exists, in the same transaction: a render that fails (an error, the
-    worker killed for time or memory) marks none of them. Before, they were marked and committed first, and a
-    customer was refused their change of address (409 `order_address_locked`) for a slip never printed."""
+    Two short transactions around a render outside any, as packing_slip_render does: a day of 1,000 orders
+    renders in seconds, and under the locks it held up the other packers, the slip worker, payment webhooks
+    and floor holds on those orders (on SQLite, every writer). The slips are read under the orders' locks,
+    nothing written; the PDF is rendered; then, under the locks again, the orders are marked as served
+    (`slip_served_at`: a customer's change of address afterwards is refused) only if each still gives the slip
+    rendered. One sent back to the floor meanwhile with its slip unchanged is marked too: the PDF carries its
+    address. If any slip changed (an address changed after a hold, its items, its seal broken), none is marked
+    and the day is read and rendered again, up to SLIP_RENDER_ATTEMPTS times; then SlipOutdated is raised,
+    nothing marked, rather than a PDF that labels a box for an address it no longer has.
+    A render that fails (an error, the worker killed for time or memory) marks none of them."""
     packing_access_check(actor)
+    for _ in range(SLIP_RENDER_ATTEMPTS):
+        slips, refused = _day_slips_read()
+        pdf = render_slips(slips=list(slips.values()))
+        changed = _day_slips_mark(slips)
+        if not changed:
+            return DaySlips(pdf=pdf, count=len(slips), refused=refused)
+        logger.info("day's slips outdated while rendered, rendered again orders=%s", ",".join(changed))
+    raise SlipOutdated(f"orders changed during each of {SLIP_RENDER_ATTEMPTS} renders of the day's slips")
+
+
+def _day_slips_read() -> tuple[dict[int, SlipData], list[str]]:
+    """The slip of each order ready to pack (by order id, oldest order first), read under the orders' locks
+    (in id order) so that none is half-written, and the refs of the orders refused a slip. Writes nothing."""
     with transaction.atomic():
-        # Each order's slip is read under its lock and the order marked as served before the locks go
-        # (`slip_served_at`, as slip_pdf does): a customer's change of address afterwards is refused, one
-        # before is on the slip. Locked in id order.
         locked = Order.objects.select_for_update().filter(status=OrderStatus.READY_TO_PACK).order_by("pk")
         orders = sorted(locked, key=lambda order: (order.created_at, order.pk))
         if not orders:
             raise DomainError(PackingError.NO_ORDERS_TO_PACK, "No order is ready to pack.")
-        slips, refused, served = [], [], []
+        slips: dict[int, SlipData] = {}
+        refused: list[str] = []
         for order in orders:
             try:
-                slips.append(slip_data_for(order))
+                slips[order.pk] = slip_data_for(order)
             except Conflict as error:
                 if error.code != PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB:
                     raise
                 refused.append(order.ref)
-            else:
-                served.append(order.pk)
         if not slips:
             raise Conflict(
                 PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB,
                 f"No slip is made: the shipping address of {', '.join(refused)} was changed outside the lab. "
                 "Ask a supervisor.",
             )
-        pdf = render_slips(slips=slips)
-        Order.objects.filter(pk__in=served, slip_served_at__isnull=True).update(slip_served_at=database_now())
-    return DaySlips(pdf=pdf, count=len(slips), refused=refused)
+    return slips, refused
+
+
+def _day_slips_mark(slips: dict[int, SlipData]) -> list[str]:
+    """Under the orders' locks, mark them as served if each still gives the slip rendered; else mark none and
+    return the refs of those that changed (an order gone from the database is named by its id)."""
+    with transaction.atomic():
+        locked = {
+            order.pk: order for order in Order.objects.select_for_update().filter(pk__in=slips).order_by("pk")
+        }
+        changed = [
+            locked[pk].ref if pk in locked else str(pk)
+            for pk, slip in slips.items()
+            if not _still_gives(locked.get(pk), slip)
+        ]
+        if not changed:
+            Order.objects.filter(pk__in=slips, slip_served_at__isnull=True).update(
+                slip_served_at=database_now()
+            )
+    return changed
+
+
+def _still_gives(order: Order | None, slip: SlipData) -> bool:
+    if order is None:
+        return False
+    try:
+        return slip_data_for(order) == slip
+    except Conflict as error:
+        if error.code != PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB:
+            raise
+        return False

@@ -121,6 +121,23 @@ def vault_read(*, data_key: DataKey | None, name: str, purpose: str) -> bytes:
     return crypto.decrypt_blob(data_key=_plain_key(data_key), blob=blob, aad=f"{name}:{purpose}".encode())
 
 
+def vault_blob_authenticates(*, data_key: DataKey | None, name: str, purpose: str) -> bool:
+    """Whether the blob `name` is one the vault wrote under `data_key` for `purpose` ("original", "raster").
+
+    Asked before deleting a name that a database column gave: a row pointed, in the database alone, at
+    another customer's blob (or a raster's column at its own photo's original) must not have it deleted. The
+    blob's header is only the format's magic and a nonce: it names neither key nor purpose, so the whole blob
+    is read and decrypted (a raster of tens of MB: tens of milliseconds). Its name and purpose are bound as
+    AAD, so a blob authenticates only under its own key, its own name and the purpose it was written for.
+    False for a missing blob, a name the vault never makes, a destroyed key or bytes that do not authenticate.
+    """
+    try:
+        vault_read(data_key=data_key, name=name, purpose=purpose)
+    except (OSError, crypto.KeyDestroyed, crypto.DecryptionFailed):
+        return False
+    return True
+
+
 def vault_delete(*, name: str) -> None:
     if not name:
         return  # no blob was stored

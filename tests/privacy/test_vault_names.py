@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from lab.customer_data import retention
 from lab.orders.models import Asset, Order
 from lab.orders.states import OrderStatus
 from lab.privacy.vault import InvalidBlobName, vault_delete, vault_read
 from lab.production.models import PrintJob
-from tests.builders import asset_for, blob_path, released_order
+from tests.builders import (
+    asset_for,
+    blob_path,
+    minilab,
+    new_customer,
+    paid_order,
+    print_order,
+    released_order,
+)
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +58,9 @@ def test_a_purge_leaves_a_file_outside_the_store_that_a_hand_edited_blob_name_po
 
     # Then the purge is done, and no file outside the store is gone
     assert purged is True
-    assert [callback.func for callback in callbacks] == [vault_delete]
+    # (the row's seal no longer holds, so the purge deletes no file; the vault refuses the name all the same)
+    assert [callback.func for callback in callbacks] == []
+    vault_delete(name=name)
     assert [file.read_text() for file in outside] == ["checkpoint", "checkpoint"]
     photo.refresh_from_db()
     assert photo.status == Asset.Status.PURGED
@@ -75,14 +88,98 @@ def test_a_raster_blob_name_outside_the_store_is_not_deleted_by_the_purge(
 
     # Then the file stays, and the job names no raster any more
     assert purged is True
-    # (the original's deletion and the raster's ran)
+    # (the original's deletion ran; the raster's name is not one of the photo's rasters, so it is not deleted,
+    # and the vault refuses it all the same)
     assert [callback.keywords.get("name") for callback in callbacks if callback.func is vault_delete] == [
-        photo_name,
-        str(outside[1]),
+        photo_name
     ]
+    vault_delete(name=str(outside[1]))
     assert outside[1].read_text() == "checkpoint"
     job.refresh_from_db()
     assert job.raster_blob == ""
+
+
+def test_a_purge_leaves_another_customers_photo_that_a_photos_row_was_pointed_at(
+    django_capture_on_commit_callbacks,
+):
+    # Given a customer's photo, and a photo due for purge whose row a DBA pointed at the customer's file
+    victim = asset_for(new_customer())
+    decoy = asset_for(None)
+    decoy_file = blob_path(decoy.blob_name)
+    untouched = asset_for(None)
+    dba("UPDATE orders_asset SET blob_name = %s WHERE id = %s", victim.blob_name, str(decoy.pk))
+
+    # When both due photos are purged (their file deletions run after the commit)
+    with django_capture_on_commit_callbacks(execute=True):
+        for photo in (decoy, untouched):
+            assert retention.asset_purge(asset_id=photo.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+
+    # Then the customer's photo is still there and still reads (before, the purge deleted it)
+    assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"
+    # and the re-pointed photo is purged all the same: its key destroyed, so its own file reads no more
+    decoy.refresh_from_db()
+    assert (decoy.status, decoy.blob_name) == (Asset.Status.PURGED, "")
+    assert decoy.data_key is not None and decoy.data_key.is_destroyed
+    assert decoy_file.exists()  # (left: its row named another file; nothing names it now)
+    # and a photo nobody touched has its file deleted, as ever
+    assert not blob_path(untouched.blob_name).exists()
+
+
+def printed_photo_jobs() -> tuple[Asset, list[PrintJob]]:
+    """A shipped order's photo printed twice (two items, a job and a raster each)."""
+    minilab()
+    order = print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 2)]))
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.SHIPPED, shipped_at=timezone.now())
+    jobs = list(PrintJob.objects.filter(order=order).order_by("pk"))
+    assert len(jobs) == 2 and all(blob_path(job.raster_blob).exists() for job in jobs)
+    return jobs[0].item.asset, jobs
+
+
+@pytest.mark.parametrize("pointed_at", ["another customer's photo", "its own photo's original"])
+def test_a_raster_purge_leaves_a_photo_that_a_jobs_raster_was_pointed_at(
+    django_capture_on_commit_callbacks, pointed_at
+):
+    # Given two printed jobs past the rasters' retention, one whose raster a DBA pointed at an original
+    photo, (job, control) = printed_photo_jobs()
+    victim = asset_for(new_customer()) if pointed_at == "another customer's photo" else photo
+    own_raster = job.raster_blob
+    dba("UPDATE production_printjob SET raster_blob = %s WHERE id = %s", victim.blob_name, job.pk)
+
+    # When the rasters are purged
+    with django_capture_on_commit_callbacks(execute=True):
+        for each in (job, control):
+            assert retention.raster_purge(job_id=each.pk, cutoff=timezone.now() + timedelta(days=1))
+
+    # Then the original is still there and still reads (before, the purge deleted it)
+    assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"
+    # and both jobs name no raster any more; the untouched job's raster file is deleted, as ever
+    assert list(
+        PrintJob.objects.filter(pk__in=[job.pk, control.pk]).values_list("raster_blob", flat=True)
+    ) == [
+        "",
+        "",
+    ]
+    assert not blob_path(control.raster_blob).exists()
+    assert blob_path(own_raster).exists()  # (left: its row named another file)
+
+
+def test_a_photo_purge_leaves_a_photo_that_one_of_its_jobs_raster_was_pointed_at(
+    django_capture_on_commit_callbacks,
+):
+    # Given a shipped photo printed twice, one job's raster pointed by a DBA at another customer's photo
+    photo, (job, control) = printed_photo_jobs()
+    victim = asset_for(new_customer())
+    dba("UPDATE production_printjob SET raster_blob = %s WHERE id = %s", victim.blob_name, job.pk)
+
+    # When the shipped photo is purged
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retention.asset_purge(asset_id=photo.pk, rule=retention.RULE_SHIPPED, cutoffs=None)
+
+    # Then the other customer's photo is still there and still reads (before, the purge deleted it)
+    assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"
+    # and the purged photo's own files are deleted: its original and its untouched job's raster
+    assert not blob_path(photo.blob_name).exists()
+    assert not blob_path(control.raster_blob).exists()
 
 
 @pytest.mark.parametrize(
@@ -108,3 +205,20 @@ def test_vault_read_still_reads_a_name_it_made():
     photo = asset_for(None)
 
     assert vault_read(data_key=photo.data_key, name=photo.blob_name, purpose="original")[:2] == b"\xff\xd8"
+
+
+def test_a_purge_destroys_no_key_that_another_photos_row_names(django_capture_on_commit_callbacks):
+    # Given a customer's photo, and a photo due for purge whose row a DBA pointed at the customer's key
+    victim = asset_for(new_customer())
+    decoy = asset_for(None)
+    assert victim.data_key_id is not None
+    dba("UPDATE orders_asset SET data_key_id = %s WHERE id = %s", victim.data_key_id, str(decoy.pk))
+
+    # When the due photo is purged
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retention.asset_purge(asset_id=decoy.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+
+    # Then the customer's key is whole and their photo still reads (before, the purge shredded it)
+    victim.refresh_from_db()
+    assert victim.data_key is not None and not victim.data_key.is_destroyed
+    assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from lab.orders.models import Order
+from lab.orders.models import Order, OrderItem
 from lab.packing import station
 from lab.packing.models import PackingSlip
-from lab.packing.services import packing_slip_render, shipping_address_change
+from lab.packing.services import (
+    SLIP_RENDER_ATTEMPTS,
+    SlipOutdated,
+    packing_slip_render,
+    shipping_address_change,
+)
+from lab.packing.slip import render_slips
 from lab.production import actions
 from lab.production.models import PrintJob
 from tests.builders import (
@@ -419,6 +428,111 @@ def test_a_days_slips_that_fail_to_render_mark_no_order_as_printed(order, monkey
     shipping_address_change(order=order, address=address, actor=None, actor_kind="guest")
     order.refresh_from_db()
     assert (order.shipping_address["line1"], order.address_is_sealed) == ("12 New Street", True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_other_packers_work_on_the_orders_while_the_days_slips_render(order, monkeypatch):
+    # given two orders ready to pack, and the day's PDF held mid-render until the test lets it go
+    other = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    packer, other_packer = person("packer"), person("packer")
+    rendering, release = threading.Event(), threading.Event()
+
+    def render_held(*, slips):
+        rendering.set()
+        assert release.wait(timeout=30)
+        return render_slips(slips=slips)
+
+    monkeypatch.setattr("lab.packing.station.render_slips", render_held)
+    days: list[station.DaySlips] = []
+    confirmed: list[station.ChecklistLine] = []
+
+    def on_its_own_connection(work: Callable[[], object]) -> threading.Thread:
+        def run() -> None:
+            try:
+                work()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    day = on_its_own_connection(lambda: days.append(station.day_slips_pdf(actor=packer)))
+    assert rendering.wait(timeout=10)
+
+    # when another packer confirms an item of one of those orders while the PDF renders
+    confirm = on_its_own_connection(
+        lambda: confirmed.append(
+            station.item_confirm(code=order.ref, position=1, copies_counted=2, actor=other_packer)
+        )
+    )
+    confirm.join(timeout=10)
+    confirmed_during_the_render = not confirm.is_alive()
+    release.set()
+    day.join(timeout=30)
+    confirm.join(timeout=30)
+
+    # then the count went through without waiting for the render (before, it waited for the render's locks)
+    assert confirmed_during_the_render
+    assert [(line.position, line.copies_confirmed) for line in confirmed] == [(1, 2)]
+    # and the day's slips are made, both orders marked as served once the PDF exists
+    assert [(slips.count, slips.refused) for slips in days] == [(2, [])]
+    assert days[0].pdf.startswith(b"%PDF")
+    served = Order.objects.filter(pk__in=[order.pk, other.pk], slip_served_at__isnull=False)
+    assert served.count() == 2
+
+
+def test_an_order_whose_address_changed_while_the_days_slips_rendered_is_not_marked_as_printed(
+    order, monkeypatch
+):
+    # given two orders ready to pack; while the day's PDF renders, one is held and its customer changes its
+    # address (allowed: no slip was served yet)
+    other = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    rendered: list[list[str]] = []
+
+    def render_while_the_address_changes(*, slips):
+        rendered.append([slip.order_ref for slip in slips])
+        if len(rendered) == 1:
+            order_move(order, "on_hold")
+            address = {**order.shipping_address, "line1": "12 New Street"}
+            shipping_address_change(order=order, address=address, actor=None, actor_kind="guest")
+        return render_slips(slips=slips)
+
+    monkeypatch.setattr("lab.packing.station.render_slips", render_while_the_address_changes)
+
+    # when the packer asks for the day's slips
+    day = station.day_slips_pdf(actor=person("packer"))
+
+    # then the PDF with its old address is not handed out: the day is rendered again without it (it is on
+    # hold now), and only the other order is marked as served (before, both were, the held one for a slip
+    # with the address it no longer has)
+    assert rendered == [[order.ref, other.ref], [other.ref]]  # oldest first
+    assert (day.count, day.refused) == (1, [])
+    assert order.ref.encode() not in day.pdf and other.ref.encode() in day.pdf
+    served = dict(Order.objects.filter(pk__in=[order.pk, other.pk]).values_list("pk", "slip_served_at"))
+    assert served[order.pk] is None and served[other.pk] is not None
+
+
+def test_days_slips_whose_orders_change_during_every_render_are_not_handed_out(order, monkeypatch):
+    # given an order whose items change during each render of the day's PDF
+    other = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    renders: list[int] = []
+
+    def render_while_the_items_change(*, slips):
+        renders.append(len(slips))
+        OrderItem.objects.filter(order=other).update(copies=F("copies") + 1)
+        return render_slips(slips=slips)
+
+    monkeypatch.setattr("lab.packing.station.render_slips", render_while_the_items_change)
+
+    # when the packer asks for the day's slips
+    with pytest.raises(SlipOutdated):
+        station.day_slips_pdf(actor=person("packer"))
+
+    # then it was rendered SLIP_RENDER_ATTEMPTS times and no order is marked as served
+    assert renders == [2] * SLIP_RENDER_ATTEMPTS
+    served = dict(Order.objects.filter(pk__in=[order.pk, other.pk]).values_list("pk", "slip_served_at"))
+    assert served == {order.pk: None, other.pk: None}
 
 
 def test_day_slips_without_orders_say_so():
