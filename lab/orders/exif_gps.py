@@ -6,6 +6,7 @@ Also where a TIFF or a HEIC ends: the last byte its structure references, so tha
 
 from __future__ import annotations
 
+import bisect
 import re
 import struct
 import zlib
@@ -25,15 +26,29 @@ _OFFSET_LENGTH_TAGS: Final = ((273, 279), (324, 325), (513, 514))  # strips, til
 _TYPE_SIZES: Final = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 _TYPE_SIZES_BIG: Final = {**_TYPE_SIZES, 16: 8, 17: 8, 18: 8}
 _MOST_IFDS: Final = 256
+# Entries and values a walk of a TIFF's structure may read, beyond one per byte of it: a real file reads far
+# fewer (an entry is 12 bytes, a value at least 2). Entries that all name one array of offsets re-read it
+# each time: 4,000 SubIFDs entries naming 14,000 zero offsets (104 KB) took 17 s and 345 MB.
+_WALK_SLACK: Final = 4096
 # A GPS property of any namespace prefix (exif:GPSLatitude, drone-dji:GpsLatitude), as an attribute or an
-# element (self-closed or with content, nested ones included).
+# element (self-closed or with content, nested ones included). Elements are found by their opening and
+# closing tags separately, each pattern linear: one pattern spanning an element (`<(name)[^>]*>.*?</\1>`)
+# ran to the end of the packet from every unclosed opening, and 200 KB of "<a:gps>" took 36 s.
 _XMP_GPS_ATTRIBUTE: Final = re.compile(rb"""\s[\w.-]+:gps\w*\s*=\s*("[^"]*"|'[^']*')""", re.IGNORECASE)
-_XMP_GPS_EMPTY_ELEMENT: Final = re.compile(rb"<([\w.-]+:gps\w*)\b[^>]*/>", re.IGNORECASE)
-_XMP_GPS_ELEMENT: Final = re.compile(rb"<([\w.-]+:gps\w*)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_XMP_GPS_OPENING: Final = re.compile(rb"<([\w.-]+:gps\w*)", re.IGNORECASE)
+_XMP_GPS_CLOSING: Final = re.compile(rb"</([\w.-]+:gps\w*)\s*>", re.IGNORECASE)
 
 
 class GpsNotRemovable(Exception):
     """Location data was found where it cannot be removed without rewriting the photo."""
+
+
+class _Unfollowable(ValueError):
+    """The walk of a TIFF structure read more than its bytes justify (the structure is kept whole)."""
+
+
+class _MalformedText(ValueError):
+    """A PNG text chunk whose parts are not separated as its type says."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +107,11 @@ class _Entry:
         return self.value_size <= tiff.offset_size
 
 
-def _entries(tiff: _Tiff, data: bytes | bytearray, ifd: int) -> list[_Entry]:
+def _entries(tiff: _Tiff, data: bytes | bytearray, ifd: int, budget: _Budget | None = None) -> list[_Entry]:
     position = tiff.start + ifd
     count = tiff.unsigned(data, position, tiff.count_size)
+    if budget is not None:
+        budget.spend(count)
     entries = []
     sizes = _TYPE_SIZES_BIG if tiff.big else _TYPE_SIZES
     for index in range(count):
@@ -124,6 +141,77 @@ def _ifd_size(tiff: _Tiff, count: int) -> int:
     return tiff.count_size + count * tiff.entry_size + tiff.offset_size
 
 
+class _Budget:
+    """What a walk may still read (entries and values); _Unfollowable once spent."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.left = len(data) + _WALK_SLACK
+
+    def spend(self, amount: int) -> None:
+        self.left -= amount
+        if self.left < 0:
+            raise _Unfollowable("the structure reads more than its bytes")
+
+
+def _array_key(entry: _Entry) -> tuple[int, int, int]:
+    return (entry.value_position, entry.type, entry.count)
+
+
+def _referenced_ranges(
+    tiff: _Tiff, data: bytes | bytearray, *, follow_gps: bool = True
+) -> list[tuple[int, int]]:
+    """(start, stop) of every byte range the TIFF's IFD chain references: IFDs, out-of-line values, strips
+    or tiles, and sub-IFDs (EXIF, Interoperability, SubIFDs, and GPS when `follow_gps`). ValueError when the
+    structure cannot be followed: out of range, over _MOST_IFDS IFDs, or more read than its bytes allow.
+    Each array of values is read once however many entries name it, and each IFD queued once."""
+    budget = _Budget(data)
+    arrays: dict[tuple[int, int, int], list[int]] = {}
+    followed: set[tuple[int, int, int]] = set()
+
+    def values(entry: _Entry) -> list[int]:
+        key = _array_key(entry)
+        if key not in arrays:
+            budget.spend(entry.count)
+            arrays[key] = _values(tiff, data, entry)
+        return arrays[key]
+
+    sub_ifd_tags = _SUB_IFD_TAGS if follow_gps else tuple(tag for tag in _SUB_IFD_TAGS if tag != GPS_IFD_TAG)
+    ranges: list[tuple[int, int]] = []
+    pending = [_first_ifd(tiff, data)]
+    queued = {0, *pending}
+    while pending:
+        ifd = pending.pop()
+        if ifd == 0:
+            continue
+        entries = _entries(tiff, data, ifd, budget)
+        block_start = tiff.start + ifd
+        block_end = block_start + _ifd_size(tiff, len(entries))
+        ranges.append((block_start, block_end))
+        following = [tiff.unsigned(data, block_end - tiff.offset_size, tiff.offset_size)]
+        by_tag = {entry.tag: entry for entry in entries}
+        for entry in entries:
+            if not entry.inline(tiff):
+                ranges.append((entry.value_position, entry.value_position + entry.value_size))
+            if entry.tag in sub_ifd_tags and _array_key(entry) not in followed:
+                followed.add(_array_key(entry))  # its offsets are queued once, whoever names it again
+                following.extend(values(entry))
+        for offset in following:
+            if offset not in queued:
+                if len(queued) > _MOST_IFDS:
+                    raise _Unfollowable("too many IFDs")
+                queued.add(offset)
+                pending.append(offset)
+        for offsets_tag, lengths_tag in _OFFSET_LENGTH_TAGS:
+            if offsets_tag in by_tag and lengths_tag in by_tag:
+                offsets = values(by_tag[offsets_tag])
+                lengths = values(by_tag[lengths_tag])
+                ranges.extend(
+                    (tiff.start + offset, tiff.start + offset + length)
+                    for offset, length in zip(offsets, lengths, strict=False)
+                )
+    return ranges
+
+
 # --- GPS out of EXIF ------------------------------------------------------------------------------
 
 
@@ -131,7 +219,9 @@ def remove_tiff_gps(buffer: bytearray, start: int = 0, end: int | None = None) -
     """Remove the GPS IFD from the TIFF structure at buffer[start:end], in place and at the same length:
     its entry leaves IFD0 (later entries move down, the count drops by one) and the GPS IFD, with its
     out-of-line values, is zeroed. A TIFF file's XMP packet (tag 700) loses its GPS properties the same way.
-    True when something was removed; GpsNotRemovable when the structure cannot be followed."""
+    True when something was removed; GpsNotRemovable when the structure cannot be followed, or when the GPS
+    IFD shares a byte with anything else the structure references (a GPS pointer naming IFD0 itself wiped
+    IFD0, and the photo could no longer be opened)."""
     tiff = _tiff_at(buffer, start, end)
     if tiff is None:
         raise GpsNotRemovable("not a TIFF structure")
@@ -150,10 +240,15 @@ def remove_tiff_gps(buffer: bytearray, start: int = 0, end: int | None = None) -
         if not gps:
             return removed
         (entry,) = gps[:1]
-        gps_ifd = _values(tiff, buffer, entry)
+        if entry.count != 1:
+            raise GpsNotRemovable("the GPS IFD pointer has several values")
+        zeroed = [
+            zone for offset in _values(tiff, buffer, entry) for zone in _gps_ifd_ranges(tiff, buffer, offset)
+        ]
+        _check_not_shared(zeroed, _referenced_ranges(tiff, buffer, follow_gps=False))
         _remove_entry(tiff, buffer, ifd0, len(entries), entries.index(entry))
-        for offset in gps_ifd:
-            _zero_ifd(tiff, buffer, offset)
+        for start, stop in _merged(zeroed):
+            buffer[start:stop] = bytes(stop - start)
     except (ValueError, IndexError, struct.error) as error:
         raise GpsNotRemovable("the EXIF structure cannot be followed") from error
     return True
@@ -171,21 +266,44 @@ def _remove_entry(tiff: _Tiff, buffer: bytearray, ifd: int, count: int, index: i
     )
 
 
-def _zero_ifd(tiff: _Tiff, buffer: bytearray, offset: int) -> None:
-    """Zero an IFD and its out-of-line values; what lies outside the structure is left (nothing to zero)."""
+def _gps_ifd_ranges(tiff: _Tiff, buffer: bytearray, offset: int) -> list[tuple[int, int]]:
+    """What zeroing the GPS IFD at `offset` wipes: the IFD and its out-of-line values, within the structure
+    (an IFD that is not inside it leaves nothing to zero)."""
     try:
         entries = _entries(tiff, buffer, offset)
     except ValueError:
-        return
-    for entry in entries:
-        if not entry.inline(tiff):
-            start = max(entry.value_position, tiff.start)
-            stop = min(entry.value_position + entry.value_size, tiff.end)
-            if start < stop:
-                buffer[start:stop] = bytes(stop - start)
+        return []
     start = tiff.start + offset
-    stop = min(start + _ifd_size(tiff, len(entries)), tiff.end)
-    buffer[start:stop] = bytes(stop - start)
+    zones = [(start, start + _ifd_size(tiff, len(entries)))]
+    zones.extend(
+        (entry.value_position, entry.value_position + entry.value_size)
+        for entry in entries
+        if not entry.inline(tiff)
+    )
+    clipped = [(max(start, tiff.start), min(stop, tiff.end)) for start, stop in zones]
+    return [(start, stop) for start, stop in clipped if start < stop]
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, stop in sorted(ranges):
+        if start >= stop:
+            continue  # no byte (a strip of length 0)
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+def _check_not_shared(zeroed: list[tuple[int, int]], kept: list[tuple[int, int]]) -> None:
+    kept = _merged(kept)
+    starts = [start for start, _ in kept]
+    for start, stop in zeroed:
+        # the last kept range starting before `stop` is the only one that can reach into [start, stop)
+        index = bisect.bisect_left(starts, stop) - 1
+        if index >= 0 and kept[index][1] > start:
+            raise GpsNotRemovable("the GPS IFD shares bytes with the rest of the structure")
 
 
 def has_tiff_gps(blob: bytes) -> bool:
@@ -210,12 +328,42 @@ def blank_xmp_gps(packet: bytes) -> bytes:
     def spaces(match: re.Match[bytes]) -> bytes:
         return b" " * len(match.group(0))
 
-    blanked = _XMP_GPS_ELEMENT.sub(spaces, packet)
-    blanked = _XMP_GPS_EMPTY_ELEMENT.sub(spaces, blanked)
-    blanked = _XMP_GPS_ATTRIBUTE.sub(spaces, blanked)
-    if b"gps" in blanked.lower():
+    blanked = bytearray(packet)
+    for start, stop in _gps_elements(packet):
+        blanked[start:stop] = b" " * (stop - start)
+    result = _XMP_GPS_ATTRIBUTE.sub(spaces, bytes(blanked))
+    if b"gps" in result.lower():
         return b" " * len(packet)
-    return blanked
+    return result
+
+
+def _gps_elements(packet: bytes) -> list[tuple[int, int]]:
+    """(start, stop) of each outermost GPS element: from its opening tag to the first closing tag of its
+    name after it, or the tag alone when self-closed. An opening with no closing is left (the packet is then
+    blanked whole). Linear: closing tags are indexed once by name, and each opening looks its own up."""
+    lowered = packet.lower()  # names match whatever their case, as XMP readers of GPS* properties do
+    closings: dict[bytes, list[tuple[int, int]]] = {}
+    for match in _XMP_GPS_CLOSING.finditer(lowered):
+        closings.setdefault(match.group(1), []).append((match.start(), match.end()))
+    elements: list[tuple[int, int]] = []
+    covered = 0
+    for match in _XMP_GPS_OPENING.finditer(lowered):
+        if match.start() < covered:
+            continue  # inside an element already blanked
+        tag_end = lowered.find(b">", match.end())
+        if tag_end < 0:
+            break  # no later opening is closed either
+        if lowered[tag_end - 1] == ord("/"):
+            stop = tag_end + 1
+        else:
+            found = closings.get(match.group(1), [])
+            index = bisect.bisect_left(found, (tag_end + 1, 0))
+            if index == len(found):
+                continue
+            stop = found[index][1]
+        elements.append((match.start(), stop))
+        covered = stop
+    return elements
 
 
 # --- Per container -----------------------------------------------------------------------------------
@@ -264,7 +412,13 @@ def strip_png_gps(data: bytes) -> bytes:
         elif kind in (b"tEXt", b"zTXt", b"iTXt"):
             keyword = body.split(b"\x00", 1)[0]
             if keyword == PNG_XMP_KEYWORD:
-                body = _png_text_edited(kind, body, blank_xmp_gps)
+                try:
+                    body = _png_text_edited(kind, body, blank_xmp_gps)
+                except _MalformedText:
+                    # Dropped: a lenient reader may still take a packet out of it, and it holds nothing
+                    # of the photo. Unpacking it was a ValueError: a 500, and a URL photo's task crashed.
+                    position = chunk_end
+                    continue
             elif keyword in PNG_RAW_EXIF_KEYWORDS and has_tiff_gps(_png_raw_profile(kind, body)):
                 position = chunk_end
                 continue
@@ -282,15 +436,20 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _png_text_parts(kind: bytes, body: bytes) -> tuple[bytes, bytes, bool]:
-    """(header, text, compressed) of a tEXt, zTXt or iTXt chunk's body."""
-    keyword, rest = body.split(b"\x00", 1)
+    """(header, text, compressed) of a tEXt, zTXt or iTXt chunk's body; _MalformedText when a separator
+    its type requires is missing."""
+    keyword, separator, rest = body.partition(b"\x00")
+    if not separator:
+        raise _MalformedText("no separator after the keyword")
     if kind == b"tEXt":
         return keyword + b"\x00", rest, False
     if kind == b"zTXt":
         return keyword + b"\x00" + rest[:1], rest[1:], True
     compressed = rest[:1] == b"\x01"
-    language, rest_after_language = rest[2:].split(b"\x00", 1)
-    translated, text = rest_after_language.split(b"\x00", 1)
+    language, language_end, rest_after_language = rest[2:].partition(b"\x00")
+    translated, translated_end, text = rest_after_language.partition(b"\x00")
+    if len(rest) < 2 or not (language_end and translated_end):
+        raise _MalformedText("an iTXt chunk without its language and translated keyword")
     header = keyword + b"\x00" + rest[:2] + language + b"\x00" + translated + b"\x00"
     return header, text, compressed
 
@@ -354,42 +513,16 @@ def _occurrences(data: bytes, blob: bytes) -> list[int]:
 
 def tiff_end(data: bytes) -> int:
     """Offset just past the last byte the TIFF's IFD chain references: IFDs, out-of-line values, strips or
-    tiles, and sub-IFDs (EXIF, GPS, Interoperability, SubIFDs). A structure that cannot be followed is kept
-    whole (the decode judges it)."""
+    tiles, and sub-IFDs (EXIF, GPS, Interoperability, SubIFDs). A structure that cannot be followed, or that
+    reads more than its bytes allow, is kept whole (the decode judges it)."""
     tiff = _tiff_at(data)
     if tiff is None:
         return len(data)
-    end = 16 if tiff.big else 8
     try:
-        pending = [_first_ifd(tiff, data)]
-        seen: set[int] = set()
-        while pending:
-            ifd = pending.pop()
-            if ifd == 0 or ifd in seen:
-                continue
-            if len(seen) >= _MOST_IFDS:
-                return len(data)
-            seen.add(ifd)
-            entries = _entries(tiff, data, ifd)
-            block_end = ifd + _ifd_size(tiff, len(entries))
-            end = max(end, block_end)
-            pending.append(tiff.unsigned(data, block_end - tiff.offset_size, tiff.offset_size))
-            by_tag = {entry.tag: entry for entry in entries}
-            for entry in entries:
-                if not entry.inline(tiff):
-                    end = max(end, entry.value_position + entry.value_size)
-                if entry.tag in _SUB_IFD_TAGS:
-                    pending.extend(_values(tiff, data, entry))
-            for offsets_tag, lengths_tag in _OFFSET_LENGTH_TAGS:
-                if offsets_tag in by_tag and lengths_tag in by_tag:
-                    offsets = _values(tiff, data, by_tag[offsets_tag])
-                    lengths = _values(tiff, data, by_tag[lengths_tag])
-                    end = max(
-                        [end, *(offset + length for offset, length in zip(offsets, lengths, strict=False))]
-                    )
+        ranges = _referenced_ranges(tiff, data)
     except (ValueError, IndexError):
         return len(data)
-    return min(end, len(data))
+    return min(max([16 if tiff.big else 8, *(stop for _, stop in ranges)]), len(data))
 
 
 def heic_end(data: bytes) -> int:

@@ -67,6 +67,20 @@ JPEGTRAN_TIMEOUT_SECONDS = 20
 JPEGTRAN_MAX_SCANS = 100
 # What jpegtran prints, exiting 1, on the scan past the limit: "Scan number 101 exceeds maximum scans (100)".
 _JPEGTRAN_TOO_MANY_SCANS = b"exceeds maximum scans"
+# What Pillow and pillow-heif raise on a file they cannot read through, each a 500 until mapped:
+# OverflowError: an EXIF orientation stored as an infinite float (int() of it).
+# RuntimeError: Pillow's AVIF opener on an "avif" ftyp box around anything else.
+# TypeError: Pillow counting the frames of a TIFF whose next IFD (a thumbnail's) has no ImageWidth or Length.
+_CORRUPT_ERRORS: Final = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RuntimeError,
+    struct.error,
+    EOFError,
+)
 
 
 class InvalidImage(DomainError):
@@ -170,9 +184,7 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
         ) from error
     except UnidentifiedImageError as error:
         raise InvalidImage(OrderError.NOT_AN_IMAGE, "The file is not an image we can read.") from error
-    except (OSError, SyntaxError, ValueError, OverflowError, RuntimeError, struct.error, EOFError) as error:
-        # OverflowError: an EXIF orientation stored as an infinite float (int() of it); was a 500.
-        # RuntimeError: Pillow's AVIF opener on an "avif" ftyp box around anything else; was a 500.
+    except _CORRUPT_ERRORS as error:
         raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
 
     stored = sequential_bytes(data, layout=layout) if layout else data
@@ -399,27 +411,34 @@ def _without_location(data: bytes, image_format: str, *, has_exif_gps: bool) -> 
     """The photo with no GPS data left in its EXIF or XMP, removed in place (no pixel re-encoded; the rest
     of the metadata, orientation included, kept), or refused (422 `gps_not_removable`): GPS is stripped on
     intake, and the gate serves stored originals. Only JPEG EXIF was stripped before: a HEIC (iPhones'
-    default), a PNG's eXIf chunk, a TIFF and every XMP packet kept their coordinates."""
+    default), a PNG's eXIf chunk, a TIFF and every XMP packet kept their coordinates.
+    What Pillow cannot read back after the edit is `corrupt_image` (it was a 500)."""
     try:
-        if image_format == "JPEG":
-            stored = _strip_jpeg_exif_gps(data) if has_exif_gps else data
-            stored = exif_gps.strip_jpeg_xmp_gps(stored)
-        elif image_format == "PNG":
-            stored = exif_gps.strip_png_gps(data)
-        elif image_format == "TIFF":
-            stored = exif_gps.strip_tiff_gps(data)
-        else:
-            heif = pillow_heif.open_heif(data)
-            stored = exif_gps.strip_heic_gps(data, exif=heif.info.get("exif"), xmp=heif.info.get("xmp"))
+        stored = _location_removed(data, image_format, has_exif_gps=has_exif_gps)
+        located = _has_location(stored)
     except exif_gps.GpsNotRemovable as error:
         raise InvalidImage(
             OrderError.GPS_NOT_REMOVABLE, "The photo's location data cannot be removed from it."
         ) from error
-    if _has_location(stored):
+    except _CORRUPT_ERRORS as error:
+        raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image's metadata is corrupt.") from error
+    if located:
         raise InvalidImage(
             OrderError.GPS_NOT_REMOVABLE, "The photo's location data cannot be removed from it."
         )
     return stored
+
+
+def _location_removed(data: bytes, image_format: str, *, has_exif_gps: bool) -> bytes:
+    if image_format == "JPEG":
+        stored = _strip_jpeg_exif_gps(data) if has_exif_gps else data
+        return exif_gps.strip_jpeg_xmp_gps(stored)
+    if image_format == "PNG":
+        return exif_gps.strip_png_gps(data)
+    if image_format == "TIFF":
+        return exif_gps.strip_tiff_gps(data)
+    heif = pillow_heif.open_heif(data)
+    return exif_gps.strip_heic_gps(data, exif=heif.info.get("exif"), xmp=heif.info.get("xmp"))
 
 
 def _strip_jpeg_exif_gps(data: bytes) -> bytes:

@@ -17,6 +17,11 @@ from lab.orders.models import Asset
 from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_read
 from tests.builders import UserFactory
+from tests.support.crafted_images import (
+    png_with_chunks,
+    tiff_with_a_thumbnail_ifd_without_size,
+    tiff_with_gps_pointing_at_ifd0,
+)
 from tests.support.disk import files_capped_at
 from tests.support.images import (
     heic_bytes,
@@ -192,8 +197,23 @@ def gps_and_a_number_tag_as_text() -> bytes:
         (hsv_tiff(), 422, "unsupported_color_mode"),
         (infinite_orientation(), 422, "corrupt_image"),  # was a 500 (OverflowError)
         (gps_and_a_number_tag_as_text(), 422, "corrupt_image"),  # was a 500 (struct.error)
+        # zeroing the GPS IFD wiped IFD0, and Pillow could not open what was left: was a 500
+        (tiff_with_gps_pointing_at_ifd0(), 422, "gps_not_removable"),
+        # Pillow counting frames raised TypeError on the next IFD: was a 500 (corrupt_image before 11d4311)
+        (tiff_with_a_thumbnail_ifd_without_size(), 422, "corrupt_image"),
     ],
-    ids=["not-image", "empty", "truncated", "bomb", "gif", "float-mode", "exif-inf", "exif-unwritable"],
+    ids=[
+        "not-image",
+        "empty",
+        "truncated",
+        "bomb",
+        "gif",
+        "float-mode",
+        "exif-inf",
+        "exif-unwritable",
+        "tiff-gps-is-ifd0",
+        "tiff-sizeless-next-ifd",
+    ],
 )
 def test_bad_uploads_get_a_specific_code_and_store_nothing(api, settings, data, status, code):
     api.force_authenticate(UserFactory.create())
@@ -947,3 +967,21 @@ def test_an_archive_after_a_tiff_or_heic_is_not_kept(api, image):
     assert stored == image
     assert not zipfile.is_zipfile(io.BytesIO(stored))
     assert pixels(stored) == pixels(image)
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [(b"tEXt", b"XML:com.adobe.xmp"), (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00nolangsep")],
+    ids=["text-without-separator", "itxt-without-language-end"],
+)
+def test_a_png_with_a_malformed_xmp_chunk_is_stored_without_it(api, chunk):
+    # given a PNG whose XMP text chunk lacks a separator its type requires (unpacking it was a 500)
+    api.force_authenticate(UserFactory.create())
+    data = png_with_chunks([chunk])
+
+    response = upload(api, data, name="photo.png")
+
+    assert response.status_code == 201, response.json()
+    stored = stored_original(response.json()["id"])
+    assert b"XML:com.adobe.xmp" not in stored
+    assert pixels(stored) == pixels(data)

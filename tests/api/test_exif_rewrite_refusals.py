@@ -23,6 +23,10 @@ from lab.orders.models import Asset
 from lab.orders.photos import asset_create_from_url, asset_fetch
 from lab.privacy.models import DataKey
 from tests.builders import UserFactory
+from tests.support.crafted_images import (
+    tiff_with_a_thumbnail_ifd_without_size,
+    tiff_with_gps_pointing_at_ifd0,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -108,4 +112,24 @@ def test_a_url_photo_whose_exif_cannot_be_written_back_fails_as_corrupt_image(se
 
     asset.refresh_from_db()
     assert (asset.status, asset.failure_code, asset.blob_name) == ("failed", "corrupt_image", "")
+    assert (DataKey.objects.count(), stored_files(settings)) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("photo", "code"),
+    [
+        (tiff_with_gps_pointing_at_ifd0(), "gps_not_removable"),
+        (tiff_with_a_thumbnail_ifd_without_size(), "corrupt_image"),
+    ],
+    ids=["tiff-gps-is-ifd0", "tiff-sizeless-next-ifd"],
+)
+def test_a_url_photo_whose_structure_broke_intake_fails_with_its_code(settings, photo_server, photo, code):
+    # Before: UnidentifiedImageError and TypeError left intake unmapped, and the fetch task crashed.
+    _OnePhoto.photo = photo
+    asset = asset_create_from_url(owner=UserFactory.create(), url=photo_server)
+
+    asset_fetch(asset_id=str(asset.pk))
+
+    asset.refresh_from_db()
+    assert (asset.status, asset.failure_code, asset.blob_name) == ("failed", code, "")
     assert (DataKey.objects.count(), stored_files(settings)) == (0, [])

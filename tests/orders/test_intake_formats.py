@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import runpy
+import time
 import warnings
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import pytest
 from django.conf import settings
 from PIL import Image
 
-from lab.orders import imaging
+from lab.orders import exif_gps, imaging
 from lab.production.imaging.errors import RasterError
 from lab.production.imaging.source import open_source
+from tests.support.crafted_images import png_with_compressed_xmp, tiff_with_sub_ifd_arrays
 from tests.support.images import bigtiff_bytes, heic_with_brand, progressive_jpeg_with_scans
 
 # Every ftyp brand pillow-heif's HEIF opener takes (10), and brands it does not.
@@ -98,3 +100,45 @@ def test_a_progressive_jpeg_of_more_scans_than_the_limit_is_refused_at_the_first
     assert (
         _intake_verdict(progressive_jpeg_with_scans(imaging.JPEGTRAN_MAX_SCANS + 1)) == "decompression_bomb"
     )
+
+
+# Bounds far above what the fixed walks take (well under a second) and far below what the old ones took, so
+# that a loaded 2-CPU runner does not fail them.
+_SECONDS_FOR_A_CRAFTED_FILE = 5.0
+
+
+def _timed_verdict(data: bytes) -> tuple[str, float]:
+    started = time.monotonic()
+    verdict = _intake_verdict(data)
+    return verdict, time.monotonic() - started
+
+
+def test_a_tiff_whose_entries_all_name_one_array_of_offsets_is_judged_in_seconds():
+    # 4,000 SubIFDs entries each naming the same 14,000 zero offsets (104 KB): the tail cut re-read the
+    # array for every entry, 56 million offsets (17 s and 345 MB)
+    photo = tiff_with_sub_ifd_arrays(entries=4000, offsets=14000)
+
+    verdict, seconds = _timed_verdict(photo)
+
+    assert seconds < _SECONDS_FOR_A_CRAFTED_FILE
+    assert verdict == "accepted"  # an 8 x 8 picture; the SubIFDs name no IFD
+
+
+def test_a_png_whose_xmp_opens_gps_elements_it_never_closes_is_judged_in_seconds():
+    # 438 bytes: a zTXt XMP chunk of 200 KB of "<a:gps>" once inflated; the blanking took 36 s
+    photo = png_with_compressed_xmp(b"<a:gps>" * 28571)
+
+    verdict, seconds = _timed_verdict(photo)
+
+    assert seconds < _SECONDS_FOR_A_CRAFTED_FILE
+    assert verdict == "accepted"  # its XMP blanked whole: it names GPS and cannot be followed
+
+
+def test_an_xmp_packet_of_unclosed_gps_openings_is_blanked_whole_in_linear_time():
+    packet = b"<a:gps>" * 30000
+
+    started = time.monotonic()
+    blanked = exif_gps.blank_xmp_gps(packet)
+
+    assert time.monotonic() - started < _SECONDS_FOR_A_CRAFTED_FILE
+    assert blanked == b" " * len(packet)
