@@ -15,8 +15,9 @@ from lab.audit.records import system_image_access
 from lab.lib.backoff import backoff_delay
 from lab.lib.clock import database_now
 from lab.lib.tasks import enqueue
+from lab.orders.models import Asset
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
-from lab.privacy.vault import vault_delete, vault_read, vault_write
+from lab.privacy.vault import vault_blob_authenticates, vault_delete, vault_read, vault_write
 from lab.production import raster
 from lab.production.jobs import (
     job_claim_take_back,
@@ -143,10 +144,24 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
     if not moved:
         vault_delete(name=blob)  # someone else took it over, finished or cancelled it meanwhile
         return "superseded"
-    if old_blob:
-        vault_delete(name=old_blob)
+    _earlier_raster_delete(asset=asset, job_id=job.pk, name=old_blob)
     submit_enqueue(job)
     return "ready"
+
+
+def _earlier_raster_delete(*, asset: Asset, job_id: int, name: str) -> None:
+    """Delete the raster the job named before this one, only when it is this photo's raster.
+
+    The name comes from a column the database alone can change: a job's raster pointed at another customer's
+    original (or at its own photo's) had a re-rasterize delete that photo. A raster is deleted only when it
+    authenticates under the photo's key as a raster (vault_blob_authenticates: name and purpose are bound as
+    AAD, so no original passes); anything else is left on disk and logged by ids only."""
+    if not name:
+        return  # the job had no raster yet
+    if vault_blob_authenticates(data_key=asset.data_key, name=name, purpose="raster"):
+        vault_delete(name=name)
+    else:
+        logger.error("earlier raster file kept: not this photo's raster asset=%s job=%s", asset.pk, job_id)
 
 
 def _store_refused(*, job_id: int, worker: str, claimed_at: datetime, error: OSError) -> str:

@@ -16,7 +16,11 @@ from PIL import Image
 from lab.orders import exif_gps, imaging
 from lab.production.imaging.errors import RasterError
 from lab.production.imaging.source import open_source
-from tests.support.crafted_images import png_with_compressed_xmp, tiff_with_sub_ifd_arrays
+from tests.support.crafted_images import (
+    heic_with_a_repeating_xmp,
+    png_with_compressed_xmp,
+    tiff_with_sub_ifd_arrays,
+)
 from tests.support.images import bigtiff_bytes, heic_with_brand, progressive_jpeg_with_scans
 
 # Every ftyp brand pillow-heif's HEIF opener takes (10), and brands it does not.
@@ -132,6 +136,29 @@ def test_a_png_whose_xmp_opens_gps_elements_it_never_closes_is_judged_in_seconds
 
     assert seconds < _SECONDS_FOR_A_CRAFTED_FILE
     assert verdict == "accepted"  # its XMP blanked whole: it names GPS and cannot be followed
+
+
+def test_a_heic_whose_xmp_item_is_found_at_a_thousand_overlapping_places_is_judged_in_seconds():
+    # 1 MB: an XMP item of 250,000 "gps " followed in its mdat by 1,000 more, so its bytes are found at 1,001
+    # places, each a unit further on; the strip blanked the whole item anew at each of them (19 s)
+    photo = heic_with_a_repeating_xmp(unit=b"gps ", copies=250_000, more=1000)
+
+    verdict, seconds = _timed_verdict(photo)
+
+    assert seconds < _SECONDS_FOR_A_CRAFTED_FILE
+    assert verdict == "gps_not_removable"  # an edit at one place would change the bytes of the next
+
+
+def test_a_heic_whose_xmp_item_is_found_at_places_apart_has_gps_blanked_at_each():
+    # The item once, and a copy of it after (no item names it): both are blanked, and the photo is stored
+    unit = b'<rdf:Description exif:GPSLatitude="1,2N"/>'
+    photo = heic_with_a_repeating_xmp(unit=unit, copies=1, more=1)
+
+    stored = exif_gps.strip_heic_gps(photo, exif=None, xmp=unit)
+
+    assert stored == photo[: -2 * len(unit)] + exif_gps.blank_xmp_gps(unit) * 2
+    assert b"gps" not in stored.lower()
+    assert _intake_verdict(photo) == "accepted"
 
 
 def test_an_xmp_packet_of_unclosed_gps_openings_is_blanked_whole_in_linear_time():

@@ -1,5 +1,5 @@
 """Hand-built photos whose structure intake must follow without a crash or a slow walk: little-endian TIFFs
-of chosen IFD entries, and PNGs with chosen extra chunks."""
+of chosen IFD entries, PNGs with chosen extra chunks, and a HEIC whose XMP item repeats."""
 
 from __future__ import annotations
 
@@ -79,3 +79,19 @@ def png_with_chunks(chunks: Sequence[tuple[bytes, bytes]]) -> bytes:
 def png_with_compressed_xmp(packet: bytes) -> bytes:
     """A PNG whose zTXt chunk "XML:com.adobe.xmp" holds `packet`, compressed."""
     return png_with_chunks([(b"zTXt", b"XML:com.adobe.xmp\x00\x00" + zlib.compress(packet))])
+
+
+def heic_with_a_repeating_xmp(*, unit: bytes, copies: int, more: int) -> bytes:
+    """A small HEIC whose XMP item is `unit` * `copies`, stored last in its mdat, which then holds `more`
+    copies of `unit` that no item names: the item's bytes are in the file at `more` + 1 overlapping places."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    xmp = unit * copies
+    out = io.BytesIO()
+    Image.new("RGB", (_WIDTH * 8, _HEIGHT * 8), (30, 90, 150)).save(out, "HEIF", xmp=xmp)
+    data = out.getvalue()
+    mdat = data.rindex(b"mdat") - 4
+    (size,) = struct.unpack(">I", data[mdat : mdat + 4])
+    assert mdat + size == len(data) and data.endswith(xmp)  # the mdat is the last box, the XMP its end
+    return data[:mdat] + struct.pack(">I", size + len(unit) * more) + data[mdat + 4 :] + unit * more
