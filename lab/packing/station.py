@@ -108,8 +108,10 @@ def station_order(*, code: str, actor: User) -> Order:
 
 
 def _printed_jobs(item: OrderItem) -> list[PrintJob]:
-    # Newest first: a reprint replaces the copies its original lost, so it is counted before them.
-    return list(PrintJob.objects.filter(item=item, status=JobStatus.PRINTED).order_by("-pk"))
+    # Newest first: a reprint replaces the copies its original lost, so it is counted before them. The job's
+    # order too, not its item alone: a job moved to another order in the database prints nothing for this one.
+    jobs = PrintJob.objects.filter(order_id=item.order_id, item=item, status=JobStatus.PRINTED)
+    return list(jobs.order_by("-pk"))
 
 
 def order_checklist(*, order: Order) -> list[ChecklistLine]:

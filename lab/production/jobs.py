@@ -182,13 +182,15 @@ def job_claim_take_back(
 
 
 def job_photo_changed_outside_the_lab(job: PrintJob, *, from_status: str, kind: str) -> bool:
-    """True, and the job failed, when its photo's row no longer holds its seal or is not its order's: it
-    was re-pointed in the database alone (another customer's photo under this order, or another photo's key
-    and file under this one). Nothing is read, made or sent from it; a person looks. The rasterizer asks
-    before it reads the photo, and the send before it decrypts the raster (an item re-pointed after its
-    raster was made, with the other photo's raster named on the job, decrypts under that photo's key)."""
+    """True, and the job failed, when its photo's row no longer holds its seal or is not its order's, or
+    its item is not its order's: it was re-pointed in the database alone (another customer's photo under
+    this order, another photo's key and file under this one, or a job lent to the order whose photo its
+    item was pointed at, to be given back to its own order to pack). Nothing is read, made or sent from it;
+    a person looks. The rasterizer asks before it reads the photo, and the send before it decrypts the
+    raster (an item re-pointed after its raster was made, with the other photo's raster named on the job,
+    decrypts under that photo's key)."""
     asset = job.item.asset
-    if asset.is_sealed and asset.belongs_to(job.order):
+    if asset.is_sealed and asset.belongs_to(job.order) and job.item.order_id == job.order_id:
         return False
     logger.error("photo changed outside the lab job=%s asset=%s", job.pk, asset.pk)
     job_fail(

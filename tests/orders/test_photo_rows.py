@@ -3,7 +3,8 @@
 As a database administrator with a customer account of their own would try it, in SQL: put another
 customer's key and file under their own photo and download it as its owner; make themselves the owner of
 another customer's photo; point their own paid order's item at another customer's photo and wait for the
-print. None of it reads the other photo's bytes.
+print, with their job lent to the other customer's order while it prints and given back to pack. None of it
+reads the other photo's bytes or counts its prints.
 """
 
 from __future__ import annotations
@@ -15,10 +16,20 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from lab.accounts.models import User
+from lab.lib.errors import DomainError
 from lab.orders.models import Asset
+from lab.packing import station
 from lab.production import rasterizing, routing, submission
 from lab.production.models import PrintJob
-from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
+from tests.builders import (
+    WORKER,
+    UserFactory,
+    hotfolder_printer,
+    order_for,
+    paid_order,
+    person,
+    ready_to_pack_order,
+)
 from tests.builders.orders import asset_for
 from tests.support.dba import dba
 
@@ -106,3 +117,72 @@ def test_an_order_pointed_at_another_customers_photo_and_its_raster_sends_nothin
     own_job.refresh_from_db()
     assert (own_job.status, own_job.failure_code) == ("failed", "photo_changed_outside_the_lab")
     assert not list((Path(settings.HOTFOLDER_ROOT) / printer.target).rglob("*.jpg"))
+
+
+def released_pair() -> tuple[PrintJob, PrintJob]:
+    """A victim's and a database administrator's paid orders of one 4x6 print each, released: their jobs."""
+    victim_order, own_order = (paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]) for _ in range(2))
+    for order in (victim_order, own_order):
+        routing.order_release(order_id=order.pk)
+    victim_job, own_job = (PrintJob.objects.get(order=order) for order in (victim_order, own_order))
+    return victim_job, own_job
+
+
+def lend_to_the_victims_order(own_job: PrintJob, victim_job: PrintJob) -> None:
+    """The item of one's own job pointed at the victim's photo, and the job itself at the victim's order, so
+    that the photo is the job's order's; the job goes back to its own order once printed."""
+    dba(
+        "UPDATE orders_orderitem SET asset_id = %s WHERE id = %s",
+        str(victim_job.item.asset_id),
+        own_job.item_id,
+    )
+    dba("UPDATE production_printjob SET order_id = %s WHERE id = %s", victim_job.order_id, own_job.pk)
+
+
+def test_a_job_lent_to_the_victims_order_with_its_item_on_the_victims_photo_is_not_rasterized():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    victim_job, own_job = released_pair()
+
+    lend_to_the_victims_order(own_job, victim_job)
+
+    assert rasterizing.print_job_rasterize(job_id=own_job.pk, worker=WORKER) == "failed"
+    own_job.refresh_from_db()
+    assert (own_job.status, own_job.failure_code, own_job.raster_blob) == (
+        "failed",
+        "photo_changed_outside_the_lab",
+        "",
+    )
+
+
+def test_a_job_lent_to_the_victims_order_with_the_victims_raster_sends_nothing():
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    victim_job, own_job = released_pair()
+    for job in (victim_job, own_job):
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    victim_job.refresh_from_db()
+
+    lend_to_the_victims_order(own_job, victim_job)
+    dba("UPDATE production_printjob SET raster_blob = %s WHERE id = %s", victim_job.raster_blob, own_job.pk)
+
+    assert submission.print_job_submit(job_id=own_job.pk, worker=WORKER) == "failed"
+    own_job.refresh_from_db()
+    assert (own_job.status, own_job.failure_code) == ("failed", "photo_changed_outside_the_lab")
+    assert not list((Path(settings.HOTFOLDER_ROOT) / printer.target).rglob("*.jpg"))
+
+
+def test_a_printed_job_moved_to_another_order_is_not_counted_for_its_item():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    job = PrintJob.objects.get(order=order)
+    dba(
+        "UPDATE production_printjob SET order_id = %s WHERE id = %s",
+        order_for(UserFactory.create()).pk,
+        job.pk,
+    )
+
+    with pytest.raises(DomainError) as refused:
+        station.item_confirm(code=order.ref, position=1, copies_counted=2, actor=person("packer"))
+
+    assert refused.value.code == "copies_not_printed"
+    job.refresh_from_db()
+    assert job.copies_verified == 0
