@@ -46,7 +46,6 @@ def make_slip(*, number: int, item_count: int) -> SlipData:
         lab_name="Northlight Photo Lab",
         lab_contact="12 Harbour Street, Gdańsk\nsupport@northlight.example · +48 58 000 00 00",
         order_ref=order_ref,
-        status_url=f"https://northlight.example/orders/{order_ref}/status?token=9f2c41d0",
         ship_to=["Zoë Müller", "Ulica Piotrkowska 104/5", "90-006 Łódź", "Poland"],
         shipping_method="Courier (DPD Classic)",
         items=[

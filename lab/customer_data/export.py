@@ -8,6 +8,10 @@ and the rows the lab keeps about their orders: the e-mails sent about them (noti
 receipts (with their links), the webhook events sent about them (bodies as sent) and their delivery logs,
 their print jobs (with the floor's notes that erasure treats as theirs) and their order requests'
 idempotency keys. Each export is itself recorded in the audit log. Never a signing secret or a token hash.
+
+"printlab.guest-order-export.v1" (GET orders/{ref}/export, a guest's order): the e-mail given, consents, the
+order, its photos, photo_views, and the same notifications, privacy_receipts, print_jobs and
+idempotency_keys, of that order only.
 """
 
 from __future__ import annotations
@@ -193,11 +197,9 @@ def _webhook_endpoints(user: User) -> list[dict[str, Any]]:
     ]
 
 
-def _notifications(user: User) -> list[dict[str, Any]]:
+def _notifications(selected: QuerySet[Notification]) -> list[dict[str, Any]]:
     """Every e-mail the lab sent, or decided not to send, about their orders."""
-    notifications = (
-        Notification.objects.filter(order__customer=user).select_related("order").order_by("created_at", "pk")
-    )
+    notifications = selected.select_related("order").order_by("created_at", "pk")
     return [
         {
             "id": notification.pk,
@@ -215,7 +217,7 @@ def _notifications(user: User) -> list[dict[str, Any]]:
     ]
 
 
-def _privacy_receipts(user: User) -> list[dict[str, Any]]:
+def _privacy_receipts(selected: QuerySet[PrivacyReceipt]) -> list[dict[str, Any]]:
     """Their signed privacy receipts, each with its link (as `GET me/receipts` and the e-mail give it); never
     the stored hash of the link's token."""
     # receipts.py imports this module (employee_view_records): imported here, when the export runs.
@@ -234,7 +236,7 @@ def _privacy_receipts(user: User) -> list[dict[str, Any]]:
             "emailed_at": _time(receipt.emailed_at),
             "url": receipt_url(receipt),
         }
-        for receipt in PrivacyReceipt.objects.filter(customer=user).order_by("created_at", "pk")
+        for receipt in selected.order_by("created_at", "pk")
     ]
 
 
@@ -297,12 +299,11 @@ def _webhook_deliveries(user: User) -> list[dict[str, Any]]:
     ]
 
 
-def _print_jobs(user: User) -> list[dict[str, Any]]:
+def _print_jobs(selected: QuerySet[PrintJob]) -> list[dict[str, Any]]:
     """The print jobs of their orders and each job's history; of the notes, only the floor's own words about
     them (a cancel's, a reprint's). Who on the floor acted is not theirs to know, as on the order timeline."""
     jobs = (
-        PrintJob.objects.filter(order__customer=user)
-        .select_related("order", "item")
+        selected.select_related("order", "item")
         .prefetch_related(Prefetch("events", queryset=JobEvent.objects.order_by("created_at", "pk")))
         .order_by("created_at", "pk")
     )
@@ -333,16 +334,10 @@ def _print_jobs(user: User) -> list[dict[str, Any]]:
     ]
 
 
-def _idempotency_keys(user: User) -> list[dict[str, Any]]:
+def _idempotency_keys(selected: QuerySet[IdempotencyKey]) -> list[dict[str, Any]]:
     """What is kept of their order requests so a retried submit makes one order: the key their client chose,
     the SHA-256 of the request and the order it made."""
-    keys = (
-        IdempotencyKey.objects.filter(
-            Q(scope=idempotency_scope(customer=user, guest=None)) | Q(order__customer=user)
-        )
-        .select_related("order")
-        .order_by("created_at", "pk")
-    )
+    keys = selected.select_related("order").order_by("created_at", "pk")
     return [
         {
             "key": key.key,
@@ -431,12 +426,16 @@ def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
         "api_tokens": _api_tokens(user),
         "security_events": _security_events(user),
         "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
-        "notifications": _notifications(user),
-        "privacy_receipts": _privacy_receipts(user),
+        "notifications": _notifications(Notification.objects.filter(order__customer=user)),
+        "privacy_receipts": _privacy_receipts(PrivacyReceipt.objects.filter(customer=user)),
         "webhook_events": _webhook_events(user),
         "webhook_deliveries": _webhook_deliveries(user),
-        "print_jobs": _print_jobs(user),
-        "idempotency_keys": _idempotency_keys(user),
+        "print_jobs": _print_jobs(PrintJob.objects.filter(order__customer=user)),
+        "idempotency_keys": _idempotency_keys(
+            IdempotencyKey.objects.filter(
+                Q(scope=idempotency_scope(customer=user, guest=None)) | Q(order__customer=user)
+            )
+        ),
     }
     _export_record(
         action="account.export", actor_id=str(user.public_id), actor_role="customer", request_id=request_id
@@ -470,8 +469,12 @@ GUEST_EXPORT_FORMAT = "printlab.guest-order-export.v1"
 
 def guest_order_export(*, order: Order, request_id: str = "") -> dict[str, Any]:
     """Everything held about a guest's order, for the holder of its X-Order-Token (the guest has no account):
-    the e-mail they gave, consents, the order, its photos (metadata) and every employee
-    view of them by role. An account's orders are in the account's export (GET me/export)."""
+    the e-mail they gave, consents, the order, its photos (metadata), every employee view of them by role,
+    and the rows the lab keeps about the order that a guest's erasure treats as theirs, read as the account
+    export reads them: the e-mails sent about it, its privacy receipts with their links (a guest has no
+    `me/receipts`: without these, a lost receipt e-mail left the signed receipt out of their reach), its
+    print jobs with the floor's notes and its idempotency key. A guest order has no webhook events (a guest
+    has no endpoints). An account's orders are in the account's export (GET me/export)."""
     assets = list(guest_order_photos(order=order).order_by("created_at"))
     consents = _consents_of(Consent.objects.filter(order=order))
     document: dict[str, Any] = {
@@ -482,6 +485,12 @@ def guest_order_export(*, order: Order, request_id: str = "") -> dict[str, Any]:
         "orders": _orders(Order.objects.filter(pk=order.pk)),
         "photos": _photos(assets),
         "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
+        "notifications": _notifications(Notification.objects.filter(order=order)),
+        # By the ref the receipt keeps on its own (its order link may be gone).
+        "privacy_receipts": _privacy_receipts(PrivacyReceipt.objects.filter(order_ref=order.ref)),
+        "print_jobs": _print_jobs(PrintJob.objects.filter(order=order)),
+        # The order's own key only: the guest scope (a hash of the e-mail) holds other orders' keys too.
+        "idempotency_keys": _idempotency_keys(IdempotencyKey.objects.filter(order=order)),
     }
     _export_record(
         action="order.export", actor_id=None, actor_role="guest", order_ref=order.ref, request_id=request_id

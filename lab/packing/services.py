@@ -78,7 +78,6 @@ def slip_data_for(order: Order) -> SlipData:
         lab_name=settings.LAB_NAME,
         lab_contact=settings.LAB_CONTACT,
         order_ref=order.ref,
-        status_url=f"{settings.SITE_URL}/api/v1/orders/{order.ref}",
         ship_to=[line for line in lines if line] or ["-"],
         shipping_method=order.shipping_method,
         items=items,

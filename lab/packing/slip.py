@@ -90,7 +90,6 @@ class SlipData:
     lab_name: str
     lab_contact: str
     order_ref: str
-    status_url: str
     ship_to: list[str]
     shipping_method: str
     items: list[SlipItem]
@@ -107,8 +106,6 @@ class SlipData:
             raise ValueError(f"ship_to needs 1 to {MAX_ADDRESS_LINES} address lines, got {len(self.ship_to)}")
         if _address_layout(ship_to=tuple(self.ship_to)) is None:
             raise ValueError("ship_to is too long to print whole on a slip's first page")
-        if not self.status_url:
-            raise ValueError("status_url must not be empty")
 
 
 def render_slip(*, slip: SlipData) -> bytes:
@@ -408,9 +405,12 @@ def _draw_header(
     canvas.drawRightString(right, top - 25, f"Printed on {slip.printed_on.isoformat()}")
     canvas.drawRightString(right - QR_SIZE - 8, top - 40, f"Page {page_number} of {pages}")
 
-    paint_qr(canvas, slip.status_url, right - QR_SIZE, top - 32 - QR_SIZE, QR_SIZE)
+    # The order's ref, as the barcode: what the packing station and the counter scan (a phone's camera reads
+    # a QR, not a Code128). Not a status link: GET orders/{ref} answers only with the order's token or its
+    # owner's credentials, which no one scanning a box has, and a token on paper would travel with the parcel.
+    paint_qr(canvas, slip.order_ref, right - QR_SIZE, top - 32 - QR_SIZE, QR_SIZE)
     canvas.setFont(FONT_REGULAR, 6.5)
-    canvas.drawCentredString(right - QR_SIZE / 2, top - 38 - QR_SIZE, "Order status")
+    canvas.drawCentredString(right - QR_SIZE / 2, top - 38 - QR_SIZE, "Order code")
 
     barcode = Code128(slip.order_ref, barWidth=BARCODE_BAR_WIDTH, barHeight=BARCODE_HEIGHT)
     barcode_bottom = top - 52 - BARCODE_HEIGHT

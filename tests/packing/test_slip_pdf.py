@@ -1,5 +1,7 @@
 """Tests for the packing-slip PDF renderer: pages, text, and barcodes decoded from rendered pixels.
-Pages are rasterised with pypdfium2 and the Code128 and QR codes read back with zxing-cpp."""
+Pages are rasterised with pypdfium2 and the Code128 and QR codes read back with zxing-cpp. Both codes carry
+the order's ref, the code the packing station scans: the QR was a link to GET /api/v1/orders/{ref}, which
+without the order's token (no phone scanning a box has it) answers 404 order_not_found."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import zxingcpp
 from pypdf import PdfReader
 from pypdf.generic import Destination
 
+from lab.packing.services import slip_data_for
 from lab.packing.slip import SlipData, SlipItem, plan_pages, render_slip, render_slips
+from lab.packing.station import order_code_normalize, station_order
+from tests.builders import order_for, order_move, person
 
-STATUS_URL = "https://northlight.example/orders/PL-2025-000123/status?token=9f2c"
 SHIP_TO = ["Zoë Müller", "Ulica Piotrkowska 104/5", "90-006 Łódź", "Poland"]
 SCAN_DPI = 200
 
@@ -36,7 +40,6 @@ def make_slip(*, order_ref: str = "PL-2025-000123", item_count: int = 3, notes: 
         lab_name="Northlight Photo Lab",
         lab_contact="12 Harbour Street, Gdańsk\nsupport@northlight.example",
         order_ref=order_ref,
-        status_url=STATUS_URL.replace("PL-2025-000123", order_ref),
         ship_to=SHIP_TO,
         shipping_method="Courier (DPD Classic)",
         items=[make_item(number=number) for number in range(1, item_count + 1)],
@@ -79,15 +82,47 @@ def test_short_order_is_one_page_with_ref_address_products_and_date() -> None:
     assert "Courier (DPD Classic)" in text
 
 
-def test_short_order_barcode_and_qr_decode_to_order_ref_and_status_url() -> None:
+def test_short_order_barcode_and_qr_both_decode_to_the_order_ref() -> None:
     # Given a rendered one-page slip
     pdf = render_slip(slip=make_slip())
 
     # When the page is rasterised at 200 dpi and scanned
     barcodes = decoded_barcodes(pdf, page_index=0)
 
-    # Then the Code128 reads as the order ref and the QR as the status URL, and nothing else is found
-    assert barcodes == {"Code128": "PL-2025-000123", "QRCode": STATUS_URL}
+    # Then the Code128 and the QR both read as the order ref, and nothing else is found
+    assert barcodes == {"Code128": "PL-2025-000123", "QRCode": "PL-2025-000123"}
+
+
+def test_the_slip_s_qr_is_an_order_code_the_packing_station_accepts_and_no_status_link() -> None:
+    # Given the slip of an order whose ref has the shape of the lab's refs
+    ref = "PL-7K3M9QXR2TWA"
+    pdf = render_slip(slip=make_slip(order_ref=ref))
+
+    # When its QR is scanned
+    scanned = decoded_barcodes(pdf, page_index=0)["QRCode"]
+
+    # Then it is the ref, as the station reads a scanned order code; the slip names no status link
+    assert order_code_normalize(scanned) == ref == scanned
+    [text] = page_texts(pdf)
+    assert ("Order status" in text, "http" in text) == (False, False)
+
+
+@pytest.mark.django_db
+def test_an_order_s_slip_qr_opens_that_order_at_the_packing_station_and_links_to_no_api_route() -> None:
+    # Given an order at the packing station and the slip the lab makes for it
+    order = order_move(order_for(None), "paid", "in_production", "ready_to_pack")
+    slip = slip_data_for(order)
+    pdf = render_slip(slip=slip)
+
+    # When its codes are scanned
+    barcodes = decoded_barcodes(pdf, page_index=0)
+
+    # Then the QR, like the barcode, opens this order at the station (before: a link to GET
+    # /api/v1/orders/{ref}, refused by the station and answered 404 to whoever scanned it without a token)
+    packer = person("packer")
+    assert [station_order(code=code, actor=packer) for code in barcodes.values()] == [order, order]
+    assert "/api/v1/orders/" not in repr(slip)
+    assert "/api/v1/orders/" not in "\n".join(page_texts(pdf))
 
 
 def test_qr_is_embedded_as_one_bit_image_with_one_pixel_per_module() -> None:
@@ -98,9 +133,9 @@ def test_qr_is_embedded_as_one_bit_image_with_one_pixel_per_module() -> None:
     images = list(PdfReader(io.BytesIO(pdf)).pages[0].images)
 
     # Then the only image is the QR as a 1-bit bitmap, one pixel per module:
-    # version 5 for this URL at level M is 37 modules, plus a 4-module quiet border on each side
+    # version 1 for this ref at level M is 21 modules, plus a 4-module quiet border on each side
     assert [(image.image.mode, image.image.size) for image in images if image.image is not None] == [
-        ("1", (45, 45))
+        ("1", (29, 29))
     ]
 
 
@@ -126,7 +161,7 @@ def test_sixty_line_order_spans_pages_with_page_numbers_and_barcode_on_each() ->
     for page_index in range(2):
         assert decoded_barcodes(pdf, page_index=page_index) == {
             "Code128": "PL-2025-000123",
-            "QRCode": STATUS_URL,
+            "QRCode": "PL-2025-000123",
         }
 
 
@@ -235,7 +270,6 @@ def test_notes_are_printed_and_long_product_names_are_cut_with_an_ellipsis() -> 
         ({"ship_to": ["line"] * 9}, "ship_to needs 1 to 8 address lines, got 9"),
         # far beyond what the API accepts: even at the smallest type it would push the items off the page
         ({"ship_to": ["‱" * 5000]}, "ship_to is too long to print whole on a slip's first page"),
-        ({"status_url": ""}, "status_url must not be empty"),
     ],
 )
 def test_slip_data_rejects_what_cannot_be_printed(changes: dict[str, Any], message: str) -> None:

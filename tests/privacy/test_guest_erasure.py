@@ -15,7 +15,9 @@ from rest_framework.test import APIClient
 from lab.audit.models import AccessGrant, AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
+from lab.customer_data.receipts import receipt_issue, receipt_url
 from lab.gate import access as gate
+from lab.notify.services import notify_order_status_changed
 from lab.orders.models import Asset, Order
 from lab.production import routing
 from lab.production.models import PrintJob
@@ -102,6 +104,36 @@ def test_a_guest_exports_their_order_with_its_token_and_sees_every_employee_view
     assert [consent["kind"] for consent in document["consents"]] == ["privacy_policy"]
     exports = AuditRecord.objects.filter(action="order.export", order_ref=order.ref, actor_role="guest")
     assert exports.count() == 1
+
+
+def test_a_guest_s_export_holds_the_order_s_receipts_emails_print_jobs_and_idempotency_key(
+    api, django_capture_on_commit_callbacks, mailoutbox
+):
+    # given a guest's shipped order, its shipping e-mail sent and its signed receipt issued (the tasks' work)
+    order, token, _ = shipped_guest_order(api)
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_order_status_changed(order_id=order.pk, status="shipped")
+        receipt = receipt_issue(order=order, reason="shipped", mail=False)
+    assert receipt is not None
+    job = PrintJob.objects.get(order=order)
+
+    # when the guest exports the order with its token
+    document = api.get(f"/api/v1/orders/{order.ref}/export", HTTP_X_ORDER_TOKEN=token).json()
+
+    # then it holds what erasure blanks as theirs: the receipt with its link (a guest has no me/receipts: a
+    # lost e-mail left the receipt unreachable), the e-mail sent, the print job and the request's key
+    assert [(r["id"], r["order"], r["reason"], r["url"]) for r in document["privacy_receipts"]] == [
+        (str(receipt.pk), order.ref, "shipped", receipt_url(receipt))
+    ]
+    assert api.get(document["privacy_receipts"][0]["url"]).status_code == 200
+    assert [(n["order"], n["kind"], n["order_status"], n["status"]) for n in document["notifications"]] == [
+        (order.ref, "status_changed", "shipped", "sent")
+    ]
+    assert [m.to for m in mailoutbox if order.ref in m.subject] == [[PERSON.email]]
+    assert [(j["id"], j["order"], j["copies"]) for j in document["print_jobs"]] == [(job.pk, order.ref, 2)]
+    assert document["print_jobs"][0]["events"][0]["kind"] == "created"
+    assert [(k["key"], k["order"]) for k in document["idempotency_keys"]] == [("guest-1", order.ref)]
+    assert receipt.token_hash not in str(document)
 
 
 def test_without_the_token_or_for_an_accounts_order_the_guest_routes_answer_not_found(api):
