@@ -9,6 +9,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
+from django.utils.cache import patch_vary_headers
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -326,7 +327,19 @@ def _order_admission(*, customer: User | None, guest: intake.GuestDetails | None
     return GuestOrderEmailThrottle.for_guest(guest.email) if guest is not None else None
 
 
-class OrderListCreateView(generics.ListAPIView[Order]):
+class PrivateOrderAnswers(APIView):
+    """An order's answer carries its shipping address, payment.client_secret and a guest's token: no cache
+    keeps it (a shared one would serve a guest's page to anyone who knows the ref printed on the slip), and
+    it varies with who asks."""
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "private, no-store"
+        patch_vary_headers(response, ["X-Order-Token", "Authorization"])
+        return response
+
+
+class OrderListCreateView(PrivateOrderAnswers, generics.ListAPIView[Order]):
     permission_classes = (AllowAny,)
     # All but AnonThrottle count POSTs only: every request of a customer (CustomerOrderRequestThrottle), the
     # orders they create (CustomerOrderThrottle), a guest's orders per address (GuestOrderEmailThrottle).
@@ -394,7 +407,7 @@ class OrderListCreateView(generics.ListAPIView[Order]):
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
-class OrderDetailView(APIView):
+class OrderDetailView(PrivateOrderAnswers):
     permission_classes = (AllowAny,)
     throttle_classes = (AnonThrottle, CustomerOrderChangeThrottle)  # the last: PATCH
 
@@ -434,7 +447,7 @@ class OrderDetailView(APIView):
         return Response(s.OrderOutput(order).data)
 
 
-class OrderCancelView(APIView):
+class OrderCancelView(PrivateOrderAnswers):
     permission_classes = (AllowAny,)
     throttle_classes = (AnonThrottle,)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -21,7 +20,7 @@ from lab.lib.errors import Conflict, DomainError, NotFound, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders import payments
 from lab.orders.errors import OrderError
-from lab.orders.guest_tokens import guest_token_derive, guest_token_hash
+from lab.orders.guest_tokens import guest_token_derive, guest_token_holds, guest_token_seal
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, asset_seal, new_order_ref
 from lab.orders.pricing import min_order_total_minor
 from lab.orders.quotes import ItemRequest, Quote, QuoteLine, quote_compute
@@ -220,7 +219,7 @@ def _replayed(*, order: Order, scope: str, idempotency_key: str) -> OrderCreated
     guest_token = None
     if order.is_guest:
         candidate = guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=order.ref)
-        if secrets.compare_digest(order.guest_token_hash, guest_token_hash(candidate)):
+        if guest_token_holds(ref=order.ref, stored=order.guest_token_hash, token=candidate):
             guest_token = candidate
     return OrderCreated(order=_payable_order(order=order), created=False, guest_token=guest_token)
 
@@ -308,7 +307,7 @@ def _order_insert(
         ref=ref,
         customer=customer,
         guest_email=guest.email.lower() if guest and not customer else "",
-        guest_token_hash=guest_token_hash(guest_token) if guest_token else "",
+        guest_token_hash=guest_token_seal(ref=ref, token=guest_token) if guest_token else "",
         shipping_address=shipping_address,
         shipping_method=quote.shipping_method,
         subtotal_minor=quote.subtotal_minor,

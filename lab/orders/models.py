@@ -209,6 +209,8 @@ class Order(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
     )
     guest_email = models.EmailField(blank=True)
+    # Not the token's bare SHA-256: a seal of the ref and that hash (lab.orders.guest_tokens), since
+    # migration 0015; the column keeps its name so a previous version's queries still run in an upgrade.
     guest_token_hash = models.CharField(max_length=64, blank=True)
     status = models.CharField(
         max_length=20, choices=OrderStatus.choices, default=OrderStatus.AWAITING_PAYMENT

@@ -16,6 +16,8 @@ from lab.packing import station
 from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render, slip_data_for
 from tests.builders import ADDRESS, TO_PACKED, UserFactory, order_for, order_move, person, token_client
+from tests.builders.guest_tokens import guest_token_grant
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 
@@ -40,9 +42,7 @@ def change(client: APIClient, ref: str, address: object = NEW_ADDRESS, *, token:
 
 
 def guest_order() -> Order:
-    order = order_for(None, guest_email="guest@example.org")
-    Order.objects.filter(pk=order.pk).update(guest_token_hash=guest_token_hash(GUEST_TOKEN))
-    return order
+    return guest_token_grant(order_for(None, guest_email="guest@example.org"), GUEST_TOKEN)
 
 
 def test_the_owner_changes_the_address_of_an_order_in_production_and_its_slip_labels_the_new_one(api):
@@ -125,6 +125,37 @@ def test_a_guest_changes_it_with_the_order_token_and_nobody_else_does(api):
     order.refresh_from_db()
     assert (order.shipping_address, order.address_is_sealed) == (STORED_NEW_ADDRESS, True)
     assert OrderEvent.objects.get(order=order, kind="address_changed").actor_kind == "guest"
+
+
+def test_a_guest_token_planted_in_the_database_opens_nothing_and_the_labs_own_still_does(api):
+    # given a paid guest order whose token the lab issued, and another guest order a DBA holds the token of
+    order = order_move(guest_order(), "paid")
+    theirs = guest_token_grant(order_for(None, guest_email="dba@example.org"), "the-dbas-own-token")
+    planted = "a-token-the-dba-made-up"
+
+    # when the DBA writes the bare SHA-256 of a token of their own on the paid order, then the value of the
+    # order whose token they hold (a seal for another ref), and tries each
+    dba("UPDATE orders_order SET guest_token_hash = %s WHERE id = %s", guest_token_hash(planted), order.pk)
+    with_bare_hash = [
+        change(api, order.ref, token=planted),
+        api.get(f"/api/v1/orders/{order.ref}", HTTP_X_ORDER_TOKEN=planted),
+        api.post(f"/api/v1/orders/{order.ref}/cancel", HTTP_X_ORDER_TOKEN=planted),
+    ]
+    dba("UPDATE orders_order SET guest_token_hash = %s WHERE id = %s", theirs.guest_token_hash, order.pk)
+    with_moved_seal = change(api, order.ref, token="the-dbas-own-token")
+
+    # then nobody is authenticated (before, the bare hash re-addressed the box), the order is as it was
+    answers = [
+        (answer.status_code, answer.json().get("code")) for answer in [*with_bare_hash, with_moved_seal]
+    ]
+    assert answers == [(404, "order_not_found")] * 4
+    order.refresh_from_db()
+    assert (order.shipping_address, order.status, order.address_is_sealed) == (ADDRESS, "paid", True)
+    assert not OrderEvent.objects.filter(order=order, kind="address_changed").exists()
+
+    # and the token the lab issued still opens it once the lab's own value is back
+    guest_token_grant(order, GUEST_TOKEN)
+    assert change(api, order.ref, token=GUEST_TOKEN).status_code == 200
 
 
 def test_another_customer_is_told_the_order_does_not_exist(api):

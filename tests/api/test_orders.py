@@ -537,6 +537,37 @@ def test_a_guest_replay_returns_the_token_that_reads_and_cancels_the_order(api):
     assert (cancel.status_code, cancel.json()["status"]) == (200, "cancelled")
 
 
+def _kept_by_no_cache(response) -> tuple[str, set[str]]:
+    vary = {name.strip().lower() for name in response.get("Vary", "").split(",") if name.strip()}
+    return response.get("Cache-Control", ""), vary & {"x-order-token", "authorization"}
+
+
+def test_an_orders_answers_are_kept_by_no_cache_and_vary_with_who_asks(api):
+    # given a guest's order, placed with its token
+    created = api.post(
+        "/api/v1/orders", order_body(asset_for(None), guest=GUEST), format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    ref, token = created.json()["ref"], created.json()["guest_token"]
+
+    # when the guest reads it, changes its address and cancels it, and a customer lists theirs
+    read = api.get(f"/api/v1/orders/{ref}", HTTP_X_ORDER_TOKEN=token)
+    changed = api.patch(
+        f"/api/v1/orders/{ref}", {"shipping_address": ADDRESS}, format="json", HTTP_X_ORDER_TOKEN=token
+    )
+    cancelled = api.post(f"/api/v1/orders/{ref}/cancel", HTTP_X_ORDER_TOKEN=token)
+    api.force_authenticate(UserFactory.create())
+    listed = api.get("/api/v1/orders")
+
+    # then each answer (the address, the client secret, the token) is for no cache to keep, and one keyed
+    # by the URL alone would not serve it to another asker (before, none said either: a shared cache could
+    # serve the guest's page to anyone who knows the ref printed on the slip)
+    answers = [created, read, changed, cancelled, listed]
+    assert [answer.status_code for answer in answers] == [201, 200, 200, 200, 200]
+    assert [_kept_by_no_cache(answer) for answer in answers] == [
+        ("private, no-store", {"x-order-token", "authorization"})
+    ] * 5
+
+
 def test_guest_idempotency_keys_are_scoped_per_guest(api):
     first_guest = order_body(asset_for(None), guest=GUEST)
     other_guest = order_body(asset_for(None), guest={**GUEST, "email": "someone.else@example.org"})

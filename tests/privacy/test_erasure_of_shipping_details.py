@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from lab.orders.guest_tokens import guest_token_hash
 from lab.orders.models import Order
 from tests.builders import PASSWORD, TO_PACKED, new_customer, order_for, order_move
+from tests.builders.guest_tokens import guest_token_grant
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_an_account_erasure_removes_the_carrier_and_tracking_number_of_its_shipp
 def test_a_guest_erasure_removes_the_carrier_and_tracking_number_of_the_order(api):
     # given a guest's shipped order, and the guest's token
     order = _shipped(order_for(None, guest_email="guest@example.org"), "1Z999AA10123456784")
-    Order.objects.filter(pk=order.pk).update(guest_token_hash=guest_token_hash("the-guest-token"))
+    guest_token_grant(order, "the-guest-token")
 
     response = api.delete(f"/api/v1/orders/{order.ref}/personal-data", HTTP_X_ORDER_TOKEN="the-guest-token")
 

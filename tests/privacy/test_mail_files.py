@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from lab.customer_data import retention
 from lab.notify.services import notify_order_created, notify_order_status_changed
-from lab.orders.guest_tokens import guest_token_hash
 from lab.orders.models import Order
 from tests.builders import PASSWORD, TO_PACKED, new_customer, order_for, order_move
+from tests.builders.guest_tokens import guest_token_grant
 
 pytestmark = pytest.mark.django_db
 FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
@@ -88,7 +88,7 @@ def test_a_guest_erasure_deletes_the_guest_s_messages_from_the_mail_files(
 ):
     # given a guest's shipped order, mailed, and the guest's token
     order = _shipped_and_mailed(order_for(None, guest_email="guest@example.org"), "1Z999AA10123456784")
-    Order.objects.filter(pk=order.pk).update(guest_token_hash=guest_token_hash("the-guest-token"))
+    guest_token_grant(order, "the-guest-token")
     assert "guest@example.org" in _mail_text(mail_dir)
 
     # when the guest erases the order's personal data

@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from lab.customer_data import receipts
 from lab.customer_data.models import PrivacyReceipt
-from lab.orders.guest_tokens import guest_token_hash
 from lab.orders.models import Order
 from tests.builders import PASSWORD, TO_PACKED, asset_for, new_customer, order_for, order_move
+from tests.builders.guest_tokens import guest_token_grant
 
 pytestmark = pytest.mark.django_db
 
@@ -68,7 +68,7 @@ def test_a_guest_order_with_such_an_address_is_erased_and_answered_with_its_rece
 ):
     # given a shipped guest order stored with that address, and the guest's token
     order = _shipped(order_for(None, guest_email=UNENCODABLE))
-    Order.objects.filter(pk=order.pk).update(guest_token_hash=guest_token_hash("the-guest-token"))
+    guest_token_grant(order, "the-guest-token")
 
     # when the guest erases it
     with django_capture_on_commit_callbacks(execute=True):
