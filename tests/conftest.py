@@ -1,11 +1,13 @@
 """Shared fixtures: per-test settings, API clients, and localstripe, started on first use by the tests that
 ask for it (`stripe_api`) and kept for the rest of the session.
 
-The test command runs the suite in two pytest-xdist workers (`-n 2 --dist loadgroup`). Every test that
-starts lab processes (Celery workers, web servers, cupsd, Chromium: the `e2e` marker) is in one group,
-`services`, which one worker runs, first and in order; the other tests go to whichever worker is free, a
-module at a time. Each worker has its own test database (pytest-django), its own Redis database as the
-broker (a task one worker's tests publish is never consumed by the other's Celery worker) and its own
+The test command runs the suite in three pytest-xdist workers (`-n 3 --dist loadgroup`). Every test that
+starts lab processes (the `e2e` marker) is in one of two groups, each run by one worker, first and in order:
+`services`, the stacks with Celery workers or cupsd (the fault tests: restarts, kills, counted prints), and
+`services-web`, those with web servers and Chromium only (`e2e(stack="web")`); the other tests go to
+whichever worker is free, a module at a time. So no two Celery or CUPS stacks ever run at once.
+Each worker has its own test database (pytest-django), its own Redis database as the
+broker (a task one worker's tests publish is never consumed by another's Celery worker) and its own
 localstripe.
 """
 
@@ -28,6 +30,7 @@ pytest_plugins = ["tests.support.browser"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
 SERVICES = "services"
+SERVICES_WEB = "services-web"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,9 +67,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     lost, and the e2e tests ran on both workers at once, each fault module's private stack built twice and
     the two competing for 2 cores (pytest-xdist issue 1386). `tests/config/test_xdist_groups.py` pins it."""
     for item in items:
-        group = SERVICES if item.get_closest_marker("e2e") else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
     items.sort(key=lambda item: not item.get_closest_marker("e2e"))
+
+
+def _group(item: pytest.Item) -> str:
+    """The xdist group of a test: its e2e stack's (the module docstring), else its module."""
+    e2e = item.get_closest_marker("e2e")
+    if e2e is None:
+        return item.nodeid.split("::", 1)[0]
+    return SERVICES if e2e.kwargs.get("stack") != "web" else SERVICES_WEB
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from tests.support.celery_worker import database_url
 from tests.support.redis_server import PrivateRedis
 from tests.support.web_server import LabWebServer, app_environment
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.e2e(stack="web")
 
 PASSWORD = "correct horse battery"
 

@@ -18,7 +18,7 @@ from tests.builders import PASSWORD, person
 
 WIDTH, HEIGHT = 1440, 900
 pytestmark = [
-    pytest.mark.e2e,
+    pytest.mark.e2e(stack="web"),
     pytest.mark.django_db(transaction=True),
     pytest.mark.browser_context_args(viewport={"width": WIDTH, "height": HEIGHT}),
 ]

@@ -1,7 +1,7 @@
-"""The test command's xdist groups take effect: every e2e test runs on one worker, in order, so no two
-private stacks (PostgreSQL, Redis, cupsd, gunicorn, Celery) compete for the machine's two cores, and a fault
-test's timing is its own (tests/conftest.py). A pytest that drops the groups fails here, not as flaky
-fault tests."""
+"""The test command's xdist groups take effect: the e2e tests with Celery or CUPS stacks run on one worker,
+in order, so no two such private stacks compete for the machine's two cores and a fault test's timing is its
+own; those with web servers and Chromium only run on another, in order (tests/conftest.py). A pytest that
+drops the groups fails here, not as flaky fault tests."""
 
 from __future__ import annotations
 

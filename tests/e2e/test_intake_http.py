@@ -25,7 +25,7 @@ from tests.support.http import call, multipart
 from tests.support.images import jpeg_bytes
 from tests.support.stripe_server import LocalStripe
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e(stack="web")]
 
 CARD = "4242424242424242"
 BROWSER = f"""

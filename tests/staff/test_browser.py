@@ -24,7 +24,7 @@ from lab.production.models import PrintJob
 from tests.builders import PASSWORD, hotfolder_printer, job_walk, person, ready_to_pack_order, released_order
 from tests.support.browser import WAIT_MS, sign_in
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e(stack="web"), pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from lab.catalog.models import Product
 from tests.builders import PASSWORD, hotfolder_printer, person
 from tests.support.browser import WAIT_MS
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e(stack="web"), pytest.mark.django_db(transaction=True)]
 # Every CSP refusal the page sees, reported by the browser itself.
 RECORD_VIOLATIONS = """
 window.__csp = [];

@@ -17,7 +17,7 @@ from tests.builders import hotfolder_printer, person, released_order
 from tests.support.browser import sign_in
 
 pytestmark = [
-    pytest.mark.e2e,
+    pytest.mark.e2e(stack="web"),
     pytest.mark.django_db(transaction=True),
     pytest.mark.browser_context_args(viewport={"width": 1440, "height": 900}),
 ]
