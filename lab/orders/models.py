@@ -12,7 +12,7 @@ import uuid
 from typing import Any, ClassVar, cast
 
 from django.conf import settings
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models.functions import Replace
 from django.utils import timezone
 
@@ -67,12 +67,41 @@ def asset_seal(
 
 
 # What an order's address seal covers: where its box goes, and how (a pickup is handed over at the counter to
-# the person its slip names, a parcel is posted to its address). Written by the lab's code alone.
+# the person its slip names, a parcel is posted to its address), and on which order's row (its primary key:
+# the photos, items and events of an order name it by that key, so the ref, address, method and seal of one
+# order moved onto another's row in the database, with the guest's e-mail and token, would have had the other
+# order's prints posted, or handed over, to the first order's customer). Written by the lab's code alone.
 ADDRESS_SEALED_FIELDS = frozenset({"shipping_address", "shipping_method"})
 
 
+def order_address_seal(
+    *, order_id: object, ref: str, customer_id: object, address: dict[str, Any], shipping_method: str
+) -> str:
+    """The seal (lab/lib/seals.py) of an order's row, shipping address and shipping method: the one
+    `Order.address_is_sealed` accepts (since migration 0016)."""
+    facts = _row_facts(
+        order_id=order_id,
+        ref=ref,
+        customer_id=customer_id,
+        address=address,
+        shipping_method=shipping_method,
+    )
+    return seal_of(_ADDRESS_SEAL_SALT, facts)
+
+
+def _row_facts(
+    *, order_id: object, ref: str, customer_id: object, address: dict[str, Any], shipping_method: str
+) -> str:
+    facts = _shipping_facts(
+        ref=ref, customer_id=customer_id, address=address, shipping_method=shipping_method
+    )
+    return f"order:{order_id}|{facts}"
+
+
 def shipping_seal(*, ref: str, customer_id: object, address: dict[str, Any], shipping_method: str) -> str:
-    """The seal (lab/lib/seals.py) of an order's shipping address and shipping method."""
+    """The seal of the address and method without the order's row, as orders were sealed from migration 0013
+    (which still writes it) until 0016, which seals again, with the row, the orders whose seal of this kind
+    holds (then `manage.py order_seals_upgrade`). Not checked by anything else."""
     facts = _shipping_facts(
         ref=ref, customer_id=customer_id, address=address, shipping_method=shipping_method
     )
@@ -237,7 +266,7 @@ class Order(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
-    # shipping_seal() of its shipping address and method as the lab's own code last saved them
+    # order_address_seal() of its row, shipping address and method as the lab's own code last saved them
     # (lab/packing/services.py prints a slip, the box's label, and the station ships or hands a box over, only
     # for a sealed address and method).
     address_sealed = models.CharField(max_length=64, blank=True)
@@ -288,10 +317,22 @@ class Order(models.Model):
         reseal, update_fields = resealing(
             kwargs.get("update_fields"), ADDRESS_SEALED_FIELDS, "address_sealed"
         )
-        if reseal and stored_row_sealed(self, lambda stored: stored.address_is_sealed):
+        if not (reseal and stored_row_sealed(self, lambda stored: stored.address_is_sealed)):
+            super().save(*args, **kwargs)
+        elif self.pk is not None:
             self.address_sealed = seal_of(_ADDRESS_SEAL_SALT, self._shipping_facts())
             kwargs["update_fields"] = update_fields
-        super().save(*args, **kwargs)
+            super().save(*args, **kwargs)
+        else:
+            # A new row has its key only once inserted: sealed with it in the same transaction (an insert
+            # whose seal was not written is not kept): one more query, the UPDATE, and no savepoint.
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+            with transaction.atomic(using=using, savepoint=False):
+                self.address_sealed = ""
+                super().save(*args, **kwargs)
+                self.address_sealed = seal_of(_ADDRESS_SEAL_SALT, self._shipping_facts())
+                rows = type(self)._base_manager.using(using).filter(pk=self.pk)
+                rows.update(address_sealed=self.address_sealed)
 
     @property
     def is_guest(self) -> bool:
@@ -316,7 +357,8 @@ class Order(models.Model):
         return questions.values_list("question", flat=True).first() or ""
 
     def _shipping_facts(self) -> str:
-        return _shipping_facts(
+        return _row_facts(
+            order_id=self.pk,
             ref=self.ref,
             customer_id=self.customer_id,
             address=self.shipping_address,
@@ -325,10 +367,10 @@ class Order(models.Model):
 
     @property
     def address_is_sealed(self) -> bool:
-        """Whether the shipping address and method are as the lab's own code wrote them: a box is never
-        labelled for an address written in the database alone, nor handed over at the counter (to whoever
-        gives the name on its slip) when the customer paid for it to be posted. An empty address (an erased
-        customer's) sends nothing anywhere."""
+        """Whether the shipping address and method are as the lab's own code wrote them, on this row: a box is
+        never labelled for an address written in the database alone (nor one moved here from another order's
+        row with its seal), nor handed over at the counter (to whoever gives the name on its slip) when the
+        customer paid for it to be posted. An empty address (an erased customer's) sends nothing anywhere."""
         if not self.shipping_address:
             return True
         return seal_holds(self.address_sealed, _ADDRESS_SEAL_SALT, self._shipping_facts())

@@ -46,13 +46,15 @@ def test_quote_takes_three_queries_for_any_basket(api, django_assert_num_queries
 
 
 @pytest.mark.parametrize("items", [1, 5])
-def test_order_create_takes_twelve_queries_for_any_basket(api, django_assert_num_queries, items, stripe_api):
+def test_order_create_takes_thirteen_queries_for_any_basket(
+    api, django_assert_num_queries, items, stripe_api
+):
     client, asset_ids = customer_with_photos(api, items)
 
     # token (with user and roles), idempotency lookup; savepoint, key insert, products, photos (read
-    # locked), order, items (one insert), event, key update, release; PaymentIntent stored (the answer
-    # shows the rows as written: nothing read back)
-    with django_assert_num_queries(12):
+    # locked), order, order sealed with its key, items (one insert), event, key update, release;
+    # PaymentIntent stored (the answer shows the rows as written: nothing read back)
+    with django_assert_num_queries(13):
         response = order_post(client, basket_of(asset_ids), "k-1")
 
     assert response.status_code == 201, response.json()
@@ -61,7 +63,7 @@ def test_order_create_takes_twelve_queries_for_any_basket(api, django_assert_num
 
 
 @pytest.mark.parametrize("items", [1, 5])
-def test_guest_order_create_takes_fourteen_queries_for_any_basket(
+def test_guest_order_create_takes_fifteen_queries_for_any_basket(
     api, django_assert_num_queries, items, stripe_api
 ):
     asset_ids = [
@@ -72,8 +74,9 @@ def test_guest_order_create_takes_fourteen_queries_for_any_basket(
     ]
 
     # idempotency lookup, policy version; savepoint, key insert, products, photos (read locked), order,
-    # items, photos bound to the order, event, consent, key update, release; PaymentIntent stored
-    with django_assert_num_queries(14):
+    # order sealed with its key, items, photos bound to the order, event, consent, key update, release;
+    # PaymentIntent stored
+    with django_assert_num_queries(15):
         response = order_post(api, basket_of(asset_ids), "g-1", guest=GUEST)
 
     assert response.status_code == 201, response.json()

@@ -825,8 +825,25 @@ def test_a_worker_frozen_past_its_claim_s_lease_mid_job_never_prints_a_copy_twic
         project_dir=PROJECT_DIR,
         env=lab.worker.env,
     )
+
+    def taken_over(job_id: int, holder: str, status: str) -> bool:
+        kinds = {kind for kind, _, _, note in lab.job_events(job_id) if note != holder}
+        return bool(kinds & TAKEOVER_EVENT_KINDS[status])
+
     try:
         other.start()
+        wait_until(
+            lambda: all(taken_over(job_id, *claim) for job_id, claim in held.items()),
+            timeout=SETTLE_TIMEOUT,
+            what=lambda: f"each frozen claim taken over: {lab.timeline()}\n{other.log_tail()}",
+        )
+        # Claims frozen making their raster: the other worker makes and prints them alone. A claim frozen
+        # while sending may have its job created at CUPS and its document still in the frozen worker's upload:
+        # cupsd holds that job (job-incoming) for its sender until MultipleOperationTimeout, so it settles
+        # once that worker goes on (a run froze it there, and the test waited for it in vain).
+        if all(status == "rasterizing" for _, status in held.values()):
+            lab.wait_settled(more=other.log_tail)
+        lab.worker.resume()
         lab.wait_settled(more=other.log_tail)
     finally:
         other.stop()
@@ -839,8 +856,7 @@ def test_a_worker_frozen_past_its_claim_s_lease_mid_job_never_prints_a_copy_twic
     lab.assert_orders_made()
     lab.assert_each_copy_once_or_shown()
     for job_id, (holder, status) in held.items():
-        taken_over = {kind for kind, _, _, note in lab.job_events(job_id) if note != holder}
-        assert taken_over & TAKEOVER_EVENT_KINDS[status], (holder, status, lab.job_events(job_id))
+        assert taken_over(job_id, holder, status), (holder, status, lab.job_events(job_id))
 
 
 def test_a_worker_whose_clock_runs_hours_ahead_takes_over_no_claim_another_worker_holds(

@@ -267,6 +267,60 @@ def test_a_slip_rendered_for_the_address_before_a_change_and_written_back_is_not
     assert slip_is_sealed(PackingSlip.objects.get(order=order))
 
 
+def test_a_guest_orders_address_and_seal_swapped_onto_another_orders_row_get_no_slip():
+    """The seal names its order's row. Before, it covered the ref, customer, address and method only: a
+    database administrator who swapped the ref, guest e-mail, guest token, address, method and seal of their
+    own guest order with a customer's paid one had that row (whose photos are bound to it by its key, so they
+    still belonged to it) carry their ref and address, sealed, and the station posted the customer's prints
+    to them."""
+    # given the administrator's own guest order, sealed for their address, and a customer's, ready to pack
+    theirs = order_for(None, guest_email="dba@example.com")
+    theirs.shipping_address = THEIRS
+    theirs.save(update_fields=["shipping_address"])  # through the lab: sealed
+    victim = order_for(None, guest_email="customer@example.com")
+    order_move(victim, "paid", "in_production", "ready_to_pack")
+    assert slip_data_for(victim).order_ref == victim.ref
+
+    # when the administrator swaps the two orders' identities in the database (through a spare ref: the
+    # ref is unique)
+    columns = (
+        "ref",
+        "guest_email",
+        "guest_token_hash",
+        "shipping_address",
+        "shipping_method",
+        "address_sealed",
+    )
+    rows = {each.pk: Order.objects.values_list(*columns).get(pk=each.pk) for each in (theirs, victim)}
+    dba("UPDATE orders_order SET ref = 'PL-SPARE0000000' WHERE id = %s", theirs.pk)
+    for row, other in ((victim.pk, theirs.pk), (theirs.pk, victim.pk)):
+        ref, email, token, address, method, seal = rows[other]
+        dba(
+            "UPDATE orders_order SET ref = %s, guest_email = %s, guest_token_hash = %s, "
+            "shipping_address = %s, shipping_method = %s, address_sealed = %s WHERE id = %s",
+            ref,
+            email,
+            token,
+            json.dumps(address),
+            method,
+            seal,
+            row,
+        )
+    swapped = Order.objects.get(pk=victim.pk)
+    assert (swapped.ref, swapped.shipping_address, swapped.status) == (theirs.ref, THEIRS, "ready_to_pack")
+
+    # then no slip is made for the customer's row (before: one addressed to the administrator)
+    with pytest.raises(Conflict) as no_slip:
+        slip_data_for(swapped)
+    assert no_slip.value.code == PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB
+    with pytest.raises(Conflict) as not_rendered:
+        packing_slip_render(order_id=victim.pk)
+    assert not_rendered.value.code == PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB
+    assert not PackingSlip.objects.filter(order_id=victim.pk).exists()
+    # and neither row's seal holds
+    assert not Order.objects.get(pk=theirs.pk).address_is_sealed
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_upgrade_seals_the_method_of_the_orders_whose_address_seal_holds_and_no_other():
     # given two orders sealed as before (the address alone), one of them then readdressed in SQL
@@ -323,11 +377,11 @@ def test_the_upgrade_seals_the_method_in_batches_that_each_commit_and_runs_again
 
         # then the batch before it is committed, sealed with its method (before, the whole re-seal was one
         # transaction, under the ALTER TABLE's lock on every order, and nothing was kept)
-        sealed = {
-            order.pk: order.address_is_sealed
-            for order in Order.objects.defer("slip_served_at").filter(pk__in=[first.pk, second.pk, third.pk])
+        assert _sealed_the_old_way_only([first.pk, second.pk, third.pk]) == {
+            first.pk: (False, True),
+            second.pk: (True, False),
+            third.pk: (True, False),
         }
-        assert sealed == {first.pk: True, second.pk: False, third.pk: False}
 
         # and when it is run again, once the cause is gone, it ends: each order is sealed with its method
         dba("DROP TRIGGER test_refuse_a_seal ON orders_order")
