@@ -21,16 +21,17 @@ def guest_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def guest_token_seal(*, ref: str, token: str) -> str:
-    """What an order stores of its guest token (`Order.guest_token_hash`): a seal of the order's ref and the
-    token's SHA-256. A database administrator can store the SHA-256 of a token of their own, or copy another
-    order's value, but cannot make the seal: either authenticates nobody."""
-    return seal_of(GUEST_TOKEN_SEAL_SALT, f"{ref}|{guest_token_hash(token)}")
+def guest_token_seal(*, order_id: int, ref: str, token: str) -> str:
+    """What an order stores of its guest token (`Order.guest_token_hash`): a seal of the order's row (its key
+    and ref) and the token's SHA-256. A database administrator can store the SHA-256 of a token of their own,
+    or copy another order's value, or move an order's ref and value onto another row, but cannot make the
+    seal: each authenticates nobody."""
+    return seal_of(GUEST_TOKEN_SEAL_SALT, f"order:{order_id}|{ref}|{guest_token_hash(token)}")
 
 
-def guest_token_holds(*, ref: str, stored: str, token: str) -> bool:
-    """Whether `token` is the one the lab issued for order `ref` (constant time; SECRET_KEY or a fallback)."""
-    return seal_holds(stored, GUEST_TOKEN_SEAL_SALT, f"{ref}|{guest_token_hash(token)}")
+def guest_token_holds(*, order_id: int, ref: str, stored: str, token: str) -> bool:
+    """Whether `token` is the one the lab issued for the order (constant time; SECRET_KEY or a fallback)."""
+    return seal_holds(stored, GUEST_TOKEN_SEAL_SALT, f"order:{order_id}|{ref}|{guest_token_hash(token)}")
 
 
 def guest_token_derive(*, scope: str, idempotency_key: str, ref: str) -> str:

@@ -20,7 +20,7 @@ from lab.lib.errors import Conflict, DomainError, NotFound, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders import payments
 from lab.orders.errors import OrderError
-from lab.orders.guest_tokens import guest_token_derive, guest_token_holds, guest_token_seal
+from lab.orders.guest_tokens import guest_token_derive, guest_token_holds
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent, OrderItem, asset_seal, new_order_ref
 from lab.orders.pricing import min_order_total_minor
 from lab.orders.quotes import ItemRequest, Quote, QuoteLine, quote_compute
@@ -219,7 +219,8 @@ def _replayed(*, order: Order, scope: str, idempotency_key: str) -> OrderCreated
     guest_token = None
     if order.is_guest:
         candidate = guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=order.ref)
-        if guest_token_holds(ref=order.ref, stored=order.guest_token_hash, token=candidate):
+        stored = order.guest_token_hash
+        if guest_token_holds(order_id=order.pk, ref=order.ref, stored=stored, token=candidate):
             guest_token = candidate
     return OrderCreated(order=_payable_order(order=order), created=False, guest_token=guest_token)
 
@@ -303,11 +304,10 @@ def _order_insert(
     # The quote read the photos locked and ready (quote_compute's lock_photos), in this transaction.
     asset_ids = {line.asset.pk for line in quote.lines}
     now = timezone.now()
-    order = Order.objects.create(
+    order = Order(
         ref=ref,
         customer=customer,
         guest_email=guest.email.lower() if guest and not customer else "",
-        guest_token_hash=guest_token_seal(ref=ref, token=guest_token) if guest_token else "",
         shipping_address=shipping_address,
         shipping_method=quote.shipping_method,
         subtotal_minor=quote.subtotal_minor,
@@ -316,6 +316,10 @@ def _order_insert(
         currency=quote.currency,
         promised_by=now + timedelta(days=PRODUCTION_DAYS[Order.ShippingMethod(quote.shipping_method)]),
     )
+    # Its token is sealed with the row's key, which the insert makes: written with the address's seal, in
+    # the UPDATE Order.save makes after the insert (no query more).
+    order.issued_guest_token = guest_token or ""
+    order.save(force_insert=True)
     items = OrderItem.objects.bulk_create(
         OrderItem(
             order=order,

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from lab.catalog.placement import CropRect, FocalPoint, Orientation, PlacementOptions
 from lab.lib.seals import resealing, seal_holds, seal_of, stored_row_sealed
+from lab.orders.guest_tokens import guest_token_seal
 from lab.orders.states import OrderStatus
 
 # Crockford-style alphabet: no I, L, O, U; 12 symbols = 60 bits, unguessable and readable on a slip.
@@ -311,6 +312,9 @@ class Order(models.Model):
     def __str__(self) -> str:
         return self.ref
 
+    # The plain token the intake issues a new guest order (never stored): save() seals it with the new row.
+    issued_guest_token = ""
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Seal the shipping address and method whenever the lab's code writes either (the order's creation, a
         customer's change of address)."""
@@ -331,8 +335,15 @@ class Order(models.Model):
                 self.address_sealed = ""
                 super().save(*args, **kwargs)
                 self.address_sealed = seal_of(_ADDRESS_SEAL_SALT, self._shipping_facts())
+                sealed = {"address_sealed": self.address_sealed}
+                if self.issued_guest_token:
+                    # A guest's token is sealed with the row's key too (lab/orders/guest_tokens.py).
+                    self.guest_token_hash = guest_token_seal(
+                        order_id=self.pk, ref=self.ref, token=self.issued_guest_token
+                    )
+                    sealed["guest_token_hash"] = self.guest_token_hash
                 rows = type(self)._base_manager.using(using).filter(pk=self.pk)
-                rows.update(address_sealed=self.address_sealed)
+                rows.update(**sealed)
 
     @property
     def is_guest(self) -> bool:

@@ -35,7 +35,9 @@ def order_access_check(*, order: Order, user: User | None, guest_token: str | No
     if (
         order.is_guest
         and guest_token
-        and guest_token_holds(ref=order.ref, stored=order.guest_token_hash, token=guest_token)
+        and guest_token_holds(
+            order_id=order.pk, ref=order.ref, stored=order.guest_token_hash, token=guest_token
+        )
     ):
         return
     raise NotFound(OrderError.ORDER_NOT_FOUND, "No such order.")

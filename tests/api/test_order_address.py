@@ -158,6 +158,32 @@ def test_a_guest_token_planted_in_the_database_opens_nothing_and_the_labs_own_st
     assert change(api, order.ref, token=GUEST_TOKEN).status_code == 200
 
 
+def test_a_guest_tokens_value_moved_with_its_ref_onto_another_row_opens_nothing_there(api):
+    # given the DBA's own guest order, whose token they hold, and a victim's paid guest order
+    theirs = guest_token_grant(order_for(None, guest_email="dba@example.org"), "the-dbas-own-token")
+    victim = order_move(guest_order(), "paid")
+
+    # when the DBA moves their order's ref and token value onto the victim's row (through a spare ref)
+    dba("UPDATE orders_order SET ref = 'PL-SPARE' WHERE id = %s", theirs.pk)
+    dba(
+        "UPDATE orders_order SET ref = %s, guest_token_hash = %s WHERE id = %s",
+        theirs.ref,
+        theirs.guest_token_hash,
+        victim.pk,
+    )
+    answers = [
+        api.get(f"/api/v1/orders/{theirs.ref}", HTTP_X_ORDER_TOKEN="the-dbas-own-token"),
+        api.post(f"/api/v1/orders/{theirs.ref}/cancel", HTTP_X_ORDER_TOKEN="the-dbas-own-token"),
+    ]
+
+    # then their token opens nothing on the victim's row (the seal names the row), and the order is as it was
+    assert [(answer.status_code, answer.json().get("code")) for answer in answers] == [
+        (404, "order_not_found")
+    ] * 2
+    victim.refresh_from_db()
+    assert victim.status == "paid"
+
+
 def test_another_customer_is_told_the_order_does_not_exist(api):
     order = order_move(order_for(UserFactory.create()), "paid")
     client = token_client(api, UserFactory.create())

@@ -9,6 +9,7 @@ from lab.orders.models import Order
 
 def guest_token_grant(order: Order, token: str) -> Order:
     """The order opened by `token`, as the intake stores it (a seal of the order's ref and its hash)."""
-    Order.objects.filter(pk=order.pk).update(guest_token_hash=guest_token_seal(ref=order.ref, token=token))
+    stored = guest_token_seal(order_id=order.pk, ref=order.ref, token=token)
+    Order.objects.filter(pk=order.pk).update(guest_token_hash=stored)
     order.refresh_from_db()
     return order
