@@ -4,11 +4,10 @@ ask for it (`stripe_api`) and kept for the rest of the session.
 The test command runs the suite in three pytest-xdist workers (`-n 3 --dist loadgroup`). Every test that
 starts lab processes (the `e2e` marker) is in one of two groups, each run by one worker, first and in order:
 `services`, the stacks with Celery workers or cupsd (the fault tests: restarts, kills, counted prints), and
-`services-web`, those with web servers and Chromium only (`e2e(stack="web")`); the other tests go to
-whichever worker is free, a module at a time. So no two Celery or CUPS stacks ever run at once.
-Each worker has its own test database (pytest-django), its own Redis database as the
-broker (a task one worker's tests publish is never consumed by another's Celery worker) and its own
-localstripe.
+`services-web`, web servers and Chromium, no Celery or cupsd, nothing stopped under them (`e2e(stack="web")`);
+the other tests go to whichever worker is free, a module at a time. So no two Celery or CUPS stacks ever run
+at once. Each worker has its own test database (pytest-django), its own Redis database as the broker (a task
+one worker's tests publish is never consumed by another's Celery worker) and its own localstripe.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ def _row_facts(
 def shipping_seal(*, ref: str, customer_id: object, address: dict[str, Any], shipping_method: str) -> str:
     """The seal of the address and method without the order's row, as orders were sealed from migration 0013
     (which still writes it) until 0016, which seals again, with the row, the orders whose seal of this kind
-    holds (then `manage.py order_seals_upgrade`). Not checked by anything else."""
+    holds (then `manage.py order_seals_upgrade`). Checked by nothing else but the packing slips stored before
+    (lab.packing.services: rendered again without a tamper alarm)."""
     facts = _shipping_facts(
         ref=ref, customer_id=customer_id, address=address, shipping_method=shipping_method
     )

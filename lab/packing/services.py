@@ -14,7 +14,7 @@ from lab.accounts.models import User
 from lab.lib.errors import Conflict
 from lab.lib.seals import seal_holds, seal_of
 from lab.orders.address import order_address_change
-from lab.orders.models import Order
+from lab.orders.models import Order, shipping_seal
 from lab.orders.states import OrderStatus
 from lab.packing.errors import PackingError
 from lab.packing.models import PackingSlip
@@ -110,6 +110,21 @@ def _sealed_before_its_address(slip: PackingSlip) -> bool:
     )
 
 
+def _sealed_before_its_row(slip: PackingSlip) -> bool:
+    """A slip stored while its order's seal did not name the order's row yet (before migration orders/0016,
+    or by a web process of the previous version): 0016 and `order_seals_upgrade` seal the order again, with
+    its row, and the slip's seal, which covers the order's seal, no longer holds."""
+    order = slip.order
+    previous = shipping_seal(
+        ref=order.ref,
+        customer_id=order.customer_id,
+        address=order.shipping_address,
+        shipping_method=order.shipping_method,
+    )
+    sealed_text = f"{order.pk}:{previous}:{hashlib.sha256(bytes(slip.pdf)).hexdigest()}"
+    return order.address_is_sealed and seal_holds(slip.seal, SLIP_SEAL_SALT, sealed_text)
+
+
 def packing_slip_render(*, order_id: int) -> PackingSlip:
     """Render the order's slip and store it. Rendering is slow-ish, so it runs outside the transaction, and
     the slip is stored only if the order still is as it was read (under the order's lock, which an erasure
@@ -153,6 +168,11 @@ def packing_slip_get_or_render(*, order_id: int) -> PackingSlip:
     if slip is not None and _sealed_before_its_address(slip):
         logger.info(
             "packing slip sealed before slips covered the address, rendered again order_id=%s", order_id
+        )
+    elif slip is not None and _sealed_before_its_row(slip):
+        # Not a tamper alarm: the upgrade itself sealed the order again (each slip stored then logged one).
+        logger.info(
+            "packing slip sealed before orders' seals named their row, rendered again order_id=%s", order_id
         )
     elif slip is not None and slip.seal:
         logger.error("packing slip changed outside the lab, rendered again order_id=%s", order_id)

@@ -5,6 +5,8 @@ drops the groups fails here, not as flaky fault tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -15,3 +17,22 @@ def test_this_test_carries_its_module_group_and_xdist_runs_by_it(request: pytest
     if request.config.getoption("loadgroup", default=False):  # an xdist worker under --dist loadgroup
         # xdist's scheduler knows a test's group only from this suffix of its id.
         assert request.node.nodeid.endswith("@tests/config/test_xdist_groups.py"), request.node.nodeid
+
+
+# What only the `services` group may do: start Celery workers or cupsd, or stop, restart, freeze or kill a
+# service under a running lab (the fault tests, whose timing must be their own).
+WEB_MARK = "pytest.mark.e2e" + '(stack="web")'  # (split: this module is not one of them)
+FAULT_STACK_WORDS = ("CeleryWorker", "PrivateCups", ".restart(", ".pause(", "database.stop(", "broker.stop(")
+
+
+def test_the_web_group_starts_no_celery_or_cups_stack_and_stops_no_service_under_the_lab() -> None:
+    tests = Path(__file__).resolve().parents[1]
+    web_modules = [path for path in tests.rglob("test_*.py") if WEB_MARK in path.read_text()]
+    assert len(web_modules) >= 5
+    found = {
+        str(path.relative_to(tests)): word
+        for path in web_modules
+        for word in FAULT_STACK_WORDS
+        if word in path.read_text()
+    }
+    assert found == {}

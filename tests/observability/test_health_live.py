@@ -18,7 +18,7 @@ from tests.support.processes import wait_for
 from tests.support.redis_server import PrivateRedis
 from tests.support.web_server import LabWebServer, app_environment, django_manage
 
-pytestmark = pytest.mark.e2e(stack="web")
+pytestmark = pytest.mark.e2e
 METRICS_TOKEN = "metrics-token-for-the-live-test"
 
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import importlib
 import io
+import logging
 
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from lab.lib.seals import seal_holds
 from lab.orders.models import Order, order_address_seal, shipping_seal
-from tests.builders import order_for
+from lab.packing.models import PackingSlip
+from lab.packing.services import packing_slip_get_or_render, slip_seal_of
+from tests.builders import order_for, order_move
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -170,3 +174,26 @@ def test_orders_a_previous_version_sealed_without_their_row_are_sealed_again_by_
         again.getvalue()
     )
     assert placed.ref not in again.getvalue()
+
+
+def test_a_slip_stored_before_the_upgrade_is_rendered_again_without_a_tamper_alarm(caplog):
+    # given an order at the packing station whose slip was stored while the order was sealed without its row
+    guest_order = order_for(None, guest_email="guest@example.org")
+    order = order_move(guest_order, "paid", "in_production", "ready_to_pack")
+    dba("UPDATE orders_order SET address_sealed = %s WHERE id = %s", _seal_without_the_row(order), order.pk)
+    old = Order.objects.get(pk=order.pk)
+    pdf = b"%PDF-1.4 the slip a previous version stored"
+    PackingSlip.objects.create(
+        order=old, pdf=pdf, pages=1, rendered_at=timezone.now(), seal=slip_seal_of(order=old, pdf=pdf)
+    )
+    # and the upgrade (0016 or the command) sealing the order again with its row
+    dba("UPDATE orders_order SET address_sealed = %s WHERE id = %s", _seal_with_the_row(order), order.pk)
+
+    # when the station asks for the slip
+    with caplog.at_level(logging.INFO, logger="lab.packing.services"):
+        slip = packing_slip_get_or_render(order_id=order.pk)
+
+    # then it is rendered again, and logged as the upgrade's doing, not as a slip changed outside the lab
+    assert bytes(slip.pdf) != pdf
+    assert [record.levelname for record in caplog.records if "outside the lab" in record.getMessage()] == []
+    assert any("named their row" in record.getMessage() for record in caplog.records)
