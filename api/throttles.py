@@ -4,6 +4,7 @@ to an account (My Account), and for guest orders to one e-mail address."""
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ipaddress
 import logging
@@ -245,22 +246,7 @@ def _idempotency_key(request: Any) -> str | None:
     return key if key and len(key) <= 200 and key.isprintable() else None
 
 
-def _a_guest_retry(request: Any) -> bool:
-    """Whether a guest order's Idempotency-Key is one its address already used: a retry (after a 502
-    `payment_provider_unavailable`, a lost answer) gets its order again, it creates none. Asked only of an
-    address at its limit."""
-    key = _idempotency_key(request)
-    email = _guest_email(request.data)
-    if key is None or email is None:
-        return False
-    try:
-        address = email_canonical(email)
-    except ValueError:
-        return False
-    return IdempotencyKey.objects.filter(scope=intake.guest_scope(email=address), key=key).exists()
-
-
-class _CountedWhenCreated(_RateFromSettings):
+class _CountedWhenCreated(_RateFromSettings, abc.ABC):
     """A limit on orders that counts only the orders created. Before the view it only looks: a window already
     full refuses the request (429 at once, no quote, no Stripe) unless it is a retry of an order the caller
     has (`_a_retry`: its Idempotency-Key), and nothing is counted. The view counts the order when
@@ -272,8 +258,18 @@ class _CountedWhenCreated(_RateFromSettings):
     admitted = False  # `admit` counted an order that `release` may give back
 
     def _a_retry(self, request: Any) -> bool:
-        """Whether the request's Idempotency-Key is one the caller already made an order with."""
-        raise NotImplementedError
+        """Whether the request's Idempotency-Key is one the caller already made an order with: a retry
+        (after a 502 `payment_provider_unavailable`, a lost answer) gets its order again, it creates none.
+        Asked only when the window is full."""
+        key = _idempotency_key(request)
+        scope = self._idempotency_scope(request)
+        if key is None or scope is None:
+            return False
+        return IdempotencyKey.objects.filter(scope=scope, key=key).exists()
+
+    @abc.abstractmethod
+    def _idempotency_scope(self, request: Any) -> str | None:
+        """The scope the caller's Idempotency-Keys are kept under (intake), or None: no order is theirs."""
 
     def _within(self, request: Any) -> bool:
         """Looks, counts nothing (the order is counted when it is created, `admit`): refused only when the
@@ -334,12 +330,8 @@ class CustomerOrderThrottle(_CountedWhenCreated, _PerCustomer):
     scope = "customer_orders"
     methods = frozenset({"POST"})
 
-    def _a_retry(self, request: Any) -> bool:
-        key = _idempotency_key(request)
-        if key is None:
-            return False
-        scope = intake.idempotency_scope(customer=request.user, guest=None)
-        return IdempotencyKey.objects.filter(scope=scope, key=key).exists()
+    def _idempotency_scope(self, request: Any) -> str | None:
+        return intake.idempotency_scope(customer=request.user, guest=None)
 
     @classmethod
     def for_customer(cls, customer: User) -> CustomerOrderThrottle:
@@ -381,8 +373,14 @@ class GuestOrderEmailThrottle(_CountedWhenCreated):
         digest = salted_hmac("api.throttles.GuestOrderEmailThrottle", address, algorithm="sha256").hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}
 
-    def _a_retry(self, request: Any) -> bool:
-        return _a_guest_retry(request)
+    def _idempotency_scope(self, request: Any) -> str | None:
+        email = _guest_email(request.data)
+        if email is None:
+            return None
+        try:
+            return intake.guest_scope(email=email_canonical(email))
+        except ValueError:
+            return None
 
     @classmethod
     def for_guest(cls, email: str) -> GuestOrderEmailThrottle:

@@ -88,10 +88,12 @@ def slip_data_for(order: Order) -> SlipData:
 SLIP_SEAL_SALT = "lab.packing.slip"
 
 
-def _slip_sealed_text(*, order: Order, pdf: bytes) -> str:
-    # The order's address seal as it is now: a slip the lab rendered for the address (and method) the order
-    # had before, written back in the database after the customer changed it, no longer holds.
-    return f"{order.pk}:{order.address_sealed}:{hashlib.sha256(pdf).hexdigest()}"
+def _slip_sealed_text(*, order: Order, pdf: bytes, address_sealed: str | None = None) -> str:
+    # The order's address seal as it is now (or `address_sealed`): a slip the lab rendered for the address
+    # (and method) the order had before, written back in the database after the customer changed it, no
+    # longer holds.
+    sealed = order.address_sealed if address_sealed is None else address_sealed
+    return f"{order.pk}:{sealed}:{hashlib.sha256(pdf).hexdigest()}"
 
 
 def slip_seal_of(*, order: Order, pdf: bytes) -> str:
@@ -121,7 +123,7 @@ def _sealed_before_its_row(slip: PackingSlip) -> bool:
         address=order.shipping_address,
         shipping_method=order.shipping_method,
     )
-    sealed_text = f"{order.pk}:{previous}:{hashlib.sha256(bytes(slip.pdf)).hexdigest()}"
+    sealed_text = _slip_sealed_text(order=order, pdf=bytes(slip.pdf), address_sealed=previous)
     return order.address_is_sealed and seal_holds(slip.seal, SLIP_SEAL_SALT, sealed_text)
 
 
