@@ -5,8 +5,6 @@ after it (in the database) opens nothing."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from lab.lib.errors import NotFound
 from lab.orders.guest_tokens import guest_token_hash
@@ -14,16 +12,11 @@ from lab.orders.models import Order
 from lab.orders.selectors import order_access_check
 from tests.builders import order_for
 from tests.support.dba import dba
+from tests.support.migrations import leaf_migrations, migrate_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("orders", "0014_erased_rows_blanked")]
-
-
-def _migrate(targets: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
 
 
 def _opens(order: Order, token: str) -> bool:
@@ -35,10 +28,10 @@ def _opens(order: Order, token: str) -> bool:
 
 
 def test_a_guest_token_issued_before_the_upgrade_still_opens_its_order_and_a_bare_hash_after_it_does_not():
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    latest = leaf_migrations("orders")
     issued = order_for(None, guest_email="guest@example.org")
     untokened = order_for(None, guest_email="other@example.org")
-    _migrate(BEFORE)
+    migrate_to(BEFORE)
     try:
         # As the lab stored a guest's token before 0015: its bare SHA-256.
         dba(
@@ -47,7 +40,7 @@ def test_a_guest_token_issued_before_the_upgrade_still_opens_its_order_and_a_bar
             issued.pk,
         )
     finally:
-        _migrate(latest)
+        migrate_to(latest)
 
     # the token issued before the upgrade still opens its order, another token does not
     assert (_opens(issued, "issued-before"), _opens(issued, "another")) == (True, False)

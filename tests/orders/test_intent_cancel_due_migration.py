@@ -5,25 +5,18 @@ payable; a paid or refunded order, or one without an intent, is not."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from lab.orders.models import Order
 from tests.builders.orders import order_for
+from tests.support.migrations import leaf_migrations, migrate_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("orders", "0009_order_tracking_number_unique")]
 
 
-def _migrate(targets: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
 def test_orders_cancelled_unpaid_before_the_upgrade_owe_their_intent_a_cancel() -> None:
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    latest = leaf_migrations("orders")
     cases = {
         "unpaid": ("cancelled", "requires_payment", "pi_unpaid"),
         "failed": ("cancelled", "failed", "pi_failed"),
@@ -32,7 +25,7 @@ def test_orders_cancelled_unpaid_before_the_upgrade_owe_their_intent_a_cancel() 
         "awaiting": ("awaiting_payment", "requires_payment", "pi_awaiting"),
     }
     orders = {name: order_for(None) for name in cases}  # today's model, before the schema goes back
-    _migrate(BEFORE)
+    migrate_to(BEFORE)
     try:
         # As the lab left them before 0010 (only the columns that existed then are written).
         for name, (status, payment_status, intent) in cases.items():
@@ -40,7 +33,7 @@ def test_orders_cancelled_unpaid_before_the_upgrade_owe_their_intent_a_cancel() 
                 status=status, payment_status=payment_status, payment_intent_id=intent
             )
     finally:
-        _migrate(latest)
+        migrate_to(latest)
 
     owed = {
         name for name, order in orders.items() if Order.objects.get(pk=order.pk).payment_intent_cancel_due

@@ -10,8 +10,7 @@ import logging
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connection
-from django.db.migrations.executor import MigrationExecutor
+from django.db import DatabaseError
 from django.utils import timezone
 
 from lab.lib.seals import seal_holds
@@ -20,23 +19,13 @@ from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_get_or_render, slip_seal_of
 from tests.builders import order_for, order_move
 from tests.support.dba import dba
+from tests.support.migrations import leaf_migrations, migrate_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROW_SEALED = "0016_order_address_seal_names_its_row"
 BEFORE = [("orders", "0015_guest_token_sealed")]
 THEIRS = '{"name": "Someone Else", "line1": "9 Drop Box Lane", "city": "Elsewhere", "country": "US"}'
-
-
-def _migrate(targets: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
-def _latest() -> list[tuple[str, str]]:
-    leaves: list[tuple[str, str]] = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
-    return leaves
 
 
 def _seal_without_the_row(order: Order) -> str:
@@ -76,9 +65,9 @@ def test_the_migrations_seal_is_the_one_the_lab_makes():
 
 def test_the_upgrade_seals_with_its_row_each_order_whose_seal_held_and_no_other():
     # given two orders sealed as before 0016 (address and method, no row), one of them then readdressed in SQL
-    latest = _latest()
+    latest = leaf_migrations("orders")
     kept, readdressed = order_for(None), order_for(None)
-    _migrate(BEFORE)
+    migrate_to(BEFORE)
     try:
         # going back seals each order the previous version's way
         assert Order.objects.get(pk=kept.pk).address_sealed == _seal_without_the_row(kept)
@@ -89,7 +78,7 @@ def test_the_upgrade_seals_with_its_row_each_order_whose_seal_held_and_no_other(
         assert not Order.objects.get(pk=kept.pk).address_is_sealed  # this version takes no seal without a row
     finally:
         # when the lab is upgraded
-        _migrate(latest)
+        migrate_to(latest)
 
     # then the first is sealed with its row, and passes the check; the other is left as it was, refused
     upgraded = Order.objects.get(pk=kept.pk)
@@ -102,10 +91,10 @@ def test_the_upgrade_seals_with_its_row_each_order_whose_seal_held_and_no_other(
 def test_the_upgrade_seals_in_batches_that_each_commit_and_runs_again_after_a_failure(monkeypatch):
     # given three orders sealed as before 0016, an upgrade that seals one order per batch, and the database
     # refusing, part-way, the second order's new seal
-    latest = _latest()
+    latest = leaf_migrations("orders")
     first, second, third = order_for(None), order_for(None), order_for(None)
     monkeypatch.setattr(importlib.import_module(f"lab.orders.migrations.{ROW_SEALED}"), "BATCH", 1)
-    _migrate(BEFORE)
+    migrate_to(BEFORE)
     try:
         dba(
             "CREATE FUNCTION test_refuse_a_seal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -118,7 +107,7 @@ def test_the_upgrade_seals_in_batches_that_each_commit_and_runs_again_after_a_fa
 
         # when the upgrade stops there
         with pytest.raises(DatabaseError, match="the upgrade stops here"):
-            _migrate(latest)
+            migrate_to(latest)
 
         # then the batch before it is committed, sealed with its row, and the others keep their old seal
         sealed = {each.pk: Order.objects.get(pk=each.pk).address_is_sealed for each in (first, second, third)}
@@ -128,18 +117,18 @@ def test_the_upgrade_seals_in_batches_that_each_commit_and_runs_again_after_a_fa
         # and when it is run again, once the cause is gone, it ends: each order is sealed with its row
         dba("DROP TRIGGER test_refuse_a_seal ON orders_order")
         dba("DROP FUNCTION test_refuse_a_seal()")
-        _migrate(latest)
+        migrate_to(latest)
         assert all(Order.objects.get(pk=each.pk).address_is_sealed for each in (first, second, third))
     finally:
         dba("DROP TRIGGER IF EXISTS test_refuse_a_seal ON orders_order")
         dba("DROP FUNCTION IF EXISTS test_refuse_a_seal()")
-        _migrate(latest)
+        migrate_to(latest)
 
 
 def test_orders_a_previous_version_sealed_without_their_row_are_sealed_again_by_the_command():
     # given the lab upgraded, and then orders a web process of the previous version sealed as it did (address
     # and method, no row): a parcel as it placed it, one then readdressed in SQL, and a pickup
-    _migrate(_latest())
+    migrate_to(leaf_migrations("orders"))
     placed, readdressed, pickup = order_for(None), order_for(None), order_for(None)
     dba("UPDATE orders_order SET shipping_method = 'pickup' WHERE id = %s", pickup.pk)
     for each in (placed, readdressed, pickup):

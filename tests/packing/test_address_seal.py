@@ -19,7 +19,6 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, OperationalError, connection
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Model
 from django.urls import reverse
 from pypdf import PdfReader
@@ -48,6 +47,7 @@ from tests.builders import (
     ready_to_pack_order,
 )
 from tests.support.dba import dba
+from tests.support.migrations import leaf_migrations, migrate_to
 
 pytestmark = pytest.mark.django_db
 THEIRS = {"name": "Someone Else", "line1": "9 Drop Box Lane", "city": "Elsewhere", "country": "US"}
@@ -329,11 +329,11 @@ def test_the_upgrade_seals_the_method_of_the_orders_whose_address_seal_holds_and
         seal = address_seal(ref=each.ref, customer_id=each.customer_id, address=each.shipping_address)
         dba("UPDATE orders_order SET address_sealed = %s WHERE id = %s", seal, each.pk)
     dba_sets_address(readdressed, THEIRS)
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    latest = leaf_migrations("orders")
 
     # when the lab is upgraded
-    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
-    _migrate(latest)
+    migrate_to([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    migrate_to(latest)
 
     # then the first is sealed with its method, which SQL can no longer change unseen; the other stays refused
     assert Order.objects.get(pk=kept.pk).address_is_sealed
@@ -359,8 +359,8 @@ def test_the_upgrade_seals_the_method_in_batches_that_each_commit_and_runs_again
     for each in (first, second, third):
         _sealed_the_old_way(each)
     monkeypatch.setattr(importlib.import_module(f"lab.orders.migrations.{METHOD_SEALED}"), "BATCH", 1)
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
-    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    latest = leaf_migrations("orders")
+    migrate_to([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
     try:
         dba(
             "CREATE FUNCTION test_refuse_a_seal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -373,7 +373,7 @@ def test_the_upgrade_seals_the_method_in_batches_that_each_commit_and_runs_again
 
         # when the upgrade stops there
         with pytest.raises(DatabaseError, match="the upgrade stops here"):
-            _migrate(latest)
+            migrate_to(latest)
 
         # then the batch before it is committed, sealed with its method (before, the whole re-seal was one
         # transaction, under the ALTER TABLE's lock on every order, and nothing was kept)
@@ -386,12 +386,12 @@ def test_the_upgrade_seals_the_method_in_batches_that_each_commit_and_runs_again
         # and when it is run again, once the cause is gone, it ends: each order is sealed with its method
         dba("DROP TRIGGER test_refuse_a_seal ON orders_order")
         dba("DROP FUNCTION test_refuse_a_seal()")
-        _migrate(latest)
+        migrate_to(latest)
         assert all(Order.objects.get(pk=each.pk).address_is_sealed for each in (first, second, third))
     finally:
         dba("DROP TRIGGER IF EXISTS test_refuse_a_seal ON orders_order")
         dba("DROP FUNCTION IF EXISTS test_refuse_a_seal()")
-        _migrate(latest)
+        migrate_to(latest)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -399,9 +399,9 @@ def test_orders_a_previous_version_sealed_after_the_upgrade_are_sealed_again_by_
     # given the lab upgraded, and then orders a web process of the previous version sealed as it did (the
     # address alone): one as it placed it, one then readdressed in SQL, and one placed by a host whose clock
     # was behind, its created_at long before the upgrade
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
-    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
-    _migrate(latest)
+    latest = leaf_migrations("orders")
+    migrate_to([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    migrate_to(latest)
     placed, readdressed, behind = order_for(None), order_for(None), order_for(None)
     for each in (placed, readdressed, behind):
         _sealed_the_old_way(each)
@@ -437,9 +437,9 @@ def test_a_pickup_sealed_the_old_way_is_sealed_again_by_the_command_only_when_th
     # given the lab upgraded; a pickup a web process of the previous version placed meanwhile (sealed the
     # address alone); and a parcel whose old seal, kept from before the upgrade, a DBA wrote back with the
     # method "pickup" (the old seal covers no method, so both look the same in the database)
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
-    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
-    _migrate(latest)
+    latest = leaf_migrations("orders")
+    migrate_to([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    migrate_to(latest)
     genuine, moved = order_for(None), order_for(None)
     for each in (genuine, moved):
         dba("UPDATE orders_order SET shipping_method = 'pickup' WHERE id = %s", each.pk)
@@ -486,8 +486,8 @@ def test_the_upgrade_seals_no_order_until_its_column_is_added_and_runs_again_aft
     # given two orders sealed as before, and the database failing the column's ALTER TABLE once (a lock
     # not granted, a deadlock, a dropped connection)
     first, second = order_for(None), order_for(None)
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
-    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    latest = leaf_migrations("orders")
+    migrate_to([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
     try:
         for each in (first, second):
             _sealed_the_old_way(each)
@@ -505,7 +505,7 @@ def test_the_upgrade_seals_no_order_until_its_column_is_added_and_runs_again_aft
 
         # when the upgrade fails there
         with pytest.raises(OperationalError, match="lock timeout"):
-            _migrate(latest)
+            migrate_to(latest)
 
         # then no order is sealed with its method: the previous version, still serving (or rolled back to),
         # takes each as before (before, every order was sealed first, and it refused them all)
@@ -515,11 +515,11 @@ def test_the_upgrade_seals_no_order_until_its_column_is_added_and_runs_again_aft
         }
 
         # and run again, it ends: the column added, each order sealed with its method
-        _migrate(latest)
+        migrate_to(latest)
         assert failures == ["slip_served_at"]
         assert all(Order.objects.get(pk=each.pk).address_is_sealed for each in (first, second))
     finally:
-        _migrate(latest)
+        migrate_to(latest)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -531,8 +531,8 @@ def test_the_upgrade_waits_a_bounded_time_for_the_lock_of_its_column_and_seals_n
     order = order_for(None)
     module = importlib.import_module(f"lab.orders.migrations.{METHOD_SEALED}")
     monkeypatch.setattr(module, "LOCK_TIMEOUT", "300ms", raising=False)
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
-    _migrate([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
+    latest = leaf_migrations("orders")
+    migrate_to([("orders", "0012_shipped_event_notes_without_tracking_numbers")])
     settings = connection.settings_dict
     reader = psycopg.connect(
         dbname=settings["NAME"],
@@ -551,7 +551,7 @@ def test_the_upgrade_waits_a_bounded_time_for_the_lock_of_its_column_and_seals_n
         # when the lab is upgraded meanwhile, the migrate exits once LOCK_TIMEOUT has passed, with 75
         # (EX_TEMPFAIL), which printlab-migrate.service does not restart (RestartPreventExitStatus=75)
         with pytest.raises(SystemExit) as exited:
-            _migrate(latest)
+            migrate_to(latest)
         assert exited.value.code == 75
         cause = exited.value.__cause__
         assert isinstance(cause, OperationalError) and "lock timeout" in str(cause)
@@ -562,11 +562,5 @@ def test_the_upgrade_waits_a_bounded_time_for_the_lock_of_its_column_and_seals_n
     finally:
         ends.cancel()
         reader.close()
-        _migrate(latest)
+        migrate_to(latest)
     assert Order.objects.get(pk=order.pk).address_is_sealed
-
-
-def _migrate(targets: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from lab.notify.models import WebhookEndpoint
@@ -23,6 +22,7 @@ from tests.builders import (
     pack_and_ship,
     ready_to_pack_order,
 )
+from tests.support.migrations import leaf_migrations, migrate_to
 
 pytestmark = pytest.mark.django_db
 
@@ -108,11 +108,11 @@ def test_the_upgrade_takes_the_tracking_numbers_out_of_the_notes_the_station_wro
         )
         for note, (from_status, to_status) in written.items()
     }
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    latest = leaf_migrations("orders")
 
     # when the lab is upgraded
-    _migrate([("orders", "0010_order_payment_intent_cancel_due")])
-    _migrate(latest)
+    migrate_to([("orders", "0010_order_payment_intent_cancel_due")])
+    migrate_to(latest)
 
     # then the station's notes name the carrier only; the others are as they were written
     assert {note: OrderEvent.objects.get(pk=event.pk).note for note, event in events.items()} == {
@@ -123,9 +123,3 @@ def test_the_upgrade_takes_the_tracking_numbers_out_of_the_notes_the_station_wro
         "ups 1Z999AA10123456786 to the back door": "ups 1Z999AA10123456786 to the back door",
         "ups late today": "ups late today",
     }
-
-
-def _migrate(targets: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)

@@ -8,8 +8,6 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from PIL import Image
 
 from lab.orders.models import Asset, Order, OrderItem
@@ -17,6 +15,7 @@ from tests.builders import PERSON_PASSWORD, database_text, place_order, register
 from tests.builders.orders import order_for
 from tests.builders.people import new_customer
 from tests.support.images import icc_profile_described
+from tests.support.migrations import leaf_migrations, migrate_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,15 +24,9 @@ ICC_NAME = "Proofed for Ottoline Fairweather-Quince"
 KEPT_NOTE = "embedded profile 'Proofed for a customer still here' will be converted to the printer profile"
 
 
-def _migrate(targets: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
 @pytest.mark.usefixtures("stripe_api")  # the order is placed through the API: a PaymentIntent
 def test_orders_erased_and_photos_purged_before_the_upgrade_lose_their_seal_and_icc_description(api) -> None:
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("orders")
+    latest = leaf_migrations("orders")
     # given a customer's order of a photo whose ICC profile is described by a person's name, erased
     register(api)
     image = Image.new("RGB", (1800, 1200), (200, 120, 40))
@@ -63,7 +56,7 @@ def test_orders_erased_and_photos_purged_before_the_upgrade_lose_their_seal_and_
     kept_seal = kept.address_sealed
     assert kept_seal
 
-    _migrate(BEFORE)
+    migrate_to(BEFORE)
     try:
         # as an erasure and a purge made before commit e978d66 left them: the seal and the description kept
         Order.objects.filter(pk=order.pk).update(address_sealed=sealed)
@@ -72,7 +65,7 @@ def test_orders_erased_and_photos_purged_before_the_upgrade_lose_their_seal_and_
         assert "ottoline" in database_text()
     finally:
         # when the lab is upgraded (a failed test leaves the schema current too)
-        _migrate(latest)
+        migrate_to(latest)
 
     # then the erased order keeps no seal nor description, the purged photo no description: the name is gone
     order.refresh_from_db()

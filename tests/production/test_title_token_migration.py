@@ -5,30 +5,23 @@ with; jobs made after it get a random token each."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from lab.production.models import PrintJob
 from tests.builders.production import hotfolder_printer, released_order
+from tests.support.migrations import leaf_migrations, migrate_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("production", "0011_maintenanceticket_sealed")]
 
 
-def _migrate(targets: list[tuple[str, str]]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
 def test_jobs_made_before_the_upgrade_keep_the_title_they_were_sent_with() -> None:
     hotfolder_printer("minilab", sizes=["4x6"])
     sent = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("production")
+    latest = leaf_migrations("production")
 
-    _migrate(BEFORE)  # the schema before titles had a token; the job is there
-    _migrate(latest)  # the upgrade
+    migrate_to(BEFORE)  # the schema before titles had a token; the job is there
+    migrate_to(latest)  # the upgrade
 
     kept = PrintJob.objects.get(pk=sent.pk)
     assert (kept.title_token, kept.title) == ("", f"lab-job-{sent.pk}")
