@@ -390,6 +390,32 @@ def test_a_shipped_orders_slip_is_served_the_day_it_ships_and_not_later(order, s
     ]
 
 
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_slip_link_another_site_opened_serves_nothing_and_leaves_the_address_changeable(order, site):
+    # given a packer signed in, and a link to the day's slips (or one order's) in a chat or an e-mail: the
+    # browser sends the packer's session with it
+    client, _ = client_as("packer")
+
+    for url in (reverse("staff:day_slips"), reverse("staff:slip", args=[order.ref])):
+        response = client.get(url, headers={"Sec-Fetch-Site": site}, follow=True)
+
+        # then no slip is served, and the order's address is not marked as on paper (before: every order
+        # ready to pack was marked, and its customer's address changes refused)
+        assert not response["Content-Type"].startswith("application/pdf")
+        assert messages_of(response) == [
+            "That slip link was opened from outside the lab; print slips from the station."
+        ]
+    order.refresh_from_db()
+    assert order.slip_served_at is None
+    assert not PackingSlip.objects.exists()
+
+    # and the station's own link still serves it
+    own = client.get(reverse("staff:day_slips"), headers={"Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 200
+    order.refresh_from_db()
+    assert order.slip_served_at is not None
+
+
 def test_day_slips_hold_every_order_ready_to_pack(order):
     other = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
     packing_slip_render(order_id=other.pk)

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from lab.accounts.models import User
 from lab.accounts.roles import PACKING_ROLES
+from lab.gate.views import FOREIGN_FETCH_SITES
 from lab.lib.errors import DomainError
 from lab.orders.errors import OrderError
 from lab.orders.states import OrderStatus
@@ -193,9 +194,21 @@ def _pdf(data: bytes, filename: str) -> HttpResponse:
     return response
 
 
+def _started_by_another_site(request: HttpRequest) -> HttpResponse | None:
+    """Serving a slip marks its order's address as on paper (`slip_served_at`: the customer may no longer
+    change it), so a slip GET another site started (a link in a chat or an e-mail, which carries the packer's
+    session) is sent back to the station unserved: the packer did not ask for it."""
+    if request.headers.get("Sec-Fetch-Site", "") not in FOREIGN_FETCH_SITES:
+        return None
+    messages.error(request, "That slip link was opened from outside the lab; print slips from the station.")
+    return HttpResponseRedirect(_station_url())
+
+
 @staff_page(*PACKING_ROLES)
 @require_GET
 def slip_view(request: HttpRequest, ref: str) -> HttpResponse:
+    if refused := _started_by_another_site(request):
+        return refused
     try:
         data = station.slip_pdf(code=ref, actor=_actor(request))
     except DomainError as error:
@@ -207,6 +220,8 @@ def slip_view(request: HttpRequest, ref: str) -> HttpResponse:
 @staff_page(*PACKING_ROLES)
 @require_GET
 def day_slips_view(request: HttpRequest) -> HttpResponse:
+    if refused := _started_by_another_site(request):
+        return refused
     try:
         day = station.day_slips_pdf(actor=_actor(request))
     except DomainError as error:
