@@ -11,7 +11,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypedDict
 
-from django.db.models import BigIntegerField, Case, Count, Expression, F, Min, Q, QuerySet, Sum, Value, When
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    Expression,
+    F,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncHour
 
 from lab.orders.intake import PRODUCTION_DAYS
@@ -91,15 +104,14 @@ class QueueRow:
 
 
 def turnaround(*, filters: Filters) -> list[TurnaroundRow]:
-    """Paid → shipped per shipping day and method, from each order's first paid and first shipped event (a
-    pickup, once collected: to its first packed event, when it was ready to collect).
+    """Paid → done per day done and method, from each order's first paid event and when it was done (shipped;
+    a pickup, once collected: its last packing, when it was ready to collect: `ShippedOrderRow.done_at`).
 
-    One aggregate query gives the two times per order shipped in the range; the grouping per day is here.
+    One aggregate query gives the times per order done in the range; the grouping per day is here.
     """
-    per_order = _shipped_orders(filters=filters)
     groups: dict[tuple[datetime.date, str], list[tuple[float, bool]]] = defaultdict(list)
-    for row in per_order:
-        done = done_at(row)
+    for row in _shipped_orders(filters=filters):
+        done = row["done_at"]
         hours = (done - row["paid_at"]).total_seconds() / 3600
         promised = row["order__promised_by"]
         is_on_time = promised is None or done <= promised
@@ -185,21 +197,24 @@ def _reason_rows(
     events = events.annotate(row_reason=reason, row_printer=printer)
     if filters.printer_id is not None:
         events = events.filter(row_printer=filters.printer_id)
-    rows = list(
-        events.values("row_reason", "row_printer").annotate(jobs=Count("pk"), copies=Sum("job__copies"))
-    )
-    names = dict(
-        Printer.objects.filter(pk__in={row["row_printer"] for row in rows} - {None}).values_list("pk", "name")
-    )
+    # A job counts once per row however often it failed (or was reprinted) there, as the jobs behind the row
+    # list it once: the database sends each (reason, printer, job) once, a few thousand rows at most.
+    copies_by_job: dict[tuple[str, int | None], dict[int, int]] = defaultdict(dict)
+    for row_reason, row_printer, job_id, copies in (
+        events.values_list("row_reason", "row_printer", "job_id", "job__copies").order_by().distinct()
+    ):
+        copies_by_job[(row_reason or default_reason, row_printer)][job_id] = copies or 0
+    printer_ids = {printer_id for _, printer_id in copies_by_job if printer_id is not None}
+    names = dict(Printer.objects.filter(pk__in=printer_ids).values_list("pk", "name"))
     result = [
         ReasonRow(
-            reason=row["row_reason"] or default_reason,
-            printer_id=row["row_printer"],
-            printer=names.get(row["row_printer"], "no printer"),
-            jobs=row["jobs"],
-            copies=row["copies"] or 0,
+            reason=row_reason,
+            printer_id=row_printer,
+            printer="no printer" if row_printer is None else names.get(row_printer, "no printer"),
+            jobs=len(jobs),
+            copies=sum(jobs.values()),
         )
-        for row in rows
+        for (row_reason, row_printer), jobs in copies_by_job.items()
     ]
     # Most jobs first; then by reason and printer name, the jobs with no printer last.
     return sorted(result, key=lambda row: (-row.jobs, row.reason, row.printer_id is None, row.printer))
@@ -265,7 +280,7 @@ def orders_behind_turnaround(*, filters: Filters, day: datetime.date, method: st
     order_ids = [
         row["order_id"]
         for row in _shipped_orders(filters=filters)
-        if done_at(row).date() == day and row["order__shipping_method"] == method
+        if row["done_at"].date() == day and row["order__shipping_method"] == method
     ]
     return list(Order.objects.filter(pk__in=order_ids).order_by("promised_by"))
 
@@ -276,43 +291,55 @@ class ShippedOrderRow(TypedDict):
     order__promised_by: datetime.datetime | None
     paid_at: datetime.datetime  # never null: the query keeps only orders with a paid event
     handed_over_at: datetime.datetime  # to the carrier, or to the customer at the counter (`shipped`)
-    packed_at: datetime.datetime | None
+    packed_at: datetime.datetime | None  # the last packing
+    done_at: datetime.datetime  # the time the order is counted at, in the range: `_done_at`
 
 
-def done_at(row: ShippedOrderRow) -> datetime.datetime:
-    """When the order kept its promise: shipped, or for a pickup packed (from then it waits at the counter, on
-    the customer's time: lab.orders.selectors.promise_kept_q). A pickup is counted once it was collected, as
-    every order is counted once shipped, so the query stays the cheap one over shipped events in the range."""
-    if row["order__shipping_method"] == Order.ShippingMethod.PICKUP and row["packed_at"] is not None:
-        return row["packed_at"]
-    return row["handed_over_at"]
+def _done_at() -> Expression:
+    """When the order kept its promise: shipped, or for a pickup its last packing (from then it waits at the
+    counter, on the customer's time: lab.orders.selectors.promise_kept_q). A pickup unpacked (a wrong print
+    reprinted) was not ready until packed again: its first packing would count it on time. Only the first
+    hand-over ends a packing (a shipped order is never packed again: lab.orders.states), so the last packing
+    is the last one before it. A pickup is counted once it was collected, as every order once shipped."""
+    return Case(
+        When(
+            Q(order__shipping_method=Order.ShippingMethod.PICKUP, packed_at__isnull=False),
+            then=F("packed_at"),
+        ),
+        default=F("handed_over_at"),
+    )
 
 
 def _shipped_orders(*, filters: Filters) -> QuerySet[OrderEvent, ShippedOrderRow]:
-    """Per order shipped in the range: its first paid and first shipped time (one aggregate query).
+    """Per order done in the range (`_done_at`): its first paid, last packed and first shipped time (one
+    aggregate query), so every row's day is in the range and a day's orders do not depend on the range.
 
-    Only orders with a shipped event in the range are grouped (an order's first shipment cannot be in the
-    range unless one of its shipped events is), so the query reads the range, not every order ever paid.
+    Only orders with a shipped or packed event in the range are grouped (an order cannot be done in the range
+    unless one of them is), so the query reads the range, not every order ever paid.
     """
-    shipped_in_range = OrderEvent.objects.filter(
-        kind="status_changed",
-        to_status=OrderStatus.SHIPPED,
-        created_at__gte=filters.start,
-        created_at__lt=filters.end,
-    ).values("order_id")
+    in_range = OrderEvent.objects.filter(
+        kind="status_changed", created_at__gte=filters.start, created_at__lt=filters.end
+    )
     rows = (
         OrderEvent.objects.filter(
+            Q(order_id__in=in_range.filter(to_status=OrderStatus.SHIPPED).values("order_id"))
+            | Q(order_id__in=in_range.filter(to_status=OrderStatus.PACKED).values("order_id")),
             kind="status_changed",
             to_status__in=[OrderStatus.PAID, OrderStatus.PACKED, OrderStatus.SHIPPED],
-            order_id__in=shipped_in_range,
         )
         .values("order_id", "order__shipping_method", "order__promised_by")
         .annotate(
             paid_at=Min("created_at", filter=Q(to_status=OrderStatus.PAID)),
             handed_over_at=Min("created_at", filter=Q(to_status=OrderStatus.SHIPPED)),
-            packed_at=Min("created_at", filter=Q(to_status=OrderStatus.PACKED)),
+            packed_at=Max("created_at", filter=Q(to_status=OrderStatus.PACKED)),
         )
-        .filter(handed_over_at__gte=filters.start, handed_over_at__lt=filters.end, paid_at__isnull=False)
+        .annotate(done_at=_done_at())
+        .filter(
+            handed_over_at__isnull=False,
+            paid_at__isnull=False,
+            done_at__gte=filters.start,
+            done_at__lt=filters.end,
+        )
         .order_by("order_id")
     )
     if filters.printer_id is not None:

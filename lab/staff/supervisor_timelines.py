@@ -25,6 +25,8 @@ PRINTER_STATES = tuple(str(state) for state in PrinterState)  # online, paused, 
 # Tracking records a printer_state event only when the state changes, and a printer starts online (the model's
 # default): a printer with no event before the range has been online since it was added.
 STATE_BEFORE_ANY_EVENT = str(PrinterState.ONLINE)
+# A pause from the board (lab.production.actions.printer_pause/printer_resume) is its own event, not a state.
+LAB_PAUSE_KINDS = ("printer_paused", "printer_resumed")
 # The stages of the queue's history and the job statuses each one groups.
 QUEUE_HISTORY_STAGES: dict[str, tuple[str, ...]] = {
     "waiting": (J.NO_PRINTER, J.QUEUED),
@@ -83,45 +85,49 @@ def _range_end(filters: Filters, now: datetime.datetime) -> datetime.datetime:
 
 
 def printer_time(*, filters: Filters, now: datetime.datetime) -> list[PrinterTimeRow]:
-    """Seconds in each printer state per printer (from `printer_state` events), and utilisation: time a job
-    was at the printer (submitted until printed, failed or any other move) within its online time."""
+    """Seconds in each printer state per printer (from `printer_state` events and the lab's pauses), and
+    utilisation: time a job was at the printer (submitted until printed, failed or any other move) within its
+    online time. A printer counts from when it was added (`created_at`), if that is within the range; one
+    added at or after the range's end is not listed."""
     end = _range_end(filters, now)
-    printers = Printer.objects.order_by("name")
+    printers = Printer.objects.filter(created_at__lt=end).order_by("name")
     if filters.printer_id is not None:
         printers = printers.filter(pk=filters.printer_id)
-    state_events = JobEvent.objects.filter(kind="printer_state", printer_id=OuterRef("pk"))
-    printers = printers.annotate(
-        state_before=Subquery(
-            state_events.filter(created_at__lt=filters.start)
-            .order_by("-created_at", "-pk")
-            .values("to_status")[:1]
-        )
+    before_range = JobEvent.objects.filter(printer_id=OuterRef("pk"), created_at__lt=filters.start).order_by(
+        "-created_at", "-pk"
     )
-    listed = list(printers.values("pk", "name", "state_before"))
-    changes: dict[int, list[tuple[datetime.datetime, str]]] = defaultdict(list)
-    for row in (
+    printers = printers.annotate(
+        state_before=Subquery(before_range.filter(kind="printer_state").values("to_status")[:1]),
+        lab_pause_before=Subquery(before_range.filter(kind__in=LAB_PAUSE_KINDS).values("kind")[:1]),
+    )
+    listed = list(printers.values("pk", "name", "created_at", "state_before", "lab_pause_before"))
+    changes: dict[int, list[tuple[datetime.datetime, str, str]]] = defaultdict(list)
+    for printer_id, at, kind, to_status in (
         JobEvent.objects.filter(
-            kind="printer_state",
+            kind__in=["printer_state", *LAB_PAUSE_KINDS],
             printer_id__in=[printer["pk"] for printer in listed],
             created_at__gte=filters.start,
             created_at__lt=end,
         )
         .order_by("printer_id", "created_at", "pk")
-        .values_list("printer_id", "created_at", "to_status")
+        .values_list("printer_id", "created_at", "kind", "to_status")
     ):
-        changes[row[0]].append((row[1], row[2]))
+        changes[printer_id].append((at, kind, to_status))
     printing = _printing_intervals(
         filters=filters, end=end, printer_ids=[printer["pk"] for printer in listed]
     )
     rows = []
     for printer in listed:
+        start = max(filters.start, printer["created_at"])
         seconds, online = _state_seconds(
             first_state=printer["state_before"] or STATE_BEFORE_ANY_EVENT,
+            is_paused_by_lab=printer["lab_pause_before"] == "printer_paused",
             changes=changes[printer["pk"]],
-            start=filters.start,
+            start=start,
             end=end,
         )
-        printing_seconds = _overlap_seconds(_union(printing[printer["pk"]]), online)
+        clipped = _clip(printing[printer["pk"]], start=start.timestamp(), end=end.timestamp())
+        printing_seconds = _overlap_seconds(_union(clipped), online)
         rows.append(
             PrinterTimeRow(
                 printer_id=printer["pk"],
@@ -137,21 +143,34 @@ def printer_time(*, filters: Filters, now: datetime.datetime) -> list[PrinterTim
 def _state_seconds(
     *,
     first_state: str,
-    changes: list[tuple[datetime.datetime, str]],
+    is_paused_by_lab: bool,
+    changes: list[tuple[datetime.datetime, str, str]],
     start: datetime.datetime,
     end: datetime.datetime,
 ) -> tuple[dict[str, float], list[Span]]:
-    """Seconds per state between start and end, and the online intervals (epoch seconds)."""
+    """Seconds per state between start and end, and the online intervals (epoch seconds). `changes` are
+    (time, kind, to_status) of state events and the lab's pauses; one before `start` (the printer was added
+    later) only sets the state. Paused by the lab while otherwise online is paused: it takes no job; offline
+    and error stay what they are, the lab's pause or not."""
     seconds = dict.fromkeys(PRINTER_STATES, 0.0)
     online: list[Span] = []
     state, since = first_state, start
-    for at, to_state in [*changes, (end, "")]:
+    for at, kind, to_state in [*changes, (end, "", "")]:
         if at > since:
-            seconds[state] = seconds.get(state, 0.0) + (at - since).total_seconds()
-            if state == PrinterState.ONLINE:
+            shown = PrinterState.PAUSED if is_paused_by_lab and state == PrinterState.ONLINE else state
+            seconds[shown] = seconds.get(shown, 0.0) + (at - since).total_seconds()
+            if shown == PrinterState.ONLINE:
                 online.append((since.timestamp(), at.timestamp()))
-        state, since = to_state, at
+            since = at
+        if kind == "printer_state":
+            state = to_state
+        elif kind in LAB_PAUSE_KINDS:
+            is_paused_by_lab = kind == "printer_paused"
     return seconds, online
+
+
+def _clip(intervals: Iterable[Span], *, start: float, end: float) -> list[Span]:
+    return [(max(first, start), min(last, end)) for first, last in intervals if last > start and first < end]
 
 
 def _printing_intervals(

@@ -21,6 +21,7 @@ from lab.production.alerts import alerts_check
 from lab.production.cancellation import ALREADY_PRINTED, order_cancel_in_production
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.staff import supervisor
+from lab.staff.views.supervisor import TABLE_COLUMNS
 from tests.builders import (
     client_as,
     hotfolder_printer,
@@ -459,3 +460,140 @@ def test_a_row_key_no_row_can_have_is_a_404_not_a_500(query: str) -> None:
 
     assert response.status_code == 404
     assert "<h1>Page not found</h1>" in response.content.decode()
+
+
+def _pickup(*, promised_by: datetime, events: list[tuple[str, datetime]]) -> Order:
+    order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=promised_by)
+    Order.objects.filter(pk=order.pk).update(shipping_method="pickup")
+    for to_status, at in events:
+        OrderEvent.objects.create(order=order, kind="status_changed", to_status=to_status, created_at=at)
+    return order
+
+
+def test_a_pickup_unpacked_and_packed_again_is_ready_when_it_was_packed_the_last_time() -> None:
+    # given a pickup packed on time at 24 h, unpacked at 50 h (a wrong print reprinted), packed again at 96 h,
+    # and collected at 100 h; it was promised ready at 48 h
+    hours = [("paid", 0), ("packed", 24), ("ready_to_pack", 50), ("in_production", 51)]
+    hours += [("ready_to_pack", 90), ("packed", 96), ("shipped", 100)]
+    _pickup(
+        promised_by=DAY + timedelta(hours=48),
+        events=[(to_status, DAY + timedelta(hours=hour)) for to_status, hour in hours],
+    )
+
+    # when the supervisor reads the turnaround of its week
+    rows = supervisor.turnaround(
+        filters=supervisor.Filters(start=DAY, end=DAY + timedelta(days=7), printer_id=None)
+    )
+
+    # then it was ready at its last packing, 96 h after payment: late
+    assert [
+        (row.day.isoformat(), row.shipping_method, row.orders, row.on_time, row.mean_hours) for row in rows
+    ] == [("2026-11-24", "pickup", 1, 0, 96.0)]
+
+
+def test_a_pickup_is_counted_under_the_day_it_was_ready_whatever_the_range() -> None:
+    # given a pickup ready on the 21st and collected on the 23rd, and a parcel shipped on the 23rd
+    pickup = _pickup(
+        promised_by=DAY + timedelta(days=3),
+        events=[
+            ("paid", DAY),
+            ("packed", DAY + timedelta(hours=30)),
+            ("shipped", DAY + timedelta(days=3, hours=10)),
+        ],
+    )
+    _shipped(
+        method="standard",
+        paid_at=DAY,
+        shipped_at=DAY + timedelta(days=3, hours=1),
+        promised_by=DAY + timedelta(days=3, hours=2),
+    )
+
+    def days(first: int, last: int) -> list[tuple[str, str, int]]:
+        rows = supervisor.turnaround(filters=_days(first, last))
+        return [(row.day.isoformat(), row.shipping_method, row.orders) for row in rows]
+
+    # when the supervisor reads the 21st alone, the 23rd alone, the three days and the week
+    # then the pickup is on the 21st in each range holding it, and in no other; each row's day is in its range
+    assert days(1, 1) == [("2026-11-21", "pickup", 1)]
+    assert days(3, 3) == [("2026-11-23", "standard", 1)]
+    assert days(1, 3) == days(0, 6) == [("2026-11-21", "pickup", 1), ("2026-11-23", "standard", 1)]
+    behind = supervisor.orders_behind_turnaround(
+        filters=_days(1, 1), day=DAY.date() + timedelta(days=1), method="pickup"
+    )
+    assert [order.pk for order in behind] == [pickup.pk]
+
+
+def _days(first: int, last: int) -> supervisor.Filters:
+    """The days DAY + first to DAY + last, both included."""
+    return supervisor.Filters(
+        start=DAY + timedelta(days=first), end=DAY + timedelta(days=last + 1), printer_id=None
+    )
+
+
+def test_a_job_that_failed_twice_is_one_job_of_its_failures_row() -> None:
+    # given a job of two copies that failed at alpha, was sent there again and failed again with the same code
+    alpha = hotfolder_printer("alpha", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 2)]))
+    for from_status, to_status, hour in (
+        ("ready", "failed", 1),
+        ("failed", "queued", 2),
+        ("ready", "failed", 3),
+    ):
+        JobEvent.objects.create(
+            job=job,
+            printer=alpha,
+            kind="moved",
+            from_status=from_status,
+            to_status=to_status,
+            failure_code="printer_held_job" if to_status == "failed" else "",
+            created_at=DAY + timedelta(hours=hour),
+        )
+
+    # when the supervisor reads the failures and the jobs behind the row
+    rows = supervisor.failures(filters=_filters())
+    behind = supervisor.jobs_behind(
+        table="failures", filters=_filters(), key={"reason": "printer_held_job", "printer": str(alpha.pk)}
+    )
+
+    # then the row counts the job once, with its copies once, as the list behind it shows
+    assert [(row.reason, row.printer, row.jobs, row.copies) for row in rows] == [
+        ("printer_held_job", "alpha", 1, 2)
+    ]
+    assert [(behind_job.pk, behind_job.copies) for behind_job in behind] == [(job.pk, 2)]
+
+
+def test_the_csv_of_an_empty_table_has_its_header_row() -> None:
+    # given nothing shipped, printed, failed or reprinted in the range
+    client, _ = client_as("supervisor")
+
+    # when the supervisor downloads each table
+    headers = {
+        table: list(
+            csv.reader(
+                io.StringIO(client.get(URL, {**RANGE, "format": "csv", "table": table}).content.decode())
+            )
+        )
+        for table in ("turnaround", "throughput", "failures", "reprints", "at_risk")
+    }
+
+    # then each one is its header row alone
+    assert headers == {
+        "turnaround": [
+            ["day", "shipping_method", "orders", "on_time", "mean_hours", "max_hours", "promised_hours"]
+        ],
+        "throughput": [["printer", "hour", "jobs", "copies"]],
+        "failures": [["reason", "printer", "jobs", "copies"]],
+        "reprints": [["reason", "printer", "jobs", "copies"]],
+        "at_risk": [["order", "status", "shipping_method", "promised_by", "is_late"]],
+    }
+
+
+def test_each_tables_rows_have_exactly_its_declared_columns(history: History) -> None:
+    client, _ = client_as("supervisor")
+
+    figures = client.get(URL, RANGE).context["figures"]
+
+    assert set(figures) == set(TABLE_COLUMNS)
+    for table, rows in figures.items():
+        for row in rows:
+            assert tuple(column for column in row if column != "link") == TABLE_COLUMNS[table]

@@ -41,6 +41,8 @@ def _released_to_alpha() -> tuple[Printer, Printer, PrintJob]:
     """Two printers that both hold 4x6; the order's one job goes to alpha (least loaded, first by name)."""
     alpha = hotfolder_printer("alpha", sizes=["4x6"])
     beta = hotfolder_printer("beta", sizes=["4x6"])
+    # in the lab before the day the tests date their events (a printer counts from when it was added)
+    Printer.objects.filter(pk__in=[alpha.pk, beta.pk]).update(created_at=at(-24))
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 2)])
     return alpha, beta, PrintJob.objects.get(order=order)
 

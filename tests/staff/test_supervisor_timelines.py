@@ -32,8 +32,10 @@ def _move(job: PrintJob, from_status: str, to_status: str, when: datetime, kind:
 
 
 def _jobs(count: int) -> tuple[Printer, Printer, list[PrintJob]]:
+    """Two printers added long before DAY (a printer counts from when it was added) and `count` jobs."""
     alpha = hotfolder_printer("alpha", sizes=["4x6"])
     beta = hotfolder_printer("beta", sizes=["5x7"])
+    Printer.objects.filter(pk__in=[alpha.pk, beta.pk]).update(created_at=at(-24 * 30))
     order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)] * count)
     return alpha, beta, list(PrintJob.objects.filter(order=order).order_by("pk"))
 
@@ -267,3 +269,47 @@ def test_the_page_shows_the_new_tables_charts_csv_and_drill_down() -> None:
     ]
     assert behind.status_code == 200
     assert len(behind.context["jobs"]) == 4
+
+
+def test_a_printer_counts_from_when_it_was_added_and_one_added_after_the_range_is_not_listed() -> None:
+    # given alpha, added at 12:00 of DAY, whose job was submitted at 10:00 (before it was added: a test's
+    # history) and printed at 14:00, and beta, added the next day
+    alpha, beta, (job,) = _jobs(1)
+    Printer.objects.filter(pk=alpha.pk).update(created_at=at(12))
+    Printer.objects.filter(pk=beta.pk).update(created_at=at(24))
+    _move(job, "submitting", "submitted", at(10))
+    _move(job, "submitted", "printed", at(14))
+
+    # when the supervisor reads DAY's printer time, two days later
+    rows = supervisor_timelines.printer_time(filters=_day(), now=at(48))
+
+    # then alpha was online its last 12 hours, printing 2 of them; beta did not exist yet
+    assert [(row.printer, row.seconds, row.printing_seconds, row.utilisation) for row in rows] == [
+        ("alpha", {"online": 43200.0, "paused": 0.0, "offline": 0.0, "error": 0.0}, 7200.0, 7200 / 43200)
+    ]
+
+
+def _by_the_lab(printer: Printer, kind: str, when: datetime) -> None:
+    """As lab.production.actions.printer_pause/printer_resume record it: no state event."""
+    JobEvent.objects.create(printer=printer, kind=kind, created_at=when)
+
+
+def test_a_printer_paused_from_the_board_is_paused_not_online() -> None:
+    # given alpha, paused by the lab from before DAY until 02:00, in error 03:00-04:00, paused by the lab
+    # again 03:30-05:00; a job submitted at 00:30 printed at 02:30 (a paused printer finishes what it holds)
+    alpha, _, (job,) = _jobs(1)
+    _by_the_lab(alpha, "printer_paused", at(-1))
+    _by_the_lab(alpha, "printer_resumed", at(2))
+    _state(alpha, "error", at(3))
+    _by_the_lab(alpha, "printer_paused", at(3.5))
+    _state(alpha, "online", at(4))
+    _by_the_lab(alpha, "printer_resumed", at(5))
+    _move(job, "submitting", "submitted", at(0.5))
+    _move(job, "submitted", "printed", at(2.5))
+
+    # when the supervisor reads alpha's time at 06:00
+    (row,) = supervisor_timelines.printer_time(filters=_day(alpha.pk), now=at(6))
+
+    # then the lab's pauses while it was otherwise online are paused time; its error stays an error
+    assert row.seconds == {"online": 7200.0, "paused": 10800.0, "offline": 0.0, "error": 3600.0}
+    assert (row.printing_seconds, row.utilisation) == (1800.0, 0.25)

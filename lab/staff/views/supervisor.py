@@ -28,17 +28,40 @@ from lab.staff.charts import Bar, Series, StackedBar, bar_chart, line_chart, sta
 # Technicians read it too; nothing on the page changes anything.
 DEFAULT_DAYS = 7
 MAX_DAYS = 92
-TABLES = (
-    "turnaround",
-    "throughput",
-    "failures",
-    "reprints",
-    "queue",
-    "at_risk",
-    "printer_time",
-    "queue_history",
-    "reprint_rate",
-)
+# Each table's columns, in order (its CSV's header, written even when the table is empty); a row's `link`
+# is the page's, not a column.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "turnaround": (
+        "day",
+        "shipping_method",
+        "orders",
+        "on_time",
+        "mean_hours",
+        "max_hours",
+        "promised_hours",
+    ),
+    "throughput": ("printer", "hour", "jobs", "copies"),
+    "failures": ("reason", "printer", "jobs", "copies"),
+    "reprints": ("reason", "printer", "jobs", "copies"),
+    "queue": ("stage", "jobs", "oldest_minutes"),
+    "at_risk": ("order", "status", "shipping_method", "promised_by", "is_late"),
+    "printer_time": (
+        "printer",
+        *(f"{state}_hours" for state in supervisor_timelines.PRINTER_STATES),
+        "printing_hours",
+        "utilisation_percent",
+    ),
+    "queue_history": (
+        "hour",
+        *(
+            column
+            for stage in supervisor_timelines.QUEUE_HISTORY_STAGES
+            for column in (f"{stage}_jobs", f"{stage}_oldest_minutes")
+        ),
+    ),
+    "reprint_rate": ("day", "printed", "reprints", "rate_percent"),
+}
+TABLES = tuple(TABLE_COLUMNS)
 
 
 def _date(value: str | None) -> datetime.date | None:
@@ -301,7 +324,7 @@ def _csv(table: str, rows: list[dict[str, object]]) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{table}.csv"'
     writer = csv.writer(response)
-    columns = [column for column in (rows[0] if rows else {}) if column != "link"]
+    columns = TABLE_COLUMNS[table]
     writer.writerow(columns)
     for row in rows:
         writer.writerow([row[column] for column in columns])
