@@ -34,6 +34,7 @@ from django.db.models.functions import Now
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from prometheus_client import Counter as MetricCounter
 
 from lab.accounts.models import SecurityEvent
 from lab.accounts.sessions import sessions_expired_delete
@@ -52,6 +53,17 @@ from lab.production.states import JobStatus
 
 logger = logging.getLogger(__name__)
 
+# A purge's file that could not be deleted after its commit (a disk error, permissions, a read-only mount):
+# a raster left this way still decrypts under the photo's live key (raster_purge keeps the key), and its row
+# is blanked, so no later purge names it again. Before, only a line in the error log said so; this counts
+# them for an alert (README, Monitoring: printlab_purge_file_delete_failures_total).
+PURGE_FILE_DELETE_FAILURES = MetricCounter(
+    "printlab_purge_file_delete_failures",
+    "Files of a purged photo or raster (retention, erasure) that could not be deleted after the purge "
+    "committed; each is left on disk (a raster readable while its photo's key lives).",
+    ["kind"],
+)
+
 RULE_SHIPPED = "shipped_order"
 RULE_UNPAID = "unpaid_order"
 RULE_CANCELLED = "cancelled_order"
@@ -66,6 +78,8 @@ PHOTO_NEEDED_STATUSES = frozenset({S.PAID, S.IN_PRODUCTION, S.ON_HOLD, S.READY_T
 # An unpaid order may still be paid (and then printed): retention first cancels it when it is stale.
 HOLDING_STATUSES = PHOTO_NEEDED_STATUSES | {S.AWAITING_PAYMENT}
 SHIPPED_STATUSES = frozenset({S.SHIPPED, S.DELIVERED})
+# A photo not yet purged (what a purge may still take).
+LIVE_ASSET_STATUSES = frozenset(set(Asset.Status) - {Asset.Status.PURGED})
 UNPAID_PAYMENT_STATUSES = frozenset(
     {Order.PaymentStatus.NONE, Order.PaymentStatus.REQUIRES_PAYMENT, Order.PaymentStatus.FAILED}
 )
@@ -86,6 +100,8 @@ DEFAULT_BATCH = 500
 # interval, while bench/scale printed ~500,000 rasters a day, so photos and rasters outlived their promised
 # retention for good and the disk filled.
 SWEEP_TIME_BUDGET_SECONDS = 600.0
+# A count of the gauge stops here: enough to say how far behind, cheap when far.
+DUE_LATE_CAP = 10_000
 # What a sweep reports, always in this order (zeros included), so an operator can compare runs.
 SWEEP_COUNTS = (
     "orders_expired",
@@ -177,11 +193,23 @@ def _orders_using_locked(asset: Asset) -> list[Order]:
     return list(Order.objects.select_for_update().filter(pk__in=order_ids).order_by("-created_at", "-pk"))
 
 
-def _delete_after_commit(names: Iterable[str]) -> None:
+def _delete_after_commit(names: Iterable[str], *, kind: str, of: str) -> None:
+    """`of`: whose files they are, for the log (`asset=<id>`, `job=<id>`)."""
     for name in names:
         if name:
             # After commit: a rolled-back purge must leave the files (and the key) as they were.
             transaction.on_commit(partial(vault_delete, name=name), robust=True)
+            transaction.on_commit(partial(_file_delete_confirm, name=name, kind=kind, of=of), robust=True)
+
+
+def _file_delete_confirm(*, name: str, kind: str, of: str) -> None:
+    """After the delete: try once more (a file already gone is nothing to do), and count and log a file that
+    still cannot be deleted (by ids and error type only: an OSError's text names the path)."""
+    try:
+        vault_delete(name=name)
+    except Exception as error:
+        PURGE_FILE_DELETE_FAILURES.labels(kind=kind).inc()
+        logger.error("purged file not deleted kind=%s %s error=%s", kind, of, type(error).__name__)
 
 
 def _blobs_of_the_photo(
@@ -278,7 +306,7 @@ def asset_purge(
                 order_ref=orders[0].ref if orders else None,
             )
         )
-        _delete_after_commit(names)
+        _delete_after_commit(names, kind="photo", of=f"asset={asset.pk}")
         if rule != RULE_ERASURE:
             # Each order whose photos are now all gone owes its customer a privacy receipt (an erasure issues
             # its own); by name, as the receipts build on this module, and redone by the receipts sweep.
@@ -321,7 +349,7 @@ def raster_purge(*, job_id: int, cutoff: datetime) -> bool:
                 context_id=str(job.pk),
             )
         )
-        _delete_after_commit(names)
+        _delete_after_commit(names, kind="raster", of=f"job={job.pk}")
     logger.info("raster purged job=%s", job_id)
     return True
 
@@ -605,28 +633,32 @@ def mail_files_erase(*, email: str) -> int:
     return erased
 
 
-def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | None = None) -> dict[str, int]:
-    """Apply every retention rule, each a batch (RETENTION_BATCH) at a time until nothing it covers is left or
-    SWEEP_TIME_BUDGET_SECONDS is spent; returns how many photos/rasters each rule purged, and `work_left`
-    (only when there is any) how many the budget left for the next sweep (logged by rule)."""
-    started = time.monotonic()
-    policy = policy or RetentionPolicy.from_settings()
-    now = now or timezone.now()
+@dataclass(frozen=True)
+class _Due:
+    name: str  # the rule, as the sweep's counts name it
+    rows: QuerySet[Model]  # what it covers at the time given, ordered by `order`
+    order: tuple[str, ...]
+
+
+def _due(*, policy: RetentionPolicy, now: datetime) -> list[_Due]:
+    """What each retention rule covers at `now`, in the order the sweep applies them: the sweep's work, and
+    (at `now` one sweep's lag back) what the gauge says it should have done already (retention_due_late)."""
     cutoffs = Cutoffs.at(policy=policy, now=now)
     unused_before = now - timedelta(days=policy.unused_days)
-    counts: Counter[str] = Counter(dict.fromkeys(SWEEP_COUNTS, 0))
     # First, so the photos of the orders it cancels are due under RULE_UNPAID in this sweep.
-    expiring = _RuleRun(
-        name="orders_expired",
-        rows=_stale_unpaid_orders(cutoffs.unpaid_before).order_by("created_at", "pk"),
-        order=("created_at", "pk"),
-        handle=lambda pk: "orders_expired" if _order_expired(pk) else None,
-        batch=policy.batch,
+    expiring = _Due(
+        "orders_expired",
+        _stale_unpaid_orders(cutoffs.unpaid_before).order_by("created_at", "pk"),
+        ("created_at", "pk"),
     )
     # Candidates skip photos an order still keeps (open, shipped or cancelled too recently): each batch is
     # then photos that can go; asset_purge decides again under lock. Before, a batch of photos due by one
-    # order but kept by another was refused at every run and held up every photo after it.
-    candidates = Asset.objects.exclude(items__order__in=_orders_keeping(cutoffs))
+    # order but kept by another was refused at every run and held up every photo after it. Live photos by
+    # their status (not "all but purged"): the (status, created_at) index then reads only photos not yet
+    # purged, which retention keeps few, not every photo the lab ever had.
+    candidates = Asset.objects.filter(status__in=LIVE_ASSET_STATUSES).exclude(
+        items__order__in=_orders_keeping(cutoffs)
+    )
     rules: list[tuple[str, Q]] = [
         (
             RULE_SHIPPED,
@@ -654,34 +686,68 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
         ),
         (RULE_NEVER_ORDERED, Q(items__isnull=True, created_at__lte=unused_before)),
     ]
-    runs = [
-        _RuleRun(
-            name=rule,
-            rows=candidates.filter(condition)
-            .exclude(status=Asset.Status.PURGED)
-            .distinct()
-            .order_by("created_at", "pk"),
-            order=("created_at", "pk"),
-            handle=partial(_asset_purge_counted, rule=rule, cutoffs=cutoffs),
-            batch=policy.batch,
-        )
+    photos = [
+        _Due(rule, candidates.filter(condition).distinct().order_by("created_at", "pk"), ("created_at", "pk"))
         for rule, condition in rules
     ]
     raster_cutoff = now - timedelta(days=policy.raster_days)
-    runs.append(
-        _RuleRun(
-            name=RULE_PRINTED_RASTER,
-            rows=PrintJob.objects.exclude(raster_blob="")
-            .filter(
-                Q(status=JobStatus.PRINTED, printed_at__lte=raster_cutoff)
-                | Q(status=JobStatus.CANCELLED, updated_at__lte=raster_cutoff)
-            )
-            .order_by("pk"),
-            order=("pk",),
-            handle=lambda pk: RULE_PRINTED_RASTER if raster_purge(job_id=pk, cutoff=raster_cutoff) else None,
-            batch=policy.batch,
+    rasters = _Due(
+        RULE_PRINTED_RASTER,
+        PrintJob.objects.exclude(raster_blob="")
+        .filter(
+            Q(status=JobStatus.PRINTED, printed_at__lte=raster_cutoff)
+            | Q(status=JobStatus.CANCELLED, updated_at__lte=raster_cutoff)
         )
+        .order_by("pk"),
+        ("pk",),
     )
+    return [expiring, *photos, rasters]
+
+
+def retention_schedule_lag() -> timedelta:
+    """How long after it falls due an item must be gone: one sweep interval (RETENTION_SWEEP_SECONDS) for the
+    next sweep to start, and its time budget for it to get there."""
+    interval = float(getattr(settings, "RETENTION_SWEEP_SECONDS", 3600))
+    return timedelta(seconds=interval + SWEEP_TIME_BUDGET_SECONDS)
+
+
+def retention_due_late(*, now: datetime | None = None, cap: int = DUE_LATE_CAP) -> dict[str, int]:
+    """For each rule of the sweep (and the expiry of unpaid orders): how many items fell due under it more
+    than retention_schedule_lag() ago and are still here, at most `cap` each (the /metrics gauge
+    printlab_retention_due_past_schedule). Above 0, the sweep is not keeping the schedule the README and the
+    privacy policy promise: dead, failing, or behind.
+
+    Read at every scrape, so bounded: each count stops at `cap`, the photo rules read only photos not yet
+    purged (the Asset status index), the expiry only unpaid orders (the Order status index)."""
+    policy = RetentionPolicy.from_settings()
+    late = (now or timezone.now()) - retention_schedule_lag()
+    return {due.name: due.rows.order_by()[:cap].count() for due in _due(policy=policy, now=late)}
+
+
+def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | None = None) -> dict[str, int]:
+    """Apply every retention rule, each a batch (RETENTION_BATCH) at a time until nothing it covers is left or
+    SWEEP_TIME_BUDGET_SECONDS is spent; returns how many photos/rasters each rule purged, and `work_left`
+    (only when there is any) how many the budget left for the next sweep (logged by rule)."""
+    started = time.monotonic()
+    policy = policy or RetentionPolicy.from_settings()
+    now = now or timezone.now()
+    cutoffs = Cutoffs.at(policy=policy, now=now)
+    counts: Counter[str] = Counter(dict.fromkeys(SWEEP_COUNTS, 0))
+    raster_cutoff = now - timedelta(days=policy.raster_days)
+    handles: dict[str, Callable[[Any], str | None]] = {
+        "orders_expired": lambda pk: "orders_expired" if _order_expired(pk) else None,
+        **{
+            rule: partial(_asset_purge_counted, rule=rule, cutoffs=cutoffs)
+            for rule in (RULE_SHIPPED, RULE_UNPAID, RULE_CANCELLED, RULE_NEVER_ORDERED)
+        },
+        RULE_PRINTED_RASTER: lambda pk: (
+            RULE_PRINTED_RASTER if raster_purge(job_id=pk, cutoff=raster_cutoff) else None
+        ),
+    }
+    expiring, *runs = [
+        _RuleRun(name=due.name, rows=due.rows, order=due.order, handle=handles[due.name], batch=policy.batch)
+        for due in _due(policy=policy, now=now)
+    ]
     _runs_drain([expiring, *runs], counts, started=started)
     left = {run.name: run.left() for run in [expiring, *runs]}
     if work_left := sum(left.values()):

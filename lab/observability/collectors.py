@@ -1,4 +1,5 @@
-"""Gauges read at scrape time: the broker's queue depths and the database's job, printer and webhook counts.
+"""Gauges read at scrape time: the broker's queue depths and the database's job, printer, webhook and
+retention counts.
 
 Each is one cheap query per scrape (GROUP BY on an indexed status column, or a COUNT on an index); a
 dependency that is down yields printlab_<dependency>_up 0 instead of a failed scrape.
@@ -17,6 +18,7 @@ from kombu.exceptions import ChannelError
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lab.customer_data.retention import retention_due_late
 from lab.notify.models import WebhookDelivery
 from lab.notify.states import DeliveryStatus
 from lab.production.alerts import PRINTED_AFTER_CANCEL_HOURS, printed_after_cancel_q
@@ -125,6 +127,21 @@ class LabStateCollector(Collector):
             if sweep.age is not None:
                 sweep_age.add_metric([sweep.task], sweep.age.total_seconds())
         overdue.add_metric([], sum(sweep.overdue for sweep in sweeps))
+        behind = GaugeMetricFamily(
+            "printlab_sweeps_behind",
+            "Scheduled sweeps whose last run succeeded but left work for the next (the retention sweep out of"
+            " its time budget).",
+        )
+        behind.add_metric([], sum(sweep.behind for sweep in sweeps))
+        retention_late = GaugeMetricFamily(
+            "printlab_retention_due_past_schedule",
+            "Items each retention rule should have deleted more than one sweep interval plus its time budget"
+            " ago and that are still here (photos, rasters, unpaid orders to expire; each count stops at"
+            " 10000).",
+            labels=["rule"],
+        )
+        for rule, count in retention_due_late().items():
+            retention_late.add_metric([rule], count)
         printed_after_cancel = GaugeMetricFamily(
             "printlab_cancelled_jobs_printed",
             f"Cancelled jobs a copy of which printed anyway in the last {PRINTED_AFTER_CANCEL_HOURS} h, and "
@@ -132,7 +149,17 @@ class LabStateCollector(Collector):
             "lie at the printer (the board's prints of cancelled orders and late copies).",
         )
         printed_after_cancel.add_metric([], PrintJob.objects.filter(printed_after_cancel_q()).count())
-        return [jobs, printers, printer_state, backlog, sweep_age, overdue, printed_after_cancel]
+        return [
+            jobs,
+            printers,
+            printer_state,
+            backlog,
+            sweep_age,
+            overdue,
+            behind,
+            retention_late,
+            printed_after_cancel,
+        ]
 
     def _broker_families(self, queues: list[str]) -> Iterator[GaugeMetricFamily]:
         depths = broker_queue_depths(queues)

@@ -220,6 +220,11 @@ class PrintJob(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["status", "printer"]),
             models.Index(fields=["order", "status"]),
+            # The jobs still holding a raster (a week's, retention purges them): what the retention gauge
+            # reads at every scrape (lab/customer_data/retention.py: retention_due_late), not every job.
+            models.Index(
+                fields=["status", "id"], condition=~models.Q(raster_blob=""), name="job_raster_held"
+            ),
         ]
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(
@@ -427,6 +432,9 @@ class SweepRun(models.Model):
     task = models.CharField(max_length=100, primary_key=True)
     first_run_at = models.DateTimeField()
     last_run_at = models.DateTimeField()
+    # What its last run left for the next one (its result's `work_left`: the retention sweep out of its time
+    # budget); above 0 the sweep is behind its schedule, shown like an overdue one (sweeps.py).
+    work_left = models.PositiveIntegerField(default=0, db_default=0)
 
     def __str__(self) -> str:
         return f"sweep:{self.task}"

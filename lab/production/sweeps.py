@@ -9,6 +9,11 @@ loudly: lost work simply stops being recovered. So every successful run of a sch
 SWEEP_OVERDUE_FACTOR of its intervals plus SWEEP_OVERDUE_GRACE_SECONDS is overdue: shown on the production
 board, on /metrics, and by `manage.py sweeps_check` (an exit status for a monitor), all served by processes
 other than beat. The printer-events listener is watched the same way (watched_processes).
+
+A run that succeeds but leaves work for the next one (its result's `work_left`: the retention sweep out of its
+time budget) is recorded with what it left, and the sweep is behind until a run leaves none: shown with the
+overdue ones (sweeps_overdue), counted by printlab_sweeps_behind. Before, such runs were recorded as plain
+successes, and a retention sweep that fell further behind every hour showed nowhere but in a log line.
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ class SweepStatus:
     last_run_at: datetime.datetime | None  # None: it has never succeeded
     age: timedelta | None  # since its last success, on the database's clock
     overdue: bool
+    work_left: int = 0  # what its last run left for the next one (its result's `work_left`)
+
+    @property
+    def behind(self) -> bool:
+        """Its last run succeeded but left work: it is not keeping up with its schedule."""
+        return self.work_left > 0
 
     @property
     def allowance(self) -> timedelta:
@@ -86,20 +97,36 @@ def watched() -> dict[str, timedelta]:
     return {**scheduled_sweeps(), **watched_processes()}
 
 
-def sweep_record(task: str) -> None:
-    """One UPDATE per run (an INSERT the first time a task ever runs)."""
-    if not SweepRun.objects.filter(task=task).update(last_run_at=Now()):
+def sweep_record(task: str, *, work_left: int = 0) -> None:
+    """One UPDATE per run (an INSERT the first time a task ever runs); `work_left`: what the run left."""
+    if not SweepRun.objects.filter(task=task).update(last_run_at=Now(), work_left=work_left):
         now = database_now()
-        SweepRun.objects.get_or_create(task=task, defaults={"first_run_at": now, "last_run_at": now})
+        SweepRun.objects.get_or_create(
+            task=task, defaults={"first_run_at": now, "last_run_at": now, "work_left": work_left}
+        )
 
 
-def sweep_succeeded(*, task: Task[Any, Any], state: str | None = None, **_: object) -> None:
+def work_left_of(result: object) -> int:
+    """What a run's result says it left for the next run: its `work_left` (a dict's), 0 when it says none."""
+    if not isinstance(result, dict):
+        return 0
+    left = result.get("work_left", 0)
+    return left if isinstance(left, int) and not isinstance(left, bool) and left > 0 else 0
+
+
+def sweep_succeeded(
+    *, task: Task[Any, Any], state: str | None = None, retval: object = None, **_: object
+) -> None:
     """Celery's task_postrun (connected in apps.py): a scheduled task that finished without an error is
-    recorded. Not for a task run eagerly inside a caller's transaction (tests)."""
+    recorded, with what its result says it left for the next run. Not for a task run eagerly inside a
+    caller's transaction (tests)."""
     if state != "SUCCESS" or getattr(task.request, "is_eager", False) or task.name not in scheduled_sweeps():
         return
+    work_left = work_left_of(retval)
+    if work_left:
+        logger.warning("sweep behind its schedule task=%s work_left=%d", task.name, work_left)
     try:
-        sweep_record(task.name)
+        sweep_record(task.name, work_left=work_left)
     except DatabaseError as error:  # the run's own work is done; a missed record only ages the sweep
         logger.warning("sweep run not recorded task=%s error=%s", task.name, type(error).__name__)
 
@@ -122,7 +149,11 @@ def sweeps_status() -> list[SweepStatus]:
         allowance = sweep_allowance(interval)
         if run is not None:
             age = now - run.last_run_at
-            statuses.append(SweepStatus(task, interval, run.last_run_at, age, overdue=age > allowance))
+            statuses.append(
+                SweepStatus(
+                    task, interval, run.last_run_at, age, overdue=age > allowance, work_left=run.work_left
+                )
+            )
         elif task in processes:
             statuses.append(SweepStatus(task, interval, None, None, overdue=False))
         else:
@@ -141,4 +172,5 @@ def _watched_since() -> datetime.datetime | None:
 
 
 def sweeps_overdue() -> list[SweepStatus]:
-    return [status for status in sweeps_status() if status.overdue]
+    """The sweeps someone must look at: overdue, or behind (their last run left work)."""
+    return [status for status in sweeps_status() if status.overdue or status.behind]

@@ -8,6 +8,7 @@ sleeping. And a web host whose own clock is hours off neither stretches a grant 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -95,7 +96,11 @@ def test_a_new_request_soon_after_expiry_opens_a_renewal_that_is_flagged(job, cl
         if a.flag == Flag.GRANT_RENEWAL
     ]
     assert [(a.seq, a.actor_id) for a in renewals] == [(second.first_seq, str(technician.public_id))]
-    assert renewals[0].detail == "asked again 121 s after the last grant for this photo ended"
+    # two minutes forwarded, plus the real seconds the requests took (on a loaded machine, more than one)
+    detail = renewals[0].detail
+    asked_again = re.fullmatch(r"asked again (\d+) s after the last grant for this photo ended", detail)
+    assert asked_again is not None
+    assert 121 <= int(asked_again.group(1)) < 121 + 30
 
 
 def test_a_renewal_is_flagged_even_after_reloading_the_expired_grant_first(job, clock):

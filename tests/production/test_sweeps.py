@@ -16,7 +16,9 @@ from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 
+from lab.customer_data import retention
 from lab.lib.clock import database_now
+from lab.orders.models import Asset
 from lab.production.models import SweepRun
 from lab.production.sweeps import (
     PRINTER_EVENTS,
@@ -25,10 +27,11 @@ from lab.production.sweeps import (
     sweep_allowance,
     sweep_record,
     sweep_succeeded,
+    sweeps_overdue,
     sweeps_status,
     watched_processes,
 )
-from tests.builders import client_as
+from tests.builders import UserFactory, asset_for, client_as
 from tests.support.clock import host_clock_off
 from tests.support.metrics import scrape
 
@@ -194,6 +197,71 @@ def test_a_run_updates_its_row_in_place():
         first.first_run_at,
         True,
     )
+
+
+def _run_finished(task: str, result: object) -> None:
+    """Celery's task_postrun for a scheduled task run by a worker, that returned `result`."""
+    celery_task = SimpleNamespace(name=task, request=SimpleNamespace(is_eager=False))
+    sweep_succeeded(task=celery_task, state="SUCCESS", retval=result)  # type: ignore[arg-type]
+
+
+def test_a_retention_sweep_that_ran_out_of_time_is_behind_on_the_board_in_metrics_and_for_the_check(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A sweep that succeeds but leaves work for the next one, run after run, falls behind its schedule for
+    good (photos kept past their promised retention) while each run is recorded as a success. Before, the
+    board, /metrics and the check stayed clean: only a log line said so."""
+    settings.METRICS_TOKEN = TOKEN
+    settings.RETENTION_BATCH = 1
+    monkeypatch.setattr(retention, "SWEEP_TIME_BUDGET_SECONDS", 0.0)  # spent once the first batch ran
+    _all_ran()
+    customer = UserFactory.create()
+    photos = [asset_for(customer) for _ in range(3)]
+    overdue_by = retention.retention_schedule_lag() + timedelta(hours=1)
+    Asset.objects.filter(pk__in=[photo.pk for photo in photos]).update(
+        created_at=F("created_at") - timedelta(days=settings.RETENTION_UNUSED_DAYS) - overdue_by
+    )
+
+    # when the hourly sweep runs out of time after one photo
+    with django_capture_on_commit_callbacks(execute=True):
+        result = retention.retention_sweep()
+    _run_finished(RETENTION, result)
+
+    # then it is recorded as a run, but a run that fell behind: shown wherever an overdue sweep is
+    assert result["work_left"] == 2
+    assert [(status.task, status.overdue, status.behind) for status in sweeps_overdue()] == [
+        (RETENTION, False, True)
+    ]
+    board = _board()
+    assert 'id="sweeps-overdue"' in board
+    assert "<code>privacy.retention_purge</code>: fell behind, 2 items left for its next run" in board
+    failed, output = _check()
+    assert failed and f"{RETENTION:40} BEHIND" in output
+    samples = scrape(Client(), token=TOKEN)
+    assert samples[("printlab_sweeps_behind", ())] == 1
+    assert samples[("printlab_sweeps_overdue", ())] == 0
+    due = samples[("printlab_retention_due_past_schedule", (("rule", retention.RULE_NEVER_ORDERED),))]
+    assert due == 2
+
+    # and a run that caught up clears it
+    monkeypatch.setattr(retention, "SWEEP_TIME_BUDGET_SECONDS", 600.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        caught_up = retention.retention_sweep()
+    _run_finished(RETENTION, caught_up)
+    assert "work_left" not in caught_up
+    assert sweeps_overdue() == []
+    assert not _check()[0]
+    samples = scrape(Client(), token=TOKEN)
+    assert samples[("printlab_sweeps_behind", ())] == 0
+    assert samples[("printlab_retention_due_past_schedule", (("rule", retention.RULE_NEVER_ORDERED),))] == 0
+
+
+@pytest.mark.parametrize("result", [None, 3, {"work_left": 0}, {"work_left": "many"}, {"purged": 5}])
+def test_a_run_that_reports_no_work_left_is_not_behind(result):
+    _run_finished(RETENTION, result)
+
+    assert SweepRun.objects.get(task=RETENTION).work_left == 0
+    assert sweeps_overdue() == []
 
 
 def _check() -> tuple[bool, str]:

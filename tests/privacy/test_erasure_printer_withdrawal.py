@@ -1,0 +1,106 @@
+"""An erasure waits while a copy of the customer's photo is still being withdrawn from a printer: a
+supervisor's cancel leaves the decrypted raster in the printer's spool (a hot folder's inbox, cupsd's
+spool) until the printer confirms the cancel, and it may still print when an unreachable printer comes back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from lab.orders.models import Order
+from lab.privacy.models import DataKey
+from lab.production import rasterizing, submission
+from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle
+from lab.production.models import PrintJob
+from tests.builders import PERSON_PASSWORD, WORKER, minilab, pay, person, place_order, register, upload
+
+pytestmark = pytest.mark.django_db
+
+
+def _sent_to_the_printer(order: Order) -> PrintJob:
+    from lab.production import routing
+
+    minilab()
+    routing.order_release(order_id=order.pk)
+    job = PrintJob.objects.get(order=order)
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    job.refresh_from_db()
+    return job
+
+
+@pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
+def test_erasure_waits_until_the_printer_has_given_up_the_cancelled_order_s_copy(
+    api, django_capture_on_commit_callbacks
+):
+    # given a paid order whose print file sits in the minilab's hot folder, cancelled by a supervisor while
+    # the folder cannot be reached, and refunded
+    register(api)
+    order = place_order(api, asset_id=upload(api), key="erase-while-withdrawing")
+    pay(order, event_id="evt_withdrawing_paid")
+    job = _sent_to_the_printer(order)
+    folder = Path(settings.HOTFOLDER_ROOT) / job.printer.target  # type: ignore[union-attr]
+    away = folder.with_name(f"{folder.name}.unmounted")
+    os.replace(folder, away)
+    order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    Order.objects.filter(pk=order.pk).update(payment_status=Order.PaymentStatus.REFUNDED)
+    job.refresh_from_db()
+    assert (job.status, job.cancel_at_printer) == ("cancelled", True)
+    data_key = order.items.get().asset.data_key_id
+    assert data_key is not None
+
+    # when the customer asks for their data to be erased (before: 200, the key destroyed while the print
+    # file could still print once the folder came back)
+    refused = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+
+    # then it is refused, naming the order and why, and nothing is erased
+    assert (refused.status_code, refused.json()["code"], refused.json()["orders"]) == (
+        409,
+        "erasure_blocked_by_open_orders",
+        [order.ref],
+    )
+    assert (
+        f"{order.ref} (a copy of your photo is still being withdrawn from a printer)"
+        in refused.json()["detail"]
+    )
+    order.refresh_from_db()
+    assert order.is_anonymized is False
+    assert DataKey.objects.get(pk=data_key).destroyed_at is None
+
+    # and once the printer is back and has withdrawn the copy, the erasure goes through
+    os.replace(away, folder)
+    assert printer_cancels_settle(order_id=order.pk)["cancelled_at_printer"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        erased = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+    assert erased.status_code == 200, erased.json()
+    assert DataKey.objects.get(pk=data_key).destroyed_at is not None
+
+
+@pytest.mark.usefixtures("stripe_api")
+def test_a_job_whose_printer_is_gone_does_not_hold_up_the_erasure(api, django_capture_on_commit_callbacks):
+    # given a cancelled job still flagged for its printer, whose printer the lab no longer has on the job
+    register(api)
+    order = place_order(api, asset_id=upload(api), key="erase-printer-gone")
+    pay(order, event_id="evt_printer_gone_paid")
+    job = _sent_to_the_printer(order)
+    folder = Path(settings.HOTFOLDER_ROOT) / job.printer.target  # type: ignore[union-attr]
+    away = folder.with_name(f"{folder.name}.unmounted")
+    os.replace(folder, away)
+    try:
+        order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
+    finally:
+        os.replace(away, folder)
+    Order.objects.filter(pk=order.pk).update(payment_status=Order.PaymentStatus.REFUNDED)
+    PrintJob.objects.filter(pk=job.pk).update(printer=None)
+
+    # when the cancels are settled (the poll does it), the flag is cleared without a printer to ask
+    assert printer_cancels_settle(order_id=order.pk)["cancelled_at_printer"] == 1
+
+    # then the erasure goes through
+    with django_capture_on_commit_callbacks(execute=True):
+        erased = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+    assert erased.status_code == 200, erased.json()
