@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -72,6 +73,16 @@ STATE_BY_DIRECTORY: dict[str, JobState] = {
 }
 
 _COPY_CHUNK_BYTES = 1024 * 1024
+
+# The print files unfinished_sends_discard may erase: `<job id><suffix>`, the suffix the sent file's,
+# lowercased (the lab sends .jpg and .tif). A print file of another suffix a killed send left is not erased.
+PRINT_FILE_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png", ".pdf")
+_SUFFIXES = "|".join(re.escape(suffix) for suffix in PRINT_FILE_SUFFIXES)
+_OWN_PRINT_FILE = re.compile(rf"[0-9a-f]{{32}}(?:{_SUFFIXES})")
+# _temporary_name's: `.<target name>.<uuid4 hex>.tmp`, the target a print file or a ticket.
+_OWN_TEMPORARY = re.compile(
+    rf"\.[0-9a-f]{{32}}(?:{_SUFFIXES}|{re.escape(TICKET_SUFFIX)})\.[0-9a-f]{{32}}\.tmp"
+)
 
 
 class HotFolderBackend(PrinterBackend):
@@ -285,9 +296,14 @@ class HotFolderBackend(PrinterBackend):
             ) from exc
 
     def unfinished_sends_discard(self, *, older_than: float) -> int:
-        """Print files in the inbox that no ticket (in any state folder) names, and hidden temporaries: a send
-        killed between the print file and its ticket, or mid-copy. The device only reads tickets, so it
-        never takes them, and no job's discard reaches them."""
+        """Print files in the inbox that no ticket (in any state folder) names, and this backend's hidden
+        temporaries: a send killed between the print file and its ticket, or mid-copy. The device only reads
+        tickets, so it never takes them, and no job's discard reaches them.
+
+        Only names this backend makes (_OWN_PRINT_FILE, _OWN_TEMPORARY): a print file `<job id>.jpg` (a suffix
+        of PRINT_FILE_SUFFIXES) and a temporary `.<job id>.<suffix>.<32 hex>.tmp`. Never a bare `<32 hex>` or
+        `<32 hex>.tmp`, which are the photo vault's blob and temporary names: a folder pointed at a vault
+        shard loses nothing here."""
         try:
             entries = list(os.scandir(self.folder))
         except (FileNotFoundError, NotADirectoryError):
@@ -296,12 +312,10 @@ class HotFolderBackend(PrinterBackend):
         erased = 0
         for entry in entries:
             name = entry.name
-            is_temporary = name.startswith(".") and name.endswith(".tmp")
-            stem = name.split(".")[0]
-            is_untracked_print = (
-                not name.startswith(".") and _is_job_id(stem) and not name.endswith(TICKET_SUFFIX)
-            )
-            if not (is_temporary or (is_untracked_print and stem not in ticketed)):
+            is_temporary = _OWN_TEMPORARY.fullmatch(name) is not None
+            is_own_print = _OWN_PRINT_FILE.fullmatch(name) is not None
+            is_untracked_print = is_own_print and name.split(".")[0] not in ticketed
+            if not (is_temporary or is_untracked_print):
                 continue
             try:
                 if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= older_than:

@@ -44,6 +44,8 @@ from django.conf import settings
 
 from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
 from lab.audit.models import AccessGrant, AuditRecord, StaffShift
+from lab.audit.records import record_mac_holds
+from lab.audit.services import record_key
 from lab.lib.ids import is_uuid
 
 VIEW_ACTIONS = ("image.view.preview", "image.view.full", "image.download")
@@ -297,6 +299,54 @@ def _renewal_gaps(seqs: set[int]) -> dict[int, timedelta]:
             }
         )
     return found
+
+
+SHIFT_CHANGED_ACTION = "staff.shift_changed"
+
+
+def shift_text(*, weekday: int, start: time, end: time) -> str:
+    """A shift as the lab admin's `staff.shift_changed` records spell it (lab.staff.admin.shifts)."""
+    return f"{StaffShift.Weekday(weekday).label} {start:%H:%M}-{end:%H:%M}"
+
+
+def shifts_changed_outside_the_lab() -> list[str]:
+    """The public ids of the people whose shifts in the table differ from what the lab admin's
+    `staff.shift_changed` records (valid mac, in a person's name) say they are: the table takes UPDATE and
+    DELETE from the app's role with no trace, and deleting a technician's shifts, or widening one, removes
+    the `outside_shift` flag from their views. Two queries.
+
+    Only people the chain records a change of are judged: a shift entered before changes were recorded, and
+    never changed since in the admin, is known to the table alone (a removal or change of such a shift
+    the chain cannot replay is skipped; a row of it still shows as a difference once the person has a
+    recorded change)."""
+    key = record_key()
+    expected: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in AuditRecord.objects.filter(action=SHIFT_CHANGED_ACTION, context_type="user").order_by(
+        "seq"
+    ):
+        if record.outcome != "done" or record.actor_id is None or not record_mac_holds(record, key):
+            continue
+        shifts = expected[record.context_id]
+        text = record.justification
+        before, arrow, after = text.partition(" -> ")
+        removed, added = (before, after) if arrow else ("", "")
+        if text.startswith("added "):
+            added = text.removeprefix("added ")
+        elif text.startswith("removed "):
+            removed = text.removeprefix("removed ")
+        if removed and shifts[removed] > 0:
+            shifts[removed] -= 1
+        if added:
+            shifts[added] += 1
+    if not expected:
+        return []
+    stored: dict[str, Counter[str]] = defaultdict(Counter)
+    rows = StaffShift.objects.filter(user__public_id__in=[person for person in expected if is_uuid(person)])
+    for public_id, weekday, start, end in rows.values_list(
+        "user__public_id", "weekday", "start_time", "end_time"
+    ):
+        stored[str(public_id)][shift_text(weekday=weekday, start=start, end=end)] += 1
+    return sorted(person for person, shifts in expected.items() if +shifts != +stored[person])
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:

@@ -46,12 +46,13 @@ from lab.audit.records import request_meta
 from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
-from lab.gate.anomalies import anomalies_find, thresholds
+from lab.gate.anomalies import anomalies_find, shifts_changed_outside_the_lab, thresholds
 from lab.gate.errors import GateError
 from lab.gate.review import (
     auditor_read_record,
     lab_today,
     review_build,
+    review_queued_items_missing,
     review_samples_not_in_log,
     review_sign_off,
 )
@@ -272,6 +273,7 @@ def anomalies_view(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         _read(request, page="anomalies", query=_range_query(data))
         found = anomalies_find(since=data["since"], until=data["until"], actor_id=data["actor_id"])
+        _warn_shifts_changed(request)
         emails = audit_selectors.employee_emails(actor_ids=[anomaly.actor_id for anomaly in found])
         context.update(
             since=data["since"],
@@ -299,6 +301,8 @@ def review_view(request: HttpRequest) -> HttpResponse:
     page = audit_selectors.review_items_page(is_open=is_open, after_id=after_id, limit=PAGE_SIZE)
     sample_not_in_log = review_samples_not_in_log(items=page.items)
     _warn_not_in_log(request, page.items, page.not_in_log, sample_not_in_log)
+    _warn_items_missing(request)
+    _warn_shifts_changed(request)
     emails = audit_selectors.employee_emails(actor_ids=[item.record.actor_id for item in page.items])
     return render(
         request,
@@ -317,6 +321,34 @@ def review_view(request: HttpRequest) -> HttpResponse:
 
 NOT_IN_LOG = "sign-off not in the log"
 SAMPLE_NOT_IN_LOG = "sample not in the log"
+ITEM_MISSING = "queued item missing"
+
+
+SHIFTS_CHANGED = "shifts changed outside the lab"
+
+
+def _warn_shifts_changed(request: HttpRequest) -> None:
+    """Shifts the table holds otherwise than the admin's recorded changes say: the `outside_shift` rule reads
+    the table, so its flags of that person cannot be trusted."""
+    changed = shifts_changed_outside_the_lab()
+    emails = audit_selectors.employee_emails(actor_ids=changed) if changed else {}
+    for person in changed:
+        messages.warning(
+            request,
+            f"{emails.get(person, person)}: {SHIFTS_CHANGED}. The shifts in the table are not those the"
+            " lab admin's recorded changes give: the outside_shift flags of this person cannot be trusted.",
+        )
+
+
+def _warn_items_missing(request: HttpRequest) -> None:
+    """An item the chain's record of a day's queue names, drawn or flagged, that the table does not hold was
+    deleted or never inserted by someone the database did not stop: the view it names was never reviewed."""
+    for day, seq, reason in review_queued_items_missing():
+        messages.warning(
+            request,
+            f"Record {seq} ({reason}, queued for {day}): {ITEM_MISSING}. The chain's record of the day's"
+            " queue names this item, but the review queue does not hold it: review the record itself.",
+        )
 
 
 def _warn_not_in_log(

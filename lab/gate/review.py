@@ -20,6 +20,7 @@ far, and since a sample only tops up to its size the views of its last hours cou
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Iterable
@@ -113,9 +114,21 @@ def review_days_missing(*, today: date | None = None) -> list[date]:
         occurred_at__gte=day_bounds(window[0])[1],  # a finished day's record is written after it ends
         context_type=REVIEW_DAY,
         context_id__in=list(by_name),
-    ).values_list("context_id", "occurred_at")
-    queued = {by_name[name] for name, at in recorded if at >= day_bounds(by_name[name])[1]}
+    )
+    # Only a record the lab wrote counts, as in review_samples_logged: a record inserted in the database
+    # alone (no valid mac, or in a person's name) skipped its day for good, and the day was never queued.
+    key = record_key()
+    queued = {
+        by_name[record.context_id]
+        for record in recorded
+        if record.occurred_at >= day_bounds(by_name[record.context_id])[1]
+        and _is_the_lab_s_queued(record, key)
+    }
     return [day for day in window if day not in queued]
+
+
+def _is_the_lab_s_queued(record: AuditRecord, key: bytes) -> bool:
+    return record.outcome == "done" and record.actor_id is None and record_mac_holds(record, key)
 
 
 # A day is queued by one run at a time (PostgreSQL: a transaction-scoped advisory lock per day, in this class
@@ -168,15 +181,14 @@ def _day_queue_locked(*, day: date, sample_size: int | None) -> QueueRun:
     )
     new_flags = sorted(flagged - existing)
     with transaction.atomic():
-        ReviewItem.objects.bulk_create(
-            [ReviewItem(record_id=seq, reason=SAMPLE_REASON) for seq in sorted(chosen)]
-            + [ReviewItem(record_id=seq, reason=reason) for seq, reason in new_flags],
-            ignore_conflicts=True,  # a concurrent run for the same day
-        )
+        _items_insert([(seq, SAMPLE_REASON) for seq in sorted(chosen)] + new_flags)
         # With the items, or not at all: what the nightly job reads to know the day is done, and the only
-        # account of which views the run drew (a sample larger than one record's justification holds is
-        # named over several records).
-        for justification in _queued_justifications(sampled=sorted(chosen), flagged=len(new_flags)):
+        # account of which views the run drew and which the rules flagged (what does not fit one record's
+        # justification is named over several records): an item it names that the table lacks is shown on
+        # the console (review_queued_items_missing).
+        for justification in _queued_justifications(
+            sampled=sorted(chosen), flagged=len(new_flags), flags=sorted(flagged)
+        ):
             audit_append(
                 Entry(
                     action=QUEUED_ACTION,
@@ -194,20 +206,107 @@ def _day_queue_locked(*, day: date, sample_size: int | None) -> QueueRun:
     return QueueRun(day=day, sampled=len(chosen), flagged=len(new_flags))
 
 
-def _queued_justifications(*, sampled: list[int], flagged: int) -> list[str]:
-    """The justifications of a run's `audit.review.queued` records: `sampled=N flagged=M seqs=a,b,c`, the
-    seqs drawn; what does not fit one record goes on in records of `seqs=...` alone."""
-    head = f"sampled={len(sampled)} flagged={flagged} {SEQS_FIELD}"
+class ReviewItemsMissing(RuntimeError):
+    """Items a run inserted are not in the table after the insert: the run is rolled back, queued record and
+    all, and the day stays missing (the next night tries again; the overdue-sweep alarm shows it failing)."""
+
+
+def _items_insert(wanted: list[tuple[int, str]]) -> None:
+    """Insert the (record, reason) items, skipping only those that exist (a concurrent run for the same day),
+    then check that every one is there: before, a conflict of any kind was skipped without a word (rows the
+    app's role inserted at the next ids of the sequence; the database now draws every id itself, migration
+    audit/0012, but a superuser can turn that off)."""
+    if not wanted:
+        return
+    table = ReviewItem._meta.db_table
+    rows = ", ".join(["(%s, %s, %s)"] * len(wanted))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (record_id, reason, note) VALUES {rows}"  # noqa: S608
+            " ON CONFLICT (record_id, reason) DO NOTHING",
+            [value for seq, reason in wanted for value in (seq, reason, "")],
+        )
+    present = set(
+        ReviewItem.objects.filter(record_id__in={seq for seq, _ in wanted}).values_list("record_id", "reason")
+    )
+    missing = sorted(set(wanted) - present)
+    if missing:
+        logger.error("review items missing after insert count=%s first=%s", len(missing), missing[0])
+        raise ReviewItemsMissing(f"{len(missing)} review items are not in the table after their insert")
+
+
+# A queued record names the day's flagged views after this, per flag: `flag.repeated_views=12,13`.
+FLAG_FIELD = "flag."
+
+
+def _queued_justifications(
+    *, sampled: list[int], flagged: int, flags: Iterable[tuple[int, str]] = ()
+) -> list[str]:
+    """The justifications of a run's `audit.review.queued` records:
+    `sampled=N flagged=M flag.<reason>=d,e seqs=a,b,c`, the views the day's rules flagged (every one, not
+    only those new in this run) and the seqs drawn; what does not fit one record goes on in records of their
+    own, each with its `seqs=` field (a record without one is read as from before records named seqs)."""
+    head = f"sampled={len(sampled)} flagged={flagged} "
+    fields: list[tuple[str, int]] = [(f"{FLAG_FIELD}{reason}=", seq) for seq, reason in sorted(flags)]
+    fields += [(SEQS_FIELD, seq) for seq in sampled]
     texts: list[str] = []
-    names: list[str] = []
-    for seq in sampled:
-        prefix = head if not texts else SEQS_FIELD
-        if names and len(prefix) + len(",".join([*names, str(seq)])) > MAX_JUSTIFICATION:
-            texts.append(prefix + ",".join(names))
-            names = []
-        names.append(str(seq))
-    texts.append((head if not texts else SEQS_FIELD) + ",".join(names))
+    current: dict[str, list[str]] = {}
+
+    def text(names: dict[str, list[str]]) -> str:
+        parts = [field + ",".join(values) for field, values in names.items() if field != SEQS_FIELD]
+        parts.append(SEQS_FIELD + ",".join(names.get(SEQS_FIELD, [])))
+        return (head if not texts else "") + " ".join(parts)
+
+    for field, seq in fields:
+        grown = {**current, field: [*current.get(field, []), str(seq)]}
+        if current and len(text(grown)) > MAX_JUSTIFICATION:
+            texts.append(text(current))
+            grown = {field: [str(seq)]}
+        current = grown
+    texts.append(text(current))
     return texts
+
+
+def _items_named(justification: str) -> set[tuple[int, str]]:
+    """The (seq, reason) items a queued record names: its samples and its flagged views."""
+    named: set[tuple[int, str]] = set()
+    for part in justification.split(" "):
+        field, _, names = part.partition("=")
+        if part.startswith(SEQS_FIELD):
+            reason = SAMPLE_REASON
+        elif part.startswith(FLAG_FIELD) and field != FLAG_FIELD:
+            reason = field.removeprefix(FLAG_FIELD)
+        else:
+            continue
+        named.update((int(name), reason) for name in names.split(",") if name.isascii() and name.isdigit())
+    return named
+
+
+# How far back the console checks the queued records' items against the table: a day's worth of records and
+# items is a few dozen rows, so a quarter is a few thousand, read on every review page.
+MISSING_CHECK_DAYS = 92
+
+
+def review_queued_items_missing(*, days: int = MISSING_CHECK_DAYS) -> list[tuple[date, int, str]]:
+    """(day, seq, reason) of every item a valid `audit.review.queued` record written in the last `days`
+    names, a sample or a flagged view, that the items' table does not hold: deleted, or never inserted, by
+    someone the database did not stop (a superuser with triggers off). Two queries."""
+    since = database_now() - timedelta(days=days)
+    key = record_key()
+    named: dict[tuple[int, str], date] = {}
+    for record in AuditRecord.objects.filter(
+        action=QUEUED_ACTION, context_type=REVIEW_DAY, occurred_at__gte=since
+    ).order_by("seq"):
+        if _is_the_lab_s_queued(record, key):
+            day = date.fromisoformat(record.context_id)
+            for item in _items_named(record.justification):
+                named.setdefault(item, day)
+    if not named:
+        return []
+    present = set(
+        ReviewItem.objects.filter(record_id__in={seq for seq, _ in named}).values_list("record_id", "reason")
+    )
+    return sorted((day, seq, reason) for (seq, reason), day in named.items() if (seq, reason) not in present)
 
 
 def _seqs_named(justification: str) -> set[int] | None:
@@ -246,7 +345,7 @@ def review_samples_logged(*, days: Iterable[date]) -> dict[date, set[int]]:
         action=QUEUED_ACTION, context_type=REVIEW_DAY, context_id__in=list(names)
     ):
         day = date.fromisoformat(record.context_id)
-        if record.outcome != "done" or record.actor_id is not None or not record_mac_holds(record, key):
+        if not _is_the_lab_s_queued(record, key):
             continue
         named = _seqs_named(record.justification)
         if named is None:
@@ -338,6 +437,13 @@ def review_build(*, day: date, auditor: User, meta: RequestMeta) -> QueueRun:
     return review_sample_daily(day=day)
 
 
+def review_item_digest(*, item_id: int, record_id: int, reason: str) -> str:
+    """What a sign-off's record says it signed, as its content digest (a field its mac covers): the item, the
+    record reviewed and the reason. Before, the record named the item's id alone, and a superuser could move
+    a signed item onto another record and reason (a maintenance view) and it showed signed off there."""
+    return hashlib.sha256(f"review_item {item_id} record {record_id} reason {reason}".encode()).hexdigest()
+
+
 def review_sign_off(*, item_id: int, auditor: User, note: str, meta: RequestMeta) -> ReviewItem:
     """Sign one review item off, once, with a note; the sign-off is recorded in the chain too."""
     if not has_role(auditor, *AUDITOR_ROLES):
@@ -368,6 +474,9 @@ def review_sign_off(*, item_id: int, auditor: User, note: str, meta: RequestMeta
                 justification=item.note,
                 context_type="review_item",
                 context_id=str(item.pk),
+                content_sha256=review_item_digest(
+                    item_id=item.pk, record_id=item.record_id, reason=item.reason
+                ),
                 meta=meta,
             )
         )

@@ -23,7 +23,7 @@ from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import record_mac_holds
 from lab.audit.services import record_key
 from lab.gate.anomalies import ATTEMPT_ACTIONS, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
-from lab.gate.review import MAX_NOTE, SIGN_OFF_ACTION
+from lab.gate.review import MAX_NOTE, SIGN_OFF_ACTION, review_item_digest
 from lab.lib.ids import is_uuid
 
 MAX_PAGE = 200
@@ -242,6 +242,9 @@ class ReviewPage:
     next_after: int | None
     # The items marked signed off whose sign-off the chain does not hold (review_sign_offs_not_in_log).
     not_in_log: frozenset[int] = frozenset()
+    # The items signed off before sign-offs' records named the record and reason they signed: the chain
+    # holds the sign-off, but cannot say the item was not moved since (_sign_offs_checked).
+    names_no_record: frozenset[int] = frozenset()
 
 
 def review_items_page(*, is_open: bool, after_id: int | None = None, limit: int = 50) -> ReviewPage:
@@ -252,30 +255,47 @@ def review_items_page(*, is_open: bool, after_id: int | None = None, limit: int 
         rows = rows.filter(pk__gt=after_id)
     found = list(rows.order_by("pk")[: limit + 1])
     items = found[:limit]
-    not_in_log = frozenset() if is_open else review_sign_offs_not_in_log(items=items)
-    return ReviewPage(items, items[-1].pk if len(found) > limit else None, not_in_log)
+    not_in_log, names_no_record = (frozenset(), frozenset()) if is_open else _sign_offs_checked(items=items)
+    return ReviewPage(items, items[-1].pk if len(found) > limit else None, not_in_log, names_no_record)
 
 
 def review_sign_offs_not_in_log(*, items: Iterable[ReviewItem]) -> frozenset[int]:
     """The ids of the items marked signed off whose sign-off is not in the chain: no `audit.review.sign_off`
-    record names the item, by its reviewer, with its note, under a valid mac. One query for all the items.
+    record names the item, by its reviewer, with its note, the item's record and reason (its content digest),
+    under a valid mac. One query for all the items.
 
     The items' table takes a sign-off from the app's role (that is how the app signs off), and anything from
     a superuser; the chain's record is what an insider without the record key cannot forge.
     """
+    return _sign_offs_checked(items=items)[0]
+
+
+def _sign_offs_checked(*, items: Iterable[ReviewItem]) -> tuple[frozenset[int], frozenset[int]]:
+    """(not in the log, held by a record from before sign-offs named their record). One query.
+
+    A sign-off's record names the record and reason signed (review_item_digest) since 2026-12-07: a
+    superuser who moved a signed item onto another record (a maintenance view) made that view look signed
+    off. A record from before names the item's id alone: it is still taken as the item's sign-off (the
+    chain cannot tell whether the item was moved since, and showing every old sign-off as not in the log
+    would bury the forged ones), and the console marks it "sign-off names no record"."""
     signed = {item.pk: item for item in items if item.reviewed_at is not None}
     if not signed:
-        return frozenset()
+        return frozenset(), frozenset()
     records = AuditRecord.objects.filter(
         action=SIGN_OFF_ACTION, context_type="review_item", context_id__in=[str(pk) for pk in signed]
     )
     key = record_key()
-    held = {
-        int(record.context_id)
-        for record in records
-        if _is_sign_off_of(record, signed[int(record.context_id)]) and record_mac_holds(record, key)
-    }
-    return frozenset(signed.keys() - held)
+    held: set[int] = set()
+    legacy: set[int] = set()
+    for record in records:
+        item = signed[int(record.context_id)]
+        if _is_sign_off_of(record, item) and record_mac_holds(record, key):
+            (legacy if record.content_sha256 == LEGACY_SIGN_OFF else held).add(item.pk)
+    return frozenset(signed.keys() - held - legacy), frozenset(legacy - held)
+
+
+# The content digest of a sign-off's record from before they named the record and reason signed.
+LEGACY_SIGN_OFF = ""
 
 
 def _is_sign_off_of(record: AuditRecord, item: ReviewItem) -> bool:
@@ -287,6 +307,11 @@ def _is_sign_off_of(record: AuditRecord, item: ReviewItem) -> bool:
         and reviewer is not None
         and record.actor_id == str(reviewer.public_id)
         and record.justification == item.note[:MAX_NOTE]
+        and record.content_sha256
+        in (
+            LEGACY_SIGN_OFF,
+            review_item_digest(item_id=item.pk, record_id=item.record_id, reason=item.reason),
+        )
     )
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from django.db import DatabaseError, connection
 
-from lab.production.backends import printer_server, printer_target
+from lab.production.backends import PrinterTargetRefused, printer_server, printer_target
 from lab.production.models import Printer, PrintJob, jobs_titled
 from lab.production.restarts import server_restarts_check
 from lab.production.silence import SilentServers
@@ -111,12 +111,20 @@ class SourceListener:
 
     def step(self) -> Counter[str]:
         # Each pull: never the printers' ICC profiles (hundreds of KB each), which nothing here reads.
-        printers = {
-            printer.pk: printer
-            for printer in Printer.objects.defer("icc_profile")
-            if self.source.serves(printer)
-        }
-        self.feed.watch(printer_target(printer) for printer in printers.values())
+        printers: dict[int, Printer] = {}
+        targets: list[str] = []
+        for printer in Printer.objects.defer("icc_profile"):
+            if not self.source.serves(printer):
+                continue
+            try:
+                target = printer_target(printer)
+            except PrinterTargetRefused:
+                # Nothing is read there (nor written, nor erased): the poll shows it offline with the reason.
+                # Raised here, it stopped every step, and with them the events of every other printer.
+                continue
+            printers[printer.pk] = printer
+            targets.append(target)
+        self.feed.watch(targets)
         batch = self.feed.pull()
         if not self.is_watching:
             self.is_watching = True

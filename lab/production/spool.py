@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from typing import NamedTuple
 
-from lab.production.backends import backend_for
+from lab.production.backends import PrinterTargetRefused, backend_for, printer_target
 from lab.production.models import (
     JOB_TITLE_PREFIX,
     JobEvent,
@@ -70,6 +70,9 @@ def printer_documents_discard() -> dict[str, int]:
     # them (other servers, hot folders) never had their documents erased.
     silent = SilentServers()
     for printer in Printer.objects.order_by("pk"):
+        if not destination_is_swept(printer):
+            counts["printers_refused"] += 1
+            continue
         if (silent_error := silent.error_for(printer)) is not None:
             logger.info(
                 "printer documents not checked printer=%s error=%s", printer.pk, _error_name(silent_error)
@@ -102,6 +105,22 @@ def printer_documents_discard() -> dict[str, int]:
             counts["unfinished_sends_discarded"],
         )
     return {name: count for name, count in counts.items() if count}
+
+
+def destination_is_swept(printer: Printer) -> bool:
+    """Whether files may be erased at the printer's destination: the lab's own (sealed), and for a hot folder
+    one strictly under HOTFOLDER_ROOT. The sweep erases files by their names alone, and a folder elsewhere (a
+    vault shard: blobs/<2 hex>/<32 hex>, a row written by a DBA or a target from before the check) is no
+    printer's to clear. Logged with the printer's id only."""
+    if not printer.destination_is_sealed:
+        logger.warning("printer documents not checked, destination not sealed printer=%s", printer.pk)
+        return False
+    try:
+        printer_target(printer)
+    except PrinterTargetRefused:
+        logger.warning("printer documents not checked, folder outside HOTFOLDER_ROOT printer=%s", printer.pk)
+        return False
+    return True
 
 
 def printer_copies_discard(

@@ -26,7 +26,14 @@ from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
-from lab.production.backends import backend_for, copies_titled, media_for
+from lab.production.backends import (
+    PRINTER_TARGET_REFUSED,
+    PrinterTargetRefused,
+    backend_for,
+    copies_titled,
+    media_for,
+    printer_target,
+)
 from lab.production.cancellation import ALREADY_PRINTED, printer_cancels_settle
 from lab.production.jobs import (
     job_claim_take_back,
@@ -88,6 +95,16 @@ def print_job_submit(*, job_id: int, worker: str) -> str:
         return "waiting"  # printer_poll enqueues it again when the printer is back or the batch released
     if Order.objects.filter(pk=job.order_id, status=OrderStatus.ON_HOLD).exists():
         return "waiting"  # the customer is asked first; the poll sends it once the hold is released
+    if _target_is_refused(printer):
+        # A hot folder outside HOTFOLDER_ROOT (an absolute path elsewhere, a `..`, a symlink out): the
+        # decrypted raster is not written there. A lab admin gives the printer a folder under the root; a
+        # person resends.
+        logger.error("printer folder outside HOTFOLDER_ROOT printer=%s job=%s", printer.pk, job.pk)
+        return _refused_unsent(
+            job,
+            code=PRINTER_TARGET_REFUSED,
+            message="The printer's hot folder does not lie under HOTFOLDER_ROOT; nothing was sent.",
+        )
     if printer.server_watch_id is None and not server_restarts_check(printer):
         # The restarts of its server are watched from before the printer's first send: a watch begun later
         # takes a restart that came meanwhile for history, and a copy cupsd sent again for printed once.
@@ -274,6 +291,14 @@ def _destination_moved(job: PrintJob) -> str:
     if current is not None and current.printer is not None:
         submit_enqueue(current)
     return "moved"
+
+
+def _target_is_refused(printer: Printer) -> bool:
+    try:
+        printer_target(printer)
+    except PrinterTargetRefused:
+        return True
+    return False
 
 
 def _refused_unsent(job: PrintJob, *, code: str, message: str) -> str:

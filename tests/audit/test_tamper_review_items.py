@@ -447,3 +447,167 @@ def test_a_sample_inserted_after_its_day_was_named_by_seqs_is_not_vouched_for_by
     not_in_log = review_samples_not_in_log(items=with_records(genuine, forged, undated))
     assert not_in_log == frozenset({forged.pk, undated.pk})
     assert abs(undated.created_at - timezone.now()) < timedelta(minutes=5)
+
+
+def day_with_a_view_and_a_maintenance_view() -> tuple[date, AuditRecord, AuditRecord]:
+    """Day D: one unflagged technician view (the day's sample of one) and a maintenance view (flagged)."""
+    technician = person("technician", email="tech@lab.example")
+    view = attempt(technician, at=minutes(60))
+    maintenance = attempt(technician, at=minutes(61), purpose="maintenance", rule="open_maintenance_ticket")
+    return minutes(60).astimezone(lab_zone()).date(), view, maintenance
+
+
+def test_items_the_app_s_role_inserts_at_the_next_ids_do_not_stop_the_night_s_items() -> None:
+    # given day D, and the items' next ids taken by the app's role with items of its own choosing
+    day, view, maintenance = day_with_a_view_and_a_maintenance_view()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('audit_reviewitem', 'id'))")
+        (last,) = cursor.fetchone()
+    with as_app_role(), connection.cursor() as cursor:
+        for offset in range(1, 6):
+            cursor.execute(
+                "INSERT INTO audit_reviewitem (id, record_id, reason, note) VALUES (%s, %s, %s, '')",
+                [last + offset, view.seq, f"planted_{offset}"],
+            )
+
+    # when the nightly run queues D with a sample of one
+    run = review_sample_daily(day=day, sample_size=1)
+
+    # then the database gave the inserted rows ids of its own, and the run's items are all there (before:
+    # the run's inserts clashed with the taken ids and were skipped without a word, while the chain's queued
+    # record named a sample that had no item)
+    assert (run.sampled, run.flagged) == (1, 1)
+    assert set(ReviewItem.objects.values_list("record_id", "reason")) >= {
+        (view.seq, "sample"),
+        (maintenance.seq, "maintenance_view"),
+    }
+    assert review.review_queued_items_missing() == []
+
+
+SIGNED_ON_INSERT = {
+    "with a reviewer": "INSERT INTO audit_reviewitem (record_id, reason, note, reviewed_by_id)"
+    " VALUES (%s, 'sample', '', {auditor})",
+    "with a time": "INSERT INTO audit_reviewitem (record_id, reason, note, reviewed_at)"
+    " VALUES (%s, 'sample', '', now())",
+    "with a note": "INSERT INTO audit_reviewitem (record_id, reason, note) VALUES (%s, 'sample', 'fine')",
+}
+
+
+@pytest.mark.parametrize("name", SIGNED_ON_INSERT)
+def test_the_app_s_role_cannot_insert_an_item_signed_off(auditor: User, name: str) -> None:
+    # given a view with no item
+    technician = person("technician", email="tech@lab.example")
+    view = attempt(technician, at=minutes(60))
+
+    # when the app's role inserts an item for it that is signed off already
+    with pytest.raises(DatabaseError) as refused, as_app_role(), connection.cursor() as cursor:
+        cursor.execute(SIGNED_ON_INSERT[name].format(auditor=auditor.pk), [view.seq])
+
+    # then the database refuses, and there is no item
+    assert "refused" in str(refused.value)
+    assert stored() == []
+
+
+ITEM_MISSING = "queued item missing"
+
+
+@pytest.mark.parametrize("reason", ["sample", "maintenance_view"])
+def test_an_item_the_chain_s_queued_record_names_but_the_table_lacks_is_warned_of(
+    client, auditor: User, reason: str
+) -> None:
+    # given day D queued by the nightly run (a sample of one and a flagged maintenance view)
+    day, view, maintenance = day_with_a_view_and_a_maintenance_view()
+    review_sample_daily(day=day, sample_size=1)
+    seq = view.seq if reason == "sample" else maintenance.seq
+    assert ReviewItem.objects.filter(record_id=seq, reason=reason).exists()
+
+    # when a superuser, triggers off, deletes one of the day's items
+    as_superuser("DELETE FROM audit_reviewitem WHERE record_id = %s AND reason = %s", seq, reason)
+
+    # then the console warns that the chain's queued record names an item the table does not hold (before:
+    # nothing noticed), and only that one
+    assert review.review_queued_items_missing() == [(day, seq, reason)]
+    client.force_login(auditor)
+    for state in ("open", "done"):
+        page = client.get("/lab/audit/review/", {"state": state}).content.decode()
+        assert page.count(ITEM_MISSING) == 1
+        assert f"Record {seq} ({reason}, queued for {day}): {ITEM_MISSING}" in page
+
+
+def test_a_sign_off_moved_onto_another_record_shows_as_not_in_the_log(client, auditor: User) -> None:
+    # given a print-job view signed off, and a maintenance view of the same technician
+    technician = person("technician", email="tech@lab.example")
+    benign = attempt(technician, at=minutes(1))
+    snoop = attempt(technician, at=minutes(2), purpose="maintenance", rule="open_maintenance_ticket")
+    item = ReviewItem.objects.create(record=benign, reason="sample")
+    review_sign_off(item_id=item.pk, auditor=auditor, note="print job view, fine", meta=META)
+
+    # when a superuser, triggers off, moves the signed item onto the maintenance view and its flag
+    as_superuser(
+        "UPDATE audit_reviewitem SET record_id = %s, reason = 'maintenance_view' WHERE id = %s",
+        snoop.seq,
+        item.pk,
+    )
+
+    # then the sign-off is shown as not in the log (before: the maintenance view showed signed off)
+    page = selectors.review_items_page(is_open=False)
+    assert page.not_in_log == frozenset({item.pk})
+    client.force_login(auditor)
+    done = client.get("/lab/audit/review/", {"state": "done"}).content.decode()
+    assert f"Item {item.pk} (record {snoop.seq}): {NOT_IN_LOG}" in done
+
+
+def test_a_forged_queued_record_does_not_mark_its_day_queued() -> None:
+    # given yesterday not queued, and a genuine record in the chain to forge from
+    today = review.lab_today()
+    yesterday = today - timedelta(days=1)
+    technician = person("technician", email="tech@lab.example")
+    genuine = attempt(technician, at=minutes(1))
+    assert yesterday in review.review_days_missing(today=today)
+
+    # when a superuser inserts a queued record of yesterday, sealed without the record key
+    fields = record_as_chain_dict(genuine) | {
+        "action": review.QUEUED_ACTION,
+        "actor_id": None,
+        "actor_role": "system",
+        "outcome": "done",
+        "rule": "review_queue",
+        "purpose": Purpose.AUDIT.value,
+        "justification": "sampled=0 flagged=0 seqs=",
+        "context_type": review.REVIEW_DAY,
+        "context_id": yesterday.isoformat(),
+        "occurred_at": chain.utc_timestamp(timezone.now()),
+    }
+    sealed = chain.seal_record(
+        fields,
+        seq=genuine.seq + 1000,
+        prev_hash=genuine.hash,
+        record_key=ATTACKER_RECORD_KEY,
+        lane=genuine.lane,
+        lane_seq=(genuine.lane_seq or 0) + 1000,
+    )
+    sql, values = record_insert_sql(sealed)
+    as_superuser(sql, *values)
+
+    # then the nightly job still finds yesterday missing (before: the forged record skipped it for good)
+    assert yesterday in review.review_days_missing(today=today)
+
+
+def test_a_sign_off_from_before_records_named_their_record_shows_as_naming_no_record(
+    client, auditor: User
+) -> None:
+    # given a refusal signed off as sign-offs were recorded before: the record names the item's id alone
+    technician = person("technician", email="tech@lab.example")
+    refused = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+    item = ReviewItem.objects.create(record=refused, reason="denied_attempt")
+    with mock.patch.object(review, "review_item_digest", lambda **names: ""):
+        review_sign_off(item_id=item.pk, auditor=auditor, note="asked the technician", meta=META)
+
+    # when an auditor opens the signed-off items
+    page = selectors.review_items_page(is_open=False)
+    client.force_login(auditor)
+    done = client.get("/lab/audit/review/", {"state": "done"}).content.decode()
+
+    # then it is still in the log, marked as a sign-off that cannot say which record it reviewed
+    assert (page.not_in_log, page.names_no_record) == (frozenset(), frozenset({item.pk}))
+    assert NOT_IN_LOG not in done and done.count("sign-off names no record</span>") == 1

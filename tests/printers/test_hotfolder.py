@@ -546,3 +546,33 @@ def test_state_folders_and_tickets_the_lab_can_read_leave_the_printer_online(
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(os, "listdir", listdir_then_moved)
         assert backend.printer_status().state is PrinterState.ONLINE
+
+
+def test_unfinished_sends_discard_erases_only_the_backend_s_own_names(tmp_path: Path) -> None:
+    # given a folder holding, all an hour old: what a killed send of this backend leaves (a print file no
+    # ticket names, a print file's and a ticket's hidden temporaries), and what the photo vault keeps in a
+    # shard (a bare 32-hex blob, its `<hex>.tmp` temporary) and other names that only look alike
+    own = [
+        "0123456789abcdef0123456789abcdef.jpg",
+        "0123456789abcdef0123456789abcde0.tif",
+        ".0123456789abcdef0123456789abcde1.jpg.fedcba9876543210fedcba9876543210.tmp",
+        ".0123456789abcdef0123456789abcde2.json.fedcba9876543210fedcba9876543210.tmp",
+    ]
+    foreign = [
+        "0123456789abcdef0123456789abcde3",  # a vault blob
+        "0123456789abcdef0123456789abcde4.tmp",  # a vault temporary
+        ".0123456789abcdef0123456789abcde5.tmp",
+        "0123456789abcdef0123456789abcde6.bin",
+        ".notes.tmp",
+    ]
+    an_hour_ago = datetime.now().timestamp() - 3600
+    for name in [*own, *foreign]:
+        (tmp_path / name).write_bytes(b"bytes")
+        os.utime(tmp_path / name, (an_hour_ago, an_hour_ago))
+
+    # when the leftovers of sends older than half an hour are discarded
+    erased = HotFolderBackend(folder=tmp_path).unfinished_sends_discard(older_than=an_hour_ago + 1800)
+
+    # then the backend's own are gone, and nothing else is (before, the vault's two were erased too)
+    assert erased == len(own)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(foreign)

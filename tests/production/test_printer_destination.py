@@ -7,15 +7,21 @@ saves keep the destination sealed.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 
-from lab.production import jobs, rasterizing, routing, submission
+from lab.production import jobs, rasterizing, routing, submission, tracking
 from lab.production.models import Printer, PrintJob
 from printers.hotfolder_device import process_pending
 from tests.builders import (
     WORKER,
+    asset_for,
+    blob_path,
     client_as,
     hotfolder_printer,
     paid_order,
@@ -117,3 +123,93 @@ def test_a_printer_the_admin_moves_while_its_job_is_being_submitted_gets_nothing
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert len(process_pending(folder=new_folder, delay_seconds=0)) == 1
     assert files_in(old_folder) == []
+
+
+def _admin_moves(printer: Printer, *, target: str) -> TemplateResponse | HttpResponseRedirect:
+    client, _ = client_as("admin")
+    response = client.post(
+        f"/lab/admin/production/printer/{printer.pk}/change/", printer_form(printer, target=target)
+    )
+    assert isinstance(response, TemplateResponse | HttpResponseRedirect)
+    return response
+
+
+@pytest.mark.parametrize("where", ["dot-dot", "absolute"])
+def test_the_admin_cannot_point_a_hot_folder_printer_outside_the_root(settings, where):
+    # given a hot-folder printer, and a folder outside HOTFOLDER_ROOT (the vault's shard, a static folder)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    outside = Path(settings.HOTFOLDER_ROOT).parent / "static"
+    outside.mkdir()
+    target = "../storage/blobs/00" if where == "dot-dot" else str(outside)
+    before = Printer.objects.values().get(pk=printer.pk)
+
+    # when the lab admin points it there, then the page refuses the target and the row is unchanged
+    response = _admin_moves(printer, target=target)
+
+    assert response.status_code == 200
+    assert isinstance(response, TemplateResponse) and response.context_data is not None
+    errors = response.context_data["adminform"].form.errors.as_data()
+    assert [error.code for error in errors["target"]] == ["printer_target_refused"]
+    assert Printer.objects.values().get(pk=printer.pk) == before
+
+
+def test_the_admin_may_give_an_absolute_folder_under_the_root(settings):
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    inside = Path(settings.HOTFOLDER_ROOT) / "minilab-2"
+    inside.mkdir()
+
+    assert _admin_moves(printer, target=str(inside)).status_code == 302
+    assert Printer.objects.get(pk=printer.pk).target == str(inside)
+
+
+def test_the_admins_move_of_a_printer_whose_folder_lies_outside_the_root_erases_nothing_there(settings):
+    # given a photo whose blob is an hour old, and a printer the lab's code saved pointing at the blob's
+    # shard (sealed: a target from before the check)
+    photo = asset_for(None)
+    blob = blob_path(photo.blob_name)
+    an_hour_ago = time.time() - 3600
+    os.utime(blob, (an_hour_ago, an_hour_ago))
+    printer = Printer.objects.create(
+        name="minilab",
+        backend="hotfolder",
+        target=f"../storage/blobs/{photo.blob_name[:2]}",
+        media_sizes=["4x6"],
+        papers=["lustre"],
+    )
+    (Path(settings.HOTFOLDER_ROOT) / "minilab").mkdir(parents=True)
+
+    # when the lab admin moves it to a folder under the root
+    response = _admin_moves(printer, target="minilab")
+
+    # then the move is made, and the old "destination" is not cleared (before, the blob was erased there)
+    assert response.status_code == 302
+    assert Printer.objects.get(pk=printer.pk).target == "minilab"
+    assert blob.exists()
+
+
+def test_a_job_for_a_printer_whose_folder_lies_outside_the_root_is_not_written_there_nor_lost(settings):
+    # given a hot-folder printer the lab's code saved with an absolute folder outside HOTFOLDER_ROOT (sealed:
+    # a target from before the check), and a ready job for it
+    outside = Path(settings.HOTFOLDER_ROOT).parent / "static"
+    outside.mkdir(parents=True)
+    printer = Printer.objects.create(
+        name="minilab", backend="hotfolder", target=str(outside), media_sizes=["4x6"], papers=["lustre"]
+    )
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+
+    # when it is submitted
+    outcome = submission.print_job_submit(job_id=job.pk, worker=WORKER)
+
+    # then nothing is written outside the root (before, the raster and its ticket were), and the job is
+    # failed for a person with the reason, its raster kept, as for a destination changed outside the lab
+    job.refresh_from_db()
+    assert (outcome, job.status, job.failure_code) == ("failed", "failed", "printer_target_refused")
+    assert files_in(outside) == []
+    assert blob_path(job.raster_blob).is_file()
+
+    # and the poll shows the printer offline, saying why
+    tracking.printer_poll()
+    printer.refresh_from_db()
+    assert (printer.state, printer.state_reasons) == ("offline", ["printer_target_refused"])
+    assert files_in(outside) == []

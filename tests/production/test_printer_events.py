@@ -68,6 +68,24 @@ def test_a_job_the_minilab_finished_is_printed_at_the_next_pull_and_its_order_mo
     assert listener.step() == {}
 
 
+def test_a_printer_whose_folder_lies_outside_the_root_does_not_stop_the_other_printers_events():
+    # given a minilab with a submitted job, and beside it a printer row whose folder lies outside
+    # HOTFOLDER_ROOT (written in the database: the admin's page refuses it)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    Printer.objects.create(name="elsewhere", backend="hotfolder", target="../elsewhere", media_sizes=["8x10"])
+    order = submitted_order()
+    listener = hot_folder_listener()
+    assert listener.step() == {"sweep": 1, "waiting": 1}
+
+    # when the minilab prints the job
+    process_pending(folder=printer_folder(printer), delay_seconds=0)
+
+    # then the next pull still reads it (before: every step raised the refusal, and the hot folders' events
+    # stopped for every printer, left to the poll)
+    assert listener.step() == {"printed": 1}
+    assert PrintJob.objects.get(order=order).status == J.PRINTED
+
+
 def test_only_the_jobs_an_event_names_are_read():
     # given two minilabs with a submitted job each, heard once
     four_by_six = hotfolder_printer("four", sizes=["4x6"])

@@ -16,14 +16,25 @@ from pathlib import Path
 import pytest
 from billiard.exceptions import SoftTimeLimitExceeded
 
+from lab.privacy.vault import vault_read
 from lab.production import rasterizing, routing, spool, submission, tracking
 from lab.production.actions import job_resolve_unknown
 from lab.production.jobs import job_move
-from lab.production.models import JobEvent, PrintJob
+from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers import hotfolder
 from printers.hotfolder_device import process_pending
-from tests.builders import WORKER, hotfolder_printer, paid_order, person, printer_folder, released_order
+from tests.builders import (
+    WORKER,
+    asset_for,
+    blob_path,
+    hotfolder_printer,
+    paid_order,
+    person,
+    printer_folder,
+    released_order,
+)
+from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
 
@@ -366,3 +377,48 @@ def test_the_worker_s_own_root_left_open_to_others_is_closed_before_anything_is_
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     assert stat.S_IMODE(os.lstat(root).st_mode) == 0o700
     assert len(list(printer_folder(printer).glob("*.jpg"))) == 1
+
+
+def _dba_hot_folder_printer(*, target: str) -> None:
+    """A hot-folder printer row inserted as a database administrator writes it: SQL alone, unsealed."""
+    dba(
+        "INSERT INTO production_printer (name, backend, target, cups_server, host, location, media_sizes,"
+        " papers, dpi, output_format, state, state_reasons, state_message, state_changed_at,"
+        " is_paused_by_lab, created_at, server_event_sequence, destination_sealed)"
+        " VALUES (%s, 'hotfolder', %s, '', '', '',"
+        " '[\"4x6\"]', '[\"lustre\"]', 300, 'jpeg', 'online', '[]', '', now(), false, now(), 0, '')",
+        "vault-shard",
+        target,
+    )
+
+
+@pytest.mark.parametrize("how", ["dba-dot-dot", "dba-absolute", "saved-before-the-check"])
+def test_a_printer_pointed_at_a_vault_shard_has_none_of_its_files_erased_by_the_sweep(settings, how):
+    # given a stored photo whose blob (and a vault temporary beside it) is an hour old, and a hot-folder
+    # printer whose folder is the blob's shard: inserted by a DBA (by `..` or absolute), or saved by the lab's
+    # code with a target from before the check (sealed)
+    photo = asset_for(None)
+    blob = blob_path(photo.blob_name)
+    temporary = blob.with_suffix(".tmp")
+    temporary.write_bytes(b"a vault temporary")
+    an_hour_ago = time.time() - 3600
+    for path in (blob, temporary):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    plain = vault_read(data_key=photo.data_key, name=photo.blob_name, purpose="original")
+    Path(settings.HOTFOLDER_ROOT).mkdir(parents=True, exist_ok=True)  # (`spool/..` needs the spool)
+    relative = f"../storage/blobs/{photo.blob_name[:2]}"
+    if how == "dba-dot-dot":
+        _dba_hot_folder_printer(target=relative)
+    elif how == "dba-absolute":
+        _dba_hot_folder_printer(target=str(blob.parent))
+    else:
+        Printer.objects.create(name="vault-shard", backend="hotfolder", target=relative, media_sizes=["4x6"])
+
+    # when the discard sweep runs
+    counts = spool.printer_documents_discard()
+
+    # then the printer is passed over, and the blob is there and decrypts (before, both files were erased:
+    # their names are shaped as a print file no ticket names)
+    assert counts == {"printers_refused": 1}
+    assert temporary.read_bytes() == b"a vault temporary"
+    assert vault_read(data_key=photo.data_key, name=photo.blob_name, purpose="original") == plain

@@ -20,13 +20,18 @@ from django.http import HttpRequest
 
 from lab.accounts.models import User
 from lab.catalog.models import Paper
-from lab.production.backends import backend_for
+from lab.production.backends import (
+    PRINTER_TARGET_REFUSED,
+    PrinterTargetRefused,
+    backend_for,
+    folder_target_check,
+)
 from lab.production.models import (
     DESTINATION_FIELDS,
     Printer,
     PrintJob,
 )
-from lab.production.spool import UNFINISHED_SEND_SECONDS, printer_copies_discard
+from lab.production.spool import UNFINISHED_SEND_SECONDS, destination_is_swept, printer_copies_discard
 from lab.production.states import JobStatus
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import lab_admin_record
@@ -87,6 +92,23 @@ class PrinterForm(forms.ModelForm[Printer]):
             "output_format",
         )
 
+    def clean_target(self) -> str:
+        """A hot folder lies strictly under HOTFOLDER_ROOT once resolved (lab.production.backends): the lab
+        writes decrypted rasters there, and erases files there by their names alone."""
+        target = str(self.cleaned_data.get("target", ""))
+        backend = self.cleaned_data.get("backend")
+        if backend is None:
+            return target  # the backend's own error says why
+        try:
+            folder_target_check(backend=str(backend), target=target)
+        except PrinterTargetRefused as refused:
+            raise forms.ValidationError(
+                "A hot folder must lie under HOTFOLDER_ROOT: give a folder name relative to it (an absolute"
+                " path must lead there too, once `..` and symbolic links are followed).",
+                code=PRINTER_TARGET_REFUSED,
+            ) from refused
+        return target
+
     def clean(self) -> dict[str, Any]:
         """Refuse to move a printer while a job may be at its destination: the lab reads such a job (and
         cancels it) by its handle at the printer's destination, so at a new one it would read as lost, its
@@ -126,7 +148,10 @@ class PrinterForm(forms.ModelForm[Printer]):
         the old one keeps after the move (CUPS: a day, PreserveJobFiles; a hot folder's done/: for ever) no
         sweep, erasure or retention would reach again. A destination that cannot be read, or a copy that
         cannot be erased, refuses the move, unless the admin moves it all the same (old_copies_left: on the
-        record)."""
+        record). A current destination that is not the lab's to clear (changed outside the lab, or a folder
+        outside HOTFOLDER_ROOT: spool.destination_is_swept) is left alone: nothing there is erased."""
+        if not destination_is_swept(stored):
+            return
         try:
             erased, failed = _finished_copies_discard(stored)
         except (PrinterError, OSError) as error:
