@@ -229,6 +229,7 @@ STATUS_BY_CODE: dict[str, int] = {
             ProductionError.JOB_CHANGED,
             ProductionError.REPRINT_EXCEEDS_COPIES,
             ProductionError.EARLIER_SEND_PRINTED,
+            ProductionError.EARLIER_SEND_PRINTING,
             ProductionError.ORDER_NOT_HOLDABLE,
             ProductionError.ORDER_NOT_IN_PRODUCTION,
             ProductionError.ORDER_NOT_ON_HOLD,

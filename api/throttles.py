@@ -130,6 +130,43 @@ class RegistrationThrottle(_RateFromSettings):
     scope = "registration"
 
 
+class SignInThrottle(_RateFromSettings):
+    """The token exchange (POST auth/token), per client address: a scope of its own. It shared
+    registration's, and 19 right sign-ins from one address (an office behind one NAT, a script that signs
+    in on each run) used up the registrations from there. Wrong passwords are limited by the sign-in's own
+    counts (lab/accounts/signin.py); this bounds the password checks one address can ask for."""
+
+    scope = "sign_in"
+
+
+class EmailChangeAddressThrottle(_RateFromSettings):
+    """My Account's e-mail changes (PATCH me with an `email` other than the account's), per client address,
+    beside AccountChangeThrottle's count per account. Each answers whether another account has the address
+    (409 `email_taken`), and accounts are free to make: counted per account alone, one address asked as many
+    accounts as it registered times each one's count. Counted per address, the oracle is bounded per address
+    as registration's own 409 is."""
+
+    scope = "email_changes"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if request.method != "PATCH" or not self._changes_email(request):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    @staticmethod
+    def _changes_email(request: Any) -> bool:
+        # A body that does not parse raises here, answered 400 as the view would (DRF keeps no data after
+        # it: caught, the view would have seen an empty change).
+        data = request.data
+        email = data.get("email") if isinstance(data, Mapping) else None
+        if not isinstance(email, str):
+            return False
+        user = getattr(request, "user", None)
+        current = getattr(user, "email", None) if user is not None and user.is_authenticated else None
+        # The same address again (a form sending every field) is no change, as My Account judges it.
+        return email.strip().lower() != current
+
+
 class ProofThrottle(_RateFromSettings):
     """Proofs are rendered per request (a raster at proof resolution, about 0.1 to 0.5 s of CPU): counted
     per customer when signed in, per client address otherwise, so one account cannot keep the web workers

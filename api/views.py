@@ -33,8 +33,10 @@ from api.throttles import (
     CustomerQuoteThrottle,
     CustomerReadThrottle,
     CustomerUploadThrottle,
+    EmailChangeAddressThrottle,
     GuestOrderEmailThrottle,
     RegistrationThrottle,
+    SignInThrottle,
     UploadByteBudget,
 )
 from lab.accounts import services as accounts
@@ -113,12 +115,13 @@ class AccountCreateView(APIView):
 class TokenCreateView(APIView):
     """Exchange e-mail and password for a new named API token (customers only; the key is shown once).
 
-    Failed attempts are limited per account and per address (429 `sign_in_locked`, with Retry-After).
+    Failed attempts are limited per account and per address (429 `sign_in_locked`, with Retry-After); all
+    attempts per address by a throttle of their own (`API_SIGN_IN_THROTTLE`), not registration's.
     """
 
     permission_classes = (AllowAny,)
     authentication_classes = ()
-    throttle_classes = (RegistrationThrottle,)
+    throttle_classes = (SignInThrottle,)
 
     @extend_schema(request=s.TokenInput, responses={200: s.TokenCreatedOutput, **problems(401, 403, 409)})
     def post(self, request: Request) -> Response:
@@ -162,8 +165,11 @@ class MeView(APIView):
     permission_classes = (IsAuthenticated,)
 
     def get_throttles(self) -> list[Any]:
-        # The changes only (PATCH's 429 is in its schema); reading one's own account is not limited.
-        return [AccountChangeThrottle()] if self.request.method == "PATCH" else []
+        # The changes only (PATCH's 429 is in its schema); reading one's own account is not limited. An
+        # e-mail change is also counted per client address (EmailChangeAddressThrottle: 409 `email_taken`).
+        if self.request.method != "PATCH":
+            return []
+        return [AccountChangeThrottle(), EmailChangeAddressThrottle()]
 
     @extend_schema(responses={200: s.AccountOutput, **problems(403)})
     def get(self, request: Request) -> Response:

@@ -107,6 +107,10 @@ app.conf.update(
     # sweeps do not depend on it. Celery keeps its message times in UTC (enable_utc).
     timezone=settings.LAB_TIME_ZONE,
     worker_hijack_root_logger=False,
+    # No remote control: nothing of the lab sends a command, and anyone who could publish to the broker
+    # stopped every worker with one broadcast `shutdown` (exit 0, which Restart=on-failure left stopped) or
+    # quietly stopped a queue with `cancel_consumer` (tests/e2e/test_broker_control.py).
+    worker_enable_remote_control=False,
 )
 # Database connections across tasks. Celery's Django fixup closes every connection before and after each task
 # unless CELERY_DB_REUSE_MAX is set: a new PostgreSQL backend per task, 11.5 ms of server CPU against 1.6 ms

@@ -346,6 +346,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_ANON_THROTTLE", "120/min"),
         "registration": os.environ.get("API_REGISTRATION_THROTTLE", "20/hour"),
+        "sign_in": os.environ.get("API_SIGN_IN_THROTTLE", "120/hour"),
+        "email_changes": os.environ.get("API_EMAIL_CHANGE_ADDRESS_THROTTLE", "20/hour"),
         "proofs": os.environ.get("API_PROOF_THROTTLE", "30/min"),
         "account_changes": os.environ.get("API_ACCOUNT_CHANGE_THROTTLE", "30/hour"),
         # Per signed-in customer (api/throttles.py _PerCustomer): AnonThrottle counts nobody signed in.
@@ -407,6 +409,9 @@ CACHES = {
             "OPTIONS": {
                 "socket_timeout": REDIS_TIMEOUT_SECONDS,
                 "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                # JSON and bare integers, never pickle: whoever can write to this Redis must not run code
+                # here (Django's own serializer unpickles what it reads).
+                "serializer": "lab.lib.cache.JsonCacheSerializer",
             },
         }
         if _cache_url()
@@ -441,6 +446,7 @@ ASSET_MAX_ICC_PROFILE_BYTES = envint("ASSET_MAX_ICC_PROFILE_BYTES", 4 * 1024 * 1
 ASSET_FETCH_TIMEOUT_SECONDS = envint("ASSET_FETCH_TIMEOUT_SECONDS", 60)  # the whole fetch; soft limit 100 s
 ASSET_FETCH_ALLOW_PRIVATE = envbool("ASSET_FETCH_ALLOW_PRIVATE", "false")
 ASSET_FETCH_ALLOW_HTTP = envbool("ASSET_FETCH_ALLOW_HTTP", "false")
+URL_CHECK_TIMEOUT_SECONDS = float(os.environ.get("URL_CHECK_TIMEOUT_SECONDS", "3"))  # web side: the lookup
 # Interval of the sweep that sends a URL photo's fetch again when its message was lost (and the least age of
 # the last message sent before it is sent again).
 ASSET_FETCH_SWEEP_SECONDS = envint("ASSET_FETCH_SWEEP_SECONDS", 60)
@@ -605,6 +611,9 @@ AUDIT_RECORD_KEY = required_secret(
 # Where every signed checkpoint is also appended, outside the database (append-only JSONL, fsync'd). Point
 # it at another disk or host; the default under var/ is for the embedded setup only.
 AUDIT_WITNESS = os.environ.get("AUDIT_WITNESS", (VAR_DIR / "audit-witness" / "checkpoints.jsonl").as_uri())
+# Whether this process's worker signs beat's checkpoints: false in every reference unit but printlab-audit's,
+# so a checkpoint task sent to another queue (forged) signs nothing and raises no alarm (workers/tasks.py).
+LAB_AUDIT_SIGNER = envbool("LAB_AUDIT_SIGNER", "true")
 AUDIT_WITNESS_EMAILS = envlist("AUDIT_WITNESS_EMAILS")  # each checkpoint is mailed to these auditors
 # Public keys (base64 or PEM, comma-separated) of signing keys a rotation retired: the checkpoints they signed
 # stay in the database and every export, and are checked with the key their key_id names.

@@ -63,7 +63,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -441,12 +441,7 @@ class CupsBackend(PrinterBackend):
                         raise _translate_ipp_error(status, message, operation="get notifications") from exc
                     lost, watch = True, None
                 else:
-                    numbers = [int(e.get("notify-sequence-number", 0)) for e in events]
-                    if numbers and max(numbers) < after:
-                        # Numbers behind the cursor: the id now names another subscription (a cupsd that
-                        # started on an empty state numbers subscriptions and events from 1 again), whose
-                        # restarts would all read as old news. A subscription's newest event is the last its
-                        # cache drops, so ours never answers only with older ones.
+                    if not _is_restart_watch(connection, watch=watch, events=events, after=after):
                         lost, watch = True, None
             if not watch:
                 watch = standing_watch(connection, events=RESTART_EVENTS)
@@ -511,6 +506,38 @@ class CupsBackend(PrinterBackend):
         return errors.PermanentPrinterError(
             code=errors.QUEUE_NOT_FOUND, message=f"no CUPS queue {self.queue!r}"
         )
+
+
+def _is_restart_watch(
+    connection: cups.Connection, *, watch: int, events: Sequence[Mapping[str, Any]], after: int
+) -> bool:
+    """The subscription `watch` is still the restart watch whose events were read up to `after`.
+
+    A cupsd that started on an empty state numbers subscriptions and their events from 1 again, so the id
+    may now name another subscription: the printer-events listener's job subscription (whose job events would
+    pass the cursor while no restart is ever heard), or a new restart subscription (whose restarts would all
+    read as old news).
+    """
+    if any(event.get("notify-subscribed-event") not in RESTART_EVENTS for event in events):
+        return False  # not a restart subscription
+    numbers = [int(event.get("notify-sequence-number", 0)) for event in events]
+    if numbers:
+        # A subscription's newest event is the last its cache drops, so ours never answers only with older
+        # ones than the cursor.
+        return max(numbers) >= after
+    # No event says what it is: its mask does (one more request, only while the watch has no event kept).
+    try:
+        subscriptions = connection.getSubscriptions(_SERVER_URI)
+    except cups.IPPError as exc:
+        status, message = _ipp_error_parts(exc)
+        if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
+            raise _translate_ipp_error(status, message, operation="get subscriptions") from exc
+        subscriptions = []
+    return any(
+        int(subscription.get("notify-subscription-id", 0)) == watch
+        and sorted(_as_strings(subscription.get("notify-events"))) == sorted(RESTART_EVENTS)
+        for subscription in subscriptions
+    )
 
 
 def standing_watch(connection: cups.Connection, *, events: tuple[str, ...]) -> int:

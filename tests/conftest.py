@@ -146,7 +146,7 @@ def _isolated_settings(settings, tmp_path: Path) -> None:
     settings.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_printlab_test")
     settings.REST_FRAMEWORK = {
         **django_settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "registration": "10000/min"},
+        "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "registration": "10000/min", "sign_in": "10000/min"},
     }
 
 

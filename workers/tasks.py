@@ -176,8 +176,18 @@ def slip_render(*, order_id: int) -> None:
 @app.task(name="audit.checkpoint", time_limit=150, soft_time_limit=130, max_retries=0)
 def audit_checkpoint() -> None:
     """Sent every tick (lab.celery.AUDIT_CHECKPOINT_TICKS an interval); signs only when the last checkpoint
-    is an interval less half a tick old: a lost send or a failed run costs a tick, not an interval."""
+    is an interval less half a tick old: a lost send or a failed run costs a tick, not an interval.
+
+    Only on the signer's worker (LAB_AUDIT_SIGNER): elsewhere the witness is not this host's to write, and a
+    send to another queue (anyone who can publish to the broker) made the worker there refuse, and mail the
+    auditors a false "checkpoint refused" at will."""
+    import logging
+
     from lab.audit.services import checkpoint_write
+
+    if not settings.LAB_AUDIT_SIGNER:
+        logging.getLogger(__name__).info("audit checkpoint not signed: this worker is not the signer")
+        return
 
     interval = settings.AUDIT_CHECKPOINT_SECONDS
     due_after = timedelta(seconds=interval - interval / AUDIT_CHECKPOINT_TICKS / 2)

@@ -156,7 +156,7 @@ class SecurityEvent(models.Model):
         TOKEN_ISSUED = "token_issued"
         TOKEN_REVOKED = "token_revoked"
         PASSWORD_CHANGED = "password_changed"
-        EMAIL_CHANGED = "email_changed"  # My Account's change; neither address is recorded
+        EMAIL_CHANGED = "email_changed"  # My Account's change; no address, the earlier one's digest
         ACCOUNT_SEAL_BROKEN = "account_seal_broken"  # an account changed outside the lab was refused
 
     class Channel(models.TextChoices):

@@ -18,7 +18,7 @@ from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role, is_staff_member, user_roles
 from lab.accounts.seal import account_seal_of, account_seal_required, account_seal_set
-from lab.accounts.signin import password_confirm
+from lab.accounts.signin import PREVIOUS_EMAIL_DIGEST, email_digest, password_confirm
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.lib.errors import Conflict, DomainError, PermissionDenied
 
@@ -133,6 +133,7 @@ def customer_update(
         )
     fields: list[str] = []
     password_read: str | None = None  # the hash the current password was checked against
+    previous_email = user.email
     changes_email = email is not None and email.lower() != user.email
     if new_password is not None or changes_email:
         # Before the e-mail is looked up: whether another account has it (409) is no answer to a token alone.
@@ -174,6 +175,7 @@ def customer_update(
             marketing_opt_in=marketing_opt_in,
             password_read=password_read,
             client_ip=client_ip,
+            previous_email=previous_email,
         )
     except IntegrityError as error:
         # The address was free at the check and taken before the save (another request, another process):
@@ -192,6 +194,7 @@ def _customer_save(
     marketing_opt_in: bool | None,
     password_read: str | None,
     client_ip: str | None = None,
+    previous_email: str = "",
 ) -> User:
     with transaction.atomic():
         # The row's lock first, FOR UPDATE: what the UPDATE below takes anyway. A weaker lock taken first
@@ -236,12 +239,16 @@ def _customer_save(
                 detail=ended.detail(),
             )
         if "email" in fields:
-            # Neither address: the log names the account, and an erasure deletes it with the account.
+            # Neither address, but the earlier one's digest, as a failed sign-in with no account records it:
+            # those typed with the earlier address stay the account's to export and erase
+            # (signin.sign_ins_with_addresses_of); without it they dropped out of the export and outlived the
+            # erasure. The log names the account, and an erasure deletes it with the account.
             SecurityEvent.objects.create(
                 kind=SecurityEvent.Kind.EMAIL_CHANGED,
                 channel=SecurityEvent.Channel.API,
                 user=user,
                 client_ip=client_ip,
+                detail={PREVIOUS_EMAIL_DIGEST: email_digest(previous_email)} if previous_email else {},
             )
     return user
 

@@ -30,6 +30,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
+from lab.accounts.authenticated import token_of_request
 from lab.accounts.erased import account_is_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import SecurityEvent, User
@@ -61,6 +62,9 @@ class SignInAttempt:
     # What the password was asked for when it is not a sign-in ("password_change", "erasure"): named in its
     # events' detail, so the account's security log tells them from sign-ins.
     confirms: str = ""
+    # The API token a confirmation was made with (its public id): the attempt is then counted and locked per
+    # token, not per account (password_confirm), and the token is named in its events' detail.
+    token_id: str = ""
 
     @property
     def email_sha256(self) -> str:
@@ -70,11 +74,18 @@ class SignInAttempt:
 
     def counters(self) -> list[tuple[str, str, int]]:
         """(scope, cache key, limit) for each thing this attempt is counted against."""
-        scopes = [("account", f"{_PREFIX}:account:{self.email_sha256}", settings.SIGNIN_ACCOUNT_FAILURES)]
+        scopes = [self.holder()]
         if self.client_ip:
             address = address_for_limits(self.client_ip)
             scopes.append(("address", f"{_PREFIX}:address:{address}", settings.SIGNIN_ADDRESS_FAILURES))
         return scopes
+
+    def holder(self) -> tuple[str, str, int]:
+        """The count of who makes the attempt: the token's for a confirmation made with one, else the
+        account's. A success starts it again."""
+        if self.token_id:
+            return ("token", f"{_PREFIX}:token:{self.token_id}", settings.SIGNIN_ACCOUNT_FAILURES)
+        return ("account", f"{_PREFIX}:account:{self.email_sha256}", settings.SIGNIN_ACCOUNT_FAILURES)
 
 
 @dataclass(frozen=True)
@@ -169,7 +180,8 @@ def _record_failure(
     """Record one sign-in event; the account it names, or None when it was erased meanwhile (found by its
     e-mail just before its erasure committed). Such an event names nobody: not the erased account, and
     neither the e-mail's hash nor the client's address, which the erasure that has just run would never
-    find. The limits count in the shared cache, never from these rows, so they are unchanged by it."""
+    find, nor the token (of the erased account). The limits count in the shared cache, never from these rows,
+    so they are unchanged by it."""
     detail = {**(detail or {}), **({"confirms": attempt.confirms} if attempt.confirms else {})}
     with transaction.atomic():
         erased_meanwhile = user is not None and account_is_erased(user.pk)
@@ -181,18 +193,18 @@ def _record_failure(
             user=user,
             email_sha256="" if user or erased_meanwhile else attempt.email_sha256,
             client_ip=None if erased_meanwhile else attempt.client_ip,
-            detail=detail,
+            detail={**detail, "token": attempt.token_id} if attempt.token_id and user else detail,
         )
     return user
 
 
 def sign_in_succeeded(*, attempt: SignInAttempt, counts: Sequence[AttemptCount]) -> None:
-    # The account's own count starts again; the address's does not, or one valid account would let its
-    # holder reset the count of every guess made from that address: only this attempt's count, taken
-    # before its check, is taken back there.
-    account = f"{_PREFIX}:account:{attempt.email_sha256}"
-    cache.delete_many([account, f"{account}:failures"])
-    _uncount([counted for counted in counts if counted.scope != "account"])
+    # The account's (or the token's) own count starts again; the address's does not, or one valid account
+    # would let its holder reset the count of every guess made from that address: only this attempt's
+    # count, taken before its check, is taken back there.
+    scope, holder, _ = attempt.holder()
+    cache.delete_many([holder, f"{holder}:failures"])
+    _uncount([counted for counted in counts if counted.scope != scope])
 
 
 def _count(key: str, window: int) -> int:
@@ -264,11 +276,23 @@ def sign_in(*, request: HttpRequest, attempt: SignInAttempt, password: str) -> U
 
 def password_confirm(*, user: User, password: str, client_ip: str | None, confirms: str) -> bool:
     """Whether `password` is the signed-in person's own, asked for again before what a token alone must not
-    do (`confirms`: "password_change", "erasure"). Counted with the account's sign-ins and limited like them
-    (SignInLocked, 429 `sign_in_locked`): checked on its own, a stolen token was a licence for unlimited
-    guesses at the password, unrecorded."""
+    do (`confirms`: "password_change", "email_change", "erasure", "token_revoke"). Counted and limited like a
+    sign-in (SignInLocked, 429 `sign_in_locked`): checked on its own, a stolen token was a licence for
+    unlimited guesses at the password, unrecorded.
+
+    Made with an API token (`user` as the token authenticated it: lab.accounts.authenticated), it
+    is counted and locked per token and per address, not per account. The account's lock is set by anyone
+    with wrong passwords for its e-mail at the token exchange: counted per account, it also refused the
+    owner's right password here, so a token thief kept the owner from the password change that ends the
+    thief's token, while the token itself went on working. A thief's wrong guesses lock the thief's token's
+    confirmations, not the owner's (tests/accounts/test_token_confirmation_locks.py)."""
+    token = token_of_request(user)
     attempt = SignInAttempt(
-        email=user.email, client_ip=client_ip, channel=SecurityEvent.Channel.API, confirms=confirms
+        email=user.email,
+        client_ip=client_ip,
+        channel=SecurityEvent.Channel.API,
+        confirms=confirms,
+        token_id=str(token.public_id) if token is not None else "",
     )
     confirmed = _counted_check(
         attempt=attempt,
@@ -278,8 +302,36 @@ def password_confirm(*, user: User, password: str, client_ip: str | None, confir
     return confirmed is not None
 
 
+def email_digest(email: str) -> str:
+    """The SHA-256 a failed sign-in that found no account records for `email` (normalised as the sign-in
+    normalises it)."""
+    return SignInAttempt(email=email, client_ip=None, channel=SecurityEvent.Channel.API).email_sha256
+
+
+# The key of an `email_changed` event's detail that holds the address the account had before, as its digest.
+PREVIOUS_EMAIL_DIGEST = "previous_email_sha256"
+
+
 def sign_ins_with_address(*, email: str) -> QuerySet[SecurityEvent]:
     """Failed sign-ins that found no account for this e-mail address (before it was registered, or typed by
     someone else): recorded by the address's SHA-256, normalised as the sign-in normalises it."""
-    digest = SignInAttempt(email=email, client_ip=None, channel=SecurityEvent.Channel.API).email_sha256
-    return SecurityEvent.objects.filter(user=None, email_sha256=digest)
+    return SecurityEvent.objects.filter(user=None, email_sha256=email_digest(email))
+
+
+def account_email_digests(*, user: User) -> list[str]:
+    """The digest of every address the account has had: its own, and each earlier one its `email_changed`
+    events recorded (changes made before they did so name none)."""
+    earlier = (
+        SecurityEvent.objects.filter(user=user, kind=SecurityEvent.Kind.EMAIL_CHANGED)
+        .order_by("pk")
+        .values_list(f"detail__{PREVIOUS_EMAIL_DIGEST}", flat=True)
+    )
+    digests = [email_digest(user.email)] if user.email else []
+    return [*digests, *(digest for digest in earlier if isinstance(digest, str) and digest not in digests)]
+
+
+def sign_ins_with_addresses_of(*, user: User) -> QuerySet[SecurityEvent]:
+    """Failed sign-ins that found no account for any address the account has had (account_email_digests):
+    after an e-mail change, those typed with the earlier address are still the account's to export and
+    erase."""
+    return SecurityEvent.objects.filter(user=None, email_sha256__in=account_email_digests(user=user))

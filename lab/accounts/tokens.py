@@ -19,11 +19,13 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from lab.accounts.authenticated import token_of_request, token_of_request_set
 from lab.accounts.erased import account_is_erased
 from lab.accounts.errors import AccountError
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from lab.accounts.roles import is_staff_member, roles_known
 from lab.accounts.seal import account_seal_holds, account_seal_required
+from lab.accounts.signin import password_confirm
 from lab.lib.errors import Conflict, NotFound, PermissionDenied
 from lab.lib.seals import seal_holds, seal_of
 
@@ -159,6 +161,7 @@ def api_token_authenticate(*, key: str, client_ip: str | None = None) -> tuple[U
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+    token_of_request_set(token.user, token)
     return token.user, token
 
 
@@ -166,7 +169,22 @@ def api_tokens_of(*, user: User) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user).order_by(F("created_at").desc(), "-pk")
 
 
-def api_token_revoke(*, user: User, token_id: str, client_ip: str | None = None) -> None:
+def api_token_revoke(
+    *, user: User, token_id: str, client_ip: str | None = None, password: str | None = None
+) -> None:
+    """End one of the user's tokens. The token the request was made with ends with no more ado; any other
+    needs the current `password` (counted and locked per token as every confirmation: signin.password_confirm;
+    403 `wrong_password`): with a token alone, a thief revoked the owner's tokens and kept their own."""
+    calling = token_of_request(user)
+    itself = calling is not None and str(calling.public_id) == token_id
+    # Checked before the token is looked up: the check is slow, and no row is held while it runs.
+    if not itself and (
+        not password
+        or not password_confirm(user=user, password=password, client_ip=client_ip, confirms="token_revoke")
+    ):
+        raise PermissionDenied(
+            AccountError.WRONG_PASSWORD, "Revoking another token needs your current password."
+        )
     with transaction.atomic():
         # The account's row first (FOR KEY SHARE, lab/accounts/erased.py), then the token's: the order the
         # erasure takes them in. Token first, a revoke racing the erasure held the token's row and waited for

@@ -34,7 +34,7 @@ from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.accounts.services import policy_current
-from lab.accounts.signin import password_confirm, sign_ins_with_address
+from lab.accounts.signin import password_confirm, sign_ins_with_addresses_of
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
@@ -389,7 +389,7 @@ def _clear_person(user: User, *, now: datetime) -> None:
         )
     # Failed sign-ins with their address that found no account (before they registered): its hash and the IP
     # of whoever typed it. Read before the address is wiped.
-    sign_ins_with_address(email=user.email).delete()
+    sign_ins_with_addresses_of(user=user).delete()
     user.email = erased_email(user)
     user.full_name = ""
     user.address = {}

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
-from lab.accounts.signin import sign_ins_with_address
+from lab.accounts.signin import sign_ins_with_addresses_of
 from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.models import PrivacyReceipt
@@ -393,11 +393,12 @@ def _api_tokens(user: User) -> list[dict[str, Any]]:
 
 
 def _security_events(user: User) -> list[dict[str, Any]]:
-    """The account's own security log, and the failed sign-ins with its address that found no account. Those
-    are exported without their client address: it is whoever typed the address, not necessarily them."""
+    """The account's own security log, and the failed sign-ins that found no account with any address it has
+    had (an e-mail change keeps the earlier one's). Those are exported without their client address: it is
+    whoever typed the address, not necessarily them."""
     events: list[tuple[SecurityEvent, str | None]] = [
         *((event, event.client_ip) for event in user.security_events.all()),
-        *((event, None) for event in sign_ins_with_address(email=user.email)),
+        *((event, None) for event in sign_ins_with_addresses_of(user=user)),
     ]
     return [
         {

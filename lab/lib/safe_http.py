@@ -97,7 +97,20 @@ def _lookup(host: str, port: int, timeout: float | None) -> list[_AddressInfo]:
 
 def check_url(url: str, *, allow_private: bool, allow_http: bool, timeout: float | None = None) -> Target:
     """The URL's target, every address its host resolves to judged; the lookup is given at most `timeout`
-    seconds (TimeoutError, an OSError, when it takes longer)."""
+    seconds, and one that takes longer is a host that does not resolve (URL_HOST_UNRESOLVABLE). A check made
+    while a person waits (a web request) passes a timeout: a resolver that never answered held the web
+    worker for as long as it did not, and a few such requests every worker."""
+    try:
+        return _target(url, allow_private=allow_private, allow_http=allow_http, timeout=timeout)
+    except TimeoutError as error:
+        raise UnsafeUrl(
+            CommonError.URL_HOST_UNRESOLVABLE, "The URL's host did not resolve in time."
+        ) from error
+
+
+def _target(url: str, *, allow_private: bool, allow_http: bool, timeout: float | None) -> Target:
+    """check_url's work; a lookup that outlasts `timeout` raises TimeoutError (an OSError: within a fetch or
+    a POST, a failed exchange that is tried again, not a refused URL)."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not allow_http):
         raise UnsafeUrl(CommonError.URL_SCHEME_NOT_ALLOWED, "Only https:// URLs are accepted.")
@@ -273,7 +286,7 @@ def _open(
     deadline: _Deadline, url: str, *, allow_private: bool, allow_http: bool
 ) -> tuple[Target, http.client.HTTPConnection]:
     """The URL checked (its lookup within the deadline) and a connection to the address that was checked."""
-    target = check_url(url, allow_private=allow_private, allow_http=allow_http, timeout=deadline.remaining())
+    target = _target(url, allow_private=allow_private, allow_http=allow_http, timeout=deadline.remaining())
     connection = _connection(target, deadline)
     deadline.connect(connection)
     return target, connection

@@ -49,11 +49,14 @@ def webhook_url_clean(*, url: str) -> str:
 
 
 def webhook_url_check(*, url: str) -> None:
-    """The SSRF guard, at registration and again before every POST (DNS may change in between)."""
+    """The SSRF guard at registration (each POST checks again, within its own deadline: DNS may change in
+    between). A web request waits on the lookup: given URL_CHECK_TIMEOUT_SECONDS, then refused as
+    unresolvable; without a limit a resolver that never answered held a web worker per request."""
     safe_http.check_url(
         url,
         allow_private=getattr(settings, "WEBHOOK_ALLOW_PRIVATE", False),
         allow_http=getattr(settings, "WEBHOOK_ALLOW_HTTP", False),
+        timeout=settings.URL_CHECK_TIMEOUT_SECONDS,
     )
 
 
@@ -76,17 +79,16 @@ def webhook_endpoint_create(
 ) -> WebhookEndpoint:
     """Register a callback URL; the returned endpoint's secret is shown to the customer this once."""
     types = _event_types_clean(event_types)
+    # The limit first, then the URL's lookup (slow, a web worker waiting on it): a customer at the limit
+    # could make lookups without end. Checked again under the owner's lock.
+    _endpoint_limit_check(owner=owner)
     url = webhook_url_clean(url=url)
     with transaction.atomic():
         # Lock the owner so two concurrent registrations cannot both pass the limit; an account erased
         # meanwhile (the lock waited for its erasure) gets no endpoint: its URL is the customer's own text.
         User.objects.select_for_update().filter(pk=owner.pk).first()
         account_not_erased(owner.pk)
-        if WebhookEndpoint.objects.filter(owner=owner).count() >= MAX_ENDPOINTS_PER_CUSTOMER:
-            raise Conflict(
-                NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
-                f"A customer may register at most {MAX_ENDPOINTS_PER_CUSTOMER} webhook endpoints.",
-            )
+        _endpoint_limit_check(owner=owner)
         endpoint = WebhookEndpoint.objects.create(
             owner=owner,
             url=url,
@@ -96,6 +98,14 @@ def webhook_endpoint_create(
         )
     logger.info("webhook endpoint created endpoint=%s owner=%s", endpoint.pk, owner.public_id)
     return endpoint
+
+
+def _endpoint_limit_check(*, owner: User) -> None:
+    if WebhookEndpoint.objects.filter(owner=owner).count() >= MAX_ENDPOINTS_PER_CUSTOMER:
+        raise Conflict(
+            NotifyError.TOO_MANY_WEBHOOK_ENDPOINTS,
+            f"A customer may register at most {MAX_ENDPOINTS_PER_CUSTOMER} webhook endpoints.",
+        )
 
 
 def webhook_endpoint_update(

@@ -165,8 +165,12 @@ def asset_create_from_upload(
 
 
 def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
+    # A web request waits on this lookup: given URL_CHECK_TIMEOUT_SECONDS, then refused as unresolvable.
     safe_http.check_url(
-        url, allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE, allow_http=settings.ASSET_FETCH_ALLOW_HTTP
+        url,
+        allow_private=settings.ASSET_FETCH_ALLOW_PRIVATE,
+        allow_http=settings.ASSET_FETCH_ALLOW_HTTP,
+        timeout=settings.URL_CHECK_TIMEOUT_SECONDS,
     )
     with transaction.atomic():
         asset = Asset.objects.create(

@@ -21,7 +21,7 @@ from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for, copies_titled
-from lab.production.cancellation import printer_cancels_settle
+from lab.production.cancellation import copy_may_have_printed, printer_cancels_settle
 from lab.production.errors import ProductionError
 from lab.production.models import (
     JOB_CANCELLED,
@@ -248,9 +248,10 @@ def _earlier_sends_withdraw(
 ) -> bool:
     """Before a job with a send behind it moves to another printer, or is sent again under a new title: every
     copy of it its printer still holds is cancelled there, so that only the new send prints. Refused (nothing
-    `refused`) when the printer does not answer (it may print the copy once it does) or has printed one
-    already (a new send would print a second); `judged_handle` is a completed copy a person has judged (the
-    one a `suspect` job is about), which does not refuse.
+    `refused`) when the printer does not answer (it may print the copy once it does), has printed one already
+    (a new send would print a second), or is printing one (cancellation.copy_may_have_printed: a cancel may
+    reach its device after the print is made); `judged_handle` is a copy a person has judged (the one a
+    `suspect` job is about), which does not refuse.
 
     `unaccounted_refuse` (the move of a `ready` job, between the retries of its send): refused too when an
     attempt may have reached the printer that lists nothing of it, printed and purged from its history or
@@ -265,6 +266,14 @@ def _earlier_sends_withdraw(
                 ProductionError.EARLIER_SEND_PRINTED,
                 f"Job {job.pk} was printed by {job.printer.name} from an earlier send; it is not sent again. "
                 "Count the prints there.",
+            )
+        if any(copy_may_have_printed(copy) and copy.handle != judged_handle for copy in copies):
+            # Its device has it: a cancel may reach it after the print is made (CUPS then calls the copy
+            # `canceled`), and the new send printed a second. Before, it was cancelled and the job moved.
+            raise Conflict(
+                ProductionError.EARLIER_SEND_PRINTING,
+                f"{job.printer.name} is printing an earlier send of job {job.pk}; nothing was {refused}. "
+                "Wait until it has finished, then count the prints there.",
             )
         if unaccounted_refuse and sends_unaccounted(job=job, listed=[copy.handle for copy in copies]):
             raise Conflict(

@@ -20,11 +20,12 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import Role
+from lab.accounts.seal import account_seal_holds
 from lab.lib.mail import MailNotSent, address_has_mail_form, mail_send
 from lab.orders.models import Order
 from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
-from lab.production.cancellation import ALREADY_PRINTED
+from lab.production.cancellation import ALREADY_PRINTED, MAY_HAVE_PRINTED
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, PrinterState
 
@@ -51,10 +52,13 @@ _ON_THE_BOARD_ALREADY = (J.CANCELLED, J.UNKNOWN, J.SUSPECT)
 def printed_after_cancel_events() -> QuerySet[JobEvent]:
     """The job events of the last PRINTED_AFTER_CANCEL_HOURS (database clock) that say a copy printed though
     its job was cancelled: the cancel reached the printer after it printed (`printer_cancelled` with
-    ALREADY_PRINTED), or our send landed after the cancel and the printer would not cancel it
-    (`late_copy_not_cancelled`). Its prints lie at the printer for an order the customer was refunded."""
+    ALREADY_PRINTED) or while its device printed it (with MAY_HAVE_PRINTED), or our send landed after the
+    cancel and the printer would not cancel it (`late_copy_not_cancelled`). Its prints lie at the printer
+    for an order the customer was refunded."""
     return JobEvent.objects.filter(
-        Q(kind="late_copy_not_cancelled") | Q(kind="printer_cancelled", note__startswith=ALREADY_PRINTED),
+        Q(kind="late_copy_not_cancelled")
+        | Q(kind="printer_cancelled", note__startswith=ALREADY_PRINTED)
+        | Q(kind="printer_cancelled", note__startswith=MAY_HAVE_PRINTED),
         created_at__gte=Now() - timedelta(hours=PRINTED_AFTER_CANCEL_HOURS),
     )
 
@@ -234,27 +238,41 @@ def supervisor_emails() -> list[str]:
     """The active supervisors' addresses an alert can be mailed to. An address with no mail form (one stored
     as typed, lab.accounts.seal.email_as_stored) made every alert message raise before it was sent, to every
     supervisor: it is left out, logged by its account's public id (never the address), and the others are
-    mailed."""
+    mailed. So is an account whose seal does not hold (lab.accounts.seal): the role given, or the account
+    re-activated, by a write in the database alone, which every staff page refuses (it was mailed every
+    alert: `tests/staff/test_supervisor_alerts.py`)."""
     return _alert_recipients().addresses
 
 
 @dataclass(frozen=True)
 class _Recipients:
     addresses: list[str]
-    left_out: int  # active supervisors whose address no message can be written to
+    left_out: int  # active supervisors no alert can go to: no mail form, or a seal that does not hold
 
 
 def _alert_recipients() -> _Recipients:
     addresses: list[str] = []
     left_out = 0
-    supervisors = User.objects.filter(groups__name=Role.SUPERVISOR, is_active=True)
-    for public_id, email in supervisors.order_by("email").values_list("public_id", "email"):
-        if address_has_mail_form(email):
-            addresses.append(email)
+    supervisors = (
+        User.objects.filter(groups__name=Role.SUPERVISOR, is_active=True)
+        .prefetch_related("groups")
+        .order_by("email")
+    )
+    for supervisor in supervisors:
+        roles = [group.name for group in supervisor.groups.all()]
+        if not account_seal_holds(supervisor, roles=roles):
+            left_out += 1
+            logger.warning(
+                "supervisor left out of alert e-mails: account changed outside the lab's tools user=%s",
+                supervisor.public_id,
+            )
+        elif address_has_mail_form(supervisor.email):
+            addresses.append(supervisor.email)
         else:
             left_out += 1
             logger.warning(
-                "supervisor left out of alert e-mails: no mail can go to their address user=%s", public_id
+                "supervisor left out of alert e-mails: no mail can go to their address user=%s",
+                supervisor.public_id,
             )
     return _Recipients(addresses=addresses, left_out=left_out)
 

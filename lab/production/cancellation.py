@@ -31,7 +31,7 @@ from lab.production.models import JOB_TITLE_PREFIX, JobEvent, Printer, PrintJob
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
 from printers.base import FINAL_JOB_STATES, JobInfo, JobState, PrinterBackend
-from printers.errors import JOB_NOT_FOUND, PermanentPrinterError, PrinterError
+from printers.errors import JOB_NOT_CANCELABLE, JOB_NOT_FOUND, PermanentPrinterError, PrinterError
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -41,6 +41,11 @@ AT_PRINTER = frozenset({J.SUBMITTING, J.SUBMITTED, J.UNKNOWN, J.SUSPECT})
 # How a cancelled job's history says that a copy of it printed (or was printing) before the cancel reached the
 # printer (here, and for a send that landed after the cancel: lab.production.submission).
 ALREADY_PRINTED = "already printed before the cancel reached the printer"
+# How it says that a copy was printing when the cancel reached the printer: the cancel was asked, but it may
+# reach the device after the print is made (CUPS keeps a job `processing` while its device prints it, and
+# calls it `canceled` afterwards whatever the device did; a hot folder's device does not give a ticket back).
+# Listed with the copies already printed (lab.production.alerts.printed_after_cancel_events).
+MAY_HAVE_PRINTED = "printing when the cancel reached the printer, may have printed"
 
 
 def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -> Order:
@@ -208,24 +213,54 @@ def printer_cancel(
         logger.warning("printer cancel pending job=%s code=%s", job.pk, error.code)
         return False
     printed = [o for o in outcomes if o.endswith(f":{JobState.COMPLETED}")]
+    printing = [o for o in outcomes if o.endswith((_CANCEL_ASKED, _CANCEL_REFUSED))]
     note = (", ".join(outcomes) or "the printer had no job with our title") + unlisted
     if printed:
         note = f"{ALREADY_PRINTED}: {note}"
+    elif printing:
+        note = f"{MAY_HAVE_PRINTED}: {note}"
     return _printer_cancel_done(job=job, note=note)
 
 
+# The outcomes of a copy that may have printed (copy_may_have_printed): `handle:state, cancel asked` or
+# `handle:state, cancel refused` (the printer would not cancel it: a hot folder's device took the ticket).
+_CANCEL_ASKED = ", cancel asked"
+_CANCEL_REFUSED = ", cancel refused"
+
+
+def copy_may_have_printed(info: JobInfo) -> bool:
+    """A copy not over that may have printed, or be printing, however a cancel ends: its device has it
+    (`processing`, or `stopped` mid-job), it has printed impressions, or it started once and was put back in
+    the queue (JobInfo.was_requeued). A cancel still stops what is left of it; it cannot take a print back."""
+    return not info.state.is_final and (
+        info.state in (JobState.PROCESSING, JobState.STOPPED)
+        or (info.completed_impressions or 0) > 0
+        or info.was_requeued
+    )
+
+
 def _copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
-    """Cancel one copy at the printer unless it is over; what became of it, as `handle:outcome`."""
+    """Cancel one copy at the printer unless it is over; what became of it, as `handle:outcome`.
+
+    A copy that may have printed (copy_may_have_printed) is cancelled too, its outcome saying so: before, a
+    copy its device was printing counted as withdrawn (CUPS calls it `canceled` once asked, the print made
+    all the same), and a cancelled order's print was on neither the board nor an alert."""
     try:
-        state = backend.job_info_of(handle, title=title).state
-        if state in FINAL_JOB_STATES:
-            return f"{handle}:{state}"
-        backend.cancel_of(handle, title=title)
+        info = backend.job_info_of(handle, title=title)
+        if info.state in FINAL_JOB_STATES:
+            return f"{handle}:{info.state}"
+        printing = copy_may_have_printed(info)
+        try:
+            backend.cancel_of(handle, title=title)
+        except PermanentPrinterError as error:
+            if not printing or error.code != JOB_NOT_CANCELABLE:
+                raise
+            return f"{handle}:{info.state}{_CANCEL_REFUSED}"
     except PrinterError as error:
         if error.code != JOB_NOT_FOUND:
             raise
         return f"{handle}:gone"
-    return f"{handle}:cancelled"
+    return f"{handle}:{info.state}{_CANCEL_ASKED}" if printing else f"{handle}:cancelled"
 
 
 def _printer_cancel_done(*, job: PrintJob, note: str) -> bool:

@@ -20,6 +20,9 @@ class ProductionError(StrEnum):
     EARLIER_SEND_PRINTED = (
         "earlier_send_printed"  # a reroute refused: the old printer printed an earlier send
     )
+    # A reroute (or a send again) refused: the old printer is printing an earlier send, which a cancel
+    # may reach too late; wait until it has finished and count the prints.
+    EARLIER_SEND_PRINTING = "earlier_send_printing"
     JOB_NOT_REROUTABLE = "job_not_reroutable"  # only queued, ready or failed jobs move to another printer
     SAME_PRINTER = "same_printer"
     NO_CAPABLE_PRINTER = "no_capable_printer"  # no other online printer holds the job's media

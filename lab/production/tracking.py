@@ -180,26 +180,33 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
             # MaxJobs rollover, a device reset) before this read, or lost it. Not found proves nothing, so a
             # person counts and decides, printed or send again (`unknown`). As `failed` it could only be sent
             # to another printer, a second print if the first had printed, and never called printed.
-            job_move(
+            if not job_move(
                 job_id=job.pk,
                 from_statuses={J.SUBMITTED},
                 to_status=J.UNKNOWN,
                 kind="job_lost",
                 note=f"the printer has no record of backend job {job.backend_job_id}",
-            )
+                where=Q(backend_job_id=job.backend_job_id),  # not a send superseded since the read
+            ):
+                return "moved_meanwhile"
             return "unknown"
         if error.is_permanent:
-            job_fail(
+            if not job_fail(
                 job_id=job.pk,
                 from_statuses={J.SUBMITTED},
                 kind="job_lost",
                 code=error.code,
                 message=error.message,
                 is_permanent=False,  # the print is lost, not the job: a reprint can work
-            )
+                where=Q(backend_job_id=job.backend_job_id),
+            ):
+                return "moved_meanwhile"
             return "failed"
         return "unreachable"
     restarted = _record_backend_progress(job=job, info=info)
+    # Every move below is of the send just read: a read of a handle superseded meanwhile (a `no_document`
+    # resend in another process) must not fail or finish the job while its new send prints.
+    this_send = Q(backend_job_id=job.backend_job_id)
     if info.was_requeued:
         # cupsd restarted (or the queue was disabled) while the job was processing: CUPS put it back and will
         # send the whole document again. Take it back before it does; the device may have printed it once.
@@ -251,7 +258,7 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
     if info.state is JobState.COMPLETED:
         if restarted or info.has_more_impressions_than(job.copies):
             # The document reached the device more than once: a person counts the prints.
-            job_move(
+            if not job_move(
                 job_id=job.pk,
                 from_statuses={J.SUBMITTED},
                 to_status=J.SUSPECT,
@@ -261,8 +268,16 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
                     f"for {job.copies} copies): count the prints"
                 ),
                 backend_state=str(info.state),
-            )
+                where=this_send,
+            ):
+                return "moved_meanwhile"
             return "suspect"
+        # The caller heard the server's restarts before this read, but one may have come between that check
+        # and the read: CUPS then sent the job again, and it completed. Heard now, it marks this job (not the
+        # next one, at a later check); unheard (no answer, or another process is hearing it), the job stays
+        # submitted for the next round. One request per completed job, none per job still printing.
+        if not server_restarts_check(job.printer, silent=silent):
+            return "unreachable"
         # CUPS "completed" means sent to the device, not a good print: a person verifies the copies later.
         if not job_move(
             job_id=job.pk,
@@ -271,7 +286,8 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
             kind="printed",
             printed_at=timezone.now(),
             backend_state=str(info.state),
-            where=Q(backend_restarted=False),  # a restart mark committed since the read: `suspect` next read
+            # A restart mark committed since the read (the check just above makes it): `suspect` next read.
+            where=this_send & Q(backend_restarted=False),
         ):
             return "moved_meanwhile"
         return "printed"
@@ -280,7 +296,7 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
     if info.state is JobState.STOPPED and not _backend_cancel(job):
         return "unreachable"
     if info.state in (JobState.ABORTED, JobState.CANCELED, JobState.STOPPED):
-        job_fail(
+        if not job_fail(
             job_id=job.pk,
             from_statuses={J.SUBMITTED},
             kind="backend_failed",
@@ -289,7 +305,9 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
             is_permanent=False,
             note=f"{info.state}: {info.message}",
             backend_state=str(info.state),
-        )
+            where=this_send,
+        ):
+            return "moved_meanwhile"
         return "failed"
     return "waiting"
 
@@ -309,8 +327,9 @@ def _record_backend_progress(*, job: PrintJob, info: JobInfo) -> bool:
         fields["backend_restarted"] = True
     if fields:
         with transaction.atomic():
-            PrintJob.objects.filter(pk=job.pk).update(**fields)
-            if "backend_restarted" in fields:
+            # Onto the send that was read only: a superseded send's times would read as a restart of the new.
+            updated = PrintJob.objects.filter(pk=job.pk, backend_job_id=job.backend_job_id).update(**fields)
+            if updated and "backend_restarted" in fields:
                 JobEvent.objects.create(
                     job_id=job.pk,
                     kind="printer_restarted_job",
@@ -323,7 +342,14 @@ def _cancel_then_move(job: PrintJob, *, to_status: str, kind: str, **fields: Any
     """Take a submitted job back at the printer, then move it; None while the printer cannot be reached."""
     if not _backend_cancel(job):
         return None
-    return job_move(job_id=job.pk, from_statuses={J.SUBMITTED}, to_status=to_status, kind=kind, **fields)
+    return job_move(
+        job_id=job.pk,
+        from_statuses={J.SUBMITTED},
+        to_status=to_status,
+        kind=kind,
+        where=Q(backend_job_id=job.backend_job_id),  # the send that was read, not one that superseded it
+        **fields,
+    )
 
 
 def _backend_cancel(job: PrintJob) -> bool:

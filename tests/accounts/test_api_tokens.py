@@ -55,7 +55,9 @@ def test_a_revoked_token_stops_working_at_once_and_the_others_keep_working():
     laptop, phone = sign_in("ada@example.org", "laptop"), sign_in("ada@example.org", "phone")
     phone_id = ApiToken.objects.get(name="phone").public_id
 
-    revoked = client_with(laptop).delete(f"/api/v1/me/tokens/{phone_id}")
+    revoked = client_with(laptop).delete(
+        f"/api/v1/me/tokens/{phone_id}", {"password": PASSWORD}, format="json"
+    )
 
     assert revoked.status_code == 204
     assert client_with(phone).get("/api/v1/me").status_code == 401
@@ -70,7 +72,10 @@ def test_nobody_revokes_another_customers_token_and_nothing_changes():
     ada, bo = sign_in("ada@example.org"), sign_in("bo@example.org")
     bos_token = ApiToken.objects.get(user__email="bo@example.org").public_id
 
-    response = client_with(ada).delete(f"/api/v1/me/tokens/{bos_token}")
+    # with Ada's right password: the confirmation another token's revocation needs is no key to Bo's
+    response = client_with(ada).delete(
+        f"/api/v1/me/tokens/{bos_token}", {"password": PASSWORD}, format="json"
+    )
 
     assert (response.status_code, response.json()["code"]) == (404, "token_not_found")
     assert client_with(bo).get("/api/v1/me").status_code == 200

@@ -13,13 +13,15 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from lab.accounts.models import SecurityEvent, User
+from lab.accounts.models import ApiToken, SecurityEvent, User
 from tests.builders import PASSWORD, UserFactory, token_client
 
 pytestmark = pytest.mark.django_db
 ADDRESS = "198.51.100.47"
 OLD = "ada@example.org"
 NEW = "ada.new@example.org"
+THIEFS = "mallory@example.org"
+OWNER_ADDRESS = "192.0.2.10"
 
 
 @pytest.fixture(autouse=True)
@@ -60,24 +62,47 @@ def test_an_email_change_without_the_current_password_is_refused_and_changes_not
     assert (signs_in(OLD), signs_in(NEW)) == (200, 401)
 
 
-def test_a_wrong_current_password_for_an_email_change_is_counted_under_the_old_email():
+def test_wrong_current_passwords_stay_counted_against_the_token_and_address_across_an_email_change(settings):
+    # given a thief holding two of the account's tokens, the owner another, elsewhere; three failures lock a
+    # token's confirmations, four the address's
+    settings.SIGNIN_ADDRESS_FAILURES = 4
     customer = UserFactory.create(email=OLD)
     thief = holder_of_a_token(customer)
+    first = str(ApiToken.objects.get(user=customer).public_id)
+    owner = token_client(APIClient(REMOTE_ADDR=OWNER_ADDRESS), customer)
 
-    guesses = [change(thief, {"email": NEW, "current_password": f"guess {n}"}) for n in range(2)]
-    # the third failure for the account: a sign-in with its (old) e-mail, which locks it
-    sign_in = APIClient().post("/api/v1/auth/token", {"email": OLD, "password": "guess"}, format="json")
-    right = change(thief, {"email": NEW, "current_password": PASSWORD})
+    # when the thief guesses twice, the owner moves the account to a new e-mail, and the thief guesses again
+    guesses = [change(thief, {"email": THIEFS, "current_password": f"guess {n}"}) for n in range(2)]
+    moved = change(owner, {"email": NEW, "current_password": PASSWORD})
+    third = change(thief, {"email": THIEFS, "current_password": "guess 2"})
+    right = change(thief, {"email": THIEFS, "current_password": PASSWORD})
+    # and then with the other token, from the same address
+    other_token = holder_of_a_token(customer)
+    second = str(ApiToken.objects.latest("pk").public_id)  # the token made last
+    fourth = change(other_token, {"email": THIEFS, "current_password": "guess 3"})
+    right_with_the_other = change(other_token, {"email": THIEFS, "current_password": PASSWORD})
 
+    # then the third guess is the token's third failure and locks it, even for the right password; the
+    # other token's first is the address's fourth and locks that. Before, the count was the account's, kept
+    # under its e-mail, and the change started it again; the token and the address are the same after it
     assert guesses == [(403, "wrong_password")] * 2
-    assert sign_in.status_code == 401
-    assert right == (429, "sign_in_locked")
-    assert User.objects.get(pk=customer.pk).email == OLD
-    failed = SecurityEvent.objects.filter(kind="sign_in_failed").order_by("pk")
-    assert list(failed.values_list("user", "client_ip", "detail")) == [
-        (customer.pk, ADDRESS, {"confirms": "email_change"}),
-        (customer.pk, ADDRESS, {"confirms": "email_change"}),
-        (customer.pk, "127.0.0.1", {}),
+    assert (moved, third, right) == ((200, ""), (403, "wrong_password"), (429, "sign_in_locked"))
+    assert (fourth, right_with_the_other) == ((403, "wrong_password"), (429, "sign_in_locked"))
+    assert User.objects.get(pk=customer.pk).email == NEW
+    # each event names the account and the token, neither e-mail nor its hash (the account has them)
+    events = SecurityEvent.objects.filter(kind__startswith="sign_in").order_by("pk")
+
+    def confirmation(token: str) -> dict[str, object]:
+        return {"confirms": "email_change", "token": token}
+
+    def lock(scope: str, failures: int, token: str) -> dict[str, object]:
+        return {"scope": scope, "failures": failures, "seconds": 900, **confirmation(token)}
+
+    assert list(events.values_list("kind", "user", "email_sha256", "client_ip", "detail")) == [
+        *[("sign_in_failed", customer.pk, "", ADDRESS, confirmation(first))] * 3,
+        ("sign_in_locked", customer.pk, "", ADDRESS, lock("token", 3, first)),
+        ("sign_in_failed", customer.pk, "", ADDRESS, confirmation(second)),
+        ("sign_in_locked", customer.pk, "", ADDRESS, lock("address", 4, second)),
     ]
 
 
@@ -106,14 +131,21 @@ def test_with_the_current_password_the_email_changes_and_the_log_says_so_without
     assert same == (200, "")
     assert (signs_in(OLD), signs_in(NEW)) == (401, 200)
     event = SecurityEvent.objects.get(kind="email_changed")
-    assert (event.user_id, event.channel, event.email_sha256, event.detail) == (customer.pk, "api", "", {})
+    # the earlier address by its digest only (its failed sign-ins stay the account's to export and erase)
+    old_digest = hashlib.sha256(OLD.encode()).hexdigest()
+    assert (event.user_id, event.channel, event.email_sha256, event.detail) == (
+        customer.pk,
+        "api",
+        "",
+        {"previous_email_sha256": old_digest},
+    )
     assert event.client_ip == ADDRESS  # where the change came from, as the account's other events say
     written = json.dumps(
         [event.email_sha256, event.client_ip, event.detail, event.kind, event.channel], default=str
     ).lower()
-    for address in (OLD, NEW):
-        assert address not in written
-        assert hashlib.sha256(address.encode()).hexdigest() not in written
+    assert [
+        needle for needle in (OLD, NEW, hashlib.sha256(NEW.encode()).hexdigest()) if needle in written
+    ] == []
 
 
 def test_changes_to_an_account_are_throttled_per_customer(settings):

@@ -1,14 +1,14 @@
 """The password My Account asks for again (PATCH me's `current_password` for a new password or e-mail, DELETE
-me's `password`) is counted
-and limited with the account's sign-ins (lab/accounts/signin.py): checked on its own, a stolen token was a
-licence for unlimited guesses, with no security event, no lock and no throttle."""
+me's `password`) is counted and limited as a sign-in (lab/accounts/signin.py), per token when made with one
+(tests/accounts/test_token_confirmation_locks.py): checked on its own, a stolen token was a licence for
+unlimited guesses, with no security event, no lock and no throttle."""
 
 from __future__ import annotations
 
 import pytest
 from rest_framework.test import APIClient
 
-from lab.accounts.models import SecurityEvent, User
+from lab.accounts.models import ApiToken, SecurityEvent, User
 from tests.builders import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,9 +41,10 @@ def change_password(client: APIClient, current: str) -> tuple[int, str]:
     return response.status_code, response.json().get("code", "")
 
 
-def test_wrong_current_passwords_lock_the_account_then_even_the_right_one_is_refused():
+def test_wrong_current_passwords_lock_the_tokens_confirmations_then_even_the_right_one_is_refused():
     customer = UserFactory.create(email="ada@example.org")
     client = token_client(customer.email)
+    token = str(ApiToken.objects.get(user=customer).public_id)
 
     guesses = [change_password(client, f"guess {n}") for n in range(3)]
     right = client.patch(
@@ -56,45 +57,55 @@ def test_wrong_current_passwords_lock_the_account_then_even_the_right_one_is_ref
     assert User.objects.get(pk=customer.pk).check_password(PASSWORD)  # not changed
     events = SecurityEvent.objects.filter(kind__startswith="sign_in").order_by("pk")
     assert list(events.values_list("kind", "channel", "user", "client_ip", "detail")) == [
-        *[("sign_in_failed", "api", customer.pk, ADDRESS, {"confirms": "password_change"})] * 3,
+        *[("sign_in_failed", "api", customer.pk, ADDRESS, {"confirms": "password_change", "token": token})]
+        * 3,
         (
             "sign_in_locked",
             "api",
             customer.pk,
             ADDRESS,
-            {"scope": "account", "failures": 3, "seconds": 900, "confirms": "password_change"},
+            {"scope": "token", "failures": 3, "seconds": 900, "confirms": "password_change", "token": token},
         ),
     ]
-    # one count for every door: the token exchange is locked too
-    token = APIClient().post(
-        "/api/v1/auth/token", {"email": customer.email, "password": PASSWORD}, format="json"
-    )
-    assert (token.status_code, token.json().get("code")) == (429, "sign_in_locked")
 
 
-def test_erasure_passwords_count_with_failed_sign_ins_and_a_locked_account_is_not_erased():
+def test_erasure_passwords_count_with_the_tokens_other_confirmations_and_a_locked_token_erases_nothing():
     customer = UserFactory.create(email="bo@example.org")
     client = token_client(customer.email)
 
+    # a failed sign-in is the account's count, not the token's
     sign_in = APIClient().post(
         "/api/v1/auth/token", {"email": customer.email, "password": "guess"}, format="json"
     )
+    change = change_password(client, "guess")
     erasures = [
         client.delete("/api/v1/me", {"password": f"guess {n}"}, format="json").status_code for n in range(2)
     ]
     right = client.delete("/api/v1/me", {"password": PASSWORD}, format="json")
 
-    assert (sign_in.status_code, erasures) == (401, [403, 403])
+    assert (sign_in.status_code, change, erasures) == (401, (403, "wrong_password"), [403, 403])
     assert (right.status_code, right.json().get("code")) == (429, "sign_in_locked")
     customer.refresh_from_db()
     assert (customer.erased_at, customer.email, customer.is_active) == (None, "bo@example.org", True)
+    token = str(ApiToken.objects.get(user=customer).public_id)
     assert list(
         SecurityEvent.objects.filter(kind="sign_in_failed").order_by("pk").values_list("detail", flat=True)
-    ) == [{}, {"confirms": "erasure"}, {"confirms": "erasure"}]
-    assert SecurityEvent.objects.filter(kind="sign_in_locked", user=customer).count() == 1
+    ) == [
+        {},
+        {"confirms": "password_change", "token": token},
+        *[{"confirms": "erasure", "token": token}] * 2,
+    ]
+    lock = SecurityEvent.objects.get(kind="sign_in_locked", user=customer)
+    assert lock.detail == {
+        "scope": "token",
+        "failures": 3,
+        "seconds": 900,
+        "confirms": "erasure",
+        "token": token,
+    }
 
 
-def test_a_right_current_password_clears_the_accounts_count_as_a_sign_in_does():
+def test_a_right_current_password_clears_the_tokens_count_as_a_sign_in_clears_the_accounts():
     customer = UserFactory.create(email="cy@example.org")
     client = token_client(customer.email)
 
@@ -152,5 +163,11 @@ def test_wrong_passwords_for_an_email_change_count_with_those_for_a_password_cha
     lock = SecurityEvent.objects.get(kind="sign_in_locked")
     assert (lock.user_id, lock.detail) == (
         customer.pk,
-        {"scope": "account", "failures": 3, "seconds": 900, "confirms": "email_change"},
+        {
+            "scope": "token",
+            "failures": 3,
+            "seconds": 900,
+            "confirms": "email_change",
+            "token": str(ApiToken.objects.get(user=customer).public_id),
+        },
     )

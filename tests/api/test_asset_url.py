@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -199,6 +201,51 @@ def test_url_asset_read_over_api_shows_failure_reason(api, server):
     assert created.status_code == 202
     assert body["status"] == "failed"
     assert body["failure"]["code"] == "not_an_image"
+
+
+# --- The web side's check of a URL has a deadline too -------------------------------------------------------
+
+HANGING_HOST = "hangs.example.net"
+LOOKUP_HANG_SECONDS = 30  # the lookup that never answers; the timeout is 1 s: a bound far from both
+
+
+@pytest.fixture
+def hanging_resolver(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[list[str]]:
+    """A resolver that does not answer for HANGING_HOST (a public address after LOOKUP_HANG_SECONDS, so that
+    code without a deadline ends too), with URL_CHECK_TIMEOUT_SECONDS at 1; other hosts resolve as usual.
+    Yields the lookups of HANGING_HOST asked for; the hung ones are released at teardown."""
+    settings.URL_CHECK_TIMEOUT_SECONDS = 1
+    resolve = socket.getaddrinfo
+    release = threading.Event()
+    asked: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        if host != HANGING_HOST:
+            return list(resolve(host, port, *args, **kwargs))
+        asked.append(host)
+        release.wait(LOOKUP_HANG_SECONDS)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("8.8.8.8", port))]
+
+    monkeypatch.setattr("lab.lib.safe_http.socket.getaddrinfo", getaddrinfo)
+    yield asked
+    release.set()
+
+
+def test_a_photo_url_whose_host_never_resolves_is_refused_within_the_check_timeout(api, hanging_resolver):
+    # given a customer, a web process that has answered a request (the first imports the views: seconds), and
+    # a host whose lookup never answers, the check given 1 s
+    api.force_authenticate(UserFactory.create())
+    assert api.get("/api/v1/assets").status_code == 405
+    started = time.monotonic()
+
+    # when they send a photo by a URL on that host
+    response = api.post("/api/v1/assets", {"url": f"https://{HANGING_HOST}/photo.jpg"}, format="json")
+
+    # then it is refused once the second is up (before, the lookup held the web worker for as long as it took)
+    assert time.monotonic() - started < 10  # the timeout is 1 s, the hang 30 s: the bound is neither
+    assert (response.status_code, response.json()["code"]) == (422, "url_host_unresolvable")
+    assert hanging_resolver == [HANGING_HOST]
+    assert Asset.objects.count() == 0
 
 
 # --- A lost or duplicate fetch message ----------------------------------------------------------------------

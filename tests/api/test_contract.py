@@ -94,7 +94,17 @@ def test_each_operation_lists_the_errors_it_can_answer():
         *always,
     }
     assert documented[("GET", "/api/v1/me/tokens")] == {"200", "401", "403", *always}  # 403: staff
-    assert documented[("DELETE", "/api/v1/me/tokens/{token_id}")] == {"204", "401", "403", "404", *always}
+    # 400/415: the password body another token's revocation needs; 403 `wrong_password`; 429 `sign_in_locked`
+    assert documented[("DELETE", "/api/v1/me/tokens/{token_id}")] == {
+        "204",
+        "400",
+        "401",
+        "403",
+        "404",
+        "415",
+        "429",
+        *always,
+    }
     assert documented[("GET", "/api/v1/products")] >= {"400", "404", "429", "500"}  # filters, pages, throttle
     assert documented[("GET", "/api/v1/audit/records")] >= {"400", "401", "403", "500"}
 
@@ -111,7 +121,9 @@ class Identity:
 
 @pytest.fixture
 def contract_settings(settings) -> None:
-    # Random e-mails and passwords must not lock the test client's address out of every later example.
+    # Random e-mails and passwords must not lock the test client's address out of every later example, nor
+    # the customer's token out of its password confirmations (PATCH me, DELETE me, DELETE me/tokens/{id}:
+    # counted per token with the account's limit, per address with the address's; lab/accounts/signin.py).
     settings.SIGNIN_ACCOUNT_FAILURES = 1_000_000
     settings.SIGNIN_ADDRESS_FAILURES = 1_000_000
 

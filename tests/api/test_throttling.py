@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from api import throttles
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import IdempotencyKey, Order
-from tests.builders import ADDRESS, UserFactory, asset_for, order_body
+from tests.builders import ADDRESS, PASSWORD, UserFactory, asset_for, order_body, token_client
 from tests.support.concurrency import at_once
 from tests.support.images import jpeg_bytes
 
@@ -415,3 +415,45 @@ def test_two_guest_orders_to_one_address_at_once_are_counted_both(settings, monk
     assert sorted(response.status_code for response in responses) == [201, 429]
     assert Order.objects.count() == 1
     assert IdempotencyKey.objects.count() == 1
+
+
+def test_sign_ins_have_a_quota_of_their_own_and_do_not_use_registrations(api, settings):
+    # given two registrations and three sign-ins an hour per client address
+    _rates(settings, registration="2/hour", sign_in="3/hour")
+    UserFactory.create(email="ada@example.org")
+    body = {"email": "ada@example.org", "password": PASSWORD}
+
+    # when one address signs in three times, then once more
+    sign_ins = [api.post("/api/v1/auth/token", body, format="json").status_code for _ in range(3)]
+    fourth = api.post("/api/v1/auth/token", body, format="json")
+
+    # then the fourth is throttled, and registration from that address is untouched by them: before, both
+    # counted in registration's scope, and right sign-ins used up the address's registrations
+    assert sign_ins == [200, 200, 200]
+    assert (fourth.status_code, fourth.json()["code"]) == (429, "throttled")
+    registrations = [api.post("/api/v1/accounts", {}, format="json").status_code for _ in range(3)]
+    assert registrations == [400, 400, 429]
+
+
+def test_email_changes_are_throttled_per_client_address_whatever_the_account(settings):
+    # given two e-mail changes an hour per client address, and many per account
+    _rates(settings, email_changes="2/hour", account_changes="100/hour")
+    UserFactory.create(email="victim@example.org")
+    prober = APIClient(REMOTE_ADDR="203.0.113.9")
+    elsewhere = APIClient(REMOTE_ADDR="192.0.2.50")
+
+    def asks(client: APIClient, user_email: str, probe: str) -> tuple[int, str]:
+        token_client(client, UserFactory.create(email=user_email))
+        response = client.patch("/api/v1/me", {"email": probe, "current_password": PASSWORD}, format="json")
+        return response.status_code, response.json().get("code", "")
+
+    # when one address probes from account after account (accounts are free to make)
+    answers = [asks(prober, f"prober{n}@example.org", "victim@example.org") for n in range(3)]
+    renamed = prober.patch("/api/v1/me", {"full_name": "Not an e-mail change"}, format="json")
+    same_address = prober.patch("/api/v1/me", {"email": "PROBER2@example.org"}, format="json")
+
+    # then the third is throttled, though each account asked once: before, only the account's count held
+    assert answers == [(409, "email_taken"), (409, "email_taken"), (429, "throttled")]
+    # what changes no e-mail is not counted here, and another address has a count of its own
+    assert (renamed.status_code, same_address.status_code) == (200, 200)
+    assert asks(elsewhere, "someone@example.org", "victim@example.org") == (409, "email_taken")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -21,6 +24,30 @@ pytestmark = pytest.mark.django_db
 
 
 ALL_EVENTS = ["order.status_changed", "order.shipped", "item.reprinted"]
+HANGING_HOST = "hangs.example.net"
+LOOKUP_HANG_SECONDS = 30  # the lookup that never answers; the timeout is 1 s: a bound far from both
+
+
+@pytest.fixture
+def hanging_resolver(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[list[str]]:
+    """A resolver that does not answer for HANGING_HOST (a public address after LOOKUP_HANG_SECONDS, so that
+    code without a deadline ends too), with URL_CHECK_TIMEOUT_SECONDS at 1; other hosts resolve as usual.
+    Yields the lookups of HANGING_HOST asked for; the hung ones are released at teardown."""
+    settings.URL_CHECK_TIMEOUT_SECONDS = 1
+    resolve = socket.getaddrinfo
+    release = threading.Event()
+    asked: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        if host != HANGING_HOST:
+            return list(resolve(host, port, *args, **kwargs))
+        asked.append(host)
+        release.wait(LOOKUP_HANG_SECONDS)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("8.8.8.8", port))]
+
+    monkeypatch.setattr("lab.lib.safe_http.socket.getaddrinfo", getaddrinfo)
+    yield asked
+    release.set()
 
 
 def test_registration_returns_the_secret_once(api, local_webhooks, receiver):
@@ -122,6 +149,72 @@ def test_a_customer_may_register_a_bounded_number_of_endpoints(api, local_webhoo
 
     assert (response.status_code, response.json()["code"]) == (409, "too_many_webhook_endpoints")
     assert WebhookEndpoint.objects.count() == MAX_ENDPOINTS_PER_CUSTOMER
+
+
+def test_a_customer_at_the_limit_is_refused_before_the_urls_host_is_looked_up(
+    api, local_webhooks, receiver, hanging_resolver
+):
+    # given a customer with the most endpoints allowed
+    customer = new_customer()
+    for _ in range(MAX_ENDPOINTS_PER_CUSTOMER):
+        webhook_endpoint_create(owner=customer, url=receiver.url, event_types=ALL_EVENTS)
+    api.force_authenticate(customer)
+
+    # when they register one more, whose host's lookup never answers
+    response = api.post(
+        "/api/v1/webhook-endpoints",
+        {"url": f"https://{HANGING_HOST}/hooks", "event_types": ALL_EVENTS},
+        format="json",
+    )
+
+    # then the limit refuses it without a lookup (before, the lookup ran first and held the web worker)
+    assert (response.status_code, response.json()["code"]) == (409, "too_many_webhook_endpoints")
+    assert hanging_resolver == []
+    assert WebhookEndpoint.objects.count() == MAX_ENDPOINTS_PER_CUSTOMER
+
+
+def test_registering_a_url_whose_host_never_resolves_is_refused_within_the_check_timeout(
+    api, hanging_resolver
+):
+    # given a customer, a web process that has answered a request (the first imports the views: seconds), and
+    # a host whose lookup never answers, the check given 1 s
+    api.force_authenticate(new_customer())
+    assert api.get("/api/v1/webhook-endpoints").status_code == 200
+    started = time.monotonic()
+
+    # when they register it
+    response = api.post(
+        "/api/v1/webhook-endpoints",
+        {"url": f"https://{HANGING_HOST}/hooks", "event_types": ALL_EVENTS},
+        format="json",
+    )
+
+    # then it is refused once the second is up (before, the lookup held the web worker for as long as it took)
+    assert time.monotonic() - started < 10  # the timeout is 1 s, the hang 30 s: the bound is neither
+    assert (response.status_code, response.json()["code"]) == (422, "url_host_unresolvable")
+    assert hanging_resolver == [HANGING_HOST]
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_changing_the_url_to_one_whose_host_never_resolves_is_refused_within_the_check_timeout(
+    api, local_webhooks, receiver, hanging_resolver
+):
+    # given an endpoint, a web process that has answered a request (the first imports the views: seconds),
+    # and a host whose lookup never answers, the check given 1 s
+    endpoint = webhook_endpoint_create(owner=new_customer(), url=receiver.url, event_types=ALL_EVENTS)
+    api.force_authenticate(endpoint.owner)
+    assert api.get("/api/v1/webhook-endpoints").status_code == 200
+    started = time.monotonic()
+
+    # when its owner points it at that host
+    response = api.patch(
+        f"/api/v1/webhook-endpoints/{endpoint.pk}", {"url": f"https://{HANGING_HOST}/hooks"}, format="json"
+    )
+
+    # then the change is refused once the second is up, and the endpoint keeps its URL
+    assert time.monotonic() - started < 10  # the timeout is 1 s, the hang 30 s: the bound is neither
+    assert (response.status_code, response.json()["code"]) == (422, "url_host_unresolvable")
+    assert list(WebhookEndpoint.objects.values_list("url", flat=True)) == [receiver.url]
 
 
 def test_anonymous_callers_are_refused(api):

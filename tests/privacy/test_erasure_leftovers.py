@@ -4,6 +4,7 @@ the floor's notes on a reprint or a cancel naming the customer. None outlives th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import timedelta
@@ -11,6 +12,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from lab.accounts.models import SecurityEvent, User
 from lab.accounts.signin import sign_ins_with_address
@@ -76,6 +78,63 @@ def test_failed_sign_ins_with_the_address_are_exported_without_the_ip_and_erased
     assert erased.status_code == 200, erased.json()
     after = database_text()
     assert [needle for needle in (digest, GUESSER_ADDRESS) if needle in after] == []
+
+
+EARLIER_EMAIL = "w.quarrington.old@example.org"
+
+
+def _signed_in_with_an_earlier_address(api: APIClient) -> str:
+    """A customer registered as EARLIER_EMAIL, with a failed sign-in under it before and after they changed
+    to PERSON's address; the earlier address's digest."""
+    earlier = dataclasses.replace(PERSON, email=EARLIER_EMAIL)
+    guess = {"email": EARLIER_EMAIL, "password": "a guess"}
+    assert (
+        api.post("/api/v1/auth/token", guess, format="json", REMOTE_ADDR=GUESSER_ADDRESS).status_code == 401
+    )
+    register(api, earlier)
+    moved = api.patch(
+        "/api/v1/me", {"email": PERSON.email, "current_password": PERSON_PASSWORD}, format="json"
+    )
+    assert moved.status_code == 200, moved.json()
+    # out of habit, the earlier address once more (it signs nobody in now)
+    assert (
+        APIClient().post("/api/v1/auth/token", guess, format="json", REMOTE_ADDR=GUESSER_ADDRESS).status_code
+        == 401
+    )
+    digest = _email_digest(EARLIER_EMAIL)
+    assert SecurityEvent.objects.filter(user=None, email_sha256=digest).count() == 2
+    return digest
+
+
+def test_failed_sign_ins_with_an_address_the_account_had_before_are_in_its_export(api):
+    digest = _signed_in_with_an_earlier_address(api)
+
+    exported = api.get("/api/v1/me/export").json()["security_events"]
+
+    # before, the export looked for the current address only, and both were left out
+    assert [
+        (event["kind"], event["client_ip"]) for event in exported if event["kind"] == "sign_in_failed"
+    ] == [
+        ("sign_in_failed", None),
+        ("sign_in_failed", None),
+    ]
+    # the change's event names the earlier address by its digest only
+    changed = [event for event in exported if event["kind"] == "email_changed"]
+    assert [event["detail"] for event in changed] == [{"previous_email_sha256": digest}]
+    assert EARLIER_EMAIL not in json.dumps(exported)
+
+
+def test_failed_sign_ins_with_an_address_the_account_had_before_are_erased_with_it(api):
+    # Needs lab/customer_data/erasure.py to delete sign_ins_with_addresses_of(user=user) (it deleted those
+    # with the current address only, and both outlived the erasure).
+    digest = _signed_in_with_an_earlier_address(api)
+
+    erased = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+
+    assert erased.status_code == 200, erased.json()
+    assert not SecurityEvent.objects.filter(email_sha256=digest).exists()
+    after = database_text()
+    assert [needle for needle in (digest, EARLIER_EMAIL, GUESSER_ADDRESS) if needle in after] == []
 
 
 def test_the_retention_sweep_deletes_old_unknown_account_sign_in_events_and_keeps_recent_ones():

@@ -29,7 +29,7 @@ from pypdf import PdfReader
 from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
 from lab.accounts.services import customer_update
 from lab.accounts.signin import SignInAttempt, sign_in_failed
-from lab.accounts.tokens import api_token_issue, api_token_revoke
+from lab.accounts.tokens import api_token_authenticate, api_token_issue, api_token_revoke
 from lab.catalog.demo import catalog_seed_demo
 from lab.customer_data import erasure
 from lab.customer_data.erasure import account_erase
@@ -339,6 +339,11 @@ def test_a_token_revoked_while_the_account_is_being_erased_waits_and_is_not_foun
     # given a customer with a token, whose erasure has locked the account and is held right after
     customer = new_customer()
     issued = api_token_issue(user=customer, name="laptop")
+    # the customer's request, signed in with that token: it revokes itself, which needs no password (the
+    # password check, for another token, runs before the transaction and takes no row)
+    authenticated = api_token_authenticate(key=issued.key)
+    assert authenticated is not None
+    signed_in, _ = authenticated
     locked, go_on = threading.Event(), threading.Event()
     refuse_open_orders = erasure._refuse_open_orders
 
@@ -350,13 +355,11 @@ def test_a_token_revoked_while_the_account_is_being_erased_waits_and_is_not_foun
     monkeypatch.setattr(erasure, "_refuse_open_orders", held_with_the_account_locked)
     erasing, erased = _in_thread(_erase(customer.pk))
     assert locked.wait(timeout=20)  # else: the erasure never locked the account
-    # when the customer revokes the token meanwhile (DELETE me/tokens/{id}), and it comes to wait for the
-    # erasure before the erasure goes on
+    # when the customer revokes the token meanwhile (DELETE me/tokens/{id} with it), and it comes to wait
+    # for the erasure before the erasure goes on
     revoking, revoked = _in_thread(
         lambda: api_token_revoke(
-            user=User.objects.get(pk=customer.pk),
-            token_id=str(issued.token.public_id),
-            client_ip="203.0.113.9",
+            user=signed_in, token_id=str(issued.token.public_id), client_ip="203.0.113.9"
         )
     )
     until_sessions_wait_for_locks(1, timeout=20)  # else: the revoke did not wait for the erasure

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from django.db.models import F
 
-from lab.production import jobs, rasterizing
+from lab.production import jobs, rasterizing, restarts, tracking
 from lab.production.backends import backend_for, media_for
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from lab.production.submission import print_job_submit
-from lab.production.tracking import jobs_track
-from printers.base import JobInfo, JobState
-from tests.builders.production import WORKER, cups_printer, job_walk, released_order
+from lab.production.tracking import jobs_track, printer_poll
+from printers.base import JobInfo, JobState, PrinterBackend, PrinterState, PrinterStatus, ServerEvents
+from tests.builders.production import WORKER, cups_printer, hotfolder_printer, job_walk, released_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes
@@ -182,3 +182,107 @@ def test_a_retry_that_adopts_its_earlier_attempt_during_the_restart_check_is_sti
         # then the job cupsd was sending is marked all the same
         first.refresh_from_db()
         assert (first.status, first.backend_restarted) == (J.SUBMITTED, True)
+
+
+RESTARTED_AT = 1_000_000
+
+
+class _RestartAfterTheCheck(PrinterBackend):
+    """A print server that restarts just after answering the poll's restart check: the job it was sending
+    (handle 1) is sent again from the start and completes, and the job behind it (handle 2) begins.
+
+    A stub, not a real cupsd: the behaviour under test is the order of the lab's own reads (a restart check,
+    then the job reads), and a real restart cannot be placed between two of them."""
+
+    def __init__(self, titles: dict[str, str]) -> None:
+        self.titles = titles
+        self.restarted = False
+
+    def server_events(self, *, watch: int | None, after: int) -> ServerEvents:
+        if not self.restarted:
+            self.restarted = True  # the restart comes just after this answer
+            return ServerEvents(watch=1, last_sequence=0)
+        if after >= 1:
+            return ServerEvents(watch=1, last_sequence=1)
+        return ServerEvents(watch=1, last_sequence=1, started_at=(RESTARTED_AT,))
+
+    def job_info(self, handle: str) -> JobInfo:
+        title = self.titles[handle]
+        if handle == "1":
+            if self.restarted:
+                return JobInfo(
+                    handle,
+                    title,
+                    JobState.COMPLETED,
+                    created_at=RESTARTED_AT - 30,
+                    processing_started_at=RESTARTED_AT + 1,
+                    completed_at=RESTARTED_AT + 2,
+                    document_count=1,
+                )
+            return JobInfo(
+                handle,
+                title,
+                JobState.PROCESSING,
+                created_at=RESTARTED_AT - 30,
+                processing_started_at=RESTARTED_AT - 5,
+                document_count=1,
+            )
+        if self.restarted:
+            return JobInfo(
+                handle,
+                title,
+                JobState.PROCESSING,
+                created_at=RESTARTED_AT - 20,
+                processing_started_at=RESTARTED_AT + 2,
+                document_count=1,
+            )
+        return JobInfo(handle, title, JobState.PENDING, created_at=RESTARTED_AT - 20, document_count=1)
+
+    def printer_status(self) -> PrinterStatus:
+        return PrinterStatus(state=PrinterState.ONLINE)
+
+    def find_jobs(self, *, title_prefix: str) -> list[JobInfo]:
+        return [self.job_info(handle) for handle in sorted(self.titles)]
+
+    def submit(self, **_: object) -> str:
+        raise AssertionError("nothing is sent")
+
+    def cancel(self, handle: str) -> None:
+        raise AssertionError(f"nothing is cancelled: {handle}")
+
+    def discard_document(self, handle: str) -> bool:
+        raise AssertionError(f"nothing is erased: {handle}")
+
+
+def test_a_restart_between_the_polls_check_and_its_job_read_marks_the_job_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The poll checks a printer's restarts, then reads its jobs. A restart in between made CUPS send the job
+    it was sending again; read completed, that job ended `printed`, and the restart, heard at the next check,
+    marked the job behind it instead. Now a completed job is called printed only after its server's restarts
+    are checked again."""
+    # given two jobs submitted to a printer, the first being sent (CUPS job 1), the second behind it (job 2)
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-4X6-LUSTRE", 1)])
+    first, second = PrintJob.objects.filter(order=order).order_by("pk")
+    for job, handle in ((first, "1"), (second, "2")):
+        job_walk(job, J.SUBMITTED)
+        PrintJob.objects.filter(pk=job.pk).update(backend_job_id=handle)
+    backend = _RestartAfterTheCheck({"1": first.title, "2": second.title})
+    monkeypatch.setattr(tracking, "backend_for", lambda printer: backend)
+    monkeypatch.setattr(restarts, "backend_for", lambda printer: backend)
+
+    # when the server restarts just after the poll's check, and the job it was sending completes again
+    printer_poll()
+    # ... and the restart is checked (the listener's sweep) and the jobs read again (the next poll)
+    assert server_restarts_check(printer)
+    printer_poll()
+
+    # then the job sent again is marked and ends suspect; the job behind it is not marked
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.backend_restarted) == (J.SUSPECT, True)
+    assert (second.status, second.backend_restarted) == (J.SUBMITTED, False)
+    assert list(JobEvent.objects.filter(kind="printer_restarted_job").values_list("job_id", flat=True)) == [
+        first.pk
+    ]
