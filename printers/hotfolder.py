@@ -187,7 +187,8 @@ class HotFolderBackend(PrinterBackend):
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                # The job is cancelled (its ticket is in canceled/): the device will not print the file left.
+                # The job is cancelled (its ticket is in canceled/): the device will not print the file left,
+                # and unfinished_sends_discard erases it (as it does when a crash comes before this unlink).
                 logger.warning("hot folder job %s canceled, its print file kept: %s", handle, exc.strerror)
         logger.info("hot folder job %s canceled", handle)
 
@@ -296,9 +297,11 @@ class HotFolderBackend(PrinterBackend):
             ) from exc
 
     def unfinished_sends_discard(self, *, older_than: float) -> int:
-        """Print files in the inbox that no ticket (in any state folder) names, and this backend's hidden
-        temporaries: a send killed between the print file and its ticket, or mid-copy. The device only reads
-        tickets, so it never takes them, and no job's discard reaches them.
+        """Print files in the inbox that no ticket names but one in canceled/, and this backend's hidden
+        temporaries: a send killed between the print file and its ticket, or mid-copy, and a cancel() that
+        died (or whose unlink failed) after moving the ticket into canceled/. The device only reads tickets in
+        the inbox, so it never takes them, and no job's discard reaches them (it looks beside the ticket). A
+        file that a ticket in the inbox or in processing/, done/ or error/ names is never erased here.
 
         Only names this backend makes (_OWN_PRINT_FILE, _OWN_TEMPORARY): a print file `<job id>.jpg` (a suffix
         of PRINT_FILE_SUFFIXES) and a temporary `.<job id>.<suffix>.<32 hex>.tmp`. Never a bare `<32 hex>` or
@@ -308,7 +311,11 @@ class HotFolderBackend(PrinterBackend):
             entries = list(os.scandir(self.folder))
         except (FileNotFoundError, NotADirectoryError):
             return 0
-        ticketed = {ticket_path.stem for ticket_path, _ in self._all_tickets()}
+        # A ticket in canceled/ got there by cancel() from the inbox: the device never prints its file. The
+        # same job's ticket seen in the inbox too (listed before the move) keeps the file.
+        ticketed = {
+            ticket_path.stem for ticket_path, state in self._all_tickets() if state is not JobState.CANCELED
+        }
         erased = 0
         for entry in entries:
             name = entry.name

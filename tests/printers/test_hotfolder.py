@@ -576,3 +576,31 @@ def test_unfinished_sends_discard_erases_only_the_backend_s_own_names(tmp_path: 
     # then the backend's own are gone, and nothing else is (before, the vault's two were erased too)
     assert erased == len(own)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(foreign)
+
+
+def test_a_cancelled_job_s_print_file_left_in_the_inbox_is_erased_and_a_live_job_s_is_kept(
+    tmp_path: Path, small_jpeg: Path
+) -> None:
+    # given three sends an hour old: one cancelled by a process that died between moving its ticket into
+    # canceled/ and unlinking its print file, one still pending, one the device prints from the inbox
+    backend = HotFolderBackend(folder=tmp_path)
+    cancelled, pending, processing = (_submit(backend, small_jpeg, title=f"lab-job-{n}") for n in range(3))
+    (tmp_path / "canceled").mkdir()
+    os.replace(tmp_path / f"{cancelled}.json", tmp_path / "canceled" / f"{cancelled}.json")
+    (tmp_path / "processing").mkdir()
+    os.replace(tmp_path / f"{processing}.json", tmp_path / "processing" / f"{processing}.json")
+    an_hour_ago = datetime.now().timestamp() - 3600
+    for job_id in (cancelled, pending, processing):
+        os.utime(tmp_path / f"{job_id}.jpg", (an_hour_ago, an_hour_ago))
+
+    # when the sweep discards what unfinished sends left (a second cancel() of that job changes nothing)
+    backend.cancel(cancelled)
+    erased = backend.unfinished_sends_discard(older_than=an_hour_ago + 1800)
+
+    # then the cancelled job's print file is gone (before, it stayed in the clear for good), and the live
+    # jobs' files are kept
+    assert erased == 1
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == sorted(
+        [f"{pending}.jpg", f"{pending}.json", f"{processing}.jpg"]
+    )
+    assert backend.job_state(cancelled) is JobState.CANCELED
