@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from api import notify_serializers as s
 from api.schema import problems
-from api.throttles import CustomerRedeliveryThrottle
+from api.throttles import CustomerRedeliveryThrottle, WebhookEndpointChangeThrottle
 from lab.accounts.models import User
 from lab.notify import selectors, webhooks
 from lab.notify.models import WebhookDelivery, WebhookEndpoint
@@ -32,6 +32,7 @@ class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
     """Your webhook endpoints; POST registers one and returns its signing secret, once."""
 
     permission_classes = (IsAuthenticated,)
+    throttle_classes = (WebhookEndpointChangeThrottle,)
     serializer_class = s.WebhookEndpointOutput
 
     def get_queryset(self) -> QuerySet[WebhookEndpoint]:
@@ -51,6 +52,7 @@ class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
 
 class WebhookEndpointDetailView(APIView):
     permission_classes = (IsAuthenticated,)
+    throttle_classes = (WebhookEndpointChangeThrottle,)
 
     @extend_schema(responses=s.WebhookEndpointOutput)
     def get(self, request: Request, endpoint_id: uuid.UUID) -> Response:

@@ -265,6 +265,15 @@ class CustomerRedeliveryThrottle(_PerCustomer):
     scope = "customer_redeliveries"
 
 
+class WebhookEndpointChangeThrottle(_PerCustomer):
+    """Registrations and changes of webhook endpoints (POST webhook-endpoints, PATCH webhook-endpoints/{id})
+    together: each has the lab resolve the URL's host (up to URL_CHECK_TIMEOUT_SECONDS). Unlimited, a customer
+    could have the lab look up names as fast as they liked; reads and deletes are not counted."""
+
+    scope = "webhook_endpoint_changes"
+    methods = frozenset({"POST", "PATCH"})
+
+
 def _guest_email(data: Any) -> str | None:
     """`guest.email` of an order body as the order serializer reads it (a JSON object, or a form's
     `guest.email` field), or None."""

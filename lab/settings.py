@@ -358,6 +358,7 @@ REST_FRAMEWORK = {
         "customer_order_changes": os.environ.get("API_CUSTOMER_ORDER_CHANGE_THROTTLE", "30/hour"),
         "customer_reads": os.environ.get("API_CUSTOMER_READ_THROTTLE", "60/min"),
         "customer_redeliveries": os.environ.get("API_CUSTOMER_REDELIVERY_THROTTLE", "60/hour"),
+        "webhook_endpoint_changes": os.environ.get("API_WEBHOOK_ENDPOINT_CHANGE_THROTTLE", "30/hour"),
         # Guest orders per e-mail address (each mails it), from any client address.
         "guest_order_emails": os.environ.get("API_GUEST_ORDER_EMAIL_THROTTLE", "5/hour"),
     },
@@ -672,6 +673,46 @@ EMAIL_FILE_PATH = VAR_DIR / "mail"
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "orders@printlab.example")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
+# STARTTLS (usually port 587) or implicit TLS (usually 465), and the login the mail server asks for.
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "false")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "false")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+_SMTP_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_email_transport() -> None:
+    """The messages carry receipt links with their bearer token, addresses and tracking numbers: outside demo
+    mode they may cross the network to an SMTP server only encrypted, unless EMAIL_ALLOW_PLAINTEXT says so.
+    Before, nothing read EMAIL_USE_TLS, and the documented deployment sent them to port 25 in cleartext."""
+    if EMAIL_USE_TLS and EMAIL_USE_SSL:
+        raise ImproperlyConfigured(
+            "EMAIL_USE_TLS and EMAIL_USE_SSL are both true: set one, EMAIL_USE_TLS=true for STARTTLS "
+            "(usually port 587) or EMAIL_USE_SSL=true for implicit TLS (usually port 465)."
+        )
+    allow_plaintext = envbool("EMAIL_ALLOW_PLAINTEXT", "false")
+    if DEMO_SECRETS or _TYPE_CHECKING_ONLY or allow_plaintext or EMAIL_USE_TLS or EMAIL_USE_SSL:
+        return
+    if EMAIL_BACKEND == _SMTP_EMAIL_BACKEND and not _is_loopback(EMAIL_HOST):
+        raise ImproperlyConfigured(
+            f"EMAIL_HOST={EMAIL_HOST!r} is another machine and neither EMAIL_USE_TLS nor EMAIL_USE_SSL is "
+            "true: every e-mail (receipt links with their token, addresses, tracking numbers) would cross "
+            "the network in cleartext. Set EMAIL_USE_TLS=true (STARTTLS, usually EMAIL_PORT=587) or "
+            "EMAIL_USE_SSL=true (usually EMAIL_PORT=465); only if that network is trusted, "
+            "EMAIL_ALLOW_PLAINTEXT=true."
+        )
+
+
+_check_email_transport()
 
 # --- Health and metrics (README: Monitoring) -----------------------------------------------------
 # /metrics answers only a request bearing this token (404 while it is unset).

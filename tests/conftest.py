@@ -25,7 +25,7 @@ from rest_framework.test import APIClient
 from tests.support.stripe_server import LocalStripe
 
 # pytest-playwright's fixtures with the Debian Chromium, one Playwright per browser module.
-pytest_plugins = ["tests.support.browser"]
+pytest_plugins = ["tests.support.browser", "tests.support.resolver"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
 SERVICES = "services"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -25,6 +23,7 @@ from tests.builders import UserFactory
 from tests.support.broker import emptied_queues, queued_tasks
 from tests.support.disk import files_capped_at
 from tests.support.images import jpeg_bytes
+from tests.support.resolver import HANGING_HOST
 from workers import tasks as worker_tasks
 
 pytestmark = pytest.mark.django_db
@@ -204,31 +203,6 @@ def test_url_asset_read_over_api_shows_failure_reason(api, server):
 
 
 # --- The web side's check of a URL has a deadline too -------------------------------------------------------
-
-HANGING_HOST = "hangs.example.net"
-LOOKUP_HANG_SECONDS = 30  # the lookup that never answers; the timeout is 1 s: a bound far from both
-
-
-@pytest.fixture
-def hanging_resolver(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[list[str]]:
-    """A resolver that does not answer for HANGING_HOST (a public address after LOOKUP_HANG_SECONDS, so that
-    code without a deadline ends too), with URL_CHECK_TIMEOUT_SECONDS at 1; other hosts resolve as usual.
-    Yields the lookups of HANGING_HOST asked for; the hung ones are released at teardown."""
-    settings.URL_CHECK_TIMEOUT_SECONDS = 1
-    resolve = socket.getaddrinfo
-    release = threading.Event()
-    asked: list[str] = []
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
-        if host != HANGING_HOST:
-            return list(resolve(host, port, *args, **kwargs))
-        asked.append(host)
-        release.wait(LOOKUP_HANG_SECONDS)
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("8.8.8.8", port))]
-
-    monkeypatch.setattr("lab.lib.safe_http.socket.getaddrinfo", getaddrinfo)
-    yield asked
-    release.set()
 
 
 def test_a_photo_url_whose_host_never_resolves_is_refused_within_the_check_timeout(api, hanging_resolver):

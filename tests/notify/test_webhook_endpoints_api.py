@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -19,35 +16,12 @@ from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, Webhoo
 from lab.notify.services import notify_order_status_changed
 from lab.notify.webhooks import MAX_ENDPOINTS_PER_CUSTOMER, webhook_endpoint_create, webhook_event_emit
 from tests.builders import PASSWORD, TO_PACKED, new_customer, order_for, order_move
+from tests.support.resolver import HANGING_HOST
 
 pytestmark = pytest.mark.django_db
 
 
 ALL_EVENTS = ["order.status_changed", "order.shipped", "item.reprinted"]
-HANGING_HOST = "hangs.example.net"
-LOOKUP_HANG_SECONDS = 30  # the lookup that never answers; the timeout is 1 s: a bound far from both
-
-
-@pytest.fixture
-def hanging_resolver(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[list[str]]:
-    """A resolver that does not answer for HANGING_HOST (a public address after LOOKUP_HANG_SECONDS, so that
-    code without a deadline ends too), with URL_CHECK_TIMEOUT_SECONDS at 1; other hosts resolve as usual.
-    Yields the lookups of HANGING_HOST asked for; the hung ones are released at teardown."""
-    settings.URL_CHECK_TIMEOUT_SECONDS = 1
-    resolve = socket.getaddrinfo
-    release = threading.Event()
-    asked: list[str] = []
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
-        if host != HANGING_HOST:
-            return list(resolve(host, port, *args, **kwargs))
-        asked.append(host)
-        release.wait(LOOKUP_HANG_SECONDS)
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("8.8.8.8", port))]
-
-    monkeypatch.setattr("lab.lib.safe_http.socket.getaddrinfo", getaddrinfo)
-    yield asked
-    release.set()
 
 
 def test_registration_returns_the_secret_once(api, local_webhooks, receiver):
@@ -149,6 +123,41 @@ def test_a_customer_may_register_a_bounded_number_of_endpoints(api, local_webhoo
 
     assert (response.status_code, response.json()["code"]) == (409, "too_many_webhook_endpoints")
     assert WebhookEndpoint.objects.count() == MAX_ENDPOINTS_PER_CUSTOMER
+
+
+def test_webhook_endpoint_changes_are_throttled_per_customer(api, local_webhooks, receiver, settings):
+    """Each POST or PATCH has the lab look up the URL's host: before, a customer could have it look up names
+    as fast as they liked."""
+    # given a rate of two changes an hour
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "webhook_endpoint_changes": "2/hour",
+        },
+    }
+    customer, other = new_customer(), new_customer()
+    api.force_authenticate(customer)
+    body = {"url": receiver.url, "event_types": ALL_EVENTS}
+
+    # when the customer registers an endpoint, changes it, then tries to register another
+    created = api.post("/api/v1/webhook-endpoints", body, format="json")
+    path = f"/api/v1/webhook-endpoints/{created.json()['id']}"
+    changed = api.patch(path, {"description": "ERP"}, format="json")
+    third = api.post("/api/v1/webhook-endpoints", body, format="json")
+
+    # then the third change is refused and nothing was registered; reads still answer, and another customer
+    # has a count of their own
+    assert [created.status_code, changed.status_code, third.status_code] == [201, 200, 429]
+    assert third.json()["code"] == "throttled"
+    assert int(third["Retry-After"]) > 0
+    assert api.patch(path, {"description": "CRM"}, format="json").status_code == 429
+    descriptions = WebhookEndpoint.objects.filter(owner=customer).values_list("description", flat=True)
+    assert list(descriptions) == ["ERP"]
+    assert api.get("/api/v1/webhook-endpoints").status_code == 200
+    assert api.get(path).status_code == 200
+    api.force_authenticate(other)
+    assert api.post("/api/v1/webhook-endpoints", body, format="json").status_code == 201
 
 
 def test_a_customer_at_the_limit_is_refused_before_the_urls_host_is_looked_up(
