@@ -92,6 +92,9 @@ class _RateFromSettings(AnonRateThrottle):
 
     @property
     def _since(self) -> str:
+        # The window's start in whole seconds, an integer: read alike by this cache's serializer and by
+        # Django's own, which a previous version's web processes on the same Redis use during a rolling
+        # upgrade (a float written as JSON made their throttled requests answer 500).
         return f"{self.key}:since"
 
     def _count_one(self) -> int:
@@ -109,7 +112,7 @@ class _RateFromSettings(AnonRateThrottle):
             # and its INCR was made anew without one, and a count that never ended would refuse for good) and
             # notes when it started, for Retry-After.
             self.cache.touch(counter, self.duration)
-            self.cache.set(since, self.now, timeout=self.duration)
+            self.cache.set(since, int(self.now), timeout=self.duration)  # an integer: see _since
         return count
 
     def wait(self) -> float | None:
@@ -538,7 +541,7 @@ class UploadByteBudget(_RateFromSettings):
             total = size_bytes
         if total == size_bytes:  # the window's first: its expiry and its start (for Retry-After)
             self.cache.touch(counter, self.duration)
-            self.cache.set(self._since, self.now, timeout=self.duration)
+            self.cache.set(self._since, int(self.now), timeout=self.duration)  # an integer: see _since
         return total
 
     def _bytes_back(self, size_bytes: int) -> None:

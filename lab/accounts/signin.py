@@ -157,7 +157,12 @@ def sign_in_failed(
         failures = _count(f"{counted.key}:failures", window)
         # cache.add is atomic: of several processes crossing the limit together, one records the lock.
         if failures >= counted.limit and cache.add(
-            f"{counted.key}:locked_until", time.time() + window, timeout=window
+            # Whole seconds, an integer: read alike by this cache's serializer and by Django's own, which a
+            # previous version's web processes on the same Redis use during a rolling upgrade (a float
+            # written as JSON made their sign-in answer 500).
+            f"{counted.key}:locked_until",
+            int(time.time()) + window,
+            timeout=window,
         ):
             user = _record_failure(
                 attempt=attempt,

@@ -229,7 +229,7 @@ def record_view(request: HttpRequest, seq: int) -> HttpResponse:
     reviews = list(record.reviews.select_related("reviewed_by").order_by("pk"))
     for item in reviews:
         item.record = record  # the items' days, for the samples the chain names
-    not_in_log = audit_selectors.review_sign_offs_not_in_log(items=reviews)
+    not_in_log, names_no_record = audit_selectors.review_sign_offs_checked(items=reviews)
     sample_not_in_log = review_samples_not_in_log(items=reviews)
     _warn_not_in_log(request, reviews, not_in_log, sample_not_in_log)
     return render(
@@ -241,6 +241,7 @@ def record_view(request: HttpRequest, seq: int) -> HttpResponse:
             "email": emails.get(record.actor_id or ""),
             "reviews": reviews,
             "not_in_log": not_in_log,
+            "names_no_record": names_no_record,
             "sample_not_in_log": sample_not_in_log,
         },
     )

@@ -243,7 +243,7 @@ class ReviewPage:
     # The items marked signed off whose sign-off the chain does not hold (review_sign_offs_not_in_log).
     not_in_log: frozenset[int] = frozenset()
     # The items signed off before sign-offs' records named the record and reason they signed: the chain
-    # holds the sign-off, but cannot say the item was not moved since (_sign_offs_checked).
+    # holds the sign-off, but cannot say the item was not moved since (review_sign_offs_checked).
     names_no_record: frozenset[int] = frozenset()
 
 
@@ -255,7 +255,8 @@ def review_items_page(*, is_open: bool, after_id: int | None = None, limit: int 
         rows = rows.filter(pk__gt=after_id)
     found = list(rows.order_by("pk")[: limit + 1])
     items = found[:limit]
-    not_in_log, names_no_record = (frozenset(), frozenset()) if is_open else _sign_offs_checked(items=items)
+    checked = (frozenset(), frozenset()) if is_open else review_sign_offs_checked(items=items)
+    not_in_log, names_no_record = checked
     return ReviewPage(items, items[-1].pk if len(found) > limit else None, not_in_log, names_no_record)
 
 
@@ -267,17 +268,19 @@ def review_sign_offs_not_in_log(*, items: Iterable[ReviewItem]) -> frozenset[int
     The items' table takes a sign-off from the app's role (that is how the app signs off), and anything from
     a superuser; the chain's record is what an insider without the record key cannot forge.
     """
-    return _sign_offs_checked(items=items)[0]
+    return review_sign_offs_checked(items=items)[0]
 
 
-def _sign_offs_checked(*, items: Iterable[ReviewItem]) -> tuple[frozenset[int], frozenset[int]]:
+def review_sign_offs_checked(*, items: Iterable[ReviewItem]) -> tuple[frozenset[int], frozenset[int]]:
     """(not in the log, held by a record from before sign-offs named their record). One query.
 
     A sign-off's record names the record and reason signed (review_item_digest) since 2026-12-07: a
     superuser who moved a signed item onto another record (a maintenance view) made that view look signed
     off. A record from before names the item's id alone: it is still taken as the item's sign-off (the
     chain cannot tell whether the item was moved since, and showing every old sign-off as not in the log
-    would bury the forged ones), and the console marks it "sign-off names no record"."""
+    would bury the forged ones), and the console marks it "sign-off names no record". A sign-off is written
+    after the view it signs, so a record with a seq not above the item's record's signs no view of it: an old
+    sign-off moved onto a later view (a maintenance view) is not in the log."""
     signed = {item.pk: item for item in items if item.reviewed_at is not None}
     if not signed:
         return frozenset(), frozenset()
@@ -304,6 +307,7 @@ def _is_sign_off_of(record: AuditRecord, item: ReviewItem) -> bool:
     # justification; the record holds its first MAX_NOTE characters.
     return (
         record.outcome == "done"
+        and record.seq > item.record_id
         and reviewer is not None
         and record.actor_id == str(reviewer.public_id)
         and record.justification == item.note[:MAX_NOTE]

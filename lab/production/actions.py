@@ -21,7 +21,7 @@ from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for, copies_titled
-from lab.production.cancellation import copy_may_have_printed, printer_cancels_settle
+from lab.production.cancellation import MAY_HAVE_PRINTED, copy_may_have_printed, printer_cancels_settle
 from lab.production.errors import ProductionError
 from lab.production.models import (
     JOB_CANCELLED,
@@ -37,7 +37,7 @@ from lab.production.models import (
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, ReprintReason
 from lab.production.submission import sends_unaccounted
 from printers.base import FINAL_JOB_STATES, JobState
-from printers.errors import PrinterError
+from printers.errors import JOB_NOT_CANCELABLE, PermanentPrinterError, PrinterError
 
 logger = logging.getLogger(__name__)
 J = JobStatus
@@ -249,9 +249,13 @@ def _earlier_sends_withdraw(
     """Before a job with a send behind it moves to another printer, or is sent again under a new title: every
     copy of it its printer still holds is cancelled there, so that only the new send prints. Refused (nothing
     `refused`) when the printer does not answer (it may print the copy once it does), has printed one already
-    (a new send would print a second), or is printing one (cancellation.copy_may_have_printed: a cancel may
-    reach its device after the print is made); `judged_handle` is a copy a person has judged (the one a
-    `suspect` job is about), which does not refuse.
+    (a new send would print a second), or its device has one right now (`processing`, or a hot folder's
+    device took the ticket before the cancel: a cancel may reach the device after the print is made);
+    `judged_handle` is a copy a person has judged (the one a `suspect` job is about), which does not refuse.
+    Any other copy that may have printed (cancellation.copy_may_have_printed: stopped, put back in the queue,
+    impressions made) is cancelled and the move goes ahead, with a MAY_HAVE_PRINTED event that lists the job
+    on the board (lab.production.alerts.late_copy_unflagged_events) for a person to count the prints: such a
+    copy never finishes by itself, and waiting for it kept the job from ever moving.
 
     `unaccounted_refuse` (the move of a `ready` job, between the retries of its send): refused too when an
     attempt may have reached the printer that lists nothing of it, printed and purged from its history or
@@ -267,29 +271,44 @@ def _earlier_sends_withdraw(
                 f"Job {job.pk} was printed by {job.printer.name} from an earlier send; it is not sent again. "
                 "Count the prints there.",
             )
-        if any(copy_may_have_printed(copy) and copy.handle != judged_handle for copy in copies):
+        if any(copy.state is JobState.PROCESSING and copy.handle != judged_handle for copy in copies):
             # Its device has it: a cancel may reach it after the print is made (CUPS then calls the copy
             # `canceled`), and the new send printed a second. Before, it was cancelled and the job moved.
-            raise Conflict(
-                ProductionError.EARLIER_SEND_PRINTING,
-                f"{job.printer.name} is printing an earlier send of job {job.pk}; nothing was {refused}. "
-                "Wait until it has finished, then count the prints there.",
-            )
+            raise _earlier_send_printing(job, refused=refused)
         if unaccounted_refuse and sends_unaccounted(job=job, listed=[copy.handle for copy in copies]):
             raise Conflict(
                 ProductionError.EARLIER_SEND_PRINTED,
                 f"Job {job.pk} may have been printed by {job.printer.name} from an earlier send it no longer "
                 "lists; it is not moved. Count the prints there.",
             )
+        may_have_printed: list[str] = []
         for copy in copies:
             if copy.state not in FINAL_JOB_STATES:
-                backend.cancel(copy.handle)
+                try:
+                    backend.cancel(copy.handle)
+                except PermanentPrinterError as error:
+                    if error.code != JOB_NOT_CANCELABLE:
+                        raise
+                    # Taken by its device since it was listed (a hot folder's ticket): as `processing`.
+                    raise _earlier_send_printing(job, refused=refused) from error
+                if copy_may_have_printed(copy) and copy.handle != judged_handle:
+                    may_have_printed.append(f"{copy.handle}:{copy.state}, cancel asked")
     except PrinterError as error:
         raise UpstreamError(
             ProductionError.PRINTER_CANCEL_FAILED,
             f"{job.printer.name} may still hold an earlier send of job {job.pk} and does not answer "
             f"({error.message}); nothing was {refused}. Try again once it answers.",
         ) from error
+    if may_have_printed:
+        # The kind the board lists for a job not cancelled (alerts.late_copy_unflagged_events): a copy at the
+        # old printer may have printed, and the job is sent again.
+        JobEvent.objects.create(
+            job=job,
+            printer=job.printer,
+            kind="late_copy_not_cancelled",
+            actor=actor,
+            note=f"{MAY_HAVE_PRINTED}: {', '.join(may_have_printed)}"[:500],
+        )
     JobEvent.objects.create(
         job=job,
         kind="earlier_sends_withdrawn",
@@ -297,6 +316,15 @@ def _earlier_sends_withdraw(
         note=f"{len(copies)} at {job.printer.name}",
     )
     return True
+
+
+def _earlier_send_printing(job: PrintJob, *, refused: str) -> Conflict:
+    assert job.printer is not None
+    return Conflict(
+        ProductionError.EARLIER_SEND_PRINTING,
+        f"{job.printer.name} is printing an earlier send of job {job.pk}; nothing was {refused}. "
+        "Wait until it has finished, then count the prints there.",
+    )
 
 
 def _item_keeps_a_print(job: PrintJob) -> None:

@@ -25,7 +25,7 @@ from lab.lib.mail import MailNotSent, address_has_mail_form, mail_send
 from lab.orders.models import Order
 from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
-from lab.production.cancellation import ALREADY_PRINTED, MAY_HAVE_PRINTED
+from lab.production.cancellation import ALREADY_PRINTED, MAY_HAVE_PRINTED, PRINTER_CANCEL_REFUSED
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, PrinterState
 
@@ -52,13 +52,14 @@ _ON_THE_BOARD_ALREADY = (J.CANCELLED, J.UNKNOWN, J.SUSPECT)
 def printed_after_cancel_events() -> QuerySet[JobEvent]:
     """The job events of the last PRINTED_AFTER_CANCEL_HOURS (database clock) that say a copy printed though
     its job was cancelled: the cancel reached the printer after it printed (`printer_cancelled` with
-    ALREADY_PRINTED) or while its device printed it (with MAY_HAVE_PRINTED), or our send landed after the
+    ALREADY_PRINTED) or while its device printed it (with MAY_HAVE_PRINTED; or `printer_cancel_refused`, the
+    device having the copy still, the cancel pending), or our send landed after the
     cancel and the printer would not cancel it (`late_copy_not_cancelled`). Its prints lie at the printer
     for an order the customer was refunded."""
     return JobEvent.objects.filter(
         Q(kind="late_copy_not_cancelled")
-        | Q(kind="printer_cancelled", note__startswith=ALREADY_PRINTED)
-        | Q(kind="printer_cancelled", note__startswith=MAY_HAVE_PRINTED),
+        | Q(kind__in=["printer_cancelled", PRINTER_CANCEL_REFUSED])
+        & (Q(note__startswith=ALREADY_PRINTED) | Q(note__startswith=MAY_HAVE_PRINTED)),
         created_at__gte=Now() - timedelta(hours=PRINTED_AFTER_CANCEL_HOURS),
     )
 

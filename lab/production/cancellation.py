@@ -46,6 +46,9 @@ ALREADY_PRINTED = "already printed before the cancel reached the printer"
 # calls it `canceled` afterwards whatever the device did; a hot folder's device does not give a ticket back).
 # Listed with the copies already printed (lab.production.alerts.printed_after_cancel_events).
 MAY_HAVE_PRINTED = "printing when the cancel reached the printer, may have printed"
+# The event of a cancel its printer refused while its device has the copy (a hot folder's processing/): the
+# cancel stays pending (`cancel_at_printer`) until the copy is over; listed as MAY_HAVE_PRINTED.
+PRINTER_CANCEL_REFUSED = "printer_cancel_refused"
 
 
 def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -> Order:
@@ -219,6 +222,12 @@ def printer_cancel(
         note = f"{ALREADY_PRINTED}: {note}"
     elif printing:
         note = f"{MAY_HAVE_PRINTED}: {note}"
+    if any(o.endswith(_CANCEL_REFUSED) for o in outcomes):
+        # Its device still has the copy, and its print file (a hot folder's processing/): the cancel stays
+        # pending until the copy is over, so an erasure waits (lab.customer_data.erasure). Before, it was
+        # settled at once, and a minilab switched off mid-print printed it later for an erased order.
+        _printer_cancel_refused(job=job, note=note)
+        return False
     return _printer_cancel_done(job=job, note=note)
 
 
@@ -261,6 +270,18 @@ def _copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
             raise
         return f"{handle}:gone"
     return f"{handle}:{info.state}{_CANCEL_ASKED}" if printing else f"{handle}:cancelled"
+
+
+def _printer_cancel_refused(*, job: PrintJob, note: str) -> None:
+    """Record, once for what the printer said, that its device has a copy of a cancelled job it would not
+    give back: the board and the alert list it (alerts.printed_after_cancel_events). Asked again at each
+    poll until the copy is over, it says the same, and nothing more is recorded."""
+    with transaction.atomic():
+        pending = PrintJob.objects.select_for_update().filter(pk=job.pk, cancel_at_printer=True).exists()
+        recorded = JobEvent.objects.filter(job_id=job.pk, kind=PRINTER_CANCEL_REFUSED, note=note[:500])
+        if pending and not recorded.exists():
+            JobEvent.objects.create(job_id=job.pk, kind=PRINTER_CANCEL_REFUSED, note=note[:500])
+    logger.warning("printer cancel refused, the device has the copy job=%s", job.pk)
 
 
 def _printer_cancel_done(*, job: PrintJob, note: str) -> bool:

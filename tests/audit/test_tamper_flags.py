@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import RequestFactory
 
 from lab.accounts.models import User
 from lab.audit.models import StaffShift
 from lab.gate.anomalies import shifts_changed_outside_the_lab
+from lab.staff.admin.site import site
 from tests.builders import client_as, person
 from tests.support.audit_insiders import as_app_role
 
@@ -70,3 +72,24 @@ def test_shifts_the_app_s_role_changes_are_reported_on_the_console(name: str) ->
         "/lab/audit/anomalies/", {"since": "2026-01-01T00:00", "until": "2026-01-02T00:00"}
     ).content.decode()
     assert warning in anomalies
+
+
+def test_a_shift_deleted_from_a_page_read_before_another_admin_changed_it_is_recorded_as_it_was() -> None:
+    # given a technician's shifts entered in the admin, and a second admin's delete page read of one of them
+    technician = shifts_entered_in_the_admin()
+    shift = StaffShift.objects.filter(user=technician, weekday=1).get()
+    stale = StaffShift.objects.get(pk=shift.pk)
+    second_admin = person("admin")
+    request = RequestFactory().post(f"{ADMIN}audit/staffshift/{shift.pk}/delete/")
+    request.user = second_admin
+
+    # when the first admin changes the shift, and the second confirms the delete of what their page read
+    client, _ = client_as("admin")
+    changed = {"user": str(technician.pk), "weekday": "1", "start_time": "10:00", "end_time": "18:00"}
+    assert client.post(f"{ADMIN}audit/staffshift/{shift.pk}/change/", changed).status_code == 302
+    site._registry[StaffShift].delete_model(request, stale)
+
+    # then the chain records the shift that was removed, and the shifts are not reported as changed outside
+    # the lab (before: "removed" named the stale window, and the person was reported for good)
+    assert not StaffShift.objects.filter(pk=shift.pk).exists()
+    assert shifts_changed_outside_the_lab() == []

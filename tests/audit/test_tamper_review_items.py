@@ -611,3 +611,54 @@ def test_a_sign_off_from_before_records_named_their_record_shows_as_naming_no_re
     # then it is still in the log, marked as a sign-off that cannot say which record it reviewed
     assert (page.not_in_log, page.names_no_record) == (frozenset(), frozenset({item.pk}))
     assert NOT_IN_LOG not in done and done.count("sign-off names no record</span>") == 1
+
+
+def test_a_sign_off_from_before_records_named_their_record_moved_onto_a_later_view_is_not_in_the_log(
+    client, auditor: User
+) -> None:
+    # given a refusal signed off as sign-offs were recorded before (the record names the item's id alone),
+    # and a maintenance view of the same technician after it
+    technician = person("technician", email="tech@lab.example")
+    refused = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+    item = ReviewItem.objects.create(record=refused, reason="denied_attempt")
+    with mock.patch.object(review, "review_item_digest", lambda **names: ""):
+        review_sign_off(item_id=item.pk, auditor=auditor, note="asked the technician", meta=META)
+    snoop = attempt(technician, at=minutes(5), purpose="maintenance", rule="open_maintenance_ticket")
+
+    # when a superuser, triggers off, deletes the maintenance view's item and moves the signed one onto it
+    as_superuser("DELETE FROM audit_reviewitem WHERE record_id = %s", snoop.seq)
+    as_superuser(
+        "UPDATE audit_reviewitem SET record_id = %s, reason = 'maintenance_view' WHERE id = %s",
+        snoop.seq,
+        item.pk,
+    )
+
+    # then the sign-off, recorded before the view existed, is not in the log, on the review page and the
+    # view's record page (before: the view showed signed off, marked only "sign-off names no record")
+    page = selectors.review_items_page(is_open=False)
+    assert (page.not_in_log, page.names_no_record) == (frozenset({item.pk}), frozenset())
+    client.force_login(auditor)
+    done = client.get("/lab/audit/review/", {"state": "done"}).content.decode()
+    assert f"Item {item.pk} (record {snoop.seq}): {NOT_IN_LOG}" in done
+    record_page = client.get(f"/lab/audit/records/{snoop.seq}/").content.decode()
+    assert f"{NOT_IN_LOG}</strong>: the item says signed off" in record_page
+    assert "sign-off names no record" not in record_page
+
+
+def test_the_record_page_marks_a_sign_off_from_before_records_named_their_record(
+    client, auditor: User
+) -> None:
+    # given a refusal signed off as sign-offs were recorded before: the record names the item's id alone
+    technician = person("technician", email="tech@lab.example")
+    refused = denied(technician, at=minutes(1), rule="purpose_not_allowed_for_role")
+    item = ReviewItem.objects.create(record=refused, reason="denied_attempt")
+    with mock.patch.object(review, "review_item_digest", lambda **names: ""):
+        review_sign_off(item_id=item.pk, auditor=auditor, note="asked the technician", meta=META)
+
+    # when an auditor opens the refusal's record page
+    client.force_login(auditor)
+    record_page = client.get(f"/lab/audit/records/{refused.seq}/").content.decode()
+
+    # then its sign-off is marked as one that cannot say which record it reviewed (before: no mark at all)
+    assert record_page.count("sign-off names no record</span>") == 1
+    assert NOT_IN_LOG not in record_page

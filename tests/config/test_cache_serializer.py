@@ -16,10 +16,11 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisSerializer
 
 from lab.accounts.models import SecurityEvent
 from lab.accounts.signin import SignInAttempt
+from lab.lib.cache import JsonCacheSerializer
 from tests.support.redis_server import PrivateRedis
 from tests.support.settings_import import settings_imported
 
@@ -133,3 +134,39 @@ def test_a_sign_in_with_a_pickle_planted_under_its_lock_key_runs_no_code(api, tm
     # then the planted value counts as no lock, and it never ran
     assert response.status_code == 401
     assert not marker.exists()
+
+
+def test_every_value_the_lab_writes_to_the_shared_cache_is_a_whole_number(api, db, settings, monkeypatch):
+    # given every value the lab writes to the shared cache recorded, a sign-in limit of two failures and a
+    # registration quota of two an hour
+    written: list[object] = []
+    dumps = JsonCacheSerializer.dumps
+
+    def recorded(self: JsonCacheSerializer, obj: object) -> int | bytes:
+        written.append(obj)
+        return dumps(self, obj)
+
+    monkeypatch.setattr(JsonCacheSerializer, "dumps", recorded)
+    settings.SIGNIN_ACCOUNT_FAILURES = 2
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "registration": "2/hour",
+        },
+    }
+
+    # when an account is locked by wrong passwords and registrations are throttled
+    guesses = [
+        api.post("/api/v1/auth/token", {"email": "locked@example.org", "password": "a guess"}, format="json")
+        for _ in range(3)
+    ]
+    registrations = [api.post("/api/v1/accounts", {}, format="json") for _ in range(3)]
+
+    # then the lock and the window's start were written, each a whole number: Django's own serializer,
+    # which a previous version's web processes on the same Redis use during a rolling upgrade, reads an
+    # integer but raised on a float written as JSON (their sign-ins and throttled requests answered 500)
+    assert [response.status_code for response in guesses][-1] == 429
+    assert [response.status_code for response in registrations] == [400, 400, 429]
+    assert written and all(type(value) is int for value in written), written
+    assert all(RedisSerializer().loads(dumps(JsonCacheSerializer(), value)) == value for value in written)

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.checks import WARNING
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from lab.production import jobs, rasterizing, routing, submission, tracking
-from lab.production.models import Printer, PrintJob
+from lab.production import checks, jobs, rasterizing, routing, submission, tracking
+from lab.production.models import JobEvent, Printer, PrintJob
 from printers.hotfolder_device import process_pending
 from tests.builders import (
     WORKER,
@@ -213,3 +214,63 @@ def test_a_job_for_a_printer_whose_folder_lies_outside_the_root_is_not_written_t
     printer.refresh_from_db()
     assert (printer.state, printer.state_reasons) == ("offline", ["printer_target_refused"])
     assert files_in(outside) == []
+
+
+def _submitted_job_at_a_folder_moved_out_of_the_root(tmp_path: Path) -> tuple[Printer, PrintJob]:
+    """A hot-folder printer with a job submitted there, whose folder is then replaced by a symlink to a folder
+    outside HOTFOLDER_ROOT (a share linked in before the upgrade): the lab refuses the target from then on."""
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+    folder = printer_folder(printer)
+    share = tmp_path / "share"
+    folder.rename(share)
+    folder.symlink_to(share, target_is_directory=True)
+    return printer, job
+
+
+def test_the_system_check_names_a_printer_whose_folder_is_refused(settings, tmp_path):
+    # given a printer whose folder is a symlink out of the root, and one whose folder lies under it
+    printer, _ = _submitted_job_at_a_folder_moved_out_of_the_root(tmp_path)
+    hotfolder_printer("minilab2", sizes=["4x6"])
+
+    # when the checks run with the database, then the refused printer (only) is named, as a warning
+    warnings = checks.printers_with_a_refused_target(databases=["default"])
+
+    assert [(warning.id, warning.level) for warning in warnings] == [("production.W001", WARNING)]
+    assert f"minilab (id {printer.pk})" in warnings[0].msg and "minilab2" not in warnings[0].msg
+    assert checks.printers_with_a_refused_target(databases=None) == []
+
+
+def test_the_admin_may_move_a_printer_whose_folder_is_refused_with_its_submitted_jobs_to_unknown(
+    settings, tmp_path
+):
+    # given a submitted job at a printer whose folder is refused since the upgrade (tracking keeps it
+    # submitted for ever, its cancel raises), and a folder under the root
+    printer, job = _submitted_job_at_a_folder_moved_out_of_the_root(tmp_path)
+    (Path(settings.HOTFOLDER_ROOT) / "minilab2").mkdir()
+    client, _ = client_as("admin")
+    url = f"/lab/admin/production/printer/{printer.pk}/change/"
+
+    # when the lab admin moves it without the box, then the move is refused for the job at its destination
+    refused = client.post(url, printer_form(printer, target="minilab2"))
+    assert refused.status_code == 200
+    assert Printer.objects.get(pk=printer.pk).target == "minilab"
+
+    # when the lab admin moves it with "Move it all the same" ticked (before, refused all the same)
+    response = client.post(url, printer_form(printer, target="minilab2", old_copies_left="on"))
+
+    # then the printer is at the new folder, and the job is unknown for a person who counts the prints, with
+    # its event, in the same save
+    assert response.status_code == 302
+    assert Printer.objects.get(pk=printer.pk).target == "minilab2"
+    job.refresh_from_db()
+    assert job.status == "unknown"
+    event = JobEvent.objects.filter(job_id=job.pk).latest("pk")
+    assert (event.kind, event.from_status, event.to_status) == (
+        "printer_moved_from_refused_folder",
+        "submitted",
+        "unknown",
+    )
+    assert checks.printers_with_a_refused_target(databases=["default"]) == []

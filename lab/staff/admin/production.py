@@ -26,6 +26,7 @@ from lab.production.backends import (
     backend_for,
     folder_target_check,
 )
+from lab.production.jobs import job_move
 from lab.production.models import (
     DESTINATION_FIELDS,
     Printer,
@@ -71,11 +72,14 @@ class PrinterForm(forms.ModelForm[Printer]):
         required=False,
         label="Move it all the same",
         help_text="Only for a move the page refused because the current destination does not answer or could"
-        " not erase its copies of finished jobs: the move goes ahead, those copies stay there for a person to"
-        " remove, and the audit chain says so.",
+        " not erase its copies of finished jobs, or has jobs at it while its hot folder is refused (outside"
+        " HOTFOLDER_ROOT): the move goes ahead, those copies stay there for a person to remove, such jobs go"
+        " to unknown for a person to count, and the audit chain says so.",
     )
     # Set by clean: what a move made with old_copies_left left at the old destination (save_model records it).
     old_copies_not_erased: str | None = None
+    # Set by clean: the jobs sent to a refused old folder that the move sends to unknown (save_model does).
+    jobs_to_unknown: tuple[int, ...] = ()
 
     class Meta:
         model = Printer
@@ -129,13 +133,20 @@ class PrinterForm(forms.ModelForm[Printer]):
             | Q(status=JobStatus.READY, submit_attempts__gt=0)
         )
         count = at_destination.count()
-        if count:
+        if count and cleaned.get("old_copies_left") and _folder_is_refused(stored):
+            # No way out otherwise: a refused folder is never read, so its jobs would stay submitted (or
+            # their cancels owed) for ever. Nothing there is read or erased; a person counts the prints.
+            self.jobs_to_unknown = tuple(
+                at_destination.filter(status__in=JOBS_SENT).values_list("pk", flat=True)
+            )
+        elif count:
             raise forms.ValidationError(
                 f"{count} job(s) of this printer may be at its current destination (submitting, submitted,"
                 " unknown or suspect, a retry of a send, or a cancel owed to it): the lab reads and cancels"
                 " them there. Change"
                 " its backend, target, CUPS server or host once they are printed, failed, resolved or"
-                " cancelled (pause it on the board to stop new sends).",
+                " cancelled (pause it on the board to stop new sends). A hot folder the lab refuses (outside"
+                ' HOTFOLDER_ROOT) may be moved with "Move it all the same": its jobs go to unknown.',
                 code="printer_jobs_at_destination",
             )
         if not self.errors:
@@ -181,6 +192,16 @@ class PrinterForm(forms.ModelForm[Printer]):
             )
 
 
+def _folder_is_refused(printer: Printer) -> bool:
+    """Whether `printer`'s stored hot folder is refused (backends.folder_target_check): not strictly under
+    HOTFOLDER_ROOT once resolved, so nothing there is ever read, cancelled or erased."""
+    try:
+        folder_target_check(backend=printer.backend, target=printer.target)
+    except PrinterTargetRefused:
+        return True
+    return False
+
+
 def _finished_copies_discard(printer: Printer) -> tuple[int, int]:
     """The discard sweep's erasure (lab/production/spool.py, same rules) at `printer`'s destination as given:
     the documents of our jobs that are over there and that nothing here looks at again, and the files of
@@ -195,6 +216,8 @@ def _finished_copies_discard(printer: Printer) -> tuple[int, int]:
 
 # Jobs that may be at a printer's destination, read (and cancelled) there by their handle or title.
 JOBS_AT_DESTINATION = (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.UNKNOWN, JobStatus.SUSPECT)
+# Of those, the ones the lab still tracks there (unknown and suspect are a person's already).
+JOBS_SENT = frozenset({JobStatus.SUBMITTING, JobStatus.SUBMITTED})
 
 
 class PrinterAdmin(LabModelAdmin[Printer]):
@@ -231,6 +254,14 @@ class PrinterAdmin(LabModelAdmin[Printer]):
                 for field in DESTINATION_FIELDS
                 if before is None or before[field] != getattr(obj, field)
             ]
+            moved_to_unknown = _jobs_at_refused_folder_to_unknown(
+                getattr(form, "jobs_to_unknown", ()) if changes else (), actor=request.user
+            )
+            if moved_to_unknown:
+                changes.append(
+                    f"moved from a refused hot folder: {moved_to_unknown} job(s) sent there now unknown,"
+                    " for a person to count"
+                )
             if changes and getattr(form, "old_copies_not_erased", None):
                 changes.append(
                     f"moved all the same: {form.old_copies_not_erased}, copies of finished jobs stay there"
@@ -251,6 +282,25 @@ class PrinterAdmin(LabModelAdmin[Printer]):
                 " jobs are not sent again by themselves: a technician resends them.",
                 messages.WARNING,
             )
+
+
+def _jobs_at_refused_folder_to_unknown(job_ids: tuple[int, ...], *, actor: User) -> int:
+    """Move the jobs sent to the refused folder a printer leaves to `unknown`, in the admin's save: the lab
+    never reads that folder, and at the new one it would read them as lost; a person counts the prints and
+    decides. A job that moved on meanwhile is left as it is. How many moved."""
+    moved = 0
+    for job_id in job_ids:
+        moved += job_move(
+            job_id=job_id,
+            from_statuses=JOBS_SENT,
+            to_status=JobStatus.UNKNOWN,
+            kind="printer_moved_from_refused_folder",
+            note="its printer was moved off a hot folder outside HOTFOLDER_ROOT, which the lab never reads",
+            actor_id=actor.pk,
+            claimed_at=None,
+            claimed_by="",
+        )
+    return moved
 
 
 # What a printer's destination seal covers (Printer.save).

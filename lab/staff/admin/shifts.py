@@ -83,8 +83,13 @@ class StaffShiftAdmin(LabModelAdmin[StaffShift]):
 
     def delete_model(self, request: HttpRequest, obj: StaffShift) -> None:
         with transaction.atomic():
-            _record(request=request, shift=obj, what=f"removed {_shift_text(obj)}")
-            super().delete_model(request, obj)
+            # Under the row's lock, the stored window: the delete page read `obj` unlocked, and another
+            # admin's save since would otherwise be recorded as removing the window it replaced.
+            stored = StaffShift.objects.select_for_update().select_related("user").filter(pk=obj.pk).first()
+            if stored is None:  # removed meanwhile, recorded by whoever removed it
+                return
+            _record(request=request, shift=stored, what=f"removed {_shift_text(stored)}")
+            super().delete_model(request, stored)
 
 
 def register(site: admin.AdminSite) -> None:
