@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from datetime import timedelta
 from typing import Any
 
@@ -112,6 +113,14 @@ app.conf.update(
     # quietly stopped a queue with `cancel_consumer` (tests/e2e/test_broker_control.py).
     worker_enable_remote_control=False,
 )
+# Redis as broker through the lab's transport (lab/lib/broker.py): an ack Redis did not take (it restarted
+# while a task ran) still frees the message's prefetch slot; with kombu's own, the worker never read its
+# queues again. Given as `broker_transport`, which wins over the URL's scheme, so `rediss://` loses kombu's
+# default for it (TLS without checking the certificate): here TLS checks it against the system's CAs.
+if str(app.conf.broker_url or "").startswith(("redis://", "rediss://")):
+    app.conf.broker_transport = "lab.lib.broker:Transport"
+    if str(app.conf.broker_url).startswith("rediss://") and not app.conf.broker_use_ssl:
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 # Database connections across tasks. Celery's Django fixup closes every connection before and after each task
 # unless CELERY_DB_REUSE_MAX is set: a new PostgreSQL backend per task, 11.5 ms of server CPU against 1.6 ms
 # on a kept connection (bench/scale/README.md). So workers keep theirs like web processes do, and before and
@@ -126,8 +135,9 @@ def sends_give_up_on_a_stalled_broker() -> None:
     after REDIS_TIMEOUT_SECONDS, so a Redis that takes connections and does not answer (stalled, swapping,
     frozen) fails a send in seconds (`enqueue` then leaves the work to the reconcile sweeps) instead of
     holding the request. Not for workers: a consumer whose ack timed out stopped taking messages for good
-    after the Redis answered again (seen in `test_a_stalled_redis_…`); without the timeout it waits and goes
-    on. Call before the first send: the broker connection pool takes the options when it is made.
+    after the Redis answered again (seen in `test_a_stalled_redis_…`, before lab/lib/broker.py freed the
+    slot of an ack that failed); without the timeout it waits and goes on. Call before the first send: the
+    broker connection pool takes the options when it is made.
 
     One retry, not two: a send on a kept connection that Redis closed (a restart) still gets its reconnect,
     and a stalled Redis costs a request about 6 s (measured; 8.5 s with two retries)."""
