@@ -238,6 +238,8 @@ def _stale_reason(*, order_event: OrderEvent, order: Order) -> str | None:
       (the question is gone) or repeated the later hold's question, which that hold's own e-mail asks;
     - a hold ended back to `paid` (an order held before its release) was announced paid already: the same
       "payment confirmed" went out a second time;
+    - a box no longer packed (unpacked at the station, or handed over at the counter) does not wait at the
+      counter: a pickup's "ready to collect" went out for a box being counted again, or after "collected";
     - a refund is mailed only when the cancellation e-mail could not tell of it (`_refund_skip_reason`)."""
     if order_event.kind in REFUND_EVENT_KINDS:
         return _refund_skip_reason(order_event=order_event, order=order)
@@ -252,6 +254,17 @@ def _stale_reason(*, order_event: OrderEvent, order: Order) -> str | None:
         )
         if order.status != OrderStatus.ON_HOLD or later.exists():
             return "hold_over"
+    if order_event.to_status == OrderStatus.PACKED:
+        # A later move out of `packed`: this visit ended, even if the box was packed again since (that
+        # visit's own event mails it).
+        left = OrderEvent.objects.filter(
+            order_id=order_event.order_id, kind="status_changed", from_status=OrderStatus.PACKED
+        ).filter(
+            Q(created_at__gt=order_event.created_at)
+            | Q(created_at=order_event.created_at, pk__gt=order_event.pk)
+        )
+        if order.status != OrderStatus.PACKED or left.exists():
+            return "packed_over"
     if order_event.to_status == OrderStatus.PAID and order_event.from_status == OrderStatus.ON_HOLD:
         return "hold_released"
     return None

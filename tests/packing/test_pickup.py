@@ -12,6 +12,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -19,8 +20,8 @@ from pypdf import PdfReader
 
 from api.errors import STATUS_BY_CODE
 from lab.lib.errors import Conflict
-from lab.notify.models import WebhookEndpoint, WebhookEvent
-from lab.notify.services import notify_order_status_changed
+from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
+from lab.notify.services import notifications_sweep, notify_order_status_changed
 from lab.orders.models import Order, OrderEvent
 from lab.packing.errors import PackingError
 from lab.packing.services import packing_slip_render, slip_data_for
@@ -219,6 +220,63 @@ def test_a_pickup_order_s_customer_is_told_it_is_ready_to_collect_and_then_colle
     ]
     assert "waits for you at our counter" in mailoutbox[0].body
     assert [m for m in mailoutbox if "Tracking number" in m.body or "on its way" in m.body] == []
+
+
+def _packed_notification(order: Order) -> tuple[str, str]:
+    return Notification.objects.values_list("status", "skip_reason").get(order=order, order_status="packed")
+
+
+def test_a_pickup_unpacked_before_its_ready_mail_ran_is_not_said_to_be_ready(mailoutbox):
+    # given a packed pickup the packer unpacks (a damaged print found while taping the box) before the
+    # "packed" message ran (a backed-up queue, or the sweep after a lost message)
+    client, _ = client_as("packer")
+    order = _ready(shipping_method="pickup")
+    _packed(client, order)
+    client.post(reverse("staff:packing_unpack", args=[order.ref]), follow=True)
+    assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
+
+    # when the "packed" message runs
+    notify_order_status_changed(order_id=order.pk, status="packed")
+
+    # then the customer is not sent to the counter for a box being counted again (before: "ready to collect")
+    assert mailoutbox == []
+    assert _packed_notification(order) == ("skipped", "packed_over")
+
+
+def test_a_pickup_collected_before_its_ready_mail_ran_is_only_said_to_be_collected(mailoutbox):
+    # given a packed pickup handed over at the counter before the "packed" message ran
+    client, _ = client_as("packer")
+    order = _ready(shipping_method="pickup")
+    _packed(client, order)
+    client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+
+    # when the two messages run, the "packed" one late
+    notify_order_status_changed(order_id=order.pk, status="shipped")
+    notify_order_status_changed(order_id=order.pk, status="packed")
+
+    # then the customer hears only that it was collected (before: "ready to collect" after "collected")
+    assert [message.subject for message in mailoutbox] == [f"Order {order.ref} was collected"]
+    assert _packed_notification(order) == ("skipped", "packed_over")
+
+
+def test_a_pickup_unpacked_and_packed_again_is_said_to_be_ready_once(mailoutbox):
+    # given a pickup packed, unpacked and packed again, both "packed" messages lost
+    client, _ = client_as("packer")
+    order = _ready(shipping_method="pickup")
+    _packed(client, order)
+    client.post(reverse("staff:packing_unpack", args=[order.ref]), follow=True)
+    _packed(client, order)
+    OrderEvent.objects.filter(order=order).update(created_at=F("created_at") - timedelta(minutes=5))
+
+    # when the notifications sweep sends what was lost
+    notifications_sweep()
+
+    # then the box waiting at the counter is announced once, for its last packing (before: twice)
+    ready = [message for message in mailoutbox if "ready to collect" in message.subject]
+    assert [message.subject for message in ready] == [f"Order {order.ref} is ready to collect"]
+    assert sorted(
+        Notification.objects.filter(order=order, order_status="packed").values_list("status", "skip_reason")
+    ) == [("sent", ""), ("skipped", "packed_over")]
 
 
 def test_a_delivery_order_s_packing_sends_no_mail_and_its_shipping_the_parcel_s(mailoutbox):

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ from lab.packing.slip import render_slips
 from lab.production import actions
 from lab.production.models import PrintJob
 from tests.builders import (
+    PASSWORD,
     client_as,
     floor_state,
     hotfolder_printer,
@@ -414,6 +416,58 @@ def test_a_slip_link_another_site_opened_serves_nothing_and_leaves_the_address_c
     assert own.status_code == 200
     order.refresh_from_db()
     assert order.slip_served_at is not None
+
+
+def _slip_url(which: str, order: Order) -> str:
+    return reverse("staff:day_slips") if which == "day" else reverse("staff:slip", args=[order.ref])
+
+
+@pytest.mark.parametrize("which", ["day", "order"])
+def test_a_slip_link_another_site_opened_serves_nothing_after_the_packer_signs_in(order, which):
+    # given the shared station signed out (its idle timeout), and a link to the day's slips (or one order's)
+    # opened from a chat: it lands on the login page with the slip as `next`
+    client, packer = Client(), person("packer")
+    url = _slip_url(which, order)
+    to_login = client.get(url, headers={"Sec-Fetch-Site": "cross-site"})
+    assert to_login["Location"] == f"{reverse('staff:login')}?next={url.replace('/', '%2F')}"
+    client.get(to_login["Location"], headers={"Sec-Fetch-Site": "cross-site"})
+
+    # when the packer signs in on the lab's own form, and the browser follows where it is sent (same-origin)
+    signed_in = client.post(
+        to_login["Location"],
+        {"email": packer.email, "password": PASSWORD, "next": url},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    landed = client.get(signed_in["Location"], headers={"Sec-Fetch-Site": "same-origin"})
+
+    # then they land on the station, and no slip is served nor any address marked as on paper (before: the
+    # login sent them on to the slip, and its same-origin request passed the check of where it started)
+    assert (signed_in.status_code, signed_in["Location"]) == (302, reverse("staff:packing"))
+    assert (landed.status_code, landed["Content-Type"]) == (200, "text/html; charset=utf-8")
+    assert not Order.objects.filter(slip_served_at__isnull=False).exists()
+    assert not PackingSlip.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "next_",
+    [
+        "/lab/packing/slips.pdf",
+        "/lab/packing/slips.pdf?day=today",
+        "/lab/packing/slips%2Epdf",
+        "/lab//packing/slips.pdf",
+        "/lab/board/../packing/slips.pdf",
+        "/lab/\\packing/slips.pdf",
+        "/lab/packing/PL-ANYREF/slip.pdf",
+        "/lab/packing/PL-ANYREF%2Fslip.pdf",
+    ],
+)
+def test_a_signed_in_packer_at_the_login_page_is_not_sent_on_to_a_slip(order, next_):
+    client, _ = client_as("packer")
+
+    response = client.get(reverse("staff:login"), {"next": next_})
+
+    assert (response.status_code, response["Location"]) == (302, reverse("staff:packing"))
+    assert not Order.objects.filter(slip_served_at__isnull=False).exists()
 
 
 def test_day_slips_hold_every_order_ready_to_pack(order):

@@ -15,6 +15,7 @@ from lab.lib.errors import DomainError
 
 PHOTO_GATE_PREFIX = "/lab/photos"
 AUDIT_CONSOLE_PREFIX = "/lab/audit"
+PACKING_STATION_PREFIX = "/lab/packing"
 
 
 def _as_a_browser_reads(url: str) -> str:
@@ -46,6 +47,14 @@ def leads_to_the_photo_gate(url: str) -> bool:
     return _is_under(_path_as_served(url), PHOTO_GATE_PREFIX)
 
 
+def leads_to_a_slip(url: str) -> bool:
+    """Whether a browser sent to `url` could reach a packing slip PDF (the day's, /lab/packing/slips.pdf, or
+    an order's, /lab/packing/<ref>/slip.pdf): any PDF under the station, read as `_path_as_served` reads it,
+    case ignored. Refusing too much only costs a redirect to the station."""
+    path = _path_as_served(url).casefold()
+    return _is_under(path, PACKING_STATION_PREFIX) and path.endswith(".pdf")
+
+
 def _without_its_query(url: str) -> str:
     """`url`'s path as served, with no query or fragment: re-escaped, so that a decoded `%3F` stays in it."""
     path = _path_as_served(url)
@@ -62,7 +71,10 @@ def next_url(request: HttpRequest, default: str) -> str:
     login page with the gate as `next`) would otherwise be followed from the lab's own login form, as a
     same-origin request the gate cannot tell from the person's own. An auditor-console page is a `next`
     without its query: each page writes an `audit.read` record in the auditor's name with the query's
-    filters, which a link someone else wrote would otherwise choose."""
+    filters, which a link someone else wrote would otherwise choose. Nor a packing slip: serving one marks
+    its orders' addresses as on paper (`slip_served_at`), which a slip link another site opened must not do
+    (views/packing.py `_started_by_another_site`); followed from the login form it would be same-origin too,
+    so the person lands on the packing station, where the slips are printed."""
     return safe_next(request, request.POST.get("next") or request.GET.get("next") or "", default)
 
 
@@ -78,6 +90,8 @@ def safe_next(request: HttpRequest, candidate: str, default: str) -> str:
     ):
         if _is_under(_path_as_served(candidate), AUDIT_CONSOLE_PREFIX):
             return _without_its_query(candidate)
+        if leads_to_a_slip(candidate):
+            return f"{PACKING_STATION_PREFIX}/"
         return candidate
     return default
 
