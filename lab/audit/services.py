@@ -33,6 +33,7 @@ from lab.audit.witness import (
     WitnessSink,
     check_witness,
     parse_timestamp,
+    unsettled_checkpoint_problem,
     witness_from_url,
 )
 from lab.lib.clock import database_now
@@ -138,7 +139,7 @@ def _checkpoint_sign(
         if due_after is not None and last is not None and not _is_due(last, due_after):
             return None
         settled_seq, settled_at = settle()
-        verified = _verify_since(last, settled_seq=settled_seq)
+        verified = _verify_since(sink, last, settled_seq=settled_seq)
         if verified.result.problem is not None:
             _refuse(verified.result.problem)
         # Every lane's head as settled: those the walk reached up to the settled seq, and those of lanes
@@ -187,7 +188,7 @@ def audit_chain_check() -> chain.ChainProblem | None:
     sink = witness_sink()
     try:
         with sink.lock():
-            return _verify_since(sink.last()).result.problem
+            return _verify_since(sink, sink.last()).result.problem
     except WitnessError as unusable:
         return unusable.problem
 
@@ -199,13 +200,15 @@ class _Verified:
     settled_heads: Mapping[int, chain.LaneHead]
 
 
-def _verify_since(last: chain.Checkpoint | None, *, settled_seq: int | None = None) -> _Verified:
+def _verify_since(
+    sink: WitnessSink, last: chain.Checkpoint | None, *, settled_seq: int | None = None
+) -> _Verified:
     """Walk the records after the last witnessed checkpoint, lane by lane from the heads it signs (all of
     them when there is none): hashes, links, macs, and the backdating rule against it; then check every
     lane's head row against the walk. settled_seq: also note each lane's last record at or below it."""
     starts: dict[int, chain.LaneHead] = {}
     if last is not None:
-        problem = _witnessed_start_problem(last)
+        problem = _witnessed_start_problem(last) or _unsettled_last_problem(sink, last)
         if problem is not None:
             return _Verified(chain.VerifyResult(0, last.seq, last.head_hash, problem), {})
         starts = {head[0]: head for head in chain.checkpoint_lanes(last)}
@@ -322,6 +325,17 @@ def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | Non
     return None
 
 
+def _unsettled_last_problem(sink: WitnessSink, last: chain.Checkpoint) -> chain.ChainProblem | None:
+    """A last checkpoint signed as not settled after a settled one (witness.unsettled_checkpoint_problem):
+    signed by someone else holding the key, so that the backdating rule, judged against it alone, skipped
+    the record backdated after it. The whole witness is read only when the last one is not settled (a log
+    from before settling, until the first settled checkpoint)."""
+    if chain.checkpoint_is_settled(checkpoint=last, public_key=key_ring()):
+        return None
+    witnessed, problem = sink.read_all()
+    return problem or unsettled_checkpoint_problem(witnessed, public_key=key_ring())
+
+
 def _refuse(problem: chain.ChainProblem) -> NoReturn:
     _alert(problem)
     raise AuditChainBroken(problem)
@@ -378,14 +392,41 @@ def _mail_checkpoint(checkpoint: chain.Checkpoint) -> None:
 
 
 def _as_checkpoint(row: AuditCheckpoint) -> chain.Checkpoint:
+    """The row as a checkpoint; ValueError when its lanes are not a checkpoint's lanes in JSON."""
+    try:
+        lanes = chain.lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
+    except RecursionError as error:  # brackets nested too deeply
+        raise ValueError(str(error)) from error
     return chain.Checkpoint(
         seq=row.seq,
         head_hash=row.head_hash,
         signed_at=row.signed_at,
         key_id=row.key_id,
         signature=row.signature,
-        lanes=chain.lanes_from_json(json.loads(row.lanes)) if row.lanes else (),
+        lanes=lanes,
     )
+
+
+def _stored_checkpoints(
+    rows: QuerySet[AuditCheckpoint],
+) -> tuple[list[chain.Checkpoint], chain.ChainProblem | None]:
+    """The checkpoint rows in pk order as checkpoints, leaving out those that cannot be read, and the problem
+    of the first of these: a row the app's role inserted with junk for lanes crashed every verification and
+    export for good, since rows can be inserted but not deleted by it."""
+    checkpoints: list[chain.Checkpoint] = []
+    problem: chain.ChainProblem | None = None
+    for line, row in enumerate(rows.order_by("pk"), start=1):
+        try:
+            checkpoints.append(_as_checkpoint(row))
+        except ValueError as error:
+            problem = problem or chain.ChainProblem(
+                row.seq,
+                line,
+                "malformed",
+                f"checkpoint row {row.pk} (seq {row.seq}, signed at {row.signed_at!r}): its lanes are not a"
+                f" checkpoint's ({error}): the signer did not store it",
+            )
+    return checkpoints, problem
 
 
 @dataclass(frozen=True)
@@ -416,7 +457,7 @@ def audit_verify_database(
     # after the last checkpoint read are then the unsigned tail of a live log. The witness is also what the
     # backdating rule judges by (a record no checkpoint of it covers is judged against its last one), and
     # its freshness is judged when it was read.
-    rows = [_as_checkpoint(row) for row in AuditCheckpoint.objects.order_by("pk")]
+    rows, rows_problem = _stored_checkpoints(AuditCheckpoint.objects.all())
     witnessed, witness_read_problem = witness.read_all()
     judged_at = now or database_now()
     records = RecordWatch(BackdatingCheck(witnessed, public_key=key))
@@ -437,7 +478,7 @@ def audit_verify_database(
         lane_heads=result.lanes if is_whole else None,
         absent=result.absent,
     )
-    problems = [result.problem, records.problem, checkpoint_problem, witness_read_problem]
+    problems = [result.problem, records.problem, checkpoint_problem, rows_problem, witness_read_problem]
     if witness_read_problem is None:
         problems.append(
             check_witness(
@@ -492,7 +533,8 @@ def audit_export(
     returned."""
     # Nothing is appended to a chain that fails the signer's check: the export shows it as it was found.
     signed: AuditCheckpoint | None = None
-    problem = audit_chain_check()
+    # A checkpoint row that cannot be read is left out of the export, which is then not signed either.
+    problem = audit_chain_check() or _stored_checkpoints(AuditCheckpoint.objects.all())[1]
     if problem is not None:
         _alert(problem)
     else:
@@ -516,12 +558,13 @@ def audit_export(
             signed = checkpoint_write(reason="export")
         except AuditChainBroken as broken:
             problem = broken.problem
-    rows = AuditCheckpoint.objects.order_by("pk")
+    rows = AuditCheckpoint.objects.all()
     # Signed, the export ends at the checkpoint it just signed: the records appended since (while the signer
     # walked, wrote the witness and mailed it) and the checkpoints signed since are the next export's; in it,
     # no checkpoint covered them and the offline verifier named them an unsigned tail.
     covered = _covered_by(_as_checkpoint(signed)) if signed is not None else None
-    checkpoints = [_as_checkpoint(row) for row in (rows.filter(pk__lte=signed.pk) if signed else rows)]
+    checkpoints, rows_problem = _stored_checkpoints(rows.filter(pk__lte=signed.pk) if signed else rows)
+    problem = problem or rows_problem
     written = 0
 
     def counted() -> Iterator[dict[str, object]]:

@@ -48,10 +48,13 @@ with ``--witness`` every witnessed checkpoint must be signed by the pinned key a
 in the export (a seq beyond its end is a truncation), every checkpoint of the export must be in the witness
 (else the witness lost lines), consecutive witnessed checkpoints may be at most two ``--interval`` apart
 (coverage) and the last one at most two intervals before ``--as-of`` (default: now; give the time the export
-was made to verify an old export against a newer witness). And the backdating rule (witness.BackdatingCheck):
-a record first covered by witnessed checkpoint N+1, or by none yet, must have a seq above N's and a time not
-before N's signed_at when N is settled (chain.CHECKPOINT_FORMAT_SETTLED), else it is named "backdated": it
-was written after N and numbered or dated before it; and a time not after N+1's signed_at when N+1 is
+was made to verify an old export against a newer witness: a checkpoint witnessed after it signs nothing of
+the export, and is only checked not to be dated ahead). And the backdating rule (witness.BackdatingCheck):
+a record first covered by witnessed checkpoint N+1, or by none yet, must have a seq above and a time not
+before those of the last settled checkpoint at or before N (chain.CHECKPOINT_FORMAT_SETTLED), else it is
+named "backdated": it was written after that one and numbered or dated before it (a checkpoint signed as not
+settled after a settled one is "bad_checkpoint_signature": the signer never signs one); and a time not
+after N+1's signed_at when N+1 is
 settled (covered by none: not after the auditor's clock now), else it is named "future_dated": it was dated
 ahead of the clock. A witnessed checkpoint signed after the auditor's clock now is "future_dated" too.
 
@@ -182,7 +185,7 @@ def export_entries(
             text = raw.decode("utf-8")
             record = loads(text)
             is_canonical = type(record) is dict and encode(record) == text
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: brackets nested too deeply
             yield Malformed(line_number, f"not a JSON line: {error}")
             continue
         keys = record.keys() if is_canonical else None
@@ -264,8 +267,8 @@ class WitnessOptions:
 
 @dataclass(frozen=True)
 class ExportVerification:
-    """The outcome for one export: the record walk, the checkpoints read, and the first problem with the
-    file its line number refers to."""
+    """The outcome for one export: the record walk, the checkpoints read, the first problem with the file
+    its line number refers to, and the witnessed checkpoints it was checked against (signed by --as-of)."""
 
     records: VerifyResult
     checkpoints: tuple[Checkpoint, ...]
@@ -294,19 +297,22 @@ def verify_export(
     if checkpoint_problem is not None:
         return ExportVerification(empty, tuple(checkpoints), checkpoint_problem, checkpoint_path)
     witnessed: list[Checkpoint] = []
+    in_scope: list[Checkpoint] = []
     backdating = None
     if witness is not None:
         witnessed, witness_problem = read_checkpoints(witness.path)
         if witness_problem is not None:
             return ExportVerification(empty, tuple(checkpoints), witness_problem, witness.path)
-        backdating = BackdatingCheck(
-            _in_scope(witnessed, witness.as_of), public_key=public_key, now=_clock_bound(witness.as_of)
-        )
+        in_scope = _in_scope(witnessed, witness.as_of)
+        backdating = BackdatingCheck(in_scope, public_key=public_key, now=_clock_bound(witness.as_of))
     heads: dict[int, str] = {}
-    every_checkpoint = [*checkpoints, *witnessed]
+    # What signs the export: its own checkpoints and those witnessed by --as-of. A checkpoint witnessed after
+    # it signs nothing of an export made then: counted, an old export with records made up past its last
+    # checkpoint passed as signed by the newer witness lines of the real ones.
+    signing = [*checkpoints, *in_scope]
     signed_positions: dict[int, int] = {}
-    wanted = {checkpoint.seq for checkpoint in every_checkpoint}
-    for checkpoint in every_checkpoint:
+    wanted = {checkpoint.seq for checkpoint in signing}
+    for checkpoint in signing:
         for lane, lane_seq, seq, _ in checkpoint_lanes(checkpoint):
             signed_positions[lane] = max(signed_positions.get(lane, 0), lane_seq)
             wanted.add(seq)
@@ -333,10 +339,13 @@ def verify_export(
         and _comes_first(backdating.problem, problem)
     ):
         problem, problem_path = backdating.problem, export_path
-    if problem is None:
-        problem = _unsigned_problem(result, [*checkpoints, *witnessed])
-        problem_path = None if problem is None else export_path
-    return ExportVerification(result, tuple(checkpoints), problem, problem_path, tuple(witnessed))
+    # Named before a coverage_gap or stale_witness (the signer's liveness), which hid records appended past
+    # every signature; a problem of the records, checkpoints or witness lines still comes first: a record
+    # broken within the tail is named as it is, not as unsigned.
+    unsigned = _unsigned_problem(result, signing)
+    if unsigned is not None and (problem is None or problem_rank(problem) > problem_rank(unsigned)):
+        problem, problem_path = unsigned, export_path
+    return ExportVerification(result, tuple(checkpoints), problem, problem_path, tuple(in_scope))
 
 
 def _comes_first(candidate: ChainProblem, current: ChainProblem | None) -> bool:
@@ -401,7 +410,7 @@ def _first_record_at(export_path: Path) -> str | None:
         first = records_file.readline()
     try:
         value = json.loads(first).get("occurred_at")
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         return None
     return value if isinstance(value, str) else None
 
@@ -609,7 +618,7 @@ def _receipt_main(
             parser.error(f"cannot read the witness log: line {line}: {message}")
     try:
         receipt = receipt_parse(text)
-    except ValueError as error:  # UnicodeDecodeError too
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError too; brackets nested too deeply
         print(f"TAMPERED: malformed in {receipt_path}: not a JSON receipt: {error}")
         return 1
     key_id = receipt.get("key_id") if isinstance(receipt, dict) else None

@@ -82,7 +82,9 @@ def read_checkpoint_file(path: Path) -> tuple[list[Checkpoint], ChainProblem | N
                 checkpoint = Checkpoint.from_line(text)
                 if checkpoint.to_line() != text:
                     raise ValueError("not in canonical form")
-            except ValueError as error:
+            except (ValueError, RecursionError) as error:
+                # RecursionError: a line of deeply nested brackets, which json gives up on that way; uncaught,
+                # it stopped the signer before its alert and the verifiers with a traceback.
                 return checkpoints, ChainProblem(None, line_number, "malformed", f"bad checkpoint: {error}")
             checkpoints.append(checkpoint)
     return checkpoints, None
@@ -243,10 +245,13 @@ class BackdatingCheck:
     its lane after every lane had been held by the signer, so its seq is above every seq the checkpoint
     covers and its time was read after the checkpoint's; every record it covers was timed before its commit,
     which came before the signer read its clock. Records and checkpoints are timed on the one database
-    clock, so no tolerance is allowed. A checkpoint signed before settling existed does not say so, and the
-    rule skips the records it would judge. Only the witnessed checkpoints before the first whose signature
-    does not verify are used (that one the witness check names). see() keeps the first problem in
-    `problem`; a record covered by no checkpoint is judged against the verifier's clock by finish().
+    clock, so no tolerance is allowed. A checkpoint signed before settling existed does not say so: a record
+    is judged against the last settled checkpoint at or before N (a settled one says the same of every record
+    it does not cover), and skipped only when there is none. An unsettled checkpoint after a settled one
+    (which only someone else holding the signing key signs: unsettled_checkpoint_problem) so never shields
+    the records after it. Only the witnessed checkpoints before the first whose signature does not verify
+    are used (that one the witness check names). see() keeps the first problem in `problem`; a record covered
+    by no checkpoint is judged against the verifier's clock by finish().
 
     now (or start()): the verifier's clock before the walk reads its first record; a record covered by no
     checkpoint and timed after it is kept (as a running maximum, so few are) until finish() judges it
@@ -257,6 +262,8 @@ class BackdatingCheck:
     ) -> None:
         self.problem: ChainProblem | None = None
         self._checkpoints: list[tuple[Checkpoint, bool]] = []
+        # By index: the index of the last settled checkpoint at or before it (None: none so far).
+        self._last_settled: list[int | None] = []
         # lane -> the position each checkpoint (by index) signs it at, never decreasing, for bisect.
         self._positions: dict[int, list[int]] = {}
         self._since: str | None = None
@@ -274,7 +281,9 @@ class BackdatingCheck:
             for lane, lane_seq, _, _ in checkpoint_lanes(checkpoint):
                 signed[lane] = max(signed.get(lane, 0), lane_seq)
             index = len(self._checkpoints)
-            self._checkpoints.append((checkpoint, signed_as == CHECKPOINT_FORMAT_SETTLED))
+            is_settled = signed_as == CHECKPOINT_FORMAT_SETTLED
+            self._checkpoints.append((checkpoint, is_settled))
+            self._last_settled.append(index if is_settled else self._last_settled[-1] if index else None)
             for lane, lane_seq in signed.items():
                 self._positions.setdefault(lane, [0] * index).append(lane_seq)
 
@@ -308,10 +317,11 @@ class BackdatingCheck:
                     f" earlier, at {covering.signed_at}",
                 )
                 return
-        if first == 0:
+        judge = self._last_settled[first - 1] if first > 0 else None
+        if judge is None:
             return
-        settled, is_settled = self._checkpoints[first - 1]
-        if not is_settled or (seq > settled.seq and occurred_at >= settled.signed_at):
+        settled = self._checkpoints[judge][0]
+        if seq > settled.seq and occurred_at >= settled.signed_at:
             return
         covered = (
             f"first signed by the witnessed checkpoint of seq {self._checkpoints[first][0].seq} signed at"
@@ -389,6 +399,32 @@ def future_checkpoint_problem(witnessed: Sequence[Checkpoint], *, now: datetime)
     return None
 
 
+def unsettled_checkpoint_problem(
+    witnessed: Sequence[Checkpoint], *, public_key: PublicKeys
+) -> ChainProblem | None:
+    """The first witnessed checkpoint signed as not settled (v1/v2) after a settled one. The signer has
+    signed every checkpoint settled since it learnt to, so that line was signed by someone else holding the
+    signing key (an app-host admin), to have the backdating rule skip the records after it. Lines from the
+    first whose signature does not verify on are left to the consistency check, which names that one."""
+    has_settled = False
+    for line, checkpoint in enumerate(witnessed, start=1):
+        signed_as = checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key)
+        if signed_as is None:
+            return None
+        if signed_as == CHECKPOINT_FORMAT_SETTLED:
+            has_settled = True
+        elif has_settled:
+            return ChainProblem(
+                checkpoint.seq,
+                line,
+                "bad_checkpoint_signature",
+                f"witnessed checkpoint for seq {checkpoint.seq} (signed at {checkpoint.signed_at}) is signed"
+                " as not settled after a settled one, which the signer never does: it was signed by someone"
+                " else holding the signing key",
+            )
+    return None
+
+
 def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
@@ -428,6 +464,7 @@ def check_witness(
             lane_heads=lane_heads,
             absent=absent,
         )
+        or unsettled_checkpoint_problem(witnessed, public_key=public_key)
         or _incomplete_problem(witnessed, _signed_like_the_witness(known, witnessed, public_key))
         or future_checkpoint_problem(witnessed, now=now)
         or _coverage_problem(witnessed, interval_seconds=interval_seconds)

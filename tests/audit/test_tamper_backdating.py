@@ -202,6 +202,39 @@ def test_the_offline_verifier_names_a_backdated_record_with_the_witness(
     assert said.startswith(f"TAMPERED: backdated at seq {free}, line {free} of"), said
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", CASES)
+def test_an_unsettled_checkpoint_slipped_in_after_a_settled_one_shields_no_backdated_record(
+    witnessed_log: tuple[FileWitness, int], tmp_path: Path, mailoutbox: list[EmailMessage], case: str
+):
+    # given the admin's checkpoint of the witnessed heads signed as not settled (as before settling) with
+    # the lab's key, appended after the lab's settled ones, then the admin's backdated record: judged
+    # against that checkpoint alone, the backdating rule skipped the record and the signer signed over it
+    witness, free = witnessed_log
+    slipped = admin_signs_the_next_checkpoint(settled=False)
+    seq, occurred_at = CASES[case](free)
+    backdate(seq=seq, occurred_at=occurred_at)
+    before = witness.path.read_bytes()
+    # when beat wants a checkpoint
+    with pytest.raises(AuditChainBroken, match=f"bad_checkpoint_signature at seq {slipped.seq}: "):
+        checkpoint_write()
+    # then nothing was signed and the auditors were told
+    assert witness.path.read_bytes() == before
+    assert [message.subject for message in mailoutbox] == [
+        f"[Print Lab] audit checkpoint refused: bad_checkpoint_signature at seq {slipped.seq}"
+    ]
+    # and both verifiers name the first of the two: the record (judged against the last settled checkpoint)
+    # or the slipped line
+    named = (
+        f"backdated at seq {seq}" if seq < slipped.seq else f"bad_checkpoint_signature at seq {slipped.seq}"
+    )
+    with pytest.raises(CommandError) as failed:
+        call_command("audit_verify", "--witness", str(witness.path))
+    assert str(failed.value).startswith(f"TAMPERED: {named}: "), str(failed.value)
+    said = offline_says(tmp_path, witness.path)
+    assert said.startswith(f"TAMPERED: {named}, "), said
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_record_is_timed_after_its_lane_lock():
     # given every lane locked (as the signer does while it waits for the appends in flight)

@@ -63,6 +63,28 @@ def test_a_torn_witness_line_makes_the_signer_alert_and_sign_nothing(
     assert str(lab_log.path) in mailoutbox[0].body
 
 
+def test_a_witness_line_of_nested_brackets_makes_the_signer_alert_and_sign_nothing(
+    lab_log: FileWitness, mailoutbox: list[EmailMessage]
+):
+    # given a fourth witness line of 100000 opening brackets (json gives up on it with RecursionError, which
+    # stopped the signer before its alert)
+    with lab_log.path.open("ab") as witness_file:
+        witness_file.write(b"[" * 100000 + b"\n")
+    damaged = lab_log.path.read_bytes()
+    audit_write(2)
+    # when beat wants a checkpoint
+    with pytest.raises(AuditChainBroken, match="witness_unreadable at line 4"):
+        checkpoint_write()
+    # then nothing was signed, the auditors were told where, and audit_verify names the line
+    assert lab_log.path.read_bytes() == damaged
+    assert AuditCheckpoint.objects.count() == 3
+    assert [message.subject for message in mailoutbox] == [
+        "[Print Lab] audit checkpoint refused: witness_unreadable at line 4"
+    ]
+    with pytest.raises(CommandError, match=r"^TAMPERED: malformed at line 4: in the witness file://"):
+        call_command("audit_verify")
+
+
 def test_the_export_writes_both_files_and_names_the_witness_line(
     lab_log: FileWitness, tmp_path: Path, mailoutbox: list[EmailMessage]
 ):
