@@ -260,6 +260,7 @@ STATUS_BY_CODE: dict[str, int] = {
             OrderError.ICC_PROFILE_TOO_LARGE,
             OrderError.IMAGE_HAS_SEVERAL_FRAMES,
             OrderError.NOT_AN_IMAGE,
+            OrderError.TOO_MANY_METADATA_ITEMS,
             OrderError.UNSUPPORTED_COLOR_MODE,
             OrderError.UNSUPPORTED_FORMAT,
         ),

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.schema import problems
-from api.throttles import AnonThrottle, CustomerReadThrottle
+from api.throttles import ClientAddressThrottle, CustomerReadThrottle
 from api.views import ORDER_TOKEN_HEADER, MeView, client_address, my_account
 from lab.accounts.models import User
 from lab.customer_data.erasure import ErasureResult, GuestErasureResult, account_erase, guest_order_erase
@@ -113,7 +113,7 @@ class GuestOrderExportView(APIView):
     """A guest's copy of everything held about their order, including every employee view of its photos."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (ClientAddressThrottle,)  # signed in or not: a token opens these, not an account
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, **problems(404)}, parameters=[ORDER_TOKEN_HEADER])
     def get(self, request: Request, ref: str) -> Response:
@@ -128,7 +128,7 @@ class GuestOrderErasureView(APIView):
     """A guest erases their order's personal data (they have no account to erase)."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (ClientAddressThrottle,)  # signed in or not: a token opens these, not an account
 
     @extend_schema(
         request=None,
@@ -207,7 +207,7 @@ class ReceiptView(APIView):
     to the signed-in customer it was issued to. Verify it offline: `python -m lab.audit.verify --receipt`."""
 
     permission_classes = (AllowAny,)
-    throttle_classes = (AnonThrottle,)
+    throttle_classes = (ClientAddressThrottle,)  # signed in or not: a token opens these, not an account
 
     @extend_schema(responses=ReceiptOutput, parameters=[RECEIPT_TOKEN_QUERY, RECEIPT_TOKEN_HEADER])
     def get(self, request: Request, receipt_id: uuid.UUID) -> Response:

@@ -129,6 +129,18 @@ class AnonThrottle(_RateFromSettings):
     scope = "anon"
 
 
+class ClientAddressThrottle(_RateFromSettings):
+    """AnonThrottle's limit (its rate and its count per client address), counting signed-in callers too: for
+    the endpoints a guest's token opens (export, erasure, receipts, cancel), where an account gives no more
+    right than none. AnonThrottle counts nobody signed in (DRF's cache key is None for them): a caller with
+    any account's token exported a guest order without limit, each export appending an audit record."""
+
+    scope = "anon"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
 class RegistrationThrottle(_RateFromSettings):
     scope = "registration"
 

@@ -746,5 +746,8 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         # libvips logs every operation's cache and thread set-up at INFO: most of a worker's log otherwise.
         "pyvips": {"level": "WARNING"},
+        # Pillow's TIFF reader and writer log every EXIF tag's value at DEBUG (intake, the gate): the photo's
+        # Artist, ImageDescription, Copyright, often the customer's name or address.
+        "PIL": {"level": "WARNING"},
     },
 }

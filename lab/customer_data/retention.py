@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import stripe
 from django.conf import settings
 from django.core.mail.backends.filebased import EmailBackend as FileEmailBackend
 from django.db import transaction
@@ -40,12 +41,14 @@ from lab.accounts.models import SecurityEvent
 from lab.accounts.sessions import sessions_expired_delete
 from lab.audit.records import Entry, audit_append
 from lab.customer_data.errors import CustomerDataError
-from lab.lib.errors import Conflict, DomainError
+from lab.lib.errors import Conflict, DomainError, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders.cancellation import order_cancel
 from lab.orders.intake import guest_refused_under_age
 from lab.orders.models import Asset, Order, OrderItem
+from lab.orders.payments import ONE_TRY, stripe_client
 from lab.orders.states import OrderStatus
+from lab.orders.stripe_events import payment_found_at_stripe_apply
 from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_blob_authenticates, vault_delete
 from lab.production.models import JobEvent, PrintJob
@@ -197,9 +200,35 @@ def _delete_after_commit(names: Iterable[str], *, kind: str, of: str) -> None:
     """`of`: whose files they are, for the log (`asset=<id>`, `job=<id>`)."""
     for name in names:
         if name:
-            # After commit: a rolled-back purge must leave the files (and the key) as they were.
-            transaction.on_commit(partial(vault_delete, name=name), robust=True)
-            transaction.on_commit(partial(_file_delete_confirm, name=name, kind=kind, of=of), robust=True)
+            # After commit: a rolled-back purge must leave the files (and the key) as they were. Named
+            # closures, not functools.partial: Django's robust on_commit logs a failed hook by its
+            # __qualname__, which a partial lacks, and that AttributeError escaped the commit, dropping the
+            # hooks after it (the confirm, its metric) and crashing the sweep at that photo.
+            transaction.on_commit(_file_delete_hook(name=name, kind=kind, of=of), robust=True)
+            transaction.on_commit(_file_delete_confirm_hook(name=name, kind=kind, of=of), robust=True)
+
+
+def _file_delete_hook(*, name: str, kind: str, of: str) -> Callable[[], None]:
+    """The first try at deleting a purged file; a failure is left to the confirm that follows it, and logged
+    here by ids and error type only (Django's own log of a failed hook carries the error's text, which
+    names the path)."""
+
+    def file_delete() -> None:
+        try:
+            vault_delete(name=name)
+        except Exception as error:
+            logger.warning(
+                "purged file delete failed, tried again kind=%s %s error=%s", kind, of, type(error).__name__
+            )
+
+    return file_delete
+
+
+def _file_delete_confirm_hook(*, name: str, kind: str, of: str) -> Callable[[], None]:
+    def file_delete_confirm() -> None:
+        _file_delete_confirm(name=name, kind=kind, of=of)
+
+    return file_delete_confirm
 
 
 def _file_delete_confirm(*, name: str, kind: str, of: str) -> None:
@@ -386,11 +415,66 @@ def _stale_unpaid_orders(before: datetime) -> QuerySet[Order]:
     )
 
 
+# A PaymentIntent in one of these may still be paid (its money on its way, or authorised and not captured):
+# its order is left to a later sweep.
+INTENT_PAYING = frozenset({"processing", "requires_capture"})
+
+
+def _intent_read(order: Order) -> dict[str, Any] | None:
+    """The order's PaymentIntent as Stripe has it now (the fields `payment_found_at_stripe_apply` reads, and
+    its status), read once (ONE_TRY) outside any transaction; `{}` when Stripe has no such intent, None when
+    Stripe did not answer (logged by ids and error type only)."""
+    try:
+        intent = stripe_client().v1.payment_intents.retrieve(order.payment_intent_id, options=ONE_TRY)
+    except stripe.InvalidRequestError as error:
+        if error.http_status == 404:
+            return {}  # no such intent: no money can have moved through it
+        logger.warning("unpaid order not read at stripe order=%s error=%s", order.ref, type(error).__name__)
+        return None
+    except (stripe.StripeError, UpstreamError) as error:
+        logger.warning("unpaid order not read at stripe order=%s error=%s", order.ref, type(error).__name__)
+        return None
+    return {
+        "id": intent.id,
+        "status": str(intent.status),
+        "amount": getattr(intent, "amount", None),
+        # Stripe always answers it; localstripe (the tests' Stripe) does not, and `amount` is read then.
+        "amount_received": getattr(intent, "amount_received", None),
+        "currency": getattr(intent, "currency", None),
+    }
+
+
+def _expiry_waits_for_stripe(order: Order) -> bool:
+    """Whether the unpaid order is left to a later sweep: Stripe says its money may still come, or does not
+    answer. One Stripe says was paid is paid now, and `order_cancel` then refuses it under the order's lock.
+
+    The lab's own record is not enough: a customer who paid shortly before the deadline, whose
+    payment_intent.succeeded came late (the endpoint down, Stripe's retries backing off), had the order
+    cancelled, its photos purged and the payment refunded. A succeeded intent is applied now, under the
+    order's lock, as its event would be (amount and currency compared: another amount is refunded, and the
+    order still expires); one processing or awaiting capture, or Stripe not answering, leaves the order to
+    the next sweep. The erasure guards its unpaid orders the same way (erasure.py `_paid_at_stripe`)."""
+    if not order.payment_intent_id or order.payment_status not in UNPAID_PAYMENT_STATUSES:
+        return False
+    intent = _intent_read(order)
+    if intent is None:
+        return True
+    status = intent.get("status")
+    if status == "succeeded":
+        payment_found_at_stripe_apply(order_id=order.pk, intent=intent)
+        # Paid now, or its other amount refunded: `order_cancel` decides which under the lock.
+        return False
+    if status in INTENT_PAYING:
+        logger.info("unpaid order not expired order=%s intent=%s", order.ref, status)
+        return True
+    return False
+
+
 def _order_expired(order_id: int) -> bool:
-    """Cancel the order if it is still unpaid, decided under its lock (`only_unpaid`): the sweep read its id
-    before, and the order may have been paid since."""
+    """Cancel the order if it is still unpaid, at Stripe too (`_expiry_waits_for_stripe`), decided under its
+    lock (`only_unpaid`): the sweep read its id before, and the order may have been paid since."""
     order = Order.objects.filter(pk=order_id).first()
-    if order is None:
+    if order is None or _expiry_waits_for_stripe(order):
         return False
     try:
         order_cancel(order=order, actor=None, actor_kind="system", only_unpaid=True)

@@ -88,8 +88,11 @@ def address_for_limits(address: str) -> str:
 
 # What a log line says of where a request came from: its network, not the subscriber. An address is personal
 # data (README, "No personal data in logs"), and logs outlive an erasure; a /24 or a /48 still shows which
-# network a burst came from.
+# network a burst came from. A 6to4 address (2002::/16, RFC 3056) carries its client's IPv4 address in the
+# next 32 bits, whole in its /48: it is cut after 16 + 24 bits, the IPv4 address's /24.
 LOG_IPV4_PREFIX, LOG_IPV6_PREFIX = 24, 48
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+LOG_SIX_TO_FOUR_PREFIX = SIX_TO_FOUR.prefixlen + LOG_IPV4_PREFIX
 
 
 def address_for_logs(address: str) -> str:
@@ -98,5 +101,8 @@ def address_for_logs(address: str) -> str:
     parsed = parse_address(address)
     if parsed is None:
         return "-"
-    prefix = LOG_IPV4_PREFIX if isinstance(parsed, ipaddress.IPv4Address) else LOG_IPV6_PREFIX
+    if isinstance(parsed, ipaddress.IPv4Address):
+        prefix = LOG_IPV4_PREFIX
+    else:
+        prefix = LOG_SIX_TO_FOUR_PREFIX if parsed in SIX_TO_FOUR else LOG_IPV6_PREFIX
     return str(ipaddress.ip_network((parsed, prefix), strict=False))

@@ -36,6 +36,8 @@ class OrderError(StrEnum):
     # first would print.
     IMAGE_HAS_SEVERAL_FRAMES = "image_has_several_frames"
     GPS_NOT_REMOVABLE = "gps_not_removable"  # location data where it cannot be removed in place
+    # More JPEG segments, PNG chunks or TIFF strip/tile offsets than any photo has: each is walked in Python.
+    TOO_MANY_METADATA_ITEMS = "too_many_metadata_items"
     # Quotes and order creation.
     EMPTY_ORDER = "empty_order"
     UNKNOWN_SKU = "unknown_sku"

@@ -30,6 +30,10 @@ _MOST_IFDS: Final = 256
 # fewer (an entry is 12 bytes, a value at least 2). Entries that all name one array of offsets re-read it
 # each time: 4,000 SubIFDs entries naming 14,000 zero offsets (104 KB) took 17 s and 345 MB.
 _WALK_SLACK: Final = 4096
+# Most values one array of offsets may hold (strips, tiles, SubIFDs): a 178 MP photo in 64 px tiles of four
+# separate planes needs 174,000. Each value read is a Python int and a range, and Pillow and libtiff read the
+# array too: a 10 MB TIFF of 5,000,000 one-row strips took 3.1 GB before it was refused.
+TIFF_MAX_ARRAY_VALUES: Final = 262_144
 # A GPS property of any namespace prefix (exif:GPSLatitude, drone-dji:GpsLatitude), as an attribute or an
 # element (self-closed or with content, nested ones included). Elements are found by their opening and
 # closing tags separately, each pattern linear: one pattern spanning an element (`<(name)[^>]*>.*?</\1>`)
@@ -45,6 +49,14 @@ class GpsNotRemovable(Exception):
 
 class _Unfollowable(ValueError):
     """The walk of a TIFF structure read more than its bytes justify (the structure is kept whole)."""
+
+
+class TooManyValues(Exception):
+    """An array of offsets in a TIFF structure holds more than TIFF_MAX_ARRAY_VALUES values."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"an array of {count} offsets")
+        self.count = count
 
 
 class _MalformedText(ValueError):
@@ -130,11 +142,42 @@ def _entries(tiff: _Tiff, data: bytes | bytearray, ifd: int, budget: _Budget | N
     return entries
 
 
-def _values(tiff: _Tiff, data: bytes | bytearray, entry: _Entry) -> list[int]:
+def _values(tiff: _Tiff, data: bytes | bytearray, entry: _Entry, most: int | None = None) -> list[int]:
+    """The entry's numbers, the first `most` of them when given."""
     size = (_TYPE_SIZES_BIG if tiff.big else _TYPE_SIZES).get(entry.type, 1)
     if entry.type not in (3, 4, 13, 16, 18):  # SHORT, LONG, IFD, LONG8, IFD8
         return []
-    return [tiff.unsigned(data, entry.value_position + index * size, size) for index in range(entry.count)]
+    count = entry.count if most is None else min(entry.count, most)
+    return [tiff.unsigned(data, entry.value_position + index * size, size) for index in range(count)]
+
+
+def _number(tiff: _Tiff, data: bytes | bytearray, by_tag: dict[int, _Entry], tag: int) -> int | None:
+    """The first value of a numeric tag of the IFD, or None when it is absent or not a number."""
+    entry = by_tag.get(tag)
+    if entry is None or entry.count < 1:
+        return None
+    values = _values(tiff, data, entry, most=1)
+    return values[0] if values else None
+
+
+def _implied_count(tiff: _Tiff, data: bytes | bytearray, by_tag: dict[int, _Entry], offsets_tag: int) -> int:
+    """How many strips or tiles the IFD's size says it has (libtiff reads no more of an array: the rest is
+    trimmed), or TIFF_MAX_ARRAY_VALUES when its size does not say."""
+    if offsets_tag == 513:  # JPEGInterchangeFormat: one thumbnail
+        return 1
+    width, height = _number(tiff, data, by_tag, 256), _number(tiff, data, by_tag, 257)
+    planes = 1
+    if _number(tiff, data, by_tag, 284) == 2:  # PlanarConfiguration: one array per sample
+        planes = _number(tiff, data, by_tag, 277) or 1
+    if offsets_tag == 273:  # strips
+        rows = _number(tiff, data, by_tag, 278) or height
+        if not height or not rows:
+            return TIFF_MAX_ARRAY_VALUES
+        return -(-height // rows) * planes
+    tile_width, tile_height = _number(tiff, data, by_tag, 322), _number(tiff, data, by_tag, 323)
+    if not (width and height and tile_width and tile_height):
+        return TIFF_MAX_ARRAY_VALUES
+    return -(-width // tile_width) * -(-height // tile_height) * planes
 
 
 def _ifd_size(tiff: _Tiff, count: int) -> int:
@@ -162,17 +205,21 @@ def _referenced_ranges(
 ) -> list[tuple[int, int]]:
     """(start, stop) of every byte range the TIFF's IFD chain references: IFDs, out-of-line values, strips
     or tiles, and sub-IFDs (EXIF, Interoperability, SubIFDs, and GPS when `follow_gps`). ValueError when the
-    structure cannot be followed: out of range, over _MOST_IFDS IFDs, or more read than its bytes allow.
-    Each array of values is read once however many entries name it, and each IFD queued once."""
+    structure cannot be followed: out of range, over _MOST_IFDS IFDs, or more read than its bytes allow;
+    TooManyValues when an array of offsets holds more than TIFF_MAX_ARRAY_VALUES. Each array of values is
+    read once however many entries name it (strips and tiles: as many as the IFD's size implies), and each
+    IFD queued once."""
     budget = _Budget(data)
     arrays: dict[tuple[int, int, int], list[int]] = {}
     followed: set[tuple[int, int, int]] = set()
 
-    def values(entry: _Entry) -> list[int]:
+    def values(entry: _Entry, most: int = TIFF_MAX_ARRAY_VALUES) -> list[int]:
+        if entry.count > TIFF_MAX_ARRAY_VALUES:
+            raise TooManyValues(entry.count)
         key = _array_key(entry)
         if key not in arrays:
-            budget.spend(entry.count)
-            arrays[key] = _values(tiff, data, entry)
+            budget.spend(min(entry.count, most))
+            arrays[key] = _values(tiff, data, entry, most)
         return arrays[key]
 
     sub_ifd_tags = _SUB_IFD_TAGS if follow_gps else tuple(tag for tag in _SUB_IFD_TAGS if tag != GPS_IFD_TAG)
@@ -203,8 +250,9 @@ def _referenced_ranges(
                 pending.append(offset)
         for offsets_tag, lengths_tag in _OFFSET_LENGTH_TAGS:
             if offsets_tag in by_tag and lengths_tag in by_tag:
-                offsets = values(by_tag[offsets_tag])
-                lengths = values(by_tag[lengths_tag])
+                implied = _implied_count(tiff, data, by_tag, offsets_tag)
+                offsets = values(by_tag[offsets_tag], implied)
+                lengths = values(by_tag[lengths_tag], implied)
                 ranges.extend(
                     (tiff.start + offset, tiff.start + offset + length)
                     for offset, length in zip(offsets, lengths, strict=False)
@@ -249,7 +297,7 @@ def remove_tiff_gps(buffer: bytearray, start: int = 0, end: int | None = None) -
         _remove_entry(tiff, buffer, ifd0, len(entries), entries.index(entry))
         for start, stop in _merged(zeroed):
             buffer[start:stop] = bytes(stop - start)
-    except (ValueError, IndexError, struct.error) as error:
+    except (ValueError, IndexError, struct.error, TooManyValues) as error:
         raise GpsNotRemovable("the EXIF structure cannot be followed") from error
     return True
 
@@ -396,8 +444,10 @@ def strip_jpeg_xmp_gps(data: bytes) -> bytes:
 
 def strip_png_gps(data: bytes) -> bytes:
     """The PNG with GPS removed from its eXIf chunk (in place, CRC recomputed) and its XMP text chunks; a
-    legacy "Raw profile type exif" text chunk with GPS (Pillow reads it, libvips does not) is dropped."""
-    pieces = [data[:8]]
+    legacy "Raw profile type exif" text chunk with GPS (Pillow reads it, libvips does not) is dropped.
+    Unchanged chunks are copied in runs, not one by one (a piece per IDAT chunk held ~100 bytes each)."""
+    pieces: list[bytes] = []
+    copied_to = 0  # data[copied_to:position] is unchanged and not yet in `pieces`
     position = 8
     while position + 12 <= len(data):
         length = int.from_bytes(data[position : position + 4], "big")
@@ -417,18 +467,56 @@ def strip_png_gps(data: bytes) -> bytes:
                 except _MalformedText:
                     # Dropped: a lenient reader may still take a packet out of it, and it holds nothing
                     # of the photo. Unpacking it was a ValueError: a 500, and a URL photo's task crashed.
-                    position = chunk_end
+                    pieces.append(data[copied_to:position])
+                    position = copied_to = chunk_end
                     continue
             elif keyword in PNG_RAW_EXIF_KEYWORDS and has_tiff_gps(_png_raw_profile(kind, body)):
-                position = chunk_end
+                pieces.append(data[copied_to:position])
+                position = copied_to = chunk_end
                 continue
-        unchanged = body == data[position + 8 : position + 8 + length]
-        pieces.append(data[position:chunk_end] if unchanged else _png_chunk(kind, body))
+        if body != data[position + 8 : position + 8 + length]:
+            pieces += [data[copied_to:position], _png_chunk(kind, body)]
+            copied_to = chunk_end
         position = chunk_end
         if kind == b"IEND":
             break
-    pieces.append(data[position:])
+    if not pieces:
+        return data
+    pieces.append(data[copied_to:])
     return b"".join(pieces)
+
+
+def png_has_gps(data: bytes) -> bool:
+    """Whether the PNG's chunks still locate it, as Pillow or libvips would read them, found by walking
+    the chunks and never by Pillow (whose getexif() decodes the whole image of a PNG that has no eXIf
+    chunk before its pixels): an eXIf chunk with a GPS IFD, an XMP text chunk naming a GPS property, or a
+    legacy "Raw profile type exif" text chunk with a GPS IFD."""
+    position = 8
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        if kind in (b"eXIf", b"tEXt", b"zTXt", b"iTXt"):
+            body = data[position + 8 : position + 8 + length]
+            if kind == b"eXIf" and has_tiff_gps(body):
+                return True
+            keyword = body.split(b"\x00", 1)[0]
+            if keyword == PNG_XMP_KEYWORD and b"gps" in _png_text(kind, body).lower():
+                return True
+            if keyword in PNG_RAW_EXIF_KEYWORDS and has_tiff_gps(_png_raw_profile(kind, body)):
+                return True
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    return False
+
+
+def _png_text(kind: bytes, body: bytes) -> bytes:
+    """A text chunk's text, decompressed; what cannot be, as it is (a reader may still find GPS in it)."""
+    try:
+        _, text, compressed = _png_text_parts(kind, body)
+        return zlib.decompress(text) if compressed else text
+    except (_MalformedText, zlib.error):
+        return body
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

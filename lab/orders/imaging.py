@@ -133,8 +133,8 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
     data = data[: image_end(data)]
     limit = effective_max_pixels(max_pixels)
     try:
-        with _pillow_bomb_warning_ignored():
-            image = Image.open(io.BytesIO(data))
+        # Closed before anything else is done with the photo: each later step opens what it reads itself.
+        with _pillow_bomb_warning_ignored(), Image.open(io.BytesIO(data)) as image:
             image_format = image.format or ""
             if image_format == "MPO":  # multi-picture JPEG from phones: the first frame is a JPEG
                 image_format = "JPEG"
@@ -159,7 +159,7 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                 raise InvalidImage(
                     OrderError.UNSUPPORTED_COLOR_MODE, f"Colour mode {image.mode} is not accepted."
                 )
-            icc = image.info.get("icc_profile") or b""
+            icc = _icc_as_workers_read_it(image, data, image_format)
             if len(icc) > settings.ASSET_MAX_ICC_PROFILE_BYTES:
                 # Each raster worker and web process keeps the transforms of recent photos' profiles.
                 raise InvalidImage(
@@ -167,10 +167,7 @@ def inspect_image(*, data: bytes, max_bytes: int, max_pixels: int) -> ImageFacts
                     f"The embedded ICC profile is larger than {settings.ASSET_MAX_ICC_PROFILE_BYTES} bytes.",
                     max_bytes=settings.ASSET_MAX_ICC_PROFILE_BYTES,
                 )
-            exif = image.getexif()
-            # JPEG, PNG and TIFF: replaced below by the raster workers' own reading (libvips').
-            orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
-            has_gps = EXIF_GPS_IFD in exif
+            orientation, has_gps = _exif_orientation_and_gps(image, image_format)
             mode = image.mode
             layout = _non_sequential_layout(image, image_format)
     except InvalidImage:
@@ -230,6 +227,41 @@ def _pillow_bomb_warning_ignored() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         yield
+
+
+def _exif_orientation_and_gps(image: Image.Image, image_format: str) -> tuple[int, bool]:
+    """The EXIF orientation and whether there is a GPS IFD, as Pillow reads them: for a JPEG (whose GPS IFD
+    Pillow rewrites away, strip_jpeg_gps) and a HEIC (whose orientation libvips does not read). A PNG's or
+    TIFF's orientation is the raster workers' own reading (_header_as_workers_read_it) and its GPS is found
+    in its bytes (exif_gps): Pillow's getexif() of a PNG with no eXIf chunk before its pixels decodes the
+    whole image (Pillow 13), and a 713 KB PNG of 13,300 x 13,300 took 1.4 GiB of a web process."""
+    if image_format not in ("JPEG", "HEIF"):
+        return 1, False
+    exif = image.getexif()
+    return int(exif.get(EXIF_ORIENTATION, 1) or 1), EXIF_GPS_IFD in exif
+
+
+def _icc_as_workers_read_it(image: Image.Image, data: bytes, image_format: str) -> bytes:
+    """The ICC profile the raster workers convert the print with (lab.production.imaging.source.open_source):
+    libvips' for a JPEG, PNG or TIFF, read from the header (no pixel decoded), pillow-heif's for a HEIC.
+    Pillow's own reading was judged: it drops a JPEG's profile when its APP2 chunks' count byte disagrees,
+    where libvips joins every ICC_PROFILE chunk, so a profile of any size passed the limit unseen and the
+    photo was stored with has_icc_profile False, then printed through that profile."""
+    if image_format not in _VIPS_FORMAT:
+        profile = image.info.get("icc_profile")
+        return profile if isinstance(profile, bytes) else b""
+    import pyvips
+
+    from lab.lib.decoders import vips_load
+
+    try:
+        header = vips_load(data, _VIPS_FORMAT[image_format])
+        if header.get_typeof("icc-profile-data") == 0:
+            return b""
+        profile = header.get("icc-profile-data")
+    except pyvips.Error as error:
+        raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image is truncated or corrupt.") from error
+    return bytes(profile) if isinstance(profile, bytes) else b""
 
 
 def _check_heic_coded_pixels(data: bytes, limit: int) -> None:
@@ -397,14 +429,31 @@ def _check_one_frame(image: Image.Image, image_format: str) -> None:
     """Only a photo's first frame, page or top-level image prints: a 2-page TIFF, an APNG or a HEIC of two
     images was stored whole and printed its first one without a word. A JPEG is one picture once cut
     (image_end): an MPO phone photo's second picture is its tail, which Pillow still counts. A HEIC's
-    thumbnails, depth and auxiliary images are not top-level images (pillow-heif counts those only)."""
-    frames = 1 if image_format == "JPEG" else getattr(image, "n_frames", 1)
+    thumbnails, depth and auxiliary images are not top-level images (pillow-heif counts those only).
+    A TIFF's pages are not counted: Pillow's n_frames reads every IFD of the chain, each from its start
+    (a 12 MB TIFF of 120,000 one-pixel pages took 167 s, past gunicorn's timeout). Its first IFD's next
+    pointer decides, and the second IFD is read as well (one that cannot be read is a corrupt file)."""
+    if image_format == "JPEG":
+        frames = 1
+    elif image_format == "TIFF":
+        frames = _tiff_pages_up_to_two(image)
+    else:
+        frames = getattr(image, "n_frames", 1)
     if frames > 1:
+        counted = "at least 2" if image_format == "TIFF" else str(frames)
         raise InvalidImage(
             OrderError.IMAGE_HAS_SEVERAL_FRAMES,
-            f"The file holds {frames} images (frames or pages); send each photo as a file of its own.",
+            f"The file holds {counted} images (frames or pages); send each photo as a file of its own.",
             frames=frames,
         )
+
+
+def _tiff_pages_up_to_two(image: Image.Image) -> int:
+    if not getattr(image, "is_animated", False):
+        return 1
+    image.seek(1)
+    image.seek(0)
+    return 2
 
 
 def _without_location(data: bytes, image_format: str, *, has_exif_gps: bool) -> bytes:
@@ -415,7 +464,7 @@ def _without_location(data: bytes, image_format: str, *, has_exif_gps: bool) -> 
     What Pillow cannot read back after the edit is `corrupt_image` (it was a 500)."""
     try:
         stored = _location_removed(data, image_format, has_exif_gps=has_exif_gps)
-        located = _has_location(stored)
+        located = _has_location(stored, image_format)
     except exif_gps.GpsNotRemovable as error:
         raise InvalidImage(
             OrderError.GPS_NOT_REMOVABLE, "The photo's location data cannot be removed from it."
@@ -452,9 +501,12 @@ def _strip_jpeg_exif_gps(data: bytes) -> bytes:
         raise InvalidImage(OrderError.CORRUPT_IMAGE, "The image's EXIF data is corrupt.") from error
 
 
-def _has_location(data: bytes) -> bool:
+def _has_location(data: bytes, image_format: str) -> bool:
     """What Pillow reads of the stored bytes, as a check of what was removed: a GPS IFD, or an XMP packet
-    that still names a GPS property."""
+    that still names a GPS property. A PNG's chunks are walked instead (exif_gps.png_has_gps): Pillow's
+    getexif() of a PNG decodes its pixels when no eXIf chunk comes before them."""
+    if image_format == "PNG":
+        return exif_gps.png_has_gps(data)
     with _pillow_bomb_warning_ignored(), Image.open(io.BytesIO(data)) as image:
         if EXIF_GPS_IFD in image.getexif():
             return True
@@ -503,6 +555,14 @@ _JPEG_EOI_CODE = 0xD9
 _JPEG_SOS_CODE = 0xDA
 _JPEG_RST_CODES = range(0xD0, 0xD8)
 _JPEG_TEM_CODE = 0x01
+# Most JPEG markers outside the scans' data, and PNG chunks other than IDAT, a photo may have. Each one is a
+# step of Python in every walk of the file (here, Pillow's open, the GPS strip and check) and Pillow keeps
+# every JPEG APPn and comment segment: a 100 MB JPEG of empty comments was accepted after 97 s at a 3.9 GB
+# peak, a PNG of 800,000 empty private chunks took 337 MiB. Real files have a few dozen: an ICC profile is at
+# most 255 APP2 segments, an extended XMP of 10 MB some 150 APP1 segments. A progressive JPEG's scans (SOS
+# segments) are not counted: they are JPEGTRAN_MAX_SCANS' concern.
+JPEG_MAX_SEGMENTS: Final = 1_000
+PNG_MAX_CHUNKS: Final = 1_000
 
 
 def image_end(data: bytes) -> int:
@@ -518,7 +578,15 @@ def image_end(data: bytes) -> int:
     if data.startswith(PNG_SIGNATURE):
         return png_end(data)
     if data[:4] in TIFF_MAGICS:
-        return exif_gps.tiff_end(data)
+        try:
+            return exif_gps.tiff_end(data)
+        except exif_gps.TooManyValues as error:
+            limit = exif_gps.TIFF_MAX_ARRAY_VALUES
+            raise _too_many_items(
+                f"The TIFF lists {error.count} strips, tiles or sub-images in one array; the limit is "
+                f"{limit}.",
+                limit,
+            ) from error
     if data[4:8] == b"ftyp":
         return exif_gps.heic_end(data)
     return len(data)
@@ -531,9 +599,11 @@ def jpeg_end(data: bytes) -> int:
     length, never searched; after each SOS the entropy-coded data runs to the first marker that is neither a
     stuffed 0xFF00 nor an RST, and a progressive file simply has several scans. Bytes where a marker should
     be are skipped up to the next marker, as libjpeg does. Without an EOI the image ends with the data.
+    More than JPEG_MAX_SEGMENTS markers before the first scan or between scans are refused.
     """
     size = len(data)
     position = len(JPEG_SOI)
+    segments = 0
     while True:
         position = data.find(b"\xff", position)
         if position < 0:
@@ -546,6 +616,12 @@ def jpeg_end(data: bytes) -> int:
         position += 1
         if code == _JPEG_EOI_CODE:
             return position
+        if code != _JPEG_SOS_CODE:
+            segments += 1
+            if segments > JPEG_MAX_SEGMENTS:
+                raise _too_many_items(
+                    f"The JPEG has more than {JPEG_MAX_SEGMENTS} marker segments.", JPEG_MAX_SEGMENTS
+                )
         if code == 0x00 or code == _JPEG_TEM_CODE or code in _JPEG_RST_CODES:
             continue  # no length follows these
         if code == _JPEG_SOI_CODE:
@@ -579,13 +655,29 @@ def _jpeg_entropy_coded_end(data: bytes, position: int) -> int:
 
 
 def png_end(data: bytes) -> int:
-    """Offset just past the IEND chunk (length, type, data, CRC); a PNG without one ends with the data."""
+    """Offset just past the IEND chunk (length, type, data, CRC); a PNG without one ends with the data.
+    More than PNG_MAX_CHUNKS chunks other than IDAT are refused."""
     size = len(data)
     position = len(PNG_SIGNATURE)
+    chunks = 0
     while position + 8 <= size:
         length = int.from_bytes(data[position : position + 4], "big")
         chunk_type = data[position + 4 : position + 8]
         position += 12 + length
         if chunk_type == b"IEND":
             return min(position, size)
+        if chunk_type != b"IDAT":
+            chunks += 1
+            if chunks > PNG_MAX_CHUNKS:
+                raise _too_many_items(
+                    f"The PNG has more than {PNG_MAX_CHUNKS} chunks besides its pixels.", PNG_MAX_CHUNKS
+                )
     return size
+
+
+def _too_many_items(message: str, limit: int) -> InvalidImage:
+    return InvalidImage(
+        OrderError.TOO_MANY_METADATA_ITEMS,
+        f"{message} Save the photo again without its extra metadata.",
+        max_items=limit,
+    )

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Value, When
 from django.dispatch import Signal
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from lab.accounts.models import Consent, User
 from lab.accounts.services import UnderAge, age_gate_check, policy_agreement_check
@@ -34,6 +35,12 @@ PRODUCTION_DAYS = {
     Order.ShippingMethod.EXPRESS: 1,
     Order.ShippingMethod.PICKUP: 2,
 }
+
+# A guest's replay hands back the order's token only while the order awaits payment and is younger than
+# this: the retry of a lost answer comes within minutes. Past it (paid, or a day old) a replay answers the
+# order without its token, so the key row alone can never reopen a paid order to re-addressing.
+REPLAY_TOKEN_WINDOW = timedelta(hours=24)
+IDEMPOTENCY_REQUEST_SALT = "lab.orders.idempotency.request"
 
 # COPPA: a guest was refused as under 13. Sent with `asset_ids` (the photos the request named), outside any
 # transaction, once the refusal is decided and before it is answered; lab.customer_data.retention listens and
@@ -101,6 +108,9 @@ def order_create(
     `admission` is told of the order last in that transaction, once it is sure to be created (a replay, a
     refusal, a key another request holds never reach it), and told again (`release`) if the order is rolled
     back or withdrawn after all; an order kept without its payment (the 502 a retry completes) stays counted.
+
+    `request_fingerprint` is the request's body in a canonical form (the API's: sorted JSON): a retry with
+    the key must send the same. It is stored only as a keyed hash (`request_seal`).
     """
     if customer is None:
         if guest is None:
@@ -113,9 +123,9 @@ def order_create(
             _refused_photos_discard(items)
             raise
     scope = idempotency_scope(customer=customer, guest=guest)
-    existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
+    existing = _idempotent_replay(scope=scope, key=idempotency_key, body=request_fingerprint)
     if existing is not None:
-        return _replayed(order=existing, scope=scope, idempotency_key=idempotency_key)
+        return _replayed(replay=existing, scope=scope, idempotency_key=idempotency_key)
     policy = policy_agreement_check(version=guest.policy_version) if guest and not customer else None
     ref = new_order_ref()
     guest_token = (
@@ -126,9 +136,8 @@ def order_create(
     admitted: Admission | None = None
     try:
         with transaction.atomic():
-            record = IdempotencyKey.objects.create(
-                scope=scope, key=idempotency_key, request_sha256=request_fingerprint
-            )
+            # Its request hash once the order is made: it names the order's row (`request_seal`).
+            record = IdempotencyKey.objects.create(scope=scope, key=idempotency_key, request_sha256="")
             quote = quote_compute(
                 customer=customer, items=items, shipping_method=shipping_method, lock_photos=True
             )
@@ -144,7 +153,10 @@ def order_create(
             if policy is not None:
                 Consent.objects.create(order=order, kind=Consent.Kind.PRIVACY_POLICY, policy_version=policy)
             record.order = order
-            record.save(update_fields=["order"])
+            record.request_sha256 = request_seal(
+                scope=scope, idempotency_key=idempotency_key, order_id=order.pk, body=request_fingerprint
+            )
+            record.save(update_fields=["order", "request_sha256"])
             if admission is not None:
                 admission.admit()  # last: raising here rolls back the order and its key
                 admitted = admission
@@ -153,10 +165,10 @@ def order_create(
             admitted.release()
         if not isinstance(error, IntegrityError):
             raise
-        existing = _idempotent_replay(scope=scope, key=idempotency_key, fingerprint=request_fingerprint)
+        existing = _idempotent_replay(scope=scope, key=idempotency_key, body=request_fingerprint)
         if existing is None:
             raise
-        return _replayed(order=existing, scope=scope, idempotency_key=idempotency_key)
+        return _replayed(replay=existing, scope=scope, idempotency_key=idempotency_key)
     logger.info("order created order=%s items=%d total=%d", order.ref, len(quote.lines), quote.total_minor)
     try:
         order = _payable_order(order=order)
@@ -214,15 +226,27 @@ def _payable_check(quote: Quote) -> None:
         )
 
 
-def _replayed(*, order: Order, scope: str, idempotency_key: str) -> OrderCreated:
-    """The first answer again; a guest gets the same token (see guest_token_derive) when it still matches."""
-    guest_token = None
-    if order.is_guest:
+def _replayed(*, replay: Replay, scope: str, idempotency_key: str) -> OrderCreated:
+    """The first answer again. A guest gets the same token (see guest_token_derive) only while the order
+    awaits payment and is younger than REPLAY_TOKEN_WINDOW, and only when the key row's request hash is the
+    lab's keyed one (`request_seal`): a row stored before it (a plain SHA-256 of the body, which anyone with
+    the database could rewrite or reverse) answers the order without its token."""
+    order, guest_token = replay.order, None
+    if order.is_guest and replay.is_sealed and _token_may_be_replayed(order):
         candidate = guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=order.ref)
         stored = order.guest_token_hash
         if guest_token_holds(order_id=order.pk, ref=order.ref, stored=stored, token=candidate):
             guest_token = candidate
     return OrderCreated(order=_payable_order(order=order), created=False, guest_token=guest_token)
+
+
+def _token_may_be_replayed(order: Order) -> bool:
+    # Before, any replay handed the token back for good: a database administrator who rewrote the key row's
+    # hash to one of a body of their own got the token of a paid order and re-addressed its prints.
+    return (
+        order.status == OrderStatus.AWAITING_PAYMENT
+        and order.created_at > timezone.now() - REPLAY_TOKEN_WINDOW
+    )
 
 
 def _payable_order(*, order: Order) -> Order:
@@ -259,19 +283,42 @@ def _order_withdraw(*, order: Order) -> None:
     logger.info("order withdrawn, under the card payment's minimum order=%s", order.ref)
 
 
-def _idempotent_replay(*, scope: str, key: str, fingerprint: str) -> Order | None:
+def request_seal(*, scope: str, idempotency_key: str, order_id: int, body: str) -> str:
+    """What a key row stores of its request (`IdempotencyKey.request_sha256`): an HMAC under SECRET_KEY of its
+    scope, key, order and body. Before, it was the body's plain SHA-256: a database administrator could write
+    the hash of a body of their own and replay it, and anyone with a backup could recover the one field of
+    the body the database does not hold (a guest's birth date, some 40,000 guesses) offline. Keyed, neither
+    can be made nor tested without the key; naming the order, the row cannot be moved to another one."""
+    message = f"{scope}|{idempotency_key}|{order_id}|{body}"
+    return salted_hmac(IDEMPOTENCY_REQUEST_SALT, message, algorithm="sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class Replay:
+    order: Order
+    is_sealed: bool  # the row's hash is `request_seal`'s, not the plain SHA-256 stored before
+
+
+def _idempotent_replay(*, scope: str, key: str, body: str) -> Replay | None:
     # The key alone, not joined to its order: most keys are new, and the join's wider query cost them twice
     # the CPU of this one; a replay reads its order with a second query.
     record = IdempotencyKey.objects.filter(scope=scope, key=key).first()
     if record is None:
         return None
-    if record.request_sha256 != fingerprint:
+    assert record.order_id is not None  # set in the transaction that created the key
+    sealed = request_seal(scope=scope, idempotency_key=key, order_id=record.order_id, body=body)
+    is_sealed = constant_time_compare(record.request_sha256, sealed)
+    # A row stored before the keyed hash still replays its order (a retry across the upgrade), without the
+    # guest's token (`_replayed`).
+    if not is_sealed and not constant_time_compare(
+        record.request_sha256, hashlib.sha256(body.encode()).hexdigest()
+    ):
         raise Conflict(
             OrderError.IDEMPOTENCY_KEY_REUSED,
             "This Idempotency-Key was already used with a different request body.",
         )
-    assert record.order is not None  # set in the transaction that created the key
-    return record.order
+    assert record.order is not None
+    return Replay(order=record.order, is_sealed=is_sealed)
 
 
 def _placement_fields(line: QuoteLine) -> dict[str, Any]:

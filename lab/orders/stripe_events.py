@@ -340,6 +340,8 @@ def _apply(*, event_type: str, data: dict[str, Any], intent_id: str, reads: _Ref
 
 
 DISPUTED_WHY = "The payment is disputed"
+# Stripe took another amount (or currency) than the order's: the money goes back, and never pays the order.
+AMOUNT_MISMATCH = "payment_amount_mismatch"
 PARTLY_REFUNDED_WHY = "Part of the payment was refunded at Stripe"
 
 
@@ -354,7 +356,7 @@ def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
             note = f"{received} received, {order.total_minor} due"
         else:
             note = f"{received} {currency} received, {order.total_minor} {due} due"
-        OrderEvent.objects.create(order=order, kind="payment_amount_mismatch", actor_kind="stripe", note=note)
+        OrderEvent.objects.create(order=order, kind=AMOUNT_MISMATCH, actor_kind="stripe", note=note)
         if order.payment_status in UNPAID_PAYMENT_STATUSES:
             # The money was captured, but not the order's amount: the lab cannot take it, so it goes back to
             # the customer (the order stays unpaid, and expires as such). Before, the event was used up here
@@ -387,6 +389,20 @@ def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
         _refund_issue_after_commit(order=order)
         return "refund_after_cancel"
     return "recorded"
+
+
+def payment_found_at_stripe_apply(*, order_id: int, intent: dict[str, Any]) -> str:
+    """A PaymentIntent the lab read at Stripe itself (the unpaid-order expiry, lab/customer_data/retention.py)
+    and found `succeeded` before its payment_intent.succeeded came: applied under the order's lock as that
+    event is (`_payment_succeeded`: amount and currency compared), so the event, when it comes, answers
+    `already_applied`. `intent`: the PaymentIntent's fields (id, amount, amount_received, currency)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        if order is None or not order.payment_intent_id or order.payment_intent_id != intent.get("id"):
+            return "unknown_payment_intent"
+        outcome = _payment_succeeded(order=order, data=intent)
+    logger.info("payment found at stripe order=%s outcome=%s", order.ref, outcome)
+    return outcome
 
 
 def _refund_issue_after_commit(*, order: Order) -> None:
@@ -474,6 +490,11 @@ def _payment_captured(*, order: Order, at_stripe: RefundsAtStripe | None, why: s
     order's refund is decided (the money is the customer's)."""
     if at_stripe is not None:
         _partly_refunded(order=order, at_stripe=at_stripe)
+        if at_stripe.captured != order.total_minor and order.status == OrderStatus.AWAITING_PAYMENT:
+            # Before, an order paid this way was not compared with what Stripe captured: a payment of
+            # another amount paid it (`_paid_by_stripe` refuses it now, and refunds it).
+            short = f"{at_stripe.captured} captured, {order.total_minor} due"
+            OrderEvent.objects.create(order=order, kind=AMOUNT_MISMATCH, actor_kind="stripe", note=short)
     order.payment_status = Order.PaymentStatus.SUCCEEDED
     if order.status == OrderStatus.AWAITING_PAYMENT:
         return _paid_by_stripe(order=order, note=note, hold_why=why)
@@ -638,7 +659,19 @@ def _dispute_closed(*, order: Order, dispute: dict[str, Any]) -> str:
 def _paid_by_stripe(*, order: Order, note: str, hold_why: str | None) -> str:
     """Stripe captured the money of an order awaiting payment (its `payment_status` set by the caller): the
     order is `paid`, the durable record that it must be released, and held for a person when the payment
-    needs one (`hold_why`: disputed, partly refunded, a refund that failed, a dispute won first)."""
+    needs one (`hold_why`: disputed, partly refunded, a refund that failed, a dispute won first).
+
+    Never a payment Stripe took of another amount or currency than the order's (an AMOUNT_MISMATCH event,
+    which `_payment_succeeded` or `_payment_captured` wrote): the order stays unpaid, and the money, once it
+    is the lab's (`succeeded`), goes back to the customer. Before, a won dispute or a captured payment after a
+    mismatched one paid the order, and a technician could release it to print."""
+    if OrderEvent.objects.filter(order=order, kind=AMOUNT_MISMATCH).exists():
+        if order.payment_status == Order.PaymentStatus.SUCCEEDED:
+            refund_decide(order=order)
+            _refund_issue_after_commit(order=order)
+        else:
+            order.save(update_fields=["payment_status", "updated_at"])
+        return "amount_mismatch"
     order_transition(
         order=order,
         to_status=OrderStatus.PAID,

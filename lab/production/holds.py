@@ -15,6 +15,7 @@ from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
 from lab.orders.models import ClarificationCase, Order, OrderEvent
 from lab.orders.payments import PARTLY_REFUNDED
 from lab.orders.states import OrderStatus
+from lab.orders.stripe_events import AMOUNT_MISMATCH
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.errors import ProductionError
 from lab.production.models import PrintJob
@@ -79,15 +80,18 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
                 ProductionError.ORDER_NOT_ON_HOLD,
                 f"Order {order.ref} is {order.get_status_display().lower()}, not on hold.",
             )
+        # A payment of another amount than the order's (AMOUNT_MISMATCH) is owed back, whatever its status
+        # says: before, it was not counted, and a technician released an order it had paid.
         money_back = order.payment_status in MONEY_TAKEN_BACK or (
-            OrderEvent.objects.filter(order=order, kind=PARTLY_REFUNDED).exists()
+            OrderEvent.objects.filter(order=order, kind__in=(PARTLY_REFUNDED, AMOUNT_MISMATCH)).exists()
         )
         if money_back and not has_role(actor, *SUPERVISOR_ROLES):
             # A refund or dispute held it (lab/orders/stripe_events.py): going on means printing and shipping
             # an order whose money went back, which a supervisor decides, not whoever is at the floor.
             raise PermissionDenied(
                 CommonError.NOT_ALLOWED,
-                f"Order {order.ref}'s payment was refunded or disputed: only a supervisor releases the hold.",
+                f"Order {order.ref}'s payment was refunded, disputed or of another amount: only a supervisor "
+                "releases the hold.",
             )
         # A paid order held before its release has no jobs: back to paid, which releases it to production.
         has_jobs = PrintJob.objects.filter(order=order).exists()

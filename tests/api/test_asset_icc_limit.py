@@ -10,7 +10,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageCms
 
+from lab.orders import imaging
 from lab.orders.models import Asset
+from lab.production.imaging.source import open_source
 from tests.builders import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +88,50 @@ def test_the_limit_is_the_setting(api, settings):
     assert response.json()["code"] == "icc_profile_too_large"
     assert response.json()["max_bytes"] == 2 * MIB
     assert Asset.objects.count() == 0
+
+
+def _jpeg_with_icc_chunks_miscounted(profile: bytes, chunk_size: int = 0xFFFF - 2 - 14) -> bytes:
+    """A JPEG carrying `profile` in ICC_PROFILE APP2 segments (each "ICC_PROFILE\\0", its number, the total,
+    then at most `chunk_size` bytes) whose total says one more than there are: Pillow drops such a profile,
+    libvips (the raster workers' reader) joins every chunk."""
+    chunks = [profile[start : start + chunk_size] for start in range(0, len(profile), chunk_size)]
+    segments = b"".join(
+        b"\xff\xe2"
+        + (2 + 14 + len(chunk)).to_bytes(2, "big")
+        + b"ICC_PROFILE\x00"
+        + bytes([number, len(chunks) + 1])
+        + chunk
+        for number, chunk in enumerate(chunks, start=1)
+    )
+    photo = _photo("JPEG", b"")
+    return photo[:2] + segments + photo[2:]
+
+
+def test_a_profile_only_the_workers_read_is_judged_by_its_size(api, settings):
+    # given a JPEG whose 5 MB profile Pillow does not read (miscounted chunks) and libvips does
+    api.force_authenticate(UserFactory.create())
+    data = _jpeg_with_icc_chunks_miscounted(_profile_of(5 * 1000 * 1000))
+    assert Image.open(io.BytesIO(data)).info.get("icc_profile") is None
+    assert len(open_source(data).icc_profile or b"") == 5 * 1000 * 1000
+
+    # when it is uploaded, then it is refused as the workers would have converted the print with it
+    response = _upload(api, data, "photo.jpg")
+
+    assert response.status_code == 422, response.json()
+    assert response.json()["code"] == "icc_profile_too_large"
+    assert Asset.objects.count() == 0
+    assert _stored_files(settings) == []
+
+
+def test_has_icc_profile_is_what_the_workers_read():
+    # given a JPEG whose sRGB profile is in two miscounted chunks: Pillow reads none, libvips all of it
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = _jpeg_with_icc_chunks_miscounted(profile, chunk_size=len(profile) // 2 + 1)
+    assert Image.open(io.BytesIO(data)).info.get("icc_profile") is None
+
+    # when intake checks it
+    facts = imaging.inspect_image(data=data, max_bytes=len(data), max_pixels=1_000_000)
+
+    # then it says the photo has the profile the workers will convert its print with, and describes it
+    assert open_source(facts.data).icc_profile == profile
+    assert (facts.has_icc_profile, facts.icc_description) == (True, "sRGB built-in")

@@ -7,15 +7,30 @@ the box was labelled for the old address. The endpoint did not exist (405)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import timedelta
+
 import pytest
 from rest_framework.test import APIClient
 
 from lab.orders.guest_tokens import guest_token_hash
-from lab.orders.models import Order, OrderEvent
+from lab.orders.models import IdempotencyKey, Order, OrderEvent
 from lab.packing import station
 from lab.packing.models import PackingSlip
 from lab.packing.services import packing_slip_render, slip_data_for
-from tests.builders import ADDRESS, TO_PACKED, UserFactory, order_for, order_move, person, token_client
+from tests.builders import (
+    ADDRESS,
+    TO_PACKED,
+    UserFactory,
+    asset_for,
+    order_body,
+    order_for,
+    order_move,
+    pay,
+    person,
+    token_client,
+)
 from tests.builders.guest_tokens import guest_token_grant
 from tests.support.dba import dba
 
@@ -303,3 +318,98 @@ def test_a_customers_address_changes_are_throttled_per_customer_but_not_the_read
     assert OrderEvent.objects.filter(order=order, kind="address_changed").count() == 2
     # and reading the order is no change
     assert client.get(f"/api/v1/orders/{order.ref}").status_code == 200
+
+
+GUEST = {"email": "quill@example.org", "birth_date": "1984-02-29", "privacy_policy_version": "1.0"}
+THIEF_ADDRESS = {**NEW_ADDRESS, "name": "Mal Ory", "line1": "1 Drop St"}
+
+
+def _guest_order_placed(api: APIClient, *, key: str) -> tuple[Order, str, dict[str, object]]:
+    """A guest order placed through the API: the order, its token and the body it was placed with."""
+    body = order_body(asset_for(None), guest=GUEST)
+    created = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert created.status_code == 201, created.json()
+    return Order.objects.get(ref=created.json()["ref"]), created.json()["guest_token"], body
+
+
+def _plain_sha256(body: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@pytest.mark.usefixtures("stripe_api", "demo_catalog")
+def test_a_key_rows_request_hash_rewritten_in_the_database_replays_no_token_and_readdresses_nothing(api):
+    # given a paid guest order; a DBA reads its key row and order and has the rest of a body of their own
+    order, token, placed = _guest_order_placed(api, key="victim-key-7f3a")
+    pay(order, event_id="evt_victim_1")
+    row = IdempotencyKey.objects.get(order=order)
+    body = {**placed, "shipping_address": THIEF_ADDRESS, "guest": {**GUEST, "birth_date": "1970-01-01"}}
+
+    # when they write the hash of their body into the key row, as the lab stored it before, and replay it
+    dba("UPDATE orders_idempotencykey SET request_sha256 = %s WHERE id = %s", _plain_sha256(body), row.pk)
+    replay = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=row.key)
+
+    # then the replay answers the order without its token (before: the guest's token, and with it the PATCH
+    # re-addressed the paid order's prints)
+    assert replay.status_code == 200, replay.json()
+    assert replay.json()["ref"] == order.ref
+    assert replay.json()["guest_token"] is None
+    # and a change of address with what they got opens nothing and changes nothing
+    response = change(api, order.ref, THIEF_ADDRESS, token=replay.json()["guest_token"] or "")
+    assert response.status_code == 404
+    order.refresh_from_db()
+    assert order.shipping_address["line1"] == ADDRESS["line1"]
+    assert not OrderEvent.objects.filter(order=order, kind="address_changed").exists()
+    assert token  # the guest's own token was issued, and never handed back
+
+
+@pytest.mark.usefixtures("stripe_api", "demo_catalog")
+def test_a_key_rows_request_hash_is_keyed_and_a_guests_token_is_replayed_only_while_awaiting_payment(api):
+    # given a guest order just placed
+    order, token, placed = _guest_order_placed(api, key="retry-key")
+    row = IdempotencyKey.objects.get(order=order)
+
+    # then its key row keeps no plain hash of the body: from a backup, the birth date (the one field the
+    # database does not hold) was some 40,000 guesses away
+    assert row.request_sha256 != _plain_sha256(placed)
+    assert len(row.request_sha256) == 64
+    # and a retry of the same body with the same key gets the order and its token while it awaits payment
+    retry = api.post("/api/v1/orders", placed, format="json", HTTP_IDEMPOTENCY_KEY="retry-key")
+    assert (retry.status_code, retry.json()["ref"], retry.json()["guest_token"]) == (200, order.ref, token)
+    # and once it is paid, the same retry answers the order without its token
+    pay(order, event_id="evt_retry_1")
+    paid = api.post("/api/v1/orders", placed, format="json", HTTP_IDEMPOTENCY_KEY="retry-key")
+    assert (paid.status_code, paid.json()["ref"], paid.json()["guest_token"]) == (200, order.ref, None)
+
+
+@pytest.mark.usefixtures("stripe_api", "demo_catalog")
+def test_a_guests_token_is_not_replayed_for_an_order_a_day_old(api):
+    # given a guest order still awaiting payment, placed more than a day ago
+    order, _token, placed = _guest_order_placed(api, key="old-key")
+    Order.objects.filter(pk=order.pk).update(created_at=order.created_at - timedelta(hours=25))
+
+    # when its key and body are replayed
+    replay = api.post("/api/v1/orders", placed, format="json", HTTP_IDEMPOTENCY_KEY="old-key")
+
+    # then the order is answered without its token
+    assert (replay.status_code, replay.json()["ref"], replay.json()["guest_token"]) == (200, order.ref, None)
+
+
+@pytest.mark.usefixtures("stripe_api", "demo_catalog")
+def test_a_key_row_moved_onto_another_order_replays_nothing_of_it(api):
+    # given two guest orders to one e-mail address awaiting payment, the second placed by the DBA
+    victim, _token, _placed = _guest_order_placed(api, key="victim-key")
+    theirs, _their_token, their_body = _guest_order_placed(api, key="their-key")
+    victim_row = IdempotencyKey.objects.get(order=victim)
+
+    # when they point their key row at the victim's order, under the victim's key, and replay their body
+    dba("DELETE FROM orders_idempotencykey WHERE id = %s", victim_row.pk)
+    dba(
+        "UPDATE orders_idempotencykey SET key = %s, order_id = %s WHERE order_id = %s",
+        "victim-key",
+        victim.pk,
+        theirs.pk,
+    )
+    replay = api.post("/api/v1/orders", their_body, format="json", HTTP_IDEMPOTENCY_KEY="victim-key")
+
+    # then the row's hash no longer holds: it named their order and key (409, nothing replayed)
+    assert (replay.status_code, replay.json()["code"]) == (409, "idempotency_key_reused")

@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.db.models import F
+from django.utils import timezone
 
-from lab.customer_data.retention import orders_expire_unpaid
+from lab.customer_data.retention import RULE_UNPAID, orders_expire_unpaid, retention_sweep
 from lab.lib.errors import UpstreamError
 from lab.orders import payments
-from lab.orders.models import Order, OrderEvent
+from lab.orders.models import Asset, Order, OrderEvent
 from lab.production.cancellation import order_cancel_in_production
 from tests.builders import person
 from tests.support.stripe_webhooks import deliver, order_placed, pay_at_stripe, stripe_test_client, succeeded
@@ -208,15 +209,48 @@ def test_an_intent_paid_before_the_cancel_ends_the_owed_cancel_and_its_payment_i
     assert stripe_refunds(order) == [("succeeded", order.total_minor)]
 
 
-def test_a_payment_whose_event_never_came_is_refunded_once_the_unpaid_order_expires(
+def test_a_payment_whose_event_never_came_pays_the_order_when_the_unpaid_order_would_expire(
     api, order, django_capture_on_commit_callbacks
 ):
-    # given the customer paid at Stripe, and its payment_intent.succeeded never reaches the lab (the
-    # endpoint was down longer than Stripe retries, or its secret changed)
+    # given the customer paid at Stripe before the deadline, and its payment_intent.succeeded has not reached
+    # the lab (the endpoint was down, Stripe's retries back off)
     pay_at_stripe(order)
 
-    # when the order expires unpaid, and beat's payments sweep runs twice
+    # when the order would expire unpaid, and beat's payments sweep runs
+    assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 0
+    payments_sweep()
+
+    # then Stripe's word pays the order, as the event would have (before: it was cancelled on the lab's own
+    # record, its photos purged, and the payment refunded)
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
+        "paid",
+        "succeeded",
+        False,
+    )
+    assert intent_cancels(order) == []
+    assert stripe_refunds(order) == []
+    assert intent_status(order) == "succeeded"
+
+    # when the payment's event is delivered at last, then it changes nothing
+    with django_capture_on_commit_callbacks(execute=True):
+        late = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_late_payment")
+    assert late.json()["outcome"] == "already_applied"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("paid", "succeeded")
+    assert OrderEvent.objects.filter(order=order, to_status="paid").count() == 1
+    assert stripe_refunds(order) == []
+
+
+def test_a_payment_made_after_the_unpaid_order_expired_is_refunded_once(
+    api, order, django_capture_on_commit_callbacks
+):
+    # given an unpaid order that expired, its intent's cancel still owed at Stripe, and the customer who pays
+    # it all the same before the cancel (the page still open), its event never reaching the lab
     assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 1
+    pay_at_stripe(order)
+
+    # when beat's payments sweep runs twice
     payments_sweep()
     payments_sweep()
 
@@ -242,6 +276,66 @@ def test_a_payment_whose_event_never_came_is_refunded_once_the_unpaid_order_expi
     assert stripe_refunds(order) == [("succeeded", order.total_minor)]
 
 
+def test_an_unpaid_order_does_not_expire_while_stripe_does_not_answer_for_its_intent(order, settings):
+    # given an unpaid order past its deadline, and Stripe not answering (the lab cannot tell whether the
+    # customer paid)
+    settings.STRIPE_API_BASE = STRIPE_UNREACHABLE
+
+    # when the unpaid orders expire, then it is left to the next sweep (before: cancelled on the lab's own
+    # record alone)
+    assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 0
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
+        "awaiting_payment",
+        "requires_payment",
+        False,
+    )
+    assert not OrderEvent.objects.filter(order=order, to_status="cancelled").exists()
+
+
+def test_a_payment_of_another_amount_found_at_stripe_is_refunded_and_the_order_expires(order):
+    # given an unpaid order whose intent was changed at Stripe to another amount and paid, its event late
+    client = stripe_test_client()
+    client.v1.payment_intents.update(order.payment_intent_id, params={"amount": order.total_minor - 1})
+    pay_at_stripe(order)
+
+    # when the order would expire unpaid, and beat's payments sweep runs
+    assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 1
+    payments_sweep()
+
+    # then the amount is compared as the event's is: the payment is refunded, and the order never paid
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("cancelled", "refunded")
+    assert not OrderEvent.objects.filter(order=order, to_status="paid").exists()
+    assert OrderEvent.objects.filter(order=order, kind="payment_amount_mismatch").count() == 1
+    assert stripe_refunds(order) == [("succeeded", order.total_minor - 1)]
+
+
+def test_an_order_paid_a_minute_before_its_deadline_is_not_cancelled_by_the_retention_sweep(
+    api, order, settings
+):
+    # given an order placed 7 days less 30 seconds ago, paid at Stripe now, its event a few minutes late
+    settings.RETENTION_UNPAID_DAYS = 7
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(days=7, seconds=-30))
+    pay_at_stripe(order)
+
+    # when the hourly retention sweep runs a minute later, and then the event comes
+    counts = retention_sweep(now=timezone.now() + timedelta(minutes=1))
+    late = deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_late")
+
+    # then the order is paid, its photos kept, nothing refunded (before: cancelled, its photos purged, the
+    # intent's cancel refunded the payment, and the late event answered `refund_after_cancel`)
+    assert (counts["orders_expired"], counts[RULE_UNPAID], late.json()["outcome"]) == (
+        0,
+        0,
+        "already_applied",
+    )
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("paid", "succeeded")
+    assert set(Asset.objects.filter(items__order=order).values_list("status", flat=True)) == {"ready"}
+    assert stripe_refunds(order) == []
+
+
 def notifications_sweep() -> None:
     """Beat's notifications sweep, run as a worker runs it, once the order events are old enough for it (it
     leaves those younger than NOTIFY_SWEEP_SECONDS to their own task)."""
@@ -252,12 +346,13 @@ def notifications_sweep() -> None:
 def test_the_customer_of_a_payment_found_after_the_order_expired_is_told_of_its_refund_once(
     api, order, django_capture_on_commit_callbacks
 ):
-    # given the customer paid at Stripe, and its payment_intent.succeeded never reaches the lab
-    pay_at_stripe(order)
-
-    # when the order expires unpaid, and its cancellation e-mail goes out while the lab knows of no payment
+    # given an order that expired unpaid, whose customer pays at Stripe before its intent's cancel, and whose
+    # payment_intent.succeeded never reaches the lab
     with django_capture_on_commit_callbacks(execute=True):
         assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 1
+    pay_at_stripe(order)
+
+    # when its cancellation e-mail goes out while the lab knows of no payment
     notify_tasks.order_status_changed(order_id=order.pk, status="cancelled")
 
     # then it does not deny the payment (before: "No payment was taken for this order." to a customer who

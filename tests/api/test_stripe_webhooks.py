@@ -12,13 +12,22 @@ from django.conf import settings
 
 from lab.customer_data import retention
 from lab.customer_data.retention import orders_expire_unpaid
+from lab.lib.errors import Conflict, PermissionDenied
 from lab.orders.models import Order, OrderEvent, StripeEvent
 from lab.production import routing
 from lab.production.cancellation import order_cancel_in_production
+from lab.production.holds import order_hold, order_release_hold
 from tests.builders import person
 from tests.support.clock import host_clock_off
 from tests.support.stripe_server import signed_event
-from tests.support.stripe_webhooks import deliver, order_placed, pay_at_stripe, refunds_made, succeeded
+from tests.support.stripe_webhooks import (
+    deliver,
+    order_placed,
+    pay_at_stripe,
+    refunds_made,
+    stripe_test_client,
+    succeeded,
+)
 
 pytestmark = pytest.mark.django_db
 SKEW = timedelta(minutes=10)  # twice the signature's tolerance
@@ -676,3 +685,75 @@ def test_an_event_we_do_not_handle_whose_object_id_is_longer_than_a_payment_inte
     )
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("awaiting_payment", "requires_payment")
+
+
+def paid_at_stripe_for(order: Order, amount: int) -> None:
+    """The order's intent changed at Stripe to `amount` (its API or dashboard), then paid with a test card."""
+    stripe_test_client().v1.payment_intents.update(order.payment_intent_id, params={"amount": amount})
+    pay_at_stripe(order)
+
+
+@pytest.mark.parametrize(
+    ("first", "outcomes"),
+    [
+        ("dispute", ["disputed", "amount_mismatch", "amount_mismatch"]),
+        ("refund", ["amount_mismatch", "amount_mismatch"]),
+    ],
+)
+def test_a_payment_of_another_amount_never_pays_the_order_whatever_event_comes_first(
+    api, order, first, outcomes
+):
+    # given a payment of 1 (not the order's total) captured at Stripe, whose events come in an order that
+    # once paid the order all the same: a dispute opened, its payment, the dispute won (before, the win paid
+    # the order and held it); or a refund at Stripe that failed, then the payment (before, the captured
+    # money paid the order, without comparing it with the total)
+    paid_at_stripe_for(order, 1)
+    if first == "dispute":
+        events = [
+            ("charge.dispute.created", dispute(order)),
+            ("payment_intent.succeeded", succeeded(order, amount=1)),
+            ("charge.dispute.closed", {**dispute(order), "status": "won"}),
+        ]
+    else:
+        refunded = {"id": "ch_1", "object": "charge", "payment_intent": order.payment_intent_id, "amount": 1}
+        events = [
+            ("charge.refunded", {**refunded, "amount_refunded": 1, "refunded": True}),
+            ("payment_intent.succeeded", succeeded(order, amount=1)),
+        ]
+
+    # when they are delivered
+    answered = [
+        deliver(api, kind, data, event_id=f"evt_{index}").json()["outcome"]
+        for index, (kind, data) in enumerate(events)
+    ]
+
+    # then the order is never paid, and the money is owed back to the customer
+    assert answered == outcomes
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "refund_pending")
+    assert not OrderEvent.objects.filter(order=order, to_status="paid").exists()
+    assert OrderEvent.objects.filter(order=order, kind="refund_decided").count() == 1
+    # and no technician can send it to print
+    with pytest.raises(Conflict):
+        order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("awaiting_payment", "refund_pending")
+
+
+def test_a_technician_does_not_release_a_held_order_whose_payment_event_named_another_amount(api, order):
+    # given a paid order a technician held for the customer, and then a payment event of another amount
+    pay_at_stripe(order)
+    assert deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_paid").json()[
+        "outcome"
+    ] == ("paid")
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which crop do you want?")
+    mismatch = deliver(api, "payment_intent.succeeded", succeeded(order, amount=1), event_id="evt_other")
+    assert mismatch.json()["outcome"] == "amount_mismatch"
+
+    # when the technician releases the hold, then it is refused (before: released, and printed) and nothing
+    # changed
+    with pytest.raises(PermissionDenied):
+        order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+    assert not OrderEvent.objects.filter(order=order, note="hold released").exists()

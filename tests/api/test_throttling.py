@@ -12,9 +12,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from api import throttles
+from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import IdempotencyKey, Order
-from tests.builders import ADDRESS, PASSWORD, UserFactory, asset_for, order_body, token_client
+from tests.builders import ADDRESS, PASSWORD, UserFactory, asset_for, order_body, order_for, token_client
+from tests.builders.guest_tokens import guest_token_grant
 from tests.support.concurrency import at_once
 from tests.support.images import jpeg_bytes
 
@@ -457,3 +459,43 @@ def test_email_changes_are_throttled_per_client_address_whatever_the_account(set
     # what changes no e-mail is not counted here, and another address has a count of its own
     assert (renamed.status_code, same_address.status_code) == (200, 200)
     assert asks(elsewhere, "someone@example.org", "victim@example.org") == (409, "email_taken")
+
+
+def test_a_signed_in_caller_exporting_a_guest_order_is_throttled_per_client_address(api, settings):
+    # given three requests a minute per client address, and a guest order whose token a caller holds
+    _rates(settings, anon="3/min")
+    order = guest_token_grant(order_for(None, guest_email="guest@example.org"), "the-guests-token")
+    signed_in = token_client(api, UserFactory.create())  # any account at all
+    path = f"/api/v1/orders/{order.ref}/export"
+
+    statuses = [signed_in.get(path, HTTP_X_ORDER_TOKEN="the-guests-token").status_code for _ in range(4)]
+
+    # then the fourth export is refused and appends nothing: before, AnonThrottle counted nobody signed in,
+    # and a caller with any account's token exported without limit, an audit record appended each time
+    assert statuses == [200, 200, 200, 429]
+    assert AuditRecord.objects.filter(action="order.export").count() == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("delete", "/api/v1/orders/{ref}/personal-data"),
+        ("post", "/api/v1/orders/{ref}/cancel"),
+        ("get", "/api/v1/receipts/00000000-0000-4000-8000-000000000000"),
+    ],
+)
+def test_a_signed_in_callers_guest_erasures_cancels_and_receipts_are_throttled_per_client_address(
+    api, settings, method, path
+):
+    # given three requests a minute per client address, and a guest order the caller has no token of
+    _rates(settings, anon="3/min")
+    order = guest_token_grant(order_for(None, guest_email="guest@example.org"), "the-guests-token")
+    signed_in = token_client(api, UserFactory.create())
+    call = getattr(signed_in, method)
+
+    statuses = [call(path.format(ref=order.ref), HTTP_X_ORDER_TOKEN="x" * 43).status_code for _ in range(4)]
+
+    # then the fourth guess is refused (before, a signed-in caller's guesses were never counted)
+    assert statuses == [404, 404, 404, 429]
+    order.refresh_from_db()
+    assert (order.status, order.is_anonymized) == ("awaiting_payment", False)

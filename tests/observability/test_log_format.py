@@ -69,6 +69,8 @@ def test_an_unknown_log_format_stops_the_process_naming_it():
         ("203.0.113.57", "203.0.113.0/24"),
         ("[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1::/48"),
         ("::ffff:198.51.100.9", "198.51.100.0/24"),
+        # 6to4 (2002::/16) carries the client's IPv4 address in its next 32 bits: a /48 was the whole of it
+        ("2002:cb00:7139:1::5", "2002:cb00:7100::/40"),
         ("", "-"),
         ("not an address", "-"),
     ],

@@ -3,6 +3,7 @@ address's seal and the ICC profile's description (commit e978d66) lose them too,
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import pytest
@@ -10,10 +11,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from PIL import Image
 
-from lab.orders.models import Asset, Order, OrderItem
+from lab.orders.models import Asset, IdempotencyKey, Order, OrderItem
+from lab.production.models import JobEvent, PrintJob
 from tests.builders import PERSON_PASSWORD, database_text, place_order, register
 from tests.builders.orders import order_for
 from tests.builders.people import new_customer
+from tests.builders.production import hotfolder_printer, released_order
 from tests.support.images import icc_profile_described
 from tests.support.migrations import leaf_migrations, migrate_to
 
@@ -129,3 +132,101 @@ def test_rows_erased_and_purged_by_a_previous_version_after_the_upgrade_are_blan
     call_command("erased_rows_blank", stdout=again)
     assert again.getvalue().startswith("0 erased order(s) without their address seal, 0 item note(s)")
     assert "0 purged photo(s)" in again.getvalue()
+
+
+KEYS_BEFORE = [("orders", "0016_order_address_seal_names_its_row")]
+GUEST_EMAIL = "ottoline@example.org"
+
+
+def _erased_before_the_keys_were_blanked() -> tuple[Order, IdempotencyKey, PrintJob, PrintJob]:
+    """An order erased as the erasure before commits 06bea67 and b2fb49e left it: anonymised, but its key row
+    scoped by the guest's e-mail's hash with the client's key text and the body's hash, and the floor's notes
+    on its print jobs (a reprint's and a cancel's) naming the customer."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1), ("PRINT-5X7-LUSTRE", 1)])
+    original, reprint = PrintJob.objects.filter(order=order).order_by("pk")
+    PrintJob.objects.filter(pk=reprint.pk).update(reprint_of=original, reprint_reason="damaged")
+    JobEvent.objects.create(job=reprint, kind="reprint_requested", note=f"{ICC_NAME} called about a scratch")
+    JobEvent.objects.create(job=reprint, kind="cancelled", note=f"{ICC_NAME} is fine with it")
+    row = IdempotencyKey.objects.create(
+        scope="guest:" + hashlib.sha256(GUEST_EMAIL.encode()).hexdigest(),
+        key="ottoline-basket-2024",
+        request_sha256=hashlib.sha256(b'{"guest":{"birth_date":"1984-02-29"}}').hexdigest(),
+        order=order,
+    )
+    Order.objects.filter(pk=order.pk).update(is_anonymized=True, guest_email="", shipping_address={})
+    return order, row, original, reprint
+
+
+def _a_customer_still_here() -> tuple[IdempotencyKey, JobEvent]:
+    kept = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    row = IdempotencyKey.objects.create(
+        scope="user:kept", key="kept-key", request_sha256="b" * 64, order=kept
+    )
+    job = PrintJob.objects.filter(order=kept).get()
+    note = JobEvent.objects.create(job=job, kind="cancelled", note="Kept Person asked us to stop")
+    return row, note
+
+
+def _assert_blanked(order: Order, row: IdempotencyKey, original: PrintJob, reprint: PrintJob) -> None:
+    row.refresh_from_db()
+    assert (row.scope, row.key, row.request_sha256) == (f"erased:{order.ref}", str(row.pk), "")
+    assert list(
+        JobEvent.objects.filter(job=reprint, kind__in=["reprint_requested", "cancelled"])
+        .order_by("pk")
+        .values_list("kind", "note")
+    ) == [
+        ("reprint_requested", f"reprint of job {original.pk}: damaged"),
+        ("cancelled", "cancelled by staff"),
+    ]
+    assert "ottoline" not in database_text()
+
+
+def test_orders_erased_before_their_keys_were_blanked_lose_them_and_the_floors_notes_on_upgrade() -> None:
+    latest = leaf_migrations("orders")
+    # given an order erased by the erasure before commits 06bea67 and b2fb49e, and an order still here
+    order, row, original, reprint = _erased_before_the_keys_were_blanked()
+    kept_row, kept_note = _a_customer_still_here()
+    assert "ottoline" in database_text()
+
+    migrate_to(KEYS_BEFORE)
+    # when the lab is upgraded
+    migrate_to(latest)
+
+    # then the erased order's key row names only its order, and its jobs' notes are the lab's own words
+    # (before, nothing blanked them: only erasures made after those commits did)
+    _assert_blanked(order, row, original, reprint)
+    # and the order still here keeps its key and its notes
+    kept_row.refresh_from_db()
+    assert (kept_row.scope, kept_row.key, kept_row.request_sha256) == ("user:kept", "kept-key", "b" * 64)
+    kept_note.refresh_from_db()
+    assert kept_note.note == "Kept Person asked us to stop"
+
+
+def test_orders_a_previous_version_erased_after_the_upgrade_lose_their_keys_and_notes_by_the_command() -> (
+    None
+):
+    # given the lab upgraded, and then a host still on the previous version erasing an order as it did
+    order, row, original, reprint = _erased_before_the_keys_were_blanked()
+    kept_row, kept_note = _a_customer_still_here()
+
+    # when the operator runs the command
+    out = io.StringIO()
+    call_command("erased_rows_blank", stdout=out)
+
+    # then the key row names only its order, and the notes are the lab's own words
+    _assert_blanked(order, row, original, reprint)
+    assert (
+        "1 idempotency key(s) of erased orders naming only their order, 2 print job note(s)" in out.getvalue()
+    )
+    kept_row.refresh_from_db()
+    assert (kept_row.scope, kept_row.key, kept_row.request_sha256) == ("user:kept", "kept-key", "b" * 64)
+    kept_note.refresh_from_db()
+    assert kept_note.note == "Kept Person asked us to stop"
+    # and a second run changes nothing
+    again = io.StringIO()
+    call_command("erased_rows_blank", stdout=again)
+    assert (
+        "0 idempotency key(s) of erased orders naming only their order, 0 print job note(s)"
+        in again.getvalue()
+    )

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from lab.accounts.models import SecurityEvent, User
 from lab.accounts.signin import sign_ins_with_address
 from lab.customer_data import retention
+from lab.orders.intake import request_seal
 from lab.orders.models import IdempotencyKey
 from lab.production import actions
 from lab.production.models import JobEvent, PrintJob
@@ -217,9 +218,12 @@ def test_an_erased_accounts_orders_keep_neither_their_request_hash_nor_their_ide
         "shipping_method": "standard",
         "shipping_address": PERSON.address,
     }
-    request_sha256 = hashlib.sha256(
-        json.dumps(body, sort_keys=True, default=str, separators=(",", ":")).encode()
-    ).hexdigest()
+    request_sha256 = request_seal(
+        scope=f"user:{User.objects.get(email=PERSON.email).public_id}",
+        idempotency_key=key,
+        order_id=order.pk,
+        body=json.dumps(body, sort_keys=True, default=str, separators=(",", ":")),
+    )
     assert IdempotencyKey.objects.get(order=order).request_sha256 == request_sha256  # the body rebuilt
 
     # when the account is erased

@@ -3,9 +3,15 @@ logged at DEBUG — the customer's name, e-mail, address lines and photo file na
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order
@@ -20,8 +26,10 @@ from tests.builders import (
     register,
     upload,
 )
+from tests.support.web_server import PROJECT_DIR
 
 pytestmark = pytest.mark.django_db
+EXIF_IMAGE_DESCRIPTION, EXIF_ARTIST = 0x010E, 0x013B
 
 
 @pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
@@ -55,3 +63,54 @@ def test_a_full_order_run_logs_no_personal_data(api, caplog, django_capture_on_c
     assert len(caplog.records) > 40
     assert [needle for needle in PERSON.needles if needle in logged] == []
     assert order.ref.lower() in logged  # ids are what log lines carry
+
+
+def _jpeg_signed_by(person_name: str, address_line: str) -> bytes:
+    """A photo whose EXIF says who took it and where (Artist, ImageDescription), as a camera owner sets it."""
+    image = Image.new("RGB", (1800, 1200), (200, 120, 40))
+    exif = Image.Exif()
+    exif[EXIF_ARTIST] = person_name
+    exif[EXIF_IMAGE_DESCRIPTION] = address_line
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_an_upload_logged_at_debug_leaves_the_photo_s_exif_text_out(api, caplog):
+    # given the lab logging at DEBUG (LOG_LEVEL=DEBUG), and a photo whose EXIF names its owner and address
+    caplog.set_level(logging.DEBUG)
+    register(api)
+    photo = SimpleUploadedFile(
+        PERSON.photo_name, _jpeg_signed_by(PERSON.full_name, PERSON.line1), content_type="image/jpeg"
+    )
+
+    # when it is uploaded (intake reads and rewrites its EXIF)
+    response = api.post("/api/v1/assets", {"file": photo}, format="multipart")
+
+    # then neither the name nor the address line is in any log line (Pillow's TIFF reader logs tag values)
+    assert (response.status_code, response.json()["status"]) == (201, "ready")
+    logged = caplog.text.lower()
+    assert [text for text in (PERSON.full_name.lower(), PERSON.line1.lower()) if text in logged] == []
+
+
+def test_pillow_logs_at_warning_even_when_the_lab_logs_at_debug():
+    # given the settings module read with LOG_LEVEL=DEBUG
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import logging, logging.config, lab.settings as s; logging.config.dictConfig(s.LOGGING);"
+            " print(logging.getLogger('PIL').getEffectiveLevel(), logging.getLogger().level)",
+        ],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "LOG_LEVEL": "DEBUG"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # then the root logs at DEBUG, and Pillow (its TIFF tag values are the photo's EXIF text) at WARNING
+    assert completed.returncode == 0, completed.stderr
+    pil_level, root_level = (int(level) for level in completed.stdout.split())
+    assert (root_level, pil_level >= logging.WARNING) == (logging.DEBUG, True)

@@ -495,3 +495,32 @@ def test_a_sweep_out_of_time_stops_after_a_batch_of_each_rule_and_reports_what_i
     assert "left for the next sweep: never_ordered=1 " in warning
     assert second == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 1}
     assert {Asset.objects.get(pk=photo.pk).status for photo in photos} == {"purged"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purged_photo_whose_file_cannot_be_deleted_is_counted_and_the_sweep_goes_on():
+    # given two stale unpaid orders, and the first one's photo file cannot be deleted (a folder in its place)
+    customer = UserFactory.create()
+    stuck, other = (unpaid_order(customer, asset_for(customer)) for _ in range(2))
+    Order.objects.filter(pk=other.pk).update(created_at=stuck.created_at + timedelta(seconds=1))
+    path = blob_path(stuck.items.get().asset.blob_name)
+    other_path = blob_path(other.items.get().asset.blob_name)
+    path.unlink()
+    path.mkdir()
+    (path / "kept").write_bytes(b"x")
+    failures = retention.PURGE_FILE_DELETE_FAILURES.labels(kind="photo")
+    before = failures._value.get()
+
+    # when the sweep runs, each purge committed for real (its file deletes on_commit(robust=True))
+    result = retention.retention_sweep(now=stuck.created_at + 8 * DAY)
+
+    # then the sweep completes and the failure is counted (before: the robust hook's log of a
+    # functools.partial raised AttributeError after the commit, the confirm and its count were dropped, and
+    # the sweep crashed at that photo)
+    assert (result["orders_expired"], result[retention.RULE_UNPAID]) == (2, 2)
+    assert failures._value.get() == before + 1
+    assert path.is_dir()
+    assert not other_path.exists()
+    assert set(Asset.objects.filter(items__order__in=[stuck, other]).values_list("status", flat=True)) == {
+        "purged"
+    }

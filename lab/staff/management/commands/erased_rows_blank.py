@@ -10,6 +10,10 @@ keeping them: 0014 does not run again, so they were kept for good. Run this once
 previous version is left on any host (deploy/README.md, Upgrading); it prints how many rows it blanked.
 What it blanks cannot be put back; it blanks only what an erasure or a purge of this version blanks, and a
 second run changes nothing.
+
+Migration orders/0017's step too (`erased_orders_keys_and_floor_notes_blank`), for the orders a previous
+version's processes erase after it ran: their idempotency keys (a guest's scope is a hash of the e-mail, the
+request hash covers the address, the key is the client's text) and the floor's notes on their print jobs.
 """
 
 from __future__ import annotations
@@ -24,19 +28,22 @@ from django.db.migrations.recorder import MigrationRecorder
 from lab.orders.models import Asset, Order, OrderItem
 
 ERASED_ROWS_MIGRATION = ("orders", "0014_erased_rows_blanked")
+ERASED_KEYS_MIGRATION = ("orders", "0017_erased_orders_keys_and_floor_notes_blanked")
 
 
 class Command(BaseCommand):
     help = (
         "Blank the address seals and ICC profile descriptions kept by the orders erased and the photos "
-        "purged by previous-version processes after orders/0014 ran; run once no such process is left."
+        "purged by previous-version processes after orders/0014 ran, and the idempotency keys and floor "
+        "notes of the orders they erased after orders/0017 ran; run once no such process is left."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        app, name = ERASED_ROWS_MIGRATION
-        if not MigrationRecorder.Migration.objects.filter(app=app, name=name).exists():
-            raise CommandError("Migration orders/0014 has not run here: run migrate first.")
-        blank = importlib.import_module(f"lab.orders.migrations.{name}")
+        for app, name in (ERASED_ROWS_MIGRATION, ERASED_KEYS_MIGRATION):
+            if not MigrationRecorder.Migration.objects.filter(app=app, name=name).exists():
+                raise CommandError(f"Migration {app}/{name[:4]} has not run here: run migrate first.")
+        blank = importlib.import_module(f"lab.orders.migrations.{ERASED_ROWS_MIGRATION[1]}")
+        keys_blank = importlib.import_module(f"lab.orders.migrations.{ERASED_KEYS_MIGRATION[1]}")
         seals = Order.objects.filter(is_anonymized=True).exclude(address_sealed="").count()
         descriptions = Asset.objects.filter(status=blank.PURGED).exclude(icc_description="").count()
         notes = (
@@ -46,7 +53,10 @@ class Command(BaseCommand):
         )
         # The app's registry for the migration's historical one; its step alters no schema (no editor).
         blank.blank_what_erasure_and_purge_blank(apps, None)
+        keys, floor_notes = keys_blank.erased_orders_keys_and_floor_notes_blank(apps)
         self.stdout.write(
             f"{seals} erased order(s) without their address seal, {notes} item note(s) without the ICC "
-            f"profile's description, {descriptions} purged photo(s) without their ICC profile's description"
+            f"profile's description, {descriptions} purged photo(s) without their ICC profile's description, "
+            f"{keys} idempotency key(s) of erased orders naming only their order, {floor_notes} print job "
+            "note(s) of erased orders in the lab's own words"
         )
