@@ -14,13 +14,16 @@ the ticket stays), but only when nothing here will look at that job again:
 A job the printer completed while its print job still waits (`submitted` not yet read, `ready` for a retry
 that looks for an earlier attempt, `suspect` or `unknown` for a person) is kept: the retry must find it so
 that it is not printed twice, and the technician may need it. A printer that cannot be read, or a document
-that cannot be erased, is counted and logged, and the sweep goes on with the next.
+that cannot be erased, or a database error at one printer, is counted and logged, and the sweep goes on
+with the next.
 
 A copy discarded while its print job is not over leaves its trace in the job's history (a
 PRINTER_COPY_DISCARDED event, at that printer): a retry counts the copies each attempt that may have reached
 the printer left there (submission.sends_unaccounted), and a superseded attempt's copy erased here (the empty
 job of a send cupsd cut off, aborted or cancelled) accounts for its attempt as a listed one does. Before, a
-routine cupsd restart in the middle of a send ended with the job `unknown` once the sweep had run.
+routine cupsd restart in the middle of a send ended with the job `unknown` once the sweep had run. The event
+is written before the purge: a sweep killed between the two leaves a trace beside a copy still there (counted
+once), never a purged copy with no trace.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import logging
 import time
 from collections import Counter
 from typing import NamedTuple
+
+from django.db import DatabaseError
 
 from lab.production.backends import PrinterTargetRefused, backend_for, printer_target
 from lab.production.models import (
@@ -98,6 +103,16 @@ def printer_documents_discard() -> dict[str, int]:
                 silent.heard(printer, error)
             logger.info("printer documents not checked printer=%s error=%s", printer.pk, _error_name(error))
             counts["printers_unreachable"] += 1
+        except DatabaseError as error:
+            # The database failed to read this printer's jobs or to record a copy before its purge (the copy
+            # is kept, for the next sweep): the printers after it are swept all the same. Before, the error
+            # ended the sweep, and took the copy already purged with it, untraced.
+            logger.warning(
+                "printer documents not discarded, database error printer=%s error=%s",
+                printer.pk,
+                type(error).__name__,
+            )
+            counts["printers_database_failed"] += 1
     if counts["discarded"] or counts["unfinished_sends_discarded"]:
         logger.info(
             "printer documents discarded count=%d unfinished_sends=%d",
@@ -129,7 +144,8 @@ def printer_copies_discard(
     """Erase at one printer, at its destination as `printer` holds it (the sweep's, and a lab admin's move
     for the old destination: lab/staff/admin/production.py), the documents of our jobs that are over there
     and that nothing here looks at again; adds to `counts` (`discarded`, `already_gone`, `failed`, `kept`).
-    Raises PrinterError or OSError when the printer cannot be read."""
+    Raises PrinterError or OSError when the printer cannot be read, DatabaseError when the database fails
+    (a copy whose event could not be written is not purged)."""
     backend = backend or backend_for(printer)
     over = backend.jobs_holding_documents(title_prefix=JOB_TITLE_PREFIX)
     tracked = _print_jobs(over)
@@ -138,6 +154,14 @@ def printer_copies_discard(
         if not _may_discard(job, tracked.get(job.title), is_title_given_up=job.title in given_up):
             counts["kept"] += 1
             continue
+        print_job = tracked.get(job.title)
+        if print_job is not None and print_job.status not in FINAL_JOB_STATUSES:
+            # The trace first, the purge after: a sweep killed (or a database gone) between the two must not
+            # leave a purged copy with no trace, which a retry reads as an attempt that reached the printer
+            # and left nothing there (the job `unknown` though nothing printed). A trace beside a copy still
+            # listed (the purge failed or never ran) counts that copy once, and the next sweep's trace of the
+            # same copy adds nothing (submission.sends_unaccounted counts handles).
+            _copy_discarded_record(printer=printer, job=job, print_job=print_job)
         try:
             discarded = backend.discard_document(job.handle)
         except (PrinterError, OSError) as error:
@@ -151,11 +175,6 @@ def printer_copies_discard(
             counts["failed"] += 1
             continue
         counts["discarded" if discarded else "already_gone"] += 1
-        print_job = tracked.get(job.title)
-        if print_job is not None and print_job.status not in FINAL_JOB_STATUSES:
-            # Listed a moment ago, gone now (erased here, or just before by the printer itself): the copy
-            # its attempt left is accounted for by this event from now on, as it was by the listing.
-            _copy_discarded_record(printer=printer, job=job, print_job=print_job, discarded=discarded)
 
 
 class _Tracked(NamedTuple):
@@ -179,22 +198,28 @@ def _print_jobs(jobs: list[JobInfo]) -> dict[str, _Tracked]:
     return {title: states[pk] for title, pk in titled.items() if pk in states}
 
 
-def _copy_discarded_record(*, printer: Printer, job: JobInfo, print_job: _Tracked, discarded: bool) -> None:
-    """The job's history keeps the copy the sweep took from the printer: which one, in what state, whether it
-    held a document (when the printer said). Written once the copy is gone, never before: an event beside a
-    copy still listed would count it twice, and a retry would send again though an attempt is unaccounted."""
+def _copy_discarded_record(*, printer: Printer, job: JobInfo, print_job: _Tracked) -> None:
+    """The job's history keeps the copy the sweep takes from the printer: which one, in what state, whether it
+    held a document (when the printer said). Written before the purge, committed on its own: a copy both
+    listed and recorded counts once (submission.sends_unaccounted counts each handle once, listed or
+    recorded, however many events name it), so an event beside a copy the purge then missed is harmless,
+    while a purge with no event would leave its attempt unaccounted for."""
     if job.document_count is None:
         document = "unknown whether it held a document"
     else:
         document = "held no document" if job.document_count == 0 else "held its document"
+    head = f"{DISCARDED_COPY_NOTE_PREFIX}{job.handle}:"
+    recorded = JobEvent.objects.filter(
+        job_id=print_job.pk, printer_id=printer.pk, kind=PRINTER_COPY_DISCARDED, note__startswith=head
+    )
+    if recorded.exists():
+        # A copy whose purge failed, or was cut off, at an earlier sweep: once in the history is enough.
+        return
     JobEvent.objects.create(
         job_id=print_job.pk,
         printer_id=printer.pk,
         kind=PRINTER_COPY_DISCARDED,
-        note=(
-            f"{DISCARDED_COPY_NOTE_PREFIX}{job.handle}: {job.state.value}, {document};"
-            f" {'discarded by the spool sweep' if discarded else 'already gone when the sweep discarded it'}"
-        )[:500],
+        note=f"{head} {job.state.value}, {document}; discarded by the spool sweep"[:500],
     )
 
 
