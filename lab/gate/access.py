@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NoReturn
 
+import pyvips
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, When
@@ -36,6 +37,7 @@ from lab.orders.models import Asset
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
+from lab.production.imaging.source import decode, decoding, open_source
 from lab.production.maintenance import MAINTENANCE_ORDER_STATUSES
 from lab.production.models import MaintenanceTicket
 from lab.production.states import ACTIVE_JOB_STATUSES, JobStatus
@@ -61,6 +63,8 @@ PURPOSES_BY_ROLE: dict[str, frozenset[str]] = {
 FULL_RESOLUTION_PURPOSES = frozenset({Purpose.PRINTING, Purpose.MAINTENANCE, Purpose.ORDER_CLARIFICATION})
 MIN_JUSTIFICATION = 10
 VARIANT_ACTIONS = {"preview": "image.view.preview", "full": "image.view.full", "download": "image.download"}
+# What a browser shows in the tab rather than saving to the station's disk: full resolution is one of these.
+BROWSER_SHOWN_TYPES = frozenset({"image/jpeg", "image/png"})
 DENIED_ACTION = "image.access.denied"
 SHIPPED_STATUSES = frozenset({OrderStatus.PACKED, OrderStatus.SHIPPED, OrderStatus.DELIVERED})
 
@@ -162,6 +166,11 @@ def _context_fits(*, request: AccessRequest, context: Context) -> Decision:
     if purpose in (Purpose.PRINTING, Purpose.HANDLING):
         if kind != "print_job" or not context.found:
             return Decision(False, "context_not_found")
+        if context.order_status == OrderStatus.ON_HOLD:
+            # A held order's jobs stay queued or ready (nothing submits them): the work on it is the
+            # clarification, whose full resolution is for someone other than the person who held it. Under
+            # printing, whoever held the order downloaded its originals alone, unflagged.
+            return Decision(False, "order_on_hold", context.order_ref)
         if context.status not in ACTIVE_JOB_STATUSES | {JobStatus.FAILED, JobStatus.UNKNOWN}:
             return Decision(False, "print_job_not_active", context.order_ref)
         return Decision(True, "active_print_job", context.order_ref)
@@ -499,8 +508,37 @@ def _after_delivery(*, grant: AccessGrant, record: AuditRecord) -> None:
 
 def _render(*, asset: Asset, original: bytes, variant: str, viewer: str, at: datetime) -> tuple[bytes, str]:
     if variant != "preview":
-        return original, _media_type(asset=asset, original=original)
+        return _full_resolution(asset=asset, original=original)
     return preview_render(original, stamp=f"{viewer} {at:%Y-%m-%d %H:%M}Z"), "image/jpeg"
+
+
+def _full_resolution(*, asset: Asset, original: bytes) -> tuple[bytes, str]:
+    """The original as a browser shows it in the tab: a JPEG or PNG as stored, anything else (TIFF, HEIC)
+    as a lossless PNG of its pixels. Chromium saves an image/tiff or image/heic answer to the Downloads
+    folder of the shared station instead of showing it, where it stays past the grant and past erasure."""
+    media_type = _media_type(asset=asset, original=original)
+    if media_type in BROWSER_SHOWN_TYPES:
+        return original, media_type
+    return _lossless_png(original), "image/png"
+
+
+def _lossless_png(original: bytes) -> bytes:
+    """Every pixel, depth (16-bit) and ICC profile kept, turned upright as the browser turns a JPEG; CMYK
+    converted to RGB through its profile (PNG has no CMYK); no other metadata."""
+    source = open_source(original)
+    with decoding():
+        if source.format == "heic":
+            # pillow-heif's decode, upright (it applies the HEIF transforms), 8-bit as the prints are
+            pixels = decode(original, source, shrink_factor=1)
+            if source.icc_profile and pixels.get_typeof("icc-profile-data") == 0:
+                pixels = pixels.copy()
+                pixels.set_type(pyvips.GValue.blob_type, "icc-profile-data", source.icc_profile)
+        else:
+            # Rows are read in order unless the photo must be turned (a turn reads them out of order).
+            access = "sequential" if source.orientation == 1 else "random"
+            pixels = pyvips.Image.new_from_buffer(original, "", access=access, fail_on="error").autorot()
+        data: bytes = pixels.pngsave_buffer(keep=pyvips.enums.ForeignKeep.ICC)
+    return data
 
 
 def _media_type(*, asset: Asset, original: bytes) -> str:

@@ -63,6 +63,7 @@ STEP_RULES = frozenset(
         "order_packed_or_shipped",
         "order_not_in_production",
         "clarification_not_open",
+        "order_on_hold",  # printing or handling asked for while the order is held: nothing prints then
     }
 )
 FITTING_RULES = frozenset(

@@ -40,8 +40,9 @@ class Context:
 
     found: the job (printing, handling), order (packaging), ticket (maintenance) or case (clarification)
     exists and, except for the ticket, concerns this photo. status: the print job's. order_status/order_ref:
-    the order of that job, case or ticket job. is_open/is_approved: the case or ticket. on_ticket: the ticket
-    names a job of this photo; probed_ref: otherwise the photo's latest order (named as the one probed).
+    the order of that job (a held order's jobs stay active), case or ticket job. is_open/is_approved: the
+    case or ticket. on_ticket: the ticket names a job of this photo; probed_ref: otherwise the photo's
+    latest order (named as the one probed).
     For a case, is_approved: a second person stands behind the view, as a ticket's approval does: someone
     other than the viewer opened it.
     """
@@ -126,7 +127,7 @@ def _context_sql(kind: str) -> str:
     if kind == "job":
         return (
             f"SELECT TRUE AS found, j.{_column(PrintJob, 'status')}::text AS status,"
-            " NULL::text AS order_status,"
+            f" o.{o_status}::text AS order_status,"
             f" o.{o_ref}::text AS order_ref, FALSE AS is_open, FALSE AS is_approved, FALSE AS on_ticket,"
             f" NULL::text AS probed_ref"
             f" FROM {job} j JOIN {item} i ON i.id = j.{j_item} JOIN {order} o ON o.id = j.{j_order}"
@@ -330,7 +331,7 @@ def _context_portable(*, request: AccessRequest, asset: Asset, user: User) -> Co
         job = jobs.select_related("order").first()
         if job is None:
             return Context()
-        return Context(found=True, status=job.status, order_ref=job.order.ref)
+        return Context(found=True, status=job.status, order_status=job.order.status, order_ref=job.order.ref)
     if kind == "order":
         order = Order.objects.filter(ref=ident, items__asset=asset).first()
         if order is None:

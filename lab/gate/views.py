@@ -74,10 +74,24 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 # could otherwise put "personal curiosity" on a technician's record, or a flagged refusal). Browsers send
 # Sec-Fetch-Site on every request; the lab's own pages are `same-origin`, a typed or bookmarked URL `none`.
 FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+# The one value a GET that changes something (opens a grant, marks a slip printed) is taken from: the lab's
+# own page. `none` is also a link another application handed the browser (a desktop chat or mail client,
+# xdg-open), which no one at the lab wrote. A request without the header (an old browser, a script) is
+# taken as before.
+LAB_FETCH_SITE = "same-origin"
 
 
-def _from_another_site(request: HttpRequest) -> HttpResponse | None:
-    if request.headers.get("Sec-Fetch-Site", "") not in FOREIGN_FETCH_SITES:
+def started_outside_the_lab(request: HttpRequest) -> bool:
+    """Whether the browser says this request did not come from one of the lab's own pages."""
+    site = request.headers.get("Sec-Fetch-Site")
+    return site is not None and site != LAB_FETCH_SITE
+
+
+def _from_another_site(request: HttpRequest, *, signed_in: bool = False) -> HttpResponse | None:
+    """Signed out, only a request another site started is refused here (`none` goes on to sign in, which
+    never leads back to the gate); signed in, anything not from the lab's own pages."""
+    site = request.headers.get("Sec-Fetch-Site", "")
+    if not (site in FOREIGN_FETCH_SITES or (signed_in and started_outside_the_lab(request))):
         return None
     logger.info("gate request started by another site refused path=%s", request.path)
     return _no_store(
@@ -94,7 +108,9 @@ def _gate_request(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     """Who may reach the gate at all. A request another site started is turned away first, unrecorded and
     signed in or not: the person did not make it. Anyone else anonymous goes to the login page, unrecorded,
     and without this URL as `next` (nor is it ever one: lab/staff/views/common.py), so that a link someone
-    else wrote does not become, after the sign-in, a same-origin request that opens a grant in their name."""
+    else wrote does not become, after the sign-in, a same-origin request that opens a grant in their name.
+    Signed in, a request from outside the lab's pages (`none`: a link a desktop application handed over) is
+    turned away too."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -102,6 +118,8 @@ def _gate_request(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
             return foreign
         if not request.user.is_authenticated:
             return _no_store(HttpResponseRedirect(resolve_url(settings.LOGIN_URL)))
+        if (outside := _from_another_site(request, signed_in=True)) is not None:
+            return outside
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -146,8 +164,8 @@ def staff_photo(request: HttpRequest, asset_id: str, variant: str) -> HttpRespon
         return _no_store(_problem(error))
     response = HttpResponse(delivery.data, content_type=delivery.content_type)
     response["X-Audit-Seq"] = str(delivery.audit_seq)
-    if variant == "download":
-        response["Content-Disposition"] = f'attachment; filename="{asset_id}"'
+    # `download` is shown in the tab as `full` is, never an attachment: a file saved on the shared station
+    # stays in its Downloads folder past the grant, past the order and past the customer's erasure.
     return _no_store(response)
 
 

@@ -22,7 +22,7 @@ from lab.orders.transitions import order_transition
 from lab.production import jobs, rasterizing, routing
 from lab.production.maintenance import maintenance_ticket_open
 from lab.production.models import PrintJob
-from tests.builders import WORKER, UserFactory, hotfolder_printer, paid_order
+from tests.builders import WORKER, UserFactory, client_as, hotfolder_printer, paid_order
 from tests.support.concurrency import at_once
 
 pytestmark = pytest.mark.django_db
@@ -184,9 +184,9 @@ def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
 def test_every_clarification_view_is_queued_as_flagged_and_never_sampled(job):
     # given an order on hold with a question, put by one technician, and a colleague who views it
     opener, colleague = (UserFactory.create(roles=["technician"]) for _ in range(2))
+    printing = ask(colleague, job)  # before the hold: a held order's photo is not shown under printing
     case = ClarificationCase.objects.create(order=job.order, opened_by=opener, question="which crop?")
     order_transition(order=job.order, to_status="on_hold")
-    printing = ask(colleague, job)
 
     # when the colleague opens the photo under the case, as a preview and at full resolution
     views = [
@@ -310,3 +310,30 @@ def test_two_requests_at_once_for_the_same_photo_and_task_open_one_grant(job, mo
     # then one grant is opened and both use it (before: two live grants for one scope)
     assert len(opened) == 2 and len(set(opened)) == 1, opened
     assert AccessGrant.objects.filter(actor=technician).count() == 1
+
+
+def photo_request(job: PrintJob) -> dict[str, str | int]:
+    return {"purpose": "printing", "context_type": "print_job", "context_id": job.pk, "justification": "crop"}
+
+
+@pytest.mark.parametrize("site", ["none", "cross-site", "same-site"])
+def test_a_signed_in_request_from_outside_the_labs_pages_opens_no_grant_and_writes_nothing(job, site):
+    """`none` is a typed URL, and also a link another application (a desktop chat or mail client) handed to
+    the browser: it opened a grant and recorded a view with the link writer's purpose and words in the
+    signed-in technician's name. Only the lab's own pages (`same-origin`) are taken, or no header at all."""
+    client, _ = client_as("technician")
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    granted = client.get(url, photo_request(job), headers={"Sec-Fetch-Site": "same-origin"})
+    records = AuditRecord.objects.count()
+
+    asked = client.get(url, photo_request(job), headers={"Sec-Fetch-Site": site})
+    viewed = client.get(granted["Location"], headers={"Sec-Fetch-Site": site})
+
+    for response in (asked, viewed):
+        assert (response.status_code, response.json()["code"]) == (403, "request_from_another_site")
+        assert response["Cache-Control"] == "no-store, private"
+    assert (AccessGrant.objects.count(), AuditRecord.objects.count()) == (1, records)
+    # from the lab's own page, or with no header (an old browser): as before
+    own = client.get(granted["Location"], headers={"Sec-Fetch-Site": "same-origin"})
+    bare = client.get(url, photo_request(job))
+    assert (own.status_code, bare.status_code, bare["Location"]) == (200, 303, granted["Location"])

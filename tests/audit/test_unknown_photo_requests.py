@@ -126,7 +126,7 @@ def test_anonymous_requests_go_to_the_login_page_and_write_nothing(job, client):
     assert AuditRecord.objects.count() == 0
 
 
-@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "none"])
 @pytest.mark.parametrize("path", ["/lab/photos/{asset}/preview", "/lab/photos/{asset}/nothing-here"])
 def test_a_request_another_site_started_opens_no_grant_and_writes_nothing_in_their_name(job, site, path):
     """A link posted in a chat, or an <img> on another page, that a signed-in technician's browser follows:
@@ -140,7 +140,8 @@ def test_a_request_another_site_started_opens_no_grant_and_writes_nothing_in_the
 
     assert (response.status_code, response.json()["code"]) == (403, "request_from_another_site")
     assert (AccessGrant.objects.count(), AuditRecord.objects.count()) == (0, 0)
-    # from the lab's own page, or typed in: the gate decides, and records, as before
+    # from the lab's own page (`none` is a link a desktop app handed to the browser, or a URL typed in, which
+    # no task of the lab needs): the gate decides, and records, as before
     own = client.get(url, printing(job), HTTP_SEC_FETCH_SITE="same-origin")
     acted = (own.status_code, AccessGrant.objects.count(), AuditRecord.objects.count())
     assert acted == ((303, 1, 0) if path.endswith("preview") else (404, 0, 1))  # a grant, or a denial

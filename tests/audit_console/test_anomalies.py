@@ -24,12 +24,15 @@ def test_every_refusal_is_flagged_once_as_off_step_or_denied(technician):
     closed = denied(technician, at=minutes(3), rule="maintenance_ticket_closed")
     attempt(technician, at=minutes(4), rule="active_print_job")
     unfitting = attempt(technician, at=minutes(5), rule="granted_by_hand")
+    # a held order's photo asked for under printing or handling (nothing prints while it is held)
+    held = denied(technician, at=minutes(6), rule="order_on_hold", order_ref="PL-B")
 
     assert flags() == [
         (role.seq, "denied_attempt"),
         (step.seq, "outside_production_step"),
         (closed.seq, "outside_production_step"),
         (unfitting.seq, "outside_production_step"),
+        (held.seq, "outside_production_step"),
     ]
 
 

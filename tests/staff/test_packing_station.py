@@ -392,7 +392,8 @@ def test_a_shipped_orders_slip_is_served_the_day_it_ships_and_not_later(order, s
     ]
 
 
-@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+# `none`: a link a desktop chat or mail client handed to the browser (Chromium sends it as for a typed URL)
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "none"])
 def test_a_slip_link_another_site_opened_serves_nothing_and_leaves_the_address_changeable(order, site):
     # given a packer signed in, and a link to the day's slips (or one order's) in a chat or an e-mail: the
     # browser sends the packer's session with it

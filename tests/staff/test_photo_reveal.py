@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from lab.audit.models import AuditRecord
+from lab.audit.models import AccessGrant, AuditRecord
 from lab.orders.models import ClarificationCase
+from lab.orders.states import OrderStatus
+from lab.orders.transitions import order_transition
 from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import MaintenanceTicket, PrintJob
 from tests.builders import client_as, hotfolder_printer, person, released_order
@@ -122,3 +124,67 @@ def test_full_resolution_under_a_hold_is_for_someone_other_than_the_person_who_p
     # then the preview is theirs, the original only the colleague's
     assert (preview.status_code, other.status_code) == (200, 200)
     assert (own.status_code, own.json()["rule"]) == (403, "clarification_full_resolution_not_by_its_opener")
+
+
+def printing_params(job: PrintJob, purpose: str = "printing") -> dict[str, str | int]:
+    return {
+        "purpose": purpose,
+        "context_type": "print_job",
+        "context_id": job.pk,
+        "justification": "checking the crop of the photo",
+    }
+
+
+def test_a_held_orders_photo_is_not_shown_under_printing_or_handling_even_to_whoever_held_it(job):
+    """A held order's jobs stay queued or ready (nothing submits them), so they counted as active: whoever
+    put the order on hold downloaded its originals under `printing`, alone and unflagged, past the case's
+    second person (and a colleague did too, outside the clarification's flagged views)."""
+    # given an order a technician put on hold, its case open
+    client, technician = client_as("technician")
+    order_hold(order_ref=job.order.ref, actor=technician, message="Which way should we crop?")
+    case = ClarificationCase.objects.get()
+    colleague, _ = client_as("technician")
+    asset = job.item.asset_id
+
+    # when they and a colleague ask for the original (or the preview) under printing or handling
+    own_full = client.get(f"/lab/photos/{asset}/full", printing_params(job), follow=True)
+    own_handling = client.get(f"/lab/photos/{asset}/preview", printing_params(job, "handling"), follow=True)
+    other_full = colleague.get(f"/lab/photos/{asset}/full", printing_params(job), follow=True)
+
+    # then each is refused as a hold, and recorded, with no grant opened
+    answers = [(r.status_code, r.json()["rule"]) for r in (own_full, own_handling, other_full)]
+    assert answers == [(403, "order_on_hold")] * 3
+    denials = AuditRecord.objects.filter(action="image.access.denied").order_by("seq")
+    assert list(denials.values_list("rule", "order_ref")) == [("order_on_hold", job.order.ref)] * 3
+    assert not AccessGrant.objects.exists()
+    assert not AuditRecord.objects.filter(action__in=["image.view.full", "image.view.preview"]).exists()
+
+    # and the clarification still shows the original to the colleague, as before
+    clarification: dict[str, str | int] = {
+        "purpose": "order_clarification",
+        "context_type": "clarification_case",
+        "context_id": case.pk,
+        "justification": "see the crop question",
+    }
+    clarifying = colleague.get(f"/lab/photos/{asset}/full", clarification, follow=True)
+    assert clarifying.status_code == 200
+    assert AuditRecord.objects.get(action="image.view.full").rule == "open_clarification_case"
+
+
+def test_an_order_stripe_held_is_not_shown_under_printing(job):
+    """A hold a dispute or refund caused opens no case: under printing, its originals were anyone's."""
+    # given an order Stripe put on hold (money taken back while it is made)
+    order_transition(
+        order=job.order, to_status=OrderStatus.ON_HOLD, actor_kind="stripe", note="charge.dispute.created"
+    )
+    client, _ = client_as("supervisor")
+
+    # when a supervisor asks for its original under printing
+    full = client.get(f"/lab/photos/{job.item.asset_id}/full", printing_params(job), follow=True)
+
+    # then it is refused as a hold, recorded, no grant opened
+    assert (full.status_code, full.json()["rule"]) == (403, "order_on_hold")
+    assert list(AuditRecord.objects.values_list("action", "rule")) == [
+        ("image.access.denied", "order_on_hold")
+    ]
+    assert not AccessGrant.objects.exists()

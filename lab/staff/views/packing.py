@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from lab.accounts.models import User
 from lab.accounts.roles import PACKING_ROLES
-from lab.gate.views import FOREIGN_FETCH_SITES
+from lab.gate.views import started_outside_the_lab
 from lab.lib.errors import DomainError
 from lab.orders.errors import OrderError
 from lab.orders.states import OrderStatus
@@ -197,8 +197,10 @@ def _pdf(data: bytes, filename: str) -> HttpResponse:
 def _started_by_another_site(request: HttpRequest) -> HttpResponse | None:
     """Serving a slip marks its order's address as on paper (`slip_served_at`: the customer may no longer
     change it), so a slip GET another site started (a link in a chat or an e-mail, which carries the packer's
-    session) is sent back to the station unserved: the packer did not ask for it."""
-    if request.headers.get("Sec-Fetch-Site", "") not in FOREIGN_FETCH_SITES:
+    session) is sent back to the station unserved: the packer did not ask for it. So is one handed to the
+    browser by another application (`none`: a link in a desktop chat or mail client); only the station's own
+    links (`same-origin`) serve a slip, or a request without the header."""
+    if not started_outside_the_lab(request):
         return None
     messages.error(request, "That slip link was opened from outside the lab; print slips from the station.")
     return HttpResponseRedirect(_station_url())
