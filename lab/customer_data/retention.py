@@ -1,7 +1,8 @@
 """Retention: how long photos and rasters are kept, the purge that crypto-shreds a photo, and the sweep (which
 also deletes ended sessions, orphan data keys, old sign-in events of no account and old mail files).
 
-A purge destroys the data key and records `image.purge` in one transaction; the files go after commit, and a
+A purge destroys the data key and records `image.purge` in one transaction; the files go after commit (each
+named by a row of that transaction until it is gone, for the sweep to finish a purge killed in between), and a
 copy of them (a backup) stays unreadable because the only key that opened it is gone. Once an order's photos
 are all purged, its customer is sent a signed privacy receipt (lab/customer_data/receipts.py).
 """
@@ -29,7 +30,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.core.mail.backends.filebased import EmailBackend as FileEmailBackend
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Model, Q, QuerySet
 from django.db.models.functions import Now
 from django.dispatch import receiver
@@ -49,7 +50,7 @@ from lab.orders.models import Asset, Order, OrderItem
 from lab.orders.payments import ONE_TRY, stripe_client
 from lab.orders.states import OrderStatus
 from lab.orders.stripe_events import payment_found_at_stripe_apply
-from lab.privacy.models import DataKey
+from lab.privacy.models import BlobDeletion, DataKey
 from lab.privacy.vault import data_key_destroy, vault_blob_authenticates, vault_delete
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
@@ -58,8 +59,9 @@ logger = logging.getLogger(__name__)
 
 # A purge's file that could not be deleted after its commit (a disk error, permissions, a read-only mount):
 # a raster left this way still decrypts under the photo's live key (raster_purge keeps the key), and its row
-# is blanked, so no later purge names it again. Before, only a line in the error log said so; this counts
-# them for an alert (README, Monitoring: printlab_purge_file_delete_failures_total).
+# is blanked, so no later purge names it again: only its BlobDeletion row does, tried again by each sweep.
+# Before, only a line in the error log said so; this counts each failed try for an alert (README,
+# Monitoring: printlab_purge_file_delete_failures_total).
 PURGE_FILE_DELETE_FAILURES = MetricCounter(
     "printlab_purge_file_delete_failures",
     "Files of a purged photo or raster (retention, erasure) that could not be deleted after the purge "
@@ -127,6 +129,11 @@ UNKNOWN_ACCOUNT_EVENTS_KEPT = timedelta(days=7)
 # last message, then deleted: the privacy policy sets no period for them, so the shortest of the retention
 # schedule (rasters, unpaid orders, photos never ordered: 7 days). Before, nothing ever deleted them.
 MAIL_FILES_KEPT = timedelta(days=7)
+# A purge's file still named by its BlobDeletion row this long after the purge: its after-commit delete never
+# ran (the process killed after the COMMIT) or failed, and the sweep deletes it. Younger rows are left to the
+# purge's own hooks, which run moments after its commit (a sweep deleting one too is harmless: both deletes
+# are idempotent).
+BLOB_DELETION_GRACE = timedelta(minutes=5)
 # A data key no photo row names after this long belongs to an upload whose web process was killed between the
 # key (committed on its own) and the photo's row: gunicorn ends a request after 60 s, so it never comes.
 ORPHAN_KEY_GRACE = timedelta(hours=1)
@@ -200,12 +207,20 @@ def _delete_after_commit(names: Iterable[str], *, kind: str, of: str) -> None:
     """`of`: whose files they are, for the log (`asset=<id>`, `job=<id>`)."""
     for name in names:
         if name:
+            # In the purge's transaction, a row naming the file until it is deleted: a process killed between
+            # the COMMIT and these hooks (a deploy's restart during a sweep; or PostgreSQL applying a COMMIT
+            # whose answer is lost, when Django runs none), left a file no row named, a raster decrypting
+            # under its photo's live key, for good. The sweep now deletes what such rows name
+            # (purged_files_delete).
+            deletion = BlobDeletion.objects.create(name=name, kind=kind, of=of)
             # After commit: a rolled-back purge must leave the files (and the key) as they were. Named
             # closures, not functools.partial: Django's robust on_commit logs a failed hook by its
             # __qualname__, which a partial lacks, and that AttributeError escaped the commit, dropping the
             # hooks after it (the confirm, its metric) and crashing the sweep at that photo.
             transaction.on_commit(_file_delete_hook(name=name, kind=kind, of=of), robust=True)
-            transaction.on_commit(_file_delete_confirm_hook(name=name, kind=kind, of=of), robust=True)
+            transaction.on_commit(
+                _file_delete_confirm_hook(deletion_id=deletion.pk, name=name, kind=kind, of=of), robust=True
+            )
 
 
 def _file_delete_hook(*, name: str, kind: str, of: str) -> Callable[[], None]:
@@ -224,21 +239,48 @@ def _file_delete_hook(*, name: str, kind: str, of: str) -> Callable[[], None]:
     return file_delete
 
 
-def _file_delete_confirm_hook(*, name: str, kind: str, of: str) -> Callable[[], None]:
+def _file_delete_confirm_hook(*, deletion_id: int, name: str, kind: str, of: str) -> Callable[[], None]:
     def file_delete_confirm() -> None:
-        _file_delete_confirm(name=name, kind=kind, of=of)
+        _file_delete_confirm(deletion_id=deletion_id, name=name, kind=kind, of=of)
 
     return file_delete_confirm
 
 
-def _file_delete_confirm(*, name: str, kind: str, of: str) -> None:
-    """After the delete: try once more (a file already gone is nothing to do), and count and log a file that
-    still cannot be deleted (by ids and error type only: an OSError's text names the path)."""
+def _file_delete_confirm(*, deletion_id: int, name: str, kind: str, of: str) -> bool:
+    """After the delete: try once more (a file already gone is nothing to do), then delete the row naming it;
+    count and log a file that still cannot be deleted (by ids and error type only: an OSError's text names
+    the path), whose row stays for the next sweep to try again. Returns whether the file is gone."""
     try:
         vault_delete(name=name)
     except Exception as error:
         PURGE_FILE_DELETE_FAILURES.labels(kind=kind).inc()
         logger.error("purged file not deleted kind=%s %s error=%s", kind, of, type(error).__name__)
+        return False
+    try:
+        BlobDeletion.objects.filter(pk=deletion_id).delete()
+    except DatabaseError as error:  # the file is gone: the sweep deletes the row
+        logger.warning(
+            "purged file deleted, its row left kind=%s %s error=%s", kind, of, type(error).__name__
+        )
+    return True
+
+
+def purged_files_delete(*, before: datetime, limit: int, until: float) -> int:
+    """Delete the files that purges committed before `before` left named by their rows (BlobDeletion: the
+    process killed before its after-commit deletes, or a delete failed), `limit` rows at a time, the next
+    batch only while a batch came back full and the monotonic clock is before `until`. Returns how many were
+    deleted; a file that still cannot be deleted is counted and logged, and its row kept."""
+    deleted, last = 0, 0
+    while True:
+        rows = list(BlobDeletion.objects.filter(created_at__lte=before, pk__gt=last).order_by("pk")[:limit])
+        for row in rows:
+            deleted += _file_delete_confirm(deletion_id=row.pk, name=row.name, kind=row.kind, of=row.of)
+        if len(rows) < limit or time.monotonic() >= until:
+            break
+        last = rows[-1].pk
+    if deleted:
+        logger.warning("files of purges killed after their commit deleted count=%d", deleted)
+    return deleted
 
 
 def _blobs_of_the_photo(
@@ -444,7 +486,17 @@ def _intent_read(order: Order) -> dict[str, Any] | None:
     }
 
 
-def _expiry_waits_for_stripe(order: Order) -> bool:
+@dataclass
+class _StripeReads:
+    """Within one expiry run (a sweep): once Stripe did not answer, it is not asked again. Before, each stale
+    unpaid order was read in turn, ONE_TRY of up to STRIPE_TIMEOUT_SECONDS each: a stalled Stripe and 84
+    orders ran the sweep into its task's time limit before any purge, every hour."""
+
+    is_silent: bool = False
+    orders_left: int = 0  # orders left to a later sweep unread, Stripe being silent
+
+
+def _expiry_waits_for_stripe(order: Order, *, reads: _StripeReads) -> bool:
     """Whether the unpaid order is left to a later sweep: Stripe says its money may still come, or does not
     answer. One Stripe says was paid is paid now, and `order_cancel` then refuses it under the order's lock.
 
@@ -456,8 +508,15 @@ def _expiry_waits_for_stripe(order: Order) -> bool:
     the next sweep. The erasure guards its unpaid orders the same way (erasure.py `_paid_at_stripe`)."""
     if not order.payment_intent_id or order.payment_status not in UNPAID_PAYMENT_STATUSES:
         return False
+    if reads.is_silent:
+        reads.orders_left += 1
+        return True
     intent = _intent_read(order)
     if intent is None:
+        reads.is_silent = True
+        logger.warning(
+            "stripe silent: unpaid orders with an intent left to the next sweep order=%s", order.ref
+        )
         return True
     status = intent.get("status")
     if status == "succeeded":
@@ -470,11 +529,11 @@ def _expiry_waits_for_stripe(order: Order) -> bool:
     return False
 
 
-def _order_expired(order_id: int) -> bool:
+def _order_expired(order_id: int, *, reads: _StripeReads) -> bool:
     """Cancel the order if it is still unpaid, at Stripe too (`_expiry_waits_for_stripe`), decided under its
     lock (`only_unpaid`): the sweep read its id before, and the order may have been paid since."""
     order = Order.objects.filter(pk=order_id).first()
-    if order is None or _expiry_waits_for_stripe(order):
+    if order is None or _expiry_waits_for_stripe(order, reads=reads):
         return False
     try:
         order_cancel(order=order, actor=None, actor_kind="system", only_unpaid=True)
@@ -488,7 +547,8 @@ def orders_expire_unpaid(*, before: datetime, limit: int) -> int:
     """Cancel orders left unpaid since before `before` (at most `limit`, oldest first): their photos are about
     to go, and a cancelled PaymentIntent cannot be paid later for prints we could no longer make."""
     stale = _stale_unpaid_orders(before).order_by("created_at").values_list("pk", flat=True)[:limit]
-    return sum(_order_expired(order_id) for order_id in list(stale))
+    reads = _StripeReads()
+    return sum(_order_expired(order_id, reads=reads) for order_id in list(stale))
 
 
 def _asset_purge_counted(asset_id: uuid.UUID, *, rule: str, cutoffs: Cutoffs) -> str:
@@ -517,6 +577,9 @@ class _RuleRun:
     order: tuple[str, ...]  # the last field unique (the primary key), and handed to `handle`
     handle: Callable[[Any], str | None]  # one row's key: the count it adds to, None for none
     batch: int
+    # Whether a batch stops between rows once its time is spent (after one row at least): a row that may wait
+    # on the outside world (the expiry's Stripe read) would otherwise run a batch far past its share.
+    is_timed_by_row: bool = False
     batches: int = 0
     drained: bool = False
     last: tuple[object, ...] | None = field(default=None)
@@ -524,15 +587,19 @@ class _RuleRun:
     def _rest(self) -> QuerySet[Model]:
         return self.rows if self.last is None else self.rows.filter(_after(self.order, self.last))
 
-    def batch_run(self, counts: Counter[str]) -> None:
+    def batch_run(self, counts: Counter[str], *, until: float) -> None:
         page: list[tuple[object, ...]] = list(self._rest().values_list(*self.order)[: self.batch])
+        done = 0
         for row in page:
+            if done and self.is_timed_by_row and time.monotonic() >= until:
+                break
             if (counted := self.handle(row[-1])) is not None:
                 counts[counted] += 1
+            done += 1
         self.batches += 1
-        self.drained = len(page) < self.batch
-        if page:
-            self.last = page[-1]
+        self.drained = done == len(page) and len(page) < self.batch
+        if done:
+            self.last = page[done - 1]
 
     def left(self) -> int:
         """How many rows this sweep did not get to (counted only when asked: after the budget ran out)."""
@@ -544,14 +611,15 @@ def _runs_drain(runs: list[_RuleRun], counts: Counter[str], *, started: float) -
     first), a batch at a time until it is drained or its share of SWEEP_TIME_BUDGET_SECONDS from `started` is
     spent: what is left of the budget, divided among it and the rules after it, so no rule's backlog takes
     the others' time, and a rule drained early leaves its time to the next. Each rule's first batch runs
-    whatever the time: a sweep does at least what it did before."""
+    whatever the time (a sweep does at least what it did before), but for a rule timed by row (the expiry):
+    its first row."""
     deadline = started + SWEEP_TIME_BUDGET_SECONDS
     for index, run in enumerate(runs):
         now = time.monotonic()
         share_ends = now + max(deadline - now, 0.0) / (len(runs) - index)
-        run.batch_run(counts)
+        run.batch_run(counts, until=share_ends)
         while not run.drained and time.monotonic() < share_ends:
-            run.batch_run(counts)
+            run.batch_run(counts, until=share_ends)
 
 
 def orphan_keys_destroy(*, grace: timedelta, limit: int) -> int:
@@ -817,9 +885,18 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
     now = now or timezone.now()
     cutoffs = Cutoffs.at(policy=policy, now=now)
     counts: Counter[str] = Counter(dict.fromkeys(SWEEP_COUNTS, 0))
+    due = _due(policy=policy, now=now)
+    # First, in its share of the budget (one among the rules): the files of purges killed after their commit.
+    if purged_files_deleted := purged_files_delete(
+        before=now - BLOB_DELETION_GRACE,
+        limit=policy.batch,
+        until=started + SWEEP_TIME_BUDGET_SECONDS / (len(due) + 1),
+    ):
+        counts["purged_files_deleted"] = purged_files_deleted
     raster_cutoff = now - timedelta(days=policy.raster_days)
+    reads = _StripeReads()
     handles: dict[str, Callable[[Any], str | None]] = {
-        "orders_expired": lambda pk: "orders_expired" if _order_expired(pk) else None,
+        "orders_expired": lambda pk: "orders_expired" if _order_expired(pk, reads=reads) else None,
         **{
             rule: partial(_asset_purge_counted, rule=rule, cutoffs=cutoffs)
             for rule in (RULE_SHIPPED, RULE_UNPAID, RULE_CANCELLED, RULE_NEVER_ORDERED)
@@ -829,10 +906,19 @@ def retention_sweep(*, now: datetime | None = None, policy: RetentionPolicy | No
         ),
     }
     expiring, *runs = [
-        _RuleRun(name=due.name, rows=due.rows, order=due.order, handle=handles[due.name], batch=policy.batch)
-        for due in _due(policy=policy, now=now)
+        _RuleRun(
+            name=rule.name,
+            rows=rule.rows,
+            order=rule.order,
+            handle=handles[rule.name],
+            batch=policy.batch,
+            is_timed_by_row=rule.name == "orders_expired",
+        )
+        for rule in due
     ]
     _runs_drain([expiring, *runs], counts, started=started)
+    if reads.orders_left:
+        counts["orders_left_stripe_silent"] = reads.orders_left
     left = {run.name: run.left() for run in [expiring, *runs]}
     if work_left := sum(left.values()):
         # For the next sweep; visible here (and in the counts) as long as retention runs behind its schedule.

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from datetime import timedelta
 
 import pytest
+from billiard.exceptions import SoftTimeLimitExceeded
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
@@ -19,7 +21,7 @@ from lab.customer_data import retention
 from lab.gate import access as gate
 from lab.orders.models import Asset, Order, OrderEvent
 from lab.privacy.crypto import KeyDestroyed
-from lab.privacy.models import DataKey
+from lab.privacy.models import BlobDeletion, DataKey
 from lab.privacy.vault import vault_read
 from lab.production.models import PrintJob
 from tests.builders import UserFactory, asset_for, blob_path, minilab, order_move, paid_order, print_order
@@ -78,6 +80,7 @@ def test_shipped_order_photo_and_raster_purged_after_30_days_not_before(django_c
     assert (key.wrapped_key, key.is_destroyed) == (None, True)
     assert [blob_path(name).exists() for name in names] == [False, False]
     assert list(PrintJob.objects.filter(order=order).values_list("raster_blob", flat=True)) == [""]
+    assert not BlobDeletion.objects.exists()  # each file's row went with it, after the commit
     record = AuditRecord.objects.get(action="image.purge")
     assert (record.actor_id, record.actor_role, record.outcome, record.rule, record.purpose) == (
         None,
@@ -294,6 +297,7 @@ def test_a_rolled_back_purge_leaves_the_key_the_files_and_the_log_as_they_were(
         b"\xff\xd8"
     )
     assert AuditRecord.objects.count() == seq_before
+    assert not BlobDeletion.objects.exists()
 
 
 def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_callbacks, settings):
@@ -524,3 +528,186 @@ def test_a_purged_photo_whose_file_cannot_be_deleted_is_counted_and_the_sweep_go
     assert set(Asset.objects.filter(items__order__in=[stuck, other]).values_list("status", flat=True)) == {
         "purged"
     }
+
+
+def killed_after_commit(django_capture_on_commit_callbacks, purge) -> None:
+    """Run a purge whose transaction commits and whose process is killed before its after-commit hooks run (a
+    deploy's restart mid-sweep; or a COMMIT applied whose answer was lost, when Django runs no hook)."""
+    with django_capture_on_commit_callbacks(execute=False) as hooks:
+        assert purge()
+    assert hooks  # the file deletes, never run
+
+
+def test_a_raster_purge_killed_before_its_file_delete_has_the_file_deleted_by_a_later_sweep(
+    django_capture_on_commit_callbacks,
+):
+    # given a printed job's raster purge that committed, and its process killed before deleting the file
+    minilab()
+    job = PrintJob.objects.get(order=print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])))
+    raster, asset = job.raster_blob, job.item.asset
+    killed_after_commit(
+        django_capture_on_commit_callbacks,
+        lambda: retention.raster_purge(job_id=job.pk, cutoff=timezone.now() + DAY),
+    )
+    assert PrintJob.objects.get(pk=job.pk).raster_blob == ""
+    assert blob_path(raster).exists()
+
+    # when a sweep runs within the grace (the purge's own hooks may be running), then one after it
+    within = sweep(timezone.now(), django_capture_on_commit_callbacks)
+    assert blob_path(raster).exists()
+    later = sweep(timezone.now() + retention.BLOB_DELETION_GRACE, django_capture_on_commit_callbacks)
+
+    # then the later one deletes the file (before: no row named it, it decrypted under the photo's live key
+    # until the photo's purge, and stayed on disk for good) and its row; the photo's original stays
+    assert (within, later) == (COUNTS_ZERO, {**COUNTS_ZERO, "purged_files_deleted": 1})
+    assert not blob_path(raster).exists()
+    assert not BlobDeletion.objects.exists()
+    asset.refresh_from_db()
+    assert (asset.status, blob_path(asset.blob_name).exists()) == ("ready", True)
+
+
+def test_a_photo_purge_killed_before_its_file_deletes_has_the_files_deleted_by_the_next_sweep(
+    django_capture_on_commit_callbacks,
+):
+    # given a shipped order's photo purged (its original and its raster), its process killed after the commit
+    order = shipped_order()
+    assert order.shipped_at is not None
+    asset = order.items.get().asset
+    names = files_of(order)
+    when = order.shipped_at + 31 * DAY
+    cutoffs = retention.Cutoffs.at(policy=retention.RetentionPolicy.from_settings(), now=when)
+    killed_after_commit(
+        django_capture_on_commit_callbacks,
+        lambda: retention.asset_purge(asset_id=asset.pk, rule=retention.RULE_SHIPPED, cutoffs=cutoffs),
+    )
+    assert [blob_path(name).exists() for name in names] == [True, True]
+    assert sorted(BlobDeletion.objects.values_list("name", "kind", "of")) == sorted(
+        (name, "photo", f"asset={asset.pk}") for name in names
+    )
+
+    # when the next sweep runs
+    result = sweep(when, django_capture_on_commit_callbacks)
+
+    # then both files are gone, and their rows
+    assert result == {**COUNTS_ZERO, "purged_files_deleted": 2}
+    assert [blob_path(name).exists() for name in names] == [False, False]
+    assert not BlobDeletion.objects.exists()
+
+
+def test_a_killed_purge_s_file_the_sweep_cannot_delete_is_counted_and_tried_again(
+    django_capture_on_commit_callbacks, caplog
+):
+    # given a raster purge killed after its commit, and its file cannot be deleted (a folder in its place)
+    minilab()
+    job = PrintJob.objects.get(order=print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])))
+    path = blob_path(job.raster_blob)
+    killed_after_commit(
+        django_capture_on_commit_callbacks,
+        lambda: retention.raster_purge(job_id=job.pk, cutoff=timezone.now() + DAY),
+    )
+    path.unlink()
+    path.mkdir()
+    (path / "kept").write_bytes(b"x")
+    failures = retention.PURGE_FILE_DELETE_FAILURES.labels(kind="raster")
+    before = failures._value.get()
+    when = timezone.now() + retention.BLOB_DELETION_GRACE
+
+    # when a sweep runs
+    with caplog.at_level("ERROR", logger=retention.logger.name):
+        result = sweep(when, django_capture_on_commit_callbacks)
+
+    # then the failure is counted and logged by ids and error type only, and the row is kept for the next
+    assert result == COUNTS_ZERO
+    assert failures._value.get() == before + 1
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [
+        f"purged file not deleted kind=raster job={job.pk} error=IsADirectoryError"
+    ]
+    assert BlobDeletion.objects.count() == 1
+
+    # and once the file can go, the next sweep deletes it
+    shutil.rmtree(path)
+    path.write_bytes(b"x")
+    assert sweep(when, django_capture_on_commit_callbacks) == {**COUNTS_ZERO, "purged_files_deleted": 1}
+    assert (path.exists(), BlobDeletion.objects.exists()) == (False, False)
+
+
+def stale_unpaid_orders_with_intents(count: int) -> list[Order]:
+    customer = UserFactory.create()
+    orders = [unpaid_order(customer, asset_for(customer)) for _ in range(count)]
+    for number, order in enumerate(orders):
+        Order.objects.filter(pk=order.pk).update(payment_intent_id=f"pi_stale_{number}")
+    return orders
+
+
+def a_photo_never_ordered() -> Asset:
+    photo = asset_for(UserFactory.create())
+    Asset.objects.filter(pk=photo.pk).update(created_at=timezone.now() - 2 * DAY)
+    return photo
+
+
+def fake_clock(monkeypatch) -> list[float]:
+    """The sweep's clock (time.monotonic), moved on only by the test; the task's soft time limit (840 s,
+    workers/privacy_tasks.py) raised at a Stripe read once the clock passed it, as the worker would."""
+    clock = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the module retention reads it from
+    return clock
+
+
+def intent_reads(monkeypatch, clock: list[float], *, answer: dict[str, object] | None) -> list[str]:
+    """Each read of a PaymentIntent (its order's ref) costs STRIPE_TIMEOUT_SECONDS (10 s) of the clock."""
+    asked: list[str] = []
+
+    def intent_read(order: Order) -> dict[str, object] | None:
+        if clock[0] >= 840:
+            raise SoftTimeLimitExceeded()
+        asked.append(order.ref)
+        clock[0] += 10.0
+        return answer
+
+    monkeypatch.setattr(retention, "_intent_read", intent_read)
+    return asked
+
+
+def test_a_stripe_that_does_not_answer_is_asked_once_a_sweep_and_the_purges_still_run(monkeypatch):
+    # given 90 stale unpaid orders with a PaymentIntent each, a photo never ordered, and Stripe stalled
+    orders = stale_unpaid_orders_with_intents(90)
+    photo = a_photo_never_ordered()
+    clock = fake_clock(monkeypatch)
+    asked = intent_reads(monkeypatch, clock, answer=None)
+
+    # when the sweep runs
+    result = retention.retention_sweep(now=timezone.now() + 9 * DAY)
+
+    # then Stripe is asked once, the orders are left to the next sweep, and the photo is purged (before: each
+    # order was read in turn, 10 s each, and the task's time limit ended the sweep before any purge)
+    assert asked == [orders[0].ref]
+    assert clock[0] == 10.0
+    assert result == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 1, "orders_left_stripe_silent": 89}
+    assert set(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True)) == {
+        "awaiting_payment"
+    }
+    assert Asset.objects.get(pk=photo.pk).status == "purged"
+
+
+def test_a_slow_stripe_stops_the_unpaid_order_expiry_at_its_share_of_the_budget(monkeypatch):
+    # given 90 stale unpaid orders whose intents Stripe answers (none exists) in 10 s each, and a photo never
+    # ordered
+    orders = stale_unpaid_orders_with_intents(90)
+    photo = a_photo_never_ordered()
+    clock = fake_clock(monkeypatch)
+    asked = intent_reads(monkeypatch, clock, answer={})
+
+    # when the sweep runs
+    result = retention.retention_sweep(now=timezone.now() + 9 * DAY)
+
+    # then the expiry stops between its orders once its share of the budget (600 s among six rules) is spent,
+    # and the photo rules run (before: the whole first batch was read, past the task's time limit)
+    assert asked == [order.ref for order in orders[:10]]
+    assert result == {
+        **COUNTS_ZERO,
+        "orders_expired": 10,
+        retention.RULE_UNPAID: 10,
+        retention.RULE_NEVER_ORDERED: 1,
+        "work_left": 80,
+    }
+    assert Asset.objects.get(pk=photo.pk).status == "purged"
