@@ -18,7 +18,7 @@ from celery import Celery
 from django.db import connection, transaction
 
 from lab.orders.models import OrderEvent
-from tests.support.celery_worker import CeleryWorker, database_url, wait_until
+from tests.support.celery_worker import CeleryWorker, database_url, default_queue_worker, wait_until
 from tests.support.redis_server import PrivateRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -37,19 +37,13 @@ def redis_server() -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def worker(tmp_path: Path, redis_server: PrivateRedis) -> Iterator[CeleryWorker]:
-    worker = CeleryWorker(
+    with default_queue_worker(
         work_dir=tmp_path / "worker",
-        env={},
         project_dir=PROJECT_DIR,
         broker_url=redis_server.url(db=0),
         database_url=database_url(connection.settings_dict),
-        queues=("default",),
-        beat=False,
-    )
-    try:
-        yield worker.start(purge=True)
-    finally:
-        worker.stop()
+    ) as worker:
+        yield worker
 
 
 def _waiting_on_the_order_events() -> bool:

@@ -13,7 +13,7 @@ from celery import Celery
 from django.db import connection
 
 from lab.celery import app
-from tests.support.celery_worker import CeleryWorker, database_url, wait_until
+from tests.support.celery_worker import CeleryWorker, database_url, default_queue_worker, wait_until
 from tests.support.redis_server import PrivateRedis
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -40,20 +40,16 @@ def test_every_worker_unit_is_started_again_after_any_exit():
 
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[CeleryWorker]:
-    with PrivateRedis() as redis_server:
-        worker = CeleryWorker(
+    with (
+        PrivateRedis() as redis_server,
+        default_queue_worker(
             work_dir=tmp_path / "worker",
-            env={},
             project_dir=PROJECT_DIR,
             broker_url=redis_server.url(db=0),
             database_url=database_url(connection.settings_dict),
-            queues=("default",),
-            beat=False,
-        )
-        try:
-            yield worker.start(purge=True)
-        finally:
-            worker.stop()
+        ) as worker,
+    ):
+        yield worker
 
 
 @pytest.mark.e2e

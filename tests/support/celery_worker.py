@@ -10,7 +10,8 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,24 @@ class CeleryWorker:
 
     def _logged_since(self, offset: int, marker: bytes) -> bool:
         return self.log.exists() and marker.decode() in self._log_since(offset)
+
+
+@contextmanager
+def default_queue_worker(
+    *, work_dir: Path, project_dir: Path, broker_url: str, database_url: str
+) -> Iterator[CeleryWorker]:
+    """A worker of the `default` queue alone, without beat, on `broker_url` (a private Redis), its queue
+    purged first; stopped on leaving."""
+    worker = CeleryWorker(
+        work_dir=work_dir,
+        env={},
+        project_dir=project_dir,
+        broker_url=broker_url,
+        database_url=database_url,
+        queues=("default",),
+        beat=False,
+    )
+    try:
+        yield worker.start(purge=True)
+    finally:
+        worker.stop()
