@@ -118,6 +118,7 @@ app.conf.update(
 # queues again. Given as `broker_transport`, which wins over the URL's scheme, so `rediss://` loses kombu's
 # default for it (TLS without checking the certificate): here TLS checks it against the system's CAs.
 if str(app.conf.broker_url or "").startswith(("redis://", "rediss://")):
+    # One URL only (lab/settings.py refuses several: kombu took a failover URL's scheme as its transport).
     app.conf.broker_transport = "lab.lib.broker:Transport"
     if str(app.conf.broker_url).startswith("rediss://") and not app.conf.broker_use_ssl:
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}

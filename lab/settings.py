@@ -383,6 +383,22 @@ SPECTACULAR_SETTINGS = {
 }
 
 
+def _check_one_redis_broker() -> None:
+    """Several broker URLs (kombu's failover list, ';'-separated) are refused: kombu takes a failover URL's
+    scheme as its transport when it switches to it, so after the first failover a worker ran kombu's own
+    Redis QoS instead of the lab's (lab/lib/broker.py), and one failed ack stopped it for good. Before, such
+    a URL stopped the process with a bare ValueError from the cache's database number."""
+    broker = env_secret("CELERY_BROKER_URL")
+    if broker.startswith(("redis://", "rediss://")) and ";" in broker:
+        raise ImproperlyConfigured(
+            "CELERY_BROKER_URL names several Redis servers (';'): the lab takes one. Put one address in "
+            "front of them (a Redis that fails over behind one name, or a TCP proxy)."
+        )
+
+
+_check_one_redis_broker()
+
+
 def _cache_url() -> str:
     """CACHE_URL, else the broker's Redis with the next database number (a cache flush never empties the
     broker's queues), else nothing: local memory, for the embedded single-process setup only."""

@@ -13,11 +13,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Value, When
 from django.dispatch import Signal
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.crypto import constant_time_compare
 
 from lab.accounts.models import Consent, User
 from lab.accounts.services import UnderAge, age_gate_check, policy_agreement_check
 from lab.lib.errors import Conflict, DomainError, NotFound, UpstreamError
+from lab.lib.seals import seal_holds, seal_of
 from lab.lib.tasks import enqueue
 from lab.orders import payments
 from lab.orders.errors import OrderError
@@ -228,11 +229,16 @@ def _payable_check(quote: Quote) -> None:
 
 def _replayed(*, replay: Replay, scope: str, idempotency_key: str) -> OrderCreated:
     """The first answer again. A guest gets the same token (see guest_token_derive) only while the order
-    awaits payment and is younger than REPLAY_TOKEN_WINDOW, and only when the key row's request hash is the
+    awaits payment and is younger than REPLAY_TOKEN_WINDOW (or never had its first answer: kept without its
+    payment, the 502 a retry completes), and only when the key row's request hash is the
     lab's keyed one (`request_seal`): a row stored before it (a plain SHA-256 of the body, which anyone with
     the database could rewrite or reverse) answers the order without its token."""
     order, guest_token = replay.order, None
-    if order.is_guest and replay.is_sealed and _token_may_be_replayed(order):
+    # An order kept without its payment (the 502 a retry completes) never had its first answer: the retry
+    # that makes it payable gets the token however late it comes, or the guest paid for an order they could
+    # never open.
+    is_first_answer = not order.payment_intent_id
+    if order.is_guest and replay.is_sealed and (is_first_answer or _token_may_be_replayed(order)):
         candidate = guest_token_derive(scope=scope, idempotency_key=idempotency_key, ref=order.ref)
         stored = order.guest_token_hash
         if guest_token_holds(order_id=order.pk, ref=order.ref, stored=stored, token=candidate):
@@ -289,8 +295,11 @@ def request_seal(*, scope: str, idempotency_key: str, order_id: int, body: str) 
     the hash of a body of their own and replay it, and anyone with a backup could recover the one field of
     the body the database does not hold (a guest's birth date, some 40,000 guesses) offline. Keyed, neither
     can be made nor tested without the key; naming the order, the row cannot be moved to another one."""
-    message = f"{scope}|{idempotency_key}|{order_id}|{body}"
-    return salted_hmac(IDEMPOTENCY_REQUEST_SALT, message, algorithm="sha256").hexdigest()
+    return seal_of(IDEMPOTENCY_REQUEST_SALT, _request_message(scope, idempotency_key, order_id, body))
+
+
+def _request_message(scope: str, idempotency_key: str, order_id: int, body: str) -> str:
+    return f"{scope}|{idempotency_key}|{order_id}|{body}"
 
 
 @dataclass(frozen=True)
@@ -306,8 +315,10 @@ def _idempotent_replay(*, scope: str, key: str, body: str) -> Replay | None:
     if record is None:
         return None
     assert record.order_id is not None  # set in the transaction that created the key
-    sealed = request_seal(scope=scope, idempotency_key=key, order_id=record.order_id, body=body)
-    is_sealed = constant_time_compare(record.request_sha256, sealed)
+    # Under SECRET_KEY or a fallback (lab/lib/seals.py): after a key rotation the retry of a lost answer
+    # still replays its order (a 409 told the client its body differed, and a new key made a second order).
+    message = _request_message(scope, key, record.order_id, body)
+    is_sealed = seal_holds(record.request_sha256, IDEMPOTENCY_REQUEST_SALT, message)
     # A row stored before the keyed hash still replays its order (a retry across the upgrade), without the
     # guest's token (`_replayed`).
     if not is_sealed and not constant_time_compare(

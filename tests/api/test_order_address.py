@@ -413,3 +413,44 @@ def test_a_key_row_moved_onto_another_order_replays_nothing_of_it(api):
 
     # then the row's hash no longer holds: it named their order and key (409, nothing replayed)
     assert (replay.status_code, replay.json()["code"]) == (409, "idempotency_key_reused")
+
+
+@pytest.mark.usefixtures("stripe_api", "demo_catalog")
+def test_a_retry_after_a_secret_key_rotation_replays_its_order(api, settings):
+    # given a guest order placed under one SECRET_KEY, which a rotation then keeps as a fallback
+    order, _token, placed = _guest_order_placed(api, key="rotated-key")
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-for-the-rotation-0123456789abcdef"
+
+    # when the same request is sent again with its key
+    retry = api.post("/api/v1/orders", placed, format="json", HTTP_IDEMPOTENCY_KEY="rotated-key")
+
+    # then it replays the order (before: 409 idempotency_key_reused, "a different body", and a client that
+    # took a new key made a second order); the token, derived under the new key, is not the one issued
+    assert (retry.status_code, retry.json()["ref"]) == (200, order.ref), retry.json()
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.usefixtures("demo_catalog")
+def test_a_guest_order_kept_without_its_payment_gets_its_token_from_a_retry_a_day_later(
+    api, settings, stripe_api
+):
+    # given a guest order kept without its payment (Stripe out of reach: 502, no token), a day ago
+    settings.STRIPE_TIMEOUT_SECONDS = 1
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the discard port: nothing listens
+    body = order_body(asset_for(None), guest=GUEST)
+    first = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="late-key")
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_unavailable")
+    order = Order.objects.get()
+    Order.objects.filter(pk=order.pk).update(created_at=order.created_at - timedelta(hours=25))
+
+    # when the guest retries as told, once Stripe answers again
+    settings.STRIPE_API_BASE = stripe_api.url
+    retry = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="late-key")
+
+    # then the order is payable and its token opens it (before: payable, and no token, ever)
+    assert retry.status_code == 200, retry.json()
+    token = retry.json()["guest_token"]
+    assert token and retry.json()["payment"]["client_secret"]
+    opened = api.get(f"/api/v1/orders/{order.ref}", HTTP_X_ORDER_TOKEN=token)
+    assert opened.status_code == 200, opened.json()
