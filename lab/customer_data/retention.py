@@ -274,6 +274,18 @@ def purged_files_delete(*, before: datetime, limit: int, until: float) -> int:
     while True:
         rows = list(BlobDeletion.objects.filter(created_at__lte=before, pk__gt=last).order_by("pk")[:limit])
         for row in rows:
+            if _still_named(row.name):
+                # A purge blanks the column that named its file in the transaction that writes the row: a row
+                # naming a file a photo or job still names was written outside the lab (the app's database
+                # role, a DBA), to have the sweep delete a live customer's photo. Left, row and file, and
+                # logged at every sweep by ids only.
+                logger.error(
+                    "purged file row names a file still in use, left deletion=%s kind=%s %s",
+                    row.pk,
+                    row.kind,
+                    row.of,
+                )
+                continue
             deleted += _file_delete_confirm(deletion_id=row.pk, name=row.name, kind=row.kind, of=row.of)
         if len(rows) < limit or time.monotonic() >= until:
             break
@@ -281,6 +293,10 @@ def purged_files_delete(*, before: datetime, limit: int, until: float) -> int:
     if deleted:
         logger.warning("files of purges killed after their commit deleted count=%d", deleted)
     return deleted
+
+
+def _still_named(name: str) -> bool:
+    return Asset.objects.filter(blob_name=name).exists() or PrintJob.objects.filter(raster_blob=name).exists()
 
 
 def _blobs_of_the_photo(

@@ -566,6 +566,30 @@ def test_a_raster_purge_killed_before_its_file_delete_has_the_file_deleted_by_a_
     assert (asset.status, blob_path(asset.blob_name).exists()) == ("ready", True)
 
 
+def test_a_deletion_row_naming_a_file_still_in_use_deletes_nothing(
+    django_capture_on_commit_callbacks, caplog
+):
+    """A BlobDeletion row is written by a purge in the transaction that blanks the column naming its file: one
+    naming a live photo's original or a live job's raster was written outside the lab (the app's database
+    role, a DBA), to have the sweep delete a customer's photo. Before, it did."""
+    # given a paid order's job with its raster, and rows naming its original and its raster, inserted by hand
+    minilab()
+    job = PrintJob.objects.get(order=print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])))
+    original, raster = job.item.asset.blob_name, job.raster_blob
+    BlobDeletion.objects.create(name=original, kind="photo", of=f"asset={job.item.asset_id}")
+    BlobDeletion.objects.create(name=raster, kind="raster", of=f"job={job.pk}")
+
+    # when a sweep runs past the grace
+    counts = sweep(timezone.now() + retention.BLOB_DELETION_GRACE, django_capture_on_commit_callbacks)
+
+    # then both files stay, with their rows, and each row is logged by ids
+    assert counts == COUNTS_ZERO
+    assert (blob_path(original).exists(), blob_path(raster).exists()) == (True, True)
+    assert BlobDeletion.objects.count() == 2
+    left = [r.getMessage() for r in caplog.records if "names a file still in use" in r.getMessage()]
+    assert len(left) == 2 and not any(original in line or raster in line for line in left)
+
+
 def test_a_photo_purge_killed_before_its_file_deletes_has_the_files_deleted_by_the_next_sweep(
     django_capture_on_commit_callbacks,
 ):
