@@ -13,7 +13,7 @@ import logging
 import zlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import pyvips
 from django.conf import settings
@@ -37,7 +37,7 @@ from lab.orders.models import Asset
 from lab.orders.states import OrderStatus
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
 from lab.privacy.vault import vault_read
-from lab.production.imaging.source import decode, decoding, open_source
+from lab.production.imaging.source import WHOLE_DECODE_MAX_BYTES, decode, decoding, open_source
 from lab.production.maintenance import MAINTENANCE_ORDER_STATUSES
 from lab.production.models import MaintenanceTicket
 from lab.production.states import ACTIVE_JOB_STATUSES, JobStatus
@@ -67,6 +67,20 @@ VARIANT_ACTIONS = {"preview": "image.view.preview", "full": "image.view.full", "
 BROWSER_SHOWN_TYPES = frozenset({"image/jpeg", "image/png"})
 DENIED_ACTION = "image.access.denied"
 SHIPPED_STATUSES = frozenset({OrderStatus.PACKED, OrderStatus.SHIPPED, OrderStatus.DELIVERED})
+# The job statuses a hold stops (nothing submits a held order's job: lab/production/submission.py). A job
+# already at the printer when the order was held finishes there, and may fail or end unknown: a person
+# still counts its prints under `handling`, as for any other order.
+HOLD_STOPPED_JOB_STATUSES = frozenset(
+    {JobStatus.NO_PRINTER, JobStatus.QUEUED, JobStatus.RASTERIZING, JobStatus.READY}
+)
+# Largest TIFF or HEIC re-encoded as a PNG for the tab, in bytes of its decoded pixels (every band, every
+# sample's bytes): the raster decoders' whole-decode budget. The PNG is built whole in memory (its SHA-256
+# is recorded before a byte is sent), measured at two to three times that: a 24 MP 8-bit photo (72 MB)
+# grew the web process by ~140 MiB as a TIFF and ~190 MiB as a HEIC, within a worker's 200 MiB; a 48 MP
+# phone HEIC grew it by ~250 MiB, an 89 MP TIFF by ~470 MiB. Larger ones are refused
+# (`full_resolution_too_large`); their preview is still shown.
+FULL_RESOLUTION_RE_ENCODE_MAX_BYTES: Final = WHOLE_DECODE_MAX_BYTES
+_SAMPLE_BYTES: Final = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4}
 
 
 class AccessDenied(DomainError):
@@ -166,10 +180,11 @@ def _context_fits(*, request: AccessRequest, context: Context) -> Decision:
     if purpose in (Purpose.PRINTING, Purpose.HANDLING):
         if kind != "print_job" or not context.found:
             return Decision(False, "context_not_found")
-        if context.order_status == OrderStatus.ON_HOLD:
-            # A held order's jobs stay queued or ready (nothing submits them): the work on it is the
+        if context.order_status == OrderStatus.ON_HOLD and context.status in HOLD_STOPPED_JOB_STATUSES:
+            # A held order's waiting jobs stay where they are (nothing submits them): the work on it is the
             # clarification, whose full resolution is for someone other than the person who held it. Under
-            # printing, whoever held the order downloaded its originals alone, unflagged.
+            # printing, whoever held the order downloaded its originals alone, unflagged. A job that was at
+            # the printer (failed, unknown) is still handled: its prints are counted.
             return Decision(False, "order_on_hold", context.order_ref)
         if context.status not in ACTIVE_JOB_STATUSES | {JobStatus.FAILED, JobStatus.UNKNOWN}:
             return Decision(False, "print_job_not_active", context.order_ref)
@@ -396,9 +411,11 @@ def _refuse(
     decision: Decision,
     meta: RequestMeta,
     has_open_grants: bool = True,
+    message: str | None = None,
 ) -> NoReturn:
     """Record the refusal (ending the person's grants on a context that closed) and raise its AccessDenied
-    kind. has_open_grants False: the decision's facts found no unrevoked grant of this scope to end."""
+    kind. has_open_grants False: the decision's facts found no unrevoked grant of this scope to end (or
+    this refusal ends none). message: what the person is told, if not the refusal kind's own words."""
     try:
         with transaction.atomic():
             if asset is not None and has_open_grants:
@@ -413,8 +430,8 @@ def _refuse(
             GateError.AUDIT_UNAVAILABLE, "The request could not be recorded, so it is refused."
         ) from error
     logger.info("image access denied actor=%s rule=%s", user.public_id, decision.rule)
-    kind, message = REFUSALS[decision.refusal]
-    raise kind(decision.refusal, message, rule=decision.rule)
+    kind, default_message = REFUSALS[decision.refusal]
+    raise kind(decision.refusal, message or default_message, rule=decision.rule)
 
 
 def _sealed_or_refused(asset: Asset) -> None:
@@ -452,6 +469,17 @@ def _deliver(
         )
     except (KeyDestroyed, DecryptionFailed, FileNotFoundError) as error:
         raise ImageGone(GateError.IMAGE_UNAVAILABLE, "This photo no longer exists.", rule="purged") from error
+    except _TooLargeToReEncode:
+        # Recorded as any refusal; the person's grants stay: the task is still open and the preview fits.
+        _refuse(
+            user=user,
+            request=request,
+            asset=asset,
+            decision=Decision(False, "full_resolution_too_large", decision.order_ref),
+            meta=meta,
+            has_open_grants=False,
+            message="This photo is too large to show at full resolution here; its preview can be shown.",
+        )
     digest = hashlib.sha256(data).hexdigest()
     try:
         with transaction.atomic():
@@ -515,11 +543,28 @@ def _render(*, asset: Asset, original: bytes, variant: str, viewer: str, at: dat
 def _full_resolution(*, asset: Asset, original: bytes) -> tuple[bytes, str]:
     """The original as a browser shows it in the tab: a JPEG or PNG as stored, anything else (TIFF, HEIC)
     as a lossless PNG of its pixels. Chromium saves an image/tiff or image/heic answer to the Downloads
-    folder of the shared station instead of showing it, where it stays past the grant and past erasure."""
+    folder of the shared station instead of showing it, where it stays past the grant and past erasure.
+    One whose PNG would not fit a web worker is not decoded (_TooLargeToReEncode)."""
     media_type = _media_type(asset=asset, original=original)
     if media_type in BROWSER_SHOWN_TYPES:
         return original, media_type
+    if _decoded_bytes(original) > FULL_RESOLUTION_RE_ENCODE_MAX_BYTES:
+        raise _TooLargeToReEncode
     return _lossless_png(original), "image/png"
+
+
+class _TooLargeToReEncode(Exception):
+    """The PNG would not fit a web worker's memory (`FULL_RESOLUTION_RE_ENCODE_MAX_BYTES`)."""
+
+
+def _decoded_bytes(original: bytes) -> int:
+    """The bytes of the pixels _lossless_png decodes, from the header alone: a HEIC as 8-bit grey or RGB
+    (as the prints), anything else in its own bands and sample size (a 16-bit TIFF's PNG is 16-bit)."""
+    source = open_source(original)
+    if source.format == "heic":
+        return source.width * source.height * (1 if source.mode == "L" else 3)
+    header = pyvips.Image.new_from_buffer(original, "", access="sequential")
+    return int(header.width * header.height * header.bands * _SAMPLE_BYTES.get(header.format, 8))
 
 
 def _lossless_png(original: bytes) -> bytes:

@@ -63,7 +63,9 @@ STEP_RULES = frozenset(
         "order_packed_or_shipped",
         "order_not_in_production",
         "clarification_not_open",
-        "order_on_hold",  # printing or handling asked for while the order is held: nothing prints then
+        # printing or handling asked for a held order's job that the hold stops (waiting, not yet sent);
+        # a job that was at the printer (failed, unknown) is still handled and is not refused for the hold
+        "order_on_hold",
     }
 )
 FITTING_RULES = frozenset(

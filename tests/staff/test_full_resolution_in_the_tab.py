@@ -9,6 +9,7 @@ import io
 from collections.abc import Callable
 
 import pytest
+import pyvips
 from PIL import Image
 
 from lab.audit.models import AuditRecord
@@ -121,3 +122,35 @@ def test_a_turned_tiff_is_sent_upright_as_the_browser_turns_a_jpeg():
         assert shown.size == (1200, 1800)
         assert shown.convert("RGB").getpixel((1199, 0)) == (20, 40, 220)  # now top right
         assert shown.convert("RGB").getpixel((0, 0)) == (200, 120, 40)
+
+
+def test_a_tiff_too_large_to_re_encode_in_the_web_process_is_refused_and_its_preview_still_shown():
+    """Its PNG was built whole in the web worker's memory (then hashed and held in the response): an 89 MP
+    TIFF grew the process by ~470 MiB per view, past a worker's 200 MiB."""
+    # given an active job whose photo is a TIFF whose decoded pixels pass the whole-decode budget (101 MB)
+    orange = pyvips.Image.black(5800, 5800).new_from_image([200, 120, 40]).copy(interpretation="srgb")
+    job = job_of(orange.cast("uchar").tiffsave_buffer(compression="deflate"))
+    client, _ = client_as("technician")
+
+    # when a technician asks for its full resolution, then its preview
+    full = client.get(
+        f"/lab/photos/{job.item.asset_id}/full",
+        printing(job, justification="checking colour cast"),
+        follow=True,
+    )
+    preview = client.get(
+        f"/lab/photos/{job.item.asset_id}/preview", printing(job, justification="checking colour cast")
+    )
+
+    # then full resolution is refused with its rule and recorded, no bytes sent nor hashed
+    assert (full.status_code, full.json()["rule"]) == (403, "full_resolution_too_large")
+    denial = AuditRecord.objects.get(action="image.access.denied")
+    assert (denial.rule, denial.content_sha256, denial.order_ref) == (
+        "full_resolution_too_large",
+        "",
+        job.order.ref,
+    )
+    assert not AuditRecord.objects.filter(action__in=["image.view.full", "image.download"]).exists()
+    # and the preview still is shown
+    preview = client.get(preview["Location"]) if preview.status_code == 303 else preview
+    assert (preview.status_code, preview["Content-Type"]) == (200, "image/jpeg")

@@ -188,3 +188,49 @@ def test_an_order_stripe_held_is_not_shown_under_printing(job):
         ("image.access.denied", "order_on_hold")
     ]
     assert not AccessGrant.objects.exists()
+
+
+def test_an_unknown_job_of_a_stripe_held_order_is_still_handled(job):
+    """A Stripe hold lets the jobs already at a printer finish: one that ended unknown needs a person to count
+    its prints (the board lists it), so its preview under handling was refused as a hold (order_on_hold)."""
+    # given a job whose send to the printer ended unknown, then a dispute that held its order
+    PrintJob.objects.filter(pk=job.pk).update(status="unknown")
+    order_transition(
+        order=job.order, to_status=OrderStatus.ON_HOLD, actor_kind="stripe", note="charge.dispute.created"
+    )
+    client, _ = client_as("technician")
+
+    # when a technician opens the job and asks for its preview under handling
+    page = client.get(f"/lab/jobs/{job.pk}/").content.decode()
+    preview = client.get(
+        f"/lab/photos/{job.item.asset_id}/preview", printing_params(job, "handling"), follow=True
+    )
+
+    # then it is offered and shown, recorded as the active job's
+    assert 'name="purpose" value="handling"' in page
+    assert (preview.status_code, preview["Content-Type"]) == (200, "image/jpeg")
+    assert list(AuditRecord.objects.values_list("action", "rule")) == [
+        ("image.view.preview", "active_print_job")
+    ]
+
+
+@pytest.mark.parametrize("status", ["queued", "ready"])
+def test_a_waiting_job_of_a_stripe_held_order_is_neither_offered_nor_shown_under_printing(job, status):
+    # given a job the hold stops (waiting for its raster or its send) of an order Stripe held
+    PrintJob.objects.filter(pk=job.pk).update(status=status)
+    order_transition(
+        order=job.order, to_status=OrderStatus.ON_HOLD, actor_kind="stripe", note="charge.dispute.created"
+    )
+    client, _ = client_as("technician")
+
+    # when a technician opens the job and asks for its original under printing
+    page = client.get(f"/lab/jobs/{job.pk}/").content.decode()
+    full = client.get(f"/lab/photos/{job.item.asset_id}/full", printing_params(job), follow=True)
+
+    # then the page offers neither printing nor handling, and the gate refuses it as a hold, recorded
+    assert 'value="printing"' not in page and 'value="handling"' not in page
+    assert (full.status_code, full.json()["rule"]) == (403, "order_on_hold")
+    assert list(AuditRecord.objects.values_list("action", "rule")) == [
+        ("image.access.denied", "order_on_hold")
+    ]
+    assert not AccessGrant.objects.exists()

@@ -18,7 +18,7 @@ from lab.accounts.roles import (
     TICKET_APPROVER_ROLES,
     user_roles,
 )
-from lab.gate.access import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE
+from lab.gate.access import FULL_RESOLUTION_PURPOSES, HOLD_STOPPED_JOB_STATUSES, PURPOSES_BY_ROLE
 from lab.lib.errors import DomainError
 from lab.orders.selectors import order_by_ref
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
@@ -231,11 +231,14 @@ def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, objec
     """
     roles = user_roles(request.user)
     allowed = set().union(*(PURPOSES_BY_ROLE.get(role, frozenset()) for role in roles))
-    offers: list[tuple[str, str, str, str, bool]] = [
-        ("printing", "print_job", str(job.pk), "printing this job", True),
-        ("handling", "print_job", str(job.pk), "handling this job", True),
-        ("packaging", "order", job.order.ref, "packing this order", True),
-    ]
+    offers: list[tuple[str, str, str, str, bool]] = []
+    if not (job.order.status == OrderStatus.ON_HOLD and job.status in HOLD_STOPPED_JOB_STATUSES):
+        # the gate refuses these for a job the hold stops (order_on_hold): its clarification is offered
+        offers += [
+            ("printing", "print_job", str(job.pk), "printing this job", True),
+            ("handling", "print_job", str(job.pk), "handling this job", True),
+        ]
+    offers.append(("packaging", "order", job.order.ref, "packing this order", True))
     for ticket in selectors.open_tickets_naming(job=job):
         offers.append(
             (
