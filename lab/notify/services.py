@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from lab.lib.clock import database_now
@@ -246,28 +246,26 @@ def _stale_reason(*, order_event: OrderEvent, order: Order) -> str | None:
     if order_event.kind != "status_changed":
         return None
     if order_event.to_status == OrderStatus.ON_HOLD:
-        later = OrderEvent.objects.filter(
-            order_id=order_event.order_id, kind="status_changed", to_status=OrderStatus.ON_HOLD
-        ).filter(
-            Q(created_at__gt=order_event.created_at)
-            | Q(created_at=order_event.created_at, pk__gt=order_event.pk)
-        )
+        later = _status_changes_after(order_event, to_status=OrderStatus.ON_HOLD)
         if order.status != OrderStatus.ON_HOLD or later.exists():
             return "hold_over"
     if order_event.to_status == OrderStatus.PACKED:
         # A later move out of `packed`: this visit ended, even if the box was packed again since (that
         # visit's own event mails it).
-        left = OrderEvent.objects.filter(
-            order_id=order_event.order_id, kind="status_changed", from_status=OrderStatus.PACKED
-        ).filter(
-            Q(created_at__gt=order_event.created_at)
-            | Q(created_at=order_event.created_at, pk__gt=order_event.pk)
-        )
+        left = _status_changes_after(order_event, from_status=OrderStatus.PACKED)
         if order.status != OrderStatus.PACKED or left.exists():
             return "packed_over"
     if order_event.to_status == OrderStatus.PAID and order_event.from_status == OrderStatus.ON_HOLD:
         return "hold_released"
     return None
+
+
+def _status_changes_after(order_event: OrderEvent, **statuses: str) -> QuerySet[OrderEvent]:
+    """The order's status changes (`to_status` / `from_status` as given) after `order_event`: by time, then
+    by row for events of the same instant."""
+    return OrderEvent.objects.filter(order_id=order_event.order_id, kind="status_changed", **statuses).filter(
+        Q(created_at__gt=order_event.created_at) | Q(created_at=order_event.created_at, pk__gt=order_event.pk)
+    )
 
 
 def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
