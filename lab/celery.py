@@ -122,6 +122,9 @@ if str(app.conf.broker_url or "").startswith(("redis://", "rediss://")):
     app.conf.broker_transport = "lab.lib.broker:Transport"
     if str(app.conf.broker_url).startswith("rediss://") and not app.conf.broker_use_ssl:
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+elif str(app.conf.broker_url or "").startswith("filesystem"):
+    # The embedded broker: message files written whole before they are queued (lab/lib/broker.py).
+    app.conf.broker_transport = "lab.lib.broker:FilesystemTransport"
 # Database connections across tasks. Celery's Django fixup closes every connection before and after each task
 # unless CELERY_DB_REUSE_MAX is set: a new PostgreSQL backend per task, 11.5 ms of server CPU against 1.6 ms
 # on a kept connection (bench/scale/README.md). So workers keep theirs like web processes do, and before and

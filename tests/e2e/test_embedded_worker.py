@@ -73,7 +73,8 @@ def _start_then_stop(*, env: dict[str, str], log: Path, stop: int) -> None:
             interval=0.2,
             what=lambda: f"the worker ready\n{log.read_text(errors='replace')[-3000:]}",
         )
-        assert "filesystem://" in log.read_text(errors="replace")  # the embedded broker, not Redis
+        # the embedded broker (kombu's filesystem transport, through lab/lib/broker.py), not Redis
+        assert "lab.lib.broker:FilesystemTransport://" in log.read_text(errors="replace")
 
         # when its main process gets SIGTERM
         worker.send_signal(signal.SIGTERM)
