@@ -18,11 +18,11 @@ from time import monotonic
 import pytest
 
 from tests.support.celery_worker import wait_until
+from tests.support.embedded import embedded_env
 
 pytestmark = pytest.mark.e2e
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-NOT_INHERITED = ("CELERY_BROKER_URL", "CACHE_URL", "DATABASE_URL", "LAB_STORAGE_DIR", "HOTFOLDER_ROOT")
 PROBE = "embedded_broker.probe"  # a task no worker knows: the worker logs that it took it, and drops it
 
 
@@ -32,13 +32,7 @@ def _send_probe(env: dict[str, str]) -> None:
 
 
 def test_a_message_file_empty_or_cut_short_is_dropped_and_the_worker_goes_on(tmp_path: Path):
-    env = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
-    env.update(
-        LAB_VAR_DIR=str(tmp_path / "var"),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'lab.sqlite3'}",
-        LAB_DEMO_SECRETS="true",
-        DJANGO_SETTINGS_MODULE="lab.settings",
-    )
+    env = embedded_env(tmp_path)
     log = tmp_path / "worker.log"
     command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default", "-c", "1"]
     with log.open("wb") as output:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.celery_worker import wait_until
+from tests.support.embedded import embedded_env
 
 pytestmark = pytest.mark.e2e
 
@@ -29,18 +30,10 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 STOPS = 3
 # A warm shutdown with no task running takes ~6 s on the filesystem broker (its polling); a hang never ends.
 STOP_SECONDS = 30
-# Variables of the test command that would take the worker off the embedded defaults.
-NOT_INHERITED = ("CELERY_BROKER_URL", "CACHE_URL", "DATABASE_URL", "LAB_STORAGE_DIR", "HOTFOLDER_ROOT")
 
 
 def test_the_embedded_worker_stops_with_its_pool_on_sigterm_to_its_main_process(tmp_path: Path):
-    env = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
-    env.update(
-        LAB_VAR_DIR=str(tmp_path / "var"),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'lab.sqlite3'}",
-        LAB_DEMO_SECRETS="true",
-        DJANGO_SETTINGS_MODULE="lab.settings",
-    )
+    env = embedded_env(tmp_path)
     for stop in range(STOPS):
         _start_then_stop(env=env, log=tmp_path / f"worker-{stop}.log", stop=stop + 1)
 
