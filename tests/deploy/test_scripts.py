@@ -12,6 +12,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from tests.support.embedded import embedded_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # What scripts/test runs over the local socket as the OS user postgres (`runuser -u postgres -- psql …`).
@@ -275,3 +277,108 @@ def test_a_printlab_test_role_that_does_not_take_the_published_password_is_left_
     assert log.startswith(PUBLISHED_LOGIN + f"{PSQL_AS_POSTGRES}\nCREATE ROLE printlab_test_")
     assert "printlab_test " not in log.replace(PUBLISHED_LOGIN, "")
     assert "ALTER" not in log and "retired" not in result.stderr
+
+
+def test_the_run_command_names_the_process_that_stopped_shows_its_log_and_stops_the_others(
+    tmp_path: Path,
+) -> None:
+    # given: the run command's processes, one of which stops at once as gunicorn does on a port already taken
+    code = "\n".join(
+        [
+            script_block("supervise", script="run"),
+            "trap cleanup EXIT",
+            "mkdir -p var/log",
+            "start worker sleep 60",
+            'echo "${pids[0]}" > worker.pid',
+            "start web bash -c 'echo \"[ERROR] Connection in use: (127.0.0.1, 8000)\"; exit 3'",
+            "supervise",
+        ]
+    )
+
+    # when
+    result = bash(code, cwd=tmp_path)
+
+    # then: its status, its name and the end of its log, and the other process is stopped
+    assert result.returncode == 3
+    assert "== web stopped (exit 3), so the lab stops too; the end of var/log/web.log:" in result.stderr
+    assert "Connection in use" in result.stderr
+    assert "worker stopped" not in result.stderr
+    assert exits_within(int((tmp_path / "worker.pid").read_text()), 10)
+
+
+def test_a_process_that_exits_cleanly_still_stops_the_run_with_a_failure(tmp_path: Path) -> None:
+    # given: a process of the lab that ends with status 0 (a worker told to shut down)
+    code = "\n".join(
+        [script_block("supervise", script="run"), "trap cleanup EXIT", "mkdir -p var/log", "start beat true"]
+    )
+
+    # when
+    result = bash(code + "\nsupervise", cwd=tmp_path)
+
+    # then: the lab is not running, so the run command does not report success
+    assert result.returncode == 1
+    assert "== beat stopped (exit 0)" in result.stderr
+
+
+def allowed_hosts_for(lab_host: str, allowed_hosts: str = "") -> tuple[str, list[str]]:
+    result = bash(
+        script_block("host", script="run") + '\necho "$LOCAL_HOST|$ALLOWED_HOSTS"',
+        cwd=ROOT,
+        env={"LAB_HOST": lab_host, "ALLOWED_HOSTS": allowed_hosts},
+    )
+    assert result.returncode == 0, result.stderr
+    local_host, hosts = result.stdout.strip().split("|")
+    return local_host, hosts.split(",")
+
+
+def test_a_wildcard_bind_is_called_on_loopback_and_answers_to_this_machines_addresses() -> None:
+    # when: LAB_HOST=0.0.0.0, to reach the lab from another machine, and ALLOWED_HOSTS is not set
+    local_host, hosts = allowed_hosts_for("0.0.0.0")
+
+    # then: localstripe's webhooks go to loopback (before, to http://0.0.0.0:…, a Host Django refused), and
+    # every address of this machine is a Host the lab answers (before, other machines got 400s only)
+    assert local_host == "127.0.0.1"
+    assert {"localhost", "127.0.0.1", "[::1]"} <= set(hosts)
+    addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=True).stdout.split()
+    assert addresses
+    assert {f"[{a}]" if ":" in a else a for a in addresses} <= set(hosts)
+    assert len(hosts) == len(set(hosts))
+
+
+def test_a_named_bind_is_allowed_and_an_allowed_hosts_setting_is_left_as_it_is() -> None:
+    assert allowed_hosts_for("192.0.2.7") == ("192.0.2.7", ["localhost", "127.0.0.1", "[::1]", "192.0.2.7"])
+    assert allowed_hosts_for("::")[0] == "[::1]"
+    assert allowed_hosts_for("0.0.0.0", allowed_hosts="lab.example.com") == ("127.0.0.1", ["lab.example.com"])
+
+
+def web_arguments(env: dict[str, str], lab_host: str = "127.0.0.1") -> list[str]:
+    """The run command's gunicorn arguments in exactly `env` (not this process's environment, whose
+    CELERY_BROKER_URL would take the lab off the embedded defaults)."""
+    code = (
+        f"HOST={lab_host} PORT=8000\n"
+        + script_block("web", script="run")
+        + '\nprintf "%s\\n" "${web[@]}" "$BIND"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_without_a_redis_cache_the_run_command_starts_one_web_process_so_limits_count_once(
+    tmp_path: Path,
+) -> None:
+    # given: the embedded defaults (no CACHE_URL, the filesystem broker): the cache is each process's memory
+    env = {k: v for k, v in embedded_env(tmp_path).items() if k not in ("WEB_WORKERS", "WEB_THREADS")}
+
+    # then: one process with threads (before, two processes each counted sign-in failures and throttles)
+    assert web_arguments(env) == ["--workers", "1", "--threads", "4", "127.0.0.1:8000"]
+    # and with a Redis cache the processes share the counts: two processes, as before
+    shared = {**env, "CACHE_URL": "redis://127.0.0.1:6379/15"}
+    assert web_arguments(shared, lab_host="::") == ["--workers", "2", "[::]:8000"]
