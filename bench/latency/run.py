@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 from PIL import Image
 
+from bench.throttles import throttles_lifted
 from tests.support.cups import PrivateCups
 from tests.support.http import call, multipart
 from tests.support.postgres_server import PrivatePostgres
@@ -190,11 +191,7 @@ def stack_running(root: Path) -> Iterator[Stack]:
                     "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
                     "CUPS_SERVER": cups.server,
                     "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
-                    "API_ANON_THROTTLE": "1000000/min",
-                    "API_REGISTRATION_THROTTLE": "1000000/min",
-                    "API_CUSTOMER_ORDER_THROTTLE": "1000000/min",
-                    "API_CUSTOMER_UPLOAD_THROTTLE": "1000000/min",
-                    "API_CUSTOMER_QUOTE_THROTTLE": "1000000/min",
+                    **throttles_lifted(),
                     "DJANGO_SETTINGS_MODULE": "lab.settings",
                 },
             ).items()

@@ -18,6 +18,7 @@ from pathlib import Path
 import redis
 
 from bench.intake.run import ROOT, Child, database_drop, database_recreate, free_port, manage, wait_until
+from bench.throttles import throttles_lifted
 
 VENV_BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_bench_scale"
@@ -130,13 +131,7 @@ def environment(arguments: argparse.Namespace, *, var_dir: Path, role: str = "se
         "PRODUCTION_POLL_SECONDS": str(arguments.poll_seconds),
         "STRIPE_SECRET_KEY": "sk_test_bench_scale",  # never called: bench/scale/wsgi.py answers for Stripe
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "API_ANON_THROTTLE": "1000000/min",
-        "API_REGISTRATION_THROTTLE": "1000000/min",
-        "API_CUSTOMER_UPLOAD_THROTTLE": "1000000/min",
-        "API_CUSTOMER_QUOTE_THROTTLE": "1000000/min",
-        "API_CUSTOMER_ORDER_THROTTLE": "1000000/min",
-        "API_CUSTOMER_READ_THROTTLE": "1000000/min",
-        "API_GUEST_ORDER_EMAIL_THROTTLE": "1000000/min",
+        **throttles_lifted(),
         "BENCH_TASK_METER_DIR": str(var_dir / "meters"),
         "BENCH_CELERY_DB_REUSE_MAX": str(arguments.celery_db_reuse or ""),
     }
