@@ -213,43 +213,28 @@ def _delete_after_commit(names: Iterable[str], *, kind: str, of: str) -> None:
             # under its photo's live key, for good. The sweep now deletes what such rows name
             # (purged_files_delete).
             deletion = BlobDeletion.objects.create(name=name, kind=kind, of=of)
-            # After commit: a rolled-back purge must leave the files (and the key) as they were. Named
-            # closures, not functools.partial: Django's robust on_commit logs a failed hook by its
-            # __qualname__, which a partial lacks, and that AttributeError escaped the commit, dropping the
-            # hooks after it (the confirm, its metric) and crashing the sweep at that photo.
-            transaction.on_commit(_file_delete_hook(name=name, kind=kind, of=of), robust=True)
+            # After commit: a rolled-back purge must leave the files (and the key) as they were. One hook per
+            # file (there were two, a first try and a confirm a moment later, which found the same error): a
+            # failure is counted and logged, and the row left for the next sweep. A named closure, not
+            # functools.partial: Django's robust on_commit logs a failed hook by its __qualname__, which a
+            # partial lacks, and that AttributeError escaped the commit, dropping the hooks after it and
+            # crashing the sweep at that photo.
             transaction.on_commit(
-                _file_delete_confirm_hook(deletion_id=deletion.pk, name=name, kind=kind, of=of), robust=True
+                _file_delete_hook(deletion_id=deletion.pk, name=name, kind=kind, of=of), robust=True
             )
 
 
-def _file_delete_hook(*, name: str, kind: str, of: str) -> Callable[[], None]:
-    """The first try at deleting a purged file; a failure is left to the confirm that follows it, and logged
-    here by ids and error type only (Django's own log of a failed hook carries the error's text, which
-    names the path)."""
-
+def _file_delete_hook(*, deletion_id: int, name: str, kind: str, of: str) -> Callable[[], None]:
     def file_delete() -> None:
-        try:
-            vault_delete(name=name)
-        except Exception as error:
-            logger.warning(
-                "purged file delete failed, tried again kind=%s %s error=%s", kind, of, type(error).__name__
-            )
+        _purged_file_delete(deletion_id=deletion_id, name=name, kind=kind, of=of)
 
     return file_delete
 
 
-def _file_delete_confirm_hook(*, deletion_id: int, name: str, kind: str, of: str) -> Callable[[], None]:
-    def file_delete_confirm() -> None:
-        _file_delete_confirm(deletion_id=deletion_id, name=name, kind=kind, of=of)
-
-    return file_delete_confirm
-
-
-def _file_delete_confirm(*, deletion_id: int, name: str, kind: str, of: str) -> bool:
-    """After the delete: try once more (a file already gone is nothing to do), then delete the row naming it;
-    count and log a file that still cannot be deleted (by ids and error type only: an OSError's text names
-    the path), whose row stays for the next sweep to try again. Returns whether the file is gone."""
+def _purged_file_delete(*, deletion_id: int, name: str, kind: str, of: str) -> bool:
+    """Delete a purged file (one already gone is nothing to do), then the row naming it; count and log a file
+    that cannot be deleted (by ids and error type only: an OSError's text names the path), whose row stays
+    for the next sweep to try again. Returns whether the file is gone."""
     try:
         vault_delete(name=name)
     except Exception as error:
@@ -286,7 +271,7 @@ def purged_files_delete(*, before: datetime, limit: int, until: float) -> int:
                     row.of,
                 )
                 continue
-            deleted += _file_delete_confirm(deletion_id=row.pk, name=row.name, kind=row.kind, of=row.of)
+            deleted += _purged_file_delete(deletion_id=row.pk, name=row.name, kind=row.kind, of=row.of)
         if len(rows) < limit or time.monotonic() >= until:
             break
         last = rows[-1].pk
