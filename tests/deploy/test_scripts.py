@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.embedded import embedded_env
@@ -286,7 +288,6 @@ def test_the_run_command_names_the_process_that_stopped_shows_its_log_and_stops_
     code = "\n".join(
         [
             script_block("supervise", script="run"),
-            "trap cleanup EXIT",
             "mkdir -p var/log",
             "start worker sleep 60",
             'echo "${pids[0]}" > worker.pid',
@@ -308,9 +309,7 @@ def test_the_run_command_names_the_process_that_stopped_shows_its_log_and_stops_
 
 def test_a_process_that_exits_cleanly_still_stops_the_run_with_a_failure(tmp_path: Path) -> None:
     # given: a process of the lab that ends with status 0 (a worker told to shut down)
-    code = "\n".join(
-        [script_block("supervise", script="run"), "trap cleanup EXIT", "mkdir -p var/log", "start beat true"]
-    )
+    code = "\n".join([script_block("supervise", script="run"), "mkdir -p var/log", "start beat true"])
 
     # when
     result = bash(code + "\nsupervise", cwd=tmp_path)
@@ -382,3 +381,50 @@ def test_without_a_redis_cache_the_run_command_starts_one_web_process_so_limits_
     # and with a Redis cache the processes share the counts: two processes, as before
     shared = {**env, "CACHE_URL": "redis://127.0.0.1:6379/15"}
     assert web_arguments(shared, lab_host="::") == ["--workers", "2", "[::]:8000"]
+
+
+EXITS_ON_SIGINT = (
+    "import signal, sys, time; signal.signal(signal.SIGINT, lambda *_: sys.exit(0)); time.sleep(60)"
+)
+
+
+def test_ctrl_c_stops_every_process_of_the_run_without_reporting_one_as_stopped(tmp_path: Path) -> None:
+    # given: the run command's processes, in a process group of their own as in a terminal
+    code = "\n".join(
+        [
+            script_block("supervise", script="run"),
+            "mkdir -p var/log",
+            "start worker sleep 60",
+            # as localstripe (aiohttp) does: its own SIGINT handler, and exit 0 on it
+            f"start localstripe {sys.executable} -c {shlex.quote(EXITS_ON_SIGINT)}",
+            'echo "${pids[@]}" > pids',
+            "supervise",
+        ]
+    )
+    run = subprocess.Popen(
+        ["bash", "-c", "set -euo pipefail\n" + code],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(100):
+            if (tmp_path / "pids").exists() and (tmp_path / "pids").read_text().strip():
+                break
+            select.select([], [], [], 0.05)
+        pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
+
+        # when: Ctrl-C, which the terminal sends to the whole group (each process stops on it, some before
+        # the run command has handled its own)
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+
+    # then: the run exits as interrupted, says no process "stopped" (before: "localstripe stopped (exit 0),
+    # so the lab stops too" on every Ctrl-C), and leaves none running
+    assert run.returncode == 130
+    assert "stopped" not in stderr
+    assert all(exits_within(pid, 10) for pid in pids)
