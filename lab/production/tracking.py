@@ -296,6 +296,21 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
     if info.state is JobState.STOPPED and not _backend_cancel(job):
         return "unreachable"
     if info.state in (JobState.ABORTED, JobState.CANCELED, JobState.STOPPED):
+        if job.backend_started_at is not None or _began_at_the_device(info):
+            # It may have printed: cancelled at the CUPS console mid-print, or put back by CUPS and cancelled
+            # by a tracker whose move to `suspect` was lost (killed, PostgreSQL gone, the other one first).
+            # As `failed` it would be sent again unflagged. Judged from the start stored before any cancel.
+            if not job_move(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTED},
+                to_status=J.SUSPECT,
+                kind="began_then_ended",
+                note=f"began at the device, then {info.state}: count the prints; {info.message}",
+                backend_state=str(info.state),
+                where=this_send,
+            ):
+                return "moved_meanwhile"
+            return "suspect"
         if not job_fail(
             job_id=job.pk,
             from_statuses={J.SUBMITTED},
@@ -310,6 +325,12 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
             return "moved_meanwhile"
         return "failed"
     return "waiting"
+
+
+def _began_at_the_device(info: JobInfo) -> bool:
+    """The printer says the copy began: a processing time, or impressions counted (CUPS keeps both on a
+    cancelled or aborted job; a copy cancelled before it began has neither)."""
+    return info.processing_started_at is not None or bool(info.completed_impressions)
 
 
 def _record_backend_progress(*, job: PrintJob, info: JobInfo) -> bool:
