@@ -2,12 +2,13 @@
 employee looked at one of their photos — by role, date and purpose, never by the employee's id or name.
 
 Format "printlab.export.v1": profile, consents, orders (items, timeline), photos (metadata only, with a
-failed photo's code and message), webhook endpoints (without secrets), API tokens, security events (with the
-failed sign-ins that found no account for their e-mail address, without the client's address), photo_views,
-and the rows the lab keeps about their orders: the e-mails sent about them (notifications), their privacy
-receipts (with their links), the webhook events sent about them (bodies as sent) and their delivery logs,
-their print jobs (with the floor's notes that erasure treats as theirs) and their order requests'
-idempotency keys. Each export is itself recorded in the audit log. Never a signing secret or a token hash.
+failed photo's code and message), webhook endpoints (without secrets), API tokens, security events (a failed
+or locked sign-in with its client's network only, and the failed sign-ins that found no account for their
+e-mail address without even that), photo_views, and the rows the lab keeps about their orders: the e-mails
+sent about them (notifications), their privacy receipts (with their links), the webhook events sent about
+them (bodies as sent) and their delivery logs, their print jobs (with the floor's notes that erasure treats
+as theirs) and their order requests' idempotency keys. Each export is itself recorded in the audit log.
+Never a signing secret or a token hash.
 
 "printlab.guest-order-export.v1" (GET orders/{ref}/export, a guest's order): the e-mail given, consents, the
 order, its photos, photo_views, and the same notifications, privacy_receipts, print_jobs and
@@ -31,6 +32,7 @@ from lab.accounts.signin import sign_ins_with_addresses_of
 from lab.audit.models import AuditRecord, Outcome
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.models import PrivacyReceipt
+from lab.lib.client_ip import address_for_logs
 from lab.notify.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.orders.intake import idempotency_scope
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderItem
@@ -392,22 +394,36 @@ def _api_tokens(user: User) -> list[dict[str, Any]]:
     ]
 
 
+# Sign-in attempts on the account: whoever typed its address and a password, a guesser as likely as the
+# customer. Their address is someone else's personal data as often as not: the export names its network only
+# (the /24 or /48 the logs use). What only the holder could do (a token issued, a password or e-mail change)
+# keeps its address.
+ATTEMPT_KINDS = frozenset({SecurityEvent.Kind.SIGN_IN_FAILED, SecurityEvent.Kind.SIGN_IN_LOCKED})
+
+
+def _security_event(event: SecurityEvent, *, client_ip: str | None) -> dict[str, Any]:
+    is_attempt = event.kind in ATTEMPT_KINDS
+    return {
+        "kind": event.kind,
+        "channel": event.channel,
+        "client_ip": None if is_attempt else client_ip,
+        "client_network": address_for_logs(client_ip) if client_ip else None,
+        "detail": event.detail,
+        "created_at": _time(event.created_at),
+    }
+
+
 def _security_events(user: User) -> list[dict[str, Any]]:
     """The account's own security log, and the failed sign-ins that found no account with any address it has
-    had (an e-mail change keeps the earlier one's). Those are exported without their client address: it is
-    whoever typed the address, not necessarily them."""
+    had (an e-mail change keeps the earlier one's). Those are exported without their client address, not
+    even its network: it is whoever typed the address, not necessarily them; the account's own sign-in
+    attempts with their network only (ATTEMPT_KINDS)."""
     events: list[tuple[SecurityEvent, str | None]] = [
         *((event, event.client_ip) for event in user.security_events.all()),
         *((event, None) for event in sign_ins_with_addresses_of(user=user)),
     ]
     return [
-        {
-            "kind": event.kind,
-            "channel": event.channel,
-            "client_ip": client_ip,
-            "detail": event.detail,
-            "created_at": _time(event.created_at),
-        }
+        _security_event(event, client_ip=client_ip)
         for event, client_ip in sorted(events, key=lambda pair: (pair[0].created_at, pair[0].pk))
     ]
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.header import decode_header, make_header
@@ -40,6 +40,7 @@ from prometheus_client import Counter as MetricCounter
 
 from lab.accounts.models import SecurityEvent
 from lab.accounts.sessions import sessions_expired_delete
+from lab.accounts.signin import email_digest
 from lab.audit.records import Entry, audit_append
 from lab.customer_data.errors import CustomerDataError
 from lab.lib.errors import Conflict, DomainError, UpstreamError
@@ -708,16 +709,15 @@ def mail_files_expire(*, before: datetime) -> int:
     return deleted
 
 
-def _address_key(address: str) -> str:
-    """An address as compared: case-folded, its domain in IDNA (as Django writes it) and a local part Django
-    wrote as an encoded word decoded."""
-    local, _, domain = address.strip().rpartition("@")
+def _address_digest(address: str) -> str:
+    """The digest of an address as a mail file writes it (email_digest: the lab's own form, the one an
+    `email_changed` event records), a local part Django wrote as an encoded word decoded first; its domain is
+    in IDNA already, as the lab's own form has it."""
+    local, at, domain = address.strip().rpartition("@")
     if "=?" in local:
         with contextlib.suppress(ValueError, LookupError, UnicodeError):
             local = str(make_header(decode_header(local)))
-    with contextlib.suppress(UnicodeError):
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}".casefold()
+    return email_digest(f"{local}{at}{domain}")
 
 
 def _mail_messages(data: bytes) -> list[bytes]:
@@ -732,15 +732,16 @@ def _mail_messages(data: bytes) -> list[bytes]:
     return messages
 
 
-def _addressed_to(message: bytes, key: str) -> bool:
+def _addressed_to(message: bytes, digests: frozenset[str]) -> bool:
     headers = BytesParser().parsebytes(message, headersonly=True)
     values = [str(value) for name in _RECIPIENT_HEADERS for value in headers.get_all(name, [])]
-    return any(_address_key(address) == key for _, address in getaddresses(values) if address)
+    return any(_address_digest(address) in digests for _, address in getaddresses(values) if address)
 
 
-def _mail_file_rewrite(path: Path, key: str) -> int:
-    """Drop the messages addressed to `key` from one file (the file deleted when none is left); returns how
-    many were dropped. The file is replaced whole, and only if the backend did not append to it meanwhile."""
+def _mail_file_rewrite(path: Path, digests: frozenset[str]) -> int:
+    """Drop the messages addressed to any address of `digests` from one file (the file deleted when none is
+    left); returns how many were dropped. The file is replaced whole, and only if the backend did not append
+    to it meanwhile."""
     for _attempt in range(_MAIL_REWRITE_ATTEMPTS):
         try:
             seen = path.stat()
@@ -748,7 +749,7 @@ def _mail_file_rewrite(path: Path, key: str) -> int:
         except FileNotFoundError:
             return 0
         messages = _mail_messages(data)
-        kept = [message for message in messages if not _addressed_to(message, key)]
+        kept = [message for message in messages if not _addressed_to(message, digests)]
         dropped = len(messages) - len(kept)
         if not dropped:
             return 0
@@ -772,15 +773,18 @@ def _mail_file_rewrite(path: Path, key: str) -> int:
     return 0
 
 
-def mail_files_erase(*, email: str) -> int:
-    """Delete every message of the mail files addressed to `email` (an erasure, after its commit): the file
-    backend's copies of what the lab sent the customer, their shipping address, carrier and tracking number
-    among it. Other recipients' messages stay. Returns how many messages were deleted."""
+def mail_files_erase(*, email: str, earlier_email_digests: Collection[str] = ()) -> int:
+    """Delete every message of the mail files addressed to `email` or to an address the customer had before
+    (`earlier_email_digests`: account_email_digests, read before the erasure deleted the `email_changed`
+    events that record them), after the erasure's commit: the file backend's copies of what the lab sent the
+    customer, their shipping address, carrier and tracking number among it. Recipients are compared by digest:
+    the earlier addresses are known by theirs only. Other recipients' messages stay. Returns how many
+    messages were deleted."""
     directory = _mail_dir()
-    if directory is None or not email.strip():
+    digests = frozenset([*earlier_email_digests, *([email_digest(email)] if email.strip() else [])])
+    if directory is None or not digests:
         return 0
-    key = _address_key(email)
-    erased = sum(_mail_file_rewrite(path, key) for path in _mail_files(directory))
+    erased = sum(_mail_file_rewrite(path, digests) for path in _mail_files(directory))
     if erased:
         logger.info("mail file messages erased count=%d", erased)
     return erased

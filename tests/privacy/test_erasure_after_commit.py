@@ -5,6 +5,7 @@ still gets their receipts. Before, such a failure answered 500 after the erasure
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_an_erasure_whose_mail_files_cannot_be_rewritten_still_answers_with_its_
     upload(api)
     unwritable = tmp_path / "mail" / PERSON.email
 
-    def mail_files_erase(*, email: str) -> int:
+    def mail_files_erase(*, email: str, earlier_email_digests: Collection[str] = ()) -> int:
         raise PermissionError(13, "Permission denied", str(unwritable))
 
     monkeypatch.setattr(erasure, "mail_files_erase", mail_files_erase)

@@ -83,6 +83,39 @@ def test_an_account_erasure_deletes_the_customer_s_messages_from_the_mail_files(
     assert "a line\n" + "-" * 79 + "\nin a body" in text
 
 
+def test_an_account_erasure_deletes_the_messages_to_the_addresses_the_account_had_before(
+    api, mail_dir, django_capture_on_commit_callbacks
+):
+    # given a customer whose shipped order was mailed to their first address, a message to each spelling of
+    # it (the backend writes the domain in IDNA), and another customer's shipped order
+    customer = new_customer(email="first.address@example.org")
+    other = new_customer(email="kept.person@example.org")
+    _shipped_and_mailed(order_for(customer), "1Z999AA10123456784")
+    _shipped_and_mailed(order_for(other), "1Z999AA10123456785")
+    EmailMessage("to the first", "Ship to: 1 Lens Lane", to=["First.Address@Example.ORG"]).send()
+    api.force_authenticate(customer)
+    # and who then changed their e-mail address (My Account), and changed it again
+    for address in ("second.address@example.org", "third.address@example.org"):
+        moved = api.patch("/api/v1/me", {"email": address, "current_password": PASSWORD}, format="json")
+        assert moved.status_code == 200, moved.json()
+    EmailMessage("to the second", "Ship to: 1 Lens Lane", to=["second.address@example.org"]).send()
+    assert "first.address@example.org" in _mail_text(mail_dir)
+
+    # when the customer's account is erased
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    # then no mail file holds any address the account had, its tracking number or its shipping address:
+    # before, the messages to the earlier addresses were kept (only the current one was looked for)
+    assert response.status_code == 200, response.json()
+    text = _mail_text(mail_dir)
+    left = ("first.address", "second.address", "third.address", "1z999aa10123456784", "1 lens lane")
+    assert [needle for needle in left if needle in text] == []
+    # and the other customer's messages are all kept
+    assert text.count(f"to: {other.email}") == 2
+    assert "1z999aa10123456785" in text
+
+
 def test_a_guest_erasure_deletes_the_guest_s_messages_from_the_mail_files(
     api, mail_dir, django_capture_on_commit_callbacks
 ):
