@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from api import notify_serializers as s
 from api.schema import problems
 from api.throttles import CustomerRedeliveryThrottle, WebhookEndpointChangeThrottle
+from lab.accounts.authenticated import token_of_request
 from lab.accounts.models import User
 from lab.notify import selectors, webhooks
 from lab.notify.models import WebhookDelivery, WebhookEndpoint
@@ -46,7 +47,10 @@ class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
     def post(self, request: Request) -> Response:
         data = s.WebhookEndpointInput(data=request.data)
         data.is_valid(raise_exception=True)
-        endpoint = webhooks.webhook_endpoint_create(owner=_owner(request), **data.validated_data)
+        owner = _owner(request)
+        endpoint = webhooks.webhook_endpoint_create(
+            owner=owner, by_token=token_of_request(owner), **data.validated_data
+        )
         return Response(s.WebhookEndpointCreatedOutput(endpoint).data, status=status.HTTP_201_CREATED)
 
 
@@ -66,7 +70,9 @@ class WebhookEndpointDetailView(APIView):
         endpoint = selectors.webhook_endpoint_for_owner(endpoint_id=endpoint_id, owner=_owner(request))
         data = s.WebhookEndpointUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        endpoint = webhooks.webhook_endpoint_update(endpoint=endpoint, **data.validated_data)
+        endpoint = webhooks.webhook_endpoint_update(
+            endpoint=endpoint, by_token=token_of_request(_owner(request)), **data.validated_data
+        )
         return Response(s.WebhookEndpointOutput(endpoint).data)
 
     @extend_schema(responses={204: None})

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import re
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -107,15 +108,46 @@ def _tokens_over_cap_revoke(*, user: User, client_ip: str | None) -> None:
     if not surplus:
         return
     ApiToken.objects.filter(pk__in=[pk for pk, _ in surplus]).delete()
+    deactivated = {
+        public_id: _webhook_endpoints_of_token_end(user=user, token_id=str(public_id))
+        for _, public_id in surplus
+    }
     SecurityEvent.objects.bulk_create(
         SecurityEvent(
             kind=SecurityEvent.Kind.TOKEN_REVOKED,
             channel=SecurityEvent.Channel.API,
             user=user,
             client_ip=client_ip,
-            detail={"token": str(public_id), "reason": "token_limit"},
+            detail=_revoked_detail(
+                token_id=str(public_id), reason="token_limit", deactivated=deactivated[public_id]
+            ),
         )
         for _, public_id in surplus
+    )
+
+
+def _revoked_detail(*, token_id: str, reason: str, deactivated: int) -> dict[str, str | int]:
+    """The `token_revoked` event's detail; the endpoints' count only when there were any (as a password
+    change records it: services.AccessEnded)."""
+    detail: dict[str, str | int] = {"token": token_id, "reason": reason}
+    if deactivated:
+        detail["webhook_endpoints_deactivated"] = deactivated
+    return detail
+
+
+def _webhook_endpoints_of_token_end(*, user: User, token_id: str) -> int:
+    """Turn off the account's active webhook endpoints whose URL the token set (WebhookEndpoint.set_by_token):
+    a stolen token's endpoint, or one it pointed at its own URL, went on receiving the account's tracking
+    numbers and hold questions after the token was revoked. Those another token (still live) or a session set
+    stay on; the owner turns on again the ones they recognise (PATCH `webhook-endpoints/{id}` `is_active`).
+    The count goes on the revocation's record; never a URL (the customer's own text).
+
+    lab.notify sits above lab.accounts (the layers contract): its endpoints are reached through the
+    account's reverse relation, with no import of it (as services.account_access_end). A change made with
+    the token takes the account's row FOR UPDATE (lab/notify/webhooks.py), so it is either seen here or
+    refused for the token being gone."""
+    return user.webhook_endpoints.filter(is_active=True, set_by_token=token_id).update(
+        is_active=False, updated_at=timezone.now()
     )
 
 
@@ -172,9 +204,10 @@ def api_tokens_of(*, user: User) -> QuerySet[ApiToken]:
 def api_token_revoke(
     *, user: User, token_id: str, client_ip: str | None = None, password: str | None = None
 ) -> None:
-    """End one of the user's tokens. The token the request was made with ends with no more ado; any other
-    needs the current `password` (counted and locked per token as every confirmation: signin.password_confirm;
-    403 `wrong_password`): with a token alone, a thief revoked the owner's tokens and kept their own."""
+    """End one of the user's tokens, and turn off the webhook endpoints whose URL it set. The token the
+    request was made with ends with no more ado; any other needs the current `password` (counted and locked
+    per token as every confirmation: signin.password_confirm; 403 `wrong_password`): with a token alone, a
+    thief revoked the owner's tokens and kept their own."""
     calling = token_of_request(user)
     itself = calling is not None and str(calling.public_id) == token_id
     # Checked before the token is looked up: the check is slow, and no row is held while it runs.
@@ -196,12 +229,14 @@ def api_token_revoke(
         deleted, _ = ApiToken.objects.filter(user=user, public_id=token_id).delete()
         if not deleted:
             raise NotFound(AccountError.TOKEN_NOT_FOUND, "No such token.")
+        # As the endpoints record it (the form a caller gave may differ: upper case, no hyphens).
+        deactivated = _webhook_endpoints_of_token_end(user=user, token_id=str(uuid.UUID(token_id)))
         SecurityEvent.objects.create(
             kind=SecurityEvent.Kind.TOKEN_REVOKED,
             channel=SecurityEvent.Channel.API,
             user=user,
             client_ip=client_ip,
-            detail={"token": token_id, "reason": "owner"},
+            detail=_revoked_detail(token_id=token_id, reason="owner", deactivated=deactivated),
         )
 
 

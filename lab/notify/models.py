@@ -77,6 +77,11 @@ class WebhookEndpoint(models.Model):
     event_types = models.JSONField(default=list)
     description = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True)
+    # The public id of the API token that last set `url` (on registration, and on every change of it):
+    # revoking that token turns the endpoint off (lab/accounts/tokens.py), so a stolen token's endpoint, or
+    # an endpoint it pointed at its own URL, stops with it. Empty when a session set the URL, and for the
+    # endpoints registered before it was recorded. A string, not a foreign key: it outlives the token's row.
+    set_by_token = models.CharField(max_length=36, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -16,10 +16,10 @@ from django.db import transaction
 from django.db.models import Max
 
 from lab.accounts.erased import account_not_erased
-from lab.accounts.models import User
+from lab.accounts.models import ApiToken, User
 from lab.lib import safe_http
 from lab.lib.clock import database_now
-from lab.lib.errors import CommonError, Conflict, DomainError, NotFound
+from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
 from lab.notify.delivery import FIRST_RETRY_DELAY, RETRY_WINDOW, delivery_enqueue
 from lab.notify.errors import NotifyError
 from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -75,9 +75,17 @@ def _event_types_clean(event_types: list[str]) -> list[str]:
 
 
 def webhook_endpoint_create(
-    *, owner: User, url: str, event_types: list[str], description: str = ""
+    *,
+    owner: User,
+    url: str,
+    event_types: list[str],
+    description: str = "",
+    by_token: ApiToken | None = None,
 ) -> WebhookEndpoint:
-    """Register a callback URL; the returned endpoint's secret is shown to the customer this once."""
+    """Register a callback URL; the returned endpoint's secret is shown to the customer this once.
+
+    `by_token`: the API token the request was made with (None for a session); revoking it turns the
+    endpoint off (WebhookEndpoint.set_by_token)."""
     types = _event_types_clean(event_types)
     # The limit first, then the URL's lookup (slow, a web worker waiting on it): a customer at the limit
     # could make lookups without end. Checked again under the owner's lock.
@@ -88,6 +96,7 @@ def webhook_endpoint_create(
         # meanwhile (the lock waited for its erasure) gets no endpoint: its URL is the customer's own text.
         User.objects.select_for_update().filter(pk=owner.pk).first()
         account_not_erased(owner.pk)
+        _token_live_check(owner_id=owner.pk, by_token=by_token)
         _endpoint_limit_check(owner=owner)
         endpoint = WebhookEndpoint.objects.create(
             owner=owner,
@@ -95,9 +104,26 @@ def webhook_endpoint_create(
             secret="whsec_" + secrets.token_urlsafe(32),
             event_types=types,
             description=description,
+            set_by_token=_token_mark(by_token),
         )
     logger.info("webhook endpoint created endpoint=%s owner=%s", endpoint.pk, owner.public_id)
     return endpoint
+
+
+def _token_mark(by_token: ApiToken | None) -> str:
+    return "" if by_token is None else str(by_token.public_id)
+
+
+def _token_live_check(*, owner_id: int, by_token: ApiToken | None) -> None:
+    """Refuse a change made with a token revoked while the request was on its way. Call it under the owner's
+    row lock (FOR UPDATE): a revocation takes that row first (FOR KEY SHARE, lab/accounts/erased.py), so
+    either it waited for this change and then turns off what the change recorded, or it committed first and
+    the token is gone here. Without it, a request that authenticated before the revocation recorded a token
+    that no longer existed, and the endpoint it set stayed on."""
+    if by_token is not None and not ApiToken.objects.filter(pk=by_token.pk, user_id=owner_id).exists():
+        raise PermissionDenied(
+            CommonError.NOT_ALLOWED, "The API token this request was made with has been revoked."
+        )
 
 
 def _endpoint_limit_check(*, owner: User) -> None:
@@ -115,11 +141,16 @@ def webhook_endpoint_update(
     event_types: list[str] | None = None,
     description: str | None = None,
     is_active: bool | None = None,
+    by_token: ApiToken | None = None,
 ) -> WebhookEndpoint:
+    """Change an endpoint. `by_token` is the API token the request was made with (None for a session): a
+    new URL, or turning the endpoint on, records it, so revoking that token turns the endpoint off, whoever
+    registered it."""
     fields: list[str] = []
     if url is not None:
         endpoint.url = webhook_url_clean(url=url)
-        fields.append("url")
+        endpoint.set_by_token = _token_mark(by_token)
+        fields.extend(["url", "set_by_token"])
     if event_types is not None:
         endpoint.event_types = _event_types_clean(event_types)
         fields.append("event_types")
@@ -129,8 +160,17 @@ def webhook_endpoint_update(
     if is_active is not None:
         endpoint.is_active = is_active
         fields.append("is_active")
+        if is_active and url is None:
+            # Turned on: by whoever turns it on, as a new URL is (a second stolen token turned on again what
+            # revoking the first had turned off, and revoking it left the endpoint on).
+            endpoint.set_by_token = _token_mark(by_token)
+            fields.append("set_by_token")
     if fields:
         with transaction.atomic():
+            if by_token is not None:
+                # The owner's row before the endpoint's, the order an erasure and a revocation take them in.
+                User.objects.select_for_update().filter(pk=endpoint.owner_id).first()
+                _token_live_check(owner_id=endpoint.owner_id, by_token=by_token)
             # Deleted since it was read (its owner's erasure, or another request): not found, not a 500.
             if not WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).exists():
                 raise NotFound(NotifyError.WEBHOOK_ENDPOINT_NOT_FOUND, "No such webhook endpoint.")
