@@ -198,7 +198,7 @@ def printer_cancel(
     try:
         # The saved handle first: the send we know of is stopped even when the listing below fails.
         if job.backend_job_id:
-            outcomes.append(_copy_cancel(backend, job.backend_job_id, title=job.title))
+            outcomes.append(copy_cancel(backend, job.backend_job_id, title=job.title))
         try:
             titled = listings.copies_titled(backend, job.printer, job.title)
         except PermanentPrinterError as error:
@@ -210,25 +210,46 @@ def printer_cancel(
             titled, unlisted = [], f" (other copies not looked for: {error.code})"
         for found in titled:
             if found.handle != job.backend_job_id:
-                outcomes.append(_copy_cancel(backend, found.handle, title=job.title))
+                outcomes.append(copy_cancel(backend, found.handle, title=job.title))
     except PrinterError as error:
         silent.heard(job.printer, error)
         logger.warning("printer cancel pending job=%s code=%s", job.pk, error.code)
         return False
-    printed = [o for o in outcomes if o.endswith(f":{JobState.COMPLETED}")]
-    printing = [o for o in outcomes if o.endswith((_CANCEL_ASKED, _CANCEL_REFUSED))]
-    note = (", ".join(outcomes) or "the printer had no job with our title") + unlisted
-    if printed:
-        note = f"{ALREADY_PRINTED}: {note}"
-    elif printing:
-        note = f"{MAY_HAVE_PRINTED}: {note}"
-    if any(o.endswith(_CANCEL_REFUSED) for o in outcomes):
+    note = cancel_note(outcomes, (", ".join(outcomes) or "the printer had no job with our title") + unlisted)
+    if any(copy_cancel_refused(o) for o in outcomes):
         # Its device still has the copy, and its print file (a hot folder's processing/): the cancel stays
         # pending until the copy is over, so an erasure waits (lab.customer_data.erasure). Before, it was
         # settled at once, and a minilab switched off mid-print printed it later for an erased order.
-        _printer_cancel_refused(job=job, note=note)
+        printer_cancel_refused(job=job, note=note)
         return False
     return _printer_cancel_done(job=job, note=note)
+
+
+def cancel_note(outcomes: list[str], note: str) -> str:
+    """`note` on copy_cancel's `outcomes`, prefixed with ALREADY_PRINTED when one of them had printed, else
+    with MAY_HAVE_PRINTED when one was printing: the prefixes printed_after_cancel_events lists."""
+    if any(o.endswith(f":{JobState.COMPLETED}") for o in outcomes):
+        return f"{ALREADY_PRINTED}: {note}"
+    if any(copy_was_printing(o) for o in outcomes):
+        return f"{MAY_HAVE_PRINTED}: {note}"
+    return note
+
+
+def copy_was_printing(outcome: str) -> bool:
+    """A copy_cancel outcome of a copy its device had (copy_may_have_printed), cancel asked or refused."""
+    return outcome.endswith((_CANCEL_ASKED, _CANCEL_REFUSED))
+
+
+def copy_withdrawn(outcome: str) -> bool:
+    """A copy_cancel outcome of a copy that cannot print: cancelled before its device had it, or over
+    without a print (canceled, aborted). Not one that printed, was printing, or is gone from the printer's
+    history (printed and purged, maybe)."""
+    return outcome.endswith((":cancelled", f":{JobState.CANCELED}", f":{JobState.ABORTED}"))
+
+
+def copy_cancel_refused(outcome: str) -> bool:
+    """A copy_cancel outcome of a copy whose device has it and would not give it back."""
+    return outcome.endswith(_CANCEL_REFUSED)
 
 
 # The outcomes of a copy that may have printed (copy_may_have_printed): `handle:state, cancel asked` or
@@ -248,12 +269,14 @@ def copy_may_have_printed(info: JobInfo) -> bool:
     )
 
 
-def _copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
+def copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
     """Cancel one copy at the printer unless it is over; what became of it, as `handle:outcome`.
 
     A copy that may have printed (copy_may_have_printed) is cancelled too, its outcome saying so: before, a
     copy its device was printing counted as withdrawn (CUPS calls it `canceled` once asked, the print made
-    all the same), and a cancelled order's print was on neither the board nor an alert."""
+    all the same), and a cancelled order's print was on neither the board nor an alert. Also the lab's own
+    send cancelled right after it landed (lab.production.submission): CUPS takes a job to its device at once.
+    Raises the printer's error but JOB_NOT_FOUND (`handle:gone`)."""
     try:
         info = backend.job_info_of(handle, title=title)
         if info.state in FINAL_JOB_STATES:
@@ -272,7 +295,7 @@ def _copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
     return f"{handle}:{info.state}{_CANCEL_ASKED}" if printing else f"{handle}:cancelled"
 
 
-def _printer_cancel_refused(*, job: PrintJob, note: str) -> None:
+def printer_cancel_refused(*, job: PrintJob, note: str) -> None:
     """Record, once for what the printer said, that its device has a copy of a cancelled job it would not
     give back: the board and the alert list it (alerts.printed_after_cancel_events). Asked again at each
     poll until the copy is over, it says the same, and nothing more is recorded."""

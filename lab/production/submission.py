@@ -34,7 +34,16 @@ from lab.production.backends import (
     media_for,
     printer_target,
 )
-from lab.production.cancellation import ALREADY_PRINTED, printer_cancels_settle
+from lab.production.cancellation import (
+    ALREADY_PRINTED,
+    cancel_note,
+    copy_cancel,
+    copy_cancel_refused,
+    copy_was_printing,
+    copy_withdrawn,
+    printer_cancel_refused,
+    printer_cancels_settle,
+)
 from lab.production.jobs import (
     job_claim_take_back,
     job_fail,
@@ -590,36 +599,48 @@ def _submitted(
     ):
         logger.warning("job moved on during a slow submit, left to the reconciler job=%s", job.pk)
         return "superseded"
+    # Its state read first (copy_cancel): CUPS takes a job to its device at once, and cancels a `processing`
+    # one without an error while the device prints it. Before, that copy was recorded as cleanly "sent, then
+    # cancelled", and a print of a cancelled, refunded order was on neither the board nor an alert.
     try:
-        backend.cancel(handle)
+        outcome = copy_cancel(backend, handle, title=job.title)
     except PrinterError as error:
         if error.is_permanent:
-            return _cancelled_copy_not_cancelled(job=job, handle=handle, error=error)
+            return _cancelled_copy_not_cancelled(job=job, handle=handle, reason=error.code)
         logger.warning(
             "job cancelled during submit, printer cancel pending job=%s code=%s", job.pk, error.code
         )
         return "cancel_pending"  # cancel_at_printer is set: the poll cancels it and records how it ended
+    if not copy_withdrawn(outcome) and not copy_was_printing(outcome):
+        return _cancelled_copy_not_cancelled(job=job, handle=handle, reason=outcome)  # printed, or gone
+    note = (
+        f"{handle}: sent, then cancelled"
+        if outcome == f"{handle}:cancelled"
+        else cancel_note([outcome], f"{outcome}, sent after the job was cancelled")
+    )
+    if copy_cancel_refused(outcome):
+        # Its device has the copy and would not give it back: pending until the copy is over, as the poll's
+        # cancel leaves it (listed as may have printed).
+        printer_cancel_refused(job=job, note=note)
+        return "cancel_pending"
     with transaction.atomic():
         if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
             cancel_at_printer=False, claimed_at=None, claimed_by=""
         ):
-            JobEvent.objects.create(
-                job_id=job.pk, kind="printer_cancelled", note=f"{handle}: sent, then cancelled"
-            )
+            JobEvent.objects.create(job_id=job.pk, kind="printer_cancelled", note=note[:500])
     return "cancelled"
 
 
-def _cancelled_copy_not_cancelled(*, job: PrintJob, handle: str, error: PrinterError) -> str:
-    """Our send reached the printer after the job was cancelled, and the printer refuses for good to cancel
-    it (JOB_NOT_CANCELABLE: printed or printing, a hot folder's device took the ticket; or gone from its
-    history). Asked again it refuses again: the printer cancel is settled now, the job's history saying
-    that its copy may have printed for a cancelled order. Unless the poll settled it meanwhile (the flag
-    cleared), which recorded what it found."""
+def _cancelled_copy_not_cancelled(*, job: PrintJob, handle: str, reason: str) -> str:
+    """Our send reached the printer after the job was cancelled, and it printed first (`reason` its
+    copy_cancel outcome, completed or gone from the printer's history), or the printer refuses for good to
+    cancel it (`reason` the error's code). Asked again it refuses again: the printer cancel is settled now,
+    the job's history saying that its copy may have printed for a cancelled order. Unless the poll settled
+    it meanwhile (the flag cleared), which recorded what it found."""
     note = (
-        f"{ALREADY_PRINTED}: backend job {handle}, sent after the job was cancelled, not cancelled"
-        f" ({error.code})"
+        f"{ALREADY_PRINTED}: backend job {handle}, sent after the job was cancelled, not cancelled ({reason})"
     )
-    logger.warning("copy sent after the cancel not cancelled job=%s code=%s", job.pk, error.code)
+    logger.warning("copy sent after the cancel not cancelled job=%s reason=%s", job.pk, reason)
     with transaction.atomic():
         if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
             cancel_at_printer=False, claimed_at=None, claimed_by=""
@@ -637,8 +658,9 @@ def _late_send_landed(
     - The reconciler found no copy at the printer then and left the job `unknown` for a person: this is the
       copy it was waiting for, so the job is `submitted` with it (the fence names our claim).
     - A person decided meanwhile (sent it again, or called it printed): ours is a second copy, cancelled at
-      the printer; if it cannot be (the printer does not answer, or it printed already), a `submitted` job is
-      flagged `suspect` (may have printed twice), and in any other state the job's history says so.
+      the printer; if it cannot be (the printer does not answer, it printed already, or its device is
+      printing it: a cancel CUPS accepts then does not stop the print), a `submitted` job is flagged
+      `suspect` (may have printed twice), and in any other state the job's history says so.
     """
     current = PrintJob.objects.filter(pk=job.pk).values("status", "backend_job_id").first()
     if current is None or current["status"] == J.CANCELLED or current["backend_job_id"] == handle:
@@ -654,11 +676,15 @@ def _late_send_landed(
     ):
         _read_once(job.pk)
         return "late_send_landed"
+    # Its state read first (copy_cancel): one its device prints is not withdrawn by a cancel CUPS accepts.
+    # Before, it was `late_copy_cancelled`, and two prints went unseen.
     try:
-        backend.cancel(handle)
+        outcome = copy_cancel(backend, handle, title=job.title)
     except PrinterError as error:
-        note = f"backend job {handle}: a late second copy the printer did not cancel ({error.code})"
-        logger.warning("late second copy not cancelled job=%s code=%s", job.pk, error.code)
+        outcome = error.code
+    if not copy_withdrawn(outcome):
+        note = f"backend job {handle}: a late second copy the printer did not cancel ({outcome})"
+        logger.warning("late second copy not cancelled job=%s outcome=%s", job.pk, outcome)
         if not job_move(
             job_id=job.pk,
             from_statuses={J.SUBMITTED},
