@@ -176,6 +176,29 @@ def _decide(*, user: User, role: str, request: AccessRequest, facts: Facts) -> D
 
 
 def _context_fits(*, request: AccessRequest, context: Context) -> Decision:
+    decision = _context_state_fits(request=request, context=context)
+    if decision.granted and request.purpose == Purpose.MAINTENANCE:
+        return _maintenance_ticket_on_record(request=request, decision=decision)
+    return decision
+
+
+def offer_fits(*, purpose: str, context_type: str, context_id: str, context: Context, variant: str) -> bool:
+    """Whether the gate's own rules on a context's state grant this purpose at this variant: what a page may
+    offer. An offer the gate refuses got an honest person a flagged denial and ended their live grant on the
+    photo. The person's role, the photo and the justification are decided on the request itself, and so is
+    a maintenance ticket's record (a query per ticket, left to the request)."""
+    request = AccessRequest(
+        asset_id="",
+        purpose=purpose,
+        justification="",
+        context_type=context_type,
+        context_id=context_id,
+        variant=variant,
+    )
+    return _context_state_fits(request=request, context=context).granted
+
+
+def _context_state_fits(*, request: AccessRequest, context: Context) -> Decision:
     purpose, kind = request.purpose, request.context_type
     if purpose in (Purpose.PRINTING, Purpose.HANDLING):
         if kind != "print_job" or not context.found:
@@ -196,7 +219,7 @@ def _context_fits(*, request: AccessRequest, context: Context) -> Decision:
             return Decision(False, "order_not_being_packed", context.order_ref)
         return Decision(True, "order_being_packed", context.order_ref)
     if purpose == Purpose.MAINTENANCE:
-        return _maintenance_fits(request=request, context=context)
+        return _maintenance_state_fits(request=request, context=context)
     if purpose == Purpose.ORDER_CLARIFICATION:
         if kind != "clarification_case" or not context.found:
             return Decision(False, "context_not_found")
@@ -211,9 +234,9 @@ def _context_fits(*, request: AccessRequest, context: Context) -> Decision:
     return Decision(False, "unknown_purpose")
 
 
-def _maintenance_fits(*, request: AccessRequest, context: Context) -> Decision:
+def _maintenance_state_fits(*, request: AccessRequest, context: Context) -> Decision:
     """Only the jobs the ticket names, only while their order is still in production, full resolution only
-    on a ticket a second person (a supervisor) approved."""
+    on a ticket a second person (a supervisor) approved; then the ticket's record (below)."""
     if request.context_type != "maintenance_ticket" or not context.found:
         return Decision(False, "context_not_found")
     if not context.on_ticket:
@@ -227,6 +250,11 @@ def _maintenance_fits(*, request: AccessRequest, context: Context) -> Decision:
         return Decision(False, "order_not_in_production", context.order_ref)
     if request.is_full_resolution and not context.is_approved:
         return Decision(False, "maintenance_full_resolution_needs_approval", context.order_ref)
+    return Decision(True, "open_maintenance_ticket", context.order_ref)
+
+
+def _maintenance_ticket_on_record(*, request: AccessRequest, decision: Decision) -> Decision:
+    """A ticket whose state fits, as its own actions left it (else refused, naming the decision's order)."""
     # Read only for a view the ticket would allow: a job added, an approval or a reopening written in the
     # database alone, not by the ticket's actions, shows nothing (lab/production/models.py).
     # A ticket the audit log says was closed stays closed: an open state (and its seal) copied before the
@@ -234,8 +262,8 @@ def _maintenance_fits(*, request: AccessRequest, context: Context) -> Decision:
     ticket = MaintenanceTicket.objects.filter(pk=context_int(request.context_id)).first()
     if ticket is None or not ticket.is_sealed or _closed_on_the_record(ticket):
         logger.error("maintenance ticket changed outside the lab refused ticket=%s", request.context_id)
-        return Decision(False, "maintenance_ticket_changed_outside_the_lab", context.order_ref)
-    return Decision(True, "open_maintenance_ticket", context.order_ref)
+        return Decision(False, "maintenance_ticket_changed_outside_the_lab", decision.order_ref)
+    return decision
 
 
 def _closed_on_the_record(ticket: MaintenanceTicket) -> bool:
@@ -246,8 +274,9 @@ def _closed_on_the_record(ticket: MaintenanceTicket) -> bool:
 
 # --- Grants ---------------------------------------------------------------------------------------
 # A grant lets one person see one photo for one purpose in one context until it expires or the context
-# closes. A live grant is reused; an expired one is never extended: the next view needs a new request,
-# which opens a new grant — a renewal when it comes soon after the last one expired, flagged for auditors.
+# closes. A live grant is reused for a request with the same justification (each view is recorded with its
+# grant's); an expired one is never extended: the next view needs a new request, which opens a new grant — a
+# renewal when it comes soon after the last one expired, flagged for auditors.
 
 
 def _scope(*, user: User, request: AccessRequest) -> dict[str, object]:
@@ -286,17 +315,28 @@ _ENDED = Case(When(revoked_at__lt=F("expires_at"), then=F("revoked_at")), defaul
 def _grant_for(
     *, user: User, asset: Asset, request: AccessRequest, now: datetime, live: AccessGrant | None = None
 ) -> AccessGrant:
-    """Reuse the person's live grant for this exact scope (and resolution), or open a new short-lived one.
+    """Reuse the person's live grant for this exact scope, resolution and justification, or open a new
+    short-lived one.
     now: the database's clock as the decision's facts were read (Facts.now), never this host's.
     live: that grant as the decision's facts found it (still live now: reused without another query)."""
-    if live is not None and live.revoked_at is None and live.expires_at > now:
+    justification = request.justification[:500]
+    # Only under the same reason: a view's record takes its grant's, so a second request with another reason
+    # that reused the grant was recorded with the first one, and its own reason was kept nowhere.
+    if (
+        live is not None
+        and live.revoked_at is None
+        and live.expires_at > now
+        and live.justification == justification
+    ):
         return live
     scope = _scope(user=user, request=request)
     # One grant opened at a time per person and photo: two requests at once (a double click, two tabs) each
     # found no live grant and opened one, two live grants for one scope, each flagged as a renewal. Under the
     # lock the second finds the first's grant, committed, and reuses it.
     _grants_of_person_and_photo_lock(user=user, asset=asset)
-    found = AccessGrant.objects.filter(**scope, revoked_at__isnull=True, expires_at__gt=now)
+    found = AccessGrant.objects.filter(
+        **scope, justification=justification, revoked_at__isnull=True, expires_at__gt=now
+    )
     if request.is_full_resolution:
         found = found.filter(is_full_resolution=True)
     grant = found.order_by("-created_at").first()
@@ -328,7 +368,7 @@ def _grant_for(
         purpose=request.purpose,
         context_type=request.context_type,
         context_id=request.context_id,
-        justification=request.justification[:500],
+        justification=justification,
         created_at=now,
         expires_at=now + timedelta(seconds=settings.AUDIT_GRANT_SECONDS),
         is_full_resolution=request.is_full_resolution,

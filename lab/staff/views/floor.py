@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -18,7 +19,8 @@ from lab.accounts.roles import (
     TICKET_APPROVER_ROLES,
     user_roles,
 )
-from lab.gate.access import FULL_RESOLUTION_PURPOSES, HOLD_STOPPED_JOB_STATUSES, PURPOSES_BY_ROLE
+from lab.gate.access import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE, offer_fits
+from lab.gate.facts import Context
 from lab.lib.errors import DomainError
 from lab.orders.selectors import order_by_ref
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
@@ -226,44 +228,54 @@ def job_resolve_view(request: HttpRequest, job_id: int) -> HttpResponse:
 def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, object]]:
     """The purposes this person could name to see the job's photo; the audit gate decides and records.
 
-    A maintenance ticket is offered only on the pages of the jobs it names, and full resolution under it
-    only once a supervisor approved it (the gate refuses otherwise anyway).
+    Only what the gate's own rules grant on the state the page shows (lab.gate.access.offer_fits): an offer
+    it refuses (printing a printed job, packaging an order not being packed, full resolution of a case to
+    whoever opened it) got an honest person a flagged denial and ended their live grant on the photo. A
+    maintenance ticket is offered only on the pages of the jobs it names.
     """
-    roles = user_roles(request.user)
+    user = request.user
+    roles = user_roles(user)
     allowed = set().union(*(PURPOSES_BY_ROLE.get(role, frozenset()) for role in roles))
-    offers: list[tuple[str, str, str, str, bool]] = []
-    if not (job.order.status == OrderStatus.ON_HOLD and job.status in HOLD_STOPPED_JOB_STATUSES):
-        # the gate refuses these for a job the hold stops (order_on_hold): its clarification is offered
-        offers += [
-            ("printing", "print_job", str(job.pk), "printing this job", True),
-            ("handling", "print_job", str(job.pk), "handling this job", True),
-        ]
-    offers.append(("packaging", "order", job.order.ref, "packing this order", True))
+    order = job.order
+    on_job = Context(found=True, status=job.status, order_status=order.status, order_ref=order.ref)
+    offers: list[tuple[str, str, str, str, Context]] = [
+        ("printing", "print_job", str(job.pk), "printing this job", on_job),
+        ("handling", "print_job", str(job.pk), "handling this job", on_job),
+        ("packaging", "order", order.ref, "packing this order", replace(on_job, status=None)),
+    ]
     for ticket in selectors.open_tickets_naming(job=job):
+        on_ticket = replace(on_job, status=None, is_open=True, is_approved=ticket.is_approved, on_ticket=True)
         offers.append(
             (
                 "maintenance",
                 "maintenance_ticket",
                 str(ticket.pk),
                 f"maintenance ticket {ticket.pk}",
-                ticket.is_approved,
+                on_ticket,
             )
         )
-    for case in selectors.open_clarifications(order=job.order):
+    for case in selectors.open_clarifications(order=order):
+        # a second person stands behind a case's full resolution: anyone but whoever opened it
+        on_case = replace(on_job, status=None, is_open=True, is_approved=case.opened_by_id != user.pk)
         offers.append(
-            ("order_clarification", "clarification_case", str(case.pk), f"clarification case {case.pk}", True)
+            (
+                "order_clarification",
+                "clarification_case",
+                str(case.pk),
+                f"clarification case {case.pk}",
+                on_case,
+            )
         )
-    return [
-        {
-            "purpose": purpose,
-            "context_type": kind,
-            "context_id": ident,
-            "label": label,
-            "offers_full": is_full_ok and purpose in FULL_RESOLUTION_PURPOSES,
-        }
-        for purpose, kind, ident, label, is_full_ok in offers
-        if purpose in allowed
-    ]
+    shown: list[dict[str, object]] = []
+    for purpose, kind, ident, label, context in offers:
+        scope = {"purpose": purpose, "context_type": kind, "context_id": ident}
+        if purpose not in allowed or not offer_fits(**scope, context=context, variant="preview"):
+            continue
+        is_full_ok = purpose in FULL_RESOLUTION_PURPOSES and offer_fits(
+            **scope, context=context, variant="full"
+        )
+        shown.append({**scope, "label": label, "offers_full": is_full_ok})
+    return shown
 
 
 def _maintenance_context(request: HttpRequest, job: PrintJob) -> dict[str, object]:
