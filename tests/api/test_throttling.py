@@ -461,19 +461,33 @@ def test_email_changes_are_throttled_per_client_address_whatever_the_account(set
     assert asks(elsewhere, "someone@example.org", "victim@example.org") == (409, "email_taken")
 
 
-def test_a_signed_in_caller_exporting_a_guest_order_is_throttled_per_client_address(api, settings):
+def _fresh_account(client: APIClient) -> APIClient:
+    """`client` signed in as an account made just now: accounts are free to make."""
+    return token_client(client, UserFactory.create())
+
+
+def test_a_signed_in_caller_exporting_a_guest_order_is_throttled_per_client_address(settings):
     # given three requests a minute per client address, and a guest order whose token a caller holds
     _rates(settings, anon="3/min")
     order = guest_token_grant(order_for(None, guest_email="guest@example.org"), "the-guests-token")
-    signed_in = token_client(api, UserFactory.create())  # any account at all
+    prober = APIClient(REMOTE_ADDR="203.0.113.9")
+    elsewhere = APIClient(REMOTE_ADDR="192.0.2.50")
     path = f"/api/v1/orders/{order.ref}/export"
 
-    statuses = [signed_in.get(path, HTTP_X_ORDER_TOKEN="the-guests-token").status_code for _ in range(4)]
+    def exports(client: APIClient) -> int:
+        return _fresh_account(client).get(path, HTTP_X_ORDER_TOKEN="the-guests-token").status_code
 
-    # then the fourth export is refused and appends nothing: before, AnonThrottle counted nobody signed in,
-    # and a caller with any account's token exported without limit, an audit record appended each time
+    # when one address exports it four times, each time signed in as an account of its own
+    statuses = [exports(prober) for _ in range(4)]
+
+    # then the fourth export is refused and appends nothing, though its account had asked nothing yet:
+    # before, AnonThrottle counted nobody signed in, and a caller with any account's token exported without
+    # limit, an audit record appended each time; counted per account, a new account each time did the same
     assert statuses == [200, 200, 200, 429]
     assert AuditRecord.objects.filter(action="order.export").count() == 3
+    # and another address has a count of its own
+    assert exports(elsewhere) == 200
+    assert AuditRecord.objects.filter(action="order.export").count() == 4
 
 
 @pytest.mark.parametrize(
@@ -485,17 +499,26 @@ def test_a_signed_in_caller_exporting_a_guest_order_is_throttled_per_client_addr
     ],
 )
 def test_a_signed_in_callers_guest_erasures_cancels_and_receipts_are_throttled_per_client_address(
-    api, settings, method, path
+    settings, method, path
 ):
-    # given three requests a minute per client address, and a guest order the caller has no token of
+    # given three requests a minute per client address, and a guest order the callers have no token of
     _rates(settings, anon="3/min")
     order = guest_token_grant(order_for(None, guest_email="guest@example.org"), "the-guests-token")
-    signed_in = token_client(api, UserFactory.create())
-    call = getattr(signed_in, method)
+    prober = APIClient(REMOTE_ADDR="203.0.113.9")
+    elsewhere = APIClient(REMOTE_ADDR="192.0.2.50")
 
-    statuses = [call(path.format(ref=order.ref), HTTP_X_ORDER_TOKEN="x" * 43).status_code for _ in range(4)]
+    def guesses(client: APIClient) -> int:
+        call = getattr(_fresh_account(client), method)
+        status: int = call(path.format(ref=order.ref), HTTP_X_ORDER_TOKEN="x" * 43).status_code
+        return status
 
-    # then the fourth guess is refused (before, a signed-in caller's guesses were never counted)
+    # when one address guesses four times, each time signed in as an account of its own
+    statuses = [guesses(prober) for _ in range(4)]
+
+    # then the fourth guess is refused, though its account had guessed nothing yet (before, a signed-in
+    # caller's guesses were never counted; counted per account, a new account each time guessed on), and
+    # another address has a count of its own
     assert statuses == [404, 404, 404, 429]
+    assert guesses(elsewhere) == 404
     order.refresh_from_db()
     assert (order.status, order.is_anonymized) == ("awaiting_payment", False)

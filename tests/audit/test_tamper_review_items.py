@@ -391,6 +391,32 @@ def test_a_sample_from_before_records_named_their_seqs_is_in_the_log_on_a_worker
     assert view.seq in review.review_samples_logged(days=[day])[day]
 
 
+def test_a_sample_inserted_beyond_a_worker_s_clock_slack_after_an_old_record_is_not_in_the_log() -> None:
+    # given a view of day D, and D queued only by an old run (its record names no seqs), stamped on the
+    # database's clock
+    technician = person("technician", email="tech@lab.example")
+    view = attempt(technician, at=minutes(60))
+    day = minutes(60).astimezone(lab_zone()).date()
+    record = queued(day, at=review.day_bounds(day)[1] + timedelta(minutes=30))
+    assert review._seqs_named(record.justification) is None
+
+    # when the app's role inserts a 'sample' item of D dated 13 hours after that record: later than any
+    # worker's clock ran ahead of the database's (LEGACY_CLOCK_SLACK, 12 hours)
+    assert timedelta(hours=13) > review.LEGACY_CLOCK_SLACK
+    with as_app_role(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO audit_reviewitem (record_id, reason, created_at, note)"
+            " VALUES (%s, 'sample', %s, '')",
+            [view.seq, record.occurred_at + timedelta(hours=13)],
+        )
+    forged = ReviewItem.objects.get(record_id=view.seq, reason="sample")
+
+    # then it is reported not in the log: the old record vouches only for items its run's worker dated
+    # within the slack of it (the 2-hour case above is in the log)
+    assert review_samples_not_in_log(items=with_records(forged)) == frozenset({forged.pk})
+    assert view.seq not in review.review_samples_logged(days=[day]).get(day, set())
+
+
 def test_a_sample_of_the_utc_review_days_is_in_the_log_in_a_lab_time_zone_behind_utc(settings) -> None:
     # given a lab in Chicago, and a view at 03:00 UTC of day D, which is the lab's day D-1; sampled when
     # review days were UTC days, by the run for D (after D was over in UTC), long after the old record of

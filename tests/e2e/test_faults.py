@@ -864,6 +864,7 @@ def test_a_worker_whose_clock_runs_hours_ahead_takes_over_no_claim_another_worke
 ) -> None:
     # given a job the lab's worker holds (making its raster or sending it), frozen there, its claim live
     held = lab.pay_and_freeze_the_worker_mid_claim()
+    frozen_at = lab.sql("SELECT coalesce(max(id), 0) FROM production_jobevent")[0][0]
     # when a second worker with its own beat joins from a host whose clock runs two hours ahead, and runs its
     # reconcile rounds while the claim is live (its lease there: two minutes)
     other = CeleryWorker(
@@ -874,12 +875,25 @@ def test_a_worker_whose_clock_runs_hours_ahead_takes_over_no_claim_another_worke
     try:
         other.start()
         other.wait_rounds(reconcile=2, timeout=60)
+        other.stop()
+        # The lab's worker is still frozen: every event of its jobs since the freeze is the other worker's.
+        while_frozen = lab.sql(
+            "SELECT job_id, kind, from_status, to_status, note FROM production_jobevent"
+            " WHERE id > %s AND job_id = ANY(%s) ORDER BY id",
+            frozen_at,
+            list(held),
+        )
     finally:
         other.stop()
         lab.worker.resume()
 
-    # then it took over no claim (only their own worker may, once its own lease ran out), no job waits for a
-    # person, and each copy was printed once
+    # then it took over no claim, as a raster claim is taken over (claimed again) nor as a submit claim is
+    # (settled by the reconciler: sent again, adopted or left to a person): before, only `lease_taken_over`
+    # was looked for, and a submit claim the reconciler settled on the worker's clock went unseen
+    taken_over = set().union(*TAKEOVER_EVENT_KINDS.values())
+    assert not [event for event in while_frozen if event[1] in taken_over], (held, while_frozen)
+    # and only their own worker took any over (once its own lease ran out), no job waits for a person, and
+    # each copy was printed once
     lab.wait_settled()
     assert {status for _, status, _, _ in lab.jobs()} == {"printed"}, lab.story()
     lab.assert_each_copy_once_or_shown()
