@@ -319,11 +319,13 @@ def test_a_process_that_exits_cleanly_still_stops_the_run_with_a_failure(tmp_pat
     assert "== beat stopped (exit 0)" in result.stderr
 
 
-def allowed_hosts_for(lab_host: str, allowed_hosts: str = "") -> tuple[str, list[str]]:
+def allowed_hosts_for(
+    lab_host: str, allowed_hosts: str = "", path: str | None = None
+) -> tuple[str, list[str]]:
     result = bash(
         script_block("host", script="run") + '\necho "$LOCAL_HOST|$ALLOWED_HOSTS"',
         cwd=ROOT,
-        env={"LAB_HOST": lab_host, "ALLOWED_HOSTS": allowed_hosts},
+        env={"LAB_HOST": lab_host, "ALLOWED_HOSTS": allowed_hosts, **({"PATH": path} if path else {})},
     )
     assert result.returncode == 0, result.stderr
     local_host, hosts = result.stdout.strip().split("|")
@@ -428,3 +430,22 @@ def test_ctrl_c_stops_every_process_of_the_run_without_reporting_one_as_stopped(
     assert run.returncode == 130
     assert "stopped" not in stderr
     assert all(exits_within(pid, 10) for pid in pids)
+
+
+def test_a_wildcard_bind_works_on_a_machine_without_the_hostname_command(tmp_path: Path) -> None:
+    # given: a PATH with what the block needs but no `hostname` (trimmed images, Fedora and Arch containers)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("bash", "cat", "awk", "paste", "printf", "timeout"):
+        found = shutil.which(tool)
+        if found:
+            (tools / tool).symlink_to(found)
+    assert shutil.which("hostname", path=str(tools)) is None
+
+    # when
+    local_host, hosts = allowed_hosts_for("0.0.0.0", path=str(tools))
+
+    # then: the run goes on (before: exit 127 with nothing started), with loopback and the kernel's name
+    assert local_host == "127.0.0.1"
+    assert {"localhost", "127.0.0.1", "[::1]"} <= set(hosts)
+    assert Path("/proc/sys/kernel/hostname").read_text().strip() in hosts
