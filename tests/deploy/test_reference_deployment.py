@@ -5,6 +5,8 @@ package)."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import shutil
@@ -15,8 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pytest
+from django.core.management import call_command
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from lab.production.models import Printer
+from tests.support.cups import PrivateCups
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
@@ -47,11 +54,17 @@ def required_secrets() -> set[str]:
 
 
 def env_example() -> dict[str, str]:
-    return dict(
-        line.split("=", 1)
-        for line in ENV_EXAMPLE.read_text().splitlines()
-        if line and not line.startswith("#")
-    )
+    """The file as systemd's EnvironmentFile= reads it: one pair of surrounding quotes stripped."""
+    assignments = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith(("#", ";")):
+            continue
+        name, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        assignments[name.strip()] = value
+    return assignments
 
 
 def exec_start(path: Path) -> str:
@@ -636,3 +649,115 @@ def test_gunicorns_child_exit_folds_exited_workers_counters_and_histograms_into_
             "histogram_archive.db",
         } | {f"{typ}_{running}.db" for typ in ("counter", "histogram") for running in pids[exited:]}
         assert _multiprocess_totals(tmp_path) == before
+
+
+def test_the_env_example_loads_in_bash_with_the_values_systemd_reads():
+    # deploy/printlab-manage loads the environment file with bash (`set -a; . printlab.env`): an unquoted
+    # `LAB_NAME=Print Lab` ran a command `Lab` there ("Lab: command not found") and left LAB_NAME unset.
+    loaded = subprocess.run(
+        ["bash", "-c", "set -a; . deploy/printlab.env.example"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    dumped = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"set -a; . deploy/printlab.env.example; exec {sys.executable} -c "
+            "'import json, os; print(json.dumps(dict(os.environ)))'",
+        ],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert (loaded.returncode, loaded.stderr) == (0, "")
+    environment = json.loads(dumped.stdout)
+    assert {name: environment.get(name) for name in env_example()} == env_example()
+    assert env_example()["LAB_NAME"] == "Print Lab"
+
+
+def architecture_picture() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("\n## Architecture\n", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_architecture_picture_names_every_queue_the_workers_consume():
+    # It named raster, print.<host> and default only: webhooks, fetch and audit have workers of their own.
+    celery = (ROOT / "lab" / "celery.py").read_text()
+    queues = set(re.findall(r'Queue\("(\w+)"\)', celery))
+    picture = architecture_picture()
+    listed = picture.split("workers/ (", 1)[1].split(")", 1)[0]
+    names = set(re.findall(r"[\w.<>]+", listed))
+
+    assert queues == {"default", "raster", "print", "webhooks", "fetch", "audit"}
+    # `print` is the queue of printers without a host; the picture shows the hosts' print.<host>
+    assert {queue for queue in queues if queue not in names and f"{queue}.<host>" not in names} == set()
+
+
+def test_every_host_whose_units_need_the_blob_store_makes_it_at_install():
+    # printlab-print@ and printlab-raster list it in ReadWritePaths= without "-": a print or raster host
+    # without it fails their start (226/NAMESPACE), and the install said "app hosts".
+    storage = env_example()["LAB_STORAGE_DIR"]
+    needing = {
+        path.name
+        for path in SERVICES
+        for value in parse_unit(path)["Service"].get("ReadWritePaths", [])
+        if storage in value.split()
+    }
+    assert {"printlab-print@.service", "printlab-raster.service", "printlab-web.service"} <= needing
+    (makes,) = [line for line in install_commands() if storage in line.split("#", 1)[0].split()]
+    comment = makes.split("#", 1)[1]
+
+    assert all(host in comment for host in ("app", "raster", "print")), makes
+
+
+def test_metrics_token_is_an_optional_credential_of_the_web_given_by_a_drop_in():
+    # /metrics answers 404 without METRICS_TOKEN; a credential a unit names and the host lacks stops the unit,
+    # so no unit names it and deploy/README.md gives the drop-in.
+    readme = (ROOT / "deploy" / "README.md").read_text()
+
+    assert "LoadCredential=metrics_token:/etc/printlab/credentials/metrics_token" in readme
+    assert "Environment=METRICS_TOKEN_FILE=%d/metrics_token" in readme
+    assert "`metrics_token`" in readme.split("Secrets are systemd credentials", 1)[1].split("\n\n", 1)[0]
+    assert not [path.name for path in SERVICES if "metrics_token" in path.read_text()]
+
+
+def _printers_sync_warnings(server: str, *arguments: str) -> str:
+    stderr = io.StringIO()
+    call_command("printers_sync", "--server", server, *arguments, stdout=io.StringIO(), stderr=stderr)
+    return stderr.getvalue()
+
+
+@pytest.mark.django_db
+def test_printers_sync_outside_demo_mode_warns_of_printers_it_creates_without_a_host(settings):
+    # From a shell PRINT_HOST is unset (printlab-print@ alone sets it): printers imported there got no host,
+    # their jobs went to queue 'print', which no unit consumes, and waited `ready` with nothing said.
+    settings.PRINT_HOST = ""
+    warnings = {}
+    with PrivateCups() as cups_server:
+        cups_server.add_printer("photo_small", media=["na_index-4x6_4x6in"])
+        cups_server.add_printer("photo_large", media=["na_govt-letter_8x10in"])
+        settings.DEMO_SECRETS = False
+        warnings["without a host"] = _printers_sync_warnings(cups_server.server)
+        warnings["again, nothing created"] = _printers_sync_warnings(cups_server.server)
+        Printer.objects.all().delete()
+        warnings["with a host"] = _printers_sync_warnings(cups_server.server, "--host", "alpha")
+        Printer.objects.all().delete()
+        settings.DEMO_SECRETS = True
+        warnings["demo mode"] = _printers_sync_warnings(cups_server.server)
+
+    assert warnings == {
+        "without a host": "created without a host: photo-large, photo-small: their jobs go to queue 'print',"
+        " which no reference-deployment unit consumes; import them with --server <print host>:631"
+        " --host <name>, or give each its host in the lab admin\n",
+        "again, nothing created": "",
+        "with a host": "",
+        "demo mode": "",
+    }

@@ -357,7 +357,8 @@ def web_arguments(env: dict[str, str], lab_host: str = "127.0.0.1") -> list[str]
     CELERY_BROKER_URL would take the lab off the embedded defaults)."""
     code = (
         f"HOST={lab_host} PORT=8000\n"
-        + script_block("web", script="run")
+        # this interpreter for the venv's: a checkout may have no .venv of its own
+        + script_block("web", script="run").replace(".venv/bin/python", shlex.quote(sys.executable))
         + '\nprintf "%s\\n" "${web[@]}" "$BIND"'
     )
     result = subprocess.run(

@@ -34,6 +34,14 @@ class Command(BaseCommand):
             f"created: {', '.join(result.created) or '-'}; updated: {', '.join(result.updated) or '-'}; "
             f"{routed} waiting jobs routed"
         )
+        if result.created and not options["host"] and not settings.DEMO_SECRETS:
+            # Outside demo mode the lab runs the reference units, where only printlab-print@<name> (which
+            # sets PRINT_HOST) consumes print.<name>: a shell has no PRINT_HOST, and jobs waited `ready`.
+            self.stderr.write(
+                f"created without a host: {', '.join(result.created)}: their jobs go to queue 'print', which"
+                " no reference-deployment unit consumes; import them with --server <print host>:631"
+                " --host <name>, or give each its host in the lab admin"
+            )
         if result.unprintable_products:
             self.stderr.write(
                 "no printer holds the size and paper of: " + ", ".join(result.unprintable_products)
