@@ -98,6 +98,15 @@ class JobInfo:
     completed_impressions: int | None = None
 
     @property
+    def began(self) -> bool:
+        """The backend says the job began at its device: a processing time, or impressions counted.
+
+        CUPS keeps both on a job cancelled or aborted afterwards (at its console, or by a cancel that reached
+        the device mid-print), which may have printed; a job cancelled before it began has neither.
+        """
+        return self.processing_started_at is not None or bool(self.completed_impressions)
+
+    @property
     def was_requeued(self) -> bool:
         """The job is waiting (pending or held) although it had already started processing.
 

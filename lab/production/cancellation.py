@@ -236,14 +236,15 @@ def cancel_note(outcomes: list[str], note: str) -> str:
 
 
 def copy_was_printing(outcome: str) -> bool:
-    """A copy_cancel outcome of a copy its device had (copy_may_have_printed), cancel asked or refused."""
-    return outcome.endswith((_CANCEL_ASKED, _CANCEL_REFUSED))
+    """A copy_cancel outcome of a copy its device had (copy_may_have_printed), cancel asked or refused, or
+    of one over without completing after it began at its device (JobInfo.began)."""
+    return outcome.endswith((_CANCEL_ASKED, _CANCEL_REFUSED, _BEGAN))
 
 
 def copy_withdrawn(outcome: str) -> bool:
     """A copy_cancel outcome of a copy that cannot print: cancelled before its device had it, or over
-    without a print (canceled, aborted). Not one that printed, was printing, or is gone from the printer's
-    history (printed and purged, maybe)."""
+    before it began (canceled, aborted). Not one that printed, was printing, began before it was over, or is
+    gone from the printer's history (printed and purged, maybe)."""
     return outcome.endswith((":cancelled", f":{JobState.CANCELED}", f":{JobState.ABORTED}"))
 
 
@@ -253,9 +254,11 @@ def copy_cancel_refused(outcome: str) -> bool:
 
 
 # The outcomes of a copy that may have printed (copy_may_have_printed): `handle:state, cancel asked` or
-# `handle:state, cancel refused` (the printer would not cancel it: a hot folder's device took the ticket).
+# `handle:state, cancel refused` (the printer would not cancel it: a hot folder's device took the ticket);
+# and of a copy over without completing after it began at its device: `handle:canceled, began`.
 _CANCEL_ASKED = ", cancel asked"
 _CANCEL_REFUSED = ", cancel refused"
+_BEGAN = ", began"
 
 
 def copy_may_have_printed(info: JobInfo) -> bool:
@@ -276,11 +279,15 @@ def copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
     copy its device was printing counted as withdrawn (CUPS calls it `canceled` once asked, the print made
     all the same), and a cancelled order's print was on neither the board nor an alert. Also the lab's own
     send cancelled right after it landed (lab.production.submission): CUPS takes a job to its device at once.
+    A copy over without completing that began at its device (JobInfo.began: cancelled at the CUPS console
+    mid-print, or by our own cancel whose record was lost) is `handle:canceled, began`, counted as printing:
+    before, it was `handle:canceled`, withdrawn, and its print of a refunded order went unlisted.
     Raises the printer's error but JOB_NOT_FOUND (`handle:gone`)."""
     try:
         info = backend.job_info_of(handle, title=title)
         if info.state in FINAL_JOB_STATES:
-            return f"{handle}:{info.state}"
+            began = info.state is not JobState.COMPLETED and info.began
+            return f"{handle}:{info.state}{_BEGAN if began else ''}"
         printing = copy_may_have_printed(info)
         try:
             backend.cancel_of(handle, title=title)

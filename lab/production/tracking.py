@@ -296,7 +296,7 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
     if info.state is JobState.STOPPED and not _backend_cancel(job):
         return "unreachable"
     if info.state in (JobState.ABORTED, JobState.CANCELED, JobState.STOPPED):
-        if job.backend_started_at is not None or _began_at_the_device(info):
+        if job.backend_started_at is not None or info.began:
             # It may have printed: cancelled at the CUPS console mid-print, or put back by CUPS and cancelled
             # by a tracker whose move to `suspect` was lost (killed, PostgreSQL gone, the other one first).
             # As `failed` it would be sent again unflagged. Judged from the start stored before any cancel.
@@ -325,12 +325,6 @@ def _job_refresh(job: PrintJob, silent: SilentServers) -> str:
             return "moved_meanwhile"
         return "failed"
     return "waiting"
-
-
-def _began_at_the_device(info: JobInfo) -> bool:
-    """The printer says the copy began: a processing time, or impressions counted (CUPS keeps both on a
-    cancelled or aborted job; a copy cancelled before it began has neither)."""
-    return info.processing_started_at is not None or bool(info.completed_impressions)
 
 
 def _record_backend_progress(*, job: PrintJob, info: JobInfo) -> bool:
