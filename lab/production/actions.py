@@ -378,6 +378,9 @@ def job_cancel(*, job_id: int, actor: User, note: str = "") -> PrintJob:
         moved = jobs.job_move(
             job_id=job.pk,
             from_statuses={job.status},
+            # Decided from the job as read, before the lock: a send by the worker since then (back in `ready`
+            # after a transient error, its copy held at the printer) is a change, not a job never sent.
+            where=Q(submit_attempts=job.submit_attempts),
             to_status=J.CANCELLED,
             kind=JOB_CANCELLED,
             note=note or JOB_CANCELLED_NOTE,
