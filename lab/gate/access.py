@@ -68,11 +68,15 @@ BROWSER_SHOWN_TYPES = frozenset({"image/jpeg", "image/png"})
 DENIED_ACTION = "image.access.denied"
 SHIPPED_STATUSES = frozenset({OrderStatus.PACKED, OrderStatus.SHIPPED, OrderStatus.DELIVERED})
 # The job statuses a hold stops (nothing submits a held order's job: lab/production/submission.py). A job
-# already at the printer when the order was held finishes there, and may fail or end unknown: a person
-# still counts its prints under `handling`, as for any other order.
+# already at the printer when the order was held finishes there, and may fail, end unknown or suspect: a
+# person still counts its prints under `handling`, as for any other order.
 HOLD_STOPPED_JOB_STATUSES = frozenset(
     {JobStatus.NO_PRINTER, JobStatus.QUEUED, JobStatus.RASTERIZING, JobStatus.READY}
 )
+# Jobs that left the printer with their prints still to count or decide: a failed job (rerouted or cancelled
+# next), an unknown one and a suspect one (a print sent twice, a cancel at the console mid-print), which a
+# person counts before confirming it printed or asking for a reprint (lab/production/actions.py).
+PRINTS_TO_COUNT_JOB_STATUSES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.SUSPECT})
 # Largest TIFF or HEIC re-encoded as a PNG for the tab, in bytes of its decoded pixels (every band, every
 # sample's bytes): the raster decoders' whole-decode budget. The PNG is built whole in memory (its SHA-256
 # is recorded before a byte is sent), measured at two to three times that: a 24 MP 8-bit photo (72 MB)
@@ -207,9 +211,11 @@ def _context_state_fits(*, request: AccessRequest, context: Context) -> Decision
             # A held order's waiting jobs stay where they are (nothing submits them): the work on it is the
             # clarification, whose full resolution is for someone other than the person who held it. Under
             # printing, whoever held the order downloaded its originals alone, unflagged. A job that was at
-            # the printer (failed, unknown) is still handled: its prints are counted.
+            # the printer (failed, unknown, suspect) is still handled: its prints are counted.
             return Decision(False, "order_on_hold", context.order_ref)
-        if context.status not in ACTIVE_JOB_STATUSES | {JobStatus.FAILED, JobStatus.UNKNOWN}:
+        if context.status not in ACTIVE_JOB_STATUSES | PRINTS_TO_COUNT_JOB_STATUSES:
+            # A suspect job was left out: the technician who must count its prints was offered nothing, and
+            # asking directly was a flagged refusal that ended their grants on the photo.
             return Decision(False, "print_job_not_active", context.order_ref)
         return Decision(True, "active_print_job", context.order_ref)
     if purpose == Purpose.PACKAGING:
@@ -275,8 +281,9 @@ def _closed_on_the_record(ticket: MaintenanceTicket) -> bool:
 # --- Grants ---------------------------------------------------------------------------------------
 # A grant lets one person see one photo for one purpose in one context until it expires or the context
 # closes. A live grant is reused for a request with the same justification (each view is recorded with its
-# grant's); an expired one is never extended: the next view needs a new request, which opens a new grant — a
-# renewal when it comes soon after the last one expired, flagged for auditors.
+# grant's); a request with another one opens its own grant, which ends when the live one does; an expired
+# one is never extended: the next view needs a new request, which opens a new grant — a renewal when it
+# comes soon after the last one expired, flagged for auditors.
 
 
 def _scope(*, user: User, request: AccessRequest) -> dict[str, object]:
@@ -316,7 +323,7 @@ def _grant_for(
     *, user: User, asset: Asset, request: AccessRequest, now: datetime, live: AccessGrant | None = None
 ) -> AccessGrant:
     """Reuse the person's live grant for this exact scope, resolution and justification, or open a new
-    short-lived one.
+    short-lived one (ending with the live grant that covers the request under another justification).
     now: the database's clock as the decision's facts were read (Facts.now), never this host's.
     live: that grant as the decision's facts found it (still live now: reused without another query)."""
     justification = request.justification[:500]
@@ -334,14 +341,24 @@ def _grant_for(
     # found no live grant and opened one, two live grants for one scope, each flagged as a renewal. Under the
     # lock the second finds the first's grant, committed, and reuses it.
     _grants_of_person_and_photo_lock(user=user, asset=asset)
-    found = AccessGrant.objects.filter(
-        **scope, justification=justification, revoked_at__isnull=True, expires_at__gt=now
-    )
+    found = AccessGrant.objects.filter(**scope, revoked_at__isnull=True, expires_at__gt=now)
     if request.is_full_resolution:
         found = found.filter(is_full_resolution=True)
-    grant = found.order_by("-created_at").first()
+    covering = list(found.order_by("-created_at"))
+    grant = next((g for g in covering if g.justification == justification), None)
     if grant is not None:
         return grant
+    expires_at = now + timedelta(seconds=settings.AUDIT_GRANT_SECONDS)
+    if covering:
+        # Another reason while a grant that covers this request lives: its own grant (its views recorded
+        # with its reason), ending when the live one does. Opened for the full lifetime, it kept the photo
+        # open past the first grant's end with no renewal flagged (the renewal search looks at grants that
+        # ended, and none had): "…photo." for "…photo" 10 s before expiry held the original 1,190 s. It
+        # renews nothing, as it extends nothing; the next request after the chain ends is the renewal.
+        chain_end = max(g.expires_at for g in covering)
+        return _grant_create(
+            user=user, asset=asset, request=request, now=now, expires_at=min(expires_at, chain_end)
+        )
     renewal_window = timedelta(seconds=settings.AUDIT_GRANT_RENEWAL_SECONDS)
     since = now - renewal_window
     previous = (
@@ -362,17 +379,31 @@ def _grant_for(
         .order_by(_ENDED.desc())
         .first()
     )
+    return _grant_create(
+        user=user, asset=asset, request=request, now=now, expires_at=expires_at, renews=previous
+    )
+
+
+def _grant_create(
+    *,
+    user: User,
+    asset: Asset,
+    request: AccessRequest,
+    now: datetime,
+    expires_at: datetime,
+    renews: AccessGrant | None = None,
+) -> AccessGrant:
     return AccessGrant.objects.create(
         actor=user,
         asset=asset,
         purpose=request.purpose,
         context_type=request.context_type,
         context_id=request.context_id,
-        justification=justification,
+        justification=request.justification[:500],
         created_at=now,
-        expires_at=now + timedelta(seconds=settings.AUDIT_GRANT_SECONDS),
+        expires_at=expires_at,
         is_full_resolution=request.is_full_resolution,
-        renews=previous,
+        renews=renews,
     )
 
 

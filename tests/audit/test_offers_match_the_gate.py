@@ -133,3 +133,25 @@ def test_a_path_with_a_newline_under_the_gate_is_a_recorded_unknown_path(job):
         "unknown_path",
         str(technician.public_id),
     )
+
+
+@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.SUSPECT])
+def test_a_job_that_ended_at_the_printer_unconfirmed_is_offered_and_shown_for_handling(job, status):
+    """Its prints are still to count: a `suspect` job (a cancel at the console mid-print, a print sent twice)
+    was offered nothing, and asked for directly was refused (print_job_not_active, flagged
+    outside_production_step), ending the person's grants on the photo."""
+    # given a job that left the printer failed, unknown or suspect
+    PrintJob.objects.filter(pk=job.pk).update(status=status)
+    client, _ = client_as("technician")
+
+    # when a technician opens its page and asks for the photo under handling as offered
+    forms = photo_forms(client.get(f"/lab/jobs/{job.pk}/").content.decode())
+    params = {"purpose": "handling", "context_type": "print_job", "context_id": job.pk, "justification": ""}
+    response = client.get(f"/lab/photos/{job.item.asset_id}/preview", params, follow=True)
+
+    # then handling and printing are offered, and the preview is shown, nothing refused
+    assert sorted(forms) == ["handling", "printing"]
+    assert response.status_code == 200
+    assert list(AuditRecord.objects.values_list("action", "rule")) == [
+        ("image.view.preview", "active_print_job")
+    ]
