@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -333,6 +334,33 @@ def account_email_digests(*, user: User) -> list[str]:
     )
     digests = [email_digest(user.email)] if user.email else []
     return [*digests, *(digest for digest in earlier if isinstance(digest, str) and digest not in digests)]
+
+
+@dataclass(frozen=True)
+class EmailPeriod:
+    """A time the account had an earlier address: from `since` (None: no start known) until `until`, when an
+    `email_changed` event recorded that it gave the address up."""
+
+    since: datetime | None
+    until: datetime
+
+
+def account_earlier_email_periods(*, user: User) -> dict[str, tuple[EmailPeriod, ...]]:
+    """The digest of each address the account had before, with every period it had it: an address given up
+    and taken back later has a period for each time. A period ends at the `email_changed` event that gave the
+    address up, and starts at the change before it (the account's start, `date_joined`, for the first): the
+    address was someone else's, or no one's, outside them. A change made before the events named the earlier
+    address (no digest) still starts the period after it."""
+    changes = SecurityEvent.objects.filter(user=user, kind=SecurityEvent.Kind.EMAIL_CHANGED).order_by(
+        "created_at", "pk"
+    )
+    periods: dict[str, tuple[EmailPeriod, ...]] = {}
+    since = user.date_joined
+    for digest, until in changes.values_list(f"detail__{PREVIOUS_EMAIL_DIGEST}", "created_at"):
+        if isinstance(digest, str):
+            periods[digest] = (*periods.get(digest, ()), EmailPeriod(since=since, until=until))
+        since = until
+    return periods
 
 
 def sign_ins_with_addresses_of(*, user: User) -> QuerySet[SecurityEvent]:

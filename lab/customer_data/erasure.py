@@ -7,17 +7,17 @@ Refused while an order still has to be printed or shipped (paid, in production, 
 packed), and while an order's money is unsettled: its payment disputed with the customer's bank (the address,
 carrier and tracking number are the delivery evidence the lab answers the dispute with) or a refund to the
 customer still to be made (a failed one needs a person to reach them). Unpaid orders are cancelled as part of
-the erasure. Once committed, the messages to the customer's address, and to each address the account had
-before, in demo mode's mail files are deleted (lab/customer_data/retention.py: mail_files_erase). The notes
-of disputes' closes are kept: Stripe's ids and outcomes, which stop a late `charge.dispute.created` from
-disputing a settled payment again.
+the erasure. Once committed, the messages to the customer's address, and those to each address the account
+had before written while it had it, in demo mode's mail files are deleted (lab/customer_data/retention.py:
+mail_files_erase). The notes of disputes' closes are kept: Stripe's ids and outcomes, which stop a late
+`charge.dispute.created` from disputing a settled payment again.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +35,12 @@ from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, SecurityEvent, User
 from lab.accounts.roles import is_staff_member
 from lab.accounts.services import policy_current
-from lab.accounts.signin import account_email_digests, password_confirm, sign_ins_with_addresses_of
+from lab.accounts.signin import (
+    EmailPeriod,
+    account_earlier_email_periods,
+    password_confirm,
+    sign_ins_with_addresses_of,
+)
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
@@ -418,13 +423,17 @@ def _clear_person(user: User, *, now: datetime) -> None:
     AccessGrant.objects.filter(asset__owner=user).exclude(justification="").update(justification="")
 
 
-def _mail_files_erase_after_commit(recipient: str, *, earlier_email_digests: Collection[str] = ()) -> None:
+def _mail_files_erase_after_commit(
+    recipient: str, *, earlier_email_digests: Mapping[str, Sequence[EmailPeriod]] | None = None
+) -> None:
     """Once the erasure is committed (and its receipts mailed: callbacks run in the order they were added),
     the messages addressed to the customer in demo mode's mail files go (lab/customer_data/retention.py): the
     file backend's plaintext copies of what the lab sent them, the shipping address, carrier, tracking number
-    and receipt links among it. Before, they stayed for good. An account's earlier addresses go too, by their
-    digests (`earlier_email_digests`): before, what was mailed to the address it had before an e-mail change
-    was kept. Robust: the erasure is done, and its answer carries the receipts' links, whatever the disk says.
+    and receipt links among it. Before, they stayed for good. An account's earlier addresses' messages go too,
+    by their digests, those written while the account had the address (`earlier_email_digests`, each
+    digest's periods): before, what was mailed to the address it had before an e-mail change was kept, and
+    then every message to it, its next holder's too. Robust: the erasure is done, and its answer carries the
+    receipts' links, whatever the disk says.
 
     A named function, not a `partial`: Django's robust hook logs a failure by the callable's `__qualname__`,
     which a partial lacks (the AttributeError then escaped after the commit: a 500, and the hooks after it
@@ -432,11 +441,11 @@ def _mail_files_erase_after_commit(recipient: str, *, earlier_email_digests: Col
     address is in its name or its contents."""
     if not recipient and not earlier_email_digests:
         return
-    digests = tuple(earlier_email_digests)
+    earlier = dict(earlier_email_digests or {})
 
     def mail_files_erase_logged() -> None:
         try:
-            mail_files_erase(email=recipient, earlier_email_digests=digests)
+            mail_files_erase(email=recipient, earlier_email_digests=earlier)
         except Exception as error:
             logger.error("mail files not erased after an erasure error=%s", type(error).__name__)
 
@@ -483,10 +492,10 @@ def account_erase(
         anonymized = _anonymize_orders(Order.objects.filter(customer=locked))
         now = timezone.now()
         # Read before it is wiped: the receipts' e-mail goes there once the erasure is committed. The digests
-        # of the addresses the account had before, read before _clear_person deletes the events that record
-        # them: the mail files' messages to those go too.
+        # of the addresses the account had before, and when it had them, read before _clear_person deletes
+        # the events that record them: the mail files' messages written to those then go too.
         recipient = locked.email
-        earlier_email_digests = account_email_digests(user=locked)
+        earlier_email_digests = account_earlier_email_periods(user=locked)
         _clear_person(locked, now=now)
         audit_append(
             Entry(

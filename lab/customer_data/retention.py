@@ -17,12 +17,13 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from prometheus_client import Counter as MetricCounter
 
 from lab.accounts.models import SecurityEvent
 from lab.accounts.sessions import sessions_expired_delete
-from lab.accounts.signin import email_digest
+from lab.accounts.signin import EmailPeriod, email_digest
 from lab.audit.records import Entry, audit_append
 from lab.customer_data.errors import CustomerDataError
 from lab.lib.errors import Conflict, DomainError, UpstreamError
@@ -666,6 +667,8 @@ _MAIL_SEPARATOR = re.compile(rb"\n-{79}\n(?=\Z|[!-9;-~]+:)")
 _RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
 # A file changed under us (the backend appending a message) is read again this many times at most.
 _MAIL_REWRITE_ATTEMPTS = 3
+# A Date header names its second (email.utils.formatdate): the message was written within the second after.
+_MAIL_DATE_PRECISION = timedelta(seconds=1)
 
 
 def _mail_dir() -> Path | None:
@@ -732,16 +735,52 @@ def _mail_messages(data: bytes) -> list[bytes]:
     return messages
 
 
-def _addressed_to(message: bytes, digests: frozenset[str]) -> bool:
+@dataclass(frozen=True)
+class _Recipients:
+    """Whose messages an erasure deletes: every one to a current address (`digests`), and one to an earlier
+    address only if it was written while the account had it (`earlier`, each digest's periods)."""
+
+    digests: frozenset[str]
+    earlier: Mapping[str, Sequence[EmailPeriod]]
+
+
+def _written(headers: Message) -> datetime | None:
+    """When the message was written, by its Date header (a date with no zone, `-0000`, taken as UTC); None
+    when it has none that can be read."""
+    try:
+        written = parsedate_to_datetime(str(headers.get("Date", "")))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return written if written.tzinfo is not None else written.replace(tzinfo=UTC)
+
+
+def _written_within(written: datetime, period: EmailPeriod) -> bool:
+    """Whether a message dated `written` may have been written within `period`: its Date names the second it
+    was written in, so one dated the second a period starts or ends counts as in it (the account's, to erase).
+    A message written right after a change is seconds away from it: it takes the new holder of the address
+    registering and being mailed within that second to make theirs look like the account's."""
+    return (period.since is None or period.since < written + _MAIL_DATE_PRECISION) and written <= period.until
+
+
+def _addressed_to(message: bytes, recipients: _Recipients) -> bool:
     headers = BytesParser().parsebytes(message, headersonly=True)
     values = [str(value) for name in _RECIPIENT_HEADERS for value in headers.get_all(name, [])]
-    return any(_address_digest(address) in digests for _, address in getaddresses(values) if address)
+    digests = {_address_digest(address) for _, address in getaddresses(values) if address}
+    if digests & recipients.digests:
+        return True
+    periods = [period for digest in digests for period in recipients.earlier.get(digest, ())]
+    if not periods:
+        return False
+    # A message to an earlier address with no date to read is kept: it may be the next holder's, and the
+    # retention sweep deletes its file within MAIL_FILES_KEPT anyway.
+    written = _written(headers)
+    return written is not None and any(_written_within(written, period) for period in periods)
 
 
-def _mail_file_rewrite(path: Path, digests: frozenset[str]) -> int:
-    """Drop the messages addressed to any address of `digests` from one file (the file deleted when none is
-    left); returns how many were dropped. The file is replaced whole, and only if the backend did not append
-    to it meanwhile."""
+def _mail_file_rewrite(path: Path, recipients: _Recipients) -> int:
+    """Drop the messages addressed to `recipients` from one file (the file deleted when none is left);
+    returns how many were dropped. The file is replaced whole, and only if the backend did not append to it
+    meanwhile."""
     for _attempt in range(_MAIL_REWRITE_ATTEMPTS):
         try:
             seen = path.stat()
@@ -749,7 +788,7 @@ def _mail_file_rewrite(path: Path, digests: frozenset[str]) -> int:
         except FileNotFoundError:
             return 0
         messages = _mail_messages(data)
-        kept = [message for message in messages if not _addressed_to(message, digests)]
+        kept = [message for message in messages if not _addressed_to(message, recipients)]
         dropped = len(messages) - len(kept)
         if not dropped:
             return 0
@@ -773,18 +812,24 @@ def _mail_file_rewrite(path: Path, digests: frozenset[str]) -> int:
     return 0
 
 
-def mail_files_erase(*, email: str, earlier_email_digests: Collection[str] = ()) -> int:
-    """Delete every message of the mail files addressed to `email` or to an address the customer had before
-    (`earlier_email_digests`: account_email_digests, read before the erasure deleted the `email_changed`
-    events that record them), after the erasure's commit: the file backend's copies of what the lab sent the
-    customer, their shipping address, carrier and tracking number among it. Recipients are compared by digest:
-    the earlier addresses are known by theirs only. Other recipients' messages stay. Returns how many
-    messages were deleted."""
+def mail_files_erase(
+    *, email: str, earlier_email_digests: Mapping[str, Sequence[EmailPeriod]] | None = None
+) -> int:
+    """Delete every message of the mail files addressed to `email`, and each one addressed to an address the
+    customer had before and written while they had it (`earlier_email_digests`: each address's digest and
+    periods, account_earlier_email_periods, read before the erasure deleted the `email_changed` events that
+    record them), after the erasure's commit: the file backend's copies of what the lab sent the customer,
+    their shipping address, carrier and tracking number among it. Recipients are compared by digest: the
+    earlier addresses are known by theirs only. Other recipients' messages stay, those written to an earlier
+    address after the customer gave it up too (its next holder's: before, an erasure deleted them, every
+    message to every address the account ever had). Returns how many messages were deleted."""
     directory = _mail_dir()
-    digests = frozenset([*earlier_email_digests, *([email_digest(email)] if email.strip() else [])])
-    if directory is None or not digests:
+    recipients = _Recipients(
+        digests=frozenset([email_digest(email)] if email.strip() else []), earlier=earlier_email_digests or {}
+    )
+    if directory is None or not (recipients.digests or recipients.earlier):
         return 0
-    erased = sum(_mail_file_rewrite(path, digests) for path in _mail_files(directory))
+    erased = sum(_mail_file_rewrite(path, recipients) for path in _mail_files(directory))
     if erased:
         logger.info("mail file messages erased count=%d", erased)
     return erased

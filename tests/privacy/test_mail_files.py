@@ -7,13 +7,16 @@ files a week old. Before, nothing ever deleted them: an erased customer's tracki
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.core.mail import EmailMessage, get_connection
 from django.utils import timezone
 
+from lab.accounts.models import User
+from lab.accounts.signin import EmailPeriod, email_digest
 from lab.customer_data import retention
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order
@@ -114,6 +117,108 @@ def test_an_account_erasure_deletes_the_messages_to_the_addresses_the_account_ha
     # and the other customer's messages are all kept
     assert text.count(f"to: {other.email}") == 2
     assert "1z999aa10123456785" in text
+
+
+def _email_change(api, user: User, address: str) -> None:
+    """My Account's e-mail change, as the customer."""
+    api.force_authenticate(user)
+    moved = api.patch("/api/v1/me", {"email": address, "current_password": PASSWORD}, format="json")
+    assert moved.status_code == 200, moved.json()
+
+
+def test_an_account_erasure_keeps_the_messages_of_the_customer_who_took_its_earlier_address_since(
+    api, mail_dir, django_capture_on_commit_callbacks
+):
+    # given a customer mailed at their first address, who then changed it and was mailed at the new one
+    customer = new_customer(email="first.address@example.org")
+    _shipped_and_mailed(order_for(customer), "1Z999AA10123456784")
+    _email_change(api, customer, "second.address@example.org")
+    EmailMessage("to the second", "Ship to: 1 Lens Lane", to=["second.address@example.org"]).send()
+    # and, a minute later, another customer who registered the first address and was mailed their shipping
+    with time_machine.travel(timezone.now() + timedelta(minutes=1)):
+        other = new_customer(email="first.address@example.org")
+        _shipped_and_mailed(order_for(other), "1Z999AA10123456785")
+
+        # when the first customer's account is erased
+        api.force_authenticate(customer)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    # then the other customer's messages to the address are all kept, their tracking number in them: before,
+    # every message to an address the erased account ever had went, those written after it gave it up too
+    assert response.status_code == 200, response.json()
+    text = _mail_text(mail_dir)
+    assert text.count(f"to: {other.email}") == 2
+    assert "1z999aa10123456785" in text
+    # and the erased customer's messages, to both of their addresses, are gone
+    left = ("second.address", "1z999aa10123456784", "1 lens lane")
+    assert [needle for needle in left if needle in text] == []
+
+
+def test_an_account_erasure_deletes_the_messages_of_each_period_it_had_an_address_and_no_other(
+    api, mail_dir, django_capture_on_commit_callbacks
+):
+    # given a customer mailed at their first address, who then changed it
+    customer = new_customer(email="first.address@example.org")
+    EmailMessage("first period", "tracking 1Z999AA10123456781", to=[customer.email]).send()
+    _email_change(api, customer, "second.address@example.org")
+    # and another customer who had that address for a while, and was mailed at it
+    with time_machine.travel(timezone.now() + timedelta(minutes=1)):
+        other = new_customer(email="first.address@example.org")
+        EmailMessage("the other's", "tracking 1Z999AA10123456785", to=[other.email]).send()
+        _email_change(api, other, "kept.person@example.org")
+    # and the customer who took the address back, was mailed at it, and changed it once more
+    with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        _email_change(api, customer, "first.address@example.org")
+        EmailMessage("second period", "tracking 1Z999AA10123456782", to=[customer.email]).send()
+        _email_change(api, customer, "third.address@example.org")
+    assert "1z999aa10123456785" in _mail_text(mail_dir)
+
+    # when the customer's account is erased
+    with time_machine.travel(timezone.now() + timedelta(minutes=3)):
+        api.force_authenticate(customer)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.delete("/api/v1/me", {"password": PASSWORD}, format="json")
+
+    # then the messages of both periods the customer had the address are gone, and the other customer's,
+    # written between them, is kept: the latest change away from it alone would have taken it too
+    assert response.status_code == 200, response.json()
+    text = _mail_text(mail_dir)
+    assert [number for number in ("1z999aa10123456781", "1z999aa10123456782") if number in text] == []
+    assert "1z999aa10123456785" in text
+    assert text.count("to: first.address@example.org") == 1
+
+
+def test_an_erasure_keeps_a_message_to_an_earlier_address_that_has_no_readable_date(mail_dir):
+    # given a mail file holding three messages to an address the account had until 08:30 UTC: one written
+    # before (09:00 in +0100), one after, and one with no readable date
+    mail_dir.mkdir()
+    messages = [
+        ("Mon, 07 Dec 2026 09:00:00 +0100", "1Z999AA10123456781"),
+        ("Mon, 07 Dec 2026 09:31:00 +0100", "1Z999AA10123456782"),
+        ("someday", "1Z999AA10123456783"),
+    ]
+    (mail_dir / "earlier.log").write_text(
+        "".join(
+            f"To: first.address@example.org\nDate: {date}\n\ntracking {number}\n" + "-" * 79 + "\n"
+            for date, number in messages
+        )
+    )
+    period = EmailPeriod(since=None, until=datetime(2026, 12, 7, 8, 30, tzinfo=UTC))
+
+    # when the account's messages are erased
+    erased = retention.mail_files_erase(
+        email="current.address@example.org",
+        earlier_email_digests={email_digest("first.address@example.org"): (period,)},
+    )
+
+    # then only the one written while the account had the address goes: whose the undated one is cannot be
+    # told, and the retention sweep deletes it within the week
+    text = _mail_text(mail_dir)
+    assert (erased, [number for _, number in messages if number.lower() in text]) == (
+        1,
+        ["1Z999AA10123456782", "1Z999AA10123456783"],
+    )
 
 
 def test_a_guest_erasure_deletes_the_guest_s_messages_from_the_mail_files(
