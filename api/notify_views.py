@@ -9,7 +9,7 @@ import uuid
 from typing import cast
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -17,16 +17,41 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import notify_serializers as s
+from api.errors import ApiError
 from api.schema import problems
 from api.throttles import CustomerRedeliveryThrottle, WebhookEndpointChangeThrottle
 from lab.accounts.authenticated import token_of_request
 from lab.accounts.models import User
+from lab.lib.errors import DomainError
 from lab.notify import selectors, webhooks
 from lab.notify.models import WebhookDelivery, WebhookEndpoint
 
 
 def _owner(request: Request) -> User:
     return cast(User, request.user)
+
+
+REGISTRATION_IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Optional, 1-200 printable characters: a retry with the same key and body returns the same "
+    "endpoint and its secret (200); the key with another body is a 409.",
+)
+
+
+def _registration_idempotency_key(request: Request) -> str | None:
+    """The registration's Idempotency-Key, or None when none is sent (each POST registers an endpoint). One
+    sent but unusable is refused, not ignored: ignored, its retry would register a second endpoint."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return None
+    if len(key) > 200 or not key.isprintable():  # a NUL byte must not reach the database
+        raise DomainError(
+            ApiError.IDEMPOTENCY_KEY_REQUIRED,
+            "An Idempotency-Key is 1-200 printable characters.",
+        )
+    return key
 
 
 class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
@@ -42,16 +67,26 @@ class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
         return selectors.webhook_endpoints_for_owner(owner=_owner(self.request))
 
     @extend_schema(
-        request=s.WebhookEndpointInput, responses={201: s.WebhookEndpointCreatedOutput, **problems(422)}
+        request=s.WebhookEndpointInput,
+        responses={
+            201: s.WebhookEndpointCreatedOutput,
+            200: s.WebhookEndpointCreatedOutput,
+            **problems(400, 409, 422),
+        },
+        parameters=[REGISTRATION_IDEMPOTENCY_HEADER],
     )
     def post(self, request: Request) -> Response:
+        key = _registration_idempotency_key(request)
         data = s.WebhookEndpointInput(data=request.data)
         data.is_valid(raise_exception=True)
         owner = _owner(request)
-        endpoint = webhooks.webhook_endpoint_create(
-            owner=owner, by_token=token_of_request(owner), **data.validated_data
+        result = webhooks.webhook_endpoint_register(
+            owner=owner, by_token=token_of_request(owner), idempotency_key=key, **data.validated_data
         )
-        return Response(s.WebhookEndpointCreatedOutput(endpoint).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.WebhookEndpointCreatedOutput(result.endpoint).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
 
 
 class WebhookEndpointDetailView(APIView):

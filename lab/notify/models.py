@@ -93,6 +93,28 @@ class WebhookEndpoint(models.Model):
         return f"webhook-endpoint:{self.pk}"
 
 
+class WebhookEndpointIdempotencyKey(models.Model):
+    """An Idempotency-Key a registration was sent with: its retry, or a double submit, gets the same endpoint
+    (and its secret, which the lost answer carried) instead of a second one signing with a secret never seen.
+
+    Holds no customer text: the URL and description are the endpoint's, the body only as a hash; it goes
+    with its endpoint (deleted, or erased with the account)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    request_sha256 = models.CharField(max_length=64)  # of the canonical body (lab.notify.webhooks)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["owner", "key"], name="webhook_endpoint_idempotency_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"webhook-endpoint-idempotency-key:{self.pk}"
+
+
 class WebhookEvent(models.Model):
     """One event about one order; `body` is the exact JSON every delivery of it sends and signs."""
 

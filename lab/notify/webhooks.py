@@ -5,15 +5,18 @@ Sending, signing and the retry schedule live in lab.notify.delivery; this module
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.utils.crypto import constant_time_compare
 
 from lab.accounts.erased import account_not_erased
 from lab.accounts.models import ApiToken, User
@@ -22,8 +25,16 @@ from lab.lib.clock import database_now
 from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
 from lab.notify.delivery import FIRST_RETRY_DELAY, RETRY_WINDOW, delivery_enqueue
 from lab.notify.errors import NotifyError
-from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from lab.notify.models import (
+    EventType,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointIdempotencyKey,
+    WebhookEvent,
+)
 from lab.notify.states import DELIVERY_MACHINE, DeliveryStatus
+from lab.orders.errors import OrderError
 from lab.orders.models import Order
 from lab.production.models import PrintJob
 
@@ -74,6 +85,12 @@ def _event_types_clean(event_types: list[str]) -> list[str]:
     return [value for value in EventType.values if value in event_types]
 
 
+@dataclass(frozen=True)
+class EndpointCreated:
+    endpoint: WebhookEndpoint
+    created: bool  # False: a replay of its Idempotency-Key, the endpoint registered before
+
+
 def webhook_endpoint_create(
     *,
     owner: User,
@@ -86,7 +103,34 @@ def webhook_endpoint_create(
 
     `by_token`: the API token the request was made with (None for a session); revoking it turns the
     endpoint off (WebhookEndpoint.set_by_token)."""
+    return webhook_endpoint_register(
+        owner=owner, url=url, event_types=event_types, description=description, by_token=by_token
+    ).endpoint
+
+
+def webhook_endpoint_register(
+    *,
+    owner: User,
+    url: str,
+    event_types: list[str],
+    description: str = "",
+    by_token: ApiToken | None = None,
+    idempotency_key: str | None = None,
+) -> EndpointCreated:
+    """`webhook_endpoint_create`, once per `idempotency_key` (None: no key, every call registers one).
+
+    A retry of a registration whose answer was lost (a 503 after a COMMIT that applied it), or a double
+    submit, with the same key and body gets the same endpoint and its secret (`created` False): before, each
+    made an endpoint with a secret of its own, every event was sent twice, one copy signed with a secret the
+    client never had. The same key with another body is refused 409 `idempotency_key_reused`. The key row is
+    written with the endpoint, under the owner's row lock, so of two at once the second waits for the first
+    and then finds its key; it goes with its endpoint (CASCADE)."""
     types = _event_types_clean(event_types)
+    request_sha256 = _registration_sha256(url=url, event_types=types, description=description)
+    # A replay before the limit and the URL's lookup: the endpoint it made counts towards the limit.
+    replayed = _registration_replay(owner=owner, key=idempotency_key, request_sha256=request_sha256)
+    if replayed is not None:
+        return EndpointCreated(endpoint=replayed, created=False)
     # The limit first, then the URL's lookup (slow, a web worker waiting on it): a customer at the limit
     # could make lookups without end. Checked again under the owner's lock.
     _endpoint_limit_check(owner=owner)
@@ -97,6 +141,10 @@ def webhook_endpoint_create(
         User.objects.select_for_update().filter(pk=owner.pk).first()
         account_not_erased(owner.pk)
         _token_live_check(owner_id=owner.pk, by_token=by_token)
+        # The same key sent at once: the other request held this lock, and has committed its endpoint.
+        replayed = _registration_replay(owner=owner, key=idempotency_key, request_sha256=request_sha256)
+        if replayed is not None:
+            return EndpointCreated(endpoint=replayed, created=False)
         _endpoint_limit_check(owner=owner)
         endpoint = WebhookEndpoint.objects.create(
             owner=owner,
@@ -106,8 +154,45 @@ def webhook_endpoint_create(
             description=description,
             set_by_token=_token_mark(by_token),
         )
+        if idempotency_key is not None:
+            WebhookEndpointIdempotencyKey.objects.create(
+                owner=owner, key=idempotency_key, request_sha256=request_sha256, endpoint=endpoint
+            )
     logger.info("webhook endpoint created endpoint=%s owner=%s", endpoint.pk, owner.public_id)
-    return endpoint
+    return EndpointCreated(endpoint=endpoint, created=True)
+
+
+def _registration_sha256(*, url: str, event_types: list[str], description: str) -> str:
+    """The registration's body in a canonical form (the URL as sent, the event types in their own order):
+    a retry must send the same. Its plain hash holds nothing the endpoint does not: the URL and description
+    are stored there."""
+    body = json.dumps(
+        {"url": url, "event_types": event_types, "description": description},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _registration_replay(*, owner: User, key: str | None, request_sha256: str) -> WebhookEndpoint | None:
+    """The endpoint registered with the owner's key, or None (no key, or a new one); another body with the
+    key is a 409."""
+    if key is None:
+        return None
+    record = (
+        WebhookEndpointIdempotencyKey.objects.select_related("endpoint").filter(owner=owner, key=key).first()
+    )
+    if record is None:
+        return None
+    if not constant_time_compare(record.request_sha256, request_sha256):
+        raise Conflict(
+            OrderError.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was already used with a different request body.",
+        )
+    logger.info(
+        "webhook endpoint registration replayed endpoint=%s owner=%s", record.endpoint_id, owner.public_id
+    )
+    return record.endpoint
 
 
 def _token_mark(by_token: ApiToken | None) -> str:
