@@ -198,6 +198,17 @@ class MeView(APIView):
         return Response(s.MeUpdatedOutput(user, context={"orders_keeping_their_address": keeping}).data)
 
 
+UPLOAD_IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Optional, a unique key per photo: a retry with the same key and photo (or URL) answers 200 with the "
+        "same photo, storing and counting nothing; the same key with another photo is 409."
+    ),
+)
+
+
 class AssetCreateView(APIView):
     """Upload a photo (multipart `file`) or give an https `url` that a worker fetches."""
 
@@ -207,9 +218,16 @@ class AssetCreateView(APIView):
 
     @extend_schema(
         request=s.AssetUploadInput,
-        responses={201: s.AssetOutput, 202: s.AssetOutput, **problems(409, 413, 422, 429, 503, 507)},
+        responses={
+            201: s.AssetOutput,
+            202: s.AssetOutput,
+            200: s.AssetOutput,
+            **problems(409, 413, 422, 429, 503, 507),
+        },
+        parameters=[UPLOAD_IDEMPOTENCY_HEADER],
     )
     def post(self, request: Request) -> Response:
+        key = _optional_idempotency_key(request)
         # One photo per request: a form with two `file` parts (or `<input type=file multiple>`) validated
         # the last one only, and the first was dropped without a word.
         files = request.FILES
@@ -219,24 +237,63 @@ class AssetCreateView(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         owner = _customer(request)
-        if values.get("url"):
-            asset = photos.asset_create_from_url(owner=owner, url=values["url"])
-            return Response(s.AssetOutput(asset).data, status=status.HTTP_202_ACCEPTED)
-        upload = values["file"]
-        if upload.size is not None and upload.size > settings.ASSET_MAX_BYTES:
-            raise DomainError(CommonError.FILE_TOO_LARGE, "The file is too large.")
         # The day's photo bytes per customer or network: a spent budget is refused before the photo is
         # decoded; a valid photo is counted as it is stored (UploadByteBudget).
         budget = UploadByteBudget.for_request(request)
-        budget.check()
-        asset = photos.asset_create_from_upload(
-            owner=owner,
-            data=upload.read(),
-            md5=values.get("md5"),
-            sha256=values.get("sha256"),
-            admission=budget,
+        # A customer's keys are theirs (as their orders'); anyone else's are their network's, as the budget.
+        scope = intake.idempotency_scope(customer=owner, guest=None) if owner else f"network:{budget.key}"
+        if values.get("url"):
+            url_key = _upload_key(scope=scope, key=key, request=photos.url_request(url=values["url"]))
+            if (replay := _replay_answer(url_key)) is not None:
+                return replay
+            fetching = photos.asset_receive_url(owner=owner, url=values["url"], upload_key=url_key)
+            accepted = status.HTTP_202_ACCEPTED if fetching.created else status.HTTP_200_OK
+            return Response(s.AssetOutput(fetching.asset).data, status=accepted)
+        upload = values["file"]
+        if upload.size is not None and upload.size > settings.ASSET_MAX_BYTES:
+            raise DomainError(CommonError.FILE_TOO_LARGE, "The file is too large.")
+        photo, md5, sha256 = upload.read(), values.get("md5"), values.get("sha256")
+        # The photo's SHA-256 only when a key is sent: an upload without one hashes nothing more.
+        upload_key = (
+            _upload_key(
+                scope=scope, key=key, request=photos.upload_request(data=photo, md5=md5, sha256=sha256)
+            )
+            if key
+            else None
         )
-        return Response(s.AssetOutput(asset).data, status=status.HTTP_201_CREATED)
+        # A retry is answered before the budget is asked: it stores and counts nothing, even on a spent day.
+        if (replay := _replay_answer(upload_key)) is not None:
+            return replay
+        budget.check()
+        received = photos.asset_receive_upload(
+            owner=owner, data=photo, md5=md5, sha256=sha256, admission=budget, upload_key=upload_key
+        )
+        answer = status.HTTP_201_CREATED if received.created else status.HTTP_200_OK
+        return Response(s.AssetOutput(received.asset).data, status=answer)
+
+
+def _upload_key(*, scope: str, key: str | None, request: str) -> photos.UploadKey | None:
+    return photos.UploadKey(scope=scope, key=key, request=request) if key else None
+
+
+def _replay_answer(upload_key: photos.UploadKey | None) -> Response | None:
+    """A photo's retry with its key, answered 200 with that photo: one indexed query, none without a key."""
+    replayed = photos.asset_upload_replay(upload_key=upload_key) if upload_key else None
+    return None if replayed is None else Response(s.AssetOutput(replayed).data, status=status.HTTP_200_OK)
+
+
+def _optional_idempotency_key(request: Request) -> str | None:
+    """An optional Idempotency-Key (POST assets), read as POST orders reads it: 1-200 printable characters
+    (a NUL byte must not reach the database); none, or an empty one, is no key."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return None
+    if len(key) > 200 or not key.isprintable():
+        raise DomainError(
+            ApiError.IDEMPOTENCY_KEY_REQUIRED,
+            "An Idempotency-Key has 1-200 printable characters.",
+        )
+    return key
 
 
 class AssetContentView(APIView):

@@ -48,7 +48,7 @@ from lab.lib.errors import Conflict, DomainError, UpstreamError
 from lab.lib.tasks import enqueue
 from lab.orders.cancellation import order_cancel
 from lab.orders.intake import guest_refused_under_age
-from lab.orders.models import Asset, Order, OrderItem
+from lab.orders.models import Asset, AssetUploadKey, Order, OrderItem
 from lab.orders.payments import ONE_TRY, stripe_client
 from lab.orders.states import OrderStatus
 from lab.orders.stripe_events import payment_found_at_stripe_apply
@@ -368,6 +368,9 @@ def asset_purge(
             icc_description="",
         )
         jobs.update(raster_blob="", updated_at=now)
+        # Its upload's Idempotency-Key goes with it (hashes only, but nothing of a purged photo is kept): a
+        # retry of that key stores the photo afresh.
+        AssetUploadKey.objects.filter(asset_id=asset.pk).delete()
         audit_append(
             Entry(
                 action="image.purge",

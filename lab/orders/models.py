@@ -13,7 +13,7 @@ from typing import Any, ClassVar, cast
 
 from django.conf import settings
 from django.db import models, router, transaction
-from django.db.models.functions import Replace
+from django.db.models.functions import Now, Replace
 from django.utils import timezone
 
 from lab.catalog.placement import CropRect, FocalPoint, Orientation, PlacementOptions
@@ -518,6 +518,20 @@ class IdempotencyKey(models.Model):
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_unique")
         ]
+
+
+class AssetUploadKey(models.Model):
+    """Remembers a photo sent with an Idempotency-Key (POST assets), so that its retry answers the same photo
+    and stores and counts nothing again (lab.orders.photos).
+
+    Nothing here names anyone: the uploader's scope and the key are kept only as a keyed hash (`key_seal`),
+    the request (the photo's SHA-256 and the form's fields, or the URL) only as a keyed hash naming the photo
+    (`request_seal`). A photo deleted takes its key with it."""
+
+    key_seal = models.CharField(max_length=64, unique=True)
+    request_seal = models.CharField(max_length=64)
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
 
 
 class StripeEvent(models.Model):

@@ -4,14 +4,16 @@ a refused photo leaves nothing behind."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -19,11 +21,12 @@ from lab.accounts.erased import account_not_erased
 from lab.accounts.models import User
 from lab.lib import safe_http
 from lab.lib.clock import database_now
-from lab.lib.errors import CommonError, DomainError, Unavailable
+from lab.lib.errors import CommonError, Conflict, DomainError, Unavailable
+from lab.lib.seals import seal_holds, seal_of
 from lab.lib.tasks import enqueue
 from lab.orders import imaging
 from lab.orders.errors import OrderError
-from lab.orders.models import Asset
+from lab.orders.models import Asset, AssetUploadKey
 from lab.privacy.vault import data_key_create, data_key_destroy, vault_delete, vault_write
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ FETCH_SWEEP_BATCH = 200
 # A photo refused because the store is at its reserve: room comes back when the retention sweep deletes photos
 # never ordered, or when the operator adds some.
 STORAGE_FULL_RETRY_AFTER_SECONDS = 900
+UPLOAD_KEY_SALT = "lab.orders.photos.upload_key"
+UPLOAD_REQUEST_SALT = "lab.orders.photos.upload_request"
 
 
 class UploadAdmission(Protocol):
@@ -118,6 +123,79 @@ def asset_store(*, asset: Asset, facts: imaging.ImageFacts) -> None:
     asset.status = Asset.Status.READY
 
 
+@dataclass(frozen=True)
+class UploadKey:
+    """An Idempotency-Key sent with a photo: whose it is (`scope`: a customer's `idempotency_scope`, anyone
+    else's network as the upload budget counts it), the key, and the request it came with (`upload_request`,
+    `url_request`). Its row keeps neither scope nor key, only `sealed()`: a keyed hash."""
+
+    scope: str
+    key: str
+    request: str
+
+    def sealed(self, *, secret: str | None = None) -> str:
+        return seal_of(UPLOAD_KEY_SALT, f"{self.scope}|{self.key}", secret=secret)
+
+
+@dataclass(frozen=True)
+class AssetReceived:
+    asset: Asset
+    created: bool  # False: a retry of a photo sent with its Idempotency-Key, answered with that photo
+
+
+def upload_request(*, data: bytes, md5: str | None, sha256: str | None) -> str:
+    """What a key remembers of an upload: the photo's bytes (their SHA-256) and the form's checksums."""
+    return "|".join(("file", hashlib.sha256(data).hexdigest(), (md5 or "").lower(), (sha256 or "").lower()))
+
+
+def url_request(*, url: str) -> str:
+    return f"url|{url}"
+
+
+def _request_message(key_seal: str, asset_id: object, request: str) -> str:
+    return f"{key_seal}|{asset_id}|{request}"
+
+
+def asset_upload_replay(*, upload_key: UploadKey) -> Asset | None:
+    """The photo first sent with this key, or None: a new key (or one whose photo was purged: it is spent
+    with its photo, and the retry is stored afresh). The same key with another photo, or another URL, is 409
+    `idempotency_key_reused`. One indexed query (under SECRET_KEY or a fallback: a key rotation between an
+    upload and its retry still finds it)."""
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    seals = [upload_key.sealed(secret=secret) for secret in secrets]
+    record = AssetUploadKey.objects.select_related("asset").filter(key_seal__in=seals).first()
+    if record is None:
+        return None
+    if record.asset.status == Asset.Status.PURGED:
+        AssetUploadKey.objects.filter(pk=record.pk).delete()
+        return None
+    message = _request_message(record.key_seal, record.asset_id, upload_key.request)
+    if not seal_holds(record.request_seal, UPLOAD_REQUEST_SALT, message):
+        raise Conflict(
+            OrderError.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was already used with another photo.",
+        )
+    return record.asset
+
+
+def _upload_key_remember(*, upload_key: UploadKey, asset: Asset) -> None:
+    """In the photo's transaction: a request with the same key at once waits on the unique index, then
+    fails and answers this photo (`_replayed_or_raise`)."""
+    key_seal = upload_key.sealed()
+    AssetUploadKey.objects.create(
+        key_seal=key_seal,
+        request_seal=seal_of(UPLOAD_REQUEST_SALT, _request_message(key_seal, asset.pk, upload_key.request)),
+        asset=asset,
+    )
+
+
+def _replayed_or_raise(error: IntegrityError, upload_key: UploadKey | None) -> AssetReceived:
+    replayed = asset_upload_replay(upload_key=upload_key) if upload_key is not None else None
+    if replayed is None:
+        raise error
+    return AssetReceived(asset=replayed, created=False)
+
+
 def asset_create_from_upload(
     *,
     owner: User | None,
@@ -126,9 +204,25 @@ def asset_create_from_upload(
     sha256: str | None = None,
     admission: UploadAdmission | None = None,
 ) -> Asset:
+    return asset_receive_upload(owner=owner, data=data, md5=md5, sha256=sha256, admission=admission).asset
+
+
+def asset_receive_upload(
+    *,
+    owner: User | None,
+    data: bytes,
+    md5: str | None = None,
+    sha256: str | None = None,
+    admission: UploadAdmission | None = None,
+    upload_key: UploadKey | None = None,
+) -> AssetReceived:
     """Validate by decoding, then encrypt and store; a refused photo leaves nothing behind. `admission` is
     told of a valid photo's bytes just before it is stored (a refused or invalid one costs nothing), and given
-    them back if it is not stored after all."""
+    them back if it is not stored after all.
+
+    `upload_key` (the caller looked it up first: `asset_upload_replay`) is remembered in the photo's
+    transaction; of requests with the same key at once one photo is stored, and the others give back their
+    bytes, keep nothing and answer it."""
     imaging.check_client_checksums(data=data, md5=md5, sha256=sha256)
     facts = imaging.inspect_image(
         data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
@@ -141,6 +235,8 @@ def asset_create_from_upload(
         try:
             with transaction.atomic():
                 asset.save()
+                if upload_key is not None:
+                    _upload_key_remember(upload_key=upload_key, asset=asset)
                 if owner is not None:
                     account_not_erased(owner.pk)
         except BaseException:
@@ -150,9 +246,11 @@ def asset_create_from_upload(
                 data_key_destroy(data_key=asset.data_key)
             vault_delete(name=asset.blob_name)
             raise
-    except BaseException:
+    except BaseException as error:
         if admission is not None:
             admission.release()
+        if isinstance(error, IntegrityError):
+            return _replayed_or_raise(error, upload_key)
         raise
     logger.info(
         "asset stored asset=%s format=%s bytes=%d sequential_from=%s",
@@ -161,10 +259,16 @@ def asset_create_from_upload(
         asset.size_bytes,
         facts.made_sequential_from or "-",
     )
-    return asset
+    return AssetReceived(asset=asset, created=True)
 
 
 def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
+    return asset_receive_url(owner=owner, url=url).asset
+
+
+def asset_receive_url(*, owner: User | None, url: str, upload_key: UploadKey | None = None) -> AssetReceived:
+    """A photo to fetch from `url` (a worker fetches it: `asset_fetch`), remembered with its `upload_key` as
+    an upload is."""
     # A web request waits on this lookup: given URL_CHECK_TIMEOUT_SECONDS, then refused as unresolvable.
     safe_http.check_url(
         url,
@@ -172,14 +276,19 @@ def asset_create_from_url(*, owner: User | None, url: str) -> Asset:
         allow_http=settings.ASSET_FETCH_ALLOW_HTTP,
         timeout=settings.URL_CHECK_TIMEOUT_SECONDS,
     )
-    with transaction.atomic():
-        asset = Asset.objects.create(
-            owner=owner, source_url=url, status=Asset.Status.PENDING, fetch_sent_at=timezone.now()
-        )
-        if owner is not None:  # as an upload: a photo sent while the account is erased is refused
-            account_not_erased(owner.pk)
-        transaction.on_commit(lambda: enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
-    return asset
+    try:
+        with transaction.atomic():
+            asset = Asset.objects.create(
+                owner=owner, source_url=url, status=Asset.Status.PENDING, fetch_sent_at=timezone.now()
+            )
+            if upload_key is not None:
+                _upload_key_remember(upload_key=upload_key, asset=asset)
+            if owner is not None:  # as an upload: a photo sent while the account is erased is refused
+                account_not_erased(owner.pk)
+            transaction.on_commit(lambda: enqueue("intake.asset_fetch", asset_id=str(asset.pk)))
+    except IntegrityError as error:
+        return _replayed_or_raise(error, upload_key)
+    return AssetReceived(asset=asset, created=True)
 
 
 def _fetch_claim(*, asset_id: str) -> bool:
