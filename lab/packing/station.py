@@ -1,11 +1,13 @@
 """The packing station: find an order by its scanned code, confirm its copies, pack it, ship it; slip PDFs.
 
-A confirmed item is stored as copies_verified on its printed jobs, so the count survives page reloads and
-is shared with the floor's QC check; every refusal is a DomainError raised before anything is written.
+A confirmed item is stored as copies_packed on its printed jobs, so the count survives page reloads; it is
+the packer's alone (the floor's quality check writes copies_verified). Every refusal is a DomainError raised
+before anything is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import defaultdict
@@ -21,7 +23,7 @@ from lab.accounts.roles import PACKING_ROLES, has_role
 from lab.lib.clock import database_now
 from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied
 from lab.orders.errors import OrderError
-from lab.orders.models import Order, OrderItem, is_order_ref, tracking_key, tracking_key_of
+from lab.orders.models import Order, OrderEvent, OrderItem, is_order_ref, tracking_key, tracking_key_of
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.packing.errors import PackingError
@@ -33,6 +35,7 @@ from lab.packing.services import (
     slip_data_for,
 )
 from lab.packing.slip import SlipData, render_slips
+from lab.production.errors import ProductionError
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 
@@ -60,10 +63,39 @@ class ChecklistLine:
     paper: str
     copies: int
     copies_confirmed: int
+    copies_reprinted: int = 0  # of its printed copies, those a reprint made
+    # What the page showing this line saw of the item (its_seen): a count posted from it is refused once the
+    # item's prints or the order's status changed since.
+    seen: str = ""
 
     @property
     def is_confirmed(self) -> bool:
         return self.copies_confirmed >= self.copies
+
+    @property
+    def reprint_note(self) -> str:
+        """For the packer, who may have the rejected print on the table beside its replacement."""
+        if not self.copies_reprinted:
+            return ""
+        reprints = "is a reprint" if self.copies_reprinted == 1 else "are reprints"
+        rejected = "print" if self.copies_reprinted == 1 else "prints"
+        return f"{self.copies_reprinted} of {self.copies} {reprints}: put the rejected {rejected} aside"
+
+
+@dataclass(frozen=True)
+class _JobCount:
+    """A printed job of an item, as the station counts it."""
+
+    pk: int
+    copies: int
+    copies_rejected: int
+    copies_packed: int
+    is_reprint: bool
+
+    @property
+    def copies_counted(self) -> int:
+        # A print the quality check rejected (or a reprint replaced) is never in the box, whatever the count.
+        return max(0, min(self.copies_packed, self.copies - self.copies_rejected))
 
 
 def packing_access_check(actor: User) -> None:
@@ -114,16 +146,55 @@ def _printed_jobs(item: OrderItem) -> list[PrintJob]:
     return list(jobs.order_by("-pk"))
 
 
-def order_checklist(*, order: Order) -> list[ChecklistLine]:
+def _printed_job_counts(order: Order) -> dict[int, list[_JobCount]]:
     # One query for every item's printed jobs, not one per item: photo orders run to hundreds of items.
-    verified: dict[int, int] = defaultdict(int)
-    for item_id, copies in PrintJob.objects.filter(order=order, status=JobStatus.PRINTED).values_list(
-        "item_id", "copies_verified"
-    ):
-        verified[item_id] += copies
+    counts: dict[int, list[_JobCount]] = defaultdict(list)
+    rows = (
+        PrintJob.objects.filter(order=order, status=JobStatus.PRINTED)
+        .order_by("pk")
+        .values_list("item_id", "pk", "copies", "copies_rejected", "copies_packed", "reprint_of_id")
+    )
+    for item_id, pk, copies, rejected, packed, reprint_of_id in rows:
+        counts[item_id].append(_JobCount(pk, copies, rejected, packed, is_reprint=reprint_of_id is not None))
+    return counts
+
+
+def _last_status_event(order: Order) -> int:
+    """The order's last status change: an unpack, or a trip back to the floor, makes older pages stale."""
+    last = (
+        OrderEvent.objects.filter(order=order, kind="status_changed")
+        .order_by("-pk")
+        .values_list("pk")
+        .first()
+    )
+    return last[0] if last else 0
+
+
+def _item_seen(jobs: list[_JobCount], *, status_event: int) -> str:
+    """What a page shows of an item: its printed jobs (each with its copies and rejected prints) and the
+    order's last status change. Not the counts: a count made in another tab changes nothing on the table."""
+    return f"e{status_event}" + "".join(f"-j{job.pk}x{job.copies}r{job.copies_rejected}" for job in jobs)
+
+
+def _seen_jobs(seen: str) -> set[int]:
+    return {
+        int(part[1:].split("x")[0]) for part in seen.split("-")[1:] if re.fullmatch(r"j\d+x\d+r\d+", part)
+    }
+
+
+def order_seen(checklist: list[ChecklistLine]) -> str:
+    """What a page shows of the whole order, for its pack form (a digest: orders run to hundreds of items)."""
+    return hashlib.sha256("|".join(line.seen for line in checklist).encode()).hexdigest()[:32]
+
+
+def order_checklist(*, order: Order) -> list[ChecklistLine]:
+    jobs = _printed_job_counts(order)
+    status_event = _last_status_event(order)
     lines = []
-    for item in order.items.select_related("product"):
-        confirmed = verified[item.pk]
+    for item in order.items.select_related("product").order_by("position"):
+        item_jobs = jobs[item.pk]
+        confirmed = sum(job.copies_counted for job in item_jobs)
+        reprinted = sum(job.copies - job.copies_rejected for job in item_jobs if job.is_reprint)
         lines.append(
             ChecklistLine(
                 position=item.position,
@@ -132,13 +203,38 @@ def order_checklist(*, order: Order) -> list[ChecklistLine]:
                 paper=item.product.paper,
                 copies=item.copies,
                 copies_confirmed=min(confirmed, item.copies),
+                copies_reprinted=min(reprinted, item.copies),
+                seen=_item_seen(item_jobs, status_event=status_event),
             )
         )
     return lines
 
 
-def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) -> ChecklistLine:
-    """The packer counted the prints of one item: the count must be the item's copies exactly."""
+def _seen_check(order: Order, *, position: int, seen: str) -> None:
+    """Refuses a count from a page that showed the item otherwise than it is now (JOB_CHANGED)."""
+    line = next(line for line in order_checklist(order=order) if line.position == position)
+    if seen == line.seen:
+        return
+    if _seen_jobs(line.seen) - _seen_jobs(seen):
+        why = "a reprint"
+    elif seen.split("-")[0] != line.seen.split("-")[0]:
+        why = "it left the packing station and came back"
+    else:
+        why = "a quality check"
+    raise Conflict(
+        ProductionError.JOB_CHANGED,
+        f"Item {position} changed since you opened this page ({why}): count it again. Nothing was confirmed.",
+    )
+
+
+def item_confirm(
+    *, code: str, position: int, copies_counted: int, actor: User, seen: str | None = None
+) -> ChecklistLine:
+    """The packer counted the prints of one item: the count must be the item's copies exactly.
+
+    `seen` is the checklist line's `seen` on the page the count was made from: a reprint printed since (or a
+    quality check, or an unpack) refuses the count, which was of the prints on the table before it. None: a
+    caller that shows no page (the check is then the caller's)."""
     packing_access_check(actor)
     ref = order_code_normalize(code)
     with transaction.atomic():
@@ -151,6 +247,8 @@ def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) 
         item = order.items.select_related("product").filter(position=position).first()
         if item is None:
             raise NotFound(PackingError.ITEM_NOT_FOUND, f"Order {ref} has no item {position}.")
+        if seen is not None:
+            _seen_check(order, position=position, seen=seen)
         if copies_counted != item.copies:
             raise DomainError(
                 PackingError.COUNT_MISMATCH,
@@ -173,15 +271,22 @@ def item_confirm(*, code: str, position: int, copies_counted: int, actor: User) 
         for job in jobs:
             verified = min(job.copies - job.copies_rejected, remaining)
             remaining -= verified
-            PrintJob.objects.filter(pk=job.pk).update(copies_verified=verified, updated_at=timezone.now())
+            # copies_packed is the station's count; copies_verified too, as the prints' check for the floor's
+            # job page. Only copies_packed lets the order be packed.
+            PrintJob.objects.filter(pk=job.pk).update(
+                copies_packed=verified, copies_verified=verified, updated_at=timezone.now()
+            )
             JobEvent.objects.create(
                 job=job, kind="copies_verified", actor=actor, note=f"packing: {verified} of {job.copies}"
             )
     return next(line for line in order_checklist(order=order) if line.position == position)
 
 
-def order_pack(*, code: str, actor: User) -> Order:
-    """ready_to_pack → packed, once every item's copies are confirmed."""
+def order_pack(*, code: str, actor: User, seen: str | None = None) -> Order:
+    """ready_to_pack → packed, once every item's copies are confirmed by the packer (copies_packed).
+
+    `seen` is order_seen of the page's checklist: a pack from a page that showed the order otherwise (a
+    reprint since, an unpack) is refused. None: no page, no such check."""
     packing_access_check(actor)
     ref = order_code_normalize(code)
     with transaction.atomic():
@@ -191,7 +296,14 @@ def order_pack(*, code: str, actor: User) -> Order:
                 PackingError.ORDER_NOT_READY_TO_PACK,
                 f"Order {ref} is {order.get_status_display().lower()}, not ready to pack.",
             )
-        missing = [line for line in order_checklist(order=order) if not line.is_confirmed]
+        checklist = order_checklist(order=order)
+        if seen is not None and seen != order_seen(checklist):
+            raise Conflict(
+                ProductionError.JOB_CHANGED,
+                f"Order {ref} changed since you opened this page (a reprint, a quality check or an unpack): "
+                "look at its checklist again before packing. It was not packed.",
+            )
+        missing = [line for line in checklist if not line.is_confirmed]
         if missing:
             listed = ", ".join(
                 f"item {line.position} ({line.copies_confirmed} of {line.copies})" for line in missing
@@ -222,8 +334,11 @@ def order_unpack(*, code: str, actor: User) -> Order:
             )
         # Each count is undone, not only the one found wrong: the box was opened, so what goes back into it is
         # counted again. A quality check's rejection (copies_rejected) stands.
-        for job in PrintJob.objects.filter(order=order, copies_verified__gt=0).order_by("pk"):
-            PrintJob.objects.filter(pk=job.pk).update(copies_verified=0, updated_at=timezone.now())
+        counted = models.Q(copies_verified__gt=0) | models.Q(copies_packed__gt=0)
+        for job in PrintJob.objects.filter(counted, order=order).order_by("pk"):
+            PrintJob.objects.filter(pk=job.pk).update(
+                copies_verified=0, copies_packed=0, updated_at=timezone.now()
+            )
             JobEvent.objects.create(
                 job=job, kind="copies_unverified", actor=actor, note=f"packing: unpacked, 0 of {job.copies}"
             )

@@ -520,15 +520,21 @@ def job_reprint(
         # with the rejected prints and without the reprint). Under the order's lock, as the packer's count.
         # They are rejected prints from now on: no later count (the packer's, the quality check's) makes
         # them good again.
-        verified, rejected = (
-            PrintJob.objects.filter(pk=original.pk).values_list("copies_verified", "copies_rejected").get()
+        verified, rejected, packed = (
+            PrintJob.objects.filter(pk=original.pk)
+            .values_list("copies_verified", "copies_rejected", "copies_packed")
+            .get()
         )
         # Rejected: at least the prints its reprints replace (a print the quality check rejected is the one
-        # reprinted, not another one). Counted good: at most the prints not rejected.
+        # reprinted, not another one). Counted good: at most the prints not rejected, by the check as by the
+        # packer (copies_packed, the station's count, which only the packer raises again).
         rejected = max(rejected, replaced + copies)
         still_counted = min(verified, original.copies - rejected)
         PrintJob.objects.filter(pk=original.pk).update(
-            copies_verified=still_counted, copies_rejected=rejected, updated_at=timezone.now()
+            copies_verified=still_counted,
+            copies_packed=min(packed, original.copies - rejected),
+            copies_rejected=rejected,
+            updated_at=timezone.now(),
         )
         if verified:
             JobEvent.objects.create(
@@ -689,8 +695,12 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
         # reprint let the print the first check rejected be packed).
         earlier = min(current.copies_rejected_at_check, job.copies - copies)
         at_check = max(job.copies - copies - replaced, earlier)
+        # The packer's count (copies_packed) is the packer's: a check never raises it (before, a check of a
+        # reprint at the printer confirmed its item at the station, and the box was packed without the
+        # replacement counted); it lowers it to the prints it found good.
         updated = PrintJob.objects.filter(pk=job.pk, status=J.PRINTED).update(
             copies_verified=copies,
+            copies_packed=min(current.copies_packed, copies),
             copies_rejected=job.copies - copies,
             copies_rejected_at_check=max(0, at_check),
             updated_at=timezone.now(),

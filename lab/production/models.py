@@ -160,6 +160,10 @@ class PrintJob(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     copies = models.PositiveSmallIntegerField()
     copies_verified = models.PositiveSmallIntegerField(default=0)
+    # The packer's own count at the station (lab.packing.station.item_confirm), apart from the quality check's
+    # copies_verified: a check of a reprint at the printer is not the packer finding it in the box. Lowered
+    # with copies_verified by a reprint (and by a check that rejects prints), cleared by an unpack.
+    copies_packed = models.PositiveSmallIntegerField(default=0, db_default=0)
     # Prints the floor's quality check found bad (copies minus the good ones it counted): never counted
     # good at the packing station; a reprint brings their replacements.
     copies_rejected = models.PositiveSmallIntegerField(default=0, db_default=0)

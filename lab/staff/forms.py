@@ -48,6 +48,14 @@ class ScanForm(forms.Form):
 class ConfirmItemForm(forms.Form):
     position = forms.IntegerField(min_value=1, max_value=10000)
     copies = forms.IntegerField(min_value=0, max_value=10000)
+    # The checklist line's `seen` on the page the count was made from: the station refuses the count if the
+    # item changed since (a reprint printed meanwhile). Absent (a form without it): not checked.
+    seen = forms.CharField(required=False, max_length=4000)
+
+
+class PackForm(forms.Form):
+    # order_seen of the page's checklist: a pack from a page the order changed under is refused.
+    seen = forms.CharField(required=False, max_length=64)
 
 
 class ShipForm(forms.Form):

@@ -21,7 +21,7 @@ from lab.packing.errors import PackingError
 from lab.packing.selectors import orders_packed_not_shipped, orders_waiting_to_pack
 from lab.staff.access import staff_page
 from lab.staff.errors import StaffError
-from lab.staff.forms import ConfirmItemForm, ScanForm, ShipForm, form_problem
+from lab.staff.forms import ConfirmItemForm, PackForm, ScanForm, ShipForm, form_problem
 
 # Refusals that mean "this order is not at the station": go back to the scan box, not to the order.
 _LEAVE_ORDER_CODES = frozenset(
@@ -81,6 +81,7 @@ def packing_order_view(request: HttpRequest, ref: str) -> HttpResponse:
         {
             "order": order,
             "checklist": checklist,
+            "order_seen": station.order_seen(checklist),
             "is_all_confirmed": all(line.is_confirmed for line in checklist),
             "is_ready_to_pack": order.status == OrderStatus.READY_TO_PACK,
             "is_packed": order.status == OrderStatus.PACKED,
@@ -104,6 +105,7 @@ def packing_confirm_view(request: HttpRequest, ref: str) -> HttpResponse:
             position=form.cleaned_data["position"],
             copies_counted=form.cleaned_data["copies"],
             actor=_actor(request),
+            seen=form.cleaned_data["seen"] or None,
         )
         return f"Item {line.position} confirmed: {line.copies} copies."
 
@@ -113,8 +115,12 @@ def packing_confirm_view(request: HttpRequest, ref: str) -> HttpResponse:
 @staff_page(*PACKING_ROLES)
 @require_POST
 def packing_pack_view(request: HttpRequest, ref: str) -> HttpResponse:
+    form = PackForm(request.POST)
+
     def act() -> str:
-        order = station.order_pack(code=ref, actor=_actor(request))
+        if not form.is_valid():
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
+        order = station.order_pack(code=ref, actor=_actor(request), seen=form.cleaned_data["seen"] or None)
         if station.is_collected_at_the_counter(order):
             return f"Order {order.ref} packed. Hand it over at the counter when the customer comes."
         return f"Order {order.ref} packed. Enter the carrier and tracking number to ship it."
