@@ -386,8 +386,10 @@ def test_without_a_redis_cache_the_run_command_starts_one_web_process_so_limits_
     assert web_arguments(shared, lab_host="::") == ["--workers", "2", "[::]:8000"]
 
 
+# Says it is ready (a file named `ready`) once its handler is in place: the Ctrl-C then stops it at once.
 EXITS_ON_SIGINT = (
-    "import signal, sys, time; signal.signal(signal.SIGINT, lambda *_: sys.exit(0)); time.sleep(60)"
+    "import pathlib, signal, sys, time; signal.signal(signal.SIGINT, lambda *_: sys.exit(0));"
+    " pathlib.Path('ready').touch(); time.sleep(60)"
 )
 
 
@@ -413,7 +415,7 @@ def test_ctrl_c_stops_every_process_of_the_run_without_reporting_one_as_stopped(
     )
     try:
         for _ in range(100):
-            if (tmp_path / "pids").exists() and (tmp_path / "pids").read_text().strip():
+            if (tmp_path / "ready").exists() and (tmp_path / "pids").read_text().strip():
                 break
             select.select([], [], [], 0.05)
         pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
@@ -428,7 +430,7 @@ def test_ctrl_c_stops_every_process_of_the_run_without_reporting_one_as_stopped(
 
     # then: the run exits as interrupted, says no process "stopped" (before: "localstripe stopped (exit 0),
     # so the lab stops too" on every Ctrl-C), and leaves none running
-    assert run.returncode == 130
+    assert run.returncode == 130, stderr
     assert "stopped" not in stderr
     assert all(exits_within(pid, 10) for pid in pids)
 
