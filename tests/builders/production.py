@@ -6,18 +6,22 @@ Jobs are moved only through the production services (job_move and friends), neve
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Case, F, When
 from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
 from lab.production import jobs, routing, tracking
+from lab.production.backends import backend_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
+from printers.base import JobState
 from tests.builders.orders import paid_order
+from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 
 WORKER = "test-worker:1"  # the worker name a test's service calls claim jobs under
@@ -133,3 +137,31 @@ def broker_tasks(queue: str) -> list[tuple[str, dict[str, Any]]]:
         _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
         tasks.append((message["headers"]["task"], kwargs))
     return tasks
+
+
+def printing_at_the_device(cups_server: PrivateCups, printer: Printer, handle: str) -> None:
+    """Wait until the device has the job and prints it, CUPS calling it `processing` meanwhile."""
+    backend = backend_for(printer)
+    wait_until(
+        lambda: (
+            backend.job_info(handle).state is JobState.PROCESSING
+            and len(cups_server.received_files(printer.target)) == 1
+        ),
+        timeout=30,
+        what="the device printing the job",
+    )
+
+
+def claim_lease_runs_out(job: PrintJob) -> None:
+    """Age the job's send claim past its lease, as a worker stalled in its send leaves it. Its identity
+    (claimed_by) stays, as the reconciler reads it, and so does its record of having armed the fence (a claim
+    of a worker of the version before armed none: that stays as it was)."""
+    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUBMITTING and job.claimed_at is not None
+    PrintJob.objects.filter(pk=job.pk).update(
+        claimed_at=job.claimed_at - lease,
+        fence_armed_at=Case(
+            When(fence_armed_at=F("claimed_at"), then=F("claimed_at") - lease), default=F("fence_armed_at")
+        ),
+    )

@@ -7,11 +7,7 @@ real private cupsd whose ippeveprinter device takes 4 seconds a print."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.conf import settings
-from django.db.models import Case, F, When
 
 from lab.production import rasterizing, reconcile, submission
 from lab.production.actions import job_resolve_unknown
@@ -23,6 +19,7 @@ from lab.production.states import JobStatus
 from printers.base import JobState
 from printers.cups_backend import CupsBackend
 from tests.builders import WORKER, cups_printer, person, released_order
+from tests.builders.production import claim_lease_runs_out
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 
@@ -45,18 +42,6 @@ def _device_prints(printer: Printer, handle: str) -> None:
         lambda: backend.job_info(handle).state is JobState.PROCESSING,
         timeout=30,
         what="the device printing the job",
-    )
-
-
-def _lease_runs_out(job: PrintJob) -> None:
-    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
-    job.refresh_from_db()
-    assert job.status == J.SUBMITTING and job.claimed_at is not None
-    PrintJob.objects.filter(pk=job.pk).update(
-        claimed_at=job.claimed_at - lease,
-        fence_armed_at=Case(
-            When(fence_armed_at=F("claimed_at"), then=F("claimed_at") - lease), default=F("fence_armed_at")
-        ),
     )
 
 
@@ -134,7 +119,7 @@ def test_a_late_send_after_a_person_sent_the_job_again_is_suspect_if_its_device_
             first = not resent
             if first:
                 resent.append("")
-                _lease_runs_out(job)
+                claim_lease_runs_out(job)
                 assert reconcile.production_reconcile().get("unknown") == 1
                 job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
                 resent[0] = submission.print_job_submit(job_id=job.pk, worker=SECOND)

@@ -35,6 +35,7 @@ from tests.builders import (
     printer_folder,
     released_order,
 )
+from tests.builders.production import printing_at_the_device
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 
@@ -49,19 +50,6 @@ def _rasterized_job(printer: Printer) -> PrintJob:
     return job
 
 
-def _printing(cups_server: PrivateCups, printer: Printer, handle: str) -> None:
-    """Wait until the device has the job and prints it, CUPS calling it `processing` meanwhile."""
-    backend = backend_for(printer)
-    wait_until(
-        lambda: (
-            backend.job_info(handle).state is JobState.PROCESSING
-            and len(cups_server.received_files(printer.target)) == 1
-        ),
-        timeout=30,
-        what="the device printing the job",
-    )
-
-
 def test_an_order_cancelled_while_its_job_prints_is_listed_as_a_print_of_a_cancelled_order() -> None:
     with PrivateCups() as cups_server:
         # given a job whose device is printing it (4 seconds a print)
@@ -69,7 +57,7 @@ def test_an_order_cancelled_while_its_job_prints_is_listed_as_a_print_of_a_cance
         job = _rasterized_job(printer)
         assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
         job.refresh_from_db()
-        _printing(cups_server, printer, job.backend_job_id)
+        printing_at_the_device(cups_server, printer, job.backend_job_id)
 
         # when a supervisor cancels its order
         order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
@@ -109,7 +97,7 @@ def test_a_move_is_refused_while_the_old_printer_prints_an_earlier_send_and_it_p
         monkeypatch.setattr(CupsBackend, "submit", real_submit)
         job.refresh_from_db()
         assert (job.status, job.submit_attempts) == (J.READY, 1)
-        _printing(cups_server, first, handles[0])
+        printing_at_the_device(cups_server, first, handles[0])
 
         # when a technician moves it to B, then the move is refused: nothing moved, nothing withdrawn
         with pytest.raises(Conflict) as refused:
@@ -173,7 +161,7 @@ def test_a_job_whose_earlier_send_was_put_back_moves_with_a_may_have_printed_eve
         monkeypatch.setattr(CupsBackend, "submit", took_it_then_went_away)
         assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
         monkeypatch.setattr(CupsBackend, "submit", real_submit)
-        _printing(cups_server, first, handles[0])
+        printing_at_the_device(cups_server, first, handles[0])
         cups_server.disable("busy")
         wait_until(
             lambda: backend_for(first).job_info(handles[0]).was_requeued,

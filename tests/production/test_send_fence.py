@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core import mail
 from django.db import OperationalError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Case, F, When
+from django.db.models import F
 from django.db.models.functions import Now
 
 from lab.privacy import vault
@@ -45,6 +45,7 @@ from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS
 from tests.builders import broker_tasks, hotfolder_printer, person, printer_folder, released_order
+from tests.builders.production import claim_lease_runs_out
 from tests.support.database_locks import until_sessions_wait_for_locks
 
 pytestmark = pytest.mark.django_db
@@ -75,20 +76,6 @@ def _received() -> list[Path]:
     return sorted((Path(settings.HOTFOLDER_ROOT) / "minilab").rglob("*.jpg"))
 
 
-def _lease_runs_out(job: PrintJob) -> None:
-    lease = timedelta(seconds=settings.PRODUCTION_CLAIM_LEASE_SECONDS + 1)
-    job.refresh_from_db()
-    assert job.status == J.SUBMITTING and job.claimed_at is not None
-    # The claim ages: its identity (claimed_by) stays, as the reconciler reads it, and so does its record of
-    # having armed the fence (a claim of a worker of the version before armed none: that stays as it was).
-    PrintJob.objects.filter(pk=job.pk).update(
-        claimed_at=job.claimed_at - lease,
-        fence_armed_at=Case(
-            When(fence_armed_at=F("claimed_at"), then=F("claimed_at") - lease), default=F("fence_armed_at")
-        ),
-    )
-
-
 def _submit_killed_at_raster_read(job: PrintJob, monkeypatch: pytest.MonkeyPatch, *, worker: str) -> None:
     def killed(**_: object) -> bytes:
         raise WorkerKilled
@@ -109,7 +96,7 @@ def test_a_worker_lost_after_its_claim_before_the_send_is_sent_again_by_the_reco
     job.refresh_from_db()
     assert (job.status, job.sending_claim_at, _received()) == (J.SUBMITTING, None, [])
 
-    _lease_runs_out(job)
+    claim_lease_runs_out(job)
     swept = reconcile.production_reconcile()
 
     job.refresh_from_db()
@@ -131,7 +118,7 @@ def test_a_worker_that_wakes_after_its_claim_was_taken_back_sends_nothing(monkey
         # The first worker stalls reading the raster (swapped out, SIGSTOPped) past its lease. Meanwhile the
         # reconciler takes the claim back and a second worker sends the job.
         monkeypatch.setattr(submission, "vault_read", vault.vault_read)
-        _lease_runs_out(job)
+        claim_lease_runs_out(job)
         assert reconcile.production_reconcile().get("claims_taken_back") == 1
         outcomes.append(submission.print_job_submit(job_id=job.pk, worker=SECOND))
         return vault.vault_read(**kwargs)  # type: ignore[arg-type]
@@ -160,7 +147,7 @@ def test_a_worker_lost_after_it_began_to_send_leaves_the_job_unknown_if_the_prin
     job.refresh_from_db()
     assert job.sending_claim_at is not None
 
-    _lease_runs_out(job)
+    claim_lease_runs_out(job)
     swept = reconcile.production_reconcile()
 
     job.refresh_from_db()
@@ -336,7 +323,7 @@ def _slow_send(
 
 def _reconciled_unknown(job: PrintJob) -> None:
     # the lease ran out mid-send; the reconciler finds no copy at the printer yet, and the fence is set
-    _lease_runs_out(job)
+    claim_lease_runs_out(job)
     assert reconcile.production_reconcile() == {"unknown": 1}
 
 
@@ -457,7 +444,7 @@ def test_a_printer_that_does_not_answer_settles_only_the_claims_that_never_began
     PrintJob.objects.filter(pk=job.pk).update(
         printer=silent, sending_claim_at=Now() if began_to_send else None
     )
-    _lease_runs_out(job)
+    claim_lease_runs_out(job)
 
     assert reconcile.production_reconcile() == {outcome: 1}
     job.refresh_from_db()
@@ -470,7 +457,7 @@ def test_a_worker_lost_before_the_send_at_every_attempt_fails_the_job_for_a_pers
     swept: list[dict[str, int]] = []
     for worker in (FIRST, SECOND):
         _submit_killed_at_raster_read(job, monkeypatch, worker=worker)
-        _lease_runs_out(job)
+        claim_lease_runs_out(job)
         swept.append(reconcile.production_reconcile())
 
     job.refresh_from_db()
@@ -495,7 +482,7 @@ def test_a_fence_that_lands_before_the_take_back_wins_and_the_take_back_moves_no
         return real_reconcile(claimed)
 
     _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
-    _lease_runs_out(job)
+    claim_lease_runs_out(job)
     real_reconcile = submission._claim_take_back_unsent
     monkeypatch.setattr(submission, "_claim_take_back_unsent", worker_sets_its_fence_as_the_sweep_reads)
 
@@ -512,7 +499,7 @@ def test_a_fence_that_lands_before_the_take_back_wins_and_the_take_back_moves_no
 def test_the_fence_and_the_take_back_racing_on_two_connections_exactly_one_wins(monkeypatch, first):
     job = _ready_job()
     _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
-    _lease_runs_out(job)
+    claim_lease_runs_out(job)
     claimed = PrintJob.objects.select_related("printer").get(pk=job.pk)
     claimed_at = claimed.claimed_at
     assert claimed_at is not None
@@ -569,14 +556,14 @@ def test_a_claim_of_a_worker_of_the_version_before_is_never_sent_again_by_the_re
     job = _ready_job()
     if history != "fresh":  # the fence unset by a claim of this version, lost before it sent
         _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
-        _lease_runs_out(job)
+        claim_lease_runs_out(job)
         assert reconcile.production_reconcile() == {"claims_taken_back": 1}
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("print")  # its message: the old worker's now
     _claimed_by_a_worker_of_the_version_before(job)
     job.refresh_from_db()
     assert job.sending_claim_at is None
 
-    _lease_runs_out(job)  # the old worker stalls past its lease, the raster not yet sent
+    claim_lease_runs_out(job)  # the old worker stalls past its lease, the raster not yet sent
     assert reconcile.production_reconcile() == {"unknown": 1}
     assert broker_tasks("print") == []
 
@@ -615,7 +602,7 @@ def test_the_upgrade_counts_a_claim_in_flight_as_sent_never_as_one_to_send_again
 
     in_flight.refresh_from_db()
     assert in_flight.sending_claim_at is not None and in_flight.sending_claim_at == in_flight.claimed_at
-    _lease_runs_out(in_flight)
+    claim_lease_runs_out(in_flight)
     assert reconcile.production_reconcile().get("unknown") == 1
 
 

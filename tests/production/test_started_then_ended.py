@@ -18,6 +18,7 @@ from lab.production.states import JobStatus
 from printers.base import JobState
 from printers.cups_backend import connect
 from tests.builders import WORKER, cups_printer, released_order
+from tests.builders.production import printing_at_the_device
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 
@@ -35,19 +36,6 @@ def _submitted_job(printer: Printer) -> PrintJob:
     return job
 
 
-def _printing(cups_server: PrivateCups, printer: Printer, handle: str) -> None:
-    """Wait until the device has the job and prints it, CUPS calling it `processing` meanwhile."""
-    backend = backend_for(printer)
-    wait_until(
-        lambda: (
-            backend.job_info(handle).state is JobState.PROCESSING
-            and len(cups_server.received_files(printer.target)) == 1
-        ),
-        timeout=30,
-        what="the device printing the job",
-    )
-
-
 def test_a_copy_put_back_mid_print_whose_move_failed_after_its_cancel_ends_suspect_not_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -56,7 +44,7 @@ def test_a_copy_put_back_mid_print_whose_move_failed_after_its_cancel_ends_suspe
         # with its processing time kept, and would send the whole document again
         printer = cups_printer(cups_server, "busy", print_seconds=4)
         job = _submitted_job(printer)
-        _printing(cups_server, printer, job.backend_job_id)
+        printing_at_the_device(cups_server, printer, job.backend_job_id)
         cups_server.disable("busy")
         wait_until(
             lambda: backend_for(printer).job_info(job.backend_job_id).was_requeued,
@@ -102,7 +90,7 @@ def test_a_copy_cancelled_at_the_cups_console_while_it_prints_ends_suspect() -> 
         # given a job whose device is printing it
         printer = cups_printer(cups_server, "busy", print_seconds=4)
         job = _submitted_job(printer)
-        _printing(cups_server, printer, job.backend_job_id)
+        printing_at_the_device(cups_server, printer, job.backend_job_id)
 
         # when a person cancels it at the CUPS console, and the poll reads it
         connect(server=cups_server.server).cancelJob(int(job.backend_job_id))
