@@ -112,3 +112,20 @@ def test_every_test_a_readme_cites_exists() -> None:
 
     # then every one is there
     assert missing == [], "\n".join(["tests the READMEs cite that do not exist:", *missing])
+
+
+# One app's leaf migrations (`leaf_nodes("production")`): migrating that app back also unapplies the other
+# apps' migrations that depend on it (orders/0017 on production/0020), and restoring that app's leaves alone
+# left them unapplied for every later test on the worker (a fresh-clone CI lost the upload keys' table).
+ONE_APPS_LEAVES = re.compile(r"\.leaf_nodes\(\s*[^\s)]")
+
+
+def test_a_migration_test_restores_every_apps_leaf_migrations() -> None:
+    offenders = [
+        f"{path.relative_to(TESTS.parent)}:{number}: {line.strip()}"
+        for path in python_files()
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if ONE_APPS_LEAVES.search(line) and path.name != "migrations.py"
+    ]
+
+    assert offenders == []

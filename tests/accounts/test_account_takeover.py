@@ -29,6 +29,7 @@ from lab.audit.records import Entry, audit_append
 from tests.builders import PASSWORD, UserFactory
 from tests.builders.orders import asset_for
 from tests.support.dba import dba
+from tests.support.migrations import leaf_migrations
 
 pytestmark = pytest.mark.django_db
 DBA_PASSWORD = "the dba chose this one"
@@ -307,7 +308,7 @@ def migrate(targets: list[tuple[str, str]]) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_upgrade_and_its_reverse_keep_sealed_accounts_usable_and_changed_ones_refused():
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("accounts")
+    latest = leaf_migrations("accounts")
     customer, technician = UserFactory.create(), UserFactory.create(roles=["technician"])
     changed = UserFactory.create(roles=["technician"])
 

@@ -47,6 +47,7 @@ from printers.registry import KIND_CUPS
 from tests.builders import broker_tasks, hotfolder_printer, person, printer_folder, released_order
 from tests.builders.production import claim_lease_runs_out
 from tests.support.database_locks import until_sessions_wait_for_locks
+from tests.support.migrations import leaf_migrations
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -588,7 +589,7 @@ def test_the_upgrade_counts_a_claim_in_flight_as_sent_never_as_one_to_send_again
     job = _ready_job()
     in_flight = PrintJob.objects.get(pk=job.pk)
     executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes("production")
+    latest = leaf_migrations("production")
     executor.migrate([("production", "0012_printjob_title_token")])
     with connection.cursor() as cursor:  # a worker of the version before claims the job
         cursor.execute(
