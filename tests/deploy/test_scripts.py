@@ -308,8 +308,15 @@ def test_the_run_command_names_the_process_that_stopped_shows_its_log_and_stops_
 
 
 def test_a_process_that_exits_cleanly_still_stops_the_run_with_a_failure(tmp_path: Path) -> None:
-    # given: a process of the lab that ends with status 0 (a worker told to shut down)
-    code = "\n".join([script_block("supervise", script="run"), "mkdir -p var/log", "start beat true"])
+    # given: a process of the lab that ends with status 0 (told to shut down) while the others run
+    code = "\n".join(
+        [
+            script_block("supervise", script="run"),
+            "mkdir -p var/log",
+            "start worker sleep 60",
+            "start beat true",
+        ]
+    )
 
     # when
     result = bash(code + "\nsupervise", cwd=tmp_path)
@@ -386,11 +393,15 @@ def test_without_a_redis_cache_the_run_command_starts_one_web_process_so_limits_
     assert web_arguments(shared, lab_host="::") == ["--workers", "2", "[::]:8000"]
 
 
-# Says it is ready (a file named `ready`) once its handler is in place: the Ctrl-C then stops it at once.
+# Says it is ready (a file `<name>.ready`) once its handler is in place: the Ctrl-C then stops it at once.
 EXITS_ON_SIGINT = (
     "import pathlib, signal, sys, time; signal.signal(signal.SIGINT, lambda *_: sys.exit(0));"
-    " pathlib.Path('ready').touch(); time.sleep(60)"
+    " pathlib.Path('{name}.ready').touch(); time.sleep(60)"
 )
+
+
+def exits_on_sigint(name: str) -> str:
+    return shlex.quote(EXITS_ON_SIGINT.format(name=name))
 
 
 def test_ctrl_c_stops_every_process_of_the_run_without_reporting_one_as_stopped(tmp_path: Path) -> None:
@@ -399,9 +410,11 @@ def test_ctrl_c_stops_every_process_of_the_run_without_reporting_one_as_stopped(
         [
             script_block("supervise", script="run"),
             "mkdir -p var/log",
-            "start worker sleep 60",
-            # as localstripe (aiohttp) does: its own SIGINT handler, and exit 0 on it
-            f"start localstripe {sys.executable} -c {shlex.quote(EXITS_ON_SIGINT)}",
+            # as each process of the lab does: its own SIGINT handler (localstripe's exits 0 on it)
+            *(
+                f"start {name} {sys.executable} -c {exits_on_sigint(name)}"
+                for name in ("worker", "localstripe")
+            ),
             'echo "${pids[@]}" > pids',
             "supervise",
         ]
@@ -415,7 +428,8 @@ def test_ctrl_c_stops_every_process_of_the_run_without_reporting_one_as_stopped(
     )
     try:
         for _ in range(100):
-            if (tmp_path / "ready").exists() and (tmp_path / "pids").read_text().strip():
+            ready = all((tmp_path / f"{name}.ready").exists() for name in ("worker", "localstripe"))
+            if ready and (tmp_path / "pids").read_text().strip():
                 break
             select.select([], [], [], 0.05)
         pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
