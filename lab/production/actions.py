@@ -17,11 +17,19 @@ from lab.accounts.models import User
 from lab.accounts.roles import FLOOR_ROLES, QC_ROLES, has_role
 from lab.lib.errors import CommonError, Conflict, DomainError, NotFound, PermissionDenied, UpstreamError
 from lab.lib.tasks import enqueue
+from lab.orders.models import Order
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for, copies_titled
-from lab.production.cancellation import MAY_HAVE_PRINTED, copy_may_have_printed, printer_cancels_settle
+from lab.production.cancellation import (
+    MAY_HAVE_PRINTED,
+    copy_listed_already,
+    copy_may_have_printed,
+    copy_over_outcome,
+    copy_was_printing,
+    printer_cancels_settle,
+)
 from lab.production.errors import ProductionError
 from lab.production.models import (
     JOB_CANCELLED,
@@ -255,7 +263,9 @@ def _earlier_sends_withdraw(
     Any other copy that may have printed (cancellation.copy_may_have_printed: stopped, put back in the queue,
     impressions made) is cancelled and the move goes ahead, with a MAY_HAVE_PRINTED event that lists the job
     on the board (lab.production.alerts.late_copy_unflagged_events) for a person to count the prints: such a
-    copy never finishes by itself, and waiting for it kept the job from ever moving.
+    copy never finishes by itself, and waiting for it kept the job from ever moving. So is a copy over without
+    completing that began at its device (`canceled, began`: cancelled at the CUPS console mid-print), unless
+    an earlier event listed it already (cancellation.copy_listed_already).
 
     `unaccounted_refuse` (the move of a `ready` job, between the retries of its send): refused too when an
     attempt may have reached the printer that lists nothing of it, printed and purged from its history or
@@ -283,7 +293,13 @@ def _earlier_sends_withdraw(
             )
         may_have_printed: list[str] = []
         for copy in copies:
-            if copy.state not in FINAL_JOB_STATES:
+            if copy.state in FINAL_JOB_STATES:
+                # One over without completing that began at its device (cancelled at the CUPS console
+                # mid-print) may have printed: before, it was read as over only, and the job was sent again
+                # with nothing for a person to count.
+                outcome = copy_over_outcome(copy)
+                printing = copy_was_printing(outcome)
+            else:
                 try:
                     backend.cancel(copy.handle)
                 except PermanentPrinterError as error:
@@ -291,8 +307,15 @@ def _earlier_sends_withdraw(
                         raise
                     # Taken by its device since it was listed (a hot folder's ticket): as `processing`.
                     raise _earlier_send_printing(job, refused=refused) from error
-                if copy_may_have_printed(copy) and copy.handle != judged_handle:
-                    may_have_printed.append(f"{copy.handle}:{copy.state}, cancel asked")
+                outcome = f"{copy.handle}:{copy.state}, cancel asked"
+                printing = copy_may_have_printed(copy)
+            # A copy an earlier move or send again listed is not listed twice (one alert for one copy).
+            if (
+                printing
+                and copy.handle != judged_handle
+                and not copy_listed_already(job_id=job.pk, printer_id=job.printer.pk, handle=copy.handle)
+            ):
+                may_have_printed.append(outcome)
     except PrinterError as error:
         raise UpstreamError(
             ProductionError.PRINTER_CANCEL_FAILED,
@@ -416,6 +439,16 @@ def _rejection_given_back(*, original_id: int, actor: User, reprint: PrintJob) -
         )
 
 
+def _order_on_the_floor_check(order: Order, why: str) -> None:
+    """Reprints and quality checks are for an order still on the floor (REPRINTABLE_ORDER_STATUSES); `why`
+    ends the refusal's message."""
+    if order.status not in REPRINTABLE_ORDER_STATUSES:
+        raise Conflict(
+            ProductionError.ORDER_NOT_IN_PRODUCTION,
+            f"Order {order.ref} is {order.get_status_display().lower()}; {why}",
+        )
+
+
 def _copies_replaced(original: PrintJob) -> int:
     """How many of a job's prints its reprints replace (those not cancelled)."""
     return int(
@@ -470,12 +503,7 @@ def job_reprint(
         if made is not None:
             logger.info("reprint request replayed job=%s reprint=%s", original.pk, made.pk)
             return made
-        if order.status not in REPRINTABLE_ORDER_STATUSES:
-            raise Conflict(
-                ProductionError.ORDER_NOT_IN_PRODUCTION,
-                f"Order {order.ref} is {order.get_status_display().lower()}; "
-                "reprints are for orders still on the floor.",
-            )
+        _order_on_the_floor_check(order, "reprints are for orders still on the floor.")
         # A reprint replaces prints of the original: together, never more than it printed. Two tabs (each
         # with its own form key) or two technicians asking for the same damaged prints make one reprint; a
         # reprint that is damaged in turn is reprinted itself.
@@ -664,12 +692,7 @@ def job_verify_copies(*, job_id: int, actor: User, copies: int) -> PrintJob:
         # Under the order's lock, as reprints and the packer's count: a check is for an order on the floor,
         # and the prints a reprint replaces are not good, whatever a form opened before it says.
         order = order_locked(order_id=job.order_id)
-        if order.status not in REPRINTABLE_ORDER_STATUSES:
-            raise Conflict(
-                ProductionError.ORDER_NOT_IN_PRODUCTION,
-                f"Order {order.ref} is {order.get_status_display().lower()}; "
-                "copies are checked while it is on the floor.",
-            )
+        _order_on_the_floor_check(order, "copies are checked while it is on the floor.")
         replaced = _copies_replaced(job)
         if copies > job.copies - replaced:
             raise DomainError(

@@ -10,6 +10,7 @@ printer poll cancels it there and clears the flag, so a cancelled order never pr
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -198,7 +199,8 @@ def printer_cancel(
     try:
         # The saved handle first: the send we know of is stopped even when the listing below fails.
         if job.backend_job_id:
-            outcomes.append(copy_cancel(backend, job.backend_job_id, title=job.title))
+            outcome = copy_cancel(backend, job.backend_job_id, title=job.title)
+            outcomes.append(_listed_once(job, job.backend_job_id, outcome))
         try:
             titled = listings.copies_titled(backend, job.printer, job.title)
         except PermanentPrinterError as error:
@@ -210,7 +212,8 @@ def printer_cancel(
             titled, unlisted = [], f" (other copies not looked for: {error.code})"
         for found in titled:
             if found.handle != job.backend_job_id:
-                outcomes.append(copy_cancel(backend, found.handle, title=job.title))
+                outcome = copy_cancel(backend, found.handle, title=job.title)
+                outcomes.append(_listed_once(job, found.handle, outcome))
     except PrinterError as error:
         silent.heard(job.printer, error)
         logger.warning("printer cancel pending job=%s code=%s", job.pk, error.code)
@@ -223,6 +226,31 @@ def printer_cancel(
         printer_cancel_refused(job=job, note=note)
         return False
     return _printer_cancel_done(job=job, note=note)
+
+
+def _listed_once(job: PrintJob, handle: str, outcome: str) -> str:
+    """copy_cancel's `outcome`, marked `, listed already` (no longer counted as printing by cancel_note) when
+    it says the copy may have printed and a move or send again of the job listed that copy already
+    (copy_listed_already): before, a copy cancelled at the CUPS console mid-print, flagged when the job was
+    sent again on its printer, was listed a second time by the order's cancel, and alerted twice. A copy
+    whose device would not give it back stays as it is: its cancel is pending."""
+    if copy_was_printing(outcome) and not copy_cancel_refused(outcome):
+        assert job.printer_id is not None
+        if copy_listed_already(job_id=job.pk, printer_id=job.printer_id, handle=handle):
+            return f"{outcome}{_LISTED_ALREADY}"
+    return outcome
+
+
+def copy_listed_already(*, job_id: int, printer_id: int, handle: str) -> bool:
+    """An earlier `late_copy_not_cancelled` event of the job at that printer names the copy in its list
+    (`…: handle:state…` or `…, handle:state…`, as lab.production.actions writes it): a person was told to
+    count its prints already."""
+    return JobEvent.objects.filter(
+        job_id=job_id,
+        printer_id=printer_id,
+        kind="late_copy_not_cancelled",
+        note__regex=rf"(: |, ){re.escape(handle)}:",
+    ).exists()
 
 
 def cancel_note(outcomes: list[str], note: str) -> str:
@@ -259,6 +287,8 @@ def copy_cancel_refused(outcome: str) -> bool:
 _CANCEL_ASKED = ", cancel asked"
 _CANCEL_REFUSED = ", cancel refused"
 _BEGAN = ", began"
+# Added to the outcome of a copy that may have printed which an earlier event listed already (_listed_once).
+_LISTED_ALREADY = ", listed already"
 
 
 def copy_may_have_printed(info: JobInfo) -> bool:
@@ -270,6 +300,14 @@ def copy_may_have_printed(info: JobInfo) -> bool:
         or (info.completed_impressions or 0) > 0
         or info.was_requeued
     )
+
+
+def copy_over_outcome(info: JobInfo) -> str:
+    """The outcome of a copy already over, as copy_cancel gives it: `handle:state`, and `handle:canceled,
+    began` for one over without completing after it began at its device (JobInfo.began), which
+    copy_was_printing counts as printing."""
+    began = info.state is not JobState.COMPLETED and info.began
+    return f"{info.handle}:{info.state}{_BEGAN if began else ''}"
 
 
 def copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
@@ -286,8 +324,7 @@ def copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
     try:
         info = backend.job_info_of(handle, title=title)
         if info.state in FINAL_JOB_STATES:
-            began = info.state is not JobState.COMPLETED and info.began
-            return f"{handle}:{info.state}{_BEGAN if began else ''}"
+            return copy_over_outcome(info)
         printing = copy_may_have_printed(info)
         try:
             backend.cancel_of(handle, title=title)

@@ -1,0 +1,138 @@
+"""A job moved, or sent again, while its old printer holds a copy cancelled at the CUPS console mid-print:
+that copy began at its device and may have printed. Before, the move read it only as over (`canceled`),
+withdrew nothing and flagged nothing, and the job was sent again with no word of a print for a person to
+count. Now the move goes ahead with a `late_copy_not_cancelled` MAY_HAVE_PRINTED event naming the copy, and a
+later cancel of the order does not list that copy a second time. Against a real private cupsd whose
+ippeveprinter device takes 4 seconds a print.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lab.production import actions, rasterizing, submission, tracking
+from lab.production.alerts import printed_after_cancel_events
+from lab.production.backends import backend_for
+from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_production
+from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.restarts import server_restarts_check
+from lab.production.states import JobStatus
+from printers.base import JobState
+from printers.cups_backend import CupsBackend, connect
+from printers.errors import TransientPrinterError
+from tests.builders import WORKER, cups_printer, person, released_order
+from tests.builders.production import printing_at_the_device
+from tests.support.celery_worker import wait_until
+from tests.support.cups import PrivateCups
+
+pytestmark = pytest.mark.django_db
+J = JobStatus
+
+
+def _state_is(printer: Printer, handle: str, state: JobState) -> None:
+    backend = backend_for(printer)
+    wait_until(lambda: backend.job_info(handle).state is state, timeout=30, what=f"the job {state}")
+
+
+def _console_cancel(cups_server: PrivateCups, printer: Printer, handle: str) -> None:
+    connect(server=cups_server.server).cancelJob(int(handle))
+    _state_is(printer, handle, JobState.CANCELED)
+
+
+def _ready_with_a_send_that_began(
+    cups_server: PrivateCups, monkeypatch: pytest.MonkeyPatch
+) -> tuple[PrintJob, Printer, str]:
+    """A job back in `ready` on printer `busy` after a transient submit error, though its send reached cupsd;
+    its device printing that copy when a person cancelled it at the CUPS console (`canceled`, began)."""
+    printer = cups_printer(cups_server, "busy", print_seconds=4)
+    assert server_restarts_check(printer)
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert job.printer_id == printer.pk
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    real_submit = CupsBackend.submit
+    sent: list[str] = []
+
+    def reached_then_went_away(self: CupsBackend, **kwargs: Any) -> str:
+        sent.append(real_submit(self, **kwargs))
+        monkeypatch.setattr(CupsBackend, "submit", real_submit)
+        raise TransientPrinterError(code="printer_unreachable", message="connection reset by peer")
+
+    monkeypatch.setattr(CupsBackend, "submit", reached_then_went_away)
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+    (handle,) = sent
+    printing_at_the_device(cups_server, printer, handle)
+    _console_cancel(cups_server, printer, handle)
+    info = backend_for(printer).job_info(handle)
+    assert (info.state, info.began) == (JobState.CANCELED, True)
+    job.refresh_from_db()
+    assert (job.status, job.submit_attempts, job.backend_job_id) == (J.READY, 1, "")
+    return job, printer, handle
+
+
+def test_a_move_after_a_console_cancel_mid_print_is_flagged_may_have_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with PrivateCups() as cups_server:
+        # given a job whose copy at its printer began and was cancelled at the CUPS console, and another
+        # capable printer
+        job, printer, handle = _ready_with_a_send_that_began(cups_server, monkeypatch)
+        other = cups_printer(cups_server, "other", print_seconds=1)
+
+        # when a person moves the job to the other printer
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+
+        # then it moves, flagged for a person to count the prints at the old printer (before: moved with
+        # nothing said, the copy read only as over)
+        job.refresh_from_db()
+        assert (job.status, job.printer_id, job.submit_attempts) == (J.QUEUED, other.pk, 0)
+        (flagged,) = JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")
+        assert (flagged.printer_id, flagged.note) == (
+            printer.pk,
+            f"{MAY_HAVE_PRINTED}: {handle}:canceled, began",
+        )
+        assert list(printed_after_cancel_events()) == [flagged]
+        assert len(cups_server.received_files("busy")) == 1
+
+
+def test_a_copy_the_move_flagged_is_not_listed_again_when_the_order_is_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with PrivateCups() as cups_server:
+        # given a job whose copy began and was cancelled at the console; its retry's copy, held in the stopped
+        # queue, cancelled at the console too before it began: the job `failed`
+        job, printer, began = _ready_with_a_send_that_began(cups_server, monkeypatch)
+        cups_server.disable("busy")
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+        job.refresh_from_db()
+        _console_cancel(cups_server, printer, job.backend_job_id)
+        cups_server.enable("busy")
+        tracking.printer_poll()
+        job.refresh_from_db()
+        assert (job.status, job.failure_code) == (J.FAILED, "printer_canceled")
+
+        # ... sent again on its own printer (the copy that began flagged), its new send held there
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        (flagged,) = JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")
+        assert flagged.note == f"{MAY_HAVE_PRINTED}: {began}:canceled, began"
+        cups_server.disable("busy")
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
+        job.refresh_from_db()
+        held = job.backend_job_id
+        assert backend_for(printer).job_info(held).state is JobState.PENDING
+
+        # when a supervisor cancels the order
+        order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
+
+        # then the held send is withdrawn cleanly, and the copy already flagged is not listed a second time
+        # (before: `printer_cancelled` MAY_HAVE_PRINTED for it, a second alert for the same copy)
+        (settled,) = JobEvent.objects.filter(job=job, kind="printer_cancelled")
+        assert not settled.note.startswith(MAY_HAVE_PRINTED)
+        assert f"{held}:cancelled" in settled.note
+        assert f"{began}:canceled, began, listed already" in settled.note
+        assert list(printed_after_cancel_events()) == [flagged]
+        cups_server.enable("busy")
+        assert cups_server.wait_jobs_over(lambda title: title == job.title) == []
+        assert len(cups_server.received_files("busy")) == 1
