@@ -135,6 +135,7 @@ STATUS_BY_CODE: dict[str, int] = {
             PackingError.ITEMS_NOT_CONFIRMED,
             PackingError.NO_ORDERS_TO_PACK,
             PackingError.NOT_AN_ORDER_CODE,
+            PackingError.PAGE_TOKEN_REQUIRED,
             ProductionError.BATCH_HOLD_UNCHANGED,
             ProductionError.DESCRIPTION_REQUIRED,
             ProductionError.HOLD_MESSAGE_REQUIRED,

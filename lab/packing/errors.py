@@ -12,6 +12,8 @@ class PackingError(StrEnum):
     NOT_AN_ORDER_CODE = "not_an_order_code"  # what was scanned or typed is not an order ref (PL-…)
     ORDER_NOT_READY_TO_PACK = "order_not_ready_to_pack"  # not ready to pack (or, for a slip, has none yet)
     ITEM_NOT_FOUND = "item_not_found"
+    # A count or a pack posted without the token of the page it was made from (what the packer saw).
+    PAGE_TOKEN_REQUIRED = "page_token_required"
     COUNT_MISMATCH = "count_mismatch"  # the packer's count is not the item's copies; nothing confirmed
     COPIES_NOT_PRINTED = "copies_not_printed"  # fewer printed copies than the item needs
     ITEMS_NOT_CONFIRMED = "items_not_confirmed"  # every item's count is confirmed before packing

@@ -19,6 +19,7 @@ from lab.packing.services import packing_slip_render
 from lab.production import rasterizing, routing, submission, tracking
 from lab.production.models import Printer, PrintJob
 from printers.hotfolder_device import process_pending
+from tests.builders.packing_station import station_token
 from tests.builders.people import person
 from tests.builders.production import WORKER, hotfolder_printer
 from tests.support.images import jpeg_bytes
@@ -161,8 +162,11 @@ def print_order(order: Order) -> Order:
 def pack_and_ship(order: Order) -> Order:
     packer = person("packer")
     for item in order.items.all():
-        station.item_confirm(code=order.ref, position=item.position, copies_counted=item.copies, actor=packer)
-    station.order_pack(code=order.ref, actor=packer)
+        seen = station_token(order, packer=packer, position=item.position)
+        station.item_confirm(
+            code=order.ref, position=item.position, copies_counted=item.copies, actor=packer, seen=seen
+        )
+    station.order_pack(code=order.ref, actor=packer, seen=station_token(order, packer=packer, step="pack"))
     # A tracking number names one parcel (unique): each order's own.
     tracking_number = f"1Z999AA1{order.pk:010d}"
     station.order_ship(code=order.ref, actor=packer, carrier="ups", tracking_number=tracking_number)

@@ -31,6 +31,7 @@ from tests.builders import (
     ready_to_pack_order,
 )
 from tests.builders.orders import asset_for
+from tests.builders.packing_station import station_token
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
@@ -180,8 +181,11 @@ def test_a_printed_job_moved_to_another_order_is_not_counted_for_its_item():
         job.pk,
     )
 
+    packer = person("packer")
+    seen = station_token(order, packer=packer, position=1)
+
     with pytest.raises(DomainError) as refused:
-        station.item_confirm(code=order.ref, position=1, copies_counted=2, actor=person("packer"))
+        station.item_confirm(code=order.ref, position=1, copies_counted=2, actor=packer, seen=seen)
 
     assert refused.value.code == "copies_not_printed"
     job.refresh_from_db()

@@ -46,6 +46,7 @@ from tests.builders import (
     person,
     ready_to_pack_order,
 )
+from tests.builders.packing_station import station_token
 from tests.support.dba import dba
 from tests.support.migrations import leaf_migrations, migrate_to
 
@@ -169,8 +170,11 @@ def test_a_stored_slip_written_in_the_database_is_not_served_and_the_labs_own_is
 def _packed_at_the_station(order: Order) -> None:
     packer = person("packer")
     for item in order.items.all():
-        station.item_confirm(code=order.ref, position=item.position, copies_counted=item.copies, actor=packer)
-    station.order_pack(code=order.ref, actor=packer)
+        seen = station_token(order, packer=packer, position=item.position)
+        station.item_confirm(
+            code=order.ref, position=item.position, copies_counted=item.copies, actor=packer, seen=seen
+        )
+    station.order_pack(code=order.ref, actor=packer, seen=station_token(order, packer=packer, step="pack"))
 
 
 def test_a_parcel_made_a_pickup_in_the_database_gets_no_slip_and_is_not_handed_over(order):

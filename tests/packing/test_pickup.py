@@ -30,6 +30,7 @@ from lab.production.alerts import orders_at_risk
 from lab.staff.board import board_snapshot
 from lab.staff.supervisor import Filters, turnaround
 from tests.builders import client_as, floor_state, hotfolder_printer, messages_of, ready_to_pack_order
+from tests.builders.packing_station import station_confirm, station_pack
 
 pytestmark = pytest.mark.django_db
 
@@ -60,8 +61,8 @@ def _minilab() -> None:
 
 
 def _packed(client: Client, order: Order) -> None:
-    client.post(reverse("staff:packing_confirm", args=[order.ref]), {"position": 1, "copies": 2}, follow=True)
-    client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    station_confirm(client, order, position=1, copies=2)
+    station_pack(client, order)
     assert Order.objects.get(pk=order.pk).status == "packed"
 
 

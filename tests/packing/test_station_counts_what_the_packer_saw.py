@@ -18,6 +18,7 @@ from lab.production import actions
 from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
 from tests.builders import client_as, hotfolder_printer, job_walk, messages_of, person, ready_to_pack_order
+from tests.builders.packing_station import page_token
 
 pytestmark = pytest.mark.django_db
 
@@ -33,15 +34,18 @@ def _page(client: Client, order: Order) -> str:
 
 
 def _item_seen(page: str, position: int) -> str:
-    """What the item's count form posts as what the page showed ("" from a page without it)."""
-    pattern = rf'name="position" value="{position}">\s*<input type="hidden" name="seen" value="([^"]+)"'
-    found = re.search(pattern, page)
-    return found.group(1) if found else ""
+    """The page token the item's count form posts."""
+    return page_token(page, order=_order_of(page), position=position)
 
 
 def _pack_seen(page: str) -> str:
-    found = re.search(r'name="seen" value="([0-9a-f]{32})"', page)
-    return found.group(1) if found else ""
+    return page_token(page, order=_order_of(page), step="pack")
+
+
+def _order_of(page: str) -> Order:
+    found = re.search(r"<h1>Order (PL-[0-9A-Z]+) ", page)
+    assert found
+    return Order.objects.get(ref=found.group(1))
 
 
 def _confirm(client: Client, order: Order, *, copies: int, seen: str) -> list[str]:

@@ -22,6 +22,7 @@ from tests.builders import (
     person,
     ready_to_pack_order,
 )
+from tests.builders.packing_station import station_confirm, station_pack
 
 pytestmark = pytest.mark.django_db
 
@@ -34,12 +35,8 @@ def order() -> Order:
 
 def _packed(client: Client, order: Order) -> Order:
     for position, copies in ((1, 2), (2, 1)):
-        client.post(
-            reverse("staff:packing_confirm", args=[order.ref]),
-            {"position": position, "copies": copies},
-            follow=True,
-        )
-    client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+        station_confirm(client, order, position=position, copies=copies)
+    station_pack(client, order)
     order.refresh_from_db()
     assert order.status == "packed"
     return order
@@ -105,7 +102,7 @@ def test_a_supervisor_unpacks_too(order):
 def test_only_a_packed_order_is_unpacked(order):
     # given a box not yet packed, and one already shipped
     client, _ = client_as("packer")
-    client.post(reverse("staff:packing_confirm", args=[order.ref]), {"position": 1, "copies": 2}, follow=True)
+    station_confirm(client, order, position=1, copies=2)
     shipped = pack_and_ship(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
     before = floor_state()
 

@@ -49,6 +49,7 @@ from tests.builders import (
     printer_folder,
     released_order,
 )
+from tests.builders.packing_station import station_token
 from tests.support.stripe_server import card_payment_method, signed_event
 
 pytestmark = pytest.mark.django_db
@@ -678,7 +679,14 @@ def test_a_refund_racing_the_packer_leaves_the_box_on_hold_never_shipped_unseen(
     hotfolder_printer("minilab", sizes=["4x6"])
     order = _mark_captured(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
     packer = person("packer")
-    item_confirm(code=order.ref, position=1, copies_counted=1, actor=packer)
+    item_confirm(
+        code=order.ref,
+        position=1,
+        copies_counted=1,
+        actor=packer,
+        seen=station_token(order, packer=packer, position=1),
+    )
+    seen = station_token(order, packer=packer, step="pack")
     payload, header = signed_event(
         event_type="charge.refunded",
         data_object={"id": "ch_race", "payment_intent": order.payment_intent_id},
@@ -687,7 +695,7 @@ def test_a_refund_racing_the_packer_leaves_the_box_on_hold_never_shipped_unseen(
     )
 
     _race(
-        lambda: order_pack(code=order.ref, actor=packer),
+        lambda: order_pack(code=order.ref, actor=packer, seen=seen),
         lambda: client.post(
             "/api/v1/webhooks/stripe", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
         ),

@@ -26,6 +26,7 @@ from tests.builders import (
     ready_to_pack_order,
     released_order,
 )
+from tests.builders.packing_station import station_pack, station_token
 
 pytestmark = pytest.mark.django_db
 WORKER = "staff-test:1"
@@ -436,7 +437,7 @@ def test_a_check_of_copies_sent_after_a_reprint_does_not_count_the_replaced_prin
     job_walk(reprint, "printed")
     assert order_check_printed(order_id=order.pk)
     packer, _ = client_as("packer")
-    packer.post(reverse("staff:packing_pack", args=[order.ref]))
+    assert messages_of(station_pack(packer, order)) == ["Confirm every item before packing: item 1 (0 of 3)."]
     assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
 
 
@@ -711,7 +712,9 @@ def test_a_check_after_a_partial_reprint_does_not_keep_the_reprints_rejection_on
 
     original.refresh_from_db()
     assert (original.copies_rejected, original.copies_rejected_at_check) == (0, 0)
-    line = item_confirm(code=order.ref, position=1, copies_counted=2, actor=person("packer"))
+    packer = person("packer")
+    seen = station_token(order, packer=packer, position=1)
+    line = item_confirm(code=order.ref, position=1, copies_counted=2, actor=packer, seen=seen)
     assert line.copies_confirmed == 2
 
 

@@ -39,6 +39,7 @@ from tests.builders import (
     ready_to_pack_order,
     released_order,
 )
+from tests.builders.packing_station import station_confirm, station_pack, station_token
 
 pytestmark = pytest.mark.django_db
 
@@ -49,10 +50,17 @@ def order() -> Order:
     return ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2), ("PRINT-5X7-GLOSSY", 1)])
 
 
-def confirm(client, order: Order, position: int, copies: int):
+# The token posted for an order no station page shows (one not at the station, a person refused the page).
+NO_PAGE = "0" * 32
+
+
+def confirm(client, order: Order, position: int, copies: int, *, seen: str | None = None):
+    """A count posted from the order's page as it is now, with the page's token (or with `seen`)."""
+    if seen is None:
+        return station_confirm(client, order, position=position, copies=copies)
     return client.post(
         reverse("staff:packing_confirm", args=[order.ref]),
-        {"position": str(position), "copies": str(copies)},
+        {"position": str(position), "copies": str(copies), "seen": seen},
         follow=True,
     )
 
@@ -94,8 +102,10 @@ def test_an_order_not_ready_to_pack_is_refused_at_the_station():
     before = floor_state()
 
     response = client.post(reverse("staff:packing_scan"), {"code": in_production.ref}, follow=True)
-    confirmed = confirm(client, in_production, 1, 1)
-    packed = client.post(reverse("staff:packing_pack", args=[in_production.ref]), follow=True)
+    confirmed = confirm(client, in_production, 1, 1, seen=NO_PAGE)
+    packed = client.post(
+        reverse("staff:packing_pack", args=[in_production.ref]), {"seen": NO_PAGE}, follow=True
+    )
 
     assert messages_of(response) == [f"Order {in_production.ref} is in production, not ready to pack."]
     assert messages_of(confirmed) == [f"Order {in_production.ref} is in production, not ready to pack."]
@@ -118,7 +128,7 @@ def test_packing_needs_every_item_confirmed(order):
     confirm(client, order, 1, 2)
     before = floor_state()
 
-    response = client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    response = station_pack(client, order)
 
     assert messages_of(response) == ["Confirm every item before packing: item 2 (0 of 1)."]
     assert floor_state() == before
@@ -129,7 +139,7 @@ def test_confirm_pack_and_ship(order):
 
     first = confirm(client, order, 1, 2)
     confirm(client, order, 2, 1)
-    packed = client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    packed = station_pack(client, order)
     shipped = client.post(
         reverse("staff:packing_ship", args=[order.ref]),
         {"carrier": "ups", "tracking_number": " 1z999aa10123456784 "},
@@ -163,7 +173,7 @@ def test_shipping_with_a_bad_carrier_or_tracking_number_is_refused(order, data, 
     client, _ = client_as("packer")
     confirm(client, order, 1, 2)
     confirm(client, order, 2, 1)
-    client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    station_pack(client, order)
     before = floor_state()
 
     response = client.post(reverse("staff:packing_ship", args=[order.ref]), data, follow=True)
@@ -175,7 +185,7 @@ def test_shipping_with_a_bad_carrier_or_tracking_number_is_refused(order, data, 
 def _packed(client, order: Order) -> None:
     confirm(client, order, 1, 2)
     confirm(client, order, 2, 1)
-    client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    station_pack(client, order)
 
 
 @pytest.mark.parametrize("scanned", ["the next box's slip", "the same slip, spaced"])
@@ -279,7 +289,7 @@ def test_a_reprint_counts_for_the_copies_its_original_lost():
     original.refresh_from_db()
     reprint.refresh_from_db()
     assert (reprint.copies_verified, original.copies_verified) == (1, 2)
-    assert client.post(reverse("staff:packing_pack", args=[order.ref])).status_code == 302
+    assert station_pack(client, order, follow=False).status_code == 302
     order.refresh_from_db()
     assert order.status == "packed"
 
@@ -305,7 +315,7 @@ def test_the_packers_count_does_not_overrule_the_quality_checks_rejection():
     overruled = client.post(reverse("staff:job_verify", args=[original.pk]), {"copies": "2"}, follow=True)
     assert "were rejected at a quality check" in " ".join(messages_of(overruled))
     assert floor_state() == before
-    client.post(reverse("staff:packing_pack", args=[order.ref]))
+    station_pack(client, order)
     assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
 
     # the rejected print is reprinted: the good one and its replacement are the item's two copies
@@ -316,7 +326,7 @@ def test_the_packers_count_does_not_overrule_the_quality_checks_rejection():
     reprint.refresh_from_db()
     original.refresh_from_db()
     assert (reprint.copies_verified, original.copies_verified, original.copies_rejected) == (1, 1, 1)
-    assert client.post(reverse("staff:packing_pack", args=[order.ref])).status_code == 302
+    assert station_pack(client, order, follow=False).status_code == 302
     assert Order.objects.get(pk=order.pk).status == "packed"
 
 
@@ -344,7 +354,7 @@ def test_a_reprint_after_the_count_undoes_the_count_of_the_copies_it_replaces(
     job_walk(reprint, "printed")
     assert order_check_printed(order_id=order.pk)
 
-    response = client.post(reverse("staff:packing_pack", args=[order.ref]), follow=True)
+    response = station_pack(client, order)
     order.refresh_from_db()
     assert order.status == "ready_to_pack"
     assert f"item 1 ({still_counted} of 3)" in " ".join(messages_of(response))
@@ -353,7 +363,7 @@ def test_a_reprint_after_the_count_undoes_the_count_of_the_copies_it_replaces(
     reprint.refresh_from_db()
     original.refresh_from_db()
     assert (reprint.copies_verified, original.copies_verified) == (reprinted, 3 - reprinted)
-    assert client.post(reverse("staff:packing_pack", args=[order.ref])).status_code == 302
+    assert station_pack(client, order, follow=False).status_code == 302
     order.refresh_from_db()
     assert order.status == "packed"
 
@@ -526,6 +536,7 @@ def test_other_packers_work_on_the_orders_while_the_days_slips_render(order, mon
     monkeypatch.setattr("lab.packing.station.render_slips", render_held)
     days: list[station.DaySlips] = []
     confirmed: list[station.ChecklistLine] = []
+    seen = station_token(order, packer=other_packer, position=1)
 
     def on_its_own_connection(work: Callable[[], object]) -> threading.Thread:
         def run() -> None:
@@ -544,7 +555,7 @@ def test_other_packers_work_on_the_orders_while_the_days_slips_render(order, mon
     # when another packer confirms an item of one of those orders while the PDF renders
     confirm = on_its_own_connection(
         lambda: confirmed.append(
-            station.item_confirm(code=order.ref, position=1, copies_counted=2, actor=other_packer)
+            station.item_confirm(code=order.ref, position=1, copies_counted=2, actor=other_packer, seen=seen)
         )
     )
     confirm.join(timeout=10)
@@ -629,7 +640,7 @@ def test_a_technician_cannot_use_the_packing_station(order):
     before = floor_state()
 
     assert client.get(reverse("staff:packing")).status_code == 403
-    assert confirm(client, order, 1, 2).status_code == 403
+    assert confirm(client, order, 1, 2, seen=NO_PAGE).status_code == 403
     assert client.get(reverse("staff:slip", args=[order.ref])).status_code == 403
     assert floor_state() == before
 
