@@ -37,6 +37,9 @@ def _binding(data_key_id: int) -> bytes:
 
 
 def data_key_create() -> DataKey:
+    # The first key of this process's own LAB_MASTER_KEY, read when it started: a process not restarted since
+    # the new key was put first keeps wrapping under the old one, which is why rotate_master_key says the old
+    # key may go only after a run, once every process was restarted, finds none to re-wrap.
     master = crypto.current_master_key()
     with transaction.atomic():
         row = DataKey.objects.create(wrapped_key=b"", master_key_id=master.key_id)

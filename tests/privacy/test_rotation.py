@@ -48,8 +48,10 @@ def test_rotation_rewraps_keys_and_photos_decrypt_with_only_the_new_key(settings
     call_command("rotate_master_key", stdout=out)
 
     assert out.getvalue() == (
-        "re-wrapped 2 data keys under master key 'new'; no live data key uses another master key,"
-        " so the old ones can be removed from LAB_MASTER_KEY\n"
+        "re-wrapped 2 data keys under master key 'new'. Keep the old master keys in LAB_MASTER_KEY: a"
+        " process still holding one wraps new photos' keys under it; restart every web and worker process on"
+        " every host that was started before the new key was put first, then run this again; the old keys may"
+        " go only after a run that re-wraps none\n"
     )
     assert sorted((key.master_key_id, key.is_destroyed) for key in DataKey.objects.all()) == [
         ("new", False),
@@ -90,3 +92,36 @@ def test_without_the_old_key_the_photos_cannot_be_read_and_rotation_stops(settin
 
     assert photo.data_key_id is not None
     assert DataKey.objects.get(pk=photo.data_key_id).master_key_id == "old"
+
+
+def test_a_stale_process_photo_after_a_run_is_rewrapped_and_the_old_key_may_go_after_a_clean_run(settings):
+    old, new = master("old"), master("new")
+    settings.LAB_MASTER_KEYS = [old]
+    asset_for(UserFactory.create())
+    settings.LAB_MASTER_KEYS = [new, old]  # the new key put first; the command run with it
+    first = io.StringIO()
+    call_command("rotate_master_key", stdout=first)
+    settings.LAB_MASTER_KEYS = [old]  # a process started before the edit, not restarted, takes an upload
+    late = asset_for(UserFactory.create())
+    settings.LAB_MASTER_KEYS = [new, old]
+
+    second = io.StringIO()
+    call_command("rotate_master_key", stdout=second)
+    third = io.StringIO()
+    call_command("rotate_master_key", stdout=third)
+
+    for kept in (first, second):
+        assert "can be removed" not in kept.getvalue()
+        assert "restart every web and worker process" in kept.getvalue()
+    assert second.getvalue().startswith("re-wrapped 1 data keys under master key 'new'. Keep the old master")
+    assert third.getvalue() == (
+        "re-wrapped 0 data keys under master key 'new'; no live data key uses another master key, so if"
+        " every web and worker process on every host was restarted after the new key was put first, the old"
+        " ones can be removed from LAB_MASTER_KEY\n"
+    )
+    settings.LAB_MASTER_KEYS = [new]  # the old key dropped only now
+    late = Asset.objects.select_related("data_key").get(pk=late.pk)
+    assert late.data_key is not None
+    assert late.data_key.master_key_id == "new"
+    data = vault_read(data_key=late.data_key, name=late.blob_name, purpose="original")
+    assert hashlib.sha256(data).hexdigest() == late.sha256
