@@ -17,12 +17,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import notify_serializers as s
-from api.errors import ApiError
+from api.idempotency import idempotency_key_optional
 from api.schema import problems
 from api.throttles import CustomerRedeliveryThrottle, WebhookEndpointChangeThrottle
 from lab.accounts.authenticated import token_of_request
 from lab.accounts.models import User
-from lab.lib.errors import DomainError
 from lab.notify import selectors, webhooks
 from lab.notify.models import WebhookDelivery, WebhookEndpoint
 
@@ -38,20 +37,6 @@ REGISTRATION_IDEMPOTENCY_HEADER = OpenApiParameter(
     description="Optional, 1-200 printable characters: a retry with the same key and body returns the same "
     "endpoint and its secret (200); the key with another body is a 409.",
 )
-
-
-def _registration_idempotency_key(request: Request) -> str | None:
-    """The registration's Idempotency-Key, or None when none is sent (each POST registers an endpoint). One
-    sent but unusable is refused, not ignored: ignored, its retry would register a second endpoint."""
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        return None
-    if len(key) > 200 or not key.isprintable():  # a NUL byte must not reach the database
-        raise DomainError(
-            ApiError.IDEMPOTENCY_KEY_REQUIRED,
-            "An Idempotency-Key is 1-200 printable characters.",
-        )
-    return key
 
 
 class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
@@ -76,7 +61,7 @@ class WebhookEndpointListCreateView(generics.ListAPIView[WebhookEndpoint]):
         parameters=[REGISTRATION_IDEMPOTENCY_HEADER],
     )
     def post(self, request: Request) -> Response:
-        key = _registration_idempotency_key(request)
+        key = idempotency_key_optional(request)
         data = s.WebhookEndpointInput(data=request.data)
         data.is_valid(raise_exception=True)
         owner = _owner(request)

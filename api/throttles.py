@@ -20,6 +20,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.utils import html
 
 from api.errors import ApiError
+from api.idempotency import idempotency_key_look
 from lab.lib.client_ip import address_for_limits, client_ip, parse_address
 from lab.lib.email_address import email_canonical
 from lab.lib.errors import DomainError
@@ -300,13 +301,6 @@ def _guest_email(data: Any) -> str | None:
     return email if isinstance(email, str) and email.strip() else None
 
 
-def _idempotency_key(request: Any) -> str | None:
-    """The order's Idempotency-Key as the view takes it (1-200 printable characters), or None: the view
-    refuses the request (400 `idempotency_key_required`), and a NUL byte must not reach the database."""
-    key = request.headers.get("Idempotency-Key", "").strip()
-    return key if key and len(key) <= 200 and key.isprintable() else None
-
-
 class _CountedWhenCreated(_RateFromSettings, abc.ABC):
     """A limit on orders that counts only the orders created. Before the view it only looks: a window already
     full refuses the request (429 at once, no quote, no Stripe) unless it is a retry of an order the caller
@@ -322,7 +316,7 @@ class _CountedWhenCreated(_RateFromSettings, abc.ABC):
         """Whether the request's Idempotency-Key is one the caller already made an order with: a retry
         (after a 502 `payment_provider_unavailable`, a lost answer) gets its order again, it creates none.
         Asked only when the window is full."""
-        key = _idempotency_key(request)
+        key = idempotency_key_look(request)  # None: the view refuses the request, nothing to look up
         scope = self._idempotency_scope(request)
         if key is None or scope is None:
             return False

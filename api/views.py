@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from api import serializers as s
 from api.errors import ApiError
+from api.idempotency import idempotency_key_optional, idempotency_key_required
 from api.parsers import JSONParser
 from api.schema import problems
 from api.throttles import (
@@ -227,7 +228,7 @@ class AssetCreateView(APIView):
         parameters=[UPLOAD_IDEMPOTENCY_HEADER],
     )
     def post(self, request: Request) -> Response:
-        key = _optional_idempotency_key(request)
+        key = idempotency_key_optional(request)
         # One photo per request: a form with two `file` parts (or `<input type=file multiple>`) validated
         # the last one only, and the first was dropped without a word.
         files = request.FILES
@@ -280,20 +281,6 @@ def _replay_answer(upload_key: photos.UploadKey | None) -> Response | None:
     """A photo's retry with its key, answered 200 with that photo: one indexed query, none without a key."""
     replayed = photos.asset_upload_replay(upload_key=upload_key) if upload_key else None
     return None if replayed is None else Response(s.AssetOutput(replayed).data, status=status.HTTP_200_OK)
-
-
-def _optional_idempotency_key(request: Request) -> str | None:
-    """An optional Idempotency-Key (POST assets), read as POST orders reads it: 1-200 printable characters
-    (a NUL byte must not reach the database); none, or an empty one, is no key."""
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        return None
-    if len(key) > 200 or not key.isprintable():
-        raise DomainError(
-            ApiError.IDEMPOTENCY_KEY_REQUIRED,
-            "An Idempotency-Key has 1-200 printable characters.",
-        )
-    return key
 
 
 class AssetContentView(APIView):
@@ -432,12 +419,7 @@ class OrderListCreateView(PrivateOrderAnswers, generics.ListAPIView[Order]):
         parameters=[IDEMPOTENCY_HEADER],
     )
     def post(self, request: Request) -> Response:
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 200 or not key.isprintable():  # a NUL byte must not reach the database
-            raise DomainError(
-                ApiError.IDEMPOTENCY_KEY_REQUIRED,
-                "Send an Idempotency-Key header (1-200 printable characters).",
-            )
+        key = idempotency_key_required(request)
         data = s.OrderInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
