@@ -326,6 +326,29 @@ def test_a_process_that_exits_cleanly_still_stops_the_run_with_a_failure(tmp_pat
     assert "== beat stopped (exit 0)" in result.stderr
 
 
+def test_a_process_that_stopped_before_the_run_watched_it_is_still_reported(tmp_path: Path) -> None:
+    # given: a process that stops at once (a port already taken) and is gone before the run starts watching
+    code = "\n".join(
+        [
+            script_block("supervise", script="run"),
+            "mkdir -p var/log",
+            "start worker sleep 30",
+            "start web sh -c 'echo address already in use; exit 3'",
+            "sleep 1",
+        ]
+    )
+
+    # when
+    result = bash(code + "\nsupervise", cwd=tmp_path)
+
+    # then: it is named with its status, and the others are stopped at once (before, `wait -n` answered "no
+    # such job" for it, waited for the worker instead and the run exited 130 with no word of why)
+    assert result.returncode == 3
+    assert "== web stopped (exit 3)" in result.stderr
+    assert "address already in use" in result.stderr
+    assert "no such job" not in result.stderr
+
+
 def allowed_hosts_for(
     lab_host: str, allowed_hosts: str = "", path: str | None = None
 ) -> tuple[str, list[str]]:
