@@ -53,7 +53,7 @@ from lab.orders.payments import ONE_TRY, stripe_client
 from lab.orders.states import OrderStatus
 from lab.orders.stripe_events import payment_found_at_stripe_apply
 from lab.privacy.models import BlobDeletion, DataKey
-from lab.privacy.vault import data_key_destroy, vault_blob_authenticates, vault_delete
+from lab.privacy.vault import data_key_destroy, vault_blob_authenticates, vault_blob_verify, vault_delete
 from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 
@@ -185,9 +185,10 @@ class AssetStillNeeded(Conflict):
 
 def _orders_keeping(cutoffs: Cutoffs | None) -> QuerySet[Order]:
     """The orders that keep their photos: open ones, and under `cutoffs` (None: an erasure, where only open
-    orders count) those shipped or cancelled too recently. The one rule the purge decides by under its locks,
-    and the sweep leaves their photos out of its batches, so photos that cannot go yet never take the places
-    of photos that can."""
+    orders count) those shipped or cancelled too recently, and those with a job a printer may still hold. The
+    one rule the purge decides by under its locks, and the sweep leaves their photos out of its batches (and
+    the gauge out of what it calls late), so photos that cannot go yet never take the places of photos that
+    can."""
     if cutoffs is None:
         return Order.objects.filter(status__in=HOLDING_STATUSES)
     return Order.objects.filter(
@@ -196,6 +197,11 @@ def _orders_keeping(cutoffs: Cutoffs | None) -> QuerySet[Order]:
         | Q(status__in=SHIPPED_STATUSES, shipped_at__isnull=True, updated_at__gt=cutoffs.shipped_before)
         | Q(status=S.CANCELLED, created_at__gt=cutoffs.unpaid_before)
         | ~Q(status__in=HOLDING_STATUSES | SHIPPED_STATUSES | {S.CANCELLED})
+        # A cancelled job whose decrypted raster may still sit in its printer's spool (cancel_at_printer: the
+        # printer was unreachable at the cancel) until the poll settles it. Before, the order's photo key was
+        # destroyed and a "purged" receipt sent while that plain copy could still print; the erasure waits
+        # for it (erasure.py: WITHDRAWING_FROM_PRINTER_REASON), and retention now does too.
+        | Q(pk__in=PrintJob.objects.filter(cancel_at_printer=True).values("order_id"))
     )
 
 
@@ -261,19 +267,7 @@ def purged_files_delete(*, before: datetime, limit: int, until: float) -> int:
     while True:
         rows = list(BlobDeletion.objects.filter(created_at__lte=before, pk__gt=last).order_by("pk")[:limit])
         for row in rows:
-            if _still_named(row.name):
-                # A purge blanks the column that named its file in the transaction that writes the row: a row
-                # naming a file a photo or job still names was written outside the lab (the app's database
-                # role, a DBA), to have the sweep delete a live customer's photo. Left, row and file, and
-                # logged at every sweep by ids only.
-                logger.error(
-                    "purged file row names a file still in use, left deletion=%s kind=%s %s",
-                    row.pk,
-                    row.kind,
-                    row.of,
-                )
-                continue
-            deleted += _purged_file_delete(deletion_id=row.pk, name=row.name, kind=row.kind, of=row.of)
+            deleted += _leftover_file_delete(row.pk)
         if len(rows) < limit or time.monotonic() >= until:
             break
         last = rows[-1].pk
@@ -282,12 +276,40 @@ def purged_files_delete(*, before: datetime, limit: int, until: float) -> int:
     return deleted
 
 
+def _leftover_file_delete(deletion_id: int) -> bool:
+    """Delete the file one BlobDeletion row names, and the row, under the row's lock. A rasterizing worker
+    names its raster by such a row before writing it, and locks it in the transaction that names the file
+    on its job and deletes the row (lab/production/rasterizing.py): a row it holds is skipped, and a worker
+    that stalled past the grace finds its row gone, and its raster with it, and names nothing."""
+    with transaction.atomic():
+        row = BlobDeletion.objects.select_for_update(skip_locked=True).filter(pk=deletion_id).first()
+        if row is None:
+            return False  # deleted meanwhile, or held by the transaction that names its file
+        if _still_named(row.name):
+            # A purge blanks the column that named its file in the transaction that writes the row: a row
+            # naming a file a photo or job still names was written outside the lab (the app's database role,
+            # a DBA), to have the sweep delete a live customer's photo. Left, row and file, and logged at
+            # every sweep by ids only.
+            logger.error(
+                "purged file row names a file still in use, left deletion=%s kind=%s %s",
+                row.pk,
+                row.kind,
+                row.of,
+            )
+            return False
+        return _purged_file_delete(deletion_id=row.pk, name=row.name, kind=row.kind, of=row.of)
+
+
 def _still_named(name: str) -> bool:
     return Asset.objects.filter(blob_name=name).exists() or PrintJob.objects.filter(raster_blob=name).exists()
 
 
 def _blobs_of_the_photo(
-    asset: Asset, *, rasters: Iterable[tuple[int, str]], with_original: bool = True
+    asset: Asset,
+    *,
+    rasters: Iterable[tuple[int, str]],
+    with_original: bool = True,
+    is_unreadable_raised: bool = False,
 ) -> list[str]:
     """The files of this photo a purge deletes: the names its row (`with_original`) and its jobs' rows give,
     each checked first.
@@ -298,13 +320,18 @@ def _blobs_of_the_photo(
     lab wrote them; otherwise its key may be another photo's); then its original, and a raster only when it
     authenticates under the photo's key as a raster (vault_blob_authenticates: the whole blob is read and
     decrypted, its header naming no key nor purpose; the purpose is bound as AAD, so the photo's own original
-    does not pass). What is not taken is left on disk and logged by ids only."""
+    does not pass). What is not taken is left on disk and logged by ids only.
+
+    `is_unreadable_raised`: a raster that is there and cannot be read (an I/O error) raises its OSError
+    rather than count as not this photo's (vault_blob_verify), for a purge that keeps the photo's key: its
+    caller then keeps the job's column naming it, for a later sweep to try again."""
     if not asset.is_sealed:
         logger.error("purge deletes no file: the photo's row was changed outside the lab asset=%s", asset.pk)
         return []
     names = [asset.blob_name] if with_original else []
+    authenticates = vault_blob_verify if is_unreadable_raised else vault_blob_authenticates
     for job_id, name in rasters:
-        if vault_blob_authenticates(data_key=asset.data_key, name=name, purpose="raster"):
+        if authenticates(data_key=asset.data_key, name=name, purpose="raster"):
             names.append(name)
         else:
             logger.error("raster file kept: not this photo's raster asset=%s job=%s", asset.pk, job_id)
@@ -409,7 +436,20 @@ def raster_purge(*, job_id: int, cutoff: datetime) -> bool:
         if job is None or (job.printed_at or job.updated_at) > cutoff:
             return False
         asset = Asset.objects.select_related("data_key").get(pk=job.item.asset_id)
-        names = _blobs_of_the_photo(asset, rasters=[(job.pk, job.raster_blob)], with_original=False)
+        try:
+            names = _blobs_of_the_photo(
+                asset, rasters=[(job.pk, job.raster_blob)], with_original=False, is_unreadable_raised=True
+            )
+        except OSError as error:
+            # The store could not read it (EIO, a stale mount): whether it is this photo's raster is unknown,
+            # and it still decrypts under the photo's live key. Before, the column was blanked all the same
+            # and the file left with no row naming it, for good; now the job keeps naming it, the next sweep
+            # tries again, and the gauge (retention_due_late) counts it late meanwhile. By ids and the
+            # error's type only: its text names the path.
+            logger.warning(
+                "raster not purged: its file could not be read job=%s error=%s", job.pk, type(error).__name__
+            )
+            return False
         PrintJob.objects.filter(pk=job.pk).update(raster_blob="", updated_at=timezone.now())
         JobEvent.objects.create(job=job, kind="raster_purged", note=RULE_PRINTED_RASTER)
         audit_append(

@@ -85,13 +85,22 @@ def _directories_make(directory: Path) -> None:
         _fsync_directory(new.parent)
 
 
-def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str) -> str:
+def vault_name_new() -> str:
+    """A new blob's name, for a caller that records it in a row before the blob is written (vault_write)."""
+    return uuid.uuid4().hex
+
+
+def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str, name: str | None = None) -> str:
     """Encrypt and store; returns the blob name. `purpose` ("original", "raster") is bound as AAD.
+
+    `name`: one vault_name_new() gave, for a caller that names the blob in a row before writing it (so no
+    kill or database error between the write and the row that keeps it leaves a file no row names); a new
+    one otherwise.
 
     Durable when it returns: the blob's bytes, its name in its shard directory (blobs/xx/) and a shard made
     for it in blobs/ are each fsynced, as the callers commit the row naming the blob right after. Before, the
     rename and a new shard's entry were not: a power loss could leave a committed photo row with no file."""
-    name = uuid.uuid4().hex
+    name = name or vault_name_new()
     path = _blob_path(name)
     _directories_make(path.parent)
     blob = crypto.encrypt_blob(
@@ -135,8 +144,19 @@ def vault_blob_authenticates(*, data_key: DataKey | None, name: str, purpose: st
     False for a missing blob, a name the vault never makes, a destroyed key or bytes that do not authenticate.
     """
     try:
+        return vault_blob_verify(data_key=data_key, name=name, purpose=purpose)
+    except OSError:
+        return False
+
+
+def vault_blob_verify(*, data_key: DataKey | None, name: str, purpose: str) -> bool:
+    """vault_blob_authenticates, for a caller that forgets the name when the answer is False (blanks the
+    column naming it): a blob that is there and could not be read (EIO, EISDIR, a stale NFS handle) raises
+    its OSError instead, since a False would leave it on disk named by no row. False: no such blob (or a
+    name the vault never makes), a destroyed key, or bytes that do not authenticate."""
+    try:
         vault_read(data_key=data_key, name=name, purpose=purpose)
-    except (OSError, crypto.KeyDestroyed, crypto.DecryptionFailed):
+    except (FileNotFoundError, crypto.KeyDestroyed, crypto.DecryptionFailed):
         return False
     return True
 

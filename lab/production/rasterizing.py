@@ -5,10 +5,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 
 from lab.audit.records import system_image_access
@@ -17,7 +18,8 @@ from lab.lib.clock import database_now
 from lab.lib.tasks import enqueue
 from lab.orders.models import Asset
 from lab.privacy.crypto import DecryptionFailed, KeyDestroyed
-from lab.privacy.vault import vault_blob_authenticates, vault_delete, vault_read, vault_write
+from lab.privacy.models import BlobDeletion
+from lab.privacy.vault import vault_blob_verify, vault_delete, vault_name_new, vault_read, vault_write
 from lab.production import raster
 from lab.production.jobs import (
     job_claim_take_back,
@@ -115,53 +117,124 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         if error.errno is None:
             raise  # not a system call's: no store fault
         return _store_refused(job_id=job.pk, worker=worker, claimed_at=now, error=error)
+    # Named before it is written, in a commit of its own: until the move below names it on the job (and
+    # deletes this row in the same transaction), a database error, a time limit or a kill in between left a
+    # raster no row named, decrypting under the photo's live key, for good. The retention sweep deletes what
+    # such a row still names after BLOB_DELETION_GRACE (purged_files_delete; never a file a row names).
+    written = BlobDeletion.objects.create(
+        name=vault_name_new(), kind=BlobDeletion.Kind.RASTER, of=f"job={job.pk}"
+    )
     try:
-        blob = vault_write(data_key=asset.data_key, plaintext=result.data, purpose="raster")
+        blob = vault_write(
+            data_key=asset.data_key, plaintext=result.data, purpose="raster", name=written.name
+        )
     except OSError as error:  # the store's disk is full or failing; vault_write kept no partial blob
+        BlobDeletion.objects.filter(pk=written.pk).delete()
         return _store_refused(job_id=job.pk, worker=worker, claimed_at=now, error=error)
     old_blob = job.raster_blob
-    moved = job_move(
-        job_id=job.pk,
-        from_statuses={J.RASTERIZING},
-        to_status=J.READY,
-        kind="rasterized",
-        note=f"{result.width_px}x{result.height_px} {result.engine}",
-        raster_blob=blob,
-        raster_sha256=hashlib.sha256(result.data).hexdigest(),
-        raster_width_px=result.width_px,
-        raster_height_px=result.height_px,
-        raster_printer=printer,
-        raster_engine=result.engine,
-        # Only on this worker's own claim: a worker that stalled past its lease and woke after another took
-        # the job over leaves it to the taker.
-        where=Q(claimed_by=worker, claimed_at=now),
-        claimed_at=None,
-        claimed_by="",
-        failure_code="",
-        failure_message="",
-        next_attempt_at=None,
-    )
+    with transaction.atomic():
+        # Locked first, as the sweep locks it before deleting the file it names: a row still here (and now
+        # held) is a file still there. Gone, this worker stalled past BLOB_DELETION_GRACE and the sweep took
+        # its raster: the job is left to be taken over after its lease, and made again.
+        is_kept = BlobDeletion.objects.select_for_update().filter(pk=written.pk).exists()
+        moved = is_kept and job_move(
+            job_id=job.pk,
+            from_statuses={J.RASTERIZING},
+            to_status=J.READY,
+            kind="rasterized",
+            note=f"{result.width_px}x{result.height_px} {result.engine}",
+            raster_blob=blob,
+            raster_sha256=hashlib.sha256(result.data).hexdigest(),
+            raster_width_px=result.width_px,
+            raster_height_px=result.height_px,
+            raster_printer=printer,
+            raster_engine=result.engine,
+            # Only on this worker's own claim: a worker that stalled past its lease and woke after another
+            # took the job over leaves it to the taker.
+            where=Q(claimed_by=worker, claimed_at=now),
+            claimed_at=None,
+            claimed_by="",
+            failure_code="",
+            failure_message="",
+            next_attempt_at=None,
+        )
+        if moved:
+            BlobDeletion.objects.filter(pk=written.pk).delete()  # the job names it now
+            _earlier_raster_forget(asset=asset, job_id=job.pk, name=old_blob)
     if not moved:
-        vault_delete(name=blob)  # someone else took it over, finished or cancelled it meanwhile
-        return "superseded"
-    _earlier_raster_delete(asset=asset, job_id=job.pk, name=old_blob)
+        if is_kept:
+            _unnamed_raster_delete(deletion_id=written.pk, name=blob, job_id=job.pk)
+        else:
+            logger.warning("raster deleted by the retention sweep before its job named it job=%s", job.pk)
+        return "superseded"  # someone else took it over, finished or cancelled it meanwhile
     submit_enqueue(job)
     return "ready"
 
 
-def _earlier_raster_delete(*, asset: Asset, job_id: int, name: str) -> None:
-    """Delete the raster the job named before this one, only when it is this photo's raster.
+def _unnamed_raster_delete(*, deletion_id: int, name: str, job_id: int) -> None:
+    """Delete a raster no job names, then the row naming it; one that cannot be deleted keeps its row, for
+    the retention sweep."""
+    try:
+        vault_delete(name=name)
+    except OSError as error:
+        logger.error(
+            "raster not deleted, left to the retention sweep job=%s error=%s", job_id, type(error).__name__
+        )
+        return
+    BlobDeletion.objects.filter(pk=deletion_id).delete()
+
+
+def _earlier_raster_forget(*, asset: Asset, job_id: int, name: str) -> None:
+    """In the transaction that names the job's new raster: a row naming the raster it named before, and its
+    delete after the commit. Before, the file was deleted after the commit with no row naming it: a kill in
+    between left it decrypting under the photo's live key, and no sweep ever found it. Now the retention
+    sweep deletes what such a row still names after BLOB_DELETION_GRACE (a file a photo or job names stays:
+    lab/customer_data/retention.py _still_named)."""
+    if not name:
+        return  # the job had no raster yet
+    earlier = BlobDeletion.objects.create(name=name, kind=BlobDeletion.Kind.RASTER, of=f"job={job_id}")
+    # Robust, and a named closure (not a lambda or functools.partial): Django logs a failed hook by its
+    # __qualname__, and the row is left for the sweep.
+    transaction.on_commit(
+        _earlier_raster_delete_hook(asset=asset, job_id=job_id, deletion_id=earlier.pk, name=name),
+        robust=True,
+    )
+
+
+def _earlier_raster_delete_hook(
+    *, asset: Asset, job_id: int, deletion_id: int, name: str
+) -> Callable[[], None]:
+    def earlier_raster_delete() -> None:
+        _earlier_raster_delete(asset=asset, job_id=job_id, deletion_id=deletion_id, name=name)
+
+    return earlier_raster_delete
+
+
+def _earlier_raster_delete(*, asset: Asset, job_id: int, deletion_id: int, name: str) -> None:
+    """Delete the raster the job named before this one, only when it is this photo's raster, then the row
+    naming it.
 
     The name comes from a column the database alone can change: a job's raster pointed at another customer's
     original (or at its own photo's) had a re-rasterize delete that photo. A raster is deleted only when it
-    authenticates under the photo's key as a raster (vault_blob_authenticates: name and purpose are bound as
-    AAD, so no original passes); anything else is left on disk and logged by ids only."""
-    if not name:
-        return  # the job had no raster yet
-    if vault_blob_authenticates(data_key=asset.data_key, name=name, purpose="raster"):
-        vault_delete(name=name)
-    else:
-        logger.error("earlier raster file kept: not this photo's raster asset=%s job=%s", asset.pk, job_id)
+    authenticates under the photo's key as a raster (vault_blob_verify: name and purpose are bound as AAD, so
+    no original passes); anything else is left on disk, its row deleted, and logged by ids only. One that
+    cannot be read or deleted (an I/O error) keeps its row, for the retention sweep."""
+    try:
+        if vault_blob_verify(data_key=asset.data_key, name=name, purpose="raster"):
+            vault_delete(name=name)
+        else:
+            logger.error(
+                "earlier raster file kept: not this photo's raster asset=%s job=%s", asset.pk, job_id
+            )
+    except OSError as error:
+        logger.error(
+            "earlier raster not deleted, left to the retention sweep asset=%s job=%s error=%s",
+            asset.pk,
+            job_id,
+            type(error).__name__,
+        )
+        return
+    BlobDeletion.objects.filter(pk=deletion_id).delete()
 
 
 def _store_refused(*, job_id: int, worker: str, claimed_at: datetime, error: OSError) -> str:

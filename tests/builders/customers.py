@@ -13,9 +13,10 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from lab.catalog.demo import catalog_seed_demo
-from lab.orders.models import Order
+from lab.orders.models import Asset, Order
 from lab.packing import station
 from lab.packing.services import packing_slip_render
+from lab.privacy.models import BlobDeletion
 from lab.production import rasterizing, routing, submission, tracking
 from lab.production.models import Printer, PrintJob
 from printers.hotfolder_device import process_pending
@@ -176,6 +177,21 @@ def pack_and_ship(order: Order) -> Order:
 
 def blob_path(name: str) -> Path:
     return Path(settings.MEDIA_ROOT) / "blobs" / name[:2] / name
+
+
+def blobs_no_row_names() -> set[str]:
+    """The vault's files (a file's or a folder's name in a shard, as vault_write makes them) that no photo,
+    job or BlobDeletion row names: nothing would ever delete them, and a raster decrypts under its photo's
+    live key."""
+    on_disk = {
+        path.name for path in (Path(settings.MEDIA_ROOT) / "blobs").glob("*/*") if len(path.name) == 32
+    }
+    named = (
+        set(Asset.objects.values_list("blob_name", flat=True))
+        | set(PrintJob.objects.values_list("raster_blob", flat=True))
+        | set(BlobDeletion.objects.values_list("name", flat=True))
+    )
+    return on_disk - named
 
 
 def database_text() -> str:

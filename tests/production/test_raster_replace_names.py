@@ -42,14 +42,15 @@ def test_a_rasterize_again_leaves_a_photo_that_the_jobs_raster_was_pointed_at(po
     assert blob_path(own_raster).exists()  # (left: the row named another file; nothing names it now)
 
 
-def test_a_rasterize_again_deletes_the_jobs_own_earlier_raster():
+def test_a_rasterize_again_deletes_the_jobs_own_earlier_raster(django_capture_on_commit_callbacks):
     # Given a rasterized job nobody touched
     job, _first, second = job_on_the_first_of_two_minilabs()
     earlier = job.raster_blob
     assert blob_path(earlier).exists()
 
-    # When it is rasterized again
-    job = _rasterized_again(job, printer_id=second.pk)
+    # When it is rasterized again (the earlier raster goes once the move to `ready` is committed)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _rasterized_again(job, printer_id=second.pk)
 
     # Then its earlier raster is deleted, as ever, and the new one is there
     assert job.raster_blob != earlier
