@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from lab.accounts.models import SecurityEvent, User
 from lab.accounts.roles import AUDITOR_ROLES, has_role
-from lab.audit.chain import RECORD_FIELDS
+from lab.audit.canonical import RECORD_FIELDS
 from lab.audit.models import AuditRecord, Outcome, Purpose
 from lab.audit.records import request_meta
 from lab.audit.staff_seal import REFUSAL_MESSAGE, staff_seal_check

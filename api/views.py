@@ -292,7 +292,7 @@ class AssetContentView(APIView):
     @extend_schema(responses={(200, "image/*"): bytes, **problems(403, 410, 503)})
     def get(self, request: Request, asset_id: str) -> HttpResponse:
         from lab.audit.records import request_meta
-        from lab.gate.access import owner_image_access
+        from lab.gate.owner import owner_image_access
 
         asset = selectors.asset_for_owner(asset_id=asset_id, user=_customer(request))
         delivery = owner_image_access(user=cast(User, request.user), asset=asset, meta=request_meta(request))

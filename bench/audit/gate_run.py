@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter
 if TYPE_CHECKING:
     from lab.accounts.models import User
     from lab.audit.records import Entry, RequestMeta
-    from lab.gate.access import AccessRequest
+    from lab.gate.rules import AccessRequest
     from lab.orders.models import Order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +213,7 @@ def lab_build(*, photo: bytes) -> Lab:
     from lab.accounts.models import User
     from lab.audit.records import RequestMeta
     from lab.catalog.demo import catalog_seed_demo
-    from lab.gate.access import AccessRequest
+    from lab.gate.rules import AccessRequest
     from lab.production.jobs import job_move
     from lab.production.models import Printer, PrintJob
     from lab.production.states import JobStatus
@@ -278,7 +278,7 @@ def gate_entry(
     """The Entry lab.gate.access.image_access writes for a granted preview (same fields, same values)."""
     from lab.accounts.roles import primary_role
     from lab.audit.records import Entry
-    from lab.gate.access import VARIANT_ACTIONS
+    from lab.gate.variants import VARIANT_ACTIONS
 
     return Entry(
         action=VARIANT_ACTIONS[request.variant],
@@ -305,6 +305,9 @@ def phase_one_lines(lab: Lab) -> list[Line]:
     from lab.audit.records import audit_append
     from lab.gate import access as gate
     from lab.gate.facts import facts_gather
+    from lab.gate.grants import grant_for
+    from lab.gate.refusals import AccessDenied
+    from lab.gate.rules import request_decide
 
     technician = User.objects.get(pk=lab.technician_id)
     digest = gate.image_access(user=technician, request=lab.active, meta=lab.meta).sha256
@@ -316,7 +319,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
         # image_access step by step, minus vault_read, _render and the sha256 of the rendered bytes.
         facts = facts_gather(user=user, request=lab.active)
         asset = facts.asset
-        decision = gate._decide(user=user, role=primary_role(user), request=lab.active, facts=facts)
+        decision = request_decide(user=user, role=primary_role(user), request=lab.active, facts=facts)
         if not decision.granted or asset is None:
             raise RuntimeError(f"the active job's preview was refused: {decision.rule}")
         entry = gate_entry(
@@ -328,9 +331,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
             meta=lab.meta,
         )
         with transaction.atomic():
-            grant = gate._grant_for(
-                user=user, asset=asset, request=lab.active, now=facts.now, live=facts.grant
-            )
+            grant = grant_for(user=user, asset=asset, request=lab.active, now=facts.now, live=facts.grant)
             follows = gate._written_after_delivery(grant=grant, request=lab.active)
             record = audit_append(entry, ends_transaction=not follows)
             if follows:
@@ -339,7 +340,7 @@ def phase_one_lines(lab: Lab) -> list[Line]:
     def denied_call(user: User) -> None:
         try:
             gate.image_access(user=user, request=lab.finished, meta=lab.meta)
-        except gate.AccessDenied as denied:
+        except AccessDenied as denied:
             if denied.details.get("rule") != "print_job_not_active":
                 raise
             return

@@ -21,16 +21,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.audit.chain import (
-    GENESIS_HASH,
-    Checkpoint,
-    LaneHead,
-    lanes_checkpoint_head,
-    public_key_b64,
-    seal_record,
-    sign_checkpoint,
-    utc_timestamp,
-)
+from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
+from lab.audit.checkpoints import Checkpoint, sign_checkpoint
+from lab.audit.keys import public_key_b64
+from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
 from lab.audit.verify import write_export
 
 CHECKPOINT_EVERY = 10_000

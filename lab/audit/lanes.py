@@ -27,7 +27,8 @@ from django.db.backends.utils import CursorWrapper
 from psycopg import generators, pq
 from psycopg.errors import DuplicatePreparedStatement, InvalidSqlStatementName
 
-from lab.audit import chain
+from lab.audit.canonical import EXPORT_FIELDS_LANED, GENESIS_HASH, seal_record, utc_timestamp
+from lab.audit.lane_heads import LANES
 
 
 class _PreparingCursor(psycopg.Cursor[Any]):
@@ -55,7 +56,7 @@ def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     return CursorWrapper(_PreparingCursor(raw), connection)
 
 
-_COLUMNS = chain.EXPORT_FIELDS_LANED
+_COLUMNS = EXPORT_FIELDS_LANED
 # The database's clock in microseconds since the epoch (an integer: exact in either wire format) is the
 # record's occurred_at, so records are timed on one clock whichever host writes them. clock_timestamp(), not
 # statement_timestamp(): these expressions are evaluated in the outer SELECT, for the row the MATERIALIZED
@@ -148,7 +149,7 @@ def append_postgresql(
     cursor = _append_cursor(connection)
     lane, position, head_hash, seq, policy_version, has_records, micros = _lock_lane(connection, cursor)
     occurred_at = record_time(_EPOCH + timedelta(microseconds=micros))
-    fields["occurred_at"] = chain.utc_timestamp(occurred_at)
+    fields["occurred_at"] = utc_timestamp(occurred_at)
     if not has_records:
         cursor.execute(_EMPTY_LOG_LOCK_SQL, [_EMPTY_LOG_LOCK_KEY])
         cursor.execute(_FIRST_SEQ_SQL)
@@ -158,7 +159,7 @@ def append_postgresql(
 
         policy_version = policy_current().version
     fields["policy_version"] = policy_version
-    sealed = chain.seal_record(
+    sealed = seal_record(
         fields, seq=seq, prev_hash=head_hash, record_key=record_key, lane=lane, lane_seq=position + 1
     )
     parameters: list[Any] = [position + 1, sealed["hash"], lane, position]
@@ -207,11 +208,11 @@ def _lock_lane(connection: BaseDatabaseWrapper, cursor: CursorWrapper) -> LaneLo
         cursor.execute(_LOCK_FREE_LANE_SQL)
         row = cursor.fetchone()
     if row is None:
-        cursor.execute(_LOCK_LANE_SQL, [random.randint(1, chain.LANES)])  # spreading waiters, not secrecy
+        cursor.execute(_LOCK_LANE_SQL, [random.randint(1, LANES)])  # spreading waiters, not secrecy
         row = cursor.fetchone()
     if row is None:
         # A database emptied since its migration (a restore, a test flush): the lanes come back empty.
-        cursor.execute(_CREATE_LANES_SQL, [chain.GENESIS_HASH, chain.LANES])
+        cursor.execute(_CREATE_LANES_SQL, [GENESIS_HASH, LANES])
         cursor.execute(_LOCK_FREE_LANE_SQL)
         row = cursor.fetchone()
     if row is None:

@@ -1,6 +1,6 @@
 """The append-only, hash-chained audit log and the objects access decisions rest on.
 
-AuditRecord mirrors lab.audit.chain.RECORD_FIELDS_LANED; rows are only ever inserted by lab.audit.records.
+AuditRecord mirrors lab.audit.canonical.RECORD_FIELDS_LANED; rows are only ever inserted by lab.audit.records.
 """
 
 from __future__ import annotations

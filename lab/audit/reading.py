@@ -11,14 +11,16 @@ from django.db import connection
 from django.db.models import BigIntegerField, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from lab.audit import chain
+from lab.audit.canonical import EXPORT_FIELDS_LANED, utc_timestamp
+from lab.audit.chain_checks import Unreadable
+from lab.audit.lane_heads import LaneHead
 from lab.audit.models import AuditRecord
 
 # A record's columns but its time, which is read as microseconds since the epoch (NULL when infinite): a time
 # PostgreSQL holds but no datetime can (infinity, a BC date, year 10000 or later; the app never writes one)
 # made psycopg raise a DataError on the whole read, naming no record, so audit_verify died with a traceback,
 # the signer stopped without an alert and an export was cut short. Read this way, such a time cannot fail.
-_COLUMNS_BUT_TIME = tuple(name for name in chain.EXPORT_FIELDS_LANED if name != "occurred_at")
+_COLUMNS_BUT_TIME = tuple(name for name in EXPORT_FIELDS_LANED if name != "occurred_at")
 _TIME_AS_MICROSECONDS = (
     "CASE WHEN isfinite(occurred_at) THEN (extract(epoch FROM occurred_at) * 1000000)::bigint END"
 )
@@ -38,9 +40,9 @@ def _utc_text(stored_time: object) -> str | None:
     """A stored time (from _with_readable_time) as records hash it, or None when no datetime can hold it."""
     try:
         if isinstance(stored_time, int):
-            return chain.utc_timestamp(_EPOCH + timedelta(microseconds=stored_time))
+            return utc_timestamp(_EPOCH + timedelta(microseconds=stored_time))
         if isinstance(stored_time, datetime):
-            return chain.utc_timestamp(stored_time)
+            return utc_timestamp(stored_time)
     except OverflowError:
         return None
     return None
@@ -54,11 +56,11 @@ def _time_as_found(seq: int) -> str:
     return str(row[0]) if row else ""
 
 
-def _unreadable(record: Mapping[str, object]) -> chain.Unreadable:
+def _unreadable(record: Mapping[str, object]) -> Unreadable:
     """A record whose time no datetime can hold, as the walk names it: bad_time at its seq."""
     seq, lane, position = int(str(record["seq"])), record["lane"], record["lane_seq"]
     where = f"lane {lane} #{position}" if position is not None else "from before lanes"
-    return chain.Unreadable(
+    return Unreadable(
         seq,
         "bad_time",
         f"record seq {seq} ({where}) holds the time {_time_as_found(seq)!r}, which no reader can take and the"
@@ -68,11 +70,11 @@ def _unreadable(record: Mapping[str, object]) -> chain.Unreadable:
 
 
 def records_in_seq_order(
-    *, after: Mapping[int, chain.LaneHead] | None = None, as_found: bool = False
-) -> Iterator[dict[str, object] | chain.Unreadable]:
+    *, after: Mapping[int, LaneHead] | None = None, as_found: bool = False
+) -> Iterator[dict[str, object] | Unreadable]:
     """Every record in seq order, or those after the given head of each lane (records of lanes not given:
     all of them), in the chain's canonical shape (with lane and lane_seq for a laned record). A record whose
-    time no datetime can hold is given as chain.Unreadable ("bad_time" at its seq) or, as_found (what an
+    time no datetime can hold is given as Unreadable ("bad_time" at its seq) or, as_found (what an
     export writes), with its time as the database spells it, which its hash then does not cover."""
     records = AuditRecord.objects.order_by("seq")
     if after:

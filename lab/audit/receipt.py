@@ -32,12 +32,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from lab.audit.chain import (
-    Checkpoint,
-    checkpoint_lanes,
-    checkpoint_signature_is_valid,
-    public_key_fingerprint,
-)
+from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, checkpoint_signature_is_valid
+from lab.audit.keys import public_key_fingerprint
 
 RECEIPT_FORMAT = "printlab.receipt.v1"
 REASONS = ("shipped", "purged", "erased")

@@ -1,6 +1,6 @@
 """Appending to the audit chains: the only code that writes AuditRecord rows.
 
-The log is LANES hash chains ("lanes", lab/audit/chain.py). A writer locks the head row of a lane no other
+The log is LANES hash chains (lab/audit/lane_heads.py). A writer locks the head row of a lane no other
 transaction holds (`FOR UPDATE SKIP LOCKED`; when every lane is busy it waits for one), takes the next global
 seq from the database sequence and appends at that lane's next position, linked to the lane's head: every
 lane stays linear and gap-free however many writers there are, and writers in different lanes commit in
@@ -26,7 +26,16 @@ from django.db.models import F, Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from lab.audit import chain, lanes
+from lab.audit import lanes
+from lab.audit.canonical import (
+    EXPORT_FIELDS,
+    EXPORT_FIELDS_LANED,
+    GENESIS_HASH,
+    compute_mac,
+    seal_record,
+    utc_timestamp,
+)
+from lab.audit.keys import load_record_key
 from lab.audit.lanes import append_postgresql
 from lab.audit.lanes import prepared_cursor as prepared_cursor  # the gate's facts query prepares with it
 from lab.audit.models import AuditHead, AuditRecord, Purpose
@@ -126,7 +135,7 @@ def _record_key() -> bytes:
 
 @cache
 def _load_record_key(text: str) -> bytes:
-    return chain.load_record_key(text)
+    return load_record_key(text)
 
 
 # The model's fields in its order (what from_db takes); every one of them is in a sealed record.
@@ -140,14 +149,14 @@ def _append_portable(fields: dict[str, object]) -> tuple[dict[str, object], date
     lab is one host: its clock is the database's."""
     from lab.accounts.services import policy_current
 
-    AuditHead.objects.get_or_create(id=1, defaults={"seq": 0, "hash": chain.GENESIS_HASH})
+    AuditHead.objects.get_or_create(id=1, defaults={"seq": 0, "hash": GENESIS_HASH})
     AuditHead.objects.filter(id=1).update(seq=F("seq"))
     occurred_at = lanes.record_time(timezone.now())
-    fields["occurred_at"] = chain.utc_timestamp(occurred_at)
+    fields["occurred_at"] = utc_timestamp(occurred_at)
     head = AuditHead.objects.get(id=1)
     seq = (AuditRecord.objects.aggregate(last=Max("seq"))["last"] or 0) + 1
     fields["policy_version"] = policy_current().version
-    sealed = chain.seal_record(
+    sealed = seal_record(
         fields, seq=seq, prev_hash=head.hash, record_key=_record_key(), lane=1, lane_seq=head.seq + 1
     )
     AuditRecord.objects.create(**{**sealed, "occurred_at": occurred_at})
@@ -159,9 +168,9 @@ def _append_portable(fields: dict[str, object]) -> tuple[dict[str, object], date
 def record_as_chain_dict(record: AuditRecord) -> dict[str, object]:
     """The record in the chain's canonical shape (what is hashed and exported): with lane and lane_seq for
     a laned record, without them for one from before lanes."""
-    names = chain.EXPORT_FIELDS_LANED if record.lane_seq is not None else chain.EXPORT_FIELDS
+    names = EXPORT_FIELDS_LANED if record.lane_seq is not None else EXPORT_FIELDS
     values: dict[str, object] = {name: getattr(record, name) for name in names}
-    values["occurred_at"] = chain.utc_timestamp(record.occurred_at)
+    values["occurred_at"] = utc_timestamp(record.occurred_at)
     return values
 
 
@@ -169,7 +178,7 @@ def record_mac_holds(record: AuditRecord, key: bytes) -> bool:
     """True when the stored record carries the mac the record key gives it: written by the lab, not inserted
     or changed in the database alone."""
     try:
-        expected = chain.compute_mac(record_as_chain_dict(record), record_key=key)
+        expected = compute_mac(record_as_chain_dict(record), record_key=key)
     except ValueError:  # a record no reader can take (a time out of range, a lone surrogate)
         return False
     return hmac.compare_digest(expected, record.mac)

@@ -20,8 +20,20 @@ from django.core.mail import EmailMessage
 from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
 
-from lab.audit import chain
+from lab.audit.canonical import GENESIS_HASH, utc_timestamp
+from lab.audit.chain_checks import verify_checkpoints, verify_records
+from lab.audit.chain_walk import VerifyResult
+from lab.audit.checkpoints import (
+    Checkpoint,
+    checkpoint_is_settled,
+    checkpoint_lanes,
+    checkpoint_signature_is_valid,
+    sign_checkpoint,
+)
+from lab.audit.keys import KeyRing, key_id_of, load_private_key, load_public_key, load_record_key
+from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head, lanes_from_json, lanes_to_json
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
+from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.reading import first_record_time, records_in_seq_order
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.audit.settling import RecordWatch, settle
@@ -45,14 +57,14 @@ logger = logging.getLogger(__name__)
 class AuditChainBroken(Exception):
     """The chain, or the witness it is signed into, failed the signer's check: nothing was signed."""
 
-    def __init__(self, problem: chain.ChainProblem) -> None:
+    def __init__(self, problem: ChainProblem) -> None:
         super().__init__(f"{problem.kind} {problem.place}: {problem.message}")
         self.problem = problem
 
 
 @cache
 def _signing_key(raw: str) -> Ed25519PrivateKey:
-    return chain.load_private_key(raw)
+    return load_private_key(raw)
 
 
 def signing_key() -> Ed25519PrivateKey:
@@ -64,26 +76,24 @@ def public_key() -> Ed25519PublicKey:
 
 
 def key_id() -> str:
-    return chain.key_id_of(public_key())
+    return key_id_of(public_key())
 
 
 @cache
 def _retired_public_keys(texts: tuple[str, ...]) -> tuple[Ed25519PublicKey, ...]:
-    return tuple(chain.load_public_key(text) for text in texts)
+    return tuple(load_public_key(text) for text in texts)
 
 
-def key_ring(current: Ed25519PublicKey | None = None) -> chain.KeyRing:
+def key_ring(current: Ed25519PublicKey | None = None) -> KeyRing:
     """The keys checkpoints are checked with: the signer's own (or the pinned one, `current`) and those
     AUDIT_RETIRED_PUBLIC_KEYS names, so that the checkpoints a rotated key signed still verify, each with
     the key its key_id names."""
-    return chain.KeyRing(
-        current or public_key(), _retired_public_keys(tuple(settings.AUDIT_RETIRED_PUBLIC_KEYS))
-    )
+    return KeyRing(current or public_key(), _retired_public_keys(tuple(settings.AUDIT_RETIRED_PUBLIC_KEYS)))
 
 
 @cache
 def _record_key(raw: str) -> bytes:
-    return chain.load_record_key(raw)
+    return load_record_key(raw)
 
 
 def record_key() -> bytes:
@@ -109,7 +119,7 @@ def checkpoint_write(
     *, reason: str = "schedule", due_after: timedelta | None = None
 ) -> AuditCheckpoint | None:
     """Settle the log (lab/audit/settling.py), verify every lane from the last witnessed checkpoint to its
-    head, then sign the lane heads as they were settled in one checkpoint (chain.CHECKPOINT_FORMAT_SETTLED),
+    head, then sign the lane heads as they were settled in one checkpoint (CHECKPOINT_FORMAT_SETTLED),
     append it to the witness and store it. Also when nothing happened since the last one (a silent gap
     shows). Never signs what it did not verify: on a problem nothing is signed, an alert goes out,
     AuditChainBroken.
@@ -146,18 +156,18 @@ def _checkpoint_sign(
         # nothing was written to since. Records committed after the settling were verified by the walk too
         # but are left to the next checkpoint: signed here, they could give this checkpoint a seq above that
         # of a record still in flight, which the next checkpoint would then cover below this one's seq.
-        lanes = {head[0]: head for head in (chain.checkpoint_lanes(last) if last is not None else ())}
+        lanes = {head[0]: head for head in (checkpoint_lanes(last) if last is not None else ())}
         lanes.update(verified.settled_heads)
         heads = tuple(lanes[lane] for lane in sorted(lanes))
-        seq, head_hash = chain.lanes_checkpoint_head(heads)
-        signed = chain.sign_checkpoint(
+        seq, head_hash = lanes_checkpoint_head(heads)
+        signed = sign_checkpoint(
             private_key=signing_key(),
             key_id=key_id(),
             seq=seq,
             head_hash=head_hash,
             # The database's clock, as the records' (freshness and coverage compare the two), read while
             # every lane was held: every record this checkpoint does not cover was timed after it.
-            signed_at=chain.utc_timestamp(settled_at),
+            signed_at=utc_timestamp(settled_at),
             lanes=heads,
             is_settled=True,
         )
@@ -175,14 +185,14 @@ def _checkpoint_sign(
             key_id=signed.key_id,
             signature=signed.signature,
             reason=reason,
-            lanes=chain.lanes_to_json(signed.lanes),
+            lanes=lanes_to_json(signed.lanes),
         )
     logger.info("audit checkpoint signed seq=%s witness=%s", signed.seq, sink.location)
     _mail_checkpoint(signed)
     return row
 
 
-def audit_chain_check() -> chain.ChainProblem | None:
+def audit_chain_check() -> ChainProblem | None:
     """The signer's check on its own, signing nothing: the chain from the last witnessed checkpoint on (or
     the witness's own problem, when it cannot be read)."""
     sink = witness_sink()
@@ -195,27 +205,25 @@ def audit_chain_check() -> chain.ChainProblem | None:
 
 @dataclass(frozen=True)
 class _Verified:
-    result: chain.VerifyResult
+    result: VerifyResult
     # Each lane's last record at or below the settled seq the walk verified (lanes it reached only).
-    settled_heads: Mapping[int, chain.LaneHead]
+    settled_heads: Mapping[int, LaneHead]
 
 
-def _verify_since(
-    sink: WitnessSink, last: chain.Checkpoint | None, *, settled_seq: int | None = None
-) -> _Verified:
+def _verify_since(sink: WitnessSink, last: Checkpoint | None, *, settled_seq: int | None = None) -> _Verified:
     """Walk the records after the last witnessed checkpoint, lane by lane from the heads it signs (all of
     them when there is none): hashes, links, macs, and the backdating rule against it; then check every
     lane's head row against the walk. settled_seq: also note each lane's last record at or below it."""
-    starts: dict[int, chain.LaneHead] = {}
+    starts: dict[int, LaneHead] = {}
     if last is not None:
         problem = _witnessed_start_problem(last) or _unsettled_last_problem(sink, last)
         if problem is not None:
-            return _Verified(chain.VerifyResult(0, last.seq, last.head_hash, problem), {})
-        starts = {head[0]: head for head in chain.checkpoint_lanes(last)}
+            return _Verified(VerifyResult(0, last.seq, last.head_hash, problem), {})
+        starts = {head[0]: head for head in checkpoint_lanes(last)}
     records = RecordWatch(
         BackdatingCheck([last], public_key=key_ring()) if last is not None else None, settled_seq
     )
-    result = chain.verify_records(
+    result = verify_records(
         records.watch(records_in_seq_order(after=starts)), record_key=record_key(), lane_starts=starts
     )
     problem = _first([result.problem, records.problem])
@@ -232,15 +240,13 @@ def _verify_since(
     return _Verified(result, records.settled_heads)
 
 
-def _head_problem(
-    lane: int, position: int, head_hash: str, walked: chain.LaneHead | None
-) -> chain.ChainProblem | None:
+def _head_problem(lane: int, position: int, head_hash: str, walked: LaneHead | None) -> ChainProblem | None:
     """The head row of a lane against the last record the walk verified in it."""
     walked_position, walked_seq, walked_hash = (
-        (walked[1], walked[2], walked[3]) if walked else (0, 0, chain.GENESIS_HASH)
+        (walked[1], walked[2], walked[3]) if walked else (0, 0, GENESIS_HASH)
     )
     if position == walked_position and head_hash != walked_hash:
-        return chain.ChainProblem(
+        return ChainProblem(
             walked_seq or None,
             None,
             "head_mismatch",
@@ -251,7 +257,7 @@ def _head_problem(
     if position < walked_position or (
         position > walked_position and not _lane_records(lane).filter(lane_seq=walked_position + 1).exists()
     ):
-        return chain.ChainProblem(
+        return ChainProblem(
             walked_seq + 1,
             None,
             "head_mismatch",
@@ -269,13 +275,13 @@ def _lane_records(lane: int) -> QuerySet[AuditRecord]:
     return AuditRecord.objects.filter(lane=lane, lane_seq__isnull=False)
 
 
-def _is_due(last: chain.Checkpoint, due_after: timedelta) -> bool:
+def _is_due(last: Checkpoint, due_after: timedelta) -> bool:
     """Whether the witness's last checkpoint is at least `due_after` old on the database's clock. Its date is
     believed only once its signature holds, and only when it is not ahead of that clock: a line appended with
     a date ahead (forged, or signed before the database's clock was stepped back) kept the scheduled signer
     quiet for good, without an alert. Such a line is due, and the signing that follows refuses it and alerts
     (bad_checkpoint_signature; the witness refusing to go back in time)."""
-    if not chain.checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
+    if not checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
         return True
     try:
         age = database_now() - parse_timestamp(last.signed_at)
@@ -284,20 +290,20 @@ def _is_due(last: chain.Checkpoint, due_after: timedelta) -> bool:
     return age < timedelta(0) or age >= due_after
 
 
-def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | None:
-    if not chain.checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
-        return chain.ChainProblem(
+def _witnessed_start_problem(last: Checkpoint) -> ChainProblem | None:
+    if not checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
+        return ChainProblem(
             last.seq,
             None,
             "bad_checkpoint_signature",
             f"the witness's last checkpoint (seq {last.seq}) is not signed by this signer's key (nor by a"
             " retired one it names): the signing key was replaced, or the witness line forged",
         )
-    for lane, position, seq, head_hash in chain.checkpoint_lanes(last):
+    for lane, position, seq, head_hash in checkpoint_lanes(last):
         stored = AuditRecord.objects.filter(seq=seq).values_list("hash", flat=True).first()
         if stored is None:
             present = _lane_records(lane).order_by("-seq").values_list("seq", flat=True).first() or 0
-            return chain.ChainProblem(
+            return ChainProblem(
                 present + 1,
                 None,
                 "truncated_after_checkpoint",
@@ -306,7 +312,7 @@ def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | Non
                 lane if last.lanes else None,
             )
         if stored != head_hash:
-            return chain.ChainProblem(
+            return ChainProblem(
                 seq,
                 None,
                 "checkpoint_mismatch",
@@ -314,8 +320,8 @@ def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | Non
                 f" {last.signed_at}: the chain up to seq {seq} was rewritten",
                 lane if last.lanes else None,
             )
-    if last.seq == 0 and last.head_hash != chain.GENESIS_HASH:
-        return chain.ChainProblem(
+    if last.seq == 0 and last.head_hash != GENESIS_HASH:
+        return ChainProblem(
             0,
             None,
             "checkpoint_mismatch",
@@ -325,23 +331,23 @@ def _witnessed_start_problem(last: chain.Checkpoint) -> chain.ChainProblem | Non
     return None
 
 
-def _unsettled_last_problem(sink: WitnessSink, last: chain.Checkpoint) -> chain.ChainProblem | None:
+def _unsettled_last_problem(sink: WitnessSink, last: Checkpoint) -> ChainProblem | None:
     """A last checkpoint signed as not settled after a settled one (witness.unsettled_checkpoint_problem):
     signed by someone else holding the key, so that the backdating rule, judged against it alone, skipped
     the record backdated after it. The whole witness is read only when the last one is not settled (a log
     from before settling, until the first settled checkpoint)."""
-    if chain.checkpoint_is_settled(checkpoint=last, public_key=key_ring()):
+    if checkpoint_is_settled(checkpoint=last, public_key=key_ring()):
         return None
     witnessed, problem = sink.read_all()
     return problem or unsettled_checkpoint_problem(witnessed, public_key=key_ring())
 
 
-def _refuse(problem: chain.ChainProblem) -> NoReturn:
+def _refuse(problem: ChainProblem) -> NoReturn:
     _alert(problem)
     raise AuditChainBroken(problem)
 
 
-def _alert(problem: chain.ChainProblem) -> None:
+def _alert(problem: ChainProblem) -> None:
     logger.error(
         "audit chain check failed, checkpoint NOT signed: kind=%s seq=%s line=%s",
         problem.kind,
@@ -373,7 +379,7 @@ def _mail_or_warn(message: EmailMessage, *, what: str, about: str) -> None:
         logger.warning("audit %s e-mail could not be sent %s error=%s", what, about, type(error).__name__)
 
 
-def _mail_checkpoint(checkpoint: chain.Checkpoint) -> None:
+def _mail_checkpoint(checkpoint: Checkpoint) -> None:
     if not settings.AUDIT_WITNESS_EMAILS:
         return
     message = EmailMessage(
@@ -391,13 +397,13 @@ def _mail_checkpoint(checkpoint: chain.Checkpoint) -> None:
 # --- verification from the database -------------------------------------------------------------------
 
 
-def _as_checkpoint(row: AuditCheckpoint) -> chain.Checkpoint:
+def _as_checkpoint(row: AuditCheckpoint) -> Checkpoint:
     """The row as a checkpoint; ValueError when its lanes are not a checkpoint's lanes in JSON."""
     try:
-        lanes = chain.lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
+        lanes = lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
     except RecursionError as error:  # brackets nested too deeply
         raise ValueError(str(error)) from error
-    return chain.Checkpoint(
+    return Checkpoint(
         seq=row.seq,
         head_hash=row.head_hash,
         signed_at=row.signed_at,
@@ -409,17 +415,17 @@ def _as_checkpoint(row: AuditCheckpoint) -> chain.Checkpoint:
 
 def _stored_checkpoints(
     rows: QuerySet[AuditCheckpoint],
-) -> tuple[list[chain.Checkpoint], chain.ChainProblem | None]:
+) -> tuple[list[Checkpoint], ChainProblem | None]:
     """The checkpoint rows in pk order as checkpoints, leaving out those that cannot be read, and the problem
     of the first of these: a row the app's role inserted with junk for lanes crashed every verification and
     export for good, since rows can be inserted but not deleted by it."""
-    checkpoints: list[chain.Checkpoint] = []
-    problem: chain.ChainProblem | None = None
+    checkpoints: list[Checkpoint] = []
+    problem: ChainProblem | None = None
     for line, row in enumerate(rows.order_by("pk"), start=1):
         try:
             checkpoints.append(_as_checkpoint(row))
         except ValueError as error:
-            problem = problem or chain.ChainProblem(
+            problem = problem or ChainProblem(
                 row.seq,
                 line,
                 "malformed",
@@ -434,7 +440,7 @@ class DatabaseVerification:
     count: int
     head_seq: int
     checkpoints: int
-    problem: chain.ChainProblem | None
+    problem: ChainProblem | None
     witnessed: int = 0
     lanes: int = 0  # lanes holding records
 
@@ -461,16 +467,14 @@ def audit_verify_database(
     witnessed, witness_read_problem = witness.read_all()
     judged_at = now or database_now()
     records = RecordWatch(BackdatingCheck(witnessed, public_key=key))
-    result = chain.verify_records(records.watch(records_in_seq_order()), record_key=record_key())
+    result = verify_records(records.watch(records_in_seq_order()), record_key=record_key())
     wanted = {checkpoint.seq for checkpoint in [*rows, *witnessed]}
-    wanted.update(
-        head[2] for checkpoint in [*rows, *witnessed] for head in chain.checkpoint_lanes(checkpoint)
-    )
+    wanted.update(head[2] for checkpoint in [*rows, *witnessed] for head in checkpoint_lanes(checkpoint))
     heads = dict(AuditRecord.objects.filter(seq__in=wanted).values_list("seq", "hash"))
-    heads[0] = chain.GENESIS_HASH
+    heads[0] = GENESIS_HASH
     last_good = result.head_seq
     is_whole = result.problem is None
-    checkpoint_problem = chain.verify_checkpoints(
+    checkpoint_problem = verify_checkpoints(
         [c for c in rows if is_whole or c.seq <= last_good],
         public_key=key,
         heads=heads,
@@ -489,7 +493,7 @@ def audit_verify_database(
                 first_record_at=first_record_time(),
                 now=judged_at,
                 interval_seconds=settings.AUDIT_CHECKPOINT_SECONDS,
-                known=[c for c in rows if chain.checkpoint_signature_is_valid(checkpoint=c, public_key=key)],
+                known=[c for c in rows if checkpoint_signature_is_valid(checkpoint=c, public_key=key)],
                 is_chain_whole=is_whole,
                 lane_heads=result.lanes,
                 absent=result.absent,
@@ -500,8 +504,8 @@ def audit_verify_database(
     )
 
 
-def _first(problems: list[chain.ChainProblem | None]) -> chain.ChainProblem | None:
-    """A problem of the log's integrity before one of the signer's liveness (chain.problem_rank: a
+def _first(problems: list[ChainProblem | None]) -> ChainProblem | None:
+    """A problem of the log's integrity before one of the signer's liveness (problem_rank: a
     coverage_gap one lost checkpoint left must not hide a later deletion or rewrite), then the one at the
     lowest seq; on a tie (or no seq), the one found first (records before checkpoints before the witness)."""
     found = [problem for problem in problems if problem is not None]
@@ -509,7 +513,7 @@ def _first(problems: list[chain.ChainProblem | None]) -> chain.ChainProblem | No
         return None
     return min(
         found,
-        key=lambda problem: (chain.problem_rank(problem), problem.seq if problem.seq is not None else -1),
+        key=lambda problem: (problem_rank(problem), problem.seq if problem.seq is not None else -1),
     )
 
 
@@ -521,7 +525,7 @@ class ExportOutcome:
     path: Path
     records: int
     checkpoints: int
-    problem: chain.ChainProblem | None  # why the export could not be recorded or signed, if it could not
+    problem: ChainProblem | None  # why the export could not be recorded or signed, if it could not
 
 
 def audit_export(
@@ -579,10 +583,10 @@ def audit_export(
     return ExportOutcome(path=path, records=written, checkpoints=len(checkpoints), problem=problem)
 
 
-def _covered_by(checkpoint: chain.Checkpoint) -> Callable[[Mapping[str, object]], bool]:
+def _covered_by(checkpoint: Checkpoint) -> Callable[[Mapping[str, object]], bool]:
     """Whether a record (as records_in_seq_order gives it) is at or below the head the checkpoint signs of
     its lane; a record from before lanes is in lane 1, up to its head's seq."""
-    heads = {lane: (position, seq) for lane, position, seq, _ in chain.checkpoint_lanes(checkpoint)}
+    heads = {lane: (position, seq) for lane, position, seq, _ in checkpoint_lanes(checkpoint)}
 
     def covered(record: Mapping[str, object]) -> bool:
         if "lane_seq" not in record:

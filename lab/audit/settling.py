@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from lab.audit import chain
+from lab.audit import canonical, chain_checks, lane_heads, problems
 from lab.audit.models import AuditHead, AuditRecord
 from lab.audit.witness import BackdatingCheck
 from lab.lib.clock import database_now
@@ -64,18 +64,18 @@ class RecordWatch:
     def __init__(self, backdating: BackdatingCheck | None, settled_seq: int | None = None) -> None:
         self.backdating = backdating
         self.settled_seq = settled_seq
-        self.settled_heads: dict[int, chain.LaneHead] = {}
+        self.settled_heads: dict[int, lane_heads.LaneHead] = {}
         self._finished = False
         if backdating is not None:
             backdating.start(database_now())
 
     def watch(
-        self, records: Iterator[dict[str, object] | chain.Unreadable]
-    ) -> Iterator[dict[str, object] | chain.Unreadable]:
+        self, records: Iterator[dict[str, object] | chain_checks.Unreadable]
+    ) -> Iterator[dict[str, object] | chain_checks.Unreadable]:
         for line, record in enumerate(records, start=1):
             if isinstance(record, dict):
                 seq = int(str(record["seq"]))
-                is_laned = chain.is_laned(record)
+                is_laned = canonical.is_laned(record)
                 lane = int(str(record["lane"])) if is_laned else 1
                 lane_seq = int(str(record["lane_seq"])) if is_laned else seq
                 if self.backdating is not None:
@@ -91,7 +91,7 @@ class RecordWatch:
             yield record
 
     @property
-    def problem(self) -> chain.ChainProblem | None:
+    def problem(self) -> problems.ChainProblem | None:
         if self.backdating is None:
             return None
         if not self._finished:

@@ -10,7 +10,7 @@ Export format
 An export is two UTF-8 files side by side:
 
 ``EXPORT`` (e.g. ``audit-2026-05-09.jsonl``)
-    The records, one per line, each line the canonical JSON object (see lab/audit/chain.py: keys sorted,
+    The records, one per line, each line the canonical JSON object (see lab/audit/canonical.py: keys sorted,
     no whitespace, non-ASCII as UTF-8, ``null`` kept) of exactly the fields RECORD_FIELDS_LANED (every record
     written since lanes: with ``lane`` and ``lane_seq``) or RECORD_FIELDS (a record from before lanes) plus
     ``hash`` and ``mac`` (64 hex digits each), ending in ``\\n``. Lines are in increasing seq order; an
@@ -51,7 +51,7 @@ in the export (a seq beyond its end is a truncation), every checkpoint of the ex
 was made to verify an old export against a newer witness: a checkpoint witnessed after it signs nothing of
 the export, and is only checked not to be dated ahead). And the backdating rule (witness.BackdatingCheck):
 a record first covered by witnessed checkpoint N+1, or by none yet, must have a seq above and a time not
-before those of the last settled checkpoint at or before N (chain.CHECKPOINT_FORMAT_SETTLED), else it is
+before those of the last settled checkpoint at or before N (checkpoints.CHECKPOINT_FORMAT_SETTLED), else it is
 named "backdated": it was written after that one and numbered or dated before it (a checkpoint signed as not
 settled after a settled one is "bad_checkpoint_signature": the signer never signs one); and a time not
 after N+1's signed_at when N+1 is
@@ -82,30 +82,20 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from lab.audit.chain import (
+from lab.audit.canonical import (
     EXPORT_FIELDS,
     EXPORT_FIELDS_LANED,
     GENESIS_HASH,
     NULLABLE_FIELDS,
-    ChainEntry,
-    ChainProblem,
-    Checkpoint,
-    KeyRing,
-    Malformed,
-    PublicKeys,
-    VerifyResult,
-    checkpoint_lanes,
-    checkpoint_signature_is_valid,
     export_line,
     is_laned,
-    load_public_key,
-    load_record_key,
-    problem_rank,
-    public_key_fingerprint,
     record_type_error,
-    verify_checkpoints,
-    walk_chain,
 )
+from lab.audit.chain_checks import verify_checkpoints
+from lab.audit.chain_walk import ChainEntry, Malformed, VerifyResult, walk_chain
+from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, checkpoint_signature_is_valid
+from lab.audit.keys import KeyRing, PublicKeys, load_public_key, load_record_key, public_key_fingerprint
+from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.receipt import receipt_parse, receipt_summary, verify_receipt
 from lab.audit.witness import (
     BackdatingCheck,

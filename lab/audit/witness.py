@@ -26,22 +26,17 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from lab.audit.chain import (
+from lab.audit.canonical import GENESIS_HASH, utc_timestamp
+from lab.audit.checkpoints import (
     CHECKPOINT_FORMAT_SETTLED,
-    GENESIS_HASH,
-    ChainProblem,
     Checkpoint,
-    KeyRing,
-    LaneHead,
-    PublicKeys,
-    checkpoint_key,
     checkpoint_lanes,
-    checkpoint_signature_is_valid,
     checkpoint_signed_as,
     lanes_rolled_back,
-    truncated_lane_problem,
-    utc_timestamp,
 )
+from lab.audit.keys import KeyRing, PublicKeys, checkpoint_key
+from lab.audit.lane_heads import LaneHead
+from lab.audit.problems import ChainProblem, checkpoint_signature_problem, lane_heads_problem
 
 
 class WitnessError(Exception):
@@ -232,7 +227,7 @@ def witness_from_url(url: str) -> WitnessSink:
 
 
 class BackdatingCheck:
-    """The rule of settled checkpoints (chain.CHECKPOINT_FORMAT_SETTLED), for records read in seq order: a
+    """The rule of settled checkpoints (CHECKPOINT_FORMAT_SETTLED), for records read in seq order: a
     record first covered by witnessed checkpoint N+1, or by none yet (then N is the last one), must have a
     seq above N's and a time not before N's signed_at, when N is settled; else it was written after N was
     signed and numbered or dated before it (a record "from months ago" first witnessed today). And its time
@@ -493,14 +488,15 @@ def _consistency_problem(
     last_matching_seq = 0
     for line, checkpoint in enumerate(witnessed, start=1):
         seq = checkpoint.seq
-        if not checkpoint_signature_is_valid(checkpoint=checkpoint, public_key=public_key):
-            return ChainProblem(
-                seq,
-                line,
-                "bad_checkpoint_signature",
-                f"witnessed checkpoint for seq {seq}: the signature is not valid for the pinned public key"
-                " (a replaced signing key, or a forged line)",
-            )
+        problem = checkpoint_signature_problem(
+            checkpoint,
+            line=line,
+            public_key=public_key,
+            named="witnessed checkpoint",
+            why=" (a replaced signing key, or a forged line)",
+        )
+        if problem is not None:
+            return problem
         if previous is not None and (seq < previous.seq or checkpoint.signed_at < previous.signed_at):
             return ChainProblem(
                 seq,
@@ -563,38 +559,23 @@ def _lanes_problem(
 ) -> ChainProblem | None:
     """The lane heads of a witnessed checkpoint against the records: the problem at the lowest seq. matched:
     the seq each lane's head had in the last witnessed checkpoint that still matched."""
-    found: list[ChainProblem] = []
-    for lane, lane_seq, seq, lane_hash in checkpoint.lanes:
-        actual = lookup(seq)
-        present = (lane_heads or {}).get(lane)
-        reaches = present is not None and present[1] >= lane_seq
-        if seq > head_seq or (actual is None and not reaches):
-            found.append(
-                truncated_lane_problem(
-                    lane=lane,
-                    lane_seq=lane_seq,
-                    seq=seq,
-                    line=line,
-                    present=present,
-                    known=True,
-                    by=f" witnessed at {checkpoint.signed_at}",
-                    absent=absent,
-                    end=head_seq,
-                )
-            )
-        elif actual != lane_hash:
-            found.append(
-                ChainProblem(
-                    seq,
-                    line,
-                    "checkpoint_mismatch",
-                    f"record seq {seq} (lane {lane} #{lane_seq}) does not have the hash the witness signed at"
-                    f" {checkpoint.signed_at}: the chain was rewritten within seqs"
-                    f" {matched.get(lane, 0) + 1}..{seq}",
-                    lane,
-                )
-            )
-    return min(found, key=lambda problem: problem.seq or 0) if found else None
+
+    def rewritten(lane: int, lane_seq: int, seq: int) -> str:
+        return (
+            f"record seq {seq} (lane {lane} #{lane_seq}) does not have the hash the witness signed at"
+            f" {checkpoint.signed_at}: the chain was rewritten within seqs {matched.get(lane, 0) + 1}..{seq}"
+        )
+
+    return lane_heads_problem(
+        checkpoint,
+        line=line,
+        lookup=lookup,
+        head_seq=head_seq,
+        lane_heads=lane_heads,
+        absent=absent,
+        by=f" witnessed at {checkpoint.signed_at}",
+        rewritten=rewritten,
+    )
 
 
 def _signed_like_the_witness(

@@ -28,7 +28,10 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from lab.accounts.models import User
-from lab.audit import chain, services
+from lab.audit import services
+from lab.audit.canonical import utc_timestamp
+from lab.audit.checkpoints import Checkpoint
+from lab.audit.lane_heads import lanes_from_json
 from lab.audit.models import AuditCheckpoint
 from lab.audit.receipt import RECEIPT_FORMAT, body_sha256, canonical_bytes, receipt_sign
 from lab.audit.records import Entry, audit_append
@@ -150,7 +153,7 @@ def _issue(
     body: dict[str, Any] = {
         "format": RECEIPT_FORMAT,
         "receipt_id": str(receipt_id),
-        "issued_at": chain.utc_timestamp(issued_at),
+        "issued_at": utc_timestamp(issued_at),
         "key_id": key_id,
         "issuer": settings.LAB_NAME,
         "order_ref": order_ref or None,
@@ -213,14 +216,14 @@ def _photo(asset: Asset) -> dict[str, Any]:
     return {
         "asset_id": str(asset.pk),
         "sha256": asset.sha256,
-        "data_key_destroyed_at": chain.utc_timestamp(destroyed_at) if destroyed_at is not None else None,
+        "data_key_destroyed_at": utc_timestamp(destroyed_at) if destroyed_at is not None else None,
     }
 
 
 def _view(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "seq": record["seq"],
-        "occurred_at": chain.utc_timestamp(record["occurred_at"]),
+        "occurred_at": utc_timestamp(record["occurred_at"]),
         "action": record["action"],
         "purpose": record["purpose"],
         "role": record["actor_role"],
@@ -236,13 +239,13 @@ def _latest_checkpoint(*, key_id: str) -> dict[str, Any] | None:
     if row is None or row.key_id != key_id:
         return None
     try:
-        lanes = chain.lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
+        lanes = lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
     except (ValueError, RecursionError):
         # Not a row the signer stored (the app's role may insert one); audit_verify names it. The receipt is
         # anchored to no checkpoint rather than never issued.
         logger.warning("privacy receipt anchored to no checkpoint: checkpoint row %s unreadable", row.pk)
         return None
-    checkpoint = chain.Checkpoint(
+    checkpoint = Checkpoint(
         seq=row.seq,
         head_hash=row.head_hash,
         signed_at=row.signed_at,

@@ -40,7 +40,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
-from lab.audit import chain
+from lab.audit.canonical import EXPORT_FIELDS
+from lab.audit.keys import public_key_fingerprint
 from lab.audit.models import Outcome, Purpose, ReviewItem
 from lab.audit.records import request_meta
 from lab.audit.services import audit_export, public_key
@@ -225,7 +226,7 @@ def record_view(request: HttpRequest, seq: int) -> HttpResponse:
     if record is None:
         raise Http404
     emails = audit_selectors.employee_emails(actor_ids=[record.actor_id])
-    fields = [(name, getattr(record, name)) for name in chain.EXPORT_FIELDS]
+    fields = [(name, getattr(record, name)) for name in EXPORT_FIELDS]
     reviews = list(record.reviews.select_related("reviewed_by").order_by("pk"))
     for item in reviews:
         item.record = record  # the items' days, for the samples the chain names
@@ -431,7 +432,7 @@ def export_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "audit/export.html",
-        {"form": RecordFilterForm(), "fingerprint": chain.public_key_fingerprint(key)},
+        {"form": RecordFilterForm(), "fingerprint": public_key_fingerprint(key)},
     )
 
 

@@ -1,7 +1,7 @@
 """What the access gate decides on, read in one statement: the person's roles, the photo (with its data key),
 the state of the context a request names and the person's live grant for that scope.
 
-The gate's rules (lab/gate/access.py) run on these facts in Python, in their fixed order. On PostgreSQL the
+The gate's rules (lab/gate/rules.py) run on these facts in Python, in their fixed order. On PostgreSQL the
 facts are one query (lateral joins); elsewhere (the embedded SQLite default) the same facts come from the ORM
 queries the gate used before, one per fact. Both read the same rows: tests/audit/test_gate_facts.py compares
 them for every purpose and outcome.
@@ -31,7 +31,7 @@ from lab.privacy.models import DataKey
 from lab.production.models import MaintenanceTicket, PrintJob
 
 if TYPE_CHECKING:
-    from lab.gate.access import AccessRequest
+    from lab.gate.rules import AccessRequest
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from lab.accounts.models import User
 from lab.audit.records import RequestMeta
 from lab.catalog.models import Product
 from lab.catalog.placement import PlacementOptions, Sizing
-from lab.gate.access import ImageGone, owner_delivery_record, owner_original_read, owner_refusal_record
 from lab.gate.errors import GateError
+from lab.gate.owner import owner_delivery_record, owner_original_read, owner_refusal_record
+from lab.gate.refusals import ImageGone
 from lab.lib.errors import DomainError, NotFound
 from lab.orders.errors import OrderError
 from lab.orders.models import Asset, Order, OrderItem

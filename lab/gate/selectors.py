@@ -18,7 +18,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES
 from lab.accounts.seal import email_as_stored
-from lab.audit import chain
+from lab.audit.canonical import EXPORT_FIELDS, utc_timestamp
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import record_mac_holds
 from lab.audit.services import record_key
@@ -327,7 +327,7 @@ def _staff() -> QuerySet[User]:
     return User.objects.filter(groups__name__in=[str(role) for role in STAFF_ROLES])
 
 
-CSV_COLUMNS = chain.EXPORT_FIELDS
+CSV_COLUMNS = EXPORT_FIELDS
 # A spreadsheet runs a cell that starts with one of these as a formula; employees type justifications.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -343,7 +343,7 @@ def records_csv_rows(*, filters: RecordFilter) -> Iterator[list[str]]:
     moment = CSV_COLUMNS.index("occurred_at")
     for row in rows.iterator(chunk_size=5000):
         cells = [_csv_cell(value) for value in row]
-        cells[moment] = chain.utc_timestamp(row[moment])  # the chain's own spelling of the time
+        cells[moment] = utc_timestamp(row[moment])  # the chain's own spelling of the time
         yield cells
 
 

@@ -22,8 +22,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from lab.accounts.models import User
 from lab.audit.records import request_meta
-from lab.gate.access import AccessRequest, image_grant_open, image_grant_view, image_request_refuse
+from lab.gate.access import image_grant_open, image_grant_view, image_request_refuse
 from lab.gate.errors import GateError
+from lab.gate.rules import AccessRequest
 from lab.lib.errors import (
     Conflict,
     DomainError,

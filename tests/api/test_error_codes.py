@@ -15,8 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from api.errors import _DRF_CODES, STATUS_BY_CODE, ApiError, http_status
-from lab.gate import access
 from lab.gate.errors import GateError
+from lab.gate.refusals import REFUSALS, AuditUnavailable, ImageGone, ImageNotFound
 from lab.gate.views import error_status
 from lab.lib.errors import Conflict, DomainError, NotFound, PermissionDenied
 from lab.orders.errors import OrderError
@@ -118,11 +118,11 @@ def test_the_status_comes_from_the_code_and_a_code_outside_the_table_from_its_ki
 def test_the_lab_pages_answer_the_gates_refusals_with_the_apis_statuses():
     """lab.gate.views.error_status (the photo URLs, the auditor console) maps kinds, the API maps codes: each
     code of the gate app, raised with the kind its raise site uses, answers the same on both."""
-    refusals: list[DomainError] = [kind(code, message) for code, (kind, message) in access.REFUSALS.items()]
+    refusals: list[DomainError] = [kind(code, message) for code, (kind, message) in REFUSALS.items()]
     refusals += [
-        access.ImageNotFound(OrderError.ASSET_NOT_FOUND, "No such photo."),
-        access.ImageGone(GateError.IMAGE_UNAVAILABLE, "Purged."),
-        access.AuditUnavailable(GateError.AUDIT_UNAVAILABLE, "Not recorded."),
+        ImageNotFound(OrderError.ASSET_NOT_FOUND, "No such photo."),
+        ImageGone(GateError.IMAGE_UNAVAILABLE, "Purged."),
+        AuditUnavailable(GateError.AUDIT_UNAVAILABLE, "Not recorded."),
         NotFound(GateError.ORDER_ITEM_NOT_FOUND, "No such item."),
         PermissionDenied(GateError.NOT_AN_AUDITOR, "Auditors only."),
         DomainError(GateError.NOTE_REQUIRED, "Write a note."),

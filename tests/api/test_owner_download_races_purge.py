@@ -33,7 +33,7 @@ def purge_lands_before_the_read(monkeypatch, django_capture_on_commit_callbacks)
                 assert asset_purge(asset_id=asset.pk, rule=rule, cutoffs=None)
             return vault_read(**arguments)
 
-        monkeypatch.setattr("lab.gate.access.vault_read", purged_then_read)
+        monkeypatch.setattr("lab.gate.owner.vault_read", purged_then_read)
 
     return arrange
 

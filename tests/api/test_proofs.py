@@ -375,7 +375,7 @@ def test_a_proof_whose_record_cannot_be_written_is_a_503_and_sends_nothing(api, 
     def broken(entry, **options):
         raise DatabaseError("disk full")
 
-    monkeypatch.setattr("lab.gate.access.audit_append", broken)
+    monkeypatch.setattr("lab.gate.owner.audit_append", broken)
     order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], photo=(1800, 1200), customer=customer)
 
     # when the owner asks for the proofs

@@ -1,5 +1,6 @@
 """Tests of the audit log; this module builds the sample chains and exports they share.
-Plain functions over lab.audit.chain, so the tamper tests need no Django and no database."""
+Plain functions over lab.audit.canonical and chain_walk, so the tamper tests need no Django and no
+database."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.audit.chain import GENESIS_HASH, Checkpoint, seal_record, sign_checkpoint, utc_timestamp
+from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
+from lab.audit.checkpoints import Checkpoint, sign_checkpoint
 from lab.audit.verify import write_export
 
 CHAIN_START = datetime(2026, 5, 9, 8, 0, 0, tzinfo=UTC)

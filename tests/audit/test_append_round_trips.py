@@ -18,7 +18,7 @@ import pytest
 from django.db import DatabaseError, connection, connections, transaction
 from psycopg import pq
 
-from lab.audit import chain
+from lab.audit.lane_heads import LANES
 from lab.audit.models import AuditHead, AuditRecord
 from lab.audit.records import Entry, audit_append
 from lab.audit.services import audit_verify_database
@@ -243,7 +243,7 @@ def test_with_every_lane_busy_an_append_waits_for_one() -> None:
     thread.join(timeout=30)
     assert not thread.is_alive()
     (record,) = done
-    assert 1 <= record.lane <= chain.LANES
+    assert 1 <= record.lane <= LANES
     assert record.lane_seq == (2 if record.lane == 1 else 1)
     _assert_linear_and_verified(2)
 

@@ -16,30 +16,33 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.audit.chain import (
+from lab.audit.canonical import (
     EXPORT_FIELDS,
     EXPORT_FIELDS_LANED,
     GENESIS_HASH,
     RECORD_FIELDS,
     RECORD_FIELDS_LANED,
-    ChainProblem,
-    Checkpoint,
     canonical_bytes,
+    compute_hash,
+    seal_record,
+    utc_timestamp,
+)
+from lab.audit.chain_checks import verify_checkpoints, verify_records
+from lab.audit.checkpoints import (
+    Checkpoint,
     checkpoint_message,
     checkpoint_signature_is_valid,
-    compute_hash,
+    sign_checkpoint,
+)
+from lab.audit.keys import (
     load_private_key,
     load_public_key,
     load_record_key,
     public_key_b64,
     public_key_fingerprint,
-    seal_record,
-    sign_checkpoint,
-    utc_timestamp,
-    verify_checkpoints,
-    verify_records,
 )
 from lab.audit.models import AuditRecord
+from lab.audit.problems import ChainProblem
 from tests.audit import RECORD_KEY, build_chain, record_fields
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

@@ -14,7 +14,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from lab.audit import chain
+from lab.audit.canonical import utc_timestamp
+from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, sign_checkpoint
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.services import AuditChainBroken, checkpoint_write, signing_key, witness_sink
 from lab.audit.witness import FileWitness, parse_timestamp
@@ -38,7 +39,7 @@ def _one_send_lost(tmp_path: Path) -> Path:
     return witness
 
 
-def _witnessed() -> list[chain.Checkpoint]:
+def _witnessed() -> list[Checkpoint]:
     sink = witness_sink()
     assert isinstance(sink, FileWitness)
     return sink.read_all()[0]
@@ -161,7 +162,7 @@ def test_the_checkpoint_task_outlasts_a_lane_held_until_the_idle_in_transaction_
 # --- a witness line the scheduled signer must not believe ------------------------------------------------
 
 
-def _append_to_witness(checkpoint: chain.Checkpoint) -> None:
+def _append_to_witness(checkpoint: Checkpoint) -> None:
     sink = witness_sink()
     assert isinstance(sink, FileWitness)
     with sink.path.open("a") as witness:
@@ -202,15 +203,15 @@ def test_a_checkpoint_signed_ahead_of_the_database_s_clock_is_due_and_the_signer
     checkpoint_write()
     last = witness_sink().last()
     assert last is not None
-    ahead = chain.utc_timestamp(timezone.now() + timedelta(hours=1))
+    ahead = utc_timestamp(timezone.now() + timedelta(hours=1))
     _append_to_witness(
-        chain.sign_checkpoint(
+        sign_checkpoint(
             private_key=signing_key(),
             key_id=last.key_id,
             seq=last.seq,
             head_hash=last.head_hash,
             signed_at=ahead,
-            lanes=chain.checkpoint_lanes(last),
+            lanes=checkpoint_lanes(last),
             is_settled=True,
         )
     )

@@ -16,7 +16,9 @@ from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.gate import access as gate
 from lab.gate.anomalies import Flag, anomalies_find
+from lab.gate.refusals import AccessDenied, AuditUnavailable
 from lab.gate.review import review_sample_daily
+from lab.gate.rules import AccessRequest
 from lab.orders.models import ClarificationCase
 from lab.orders.transitions import order_transition
 from lab.production import jobs, rasterizing, routing
@@ -49,7 +51,7 @@ def ask(
 ):
     return gate.image_access(
         user=user,
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(job.item.asset_id),
             purpose=purpose,
             justification=justification,
@@ -91,7 +93,7 @@ def test_technician_gets_a_watermarked_preview_for_an_active_job_and_it_is_recor
 def test_auditors_and_admins_never_see_photos(job, role):
     person = UserFactory.create(roles=[role])
 
-    with pytest.raises(gate.AccessDenied):
+    with pytest.raises(AccessDenied):
         ask(person, job)
 
     record = AuditRecord.objects.get()
@@ -105,9 +107,9 @@ def test_auditors_and_admins_never_see_photos(job, role):
 def test_packer_cannot_ask_for_printing_and_packaging_needs_an_order_being_packed(job):
     packer = UserFactory.create(roles=["packer"])
 
-    with pytest.raises(gate.AccessDenied):
+    with pytest.raises(AccessDenied):
         ask(packer, job)
-    with pytest.raises(gate.AccessDenied):
+    with pytest.raises(AccessDenied):
         ask(packer, job, purpose="packaging", context_type="order", context_id=job.order.ref)
 
     assert list(AuditRecord.objects.values_list("rule", flat=True)) == [
@@ -125,7 +127,7 @@ def test_grant_ends_as_soon_as_the_job_is_closed(job, settings):
 
     grant = AccessGrant.objects.get()
     assert (grant.revoked_at is not None, grant.revoked_reason) == (True, "job_cancelled")
-    with pytest.raises(gate.AccessDenied) as denied:
+    with pytest.raises(AccessDenied) as denied:
         ask(technician, job)
     assert denied.value.details["rule"] == "print_job_not_active"
 
@@ -133,7 +135,7 @@ def test_grant_ends_as_soon_as_the_job_is_closed(job, settings):
 def test_full_resolution_needs_a_fitting_purpose_and_a_justification(job):
     technician = UserFactory.create(roles=["technician"])
 
-    with pytest.raises(gate.AccessDenied) as short:
+    with pytest.raises(AccessDenied) as short:
         ask(technician, job, variant="full", justification="hm")
     full = ask(technician, job, variant="full", justification="colour cast on test print")
 
@@ -151,7 +153,7 @@ def test_maintenance_needs_an_open_ticket_naming_the_job(job):
     ask(technician, job, purpose="maintenance", context_type="maintenance_ticket", context_id=ticket.pk)
     ticket.closed_at = ticket.opened_at
     ticket.save()
-    with pytest.raises(gate.AccessDenied) as closed:
+    with pytest.raises(AccessDenied) as closed:
         ask(technician, job, purpose="maintenance", context_type="maintenance_ticket", context_id=ticket.pk)
 
     assert closed.value.details["rule"] == "maintenance_ticket_closed"
@@ -161,7 +163,7 @@ def test_clarification_needs_the_order_on_hold_with_an_open_case(job):
     supervisor = UserFactory.create(roles=["supervisor"])
     case = ClarificationCase.objects.create(order=job.order, opened_by=supervisor, question="which crop?")
 
-    with pytest.raises(gate.AccessDenied) as not_on_hold:
+    with pytest.raises(AccessDenied) as not_on_hold:
         ask(
             supervisor,
             job,
@@ -222,7 +224,7 @@ def test_fail_closed_when_the_audit_record_cannot_be_written(job, monkeypatch):
 
     monkeypatch.setattr(gate, "audit_append", broken)
 
-    with pytest.raises(gate.AuditUnavailable):
+    with pytest.raises(AuditUnavailable):
         ask(technician, job)
 
     assert AuditRecord.objects.count() == 0
@@ -295,7 +297,7 @@ def test_two_requests_at_once_for_the_same_photo_and_task_open_one_grant(job, mo
         return facts
 
     monkeypatch.setattr(gate, "facts_gather", facts_then_wait)
-    request = gate.AccessRequest(
+    request = AccessRequest(
         asset_id=str(job.item.asset_id),
         purpose="printing",
         justification="check the crop on the print",

@@ -14,8 +14,8 @@ from django.utils import timezone
 from lab.accounts.roles import primary_role
 from lab.audit.models import AccessGrant
 from lab.audit.records import RequestMeta
-from lab.gate import access as gate
 from lab.gate.facts import Facts, _facts_postgresql, _uuid, facts_portable
+from lab.gate.rules import AccessRequest, request_decide
 from lab.orders.models import ClarificationCase, Order
 from lab.orders.transitions import order_transition
 from lab.production.maintenance import maintenance_ticket_approve, maintenance_ticket_open
@@ -106,7 +106,7 @@ def test_one_statement_and_the_orm_read_the_same_facts_and_decide_alike(settings
             for (context_type, context_id), photo, variant in itertools.product(
                 pairs, photos, ("preview", "full")
             ):
-                request = gate.AccessRequest(
+                request = AccessRequest(
                     asset_id=photo,
                     purpose=purpose,
                     justification="check the crop on the print",
@@ -118,8 +118,8 @@ def test_one_statement_and_the_orm_read_the_same_facts_and_decide_alike(settings
                 orm = facts_portable(user=user, request=request, asset_id=_uuid(photo))
                 assert _snapshot(one) == _snapshot(orm), (purpose, context_type, context_id, photo, variant)
                 role = primary_role(user)
-                decision = gate._decide(user=user, role=role, request=request, facts=one)
-                assert decision == gate._decide(user=user, role=role, request=request, facts=orm)
+                decision = request_decide(user=user, role=role, request=request, facts=one)
+                assert decision == request_decide(user=user, role=role, request=request, facts=orm)
                 rules.add(decision.rule)
                 compared += 1
     # Every outcome the context rules know was among them, granted and refused.

@@ -15,7 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.audit import chain
+from lab.audit.canonical import seal_record
+from lab.audit.checkpoints import sign_checkpoint
+from lab.audit.keys import key_id_of, load_public_key, public_key_b64, public_key_fingerprint
+from lab.audit.lane_heads import lanes_from_json
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.records import record_as_chain_dict
 from lab.audit.services import audit_export, checkpoint_write, public_key, witness_sink
@@ -32,11 +35,11 @@ ATTACKER_RECORD_KEY = bytes(range(200, 232))
 
 
 def b64(key: Ed25519PrivateKey) -> str:
-    return chain.public_key_b64(key.public_key())
+    return public_key_b64(key.public_key())
 
 
 def pem(public: str) -> str:
-    key = chain.load_public_key(public)
+    key = load_public_key(public)
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
@@ -52,7 +55,7 @@ def rotated(settings, tmp_path: Path) -> tuple[str, FileWitness, FileWitness]:
         checkpoint_write()
     old_witness = witness_sink()
     assert isinstance(old_witness, FileWitness)
-    old_public = chain.public_key_b64(public_key())
+    old_public = public_key_b64(public_key())
     settings.AUDIT_SIGNING_KEY = base64.b64encode(NEW_SIGNING_KEY.private_bytes_raw()).decode()
     settings.AUDIT_RETIRED_PUBLIC_KEYS = [old_public]
     settings.AUDIT_WITNESS = (tmp_path / "witness-b" / "checkpoints.jsonl").as_uri()
@@ -96,7 +99,7 @@ def test_a_record_forged_after_the_rotation_is_named_by_its_own_seq(
 ):
     # given a record forged by the superuser after the rotation, chained onto the last record
     last = record_as_chain_dict(AuditRecord.objects.order_by("seq").last())  # type: ignore[arg-type]
-    forged = chain.seal_record(
+    forged = seal_record(
         last | {"actor_id": "technician-x"},
         seq=int(str(last["seq"])) + 1,
         prev_hash=str(last["hash"]),
@@ -121,15 +124,15 @@ def test_a_checkpoint_signed_by_another_key_is_still_refused(
     row = AuditCheckpoint.objects.order_by("pk").last()
     assert row is not None
     named_key = (
-        chain.load_public_key(old_public) if named == "the retired key" else ATTACKER_SIGNING_KEY.public_key()
+        load_public_key(old_public) if named == "the retired key" else ATTACKER_SIGNING_KEY.public_key()
     )
-    forged = chain.sign_checkpoint(
+    forged = sign_checkpoint(
         private_key=ATTACKER_SIGNING_KEY,
-        key_id=chain.key_id_of(named_key),
+        key_id=key_id_of(named_key),
         seq=row.seq,
         head_hash=row.head_hash,
         signed_at=row.signed_at,
-        lanes=chain.lanes_from_json(json.loads(row.lanes)),
+        lanes=lanes_from_json(json.loads(row.lanes)),
     )
     as_superuser(
         "UPDATE audit_auditcheckpoint SET key_id = %s, signature = %s WHERE id = %s",
@@ -169,9 +172,7 @@ def test_the_offline_verifier_s_fingerprints_pin_every_key_given(
     export.parent.mkdir()
     audit_export(path=export, actor_id="auditor-1", actor_role="auditor")
     new_public = b64(NEW_SIGNING_KEY)
-    fingerprint_of = {
-        key: chain.public_key_fingerprint(chain.load_public_key(key)) for key in (new_public, old_public)
-    }
+    fingerprint_of = {key: public_key_fingerprint(load_public_key(key)) for key in (new_public, old_public)}
     # when both keys are given but only the new one's fingerprint is pinned, and when both are pinned
     one_pinned = offline_says(
         export, new_witness.path, new_public, old_public, fingerprints=(fingerprint_of[new_public],)

@@ -22,20 +22,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
 
-from lab.audit import chain, reading
-from lab.audit.chain import (
-    GENESIS_HASH,
-    ChainProblem,
-    Checkpoint,
-    canonical_bytes,
-    checkpoint_signature_is_valid,
-    seal_record,
-    sign_checkpoint,
-    utc_timestamp,
-    verify_checkpoints,
-    verify_records,
-)
+from lab.audit import reading
+from lab.audit.canonical import GENESIS_HASH, canonical_bytes, compute_hash, seal_record, utc_timestamp
+from lab.audit.chain_checks import Unreadable, verify_checkpoints, verify_records
+from lab.audit.checkpoints import Checkpoint, checkpoint_signature_is_valid, sign_checkpoint
+from lab.audit.keys import public_key_b64
+from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
+from lab.audit.problems import ChainProblem
 from lab.audit.records import Entry, audit_append
 from lab.audit.services import audit_export, audit_verify_database, checkpoint_write, public_key
 from lab.audit.verify import WitnessOptions, checkpoints_path, verify_export, write_export
@@ -72,8 +66,8 @@ def build_lanes(layout: tuple[int | None, ...] = LAYOUT) -> list[dict[str, objec
     return records
 
 
-def lane_heads(records: list[dict[str, object]]) -> tuple[chain.LaneHead, ...]:
-    heads: dict[int, chain.LaneHead] = {}
+def lane_heads(records: list[dict[str, object]]) -> tuple[LaneHead, ...]:
+    heads: dict[int, LaneHead] = {}
     for record in records:
         lane = int(str(record.get("lane", 1)))
         position = int(str(record.get("lane_seq") or record["seq"]))
@@ -83,7 +77,7 @@ def lane_heads(records: list[dict[str, object]]) -> tuple[chain.LaneHead, ...]:
 
 def checkpoint_of(records: list[dict[str, object]], *, hours: int = 0) -> Checkpoint:
     heads = lane_heads(records)
-    seq, head_hash = chain.lanes_checkpoint_head(heads)
+    seq, head_hash = lanes_checkpoint_head(heads)
     return sign_checkpoint(
         private_key=SIGNING_KEY,
         key_id="audit-2026",
@@ -111,8 +105,8 @@ def test_a_laned_record_hashes_its_lane_and_its_position() -> None:
     # then lane and lane_seq are integers among the sorted keys, and moving it changes its hash
     assert b'"justification":' in serialized
     assert b',"lane":2,"lane_seq":3,"occurred_at":' in serialized
-    assert chain.compute_hash(record | {"lane": 3}) != record["hash"]
-    assert chain.compute_hash(record | {"lane_seq": 4}) != record["hash"]
+    assert compute_hash(record | {"lane": 3}) != record["hash"]
+    assert compute_hash(record | {"lane_seq": 4}) != record["hash"]
     # and a record without them is hashed as before lanes existed (the test vectors of test_chain.py)
     assert b'"lane"' not in canonical_bytes(
         {k: v for k, v in record.items() if k not in ("lane", "lane_seq")}
@@ -377,7 +371,7 @@ def test_a_laned_export_verifies_offline(laned_export: Path, tmp_path: Path) -> 
     completed = _run_verifier(
         str(laned_export),
         "--public-key",
-        chain.public_key_b64(PUBLIC_KEY),
+        public_key_b64(PUBLIC_KEY),
         "--witness",
         str(witness),
         "--as-of",
@@ -397,7 +391,7 @@ def test_a_record_deleted_from_a_laned_export_is_named_offline(laned_export: Pat
     lines = export_lines(laned_export)
     rewrite_lines(laned_export, [line for line in lines if json.loads(line)["seq"] != 16])
     # when verified
-    completed = _run_verifier(str(laned_export), "--public-key", chain.public_key_b64(PUBLIC_KEY))
+    completed = _run_verifier(str(laned_export), "--public-key", public_key_b64(PUBLIC_KEY))
     # then seq 16 is named, on the line of lane 2's next record (seq 19)
     assert completed.returncode == 1
     assert completed.stdout.startswith(
@@ -494,7 +488,7 @@ def test_a_writer_takes_a_free_lane_while_another_holds_one(tmp_path: Path) -> N
     completed = _run_verifier(
         str(export),
         "--public-key",
-        chain.public_key_b64(public_key()),
+        public_key_b64(public_key()),
         "--record-key",
         settings.AUDIT_RECORD_KEY,
     )
@@ -534,7 +528,7 @@ def test_an_export_ends_at_the_checkpoint_it_signs_while_others_append(
     completed = _run_verifier(
         str(export),
         "--public-key",
-        chain.public_key_b64(public_key()),
+        public_key_b64(public_key()),
         "--record-key",
         settings.AUDIT_RECORD_KEY,
     )
@@ -567,7 +561,7 @@ def test_a_checkpoint_signed_during_the_walk_of_audit_verify_is_not_a_truncation
     checkpoint_write()
     during: list[AuditRecord] = []
 
-    def records_while_signing(**options: Any) -> Iterator[dict[str, object] | chain.Unreadable]:
+    def records_while_signing(**options: Any) -> Iterator[dict[str, object] | Unreadable]:
         records = reading.records_in_seq_order(**options)
         first = next(records, None)  # the walk has read the records as they were when it started
         if first is not None:

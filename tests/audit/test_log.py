@@ -14,7 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections, transaction
 
-from lab.audit import chain
+from lab.audit.canonical import GENESIS_HASH
+from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.services import audit_export, audit_verify_database, checkpoint_write, public_key
 from tests.builders import audit_write
@@ -99,8 +100,8 @@ def test_checkpoint_is_written_even_when_nothing_happened():
     checkpoint_write()
 
     assert list(AuditCheckpoint.objects.values_list("seq", "head_hash")) == [
-        (0, chain.GENESIS_HASH),
-        (0, chain.GENESIS_HASH),
+        (0, GENESIS_HASH),
+        (0, GENESIS_HASH),
     ]
     assert audit_verify_database().problem is None
 
@@ -111,7 +112,7 @@ def test_export_verifies_offline_with_only_the_public_key(tmp_path):
 
     audit_export(path=path, actor_id="auditor-1", actor_role="auditor")
     key = tmp_path / "public.key"
-    key.write_text(chain.public_key_b64(public_key()))
+    key.write_text(public_key_b64(public_key()))
     good = subprocess.run(
         [sys.executable, "-m", "lab.audit.verify", str(path), "--public-key", str(key)],
         capture_output=True,

@@ -13,7 +13,9 @@ from lab.audit.models import AccessGrant, AuditRecord, ReviewItem
 from lab.audit.records import RequestMeta
 from lab.gate import access as gate
 from lab.gate.anomalies import Flag, anomalies_find
+from lab.gate.refusals import AccessDenied
 from lab.gate.review import review_sample_daily
+from lab.gate.rules import AccessRequest
 from lab.lib.errors import DomainError, PermissionDenied
 from lab.orders.models import Order
 from lab.orders.transitions import order_transition
@@ -48,7 +50,7 @@ def floor(settings) -> dict[str, PrintJob]:
 def ask(user, job: PrintJob, ticket: MaintenanceTicket, *, variant="preview", justification="banding check"):
     return gate.image_access(
         user=user,
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(job.item.asset_id),
             purpose="maintenance",
             justification=justification,
@@ -61,7 +63,7 @@ def ask(user, job: PrintJob, ticket: MaintenanceTicket, *, variant="preview", ju
 
 
 def refused_rule(user, job, ticket, **kwargs) -> str:
-    with pytest.raises(gate.AccessDenied) as denied:
+    with pytest.raises(AccessDenied) as denied:
         ask(user, job, ticket, **kwargs)
     return str(denied.value.details["rule"])
 
@@ -194,7 +196,7 @@ def test_every_maintenance_view_is_queued_as_flagged_and_never_sampled(floor):
     )
     printing = gate.image_access(
         user=technician,
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(active.item.asset_id),
             purpose="printing",
             justification="check crop",

@@ -11,6 +11,8 @@ import pytest
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.gate import access as gate
+from lab.gate.refusals import AccessDenied
+from lab.gate.rules import AccessRequest
 from lab.production.maintenance import (
     maintenance_ticket_approve,
     maintenance_ticket_close,
@@ -30,7 +32,7 @@ def view(user, job: PrintJob, ticket: MaintenanceTicket, *, variant: str = "prev
     try:
         gate.image_access(
             user=user,
-            request=gate.AccessRequest(
+            request=AccessRequest(
                 asset_id=str(job.item.asset_id),
                 purpose="maintenance",
                 justification="banding across the print",
@@ -40,7 +42,7 @@ def view(user, job: PrintJob, ticket: MaintenanceTicket, *, variant: str = "prev
             ),
             meta=META,
         )
-    except gate.AccessDenied as denied:
+    except AccessDenied as denied:
         return str(denied.details["rule"])
     return "granted"
 

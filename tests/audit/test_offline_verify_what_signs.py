@@ -17,7 +17,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.audit import chain
+from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
+from lab.audit.checkpoints import Checkpoint, sign_checkpoint
+from lab.audit.keys import public_key_b64
+from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
 from lab.audit.verify import WitnessOptions, verify_export, write_export
 from lab.audit.witness import BackdatingCheck
 from tests.audit import CHAIN_START, RECORD_KEY, record_fields
@@ -34,27 +37,27 @@ class Log:
 
     def __init__(self) -> None:
         self.records: list[dict[str, object]] = []
-        self.heads: dict[int, chain.LaneHead] = {}
+        self.heads: dict[int, LaneHead] = {}
 
     def append(self, seq: int, at: datetime, *, record_key: bytes = RECORD_KEY) -> None:
         lane = 1 + seq % 2
-        _, position, _, previous = self.heads.get(lane, (lane, 0, 0, chain.GENESIS_HASH))
-        fields = record_fields(seq) | {"occurred_at": chain.utc_timestamp(at)}
-        record = chain.seal_record(
+        _, position, _, previous = self.heads.get(lane, (lane, 0, 0, GENESIS_HASH))
+        fields = record_fields(seq) | {"occurred_at": utc_timestamp(at)}
+        record = seal_record(
             fields, seq=seq, prev_hash=previous, record_key=record_key, lane=lane, lane_seq=position + 1
         )
         self.heads[lane] = (lane, position + 1, seq, str(record["hash"]))
         self.records.append(record)
 
-    def checkpoint(self, at: datetime, *, settled: bool = True) -> chain.Checkpoint:
+    def checkpoint(self, at: datetime, *, settled: bool = True) -> Checkpoint:
         heads = tuple(self.heads[lane] for lane in sorted(self.heads))
-        seq, head_hash = chain.lanes_checkpoint_head(heads)
-        return chain.sign_checkpoint(
+        seq, head_hash = lanes_checkpoint_head(heads)
+        return sign_checkpoint(
             private_key=SIGNING_KEY,
             key_id="audit-2026",
             seq=seq,
             head_hash=head_hash,
-            signed_at=chain.utc_timestamp(at),
+            signed_at=utc_timestamp(at),
             lanes=heads,
             is_settled=settled,
         )
@@ -69,7 +72,7 @@ def minutes(count: int) -> datetime:
     return CHAIN_START + timedelta(minutes=count)
 
 
-def write_witness(path: Path, checkpoints: list[chain.Checkpoint]) -> Path:
+def write_witness(path: Path, checkpoints: list[Checkpoint]) -> Path:
     path.write_text("".join(checkpoint.to_line() + "\n" for checkpoint in checkpoints), encoding="utf-8")
     return path
 
@@ -80,7 +83,7 @@ def run_verifier(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 
 def key_b64() -> str:
-    return chain.public_key_b64(PUBLIC_KEY)
+    return public_key_b64(PUBLIC_KEY)
 
 
 def test_an_old_export_with_records_made_up_past_its_checkpoint_is_unsigned_as_of_its_time(tmp_path: Path):
@@ -233,7 +236,7 @@ def test_a_record_after_an_unsettled_checkpoint_is_judged_against_the_settled_on
     settled = log.checkpoint(minutes(30))
     check = BackdatingCheck([settled, log.checkpoint(minutes(31), settled=False)], public_key=PUBLIC_KEY)
     # when the rule sees seq 11, in an empty lane, dated 90 days back
-    check.see(seq=11, lane=3, lane_seq=1, occurred_at=chain.utc_timestamp(minutes(-90 * 24 * 60)), line=11)
+    check.see(seq=11, lane=3, lane_seq=1, occurred_at=utc_timestamp(minutes(-90 * 24 * 60)), line=11)
     # then it is backdated against the settled checkpoint
     assert check.problem is not None
     assert (check.problem.kind, check.problem.seq, check.problem.lane) == ("backdated", 11, 3)

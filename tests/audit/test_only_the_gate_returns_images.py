@@ -262,6 +262,7 @@ DECRYPTING_NAMES = {
     "vault_read": {
         VAULT,
         "lab/gate/access.py",
+        "lab/gate/owner.py",
         "lab/production/rasterizing.py",
         "lab/production/submission.py",
     },
@@ -336,6 +337,7 @@ def test_only_the_gate_and_the_production_pipeline_decrypt_photos():
     assert sorted(use for use in uses if use[0] not in DECRYPTING_NAMES.get(use[1], set())) == []
     assert sorted(path for path, name in uses if name == "vault_read" and path != VAULT) == [
         "lab/gate/access.py",
+        "lab/gate/owner.py",
         "lab/production/rasterizing.py",
         "lab/production/submission.py",
     ]

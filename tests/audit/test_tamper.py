@@ -21,7 +21,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from lab.audit import chain
+from lab.audit.canonical import EXPORT_FIELDS, EXPORT_FIELDS_LANED, GENESIS_HASH, is_laned, seal_record
+from lab.audit.checkpoints import sign_checkpoint
+from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.records import record_as_chain_dict
 from lab.audit.services import (
@@ -42,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Whoever tampers from the database side has no record key; their macs are made with a key of their own.
 ATTACKER_RECORD_KEY = bytes(range(200, 232))
 ATTACKER_SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
-COLUMNS = chain.EXPORT_FIELDS
+COLUMNS = EXPORT_FIELDS
 # A statement the superuser runs: SQL and its parameters (a record's fields are str, int or None; its time is
 # stored as a timestamp).
 SqlValue: TypeAlias = str | int | datetime | None
@@ -51,7 +53,7 @@ Statement: TypeAlias = tuple[str, list[SqlValue]]
 
 def columns(record: dict[str, object]) -> tuple[str, ...]:
     """The stored columns of a record: with its lane and lane position for a record written in a lane."""
-    return chain.EXPORT_FIELDS_LANED if chain.is_laned(record) else COLUMNS
+    return EXPORT_FIELDS_LANED if is_laned(record) else COLUMNS
 
 
 @pytest.fixture
@@ -118,11 +120,11 @@ def set_head(seq: int, head_hash: str) -> Statement:
 def rewritten_from(seq: int) -> list[dict[str, object]]:
     """Records seq.. rewritten (record seq's purpose changed), every later hash recomputed to chain on."""
     records = record_dicts()
-    previous_hash = str(records[seq - 2]["hash"]) if seq > 1 else chain.GENESIS_HASH
+    previous_hash = str(records[seq - 2]["hash"]) if seq > 1 else GENESIS_HASH
     rewritten = []
     for record in records[seq - 1 :]:
         changed = record | ({"purpose": "maintenance"} if record["seq"] == seq else {})
-        sealed = chain.seal_record(
+        sealed = seal_record(
             changed, seq=int(str(record["seq"])), prev_hash=previous_hash, record_key=ATTACKER_RECORD_KEY
         )
         rewritten.append(sealed)
@@ -134,7 +136,7 @@ def forged_next() -> dict[str, object]:
     """A record framing technician X, correctly chained after the current last record (in its lane)."""
     last = record_dicts()[-1]
     fields = last | {"actor_id": "technician-x", "asset_id": "asset-framed", "action": "image.download"}
-    return chain.seal_record(
+    return seal_record(
         fields,
         seq=int(str(last["seq"])) + 1,
         prev_hash=str(last["hash"]),
@@ -183,7 +185,7 @@ def swap_two() -> None:
 
 def forge_in_the_middle() -> None:
     records = record_dicts()
-    forged = chain.seal_record(
+    forged = seal_record(
         records[16] | {"actor_id": "technician-x"},
         seq=17,
         prev_hash=str(records[15]["hash"]),
@@ -233,7 +235,7 @@ def rewrite_from_14_and_delete_every_checkpoint() -> None:
 def truncate_everything() -> None:
     as_superuser(
         ("TRUNCATE audit_auditrecord, audit_auditcheckpoint, audit_audithead CASCADE", []),
-        ("INSERT INTO audit_audithead (id, seq, hash) VALUES (1, 0, %s)", [chain.GENESIS_HASH]),
+        ("INSERT INTO audit_audithead (id, seq, hash) VALUES (1, 0, %s)", [GENESIS_HASH]),
     )
 
 
@@ -392,13 +394,13 @@ def test_deleting_the_witness_s_last_lines_is_named(lab_log: FileWitness, tmp_pa
 def test_replacing_the_signing_key_is_named(lab_log: FileWitness, tmp_path: Path, settings) -> None:
     # given the pinned public key, then history rewritten from seq 14, the database's checkpoints re-signed
     # and the lab's signing key replaced by the attacker's
-    pinned = chain.public_key_b64(public_key())
+    pinned = public_key_b64(public_key())
     rewrite_from_14()
     rows = list(AuditCheckpoint.objects.order_by("pk"))
     heads = dict(AuditRecord.objects.values_list("seq", "hash"))
     statements: list[Statement] = []
     for row in rows:
-        forged = chain.sign_checkpoint(
+        forged = sign_checkpoint(
             private_key=ATTACKER_SIGNING_KEY,
             key_id="attacker",
             seq=row.seq,

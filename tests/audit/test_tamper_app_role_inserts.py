@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from lab.audit import chain
+from lab.audit.canonical import GENESIS_HASH, LANE_FIELDS, seal_record
 from lab.audit.models import AuditRecord
 from lab.audit.records import record_as_chain_dict
 from lab.audit.services import audit_verify_database, checkpoint_write
@@ -37,18 +37,16 @@ def free_seq() -> int:
 def junk(*, seq: int, lane: int, lane_seq: int | None) -> dict[str, object]:
     """A record made by someone without the record key, at the given place."""
     last = record_as_chain_dict(AuditRecord.objects.order_by("seq").last())  # type: ignore[arg-type]
-    fields = {name: value for name, value in last.items() if name not in chain.LANE_FIELDS}
+    fields = {name: value for name, value in last.items() if name not in LANE_FIELDS}
     fields["actor_id"] = "technician-x"
     if lane_seq is None:
-        sealed = chain.seal_record(
-            fields, seq=seq, prev_hash=chain.GENESIS_HASH, record_key=ATTACKER_RECORD_KEY
-        )
+        sealed = seal_record(fields, seq=seq, prev_hash=GENESIS_HASH, record_key=ATTACKER_RECORD_KEY)
         return sealed | {"lane": lane}
     # A position below 1 cannot be hashed; the row is stored all the same, unless the database refuses it.
-    sealed = chain.seal_record(
+    sealed = seal_record(
         fields,
         seq=seq,
-        prev_hash=chain.GENESIS_HASH,
+        prev_hash=GENESIS_HASH,
         record_key=ATTACKER_RECORD_KEY,
         lane=lane,
         lane_seq=max(lane_seq, 1),

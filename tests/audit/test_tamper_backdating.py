@@ -27,7 +27,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 
-from lab.audit import chain
+from lab.audit.canonical import GENESIS_HASH, LANE_FIELDS, seal_record, utc_timestamp
+from lab.audit.checkpoints import Checkpoint, checkpoint_is_settled, sign_checkpoint
+from lab.audit.lane_heads import lanes_checkpoint_head, lanes_to_json
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.records import audit_append, record_as_chain_dict
 from lab.audit.services import (
@@ -75,11 +77,9 @@ def backdate(*, seq: int, occurred_at: str) -> dict[str, object]:
     """The admin's record: a technician "downloaded" a photo, sealed with the lab's record key into the empty
     lane 9 at the given seq and time, inserted as the app's role, lane 9's head moved on by one."""
     template = record_as_chain_dict(AuditRecord.objects.order_by("seq").first())  # type: ignore[arg-type]
-    fields = {name: value for name, value in template.items() if name not in chain.LANE_FIELDS}
+    fields = {name: value for name, value in template.items() if name not in LANE_FIELDS}
     fields |= {"actor_id": "technician-x", "action": "image.download", "occurred_at": occurred_at}
-    sealed = chain.seal_record(
-        fields, seq=seq, prev_hash=chain.GENESIS_HASH, record_key=record_key(), lane=9, lane_seq=1
-    )
+    sealed = seal_record(fields, seq=seq, prev_hash=GENESIS_HASH, record_key=record_key(), lane=9, lane_seq=1)
     with as_app_role(), connection.cursor() as cursor:
         cursor.execute(*record_insert_sql(sealed))
         cursor.execute("UPDATE audit_audithead SET seq = 1, hash = %s WHERE id = 9", [str(sealed["hash"])])
@@ -98,7 +98,7 @@ def time_of(seq: int) -> str:
 
 
 def now_text() -> str:
-    return chain.utc_timestamp(database_now())
+    return utc_timestamp(database_now())
 
 
 CASES: dict[str, Callable[[int], tuple[int, str]]] = {
@@ -106,14 +106,12 @@ CASES: dict[str, Callable[[int], tuple[int, str]]] = {
     "an old free seq, dated now": lambda free: (free, now_text()),
     "a fresh seq, dated three months ago": lambda free: (
         fresh_seq(),
-        chain.utc_timestamp(database_now() - timedelta(days=90)),
+        utc_timestamp(database_now() - timedelta(days=90)),
     ),
 }
 
 
-def admin_signs_the_next_checkpoint(
-    *, settled: bool = False, signed_at: str | None = None
-) -> chain.Checkpoint:
+def admin_signs_the_next_checkpoint(*, settled: bool = False, signed_at: str | None = None) -> Checkpoint:
     """The admin holds the signing key too: a checkpoint of every lane head, lane 9 included, appended to the
     witness and stored, as the signer would have done before it refused (settled: as the signer signs now,
     at the database's clock unless signed_at says otherwise)."""
@@ -121,8 +119,8 @@ def admin_signs_the_next_checkpoint(
         (head.id, head.seq, AuditRecord.objects.values_list("seq", flat=True).get(hash=head.hash), head.hash)
         for head in AuditHead.objects.filter(seq__gt=0).order_by("id")
     ]
-    seq, head_hash = chain.lanes_checkpoint_head(heads)
-    signed = chain.sign_checkpoint(
+    seq, head_hash = lanes_checkpoint_head(heads)
+    signed = sign_checkpoint(
         private_key=signing_key(),
         key_id=key_id(),
         seq=seq,
@@ -139,7 +137,7 @@ def admin_signs_the_next_checkpoint(
         signed_at=signed.signed_at,
         key_id=signed.key_id,
         signature=signed.signature,
-        lanes=chain.lanes_to_json(signed.lanes),
+        lanes=lanes_to_json(signed.lanes),
     )
     return signed
 
@@ -316,7 +314,7 @@ def test_the_signer_s_checkpoints_are_settled_in_lines_shaped_as_before(
     # then each is signed as settled, and its line holds the fields a checkpoint always had (a receipt's
     # anchor and every auditor's copy read it as before)
     assert problem is None
-    assert [chain.checkpoint_is_settled(checkpoint=c, public_key=public_key()) for c in witnessed] == [
+    assert [checkpoint_is_settled(checkpoint=c, public_key=public_key()) for c in witnessed] == [
         True,
         True,
     ]
@@ -337,7 +335,7 @@ def test_records_after_a_checkpoint_signed_before_settling_are_not_judged(settin
     seqs = list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True))
     (free,) = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
     unsettled = admin_signs_the_next_checkpoint()
-    assert not chain.checkpoint_is_settled(checkpoint=unsettled, public_key=public_key())
+    assert not checkpoint_is_settled(checkpoint=unsettled, public_key=public_key())
     backdate(seq=free, occurred_at=time_of(free - 1))
     # when the lab verifies, then the old checkpoint still verifies and the rule does not apply after it
     assert audit_verify_database().problem is None
@@ -349,7 +347,7 @@ AHEAD = {"seven hours ahead": timedelta(hours=7), "ten years ahead": timedelta(d
 
 
 def ahead_text(ahead: timedelta) -> str:
-    return chain.utc_timestamp(database_now() + ahead)
+    return utc_timestamp(database_now() + ahead)
 
 
 @pytest.mark.django_db

@@ -18,7 +18,8 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.audit import chain, lanes
+from lab.audit import lanes
+from lab.audit.canonical import seal_record, utc_timestamp
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append, record_as_chain_dict
 from lab.gate import review, selectors
@@ -183,9 +184,9 @@ def forge_with_a_record(items: dict[str, ReviewItem], accomplice: User) -> Revie
         "actor_id": str(accomplice.public_id),
         "context_id": str(forged.pk),
         "justification": "fine",
-        "occurred_at": chain.utc_timestamp(timezone.now()),
+        "occurred_at": utc_timestamp(timezone.now()),
     }
-    sealed = chain.seal_record(
+    sealed = seal_record(
         fields,
         seq=genuine.seq + 1000,
         prev_hash=genuine.hash,
@@ -602,9 +603,9 @@ def test_a_forged_queued_record_does_not_mark_its_day_queued() -> None:
         "justification": "sampled=0 flagged=0 seqs=",
         "context_type": review.REVIEW_DAY,
         "context_id": yesterday.isoformat(),
-        "occurred_at": chain.utc_timestamp(timezone.now()),
+        "occurred_at": utc_timestamp(timezone.now()),
     }
-    sealed = chain.seal_record(
+    sealed = seal_record(
         fields,
         seq=genuine.seq + 1000,
         prev_hash=genuine.hash,

@@ -16,7 +16,7 @@ from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from lab.audit import chain
+from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditCheckpoint
 from lab.audit.services import AuditChainBroken, audit_export, checkpoint_write, public_key, witness_sink
 from lab.audit.witness import FileWitness
@@ -107,7 +107,7 @@ def test_the_export_writes_both_files_as_found_and_names_the_record(
             "lab.audit.verify",
             str(path),
             "--public-key",
-            chain.public_key_b64(public_key()),
+            public_key_b64(public_key()),
             "--record-key",
             settings.AUDIT_RECORD_KEY,
         ],

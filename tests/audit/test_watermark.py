@@ -12,6 +12,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 from lab.audit.records import RequestMeta
 from lab.gate import access as gate
 from lab.gate import watermark
+from lab.gate.rules import AccessRequest
 from lab.gate.watermark import preview_image, watermark_apply
 from lab.production.models import PrintJob
 from tests.builders import hotfolder_printer, person, released_order
@@ -69,7 +70,7 @@ def test_the_preview_the_gate_delivers_is_marked_all_over_and_recognisable(setti
 
     delivery = gate.image_access(
         user=technician,
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(job.item.asset_id),
             purpose="printing",
             justification="check the crop",

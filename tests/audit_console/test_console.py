@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from lab.audit import chain
+from lab.audit.canonical import EXPORT_FIELDS
+from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.services import public_key
 from tests.builders import attempt, denied, minutes, person
@@ -225,7 +226,7 @@ def test_csv_export_streams_the_filtered_metadata_and_is_recorded(client, techni
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Cache-Control"] == "no-store"
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == list(chain.EXPORT_FIELDS)
+    assert rows[0] == list(EXPORT_FIELDS)
     assert [row[0] for row in rows[1:]] == [str(mine.seq)]
     [export] = reads()
     assert (export.action, export.rule, export.context_id, export.justification, export.actor_role) == (
@@ -256,7 +257,7 @@ def test_jsonl_export_is_a_zip_that_verifies_offline_with_the_pinned_key(
     [records_name] = [name for name in names if name.endswith(".jsonl") and ".checkpoints." not in name]
     assert names == sorted([records_name, records_name.replace(".jsonl", ".checkpoints.jsonl"), "README.txt"])
     key = tmp_path / "pinned.key"
-    key.write_text(chain.public_key_b64(public_key()))
+    key.write_text(public_key_b64(public_key()))
     verified = subprocess.run(
         [sys.executable, "-m", "lab.audit.verify", str(tmp_path / records_name), "--public-key", str(key)],
         capture_output=True,

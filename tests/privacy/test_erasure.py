@@ -20,6 +20,7 @@ from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.catalog.demo import catalog_seed_demo
 from lab.gate import access as gate
+from lab.gate.rules import AccessRequest
 from lab.notify.emails import receipt_email
 from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_created, notify_order_status_changed
@@ -81,7 +82,7 @@ def customer_with_history(api) -> History:
     technician = UserFactory.create(roles=["technician"])
     gate.image_access(
         user=technician,
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(job.item.asset_id),
             purpose="printing",
             justification="checking the colour of the print",

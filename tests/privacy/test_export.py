@@ -17,6 +17,8 @@ from lab.customer_data.export import account_export
 from lab.customer_data.models import PrivacyReceipt
 from lab.customer_data.receipts import receipt_issue, receipt_url
 from lab.gate import access as gate
+from lab.gate.refusals import AccessDenied
+from lab.gate.rules import AccessRequest
 from lab.notify.delivery import webhook_deliver
 from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_status_changed
@@ -52,7 +54,7 @@ SECRET = "whsec_do_not_export_" + "x" * 20
 def view(user, job: PrintJob, *, purpose: str = "printing"):
     return gate.image_access(
         user=user,
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(job.item.asset_id),
             purpose=purpose,
             justification="checking the crop before printing",
@@ -78,7 +80,7 @@ def test_export_holds_profile_consents_orders_photos_endpoints_and_employee_view
     )
     view(technician, job)
     packer = UserFactory.create(roles=["packer"])
-    with pytest.raises(gate.AccessDenied):  # refused: nothing was shown, so it is not a view
+    with pytest.raises(AccessDenied):  # refused: nothing was shown, so it is not a view
         view(packer, job)
     assert api.get(f"/api/v1/assets/{asset_id}/content").status_code == 200  # the owner's own download
     customer = order.customer

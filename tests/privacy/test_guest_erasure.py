@@ -17,6 +17,7 @@ from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.customer_data.receipts import receipt_issue, receipt_url
 from lab.gate import access as gate
+from lab.gate.rules import AccessRequest
 from lab.notify.services import notify_order_status_changed
 from lab.orders.models import Asset, Order
 from lab.production import routing
@@ -72,7 +73,7 @@ def shipped_guest_order(api: APIClient) -> tuple[Order, str, str]:
     job = PrintJob.objects.select_related("item").get(order=order)
     gate.image_access(
         user=UserFactory.create(roles=["technician"]),
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(job.item.asset_id),
             purpose="printing",
             justification="checking the colour of the print",

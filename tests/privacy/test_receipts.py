@@ -21,7 +21,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from lab.accounts.models import User
-from lab.audit import chain
+from lab.audit.canonical import utc_timestamp
+from lab.audit.checkpoints import Checkpoint
+from lab.audit.keys import load_private_key, load_public_key, public_key_b64, public_key_fingerprint
+from lab.audit.lane_heads import lanes_from_json
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.receipt import RECEIPT_FORMAT
 from lab.audit.records import RequestMeta
@@ -31,6 +34,8 @@ from lab.catalog.models import Product
 from lab.customer_data import receipts, retention
 from lab.customer_data.models import PrivacyReceipt
 from lab.gate import access as gate
+from lab.gate.refusals import AccessDenied
+from lab.gate.rules import AccessRequest
 from lab.orders.models import Asset, Order, OrderItem
 from lab.privacy.models import DataKey
 from lab.production import routing
@@ -96,7 +101,7 @@ def look(
     """An employee's view through the gate, with the words and address that must never reach a receipt."""
     return gate.image_access(
         user=user,
-        request=gate.AccessRequest(
+        request=AccessRequest(
             asset_id=str(asset.pk),
             purpose=purpose,
             justification=STAFF_WORDS,
@@ -116,7 +121,7 @@ def shipped_order(customer: User | None = None) -> tuple[Order, list[User]]:
     packer, supervisor, technician = person("packer"), person("supervisor"), person("technician")
     look(packer, asset=first, purpose="packaging", context_type="order", context_id=order.ref)
     look(supervisor, asset=second, purpose="packaging", context_type="order", context_id=order.ref)
-    with pytest.raises(gate.AccessDenied):  # technicians may not ask for packaging: refused, no view
+    with pytest.raises(AccessDenied):  # technicians may not ask for packaging: refused, no view
         look(technician, asset=first, purpose="packaging", context_type="order", context_id=order.ref)
     order_move(order, "packed")
     return order_move(order, "shipped", shipped_at=timezone.now()), [packer, supervisor, technician]
@@ -132,7 +137,7 @@ def employee_views(order: Order) -> list[dict[str, Any]]:
     return [
         {
             "seq": record.seq,
-            "occurred_at": chain.utc_timestamp(record.occurred_at),
+            "occurred_at": utc_timestamp(record.occurred_at),
             "action": record.action,
             "purpose": record.purpose,
             "role": record.actor_role,
@@ -146,7 +151,7 @@ def employee_views(order: Order) -> list[dict[str, Any]]:
 def destroyed_at(asset: Asset) -> str | None:
     assert asset.data_key_id is not None
     key = DataKey.objects.get(pk=asset.data_key_id)
-    return chain.utc_timestamp(key.destroyed_at) if key.destroyed_at is not None else None
+    return utc_timestamp(key.destroyed_at) if key.destroyed_at is not None else None
 
 
 def photos_expected(order: Order) -> list[dict[str, Any]]:
@@ -172,8 +177,8 @@ def anchor_of(receipt: PrivacyReceipt, checkpoint: AuditCheckpoint | None) -> di
 
 
 def as_line(row: AuditCheckpoint) -> str:
-    lanes = chain.lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
-    return chain.Checkpoint(row.seq, row.head_hash, row.signed_at, row.key_id, row.signature, lanes).to_line()
+    lanes = lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
+    return Checkpoint(row.seq, row.head_hash, row.signed_at, row.key_id, row.signature, lanes).to_line()
 
 
 def link_path(url: str) -> str:
@@ -211,7 +216,7 @@ def verify_file(receipt: dict[str, Any], tmp_path: Path, *extra: str) -> subproc
     path = tmp_path / "receipt.json"
     path.write_text(json.dumps(receipt, indent=2), encoding="utf-8")
     return run_verifier(
-        ["--receipt", str(path), "--public-key", chain.public_key_b64(public_key()), *extra], tmp_path
+        ["--receipt", str(path), "--public-key", public_key_b64(public_key()), *extra], tmp_path
     )
 
 
@@ -238,7 +243,7 @@ def test_shipping_issues_a_signed_receipt_of_the_photos_and_every_employee_view_
         context_id=str(jobs[2].pk),
         variant="full",
     )
-    with pytest.raises(gate.AccessDenied):  # not at the packing station yet: refused, so not a view
+    with pytest.raises(AccessDenied):  # not at the packing station yet: refused, so not a view
         look(packer, asset=first, purpose="packaging", context_type="order", context_id=order.ref)
     print_order(order)
     look(packer, asset=first, purpose="packaging", context_type="order", context_id=order.ref)
@@ -267,7 +272,7 @@ def test_shipping_issues_a_signed_receipt_of_the_photos_and_every_employee_view_
     assert document == {
         "format": RECEIPT_FORMAT,
         "receipt_id": str(receipt.pk),
-        "issued_at": chain.utc_timestamp(receipt.created_at),
+        "issued_at": utc_timestamp(receipt.created_at),
         "key_id": key_id(),
         "issuer": settings.LAB_NAME,
         "order_ref": order.ref,
@@ -320,7 +325,7 @@ def test_shipping_issues_a_signed_receipt_of_the_photos_and_every_employee_view_
     assert (completed.returncode, completed.stderr) == (0, "")
     assert completed.stdout == (
         f"OK: receipt {receipt.pk} (shipped, order {order.ref}, issued {document['issued_at']}): 2 photos,"
-        f" 3 employee views; signed by key {chain.public_key_fingerprint(public_key())}; audit record seq"
+        f" 3 employee views; signed by key {public_key_fingerprint(public_key())}; audit record seq"
         f" {lane['seq']} (lane {lane['lane']} #{lane['lane_seq']}) after checkpoint seq {before.seq} signed"
         f" at {before.signed_at}; covered by the witnessed checkpoint seq {covering.seq} signed at"
         f" {covering.signed_at}\n"
@@ -388,7 +393,7 @@ def test_a_receipt_checked_with_another_key_or_a_witness_without_its_checkpoint_
     _, served = shipped_receipt
     path = tmp_path / "receipt.json"
     path.write_text(json.dumps(served), encoding="utf-8")
-    stranger = chain.public_key_b64(chain.load_private_key("A" * 43 + "=").public_key())
+    stranger = public_key_b64(load_private_key("A" * 43 + "=").public_key())
     witness = tmp_path / "other-witness.jsonl"
     witness.write_text("", encoding="utf-8")
 
@@ -397,7 +402,7 @@ def test_a_receipt_checked_with_another_key_or_a_witness_without_its_checkpoint_
     no_line = verify_file(served, tmp_path, "--witness", str(witness))
 
     # then both are refused, naming why
-    stranger_id = chain.public_key_fingerprint(chain.load_public_key(stranger))[:16]
+    stranger_id = public_key_fingerprint(load_public_key(stranger))[:16]
     assert (other_key.returncode, no_line.returncode) == (1, 1)
     assert other_key.stdout == (
         f"{bad_signature(path)}; the receipt names key {key_id()}, the public key given is {stranger_id}\n"

@@ -19,6 +19,8 @@ from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
 from lab.customer_data import retention
 from lab.gate import access as gate
+from lab.gate.refusals import AccessDenied
+from lab.gate.rules import AccessRequest
 from lab.orders.models import Asset, Order, OrderEvent
 from lab.privacy.crypto import KeyDestroyed
 from lab.privacy.models import BlobDeletion, DataKey
@@ -113,10 +115,10 @@ def test_a_restored_backup_of_a_purged_photo_never_shows_again(django_capture_on
         vault_read(data_key=asset.data_key, name=name, purpose="original")
     supervisor = UserFactory.create(roles=["supervisor"])
     job = PrintJob.objects.get(order=order)
-    with pytest.raises(gate.AccessDenied) as denied:
+    with pytest.raises(AccessDenied) as denied:
         gate.image_access(
             user=supervisor,
-            request=gate.AccessRequest(
+            request=AccessRequest(
                 asset_id=str(asset.pk),
                 purpose="printing",
                 justification="restored from the nightly backup",

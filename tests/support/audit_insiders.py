@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from lab.audit import chain
+from lab.audit.canonical import EXPORT_FIELDS_LANED
 
 APP_ROLE = "printlab_audit_test_app"
 SqlValue = str | int | datetime | None
@@ -58,12 +58,12 @@ def record_insert_sql(record: dict[str, object]) -> tuple[str, list[SqlValue]]:
     lanes is stored as migration audit/0006 left them, lane 1 with no lane_seq."""
     stored = {"lane": 1, "lane_seq": None, **record}
     values: list[SqlValue] = []
-    for name in chain.EXPORT_FIELDS_LANED:
+    for name in EXPORT_FIELDS_LANED:
         value = stored[name]
         assert value is None or isinstance(value, str | int), f"not a record field's value: {value!r}"
         values.append(value)
     placeholders = ", ".join(["%s"] * len(values))
     return (
-        f"INSERT INTO audit_auditrecord ({', '.join(chain.EXPORT_FIELDS_LANED)}) VALUES ({placeholders})",
+        f"INSERT INTO audit_auditrecord ({', '.join(EXPORT_FIELDS_LANED)}) VALUES ({placeholders})",
         values,
     )

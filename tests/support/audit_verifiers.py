@@ -15,7 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from lab.audit import chain
+from lab.audit.canonical import utc_timestamp
+from lab.audit.checkpoints import sign_checkpoint
+from lab.audit.keys import public_key_b64
 from lab.audit.services import audit_export, public_key, signing_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +52,7 @@ def offline_verifier(
     """The offline verifier on `export` with the auditor's witness copy; `keys`: the pinned public keys
     (default: the lab's own), `interval`: judge coverage at the lab's checkpoint interval."""
     arguments = [sys.executable, "-m", "lab.audit.verify", str(export), "--witness", str(witness)]
-    for key in [chain.public_key_b64(public_key())] if keys is None else keys:
+    for key in [public_key_b64(public_key())] if keys is None else keys:
         arguments += ["--public-key", key]
     for fingerprint in fingerprints:
         arguments += ["--fingerprint", fingerprint]
@@ -66,12 +68,12 @@ def witness_at(path: Path, entries: Sequence[tuple[int, str, timedelta]]) -> Non
     now = timezone.now()
     lines = []
     for seq, head_hash, age in entries:
-        signed = chain.sign_checkpoint(
+        signed = sign_checkpoint(
             private_key=signing_key(),
             key_id="lab",
             seq=seq,
             head_hash=head_hash,
-            signed_at=chain.utc_timestamp(now - age),
+            signed_at=utc_timestamp(now - age),
         )
         lines.append(signed.to_line() + "\n")
     path.write_text("".join(lines))

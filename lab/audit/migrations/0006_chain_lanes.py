@@ -1,5 +1,5 @@
 """The audit log becomes 16 hash chains ("lanes") so that concurrent writers do not wait for each other's
-commits (lab/audit/chain.py explains the format). Forward only.
+commits (lab/audit/lane_heads.py and canonical.py explain the format). Forward only.
 
 Records keep their rows untouched: a record from before lanes has no lane_seq and stays, in the format it was
 hashed in, at lane 1 position seq; lane 1 continues after it. The head row (id 1) is lane 1's head; rows 2..16

@@ -19,8 +19,8 @@ from lab.accounts.roles import (
     TICKET_APPROVER_ROLES,
     user_roles,
 )
-from lab.gate.access import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE, offer_fits
 from lab.gate.facts import Context
+from lab.gate.rules import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE, offer_fits
 from lab.lib.errors import DomainError
 from lab.orders.selectors import order_by_ref
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus

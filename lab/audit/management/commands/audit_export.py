@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lab.audit import chain
+from lab.audit.keys import public_key_fingerprint
 from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"])
         outcome = audit_export(path=path, actor_id=None, actor_role="operator")
-        fingerprint = chain.public_key_fingerprint(public_key())
+        fingerprint = public_key_fingerprint(public_key())
         written = (
             f"wrote {outcome.records} records to {path} and {outcome.checkpoints} checkpoints to"
             f" {checkpoints_path(path)}"

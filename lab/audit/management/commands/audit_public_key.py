@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from lab.audit import chain
+from lab.audit.keys import public_key_b64, public_key_fingerprint
 from lab.audit.services import public_key
 
 
@@ -15,4 +15,4 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         key = public_key()
-        self.stdout.write(f"{chain.public_key_b64(key)}\nfingerprint {chain.public_key_fingerprint(key)}")
+        self.stdout.write(f"{public_key_b64(key)}\nfingerprint {public_key_fingerprint(key)}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lab.audit import chain
+from lab.audit.keys import load_public_key
 from lab.audit.services import audit_verify_database
 
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        pinned = chain.load_public_key(options["public_key"]) if options.get("public_key") else None
+        pinned = load_public_key(options["public_key"]) if options.get("public_key") else None
         result = audit_verify_database(pinned_public_key=pinned, witness_path=options.get("witness"))
         if result.problem is not None:
             raise CommandError(
