@@ -98,6 +98,8 @@ _DRF_CODES: dict[type[exceptions.APIException], ApiError] = {
 STATUS_BY_CODE: dict[str, int] = {
     **dict.fromkeys(
         (
+            AccountError.EMAIL_CONFIRMATION_EXPIRED,
+            AccountError.EMAIL_CONFIRMATION_INVALID,
             AccountError.POLICY_VERSION_MISMATCH,
             AccountError.WEAK_PASSWORD,
             ApiError.BAD_REQUEST,

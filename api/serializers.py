@@ -183,10 +183,23 @@ class RegistrationInput(serializers.Serializer[None]):
 
 class AccountOutput(serializers.ModelSerializer[User]):
     id = serializers.UUIDField(source="public_id")
+    pending_email = serializers.CharField(
+        read_only=True,
+        help_text="A new e-mail address asked for with `PATCH me`, waiting for the token mailed to it"
+        " (`POST me/email/confirm`); until then `email` is unchanged. Empty when none waits.",
+    )
 
     class Meta:
         model = User
-        fields: tuple[str, ...] = ("id", "email", "full_name", "address", "marketing_opt_in", "date_joined")
+        fields: tuple[str, ...] = (
+            "id",
+            "email",
+            "pending_email",
+            "full_name",
+            "address",
+            "marketing_opt_in",
+            "date_joined",
+        )
 
 
 class RegistrationOutput(AccountOutput):
@@ -228,7 +241,11 @@ class TokenCreatedOutput(TokenOutput):
 
 class MeUpdateInput(serializers.Serializer[None]):
     full_name = serializers.CharField(max_length=200, required=False)
-    email = StoredEmailField(required=False)
+    email = StoredEmailField(
+        required=False,
+        help_text="A new address waits as `pending_email` (answered 200) until the token mailed to it is"
+        " confirmed (`POST me/email/confirm`); the address the account has is told once it changes.",
+    )
     address = AddressSerializer(required=False)
     marketing_opt_in = serializers.BooleanField(required=False)
     current_password = serializers.CharField(max_length=200, required=False)

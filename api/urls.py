@@ -14,6 +14,7 @@ urlpatterns = [
     path("auth/token", views.TokenCreateView.as_view(), name="auth-token"),
     path("me", privacy_views.AccountView.as_view(), name="me"),
     path("me/export", privacy_views.AccountExportView.as_view(), name="me-export"),
+    path("me/email/confirm", token_views.MeEmailConfirmView.as_view(), name="me-email-confirm"),
     path("me/tokens", token_views.MeTokenListView.as_view(), name="me-tokens"),
     path("me/tokens/<uuid:token_id>", token_views.MeTokenDetailView.as_view(), name="me-token-detail"),
     path("me/receipts", privacy_views.MeReceiptListView.as_view(), name="me-receipts"),

@@ -440,6 +440,8 @@ CACHES = {
 SIGNIN_ACCOUNT_FAILURES = envint("SIGNIN_ACCOUNT_FAILURES", 5)
 SIGNIN_ADDRESS_FAILURES = envint("SIGNIN_ADDRESS_FAILURES", 20)
 SIGNIN_WINDOW_SECONDS = envint("SIGNIN_WINDOW_SECONDS", 900)
+# How long the token mailed to a new address (My Account's e-mail change) confirms it.
+LAB_EMAIL_CONFIRM_HOURS = envint("LAB_EMAIL_CONFIRM_HOURS", 24)
 API_TOKENS_PER_USER = envint("API_TOKENS_PER_USER", 20)  # issuing one more revokes the least recently used
 
 # --- Photos ------------------------------------------------------------------------------------

@@ -30,3 +30,7 @@ class AccountError(StrEnum):
     ACCOUNT_ERASED = "account_erased"
     # The password (or the account's status) changed between the sign-in's check and the token's issue.
     PASSWORD_CHANGED_MEANWHILE = "password_changed_meanwhile"
+    # My Account's e-mail change: the token mailed to the new address is wrong, was used, or was voided by a
+    # later password or e-mail change (or no new address waits); or it is older than LAB_EMAIL_CONFIRM_HOURS.
+    EMAIL_CONFIRMATION_INVALID = "email_confirmation_invalid"
+    EMAIL_CONFIRMATION_EXPIRED = "email_confirmation_expired"

@@ -36,6 +36,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     # A public, non-sequential id: API payloads and audit records name people by it.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     email = models.EmailField(unique=True)
+    # A new address asked for in My Account, not yet confirmed from its mailbox (accounts/email_change.py):
+    # the account's e-mail changes only once the token mailed there comes back; "" when none is waiting.
+    pending_email = models.EmailField(blank=True, default="", db_default="")
     full_name = models.CharField(max_length=200, blank=True)
     address = models.JSONField(default=dict, blank=True)
     marketing_opt_in = models.BooleanField(default=False)

@@ -14,6 +14,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from lab.accounts.email_change import (
+    EMAIL_CHANGED,
+    PASSWORD_CHANGED,
+    change_notice_send_after_commit,
+    confirmation_send_after_commit,
+    email_change_tokens,
+)
 from lab.accounts.errors import AccountError
 from lab.accounts.models import Consent, PolicyVersion, SecurityEvent, User
 from lab.accounts.roles import Role, is_staff_member, user_roles
@@ -119,7 +126,10 @@ def customer_update(
     limited as a sign-in (`lab.accounts.signin.password_confirm`, under the e-mail the account had): a token
     alone changed the e-mail, and with it who can sign in (the owner no longer could, to change the password
     and end the token), unrecorded, and the account's count of failed passwords started again under the new
-    address. Each change is a `SecurityEvent`. A password change seals the account again
+    address. A new e-mail waits (`pending_email`) until the token mailed to it comes back
+    (`customer_email_confirm`): before, it was the account's at once, a typo or a thief's address taking the
+    account's mail and sign-in without a word to the owner. A password change is mailed to the account's
+    address once committed. Each change is a `SecurityEvent`. A password change seals the account again
     (`lab.accounts.seal`) only if its seal held: one changed in the database alone (a role, a password hash
     written there) is refused on the record, not made the lab's own by the customer's (or a token thief's)
     change. The address is the one for orders to come: an order keeps the address it was placed with
@@ -150,8 +160,15 @@ def customer_update(
         account_seal_required(
             user, client_ip=client_ip, refused="its password is not changed here", roles=roles
         )
+        # Against the account as this change leaves it (its new name, its new address) and as it is: before,
+        # the old ones only, so a password like the address sent with it passed.
+        as_it_will_be = User(
+            email=email.lower() if email is not None and changes_email else user.email,
+            full_name=full_name if full_name is not None else user.full_name,
+        )
         try:
-            validate_password(new_password, user=user)
+            for candidate in (as_it_will_be, user):
+                validate_password(new_password, user=candidate)
         except ValidationError as error:
             raise DomainError(AccountError.WEAK_PASSWORD, " ".join(error.messages)) from error
         user.set_password(new_password)
@@ -163,8 +180,14 @@ def customer_update(
     if email is not None and changes_email:
         if User.objects.filter(email=email.lower()).exclude(pk=user.pk).exists():
             raise Conflict(AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists.")
-        user.email = email.lower()
-        fields.append("email")
+        # Waits for the token mailed to it (lab/accounts/email_change.py); one asked for before is replaced.
+        user.pending_email = email.lower()
+        fields.append("pending_email")
+    elif new_password is not None and user.pending_email:
+        # The password changed (perhaps to shut out whoever asked for it): the address waiting goes, and its
+        # token no longer works anyway.
+        user.pending_email = ""
+        fields.append("pending_email")
     if address is not None:
         user.address = address
         fields.append("address")
@@ -238,7 +261,50 @@ def _customer_save(
                 client_ip=client_ip,  # as every event of the account's log: who changed it, from where
                 detail=ended.detail(),
             )
-        if "email" in fields:
+            change_notice_send_after_commit(
+                user=user, recipient=previous_email, change=PASSWORD_CHANGED, changed_at=timezone.now()
+            )
+        if "pending_email" in fields and user.pending_email:
+            confirmation_send_after_commit(user=user)
+    return user
+
+
+def customer_email_confirm(*, user: User, token: str, client_ip: str | None = None) -> User:
+    """The new address asked for in My Account (`pending_email`) becomes the account's e-mail: `token` is the
+    one mailed to it, so whoever asked reads its mail. Refused (400) when the token is wrong, was used, or was
+    made before a later password or e-mail change (`email_confirmation_invalid`), or is older than
+    LAB_EMAIL_CONFIRM_HOURS (`email_confirmation_expired`); 409 `email_taken` when another account took the
+    address meanwhile. The address the account had is told, once committed."""
+    if is_staff_member(user):
+        raise PermissionDenied(
+            AccountError.STAFF_ACCOUNT_NOT_A_CUSTOMER,
+            "My Account is for customers; a lab admin changes staff accounts in the lab admin.",
+        )
+    try:
+        with transaction.atomic():
+            # Checked against the row under its lock: a password change or another new address committed
+            # since the request came in voids the token.
+            locked = User.objects.select_for_update().get(pk=user.pk)
+            if locked.erased_at is not None:
+                raise Conflict(AccountError.ACCOUNT_ERASED, "This account was erased.")
+            refusal = email_change_tokens.refusal(locked, token)
+            if refusal is AccountError.EMAIL_CONFIRMATION_EXPIRED:
+                raise DomainError(
+                    refusal, "This confirmation has expired: change the e-mail in My Account again."
+                )
+            if refusal is not None:
+                raise DomainError(
+                    refusal,
+                    "This confirmation is not valid: it was used, or the account's password or e-mail changed"
+                    " since it was sent.",
+                )
+            if User.objects.filter(email=locked.pending_email).exclude(pk=locked.pk).exists():
+                raise Conflict(
+                    AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists."
+                )
+            previous_email = locked.email
+            locked.email, locked.pending_email = locked.pending_email, ""
+            locked.save(update_fields=["email", "pending_email"])
             # Neither address, but the earlier one's digest, as a failed sign-in with no account records it:
             # those typed with the earlier address stay the account's to export and erase
             # (signin.sign_ins_with_addresses_of); without it they dropped out of the export and outlived the
@@ -246,11 +312,19 @@ def _customer_save(
             SecurityEvent.objects.create(
                 kind=SecurityEvent.Kind.EMAIL_CHANGED,
                 channel=SecurityEvent.Channel.API,
-                user=user,
+                user=locked,
                 client_ip=client_ip,
-                detail={PREVIOUS_EMAIL_DIGEST: email_digest(previous_email)} if previous_email else {},
+                detail={PREVIOUS_EMAIL_DIGEST: email_digest(previous_email)},
             )
-    return user
+            change_notice_send_after_commit(
+                user=locked, recipient=previous_email, change=EMAIL_CHANGED, changed_at=timezone.now()
+            )
+    except IntegrityError as error:
+        # Taken between the check and the save (another request, another process): the same answer.
+        raise Conflict(
+            AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists."
+        ) from error
+    return locked
 
 
 @dataclass(frozen=True)

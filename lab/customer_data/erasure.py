@@ -397,6 +397,7 @@ def _clear_person(user: User, *, now: datetime) -> None:
     # of whoever typed it. Read before the address is wiped.
     sign_ins_with_addresses_of(user=user).delete()
     user.email = erased_email(user)
+    user.pending_email = ""
     user.full_name = ""
     user.address = {}
     user.marketing_opt_in = False
@@ -407,6 +408,7 @@ def _clear_person(user: User, *, now: datetime) -> None:
     user.save(
         update_fields=[
             "email",
+            "pending_email",
             "full_name",
             "address",
             "marketing_opt_in",

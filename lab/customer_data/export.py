@@ -54,6 +54,7 @@ def _profile(user: User) -> dict[str, Any]:
     return {
         "id": str(user.public_id),
         "email": user.email,
+        "pending_email": user.pending_email,  # a new address asked for and not yet confirmed
         "full_name": user.full_name,
         "address": user.address,
         "marketing_opt_in": user.marketing_opt_in,

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, SecurityEvent
 from lab.accounts.roles import user_roles
+from lab.accounts.services import policy_current
 from lab.accounts.tokens import api_token_authenticate, api_token_issue
 from tests.builders import UserFactory
 
@@ -187,3 +188,43 @@ def test_a_token_of_a_customer_who_also_holds_a_staff_role_is_refused():
     assert api_token_authenticate(key=old_key) is None
     assert (refused.status_code, refused.json()["code"]) == (401, "authentication_failed")
     assert ApiToken.objects.get().last_used_at is None
+
+
+def test_a_password_ending_with_a_space_revokes_another_token_as_it_signs_in():
+    # given an account registered with a passphrase ending with a space (as a password manager may make),
+    # signed in twice with it exactly as typed
+    spaced = "correct horse battery staple "
+    registered = APIClient().post(
+        "/api/v1/accounts",
+        {
+            "email": "ada@example.org",
+            "password": spaced,
+            "full_name": "Ada Quill",
+            "address": {
+                "name": "Ada Quill",
+                "line1": "1 Lens Lane",
+                "city": "Exposure",
+                "postal_code": "12345",
+                "country": "US",
+            },
+            "birth_date": "1990-04-01",
+            "privacy_policy_version": policy_current().version,
+        },
+        format="json",
+    )
+    assert registered.status_code == 201, registered.json()
+    other = APIClient().post(
+        "/api/v1/auth/token", {"email": "ada@example.org", "password": spaced, "name": "phone"}, format="json"
+    )
+    assert other.status_code == 200
+    other_id = ApiToken.objects.get(name="phone").public_id
+
+    # when the first token revokes the other with the same password, as typed
+    revoked = client_with(registered.json()["token"]).delete(
+        f"/api/v1/me/tokens/{other_id}", {"password": spaced}, format="json"
+    )
+
+    # then it is revoked, as every other endpoint takes the password (trimmed), and no failure is counted
+    assert revoked.status_code == 204
+    assert client_with(other.json()["token"]).get("/api/v1/me").status_code == 401
+    assert not SecurityEvent.objects.filter(kind="sign_in_failed").exists()

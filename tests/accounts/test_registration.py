@@ -9,6 +9,7 @@ import pytest
 from django.apps import apps as django_apps
 from django.db import connection
 
+from lab.accounts.email_change import email_change_tokens
 from lab.accounts.models import Consent, PolicyVersion, User
 from lab.accounts.services import policy_current
 from lab.orders.models import Order
@@ -209,12 +210,15 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_409_and_changes_noth
     def first_takes_it() -> None:
         User.objects.filter(pk=first.pk).update(email="new@example.org")
 
-    # when the second customer's change is saved after another web process committed the first customer's
-    # change to that address, right after the check
+    asked = api.patch("/api/v1/me", {"email": "new@example.org", "current_password": PASSWORD}, format="json")
+    assert asked.status_code == 200  # the address waits for the token mailed to it
+
+    # when the second customer's confirmation is saved after another web process committed the first
+    # customer's change to that address, right after the check
     with committed_right_after_the_check("new@example.org", first_takes_it):
-        response = api.patch(
-            "/api/v1/me",
-            {"email": "new@example.org", "full_name": "Renamed", "current_password": PASSWORD},
+        response = api.post(
+            "/api/v1/me/email/confirm",
+            {"token": email_change_tokens.make_token(User.objects.get(pk=second.pk))},
             format="json",
         )
 

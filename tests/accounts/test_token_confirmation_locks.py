@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from lab.accounts.email_change import email_change_tokens
 from lab.accounts.models import ApiToken, SecurityEvent, User
 from tests.builders import PASSWORD, UserFactory
 
@@ -115,7 +116,13 @@ def test_wrong_passwords_with_one_token_lock_that_tokens_confirmations_and_not_t
     assert guesses == [(403, "wrong_password")] * 3
     assert right_with_the_thiefs == (429, "sign_in_locked")
     assert sign_in.status_code == 200  # the token's guesses are no lock on the account
+    confirmed = owner.post(
+        "/api/v1/me/email/confirm",
+        {"token": email_change_tokens.make_token(User.objects.get(pk=customer.pk))},
+        format="json",
+    )
     assert moved_by_the_owner == (200, "")
+    assert confirmed.status_code == 200
     assert User.objects.get(pk=customer.pk).email == "cy.new@example.org"
     lock = SecurityEvent.objects.get(kind="sign_in_locked")
     assert (lock.user_id, lock.detail) == (

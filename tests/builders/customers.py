@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from lab.accounts.email_change import email_change_tokens
+from lab.accounts.models import User
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import Asset, Order
 from lab.packing import station
@@ -92,6 +94,20 @@ def register(api: APIClient, person: Person = PERSON) -> str:
     token = str(response.json()["token"])
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return token
+
+
+def email_change_confirmed(
+    api: APIClient, address: str, *, password: str = PERSON_PASSWORD, client_ip: str = "127.0.0.1"
+) -> None:
+    """My Account's e-mail change by `api`'s signed-in customer, confirmed with the token mailed to the new
+    address (the account's e-mail changes only then)."""
+    moved = api.patch(
+        "/api/v1/me", {"email": address, "current_password": password}, format="json", REMOTE_ADDR=client_ip
+    )
+    assert moved.status_code == 200, moved.json()
+    token = email_change_tokens.make_token(User.objects.get(pending_email=address.lower()))
+    confirmed = api.post("/api/v1/me/email/confirm", {"token": token}, format="json", REMOTE_ADDR=client_ip)
+    assert confirmed.status_code == 200, confirmed.json()
 
 
 def upload(api: APIClient, person: Person = PERSON) -> str:

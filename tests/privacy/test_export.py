@@ -108,6 +108,7 @@ def test_export_holds_profile_consents_orders_photos_endpoints_and_employee_view
     assert body["profile"] | {"date_joined": None, "last_login": None} == {
         "id": str(customer.public_id),
         "email": PERSON.email,
+        "pending_email": "",
         "full_name": PERSON.full_name,
         "address": PERSON.address,
         "marketing_opt_in": True,

@@ -10,7 +10,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from tests.builders import PERSON_PASSWORD, register
+from tests.builders import email_change_confirmed, register
 
 pytestmark = pytest.mark.django_db
 
@@ -42,13 +42,7 @@ def _guess(address: str) -> int:
 def test_the_export_names_the_address_of_someone_else_s_sign_in_attempts_by_its_network_only(api):
     # given a customer who changed their e-mail address from their own address
     register(api)
-    moved = api.patch(
-        "/api/v1/me",
-        {"email": NEW_EMAIL, "current_password": PERSON_PASSWORD},
-        format="json",
-        REMOTE_ADDR=HOLDER_ADDRESS,
-    )
-    assert moved.status_code == 200, moved.json()
+    email_change_confirmed(api, NEW_EMAIL, client_ip=HOLDER_ADDRESS)
     # and someone who then guessed at their password from elsewhere until the account was locked
     guesses = [_guess(GUESSER_IPV4), _guess(GUESSER_IPV6), _guess(GUESSER_IPV4), _guess(GUESSER_IPV4)]
     assert guesses == [401, 401, 401, 429]
