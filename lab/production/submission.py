@@ -36,9 +36,12 @@ from lab.production.backends import (
 )
 from lab.production.cancellation import (
     ALREADY_PRINTED,
+    MAY_HAVE_PRINTED,
     cancel_note,
     copy_cancel,
     copy_cancel_refused,
+    copy_listed_already,
+    copy_over_outcome,
     copy_was_printing,
     copy_withdrawn,
     printer_cancel_refused,
@@ -442,15 +445,22 @@ def _fence_refused(*, job: PrintJob, worker: str, claimed_at: datetime) -> str:
 
 @dataclass(frozen=True)
 class _Look:
-    """What the printer holds with the job's title: the copy of an earlier attempt it may still print (or
-    printed), and the handles of every job with the title it lists (cancelled, aborted and empty ones too)."""
+    """What the printer holds with the job's title: the copy of an earlier attempt that is the job's (it may
+    still print, printed, or may have printed), and the handles of every job with the title it lists
+    (cancelled, aborted and empty ones too)."""
 
-    alive: JobInfo | None
+    alive: JobInfo | None  # the copy to adopt
     listed: tuple[str, ...]  # the handles of every job with the title it lists
 
 
 def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
-    """The printer's job with our title from an earlier attempt that it still may print (or printed).
+    """The printer's job with our title from an earlier attempt that it still may print (or printed), else one
+    over without completing after it began at its device (cancelled at the CUPS console mid-print, or by our
+    own cancel whose record was lost): it may have printed, as a `processing` copy that stopped. Adopted, the
+    read that follows makes the job `suspect` (tracking: `began_then_ended`), for a person to count the
+    prints. Before, it was read as over only and the job sent again unflagged: two prints, nobody told.
+    Another such copy of the job, not the one adopted, is listed for a person (`late_copy_not_cancelled`,
+    MAY_HAVE_PRINTED, at this printer), unless an earlier event listed it already.
 
     An earlier attempt that created the job but never delivered its document (the connection or cupsd went
     away between Create-Job and Send-Document) cannot print: it is cancelled here and the raster sent anew.
@@ -466,7 +476,39 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
     alive = [
         j for j in found if j.state not in (JobState.CANCELED, JobState.ABORTED) and not j.is_missing_document
     ]
-    return _Look(alive=alive[-1] if alive else None, listed=tuple(j.handle for j in found))
+    over = (JobState.CANCELED, JobState.ABORTED)
+    began = [j for j in found if j.state in over and j.began and not j.is_missing_document]
+    adopted = alive[-1] if alive else (began[-1] if began else None)
+    _began_copies_list(job=job, copies=[j for j in began if j is not adopted])
+    return _Look(alive=adopted, listed=tuple(j.handle for j in found))
+
+
+def _began_copies_list(*, job: PrintJob, copies: list[JobInfo]) -> None:
+    """List the copies over that began at their device and are not the job's copy: each may have printed."""
+    assert job.printer is not None
+    unlisted = [
+        copy_over_outcome(copy)
+        for copy in copies
+        if not copy_listed_already(job_id=job.pk, printer_id=job.printer.pk, handle=copy.handle)
+    ]
+    if unlisted:
+        logger.warning("earlier copies began then ended, listed job=%s count=%s", job.pk, len(unlisted))
+        JobEvent.objects.create(
+            job_id=job.pk,
+            printer=job.printer,
+            kind=LATE_COPY_NOT_CANCELLED,
+            note=f"{MAY_HAVE_PRINTED}: {', '.join(unlisted)}"[:500],
+        )
+
+
+def _late_copy_note(handle: str, outcome: str, what: str) -> str:
+    """A `late_copy_not_cancelled` note naming the copy as `handle:state…` after a MAY_HAVE_PRINTED (or, for a
+    copy that completed, ALREADY_PRINTED) prefix, as lab.production.actions writes it: the form
+    cancellation.copy_listed_already reads, so a later move or cancel does not list the copy again.
+    `outcome`: copy_cancel's (`handle:…`), or a printer error's code."""
+    copy = outcome if outcome.startswith(f"{handle}:") else f"{handle}:{outcome}"
+    prefix = ALREADY_PRINTED if copy.endswith(f":{JobState.COMPLETED}") else MAY_HAVE_PRINTED
+    return f"{prefix}: {copy}, {what}"
 
 
 # The errors a submit raises before anything of it can have reached the printer: the queue refused the job
@@ -479,6 +521,9 @@ _REFUSED_UNSENT_CODES = frozenset({PRINTER_NOT_ACCEPTING_JOBS, QUEUE_NOT_FOUND})
 # every one written before attempts were told apart), and of one that reached nothing.
 SUBMIT_RETRY = "submit_retry"
 SUBMIT_RETRY_UNSENT = "submit_retry_unsent"
+# A copy of ours at the printer that may have printed though nobody asked for it: listed on the board
+# (lab.production.alerts.printed_after_cancel_events), its note naming it as `handle:state…` at its printer.
+LATE_COPY_NOT_CANCELLED = "late_copy_not_cancelled"
 # The events that count a job's attempts from 0 again (routing.job_reroute; a person's "not printed", which
 # gives the job a new title): attempts before them are not the current printer's and title's.
 _ATTEMPTS_RESET = ("rerouted", "resolved_not_printed")
@@ -637,16 +682,16 @@ def _cancelled_copy_not_cancelled(*, job: PrintJob, handle: str, reason: str) ->
     cancel it (`reason` the error's code). Asked again it refuses again: the printer cancel is settled now,
     the job's history saying that its copy may have printed for a cancelled order. Unless the poll settled
     it meanwhile (the flag cleared), which recorded what it found."""
-    note = (
-        f"{ALREADY_PRINTED}: backend job {handle}, sent after the job was cancelled, not cancelled ({reason})"
-    )
+    note = _late_copy_note(handle, reason, "sent after the job was cancelled, not cancelled")
     logger.warning("copy sent after the cancel not cancelled job=%s reason=%s", job.pk, reason)
     with transaction.atomic():
         if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
             cancel_at_printer=False, claimed_at=None, claimed_by=""
         ):
-            JobEvent.objects.create(job_id=job.pk, kind="late_copy_not_cancelled", note=note[:500])
-    return "late_copy_not_cancelled"
+            JobEvent.objects.create(
+                job_id=job.pk, printer=job.printer, kind=LATE_COPY_NOT_CANCELLED, note=note[:500]
+            )
+    return LATE_COPY_NOT_CANCELLED
 
 
 def _late_send_landed(
@@ -683,17 +728,19 @@ def _late_send_landed(
     except PrinterError as error:
         outcome = error.code
     if not copy_withdrawn(outcome):
-        note = f"backend job {handle}: a late second copy the printer did not cancel ({outcome})"
+        note = _late_copy_note(handle, outcome, "a late second copy the printer did not cancel")[:500]
         logger.warning("late second copy not cancelled job=%s outcome=%s", job.pk, outcome)
         if not job_move(
             job_id=job.pk,
             from_statuses={J.SUBMITTED},
             to_status=J.SUSPECT,
-            kind="late_copy_not_cancelled",
+            kind=LATE_COPY_NOT_CANCELLED,
             note=note,
         ):
-            JobEvent.objects.create(job_id=job.pk, kind="late_copy_not_cancelled", note=note)
-        return "late_copy_not_cancelled"
+            JobEvent.objects.create(
+                job_id=job.pk, printer=job.printer, kind=LATE_COPY_NOT_CANCELLED, note=note
+            )
+        return LATE_COPY_NOT_CANCELLED
     JobEvent.objects.create(
         job_id=job.pk,
         kind="late_copy_cancelled",

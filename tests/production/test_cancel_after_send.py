@@ -153,8 +153,8 @@ def test_a_late_send_after_a_person_sent_the_job_again_is_suspect_if_its_device_
         assert (flagged.job_id, flagged.kind, flagged.note) == (
             job.pk,
             "late_copy_not_cancelled",
-            f"backend job {late}: a late second copy the printer did not cancel"
-            f" ({late}:processing, cancel asked)",
+            f"{MAY_HAVE_PRINTED}: {late}:processing, cancel asked,"
+            " a late second copy the printer did not cancel",
         )
         alerts_check()
         (alert,) = Alert.objects.filter(link=f"/lab/jobs/{job.pk}/")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lab.production import actions, rasterizing, submission, tracking
+from lab.production import actions, rasterizing, submission
 from lab.production.alerts import printed_after_cancel_events
 from lab.production.backends import backend_for
 from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_production
@@ -100,22 +100,17 @@ def test_a_copy_the_move_flagged_is_not_listed_again_when_the_order_is_cancelled
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with PrivateCups() as cups_server:
-        # given a job whose copy began and was cancelled at the console; its retry's copy, held in the stopped
-        # queue, cancelled at the console too before it began: the job `failed`
+        # given a job whose copy began and was cancelled at the console, between the retries of its send
         job, printer, began = _ready_with_a_send_that_began(cups_server, monkeypatch)
-        cups_server.disable("busy")
-        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
-        job.refresh_from_db()
-        _console_cancel(cups_server, printer, job.backend_job_id)
-        cups_server.enable("busy")
-        tracking.printer_poll()
-        job.refresh_from_db()
-        assert (job.status, job.failure_code) == (J.FAILED, "printer_canceled")
+        other = cups_printer(cups_server, "other", print_seconds=1)
 
-        # ... sent again on its own printer (the copy that began flagged), its new send held there
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        # ... moved to another printer (the copy that began flagged) and back to its own under the same title,
+        # its new send held there
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
         (flagged,) = JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")
         assert flagged.note == f"{MAY_HAVE_PRINTED}: {began}:canceled, began"
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        assert JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled").count() == 1
         cups_server.disable("busy")
         assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
         assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
