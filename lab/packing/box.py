@@ -1,8 +1,8 @@
 """The box at the packing station: the packer's count of each item, the pack, and the unpack.
 
 A confirmed item is stored as copies_packed on its printed jobs, so the count survives page reloads; it is
-the packer's alone (the floor's quality check writes copies_verified). A count or a pack is taken only with
-the token of the page it was made from, while the box is still as that page showed it.
+the packer's alone (the floor's quality check writes copies_verified). A count, a pack or an unpack is taken
+only with the token of the page it was made from, while the box is still as that page showed it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from lab.lib.errors import Conflict, DomainError, NotFound
 from lab.orders.models import Order, OrderItem
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_transition
-from lab.packing.checklist import ChecklistLine, order_checklist, order_seen, page_token_change
+from lab.packing.checklist import (
+    ChecklistLine,
+    order_checklist,
+    order_page_check,
+    page_token_change,
+    page_token_required,
+)
 from lab.packing.errors import PackingError
 from lab.packing.scanning import packing_access_check, station_step
 from lab.production.errors import ProductionError
@@ -37,17 +43,6 @@ def _printed_jobs(item: OrderItem) -> list[PrintJob]:
     return list(jobs.order_by("-pk"))
 
 
-def _page_token_required(seen: str | None, *, step: str, refusal: str) -> str:
-    """A post without its page's token says nothing of what the packer saw: refused, not taken unchecked."""
-    if not seen:
-        raise DomainError(
-            PackingError.PAGE_TOKEN_REQUIRED,
-            f"This {step} was posted without the state of its page: open the order again and {step} from "
-            f"there. {refusal}",
-        )
-    return seen
-
-
 def _line_of(order: Order, position: int) -> ChecklistLine:
     return next(line for line in order_checklist(order=order) if line.position == position)
 
@@ -61,7 +56,7 @@ def item_confirm(
     since, a quality check, a count from another page or an unpack refuses the count, which was of the prints
     on the table before it."""
     packing_access_check(actor)
-    seen = _page_token_required(seen, step="count", refusal="Nothing was confirmed.")
+    seen = page_token_required(seen, step="count")
     with station_step(
         code=code, actor=actor, status=OrderStatus.READY_TO_PACK, why=_NOT_READY, refused=_NOT_READY_CODE
     ) as order:
@@ -118,17 +113,11 @@ def order_pack(*, code: str, actor: User, seen: str | None) -> Order:
     `seen` is the page token of the whole checklist the pack was made from (required): a pack from a page
     that showed the order otherwise (a reprint since, a count, an unpack) is refused."""
     packing_access_check(actor)
-    seen = _page_token_required(seen, step="pack", refusal="It was not packed.")
+    seen = page_token_required(seen, step="pack")
     with station_step(
         code=code, actor=actor, status=OrderStatus.READY_TO_PACK, why=_NOT_READY, refused=_NOT_READY_CODE
     ) as order:
-        checklist = order_checklist(order=order)
-        if page_token_change(seen, order_seen(checklist)) is not None:
-            raise Conflict(
-                ProductionError.JOB_CHANGED,
-                f"Order {order.ref} changed since you opened this page (a reprint, a quality check or an "
-                "unpack): look at its checklist again before packing. It was not packed.",
-            )
+        checklist = order_page_check(order, seen=seen, step="pack")
         missing = [line for line in checklist if not line.is_confirmed]
         if missing:
             listed = ", ".join(
@@ -142,13 +131,19 @@ def order_pack(*, code: str, actor: User, seen: str | None) -> Order:
     return order
 
 
-def order_unpack(*, code: str, actor: User) -> Order:
+def order_unpack(*, code: str, actor: User, seen: str | None) -> Order:
     """packed → ready_to_pack, every count of the box undone: a packer who finds a wrong or damaged print
     while taping it counts the order again, or asks the floor for a hold or a reprint (both refuse a packed
-    order). Anyone who may pack may unpack, as anyone may ship: the station ties no box to its packer."""
+    order). Anyone who may pack may unpack, as anyone may ship: the station ties no box to its packer.
+
+    `seen` is the page token of the whole order the unpack was made from (required), as for a pack: a page
+    opened before another packer unpacked and packed the box again unpacks nothing."""
+    packing_access_check(actor)
+    seen = page_token_required(seen, step="unpack")
     with station_step(
         code=code, actor=actor, status=OrderStatus.PACKED, why="; only a packed order is unpacked"
     ) as order:
+        order_page_check(order, seen=seen, step="unpack")
         # Each count is undone, not only the one found wrong: the box was opened, so what goes back into it is
         # counted again. A quality check's rejection (copies_rejected) stands.
         counted = models.Q(copies_verified__gt=0) | models.Q(copies_packed__gt=0)

@@ -1,7 +1,8 @@
 """What the packing station's page shows of an order: its checklist, and the page token of what it showed.
 
-A count or a pack is posted with the token of its page; the station takes it only while the box is still as
-the page showed it (the items, their printed jobs and reprints, the quality check's rejections, the counts).
+A count, a pack, an unpack, a ship or a handover is posted with the token of its page; the station takes it
+only while the box is still as the page showed it (the items, their printed jobs and reprints, the quality
+check's rejections, the counts, its last trip away from the station).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from itertools import accumulate
 
 from django.utils.crypto import salted_hmac
 
+from lab.lib.errors import Conflict, DomainError
 from lab.orders.models import Order, OrderEvent
+from lab.packing.errors import PackingError
+from lab.production.errors import ProductionError
 from lab.production.models import PrintJob
 from lab.production.states import JobStatus
 
@@ -121,8 +125,55 @@ def page_token_change(posted: str, current: str) -> str | None:
 
 
 def order_seen(checklist: list[ChecklistLine]) -> str:
-    """The page token of the whole order, posted with its pack."""
+    """The page token of the whole order, posted with its pack, unpack, ship or handover."""
     return page_token([line.state for line in checklist if line.state])
+
+
+@dataclass(frozen=True)
+class _StepWords:
+    noun: str  # "This <noun> was posted without …"
+    verb: str  # "… open the order again and <verb> from there."
+    doing: str  # "… look at its checklist again before <doing>."
+    refusal: str
+
+
+# The steps a page's token is posted with, in the packer's words: the station's refusals and the staff
+# pages' (a form posted without its token) say the same.
+_STEPS = {
+    "count": _StepWords("count", "count", "counting", "Nothing was confirmed."),
+    "pack": _StepWords("pack", "pack", "packing", "It was not packed."),
+    "unpack": _StepWords("unpack", "unpack it", "unpacking", "It was not unpacked."),
+    "ship": _StepWords("shipment", "ship it", "shipping", "It was not shipped."),
+    "hand_over": _StepWords("handover", "hand it over", "handing it over", "It was not handed over."),
+}
+
+
+def page_token_required(seen: str | None, *, step: str) -> str:
+    """A post without its page's token says nothing of what the packer saw: refused, not taken unchecked."""
+    if not seen:
+        words = _STEPS[step]
+        raise DomainError(
+            PackingError.PAGE_TOKEN_REQUIRED,
+            f"This {words.noun} was posted without the state of its page: open the order again and "
+            f"{words.verb} from there. {words.refusal}",
+        )
+    return seen
+
+
+def order_page_check(order: Order, *, seen: str, step: str) -> list[ChecklistLine]:
+    """The order's checklist, once `seen` (the page token of the whole order) is still its token; else the
+    step is refused as made from a page the box changed under since (a reprint, a count, an unpack and
+    re-pack by another packer): it would act on a box its packer was not shown."""
+    checklist = order_checklist(order=order)
+    why = page_token_change(seen, order_seen(checklist))
+    if why is not None:
+        words = _STEPS[step]
+        raise Conflict(
+            ProductionError.JOB_CHANGED,
+            f"Order {order.ref} changed since you opened this page ({why}): look at its checklist again "
+            f"before {words.doing}. {words.refusal}",
+        )
+    return checklist
 
 
 def _printed_job_counts(order: Order) -> dict[int, list[JobCount]]:

@@ -1,5 +1,6 @@
 """A packed box leaves the packing station: shipped with a carrier and its tracking number, or handed over at
-the counter. `shipped` is the order's end at the lab either way.
+the counter. `shipped` is the order's end at the lab either way; either is taken only with the token of the
+page it was made from, while the box is still as that page showed it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from lab.lib.errors import Conflict, DomainError
 from lab.orders.models import Order, tracking_key, tracking_key_of
 from lab.orders.states import OrderStatus
 from lab.orders.transitions import order_transition
+from lab.packing.checklist import order_page_check, page_token_required
 from lab.packing.errors import PackingError
 from lab.packing.scanning import ORDER_CODE, order_code_normalize, packing_access_check, station_step
 from lab.packing.services import order_shipping_check
@@ -55,9 +57,13 @@ def _tracking_number_checked(*, carrier: str, tracking_number: str) -> str:
     return tracking
 
 
-def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) -> Order:
-    """packed → shipped with the carrier and its tracking number; a pickup is handed over instead."""
+def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str, seen: str | None) -> Order:
+    """packed → shipped with the carrier and its tracking number; a pickup is handed over instead.
+
+    `seen` is the page token of the whole order the ship was made from (required): a page opened before the
+    box was unpacked (a reprint since, other counts) and packed again ships nothing; it showed another box."""
     packing_access_check(actor)
+    seen = page_token_required(seen, step="ship")
     order_code_normalize(code)
     tracking = _tracking_number_checked(carrier=carrier, tracking_number=tracking_number)
     try:
@@ -68,6 +74,7 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
             why="; pack it before shipping",
             refused=PackingError.ORDER_NOT_PACKED,
         ) as order:
+            order_page_check(order, seen=seen, step="ship")
             # Its method or address written in the database alone: it is not posted, nor handed over.
             order_shipping_check(order, refused="it is not shipped")
             if is_collected_at_the_counter(order):
@@ -100,11 +107,13 @@ def order_ship(*, code: str, actor: User, carrier: str, tracking_number: str) ->
     return order
 
 
-def order_hand_over(*, code: str, actor: User) -> Order:
+def order_hand_over(*, code: str, actor: User, seen: str | None) -> Order:
     """packed → shipped for an order the customer collects at the counter: no carrier, no tracking number (the
     empty number is outside order_tracking_number_unique, so every pickup may have it). `shipped` is the
     order's end at the lab either way; its time starts the slip's window and the privacy receipt as a
-    parcel's does."""
+    parcel's does. `seen` is the page token of the whole order, required as for a ship."""
+    packing_access_check(actor)
+    seen = page_token_required(seen, step="hand_over")
     with station_step(
         code=code,
         actor=actor,
@@ -112,6 +121,7 @@ def order_hand_over(*, code: str, actor: User) -> Order:
         why="; pack it before handing it over",
         refused=PackingError.ORDER_NOT_PACKED,
     ) as order:
+        order_page_check(order, seen=seen, step="hand_over")
         # "pickup" written in the database alone on a parcel's order: the box would go to whoever gives the
         # name on its slip.
         order_shipping_check(order, refused="it is not handed over")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from lab.packing.checklist import TOKEN_LENGTH
 from lab.packing.station import Carrier
 from lab.production.holds import HOLD_MESSAGE_MAX
 from lab.production.states import ReprintReason
@@ -45,22 +46,34 @@ class ScanForm(forms.Form):
     code = forms.CharField(max_length=60)
 
 
+def _page_token_field() -> forms.CharField:
+    # The page's token (`seen`), which the station requires: a post without it is refused as the station
+    # refuses it (page_token_required, with a message that says what to do; the views check it first), and
+    # one the page did not give (stale, forged) as made from a page the box changed under (job_changed).
+    # Every token the page gives is TOKEN_LENGTH hex digits.
+    return forms.CharField(required=True, max_length=TOKEN_LENGTH)
+
+
 class ConfirmItemForm(forms.Form):
     position = forms.IntegerField(min_value=1, max_value=10000)
     copies = forms.IntegerField(min_value=0, max_value=10000)
-    # The checklist line's `seen` on the page the count was made from: the station refuses the count if the
-    # item changed since (a reprint printed meanwhile). Absent (a form without it): not checked.
-    seen = forms.CharField(required=False, max_length=4000)
+    # The checklist line's `seen` on the page the count was made from: the count is refused if the item
+    # changed since (a reprint, a quality check, a count from another page, an unpack).
+    seen = _page_token_field()
 
 
 class PackForm(forms.Form):
-    # order_seen of the page's checklist: a pack from a page the order changed under is refused.
-    seen = forms.CharField(required=False, max_length=64)
+    # order_seen of the page's checklist: a pack, an unpack or a handover from a page the order changed under
+    # is refused.
+    seen = _page_token_field()
 
 
 class ShipForm(forms.Form):
     carrier = forms.ChoiceField(choices=Carrier.choices)
     tracking_number = forms.CharField(max_length=64)
+    # order_seen of the page's checklist: a page opened before the box was unpacked and packed again (other
+    # counts, a reprint) ships nothing.
+    seen = _page_token_field()
 
 
 def form_problem(form: forms.Form) -> str:

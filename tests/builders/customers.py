@@ -186,7 +186,10 @@ def pack_and_ship(order: Order) -> Order:
     station.order_pack(code=order.ref, actor=packer, seen=station_token(order, packer=packer, step="pack"))
     # A tracking number names one parcel (unique): each order's own.
     tracking_number = f"1Z999AA1{order.pk:010d}"
-    station.order_ship(code=order.ref, actor=packer, carrier="ups", tracking_number=tracking_number)
+    seen = station_token(order, packer=packer, step="ship")
+    station.order_ship(
+        code=order.ref, actor=packer, carrier="ups", tracking_number=tracking_number, seen=seen
+    )
     order.refresh_from_db()
     return order
 

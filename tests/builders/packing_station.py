@@ -1,7 +1,7 @@
 """The packing station's page as a browser posts it: each form's hidden fields (its page token among them).
 
-A count or a pack carries the token of what its page showed; tests read it from the page's HTML, as the
-packer's browser sends it, never by calling the station's token function.
+A count, a pack, an unpack, a ship or a handover carries the token of what its page showed; tests read it
+from the page's HTML, as the packer's browser sends it, never by calling the station's token function.
 """
 
 from __future__ import annotations
@@ -69,3 +69,14 @@ def station_pack(client: Client, order: Order, *, follow: bool = True):
     """The packer presses "Mark packed" on the order's page as it is now."""
     fields = station_form(station_page(client, order), order=order, step="pack")
     return client.post(reverse("staff:packing_pack", args=[order.ref]), fields, follow=follow)
+
+
+def station_post(
+    client: Client, order: Order, *, step: str, data: dict[str, str] | None = None, follow: bool = True
+):
+    """The packer posts the form of `step` (unpack, ship, hand_over, …) from the order's page as it is now,
+    with its hidden fields (the page's token) and `data` (a carrier, a tracking number)."""
+    fields = station_form(station_page(client, order), order=order, step=step)
+    return client.post(
+        reverse(f"staff:packing_{step}", args=[order.ref]), {**fields, **(data or {})}, follow=follow
+    )

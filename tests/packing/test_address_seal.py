@@ -194,11 +194,13 @@ def test_a_parcel_made_a_pickup_in_the_database_gets_no_slip_and_is_not_handed_o
     # then no slip is made for it, and the station neither hands it over nor ships it
     with pytest.raises(Conflict) as no_slip:
         slip_data_for(order)
+    packer = person("packer")
+    seen = station_token(order, packer=packer, step="unpack")  # the packed order's page, either way
     with pytest.raises(Conflict) as not_handed_over:
-        station.order_hand_over(code=order.ref, actor=person("packer"))
+        station.order_hand_over(code=order.ref, actor=packer, seen=seen)
     with pytest.raises(Conflict) as not_shipped:
         station.order_ship(
-            code=order.ref, actor=person("packer"), carrier="ups", tracking_number="1Z999AA10123456784"
+            code=order.ref, actor=packer, carrier="ups", tracking_number="1Z999AA10123456784", seen=seen
         )
     codes = {error.value.code for error in (no_slip, not_handed_over, not_shipped)}
     assert codes == {PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB}
@@ -228,11 +230,13 @@ def test_a_parcel_whose_address_is_emptied_in_the_database_is_neither_handed_ove
     # then no slip is made for it, and the station neither hands it over nor ships it
     with pytest.raises(Conflict) as no_slip:
         slip_data_for(order)
+    packer = person("packer")
+    seen = station_token(order, packer=packer, step="unpack")  # the packed order's page, either way
     with pytest.raises(Conflict) as not_handed_over:
-        station.order_hand_over(code=order.ref, actor=person("packer"))
+        station.order_hand_over(code=order.ref, actor=packer, seen=seen)
     with pytest.raises(Conflict) as not_shipped:
         station.order_ship(
-            code=order.ref, actor=person("packer"), carrier="ups", tracking_number="1Z999AA10123456784"
+            code=order.ref, actor=packer, carrier="ups", tracking_number="1Z999AA10123456784", seen=seen
         )
     codes = {error.value.code for error in (no_slip, not_handed_over, not_shipped)}
     assert codes == {PackingError.ADDRESS_CHANGED_OUTSIDE_THE_LAB}

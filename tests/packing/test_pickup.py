@@ -30,7 +30,14 @@ from lab.production.alerts import orders_at_risk
 from lab.staff.board import board_snapshot
 from lab.staff.supervisor import Filters, turnaround
 from tests.builders import client_as, floor_state, hotfolder_printer, messages_of, ready_to_pack_order
-from tests.builders.packing_station import station_confirm, station_pack
+from tests.builders.packing_station import (
+    station_confirm,
+    station_form,
+    station_pack,
+    station_page,
+    station_post,
+    station_token,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -103,10 +110,7 @@ def test_a_packer_hands_pickup_orders_over_with_no_tracking_number():
     assert 'name="tracking_number"' not in page
 
     # when the customers collect them at the counter
-    responses = [
-        client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
-        for order in (first, second)
-    ]
+    responses = [station_post(client, order, step="hand_over") for order in (first, second)]
 
     # then each is done (shipped, as the order's life knows it) with no carrier and no tracking number
     assert [messages_of(response) for response in responses] == [
@@ -127,11 +131,13 @@ def test_a_pickup_order_is_not_shipped_with_a_carrier():
     client, _ = client_as("packer")
     order = _ready(shipping_method="pickup")
     _packed(client, order)
+    # its page offers a handover only: the ship is posted by hand, with the page's token
+    seen = station_form(station_page(client, order), order=order, step="hand_over")
     before = floor_state()
 
     response = client.post(
         reverse("staff:packing_ship", args=[order.ref]),
-        {"carrier": "ups", "tracking_number": "1Z999AA10123456784"},
+        {**seen, "carrier": "ups", "tracking_number": "1Z999AA10123456784"},
         follow=True,
     )
 
@@ -146,9 +152,10 @@ def test_a_delivery_order_is_not_handed_over_at_the_counter():
     client, _ = client_as("packer")
     order = _ready(shipping_method="express")
     _packed(client, order)
+    seen = station_form(station_page(client, order), order=order, step="ship")  # its page offers a ship
     before = floor_state()
 
-    response = client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+    response = client.post(reverse("staff:packing_hand_over", args=[order.ref]), seen, follow=True)
 
     assert messages_of(response) == [
         f"Order {order.ref} ships express: enter the carrier and tracking number to ship it."
@@ -165,9 +172,15 @@ def test_shipping_the_wrong_way_is_refused_with_its_own_code():
 
     # when each is sent the other way
     with pytest.raises(Conflict) as offered_to_a_carrier:
-        order_ship(code=pickup.ref, actor=packer, carrier="ups", tracking_number="1Z999AA10123456784")
+        order_ship(
+            code=pickup.ref,
+            actor=packer,
+            carrier="ups",
+            tracking_number="1Z999AA10123456784",
+            seen=station_token(pickup, packer=packer, step="hand_over"),
+        )
     with pytest.raises(Conflict) as handed_over:
-        order_hand_over(code=parcel.ref, actor=packer)
+        order_hand_over(code=parcel.ref, actor=packer, seen=station_token(parcel, packer=packer, step="ship"))
 
     # then each refusal names what is wrong with the order, not the carrier the packer chose
     assert offered_to_a_carrier.value.code == PackingError.COLLECTED_AT_THE_COUNTER
@@ -181,9 +194,10 @@ def test_shipping_the_wrong_way_is_refused_with_its_own_code():
 def test_a_pickup_order_not_packed_is_not_handed_over():
     client, _ = client_as("packer")
     order = _ready(shipping_method="pickup")
+    seen = station_form(station_page(client, order), order=order, step="pack")  # its page offers a pack
     before = floor_state()
 
-    response = client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+    response = client.post(reverse("staff:packing_hand_over", args=[order.ref]), seen, follow=True)
 
     assert messages_of(response) == [f"Order {order.ref} is ready to pack; pack it before handing it over."]
     assert floor_state() == before
@@ -210,7 +224,7 @@ def test_a_pickup_order_s_customer_is_told_it_is_ready_to_collect_and_then_colle
     # when it is packed, and then handed over at the counter
     _packed(client, order)
     notify_order_status_changed(order_id=order.pk, status="packed")
-    client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+    station_post(client, order, step="hand_over")
     notify_order_status_changed(order_id=order.pk, status="shipped")
 
     # then the customer hears it waits at the counter, then that it was collected; never "on its way" with a
@@ -233,7 +247,7 @@ def test_a_pickup_unpacked_before_its_ready_mail_ran_is_not_said_to_be_ready(mai
     client, _ = client_as("packer")
     order = _ready(shipping_method="pickup")
     _packed(client, order)
-    client.post(reverse("staff:packing_unpack", args=[order.ref]), follow=True)
+    station_post(client, order, step="unpack")
     assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
 
     # when the "packed" message runs
@@ -249,7 +263,7 @@ def test_a_pickup_collected_before_its_ready_mail_ran_is_only_said_to_be_collect
     client, _ = client_as("packer")
     order = _ready(shipping_method="pickup")
     _packed(client, order)
-    client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+    station_post(client, order, step="hand_over")
 
     # when the two messages run, the "packed" one late
     notify_order_status_changed(order_id=order.pk, status="shipped")
@@ -265,7 +279,7 @@ def test_a_pickup_unpacked_and_packed_again_is_said_to_be_ready_once(mailoutbox)
     client, _ = client_as("packer")
     order = _ready(shipping_method="pickup")
     _packed(client, order)
-    client.post(reverse("staff:packing_unpack", args=[order.ref]), follow=True)
+    station_post(client, order, step="unpack")
     _packed(client, order)
     OrderEvent.objects.filter(order=order).update(created_at=F("created_at") - timedelta(minutes=5))
 
@@ -310,7 +324,7 @@ def test_a_pickup_packed_in_time_keeps_its_promise_for_the_alerts_the_board_and_
     assert (at_risk, late) == ([parcel.ref], [parcel.ref])
 
     # and once collected two days later, its turnaround ends when it was ready, on time
-    client.post(reverse("staff:packing_hand_over", args=[pickup.ref]), follow=True)
+    station_post(client, pickup, step="hand_over")
     OrderEvent.objects.filter(order=pickup, to_status="shipped").update(created_at=now + timedelta(days=2))
     Order.objects.filter(pk=pickup.pk).update(promised_by=now + timedelta(hours=6))
     rows = turnaround(
@@ -333,7 +347,7 @@ def test_a_pickup_handed_over_sends_its_status_webhook_and_no_parcel_s_shipped_e
     _packed(client, order)
 
     # when it is handed over
-    client.post(reverse("staff:packing_hand_over", args=[order.ref]), follow=True)
+    station_post(client, order, step="hand_over")
     notify_order_status_changed(order_id=order.pk, status="shipped")
 
     # then the integration hears the order is done, and of no parcel with a blank carrier on its way

@@ -85,7 +85,7 @@ def test_a_count_from_a_page_opened_before_a_reprint_is_refused(order):
     ]
     assert _packed_counts(order) == [0, 0]
     assert _pack(client, order, seen=_pack_seen(stale)) == [
-        f"Order {order.ref} changed since you opened this page (a reprint, a quality check or an unpack): "
+        f"Order {order.ref} changed since you opened this page (a reprint): "
         "look at its checklist again before packing. It was not packed."
     ]
     order.refresh_from_db()
@@ -136,7 +136,8 @@ def test_a_count_from_a_page_opened_before_an_unpack_is_refused(order):
     other, _ = client_as("packer")
     _confirm(other, order, copies=3, seen=_item_seen(_page(other, order), 1))
     _pack(other, order, seen=_pack_seen(_page(other, order)))
-    other.post(reverse("staff:packing_unpack", args=[order.ref]))
+    unpack_seen = page_token(_page(other, order), order=order, step="unpack")
+    other.post(reverse("staff:packing_unpack", args=[order.ref]), {"seen": unpack_seen})
     # when the old tab's count is posted
     messages = _confirm(tab, order, copies=3, seen=_item_seen(stale, 1))
     # then it is refused: the box was opened, what goes back into it is counted again

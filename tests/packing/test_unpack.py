@@ -22,7 +22,14 @@ from tests.builders import (
     person,
     ready_to_pack_order,
 )
-from tests.builders.packing_station import station_confirm, station_pack
+from tests.builders.packing_station import (
+    page_token,
+    station_confirm,
+    station_form,
+    station_pack,
+    station_page,
+    station_post,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +57,7 @@ def test_a_packer_unpacks_a_packed_box_and_counts_it_again(order):
     assert f'action="{reverse("staff:packing_unpack", args=[order.ref])}"' in page
 
     # when they unpack it at the station
-    response = client.post(reverse("staff:packing_unpack", args=[order.ref]), follow=True)
+    response = station_post(client, order, step="unpack")
 
     # then the order is ready to pack again, with every count undone and the step on its timeline
     assert response.redirect_chain == [(f"/lab/packing/{order.ref}/", 302)]
@@ -93,7 +100,7 @@ def test_a_supervisor_unpacks_too(order):
     client, _ = client_as("supervisor")
     _packed(client, order)
 
-    response = client.post(reverse("staff:packing_unpack", args=[order.ref]), follow=True)
+    response = station_post(client, order, step="unpack")
 
     assert messages_of(response) == [f"Order {order.ref} unpacked: count its items again, then pack it."]
     assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
@@ -103,12 +110,22 @@ def test_only_a_packed_order_is_unpacked(order):
     # given a box not yet packed, and one already shipped
     client, _ = client_as("packer")
     station_confirm(client, order, position=1, copies=2)
-    shipped = pack_and_ship(ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    ready_page_token = page_token(station_page(client, order), order=order, step="pack")
+    shipped = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    station_confirm(client, shipped, position=1, copies=1)
+    station_pack(client, shipped)
+    packed_page = station_form(station_page(client, shipped), order=shipped, step="unpack")
+    station_post(
+        client, shipped, step="ship", data={"carrier": "ups", "tracking_number": "1Z999AA10123456784"}
+    )
+    assert Order.objects.get(pk=shipped.pk).status == "shipped"
     before = floor_state()
 
-    # when the packer asks to unpack each
-    not_packed = client.post(reverse("staff:packing_unpack", args=[order.ref]), follow=True)
-    gone = client.post(reverse("staff:packing_unpack", args=[shipped.ref]), follow=True)
+    # when the packer asks to unpack each, from the pages they had open
+    not_packed = client.post(
+        reverse("staff:packing_unpack", args=[order.ref]), {"seen": ready_page_token}, follow=True
+    )
+    gone = client.post(reverse("staff:packing_unpack", args=[shipped.ref]), packed_page, follow=True)
 
     # then both are refused, and nothing changed (the count of the unpacked one stands)
     assert messages_of(not_packed) == [

@@ -39,7 +39,14 @@ from tests.builders import (
     ready_to_pack_order,
     released_order,
 )
-from tests.builders.packing_station import station_confirm, station_pack, station_token
+from tests.builders.packing_station import (
+    station_confirm,
+    station_form,
+    station_pack,
+    station_page,
+    station_post,
+    station_token,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -140,10 +147,8 @@ def test_confirm_pack_and_ship(order):
     first = confirm(client, order, 1, 2)
     confirm(client, order, 2, 1)
     packed = station_pack(client, order)
-    shipped = client.post(
-        reverse("staff:packing_ship", args=[order.ref]),
-        {"carrier": "ups", "tracking_number": " 1z999aa10123456784 "},
-        follow=True,
+    shipped = station_post(
+        client, order, step="ship", data={"carrier": "ups", "tracking_number": " 1z999aa10123456784 "}
     )
 
     order.refresh_from_db()
@@ -176,7 +181,7 @@ def test_shipping_with_a_bad_carrier_or_tracking_number_is_refused(order, data, 
     station_pack(client, order)
     before = floor_state()
 
-    response = client.post(reverse("staff:packing_ship", args=[order.ref]), data, follow=True)
+    response = station_post(client, order, step="ship", data=data)
 
     assert messages_of(response)[0].startswith(message)
     assert floor_state() == before
@@ -197,11 +202,7 @@ def test_an_order_code_scanned_as_the_tracking_number_is_refused(order, scanned)
     code = following.ref if scanned == "the next box's slip" else " ".join(order.ref)
     before = floor_state()
 
-    response = client.post(
-        reverse("staff:packing_ship", args=[order.ref]),
-        {"carrier": "ups", "tracking_number": code},
-        follow=True,
-    )
+    response = station_post(client, order, step="ship", data={"carrier": "ups", "tracking_number": code})
 
     # before: "Order … shipped with UPS PL-…", for good, and mailed to the customer with another order's ref
     assert messages_of(response) == [
@@ -225,11 +226,7 @@ def test_a_tracking_number_already_on_another_order_is_refused(order, typed):
     ]
 
     # when the same label is scanned or typed for the next box (under any carrier)
-    response = client.post(
-        reverse("staff:packing_ship", args=[order.ref]),
-        {"carrier": "usps", "tracking_number": number},
-        follow=True,
-    )
+    response = station_post(client, order, step="ship", data={"carrier": "usps", "tracking_number": number})
 
     assert messages_of(response) == [
         f"Tracking number {number.upper()} is already order {shipped.ref}'s: scan this box's own label."
@@ -261,11 +258,12 @@ def test_the_carrier_is_chosen_not_preselected(order):
 
 def test_shipping_an_order_that_is_not_packed_is_refused(order):
     client, _ = client_as("packer")
+    seen = station_form(station_page(client, order), order=order, step="pack")  # its page offers a pack
     before = floor_state()
 
     response = client.post(
         reverse("staff:packing_ship", args=[order.ref]),
-        {"carrier": "usps", "tracking_number": "9400111"},
+        {**seen, "carrier": "usps", "tracking_number": "9400111"},
         follow=True,
     )
 

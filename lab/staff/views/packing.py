@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -17,6 +18,7 @@ from lab.lib.errors import DomainError
 from lab.orders.errors import OrderError
 from lab.orders.states import OrderStatus
 from lab.packing import station
+from lab.packing.checklist import page_token_required
 from lab.packing.errors import PackingError
 from lab.packing.selectors import orders_packed_not_shipped, orders_waiting_to_pack
 from lab.staff.access import staff_page
@@ -40,6 +42,15 @@ def _station_url() -> str:
 
 def _order_url(ref: str) -> str:
     return reverse("staff:packing_order", args=[ref])
+
+
+def _form_checked(form: forms.Form, *, step: str) -> None:
+    """A form posted without its page's token is refused as the station refuses it (page_token_required, with
+    what to do), before anything else it lacks; any other bad input as invalid."""
+    if form.has_error("seen", "required"):
+        page_token_required(None, step=step)
+    if not form.is_valid():
+        raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
 
 
 @staff_page(*PACKING_ROLES)
@@ -98,14 +109,13 @@ def packing_confirm_view(request: HttpRequest, ref: str) -> HttpResponse:
     form = ConfirmItemForm(request.POST)
 
     def act() -> str:
-        if not form.is_valid():
-            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
+        _form_checked(form, step="count")
         line = station.item_confirm(
             code=ref,
             position=form.cleaned_data["position"],
             copies_counted=form.cleaned_data["copies"],
             actor=_actor(request),
-            seen=form.cleaned_data["seen"] or None,
+            seen=form.cleaned_data["seen"],
         )
         return f"Item {line.position} confirmed: {line.copies} copies."
 
@@ -118,9 +128,8 @@ def packing_pack_view(request: HttpRequest, ref: str) -> HttpResponse:
     form = PackForm(request.POST)
 
     def act() -> str:
-        if not form.is_valid():
-            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
-        order = station.order_pack(code=ref, actor=_actor(request), seen=form.cleaned_data["seen"] or None)
+        _form_checked(form, step="pack")
+        order = station.order_pack(code=ref, actor=_actor(request), seen=form.cleaned_data["seen"])
         if station.is_collected_at_the_counter(order):
             return f"Order {order.ref} packed. Hand it over at the counter when the customer comes."
         return f"Order {order.ref} packed. Enter the carrier and tracking number to ship it."
@@ -134,13 +143,13 @@ def packing_ship_view(request: HttpRequest, ref: str) -> HttpResponse:
     form = ShipForm(request.POST)
 
     def act() -> str:
-        if not form.is_valid():
-            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
+        _form_checked(form, step="ship")
         order = station.order_ship(
             code=ref,
             actor=_actor(request),
             carrier=form.cleaned_data["carrier"],
             tracking_number=form.cleaned_data["tracking_number"],
+            seen=form.cleaned_data["seen"],
         )
         return (
             f"Order {order.ref} shipped with {station.Carrier(order.carrier).label} {order.tracking_number}."
@@ -152,8 +161,11 @@ def packing_ship_view(request: HttpRequest, ref: str) -> HttpResponse:
 @staff_page(*PACKING_ROLES)
 @require_POST
 def packing_hand_over_view(request: HttpRequest, ref: str) -> HttpResponse:
+    form = PackForm(request.POST)  # the page's token of the order, as a pack posts it
+
     def act() -> str:
-        order = station.order_hand_over(code=ref, actor=_actor(request))
+        _form_checked(form, step="hand_over")
+        order = station.order_hand_over(code=ref, actor=_actor(request), seen=form.cleaned_data["seen"])
         return f"Order {order.ref} handed over at the counter."
 
     return _station_action(request, ref, act, success_url=_station_url())
@@ -162,8 +174,11 @@ def packing_hand_over_view(request: HttpRequest, ref: str) -> HttpResponse:
 @staff_page(*PACKING_ROLES)
 @require_POST
 def packing_unpack_view(request: HttpRequest, ref: str) -> HttpResponse:
+    form = PackForm(request.POST)  # the page's token of the order, as a pack posts it
+
     def act() -> str:
-        order = station.order_unpack(code=ref, actor=_actor(request))
+        _form_checked(form, step="unpack")
+        order = station.order_unpack(code=ref, actor=_actor(request), seen=form.cleaned_data["seen"])
         return f"Order {order.ref} unpacked: count its items again, then pack it."
 
     return _station_action(request, ref, act)
