@@ -648,7 +648,7 @@ WEBHOOK_ALLOW_HTTP = envbool("WEBHOOK_ALLOW_HTTP", "false")
 # The file backend keeps every message in plaintext under EMAIL_FILE_PATH: shipping e-mails with the address,
 # carrier and tracking number, privacy receipts with their bearer links. It is demo mode's default
 # (LAB_DEMO_SECRETS: scripts/run, the test command), where the retention sweep deletes the files after a week
-# and an erasure the erased customer's messages (lab/customer_data/retention.py). Outside demo mode
+# and an erasure the erased customer's messages (lab/customer_data/mail_files.py). Outside demo mode
 # EMAIL_BACKEND must be set, and the file backend is refused: before, it was the default everywhere, and every
 # message was kept on disk for good, an erasure's customer's too.
 _FILE_EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"

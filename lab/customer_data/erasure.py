@@ -8,7 +8,7 @@ packed), and while an order's money is unsettled: its payment disputed with the 
 carrier and tracking number are the delivery evidence the lab answers the dispute with) or a refund to the
 customer still to be made (a failed one needs a person to reach them). Unpaid orders are cancelled as part of
 the erasure. Once committed, the messages to the customer's address, and those to each address the account
-had before written while it had it, in demo mode's mail files are deleted (lab/customer_data/retention.py:
+had before written while it had it, in demo mode's mail files are deleted (lab/customer_data/mail_files.py:
 mail_files_erase). The notes of disputes' closes are kept: Stripe's ids and outcomes, which stop a late
 `charge.dispute.created` from disputing a settled payment again.
 """
@@ -45,7 +45,9 @@ from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.errors import CustomerDataError
+from lab.customer_data.mail_files import mail_files_erase
 from lab.customer_data.models import PrivacyReceipt
+from lab.customer_data.photo_purge import asset_purge
 from lab.customer_data.receipts import (
     ReceiptLink,
     receipt_issue,
@@ -53,7 +55,7 @@ from lab.customer_data.receipts import (
     receipts_email_after_erasure,
     receipts_issue_for_erasure,
 )
-from lab.customer_data.retention import PHOTO_NEEDED_STATUSES, RULE_ERASURE, asset_purge, mail_files_erase
+from lab.customer_data.retention_rules import PHOTO_NEEDED_STATUSES, RULE_ERASURE
 from lab.lib.errors import Conflict, PermissionDenied, Unavailable, UpstreamError
 from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.orders.cancellation import order_cancel
@@ -429,7 +431,7 @@ def _mail_files_erase_after_commit(
     recipient: str, *, earlier_email_digests: Mapping[str, Sequence[EmailPeriod]] | None = None
 ) -> None:
     """Once the erasure is committed (and its receipts mailed: callbacks run in the order they were added),
-    the messages addressed to the customer in demo mode's mail files go (lab/customer_data/retention.py): the
+    the messages addressed to the customer in demo mode's mail files go (lab/customer_data/mail_files.py): the
     file backend's plaintext copies of what the lab sent them, the shipping address, carrier, tracking number
     and receipt links among it. Before, they stayed for good. An account's earlier addresses' messages go too,
     by their digests, those written while the account had the address (`earlier_email_digests`, each

@@ -38,7 +38,7 @@ from lab.audit.records import Entry, audit_append
 from lab.customer_data.errors import CustomerDataError
 from lab.customer_data.export import employee_view_records
 from lab.customer_data.models import PrivacyReceipt
-from lab.customer_data.retention import SHIPPED_STATUSES
+from lab.customer_data.retention_rules import SHIPPED_STATUSES
 from lab.lib.clock import database_now
 from lab.lib.errors import NotFound
 from lab.lib.mail import MailNotSent, MailRefused, mail_send

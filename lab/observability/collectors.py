@@ -18,7 +18,7 @@ from kombu.exceptions import ChannelError
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from lab.customer_data.retention import retention_due_late
+from lab.customer_data.retention_lateness import retention_due_late
 from lab.notify.models import WebhookDelivery
 from lab.notify.states import DeliveryStatus
 from lab.production.alerts import PRINTED_AFTER_CANCEL_HOURS, printed_after_cancel_q

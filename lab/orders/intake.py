@@ -44,8 +44,8 @@ REPLAY_TOKEN_WINDOW = timedelta(hours=24)
 IDEMPOTENCY_REQUEST_SALT = "lab.orders.idempotency.request"
 
 # COPPA: a guest was refused as under 13. Sent with `asset_ids` (the photos the request named), outside any
-# transaction, once the refusal is decided and before it is answered; lab.customer_data.retention listens and
-# purges those of the photos that are still unbound guest uploads (lab.orders may not import it).
+# transaction, once the refusal is decided and before it is answered; lab.customer_data.photo_purge listens
+# and purges those of the photos that are still unbound guest uploads (lab.orders may not import it).
 guest_refused_under_age = Signal()
 
 

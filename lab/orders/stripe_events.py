@@ -392,7 +392,7 @@ def _payment_succeeded(*, order: Order, data: dict[str, Any]) -> str:
 
 
 def payment_found_at_stripe_apply(*, order_id: int, intent: dict[str, Any]) -> str:
-    """A PaymentIntent the lab read at Stripe itself (the unpaid-order expiry, lab/customer_data/retention.py)
+    """A PaymentIntent the lab read at Stripe itself (the unpaid-order expiry, customer_data/unpaid_expiry.py)
     and found `succeeded` before its payment_intent.succeeded came: applied under the order's lock as that
     event is (`_payment_succeeded`: amount and currency compared), so the event, when it comes, answers
     `already_applied`. `intent`: the PaymentIntent's fields (id, amount, amount_received, currency)."""

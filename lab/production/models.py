@@ -225,7 +225,7 @@ class PrintJob(models.Model):
             models.Index(fields=["status", "printer"]),
             models.Index(fields=["order", "status"]),
             # The jobs still holding a raster (a week's, retention purges them): what the retention gauge
-            # reads at every scrape (lab/customer_data/retention.py: retention_due_late), not every job.
+            # reads at every scrape (customer_data/retention_lateness.py: retention_due_late), not every job.
             models.Index(
                 fields=["status", "id"], condition=~models.Q(raster_blob=""), name="job_raster_held"
             ),

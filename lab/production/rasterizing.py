@@ -189,7 +189,7 @@ def _earlier_raster_forget(*, asset: Asset, job_id: int, name: str) -> None:
     delete after the commit. Before, the file was deleted after the commit with no row naming it: a kill in
     between left it decrypting under the photo's live key, and no sweep ever found it. Now the retention
     sweep deletes what such a row still names after BLOB_DELETION_GRACE (a file a photo or job names stays:
-    lab/customer_data/retention.py _still_named)."""
+    lab/customer_data/purged_files.py _still_named)."""
     if not name:
         return  # the job had no raster yet
     earlier = BlobDeletion.objects.create(name=name, kind=BlobDeletion.Kind.RASTER, of=f"job={job_id}")

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from lab.audit.models import AuditRecord
-from lab.customer_data.retention import RULE_CANCELLED, RULE_NEVER_ORDERED, asset_purge
+from lab.customer_data.photo_purge import asset_purge
+from lab.customer_data.retention_rules import RULE_CANCELLED, RULE_NEVER_ORDERED
 from lab.orders.models import Asset
 from lab.privacy.vault import vault_read
 from tests.builders import asset_for, order_move, order_with_items

@@ -10,7 +10,9 @@ from django.core import mail
 from django.db.models import F
 from django.utils import timezone
 
-from lab.customer_data.retention import RULE_UNPAID, orders_expire_unpaid, retention_sweep
+from lab.customer_data.retention import retention_sweep
+from lab.customer_data.retention_rules import RULE_UNPAID
+from lab.customer_data.unpaid_expiry import orders_expire_unpaid
 from lab.lib.errors import UpstreamError
 from lab.orders import payments
 from lab.orders.models import Asset, Order, OrderEvent

@@ -439,7 +439,8 @@ def test_a_guest_order_has_no_proof_even_with_its_token(api):
 
 
 def test_a_photo_not_ready_or_purged_answers_the_photos_problem_and_records_nothing(api, customer, photo):
-    from lab.customer_data.retention import RULE_NEVER_ORDERED, asset_purge
+    from lab.customer_data.photo_purge import asset_purge
+    from lab.customer_data.retention_rules import RULE_NEVER_ORDERED
 
     pending = Asset.objects.create(owner=customer)
     not_ready = _proof(api, pending, "PRINT-4X6-LUSTRE")
@@ -457,7 +458,8 @@ def test_a_photo_not_ready_or_purged_answers_the_photos_problem_and_records_noth
 
 
 def test_an_ordered_items_proof_after_its_photo_was_purged_is_gone(api, customer):
-    from lab.customer_data.retention import RULE_NEVER_ORDERED, asset_purge
+    from lab.customer_data.photo_purge import asset_purge
+    from lab.customer_data.retention_rules import RULE_NEVER_ORDERED
 
     order = order_move(
         order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], photo=(1800, 1200), customer=customer), "cancelled"

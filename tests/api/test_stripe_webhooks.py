@@ -10,8 +10,8 @@ import pytest
 import stripe
 from django.conf import settings
 
-from lab.customer_data import retention
-from lab.customer_data.retention import orders_expire_unpaid
+from lab.customer_data import retention_rules, unpaid_expiry
+from lab.customer_data.unpaid_expiry import orders_expire_unpaid
 from lab.lib.errors import Conflict, PermissionDenied
 from lab.orders.models import Order, OrderEvent, StripeEvent
 from lab.production import routing
@@ -396,7 +396,7 @@ def test_an_order_paid_after_the_retention_sweep_read_it_is_not_expired(api, ord
     # given an unpaid order the retention sweep reads as stale, whose customer pays at Stripe, and whose
     # payment's event commits right after the sweep read the order's id
     pay_at_stripe(order)
-    read_stale = retention._stale_unpaid_orders
+    read_stale = retention_rules.stale_unpaid_orders
     delivered = []
 
     def paid_after_the_read(before):
@@ -404,7 +404,7 @@ def test_an_order_paid_after_the_retention_sweep_read_it_is_not_expired(api, ord
         delivered.append(deliver(api, "payment_intent.succeeded", succeeded(order)).json()["outcome"])
         return Order.objects.filter(pk__in=stale_ids)
 
-    monkeypatch.setattr(retention, "_stale_unpaid_orders", paid_after_the_read)
+    monkeypatch.setattr(unpaid_expiry, "stale_unpaid_orders", paid_after_the_read)
 
     # when the sweep expires unpaid orders
     expired = orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10)

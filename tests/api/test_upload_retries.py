@@ -13,7 +13,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from lab.accounts.tokens import api_token_issue
-from lab.customer_data.retention import RULE_ERASURE, asset_purge
+from lab.customer_data.photo_purge import asset_purge
+from lab.customer_data.retention_rules import RULE_ERASURE
 from lab.orders.models import Asset, AssetUploadKey
 from tests.builders import UserFactory
 from tests.support.images import jpeg_bytes

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.test import Client
 from django.utils import timezone
 
-from lab.customer_data import retention
+from lab.customer_data import raster_purge, retention, retention_rules
 from lab.orders.models import Asset, Order
 from lab.production.models import PrintJob
 from tests.builders import UserFactory, asset_for, blob_path, minilab, order_move, paid_order, print_order
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.django_db
 TOKEN = "a-metrics-token-of-this-test"
 RULES = (
     "orders_expired",
-    retention.RULE_SHIPPED,
-    retention.RULE_UNPAID,
-    retention.RULE_CANCELLED,
-    retention.RULE_NEVER_ORDERED,
-    retention.RULE_PRINTED_RASTER,
+    retention_rules.RULE_SHIPPED,
+    retention_rules.RULE_UNPAID,
+    retention_rules.RULE_CANCELLED,
+    retention_rules.RULE_NEVER_ORDERED,
+    retention_rules.RULE_PRINTED_RASTER,
 )
 
 
@@ -70,8 +70,8 @@ def test_items_due_longer_ago_than_a_sweep_s_lag_are_counted_by_rule_and_nothing
     # then each rule counts what it should have purged already
     assert due_late(samples) == {
         **dict.fromkeys(RULES, 0),
-        retention.RULE_NEVER_ORDERED: 2,
-        retention.RULE_PRINTED_RASTER: 1,
+        retention_rules.RULE_NEVER_ORDERED: 2,
+        retention_rules.RULE_PRINTED_RASTER: 1,
     }
 
     # and a sweep that does its work clears it
@@ -102,7 +102,7 @@ def test_a_purged_raster_that_could_not_be_deleted_is_counted(settings, django_c
 
     # given the raster's purge committed, and its file cannot be deleted (here: a folder in its place)
     with django_capture_on_commit_callbacks() as callbacks:
-        assert retention.raster_purge(job_id=job.pk, cutoff=timezone.now() - timedelta(days=1))
+        assert raster_purge.raster_purge(job_id=job.pk, cutoff=timezone.now() - timedelta(days=1))
     path = blob_path(name)
     path.unlink()
     path.mkdir()

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from lab.catalog.demo import catalog_seed_demo
-from lab.customer_data import retention
+from lab.customer_data import photo_purge, retention_rules
 from lab.orders.models import Asset, IdempotencyKey, Order
 from tests.builders import UserFactory, asset_for, order_body
 from tests.support.database_locks import until_another_session_waits
@@ -28,7 +28,7 @@ def test_an_order_waits_for_the_purge_of_its_photo_and_is_refused_once_it_is_gon
     locked = threading.Event()
     order_waited: list[bool] = []
     purged: list[bool] = []
-    orders_using_locked: Callable[[Asset], list[Order]] = retention._orders_using_locked
+    orders_using_locked: Callable[[Asset], list[Order]] = photo_purge._orders_using_locked
 
     def orders_using_locked_after_the_order_waits(asset: Asset) -> list[Order]:
         locked.set()
@@ -38,12 +38,14 @@ def test_an_order_waits_for_the_purge_of_its_photo_and_is_refused_once_it_is_gon
     def purge() -> None:
         try:
             purged.append(
-                retention.asset_purge(asset_id=photo.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+                photo_purge.asset_purge(
+                    asset_id=photo.pk, rule=retention_rules.RULE_NEVER_ORDERED, cutoffs=None
+                )
             )
         finally:
             connection.close()
 
-    monkeypatch.setattr(retention, "_orders_using_locked", orders_using_locked_after_the_order_waits)
+    monkeypatch.setattr(photo_purge, "_orders_using_locked", orders_using_locked_after_the_order_waits)
     purger = threading.Thread(target=purge)
     purger.start()
     assert locked.wait(timeout=10)

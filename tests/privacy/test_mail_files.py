@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.signin import EmailPeriod, email_digest
-from lab.customer_data import retention
+from lab.customer_data import mail_files, retention
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order
 from tests.builders import PASSWORD, TO_PACKED, email_change_confirmed, new_customer, order_for, order_move
@@ -207,7 +207,7 @@ def test_an_erasure_keeps_a_message_to_an_earlier_address_that_has_no_readable_d
     period = EmailPeriod(since=None, until=datetime(2026, 12, 7, 8, 30, tzinfo=UTC))
 
     # when the account's messages are erased
-    erased = retention.mail_files_erase(
+    erased = mail_files.mail_files_erase(
         email="current.address@example.org",
         earlier_email_digests={email_digest("first.address@example.org"): (period,)},
     )

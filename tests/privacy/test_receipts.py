@@ -31,7 +31,7 @@ from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database, checkpoint_write, key_id, public_key, witness_sink
 from lab.audit.witness import FileWitness
 from lab.catalog.models import Product
-from lab.customer_data import receipts, retention
+from lab.customer_data import receipts, retention, retention_rules
 from lab.customer_data.models import PrivacyReceipt
 from lab.gate import access as gate
 from lab.gate.refusals import AccessDenied
@@ -429,7 +429,7 @@ def test_the_retention_purge_issues_a_receipt_with_when_each_photo_key_was_destr
     with django_capture_on_commit_callbacks(execute=True):
         assert order.shipped_at is not None
         swept = retention.retention_sweep(now=order.shipped_at + timedelta(days=30))
-    assert swept[retention.RULE_SHIPPED] == 2
+    assert swept[retention_rules.RULE_SHIPPED] == 2
     messages = broker_tasks("default")
     assert messages.count(("privacy.receipt_issue", {"order_id": order.pk, "reason": "purged"})) >= 2
     receipt = issued(order, "purged")

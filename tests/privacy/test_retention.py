@@ -17,7 +17,14 @@ from django.utils import timezone
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.audit.services import audit_verify_database
-from lab.customer_data import retention
+from lab.customer_data import (
+    photo_purge,
+    purged_files,
+    raster_purge,
+    retention,
+    retention_rules,
+    unpaid_expiry,
+)
 from lab.gate import access as gate
 from lab.gate.refusals import AccessDenied
 from lab.gate.rules import AccessRequest
@@ -68,12 +75,12 @@ def test_shipped_order_photo_and_raster_purged_after_30_days_not_before(django_c
 
     early = sweep(order.shipped_at + 30 * DAY - timedelta(seconds=1), django_capture_on_commit_callbacks)
     asset.refresh_from_db()
-    assert early == {**COUNTS_ZERO, retention.RULE_PRINTED_RASTER: 1}  # the raster went after 7 days
+    assert early == {**COUNTS_ZERO, retention_rules.RULE_PRINTED_RASTER: 1}  # the raster went after 7 days
     assert asset.status == "ready"
 
     result = sweep(order.shipped_at + 30 * DAY, django_capture_on_commit_callbacks)
 
-    assert result == {**COUNTS_ZERO, retention.RULE_SHIPPED: 1}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_SHIPPED: 1}
     asset.refresh_from_db()
     assert (asset.status, asset.blob_name) == ("purged", "")
     assert asset.purged_at is not None
@@ -105,7 +112,7 @@ def test_a_restored_backup_of_a_purged_photo_never_shows_again(django_capture_on
 
     result = sweep(order.shipped_at + 31 * DAY, django_capture_on_commit_callbacks)
     # One sweep: the photo's purge takes the raster with it, so the raster rule finds nothing left.
-    assert result == {**COUNTS_ZERO, retention.RULE_SHIPPED: 1}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_SHIPPED: 1}
     assert (blob_path(name).exists(), blob_path(raster_name).exists()) == (False, False)
     assert PrintJob.objects.get(order=order).raster_blob == ""
     shutil.copy2(backup, blob_path(name))  # the files come back from a backup
@@ -148,7 +155,7 @@ def test_rasters_of_printed_jobs_go_after_7_days_and_the_original_stays(django_c
     )
     result = sweep(job.printed_at + 7 * DAY, django_capture_on_commit_callbacks)
 
-    assert result == {**COUNTS_ZERO, retention.RULE_PRINTED_RASTER: 1}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_PRINTED_RASTER: 1}
     job.refresh_from_db()
     assert (job.raster_blob, blob_path(raster_name).exists()) == ("", False)
     assert job.events.filter(kind="raster_purged").count() == 1
@@ -206,7 +213,7 @@ def test_an_unpaid_order_is_cancelled_after_7_days_and_its_photo_purged(django_c
 
     result = sweep(stale.created_at + 7 * DAY, django_capture_on_commit_callbacks)
 
-    assert result == {**COUNTS_ZERO, "orders_expired": 1, retention.RULE_UNPAID: 1}
+    assert result == {**COUNTS_ZERO, "orders_expired": 1, retention_rules.RULE_UNPAID: 1}
     stale.refresh_from_db()
     fresh.refresh_from_db()
     assert (stale.status, fresh.status) == ("cancelled", "awaiting_payment")
@@ -226,7 +233,7 @@ def test_a_cancelled_paid_order_releases_its_photo_7_days_after_it_was_placed(
 
     result = sweep(order.created_at + 7 * DAY, django_capture_on_commit_callbacks)
 
-    assert result == {**COUNTS_ZERO, retention.RULE_CANCELLED: 1}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_CANCELLED: 1}
     assert AuditRecord.objects.get(action="image.purge").rule == "cancelled_order"
 
 
@@ -239,7 +246,7 @@ def test_a_photo_never_ordered_goes_after_7_days(django_capture_on_commit_callba
 
     result = sweep(old.created_at + 7 * DAY, django_capture_on_commit_callbacks)
 
-    assert result == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 1}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_NEVER_ORDERED: 1}
     old.refresh_from_db()
     young.refresh_from_db()
     assert (old.status, young.status, blob_path(name).exists()) == ("purged", "ready", False)
@@ -265,8 +272,8 @@ def test_a_photo_still_needed_by_an_open_order_is_never_purged(
     names = files_of(shipped)
 
     result = sweep(shipped.shipped_at + 30 * DAY, django_capture_on_commit_callbacks)
-    with pytest.raises(retention.AssetStillNeeded) as refused:
-        retention.asset_purge(asset_id=asset.pk, rule=retention.RULE_ERASURE, cutoffs=None)
+    with pytest.raises(photo_purge.AssetStillNeeded) as refused:
+        photo_purge.asset_purge(asset_id=asset.pk, rule=retention_rules.RULE_ERASURE, cutoffs=None)
 
     assert refused.value.details["orders"] == [again.ref]
     asset.refresh_from_db()
@@ -275,7 +282,7 @@ def test_a_photo_still_needed_by_an_open_order_is_never_purged(
     assert DataKey.objects.get(pk=asset.data_key_id).wrapped_key is not None
     assert blob_path(names[0]).exists()
     assert not AuditRecord.objects.filter(action="image.purge").exists()
-    assert result == {**COUNTS_ZERO, retention.RULE_PRINTED_RASTER: 1}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_PRINTED_RASTER: 1}
 
 
 def test_a_rolled_back_purge_leaves_the_key_the_files_and_the_log_as_they_were(
@@ -290,7 +297,7 @@ def test_a_rolled_back_purge_leaves_the_key_the_files_and_the_log_as_they_were(
         pytest.raises(RuntimeError),
         transaction.atomic(),
     ):
-        retention.asset_purge(asset_id=asset.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+        photo_purge.asset_purge(asset_id=asset.pk, rule=retention_rules.RULE_NEVER_ORDERED, cutoffs=None)
         raise RuntimeError("the caller failed after the purge")
 
     asset.refresh_from_db()
@@ -312,7 +319,7 @@ def test_the_beat_task_and_the_command_run_the_sweep(django_capture_on_commit_ca
     asset_for(customer)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert retention_purge() == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 2}
+        assert retention_purge() == {**COUNTS_ZERO, retention_rules.RULE_NEVER_ORDERED: 2}
     out = io.StringIO()
     call_command("retention_purge", stdout=out)
 
@@ -352,7 +359,9 @@ def test_photos_an_order_still_keeps_hold_up_no_other_photo_due_for_its_purge(
     Order.objects.filter(pk=again.pk).update(payment_status="succeeded")
     order_move(again, "paid", "in_production", "ready_to_pack", "packed")
     order_move(again, "shipped", shipped_at=now - 5 * DAY)
-    policy = retention.RetentionPolicy(shipped_days=30, raster_days=7, unpaid_days=7, unused_days=7, batch=1)
+    policy = retention_rules.RetentionPolicy(
+        shipped_days=30, raster_days=7, unpaid_days=7, unused_days=7, batch=1
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         result = retention.retention_sweep(now=now, policy=policy)
@@ -360,7 +369,7 @@ def test_photos_an_order_still_keeps_hold_up_no_other_photo_due_for_its_purge(
     due.refresh_from_db()
     kept.refresh_from_db()
     assert (due.status, kept.status) == ("purged", "ready")
-    assert result[retention.RULE_SHIPPED] == 1
+    assert result[retention_rules.RULE_SHIPPED] == 1
 
 
 def test_a_key_left_by_an_upload_killed_before_its_photo_row_is_destroyed_by_the_sweep(
@@ -443,7 +452,7 @@ def test_a_sweep_purges_every_photo_due_a_batch_at_a_time_not_one_batch_a_run(
 
     result = sweep(timezone.now() + 7 * DAY, django_capture_on_commit_callbacks)
 
-    assert result == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 3}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_NEVER_ORDERED: 3}
     assert [Asset.objects.get(pk=photo.pk).status for photo in [*photos, young]] == [
         "purged",
         "purged",
@@ -467,8 +476,8 @@ def test_every_stale_unpaid_order_and_every_raster_due_goes_in_one_sweep(
 
     assert (
         result["orders_expired"],
-        result[retention.RULE_UNPAID],
-        result[retention.RULE_PRINTED_RASTER],
+        result[retention_rules.RULE_UNPAID],
+        result[retention_rules.RULE_PRINTED_RASTER],
     ) == (
         2,
         2,
@@ -496,10 +505,10 @@ def test_a_sweep_out_of_time_stops_after_a_batch_of_each_rule_and_reports_what_i
         first = sweep(when, django_capture_on_commit_callbacks)
     second = sweep(when, django_capture_on_commit_callbacks)
 
-    assert first == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 2, "work_left": 1}
+    assert first == {**COUNTS_ZERO, retention_rules.RULE_NEVER_ORDERED: 2, "work_left": 1}
     (warning,) = [record.getMessage() for record in caplog.records if "out of time" in record.getMessage()]
     assert "left for the next sweep: never_ordered=1 " in warning
-    assert second == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 1}
+    assert second == {**COUNTS_ZERO, retention_rules.RULE_NEVER_ORDERED: 1}
     assert {Asset.objects.get(pk=photo.pk).status for photo in photos} == {"purged"}
 
 
@@ -514,7 +523,7 @@ def test_a_purged_photo_whose_file_cannot_be_deleted_is_counted_and_the_sweep_go
     path.unlink()
     path.mkdir()
     (path / "kept").write_bytes(b"x")
-    failures = retention.PURGE_FILE_DELETE_FAILURES.labels(kind="photo")
+    failures = purged_files.PURGE_FILE_DELETE_FAILURES.labels(kind="photo")
     before = failures._value.get()
 
     # when the sweep runs, each purge committed for real (its file deletes on_commit(robust=True))
@@ -523,7 +532,7 @@ def test_a_purged_photo_whose_file_cannot_be_deleted_is_counted_and_the_sweep_go
     # then the sweep completes and the failure is counted (before: the robust hook's log of a
     # functools.partial raised AttributeError after the commit, the confirm and its count were dropped, and
     # the sweep crashed at that photo)
-    assert (result["orders_expired"], result[retention.RULE_UNPAID]) == (2, 2)
+    assert (result["orders_expired"], result[retention_rules.RULE_UNPAID]) == (2, 2)
     assert failures._value.get() == before + 1
     assert path.is_dir()
     assert not other_path.exists()
@@ -549,7 +558,7 @@ def test_a_raster_purge_killed_before_its_file_delete_has_the_file_deleted_by_a_
     raster, asset = job.raster_blob, job.item.asset
     killed_after_commit(
         django_capture_on_commit_callbacks,
-        lambda: retention.raster_purge(job_id=job.pk, cutoff=timezone.now() + DAY),
+        lambda: raster_purge.raster_purge(job_id=job.pk, cutoff=timezone.now() + DAY),
     )
     assert PrintJob.objects.get(pk=job.pk).raster_blob == ""
     assert blob_path(raster).exists()
@@ -557,7 +566,7 @@ def test_a_raster_purge_killed_before_its_file_delete_has_the_file_deleted_by_a_
     # when a sweep runs within the grace (the purge's own hooks may be running), then one after it
     within = sweep(timezone.now(), django_capture_on_commit_callbacks)
     assert blob_path(raster).exists()
-    later = sweep(timezone.now() + retention.BLOB_DELETION_GRACE, django_capture_on_commit_callbacks)
+    later = sweep(timezone.now() + purged_files.BLOB_DELETION_GRACE, django_capture_on_commit_callbacks)
 
     # then the later one deletes the file (before: no row named it, it decrypted under the photo's live key
     # until the photo's purge, and stayed on disk for good) and its row; the photo's original stays
@@ -582,7 +591,7 @@ def test_a_deletion_row_naming_a_file_still_in_use_deletes_nothing(
     BlobDeletion.objects.create(name=raster, kind="raster", of=f"job={job.pk}")
 
     # when a sweep runs past the grace
-    counts = sweep(timezone.now() + retention.BLOB_DELETION_GRACE, django_capture_on_commit_callbacks)
+    counts = sweep(timezone.now() + purged_files.BLOB_DELETION_GRACE, django_capture_on_commit_callbacks)
 
     # then both files stay, with their rows, and each row is logged by ids
     assert counts == COUNTS_ZERO
@@ -601,10 +610,12 @@ def test_a_photo_purge_killed_before_its_file_deletes_has_the_files_deleted_by_t
     asset = order.items.get().asset
     names = files_of(order)
     when = order.shipped_at + 31 * DAY
-    cutoffs = retention.Cutoffs.at(policy=retention.RetentionPolicy.from_settings(), now=when)
+    cutoffs = retention_rules.Cutoffs.at(policy=retention_rules.RetentionPolicy.from_settings(), now=when)
     killed_after_commit(
         django_capture_on_commit_callbacks,
-        lambda: retention.asset_purge(asset_id=asset.pk, rule=retention.RULE_SHIPPED, cutoffs=cutoffs),
+        lambda: photo_purge.asset_purge(
+            asset_id=asset.pk, rule=retention_rules.RULE_SHIPPED, cutoffs=cutoffs
+        ),
     )
     assert [blob_path(name).exists() for name in names] == [True, True]
     assert sorted(BlobDeletion.objects.values_list("name", "kind", "of")) == sorted(
@@ -629,17 +640,17 @@ def test_a_killed_purge_s_file_the_sweep_cannot_delete_is_counted_and_tried_agai
     path = blob_path(job.raster_blob)
     killed_after_commit(
         django_capture_on_commit_callbacks,
-        lambda: retention.raster_purge(job_id=job.pk, cutoff=timezone.now() + DAY),
+        lambda: raster_purge.raster_purge(job_id=job.pk, cutoff=timezone.now() + DAY),
     )
     path.unlink()
     path.mkdir()
     (path / "kept").write_bytes(b"x")
-    failures = retention.PURGE_FILE_DELETE_FAILURES.labels(kind="raster")
+    failures = purged_files.PURGE_FILE_DELETE_FAILURES.labels(kind="raster")
     before = failures._value.get()
-    when = timezone.now() + retention.BLOB_DELETION_GRACE
+    when = timezone.now() + purged_files.BLOB_DELETION_GRACE
 
     # when a sweep runs
-    with caplog.at_level("ERROR", logger=retention.logger.name):
+    with caplog.at_level("ERROR", logger=purged_files.logger.name):
         result = sweep(when, django_capture_on_commit_callbacks)
 
     # then the failure is counted and logged by ids and error type only, and the row is kept for the next
@@ -690,7 +701,7 @@ def intent_reads(monkeypatch, clock: list[float], *, answer: dict[str, object] |
         clock[0] += 10.0
         return answer
 
-    monkeypatch.setattr(retention, "_intent_read", intent_read)
+    monkeypatch.setattr(unpaid_expiry, "_intent_read", intent_read)
     return asked
 
 
@@ -708,7 +719,7 @@ def test_a_stripe_that_does_not_answer_is_asked_once_a_sweep_and_the_purges_stil
     # order was read in turn, 10 s each, and the task's time limit ended the sweep before any purge)
     assert asked == [orders[0].ref]
     assert clock[0] == 10.0
-    assert result == {**COUNTS_ZERO, retention.RULE_NEVER_ORDERED: 1, "orders_left_stripe_silent": 89}
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_NEVER_ORDERED: 1, "orders_left_stripe_silent": 89}
     assert set(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True)) == {
         "awaiting_payment"
     }
@@ -732,8 +743,8 @@ def test_a_slow_stripe_stops_the_unpaid_order_expiry_at_its_share_of_the_budget(
     assert result == {
         **COUNTS_ZERO,
         "orders_expired": 10,
-        retention.RULE_UNPAID: 10,
-        retention.RULE_NEVER_ORDERED: 1,
+        retention_rules.RULE_UNPAID: 10,
+        retention_rules.RULE_NEVER_ORDERED: 1,
         "work_left": 80,
     }
     assert Asset.objects.get(pk=photo.pk).status == "purged"

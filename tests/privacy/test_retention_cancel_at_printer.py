@@ -14,7 +14,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from lab.customer_data import retention
+from lab.customer_data import retention, retention_lateness, retention_rules
 from lab.customer_data.models import PrivacyReceipt
 from lab.orders.models import Asset, Order
 from lab.privacy.models import DataKey
@@ -26,7 +26,7 @@ from tests.builders import WORKER, broker_tasks, minilab, paid_order, person
 pytestmark = pytest.mark.django_db
 DAY = timedelta(days=1)
 COUNTS_ZERO = dict.fromkeys(retention.SWEEP_COUNTS, 0)
-PHOTO_RULES = (retention.RULE_UNPAID, retention.RULE_CANCELLED)
+PHOTO_RULES = (retention_rules.RULE_UNPAID, retention_rules.RULE_CANCELLED)
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +77,7 @@ def test_a_cancelled_order_keeps_its_photo_while_its_copy_is_being_withdrawn_fro
     # when the sweep runs (and the gauge looks a sweep's lag later)
     with django_capture_on_commit_callbacks(execute=True):
         kept = retention.retention_sweep(now=now)
-    late = retention.retention_due_late(now=now + retention.retention_schedule_lag())
+    late = retention_lateness.retention_due_late(now=now + retention.retention_schedule_lag())
 
     # then the photo, its key and its file stay, no receipt says it was purged, and the gauge calls nothing
     # late (before: purged, the key destroyed and a "purged" receipt sent while the plain copy could still

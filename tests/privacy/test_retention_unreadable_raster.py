@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from lab.customer_data import retention
+from lab.customer_data import purged_files, raster_purge, retention, retention_rules
 from lab.privacy.models import BlobDeletion
 from lab.production.models import PrintJob
 from tests.builders import blob_path, blobs_no_row_names, minilab, paid_order, print_order
@@ -36,10 +36,10 @@ def test_a_raster_the_store_cannot_read_at_its_purge_is_kept_named_and_purged_by
 
     # when the sweep runs past the grace
     with (
-        caplog.at_level("WARNING", logger=retention.logger.name),
+        caplog.at_level("WARNING", logger=raster_purge.logger.name),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        unread = retention.retention_sweep(now=timezone.now() + retention.BLOB_DELETION_GRACE)
+        unread = retention.retention_sweep(now=timezone.now() + purged_files.BLOB_DELETION_GRACE)
 
     # then the raster is not counted purged and the job still names it (before: blanked, and the file left
     # with no row naming it), logged by ids and the error's type only
@@ -55,8 +55,8 @@ def test_a_raster_the_store_cannot_read_at_its_purge_is_kept_named_and_purged_by
     path.rmdir()
     path.write_bytes(kept)
     with django_capture_on_commit_callbacks(execute=True):
-        purged = retention.retention_sweep(now=timezone.now() + retention.BLOB_DELETION_GRACE)
-    assert purged == {**COUNTS_ZERO, retention.RULE_PRINTED_RASTER: 1}
+        purged = retention.retention_sweep(now=timezone.now() + purged_files.BLOB_DELETION_GRACE)
+    assert purged == {**COUNTS_ZERO, retention_rules.RULE_PRINTED_RASTER: 1}
     job.refresh_from_db()
     assert job.raster_blob == ""
     assert not path.exists()

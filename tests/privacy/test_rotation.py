@@ -11,7 +11,8 @@ import secrets
 import pytest
 from django.core.management import CommandError, call_command
 
-from lab.customer_data.retention import RULE_NEVER_ORDERED, asset_purge
+from lab.customer_data.photo_purge import asset_purge
+from lab.customer_data.retention_rules import RULE_NEVER_ORDERED
 from lab.orders.models import Asset
 from lab.privacy.crypto import DecryptionFailed
 from lab.privacy.models import DataKey

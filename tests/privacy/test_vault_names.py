@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from lab.customer_data import retention
+from lab.customer_data import photo_purge, purged_files, raster_purge, retention_rules
 from lab.orders.models import Asset, Order
 from lab.orders.states import OrderStatus
 from lab.privacy.vault import InvalidBlobName, vault_delete, vault_read
@@ -54,7 +54,9 @@ def test_a_purge_leaves_a_file_outside_the_store_that_a_hand_edited_blob_name_po
 
     # When it is purged (as an erasure purges it), with its file deletions run after the commit
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        purged = retention.asset_purge(asset_id=photo.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+        purged = photo_purge.asset_purge(
+            asset_id=photo.pk, rule=retention_rules.RULE_NEVER_ORDERED, cutoffs=None
+        )
 
     # Then the purge is done, and no file outside the store is gone
     assert purged is True
@@ -87,10 +89,10 @@ def test_a_raster_blob_name_outside_the_store_is_not_deleted_by_the_purge(
         deleted.append(name)
         vault_delete(name=name)
 
-    monkeypatch.setattr(retention, "vault_delete", vault_delete_recorded)
+    monkeypatch.setattr(purged_files, "vault_delete", vault_delete_recorded)
     with django_capture_on_commit_callbacks(execute=True):
-        purged = retention.asset_purge(
-            asset_id=job.item.asset_id, rule=retention.RULE_NEVER_ORDERED, cutoffs=None
+        purged = photo_purge.asset_purge(
+            asset_id=job.item.asset_id, rule=retention_rules.RULE_NEVER_ORDERED, cutoffs=None
         )
 
     # Then the file stays, and the job names no raster any more
@@ -117,7 +119,9 @@ def test_a_purge_leaves_another_customers_photo_that_a_photos_row_was_pointed_at
     # When both due photos are purged (their file deletions run after the commit)
     with django_capture_on_commit_callbacks(execute=True):
         for photo in (decoy, untouched):
-            assert retention.asset_purge(asset_id=photo.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+            assert photo_purge.asset_purge(
+                asset_id=photo.pk, rule=retention_rules.RULE_NEVER_ORDERED, cutoffs=None
+            )
 
     # Then the customer's photo is still there and still reads (before, the purge deleted it)
     assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"
@@ -153,7 +157,7 @@ def test_a_raster_purge_leaves_a_photo_that_a_jobs_raster_was_pointed_at(
     # When the rasters are purged
     with django_capture_on_commit_callbacks(execute=True):
         for each in (job, control):
-            assert retention.raster_purge(job_id=each.pk, cutoff=timezone.now() + timedelta(days=1))
+            assert raster_purge.raster_purge(job_id=each.pk, cutoff=timezone.now() + timedelta(days=1))
 
     # Then the original is still there and still reads (before, the purge deleted it)
     assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"
@@ -178,7 +182,7 @@ def test_a_photo_purge_leaves_a_photo_that_one_of_its_jobs_raster_was_pointed_at
 
     # When the shipped photo is purged
     with django_capture_on_commit_callbacks(execute=True):
-        assert retention.asset_purge(asset_id=photo.pk, rule=retention.RULE_SHIPPED, cutoffs=None)
+        assert photo_purge.asset_purge(asset_id=photo.pk, rule=retention_rules.RULE_SHIPPED, cutoffs=None)
 
     # Then the other customer's photo is still there and still reads (before, the purge deleted it)
     assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"
@@ -221,7 +225,9 @@ def test_a_purge_destroys_no_key_that_another_photos_row_names(django_capture_on
 
     # When the due photo is purged
     with django_capture_on_commit_callbacks(execute=True):
-        assert retention.asset_purge(asset_id=decoy.pk, rule=retention.RULE_NEVER_ORDERED, cutoffs=None)
+        assert photo_purge.asset_purge(
+            asset_id=decoy.pk, rule=retention_rules.RULE_NEVER_ORDERED, cutoffs=None
+        )
 
     # Then the customer's key is whole and their photo still reads (before, the purge shredded it)
     victim.refresh_from_db()

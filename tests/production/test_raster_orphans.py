@@ -10,7 +10,7 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from lab.customer_data import retention
+from lab.customer_data import purged_files, retention
 from lab.privacy.models import BlobDeletion
 from lab.production import rasterizing, routing
 from lab.production.jobs import job_move
@@ -32,7 +32,7 @@ J = JobStatus
 def _later_sweep(django_capture_on_commit_callbacks) -> dict[str, int]:
     """A sweep past the grace a purge's own hooks get."""
     with django_capture_on_commit_callbacks(execute=True):
-        return retention.retention_sweep(now=timezone.now() + retention.BLOB_DELETION_GRACE)
+        return retention.retention_sweep(now=timezone.now() + purged_files.BLOB_DELETION_GRACE)
 
 
 def test_a_raster_written_when_the_database_fails_its_job_s_move_is_deleted_by_a_later_sweep(

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 
-from lab.customer_data import retention
+from lab.customer_data import retention, retention_rules
 from lab.lib.clock import database_now
 from lab.orders.models import Asset
 from lab.production.models import SweepRun
@@ -240,7 +240,7 @@ def test_a_retention_sweep_that_ran_out_of_time_is_behind_on_the_board_in_metric
     samples = scrape(Client(), token=TOKEN)
     assert samples[("printlab_sweeps_behind", ())] == 1
     assert samples[("printlab_sweeps_overdue", ())] == 0
-    due = samples[("printlab_retention_due_past_schedule", (("rule", retention.RULE_NEVER_ORDERED),))]
+    due = samples[("printlab_retention_due_past_schedule", (("rule", retention_rules.RULE_NEVER_ORDERED),))]
     assert due == 2
 
     # and a run that caught up clears it
@@ -253,7 +253,10 @@ def test_a_retention_sweep_that_ran_out_of_time_is_behind_on_the_board_in_metric
     assert not _check()[0]
     samples = scrape(Client(), token=TOKEN)
     assert samples[("printlab_sweeps_behind", ())] == 0
-    assert samples[("printlab_retention_due_past_schedule", (("rule", retention.RULE_NEVER_ORDERED),))] == 0
+    assert (
+        samples[("printlab_retention_due_past_schedule", (("rule", retention_rules.RULE_NEVER_ORDERED),))]
+        == 0
+    )
 
 
 @pytest.mark.parametrize("result", [None, 3, {"work_left": 0}, {"work_left": "many"}, {"purged": 5}])

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from lab.customer_data.retention import RetentionPolicy, retention_sweep
+from lab.customer_data.retention import retention_sweep
+from lab.customer_data.retention_rules import RetentionPolicy
 
 
 class Command(BaseCommand):
