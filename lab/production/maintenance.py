@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, F, Q, Window
 from django.utils import timezone
 
 from lab.accounts.models import User
@@ -45,16 +45,21 @@ def _ticket_access_check(actor: User) -> None:
         raise PermissionDenied(CommonError.NOT_ALLOWED, "Your role may not do this on the production floor.")
 
 
-def maintenance_ticket_candidate_jobs(*, printer_id: int) -> list[PrintJob]:
+def maintenance_ticket_candidate_jobs(*, printer_id: int, limit: int | None = None) -> list[PrintJob]:
     """Jobs a new ticket on this printer may name: at the printer now, or printed on it within the last
-    AUDIT_MAINTENANCE_WINDOW_HOURS, of orders still in production."""
+    AUDIT_MAINTENANCE_WINDOW_HOURS, of orders still in production. Those at the printer now first, then the
+    most recently printed: a `limit` (the job page's checkboxes) leaves out the prints of longest ago.
+
+    Each one carries `candidates_total`, the count of all of them (the limit aside)."""
     since = timezone.now() - timedelta(hours=settings.AUDIT_MAINTENANCE_WINDOW_HOURS)
     recent = Q(status__in=MAINTENANCE_OPEN_JOB_STATUSES) | Q(status=J.PRINTED, printed_at__gte=since)
-    return list(
+    candidates = (
         PrintJob.objects.filter(recent, printer_id=printer_id, order__status__in=MAINTENANCE_ORDER_STATUSES)
         .select_related("order", "item__product")
-        .order_by("pk")
+        .annotate(candidates_total=Window(Count("pk")))
+        .order_by(F("printed_at").desc(nulls_first=True), "pk")
     )
+    return list(candidates if limit is None else candidates[:limit])
 
 
 def _ticket_record(*, ticket: MaintenanceTicket, actor: User, action: str, note: str) -> None:

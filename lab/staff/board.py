@@ -8,8 +8,24 @@ from __future__ import annotations
 import datetime
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
-from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Q
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
@@ -41,10 +57,27 @@ class PrinterRow:
     counts: dict[str, int]
 
 
+# The most lines one list of the board (and the supervisor's lists behind a figure) shows: the board is
+# polled every few seconds, and a list of thousands took seconds to render and megabytes to send. Each list
+# says how many it leaves out.
+BOARD_LIST_LIMIT = 200
+
+
 @dataclass
 class BatchRow:
     batch: Batch
-    jobs: list[PrintJob]
+    jobs: list[PrintJob]  # at most BOARD_LIST_LIMIT, soonest promise first; none for a finished batch
+    total: int = 0  # all its jobs (not cancelled)
+    # Its jobs not yet sent, of orders in production, with their earliest promise; and of orders on hold.
+    to_send: int = 0
+    first_promise: datetime.datetime | None = None
+    held: int = 0
+
+    @property
+    def more(self) -> int:
+        """Its jobs left out of `jobs` (a finished batch shows only its count)."""
+        return 0 if self.is_finished else self.total - len(self.jobs)
+
     # Every job printed, the last over FINISHED_VISIBLE_MINUTES ago: collapsed so a busy day's list stays
     # short, while a batch that just finished stays in view for its reprints and checks.
     is_finished: bool = False
@@ -56,6 +89,9 @@ class LoadNext:
 
     printer: Printer
     media: list[tuple[str, str, int]]  # (size, paper, jobs still to send)
+    # The same for orders on hold: never sent (submission refuses them) until the customer answers, so not
+    # what to load, however soon promised.
+    held: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +135,22 @@ class Board:
     # have printed twice. Before, only the job's history and a log line said so.
     printed_after_cancel: list[PrintJob] = field(default_factory=list)
     printed_after_cancel_hours: int = PRINTED_AFTER_CANCEL_HOURS
+    # The full lengths of the lists capped at BOARD_LIST_LIMIT.
+    waiting_total: int = 0
+    failed_total: int = 0
+    late_orders_total: int = 0
+
+    @property
+    def waiting_more(self) -> int:
+        return self.waiting_total - len(self.waiting)
+
+    @property
+    def failed_more(self) -> int:
+        return self.failed_total - len(self.failed)
+
+    @property
+    def late_orders_more(self) -> int:
+        return self.late_orders_total - len(self.late_orders)
 
 
 # IPP printer-state-reasons (and our backends' own) in the words a technician uses.
@@ -141,6 +193,31 @@ def _jobs(query: Q) -> list[PrintJob]:
     )
 
 
+_Row = TypeVar("_Row", PrintJob, Order)
+
+
+def first_rows_and_count(rows: QuerySet[_Row], *, limit: int) -> tuple[list[_Row], int]:
+    """The first `limit` rows and the count of all, in one query (the count is a window over all of them)."""
+    counted = cast("QuerySet[_Row]", rows.annotate(full_count=Window(Count("pk"))))
+    shown = list(counted[:limit])
+    return shown, getattr(shown[0], "full_count", 0) if shown else 0
+
+
+def _capped_jobs(query: Q) -> tuple[list[PrintJob], int]:
+    return first_rows_and_count(
+        PrintJob.objects.filter(query)
+        .select_related("order", "item__product", "printer")
+        .order_by("order__promised_by", "pk"),
+        limit=BOARD_LIST_LIMIT,
+    )
+
+
+def batch_jobs(*, batch_id: int) -> QuerySet[PrintJob]:
+    """Every job of one batch, cancelled ones included, in the order they were made: the list a finished
+    batch's count on the board links to."""
+    return PrintJob.objects.filter(batch_id=batch_id).select_related("order", "printer").order_by("pk")
+
+
 def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
     now = now or timezone.now()
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -171,24 +248,31 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
     # One query for the three lists (a job the last one lists is neither unknown nor suspect).
     needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]) | printed_after_cancel_q())
     held_or_owed = _held_or_owed_a_refund()  # and one for these two
+    waiting, waiting_total = _capped_jobs(Q(status=J.NO_PRINTER))
+    failed, failed_total = _capped_jobs(Q(status=J.FAILED))
+    late_orders, late_orders_total = first_rows_and_count(
+        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now)
+        .exclude(promise_kept_q())  # a pickup packed in time waits at the counter: not late
+        .order_by("promised_by", "pk"),
+        limit=BOARD_LIST_LIMIT,
+    )
     return Board(
         printers=printers,
         load_next=_load_next(groups=groups, printers=[row.printer for row in printers]),
         media_groups=groups,
-        waiting=_jobs(Q(status=J.NO_PRINTER)),
-        failed=_jobs(Q(status=J.FAILED)),
+        waiting=waiting,
+        failed=failed,
         unknown=[job for job in needs_person if job.status == J.UNKNOWN],
         suspect=[job for job in needs_person if job.status == J.SUSPECT],
-        late_orders=list(
-            Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now)
-            .exclude(promise_kept_q())  # a pickup packed in time waits at the counter: not late
-            .order_by("promised_by")
-        ),
+        late_orders=late_orders,
         held_orders=[order for order in held_or_owed if order.status == OrderStatus.ON_HOLD],
         generated_at=now,
         sweeps_overdue=sweeps_overdue(),
         refunds_need_person=[order for order in held_or_owed if getattr(order, "refund_needs_person", False)],
         printed_after_cancel=[job for job in needs_person if job.status not in (J.UNKNOWN, J.SUSPECT)],
+        waiting_total=waiting_total,
+        failed_total=failed_total,
+        late_orders_total=late_orders_total,
     )
 
 
@@ -208,26 +292,66 @@ def _held_or_owed_a_refund() -> list[Order]:
 
 
 FINISHED_VISIBLE_MINUTES = 10
+_TO_SEND = (J.QUEUED, J.RASTERIZING, J.READY)
+BATCH_ORDER = (F("order__promised_by").asc(), F("pk").asc())
 
 
-def _is_finished(jobs: list[PrintJob], *, cutoff: datetime.datetime) -> bool:
-    return all(job.status == J.PRINTED and job.printed_at and job.printed_at < cutoff for job in jobs)
+def _batch_window(expression: Count | Min) -> Window:
+    return Window(expression, partition_by=[F("batch_id")])
 
 
 def _media_groups(*, now: datetime.datetime) -> list[MediaGroup]:
+    """The floor's batches by media, each with at most BOARD_LIST_LIMIT of its jobs (none once finished) and
+    its counts, in one query: window counts over each batch's jobs, then the first rows of each batch."""
     cutoff = now - datetime.timedelta(minutes=FINISHED_VISIBLE_MINUTES)
-    jobs_by_batch: dict[int, list[PrintJob]] = defaultdict(list)
-    for job in _jobs(Q(batch__isnull=False, order__status__in=FLOOR_ORDER_STATUSES) & ~Q(status=J.CANCELLED)):
+    to_send = Q(status__in=_TO_SEND)
+    is_held = Q(order__status=OrderStatus.ON_HOLD)
+    jobs = (
+        PrintJob.objects.filter(batch__isnull=False, order__status__in=FLOOR_ORDER_STATUSES)
+        .exclude(status=J.CANCELLED)
+        .select_related("order", "item__product", "printer")
+        .annotate(
+            batch_total=_batch_window(Count("pk")),
+            batch_finished=_batch_window(Count("pk", filter=Q(status=J.PRINTED, printed_at__lt=cutoff))),
+            batch_to_send=_batch_window(Count("pk", filter=to_send & ~is_held)),
+            batch_held=_batch_window(Count("pk", filter=to_send & is_held)),
+            batch_first_promise=_batch_window(Min("order__promised_by", filter=to_send & ~is_held)),
+            place=Window(RowNumber(), partition_by=[F("batch_id")], order_by=[*BATCH_ORDER]),
+        )
+        # A finished batch needs only its counts: one row.
+        .filter(
+            place__lte=Case(
+                When(batch_finished=F("batch_total"), then=Value(1)), default=Value(BOARD_LIST_LIMIT)
+            )
+        )
+        .order_by("order__promised_by", "pk")
+    )
+    first_by_batch: dict[int, PrintJob] = {}  # its first row carries the batch's counts
+    shown_by_batch: dict[int, list[PrintJob]] = defaultdict(list)
+    for job in jobs:
         assert job.batch_id is not None
-        jobs_by_batch[job.batch_id].append(job)
+        first_by_batch.setdefault(job.batch_id, job)
+        shown_by_batch[job.batch_id].append(job)
     groups: dict[tuple[str, str], MediaGroup] = {}
     batches = (
-        Batch.objects.filter(pk__in=jobs_by_batch).select_related("printer").order_by("size", "paper", "pk")
+        Batch.objects.filter(pk__in=first_by_batch).select_related("printer").order_by("size", "paper", "pk")
     )
     for batch in batches:
         group = groups.setdefault((batch.size, batch.paper), MediaGroup(size=batch.size, paper=batch.paper))
-        jobs = jobs_by_batch[batch.pk]
-        group.batches.append(BatchRow(batch=batch, jobs=jobs, is_finished=_is_finished(jobs, cutoff=cutoff)))
+        first = first_by_batch[batch.pk]
+        total = getattr(first, "batch_total", 0)
+        is_finished = getattr(first, "batch_finished", 0) == total
+        group.batches.append(
+            BatchRow(
+                batch=batch,
+                jobs=[] if is_finished else shown_by_batch[batch.pk],
+                total=total,
+                is_finished=is_finished,
+                to_send=getattr(first, "batch_to_send", 0),
+                first_promise=getattr(first, "batch_first_promise", None),
+                held=getattr(first, "batch_held", 0),
+            )
+        )
     return list(groups.values())
 
 
@@ -235,27 +359,31 @@ LOAD_NEXT_BATCHES = 3
 
 
 def _load_next(*, groups: list[MediaGroup], printers: list[Printer]) -> list[LoadNext]:
-    """Per printer, the size and paper of its next batches (jobs not yet sent), by the earliest promise.
+    """Per printer, the size and paper of its next batches (jobs not yet sent), by the earliest promise; and
+    apart, those of its batches' unsent jobs whose orders are on hold.
 
-    Read from the batches' jobs already loaded for the board: no query of its own.
+    Read from the batches' counts already loaded for the board: no query of its own.
     """
     far = datetime.datetime.max.replace(tzinfo=datetime.UTC)
     waiting: dict[int, list[tuple[datetime.datetime, int, str, str, int]]] = defaultdict(list)
+    held: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
     for group in groups:
         for row in group.batches:
-            jobs = [job for job in row.jobs if job.status in (J.QUEUED, J.RASTERIZING, J.READY)]
-            if jobs:
-                first_promise = min(job.order.promised_by or far for job in jobs)
-                waiting[row.batch.printer_id].append(
-                    (first_promise, row.batch.pk, row.batch.size, row.batch.paper, len(jobs))
+            batch = row.batch
+            if row.to_send:
+                waiting[batch.printer_id].append(
+                    (row.first_promise or far, batch.pk, batch.size, batch.paper, row.to_send)
                 )
+            if row.held:
+                held[batch.printer_id].append((batch.size, batch.paper, row.held))
     return [
         LoadNext(
             printer=printer,
             media=[(size, paper, count) for _, _, size, paper, count in sorted(waiting[printer.pk])][
                 :LOAD_NEXT_BATCHES
             ],
+            held=held[printer.pk][:LOAD_NEXT_BATCHES],
         )
         for printer in printers
-        if waiting[printer.pk]
+        if waiting[printer.pk] or held[printer.pk]
     ]

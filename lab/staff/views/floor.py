@@ -278,11 +278,19 @@ def _photo_requests(request: HttpRequest, job: PrintJob) -> list[dict[str, objec
     return shown
 
 
+TICKET_CANDIDATES_SHOWN = 200
+
+
 def _maintenance_context(request: HttpRequest, job: PrintJob) -> dict[str, object]:
     """Open tickets on the job's printer (with the jobs each names) and the jobs a new ticket may name."""
     if not job.printer_id:
-        return {"open_tickets": [], "ticket_candidates": []}
+        return {"open_tickets": [], "ticket_candidates": [], "ticket_candidates_total": 0}
     tickets = selectors.open_tickets_on_printer(printer_id=job.printer_id)
+    # A printer's last hours can hold thousands of jobs: those at it now and the latest printed are the ones
+    # a problem concerns (the job page's own job among them while it is at the printer).
+    candidates = maintenance.maintenance_ticket_candidate_jobs(
+        printer_id=job.printer_id, limit=TICKET_CANDIDATES_SHOWN
+    )
     user = request.user
     return {
         "open_tickets": [
@@ -295,7 +303,8 @@ def _maintenance_context(request: HttpRequest, job: PrintJob) -> dict[str, objec
             }
             for ticket in tickets
         ],
-        "ticket_candidates": maintenance.maintenance_ticket_candidate_jobs(printer_id=job.printer_id),
+        "ticket_candidates": candidates,
+        "ticket_candidates_total": getattr(candidates[0], "candidates_total", 0) if candidates else 0,
     }
 
 

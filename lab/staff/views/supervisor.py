@@ -23,6 +23,7 @@ from lab.production.selectors import alerts_recent, printers_by_name
 from lab.production.states import ReprintReason
 from lab.staff import supervisor, supervisor_timelines
 from lab.staff.access import staff_page
+from lab.staff.board import BOARD_LIST_LIMIT, batch_jobs, first_rows_and_count
 from lab.staff.charts import Bar, Series, StackedBar, bar_chart, line_chart, stacked_bar_chart
 
 # Technicians read it too; nothing on the page changes anything.
@@ -358,6 +359,9 @@ def supervisor_view(request: HttpRequest) -> HttpResponse:
 
 
 FAILURE_CODE_MAX_LENGTH = PrintJob._meta.get_field("failure_code").max_length or 0
+# The most jobs one list behind a figure shows (a queue stage can hold thousands, a printer's time 92 days of
+# jobs): the first ones in its order, and how many there are in all.
+BEHIND_LIMIT = BOARD_LIST_LIMIT
 
 
 def _row_key_is_possible(table: str, key: dict[str, str]) -> bool:
@@ -381,7 +385,8 @@ def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
     table = request.GET.get("table", "")
     key = {name: request.GET.get(name, "") for name in ("printer", "hour", "reason", "stage")}
     orders: list[object] = []
-    jobs: list[object] = []
+    jobs: list[PrintJob] = []
+    total = 0
     try:
         if table == "turnaround":
             day = datetime.date.fromisoformat(request.GET.get("day", ""))
@@ -393,7 +398,14 @@ def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
         elif table in ("throughput", "failures", "reprints", "queue", "printer_time"):
             if not _row_key_is_possible(table, key):
                 raise Http404("no such row")
-            jobs = list(supervisor.jobs_behind(table=table, filters=filters, key=key))
+            jobs, total = first_rows_and_count(
+                supervisor.jobs_behind(table=table, filters=filters, key=key), limit=BEHIND_LIMIT
+            )
+        elif table == "batch":  # a batch of the board, finished: its jobs are not listed there
+            batch = request.GET.get("batch", "")
+            if not (batch.isascii() and batch.isdigit() and len(batch) < 19):
+                raise Http404("no such batch")
+            jobs, total = first_rows_and_count(batch_jobs(batch_id=int(batch)), limit=BEHIND_LIMIT)
         else:
             raise Http404("no such table")
     except (ValueError, OverflowError) as error:  # e.g. an hour at the calendar's end
@@ -404,6 +416,9 @@ def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
         {
             "table": table,
             "jobs": jobs,
+            "total": total,
+            # Queue stages list the jobs longest in their stage first; the other lists by job number.
+            "shown_oldest": table == "queue",
             "orders": orders,
             "back": f"{reverse('staff:supervisor')}?{_query(filters)}",
         },
