@@ -193,6 +193,7 @@ app.conf.beat_schedule = {
     "refunds-reconcile": _sweep("payments.refunds_reconcile", 60.0),
     "notifications-sweep": _sweep("notify.notifications_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
     "webhook-deliveries-sweep": _sweep("notify.webhook_deliveries_sweep", 60.0),
+    "account-mails-sweep": _sweep("notify.account_mails_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
     "privacy-retention-purge": _sweep("privacy.retention_purge", float(settings.RETENTION_SWEEP_SECONDS)),
     "privacy-receipts-sweep": _sweep("privacy.receipts_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
     # Never skipped: the daily review sample, and the signed checkpoints (a dropped one is a gap the

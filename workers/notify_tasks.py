@@ -1,4 +1,5 @@
-"""Thin tasks for customer notifications: order e-mails and webhooks, webhook delivery and its sweeper.
+"""Thin tasks for customer notifications: order e-mails and webhooks, webhook delivery and its sweeper, and
+the mails a change of an account owes its holder (lab.notify.account_mails) and their sweep.
 
 Each task takes ids and calls one lab.notify service; the services claim their rows, so redelivery is safe.
 """
@@ -50,6 +51,30 @@ def order_status_changed(*, order_id: int, status: str) -> None:
 @app.task(name="notify.notifications_sweep", queue="default", time_limit=300, max_retries=0)
 def notifications_sweep() -> int:
     from lab.notify.services import notifications_sweep as sweep
+
+    return sweep()
+
+
+@app.task(
+    name="notify.account_mail_send",
+    queue="default",  # with the order e-mails
+    time_limit=60,
+    soft_time_limit=50,
+    acks_late=True,  # idempotent: the account mail row is claimed before anything is sent
+    autoretry_for=(OSError,),  # the mail server was unreachable (a refusal is recorded, not raised)
+    retry_backoff=30,
+    retry_backoff_max=900,
+    max_retries=6,
+)
+def account_mail_send(*, account_mail_id: int) -> None:
+    from lab.notify.account_mails import account_mail_send as send
+
+    send(account_mail_id=account_mail_id)
+
+
+@app.task(name="notify.account_mails_sweep", queue="default", time_limit=300, max_retries=0)
+def account_mails_sweep() -> int:
+    from lab.notify.account_mails import account_mails_sweep as sweep
 
     return sweep()
 

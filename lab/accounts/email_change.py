@@ -6,40 +6,29 @@ password hash, e-mail and the address waiting for confirmation (`User.pending_em
 the e-mail (and clears the waiting address), a password change changes the hash, another new address
 the waiting one: each voids every token made before. It expires after `LAB_EMAIL_CONFIRM_HOURS`.
 
-lab.notify sits above lab.accounts (the layers contract): these mails are built here, from this app's
-templates, and sent through lab.lib.mail after the change commits (a failure is logged by the account's id,
-never an address: the holder asks again, or hears of the change by the next mail).
+Each mail owed is an `AccountMail` row written in the change's transaction; lab.notify.account_mails (a
+layer above this one) builds and sends it from a task nudged on commit, and its beat sweep sends what a lost
+message or a mail server down left unsent: no mail server is waited for inside a request.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime
-from email.utils import parseaddr
-
 from django.conf import settings
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
-from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
-from django.core.validators import validate_email
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils.crypto import constant_time_compare
 from django.utils.http import base36_to_int
 
 from lab.accounts.errors import AccountError
-from lab.accounts.models import User
-from lab.lib.mail import MailNotSent, mail_send
+from lab.accounts.models import AccountMail, SecurityEvent, User
 
-logger = logging.getLogger(__name__)
-
-CONFIRM_PATH = "/api/v1/me/email/confirm"
 PASSWORD_CHANGED, EMAIL_CHANGED = "password_changed", "email_changed"
-NOTICE_SUBJECTS = {
-    PASSWORD_CHANGED: "The password of your account was changed",
-    EMAIL_CHANGED: "The e-mail address of your account was changed",
+NOTICE_KINDS = {
+    PASSWORD_CHANGED: AccountMail.Kind.PASSWORD_CHANGED_NOTICE,
+    EMAIL_CHANGED: AccountMail.Kind.EMAIL_CHANGED_NOTICE,
 }
-CONFIRMATION_SUBJECT = "Confirm the new e-mail address of your account"
+# Sent by name (workers/notify_tasks.py), as lab/ never imports workers/.
+ACCOUNT_MAIL_TASK = "notify.account_mail_send"
 
 
 class EmailChangeTokenGenerator(PasswordResetTokenGenerator):
@@ -72,68 +61,30 @@ class EmailChangeTokenGenerator(PasswordResetTokenGenerator):
 email_change_tokens = EmailChangeTokenGenerator()
 
 
-def _reply_to() -> list[str]:
-    # As lab.notify.emails.reply_to (a layer above this one): LAB_CONTACT when it is an e-mail address.
-    contact = settings.LAB_CONTACT.strip()
-    try:
-        validate_email(parseaddr(contact)[1])
-    except ValidationError:
-        return []
-    return [contact]
-
-
-def _message(*, subject: str, template: str, recipient: str, context: dict[str, object]) -> EmailMessage:
-    return EmailMessage(
-        subject=subject,
-        body=render_to_string(
-            f"accounts/email/{template}.txt",
-            {**context, "lab_name": settings.LAB_NAME, "lab_contact": settings.LAB_CONTACT},
-        ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[recipient],
-        reply_to=_reply_to(),
-        headers={"Auto-Submitted": "auto-generated"},
+def _owed(*, user: User, kind: str, security_event: SecurityEvent | None = None, recipient: str = "") -> None:
+    mail = AccountMail.objects.create(
+        user=user, kind=kind, security_event=security_event, recipient=recipient
     )
 
+    def nudge() -> None:
+        from lab.lib.tasks import enqueue
 
-def _send_after_commit(*, message: EmailMessage, user_id: int, kind: str) -> None:
-    def account_mail_send() -> None:
-        try:
-            mail_send(message)
-        except MailNotSent as error:
-            logger.warning("account mail not sent user=%s mail=%s error=%s", user_id, kind, error)
-        else:
-            logger.info("account mail sent user=%s mail=%s", user_id, kind)
+        enqueue(ACCOUNT_MAIL_TASK, account_mail_id=mail.pk)
 
-    transaction.on_commit(account_mail_send, robust=True)
+    transaction.on_commit(nudge, robust=True)
 
 
-def change_notice_send_after_commit(*, user: User, recipient: str, change: str, changed_at: datetime) -> None:
-    """Tell the address the account had (`recipient`) that its password or e-mail changed: when, and what to
-    do if it was not them. Neither the new address nor anything secret: the mailbox may be the thief's to
-    read no longer, or the owner's."""
+def change_notice_send_after_commit(
+    *, user: User, recipient: str, change: str, security_event: SecurityEvent
+) -> None:
+    """Owe the address the account had (`recipient`) the notice that its password or e-mail changed (the
+    `security_event` of the change): recorded in the change's transaction, sent by a task after commit."""
     if not recipient or user.erased_at is not None:
         return
-    message = _message(
-        subject=NOTICE_SUBJECTS[change],
-        template="account_changed",
-        recipient=recipient,
-        context={"change": change, "changed_at": changed_at.strftime("%Y-%m-%d %H:%M UTC")},
-    )
-    _send_after_commit(message=message, user_id=user.pk, kind=f"{change}_notice")
+    _owed(user=user, kind=NOTICE_KINDS[change], security_event=security_event, recipient=recipient)
 
 
 def confirmation_send_after_commit(*, user: User) -> None:
-    """Mail the address waiting for confirmation (`user.pending_email`, as saved) its token. Made from the
-    account as this change leaves it: its new password hash too, when the same change set one."""
-    message = _message(
-        subject=CONFIRMATION_SUBJECT,
-        template="email_confirm",
-        recipient=user.pending_email,
-        context={
-            "token": email_change_tokens.make_token(user),
-            "confirm_url": f"{settings.SITE_URL.rstrip('/')}{CONFIRM_PATH}",
-            "hours": settings.LAB_EMAIL_CONFIRM_HOURS,
-        },
-    )
-    _send_after_commit(message=message, user_id=user.pk, kind="email_confirmation")
+    """Owe the address waiting for confirmation (`user.pending_email`) its token: recorded in the change's
+    transaction, sent by a task after commit, the token made then from the account as it is."""
+    _owed(user=user, kind=AccountMail.Kind.EMAIL_CONFIRMATION)

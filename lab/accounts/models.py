@@ -188,3 +188,52 @@ class SecurityEvent(models.Model):
                 name="security_event_unknown_email",
             ),
         ]
+
+
+class AccountMail(models.Model):
+    """A mail a change of the account owes its holder, written in the change's transaction: the durable
+    record lab.notify.account_mails sends from (a task nudges it, a beat sweep finds it again), claimed so it
+    goes once.
+
+    The token for the address waiting for confirmation (made when it is sent, from the account as it is then),
+    or the notice of a password or e-mail change to the address the account had.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL_CONFIRMATION = "email_confirmation"
+        PASSWORD_CHANGED_NOTICE = "password_changed_notice"
+        EMAIL_CHANGED_NOTICE = "email_changed_notice"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # owed, not claimed yet
+        SENDING = "sending"  # claimed at `claimed_at` by a worker sending it now
+        SENT = "sent"
+        FAILED = "failed"  # the mail server was unreachable: the task's retry or the sweep sends it
+        REFUSED = "refused"  # the mail server refused this message: no retry can send it
+        SKIPPED = "skipped"  # nothing to send any more (`skip_reason`): the account erased, a later address
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    # A notice's event (`password_changed`, `email_changed`): an erasure deletes the account's events, and so
+    # this row and the address in it. None for a confirmation, which holds no address.
+    security_event = models.OneToOneField(
+        SecurityEvent, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # Where a notice goes (the account's address before the change; nowhere else holds it once the e-mail
+    # changed), blanked once the row is done. "" for a confirmation: it goes to `User.pending_email`.
+    recipient = models.EmailField(blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    skip_reason = models.CharField(max_length=40, blank=True, default="")
+    send_attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["user", "kind"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"account-mail:{self.pk}"

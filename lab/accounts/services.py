@@ -254,7 +254,7 @@ def _customer_save(
             # Whoever held a token may be the reason for the change: every token ends with the old password,
             # and the webhook endpoints any token registered stop (the owner turns on those they know).
             ended = account_access_end(user=user)
-            SecurityEvent.objects.create(
+            event = SecurityEvent.objects.create(
                 kind=SecurityEvent.Kind.PASSWORD_CHANGED,
                 channel=SecurityEvent.Channel.API,
                 user=user,
@@ -262,7 +262,7 @@ def _customer_save(
                 detail=ended.detail(),
             )
             change_notice_send_after_commit(
-                user=user, recipient=previous_email, change=PASSWORD_CHANGED, changed_at=timezone.now()
+                user=user, recipient=previous_email, change=PASSWORD_CHANGED, security_event=event
             )
         if "pending_email" in fields and user.pending_email:
             confirmation_send_after_commit(user=user)
@@ -309,7 +309,7 @@ def customer_email_confirm(*, user: User, token: str, client_ip: str | None = No
             # those typed with the earlier address stay the account's to export and erase
             # (signin.sign_ins_with_addresses_of); without it they dropped out of the export and outlived the
             # erasure. The log names the account, and an erasure deletes it with the account.
-            SecurityEvent.objects.create(
+            event = SecurityEvent.objects.create(
                 kind=SecurityEvent.Kind.EMAIL_CHANGED,
                 channel=SecurityEvent.Channel.API,
                 user=locked,
@@ -317,7 +317,7 @@ def customer_email_confirm(*, user: User, token: str, client_ip: str | None = No
                 detail={PREVIOUS_EMAIL_DIGEST: email_digest(previous_email)},
             )
             change_notice_send_after_commit(
-                user=locked, recipient=previous_email, change=EMAIL_CHANGED, changed_at=timezone.now()
+                user=locked, recipient=previous_email, change=EMAIL_CHANGED, security_event=event
             )
     except IntegrityError as error:
         # Taken between the check and the save (another request, another process): the same answer.
