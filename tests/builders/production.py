@@ -10,16 +10,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.conf import settings
 from django.db.models import Case, F, When
 from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
-from lab.production import jobs, routing, tracking
+from lab.production import jobs, rasterizing, routing, submission, tracking
 from lab.production.backends import backend_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from printers.base import JobState
+from printers.cups_backend import CupsBackend, connect
+from printers.errors import TransientPrinterError
 from tests.builders.orders import paid_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
@@ -165,3 +169,45 @@ def claim_lease_runs_out(job: PrintJob) -> None:
             When(fence_armed_at=F("claimed_at"), then=F("claimed_at") - lease), default=F("fence_armed_at")
         ),
     )
+
+
+def state_at_the_printer(printer: Printer, handle: str, state: JobState) -> None:
+    """Wait until the printer calls the copy `handle` by `state`."""
+    backend = backend_for(printer)
+    wait_until(lambda: backend.job_info(handle).state is state, timeout=30, what=f"the job {state}")
+
+
+def console_cancel(cups_server: PrivateCups, printer: Printer, handle: str) -> None:
+    """Cancel a copy as a person at the CUPS console does (no record of it in the lab)."""
+    connect(server=cups_server.server).cancelJob(int(handle))
+    state_at_the_printer(printer, handle, JobState.CANCELED)
+
+
+def ready_with_a_send_that_began(
+    cups_server: PrivateCups, monkeypatch: pytest.MonkeyPatch
+) -> tuple[PrintJob, Printer, str]:
+    """A job back in `ready` on printer `busy` after a transient submit error, though its send reached cupsd;
+    its device printing that copy when a person cancelled it at the CUPS console (`canceled`, began)."""
+    printer = cups_printer(cups_server, "busy", print_seconds=4)
+    assert server_restarts_check(printer)
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert job.printer_id == printer.pk
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    real_submit = CupsBackend.submit
+    sent: list[str] = []
+
+    def reached_then_went_away(self: CupsBackend, **kwargs: Any) -> str:
+        sent.append(real_submit(self, **kwargs))
+        monkeypatch.setattr(CupsBackend, "submit", real_submit)
+        raise TransientPrinterError(code="printer_unreachable", message="connection reset by peer")
+
+    monkeypatch.setattr(CupsBackend, "submit", reached_then_went_away)
+    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+    (handle,) = sent
+    printing_at_the_device(cups_server, printer, handle)
+    console_cancel(cups_server, printer, handle)
+    info = backend_for(printer).job_info(handle)
+    assert (info.state, info.began) == (JobState.CANCELED, True)
+    job.refresh_from_db()
+    assert (job.status, job.submit_attempts, job.backend_job_id) == (J.READY, 1, "")
+    return job, printer, handle

@@ -8,67 +8,21 @@ ippeveprinter device takes 4 seconds a print.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from lab.production import actions, rasterizing, submission
 from lab.production.alerts import printed_after_cancel_events
 from lab.production.backends import backend_for
 from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_production
-from lab.production.models import JobEvent, Printer, PrintJob
-from lab.production.restarts import server_restarts_check
+from lab.production.models import JobEvent
 from lab.production.states import JobStatus
 from printers.base import JobState
-from printers.cups_backend import CupsBackend, connect
-from printers.errors import TransientPrinterError
-from tests.builders import WORKER, cups_printer, person, released_order
-from tests.builders.production import printing_at_the_device
-from tests.support.celery_worker import wait_until
+from tests.builders import WORKER, cups_printer, person
+from tests.builders.production import ready_with_a_send_that_began
 from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
-
-
-def _state_is(printer: Printer, handle: str, state: JobState) -> None:
-    backend = backend_for(printer)
-    wait_until(lambda: backend.job_info(handle).state is state, timeout=30, what=f"the job {state}")
-
-
-def _console_cancel(cups_server: PrivateCups, printer: Printer, handle: str) -> None:
-    connect(server=cups_server.server).cancelJob(int(handle))
-    _state_is(printer, handle, JobState.CANCELED)
-
-
-def _ready_with_a_send_that_began(
-    cups_server: PrivateCups, monkeypatch: pytest.MonkeyPatch
-) -> tuple[PrintJob, Printer, str]:
-    """A job back in `ready` on printer `busy` after a transient submit error, though its send reached cupsd;
-    its device printing that copy when a person cancelled it at the CUPS console (`canceled`, began)."""
-    printer = cups_printer(cups_server, "busy", print_seconds=4)
-    assert server_restarts_check(printer)
-    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
-    assert job.printer_id == printer.pk
-    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
-    real_submit = CupsBackend.submit
-    sent: list[str] = []
-
-    def reached_then_went_away(self: CupsBackend, **kwargs: Any) -> str:
-        sent.append(real_submit(self, **kwargs))
-        monkeypatch.setattr(CupsBackend, "submit", real_submit)
-        raise TransientPrinterError(code="printer_unreachable", message="connection reset by peer")
-
-    monkeypatch.setattr(CupsBackend, "submit", reached_then_went_away)
-    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
-    (handle,) = sent
-    printing_at_the_device(cups_server, printer, handle)
-    _console_cancel(cups_server, printer, handle)
-    info = backend_for(printer).job_info(handle)
-    assert (info.state, info.began) == (JobState.CANCELED, True)
-    job.refresh_from_db()
-    assert (job.status, job.submit_attempts, job.backend_job_id) == (J.READY, 1, "")
-    return job, printer, handle
 
 
 def test_a_move_after_a_console_cancel_mid_print_is_flagged_may_have_printed(
@@ -77,7 +31,7 @@ def test_a_move_after_a_console_cancel_mid_print_is_flagged_may_have_printed(
     with PrivateCups() as cups_server:
         # given a job whose copy at its printer began and was cancelled at the CUPS console, and another
         # capable printer
-        job, printer, handle = _ready_with_a_send_that_began(cups_server, monkeypatch)
+        job, printer, handle = ready_with_a_send_that_began(cups_server, monkeypatch)
         other = cups_printer(cups_server, "other", print_seconds=1)
 
         # when a person moves the job to the other printer
@@ -101,7 +55,7 @@ def test_a_copy_the_move_flagged_is_not_listed_again_when_the_order_is_cancelled
 ) -> None:
     with PrivateCups() as cups_server:
         # given a job whose copy began and was cancelled at the console, between the retries of its send
-        job, printer, began = _ready_with_a_send_that_began(cups_server, monkeypatch)
+        job, printer, began = ready_with_a_send_that_began(cups_server, monkeypatch)
         other = cups_printer(cups_server, "other", print_seconds=1)
 
         # ... moved to another printer (the copy that began flagged) and back to its own under the same title,

@@ -16,27 +16,22 @@ import pytest
 
 from lab.production import rasterizing, reconcile, submission
 from lab.production.actions import job_resolve_unknown
-from lab.production.backends import backend_for
 from lab.production.cancellation import MAY_HAVE_PRINTED, copy_listed_already
 from lab.production.models import JobEvent, Printer, PrintJob
-from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from printers.base import JobState
-from printers.cups_backend import CupsBackend, connect
-from printers.errors import TransientPrinterError
+from printers.cups_backend import CupsBackend
 from tests.builders import WORKER, cups_printer, person, released_order
-from tests.builders.production import claim_lease_runs_out, printing_at_the_device
-from tests.support.celery_worker import wait_until
+from tests.builders.production import (
+    claim_lease_runs_out,
+    ready_with_a_send_that_began,
+    state_at_the_printer,
+)
 from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
 SECOND = "test-worker:2"
-
-
-def _state_is(printer: Printer, handle: str, state: JobState) -> None:
-    backend = backend_for(printer)
-    wait_until(lambda: backend.job_info(handle).state is state, timeout=30, what=f"the job {state}")
 
 
 def _rasterized_job(printer: Printer) -> PrintJob:
@@ -46,41 +41,12 @@ def _rasterized_job(printer: Printer) -> PrintJob:
     return job
 
 
-def _ready_with_a_send_that_began(
-    cups_server: PrivateCups, monkeypatch: pytest.MonkeyPatch
-) -> tuple[PrintJob, Printer, str]:
-    """A job back in `ready` on printer `busy` after a transient submit error, though its send reached cupsd;
-    its device printing that copy when a person cancelled it at the CUPS console (`canceled`, began)."""
-    printer = cups_printer(cups_server, "busy", print_seconds=4)
-    assert server_restarts_check(printer)
-    job = _rasterized_job(printer)
-    real_submit = CupsBackend.submit
-    sent: list[str] = []
-
-    def reached_then_went_away(self: CupsBackend, **kwargs: Any) -> str:
-        sent.append(real_submit(self, **kwargs))
-        monkeypatch.setattr(CupsBackend, "submit", real_submit)
-        raise TransientPrinterError(code="printer_unreachable", message="connection reset by peer")
-
-    monkeypatch.setattr(CupsBackend, "submit", reached_then_went_away)
-    assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
-    (handle,) = sent
-    printing_at_the_device(cups_server, printer, handle)
-    connect(server=cups_server.server).cancelJob(int(handle))
-    _state_is(printer, handle, JobState.CANCELED)
-    info = backend_for(printer).job_info(handle)
-    assert (info.state, info.began) == (JobState.CANCELED, True)
-    job.refresh_from_db()
-    assert (job.status, job.submit_attempts, job.backend_job_id) == (J.READY, 1, "")
-    return job, printer, handle
-
-
 def test_a_retry_after_a_console_cancel_mid_print_is_suspect_not_sent_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with PrivateCups() as cups_server:
         # given a job whose earlier send began at its device and was cancelled at the CUPS console
-        job, printer, handle = _ready_with_a_send_that_began(cups_server, monkeypatch)
+        job, printer, handle = ready_with_a_send_that_began(cups_server, monkeypatch)
 
         # when its retry runs
         outcome = submission.print_job_submit(job_id=job.pk, worker=WORKER)
@@ -119,7 +85,7 @@ def test_a_late_copy_the_submission_flags_is_named_at_its_printer_for_later_list
                 resent[0] = submission.print_job_submit(job_id=job.pk, worker=SECOND)
             handles.append(real_submit(self, **kwargs))
             if first:
-                _state_is(printer, handles[-1], JobState.PROCESSING)
+                state_at_the_printer(printer, handles[-1], JobState.PROCESSING)
             return handles[-1]
 
         monkeypatch.setattr(CupsBackend, "submit", stalled_past_its_lease)
