@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, transaction
+from django.utils import timezone
 from prometheus_client import Counter as MetricCounter
 
+from lab.lib.clock import database_now
 from lab.orders.models import Asset
 from lab.privacy.models import BlobDeletion
 from lab.privacy.vault import vault_blob_authenticates, vault_blob_verify, vault_delete
@@ -89,10 +91,19 @@ def purged_files_delete(*, before: datetime, limit: int, until: float) -> int:
     """Delete the files that purges committed before `before` left named by their rows (BlobDeletion: the
     process killed before its after-commit deletes, or a delete failed), `limit` rows at a time, the next
     batch only while a batch came back full and the monotonic clock is before `until`. Returns how many were
-    deleted; a file that still cannot be deleted is counted and logged, and its row kept."""
+    deleted; a file that still cannot be deleted is counted and logged, and its row kept.
+
+    The rows' age is judged on the database's clock, which dates them (BlobDeletion.created_at), as
+    orphan_keys_destroy judges keys: compared with `before` as this host's clock gave it, a sweep host
+    running five minutes ahead deleted the raster a worker was writing right then (lab/production/
+    rasterizing.py names it by such a row first). This host says only how long ago `before` was (a
+    difference, which its clock's offset leaves alone); its clock is read first, so the database's, read
+    after, is not behind it."""
+    age = timezone.now() - before
+    cutoff = database_now() - age
     deleted, last = 0, 0
     while True:
-        rows = list(BlobDeletion.objects.filter(created_at__lte=before, pk__gt=last).order_by("pk")[:limit])
+        rows = list(BlobDeletion.objects.filter(created_at__lte=cutoff, pk__gt=last).order_by("pk")[:limit])
         for row in rows:
             deleted += _leftover_file_delete(row.pk)
         if len(rows) < limit or time.monotonic() >= until:

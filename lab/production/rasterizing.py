@@ -134,8 +134,8 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
     old_blob = job.raster_blob
     with transaction.atomic():
         # Locked first, as the sweep locks it before deleting the file it names: a row still here (and now
-        # held) is a file still there. Gone, this worker stalled past BLOB_DELETION_GRACE and the sweep took
-        # its raster: the job is left to be taken over after its lease, and made again.
+        # held) is a file the sweep will not take. Gone, this worker stalled past BLOB_DELETION_GRACE and the
+        # sweep took the row, deleting its file before or after the write landed (_swept_raster_give_back).
         is_kept = BlobDeletion.objects.select_for_update().filter(pk=written.pk).exists()
         moved = is_kept and job_move(
             job_id=job.pk,
@@ -161,14 +161,49 @@ def print_job_rasterize(*, job_id: int, worker: str) -> str:
         if moved:
             BlobDeletion.objects.filter(pk=written.pk).delete()  # the job names it now
             _earlier_raster_forget(asset=asset, job_id=job.pk, name=old_blob)
+    if not is_kept:
+        return _swept_raster_give_back(job_id=job.pk, worker=worker, claimed_at=now, name=blob)
     if not moved:
-        if is_kept:
-            _unnamed_raster_delete(deletion_id=written.pk, name=blob, job_id=job.pk)
-        else:
-            logger.warning("raster deleted by the retention sweep before its job named it job=%s", job.pk)
+        _unnamed_raster_delete(deletion_id=written.pk, name=blob, job_id=job.pk)
         return "superseded"  # someone else took it over, finished or cancelled it meanwhile
     submit_enqueue(job)
     return "ready"
+
+
+def _swept_raster_give_back(*, job_id: int, worker: str, claimed_at: datetime, name: str) -> str:
+    """The retention sweep took this raster's row while its write stalled past BLOB_DELETION_GRACE (a hung
+    NFS mount, a paused VM): it deleted a file not there yet, then the row, and the write landed after. The
+    file is deleted here: its name is a fresh uuid only this worker knows, so no photo or job can name it.
+    Before, it was left, named by no row, decrypting under the photo's live key for good; one that cannot be
+    deleted now gets a new row, for the sweep. Then the job goes back to the queue under this worker's own
+    claim and is asked for again: before, it stayed `rasterizing` until its lease ran out, and its takeover
+    counted towards PRODUCTION_MAX_RASTER_TAKEOVERS as a lost worker."""
+    try:
+        vault_delete(name=name)
+    except OSError as error:
+        BlobDeletion.objects.create(name=name, kind=BlobDeletion.Kind.RASTER, of=f"job={job_id}")
+        logger.error(
+            "swept raster not deleted, left to the retention sweep job=%s error=%s",
+            job_id,
+            type(error).__name__,
+        )
+    given_back = job_move(
+        job_id=job_id,
+        from_statuses={J.RASTERIZING},
+        to_status=J.QUEUED,
+        kind="raster_swept",
+        note="the retention sweep took the raster's row while it was being written; made again",
+        where=Q(claimed_by=worker, claimed_at=claimed_at),
+        claimed_at=None,
+        claimed_by="",
+    )
+    if not given_back:
+        return "superseded"  # taken over, cancelled or moved meanwhile: left to whoever holds it
+    logger.warning(
+        "raster's row taken by the retention sweep during its write, job queued again job=%s", job_id
+    )
+    rasterize_enqueue(job_id)
+    return "swept"
 
 
 def _unnamed_raster_delete(*, deletion_id: int, name: str, job_id: int) -> None:

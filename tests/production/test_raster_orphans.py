@@ -4,17 +4,21 @@ deleted) decrypted under its photo's live key past the raster retention, and not
 
 from __future__ import annotations
 
+import errno
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import OperationalError
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from lab.customer_data import purged_files, retention
 from lab.privacy.models import BlobDeletion
+from lab.privacy.vault import vault_write
 from lab.production import rasterizing, routing
-from lab.production.jobs import job_move
-from lab.production.models import PrintJob
+from lab.production.jobs import job_move, rasterize_enqueue
+from lab.production.models import JobEvent, PrintJob
 from lab.production.states import JobStatus
 from tests.builders import (
     WORKER,
@@ -24,6 +28,7 @@ from tests.builders import (
     job_on_the_first_of_two_minilabs,
     released_order,
 )
+from tests.support.clock import host_clock_off
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
@@ -116,3 +121,114 @@ def test_a_rasterize_again_deletes_the_earlier_raster_and_its_row_after_its_comm
     assert blob_path(job.raster_blob).exists()
     assert not BlobDeletion.objects.exists()
     assert blobs_no_row_names() == set()
+
+
+def _stalled_past_the_grace(name: str) -> None:
+    """The write of this raster stalled past the grace (a hung NFS mount, a paused VM): its row is that old
+    on the database's clock, which dates it."""
+    BlobDeletion.objects.filter(name=name).update(
+        created_at=Now() - purged_files.BLOB_DELETION_GRACE - timedelta(minutes=1)
+    )
+
+
+def test_a_raster_whose_row_the_sweep_took_during_a_stalled_write_is_deleted_and_the_job_made_again(
+    monkeypatch,
+):
+    # given a job being rasterized whose write stalls past the grace, and a sweep that runs meanwhile: it
+    # deletes the file its row names (not there yet), then the row; the file lands after
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    real_write, real_enqueue = vault_write, rasterize_enqueue
+    written: list[str] = []
+    enqueued: list[int] = []
+
+    def write_stalled_past_a_sweep(**kwargs: Any) -> str:
+        _stalled_past_the_grace(kwargs["name"])
+        retention.retention_sweep()  # no file yet: it deletes nothing there, then the row
+        assert not BlobDeletion.objects.filter(name=kwargs["name"]).exists()
+        written.append(real_write(**kwargs))
+        return written[-1]
+
+    def enqueue_seen(job_id: int) -> None:
+        enqueued.append(job_id)
+        real_enqueue(job_id)
+
+    monkeypatch.setattr(rasterizing, "vault_write", write_stalled_past_a_sweep)
+    monkeypatch.setattr(rasterizing, "rasterize_enqueue", enqueue_seen)
+
+    # when the worker finds its row gone
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "swept"
+
+    # then the file that landed is deleted (before: left, named by no row, decrypting under the photo's live
+    # key), and the job is back in the queue with no claim, its raster asked for again (before: `rasterizing`
+    # under this worker until its lease ran out, counted as a lost worker)
+    assert not blob_path(written[0]).exists()
+    assert blobs_no_row_names() == set()
+    job.refresh_from_db()
+    assert (job.status, job.claimed_by, job.claimed_at, enqueued) == (J.QUEUED, "", None, [job.pk])
+    assert not JobEvent.objects.filter(job=job, kind="lease_taken_over").exists()
+
+    # and it is made again, to `ready`
+    monkeypatch.setattr(rasterizing, "vault_write", real_write)
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+    job.refresh_from_db()
+    assert (job.status, blob_path(job.raster_blob).exists(), blobs_no_row_names()) == (J.READY, True, set())
+    assert not BlobDeletion.objects.exists()
+
+
+def test_a_swept_raster_that_cannot_be_deleted_is_named_by_a_new_row_for_the_sweep(monkeypatch):
+    # given a stalled write whose row a sweep took, and a store that then refuses the delete
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    real_write = vault_write
+    written: list[str] = []
+
+    def write_stalled_past_a_sweep(**kwargs: Any) -> str:
+        _stalled_past_the_grace(kwargs["name"])
+        retention.retention_sweep()
+        written.append(real_write(**kwargs))
+        return written[-1]
+
+    def delete_refused(*, name: str) -> None:
+        raise OSError(errno.EIO, "Input/output error", name)
+
+    monkeypatch.setattr(rasterizing, "vault_write", write_stalled_past_a_sweep)
+    monkeypatch.setattr(rasterizing, "vault_delete", delete_refused)
+
+    # when the worker finds its row gone
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "swept"
+
+    # then a row names the file it could not delete, and the job is back in the queue with no claim
+    assert blob_path(written[0]).exists()
+    assert blobs_no_row_names() == set()
+    assert list(BlobDeletion.objects.values_list("name", "kind", "of")) == [
+        (written[0], "raster", f"job={job.pk}")
+    ]
+    job.refresh_from_db()
+    assert (job.status, job.claimed_by) == (J.QUEUED, "")
+
+
+def test_a_sweep_on_a_host_whose_clock_runs_ahead_leaves_a_raster_being_made(monkeypatch):
+    # given a job being rasterized, and a sweep, right after its file is written, on a host whose clock runs
+    # ten minutes ahead of the database's (which dates the raster's row)
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    real_write = vault_write
+
+    def write_then_a_sweep_on_a_host_ahead(**kwargs: Any) -> str:
+        name = real_write(**kwargs)
+        with host_clock_off(timedelta(minutes=10), monkeypatch):
+            assert "purged_files_deleted" not in retention.retention_sweep()  # reported only when any
+        return name
+
+    monkeypatch.setattr(rasterizing, "vault_write", write_then_a_sweep_on_a_host_ahead)
+
+    # when the worker names its raster on the job
+    result = rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER)
+
+    # then the sweep left it (before: it judged the row five minutes old on its own clock and deleted the
+    # raster, and the job stayed `rasterizing` under this worker until its lease ran out): the job is ready
+    job.refresh_from_db()
+    assert (result, job.status, job.claimed_by) == ("ready", J.READY, "")
+    assert blob_path(job.raster_blob).exists()
+    assert (blobs_no_row_names(), BlobDeletion.objects.exists()) == (set(), False)
