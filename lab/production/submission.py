@@ -460,7 +460,11 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
     read that follows makes the job `suspect` (tracking: `began_then_ended`), for a person to count the
     prints. Before, it was read as over only and the job sent again unflagged: two prints, nobody told.
     Another such copy of the job, not the one adopted, is listed for a person (`late_copy_not_cancelled`,
-    MAY_HAVE_PRINTED, at this printer), unless an earlier event listed it already.
+    MAY_HAVE_PRINTED, at this printer), unless an earlier event listed it already. A copy over that an
+    earlier event listed is not adopted either: a person was told to count its prints already (a move away
+    wrote it, and the job came back under the same title), so the retry sends anew. Before, it was adopted:
+    nothing sent, the job `suspect` on it, a person asked again, and an answer of "printed" moved the order
+    on without its print.
 
     An earlier attempt that created the job but never delivered its document (the connection or cupsd went
     away between Create-Job and Send-Document) cannot print: it is cancelled here and the raster sent anew.
@@ -478,7 +482,10 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
     ]
     over = (JobState.CANCELED, JobState.ABORTED)
     began = [j for j in found if j.state in over and j.began and not j.is_missing_document]
-    adopted = alive[-1] if alive else (began[-1] if began else None)
+    unlisted = [
+        j for j in began if not copy_listed_already(job_id=job.pk, printer_id=job.printer.pk, handle=j.handle)
+    ]
+    adopted = alive[-1] if alive else (unlisted[-1] if unlisted else None)
     _began_copies_list(job=job, copies=[j for j in began if j is not adopted])
     return _Look(alive=adopted, listed=tuple(j.handle for j in found))
 

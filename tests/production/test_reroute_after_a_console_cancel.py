@@ -8,6 +8,8 @@ ippeveprinter device takes 4 seconds a print.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from lab.production import actions, rasterizing, submission
@@ -17,8 +19,10 @@ from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_produc
 from lab.production.models import JobEvent
 from lab.production.states import JobStatus
 from printers.base import JobState
+from printers.cups_backend import CupsBackend
+from printers.errors import TransientPrinterError
 from tests.builders import WORKER, cups_printer, person
-from tests.builders.production import ready_with_a_send_that_began
+from tests.builders.production import ready_with_a_send_that_began, state_at_the_printer
 from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db
@@ -85,3 +89,43 @@ def test_a_copy_the_move_flagged_is_not_listed_again_when_the_order_is_cancelled
         cups_server.enable("busy")
         assert cups_server.wait_jobs_over(lambda title: title == job.title) == []
         assert len(cups_server.received_files("busy")) == 1
+
+
+def test_a_retry_after_moving_back_sends_anew_instead_of_adopting_the_copy_the_move_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with PrivateCups() as cups_server:
+        # given a job whose copy began and was cancelled at the console, moved to another printer (the copy
+        # flagged) and back to its own under the same title
+        job, printer, began = ready_with_a_send_that_began(cups_server, monkeypatch)
+        other = cups_printer(cups_server, "other", print_seconds=1)
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+        (flagged,) = JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")
+        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
+
+        # ... whose first send there is refused before anything reaches cupsd
+        real_submit = CupsBackend.submit
+
+        def refused_once(self: CupsBackend, **kwargs: Any) -> str:
+            monkeypatch.setattr(CupsBackend, "submit", real_submit)
+            raise TransientPrinterError(
+                code="printer_unreachable", message="connection refused", nothing_sent=True
+            )
+
+        monkeypatch.setattr(CupsBackend, "submit", refused_once)
+        assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
+
+        # when the send is retried
+        outcome = submission.print_job_submit(job_id=job.pk, worker=WORKER)
+
+        # then it sends a new copy rather than adopting the one the move flagged (before: it adopted that
+        # copy, sent nothing, and the job went `suspect` on it, a person asked a second time about the same
+        # copy)
+        job.refresh_from_db()
+        assert outcome == "submitted"
+        assert job.backend_job_id not in ("", began)
+        assert job.status == J.SUBMITTED  # not `suspect`
+        assert list(JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")) == [flagged]
+        state_at_the_printer(printer, job.backend_job_id, JobState.COMPLETED)
+        assert len(cups_server.received_files("busy")) == 2
