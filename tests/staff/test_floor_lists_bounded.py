@@ -3,6 +3,8 @@ what to load next leaves out the media of orders on hold, whose jobs are never s
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 
 import pytest
@@ -126,3 +128,86 @@ def test_load_next_leaves_out_a_held_orders_media_until_it_is_released() -> None
     assert [(row.printer.pk, row.media, row.held) for row in released.load_next] == [
         (minilab.pk, [("5x7", "glossy", 1), ("4x6", "lustre", 1)], [])
     ]
+
+
+def _next_link(page: str) -> str | None:
+    """The href of a list's "next" link, unescaped, or None on its last page."""
+    found = re.search(r'<a rel="next" href="([^"]+)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_every_role_that_reads_the_board_opens_a_finished_batchs_jobs_and_only_those() -> None:
+    # given a batch printed half an hour ago: one line on the board, linked to its jobs
+    hotfolder_printer("alpha", sizes=["4x6"])
+    printed = _printed_batch_of(3)
+    behind = reverse("staff:supervisor_behind")
+    statuses: dict[str, tuple[int, int, int]] = {}
+    boards, batch_lists = {}, {}
+
+    # when each role follows the board's link, and asks for a table of the supervisor's view
+    for role in ("technician", "supervisor", "admin", "auditor", "packer"):
+        client, _ = client_as(role)
+        boards[role] = client.get(reverse("staff:board_live"))
+        batch_lists[role] = client.get(f"{behind}?table=batch&batch={printed.batch_id}")
+        queue_list = client.get(f"{behind}?table=queue&stage=queued")
+        statuses[role] = (boards[role].status_code, batch_lists[role].status_code, queue_list.status_code)
+
+    # then whoever reads the board reads the batch; the supervisor's other tables stay theirs
+    assert statuses == {
+        "technician": (200, 200, 200),
+        "supervisor": (200, 200, 200),
+        "admin": (200, 200, 200),
+        "auditor": (200, 200, 403),
+        "packer": (403, 403, 403),
+    }
+    assert f"{behind}?table=batch&amp;batch={printed.batch_id}" in boards["auditor"].content.decode()
+    assert [job.pk for job in batch_lists["auditor"].context["jobs"]] == list(
+        PrintJob.objects.filter(batch=printed.batch).order_by("pk").values_list("pk", flat=True)
+    )
+    # and the way back is the board, the page the auditor came from
+    assert f'href="{reverse("staff:board")}"' in batch_lists["auditor"].content.decode()
+
+
+def test_a_batch_of_250_jobs_is_listed_200_at_a_time_to_its_last_job() -> None:
+    # given a finished batch of 250 jobs (the lists behind the board show 200 at a time)
+    hotfolder_printer("alpha", sizes=["4x6"])
+    printed = _printed_batch_of(250)
+    every_job = list(PrintJob.objects.filter(batch=printed.batch).order_by("pk").values_list("pk", flat=True))
+    client, _ = client_as("auditor")
+
+    # when the auditor opens its list and follows its "next" link
+    first = client.get(f"{reverse('staff:supervisor_behind')}?table=batch&batch={printed.batch_id}")
+    next_url = _next_link(first.content.decode())
+    assert next_url is not None
+    second = client.get(next_url)
+
+    # then the first page holds the first 200, the second the other 50 and no further link
+    assert supervisor.BEHIND_LIMIT == 200
+    assert [job.pk for job in first.context["jobs"]] == every_job[:200]
+    assert "Showing the first 200 of 250 jobs" in first.content.decode()
+    assert [job.pk for job in second.context["jobs"]] == every_job[200:]
+    assert "Showing jobs 201 to 250 of 250" in second.content.decode()
+    assert _next_link(second.content.decode()) is None
+
+
+def test_a_queue_stage_pages_oldest_first_to_its_last_job(monkeypatch) -> None:
+    # given 5 queued jobs, the list capped at 2
+    hotfolder_printer("alpha", sizes=["5x7"])
+    released_order(lines=[("PRINT-5X7-GLOSSY", 1)] * 5)
+    queued = list(
+        PrintJob.objects.filter(status="queued").order_by("updated_at", "pk").values_list("pk", flat=True)
+    )
+    assert len(queued) == 5
+    monkeypatch.setattr(supervisor, "BEHIND_LIMIT", 2)
+    client, _ = client_as("technician")
+
+    # when a technician pages through the queued stage
+    pages: list[list[int]] = []
+    url: str | None = f"{reverse('staff:supervisor_behind')}?table=queue&stage=queued"
+    while url is not None and len(pages) < 5:
+        response = client.get(url)
+        pages.append([job.pk for job in response.context["jobs"]])
+        url = _next_link(response.content.decode())
+
+    # then every job is reached once, oldest first, 2 a page
+    assert pages == [queued[:2], queued[2:4], queued[4:]]

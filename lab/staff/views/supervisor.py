@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import datetime
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -15,14 +17,14 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from lab.accounts.roles import SUPERVISOR_VIEW_ROLES
+from lab.accounts.roles import BOARD_READER_ROLES, SUPERVISOR_VIEW_ROLES
 from lab.lib.calendar import day_in_span
 from lab.production.alerts import orders_at_risk
 from lab.production.models import PrintJob
 from lab.production.selectors import alerts_recent, printers_by_name
 from lab.production.states import ReprintReason
 from lab.staff import supervisor, supervisor_timelines
-from lab.staff.access import staff_page
+from lab.staff.access import can, forbidden, staff_page
 from lab.staff.board import BOARD_LIST_LIMIT, batch_jobs, first_rows_and_count
 from lab.staff.charts import Bar, Series, StackedBar, bar_chart, line_chart, stacked_bar_chart
 
@@ -359,8 +361,8 @@ def supervisor_view(request: HttpRequest) -> HttpResponse:
 
 
 FAILURE_CODE_MAX_LENGTH = PrintJob._meta.get_field("failure_code").max_length or 0
-# The most jobs one list behind a figure shows (a queue stage can hold thousands, a printer's time 92 days of
-# jobs): the first ones in its order, and how many there are in all.
+# The most jobs one page of a list behind a figure shows (a queue stage can hold thousands, a printer's time
+# 92 days of jobs), with how many there are in all and a link to the next page.
 BEHIND_LIMIT = BOARD_LIST_LIMIT
 
 
@@ -377,16 +379,69 @@ def _row_key_is_possible(table: str, key: dict[str, str]) -> bool:
     return True
 
 
-@staff_page(*SUPERVISOR_VIEW_ROLES)
+@dataclass
+class JobsPage:
+    """One page of a list behind a figure: its jobs, where they start among all of them, the next page."""
+
+    jobs: list[PrintJob]
+    total: int  # all the list's jobs
+    first_number: int  # the first job's place in the list, from 1
+    next_url: str  # "" on the last page
+    next_count: int  # how many jobs the next page shows
+
+    @property
+    def last_number(self) -> int:
+        return self.first_number + len(self.jobs) - 1
+
+
+def _jobs_page(request: HttpRequest, jobs: QuerySet[PrintJob], *, is_by_age: bool) -> JobsPage:
+    """`BEHIND_LIMIT` jobs after the cursor (`after`, the last job shown; a queue stage, in order of age, also
+    `after_time`, its time in the stage), so a list of any length is read to its end a page at a time: keyset,
+    not offset, so a page is as fast at its millionth job as at its first."""
+    after = request.GET.get("after", "")
+    rest = jobs
+    if after:
+        if not (after.isascii() and after.isdigit() and len(after) < 19):
+            raise ValueError("malformed cursor")
+        if is_by_age:
+            since = datetime.datetime.fromisoformat(request.GET.get("after_time", ""))
+            if since.tzinfo is None:  # every time here is UTC; a naive one names no job's
+                raise ValueError("cursor without a time zone")
+            rest = jobs.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=int(after)))
+        else:
+            rest = jobs.filter(pk__gt=int(after))
+    shown, remaining = first_rows_and_count(rest, limit=BEHIND_LIMIT)
+    # The first page counts all in its own query; a later one counts those before it too (one more query).
+    total = jobs.count() if after else remaining
+    next_url = ""
+    if remaining > len(shown):
+        params = request.GET.copy()
+        params["after"] = str(shown[-1].pk)
+        if is_by_age:
+            params["after_time"] = shown[-1].updated_at.isoformat()
+        next_url = f"{reverse('staff:supervisor_behind')}?{params.urlencode()}"
+    return JobsPage(
+        jobs=shown,
+        total=total,
+        first_number=total - remaining + 1,
+        next_url=next_url,
+        next_count=min(BEHIND_LIMIT, remaining - len(shown)),
+    )
+
+
+# Whoever reads the board reads a finished batch's jobs (its one line there links here; auditors read the
+# board): only that list; the figures' other lists stay the supervisor's view's.
+@staff_page(*SUPERVISOR_VIEW_ROLES, *BOARD_READER_ROLES)
 @require_GET
 def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
-    """The jobs (or orders) behind one row of a table."""
+    """The jobs (or orders) behind one row of a table, or a batch's jobs, a page at a time."""
     filters = filters_from(request)
     table = request.GET.get("table", "")
+    if table != "batch" and not can(request, SUPERVISOR_VIEW_ROLES):
+        return forbidden(request)
     key = {name: request.GET.get(name, "") for name in ("printer", "hour", "reason", "stage")}
     orders: list[object] = []
-    jobs: list[PrintJob] = []
-    total = 0
+    page: JobsPage | None = None
     try:
         if table == "turnaround":
             day = datetime.date.fromisoformat(request.GET.get("day", ""))
@@ -398,28 +453,33 @@ def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
         elif table in ("throughput", "failures", "reprints", "queue", "printer_time"):
             if not _row_key_is_possible(table, key):
                 raise Http404("no such row")
-            jobs, total = first_rows_and_count(
-                supervisor.jobs_behind(table=table, filters=filters, key=key), limit=BEHIND_LIMIT
-            )
+            jobs = supervisor.jobs_behind(table=table, filters=filters, key=key)
+            page = _jobs_page(request, jobs, is_by_age=table == "queue")
         elif table == "batch":  # a batch of the board, finished: its jobs are not listed there
             batch = request.GET.get("batch", "")
             if not (batch.isascii() and batch.isdigit() and len(batch) < 19):
                 raise Http404("no such batch")
-            jobs, total = first_rows_and_count(batch_jobs(batch_id=int(batch)), limit=BEHIND_LIMIT)
+            page = _jobs_page(request, batch_jobs(batch_id=int(batch)), is_by_age=False)
         else:
             raise Http404("no such table")
     except (ValueError, OverflowError) as error:  # e.g. an hour at the calendar's end
         raise Http404("malformed row") from error
+    is_batch = table == "batch"
     return render(
         request,
         "staff/supervisor_behind.html",
         {
             "table": table,
-            "jobs": jobs,
-            "total": total,
+            "page": page,
+            "jobs": page.jobs if page else [],
+            "total": page.total if page else 0,
             # Queue stages list the jobs longest in their stage first; the other lists by job number.
             "shown_oldest": table == "queue",
             "orders": orders,
-            "back": f"{reverse('staff:supervisor')}?{_query(filters)}",
+            # A batch's list is reached from the board, which auditors read and the supervisor's view not.
+            "back": reverse("staff:board")
+            if is_batch
+            else f"{reverse('staff:supervisor')}?{_query(filters)}",
+            "back_label": "the board" if is_batch else "the supervisor's view",
         },
     )
