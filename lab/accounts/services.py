@@ -225,7 +225,7 @@ def _customer_save(
         # deadlock (test_two_password_changes_that_wait_on_one_lock_end_one_changed_one_refused_no_deadlock).
         locked = (
             User.objects.select_for_update()
-            .only("pk", "password", "erased_at", "marketing_opt_in")
+            .only("pk", "password", "erased_at", "marketing_opt_in", "pending_email")
             .get(pk=user.pk)
         )
         if locked.erased_at is not None:
@@ -248,6 +248,13 @@ def _customer_save(
                 granted=marketing_opt_in,
                 policy_version=policy_current(),
             )
+        # A password change drops the address waiting as the row holds it under the lock: one asked for and
+        # committed after this request read the account (a thief with the old password) was kept, and its
+        # token, made when mailed, from the new password, confirmed it
+        # (test_a_password_change_racing_a_new_address_leaves_no_token_for_it_made_from_the_new_password).
+        if "password" in fields and "pending_email" not in fields and locked.pending_email:
+            user.pending_email = ""
+            fields.append("pending_email")
         if fields:
             user.save(update_fields=fields)
         if "password" in fields:

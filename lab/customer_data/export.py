@@ -4,10 +4,11 @@ employee looked at one of their photos — by role, date and purpose, never by t
 Format "printlab.export.v1": profile, consents, orders (items, timeline), photos (metadata only, with a
 failed photo's code and message), webhook endpoints (without secrets), API tokens, security events (a failed
 or locked sign-in with its client's network only, and the failed sign-ins that found no account for their
-e-mail address without even that), photo_views, and the rows the lab keeps about their orders: the e-mails
-sent about them (notifications), their privacy receipts (with their links), the webhook events sent about
-them (bodies as sent) and their delivery logs, their print jobs (with the floor's notes that erasure treats
-as theirs) and their order requests' idempotency keys. Each export is itself recorded in the audit log.
+e-mail address without even that), the mails a change of the account owed them (account_mails),
+photo_views, and the rows the lab keeps about their orders: the e-mails sent about them (notifications),
+their privacy receipts (with their links), the webhook events sent about them (bodies as sent) and their
+delivery logs, their print jobs (with the floor's notes that erasure treats as theirs) and their order
+requests' idempotency keys. Each export is itself recorded in the audit log.
 Never a signing secret or a token hash.
 
 "printlab.guest-order-export.v1" (GET orders/{ref}/export, a guest's order): the e-mail given, consents, the
@@ -26,7 +27,7 @@ from django.db import transaction
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from lab.accounts.models import Consent, SecurityEvent, User
+from lab.accounts.models import AccountMail, Consent, SecurityEvent, User
 from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
 from lab.accounts.signin import sign_ins_with_addresses_of
 from lab.audit.models import AuditRecord, Outcome
@@ -429,6 +430,23 @@ def _security_events(user: User) -> list[dict[str, Any]]:
     ]
 
 
+def _account_mails(user: User) -> list[dict[str, Any]]:
+    """The mails a change of the account owed them (a new address's token, a password or e-mail change's
+    notice): the address a notice is still owed to is the account's earlier one, theirs, shown while the
+    row holds it (blanked once the row is done)."""
+    return [
+        {
+            "kind": account_mail.kind,
+            "status": account_mail.status,
+            "skip_reason": account_mail.skip_reason,
+            "recipient": account_mail.recipient or None,
+            "created_at": _time(account_mail.created_at),
+            "sent_at": _time(account_mail.sent_at),
+        }
+        for account_mail in AccountMail.objects.filter(user=user).order_by("created_at", "pk")
+    ]
+
+
 def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
     """Everything held about the customer, as one JSON-ready document; the export is audited."""
     assets = _assets(user)
@@ -443,6 +461,7 @@ def account_export(*, user: User, request_id: str = "") -> dict[str, Any]:
         "webhook_endpoints": _webhook_endpoints(user),
         "api_tokens": _api_tokens(user),
         "security_events": _security_events(user),
+        "account_mails": _account_mails(user),
         "photo_views": photo_views(asset_ids=[str(asset.pk) for asset in assets]),
         "notifications": _notifications(Notification.objects.filter(order__customer=user)),
         "privacy_receipts": _privacy_receipts(PrivacyReceipt.objects.filter(customer=user)),

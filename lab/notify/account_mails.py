@@ -3,14 +3,15 @@ an address waiting for confirmation, the notice of a password or e-mail change t
 
 A row is claimed before its mail goes, so a redelivered task or a sweep beside it sends it once; the task
 ("notify.account_mail_send") is the nudge, `account_mails_sweep` on beat finds what a lost message or a mail
-server down left unsent. Logs name the row, the account's id and the mail's kind, never an address.
+server down left unsent, and finishes what is owed past its window (never sent, the address blanked). Logs
+name the row, the account's id and the mail's kind, never an address.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -19,7 +20,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from lab.accounts.email_change import email_change_tokens
-from lab.accounts.models import AccountMail, User
+from lab.accounts.models import AccountMail, SecurityEvent, User
 from lab.lib.clock import database_now
 from lab.lib.mail import MailNotSent, MailRefused, mail_send
 from lab.notify.emails import reply_to
@@ -42,8 +43,10 @@ NOTICE_CHANGES = {
 CLAIM_LEASE = timedelta(minutes=10)
 # The sweep leaves a mail this long to its task (sent on commit) before it sends it itself.
 SWEEP_GRACE = timedelta(minutes=2)
-# Mails owed longer than this are left as they are (`failed`, on the record): a week-old notice misleads.
+# Mails owed longer than this are not sent (a week-old notice misleads): the sweep finishes them, `failed`
+# with `window_passed`, so a notice keeps the address the account had no longer than this.
 SWEEP_WINDOW = timedelta(days=7)
+WINDOW_PASSED = "window_passed"
 # After this many sends in a row failed for want of a mail server, the sweep leaves the rest for the next.
 SWEEP_FAILURES_IN_A_ROW = 3
 SWEEP_TIME_BUDGET_SECONDS = 120.0  # well inside the sweep task's time limit (workers/notify_tasks.py)
@@ -96,6 +99,7 @@ def account_mails_sweep() -> int:
     """Send the account mails whose task message was lost, whose sending failed after the task's retries (a
     mail server down), or whose worker died holding the claim; the number sent."""
     now = database_now()  # claims are judged on the clock every host shares (lab/lib/clock.py)
+    _past_window_finish(now=now)
     owed = (
         AccountMail.objects.filter(created_at__gte=now - SWEEP_WINDOW, created_at__lt=now - SWEEP_GRACE)
         .filter(
@@ -124,11 +128,28 @@ def account_mails_sweep() -> int:
     return sent
 
 
+def _past_window_finish(*, now: datetime) -> None:
+    """Finish the mails still owed past SWEEP_WINDOW: never to be sent, so the address a notice held goes.
+    Before, such a row stayed `failed` with the account's earlier address for good."""
+    finished = (
+        AccountMail.objects.filter(created_at__lt=now - SWEEP_WINDOW)
+        .filter(
+            Q(status__in=(AccountMail.Status.PENDING, AccountMail.Status.FAILED), skip_reason="")
+            | Q(status=AccountMail.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
+        )
+        .update(status=AccountMail.Status.FAILED, skip_reason=WINDOW_PASSED, recipient="")
+    )
+    if finished:
+        logger.info("account mails past the sweep's window finished count=%s", finished)
+
+
 def _claim(*, account_mail_id: int) -> AccountMail | None:
     now = database_now()
-    claimable = Q(status__in=(AccountMail.Status.PENDING, AccountMail.Status.FAILED)) | Q(
-        status=AccountMail.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE
-    )
+    # A mail past the window is not sent, by a late task either: the sweep finishes it.
+    claimable = (
+        Q(status__in=(AccountMail.Status.PENDING, AccountMail.Status.FAILED))
+        | Q(status=AccountMail.Status.SENDING, claimed_at__lt=now - CLAIM_LEASE)
+    ) & Q(created_at__gte=now - SWEEP_WINDOW)
     taken = AccountMail.objects.filter(claimable, pk=account_mail_id).update(
         status=AccountMail.Status.SENDING, claimed_at=now
     )
@@ -137,11 +158,18 @@ def _claim(*, account_mail_id: int) -> AccountMail | None:
 
 def _skip_reason(*, mail: AccountMail, user: User) -> str | None:
     """Why the mail is no longer to be sent (None: it is): an erased account gets none; a confirmation only
-    while an address waits and no later one was asked for (whose own row mails it)."""
+    while an address waits, no later one was asked for (whose own row mails it) and the password did not
+    change since it was asked for."""
     if user.erased_at is not None:
         return "account_erased"
     if mail.kind != AccountMail.Kind.EMAIL_CONFIRMATION:
         return None if mail.recipient else "no_recipient"
+    # Its token is made now, from the password as it is: after a change (perhaps the owner's, to shut out
+    # whoever asked for the address) it would be valid, whatever the change left in `pending_email`.
+    if SecurityEvent.objects.filter(
+        user_id=user.pk, kind=SecurityEvent.Kind.PASSWORD_CHANGED, created_at__gt=mail.created_at
+    ).exists():
+        return "password_changed_since"
     if not user.pending_email:
         return "no_address_waiting"  # confirmed, or dropped by a password change, since it was asked for
     later = AccountMail.objects.filter(user_id=user.pk, kind=mail.kind, pk__gt=mail.pk)

@@ -12,12 +12,15 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 import workers.notify_tasks  # noqa: F401  (registers the tasks run here by name)
+from lab.accounts import services
 from lab.accounts.models import AccountMail, User
 from lab.celery import app
+from lab.notify.account_mails import account_mail_send
 from tests.builders import PASSWORD, UserFactory, token_client
 from tests.support.broker import emptied_queues, queued_tasks
 from tests.support.mail import REFUSED_DOMAIN
@@ -26,6 +29,7 @@ from tests.support.processes import free_port
 pytestmark = pytest.mark.django_db
 SEND_TASK, SWEEP_TASK = "notify.account_mail_send", "notify.account_mails_sweep"
 OLD, NEW, OTHER = "ada@example.org", "ada.new@example.org", "grace@example.org"
+THIEF = "thief@example.net"
 
 
 def deliver_queued(broker) -> None:
@@ -213,3 +217,58 @@ def test_an_erased_account_is_mailed_nothing(api, django_capture_on_commit_callb
     assert list(AccountMail.objects.filter(user=customer).values_list("status", "skip_reason")) == [
         ("skipped", "account_erased")
     ]
+
+
+def test_a_password_change_racing_a_new_address_leaves_no_token_for_it_made_from_the_new_password() -> None:
+    # given the owner's password change, which read the account as its request came in (no address waiting)
+    owner = UserFactory.create(email=OLD)
+    as_the_owners_request_read_it = User.objects.get(pk=owner.pk)
+    # and a new address asked for with the old password (a thief's) and committed before the owner's change
+    services.customer_update(user=User.objects.get(pk=owner.pk), email=THIEF, current_password=PASSWORD)
+
+    # when the owner's change commits, and the confirmation's mail goes only after it (a queue backed up)
+    services.customer_update(
+        user=as_the_owners_request_read_it, current_password=PASSWORD, new_password="a brand new secret 42"
+    )
+    confirmation = AccountMail.objects.get(user=owner, kind="email_confirmation")
+    sent = account_mail_send(account_mail_id=confirmation.pk)
+
+    # then no token went to the address (one made now would be valid), and the address waits no more.
+    # Before, the change kept the address read with the request, and the token mailed later confirmed it.
+    confirmation.refresh_from_db()
+    assert (sent, [m.to for m in mail.outbox], User.objects.get(pk=owner.pk).pending_email) == (False, [], "")
+    assert (confirmation.status, confirmation.skip_reason) == ("skipped", "password_changed_since")
+
+
+def test_a_notice_unsent_past_the_sweeps_window_is_finished_and_keeps_no_address(
+    settings, django_capture_on_commit_callbacks
+):
+    # given the notice of an e-mail change owed to the earlier address while the mail server was down
+    customer = UserFactory.create(email=OLD)
+    client = token_client(APIClient(), customer)
+    with emptied_queues("default") as broker:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.patch("/api/v1/me", {"email": NEW, "current_password": PASSWORD}, format="json")
+        deliver_queued(broker)
+        token = mailed_token(mail.outbox[0])
+        mail.outbox.clear()
+        mail_server_down(settings)
+        with django_capture_on_commit_callbacks(execute=True):
+            confirmed = client.post("/api/v1/me/email/confirm", {"token": token}, format="json")
+        deliver_queued(broker)
+        assert confirmed.status_code == 200
+        notice = AccountMail.objects.get(user=customer, kind="email_changed_notice")
+        assert (notice.status, notice.recipient) == ("failed", OLD)
+        # and owed since longer than the sweep's window (claims and the sweep read the database's clock)
+        AccountMail.objects.filter(pk=notice.pk).update(created_at=F("created_at") - timedelta(days=8))
+
+        # when the mail server is back, and the sweep (then a late task) runs
+        mail_server_back(settings)
+        swept = sweep()
+        again = account_mail_send(account_mail_id=notice.pk)
+
+    # then the week-old notice is not sent, and its row is done with: the earlier address goes from it.
+    # Before, the sweep left it `failed` with the address, for good.
+    notice.refresh_from_db()
+    assert (swept, again, mail.outbox) == (0, False, [])
+    assert (notice.status, notice.skip_reason, notice.recipient) == ("failed", "window_passed", "")

@@ -10,7 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from lab.accounts.models import User
+from lab.accounts import services
+from lab.accounts.models import AccountMail, User
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.customer_data.export import account_export
@@ -19,6 +20,7 @@ from lab.customer_data.receipts import receipt_issue, receipt_url
 from lab.gate import access as gate
 from lab.gate.refusals import AccessDenied
 from lab.gate.rules import AccessRequest
+from lab.notify.account_mails import account_mail_send
 from lab.notify.delivery import webhook_deliver
 from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from lab.notify.services import notify_order_status_changed
@@ -28,6 +30,7 @@ from lab.production import models as production_models
 from lab.production import rasterizing, routing
 from lab.production.models import PERSONAL_JOB_EVENT_KINDS, PrintJob
 from tests.builders import (
+    PASSWORD,
     PERSON,
     WORKER,
     Person,
@@ -305,3 +308,28 @@ def test_the_job_notes_exported_are_those_erasure_rewrites():
     # one set, in lab.production.models, read by both erasure and the export (before, two copies kept equal)
     written_in_people_s_words = {production_models.JOB_CANCELLED, production_models.JOB_REPRINT_REQUESTED}
     assert written_in_people_s_words == PERSONAL_JOB_EVENT_KINDS
+
+
+def test_the_export_lists_the_account_mails_with_the_earlier_address_only_while_one_is_held():
+    # given a customer who asked for a new address (its token mailed) and changed their password, its notice
+    # to the address the account has still owed (the mail server down, say)
+    customer = new_customer(email="ada@example.org")
+    services.customer_update(
+        user=User.objects.get(pk=customer.pk), email="ada.new@example.org", current_password=PASSWORD
+    )
+    confirmation = AccountMail.objects.get(user=customer, kind="email_confirmation")
+    assert account_mail_send(account_mail_id=confirmation.pk)
+    services.customer_update(
+        user=User.objects.get(pk=customer.pk), current_password=PASSWORD, new_password="a brand new secret 42"
+    )
+
+    # when they export their data
+    exported = account_export(user=User.objects.get(pk=customer.pk))["account_mails"]
+
+    # then both mails are listed; the notice with the address it is owed to (theirs), the sent one with none.
+    # Before, the export had no account mails, and an unsent notice held an address it did not show.
+    assert [(row["kind"], row["status"], row["recipient"], row["sent_at"] is None) for row in exported] == [
+        ("email_confirmation", "sent", None, False),
+        ("password_changed_notice", "pending", "ada@example.org", True),
+    ]
+    assert all(row["created_at"] for row in exported)
