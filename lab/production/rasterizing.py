@@ -175,9 +175,10 @@ def _swept_raster_give_back(*, job_id: int, worker: str, claimed_at: datetime, n
     NFS mount, a paused VM): it deleted a file not there yet, then the row, and the write landed after. The
     file is deleted here: its name is a fresh uuid only this worker knows, so no photo or job can name it.
     Before, it was left, named by no row, decrypting under the photo's live key for good; one that cannot be
-    deleted now gets a new row, for the sweep. Then the job goes back to the queue under this worker's own
-    claim and is asked for again: before, it stayed `rasterizing` until its lease ran out, and its takeover
-    counted towards PRODUCTION_MAX_RASTER_TAKEOVERS as a lost worker."""
+    deleted now gets a new row, for the sweep. Then the job goes back as for a store that refused the raster
+    (_store_refused: ETIMEDOUT, the transient backoff, `failed` for a person after RASTER_STORE_ATTEMPTS):
+    before, it stayed `rasterizing` until its lease ran out, counted as a lost worker; given back at once with
+    no count, a store whose writes always stall sent it round the queue for good."""
     try:
         vault_delete(name=name)
     except OSError as error:
@@ -187,23 +188,8 @@ def _swept_raster_give_back(*, job_id: int, worker: str, claimed_at: datetime, n
             job_id,
             type(error).__name__,
         )
-    given_back = job_move(
-        job_id=job_id,
-        from_statuses={J.RASTERIZING},
-        to_status=J.QUEUED,
-        kind="raster_swept",
-        note="the retention sweep took the raster's row while it was being written; made again",
-        where=Q(claimed_by=worker, claimed_at=claimed_at),
-        claimed_at=None,
-        claimed_by="",
-    )
-    if not given_back:
-        return "superseded"  # taken over, cancelled or moved meanwhile: left to whoever holds it
-    logger.warning(
-        "raster's row taken by the retention sweep during its write, job queued again job=%s", job_id
-    )
-    rasterize_enqueue(job_id)
-    return "swept"
+    stalled = OSError(errno.ETIMEDOUT, "the raster's write stalled past the deletion grace")
+    return _store_refused(job_id=job_id, worker=worker, claimed_at=claimed_at, error=stalled)
 
 
 def _unnamed_raster_delete(*, deletion_id: int, name: str, job_id: int) -> None:

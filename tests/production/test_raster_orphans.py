@@ -17,8 +17,9 @@ from lab.customer_data import purged_files, retention
 from lab.privacy.models import BlobDeletion
 from lab.privacy.vault import vault_write
 from lab.production import rasterizing, routing
-from lab.production.jobs import job_move, rasterize_enqueue
+from lab.production.jobs import job_move
 from lab.production.models import JobEvent, PrintJob
+from lab.production.rasterizing import RASTER_STORE_UNWRITABLE
 from lab.production.states import JobStatus
 from tests.builders import (
     WORKER,
@@ -138,9 +139,8 @@ def test_a_raster_whose_row_the_sweep_took_during_a_stalled_write_is_deleted_and
     # deletes the file its row names (not there yet), then the row; the file lands after
     hotfolder_printer("minilab", sizes=["4x6"])
     job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
-    real_write, real_enqueue = vault_write, rasterize_enqueue
+    real_write = vault_write
     written: list[str] = []
-    enqueued: list[int] = []
 
     def write_stalled_past_a_sweep(**kwargs: Any) -> str:
         _stalled_past_the_grace(kwargs["name"])
@@ -149,31 +149,62 @@ def test_a_raster_whose_row_the_sweep_took_during_a_stalled_write_is_deleted_and
         written.append(real_write(**kwargs))
         return written[-1]
 
-    def enqueue_seen(job_id: int) -> None:
-        enqueued.append(job_id)
-        real_enqueue(job_id)
-
     monkeypatch.setattr(rasterizing, "vault_write", write_stalled_past_a_sweep)
-    monkeypatch.setattr(rasterizing, "rasterize_enqueue", enqueue_seen)
 
     # when the worker finds its row gone
-    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "swept"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "store_refused"
 
     # then the file that landed is deleted (before: left, named by no row, decrypting under the photo's live
-    # key), and the job is back in the queue with no claim, its raster asked for again (before: `rasterizing`
-    # under this worker until its lease ran out, counted as a lost worker)
+    # key), and the job is back in the queue with no claim, as for a store that refused the raster: after the
+    # backoff, counted against RASTER_STORE_ATTEMPTS (before: `rasterizing` under this worker until its lease
+    # ran out, counted as a lost worker)
     assert not blob_path(written[0]).exists()
     assert blobs_no_row_names() == set()
     job.refresh_from_db()
-    assert (job.status, job.claimed_by, job.claimed_at, enqueued) == (J.QUEUED, "", None, [job.pk])
+    assert (job.status, job.claimed_by, job.claimed_at, job.failure_code) == (
+        J.QUEUED,
+        "",
+        None,
+        RASTER_STORE_UNWRITABLE,
+    )
+    assert job.next_attempt_at is not None
     assert not JobEvent.objects.filter(job=job, kind="lease_taken_over").exists()
 
-    # and it is made again, to `ready`
+    # and it is made again, to `ready`, once its backoff is over
     monkeypatch.setattr(rasterizing, "vault_write", real_write)
+    PrintJob.objects.filter(pk=job.pk).update(next_attempt_at=Now() - timedelta(seconds=1))
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     job.refresh_from_db()
     assert (job.status, blob_path(job.raster_blob).exists(), blobs_no_row_names()) == (J.READY, True, set())
     assert not BlobDeletion.objects.exists()
+
+
+def test_a_store_whose_writes_always_stall_past_a_sweep_fails_the_job_for_a_person(monkeypatch):
+    # given a store whose every raster write stalls past the grace, a sweep taking the row each time
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    real_write = vault_write
+
+    def write_stalled_past_a_sweep(**kwargs: Any) -> str:
+        _stalled_past_the_grace(kwargs["name"])
+        retention.retention_sweep()
+        return real_write(**kwargs)
+
+    monkeypatch.setattr(rasterizing, "vault_write", write_stalled_past_a_sweep)
+    monkeypatch.setattr(rasterizing, "RASTER_STORE_ATTEMPTS", 3)
+
+    # when its raster is tried again each time its backoff is over
+    outcomes = []
+    for _ in range(3):
+        PrintJob.objects.filter(pk=job.pk).update(next_attempt_at=Now() - timedelta(seconds=1))
+        outcomes.append(rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER))
+
+    # then it is `failed` for a person after the store's attempts, as for a store that refuses the raster
+    # (before: given back to the queue at once, every time, with no count: round the queue for good)
+    assert outcomes == ["store_refused", "store_refused", "failed"]
+    job.refresh_from_db()
+    assert (job.status, job.failure_code) == (J.FAILED, RASTER_STORE_UNWRITABLE)
+    assert blobs_no_row_names() == set()
 
 
 def test_a_swept_raster_that_cannot_be_deleted_is_named_by_a_new_row_for_the_sweep(monkeypatch):
@@ -196,7 +227,7 @@ def test_a_swept_raster_that_cannot_be_deleted_is_named_by_a_new_row_for_the_swe
     monkeypatch.setattr(rasterizing, "vault_delete", delete_refused)
 
     # when the worker finds its row gone
-    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "swept"
+    assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "store_refused"
 
     # then a row names the file it could not delete, and the job is back in the queue with no claim
     assert blob_path(written[0]).exists()
