@@ -211,3 +211,27 @@ def test_a_queue_stage_pages_oldest_first_to_its_last_job(monkeypatch) -> None:
 
     # then every job is reached once, oldest first, 2 a page
     assert pages == [queued[:2], queued[2:4], queued[4:]]
+
+
+@pytest.mark.parametrize(
+    ("after_time", "status"),
+    [
+        ("2026-01-01T00:00:00+23:59", 200),  # an offset Python takes and PostgreSQL refuses (past ±15:59)
+        ("2026-01-01T00:00:00+05:30:15.5", 200),  # an offset with seconds: PostgreSQL refuses it too
+        ("0001-01-01T00:00:00+01:00", 404),  # before the calendar's start once in UTC
+        ("yesterday", 404),
+    ],
+)
+def test_a_queue_stages_time_cursor_is_read_in_utc_or_names_no_job(after_time: str, status: int) -> None:
+    # given a technician
+    client, _ = client_as("technician")
+
+    # when the next page is asked for with such a cursor
+    response = client.get(
+        reverse("staff:supervisor_behind"),
+        {"table": "queue", "stage": "queued", "after": "1", "after_time": after_time},
+    )
+
+    # then a time is read as the UTC time it names (before: PostgreSQL's DataError, a 500), and what names
+    # no time is a 404
+    assert response.status_code == status

@@ -407,6 +407,9 @@ def _jobs_page(request: HttpRequest, jobs: QuerySet[PrintJob], *, is_by_age: boo
             since = datetime.datetime.fromisoformat(request.GET.get("after_time", ""))
             if since.tzinfo is None:  # every time here is UTC; a naive one names no job's
                 raise ValueError("cursor without a time zone")
+            # In UTC: PostgreSQL refuses an offset past ±15:59 or one with seconds, which fromisoformat takes
+            # (a 500); a time at the calendar's ends raises OverflowError here, a 404 as the rest.
+            since = since.astimezone(datetime.UTC)
             rest = jobs.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=int(after)))
         else:
             rest = jobs.filter(pk__gt=int(after))
