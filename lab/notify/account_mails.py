@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from lab.accounts.email_change import email_change_tokens
-from lab.accounts.models import AccountMail, SecurityEvent, User
+from lab.accounts.models import AccountMail, User
 from lab.lib.clock import database_now
 from lab.lib.mail import MailNotSent, MailRefused, mail_send
 from lab.notify.emails import reply_to
@@ -165,9 +165,12 @@ def _skip_reason(*, mail: AccountMail, user: User) -> str | None:
     if mail.kind != AccountMail.Kind.EMAIL_CONFIRMATION:
         return None if mail.recipient else "no_recipient"
     # Its token is made now, from the password as it is: after a change (perhaps the owner's, to shut out
-    # whoever asked for the address) it would be valid, whatever the change left in `pending_email`.
-    if SecurityEvent.objects.filter(
-        user_id=user.pk, kind=SecurityEvent.Kind.PASSWORD_CHANGED, created_at__gt=mail.created_at
+    # whoever asked for the address) it would be valid, whatever the change left in `pending_email`. "After"
+    # in the order the changes were made, not by their hosts' clocks (a web host running ahead dated a
+    # password change after the address asked for next, and its token never went): each change writes its
+    # mails under the account's row lock, so a later change's rows have the higher ids.
+    if AccountMail.objects.filter(
+        user_id=user.pk, kind=AccountMail.Kind.PASSWORD_CHANGED_NOTICE, pk__gt=mail.pk
     ).exists():
         return "password_changed_since"
     if not user.pending_email:

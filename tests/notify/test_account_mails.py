@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 import workers.notify_tasks  # noqa: F401  (registers the tasks run here by name)
 from lab.accounts import services
-from lab.accounts.models import AccountMail, User
+from lab.accounts.models import AccountMail, SecurityEvent, User
 from lab.celery import app
 from lab.notify.account_mails import account_mail_send
 from tests.builders import PASSWORD, UserFactory, token_client
@@ -238,6 +238,30 @@ def test_a_password_change_racing_a_new_address_leaves_no_token_for_it_made_from
     confirmation.refresh_from_db()
     assert (sent, [m.to for m in mail.outbox], User.objects.get(pk=owner.pk).pending_email) == (False, [], "")
     assert (confirmation.status, confirmation.skip_reason) == ("skipped", "password_changed_since")
+
+
+def test_a_new_address_asked_for_after_a_password_change_on_a_host_running_ahead_gets_its_token() -> None:
+    # given a password change made on a web host whose clock runs 5 minutes ahead (its rows dated so)
+    owner = UserFactory.create(email=OLD)
+    services.customer_update(
+        user=User.objects.get(pk=owner.pk), current_password=PASSWORD, new_password="a brand new secret 42"
+    )
+    ahead = F("created_at") + timedelta(minutes=5)
+    SecurityEvent.objects.filter(user=owner, kind=SecurityEvent.Kind.PASSWORD_CHANGED).update(
+        created_at=ahead
+    )
+    AccountMail.objects.filter(user=owner).update(created_at=ahead)
+
+    # when the owner then asks for a new address, with the new password, on another host
+    services.customer_update(
+        user=User.objects.get(pk=owner.pk), email=NEW, current_password="a brand new secret 42"
+    )
+    confirmation = AccountMail.objects.get(user=owner, kind="email_confirmation")
+    sent = account_mail_send(account_mail_id=confirmation.pk)
+
+    # then its token goes to the new address: the change came first, whatever its host's clock said
+    # (before: skipped as `password_changed_since`, and no token ever arrived)
+    assert (sent, [m.to for m in mail.outbox]) == (True, [[NEW]])
 
 
 def test_a_notice_unsent_past_the_sweeps_window_is_finished_and_keeps_no_address(
