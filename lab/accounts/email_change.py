@@ -36,7 +36,15 @@ class EmailChangeTokenGenerator(PasswordResetTokenGenerator):
 
     def _make_hash_value(self, user: User, timestamp: int) -> str:
         # Not the last sign-in (the password reset's): signing in to confirm must not void the token.
-        return f"{user.pk}|{user.password}|{timestamp}|{user.email}|{user.pending_email}"
+        # And the latest request for a new address (its confirmation mail's id): asking for X, then Y, then X
+        # again made the first X token valid again (the same password, e-mail and waiting address).
+        request = (
+            AccountMail.objects.filter(user_id=user.pk, kind=AccountMail.Kind.EMAIL_CONFIRMATION)
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        return f"{user.pk}|{user.password}|{timestamp}|{user.email}|{user.pending_email}|{request}"
 
     def refusal(self, user: User, token: str) -> AccountError | None:
         """Why `token` does not confirm `user`'s waiting address, or None when it does. Django's check_token

@@ -350,6 +350,24 @@ def test_a_confirmation_token_is_void_after_a_password_change_or_another_new_add
     assert User.objects.get(pk=customer.pk).email == OLD
 
 
+def test_a_token_for_an_address_asked_for_again_after_another_is_void():
+    # given a new address asked for, its token, then another address, then the first one again
+    customer = UserFactory.create(email=OLD)
+    client = holder_of_a_token(customer)
+    change(client, {"email": NEW, "current_password": PASSWORD})
+    first = token_of(customer)
+    change(client, {"email": "ada.other@example.org", "current_password": PASSWORD})
+    change(client, {"email": NEW, "current_password": PASSWORD})
+
+    # when the first request's token comes back, then the latest one's
+    with_the_first, with_the_latest = confirm(client, first), confirm(client, token_of(customer))
+
+    # then only the latest request's token confirms (before: the first one was valid again, the account's
+    # password, e-mail and waiting address being what they were when it was made)
+    assert (with_the_first, with_the_latest) == ((400, "email_confirmation_invalid"), (200, ""))
+    assert User.objects.get(pk=customer.pk).email == NEW
+
+
 def test_a_password_change_drops_the_address_waiting():
     customer = UserFactory.create(email=OLD)
     client = holder_of_a_token(customer)
