@@ -21,6 +21,7 @@ from django.utils.http import base36_to_int
 
 from lab.accounts.errors import AccountError
 from lab.accounts.models import AccountMail, SecurityEvent, User
+from lab.lib.tasks import enqueue
 
 PASSWORD_CHANGED, EMAIL_CHANGED = "password_changed", "email_changed"
 NOTICE_KINDS = {
@@ -75,8 +76,6 @@ def _owed(*, user: User, kind: str, security_event: SecurityEvent | None = None,
     )
 
     def nudge() -> None:
-        from lab.lib.tasks import enqueue
-
         enqueue(ACCOUNT_MAIL_TASK, account_mail_id=mail.pk)
 
     transaction.on_commit(nudge, robust=True)
