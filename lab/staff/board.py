@@ -203,12 +203,39 @@ def first_rows_and_count(rows: QuerySet[_Row], *, limit: int) -> tuple[list[_Row
     return shown, getattr(shown[0], "full_count", 0) if shown else 0
 
 
-def _capped_jobs(query: Q) -> tuple[list[PrintJob], int]:
-    return first_rows_and_count(
+# The board's capped lists, each defined once: the board shows the first BOARD_LIST_LIMIT rows, and its
+# "and N more" links to the whole list behind it (lab/staff/views/supervisor.py, `?table=waiting`, `failed`,
+# `late_orders`), paged in the same order: the list's first page is the board's rows. Soonest promise first
+# (an order without one last, on SQLite too, which sorts NULL first), then by id: the pages' cursor is that
+# promise and id.
+JOB_PROMISE_FIELD = "order__promised_by"
+ORDER_PROMISE_FIELD = "promised_by"
+
+
+def _promise_ordered_jobs(query: Q) -> QuerySet[PrintJob]:
+    return (
         PrintJob.objects.filter(query)
         .select_related("order", "item__product", "printer")
-        .order_by("order__promised_by", "pk"),
-        limit=BOARD_LIST_LIMIT,
+        .order_by(F(JOB_PROMISE_FIELD).asc(nulls_last=True), "pk")
+    )
+
+
+def waiting_jobs() -> QuerySet[PrintJob]:
+    """Jobs no printer can take (`no_printer`): the board's "Waiting for a capable printer"."""
+    return _promise_ordered_jobs(Q(status=J.NO_PRINTER))
+
+
+def failed_jobs() -> QuerySet[PrintJob]:
+    """The board's "Failed"."""
+    return _promise_ordered_jobs(Q(status=J.FAILED))
+
+
+def late_orders(*, now: datetime.datetime) -> QuerySet[Order]:
+    """Open orders past their promise: the board's "Late orders"."""
+    return (
+        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now)
+        .exclude(promise_kept_q())  # a pickup packed in time waits at the counter: not late
+        .order_by(F(ORDER_PROMISE_FIELD).asc(nulls_last=True), "pk")
     )
 
 
@@ -248,14 +275,9 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
     # One query for the three lists (a job the last one lists is neither unknown nor suspect).
     needs_person = _jobs(Q(status__in=[J.UNKNOWN, J.SUSPECT]) | printed_after_cancel_q())
     held_or_owed = _held_or_owed_a_refund()  # and one for these two
-    waiting, waiting_total = _capped_jobs(Q(status=J.NO_PRINTER))
-    failed, failed_total = _capped_jobs(Q(status=J.FAILED))
-    late_orders, late_orders_total = first_rows_and_count(
-        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, promised_by__lt=now)
-        .exclude(promise_kept_q())  # a pickup packed in time waits at the counter: not late
-        .order_by("promised_by", "pk"),
-        limit=BOARD_LIST_LIMIT,
-    )
+    waiting, waiting_total = first_rows_and_count(waiting_jobs(), limit=BOARD_LIST_LIMIT)
+    failed, failed_total = first_rows_and_count(failed_jobs(), limit=BOARD_LIST_LIMIT)
+    late, late_orders_total = first_rows_and_count(late_orders(now=now), limit=BOARD_LIST_LIMIT)
     return Board(
         printers=printers,
         load_next=_load_next(groups=groups, printers=[row.printer for row in printers]),
@@ -264,7 +286,7 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
         failed=failed,
         unknown=[job for job in needs_person if job.status == J.UNKNOWN],
         suspect=[job for job in needs_person if job.status == J.SUSPECT],
-        late_orders=late_orders,
+        late_orders=late,
         held_orders=[order for order in held_or_owed if order.status == OrderStatus.ON_HOLD],
         generated_at=now,
         sweeps_overdue=sweeps_overdue(),

@@ -8,6 +8,7 @@ import datetime
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,11 +20,12 @@ from django.views.decorators.http import require_GET
 
 from lab.accounts.roles import BOARD_READER_ROLES, SUPERVISOR_VIEW_ROLES
 from lab.lib.calendar import day_in_span
+from lab.orders.models import Order
 from lab.production.alerts import orders_at_risk
 from lab.production.models import PrintJob
 from lab.production.selectors import alerts_recent, printers_by_name
 from lab.production.states import ReprintReason
-from lab.staff import supervisor, supervisor_timelines
+from lab.staff import board, supervisor, supervisor_timelines
 from lab.staff.access import can, forbidden, staff_page
 from lab.staff.board import BOARD_LIST_LIMIT, batch_jobs, first_rows_and_count
 from lab.staff.charts import Bar, Series, StackedBar, bar_chart, line_chart, stacked_bar_chart
@@ -379,52 +381,76 @@ def _row_key_is_possible(table: str, key: dict[str, str]) -> bool:
     return True
 
 
-@dataclass
-class JobsPage:
-    """One page of a list behind a figure: its jobs, where they start among all of them, the next page."""
+Row = TypeVar("Row", PrintJob, Order)
 
-    jobs: list[PrintJob]
-    total: int  # all the list's jobs
-    first_number: int  # the first job's place in the list, from 1
+
+@dataclass
+class RowsPage(Generic[Row]):
+    """One page of a list behind a figure or the board: its rows (jobs; the late orders' list, orders), where
+    they start among all of them, the next page."""
+
+    rows: list[Row]
+    total: int  # all the list's rows
+    first_number: int  # the first row's place in the list, from 1
     next_url: str  # "" on the last page
-    next_count: int  # how many jobs the next page shows
+    next_count: int  # how many rows the next page shows
 
     @property
     def last_number(self) -> int:
-        return self.first_number + len(self.jobs) - 1
+        return self.first_number + len(self.rows) - 1
 
 
-def _jobs_page(request: HttpRequest, jobs: QuerySet[PrintJob], *, is_by_age: bool) -> JobsPage:
-    """`BEHIND_LIMIT` jobs after the cursor (`after`, the last job shown; a queue stage, in order of age, also
-    `after_time`, its time in the stage), so a list of any length is read to its end a page at a time: keyset,
-    not offset, so a page is as fast at its millionth job as at its first."""
+def _value_at(row: object, path: str) -> object:
+    """The value of a field path (`order__promised_by`) on a row whose relations were loaded with it."""
+    for name in path.split("__"):
+        row = getattr(row, name)
+    return row
+
+
+def _rows_page(
+    request: HttpRequest, rows: QuerySet[Row], *, by_time: str | None, time_nullable: bool = False
+) -> RowsPage[Row]:
+    """`BEHIND_LIMIT` rows after the cursor (`after`, the id of the last row shown; a list ordered by a time
+    first, `by_time` — a queue stage by its jobs' time in the stage, the board's lists by the promise — also
+    `after_time`, that row's time, empty when it had none and `time_nullable`), so a list of any length is
+    read to its end a page at a time: keyset, not offset, so a page is as fast at its millionth row as at its
+    first. `rows` are ordered by (`by_time`, pk), a row without a time last (PostgreSQL's NULLS LAST), or by
+    pk."""
     after = request.GET.get("after", "")
-    rest = jobs
+    rest = rows
     if after:
         if not (after.isascii() and after.isdigit() and len(after) < 19):
             raise ValueError("malformed cursor")
-        if is_by_age:
-            since = datetime.datetime.fromisoformat(request.GET.get("after_time", ""))
-            if since.tzinfo is None:  # every time here is UTC; a naive one names no job's
+        raw_time = request.GET.get("after_time", "")
+        if by_time is None:
+            rest = rows.filter(pk__gt=int(after))
+        elif time_nullable and raw_time == "":
+            # The last row shown had no time: what is left are the rows without one after it.
+            rest = rows.filter(Q(**{f"{by_time}__isnull": True}), pk__gt=int(after))
+        else:
+            since = datetime.datetime.fromisoformat(raw_time)
+            if since.tzinfo is None:  # every time here is UTC; a naive one names no row's
                 raise ValueError("cursor without a time zone")
             # In UTC: PostgreSQL refuses an offset past ±15:59 or one with seconds, which fromisoformat takes
             # (a 500); a time at the calendar's ends raises OverflowError here, a 404 as the rest.
             since = since.astimezone(datetime.UTC)
-            rest = jobs.filter(Q(updated_at__gt=since) | Q(updated_at=since, pk__gt=int(after)))
-        else:
-            rest = jobs.filter(pk__gt=int(after))
+            later = Q(**{f"{by_time}__gt": since}) | Q(**{by_time: since, "pk__gt": int(after)})
+            if time_nullable:
+                later |= Q(**{f"{by_time}__isnull": True})
+            rest = rows.filter(later)
     shown, remaining = first_rows_and_count(rest, limit=BEHIND_LIMIT)
     # The first page counts all in its own query; a later one counts those before it too (one more query).
-    total = jobs.count() if after else remaining
+    total = rows.count() if after else remaining
     next_url = ""
     if remaining > len(shown):
         params = request.GET.copy()
         params["after"] = str(shown[-1].pk)
-        if is_by_age:
-            params["after_time"] = shown[-1].updated_at.isoformat()
+        if by_time is not None:
+            time = _value_at(shown[-1], by_time)
+            params["after_time"] = time.isoformat() if isinstance(time, datetime.datetime) else ""
         next_url = f"{reverse('staff:supervisor_behind')}?{params.urlencode()}"
-    return JobsPage(
-        jobs=shown,
+    return RowsPage(
+        rows=shown,
         total=total,
         first_number=total - remaining + 1,
         next_url=next_url,
@@ -432,57 +458,85 @@ def _jobs_page(request: HttpRequest, jobs: QuerySet[PrintJob], *, is_by_age: boo
     )
 
 
-# Whoever reads the board reads a finished batch's jobs (its one line there links here; auditors read the
-# board): only that list; the figures' other lists stay the supervisor's view's.
+# The board's capped lists, whose "and N more" link here: every row, in the board's order (its first page is
+# the rows the board shows), with the board's section titles.
+BOARD_LISTS = {
+    "waiting": "Waiting for a capable printer",
+    "failed": "Failed",
+    "late_orders": "Late orders",
+}
+# The lists the board links to: whoever reads the board opens them.
+BOARD_TABLES = ("batch", *BOARD_LISTS)
+
+
+# Whoever reads the board reads the lists it links to, a finished batch's jobs and its capped lists in full
+# (auditors read the board): only those; the figures' other lists stay the supervisor's view's.
 @staff_page(*SUPERVISOR_VIEW_ROLES, *BOARD_READER_ROLES)
 @require_GET
 def supervisor_behind_view(request: HttpRequest) -> HttpResponse:
-    """The jobs (or orders) behind one row of a table, or a batch's jobs, a page at a time."""
+    """The jobs (or orders) behind one row of a table, a batch's jobs, or one of the board's capped lists, a
+    page at a time."""
     filters = filters_from(request)
     table = request.GET.get("table", "")
-    if table != "batch" and not can(request, SUPERVISOR_VIEW_ROLES):
+    if table not in BOARD_TABLES and not can(request, SUPERVISOR_VIEW_ROLES):
         return forbidden(request)
     key = {name: request.GET.get(name, "") for name in ("printer", "hour", "reason", "stage")}
-    orders: list[object] = []
-    page: JobsPage | None = None
+    orders: list[Order] = []
+    jobs_page: RowsPage[PrintJob] | None = None
+    orders_page: RowsPage[Order] | None = None
     try:
         if table == "turnaround":
             day = datetime.date.fromisoformat(request.GET.get("day", ""))
-            orders = list(
-                supervisor.orders_behind_turnaround(
-                    filters=filters, day=day, method=request.GET.get("method", "")
-                )
+            orders = supervisor.orders_behind_turnaround(
+                filters=filters, day=day, method=request.GET.get("method", "")
             )
         elif table in ("throughput", "failures", "reprints", "queue", "printer_time"):
             if not _row_key_is_possible(table, key):
                 raise Http404("no such row")
             jobs = supervisor.jobs_behind(table=table, filters=filters, key=key)
-            page = _jobs_page(request, jobs, is_by_age=table == "queue")
+            jobs_page = _rows_page(request, jobs, by_time="updated_at" if table == "queue" else None)
         elif table == "batch":  # a batch of the board, finished: its jobs are not listed there
             batch = request.GET.get("batch", "")
             if not (batch.isascii() and batch.isdigit() and len(batch) < 19):
                 raise Http404("no such batch")
-            page = _jobs_page(request, batch_jobs(batch_id=int(batch)), is_by_age=False)
+            jobs_page = _rows_page(request, batch_jobs(batch_id=int(batch)), by_time=None)
+        elif table in ("waiting", "failed"):  # the board's lists in full; not filtered, as the board is not
+            jobs = board.waiting_jobs() if table == "waiting" else board.failed_jobs()
+            jobs_page = _rows_page(request, jobs, by_time=board.JOB_PROMISE_FIELD, time_nullable=True)
+        elif table == "late_orders":
+            orders_page = _rows_page(
+                request,
+                board.late_orders(now=timezone.now()),
+                by_time=board.ORDER_PROMISE_FIELD,
+                time_nullable=True,
+            )
         else:
             raise Http404("no such table")
     except (ValueError, OverflowError) as error:  # e.g. an hour at the calendar's end
         raise Http404("malformed row") from error
-    is_batch = table == "batch"
+    is_from_board = table in BOARD_TABLES
+    page = jobs_page or orders_page
     return render(
         request,
         "staff/supervisor_behind.html",
         {
             "table": table,
+            "heading": BOARD_LISTS.get(table, f"Behind the figure: {table}"),
             "page": page,
-            "jobs": page.jobs if page else [],
+            "jobs": jobs_page.rows if jobs_page else [],
+            "orders": orders_page.rows if orders_page else orders,
+            "lists_orders": table in ("turnaround", "late_orders"),
+            "noun": "orders" if orders_page else "jobs",
             "total": page.total if page else 0,
-            # Queue stages list the jobs longest in their stage first; the other lists by job number.
+            # Queue stages list the jobs longest in their stage first; the board's lists the soonest promise
+            # first, as the board; the other lists by job number.
             "shown_oldest": table == "queue",
-            "orders": orders,
-            # A batch's list is reached from the board, which auditors read and the supervisor's view not.
+            "shown_by_promise": table in BOARD_LISTS,
+            # A list reached from the board goes back to it (auditors read the board, not the supervisor's
+            # view).
             "back": reverse("staff:board")
-            if is_batch
+            if is_from_board
             else f"{reverse('staff:supervisor')}?{_query(filters)}",
-            "back_label": "the board" if is_batch else "the supervisor's view",
+            "back_label": "the board" if is_from_board else "the supervisor's view",
         },
     )
