@@ -1,7 +1,7 @@
 """Customer privacy API: export everything held about me (GET me/export), erase me (DELETE me), and the signed
 privacy receipts (GET receipts/{id} with the link's token or as their owner; GET me/receipts).
 
-`AccountView` is My Account (GET/PATCH from api.views.MeView) plus DELETE, so `me` stays one route.
+`AccountView` is My Account (GET/PATCH from api.account_views.MeView) plus DELETE, so `me` stays one route.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.account_views import MeView, my_account
+from api.order_views import ORDER_TOKEN_HEADER
 from api.schema import problems
 from api.throttles import ClientAddressThrottle, CustomerReadThrottle
-from api.views import ORDER_TOKEN_HEADER, MeView, client_address, my_account
+from api.views import client_address
 from lab.accounts.models import User
 from lab.customer_data.erasure import ErasureResult, GuestErasureResult, account_erase, guest_order_erase
 from lab.customer_data.export import account_export, guest_order_export

@@ -12,10 +12,11 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from api import serializers as s
+from api.order_views import item_placement
 from api.parsers import JSONParser
 from api.schema import problems
 from api.throttles import AnonThrottle, ProofThrottle
-from api.views import _customer, _placement
+from api.views import customer_of
 from lab.audit.records import request_meta
 from lab.gate.proofs import PROOF_LONG_SIDE_PX, Proof, proof_for_order_item, proof_for_quote_item
 from lab.orders import selectors
@@ -80,11 +81,11 @@ class ProofCreateView(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         proof = proof_for_quote_item(
-            user=_customer(request),
+            user=customer_of(request),
             sku=values["sku"],
             asset_id=values["asset"],
             sizing=values["sizing"],
-            options=_placement(values),
+            options=item_placement(values),
             meta=request_meta(request._request),
         )
         return _jpeg(proof)
@@ -113,7 +114,7 @@ class OrderItemProofView(APIView):
         ],
     )
     def get(self, request: Request, ref: str, position: int) -> HttpResponse:
-        customer = _customer(request)
+        customer = customer_of(request)
         # Not the guest token: the gate names who saw a photo by account, and a guest has none.
         order = selectors.order_for_reader(ref=ref, user=customer, guest_token=None)
         proof = proof_for_order_item(

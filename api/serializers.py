@@ -239,6 +239,15 @@ class TokenCreatedOutput(TokenOutput):
         return str(self.context["key"])
 
 
+class TokenRevokeInput(serializers.Serializer[None]):
+    password = serializers.CharField(
+        required=False,
+        max_length=200,
+        write_only=True,
+        help_text="Your current password: needed to revoke any token but the one this request uses.",
+    )
+
+
 class MeUpdateInput(serializers.Serializer[None]):
     full_name = serializers.CharField(max_length=200, required=False)
     email = StoredEmailField(
@@ -250,6 +259,12 @@ class MeUpdateInput(serializers.Serializer[None]):
     marketing_opt_in = serializers.BooleanField(required=False)
     current_password = serializers.CharField(max_length=200, required=False)
     new_password = serializers.CharField(max_length=200, required=False)
+
+
+class EmailConfirmInput(serializers.Serializer[None]):
+    token = serializers.CharField(
+        max_length=100, write_only=True, help_text="The token mailed to the new address."
+    )
 
 
 class MeUpdatedOutput(AccountOutput):

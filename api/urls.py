@@ -2,7 +2,17 @@
 
 from django.urls import path
 
-from api import audit_views, notify_views, privacy_views, proof_views, token_views, views, webhooks
+from api import (
+    account_views,
+    asset_views,
+    audit_views,
+    notify_views,
+    order_views,
+    privacy_views,
+    proof_views,
+    views,
+    webhooks,
+)
 from api.schema import DocsView, SchemaView, swagger_ui_file_view
 
 urlpatterns = [
@@ -10,23 +20,23 @@ urlpatterns = [
     path("docs/", DocsView.as_view(), name="docs"),
     path("docs/swagger-ui/<str:path>", swagger_ui_file_view, name="docs-file"),
     path("products", views.ProductListView.as_view(), name="products"),
-    path("accounts", views.AccountCreateView.as_view(), name="accounts"),
-    path("auth/token", views.TokenCreateView.as_view(), name="auth-token"),
+    path("accounts", account_views.AccountCreateView.as_view(), name="accounts"),
+    path("auth/token", account_views.TokenCreateView.as_view(), name="auth-token"),
     path("me", privacy_views.AccountView.as_view(), name="me"),
     path("me/export", privacy_views.AccountExportView.as_view(), name="me-export"),
-    path("me/email/confirm", token_views.MeEmailConfirmView.as_view(), name="me-email-confirm"),
-    path("me/tokens", token_views.MeTokenListView.as_view(), name="me-tokens"),
-    path("me/tokens/<uuid:token_id>", token_views.MeTokenDetailView.as_view(), name="me-token-detail"),
+    path("me/email/confirm", account_views.MeEmailConfirmView.as_view(), name="me-email-confirm"),
+    path("me/tokens", account_views.MeTokenListView.as_view(), name="me-tokens"),
+    path("me/tokens/<uuid:token_id>", account_views.MeTokenDetailView.as_view(), name="me-token-detail"),
     path("me/receipts", privacy_views.MeReceiptListView.as_view(), name="me-receipts"),
     path("receipts/<uuid:receipt_id>", privacy_views.ReceiptView.as_view(), name="receipt-detail"),
-    path("assets", views.AssetCreateView.as_view(), name="assets"),
-    path("assets/<str:asset_id>", views.AssetDetailView.as_view(), name="asset-detail"),
-    path("assets/<str:asset_id>/content", views.AssetContentView.as_view(), name="asset-content"),
-    path("quotes", views.QuoteView.as_view(), name="quotes"),
+    path("assets", asset_views.AssetCreateView.as_view(), name="assets"),
+    path("assets/<str:asset_id>", asset_views.AssetDetailView.as_view(), name="asset-detail"),
+    path("assets/<str:asset_id>/content", asset_views.AssetContentView.as_view(), name="asset-content"),
+    path("quotes", order_views.QuoteView.as_view(), name="quotes"),
     path("proofs", proof_views.ProofCreateView.as_view(), name="proofs"),
-    path("orders", views.OrderListCreateView.as_view(), name="orders"),
-    path("orders/<str:ref>", views.OrderDetailView.as_view(), name="order-detail"),
-    path("orders/<str:ref>/cancel", views.OrderCancelView.as_view(), name="order-cancel"),
+    path("orders", order_views.OrderListCreateView.as_view(), name="orders"),
+    path("orders/<str:ref>", order_views.OrderDetailView.as_view(), name="order-detail"),
+    path("orders/<str:ref>/cancel", order_views.OrderCancelView.as_view(), name="order-cancel"),
     path("orders/<str:ref>/export", privacy_views.GuestOrderExportView.as_view(), name="order-export"),
     path(
         "orders/<str:ref>/personal-data",
