@@ -1,6 +1,9 @@
-"""CUPS printer backend (pycups) and queue discovery for `printers_sync`.
+"""CUPS printer backend (pycups): CupsBackend, one CUPS queue as a PrinterBackend, and the CUPS facts.
 Talks IPP to one CUPS server "host:port"; turns pycups exceptions into transient/permanent PrinterErrors.
-(Job events of a whole cupsd, for the printer-events listener, are in printers/cups_events.py.)
+Its parts: connections and the error mapping in printers/cups_ipp.py, printer states and queue discovery for
+`printers_sync` in printers/cups_printers.py, job attributes as JobInfo in printers/cups_jobs.py, the
+server-level subscriptions in printers/cups_subscriptions.py. (Job events of a whole cupsd, for the
+printer-events listener, are in printers/cups_events.py.)
 
 Facts observed on CUPS 2.4.2 with ippeveprinter IPP Everywhere queues (see tests/printers/):
 - `completed` means the printer accepted the whole document, not that paper came out.
@@ -19,7 +22,8 @@ Facts observed on CUPS 2.4.2 with ippeveprinter IPP Everywhere queues (see tests
 - A cupsd holding MaxJobs jobs not yet finished (it drops finished ones from its history first) answers
   Create-Job client-error-not-possible (0x0404) "Too many active jobs.": submit raises server_busy, transient.
 - A queue CUPS stopped after its backend failed reads like a person's cupsdisable (reason `paused`, CUPS 2.4.9
-  cupsdSetPrinterState); only its printer-state-message, the backend's error, tells (_BACKEND_FAULT_MESSAGES).
+  cupsdSetPrinterState); only its printer-state-message, the backend's error, tells (_BACKEND_FAULT_MESSAGES,
+  printers/cups_printers.py).
 - printFile may also return a job id when cupsd stopped while it was still reading the document: libcups
   got no answer to Send-Document and kept Create-Job's successful-ok. submit() reads the job back (state,
   number-of-documents) and raises a transient error for a job without its document.
@@ -62,9 +66,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,173 +77,32 @@ from printers.base import (
     JobInfo,
     JobState,
     PrinterBackend,
-    PrinterState,
     PrinterStatus,
     ServerEvents,
     check_submit_arguments,
 )
+from printers.cups_ipp import connect as connect  # exported: CupsBackend looks it up here, tests replace it
+from printers.cups_ipp import ipp_error_parts, optional_int, printer_error, translate_ipp_error
+from printers.cups_jobs import (
+    DOCUMENT_CHECK_ATTRIBUTES,
+    JOB_ATTRIBUTES,
+    job_id_of,
+    job_info_from_attributes,
+    job_not_found,
+)
+from printers.cups_printers import PRINTER_ATTRIBUTES, printer_status_from_attributes
+from printers.cups_subscriptions import RESTART_EVENTS, is_restart_watch, standing_watch
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PORT = 631
-
 # find_jobs() cannot see titles: cupsd's policy keeps job-name private (JobPrivateValues).
 JOB_NAMES_HIDDEN = "job_names_hidden"
-
-# cups.setServer/setPort are process-global; the lock keeps two threads from mixing servers up while a
-# connection is made. The host and port are also passed to Connection() so the connection keeps them.
-_connection_lock = threading.Lock()
-
-_DOCUMENT_CHECK_ATTRIBUTES = ["job-state", "number-of-documents"]
-# Keep this list wide: asked for only a few attributes (job-id, job-name, job-state), cupsd answers a finished
-# job it has unloaded from memory without its name, and find_jobs would then raise JOB_NAMES_HIDDEN (seen by
-# the tests' PrivateCups.jobs, tests/support/cups.py, which asks for the same list).
-JOB_ATTRIBUTES = [
-    "job-id",
-    "job-name",
-    "job-state",
-    "job-state-reasons",
-    "job-printer-state-message",
-    "job-printer-uri",
-    "time-at-creation",
-    "time-at-processing",
-    "time-at-completed",
-    "number-of-documents",
-    "job-impressions-completed",
-]
-_PRINTER_ATTRIBUTES = [
-    "printer-state",
-    "printer-state-reasons",
-    "printer-state-message",
-    "printer-is-accepting-jobs",
-    "media-supported",
-    "media-ready",
-    "device-uri",
-]
-
-# IPP printer-state-reasons (suffix stripped) that mean CUPS cannot reach the device.
-_OFFLINE_REASONS = frozenset(
-    {"offline", "connecting-to-device", "shutdown", "timed-out", "device-unreachable"}
-)
-
-# CUPS 2.4.2's ipp backend reports an unreachable device only as printer-state-message (no reason), so
-# these English messages (we ask for "en") become the derived reason DEVICE_UNREACHABLE_REASON.
-DEVICE_UNREACHABLE_REASON = "device-unreachable"
-_UNREACHABLE_MESSAGES = (
-    "The printer may not exist or is unavailable at this time.",
-    "The printer is unreachable at this time.",
-    "The printer is not responding.",
-    "Unable to locate printer",
-    "Unable to connect to printer",
-)
-
-# CUPS stops a queue itself when its backend fails (exit status stop, or ErrorPolicy stop-printer, the
-# default, on a failure): cupsdSetPrinterState(STOPPED) always adds the reason `paused`, as a person's
-# cupsdisable does, and the printer-state-message is the backend's last ERROR line (scheduler/job.c
-# finalize_job, CUPS 2.4.9). A person's pause says "Paused" (stop_printer, no -r) or their own -r reason. So a
-# stopped queue whose message is one of these English backend failures (we ask for "en"), or that carries an
-# `-error` reason, is in error, not paused: its jobs are rerouted and it is alerted. A stop whose backend left
-# no ERROR line (the message is then cleared) or another text still reads as paused; alerts.py alerts a queue
-# paused at its server but not by the lab after ALERT_PRINTER_ERROR_MINUTES, so it is not left unseen.
-_BACKEND_FAULT_MESSAGES = (
-    "The printer configuration is incorrect or the printer no longer exists.",
-    "Printer stopped due to backend errors",
-    "Unable to open print file",
-    "Unable to open device file",
-    "Unable to write print data",
-    "Unable to read print data",
-    "Unable to start backend process.",
-    "Unable to get backend exit status.",
-    "Unable to get printer status.",
-    "Unable to add document to print job.",
-    "Unable to cancel print job.",
-    "Print job was not accepted.",
-    "Print job too large.",
-    "Printer cannot print supplied content.",
-    "Printer cannot print with supplied options.",
-    "Remote host did not accept",
-    "IP address is not allowed as hostname",
-    "Unknown encryption option value",
-    "Unknown version option value",
-)
-
-_TRANSIENT_STATUSES: dict[int, str] = {
-    cups.IPP_STATUS_ERROR_SERVICE_UNAVAILABLE: errors.SERVER_BUSY,
-    cups.IPP_STATUS_ERROR_BUSY: errors.SERVER_BUSY,
-    cups.IPP_STATUS_ERROR_TEMPORARY: errors.SERVER_BUSY,
-    cups.IPP_STATUS_ERROR_DEVICE: errors.PRINTER_UNREACHABLE,
-    cups.IPP_STATUS_ERROR_NOT_ACCEPTING_JOBS: errors.PRINTER_NOT_ACCEPTING_JOBS,
-    cups.IPP_STATUS_ERROR_TIMEOUT: errors.SERVER_BUSY,
-    cups.IPP_STATUS_ERROR_INTERNAL: errors.IPP_ERROR,
-}
-_PERMANENT_STATUSES: dict[int, str] = {
-    cups.IPP_STATUS_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED: errors.DOCUMENT_FORMAT_NOT_SUPPORTED,
-    cups.IPP_STATUS_ERROR_DOCUMENT_FORMAT_ERROR: errors.DOCUMENT_FORMAT_NOT_SUPPORTED,
-    cups.IPP_STATUS_ERROR_ATTRIBUTES_OR_VALUES: errors.ATTRIBUTES_NOT_SUPPORTED,
-    cups.IPP_STATUS_ERROR_CONFLICTING: errors.ATTRIBUTES_NOT_SUPPORTED,
-    cups.IPP_STATUS_ERROR_FORBIDDEN: errors.NOT_AUTHORIZED,
-    cups.IPP_STATUS_ERROR_NOT_AUTHENTICATED: errors.NOT_AUTHORIZED,
-    cups.IPP_STATUS_ERROR_NOT_AUTHORIZED: errors.NOT_AUTHORIZED,
-    cups.IPP_STATUS_ERROR_CUPS_AUTHENTICATION_CANCELED: errors.NOT_AUTHORIZED,
-    cups.IPP_STATUS_ERROR_PRINTER_IS_DEACTIVATED: errors.QUEUE_NOT_FOUND,
-    cups.IPP_STATUS_ERROR_OPERATION_NOT_SUPPORTED: errors.IPP_ERROR,
-    cups.IPP_STATUS_ERROR_VERSION_NOT_SUPPORTED: errors.IPP_ERROR,
-    cups.IPP_STATUS_ERROR_MULTIPLE_JOBS_NOT_SUPPORTED: errors.IPP_ERROR,
-    cups.IPP_STATUS_ERROR_JOB_CANCELED: errors.IPP_ERROR,
-}
-
-_Result = TypeVar("_Result")
-_SERVER_URI = "ipp://localhost/"
-RESTART_EVENTS = ("server-started", "server-restarted")
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    """One CUPS queue as `printers_sync` needs it."""
-
-    name: str
-    device_uri: str
-    status: PrinterStatus
-    is_accepting_jobs: bool
-
-    @property
-    def media_supported(self) -> tuple[str, ...]:
-        return self.status.media_supported
-
-
-def parse_server(server: str) -> tuple[str, int]:
-    """'host:port', 'host', '[::1]:631' -> (host, port); '' means libcups' default (CUPS_SERVER or local)."""
-    server = server.strip()
-    if not server:
-        return cups.getServer(), cups.getPort()
-    if server.startswith("["):
-        host, _, rest = server[1:].partition("]")
-        return host, int(rest.lstrip(":") or DEFAULT_PORT)
-    if server.count(":") == 1:
-        host, _, port = server.partition(":")
-        return host, int(port)
-    return server, DEFAULT_PORT
-
 
 # What cupsd answers a Create-Job it refuses for now (client-error-not-possible, scheduler/ipp.c add_job): no
 # job was made.
 _CREATE_JOB_REFUSALS = frozenset({"Too many active jobs.", "Quota limit reached."})
 
-
-def connect(*, server: str) -> cups.Connection:
-    """A new pycups connection to `server`; raises TransientPrinterError when nothing answers."""
-    host, port = parse_server(server)
-    with _connection_lock:
-        cups.setServer(host)
-        cups.setPort(port)
-        try:
-            return cups.Connection(host=host, port=port)
-        except RuntimeError as exc:
-            raise errors.ServerSilentError(
-                code=errors.PRINTER_UNREACHABLE,
-                message=f"CUPS server {host}:{port} unreachable: {exc}",
-                nothing_sent=True,  # no connection: no request was written
-            ) from exc
+_Result = TypeVar("_Result")
 
 
 class CupsBackend(PrinterBackend):
@@ -277,7 +138,7 @@ class CupsBackend(PrinterBackend):
             try:
                 job_id = connection.printFile(self.queue, str(source), title, options)
             except cups.IPPError as exc:
-                status, message = _ipp_error_parts(exc)
+                status, message = ipp_error_parts(exc)
                 # 0x0500 is also how libcups reports a connection cupsd dropped; the queue check on the
                 # same connection then fails too and says transient.
                 if status == cups.IPP_STATUS_ERROR_INTERNAL and not self._queue_exists(connection):
@@ -293,7 +154,7 @@ class CupsBackend(PrinterBackend):
                         message=f"CUPS submit refused for now: {message} (IPP status 0x{status:04x})",
                         nothing_sent=message in _CREATE_JOB_REFUSALS,
                     ) from exc
-                raise _translate_ipp_error(status, message, operation="submit") from exc
+                raise translate_ipp_error(status, message, operation="submit") from exc
             self._confirm_document_arrived(connection, job_id)
         logger.info("CUPS queue %s accepted job %s", self.queue, job_id)
         return str(job_id)
@@ -309,9 +170,9 @@ class CupsBackend(PrinterBackend):
         the job may exist, and the retry looks for it at the printer before it sends anything again.
         """
         try:
-            attributes = connection.getJobAttributes(job_id, requested_attributes=_DOCUMENT_CHECK_ATTRIBUTES)
+            attributes = connection.getJobAttributes(job_id, requested_attributes=DOCUMENT_CHECK_ATTRIBUTES)
         except cups.IPPError as exc:
-            status, message = _ipp_error_parts(exc)
+            status, message = ipp_error_parts(exc)
             if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
                 return
             raise errors.TransientPrinterError(
@@ -319,7 +180,7 @@ class CupsBackend(PrinterBackend):
                 message=f"CUPS job {job_id} created, its document unconfirmed: {message} (0x{status:04x})",
             ) from exc
         state = JobState.from_ipp(int(attributes["job-state"]))
-        documents = _optional_int(attributes.get("number-of-documents"))
+        documents = optional_int(attributes.get("number-of-documents"))
         if state is JobState.COMPLETED or documents is None or documents > 0:
             return  # (a server that does not say how many documents is not second-guessed)
         if not state.is_final:
@@ -331,21 +192,21 @@ class CupsBackend(PrinterBackend):
         )
 
     def job_info(self, handle: str) -> JobInfo:
-        job_id = _job_id(handle)
+        job_id = job_id_of(handle)
         with self._connection() as connection:
             attributes = self._call(
                 lambda: connection.getJobAttributes(job_id, requested_attributes=JOB_ATTRIBUTES),
-                not_found=lambda: _job_not_found(handle),
+                not_found=lambda: job_not_found(handle),
             )
-        return _job_info(handle=handle, attributes=attributes)
+        return job_info_from_attributes(handle=handle, attributes=attributes)
 
     def cancel(self, handle: str) -> None:
-        job_id = _job_id(handle)
+        job_id = job_id_of(handle)
         with self._connection() as connection:
             if (
                 self._call(
                     lambda: connection.getJobAttributes(job_id, requested_attributes=["job-state"]),
-                    not_found=lambda: _job_not_found(handle),
+                    not_found=lambda: job_not_found(handle),
                 ).get("job-state")
                 == 7
             ):
@@ -353,19 +214,19 @@ class CupsBackend(PrinterBackend):
             try:
                 connection.cancelJob(job_id)
             except cups.IPPError as exc:
-                status, message = _ipp_error_parts(exc)
+                status, message = ipp_error_parts(exc)
                 if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
-                    raise _job_not_found(handle) from exc
+                    raise job_not_found(handle) from exc
                 if status == cups.IPP_STATUS_ERROR_NOT_POSSIBLE:
                     raise errors.PermanentPrinterError(
                         code=errors.JOB_NOT_CANCELABLE, message=message
                     ) from exc
-                raise _translate_ipp_error(status, message, operation="cancel") from exc
+                raise translate_ipp_error(status, message, operation="cancel") from exc
 
     def discard_document(self, handle: str) -> bool:
         """Purge the job: CUPS deletes its document from the spool (kept a day by default, PreserveJobFiles)
         and its entry from the job history."""
-        job_id = _job_id(handle)
+        job_id = job_id_of(handle)
         with self._connection() as connection:
             attributes: Mapping[str, Any] = self._call(
                 lambda: connection.getJobAttributes(job_id, requested_attributes=["job-state"]),
@@ -381,17 +242,17 @@ class CupsBackend(PrinterBackend):
             try:
                 connection.cancelJob(job_id, purge_job=True)
             except cups.IPPError as exc:
-                status, message = _ipp_error_parts(exc)
+                status, message = ipp_error_parts(exc)
                 if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
                     return False
-                raise _translate_ipp_error(status, message, operation="purge") from exc
+                raise translate_ipp_error(status, message, operation="purge") from exc
         logger.info("CUPS queue %s purged job %s", self.queue, job_id)
         return True
 
     def printer_status(self) -> PrinterStatus:
         with self._connection() as connection:
             attributes = self._call(
-                lambda: connection.getPrinterAttributes(self.queue, requested_attributes=_PRINTER_ATTRIBUTES),
+                lambda: connection.getPrinterAttributes(self.queue, requested_attributes=PRINTER_ATTRIBUTES),
                 not_found=self._queue_not_found,
             )
         return printer_status_from_attributes(attributes)
@@ -415,7 +276,7 @@ class CupsBackend(PrinterBackend):
                 message=f"CUPS hides job names on {self.queue!r}: set 'JobPrivateValues none' in its policy",
             )
         return [
-            _job_info(handle=str(job_id), attributes=attributes)
+            job_info_from_attributes(handle=str(job_id), attributes=attributes)
             for job_id, attributes in ours
             if str(attributes["job-name"]).startswith(title_prefix)
         ]
@@ -436,12 +297,12 @@ class CupsBackend(PrinterBackend):
                 try:
                     events = list(connection.getNotifications([watch]).get("events", []))
                 except cups.IPPError as exc:
-                    status, message = _ipp_error_parts(exc)
+                    status, message = ipp_error_parts(exc)
                     if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
-                        raise _translate_ipp_error(status, message, operation="get notifications") from exc
+                        raise translate_ipp_error(status, message, operation="get notifications") from exc
                     lost, watch = True, None
                 else:
-                    if not _is_restart_watch(connection, watch=watch, events=events, after=after):
+                    if not is_restart_watch(connection, watch=watch, events=events, after=after):
                         lost, watch = True, None
             if not watch:
                 watch = standing_watch(connection, events=RESTART_EVENTS)
@@ -465,18 +326,12 @@ class CupsBackend(PrinterBackend):
         connection = connect(server=self.server)
         try:
             yield connection
-        except cups.IPPError as exc:
+        except (cups.IPPError, cups.HTTPError) as exc:
             # Callers translate the statuses they expect; nothing raw may reach the production layer.
-            status, message = _ipp_error_parts(exc)
-            raise _translate_ipp_error(status, message, operation="request") from exc
+            raise printer_error(exc, operation="request") from exc
         except RuntimeError as exc:
             # pycups raises RuntimeError when the server drops the connection mid-request.
             raise errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
-        except cups.HTTPError as exc:
-            raise errors.TransientPrinterError(
-                code=errors.PRINTER_UNREACHABLE,
-                message=f"CUPS answered HTTP {exc.args[0] if exc.args else '?'}",
-            ) from exc
 
     def _call(
         self, request: Callable[[], _Result], *, not_found: Callable[[], _Result | Exception]
@@ -484,258 +339,25 @@ class CupsBackend(PrinterBackend):
         try:
             return request()
         except cups.IPPError as exc:
-            status, message = _ipp_error_parts(exc)
+            status, message = ipp_error_parts(exc)
             if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
                 result = not_found()
                 if isinstance(result, Exception):
                     raise result from exc
                 return result
-            raise _translate_ipp_error(status, message, operation="query") from exc
+            raise translate_ipp_error(status, message, operation="query") from exc
 
     def _queue_exists(self, connection: cups.Connection) -> bool:
         try:
             connection.getPrinterAttributes(self.queue, requested_attributes=["printer-name"])
         except cups.IPPError as exc:
-            status, message = _ipp_error_parts(exc)
+            status, message = ipp_error_parts(exc)
             if status == cups.IPP_STATUS_ERROR_NOT_FOUND:
                 return False
-            raise _translate_ipp_error(status, message, operation="queue check") from exc
+            raise translate_ipp_error(status, message, operation="queue check") from exc
         return True
 
     def _queue_not_found(self) -> errors.PermanentPrinterError:
         return errors.PermanentPrinterError(
             code=errors.QUEUE_NOT_FOUND, message=f"no CUPS queue {self.queue!r}"
         )
-
-
-def _is_restart_watch(
-    connection: cups.Connection, *, watch: int, events: Sequence[Mapping[str, Any]], after: int
-) -> bool:
-    """The subscription `watch` is still the restart watch whose events were read up to `after`.
-
-    A cupsd that started on an empty state numbers subscriptions and their events from 1 again, so the id
-    may now name another subscription: the printer-events listener's job subscription (whose job events would
-    pass the cursor while no restart is ever heard), or a new restart subscription (whose restarts would all
-    read as old news).
-    """
-    if any(event.get("notify-subscribed-event") not in RESTART_EVENTS for event in events):
-        return False  # not a restart subscription
-    numbers = [int(event.get("notify-sequence-number", 0)) for event in events]
-    if numbers:
-        # A subscription's newest event is the last its cache drops, so ours never answers only with older
-        # ones than the cursor.
-        return max(numbers) >= after
-    # No event says what it is: its mask does (one more request, only while the watch has no event kept).
-    try:
-        subscriptions = connection.getSubscriptions(_SERVER_URI)
-    except cups.IPPError as exc:
-        status, message = _ipp_error_parts(exc)
-        if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
-            raise _translate_ipp_error(status, message, operation="get subscriptions") from exc
-        subscriptions = []
-    return any(
-        int(subscription.get("notify-subscription-id", 0)) == watch
-        and sorted(_as_strings(subscription.get("notify-events"))) == sorted(RESTART_EVENTS)
-        for subscription in subscriptions
-    )
-
-
-def standing_watch(connection: cups.Connection, *, events: tuple[str, ...]) -> int:
-    """The server-level pull subscription to exactly `events`: an existing one, else a new one.
-
-    One per cupsd and set of events, shared by every queue and process (cupsd's MaxSubscriptions, 100 by
-    default, must not run out), found again by its events. `events` must be spelled as cupsd answers them
-    (it names a subscription's event mask, e.g. `job-state-changed` for job-created/-completed/-stopped too).
-    """
-    try:
-        existing = connection.getSubscriptions(_SERVER_URI)
-    except cups.IPPError as exc:
-        status, message = _ipp_error_parts(exc)
-        if status != cups.IPP_STATUS_ERROR_NOT_FOUND:
-            raise _translate_ipp_error(status, message, operation="get subscriptions") from exc
-        existing = []
-    for subscription in existing:
-        if (
-            sorted(_as_strings(subscription.get("notify-events"))) == sorted(events)
-            and subscription.get("notify-pull-method") == "ippget"
-            and int(subscription.get("notify-lease-duration", -1)) == 0
-        ):
-            return int(subscription["notify-subscription-id"])
-    try:
-        # No expiry: it must outlive any gap between pulls. (pycups 2.0.4 crashes on user_data.)
-        return int(connection.createSubscription(_SERVER_URI, events=list(events), lease_duration=0))
-    except cups.IPPError as exc:
-        status, message = _ipp_error_parts(exc)
-        raise _translate_ipp_error(status, message, operation="create subscription") from exc
-
-
-def is_not_found(exc: cups.IPPError) -> bool:
-    """The IPP answer says the object (job, queue, subscription) does not exist."""
-    return _ipp_error_parts(exc)[0] == cups.IPP_STATUS_ERROR_NOT_FOUND
-
-
-def printer_error(exc: Exception, *, operation: str) -> errors.PrinterError:
-    """A pycups failure as a PrinterError: IPP statuses by their meaning, a dropped connection transient."""
-    if isinstance(exc, cups.IPPError):
-        status, message = _ipp_error_parts(exc)
-        return _translate_ipp_error(status, message, operation=operation)
-    if isinstance(exc, cups.HTTPError):
-        return errors.TransientPrinterError(
-            code=errors.PRINTER_UNREACHABLE,
-            message=f"CUPS answered HTTP {exc.args[0] if exc.args else '?'}",
-        )
-    return errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=f"CUPS {operation}: {exc}")
-
-
-def list_queues(*, server: str) -> list[QueueInfo]:
-    """Every queue on the server with device URI, status and media-supported, sorted by name."""
-    connection = connect(server=server)
-    try:
-        printers = connection.getPrinters()
-        queues = []
-        for name in sorted(printers):
-            attributes = dict(printers[name])
-            with contextlib.suppress(cups.IPPError):
-                attributes.update(
-                    connection.getPrinterAttributes(name, requested_attributes=_PRINTER_ATTRIBUTES)
-                )
-            queues.append(
-                QueueInfo(
-                    name=name,
-                    device_uri=str(attributes.get("device-uri", "")),
-                    status=printer_status_from_attributes(attributes),
-                    is_accepting_jobs=bool(attributes.get("printer-is-accepting-jobs", True)),
-                )
-            )
-        return queues
-    except cups.IPPError as exc:
-        status, message = _ipp_error_parts(exc)
-        raise _translate_ipp_error(status, message, operation="list queues") from exc
-    except (RuntimeError, cups.HTTPError) as exc:
-        raise errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=str(exc)) from exc
-
-
-def printer_status_from_attributes(attributes: Mapping[str, Any]) -> PrinterStatus:
-    """Map IPP printer-state / printer-state-reasons / printer-is-accepting-jobs to our four states."""
-    reasons = tuple(
-        reason for reason in _as_strings(attributes.get("printer-state-reasons")) if reason != "none"
-    )
-    message = str(attributes.get("printer-state-message", ""))
-    if message.startswith(_UNREACHABLE_MESSAGES):
-        reasons = (*reasons, DEVICE_UNREACHABLE_REASON)
-    bare_reasons = {_strip_severity(reason) for reason in reasons}
-    printer_state = int(attributes.get("printer-state", 3))
-    is_accepting_jobs = bool(attributes.get("printer-is-accepting-jobs", True))
-    if bare_reasons & _OFFLINE_REASONS:
-        state = PrinterState.OFFLINE
-    elif printer_state == 5:
-        stopped_by_fault = (
-            "paused" not in bare_reasons
-            or any(reason.endswith("-error") for reason in reasons)
-            or message.startswith(_BACKEND_FAULT_MESSAGES)
-        )
-        state = PrinterState.ERROR if stopped_by_fault else PrinterState.PAUSED
-    elif not is_accepting_jobs:
-        state = PrinterState.PAUSED
-    elif any(reason.endswith("-error") for reason in reasons):
-        state = PrinterState.ERROR
-    else:
-        state = PrinterState.ONLINE
-    return PrinterStatus(
-        state=state,
-        reasons=reasons,
-        message=message,
-        media_supported=_as_strings(attributes.get("media-supported")),
-        media_ready=_as_strings(attributes.get("media-ready")),
-    )
-
-
-def _job_info(*, handle: str, attributes: Mapping[str, Any]) -> JobInfo:
-    return JobInfo(
-        handle=handle,
-        title=str(attributes.get("job-name", "")),
-        state=JobState.from_ipp(int(attributes["job-state"])),
-        reasons=_as_strings(attributes.get("job-state-reasons")),
-        message=str(attributes.get("job-printer-state-message") or ""),
-        created_at=_optional_int(attributes.get("time-at-creation")),
-        processing_started_at=_optional_int(attributes.get("time-at-processing")),
-        completed_at=_optional_int(attributes.get("time-at-completed")),
-        document_count=_optional_int(attributes.get("number-of-documents")),
-        completed_impressions=_optional_int(attributes.get("job-impressions-completed")),
-    )
-
-
-def _optional_int(value: Any) -> int | None:
-    # CUPS sends time-at-processing as the out-of-band value no-value until the job first processes;
-    # pycups then gives None.
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-def _as_strings(value: Any) -> tuple[str, ...]:
-    # pycups returns a bare string for a one-value attribute and a list for several.
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(item) for item in value)
-
-
-def _strip_severity(reason: str) -> str:
-    for suffix in ("-error", "-warning", "-report"):
-        if reason.endswith(suffix):
-            return reason[: -len(suffix)]
-    return reason
-
-
-def _job_id(handle: str) -> int:
-    try:
-        job_id = int(handle)
-    except ValueError:
-        raise _job_not_found(handle) from None
-    if job_id < 1:
-        raise _job_not_found(handle)
-    return job_id
-
-
-def _job_not_found(handle: str) -> errors.PermanentPrinterError:
-    return errors.PermanentPrinterError(code=errors.JOB_NOT_FOUND, message=f"no CUPS job {handle!r}")
-
-
-def _ipp_error_parts(exc: cups.IPPError) -> tuple[int, str]:
-    status = int(exc.args[0]) if exc.args else cups.IPP_STATUS_ERROR_INTERNAL
-    message = str(exc.args[1]) if len(exc.args) > 1 else cups.ippErrorString(status)
-    return status, message
-
-
-# libcups' httpStatus() text of HTTP 400, which it reports as the IPP error's message when the HTTP answer
-# itself was 400 (cupsLastErrorString); an IPP response's message is its status-message or ippErrorString().
-_HTTP_BAD_REQUEST = "Bad Request"
-# What libcups reports when the server took the request and answered nothing until libcups gave up (about
-# 60 s; measured on a SIGSTOPped cupsd): an internal error whose text is strerror(0), no IPP answer at all.
-_NO_ANSWER = "Success"
-
-
-def _translate_ipp_error(status: int, message: str, *, operation: str) -> errors.PrinterError:
-    text = f"CUPS {operation} failed: {message} (IPP status 0x{status:04x})"
-    if status == cups.IPP_STATUS_ERROR_INTERNAL and message == _NO_ANSWER:
-        # The server is silent (stalled: it takes connections and answers nothing), as good as unreachable.
-        return errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=text)
-    if status in _TRANSIENT_STATUSES:
-        return errors.TransientPrinterError(code=_TRANSIENT_STATUSES[status], message=text)
-    if status in _PERMANENT_STATUSES:
-        return errors.PermanentPrinterError(code=_PERMANENT_STATUSES[status], message=text)
-    if 0x0500 <= status <= 0x05FF:
-        # Other server errors describe the server's condition, not our request.
-        return errors.TransientPrinterError(code=errors.IPP_ERROR, message=text)
-    if status == cups.IPP_STATUS_ERROR_BAD_REQUEST and message == _HTTP_BAD_REQUEST:
-        # An HTTP-level 400, not an IPP answer (which says client-error-bad-request or cupsd's own reason):
-        # cupsd answers it to a request it was still reading when it shut down (a restart mid-submit).
-        # libcups wrote the request, so it is well-formed; the same request on a running cupsd goes through.
-        return errors.TransientPrinterError(code=errors.PRINTER_UNREACHABLE, message=text)
-    if status < 0x0400:
-        # A failed call with a "successful" status: no IPP answer arrived at all (libcups kept the last
-        # good status), e.g. cupsd stopped between Create-Job and Send-Document. Seen with pycups 2.0.4.
-        return errors.ServerSilentError(code=errors.PRINTER_UNREACHABLE, message=text)
-    return errors.PermanentPrinterError(code=errors.IPP_ERROR, message=text)

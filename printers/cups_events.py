@@ -26,7 +26,8 @@ import cups
 
 from printers import errors
 from printers.base import EventBatch, EventFeed, JobNotice, JobState
-from printers.cups_backend import RESTART_EVENTS, connect, is_not_found, printer_error, standing_watch
+from printers.cups_ipp import connect, is_not_found, printer_error
+from printers.cups_subscriptions import RESTART_EVENTS, standing_watch
 
 logger = logging.getLogger(__name__)
 

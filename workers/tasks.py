@@ -120,7 +120,7 @@ def print_job_submit(*, job_id: int) -> None:
 
 
 # A stalled cupsd (takes connections, answers nothing) holds a libcups call for about 60 s before libcups
-# gives up (printers/cups_backend.py `_NO_ANSWER`); a round asks each server at most once, the cancels it
+# gives up (printers/cups_ipp.py `_NO_ANSWER`); a round asks each server at most once, the cancels it
 # settles included (lab/production/silence.py). 180 s: that one minute, plus two for the rest of the round
 # (the other servers' and hot folders' calls, the database). At 60 s, the length of that one call, the round
 # was killed while it waited, and what came after it (the cancels at the printers) never ran.

@@ -73,7 +73,7 @@ def check_storage() -> None:
 
 def check_cups() -> None:
     """This print host's CUPS answers HTTP (IPP runs over it); a plain socket, so the timeout holds."""
-    from printers.cups_backend import parse_server
+    from printers.cups_ipp import parse_server
 
     host, port = parse_server(settings.CUPS_SERVER)
     timeout = settings.READYZ_CHECK_TIMEOUT_SECONDS

@@ -10,7 +10,8 @@ from django.db import transaction
 
 from lab.catalog.services import products_unprintable
 from lab.production.models import JobEvent, Printer
-from printers.cups_backend import list_queues, parse_server
+from printers.cups_ipp import parse_server
+from printers.cups_printers import list_queues
 from printers.media import UnknownMediaError, size_for_pwg_media
 from printers.registry import KIND_CUPS
 

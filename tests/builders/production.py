@@ -22,7 +22,8 @@ from lab.production.models import Batch, JobEvent, Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from printers.base import JobState
-from printers.cups_backend import CupsBackend, connect
+from printers.cups_backend import CupsBackend
+from printers.cups_ipp import connect
 from printers.errors import TransientPrinterError
 from tests.builders.orders import paid_order
 from tests.support.celery_worker import wait_until

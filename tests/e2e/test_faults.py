@@ -32,7 +32,7 @@ import stripe
 from lab.orders.models import REF_REGEX
 from lab.production.models import PrintJob, job_title
 from printers.base import JobState
-from printers.cups_backend import connect
+from printers.cups_ipp import connect
 from printers.errors import PrinterError
 from tests.support.celery_worker import CeleryWorker, wait_until
 from tests.support.clock import clock_off_by

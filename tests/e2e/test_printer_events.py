@@ -10,8 +10,8 @@ import pytest
 
 from lab.orders.models import Order
 from lab.production.models import JobEvent, PrintJob
-from printers.cups_backend import connect
 from printers.cups_events import JOB_EVENTS
+from printers.cups_ipp import connect
 from tests.builders import PHOTO_300_DPI, paid_order
 from tests.e2e.conftest import LARGE_QUEUE, PHOTO_QUEUE, LabPrinters
 from tests.support.celery_worker import CeleryWorker, wait_until

@@ -9,9 +9,11 @@ from typing import Any
 import cups
 import pytest
 
-from printers import cups_backend, errors
+from printers import cups_backend, cups_printers, errors
 from printers.base import JobInfo, JobState, PrinterState, PrinterStatus
-from printers.cups_backend import CupsBackend, list_queues, parse_server
+from printers.cups_backend import CupsBackend
+from printers.cups_ipp import parse_server
+from printers.cups_printers import list_queues
 from printers.media import media_matches_size
 from tests.printers.conftest import PHOTO_MEDIA
 from tests.support.cups import PrivateCups
@@ -142,7 +144,7 @@ def test_a_queue_cups_stopped_after_its_backend_failed_is_in_error_not_paused(
     ],
 )
 def test_a_stopped_queue_is_paused_only_when_nothing_says_its_backend_failed(reasons, message, state):
-    status = cups_backend.printer_status_from_attributes(
+    status = cups_printers.printer_status_from_attributes(
         {"printer-state": 5, "printer-state-reasons": reasons, "printer-state-message": message}
     )
     assert status.state is state
@@ -475,9 +477,9 @@ def test_list_queues_returns_device_uri_state_and_media(private_cups: PrivateCup
     ],
 )
 def test_ipp_statuses_are_transient_only_when_retrying_can_help(status, message, transient, code):
-    from printers.cups_backend import _translate_ipp_error
+    from printers.cups_ipp import translate_ipp_error
 
-    error = _translate_ipp_error(status, message, operation="submit")
+    error = translate_ipp_error(status, message, operation="submit")
     assert (not error.is_permanent, error.code) == (transient, code)
 
 

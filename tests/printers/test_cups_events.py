@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from printers.base import EventBatch, JobState
-from printers.cups_backend import CupsBackend, connect
+from printers.cups_backend import CupsBackend
 from printers.cups_events import JOB_EVENTS, CupsEventFeed
+from printers.cups_ipp import connect
 from printers.errors import TransientPrinterError
 from tests.printers.conftest import PHOTO_MEDIA
 from tests.support.cups import PrivateCups

@@ -14,7 +14,9 @@ import pytest
 
 from printers import cups_backend, errors
 from printers.base import JobInfo, JobState
-from printers.cups_backend import CupsBackend, connect, list_queues
+from printers.cups_backend import CupsBackend
+from printers.cups_ipp import connect
+from printers.cups_printers import list_queues
 from tests.printers.conftest import PHOTO_MEDIA
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes

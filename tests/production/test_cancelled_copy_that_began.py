@@ -18,7 +18,8 @@ from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_produc
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers.base import JobState
-from printers.cups_backend import CupsBackend, connect
+from printers.cups_backend import CupsBackend
+from printers.cups_ipp import connect
 from tests.builders import WORKER, cups_printer, person, released_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups

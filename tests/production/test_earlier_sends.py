@@ -24,7 +24,8 @@ from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from printers import hotfolder
 from printers.base import JobState, PrinterBackend
-from printers.cups_backend import CupsBackend, connect
+from printers.cups_backend import CupsBackend
+from printers.cups_ipp import connect
 from printers.errors import TransientPrinterError
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import pending_tickets, process_pending

@@ -18,7 +18,8 @@ from lab.production.states import JobStatus
 from lab.production.submission import print_job_submit
 from lab.production.tracking import jobs_track
 from printers.base import JobState
-from printers.cups_backend import RESTART_EVENTS, connect, standing_watch
+from printers.cups_ipp import connect
+from printers.cups_subscriptions import RESTART_EVENTS, standing_watch
 from tests.builders.production import WORKER, cups_printer, released_order
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups

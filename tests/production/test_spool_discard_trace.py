@@ -15,7 +15,8 @@ from lab.production.backends import backend_for, copies_titled
 from lab.production.models import Printer, PrintJob
 from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
-from printers.cups_backend import CupsBackend, connect
+from printers.cups_backend import CupsBackend
+from printers.cups_ipp import connect
 from printers.errors import TransientPrinterError
 from tests.builders import WORKER, cups_printer, released_order
 from tests.support.cups import PrivateCups

@@ -16,7 +16,7 @@ from lab.production.backends import backend_for
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers.base import JobState
-from printers.cups_backend import connect
+from printers.cups_ipp import connect
 from tests.builders import WORKER, cups_printer, released_order
 from tests.builders.production import printing_at_the_device
 from tests.support.celery_worker import wait_until

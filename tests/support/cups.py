@@ -41,7 +41,8 @@ from types import TracebackType
 import cups
 
 from printers.base import JobState
-from printers.cups_backend import JOB_ATTRIBUTES, connect
+from printers.cups_ipp import connect
+from printers.cups_jobs import JOB_ATTRIBUTES
 from printers.media import size_for_pwg_media
 from tests.support.ipp_device import IncompleteJobTimeout
 
@@ -58,7 +59,7 @@ DEBIAN_PACKAGES = "cups cups-ipp-utils dbus-daemon"
 HUNDREDTHS_OF_MM_PER_INCH = Decimal(2540)
 # A job in one of these may still reach its device (IPP job-state 3, 4, 5).
 UNFINISHED_JOB_STATES = frozenset({JobState.PENDING, JobState.HELD, JobState.PROCESSING})
-# What jobs() asks cupsd for: the list the lab asks for (printers/cups_backend.py). Seen on CUPS 2.4.2:
+# What jobs() asks cupsd for: the list the lab asks for (printers/cups_jobs.py). Seen on CUPS 2.4.2:
 # Get-Jobs answers a finished job that cupsd has unloaded from memory without its job-name when asked for
 # job-id, job-name and job-state (up to five attributes tried), and with it when asked for these.
 LISTED_JOB_ATTRIBUTES = JOB_ATTRIBUTES
