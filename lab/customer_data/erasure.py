@@ -63,7 +63,7 @@ from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, O
 from lab.orders.payments import ONE_TRY, UNPAID_PAYMENT_STATUSES, stripe_client
 from lab.orders.selectors import guest_order_photos
 from lab.orders.states import OrderStatus
-from lab.orders.stripe_events import DISPUTE_CLOSED_KINDS
+from lab.orders.stripe_dispute_events import DISPUTE_CLOSED_KINDS
 from lab.packing.models import PackingSlip
 from lab.production.models import (
     JOB_CANCELLED,
@@ -103,7 +103,8 @@ def _is_open(order: Order) -> bool:
 
 # Money still moving on an order: its data is kept until it settles. Disputed: the order's address, carrier
 # and tracking number are the evidence Stripe asks for to contest the chargeback (the privacy policy keeps
-# data that protects the lab's rights); charge.dispute.closed settles it (lab/orders/stripe_events.py).
+# data that protects the lab's rights); charge.dispute.closed settles it
+# (lab/orders/stripe_dispute_events.py).
 # Refund pending: a refund that fails needs a person to reach the customer, by the e-mail the erasure wipes.
 UNSETTLED_PAYMENTS: dict[str, str] = {
     Order.PaymentStatus.DISPUTED: "its payment is disputed with your bank, until the dispute is closed",
@@ -346,9 +347,9 @@ def _anonymize_orders(orders: QuerySet[Order]) -> int:
     WebhookEvent.objects.filter(order_id__in=order_ids).delete()
     # Free text written to or about the customer: a hold question, a staff note on the timeline or a job.
     # Not a dispute's close: its note is Stripe's dispute id and final status (`dp_… won`, written by
-    # lab/orders/stripe_events.py), no personal data, and what tells a `charge.dispute.created` that comes
-    # after its own close (Stripe retries a failed delivery for days) that the dispute is over. Blanked, the
-    # late creation marked the settled payment `disputed` for good, with no close to come
+    # lab/orders/stripe_dispute_events.py), no personal data, and what tells a `charge.dispute.created` that
+    # comes after its own close (Stripe retries a failed delivery for days) that the dispute is over. Blanked,
+    # the late creation marked the settled payment `disputed` for good, with no close to come
     # (tests/privacy/test_erasure_keeps_dispute_ids.py).
     OrderEvent.objects.filter(order_id__in=order_ids).exclude(note="").exclude(
         kind__in=DISPUTE_CLOSED_KINDS

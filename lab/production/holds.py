@@ -15,7 +15,7 @@ from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
 from lab.orders.models import ClarificationCase, Order, OrderEvent
 from lab.orders.payments import PARTLY_REFUNDED
 from lab.orders.states import OrderStatus
-from lab.orders.stripe_events import AMOUNT_MISMATCH
+from lab.orders.stripe_payment_events import AMOUNT_MISMATCH
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.errors import ProductionError
 from lab.production.models import PrintJob
