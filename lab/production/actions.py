@@ -23,11 +23,10 @@ from lab.orders.transitions import order_locked, order_transition
 from lab.production import jobs, routing, signals, tracking
 from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import (
-    MAY_HAVE_PRINTED,
-    copy_listed_already,
     copy_may_have_printed,
     copy_over_outcome,
     copy_was_printing,
+    late_copies_list,
     printer_cancels_settle,
 )
 from lab.production.errors import ProductionError
@@ -265,7 +264,7 @@ def _earlier_sends_withdraw(
     on the board (lab.production.alerts.late_copy_unflagged_events) for a person to count the prints: such a
     copy never finishes by itself, and waiting for it kept the job from ever moving. So is a copy over without
     completing that began at its device (`canceled, began`: cancelled at the CUPS console mid-print), unless
-    an earlier event listed it already (cancellation.copy_listed_already).
+    an earlier event listed it already (cancellation.late_copies_list).
 
     `unaccounted_refuse` (the move of a `ready` job, between the retries of its send): refused too when an
     attempt may have reached the printer that lists nothing of it, printed and purged from its history or
@@ -291,7 +290,7 @@ def _earlier_sends_withdraw(
                 f"Job {job.pk} may have been printed by {job.printer.name} from an earlier send it no longer "
                 "lists; it is not moved. Count the prints there.",
             )
-        may_have_printed: list[str] = []
+        may_have_printed: dict[str, str] = {}
         for copy in copies:
             if copy.state in FINAL_JOB_STATES:
                 # One over without completing that began at its device (cancelled at the CUPS console
@@ -309,29 +308,19 @@ def _earlier_sends_withdraw(
                     raise _earlier_send_printing(job, refused=refused) from error
                 outcome = f"{copy.handle}:{copy.state}, cancel asked"
                 printing = copy_may_have_printed(copy)
-            # A copy an earlier move or send again listed is not listed twice (one alert for one copy).
-            if (
-                printing
-                and copy.handle != judged_handle
-                and not copy_listed_already(job_id=job.pk, printer_id=job.printer.pk, handle=copy.handle)
-            ):
-                may_have_printed.append(outcome)
+            # A copy an earlier move or send again listed is not listed twice (late_copies_list: one alert
+            # for one copy).
+            if printing and copy.handle != judged_handle:
+                may_have_printed[copy.handle] = outcome
     except PrinterError as error:
         raise UpstreamError(
             ProductionError.PRINTER_CANCEL_FAILED,
             f"{job.printer.name} may still hold an earlier send of job {job.pk} and does not answer "
             f"({error.message}); nothing was {refused}. Try again once it answers.",
         ) from error
-    if may_have_printed:
-        # The kind the board lists for a job not cancelled (alerts.late_copy_unflagged_events): a copy at the
-        # old printer may have printed, and the job is sent again.
-        JobEvent.objects.create(
-            job=job,
-            printer=job.printer,
-            kind="late_copy_not_cancelled",
-            actor=actor,
-            note=f"{MAY_HAVE_PRINTED}: {', '.join(may_have_printed)}"[:500],
-        )
+    # The kind the board lists for a job not cancelled (alerts.late_copy_unflagged_events): a copy at the old
+    # printer may have printed, and the job is sent again.
+    late_copies_list(job=job, outcomes=may_have_printed, actor_id=actor.pk)
     JobEvent.objects.create(
         job=job,
         kind="earlier_sends_withdrawn",

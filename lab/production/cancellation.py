@@ -10,7 +10,7 @@ printer poll cancels it there and clears the flag, so a cancelled order never pr
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 from django.conf import settings
@@ -28,7 +28,7 @@ from lab.orders.transitions import order_locked, order_transition
 from lab.production.backends import backend_for
 from lab.production.holds import clarifications_close
 from lab.production.jobs import job_move
-from lab.production.models import JOB_TITLE_PREFIX, JobEvent, Printer, PrintJob
+from lab.production.models import JOB_TITLE_PREFIX, JobEvent, ListedCopy, Printer, PrintJob
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
 from printers.base import FINAL_JOB_STATES, JobInfo, JobState, PrinterBackend
@@ -50,6 +50,10 @@ MAY_HAVE_PRINTED = "printing when the cancel reached the printer, may have print
 # The event of a cancel its printer refused while its device has the copy (a hot folder's processing/): the
 # cancel stays pending (`cancel_at_printer`) until the copy is over; listed as MAY_HAVE_PRINTED.
 PRINTER_CANCEL_REFUSED = "printer_cancel_refused"
+# A copy of ours at the printer that may have printed though nobody asked for it: listed on the board
+# (lab.production.alerts.printed_after_cancel_events), its note naming it as `handle:state…` for people, and
+# each copy it lists recorded at its printer (ListedCopy: copies_listed_record, copy_listed_already).
+LATE_COPY_NOT_CANCELLED = "late_copy_not_cancelled"
 
 
 def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -> Order:
@@ -242,15 +246,67 @@ def _listed_once(job: PrintJob, handle: str, outcome: str) -> str:
 
 
 def copy_listed_already(*, job_id: int, printer_id: int, handle: str) -> bool:
-    """An earlier `late_copy_not_cancelled` event of the job at that printer names the copy in its list
-    (`…: handle:state…` or `…, handle:state…`, as lab.production.actions writes it): a person was told to
-    count its prints already."""
-    return JobEvent.objects.filter(
-        job_id=job_id,
-        printer_id=printer_id,
-        kind="late_copy_not_cancelled",
-        note__regex=rf"(: |, ){re.escape(handle)}:",
-    ).exists()
+    """An earlier `late_copy_not_cancelled` event of the job listed that copy at that printer (its ListedCopy
+    row): a person was told to count its prints already. Before, the events' notes were searched for
+    `handle:` by a regex, and a copy named past a note's 500 characters was listed (and alerted) again."""
+    return ListedCopy.objects.filter(job_id=job_id, printer_id=printer_id, handle=handle).exists()
+
+
+def copies_listed_record(*, event: JobEvent, printer_id: int, handles: Iterable[str]) -> set[str]:
+    """Record, in the caller's transaction (the one that writes `event`), that the `late_copy_not_cancelled`
+    `event` of its job lists the copies `handles` at the printer `printer_id` (where they were sent, which a
+    job_move's event may not name). A copy listed already keeps the event that listed it first (one row per
+    copy: ListedCopy's unique constraint; a writer listing it at the same time waits for the other's commit
+    and skips it). Returns the handles that this event lists first."""
+    assert event.job_id is not None
+    wanted = list(dict.fromkeys(handles))
+    ListedCopy.objects.bulk_create(
+        [ListedCopy(job_id=event.job_id, printer_id=printer_id, handle=h, event=event) for h in wanted],
+        ignore_conflicts=True,
+    )
+    return set(ListedCopy.objects.filter(event=event, handle__in=wanted).values_list("handle", flat=True))
+
+
+def late_copies_list(
+    *, job: PrintJob, outcomes: Mapping[str, str], actor_id: int | None = None
+) -> JobEvent | None:
+    """List for a person the copies of `job` at its printer that may have printed (`outcomes`: each copy's
+    handle → its copy_cancel outcome, `handle:state…`) and that no event listed already: one
+    `late_copy_not_cancelled` MAY_HAVE_PRINTED event naming them, and their ListedCopy rows, in one
+    transaction. A copy another writer listed meanwhile is left out of the note; an event that would list
+    none of its own is not written (None): before, a move and a send again at the same time could both list a
+    copy, and a person was alerted twice for it."""
+    assert job.printer_id is not None
+    if not outcomes:
+        return None
+    with transaction.atomic():
+        listed = set(
+            ListedCopy.objects.filter(
+                job_id=job.pk, printer_id=job.printer_id, handle__in=list(outcomes)
+            ).values_list("handle", flat=True)
+        )
+        fresh = {handle: outcome for handle, outcome in outcomes.items() if handle not in listed}
+        if not fresh:
+            return None
+        event = JobEvent.objects.create(
+            job_id=job.pk,
+            printer_id=job.printer_id,
+            kind=LATE_COPY_NOT_CANCELLED,
+            actor_id=actor_id,
+            note=_late_copies_note(fresh.values()),
+        )
+        own = copies_listed_record(event=event, printer_id=job.printer_id, handles=fresh)
+        if not own:
+            event.delete()
+            return None
+        if len(own) < len(fresh):
+            event.note = _late_copies_note(o for h, o in fresh.items() if h in own)
+            event.save(update_fields=["note"])
+    return event
+
+
+def _late_copies_note(outcomes: Iterable[str]) -> str:
+    return f"{MAY_HAVE_PRINTED}: {', '.join(outcomes)}"[:500]
 
 
 def cancel_note(outcomes: list[str], note: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from lab.lib.seals import resealing, seal_holds, seal_of, stored_row_sealed
@@ -294,6 +295,29 @@ class JobEvent(models.Model):
             models.Index(fields=["kind", "created_at"]),
             models.Index(fields=["printer", "kind", "created_at"]),
         ]
+
+
+class ListedCopy(models.Model):
+    """A copy of a job at a printer that a `late_copy_not_cancelled` event listed for a person (it may have
+    printed: lab.production.cancellation.late_copies_list), one row per copy: a later move, send again or
+    cancel of the job does not list it again (cancellation.copy_listed_already). Before, the copies were
+    found by a regex over those events' notes: one past the note's 500 characters was never found, so listed
+    and alerted again, and two writers at once could both list one copy."""
+
+    job = models.ForeignKey(PrintJob, on_delete=models.CASCADE, related_name="listed_copies")
+    printer = models.ForeignKey(Printer, on_delete=models.CASCADE, related_name="listed_copies")
+    handle = models.CharField(max_length=100)  # the copy's handle at that printer (PrintJob.backend_job_id)
+    # The event that listed it first (its note names it for people, perhaps cut at 500 characters).
+    event = models.ForeignKey(JobEvent, on_delete=models.CASCADE, related_name="listed_copies")
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["job", "printer", "handle"], name="listed_copy_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"listed:{self.job_id}:{self.printer_id}:{self.handle}"
 
 
 class Alert(models.Model):

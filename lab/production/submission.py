@@ -36,14 +36,17 @@ from lab.production.backends import (
 )
 from lab.production.cancellation import (
     ALREADY_PRINTED,
+    LATE_COPY_NOT_CANCELLED,
     MAY_HAVE_PRINTED,
     cancel_note,
+    copies_listed_record,
     copy_cancel,
     copy_cancel_refused,
     copy_listed_already,
     copy_over_outcome,
     copy_was_printing,
     copy_withdrawn,
+    late_copies_list,
     printer_cancel_refused,
     printer_cancels_settle,
 )
@@ -491,28 +494,18 @@ def _earlier_attempt_at_printer(*, job: PrintJob) -> _Look:
 
 
 def _began_copies_list(*, job: PrintJob, copies: list[JobInfo]) -> None:
-    """List the copies over that began at their device and are not the job's copy: each may have printed."""
-    assert job.printer is not None
-    unlisted = [
-        copy_over_outcome(copy)
-        for copy in copies
-        if not copy_listed_already(job_id=job.pk, printer_id=job.printer.pk, handle=copy.handle)
-    ]
-    if unlisted:
-        logger.warning("earlier copies began then ended, listed job=%s count=%s", job.pk, len(unlisted))
-        JobEvent.objects.create(
-            job_id=job.pk,
-            printer=job.printer,
-            kind=LATE_COPY_NOT_CANCELLED,
-            note=f"{MAY_HAVE_PRINTED}: {', '.join(unlisted)}"[:500],
-        )
+    """List the copies over that began at their device and are not the job's copy, unless an earlier event
+    listed them already (cancellation.late_copies_list): each may have printed."""
+    event = late_copies_list(job=job, outcomes={copy.handle: copy_over_outcome(copy) for copy in copies})
+    if event is not None:
+        logger.warning("earlier copies began then ended, listed job=%s", job.pk)
 
 
 def _late_copy_note(handle: str, outcome: str, what: str) -> str:
     """A `late_copy_not_cancelled` note naming the copy as `handle:state…` after a MAY_HAVE_PRINTED (or, for a
-    copy that completed, ALREADY_PRINTED) prefix, as lab.production.actions writes it: the form
-    cancellation.copy_listed_already reads, so a later move or cancel does not list the copy again.
-    `outcome`: copy_cancel's (`handle:…`), or a printer error's code."""
+    copy that completed, ALREADY_PRINTED) prefix, as lab.production.actions writes it, for people; the copy
+    itself is recorded as listed with the event (cancellation.copies_listed_record), so that a later move or
+    cancel does not list it again. `outcome`: copy_cancel's (`handle:…`), or a printer error's code."""
     copy = outcome if outcome.startswith(f"{handle}:") else f"{handle}:{outcome}"
     prefix = ALREADY_PRINTED if copy.endswith(f":{JobState.COMPLETED}") else MAY_HAVE_PRINTED
     return f"{prefix}: {copy}, {what}"
@@ -528,9 +521,6 @@ _REFUSED_UNSENT_CODES = frozenset({PRINTER_NOT_ACCEPTING_JOBS, QUEUE_NOT_FOUND})
 # every one written before attempts were told apart), and of one that reached nothing.
 SUBMIT_RETRY = "submit_retry"
 SUBMIT_RETRY_UNSENT = "submit_retry_unsent"
-# A copy of ours at the printer that may have printed though nobody asked for it: listed on the board
-# (lab.production.alerts.printed_after_cancel_events), its note naming it as `handle:state…` at its printer.
-LATE_COPY_NOT_CANCELLED = "late_copy_not_cancelled"
 # The events that count a job's attempts from 0 again (routing.job_reroute; a person's "not printed", which
 # gives the job a new title): attempts before them are not the current printer's and title's.
 _ATTEMPTS_RESET = ("rerouted", "resolved_not_printed")
@@ -691,13 +681,15 @@ def _cancelled_copy_not_cancelled(*, job: PrintJob, handle: str, reason: str) ->
     it meanwhile (the flag cleared), which recorded what it found."""
     note = _late_copy_note(handle, reason, "sent after the job was cancelled, not cancelled")
     logger.warning("copy sent after the cancel not cancelled job=%s reason=%s", job.pk, reason)
+    assert job.printer is not None
     with transaction.atomic():
         if PrintJob.objects.filter(pk=job.pk, cancel_at_printer=True).update(
             cancel_at_printer=False, claimed_at=None, claimed_by=""
         ):
-            JobEvent.objects.create(
+            event = JobEvent.objects.create(
                 job_id=job.pk, printer=job.printer, kind=LATE_COPY_NOT_CANCELLED, note=note[:500]
             )
+            copies_listed_record(event=event, printer_id=job.printer.pk, handles=[handle])
     return LATE_COPY_NOT_CANCELLED
 
 
@@ -737,16 +729,26 @@ def _late_send_landed(
     if not copy_withdrawn(outcome):
         note = _late_copy_note(handle, outcome, "a late second copy the printer did not cancel")[:500]
         logger.warning("late second copy not cancelled job=%s outcome=%s", job.pk, outcome)
-        if not job_move(
-            job_id=job.pk,
-            from_statuses={J.SUBMITTED},
-            to_status=J.SUSPECT,
-            kind=LATE_COPY_NOT_CANCELLED,
-            note=note,
-        ):
-            JobEvent.objects.create(
-                job_id=job.pk, printer=job.printer, kind=LATE_COPY_NOT_CANCELLED, note=note
-            )
+        assert job.printer is not None
+        with transaction.atomic():
+            if job_move(
+                job_id=job.pk,
+                from_statuses={J.SUBMITTED},
+                to_status=J.SUSPECT,
+                kind=LATE_COPY_NOT_CANCELLED,
+                note=note,
+            ):
+                # The move's event: the job's last move to `suspect` of this kind, its row locked by the move
+                # until this commits (no other move of it in between).
+                event = JobEvent.objects.filter(
+                    job_id=job.pk, kind=LATE_COPY_NOT_CANCELLED, to_status=J.SUSPECT
+                ).latest("pk")
+            else:
+                event = JobEvent.objects.create(
+                    job_id=job.pk, printer=job.printer, kind=LATE_COPY_NOT_CANCELLED, note=note
+                )
+            # At the printer the copy was sent to: a job_move's event names the job's printer now.
+            copies_listed_record(event=event, printer_id=job.printer.pk, handles=[handle])
         return LATE_COPY_NOT_CANCELLED
     JobEvent.objects.create(
         job_id=job.pk,
