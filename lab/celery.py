@@ -196,6 +196,7 @@ app.conf.beat_schedule = {
     "account-mails-sweep": _sweep("notify.account_mails_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
     "privacy-retention-purge": _sweep("privacy.retention_purge", float(settings.RETENTION_SWEEP_SECONDS)),
     "privacy-receipts-sweep": _sweep("privacy.receipts_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
+    "privacy-erasure-log-sweep": _sweep("privacy.erasure_log_sweep", float(settings.NOTIFY_SWEEP_SECONDS)),
     # Never skipped: the daily review sample, and the signed checkpoints (a dropped one is a gap the
     # verifiers report).
     "audit-review-sample-daily": {

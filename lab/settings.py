@@ -584,6 +584,11 @@ RETENTION_UNPAID_DAYS = envint("RETENTION_UNPAID_DAYS", 7)
 RETENTION_UNUSED_DAYS = envint("RETENTION_UNUSED_DAYS", 7)
 RETENTION_BATCH = envint("RETENTION_BATCH", 500)
 RETENTION_SWEEP_SECONDS = envint("RETENTION_SWEEP_SECONDS", 3600)
+# The erasure log: every committed erasure (its kind, the account's public_id or the guest order's ref, its
+# time) is also appended here, outside the database, so `manage.py erasures_reapply` can erase again whom a
+# restore from a backup brought back (lab/customer_data/erasure_log.py). A path or file:///path; put it on a
+# disk every web host appends to and a database restore does not touch; the default is for the embedded setup.
+LAB_ERASURE_LOG = os.environ.get("LAB_ERASURE_LOG", str(VAR_DIR / "erasures.log"))
 # Supervisor alerts (lab.production.alerts): each e-mailed once to supervisors, shown on /lab/supervisor/.
 ALERT_CHECK_SECONDS = envint("ALERT_CHECK_SECONDS", 300)
 ALERT_ORDER_AT_RISK_HOURS = envint("ALERT_ORDER_AT_RISK_HOURS", 6)  # open order promised within this or past

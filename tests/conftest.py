@@ -141,6 +141,8 @@ def _isolated_settings(settings, tmp_path: Path) -> None:
     settings.HOTFOLDER_ROOT = tmp_path / "spool"
     # Each test's audit checkpoints go to its own witness log, as each test has its own chain.
     settings.AUDIT_WITNESS = (tmp_path / "audit-witness" / "checkpoints.jsonl").as_uri()
+    # And its erasures to its own erasure log (not the shared var/ one every test's erasures appended to).
+    settings.LAB_ERASURE_LOG = str(tmp_path / "erasures.log")
     settings.STRIPE_API_BASE = STRIPE_UNREACHABLE
     settings.STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "sk_test_printlab")
     settings.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_printlab_test")

@@ -1,5 +1,6 @@
-"""Thin tasks for the privacy controls: the retention sweep that beat runs on a schedule, and the signed
-privacy receipts (issued after an order ships or its photos are purged, mailed, swept for lost messages).
+"""Thin tasks for the privacy controls: the retention sweep that beat runs on a schedule, the signed
+privacy receipts (issued after an order ships or its photos are purged, mailed, swept for lost messages), and
+the sweep of erasures' entries still owed to the erasure log.
 
 The sweep locks and re-checks each photo before purging it, so an overlapping or redelivered run is harmless.
 """
@@ -49,5 +50,13 @@ def receipt_email(*, receipt_id: str) -> None:
 @app.task(name="privacy.receipts_sweep", time_limit=300, soft_time_limit=280, max_retries=0)
 def receipts_sweep() -> dict[str, int]:
     from lab.customer_data.receipts import receipts_sweep as sweep
+
+    return sweep()
+
+
+@app.task(name="privacy.erasure_log_sweep", time_limit=120, soft_time_limit=100, max_retries=0)
+def erasure_log_sweep() -> dict[str, int]:
+    """Append to the erasure log (outside the database) every committed erasure's entry still owed."""
+    from lab.customer_data.erasure_log import erasure_log_sweep as sweep
 
     return sweep()

@@ -28,6 +28,7 @@ from lab.audit.checkpoints import (
 from lab.audit.keys import PublicKeys
 from lab.audit.lane_heads import LaneHead
 from lab.audit.problems import ChainProblem, checkpoint_signature_problem, lane_heads_problem
+from lab.audit.restore_marks import excused_before, is_restore_at, restores_in
 
 
 @dataclass(frozen=True)
@@ -128,17 +129,24 @@ def verify_checkpoints(
     """Check each checkpoint's signature with the pinned key and that the record of every head it signs has
     the signed hash; heads maps seq -> stored hash (None/absent: not present). head_seq, when given, is the
     last seq present, lane_heads the last record present of each lane and absent the seqs with no record
-    (VerifyResult), so a checkpoint beyond them reports the first missing seq. Returns the first problem or
-    None."""
+    (VerifyResult), so a checkpoint beyond them reports the first missing seq. A restore marker whose
+    signature holds lets the seq and the lanes go back, and excuses the heads before it that the records no
+    longer hold in its lost range (lab/audit/restore_marks.py; the witness holds it to the rest). Returns the
+    first problem or None."""
     gaps = tuple(absent)
     lookup = heads.get if isinstance(heads, Mapping) else heads
+    ordered = list(checkpoints)
+    restores, _ = restores_in(ordered, public_key=public_key)
     previous_seq = -1
     previous_positions: dict[int, int] = {}
-    for line, checkpoint in enumerate(checkpoints, start=1):
+    for line, checkpoint in enumerate(ordered, start=1):
         seq = checkpoint.seq
         problem = checkpoint_signature_problem(checkpoint, line=line, public_key=public_key)
         if problem is not None:
             return problem
+        if is_restore_at(restores, line - 1):
+            previous_seq, previous_positions = -1, {}
+        excused = excused_before(restores, line - 1)
         if seq < previous_seq:
             return ChainProblem(
                 seq,
@@ -168,9 +176,10 @@ def verify_checkpoints(
                 lane_heads=lane_heads,
                 absent=gaps,
                 rewritten=_rewritten_since_checkpoint,
+                excused=excused,
             )
             if checkpoint.lanes
-            else _legacy_checkpoint_problem(checkpoint, line, lookup, head_seq, lane_heads)
+            else _legacy_checkpoint_problem(checkpoint, line, lookup, head_seq, lane_heads, excused)
         )
         if problem is not None:
             return problem
@@ -183,9 +192,12 @@ def _legacy_checkpoint_problem(
     lookup: Callable[[int], str | None],
     head_seq: int | None,
     lane_heads: Mapping[int, LaneHead] | None,
+    excused: Callable[[int], bool] | None = None,
 ) -> ChainProblem | None:
     seq = checkpoint.seq
     actual = GENESIS_HASH if seq == 0 else lookup(seq)
+    if actual is None and excused is not None and excused(seq):
+        return None
     if actual is None or (head_seq is not None and seq > head_seq):
         first_missing = seq
         if head_seq is not None:

@@ -9,6 +9,10 @@ deletion) and on every export. The verifier takes the public key from the audito
 checkpoint names its key by key_id (the fingerprint's first 16 hex digits), so after a rotation each one is
 checked with its own key (KeyRing). A settled checkpoint (CHECKPOINT_FORMAT_SETTLED, the same fields signed
 under another tag) also vouches for what no later record may be: numbered at or below it, or timed before it.
+A restore marker (RESTORE_FORMAT, written by `manage.py audit_restore` after a database restore) is a
+settled checkpoint of the heads the restored database holds that also signs a RestoreMark: the witnessed
+checkpoint the chain continues from, the witness's last checkpoint it supersedes and the seqs lost
+(lab/audit/restore_marks.py says what the verifiers excuse across one, and what not).
 """
 
 from __future__ import annotations
@@ -37,11 +41,93 @@ CHECKPOINT_FORMAT_LANED = "printlab.audit.checkpoint.v2"
 # signer waited for every append in flight first, and signs no record above the sequence's value then), and
 # every record it does not cover was timed at or after its signed_at (read while every lane was held).
 CHECKPOINT_FORMAT_SETTLED = "printlab.audit.checkpoint.v3"
+# A restore marker: a settled checkpoint (the restore waits for nothing in flight: every process is stopped,
+# and the sequence is moved past every seq the witness named first) that also signs its RestoreMark. Only
+# this tag's signature covers the mark, so a marker cannot be made of a checkpoint, nor the reverse.
+RESTORE_FORMAT = "printlab.audit.restore.v1"
+# The tags that vouch for what no later record may be (witness.BackdatingCheck).
+SETTLED_FORMATS = frozenset({CHECKPOINT_FORMAT_SETTLED, RESTORE_FORMAT})
 CHECKPOINT_FIELDS: tuple[str, ...] = ("seq", "head_hash", "signed_at", "key_id", "signature")
 CHECKPOINT_FIELDS_LANED: tuple[str, ...] = (*CHECKPOINT_FIELDS, "lanes")
+CHECKPOINT_FIELDS_RESTORE: tuple[str, ...] = (*CHECKPOINT_FIELDS_LANED, "restore")
+_BY_MAX_LENGTH = 200
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _UTC_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+@dataclass(frozen=True)
+class RestoreMark:
+    """What a restore marker signs besides the lane heads the restored database holds: the witnessed
+    checkpoint the chain continues from (the restore point: seq, signed_at, head_hash), the witness's last
+    checkpoint before the marker, which it supersedes, the seqs lost (lost_from = the restore point's seq + 1
+    up to lost_to, at least every seq the witness named before the marker: no later record takes one) and who
+    ran the restore ("staff:<public id>" or "os:<user>")."""
+
+    from_seq: int
+    from_signed_at: str
+    from_hash: str
+    superseded_seq: int
+    superseded_signed_at: str
+    superseded_hash: str
+    lost_from: int
+    lost_to: int
+    by: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "by": self.by,
+            "continues": {
+                "head_hash": self.from_hash,
+                "seq": self.from_seq,
+                "signed_at": self.from_signed_at,
+            },
+            "lost": [self.lost_from, self.lost_to],
+            "supersedes": {
+                "head_hash": self.superseded_hash,
+                "seq": self.superseded_seq,
+                "signed_at": self.superseded_signed_at,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> RestoreMark:
+        """The mark of a checkpoint line's "restore" object; ValueError when it is not one."""
+        if type(value) is not dict or set(value) != {"by", "continues", "lost", "supersedes"}:
+            raise ValueError("a restore mark is an object with exactly: by, continues, lost, supersedes")
+        continues = _restore_point(value["continues"], "continues")
+        supersedes = _restore_point(value["supersedes"], "supersedes")
+        lost, by = value["lost"], value["by"]
+        if type(lost) is not list or len(lost) != 2 or any(type(seq) is not int for seq in lost):
+            raise ValueError("a restore mark's lost is [first seq, last seq]")
+        mark = cls(*continues, *supersedes, lost[0], lost[1], by)
+        mark.check()
+        return mark
+
+    def check(self) -> None:
+        """ValueError when the fields are not a restore mark's."""
+        if type(self.by) is not str or not 0 < len(self.by) <= _BY_MAX_LENGTH or not self.by.isprintable():
+            raise ValueError(f"a restore mark's by is 1..{_BY_MAX_LENGTH} printable characters")
+        for seq, signed_at, head_hash in (
+            (self.from_seq, self.from_signed_at, self.from_hash),
+            (self.superseded_seq, self.superseded_signed_at, self.superseded_hash),
+        ):
+            if seq < 1 or not _UTC_TIMESTAMP.fullmatch(signed_at) or not _HEX64.fullmatch(head_hash):
+                raise ValueError("a restore mark names checkpoints by seq >= 1, signed_at and head_hash")
+        if self.lost_from != self.from_seq + 1 or self.lost_to < self.lost_from:
+            raise ValueError("a restore mark's lost seqs run from the seq after the one it continues from")
+
+
+def _restore_point(value: object, name: str) -> tuple[int, str, str]:
+    if (
+        type(value) is not dict
+        or set(value) != {"head_hash", "seq", "signed_at"}
+        or type(value["seq"]) is not int
+        or type(value["signed_at"]) is not str
+        or type(value["head_hash"]) is not str
+    ):
+        raise ValueError(f"a restore mark's {name} is an object with exactly: head_hash, seq, signed_at")
+    return value["seq"], value["signed_at"], value["head_hash"]
 
 
 @dataclass(frozen=True)
@@ -57,19 +143,23 @@ class Checkpoint:
     key_id: str
     signature: str  # base64 of the 64-byte Ed25519 signature over checkpoint_message(...)
     lanes: tuple[LaneHead, ...] = ()
+    restore: RestoreMark | None = None  # a restore marker's mark (RESTORE_FORMAT)
 
     def to_line(self) -> str:
         """The checkpoint as one canonical JSON line (no newline) of the checkpoints file."""
         body: dict[str, object] = {name: getattr(self, name) for name in CHECKPOINT_FIELDS}
         if self.lanes:
             body["lanes"] = [list(head) for head in self.lanes]
+        if self.restore is not None:
+            body["restore"] = self.restore.to_json()
         return encode_canonical(body)
 
     @classmethod
     def from_line(cls, line: str | bytes) -> Checkpoint:
         """Parse one checkpoints-file line; raise ValueError when it is not a well-formed checkpoint."""
         data = json.loads(line)
-        if type(data) is not dict or set(data) not in (set(CHECKPOINT_FIELDS), set(CHECKPOINT_FIELDS_LANED)):
+        shapes = (set(CHECKPOINT_FIELDS), set(CHECKPOINT_FIELDS_LANED), set(CHECKPOINT_FIELDS_RESTORE))
+        if type(data) is not dict or set(data) not in shapes:
             raise ValueError("a checkpoint is an object with exactly: " + ", ".join(CHECKPOINT_FIELDS))
         for name in ("head_hash", "signed_at", "key_id", "signature"):
             if type(data[name]) is not str:
@@ -77,6 +167,7 @@ class Checkpoint:
         if type(data["seq"]) is not int:
             raise ValueError("checkpoint seq must be an integer")
         lanes = lanes_from_json(data.pop("lanes")) if "lanes" in data else ()
+        restore = RestoreMark.from_json(data.pop("restore")) if "restore" in data else None
         _check_checkpoint_fields(
             seq=data["seq"],
             head_hash=data["head_hash"],
@@ -84,7 +175,7 @@ class Checkpoint:
             key_id=data["key_id"],
             lanes=lanes,
         )
-        return cls(**data, lanes=lanes)
+        return cls(**data, lanes=lanes, restore=restore)
 
 
 def _check_checkpoint_fields(
@@ -136,12 +227,15 @@ def checkpoint_message(
     key_id: str,
     lanes: Iterable[LaneHead] = (),
     is_settled: bool = False,
+    restore: RestoreMark | None = None,
 ) -> bytes:
     """The exact bytes a checkpoint signature covers; the format tag keeps them from meaning anything else
-    (and says whether the checkpoint is settled: CHECKPOINT_FORMAT_SETTLED)."""
+    (and says whether the checkpoint is settled: CHECKPOINT_FORMAT_SETTLED, or a restore marker:
+    RESTORE_FORMAT, whose mark is signed too)."""
     heads = [list(head) for head in lanes]
+    tag = RESTORE_FORMAT if restore is not None else _format_tag(is_settled=is_settled, has_lanes=bool(heads))
     body: dict[str, object] = {
-        "format": _format_tag(is_settled=is_settled, has_lanes=bool(heads)),
+        "format": tag,
         "head_hash": head_hash,
         "key_id": key_id,
         "seq": seq,
@@ -149,6 +243,8 @@ def checkpoint_message(
     }
     if heads:
         body["lanes"] = heads
+    if restore is not None:
+        body["restore"] = restore.to_json()
     return encode_canonical(body).encode("utf-8")
 
 
@@ -167,20 +263,37 @@ def sign_checkpoint(
     signed_at: str,
     lanes: Iterable[LaneHead] = (),
     is_settled: bool = False,
+    restore: RestoreMark | None = None,
 ) -> Checkpoint:
     """Sign (seq, head_hash) — and the lane heads, when given — at signed_at; key_id is a label for the
     key, covered by the signature. is_settled: only the lab's signer, which settled the log first, says so
-    (CHECKPOINT_FORMAT_SETTLED)."""
+    (CHECKPOINT_FORMAT_SETTLED). restore: a restore marker's mark (RESTORE_FORMAT; it needs lane heads)."""
     heads = tuple(lanes)
     _check_checkpoint_fields(
         seq=seq, head_hash=head_hash, signed_at=signed_at, key_id=key_id, lanes=heads, is_signing=True
     )
+    if restore is not None:
+        restore.check()
+        if not heads:
+            raise ValueError("a restore marker signs the lane heads the restored database holds")
     message = checkpoint_message(
-        seq=seq, head_hash=head_hash, signed_at=signed_at, key_id=key_id, lanes=heads, is_settled=is_settled
+        seq=seq,
+        head_hash=head_hash,
+        signed_at=signed_at,
+        key_id=key_id,
+        lanes=heads,
+        is_settled=is_settled,
+        restore=restore,
     )
     signature = base64.b64encode(private_key.sign(message)).decode("ascii")
     return Checkpoint(
-        seq=seq, head_hash=head_hash, signed_at=signed_at, key_id=key_id, signature=signature, lanes=heads
+        seq=seq,
+        head_hash=head_hash,
+        signed_at=signed_at,
+        key_id=key_id,
+        signature=signature,
+        lanes=heads,
+        restore=restore,
     )
 
 
@@ -191,19 +304,31 @@ def checkpoint_signature_is_valid(*, checkpoint: Checkpoint, public_key: PublicK
 
 
 def checkpoint_is_settled(*, checkpoint: Checkpoint, public_key: PublicKeys) -> bool:
-    """Whether the checkpoint is validly signed as settled (CHECKPOINT_FORMAT_SETTLED)."""
-    return checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key) == CHECKPOINT_FORMAT_SETTLED
+    """Whether the checkpoint is validly signed as settled (CHECKPOINT_FORMAT_SETTLED, or as a restore
+    marker)."""
+    return checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key) in SETTLED_FORMATS
 
 
 def checkpoint_signed_as(*, checkpoint: Checkpoint, public_key: PublicKeys) -> str | None:
     """The format tag the checkpoint's signature is valid under (settled first, as the signer writes now;
-    then the tag of its shape, as it wrote before), or None: not signed by that key."""
+    then the tag of its shape, as it wrote before; a restore marker's under RESTORE_FORMAT only), or None:
+    not signed by that key."""
     try:
         signature = base64.b64decode(checkpoint.signature, validate=True)
     except binascii.Error:
         return None
     key = checkpoint_key(public_key, checkpoint.key_id)
     raw_key = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if checkpoint.restore is not None:
+        message = checkpoint_message(
+            seq=checkpoint.seq,
+            head_hash=checkpoint.head_hash,
+            signed_at=checkpoint.signed_at,
+            key_id=checkpoint.key_id,
+            lanes=checkpoint.lanes,
+            restore=checkpoint.restore,
+        )
+        return RESTORE_FORMAT if _signature_verifies(raw_key, signature, message) else None
     for is_settled in (True, False):
         message = checkpoint_message(
             seq=checkpoint.seq,

@@ -103,9 +103,11 @@ class AuditCheckpoint(models.Model):
     signed_at = models.CharField(max_length=32)
     key_id = models.CharField(max_length=64)
     signature = models.CharField(max_length=128)
-    reason = models.CharField(max_length=16, default="schedule")  # schedule | export
+    reason = models.CharField(max_length=16, default="schedule")  # schedule | export | restore
     # The lane heads signed, canonical JSON [[lane, lane_seq, seq, hash], ...] ("" before lanes).
     lanes = models.TextField(blank=True, default="")
+    # A restore marker's mark (checkpoints.RestoreMark), canonical JSON ("" for every other checkpoint).
+    restore = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering: ClassVar[list[str]] = ["pk"]

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, checkpoint_signature_is_valid
 from lab.audit.keys import public_key_fingerprint
+from lab.audit.restore_marks import restores_in
 
 RECEIPT_FORMAT = "printlab.receipt.v1"
 REASONS = ("shipped", "purged", "erased")
@@ -267,7 +268,12 @@ def _check_witness(
                 ),
             )
     record = anchor["record"]
-    for checkpoint in witnessed:
+    # After a restore marker a lane's positions start again from the restore point
+    # (lab/audit/restore_marks.py): a record after it is covered from it on, not by a superseded checkpoint
+    # that signed the same position for a record the restore lost.
+    restores, _ = restores_in(witnessed, public_key=public_key, is_witness=True)
+    since = max((restore.index for restore in restores if restore.marker.seq < record["seq"]), default=0)
+    for checkpoint in witnessed[since:]:
         if not checkpoint_signature_is_valid(checkpoint=checkpoint, public_key=public_key):
             continue
         for lane, lane_seq, _, head_hash in checkpoint_lanes(checkpoint):

@@ -20,11 +20,12 @@ from django.core.mail import EmailMessage
 from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
 
-from lab.audit.canonical import GENESIS_HASH, utc_timestamp
+from lab.audit.canonical import GENESIS_HASH, encode_canonical, utc_timestamp
 from lab.audit.chain_checks import verify_checkpoints, verify_records
 from lab.audit.chain_walk import VerifyResult
 from lab.audit.checkpoints import (
     Checkpoint,
+    RestoreMark,
     checkpoint_is_settled,
     checkpoint_lanes,
     checkpoint_signature_is_valid,
@@ -36,6 +37,7 @@ from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.reading import first_record_time, records_in_seq_order
 from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.audit.restore_marks import Restore, restores_in
 from lab.audit.settling import RecordWatch, settle
 from lab.audit.verify import write_export
 from lab.audit.witness import (
@@ -178,15 +180,7 @@ def _checkpoint_sign(
         # later checkpoint first, a rollback for good. An INSERT that fails leaves a witnessed checkpoint
         # the database lacks, which no check minds (the witness must hold every row, not the reverse) and
         # the next signer continues from.
-        row = AuditCheckpoint.objects.create(
-            seq=signed.seq,
-            head_hash=signed.head_hash,
-            signed_at=signed.signed_at,
-            key_id=signed.key_id,
-            signature=signed.signature,
-            reason=reason,
-            lanes=lanes_to_json(signed.lanes),
-        )
+        row = checkpoint_store(signed, reason=reason)
     logger.info("audit checkpoint signed seq=%s witness=%s", signed.seq, sink.location)
     _mail_checkpoint(signed)
     return row
@@ -221,7 +215,8 @@ def _verify_since(sink: WitnessSink, last: Checkpoint | None, *, settled_seq: in
             return _Verified(VerifyResult(0, last.seq, last.head_hash, problem), {})
         starts = {head[0]: head for head in checkpoint_lanes(last)}
     records = RecordWatch(
-        BackdatingCheck([last], public_key=key_ring()) if last is not None else None, settled_seq
+        BackdatingCheck(_since_restore(sink, last), public_key=key_ring()) if last is not None else None,
+        settled_seq,
     )
     result = verify_records(
         records.watch(records_in_seq_order(after=starts)), record_key=record_key(), lane_starts=starts
@@ -238,6 +233,21 @@ def _verify_since(sink: WitnessSink, last: Checkpoint | None, *, settled_seq: in
         if problem is not None:
             return _Verified(replace(result, problem=problem), {})
     return _Verified(result, records.settled_heads)
+
+
+def _since_restore(sink: WitnessSink, last: Checkpoint) -> list[Checkpoint]:
+    """What the records after the witness's last line are judged by: that line, after the last restore marker
+    before it when there is one (a record must then have a seq above the marker's lost range, which a
+    checkpoint signed since with nothing new signs a seq below)."""
+    if last.restore is not None:
+        return [last]
+    witnessed, _ = sink.read_all()
+    for checkpoint in reversed(witnessed[:-1]):
+        if checkpoint.restore is not None and checkpoint_signature_is_valid(
+            checkpoint=checkpoint, public_key=key_ring()
+        ):
+            return [checkpoint, last]
+    return [last]
 
 
 def _head_problem(lane: int, position: int, head_hash: str, walked: LaneHead | None) -> ChainProblem | None:
@@ -290,6 +300,13 @@ def _is_due(last: Checkpoint, due_after: timedelta) -> bool:
     return age < timedelta(0) or age >= due_after
 
 
+# What the operator of a database restored from a backup does about the signer's refusal.
+_AFTER_A_RESTORE = (
+    " (after a database restore: stop every process and run `manage.py audit_restore`, which signs a restore"
+    " marker naming the seqs lost)"
+)
+
+
 def _witnessed_start_problem(last: Checkpoint) -> ChainProblem | None:
     if not checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
         return ChainProblem(
@@ -308,7 +325,7 @@ def _witnessed_start_problem(last: Checkpoint) -> ChainProblem | None:
                 None,
                 "truncated_after_checkpoint",
                 f"the witness signed lane {lane} up to #{position} (seq {seq}) at {last.signed_at} but the"
-                f" lane's records end before it: seq {present + 1} onwards removed",
+                f" lane's records end before it: seq {present + 1} onwards removed{_AFTER_A_RESTORE}",
                 lane if last.lanes else None,
             )
         if stored != head_hash:
@@ -317,7 +334,7 @@ def _witnessed_start_problem(last: Checkpoint) -> ChainProblem | None:
                 None,
                 "checkpoint_mismatch",
                 f"record seq {seq} (lane {lane} #{position}) does not have the hash the witness signed at"
-                f" {last.signed_at}: the chain up to seq {seq} was rewritten",
+                f" {last.signed_at}: the chain up to seq {seq} was rewritten{_AFTER_A_RESTORE}",
                 lane if last.lanes else None,
             )
     if last.seq == 0 and last.head_hash != GENESIS_HASH:
@@ -379,11 +396,18 @@ def _mail_or_warn(message: EmailMessage, *, what: str, about: str) -> None:
         logger.warning("audit %s e-mail could not be sent %s error=%s", what, about, type(error).__name__)
 
 
+def mail_checkpoint(checkpoint: Checkpoint) -> None:
+    """Mail a witnessed checkpoint (or restore marker) to the auditors (AUDIT_WITNESS_EMAILS), for their copy
+    of the witness; a mail that fails is a warning."""
+    _mail_checkpoint(checkpoint)
+
+
 def _mail_checkpoint(checkpoint: Checkpoint) -> None:
     if not settings.AUDIT_WITNESS_EMAILS:
         return
     message = EmailMessage(
-        subject=f"[{settings.LAB_NAME}] audit checkpoint seq {checkpoint.seq}",
+        subject=f"[{settings.LAB_NAME}] audit {'restore marker' if checkpoint.restore else 'checkpoint'}"
+        f" seq {checkpoint.seq}",
         body=checkpoint.to_line() + "\n",
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=list(settings.AUDIT_WITNESS_EMAILS),
@@ -398,11 +422,15 @@ def _mail_checkpoint(checkpoint: Checkpoint) -> None:
 
 
 def _as_checkpoint(row: AuditCheckpoint) -> Checkpoint:
-    """The row as a checkpoint; ValueError when its lanes are not a checkpoint's lanes in JSON."""
+    """The row as a checkpoint; ValueError when its lanes are not a checkpoint's lanes in JSON, or its restore
+    not a restore marker's mark."""
     try:
         lanes = lanes_from_json(json.loads(row.lanes)) if row.lanes else ()
+        restore = RestoreMark.from_json(json.loads(row.restore)) if row.restore else None
     except RecursionError as error:  # brackets nested too deeply
         raise ValueError(str(error)) from error
+    if restore is not None and not lanes:
+        raise ValueError("a restore marker signs lane heads")
     return Checkpoint(
         seq=row.seq,
         head_hash=row.head_hash,
@@ -410,6 +438,21 @@ def _as_checkpoint(row: AuditCheckpoint) -> Checkpoint:
         key_id=row.key_id,
         signature=row.signature,
         lanes=lanes,
+        restore=restore,
+    )
+
+
+def checkpoint_store(checkpoint: Checkpoint, *, reason: str) -> AuditCheckpoint:
+    """Store a signed (and witnessed) checkpoint as a row."""
+    return AuditCheckpoint.objects.create(
+        seq=checkpoint.seq,
+        head_hash=checkpoint.head_hash,
+        signed_at=checkpoint.signed_at,
+        key_id=checkpoint.key_id,
+        signature=checkpoint.signature,
+        reason=reason,
+        lanes=lanes_to_json(checkpoint.lanes),
+        restore=encode_canonical(checkpoint.restore.to_json()) if checkpoint.restore is not None else "",
     )
 
 
@@ -443,6 +486,7 @@ class DatabaseVerification:
     problem: ChainProblem | None
     witnessed: int = 0
     lanes: int = 0  # lanes holding records
+    restores: tuple[Restore, ...] = ()  # the restore markers the log went through (reported, not problems)
 
 
 def audit_verify_database(
@@ -465,7 +509,27 @@ def audit_verify_database(
     # its freshness is judged when it was read.
     rows, rows_problem = _stored_checkpoints(AuditCheckpoint.objects.all())
     witnessed, witness_read_problem = witness.read_all()
-    judged_at = now or database_now()
+    return database_verification(
+        rows=rows,
+        rows_problem=rows_problem,
+        witnessed=witnessed,
+        witness_read_problem=witness_read_problem,
+        key=key,
+        judged_at=now or database_now(),
+    )
+
+
+def database_verification(
+    *,
+    rows: list[Checkpoint],
+    rows_problem: ChainProblem | None,
+    witnessed: list[Checkpoint],
+    witness_read_problem: ChainProblem | None,
+    key: KeyRing,
+    judged_at: datetime,
+) -> DatabaseVerification:
+    """audit_verify_database on checkpoint rows and witness lines read before (lab/audit/restoring.py also
+    checks a restore marker it has not appended yet this way)."""
     records = RecordWatch(BackdatingCheck(witnessed, public_key=key))
     result = verify_records(records.watch(records_in_seq_order()), record_key=record_key())
     wanted = {checkpoint.seq for checkpoint in [*rows, *witnessed]}
@@ -499,8 +563,17 @@ def audit_verify_database(
                 absent=result.absent,
             )
         )
+    restores = (
+        restores_in(witnessed, public_key=key, is_witness=True)[0] if witness_read_problem is None else []
+    )
     return DatabaseVerification(
-        result.count, result.head_seq, len(rows), _first(problems), len(witnessed), len(result.lanes)
+        result.count,
+        result.head_seq,
+        len(rows),
+        _first(problems),
+        len(witnessed),
+        len(result.lanes),
+        tuple(restores),
     )
 
 

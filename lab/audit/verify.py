@@ -58,6 +58,13 @@ after N+1's signed_at when N+1 is
 settled (covered by none: not after the auditor's clock now), else it is named "future_dated": it was dated
 ahead of the clock. A witnessed checkpoint signed after the auditor's clock now is "future_dated" too.
 
+After a database restore the witness holds a restore marker (a checkpoint line with a ``restore`` object:
+``continues`` and ``supersedes`` name witnessed checkpoints by seq, signed_at and head_hash, ``lost`` the seqs
+lost, ``by`` who ran it; signed under its own format tag, ``printlab.audit.restore.v1``). A valid one is
+reported on the OK line ("restored at ..."); across it only the absence of records in its lost range is
+excused, nothing else (lab/audit/restore_marks.py); one that does not name the line before it, or a checkpoint
+before that, is "bad_restore".
+
 With ``--record-key`` (the lab's HMAC record key, when the auditor has been given it) every record's mac is
 checked as well, so a record rewritten or inserted by someone without the key is named exactly; without it,
 a rewrite is located between the last witnessed checkpoint that still matches and the first that does not.
@@ -97,6 +104,7 @@ from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, checkpoint_signa
 from lab.audit.keys import KeyRing, PublicKeys, load_public_key, load_record_key, public_key_fingerprint
 from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.receipt import receipt_parse, receipt_summary, verify_receipt
+from lab.audit.restore_marks import Restore, restores_in
 from lab.audit.witness import (
     BackdatingCheck,
     check_witness,
@@ -265,6 +273,7 @@ class ExportVerification:
     problem: ChainProblem | None
     problem_path: Path | None
     witnessed: tuple[Checkpoint, ...] = ()
+    restores: tuple[Restore, ...] = ()  # the restore markers the log went through (reported, not problems)
 
     @property
     def is_intact(self) -> bool:
@@ -300,11 +309,17 @@ def verify_export(
     # it signs nothing of an export made then: counted, an old export with records made up past its last
     # checkpoint passed as signed by the newer witness lines of the real ones.
     signing = [*checkpoints, *in_scope]
+    restores = _restores(checkpoints, in_scope if witness is not None else None, public_key)
     signed_positions: dict[int, int] = {}
     wanted = {checkpoint.seq for checkpoint in signing}
+    # A lane's positions start again at a restore marker (its records after it are new ones, at positions a
+    # superseded checkpoint signed for records now lost): only the last marker and what was signed after it
+    # say how far each lane is signed (the marker signs every record the restore kept).
+    since = max((restore.marker.signed_at for restore in restores), default="")
     for checkpoint in signing:
         for lane, lane_seq, seq, _ in checkpoint_lanes(checkpoint):
-            signed_positions[lane] = max(signed_positions.get(lane, 0), lane_seq)
+            if checkpoint.signed_at >= since:
+                signed_positions[lane] = max(signed_positions.get(lane, 0), lane_seq)
             wanted.add(seq)
     with export_path.open("rb", buffering=_READ_BUFFER_BYTES) as records_file:
         result = walk_chain(
@@ -335,7 +350,19 @@ def verify_export(
     unsigned = _unsigned_problem(result, signing)
     if unsigned is not None and (problem is None or problem_rank(problem) > problem_rank(unsigned)):
         problem, problem_path = unsigned, export_path
-    return ExportVerification(result, tuple(checkpoints), problem, problem_path, tuple(in_scope))
+    return ExportVerification(
+        result, tuple(checkpoints), problem, problem_path, tuple(in_scope), tuple(restores)
+    )
+
+
+def _restores(
+    checkpoints: Sequence[Checkpoint], witnessed: Sequence[Checkpoint] | None, public_key: PublicKeys
+) -> list[Restore]:
+    """The restore markers the export went through: the witness's valid ones when a witness is given (it
+    holds what they name), else those of the export's checkpoints file whose signature holds."""
+    if witnessed is not None:
+        return restores_in(witnessed, public_key=public_key, is_witness=True)[0]
+    return restores_in(checkpoints, public_key=public_key)[0]
 
 
 def _comes_first(candidate: ChainProblem, current: ChainProblem | None) -> bool:
@@ -629,11 +656,12 @@ def _summary(outcome: ExportVerification, *, fingerprint: str, checked_macs: boo
             f" in {len(records.lanes)} lane{'s' if len(records.lanes) != 1 else ''}" if records.laned else ""
         )
         keys = f"keys {fingerprint}" if ", " in fingerprint else f"key {fingerprint}"
+        restored = "".join(f"; {restore.note()}" for restore in outcome.restores)
         return (
             f"OK: {records.count} records (seq {records.first_seq or 1}..{records.head_seq}){lanes},"
             f" head {records.head_hash};"
             f" {len(outcome.checkpoints)} checkpoints signed by {keys}{witnessed};"
-            f" last checkpoint seq {last.seq} signed at {last.signed_at}{macs}"
+            f" last checkpoint seq {last.seq} signed at {last.signed_at}{macs}{restored}"
         )
     where = "" if problem.line is None else f" line {problem.line} of"
     seq = "" if problem.seq is None else f" seq {problem.seq},"

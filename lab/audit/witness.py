@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlparse
 
 from lab.audit.canonical import GENESIS_HASH, utc_timestamp
 from lab.audit.checkpoints import (
-    CHECKPOINT_FORMAT_SETTLED,
+    SETTLED_FORMATS,
     Checkpoint,
     checkpoint_lanes,
     checkpoint_signed_as,
@@ -37,6 +37,7 @@ from lab.audit.checkpoints import (
 from lab.audit.keys import KeyRing, PublicKeys, checkpoint_key
 from lab.audit.lane_heads import LaneHead
 from lab.audit.problems import ChainProblem, checkpoint_signature_problem, lane_heads_problem
+from lab.audit.restore_marks import Restore, excused_before, is_restore_at, restores_in
 
 
 class WitnessError(Exception):
@@ -119,7 +120,10 @@ class FileWitness:
         checkpoints = self._whole()
         last = checkpoints[-1] if checkpoints else None
         line_number = len(checkpoints) + 1
-        if last is not None and (checkpoint.seq < last.seq or checkpoint.signed_at < last.signed_at):
+        # A restore marker goes back to the heads the restored database holds (its signature is the verifiers'
+        # to check; this sink holds no key): only its time may not go back.
+        goes_back = checkpoint.seq < last.seq and checkpoint.restore is None if last is not None else False
+        if last is not None and (goes_back or checkpoint.signed_at < last.signed_at):
             raise WitnessError(
                 self._problem(
                     "witness_unwritable",
@@ -226,6 +230,30 @@ def witness_from_url(url: str) -> WitnessSink:
 # --- checks ---------------------------------------------------------------------------------------------
 
 
+class _Epoch:
+    """The witnessed checkpoints of one epoch (BackdatingCheck): each with whether it is settled and the seq
+    no record after it may be at or below (its own, or a restore marker's lost range's end), by index the
+    last settled one at or before it, and by lane the position each signs it at (never decreasing)."""
+
+    def __init__(self, floor: int = 0) -> None:
+        self.floor = (
+            floor  # after a restore marker: the end of its lost range, which no later seq is at or below
+        )
+        self.checkpoints: list[tuple[Checkpoint, bool, int]] = []
+        self.last_settled: list[int | None] = []
+        self.positions: dict[int, list[int]] = {}
+        self._signed: dict[int, int] = {}
+
+    def add(self, checkpoint: Checkpoint, *, is_settled: bool) -> None:
+        for lane, lane_seq, _, _ in checkpoint_lanes(checkpoint):
+            self._signed[lane] = max(self._signed.get(lane, 0), lane_seq)
+        index = len(self.checkpoints)
+        self.checkpoints.append((checkpoint, is_settled, max(checkpoint.seq, self.floor)))
+        self.last_settled.append(index if is_settled else self.last_settled[-1] if index else None)
+        for lane, lane_seq in self._signed.items():
+            self.positions.setdefault(lane, [0] * index).append(lane_seq)
+
+
 class BackdatingCheck:
     """The rule of settled checkpoints (CHECKPOINT_FORMAT_SETTLED), for records read in seq order: a
     record first covered by witnessed checkpoint N+1, or by none yet (then N is the last one), must have a
@@ -246,7 +274,9 @@ class BackdatingCheck:
     (which only someone else holding the signing key signs: unsettled_checkpoint_problem) so never shields
     the records after it. Only the witnessed checkpoints before the first whose signature does not verify
     are used (that one the witness check names). see() keeps the first problem in `problem`; a record covered
-    by no checkpoint is judged against the verifier's clock by finish().
+    by no checkpoint is judged against the verifier's clock by finish(). A restore marker is settled, and
+    the records after it must have a seq above its lost range too (lab/audit/restore_marks.py): a seq the
+    witness vouched for, taken again, is "backdated".
 
     now (or start()): the verifier's clock before the walk reads its first record; a record covered by no
     checkpoint and timed after it is kept (as a running maximum, so few are) until finish() judges it
@@ -256,11 +286,13 @@ class BackdatingCheck:
         self, witnessed: Sequence[Checkpoint], *, public_key: PublicKeys, now: datetime | None = None
     ) -> None:
         self.problem: ChainProblem | None = None
-        self._checkpoints: list[tuple[Checkpoint, bool]] = []
-        # By index: the index of the last settled checkpoint at or before it (None: none so far).
-        self._last_settled: list[int | None] = []
-        # lane -> the position each checkpoint (by index) signs it at, never decreasing, for bisect.
-        self._positions: dict[int, list[int]] = {}
+        # The checkpoints as epochs: one, and one more after each restore marker (lab/audit/restore_marks.py),
+        # which ends the epoch before it (covering the records the restored database held) and starts the next
+        # (judging the records after it). A record is in the epoch of the last marker whose seq is below its
+        # own (_bounds: those seqs), or the first: every record the restore kept is at or below the marker's
+        # seq, every later one above its lost range.
+        self._epochs: list[_Epoch] = [_Epoch()]
+        self._bounds: list[int] = []
         self._since: str | None = None
         self._until: datetime | None = None
         # (seq, line, lane, lane_seq, occurred_at) of the uncovered records timed after _since, each later
@@ -268,19 +300,20 @@ class BackdatingCheck:
         self._ahead: list[tuple[int, int, int, int, str]] = []
         if now is not None:
             self.start(now)
-        signed: dict[int, int] = {}
-        for checkpoint in witnessed:
+        # Markers by their signature alone (the signer judges records by the witness's last line only); the
+        # witness check names a marker that is not the restore it claims ("bad_restore").
+        restores, _ = restores_in(witnessed, public_key=public_key)
+        for index, checkpoint in enumerate(witnessed):
             signed_as = checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key)
             if signed_as is None:
                 break
-            for lane, lane_seq, _, _ in checkpoint_lanes(checkpoint):
-                signed[lane] = max(signed.get(lane, 0), lane_seq)
-            index = len(self._checkpoints)
-            is_settled = signed_as == CHECKPOINT_FORMAT_SETTLED
-            self._checkpoints.append((checkpoint, is_settled))
-            self._last_settled.append(index if is_settled else self._last_settled[-1] if index else None)
-            for lane, lane_seq in signed.items():
-                self._positions.setdefault(lane, [0] * index).append(lane_seq)
+            is_settled = signed_as in SETTLED_FORMATS
+            self._epochs[-1].add(checkpoint, is_settled=is_settled)
+            if checkpoint.restore is not None and is_restore_at(restores, index):
+                epoch = _Epoch(checkpoint.restore.lost_to)
+                epoch.add(checkpoint, is_settled=True)
+                self._epochs.append(epoch)
+                self._bounds.append(checkpoint.seq)
 
     def start(self, now: datetime) -> None:
         """The verifier's clock before the walk: records covered by no checkpoint are judged against it (or,
@@ -292,15 +325,20 @@ class BackdatingCheck:
         """Judge one record (a record from before lanes: lane 1 at position seq)."""
         if self.problem is not None:
             return
-        count = len(self._checkpoints)
-        column = self._positions.get(lane)
+        epoch = self._epochs[0]
+        for number, bound in enumerate(self._bounds, start=1):
+            if bound < seq:
+                epoch = self._epochs[number]
+        checkpoints = epoch.checkpoints
+        count = len(checkpoints)
+        column = epoch.positions.get(lane)
         first = bisect.bisect_left(column, lane_seq) if column is not None else count
         if first == count:
             latest = self._ahead[-1][4] if self._ahead else self._since
             if latest is not None and occurred_at > latest:
                 self._ahead.append((seq, line, lane, lane_seq, occurred_at))
         else:
-            covering, is_covering_settled = self._checkpoints[first]
+            covering, is_covering_settled, _ = checkpoints[first]
             if is_covering_settled and occurred_at > covering.signed_at:
                 self.problem = self._future_dated(
                     seq,
@@ -312,30 +350,32 @@ class BackdatingCheck:
                     f" earlier, at {covering.signed_at}",
                 )
                 return
-        judge = self._last_settled[first - 1] if first > 0 else None
+        judge = epoch.last_settled[first - 1] if first > 0 else None
         if judge is None:
             return
-        settled = self._checkpoints[judge][0]
-        if seq > settled.seq and occurred_at >= settled.signed_at:
+        settled, _, floor = checkpoints[judge]
+        if seq > floor and occurred_at >= settled.signed_at:
             return
         covered = (
-            f"first signed by the witnessed checkpoint of seq {self._checkpoints[first][0].seq} signed at"
-            f" {self._checkpoints[first][0].signed_at}"
+            f"first signed by the witnessed checkpoint of seq {checkpoints[first][0].seq} signed at"
+            f" {checkpoints[first][0].signed_at}"
             if first < count
             else "signed by no witnessed checkpoint yet"
         )
+        what = f"the settled checkpoint of seq {settled.seq} signed at {settled.signed_at}"
+        if floor != settled.seq:
+            what += f" (after a restore marker naming seqs up to {epoch.floor} lost)"
         why = (
-            f"its seq is not above {settled.seq}"
-            if seq <= settled.seq
+            f"its seq is not above {floor}"
+            if seq <= floor
             else f"its time {occurred_at} is before {settled.signed_at}"
         )
         self.problem = ChainProblem(
             seq,
             line,
             "backdated",
-            f"record seq {seq} (lane {lane} #{lane_seq}) is {covered}, after the settled checkpoint of seq"
-            f" {settled.seq} signed at {settled.signed_at}, but {why}: it was written after that checkpoint"
-            " and numbered or dated before it (backdated)",
+            f"record seq {seq} (lane {lane} #{lane_seq}) is {covered}, after {what}, but {why}: it was"
+            " written after that checkpoint and numbered or dated before it (backdated)",
             lane,
         )
 
@@ -406,7 +446,7 @@ def unsettled_checkpoint_problem(
         signed_as = checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key)
         if signed_as is None:
             return None
-        if signed_as == CHECKPOINT_FORMAT_SETTLED:
+        if signed_as in SETTLED_FORMATS:
             has_settled = True
         elif has_settled:
             return ChainProblem(
@@ -447,22 +487,26 @@ def check_witness(
     Line numbers refer to the witness log. is_chain_whole False:
     the chain walk stopped at a problem after head_seq, so checkpoints beyond it cannot be compared.
     lane_heads: the last record present of every lane (for a laned log) and absent the seqs with no record,
-    so a truncated lane is named with the first seq removed."""
+    so a truncated lane is named with the first seq removed. Restore markers: lab/audit/restore_marks.py (a
+    marker that is not a valid one is "bad_restore"; the window it closes is not a coverage gap)."""
     lookup = heads.get if isinstance(heads, Mapping) else heads
-    comparable = witnessed if is_chain_whole else [c for c in witnessed if c.seq <= head_seq]
+    restores, restore_problem = restores_in(witnessed, public_key=public_key, is_witness=True)
     return (
         _consistency_problem(
-            comparable,
+            witnessed,
             public_key=public_key,
             lookup=lookup,
             head_seq=head_seq,
             lane_heads=lane_heads,
             absent=absent,
+            restores=restores,
+            restore_problem=restore_problem,
+            up_to=None if is_chain_whole else head_seq,
         )
         or unsettled_checkpoint_problem(witnessed, public_key=public_key)
         or _incomplete_problem(witnessed, _signed_like_the_witness(known, witnessed, public_key))
         or future_checkpoint_problem(witnessed, now=now)
-        or _coverage_problem(witnessed, interval_seconds=interval_seconds)
+        or _coverage_problem(witnessed, interval_seconds=interval_seconds, restores=restores)
         or _freshness_problem(
             witnessed,
             head_seq=head_seq,
@@ -481,13 +525,19 @@ def _consistency_problem(
     head_seq: int,
     lane_heads: Mapping[int, LaneHead] | None = None,
     absent: Sequence[tuple[int, int]] = (),
+    restores: Sequence[Restore] = (),
+    restore_problem: ChainProblem | None = None,
+    up_to: int | None = None,
 ) -> ChainProblem | None:
+    """up_to: compare only the checkpoints of seq up to it (the chain is broken after it)."""
     previous: Checkpoint | None = None
     positions: dict[int, int] = {}
     matched: dict[int, int] = {}  # lane -> seq of its head in the last witnessed checkpoint that matched
     last_matching_seq = 0
     for line, checkpoint in enumerate(witnessed, start=1):
         seq = checkpoint.seq
+        if up_to is not None and seq > up_to:
+            continue
         problem = checkpoint_signature_problem(
             checkpoint,
             line=line,
@@ -497,7 +547,16 @@ def _consistency_problem(
         )
         if problem is not None:
             return problem
-        if previous is not None and (seq < previous.seq or checkpoint.signed_at < previous.signed_at):
+        if restore_problem is not None and restore_problem.line == line:
+            return restore_problem
+        is_restore = is_restore_at(restores, line - 1)
+        excused = excused_before(restores, line - 1)
+        if is_restore:
+            # The lanes continue from the restore point (restore_marks checked the marker against it).
+            positions = {}
+        if previous is not None and (
+            (seq < previous.seq and not is_restore) or checkpoint.signed_at < previous.signed_at
+        ):
             return ChainProblem(
                 seq,
                 line,
@@ -518,11 +577,13 @@ def _consistency_problem(
         previous = checkpoint
         positions.update((lane, lane_seq) for lane, lane_seq, _, _ in checkpoint_lanes(checkpoint))
         if checkpoint.lanes:
-            problem = _lanes_problem(checkpoint, line, lookup, head_seq, lane_heads, matched, absent)
+            problem = _lanes_problem(checkpoint, line, lookup, head_seq, lane_heads, matched, absent, excused)
             if problem is not None:
                 return problem
             matched.update((lane, lane_head_seq) for lane, _, lane_head_seq, _ in checkpoint.lanes)
             last_matching_seq = seq
+            continue
+        if excused is not None and excused(seq) and lookup(seq) is None:
             continue
         if seq > head_seq:
             highest = max(c.seq for c in witnessed)
@@ -556,9 +617,11 @@ def _lanes_problem(
     lane_heads: Mapping[int, LaneHead] | None,
     matched: Mapping[int, int],
     absent: Sequence[tuple[int, int]] = (),
+    excused: Callable[[int], bool] | None = None,
 ) -> ChainProblem | None:
     """The lane heads of a witnessed checkpoint against the records: the problem at the lowest seq. matched:
-    the seq each lane's head had in the last witnessed checkpoint that still matched."""
+    the seq each lane's head had in the last witnessed checkpoint that still matched; excused: the seqs a
+    later restore marker names lost."""
 
     def rewritten(lane: int, lane_seq: int, seq: int) -> str:
         return (
@@ -575,6 +638,7 @@ def _lanes_problem(
         absent=absent,
         by=f" witnessed at {checkpoint.signed_at}",
         rewritten=rewritten,
+        excused=excused,
     )
 
 
@@ -619,9 +683,15 @@ def _incomplete_problem(witnessed: Sequence[Checkpoint], known: Sequence[Checkpo
     return None
 
 
-def _coverage_problem(witnessed: Sequence[Checkpoint], *, interval_seconds: int) -> ChainProblem | None:
+def _coverage_problem(
+    witnessed: Sequence[Checkpoint], *, interval_seconds: int, restores: Sequence[Restore] = ()
+) -> ChainProblem | None:
+    """Consecutive witnessed checkpoints more than two intervals apart; but for the window a restore marker
+    closes (from the checkpoint it supersedes to it): what was written then is lost, as the marker says."""
     allowed = 2 * interval_seconds
     for line, (before, after) in enumerate(itertools.pairwise(witnessed), start=2):
+        if is_restore_at(restores, line - 1):
+            continue
         gap = (parse_timestamp(after.signed_at) - parse_timestamp(before.signed_at)).total_seconds()
         if gap > allowed:
             return ChainProblem(

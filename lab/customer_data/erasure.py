@@ -11,6 +11,10 @@ the erasure. Once committed, the messages to the customer's address, and those t
 had before written while it had it, in demo mode's mail files are deleted (lab/customer_data/mail_files.py:
 mail_files_erase). The notes of disputes' closes are kept: Stripe's ids and outcomes, which stop a late
 `charge.dispute.created` from disputing a settled payment again.
+
+Every erasure is also appended, once committed, to the erasure log outside the database
+(lab/customer_data/erasure_log.py): after a restore from an earlier backup, `manage.py erasures_reapply` runs
+it again (account_erase_again, guest_order_erase) for each subject the restored database holds un-erased.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from lab.accounts.signin import (
 from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
+from lab.customer_data.erasure_log import KIND_ACCOUNT, KIND_GUEST_ORDER, erasure_log_owed
 from lab.customer_data.errors import CustomerDataError
 from lab.customer_data.mail_files import mail_files_erase
 from lab.customer_data.models import PrivacyReceipt
@@ -463,15 +468,34 @@ def account_erase(
     """Erase the customer's personal data; the password confirms it is really them (a token alone is not
     enough for something that cannot be undone). The password is counted and limited as a sign-in from
     `client_ip` (429 `sign_in_locked`): checked on its own, a stolen token could guess it without end."""
+    _refuse_staff(user)
+    if not password or not password_confirm(
+        user=user, password=password, client_ip=client_ip, confirms="erasure"
+    ):
+        raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
+    return _account_erase(user=user, request_id=request_id, confirmed_password=user.password)
+
+
+def account_erase_again(*, user: User, request_id: str = "") -> ErasureResult:
+    """The erasure of an account the erasure log says was erased, found un-erased in the database after a
+    restore from a backup (`manage.py erasures_reapply`): the same erasure as DELETE me, the log standing for
+    the password the customer confirmed it with then. Refused, as DELETE me is, while the restored database
+    shows one of its orders open or its money unsettled."""
+    _refuse_staff(user)
+    return _account_erase(user=user, request_id=request_id, confirmed_password=None)
+
+
+def _refuse_staff(user: User) -> None:
     if is_staff_member(user):
         raise PermissionDenied(
             CustomerDataError.STAFF_ACCOUNT_NOT_ERASABLE,
             "Staff accounts are closed by an administrator, not erased here.",
         )
-    if not password or not password_confirm(
-        user=user, password=password, client_ip=client_ip, confirms="erasure"
-    ):
-        raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
+
+
+def _account_erase(*, user: User, request_id: str, confirmed_password: str | None) -> ErasureResult:
+    """The erasure itself. `confirmed_password`: the password hash the customer's password was checked
+    against, which must still be the account's (None: no password was asked, see account_erase_again)."""
     # Stripe is asked before any lock is taken: a slow answer holds no row the customer's orders need.
     paid_at_stripe = _paid_at_stripe(Order.objects.filter(customer=user).order_by("pk"))
     with transaction.atomic():
@@ -485,7 +509,7 @@ def account_erase(
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.erased_at is not None:
             raise Conflict(CustomerDataError.ALREADY_ERASED, "This account was erased already.")
-        if locked.password != user.password:
+        if confirmed_password is not None and locked.password != confirmed_password:
             # The password was checked against the row read when the request came in: a password change
             # committed since (the owner's, after a token was stolen) ends what the old password opened.
             raise PermissionDenied(AccountError.WRONG_PASSWORD, "The password is not correct.")
@@ -514,6 +538,10 @@ def account_erase(
                 meta=RequestMeta(request_id=request_id),
             )
         )
+        # Outside the database too, once committed, so a restore from an earlier backup cannot bring the
+        # customer back for good (lab/customer_data/erasure_log.py): owed by a row of this transaction, which
+        # the beat sweep appends if the hook fails or never runs.
+        erasure_log_owed(kind=KIND_ACCOUNT, subject=str(locked.public_id), erased_at=now)
         receipts = receipts_issue_for_erasure(user=locked)
         transaction.on_commit(
             partial(
@@ -598,6 +626,8 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
                 meta=RequestMeta(request_id=request_id),
             )
         )
+        now = timezone.now()
+        erasure_log_owed(kind=KIND_GUEST_ORDER, subject=locked.ref, erased_at=now)  # as for an account
         receipt = receipt_issue(order=locked, reason=PrivacyReceipt.Reason.ERASED, mail=False)
         if receipt is not None and recipient:
             transaction.on_commit(
@@ -606,7 +636,7 @@ def guest_order_erase(*, order: Order, request_id: str = "") -> GuestErasureResu
         _mail_files_erase_after_commit(recipient)
     logger.info("guest order erased order=%s photos=%d cancelled=%s", locked.ref, purged, cancelled)
     return GuestErasureResult(
-        erased_at=timezone.now(),
+        erased_at=now,
         photos_purged=purged,
         order_cancelled=cancelled,
         receipt=receipt_link(receipt) if receipt is not None else None,

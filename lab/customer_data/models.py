@@ -1,5 +1,5 @@
 """Signed privacy receipts: what the lab tells a customer it did with their photos
-(issued by lab/customer_data/receipts.py).
+(issued by lab/customer_data/receipts.py); and the erasures' entries still owed to the erasure log.
 
 A receipt outlives the account it was issued to: an erased customer still fetches theirs with its link.
 """
@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -71,3 +72,21 @@ class PrivacyReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"privacy-receipt:{self.pk}"
+
+
+class ErasureLogPending(models.Model):
+    """An erasure's entry still owed to the erasure log outside the database
+    (lab/customer_data/erasure_log.py): written in the erasure's own transaction, deleted once the entry is
+    on the log's disk. A row left (the log could not be written, the process died after the commit) is
+    appended by the beat sweep `privacy.erasure_log_sweep`. No personal data: the kind and the pseudonymous
+    id the log holds."""
+
+    kind = models.CharField(max_length=16)
+    subject = models.CharField(max_length=64)
+    erased_at = models.DateTimeField()
+    created_at = models.DateTimeField(db_default=Now())
+    attempts = models.PositiveSmallIntegerField(db_default=0)
+    last_failed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"erasure-log-pending:{self.pk}"

@@ -342,3 +342,23 @@ def _alert_email(*, alert_id: int, recipients: _Recipients) -> bool:
         return False
     logger.info("alert e-mailed alert=%s kind=%s", alert_id, alert.kind)
     return True
+
+
+def payment_without_order_alert(*, intent_id: str, left: int, currency: str) -> bool:
+    """The supervisors' alert for a payment at Stripe that no order in the database holds (a database
+    restored from a backup: `manage.py stripe_replay`), once per PaymentIntent, e-mailed by the next
+    alerts_check; True when raised now. Ids and amounts only."""
+    message = (
+        f"A payment at Stripe has no order in the database (restored from a backup): PaymentIntent "
+        f"{intent_id}, {left} {currency} not refunded. Refund it in Stripe's dashboard, or place the order "
+        f"again."
+    )
+    _alert, created = Alert.objects.get_or_create(
+        key=f"{Alert.Kind.PAYMENT_WITHOUT_ORDER}:{intent_id}"[:200],
+        defaults={
+            "kind": Alert.Kind.PAYMENT_WITHOUT_ORDER,
+            "message": message[:500],
+            "link": reverse("staff:supervisor"),
+        },
+    )
+    return created

@@ -328,6 +328,9 @@ class Alert(models.Model):
         PRINTER_ERROR = "printer_error"
         JOB_NEEDS_PERSON = "job_needs_person"  # fate unknown, or may have printed twice
         QUEUE_GROWING = "queue_growing"
+        # A payment at Stripe no order holds (a database restored from a backup): a person refunds it
+        # (lab/orders/stripe_replay.py raises it).
+        PAYMENT_WITHOUT_ORDER = "payment_without_order"
 
     key = models.CharField(max_length=200, unique=True)  # e.g. "printer_error:3:2026-12-01T10:00:00+00:00"
     kind = models.CharField(max_length=32, choices=Kind.choices)

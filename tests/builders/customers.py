@@ -5,11 +5,14 @@ where personal data could linger (blobs, every table)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Model, QuerySet
 from rest_framework.test import APIClient
 
 from lab.accounts.email_change import email_change_tokens
@@ -135,6 +138,30 @@ def place_order(api: APIClient, *, asset_id: str, key: str, person: Person = PER
     return Order.objects.get(ref=response.json()["ref"])
 
 
+def guest_order_placed(api: APIClient, *, key: str, person: Person = PERSON) -> tuple[Order, str]:
+    """A guest's photo (its file named after them) and unpaid order to their address, through the API: the
+    order and its X-Order-Token."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    catalog_seed_demo()
+    photo = SimpleUploadedFile(person.photo_name, jpeg_bytes(1800, 1200), content_type="image/jpeg")
+    uploaded = api.post("/api/v1/assets", {"file": photo}, format="multipart")
+    assert uploaded.status_code == 201, uploaded.json()
+    created = api.post(
+        "/api/v1/orders",
+        {
+            "items": [{"sku": SKU, "asset": uploaded.json()["id"], "copies": 1, "sizing": "fill"}],
+            "shipping_method": "standard",
+            "shipping_address": person.address,
+            "guest": {"email": person.email, "birth_date": "1984-02-29", "privacy_policy_version": "1.0"},
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert created.status_code == 201, created.json()
+    return Order.objects.get(ref=created.json()["ref"]), str(created.json()["guest_token"])
+
+
 def pay(order: Order, *, event_id: str) -> None:
     """Stripe's signed payment_intent.succeeded, delivered to the webhook endpoint by an anonymous client."""
     payload, header = signed_event(
@@ -228,3 +255,23 @@ def database_text() -> str:
                     else:
                         chunks.append(str(value))
     return "\n".join(chunks).lower()
+
+
+# --- a restore from a backup, for chosen rows ---------------------------------------------------------------
+
+RowsSnapshot = list[tuple[type[Model], dict[str, Any]]]
+
+
+def rows_snapshot(querysets: Iterable[QuerySet[Any]]) -> RowsSnapshot:
+    """The rows of the querysets as they are now, every column: what a backup taken now holds of them."""
+    return [(queryset.model, dict(row)) for queryset in querysets for row in queryset.values()]
+
+
+def rows_restore(snapshot: RowsSnapshot) -> None:
+    """A database restore from the backup `snapshot` stands for, for its rows (pg_restore being too heavy for
+    a test): each row written back as it was, and re-created when it was deleted since."""
+    for model, row in snapshot:
+        pk_name = model._meta.pk.attname
+        values = {name: value for name, value in row.items() if name != pk_name}
+        if not model._default_manager.filter(pk=row[pk_name]).update(**values):
+            model._default_manager.create(**row)

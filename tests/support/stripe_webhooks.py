@@ -4,6 +4,7 @@ delivered to the webhook endpoint."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,3 +87,27 @@ def succeeded(order: Order, amount: int | None = None, currency: str | None = No
         "currency": (currency or order.currency).lower(),
         "metadata": {"order_ref": order.ref},
     }
+
+
+def stripe_forgotten() -> None:
+    """localstripe forgets every object and event it holds: a test that reads Stripe's whole account (its
+    events, its refunds) sees only its own (the server is the session's, shared by every test before it)."""
+    request = urllib.request.Request(f"{settings.STRIPE_API_BASE}/_config/data", method="DELETE")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def stripe_events_delivered(api: APIClient, order: Order) -> list[str]:
+    """Deliver, as Stripe's webhook does, every event the configured Stripe API recorded for the order's
+    payment that the endpoint has not been sent yet (under its own id: one sent already answers
+    `duplicate`); their outcomes, oldest first. localstripe records a PaymentIntent's own events only
+    (succeeded, failed), never a refund's."""
+    intent_id = order.payment_intent_id
+    outcomes = []
+    for event in stripe_test_client().v1.events.list(params={"limit": 100}).auto_paging_iter():
+        data = event.to_dict()["data"]["object"]
+        if intent_id in (data.get("id"), data.get("payment_intent")):
+            response = deliver(api, event.type, data, event_id=event.id)
+            assert response.status_code == 200, response.json()
+            outcomes.append(str(response.json()["outcome"]))
+    return outcomes

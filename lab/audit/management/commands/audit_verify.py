@@ -1,5 +1,6 @@
 """`manage.py audit_verify`: recompute every lane's chain, every record's mac and the checkpoints, and check
-the chains against the witness log; exit 1 naming the first broken seq (and its lane) or the missing range."""
+the chains against the witness log; exit 1 naming the first broken seq (and its lane) or the missing range. A
+restore the log went through (a restore marker, `manage.py audit_restore`) is reported, with the seqs lost."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"TAMPERED: {result.problem.kind} {result.problem.place}: {result.problem.message}"
             )
+        restored = "".join(f"; {restore.note()}" for restore in result.restores)
         self.stdout.write(
             f"OK: {result.count} records in {result.lanes} lane(s), head seq {result.head_seq},"
-            f" {result.checkpoints} checkpoints, {result.witnessed} witnessed"
+            f" {result.checkpoints} checkpoints, {result.witnessed} witnessed{restored}"
         )
