@@ -72,7 +72,7 @@ def replay(backup: Backup) -> str:
     return out.getvalue()
 
 
-def paid_order(api, key: str) -> Order:
+def order_paid_through_stripe(api, key: str) -> Order:
     """An order its customer paid at Stripe, the payment's event delivered and applied."""
     order = order_placed(api, key=key)
     pay_at_stripe(order)
@@ -102,7 +102,7 @@ def stripe(stripe_api):
 
 def test_a_refund_made_after_the_backup_is_applied_again_and_the_order_never_released(api, stripe):
     # given an order paid before the backup, cancelled by its customer and refunded at Stripe after it
-    order = paid_order(api, "x")
+    order = order_paid_through_stripe(api, "x")
     backup = backup_taken()
     customer_cancels(api, order)
     assert state(order) == ("cancelled", "refunded")
@@ -157,7 +157,7 @@ def test_a_payment_made_after_the_backup_pays_the_order_again(api, stripe):
 def test_a_payment_whose_order_the_backup_never_held_is_listed_and_alerted_never_refunded(api, stripe):
     # given an order placed and paid after the backup
     backup = backup_taken()
-    order = paid_order(api, "b")
+    order = order_paid_through_stripe(api, "b")
     intent_id, total = order.payment_intent_id, order.total_minor
 
     # when the database is restored: no row of it is left, and its money is at Stripe
@@ -179,13 +179,13 @@ def test_a_payment_whose_order_the_backup_never_held_is_listed_and_alerted_never
 
 def test_a_second_replay_changes_nothing(api, stripe):
     # given a restore that lost a refund, a payment and a paid order
-    refunded = paid_order(api, "x")
+    refunded = order_paid_through_stripe(api, "x")
     unpaid = order_placed(api, key="a")
     backup = backup_taken()
     customer_cancels(api, refunded)
     pay_at_stripe(unpaid)
     stripe_events_delivered(api, unpaid)
-    lost = paid_order(api, "b")
+    lost = order_paid_through_stripe(api, "b")
     restored_from(backup)
 
     # when the operator replays Stripe twice
@@ -218,7 +218,7 @@ def test_stripe_not_answering_exits_non_zero_and_changes_nothing(api, stripe, se
     backup = backup_taken()
     pay_at_stripe(order)
     stripe_events_delivered(api, order)
-    paid_order(api, "b")
+    order_paid_through_stripe(api, "b")
     restored_from(backup)
     before = database_state()
 
