@@ -95,10 +95,17 @@ def webhook_event_handle(*, event: Any) -> str:
         except ReadStale:
             # The order, or the payment's other events, moved while Stripe was read: read again, once.
             outcome = _handle_once(event=event, data=data, intent_id=intent_id, last=True)
-    except IntegrityError:
+    except _SeenAlready:
         return "duplicate"
     logger.info("stripe event id=%s type=%s outcome=%s", event["id"], event_type, outcome)
     return outcome
+
+
+class _SeenAlready(Exception):
+    """The event's id is recorded already (a replay, or the same event delivered twice at once): only this
+    is a `duplicate`. Before, any IntegrityError while applying an event was answered `duplicate` (200) and
+    the event, rolled back with it, was never applied nor retried by Stripe; now such an error is a 500, and
+    Stripe delivers the event again."""
 
 
 def _handle_once(*, event: Any, data: dict[str, Any], intent_id: str, last: bool) -> str:
@@ -107,9 +114,13 @@ def _handle_once(*, event: Any, data: dict[str, Any], intent_id: str, last: bool
     event_type = event["type"]
     read = refunds_read_unlocked(event_id=event["id"], event_type=event_type, data=data, intent_id=intent_id)
     with transaction.atomic():
-        recorded = StripeEvent.objects.create(
-            event_id=event["id"], event_type=event_type, payment_intent_id=intent_id
-        )
+        try:
+            with transaction.atomic():
+                recorded = StripeEvent.objects.create(
+                    event_id=event["id"], event_type=event_type, payment_intent_id=intent_id
+                )
+        except IntegrityError as error:
+            raise _SeenAlready from error
         reads = RefundsReader(read=read, own_event=recorded.pk, last=last)
         outcome = _apply(event_type=event_type, data=data, intent_id=intent_id, reads=reads)
         StripeEvent.objects.filter(event_id=event["id"]).update(outcome=outcome)

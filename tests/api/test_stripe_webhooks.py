@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 import stripe
 from django.conf import settings
+from django.db import IntegrityError
 
 from lab.customer_data import retention_rules, unpaid_expiry
 from lab.customer_data.unpaid_expiry import orders_expire_unpaid
 from lab.lib.errors import Conflict, PermissionDenied
+from lab.orders import stripe_events
 from lab.orders.models import Order, OrderEvent, StripeEvent
 from lab.production import routing
 from lab.production.cancellation import order_cancel_in_production
@@ -49,6 +51,26 @@ def test_signed_success_marks_paid_once_and_replay_is_harmless(api, order):
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("paid", "succeeded")
     assert OrderEvent.objects.filter(order=order, to_status="paid").count() == 1
+
+
+def test_an_integrity_error_while_applying_an_event_is_not_answered_as_a_duplicate(api, order, monkeypatch):
+    # given applying the payment fails on a database constraint that is not the event's own id (a fault
+    # injected into the handler: no such constraint is known to fail today)
+    def constraint_failed(**kwargs):
+        raise IntegrityError("some other row's unique constraint")
+
+    monkeypatch.setattr(stripe_events, "payment_succeeded", constraint_failed)
+
+    # when Stripe delivers the payment, then the error is not acknowledged as a replay (Stripe would never
+    # deliver it again): the request fails, so Stripe retries, and nothing of it was recorded
+    with pytest.raises(IntegrityError):
+        deliver(api, "payment_intent.succeeded", succeeded(order))
+    assert not StripeEvent.objects.exists()
+
+    # and Stripe's retry, once the fault is gone, applies it
+    monkeypatch.undo()
+    retry = deliver(api, "payment_intent.succeeded", succeeded(order))
+    assert (retry.status_code, retry.json()["outcome"]) == (200, "paid")
 
 
 @pytest.mark.parametrize("tamper", ["wrong_secret", "stale", "no_header", "body_changed"])
