@@ -45,7 +45,12 @@ class AssetCreateView(APIView):
     parser_classes = (MultiPartParser, FormParser, JSONParser)
 
     @extend_schema(
-        request=s.AssetUploadInput,
+        # One body per media type (the parsers' own): a file is multipart, a URL is JSON or a form.
+        request={
+            "multipart/form-data": s.AssetFileUpload,
+            "application/json": s.AssetUrlUpload,
+            "application/x-www-form-urlencoded": s.AssetUrlUpload,
+        },
         responses={
             201: s.AssetOutput,
             202: s.AssetOutput,

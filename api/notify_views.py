@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from api import notify_serializers as s
 from api.idempotency import idempotency_key_optional
-from api.schema import problems
+from api.schema import problems, retry_after
 from api.throttles import CustomerRedeliveryThrottle, WebhookEndpointChangeThrottle
 from lab.accounts.authenticated import token_of_request
 from lab.accounts.models import User
@@ -123,7 +123,11 @@ class WebhookRedeliverView(APIView):
     permission_classes = (IsAuthenticated,)
     throttle_classes = (CustomerRedeliveryThrottle,)
 
-    @extend_schema(request=None, responses={202: s.WebhookDeliveryOutput, **problems(409)})
+    @extend_schema(
+        request=None,
+        responses={202: s.WebhookDeliveryOutput, **problems(409)},
+        parameters=[retry_after(409)],  # `redelivery_too_soon`
+    )
     def post(self, request: Request, delivery_id: uuid.UUID) -> Response:
         delivery = selectors.webhook_delivery_for_owner(delivery_id=delivery_id, owner=_owner(request))
         delivery = webhooks.webhook_redeliver(delivery=delivery)

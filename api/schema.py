@@ -20,15 +20,17 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.views.static import serve
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.pagination import BasePagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 
+from api.errors import STATUS_BY_CODE, ApiError
 from lab.staff.middleware import CONTENT_SECURITY_POLICY
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -47,22 +49,146 @@ DESCRIPTIONS = {
     500: "Unexpected server error.",
     502: "A service the lab depends on (payments) failed; retry later.",
     503: "Temporarily unavailable; retry later.",
+    507: "The photo store is full (`storage_full`); nothing was kept, retry later.",
 }
 
+
+# Every stable code a problem carries (api/errors.py): each domain code's, and the API's own (DRF's refusals
+# and the errors met before a view among them).
+PROBLEM_CODES = sorted({str(code) for code in STATUS_BY_CODE} | {str(code) for code in ApiError})
+
+
+@extend_schema_field(serializers.ChoiceField(choices=PROBLEM_CODES), component_name="ProblemCodeEnum")
+class ProblemCodeField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=PROBLEM_CODES, **kwargs)
+
+
+# RFC 9457's members, as every problem carries them (api/errors.py problem_response).
+PROBLEM_MEMBERS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
+    "type": serializers.CharField(help_text="A URI naming the problem type."),
+    "title": serializers.CharField(),
+    "status": serializers.IntegerField(),
+    "code": ProblemCodeField(help_text="Stable machine-readable code, e.g. `invalid_request`."),
+    "detail": serializers.CharField(),
+}
+
+
+def _text(help_text: str) -> serializers.CharField:
+    return serializers.CharField(required=False, help_text=help_text)
+
+
+def _texts(help_text: str) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(), required=False, help_text=help_text)
+
+
+def _whole(help_text: str, *, allow_null: bool = False) -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, allow_null=allow_null, help_text=help_text)
+
+
+def _number(help_text: str) -> serializers.FloatField:
+    return serializers.FloatField(required=False, help_text=help_text)
+
+
+# The members a problem adds to RFC 9457's with its code: a DomainError's details (its raise site's keyword
+# arguments) and the ones api/errors.py adds itself. Each is optional: a problem carries those of its code.
+# tests/api/test_contract_types.py reads every raise site and holds this list to what they pass.
+PROBLEM_DETAILS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
+    "errors": serializers.JSONField(
+        required=False, help_text="`invalid_request`: the validation errors, per field (a list per field)."
+    ),
+    "retry_after_seconds": _whole("Seconds to wait before trying again; also the `Retry-After` header."),
+    "raster_code": _text("`photo_not_printable`: why the rasterizer refused the photo."),
+    "budget_bytes": _whole("`upload_budget_exhausted`: the photo bytes one uploader may send a day."),
+    "asset": _text("The photo's id: `asset_not_found`, `asset_not_ready`, `asset_still_needed`."),
+    "asset_status": _text("`asset_not_ready`: the photo's status (`pending`, `failed` or `purged`)."),
+    "failure_code": _text("`asset_not_ready` of a failed photo: why it failed (its `failure.code`)."),
+    "position": _whole("The basket's item (from 1) a crop, focal point or border refusal is about."),
+    "crop_aspect": _number("`crop_aspect_mismatch`: the crop's aspect (width:height) in the photo's pixels."),
+    "expected_aspect": _number("`crop_aspect_mismatch`: the print image area's aspect (width:height)."),
+    "min_width": _number("`crop_out_of_bounds`: the least crop width, a share of the photo's (one pixel)."),
+    "min_height": _number("`crop_out_of_bounds`: the least crop height, a share of the photo's (one pixel)."),
+    "max_border_mm": _number("`border_out_of_range`: the widest border on this product, in millimetres."),
+    "max_bytes": _whole("`file_too_large`: the largest photo accepted, in bytes."),
+    "max_pixels": _whole("`decompression_bomb`: the most pixels a photo may have."),
+    "max_scans": _whole("`decompression_bomb`: the most scans a progressive JPEG may have."),
+    "max_items": _whole("`too_many_metadata_items`: the most metadata items of one kind."),
+    "frames": _whole("`image_has_several_frames`: the frames or pages counted."),
+    "format": serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="`unsupported_format`: the file's format (empty: unknown).",
+    ),
+    "sku": _text("`unknown_sku`: the sku asked for."),
+    "currency": _text("`currency_not_sold`: the product's currency."),
+    "lab_currency": _text("`currency_not_sold`: the currency the lab sells in."),
+    "total_minor": _whole(
+        "`order_total_too_small` / `order_total_too_large`: the order's total, minor units."
+    ),
+    "min_total_minor": _whole(
+        "`order_total_too_small`: the least total a card payment takes (null: Stripe's own minimum).",
+        allow_null=True,
+    ),
+    "max_total_minor": _whole("`order_total_too_large`: the most a card payment takes, in minor units."),
+    "order": _text("`payment_provider_unavailable`: the order saved, awaiting payment (its ref)."),
+    "orders": _texts("The refs of the orders an erasure or a photo's purge waits for."),
+    "current_version": _text("`policy_version_mismatch`: the privacy policy version to agree to."),
+    "unknown": _texts("`unknown_event_type`: the event types not known."),
+    "allowed": _texts("`unknown_event_type`: the event types there are."),
+    "max_length": _whole("`url_invalid`: the longest URL accepted, once percent-encoded."),
+    "from_state": _text("`invalid_transition`: the state it is in."),
+    "to_state": _text("`invalid_transition`: the state it cannot move to."),
+    "rule": _text("`image_unavailable` and the photo gate's refusals: the access rule that refused."),
+    # Met by workers and staff pages only (an asset's or a delivery's failure, a Stripe event, the floor).
+    "status_code": _whole("`url_fetch_status`: the HTTP status the photo's URL answered."),
+    "event_type": _text("`unknown_event_type`: the event type emitted."),
+    "order_id": _whole("`order_event_not_found`: the order's internal id."),
+    "order_status": _text("`unknown_order_status` / `order_event_not_found`: the status notified."),
+    "problem": _text("`malformed_event`: what is wrong with the Stripe event."),
+    "is_held": serializers.BooleanField(
+        required=False, help_text="`batch_hold_unchanged`: the batch's hold."
+    ),
+    "job_ids": serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="`job_not_eligible`: the jobs refused."
+    ),
+}
 
 # `errors` is also a Serializer attribute, so the component is built from a field mapping.
 Problem = inline_serializer(
     name="Problem",
     fields={
-        "type": serializers.CharField(help_text="A URI naming the problem type."),
-        "title": serializers.CharField(),
-        "status": serializers.IntegerField(),
-        "code": serializers.CharField(help_text="Stable machine-readable code, e.g. `invalid_request`."),
-        "detail": serializers.CharField(),
-        "errors": serializers.JSONField(required=False, help_text="Validation errors per field."),
-        "retry_after_seconds": serializers.IntegerField(required=False),
+        **PROBLEM_MEMBERS,
+        **PROBLEM_DETAILS,
     },
 )
+
+
+class ProblemExtension(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]  # untyped __init_subclass__
+    """`Problem` with `additionalProperties`: a problem may carry members of its own (RFC 9457, 3.2)."""
+
+    target_class = type(Problem)
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        return {**super().map_serializer(auto_schema, direction), "additionalProperties": True}
+
+
+# Statuses whose problems may say when to try again: throttles and sign-in locks (429), a database that does
+# not answer (503, always), a full photo store (507). An operation adds one of its own with retry_after().
+RETRY_AFTER_STATUSES = frozenset({"429", "503", "507"})
+RETRY_AFTER_DESCRIPTION = (
+    "Seconds to wait before trying again (the body's `retry_after_seconds`), when known."
+)
+
+
+def retry_after(*status_codes: int) -> OpenApiParameter:
+    """`extend_schema(parameters=[retry_after(409)])`: a `Retry-After` an operation's own refusal sends."""
+    return OpenApiParameter(
+        "Retry-After",
+        int,
+        location=OpenApiParameter.HEADER,
+        response=list(status_codes),
+        description=RETRY_AFTER_DESCRIPTION,
+    )
 
 
 def problem_response(status_code: int) -> OpenApiResponse:
@@ -87,6 +213,14 @@ class ProblemAutoSchema(AutoSchema):
                     problem_response(code), str(code), media_types=[PROBLEM_CONTENT_TYPE]
                 )
         return operation
+
+    def _get_response_headers_for_code(self, status_code: Any, direction: Any = "response") -> dict[str, Any]:
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if str(status_code) in RETRY_AFTER_STATUSES:
+            headers.setdefault(
+                "Retry-After", {"schema": {"type": "integer"}, "description": RETRY_AFTER_DESCRIPTION}
+            )
+        return headers
 
     def _get_request_body(self, direction: Any = "request") -> Any:
         # drf-spectacular documents bodies for POST/PUT/PATCH only; the erasure (DELETE me) takes the

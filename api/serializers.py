@@ -80,6 +80,14 @@ class Output(serializers.Serializer[_InstanceT]):
 
 
 class ModelOutput(serializers.ModelSerializer[_ModelT]):
+    # Every field read-only: an output renders each of its fields, so the schema lists each as required (a
+    # model field with a default or blank=True was optional there, though always sent).
+    def get_extra_kwargs(self) -> dict[str, Any]:
+        extra: dict[str, Any] = super().get_extra_kwargs()
+        for name in self.Meta.fields:
+            extra[name] = {**extra.get(name, {}), "read_only": True}
+        return extra
+
     def to_representation(self, instance: _ModelT) -> dict[str, Any]:
         return _template_render(self, instance)
 
@@ -100,6 +108,26 @@ class AddressSerializer(serializers.Serializer[None]):
         if not code.isascii() or pycountry.countries.get(alpha_2=code) is None:
             raise serializers.ValidationError("Not an ISO 3166-1 alpha-2 country code.")
         return code
+
+
+class AddressOutput(serializers.Serializer[dict[str, str]]):
+    """A postal address as it was given (`Address`); empty (`{}`) once the personal data is erased."""
+
+    name = serializers.CharField(required=False)
+    line1 = serializers.CharField(required=False)
+    line2 = serializers.CharField(required=False)
+    city = serializers.CharField(required=False)
+    region = serializers.CharField(required=False)
+    postal_code = serializers.CharField(required=False)
+    country = serializers.CharField(required=False, help_text="ISO 3166-1 alpha-2 code, upper case.")
+
+
+@extend_schema_field(AddressOutput)
+class AddressJSONField(serializers.JSONField):
+    """A stored address (a JSON column), sent as it is stored; typed in the schema as `AddressOutput`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
 
 
 class ProductOutput(ModelOutput[Product]):
@@ -183,6 +211,7 @@ class RegistrationInput(serializers.Serializer[None]):
 
 class AccountOutput(serializers.ModelSerializer[User]):
     id = serializers.UUIDField(source="public_id")
+    address = AddressJSONField()
     pending_email = serializers.CharField(
         read_only=True,
         help_text="A new e-mail address asked for with `PATCH me`, waiting for the token mailed to it"
@@ -200,6 +229,7 @@ class AccountOutput(serializers.ModelSerializer[User]):
             "marketing_opt_in",
             "date_joined",
         )
+        read_only_fields: tuple[str, ...] = fields  # all sent, always: required in the schema
 
 
 class RegistrationOutput(AccountOutput):
@@ -282,11 +312,18 @@ class MeUpdatedOutput(AccountOutput):
         return list(self.context["orders_keeping_their_address"])
 
 
+MD5_HEX = r"^[0-9a-fA-F]{32}$"
+SHA256_HEX = r"^[0-9a-fA-F]{64}$"
+PHOTO_URL_MAX_LENGTH = 2000
+
+
+# What `POST assets` validates, whichever way the photo comes; the schema declares a body per media type
+# (AssetFileUpload, AssetUrlUpload), with the same rules.
 class AssetUploadInput(serializers.Serializer[None]):
     file = serializers.FileField(required=False, allow_empty_file=True)
-    url = serializers.URLField(required=False, max_length=2000)
-    md5 = serializers.RegexField(r"^[0-9a-fA-F]{32}$", required=False)
-    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False)
+    url = serializers.URLField(required=False, max_length=PHOTO_URL_MAX_LENGTH)
+    md5 = serializers.RegexField(MD5_HEX, required=False)
+    sha256 = serializers.RegexField(SHA256_HEX, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if bool(attrs.get("file")) == bool(attrs.get("url")):
@@ -294,8 +331,33 @@ class AssetUploadInput(serializers.Serializer[None]):
         return attrs
 
 
+class AssetFileUpload(serializers.Serializer[None]):
+    """`multipart/form-data`: the photo as the part named `file`, and optionally its digests (checked)."""
+
+    file = serializers.FileField(allow_empty_file=True, help_text="The photo (JPEG, PNG, TIFF or HEIC).")
+    md5 = serializers.RegexField(
+        MD5_HEX, required=False, help_text="The photo's MD5, hex: refused if it differs."
+    )
+    sha256 = serializers.RegexField(
+        SHA256_HEX, required=False, help_text="The photo's SHA-256, hex: refused if it differs."
+    )
+
+
+class AssetUrlUpload(serializers.Serializer[None]):
+    """`application/json` (or a form without a file): an https URL of the photo, fetched by the lab."""
+
+    url = serializers.URLField(
+        max_length=PHOTO_URL_MAX_LENGTH, help_text="Where the lab fetches the photo from."
+    )
+
+
+class AssetFailureOutput(serializers.Serializer[None]):
+    code = serializers.CharField(help_text="Why the photo failed, e.g. `corrupt_image`, `url_fetch_status`.")
+    message = serializers.CharField(help_text="The same in words; may be empty.")
+
+
 class AssetOutput(ModelOutput[Asset]):
-    failure = serializers.SerializerMethodField()
+    failure = serializers.SerializerMethodField(help_text="Why a failed photo failed; null unless `failed`.")
 
     class Meta:
         model = Asset
@@ -315,6 +377,7 @@ class AssetOutput(ModelOutput[Asset]):
             "created_at",
         )
 
+    @extend_schema_field(AssetFailureOutput(allow_null=True))
     def get_failure(self, asset: Asset) -> dict[str, str] | None:
         if asset.status != Asset.Status.FAILED:
             return None
@@ -509,16 +572,39 @@ class OrderEventOutput(ModelOutput[OrderEvent]):
         fields = ("kind", "from_status", "to_status", "actor_kind", "created_at")
 
 
+# One enum component for a payment's status, wherever it is sent (`payment.status`, a summary's
+# `payment_status`): drf-spectacular names enums by field name, and "status" is an order's and a photo's too.
+@extend_schema_field(
+    serializers.ChoiceField(choices=Order.PaymentStatus.choices), component_name="PaymentStatusEnum"
+)
+class PaymentStatusField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=Order.PaymentStatus.choices, **kwargs)
+
+
 class OrderSummaryOutput(ModelOutput[Order]):
+    payment_status = PaymentStatusField(read_only=True)
+
     class Meta:
         model = Order
         fields = ("ref", "status", "payment_status", "total_minor", "currency", "created_at", "promised_by")
+
+
+class PaymentOutput(serializers.Serializer[None]):
+    status = PaymentStatusField()
+    payment_intent = serializers.CharField(
+        help_text="The Stripe PaymentIntent's id; empty before it is made."
+    )
+    client_secret = serializers.CharField(
+        help_text="What Stripe.js confirms the payment with, only while the order awaits payment; else empty."
+    )
 
 
 # An order as lab.orders.selectors.order_with_lines loads it: its items and events in two queries.
 class OrderOutput(ModelOutput[Order]):
     items = OrderItemOutput(many=True, source="loaded_items")
     timeline = OrderEventOutput(many=True, source="loaded_events")
+    shipping_address = AddressJSONField()
     payment = serializers.SerializerMethodField()
     # The question put to the customer while the order is held for them, never the staff's note of a hold
     # for money taken back at Stripe (Order.customer_question); empty otherwise.
@@ -548,6 +634,7 @@ class OrderOutput(ModelOutput[Order]):
             "timeline",
         )
 
+    @extend_schema_field(PaymentOutput)
     def get_payment(self, order: Order) -> dict[str, str]:
         return {
             "status": order.payment_status,

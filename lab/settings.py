@@ -339,6 +339,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "api.schema.ProblemAutoSchema",
+    # An `Accept` no renderer matches is answered in the view's own type, not refused 406 with the view not
+    # run (a generated client asks a 204 delete for problem+json): api/negotiation.py.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.negotiation.FirstRendererFallback",
     "EXCEPTION_HANDLER": "api.errors.problem_exception_handler",
     # Our throttles key on lab.lib.client_ip (api/throttles.py); 0 keeps any stock DRF throttle on the peer
     # address instead of the client-written X-Forwarded-For it would otherwise use.
