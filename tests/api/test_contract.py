@@ -191,6 +191,10 @@ def _described(failure: BaseException) -> str:
     return f"{type(failure).__name__}: {failure}"
 
 
+# The whole schema's sweep, every operation and identity: ~100 s on a quiet machine, 297 s on a fresh clone's
+# CI beside five other jobs (load 10), where the suite's 300 s timeout stopped it mid-request and Hypothesis
+# reported the stop as "unreliable results". A hung request still ends it.
+@pytest.mark.timeout(900)
 @pytest.mark.django_db(transaction=True)
 def test_schemathesis_finds_no_contract_violation(api_schema, identities):
     found = [result.ok() for result in api_schema.get_all_operations()]
