@@ -543,6 +543,20 @@ class StripeEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     outcome = models.CharField(max_length=40, blank=True)
 
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [
+            # A refund event reads its payment's other events (lab.orders.stripe_refund_reads), and the
+            # orderless-payment alert a payment's refund: by PaymentIntent, not a scan of every event.
+            models.Index(fields=["payment_intent_id", "event_type"], name="stripe_event_intent_type"),
+            # The supervisors' alert reads the payments no order held, each alerts check
+            # (lab.production.alerts._payments_without_order): only those rows are in this index.
+            models.Index(
+                fields=["event_type"],
+                name="stripe_event_orderless",
+                condition=models.Q(outcome="unknown_payment_intent"),
+            ),
+        ]
+
 
 class ClarificationCase(models.Model):
     """A held order's question to its customer: the context an `order_clarification` photo view rests on,

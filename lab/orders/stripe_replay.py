@@ -17,6 +17,9 @@ A payment whose PaymentIntent no order in the database holds (an order placed af
 refunded here: it is listed (`ReplayResult.payments_without_order`); the command raises the supervisors'
 alert for it (lab.production.alerts.payment_without_order_alert: production's model, above orders).
 Everything is read from Stripe before anything is applied: when Stripe cannot be read, nothing changes.
+A payment made after the replay, for an order the restore lost, is alerted by `alerts_check` when its event
+reaches the webhook (lab.production.alerts, the same key). `database_newest` is the time the command holds
+TIME against: one later than anything the restored database holds skips what happened in between.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from datetime import datetime
 from typing import Any
 
 import stripe
+from django.db.models import Max
 
 from lab.lib.errors import DomainError, UpstreamError
-from lab.orders.models import Order
+from lab.orders.models import Order, OrderEvent, StripeEvent
 from lab.orders.payments import REFUND_UNDONE, stripe_client
 from lab.orders.stripe_event_shape import HANDLED_EVENTS, REFUND_EVENTS, payment_intent_field
 from lab.orders.stripe_events import webhook_event_handle
@@ -126,6 +130,17 @@ def stripe_replay(*, since: datetime) -> ReplayResult:
         len(result.payments_without_order),
     )
     return result
+
+
+def database_newest() -> datetime | None:
+    """The newest time the database holds a record of (a Stripe event received, an order event, an order
+    changed): a restored database's is about its backup's. None when it holds none of them."""
+    times = [
+        StripeEvent.objects.aggregate(at=Max("received_at"))["at"],
+        OrderEvent.objects.aggregate(at=Max("created_at"))["at"],
+        Order.objects.aggregate(at=Max("updated_at"))["at"],
+    ]
+    return max((at for at in times if at is not None), default=None)
 
 
 def _intent_of(event: dict[str, Any]) -> str:

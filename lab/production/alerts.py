@@ -13,8 +13,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Now
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Concat, Now
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,9 +22,10 @@ from lab.accounts.models import User
 from lab.accounts.roles import Role
 from lab.accounts.seal import account_seal_holds
 from lab.lib.mail import MailNotSent, address_has_mail_form, mail_send
-from lab.orders.models import Order
+from lab.orders.models import Order, StripeEvent
 from lab.orders.selectors import promise_kept_q
 from lab.orders.states import OrderStatus
+from lab.orders.stripe_replay import UNKNOWN as UNKNOWN_PAYMENT_INTENT
 from lab.production.cancellation import ALREADY_PRINTED, MAY_HAVE_PRINTED, PRINTER_CANCEL_REFUSED
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.production.states import NEEDS_PERSON_JOB_STATUSES, JobStatus, PrinterState
@@ -171,6 +172,7 @@ def alert_conditions(*, now: datetime.datetime) -> list[Condition]:
         )
     conditions.extend(_printed_after_cancel())
     conditions.extend(_queue_growing(now=now))
+    conditions.extend(_payments_without_order())
     return conditions
 
 
@@ -344,17 +346,65 @@ def _alert_email(*, alert_id: int, recipients: _Recipients) -> bool:
     return True
 
 
+def _payments_without_order() -> list[Condition]:
+    """A `payment_intent.succeeded` the webhook recorded as `unknown_payment_intent`: Stripe took money for a
+    PaymentIntent no order holds. After a restore from a backup that is an order placed after the backup and
+    paid after `manage.py stripe_replay` ran (its customer's checkout page still held the client secret; the
+    replay lists only the PaymentIntents its events name): the webhook answers 200 and Stripe never sends it
+    again, so before nobody heard of the money. One alert per PaymentIntent, under the key the replay's own
+    alert takes (`payment_without_order_alert`): whichever comes first raises it, the other adds none.
+
+    The recorded event keeps no amount, so the alert names the PaymentIntent only. Left out: an intent an
+    order holds now, one alerted already (the key), and one a `charge.refunded` is recorded for (money went
+    back: a replay that found it refunded raises nothing either; a partial refund made in Stripe's dashboard
+    is taken as seen to by whoever made it). A failed payment (`payment_intent.payment_failed`) took no
+    money: never alerted. Recorded events are read without a window, through a partial index of the
+    orderless ones only (orders/0019: `stripe_event_orderless`), and a payment's refund by its PaymentIntent."""
+    prefix = f"{Alert.Kind.PAYMENT_WITHOUT_ORDER}:"
+    intent = OuterRef("payment_intent_id")
+    intents = (
+        StripeEvent.objects.filter(event_type="payment_intent.succeeded", outcome=UNKNOWN_PAYMENT_INTENT)
+        .exclude(payment_intent_id="")
+        .exclude(Exists(Alert.objects.filter(key=Concat(Value(prefix), intent))))
+        .exclude(Exists(Order.objects.filter(payment_intent_id=intent)))
+        .exclude(Exists(StripeEvent.objects.filter(event_type="charge.refunded", payment_intent_id=intent)))
+        .values_list("payment_intent_id", flat=True)
+        .distinct()
+        .order_by("payment_intent_id")
+    )
+    return [
+        Condition(
+            key=payment_without_order_key(intent_id),
+            kind=Alert.Kind.PAYMENT_WITHOUT_ORDER,
+            message=(
+                f"Stripe took a payment no order in the database holds: PaymentIntent {intent_id} (an order "
+                f"lost in a restore from a backup, paid since). If its metadata names an order_ref and it is "
+                f"not refunded, refund it in Stripe's dashboard, or place the order again; without an "
+                f"order_ref it is not this lab's."
+            ),
+            link=reverse("staff:supervisor"),
+        )
+        for intent_id in intents
+    ]
+
+
+def payment_without_order_key(intent_id: str) -> str:
+    """The one alert of a payment at Stripe no order holds, whichever raises it (the replay, alerts_check)."""
+    return f"{Alert.Kind.PAYMENT_WITHOUT_ORDER}:{intent_id}"[:200]
+
+
 def payment_without_order_alert(*, intent_id: str, left: int, currency: str) -> bool:
     """The supervisors' alert for a payment at Stripe that no order in the database holds (a database
     restored from a backup: `manage.py stripe_replay`), once per PaymentIntent, e-mailed by the next
-    alerts_check; True when raised now. Ids and amounts only."""
+    alerts_check; True when raised now. Ids and amounts only. The same alert is raised by alerts_check for a
+    payment whose event the webhook recorded with no order (`_payments_without_order`): one key, one alert."""
     message = (
         f"A payment at Stripe has no order in the database (restored from a backup): PaymentIntent "
         f"{intent_id}, {left} {currency} not refunded. Refund it in Stripe's dashboard, or place the order "
         f"again."
     )
     _alert, created = Alert.objects.get_or_create(
-        key=f"{Alert.Kind.PAYMENT_WITHOUT_ORDER}:{intent_id}"[:200],
+        key=payment_without_order_key(intent_id),
         defaults={
             "kind": Alert.Kind.PAYMENT_WITHOUT_ORDER,
             "message": message[:500],

@@ -5,7 +5,9 @@ PaymentIntent id and amount and raised as a supervisor alert (production's, so t
 orders), never refunded here.
 
 Prints counts; safe to run twice (an event applied already is skipped by its id). Exit 1, nothing applied,
-when Stripe cannot be read or TIME is not an ISO 8601 time with its zone."""
+when Stripe cannot be read, TIME is not an ISO 8601 time with its zone, or TIME is later than the newest
+record the database holds (`database_newest`: what happened between the two, a refund, would be skipped and
+its order released to print) and `--since-after-backup` does not say so on purpose."""
 
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from lab.orders.stripe_replay import PaymentWithoutOrder, ReplayResult, StripeUnreadable, stripe_replay
+from lab.orders.stripe_replay import (
+    PaymentWithoutOrder,
+    ReplayResult,
+    StripeUnreadable,
+    database_newest,
+    stripe_replay,
+)
 from lab.production.alerts import payment_without_order_alert
 
 # Stripe lists the events of the last 30 days only; its refunds and PaymentIntents it keeps.
@@ -32,9 +40,22 @@ class Command(BaseCommand):
             metavar="TIME",
             help="ISO 8601 with its zone, e.g. 2026-03-01T02:00:00+00:00: the backup's time less a margin",
         )
+        parser.add_argument(
+            "--since-after-backup",
+            action="store_true",
+            help="accept a TIME later than the newest record the database holds (refused without it)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         since = _since(options["since"])
+        newest = database_newest()
+        if newest is not None and since > newest and not options["since_after_backup"]:
+            raise CommandError(
+                f"--since {since.isoformat()} is later than the newest record the database holds"
+                f" ({newest.isoformat()}): a payment or refund between the two would be skipped. Pass a TIME"
+                f" before {newest.isoformat()} (the backup's time less a margin), or --since-after-backup if"
+                f" that TIME is meant: nothing was applied"
+            )
         if since < timezone.now() - EVENTS_KEPT:
             self.stderr.write(
                 "Stripe lists the events of the last 30 days only: a payment older than that is not read"
