@@ -359,7 +359,8 @@ def _payments_without_order() -> list[Condition]:
     back: a replay that found it refunded raises nothing either; a partial refund made in Stripe's dashboard
     is taken as seen to by whoever made it). A failed payment (`payment_intent.payment_failed`) took no
     money: never alerted. Recorded events are read without a window, through a partial index of the
-    orderless ones only (orders/0019: `stripe_event_orderless`), and a payment's refund by its PaymentIntent."""
+    orderless ones only (orders/0019: `stripe_event_orderless`), and a payment's refund by its
+    PaymentIntent."""
     prefix = f"{Alert.Kind.PAYMENT_WITHOUT_ORDER}:"
     intent = OuterRef("payment_intent_id")
     intents = (
