@@ -56,7 +56,8 @@ def receipts_sweep() -> dict[str, int]:
 
 @app.task(name="privacy.erasure_log_sweep", time_limit=120, soft_time_limit=100, max_retries=0)
 def erasure_log_sweep() -> dict[str, int]:
-    """Append to the erasure log (outside the database) every committed erasure's entry still owed."""
+    """Append to the erasure log (outside the database) every committed erasure's entry still owed: each row
+    whose seal verifies and whose subject the database shows erased (any other is refused and logged)."""
     from lab.customer_data.erasure_log import erasure_log_sweep as sweep
 
     return sweep()

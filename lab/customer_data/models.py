@@ -79,11 +79,14 @@ class ErasureLogPending(models.Model):
     (lab/customer_data/erasure_log.py): written in the erasure's own transaction, deleted once the entry is
     on the log's disk. A row left (the log could not be written, the process died after the commit) is
     appended by the beat sweep `privacy.erasure_log_sweep`. No personal data: the kind and the pseudonymous
-    id the log holds."""
+    id the log holds. `seal`: the entry's HMAC under a key the database never holds, made by the erasure on
+    the app host; a row without one that verifies is never appended (a forged row would otherwise erase a
+    customer who never asked, for good)."""
 
     kind = models.CharField(max_length=16)
     subject = models.CharField(max_length=64)
     erased_at = models.DateTimeField()
+    seal = models.CharField(max_length=64, blank=True, db_default="")
     created_at = models.DateTimeField(db_default=Now())
     attempts = models.PositiveSmallIntegerField(db_default=0)
     last_failed_at = models.DateTimeField(null=True, blank=True)

@@ -9,18 +9,25 @@ The restore is simulated by writing the customer's rows back as a snapshot taken
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import logging
+from datetime import UTC
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import OperationalError, transaction
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
+from lab.audit.keys import load_record_key
 from lab.customer_data.erasure import account_erase
 from lab.customer_data.models import ErasureLogPending, PrivacyReceipt
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderItem
@@ -28,6 +35,7 @@ from lab.privacy.models import DataKey
 from tests.builders.customers import (
     PERSON,
     PERSON_PASSWORD,
+    Person,
     RowsSnapshot,
     database_text,
     guest_order_placed,
@@ -175,7 +183,7 @@ def test_the_erasure_log_holds_the_account_s_id_and_no_personal_value(
     raw = erasure_log.read_bytes()
     entry = json.loads(raw)
     assert (entry["kind"], entry["subject"]) == ("account", str(user.public_id))
-    assert set(entry) == {"kind", "subject", "erased_at"}
+    assert set(entry) == {"kind", "subject", "erased_at", "seal"}
     text = raw.decode("utf-8").lower()
     assert [needle for needle in [*PERSON.needles, PERSON.postal_code, "1984-02-29"] if needle in text] == []
 
@@ -223,10 +231,11 @@ def test_a_failing_log_write_keeps_the_entry_owed_until_the_sweep_writes_it(
     assert (owed.kind, owed.subject, owed.attempts) == ("account", str(user.public_id), 1)
     assert all(needle not in caplog.text.lower() for needle in PERSON.needles)
 
-    assert erasure_log_sweep() == {"written": 0, "failed": 1, "work_left": 1}  # still unwritable
+    # still unwritable
+    assert erasure_log_sweep() == {"written": 0, "failed": 1, "refused": 0, "work_left": 1}
     settings.LAB_ERASURE_LOG = str(erasure_log)
-    assert erasure_log_sweep() == {"written": 1, "failed": 0, "work_left": 0}
-    assert erasure_log_sweep() == {"written": 0, "failed": 0, "work_left": 0}
+    assert erasure_log_sweep() == {"written": 1, "failed": 0, "refused": 0, "work_left": 0}
+    assert erasure_log_sweep() == {"written": 0, "failed": 0, "refused": 0, "work_left": 0}
 
     assert not ErasureLogPending.objects.exists()
     assert [json.loads(line)["subject"] for line in erasure_log.read_text().splitlines()] == [
@@ -274,3 +283,189 @@ def test_a_malformed_log_line_is_reported_by_its_number_and_every_other_entry_is
     assert f"erased again: account {user.public_id}" in out.getvalue()
     assert _needles_in_database() == []
     assert _me(token) == 401
+
+
+# --- faults and forgeries (review of the erasure log) -------------------------------------------------------
+
+OTHER = Person(
+    full_name="Bartholomew Vandyke",
+    email="bartholomew.vandyke@example.org",
+    line1="12 Platinotype Lane",
+    line2="",
+    city="Gumbichromate",
+    postal_code="97998",
+)
+
+
+def _seal_independently(kind: str, subject: str, erased_at: str) -> str:
+    """The seal as the README states it, computed here on its own: HMAC-SHA256 of the entry's canonical JSON
+    (kind, subject, erased_at) under HMAC-SHA256(AUDIT_RECORD_KEY, "printlab erasure log v1")."""
+    key = hmac.new(load_record_key(settings.AUDIT_RECORD_KEY), b"printlab erasure log v1", hashlib.sha256)
+    body = json.dumps(
+        {"erased_at": erased_at, "kind": kind, "subject": subject}, sort_keys=True, separators=(",", ":")
+    )
+    return hmac.new(key.digest(), body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def test_an_erasure_whose_database_fails_right_after_its_commit_is_logged_all_the_same(
+    api, erasure_log, django_capture_on_commit_callbacks, caplog
+):
+    """The after-commit hook appends the entry it holds in memory: it does not read its pending row back
+    first. Before, it did (SELECT … FOR UPDATE), and a database that went away right after the commit (the
+    very failure a restore follows) left nothing outside the database; the pending row went with the restored
+    database and the customer, answered 200 and holding a receipt, came back for good. The database failure
+    is simulated (the pending row's manager raising OperationalError): a real connection dropped between the
+    commit and its hooks cannot be made reliably in a test."""
+    user, token, _ = _registered_with_a_photo(api)
+    backup = _customer_rows(user)
+    with django_capture_on_commit_callbacks(execute=False) as hooks:
+        response = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+    assert response.status_code == 200, response.json()
+    down = OperationalError("server closed the connection unexpectedly")
+    with (
+        caplog.at_level(logging.WARNING),
+        mock.patch.object(ErasureLogPending.objects, "select_for_update", side_effect=down),
+        mock.patch.object(ErasureLogPending.objects, "filter", side_effect=down),
+    ):
+        for hook in hooks:
+            hook()
+
+    # On the log's disk; the pending row's delete failed with the database, which only means a second line
+    # if the sweep ever sees it (harmless: the command skips a subject erased already).
+    assert [json.loads(line)["subject"] for line in erasure_log.read_text().splitlines()] == [
+        str(user.public_id)
+    ]
+    assert ErasureLogPending.objects.filter(subject=str(user.public_id)).exists()
+    # The database is restored from the backup taken before the erasure: the pending row goes with it.
+    _restore(backup)
+    ErasureLogPending.objects.all().delete()
+    assert (_sign_in(), _me(token)) == (200, 200)
+
+    out, _ = _reapply(django_capture_on_commit_callbacks)
+
+    assert f"erased again: account {user.public_id}" in out
+    assert _needles_in_database() == []
+    assert _me(token) == 401
+
+
+def test_a_line_written_twice_by_the_hook_and_the_sweep_is_applied_once(
+    api, erasure_log, django_capture_on_commit_callbacks
+):
+    user, _, _ = _registered_with_a_photo(api)
+    backup = _customer_rows(user)
+    with django_capture_on_commit_callbacks(execute=False) as hooks:
+        account_erase(user=user, password=PERSON_PASSWORD)
+    with mock.patch.object(ErasureLogPending.objects, "filter", side_effect=OperationalError("gone")):
+        for hook in hooks:
+            hook()
+    assert erasure_log_sweep()["written"] == 1  # the row the hook could not delete: its line again
+    assert len(erasure_log.read_text().splitlines()) == 2
+    _restore(backup)
+
+    out, _ = _reapply(django_capture_on_commit_callbacks)
+
+    assert "erased again: 1 accounts" in out
+    assert _needles_in_database() == []
+
+
+def test_a_pending_row_a_database_insider_writes_erases_no_one(
+    api, erasure_log, django_capture_on_commit_callbacks, caplog
+):
+    """Anyone who can INSERT into the database (the app's role, a DBA) wrote one row, and the sweep copied it
+    to the log outside the database, where it outlived any restore; `erasures_reapply` then erased the
+    customer without their password (genuine audit records, a receipt, their files deleted). A row is now
+    appended only with a seal the database cannot make (a key it never holds), and only for a subject it
+    shows erased: here the insider marks the account erased too, so the seal is what stops it."""
+    victim, token, _ = _registered_with_a_photo(api)
+    backup = _customer_rows(victim)
+    now = timezone.now()
+    User.objects.filter(pk=victim.pk).update(erased_at=now)  # the insider's own tampering
+    ErasureLogPending.objects.create(kind="account", subject=str(victim.public_id), erased_at=now)
+    with caplog.at_level(logging.ERROR):
+        assert erasure_log_sweep()["written"] == 0  # no seal
+        ErasureLogPending.objects.create(
+            kind="account", subject=str(victim.public_id), erased_at=now, seal="0" * 64
+        )
+        swept = erasure_log_sweep()  # a made-up one
+
+    assert (swept["written"], swept["refused"]) == (0, 2)
+    assert not erasure_log.exists()
+    assert "seal" in caplog.text
+    assert ErasureLogPending.objects.count() == 2  # left for a person to look at
+    _restore(backup)  # a restore undoes the direct tampering; nothing outlives it
+
+    out, err = _reapply(django_capture_on_commit_callbacks)
+
+    assert "does not exist: no erasure to apply again" in out
+    assert "2 pending erasure log row(s) not appended" in err
+    victim.refresh_from_db()
+    assert (victim.erased_at, victim.is_active) == (None, True)
+    assert _me(token) == 200
+
+
+def test_a_sealed_pending_row_for_a_subject_the_database_does_not_show_erased_is_not_appended(
+    api, erasure_log
+):
+    """A valid seal alone is not enough: a row for an account the database holds un-erased was not written by
+    an erasure (whose row commits with it); the sweep leaves it and says so."""
+    victim, token, _ = _registered_with_a_photo(api)
+    now = timezone.now()
+    subject = str(victim.public_id)
+    at = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    ErasureLogPending.objects.create(
+        kind="account", subject=subject, erased_at=now, seal=_seal_independently("account", subject, at)
+    )
+
+    swept = erasure_log_sweep()
+
+    assert (swept["written"], swept["refused"]) == (0, 1)
+    assert not erasure_log.exists()
+    assert _me(token) == 200
+
+
+def test_erasures_reapply_refuses_a_line_without_a_valid_seal_by_its_number_and_applies_the_rest(
+    api, erasure_log, django_capture_on_commit_callbacks
+):
+    """A line written to the log by hand (whoever can write its file) or copied there from a forged row: it
+    must carry a seal only the app's key makes, for exactly its kind, subject and time."""
+    victim_token = register(APIClient(), OTHER)
+    victim = User.objects.get(email=OTHER.email)
+    user, token, _ = _registered_with_a_photo(api)
+    backup = _customer_rows(user)
+    _erase(api, django_capture_on_commit_callbacks)  # line 1: genuine
+    genuine = json.loads(erasure_log.read_text())
+    forged_unsealed = {
+        "kind": genuine["kind"],
+        "erased_at": genuine["erased_at"],
+        "subject": str(victim.public_id),
+    }
+    forged_copied_seal = forged_unsealed | {"seal": genuine.get("seal", "0" * 64)}
+    with erasure_log.open("a") as log_file:
+        log_file.write(json.dumps(forged_unsealed) + "\n")  # line 2
+        log_file.write(json.dumps(forged_copied_seal) + "\n")  # line 3
+    _restore(backup)
+
+    out, err = io.StringIO(), io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(CommandError):
+        call_command("erasures_reapply", stdout=out, stderr=err)
+
+    assert "line 2: no seal" in err.getvalue()
+    assert "line 3: its seal does not verify" in err.getvalue()
+    assert f"erased again: account {user.public_id}" in out.getvalue()
+    assert _me(token) == 401
+    victim.refresh_from_db()
+    assert (victim.erased_at, victim.is_active) == (None, True)
+    assert _me(victim_token) == 200
+
+
+def test_the_entry_a_real_erasure_writes_carries_a_seal_that_verifies(
+    api, erasure_log, django_capture_on_commit_callbacks
+):
+    user, _, _ = _registered_with_a_photo(api)
+    _erase(api, django_capture_on_commit_callbacks)
+
+    line = json.loads(erasure_log.read_text())
+
+    assert set(line) == {"kind", "subject", "erased_at", "seal"}
+    assert line["subject"] == str(user.public_id)
+    assert line["seal"] == _seal_independently(line["kind"], line["subject"], line["erased_at"])

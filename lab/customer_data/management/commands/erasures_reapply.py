@@ -4,9 +4,12 @@ un-erased. The same erasure as DELETE me / DELETE orders/{ref}/personal-data: pe
 revoked, photo keys destroyed, files deleted, a receipt issued.
 
 Safe to run twice: a subject erased already is skipped. Prints ids and counts only. A line of the log that is
-not an entry is reported by its number and the command exits non-zero after doing the rest; so does an
-erasure the restored database refuses (an order it shows open, or its money unsettled), naming the orders:
-bring them to their real state (`stripe_replay`, the floor) and run it again.
+not an entry is reported by its number and the command exits non-zero after doing the rest; so is a line
+without a seal that verifies (lab/customer_data/erasure_log.py: only the lab's erasure makes one, under a key
+the database never holds; a line written by hand, or copied from a row forged in the database, would erase
+a customer who never asked, without their password), which is never applied; and so is an erasure the
+restored database refuses (an order it shows open, or its money unsettled), naming the orders: bring them
+to their real state (`stripe_replay`, the floor) and run it again.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # Entries the restored database still owes the log (an erasure committed before the backup whose
         # append had failed) go first: the log is then whole before it is read.
-        erasure_log_flush()
+        flush = erasure_log_flush()
+        if flush.refused:
+            self.stderr.write(
+                f"{flush.refused} pending erasure log row(s) not appended: no valid seal, or a subject the"
+                " database does not show erased (not written by an erasure: see the log by pending id, and"
+                " delete them)"
+            )
         sink = erasure_log_sink()
         try:
             reading = sink.read()
@@ -51,7 +60,12 @@ class Command(BaseCommand):
         counts: Counter[str] = Counter()
         refused: list[str] = []
         seen: set[tuple[str, str]] = set()
-        for _, entry in reading.entries:
+        unsealed: list[tuple[int, str]] = []
+        for number, entry in reading.entries:
+            if not entry.seal_verifies():
+                # Before it counts as seen: a forged line must not make a genuine one after it a repeat.
+                unsealed.append((number, "no seal" if not entry.seal else "its seal does not verify"))
+                continue
             if (entry.kind, entry.subject) in seen:
                 counts["repeated"] += 1  # an entry written twice (its pending row's delete was lost)
                 continue
@@ -67,17 +81,24 @@ class Command(BaseCommand):
             counts[outcome] += 1
         for number, problem in reading.problems:
             self.stderr.write(f"{sink.location} line {number}: {problem}")
+        for number, problem in unsealed:
+            self.stderr.write(
+                f"{sink.location} line {number}: {problem}: not written by the lab's erasure (or altered"
+                " since), not applied"
+            )
         self.stdout.write(
             f"erasure log {sink.location}: {len(reading.entries)} entries;"
             f" erased again: {counts['account erased again']} accounts,"
             f" {counts['guest_order erased again']} guest orders;"
             f" erased already: {counts['erased already']}; not in the database: {counts['absent']};"
-            f" refused: {len(refused)}; unreadable lines: {len(reading.problems)}"
+            f" refused: {len(refused)}; unreadable lines: {len(reading.problems)};"
+            f" lines without a valid seal: {len(unsealed)}"
         )
-        if reading.problems or refused:
+        if reading.problems or refused or unsealed:
             raise CommandError(
-                f"{len(reading.problems)} unreadable line(s) in the erasure log and {len(refused)} erasure(s)"
-                " refused: see above; every other entry was applied"
+                f"{len(reading.problems)} unreadable line(s) in the erasure log, {len(unsealed)} line(s)"
+                f" without a valid seal and {len(refused)} erasure(s) refused: see above; every other entry"
+                " was applied"
             )
 
     def _apply(self, entry: ErasureLogEntry) -> str:
