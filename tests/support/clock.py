@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import rest_framework.throttling  # noqa: F401  (see below)
 from django.utils import timezone
 
 SITECUSTOMIZE_DIR = Path(__file__).resolve().parent / "clock_off"
@@ -31,6 +32,10 @@ def clock_off_by(offset: timedelta, env: dict[str, str]) -> dict[str, str]:
 def host_clock_off(offset: timedelta, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run this process as a host whose clock is `offset` off the database's: both clocks the lab reads,
     django.utils.timezone.now and time.time, are moved."""
+    # DRF's throttles read `timer = time.time`, a class attribute taken when rest_framework.throttling is
+    # first imported (at a worker's first API request): imported inside this block, it took the lambda below,
+    # which as a class attribute binds like a method (called with the throttle: TypeError), and every later
+    # test of that worker calling the API failed. Imported above, before any block, it keeps the real clock.
     real_now: Callable[[], datetime] = timezone.now
     real_time: Callable[[], float] = time.time
     seconds = offset.total_seconds()
