@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, checkpoint_signature_is_valid
 from lab.audit.keys import public_key_fingerprint
-from lab.audit.restore_marks import restores_in
+from lab.audit.restore_marks import Restore, restores_in
 
 RECEIPT_FORMAT = "printlab.receipt.v1"
 REASONS = ("shipped", "purged", "erased")
@@ -117,10 +117,15 @@ class ReceiptVerification:
     # With a witness log: the first witnessed checkpoint that covers the receipt's record, if any yet.
     covered_by: Checkpoint | None = None
     witnessed: bool = False
+    # With a witness log: the restore marker whose restore lost the receipt's record (a database restored
+    # from a backup taken before it was written; lab/audit/restore_marks.py). The receipt is genuine (its
+    # signature and anchor hold, covered_by says whether the record was witnessed first), but the lab's log no
+    # longer holds its record: neither intact nor tampered ("LOST", exit status 3).
+    lost_in: Restore | None = None
 
     @property
     def is_intact(self) -> bool:
-        return self.problem is None
+        return self.problem is None and self.lost_in is None
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -256,9 +261,12 @@ def _check_witness(
     document: Mapping[str, Any], witnessed: Sequence[Checkpoint], public_key: Ed25519PublicKey
 ) -> ReceiptVerification:
     anchor = document["anchor"]
+    anchored_at = -1  # the anchoring checkpoint's index in the witness (-1: none)
     if anchor["checkpoint"] is not None:
         line = _encode_canonical(anchor["checkpoint"])
-        if all(checkpoint.to_line() != line for checkpoint in witnessed):
+        lines = [checkpoint.to_line() for checkpoint in witnessed]
+        anchored_at = lines.index(line) if line in lines else -1
+        if anchored_at < 0:
             return ReceiptVerification(
                 document,
                 ReceiptProblem(
@@ -269,11 +277,28 @@ def _check_witness(
             )
     record = anchor["record"]
     # After a restore marker a lane's positions start again from the restore point
-    # (lab/audit/restore_marks.py): a record after it is covered from it on, not by a superseded checkpoint
-    # that signed the same position for a record the restore lost.
+    # (lab/audit/restore_marks.py): a record after it (every seq after it is above its lost range) is covered
+    # from it on, not by a superseded checkpoint that signed the same position for a record the restore lost.
+    # A record of its lost range issued before it (its anchor comes before the marker) was written before
+    # it: covered, if at all, by the checkpoints before it, up to the marker that lost it (one that names its
+    # seq lost and does not keep it); the checkpoints after that one sign the positions again for new
+    # records. No checkpoint before the anchor covers the record.
     restores, _ = restores_in(witnessed, public_key=public_key, is_witness=True)
-    since = max((restore.index for restore in restores if restore.marker.seq < record["seq"]), default=0)
-    for checkpoint in witnessed[since:]:
+    after = [restore.index for restore in restores if restore.mark.lost_to < record["seq"]]
+    since = max(0, anchored_at, *after)
+    lost_in = next(
+        (
+            restore
+            for restore in restores
+            if restore.index >= since
+            and restore.index > anchored_at
+            and restore.excuses(record["seq"])
+            and not restore.keeps(seq=record["seq"], lane=record["lane"])
+        ),
+        None,
+    )
+    until = lost_in.index if lost_in is not None else len(witnessed)
+    for checkpoint in witnessed[since:until]:
         if not checkpoint_signature_is_valid(checkpoint=checkpoint, public_key=public_key):
             continue
         for lane, lane_seq, _, head_hash in checkpoint_lanes(checkpoint):
@@ -290,8 +315,8 @@ def _check_witness(
                     ),
                     witnessed=True,
                 )
-            return ReceiptVerification(document, None, covered_by=checkpoint, witnessed=True)
-    return ReceiptVerification(document, None, witnessed=True)
+            return ReceiptVerification(document, None, covered_by=checkpoint, witnessed=True, lost_in=lost_in)
+    return ReceiptVerification(document, None, witnessed=True, lost_in=lost_in)
 
 
 def receipt_summary(outcome: ReceiptVerification, *, fingerprint: str, path: str) -> str:
@@ -301,6 +326,8 @@ def receipt_summary(outcome: ReceiptVerification, *, fingerprint: str, path: str
         return f"TAMPERED: {problem.kind} in {path}: {problem.message}"
     document = outcome.document
     assert document is not None
+    if outcome.lost_in is not None:
+        return _lost_summary(outcome, outcome.lost_in, document, fingerprint=fingerprint)
     record = document["anchor"]["record"]
     checkpoint = document["anchor"]["checkpoint"]
     order = f"order {document['order_ref']}" if document["order_ref"] else "photos in no order"
@@ -325,4 +352,22 @@ def receipt_summary(outcome: ReceiptVerification, *, fingerprint: str, path: str
         f" {photos} photo{'s' if photos != 1 else ''}, {views} employee view{'s' if views != 1 else ''};"
         f" signed by key {fingerprint}; audit record seq {record['seq']} (lane {record['lane']}"
         f" #{record['lane_seq']}){after}{witness}"
+    )
+
+
+def _lost_summary(
+    outcome: ReceiptVerification, lost_in: Restore, document: Mapping[str, Any], *, fingerprint: str
+) -> str:
+    record = document["anchor"]["record"]
+    covered = outcome.covered_by
+    witnessed = (
+        f"witnessed by the checkpoint seq {covered.seq} signed at {covered.signed_at}, then lost"
+        if covered is not None
+        else "lost before any witnessed checkpoint covered it"
+    )
+    return (
+        f"LOST: receipt {document['receipt_id']} ({document['reason']}, issued {document['issued_at']}) is"
+        f" signed by key {fingerprint}, but its audit record seq {record['seq']} (lane {record['lane']}"
+        f" #{record['lane_seq']}) was {witnessed} in the restore of {lost_in.marker.signed_at}: the lab's"
+        f" database was restored from a backup taken before it was written; {lost_in.note()}"
     )

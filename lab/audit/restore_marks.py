@@ -14,10 +14,16 @@ lost. Across a valid marker the verifiers:
 - let the marker's seq and lane positions go back to the restore point's (the lanes continue from there:
   the positions after it are new records, at new seqs), and compare the checkpoints after it with it;
 - judge the records after it (seq above its own) by it: seq above its lost range, time not before it
-  (witness.BackdatingCheck), so a seq the witness vouched for is never taken again unnoticed;
+  (witness.BackdatingCheck), so a seq the witness vouched for is never taken again unnoticed; and the records
+  it kept (at or below its seq) with the checkpoints of the epoch it continues from, where they were written
+  (a second restore from a backup older than an earlier marker keeps records that marker named lost);
 - do not count the time between the superseded checkpoint and the marker as a coverage gap (the window
   the restore lost, which the marker's report names); freshness is judged from the witness's last line, the
   marker or a checkpoint after it, as always.
+
+A database that lacks records of a witnessed checkpoint yet holds a record numbered after it was signed is no
+restore (first_settled_after: no snapshot holds both), and audit_restore refuses it; a deletion of every
+lane's tail past a witnessed checkpoint cannot be told from a restore, and is then marked in the open.
 
 In a witness log a marker is valid when its signature holds and it continues from a checkpoint earlier in
 the same log that no earlier marker superseded, supersedes exactly the line before it, its lost range reaches
@@ -28,12 +34,13 @@ point) a marker needs its signature only; the witness is what holds it to the re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from lab.audit.checkpoints import (
     Checkpoint,
     RestoreMark,
+    checkpoint_is_settled,
     checkpoint_lanes,
     checkpoint_signature_is_valid,
     lanes_rolled_back,
@@ -59,6 +66,12 @@ class Restore:
     def excuses(self, seq: int) -> bool:
         """Whether a checkpoint before the marker may sign seq without the records holding it."""
         return self.mark.lost_from <= seq <= self.mark.lost_to
+
+    def keeps(self, *, seq: int, lane: int) -> bool:
+        """Whether the record at seq of lane, a seq of the lost range, is one the restored database still
+        held when the marker was signed (the marker signs that lane at it or past it): a backup taken after
+        the checkpoint the chain continues from holds the records written since, up to the backup."""
+        return self.excuses(seq) and any(head[0] == lane and head[2] >= seq for head in self.marker.lanes)
 
     def note(self) -> str:
         """What the verifiers report of it."""
@@ -172,6 +185,45 @@ def excused_before(restores: Sequence[Restore], index: int) -> Callable[[int], b
     if not later:
         return None
     return lambda seq: any(restore.excuses(seq) for restore in later)
+
+
+def loses_one_of(restores: Sequence[Restore], index: int, present: Iterable[tuple[int, int]]) -> bool:
+    """Whether a record the database holds ((seq, lane) in present) is one that a marker at or before index
+    names lost and did not keep: the marker at or before index that last names its seq lost decides (a later
+    restore from an older backup keeps, in its own wider lost range, records an earlier one lost). Then the
+    database is older than that marker: no checkpoint from it on describes it."""
+    earlier = [restore for restore in restores if restore.index <= index]
+    for seq, lane in present:
+        fate = None
+        for restore in earlier:
+            if restore.excuses(seq):
+                fate = restore.keeps(seq=seq, lane=lane)
+        if fate is False:
+            return True
+    return False
+
+
+def first_settled_after(
+    witnessed: Sequence[Checkpoint], restores: Sequence[Restore], point: int, *, public_key: PublicKeys
+) -> tuple[int, int] | None:
+    """The first witnessed checkpoint after the restore point at index point that is settled and that no
+    marker superseded, with the seq no record of a backup that lacks it can be above (its index, that seq):
+    its own, or a marker's lost range's end (every record written after a marker is numbered past it).
+    None when there is none.
+
+    A backup that does not hold that checkpoint in full was taken before one of the records it signs was
+    committed, and so before it was signed; a record numbered above it was given its seq after it was
+    signed (it is settled), so no such backup holds one: a database holding both lost records by deletion,
+    not by a restore."""
+    for index in range(point + 1, len(witnessed)):
+        checkpoint = witnessed[index]
+        if any(superseded_by(restore, index) for restore in restores):
+            continue
+        if not checkpoint_is_settled(checkpoint=checkpoint, public_key=public_key):
+            continue
+        lost_to = checkpoint.restore.lost_to if checkpoint.restore is not None else 0
+        return index, max(checkpoint.seq, lost_to)
+    return None
 
 
 def is_restore_at(restores: Sequence[Restore], index: int) -> bool:

@@ -13,11 +13,21 @@ any checkpoint, and stored. What the verifiers accept across it, and what not: l
 It refuses (RestoreRefused) when the database holds none of the witness's checkpoints in full, and when the
 log, with the marker, does not verify as audit_verify will verify it (a record changed, forged or missing up
 to the restore point, a record kept past it that is not the one the witness signed, a head row that does not
-match its lane): a restore removes the records after a point; it never makes a changed one right.
+match its lane): a restore removes the records after a point; it never makes a changed one right. And when
+the database holds a record numbered after the first settled checkpoint past the restore point, whose records
+it lacks (services.deleted_past): a backup is a snapshot, so none holds a record written after a checkpoint
+whose records it lacks; records were deleted. A deletion of every lane's tail past a witnessed checkpoint
+cannot be told from a restore: then the marker names the range and the key, in the open.
+
+The restore point skips every checkpoint at or after a restore marker that names lost a record the database
+holds (services.restore_point_in_database): a second restore from a backup older than the first marker
+continues from a checkpoint before it, and its marker keeps, in a lost range reaching every seq named, the
+records that backup holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,19 +36,12 @@ from django.db import DatabaseError, connection, transaction
 
 from lab.audit.canonical import utc_timestamp
 from lab.audit.chain_checks import verify_records
-from lab.audit.checkpoints import (
-    Checkpoint,
-    RestoreMark,
-    checkpoint_lanes,
-    checkpoint_signature_is_valid,
-    sign_checkpoint,
-)
-from lab.audit.keys import KeyRing
+from lab.audit.checkpoints import Checkpoint, RestoreMark, sign_checkpoint
 from lab.audit.lane_heads import lanes_checkpoint_head
-from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
+from lab.audit.models import AuditCheckpoint, AuditHead
 from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.reading import records_in_seq_order
-from lab.audit.restore_marks import Restore, named_top, restores_in, superseded_by
+from lab.audit.restore_marks import named_top, restores_in
 from lab.audit.services import (
     AuditChainBroken,
     _head_problem,
@@ -46,10 +49,12 @@ from lab.audit.services import (
     checkpoint_store,
     checkpoint_write,
     database_verification,
+    deleted_past,
     key_id,
     key_ring,
     mail_checkpoint,
     record_key,
+    restore_point_in_database,
     signing_key,
     witness_sink,
 )
@@ -95,6 +100,9 @@ class RestoreOutcome:
     marker: Checkpoint | None
     sequence: tuple[int | None, int]
     checkpoint: AuditCheckpoint | None = None
+    # Why the marker's e-mail to the auditors (AUDIT_WITNESS_EMAILS) failed; None: sent, or nobody to send to.
+    # The marker is witnessed and stored all the same; their copy lacks it until they are sent its line.
+    mail_failed: str | None = None
 
 
 def audit_restore(*, by: str) -> RestoreOutcome:
@@ -125,7 +133,7 @@ def audit_restore(*, by: str) -> RestoreOutcome:
             f" {_described(broken.problem)}",
             broken.problem,
         ) from broken
-    return RestoreOutcome(outcome.restore_point, outcome.marker, outcome.sequence, signed)
+    return dataclasses.replace(outcome, checkpoint=signed)
 
 
 def _restore(sink: WitnessSink, *, by: str) -> RestoreOutcome:
@@ -141,7 +149,7 @@ def _restore(sink: WitnessSink, *, by: str) -> RestoreOutcome:
     restores, problem = restores_in(witnessed, public_key=key, is_witness=True)
     if problem is not None:
         raise RestoreRefused(_described(problem), problem)
-    point = _restore_point(witnessed, restores, key)
+    point = restore_point_in_database(witnessed, restores, key)
     if point is None:
         raise RestoreRefused(
             f"the database holds none of the {len(witnessed)} checkpoints of the witness {sink.location} in"
@@ -204,6 +212,18 @@ def _restore(sink: WitnessSink, *, by: str) -> RestoreOutcome:
         problem = verified.problem
         lost = problem.seq is not None and restore_point.seq < problem.seq <= named_top(witnessed)
         raise RestoreRefused(_described(problem) + (_SEQS_TAKEN_AGAIN if lost else ""), problem)
+    # After the checks above, so that records taken again after a restore are named as such.
+    deleted = deleted_past(witnessed, restores, point, key)
+    if deleted is not None:
+        missing = deleted.missing
+        problem = ChainProblem(
+            missing[2] if missing is not None else deleted.record_seq,
+            None,
+            "truncated_after_checkpoint",
+            f"not a restore: {deleted.message}",
+            missing[0] if missing is not None else None,
+        )
+        raise RestoreRefused(_described(problem), problem)
     # Before the marker is witnessed: once it is, a record at a seq it names lost is "backdated".
     sequence = _move_sequence(named_top(witnessed))
     sink.append(marker)
@@ -217,26 +237,15 @@ def _restore(sink: WitnessSink, *, by: str) -> RestoreOutcome:
         by,
         sink.location,
     )
-    mail_checkpoint(marker)
-    return RestoreOutcome(restore_point, marker, sequence)
-
-
-def _restore_point(witnessed: Sequence[Checkpoint], restores: Sequence[Restore], key: KeyRing) -> int | None:
-    """The index of the last witnessed checkpoint the database holds in full (every lane head it signs, with
-    the signed hash), among those no restore marker superseded; None: none."""
-    for index in range(len(witnessed) - 1, -1, -1):
-        checkpoint = witnessed[index]
-        if any(superseded_by(restore, index) for restore in restores):
-            continue
-        heads = checkpoint_lanes(checkpoint)
-        if not heads or not checkpoint_signature_is_valid(checkpoint=checkpoint, public_key=key):
-            continue
-        stored = dict(
-            AuditRecord.objects.filter(seq__in=[head[2] for head in heads]).values_list("seq", "hash")
+    mail_failed = mail_checkpoint(marker)
+    if mail_failed is not None:
+        logger.error(
+            "audit restore marker seq=%s signed at %s could not be mailed to the auditors: their copy of the"
+            " witness lacks it until they are sent its line",
+            marker.seq,
+            marker.signed_at,
         )
-        if all(stored.get(seq) == head_hash for _, _, seq, head_hash in heads):
-            return index
-    return None
+    return RestoreOutcome(restore_point, marker, sequence, mail_failed=mail_failed)
 
 
 def _move_sequence(top: int) -> tuple[int | None, int]:

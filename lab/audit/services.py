@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -37,7 +37,7 @@ from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.reading import first_record_time, records_in_seq_order
 from lab.audit.records import Entry, RequestMeta, audit_append
-from lab.audit.restore_marks import Restore, restores_in
+from lab.audit.restore_marks import Restore, first_settled_after, loses_one_of, restores_in, superseded_by
 from lab.audit.settling import RecordWatch, settle
 from lab.audit.verify import write_export
 from lab.audit.witness import (
@@ -210,7 +210,7 @@ def _verify_since(sink: WitnessSink, last: Checkpoint | None, *, settled_seq: in
     lane's head row against the walk. settled_seq: also note each lane's last record at or below it."""
     starts: dict[int, LaneHead] = {}
     if last is not None:
-        problem = _witnessed_start_problem(last) or _unsettled_last_problem(sink, last)
+        problem = _witnessed_start_problem(last, sink) or _unsettled_last_problem(sink, last)
         if problem is not None:
             return _Verified(VerifyResult(0, last.seq, last.head_hash, problem), {})
         starts = {head[0]: head for head in checkpoint_lanes(last)}
@@ -307,7 +307,27 @@ _AFTER_A_RESTORE = (
 )
 
 
-def _witnessed_start_problem(last: Checkpoint) -> ChainProblem | None:
+def _after_a_restore(sink: WitnessSink) -> str:
+    """What the signer's refusal of a lane head the records no longer hold adds: the advice to run
+    audit_restore only when the database looks restored (it holds a witnessed checkpoint in full, and no
+    record written after a later one whose records it lacks: deleted_past); the deletion, when it does not."""
+    witnessed, problem = sink.read_all()
+    if problem is not None:
+        return ""
+    key = key_ring()
+    restores, problem = restores_in(witnessed, public_key=key, is_witness=True)
+    if problem is not None:
+        return ""
+    point = restore_point_in_database(witnessed, restores, key)
+    if point is None:
+        return ""
+    deleted = deleted_past(witnessed, restores, point, key)
+    if deleted is not None:
+        return f" (not a database restore: {deleted.message})"
+    return _AFTER_A_RESTORE
+
+
+def _witnessed_start_problem(last: Checkpoint, sink: WitnessSink) -> ChainProblem | None:
     if not checkpoint_signature_is_valid(checkpoint=last, public_key=key_ring()):
         return ChainProblem(
             last.seq,
@@ -325,7 +345,7 @@ def _witnessed_start_problem(last: Checkpoint) -> ChainProblem | None:
                 None,
                 "truncated_after_checkpoint",
                 f"the witness signed lane {lane} up to #{position} (seq {seq}) at {last.signed_at} but the"
-                f" lane's records end before it: seq {present + 1} onwards removed{_AFTER_A_RESTORE}",
+                f" lane's records end before it: seq {present + 1} onwards removed{_after_a_restore(sink)}",
                 lane if last.lanes else None,
             )
         if stored != head_hash:
@@ -334,7 +354,7 @@ def _witnessed_start_problem(last: Checkpoint) -> ChainProblem | None:
                 None,
                 "checkpoint_mismatch",
                 f"record seq {seq} (lane {lane} #{position}) does not have the hash the witness signed at"
-                f" {last.signed_at}: the chain up to seq {seq} was rewritten{_AFTER_A_RESTORE}",
+                f" {last.signed_at}: the chain up to seq {seq} was rewritten{_after_a_restore(sink)}",
                 lane if last.lanes else None,
             )
     if last.seq == 0 and last.head_hash != GENESIS_HASH:
@@ -385,26 +405,30 @@ def _alert(problem: ChainProblem) -> None:
     _mail_or_warn(message, what="alert", about=f"kind={problem.kind}")
 
 
-def _mail_or_warn(message: EmailMessage, *, what: str, about: str) -> None:
+def _mail_or_warn(message: EmailMessage, *, what: str, about: str) -> str | None:
     """Send an audit mail; one that fails is a warning that names no address (smtplib's refusal names every
-    recipient, so neither it nor its traceback is logged), never an error of what sent it."""
+    recipient, so neither it nor its traceback is logged), never an error of what sent it. Why it was not
+    sent (None: sent)."""
     try:
         mail_send(message)
     except MailNotSent as error:  # MailRefused is one: a server's refusal, or an address it cannot encode
         logger.warning("audit %s e-mail could not be sent %s reason=%s", what, about, error)
+        return str(error)
     except Exception as error:
         logger.warning("audit %s e-mail could not be sent %s error=%s", what, about, type(error).__name__)
+        return type(error).__name__
+    return None
 
 
-def mail_checkpoint(checkpoint: Checkpoint) -> None:
+def mail_checkpoint(checkpoint: Checkpoint) -> str | None:
     """Mail a witnessed checkpoint (or restore marker) to the auditors (AUDIT_WITNESS_EMAILS), for their copy
-    of the witness; a mail that fails is a warning."""
-    _mail_checkpoint(checkpoint)
+    of the witness; a mail that fails is a warning, and why is returned (None: sent, or nobody to send to)."""
+    return _mail_checkpoint(checkpoint)
 
 
-def _mail_checkpoint(checkpoint: Checkpoint) -> None:
+def _mail_checkpoint(checkpoint: Checkpoint) -> str | None:
     if not settings.AUDIT_WITNESS_EMAILS:
-        return
+        return None
     message = EmailMessage(
         subject=f"[{settings.LAB_NAME}] audit {'restore marker' if checkpoint.restore else 'checkpoint'}"
         f" seq {checkpoint.seq}",
@@ -415,7 +439,88 @@ def _mail_checkpoint(checkpoint: Checkpoint) -> None:
     # The witness log is the durable copy and the checkpoint is already in it and stored: a lost mail is a
     # warning, not a failed checkpoint. Before, an address Django cannot encode raised UnicodeError out of
     # checkpoint_write: every export answered 500, every scheduled checkpoint failed.
-    _mail_or_warn(message, what="checkpoint", about=f"seq={checkpoint.seq}")
+    return _mail_or_warn(message, what="checkpoint", about=f"seq={checkpoint.seq}")
+
+
+# --- after a database restore ------------------------------------------------------------------------
+
+
+def restore_point_in_database(
+    witnessed: Sequence[Checkpoint], restores: Sequence[Restore], key: KeyRing
+) -> int | None:
+    """The index of the last witnessed checkpoint the database holds in full (every lane head it signs, with
+    the signed hash), among those no restore marker superseded and none at or after a marker that names lost a
+    record the database holds (and no marker after it, up to that checkpoint, kept: a backup older than that
+    marker, restored again); None: none."""
+    lost = [restore.mark for restore in restores]
+    present: list[tuple[int, int]] = []
+    if lost:
+        in_lost = Q()
+        for mark in lost:
+            in_lost |= Q(seq__range=(mark.lost_from, mark.lost_to))
+        rows = AuditRecord.objects.filter(in_lost).values_list("seq", "lane", "lane_seq")
+        present = [(seq, lane if lane_seq is not None else 1) for seq, lane, lane_seq in rows]
+    for index in range(len(witnessed) - 1, -1, -1):
+        checkpoint = witnessed[index]
+        if any(superseded_by(restore, index) for restore in restores):
+            continue
+        if loses_one_of(restores, index, present):
+            continue
+        heads = checkpoint_lanes(checkpoint)
+        if not heads or not checkpoint_signature_is_valid(checkpoint=checkpoint, public_key=key):
+            continue
+        stored = dict(
+            AuditRecord.objects.filter(seq__in=[head[2] for head in heads]).values_list("seq", "hash")
+        )
+        if all(stored.get(seq) == head_hash for _, _, seq, head_hash in heads):
+            return index
+    return None
+
+
+@dataclass(frozen=True)
+class RecordsDeleted:
+    """What no restore leaves: the database lacks records of a witnessed checkpoint after the restore point
+    (restore_marks.first_settled_after) yet holds a record numbered after it was signed."""
+
+    checkpoint: Checkpoint
+    floor: int  # the seq no record of a backup lacking it can be above
+    missing: LaneHead | None  # a lane head it signs that the database does not hold with its hash
+    record_seq: int  # the first record the database holds above floor
+
+    @property
+    def message(self) -> str:
+        checkpoint = self.checkpoint
+        what = "restore marker" if checkpoint.restore is not None else "checkpoint"
+        lacks = (
+            f"lacks lane {self.missing[0]} #{self.missing[1]} (seq {self.missing[2]}), which the witnessed"
+            f" {what} of seq {checkpoint.seq} signed at {checkpoint.signed_at} signs"
+            if self.missing is not None
+            else f"holds records the witnessed {what} of seq {checkpoint.seq} signed at"
+            f" {checkpoint.signed_at} names lost (a backup from before it)"
+        )
+        return (
+            f"the database {lacks}, yet holds seq {self.record_seq}, numbered after that was signed (above"
+            f" {self.floor}): no backup holds records written after a checkpoint whose records it lacks:"
+            " records were deleted"
+        )
+
+
+def deleted_past(
+    witnessed: Sequence[Checkpoint], restores: Sequence[Restore], point: int, key: KeyRing
+) -> RecordsDeleted | None:
+    """The deletion the database shows past the restore point at index point (RecordsDeleted), or None."""
+    later = first_settled_after(witnessed, restores, point, public_key=key)
+    if later is None:
+        return None
+    index, floor = later
+    above = AuditRecord.objects.filter(seq__gt=floor).order_by("seq").values_list("seq", flat=True).first()
+    if above is None:
+        return None
+    checkpoint = witnessed[index]
+    heads = checkpoint_lanes(checkpoint)
+    stored = dict(AuditRecord.objects.filter(seq__in=[head[2] for head in heads]).values_list("seq", "hash"))
+    missing = next((head for head in heads if stored.get(head[2]) != head[3]), None)
+    return RecordsDeleted(checkpoint, floor, missing, above)
 
 
 # --- verification from the database -------------------------------------------------------------------

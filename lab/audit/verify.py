@@ -63,7 +63,9 @@ After a database restore the witness holds a restore marker (a checkpoint line w
 lost, ``by`` who ran it; signed under its own format tag, ``printlab.audit.restore.v1``). A valid one is
 reported on the OK line ("restored at ..."); across it only the absence of records in its lost range is
 excused, nothing else (lab/audit/restore_marks.py); one that does not name the line before it, or a checkpoint
-before that, is "bad_restore".
+before that, is "bad_restore". A marker the export holds and the witness copy lacks (its mail was lost) is
+"witness_incomplete", naming it. A receipt whose audit record a marker names lost (and did not keep) is
+reported "LOST", neither OK nor TAMPERED.
 
 With ``--record-key`` (the lab's HMAC record key, when the auditor has been given it) every record's mac is
 checked as well, so a record rewritten or inserted by someone without the key is named exactly; without it,
@@ -71,7 +73,9 @@ a rewrite is located between the last witnessed checkpoint that still matches an
 
 Exit status: 0 intact (one summary line), 1 a problem (the first one: kind, seq, file and line), 2 the
 export or a key could not be read or a key does not have a --fingerprint given (with --fingerprint, every
-key given must be pinned).
+key given must be pinned). For a receipt checked against a witness, 3 and a line starting "LOST:" when the
+receipt is genuine but a restore marker names its audit record lost (the lab's database was restored from a
+backup taken before the record was written).
 """
 
 from __future__ import annotations
@@ -121,6 +125,8 @@ _MAC_MEMBER = b'"mac":"'
 _HASH_MEMBER_LENGTH = len(_HASH_MEMBER) + 64 + 2
 _MAC_MEMBER_LENGTH = len(_MAC_MEMBER) + 64 + 2
 DEFAULT_INTERVAL_SECONDS = 3600
+# A genuine receipt whose audit record a database restore lost ("LOST": lab/audit/receipt.py).
+RECEIPT_LOST_STATUS = 3
 
 
 def checkpoints_path(export_path: Path) -> Path:
@@ -642,6 +648,8 @@ def _receipt_main(
     public_key = public_keys.key_for(key_id) if isinstance(key_id, str) else public_keys.current
     outcome = verify_receipt(receipt=receipt, public_key=public_key, witnessed=witnessed)
     print(receipt_summary(outcome, fingerprint=public_key_fingerprint(public_key), path=str(receipt_path)))
+    if outcome.problem is None and outcome.lost_in is not None:
+        return RECEIPT_LOST_STATUS
     return 0 if outcome.is_intact else 1
 
 

@@ -286,13 +286,20 @@ class BackdatingCheck:
         self, witnessed: Sequence[Checkpoint], *, public_key: PublicKeys, now: datetime | None = None
     ) -> None:
         self.problem: ChainProblem | None = None
-        # The checkpoints as epochs: one, and one more after each restore marker (lab/audit/restore_marks.py),
-        # which ends the epoch before it (covering the records the restored database held) and starts the next
-        # (judging the records after it). A record is in the epoch of the last marker whose seq is below its
-        # own (_bounds: those seqs), or the first: every record the restore kept is at or below the marker's
-        # seq, every later one above its lost range.
+        # The checkpoints as epochs: one, and one more after each restore marker (restore_marks.py), which
+        # ends the epoch before it (covering the records the restored database held) and starts the next
+        # (judging the records after it). A record at or below a marker's seq was kept by that restore and
+        # written in the epoch of the checkpoint the marker continues from: the first marker (in signing
+        # order) whose seq it is not above says which (_kept: each marker's seq and that epoch; None when
+        # this list does not hold the checkpoint it continues from). A record above every marker's seq was
+        # written after the last one (every seq after a marker is above its lost range). Without the epoch a
+        # marker continues from, a record is in the epoch of the last marker whose seq is below its own
+        # (_bounds: those seqs). A second restore from a backup older than the first marker keeps records
+        # that marker named lost: they are judged with the checkpoints of their own epoch, not as seqs taken
+        # again after the first marker.
         self._epochs: list[_Epoch] = [_Epoch()]
         self._bounds: list[int] = []
+        self._kept: list[tuple[int, int | None]] = []
         self._since: str | None = None
         self._until: datetime | None = None
         # (seq, line, lane, lane_seq, occurred_at) of the uncovered records timed after _since, each later
@@ -303,6 +310,7 @@ class BackdatingCheck:
         # Markers by their signature alone (the signer judges records by the witness's last line only); the
         # witness check names a marker that is not the restore it claims ("bad_restore").
         restores, _ = restores_in(witnessed, public_key=public_key)
+        epoch_at: list[int] = []  # by index: the epoch a checkpoint starts, or else the one it is in
         for index, checkpoint in enumerate(witnessed):
             signed_as = checkpoint_signed_as(checkpoint=checkpoint, public_key=public_key)
             if signed_as is None:
@@ -310,10 +318,22 @@ class BackdatingCheck:
             is_settled = signed_as in SETTLED_FORMATS
             self._epochs[-1].add(checkpoint, is_settled=is_settled)
             if checkpoint.restore is not None and is_restore_at(restores, index):
-                epoch = _Epoch(checkpoint.restore.lost_to)
+                mark = checkpoint.restore
+                continues = next(
+                    (
+                        epoch_at[at]
+                        for at in range(index - 1, -1, -1)
+                        if (witnessed[at].seq, witnessed[at].signed_at, witnessed[at].head_hash)
+                        == (mark.from_seq, mark.from_signed_at, mark.from_hash)
+                    ),
+                    None,
+                )
+                epoch = _Epoch(mark.lost_to)
                 epoch.add(checkpoint, is_settled=True)
                 self._epochs.append(epoch)
                 self._bounds.append(checkpoint.seq)
+                self._kept.append((checkpoint.seq, continues))
+            epoch_at.append(len(self._epochs) - 1)
 
     def start(self, now: datetime) -> None:
         """The verifier's clock before the walk: records covered by no checkpoint are judged against it (or,
@@ -325,10 +345,7 @@ class BackdatingCheck:
         """Judge one record (a record from before lanes: lane 1 at position seq)."""
         if self.problem is not None:
             return
-        epoch = self._epochs[0]
-        for number, bound in enumerate(self._bounds, start=1):
-            if bound < seq:
-                epoch = self._epochs[number]
+        epoch = self._epochs[self._epoch_of(seq)]
         checkpoints = epoch.checkpoints
         count = len(checkpoints)
         column = epoch.positions.get(lane)
@@ -378,6 +395,19 @@ class BackdatingCheck:
             " written after that checkpoint and numbered or dated before it (backdated)",
             lane,
         )
+
+    def _epoch_of(self, seq: int) -> int:
+        """The epoch a record at seq was written in (see __init__)."""
+        for kept_up_to, continues in self._kept:
+            if seq <= kept_up_to:
+                if continues is not None:
+                    return continues
+                break
+        number = 0
+        for at, bound in enumerate(self._bounds, start=1):
+            if bound < seq:
+                number = at
+        return number
 
     def finish(self, now: datetime | None = None) -> ChainProblem | None:
         """After the walk: the first record covered by no checkpoint and timed after now (the verifier's
@@ -491,8 +521,12 @@ def check_witness(
     marker that is not a valid one is "bad_restore"; the window it closes is not a coverage gap)."""
     lookup = heads.get if isinstance(heads, Mapping) else heads
     restores, restore_problem = restores_in(witnessed, public_key=public_key, is_witness=True)
+    must_hold = _signed_like_the_witness(known, witnessed, public_key)
     return (
-        _consistency_problem(
+        # Before the consistency check: without the marker, every lane head its restore lost reads as a
+        # rewrite or a truncation, when the copy only lacks a line (a lost mail).
+        _missing_marker_problem(witnessed, must_hold)
+        or _consistency_problem(
             witnessed,
             public_key=public_key,
             lookup=lookup,
@@ -504,7 +538,7 @@ def check_witness(
             up_to=None if is_chain_whole else head_seq,
         )
         or unsettled_checkpoint_problem(witnessed, public_key=public_key)
-        or _incomplete_problem(witnessed, _signed_like_the_witness(known, witnessed, public_key))
+        or _incomplete_problem(witnessed, must_hold)
         or future_checkpoint_problem(witnessed, now=now)
         or _coverage_problem(witnessed, interval_seconds=interval_seconds, restores=restores)
         or _freshness_problem(
@@ -652,6 +686,27 @@ def _signed_like_the_witness(
         return list(known)
     signers = {id(checkpoint_key(public_keys, c.key_id)) for c in witnessed} or {id(public_keys.current)}
     return [c for c in known if id(checkpoint_key(public_keys, c.key_id)) in signers]
+
+
+def _missing_marker_problem(
+    witnessed: Sequence[Checkpoint], known: Sequence[Checkpoint]
+) -> ChainProblem | None:
+    """A restore marker signed with the key (the caller checked each known checkpoint's signature) that the
+    database's rows or the export hold and the witness does not: the witness lost its line, most likely an
+    auditor's copy whose mail of it never arrived ("witness_incomplete", naming it)."""
+    present = {checkpoint.to_line() for checkpoint in witnessed}
+    for index, checkpoint in enumerate(known):
+        if checkpoint.restore is None or checkpoint.to_line() in present:
+            continue
+        return ChainProblem(
+            checkpoint.seq,
+            None,
+            "witness_incomplete",
+            f"the restore marker signed at {checkpoint.signed_at} ({Restore(index, checkpoint).note()}) is"
+            " signed with the key but not in the witness: the witness lost its line (an auditor's copy whose"
+            " mail of it did not arrive); add the line the lab's witness holds for it and verify again",
+        )
+    return None
 
 
 def _incomplete_problem(witnessed: Sequence[Checkpoint], known: Sequence[Checkpoint]) -> ChainProblem | None:

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connections, transaction
 
-from lab.audit.canonical import seal_record, utc_timestamp
+from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
 from lab.audit.checkpoints import Checkpoint, RestoreMark, checkpoint_lanes, sign_checkpoint
+from lab.audit.keys import public_key_b64
 from lab.audit.lane_heads import lanes_checkpoint_head
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.receipt import RECEIPT_FORMAT, body_sha256, receipt_sign, verify_receipt
-from lab.audit.records import record_as_chain_dict
+from lab.audit.records import audit_append, record_as_chain_dict
 from lab.audit.services import (
     AuditChainBroken,
     checkpoint_store,
@@ -35,8 +41,15 @@ from lab.audit.services import (
 from lab.audit.witness import FileWitness, parse_timestamp
 from lab.lib.clock import database_now
 from tests.builders import audit_write, person
-from tests.support.audit_verifiers import export_for_auditors, offline_verifier
-from tests.support.database_restore import AuditBackup, audit_backup, audit_restore_from
+from tests.builders.audit import preview_entry
+from tests.support.audit_verifiers import ROOT, export_for_auditors, offline_verifier
+from tests.support.database_restore import (
+    AuditBackup,
+    audit_backup,
+    audit_dump,
+    audit_load,
+    audit_restore_from,
+)
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
@@ -66,6 +79,7 @@ def restored() -> AuditBackup:
     with pytest.raises(AuditChainBroken) as refused:
         checkpoint_write()
     assert (refused.value.problem.kind, refused.value.problem.seq) == ("truncated_after_checkpoint", 4)
+    assert "run `manage.py audit_restore`" in refused.value.problem.message
     return backup
 
 
@@ -112,6 +126,32 @@ def marker_signed(*, by_key: Ed25519PrivateKey, continues: Checkpoint, supersede
             by="os:insider",
         ),
     )
+
+
+def receipt_of(record: AuditRecord, anchor: dict[str, object]) -> dict[str, object]:
+    """A privacy receipt the lab signs for its audit record `record`, anchored on the witnessed checkpoint
+    `anchor` (its line as JSON), as lab/customer_data/receipts.py issues one."""
+    document: dict[str, object] = {
+        "format": RECEIPT_FORMAT,
+        "receipt_id": f"00000000-0000-4000-8000-{record.seq:012d}",
+        "issued_at": utc_timestamp(database_now()),
+        "key_id": key_id(),
+        "issuer": "the lab",
+        "order_ref": None,
+        "reason": "erased",
+        "photos": [],
+        "employee_views": [],
+    }
+    document["anchor"] = {
+        "record": {"seq": record.seq, "lane": record.lane, "lane_seq": record.lane_seq, "hash": record.hash},
+        "body_sha256": body_sha256(document),
+        "checkpoint": anchor,
+    }
+    return {
+        "document": document,
+        "signature": receipt_sign(private_key=signing_key(), document=document),
+        "key_id": key_id(),
+    }
 
 
 # --- the way on -------------------------------------------------------------------------------------------
@@ -180,26 +220,8 @@ def test_a_receipt_for_a_record_at_a_lane_position_a_superseded_checkpoint_signe
     assert (record.lane, record.lane_seq) == (1, 6)
     checkpoint_write()
     # when a privacy receipt anchored on that record is checked against the witness
-    document: dict[str, object] = {
-        "format": RECEIPT_FORMAT,
-        "receipt_id": "00000000-0000-4000-8000-000000000009",
-        "issued_at": utc_timestamp(database_now()),
-        "key_id": key_id(),
-        "issuer": "the lab",
-        "order_ref": None,
-        "reason": "erased",
-        "photos": [],
-        "employee_views": [],
-    }
-    document["anchor"] = {
-        "record": {"seq": 9, "lane": 1, "lane_seq": 6, "hash": record.hash},
-        "body_sha256": body_sha256(document),
-        "checkpoint": anchor,
-    }
-    receipt = {"document": document, "signature": receipt_sign(private_key=signing_key(), document=document)}
-    outcome = verify_receipt(
-        receipt=receipt | {"key_id": key_id()}, public_key=public_key(), witnessed=_lines()
-    )
+    receipt = receipt_of(record, anchor)
+    outcome = verify_receipt(receipt=receipt, public_key=public_key(), witnessed=_lines())
     # then it holds, covered by the checkpoint after the marker (before: anchor_mismatch, naming checkpoint 6)
     assert outcome.problem is None, outcome.problem
     assert outcome.covered_by is not None and outcome.covered_by.seq == 9
@@ -336,3 +358,205 @@ def test_a_record_that_takes_a_lost_seq_after_the_marker_is_named(restored: Audi
     said = audit_verify_says()
     assert said.startswith("TAMPERED: backdated at seq 4"), said
     assert parse_timestamp(marker.signed_at) <= database_now()
+
+
+def _append_elsewhere(names: list[str], done: list[AuditRecord]) -> None:
+    """Append one record per name on another connection (in another lane while this one holds its own)."""
+    try:
+        for name in names:
+            with transaction.atomic():
+                done.append(audit_append(preview_entry(name, asset_id=f"asset-{name}")))
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dba_who_deletes_one_lanes_witnessed_record_cannot_pass_it_off_as_a_restore() -> None:
+    # given lane 1 at seqs 1..4 and lane 2's first record at seq 5, both signed by checkpoint 5; then seqs 6
+    # and 7 in lane 1 and checkpoint 7
+    audit_write(3)
+    checkpoint_write()
+    elsewhere: list[AuditRecord] = []
+    with transaction.atomic():
+        audit_append(preview_entry("holder", asset_id="asset-holder"))
+        thread = threading.Thread(target=_append_elsewhere, args=(["victim"], elsewhere))
+        thread.start()
+        thread.join(timeout=30)
+    assert [(record.lane, record.lane_seq, record.seq) for record in elsewhere] == [(2, 1, 5)]
+    checkpoint_write()
+    audit_write(2)
+    checkpoint_write()
+    assert [checkpoint.seq for checkpoint in _lines()] == [3, 5, 7]
+    lines = _witness().path.read_bytes()
+    # when a database superuser (no key) deletes seq 5, the view they want gone, and resets lane 2's head
+    dba(
+        "SET LOCAL session_replication_role = replica;"
+        " DELETE FROM audit_auditrecord WHERE seq = 5;"
+        " UPDATE audit_audithead SET seq = 0, hash = %s WHERE id = 2;"
+        " SET LOCAL session_replication_role = DEFAULT",
+        GENESIS_HASH,
+    )
+    # then the signer refuses without sending the operator to audit_restore (before: it did), naming the
+    # deletion: seqs 6 and 7 were numbered after checkpoint 5 was signed: no backup lacking seq 5 holds them
+    with pytest.raises(AuditChainBroken) as refused:
+        checkpoint_write()
+    assert "audit_restore" not in refused.value.problem.message
+    assert "not a database restore" in refused.value.problem.message
+    assert "records were deleted" in refused.value.problem.message
+    # and audit_restore refuses, signing nothing (before: a marker "seqs 4..7 lost", and both verifiers OK)
+    with pytest.raises(
+        CommandError,
+        match=r"nothing signed: truncated_after_checkpoint at seq 5: not a restore: the database lacks lane 2"
+        r" #1 \(seq 5\), which the witnessed checkpoint of seq 5 .* yet holds seq 6, .*records were deleted",
+    ):
+        audit_restore_says()
+    assert _witness().path.read_bytes() == lines
+    assert not AuditCheckpoint.objects.exclude(restore="").exists()
+    verified = audit_verify_says()
+    assert verified.startswith("TAMPERED: truncated_after_checkpoint at seq 5"), verified
+
+
+def test_a_receipt_whose_record_a_restore_lost_is_reported_lost_not_tampered(tmp_path: Path) -> None:
+    # given a customer's receipt for record 5, anchored on checkpoint 3 and witnessed by checkpoint 5
+    audit_write(3)
+    checkpoint_write()
+    backup = audit_backup()
+    anchor = json.loads(_lines()[-1].to_line())
+    audit_write(2)
+    receipt = receipt_of(AuditRecord.objects.get(seq=5), anchor)
+    checkpoint_write()
+    witnessed = verify_receipt(receipt=receipt, public_key=public_key(), witnessed=_lines())
+    assert witnessed.is_intact and witnessed.covered_by is not None and witnessed.covered_by.seq == 5
+    # when the database is restored from the backup before it, the restore marked, and new records take lane
+    # 1 #4 and #5 at seqs 6 and 7 (checkpoint 7 signs lane 1 #5 again, for the new record)
+    audit_restore_from(backup)
+    audit_restore_says()
+    audit_write(2)
+    checkpoint_write()
+    # then the receipt is neither intact nor tampered (before: anchor_mismatch, "the log holds another
+    # record there"): it was witnessed by checkpoint 5, then lost in the restore
+    outcome = verify_receipt(receipt=receipt, public_key=public_key(), witnessed=_lines())
+    assert outcome.problem is None, outcome.problem
+    assert outcome.covered_by is not None and outcome.covered_by.seq == 5
+    assert outcome.lost_in is not None
+    assert (outcome.lost_in.mark.lost_from, outcome.lost_in.mark.lost_to) == (4, 5)
+    assert not outcome.is_intact
+    # and the customer's verifier says so, with its own exit status
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt))
+    said = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab.audit.verify",
+            "--receipt",
+            str(path),
+            "--public-key",
+            public_key_b64(public_key()),
+            "--witness",
+            str(_witness().path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert said.returncode == 3, said.stdout + said.stderr
+    assert said.stdout.startswith("LOST: receipt 00000000-0000-4000-8000-000000000005"), said.stdout
+    assert "was witnessed by the checkpoint seq 5 signed at" in said.stdout, said.stdout
+    assert "then lost in the restore of" in said.stdout and "seqs 4..5 lost" in said.stdout, said.stdout
+
+
+def test_a_second_restore_from_a_backup_older_than_the_first_marker_continues_from_before_it(
+    tmp_path: Path,
+) -> None:
+    # given checkpoint 3; a dump of records 1..3 and a later one of records 1..5; checkpoint 6
+    audit_write(3)
+    checkpoint_write()
+    audit_dump("after_checkpoint_3")
+    audit_write(2)
+    audit_dump("before_checkpoint_6")
+    audit_write(1)
+    checkpoint_write()
+    # and a first restore, from the older dump, marked (seqs 4..6 lost), then records 7 and 8, checkpoint 8
+    audit_load("after_checkpoint_3")
+    assert "seqs 4..6 lost" in audit_restore_says()
+    audit_write(2)
+    checkpoint_write()
+    # when that dump proves bad and the database is restored again, from the one holding records 1..5
+    audit_load("before_checkpoint_6")
+    assert sorted(AuditRecord.objects.values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
+    # then audit_restore marks it (before: refused for good, "backdated at seq 4", and told to restore the
+    # backup again): continuing from checkpoint 3, which the first marker did not supersede, keeping 4 and 5
+    said = audit_restore_says()
+    assert "continues from the checkpoint of seq 3" in said and "seqs 4..8 lost" in said, said
+    marker = _lines()[-2]
+    assert marker.restore is not None
+    assert (marker.restore.from_seq, marker.restore.superseded_seq) == (3, 8)
+    assert [head[2] for head in checkpoint_lanes(marker)] == [5]
+    # and both verifiers report the two restores, and the signer signs the records after them
+    audit_write(2)
+    assert list(AuditRecord.objects.filter(seq__gt=5).values_list("seq", flat=True)) == [9, 10]
+    assert checkpoint_write().seq == 10
+    verified = audit_verify_says()
+    assert verified.startswith("OK: 7 records"), verified
+    assert "seqs 4..6 lost" in verified and "seqs 4..8 lost" in verified, verified
+    outcome = offline_verifier(export_for_auditors(tmp_path), _witness().path)
+    assert outcome.stdout.startswith("OK: 8 records"), outcome.stdout
+    # and running it again changes nothing
+    assert audit_restore_says().startswith("nothing to do")
+
+
+def test_an_auditors_copy_that_lacks_the_marker_is_incomplete_not_rewritten(
+    restored: AuditBackup, tmp_path: Path
+) -> None:
+    # given the restore marked, records after it signed, and two copies of the witness: one from before the
+    # restore, one that got every line but the marker (its mail was lost)
+    before_restore = tmp_path / "before-restore.jsonl"
+    before_restore.write_bytes(_witness().path.read_bytes())
+    audit_restore_says()
+    audit_write(2)
+    checkpoint_write()
+    no_marker = tmp_path / "no-marker.jsonl"
+    lines = _witness().path.read_text().splitlines(keepends=True)
+    no_marker.write_text("".join(line for line in lines if '"restore"' not in line))
+    export = export_for_auditors(tmp_path)
+    # then the offline verifier says each copy lacks the marker (before: checkpoint_mismatch at seq 6, "the
+    # chain was rewritten", while a copy missing an ordinary line says witness_incomplete)
+    for copy in (no_marker, before_restore):
+        outcome = offline_verifier(export, copy)
+        assert outcome.stdout.startswith("TAMPERED: witness_incomplete at seq 3"), outcome.stdout
+        assert "the restore marker signed at" in outcome.stdout, outcome.stdout
+        assert "seqs 4..6 lost" in outcome.stdout and "not in the witness" in outcome.stdout, outcome.stdout
+    # and so does audit_verify against such a copy
+    said = audit_verify_says_with("--witness", str(no_marker))
+    assert said.startswith("TAMPERED: witness_incomplete at seq 3"), said
+
+
+def audit_verify_says_with(*arguments: str) -> str:
+    out = io.StringIO()
+    try:
+        call_command("audit_verify", *arguments, stdout=out)
+    except CommandError as error:
+        return str(error)
+    return out.getvalue()
+
+
+def test_a_marker_whose_mail_to_the_auditors_fails_is_named_on_stderr_with_its_line(
+    restored: AuditBackup, settings: Any
+) -> None:
+    # given auditors' mail that cannot be sent (an address Django cannot encode)
+    settings.AUDIT_WITNESS_EMAILS = ["auditors@" + "ä" * 60 + ".example"]
+    out, err = io.StringIO(), io.StringIO()
+    # when the operator runs audit_restore
+    call_command("audit_restore", stdout=out, stderr=err)
+    # then the restore stands (the marker witnessed and stored) and stderr says loudly that the auditors
+    # lack it, with the line to send them (before: a warning in the log only)
+    marker = _lines()[2]
+    assert marker.restore is not None
+    assert AuditCheckpoint.objects.exclude(restore="").count() == 1
+    assert "restore marker signed at" in out.getvalue()
+    warned = err.getvalue()
+    assert warned.startswith("WARNING: the restore marker is signed, witnessed and stored, but its e-mail")
+    assert "witness_incomplete" in warned and marker.to_line() in warned, warned

@@ -52,3 +52,29 @@ def audit_restore_from(backup: AuditBackup) -> None:
             )
         cursor.execute("SELECT setval('audit_auditrecord_seq', %s)", [backup.sequence])
         cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+
+
+_AUDIT_TABLES = ("audit_auditrecord", "audit_auditcheckpoint", "audit_audithead")
+
+
+def audit_dump(name: str) -> None:
+    """A dump of the audit tables as they are now, kept under `name` (tables in the test's database, gone with
+    its transaction): unlike audit_backup, restoring it brings back rows deleted since, as restoring an
+    older backup after a newer one does."""
+    with connection.cursor() as cursor:
+        for table in _AUDIT_TABLES:
+            cursor.execute(f"CREATE TABLE {name}_{table} AS SELECT * FROM {table}")
+        cursor.execute(f"CREATE TABLE {name}_sequence AS SELECT last_value FROM audit_auditrecord_seq")
+
+
+def audit_load(name: str) -> None:
+    """The audit tables as restoring the dump `name` leaves them (every row of them replaced, the record
+    sequence set back; the review items, which point at records, emptied)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("DELETE FROM audit_reviewitem")
+        for table in _AUDIT_TABLES:
+            cursor.execute(f"DELETE FROM {table}")
+            cursor.execute(f"INSERT INTO {table} SELECT * FROM {name}_{table}")
+        cursor.execute(f"SELECT setval('audit_auditrecord_seq', (SELECT last_value FROM {name}_sequence))")
+        cursor.execute("SET LOCAL session_replication_role = DEFAULT")

@@ -2,7 +2,11 @@
 and beat process stopped), move the audit record sequence past every seq the witness named and sign a restore
 marker: the witnessed checkpoint the chain continues from, the one it supersedes and the seqs lost
 (lab/audit/restoring.py). Safe to run twice; exit 1, signing nothing, when the log does not verify up to the
-restore point or the database holds no witnessed checkpoint."""
+restore point, the database holds no witnessed checkpoint, or it holds records written after a witnessed
+checkpoint whose records it lacks (a deletion, not a restore). When the marker's e-mail to the auditors fails,
+the restore stands (exit 0: the marker is witnessed and stored, and running it again signs nothing more) and
+stderr says so loudly, with the marker's line to send them: their copy of the witness lacks it until then,
+and their verifier says witness_incomplete."""
 
 from __future__ import annotations
 
@@ -34,6 +38,13 @@ class Command(BaseCommand):
         except RestoreRefused as refused:
             raise CommandError(f"audit restore refused, nothing signed: {refused}") from refused
         self.stdout.write(_summary(outcome))
+        if outcome.mail_failed is not None and outcome.marker is not None:
+            self.stderr.write(
+                "WARNING: the restore marker is signed, witnessed and stored, but its e-mail to the auditors"
+                f" (AUDIT_WITNESS_EMAILS) failed ({outcome.mail_failed}): their copy of the witness lacks it,"
+                " and their verifier answers witness_incomplete until they add this line to it; send it to"
+                f" them another way:\n{outcome.marker.to_line()}"
+            )
 
 
 def _staff(email: str) -> str:
