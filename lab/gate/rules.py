@@ -48,7 +48,8 @@ HOLD_STOPPED_JOB_STATUSES = frozenset(
 )
 # Jobs that left the printer with their prints still to count or decide: a failed job (rerouted or cancelled
 # next), an unknown one and a suspect one (a print sent twice, a cancel at the console mid-print), which a
-# person counts before confirming it printed or asking for a reprint (lab/production/actions.py).
+# person counts before confirming it printed or asking for a reprint (lab/production/resolutions.py,
+# reprints.py).
 PRINTS_TO_COUNT_JOB_STATUSES = frozenset({JobStatus.FAILED, JobStatus.UNKNOWN, JobStatus.SUSPECT})
 
 

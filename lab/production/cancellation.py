@@ -40,7 +40,7 @@ J = JobStatus
 # Jobs the printer may already hold: cancelling them in the database alone would let them print.
 AT_PRINTER = frozenset({J.SUBMITTING, J.SUBMITTED, J.UNKNOWN, J.SUSPECT})
 # How a cancelled job's history says that a copy of it printed (or was printing) before the cancel reached the
-# printer (here, and for a send that landed after the cancel: lab.production.submission).
+# printer (here, and for a send that landed after the cancel: lab.production.send_landed).
 ALREADY_PRINTED = "already printed before the cancel reached the printer"
 # How it says that a copy was printing when the cancel reached the printer: the cancel was asked, but it may
 # reach the device after the print is made (CUPS keeps a job `processing` while its device prints it, and
@@ -124,7 +124,7 @@ def printer_cancels_settle(
     A send fence with no live claim (the reconciler made the job `unknown`, or the lease ran out) is not
     waited for: the fence stays on the job for good once set, and its worker, frozen past its lease, may wake
     at any time or never. A send that lands after this settled flags the cancel again with its handle
-    (lab.production.submission._submitted), for its worker and then the poll to cancel it, or to record
+    (lab.production.send_landed.submitted), for its worker and then the poll to cancel it, or to record
     that it could not be.
 
     silent: the round's servers that gave no answer (the poll's, when it settles after its round): none of
@@ -372,7 +372,7 @@ def copy_cancel(backend: PrinterBackend, handle: str, *, title: str) -> str:
     A copy that may have printed (copy_may_have_printed) is cancelled too, its outcome saying so: before, a
     copy its device was printing counted as withdrawn (CUPS calls it `canceled` once asked, the print made
     all the same), and a cancelled order's print was on neither the board nor an alert. Also the lab's own
-    send cancelled right after it landed (lab.production.submission): CUPS takes a job to its device at once.
+    send cancelled right after it landed (lab.production.send_landed): CUPS takes a job to its device at once.
     A copy over without completing that began at its device (JobInfo.began: cancelled at the CUPS console
     mid-print, or by our own cancel whose record was lost) is `handle:canceled, began`, counted as printing:
     before, it was `handle:canceled`, withdrawn, and its print of a refunded order went unlisted.

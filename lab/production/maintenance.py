@@ -35,8 +35,8 @@ MAINTENANCE_ORDER_STATUSES = frozenset(
 MAINTENANCE_OPEN_JOB_STATUSES = frozenset(
     {J.QUEUED, J.RASTERIZING, J.READY, J.SUBMITTING, J.SUBMITTED, J.FAILED, J.UNKNOWN, J.SUSPECT}
 )
-# The floor roles of lab.production.actions, not imported from there: the photo gate reads this module and
-# the production services import the gate.
+# The floor roles of lab.production.floor_access, not imported from there: the photo gate reads this module
+# and the production services import the gate.
 TICKET_ROLES = FLOOR_ROLES
 
 

@@ -257,8 +257,9 @@ class PrintJob(models.Model):
 
 
 # The job events whose note is the floor's own words (a person's reason, which may name the customer),
-# written by lab/production/actions.py (job_cancel, job_reprint): erasure rewrites their notes, the export
-# shows them. Every other event's note is the lab's machine-written one (printer states, spool titles).
+# written by lab/production/actions.py (job_cancel) and reprints.py (job_reprint): erasure rewrites their
+# notes, the export shows them. Every other event's note is the lab's machine-written one (printer states,
+# spool titles).
 JOB_CANCELLED = "cancelled"
 JOB_CANCELLED_NOTE = "cancelled by staff"  # what job_cancel writes when it is given no note
 JOB_REPRINT_REQUESTED = "reprint_requested"

@@ -18,7 +18,7 @@ from lab.production.models import JobEvent, PrintJob
 from lab.production.routing import jobs_route_waiting, order_release
 from lab.production.silence import SilentServers
 from lab.production.states import JobStatus
-from lab.production.submission import reconcile_submitting
+from lab.production.submit_reconcile import reconcile_submitting
 from lab.production.tracking import order_check_printed
 
 logger = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ with the next.
 
 A copy discarded while its print job is not over leaves its trace in the job's history (a
 PRINTER_COPY_DISCARDED event, at that printer): a retry counts the copies each attempt that may have reached
-the printer left there (submission.sends_unaccounted), and a superseded attempt's copy erased here (the empty
-job of a send cupsd cut off, aborted or cancelled) accounts for its attempt as a listed one does. Before, a
-routine cupsd restart in the middle of a send ended with the job `unknown` once the sweep had run. The event
-is written before the purge: a sweep killed between the two leaves a trace beside a copy still there (counted
-once), never a purged copy with no trace.
+the printer left there (earlier_sends.sends_unaccounted), and a superseded attempt's copy erased here (the
+empty job of a send cupsd cut off, aborted or cancelled) accounts for its attempt as a listed one does.
+Before, a routine cupsd restart in the middle of a send ended with the job `unknown` once the sweep had run.
+The event is written before the purge: a sweep killed between the two leaves a trace beside a copy still there
+(counted once), never a purged copy with no trace.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 _ENDED_WITHOUT_PRINTING = frozenset({JobState.CANCELED, JobState.ABORTED})
 
 # The kind of the event a copy discarded while its print job was not over leaves, and how its note begins
-# (the handle follows): submission.sends_unaccounted reads them.
+# (the handle follows): earlier_sends.sends_unaccounted reads them.
 PRINTER_COPY_DISCARDED = "printer_copy_discarded"
 DISCARDED_COPY_NOTE_PREFIX = "backend job "
 
@@ -160,7 +160,7 @@ def printer_copies_discard(
             # leave a purged copy with no trace, which a retry reads as an attempt that reached the printer
             # and left nothing there (the job `unknown` though nothing printed). A trace beside a copy still
             # listed (the purge failed or never ran) counts that copy once, and the next sweep's trace of the
-            # same copy adds nothing (submission.sends_unaccounted counts handles).
+            # same copy adds nothing (earlier_sends.sends_unaccounted counts handles).
             _copy_discarded_record(printer=printer, job=job, print_job=print_job)
         try:
             discarded = backend.discard_document(job.handle)
@@ -201,7 +201,7 @@ def _print_jobs(jobs: list[JobInfo]) -> dict[str, _Tracked]:
 def _copy_discarded_record(*, printer: Printer, job: JobInfo, print_job: _Tracked) -> None:
     """The job's history keeps the copy the sweep takes from the printer: which one, in what state, whether it
     held a document (when the printer said). Written before the purge, committed on its own: a copy both
-    listed and recorded counts once (submission.sends_unaccounted counts each handle once, listed or
+    listed and recorded counts once (earlier_sends.sends_unaccounted counts each handle once, listed or
     recorded, however many events name it), so an event beside a copy the purge then missed is harmless,
     while a purge with no event would leave its attempt unaccounted for."""
     if job.document_count is None:

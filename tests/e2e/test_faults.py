@@ -86,7 +86,7 @@ MOVING_JOB_STATUSES = {"no_printer", "queued", "rasterizing", "ready", "submitti
 PERSON_JOB_STATUSES = {"suspect", "unknown"}
 # The events of a job whose claim another worker took over once its lease ran out, by the status it was
 # claimed in: a raster claim is claimed again (lab/production/rasterizing.py), a submit claim is settled by
-# the reconciler (lab/production/submission.py: reconcile_submitting).
+# the reconciler (lab/production/submit_reconcile.py: reconcile_submitting).
 TAKEOVER_EVENT_KINDS = {
     "rasterizing": {"lease_taken_over"},
     "submitting": {"reconciled", "fate_unknown", "claim_expired_unsent"},

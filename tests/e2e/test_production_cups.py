@@ -282,7 +282,7 @@ def test_worker_killed_after_its_claim_before_sending_is_sent_again_by_the_recon
 def test_worker_killed_mid_submit_before_cups_heard_of_it_is_unknown_until_a_technician_resends_it(
     lab_printers: LabPrinters, worker: CeleryWorker, ipp_gate: IppGate
 ) -> None:
-    from lab.production.actions import job_resolve_unknown
+    from lab.production.resolutions import job_resolve_unknown
 
     # given the 8x10 printer reached through a relay that will hold the next Create-Job request
     printer_reached_through(lab_printers.large, ipp_gate)

@@ -484,7 +484,7 @@ def test_the_sweeper_sends_again_only_what_the_webhooks_queue_lacks(local_webhoo
 
 def test_a_reprint_reaches_the_endpoints_subscribed_to_item_reprinted_once(local_webhooks, receiver):
     """`item.reprinted` was documented and subscribable, and never sent."""
-    from lab.production import actions
+    from lab.production import reprints
     from lab.production.models import PrintJob
     from tests.builders import hotfolder_printer, person, ready_to_pack_order
 
@@ -495,7 +495,7 @@ def test_a_reprint_reaches_the_endpoints_subscribed_to_item_reprinted_once(local
     original = PrintJob.objects.get(order=order)
 
     for _ in range(2):  # the same form sent twice makes one reprint, and one event
-        actions.job_reprint(
+        reprints.job_reprint(
             job_id=original.pk, actor=person("technician"), reason="damaged", copies=1, request_key="k1"
         )
     deliver_all()

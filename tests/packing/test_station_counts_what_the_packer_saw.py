@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from lab.orders.models import Order
-from lab.production import actions
+from lab.production import reprints
 from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
 from tests.builders import client_as, hotfolder_printer, job_walk, messages_of, person, ready_to_pack_order
@@ -60,7 +60,7 @@ def _pack(client: Client, order: Order, *, seen: str) -> list[str]:
 
 def _reprinted_and_printed(order: Order, *, copies: int = 1) -> PrintJob:
     original = PrintJob.objects.get(order=order, reprint_of=None)
-    reprint = actions.job_reprint(
+    reprint = reprints.job_reprint(
         job_id=original.pk, actor=person("technician"), reason="colour", copies=copies
     )
     job_walk(reprint, "printed")
@@ -99,7 +99,7 @@ def test_a_quality_check_of_a_reprint_does_not_count_it_for_the_packer(order):
         "Item 1 confirmed: 3 copies."
     ]
     reprint = _reprinted_and_printed(order)
-    actions.job_verify_copies(job_id=reprint.pk, actor=person("technician"), copies=1)
+    reprints.job_verify_copies(job_id=reprint.pk, actor=person("technician"), copies=1)
     # when the packer looks at the order and tries to pack it
     page = _page(client, order)
     messages = _pack(client, order, seen=_pack_seen(page))

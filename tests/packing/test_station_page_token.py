@@ -16,7 +16,7 @@ from api.errors import STATUS_BY_CODE
 from lab.lib.errors import DomainError
 from lab.orders.models import Order, OrderEvent
 from lab.packing import station
-from lab.production import actions
+from lab.production import reprints
 from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
 from tests.builders import client_as, floor_state, hotfolder_printer, job_walk, messages_of, person
@@ -34,7 +34,7 @@ def order() -> Order:
 
 def _reprinted(order: Order) -> None:
     original = PrintJob.objects.get(order=order, reprint_of=None)
-    reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="colour", copies=1)
+    reprint = reprints.job_reprint(job_id=original.pk, actor=person("technician"), reason="colour", copies=1)
     job_walk(reprint, "printed")
     assert order_check_printed(order_id=order.pk)
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from lab.orders.models import Order, OrderEvent
-from lab.production import actions
+from lab.production import reprints
 from lab.production.models import JobEvent, PrintJob
 from tests.builders import (
     client_as,
@@ -74,7 +74,7 @@ def test_a_packer_unpacks_a_packed_box_and_counts_it_again(order):
     ) == ["packing: unpacked, 0 of 2", "packing: unpacked, 0 of 1"]
     # ... and the floor may reprint the damaged print, which a packed order refused
     job = PrintJob.objects.get(order=order, item__position=1)
-    reprint = actions.job_reprint(job_id=job.pk, actor=person("technician"), reason="damaged", copies=1)
+    reprint = reprints.job_reprint(job_id=job.pk, actor=person("technician"), reason="damaged", copies=1)
     assert reprint.copies == 1
 
 

@@ -19,7 +19,7 @@ from lab.accounts.signin import sign_ins_with_address
 from lab.customer_data import retention
 from lab.orders.intake import request_seal
 from lab.orders.models import IdempotencyKey
-from lab.production import actions
+from lab.production import actions, reprints
 from lab.production.models import JobEvent, PrintJob
 from tests.builders import (
     PERSON,
@@ -248,7 +248,7 @@ def test_the_floors_notes_on_a_reprint_and_a_cancel_naming_the_customer_go_with_
     print_order(order)
     technician = UserFactory.create(roles=["technician"])
     original = PrintJob.objects.get(order=order)
-    reprint = actions.job_reprint(
+    reprint = reprints.job_reprint(
         job_id=original.pk,
         actor=technician,
         reason="damaged",

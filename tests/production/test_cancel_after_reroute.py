@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.production import actions, rasterizing, submission, tracking
+from lab.production import rasterizing, reroutes, submission, tracking
 from lab.production.cancellation import order_cancel_in_production, printer_cancel
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
@@ -48,7 +48,7 @@ def _sent_to_second_with_a_transient_answer(
     job: PrintJob, second: Printer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A technician moves the job to B; B's inbox takes the send, though the submit answers transient."""
-    actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+    reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     real_submit = HotFolderBackend.submit
 
@@ -67,7 +67,7 @@ def _sent_to_second_with_a_transient_answer(
 def test_a_reroute_forgets_the_old_printer_s_handle(failed_at_first):
     job, _, second = failed_at_first
 
-    actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+    reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
 
     job.refresh_from_db()
     assert (job.status, job.printer_id) == (J.QUEUED, second.pk)

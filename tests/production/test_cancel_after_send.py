@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from lab.production import rasterizing, reconcile, submission
-from lab.production.actions import job_resolve_unknown
 from lab.production.alerts import alerts_check, printed_after_cancel_events, printed_after_cancel_q
 from lab.production.backends import backend_for
 from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_production
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
+from lab.production.resolutions import job_resolve_unknown
 from lab.production.states import JobStatus
 from printers.base import JobState
 from printers.cups_backend import CupsBackend

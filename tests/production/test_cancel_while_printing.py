@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from lab.lib.errors import Conflict
-from lab.production import actions, rasterizing, submission
+from lab.production import rasterizing, reroutes, submission
 from lab.production.alerts import printed_after_cancel_events, printed_after_cancel_q
 from lab.production.backends import backend_for
 from lab.production.cancellation import (
@@ -101,7 +101,7 @@ def test_a_move_is_refused_while_the_old_printer_prints_an_earlier_send_and_it_p
 
         # when a technician moves it to B, then the move is refused: nothing moved, nothing withdrawn
         with pytest.raises(Conflict) as refused:
-            actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+            reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
         assert refused.value.code == ProductionError.EARLIER_SEND_PRINTING
         job.refresh_from_db()
         assert (job.status, job.printer_id, job.submit_attempts) == (J.READY, first.pk, 1)
@@ -170,7 +170,7 @@ def test_a_job_whose_earlier_send_was_put_back_moves_with_a_may_have_printed_eve
         )
 
         # when a technician moves it to B (before: 409 earlier_send_printing, for a copy that never finishes)
-        moved = actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+        moved = reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
 
         # then it moves, A's copy is cancelled, and the job is listed as one that may have printed twice
         assert (moved.status, moved.printer_id) == (J.QUEUED, second.pk)

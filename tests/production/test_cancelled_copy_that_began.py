@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from django.db import OperationalError
 
-from lab.production import cancellation, rasterizing, submission
+from lab.production import cancellation, rasterizing, send_landed, submission
 from lab.production.alerts import printed_after_cancel_events, printed_after_cancel_q
 from lab.production.backends import backend_for
 from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_production, printer_cancels_settle
@@ -105,10 +105,10 @@ def test_a_printing_copy_cancelled_as_its_send_lands_is_listed_after_its_record_
             raise OperationalError("server closed the connection unexpectedly")
 
         monkeypatch.setattr(CupsBackend, "submit", cancelled_as_it_lands)
-        monkeypatch.setattr(submission, "copy_cancel", cancelled_then_database_gone)
+        monkeypatch.setattr(send_landed, "copy_cancel", cancelled_then_database_gone)
         with pytest.raises(OperationalError):
             submission.print_job_submit(job_id=job.pk, worker=WORKER)
-        monkeypatch.setattr(submission, "copy_cancel", real_copy_cancel)
+        monkeypatch.setattr(send_landed, "copy_cancel", real_copy_cancel)
         (handle,) = handles
         assert outcomes == [f"{handle}:processing, cancel asked"]
         job.refresh_from_db()

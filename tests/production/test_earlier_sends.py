@@ -16,7 +16,19 @@ import cups
 import pytest
 
 from lab.lib.errors import Conflict, UpstreamError
-from lab.production import actions, jobs, rasterizing, routing, spool, submission, tracking
+from lab.production import (
+    actions,
+    earlier_sends,
+    jobs,
+    rasterizing,
+    reroutes,
+    resolutions,
+    routing,
+    spool,
+    submission,
+    tracking,
+    withdrawals,
+)
 from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.models import JobEvent, Printer, PrintJob
@@ -85,7 +97,7 @@ def test_the_poll_does_not_move_a_job_whose_send_its_offline_printer_may_hold(he
 def test_a_person_who_moves_it_withdraws_the_held_send_first_and_it_prints_once(held_send):
     job, first, second = held_send
 
-    actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+    reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
 
     job.refresh_from_db()
     assert (job.status, job.printer_id, job.submit_attempts) == (J.QUEUED, second.pk, 0)
@@ -101,7 +113,7 @@ def test_a_move_is_refused_when_the_old_printer_printed_the_held_send(held_send)
     process_pending(folder=printer_folder(first), delay_seconds=0)  # A printed it before anyone looked
 
     with pytest.raises(Conflict, match="was printed by minilab from an earlier send"):
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
 
     job.refresh_from_db()
     assert (job.status, job.printer_id) == (J.READY, first.pk)
@@ -142,7 +154,7 @@ def test_a_move_is_refused_while_the_old_printers_folder_is_gone_and_the_job_pri
     # (before: A's missing folder read as "0 copies at minilab", the job moved, and once the share was back
     # A printed its held send and B the new one)
     with pytest.raises(UpstreamError, match="may still hold an earlier send"):
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
     job.refresh_from_db()
     assert (job.status, job.printer_id, job.submit_attempts) == (J.READY, first.pk, 1)
     assert not JobEvent.objects.filter(job=job, kind="earlier_sends_withdrawn").exists()
@@ -255,7 +267,7 @@ def test_send_again_withdraws_the_copy_still_waiting_under_the_old_title_and_it_
     old_title = job.title
 
     # when the technician, who found no print, chooses "it did not print: send again"
-    actions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+    resolutions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
 
     # then the copy waiting under the old title is cancelled, and the new send is the only print (before: both
     # printed, and the job ended `printed` with nothing to say so)
@@ -277,7 +289,7 @@ def test_send_again_is_refused_while_the_printer_does_not_answer_and_changes_not
     folder, away = _unplugged(first)
 
     with pytest.raises(UpstreamError, match="may still hold an earlier send"):
-        actions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+        resolutions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
 
     away.rename(folder)
     job.refresh_from_db()
@@ -291,7 +303,7 @@ def test_send_again_is_refused_when_the_waiting_copy_printed_meanwhile(unknown_w
     process_pending(folder=printer_folder(first), delay_seconds=0)  # A printed it after the person looked
 
     with pytest.raises(Conflict, match="was printed by minilab from an earlier send") as refused:
-        actions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+        resolutions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
 
     assert refused.value.code == "earlier_send_printed"
     job.refresh_from_db()
@@ -302,7 +314,7 @@ def test_a_move_is_refused_when_a_retry_sent_the_job_again_while_the_held_send_w
     held_send, monkeypatch
 ):
     job, first, second = held_send
-    real_withdraw = actions._earlier_sends_withdraw
+    real_withdraw = withdrawals.earlier_sends_withdraw
     real_submit = HotFolderBackend.submit
 
     def withdraw_then_a_retry_sends_it(job: PrintJob, **kwargs: Any) -> bool:
@@ -318,12 +330,12 @@ def test_a_move_is_refused_when_a_retry_sent_the_job_again_while_the_held_send_w
             assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "retry"
         return withdrawn
 
-    monkeypatch.setattr(actions, "_earlier_sends_withdraw", withdraw_then_a_retry_sends_it)
+    monkeypatch.setattr(reroutes, "earlier_sends_withdraw", withdraw_then_a_retry_sends_it)
 
     # when a person moves the job to B across that retry, then the move is refused (before: the job moved to
     # B, and A printed the retry's copy while B printed the job too)
     with pytest.raises(Conflict, match="changed meanwhile") as refused:
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
 
     assert refused.value.code == "job_changed"
     job.refresh_from_db()
@@ -337,8 +349,8 @@ def test_a_move_is_refused_when_a_retry_sent_the_job_again_while_the_held_send_w
     )
 
     # and a second move, with nothing in between, withdraws the retry's copy: the job prints once, at B
-    monkeypatch.setattr(actions, "_earlier_sends_withdraw", real_withdraw)
-    actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
+    monkeypatch.setattr(reroutes, "earlier_sends_withdraw", real_withdraw)
+    reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=second.pk)
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"
     printed = process_pending(folder=printer_folder(first), delay_seconds=0)
@@ -475,7 +487,7 @@ def test_a_move_of_a_job_whose_send_cupsd_printed_and_forgot_is_refused(monkeypa
         # when a person moves it to the other printer, then it is refused and the job stays (before, nothing
         # was found to withdraw, the job moved, and the other printer printed it a second time)
         with pytest.raises(Conflict) as refused:
-            actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+            reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
         assert refused.value.code == "earlier_send_printed"
         job.refresh_from_db()
         assert (job.status, job.printer_id) == (J.READY, printer.pk)
@@ -521,7 +533,10 @@ def test_a_copy_the_sweep_discarded_accounts_for_one_attempt_at_its_printer_sinc
     Printer.objects.filter(pk=first.pk).update(backend="cups")
     job = PrintJob.objects.select_related("printer").get(pk=job.pk)
     JobEvent.objects.bulk_create(
-        [JobEvent(job=job, kind=submission.SUBMIT_RETRY), JobEvent(job=job, kind=submission.SUBMIT_RETRY)]
+        [
+            JobEvent(job=job, kind=earlier_sends.SUBMIT_RETRY),
+            JobEvent(job=job, kind=earlier_sends.SUBMIT_RETRY),
+        ]
     )
 
     def discarded(printer: Printer, handle: str) -> None:
@@ -531,17 +546,17 @@ def test_a_copy_the_sweep_discarded_accounts_for_one_attempt_at_its_printer_sinc
 
     # when the sweep discarded a copy of it elsewhere, then that accounts for nothing here
     discarded(second, "3")
-    assert submission.sends_unaccounted(job=job, listed=()) == 2
+    assert earlier_sends.sends_unaccounted(job=job, listed=()) == 2
     # when it discarded one here, then that one accounts for an attempt, and once only while the printer
     # still lists it (the sweep erased it after a retry's look)
     discarded(first, "7")
-    assert submission.sends_unaccounted(job=job, listed=()) == 1
-    assert submission.sends_unaccounted(job=job, listed=("7",)) == 1
-    assert submission.sends_unaccounted(job=job, listed=("7", "8")) == 0
+    assert earlier_sends.sends_unaccounted(job=job, listed=()) == 1
+    assert earlier_sends.sends_unaccounted(job=job, listed=("7",)) == 1
+    assert earlier_sends.sends_unaccounted(job=job, listed=("7", "8")) == 0
     # when the job's attempts count from 0 again, then the copies discarded before do not count
     JobEvent.objects.create(job=job, kind="rerouted")
-    JobEvent.objects.create(job=job, kind=submission.SUBMIT_RETRY)
-    assert submission.sends_unaccounted(job=job, listed=()) == 1
+    JobEvent.objects.create(job=job, kind=earlier_sends.SUBMIT_RETRY)
+    assert earlier_sends.sends_unaccounted(job=job, listed=()) == 1
 
 
 def test_a_last_attempt_whose_copy_cupsd_forgot_is_unknown_not_failed(monkeypatch, settings):
@@ -638,7 +653,7 @@ def test_only_an_answer_that_made_no_job_counts_as_nothing_sent(cause, before_se
     # when the backend submits, then its error says nothing was sent only for a refused Create-Job
     with pytest.raises(TransientPrinterError) as raised:
         CupsBackend(queue="minilab", server="127.0.0.1:631").submit(path=raster, title="lab-job-1-x")
-    assert submission._raised_before_sending(raised.value) is before_sending
+    assert earlier_sends.raised_before_sending(raised.value) is before_sending
 
 
 def test_a_print_server_that_refuses_the_connection_sent_nothing(monkeypatch):

@@ -602,7 +602,7 @@ def test_a_supervisor_cancels_from_the_order_page_and_a_technician_cannot():
 
 
 def test_a_suspect_job_is_on_the_board_and_a_technician_confirms_it():
-    from lab.production.actions import job_resolve_unknown
+    from lab.production.resolutions import job_resolve_unknown
     from tests.builders import client_as
 
     hotfolder_printer("minilab", sizes=["4x6"])
@@ -769,7 +769,7 @@ def test_the_reconciler_adopts_the_live_send_not_an_earlier_cancelled_one(monkey
     def lost(**kwargs: object) -> str:
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(submission, "_submitted", lost)
+    monkeypatch.setattr(submission, "submitted", lost)
     with pytest.raises(OperationalError):
         submission.print_job_submit(job_id=job.pk, worker=WORKER)
     monkeypatch.undo()

@@ -27,7 +27,8 @@ from lab.production.listener import EventSource, SourceListener
 from lab.production.models import Printer, PrintJob, job_title, jobs_titled
 from lab.production.spool import printer_documents_discard
 from lab.production.states import JobStatus
-from lab.production.submission import print_job_submit, reconcile_submitting
+from lab.production.submission import print_job_submit
+from lab.production.submit_reconcile import reconcile_submitting
 from printers.base import EventBatch, EventFeed, JobNotice, JobState
 from printers.registry import KIND_CUPS
 from tests.builders.production import WORKER, hotfolder_printer, job_walk, released_order

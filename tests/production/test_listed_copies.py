@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from lab.production import actions, rasterizing, submission
+from lab.production import rasterizing, reroutes, submission, withdrawals
 from lab.production.alerts import printed_after_cancel_events
 from lab.production.backends import backend_for, copies_titled
 from lab.production.cancellation import (
@@ -61,12 +61,12 @@ def test_a_copy_named_past_the_notes_cut_is_not_listed_again(monkeypatch: pytest
         def with_earlier_copies(backend: PrinterBackend, title: str) -> list[JobInfo]:
             return [*earlier, *listed_by_the_printer(backend, title)]
 
-        monkeypatch.setattr(actions, "copies_titled", with_earlier_copies)
+        monkeypatch.setattr(withdrawals, "copies_titled", with_earlier_copies)
 
         # ... moved to another printer: one event lists all 31, its note cut at 500 characters before the
         # copy that began
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
-        monkeypatch.setattr(actions, "copies_titled", listed_by_the_printer)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+        monkeypatch.setattr(withdrawals, "copies_titled", listed_by_the_printer)
         (flagged,) = JobEvent.objects.filter(job=job, kind=LATE)
         assert flagged.note.startswith(f"{MAY_HAVE_PRINTED}: 900000:canceled, began, ")
         assert len(flagged.note) == 500
@@ -76,7 +76,7 @@ def test_a_copy_named_past_the_notes_cut_is_not_listed_again(monkeypatch: pytest
 
         # when it is moved back to its own printer under the same title, its new send held there, and a
         # supervisor cancels the order
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
         cups_server.disable("busy")
         assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
         assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "submitted"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lab.production import actions, rasterizing, submission
+from lab.production import rasterizing, reroutes, submission
 from lab.production.alerts import printed_after_cancel_events
 from lab.production.backends import backend_for
 from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_production
@@ -39,7 +39,7 @@ def test_a_move_after_a_console_cancel_mid_print_is_flagged_may_have_printed(
         other = cups_printer(cups_server, "other", print_seconds=1)
 
         # when a person moves the job to the other printer
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
 
         # then it moves, flagged for a person to count the prints at the old printer (before: moved with
         # nothing said, the copy read only as over)
@@ -64,10 +64,10 @@ def test_a_copy_the_move_flagged_is_not_listed_again_when_the_order_is_cancelled
 
         # ... moved to another printer (the copy that began flagged) and back to its own under the same title,
         # its new send held there
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
         (flagged,) = JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")
         assert flagged.note == f"{MAY_HAVE_PRINTED}: {began}:canceled, began"
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
         assert JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled").count() == 1
         cups_server.disable("busy")
         assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
@@ -99,9 +99,9 @@ def test_a_retry_after_moving_back_sends_anew_instead_of_adopting_the_copy_the_m
         # flagged) and back to its own under the same title
         job, printer, began = ready_with_a_send_that_began(cups_server, monkeypatch)
         other = cups_printer(cups_server, "other", print_seconds=1)
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=other.pk)
         (flagged,) = JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
         assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
 
         # ... whose first send there is refused before anything reaches cupsd

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from lab.production import rasterizing, reconcile, submission
-from lab.production.actions import job_resolve_unknown
 from lab.production.cancellation import MAY_HAVE_PRINTED, copy_listed_already
 from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.resolutions import job_resolve_unknown
 from lab.production.states import JobStatus
 from printers.base import JobState
 from printers.cups_backend import CupsBackend

@@ -24,19 +24,14 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from lab.privacy import vault
-from lab.production import rasterizing, reconcile, submission, tracking
-from lab.production.actions import (
-    batch_hold,
-    batch_release,
-    job_resolve_unknown,
-    printer_pause,
-    printer_resume,
-)
+from lab.production import rasterizing, reconcile, submission, submit_reconcile, tracking
+from lab.production.actions import batch_hold, batch_release, printer_pause, printer_resume
 from lab.production.alerts import alerts_check
 from lab.production.backends import backend_for, media_for
 from lab.production.cancellation import order_cancel_in_production, printer_cancels_settle
 from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
+from lab.production.resolutions import job_resolve_unknown
 from lab.production.states import JobStatus
 from lab.staff.board import board_snapshot
 from printers.base import JobState
@@ -484,8 +479,8 @@ def test_a_fence_that_lands_before_the_take_back_wins_and_the_take_back_moves_no
 
     _submit_killed_at_raster_read(job, monkeypatch, worker=FIRST)
     claim_lease_runs_out(job)
-    real_reconcile = submission._claim_take_back_unsent
-    monkeypatch.setattr(submission, "_claim_take_back_unsent", worker_sets_its_fence_as_the_sweep_reads)
+    real_reconcile = submit_reconcile._claim_take_back_unsent
+    monkeypatch.setattr(submit_reconcile, "_claim_take_back_unsent", worker_sets_its_fence_as_the_sweep_reads)
 
     swept = reconcile.production_reconcile()
 
@@ -514,7 +509,7 @@ def test_the_fence_and_the_take_back_racing_on_two_connections_exactly_one_wins(
 
     def reconciler() -> None:
         started["reconciler"].set()
-        results["reconciler"] = submission.reconcile_submitting(claimed)
+        results["reconciler"] = submit_reconcile.reconcile_submitting(claimed)
         connection.close()
 
     threads = {"worker": threading.Thread(target=worker), "reconciler": threading.Thread(target=reconciler)}

@@ -412,7 +412,7 @@ def test_a_job_stopped_at_the_printer_is_cancelled_there_and_failed_here(setting
 
 @pytest.mark.parametrize("named", [True, False], ids=["its printer named", "least loaded"])
 def test_a_failed_job_on_the_only_printer_with_its_media_is_sent_again_there_and_prints_once(settings, named):
-    from lab.production import actions, jobs
+    from lab.production import jobs, reroutes
     from printers.hotfolder_device import pending_tickets
     from tests.builders import person
 
@@ -434,7 +434,7 @@ def test_a_failed_job_on_the_only_printer_with_its_media_is_sent_again_there_and
 
     # when the technician sends it again on its printer (before: refused, same_printer or no_capable_printer,
     # and the paid order stayed in production until a supervisor cancelled and refunded it)
-    actions.job_reroute_by_staff(
+    reroutes.job_reroute_by_staff(
         job_id=job.pk, actor=person("technician"), printer_id=printer.pk if named else None
     )
 
@@ -460,7 +460,7 @@ def test_a_job_failed_on_a_printer_changed_outside_the_lab_is_sent_again_only_on
     settings,
 ):
     from lab.lib.errors import DomainError
-    from lab.production import actions
+    from lab.production import reroutes
     from tests.builders import floor_state, person
     from tests.support.dba import dba
 
@@ -481,7 +481,7 @@ def test_a_job_failed_on_a_printer_changed_outside_the_lab_is_sent_again_only_on
     # named or not, and nothing changes (no silent send that fails again)
     for printer_id in (printer.pk, None):
         with pytest.raises(DomainError, match="changed outside the lab") as refused:
-            actions.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer_id)
+            reroutes.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer_id)
         assert refused.value.code == "no_capable_printer"
     assert floor_state() == before
 
@@ -491,7 +491,7 @@ def test_a_job_failed_on_a_printer_changed_outside_the_lab_is_sent_again_only_on
     saved.target = "minilab"
     saved.save(update_fields=["target"])
     saved.destination_accept()
-    actions.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer.pk)
+    reroutes.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer.pk)
     run_job(job)
     assert len(process_pending(folder=folder(settings, printer), delay_seconds=0)) == 1
     assert [path for path in elsewhere.rglob("*") if path.is_file()] == []
@@ -499,7 +499,7 @@ def test_a_job_failed_on_a_printer_changed_outside_the_lab_is_sent_again_only_on
 
 def test_a_job_that_is_not_failed_is_not_sent_again_on_its_own_printer():
     from lab.lib.errors import DomainError
-    from lab.production import actions
+    from lab.production import reroutes
     from tests.builders import person
 
     printer = hotfolder_printer("minilab", sizes=["4x6"])
@@ -508,14 +508,14 @@ def test_a_job_that_is_not_failed_is_not_sent_again_on_its_own_printer():
     job = PrintJob.objects.get()
 
     with pytest.raises(DomainError, match="already on that printer"):
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=printer.pk)
     with pytest.raises(DomainError, match="No other online printer holds 4x6 media"):
-        actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"))
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"))
 
 
 def test_a_failed_job_is_not_sent_again_on_its_printer_while_that_one_is_paused():
     from lab.lib.errors import DomainError
-    from lab.production import actions, jobs
+    from lab.production import actions, jobs, reroutes
     from tests.builders import floor_state, person
 
     printer = hotfolder_printer("minilab", sizes=["4x6"])
@@ -534,7 +534,7 @@ def test_a_failed_job_is_not_sent_again_on_its_printer_while_that_one_is_paused(
     before = floor_state()
 
     with pytest.raises(DomainError, match="minilab is paused: send job"):
-        actions.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer.pk)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=technician, printer_id=printer.pk)
     with pytest.raises(DomainError, match="No online printer holds 4x6 media, minilab included"):
-        actions.job_reroute_by_staff(job_id=job.pk, actor=technician)
+        reroutes.job_reroute_by_staff(job_id=job.pk, actor=technician)
     assert floor_state() == before

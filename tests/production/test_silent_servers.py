@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db.models import F
 
 from lab.orders.states import OrderStatus
-from lab.production import jobs, rasterizing, reconcile, spool, submission
+from lab.production import jobs, rasterizing, reconcile, spool, submission, submit_reconcile
 from lab.production.listener import EventSource, SourceListener
 from lab.production.models import Printer, PrintJob
 from lab.production.silence import SilentServers
@@ -293,7 +293,7 @@ def test_the_reconcile_sweep_moves_orders_on_before_it_asks_a_printer(
     def stalls_past_the_time_limit(*args: object, **kwargs: object) -> list[object]:
         raise _TimeLimitKilled
 
-    monkeypatch.setattr(submission, "copies_titled", stalls_past_the_time_limit)
+    monkeypatch.setattr(submit_reconcile, "copies_titled", stalls_past_the_time_limit)
 
     # when the sweep is killed at that printer call
     with pytest.raises(_TimeLimitKilled):

@@ -17,10 +17,10 @@ import pytest
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from lab.privacy.vault import vault_read
-from lab.production import rasterizing, routing, spool, submission, tracking
-from lab.production.actions import job_resolve_unknown
+from lab.production import print_folders, rasterizing, routing, spool, submission, tracking
 from lab.production.jobs import job_move
 from lab.production.models import JobEvent, Printer, PrintJob
+from lab.production.resolutions import job_resolve_unknown
 from lab.production.states import JobStatus
 from printers import hotfolder
 from printers.hotfolder_device import process_pending
@@ -264,7 +264,7 @@ def test_a_send_stopped_between_its_print_file_and_its_ticket_leaves_no_file(mon
     # then nothing of the photo is left at the printer, nor in the send's own folder
     folder = printer_folder(printer)
     assert [path.name for path in folder.rglob("*") if path.is_file()] == []
-    assert list(submission.print_folders_root().iterdir()) == []
+    assert list(print_folders.print_folders_root().iterdir()) == []
 
 
 def test_files_of_sends_killed_midway_are_erased_by_the_sweep_once_no_send_can_be_behind_them():
@@ -290,7 +290,7 @@ def test_files_of_sends_killed_midway_are_erased_by_the_sweep_once_no_send_can_b
 
 
 def test_a_send_s_folder_left_by_a_killed_worker_is_removed_by_a_later_send():
-    root = submission.print_folders_root()
+    root = print_folders.print_folders_root()
     stale, fresh = root / "lab-print-killed", root / "lab-print-going-on"
     for folder in (stale, fresh):
         folder.mkdir()
@@ -298,7 +298,7 @@ def test_a_send_s_folder_left_by_a_killed_worker_is_removed_by_a_later_send():
     long_ago = time.time() - spool.UNFINISHED_SEND_SECONDS - 60
     os.utime(stale, (long_ago, long_ago))
     try:
-        assert submission.print_folders_root() == root
+        assert print_folders.print_folders_root() == root
         assert (stale.exists(), fresh.exists()) == (False, True)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)

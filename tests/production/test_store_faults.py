@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from lab.privacy import vault
-from lab.production import rasterizing, reconcile, submission
+from lab.production import earlier_sends, rasterizing, reconcile, submission
 from lab.production.jobs import print_queue
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
@@ -137,7 +137,7 @@ def test_a_raster_copy_the_print_host_cannot_write_is_taken_back_and_sent_once_l
     assert job.failure_code == submission.PRINT_FOLDER_UNWRITABLE
     assert job.next_attempt_at is not None and job.next_attempt_at > timezone.now()
     event = JobEvent.objects.filter(job=job).latest("pk")
-    assert event.kind == submission.SUBMIT_RETRY_UNSENT
+    assert event.kind == earlier_sends.SUBMIT_RETRY_UNSENT
     assert not list(folder.glob("*.json"))  # nothing reached the printer
     assert broker_tasks(print_queue(printer)) == [("production.print_job_submit", {"job_id": job.pk})]
 

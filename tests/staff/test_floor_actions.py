@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from lab.lib.errors import PermissionDenied
 from lab.orders.models import Order, OrderEvent
-from lab.production import actions, jobs, rasterizing, submission
+from lab.production import actions, jobs, rasterizing, reprints, resolutions, submission
 from lab.production.models import Batch, JobEvent, MaintenanceTicket, Printer, PrintJob
 from printers.hotfolder_device import pending_tickets
 from tests.builders import (
@@ -249,7 +249,7 @@ def test_a_queued_jobs_page_does_not_offer_its_own_printer():
 
 def _a_reprint_not_needed_after_all(order: Order) -> PrintJob:
     original = job_walk(PrintJob.objects.get(order=order), "printed")
-    return actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+    return reprints.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
 
 
 def test_cancel_a_queued_job():
@@ -422,7 +422,7 @@ def test_a_check_of_copies_sent_after_a_reprint_does_not_count_the_replaced_prin
     hotfolder_printer("minilab", sizes=["4x6"])
     order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
     original = PrintJob.objects.get(order=order)
-    reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+    reprint = reprints.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
     client, _ = client_as("technician")
 
     # a check form opened before the reprint says all three prints are good
@@ -453,7 +453,7 @@ def test_one_reprint_request_sent_twice_at_once_reprints_once():
     def send() -> None:
         start.wait()
         try:
-            reprint = actions.job_reprint(
+            reprint = reprints.job_reprint(
                 job_id=original.pk, actor=technician, reason="damaged", copies=1, request_key="a" * 32
             )
             made.append(reprint.pk)
@@ -477,7 +477,7 @@ def test_reprint_waits_for_a_printer_when_none_holds_the_media():
     technician = person("technician")
     actions.printer_pause(printer_id=printer.pk, actor=technician)
 
-    reprint = actions.job_reprint(job_id=first.pk, actor=technician, reason="colour", copies=1)
+    reprint = reprints.job_reprint(job_id=first.pk, actor=technician, reason="colour", copies=1)
 
     assert (reprint.status, reprint.printer_id) == ("no_printer", None)
     order.refresh_from_db()
@@ -706,8 +706,8 @@ def test_a_check_after_a_partial_reprint_does_not_keep_the_reprints_rejection_on
     order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2)])
     original = PrintJob.objects.get(order=order)
     technician = person("technician")
-    reprint = actions.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=1)
-    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=1)  # the one print not replaced
+    reprint = reprints.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=1)
+    reprints.job_verify_copies(job_id=original.pk, actor=technician, copies=1)  # the one print not replaced
     actions.job_cancel(job_id=reprint.pk, actor=technician, note="not needed after all")
 
     original.refresh_from_db()
@@ -728,7 +728,7 @@ def test_a_resolve_form_opened_before_the_job_was_sent_again_is_refused(outcome)
     url = reverse("staff:job_resolve", args=[job.pk])
     stale = _hidden_inputs(client.get(reverse("staff:job", args=[job.pk])).content.decode(), url)
     assert stale["title_token"] == job.title_token
-    actions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+    resolutions.job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
     job_walk(job, "submitting")
     assert jobs.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
     before = floor_state()

@@ -24,7 +24,7 @@ from lab.packing.services import (
     shipping_address_change,
 )
 from lab.packing.slip import render_slips
-from lab.production import actions
+from lab.production import actions, reprints
 from lab.production.models import PrintJob
 from tests.builders import (
     PASSWORD,
@@ -275,7 +275,7 @@ def test_a_reprint_counts_for_the_copies_its_original_lost():
     hotfolder_printer("minilab", sizes=["4x6"])
     order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
     original = PrintJob.objects.get(order=order)
-    reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+    reprint = reprints.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
     job_walk(reprint, "printed")
     from lab.production.tracking import order_check_printed
 
@@ -300,7 +300,7 @@ def test_the_packers_count_does_not_overrule_the_quality_checks_rejection():
     hotfolder_printer("minilab", sizes=["4x6"])
     order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2)])
     original = PrintJob.objects.get(order=order)
-    actions.job_verify_copies(job_id=original.pk, actor=person("technician"), copies=1)
+    reprints.job_verify_copies(job_id=original.pk, actor=person("technician"), copies=1)
     client, _ = client_as("packer")
     before = floor_state()
 
@@ -317,7 +317,7 @@ def test_the_packers_count_does_not_overrule_the_quality_checks_rejection():
     assert Order.objects.get(pk=order.pk).status == "ready_to_pack"
 
     # the rejected print is reprinted: the good one and its replacement are the item's two copies
-    reprint = actions.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
+    reprint = reprints.job_reprint(job_id=original.pk, actor=person("technician"), reason="damaged", copies=1)
     job_walk(reprint, "printed")
     assert order_check_printed(order_id=order.pk)
     confirm(client, order, 1, 2)
@@ -344,7 +344,7 @@ def test_a_reprint_after_the_count_undoes_the_count_of_the_copies_it_replaces(
     original.refresh_from_db()
     assert original.copies_verified == 3
 
-    reprint = actions.job_reprint(
+    reprint = reprints.job_reprint(
         job_id=original.pk, actor=person("technician"), reason=reason, copies=reprinted
     )
     original.refresh_from_db()
@@ -651,8 +651,8 @@ def test_a_reprint_cancelled_as_not_needed_gives_back_only_the_rejection_it_made
     order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
     original = PrintJob.objects.get(order=order)
     technician = person("technician")
-    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=2)  # one print found bad
-    reprint = actions.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=2)
+    reprints.job_verify_copies(job_id=original.pk, actor=technician, copies=2)  # one print found bad
+    reprint = reprints.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=2)
     original.refresh_from_db()
     assert original.copies_rejected == 2
 
@@ -694,9 +694,9 @@ def test_a_check_after_a_reprint_keeps_what_an_earlier_check_rejected_once_the_r
     order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 3)])
     original = PrintJob.objects.get(order=order)
     technician = person("technician")
-    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=2)  # one print found bad
-    reprint = actions.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=2)
-    actions.job_verify_copies(job_id=original.pk, actor=technician, copies=1)  # the print not replaced: good
+    reprints.job_verify_copies(job_id=original.pk, actor=technician, copies=2)  # one print found bad
+    reprint = reprints.job_reprint(job_id=original.pk, actor=technician, reason="damaged", copies=2)
+    reprints.job_verify_copies(job_id=original.pk, actor=technician, copies=1)  # the print not replaced: good
 
     actions.job_cancel(job_id=reprint.pk, actor=technician, note="not needed after all")
 

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
-from lab.production import actions, jobs, tracking
+from lab.production import jobs, resolutions, tracking
 from lab.production.alerts import alerts_check
 from lab.production.cancellation import ALREADY_PRINTED, order_cancel_in_production
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
@@ -366,7 +366,7 @@ def test_a_job_of_unknown_fate_again_after_it_was_sent_again_is_alerted_again(se
     job = job_walk(PrintJob.objects.get(order=order), "submitting")
     assert jobs.job_move(job_id=job.pk, from_statuses={"submitting"}, to_status="unknown")
     assert alerts_check() == 1
-    actions.job_resolve_unknown(job_id=job.pk, actor=supervisor_person, was_printed=False)
+    resolutions.job_resolve_unknown(job_id=job.pk, actor=supervisor_person, was_printed=False)
 
     # when that send's fate is unknown too
     job_walk(job, "submitting")
@@ -381,7 +381,7 @@ def test_a_job_of_unknown_fate_again_after_it_was_sent_again_is_alerted_again(se
 
 def test_a_copy_printed_for_a_cancelled_order_is_alerted_once(settings) -> None:
     # given two cancelled orders on the floor: one whose late send printed and the printer would not cancel
-    # (as lab.production.submission records it), one whose cancel withdrew its copy
+    # (as lab.production.send_landed records it), one whose cancel withdrew its copy
     settings.ALERT_QUEUE_DEPTH = 1000
     person("supervisor", email="sup@lab.example")
     hotfolder_printer("alpha", sizes=["4x6"])

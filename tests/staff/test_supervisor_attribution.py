@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from lab.production import actions, jobs, routing
+from lab.production import jobs, reroutes, routing
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.staff import supervisor, supervisor_timelines
 from tests.builders import hotfolder_printer, job_walk, person, released_order
@@ -32,7 +32,7 @@ def _failed_at_alpha_then_rerouted_to_beta(job: PrintJob, alpha: Printer, beta: 
         code="printer_aborted",
         message="aborted at the printer",
     )
-    job = actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=beta.pk)
+    job = reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=beta.pk)
     assert (job.status, job.printer_id, job.failure_code) == ("queued", beta.pk, "")
     return job
 
@@ -161,7 +161,7 @@ def test_a_job_rerouted_while_it_waits_counts_at_each_printer_with_its_whole_wai
     alpha = hotfolder_printer("alpha", sizes=["4x6"])
     beta = hotfolder_printer("beta", sizes=["4x6"])
     assert routing.jobs_route_waiting() == 1
-    actions.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=beta.pk)
+    reroutes.job_reroute_by_staff(job_id=job.pk, actor=person("technician"), printer_id=beta.pk)
     _dated(job, [0.5, 1.5, 2.5])  # created, routed, rerouted
 
     # when the supervisor reads the queue's last hours per printer

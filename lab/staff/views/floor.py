@@ -24,7 +24,7 @@ from lab.gate.rules import FULL_RESOLUTION_PURPOSES, PURPOSES_BY_ROLE, offer_fit
 from lab.lib.errors import DomainError
 from lab.orders.selectors import order_by_ref
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
-from lab.production import actions, maintenance, selectors
+from lab.production import actions, maintenance, reprints, reroutes, resolutions, selectors
 from lab.production.cancellation import order_cancel_in_production
 from lab.production.holds import HOLDABLE, order_hold, order_release_hold
 from lab.production.models import PrintJob
@@ -140,7 +140,7 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
             "reprint_request_key": uuid.uuid4().hex,
             "can_act": can(request, FLOOR_ROLES),
             "can_qc": can(request, QC_ROLES),
-            "is_reroutable": job.status in actions.REROUTABLE,
+            "is_reroutable": job.status in reroutes.REROUTABLE,
             "is_cancellable": job.status in actions.CANCELLABLE,
             "is_printed": job.status == J.PRINTED,
             "is_unknown": job.status == J.UNKNOWN,
@@ -163,7 +163,7 @@ def job_reroute_view(request: HttpRequest, job_id: int) -> HttpResponse:
     def act() -> str:
         if not form.is_valid():
             raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
-        job = actions.job_reroute_by_staff(
+        job = reroutes.job_reroute_by_staff(
             job_id=job_id, actor=_actor(request), printer_id=form.cleaned_data["printer"]
         )
         return f"Job {job.pk} rerouted to {job.printer}."
@@ -189,7 +189,7 @@ def job_reprint_view(request: HttpRequest, job_id: int) -> HttpResponse:
     def act() -> str:
         if not form.is_valid():
             raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
-        reprint = actions.job_reprint(
+        reprint = reprints.job_reprint(
             job_id=job_id,
             actor=_actor(request),
             reason=form.cleaned_data["reason"],
@@ -213,7 +213,7 @@ def job_resolve_view(request: HttpRequest, job_id: int) -> HttpResponse:
         if not form.is_valid():
             raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
         was_printed = form.cleaned_data["outcome"] == "printed"
-        job = actions.job_resolve_unknown(
+        job = resolutions.job_resolve_unknown(
             job_id=job_id,
             actor=_actor(request),
             was_printed=was_printed,
@@ -369,7 +369,7 @@ def job_verify_view(request: HttpRequest, job_id: int) -> HttpResponse:
     def act() -> str:
         if not form.is_valid():
             raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
-        job = actions.job_verify_copies(
+        job = reprints.job_verify_copies(
             job_id=job_id, actor=_actor(request), copies=form.cleaned_data["copies"]
         )
         return f"Job {job.pk}: {job.copies_verified} of {job.copies} copies checked."
