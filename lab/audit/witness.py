@@ -14,7 +14,6 @@ that nobody who can reach the database or the application host can shorten or re
 from __future__ import annotations
 
 import bisect
-import errno
 import fcntl
 import itertools
 import os
@@ -38,6 +37,7 @@ from lab.audit.keys import KeyRing, PublicKeys, checkpoint_key
 from lab.audit.lane_heads import LaneHead
 from lab.audit.problems import ChainProblem, checkpoint_signature_problem, lane_heads_problem
 from lab.audit.restore_marks import Restore, excused_before, is_restore_at, restores_in
+from lab.lib.append_only import directory_sync, write_whole
 
 
 class WitnessError(Exception):
@@ -138,13 +138,7 @@ class FileWitness:
         try:
             descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
-                written = 0
-                while written < len(data):
-                    count = os.write(descriptor, data[written:])
-                    if count == 0:
-                        raise OSError(errno.EIO, "the witness took no byte of the line")
-                    written += count
-                os.fsync(descriptor)
+                write_whole(descriptor, data, what="the witness")
             finally:
                 os.close(descriptor)
         except OSError as error:
@@ -157,12 +151,7 @@ class FileWitness:
                 )
             ) from error
         if is_new:
-            # The new directory entry must survive a crash too.
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            directory_sync(self.path.parent)
 
     def read_all(self) -> tuple[list[Checkpoint], ChainProblem | None]:
         if not self.path.exists():

@@ -40,7 +40,6 @@ harmless: the command skips a subject erased already.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import hmac
@@ -64,6 +63,7 @@ from django.db.models.functions import Now
 from lab.accounts.models import User
 from lab.audit.keys import load_record_key
 from lab.customer_data.models import ErasureLogPending
+from lab.lib.append_only import directory_sync, write_whole
 from lab.orders.models import Order, is_order_ref
 
 logger = logging.getLogger(__name__)
@@ -212,21 +212,11 @@ class FileErasureLog:
                 # A torn last line (a crash mid-append) stays as it is, for the command to report; this entry
                 # starts on a line of its own rather than being joined onto it.
                 data = line if size == 0 or os.pread(descriptor, 1, size - 1) == b"\n" else b"\n" + line
-                written = 0
-                while written < len(data):
-                    count = os.write(descriptor, data[written:])
-                    if count == 0:
-                        raise OSError(errno.EIO, "the erasure log took no byte of the line")
-                    written += count
-                os.fsync(descriptor)
+                write_whole(descriptor, data, what="the erasure log")
             finally:
                 os.close(descriptor)  # the lock goes with it
             if is_new:
-                directory = os.open(self.path.parent, os.O_RDONLY)  # the new entry must survive a crash too
-                try:
-                    os.fsync(directory)
-                finally:
-                    os.close(directory)
+                directory_sync(self.path.parent)
         except OSError as error:
             # By its type and number only: the path is the operator's, but nothing more is needed here.
             raise ErasureLogError(
