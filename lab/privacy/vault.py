@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from lab.lib.append_only import directory_sync
 from lab.privacy import crypto
 from lab.privacy.models import DataKey
 
@@ -66,14 +67,6 @@ def _blob_path(name: str) -> Path:
     return Path(settings.MEDIA_ROOT) / "blobs" / name[:2] / name
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _directories_make(directory: Path) -> None:
     """Make `directory` (and its missing parents), each new entry made durable in its parent."""
     missing: list[Path] = []
@@ -82,7 +75,7 @@ def _directories_make(directory: Path) -> None:
         directory = directory.parent
     for new in reversed(missing):
         new.mkdir(exist_ok=True)  # (another writer may make the same shard meanwhile)
-        _fsync_directory(new.parent)
+        directory_sync(new.parent)
 
 
 def vault_name_new() -> str:
@@ -115,7 +108,7 @@ def vault_write(*, data_key: DataKey | None, plaintext: bytes, purpose: str, nam
             os.fsync(handle.fileno())
         os.replace(temporary, path)
         renamed = True
-        _fsync_directory(path.parent)
+        directory_sync(path.parent)
     except OSError:
         temporary.unlink(missing_ok=True)  # a full or failing disk keeps no partial blob
         if renamed:

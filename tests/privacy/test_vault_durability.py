@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from lab.lib import append_only
 from lab.privacy import vault
 from lab.privacy.vault import data_key_create, vault_read, vault_write
 from tests.builders import blob_path
@@ -76,7 +77,7 @@ def test_a_blob_whose_directory_cannot_be_fsynced_after_the_rename_is_not_left_b
     # blob, so none may stay (before, a whole blob nothing would ever purge stayed under the data key)
     key = data_key_create()
     files_before = {path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()}
-    real_replace, real_fsync_directory = os.replace, vault._fsync_directory
+    real_replace, real_fsync_directory = os.replace, append_only.directory_sync
     renamed: list[str] = []
 
     def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
@@ -89,7 +90,7 @@ def test_a_blob_whose_directory_cannot_be_fsynced_after_the_rename_is_not_left_b
         real_fsync_directory(directory)
 
     monkeypatch.setattr(os, "replace", replace)
-    monkeypatch.setattr(vault, "_fsync_directory", fsync_directory)
+    monkeypatch.setattr(vault, "directory_sync", fsync_directory)
     with pytest.raises(OSError):
         vault.vault_write(data_key=key, plaintext=b"x" * 1000, purpose="raster")
 
