@@ -6,6 +6,8 @@ Jobs are moved only through the production services (job_move and friends), neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,10 @@ from django.db.models import Case, F, When
 from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
-from lab.production import jobs, rasterizing, routing, submission, tracking
+from lab.production import jobs, rasterizing, reconcile, routing, submission, tracking
 from lab.production.backends import backend_for
 from lab.production.models import Batch, JobEvent, Printer, PrintJob
+from lab.production.resolutions import job_resolve_unknown
 from lab.production.restarts import server_restarts_check
 from lab.production.states import JobStatus
 from printers.base import JobState
@@ -26,6 +29,7 @@ from printers.cups_backend import CupsBackend
 from printers.cups_ipp import connect
 from printers.errors import TransientPrinterError
 from tests.builders.orders import paid_order
+from tests.builders.people import person
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 
@@ -170,6 +174,44 @@ def claim_lease_runs_out(job: PrintJob) -> None:
             When(fence_armed_at=F("claimed_at"), then=F("claimed_at") - lease), default=F("fence_armed_at")
         ),
     )
+
+
+SECOND_WORKER = "test-worker:2"  # the worker a technician's send again runs as, beside WORKER's stalled one
+
+
+@dataclass
+class StalledSend:
+    """What the printer gave for a send stalled past its lease: its handles in the order they landed (the
+    copy sent again first, then the stalled one), and what the send again returned."""
+
+    handles: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+
+
+def send_stalls_past_its_lease(
+    monkeypatch: pytest.MonkeyPatch, job: PrintJob, *, when_it_lands: Callable[[str], None] | None = None
+) -> StalledSend:
+    """The next send of `job` stalls past its lease: meanwhile the reconciler, finding no copy at the printer,
+    makes the job `unknown`, a technician sends it again (SECOND_WORKER) and that copy lands; then the stalled
+    send lands too, and `when_it_lands` runs with its handle before its worker hears so."""
+    real_submit = CupsBackend.submit
+    stalled = StalledSend()
+
+    def stalled_past_its_lease(self: CupsBackend, **kwargs: Any) -> str:
+        first = not stalled.resent
+        if first:
+            stalled.resent.append("")
+            claim_lease_runs_out(job)
+            assert reconcile.production_reconcile().get("unknown") == 1
+            job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+            stalled.resent[0] = submission.print_job_submit(job_id=job.pk, worker=SECOND_WORKER)
+        stalled.handles.append(real_submit(self, **kwargs))
+        if first and when_it_lands is not None:
+            when_it_lands(stalled.handles[-1])
+        return stalled.handles[-1]
+
+    monkeypatch.setattr(CupsBackend, "submit", stalled_past_its_lease)
+    return stalled
 
 
 def state_at_the_printer(printer: Printer, handle: str, state: JobState) -> None:

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import pytest
 
-from lab.production import rasterizing, reconcile, submission
+from lab.production import rasterizing, submission
 from lab.production.alerts import alerts_check, printed_after_cancel_events, printed_after_cancel_q
 from lab.production.backends import backend_for
 from lab.production.cancellation import MAY_HAVE_PRINTED, order_cancel_in_production
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
-from lab.production.resolutions import job_resolve_unknown
 from lab.production.states import JobStatus
 from printers.base import JobState
 from printers.cups_backend import CupsBackend
 from tests.builders import WORKER, cups_printer, person, released_order
-from tests.builders.production import claim_lease_runs_out
+from tests.builders.production import send_stalls_past_its_lease
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
-SECOND = "test-worker:2"
 
 
 def _rasterized_job(printer: Printer) -> PrintJob:
@@ -111,32 +109,21 @@ def test_a_late_send_after_a_person_sent_the_job_again_is_suspect_if_its_device_
         # printer, makes the job `unknown`, and a technician sends it again (that copy prints first, 4 s)
         printer = cups_printer(cups_server, "busy", print_seconds=4)
         job = _rasterized_job(printer)
-        real_submit = CupsBackend.submit
-        handles: list[str] = []
-        resent: list[str] = []
-
-        def stalled_past_its_lease(self: CupsBackend, **kwargs: object) -> str:
-            first = not resent
-            if first:
-                resent.append("")
-                claim_lease_runs_out(job)
-                assert reconcile.production_reconcile().get("unknown") == 1
-                job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
-                resent[0] = submission.print_job_submit(job_id=job.pk, worker=SECOND)
-            handles.append(real_submit(self, **kwargs))  # type: ignore[arg-type]
-            if first and late_copy == "printing":
-                # the late copy lands; the device prints it (after the resent one) before its worker hears so
-                _device_prints(printer, handles[-1])
-            return handles[-1]
-
-        monkeypatch.setattr(CupsBackend, "submit", stalled_past_its_lease)
+        # the late copy lands; the device prints it (after the resent one) before its worker hears so
+        stalled = send_stalls_past_its_lease(
+            monkeypatch,
+            job,
+            when_it_lands=(lambda handle: _device_prints(printer, handle))
+            if late_copy == "printing"
+            else None,
+        )
 
         # when the stalled worker hears its send landed
         outcome = submission.print_job_submit(job_id=job.pk, worker=WORKER)
 
         job.refresh_from_db()
-        resent_copy, late = handles
-        assert resent == ["submitted"]
+        resent_copy, late = stalled.handles
+        assert stalled.resent == ["submitted"]
         assert job.backend_job_id == resent_copy
         if late_copy == "pending":
             # then the late copy, still waiting behind the resent one, is cancelled cleanly: one print

@@ -10,28 +10,23 @@ private cupsd whose ippeveprinter device takes 4 seconds a print.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from lab.production import rasterizing, reconcile, submission
+from lab.production import rasterizing, submission
 from lab.production.cancellation import MAY_HAVE_PRINTED, copy_listed_already
 from lab.production.models import JobEvent, Printer, PrintJob
-from lab.production.resolutions import job_resolve_unknown
 from lab.production.states import JobStatus
 from printers.base import JobState
-from printers.cups_backend import CupsBackend
-from tests.builders import WORKER, cups_printer, person, released_order
+from tests.builders import WORKER, cups_printer, released_order
 from tests.builders.production import (
-    claim_lease_runs_out,
     ready_with_a_send_that_began,
+    send_stalls_past_its_lease,
     state_at_the_printer,
 )
 from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db
 J = JobStatus
-SECOND = "test-worker:2"
 
 
 def _rasterized_job(printer: Printer) -> PrintJob:
@@ -71,32 +66,19 @@ def test_a_late_copy_the_submission_flags_is_named_at_its_printer_for_later_list
         # and a technician sends it again; the late copy lands and its device prints it
         printer = cups_printer(cups_server, "busy", print_seconds=4)
         job = _rasterized_job(printer)
-        real_submit = CupsBackend.submit
-        handles: list[str] = []
-        resent: list[str] = []
-
-        def stalled_past_its_lease(self: CupsBackend, **kwargs: Any) -> str:
-            first = not resent
-            if first:
-                resent.append("")
-                claim_lease_runs_out(job)
-                assert reconcile.production_reconcile().get("unknown") == 1
-                job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
-                resent[0] = submission.print_job_submit(job_id=job.pk, worker=SECOND)
-            handles.append(real_submit(self, **kwargs))
-            if first:
-                state_at_the_printer(printer, handles[-1], JobState.PROCESSING)
-            return handles[-1]
-
-        monkeypatch.setattr(CupsBackend, "submit", stalled_past_its_lease)
+        stalled = send_stalls_past_its_lease(
+            monkeypatch,
+            job,
+            when_it_lands=lambda handle: state_at_the_printer(printer, handle, JobState.PROCESSING),
+        )
 
         # when the stalled worker hears its send landed
         assert submission.print_job_submit(job_id=job.pk, worker=WORKER) == "late_copy_not_cancelled"
 
         # then its event names the printer and the copy as `handle:state…`, as a move's does: a later move or
         # cancel of the job sees that it listed the copy already (before: no printer, "backend job N: …")
-        _, late = handles
-        assert resent == ["submitted"]
+        _, late = stalled.handles
+        assert stalled.resent == ["submitted"]
         (flagged,) = JobEvent.objects.filter(job=job, kind="late_copy_not_cancelled")
         assert (flagged.printer_id, flagged.note) == (
             printer.pk,
