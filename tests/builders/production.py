@@ -148,13 +148,17 @@ def broker_tasks(queue: str) -> list[tuple[str, dict[str, Any]]]:
     return tasks
 
 
-def printing_at_the_device(cups_server: PrivateCups, printer: Printer, handle: str) -> None:
-    """Wait until the device has the job and prints it, CUPS calling it `processing` meanwhile."""
+def printing_at_the_device(
+    cups_server: PrivateCups, printer: Printer, handle: str, *, received: int = 1
+) -> None:
+    """Wait until the device has the job and prints it, CUPS calling it `processing` meanwhile: the device
+    holds `received` documents then, this one the last. (CUPS calls a job `processing` as it begins to send it
+    to the device: a cancel then can stop it before the device has it, and nothing prints.)"""
     backend = backend_for(printer)
     wait_until(
         lambda: (
             backend.job_info(handle).state is JobState.PROCESSING
-            and len(cups_server.received_files(printer.target)) == 1
+            and len(cups_server.received_files(printer.target)) == received
         ),
         timeout=30,
         what="the device printing the job",

@@ -7,6 +7,8 @@ real private cupsd whose ippeveprinter device takes 4 seconds a print."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from lab.production import rasterizing, submission
@@ -18,8 +20,7 @@ from lab.production.states import JobStatus
 from printers.base import JobState
 from printers.cups_backend import CupsBackend
 from tests.builders import WORKER, cups_printer, person, released_order
-from tests.builders.production import send_stalls_past_its_lease
-from tests.support.celery_worker import wait_until
+from tests.builders.production import printing_at_the_device, send_stalls_past_its_lease
 from tests.support.cups import PrivateCups
 
 pytestmark = pytest.mark.django_db
@@ -31,16 +32,6 @@ def _rasterized_job(printer: Printer) -> PrintJob:
     assert job.printer_id == printer.pk
     assert rasterizing.print_job_rasterize(job_id=job.pk, worker=WORKER) == "ready"
     return job
-
-
-def _device_prints(printer: Printer, handle: str) -> None:
-    """Wait until the device has the job and prints it, CUPS calling it `processing` meanwhile."""
-    backend = backend_for(printer)
-    wait_until(
-        lambda: backend.job_info(handle).state is JobState.PROCESSING,
-        timeout=30,
-        what="the device printing the job",
-    )
 
 
 @pytest.mark.parametrize("copy", ["printing", "pending"])
@@ -60,7 +51,7 @@ def test_a_copy_cancelled_as_its_send_lands_is_listed_if_its_device_was_printing
         def cancelled_as_it_lands(self: CupsBackend, **kwargs: object) -> str:
             handles.append(real_submit(self, **kwargs))  # type: ignore[arg-type]
             if copy == "printing":
-                _device_prints(printer, handles[0])
+                printing_at_the_device(cups_server, printer, handles[0])
             order_cancel_in_production(order_ref=job.order.ref, actor=person("supervisor"))
             return handles[0]
 
@@ -113,7 +104,7 @@ def test_a_late_send_after_a_person_sent_the_job_again_is_suspect_if_its_device_
         stalled = send_stalls_past_its_lease(
             monkeypatch,
             job,
-            when_it_lands=(lambda handle: _device_prints(printer, handle))
+            when_it_lands=partial(printing_at_the_device, cups_server, printer, received=2)
             if late_copy == "printing"
             else None,
         )

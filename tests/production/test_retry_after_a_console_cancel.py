@@ -10,18 +10,19 @@ private cupsd whose ippeveprinter device takes 4 seconds a print.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from lab.production import rasterizing, submission
 from lab.production.cancellation import MAY_HAVE_PRINTED, copy_listed_already
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
-from printers.base import JobState
 from tests.builders import WORKER, cups_printer, released_order
 from tests.builders.production import (
+    printing_at_the_device,
     ready_with_a_send_that_began,
     send_stalls_past_its_lease,
-    state_at_the_printer,
 )
 from tests.support.cups import PrivateCups
 
@@ -69,7 +70,7 @@ def test_a_late_copy_the_submission_flags_is_named_at_its_printer_for_later_list
         stalled = send_stalls_past_its_lease(
             monkeypatch,
             job,
-            when_it_lands=lambda handle: state_at_the_printer(printer, handle, JobState.PROCESSING),
+            when_it_lands=partial(printing_at_the_device, cups_server, printer, received=2),
         )
 
         # when the stalled worker hears its send landed
