@@ -15,7 +15,7 @@ from prometheus_client import Counter as MetricCounter
 from lab.lib.clock import database_now
 from lab.orders.models import Asset
 from lab.privacy.models import BlobDeletion
-from lab.privacy.vault import vault_blob_authenticates, vault_blob_verify, vault_delete
+from lab.privacy.vault import vault_blob_authenticates, vault_blob_present, vault_blob_verify, vault_delete
 from lab.production.models import PrintJob
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,8 @@ def blobs_of_the_photo(
     lab wrote them; otherwise its key may be another photo's); then its original, and a raster only when it
     authenticates under the photo's key as a raster (vault_blob_authenticates: the whole blob is read and
     decrypted, its header naming no key nor purpose; the purpose is bound as AAD, so the photo's own original
-    does not pass). What is not taken is left on disk and logged by ids only.
+    does not pass). What is not taken is left on disk and logged by ids only; a raster file gone already (a
+    purge a database restore undid) is no alarm.
 
     `is_unreadable_raised`: a raster that is there and cannot be read (an I/O error) raises its OSError
     rather than count as not this photo's (vault_blob_verify), for a purge that keeps the photo's key: its
@@ -171,6 +172,9 @@ def blobs_of_the_photo(
     for job_id, name in rasters:
         if authenticates(data_key=asset.data_key, name=name, purpose="raster"):
             names.append(name)
+        elif not vault_blob_present(name=name):
+            # Deleted already: a purge a database restore undid (erasures_reapply), nothing to keep or alarm.
+            logger.info("raster file gone already asset=%s job=%s", asset.pk, job_id)
         else:
             logger.error("raster file kept: not this photo's raster asset=%s job=%s", asset.pk, job_id)
     return names

@@ -154,6 +154,16 @@ def vault_blob_verify(*, data_key: DataKey | None, name: str, purpose: str) -> b
     return True
 
 
+def vault_blob_present(*, name: str) -> bool:
+    """Whether the blob `name` is on disk (False for a name the vault never makes): a caller told that a
+    blob does not authenticate tells a file gone already (deleted by a purge a database restore undid) from
+    one that is there and is not what its row says."""
+    try:
+        return _blob_path(name).is_file()
+    except InvalidBlobName:
+        return False
+
+
 def vault_delete(*, name: str) -> None:
     if not name:
         return  # no blob was stored

@@ -268,8 +268,9 @@ def rows_snapshot(querysets: Iterable[QuerySet[Any]]) -> RowsSnapshot:
 
 
 def rows_restore(snapshot: RowsSnapshot) -> None:
-    """A database restore from the backup `snapshot` stands for, for its rows (pg_restore being too heavy for
-    a test): each row written back as it was, and re-created when it was deleted since."""
+    """A database restore from the backup `snapshot` stands for, for its rows, inside the test's transaction
+    (the drill, tests/deploy/test_restore_drill.py, restores a real pg_dump): each row written back as it was,
+    and re-created when it was deleted since."""
     for model, row in snapshot:
         pk_name = model._meta.pk.attname
         values = {name: value for name, value in row.items() if name != pk_name}

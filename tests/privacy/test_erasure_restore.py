@@ -5,7 +5,8 @@ Every erasure is now also appended, after its commit, to the erasure log outside
 (LAB_ERASURE_LOG), and `manage.py erasures_reapply` erases again whom the restore brought back.
 
 The restore is simulated by writing the customer's rows back as a snapshot taken before the erasure held them
-(tests/builders/customers.py: rows_restore): pg_dump/pg_restore of the test database is too heavy here."""
+(tests/builders/customers.py: rows_restore), inside the test's transaction; the drill
+(tests/deploy/test_restore_drill.py) restores a real pg_dump once."""
 
 from __future__ import annotations
 

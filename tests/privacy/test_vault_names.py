@@ -3,6 +3,7 @@ absolute path, a `..`) is neither deleted by a purge nor read."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -173,7 +174,7 @@ def test_a_raster_purge_leaves_a_photo_that_a_jobs_raster_was_pointed_at(
 
 
 def test_a_photo_purge_leaves_a_photo_that_one_of_its_jobs_raster_was_pointed_at(
-    django_capture_on_commit_callbacks,
+    django_capture_on_commit_callbacks, caplog
 ):
     # Given a shipped photo printed twice, one job's raster pointed by a DBA at another customer's photo
     photo, (job, control) = printed_photo_jobs()
@@ -181,11 +182,15 @@ def test_a_photo_purge_leaves_a_photo_that_one_of_its_jobs_raster_was_pointed_at
     dba("UPDATE production_printjob SET raster_blob = %s WHERE id = %s", victim.blob_name, job.pk)
 
     # When the shipped photo is purged
-    with django_capture_on_commit_callbacks(execute=True):
+    with caplog.at_level(logging.INFO), django_capture_on_commit_callbacks(execute=True):
         assert photo_purge.asset_purge(asset_id=photo.pk, rule=retention_rules.RULE_SHIPPED, cutoffs=None)
 
     # Then the other customer's photo is still there and still reads (before, the purge deleted it)
     assert vault_read(data_key=victim.data_key, name=victim.blob_name, purpose="original")[:2] == b"\xff\xd8"
+    # and the file kept is an alarm (a raster file gone already, after a restore, is not: the restore drill)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if "raster file" in r.getMessage()] == [
+        ("ERROR", f"raster file kept: not this photo's raster asset={photo.pk} job={job.pk}")
+    ]
     # and the purged photo's own files are deleted: its original and its untouched job's raster
     assert not blob_path(photo.blob_name).exists()
     assert not blob_path(control.raster_blob).exists()

@@ -1,8 +1,9 @@
-"""A database restored from a backup, as far as the audit log sees it: pg_restore of a dump is too heavy for a
-test, so a backup notes what the dump held of the audit tables (the records up to a seq, the checkpoint rows
-up to a pk, every lane's head, the record sequence's value) and the restore puts the tables back to it as the
-PostgreSQL superuser does (triggers off): later records and checkpoint rows deleted, the heads and the
-sequence set back. Nothing outside the database (the witness log) goes back."""
+"""A database restored from a backup, as far as the audit log sees it, inside the test's transaction: pg_dump
+sees committed rows only (the drill, tests/deploy/test_restore_drill.py, commits them and restores a real
+dump: tests/support/pg_dump_restore.py), so a backup notes what the dump held of the audit tables (the records
+up to a seq, the checkpoint rows up to a pk, every lane's head, the record sequence's value) and the restore
+puts the tables back to it as the PostgreSQL superuser does (triggers off): later records and checkpoint rows
+deleted, the heads and the sequence set back. Nothing outside the database (the witness log) goes back."""
 
 from __future__ import annotations
 
