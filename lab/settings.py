@@ -539,7 +539,10 @@ LAB_SHIPPING_EXPRESS_MINOR = _shipping_price_minor(
 # --- Celery ------------------------------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_secret("CELERY_BROKER_URL", "filesystem://")
+# The time limit of a task that declares none (every task of workers/ declares its own).
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 300)
+# The longest time limit a task of workers/ declares (privacy.retention_purge); tests/config pins it.
+CELERY_TASK_TIME_LIMIT_LONGEST = 900
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -548,8 +551,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    # Above the longest time limit, so that an acks_late task still running is not redelivered.
-    else {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 4}
+    # Redis hands a message taken but not acknowledged out again after this: it outlasts an acks_late task
+    # running to its limit and a message prefetched behind the longest task, whatever CELERY_TASK_TIME_LIMIT
+    # says (every task declares its own limit: lowering that setting once shortened this below them).
+    else {"visibility_timeout": max(CELERY_TASK_TIME_LIMIT * 4, CELERY_TASK_TIME_LIMIT_LONGEST + 300)}
 )
 if CELERY_BROKER_URL.startswith("filesystem") and DEMO_SECRETS:
     # The embedded broker's folders; a production host uses Redis and gets nothing written at import.

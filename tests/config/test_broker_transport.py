@@ -46,3 +46,38 @@ def test_several_redis_urls_are_refused_at_start_up(tmp_path):
 
     assert done.returncode != 0
     assert "CELERY_BROKER_URL names several Redis servers" in done.stderr
+
+
+TASK_LIMITS = (
+    "import json, lab.settings as s; from workers.app import app; app.loader.import_default_modules(); "
+    "print(json.dumps({'visibility': app.conf.broker_transport_options['visibility_timeout'], "
+    "'limits': sorted(t.time_limit or 0 for n, t in app.tasks.items() if not n.startswith('celery.')), "
+    "'longest': getattr(s, 'CELERY_TASK_TIME_LIMIT_LONGEST', None)}))"
+)
+
+
+def test_redis_hands_out_no_message_again_before_the_longest_task_could_end_whatever_the_default_limit(
+    tmp_path,
+):
+    # A message a worker took and has not acknowledged (an acks_late task running to its limit, or one
+    # prefetched behind the longest task) is handed out again after Redis's visibility timeout. Before, that
+    # was 4x CELERY_TASK_TIME_LIMIT, a limit no task uses (each declares its own, up to 900 s): set to 120,
+    # a second worker took the daily review sample (600 s, acks_late) while the first still ran it.
+    for default_limit in ("300", "120"):
+        done = settings_imported(
+            tmp_path,
+            TASK_LIMITS,
+            {
+                "CELERY_BROKER_URL": "redis://127.0.0.1:6379/3",
+                "LAB_DEMO_SECRETS": "true",
+                "CELERY_TASK_TIME_LIMIT": default_limit,
+            },
+        )
+        assert done.returncode == 0, done.stderr
+        read = json.loads(done.stdout.strip().splitlines()[-1])
+
+        # then Redis waits longer than any task's limit, each task declaring its own (the longest is the
+        # settings' CELERY_TASK_TIME_LIMIT_LONGEST, which the timeout is computed from)
+        assert (read["visibility"], default_limit) > (read["limits"][-1], default_limit)
+        assert 0 not in read["limits"]
+        assert read["limits"][-1] == read["longest"] == 900
