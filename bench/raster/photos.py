@@ -156,8 +156,8 @@ INTAKE_LIMIT_SIZE = (11580, 7720)
 
 def _as_intake_stores(write: Callable[[Path], None], *, layout: str) -> Callable[[Path], None]:
     """A progressive JPEG or an interlaced PNG reaches a raster worker in the sequential form intake stores
-    (lab/orders/imaging.py), never as sent."""
-    from lab.orders.imaging import sequential_bytes
+    (lab/orders/image_sequential.py), never as sent."""
+    from lab.orders.image_sequential import sequential_bytes
 
     def write_stored(path: Path) -> None:
         write(path)

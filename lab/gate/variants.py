@@ -11,7 +11,7 @@ import pyvips
 from PIL import Image
 
 from lab.gate.watermark import preview_render
-from lab.orders.imaging import ACCEPTED_FORMATS
+from lab.orders.image_formats import ACCEPTED_FORMATS
 from lab.orders.models import Asset
 from lab.production.imaging.source import WHOLE_DECODE_MAX_BYTES, decode, decoding, open_source
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error
 
-from lab.orders.imaging import JPEGTRAN
+from lab.orders.image_sequential import JPEGTRAN
 
 
 def jpegtran_installed(**kwargs: Any) -> list[CheckMessage]:
-    """Intake stores progressive JPEGs in their sequential form with `jpegtran` (lab/orders/imaging.py)."""
+    """Intake stores progressive JPEGs in their sequential form with `jpegtran`
+    (lab/orders/image_sequential.py)."""
     if shutil.which(JPEGTRAN):
         return []
     return [

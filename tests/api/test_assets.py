@@ -12,7 +12,7 @@ import pyvips
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageCms, PngImagePlugin
 
-from lab.orders import checks, imaging
+from lab.orders import checks, image_formats, image_sequential
 from lab.orders.models import Asset
 from lab.privacy.models import DataKey
 from lab.privacy.vault import data_key_destroy, vault_read
@@ -272,7 +272,7 @@ def test_a_heic_grid_whose_tiles_cost_more_than_it_shows_is_refused_before_any_t
     # then it is refused as a bomb from its header: not one tile decoded, nothing stored
     assert response.status_code == 422, response.json()
     assert response.json()["code"] == "decompression_bomb"
-    assert response.json()["max_pixels"] == imaging.effective_max_pixels(settings.ASSET_MAX_PIXELS)
+    assert response.json()["max_pixels"] == image_formats.effective_max_pixels(settings.ASSET_MAX_PIXELS)
     assert decoded == []
     assert Asset.objects.count() == 0
     assert DataKey.objects.count() == 0
@@ -391,7 +391,7 @@ def test_a_photo_over_the_pixel_limit_is_refused_with_the_limit_it_is_over(
     api, settings, setting, size, limit
 ):
     # given the default limit (200 MP, more than the raster workers decode: 178 MP) or a lower one
-    from lab.orders.imaging import MAX_SOURCE_PIXELS
+    from lab.orders.image_formats import MAX_SOURCE_PIXELS
 
     if setting is not None:
         settings.ASSET_MAX_PIXELS = setting
@@ -404,7 +404,7 @@ def test_a_photo_over_the_pixel_limit_is_refused_with_the_limit_it_is_over(
     # then the 422 names the limit applied: the setting, capped at what the raster workers decode
     assert response.status_code == 422, response.json()
     assert (response.json()["code"], response.json().get("max_pixels")) == ("decompression_bomb", limit)
-    assert imaging.effective_max_pixels(settings.ASSET_MAX_PIXELS) == limit
+    assert image_formats.effective_max_pixels(settings.ASSET_MAX_PIXELS) == limit
     assert Asset.objects.count() == 0
     assert stored_files(settings) == []
 
@@ -627,7 +627,7 @@ def test_bytes_after_the_image_are_not_kept(api, image, tail):
     with Image.open(io.BytesIO(image)) as opened:
         is_progressive = bool(opened.info.get("progressive"))
     # A progressive photo is kept in its sequential form (tested below); any other one byte for byte.
-    kept = imaging.sequential_bytes(image, layout="progressive") if is_progressive else image
+    kept = image_sequential.sequential_bytes(image, layout="progressive") if is_progressive else image
     assert stored == kept
     assert (body["sha256"], body["size_bytes"]) == (hashlib.sha256(kept).hexdigest(), len(kept))
     assert pixels(stored) == pixels(image)
@@ -758,7 +758,7 @@ def test_without_jpegtran_the_system_check_fails_and_a_progressive_jpeg_is_kept_
 
 def test_a_progressive_jpeg_jpegtran_fails_on_is_kept_as_sent_not_refused(api, monkeypatch, caplog):
     # given a converter that fails (as jpegtran does on a file it only warns about: exit status 2)
-    monkeypatch.setattr(imaging, "JPEGTRAN", "false")
+    monkeypatch.setattr(image_sequential, "JPEGTRAN", "false")
     api.force_authenticate(UserFactory.create())
     progressive = noisy_jpeg(progressive=True)
 
@@ -807,7 +807,7 @@ def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_and_nothing_is_stor
     # then it is refused as a decompression bomb, naming the limit, before jpegtran has gone far; not stored
     assert response.status_code == 422, response.json()
     body = response.json()
-    assert (body["code"], body["max_scans"]) == ("decompression_bomb", imaging.JPEGTRAN_MAX_SCANS)
+    assert (body["code"], body["max_scans"]) == ("decompression_bomb", image_sequential.JPEGTRAN_MAX_SCANS)
     assert (Asset.objects.count(), DataKey.objects.count(), stored_files(settings)) == (0, 0, [])
 
 
@@ -835,7 +835,7 @@ def test_a_url_photo_of_thousands_of_scans_fails_as_a_decompression_bomb(setting
     [
         noisy_jpeg(progressive=True),  # libjpeg's own progression (Pillow, libvips, cjpeg): 10 scans
         progressive_jpeg_scripted(),  # 68 scans: a legal script, more than any encoder writes
-        progressive_jpeg_with_scans(imaging.JPEGTRAN_MAX_SCANS),  # at the limit
+        progressive_jpeg_with_scans(image_sequential.JPEGTRAN_MAX_SCANS),  # at the limit
     ],
     ids=["pillow-10-scans", "scripted-68-scans", "100-scans"],
 )

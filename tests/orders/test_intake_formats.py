@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from PIL import Image
 
-from lab.orders import exif_gps, imaging
+from lab.orders import container_gps, image_formats, image_sequential, imaging, xmp_gps
 from lab.production.imaging.errors import RasterError
 from lab.production.imaging.source import open_source
 from tests.support.crafted_images import (
@@ -38,7 +38,7 @@ def _intake_verdict(data: bytes) -> str:
             imaging.inspect_image(
                 data=data, max_bytes=settings.ASSET_MAX_BYTES, max_pixels=settings.ASSET_MAX_PIXELS
             )
-    except imaging.InvalidImage as refusal:
+    except image_formats.InvalidImage as refusal:
         return str(refusal.code)
     return "accepted"
 
@@ -95,14 +95,15 @@ def test_jpegtran_gives_up_well_before_gunicorn_kills_the_web_worker():
     # A progressive JPEG jpegtran gives up on is then decoded whole (about as long again) in the same request.
     gunicorn_conf = runpy.run_path(str(Path(settings.BASE_DIR) / "gunicorn.conf.py"))
 
-    assert gunicorn_conf["timeout"] > imaging.JPEGTRAN_TIMEOUT_SECONDS * 2
+    assert gunicorn_conf["timeout"] > image_sequential.JPEGTRAN_TIMEOUT_SECONDS * 2
 
 
 def test_a_progressive_jpeg_of_more_scans_than_the_limit_is_refused_at_the_first_one_over():
     # jpegtran stops at scan 101: the refusal costs a hundred scans, not the thousands sent
-    assert _intake_verdict(progressive_jpeg_with_scans(imaging.JPEGTRAN_MAX_SCANS)) == "accepted"
+    assert _intake_verdict(progressive_jpeg_with_scans(image_sequential.JPEGTRAN_MAX_SCANS)) == "accepted"
     assert (
-        _intake_verdict(progressive_jpeg_with_scans(imaging.JPEGTRAN_MAX_SCANS + 1)) == "decompression_bomb"
+        _intake_verdict(progressive_jpeg_with_scans(image_sequential.JPEGTRAN_MAX_SCANS + 1))
+        == "decompression_bomb"
     )
 
 
@@ -154,9 +155,9 @@ def test_a_heic_whose_xmp_item_is_found_at_places_apart_has_gps_blanked_at_each(
     unit = b'<rdf:Description exif:GPSLatitude="1,2N"/>'
     photo = heic_with_a_repeating_xmp(unit=unit, copies=1, more=1)
 
-    stored = exif_gps.strip_heic_gps(photo, exif=None, xmp=unit)
+    stored = container_gps.strip_heic_gps(photo, exif=None, xmp=unit)
 
-    assert stored == photo[: -2 * len(unit)] + exif_gps.blank_xmp_gps(unit) * 2
+    assert stored == photo[: -2 * len(unit)] + xmp_gps.blank_xmp_gps(unit) * 2
     assert b"gps" not in stored.lower()
     assert _intake_verdict(photo) == "accepted"
 
@@ -165,7 +166,7 @@ def test_an_xmp_packet_of_unclosed_gps_openings_is_blanked_whole_in_linear_time(
     packet = b"<a:gps>" * 30000
 
     started = time.monotonic()
-    blanked = exif_gps.blank_xmp_gps(packet)
+    blanked = xmp_gps.blank_xmp_gps(packet)
 
     assert time.monotonic() - started < _SECONDS_FOR_A_CRAFTED_FILE
     assert blanked == b" " * len(packet)

@@ -14,15 +14,15 @@ import pytest
 from PIL import Image, TiffImagePlugin
 
 from api.errors import STATUS_BY_CODE
-from lab.orders import exif_gps, imaging
+from lab.orders import exif_gps, image_formats, image_trailers, imaging
 from tests.support.memory import peak_growth_mib
 
 MAX_PIXELS = 89_478_485
 INTAKE = "imaging.inspect_image(data=data, max_bytes=len(data), max_pixels=Image.MAX_IMAGE_PIXELS)\n"
 
 
-def _refusal(data: bytes) -> imaging.InvalidImage:
-    with pytest.raises(imaging.InvalidImage) as refused:
+def _refusal(data: bytes) -> image_formats.InvalidImage:
+    with pytest.raises(image_formats.InvalidImage) as refused:
         imaging.inspect_image(data=data, max_bytes=len(data), max_pixels=MAX_PIXELS)
     return refused.value
 
@@ -78,8 +78,10 @@ def _tiff_of_pages(pages: int) -> bytes:
 @pytest.mark.parametrize(
     ("make", "items", "limit", "accepted_items"),
     [
-        pytest.param(_jpeg_with_comments, 2_500_000, imaging.JPEG_MAX_SEGMENTS, 990, id="jpeg-comments"),
-        pytest.param(_png_with_private_chunks, 200_000, imaging.PNG_MAX_CHUNKS, 990, id="png-chunks"),
+        pytest.param(
+            _jpeg_with_comments, 2_500_000, image_trailers.JPEG_MAX_SEGMENTS, 990, id="jpeg-comments"
+        ),
+        pytest.param(_png_with_private_chunks, 200_000, image_trailers.PNG_MAX_CHUNKS, 990, id="png-chunks"),
         # one strip per row: 100,000 rows is within the limit
         pytest.param(
             _tiff_of_one_row_strips, 1_000_000, exif_gps.TIFF_MAX_ARRAY_VALUES, 100_000, id="tiff-strips"
@@ -99,7 +101,10 @@ def test_a_photo_of_too_many_structure_items_is_refused_before_it_costs_memory(
     refusal = _refusal(data)
     assert (refusal.code, refusal.details) == ("too_many_metadata_items", {"max_items": limit})
     assert STATUS_BY_CODE[refusal.code] == 422
-    refused_call = f"try:\n    {INTAKE}except imaging.InvalidImage:\n    pass\n"
+    refused_call = (
+        "from lab.orders.image_formats import InvalidImage\n"
+        f"try:\n    {INTAKE}except InvalidImage:\n    pass\n"
+    )
     assert peak_growth_mib(refused_call, photo=str(photo)) < 20
 
     # and the same photo with fewer items, within the limit, is accepted

@@ -19,7 +19,7 @@ from PIL import Image
 
 from lab.lib import decoders, heif_tiles
 from lab.lib.decoders import SourceFormat, vips_load, vips_orientation
-from lab.orders.imaging import MAX_SOURCE_PIXELS
+from lab.orders.image_formats import MAX_SOURCE_PIXELS
 from lab.production.imaging.errors import (
     DECODE_FAILED,
     TOO_LARGE,
@@ -30,8 +30,9 @@ from lab.production.imaging.errors import (
 
 WorkingMode = Literal["L", "RGB", "CMYK"]
 
-# Largest photo we decode (defined with intake, which never accepts more: lab.orders.imaging). For a HEIC it
-# bounds the pixels of all its coded tiles too, not only those shown (`heif_tiles.check_coded_pixels`).
+# Largest photo we decode (defined with intake, which never accepts more: lab.orders.image_formats). For a
+# HEIC it bounds the pixels of all its coded tiles too, not only those shown
+# (`heif_tiles.check_coded_pixels`).
 # A JPEG whose decoded pixels fit in this many bytes is decoded whole by libjpeg-turbo's TurboJPEG API
 # (simplejpeg), measured ~35 % faster than libvips' or Pillow's scanline decoders; larger ones are streamed
 # through libvips, which holds only a few rows. 100 MB keeps a 24 MP camera photo on the fast path while a
