@@ -183,7 +183,7 @@ def audit_checkpoint() -> None:
     auditors a false "checkpoint refused" at will."""
     import logging
 
-    from lab.audit.services import checkpoint_write
+    from lab.audit.signer import checkpoint_write
 
     if not settings.LAB_AUDIT_SIGNER:
         logging.getLogger(__name__).info("audit checkpoint not signed: this worker is not the signer")

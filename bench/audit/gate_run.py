@@ -662,8 +662,9 @@ def report_phase_two(
     when every lane is linear."""
     from django.db.models import Count, Max, Min
 
+    from lab.audit.database_verify import audit_verify_database
     from lab.audit.models import AuditHead, AuditRecord
-    from lab.audit.services import audit_verify_database, checkpoint_write
+    from lab.audit.signer import checkpoint_write
 
     total = appends * len(results)
     span = max(r.finished for r in results) - min(r.started for r in results)

@@ -45,7 +45,7 @@ CHECKPOINT_FORMAT_SETTLED = "printlab.audit.checkpoint.v3"
 # and the sequence is moved past every seq the witness named first) that also signs its RestoreMark. Only
 # this tag's signature covers the mark, so a marker cannot be made of a checkpoint, nor the reverse.
 RESTORE_FORMAT = "printlab.audit.restore.v1"
-# The tags that vouch for what no later record may be (witness.BackdatingCheck).
+# The tags that vouch for what no later record may be (backdating.BackdatingCheck).
 SETTLED_FORMATS = frozenset({CHECKPOINT_FORMAT_SETTLED, RESTORE_FORMAT})
 CHECKPOINT_FIELDS: tuple[str, ...] = ("seq", "head_hash", "signed_at", "key_id", "signature")
 CHECKPOINT_FIELDS_LANED: tuple[str, ...] = (*CHECKPOINT_FIELDS, "lanes")

@@ -62,7 +62,7 @@ _COLUMNS = EXPORT_FIELDS_LANED
 # statement_timestamp(): these expressions are evaluated in the outer SELECT, for the row the MATERIALIZED
 # CTE has locked, so the time is read once the lane is held. A writer that waited for its lane (behind the
 # signer, which holds every lane while it settles the log) is then timed after the checkpoint it follows,
-# as the backdating rule needs (witness.BackdatingCheck); timed at its statement's start, it was not. The
+# as the backdating rule needs (backdating.BackdatingCheck); timed at its statement's start, it was not. The
 # clock and the sequence are named in pg_catalog: a function of the same name earlier in the role's
 # search_path (a public.clock_timestamp() set up by whoever administers the database) must not time the
 # record (settings pins the search_path too).

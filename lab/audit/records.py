@@ -145,7 +145,7 @@ _ATTNAMES = [field.attname for field in AuditRecord._meta.concrete_fields]
 def _append_portable(fields: dict[str, object]) -> tuple[dict[str, object], datetime]:
     """Other databases (the embedded SQLite): one writer at a time anyway, so lane 1, and seq one past the
     last. The no-op head update first takes the database's write lock before anything is read, the time
-    included (as on PostgreSQL, a record is timed once it holds its lane: services._settle). The embedded
+    included (as on PostgreSQL, a record is timed once it holds its lane: settling.settle). The embedded
     lab is one host: its clock is the database's."""
     from lab.accounts.services import policy_current
 

@@ -14,9 +14,9 @@ lost. Across a valid marker the verifiers:
 - let the marker's seq and lane positions go back to the restore point's (the lanes continue from there:
   the positions after it are new records, at new seqs), and compare the checkpoints after it with it;
 - judge the records after it (seq above its own) by it: seq above its lost range, time not before it
-  (witness.BackdatingCheck), so a seq the witness vouched for is never taken again unnoticed; and the records
-  it kept (at or below its seq) with the checkpoints of the epoch it continues from, where they were written
-  (a second restore from a backup older than an earlier marker keeps records that marker named lost);
+  (backdating.BackdatingCheck), so a seq the witness vouched for is never taken again unnoticed; and the
+  records it kept (at or below its seq) with the checkpoints of the epoch it continues from, where they were
+  written (a second restore from a backup older than an earlier marker keeps records that marker named lost);
 - do not count the time between the superseded checkpoint and the marker as a coverage gap (the window
   the restore lost, which the marker's report names); freshness is judged from the witness's last line, the
   marker or a checkpoint after it, as always.

@@ -15,12 +15,12 @@ log, with the marker, does not verify as audit_verify will verify it (a record c
 to the restore point, a record kept past it that is not the one the witness signed, a head row that does not
 match its lane): a restore removes the records after a point; it never makes a changed one right. And when
 the database holds a record numbered after the first settled checkpoint past the restore point, whose records
-it lacks (services.deleted_past): a backup is a snapshot, so none holds a record written after a checkpoint
-whose records it lacks; records were deleted. A deletion of every lane's tail past a witnessed checkpoint
-cannot be told from a restore: then the marker names the range and the key, in the open.
+it lacks (restore_point.deleted_past): a backup is a snapshot, so none holds a record written after a
+checkpoint whose records it lacks; records were deleted. A deletion of every lane's tail past a witnessed
+checkpoint cannot be told from a restore: then the marker names the range and the key, in the open.
 
 The restore point skips every checkpoint at or after a restore marker that names lost a record the database
-holds (services.restore_point_in_database): a second restore from a backup older than the first marker
+holds (restore_point.restore_point_in_database): a second restore from a backup older than the first marker
 continues from a checkpoint before it, and its marker keeps, in a lost range reaching every seq named, the
 records that backup holds.
 """
@@ -34,31 +34,21 @@ from dataclasses import dataclass
 
 from django.db import DatabaseError, connection, transaction
 
+from lab.audit.auditor_mail import mail_checkpoint
 from lab.audit.canonical import utc_timestamp
 from lab.audit.chain_checks import verify_records
+from lab.audit.checkpoint_rows import _stored_checkpoints, checkpoint_store
 from lab.audit.checkpoints import Checkpoint, RestoreMark, sign_checkpoint
+from lab.audit.configured import key_id, key_ring, record_key, signing_key, witness_sink
+from lab.audit.database_verify import database_verification
 from lab.audit.lane_heads import lanes_checkpoint_head
 from lab.audit.models import AuditCheckpoint, AuditHead
 from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.reading import records_in_seq_order
 from lab.audit.restore_marks import named_top, restores_in
-from lab.audit.services import (
-    AuditChainBroken,
-    _head_problem,
-    _stored_checkpoints,
-    checkpoint_store,
-    checkpoint_write,
-    database_verification,
-    deleted_past,
-    key_id,
-    key_ring,
-    mail_checkpoint,
-    record_key,
-    restore_point_in_database,
-    signing_key,
-    witness_sink,
-)
+from lab.audit.restore_point import deleted_past, restore_point_in_database
 from lab.audit.settling import RecordWatch, settle
+from lab.audit.signer import AuditChainBroken, _head_problem, checkpoint_write
 from lab.audit.witness import WitnessError, WitnessSink
 
 logger = logging.getLogger(__name__)

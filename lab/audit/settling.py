@@ -12,8 +12,8 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from lab.audit import canonical, chain_checks, lane_heads, problems
+from lab.audit.backdating import BackdatingCheck
 from lab.audit.models import AuditHead, AuditRecord
-from lab.audit.witness import BackdatingCheck
 from lab.lib.clock import database_now
 
 # Settling: every lane's head row locked in id order (waiting for the appends in flight: each holds its
@@ -37,7 +37,7 @@ def settle() -> tuple[int, datetime]:
 
     Every record committed later takes its lane after this, so its seq is above the settled one and its time
     (read after its lane's lock: lanes._NEXT_SEQ_AND_POLICY) not before the clock read here, which is what
-    a settled checkpoint signs and what witness.BackdatingCheck holds the next records to."""
+    a settled checkpoint signs and what backdating.BackdatingCheck holds the next records to."""
     if connection.vendor != "postgresql":
         # The embedded SQLite: one writer at a time; the head row's no-op update takes the database's write
         # lock, which an append holds from its own no-op update to its commit (records._append_portable).
@@ -55,7 +55,7 @@ def settle() -> tuple[int, datetime]:
 
 class RecordWatch:
     """What the walk's records say besides their chain, read as the walk reads them: the backdating rule
-    (witness.BackdatingCheck) and, for the signer, each lane's last record at or below the settled seq.
+    (backdating.BackdatingCheck) and, for the signer, each lane's last record at or below the settled seq.
 
     Made before the walk and asked for its problem after it: a record no checkpoint covers is judged against
     the database's clock then (every record the walk read was committed, and timed, before it), so one

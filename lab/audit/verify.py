@@ -49,7 +49,7 @@ in the export (a seq beyond its end is a truncation), every checkpoint of the ex
 (else the witness lost lines), consecutive witnessed checkpoints may be at most two ``--interval`` apart
 (coverage) and the last one at most two intervals before ``--as-of`` (default: now; give the time the export
 was made to verify an old export against a newer witness: a checkpoint witnessed after it signs nothing of
-the export, and is only checked not to be dated ahead). And the backdating rule (witness.BackdatingCheck):
+the export, and is only checked not to be dated ahead). And the backdating rule (backdating.BackdatingCheck):
 a record first covered by witnessed checkpoint N+1, or by none yet, must have a seq above and a time not
 before those of the last settled checkpoint at or before N (checkpoints.CHECKPOINT_FORMAT_SETTLED), else it is
 named "backdated": it was written after that one and numbered or dated before it (a checkpoint signed as not
@@ -93,6 +93,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from lab.audit.backdating import BackdatingCheck, future_checkpoint_problem
 from lab.audit.canonical import (
     EXPORT_FIELDS,
     EXPORT_FIELDS_LANED,
@@ -109,13 +110,8 @@ from lab.audit.keys import KeyRing, PublicKeys, load_public_key, load_record_key
 from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.receipt import receipt_parse, receipt_summary, verify_receipt
 from lab.audit.restore_marks import Restore, restores_in
-from lab.audit.witness import (
-    BackdatingCheck,
-    check_witness,
-    future_checkpoint_problem,
-    parse_timestamp,
-    read_checkpoint_file,
-)
+from lab.audit.witness import read_checkpoint_file
+from lab.audit.witness_check import check_witness, parse_timestamp
 
 _READ_BUFFER_BYTES = 1 << 20
 _HASH_MEMBER = b'"hash":"'

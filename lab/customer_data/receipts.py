@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from lab.accounts.models import User
-from lab.audit import services
+from lab.audit import configured
 from lab.audit.canonical import utc_timestamp
 from lab.audit.checkpoints import Checkpoint
 from lab.audit.lane_heads import lanes_from_json
@@ -146,7 +146,7 @@ def _issue(
     """Build, anchor, sign and store one receipt; runs in the caller's transaction."""
     receipt_id = uuid.uuid4()
     issued_at = timezone.now()
-    key_id = services.key_id()
+    key_id = configured.key_id()
     # Read before the record is appended, so it certainly precedes (and does not cover) the record.
     checkpoint = _latest_checkpoint(key_id=key_id)
     asset_ids = [str(asset.pk) for asset in assets]
@@ -195,7 +195,7 @@ def _issue(
         customer_id=customer_id,
         reason=reason,
         document=canonical_bytes(document).decode("utf-8"),
-        signature=receipt_sign(private_key=services.signing_key(), document=document),
+        signature=receipt_sign(private_key=configured.signing_key(), document=document),
         key_id=key_id,
         audit_seq=record.seq,
         token_hash=_token_hash(receipt_token(receipt_id)),

@@ -43,9 +43,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 
 from lab.accounts.roles import NON_EMPLOYEE_ACTOR_ROLES
+from lab.audit.configured import record_key
 from lab.audit.models import AccessGrant, AuditRecord, StaffShift
 from lab.audit.records import record_mac_holds
-from lab.audit.services import record_key
 from lab.lib.ids import is_uuid
 
 VIEW_ACTIONS = ("image.view.preview", "image.view.full", "image.download")

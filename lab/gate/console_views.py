@@ -41,10 +41,11 @@ from django.views.decorators.http import require_GET, require_POST
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
 from lab.audit.canonical import EXPORT_FIELDS
+from lab.audit.configured import public_key
+from lab.audit.export import audit_export
 from lab.audit.keys import public_key_fingerprint
 from lab.audit.models import Outcome, Purpose, ReviewItem
 from lab.audit.records import request_meta
-from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
 from lab.gate.anomalies import anomalies_find, shifts_changed_outside_the_lab, thresholds

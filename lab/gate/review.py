@@ -34,9 +34,9 @@ from django.utils import timezone
 
 from lab.accounts.models import User
 from lab.accounts.roles import AUDITOR_ROLES, has_role, primary_role
+from lab.audit.configured import record_key
 from lab.audit.models import AuditRecord, Purpose, ReviewItem
 from lab.audit.records import Entry, RequestMeta, audit_append, record_mac_holds
-from lab.audit.services import record_key
 from lab.gate.anomalies import ALWAYS_REVIEWED, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find, lab_zone
 from lab.gate.errors import GateError
 from lab.gate.refusals import AuditUnavailable

@@ -19,9 +19,9 @@ from lab.accounts.models import User
 from lab.accounts.roles import STAFF_ROLES
 from lab.accounts.seal import email_as_stored
 from lab.audit.canonical import EXPORT_FIELDS, utc_timestamp
+from lab.audit.configured import record_key
 from lab.audit.models import AuditRecord, ReviewItem
 from lab.audit.records import record_mac_holds
-from lab.audit.services import record_key
 from lab.gate.anomalies import ATTEMPT_ACTIONS, NON_EMPLOYEE_ROLES, VIEW_ACTIONS, anomalies_find
 from lab.gate.review import MAX_NOTE, SIGN_OFF_ACTION, review_item_digest
 from lab.lib.ids import is_uuid

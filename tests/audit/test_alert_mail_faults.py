@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.audit.configured import witness_sink
 from lab.audit.models import AuditCheckpoint
-from lab.audit.services import AuditChainBroken, checkpoint_write, witness_sink
+from lab.audit.signer import AuditChainBroken, checkpoint_write
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 from tests.support.mail import REFUSED_DOMAIN, SmtpSink, smtp_sink
@@ -71,7 +72,7 @@ def test_an_alert_the_mail_server_refuses_logs_no_address_and_the_refusal_stands
         assert auditor not in logged and auditor.partition("@")[0] not in logged
     assert "audit alert e-mail could not be sent" in logged
     assert "SMTPRecipientsRefused 550" in logged
-    assert not any(record.exc_info for record in caplog.records if record.name == "lab.audit.services")
+    assert not any(record.exc_info for record in caplog.records if record.name == "lab.audit.auditor_mail")
 
 
 def test_an_alert_address_django_cannot_encode_does_not_replace_the_refusal(

@@ -18,10 +18,10 @@ import pytest
 from django.db import DatabaseError, connection, connections, transaction
 from psycopg import pq
 
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.lane_heads import LANES
 from lab.audit.models import AuditHead, AuditRecord
 from lab.audit.records import Entry, audit_append
-from lab.audit.services import audit_verify_database
 from tests.builders import preview_entry
 from tests.support.celery_worker import database_url
 

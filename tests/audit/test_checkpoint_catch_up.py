@@ -16,9 +16,11 @@ from django.utils import timezone
 
 from lab.audit.canonical import utc_timestamp
 from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, sign_checkpoint
+from lab.audit.configured import signing_key, witness_sink
 from lab.audit.models import AuditCheckpoint, AuditRecord
-from lab.audit.services import AuditChainBroken, checkpoint_write, signing_key, witness_sink
-from lab.audit.witness import FileWitness, parse_timestamp
+from lab.audit.signer import AuditChainBroken, checkpoint_write
+from lab.audit.witness import FileWitness
+from lab.audit.witness_check import parse_timestamp
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_superuser
 from tests.support.audit_verifiers import audit_verify_says, export_for_auditors, offline_verifier, witness_at

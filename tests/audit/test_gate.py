@@ -11,9 +11,9 @@ from django.db import DatabaseError
 from django.utils import timezone
 from PIL import Image
 
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.models import AccessGrant, AuditRecord, ReviewItem
 from lab.audit.records import RequestMeta
-from lab.audit.services import audit_verify_database
 from lab.gate import access as gate
 from lab.gate.anomalies import Flag, anomalies_find
 from lab.gate.refusals import AccessDenied, AuditUnavailable

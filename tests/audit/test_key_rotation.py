@@ -17,11 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.audit.canonical import seal_record
 from lab.audit.checkpoints import sign_checkpoint
+from lab.audit.configured import public_key, witness_sink
+from lab.audit.export import audit_export
 from lab.audit.keys import key_id_of, load_public_key, public_key_b64, public_key_fingerprint
 from lab.audit.lane_heads import lanes_from_json
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.records import record_as_chain_dict
-from lab.audit.services import audit_export, checkpoint_write, public_key, witness_sink
+from lab.audit.signer import checkpoint_write
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_superuser, record_insert_sql

@@ -26,12 +26,15 @@ from lab.audit import reading
 from lab.audit.canonical import GENESIS_HASH, canonical_bytes, compute_hash, seal_record, utc_timestamp
 from lab.audit.chain_checks import Unreadable, verify_checkpoints, verify_records
 from lab.audit.checkpoints import Checkpoint, checkpoint_signature_is_valid, sign_checkpoint
+from lab.audit.configured import public_key
+from lab.audit.database_verify import audit_verify_database
+from lab.audit.export import audit_export
 from lab.audit.keys import public_key_b64
 from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.problems import ChainProblem
 from lab.audit.records import Entry, audit_append
-from lab.audit.services import audit_export, audit_verify_database, checkpoint_write, public_key
+from lab.audit.signer import checkpoint_write
 from lab.audit.verify import WitnessOptions, checkpoints_path, verify_export, write_export
 from tests.audit import CHAIN_START, RECORD_KEY, build_chain, export_lines, record_fields, rewrite_lines
 from tests.builders import preview_entry
@@ -519,7 +522,7 @@ def test_an_export_ends_at_the_checkpoint_it_signs_while_others_append(
         thread.join(timeout=30)
         assert not thread.is_alive()
 
-    monkeypatch.setattr("lab.audit.services._mail_checkpoint", mail_while_another_appends)
+    monkeypatch.setattr("lab.audit.signer._mail_checkpoint", mail_while_another_appends)
     export = tmp_path / "audit.jsonl"
     # when exported
     outcome = audit_export(path=export, actor_id="auditor-1", actor_role="auditor")
@@ -573,7 +576,7 @@ def test_a_checkpoint_signed_during_the_walk_of_audit_verify_is_not_a_truncation
             assert not thread.is_alive()
         yield from records
 
-    monkeypatch.setattr("lab.audit.services.records_in_seq_order", records_while_signing)
+    monkeypatch.setattr("lab.audit.database_verify.records_in_seq_order", records_while_signing)
     # when the database is verified
     verified = audit_verify_database()
     # then the new checkpoint was signed during the walk, and neither it nor its record are in the check: no

@@ -15,9 +15,12 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections, transaction
 
 from lab.audit.canonical import GENESIS_HASH
+from lab.audit.configured import public_key
+from lab.audit.database_verify import audit_verify_database
+from lab.audit.export import audit_export
 from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditCheckpoint, AuditRecord
-from lab.audit.services import audit_export, audit_verify_database, checkpoint_write, public_key
+from lab.audit.signer import checkpoint_write
 from tests.builders import audit_write
 
 pytestmark = pytest.mark.django_db

@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 import pytest
 from django.db import transaction
 
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.models import AuditRecord
 from lab.audit.records import Entry, audit_append
-from lab.audit.services import audit_verify_database, checkpoint_write
+from lab.audit.signer import checkpoint_write
 from lab.lib.clock import database_now
 from tests.builders import preview_entry
 from tests.support.clock import host_clock_off

@@ -22,23 +22,17 @@ from django.core.management.base import CommandError
 from django.db import connections, transaction
 
 from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
+from lab.audit.checkpoint_rows import checkpoint_store
 from lab.audit.checkpoints import Checkpoint, RestoreMark, checkpoint_lanes, sign_checkpoint
+from lab.audit.configured import key_id, public_key, record_key, signing_key, witness_sink
 from lab.audit.keys import public_key_b64
 from lab.audit.lane_heads import lanes_checkpoint_head
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.receipt import RECEIPT_FORMAT, body_sha256, receipt_sign, verify_receipt
 from lab.audit.records import audit_append, record_as_chain_dict
-from lab.audit.services import (
-    AuditChainBroken,
-    checkpoint_store,
-    checkpoint_write,
-    key_id,
-    public_key,
-    record_key,
-    signing_key,
-    witness_sink,
-)
-from lab.audit.witness import FileWitness, parse_timestamp
+from lab.audit.signer import AuditChainBroken, checkpoint_write
+from lab.audit.witness import FileWitness
+from lab.audit.witness_check import parse_timestamp
 from lab.lib.clock import database_now
 from tests.builders import audit_write, person
 from tests.builders.audit import preview_entry

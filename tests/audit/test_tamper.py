@@ -23,17 +23,13 @@ from django.db import DatabaseError, connection, transaction
 
 from lab.audit.canonical import EXPORT_FIELDS, EXPORT_FIELDS_LANED, GENESIS_HASH, is_laned, seal_record
 from lab.audit.checkpoints import sign_checkpoint
+from lab.audit.configured import public_key, witness_sink
+from lab.audit.database_verify import audit_verify_database
+from lab.audit.export import audit_export
 from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.records import record_as_chain_dict
-from lab.audit.services import (
-    AuditChainBroken,
-    audit_export,
-    audit_verify_database,
-    checkpoint_write,
-    public_key,
-    witness_sink,
-)
+from lab.audit.signer import AuditChainBroken, checkpoint_write
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 from tests.support.audit_insiders import app_role_create
@@ -108,7 +104,7 @@ def sql_value(value: object) -> SqlValue:
 
 
 def _timestamp(text: str) -> datetime:
-    from lab.audit.witness import parse_timestamp
+    from lab.audit.witness_check import parse_timestamp
 
     return parse_timestamp(text)
 

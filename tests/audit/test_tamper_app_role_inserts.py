@@ -10,9 +10,10 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from lab.audit.canonical import GENESIS_HASH, LANE_FIELDS, seal_record
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.models import AuditRecord
 from lab.audit.records import record_as_chain_dict
-from lab.audit.services import audit_verify_database, checkpoint_write
+from lab.audit.signer import checkpoint_write
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_app_role, record_insert_sql
 

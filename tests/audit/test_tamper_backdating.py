@@ -29,19 +29,12 @@ from django.db import connection, transaction
 
 from lab.audit.canonical import GENESIS_HASH, LANE_FIELDS, seal_record, utc_timestamp
 from lab.audit.checkpoints import Checkpoint, checkpoint_is_settled, sign_checkpoint
+from lab.audit.configured import key_id, public_key, record_key, signing_key, witness_sink
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.lane_heads import lanes_checkpoint_head, lanes_to_json
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.records import audit_append, record_as_chain_dict
-from lab.audit.services import (
-    AuditChainBroken,
-    audit_verify_database,
-    checkpoint_write,
-    key_id,
-    public_key,
-    record_key,
-    signing_key,
-    witness_sink,
-)
+from lab.audit.signer import AuditChainBroken, checkpoint_write
 from lab.audit.witness import FileWitness
 from lab.lib.clock import database_now
 from tests.builders import audit_write, preview_entry

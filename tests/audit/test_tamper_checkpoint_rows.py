@@ -14,8 +14,10 @@ from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from lab.audit.configured import key_id
+from lab.audit.export import audit_export
 from lab.audit.models import AuditCheckpoint
-from lab.audit.services import audit_export, checkpoint_write, key_id
+from lab.audit.signer import checkpoint_write
 from lab.customer_data.receipts import _latest_checkpoint
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_app_role

@@ -16,9 +16,11 @@ from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from lab.audit.configured import public_key, witness_sink
+from lab.audit.export import audit_export
 from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditCheckpoint
-from lab.audit.services import AuditChainBroken, audit_export, checkpoint_write, public_key, witness_sink
+from lab.audit.signer import AuditChainBroken, checkpoint_write
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 from tests.support.audit_insiders import as_superuser

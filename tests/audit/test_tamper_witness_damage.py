@@ -16,8 +16,10 @@ from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from lab.audit.configured import witness_sink
+from lab.audit.export import audit_export
 from lab.audit.models import AuditCheckpoint
-from lab.audit.services import AuditChainBroken, audit_export, checkpoint_write, witness_sink
+from lab.audit.signer import AuditChainBroken, checkpoint_write
 from lab.audit.witness import FileWitness
 from tests.builders import audit_write
 

@@ -13,9 +13,9 @@ import pytest
 from django.utils import timezone
 
 from lab.audit.canonical import EXPORT_FIELDS
+from lab.audit.configured import public_key
 from lab.audit.keys import public_key_b64
 from lab.audit.models import AuditRecord, ReviewItem
-from lab.audit.services import public_key
 from tests.builders import attempt, denied, minutes, person
 
 pytestmark = pytest.mark.django_db

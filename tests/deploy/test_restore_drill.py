@@ -27,9 +27,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from lab.accounts.models import User
+from lab.audit.configured import witness_sink
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.records import audit_append
-from lab.audit.services import checkpoint_write, witness_sink
+from lab.audit.signer import checkpoint_write
 from lab.audit.witness import FileWitness
 from lab.customer_data.models import PrivacyReceipt
 from lab.orders.models import Order, OrderEvent, StripeEvent

@@ -15,9 +15,9 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from lab.accounts.models import ApiToken, Consent, SecurityEvent, User
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
-from lab.audit.services import audit_verify_database
 from lab.catalog.demo import catalog_seed_demo
 from lab.gate import access as gate
 from lab.gate.rules import AccessRequest

@@ -12,9 +12,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.models import AccessGrant, AuditRecord
 from lab.audit.records import RequestMeta
-from lab.audit.services import audit_verify_database
 from lab.customer_data.receipts import receipt_issue, receipt_url
 from lab.gate import access as gate
 from lab.gate.rules import AccessRequest

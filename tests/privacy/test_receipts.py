@@ -23,12 +23,14 @@ from rest_framework.test import APIClient
 from lab.accounts.models import User
 from lab.audit.canonical import utc_timestamp
 from lab.audit.checkpoints import Checkpoint
+from lab.audit.configured import key_id, public_key, witness_sink
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.keys import load_private_key, load_public_key, public_key_b64, public_key_fingerprint
 from lab.audit.lane_heads import lanes_from_json
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.receipt import RECEIPT_FORMAT
 from lab.audit.records import RequestMeta
-from lab.audit.services import audit_verify_database, checkpoint_write, key_id, public_key, witness_sink
+from lab.audit.signer import checkpoint_write
 from lab.audit.witness import FileWitness
 from lab.catalog.models import Product
 from lab.customer_data import receipts, retention, retention_rules

@@ -14,9 +14,9 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
-from lab.audit.services import audit_verify_database
 from lab.customer_data import (
     photo_purge,
     purged_files,

@@ -17,8 +17,9 @@ from django.utils import timezone
 
 from lab.audit.canonical import utc_timestamp
 from lab.audit.checkpoints import sign_checkpoint
+from lab.audit.configured import public_key, signing_key
+from lab.audit.export import audit_export
 from lab.audit.keys import public_key_b64
-from lab.audit.services import audit_export, public_key, signing_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from lab.audit.configured import public_key
+from lab.audit.export import audit_export
 from lab.audit.keys import public_key_fingerprint
-from lab.audit.services import audit_export, public_key
 from lab.audit.verify import checkpoints_path
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from lab.audit.configured import public_key
 from lab.audit.keys import public_key_b64, public_key_fingerprint
-from lab.audit.services import public_key
 
 
 class Command(BaseCommand):

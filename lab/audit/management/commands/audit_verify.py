@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from lab.audit.database_verify import audit_verify_database
 from lab.audit.keys import load_public_key
-from lab.audit.services import audit_verify_database
 
 
 class Command(BaseCommand):

@@ -38,9 +38,9 @@ from lab.accounts.models import SecurityEvent, User
 from lab.accounts.roles import STAFF_ROLES, user_roles
 from lab.accounts.seal import account_seal_set, account_seals_upgrade, email_as_stored, keyed_seal_applied_at
 from lab.accounts.services import account_access_end
+from lab.audit.configured import record_key
 from lab.audit.models import AuditRecord
 from lab.audit.records import Entry, audit_append, record_mac_holds
-from lab.audit.services import record_key
 
 # The lab's own tools that seal an account, as the audit log names them (a previous version's lab admin and
 # operator commands during an upgrade).
