@@ -36,7 +36,7 @@ from lab.audit.witness_check import parse_timestamp
 from lab.lib.clock import database_now
 from tests.builders import audit_write, person
 from tests.builders.audit import preview_entry
-from tests.support.audit_verifiers import ROOT, export_for_auditors, offline_verifier
+from tests.support.audit_verifiers import ROOT, audit_verify_printed, export_for_auditors, offline_verifier
 from tests.support.database_restore import (
     AuditBackup,
     audit_backup,
@@ -80,16 +80,6 @@ def restored() -> AuditBackup:
 def audit_restore_says(*arguments: str) -> str:
     out = io.StringIO()
     call_command("audit_restore", *arguments, stdout=out)
-    return out.getvalue()
-
-
-def audit_verify_says() -> str:
-    """What `manage.py audit_verify` prints, or fails with."""
-    out = io.StringIO()
-    try:
-        call_command("audit_verify", stdout=out)
-    except CommandError as error:
-        return str(error)
     return out.getvalue()
 
 
@@ -179,7 +169,7 @@ def test_audit_verify_reports_the_restored_range_and_no_problem(restored: AuditB
     audit_restore_says()
     audit_write(2)
     checkpoint_write()
-    said = audit_verify_says()
+    said = audit_verify_printed()
     # before: TAMPERED: truncated_after_checkpoint at seq 4 (and, once seqs 4..7 were taken again,
     # future_dated at seq 4)
     assert said.startswith("OK: 5 records"), said
@@ -252,7 +242,7 @@ def test_a_marker_forged_by_a_database_superuser_is_caught(restored: AuditBackup
     with pytest.raises(AuditChainBroken) as refused:
         checkpoint_write()
     assert refused.value.problem.kind == "bad_checkpoint_signature"
-    assert audit_verify_says().startswith("TAMPERED: bad_checkpoint_signature"), audit_verify_says()
+    assert audit_verify_printed().startswith("TAMPERED: bad_checkpoint_signature"), audit_verify_printed()
     outcome = offline_verifier(export_for_auditors(tmp_path), _witness().path)
     assert outcome.returncode == 1
     assert outcome.stdout.startswith("TAMPERED: bad_checkpoint_signature"), outcome.stdout
@@ -296,7 +286,7 @@ def test_a_marker_naming_a_record_that_is_still_there_but_not_the_witnessed_one_
     assert [head[2] for head in checkpoint_lanes(marker)] == [5]
     _witness().append(marker)
     checkpoint_store(marker, reason="restore")
-    said = audit_verify_says()
+    said = audit_verify_printed()
     assert said.startswith("TAMPERED: checkpoint_mismatch at seq 5"), said
     outcome = offline_verifier(export_for_auditors(tmp_path), _witness().path)
     assert outcome.stdout.startswith("TAMPERED: checkpoint_mismatch at seq 5"), outcome.stdout
@@ -349,7 +339,7 @@ def test_a_record_that_takes_a_lost_seq_after_the_marker_is_named(restored: Audi
     with pytest.raises(AuditChainBroken) as refused:
         checkpoint_write()
     assert (refused.value.problem.kind, refused.value.problem.seq) == ("backdated", 4)
-    said = audit_verify_says()
+    said = audit_verify_printed()
     assert said.startswith("TAMPERED: backdated at seq 4"), said
     assert parse_timestamp(marker.signed_at) <= database_now()
 
@@ -406,7 +396,7 @@ def test_a_dba_who_deletes_one_lanes_witnessed_record_cannot_pass_it_off_as_a_re
         audit_restore_says()
     assert _witness().path.read_bytes() == lines
     assert not AuditCheckpoint.objects.exclude(restore="").exists()
-    verified = audit_verify_says()
+    verified = audit_verify_printed()
     assert verified.startswith("TAMPERED: truncated_after_checkpoint at seq 5"), verified
 
 
@@ -493,7 +483,7 @@ def test_a_second_restore_from_a_backup_older_than_the_first_marker_continues_fr
     audit_write(2)
     assert list(AuditRecord.objects.filter(seq__gt=5).values_list("seq", flat=True)) == [9, 10]
     assert checkpoint_write().seq == 10
-    verified = audit_verify_says()
+    verified = audit_verify_printed()
     assert verified.startswith("OK: 7 records"), verified
     assert "seqs 4..6 lost" in verified and "seqs 4..8 lost" in verified, verified
     outcome = offline_verifier(export_for_auditors(tmp_path), _witness().path)
@@ -524,17 +514,8 @@ def test_an_auditors_copy_that_lacks_the_marker_is_incomplete_not_rewritten(
         assert "the restore marker signed at" in outcome.stdout, outcome.stdout
         assert "seqs 4..6 lost" in outcome.stdout and "not in the witness" in outcome.stdout, outcome.stdout
     # and so does audit_verify against such a copy
-    said = audit_verify_says_with("--witness", str(no_marker))
+    said = audit_verify_printed("--witness", str(no_marker))
     assert said.startswith("TAMPERED: witness_incomplete at seq 3"), said
-
-
-def audit_verify_says_with(*arguments: str) -> str:
-    out = io.StringIO()
-    try:
-        call_command("audit_verify", *arguments, stdout=out)
-    except CommandError as error:
-        return str(error)
-    return out.getvalue()
 
 
 def test_a_marker_whose_mail_to_the_auditors_fails_is_named_on_stderr_with_its_line(

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -49,7 +48,7 @@ from tests.builders import (
     upload,
 )
 from tests.builders.audit import preview_entry
-from tests.support.audit_verifiers import export_for_auditors, offline_verifier
+from tests.support.audit_verifiers import audit_verify_printed, export_for_auditors, offline_verifier
 from tests.support.pg_dump_restore import database_dump, database_restore
 from tests.support.stripe_webhooks import (
     deliver,
@@ -125,15 +124,6 @@ def sign_in(person: Person) -> int:
 def state(order: Order) -> tuple[str, str]:
     order.refresh_from_db()
     return (order.status, order.payment_status)
-
-
-def audit_verify_says() -> str:
-    out = io.StringIO()
-    try:
-        call_command("audit_verify", stdout=out)
-    except CommandError as error:
-        return str(error)
-    return out.getvalue()
 
 
 def runbook(*, since: str) -> list[str]:
@@ -216,7 +206,9 @@ def test_the_runbook_after_a_real_pg_restore_keeps_the_audit_log_refunds_and_era
     database_restore(dump)
 
     # then, before the runbook: the log no longer reaches the witness, A's order is paid again, B is back
-    assert audit_verify_says().startswith(f"TAMPERED: truncated_after_checkpoint at seq {backed_up.seq + 1}")
+    assert audit_verify_printed().startswith(
+        f"TAMPERED: truncated_after_checkpoint at seq {backed_up.seq + 1}"
+    )
     assert state(alice_order) == ("paid", "succeeded")
     assert sign_in(BERTRAND) == 200
     assert erasure_log.read_bytes() == erased_line
@@ -234,7 +226,7 @@ def test_the_runbook_after_a_real_pg_restore_keeps_the_audit_log_refunds_and_era
     assert f"seqs {backed_up.seq + 1}..{superseded.seq} lost" in restored, restored
     audit_append(preview_entry("actor-after", asset_id="asset-after"))
     assert checkpoint_write().seq > superseded.seq
-    verified = audit_verify_says()
+    verified = audit_verify_printed()
     assert verified.startswith("OK:") and "TAMPERED" not in verified, verified
     assert f"seqs {backed_up.seq + 1}..{superseded.seq} lost" in verified, verified
     offline = offline_verifier(export_for_auditors(tmp_path), witness_file())

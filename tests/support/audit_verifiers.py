@@ -4,6 +4,7 @@ on an export the lab wrote."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,17 @@ def audit_verify_says(*arguments: str) -> str:
     except CommandError as error:
         return str(error)
     return "OK"
+
+
+def audit_verify_printed(*arguments: str) -> str:
+    """What `manage.py audit_verify` prints (its report: "OK: …" with what it found on the way, such as a
+    restore), or the error it fails with."""
+    out = io.StringIO()
+    try:
+        call_command("audit_verify", *arguments, stdout=out)
+    except CommandError as error:
+        return str(error)
+    return out.getvalue()
 
 
 def export_for_auditors(folder: Path) -> Path:
