@@ -1,5 +1,7 @@
 """Which job a cupsd restart marks as "may be sent twice", against a real private cupsd: the job it was
-sending, even when the lab does not know that job's handle yet because the restart cut off its submit.
+sending, even when the lab does not know that job's handle yet because the restart cut off its submit. Also
+a printed job a restart put back in its queue (cancelled there) and a copy completed with more impressions
+than its copies (`suspect`): what else a restart may print twice.
 
 (The restart facts of CUPS itself are pinned in tests/printers/test_cups_restart.py; the same fault under a
 running lab, with the printer-events listener, in tests/e2e/test_faults.py.)
@@ -20,7 +22,15 @@ from lab.production.states import JobStatus
 from lab.production.submission import print_job_submit
 from lab.production.tracking import jobs_track, printer_poll
 from printers.base import JobInfo, JobState, PrinterBackend, PrinterState, PrinterStatus, ServerEvents
-from tests.builders.production import WORKER, cups_printer, hotfolder_printer, job_walk, released_order
+from tests.builders.production import (
+    WORKER,
+    cups_printer,
+    hotfolder_printer,
+    job_walk,
+    printing_at_the_device,
+    released_order,
+    state_at_the_printer,
+)
 from tests.support.celery_worker import wait_until
 from tests.support.cups import PrivateCups
 from tests.support.images import jpeg_bytes
@@ -182,6 +192,76 @@ def test_a_retry_that_adopts_its_earlier_attempt_during_the_restart_check_is_sti
         # then the job cupsd was sending is marked all the same
         first.refresh_from_db()
         assert (first.status, first.backend_restarted) == (J.SUBMITTED, True)
+
+
+def _sent_by_the_lab(printer: Printer, job: PrintJob, photo: Path, *, copies: int = 1) -> str:
+    """The job sent to the printer's queue as the lab sends it, and `submitted` with its handle there."""
+    job_walk(job, J.SUBMITTING)
+    handle = backend_for(printer).submit(path=photo, title=job.title, media=media_for("4x6"), copies=copies)
+    assert jobs.job_move(
+        job_id=job.pk, from_statuses={J.SUBMITTING}, to_status=J.SUBMITTED, backend_job_id=handle
+    )
+    return handle
+
+
+def test_a_printed_job_a_restart_put_back_in_its_queue_is_cancelled_before_a_second_print(
+    tmp_path: Path,
+) -> None:
+    """CUPS finished the job in cupsd's last second, its control file still saying processing: cupsd puts it
+    back `pending` at the restart (its old processing time kept) and sends it again at a later one. The
+    restart and the put-back are a real cupsd's; the lab's read of `completed` in that last second cannot be
+    placed, so the job is walked to `printed` while its device holds the document."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(60, 40))
+    with PrivateCups() as cups_server:
+        # given a printed job whose copy the device still holds when cupsd restarts
+        printer = cups_printer(cups_server, "taken_back_lab", print_seconds=3)
+        assert server_restarts_check(printer)
+        job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+        handle = _sent_by_the_lab(printer, job, photo)
+        printing_at_the_device(cups_server, printer, handle)
+        job_walk(job, J.PRINTED)
+        cups_server.restart_cupsd()
+        backend = backend_for(printer)
+        assert backend.job_info(handle).was_requeued  # back in the queue, to be sent again
+
+        # when the lab hears of the restart
+        assert server_restarts_check(printer)
+
+        # then the copy is cancelled at CUPS, once, and the job stays `printed`
+        job.refresh_from_db()
+        assert (backend.job_info(handle).state, job.status) == (JobState.CANCELED, J.PRINTED)
+        assert JobEvent.objects.filter(job=job, kind="printer_requeued_printed_job").count() == 1
+
+
+def test_a_copy_completed_with_more_impressions_than_its_copies_is_suspect_not_printed(
+    tmp_path: Path,
+) -> None:
+    """A job of one copy that CUPS reports completed with two impressions: its document reached the device
+    twice (a restart the lab did not hear: within its own second, or two folded into one event). The count
+    is a real cupsd's: the copy is sent asking for two (how CUPS counts a document sent twice is pinned in
+    tests/printers/test_cups_restart.py)."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(60, 40))
+    with PrivateCups() as cups_server:
+        # given a job of one copy whose copy CUPS completed with two impressions
+        printer = cups_printer(cups_server, "counted_lab", print_seconds=0.2)
+        assert server_restarts_check(printer)
+        job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+        assert job.copies == 1
+        handle = _sent_by_the_lab(printer, job, photo, copies=2)
+        state_at_the_printer(printer, handle, JobState.COMPLETED)
+        assert backend_for(printer).job_info(handle).completed_impressions == 2
+
+        # when the poll reads it
+        printer_poll()
+
+        # then the job is `suspect` for a person to count the prints, not `printed`
+        job.refresh_from_db()
+        assert job.status == J.SUSPECT
+        assert list(JobEvent.objects.filter(job=job).values_list("kind", flat=True).order_by("pk"))[-1] == (
+            "printed_more_than_once"
+        )
 
 
 RESTARTED_AT = 1_000_000

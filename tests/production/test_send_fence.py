@@ -359,6 +359,38 @@ def test_a_send_that_lands_after_a_person_sent_the_job_again_is_cancelled_at_the
     assert _kinds(job)[-1] == "late_copy_cancelled"
 
 
+def test_a_late_send_on_a_job_unknown_again_after_a_person_sent_it_again_is_cancelled_not_adopted(
+    monkeypatch,
+):
+    """The job is `unknown` when the late send lands, but for a newer send: a technician sent it again, that
+    copy printed and the printer forgot it (`job_lost`). The late copy is the old claim's, a second one:
+    adopting it (the fence compared to no claim) would print the job twice with nobody asked."""
+    job = _ready_job()
+    assert job.printer is not None
+    folder = printer_folder(job.printer)
+
+    def unknown_sent_again_printed_and_forgotten() -> None:
+        _reconciled_unknown(job)
+        job_resolve_unknown(job_id=job.pk, actor=person("technician"), was_printed=False)
+        assert submission.print_job_submit(job_id=job.pk, worker=SECOND) == "submitted"
+        resent = PrintJob.objects.get(pk=job.pk).backend_job_id
+        assert process_pending(folder=folder, delay_seconds=0) == [resent]
+        for ticket in folder.rglob(f"{resent}*"):
+            ticket.unlink()  # its history cleared before the poll read its outcome
+        assert tracking.printer_poll().get("unknown") == 1
+
+    handles = _slow_send(monkeypatch, unknown_sent_again_printed_and_forgotten)
+
+    assert submission.print_job_submit(job_id=job.pk, worker=FIRST) == "late_copy_cancelled"
+
+    job.refresh_from_db()
+    resent, late = handles
+    assert (job.status, job.backend_job_id) == (J.UNKNOWN, resent)  # still the person's to count
+    assert backend_for(job.printer).job_state(late) is JobState.CANCELED
+    assert process_pending(folder=folder, delay_seconds=0) == []  # the late copy never prints
+    assert _kinds(job)[-2:] == ["job_lost", "late_copy_cancelled"]
+
+
 def test_a_late_second_copy_the_printer_already_printed_leaves_the_job_suspect(monkeypatch):
     job = _ready_job()
     assert job.printer is not None
