@@ -1,0 +1,68 @@
+"""The signer checks each lane's head row against the last record it walked in that lane: a record deleted
+behind the triggers' back, or a head row rewritten, is refused as head_mismatch before anything is signed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.audit.configured import witness_sink
+from lab.audit.models import AuditRecord
+from lab.audit.signer import AuditChainBroken, checkpoint_write
+from lab.audit.witness import FileWitness
+from tests.builders import audit_write
+from tests.support.dba import dba
+
+pytestmark = pytest.mark.django_db
+
+
+def _witness_file() -> Path:
+    sink = witness_sink()
+    assert isinstance(sink, FileWitness)
+    return sink.path
+
+
+def test_a_lanes_last_record_deleted_under_its_head_row_is_refused_as_head_mismatch():
+    # given a witnessed checkpoint, then two more records in lane 1
+    audit_write(3)
+    checkpoint_write()
+    audit_write(2)
+    last = AuditRecord.objects.order_by("-seq").first()
+    assert last is not None
+    # when a database superuser deletes the last one (triggers off), its lane's head row left pointing at it
+    dba(
+        "SET LOCAL session_replication_role = replica;"
+        " DELETE FROM audit_auditrecord WHERE seq = %s;"
+        " SET LOCAL session_replication_role = DEFAULT",
+        last.seq,
+    )
+    # then the signer refuses, naming the head row at the deleted record's seq, and signs nothing
+    witnessed = _witness_file().read_bytes()
+    with pytest.raises(AuditChainBroken) as refused:
+        checkpoint_write()
+    assert refused.value.problem.kind == "head_mismatch"
+    assert refused.value.problem.seq == last.seq
+    assert _witness_file().read_bytes() == witnessed
+
+
+def test_a_head_row_rewritten_at_its_own_position_is_refused_as_head_mismatch():
+    # given a witnessed checkpoint, then two more records in lane 1
+    audit_write(3)
+    checkpoint_write()
+    audit_write(2)
+    last = AuditRecord.objects.order_by("-seq").first()
+    assert last is not None
+    # when a database superuser rewrites the lane's head hash, its position left as it was
+    dba(
+        "SET LOCAL session_replication_role = replica;"
+        " UPDATE audit_audithead SET hash = %s WHERE id = %s;"
+        " SET LOCAL session_replication_role = DEFAULT",
+        "e" * 64,
+        last.lane,
+    )
+    # then the signer refuses, naming the head row at that record's seq
+    with pytest.raises(AuditChainBroken) as refused:
+        checkpoint_write()
+    assert refused.value.problem.kind == "head_mismatch"
+    assert refused.value.problem.seq == last.seq
