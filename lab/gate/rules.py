@@ -4,6 +4,7 @@ of the context a request names (the same rules decide what a page may offer)."""
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 
 from lab.accounts.models import User
@@ -99,9 +100,21 @@ def request_decide(*, user: User, role: str, request: AccessRequest, facts: Fact
         return Decision(False, "asset_unavailable")
     if request.is_full_resolution and request.purpose not in FULL_RESOLUTION_PURPOSES:
         return Decision(False, "full_resolution_not_needed_for_purpose")
-    if request.is_full_resolution and len(request.justification.strip()) < MIN_JUSTIFICATION:
+    if request.is_full_resolution and _visible_length(request.justification) < MIN_JUSTIFICATION:
         return Decision(False, "justification_required_for_full_resolution")
     return _context_fits(request=request, context=facts.context)
+
+
+# Characters an auditor does not see: whitespace, format (Cf: zero-width space, joiners, BOM), control (Cc)
+# and space separators (Zs: no-break and ideographic spaces). Ten zero-width spaces were ten characters.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs"})
+
+
+def _visible_length(text: str) -> int:
+    """The characters of a justification that count towards MIN_JUSTIFICATION: those a reader sees."""
+    return sum(
+        1 for char in text if not char.isspace() and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
+    )
 
 
 def _context_fits(*, request: AccessRequest, context: Context) -> Decision:

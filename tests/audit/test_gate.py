@@ -144,6 +144,38 @@ def test_full_resolution_needs_a_fitting_purpose_and_a_justification(job):
     assert AuditRecord.objects.latest("seq").action == "image.view.full"
 
 
+@pytest.mark.parametrize(
+    "blank",
+    [
+        " " * 12,
+        "\t\n" * 6,
+        "\u00a0" * 10,
+        "\u200b" * 10,
+        "\u200b\u00a0\u2060\ufeff\u3000\u200d \t\u202f\u2009\u200b\u2060",
+    ],
+    ids=["spaces", "tabs", "no-break-spaces", "zero-width-spaces", "mix"],
+)
+def test_a_full_resolution_justification_of_invisible_characters_only_is_refused(job, blank):
+    """Ten zero-width spaces were a justification of ten characters: one the auditors read as empty. Only
+    characters that are neither whitespace nor of Unicode categories Cf, Cc or Zs count towards the ten."""
+    technician = UserFactory.create(roles=["technician"])
+
+    with pytest.raises(AccessDenied) as refused:
+        ask(technician, job, variant="full", justification=blank)
+
+    assert refused.value.details["rule"] == "justification_required_for_full_resolution"
+    assert AuditRecord.objects.latest("seq").action == "image.access.denied"
+
+
+def test_a_full_resolution_justification_of_ten_letters_among_invisible_ones_is_accepted(job):
+    technician = UserFactory.create(roles=["technician"])
+
+    full = ask(technician, job, variant="full", justification="\u200b colourcast\u00a0")
+
+    assert full.data.startswith(b"\xff\xd8")
+    assert AuditRecord.objects.latest("seq").action == "image.view.full"
+
+
 def test_maintenance_needs_an_open_ticket_naming_the_job(job):
     technician = UserFactory.create(roles=["technician"])
     ticket = maintenance_ticket_open(

@@ -193,6 +193,33 @@ def test_a_grant_ended_because_its_task_moved_is_no_renewal(job, clock):
     assert (first.revoked_reason, second.renews_id) == ("job_held", None)
 
 
+def test_a_grant_ended_because_its_ticket_closed_is_no_renewal(job, clock):
+    """A maintenance ticket's grant revoked when the ticket closed (`ticket_closed`) ended with the task,
+    not by the person: the grant for a new request is not a renewal."""
+    from lab.audit.grants import grants_revoke
+    from lab.production.maintenance import maintenance_ticket_open
+
+    client, technician = client_as("technician")
+    ticket = maintenance_ticket_open(
+        printer_id=job.printer_id, actor=technician, description="banding", job_ids=[job.pk]
+    )
+    url = f"/lab/photos/{job.item.asset_id}/preview"
+    query: dict[str, str | int] = {
+        "purpose": "maintenance",
+        "context_type": "maintenance_ticket",
+        "context_id": ticket.pk,
+        "justification": "banding on the left edge",
+    }
+    assert client.get(client.get(url, query)["Location"]).status_code == 200
+    grants_revoke(context_type="maintenance_ticket", context_id=ticket.pk, reason="ticket_closed")
+    clock.forward(60)
+
+    assert client.get(client.get(url, query)["Location"]).status_code == 200
+
+    first, second = AccessGrant.objects.order_by("created_at")
+    assert (first.revoked_reason, second.renews_id) == ("ticket_closed", None)
+
+
 @pytest.mark.parametrize("written", ["0{pk}", "00{pk}", "{pk}\u0660"])
 def test_a_context_id_written_another_way_is_refused_not_a_fresh_unflagged_grant(job, clock, written):
     """`042` named job 42 to the gate, but its grant's scope kept `042`: asking again that way, just after

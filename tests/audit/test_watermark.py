@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import math
+from datetime import UTC, timedelta
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
+from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.gate import access as gate
 from lab.gate import watermark
@@ -87,6 +89,42 @@ def test_the_preview_the_gate_delivers_is_marked_all_over_and_recognisable(setti
     shares = {name: marked_share(difference, box, 24) for name, box in regions(*plain.size).items()}
     assert min(shares.values()) > 0.02, shares
     assert ImageStat.Stat(difference).mean[0] < 10
+
+
+@pytest.mark.django_db
+def test_the_preview_is_stamped_with_the_viewer_s_role_public_id_and_utc_minute(settings, monkeypatch):
+    stamps: list[str] = []
+    render = watermark.preview_render
+
+    def spy(original: bytes, *, stamp: str) -> bytes:
+        stamps.append(stamp)
+        return render(original, stamp=stamp)
+
+    monkeypatch.setattr("lab.gate.variants.preview_render", spy)
+    hotfolder_printer("minilab", sizes=["4x6"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.select_related("item__asset").get()
+    technician = person("technician")
+
+    gate.image_access(
+        user=technician,
+        request=AccessRequest(
+            asset_id=str(job.item.asset_id),
+            purpose="printing",
+            justification="check the crop",
+            context_type="print_job",
+            context_id=str(job.pk),
+        ),
+        meta=RequestMeta(),
+    )
+
+    at = AuditRecord.objects.latest("seq").occurred_at.astimezone(UTC)
+    expected = {
+        f"technician:{str(technician.public_id)[:8]} {moment:%Y-%m-%d %H:%M}Z"
+        for moment in (at, at - timedelta(minutes=1))
+    }
+    assert len(stamps) == 1, stamps
+    assert stamps[0] in expected, (stamps, expected)
 
 
 def drawn_stamp_by_stamp(image: Image.Image, stamp: str) -> Image.Image:

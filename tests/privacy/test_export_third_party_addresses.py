@@ -10,7 +10,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from tests.builders import email_change_confirmed, register
+from tests.builders import PERSON, email_change_confirmed, register
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +71,24 @@ def test_the_export_names_the_address_of_someone_else_s_sign_in_attempts_by_its_
         for event in events
         if event["kind"] == "email_changed"
     ] == [("email_changed", HOLDER_ADDRESS, "198.51.100.0/24")]
+
+
+def test_a_failed_sign_in_that_found_no_account_is_exported_without_even_its_network(api):
+    # given someone who guessed at a password for an address before any account had it
+    failed = APIClient().post(
+        "/api/v1/auth/token",
+        {"email": PERSON.email, "password": "a guess"},
+        format="json",
+        REMOTE_ADDR=GUESSER_IPV4,
+    )
+    assert failed.status_code == 401
+    # and the customer who then registered with that address
+    register(api)
+
+    # when the customer asks for their export
+    events = api.get("/api/v1/me/export").json()["security_events"]
+
+    # then the attempt is there, but neither the guesser's address nor its network is
+    assert [
+        (event["client_ip"], event["client_network"]) for event in events if event["kind"] == "sign_in_failed"
+    ] == [(None, None)]
