@@ -10,20 +10,13 @@ from pathlib import Path
 import pytest
 from django.db import transaction
 
-from lab.audit.configured import witness_sink
 from lab.audit.signer import checkpoint_write
-from lab.audit.witness import FileWitness
 from lab.customer_data.erasure_log import KIND_ACCOUNT, erasure_log_owed
 from lab.customer_data.models import ErasureLogPending
 from tests.builders import audit_write
+from tests.support.audit_verifiers import witness_path
 
 pytestmark = pytest.mark.django_db
-
-
-def _witness_file() -> Path:
-    sink = witness_sink()
-    assert isinstance(sink, FileWitness)
-    return sink.path
 
 
 @pytest.fixture
@@ -47,7 +40,7 @@ def test_a_witnessed_checkpoint_is_fsynced_to_the_witness_file(fsynced):
     # when the signer writes a checkpoint
     checkpoint_write()
     # then the witness file itself was fsynced
-    assert str(_witness_file().resolve()) in [path for path, _ in fsynced], fsynced
+    assert str(witness_path().resolve()) in [path for path, _ in fsynced], fsynced
 
 
 def test_an_erasure_log_line_is_fsynced_before_its_owed_row_is_deleted(

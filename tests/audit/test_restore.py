@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
 from lab.audit.checkpoint_rows import checkpoint_store
 from lab.audit.checkpoints import Checkpoint, RestoreMark, checkpoint_lanes, sign_checkpoint
 from lab.audit.configured import key_id, public_key, record_key, signing_key, witness_sink
-from lab.audit.keys import public_key_b64
 from lab.audit.lane_heads import lanes_checkpoint_head
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.receipt import RECEIPT_FORMAT, body_sha256, receipt_sign, verify_receipt
@@ -36,7 +33,12 @@ from lab.audit.witness_check import parse_timestamp
 from lab.lib.clock import database_now
 from tests.builders import audit_write, person
 from tests.builders.audit import preview_entry
-from tests.support.audit_verifiers import ROOT, audit_verify_printed, export_for_auditors, offline_verifier
+from tests.support.audit_verifiers import (
+    audit_verify_printed,
+    export_for_auditors,
+    offline_verifier,
+    receipt_verified,
+)
 from tests.support.database_restore import (
     AuditBackup,
     audit_backup,
@@ -426,26 +428,7 @@ def test_a_receipt_whose_record_a_restore_lost_is_reported_lost_not_tampered(tmp
     assert (outcome.lost_in.mark.lost_from, outcome.lost_in.mark.lost_to) == (4, 5)
     assert not outcome.is_intact
     # and the customer's verifier says so, with its own exit status
-    path = tmp_path / "receipt.json"
-    path.write_text(json.dumps(receipt))
-    said = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lab.audit.verify",
-            "--receipt",
-            str(path),
-            "--public-key",
-            public_key_b64(public_key()),
-            "--witness",
-            str(_witness().path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    said = receipt_verified(receipt, tmp_path, "--witness", str(_witness().path))
     assert said.returncode == 3, said.stdout + said.stderr
     assert said.stdout.startswith("LOST: receipt 00000000-0000-4000-8000-000000000005"), said.stdout
     assert "was witnessed by the checkpoint seq 5 signed at" in said.stdout, said.stdout

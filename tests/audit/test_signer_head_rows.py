@@ -3,24 +3,15 @@ behind the triggers' back, or a head row rewritten, is refused as head_mismatch 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from lab.audit.configured import witness_sink
 from lab.audit.models import AuditRecord
 from lab.audit.signer import AuditChainBroken, checkpoint_write
-from lab.audit.witness import FileWitness
 from tests.builders import audit_write
+from tests.support.audit_verifiers import witness_path
 from tests.support.dba import dba
 
 pytestmark = pytest.mark.django_db
-
-
-def _witness_file() -> Path:
-    sink = witness_sink()
-    assert isinstance(sink, FileWitness)
-    return sink.path
 
 
 def test_a_lanes_last_record_deleted_under_its_head_row_is_refused_as_head_mismatch():
@@ -38,12 +29,12 @@ def test_a_lanes_last_record_deleted_under_its_head_row_is_refused_as_head_misma
         last.seq,
     )
     # then the signer refuses, naming the head row at the deleted record's seq, and signs nothing
-    witnessed = _witness_file().read_bytes()
+    witnessed = witness_path().read_bytes()
     with pytest.raises(AuditChainBroken) as refused:
         checkpoint_write()
     assert refused.value.problem.kind == "head_mismatch"
     assert refused.value.problem.seq == last.seq
-    assert _witness_file().read_bytes() == witnessed
+    assert witness_path().read_bytes() == witnessed
 
 
 def test_a_head_row_rewritten_at_its_own_position_is_refused_as_head_mismatch():

@@ -26,11 +26,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from lab.accounts.models import User
-from lab.audit.configured import witness_sink
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.records import audit_append
 from lab.audit.signer import checkpoint_write
-from lab.audit.witness import FileWitness
 from lab.customer_data.models import PrivacyReceipt
 from lab.orders.models import Order, OrderEvent, StripeEvent
 from lab.production.models import Alert, PrintJob
@@ -48,7 +46,12 @@ from tests.builders import (
     upload,
 )
 from tests.builders.audit import preview_entry
-from tests.support.audit_verifiers import audit_verify_printed, export_for_auditors, offline_verifier
+from tests.support.audit_verifiers import (
+    audit_verify_printed,
+    export_for_auditors,
+    offline_verifier,
+    witness_path,
+)
 from tests.support.pg_dump_restore import database_dump, database_restore
 from tests.support.stripe_webhooks import (
     deliver,
@@ -140,12 +143,6 @@ def runbook(*, since: str) -> list[str]:
     return said
 
 
-def witness_file() -> Path:
-    sink = witness_sink()
-    assert isinstance(sink, FileWitness)
-    return sink.path
-
-
 def lab_state(erasure_log: Path) -> tuple[Any, ...]:
     """What the runbook could change, inside the database and out."""
     return (
@@ -157,7 +154,7 @@ def lab_state(erasure_log: Path) -> tuple[Any, ...]:
         sorted(AuditRecord.objects.values_list("seq", flat=True)),
         AuditCheckpoint.objects.count(),
         PrivacyReceipt.objects.count(),
-        witness_file().read_bytes(),
+        witness_path().read_bytes(),
         erasure_log.read_bytes(),
     )
 
@@ -229,7 +226,7 @@ def test_the_runbook_after_a_real_pg_restore_keeps_the_audit_log_refunds_and_era
     verified = audit_verify_printed()
     assert verified.startswith("OK:") and "TAMPERED" not in verified, verified
     assert f"seqs {backed_up.seq + 1}..{superseded.seq} lost" in verified, verified
-    offline = offline_verifier(export_for_auditors(tmp_path), witness_file())
+    offline = offline_verifier(export_for_auditors(tmp_path), witness_path())
     assert offline.returncode == 0 and offline.stdout.startswith("OK:"), offline.stdout + offline.stderr
     assert f"seqs {backed_up.seq + 1}..{superseded.seq} lost" in offline.stdout, offline.stdout
 

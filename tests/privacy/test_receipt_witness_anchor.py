@@ -3,9 +3,6 @@ another hash at the receipt's record's lane position: the log holds another reco
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,24 +10,17 @@ import pytest
 
 from lab.audit.canonical import utc_timestamp
 from lab.audit.checkpoints import sign_checkpoint
-from lab.audit.configured import key_id, public_key, signing_key, witness_sink
-from lab.audit.keys import public_key_b64
+from lab.audit.configured import key_id, signing_key
 from lab.audit.lane_heads import lanes_checkpoint_head
 from lab.audit.signer import checkpoint_write
-from lab.audit.witness import FileWitness
 from lab.customer_data import receipts
 from lab.lib.clock import database_now
 from tests.builders import TO_PACKED, new_customer, order_for, order_move
+from tests.support.audit_verifiers import receipt_verified, witness_path
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _witness_file() -> Path:
-    sink = witness_sink()
-    assert isinstance(sink, FileWitness)
-    return sink.path
 
 
 def test_a_witness_that_signs_another_hash_at_the_receipts_record_refuses_the_receipt(tmp_path: Path):
@@ -56,29 +46,10 @@ def test_a_witness_that_signs_another_hash_at_the_receipts_record_refuses_the_re
         is_settled=True,
     )
     witness = tmp_path / "witness.jsonl"
-    witness.write_text(_witness_file().read_text() + other.to_line() + "\n")
-    path = tmp_path / "receipt.json"
-    path.write_text(json.dumps(served))
+    witness.write_text(witness_path().read_text() + other.to_line() + "\n")
 
     # when the customer's verifier checks it against that witness
-    said = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lab.audit.verify",
-            "--receipt",
-            str(path),
-            "--public-key",
-            public_key_b64(public_key()),
-            "--witness",
-            str(witness),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    said = receipt_verified(served, tmp_path, "--witness", str(witness))
 
     # then it is refused as anchor_mismatch, not reported covered by that checkpoint
     assert said.returncode == 1, said.stdout + said.stderr

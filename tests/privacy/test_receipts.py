@@ -6,8 +6,6 @@ tampered with; readable with the link's token or by their owner only; e-mailed w
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +54,7 @@ from tests.builders import (
     person,
     print_order,
 )
+from tests.support.audit_verifiers import receipt_verified, verifier_run_without_django
 from tests.support.mail import SlowEmailBackend, StalledServerEmailBackend
 
 pytestmark = pytest.mark.django_db
@@ -199,29 +198,6 @@ def fetched(url: str) -> dict[str, Any]:
 # --- the command line, as a customer runs it, where Django cannot be imported ----------------------------
 
 
-def run_verifier(arguments: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    blocker = tmp_path / "no-django" / "django"
-    blocker.mkdir(parents=True, exist_ok=True)
-    (blocker / "__init__.py").write_text("raise ImportError('the offline verifier must not import Django')\n")
-    return subprocess.run(
-        [sys.executable, "-m", "lab.audit.verify", *arguments],
-        cwd=MAIN_DIRECTORY,
-        env={"PYTHONPATH": str(blocker.parent), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def verify_file(receipt: dict[str, Any], tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "receipt.json"
-    path.write_text(json.dumps(receipt, indent=2), encoding="utf-8")
-    return run_verifier(
-        ["--receipt", str(path), "--public-key", public_key_b64(public_key()), *extra], tmp_path
-    )
-
-
 # --- shipped ---------------------------------------------------------------------------------------------
 
 
@@ -320,7 +296,7 @@ def test_shipping_issues_a_signed_receipt_of_the_photos_and_every_employee_view_
     covering = checkpoint_write()
     sink = witness_sink()
     assert isinstance(sink, FileWitness)
-    completed = verify_file(response.json(), tmp_path, "--witness", str(sink.path))
+    completed = receipt_verified(response.json(), tmp_path, "--witness", str(sink.path))
 
     # then it is intact, anchored after the earlier checkpoint and covered by the later one
     lane = document["anchor"]["record"]
@@ -377,11 +353,11 @@ def _swap_the_signature(receipt: dict[str, Any]) -> None:
 def test_a_tampered_receipt_is_refused_with_the_reason(shipped_receipt, tmp_path, tamper):
     # given a receipt as served, verified intact, and then changed
     _, served = shipped_receipt
-    assert verify_file(served, tmp_path).returncode == 0
+    assert receipt_verified(served, tmp_path).returncode == 0
     tamper(served)
 
     # when the customer verifies it offline
-    completed = verify_file(served, tmp_path)
+    completed = receipt_verified(served, tmp_path)
 
     # then it is refused, saying the signature does not cover what the file says
     assert (completed.returncode, completed.stderr) == (1, "")
@@ -400,8 +376,8 @@ def test_a_receipt_checked_with_another_key_or_a_witness_without_its_checkpoint_
     witness.write_text("", encoding="utf-8")
 
     # when verified with each
-    other_key = run_verifier(["--receipt", str(path), "--public-key", stranger], tmp_path)
-    no_line = verify_file(served, tmp_path, "--witness", str(witness))
+    other_key = verifier_run_without_django(["--receipt", str(path), "--public-key", stranger], tmp_path)
+    no_line = receipt_verified(served, tmp_path, "--witness", str(witness))
 
     # then both are refused, naming why
     stranger_id = public_key_fingerprint(load_public_key(stranger))[:16]
@@ -448,9 +424,9 @@ def test_the_retention_purge_issues_a_receipt_with_when_each_photo_key_was_destr
     assert (document["reason"], document["order_ref"]) == ("purged", order.ref)
     # and it verifies offline; a later key-destruction time written into it is refused
     served = fetched(receipts.receipt_url(receipt))
-    assert verify_file(served, tmp_path).returncode == 0
+    assert receipt_verified(served, tmp_path).returncode == 0
     served["document"]["photos"][0]["data_key_destroyed_at"] = "2099-01-01T00:00:00.000000Z"
-    assert verify_file(served, tmp_path).stdout.startswith("TAMPERED: bad_signature")
+    assert receipt_verified(served, tmp_path).stdout.startswith("TAMPERED: bad_signature")
     # and the message for the other photo finds the receipt issued: one per order and reason
     assert issued(order, "purged").pk == receipt.pk
     assert PrivacyReceipt.objects.filter(order_ref=order.ref).count() == 1
@@ -502,7 +478,7 @@ def test_erasure_mails_receipts_that_stay_readable_after_the_account_is_gone(
         {"asset_id": str(loose.pk), "sha256": loose.sha256, "data_key_destroyed_at": destroyed_at(loose)}
     ]
     assert served["document"]["employee_views"] == []
-    completed = verify_file(served, tmp_path)
+    completed = receipt_verified(served, tmp_path)
     assert (
         completed.returncode,
         completed.stdout.startswith(f"OK: receipt {by_order['']['id']} (erased,"),

@@ -5,11 +5,13 @@ on an export the lab wrote."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -18,9 +20,10 @@ from django.utils import timezone
 
 from lab.audit.canonical import utc_timestamp
 from lab.audit.checkpoints import sign_checkpoint
-from lab.audit.configured import public_key, signing_key
+from lab.audit.configured import public_key, signing_key, witness_sink
 from lab.audit.export import audit_export
 from lab.audit.keys import public_key_b64
+from lab.audit.witness import FileWitness
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +46,38 @@ def audit_verify_printed(*arguments: str) -> str:
     except CommandError as error:
         return str(error)
     return out.getvalue()
+
+
+def witness_path() -> Path:
+    """The file of the lab's witness log (AUDIT_WITNESS: a file sink in the tests)."""
+    sink = witness_sink()
+    assert isinstance(sink, FileWitness)
+    return sink.path
+
+
+def verifier_run_without_django(arguments: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m lab.audit.verify ARGUMENTS` as a customer runs it, where Django cannot be imported."""
+    blocker = folder / "no-django" / "django"
+    blocker.mkdir(parents=True, exist_ok=True)
+    (blocker / "__init__.py").write_text("raise ImportError('the offline verifier must not import Django')\n")
+    return subprocess.run(
+        [sys.executable, "-m", "lab.audit.verify", *arguments],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(blocker.parent), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def receipt_verified(receipt: dict[str, Any], folder: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The customer's verifier on `receipt` (as served), with the lab's public key and `extra` arguments."""
+    path = folder / "receipt.json"
+    path.write_text(json.dumps(receipt, indent=2), encoding="utf-8")
+    return verifier_run_without_django(
+        ["--receipt", str(path), "--public-key", public_key_b64(public_key()), *extra], folder
+    )
 
 
 def export_for_auditors(folder: Path) -> Path:
