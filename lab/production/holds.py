@@ -21,6 +21,9 @@ from lab.production.errors import ProductionError
 from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
 
+# The order event a dispute's opening records (lab/orders/stripe_dispute_events.py).
+DISPUTE_OPENED = "disputed"
+
 HOLD_ROLES = FLOOR_ROLES
 MONEY_TAKEN_BACK = frozenset(
     {Order.PaymentStatus.REFUND_PENDING, Order.PaymentStatus.REFUNDED, Order.PaymentStatus.DISPUTED}
@@ -81,9 +84,13 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
                 f"Order {order.ref} is {order.get_status_display().lower()}, not on hold.",
             )
         # A payment of another amount than the order's (AMOUNT_MISMATCH) is owed back, whatever its status
-        # says: before, it was not counted, and a technician released an order it had paid.
+        # says: before, it was not counted, and a technician released an order it had paid. A payment once
+        # disputed stays a supervisor's to release after the dispute closed won (the status is `succeeded`
+        # again): before, a technician released the hold the dispute had placed.
         money_back = order.payment_status in MONEY_TAKEN_BACK or (
-            OrderEvent.objects.filter(order=order, kind__in=(PARTLY_REFUNDED, AMOUNT_MISMATCH)).exists()
+            OrderEvent.objects.filter(
+                order=order, kind__in=(PARTLY_REFUNDED, AMOUNT_MISMATCH, DISPUTE_OPENED)
+            ).exists()
         )
         if money_back and not has_role(actor, *SUPERVISOR_ROLES):
             # A refund or dispute held it (lab/orders/stripe_events.py): going on means printing and shipping

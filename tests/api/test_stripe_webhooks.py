@@ -762,6 +762,29 @@ def test_a_payment_of_another_amount_never_pays_the_order_whatever_event_comes_f
     assert (order.status, order.payment_status) == ("awaiting_payment", "refund_pending")
 
 
+def test_a_technician_does_not_release_an_order_held_for_a_dispute_that_was_won(api, order):
+    # given a paid order a dispute held, and the dispute then closed won (the payment `succeeded` again)
+    pay_at_stripe(order)
+    assert deliver(api, "payment_intent.succeeded", succeeded(order), event_id="evt_paid").json()[
+        "outcome"
+    ] == ("paid")
+    opened = deliver(api, "charge.dispute.created", dispute(order), event_id="evt_dispute")
+    assert opened.json()["outcome"] == "held_for_payment"
+    won = deliver(api, "charge.dispute.closed", {**dispute(order), "status": "won"}, event_id="evt_won")
+    assert won.json()["outcome"] == "dispute_won"
+    order.refresh_from_db()
+    assert (order.status, order.payment_status) == ("on_hold", "succeeded")
+
+    # when a technician releases the hold, then it is refused: the README leaves it to a supervisor (before,
+    # released) and nothing changed; a supervisor releases it
+    with pytest.raises(PermissionDenied):
+        order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order.refresh_from_db()
+    assert order.status == "on_hold"
+    assert not OrderEvent.objects.filter(order=order, note="hold released").exists()
+    assert order_release_hold(order_ref=order.ref, actor=person("supervisor")).status == "paid"
+
+
 def test_a_technician_does_not_release_a_held_order_whose_payment_event_named_another_amount(api, order):
     # given a paid order a technician held for the customer, and then a payment event of another amount
     pay_at_stripe(order)
