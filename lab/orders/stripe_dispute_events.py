@@ -25,7 +25,7 @@ def dispute_created(*, order: Order, dispute: dict[str, Any]) -> str:
         return "already_applied"
     order.payment_status = Order.PaymentStatus.DISPUTED
     order.save(update_fields=["payment_status", "updated_at"])
-    OrderEvent.objects.create(order=order, kind="disputed", actor_kind="stripe")
+    OrderEvent.objects.create(order=order, kind=DISPUTE_OPENED, actor_kind="stripe")
     return hold_for_payment(order=order, why=DISPUTED_WHY) or "disputed"
 
 
@@ -37,6 +37,9 @@ DISPUTE_LOST = "lost"
 
 
 DISPUTE_CLOSED_KINDS = ("dispute_won", "dispute_lost", "dispute_closed")
+# The order event a dispute's opening records: a hold of an order once disputed is a supervisor's to release
+# (lab/production/holds.py), also after the dispute closed won.
+DISPUTE_OPENED = "disputed"
 
 
 def _dispute_already_closed(*, order: Order, dispute: dict[str, Any]) -> bool:

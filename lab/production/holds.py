@@ -15,14 +15,12 @@ from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
 from lab.orders.models import ClarificationCase, Order, OrderEvent
 from lab.orders.payments import PARTLY_REFUNDED
 from lab.orders.states import OrderStatus
+from lab.orders.stripe_dispute_events import DISPUTE_OPENED
 from lab.orders.stripe_payment_events import AMOUNT_MISMATCH
 from lab.orders.transitions import order_locked, order_transition
 from lab.production.errors import ProductionError
 from lab.production.models import PrintJob
 from lab.production.tracking import order_check_printed
-
-# The order event a dispute's opening records (lab/orders/stripe_dispute_events.py).
-DISPUTE_OPENED = "disputed"
 
 HOLD_ROLES = FLOOR_ROLES
 MONEY_TAKEN_BACK = frozenset(
