@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,13 +30,13 @@ from tests.audit import (
     sign_heads,
     write_sample_export,
 )
+from tests.support.audit_verifiers import verifier_run_without_django
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
 PUBLIC_KEY = SIGNING_KEY.public_key()
 # Whoever edits an export has no record key: their records carry macs made with another.
 ATTACKER_RECORD_KEY = bytes(range(200, 232))
-MAIN_DIRECTORY = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -426,18 +425,7 @@ def test_a_line_without_final_newline_is_read() -> None:
 
 
 def _run_verifier(arguments: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    blocker = tmp_path / "no-django" / "django"
-    blocker.mkdir(parents=True, exist_ok=True)
-    (blocker / "__init__.py").write_text("raise ImportError('the offline verifier must not import Django')\n")
-    return subprocess.run(
-        [sys.executable, "-m", "lab.audit.verify", *arguments],
-        cwd=MAIN_DIRECTORY,
-        env={"PYTHONPATH": str(blocker.parent), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return verifier_run_without_django(arguments, tmp_path)
 
 
 def test_cli_accepts_an_intact_export_with_a_base64_key(export: Path, tmp_path: Path) -> None:
