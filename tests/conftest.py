@@ -16,12 +16,20 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
+from tests.support.run_databases import (
+    WORKER_INPUT_KEY,
+    schema_dump,
+    template_drop,
+    template_name,
+    worker_database_from_template,
+)
 from tests.support.stripe_server import LocalStripe
 
 # pytest-playwright's fixtures with the Debian Chromium, one Playwright per browser module.
@@ -30,6 +38,8 @@ pytest_plugins = ["tests.support.browser", "tests.support.resolver"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
 SERVICES = "services"
 SERVICES_WEB = "services-web"
+TEMPLATE_KEY = pytest.StashKey[str]()
+SCHEMA_KEY = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,9 +94,37 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller names the run's template database for every worker (tests/support/run_databases)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        template = node.config.stash.setdefault(TEMPLATE_KEY, template_name(connection))
+        node.workerinput[WORKER_INPUT_KEY] = template
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    template = session.config.stash.get(TEMPLATE_KEY, None)
+    if template is not None and not hasattr(session.config, "workerinput"):
+        from django.db import connection
+
+        template_drop(connection, template)
+
+
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup):
-    """Django's flush between transactional tests truncates every table, and the audit tables refuse TRUNCATE
+def django_db_setup(
+    request: pytest.FixtureRequest,
+    django_test_environment: None,
+    django_db_blocker: Any,
+    django_db_modify_db_settings: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """pytest-django's test database set-up, but on PostgreSQL under xdist each worker's database is a copy of
+    the run's template, migrated once (tests/support/run_databases.py); and the migrated schema dumped for
+    the private clusters' databases (`migrated_schema`).
+
+    Django's flush between transactional tests truncates every table, and the audit tables refuse TRUNCATE
     for everyone. The test database's owner is a superuser, so the flush runs with triggers off
     (session_replication_role = replica, a superuser-only setting), scoped to the flush's own transaction.
 
@@ -95,23 +133,56 @@ def django_db_setup(django_db_setup):
     witness log, not by the database.
     """
     from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
 
-    if connection.vendor == "postgresql":
-        from django.db.backends.postgresql.operations import DatabaseOperations
+    verbosity = request.config.option.verbose
 
-        original = DatabaseOperations.sql_flush
+    def migrate() -> Any:
+        # The one database (DATABASES), its rows never serialized (no test asks for serialized_rollback).
+        return setup_databases(verbosity=verbosity, interactive=False, serialized_aliases=set())
 
-        def sql_flush_with_triggers_off(self, style, tables, **options):
-            statements = original(self, style, tables, **options)
-            if not statements:
-                return statements
-            return [
-                "SET LOCAL session_replication_role = replica",
-                *statements,
-                "SET LOCAL session_replication_role = DEFAULT",
-            ]
+    template = getattr(request.config, "workerinput", {}).get(WORKER_INPUT_KEY)
+    with django_db_blocker.unblock():
+        if template is not None and connection.vendor == "postgresql":
+            config = worker_database_from_template(connection, template, migrate)
+        else:
+            config = migrate()
+        if connection.vendor == "postgresql":
+            _flush_with_triggers_off()
+            request.config.stash[SCHEMA_KEY] = schema_dump(tmp_path_factory.mktemp("schema") / "lab.dump")
 
-        DatabaseOperations.sql_flush = sql_flush_with_triggers_off  # type: ignore[method-assign]
+    yield
+
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=verbosity)
+
+
+def _flush_with_triggers_off() -> None:
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush_with_triggers_off(self, style, tables, **options):
+        statements = original(self, style, tables, **options)
+        if not statements:
+            return statements
+        return [
+            "SET LOCAL session_replication_role = replica",
+            *statements,
+            "SET LOCAL session_replication_role = DEFAULT",
+        ]
+
+    DatabaseOperations.sql_flush = sql_flush_with_triggers_off  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def migrated_schema(request: pytest.FixtureRequest, django_db_setup: None) -> Path:
+    """The test database as the migrations made it (`pg_dump -Fc`): a private cluster's database restored
+    from it (`PrivatePostgres.create_database(name, schema=...)`) is what `migrate` makes, in a second."""
+    dump = request.config.stash.get(SCHEMA_KEY, None)
+    if dump is None:
+        pytest.fail("the migrated schema is dumped on PostgreSQL only (DATABASE_URL)")
+    return dump
 
 
 # The Stripe API of a test that did not ask for localstripe: nothing listens on port 9 here, so such a test

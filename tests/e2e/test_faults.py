@@ -550,7 +550,9 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe) -> Iterator[Stack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe, migrated_schema: Path
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("faults")
     with contextlib.ExitStack() as cleanup:
         postgres = cleanup.enter_context(PrivatePostgres())
@@ -559,14 +561,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe) ->
         # Each print takes the device 2 s, so a job stays `processing` at CUPS long enough to restart cupsd.
         cups.add_printer("photo", media=PHOTO_MEDIA, media_ready=PHOTO_MEDIA, print_seconds=PRINT_SECONDS)
         cups.add_printer("large", media=LARGE_MEDIA, media_ready=LARGE_MEDIA, print_seconds=PRINT_SECONDS)
-        database_url = postgres.create_database("lab")
+        database_url = postgres.create_database("lab", schema=migrated_schema)
         env = app_environment(
             database_url=database_url,
             broker_url=redis_server.url(db=0),
             var_dir=root / "var",
             extra={**FAULT_ENV, "STRIPE_API_BASE": localstripe.url, "CUPS_SERVER": cups.server},
         )
-        django_manage("migrate", "--no-input", "-v", "0", env=env)
         django_manage("seed_demo", env=env)
         django_manage("printers_sync", "--server", cups.server, "--papers", "lustre,glossy", env=env)
         web = LabWebServer(work_dir=root / "web", env=env).start()

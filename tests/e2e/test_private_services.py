@@ -20,7 +20,7 @@ from tests.support.postgres_server import PostgresHarnessError, PrivatePostgres
 from tests.support.processes import port_open
 from tests.support.redis_server import PrivateRedis, RedisHarnessError
 from tests.support.stripe_server import signed_event
-from tests.support.web_server import PROJECT_DIR, LabWebServer, app_environment, django_manage
+from tests.support.web_server import PROJECT_DIR, LabWebServer, app_environment
 
 pytestmark = pytest.mark.e2e
 POLL_SUCCEEDED = re.compile(r"Task production\.printer_poll\[[0-9a-f-]+\] succeeded")
@@ -97,14 +97,13 @@ def test_postgres_missing_program_is_a_clear_error(tmp_path: Path):
         PrivatePostgres(bin_dir=tmp_path).start()
 
 
-def test_worker_and_web_server_run_against_private_redis_and_postgres(tmp_path: Path):
+def test_worker_and_web_server_run_against_private_redis_and_postgres(tmp_path: Path, migrated_schema: Path):
     """The explicit URLs win over the test command's DATABASE_URL / CELERY_BROKER_URL in the environment."""
     with PrivateRedis() as broker, PrivatePostgres() as database:
-        database_url = database.create_database("lab")
+        database_url = database.create_database("lab", schema=migrated_schema)
         env = app_environment(
             database_url=database_url, broker_url=broker.url(db=1), var_dir=tmp_path / "var"
         )
-        django_manage("migrate", "--no-input", "-v", "0", env=env)
         web = LabWebServer(work_dir=tmp_path / "web", env=env).start()
         worker = CeleryWorker(
             work_dir=tmp_path / "worker",
@@ -146,17 +145,18 @@ def _request(
         return error.code, error.headers, error.read()
 
 
-def test_while_the_database_is_down_the_api_answers_503_and_the_retry_works(tmp_path: Path):
+def test_while_the_database_is_down_the_api_answers_503_and_the_retry_works(
+    tmp_path: Path, migrated_schema: Path
+):
     secret = "whsec_database_down"
     with PrivateRedis() as broker, PrivatePostgres() as database:
-        database_url = database.create_database("lab")
+        database_url = database.create_database("lab", schema=migrated_schema)
         env = app_environment(
             database_url=database_url,
             broker_url=broker.url(db=1),
             var_dir=tmp_path / "var",
             extra={"STRIPE_WEBHOOK_SECRET": secret},
         )
-        django_manage("migrate", "--no-input", "-v", "0", env=env)
         web = LabWebServer(work_dir=tmp_path / "web", env=env).start()
         payload, signature = signed_event(
             event_type="payment_intent.succeeded",

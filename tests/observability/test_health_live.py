@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.postgres_server import PrivatePostgres
 from tests.support.processes import wait_for
 from tests.support.redis_server import PrivateRedis
-from tests.support.web_server import LabWebServer, app_environment, django_manage
+from tests.support.web_server import LabWebServer, app_environment
 
 pytestmark = pytest.mark.e2e
 METRICS_TOKEN = "metrics-token-for-the-live-test"
@@ -40,11 +41,11 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory, migrated_schema: Path) -> Iterator[Lab]:
     work = tmp_path_factory.mktemp("observability")
     with PrivateRedis() as broker, PrivatePostgres() as database:
         env = app_environment(
-            database_url=database.create_database("lab"),
+            database_url=database.create_database("lab", schema=migrated_schema),
             broker_url=broker.url(db=1),
             var_dir=work / "var",
             extra={
@@ -55,7 +56,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 "LAB_STORAGE_DIR": str(work / "storage"),
             },
         )
-        django_manage("migrate", "--no-input", "-v", "0", env=env)
         web = LabWebServer(work_dir=work, env=env).start()
         try:
             yield Lab(web=web, database=database, broker=broker)

@@ -11,28 +11,28 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.postgres_server import PrivatePostgres
 from tests.support.processes import wait_for
 from tests.support.redis_server import PrivateRedis
-from tests.support.web_server import LabWebServer, app_environment, django_manage
+from tests.support.web_server import LabWebServer, app_environment
 
 pytestmark = pytest.mark.e2e(stack="web")
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabWebServer]:
+def web(tmp_path_factory: pytest.TempPathFactory, migrated_schema: Path) -> Iterator[LabWebServer]:
     work = tmp_path_factory.mktemp("log-injection")
     with PrivateRedis() as broker, PrivatePostgres() as database:
         env = app_environment(
-            database_url=database.create_database("lab"),
+            database_url=database.create_database("lab", schema=migrated_schema),
             broker_url=broker.url(db=1),
             var_dir=work / "var",
             extra={"LOG_FORMAT": "plain", "TRUSTED_PROXIES": "", "LAB_STORAGE_DIR": str(work / "storage")},
         )
-        django_manage("migrate", "--no-input", "-v", "0", env=env)
         server = LabWebServer(work_dir=work, env=env).start()
         try:
             yield server

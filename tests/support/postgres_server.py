@@ -195,10 +195,29 @@ class PrivatePostgres:
             shutil.rmtree(self.directory, ignore_errors=True)
         self.directory = None
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` owned by the superuser; returns its URL."""
+    def create_database(self, name: str, *, schema: Path | None = None) -> str:
+        """Create database `name` owned by the superuser, with what the `pg_dump -Fc` file `schema` holds
+        (the `migrated_schema` fixture: what `migrate` makes); returns its URL."""
         with psycopg.connect(self.conninfo(), autocommit=True) as connection:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if schema is not None:
+            assert self.bin_dir is not None
+            restored = subprocess.run(
+                [
+                    str(self.bin_dir / "pg_restore"),
+                    "--no-owner",
+                    "--exit-on-error",
+                    "--single-transaction",
+                    f"--dbname={self.url(name)}",
+                    str(schema),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if restored.returncode != 0:
+                raise PostgresHarnessError(f"pg_restore of {schema} failed: {restored.stderr[-3000:]}")
         return self.url(name)
 
     def log_tail(self, characters: int = 3000) -> str:
