@@ -509,11 +509,17 @@ def test_client_checksum_mismatch_is_refused_and_match_accepted(api):
     api.force_authenticate(UserFactory.create())
     data = jpeg_bytes()
 
+    md5, sha256 = hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
+
     wrong = upload(api, data, sha256="0" * 64)
-    right = upload(api, data, md5=hashlib.md5(data).hexdigest(), sha256=hashlib.sha256(data).hexdigest())
+    wrong_md5 = upload(api, data, md5="0" * 32, sha256=sha256)  # each digest checked, not only the strongest
+    right = upload(api, data, md5=md5, sha256=sha256)
 
     assert (wrong.status_code, wrong.json()["code"]) == (422, "checksum_mismatch")
+    assert (wrong_md5.status_code, wrong_md5.json()["code"]) == (422, "checksum_mismatch")
+    assert "md5" in wrong_md5.json()["detail"]
     assert right.status_code == 201
+    assert Asset.objects.count() == 1  # the refused uploads kept nothing
 
 
 def test_customer_cannot_read_another_customers_asset(api):

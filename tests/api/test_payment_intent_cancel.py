@@ -18,6 +18,7 @@ from lab.orders import payments
 from lab.orders.models import Asset, Order, OrderEvent
 from lab.production.cancellation import order_cancel_in_production
 from tests.builders import person
+from tests.support.stripe_proxy import IntentStatusProxy
 from tests.support.stripe_webhooks import deliver, order_placed, pay_at_stripe, stripe_test_client, succeeded
 from workers import notify_tasks, tasks
 
@@ -293,6 +294,33 @@ def test_an_unpaid_order_does_not_expire_while_stripe_does_not_answer_for_its_in
         False,
     )
     assert not OrderEvent.objects.filter(order=order, to_status="cancelled").exists()
+
+
+@pytest.mark.parametrize("status", ["processing", "requires_capture"])
+def test_an_unpaid_order_does_not_expire_while_its_money_is_on_its_way_at_stripe(
+    order, settings, stripe_api, status
+):
+    # given an unpaid order past its deadline whose PaymentIntent Stripe calls `processing` (a bank debit on
+    # its way) or `requires_capture` (authorised, to be captured): the customer's money may still arrive
+    proxy = IntentStatusProxy(upstream=stripe_api.url, status=status).start()
+    settings.STRIPE_API_BASE = proxy.url
+    try:
+        # when the unpaid orders expire
+        expired = orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10)
+    finally:
+        proxy.stop()
+        settings.STRIPE_API_BASE = stripe_api.url
+
+    # then it is left to a later sweep: not cancelled, its intent not cancelled at Stripe
+    assert expired == 0
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
+        "awaiting_payment",
+        "requires_payment",
+        False,
+    )
+    assert not OrderEvent.objects.filter(order=order, to_status="cancelled").exists()
+    assert intent_status(order) != "canceled"
 
 
 def test_a_payment_of_another_amount_found_at_stripe_is_refunded_and_the_order_expires(order):

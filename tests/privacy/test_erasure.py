@@ -45,7 +45,7 @@ from tests.builders import (
     upload,
 )
 from tests.support.images import icc_profile_described, jpeg_bytes
-from tests.support.stripe_proxy import StripeProxy
+from tests.support.stripe_proxy import IntentStatusProxy, StripeProxy
 from tests.support.stripe_webhooks import deliver, pay_at_stripe
 
 pytestmark = pytest.mark.django_db
@@ -519,6 +519,33 @@ def test_erasure_is_refused_while_a_payment_made_at_stripe_is_not_yet_recorded(
     )
     assert User.objects.get(email=PERSON.email).erased_at is None
     assert AuditRecord.objects.count() == records
+
+
+@pytest.mark.parametrize("status", ["processing", "requires_capture"])
+def test_erasure_is_refused_while_the_money_of_an_unpaid_order_is_on_its_way_at_stripe(
+    api, settings, stripe_api, status
+):
+    # given an unpaid order whose PaymentIntent Stripe calls `processing` (a bank debit on its way) or
+    # `requires_capture` (authorised, to be captured): the customer's money may still arrive
+    register(api)
+    order = place_order(api, asset_id=upload(api), key=f"erase-money-{status}")
+    proxy = IntentStatusProxy(upstream=stripe_api.url, status=status).start()
+    settings.STRIPE_API_BASE = proxy.url
+    try:
+        # when they ask for their data to be erased
+        response = api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json")
+    finally:
+        proxy.stop()
+
+    # then it is refused as for a payment already taken, naming the order, and nothing is erased
+    assert (response.status_code, response.json()["code"], response.json()["orders"]) == (
+        409,
+        "erasure_blocked_by_open_orders",
+        [order.ref],
+    )
+    order.refresh_from_db()
+    assert (order.status, order.is_anonymized) == ("awaiting_payment", False)
+    assert User.objects.get(email=PERSON.email).erased_at is None
 
 
 def test_erasure_is_refused_while_stripe_cannot_say_whether_an_unpaid_order_was_paid(

@@ -125,3 +125,17 @@ class RefundStatusProxy(StripeProxy):
         if method == "POST" and path.split("?")[0] == "/v1/refunds" and status == 200:
             key = next((value for name, value in headers.items() if name.lower() == "idempotency-key"), "")
             self.refunds_created.append((path, key))
+
+
+class IntentStatusProxy(StripeProxy):
+    """Every PaymentIntent answered in `status` (localstripe's card intents are never `processing` nor
+    `requires_capture`: a bank debit on its way, a card payment authorised and not captured yet)."""
+
+    def __init__(self, *, upstream: str, status: str) -> None:
+        super().__init__(upstream=upstream)
+        self.status = status
+
+    def rewrite(self, answer: Any) -> Any:
+        if isinstance(answer, dict) and answer.get("object") == "payment_intent":
+            answer["status"] = self.status
+        return answer
