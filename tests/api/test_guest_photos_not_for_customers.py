@@ -36,3 +36,28 @@ def test_a_customer_cannot_quote_or_order_a_guests_photo(api, bound):
     assert (steal.status_code, steal.json().get("code")) == (404, "asset_not_found")
     assert Order.objects.filter(customer__isnull=False).count() == 0
     assert Asset.objects.get(pk=photo.pk).owner_id is None
+
+
+def test_a_photo_a_guest_order_holds_is_no_other_guests_to_quote_or_order(api):
+    # given a guest's photo in that guest's order
+    catalog_seed_demo()
+    photo = asset_for(None)
+    first = api.post(
+        "/api/v1/orders", order_body(photo, guest=GUEST), format="json", HTTP_IDEMPOTENCY_KEY="g-1"
+    )
+    assert first.status_code == 201, first.json()
+
+    # when another guest who has learnt the photo's id quotes it, or orders it under another key
+    quote = api.post(
+        "/api/v1/quotes", {"items": order_body(photo)["items"], "shipping_method": "standard"}, format="json"
+    )
+    other = {**GUEST, "email": "other-guest@example.org"}
+    second = api.post(
+        "/api/v1/orders", order_body(photo, guest=other), format="json", HTTP_IDEMPOTENCY_KEY="g-2"
+    )
+
+    # then both answer 404 as for a photo that does not exist: no price, no preflight of its size or colour
+    assert (quote.status_code, quote.json().get("code")) == (404, "asset_not_found")
+    assert (second.status_code, second.json().get("code")) == (404, "asset_not_found")
+    assert Order.objects.count() == 1
+    assert Asset.objects.get(pk=photo.pk).guest_order_id == Order.objects.get().pk
