@@ -8,8 +8,8 @@ controller names the template (one per run, `pytest_configure_node`) and drops i
 cut-short run left is dropped by the next run that makes one.
 
 `schema_dump` writes what the migrations made (the pristine test database, `pg_dump -Fc`) for the private
-PostgreSQL clusters the fault tests start and restart: restored in well under a second where `migrate` took
-~15 s of a fresh process, and the same schema, triggers and seed rows (`PrivatePostgres.create_database`).
+PostgreSQL clusters the fault tests start and restart: restored in under a second where `migrate` took ~10 s
+of CPU in a fresh process, and the same schema, triggers and seed rows (`PrivatePostgres.create_database`).
 """
 
 from __future__ import annotations
