@@ -1,5 +1,5 @@
 """Verifying the audit log from the database (`manage.py audit_verify`): every record's hash and mac, every
-checkpoint row, and the chain against the witness log; the first problem found is named.
+checkpoint row, each lane's head row, and the chain against the witness log; the first problem found is named.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from lab.audit.chain_checks import verify_checkpoints, verify_records
 from lab.audit.checkpoint_rows import _stored_checkpoints
 from lab.audit.checkpoints import Checkpoint, checkpoint_lanes, checkpoint_signature_is_valid
 from lab.audit.configured import key_ring, record_key, witness_sink
+from lab.audit.head_rows import head_rows_problem
 from lab.audit.keys import KeyRing
 from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.problems import ChainProblem, problem_rank
@@ -97,6 +98,10 @@ def database_verification(
         absent=result.absent,
     )
     problems = [result.problem, records.problem, checkpoint_problem, rows_problem, witness_read_problem]
+    if is_whole:
+        # Each lane's head row (what the next record chains from) against the walk's last record of it: a
+        # head row rewritten or reset is found now, not only when the signer next refuses to sign.
+        problems.append(head_rows_problem(result.lanes))
     if witness_read_problem is None:
         problems.append(
             check_witness(

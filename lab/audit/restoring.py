@@ -41,14 +41,15 @@ from lab.audit.checkpoint_rows import _stored_checkpoints, checkpoint_store
 from lab.audit.checkpoints import Checkpoint, RestoreMark, sign_checkpoint
 from lab.audit.configured import key_id, key_ring, record_key, signing_key, witness_sink
 from lab.audit.database_verify import database_verification
+from lab.audit.head_rows import head_rows_problem
 from lab.audit.lane_heads import lanes_checkpoint_head
-from lab.audit.models import AuditCheckpoint, AuditHead
+from lab.audit.models import AuditCheckpoint
 from lab.audit.problems import ChainProblem, problem_rank
 from lab.audit.reading import records_in_seq_order
 from lab.audit.restore_marks import named_top, restores_in
 from lab.audit.restore_point import deleted_past, restore_point_in_database
 from lab.audit.settling import RecordWatch, settle
-from lab.audit.signer import AuditChainBroken, _head_problem, checkpoint_write
+from lab.audit.signer import AuditChainBroken, checkpoint_write
 from lab.audit.witness import WitnessError, WitnessSink
 
 logger = logging.getLogger(__name__)
@@ -160,10 +161,9 @@ def _restore(sink: WitnessSink, *, by: str) -> RestoreOutcome:
     walked = verify_records(watch.watch(records_in_seq_order()), record_key=record_key())
     if walked.problem is not None:
         raise RestoreRefused(_described(walked.problem), walked.problem)
-    for lane, position, head_hash in AuditHead.objects.order_by("id").values_list("id", "seq", "hash"):
-        problem = _head_problem(lane, position, head_hash, walked.lanes.get(lane))
-        if problem is not None:
-            raise RestoreRefused(_described(problem), problem)
+    problem = head_rows_problem(walked.lanes)
+    if problem is not None:
+        raise RestoreRefused(_described(problem), problem)
     heads = tuple(watch.settled_heads[lane] for lane in sorted(watch.settled_heads))
     seq, head_hash = lanes_checkpoint_head(heads)
     marker = sign_checkpoint(

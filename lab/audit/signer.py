@@ -10,8 +10,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import NoReturn, overload
 
-from django.db.models import Q, QuerySet
-
 from lab.audit.auditor_mail import _alert, _mail_checkpoint
 from lab.audit.backdating import BackdatingCheck, unsettled_checkpoint_problem
 from lab.audit.canonical import GENESIS_HASH, utc_timestamp
@@ -27,8 +25,9 @@ from lab.audit.checkpoints import (
 )
 from lab.audit.configured import key_id, key_ring, record_key, signing_key, witness_sink
 from lab.audit.database_verify import _first
+from lab.audit.head_rows import head_rows_problem, lane_records
 from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
-from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
+from lab.audit.models import AuditCheckpoint, AuditRecord
 from lab.audit.problems import ChainProblem
 from lab.audit.reading import records_in_seq_order
 from lab.audit.restore_marks import restores_in
@@ -164,14 +163,9 @@ def _verify_since(sink: WitnessSink, last: Checkpoint | None, *, settled_seq: in
     problem = _first([result.problem, records.problem])
     if problem is not None:
         return _Verified(replace(result, problem=problem), {})
-    # The heads are read after the walk: a record and its lane's head move commit together, so a head is at
-    # or past every genuine record the walk saw in its lane; past it only by records committed since, which
-    # must now be there.
-    walked = {**starts, **result.lanes}
-    for lane, position, head_hash in AuditHead.objects.order_by("id").values_list("id", "seq", "hash"):
-        problem = _head_problem(lane, position, head_hash, walked.get(lane))
-        if problem is not None:
-            return _Verified(replace(result, problem=problem), {})
+    problem = head_rows_problem({**starts, **result.lanes})
+    if problem is not None:
+        return _Verified(replace(result, problem=problem), {})
     return _Verified(result, records.settled_heads)
 
 
@@ -188,41 +182,6 @@ def _since_restore(sink: WitnessSink, last: Checkpoint) -> list[Checkpoint]:
         ):
             return [checkpoint, last]
     return [last]
-
-
-def _head_problem(lane: int, position: int, head_hash: str, walked: LaneHead | None) -> ChainProblem | None:
-    """The head row of a lane against the last record the walk verified in it."""
-    walked_position, walked_seq, walked_hash = (
-        (walked[1], walked[2], walked[3]) if walked else (0, 0, GENESIS_HASH)
-    )
-    if position == walked_position and head_hash != walked_hash:
-        return ChainProblem(
-            walked_seq or None,
-            None,
-            "head_mismatch",
-            f"lane {lane}'s head row does not hold the hash of its record #{position} (seq {walked_seq}):"
-            " the head row was changed",
-            lane,
-        )
-    if position < walked_position or (
-        position > walked_position and not _lane_records(lane).filter(lane_seq=walked_position + 1).exists()
-    ):
-        return ChainProblem(
-            walked_seq + 1,
-            None,
-            "head_mismatch",
-            f"lane {lane}'s head row says #{position} but its records end at #{walked_position}"
-            f" (seq {walked_seq}): the head row was reset or the records after seq {walked_seq} were removed",
-            lane,
-        )
-    return None
-
-
-def _lane_records(lane: int) -> QuerySet[AuditRecord]:
-    """The records of a lane; lane 1 includes the records from before lanes."""
-    if lane == 1:
-        return AuditRecord.objects.filter(Q(lane=1) | Q(lane_seq__isnull=True))
-    return AuditRecord.objects.filter(lane=lane, lane_seq__isnull=False)
 
 
 def _is_due(last: Checkpoint, due_after: timedelta) -> bool:
@@ -279,7 +238,7 @@ def _witnessed_start_problem(last: Checkpoint, sink: WitnessSink) -> ChainProble
     for lane, position, seq, head_hash in checkpoint_lanes(last):
         stored = AuditRecord.objects.filter(seq=seq).values_list("hash", flat=True).first()
         if stored is None:
-            present = _lane_records(lane).order_by("-seq").values_list("seq", flat=True).first() or 0
+            present = lane_records(lane).order_by("-seq").values_list("seq", flat=True).first() or 0
             return ChainProblem(
                 present + 1,
                 None,
