@@ -43,6 +43,10 @@ SCHEMA_KEY = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The test databases are made by this conftest's django_db_setup, which keeps none and always migrates.
+    for option, flag in (("reuse_db", "--reuse-db"), ("nomigrations", "--no-migrations")):
+        if config.getoption(option, default=False):
+            raise pytest.UsageError(f"{flag} is not supported here: each run makes its test databases afresh")
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         _broker_of_worker(int(worker.removeprefix("gw")))
