@@ -15,6 +15,11 @@ mail_files_erase). The notes of disputes' closes are kept: Stripe's ids and outc
 Every erasure is also appended, once committed, to the erasure log outside the database
 (lab/customer_data/erasure_log.py): after a restore from an earlier backup, `manage.py erasures_reapply` runs
 it again (account_erase_again, guest_order_erase) for each subject the restored database holds un-erased.
+
+The orders that hold up an erasure, and the 409 that names them, are found in
+lab/customer_data/erasure_refusals.py (the unpaid orders' payments read at Stripe before any lock, in
+lab/customer_data/erasure_payments.py); what it blanks in the orders it keeps, in
+lab/customer_data/erasure_orders.py.
 """
 
 from __future__ import annotations
@@ -22,17 +27,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
 
-import stripe
-from django.conf import settings
 from django.db import transaction
-from django.db.models import CharField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from lab.accounts.errors import AccountError
@@ -49,6 +48,9 @@ from lab.accounts.tokens import api_tokens_revoke_all
 from lab.audit.models import AccessGrant
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.customer_data.erasure_log import KIND_ACCOUNT, KIND_GUEST_ORDER, erasure_log_owed
+from lab.customer_data.erasure_orders import _anonymize_orders
+from lab.customer_data.erasure_payments import _paid_at_stripe
+from lab.customer_data.erasure_refusals import _blocked, _refuse_open_orders, _refuse_paid_at_stripe
 from lab.customer_data.errors import CustomerDataError
 from lab.customer_data.mail_files import mail_files_erase
 from lab.customer_data.models import PrivacyReceipt
@@ -60,29 +62,15 @@ from lab.customer_data.receipts import (
     receipts_email_after_erasure,
     receipts_issue_for_erasure,
 )
-from lab.customer_data.retention_rules import PHOTO_NEEDED_STATUSES, RULE_ERASURE
-from lab.lib.errors import Conflict, PermissionDenied, Unavailable, UpstreamError
-from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from lab.customer_data.retention_rules import RULE_ERASURE
+from lab.lib.errors import Conflict, PermissionDenied
+from lab.notify.models import WebhookDelivery, WebhookEndpoint
 from lab.orders.cancellation import order_cancel
-from lab.orders.models import Asset, ClarificationCase, IdempotencyKey, Order, OrderEvent, OrderItem
-from lab.orders.payments import ONE_TRY, UNPAID_PAYMENT_STATUSES, stripe_client
+from lab.orders.models import Asset, Order
 from lab.orders.selectors import guest_order_photos
 from lab.orders.states import OrderStatus
-from lab.orders.stripe_dispute_events import DISPUTE_CLOSED_KINDS
-from lab.packing.models import PackingSlip
-from lab.production.models import (
-    JOB_CANCELLED,
-    JOB_CANCELLED_NOTE,
-    JOB_REPRINT_REQUESTED,
-    JobEvent,
-    PrintJob,
-)
 
 logger = logging.getLogger(__name__)
-
-# An erased order's items' colour note: what preflight says of a photo's embedded profile, without its
-# description (lab/orders/pricing.py: preflight).
-ERASED_COLOR_NOTE = "embedded profile will be converted to the printer profile"
 
 
 @dataclass(frozen=True)
@@ -97,185 +85,6 @@ class ErasureResult:
 def erased_email(user: User) -> str:
     """A unique, non-personal login name: the e-mail column stays unique and non-empty."""
     return f"erased-{user.public_id}@invalid"
-
-
-def _is_open(order: Order) -> bool:
-    # An unpaid order whose money has arrived is about to be paid: it counts as open.
-    return order.status in PHOTO_NEEDED_STATUSES or (
-        order.status == OrderStatus.AWAITING_PAYMENT and order.payment_status == Order.PaymentStatus.SUCCEEDED
-    )
-
-
-# Money still moving on an order: its data is kept until it settles. Disputed: the order's address, carrier
-# and tracking number are the evidence Stripe asks for to contest the chargeback (the privacy policy keeps
-# data that protects the lab's rights); charge.dispute.closed settles it
-# (lab/orders/stripe_dispute_events.py).
-# Refund pending: a refund that fails needs a person to reach the customer, by the e-mail the erasure wipes.
-UNSETTLED_PAYMENTS: dict[str, str] = {
-    Order.PaymentStatus.DISPUTED: "its payment is disputed with your bank, until the dispute is closed",
-    Order.PaymentStatus.REFUND_PENDING: "a refund to you is still being made",
-}
-
-
-# What a PaymentIntent's status at Stripe says of the customer's money: taken (succeeded), on its way
-# (processing: a bank debit, a delayed method), or authorised and waiting to be captured.
-MONEY_AT_STRIPE = frozenset({"succeeded", "processing", "requires_capture"})
-PAID_AT_STRIPE_REASON = "your payment for it has reached us and is still being recorded"
-
-
-def _payment_unread(order: Order) -> bool:
-    """Whether the order's money may be at Stripe while the lab does not know it yet: awaiting payment (or
-    cancelled with its intent's cancel still owed) with an intent, and no payment recorded. The webhook that
-    records a payment comes after it, seconds or (Stripe retrying a failing endpoint) hours later."""
-    return (
-        bool(order.payment_intent_id)
-        and order.payment_status in UNPAID_PAYMENT_STATUSES
-        and (order.status == OrderStatus.AWAITING_PAYMENT or order.payment_intent_cancel_due)
-    )
-
-
-# The reads of an erasure's unpaid orders at Stripe go this many at a time, all within one
-# STRIPE_TIMEOUT_SECONDS (`_paid_at_stripe`). The SDK's HTTP client keeps one session per thread.
-PAYMENT_READ_THREADS = 8
-
-
-def _paid_at_stripe(orders: Iterable[Order]) -> frozenset[str]:
-    """The refs of the orders (not yet anonymised) whose PaymentIntent Stripe says was paid though the lab has
-    not recorded it (`_payment_unread`). Read before the erasure takes any lock, one try per intent, up to
-    PAYMENT_READ_THREADS at a time, and all within one STRIPE_TIMEOUT_SECONDS for the whole check: 503
-    `erasure_payment_check_unavailable`, naming the orders not read, when Stripe cannot tell of one (an
-    error, or no answer by then). Reads still under way then are not waited for; each ends by its own
-    STRIPE_TIMEOUT_SECONDS, and nothing is erased. Before, the intents were read one after another, each
-    up to STRIPE_TIMEOUT_SECONDS: a customer with many unpaid orders, or a slow Stripe, took the answer
-    past gunicorn's 60 s, a 502 with nothing erased, on every retry
-    (`test_an_erasure_reads_its_unpaid_orders_at_stripe_within_one_stripe_timeout`).
-    Before that, the erasure cancelled such an order on its stale local status, the intent's cancel found
-    it succeeded and decided a refund for an account with nobody left to reach."""
-    unread = [order for order in orders if not order.is_anonymized and _payment_unread(order)]
-    if not unread:
-        return frozenset()
-    try:
-        client = stripe_client()
-    except UpstreamError as error:
-        raise _payment_unchecked(unread, error) from error
-    pool = ThreadPoolExecutor(
-        max_workers=min(PAYMENT_READ_THREADS, len(unread)), thread_name_prefix="erasure-stripe"
-    )
-    reads = {
-        pool.submit(client.v1.payment_intents.retrieve, order.payment_intent_id, options=ONE_TRY): order
-        for order in unread
-    }
-    paid: set[str] = set()
-    try:
-        for read in as_completed(reads, timeout=float(settings.STRIPE_TIMEOUT_SECONDS)):
-            order = reads[read]
-            try:
-                intent = read.result()
-            except stripe.InvalidRequestError as error:
-                if error.http_status == 404:
-                    continue  # no such intent: no money can have moved through it
-                raise _payment_unchecked(_not_read(reads, failed=order), error) from error
-            except (stripe.StripeError, UpstreamError) as error:
-                raise _payment_unchecked(_not_read(reads, failed=order), error) from error
-            if str(intent.status) in MONEY_AT_STRIPE:
-                paid.add(order.ref)
-    except TimeoutError as error:
-        raise _payment_unchecked(_not_read(reads), error) from error
-    finally:
-        # Reads not begun are dropped; one under way is not waited for: it ends by its own timeout.
-        pool.shutdown(wait=False, cancel_futures=True)
-    return frozenset(paid)
-
-
-def _not_read(reads: dict[Future[Any], Order], *, failed: Order | None = None) -> list[Order]:
-    """The orders whose intent Stripe has not answered for (yet), and the one whose read failed."""
-    return [order for read, order in reads.items() if order is failed or not read.done()]
-
-
-def _payment_unchecked(orders: list[Order], error: Exception) -> Unavailable:
-    refs = sorted(order.ref for order in orders)
-    logger.warning(
-        "erasure: payment not read at stripe orders=%s error=%s", ",".join(refs), type(error).__name__
-    )
-    return Unavailable(
-        CustomerDataError.ERASURE_PAYMENT_CHECK_UNAVAILABLE,
-        "Your data cannot be erased right now: we could not check whether your payment for "
-        f"{'order' if len(refs) == 1 else 'orders'} {', '.join(refs)} has reached us. Nothing was erased; "
-        "please try again in a few minutes.",
-        orders=refs,
-    )
-
-
-# A cancelled job the printer may still hold (PrintJob.cancel_at_printer: a supervisor's cancel while the
-# printer was unreachable, or while a worker's send was still landing): its decrypted raster lies in the
-# printer's spool (cupsd's, a hot folder's inbox) and may print when the printer comes back. Erased then, the
-# key went and the receipt said so while that plain copy stayed. The flag is cleared once the printer agrees,
-# or at once for a job left with no printer (lab/production/cancellation.py: printer_cancel), by the poll.
-WITHDRAWING_FROM_PRINTER_REASON = "a copy of your photo is still being withdrawn from a printer"
-
-
-def _why_kept(
-    order: Order, paid_at_stripe: frozenset[str] = frozenset(), withdrawing: frozenset[int] = frozenset()
-) -> str | None:
-    """Why the order's data cannot be erased yet, in the customer's words; None when it can. `withdrawing`:
-    the orders with a job still being cancelled at its printer (_withdrawing_from_printers)."""
-    if _is_open(order):
-        return "still to be printed or shipped"
-    if order.pk in withdrawing:
-        return WITHDRAWING_FROM_PRINTER_REASON
-    if order.ref in paid_at_stripe and order.payment_status in UNPAID_PAYMENT_STATUSES:
-        return PAID_AT_STRIPE_REASON
-    return UNSETTLED_PAYMENTS.get(order.payment_status)
-
-
-def _withdrawing_from_printers(orders: list[Order]) -> frozenset[int]:
-    """The orders among `orders` with a job still being cancelled at its printer (one query)."""
-    if not orders:
-        return frozenset()
-    flagged = PrintJob.objects.filter(order_id__in=[order.pk for order in orders], cancel_at_printer=True)
-    return frozenset(flagged.values_list("order_id", flat=True).distinct())
-
-
-def _blocked(
-    orders: Iterable[Order], *, one: bool = False, paid_at_stripe: frozenset[str] = frozenset()
-) -> Conflict | None:
-    """The 409 for the orders whose data cannot be erased yet, naming each and why; None if there is none."""
-    orders = list(orders)
-    withdrawing = _withdrawing_from_printers(orders)
-    reasons = {
-        order.ref: why
-        for order in orders
-        if (why := _why_kept(order, paid_at_stripe, withdrawing)) is not None
-    }
-    if not reasons:
-        return None
-    listed = "; ".join(f"{ref} ({reasons[ref]})" for ref in sorted(reasons))
-    return Conflict(
-        CustomerDataError.ERASURE_BLOCKED_BY_OPEN_ORDERS,
-        f"Your data cannot be erased yet, because of {'this order' if one else 'these orders'}: {listed}. "
-        "It can be once each has shipped or been cancelled, its payment is settled and no printer still "
-        "holds a copy of its photos.",
-        orders=sorted(reasons),
-    )
-
-
-def _refuse_open_orders(user: User) -> None:
-    """Lock every order of the customer, so none moves on while it is anonymised, and refuse while one is
-    open or its money unsettled."""
-    orders = list(Order.objects.select_for_update().filter(customer=user).order_by("pk"))
-    refusal = _blocked(orders)
-    if refusal is not None:
-        raise refusal
-
-
-def _refuse_paid_at_stripe(user: User, *, paid_at_stripe: frozenset[str]) -> None:
-    """Once the orders are locked: refuse while one's payment has reached Stripe and is not yet recorded
-    (`paid_at_stripe`, read before the locks)."""
-    if not paid_at_stripe:
-        return
-    refusal = _blocked(Order.objects.filter(customer=user).order_by("pk"), paid_at_stripe=paid_at_stripe)
-    if refusal is not None:
-        raise refusal
 
 
 def _lock_webhooks(user: User) -> None:
@@ -327,71 +136,6 @@ def _purge(asset_ids: Iterable[uuid.UUID]) -> int:
     return sum(
         asset_purge(asset_id=asset_id, rule=RULE_ERASURE, cutoffs=None, purpose="erasure")
         for asset_id in sorted(asset_ids, key=str)
-    )
-
-
-def _clear_floor_notes(order_ids: list[int]) -> None:
-    """The floor's own words on the orders' print jobs (a reprint's or a cancel's note, which may name the
-    customer) give way to what the lab writes itself. Only these kinds: the other job events hold the lab's
-    machine-written notes, and some are still read (a superseded title names copies the spool sweep
-    erases)."""
-    jobs_events = JobEvent.objects.filter(job__order_id__in=order_ids)
-    jobs_events.filter(kind=JOB_CANCELLED).exclude(note=JOB_CANCELLED_NOTE).update(note=JOB_CANCELLED_NOTE)
-    reprints = jobs_events.filter(kind=JOB_REPRINT_REQUESTED).values_list(
-        "pk", "job__reprint_of_id", "job__reprint_reason"
-    )
-    for event_id, original_id, reason in reprints:
-        # As job_reprint writes it without a note: the reprinted job and the reason chosen from a list.
-        JobEvent.objects.filter(pk=event_id).update(note=f"reprint of job {original_id}: {reason}")
-
-
-def _anonymize_orders(orders: QuerySet[Order]) -> int:
-    order_ids = list(orders.values_list("pk", flat=True))
-    # The slip PDF prints the address; webhook bodies may quote hold questions and tracking numbers.
-    PackingSlip.objects.filter(order_id__in=order_ids).delete()
-    WebhookEvent.objects.filter(order_id__in=order_ids).delete()
-    # Free text written to or about the customer: a hold question, a staff note on the timeline or a job.
-    # Not a dispute's close: its note is Stripe's dispute id and final status (`dp_… won`, written by
-    # lab/orders/stripe_dispute_events.py), no personal data, and what tells a `charge.dispute.created` that
-    # comes after its own close (Stripe retries a failed delivery for days) that the dispute is over. Blanked,
-    # the late creation marked the settled payment `disputed` for good, with no close to come
-    # (tests/privacy/test_erasure_keeps_dispute_ids.py).
-    OrderEvent.objects.filter(order_id__in=order_ids).exclude(note="").exclude(
-        kind__in=DISPUTE_CLOSED_KINDS
-    ).update(note="")
-    ClarificationCase.objects.filter(order_id__in=order_ids).exclude(question="").update(question="")
-    _clear_floor_notes(order_ids)
-    # The orders' idempotency keys: the request hash covers the shipping address (and a guest's e-mail), a
-    # guest's scope is a hash of the e-mail, and the key is text the client chose. Anyone holding an address
-    # could find the order from the hash, and a guest's replay would still answer the order and its token.
-    # Each key row then names only its order (its id as the key keeps the pair unique); nothing replays it,
-    # as no request is ever in an `erased:` scope.
-    IdempotencyKey.objects.filter(order_id__in=order_ids).update(
-        scope=Concat(Value("erased:"), Subquery(Order.objects.filter(pk=OuterRef("order_id")).values("ref"))),
-        key=Cast("pk", output_field=CharField()),
-        request_sha256="",
-    )
-    # An ICC profile's description is the customer's own text from their photo's file (a name, at times):
-    # the items' preflight quoted it. A note without it stays (lab/orders/pricing.py: preflight).
-    items = OrderItem.objects.filter(order_id__in=order_ids, preflight__color_note__startswith="embedded")
-    for item_id, preflight in items.values_list("pk", "preflight"):
-        OrderItem.objects.filter(pk=item_id).update(preflight={**preflight, "color_note": ERASED_COLOR_NOTE})
-    # The carrier and tracking number too: with the carrier's tracking page they give the parcel's route and
-    # the town it went to (and the webhook bodies that quoted them are deleted above for that reason). Empty
-    # numbers are outside order_tracking_number_unique, so any number of erased orders can share "".
-    # The address's seal goes with it: an HMAC of the ref, the customer's id and the full address, which
-    # anyone holding SECRET_KEY and a backup could test guessed addresses against, offline. An empty
-    # address counts as sealed (Order.address_is_sealed): it sends nothing anywhere.
-    return orders.update(
-        shipping_address={},
-        address_sealed="",
-        guest_email="",
-        hold_message="",
-        carrier="",
-        tracking_number="",
-        payment_client_secret="",
-        is_anonymized=True,
-        updated_at=timezone.now(),
     )
 
 

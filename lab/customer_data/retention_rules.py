@@ -99,7 +99,7 @@ def orders_keeping(cutoffs: Cutoffs | None) -> QuerySet[Order]:
         # A cancelled job whose decrypted raster may still sit in its printer's spool (cancel_at_printer: the
         # printer was unreachable at the cancel) until the poll settles it. Before, the order's photo key was
         # destroyed and a "purged" receipt sent while that plain copy could still print; the erasure waits
-        # for it (erasure.py: WITHDRAWING_FROM_PRINTER_REASON), and retention now does too.
+        # for it (erasure_refusals.py: WITHDRAWING_FROM_PRINTER_REASON), and retention now does too.
         | Q(pk__in=PrintJob.objects.filter(cancel_at_printer=True).values("order_id"))
     )
 

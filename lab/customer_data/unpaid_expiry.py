@@ -67,7 +67,8 @@ def _expiry_waits_for_stripe(order: Order, *, reads: StripeReads) -> bool:
     cancelled, its photos purged and the payment refunded. A succeeded intent is applied now, under the
     order's lock, as its event would be (amount and currency compared: another amount is refunded, and the
     order still expires); one processing or awaiting capture, or Stripe not answering, leaves the order to
-    the next sweep. The erasure guards its unpaid orders the same way (erasure.py `_paid_at_stripe`)."""
+    the next sweep. The erasure guards its unpaid orders the same way (erasure_payments.py
+    `_paid_at_stripe`)."""
     if not order.payment_intent_id or order.payment_status not in UNPAID_PAYMENT_STATUSES:
         return False
     if reads.is_silent:

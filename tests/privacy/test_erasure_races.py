@@ -31,7 +31,7 @@ from lab.accounts.services import customer_update
 from lab.accounts.signin import SignInAttempt, sign_in_failed
 from lab.accounts.tokens import api_token_authenticate, api_token_issue, api_token_revoke
 from lab.catalog.demo import catalog_seed_demo
-from lab.customer_data import erasure
+from lab.customer_data import erasure, erasure_refusals
 from lab.customer_data.erasure import account_erase
 from lab.notify import delivery as webhook_delivery
 from lab.notify.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -345,7 +345,7 @@ def test_a_token_revoked_while_the_account_is_being_erased_waits_and_is_not_foun
     assert authenticated is not None
     signed_in, _ = authenticated
     locked, go_on = threading.Event(), threading.Event()
-    refuse_open_orders = erasure._refuse_open_orders
+    refuse_open_orders = erasure_refusals._refuse_open_orders
 
     def held_with_the_account_locked(user: User) -> None:
         locked.set()

@@ -1,7 +1,7 @@
 """Retention keeps a cancelled order's photos while a copy is still being withdrawn from a printer: a
 supervisor's cancel leaves the decrypted print file in the printer's spool (a hot folder's inbox) until the
 printer confirms the cancel, and the order's photo key and its "purged" receipt wait for that, as the erasure
-does (lab/customer_data/erasure.py: WITHDRAWING_FROM_PRINTER_REASON)."""
+does (lab/customer_data/erasure_refusals.py: WITHDRAWING_FROM_PRINTER_REASON)."""
 
 from __future__ import annotations
 
