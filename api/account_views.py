@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api import serializers as s
+from api import account_serializers as s
 from api.errors import ApiError
 from api.schema import problems
 from api.throttles import (

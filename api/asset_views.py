@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api import serializers as s
+from api import asset_serializers as s
 from api.idempotency import idempotency_key_optional
 from api.parsers import JSONParser
 from api.schema import problems

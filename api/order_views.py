@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api import serializers as s
+from api import order_serializers as s
 from api.errors import ApiError
 from api.idempotency import idempotency_key_required
 from api.schema import problems

@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from api import serializers as s
+from api import order_serializers as s
 from api.order_views import item_placement
 from api.parsers import JSONParser
 from api.schema import problems

@@ -11,7 +11,7 @@ from rest_framework import generics
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 
-from api import serializers as s
+from api import catalog_serializers as s
 from api.throttles import AnonThrottle
 from lab.accounts.models import User
 from lab.catalog import selectors as catalog_selectors

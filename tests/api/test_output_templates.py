@@ -1,5 +1,5 @@
-"""Output serializers render through a per-class template (api/serializers.py): the same answer DRF's own
-rendering gives, no fields built per answer, and no context to lean on."""
+"""Output serializers render through a per-class template (api/output_serializers.py): the same answer DRF's
+own rendering gives, no fields built per answer, and no context to lean on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import serializers
 
-from api import serializers as s
+from api import order_serializers as s
+from api import output_serializers
 from lab.accounts.services import policy_current
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders import quotes
@@ -83,7 +84,7 @@ def test_answers_after_the_first_build_no_fields(api, monkeypatch):
 
 
 def test_an_output_that_reads_its_context_fails_loudly():
-    class Leaky(s.Output[dict[str, str]]):
+    class Leaky(output_serializers.Output[dict[str, str]]):
         name = serializers.SerializerMethodField()
 
         def get_name(self, value: dict[str, str]) -> str:

@@ -325,7 +325,7 @@ def packed_text(pdf: bytes) -> str:
 
 def max_length_address(*, name: str, line1: str, line2: str, city: str, region: str) -> list[str]:
     """The ship-to lines lab.packing.services makes of an address whose every field is at the longest
-    api.serializers.AddressSerializer accepts (200, 200, 200, 100, 100 characters; postal code 20)."""
+    api.contact_serializers.AddressSerializer accepts (200, 200, 200, 100, 100 characters; postal code 20)."""
     name, line1, line2, city, region = name[:200], line1[:200], line2[:200], city[:100], region[:100]
     assert (len(name), len(line1), len(line2), len(city), len(region)) == (200, 200, 200, 100, 100)
     return [name, line1, line2, f"{'9' * 20} {city}", f"{region} US"]
