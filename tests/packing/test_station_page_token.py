@@ -56,6 +56,31 @@ def test_a_token_from_a_page_opened_before_a_reprint_is_refused_with_409(order):
     assert stale_item != fresh_item
 
 
+def test_a_count_or_a_pack_from_a_page_opened_before_another_packers_count_is_refused_with_409(order):
+    # given the page one packer opened (its count and pack forms), then another packer's count of the item
+    first, second = person("packer"), person("packer")
+    stale_item = station_token(order, packer=first, position=1)
+    stale_order = station_token(order, packer=first, step="pack")
+    station.item_confirm(
+        code=order.ref,
+        position=1,
+        copies_counted=3,
+        actor=second,
+        seen=station_token(order, packer=second, position=1),
+    )
+    before = floor_state()
+    # when the first packer posts a count, or a pack, from the page opened before it
+    with pytest.raises(DomainError) as count_refused:
+        station.item_confirm(code=order.ref, position=1, copies_counted=3, actor=first, seen=stale_item)
+    with pytest.raises(DomainError) as pack_refused:
+        station.order_pack(code=order.ref, actor=first, seen=stale_order)
+    # then both are refused as conflicts naming the count from another page, and nothing is written (a
+    # mutation review: a token that left out the prints counted went on accepting both)
+    assert (count_refused.value.code, pack_refused.value.code) == ("job_changed", "job_changed")
+    assert "a count from another page" in str(count_refused.value.message)
+    assert floor_state() == before
+
+
 def test_a_count_or_a_pack_without_a_token_is_refused_with_400(order):
     # given a packer at the order's page
     client, packer = client_as("packer")

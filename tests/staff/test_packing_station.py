@@ -120,13 +120,16 @@ def test_an_order_not_ready_to_pack_is_refused_at_the_station():
     assert floor_state() == before
 
 
-def test_a_count_mismatch_confirms_nothing(order):
+# Too many is a mismatch too: an extra print on the table is a duplicate, a rejected print not set aside, or
+# another order's print (a mutation review: a count of 3 for 2 copies survived).
+@pytest.mark.parametrize("counted", [1, 3], ids=["too-few", "too-many"])
+def test_a_count_mismatch_confirms_nothing(order, counted):
     client, _ = client_as("packer")
     before = floor_state()
 
-    response = confirm(client, order, 1, 1)
+    response = confirm(client, order, 1, counted)
 
-    assert messages_of(response) == ["Item 1 needs 2 copies; you counted 1. Nothing was confirmed."]
+    assert messages_of(response) == [f"Item 1 needs 2 copies; you counted {counted}. Nothing was confirmed."]
     assert floor_state() == before
 
 
