@@ -279,6 +279,17 @@ def test_a_payment_made_after_the_unpaid_order_expired_is_refunded_once(
     assert stripe_refunds(order) == [("succeeded", order.total_minor)]
 
 
+def assert_left_to_a_later_sweep(order: Order) -> None:
+    """The unpaid order is as it was: awaiting payment, not cancelled, no cancel of its intent owed."""
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
+        "awaiting_payment",
+        "requires_payment",
+        False,
+    )
+    assert not OrderEvent.objects.filter(order=order, to_status="cancelled").exists()
+
+
 def test_an_unpaid_order_does_not_expire_while_stripe_does_not_answer_for_its_intent(order, settings):
     # given an unpaid order past its deadline, and Stripe not answering (the lab cannot tell whether the
     # customer paid)
@@ -287,13 +298,7 @@ def test_an_unpaid_order_does_not_expire_while_stripe_does_not_answer_for_its_in
     # when the unpaid orders expire, then it is left to the next sweep (before: cancelled on the lab's own
     # record alone)
     assert orders_expire_unpaid(before=order.created_at + timedelta(days=30), limit=10) == 0
-    order.refresh_from_db()
-    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
-        "awaiting_payment",
-        "requires_payment",
-        False,
-    )
-    assert not OrderEvent.objects.filter(order=order, to_status="cancelled").exists()
+    assert_left_to_a_later_sweep(order)
 
 
 @pytest.mark.parametrize("status", ["processing", "requires_capture"])
@@ -313,13 +318,7 @@ def test_an_unpaid_order_does_not_expire_while_its_money_is_on_its_way_at_stripe
 
     # then it is left to a later sweep: not cancelled, its intent not cancelled at Stripe
     assert expired == 0
-    order.refresh_from_db()
-    assert (order.status, order.payment_status, order.payment_intent_cancel_due) == (
-        "awaiting_payment",
-        "requires_payment",
-        False,
-    )
-    assert not OrderEvent.objects.filter(order=order, to_status="cancelled").exists()
+    assert_left_to_a_later_sweep(order)
     assert intent_status(order) != "canceled"
 
 
