@@ -20,7 +20,8 @@ from api import asset_serializers as s
 from api.idempotency import idempotency_key_optional
 from api.parsers import JSONParser
 from api.schema import problems
-from api.throttles import AnonThrottle, CustomerReadThrottle, CustomerUploadThrottle, UploadByteBudget
+from api.throttles import AnonThrottle, CustomerReadThrottle, CustomerUploadThrottle
+from api.upload_throttle import UploadByteBudget
 from api.views import customer_of
 from lab.accounts.models import User
 from lab.lib.errors import CommonError, DomainError

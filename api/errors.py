@@ -73,8 +73,8 @@ class ApiError(StrEnum):
     # A proof of a stored photo the rasterizer refuses (its `raster_code` says why), which is what printing
     # it would meet: one stored before intake took only what the raster workers decode, say.
     PHOTO_NOT_PRINTABLE = "photo_not_printable"
-    # A photo upload past the uploader's byte budget for the day (API_UPLOAD_BYTES_PER_DAY, api/throttles.py
-    # UploadByteBudget); details: retry_after_seconds, budget_bytes.
+    # A photo upload past the uploader's byte budget for the day (API_UPLOAD_BYTES_PER_DAY,
+    # api/upload_throttle.py UploadByteBudget); details: retry_after_seconds, budget_bytes.
     UPLOAD_BUDGET_EXHAUSTED = "upload_budget_exhausted"
 
 

@@ -20,15 +20,14 @@ from rest_framework.views import APIView
 from api import order_serializers as s
 from api.errors import ApiError
 from api.idempotency import idempotency_key_required
+from api.order_throttles import CustomerOrderThrottle, GuestOrderEmailThrottle
 from api.schema import problems
 from api.throttles import (
     AnonThrottle,
     ClientAddressThrottle,
     CustomerOrderChangeThrottle,
     CustomerOrderRequestThrottle,
-    CustomerOrderThrottle,
     CustomerQuoteThrottle,
-    GuestOrderEmailThrottle,
 )
 from api.views import customer_of
 from lab.accounts.models import User

@@ -343,8 +343,8 @@ REST_FRAMEWORK = {
     # run (a generated client asks a 204 delete for problem+json): api/negotiation.py.
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.negotiation.FirstRendererFallback",
     "EXCEPTION_HANDLER": "api.errors.problem_exception_handler",
-    # Our throttles key on lab.lib.client_ip (api/throttles.py); 0 keeps any stock DRF throttle on the peer
-    # address instead of the client-written X-Forwarded-For it would otherwise use.
+    # Our throttles key on lab.lib.client_ip (api/throttle_rates.py); 0 keeps any stock DRF throttle on the
+    # peer address instead of the client-written X-Forwarded-For it would otherwise use.
     "NUM_PROXIES": 0,
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("API_ANON_THROTTLE", "120/min"),
@@ -478,7 +478,7 @@ ASSET_FETCH_SWEEP_SECONDS = envint("ASSET_FETCH_SWEEP_SECONDS", 60)
 LAB_STORAGE_RESERVE_MB = envint("LAB_STORAGE_RESERVE_MB", 2048)
 # Bytes of photos one signed-in customer, or one client network (an IPv4 /24, an IPv6 /64) for uploads of
 # nobody signed in, may upload in a day (a window from its first accepted upload): past it 429
-# `upload_budget_exhausted` (api/throttles.py UploadByteBudget). 0: no budget.
+# `upload_budget_exhausted` (api/upload_throttle.py UploadByteBudget). 0: no budget.
 API_UPLOAD_BYTES_PER_DAY = envint("API_UPLOAD_BYTES_PER_DAY", 2 * 1024 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # The only handler keeps a photo upload in the web worker's memory until it is encrypted: Django's default

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from api import throttles
+from api import throttle_rates
 from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
 from lab.orders.models import IdempotencyKey, Order
@@ -69,7 +69,7 @@ def test_two_registrations_that_reach_the_throttle_at_once_are_counted_both(sett
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "registration": "1/hour"},
     }
-    monkeypatch.setattr(throttles._RateFromSettings, "cache", _ReadAtOnce(cache, requests=2))
+    monkeypatch.setattr(throttle_rates._RateFromSettings, "cache", _ReadAtOnce(cache, requests=2))
     responses: list[Any] = []
 
     at_once(lambda: responses.append(APIClient().post("/api/v1/accounts", {}, format="json")))
@@ -265,7 +265,7 @@ def test_guest_orders_to_one_address_are_throttled_from_any_client_address(
     # given two guest orders an hour per e-mail address (each order mails it)
     _rates(settings, guest_order_emails="2/hour")
     seen = _KeysSeen(cache)
-    monkeypatch.setattr(throttles._RateFromSettings, "cache", seen)
+    monkeypatch.setattr(throttle_rates._RateFromSettings, "cache", seen)
     spellings = ["victim@example.org", "  Victim@Example.ORG", "VICTIM@example.org "]
 
     statuses = [
@@ -400,7 +400,7 @@ def test_two_guest_orders_to_one_address_at_once_are_counted_both(settings, monk
     # limit before either is created (two web processes)
     catalog_seed_demo()
     _rates(settings, guest_order_emails="1/hour")
-    monkeypatch.setattr(throttles._RateFromSettings, "cache", _ReadAtOnce(cache, requests=2))
+    monkeypatch.setattr(throttle_rates._RateFromSettings, "cache", _ReadAtOnce(cache, requests=2))
     bodies = [_guest_body("victim@example.org") for _ in range(2)]
     keys = iter(["at-once-1", "at-once-2"])
     lock = threading.Lock()
