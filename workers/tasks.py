@@ -39,7 +39,7 @@ def asset_fetches_sweep() -> None:
     max_retries=8,
 )
 def refund_issue(*, order_id: int) -> None:
-    from lab.orders.payments import refund_issue as issue
+    from lab.orders.payment_refunds import refund_issue as issue
 
     issue(order_id=order_id)
 

@@ -17,7 +17,8 @@ from django.conf import settings
 from lab.customer_data.errors import CustomerDataError
 from lab.lib.errors import Unavailable, UpstreamError
 from lab.orders.models import Order
-from lab.orders.payments import ONE_TRY, UNPAID_PAYMENT_STATUSES, stripe_client
+from lab.orders.payment_client import ONE_TRY, stripe_client
+from lab.orders.payments import UNPAID_PAYMENT_STATUSES
 from lab.orders.states import OrderStatus
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from lab.customer_data.retention_rules import stale_unpaid_orders
 from lab.lib.errors import DomainError, UpstreamError
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Order
-from lab.orders.payments import ONE_TRY, UNPAID_PAYMENT_STATUSES, stripe_client
+from lab.orders.payment_client import ONE_TRY, stripe_client
+from lab.orders.payments import UNPAID_PAYMENT_STATUSES
 from lab.orders.stripe_events import payment_found_at_stripe_apply
 
 logger = logging.getLogger(__name__)

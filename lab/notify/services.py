@@ -59,7 +59,7 @@ def notify_order_status_changed(*, order_id: int, status: str) -> None:
     _notify(order_event=event, kind=Notification.Kind.STATUS_CHANGED, email_kind=status)
 
 
-# The order events that record a refund made (lab/orders/payments.py `_refunded`, and a full refund made in
+# The order events that record a refund made (orders/payment_refunds.py `_refunded`, and a full refund made in
 # Stripe's dashboard: lab/orders/stripe_events.py). On a cancelled order whose cancellation e-mail did not say
 # "We refunded", the sweep mails the customer that their money went back (`_refund_skip_reason`). The
 # notification row is claimed like any other (one per order event), so a sweep run twice, or two at once,
@@ -281,7 +281,7 @@ def _refund_skip_reason(*, order_event: OrderEvent, order: Order) -> str | None:
     after it succeeded, and was made again).
 
     Before, what the cancellation e-mail had said was guessed from times: its claim's (on the database's
-    clock) before the refund event's (on the clock of the host that recorded it, lab/orders/payments.py).
+    clock) before the refund event's (on the clock of the host that recorded it, orders/payment_refunds.py).
     A web host whose clock ran behind stamped the refund before the claim of a "we are refunding" e-mail, and
     the promised e-mail never went; one ahead had a "We refunded" e-mail followed by a second; and a claim
     made between the refund's INSERT and its COMMIT read the order still pending, its e-mail promising word

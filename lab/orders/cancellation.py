@@ -8,7 +8,7 @@ from django.db import transaction
 
 from lab.accounts.models import User
 from lab.lib.errors import Conflict
-from lab.orders import payments
+from lab.orders import payment_refunds, payments
 from lab.orders.errors import OrderError
 from lab.orders.models import Order
 from lab.orders.states import CUSTOMER_CANCELLABLE, OrderStatus
@@ -55,6 +55,6 @@ def order_cancel(*, order: Order, actor: User | None, actor_kind: str, only_unpa
             note="cancelled",
         )
     if refund_due:
-        payments.refund_issue_soon(order_id=locked.pk)
+        payment_refunds.refund_issue_soon(order_id=locked.pk)
         locked.refresh_from_db()
     return locked

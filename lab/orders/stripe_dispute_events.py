@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from lab.orders.models import Order, OrderEvent
-from lab.orders.payments import UNPAID_PAYMENT_STATUSES, refund_decide
+from lab.orders.payment_refunds import refund_decide
+from lab.orders.payments import UNPAID_PAYMENT_STATUSES
 from lab.orders.states import OrderStatus
 from lab.orders.stripe_payment_events import (
     DISPUTED_WHY,

@@ -1,8 +1,9 @@
 """Stripe's signed webhook events: verified over the raw body, applied to the order they name exactly once.
 
 Matched by our own PaymentIntent id only; replays and out-of-order events change nothing; money taken back
-while an order is being made holds it for a person (lab/orders/payments.py moves the money); a closed
-dispute settles the payment (won: `succeeded`; lost: `refunded`) and leaves a held order to a person.
+while an order is being made holds it for a person (lab/orders/payments.py and payment_refunds.py move the
+money); a closed dispute settles the payment (won: `succeeded`; lost: `refunded`) and leaves a held order to a
+person.
 
 Here: verifying, recording and dispatching an event, and a payment the lab found at Stripe itself. What a
 signed event must look like is in stripe_event_shape.py; the handlers by kind in stripe_payment_events.py,

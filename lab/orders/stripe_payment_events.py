@@ -8,7 +8,8 @@ from typing import Any
 from django.db import transaction
 
 from lab.orders.models import Order, OrderEvent
-from lab.orders.payments import PARTLY_REFUNDED, UNPAID_PAYMENT_STATUSES, refund_decide, refund_issue_soon
+from lab.orders.payment_refunds import PARTLY_REFUNDED, refund_decide, refund_issue_soon
+from lab.orders.payments import UNPAID_PAYMENT_STATUSES
 from lab.orders.states import PAYMENT_HOLDABLE, OrderStatus
 from lab.orders.transitions import order_transition
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.orders.models import Order, OrderEvent
-from lab.orders.payments import (
+from lab.orders.payment_refunds import (
     PARTLY_REFUNDED,
     REFUND_TAG,
     REFUND_UNDONE,

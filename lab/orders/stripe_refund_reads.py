@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from lab.orders.models import Order, StripeEvent
-from lab.orders.payments import REFUND_TAG, RefundsAtStripe, refund_tag, refunds_at_stripe
+from lab.orders.payment_refunds import REFUND_TAG, RefundsAtStripe, refund_tag, refunds_at_stripe
 from lab.orders.stripe_event_shape import REFUND_EVENTS
 
 

@@ -35,7 +35,8 @@ from django.db.models import Max
 
 from lab.lib.errors import DomainError, UpstreamError
 from lab.orders.models import Order, OrderEvent, StripeEvent
-from lab.orders.payments import REFUND_UNDONE, stripe_client
+from lab.orders.payment_client import stripe_client
+from lab.orders.payment_refunds import REFUND_UNDONE
 from lab.orders.stripe_event_shape import HANDLED_EVENTS, REFUND_EVENTS, payment_intent_field
 from lab.orders.stripe_events import webhook_event_handle
 

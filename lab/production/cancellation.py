@@ -20,7 +20,7 @@ from lab.accounts.models import User
 from lab.accounts.roles import SUPERVISOR_ROLES, has_role
 from lab.lib.clock import database_now
 from lab.lib.errors import CommonError, Conflict, PermissionDenied
-from lab.orders import payments
+from lab.orders import payment_refunds, payments
 from lab.orders.errors import OrderError
 from lab.orders.models import Order
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
@@ -85,7 +85,7 @@ def order_cancel_in_production(*, order_ref: str, actor: User, note: str = "") -
             extra_fields=("hold_message",),
         )
     if refund_due:
-        payments.refund_issue_soon(order_id=order.pk)
+        payment_refunds.refund_issue_soon(order_id=order.pk)
     printer_cancels_settle(order_id=order.pk)
     order.refresh_from_db()
     return order

@@ -13,7 +13,7 @@ from lab.accounts.roles import FLOOR_ROLES, SUPERVISOR_ROLES, has_role
 from lab.audit.grants import grants_revoke
 from lab.lib.errors import CommonError, Conflict, DomainError, PermissionDenied
 from lab.orders.models import ClarificationCase, Order, OrderEvent
-from lab.orders.payments import PARTLY_REFUNDED
+from lab.orders.payment_refunds import PARTLY_REFUNDED
 from lab.orders.states import OrderStatus
 from lab.orders.stripe_dispute_events import DISPUTE_OPENED
 from lab.orders.stripe_payment_events import AMOUNT_MISMATCH

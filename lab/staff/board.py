@@ -300,7 +300,7 @@ def board_snapshot(*, now: datetime.datetime | None = None) -> Board:
 
 def _held_or_owed_a_refund() -> list[Order]:
     """In one query: the orders on hold, and those still `refund_pending` whose refunds were left to a person
-    (lab/orders/payments.py `refund_needs_person`), marked `refund_needs_person`; oldest first."""
+    (lab/orders/payment_refunds.py `refund_needs_person`), marked `refund_needs_person`; oldest first."""
     left_to_person = Q(payment_status=Order.PaymentStatus.REFUND_PENDING) & Q(
         Exists(OrderEvent.objects.filter(order=OuterRef("pk"), kind="refund_needs_person"))
     )

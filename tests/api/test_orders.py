@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
-from lab.orders import payments
+from lab.orders import payment_client, payments
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
 from tests.builders import (
@@ -361,7 +361,7 @@ def test_cancel_before_payment_records_the_transition(api):
 def test_an_order_cancelled_while_stripe_makes_its_intent_gets_no_payable_intent(api, monkeypatch):
     user = UserFactory.create()
     api.force_authenticate(user)
-    client = payments.stripe_client()
+    client = payment_client.stripe_client()
     create = client.v1.payment_intents.create
     made = []
 
@@ -394,7 +394,7 @@ def test_an_intent_whose_cancel_fails_after_its_order_was_cancelled_meanwhile_is
     # reach once the intent is made (its cancel right after gets no answer)
     user = UserFactory.create()
     api.force_authenticate(user)
-    client = payments.stripe_client()
+    client = payment_client.stripe_client()
     create = client.v1.payment_intents.create
     made = []
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from lab.orders import payments
+from lab.orders import payment_refunds
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Order, OrderEvent
 from lab.orders.states import OrderStatus
@@ -74,7 +74,7 @@ def test_one_sweep_settles_the_owed_intent_cancels_first_and_asks_about_one_batc
     api, stripe_log, monkeypatch, django_capture_on_commit_callbacks
 ):
     # given more pending refunds than one batch, and an unpaid order's intent owed a cancel
-    monkeypatch.setattr(payments, "REFUND_BATCH", 3)
+    monkeypatch.setattr(payment_refunds, "REFUND_BATCH", 3)
     intents = [f"pi_sweep_{number}" for number in range(7)]
     for intent in intents:
         refund_pending(intent)
@@ -110,7 +110,7 @@ def test_a_refund_left_to_a_person_is_asked_about_again_only_now_and_then(stripe
     waiting = refund_pending("pi_waiting")
 
     # when the sweep runs
-    payments.refunds_reconcile()
+    payment_refunds.refunds_reconcile()
 
     # then Stripe is asked about the old one and the refund still in progress, not the one just asked about
     # (before, every run asked about every refund left to a person, for ever)

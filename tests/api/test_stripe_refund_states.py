@@ -15,7 +15,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
 
-from lab.orders import payments, stripe_events
+from lab.orders import payment_refunds, stripe_events
 from lab.orders.models import Order, OrderEvent
 from lab.production.cancellation import order_cancel_in_production
 from lab.staff.board import board_snapshot
@@ -95,7 +95,7 @@ def test_a_pending_refund_keeps_the_order_refund_pending_until_the_sweep_finds_i
     assert charge_refunded.json()["outcome"] == "refund_confirming"
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("cancelled", "refund_pending")
-    assert payments.refunds_reconcile() == 0
+    assert payment_refunds.refunds_reconcile() == 0
     order.refresh_from_db()
     assert order.payment_status == "refund_pending"
     assert refunds_made(order) == [("pending", tag)]
@@ -104,7 +104,7 @@ def test_a_pending_refund_keeps_the_order_refund_pending_until_the_sweep_finds_i
     stripe_proxy.default_status = None
 
     # then the next sweep finds it succeeded: the order is refunded, with the one refund
-    assert payments.refunds_reconcile() == 1
+    assert payment_refunds.refunds_reconcile() == 1
     order.refresh_from_db()
     assert order.payment_status == "refunded"
     assert refunds_made(order) == [("succeeded", tag)]
@@ -122,7 +122,7 @@ def test_a_refund_that_failed_is_made_again_under_a_key_of_its_own(api, paid, st
     # when Stripe fails it, and the sweep runs
     stripe_proxy.statuses[first_refund] = "failed"
     stripe_proxy.default_status = None
-    refunded = payments.refunds_reconcile()
+    refunded = payment_refunds.refunds_reconcile()
 
     # then a second refund is made, with a new idempotency key (Stripe would answer the first key with the
     # failed refund), and once it succeeded the order is refunded
@@ -135,7 +135,7 @@ def test_a_refund_that_failed_is_made_again_under_a_key_of_its_own(api, paid, st
         f"order-{order.ref}-refund",
         f"order-{order.ref}-refund-1",
     ]
-    assert payments.refunds_reconcile() == 0
+    assert payment_refunds.refunds_reconcile() == 0
     assert len(refunds_made(order)) == 2
 
 
@@ -147,7 +147,7 @@ def test_refunds_that_fail_every_time_stop_at_three_and_ask_a_person(api, paid, 
     # when the customer cancels and the sweep runs again and again
     order = cancel(api, paid)
     for _ in range(5):
-        assert payments.refunds_reconcile() == 0
+        assert payment_refunds.refunds_reconcile() == 0
 
     # then three refunds were made, each under a key of its own, and then a person is asked, once; the order
     # stays refund_pending (the money is still owed), with no fourth refund made every minute
@@ -186,7 +186,7 @@ def test_a_refund_stripe_refuses_for_good_is_asked_for_three_times_then_left_to_
     # when the customer cancels, and the sweep runs again and again
     order = cancel(api, paid)
     for _ in range(5):
-        assert payments.refunds_reconcile() == 0
+        assert payment_refunds.refunds_reconcile() == 0
 
     # then the refund was asked for three times in all, each refusal on the timeline, and then a person is
     # asked, once (before, every refusal read as "Stripe not answering": asked for every minute, for ever,
@@ -210,7 +210,7 @@ def test_an_idempotency_clash_is_no_refusal_and_asks_no_person(api, paid, stripe
     # when the customer cancels, and the sweep runs again and again
     order = cancel(api, paid)
     for _ in range(5):
-        assert payments.refunds_reconcile() == 0
+        assert payment_refunds.refunds_reconcile() == 0
 
     # then the refund is asked for again at every run, and nobody is asked yet
     assert len(refused) == 6
@@ -227,7 +227,7 @@ def test_a_full_refund_made_in_stripes_dashboard_settles_a_decided_refund(api, p
 
     # when a person refunds the whole payment in Stripe's dashboard (no tag of ours), and the sweep runs
     stripe_test_client().v1.refunds.create(params={"payment_intent": order.payment_intent_id})
-    assert payments.refunds_reconcile() == 1
+    assert payment_refunds.refunds_reconcile() == 1
 
     # then the order is refunded, on the timeline as refunded at Stripe, and no refund of ours was made on top
     # (before, the sweep asked Stripe for one every run, which Stripe refused: refund_pending for ever)
@@ -314,7 +314,7 @@ def test_a_dashboard_refund_that_failed_gives_the_held_order_its_payment_back(ap
         "A refund made at Stripe failed: the payment is captured again. The payment was refunded at Stripe"
     )
     assert OrderEvent.objects.get(order=order, kind="refund_failed_at_stripe").note == f"{refund.id} failed"
-    assert payments.refunds_reconcile() == 0
+    assert payment_refunds.refunds_reconcile() == 0
     assert len(stripe_proxy.refunds_created) == 1  # the dashboard's; none of the lab's
 
 
@@ -392,7 +392,7 @@ def test_a_dashboard_partial_refund_that_fails_after_the_cancel_s_refund_is_refu
     assert deliver(api, "refund.failed", failed, event_id="evt_dashboard_failed").json()["outcome"] == (
         "refund_rechecking"
     )
-    assert payments.refunds_reconcile() == 1
+    assert payment_refunds.refunds_reconcile() == 1
 
     # then one more refund of the lab's refunds the shortfall: what went back adds up to what was paid
     # (before, the order stayed `refunded` and the customer was 100 short)
@@ -406,7 +406,7 @@ def test_a_dashboard_partial_refund_that_fails_after_the_cancel_s_refund_is_refu
         order.total_minor
     )
     assert sorted(int(refund.amount or 0) for refund in refunds) == [100, 100, order.total_minor - 100]
-    assert payments.refunds_reconcile() == 0
+    assert payment_refunds.refunds_reconcile() == 0
     assert len(refund_ids(order)) == 3
 
 
@@ -475,7 +475,7 @@ def test_a_failed_dashboard_refund_whose_charge_refunded_comes_late_leaves_the_p
 
     # when a supervisor cancels the order
     order = order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
-    payments.refunds_reconcile()
+    payment_refunds.refunds_reconcile()
 
     # then the lab refunds the payment: the customer gets their money back, once
     order.refresh_from_db()
@@ -512,7 +512,7 @@ def test_a_failed_dashboard_refund_s_late_event_does_not_undo_a_second_refund_th
     # and a supervisor's cancel refunds nothing more
     order = order_cancel_in_production(order_ref=order.ref, actor=person("supervisor"))
     assert (order.status, order.payment_status) == ("cancelled", "refunded")
-    assert payments.refunds_reconcile() == 0
+    assert payment_refunds.refunds_reconcile() == 0
     assert refunds_made(order) == [("failed", {}), ("succeeded", {})]
 
 

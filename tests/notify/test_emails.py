@@ -172,7 +172,7 @@ def test_cancelled_mail_of_an_unpaid_order_does_not_deny_a_payment_it_may_not_kn
 
 
 def _refund_recorded(order: Order, kind: str = "refunded") -> None:
-    """Stripe confirmed the decided refund (lab/orders/payments.py `_refunded`)."""
+    """Stripe confirmed the decided refund (lab/orders/payment_refunds.py `_refunded`)."""
     Order.objects.filter(pk=order.pk).update(payment_status=Order.PaymentStatus.REFUNDED)
     OrderEvent.objects.create(order=order, kind=kind, actor_kind="system")
 

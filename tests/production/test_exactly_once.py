@@ -28,7 +28,7 @@ from lab.catalog.services import product_save
 from lab.lib.errors import DomainError, PermissionDenied
 from lab.notify.models import Notification
 from lab.notify.services import notifications_sweep
-from lab.orders import payments
+from lab.orders import payment_refunds
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Order, OrderEvent
 from lab.production import jobs, rasterizing, reconcile, routing, submission, tracking
@@ -245,11 +245,11 @@ def test_a_decided_refund_is_issued_once_stripe_answers_again(settings, localstr
     order = _mark_captured(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)]), intent=intent.id)
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"
     order_cancel(order=order, actor=order.customer, actor_kind="customer")
-    assert payments.refunds_reconcile() == 0
+    assert payment_refunds.refunds_reconcile() == 0
 
     settings.STRIPE_API_BASE = localstripe.url
-    assert payments.refunds_reconcile() == 1
-    assert payments.refunds_reconcile() == 0
+    assert payment_refunds.refunds_reconcile() == 1
+    assert payment_refunds.refunds_reconcile() == 0
 
     order.refresh_from_db()
     assert order.payment_status == "refunded"
@@ -280,14 +280,14 @@ def test_a_refund_stripe_made_before_the_worker_died_uncommitted_is_not_made_aga
     order_cancel(order=order, actor=order.customer, actor_kind="customer")
     settings.STRIPE_API_BASE = localstripe.url
     with pytest.raises(_WorkerDied), transaction.atomic():
-        assert payments.refund_issue(order_id=order.pk) is True
+        assert payment_refunds.refund_issue(order_id=order.pk) is True
         raise _WorkerDied  # everything it wrote is rolled back; Stripe's refund is not
     order.refresh_from_db()
     assert order.payment_status == "refund_pending"
 
     # when the reconciler asks again (later than Stripe keeps an idempotency key, or on a Stripe that ignores
     # it, as localstripe does), then it finds that refund and makes no second one
-    assert payments.refunds_reconcile() == 1
+    assert payment_refunds.refunds_reconcile() == 1
     order.refresh_from_db()
     assert order.payment_status == "refunded"
     refunds = client.v1.refunds.list(params={"payment_intent": intent}).data
