@@ -130,8 +130,10 @@ class HotFolderBackend(PrinterBackend):
             # Whatever stops the send between the print file and its ticket (a full disk, the task's soft time
             # limit, a shutdown): no ticket points at the file, so nothing would ever erase it; it goes now.
             # (A SIGKILL there leaves it for unfinished_sends_discard.) Once the ticket is in place the job is
-            # the device's, file and all, whatever comes after (its directory's fsync, say).
-            if not (self.folder / f"{job_id}{TICKET_SUFFIX}").exists():
+            # the device's, file and all, whatever comes after (its directory's fsync, say), wherever the
+            # device has moved the ticket by now (processing/, leaving the file in the inbox: before, only the
+            # inbox was looked at and that file was erased under the device's ticket).
+            if not self._is_ticket_anywhere(job_id):
                 with contextlib.suppress(OSError):
                     (self.folder / file_name).unlink()
             if isinstance(exc, OSError):
@@ -383,6 +385,14 @@ class HotFolderBackend(PrinterBackend):
             raise _unanswered(NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
         if not os.access(self.folder, os.R_OK | os.X_OK):
             raise _unanswered(PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+
+    def _is_ticket_anywhere(self, handle: str) -> bool:
+        """The job's ticket lies in some state folder, or the folder cannot say: a send's print file is then
+        kept (unfinished_sends_discard erases it if no ticket ever names it)."""
+        try:
+            return self._locate(handle) is not None
+        except errors.TransientPrinterError:
+            return True
 
     def _locate(self, handle: str) -> tuple[Path, JobState] | None:
         """Where the job's ticket lies; None only when the folder answered and holds no such ticket."""

@@ -3,6 +3,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -604,3 +605,139 @@ def test_a_cancelled_job_s_print_file_left_in_the_inbox_is_erased_and_a_live_job
         [f"{pending}.jpg", f"{pending}.json", f"{processing}.jpg"]
     )
     assert backend.job_state(cancelled) is JobState.CANCELED
+
+
+# --- What a send commits to disk, and what stays the device's ---------------------------------------------
+# Once the ticket is renamed into the inbox the job is the device's, file and all: a failure after that (the
+# folder's fsync) must not take the print file from under a ticket the device may already be printing.
+
+
+def _folder_fsync_failing_after_the_ticket(
+    monkeypatch: pytest.MonkeyPatch, *, device_takes_ticket_to: str = ""
+) -> None:
+    """The folder's fsync after the ticket's rename (the send's second one) fails with EIO; before it fails, a
+    fast device may have moved the ticket (only the ticket: it reads the file from the inbox) to a state
+    sub-folder."""
+    real_fsync_directory = hotfolder._fsync_directory
+    calls: list[Path] = []
+
+    def fsync_directory(directory: Path) -> None:
+        calls.append(directory)
+        if len(calls) < 2:
+            real_fsync_directory(directory)
+            return
+        if device_takes_ticket_to:
+            (ticket,) = directory.glob("*.json")
+            (directory / device_takes_ticket_to).mkdir()
+            os.replace(ticket, directory / device_takes_ticket_to / ticket.name)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(hotfolder, "_fsync_directory", fsync_directory)
+
+
+def _only_ticket(folder: Path) -> dict[str, Any]:
+    (ticket,) = folder.glob("*.json")
+    return dict(json.loads(ticket.read_text()))
+
+
+def test_a_send_whose_folder_fsync_fails_after_its_ticket_leaves_the_job_and_its_file_to_the_device(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a folder whose fsync after the ticket's rename fails
+    backend = HotFolderBackend(folder=tmp_path)
+    _folder_fsync_failing_after_the_ticket(monkeypatch)
+
+    # when a job is submitted
+    with pytest.raises(errors.TransientPrinterError) as raised:
+        _submit(backend, small_jpeg, title="lab-job-7")
+
+    # then the send is reported unsure, and the ticket and the file it names both stay in the inbox: a
+    # pending job that the lab finds again by its title
+    assert raised.value.code == "printer_unreachable"
+    ticket = _only_ticket(tmp_path)
+    job_id = ticket["job_id"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{job_id}.jpg", f"{job_id}.json"]
+    assert ticket["file_name"] == f"{job_id}.jpg"
+    assert (tmp_path / f"{job_id}.jpg").read_bytes() == small_jpeg.read_bytes()
+    assert [(job.handle, job.state) for job in backend.find_jobs(title_prefix="lab-job-7")] == [
+        (job_id, JobState.PENDING)
+    ]
+
+
+def test_a_send_whose_ticket_the_device_took_before_the_folder_fsync_failed_keeps_its_print_file(
+    tmp_path: Path, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a device that moves a new ticket into processing/ at once, printing its file from the inbox, and
+    # the folder's fsync after the ticket's rename failing just after that move
+    backend = HotFolderBackend(folder=tmp_path)
+    _folder_fsync_failing_after_the_ticket(monkeypatch, device_takes_ticket_to="processing")
+
+    # when a job is submitted
+    with pytest.raises(errors.TransientPrinterError):
+        _submit(backend, small_jpeg, title="lab-job-8")
+
+    # then the file the device is printing is still there (before, the send looked for its ticket in the
+    # inbox only, found none and erased the file under the device's ticket)
+    ticket = _only_ticket(tmp_path / "processing")
+    job_id = ticket["job_id"]
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == [f"{job_id}.jpg"]
+    assert (tmp_path / ticket["file_name"]).read_bytes() == small_jpeg.read_bytes()
+    assert [(job.handle, job.state) for job in backend.find_jobs(title_prefix="lab-job-8")] == [
+        (job_id, JobState.PROCESSING)
+    ]
+
+
+@pytest.fixture
+def disk_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, str]]:
+    """What the backend asks of the disk, in order: each fsync with what it synced and each rename with its
+    target, as paths relative to the hot folder (tmp_path; "." for the folder itself), a temporary as
+    `temporary <its target's name>`. The real calls are made."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    folder = tmp_path.resolve()
+
+    def named(path: Path) -> str:
+        relative = path.resolve().relative_to(folder)
+        temporary = re.fullmatch(r"\.(.+)\.[0-9a-f]{32}\.tmp", relative.name)
+        return f"temporary {temporary.group(1)}" if temporary else str(relative)
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", named(Path(os.readlink(f"/proc/self/fd/{fd}")))))
+        real_fsync(fd)
+
+    def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        real_replace(source, target)
+        calls.append(("replace", named(Path(target))))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return calls
+
+
+def test_a_send_and_a_cancel_fsync_each_file_and_each_rename_the_ticket_last(
+    tmp_path: Path, small_jpeg: Path, disk_calls: list[tuple[str, str]]
+) -> None:
+    # given an empty hot folder
+    backend = HotFolderBackend(folder=tmp_path)
+
+    # when a job is submitted
+    job_id = _submit(backend, small_jpeg)
+
+    # then the print file's bytes, its name, the ticket's bytes and then its name are each on disk before
+    # submit returns: a job reported submitted survives a power loss, and its ticket never names a lost file
+    assert disk_calls == [
+        ("fsync", f"temporary {job_id}.jpg"),
+        ("replace", f"{job_id}.jpg"),
+        ("fsync", "."),
+        ("fsync", f"temporary {job_id}.json"),
+        ("replace", f"{job_id}.json"),
+        ("fsync", "."),
+    ]
+
+    # when it is cancelled
+    disk_calls.clear()
+    backend.cancel(job_id)
+
+    # then the ticket's move out of the inbox is on disk before cancel returns: after a power loss the
+    # device does not find it back in the inbox and print it
+    assert disk_calls == [("replace", f"canceled/{job_id}.json"), ("fsync", ".")]
