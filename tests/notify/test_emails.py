@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
+from django.core.mail import EmailMessage
 from django.db.models import F
 from django.utils import timezone
 
 from lab.lib.errors import DomainError, NotFound
-from lab.lib.mail import MailRefused
+from lab.lib.mail import MailNotSent, MailRefused
 from lab.notify import emails, services
 from lab.notify.emails import tracking_url
 from lab.notify.models import Notification, WebhookEndpoint, WebhookEvent
@@ -800,3 +801,52 @@ def test_a_sweep_out_of_time_leaves_the_rest_to_the_next_one(monkeypatch):
     # when the sweep runs three times, then each sends one message and the next takes up the rest
     assert [services.notifications_sweep() for _ in range(4)] == [1, 1, 1, 0]
     assert sorted(m.subject for m in mail.outbox) == sorted(f"We received your order {o.ref}" for o in orders)
+
+
+def test_a_sweep_leaves_order_events_older_than_its_window_alone(settings):
+    """The sweep notifies for 24 h: a failed e-mail is tried again each sweep until then, a lost status change
+    is claimed until then; a days-old "payment confirmed" misleads more than it tells."""
+    # given a "paid" e-mail that failed, and a lost status change of a customer with a webhook endpoint,
+    # both of order events 25 h old
+    failed = order_for(new_customer())
+    order_move(failed, "paid")
+    _mail_server_down(settings)
+    with pytest.raises(OSError):
+        notify_order_status_changed(order_id=failed.pk, status="paid")
+    paid = _paid_with_a_webhook_endpoint()
+    OrderEvent.objects.filter(order__in=[failed, paid]).update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+
+    # when the sweep runs with the mail server back
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert services.notifications_sweep() == 0
+
+    # then it sends nothing, claims nothing and emits no webhook: the failed e-mail stays failed
+    assert mail.outbox == []
+    notifications = Notification.objects.values_list("order_id", "order_status", "status", "send_attempts")
+    assert list(notifications) == [(failed.pk, "paid", "failed", 1)]
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_a_send_that_goes_through_restarts_the_count_of_failed_sends_in_a_row(monkeypatch):
+    """The sweep judges the mail server down after three sends failed one after another, not three in all."""
+    # given six orders whose "received" messages were lost, and a mail server that fails every other send
+    customers = [new_customer() for _ in range(6)]
+    for customer in customers:
+        _old_enough(order_for(customer))
+    attempted: list[str] = []
+
+    def every_other_send_fails(message: EmailMessage) -> None:
+        attempted.append(message.to[0])
+        if len(attempted) % 2:
+            raise MailNotSent("connection refused")
+        mail.outbox.append(message)
+
+    monkeypatch.setattr(services, "mail_send", every_other_send_fails)
+
+    # when the sweep runs, then every e-mail is tried (three failed, never three in a row) and three are sent
+    assert services.notifications_sweep() == 3
+    assert attempted == [customer.email for customer in customers]
+    statuses = Notification.objects.order_by("order_id").values_list("status", "send_attempts")
+    assert list(statuses) == [("failed", 1), ("sent", 1)] * 3

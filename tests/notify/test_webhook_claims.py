@@ -96,3 +96,39 @@ def test_attempts_recorded_after_a_takeover_are_both_in_the_log_and_nothing_rais
     api.force_authenticate(delivery.endpoint.owner)
     log = api.get(f"/api/v1/webhook-endpoints/{delivery.endpoint_id}/deliveries").json()
     assert [(a["number"], a["status_code"]) for a in log["results"][0]["attempts"]] == [(1, 200), (2, 200)]
+
+
+def test_a_late_success_ends_a_delivery_whose_takeover_failed(local_webhooks, receiver):
+    # given a delivery whose POST by worker A takes longer than A's claim
+    delivery = _one_delivery(receiver)
+    errors: list[BaseException] = []
+
+    def take_over_and_fail() -> None:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            claimed_until=F("claimed_until") - CLAIM_DURATION
+        )
+        receiver.answer_status = 500  # B's POST fails
+        try:
+            webhook_deliver(delivery_id=str(delivery.pk))
+        finally:
+            receiver.answer_status = 200  # and A's, still at the receiver, is then answered 200
+
+    # when worker B takes the delivery over meanwhile, its POST is answered 500 and B records that (the
+    # delivery due again after the backoff), and then A's POST is answered 200 and A records it
+    receiver.while_answering = lambda: _as_another_worker(errors, take_over_and_fail)
+    webhook_deliver(delivery_id=str(delivery.pk))
+
+    # then the late success ends the delivery though A no longer held it: the event did arrive, and no
+    # third POST is owed (nothing is due next)
+    assert errors == []
+    assert len(receiver.requests) == 2
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempt_count, delivery.claimed_until, delivery.next_attempt_at) == (
+        "succeeded",
+        2,
+        None,
+        None,
+    )
+    assert delivery.delivered_at is not None
+    assert (delivery.last_status_code, delivery.last_error_code) == (200, "")
+    assert _attempts(delivery) == [(1, 500, False), (2, 200, True)]
