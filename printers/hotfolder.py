@@ -178,7 +178,11 @@ class HotFolderBackend(PrinterBackend):
                     code=errors.JOB_NOT_CANCELABLE,
                     message=f"hot folder job {handle!r} was taken by the device",
                 ) from None
+            # A rename between folders is durable once both are synced: the inbox first, so a power loss
+            # between the two leaves the ticket in neither folder (nothing printed, what the cancel is for),
+            # never in both (the device would find it back in the inbox and print a cancelled copy).
             _fsync_directory(self.folder)
+            _fsync_directory(canceled_dir)
         except OSError as exc:
             # Cancelled or not, the caller cannot know: asked again, a cancelled ticket is a no-op.
             raise _unanswered(exc) from exc
@@ -610,4 +614,5 @@ def move_ticket(
     target = target_dir / ticket_path.name
     os.replace(ticket_path, target)
     _fsync_directory(folder)
+    _fsync_directory(target_dir)
     return target

@@ -738,6 +738,6 @@ def test_a_send_and_a_cancel_fsync_each_file_and_each_rename_the_ticket_last(
     disk_calls.clear()
     backend.cancel(job_id)
 
-    # then the ticket's move out of the inbox is on disk before cancel returns: after a power loss the
-    # device does not find it back in the inbox and print it
-    assert disk_calls == [("replace", f"canceled/{job_id}.json"), ("fsync", ".")]
+    # then the ticket's move is on disk in both folders before cancel returns, the inbox first: after a power
+    # loss the device does not find it back in the inbox and print it, and it is not lost from canceled/
+    assert disk_calls == [("replace", f"canceled/{job_id}.json"), ("fsync", "."), ("fsync", "canceled")]
