@@ -161,3 +161,29 @@ def test_customers_and_the_system_are_not_employees(technician):
     attempt(technician, at=minutes(2), role="system", rule="production_pipeline", action="image.view.full")
 
     assert flags() == []
+
+
+def test_a_sunday_night_shift_covers_the_early_hours_of_monday(technician):
+    # given a technician whose shift runs Sunday 22:00 to 06:00 (weekday 6: the day after it is Monday, 0)
+    StaffShift.objects.create(user=technician, weekday=6, start_time=time(22), end_time=time(6))
+
+    # when they view a photo at 05:00 on Monday (2026-03-02, the lab's zone UTC)
+    attempt(technician, at=datetime(2026, 3, 2, 5, 0, tzinfo=UTC))
+
+    # then it is inside their shift: no flag (a mutation review: the day after Sunday computed as 7 survived)
+    assert flags(since=datetime(2026, 3, 2, tzinfo=UTC), until=datetime(2026, 3, 3, tzinfo=UTC)) == []
+
+
+def test_a_refused_maintenance_view_is_flagged_once_as_a_refusal_not_as_a_view(technician):
+    # given a maintenance request refused (its ticket closed): nothing was shown
+    refused = attempt(
+        technician,
+        at=minutes(1),
+        action="image.access.denied",
+        outcome="denied",
+        rule="maintenance_ticket_closed",
+        purpose="maintenance",
+    )
+
+    # then it carries the refusal's one flag, not also `maintenance_view` (queued twice, called a view)
+    assert flags() == [(refused.seq, "outside_production_step")]

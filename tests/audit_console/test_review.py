@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from django.utils import timezone
@@ -124,6 +124,11 @@ def test_a_note_is_required_and_nobody_reviews_their_own_access(auditor):
 
     with pytest.raises(DomainError) as no_note:
         review_sign_off(item_id=item.pk, auditor=auditor, note="  ", meta=META)
+    # the length is of the note trimmed: spaces around one letter are no note either
+    for blank in ("     ", " a "):
+        with pytest.raises(DomainError) as short:
+            review_sign_off(item_id=item.pk, auditor=auditor, note=blank, meta=META)
+        assert short.value.code == "note_required"
     with pytest.raises(PermissionDenied) as own:
         review_sign_off(item_id=item.pk, auditor=admin_technician, note="was me, fine", meta=META)
     review_sign_off(item_id=item.pk, auditor=auditor, note="checked with the shift lead", meta=META)
@@ -159,3 +164,19 @@ def test_the_sample_is_drawn_only_from_views_no_rule_flagged(technician, setting
     # queued for its flag anyway), 54 times in 55
     assert sorted(seq for seq, reason in queued() if reason == "sample") == sorted(quiet)
     assert sorted(seq for seq, reason in queued() if reason == "repeated_views") == busy[1:]
+
+
+def test_views_repeated_across_midnight_are_queued_for_the_day_that_reaches_the_limit(technician, settings):
+    # given three views of one order within AUDIT_REPEAT_HOURS, two of them the evening before
+    settings.AUDIT_REPEAT_VIEWS = 3
+    settings.AUDIT_REPEAT_HOURS = 24
+    attempt(technician, at=datetime(2026, 3, 2, 23, 0, tzinfo=UTC), order_ref="PL-A")
+    attempt(technician, at=datetime(2026, 3, 2, 23, 30, tzinfo=UTC), order_ref="PL-A")
+    third = attempt(technician, at=datetime(2026, 3, 3, 1, 0, tzinfo=UTC), order_ref="PL-A")
+
+    # when the day of the third is queued
+    review_sample_daily(day=date(2026, 3, 3), sample_size=0)
+
+    # then the third is flagged as a repeat: the rule looks back AUDIT_REPEAT_HOURS past midnight (a mutation
+    # review: a look-back of the burst window alone survived)
+    assert queued() == [(third.seq, "repeated_views")]
