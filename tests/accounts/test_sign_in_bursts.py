@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db import connections
 from rest_framework.test import APIClient
 
+from lab.accounts import signin
 from lab.accounts.models import SecurityEvent
 from lab.accounts.signin import SignInAttempt
 from tests.builders import PASSWORD, UserFactory
@@ -122,3 +123,33 @@ def test_right_passwords_in_flight_do_not_turn_one_typo_into_a_lock(settings, mo
     assert sorted(statuses) == [200] * (LIMIT - 1) + [401]
     assert not SecurityEvent.objects.filter(user=customer, kind="sign_in_locked").exists()
     assert token_request(customer.email, PASSWORD) == 200
+
+
+@pytest.mark.django_db
+def test_attempts_refused_while_others_are_in_flight_leave_no_count_behind(settings):
+    # given an address limit of two, and two right-password checks of one address still in flight
+    settings.SIGNIN_ADDRESS_FAILURES = 2
+    settings.SIGNIN_ACCOUNT_FAILURES = 5
+    UserFactory.create(email="ada@example.org")
+    attempt = SignInAttempt(
+        email="ada@example.org", client_ip="198.51.100.7", channel=SecurityEvent.Channel.API
+    )
+    in_flight = [signin.sign_in_count(attempt=attempt) for _ in range(2)]
+
+    # when three more attempts come meanwhile, each refused for now, and then both checks succeed
+    for _ in range(3):
+        with pytest.raises(signin.SignInLocked) as refused:
+            signin.sign_in_count(attempt=attempt)
+        assert refused.value.retry_after_seconds == signin.IN_FLIGHT_RETRY_SECONDS
+    for counts in in_flight:
+        signin.sign_in_succeeded(attempt=attempt, counts=counts)
+
+    # then the address's count is back to nothing and the next right password signs in (a mutation review:
+    # refused attempts that kept their count locked the address out for the rest of the window, every retry
+    # adding one more, with no failure at all)
+    _, address_key, _ = attempt.counters()[1]
+    assert int(cache.get(address_key) or 0) == 0
+    answer = APIClient(REMOTE_ADDR="198.51.100.7").post(
+        "/api/v1/auth/token", {"email": "ada@example.org", "password": PASSWORD}, format="json"
+    )
+    assert answer.status_code == 200, answer.json()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from lab.accounts.models import ApiToken, SecurityEvent
+from lab.accounts.signin import SignInAttempt
 from tests.builders import UserFactory
 from tests.support.http import stalled
 
@@ -156,3 +158,25 @@ def test_without_the_shared_cache_nobody_signs_in_and_the_answer_says_so(api, se
 
     assert (response.status_code, response.json()["code"]) == (503, "sign_in_unavailable")
     assert page.status_code == 503 and "unavailable" in page.content.decode()
+
+
+def test_a_lock_holds_its_whole_time_after_the_count_of_failures_has_expired(api):
+    # given an account locked by its third failure, then its counts' window over (the counts started at the
+    # first attempt; the lock, at the failure that took the limit): the count keys gone, the locks left
+    UserFactory.create(email="ada@example.org")
+    assert [token_request(api, "ada@example.org", f"guess {n}").status_code for n in range(3)] == [401] * 3
+    attempt = SignInAttempt(
+        email="ada@example.org", client_ip="198.51.100.7", channel=SecurityEvent.Channel.API
+    )
+    assert cache.get(f"{attempt.holder()[1]}:locked_until") is not None
+    for _, key, _ in attempt.counters():
+        cache.delete_many([key, f"{key}:failures"])
+
+    # when the right password comes while the lock still holds
+    locked = token_request(api, "ada@example.org", PASSWORD)
+
+    # then it is refused for the rest of the lock, no token issued (a mutation review: without the check
+    # before counting, a token was issued mid-lock once the counts had expired)
+    assert (locked.status_code, locked.json()["code"]) == (429, "sign_in_locked")
+    assert int(locked["Retry-After"]) > 5
+    assert ApiToken.objects.count() == 0

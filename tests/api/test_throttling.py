@@ -461,6 +461,23 @@ def test_email_changes_are_throttled_per_client_address_whatever_the_account(set
     assert asks(elsewhere, "someone@example.org", "victim@example.org") == (409, "email_taken")
 
 
+def test_confirming_an_email_change_shares_the_account_changes_count_with_patch_me(settings):
+    # given two account changes an hour per customer
+    _rates(settings, account_changes="2/hour")
+    customer = token_client(APIClient(), UserFactory.create())
+
+    # when they make two changes, then try to confirm an e-mail change (any token)
+    changes = [
+        customer.patch("/api/v1/me", {"full_name": f"Name {n}"}, format="json").status_code for n in range(2)
+    ]
+    confirm = customer.post("/api/v1/me/email/confirm", {"token": "x-y"}, format="json")
+
+    # then the confirm is throttled as a third change (README: "throttled as PATCH me"): its refusals of a
+    # wrong token or a taken address are not free to try without limit
+    assert changes == [200, 200]
+    assert (confirm.status_code, confirm.json()["code"]) == (429, "throttled")
+
+
 def _fresh_account(client: APIClient) -> APIClient:
     """`client` signed in as an account made just now: accounts are free to make."""
     return token_client(client, UserFactory.create())
