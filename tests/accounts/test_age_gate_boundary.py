@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from lab.accounts.models import User
-from lab.accounts.services import policy_current
+from tests.builders import registration_body
 
 pytestmark = pytest.mark.django_db
 
@@ -23,20 +23,7 @@ def _years_ago(today: date, years: int) -> date:
 
 
 def _body(birth: date, email: str) -> dict[str, object]:
-    return {
-        "email": email,
-        "password": "a long enough secret 42",
-        "full_name": "Ada Quill",
-        "address": {
-            "name": "Ada Quill",
-            "line1": "1 Lens Lane",
-            "city": "Exposure",
-            "postal_code": "12345",
-            "country": "US",
-        },
-        "birth_date": birth.isoformat(),
-        "privacy_policy_version": policy_current().version,
-    }
+    return registration_body(email=email, birth_date=birth.isoformat())
 
 
 def test_the_day_before_the_13th_birthday_is_refused_and_the_birthday_itself_is_taken(api):

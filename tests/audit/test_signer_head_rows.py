@@ -21,14 +21,21 @@ def _verified_problem() -> tuple[str, int | None] | None:
     return None if problem is None else (problem.kind, problem.seq)
 
 
-def test_a_lanes_last_record_deleted_under_its_head_row_is_refused_as_head_mismatch():
-    # given a witnessed checkpoint, then two more records in lane 1
+def _witnessed_then_two_more() -> AuditRecord:
+    """Three records and a witnessed checkpoint of them, then two more records; the last of them, the log
+    verified whole."""
     audit_write(3)
     checkpoint_write()
     audit_write(2)
     last = AuditRecord.objects.order_by("-seq").first()
     assert last is not None
     assert _verified_problem() is None
+    return last
+
+
+def test_a_lanes_last_record_deleted_under_its_head_row_is_refused_as_head_mismatch():
+    # given a witnessed checkpoint, then two more records in lane 1
+    last = _witnessed_then_two_more()
     # when a database superuser deletes the last one (triggers off), its lane's head row left pointing at it
     dba(
         "SET LOCAL session_replication_role = replica;"
@@ -49,12 +56,7 @@ def test_a_lanes_last_record_deleted_under_its_head_row_is_refused_as_head_misma
 
 def test_a_head_row_rewritten_at_its_own_position_is_refused_as_head_mismatch():
     # given a witnessed checkpoint, then two more records in lane 1
-    audit_write(3)
-    checkpoint_write()
-    audit_write(2)
-    last = AuditRecord.objects.order_by("-seq").first()
-    assert last is not None
-    assert _verified_problem() is None
+    last = _witnessed_then_two_more()
     # when a database superuser rewrites the lane's head hash, its position left as it was
     dba(
         "SET LOCAL session_replication_role = replica;"

@@ -10,10 +10,12 @@ from datetime import UTC, timedelta
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
+from lab.accounts.models import User
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
 from lab.gate import access as gate
 from lab.gate import watermark
+from lab.gate.access import Delivery
 from lab.gate.rules import AccessRequest
 from lab.gate.watermark import preview_image, watermark_apply
 from lab.production.models import PrintJob
@@ -49,6 +51,24 @@ def marked_share(difference: Image.Image, box: tuple[int, int, int, int], thresh
     return sum(histogram[threshold:]) / sum(histogram)
 
 
+def preview_of_a_printing_job(technician: User) -> Delivery:
+    """The gate's preview of the photo of a job printing on a hot-folder minilab, asked by `technician`."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    job = PrintJob.objects.select_related("item__asset").get()
+    return gate.image_access(
+        user=technician,
+        request=AccessRequest(
+            asset_id=str(job.item.asset_id),
+            purpose="printing",
+            justification="check the crop",
+            context_type="print_job",
+            context_id=str(job.pk),
+        ),
+        meta=RequestMeta(),
+    )
+
+
 @pytest.mark.parametrize("original", [jpeg_bytes(), gradient_jpeg()], ids=["two-tone", "gradient"])
 def test_the_mark_reaches_every_quadrant_and_edge_and_stays_faint(original):
     plain = preview_image(original)
@@ -65,22 +85,8 @@ def test_the_mark_reaches_every_quadrant_and_edge_and_stays_faint(original):
 
 @pytest.mark.django_db
 def test_the_preview_the_gate_delivers_is_marked_all_over_and_recognisable(settings):
-    hotfolder_printer("minilab", sizes=["4x6"])
-    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    job = PrintJob.objects.select_related("item__asset").get()
     technician = person("technician")
-
-    delivery = gate.image_access(
-        user=technician,
-        request=AccessRequest(
-            asset_id=str(job.item.asset_id),
-            purpose="printing",
-            justification="check the crop",
-            context_type="print_job",
-            context_id=str(job.pk),
-        ),
-        meta=RequestMeta(),
-    )
+    delivery = preview_of_a_printing_job(technician)
 
     with Image.open(io.BytesIO(delivery.data)) as image:
         delivered = image.convert("RGB")
@@ -101,22 +107,8 @@ def test_the_preview_is_stamped_with_the_viewer_s_role_public_id_and_utc_minute(
         return render(original, stamp=stamp)
 
     monkeypatch.setattr("lab.gate.variants.preview_render", spy)
-    hotfolder_printer("minilab", sizes=["4x6"])
-    released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
-    job = PrintJob.objects.select_related("item__asset").get()
     technician = person("technician")
-
-    gate.image_access(
-        user=technician,
-        request=AccessRequest(
-            asset_id=str(job.item.asset_id),
-            purpose="printing",
-            justification="check the crop",
-            context_type="print_job",
-            context_id=str(job.pk),
-        ),
-        meta=RequestMeta(),
-    )
+    preview_of_a_printing_job(technician)
 
     at = AuditRecord.objects.latest("seq").occurred_at.astimezone(UTC)
     expected = {

@@ -24,6 +24,7 @@ from tests.builders.customers import (
     place_order,
     print_order,
     register,
+    registration_body,
     upload,
 )
 from tests.builders.orders import (
@@ -122,6 +123,7 @@ __all__ = [
     "product_form",
     "ready_to_pack_order",
     "register",
+    "registration_body",
     "released_order",
     "shipped_order",
     "token_client",

@@ -79,20 +79,23 @@ PERSON = Person(
 )
 
 
+def registration_body(
+    person: Person = PERSON, *, email: str | None = None, birth_date: str = "1984-02-29"
+) -> dict[str, object]:
+    """What `POST accounts` takes for `person` (another e-mail or birth date when given)."""
+    return {
+        "email": email or person.email,
+        "password": PERSON_PASSWORD,
+        "full_name": person.full_name,
+        "address": person.address,
+        "birth_date": birth_date,
+        "privacy_policy_version": "1.0",
+        "marketing_opt_in": True,
+    }
+
+
 def register(api: APIClient, person: Person = PERSON) -> str:
-    response = api.post(
-        "/api/v1/accounts",
-        {
-            "email": person.email,
-            "password": PERSON_PASSWORD,
-            "full_name": person.full_name,
-            "address": person.address,
-            "birth_date": "1984-02-29",
-            "privacy_policy_version": "1.0",
-            "marketing_opt_in": True,
-        },
-        format="json",
-    )
+    response = api.post("/api/v1/accounts", registration_body(person), format="json")
     assert response.status_code == 201, response.json()
     token = str(response.json()["token"])
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
