@@ -584,6 +584,33 @@ def test_a_sign_off_moved_onto_another_record_shows_as_not_in_the_log(client, au
     assert f"Item {item.pk} (record {snoop.seq}): {NOT_IN_LOG}" in done
 
 
+def forge_queued_record(day: date, *, justification: str, after: AuditRecord) -> None:
+    """A superuser inserts an `audit.review.queued` record of `day` as the nightly run writes them, sealed
+    without the record key, at a lane position far ahead of `after` (a genuine record to forge from)."""
+    fields = record_as_chain_dict(after) | {
+        "action": review.QUEUED_ACTION,
+        "actor_id": None,
+        "actor_role": "system",
+        "outcome": "done",
+        "rule": "review_queue",
+        "purpose": Purpose.AUDIT.value,
+        "justification": justification,
+        "context_type": review.REVIEW_DAY,
+        "context_id": day.isoformat(),
+        "occurred_at": utc_timestamp(timezone.now()),
+    }
+    sealed = seal_record(
+        fields,
+        seq=after.seq + 1000,
+        prev_hash=after.hash,
+        record_key=ATTACKER_RECORD_KEY,
+        lane=after.lane,
+        lane_seq=(after.lane_seq or 0) + 1000,
+    )
+    sql, values = record_insert_sql(sealed)
+    as_superuser(sql, *values)
+
+
 def test_a_forged_queued_record_does_not_mark_its_day_queued() -> None:
     # given yesterday not queued, and a genuine record in the chain to forge from
     today = review.lab_today()
@@ -593,31 +620,44 @@ def test_a_forged_queued_record_does_not_mark_its_day_queued() -> None:
     assert yesterday in review.review_days_missing(today=today)
 
     # when a superuser inserts a queued record of yesterday, sealed without the record key
-    fields = record_as_chain_dict(genuine) | {
-        "action": review.QUEUED_ACTION,
-        "actor_id": None,
-        "actor_role": "system",
-        "outcome": "done",
-        "rule": "review_queue",
-        "purpose": Purpose.AUDIT.value,
-        "justification": "sampled=0 flagged=0 seqs=",
-        "context_type": review.REVIEW_DAY,
-        "context_id": yesterday.isoformat(),
-        "occurred_at": utc_timestamp(timezone.now()),
-    }
-    sealed = seal_record(
-        fields,
-        seq=genuine.seq + 1000,
-        prev_hash=genuine.hash,
-        record_key=ATTACKER_RECORD_KEY,
-        lane=genuine.lane,
-        lane_seq=(genuine.lane_seq or 0) + 1000,
-    )
-    sql, values = record_insert_sql(sealed)
-    as_superuser(sql, *values)
+    forge_queued_record(yesterday, justification="sampled=0 flagged=0 seqs=", after=genuine)
 
     # then the nightly job still finds yesterday missing (before: the forged record skipped it for good)
     assert yesterday in review.review_days_missing(today=today)
+
+
+def test_a_forged_queued_record_neither_raises_a_missing_item_nor_vouches_for_a_planted_one(
+    client, auditor: User
+) -> None:
+    # given day D queued by the nightly run (a sample of one and a flagged maintenance view), and a third
+    # view of D the run did not draw
+    day, _view, maintenance = day_with_a_view_and_a_maintenance_view()
+    review_sample_daily(day=day, sample_size=1)
+    other = attempt(person("technician", email="other@lab.example"), at=minutes(62))
+
+    # when a superuser inserts a queued record of D, made without the record key, naming the undrawn view as
+    # sampled and a flagged view that does not exist, and the app's role plants a sample item for the first
+    forge_queued_record(
+        day,
+        justification=f"sampled=1 flagged=1 flag.maintenance_view={other.seq + 500} seqs={other.seq}",
+        after=maintenance,
+    )
+    with as_app_role(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO audit_reviewitem (record_id, reason, note) VALUES (%s, 'sample', '')", [other.seq]
+        )
+    planted = ReviewItem.objects.get(record_id=other.seq, reason="sample")
+
+    # then the console raises no "queued item missing" for what the forgery names (only a record under the
+    # lab's key says what was queued), and the planted sample is still not in the log: the forgery vouches
+    # for nothing
+    assert review.review_queued_items_missing() == []
+    assert other.seq not in review.review_samples_logged(days=[day]).get(day, set())
+    assert review_samples_not_in_log(items=with_records(planted)) == frozenset({planted.pk})
+    client.force_login(auditor)
+    queue = client.get("/lab/audit/review/").content.decode()
+    assert ITEM_MISSING not in queue
+    assert f"Item {planted.pk} (record {other.seq}): {SAMPLE_NOT_IN_LOG}" in queue
 
 
 def test_a_sign_off_from_before_records_named_their_record_shows_as_naming_no_record(
