@@ -191,23 +191,16 @@ def customer_update(
     if address is not None:
         user.address = address
         fields.append("address")
-    try:
-        return _customer_save(
-            user=user,
-            fields=fields,
-            marketing_opt_in=marketing_opt_in,
-            password_read=password_read,
-            client_ip=client_ip,
-            previous_email=previous_email,
-        )
-    except IntegrityError as error:
-        # The address was free at the check and taken before the save (another request, another process):
-        # the same answer as when it was taken before, and nothing of this request is kept.
-        if "email" in fields and User.objects.filter(email=user.email).exclude(pk=user.pk).exists():
-            raise Conflict(
-                AccountError.EMAIL_TAKEN, "An account with this e-mail address already exists."
-            ) from error
-        raise
+    # No unique column is written here: the new address waits in `pending_email` (not unique), and is taken
+    # up by customer_email_confirm, which answers a race to it with email_taken.
+    return _customer_save(
+        user=user,
+        fields=fields,
+        marketing_opt_in=marketing_opt_in,
+        password_read=password_read,
+        client_ip=client_ip,
+        previous_email=previous_email,
+    )
 
 
 def _customer_save(
