@@ -196,6 +196,16 @@ class HotFolderBackend(PrinterBackend):
                 # The job is cancelled (its ticket is in canceled/): the device will not print the file left,
                 # and unfinished_sends_discard erases it (as it does when a crash comes before this unlink).
                 logger.warning("hot folder job %s canceled, its print file kept: %s", handle, exc.strerror)
+            else:
+                try:
+                    # So a power loss does not bring a plain copy of the photo back to wait for the sweep.
+                    _fsync_directory(self.folder)
+                except OSError as exc:
+                    logger.warning(
+                        "hot folder job %s canceled, its print file's removal not synced: %s",
+                        handle,
+                        exc.strerror,
+                    )
         logger.info("hot folder job %s canceled", handle)
 
     def printer_status(self) -> PrinterStatus:

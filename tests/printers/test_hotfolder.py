@@ -689,11 +689,11 @@ def test_a_send_whose_ticket_the_device_took_before_the_folder_fsync_failed_keep
 
 @pytest.fixture
 def disk_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, str]]:
-    """What the backend asks of the disk, in order: each fsync with what it synced and each rename with its
-    target, as paths relative to the hot folder (tmp_path; "." for the folder itself), a temporary as
-    `temporary <its target's name>`. The real calls are made."""
+    """What the backend asks of the disk, in order: each fsync with what it synced, each rename with its
+    target and each unlink with its file, as paths relative to the hot folder (tmp_path; "." for the folder
+    itself), a temporary as `temporary <its target's name>`. The real calls are made."""
     calls: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
     folder = tmp_path.resolve()
 
     def named(path: Path) -> str:
@@ -709,8 +709,14 @@ def disk_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[st
         real_replace(source, target)
         calls.append(("replace", named(Path(target))))
 
+    def unlink(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
+        name = named(Path(path))
+        real_unlink(path, *args, **kwargs)
+        calls.append(("unlink", name))
+
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
     return calls
 
 
@@ -739,5 +745,13 @@ def test_a_send_and_a_cancel_fsync_each_file_and_each_rename_the_ticket_last(
     backend.cancel(job_id)
 
     # then the ticket's move is on disk in both folders before cancel returns, the inbox first: after a power
-    # loss the device does not find it back in the inbox and print it, and it is not lost from canceled/
-    assert disk_calls == [("replace", f"canceled/{job_id}.json"), ("fsync", "."), ("fsync", "canceled")]
+    # loss the device does not find it back in the inbox and print it, and it is not lost from canceled/;
+    # and the print file's removal is on disk too (a plain copy of the photo does not come back after a power
+    # loss to wait for the sweep)
+    assert disk_calls == [
+        ("replace", f"canceled/{job_id}.json"),
+        ("fsync", "."),
+        ("fsync", "canceled"),
+        ("unlink", f"{job_id}.jpg"),
+        ("fsync", "."),
+    ]
