@@ -4,11 +4,14 @@ endpoint, and the answer carries that endpoint's secret again; without a key eac
 from __future__ import annotations
 
 import threading
+from unittest import mock
 
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from lab.lib.errors import Conflict
+from lab.notify import webhooks
 from lab.notify.delivery import webhook_deliver
 from lab.notify.models import WebhookDelivery, WebhookEndpoint, WebhookEndpointIdempotencyKey
 from lab.notify.services import notify_order_status_changed
@@ -153,3 +156,44 @@ def test_the_key_goes_with_its_endpoint(api, local_webhooks, receiver):
     assert list(WebhookEndpointIdempotencyKey.objects.values_list("endpoint_id", flat=True)) == [
         WebhookEndpoint.objects.get(owner=customer).pk
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_registrations_at_once_for_the_last_place_make_one_endpoint(local_webhooks, receiver):
+    # given a customer one endpoint short of the limit, and two registrations (no key) that have both passed
+    # the limit's first check before either takes the owner's lock (each waits for the other in the URL's
+    # lookup, which comes between)
+    customer = new_customer()
+    for _ in range(MAX_ENDPOINTS_PER_CUSTOMER - 1):
+        webhook_endpoint_create(owner=customer, url=receiver.url, event_types=["order.shipped"])
+    both_looked_up = threading.Barrier(2, timeout=10)
+    real_clean = webhooks.webhook_url_clean
+    outcomes: list[str] = []
+
+    def clean_after_the_other(*, url: str) -> str:
+        both_looked_up.wait()
+        return real_clean(url=url)
+
+    def register() -> None:
+        try:
+            webhooks.webhook_endpoint_register(
+                owner=customer, url=receiver.url, event_types=["order.shipped"]
+            )
+            outcomes.append("created")
+        except Conflict as refused:
+            outcomes.append(refused.code)
+        finally:
+            connection.close()
+
+    # when both go on at once
+    with mock.patch.object(webhooks, "webhook_url_clean", clean_after_the_other):
+        threads = [threading.Thread(target=register) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    # then one gets the last place and the other is refused under the lock (checked again there): the limit
+    # holds at exactly MAX_ENDPOINTS_PER_CUSTOMER
+    assert sorted(outcomes) == ["created", "too_many_webhook_endpoints"]
+    assert WebhookEndpoint.objects.filter(owner=customer).count() == MAX_ENDPOINTS_PER_CUSTOMER
