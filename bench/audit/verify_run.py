@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
 from lab.audit.checkpoints import Checkpoint, sign_checkpoint
+from lab.audit.export_format import write_export
 from lab.audit.keys import public_key_b64
 from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
-from lab.audit.verify import write_export
 
 CHECKPOINT_EVERY = 10_000
 START = datetime(2026, 1, 1, tzinfo=UTC)

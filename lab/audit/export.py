@@ -1,5 +1,5 @@
 """Exporting the audit chain (`manage.py audit_export`, the auditor console): the records and checkpoints the
-database holds, up to the checkpoint that signs the export (the format: lab/audit/verify.py).
+database holds, up to the checkpoint that signs the export (the format: lab/audit/export_format.py).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from django.db import DatabaseError, transaction
 from lab.audit.auditor_mail import _alert
 from lab.audit.checkpoint_rows import _as_checkpoint, _stored_checkpoints
 from lab.audit.checkpoints import Checkpoint, checkpoint_lanes
+from lab.audit.export_format import write_export
 from lab.audit.models import AuditCheckpoint
 from lab.audit.problems import ChainProblem
 from lab.audit.reading import records_in_seq_order
 from lab.audit.records import Entry, RequestMeta, audit_append
 from lab.audit.signer import AuditChainBroken, audit_chain_check, checkpoint_write
-from lab.audit.verify import write_export
 
 logger = logging.getLogger(__name__)
 

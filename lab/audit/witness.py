@@ -1,14 +1,14 @@
 """Checkpoints outside the database: the witness sinks signed checkpoints are appended to, and reading a
 checkpoints file. No Django.
 
-A witness log is the checkpoints-file format (lab/audit/verify.py): one canonical JSON checkpoint per line, in
-signing order. The file sink appends whole lines with O_APPEND and fsync under an exclusive lock. A torn tail
-(a short write, a crash mid-line, bytes someone else added) is reported, never extended: the signer alerts
-and signs nothing until an operator cuts the torn bytes off (they are a checkpoint that was never stored,
-or not the signer's), because a line joined onto a torn one would be unreadable for good. Another sink (an
-object store with a retention lock, e.g. S3 Object Lock in compliance mode: one object per checkpoint named
-by its seq and signed_at, written with a conditional put) implements the same four methods; what matters is
-that nobody who can reach the database or the application host can shorten or rewrite what was written.
+A witness log is the checkpoints-file format (lab/audit/export_format.py): one canonical JSON checkpoint per
+line, in signing order. The file sink appends whole lines with O_APPEND and fsync under an exclusive lock. A
+torn tail (a short write, a crash mid-line, bytes someone else added) is reported, never extended: the signer
+alerts and signs nothing until an operator cuts the torn bytes off (they are a checkpoint that was never
+stored, or not the signer's), because a line joined onto a torn one would be unreadable for good. Another sink
+(an object store with a retention lock, e.g. S3 Object Lock in compliance mode: one object per checkpoint
+named by its seq and signed_at, written with a conditional put) implements the same four methods; what matters
+is that nobody who can reach the database or the application host can shorten or rewrite what was written.
 The checks both verifiers run against a witness log: lab/audit/witness_check.py and lab/audit/backdating.py.
 """
 

@@ -19,9 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 from lab.accounts.roles import primary_role
 from lab.audit.configured import public_key
 from lab.audit.export import audit_export
+from lab.audit.export_format import checkpoints_path
 from lab.audit.keys import public_key_fingerprint
 from lab.audit.records import request_meta
-from lab.audit.verify import checkpoints_path
 from lab.gate import selectors as audit_selectors
 from lab.gate.console_forms import RecordFilterForm
 from lab.gate.console_views import CONSOLE, auditor_page, console_auditor

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
 from lab.audit.checkpoints import Checkpoint, sign_checkpoint
-from lab.audit.verify import write_export
+from lab.audit.export_format import write_export
 
 CHAIN_START = datetime(2026, 5, 9, 8, 0, 0, tzinfo=UTC)
 KEY_ID = "audit-2026"

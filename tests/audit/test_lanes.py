@@ -29,13 +29,14 @@ from lab.audit.checkpoints import Checkpoint, checkpoint_signature_is_valid, sig
 from lab.audit.configured import public_key
 from lab.audit.database_verify import audit_verify_database
 from lab.audit.export import audit_export
+from lab.audit.export_format import checkpoints_path, write_export
+from lab.audit.export_verify import WitnessOptions, verify_export
 from lab.audit.keys import public_key_b64
 from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
 from lab.audit.models import AuditCheckpoint, AuditHead, AuditRecord
 from lab.audit.problems import ChainProblem
 from lab.audit.records import Entry, audit_append
 from lab.audit.signer import checkpoint_write
-from lab.audit.verify import WitnessOptions, checkpoints_path, verify_export, write_export
 from tests.audit import CHAIN_START, RECORD_KEY, build_chain, export_lines, record_fields, rewrite_lines
 from tests.builders import preview_entry
 

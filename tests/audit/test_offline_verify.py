@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.audit.canonical import RECORD_FIELDS, export_line, seal_record
 from lab.audit.checkpoints import Checkpoint
+from lab.audit.export_format import checkpoints_path, export_entries, write_export
+from lab.audit.export_verify import WitnessOptions, verify_export
 from lab.audit.keys import public_key_b64, public_key_fingerprint
 from lab.audit.problems import ChainProblem
-from lab.audit.verify import WitnessOptions, checkpoints_path, export_entries, verify_export, write_export
 from tests.audit import (
     CHECKPOINT_SEQS,
     RECORD_KEY,

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lab.audit.backdating import BackdatingCheck
 from lab.audit.canonical import GENESIS_HASH, seal_record, utc_timestamp
 from lab.audit.checkpoints import Checkpoint, sign_checkpoint
+from lab.audit.export_format import write_export
+from lab.audit.export_verify import WitnessOptions, verify_export
 from lab.audit.keys import public_key_b64
 from lab.audit.lane_heads import LaneHead, lanes_checkpoint_head
-from lab.audit.verify import WitnessOptions, verify_export, write_export
 from tests.audit import CHAIN_START, RECORD_KEY, record_fields
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

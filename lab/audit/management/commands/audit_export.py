@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lab.audit.configured import public_key
 from lab.audit.export import audit_export
+from lab.audit.export_format import checkpoints_path
 from lab.audit.keys import public_key_fingerprint
-from lab.audit.verify import checkpoints_path
 
 
 class Command(BaseCommand):
