@@ -71,8 +71,24 @@ def order_hold(*, order_ref: str, actor: User, message: str) -> Order:
         )
 
 
-def order_release_hold(*, order_ref: str, actor: User) -> Order:
-    """Send a held order back where it was held from: in production, or paid (not yet released)."""
+def hold_event_id(order: Order) -> int:
+    """The hold the order is in: the id of its newest move to on hold (0: never held). Each hold, a person's
+    or Stripe's, is a move of its own, so a hold released and placed again has another id."""
+    newest = (
+        OrderEvent.objects.filter(order=order, kind="status_changed", to_status=OrderStatus.ON_HOLD)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return newest or 0
+
+
+def order_release_hold(*, order_ref: str, actor: User, hold_seen: int | None = None) -> Order:
+    """Send a held order back where it was held from: in production, or paid (not yet released).
+
+    `hold_seen` is the hold the page showed (`hold_event_id` when it was opened; None: not checked): a hold
+    released and placed again since (another tab, another technician) refuses, as the release was of the
+    question the page showed (before, the new hold was released with its question unanswered)."""
     _hold_access_check(actor)
     with transaction.atomic():
         order = order_locked(ref=order_ref)
@@ -80,6 +96,12 @@ def order_release_hold(*, order_ref: str, actor: User) -> Order:
             raise Conflict(
                 ProductionError.ORDER_NOT_ON_HOLD,
                 f"Order {order.ref} is {order.get_status_display().lower()}, not on hold.",
+            )
+        if hold_seen is not None and hold_seen != hold_event_id(order):
+            raise Conflict(
+                ProductionError.JOB_CHANGED,
+                f"Order {order.ref} was released and held again since you opened this page; nothing was "
+                "released. Look at the new hold before releasing it.",
             )
         # A payment of another amount than the order's (AMOUNT_MISMATCH) is owed back, whatever its status
         # says: before, it was not counted, and a technician released an order it had paid. A payment once

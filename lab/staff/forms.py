@@ -42,6 +42,11 @@ class HoldForm(forms.Form):
     message = forms.CharField(max_length=HOLD_MESSAGE_MAX, widget=forms.Textarea)
 
 
+class ReleaseHoldForm(forms.Form):
+    # The hold the page showed (its move to on hold, holds.hold_event_id): one placed since refuses this one.
+    hold_seen = forms.IntegerField(required=False, min_value=0)
+
+
 class ScanForm(forms.Form):
     code = forms.CharField(max_length=60)
 

@@ -6,6 +6,7 @@ import html
 import json
 import re
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,14 +15,15 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.models import Session
 from django.test import Client, RequestFactory
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from django.utils.crypto import RANDOM_STRING_CHARS, get_random_string
 
 from api import errors as api_errors
 from lab.accounts.sessions import stored_key
 from lab.orders.models import Order
-from lab.production.models import Batch, Printer, PrintJob
+from lab.production.maintenance import maintenance_ticket_open
+from lab.production.models import Batch, MaintenanceTicket, Printer, PrintJob
 from lab.staff.middleware import CONTENT_SECURITY_POLICY, LAST_ACTIVITY_KEY
 from lab.staff.views.auth import csrf_failure_view
 from tests.builders import (
@@ -275,6 +277,121 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(floor):
 
     assert response.status_code == 403
     assert floor_state() == before
+
+
+# The staff routes a GET opens (pages, PDFs, the sign-in form and its assets); every other route of the staff
+# URLconf changes something and takes a POST only, so a route added there is held to that until it is
+# named here. The sign-in form also takes the POST that signs in.
+GET_ROUTES = frozenset(
+    {
+        "home",
+        "login",
+        "asset",
+        "board",
+        "board_live",
+        "job",
+        "order",
+        "supervisor",
+        "supervisor_behind",
+        "packing",
+        "packing_order",
+        "day_slips",
+        "slip",
+    }
+)
+SIGN_IN = "login"
+
+
+def _walk(patterns: Sequence[URLPattern | URLResolver], prefix: str) -> Iterator[tuple[str, str, URLPattern]]:
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            namespace = f"{entry.namespace}:" if entry.namespace else ""
+            yield from _walk(entry.url_patterns, f"{prefix}{namespace}")
+        else:
+            assert entry.name, f"a staff route without a name: {entry.pattern}"
+            yield f"{prefix}{entry.name}", str(entry.pattern), entry
+
+
+def staff_routes(floor: Floor, ticket: MaintenanceTicket) -> dict[str, str]:
+    """Every route the staff namespace resolves (lab/staff/urls.py and whatever it includes), by name, each
+    with a URL naming real rows of the floor."""
+    _, staff = get_resolver().namespace_dict["staff"]
+    routes = {}
+    for name, route, entry in _walk(staff.url_patterns, "staff:"):
+        values: dict[str, object] = {
+            "printer_id": floor.printer.pk,
+            "batch_id": floor.batch.pk,
+            "job_id": floor.job.pk,
+            "ticket_id": ticket.pk,
+            "ref": floor.packable.ref if route.startswith("packing/") else floor.order.ref,
+            "name": "staff.css",
+        }
+        converters = entry.pattern.converters
+        assert set(converters) <= set(values), f"{name}: name a row for {set(converters) - set(values)}"
+        routes[name] = reverse(name, kwargs={key: values[key] for key in converters})
+    return routes
+
+
+def _actions(routes: dict[str, str]) -> dict[str, str]:
+    assert {f"staff:{name}" for name in GET_ROUTES} <= set(routes), "a GET route that is gone"
+    return {name: url for name, url in routes.items() if name.removeprefix("staff:") not in GET_ROUTES}
+
+
+def _ticket(floor: Floor) -> MaintenanceTicket:
+    return maintenance_ticket_open(printer_id=floor.printer.pk, actor=person("technician"), description="jam")
+
+
+def _everything(client: Client) -> tuple[object, ...]:
+    tickets = list(MaintenanceTicket.objects.order_by("pk").values_list("pk", "approved_by", "closed_at"))
+    return (floor_state(), tickets, client.session.get("_auth_user_id"))
+
+
+def test_every_staff_route_that_changes_something_refuses_a_get_and_changes_nothing(floor):
+    """Built from the URL resolver: a route added to the staff pages is an action until it is named a page."""
+    client, _ = client_as("admin", "supervisor")  # every role a staff action asks for
+    routes = staff_routes(floor, _ticket(floor))
+    actions = _actions(routes)
+    assert {"staff:printer_pause", "staff:order_cancel", "staff:ticket_approve", "staff:logout"} <= set(
+        actions
+    )
+    before = _everything(client)
+
+    answers = {name: client.get(url).status_code for name, url in actions.items()}
+
+    assert answers == dict.fromkeys(actions, 405)
+    assert _everything(client) == before
+    # and what is named a page is one: a GET opens it
+    for name in GET_ROUTES - {"asset"}:
+        assert client.get(routes[f"staff:{name}"]).status_code != 405, name
+
+
+def test_every_staff_form_posted_without_a_csrf_token_is_refused_and_changes_nothing(floor):
+    user = person("admin", "supervisor")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.get(reverse("staff:order", args=[floor.order.ref])).status_code == 200  # the csrf cookie
+    routes = staff_routes(floor, _ticket(floor))
+    forms = {**_actions(routes), f"staff:{SIGN_IN}": routes[f"staff:{SIGN_IN}"]}
+    # what each form sends, but the token: each would act were it let through
+    data = {
+        "message": "Which crop?",
+        "reason": "damaged",
+        "copies": "1",
+        "outcome": "printed",
+        "description": "jam",
+        "code": floor.packable.ref,
+        "position": "1",
+        "carrier": "ups",
+        "tracking_number": "1Z999",
+        "email": user.email,
+        "password": PASSWORD,
+    }
+    before = _everything(client)
+
+    answers = {name: client.post(url, data).status_code for name, url in forms.items()}
+
+    assert answers == dict.fromkeys(forms, 403)
+    assert _everything(client) == before
 
 
 def test_idle_session_is_refused_and_ended(floor):

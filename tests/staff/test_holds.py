@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
+from django.test import Client
 from django.urls import reverse
 
-from lab.lib.errors import PermissionDenied
-from lab.orders.models import OrderEvent
+from api.errors import http_status
+from lab.lib.errors import Conflict, PermissionDenied
+from lab.orders.models import ClarificationCase, Order, OrderEvent
+from lab.production.errors import ProductionError
 from lab.production.holds import order_hold, order_release_hold
 from lab.production.models import PrintJob
 from tests.builders import (
@@ -136,3 +142,63 @@ def test_a_packer_may_not_hold_orders():
         order_hold(order_ref=order.ref, actor=packer, message="?")
 
     assert floor_state() == before
+
+
+def release_form_of(client: Client, order: Order) -> tuple[str, dict[str, str]]:
+    """The order page's "Release hold" form as the page gives it: its action and its fields."""
+    page = client.get(reverse("staff:order", args=[order.ref])).content.decode()
+    action = reverse("staff:order_release_hold", args=[order.ref])
+    form = re.search(rf'<form method="post" action="{re.escape(action)}">(.*?)</form>', page, flags=re.S)
+    assert form is not None, "the page shows no release form"
+    fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(1))
+    return action, {name: html.unescape(value) for name, value in fields}
+
+
+def test_a_release_form_from_a_page_that_showed_an_earlier_hold_releases_nothing():
+    # given technician A's page of the order held with Q1, and B releasing it and holding it again with Q2
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    client_a, _ = client_as("technician")
+    technician_b = person("technician")
+    order_hold(order_ref=order.ref, actor=technician_b, message="Q1: which crop?")
+    action, fields = release_form_of(client_a, order)
+    order_release_hold(order_ref=order.ref, actor=technician_b)
+    order_hold(order_ref=order.ref, actor=technician_b, message="Q2: which paper?")
+    before = floor_state()
+
+    # when A sends the page's form
+    refused = client_a.post(action, fields, follow=True)
+
+    # then Q2's hold stands, its question still open, and A is told why; before, the order went to production
+    # and Q2's case was closed unanswered
+    order.refresh_from_db()
+    assert (order.status, order.hold_message) == ("on_hold", "Q2: which paper?")
+    assert list(
+        ClarificationCase.objects.filter(order=order, closed_at__isnull=True).values_list("question")
+    ) == [("Q2: which paper?",)]
+    assert messages_of(refused) == [
+        f"Order {order.ref} was released and held again since you opened this page; nothing was released. "
+        "Look at the new hold before releasing it."
+    ]
+    assert floor_state() == before
+    # the stale-page refusal of the reprint, resolve and packing forms: 409 where the API answers it
+    with pytest.raises(Conflict) as stale:
+        order_release_hold(order_ref=order.ref, actor=technician_b, hold_seen=int(fields["hold_seen"]))
+    assert (stale.value.code, http_status(stale.value)) == (ProductionError.JOB_CHANGED, 409)
+
+
+def test_the_release_form_of_a_page_opened_after_the_hold_releases_it():
+    hotfolder_printer("minilab", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)])
+    client, _ = client_as("technician")
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Q1: which crop?")
+    order_release_hold(order_ref=order.ref, actor=person("technician"))
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Q2: which paper?")
+    action, fields = release_form_of(client, order)
+
+    released = client.post(action, fields, follow=True)
+
+    order.refresh_from_db()
+    assert (order.status, order.hold_message) == ("in_production", "")
+    assert messages_of(released) == [f"Order {order.ref} released from hold (in production)."]
+    assert not ClarificationCase.objects.filter(order=order, closed_at__isnull=True).exists()

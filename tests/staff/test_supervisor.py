@@ -17,8 +17,9 @@ from django.utils import timezone
 
 from lab.orders.models import Order, OrderEvent
 from lab.production import jobs, resolutions, tracking
-from lab.production.alerts import alerts_check
+from lab.production.alerts import alerts_check, orders_at_risk
 from lab.production.cancellation import ALREADY_PRINTED, order_cancel_in_production
+from lab.production.holds import order_hold
 from lab.production.models import Alert, JobEvent, Printer, PrintJob
 from lab.staff import supervisor
 from lab.staff.views.supervisor import TABLE_COLUMNS
@@ -172,6 +173,117 @@ def test_queue_depth_counts_jobs_per_stage_now(history: History) -> None:
         "unknown": 0,
         "suspect": 0,
     }
+    # the jobs behind the "submitted" row are those it counts: the one being handed to its printer too
+    client, _ = client_as("supervisor")
+    behind = client.get(reverse("staff:supervisor_behind"), {"table": "queue", "stage": "submitted"})
+    assert [job.pk for job in behind.context["jobs"]] == [history.beta_jobs[1].pk]
+    assert behind.context["total"] == depth["submitted"]
+
+
+def test_the_printer_filter_keeps_only_that_printers_throughput_turnaround_and_queue(
+    history: History,
+) -> None:
+    # given the express order printed at beta and an order shipped the same day printed at alpha (the other
+    # orders shipped were printed nowhere)
+    def printed_at(order: Order, printer: Printer) -> None:
+        PrintJob.objects.create(
+            order=order, item=order.items.get(), copies=1, printer=printer, status="printed"
+        )
+
+    printed_at(history.express, history.beta)
+    at_alpha = _shipped(
+        method="standard",
+        paid_at=DAY - timedelta(hours=10),
+        shipped_at=DAY + timedelta(hours=20),
+        promised_by=DAY + timedelta(days=2),
+    )
+    printed_at(at_alpha, history.alpha)
+    only_beta = _filters(printer_id=history.beta.pk)
+
+    # when the supervisor reads the figures of beta alone
+    throughput = supervisor.throughput(filters=only_beta)
+    turnaround = supervisor.turnaround(filters=only_beta)
+    queue = supervisor.queue_depth(printer_id=history.beta.pk)
+
+    # then each holds beta's alone: its two jobs printed at 10:xx, the express order, its two jobs queued
+    assert [(row.printer, row.hour.hour, row.jobs, row.copies) for row in throughput] == [("beta", 10, 2, 6)]
+    assert [(row.day.isoformat(), row.shipping_method, row.orders) for row in turnaround] == [
+        ("2026-11-20", "express", 1)
+    ]
+    assert {row.stage: row.jobs for row in queue if row.jobs} == {"queued": 2}
+    # and unfiltered, alpha's are there too
+    assert [(row.shipping_method, row.orders) for row in supervisor.turnaround(filters=_filters())] == [
+        ("express", 1),
+        ("standard", 2),
+    ]
+
+
+def test_the_default_range_is_the_last_seven_days_with_today() -> None:
+    client, _ = client_as("supervisor")
+
+    page = client.get(URL)
+
+    today = timezone.now().date()
+    assert (page.context["first_day"], page.context["last_day"]) == (today - timedelta(days=6), today)
+
+
+def test_what_happened_at_the_very_end_of_the_range_is_the_next_days(history: History) -> None:
+    # given an order packed inside the range and shipped exactly at its end, and a job printed exactly then
+    end = _filters().end
+    order = order_with_items(lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=end)
+    for to_status, at in (("paid", DAY), ("packed", end - timedelta(hours=1)), ("shipped", end)):
+        OrderEvent.objects.create(order=order, kind="status_changed", to_status=to_status, created_at=at)
+    JobEvent.objects.create(
+        job=history.alpha_jobs[2],
+        kind="printed",
+        from_status="submitted",
+        to_status="printed",
+        created_at=end,
+    )
+
+    # when the supervisor reads the range
+    turnaround = supervisor.turnaround(filters=_filters())
+    throughput = supervisor.throughput(filters=_filters())
+
+    # then neither is in it: the range's end is the next range's start
+    assert [(row.day.isoformat(), row.shipping_method, row.orders) for row in turnaround] == [
+        ("2026-11-20", "express", 1),
+        ("2026-11-20", "standard", 1),
+    ]
+    assert [(row.printer, row.hour.hour, row.jobs) for row in throughput] == [
+        ("alpha", 10, 2),
+        ("beta", 10, 2),
+        ("alpha", 11, 1),
+    ]
+
+
+def test_a_held_order_past_its_promise_is_at_risk_listed_in_the_csv_and_alerted(settings) -> None:
+    # given a released order put on hold, whose promise passed an hour ago
+    settings.ALERT_ORDER_AT_RISK_HOURS = 6
+    settings.ALERT_QUEUE_DEPTH = 1000
+    person("supervisor", email="sup@lab.example")
+    hotfolder_printer("alpha", sizes=["4x6"])
+    order = released_order(lines=[("PRINT-4X6-LUSTRE", 1)], promised_by=timezone.now() + timedelta(days=3))
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which crop?")
+    now = timezone.now()
+    promised = now - timedelta(hours=1)
+    Order.objects.filter(pk=order.pk).update(promised_by=promised)
+    client, _ = client_as("supervisor")
+
+    # when the supervisor reads the orders at risk and the alerts are checked
+    at_risk = orders_at_risk(now=now)
+    table = client.get(URL, {"format": "csv", "table": "at_risk"}).content.decode()
+    alerted = alerts_check()
+
+    # then the held order is in each: waiting for the customer does not keep the promise
+    assert [(risky.pk, risky.status) for risky in at_risk] == [(order.pk, "on_hold")]
+    assert list(csv.reader(io.StringIO(table)))[1:] == [
+        [order.ref, "on_hold", "standard", f"{promised:%Y-%m-%d %H:%M}", "True"]
+    ]
+    assert alerted == 1
+    assert [(alert.kind, alert.link) for alert in Alert.objects.all()] == [
+        ("order_at_risk", reverse("staff:order", args=[order.ref]))
+    ]
 
 
 def test_the_page_links_each_row_to_the_jobs_behind_it(history: History) -> None:

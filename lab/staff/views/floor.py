@@ -26,13 +26,21 @@ from lab.orders.selectors import order_by_ref
 from lab.orders.states import SUPERVISOR_CANCELLABLE, OrderStatus
 from lab.production import actions, maintenance, reprints, reroutes, resolutions, selectors
 from lab.production.cancellation import order_cancel_in_production
-from lab.production.holds import HOLDABLE, order_hold, order_release_hold
+from lab.production.holds import HOLDABLE, hold_event_id, order_hold, order_release_hold
 from lab.production.models import PrintJob
 from lab.production.states import JobStatus, ReprintReason
 from lab.staff.access import can, staff_page
 from lab.staff.board import board_snapshot
 from lab.staff.errors import StaffError
-from lab.staff.forms import CopiesForm, HoldForm, ReprintForm, RerouteForm, ResolveForm, form_problem
+from lab.staff.forms import (
+    CopiesForm,
+    HoldForm,
+    ReleaseHoldForm,
+    ReprintForm,
+    RerouteForm,
+    ResolveForm,
+    form_problem,
+)
 from lab.staff.views.common import run_action
 
 BOARD_POLL_SECONDS = 3
@@ -397,6 +405,8 @@ def order_view(request: HttpRequest, ref: str) -> HttpResponse:
             "can_act": can(request, FLOOR_ROLES),
             "is_holdable": order.status in HOLDABLE,
             "is_on_hold": order.status == OrderStatus.ON_HOLD,
+            # The hold the page shows: a hold released and placed again since refuses this page's release.
+            "hold_seen": hold_event_id(order) if order.status == OrderStatus.ON_HOLD else 0,
             "can_cancel": can(request, SUPERVISOR_ROLES) and order.status in SUPERVISOR_CANCELLABLE,
         },
     )
@@ -435,8 +445,17 @@ def order_cancel_view(request: HttpRequest, ref: str) -> HttpResponse:
 @staff_page(*FLOOR_ROLES)
 @require_POST
 def order_release_hold_view(request: HttpRequest, ref: str) -> HttpResponse:
+    form = ReleaseHoldForm(request.POST)
+
     def act() -> str:
-        order = order_release_hold(order_ref=ref, actor=_actor(request))
+        if not form.is_valid():
+            raise DomainError(StaffError.INVALID_INPUT, form_problem(form))
+        order = order_release_hold(
+            order_ref=ref,
+            actor=_actor(request),
+            # the hold the page showed; a form without it (none of this page's) is not checked
+            hold_seen=form.cleaned_data["hold_seen"],
+        )
         return f"Order {order.ref} released from hold ({order.get_status_display().lower()})."
 
     return run_action(request, act, default_next=_order_url(ref))
