@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import uuid
 from pathlib import Path
 
 import pytest
@@ -409,6 +410,24 @@ def test_a_photo_over_the_pixel_limit_is_refused_with_the_limit_it_is_over(
     assert stored_files(settings) == []
 
 
+def test_a_photo_of_exactly_the_pixel_limit_is_accepted_and_one_pixel_more_refused(api, settings):
+    # given a photo of 640 x 480 pixels
+    photo = jpeg_bytes(640, 480)
+    api.force_authenticate(UserFactory.create())
+
+    # when it is uploaded under a limit of exactly its pixels, and under a limit one pixel less
+    settings.ASSET_MAX_PIXELS = 640 * 480
+    at_the_limit = upload(api, photo)
+    settings.ASSET_MAX_PIXELS = 640 * 480 - 1
+    over = upload(api, photo)
+
+    # then the first is stored, the second refused with the limit it is over
+    assert at_the_limit.status_code == 201, at_the_limit.json()
+    assert over.status_code == 422, over.json()
+    assert (over.json()["code"], over.json().get("max_pixels")) == ("decompression_bomb", 640 * 480 - 1)
+    assert list(Asset.objects.values_list("pk", flat=True)) == [uuid.UUID(at_the_limit.json()["id"])]
+
+
 def _noise(image_format: str, **options: object) -> bytes:
     """900x600 of noise: it compresses badly, so a cut removes pixels and not just a trailer."""
     noise = pyvips.Image.gaussnoise(900, 600, sigma=40, mean=128)
@@ -478,6 +497,22 @@ def test_oversize_upload_is_refused(api, settings):
 
     assert (response.status_code, response.json()["code"]) == (413, "file_too_large")
     assert Asset.objects.count() == 0
+
+
+def test_an_upload_of_exactly_the_byte_limit_is_accepted_and_one_byte_more_refused(api, settings):
+    # given a limit of exactly the size of a valid photo
+    photo = jpeg_bytes(640, 480)
+    settings.ASSET_MAX_BYTES = len(photo)
+    api.force_authenticate(UserFactory.create())
+
+    # when that photo is uploaded, and the same with one byte more (after the image: it would be cut off)
+    at_the_limit = upload(api, photo)
+    over = upload(api, photo + b"\0")
+
+    # then the first is stored, the second refused as too large and not stored
+    assert at_the_limit.status_code == 201, at_the_limit.json()
+    assert (over.status_code, over.json()["code"]) == (413, "file_too_large")
+    assert list(Asset.objects.values_list("pk", flat=True)) == [uuid.UUID(at_the_limit.json()["id"])]
 
 
 def test_an_upload_over_the_limit_is_refused_before_its_body_is_read(api, settings, monkeypatch):

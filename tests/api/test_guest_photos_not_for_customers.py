@@ -61,3 +61,25 @@ def test_a_photo_a_guest_order_holds_is_no_other_guests_to_quote_or_order(api):
     assert (second.status_code, second.json().get("code")) == (404, "asset_not_found")
     assert Order.objects.count() == 1
     assert Asset.objects.get(pk=photo.pk).guest_order_id == Order.objects.get().pk
+
+
+def test_a_customers_photo_is_no_guests_to_quote_or_order(api):
+    """The other way round: a guest may use only an unused guest photo, never one with an owner."""
+    # given a signed-in customer's photo, in no order
+    catalog_seed_demo()
+    customer = UserFactory.create()
+    photo = asset_for(customer)
+
+    # when a guest (no account) who has learnt its id quotes it, or orders it
+    quote = api.post(
+        "/api/v1/quotes", {"items": order_body(photo)["items"], "shipping_method": "standard"}, format="json"
+    )
+    steal = api.post(
+        "/api/v1/orders", order_body(photo, guest=GUEST), format="json", HTTP_IDEMPOTENCY_KEY="g-1"
+    )
+
+    # then both answer 404 as for a photo that does not exist, and the photo stays the customer's alone
+    assert (quote.status_code, quote.json().get("code")) == (404, "asset_not_found")
+    assert (steal.status_code, steal.json().get("code")) == (404, "asset_not_found")
+    assert Order.objects.count() == 0
+    assert Asset.objects.filter(pk=photo.pk, owner=customer, guest_order__isnull=True).exists()

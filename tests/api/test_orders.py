@@ -16,9 +16,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from lab.audit.models import AuditRecord
 from lab.catalog.demo import catalog_seed_demo
+from lab.catalog.models import Product
 from lab.orders import payment_client, payments
 from lab.orders.cancellation import order_cancel
 from lab.orders.models import Asset, IdempotencyKey, Order, OrderEvent
+from lab.orders.pricing import MAX_COPIES_PER_ITEM, MAX_ITEMS_PER_ORDER
 from tests.builders import (
     ADDRESS,
     TOO_LONG_EMAILS,
@@ -117,6 +119,30 @@ def test_order_creates_payment_intent_and_replays_by_idempotency_key(api):
     assert again.json()["payment"]["payment_intent"] == created["payment"]["payment_intent"]
     assert (other_body.status_code, other_body.json()["code"]) == (409, "idempotency_key_reused")
     assert Order.objects.count() == 1
+
+
+def test_the_payment_intent_is_for_the_orders_total_in_its_currency(api):
+    # given a basket with shipping: its total is more than its prints
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    body = order_body(asset_for(user), shipping_method="express")
+
+    # when it is quoted, then ordered
+    quote = api.post("/api/v1/quotes", {"items": body["items"], "shipping_method": "express"}, format="json")
+    created = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="total-1")
+
+    # then Stripe's PaymentIntent charges what the quote said and the order holds, shipping included
+    assert quote.status_code == 200, quote.json()
+    assert created.status_code == 201, created.json()
+    quoted = quote.json()
+    assert quoted["shipping_minor"] > 0 and quoted["total_minor"] > quoted["subtotal_minor"]
+    order = Order.objects.get()
+    intent = payment_client.stripe_client().v1.payment_intents.retrieve(order.payment_intent_id)
+    assert (
+        (intent.amount, intent.currency)
+        == (quoted["total_minor"], quoted["currency"])
+        == (order.total_minor, order.currency)
+    )
 
 
 def test_the_answer_to_an_order_is_the_order_as_read_back(api):
@@ -459,6 +485,28 @@ def test_unknown_sku_and_bad_items_are_clear_errors(api):
     assert (junk.status_code, junk.json()["code"]) == (400, "malformed_request")
 
 
+@pytest.mark.parametrize("asked_for", ["quote", "order"])
+def test_a_deactivated_product_can_be_neither_quoted_nor_ordered(api, asked_for):
+    # given a product the lab took out of its catalog (the catalog fixture seeded it active)
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    Product.objects.filter(sku="PRINT-4X6-LUSTRE").update(is_active=False)
+    body = order_body(asset_for(user))
+
+    # when a customer quotes it (a plain read), or orders it (read FOR SHARE in the order's transaction)
+    if asked_for == "quote":
+        response = api.post(
+            "/api/v1/quotes", {"items": body["items"], "shipping_method": "standard"}, format="json"
+        )
+    else:
+        response = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="retired")
+
+    # then it is refused as a product that does not exist, and nothing is kept
+    assert (response.status_code, response.json().get("code")) == (400, "unknown_sku"), response.json()
+    assert response.json()["sku"] == "PRINT-4X6-LUSTRE"
+    assert (Order.objects.count(), IdempotencyKey.objects.count()) == (0, 0)
+
+
 def test_products_are_listed_and_filterable(api):
     response = api.get("/api/v1/products?paper=metallic")
 
@@ -568,6 +616,24 @@ def test_an_orders_answers_are_kept_by_no_cache_and_vary_with_who_asks(api):
     ] * 5
 
 
+def test_customers_idempotency_keys_are_scoped_per_customer(api):
+    # given two customers whose apps both name their first checkout "checkout-1"
+    first, second = UserFactory.create(), UserFactory.create()
+    bodies = {first: order_body(asset_for(first)), second: order_body(asset_for(second))}
+
+    # when each places an order with that key
+    answers = []
+    for customer, body in bodies.items():
+        api.force_authenticate(customer)
+        answers.append(api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="checkout-1"))
+
+    # then each gets an order of their own: the key is not another customer's replay (nor a 409)
+    assert [answer.status_code for answer in answers] == [201, 201], [answer.json() for answer in answers]
+    assert answers[0].json()["ref"] != answers[1].json()["ref"]
+    assert [Order.objects.filter(customer=customer).count() for customer in (first, second)] == [1, 1]
+    assert IdempotencyKey.objects.count() == 2
+
+
 def test_guest_idempotency_keys_are_scoped_per_guest(api):
     first_guest = order_body(asset_for(None), guest=GUEST)
     other_guest = order_body(asset_for(None), guest={**GUEST, "email": "someone.else@example.org"})
@@ -666,6 +732,23 @@ def test_copies_and_items_per_order_are_capped(api, copies, items):
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
     assert "items" in response.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    ("copies", "items"), [(MAX_COPIES_PER_ITEM, 1), (1, MAX_ITEMS_PER_ORDER)], ids=["copies", "items"]
+)
+def test_copies_and_items_per_order_at_their_caps_are_quoted(api, copies, items):
+    user = UserFactory.create()
+    api.force_authenticate(user)
+    asset = asset_for(user)
+    line = {"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": copies}
+
+    response = api.post(
+        "/api/v1/quotes", {"items": [line] * items, "shipping_method": "pickup"}, format="json"
+    )
+
+    assert response.status_code == 200, response.json()
+    assert [item["copies"] for item in response.json()["items"]] == [copies] * items
 
 
 @pytest.mark.parametrize(("country", "stored"), [("US", "US"), ("DE", "DE"), ("de", "DE")])

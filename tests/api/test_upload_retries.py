@@ -155,7 +155,7 @@ def test_a_url_photos_retry_with_its_key_gets_the_same_photo(api, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_identical_uploads_at_once_with_one_key_store_one_photo(live_server):
+def test_identical_uploads_at_once_with_one_key_store_one_photo(live_server, settings):
     token = api_token_issue(user=UserFactory.create(), name="test").key
     boundary = "retry-boundary"
     payload = (
@@ -198,6 +198,8 @@ def test_identical_uploads_at_once_with_one_key_store_one_photo(live_server):
     assert AssetUploadKey.objects.count() == 1
     asset_id = str(Asset.objects.get().pk)
     assert all(asset_id in body for _, body in answers)
+    # and the requests that lost the race left no file of theirs behind: one photo, one blob
+    assert len(stored_files(settings)) == 1
 
 
 def test_a_purged_photos_key_is_spent_with_it_and_its_retry_is_stored_afresh(api):

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +45,7 @@ from lab.packing import services as packing_services
 from lab.packing.models import PackingSlip
 from lab.packing.slip import render_slip
 from lab.privacy.models import DataKey
+from tests.builders.customers import blob_path
 from tests.builders.orders import ADDRESS as ADDRESS_OF_ORDERS
 from tests.builders.orders import order_for, order_move
 from tests.builders.people import PASSWORD, new_customer
@@ -145,10 +147,14 @@ def test_an_order_that_comes_while_the_account_is_being_erased_is_refused_and_no
     assert not Order.objects.filter(customer=customer).exists()
 
 
-def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leaves_nothing_readable() -> None:
+def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leaves_nothing_readable(
+    settings,
+) -> None:
     # given a customer whose erasure holds the account and stops before its last write
-    customer, _ = _customer_with_a_photo()
+    customer, photo = _customer_with_a_photo()
     keys_before = set(DataKey.objects.values_list("pk", flat=True))
+    files_before = _stored_files(settings)
+    assert blob_path(photo.blob_name) in files_before
     # when a photo upload of the same customer comes meanwhile
     erased, uploaded = _sent_while_erased(
         customer,
@@ -162,6 +168,8 @@ def test_a_photo_uploaded_while_the_account_is_being_erased_is_refused_and_leave
     assert not Asset.objects.filter(owner=customer).exclude(status=Asset.Status.PURGED).exists()
     (new_key,) = DataKey.objects.exclude(pk__in=keys_before)
     assert (new_key.wrapped_key, new_key.destroyed_at is not None) == (None, True)
+    # and its file was deleted: the store holds what it held, less the erased account's photo
+    assert _stored_files(settings) == files_before - {blob_path(photo.blob_name)}
 
 
 def test_a_photo_sent_by_url_while_the_account_is_being_erased_is_refused_and_never_fetched(settings) -> None:
@@ -200,6 +208,11 @@ def _customer_with_a_photo() -> tuple[User, Asset]:
     catalog_seed_demo()
     customer = new_customer()
     return customer, asset_create_from_upload(owner=customer, data=jpeg_bytes(1800, 1200))
+
+
+def _stored_files(settings: Any) -> set[Path]:
+    root = Path(settings.MEDIA_ROOT)
+    return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
 
 
 @contextlib.contextmanager
