@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 
 NONCE_BYTES = 12
+TAG_BYTES = 16  # AES-GCM's authentication tag, at the end of every ciphertext
+DATA_KEY_BYTES = 32
 BLOB_MAGIC = b"PLB1"
 
 
@@ -69,11 +71,24 @@ def wrap_data_key(*, data_key: bytes, master: MasterKey, binding: bytes) -> byte
     return nonce + AESGCM(master.key).encrypt(nonce, data_key, binding)
 
 
-def unwrap_data_key(*, wrapped: bytes, master: MasterKey, binding: bytes) -> bytes:
+def _sealed_open(*, key: bytes, sealed: bytes, aad: bytes, what: str) -> bytes:
+    """Decrypt nonce + ciphertext + tag. Anything that is not that (too short for a nonce and a tag: a file
+    cut short, a column overwritten) is DecryptionFailed, as bytes that do not authenticate are: the cipher
+    raised ValueError for a nonce under 8 bytes, which no caller handled (a blob cut short after its magic
+    stopped every retention sweep at that photo, and the photo gate answered 500)."""
+    if len(sealed) < NONCE_BYTES + TAG_BYTES:
+        raise DecryptionFailed(f"{what} is too short to be one")
     try:
-        return AESGCM(master.key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], binding)
+        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except InvalidTag as error:
-        raise DecryptionFailed("data key does not unwrap") from error
+        raise DecryptionFailed(f"{what} does not authenticate") from error
+
+
+def unwrap_data_key(*, wrapped: bytes, master: MasterKey, binding: bytes) -> bytes:
+    data_key = _sealed_open(key=master.key, sealed=wrapped, aad=binding, what="wrapped data key")
+    if len(data_key) != DATA_KEY_BYTES:  # authenticates, so only a master key's holder could have made it
+        raise DecryptionFailed("wrapped data key is not a data key")
+    return data_key
 
 
 def encrypt_blob(*, data_key: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -84,8 +99,6 @@ def encrypt_blob(*, data_key: bytes, plaintext: bytes, aad: bytes) -> bytes:
 def decrypt_blob(*, data_key: bytes, blob: bytes, aad: bytes) -> bytes:
     if not blob.startswith(BLOB_MAGIC):
         raise DecryptionFailed("not an encrypted blob")
-    body = blob[len(BLOB_MAGIC) :]
-    try:
-        return AESGCM(data_key).decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], aad)
-    except InvalidTag as error:
-        raise DecryptionFailed("blob does not authenticate") from error
+    if len(data_key) != DATA_KEY_BYTES:
+        raise DecryptionFailed("not a data key")
+    return _sealed_open(key=data_key, sealed=blob[len(BLOB_MAGIC) :], aad=aad, what="blob")

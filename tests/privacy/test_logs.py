@@ -1,5 +1,6 @@
-"""No personal data in any log line: a whole order, from registration to shipment, then export and erasure,
-logged at DEBUG — the customer's name, e-mail, address lines and photo file name never appear."""
+"""No personal data in any log line: a whole order, from registration to shipment, then export, the retention
+sweep and erasure, logged at DEBUG — the customer's name, e-mail, address lines and photo file name never
+appear."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import logging
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from PIL import Image
 
+from lab.customer_data.retention import retention_sweep
+from lab.customer_data.retention_rules import RULE_NEVER_ORDERED, RULE_SHIPPED
 from lab.notify.services import notify_order_created, notify_order_status_changed
 from lab.orders.models import Order
 from tests.builders import (
@@ -26,14 +31,16 @@ from tests.builders import (
     register,
     upload,
 )
+from tests.support.stripe_proxy import IntentStatusProxy
 from tests.support.web_server import PROJECT_DIR
 
 pytestmark = pytest.mark.django_db
 EXIF_IMAGE_DESCRIPTION, EXIF_ARTIST = 0x010E, 0x013B
 
 
-@pytest.mark.usefixtures("stripe_api")  # orders are placed through the API: PaymentIntents
-def test_a_full_order_run_logs_no_personal_data(api, caplog, django_capture_on_commit_callbacks, mailoutbox):
+def test_a_full_order_run_logs_no_personal_data(
+    api, caplog, django_capture_on_commit_callbacks, mailoutbox, settings, stripe_api
+):
     caplog.set_level(logging.DEBUG)
     # Also the third-party loggers settings keep at WARNING: what they would say at DEBUG must be clean too.
     for name in ("django.db.backends", "stripe", "urllib3"):
@@ -50,6 +57,20 @@ def test_a_full_order_run_logs_no_personal_data(api, caplog, django_capture_on_c
     for status in ("paid", "in_production", "ready_to_pack", "packed", "shipped"):
         notify_order_status_changed(order_id=order.pk, status=status)
     assert api.get("/api/v1/me/export").status_code == 200
+    # The retention sweep 40 days on: the shipped order's photo and a photo never ordered purged, and an
+    # unpaid order left, its intent `processing` at Stripe (its money on its way).
+    upload(api)
+    unpaid = place_order(api, asset_id=upload(api), key="logs-2")
+    proxy = IntentStatusProxy(upstream=stripe_api.url, status="processing").start()
+    settings.STRIPE_API_BASE = proxy.url
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            swept = retention_sweep(now=timezone.now() + timedelta(days=40))
+    finally:
+        proxy.stop()
+        settings.STRIPE_API_BASE = stripe_api.url
+    assert (swept["orders_expired"], swept[RULE_SHIPPED], swept[RULE_NEVER_ORDERED]) == (0, 1, 1)
+    assert Order.objects.get(pk=unpaid.pk).status == "awaiting_payment"
     with django_capture_on_commit_callbacks(execute=True):
         assert api.delete("/api/v1/me", {"password": PERSON_PASSWORD}, format="json").status_code == 200
 

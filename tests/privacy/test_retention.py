@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from lab.accounts.models import SecurityEvent
 from lab.audit.database_verify import audit_verify_database
 from lab.audit.models import AuditRecord
 from lab.audit.records import RequestMeta
@@ -398,6 +399,9 @@ def test_a_key_left_by_an_upload_killed_before_its_photo_row_is_destroyed_by_the
     assert (early["orphan_keys_destroyed"], later["orphan_keys_destroyed"]) == (0, 1)
     assert orphan_of.data_key is not None
     orphan_of.data_key.refresh_from_db()
+    # crypto-shredded: the wrapped key itself is gone, not the key only marked destroyed (a database backup
+    # taken after the sweep would otherwise still hold it)
+    assert orphan_of.data_key.wrapped_key is None
     with pytest.raises(KeyDestroyed):
         vault_read(
             data_key=orphan_of.data_key,
@@ -748,3 +752,187 @@ def test_a_slow_stripe_stops_the_unpaid_order_expiry_at_its_share_of_the_budget(
         "work_left": 80,
     }
     assert Asset.objects.get(pk=photo.pk).status == "purged"
+
+
+def test_a_raster_cut_short_after_its_magic_ends_no_sweep_and_is_logged_by_ids(
+    django_capture_on_commit_callbacks, caplog
+):
+    """A blob cut short right after its magic made the cipher raise ValueError (a nonce under 8 bytes), which
+    escaped the purge and ended the sweep; rows go oldest first, so every hourly sweep after it ended at the
+    same photo, and nothing behind it (the other rules, the chores) ever ran."""
+    # given an order shipped 31 days ago whose raster file was cut short after the blob's magic, and a photo
+    # never ordered, due under a rule after it
+    order = shipped_order()
+    job = PrintJob.objects.get(order=order)
+    blob_path(job.raster_blob).write_bytes(b"PLB1abc")
+    asset = order.items.get().asset
+    never = a_photo_never_ordered()
+
+    # when the sweep runs
+    with caplog.at_level("ERROR"):
+        result = sweep(timezone.now() + 31 * DAY, django_capture_on_commit_callbacks)
+
+    # then it returns, both photos are purged, and the raster that does not decrypt is left and logged by ids
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_SHIPPED: 1, retention_rules.RULE_NEVER_ORDERED: 1}
+    assert [Asset.objects.get(pk=photo.pk).status for photo in (asset, never)] == ["purged", "purged"]
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [
+        f"raster file kept: not this photo's raster asset={asset.pk} job={job.pk}"
+    ]
+
+
+def test_a_row_that_raises_is_counted_logged_and_left_and_the_rest_of_the_sweep_runs(
+    django_capture_on_commit_callbacks, caplog, monkeypatch
+):
+    """One row whose purge raises something no rule foresees no longer ends the sweep: it is logged at ERROR
+    by rule, id and error type, counted (`rows_failed`, and in `work_left`: the sweep is behind on the board
+    and in printlab_sweeps_behind until a run gets through it), and the rest of its batch, the later rules and
+    the chores run."""
+    # given two photos never ordered, the older one's purge raising, a printed raster due, and a failed
+    # sign-in of no account past its 7 days
+    customer = UserFactory.create()
+    bad, good = asset_for(customer), asset_for(customer)
+    Asset.objects.filter(pk=good.pk).update(created_at=bad.created_at + timedelta(seconds=1))
+    minilab()
+    job = PrintJob.objects.get(order=print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)])))
+    when = timezone.now() + 8 * DAY
+    SecurityEvent.objects.create(
+        kind=SecurityEvent.Kind.SIGN_IN_FAILED, channel=SecurityEvent.Channel.API, created_at=when - 8 * DAY
+    )
+    real_purge = photo_purge.asset_purge
+
+    def purge(*, asset_id, **arguments):
+        if asset_id == bad.pk:
+            raise RuntimeError(f"unforeseen, its text naming {customer.email}")
+        return real_purge(asset_id=asset_id, **arguments)
+
+    monkeypatch.setattr(retention, "asset_purge", purge)
+
+    # when the sweep runs
+    with caplog.at_level("ERROR", logger=retention.logger.name):
+        result = sweep(when, django_capture_on_commit_callbacks)
+
+    # then the row is counted and left for the next sweep, and everything else is done
+    assert result == {
+        **COUNTS_ZERO,
+        retention_rules.RULE_NEVER_ORDERED: 1,
+        retention_rules.RULE_PRINTED_RASTER: 1,
+        "unknown_account_events_deleted": 1,
+        "rows_failed": 1,
+        "work_left": 1,
+    }
+    assert [Asset.objects.get(pk=photo.pk).status for photo in (bad, good)] == ["ready", "purged"]
+    assert PrintJob.objects.get(pk=job.pk).raster_blob == ""
+    [line] = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert line.startswith(
+        f"retention row failed, left for the next sweep rule=never_ordered id={bad.pk} error=RuntimeError at="
+    )
+    assert customer.email not in line
+
+
+def test_the_task_s_soft_time_limit_at_a_row_still_ends_the_sweep(monkeypatch):
+    # given a photo never ordered whose purge is under way when the task's soft time limit (840 s) is raised
+    a_photo_never_ordered()
+
+    def purge(**_):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(retention, "asset_purge", purge)
+
+    # then the sweep ends there, as the worker ends it: it is out of time, not the row at fault
+    with pytest.raises(SoftTimeLimitExceeded):
+        retention.retention_sweep(now=timezone.now() + 9 * DAY)
+
+
+def test_the_files_of_more_killed_purges_than_a_batch_are_all_deleted_in_one_sweep(
+    django_capture_on_commit_callbacks, settings
+):
+    # given three printed jobs' raster purges that committed, each process killed before deleting its file,
+    # and batches of two
+    settings.RETENTION_BATCH = 2
+    minilab()
+    order = print_order(paid_order(lines=[("PRINT-4X6-LUSTRE", 1)] * 3))
+    jobs = list(PrintJob.objects.filter(order=order))
+    rasters = [job.raster_blob for job in jobs]
+    assert len(set(rasters)) == 3
+    for job in jobs:
+        killed_after_commit(
+            django_capture_on_commit_callbacks,
+            lambda job=job: raster_purge.raster_purge(job_id=job.pk, cutoff=timezone.now() + DAY),
+        )
+
+    # when one sweep runs after the grace
+    result = sweep(timezone.now() + purged_files.BLOB_DELETION_GRACE, django_capture_on_commit_callbacks)
+
+    # then it deletes all three, a batch after another (not one batch a run)
+    assert result == {**COUNTS_ZERO, "purged_files_deleted": 3}
+    assert not BlobDeletion.objects.exists()
+    assert [blob_path(name).exists() for name in rasters] == [False, False, False]
+
+
+@pytest.mark.usefixtures("stripe_api")
+def test_unpaid_orders_whose_intent_stripe_does_not_know_expire_in_one_run():
+    """Stripe's 404 for an intent is an answer (no money can have moved through it), not Stripe being silent:
+    were it taken for silence, the first order would be left and Stripe not asked about the others."""
+    # given two stale unpaid orders whose PaymentIntents Stripe (localstripe) has never heard of
+    customer = UserFactory.create()
+    orders = [unpaid_order(customer, asset_for(customer)) for _ in range(2)]
+    for order, intent in zip(orders, ("pi_does_not_exist", "pi_never_made_either"), strict=True):
+        Order.objects.filter(pk=order.pk).update(payment_intent_id=intent)
+
+    # when the unpaid orders expire
+    expired = unpaid_expiry.orders_expire_unpaid(before=timezone.now() + 8 * DAY, limit=10)
+
+    # then both are cancelled in this run
+    assert expired == 2
+    assert list(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True)) == [
+        "cancelled",
+        "cancelled",
+    ]
+
+
+def test_a_job_cancelled_while_its_order_goes_on_has_its_raster_purged_7_days_after_its_cancel(
+    django_capture_on_commit_callbacks,
+):
+    # given a reprint rasterized, then cancelled as not needed, while its order goes on (ready to pack)
+    from lab.production import actions, rasterizing, reprints
+    from tests.builders import person, ready_to_pack_order
+
+    minilab()
+    order = ready_to_pack_order(lines=[("PRINT-4X6-LUSTRE", 2)])
+    technician = person("technician")
+    reprint = reprints.job_reprint(
+        job_id=PrintJob.objects.get(order=order).pk, actor=technician, reason="damaged", copies=1
+    )
+    assert rasterizing.print_job_rasterize(job_id=reprint.pk, worker="retention-test") == "ready"
+    reprint = actions.job_cancel(job_id=reprint.pk, actor=technician, note="not needed after all")
+    raster = reprint.raster_blob
+    assert (reprint.status, blob_path(raster).exists()) == ("cancelled", True)
+
+    # when sweeps run just before and 7 days after the cancel
+    early = sweep(reprint.updated_at + 7 * DAY - timedelta(seconds=1), django_capture_on_commit_callbacks)
+    result = sweep(reprint.updated_at + 7 * DAY, django_capture_on_commit_callbacks)
+
+    # then its raster goes under the printed-raster rule, and the order's photo stays
+    assert (early, result) == (COUNTS_ZERO, {**COUNTS_ZERO, retention_rules.RULE_PRINTED_RASTER: 1})
+    assert (PrintJob.objects.get(pk=reprint.pk).raster_blob, blob_path(raster).exists()) == ("", False)
+    assert order.items.get().asset.status == "ready"
+
+
+def test_a_failed_url_photo_never_ordered_is_purged_with_its_url():
+    # given a URL photo whose fetch failed 8 days ago, never ordered: nothing of it but its row and its URL
+    photo = Asset.objects.create(
+        owner=UserFactory.create(),
+        status=Asset.Status.FAILED,
+        source_url="https://photos.example.org/wilhelmina/beach.jpg",
+        failure_code="url_fetch_failed",
+        failure_message="The photo could not be fetched from its URL.",
+        created_at=timezone.now() - 8 * DAY,
+    )
+
+    # when the sweep runs
+    result = retention.retention_sweep(now=timezone.now())
+
+    # then the never-ordered rule purges it, its URL (which can name the customer) with it
+    assert result == {**COUNTS_ZERO, retention_rules.RULE_NEVER_ORDERED: 1}
+    photo.refresh_from_db()
+    assert (photo.status, photo.source_url, photo.failure_message) == ("purged", "", "")

@@ -15,8 +15,9 @@ from lab.customer_data.photo_purge import asset_purge
 from lab.customer_data.retention_rules import RULE_NEVER_ORDERED
 from lab.orders.models import Asset
 from lab.privacy.crypto import DecryptionFailed
+from lab.privacy.management.commands import rotate_master_key
 from lab.privacy.models import DataKey
-from lab.privacy.vault import vault_read, vault_write
+from lab.privacy.vault import master_key_rotate, vault_read, vault_write
 from tests.builders import UserFactory, asset_for, blob_path
 
 pytestmark = pytest.mark.django_db
@@ -126,3 +127,27 @@ def test_a_stale_process_photo_after_a_run_is_rewrapped_and_the_old_key_may_go_a
     assert late.data_key.master_key_id == "new"
     data = vault_read(data_key=late.data_key, name=late.blob_name, purpose="original")
     assert hashlib.sha256(data).hexdigest() == late.sha256
+
+
+def test_a_run_during_which_a_stale_process_wrapped_a_key_under_the_old_one_does_not_let_it_go(
+    settings, monkeypatch
+):
+    # given every data key under the new master key already (an earlier run re-wrapped them all)
+    old, new = master("old"), master("new")
+    settings.LAB_MASTER_KEYS = [new, old]
+    asset_for(UserFactory.create())
+
+    def rotate_while_a_stale_process_uploads() -> int:
+        rewrapped = master_key_rotate()
+        # ... and during the run, a process started before the new key was put first takes an upload
+        settings.LAB_MASTER_KEYS = [old]
+        asset_for(UserFactory.create())
+        settings.LAB_MASTER_KEYS = [new, old]
+        return rewrapped
+
+    monkeypatch.setattr(rotate_master_key, "master_key_rotate", rotate_while_a_stale_process_uploads)
+
+    # when the command runs, then it re-wrapped none but does not say the old key may go: a key still uses it
+    with pytest.raises(CommandError, match="re-wrapped 0 data keys, but 1 still use an old master key"):
+        call_command("rotate_master_key", stdout=io.StringIO())
+    assert sorted(DataKey.objects.values_list("master_key_id", flat=True)) == ["new", "old"]
