@@ -138,6 +138,22 @@ def test_photo_bytes_of_a_signed_in_customer_are_throttled_per_customer(api, cus
     assert statuses == [200, 200, 429]
 
 
+def test_a_customers_account_exports_share_the_photo_bytes_count(api, customer, settings):
+    # given two reads a minute per customer
+    _rates(settings, customer_reads="2/min")
+    photo = asset_for(customer, width=300, height=200)
+
+    # when they read a photo's bytes, then export their account twice
+    statuses = [
+        api.get(f"/api/v1/assets/{photo.pk}/content").status_code,
+        api.get("/api/v1/me/export").status_code,
+        api.get("/api/v1/me/export").status_code,
+    ]
+
+    # then the second export is refused: each export reads every photo's views and appends an audit record
+    assert statuses == [200, 200, 429]
+
+
 @pytest.mark.usefixtures("stripe_api")
 def test_orders_of_a_signed_in_customer_are_throttled_but_not_the_list(api, customer, demo_catalog, settings):
     _rates(settings, customer_orders="2/hour")

@@ -5,6 +5,7 @@ tampered with; readable with the link's token or by their owner only; e-mailed w
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import time_machine
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.core import mail
 from django.utils import timezone
@@ -21,18 +23,19 @@ from rest_framework.test import APIClient
 from lab.accounts.models import User
 from lab.audit.canonical import utc_timestamp
 from lab.audit.checkpoints import Checkpoint
-from lab.audit.configured import key_id, public_key, witness_sink
+from lab.audit.configured import key_id, public_key, signing_key, witness_sink
 from lab.audit.database_verify import audit_verify_database
 from lab.audit.keys import load_private_key, load_public_key, public_key_b64, public_key_fingerprint
 from lab.audit.lane_heads import lanes_from_json
 from lab.audit.models import AuditCheckpoint, AuditRecord
-from lab.audit.receipt import RECEIPT_FORMAT
+from lab.audit.receipt import RECEIPT_FORMAT, receipt_sign
 from lab.audit.records import RequestMeta
 from lab.audit.signer import checkpoint_write
 from lab.audit.witness import FileWitness
 from lab.catalog.models import Product
 from lab.customer_data import receipts, retention, retention_rules
 from lab.customer_data.models import PrivacyReceipt
+from lab.customer_data.photo_purge import asset_purge
 from lab.gate import access as gate
 from lab.gate.refusals import AccessDenied
 from lab.gate.rules import AccessRequest
@@ -54,7 +57,7 @@ from tests.builders import (
     person,
     print_order,
 )
-from tests.support.audit_verifiers import receipt_verified, verifier_run_without_django
+from tests.support.audit_verifiers import receipt_verified, verifier_run_without_django, witness_path
 from tests.support.mail import SlowEmailBackend, StalledServerEmailBackend
 
 pytestmark = pytest.mark.django_db
@@ -392,6 +395,80 @@ def test_a_receipt_checked_with_another_key_or_a_witness_without_its_checkpoint_
     )
 
 
+def _anchor_hashes_another_body(document: dict[str, Any]) -> None:
+    document["anchor"]["body_sha256"] = "0" * 64
+
+
+def _anchoring_checkpoint_signature_changed(document: dict[str, Any]) -> None:
+    checkpoint = document["anchor"]["checkpoint"]
+    signature = checkpoint["signature"]
+    # Another base64 letter for the first: still well-formed, no longer the lab's signature.
+    checkpoint["signature"] = ("B" if signature[0] != "B" else "C") + signature[1:]
+
+
+def _record_at_the_checkpoints_seq(document: dict[str, Any]) -> None:
+    document["anchor"]["record"]["seq"] = document["anchor"]["checkpoint"]["seq"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "kind"),
+    [
+        (_anchor_hashes_another_body, "anchor_mismatch"),
+        (_anchoring_checkpoint_signature_changed, "bad_checkpoint_signature"),
+        (_record_at_the_checkpoints_seq, "anchor_mismatch"),
+    ],
+)
+def test_a_receipt_the_lab_key_signed_over_a_wrong_anchor_is_refused(shipped_receipt, tmp_path, damage, kind):
+    # given a receipt as served, anchored after a checkpoint, then its anchor damaged and the document
+    # signed again with the lab's own key: the signature holds, only the anchor's checks can refuse it
+    _, served = shipped_receipt
+    assert served["document"]["anchor"]["checkpoint"] is not None
+    damage(served["document"])
+    served["signature"] = receipt_sign(private_key=signing_key(), document=served["document"])
+
+    # when the customer verifies it offline
+    completed = receipt_verified(served, tmp_path)
+
+    # then it is refused, naming what of the anchor is wrong
+    assert (completed.returncode, completed.stderr) == (1, ""), completed.stdout
+    assert completed.stdout.startswith(f"TAMPERED: {kind} in "), completed.stdout
+
+
+NEW_SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(64, 96)))
+
+
+def test_a_receipt_issued_after_a_key_rotation_before_the_new_keys_first_checkpoint_verifies(
+    settings, tmp_path
+):
+    # given a checkpoint signed with the old key, then the key rotated as the README says (the new key
+    # signs, the old one retired, a new witness log) and no checkpoint signed with the new key yet
+    checkpoint_write()
+    old_public = public_key_b64(public_key())
+    settings.AUDIT_SIGNING_KEY = base64.b64encode(NEW_SIGNING_KEY.private_bytes_raw()).decode()
+    settings.AUDIT_RETIRED_PUBLIC_KEYS = [old_public]
+    settings.AUDIT_WITNESS = (tmp_path / "witness-b" / "checkpoints.jsonl").as_uri()
+    assert public_key_b64(public_key()) != old_public
+
+    # when an order ships and its receipt is issued
+    order, _ = shipped_order()
+    receipt = issued(order, "shipped")
+    served = fetched(receipts.receipt_url(receipt))
+
+    # then the customer's verifier, with the new key, finds it intact: it is anchored to no checkpoint (the
+    # old key's would not verify with the key that signed the receipt)
+    completed = receipt_verified(served, tmp_path)
+    assert (completed.returncode, completed.stderr) == (0, ""), completed.stdout
+    assert "(no checkpoint before it)" in completed.stdout
+    assert (served["key_id"], served["document"]["anchor"]["checkpoint"]) == (key_id(), None)
+    # and once the new key's first checkpoint is written, it is covered by it in the new witness log
+    covering = checkpoint_write()
+    witnessed = receipt_verified(served, tmp_path, "--witness", str(witness_path()))
+    assert witnessed.returncode == 0, witnessed.stdout
+    assert witnessed.stdout.endswith(
+        f"covered by the witnessed checkpoint seq {covering.seq} signed at {covering.signed_at}\n"
+    )
+
+
 # --- purged by retention ---------------------------------------------------------------------------------
 
 
@@ -430,6 +507,28 @@ def test_the_retention_purge_issues_a_receipt_with_when_each_photo_key_was_destr
     # and the message for the other photo finds the receipt issued: one per order and reason
     assert issued(order, "purged").pk == receipt.pk
     assert PrivacyReceipt.objects.filter(order_ref=order.ref).count() == 1
+
+
+def test_no_purge_receipt_while_one_photo_of_the_order_is_kept():
+    # given a shipped order of two photos
+    order, _ = shipped_order()
+    first, second = photos_of(order)
+
+    # when one photo is purged: no "purged" receipt, the other photo is still kept
+    assert asset_purge(asset_id=first.pk, rule=retention_rules.RULE_SHIPPED, cutoffs=None)
+    assert receipts.receipt_issue(order=order, reason="purged", mail=False) is None
+    assert not PrivacyReceipt.objects.filter(order_ref=order.ref, reason="purged").exists()
+
+    # when the other is purged too, the receipt is issued
+    assert asset_purge(asset_id=second.pk, rule=retention_rules.RULE_SHIPPED, cutoffs=None)
+    receipt = receipts.receipt_issue(order=order, reason="purged", mail=False)
+    assert receipt is not None
+    assert [
+        photo["data_key_destroyed_at"] is not None for photo in json.loads(receipt.document)["photos"]
+    ] == [
+        True,
+        True,
+    ]
 
 
 # --- erasure ---------------------------------------------------------------------------------------------
@@ -540,6 +639,20 @@ def test_an_erasure_mails_every_receipt_link_in_one_message_over_one_connection(
     assert set(PrivacyReceipt.objects.values_list("email_status", "email_attempts")) == {("sent", 1)}
 
 
+def test_erasure_receipts_issued_again_give_the_one_receipt_of_the_photos_in_no_order():
+    # given a customer with a photo in no order, whose erasure's receipts were issued
+    customer = new_customer()
+    asset_for(customer)
+    [first] = receipts.receipts_issue_for_erasure(user=customer)
+
+    # when they are issued again (an erasure applied again)
+    [again] = receipts.receipts_issue_for_erasure(user=customer)
+
+    # then it is the same receipt: one per customer for the photos in no order
+    assert again.pk == first.pk
+    assert PrivacyReceipt.objects.filter(customer=customer, order_ref="").count() == 1
+
+
 # --- who may read a receipt ------------------------------------------------------------------------------
 
 
@@ -565,6 +678,8 @@ def test_only_the_link_or_its_owner_reads_a_receipt(api, shipped_receipt):
     api.force_authenticate(owner)
     mine = api.get(path)
     own_list = api.get("/api/v1/me/receipts")
+    # the list carries each receipt's link, its token: never kept by a cache
+    assert own_list.get("Cache-Control") == "private, no-store"
     api.force_authenticate(None)
     by_header = api.get(path, HTTP_X_RECEIPT_TOKEN=token)
     assert (mine.status_code, mine.json(), by_header.json()) == (200, served, served)
@@ -669,3 +784,25 @@ def test_a_sweep_out_of_time_leaves_the_rest_of_the_e_mails_to_the_next(mailoutb
     # then each sent one
     assert sent == [1, 1, 1]
     assert len(mailoutbox) == 3
+
+
+def test_the_sweep_leaves_alone_orders_shipped_and_e_mails_owed_before_its_window(mailoutbox, settings):
+    # given an order shipped 30 days ago that has no receipt (shipped before receipts existed)
+    settings.NOTIFY_SWEEP_SECONDS = 60
+    long_ago, _ = shipped_order()
+    Order.objects.filter(pk=long_ago.pk).update(shipped_at=timezone.now() - timedelta(days=30))
+    # and a receipt issued 8 days ago whose e-mail is still owed
+    owed, _ = shipped_order()
+    Order.objects.filter(pk=owed.pk).update(shipped_at=timezone.now() - timedelta(days=8))
+    receipt = receipts.receipt_issue(order=owed, reason="shipped", mail=False)
+    assert receipt is not None
+    PrivacyReceipt.objects.filter(pk=receipt.pk).update(created_at=timezone.now() - timedelta(days=8))
+
+    # when the sweep runs
+    counts = receipts.receipts_sweep()
+
+    # then it issues nothing for the old order and mails nobody out of the blue
+    assert counts == {"shipped": 0, "purged": 0, "emails_sent": 0}
+    assert not PrivacyReceipt.objects.filter(order_ref=long_ago.ref).exists()
+    assert PrivacyReceipt.objects.get(pk=receipt.pk).email_status == "pending"
+    assert mailoutbox == []
