@@ -116,8 +116,17 @@ def test_the_lab_admin_refuses_to_move_a_printer_while_a_job_may_be_at_its_desti
     PrintJob.objects.filter(pk=job.pk).update(status="cancelled", cancel_at_printer=True)
     assert client.post(url, elsewhere).status_code == 200
 
-    # when nothing of it is at the printer any more, then the move is saved
-    PrintJob.objects.filter(pk=job.pk).update(cancel_at_printer=False)
+    # when the job is back to ready with a send retry due, which first looks for its earlier send at the
+    # printer's destination, then the move is still refused, and the printer still sends there
+    PrintJob.objects.filter(pk=job.pk).update(status="ready", submit_attempts=1, cancel_at_printer=False)
+    retry_due = client.post(url, elsewhere)
+    assert retry_due.status_code == 200
+    assert "may be at its current destination" in retry_due.content.decode()
+    printer.refresh_from_db()
+    assert (printer.backend, printer.target, printer.cups_server) == ("hotfolder", "alpha", "")
+
+    # when nothing of it is at the printer any more (a ready job never sent), then the move is saved
+    PrintJob.objects.filter(pk=job.pk).update(submit_attempts=0)
     assert client.post(url, elsewhere).status_code == 302
     printer.refresh_from_db()
     assert (printer.backend, printer.target, printer.cups_server) == (

@@ -40,6 +40,7 @@ from tests.builders import (
     printer_folder,
     printer_form,
     product_form,
+    released_order,
 )
 from tests.support.database_locks import (
     committed_right_after_the_check,
@@ -62,8 +63,7 @@ def log_entries(model: type, obj_pk: int) -> list[tuple[int, str]]:
 
 @pytest.fixture
 def product() -> Product:
-    catalog_seed_demo()
-    return Product.objects.get(sku="PRINT-4X6-LUSTRE")
+    return _a_product()
 
 
 def test_admin_edits_a_product_and_the_change_is_logged(product):
@@ -402,6 +402,177 @@ def test_the_admins_own_password_change_keeps_them_signed_in_and_is_recorded():
     assert not AuditRecord.objects.filter(action="staff.account_refused").exists()
 
 
+def test_an_admins_own_password_change_leaves_a_deactivation_made_meanwhile_in_place(monkeypatch):
+    """Django's view saved the whole row of the copy the request loaded, then sealed it: another admin's
+    deactivation, committed while the form was checked, was undone and the account sealed active again (the
+    chain said deactivated, then password set). A deactivated admin changes nothing."""
+    from django.contrib.auth.forms import PasswordChangeForm
+
+    from lab.accounts.seal import account_seal_holds
+    from tests.builders import PASSWORD
+
+    client, admin = client_as("admin")
+    other_admin = person("admin")
+    old_password_check = PasswordChangeForm.clean_old_password
+
+    def deactivated_meanwhile(form: PasswordChangeForm) -> str:
+        checked: str = old_password_check(form)
+        account = User.objects.get(pk=admin.pk)
+        account.is_active = False
+        staff_account_save(actor=other_admin, user=account, roles=["admin"], is_new=False)
+        return checked
+
+    monkeypatch.setattr(PasswordChangeForm, "clean_old_password", deactivated_meanwhile)
+
+    response = client.post(
+        f"{ADMIN}password_change/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a new admin secret 43",
+            "new_password2": "a new admin secret 43",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "was deactivated" in response.content.decode()
+    admin.refresh_from_db()
+    assert admin.is_active is False
+    assert admin.check_password(PASSWORD)
+    assert account_seal_holds(admin)
+    records = AuditRecord.objects.filter(action="staff.account_changed").order_by("seq")
+    assert [(r.actor_id, r.context_id, r.justification) for r in records] == [
+        (str(other_admin.public_id), str(admin.public_id), "deactivated")
+    ]
+
+
+def test_an_admins_own_password_change_keeps_a_password_another_admin_set_meanwhile(monkeypatch):
+    """The old password was checked on the copy the request loaded: a reset another admin committed meanwhile
+    (say, of a password thought stolen) was overwritten by a form sent with the old one."""
+    from django.contrib.auth.forms import PasswordChangeForm
+
+    from tests.builders import PASSWORD
+
+    client, admin = client_as("admin")
+    old_password_check = PasswordChangeForm.clean_old_password
+
+    def reset_meanwhile(form: PasswordChangeForm) -> str:
+        checked: str = old_password_check(form)
+        account = User.objects.get(pk=admin.pk)
+        account.set_password("the other admin's reset 44")
+        account.save(update_fields=["password"])
+        return checked
+
+    monkeypatch.setattr(PasswordChangeForm, "clean_old_password", reset_meanwhile)
+
+    response = client.post(
+        f"{ADMIN}password_change/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a new admin secret 43",
+            "new_password2": "a new admin secret 43",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "password was changed while the form was sent" in response.content.decode()
+    admin.refresh_from_db()
+    assert admin.check_password("the other admin's reset 44")
+    assert not AuditRecord.objects.filter(action="staff.account_changed").exists()
+
+
+def test_a_password_form_the_admin_rejects_as_conflicting_records_nothing():
+    """Django's form redirects also when it rejects a submission ("Conflicting form data": disabling the
+    password without the "unset-password" button): the lab took any redirect for a save, and recorded
+    "password set" (sealing again) for a password nobody changed."""
+    client, _ = client_as("admin")
+    technician = person("technician")
+    stored = User.objects.get(pk=technician.pk).password
+
+    response = client.post(f"{ADMIN}accounts/user/{technician.pk}/password/", {"usable_password": "false"})
+
+    assert response.status_code == 302
+    technician.refresh_from_db()
+    assert technician.password == stored
+    assert not AuditRecord.objects.filter(action="staff.account_changed").exists()
+
+
+def test_a_password_the_admin_disables_is_recorded_as_disabled():
+    from lab.accounts.seal import account_seal_holds
+
+    client, admin = client_as("admin")
+    technician = person("technician")
+
+    response = client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/password/",
+        {"usable_password": "false", "unset-password": "1"},
+    )
+
+    assert response.status_code == 302
+    technician.refresh_from_db()
+    assert technician.has_usable_password() is False
+    assert account_seal_holds(technician)
+    records = AuditRecord.objects.filter(action="staff.account_changed")
+    assert [(r.actor_id, r.context_id, r.justification) for r in records] == [
+        (str(admin.public_id), str(technician.public_id), "password disabled")
+    ]
+
+
+def test_admin_reactivates_an_account_recorded_in_the_audit_chain():
+    client, admin = client_as("admin")
+    technician = person("technician", is_active=False)
+
+    response = client.post(
+        f"{ADMIN}accounts/user/{technician.pk}/change/",
+        {
+            "email": technician.email,
+            "full_name": technician.full_name,
+            "is_active": "on",
+            "roles": ["technician"],
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    technician.refresh_from_db()
+    assert technician.is_active is True
+    records = AuditRecord.objects.filter(action="staff.account_changed")
+    assert [(r.actor_id, r.context_id, r.justification) for r in records] == [
+        (str(admin.public_id), str(technician.public_id), "activated")
+    ]
+
+
+def test_a_printer_the_admin_creates_is_recorded_in_the_audit_chain_with_its_destination():
+    template = hotfolder_printer("minilab", sizes=["4x6"])
+    client, admin = client_as("admin")
+
+    response = client.post(
+        f"{ADMIN}production/printer/add/",
+        printer_form(
+            template,
+            name="minilab-new",
+            backend="cups",
+            target="Minilab",
+            cups_server="print.example.net:631",
+            host="alpha",
+        ),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    created = Printer.objects.get(name="minilab-new")
+    assert created.destination_is_sealed
+    (record,) = AuditRecord.objects.filter(action="staff.printer_destination_set")
+    assert (record.actor_id, record.context_type, record.context_id) == (
+        str(admin.public_id),
+        "printer",
+        str(created.pk),
+    )
+    assert record.justification.split("; ") == [
+        "backend - -> cups",
+        "target - -> Minilab",
+        "cups_server - -> print.example.net:631",
+        "host - -> alpha",
+    ]
+
+
 def test_customers_are_not_listed_or_opened_in_the_admin():
     client, _ = client_as("admin")
     customer = person("customer")
@@ -414,16 +585,44 @@ def test_customers_are_not_listed_or_opened_in_the_admin():
     assert opened.status_code == 302  # Django's "does not exist" answer: back to the admin index
 
 
-def test_only_catalog_printers_staff_accounts_and_shifts_are_registered_and_none_but_shifts_deleted(product):
+def _a_product() -> Product:
+    catalog_seed_demo()
+    return Product.objects.get(sku="PRINT-4X6-LUSTRE")
+
+
+def _a_printer_with_a_job() -> Printer:
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=released_order(lines=[("PRINT-4X6-LUSTRE", 1)]))
+    assert job.printer_id == printer.pk
+    return printer
+
+
+def _a_staff_account() -> User:
+    return person("technician")
+
+
+@pytest.mark.parametrize(
+    ("page", "made"),
+    [
+        ("catalog/product", _a_product),
+        ("production/printer", _a_printer_with_a_job),
+        ("accounts/user", _a_staff_account),
+    ],
+)
+def test_only_catalog_printers_staff_accounts_and_shifts_are_registered_and_none_but_shifts_deleted(
+    page, made
+):
+    # a product, a printer or a person deleted would orphan the orders, jobs and audit records naming them
+    obj = made()
     client, _ = client_as("admin")
 
     registered = sorted(model._meta.label for model in site._registry)
-    refused = client.post(f"{ADMIN}catalog/product/{product.pk}/delete/", {"post": "yes"})
+    refused = client.post(f"{ADMIN}{page}/{obj.pk}/delete/", {"post": "yes"})
 
     # shifts may be removed (a person's shift ends); each change is in the audit chain
     assert registered == ["accounts.User", "audit.StaffShift", "catalog.Product", "production.Printer"]
     assert refused.status_code == 403
-    assert Product.objects.filter(pk=product.pk).exists()
+    assert type(obj).objects.filter(pk=obj.pk).exists()
 
 
 def test_the_admins_own_styles_are_served_by_the_app_and_nothing_outside_them():

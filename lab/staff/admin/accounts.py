@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminPasswordChangeForm
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import ReadOnlyPasswordHashField
@@ -24,6 +25,7 @@ from lab.accounts.seal import account_seal_holds, email_as_stored
 from lab.lib.mail import address_has_mail_form
 from lab.staff.admin.base import LabModelAdmin
 from lab.staff.admin.services import staff_account_save, staff_password_set, staff_roles_of
+from lab.staff.admin.site import is_lab_admin
 
 STAFF_ROLE_CHOICES = [(role.value, role.label) for role in Role if role in STAFF_ROLES]
 
@@ -98,6 +100,58 @@ class StaffAccountCreationForm(forms.ModelForm[User]):
         if commit:
             user.save()
         return user
+
+
+class OwnPasswordChangeForm(AdminPasswordChangeForm):
+    """The admin's own "Change password" form (LabAdminSite.password_change, inside its transaction): the
+    admin site's PasswordChangeForm, old password first (not the auth admin's form of the same name).
+
+    Once the form is valid, the account's row is locked and read again: an account deactivated meanwhile (or
+    no longer an admin), or whose password changed since the old one was checked, changes nothing (a
+    deactivated admin changes nothing). The save writes the password alone onto the locked row and seals
+    that row's state: Django's form saved every column of the copy the request loaded before, so another
+    admin's deactivation, committed while this form was checked, was undone and sealed."""
+
+    locked: User | None = None
+    seal_held = True
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        locked = User.objects.select_for_update(of=("self",)).get(pk=self.user.pk)
+        # On the old password's field: Django's admin page shows no error but the fields' own.
+        if not is_lab_admin(locked):
+            self.add_error(
+                "old_password",
+                forms.ValidationError(
+                    "Not changed: this account was deactivated, or lost its admin role, while the form was"
+                    " sent. Ask another lab admin.",
+                    code="account_changed_meanwhile",
+                ),
+            )
+        elif locked.password != self.user.password:
+            self.add_error(
+                "old_password",
+                forms.ValidationError(
+                    "Not changed: this account's password was changed while the form was sent."
+                    " Sign in again.",
+                    code="password_changed_meanwhile",
+                ),
+            )
+        else:
+            self.locked, self.seal_held = locked, account_seal_holds(locked)
+        return cleaned
+
+    def save(self, commit: bool = True) -> User:
+        locked = self.locked
+        assert locked is not None, "save() of a form that is not valid"
+        locked.set_password(self.cleaned_data["new_password1"])
+        locked.save(update_fields=["password"])
+        staff_password_set(actor=locked, user=locked, seal_held=self.seal_held)
+        # The view's update_session_auth_hash reads form.user: the session's hash is of the password saved.
+        self.user = locked
+        return locked
 
 
 class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
@@ -182,18 +236,24 @@ class StaffAccountAdmin(LabModelAdmin[User], UserAdmin[User]):
             target = User.objects.select_for_update(of=("self",)).get(pk=shown.pk)
             seal_held = account_seal_holds(target)  # read before the form saves
             response = super().user_change_password(request, id, form_url)
-            if isinstance(response, HttpResponseRedirect):  # the form was valid and the password saved
+            # Django redirects also when it rejects a submission ("Conflicting form data"): what was saved is
+            # what the row, still locked, holds now.
+            saved = User.objects.get(pk=target.pk)
+            if saved.password != target.password:
+                disabled = not saved.has_usable_password()
                 staff_password_set(
                     actor=request.user,  # type: ignore[arg-type]
-                    user=User.objects.get(pk=target.pk),
+                    user=saved,
                     seal_held=seal_held,
+                    disabled=disabled,
                 )
                 if not seal_held:
                     self.message_user(
                         request,
-                        "The password is set, but this account was changed outside the lab (its roles or"
-                        " state are not as the lab last set them): it stays refused until you save its page,"
-                        " checking its roles. That save makes the password unusable: set it again after.",
+                        f"The password is {'disabled' if disabled else 'set'}, but this account was changed"
+                        " outside the lab (its roles or state are not as the lab last set them): it stays"
+                        " refused until you save its page, checking its roles. That save makes the password"
+                        " unusable: set it again after.",
                         messages.WARNING,
                     )
         return response

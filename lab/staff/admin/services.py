@@ -17,9 +17,10 @@ from lab.accounts.seal import account_seal_holds, account_seal_set
 from lab.audit.records import Entry, audit_append
 
 
-def staff_password_set(*, actor: User, user: User, seal_held: bool = True) -> None:
-    """The lab admin set `user`'s password (Django's admin password form saved it): seal the account again
-    and record who did it, in the same transaction.
+def staff_password_set(*, actor: User, user: User, seal_held: bool = True, disabled: bool = False) -> None:
+    """The lab admin set `user`'s password (Django's admin password form saved it), or made it unusable
+    (`disabled`: the form's "Disable password-based authentication"): seal the account again and record who
+    did it, in the same transaction.
 
     `seal_held`: whether the account's seal held before the form saved the password. One that did not was
     changed outside the lab (a role granted in SQL, say), and the password form shows no roles: sealing it
@@ -32,9 +33,8 @@ def staff_password_set(*, actor: User, user: User, seal_held: bool = True) -> No
         lab_admin_record(
             actor=actor,
             action="staff.account_changed",
-            justification="password set"
-            if seal_held
-            else "password set; not sealed: the account was changed outside the lab",
+            justification=("password disabled" if disabled else "password set")
+            + ("" if seal_held else "; not sealed: the account was changed outside the lab"),
             context_type="user",
             context_id=str(user.public_id),
         )

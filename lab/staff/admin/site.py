@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import update_wrapper
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import django.contrib.admin
 from django.contrib import admin
@@ -74,16 +74,27 @@ class LabAdminSite(admin.AdminSite):
     def password_change(  # type: ignore[override]  # the stub says TemplateResponse: success is a redirect
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        """The admin's own password (the admin's "Change password" link): sealed and recorded like any
-        password the admin sets. Django's view alone saved a hash the account's seal did not cover, and the
-        next request signed the admin out as if the database had been changed behind the lab's back."""
-        from lab.staff.admin.services import staff_password_set
+        """The admin's own password (the admin's "Change password" link): Django's view with the lab's form
+        (`OwnPasswordChangeForm`), which writes the password alone under the account's row lock, seals it and
+        records it. Django's view alone saved a hash the account's seal did not cover (the next request
+        signed the admin out as if the database had been changed behind the lab's back); and its form saved
+        the whole row of the copy the request loaded, so a deactivation another admin committed meanwhile was
+        undone, and then sealed."""
+        from django.contrib.auth.views import PasswordChangeView
 
-        with transaction.atomic():
-            response = super().password_change(request, extra_context)
-            if isinstance(response, HttpResponseRedirect):  # the form was valid and the password saved
-                staff_password_set(actor=request.user, user=request.user)  # type: ignore[arg-type]
-        return response
+        from lab.staff.admin.accounts import OwnPasswordChangeForm
+
+        defaults: dict[str, Any] = {
+            "form_class": OwnPasswordChangeForm,
+            "success_url": reverse("admin:password_change_done", current_app=self.name),
+            "extra_context": {**self.each_context(request), **(extra_context or {})},
+        }
+        if self.password_change_template is not None:
+            defaults["template_name"] = self.password_change_template
+        request.current_app = self.name
+        with transaction.atomic():  # the form's row lock is held until its save commits
+            response = PasswordChangeView.as_view(**defaults)(request)
+        return cast(HttpResponse, response)  # its form page (TemplateResponse) or its redirect
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """One sign-in page for all staff: the lab's (rate rules, idle clock), never the admin's own."""
