@@ -410,12 +410,18 @@ def _record_at_the_checkpoints_seq(document: dict[str, Any]) -> None:
     document["anchor"]["record"]["seq"] = document["anchor"]["checkpoint"]["seq"]
 
 
+def _record_at_the_start_of_its_lane(document: dict[str, Any]) -> None:
+    # Its seq still after the checkpoint's, its place in its lane not after what the checkpoint signed there.
+    document["anchor"]["record"]["lane_seq"] = 0
+
+
 @pytest.mark.parametrize(
     ("damage", "kind"),
     [
         (_anchor_hashes_another_body, "anchor_mismatch"),
         (_anchoring_checkpoint_signature_changed, "bad_checkpoint_signature"),
         (_record_at_the_checkpoints_seq, "anchor_mismatch"),
+        (_record_at_the_start_of_its_lane, "anchor_mismatch"),
     ],
 )
 def test_a_receipt_the_lab_key_signed_over_a_wrong_anchor_is_refused(shipped_receipt, tmp_path, damage, kind):
