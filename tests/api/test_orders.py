@@ -719,16 +719,17 @@ def test_an_order_of_exactly_the_maximum_is_accepted(api):
     assert response.json()["total_minor"] == 99_999_999
 
 
-@pytest.mark.parametrize(("copies", "items"), [(501, 1), (1, 501)])
-def test_copies_and_items_per_order_are_capped(api, copies, items):
+def quote_of_lines(api, *, copies: int, items: int):
+    """A signed-in customer's quote of `items` lines of one photo, `copies` each."""
     user = UserFactory.create()
     api.force_authenticate(user)
-    asset = asset_for(user)
-    line = {"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": copies}
+    line = {"sku": "PRINT-4X6-LUSTRE", "asset": str(asset_for(user).pk), "copies": copies}
+    return api.post("/api/v1/quotes", {"items": [line] * items, "shipping_method": "pickup"}, format="json")
 
-    response = api.post(
-        "/api/v1/quotes", {"items": [line] * items, "shipping_method": "pickup"}, format="json"
-    )
+
+@pytest.mark.parametrize(("copies", "items"), [(501, 1), (1, 501)])
+def test_copies_and_items_per_order_are_capped(api, copies, items):
+    response = quote_of_lines(api, copies=copies, items=items)
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
     assert "items" in response.json()["errors"]
@@ -738,14 +739,7 @@ def test_copies_and_items_per_order_are_capped(api, copies, items):
     ("copies", "items"), [(MAX_COPIES_PER_ITEM, 1), (1, MAX_ITEMS_PER_ORDER)], ids=["copies", "items"]
 )
 def test_copies_and_items_per_order_at_their_caps_are_quoted(api, copies, items):
-    user = UserFactory.create()
-    api.force_authenticate(user)
-    asset = asset_for(user)
-    line = {"sku": "PRINT-4X6-LUSTRE", "asset": str(asset.pk), "copies": copies}
-
-    response = api.post(
-        "/api/v1/quotes", {"items": [line] * items, "shipping_method": "pickup"}, format="json"
-    )
+    response = quote_of_lines(api, copies=copies, items=items)
 
     assert response.status_code == 200, response.json()
     assert [item["copies"] for item in response.json()["items"]] == [copies] * items

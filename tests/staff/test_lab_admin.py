@@ -32,6 +32,7 @@ from printers import errors as printer_errors
 from printers.hotfolder import HotFolderBackend
 from printers.hotfolder_device import process_pending
 from tests.builders import (
+    PASSWORD,
     WORKER,
     client_as,
     hotfolder_printer,
@@ -373,26 +374,30 @@ def test_admin_changes_roles_and_deactivates_an_account_recorded_in_both_logs():
     assert record.context_id == str(technician.public_id)
 
 
+NEW_ADMIN_PASSWORD = "a new admin secret 43"
+
+
+def own_password_changed(client: Client) -> Any:
+    """The signed-in admin's "Change password" form, sent with their password and a new one."""
+
+    return client.post(
+        f"{ADMIN}password_change/",
+        {"old_password": PASSWORD, "new_password1": NEW_ADMIN_PASSWORD, "new_password2": NEW_ADMIN_PASSWORD},
+    )
+
+
 def test_the_admins_own_password_change_keeps_them_signed_in_and_is_recorded():
     """The admin's "Change password" link is Django's own view: it saved the hash without sealing the
     account, so the next request found the seal broken, signed the admin out (403) and recorded tampering."""
-    from tests.builders import PASSWORD
 
     client, admin = client_as("admin")
 
-    changed = client.post(
-        f"{ADMIN}password_change/",
-        {
-            "old_password": PASSWORD,
-            "new_password1": "a new admin secret 43",
-            "new_password2": "a new admin secret 43",
-        },
-    )
+    changed = own_password_changed(client)
     after = client.get(ADMIN)
 
     assert (changed.status_code, after.status_code) == (302, 200)
     admin.refresh_from_db()
-    assert admin.check_password("a new admin secret 43")
+    assert admin.check_password(NEW_ADMIN_PASSWORD)
     record = AuditRecord.objects.get(action="staff.account_changed")
     assert (record.actor_id, record.context_id, record.justification) == (
         str(admin.public_id),
@@ -409,7 +414,6 @@ def test_an_admins_own_password_change_leaves_a_deactivation_made_meanwhile_in_p
     from django.contrib.auth.forms import PasswordChangeForm
 
     from lab.accounts.seal import account_seal_holds
-    from tests.builders import PASSWORD
 
     client, admin = client_as("admin")
     other_admin = person("admin")
@@ -424,14 +428,7 @@ def test_an_admins_own_password_change_leaves_a_deactivation_made_meanwhile_in_p
 
     monkeypatch.setattr(PasswordChangeForm, "clean_old_password", deactivated_meanwhile)
 
-    response = client.post(
-        f"{ADMIN}password_change/",
-        {
-            "old_password": PASSWORD,
-            "new_password1": "a new admin secret 43",
-            "new_password2": "a new admin secret 43",
-        },
-    )
+    response = own_password_changed(client)
 
     assert response.status_code == 200
     assert "was deactivated" in response.content.decode()
@@ -450,8 +447,6 @@ def test_an_admins_own_password_change_keeps_a_password_another_admin_set_meanwh
     (say, of a password thought stolen) was overwritten by a form sent with the old one."""
     from django.contrib.auth.forms import PasswordChangeForm
 
-    from tests.builders import PASSWORD
-
     client, admin = client_as("admin")
     old_password_check = PasswordChangeForm.clean_old_password
 
@@ -464,14 +459,7 @@ def test_an_admins_own_password_change_keeps_a_password_another_admin_set_meanwh
 
     monkeypatch.setattr(PasswordChangeForm, "clean_old_password", reset_meanwhile)
 
-    response = client.post(
-        f"{ADMIN}password_change/",
-        {
-            "old_password": PASSWORD,
-            "new_password1": "a new admin secret 43",
-            "new_password2": "a new admin secret 43",
-        },
-    )
+    response = own_password_changed(client)
 
     assert response.status_code == 200
     assert "password was changed while the form was sent" in response.content.decode()
