@@ -58,6 +58,13 @@ AFTER_RESTART_SWEEP_SECONDS, AFTER_RESTART_SWEEP_EVERY = 20.0, 1.0
 AFTER_RESTART_SWEEP_SLOW_EVERY, AFTER_RESTART_SWEEP_LIMIT = 5.0, 900.0
 # Backoff while a server does not answer: doubling from the first to the cap.
 BACKOFF_FIRST_SECONDS, BACKOFF_CAP_SECONDS = 0.5, 5.0
+# The listener records that it is alive (for the board: lab/production/sweeps.py) only while every source's
+# thread has ended a step within this long: a step that works, or that found its server not answering (the
+# printer's own state, shown on the board). A thread whose every step fails (an error of ours, the database)
+# or that hangs inside a call stops it, and the listener is shown as one that died. Above libcups' fixed
+# minute for a stalled cupsd, which is the printer's fault, not the listener's. Before, the loop that reads
+# the sources recorded it whatever its threads did.
+STEP_ALLOWANCE_SECONDS = 65.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,11 @@ class _SourceThread(threading.Thread):
         self.source = source
         self.pull_seconds = pull_seconds
         self.halted = threading.Event()
+        # When a step last ended as the listener's work should (see STEP_ALLOWANCE_SECONDS); the start counts.
+        self.working_at = time.monotonic()
+
+    def is_working(self, now: float) -> bool:
+        return self.is_alive() and now - self.working_at <= STEP_ALLOWANCE_SECONDS
 
     def halt(self) -> None:
         self.halted.set()
@@ -265,6 +277,7 @@ class _SourceThread(threading.Thread):
                 try:
                     listener.step()
                 except PrinterError as error:
+                    self.working_at = time.monotonic()  # the server does not answer: the printer's state
                     failures += 1
                     if failures == 1:
                         logger.warning("printer events: %s does not answer (%s)", self.source, error.code)
@@ -280,6 +293,7 @@ class _SourceThread(threading.Thread):
                     logger.exception("printer events: step failed %s", self.source)
                     self.halted.wait(BACKOFF_CAP_SECONDS)
                     continue
+                self.working_at = time.monotonic()
                 if failures:
                     logger.info("printer events: %s answers again", self.source)
                     failures = 0
@@ -312,7 +326,16 @@ def printer_events_listen(*, stop: threading.Event, pull_seconds: float) -> None
                 connection.close()
                 sources = set(threads)
             else:
-                _alive()
+                now = time.monotonic()
+                stuck = sorted(
+                    str(source) for source, thread in threads.items() if not thread.is_working(now)
+                )
+                if stuck:
+                    logger.error(
+                        "printer events: no step done for %.0f s sources=%s", STEP_ALLOWANCE_SECONDS, stuck
+                    )
+                else:
+                    _alive()
             for source in set(threads) - sources:
                 threads.pop(source).halt()
             for source in sources:

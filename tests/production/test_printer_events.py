@@ -4,6 +4,9 @@ submit saved the handle is read once it has (the CUPS side runs end to end in te
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import NoReturn
@@ -26,6 +29,7 @@ from lab.production.listener import (
 from lab.production.models import JobEvent, Printer, PrintJob
 from lab.production.states import JobStatus
 from printers.base import EventBatch, EventFeed
+from printers.errors import PrinterError
 from printers.hotfolder import DONE_DIR, HotFolderBackend, move_ticket
 from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS, KIND_HOTFOLDER
@@ -243,3 +247,59 @@ def test_the_sweeps_after_a_server_start_end_once_the_jobs_it_held_moved_on(monk
     assert PrintJob.objects.get(order=order).status == J.PRINTED
     assert PrintJob.objects.get(order=later).status == J.SUBMITTED
     assert next_pull == {}
+
+
+def _alive_while_listening(
+    monkeypatch: pytest.MonkeyPatch, step: Callable[[SourceListener], object]
+) -> list[float]:
+    """Run the listener for 1.5 s over one hot folder, its steps `step`, with every wait shrunk (an allowance
+    of 0.3 s for a step); the times (seconds from its start) it recorded that it is alive."""
+    hotfolder_printer("minilab", sizes=["4x6"])
+    monkeypatch.setattr(SourceListener, "step", step)
+    monkeypatch.setattr(listener_module, "SOURCE_REFRESH_SECONDS", 0.05)
+    monkeypatch.setattr(listener_module, "BACKOFF_CAP_SECONDS", 0.05)
+    monkeypatch.setattr(listener_module, "STEP_ALLOWANCE_SECONDS", 0.3)
+    started = time.monotonic()
+    recorded: list[float] = []
+    monkeypatch.setattr(listener_module, "_alive", lambda: recorded.append(time.monotonic() - started))
+    stop = threading.Event()
+    timer = threading.Timer(1.5, stop.set)
+    timer.start()
+    try:
+        listener_module.printer_events_listen(stop=stop, pull_seconds=0.05)
+    finally:
+        timer.cancel()
+    return recorded
+
+
+def _fails(listener: SourceListener) -> object:
+    raise RuntimeError("a bug of ours in every step")
+
+
+def test_a_listener_whose_every_step_fails_stops_recording_that_it_is_alive(monkeypatch: pytest.MonkeyPatch):
+    # when the listener's source thread fails at every step (a bug of ours; the database would do the same)
+    recorded = _alive_while_listening(monkeypatch, _fails)
+
+    # then it stops recording that it is alive once no step has been done for the allowance, so the board
+    # shows it as one that died (before: the loop that reads the sources recorded it whatever its threads did)
+    assert recorded and max(recorded) < 0.3 + 0.2, recorded
+
+
+def _nothing_to_hear(listener: SourceListener) -> object:
+    return {}
+
+
+def _unanswered(listener: SourceListener) -> object:
+    raise PrinterError(code="unreachable", message="the server does not answer")
+
+
+@pytest.mark.parametrize("step", [_nothing_to_hear, _unanswered], ids=["works", "server_silent"])
+def test_a_listener_whose_steps_work_or_find_the_server_silent_records_that_it_is_alive(
+    monkeypatch: pytest.MonkeyPatch, step: Callable[[SourceListener], object]
+):
+    # when its steps work (nothing to hear), or its server does not answer (the printer's state, shown on the
+    # board as the printer's)
+    recorded = _alive_while_listening(monkeypatch, step)
+
+    # then it records that it is alive to the end
+    assert recorded and max(recorded) > 1.2, recorded
