@@ -17,6 +17,7 @@ from django.db import OperationalError
 from lab.orders.models import Order
 from lab.production import jobs, rasterizing, routing, submission
 from lab.production import listener as listener_module
+from lab.production.holds import order_hold
 from lab.production.listener import (
     AFTER_RESTART_SWEEP_EVERY,
     AFTER_RESTART_SWEEP_LIMIT,
@@ -33,7 +34,7 @@ from printers.errors import PrinterError
 from printers.hotfolder import DONE_DIR, HotFolderBackend, move_ticket
 from printers.hotfolder_device import process_pending
 from printers.registry import KIND_CUPS, KIND_HOTFOLDER
-from tests.builders import WORKER, hotfolder_printer, job_walk, paid_order, printer_folder
+from tests.builders import WORKER, hotfolder_printer, job_walk, paid_order, person, printer_folder
 from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -303,3 +304,23 @@ def test_a_listener_whose_steps_work_or_find_the_server_silent_records_that_it_i
 
     # then it records that it is alive to the end
     assert recorded and max(recorded) > 1.2, recorded
+
+
+def test_a_job_printed_while_its_order_is_on_hold_is_read_and_the_order_stays_held():
+    # given a submitted job on a hot-folder minilab, its order then put on hold by a technician (its copy was
+    # already at the minilab), and a listener that has swept once
+    printer = hotfolder_printer("minilab", sizes=["4x6"])
+    order = submitted_order()
+    order_hold(order_ref=order.ref, actor=person("technician"), message="Which crop?")
+    listener = hot_folder_listener()
+    assert listener.step() == {"sweep": 1, "waiting": 1}
+
+    # when the minilab prints it
+    process_pending(folder=printer_folder(printer), delay_seconds=0)
+
+    # then the pull reads the job printed, and the order stays on hold for its question (it does not move on
+    # to packing, nor does the step fail on the order's move, losing the other jobs of its pull)
+    assert listener.step() == {"printed": 1}
+    job = PrintJob.objects.get(order=order)
+    order.refresh_from_db()
+    assert (job.status, order.status) == (J.PRINTED, "on_hold")
