@@ -324,3 +324,23 @@ def test_a_job_printed_while_its_order_is_on_hold_is_read_and_the_order_stays_he
     job = PrintJob.objects.get(order=order)
     order.refresh_from_db()
     assert (job.status, order.status) == (J.PRINTED, "on_hold")
+
+
+def test_a_job_whose_server_restarts_cannot_be_checked_is_not_read_and_is_looked_at_again(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # given a submitted job, and its printer's server restarts that cannot be checked right now
+    hotfolder_printer("minilab", sizes=["4x6"])
+    job = PrintJob.objects.get(order=submitted_order())
+    monkeypatch.setattr(listener_module, "server_restarts_check", lambda printer, *, silent: False)
+    listener = hot_folder_listener()
+
+    # when the listener sweeps, then it reads no job it cannot first check restarts for (a restart it did not
+    # hear would have a job read as finished without its mark), and keeps it to look at again
+    assert listener.step() == {"sweep": 1}
+    assert job.pk in listener._retry
+
+    # and once they can be checked, the next pull reads it
+    monkeypatch.setattr(listener_module, "server_restarts_check", lambda printer, *, silent: True)
+    assert listener.step() == {"waiting": 1}
+    assert listener._retry == {}
