@@ -250,6 +250,29 @@ def test_the_sweeps_after_a_server_start_end_once_the_jobs_it_held_moved_on(monk
     assert next_pull == {}
 
 
+def test_a_server_start_heard_by_a_step_that_failed_still_brings_the_sweeps_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # given a submitted job, and a listener whose feed says its server just started, the step that pulled
+    # that start failing before it acted on it (the database went away while it checked the restarts)
+    hotfolder_printer("minilab", sizes=["4x6"])
+    submitted_order()
+    listener, clock = _silent_after_start(monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(listener_module, "server_restarts_check", _database_gone)
+        with pytest.raises(OperationalError):
+            listener.step()
+
+    # when the next steps run, the feed silent
+    owed = listener.step()
+    clock[0] += AFTER_RESTART_SWEEP_EVERY
+    follow_up = listener.step()
+
+    # then the start still counts: the next step sweeps, and the follow-up sweeps come after it as after
+    # any start (the jobs a cupsd finishes while its new subscription is made are in no event)
+    assert owed == follow_up == {"sweep": 1, "waiting": 1}
+
+
 def _alive_while_listening(
     monkeypatch: pytest.MonkeyPatch, step: Callable[[SourceListener], object]
 ) -> list[float]:
