@@ -54,12 +54,18 @@ def hot_folder_listener() -> SourceListener:
     return SourceListener(source=EventSource(kind=KIND_HOTFOLDER))
 
 
-def test_a_job_the_minilab_finished_is_printed_at_the_next_pull_and_its_order_moves_to_packing():
-    # given a submitted job on a hot-folder minilab and a listener that has swept once
+def swept_over_a_submitted_job() -> tuple[Printer, Order, SourceListener]:
+    """A submitted job on a hot-folder minilab and a listener that has swept once (and found it waiting)."""
     printer = hotfolder_printer("minilab", sizes=["4x6"])
     order = submitted_order()
     listener = hot_folder_listener()
     assert listener.step() == {"sweep": 1, "waiting": 1}
+    return printer, order, listener
+
+
+def test_a_job_the_minilab_finished_is_printed_at_the_next_pull_and_its_order_moves_to_packing():
+    # given a submitted job on a hot-folder minilab and a listener that has swept once
+    printer, order, listener = swept_over_a_submitted_job()
 
     # when the minilab prints it
     process_pending(folder=printer_folder(printer), delay_seconds=0)
@@ -139,10 +145,7 @@ def test_a_step_that_fails_after_its_pull_leaves_the_next_one_a_sweep_so_no_comp
     monkeypatch: pytest.MonkeyPatch,
 ):
     # given a submitted job on a minilab and a listener that has swept once
-    printer = hotfolder_printer("minilab", sizes=["4x6"])
-    order = submitted_order()
-    listener = hot_folder_listener()
-    assert listener.step() == {"sweep": 1, "waiting": 1}
+    printer, order, listener = swept_over_a_submitted_job()
 
     # when the minilab prints it, and the step that pulls that event fails before it reads the job (the
     # database goes away after the pull; the feed has moved past the event)
@@ -330,13 +333,10 @@ def test_a_listener_whose_steps_work_or_find_the_server_silent_records_that_it_i
 
 
 def test_a_job_printed_while_its_order_is_on_hold_is_read_and_the_order_stays_held():
-    # given a submitted job on a hot-folder minilab, its order then put on hold by a technician (its copy was
-    # already at the minilab), and a listener that has swept once
-    printer = hotfolder_printer("minilab", sizes=["4x6"])
-    order = submitted_order()
+    # given a submitted job on a hot-folder minilab and a listener that has swept once, the job's order then
+    # put on hold by a technician (its copy was already at the minilab)
+    printer, order, listener = swept_over_a_submitted_job()
     order_hold(order_ref=order.ref, actor=person("technician"), message="Which crop?")
-    listener = hot_folder_listener()
-    assert listener.step() == {"sweep": 1, "waiting": 1}
 
     # when the minilab prints it
     process_pending(folder=printer_folder(printer), delay_seconds=0)

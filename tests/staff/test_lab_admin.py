@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -386,6 +387,22 @@ def own_password_changed(client: Client) -> Any:
     )
 
 
+def own_password_changed_while(client: Client, monkeypatch: Any, meanwhile: Callable[[], None]) -> Any:
+    """`own_password_changed`, `meanwhile` run after the form has checked the old password (another admin
+    acting between the check and the save)."""
+    from django.contrib.auth.forms import PasswordChangeForm
+
+    old_password_check = PasswordChangeForm.clean_old_password
+
+    def checked_then_meanwhile(form: PasswordChangeForm) -> str:
+        checked: str = old_password_check(form)
+        meanwhile()
+        return checked
+
+    monkeypatch.setattr(PasswordChangeForm, "clean_old_password", checked_then_meanwhile)
+    return own_password_changed(client)
+
+
 def test_the_admins_own_password_change_keeps_them_signed_in_and_is_recorded():
     """The admin's "Change password" link is Django's own view: it saved the hash without sealing the
     account, so the next request found the seal broken, signed the admin out (403) and recorded tampering."""
@@ -411,24 +428,17 @@ def test_an_admins_own_password_change_leaves_a_deactivation_made_meanwhile_in_p
     """Django's view saved the whole row of the copy the request loaded, then sealed it: another admin's
     deactivation, committed while the form was checked, was undone and the account sealed active again (the
     chain said deactivated, then password set). A deactivated admin changes nothing."""
-    from django.contrib.auth.forms import PasswordChangeForm
-
     from lab.accounts.seal import account_seal_holds
 
     client, admin = client_as("admin")
     other_admin = person("admin")
-    old_password_check = PasswordChangeForm.clean_old_password
 
-    def deactivated_meanwhile(form: PasswordChangeForm) -> str:
-        checked: str = old_password_check(form)
+    def deactivated() -> None:
         account = User.objects.get(pk=admin.pk)
         account.is_active = False
         staff_account_save(actor=other_admin, user=account, roles=["admin"], is_new=False)
-        return checked
 
-    monkeypatch.setattr(PasswordChangeForm, "clean_old_password", deactivated_meanwhile)
-
-    response = own_password_changed(client)
+    response = own_password_changed_while(client, monkeypatch, deactivated)
 
     assert response.status_code == 200
     assert "was deactivated" in response.content.decode()
@@ -445,21 +455,14 @@ def test_an_admins_own_password_change_leaves_a_deactivation_made_meanwhile_in_p
 def test_an_admins_own_password_change_keeps_a_password_another_admin_set_meanwhile(monkeypatch):
     """The old password was checked on the copy the request loaded: a reset another admin committed meanwhile
     (say, of a password thought stolen) was overwritten by a form sent with the old one."""
-    from django.contrib.auth.forms import PasswordChangeForm
-
     client, admin = client_as("admin")
-    old_password_check = PasswordChangeForm.clean_old_password
 
-    def reset_meanwhile(form: PasswordChangeForm) -> str:
-        checked: str = old_password_check(form)
+    def reset() -> None:
         account = User.objects.get(pk=admin.pk)
         account.set_password("the other admin's reset 44")
         account.save(update_fields=["password"])
-        return checked
 
-    monkeypatch.setattr(PasswordChangeForm, "clean_old_password", reset_meanwhile)
-
-    response = own_password_changed(client)
+    response = own_password_changed_while(client, monkeypatch, reset)
 
     assert response.status_code == 200
     assert "password was changed while the form was sent" in response.content.decode()
